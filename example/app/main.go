@@ -1,0 +1,176 @@
+// Command webapp is a tiny HTTP service used to demonstrate blue/green
+// deploys with slotswap. It reports its version on "/" and exposes a
+// health check on "/health". Versions starting with "bad" deliberately
+// fail the health check so that a rejected deploy can be shown.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	defaultPort     = 3000
+	maxRequestSleep = 10 * time.Second
+	shutdownTimeout = 25 * time.Second
+)
+
+func main() {
+	logger := log.New(os.Stdout, "", log.LstdFlags)
+
+	version := os.Getenv("APP_VERSION")
+	if version == "" {
+		version = "dev"
+	}
+
+	port := defaultPort
+	if v := os.Getenv("PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			logger.Fatalf("invalid PORT %q", v)
+		}
+		port = p
+	}
+
+	// HOST is optional; empty means all interfaces (what a container needs).
+	host := os.Getenv("HOST")
+
+	var startupDelay time.Duration
+	if v := os.Getenv("STARTUP_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			logger.Fatalf("invalid STARTUP_DELAY %q", v)
+		}
+		startupDelay = d
+	}
+
+	hostname, err := os.Hostname()
+	if err != nil {
+		hostname = "unknown"
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	if startupDelay > 0 {
+		logger.Printf("delaying startup by %s", startupDelay)
+		select {
+		case <-time.After(startupDelay):
+		case <-ctx.Done():
+			logger.Printf("signal received during startup delay, exiting")
+			return
+		}
+	}
+
+	srv := &http.Server{
+		Addr:              net.JoinHostPort(host, strconv.Itoa(port)),
+		Handler:           newMux(version, hostname),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      maxRequestSleep + 10*time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    1 << 16,
+	}
+
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		logger.Fatalf("listen: %v", err)
+	}
+	logger.Printf("webapp starting version=%s port=%d", version, port)
+
+	errCh := make(chan error, 1)
+	go func() {
+		errCh <- srv.Serve(ln)
+	}()
+
+	select {
+	case err := <-errCh:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Fatalf("serve: %v", err)
+		}
+		return
+	case <-ctx.Done():
+	}
+
+	logger.Printf("webapp shutting down version=%s, draining in-flight requests", version)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		logger.Printf("shutdown incomplete: %v", err)
+		cancel()
+		os.Exit(1)
+	}
+	logger.Printf("webapp stopped")
+}
+
+func newMux(version, hostname string) *http.ServeMux {
+	healthy := !strings.HasPrefix(version, "bad")
+	mux := http.NewServeMux()
+
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		if !allowRead(w, r) {
+			return
+		}
+		if s := r.URL.Query().Get("sleep"); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				http.Error(w, "invalid sleep duration", http.StatusBadRequest)
+				return
+			}
+			if d > maxRequestSleep {
+				d = maxRequestSleep
+			}
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		writeText(w, http.StatusOK, fmt.Sprintf("version=%s host=%s\n", version, hostname))
+	})
+
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		if !allowRead(w, r) {
+			return
+		}
+		if !healthy {
+			writeText(w, http.StatusInternalServerError, "unhealthy\n")
+			return
+		}
+		writeText(w, http.StatusOK, "ok\n")
+	})
+
+	return mux
+}
+
+func allowRead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return false
+}
+
+func writeText(w http.ResponseWriter, status int, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
