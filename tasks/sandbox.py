@@ -1,0 +1,464 @@
+"""A sandbox of real servers on one Linux machine, for the demo, the tests and the benchmarks.
+
+Each server is a network namespace with its own sshd and dockerd, on a private bridge
+(10.77.0.0/24) that nothing else uses. Beside them: a plain-HTTP registry, a resolver
+that answers at once and knows nothing (as a cloud server's does), and a "builder" engine that stands in for the operator's
+own Docker. Every image comes from local material: the app is a static Go binary, HAProxy
+is Debian's binary with the libraries it links. Needs root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = ROOT / ".sandbox"
+RUN_DIR = Path("/run/slotswap-sandbox")  # short: dockerd's socket paths have a length limit
+DATA_DIR = Path("/var/lib/slotswap-sandbox")
+
+BRIDGE = "ssbr0"
+SUBNET_PREFIX = "10.77.0"
+BRIDGE_IP = f"{SUBNET_PREFIX}.1"
+REGISTRY = f"{BRIDGE_IP}:5000"
+BUILDER = "ss-build"
+BUILDER_IP = f"{SUBNET_PREFIX}.2"
+APP_IMAGE = f"{REGISTRY}/demo/webapp"
+HAPROXY_IMAGE = f"{REGISTRY}/sandbox/haproxy:2.6"
+HAPROXY_BINARY = Path("/usr/sbin/haproxy")
+MAX_SERVERS = 40
+
+REQUIRED_PROGRAMS = ("ip", "nsenter", "dockerd", "docker", "/usr/sbin/sshd", "ssh-keygen",
+                     "docker-registry", "dnsmasq", "go", "ldd")
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Node:
+    """One namespace of the sandbox: a server (with sshd) or the builder (engine only)."""
+
+    name: str
+    index: int  # 2 for the builder, 11.. for servers
+    has_sshd: bool = True
+
+    @property
+    def ip(self) -> str:
+        return f"{SUBNET_PREFIX}.{self.index}"
+
+    @property
+    def run_dir(self) -> Path:
+        return RUN_DIR / self.name
+
+    @property
+    def docker_socket(self) -> Path:
+        return self.run_dir / "docker.sock"
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.docker_socket}"
+
+    @property
+    def veth(self) -> str:
+        return f"{self.name}-h"[:15]
+
+
+def server_nodes(count: int) -> list[Node]:
+    return [Node(f"ss-s{i}", 10 + i) for i in range(1, count + 1)]
+
+
+BUILDER_NODE = Node(BUILDER, 2, has_sshd=False)
+
+
+def run(argv: Sequence[str], *, check: bool = True, capture: bool = False,
+        input_text: str | None = None, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), check=False, text=True, input=input_text,
+                            capture_output=capture, env=env)
+    if check and result.returncode != 0:
+        detail = (result.stderr or "").strip() if capture else ""
+        raise SandboxError(f"command failed ({result.returncode}): {shlex.join(argv)}\n{detail}")
+    return result
+
+
+def spawn(argv: Sequence[str], log: Path) -> int:
+    """Start a long-running daemon detached from our session; return its pid."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    return proc.pid
+
+
+def wait_until(predicate, what: str, timeout: float = 30.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise SandboxError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def check_prerequisites() -> None:
+    if os.geteuid() != 0:
+        raise SandboxError("the sandbox needs root (network namespaces, dockerd)")
+    missing = [p for p in REQUIRED_PROGRAMS if shutil.which(p) is None]
+    if missing:
+        raise SandboxError("missing programs: " + ", ".join(missing)
+                           + " (run scripts/bootstrap.sh to install them)")
+
+
+# --- network -------------------------------------------------------------------------------
+
+def netns_exists(name: str) -> bool:
+    return Path(f"/var/run/netns/{name}").exists()
+
+
+def link_exists(name: str) -> bool:
+    return run(["ip", "link", "show", name], check=False, capture=True).returncode == 0
+
+
+def create_bridge() -> None:
+    if not link_exists(BRIDGE):
+        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+        run(["ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE])
+    run(["ip", "link", "set", BRIDGE, "up"])
+
+
+def create_namespace(node: Node) -> None:
+    wait_until(lambda: not link_exists(node.veth), f"old link {node.veth} to vanish", 10)
+    run(["ip", "netns", "add", node.name])
+    run(["ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0",
+         "netns", node.name])
+    run(["ip", "link", "set", node.veth, "master", BRIDGE, "up"])
+    ns = ["ip", "-n", node.name]
+    run([*ns, "addr", "add", f"{node.ip}/24", "dev", "eth0"])
+    run([*ns, "link", "set", "eth0", "up"])
+    run([*ns, "link", "set", "lo", "up"])
+    run([*ns, "route", "add", "default", "via", BRIDGE_IP])
+
+
+# --- daemons -------------------------------------------------------------------------------
+
+def start_resolver() -> None:
+    pidfile = RUN_DIR / "dnsmasq.pid"
+    run(["dnsmasq", "--no-resolv", "--no-hosts", f"--listen-address={BRIDGE_IP}",
+         "--bind-interfaces", f"--pid-file={pidfile}", "--user=root"])
+
+
+def start_registry() -> None:
+    config = STATE_DIR / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {DATA_DIR / 'registry'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: '{REGISTRY}'}}\n"
+    )
+    pid = spawn(["docker-registry", "serve", str(config)], STATE_DIR / "registry.log")
+    (RUN_DIR / "registry.pid").write_text(str(pid))
+    wait_until(lambda: _registry_answers(), "the registry to answer", 15)
+
+
+def _registry_answers() -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def start_dockerd(node: Node) -> None:
+    node.run_dir.mkdir(parents=True, exist_ok=True)
+    data_root = DATA_DIR / node.name
+    data_root.mkdir(parents=True, exist_ok=True)
+    pool = 100 + node.index  # distinct address pools per engine: 10.1xx.0.0/16
+    argv = [
+        "nsenter", f"--net=/var/run/netns/{node.name}",
+        "dockerd",
+        f"--host={node.docker_host}",
+        f"--data-root={data_root}",
+        f"--exec-root={node.run_dir / 'x'}",
+        f"--pidfile={node.run_dir / 'docker.pid'}",
+        f"--bip=10.{pool}.0.1/24",
+        f"--default-address-pool=base=10.{pool}.0.0/16,size=24",
+        f"--insecure-registry={REGISTRY}",
+        f"--dns={BRIDGE_IP}",
+        "--storage-driver=overlay2",
+        "--log-level=warn",
+    ]
+    spawn(argv, STATE_DIR / f"{node.name}-dockerd.log")
+
+
+def docker(node: Node, *args: str, capture: bool = True,
+           check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(["docker", "-H", node.docker_host, *args], capture=capture, check=check)
+
+
+def engine_ready(node: Node) -> bool:
+    return docker(node, "info", "--format", "{{.ID}}", check=False).returncode == 0
+
+
+def write_sshd_config(node: Node) -> Path:
+    config = STATE_DIR / f"{node.name}-sshd_config"
+    config.write_text(f"""\
+ListenAddress {node.ip}
+Port 22
+HostKey {STATE_DIR / f'{node.name}-host_key'}
+PidFile {node.run_dir / 'sshd.pid'}
+AuthorizedKeysFile {STATE_DIR / 'authorized_keys'}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+MaxSessions 100
+MaxStartups 100:30:200
+AllowTcpForwarding local
+Subsystem sftp /usr/lib/openssh/sftp-server
+SetEnv DOCKER_HOST={node.docker_host}
+""")
+    return config
+
+
+def start_sshd(node: Node) -> None:
+    host_key = STATE_DIR / f"{node.name}-host_key"
+    if not host_key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.name, "-f", str(host_key)])
+    config = write_sshd_config(node)
+    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+    run(["ip", "netns", "exec", node.name, "/usr/sbin/sshd", "-f", str(config)])
+
+
+def client_key() -> Path:
+    key = STATE_DIR / "id_ed25519"
+    if not key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "sandbox-operator",
+             "-f", str(key)])
+    (STATE_DIR / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
+    return key
+
+
+def write_known_hosts(nodes: Sequence[Node]) -> Path:
+    lines = []
+    for node in nodes:
+        kind, key = (STATE_DIR / f"{node.name}-host_key.pub").read_text().split()[:2]
+        lines.append(f"{node.ip} {kind} {key}\n")
+    path = STATE_DIR / "known_hosts"
+    path.write_text("".join(lines))
+    return path
+
+
+# --- images --------------------------------------------------------------------------------
+
+def build_haproxy_image() -> None:
+    """HAProxy from Debian's binary and the libraries it links, in an image FROM scratch."""
+    context = STATE_DIR / "haproxy-image"
+    shutil.rmtree(context, ignore_errors=True)
+    context.mkdir(parents=True)
+    files = [HAPROXY_BINARY, *linked_libraries(HAPROXY_BINARY)]
+    for source in files:
+        target = context / "rootfs" / source.relative_to("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source.resolve(), target)
+    (context / "rootfs" / "tmp").mkdir()
+    (context / "rootfs" / "usr/local/etc/haproxy").mkdir(parents=True)
+    (context / "Dockerfile").write_text(
+        "FROM scratch\n"
+        "COPY rootfs/ /\n"
+        # The same entry point contract as the official image: master-worker, foreground.
+        'ENTRYPOINT ["/usr/sbin/haproxy", "-W", "-db"]\n'
+        'CMD ["-f", "/usr/local/etc/haproxy/haproxy.cfg"]\n'
+    )
+    docker(BUILDER_NODE, "build", "-q", "-t", HAPROXY_IMAGE, str(context))
+    docker(BUILDER_NODE, "push", "-q", HAPROXY_IMAGE)
+
+
+def linked_libraries(binary: Path) -> list[Path]:
+    output = run(["ldd", str(binary)], capture=True).stdout
+    return parse_ldd(output)
+
+
+def parse_ldd(output: str) -> list[Path]:
+    libraries = []
+    for line in output.splitlines():
+        parts = line.split()
+        if "=>" in parts:
+            target = parts[parts.index("=>") + 1]
+            if target.startswith("/"):
+                libraries.append(Path(target))
+        elif parts and parts[0].startswith("/"):
+            libraries.append(Path(parts[0]))  # the dynamic loader itself
+    return libraries
+
+
+def build_app_binary() -> None:
+    run([str(ROOT / "example" / "build-binary.sh")])
+
+
+# --- inventory -----------------------------------------------------------------------------
+
+def write_inventory(servers: Sequence[Node]) -> Path:
+    hosts = "\n".join(f"  - {{address: {n.ip}, name: {n.name.removeprefix('ss-')}}}"
+                      for n in servers)
+    path = STATE_DIR / "hosts.yaml"
+    path.write_text(f"""\
+# Written by `fab sandbox.create`: the sandbox's {len(servers)} servers.
+app: webapp
+image: {APP_IMAGE}
+build: {{context: ../example, dockerfile: ../example/Dockerfile.prebuilt}}
+app_port: 3000
+healthcheck: {{path: /health}}
+ssh: {{user: root, port: 22, identity: id_ed25519, known_hosts: known_hosts}}
+haproxy: {{image: {HAPROXY_IMAGE}, http_port: 80, stats_port: 9999}}
+timeouts: {{healthy: 20, drain: 20, stop: 10}}
+hosts:
+{hosts}
+""")
+    return path
+
+
+def write_env_file() -> Path:
+    path = STATE_DIR / "env"
+    path.write_text(f"export DOCKER_HOST={BUILDER_NODE.docker_host}\n")
+    return path
+
+
+def write_manifest(servers: Sequence[Node]) -> None:
+    manifest = {"servers": [{"name": n.name, "ip": n.ip} for n in servers],
+                "builder_docker_host": BUILDER_NODE.docker_host,
+                "registry": REGISTRY, "app_image": APP_IMAGE, "haproxy_image": HAPROXY_IMAGE,
+                "inventory": str(STATE_DIR / "hosts.yaml")}
+    (STATE_DIR / "sandbox.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def read_manifest() -> dict | None:
+    path = STATE_DIR / "sandbox.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# --- the two entry points -------------------------------------------------------------------
+
+def create(servers: int = 3, log=print) -> Path:
+    """Create the sandbox (after removing any previous one); return its inventory's path."""
+    if not 1 <= servers <= MAX_SERVERS:
+        raise SandboxError(f"--servers must be from 1 to {MAX_SERVERS}, got {servers}")
+    check_prerequisites()
+    destroy(log=lambda _msg: None)
+    started = time.monotonic()
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    nodes = [BUILDER_NODE, *server_nodes(servers)]
+    log(f"sandbox: network {SUBNET_PREFIX}.0/24 on bridge {BRIDGE}, {servers} servers")
+    create_bridge()
+    start_resolver()
+    for node in nodes:
+        create_namespace(node)
+        start_dockerd(node)
+    start_registry()
+    key = client_key()
+    for node in nodes:
+        if node.has_sshd:
+            start_sshd(node)
+    write_known_hosts(nodes[1:])
+    for node in nodes:
+        wait_until(lambda node=node: engine_ready(node), f"dockerd in {node.name}", 60)
+    log("sandbox: engines up; building base images from local files")
+    build_haproxy_image()
+    build_app_binary()
+    inventory = write_inventory(nodes[1:])
+    write_env_file()
+    write_manifest(nodes[1:])
+    log(f"sandbox: ready in {time.monotonic() - started:.1f}s; inventory {inventory}, "
+        f"ssh key {key}; builder engine: source {STATE_DIR / 'env'}")
+    return inventory
+
+
+def kill_pidfile(path: Path, sig: int = signal.SIGTERM) -> int | None:
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def wait_gone(pid: int | None, timeout: float = 20.0) -> None:
+    if pid is None:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def existing_nodes() -> list[Node]:
+    names = [p.name for p in Path("/var/run/netns").glob("ss-*")] if Path(
+        "/var/run/netns").exists() else []
+    nodes = [BUILDER_NODE] if BUILDER in names else []
+    for name in sorted(names):
+        if name.startswith("ss-s") and name[4:].isdigit():
+            nodes.append(Node(name, 10 + int(name[4:])))
+    return nodes
+
+
+def destroy(log=print) -> None:
+    """Remove everything create() made: containers, daemons, namespaces, bridge, data."""
+    nodes = existing_nodes()
+    for node in nodes:
+        if node.docker_socket.exists():
+            ids = docker(node, "ps", "-aq", check=False).stdout.split()
+            if ids:
+                docker(node, "rm", "-f", *ids, check=False)
+        wait_gone(kill_pidfile(node.run_dir / "sshd.pid"))
+        wait_gone(kill_pidfile(node.run_dir / "docker.pid"))
+    wait_gone(kill_pidfile(RUN_DIR / "registry.pid"))
+    wait_gone(kill_pidfile(RUN_DIR / "dnsmasq.pid"))
+    for node in nodes:
+        run(["ip", "netns", "del", node.name], check=False, capture=True)
+    if link_exists(BRIDGE):
+        run(["ip", "link", "del", BRIDGE], check=False, capture=True)
+    for node in nodes:
+        # dockerd's exec-root holds mounts (netns files) that outlive it
+        subprocess.run(["umount", "-R", "-l", str(node.run_dir)], capture_output=True,
+                       check=False)
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    _remove_data_dir()
+    for name in ("hosts.yaml", "sandbox.json", "env"):
+        (STATE_DIR / name).unlink(missing_ok=True)
+    if nodes:
+        log(f"sandbox: removed {len(nodes)} namespaces and their daemons")
+    else:
+        log("sandbox: nothing to remove")
+
+
+def _remove_data_dir() -> None:
+    if not DATA_DIR.exists():
+        return
+    # overlay2 leaves mounts behind if a container was still running when dockerd died
+    mounts = Path("/proc/mounts").read_text().splitlines()
+    for line in reversed(mounts):
+        target = line.split()[1]
+        if target.startswith(str(DATA_DIR)):
+            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+    shutil.rmtree(DATA_DIR, ignore_errors=True)
