@@ -1,0 +1,158 @@
+"""Docker command lines (argv lists) and parsers of Docker's answers. Nothing here runs them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+LABEL_APP = "slotswap.app"
+LABEL_SLOT = "slotswap.slot"
+LABEL_VERSION = "slotswap.version"
+LABEL_ROLE = "slotswap.role"
+
+# Inside the HAProxy container: unprivileged ports, since the official image runs as
+# user haproxy and cannot bind below 1024. Published on the server's own ports.
+HAPROXY_HTTP_PORT_INSIDE = 8080
+HAPROXY_STATS_PORT_INSIDE = 9999
+HAPROXY_CONFIG_DIR_INSIDE = "/usr/local/etc/haproxy"
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    name: str
+    running: bool
+    status: str  # created, running, exited, ...
+    image: str
+    image_id: str
+    labels: dict[str, str]
+    addresses: dict[str, str]  # network name -> IPv4 address
+    exit_code: int
+    started_at: str
+
+    @property
+    def version(self) -> str | None:
+        return self.labels.get(LABEL_VERSION)
+
+
+def build(image_ref: str, tag: str, dockerfile: str, context: str) -> list[str]:
+    return ["docker", "build", "--build-arg", f"VERSION={tag}", "-t", image_ref,
+            "-f", dockerfile, context]
+
+
+def push(image_ref: str) -> list[str]:
+    return ["docker", "push", image_ref]
+
+
+def pull(image_ref: str) -> list[str]:
+    return ["docker", "pull", "--quiet", image_ref]
+
+
+def image_id(image_ref: str) -> list[str]:
+    return ["docker", "image", "inspect", "--format", "{{.Id}}", image_ref]
+
+
+def inspect_containers(*names: str) -> list[str]:
+    """Answers a JSON array of the containers that exist; exits 1 if any does not."""
+    return ["docker", "container", "inspect", *names]
+
+
+def network_inspect(network: str) -> list[str]:
+    return ["docker", "network", "inspect", "--format", "{{.Driver}}", network]
+
+
+def network_create(network: str, app: str) -> list[str]:
+    return ["docker", "network", "create", "--driver", "bridge",
+            "--label", f"{LABEL_APP}={app}", network]
+
+
+def network_remove(network: str) -> list[str]:
+    return ["docker", "network", "rm", network]
+
+
+def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot: str,
+                 version: str, app_port: int, stop_timeout: int) -> list[str]:
+    """The app in one slot. No published port: only HAProxy reaches it, by name."""
+    return [
+        "docker", "run", "--detach",
+        "--name", container,
+        "--network", network,
+        "--network-alias", container,
+        "--restart", "unless-stopped",
+        "--stop-timeout", str(stop_timeout),
+        "--label", f"{LABEL_APP}={app}",
+        "--label", f"{LABEL_SLOT}={slot}",
+        "--label", f"{LABEL_VERSION}={version}",
+        "--label", f"{LABEL_ROLE}=app",
+        "--env", f"PORT={app_port}",
+        image_ref,
+    ]
+
+
+def run_haproxy(*, container: str, image_ref: str, network: str, app: str, config_dir: str,
+                http_port: int, stats_port: int) -> list[str]:
+    return [
+        "docker", "run", "--detach",
+        "--name", container,
+        "--network", network,
+        "--restart", "unless-stopped",
+        "--label", f"{LABEL_APP}={app}",
+        "--label", f"{LABEL_ROLE}=haproxy",
+        "--publish", f"{http_port}:{HAPROXY_HTTP_PORT_INSIDE}",
+        # The admin socket must never be reachable from outside the server.
+        "--publish", f"127.0.0.1:{stats_port}:{HAPROXY_STATS_PORT_INSIDE}",
+        "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
+        image_ref,
+        "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/haproxy.cfg",
+    ]
+
+
+def check_haproxy_config(*, image_ref: str, config_dir: str, filename: str) -> list[str]:
+    """HAProxy's own check of a config file, with the same image that will run it."""
+    return ["docker", "run", "--rm", "--network", "none",
+            "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
+            image_ref, "-c", "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/{filename}"]
+
+
+def signal_container(container: str, signal: str) -> list[str]:
+    return ["docker", "kill", "--signal", signal, container]
+
+
+def stop(container: str, timeout: int) -> list[str]:
+    return ["docker", "stop", "--time", str(timeout), container]
+
+
+def remove(*containers: str) -> list[str]:
+    return ["docker", "rm", "--force", *containers]
+
+
+def logs_tail(container: str, lines: int = 20) -> list[str]:
+    return ["docker", "logs", "--tail", str(lines), container]
+
+
+def list_app_containers(app: str) -> list[str]:
+    return ["docker", "ps", "--all", "--quiet", "--filter", f"label={LABEL_APP}={app}"]
+
+
+def parse_inspect(text: str) -> dict[str, ContainerInfo]:
+    """`docker container inspect` output (a JSON array) by container name."""
+    text = text.strip()
+    if not text:
+        return {}
+    containers = {}
+    for item in json.loads(text):
+        state = item.get("State") or {}
+        config = item.get("Config") or {}
+        networks = (item.get("NetworkSettings") or {}).get("Networks") or {}
+        name = item.get("Name", "").lstrip("/")
+        containers[name] = ContainerInfo(
+            name=name,
+            running=bool(state.get("Running")),
+            status=state.get("Status", ""),
+            image=config.get("Image", ""),
+            image_id=item.get("Image", ""),
+            labels=dict(config.get("Labels") or {}),
+            addresses={net: (info or {}).get("IPAddress", "") for net, info in networks.items()},
+            exit_code=int(state.get("ExitCode") or 0),
+            started_at=state.get("StartedAt", ""),
+        )
+    return containers

@@ -1,0 +1,192 @@
+"""HAProxy's runtime API: the commands the kit sends and parsers of what comes back.
+
+Pure functions only; `tasks.remote` carries the text over the SSH connection. Formats are
+those of HAProxy 2.6 to 3.2 (recorded outputs in tests/unit/fixtures).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from enum import Enum
+
+# Answers of the runtime API that mean the command was refused.
+API_ERRORS = (
+    "No such backend",
+    "No such server",
+    "Require 'backend/server'",
+    "Permission denied",
+    "Unknown command",
+    "Unexpected",
+    "Invalid",
+    "Can't find",
+)
+
+
+class RuntimeApiError(RuntimeError):
+    """HAProxy refused a runtime API command or answered something unparsable."""
+
+
+class AdminState(str, Enum):
+    READY = "ready"
+    DRAIN = "drain"
+    MAINT = "maint"
+
+
+@dataclass(frozen=True)
+class ServerStat:
+    """One backend server as `show stat` reports it."""
+
+    name: str
+    status: str  # UP, UP 1/2, DOWN, DOWN 1/2, DRAIN, NOLB, MAINT, MAINT (resolution), no check
+    sessions: int  # scur: client sessions on it now
+    check_status: str  # L7OK, L4CON, L7STS, INI, ... ('' when no check ran)
+    check_code: str  # HTTP status of the last L7 check, if any
+    check_desc: str
+    last_change: int  # seconds since its status last changed
+    address: str  # ip:port or '' while its name does not resolve
+
+    @property
+    def is_up(self) -> bool:
+        """Up by health checks (maybe draining), which is all `ready` needs to route to it."""
+        return self.status.startswith(("UP", "DRAIN", "NOLB"))
+
+    @property
+    def takes_new_traffic(self) -> bool:
+        return self.status == "UP" or self.status.startswith("UP ")
+
+    @property
+    def is_maint(self) -> bool:
+        return self.status.startswith("MAINT")
+
+    @property
+    def check_passed(self) -> bool:
+        return self.check_status.lstrip("* ") == "L7OK"
+
+    @property
+    def check_summary(self) -> str:
+        status = self.check_status.lstrip("* ") or "no check yet"
+        code = f" {self.check_code}" if self.check_code else ""
+        desc = f" ({self.check_desc})" if self.check_desc else ""
+        return f"{status}{code}{desc}"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """One backend server as `show servers state` reports it."""
+
+    name: str
+    address: str  # '-' or '' when unresolved
+    op_state: int  # 0 stopped, 1 starting, 2 running, 3 stopping
+    admin_state: int  # bit mask, see ADMIN_* below
+    fqdn: str
+
+    @property
+    def resolved_address(self) -> str | None:
+        return None if self.address in ("", "-") else self.address
+
+
+ADMIN_FORCED_MAINT = 0x01
+ADMIN_FORCED_DRAIN = 0x08
+ADMIN_RESOLUTION_MAINT = 0x20
+
+
+def command_set_state(backend: str, server: str, state: AdminState) -> str:
+    return f"set server {backend}/{server} state {state.value}"
+
+
+def command_force_health_down(backend: str, server: str) -> str:
+    """Health checks must pass `rise` times in a row from here: no stale UP survives."""
+    return f"set server {backend}/{server} health down"
+
+
+def command_show_stat(backend: str) -> str:
+    return f"show stat {backend} 4 -1"  # type 4: servers only, all of them
+
+
+def command_show_servers_state(backend: str) -> str:
+    return f"show servers state {backend}"
+
+
+def join_commands(*commands: str) -> str:
+    """Several commands in one line: HAProxy runs them in order in the same session."""
+    return "; ".join(commands)
+
+
+def raise_for_api_error(command: str, answer: str) -> None:
+    text = answer.strip()
+    if any(text.startswith(marker) for marker in API_ERRORS) or any(
+        line.startswith(API_ERRORS) for line in text.splitlines()
+    ):
+        raise RuntimeApiError(f"HAProxy refused `{command}`: {text}")
+
+
+def parse_show_stat(text: str) -> dict[str, ServerStat]:
+    """Servers of `show stat` CSV by name, columns read by header name (they move between
+    versions). Frontend and backend summary rows are skipped."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("# "):
+        raise RuntimeApiError(f"unexpected `show stat` answer: {text[:200]!r}")
+    reader = csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]])))
+    servers = {}
+    for row in reader:
+        name = row.get("svname", "")
+        if name in ("FRONTEND", "BACKEND", ""):
+            continue
+        servers[name] = ServerStat(
+            name=name,
+            status=row.get("status", ""),
+            sessions=_int(row.get("scur")),
+            check_status=row.get("check_status", "") or "",
+            check_code=row.get("check_code", "") or "",
+            check_desc=row.get("check_desc", "") or "",
+            last_change=_int(row.get("lastchg")),
+            address=row.get("addr", "") or "",
+        )
+    return servers
+
+
+def parse_servers_state(text: str) -> dict[str, ServerState]:
+    """`show servers state <backend>`: line 1 the format version, line 2 a '# ' header."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2 or lines[0].strip() != "1" or not lines[1].startswith("# "):
+        raise RuntimeApiError(f"unexpected `show servers state` answer: {text[:200]!r}")
+    header = lines[1][2:].split()
+    servers = {}
+    for line in lines[2:]:
+        row = dict(zip(header, line.split(), strict=False))
+        servers[row["srv_name"]] = ServerState(
+            name=row["srv_name"],
+            address=row.get("srv_addr", "-"),
+            op_state=_int(row.get("srv_op_state")),
+            admin_state=_int(row.get("srv_admin_state")),
+            fqdn=row.get("srv_fqdn", "-"),
+        )
+    return servers
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """`show info`: 'Key: value' lines."""
+    info = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            info[key.strip()] = value.strip()
+    return info
+
+
+def require_servers(servers: dict, backend: str, names: tuple[str, ...]) -> None:
+    missing = [n for n in names if n not in servers]
+    if missing:
+        raise RuntimeApiError(
+            f"HAProxy's backend {backend!r} has no server {', '.join(missing)}: its config is "
+            "not the kit's; run `fab up` to install it"
+        )
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError as error:
+        raise RuntimeApiError(f"expected a number from HAProxy, got {value!r}") from error

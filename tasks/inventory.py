@@ -1,0 +1,511 @@
+"""The inventory file (hosts.yaml): loading, validation and the settings it yields.
+
+The whole file is checked before any server is contacted, so a typo fails the deploy on
+the operator's machine instead of half-way through a rollout. Every error is a single line
+``<file>: <key path>: <what was expected>``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tasks.validation import (
+    InputError,
+    validate_app_name,
+    validate_host_address,
+    validate_image_reference,
+    validate_image_repository,
+    validate_tag,
+    validate_url_path,
+)
+
+__all__ = [
+    "SLOTS",
+    "BuildSettings",
+    "HaproxySettings",
+    "HealthcheckSettings",
+    "Host",
+    "Inventory",
+    "InventoryError",
+    "SshSettings",
+    "Timeouts",
+    "load_inventory",
+    "parse_inventory",
+]
+
+SLOTS = ("web1", "web2")
+
+_SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_MAX_SHOWN_VALUE = 60
+_DEFAULT_APP_PORT = 3000
+
+
+class InventoryError(InputError):
+    """The inventory file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class Host:
+    address: str  # IP or DNS name used to SSH and to reach http_port
+    name: str  # display name; defaults to address
+    user: str | None = None  # per-host ssh overrides (None = use ssh section)
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    user: str = "root"
+    port: int = 22
+    identity: Path | None = None  # private key file; None = ssh-agent / default keys
+    known_hosts: Path | None = None  # None = ~/.ssh/known_hosts
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class HaproxySettings:
+    image: str = "haproxy:2.8"
+    http_port: int = 80
+    stats_port: int = 9999
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    context: Path
+    dockerfile: Path
+
+
+@dataclass(frozen=True)
+class HealthcheckSettings:
+    path: str = "/health"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    healthy: float = 60.0  # seconds for the new slot to pass HAProxy's checks
+    drain: float = 30.0  # seconds for the old slot's sessions to finish
+    stop: int = 10  # seconds docker stop waits before SIGKILL
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: Path  # absolute path of the file it came from
+    app: str
+    image: str  # repository without tag
+    build: BuildSettings
+    app_port: int
+    healthcheck: HealthcheckSettings
+    ssh: SshSettings
+    haproxy: HaproxySettings
+    timeouts: Timeouts
+    hosts: tuple[Host, ...]
+
+    def image_ref(self, tag: str) -> str:
+        """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
+        return f"{self.image}:{validate_tag(tag)}"
+
+    def container_name(self, slot: str) -> str:
+        """The container name of ``slot``, which must be one of SLOTS."""
+        if slot not in SLOTS:
+            raise InputError(f"unknown slot {slot!r}: expected one of {', '.join(SLOTS)}")
+        return f"{self.app}-{slot}"
+
+    @property
+    def network(self) -> str:
+        return self.app
+
+    @property
+    def haproxy_container(self) -> str:
+        return f"{self.app}-haproxy"
+
+
+class _Invalid(Exception):
+    """A problem at one key path; parse_inventory adds the file name."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+
+
+# -- reading the file --------------------------------------------------------------------
+
+
+def load_inventory(path: str | Path = "hosts.yaml") -> Inventory:
+    """Read, parse and validate the inventory file at ``path``."""
+    path = Path(path).expanduser()
+    data = _parse_yaml(_read_text(path), path)
+    return parse_inventory(data, path)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError(f"{path}: inventory file not found") from None
+    except IsADirectoryError:
+        raise InventoryError(f"{path}: is a directory, expected an inventory YAML file") from None
+    except UnicodeDecodeError as error:
+        raise InventoryError(f"{path}: not UTF-8 text (bad byte at offset {error.start})") from None
+    except OSError as error:
+        raise InventoryError(f"{path}: cannot read: {error.strerror or error}") from None
+
+
+def _parse_yaml(text: str, path: Path) -> object:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise InventoryError(f"{path}: {_describe_yaml_error(error, text)}") from None
+
+
+def _describe_yaml_error(error: yaml.YAMLError, text: str) -> str:
+    if isinstance(error, yaml.reader.ReaderError):
+        # The reader reports a character offset into the text rather than a line.
+        line = text.count("\n", 0, error.position) + 1
+        return (
+            f"YAML syntax error at line {line}: {error.reason} (character #x{error.character:04x})"
+        )
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or " ".join(str(error).split())
+    if mark is None:
+        return f"YAML syntax error: {problem}"
+    return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+# -- value checks --------------------------------------------------------------------------
+
+
+def _describe(value: object) -> str:
+    """Show a value in an error message, on one line and briefly."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    shown = repr(value)
+    if len(shown) > _MAX_SHOWN_VALUE:
+        shown = shown[: _MAX_SHOWN_VALUE - 3] + "..."
+    if isinstance(value, str | int | float):
+        return shown
+    return f"{shown} ({type(value).__name__})"
+
+
+def _child(parent: str, name: object) -> str:
+    return f"{parent}.{name}" if parent else str(name)
+
+
+def _mapping(
+    value: object, key: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()
+) -> dict[str, object]:
+    """Check that ``value`` is a mapping with only ``allowed`` keys and all ``required`` ones."""
+    if not isinstance(value, dict):
+        raise _Invalid(
+            key, f"expected a mapping with keys {', '.join(allowed)}, got {_describe(value)}"
+        )
+    for name in value:
+        if name not in allowed:
+            raise _Invalid(_child(key, name), _unknown_key_problem(name, allowed))
+    for name in required:
+        if name not in value:
+            raise _Invalid(_child(key, name), "required key is missing")
+    return value
+
+
+def _unknown_key_problem(name: object, allowed: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(str(name), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key{hint}; allowed keys: {', '.join(allowed)}"
+
+
+def _section(data: dict[str, object], name: str, allowed: tuple[str, ...]) -> dict[str, object]:
+    """An optional sub-section; absent or left empty means all defaults."""
+    value = data.get(name)
+    return {} if value is None else _mapping(value, name, allowed)
+
+
+def _string(value: object, key: str, expected: str) -> str:
+    if not isinstance(value, str) or not value:
+        hint = " (put it in quotes)" if isinstance(value, int | float) else ""
+        raise _Invalid(key, f"expected {expected}, got {_describe(value)}{hint}")
+    return value
+
+
+def _checked(validator: Callable[[str], str], value: object, key: str, expected: str) -> str:
+    """Run one of tasks.validation's checks, reporting failures at ``key``."""
+    text = _string(value, key, expected)
+    try:
+        return validator(text)
+    except InputError as error:
+        raise _Invalid(key, str(error)) from None
+
+
+def _integer(value: object, key: str, low: int, high: int) -> int:
+    # bool is an int subclass; "port: yes" must not become port 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _Invalid(key, f"expected an integer from {low} to {high}, got {_describe(value)}")
+    return value
+
+
+def _port(value: object, key: str) -> int:
+    return _integer(value, key, 1, 65535)
+
+
+def _positive_number(value: object, key: str) -> float:
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    # YAML spells infinity and NaN as .inf and .nan; neither is a usable timeout.
+    if not is_number or (isinstance(value, float) and not math.isfinite(value)) or value <= 0:
+        raise _Invalid(key, f"expected a number of seconds greater than 0, got {_describe(value)}")
+    return float(value)
+
+
+def _positive_integer(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _Invalid(
+            key, f"expected a whole number of seconds greater than 0, got {_describe(value)}"
+        )
+    return value
+
+
+def _path(value: object, key: str, base: Path) -> Path:
+    """A path from the file: '~' expanded, relative paths taken from the file's folder."""
+    text = _string(value, key, "a file or folder path")
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:
+        raise _Invalid(
+            key, f"cannot expand '~' in {text!r}: unknown user or no home folder"
+        ) from None
+    return path if path.is_absolute() else base / path
+
+
+def _ssh_user(value: object, key: str) -> str:
+    user = _string(value, key, "an SSH user name")
+    if not _SSH_USER.fullmatch(user):
+        raise _Invalid(
+            key,
+            "expected an SSH user name of 1-32 lowercase letters, digits, '_', '.' or '-', "
+            f"starting with a letter or '_', got {_describe(user)}",
+        )
+    return user
+
+
+def _host_name(value: object, key: str) -> str:
+    name = _string(value, key, "a host display name")
+    if not _HOST_NAME.fullmatch(name):
+        raise _Invalid(
+            key,
+            "expected a name of 1-63 letters, digits, '_', '.' or '-', "
+            f"starting with a letter or digit, got {_describe(name)}",
+        )
+    return name
+
+
+# -- sections ------------------------------------------------------------------------------
+
+_TOP_KEYS = (
+    "app",
+    "image",
+    "build",
+    "app_port",
+    "healthcheck",
+    "ssh",
+    "haproxy",
+    "timeouts",
+    "hosts",
+)
+_REQUIRED_TOP_KEYS = ("app", "image", "hosts")
+_BUILD_KEYS = ("context", "dockerfile")
+_HEALTHCHECK_KEYS = ("path",)
+_SSH_KEYS = ("user", "port", "identity", "known_hosts", "connect_timeout")
+_HAPROXY_KEYS = ("image", "http_port", "stats_port")
+_TIMEOUT_KEYS = ("healthy", "drain", "stop")
+_HOST_KEYS = ("address", "name", "user", "port")
+
+
+def _build_settings(section: dict[str, object], base: Path) -> BuildSettings:
+    context = _path(section.get("context", "."), "build.context", base)
+    # Like `docker build`, an omitted Dockerfile is the one at the root of the context.
+    if "dockerfile" in section:
+        dockerfile = _path(section["dockerfile"], "build.dockerfile", base)
+    else:
+        dockerfile = context / "Dockerfile"
+    return BuildSettings(context=context, dockerfile=dockerfile)
+
+
+def _healthcheck_settings(section: dict[str, object]) -> HealthcheckSettings:
+    defaults = HealthcheckSettings()
+    path = section.get("path", defaults.path)
+    return HealthcheckSettings(
+        path=_checked(validate_url_path, path, "healthcheck.path", "a URL path such as /health")
+    )
+
+
+def _optional_path(section: dict[str, object], name: str, key: str, base: Path) -> Path | None:
+    return _path(section[name], key, base) if name in section else None
+
+
+def _ssh_settings(section: dict[str, object], base: Path) -> SshSettings:
+    defaults = SshSettings()
+    return SshSettings(
+        user=_ssh_user(section.get("user", defaults.user), "ssh.user"),
+        port=_port(section.get("port", defaults.port), "ssh.port"),
+        identity=_optional_path(section, "identity", "ssh.identity", base),
+        known_hosts=_optional_path(section, "known_hosts", "ssh.known_hosts", base),
+        connect_timeout=_positive_number(
+            section.get("connect_timeout", defaults.connect_timeout), "ssh.connect_timeout"
+        ),
+    )
+
+
+def _haproxy_settings(section: dict[str, object]) -> HaproxySettings:
+    defaults = HaproxySettings()
+    image = _checked(
+        validate_image_reference,
+        section.get("image", defaults.image),
+        "haproxy.image",
+        "an image reference such as haproxy:2.8",
+    )
+    http_port = _port(section.get("http_port", defaults.http_port), "haproxy.http_port")
+    stats_port = _port(section.get("stats_port", defaults.stats_port), "haproxy.stats_port")
+    if stats_port == http_port:
+        raise _Invalid(
+            "haproxy.stats_port", f"must differ from haproxy.http_port (both are {http_port})"
+        )
+    return HaproxySettings(image=image, http_port=http_port, stats_port=stats_port)
+
+
+def _timeouts(section: dict[str, object]) -> Timeouts:
+    defaults = Timeouts()
+    return Timeouts(
+        healthy=_positive_number(section.get("healthy", defaults.healthy), "timeouts.healthy"),
+        drain=_positive_number(section.get("drain", defaults.drain), "timeouts.drain"),
+        stop=_positive_integer(section.get("stop", defaults.stop), "timeouts.stop"),
+    )
+
+
+# -- hosts ---------------------------------------------------------------------------------
+
+
+def _address(value: object, key: str) -> str:
+    return _checked(validate_host_address, value, key, "a host name or IP address")
+
+
+def _host(entry: object, key: str) -> Host:
+    if isinstance(entry, str):
+        address = _address(entry, key)
+        return Host(address=address, name=address)
+    if not isinstance(entry, dict):
+        raise _Invalid(
+            key,
+            "expected a host address or a mapping with keys "
+            f"{', '.join(_HOST_KEYS)}, got {_describe(entry)}",
+        )
+    fields = _mapping(entry, key, _HOST_KEYS, required=("address",))
+    address = _address(fields["address"], f"{key}.address")
+    return Host(
+        address=address,
+        name=_host_name(fields["name"], f"{key}.name") if "name" in fields else address,
+        user=_ssh_user(fields["user"], f"{key}.user") if "user" in fields else None,
+        port=_port(fields["port"], f"{key}.port") if "port" in fields else None,
+    )
+
+
+def _same_address_key(address: str) -> str:
+    """A form of the address in which equal addresses compare equal."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address.lower()
+
+
+def _check_unique(hosts: list[Host], ssh_port: int) -> None:
+    seen_targets: dict[tuple[str, int], int] = {}
+    seen_names: dict[str, int] = {}
+    for index, host in enumerate(hosts):
+        port = host.port or ssh_port
+        target = (_same_address_key(host.address), port)
+        if target in seen_targets:
+            raise _Invalid(
+                f"hosts[{index}]",
+                f"duplicate of hosts[{seen_targets[target]}] "
+                f"(same address {host.address} and SSH port {port})",
+            )
+        if host.name in seen_names:
+            raise _Invalid(
+                f"hosts[{index}].name",
+                f"{host.name!r} is already the name of hosts[{seen_names[host.name]}]",
+            )
+        seen_targets[target] = index
+        seen_names[host.name] = index
+
+
+def _hosts(value: object, ssh_port: int) -> tuple[Host, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Invalid(
+            "hosts",
+            "expected a non-empty list of host addresses or {address, name, user, port} "
+            f"mappings, got {_describe(value)}",
+        )
+    hosts = [_host(entry, f"hosts[{index}]") for index, entry in enumerate(value)]
+    _check_unique(hosts, ssh_port)
+    return tuple(hosts)
+
+
+# -- the whole file ------------------------------------------------------------------------
+
+
+def parse_inventory(data: object, path: Path) -> Inventory:
+    """Validate already-parsed YAML ``data`` that was read from ``path``.
+
+    ``path`` is named in error messages as given; relative paths in the data are taken
+    from its folder.
+    """
+    if data is None:
+        raise InventoryError(f"{path}: the file is empty; expected at least app, image and hosts")
+    if not isinstance(data, dict):
+        raise InventoryError(
+            f"{path}: expected a mapping of settings at the top level, got {_describe(data)}"
+        )
+    try:
+        return _inventory(data, path.absolute())
+    except _Invalid as error:
+        raise InventoryError(f"{path}: {error}") from None
+
+
+def _inventory(data: dict[object, object], path: Path) -> Inventory:
+    # Sections are checked in the order the reference hosts.yaml lists them, so the first
+    # error reported is usually the first one in the file.
+    top = _mapping(data, "", _TOP_KEYS, required=_REQUIRED_TOP_KEYS)
+    base = path.parent
+    app = _checked(validate_app_name, top["app"], "app", "an app name")
+    image = _checked(
+        validate_image_repository, top["image"], "image", "an image repository without tag"
+    )
+    build = _build_settings(_section(top, "build", _BUILD_KEYS), base)
+    app_port = _port(top.get("app_port", _DEFAULT_APP_PORT), "app_port")
+    healthcheck = _healthcheck_settings(_section(top, "healthcheck", _HEALTHCHECK_KEYS))
+    ssh = _ssh_settings(_section(top, "ssh", _SSH_KEYS), base)
+    haproxy = _haproxy_settings(_section(top, "haproxy", _HAPROXY_KEYS))
+    timeouts = _timeouts(_section(top, "timeouts", _TIMEOUT_KEYS))
+    hosts = _hosts(top["hosts"], ssh.port)
+    return Inventory(
+        path=path,
+        app=app,
+        image=image,
+        build=build,
+        app_port=app_port,
+        healthcheck=healthcheck,
+        ssh=ssh,
+        haproxy=haproxy,
+        timeouts=timeouts,
+        hosts=hosts,
+    )

@@ -1,0 +1,122 @@
+"""A small, bounded HTTP load generator for the sandbox: the demo, the tests and the benchmark.
+
+Each client opens a new connection per request (as a browser population would over time),
+spread round-robin over the servers; it counts failures, the versions answered, and the
+longest stretch with no successful answer. Bounded in time and in request count.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import itertools
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+VERSION_PATTERN = re.compile(r"version=(\S+)")
+
+
+@dataclass
+class LoadReport:
+    sent: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    versions: Counter[str] = field(default_factory=Counter)
+    versions_by_target: dict[str, Counter[str]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # the first few, for messages
+    longest_gap: float = 0.0  # seconds with no successful answer, across all targets
+
+    def summary(self) -> str:
+        rate = self.sent / self.seconds if self.seconds else 0.0
+        versions = ", ".join(f"{v}: {n}" for v, n in sorted(self.versions.items()))
+        return (f"{self.sent} requests in {self.seconds:.1f}s ({rate:.0f}/s), "
+                f"{self.failed} failed, longest gap without a success "
+                f"{self.longest_gap * 1000:.0f} ms; versions seen: {versions or 'none'}")
+
+
+def check_target_allowed(address: str, allowed_networks: tuple[str, ...]) -> None:
+    """Load goes only to loopback or to the sandbox's own addresses."""
+    ip = ipaddress.ip_address(address)
+    if ip.is_loopback or any(ip in ipaddress.ip_network(n) for n in allowed_networks):
+        return
+    raise ValueError(f"refusing to send load to {address}: only loopback and "
+                     f"{', '.join(allowed_networks)} are allowed")
+
+
+class LoadGenerator:
+    def __init__(self, targets: list[str], *, port: int = 80, clients: int = 4,
+                 max_seconds: float = 300.0, max_requests: int = 500_000,
+                 allowed_networks: tuple[str, ...] = ("10.77.0.0/24",), path: str = "/"):
+        for target in targets:
+            check_target_allowed(target, allowed_networks)
+        self.targets, self.port, self.clients, self.path = targets, port, clients, path
+        self.max_seconds, self.max_requests = max_seconds, max_requests
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._report = LoadReport(versions_by_target={t: Counter() for t in targets})
+        self._successes: list[float] = []
+        self._threads: list[threading.Thread] = []
+        self._started = 0.0
+        self._turn = itertools.count()
+
+    def start(self) -> LoadGenerator:
+        self._started = time.monotonic()
+        for index in range(self.clients):
+            thread = threading.Thread(target=self._client, name=f"load-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> LoadReport:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        report = self._report
+        report.seconds = time.monotonic() - self._started
+        marks = sorted([self._started, *self._successes, self._started + report.seconds])
+        report.longest_gap = max((b - a for a, b in itertools.pairwise(marks)), default=0.0)
+        return report
+
+    def __enter__(self) -> LoadGenerator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _client(self) -> None:
+        deadline = self._started + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self._report.sent >= self.max_requests:
+                    return
+                self._report.sent += 1
+                target = self.targets[next(self._turn) % len(self.targets)]
+            self._one_request(target)
+
+    def _one_request(self, target: str) -> None:
+        connection = http.client.HTTPConnection(target, self.port, timeout=5)
+        try:
+            connection.request("GET", self.path, headers={"Connection": "close"})
+            response = connection.getresponse()
+            body = response.read().decode(errors="replace")
+            error = None if response.status == 200 else f"HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as exc:
+            body, error = "", f"{type(exc).__name__}: {exc}"
+        finally:
+            connection.close()
+        now = time.monotonic()
+        with self._lock:
+            if error is not None:
+                self._report.failed += 1
+                if len(self._report.failures) < 20:
+                    self._report.failures.append(
+                        f"{target} at +{now - self._started:.2f}s: {error}")
+                return
+            self._successes.append(now)
+            match = VERSION_PATTERN.search(body)
+            version = match.group(1) if match else "?"
+            self._report.versions[version] += 1
+            self._report.versions_by_target[target][version] += 1

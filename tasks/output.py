@@ -1,0 +1,40 @@
+"""What the operator reads: progress lines per server and the summary table."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+_print_lock = threading.Lock()
+
+
+def say(message: str) -> None:
+    with _print_lock:
+        print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    with _print_lock:
+        print(message, file=sys.stderr, flush=True)
+
+
+def progress_for(server: str, width: int = 8) -> Callable[[str], None]:
+    """A printer of `[server  +1.2s] message` lines, timed from its creation."""
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        elapsed = time.monotonic() - started
+        say(f"[{server:<{width}} {elapsed:5.1f}s] {message}")
+
+    return progress
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             .rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

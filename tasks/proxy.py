@@ -1,0 +1,188 @@
+"""HAProxy in front of the two slots: render its config, install it, keep it running.
+
+`up` is idempotent: an unchanged server is left alone; a changed config is checked by
+HAProxy itself, then applied by a reload of the master process (no connection dropped),
+with the runtime state (which slot is live) carried over through a server-state file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jinja2
+
+from tasks import docker_commands as docker
+from tasks import haproxy
+from tasks.inventory import SLOTS, Inventory
+from tasks.remote import RemoteCommandError, Server
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+CONFIG_NAME = "haproxy.cfg"
+STATE_NAME = "server-state"
+LABEL_SPEC = "slotswap.haproxy-spec"
+Progress = Callable[[str], None]
+
+
+class ProxyError(RuntimeError):
+    pass
+
+
+def config_dir(inventory: Inventory) -> str:
+    return f"/etc/slotswap/{inventory.app}/haproxy"
+
+
+def render_config(inventory: Inventory) -> str:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # a config file, not HTML; every value is validated on load
+    )
+    return environment.get_template(f"{CONFIG_NAME}.j2").render(
+        inventory_name=inventory.path.name,
+        app=inventory.app,
+        backend=inventory.app,
+        slots=SLOTS,
+        app_port=inventory.app_port,
+        healthcheck_path=inventory.healthcheck.path,
+        http_port_inside=docker.HAPROXY_HTTP_PORT_INSIDE,
+        stats_port_inside=docker.HAPROXY_STATS_PORT_INSIDE,
+        state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
+    )
+
+
+def container_spec(inventory: Inventory) -> str:
+    """What the HAProxy container was created with; a change needs a new container."""
+    spec = f"{inventory.haproxy.image}|{inventory.haproxy.http_port}|{inventory.haproxy.stats_port}"
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def haproxy_run_command(inventory: Inventory) -> list[str]:
+    argv = docker.run_haproxy(
+        container=inventory.haproxy_container, image_ref=inventory.haproxy.image,
+        network=inventory.network, app=inventory.app, config_dir=config_dir(inventory),
+        http_port=inventory.haproxy.http_port, stats_port=inventory.haproxy.stats_port,
+    )
+    image_at = argv.index(inventory.haproxy.image)
+    return [*argv[:image_at], "--label", f"{LABEL_SPEC}={container_spec(inventory)}",
+            *argv[image_at:]]
+
+
+def ensure_image(server: Server, image_ref: str, progress: Progress) -> None:
+    if server.run(docker.image_id(image_ref), check=False).ok:
+        return
+    progress(f"pulling {image_ref}")
+    result = server.run(docker.pull(image_ref), check=False, timeout=900)
+    if not result.ok:
+        reason = (result.stderr.strip().splitlines() or ["no error output"])[-1]
+        raise ProxyError(f"{server.name}: cannot pull {image_ref}: {reason}")
+
+
+def ensure_network(server: Server, inventory: Inventory, progress: Progress) -> bool:
+    if server.run(docker.network_inspect(inventory.network), check=False).ok:
+        return False
+    server.run(docker.network_create(inventory.network, inventory.app))
+    progress(f"created network {inventory.network}")
+    return True
+
+
+def validate_config_on_server(server: Server, inventory: Inventory, filename: str) -> None:
+    result = server.run(docker.check_haproxy_config(
+        image_ref=inventory.haproxy.image, config_dir=config_dir(inventory), filename=filename,
+    ), check=False, timeout=60)
+    if not result.ok:
+        output = (result.stdout + result.stderr).strip()
+        raise ProxyError(f"{server.name}: HAProxy rejects the new config, the running one "
+                         f"stays:\n{output}")
+
+
+def wait_for_runtime_api(server: Server, timeout: float = 30.0) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return haproxy.parse_info(server.runtime_api("show info"))
+        except haproxy.RuntimeApiError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
+    """Make the server ready for deploys; return what was done."""
+    directory = config_dir(inventory)
+    config_path = f"{directory}/{CONFIG_NAME}"
+    wanted = render_config(inventory)
+    changes = []
+    if ensure_network(server, inventory, progress):
+        changes.append("network created")
+    ensure_image(server, inventory.haproxy.image, progress)
+    name = inventory.haproxy_container
+    container = docker.parse_inspect(
+        server.run(docker.inspect_containers(name), check=False).stdout).get(name)
+    if container is not None and container.labels.get(LABEL_SPEC) != container_spec(inventory):
+        # Image or published ports changed: only a new container can have them.
+        progress(f"HAProxy image or ports changed: recreating {name} (a short interruption)")
+        server.run(docker.remove(name))
+        container = None
+        changes.append("HAProxy recreated")
+    current = server.read_file(config_path)
+    if current != wanted:
+        server.write_file(f"{config_path}.new", wanted)
+        validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")
+        if container is not None and container.running:
+            reload_with_new_config(server, inventory, progress)
+            changes.append("config reloaded")
+        else:
+            server.run(["mv", "-f", f"{config_path}.new", config_path])
+            changes.append("config written")
+    if container is None:
+        server.run(haproxy_run_command(inventory))
+        changes.append("HAProxy started")
+    elif not container.running:
+        server.run(["docker", "start", name])
+        changes.append("HAProxy restarted")
+    info = wait_for_runtime_api(server)
+    progress(f"HAProxy {info.get('Version', '?')} answers on 127.0.0.1:"
+             f"{inventory.haproxy.stats_port}")
+    return ", ".join(changes) if changes else "unchanged"
+
+
+def reload_with_new_config(server: Server, inventory: Inventory, progress: Progress) -> None:
+    """Swap the config file in and reload HAProxy's master: workers hand over, no connection
+    is dropped, and the slots keep their runtime state through the server-state file."""
+    directory = config_dir(inventory)
+    before = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
+    state = server.runtime_api("show servers state")
+    server.write_file(f"{directory}/{STATE_NAME}", state)
+    server.run(["mv", "-f", f"{directory}/{CONFIG_NAME}.new", f"{directory}/{CONFIG_NAME}"])
+    server.run(docker.signal_container(inventory.haproxy_container, "HUP"))
+    deadline = time.monotonic() + 30
+    while haproxy.parse_info(server.runtime_api("show info")).get("Pid") == before:
+        if time.monotonic() > deadline:
+            raise ProxyError(f"{server.name}: HAProxy did not reload within 30s")
+        time.sleep(0.1)
+    # A stale state file would be applied at the next restart (after a reboot, say) and
+    # could put the live slot in maint: it has done its job once the new worker runs.
+    server.run(["rm", "-f", f"{directory}/{STATE_NAME}"])
+    progress("HAProxy reloaded with the new config")
+
+
+def down_server(server: Server, inventory: Inventory, progress: Progress) -> str:
+    ids = server.run(docker.list_app_containers(inventory.app)).stdout.split()
+    if ids:
+        server.run(docker.remove(*ids), timeout=120)
+        progress(f"removed {len(ids)} containers")
+    removed_network = False
+    if server.run(docker.network_inspect(inventory.network), check=False).ok:
+        try:
+            server.run(docker.network_remove(inventory.network))
+            removed_network = True
+        except RemoteCommandError as error:
+            raise ProxyError(f"{server.name}: network {inventory.network} is still in use by "
+                             f"containers the kit did not start: {error.stderr.strip()}") from error
+    server.run(["rm", "-rf", f"/etc/slotswap/{inventory.app}"])
+    parts = [f"{len(ids)} containers removed"] + (["network removed"] if removed_network else [])
+    return ", ".join(parts)

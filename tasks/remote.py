@@ -1,0 +1,164 @@
+"""The one place that runs commands on a server: a Fabric connection per server, used for
+shell commands, files and HAProxy's runtime API (a direct-tcpip channel to the server's
+loopback, so the admin socket never has to listen anywhere else)."""
+
+from __future__ import annotations
+
+import io
+import shlex
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from fabric import Connection
+from invoke.exceptions import CommandTimedOut
+
+from tasks.haproxy import RuntimeApiError, raise_for_api_error
+from tasks.inventory import Host, Inventory
+
+API_TIMEOUT = 10.0
+
+
+class ConnectError(RuntimeError):
+    """The server could not be reached or refused us: nothing was changed on it."""
+
+
+class RemoteCommandError(RuntimeError):
+    def __init__(self, server: str, argv: Sequence[str], exit_code: int, stderr: str):
+        self.server, self.argv, self.exit_code, self.stderr = server, list(argv), exit_code, stderr
+        detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+        super().__init__(f"{server}: `{shlex.join(argv)}` exited {exit_code}: {detail}")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Server:
+    """One server of the inventory, over one SSH connection opened on first use."""
+
+    def __init__(self, host: Host, inventory: Inventory):
+        self.host = host
+        self.inventory = inventory
+        self.name = host.name
+        ssh = inventory.ssh
+        connect_kwargs: dict[str, object] = {}
+        if ssh.identity is not None:
+            connect_kwargs["key_filename"] = str(ssh.identity)
+        self.connection = Connection(
+            host.address,
+            user=host.user or ssh.user,
+            port=host.port or ssh.port,
+            connect_timeout=int(ssh.connect_timeout),
+            connect_kwargs=connect_kwargs,
+        )
+        self._trust_known_hosts_only(ssh.known_hosts)
+
+    def _trust_known_hosts_only(self, known_hosts: Path | None) -> None:
+        # Fabric accepts any host key by default; a deploy tool must not.
+        client = self.connection.client
+        path = known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        if path.exists():
+            client.load_host_keys(str(path))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        self.known_hosts = path
+
+    def connect(self) -> None:
+        if self.connection.is_connected:
+            return
+        where = f"{self.connection.user}@{self.host.address}:{self.connection.port}"
+        try:
+            self.connection.open()
+        except paramiko.BadHostKeyException as error:
+            raise ConnectError(
+                f"{self.name}: the host key of {where} has CHANGED since it was recorded in "
+                f"{self.known_hosts}; if the server was really rebuilt, remove the old line "
+                f"(ssh-keygen -R {self.host.address} -f {self.known_hosts}) and trust the new "
+                f"key"
+            ) from error
+        except paramiko.SSHException as error:
+            if "not found in known_hosts" in str(error):
+                raise ConnectError(
+                    f"{self.name}: {where} is not in {self.known_hosts}; check its key and add "
+                    f"it (ssh-keyscan -p {self.connection.port} {self.host.address} >> "
+                    f"{self.known_hosts}), or set ssh.known_hosts in the inventory"
+                ) from error
+            if isinstance(error, paramiko.AuthenticationException):
+                raise ConnectError(f"{self.name}: {where} refused the login: {error}") from error
+            raise ConnectError(f"{self.name}: SSH to {where} failed: {error}") from error
+        except (OSError, socket.timeout) as error:
+            raise ConnectError(f"{self.name}: cannot connect to {where}: {error}") from error
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def run(self, argv: Sequence[str], *, check: bool = True,
+            timeout: float | None = None) -> CommandResult:
+        """Run one command built from argv (quoted here, and only here)."""
+        self.connect()
+        command = shlex.join(argv)
+        try:
+            result = self.connection.run(command, hide=True, warn=True, in_stream=False,
+                                         timeout=timeout)
+        except CommandTimedOut as error:
+            raise RemoteCommandError(self.name, argv, -1,
+                                     f"timed out after {error.timeout}s") from error
+        outcome = CommandResult(result.stdout, result.stderr, result.exited)
+        if check and not outcome.ok:
+            raise RemoteCommandError(self.name, argv, outcome.exit_code, outcome.stderr)
+        return outcome
+
+    def read_file(self, path: str) -> str | None:
+        result = self.run(["cat", path], check=False)
+        return result.stdout if result.ok else None
+
+    def write_file(self, path: str, text: str, mode: int = 0o644) -> None:
+        """Write via a temporary name and rename, so readers never see half a file."""
+        self.connect()
+        directory = path.rsplit("/", 1)[0] or "/"
+        self.run(["mkdir", "-p", directory])
+        temporary = f"{path}.tmp"
+        self.connection.put(io.BytesIO(text.encode()), temporary)
+        self.run(["chmod", f"{mode:o}", temporary])
+        self.run(["mv", "-f", temporary, path])
+
+    def runtime_api(self, command: str) -> str:
+        """Send one line to HAProxy's stats socket on the server's 127.0.0.1; return its answer."""
+        self.connect()
+        port = self.inventory.haproxy.stats_port
+        transport = self.connection.transport
+        try:
+            channel = transport.open_channel("direct-tcpip", ("127.0.0.1", port),
+                                             ("127.0.0.1", 0), timeout=API_TIMEOUT)
+        except (paramiko.ChannelException, paramiko.SSHException, OSError) as error:
+            raise RuntimeApiError(
+                f"{self.name}: cannot reach HAProxy's runtime API on the server's "
+                f"127.0.0.1:{port} ({error}); is HAProxy running? (`fab up` starts it)"
+            ) from error
+        try:
+            channel.settimeout(API_TIMEOUT)
+            channel.sendall((command + "\n").encode())
+            chunks = []
+            while chunk := channel.recv(65536):
+                chunks.append(chunk)
+        except (OSError, socket.timeout) as error:
+            raise RuntimeApiError(f"{self.name}: runtime API `{command}` failed: {error}") from error
+        finally:
+            channel.close()
+        answer = b"".join(chunks).decode(errors="replace")
+        if not answer and not command.startswith("set "):
+            raise RuntimeApiError(
+                f"{self.name}: HAProxy's runtime API on 127.0.0.1:{port} answered nothing to "
+                f"`{command}`"
+            )
+        raise_for_api_error(command, answer)
+        return answer

@@ -1,0 +1,282 @@
+"""The blue/green swap on one server: start the new version in the idle slot, let traffic reach
+it only once HAProxy's own health checks pass, drain the old slot, stop it.
+
+Which slot is live is a fact read from HAProxy's runtime API *and* Docker: a slot serves when
+HAProxy routes new traffic to it and its container runs. HAProxy keeps a stopped
+container's address for a while, so "has an address" never counts as "is running".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tasks import docker_commands as docker
+from tasks import haproxy
+from tasks.haproxy import AdminState, ServerStat, ServerState
+from tasks.inventory import SLOTS, Inventory
+from tasks.remote import Server
+
+POLL_INTERVAL = 0.1
+Progress = Callable[[str], None]
+
+
+class SwapError(RuntimeError):
+    """The swap did not happen; `serving` says what the server serves now."""
+
+    def __init__(self, message: str, serving: str):
+        super().__init__(message)
+        self.serving = serving
+
+
+@dataclass(frozen=True)
+class SlotView:
+    slot: str
+    stat: ServerStat
+    state: ServerState
+    container: docker.ContainerInfo | None
+
+    @property
+    def running(self) -> bool:
+        return self.container is not None and self.container.running
+
+    @property
+    def serving(self) -> bool:
+        return self.running and self.stat.takes_new_traffic
+
+    @property
+    def version(self) -> str | None:
+        return self.container.version if self.container else None
+
+    def describe(self) -> str:
+        container = "no container"
+        if self.container is not None:
+            container = f"{self.version or '?'} {self.container.status}"
+        return f"{self.slot}: {container}, HAProxy {self.stat.status} ({self.stat.check_summary})"
+
+
+@dataclass(frozen=True)
+class SlotPlan:
+    live: str | None  # the slot serving now (None: nothing serves, e.g. the first deploy)
+    idle: str  # the slot the new version goes into
+
+
+def plan_slots(views: dict[str, SlotView]) -> SlotPlan:
+    """Pure: pick the live and the idle slot from what HAProxy and Docker report."""
+    serving = [slot for slot in SLOTS if views[slot].serving]
+    if len(serving) == 2:
+        # An interrupted run left both in rotation: keep the newer one, retire the other.
+        newest = max(serving, key=lambda s: views[s].container.started_at)  # type: ignore[union-attr]
+        return SlotPlan(live=newest, idle=other_slot(newest))
+    if len(serving) == 1:
+        return SlotPlan(live=serving[0], idle=other_slot(serving[0]))
+    not_running = [slot for slot in SLOTS if not views[slot].running]
+    return SlotPlan(live=None, idle=(not_running or list(SLOTS))[0])
+
+
+def other_slot(slot: str) -> str:
+    return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
+
+
+def read_slots(server: Server, inventory: Inventory) -> dict[str, SlotView]:
+    backend = inventory.app
+    stats = haproxy.parse_show_stat(server.runtime_api(haproxy.command_show_stat(backend)))
+    states = haproxy.parse_servers_state(
+        server.runtime_api(haproxy.command_show_servers_state(backend)))
+    haproxy.require_servers(stats, backend, SLOTS)
+    haproxy.require_servers(states, backend, SLOTS)
+    names = [inventory.container_name(slot) for slot in SLOTS]
+    # Exits 1 when a slot has no container; the ones that exist are still printed.
+    inspected = server.run(docker.inspect_containers(*names), check=False)
+    containers = docker.parse_inspect(inspected.stdout)
+    return {
+        slot: SlotView(slot, stats[slot], states[slot], containers.get(name))
+        for slot, name in zip(SLOTS, names, strict=True)
+    }
+
+
+def describe_serving(views: dict[str, SlotView]) -> str:
+    if not views:
+        return "unknown (could not read the server's state)"
+    serving = [f"{v.version} in {v.slot}" for v in views.values() if v.serving]
+    return " and ".join(serving) if serving else "NOTHING"
+
+
+@dataclass
+class SlotSwap:
+    """One swap on one server, as named steps with one recovery path."""
+
+    server: Server
+    inventory: Inventory
+    tag: str
+    progress: Progress
+
+    def __post_init__(self) -> None:
+        self.backend = self.inventory.app
+        self.timeouts = self.inventory.timeouts
+
+    # -- runtime API helpers --------------------------------------------------------------
+    def set_state(self, slot: str, state: AdminState) -> None:
+        self.server.runtime_api(haproxy.command_set_state(self.backend, slot, state))
+
+    def stat(self, slot: str) -> ServerStat:
+        answer = self.server.runtime_api(haproxy.command_show_stat(self.backend))
+        return haproxy.parse_show_stat(answer)[slot]
+
+    def address(self, slot: str) -> str | None:
+        answer = self.server.runtime_api(haproxy.command_show_servers_state(self.backend))
+        return haproxy.parse_servers_state(answer)[slot].resolved_address
+
+    def container(self, slot: str) -> docker.ContainerInfo | None:
+        name = self.inventory.container_name(slot)
+        result = self.server.run(docker.inspect_containers(name), check=False)
+        return docker.parse_inspect(result.stdout).get(name)
+
+    # -- the steps --------------------------------------------------------------------------
+    def run(self) -> tuple[str | None, str]:
+        """Swap; return (version served before, what serves now). Raises SwapError."""
+        views = read_slots(self.server, self.inventory)
+        plan = plan_slots(views)
+        old_version = views[plan.live].version if plan.live else None
+        self.progress(
+            f"live slot {plan.live or 'none'} ({old_version or 'nothing serving'}); "
+            f"{self.tag} goes into {plan.idle}"
+        )
+        self.retire(plan.idle, views[plan.idle])
+        try:
+            address = self.start_new(plan.idle)
+            self.wait_healthy(plan.idle, address)
+            self.set_state(plan.idle, AdminState.READY)
+        except BaseException as error:
+            self.contain_failure(plan.idle)
+            serving = describe_serving(read_slots_quietly(self.server, self.inventory))
+            if isinstance(error, SwapError):
+                raise SwapError(str(error), serving) from error
+            if isinstance(error, Exception):
+                raise SwapError(f"{type(error).__name__}: {error}", serving) from error
+            raise
+        self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
+        if plan.live is not None:
+            self.drain_and_stop(plan.live)
+        return old_version, self.verify(plan.idle)
+
+    def retire(self, slot: str, view: SlotView) -> None:
+        """Take the idle slot out of rotation and remove what is left in it."""
+        if view.stat.takes_new_traffic or view.stat.sessions:
+            self.drain(slot)  # only after an interrupted run: never cut its requests
+        self.set_state(slot, AdminState.MAINT)
+        if view.container is not None:
+            self.progress(f"removing the old container of {slot} ({view.version})")
+            self.server.run(docker.remove(self.inventory.container_name(slot)))
+
+    def start_new(self, slot: str) -> str:
+        """Start the new version while its slot is in maint: HAProxy sends it nothing."""
+        name = self.inventory.container_name(slot)
+        self.server.run(docker.run_app_slot(
+            container=name, image_ref=self.inventory.image_ref(self.tag),
+            network=self.inventory.network, app=self.inventory.app, slot=slot,
+            version=self.tag, app_port=self.inventory.app_port,
+            stop_timeout=self.timeouts.stop,
+        ))
+        info = self.container(slot)
+        address = info.addresses.get(self.inventory.network) if info else None
+        if not address:
+            raise SwapError(f"container {name} has no address on network "
+                            f"{self.inventory.network}", "")
+        self.progress(f"started {name} ({self.tag}) at {address}; waiting for HAProxy to "
+                      "resolve it")
+        self.wait_for(lambda: self.address(slot) == address, self.timeouts.healthy,
+                      f"HAProxy to resolve {name} to {address}", slot)
+        return address
+
+    def wait_healthy(self, slot: str, address: str) -> None:
+        # drain: checks run, no traffic. health down: `rise` fresh passes are needed before
+        # HAProxy calls it UP, so nothing stale from before the container started counts.
+        self.server.runtime_api(haproxy.join_commands(
+            haproxy.command_set_state(self.backend, slot, AdminState.DRAIN),
+            haproxy.command_force_health_down(self.backend, slot),
+        ))
+        self.progress(f"waiting for HAProxy's health checks of {slot} "
+                      f"(GET {self.inventory.healthcheck.path}, up to "
+                      f"{self.timeouts.healthy:g}s)")
+        last: list[ServerStat] = []
+
+        def healthy() -> bool:
+            stat = self.stat(slot)
+            last[:] = [stat]
+            return stat.status == "DRAIN" and stat.check_passed
+
+        self.wait_for(healthy, self.timeouts.healthy,
+                      f"{slot} to pass HAProxy's health checks", slot,
+                      detail=lambda: f"last check: {last[0].check_summary}" if last else "")
+        if self.address(slot) != address:
+            raise SwapError(f"HAProxy's address for {slot} moved away from the new container "
+                            f"({address}); not switching", "")
+        self.progress(f"{slot} passed HAProxy's health checks")
+
+    def drain(self, slot: str) -> None:
+        self.set_state(slot, AdminState.DRAIN)
+        started = time.monotonic()
+        deadline = started + self.timeouts.drain
+        while (sessions := self.stat(slot).sessions) > 0:
+            if time.monotonic() > deadline:
+                self.progress(f"{slot} still has {sessions} sessions after "
+                              f"{self.timeouts.drain:g}s; stopping it anyway (the app gets "
+                              f"SIGTERM and {self.timeouts.stop}s to finish them)")
+                return
+            time.sleep(POLL_INTERVAL)
+        self.progress(f"{slot} drained in {time.monotonic() - started:.1f}s")
+
+    def drain_and_stop(self, slot: str) -> None:
+        self.drain(slot)
+        self.set_state(slot, AdminState.MAINT)
+        name = self.inventory.container_name(slot)
+        # Kept (stopped): its logs stay readable; the next deploy into this slot removes it.
+        self.server.run(docker.stop(name, self.timeouts.stop),
+                        timeout=self.timeouts.stop + 30)
+        self.progress(f"stopped {name}")
+
+    def verify(self, slot: str) -> str:
+        views = read_slots(self.server, self.inventory)
+        view = views[slot]
+        if not view.serving or view.version != self.tag:
+            raise SwapError(f"after the switch {slot} is not serving {self.tag}: "
+                            f"{view.describe()}", describe_serving(views))
+        return describe_serving(views)
+
+    def contain_failure(self, slot: str) -> None:
+        """The new slot never took traffic: keep it out, stop its container."""
+        try:
+            self.set_state(slot, AdminState.MAINT)
+        finally:
+            name = self.inventory.container_name(slot)
+            self.server.run(docker.stop(name, self.timeouts.stop), check=False,
+                            timeout=self.timeouts.stop + 30)
+            self.progress(f"stopped the new container {name}; the old version keeps serving")
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str, slot: str,
+                 detail: Callable[[], str] = lambda: "") -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            container = self.container(slot)
+            if container is None or not container.running:
+                logs = self.server.run(docker.logs_tail(self.inventory.container_name(slot)),
+                                       check=False)
+                output = (logs.stdout + logs.stderr).strip()
+                status = f"exited with code {container.exit_code}" if container else "vanished"
+                raise SwapError(
+                    f"the new container of {slot} {status} while waiting for {what}"
+                    + (f"; its last output:\n{output}" if output else ""), "")
+            if time.monotonic() > deadline:
+                extra = detail()
+                raise SwapError(f"timed out after {timeout:g}s waiting for {what}"
+                                + (f" ({extra})" if extra else ""), "")
+            time.sleep(POLL_INTERVAL)
+
+
+def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotView]:
+    try:
+        return read_slots(server, inventory)
+    except Exception:
+        return {}
