@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 _print_lock = threading.Lock()
 
 
 def say(message: str) -> None:
-    with _print_lock:
-        print(message, flush=True)
+    _write(message, sys.stdout)
 
 
 def warn(message: str) -> None:
-    with _print_lock:
-        print(message, file=sys.stderr, flush=True)
+    _write(message, sys.stderr)
+
+
+def _write(message: str, stream: TextIO) -> None:
+    # A closed terminal or pipe must not abort a deploy halfway through a swap.
+    with _print_lock, contextlib.suppress(OSError, ValueError):
+        print(message, file=stream, flush=True)
 
 
 def progress_for(server: str, width: int = 8) -> Callable[[str], None]:

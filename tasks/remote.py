@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import shlex
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +94,7 @@ class Server:
             if isinstance(error, paramiko.AuthenticationException):
                 raise ConnectError(f"{self.name}: {where} refused the login: {error}") from error
             raise ConnectError(f"{self.name}: SSH to {where} failed: {error}") from error
-        except (OSError, socket.timeout) as error:
+        except (TimeoutError, OSError) as error:
             raise ConnectError(f"{self.name}: cannot connect to {where}: {error}") from error
 
     def close(self) -> None:
@@ -150,7 +149,7 @@ class Server:
             chunks = []
             while chunk := channel.recv(65536):
                 chunks.append(chunk)
-        except (OSError, socket.timeout) as error:
+        except (TimeoutError, OSError) as error:
             raise RuntimeApiError(f"{self.name}: runtime API `{command}` failed: {error}") from error
         finally:
             channel.close()

@@ -9,6 +9,7 @@ is Debian's binary with the libraries it links. Needs root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -135,6 +136,9 @@ def create_bridge() -> None:
 
 
 def create_namespace(node: Node) -> None:
+    if link_exists(node.veth):
+        # Left by a namespace that something still holds open: deleting our end removes both.
+        run(["ip", "link", "del", node.veth], check=False, capture=True)
     wait_until(lambda: not link_exists(node.veth), f"old link {node.veth} to vanish", 10)
     run(["ip", "netns", "add", node.name])
     run(["ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0",
@@ -226,7 +230,8 @@ MaxSessions 100
 MaxStartups 100:30:200
 AllowTcpForwarding local
 Subsystem sftp /usr/lib/openssh/sftp-server
-SetEnv DOCKER_HOST={node.docker_host}
+# A home of its own: this machine root's ~/.bashrc is slow, a server's usually is not.
+SetEnv DOCKER_HOST={node.docker_host} HOME={RUN_DIR / "home"}
 """)
     return config
 
@@ -237,6 +242,7 @@ def start_sshd(node: Node) -> None:
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.name, "-f", str(host_key)])
     config = write_sshd_config(node)
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
+    (RUN_DIR / "home").mkdir(parents=True, exist_ok=True)
     run(["ip", "netns", "exec", node.name, "/usr/sbin/sshd", "-f", str(config)])
 
 
@@ -406,10 +412,8 @@ def wait_gone(pid: int | None, timeout: float = 20.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def existing_nodes() -> list[Node]:
@@ -435,6 +439,10 @@ def destroy(log=print) -> None:
     wait_gone(kill_pidfile(RUN_DIR / "registry.pid"))
     wait_gone(kill_pidfile(RUN_DIR / "dnsmasq.pid"))
     for node in nodes:
+        # SSH sessions outlive their sshd listener and keep the namespace (and its veth) alive
+        for pid in run(["ip", "netns", "pids", node.name], check=False, capture=True).stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
         run(["ip", "netns", "del", node.name], check=False, capture=True)
     if link_exists(BRIDGE):
         run(["ip", "link", "del", BRIDGE], check=False, capture=True)

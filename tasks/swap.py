@@ -18,7 +18,8 @@ from tasks.haproxy import AdminState, ServerStat, ServerState
 from tasks.inventory import SLOTS, Inventory
 from tasks.remote import Server
 
-POLL_INTERVAL = 0.1
+POLL_INTERVAL = 0.05
+CONTAINER_CHECK_INTERVAL = 1.0
 Progress = Callable[[str], None]
 
 
@@ -257,22 +258,32 @@ class SlotSwap:
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str, slot: str,
                  detail: Callable[[], str] = lambda: "") -> None:
-        deadline = time.monotonic() + timeout
+        """Poll `condition` (runtime API reads: cheap); look at the container itself only
+        now and then (a command over SSH: not cheap), to fail fast when it died."""
+        started = time.monotonic()
+        next_container_check = started + CONTAINER_CHECK_INTERVAL
         while not condition():
-            container = self.container(slot)
-            if container is None or not container.running:
-                logs = self.server.run(docker.logs_tail(self.inventory.container_name(slot)),
-                                       check=False)
-                output = (logs.stdout + logs.stderr).strip()
-                status = f"exited with code {container.exit_code}" if container else "vanished"
-                raise SwapError(
-                    f"the new container of {slot} {status} while waiting for {what}"
-                    + (f"; its last output:\n{output}" if output else ""), "")
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > next_container_check:
+                self.fail_if_container_died(slot, what)
+                next_container_check = now + CONTAINER_CHECK_INTERVAL
+            if now > started + timeout:
+                self.fail_if_container_died(slot, what)
                 extra = detail()
                 raise SwapError(f"timed out after {timeout:g}s waiting for {what}"
                                 + (f" ({extra})" if extra else ""), "")
             time.sleep(POLL_INTERVAL)
+
+    def fail_if_container_died(self, slot: str, what: str) -> None:
+        container = self.container(slot)
+        if container is not None and container.running:
+            return
+        logs = self.server.run(docker.logs_tail(self.inventory.container_name(slot)),
+                               check=False)
+        output = (logs.stdout + logs.stderr).strip()
+        status = f"exited with code {container.exit_code}" if container else "vanished"
+        raise SwapError(f"the new container of {slot} {status} while waiting for {what}"
+                        + (f"; its last output:\n{output}" if output else ""), "")
 
 
 def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotView]:
