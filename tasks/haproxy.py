@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 # Answers of the runtime API that mean the command was refused.
 API_ERRORS = (
@@ -28,7 +28,7 @@ class RuntimeApiError(RuntimeError):
     """HAProxy refused a runtime API command or answered something unparsable."""
 
 
-class AdminState(str, Enum):
+class AdminState(StrEnum):
     READY = "ready"
     DRAIN = "drain"
     MAINT = "maint"

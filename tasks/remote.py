@@ -150,7 +150,8 @@ class Server:
             while chunk := channel.recv(65536):
                 chunks.append(chunk)
         except (TimeoutError, OSError) as error:
-            raise RuntimeApiError(f"{self.name}: runtime API `{command}` failed: {error}") from error
+            raise RuntimeApiError(
+                f"{self.name}: runtime API `{command}` failed: {error}") from error
         finally:
             channel.close()
         answer = b"".join(chunks).decode(errors="replace")

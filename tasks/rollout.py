@@ -108,8 +108,9 @@ def deploy(inventory: Inventory, tag: str) -> RolloutResult:
 def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome) -> bool:
     progress = progress_for(server.name)
     started = time.monotonic()
+    swap = SlotSwap(server, inventory, tag, progress)
     try:
-        old_tag, serving = SlotSwap(server, inventory, tag, progress).run()
+        old_tag, serving = swap.run()
     except SwapError as error:
         outcome.outcome, outcome.error, outcome.serving = "failed", str(error), error.serving
         progress(f"FAILED: {error}")
@@ -121,6 +122,7 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
         return False
     finally:
         outcome.seconds = time.monotonic() - started
+        outcome.old_tag = swap.old_version
     outcome.old_tag, outcome.outcome, outcome.serving = old_tag, "deployed", serving
     progress(f"done in {outcome.seconds:.1f}s: serves {serving}")
     return True

@@ -2,8 +2,8 @@
 
 Each server is a network namespace with its own sshd and dockerd, on a private bridge
 (10.77.0.0/24) that nothing else uses. Beside them: a plain-HTTP registry, a resolver
-that answers at once and knows nothing (as a cloud server's does), and a "builder" engine that stands in for the operator's
-own Docker. Every image comes from local material: the app is a static Go binary, HAProxy
+that answers at once and knows nothing (as a cloud server's does), and a "builder" engine
+that stands in for the operator's own Docker. Every image comes from local material: the app is a static Go binary, HAProxy
 is Debian's binary with the libraries it links. Needs root.
 """
 
@@ -164,7 +164,7 @@ def start_registry() -> None:
     config.write_text(
         "version: 0.1\n"
         "log: {level: warn}\n"
-        f"storage: {{filesystem: {{rootdirectory: {DATA_DIR / 'registry'}}}, delete: {{enabled: true}}}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {DATA_DIR / 'registry'}}}}}\n"
         f"http: {{addr: '{REGISTRY}'}}\n"
     )
     pid = spawn(["docker-registry", "serve", str(config)], STATE_DIR / "registry.log")
@@ -327,7 +327,7 @@ app_port: 3000
 healthcheck: {{path: /health}}
 ssh: {{user: root, port: 22, identity: id_ed25519, known_hosts: known_hosts}}
 haproxy: {{image: {HAPROXY_IMAGE}, http_port: 80, stats_port: 9999}}
-timeouts: {{healthy: 20, drain: 20, stop: 10}}
+timeouts: {{healthy: 10, drain: 20, stop: 10}}
 hosts:
 {hosts}
 """)
@@ -440,7 +440,8 @@ def destroy(log=print) -> None:
     wait_gone(kill_pidfile(RUN_DIR / "dnsmasq.pid"))
     for node in nodes:
         # SSH sessions outlive their sshd listener and keep the namespace (and its veth) alive
-        for pid in run(["ip", "netns", "pids", node.name], check=False, capture=True).stdout.split():
+        pids = run(["ip", "netns", "pids", node.name], check=False, capture=True).stdout
+        for pid in pids.split():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
         run(["ip", "netns", "del", node.name], check=False, capture=True)

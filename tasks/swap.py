@@ -116,6 +116,7 @@ class SlotSwap:
     def __post_init__(self) -> None:
         self.backend = self.inventory.app
         self.timeouts = self.inventory.timeouts
+        self.old_version: str | None = None  # known once the live slot is found
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -139,7 +140,7 @@ class SlotSwap:
         """Swap; return (version served before, what serves now). Raises SwapError."""
         views = read_slots(self.server, self.inventory)
         plan = plan_slots(views)
-        old_version = views[plan.live].version if plan.live else None
+        old_version = self.old_version = views[plan.live].version if plan.live else None
         self.progress(
             f"live slot {plan.live or 'none'} ({old_version or 'nothing serving'}); "
             f"{self.tag} goes into {plan.idle}"

@@ -1,0 +1,102 @@
+"""The integration suite runs the real `fab` against the project's sandbox: real sshd, dockerd,
+HAProxy and registry, in network namespaces on this machine. Needs root."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tasks import sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+SERVERS = 3
+TAGS = ("v1", "v2", "bad1")
+
+
+def sandbox_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, dockerd)"
+    missing = [p for p in sandbox.REQUIRED_PROGRAMS if shutil.which(p) is None]
+    return f"missing programs: {', '.join(missing)}" if missing else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = sandbox_unavailable()
+    if reason is None:
+        return
+    if os.environ.get("SLOTSWAP_REQUIRE_SANDBOX"):
+        raise pytest.UsageError(f"the sandbox is required here but {reason}")
+    for item in items:
+        if "sandbox" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    inventory: Path
+    addresses: list[str]
+    env: dict[str, str]
+
+    def fab(self, *args: str, inventory: Path | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        argv = [FAB, *args]
+        if args and args[0] in ("build", "up", "deploy", "status", "down"):
+            argv += ["--inventory", str(inventory or self.inventory)]
+        result = subprocess.run(argv, cwd=ROOT, env=self.env, text=True, capture_output=True,
+                                timeout=timeout, check=False)
+        # Shown by pytest when a test fails: what the operator would have seen.
+        print(f"$ fab {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}"
+              f"{result.stderr}")
+        return result
+
+    def ssh(self, address: str, command: str) -> str:
+        key, known = self.inventory.parent / "id_ed25519", self.inventory.parent / "known_hosts"
+        result = subprocess.run(
+            ["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={known}",
+             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{address}",
+             command], text=True, capture_output=True, timeout=60, check=True)
+        return result.stdout
+
+    def served_versions(self, address: str, requests: int = 6) -> set[str]:
+        versions = set()
+        for _ in range(requests):
+            with urllib.request.urlopen(f"http://{address}/", timeout=5) as response:
+                body = response.read().decode()
+            match = re.search(r"version=(\S+)", body)
+            versions.add(match.group(1) if match else body)
+        return versions
+
+
+@pytest.fixture(scope="session")
+def sandbox_env() -> Iterator[Sandbox]:
+    inventory = sandbox.create(SERVERS)
+    env = {**os.environ, "DOCKER_HOST": sandbox.BUILDER_NODE.docker_host}
+    box = Sandbox(inventory, [n.ip for n in sandbox.server_nodes(SERVERS)], env)
+    try:
+        for tag in TAGS:
+            result = box.fab("build", "--tag", tag)
+            assert result.returncode == 0, result.stderr
+        yield box
+    finally:
+        if not os.environ.get("SLOTSWAP_KEEP_SANDBOX"):
+            sandbox.destroy()
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
