@@ -3,8 +3,8 @@
 Each server is a network namespace with its own sshd and dockerd, on a private bridge
 (10.77.0.0/24) that nothing else uses. Beside them: a plain-HTTP registry, a resolver
 that answers at once and knows nothing (as a cloud server's does), and a "builder" engine
-that stands in for the operator's own Docker. Every image comes from local material: the app is a static Go binary, HAProxy
-is Debian's binary with the libraries it links. Needs root.
+that stands in for the operator's own Docker. Every image comes from local material: the
+app is a static Go binary, HAProxy is Debian's binary with the libraries it links. Needs root.
 """
 
 from __future__ import annotations
