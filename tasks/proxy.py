@@ -171,10 +171,18 @@ def reload_with_new_config(server: Server, inventory: Inventory, progress: Progr
 
 
 def down_server(server: Server, inventory: Inventory, progress: Progress) -> str:
-    ids = server.run(docker.list_app_containers(inventory.app)).stdout.split()
-    if ids:
-        server.run(docker.remove(*ids), timeout=120)
-        progress(f"removed {len(ids)} containers")
+    # By name (also what was started by hand under the kit's names), then by label.
+    names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
+    existing = sorted(docker.parse_inspect(
+        server.run(docker.inspect_containers(*names), check=False).stdout))
+    if existing:
+        server.run(docker.remove(*existing), timeout=120)
+    labelled = server.run(docker.list_app_containers(inventory.app)).stdout.split()
+    if labelled:
+        server.run(docker.remove(*labelled), timeout=120)
+    targets = [*existing, *labelled]
+    if targets:
+        progress(f"removed {len(targets)} containers")
     removed_network = False
     if server.run(docker.network_inspect(inventory.network), check=False).ok:
         try:
@@ -184,5 +192,7 @@ def down_server(server: Server, inventory: Inventory, progress: Progress) -> str
             raise ProxyError(f"{server.name}: network {inventory.network} is still in use by "
                              f"containers the kit did not start: {error.stderr.strip()}") from error
     server.run(["rm", "-rf", f"/etc/slotswap/{inventory.app}"])
-    parts = [f"{len(ids)} containers removed"] + (["network removed"] if removed_network else [])
+    parts = [f"{len(targets)} containers removed"]
+    if removed_network:
+        parts.append("network removed")
     return ", ".join(parts)
