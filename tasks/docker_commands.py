@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import datetime
 
 LABEL_APP = "slotswap.app"
 LABEL_SLOT = "slotswap.slot"
@@ -33,6 +35,22 @@ class ContainerInfo:
     def version(self) -> str | None:
         return self.labels.get(LABEL_VERSION)
 
+    @property
+    def started_ns(self) -> int:
+        return docker_time_ns(self.started_at)
+
+
+def docker_time_ns(text: str) -> int:
+    """Nanoseconds since the epoch of one of Docker's RFC 3339 times, which carry up to 9
+    fraction digits with trailing zeros trimmed (`...:55.344Z`, `...:55Z`): compare them as
+    numbers, never as strings. 0 for an empty or unknown time."""
+    match = re.fullmatch(
+        r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)", text)
+    if not match:
+        return 0
+    whole, fraction, zone = match.groups()
+    seconds = datetime.fromisoformat(f"{whole}{'+00:00' if zone == 'Z' else zone}")
+    return int(seconds.timestamp()) * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
 
 def build(image_ref: str, tag: str, dockerfile: str, context: str) -> list[str]:
     return ["docker", "build", "--build-arg", f"VERSION={tag}", "-t", image_ref,
@@ -89,7 +107,10 @@ def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot
 
 
 def run_haproxy(*, container: str, image_ref: str, network: str, app: str, config_dir: str,
-                http_port: int, stats_port: int) -> list[str]:
+                http_port: int, stats_port: int,
+                labels: dict[str, str] | None = None) -> list[str]:
+    extra_labels = [word for key, value in (labels or {}).items()
+                    for word in ("--label", f"{key}={value}")]
     return [
         "docker", "run", "--detach",
         "--name", container,
@@ -97,6 +118,7 @@ def run_haproxy(*, container: str, image_ref: str, network: str, app: str, confi
         "--restart", "unless-stopped",
         "--label", f"{LABEL_APP}={app}",
         "--label", f"{LABEL_ROLE}=haproxy",
+        *extra_labels,
         "--publish", f"{http_port}:{HAPROXY_HTTP_PORT_INSIDE}",
         # The admin socket must never be reachable from outside the server.
         "--publish", f"127.0.0.1:{stats_port}:{HAPROXY_STATS_PORT_INSIDE}",

@@ -14,6 +14,7 @@ from enum import StrEnum
 # Answers of the runtime API that mean the command was refused.
 API_ERRORS = (
     "No such backend",
+    "No such proxy",
     "No such server",
     "Require 'backend/server'",
     "Permission denied",

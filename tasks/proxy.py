@@ -61,14 +61,12 @@ def container_spec(inventory: Inventory) -> str:
 
 
 def haproxy_run_command(inventory: Inventory) -> list[str]:
-    argv = docker.run_haproxy(
+    return docker.run_haproxy(
         container=inventory.haproxy_container, image_ref=inventory.haproxy.image,
         network=inventory.network, app=inventory.app, config_dir=config_dir(inventory),
         http_port=inventory.haproxy.http_port, stats_port=inventory.haproxy.stats_port,
+        labels={LABEL_SPEC: container_spec(inventory)},
     )
-    image_at = argv.index(inventory.haproxy.image)
-    return [*argv[:image_at], "--label", f"{LABEL_SPEC}={container_spec(inventory)}",
-            *argv[image_at:]]
 
 
 def ensure_image(server: Server, image_ref: str, progress: Progress) -> None:

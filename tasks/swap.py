@@ -68,7 +68,7 @@ def plan_slots(views: dict[str, SlotView]) -> SlotPlan:
     serving = [slot for slot in SLOTS if views[slot].serving]
     if len(serving) == 2:
         # An interrupted run left both in rotation: keep the newer one, retire the other.
-        newest = max(serving, key=lambda s: views[s].container.started_at)  # type: ignore[union-attr]
+        newest = max(serving, key=lambda s: views[s].container.started_ns)  # type: ignore[union-attr]
         return SlotPlan(live=newest, idle=other_slot(newest))
     if len(serving) == 1:
         return SlotPlan(live=serving[0], idle=other_slot(serving[0]))

@@ -1,0 +1,334 @@
+"""tasks.docker_commands: whole argv lists, and `docker inspect` answers recorded in the sandbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks import docker_commands as docker
+from tasks.docker_commands import ContainerInfo
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+IMAGE = "10.77.0.1:5000/demo/webapp"
+V1_IMAGE_ID = "sha256:3dbaf425a5a1df2cfc1162418461929be9ea913e85d98c186ecbbb723ba0887e"
+V1_IMAGE_ID_REBUILT = "sha256:dcc33d18e485a6023f21e2ce0c8c09a67b47e815209ea210bc8ab1853278ec02"
+V2_IMAGE_ID = "sha256:4f082f694eb86c36ebd9278a8595acfb51957649d89d4fc1ceff3b0b1cc9267d"
+
+
+def fixture(name: str) -> str:
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def slot_labels(slot: str, version: str) -> dict[str, str]:
+    return {
+        "org.opencontainers.image.version": version,
+        "slotswap.app": "webapp",
+        "slotswap.role": "app",
+        "slotswap.slot": slot,
+        "slotswap.version": version,
+    }
+
+
+# -- builders -------------------------------------------------------------------------------
+
+ARGV_CASES = {
+    "build": (
+        docker.build(f"{IMAGE}:v42", "v42", "example/Dockerfile", "example"),
+        ["docker", "build", "--build-arg", "VERSION=v42", "-t", f"{IMAGE}:v42",
+         "-f", "example/Dockerfile", "example"],
+    ),
+    "push": (docker.push(f"{IMAGE}:v42"), ["docker", "push", f"{IMAGE}:v42"]),
+    "pull": (docker.pull("haproxy:2.8"), ["docker", "pull", "--quiet", "haproxy:2.8"]),
+    "image_id": (
+        docker.image_id("haproxy:2.8"),
+        ["docker", "image", "inspect", "--format", "{{.Id}}", "haproxy:2.8"],
+    ),
+    "inspect_one": (
+        docker.inspect_containers("webapp-web1"),
+        ["docker", "container", "inspect", "webapp-web1"],
+    ),
+    "inspect_two": (
+        docker.inspect_containers("webapp-web1", "webapp-web2"),
+        ["docker", "container", "inspect", "webapp-web1", "webapp-web2"],
+    ),
+    "network_inspect": (
+        docker.network_inspect("webapp"),
+        ["docker", "network", "inspect", "--format", "{{.Driver}}", "webapp"],
+    ),
+    "network_create": (
+        docker.network_create("webapp", "webapp"),
+        ["docker", "network", "create", "--driver", "bridge",
+         "--label", "slotswap.app=webapp", "webapp"],
+    ),
+    "network_remove": (docker.network_remove("webapp"), ["docker", "network", "rm", "webapp"]),
+    "run_app_slot": (
+        docker.run_app_slot(container="webapp-web2", image_ref=f"{IMAGE}:v2", network="webapp",
+                            app="webapp", slot="web2", version="v2", app_port=3000,
+                            stop_timeout=10),
+        ["docker", "run", "--detach",
+         "--name", "webapp-web2",
+         "--network", "webapp",
+         "--network-alias", "webapp-web2",
+         "--restart", "unless-stopped",
+         "--stop-timeout", "10",
+         "--label", "slotswap.app=webapp",
+         "--label", "slotswap.slot=web2",
+         "--label", "slotswap.version=v2",
+         "--label", "slotswap.role=app",
+         "--env", "PORT=3000",
+         f"{IMAGE}:v2"],
+    ),
+    "run_haproxy": (
+        docker.run_haproxy(container="webapp-haproxy", image_ref="haproxy:2.8", network="webapp",
+                           app="webapp", config_dir="/etc/slotswap/webapp/haproxy",
+                           http_port=80, stats_port=9999),
+        ["docker", "run", "--detach",
+         "--name", "webapp-haproxy",
+         "--network", "webapp",
+         "--restart", "unless-stopped",
+         "--label", "slotswap.app=webapp",
+         "--label", "slotswap.role=haproxy",
+         "--publish", "80:8080",
+         "--publish", "127.0.0.1:9999:9999",
+         "--volume", "/etc/slotswap/webapp/haproxy:/usr/local/etc/haproxy:ro",
+         "haproxy:2.8",
+         "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+    ),
+    "run_haproxy_other_ports": (
+        docker.run_haproxy(container="shop-haproxy", image_ref="10.1.2.3:5000/haproxy:2.6",
+                           network="shop", app="shop", config_dir="/etc/slotswap/shop/haproxy",
+                           http_port=8000, stats_port=8001),
+        ["docker", "run", "--detach",
+         "--name", "shop-haproxy",
+         "--network", "shop",
+         "--restart", "unless-stopped",
+         "--label", "slotswap.app=shop",
+         "--label", "slotswap.role=haproxy",
+         "--publish", "8000:8080",
+         "--publish", "127.0.0.1:8001:9999",
+         "--volume", "/etc/slotswap/shop/haproxy:/usr/local/etc/haproxy:ro",
+         "10.1.2.3:5000/haproxy:2.6",
+         "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+    ),
+    "check_haproxy_config": (
+        docker.check_haproxy_config(image_ref="haproxy:2.8",
+                                    config_dir="/etc/slotswap/webapp/haproxy",
+                                    filename="haproxy.cfg.new"),
+        ["docker", "run", "--rm", "--network", "none",
+         "--volume", "/etc/slotswap/webapp/haproxy:/usr/local/etc/haproxy:ro",
+         "haproxy:2.8", "-c", "-f", "/usr/local/etc/haproxy/haproxy.cfg.new"],
+    ),
+    "signal_container": (
+        docker.signal_container("webapp-haproxy", "HUP"),
+        ["docker", "kill", "--signal", "HUP", "webapp-haproxy"],
+    ),
+    "stop": (docker.stop("webapp-web1", 10), ["docker", "stop", "--time", "10", "webapp-web1"]),
+    "remove_one": (docker.remove("webapp-web1"), ["docker", "rm", "--force", "webapp-web1"]),
+    "remove_many": (
+        docker.remove("0b1c", "93a9", "d2e4"),
+        ["docker", "rm", "--force", "0b1c", "93a9", "d2e4"],
+    ),
+    "logs_tail_default": (
+        docker.logs_tail("webapp-web2"),
+        ["docker", "logs", "--tail", "20", "webapp-web2"],
+    ),
+    "logs_tail_50": (
+        docker.logs_tail("webapp-web2", 50),
+        ["docker", "logs", "--tail", "50", "webapp-web2"],
+    ),
+    "list_app_containers": (
+        docker.list_app_containers("webapp"),
+        ["docker", "ps", "--all", "--quiet", "--filter", "label=slotswap.app=webapp"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("argv", "expected"), ARGV_CASES.values(), ids=ARGV_CASES)
+def test_argv(argv: list[str], expected: list[str]) -> None:
+    assert argv == expected
+
+
+@pytest.mark.parametrize(("argv", "expected"), ARGV_CASES.values(), ids=ARGV_CASES)
+def test_argv_is_a_list_of_strings(argv: list[str], expected: list[str]) -> None:
+    assert isinstance(argv, list)
+    assert all(isinstance(arg, str) for arg in argv)
+
+
+def test_app_slots_publish_no_port() -> None:
+    argv = ARGV_CASES["run_app_slot"][0]
+    assert "--publish" not in argv
+    assert not any(arg.startswith(("-p", "--publish=")) for arg in argv)
+
+
+def test_haproxy_admin_port_is_published_on_loopback_only() -> None:
+    argv = ARGV_CASES["run_haproxy"][0]
+    published = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--publish"]
+    assert published == ["80:8080", "127.0.0.1:9999:9999"]
+
+
+# -- parse_inspect --------------------------------------------------------------------------
+
+WEB1_RUNNING = ContainerInfo(
+    name="webapp-web1", running=True, status="running", image=f"{IMAGE}:v1",
+    image_id=V1_IMAGE_ID, labels={"org.opencontainers.image.version": "v1"},
+    addresses={"webapp": "10.111.1.3"}, exit_code=0,
+    started_at="2026-11-26T07:17:13.150957681Z",
+)
+WEB1_STOPPED = ContainerInfo(
+    name="webapp-web1", running=False, status="exited", image=f"{IMAGE}:v1",
+    image_id=V1_IMAGE_ID, labels={"org.opencontainers.image.version": "v1"},
+    addresses={"webapp": ""}, exit_code=0, started_at="2026-11-26T07:17:13.150957681Z",
+)
+
+INSPECT_CASES = {
+    "docker_inspect_web1_running.json": {"webapp-web1": WEB1_RUNNING},
+    "docker_inspect_web1_stopped.json": {"webapp-web1": WEB1_STOPPED},
+    "docker_inspect_live_web2.json": {
+        "webapp-web1": ContainerInfo(
+            name="webapp-web1", running=False, status="exited", image=f"{IMAGE}:v1",
+            image_id=V1_IMAGE_ID_REBUILT, labels=slot_labels("web1", "v1"),
+            addresses={"webapp": ""}, exit_code=0,
+            started_at="2026-11-26T07:23:27.363973943Z",
+        ),
+        "webapp-web2": ContainerInfo(
+            name="webapp-web2", running=True, status="running", image=f"{IMAGE}:v2",
+            image_id=V2_IMAGE_ID, labels=slot_labels("web2", "v2"),
+            addresses={"webapp": "10.111.1.4"}, exit_code=0,
+            started_at="2026-11-26T07:23:32.427366894Z",
+        ),
+    },
+    "docker_inspect_live_web1.json": {
+        "webapp-web1": ContainerInfo(
+            name="webapp-web1", running=True, status="running", image=f"{IMAGE}:v1",
+            image_id=V1_IMAGE_ID_REBUILT, labels=slot_labels("web1", "v1"),
+            addresses={"webapp": "10.111.1.3"}, exit_code=0,
+            started_at="2026-11-26T07:24:48.704575881Z",
+        ),
+        "webapp-web2": ContainerInfo(
+            name="webapp-web2", running=False, status="exited", image=f"{IMAGE}:v2",
+            image_id=V2_IMAGE_ID, labels=slot_labels("web2", "v2"),
+            addresses={"webapp": ""}, exit_code=0,
+            started_at="2026-11-26T07:23:32.427366894Z",
+        ),
+    },
+}
+
+
+@pytest.mark.parametrize(("name", "expected"), INSPECT_CASES.items(), ids=INSPECT_CASES)
+def test_parse_inspect_recorded(name: str, expected: dict[str, ContainerInfo]) -> None:
+    containers = docker.parse_inspect(fixture(name))
+    assert containers == expected
+    assert list(containers) == list(expected)  # in Docker's order
+
+
+# The other recordings, as (name, running, status, version, address on the app network,
+# started_at) per container, in Docker's order.
+INSPECT_SUMMARIES: dict[str, list[tuple[str, bool, str, str, str, str]]] = {
+    # `docker container inspect webapp-web1 webapp-web2` with web2 gone: one item (exit 1).
+    "docker_inspect_live_web1_web2_removed.json": [
+        ("webapp-web1", True, "running", "v2", "10.111.1.3", "2026-11-26T07:27:45.511556917Z"),
+    ],
+    "docker_inspect_web1_maint_stopped_web2_live.json": [
+        ("webapp-web1", False, "exited", "v1", "", "2026-11-26T07:24:48.704575881Z"),
+        ("webapp-web2", True, "running", "v1", "10.111.1.4", "2026-11-26T07:26:19.161945298Z"),
+    ],
+    "docker_inspect_web1_down_starting_web2_live.json": [
+        ("webapp-web1", True, "running", "v2", "10.111.1.3", "2026-11-26T07:27:45.511556917Z"),
+        ("webapp-web2", True, "running", "v1", "10.111.1.4", "2026-11-26T07:27:11.576750666Z"),
+    ],
+    "docker_inspect_web1_live_web2_drain.json": [
+        ("webapp-web1", True, "running", "v2", "10.111.1.3", "2026-11-26T07:26:25.580398604Z"),
+        ("webapp-web2", True, "running", "v1", "10.111.1.4", "2026-11-26T07:26:19.161945298Z"),
+    ],
+    "docker_inspect_both_up_web1_newer.json": [
+        ("webapp-web1", True, "running", "v2", "10.111.1.3", "2026-11-26T07:26:41.579493904Z"),
+        ("webapp-web2", True, "running", "v1", "10.111.1.4", "2026-11-26T07:26:33.319730102Z"),
+    ],
+    "docker_inspect_both_up_web2_newer.json": [
+        ("webapp-web1", True, "running", "v2", "10.111.1.3", "2026-11-26T07:27:05.817252522Z"),
+        ("webapp-web2", True, "running", "v1", "10.111.1.4", "2026-11-26T07:27:11.576750666Z"),
+    ],
+    # Docker drops trailing zeros of the nanoseconds: 7 digits here, not 9.
+    "docker_inspect_web1_live_web2_up_stopped.json": [
+        ("webapp-web1", True, "running", "v2", "10.111.1.3", "2026-11-26T07:26:55.3440026Z"),
+        ("webapp-web2", False, "exited", "v1", "", "2026-11-26T07:26:49.175538235Z"),
+    ],
+    "docker_inspect_web1_up_stopped_web2_down.json": [
+        ("webapp-web1", False, "exited", "v2", "", "2026-11-26T07:26:55.3440026Z"),
+        ("webapp-web2", True, "running", "v1", "10.111.1.4", "2026-11-26T07:27:00.782737074Z"),
+    ],
+}
+
+
+@pytest.mark.parametrize(("name", "expected"), INSPECT_SUMMARIES.items(), ids=INSPECT_SUMMARIES)
+def test_parse_inspect_recorded_summaries(
+    name: str, expected: list[tuple[str, bool, str, str, str, str]]
+) -> None:
+    containers = docker.parse_inspect(fixture(name))
+    assert [
+        (c.name, c.running, c.status, c.version, c.addresses["webapp"], c.started_at)
+        for c in containers.values()
+    ] == expected
+    for container in containers.values():
+        slot = container.name.removeprefix("webapp-")
+        assert container.labels == slot_labels(slot, container.version or "")
+        assert container.image == f"{IMAGE}:{container.version}"
+        assert container.image_id.startswith("sha256:")
+        assert container.exit_code == 0
+
+
+def test_every_recorded_inspect_is_covered() -> None:
+    recorded = sorted(p.name for p in FIXTURES.glob("docker_inspect_*.json"))
+    assert recorded == sorted([*INSPECT_CASES, *INSPECT_SUMMARIES])
+
+
+@pytest.mark.parametrize(
+    ("name", "versions"),
+    [
+        # Recorded before the kit labelled its slots: no version.
+        ("docker_inspect_web1_running.json", {"webapp-web1": None}),
+        ("docker_inspect_live_web2.json", {"webapp-web1": "v1", "webapp-web2": "v2"}),
+    ],
+)
+def test_version_comes_from_the_kits_label(name: str, versions: dict[str, str | None]) -> None:
+    containers = docker.parse_inspect(fixture(name))
+    assert {n: c.version for n, c in containers.items()} == versions
+
+
+@pytest.mark.parametrize("text", ["", "\n", "  \n\t", "[]", "[]\n"])
+def test_parse_inspect_of_nothing(text: str) -> None:
+    # `docker container inspect` of names that do not exist prints [] (and exits 1).
+    assert docker.parse_inspect(text) == {}
+
+
+def test_parse_inspect_of_an_array_built_from_two_recordings() -> None:
+    running = json.loads(fixture("docker_inspect_live_web2.json"))[1]
+    stopped = json.loads(fixture("docker_inspect_web1_stopped.json"))[0]
+    containers = docker.parse_inspect(json.dumps([running, stopped], indent=4))
+    assert list(containers) == ["webapp-web2", "webapp-web1"]
+    assert containers["webapp-web1"] == WEB1_STOPPED
+    assert containers["webapp-web2"].running
+
+
+def test_parse_inspect_exit_code_and_missing_sections() -> None:
+    item = json.loads(fixture("docker_inspect_web1_stopped.json"))[0]
+    item["State"]["ExitCode"] = 137
+    item["Config"]["Labels"] = None
+    item["NetworkSettings"]["Networks"] = None
+    info = docker.parse_inspect(json.dumps([item]))["webapp-web1"]
+    assert (info.exit_code, info.labels, info.addresses, info.version) == (137, {}, {}, None)
+
+
+def test_parse_inspect_of_a_bare_item() -> None:
+    info = docker.parse_inspect('[{"Name": "/webapp-web2"}]')["webapp-web2"]
+    assert info == ContainerInfo(name="webapp-web2", running=False, status="", image="",
+                                 image_id="", labels={}, addresses={}, exit_code=0,
+                                 started_at="")
+
+
+def test_parse_inspect_refuses_what_is_not_json() -> None:
+    with pytest.raises(json.JSONDecodeError):
+        docker.parse_inspect("Error: No such container: webapp-web1")

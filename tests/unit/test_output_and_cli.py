@@ -1,0 +1,104 @@
+"""tasks.output.format_table and tasks.cli.default_tag."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from tasks.cli import default_tag
+from tasks.output import format_table
+from tasks.validation import validate_tag
+
+# -- format_table ---------------------------------------------------------------------------
+
+TABLE_CASES = {
+    "up": (
+        ("server", "result"),
+        [("s1", "unchanged"), ("server-two", "config reloaded")],
+        "server      result\n"
+        "----------  ---------------\n"
+        "s1          unchanged\n"
+        "server-two  config reloaded",
+    ),
+    "no rows": (
+        ("server", "result"),
+        [],
+        "server  result\n"
+        "------  ------",
+    ),
+    "header wider than the cells": (
+        ("server", "live", "version"),
+        [("s1", "web1", "v1")],
+        "server  live  version\n"
+        "------  ----  -------\n"
+        "s1      web1  v1",
+    ),
+    "cells that are not strings": (
+        ("server", "sessions", "live"),
+        [("s1", 0, None), ("s2", 12, "web2")],
+        "server  sessions  live\n"
+        "------  --------  ----\n"
+        "s1      0         None\n"
+        "s2      12        web2",
+    ),
+    "empty last cell leaves no trailing space": (
+        ("server", "error"),
+        [("s1", ""), ("s2", "unreachable")],
+        "server  error\n"
+        "------  -----------\n"
+        "s1\n"
+        "s2      unreachable",
+    ),
+    "one column": (
+        ("server",),
+        [("s1",), ("s22",)],
+        "server\n"
+        "------\n"
+        "s1\n"
+        "s22",
+    ),
+}
+
+
+@pytest.mark.parametrize(("headers", "rows", "expected"), TABLE_CASES.values(), ids=TABLE_CASES)
+def test_format_table(headers: tuple[str, ...], rows: list[tuple[object, ...]],
+                      expected: str) -> None:
+    assert format_table(headers, rows) == expected
+
+
+def test_format_table_lines_have_no_trailing_spaces() -> None:
+    table = format_table(("a", "b", "c"), [("x", "", ""), ("", "", "z")])
+    assert all(line == line.rstrip() for line in table.splitlines())
+
+
+def test_format_table_refuses_a_row_of_the_wrong_length() -> None:
+    with pytest.raises(ValueError):
+        format_table(("server", "result"), [("s1", "ok", "extra")])
+
+
+# -- default_tag ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("now", "tag"),
+    [
+        (datetime(2026, 11, 26, 7, 5, 59, 999999, tzinfo=UTC), "202611260705"),
+        (datetime(2026, 1, 2, 3, 4, tzinfo=UTC), "202601020304"),
+        (datetime(2026, 12, 31, 23, 59, tzinfo=UTC), "202612312359"),
+        (datetime(2026, 11, 26, 0, 0), "202611260000"),  # naive: taken as it is
+        # An aware time is formatted in its own zone, as given.
+        (datetime(2026, 11, 26, 9, 5, tzinfo=timezone(timedelta(hours=2))), "202611260905"),
+    ],
+)
+def test_default_tag_of_a_fixed_time(now: datetime, tag: str) -> None:
+    assert default_tag(now) == tag
+    assert validate_tag(default_tag(now)) == tag
+
+
+def test_default_tag_now_is_the_utc_minute() -> None:
+    before = datetime.now(UTC).strftime("%Y%m%d%H%M")
+    tag = default_tag()
+    after = datetime.now(UTC).strftime("%Y%m%d%H%M")
+    assert before <= tag <= after
+    assert len(tag) == 12 and tag.isdigit()
+    assert validate_tag(tag) == tag
