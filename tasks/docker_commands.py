@@ -74,6 +74,12 @@ def inspect_containers(*names: str) -> list[str]:
     return ["docker", "container", "inspect", *names]
 
 
+def only_missing_containers(stderr: str) -> bool:
+    """True when every error line of `docker inspect` says a container does not exist."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return all("No such object" in line or "No such container" in line for line in lines)
+
+
 def network_inspect(network: str) -> list[str]:
     return ["docker", "network", "inspect", "--format", "{{.Driver}}", network]
 

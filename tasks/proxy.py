@@ -69,14 +69,23 @@ def haproxy_run_command(inventory: Inventory) -> list[str]:
     )
 
 
-def ensure_image(server: Server, image_ref: str, progress: Progress) -> None:
-    if server.run(docker.image_id(image_ref), check=False).ok:
+def ensure_image(server: Server, image_ref: str, progress: Progress, *,
+                 refresh: bool = False) -> None:
+    """Make sure image_ref is on the server. With refresh, pull even when a copy is there
+    (a tag pushed again must not leave servers on its old content); a copy already there
+    is still used when the registry cannot be reached, with a warning."""
+    present = server.run(docker.image_id(image_ref), check=False).ok
+    if present and not refresh:
         return
     progress(f"pulling {image_ref}")
     result = server.run(docker.pull(image_ref), check=False, timeout=900)
-    if not result.ok:
-        reason = (result.stderr.strip().splitlines() or ["no error output"])[-1]
-        raise ProxyError(f"{server.name}: cannot pull {image_ref}: {reason}")
+    if result.ok:
+        return
+    reason = (result.stderr.strip().splitlines() or ["no error output"])[-1]
+    if present:
+        progress(f"WARNING: cannot pull {image_ref} ({reason}); using the copy on the server")
+        return
+    raise ProxyError(f"{server.name}: cannot pull {image_ref}: {reason}")
 
 
 def ensure_network(server: Server, inventory: Inventory, progress: Progress) -> bool:

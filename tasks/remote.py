@@ -25,10 +25,10 @@ class ConnectError(RuntimeError):
 
 
 class RemoteCommandError(RuntimeError):
-    def __init__(self, server: str, argv: Sequence[str], exit_code: int, stderr: str):
-        self.server, self.argv, self.exit_code, self.stderr = server, list(argv), exit_code, stderr
+    def __init__(self, server: str, command: str, exit_code: int, stderr: str):
+        self.server, self.command, self.exit_code, self.stderr = server, command, exit_code, stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
-        super().__init__(f"{server}: `{shlex.join(argv)}` exited {exit_code}: {detail}")
+        super().__init__(f"{server}: `{command}` exited {exit_code}: {detail}")
 
 
 @dataclass(frozen=True)
@@ -103,17 +103,24 @@ class Server:
     def run(self, argv: Sequence[str], *, check: bool = True,
             timeout: float | None = None) -> CommandResult:
         """Run one command built from argv (quoted here, and only here)."""
+        return self._run_line(shlex.join(argv), check=check, timeout=timeout)
+
+    def run_chain(self, *commands: Sequence[str], timeout: float | None = None) -> CommandResult:
+        """Several commands in one round trip, each only if the previous one succeeded."""
+        line = " && ".join(shlex.join(argv) for argv in commands)
+        return self._run_line(line, check=True, timeout=timeout)
+
+    def _run_line(self, line: str, *, check: bool, timeout: float | None) -> CommandResult:
         self.connect()
-        command = shlex.join(argv)
         try:
-            result = self.connection.run(command, hide=True, warn=True, in_stream=False,
+            result = self.connection.run(line, hide=True, warn=True, in_stream=False,
                                          timeout=timeout)
         except CommandTimedOut as error:
-            raise RemoteCommandError(self.name, argv, -1,
+            raise RemoteCommandError(self.name, line, -1,
                                      f"timed out after {error.timeout}s") from error
         outcome = CommandResult(result.stdout, result.stderr, result.exited)
         if check and not outcome.ok:
-            raise RemoteCommandError(self.name, argv, outcome.exit_code, outcome.stderr)
+            raise RemoteCommandError(self.name, line, outcome.exit_code, outcome.stderr)
         return outcome
 
     def read_file(self, path: str) -> str | None:

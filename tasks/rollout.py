@@ -66,7 +66,7 @@ def prepare(servers: list[Server], inventory: Inventory, tag: str) -> dict[str, 
     def prepare_one(server: Server) -> tuple[str, Exception | None]:
         try:
             server.connect()
-            ensure_image(server, image_ref, progress_for(server.name))
+            ensure_image(server, image_ref, progress_for(server.name), refresh=True)
         except OPERATION_ERRORS as error:
             return server.name, error
         return server.name, None

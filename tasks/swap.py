@@ -8,6 +8,7 @@ container's address for a while, so "has an address" never counts as "is running
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from tasks import docker_commands as docker
 from tasks import haproxy
 from tasks.haproxy import AdminState, ServerStat, ServerState
 from tasks.inventory import SLOTS, Inventory
-from tasks.remote import Server
+from tasks.remote import RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
 CONTAINER_CHECK_INTERVAL = 1.0
@@ -88,13 +89,22 @@ def read_slots(server: Server, inventory: Inventory) -> dict[str, SlotView]:
     haproxy.require_servers(stats, backend, SLOTS)
     haproxy.require_servers(states, backend, SLOTS)
     names = [inventory.container_name(slot) for slot in SLOTS]
-    # Exits 1 when a slot has no container; the ones that exist are still printed.
-    inspected = server.run(docker.inspect_containers(*names), check=False)
-    containers = docker.parse_inspect(inspected.stdout)
+    containers = inspect_slots(server, names)
     return {
         slot: SlotView(slot, stats[slot], states[slot], containers.get(name))
         for slot, name in zip(SLOTS, names, strict=True)
     }
+
+
+def inspect_slots(server: Server, names: list[str]) -> dict[str, docker.ContainerInfo]:
+    """The slots' containers that exist. `docker inspect` exits 1 when one of them does not,
+    and still prints the others; any other failure must not pass for "no container", or a
+    live slot would look idle."""
+    result = server.run(docker.inspect_containers(*names), check=False)
+    if not result.ok and not docker.only_missing_containers(result.stderr):
+        raise RemoteCommandError(server.name, shlex.join(docker.inspect_containers(*names)),
+                                 result.exit_code, result.stderr)
+    return docker.parse_inspect(result.stdout)
 
 
 def describe_serving(views: dict[str, SlotView]) -> str:
@@ -132,8 +142,7 @@ class SlotSwap:
 
     def container(self, slot: str) -> docker.ContainerInfo | None:
         name = self.inventory.container_name(slot)
-        result = self.server.run(docker.inspect_containers(name), check=False)
-        return docker.parse_inspect(result.stdout).get(name)
+        return inspect_slots(self.server, [name]).get(name)
 
     # -- the steps --------------------------------------------------------------------------
     def run(self) -> tuple[str | None, str]:
@@ -175,13 +184,14 @@ class SlotSwap:
     def start_new(self, slot: str) -> str:
         """Start the new version while its slot is in maint: HAProxy sends it nothing."""
         name = self.inventory.container_name(slot)
-        self.server.run(docker.run_app_slot(
+        # One round trip: run, then inspect for the address Docker gave it.
+        started = self.server.run_chain(docker.run_app_slot(
             container=name, image_ref=self.inventory.image_ref(self.tag),
             network=self.inventory.network, app=self.inventory.app, slot=slot,
             version=self.tag, app_port=self.inventory.app_port,
             stop_timeout=self.timeouts.stop,
-        ))
-        info = self.container(slot)
+        ), docker.inspect_containers(name))
+        info = docker.parse_inspect(started.stdout.split("\n", 1)[1]).get(name)
         address = info.addresses.get(self.inventory.network) if info else None
         if not address:
             raise SwapError(f"container {name} has no address on network "
