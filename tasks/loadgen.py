@@ -17,6 +17,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 VERSION_PATTERN = re.compile(r"version=(\S+)")
+# Steady load, as in the testbed's measurements (~700 req/s), leaving CPU for the servers
+# that share this machine. None: as fast as the clients go.
+DEFAULT_RATE = 700.0
 
 
 @dataclass
@@ -49,11 +52,14 @@ def check_target_allowed(address: str, allowed_networks: tuple[str, ...]) -> Non
 class LoadGenerator:
     def __init__(self, targets: list[str], *, port: int = 80, clients: int = 4,
                  max_seconds: float = 300.0, max_requests: int = 500_000,
+                 rate: float | None = DEFAULT_RATE,
                  allowed_networks: tuple[str, ...] = ("10.77.0.0/24",), path: str = "/"):
         for target in targets:
             check_target_allowed(target, allowed_networks)
         self.targets, self.port, self.clients, self.path = targets, port, clients, path
         self.max_seconds, self.max_requests = max_seconds, max_requests
+        # Each client paces itself so that all of them together send about `rate` per second.
+        self.client_interval = clients / rate if rate else 0.0
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._report = LoadReport(versions_by_target={t: Counter() for t in targets})
@@ -88,6 +94,7 @@ class LoadGenerator:
 
     def _client(self) -> None:
         deadline = self._started + self.max_seconds
+        next_send = time.monotonic()
         while not self._stop.is_set() and time.monotonic() < deadline:
             with self._lock:
                 if self._report.sent >= self.max_requests:
@@ -95,6 +102,12 @@ class LoadGenerator:
                 self._report.sent += 1
                 target = self.targets[next(self._turn) % len(self.targets)]
             self._one_request(target)
+            next_send += self.client_interval
+            pause = next_send - time.monotonic()
+            if pause > 0:
+                self._stop.wait(pause)
+            else:
+                next_send = time.monotonic()  # behind: no burst to catch up
 
     def _one_request(self, target: str) -> None:
         connection = http.client.HTTPConnection(target, self.port, timeout=5)

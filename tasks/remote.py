@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import shlex
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,11 @@ class Server:
             raise ConnectError(f"{self.name}: SSH to {where} failed: {error}") from error
         except (TimeoutError, OSError) as error:
             raise ConnectError(f"{self.name}: cannot connect to {where}: {error}") from error
+        # Small request/answer exchanges (runtime API polls, short commands) otherwise wait
+        # ~40 ms each on Nagle's algorithm meeting delayed ACKs; OpenSSH sets this too.
+        sock = self.connection.transport.sock
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def close(self) -> None:
         self.connection.close()

@@ -36,6 +36,10 @@ APP_IMAGE = f"{REGISTRY}/demo/webapp"
 HAPROXY_IMAGE = f"{REGISTRY}/sandbox/haproxy:2.6"
 HAPROXY_BINARY = Path("/usr/sbin/haproxy")
 MAX_SERVERS = 40
+# Folders the kit writes on a server. All servers share this machine's file system, so each
+# gets its own copy of these, mounted in a mount namespace its sshd and dockerd share.
+PRIVATE_DIRS = ("/etc/slotswap", "/var/lib/slotswap")
+MOUNT_NS_DIR = RUN_DIR / "mnt"
 
 REQUIRED_PROGRAMS = ("ip", "nsenter", "dockerd", "docker", "/usr/sbin/sshd", "ssh-keygen",
                      "docker-registry", "dnsmasq", "go", "ldd")
@@ -68,6 +72,17 @@ class Node:
     @property
     def docker_host(self) -> str:
         return f"unix://{self.docker_socket}"
+
+    @property
+    def mount_ns(self) -> Path:
+        return MOUNT_NS_DIR / self.name
+
+    def nsenter(self) -> list[str]:
+        """Enter this node's network namespace and, for servers, its mount namespace."""
+        argv = ["nsenter", f"--net=/var/run/netns/{self.name}"]
+        if self.has_sshd:
+            argv.append(f"--mount={self.mount_ns}")
+        return argv
 
     @property
     def veth(self) -> str:
@@ -151,6 +166,26 @@ def create_namespace(node: Node) -> None:
     run([*ns, "route", "add", "default", "via", BRIDGE_IP])
 
 
+def is_mountpoint(path: Path) -> bool:
+    return run(["mountpoint", "-q", str(path)], check=False).returncode == 0
+
+
+def create_mount_namespace(node: Node) -> None:
+    """A persistent mount namespace where PRIVATE_DIRS are this server's own folders."""
+    MOUNT_NS_DIR.mkdir(parents=True, exist_ok=True)
+    if not is_mountpoint(MOUNT_NS_DIR):
+        # A namespace file can only be bind-mounted on a private mount.
+        run(["mount", "--bind", str(MOUNT_NS_DIR), str(MOUNT_NS_DIR)])
+        run(["mount", "--make-private", str(MOUNT_NS_DIR)])
+    node.mount_ns.touch()
+    run(["unshare", f"--mount={node.mount_ns}", "--propagation", "private", "true"])
+    for directory in PRIVATE_DIRS:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        own = DATA_DIR / node.name / "fs" / directory.lstrip("/")
+        own.mkdir(parents=True, exist_ok=True)
+        run(["nsenter", f"--mount={node.mount_ns}", "mount", "--bind", str(own), directory])
+
+
 # --- daemons -------------------------------------------------------------------------------
 
 def start_resolver() -> None:
@@ -188,7 +223,7 @@ def start_dockerd(node: Node) -> None:
     data_root.mkdir(parents=True, exist_ok=True)
     pool = 100 + node.index  # distinct address pools per engine: 10.1xx.0.0/16
     argv = [
-        "nsenter", f"--net=/var/run/netns/{node.name}",
+        *node.nsenter(),
         "dockerd",
         f"--host={node.docker_host}",
         f"--data-root={data_root}",
@@ -243,7 +278,7 @@ def start_sshd(node: Node) -> None:
     config = write_sshd_config(node)
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
     (RUN_DIR / "home").mkdir(parents=True, exist_ok=True)
-    run(["ip", "netns", "exec", node.name, "/usr/sbin/sshd", "-f", str(config)])
+    run([*node.nsenter(), "/usr/sbin/sshd", "-f", str(config)])
 
 
 def client_key() -> Path:
@@ -370,6 +405,8 @@ def create(servers: int = 3, log=print) -> Path:
     start_resolver()
     for node in nodes:
         create_namespace(node)
+        if node.has_sshd:
+            create_mount_namespace(node)
         start_dockerd(node)
     start_registry()
     key = client_key()
@@ -451,6 +488,10 @@ def destroy(log=print) -> None:
         # dockerd's exec-root holds mounts (netns files) that outlive it
         subprocess.run(["umount", "-R", "-l", str(node.run_dir)], capture_output=True,
                        check=False)
+    if MOUNT_NS_DIR.exists():
+        for ns_file in MOUNT_NS_DIR.iterdir():
+            subprocess.run(["umount", "-l", str(ns_file)], capture_output=True, check=False)
+        subprocess.run(["umount", "-l", str(MOUNT_NS_DIR)], capture_output=True, check=False)
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     _remove_data_dir()
     for name in ("hosts.yaml", "sandbox.json", "env"):

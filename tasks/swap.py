@@ -156,7 +156,7 @@ class SlotSwap:
         )
         self.retire(plan.idle, views[plan.idle])
         try:
-            address = self.start_new(plan.idle)
+            address = self.start_new(plan.idle, replace=views[plan.idle].container is not None)
             self.wait_healthy(plan.idle, address)
             self.set_state(plan.idle, AdminState.READY)
         except BaseException as error:
@@ -173,25 +173,26 @@ class SlotSwap:
         return old_version, self.verify(plan.idle)
 
     def retire(self, slot: str, view: SlotView) -> None:
-        """Take the idle slot out of rotation and remove what is left in it."""
+        """Take the idle slot out of rotation (its container goes when the new one starts)."""
         if view.stat.takes_new_traffic or view.stat.sessions:
             self.drain(slot)  # only after an interrupted run: never cut its requests
         self.set_state(slot, AdminState.MAINT)
-        if view.container is not None:
-            self.progress(f"removing the old container of {slot} ({view.version})")
-            self.server.run(docker.remove(self.inventory.container_name(slot)))
 
-    def start_new(self, slot: str) -> str:
+    def start_new(self, slot: str, *, replace: bool) -> str:
         """Start the new version while its slot is in maint: HAProxy sends it nothing."""
         name = self.inventory.container_name(slot)
-        # One round trip: run, then inspect for the address Docker gave it.
-        started = self.server.run_chain(docker.run_app_slot(
+        if replace:
+            self.progress(f"replacing the old container of {slot}")
+        # One round trip: remove what is left in the slot, run, and inspect for the address
+        # Docker gave the new container.
+        removal = [docker.remove(name)] if replace else []
+        started = self.server.run_chain(*removal, docker.run_app_slot(
             container=name, image_ref=self.inventory.image_ref(self.tag),
             network=self.inventory.network, app=self.inventory.app, slot=slot,
             version=self.tag, app_port=self.inventory.app_port,
             stop_timeout=self.timeouts.stop,
         ), docker.inspect_containers(name))
-        info = docker.parse_inspect(started.stdout.split("\n", 1)[1]).get(name)
+        info = docker.parse_inspect(started.stdout[started.stdout.index("["):]).get(name)
         address = info.addresses.get(self.inventory.network) if info else None
         if not address:
             raise SwapError(f"container {name} has no address on network "
