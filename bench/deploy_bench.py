@@ -28,7 +28,12 @@ import naive  # bench/naive.py: a script's own folder is on sys.path
 
 from tasks import rollout
 from tasks.inventory import SLOTS, Inventory, load_inventory
-from tasks.loadgen import VERSION_PATTERN, LoadGenerator, LoadReport, check_target_allowed
+from tasks.loadgen import (
+    VERSION_PATTERN,
+    LoadGeneratorProcess,
+    LoadReport,
+    check_target_allowed,
+)
 from tasks.output import format_table
 from tasks.validation import InputError
 
@@ -224,7 +229,7 @@ def log_deploy(name: str, index: int, rounds: int, record: DeployRecord) -> None
 def run_approach(name: str, deployer: Deployer, inventory: Inventory,
                  rounds: int) -> ApproachResult:
     max_seconds = load_seconds_bound(inventory, rounds)
-    load = LoadGenerator(targets_of(inventory), port=inventory.haproxy.http_port,
+    load = LoadGeneratorProcess(targets_of(inventory), port=inventory.haproxy.http_port,
                          clients=LOAD_CLIENTS, max_seconds=max_seconds,
                          max_requests=MAX_LOAD_REQUESTS, allowed_networks=SANDBOX_NETWORKS)
     deploys: list[DeployRecord] = []

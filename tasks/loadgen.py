@@ -10,11 +10,13 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import itertools
+import multiprocessing
 import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 VERSION_PATTERN = re.compile(r"version=(\S+)")
 # Steady load, as in the testbed's measurements (~700 req/s), leaving CPU for the servers
@@ -133,3 +135,39 @@ class LoadGenerator:
             version = match.group(1) if match else "?"
             self._report.versions[version] += 1
             self._report.versions_by_target[target][version] += 1
+
+
+class LoadGeneratorProcess:
+    """A LoadGenerator in a child process, for callers that deploy in-process (the benchmark):
+    its client threads then do not compete with the deploy for the interpreter lock."""
+
+    def __init__(self, targets: list[str], **options: object):
+        LoadGenerator(targets, **options)  # type: ignore[arg-type]  # refuses bad targets now
+        self.targets, self.options = targets, options
+        context = multiprocessing.get_context("fork")
+        self._parent_end, child_end = context.Pipe()
+        self._process = context.Process(target=self._run, args=(child_end,), daemon=True)
+
+    def _run(self, connection: Connection) -> None:
+        generator = LoadGenerator(self.targets, **self.options).start()  # type: ignore[arg-type]
+        connection.send("started")
+        connection.poll(generator.max_seconds + 5)  # the stop request, or the time bound
+        connection.send(generator.stop())
+
+    def start(self) -> LoadGeneratorProcess:
+        self._process.start()
+        self._parent_end.recv()
+        return self
+
+    def stop(self) -> LoadReport:
+        self._parent_end.send("stop")
+        report = self._parent_end.recv()
+        self._process.join(timeout=10)
+        return report
+
+    def __enter__(self) -> LoadGeneratorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process.is_alive():
+            self.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tasks import docker_commands as docker
@@ -168,9 +169,17 @@ class SlotSwap:
                 raise SwapError(f"{type(error).__name__}: {error}", serving) from error
             raise
         self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
-        if plan.live is not None:
-            self.drain_and_stop(plan.live)
-        return old_version, self.verify(plan.idle)
+        if plan.live is None:
+            return old_version, self.verify(plan.idle)
+        self.drain(plan.live)
+        self.set_state(plan.live, AdminState.MAINT)
+        # The old slot is out of rotation: stopping it and checking the new one are
+        # independent, so they share the time (two channels of the same connection).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            stopping = pool.submit(self.stop_container, plan.live)
+            serving = self.verify(plan.idle)
+            stopping.result()
+        return old_version, serving
 
     def retire(self, slot: str, view: SlotView) -> None:
         """Take the idle slot out of rotation (its container goes when the new one starts)."""
@@ -241,9 +250,7 @@ class SlotSwap:
             time.sleep(POLL_INTERVAL)
         self.progress(f"{slot} drained in {time.monotonic() - started:.1f}s")
 
-    def drain_and_stop(self, slot: str) -> None:
-        self.drain(slot)
-        self.set_state(slot, AdminState.MAINT)
+    def stop_container(self, slot: str) -> None:
         name = self.inventory.container_name(slot)
         # Kept (stopped): its logs stay readable; the next deploy into this slot removes it.
         self.server.run(docker.stop(name, self.timeouts.stop),
