@@ -87,8 +87,10 @@ def test_render_config_servers_resolve_late(inv: Inventory) -> None:
     default_server = [line for line in rendered if line.startswith("default-server ")]
     assert len(default_server) == 1
     words = default_server[0].split()
-    # A slot with no container must not stop HAProxy from starting.
-    assert words[-2:] == ["init-addr", "none"]
+    # A slot with no container must not stop HAProxy from starting (none), and a reload
+    # must not leave the live slot without its address for a moment (last: from the
+    # server-state file).
+    assert words[-2:] == ["init-addr", "last,none"]
     assert words[words.index("resolvers") + 1] == "docker"
     assert "check" in words
     assert [line for line in rendered if line.startswith("server ")] == [
