@@ -40,6 +40,13 @@ def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def exit_on_failure(task_name: str, results: list[rollout.ServerResult]) -> None:
+    failed = next((r for r in results if not r.ok), None)
+    if failed is not None:
+        raise Exit(f"error: `{task_name}` failed on {failed.name}; later servers were not "
+                   f"touched", code=failed.exit_code)
+
+
 def load(path: str) -> Inventory:
     return load_inventory(path)
 
@@ -79,11 +86,8 @@ def up(c: Context, inventory: str = "hosts.yaml") -> None:
     """
     inv = load(inventory)
     results = rollout.on_every_server(inv, up_server)
-    failed = [name for name, _, ok in results if not ok]
-    say(format_table(("server", "result"), [(name, text) for name, text, _ in results]))
-    if failed:
-        raise Exit(f"error: `up` failed on {failed[0]}; later servers were not touched",
-                   code=rollout.EXIT_DEPLOY_FAILED)
+    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
+    exit_on_failure("up", results)
 
 
 @task(help={"tag": "image tag to deploy (required); must have been built and pushed",
@@ -137,10 +141,7 @@ def down(c: Context, inventory: str = "hosts.yaml") -> None:
     Example: fab down
     """
     inv = load(inventory)
-    results = rollout.on_every_server(inv, down_server)
-    if not all(ok for _, _, ok in results):
-        raise Exit("error: `down` stopped at the first server that failed",
-                   code=rollout.EXIT_DEPLOY_FAILED)
+    exit_on_failure("down", rollout.on_every_server(inv, down_server))
 
 
 @task(help={"servers": "number of servers to create (default 3)"})

@@ -179,9 +179,17 @@ def status(inventory: Inventory) -> list[ServerStatus]:
     return reports
 
 
+@dataclass(frozen=True)
+class ServerResult:
+    name: str
+    text: str  # what was done, or why it failed
+    ok: bool
+    exit_code: int = EXIT_OK
+
+
 def on_every_server(inventory: Inventory,
                     action: Callable[[Server, Inventory, Callable[[str], None]], str],
-                    ) -> list[tuple[str, str, bool]]:
+                    ) -> list[ServerResult]:
     """Run `action` on each server in order; stop at the first failure."""
     results = []
     for server in servers_of(inventory):
@@ -189,10 +197,11 @@ def on_every_server(inventory: Inventory,
         try:
             done = action(server, inventory, progress)
             progress(done)
-            results.append((server.name, done, True))
+            results.append(ServerResult(server.name, done, True))
         except OPERATION_ERRORS as error:
             progress(f"FAILED: {error}")
-            results.append((server.name, str(error), False))
+            code = EXIT_CONNECT if isinstance(error, ConnectError) else EXIT_DEPLOY_FAILED
+            results.append(ServerResult(server.name, str(error), False, code))
             break
         finally:
             server.close()

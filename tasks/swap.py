@@ -56,7 +56,8 @@ class SlotView:
         container = "no container"
         if self.container is not None:
             container = f"{self.version or '?'} {self.container.status}"
-        return f"{self.slot}: {container}, HAProxy {self.stat.status} ({self.stat.check_summary})"
+        checks = "checks off" if self.stat.is_maint else self.stat.check_summary
+        return f"{self.slot}: {container}, HAProxy {self.stat.status} ({checks})"
 
 
 @dataclass(frozen=True)

@@ -221,14 +221,14 @@ def test_slot_view_properties(spec: Slot, running: bool, serving: bool,
 def test_slot_view_describe_recorded() -> None:
     recorded = recorded_views("live_web2")
     assert recorded["web1"].describe() == (
-        "web1: v1 exited, HAProxy MAINT (resolution) (no check yet)")
+        "web1: v1 exited, HAProxy MAINT (resolution) (checks off)")
     assert recorded["web2"].describe() == (
         "web2: v2 running, HAProxy UP (L7OK 200 (Layer7 check passed))")
 
 
 def test_slot_view_describe_without_container() -> None:
     assert view("web2", FRESH).describe() == (
-        "web2: no container, HAProxy MAINT (resolution) (no check yet)")
+        "web2: no container, HAProxy MAINT (resolution) (checks off)")
 
 
 def test_slot_view_describe_without_version_label() -> None:
