@@ -6,13 +6,15 @@ import functools
 import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
+from textwrap import indent as indent_text
 from typing import Any
 
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
 from tasks import docker_commands as docker
-from tasks import rollout, sandbox
+from tasks import history as history_log
+from tasks import locking, rollout, sandbox
 from tasks.inventory import Inventory, load_inventory
 from tasks.output import format_table, say
 from tasks.proxy import down_server, up_server
@@ -43,8 +45,8 @@ def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
 def exit_on_failure(task_name: str, results: list[rollout.ServerResult]) -> None:
     failed = next((r for r in results if not r.ok), None)
     if failed is not None:
-        raise Exit(f"error: `{task_name}` failed on {failed.name}; later servers were not "
-                   f"touched", code=failed.exit_code)
+        raise Exit(f"error: `{task_name}` failed on {failed.name}: {failed.text}\n"
+                   "later servers were not touched", code=failed.exit_code)
 
 
 def load(path: str) -> Inventory:
@@ -85,7 +87,7 @@ def up(c: Context, inventory: str = "hosts.yaml") -> None:
     connection. Example: fab up
     """
     inv = load(inventory)
-    results = rollout.on_every_server(inv, up_server)
+    results = rollout.on_every_server(inv, up_server, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
 
@@ -105,12 +107,104 @@ def deploy(c: Context, tag: str | None = None, inventory: str = "hosts.yaml") ->
                    code=rollout.EXIT_BAD_INPUT)
     tag = validate_tag(tag)
     inv = load(inventory)
-    result = rollout.deploy(inv, tag)
+    finish_rollout(rollout.deploy(inv, tag))
+
+
+def finish_rollout(result: rollout.RolloutResult) -> None:
     say("")
     say(rollout.summary_table(result.outcomes))
     if not result.ok:
         raise Exit(f"error: {result.message}", code=result.exit_code)
-    say(f"deployed {tag} to {len(result.outcomes)} servers")
+    say(f"all {len(result.outcomes)} servers serve {result.tag}")
+
+
+@task(help={"to": "tag to return every server to (default: per server, the version it "
+                  "served before its last successful deploy)",
+            "inventory": INVENTORY_HELP})
+@reports_errors
+def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml") -> None:
+    """Return every server to its previous version, with the same zero-downtime swap.
+
+    The previous version comes from each server's history; its image is still on the
+    server, so nothing is pulled. Example: fab rollback   or   fab rollback --to=v41
+    """
+    inv = load(inventory)
+    if to is not None:
+        tag = validate_tag(to)
+        result = rollout.deploy(inv, tag, task="rollback", pull=False)
+    else:
+        targets, problems = rollout.rollback_targets(inv)
+        if problems:
+            lines = "\n".join(f"  {name}: {why}" for name, why in problems.items())
+            raise Exit(f"error: nothing was changed; no version to return to on:\n{lines}\n"
+                       "give one with --to=TAG", code=rollout.EXIT_DEPLOY_FAILED)
+        tags = sorted(set(targets.values()))
+        result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets, pull=False)
+    finish_rollout(result)
+
+
+@task(help={"inventory": INVENTORY_HELP, "lines": "entries per server (default 10)"})
+@reports_errors
+def history(c: Context, inventory: str = "hosts.yaml", lines: int = 10) -> None:
+    """Show each server's history: time, who, task, from and to tag, outcome, seconds.
+
+    Example: fab history --lines=20
+    """
+    inv = load(inventory)
+    for server in rollout.servers_of(inv):
+        try:
+            entries = history_log.read(server, inv)[-lines:] if lines > 0 else []
+        except rollout.OPERATION_ERRORS as error:
+            say(f"{server.name}: ERROR {error}")
+            continue
+        finally:
+            server.close()
+        say(f"{server.name} ({server.host.address}):")
+        rows = [(e.time, e.who, e.task, e.from_tag or "-", e.to_tag, e.outcome,
+                 f"{e.seconds:.1f}") for e in entries]
+        say(indent_text(format_table(("time", "who", "task", "from", "to", "outcome", "seconds"),
+                                rows) if rows else "(no history yet)", "    "))
+
+
+@task(name="lock", help={"inventory": INVENTORY_HELP})
+@reports_errors
+def lock_status(c: Context, inventory: str = "hosts.yaml") -> None:
+    """Show which servers are locked by a run, by whom and since when. Example: fab lock"""
+    inv = load(inventory)
+    for server in rollout.servers_of(inv):
+        try:
+            holder = locking.read_owner(server, inv)
+            say(f"{server.name}: " + (f"locked by {holder.describe()}" if holder else "free"))
+        except rollout.OPERATION_ERRORS as error:
+            say(f"{server.name}: ERROR {error}")
+        finally:
+            server.close()
+
+
+@task(help={"server": "name (or address) of the server whose lock to release",
+            "all": "release the locks of every server of the inventory",
+            "inventory": INVENTORY_HELP})
+@reports_errors
+def unlock(c: Context, server: str | None = None, all: bool = False,
+           inventory: str = "hosts.yaml") -> None:
+    """Release a lock left by a run that is gone (check with `fab lock` first).
+
+    Example: fab unlock --server=web-b
+    """
+    inv = load(inventory)
+    chosen = [s for s in rollout.servers_of(inv)
+              if all or server in (s.name, s.host.address)]
+    if not chosen:
+        raise Exit("error: give --server=NAME (one of: "
+                   + ", ".join(h.name for h in inv.hosts) + ") or --all",
+                   code=rollout.EXIT_BAD_INPUT)
+    for target in chosen:
+        try:
+            holder = locking.force_release(target, inv)
+            say(f"{target.name}: " + (f"released the lock of {holder.describe()}" if holder
+                                       else "was not locked"))
+        finally:
+            target.close()
 
 
 @task(help={"inventory": INVENTORY_HELP})
@@ -141,7 +235,7 @@ def down(c: Context, inventory: str = "hosts.yaml") -> None:
     Example: fab down
     """
     inv = load(inventory)
-    exit_on_failure("down", rollout.on_every_server(inv, down_server))
+    exit_on_failure("down", rollout.on_every_server(inv, down_server, "down"))
 
 
 @task(help={"servers": "number of servers to create (default 3)"})
@@ -166,5 +260,6 @@ def collection() -> Collection:
     sandbox_tasks = Collection("sandbox")
     sandbox_tasks.add_task(sandbox_create, name="create")
     sandbox_tasks.add_task(sandbox_destroy, name="destroy")
-    return Collection(build, up, deploy, status, down, sandbox_tasks)
+    return Collection(build, up, deploy, rollback, status, history, lock_status, unlock, down,
+                      sandbox_tasks)
 

@@ -106,20 +106,22 @@ class Server:
     def close(self) -> None:
         self.connection.close()
 
-    def run(self, argv: Sequence[str], *, check: bool = True,
-            timeout: float | None = None) -> CommandResult:
-        """Run one command built from argv (quoted here, and only here)."""
-        return self._run_line(shlex.join(argv), check=check, timeout=timeout)
+    def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
+            stdin: str | None = None) -> CommandResult:
+        """Run one command built from argv (quoted here, and only here); `stdin` is fed to it."""
+        return self._run_line(shlex.join(argv), check=check, timeout=timeout, stdin=stdin)
 
     def run_chain(self, *commands: Sequence[str], timeout: float | None = None) -> CommandResult:
         """Several commands in one round trip, each only if the previous one succeeded."""
         line = " && ".join(shlex.join(argv) for argv in commands)
         return self._run_line(line, check=True, timeout=timeout)
 
-    def _run_line(self, line: str, *, check: bool, timeout: float | None) -> CommandResult:
+    def _run_line(self, line: str, *, check: bool, timeout: float | None,
+                  stdin: str | None = None) -> CommandResult:
         self.connect()
+        in_stream = io.StringIO(stdin) if stdin is not None else False
         try:
-            result = self.connection.run(line, hide=True, warn=True, in_stream=False,
+            result = self.connection.run(line, hide=True, warn=True, in_stream=in_stream,
                                          timeout=timeout)
         except CommandTimedOut as error:
             raise RemoteCommandError(self.name, line, -1,

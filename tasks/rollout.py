@@ -8,8 +8,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from tasks import history
 from tasks.haproxy import RuntimeApiError
 from tasks.inventory import SLOTS, Inventory
+from tasks.locking import FleetLock, LockedError, new_owner
 from tasks.output import format_table, progress_for, say
 from tasks.proxy import ProxyError, ensure_image
 from tasks.remote import ConnectError, RemoteCommandError, Server
@@ -20,9 +22,12 @@ EXIT_OK = 0
 EXIT_DEPLOY_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_CONNECT = 3
+EXIT_LOCKED = 4
+EXIT_INTERRUPTED = 130
 
 PREPARE_CONCURRENCY = 8
-OPERATION_ERRORS = (ConnectError, RemoteCommandError, RuntimeApiError, ProxyError, SwapError)
+OPERATION_ERRORS = (ConnectError, RemoteCommandError, RuntimeApiError, ProxyError, SwapError,
+                    LockedError)
 
 
 @dataclass
@@ -58,15 +63,15 @@ def close_all(servers: list[Server]) -> None:
         server.close()
 
 
-def prepare(servers: list[Server], inventory: Inventory, tag: str) -> dict[str, Exception]:
-    """Connect to every server and put IMAGE:TAG on it, in parallel, before any traffic moves.
+def prepare(servers: list[Server], inventory: Inventory, tags: dict[str, str], *,
+            refresh: bool) -> dict[str, Exception]:
+    """Put each server's IMAGE:TAG on it, in parallel, before any traffic moves anywhere.
     Returns the servers that failed, with why."""
-    image_ref = inventory.image_ref(tag)
 
     def prepare_one(server: Server) -> tuple[str, Exception | None]:
         try:
-            server.connect()
-            ensure_image(server, image_ref, progress_for(server.name), refresh=True)
+            ensure_image(server, inventory.image_ref(tags[server.name]),
+                         progress_for(server.name), refresh=refresh)
         except OPERATION_ERRORS as error:
             return server.name, error
         return server.name, None
@@ -76,33 +81,77 @@ def prepare(servers: list[Server], inventory: Inventory, tag: str) -> dict[str, 
     return {name: error for name, error in results if error}
 
 
-def deploy(inventory: Inventory, tag: str) -> RolloutResult:
+def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
+           tags: dict[str, str] | None = None, pull: bool = True) -> RolloutResult:
+    """The rolling deploy: every server locked first, images in place next, then one swap at a
+    time, stopping at the first failure. `tags` gives some servers another tag than `tag`
+    (a rollback returns each server to its own previous version)."""
     result = RolloutResult(tag)
     servers = servers_of(inventory)
-    result.outcomes = [ServerOutcome(s.name, s.host.address, new_tag=tag) for s in servers]
+    tag_of = {s.name: (tags or {}).get(s.name, tag) for s in servers}
+    result.outcomes = [ServerOutcome(s.name, s.host.address, new_tag=tag_of[s.name])
+                       for s in servers]
+    owner = new_owner(task, tag)
     try:
-        say(f"deploy {inventory.image_ref(tag)} to {len(servers)} servers, one at a time")
-        failures = prepare(servers, inventory, tag)
-        if failures:
-            for outcome in result.outcomes:
-                outcome.outcome = "failed" if outcome.name in failures else "not started"
-                outcome.error = str(failures.get(outcome.name, ""))
-            connect_only = all(isinstance(e, ConnectError) for e in failures.values())
-            result.exit_code = EXIT_CONNECT if connect_only else EXIT_DEPLOY_FAILED
-            result.message = ("nothing was changed: the image could not be put on every "
-                              "server:\n" + "\n".join(f"  {e}" for e in failures.values()))
-            fill_serving(servers, inventory, result.outcomes)
-            return result
-        for server, outcome in zip(servers, result.outcomes, strict=True):
-            if not swap_one(server, inventory, tag, outcome):
-                result.exit_code = EXIT_DEPLOY_FAILED
-                result.message = (f"deploy of {tag} stopped at {server.name}: {outcome.error}")
-                later = result.outcomes[result.outcomes.index(outcome) + 1:]
-                fill_serving(servers[len(servers) - len(later):], inventory, later)
-                break
-        return result
+        say(f"{task} {inventory.image_ref(tag)} to {len(servers)} servers, one at a time")
+        with FleetLock(servers, inventory, owner):
+            failures = prepare(servers, inventory, tag_of, refresh=pull)
+            if failures:
+                stop_before_any_swap(result, servers, inventory, failures)
+                return result
+            swap_in_turn(result, servers, inventory, tag_of, task)
+    except LockedError as error:
+        result.exit_code, result.message = EXIT_LOCKED, f"nothing was changed: {error}"
+        fill_serving(servers, inventory, result.outcomes)
+    except ConnectError as error:
+        result.exit_code, result.message = EXIT_CONNECT, f"nothing was changed: {error}"
+    except KeyboardInterrupt:
+        result.exit_code = EXIT_INTERRUPTED
+        result.message = f"{task} interrupted; each server serves what the summary says"
+        fill_serving(servers, inventory, result.outcomes)
     finally:
         close_all(servers)
+    return result
+
+
+def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory: Inventory,
+                         failures: dict[str, Exception]) -> None:
+    for outcome in result.outcomes:
+        outcome.outcome = "failed" if outcome.name in failures else "not started"
+        outcome.error = str(failures.get(outcome.name, ""))
+    connect_only = all(isinstance(e, ConnectError) for e in failures.values())
+    result.exit_code = EXIT_CONNECT if connect_only else EXIT_DEPLOY_FAILED
+    result.message = ("nothing was changed: the image could not be put on every server:\n"
+                      + "\n".join(f"  {e}" for e in failures.values()))
+    fill_serving(servers, inventory, result.outcomes)
+
+
+def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Inventory,
+                 tag_of: dict[str, str], task: str) -> None:
+    for index, (server, outcome) in enumerate(zip(servers, result.outcomes, strict=True)):
+        try:
+            ok = swap_one(server, inventory, tag_of[server.name], outcome)
+        except KeyboardInterrupt:
+            outcome.outcome = "interrupted"
+            raise
+        finally:
+            record_history(server, inventory, task, outcome)
+        if not ok:
+            result.exit_code = EXIT_DEPLOY_FAILED
+            result.message = (f"{task} of {outcome.new_tag} stopped at {server.name}: "
+                              f"{outcome.error}")
+            fill_serving(servers[index + 1:], inventory, result.outcomes[index + 1:])
+            return
+
+
+def record_history(server: Server, inventory: Inventory, task: str,
+                   outcome: ServerOutcome) -> None:
+    entry = history.new_entry(task, outcome.old_tag, outcome.new_tag or "", outcome.outcome,
+                              outcome.seconds, outcome.error)
+    try:
+        history.append(server, inventory, entry)
+    except OPERATION_ERRORS as error:
+        progress_for(server.name)(f"WARNING: could not record this in its history: {error}")
 
 
 def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome) -> bool:
@@ -126,6 +175,28 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
     outcome.old_tag, outcome.outcome, outcome.serving = old_tag, "deployed", serving
     progress(f"done in {outcome.seconds:.1f}s: serves {serving}")
     return True
+
+
+def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, str]]:
+    """Per server, the version it served before its last successful change; and, for the
+    servers where none is known, why."""
+    targets, problems = {}, {}
+    for server in servers_of(inventory):
+        try:
+            views = read_slots(server, inventory)
+            serving = [v.version for v in views.values() if v.serving]
+            current = serving[0] if len(serving) == 1 else None
+            target = history.rollback_target(history.read(server, inventory), current)
+            if target:
+                targets[server.name] = target
+            else:
+                problems[server.name] = (f"no earlier version in its history for what it serves "
+                                         f"({describe_serving(views)})")
+        except OPERATION_ERRORS as error:
+            problems[server.name] = str(error)
+        finally:
+            server.close()
+    return targets, problems
 
 
 def serving_now(server: Server, inventory: Inventory) -> str:
@@ -189,20 +260,35 @@ class ServerResult:
 
 def on_every_server(inventory: Inventory,
                     action: Callable[[Server, Inventory, Callable[[str], None]], str],
-                    ) -> list[ServerResult]:
-    """Run `action` on each server in order; stop at the first failure."""
-    results = []
-    for server in servers_of(inventory):
-        progress = progress_for(server.name)
-        try:
-            done = action(server, inventory, progress)
-            progress(done)
-            results.append(ServerResult(server.name, done, True))
-        except OPERATION_ERRORS as error:
-            progress(f"FAILED: {error}")
-            code = EXIT_CONNECT if isinstance(error, ConnectError) else EXIT_DEPLOY_FAILED
-            results.append(ServerResult(server.name, str(error), False, code))
-            break
-        finally:
-            server.close()
+                    task: str) -> list[ServerResult]:
+    """Lock every server, then run `action` on each in order; stop at the first failure."""
+    servers = servers_of(inventory)
+    results: list[ServerResult] = []
+    try:
+        with FleetLock(servers, inventory, new_owner(task)):
+            for server in servers:
+                progress = progress_for(server.name)
+                try:
+                    done = action(server, inventory, progress)
+                except OPERATION_ERRORS as error:
+                    progress(f"FAILED: {error}")
+                    results.append(ServerResult(server.name, str(error), False,
+                                                exit_code_for(error)))
+                    break
+                progress(done)
+                results.append(ServerResult(server.name, done, True))
+    except (LockedError, ConnectError) as error:
+        name = next((s.name for s in servers if s.name in str(error)), "?")
+        results.append(ServerResult(name, f"nothing was changed: {error}", False,
+                                    exit_code_for(error)))
+    finally:
+        close_all(servers)
     return results
+
+
+def exit_code_for(error: Exception) -> int:
+    if isinstance(error, LockedError):
+        return EXIT_LOCKED
+    if isinstance(error, ConnectError):
+        return EXIT_CONNECT
+    return EXIT_DEPLOY_FAILED

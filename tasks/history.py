@@ -1,0 +1,69 @@
+"""Each server's append-only record of what the kit did to it: one JSON object a line in
+/var/lib/slotswap/<app>/history.jsonl on the server itself, so every operator sees the same."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from tasks.inventory import Inventory
+from tasks.locking import operator, state_dir
+from tasks.remote import Server
+
+APPEND = ["sh", "-c", 'cat >> "$1"', "sh"]  # the file name comes as $1, never inside the script
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    time: str  # UTC, ISO 8601
+    who: str
+    task: str  # deploy, rollback
+    from_tag: str
+    to_tag: str
+    outcome: str  # deployed, failed, interrupted, unchanged
+    seconds: float
+    error: str = ""
+
+
+def history_path(inventory: Inventory) -> str:
+    return f"{state_dir(inventory)}/history.jsonl"
+
+
+def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, seconds: float,
+              error: str = "", now: datetime | None = None) -> HistoryEntry:
+    return HistoryEntry(
+        time=(now or datetime.now(UTC)).isoformat(timespec="seconds"), who=operator(),
+        task=task, from_tag=from_tag or "", to_tag=to_tag, outcome=outcome,
+        seconds=round(seconds, 2), error=error.splitlines()[0][:300] if error else "",
+    )
+
+
+def append(server: Server, inventory: Inventory, entry: HistoryEntry) -> None:
+    server.run(["mkdir", "-p", state_dir(inventory)])
+    server.run([*APPEND, history_path(inventory)], stdin=json.dumps(asdict(entry)) + "\n")
+
+
+def parse_history(text: str) -> list[HistoryEntry]:
+    """Entries in file order; lines that are not an entry (hand edits) are skipped."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            data = json.loads(line)
+            entries.append(HistoryEntry(**{k: data[k] for k in HistoryEntry.__annotations__
+                                           if k in data}))
+        except (ValueError, TypeError, KeyError):
+            continue
+    return entries
+
+
+def read(server: Server, inventory: Inventory) -> list[HistoryEntry]:
+    return parse_history(server.read_file(history_path(inventory)) or "")
+
+
+def rollback_target(entries: list[HistoryEntry], serving: str | None) -> str | None:
+    """The version served before the last successful change to what serves now."""
+    for entry in reversed(entries):
+        if entry.outcome == "deployed" and entry.to_tag == serving and entry.from_tag:
+            return entry.from_tag
+    return None
