@@ -8,9 +8,12 @@ container's address for a while, so "has an address" never counts as "is running
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -162,8 +165,9 @@ class SlotSwap:
             self.wait_healthy(plan.idle, address)
             self.set_state(plan.idle, AdminState.READY)
         except BaseException as error:
-            self.contain_failure(plan.idle)
-            serving = describe_serving(read_slots_quietly(self.server, self.inventory))
+            with interrupts_ignored():
+                self.contain_failure(plan.idle)
+                serving = describe_serving(read_slots_quietly(self.server, self.inventory))
             if isinstance(error, SwapError):
                 raise SwapError(str(error), serving) from error
             if isinstance(error, Exception):
@@ -172,7 +176,16 @@ class SlotSwap:
         self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
         if plan.live is None:
             return old_version, self.verify(plan.idle)
-        self.drain(plan.live)
+        try:
+            self.drain(plan.live)
+        except KeyboardInterrupt:
+            # Finish the switch, so that one version serves: the old slot gets no new
+            # traffic, its open requests finish, its container is left for the next run.
+            with interrupts_ignored():
+                self.set_state(plan.live, AdminState.MAINT)
+                self.progress(f"interrupted: {plan.idle} ({self.tag}) serves; {plan.live} "
+                              "is out of rotation, its container still runs")
+            raise
         self.set_state(plan.live, AdminState.MAINT)
         # The old slot is out of rotation: stopping it and checking the new one are
         # independent, so they share the time (two channels of the same connection).
@@ -304,6 +317,19 @@ class SlotSwap:
         status = f"exited with code {container.exit_code}" if container else "vanished"
         raise SwapError(f"the new container of {slot} {status} while waiting for {what}"
                         + (f"; its last output:\n{output}" if output else ""), "")
+
+
+@contextlib.contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Recovery steps must run to the end: a second Ctrl-C must not cut them short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotView]:
