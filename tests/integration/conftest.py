@@ -51,7 +51,8 @@ class Sandbox:
     def fab(self, *args: str, inventory: Path | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
         argv = [FAB, *args]
-        if args and args[0] in ("build", "up", "deploy", "status", "down"):
+        if args and args[0] in ("build", "up", "deploy", "rollback", "status", "history",
+                                "lock", "unlock", "down"):
             argv += ["--inventory", str(inventory or self.inventory)]
         result = subprocess.run(argv, cwd=ROOT, env=self.env, text=True, capture_output=True,
                                 timeout=timeout, check=False)

@@ -47,7 +47,7 @@ def test_up_then_first_deploy(sandbox_env: Sandbox) -> None:
     assert result.returncode == 0
     for address in box.addresses:
         assert box.served_versions(address) == {"v1"}
-    assert "deployed" in result.stdout and "v1 in web1" in result.stdout
+    assert re.search(r"deployed\s+v1 in web[12]$", result.stdout, re.MULTILINE)
 
 
 def test_stats_port_is_refused_from_outside(sandbox_env: Sandbox) -> None:

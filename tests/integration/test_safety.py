@@ -1,0 +1,141 @@
+"""Faults and people on the sandbox: a lock held by another run, rollback, and a deploy
+interrupted (Ctrl-C) at each of its steps in turn, under load."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tasks.loadgen import LoadGenerator
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+pytestmark = pytest.mark.sandbox
+ROOT = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+
+LOCK_OWNER = ('{"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00", '
+              '"task": "deploy", "tag": "v9", "token": "someone-else"}')
+
+# Progress lines of one swap, in order: Ctrl-C right after each of them.
+SWAP_STEPS = (
+    "live slot",
+    "started webapp-web",
+    "waiting for HAProxy's health checks",
+    "passed HAProxy's health checks",
+    "is taking traffic",
+    "drained in",
+    "done in",
+)
+
+
+def load_on(box: Sandbox) -> LoadGenerator:
+    return LoadGenerator(box.addresses, clients=4, max_seconds=240, max_requests=400_000)
+
+
+def live_versions(box: Sandbox) -> dict[str, str]:
+    """Per server, what `fab status` says it serves; exactly one live slot is required."""
+    result = box.fab("status")
+    assert result.returncode == 0
+    found = dict(re.findall(r"^(\S+) \(\S+\): live web[12], serving (\S+)$", result.stdout,
+                            re.MULTILINE))
+    assert len(found) == len(box.addresses), result.stdout
+    return found
+
+
+def server_state(box: Sandbox, address: str) -> str:
+    return box.ssh(address, "docker inspect --format "
+                   "'{{.Name}} {{.Id}} {{.State.Status}} {{.State.StartedAt}}' "
+                   "$(docker ps -aq) | sort")
+
+
+@pytest.fixture(scope="module")
+def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
+    assert sandbox_env.fab("up").returncode == 0
+    assert sandbox_env.fab("deploy", "--tag", "v1").returncode == 0
+    return sandbox_env
+
+
+def test_a_held_lock_refuses_the_run_and_changes_nothing(fleet_on_v1: Sandbox) -> None:
+    box = fleet_on_v1
+    locked = box.addresses[1]
+    box.ssh(locked, "mkdir -p /var/lib/slotswap/webapp/lock && "
+            f"echo '{LOCK_OWNER}' > /var/lib/slotswap/webapp/lock/owner.json")
+    before = {a: server_state(box, a) for a in box.addresses}
+    result = box.fab("deploy", "--tag", "v2")
+    assert result.returncode == 4
+    assert "s2 is locked by alice@laptop since 2026-11-26T08:00:00+00:00 (deploy v9)" \
+        in result.stderr
+    assert "fab unlock --server=s2" in result.stderr
+    for address in box.addresses:
+        assert server_state(box, address) == before[address]
+    status = box.fab("lock")
+    assert "s1: free" in status.stdout and "s2: locked by alice@laptop" in status.stdout
+    assert box.fab("unlock", "--server", "s2").returncode == 0
+    assert "s2: free" in box.fab("lock").stdout
+
+
+def test_rollback_under_load_returns_each_server_to_its_previous_version(
+        fleet_on_v1: Sandbox) -> None:
+    box = fleet_on_v1
+    assert box.fab("deploy", "--tag", "v2").returncode == 0
+    with load_on(box) as load:
+        result = box.fab("rollback")
+    report = load.stop()
+    assert result.returncode == 0
+    assert report.failed == 0, report.failures
+    assert set(live_versions(box).values()) == {"v1"}
+    assert "pulling" not in result.stdout  # the previous image is still on the servers
+    history = box.fab("history", "--lines", "2")
+    assert history.returncode == 0
+    assert re.search(r"deploy\s+v1\s+v2\s+deployed", history.stdout)
+    assert re.search(r"rollback\s+v2\s+v1\s+deployed", history.stdout)
+
+
+def interrupt_after(box: Sandbox, tag: str, marker: str) -> tuple[int, str]:
+    """Run `fab deploy`, send it SIGINT as soon as s1 prints `marker`."""
+    process = subprocess.Popen(
+        [FAB, "deploy", "--tag", tag, "--inventory", str(box.inventory)], cwd=ROOT,
+        env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("[s1") and marker in line:
+            process.send_signal(signal.SIGINT)
+            break
+        assert time.monotonic() < deadline
+    lines.extend(process.stdout)
+    return process.wait(timeout=120), "".join(lines)
+
+
+@pytest.mark.parametrize("marker", SWAP_STEPS)
+def test_ctrl_c_at_each_step_leaves_one_healthy_version(fleet_on_v1: Sandbox,
+                                                        marker: str) -> None:
+    box = fleet_on_v1
+    current = set(live_versions(box).values())
+    assert len(current) == 1
+    tag = "v2" if current == {"v1"} else "v1"
+    with load_on(box) as load:
+        exit_code, output = interrupt_after(box, tag, marker)
+    report = load.stop()
+    print(output)
+    assert report.failed == 0, report.failures
+    assert exit_code in (130, 0), output  # 0: the interrupt came after s1's very last step
+    versions = live_versions(box)  # exactly one live slot on every server
+    for address in box.addresses:
+        assert len(box.served_versions(address)) == 1
+    assert set(versions.values()) <= {"v1", "v2"}
+    assert "s1: free" in box.fab("lock").stdout  # the lock went with the run
+    # The next deploy takes whatever was left behind in its stride.
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
+    assert set(live_versions(box).values()) == {"v1"}
