@@ -1,0 +1,67 @@
+"""Pure parts of locks and history: owner records, history lines, rollback targets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import pytest
+
+from tasks.history import HistoryEntry, new_entry, parse_history, rollback_target
+from tasks.locking import LockOwner, new_owner, parse_owner
+
+NOON = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)
+
+
+def test_new_owner_records_who_when_what_and_a_token() -> None:
+    owner = new_owner("deploy", "v2", now=NOON)
+    assert owner.since == "2026-11-26T12:00:05+00:00"
+    assert "@" in owner.who and owner.task == "deploy" and owner.tag == "v2"
+    assert len(owner.token) == 32 and owner.token != new_owner("deploy", "v2").token
+
+
+def test_owner_round_trips_and_describes_itself() -> None:
+    owner = LockOwner("alice@laptop", "2026-11-26T08:00:00+00:00", "deploy", "v9", "t")
+    assert parse_owner(json.dumps(asdict(owner))) == owner
+    assert owner.describe() == "alice@laptop since 2026-11-26T08:00:00+00:00 (deploy v9)"
+    assert LockOwner("bob@ci", "x", "up", "", "t").describe() == "bob@ci since x (up)"
+
+
+@pytest.mark.parametrize("text", [None, "", "not json", "[1, 2]"])
+def test_unreadable_owner_files_parse_as_none(text: str | None) -> None:
+    assert parse_owner(text) is None
+
+
+def entry(task: str, from_tag: str, to_tag: str, outcome: str = "deployed") -> HistoryEntry:
+    return new_entry(task, from_tag, to_tag, outcome, 1.234, now=NOON)
+
+
+def test_history_lines_round_trip_and_skip_foreign_lines() -> None:
+    entries = [entry("deploy", "", "v1"), entry("deploy", "v1", "v2", "failed")]
+    text = "".join(json.dumps(asdict(e)) + "\n" for e in entries)
+    assert parse_history(text + "garbage\n{}\n") == entries
+    assert entries[0].seconds == 1.23 and entries[0].from_tag == ""
+
+
+def test_history_keeps_only_the_first_line_of_an_error() -> None:
+    assert new_entry("deploy", "v1", "v2", "failed", 1, "boom\nlogs...").error == "boom"
+
+
+@pytest.mark.parametrize(
+    ("entries", "serving", "expected"),
+    [
+        ([], "v1", None),
+        ([("deploy", "", "v1")], "v1", None),  # the first deploy: nothing before it
+        ([("deploy", "v1", "v2")], "v2", "v1"),
+        ([("deploy", "v1", "v2"), ("deploy", "v2", "v3", "failed")], "v2", "v1"),
+        ([("deploy", "v1", "v2"), ("deploy", "v2", "v3")], "v3", "v2"),
+        ([("deploy", "v1", "v2"), ("rollback", "v2", "v1")], "v1", "v2"),  # undo the undo
+        ([("deploy", "v1", "v2")], "v9", None),  # serving something history does not know
+        ([("deploy", "v1", "v2")], None, None),
+    ],
+)
+def test_rollback_target(entries: list[tuple[str, ...]], serving: str | None,
+                         expected: str | None) -> None:
+    history = [entry(*e) for e in entries]
+    assert rollback_target(history, serving) == expected
