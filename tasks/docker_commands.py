@@ -94,8 +94,13 @@ def network_remove(network: str) -> list[str]:
 
 
 def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot: str,
-                 version: str, app_port: int, stop_timeout: int) -> list[str]:
-    """The app in one slot. No published port: only HAProxy reaches it, by name."""
+                 version: str, app_port: int, stop_timeout: int,
+                 env_file: str | None = None) -> list[str]:
+    """The app in one slot. No published port: only HAProxy reaches it, by name.
+
+    The app's own variables come only from `env_file` (a path on the server), so that no
+    value, secret or not, is ever part of a command line."""
+    env_from_file = ["--env-file", env_file] if env_file is not None else []
     return [
         "docker", "run", "--detach",
         "--name", container,
@@ -107,6 +112,8 @@ def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot
         "--label", f"{LABEL_SLOT}={slot}",
         "--label", f"{LABEL_VERSION}={version}",
         "--label", f"{LABEL_ROLE}=app",
+        *env_from_file,
+        # After the file: docker applies --env last, so the kit's PORT always wins.
         "--env", f"PORT={app_port}",
         image_ref,
     ]

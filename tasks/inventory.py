@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from tasks.app_env import name_problem, value_problem
 from tasks.validation import (
     InputError,
     validate_app_name,
@@ -30,6 +31,7 @@ from tasks.validation import (
 __all__ = [
     "SLOTS",
     "BuildSettings",
+    "EnvSettings",
     "HaproxySettings",
     "HealthcheckSettings",
     "Host",
@@ -71,6 +73,19 @@ class SshSettings:
 
 
 @dataclass(frozen=True)
+class EnvSettings:
+    """The app's environment as the inventory declares it (values of secrets are read at
+    deploy time: see tasks.app_env.resolve_app_env)."""
+
+    plain: tuple[tuple[str, str], ...] = ()  # (name, value as written to the env file)
+    secret: tuple[str, ...] = ()  # names read from the operator's environment
+
+    @property
+    def empty(self) -> bool:
+        return not self.plain and not self.secret
+
+
+@dataclass(frozen=True)
 class HaproxySettings:
     image: str = "haproxy:2.8"
     http_port: int = 80
@@ -107,6 +122,7 @@ class Inventory:
     haproxy: HaproxySettings
     timeouts: Timeouts
     hosts: tuple[Host, ...]
+    env: EnvSettings = EnvSettings()
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -317,6 +333,7 @@ _TOP_KEYS = (
     "build",
     "app_port",
     "healthcheck",
+    "env",
     "ssh",
     "haproxy",
     "timeouts",
@@ -326,6 +343,7 @@ _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
 _BUILD_KEYS = ("context", "dockerfile")
 _HEALTHCHECK_KEYS = ("path",)
 _SSH_KEYS = ("user", "port", "identity", "known_hosts", "connect_timeout")
+_ENV_KEYS = ("plain", "secret")
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop")
 _HOST_KEYS = ("address", "name", "user", "port")
@@ -363,6 +381,92 @@ def _ssh_settings(section: dict[str, object], base: Path) -> SshSettings:
         connect_timeout=_positive_number(
             section.get("connect_timeout", defaults.connect_timeout), "ssh.connect_timeout"
         ),
+    )
+
+
+def _env_value(value: object, key: str) -> str:
+    """A plain value as the app will see it. YAML has already turned unquoted yes/on/true
+    into booleans and 0755 into 493; the reference hosts.yaml says to quote such values."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float) and math.isfinite(value):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        hint = ' (write "" for an empty value)' if value is None else " (put it in quotes)"
+        raise _Invalid(
+            key, f"expected a string, number or boolean, got {_describe(value)}{hint}"
+        )
+    return text
+
+
+def _env_settings(section: dict[str, object]) -> EnvSettings:
+    plain_section = section.get("plain")
+    plain: list[tuple[str, str]] = []
+    if plain_section is not None:
+        if not isinstance(plain_section, dict):
+            raise _Invalid(
+                "env.plain",
+                f"expected a mapping of NAME: value, got {_describe(plain_section)}",
+            )
+        for name, value in plain_section.items():
+            key = _child("env.plain", name)
+            problem = name_problem(name)
+            if problem is not None:
+                raise _Invalid(key, problem)
+            text = _env_value(value, key)
+            problem = value_problem(str(name), text)
+            if problem is not None:
+                raise _Invalid(key, problem)
+            plain.append((str(name), text))
+    secret_list = section.get("secret")
+    if secret_list is None:
+        secret_list = []
+    if not isinstance(secret_list, list):
+        raise _Invalid(
+            "env.secret", f"expected a list of variable names, got {_describe(secret_list)}"
+        )
+    plain_names = {name for name, _ in plain}
+    secret: list[str] = []
+    for index, name in enumerate(secret_list):
+        key = f"env.secret[{index}]"
+        problem = name_problem(name)
+        if problem is not None:
+            raise _Invalid(key, problem)
+        if name in plain_names:
+            raise _Invalid(key, f"{name} is also in env.plain; a variable is plain or secret")
+        if name in secret:
+            raise _Invalid(key, f"{name} is already env.secret[{secret.index(name)}]")
+        secret.append(name)
+    return EnvSettings(plain=tuple(plain), secret=tuple(secret))
+
+
+def _haproxy_settings(section: dict[str, object]) -> HaproxySettings:
+    defaults = HaproxySettings()
+    image = _checked(
+        validate_image_reference,
+        section.get("image", defaults.image),
+        "haproxy.image",
+        "an image reference such as haproxy:2.8",
+    )
+    http_port = _port(section.get("http_port", defaults.http_port), "haproxy.http_port")
+    stats_port = _port(section.get("stats_port", defaults.stats_port), "haproxy.stats_port")
+    if stats_port == http_port:
+        raise _Invalid(
+            "haproxy.stats_port", f"must differ from haproxy.http_port (both are {http_port})"
+        )
+    return HaproxySettings(image=image, http_port=http_port, stats_port=stats_port)
+
+
+def _timeouts(section: dict[str, object]) -> Timeouts:
+    defaults = Timeouts()
+    return Timeouts(
+        healthy=_positive_number(section.get("healthy", defaults.healthy), "timeouts.healthy"),
+        drain=_positive_number(section.get("drain", defaults.drain), "timeouts.drain"),
+        stop=_positive_integer(section.get("stop", defaults.stop), "timeouts.stop"),
     )
 
 
@@ -493,6 +597,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     build = _build_settings(_section(top, "build", _BUILD_KEYS), base)
     app_port = _port(top.get("app_port", _DEFAULT_APP_PORT), "app_port")
     healthcheck = _healthcheck_settings(_section(top, "healthcheck", _HEALTHCHECK_KEYS))
+    env = _env_settings(_section(top, "env", _ENV_KEYS))
     ssh = _ssh_settings(_section(top, "ssh", _SSH_KEYS), base)
     haproxy = _haproxy_settings(_section(top, "haproxy", _HAPROXY_KEYS))
     timeouts = _timeouts(_section(top, "timeouts", _TIMEOUT_KEYS))
@@ -508,4 +613,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         haproxy=haproxy,
         timeouts=timeouts,
         hosts=hosts,
+        env=env,
     )

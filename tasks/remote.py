@@ -4,7 +4,9 @@ loopback, so the admin socket never has to listen anywhere else)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import secrets
 import shlex
 import socket
 from collections.abc import Sequence
@@ -21,6 +23,8 @@ from tasks.haproxy import RuntimeApiError, raise_for_api_error
 from tasks.inventory import Host, Inventory
 
 API_TIMEOUT = 10.0
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 
 
 class ConnectError(RuntimeError):
@@ -166,6 +170,35 @@ class Server:
         self.connection.put(io.BytesIO(text.encode()), temporary)
         self.run(["chmod", f"{mode:o}", temporary])
         self.run(["mv", "-f", temporary, path])
+
+    def write_private_file(self, path: str, text: str) -> None:
+        """Write a file only its owner can read (mode 0600 before its first byte) into a
+        folder only its owner can open (0700, created if missing). For secrets: the text goes
+        over SFTP, never into a command line, the process list or any output.
+
+        The folder must be one of the kit's own (e.g. /etc/slotswap/<app>): it is chmod'ed.
+        """
+        directory, _, name = path.rpartition("/")
+        if not directory.startswith("/") or not name:
+            raise ValueError(f"write_private_file needs an absolute file path, got {path!r}")
+        # The folder is closed first, so the instant between SFTP creating the file (with the
+        # server's umask) and chmod'ing it shows nothing to anyone else.
+        self.run_chain(["mkdir", "-p", "-m", f"{PRIVATE_DIR_MODE:o}", directory],
+                       ["chmod", f"{PRIVATE_DIR_MODE:o}", directory])
+        sftp = self.connection.sftp()
+        # A fresh name, opened with O_EXCL: never write through a file or link left there.
+        temporary = f"{directory}/.{name}.{secrets.token_hex(8)}.tmp"
+        try:
+            with sftp.open(temporary, "wx") as handle:
+                handle.chmod(PRIVATE_FILE_MODE)
+                handle.write(text.encode())
+            # Readers (docker run) see the old file or the whole new one, never half of it.
+            sftp.posix_rename(temporary, path)
+        except BaseException:
+            # Best effort: the connection itself may be what failed.
+            with contextlib.suppress(OSError, paramiko.SSHException):
+                sftp.remove(temporary)
+            raise
 
     def runtime_api(self, command: str) -> str:
         """Send one line to HAProxy's stats socket on the server's 127.0.0.1; return its answer."""

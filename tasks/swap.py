@@ -9,6 +9,7 @@ container's address for a while, so "has an address" never counts as "is running
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import signal
 import threading
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 from tasks import docker_commands as docker
 from tasks import haproxy
+from tasks.app_env import AppEnv, env_file_path, resolve_app_env
 from tasks.haproxy import AdminState, ServerStat, ServerState
 from tasks.inventory import SLOTS, Inventory
 from tasks.remote import RemoteCommandError, Server
@@ -127,6 +129,7 @@ class SlotSwap:
     inventory: Inventory
     tag: str
     progress: Progress
+    app_env: AppEnv | None = None  # resolved when the deploy started (tasks.app_env)
 
     def __post_init__(self) -> None:
         self.backend = self.inventory.app
@@ -209,11 +212,12 @@ class SlotSwap:
         # One round trip: remove what is left in the slot, run, and inspect for the address
         # Docker gave the new container.
         removal = [docker.remove(name)] if replace else []
+        env_file = self.write_env_file(slot)
         started = self.server.run_chain(*removal, docker.run_app_slot(
             container=name, image_ref=self.inventory.image_ref(self.tag),
             network=self.inventory.network, app=self.inventory.app, slot=slot,
             version=self.tag, app_port=self.inventory.app_port,
-            stop_timeout=self.timeouts.stop,
+            stop_timeout=self.timeouts.stop, env_file=env_file,
         ), docker.inspect_containers(name))
         info = docker.parse_inspect(started.stdout[started.stdout.index("["):]).get(name)
         address = info.addresses.get(self.inventory.network) if info else None
@@ -225,6 +229,17 @@ class SlotSwap:
         self.wait_for(lambda: self.address(slot) == address, self.timeouts.healthy,
                       f"HAProxy to resolve {name} to {address}", slot)
         return address
+
+    def write_env_file(self, slot: str) -> str | None:
+        """The app's environment, secrets included, reaches it only through a 0600 file."""
+        if self.inventory.env.empty:
+            return None
+        # Resolved here only for a caller that did not resolve it when the deploy started.
+        app_env = self.app_env or resolve_app_env(self.inventory, os.environ)
+        path = env_file_path(self.inventory.app, slot)
+        self.server.write_private_file(path, app_env.text)
+        self.progress(f"wrote {path} (mode 0600): {app_env.masked()}")
+        return path
 
     def wait_healthy(self, slot: str, address: str) -> None:
         # drain: checks run, no traffic. health down: `rise` fresh passes are needed before

@@ -81,6 +81,24 @@ ARGV_CASES = {
          "--env", "PORT=3000",
          f"{IMAGE}:v2"],
     ),
+    "run_app_slot_env_file": (
+        docker.run_app_slot(container="webapp-web1", image_ref=f"{IMAGE}:v3", network="webapp",
+                            app="webapp", slot="web1", version="v3", app_port=8080,
+                            stop_timeout=5, env_file="/etc/slotswap/webapp/web1.env"),
+        ["docker", "run", "--detach",
+         "--name", "webapp-web1",
+         "--network", "webapp",
+         "--network-alias", "webapp-web1",
+         "--restart", "unless-stopped",
+         "--stop-timeout", "5",
+         "--label", "slotswap.app=webapp",
+         "--label", "slotswap.slot=web1",
+         "--label", "slotswap.version=v3",
+         "--label", "slotswap.role=app",
+         "--env-file", "/etc/slotswap/webapp/web1.env",
+         "--env", "PORT=8080",
+         f"{IMAGE}:v3"],
+    ),
     "run_haproxy": (
         docker.run_haproxy(container="webapp-haproxy", image_ref="haproxy:2.8", network="webapp",
                            app="webapp", config_dir="/etc/slotswap/webapp/haproxy",
@@ -161,6 +179,17 @@ def test_app_slots_publish_no_port() -> None:
     argv = ARGV_CASES["run_app_slot"][0]
     assert "--publish" not in argv
     assert not any(arg.startswith(("-p", "--publish=")) for arg in argv)
+
+
+def test_app_slot_without_env_file_has_no_env_file_option() -> None:
+    assert "--env-file" not in ARGV_CASES["run_app_slot"][0]
+
+
+def test_app_slot_env_file_comes_before_port_so_the_kits_port_wins() -> None:
+    # docker applies --env after --env-file: PORT from the kit can never be overridden.
+    argv = ARGV_CASES["run_app_slot_env_file"][0]
+    assert argv.index("--env-file") < argv.index("--env")
+    assert argv.index("--env") < argv.index(f"{IMAGE}:v3")
 
 
 def test_haproxy_admin_port_is_published_on_loopback_only() -> None:

@@ -8,6 +8,7 @@ import yaml
 from tasks.inventory import (
     SLOTS,
     BuildSettings,
+    EnvSettings,
     HaproxySettings,
     HealthcheckSettings,
     Host,
@@ -35,6 +36,9 @@ image: registry.example.com:5000/acme/shop
 build: {context: src, dockerfile: docker/Dockerfile.prod}
 app_port: 8080
 healthcheck: {path: "/healthz?full=1"}
+env:
+  plain: {LOG_LEVEL: info, FEATURE_X: "on", WORKERS: 4, RATIO: 0.5, DEBUG: false, EMPTY: ""}
+  secret: [DATABASE_URL, API_TOKEN]
 ssh:
   user: deploy
   port: 2200
@@ -76,7 +80,9 @@ def test_minimal_file_gets_every_default(tmp_path: Path) -> None:
         haproxy=HaproxySettings(image="haproxy:2.8", http_port=80, stats_port=9999),
         timeouts=Timeouts(healthy=60.0, drain=30.0, stop=10),
         hosts=(Host(address="203.0.113.10", name="203.0.113.10", user=None, port=None),),
+        env=EnvSettings(plain=(), secret=()),
     )
+    assert inventory.env.empty
 
 
 def test_full_file_sets_every_key(tmp_path: Path) -> None:
@@ -89,6 +95,17 @@ def test_full_file_sets_every_key(tmp_path: Path) -> None:
     )
     assert inventory.app_port == 8080
     assert inventory.healthcheck == HealthcheckSettings(path="/healthz?full=1")
+    assert inventory.env == EnvSettings(
+        plain=(
+            ("LOG_LEVEL", "info"),
+            ("FEATURE_X", "on"),
+            ("WORKERS", "4"),
+            ("RATIO", "0.5"),
+            ("DEBUG", "false"),
+            ("EMPTY", ""),
+        ),
+        secret=("DATABASE_URL", "API_TOKEN"),
+    )
     assert inventory.ssh == SshSettings(
         user="deploy",
         port=2200,
@@ -143,8 +160,9 @@ def test_same_address_on_different_ssh_ports_is_two_hosts(tmp_path: Path) -> Non
 
 
 def test_empty_sections_mean_all_defaults(tmp_path: Path) -> None:
-    text = MINIMAL + "ssh:\nhaproxy: {}\ntimeouts:\nbuild:\nhealthcheck:\n"
+    text = MINIMAL + "ssh:\nhaproxy: {}\ntimeouts:\nbuild:\nhealthcheck:\nenv:\n"
     inventory = load_inventory(write_inventory(tmp_path, text))
+    assert inventory.env == EnvSettings()
     assert inventory.ssh == SshSettings()
     assert inventory.haproxy == HaproxySettings()
     assert inventory.timeouts == Timeouts()
@@ -176,6 +194,26 @@ def test_relative_paths_are_taken_from_the_inventory_folder_not_the_cwd(
     assert inventory.ssh.identity.resolve() == folder / "keys" / "id_ed25519"
     assert inventory.ssh.known_hosts is not None
     assert inventory.ssh.known_hosts.resolve() == tmp_path / "known_hosts"
+
+
+def test_empty_env_lists_mean_no_variables(tmp_path: Path) -> None:
+    text = MINIMAL + "env: {plain: {}, secret: []}\n"
+    assert load_inventory(write_inventory(tmp_path, text)).env == EnvSettings()
+    text = MINIMAL + "env: {plain:, secret:}\n"
+    assert load_inventory(write_inventory(tmp_path / "b", text)).env == EnvSettings()
+
+
+def test_env_values_are_written_as_yaml_read_them(tmp_path: Path) -> None:
+    # Unquoted on/yes are booleans and 0755 an octal number in YAML: the reference
+    # hosts.yaml says to quote such values; unquoted, this is what the app gets.
+    text = MINIMAL + (
+        "env:\n  plain:\n"
+        "    A: on\n    B: 'on'\n    C: 0755\n    D: '0755'\n    E: 1.50\n    F: -3\n"
+        "    G: \"a \\\"quoted\\\" # value\"\n"
+    )
+    plain = dict(load_inventory(write_inventory(tmp_path, text)).env.plain)
+    assert plain == {"A": "true", "B": "on", "C": "493", "D": "0755", "E": "1.5", "F": "-3",
+                     "G": 'a "quoted" # value'}
 
 
 def test_omitted_dockerfile_is_the_one_at_the_root_of_the_context(tmp_path: Path) -> None:
@@ -236,11 +274,13 @@ def test_the_example_hosts_yaml_at_the_top_of_the_repo_loads() -> None:
         "203.0.113.11",
         "203.0.113.12",
     ]
+    assert inventory.env.secret == ("DATABASE_URL", "API_TOKEN")
 
 
 SECTIONS = {
     "build": BuildSettings,
     "healthcheck": HealthcheckSettings,
+    "env": EnvSettings,
     "ssh": SshSettings,
     "haproxy": HaproxySettings,
     "timeouts": Timeouts,
@@ -401,6 +441,34 @@ BAD_INPUTS = [
     ),
     bad("timeouts.stop", "got 0", timeouts={"stop": 0}),
     bad("timeouts.stop", "got '10'", timeouts={"stop": "10"}),
+    # env
+    bad("env", "expected a mapping with keys plain, secret", env=["A"]),
+    bad("env.secrets", "did you mean 'secret'?); allowed keys: plain, secret", env={"secrets": []}),
+    bad("env.plain", "expected a mapping of NAME: value, got a list", env={"plain": ["A=1"]}),
+    bad("env.plain.A-B", "expected a variable name of letters, digits and '_'",
+        env={"plain": {"A-B": "1"}}),
+    bad("env.plain.1A", "not starting with a digit, got '1A'", env={"plain": {"1A": "1"}}),
+    bad("env.plain.1", "got 1", env={"plain": {1: "1"}}),
+    bad("env.plain.PORT", "PORT is set by slotswap itself (from app_port)",
+        env={"plain": {"PORT": 8080}}),
+    bad("env.plain.A", "expected a string, number or boolean, got a list",
+        env={"plain": {"A": [1]}}),
+    bad("env.plain.A", 'got nothing (null) (write "" for an empty value)',
+        env={"plain": {"A": None}}),
+    bad("env.plain.A", "got a mapping", env={"plain": {"A": {"b": 1}}}),
+    bad("env.plain.A", "got inf", env={"plain": {"A": float("inf")}}),
+    bad("env.plain.A", "the value contains a line break", env={"plain": {"A": "1\nB=2"}}),
+    bad("env.plain.A", "the value contains a line break", env={"plain": {"A": "1\r"}}),
+    bad("env.plain.A", "NUL", env={"plain": {"A": "1\0"}}),
+    bad("env.plain.A", "reads at most 65535", env={"plain": {"A": "x" * 70000}}),
+    bad("env.secret", "expected a list of variable names, got 'API_TOKEN'",
+        env={"secret": "API_TOKEN"}),
+    bad("env.secret[1]", "expected a variable name", env={"secret": ["A", "B C"]}),
+    bad("env.secret[0]", "got 5", env={"secret": [5]}),
+    bad("env.secret[0]", "PORT is set by slotswap itself", env={"secret": ["PORT"]}),
+    bad("env.secret[2]", "A is already env.secret[0]", env={"secret": ["A", "B", "A"]}),
+    bad("env.secret[0]", "TOKEN is also in env.plain; a variable is plain or secret",
+        env={"plain": {"TOKEN": "x"}, "secret": ["TOKEN"]}),
     # host list
     bad("hosts", "expected a non-empty list of host addresses", hosts=[]),
     bad("hosts", "got an empty list", hosts=[]),

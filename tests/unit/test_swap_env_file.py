@@ -1,0 +1,99 @@
+"""SlotSwap's env-file hook: the app's environment reaches `docker run` only as a private
+file on the server, and no value is on the command line or in the progress output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.app_env import resolve_app_env
+from tasks.inventory import Inventory, parse_inventory
+from tasks.remote import CommandResult
+from tasks.swap import SlotSwap
+from tasks.validation import InputError
+
+SECRET = "s3cr3t-never-on-a-command-line"
+
+
+class Stop(Exception):
+    """Ends start_new once `docker run` was sent: the rest needs a real HAProxy."""
+
+
+class FakeServer:
+    name = "s1"
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+        self.commands: list[list[str]] = []
+
+    def write_private_file(self, path: str, text: str) -> None:
+        self.files[path] = text
+
+    def run_chain(self, *argvs: Any, timeout: float | None = None) -> CommandResult:
+        self.commands.extend(list(argv) for argv in argvs)
+        raise Stop
+
+
+def inventory(tmp_path: Path, env: dict[str, Any] | None) -> Inventory:
+    data: dict[str, Any] = {"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"]}
+    if env is not None:
+        data["env"] = env
+    return parse_inventory(data, tmp_path / "hosts.yaml")
+
+
+def swap(inv: Inventory, **kwargs: Any) -> tuple[SlotSwap, FakeServer, list[str]]:
+    server, said = FakeServer(), []
+    return SlotSwap(server, inv, "v2", said.append, **kwargs), server, said  # type: ignore[arg-type]
+
+
+ENV = {"plain": {"LOG_LEVEL": "info"}, "secret": ["API_TOKEN"]}
+
+
+def test_without_env_nothing_is_written_and_run_has_no_env_file(tmp_path: Path) -> None:
+    slot_swap, server, _ = swap(inventory(tmp_path, None))
+    with pytest.raises(Stop):
+        slot_swap.start_new("web2", replace=False)
+    assert server.files == {}
+    assert not any("--env-file" in argv for argv in server.commands)
+
+
+def test_env_is_written_to_the_slots_private_file_and_passed_to_docker_run(
+    tmp_path: Path,
+) -> None:
+    inv = inventory(tmp_path, ENV)
+    app_env = resolve_app_env(inv, {"API_TOKEN": SECRET})
+    slot_swap, server, said = swap(inv, app_env=app_env)
+
+    with pytest.raises(Stop):
+        slot_swap.start_new("web2", replace=True)
+
+    assert server.files == {
+        "/etc/slotswap/webapp/web2.env": f"LOG_LEVEL=info\nAPI_TOKEN={SECRET}\n"
+    }
+    run = next(argv for argv in server.commands if argv[:2] == ["docker", "run"])
+    assert run[run.index("--env-file") + 1] == "/etc/slotswap/webapp/web2.env"
+    assert not any(SECRET in word for argv in server.commands for word in argv)
+    assert any("API_TOKEN=<secret>" in line for line in said)
+    assert not any(SECRET in line for line in said)
+    assert SECRET not in repr(slot_swap)
+
+
+def test_a_swap_not_given_the_resolved_env_reads_the_operators_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_TOKEN", SECRET)
+    slot_swap, server, _ = swap(inventory(tmp_path, ENV))
+    assert slot_swap.write_env_file("web1") == "/etc/slotswap/webapp/web1.env"
+    assert server.files["/etc/slotswap/webapp/web1.env"].endswith(f"API_TOKEN={SECRET}\n")
+
+
+def test_a_missing_secret_stops_before_docker_run(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    slot_swap, server, _ = swap(inventory(tmp_path, ENV))
+    with pytest.raises(InputError, match="API_TOKEN is not set"):
+        slot_swap.start_new("web1", replace=False)
+    assert server.commands == []
+    assert server.files == {}
