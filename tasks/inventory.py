@@ -29,6 +29,8 @@ from tasks.validation import (
 )
 
 __all__ = [
+    "DEFAULT_SSH_PORT",
+    "DEFAULT_SSH_USER",
     "SLOTS",
     "BuildSettings",
     "EnvSettings",
@@ -37,6 +39,7 @@ __all__ = [
     "Host",
     "Inventory",
     "InventoryError",
+    "JumpHost",
     "SshSettings",
     "Timeouts",
     "load_inventory",
@@ -49,10 +52,33 @@ _SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _MAX_SHOWN_VALUE = 60
 _DEFAULT_APP_PORT = 3000
+# Used when neither the inventory nor ~/.ssh/config (ssh.config) gives a user or port.
+DEFAULT_SSH_USER = "root"
+DEFAULT_SSH_PORT = 22
+# [user@]host[:port], an IPv6 address in brackets: the form of ssh -J.
+_JUMP = re.compile(
+    r"(?:(?P<user>[^@]*)@)?(?:\[(?P<ipv6>[^\]]*)\]|(?P<host>[^@:\[\]]*))(?::(?P<port>[0-9]{1,5}))?"
+)
 
 
 class InventoryError(InputError):
     """The inventory file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class JumpHost:
+    """A host the SSH connection goes through (ssh -J); None fields are left to
+    ~/.ssh/config (when ssh.config is on), then to the defaults."""
+
+    address: str
+    user: str | None = None
+    port: int | None = None
+
+    def __str__(self) -> str:
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{host}{port}"
 
 
 @dataclass(frozen=True)
@@ -61,15 +87,21 @@ class Host:
     name: str  # display name; defaults to address
     user: str | None = None  # per-host ssh overrides (None = use ssh section)
     port: int | None = None
+    jump: JumpHost | None = None
+    accept_unknown_hosts: bool | None = None
 
 
 @dataclass(frozen=True)
 class SshSettings:
-    user: str = "root"
-    port: int = 22
+    # user/port None: ~/.ssh/config's User/Port for the host (ssh.config), else root and 22.
+    user: str | None = None
+    port: int | None = None
     identity: Path | None = None  # private key file; None = ssh-agent / default keys
     known_hosts: Path | None = None  # None = ~/.ssh/known_hosts
     connect_timeout: float = 10.0
+    accept_unknown_hosts: bool = False  # True: accept (loudly) keys not in known_hosts
+    jump: JumpHost | None = None
+    config: bool = True  # read ~/.ssh/config and /etc/ssh/ssh_config
 
 
 @dataclass(frozen=True)
@@ -314,6 +346,28 @@ def _ssh_user(value: object, key: str) -> str:
     return user
 
 
+def _boolean(value: object, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(key, f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _jump_host(value: object, key: str) -> JumpHost:
+    expected = "a jump host as [user@]host[:port], e.g. 'deploy@bastion.example.com:22'"
+    text = _string(value, key, expected)
+    match = _JUMP.fullmatch(text)
+    if match is None:
+        raise _Invalid(
+            key, f"expected {expected} (an IPv6 address in brackets), got {_describe(text)}"
+        )
+    user, port = match["user"], match["port"]
+    return JumpHost(
+        address=_address(match["ipv6"] if match["ipv6"] is not None else match["host"], key),
+        user=_ssh_user(user, key) if user is not None else None,
+        port=_port(int(port), key) if port is not None else None,
+    )
+
+
 def _host_name(value: object, key: str) -> str:
     name = _string(value, key, "a host display name")
     if not _HOST_NAME.fullmatch(name):
@@ -342,11 +396,20 @@ _TOP_KEYS = (
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
 _BUILD_KEYS = ("context", "dockerfile")
 _HEALTHCHECK_KEYS = ("path",)
-_SSH_KEYS = ("user", "port", "identity", "known_hosts", "connect_timeout")
+_SSH_KEYS = (
+    "user",
+    "port",
+    "identity",
+    "known_hosts",
+    "connect_timeout",
+    "accept_unknown_hosts",
+    "jump",
+    "config",
+)
 _ENV_KEYS = ("plain", "secret")
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop")
-_HOST_KEYS = ("address", "name", "user", "port")
+_HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
 
 
 def _build_settings(section: dict[str, object], base: Path) -> BuildSettings:
@@ -374,13 +437,19 @@ def _optional_path(section: dict[str, object], name: str, key: str, base: Path) 
 def _ssh_settings(section: dict[str, object], base: Path) -> SshSettings:
     defaults = SshSettings()
     return SshSettings(
-        user=_ssh_user(section.get("user", defaults.user), "ssh.user"),
-        port=_port(section.get("port", defaults.port), "ssh.port"),
+        user=_ssh_user(section["user"], "ssh.user") if "user" in section else None,
+        port=_port(section["port"], "ssh.port") if "port" in section else None,
         identity=_optional_path(section, "identity", "ssh.identity", base),
         known_hosts=_optional_path(section, "known_hosts", "ssh.known_hosts", base),
         connect_timeout=_positive_number(
             section.get("connect_timeout", defaults.connect_timeout), "ssh.connect_timeout"
         ),
+        accept_unknown_hosts=_boolean(
+            section.get("accept_unknown_hosts", defaults.accept_unknown_hosts),
+            "ssh.accept_unknown_hosts",
+        ),
+        jump=_jump_host(section["jump"], "ssh.jump") if "jump" in section else None,
+        config=_boolean(section.get("config", defaults.config), "ssh.config"),
     )
 
 
@@ -470,32 +539,6 @@ def _timeouts(section: dict[str, object]) -> Timeouts:
     )
 
 
-def _haproxy_settings(section: dict[str, object]) -> HaproxySettings:
-    defaults = HaproxySettings()
-    image = _checked(
-        validate_image_reference,
-        section.get("image", defaults.image),
-        "haproxy.image",
-        "an image reference such as haproxy:2.8",
-    )
-    http_port = _port(section.get("http_port", defaults.http_port), "haproxy.http_port")
-    stats_port = _port(section.get("stats_port", defaults.stats_port), "haproxy.stats_port")
-    if stats_port == http_port:
-        raise _Invalid(
-            "haproxy.stats_port", f"must differ from haproxy.http_port (both are {http_port})"
-        )
-    return HaproxySettings(image=image, http_port=http_port, stats_port=stats_port)
-
-
-def _timeouts(section: dict[str, object]) -> Timeouts:
-    defaults = Timeouts()
-    return Timeouts(
-        healthy=_positive_number(section.get("healthy", defaults.healthy), "timeouts.healthy"),
-        drain=_positive_number(section.get("drain", defaults.drain), "timeouts.drain"),
-        stop=_positive_integer(section.get("stop", defaults.stop), "timeouts.stop"),
-    )
-
-
 # -- hosts ---------------------------------------------------------------------------------
 
 
@@ -515,11 +558,18 @@ def _host(entry: object, key: str) -> Host:
         )
     fields = _mapping(entry, key, _HOST_KEYS, required=("address",))
     address = _address(fields["address"], f"{key}.address")
+    accept = fields.get("accept_unknown_hosts")
     return Host(
         address=address,
         name=_host_name(fields["name"], f"{key}.name") if "name" in fields else address,
         user=_ssh_user(fields["user"], f"{key}.user") if "user" in fields else None,
         port=_port(fields["port"], f"{key}.port") if "port" in fields else None,
+        jump=_jump_host(fields["jump"], f"{key}.jump") if "jump" in fields else None,
+        accept_unknown_hosts=(
+            _boolean(accept, f"{key}.accept_unknown_hosts")
+            if "accept_unknown_hosts" in fields
+            else None
+        ),
     )
 
 
@@ -531,17 +581,20 @@ def _same_address_key(address: str) -> str:
         return address.lower()
 
 
-def _check_unique(hosts: list[Host], ssh_port: int) -> None:
-    seen_targets: dict[tuple[str, int], int] = {}
+def _check_unique(hosts: list[Host], ssh: SshSettings) -> None:
+    # Behind different jump hosts the same (private) address can be two machines.
+    seen_targets: dict[tuple[str, int, str], int] = {}
     seen_names: dict[str, int] = {}
     for index, host in enumerate(hosts):
-        port = host.port or ssh_port
-        target = (_same_address_key(host.address), port)
+        port = host.port or ssh.port or DEFAULT_SSH_PORT
+        jump = host.jump or ssh.jump
+        target = (_same_address_key(host.address), port, str(jump or ""))
         if target in seen_targets:
+            through = f" through jump host {jump}" if jump else ""
             raise _Invalid(
                 f"hosts[{index}]",
                 f"duplicate of hosts[{seen_targets[target]}] "
-                f"(same address {host.address} and SSH port {port})",
+                f"(same address {host.address} and SSH port {port}{through})",
             )
         if host.name in seen_names:
             raise _Invalid(
@@ -552,7 +605,7 @@ def _check_unique(hosts: list[Host], ssh_port: int) -> None:
         seen_names[host.name] = index
 
 
-def _hosts(value: object, ssh_port: int) -> tuple[Host, ...]:
+def _hosts(value: object, ssh: SshSettings) -> tuple[Host, ...]:
     if not isinstance(value, list) or not value:
         raise _Invalid(
             "hosts",
@@ -560,7 +613,7 @@ def _hosts(value: object, ssh_port: int) -> tuple[Host, ...]:
             f"mappings, got {_describe(value)}",
         )
     hosts = [_host(entry, f"hosts[{index}]") for index, entry in enumerate(value)]
-    _check_unique(hosts, ssh_port)
+    _check_unique(hosts, ssh)
     return tuple(hosts)
 
 
@@ -601,7 +654,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     ssh = _ssh_settings(_section(top, "ssh", _SSH_KEYS), base)
     haproxy = _haproxy_settings(_section(top, "haproxy", _HAPROXY_KEYS))
     timeouts = _timeouts(_section(top, "timeouts", _TIMEOUT_KEYS))
-    hosts = _hosts(top["hosts"], ssh.port)
+    hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
         app=app,

@@ -1,26 +1,46 @@
 """The one place that runs commands on a server: a Fabric connection per server, used for
 shell commands, files and HAProxy's runtime API (a direct-tcpip channel to the server's
-loopback, so the admin socket never has to listen anywhere else)."""
+loopback, so the admin socket never has to listen anywhere else).
+
+How a connection is made (see also hosts.yaml, section ssh):
+
+- Host keys come from ssh.known_hosts only. A key that differs from the one recorded, or a
+  host recorded with keys of other types only, is always refused. A host that is not
+  recorded is refused too, unless accept_unknown_hosts is on: then it is accepted for this
+  run with a warning naming the host and the key's fingerprint (nothing is written).
+- Fabric's Connection reads /etc/ssh/ssh_config and ~/.ssh/config by default; ssh.config
+  keeps that (true) or turns it off (false). Read from there: HostName, User and Port (when
+  the inventory sets none), IdentityFile (in addition to ssh.identity), ProxyJump (of one
+  host: Fabric would take several in reverse order) and ProxyCommand (when no jump host is
+  set in the inventory), ForwardAgent. Never from there: host-key settings
+  (StrictHostKeyChecking, UserKnownHostsFile) and ConnectTimeout. The host-key rules above
+  apply to every jump host, from the inventory or from ~/.ssh/config.
+- ssh-agent and the default ~/.ssh/id_* keys are always tried (allow_agent and
+  look_for_keys are left on); ssh.identity is tried first when it is set.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import math
 import secrets
 import shlex
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
 from fabric.runners import Remote
 from invoke.exceptions import CommandTimedOut
 
 from tasks.haproxy import RuntimeApiError, raise_for_api_error
-from tasks.inventory import Host, Inventory
+from tasks.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
+from tasks.output import warn
+from tasks.validation import InputError
 
 API_TIMEOUT = 10.0
 PRIVATE_DIR_MODE = 0o700
@@ -57,6 +77,104 @@ class InterruptibleRemote(Remote):
         return result
 
 
+class UnknownHostKeyError(paramiko.SSHException):
+    """The server's host key is not in known_hosts (and unknown hosts are not accepted)."""
+
+    def __init__(self, hostname: str):
+        # The words paramiko's RejectPolicy uses, for anyone matching on them.
+        super().__init__(f"Server {hostname!r} not found in known_hosts")
+
+
+def _refuse_if_recorded_otherwise(client: paramiko.SSHClient, hostname: str,
+                                  key: paramiko.PKey) -> None:
+    """paramiko asks the policy about any key whose *type* is not recorded for the host,
+    even when keys of other types are: for us that is a changed key, never an unknown one."""
+    recorded = client.get_host_keys().lookup(hostname)
+    if recorded:
+        raise paramiko.BadHostKeyException(hostname, key, next(iter(recorded.values())))
+
+
+class RefuseUnknownHosts(paramiko.RejectPolicy):
+    """The default: only keys recorded in known_hosts are trusted."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        _refuse_if_recorded_otherwise(client, hostname, key)
+        raise UnknownHostKeyError(hostname)
+
+
+class AcceptUnknownHostsLoudly(paramiko.WarningPolicy):
+    """ssh.accept_unknown_hosts: trust an unrecorded host for this run, and say so loudly.
+    Changed keys are still refused (paramiko raises BadHostKeyException before asking)."""
+
+    def __init__(self, label: str, known_hosts: Path, say: Callable[[str], None] = warn):
+        self.label, self.known_hosts, self.say = label, known_hosts, say
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
+                         key: paramiko.PKey) -> None:
+        _refuse_if_recorded_otherwise(client, hostname, key)
+        self.say(unknown_host_warning(self.label, hostname, key, self.known_hosts))
+
+
+def unknown_host_warning(label: str, hostname: str, key: paramiko.PKey,
+                         known_hosts: Path) -> str:
+    return (
+        f"WARNING: {label}: ACCEPTING AN UNVERIFIED HOST KEY for {hostname}: "
+        f"{key.get_name()} {key.fingerprint}. It is not in {known_hosts} and "
+        "accept_unknown_hosts is true, so nothing proves this is your server. Compare the "
+        "fingerprint with the server's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub, on "
+        "its console), then add the key to known_hosts and turn accept_unknown_hosts off."
+    )
+
+
+def fabric_config(read_ssh_config: bool) -> Config:
+    """Fabric's default Config loads /etc/ssh/ssh_config and ~/.ssh/config; an explicit,
+    empty SSHConfig is Fabric's way of loading neither."""
+    return Config() if read_ssh_config else Config(ssh_config=paramiko.SSHConfig())
+
+
+def login_for(config: Config, address: str, user: str | None,
+              port: int | None) -> tuple[str, int]:
+    """User and port as `ssh` picks them: given (the inventory), else ~/.ssh/config's entry
+    for the address (when loaded), else root and 22. (Fabric alone would fall back to the
+    local user name, not root.) A bad ssh_config entry is bad input: nothing is contacted."""
+    found = config.base_ssh_config.lookup(address)
+    chosen_port = port or found.get("port", DEFAULT_SSH_PORT)
+    try:
+        chosen_port = int(chosen_port)
+    except ValueError:
+        raise InputError(
+            f"{address}: ssh_config gives this host the Port {chosen_port!r}, not a number"
+        ) from None
+    return user or found.get("user") or DEFAULT_SSH_USER, chosen_port
+
+
+def refuse_jump_chains(config: Config, address: str) -> None:
+    """Fabric opens a `ProxyJump a,b` chain from b, the reverse of what ssh does: refuse it
+    rather than connect through the wrong hosts."""
+    hops = config.base_ssh_config.lookup(address).get("proxyjump", "")
+    if "," in hops:
+        raise InputError(
+            f"{address}: ssh_config gives this host several jump hosts (ProxyJump {hops}); "
+            "slotswap takes one: set ProxyJump to one host, or ssh.jump in the inventory"
+        )
+
+
+def jump_chain(connection: Connection) -> list[Connection]:
+    """The connection's jump hosts, the one to open first first (ProxyJump a,b gives a, b)."""
+    hops = []
+    gateway = connection.gateway
+    while isinstance(gateway, Connection):
+        hops.append(gateway)
+        gateway = gateway.gateway
+    return hops[::-1]
+
+
+def hostkey_name(host: str, port: int) -> str:
+    """How known_hosts names a host: [host]:port when the port is not 22."""
+    return host if port == DEFAULT_SSH_PORT else f"[{host}]:{port}"
+
+
 @dataclass(frozen=True)
 class CommandResult:
     stdout: str
@@ -76,61 +194,125 @@ class Server:
         self.inventory = inventory
         self.name = host.name
         ssh = inventory.ssh
+        self.known_hosts = ssh.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        self.accept_unknown_hosts = (ssh.accept_unknown_hosts if host.accept_unknown_hosts
+                                     is None else host.accept_unknown_hosts)
+        # Fabric truncates the timeout to whole seconds, and 0 would mean no timeout at all.
+        self._connect_timeout = max(1, math.ceil(ssh.connect_timeout))
         connect_kwargs: dict[str, object] = {}
         if ssh.identity is not None:
             connect_kwargs["key_filename"] = str(ssh.identity)
-        self.connection = Connection(
-            host.address,
-            user=host.user or ssh.user,
-            port=host.port or ssh.port,
-            connect_timeout=int(ssh.connect_timeout),
-            connect_kwargs=connect_kwargs,
-        )
+        self._connect_kwargs = connect_kwargs
+        config = fabric_config(ssh.config)
+        jump = host.jump or ssh.jump
+        # None lets Fabric take a ProxyJump/ProxyCommand from ssh_config instead.
+        gateway = self._jump_connection(jump, config) if jump else None
+        if jump is None:
+            refuse_jump_chains(config, host.address)
+        user, port = login_for(config, host.address, host.user or ssh.user,
+                               host.port or ssh.port)
+        self.connection = Connection(host.address, user=user, port=port,
+                                     connect_timeout=self._connect_timeout,
+                                     connect_kwargs=dict(connect_kwargs), config=config,
+                                     gateway=gateway)
         self.connection.config.runners.remote = InterruptibleRemote
-        self._trust_known_hosts_only(ssh.known_hosts)
+        self.jumps = jump_chain(self.connection)
+        for hop in self.jumps:
+            self._prepare_jump(hop)
+        self._check_host_keys(self.connection, self.name)
 
-    def _trust_known_hosts_only(self, known_hosts: Path | None) -> None:
+    def _jump_connection(self, jump: JumpHost, config: Config) -> Connection:
+        refuse_jump_chains(config, jump.address)
+        user, port = login_for(config, jump.address, jump.user or self.inventory.ssh.user,
+                               jump.port)
+        return Connection(jump.address, user=user, port=port,
+                          connect_timeout=self._connect_timeout,
+                          connect_kwargs=dict(self._connect_kwargs), config=config)
+
+    def _prepare_jump(self, hop: Connection) -> None:
+        # Jump hosts that Fabric builds from a ProxyJump line get none of our settings: they
+        # get the same key, timeout and host-key rules as the ones from the inventory.
+        if hop.connect_timeout is None:
+            hop.connect_timeout = self._connect_timeout
+        kwargs = dict(hop.connect_kwargs)
+        if "key_filename" in self._connect_kwargs:
+            keys = kwargs.get("key_filename") or []
+            keys = [keys] if isinstance(keys, str) else list(keys)
+            if self._connect_kwargs["key_filename"] not in keys:
+                kwargs["key_filename"] = [self._connect_kwargs["key_filename"], *keys]
+        # Opening the channel to the next hop would otherwise wait up to an hour.
+        kwargs["channel_timeout"] = self._connect_timeout
+        hop.connect_kwargs = kwargs
+        self._check_host_keys(hop, f"{self.name}: jump host {hop.host}")
+
+    def _check_host_keys(self, connection: Connection, label: str) -> None:
         # Fabric accepts any host key by default; a deploy tool must not.
-        client = self.connection.client
-        path = known_hosts or Path("~/.ssh/known_hosts").expanduser()
-        if path.exists():
-            client.load_host_keys(str(path))
-        client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        self.known_hosts = path
+        client = connection.client
+        if self.known_hosts.exists():
+            client.load_host_keys(str(self.known_hosts))
+        policy: paramiko.MissingHostKeyPolicy = RefuseUnknownHosts()
+        if self.accept_unknown_hosts:
+            policy = AcceptUnknownHostsLoudly(label, self.known_hosts)
+        client.set_missing_host_key_policy(policy)
 
     def connect(self) -> None:
         if self.connection.is_connected:
             return
-        where = f"{self.connection.user}@{self.host.address}:{self.connection.port}"
+        # Jump hosts first, one at a time, so that an error names the hop that failed.
+        for hop in self.jumps:
+            self._open(hop, "jump host ")
+        self._open(self.connection, "")
+
+    def _open(self, connection: Connection, role: str) -> None:
+        if connection.is_connected:
+            return
+        host, port, known = connection.host, connection.port, self.known_hosts
+        where = f"{role}{connection.user}@{host}:{port}"
+        gateway = connection.gateway
+        via = f" through jump host {gateway.host}" if isinstance(gateway, Connection) else ""
         try:
-            self.connection.open()
+            connection.open()
         except paramiko.BadHostKeyException as error:
             raise ConnectError(
                 f"{self.name}: the host key of {where} has CHANGED since it was recorded in "
-                f"{self.known_hosts}; if the server was really rebuilt, remove the old line "
-                f"(ssh-keygen -R {self.host.address} -f {self.known_hosts}) and trust the new "
-                f"key"
+                f"{known}; if the server was really rebuilt, remove the old line "
+                f"(ssh-keygen -R {shlex.quote(hostkey_name(host, port))} -f {known}) and "
+                f"trust the new key"
             ) from error
+        except UnknownHostKeyError as error:
+            raise ConnectError(
+                f"{self.name}: {where} is not in {known}; check its key and add it "
+                f"({self._add_key_hint(connection)}), or set ssh.known_hosts in the inventory"
+            ) from error
+        except paramiko.AuthenticationException as error:
+            raise ConnectError(f"{self.name}: {where} refused the login: {error}") from error
+        except paramiko.ChannelException as error:
+            # The jump host could not open a channel to this host.
+            raise ConnectError(f"{self.name}: cannot connect to {where}{via}: {error}") from error
         except paramiko.SSHException as error:
-            if "not found in known_hosts" in str(error):
-                raise ConnectError(
-                    f"{self.name}: {where} is not in {self.known_hosts}; check its key and add "
-                    f"it (ssh-keyscan -p {self.connection.port} {self.host.address} >> "
-                    f"{self.known_hosts}), or set ssh.known_hosts in the inventory"
-                ) from error
-            if isinstance(error, paramiko.AuthenticationException):
-                raise ConnectError(f"{self.name}: {where} refused the login: {error}") from error
-            raise ConnectError(f"{self.name}: SSH to {where} failed: {error}") from error
+            raise ConnectError(f"{self.name}: SSH to {where}{via} failed: {error}") from error
         except (TimeoutError, OSError) as error:
-            raise ConnectError(f"{self.name}: cannot connect to {where}: {error}") from error
+            raise ConnectError(f"{self.name}: cannot connect to {where}{via}: {error}") from error
         # Small request/answer exchanges (runtime API polls, short commands) otherwise wait
         # ~40 ms each on Nagle's algorithm meeting delayed ACKs; OpenSSH sets this too.
-        sock = self.connection.transport.sock
+        sock = connection.transport.sock
         if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def _add_key_hint(self, connection: Connection) -> str:
+        host, port, known = connection.host, connection.port, self.known_hosts
+        gateway = connection.gateway
+        if isinstance(gateway, Connection):
+            # ssh-keyscan cannot go through a jump host; one ssh login through it can.
+            return (f"ssh -J {gateway.user}@{gateway.host}:{gateway.port} -p {port} "
+                    f"-o UserKnownHostsFile={known} {connection.user}@{host} true")
+        return f"ssh-keyscan -p {port} {host} >> {known}"
+
     def close(self) -> None:
+        # Fabric closes a connection's own client only, never its jump hosts'.
         self.connection.close()
+        for hop in reversed(self.jumps):
+            hop.close()
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
             stdin: str | None = None) -> CommandResult:

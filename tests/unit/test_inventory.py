@@ -14,6 +14,7 @@ from tasks.inventory import (
     Host,
     Inventory,
     InventoryError,
+    JumpHost,
     SshSettings,
     Timeouts,
     load_inventory,
@@ -45,12 +46,16 @@ ssh:
   identity: keys/deploy_ed25519
   known_hosts: /etc/slotswap/known_hosts
   connect_timeout: 2.5
+  accept_unknown_hosts: true
+  jump: jumper@bastion.example.com:2022
+  config: false
 haproxy: {image: "10.1.2.3:5000/haproxy:2.6", http_port: 8000, stats_port: 8001}
 timeouts: {healthy: 90, drain: 0.5, stop: 3}
 hosts:
   - 203.0.113.10
-  - {address: 203.0.113.11, name: web-b, user: ops, port: 2222}
+  - {address: 203.0.113.11, name: web-b, user: ops, port: 2222, jump: "[2001:db8::1]"}
   - address: shop-3.example.com
+    accept_unknown_hosts: false
 """
 
 
@@ -75,11 +80,27 @@ def test_minimal_file_gets_every_default(tmp_path: Path) -> None:
         app_port=3000,
         healthcheck=HealthcheckSettings(path="/health"),
         ssh=SshSettings(
-            user="root", port=22, identity=None, known_hosts=None, connect_timeout=10.0
+            user=None,
+            port=None,
+            identity=None,
+            known_hosts=None,
+            connect_timeout=10.0,
+            accept_unknown_hosts=False,
+            jump=None,
+            config=True,
         ),
         haproxy=HaproxySettings(image="haproxy:2.8", http_port=80, stats_port=9999),
         timeouts=Timeouts(healthy=60.0, drain=30.0, stop=10),
-        hosts=(Host(address="203.0.113.10", name="203.0.113.10", user=None, port=None),),
+        hosts=(
+            Host(
+                address="203.0.113.10",
+                name="203.0.113.10",
+                user=None,
+                port=None,
+                jump=None,
+                accept_unknown_hosts=None,
+            ),
+        ),
         env=EnvSettings(plain=(), secret=()),
     )
     assert inventory.env.empty
@@ -112,6 +133,9 @@ def test_full_file_sets_every_key(tmp_path: Path) -> None:
         identity=tmp_path / "keys" / "deploy_ed25519",
         known_hosts=Path("/etc/slotswap/known_hosts"),
         connect_timeout=2.5,
+        accept_unknown_hosts=True,
+        jump=JumpHost(address="bastion.example.com", user="jumper", port=2022),
+        config=False,
     )
     assert inventory.haproxy == HaproxySettings(
         image="10.1.2.3:5000/haproxy:2.6", http_port=8000, stats_port=8001
@@ -119,8 +143,18 @@ def test_full_file_sets_every_key(tmp_path: Path) -> None:
     assert inventory.timeouts == Timeouts(healthy=90.0, drain=0.5, stop=3)
     assert inventory.hosts == (
         Host(address="203.0.113.10", name="203.0.113.10"),
-        Host(address="203.0.113.11", name="web-b", user="ops", port=2222),
-        Host(address="shop-3.example.com", name="shop-3.example.com"),
+        Host(
+            address="203.0.113.11",
+            name="web-b",
+            user="ops",
+            port=2222,
+            jump=JumpHost(address="2001:db8::1"),
+        ),
+        Host(
+            address="shop-3.example.com",
+            name="shop-3.example.com",
+            accept_unknown_hosts=False,
+        ),
     )
 
 
@@ -216,6 +250,37 @@ def test_env_values_are_written_as_yaml_read_them(tmp_path: Path) -> None:
                      "G": 'a "quoted" # value'}
 
 
+JUMPS = {
+    "bastion.example.com": JumpHost("bastion.example.com"),
+    "jump@bastion.example.com": JumpHost("bastion.example.com", user="jump"),
+    "bastion.example.com:2222": JumpHost("bastion.example.com", port=2222),
+    "ops@10.0.0.1:22": JumpHost("10.0.0.1", user="ops", port=22),
+    "[2001:db8::1]": JumpHost("2001:db8::1"),
+    "ops@[2001:db8::1]:2200": JumpHost("2001:db8::1", user="ops", port=2200),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), JUMPS.items(), ids=JUMPS)
+def test_jump_hosts_are_user_host_port_like_ssh_j(tmp_path: Path, text: str,
+                                                  expected: JumpHost) -> None:
+    inventory = load_inventory(write_inventory(tmp_path, MINIMAL + f"ssh: {{jump: '{text}'}}\n"))
+    assert inventory.ssh.jump == expected
+    assert str(expected) == text
+
+
+def test_same_address_behind_different_jump_hosts_is_two_hosts(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "- 203.0.113.10",
+        "- {address: 10.0.0.5, name: dc1, jump: bastion1.example.com}\n"
+        "  - {address: 10.0.0.5, name: dc2, jump: bastion2.example.com}",
+    )
+    inventory = load_inventory(write_inventory(tmp_path, text))
+    assert [str(host.jump) for host in inventory.hosts] == [
+        "bastion1.example.com",
+        "bastion2.example.com",
+    ]
+
+
 def test_omitted_dockerfile_is_the_one_at_the_root_of_the_context(tmp_path: Path) -> None:
     inventory = load_inventory(write_inventory(tmp_path, MINIMAL + "build: {context: app}\n"))
     assert inventory.build.dockerfile == tmp_path / "app" / "Dockerfile"
@@ -273,7 +338,10 @@ def test_the_example_hosts_yaml_at_the_top_of_the_repo_loads() -> None:
         "203.0.113.10",
         "203.0.113.11",
         "203.0.113.12",
+        "10.0.8.20",
     ]
+    assert inventory.ssh.jump == JumpHost("bastion.example.com", user="deploy", port=22)
+    assert inventory.hosts[3].jump == JumpHost("bastion-2.example.com", user="ops", port=2200)
     assert inventory.env.secret == ("DATABASE_URL", "API_TOKEN")
 
 
@@ -469,6 +537,28 @@ BAD_INPUTS = [
     bad("env.secret[2]", "A is already env.secret[0]", env={"secret": ["A", "B", "A"]}),
     bad("env.secret[0]", "TOKEN is also in env.plain; a variable is plain or secret",
         env={"plain": {"TOKEN": "x"}, "secret": ["TOKEN"]}),
+    # ssh options
+    bad("ssh.accept_unknown_hosts", "expected true or false, got 'yes'",
+        ssh={"accept_unknown_hosts": "yes"}),
+    bad("ssh.accept_unknown_hosts", "got 1", ssh={"accept_unknown_hosts": 1}),
+    bad("ssh.config", "expected true or false, got nothing (null)", ssh={"config": None}),
+    bad("ssh.jump", "expected a jump host as [user@]host[:port]", ssh={"jump": "a@b@c"}),
+    bad("ssh.jump", "got 'bastion:22:22'", ssh={"jump": "bastion:22:22"}),
+    bad("ssh.jump", "an IPv6 address in brackets", ssh={"jump": "2001:db8::1"}),
+    bad("ssh.jump", "got 'bastion:ssh'", ssh={"jump": "bastion:ssh"}),
+    bad("ssh.jump", "expected an integer from 1 to 65535, got 0", ssh={"jump": "bastion:0"}),
+    bad("ssh.jump", "got 70000", ssh={"jump": "bastion:70000"}),
+    bad("ssh.jump", "expected an SSH user name of 1-32", ssh={"jump": "Root@bastion"}),
+    bad("ssh.jump", "expected an SSH user name, got ''", ssh={"jump": "@bastion"}),
+    bad("ssh.jump", "expected a host name or IP address, got ''", ssh={"jump": "root@:22"}),
+    bad("ssh.jump", "invalid host address 'bad_host'", ssh={"jump": "bad_host"}),
+    bad(
+        "ssh.jump",
+        "invalid host address 'bastion -oProxyCommand=x'",
+        ssh={"jump": "bastion -oProxyCommand=x"},
+    ),
+    bad("ssh.jump", "expected a jump host as [user@]host[:port], e.g.", ssh={"jump": 22}),
+    bad("ssh.jump", "got a list", ssh={"jump": ["bastion"]}),
     # host list
     bad("hosts", "expected a non-empty list of host addresses", hosts=[]),
     bad("hosts", "got an empty list", hosts=[]),
@@ -493,6 +583,18 @@ BAD_INPUTS = [
     bad("hosts[0].port", "got '2222'", hosts=[{"address": "h", "port": "2222"}]),
     bad("hosts[0].port", "got 0", hosts=[{"address": "h", "port": 0}]),
     bad("hosts[0].port", "got a boolean (true)", hosts=[{"address": "h", "port": True}]),
+    bad("hosts[0].jump", "invalid host address 'a b'", hosts=[{"address": "h", "jump": "a b"}]),
+    bad("hosts[0].jump", "got nothing (null)", hosts=[{"address": "h", "jump": None}]),
+    bad(
+        "hosts[0].accept_unknown_hosts",
+        "expected true or false, got 'no'",
+        hosts=[{"address": "h", "accept_unknown_hosts": "no"}],
+    ),
+    bad(
+        "hosts[0].jumphost",
+        "did you mean 'jump'?",
+        hosts=[{"address": "h", "jumphost": "b"}],
+    ),
     # duplicates
     bad(
         "hosts[1]",
@@ -519,6 +621,19 @@ BAD_INPUTS = [
         "hosts[1]",
         "duplicate of hosts[0]",
         hosts=["2001:db8::10", {"address": "2001:0db8:0:0::10", "name": "b"}],
+    ),
+    bad(
+        "hosts[1]",
+        "duplicate of hosts[0] (same address 10.0.0.5 and SSH port 22 through jump host b1)",
+        ssh={"jump": "b1"},
+        hosts=["10.0.0.5", {"address": "10.0.0.5", "name": "again"}],
+    ),
+    bad(
+        "hosts[1]",
+        "through jump host b1",
+        ssh={"jump": "b2"},
+        hosts=[{"address": "10.0.0.5", "jump": "b1"}, {"address": "10.0.0.5", "jump": "b1",
+                                                      "name": "again"}],
     ),
     bad(
         "hosts[1].name",
