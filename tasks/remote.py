@@ -51,6 +51,10 @@ class ConnectError(RuntimeError):
     """The server could not be reached or refused us: nothing was changed on it."""
 
 
+class ConnectionLostError(ConnectError):
+    """The SSH connection broke in the middle of the work; the next call reconnects."""
+
+
 class RemoteCommandError(RuntimeError):
     def __init__(self, server: str, command: str, exit_code: int, stderr: str):
         self.server, self.command, self.exit_code, self.stderr = server, command, exit_code, stderr
@@ -314,6 +318,12 @@ class Server:
         for hop in reversed(self.jumps):
             hop.close()
 
+    def _lost(self, error: BaseException) -> ConnectionLostError:
+        # Closed for good, so that the next call (a recovery step) opens a fresh connection.
+        self.close()
+        reason = str(error) or type(error).__name__
+        return ConnectionLostError(f"{self.name}: lost the SSH connection ({reason})")
+
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
             stdin: str | None = None) -> CommandResult:
         """Run one command built from argv (quoted here, and only here); `stdin` is fed to it."""
@@ -334,6 +344,11 @@ class Server:
         except CommandTimedOut as error:
             raise RemoteCommandError(self.name, line, -1,
                                      f"timed out after {error.timeout}s") from error
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._lost(error) from error
+        if not self.connection.is_connected:
+            # Fabric reports a command cut off by a dying connection as exit -1
+            raise self._lost(EOFError("the connection closed while the command ran"))
         outcome = CommandResult(result.stdout, result.stderr, result.exited)
         if check and not outcome.ok:
             raise RemoteCommandError(self.name, line, outcome.exit_code, outcome.stderr)
@@ -391,6 +406,8 @@ class Server:
             channel = transport.open_channel("direct-tcpip", ("127.0.0.1", port),
                                              ("127.0.0.1", 0), timeout=API_TIMEOUT)
         except (paramiko.ChannelException, paramiko.SSHException, OSError) as error:
+            if not transport.is_active():
+                raise self._lost(error) from error
             raise RuntimeApiError(
                 f"{self.name}: cannot reach HAProxy's runtime API on the server's "
                 f"127.0.0.1:{port} ({error}); is HAProxy running? (`fab up` starts it)"
@@ -401,7 +418,9 @@ class Server:
             chunks = []
             while chunk := channel.recv(65536):
                 chunks.append(chunk)
-        except (TimeoutError, OSError) as error:
+        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as error:
+            if not transport.is_active():
+                raise self._lost(error) from error
             raise RuntimeApiError(
                 f"{self.name}: runtime API `{command}` failed: {error}") from error
         finally:

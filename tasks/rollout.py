@@ -3,12 +3,14 @@ status, and running `up`/`down` on every server."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tasks import history
+from tasks.app_env import AppEnv, resolve_app_env
 from tasks.haproxy import RuntimeApiError
 from tasks.inventory import SLOTS, Inventory
 from tasks.locking import FleetLock, LockedError, new_owner
@@ -86,6 +88,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     """The rolling deploy: every server locked first, images in place next, then one swap at a
     time, stopping at the first failure. `tags` gives some servers another tag than `tag`
     (a rollback returns each server to its own previous version)."""
+    app_env = resolve_app_env(inventory, os.environ)  # a missing secret: exit 2, no server
     result = RolloutResult(tag)
     servers = servers_of(inventory)
     tag_of = {s.name: (tags or {}).get(s.name, tag) for s in servers}
@@ -99,7 +102,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
             if failures:
                 stop_before_any_swap(result, servers, inventory, failures)
                 return result
-            swap_in_turn(result, servers, inventory, tag_of, task)
+            swap_in_turn(result, servers, inventory, tag_of, task, app_env)
     except LockedError as error:
         result.exit_code, result.message = EXIT_LOCKED, f"nothing was changed: {error}"
         fill_serving(servers, inventory, result.outcomes)
@@ -127,10 +130,10 @@ def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory
 
 
 def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Inventory,
-                 tag_of: dict[str, str], task: str) -> None:
+                 tag_of: dict[str, str], task: str, app_env: AppEnv) -> None:
     for index, (server, outcome) in enumerate(zip(servers, result.outcomes, strict=True)):
         try:
-            ok = swap_one(server, inventory, tag_of[server.name], outcome)
+            ok = swap_one(server, inventory, tag_of[server.name], outcome, app_env)
         except KeyboardInterrupt:
             outcome.outcome = "interrupted"
             raise
@@ -154,10 +157,11 @@ def record_history(server: Server, inventory: Inventory, task: str,
         progress_for(server.name)(f"WARNING: could not record this in its history: {error}")
 
 
-def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome) -> bool:
+def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
+             app_env: AppEnv | None = None) -> bool:
     progress = progress_for(server.name)
     started = time.monotonic()
-    swap = SlotSwap(server, inventory, tag, progress)
+    swap = SlotSwap(server, inventory, tag, progress, app_env)
     try:
         old_tag, serving = swap.run()
     except SwapError as error:

@@ -181,12 +181,13 @@ class SlotSwap:
             return old_version, self.verify(plan.idle)
         try:
             self.drain(plan.live)
-        except KeyboardInterrupt:
-            # Finish the switch, so that one version serves: the old slot gets no new
-            # traffic, its open requests finish, its container is left for the next run.
-            with interrupts_ignored():
+        except BaseException:
+            # Interrupted, or the connection broke: finish the switch, so that one version
+            # serves. The old slot gets no new traffic, its open requests finish, its
+            # container is left for the next run to remove.
+            with interrupts_ignored(), contextlib.suppress(Exception):
                 self.set_state(plan.live, AdminState.MAINT)
-                self.progress(f"interrupted: {plan.idle} ({self.tag}) serves; {plan.live} "
+                self.progress(f"stopped early: {plan.idle} ({self.tag}) serves; {plan.live} "
                               "is out of rotation, its container still runs")
             raise
         self.set_state(plan.live, AdminState.MAINT)

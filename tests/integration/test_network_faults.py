@@ -1,0 +1,133 @@
+"""The network on the sandbox: a server that does not answer, and an SSH connection that is
+cut in the middle of a swap, under load."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+
+from tasks.loadgen import LoadGenerator
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+pytestmark = pytest.mark.sandbox
+ROOT = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+# In the sandbox's own subnet, and nothing answers there.
+NOBODY = "10.77.0.99"
+
+CUT_AT = (
+    "started webapp-web",
+    "waiting for HAProxy's health checks",
+    "is taking traffic",
+)
+
+
+def live_versions(box: Sandbox) -> dict[str, str]:
+    result = box.fab("status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = dict(re.findall(r"^(\S+) \(\S+\): live web[12], serving (\S+)$", result.stdout,
+                            re.MULTILINE))
+    assert len(found) == len(box.addresses), result.stdout
+    return found
+
+
+def server_state(box: Sandbox, address: str) -> str:
+    return box.ssh(address, "docker inspect --format "
+                   "'{{.Name}} {{.Id}} {{.State.Status}} {{.State.StartedAt}}' "
+                   "$(docker ps -aq) | sort")
+
+
+def inventory_with(box: Sandbox, tmp_path: Path, hosts: list[dict]) -> Path:
+    data = yaml.safe_load(box.inventory.read_text())
+    folder = box.inventory.parent
+    data["ssh"]["identity"] = str(folder / data["ssh"]["identity"])
+    data["ssh"]["known_hosts"] = str(folder / data["ssh"]["known_hosts"])
+    data["ssh"]["connect_timeout"] = 3
+    data["build"] = {k: str((folder / v).resolve()) for k, v in data["build"].items()}
+    data["hosts"] = hosts
+    path = tmp_path / "hosts.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
+    assert sandbox_env.fab("up").returncode == 0
+    assert sandbox_env.fab("deploy", "--tag", "v1").returncode == 0
+    return sandbox_env
+
+
+def test_an_unreachable_server_stops_the_run_before_anything_changes(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    hosts = [{"address": box.addresses[0], "name": "s1"}, {"address": NOBODY, "name": "ghost"},
+             {"address": box.addresses[2], "name": "s3"}]
+    inventory = inventory_with(box, tmp_path, hosts)
+    before = {a: server_state(box, a) for a in box.addresses}
+    started = time.monotonic()
+    result = box.fab("deploy", "--tag", "v2", inventory=inventory)
+    assert time.monotonic() - started < 60
+    assert result.returncode == 3
+    assert "nothing was changed" in result.stderr
+    assert f"ghost: cannot connect to root@{NOBODY}:22" in result.stderr
+    for address in box.addresses:
+        assert server_state(box, address) == before[address]
+    assert "s1: free" in box.fab("lock").stdout
+
+
+def cut_ssh_sessions(namespace: str) -> int:
+    """Kill the server side of every SSH session in that server (not its listener)."""
+    pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True,
+                          check=True).stdout.split()
+    killed = 0
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if command.startswith(b"sshd: root"):
+            os.kill(int(pid), signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+@pytest.mark.parametrize("marker", CUT_AT)
+def test_a_cut_connection_mid_swap_leaves_one_healthy_version(fleet_on_v1: Sandbox,
+                                                              marker: str) -> None:
+    box = fleet_on_v1
+    current = set(live_versions(box).values())
+    tag = "v2" if current == {"v1"} else "v1"
+    with LoadGenerator(box.addresses, clients=4, max_seconds=240) as load:
+        process = subprocess.Popen(
+            [FAB, "deploy", "--tag", tag, "--inventory", str(box.inventory)], cwd=ROOT,
+            env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("[s1") and marker in line:
+                assert cut_ssh_sessions("ss-s1") >= 1
+                break
+        lines.extend(process.stdout)
+        exit_code = process.wait(timeout=180)
+    report = load.stop()
+    output = "".join(lines)
+    print(output)
+    assert report.failed == 0, report.failures
+    assert exit_code != 0 or "all 3 servers serve" in output
+    live_versions(box)  # every server has exactly one live slot
+    for address in box.addresses:
+        assert len(box.served_versions(address)) == 1
+    assert "s1: free" in box.fab("lock").stdout
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
