@@ -30,11 +30,9 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import paramiko
 from fabric import Config, Connection
-from fabric.runners import Remote
 from invoke.exceptions import CommandTimedOut
 
 from tasks.haproxy import RuntimeApiError, raise_for_api_error
@@ -60,25 +58,6 @@ class RemoteCommandError(RuntimeError):
         self.server, self.command, self.exit_code, self.stderr = server, command, exit_code, stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
         super().__init__(f"{server}: `{command}` exited {exit_code}: {detail}")
-
-
-class InterruptibleRemote(Remote):
-    """Fabric forwards a Ctrl-C to the remote command and carries on as if nothing happened.
-    Here the command (short, and with no terminal to read it) runs to its end, then the
-    interrupt is raised, so the deploy stops at a step boundary it can recover from."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.interrupt: KeyboardInterrupt | None = None
-
-    def send_interrupt(self, interrupt: KeyboardInterrupt) -> None:
-        self.interrupt = interrupt
-
-    def run(self, command: str, **kwargs: Any) -> Any:
-        result = super().run(command, **kwargs)
-        if self.interrupt is not None:
-            raise self.interrupt
-        return result
 
 
 class UnknownHostKeyError(paramiko.SSHException):
@@ -219,7 +198,6 @@ class Server:
                                      connect_timeout=self._connect_timeout,
                                      connect_kwargs=dict(connect_kwargs), config=config,
                                      gateway=gateway)
-        self.connection.config.runners.remote = InterruptibleRemote
         self.jumps = jump_chain(self.connection)
         for hop in self.jumps:
             self._prepare_jump(hop)

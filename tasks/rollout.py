@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tasks import history
+from tasks import history, interrupts
 from tasks.app_env import AppEnv, resolve_app_env
 from tasks.haproxy import RuntimeApiError
 from tasks.inventory import SLOTS, Inventory
@@ -97,7 +97,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     owner = new_owner(task, tag)
     try:
         say(f"{task} {inventory.image_ref(tag)} to {len(servers)} servers, one at a time")
-        with FleetLock(servers, inventory, owner):
+        with interrupts.guarded(), FleetLock(servers, inventory, owner):
             failures = prepare(servers, inventory, tag_of, refresh=pull)
             if failures:
                 stop_before_any_swap(result, servers, inventory, failures)
@@ -132,6 +132,7 @@ def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory
 def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Inventory,
                  tag_of: dict[str, str], task: str, app_env: AppEnv) -> None:
     for index, (server, outcome) in enumerate(zip(servers, result.outcomes, strict=True)):
+        interrupts.checkpoint()
         try:
             ok = swap_one(server, inventory, tag_of[server.name], outcome, app_env)
         except KeyboardInterrupt:
@@ -269,8 +270,9 @@ def on_every_server(inventory: Inventory,
     servers = servers_of(inventory)
     results: list[ServerResult] = []
     try:
-        with FleetLock(servers, inventory, new_owner(task)):
+        with interrupts.guarded(), FleetLock(servers, inventory, new_owner(task)):
             for server in servers:
+                interrupts.checkpoint()
                 progress = progress_for(server.name)
                 try:
                     done = action(server, inventory, progress)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -22,6 +20,7 @@ from tasks import docker_commands as docker
 from tasks import haproxy
 from tasks.app_env import AppEnv, env_file_path, resolve_app_env
 from tasks.haproxy import AdminState, ServerStat, ServerState
+from tasks.interrupts import checkpoint
 from tasks.inventory import SLOTS, Inventory
 from tasks.remote import RemoteCommandError, Server
 
@@ -162,15 +161,18 @@ class SlotSwap:
             f"live slot {plan.live or 'none'} ({old_version or 'nothing serving'}); "
             f"{self.tag} goes into {plan.idle}"
         )
+        checkpoint()
         self.retire(plan.idle, views[plan.idle])
         try:
+            checkpoint()
             address = self.start_new(plan.idle, replace=views[plan.idle].container is not None)
+            checkpoint()
             self.wait_healthy(plan.idle, address)
+            checkpoint()
             self.set_state(plan.idle, AdminState.READY)
         except BaseException as error:
-            with interrupts_ignored():
-                self.contain_failure(plan.idle)
-                serving = describe_serving(read_slots_quietly(self.server, self.inventory))
+            self.contain_failure(plan.idle)
+            serving = describe_serving(read_slots_quietly(self.server, self.inventory))
             if isinstance(error, SwapError):
                 raise SwapError(str(error), serving) from error
             if isinstance(error, Exception):
@@ -180,12 +182,13 @@ class SlotSwap:
         if plan.live is None:
             return old_version, self.verify(plan.idle)
         try:
+            checkpoint()
             self.drain(plan.live)
         except BaseException:
             # Interrupted, or the connection broke: finish the switch, so that one version
             # serves. The old slot gets no new traffic, its open requests finish, its
             # container is left for the next run to remove.
-            with interrupts_ignored(), contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):
                 self.set_state(plan.live, AdminState.MAINT)
                 self.progress(f"stopped early: {plan.idle} ({self.tag}) serves; {plan.live} "
                               "is out of rotation, its container still runs")
@@ -272,6 +275,7 @@ class SlotSwap:
         started = time.monotonic()
         deadline = started + self.timeouts.drain
         while (sessions := self.stat(slot).sessions) > 0:
+            checkpoint()
             if time.monotonic() > deadline:
                 self.progress(f"{slot} still has {sessions} sessions after "
                               f"{self.timeouts.drain:g}s; stopping it anyway (the app gets "
@@ -312,6 +316,7 @@ class SlotSwap:
         started = time.monotonic()
         next_container_check = started + CONTAINER_CHECK_INTERVAL
         while not condition():
+            checkpoint()
             now = time.monotonic()
             if now > next_container_check:
                 self.fail_if_container_died(slot, what)
@@ -333,19 +338,6 @@ class SlotSwap:
         status = f"exited with code {container.exit_code}" if container else "vanished"
         raise SwapError(f"the new container of {slot} {status} while waiting for {what}"
                         + (f"; its last output:\n{output}" if output else ""), "")
-
-
-@contextlib.contextmanager
-def interrupts_ignored() -> Iterator[None]:
-    """Recovery steps must run to the end: a second Ctrl-C must not cut them short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotView]:

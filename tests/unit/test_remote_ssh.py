@@ -15,7 +15,6 @@ from tasks.inventory import Inventory, parse_inventory
 from tasks.remote import (
     AcceptUnknownHostsLoudly,
     CommandResult,
-    InterruptibleRemote,
     RefuseUnknownHosts,
     Server,
     UnknownHostKeyError,
@@ -151,7 +150,6 @@ def test_default_server_connection(tmp_path: Path) -> None:
     assert srv.jumps == []
     assert conn.connect_timeout == 10
     assert isinstance(conn.client._policy, RefuseUnknownHosts)
-    assert conn.config.runners.remote is InterruptibleRemote
     # ssh-agent and ~/.ssh/id_* stay usable: nothing turns them off.
     assert "allow_agent" not in conn.connect_kwargs
     assert "look_for_keys" not in conn.connect_kwargs
