@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tasks import sandbox
 
@@ -60,6 +61,23 @@ class Sandbox:
         print(f"$ fab {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}"
               f"{result.stderr}")
         return result
+
+    def inventory_copy(self, folder: Path, **changes: object) -> Path:
+        """The sandbox's inventory with some top-level keys changed (a mapping is merged into
+        the section it names), written into folder, its relative paths made absolute."""
+        data = yaml.safe_load(self.inventory.read_text())
+        here = self.inventory.parent
+        data["ssh"]["identity"] = str(here / data["ssh"]["identity"])
+        data["ssh"]["known_hosts"] = str(here / data["ssh"]["known_hosts"])
+        data["build"] = {k: str((here / v).resolve()) for k, v in data["build"].items()}
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key].update(value)
+            else:
+                data[key] = value
+        path = folder / "hosts.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
 
     def ssh(self, address: str, command: str) -> str:
         key, known = self.inventory.parent / "id_ed25519", self.inventory.parent / "known_hosts"

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import yaml
 
 from tasks.loadgen import LoadGenerator
 
@@ -48,19 +47,6 @@ def server_state(box: Sandbox, address: str) -> str:
                    "$(docker ps -aq) | sort")
 
 
-def inventory_with(box: Sandbox, tmp_path: Path, hosts: list[dict]) -> Path:
-    data = yaml.safe_load(box.inventory.read_text())
-    folder = box.inventory.parent
-    data["ssh"]["identity"] = str(folder / data["ssh"]["identity"])
-    data["ssh"]["known_hosts"] = str(folder / data["ssh"]["known_hosts"])
-    data["ssh"]["connect_timeout"] = 3
-    data["build"] = {k: str((folder / v).resolve()) for k, v in data["build"].items()}
-    data["hosts"] = hosts
-    path = tmp_path / "hosts.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 @pytest.fixture(scope="module")
 def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
     assert sandbox_env.fab("up").returncode == 0
@@ -73,7 +59,7 @@ def test_an_unreachable_server_stops_the_run_before_anything_changes(
     box = fleet_on_v1
     hosts = [{"address": box.addresses[0], "name": "s1"}, {"address": NOBODY, "name": "ghost"},
              {"address": box.addresses[2], "name": "s3"}]
-    inventory = inventory_with(box, tmp_path, hosts)
+    inventory = box.inventory_copy(tmp_path, hosts=hosts, ssh={"connect_timeout": 3})
     before = {a: server_state(box, a) for a in box.addresses}
     started = time.monotonic()
     result = box.fab("deploy", "--tag", "v2", inventory=inventory)

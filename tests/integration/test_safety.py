@@ -139,3 +139,36 @@ def test_ctrl_c_at_each_step_leaves_one_healthy_version(fleet_on_v1: Sandbox,
     # The next deploy takes whatever was left behind in its stride.
     assert box.fab("deploy", "--tag", "v1").returncode == 0
     assert set(live_versions(box).values()) == {"v1"}
+
+
+def test_secrets_reach_the_app_only_through_a_private_file(fleet_on_v1: Sandbox,
+                                                          tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, env={"plain": {"GREETING": "hello"},
+                                                  "secret": ["SLOTSWAP_TEST_TOKEN"]})
+    before = server_state(box, box.addresses[0])
+    missing = box.fab("deploy", "--tag", "v2", inventory=inventory)
+    assert missing.returncode == 2
+    assert "SLOTSWAP_TEST_TOKEN" in missing.stderr
+    assert server_state(box, box.addresses[0]) == before
+
+    token = f"s3cr3t-{time.time_ns()}"
+    env = {**box.env, "SLOTSWAP_TEST_TOKEN": token}
+    result = subprocess.run([FAB, "deploy", "--tag", "v2", "--inventory", str(inventory)],
+                            cwd=ROOT, env=env, text=True, capture_output=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert token not in result.stdout + result.stderr
+    assert "SLOTSWAP_TEST_TOKEN=<secret>" in result.stdout
+    status = box.fab("status").stdout
+    for address in box.addresses:
+        live = re.search(rf"\({re.escape(address)}\): live (web[12])", status)
+        assert live is not None, status
+        slot = live.group(1)
+        assert box.ssh(address, f"stat -c %a /etc/slotswap/webapp/{slot}.env").strip() == "600"
+        assert box.ssh(address, "stat -c %a /etc/slotswap/webapp").strip() == "700"
+        app_env = box.ssh(address, "docker inspect --format '{{json .Config.Env}}' "
+                          f"webapp-{slot}")
+        assert f"SLOTSWAP_TEST_TOKEN={token}" in app_env and "GREETING=hello" in app_env
+        assert token not in box.ssh(address, "ps -eo args")
+        assert token not in box.ssh(address, "cat /var/lib/slotswap/webapp/history.jsonl")
