@@ -93,9 +93,13 @@ def up(c: Context, inventory: str = "hosts.yaml") -> None:
 
 
 @task(help={"tag": "image tag to deploy (required); must have been built and pushed",
+            "on-failure": "what a failed server means for the servers already moved: 'stop' "
+                          "(default: they keep the new version) or 'rollback' (they go back, "
+                          "so the fleet ends on one version)",
             "inventory": INVENTORY_HELP})
 @reports_errors
-def deploy(c: Context, tag: str | None = None, inventory: str = "hosts.yaml") -> None:
+def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
+           inventory: str = "hosts.yaml") -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
@@ -106,8 +110,11 @@ def deploy(c: Context, tag: str | None = None, inventory: str = "hosts.yaml") ->
         raise Exit("error: --tag is required (the image tag to deploy, e.g. --tag=v42)",
                    code=rollout.EXIT_BAD_INPUT)
     tag = validate_tag(tag)
+    if on_failure not in rollout.ON_FAILURE_POLICIES:
+        raise Exit(f"error: --on-failure must be one of {', '.join(rollout.ON_FAILURE_POLICIES)}"
+                   f", got {on_failure!r}", code=rollout.EXIT_BAD_INPUT)
     inv = load(inventory)
-    finish_rollout(rollout.deploy(inv, tag))
+    finish_rollout(rollout.deploy(inv, tag, on_failure=on_failure))
 
 
 def finish_rollout(result: rollout.RolloutResult) -> None:

@@ -27,6 +27,10 @@ EXIT_CONNECT = 3
 EXIT_LOCKED = 4
 EXIT_INTERRUPTED = 130
 
+ON_FAILURE_STOP = "stop"
+ON_FAILURE_ROLLBACK = "rollback"
+ON_FAILURE_POLICIES = (ON_FAILURE_STOP, ON_FAILURE_ROLLBACK)
+
 PREPARE_CONCURRENCY = 8
 OPERATION_ERRORS = (ConnectError, RemoteCommandError, RuntimeApiError, ProxyError, SwapError,
                     LockedError)
@@ -84,7 +88,8 @@ def prepare(servers: list[Server], inventory: Inventory, tags: dict[str, str], *
 
 
 def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
-           tags: dict[str, str] | None = None, pull: bool = True) -> RolloutResult:
+           tags: dict[str, str] | None = None, pull: bool = True,
+           on_failure: str = ON_FAILURE_STOP) -> RolloutResult:
     """The rolling deploy: every server locked first, images in place next, then one swap at a
     time, stopping at the first failure. `tags` gives some servers another tag than `tag`
     (a rollback returns each server to its own previous version)."""
@@ -103,6 +108,8 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                 stop_before_any_swap(result, servers, inventory, failures)
                 return result
             swap_in_turn(result, servers, inventory, tag_of, task, app_env)
+            if not result.ok and on_failure == ON_FAILURE_ROLLBACK:
+                roll_back_moved(result, servers, inventory, app_env)
     except LockedError as error:
         result.exit_code, result.message = EXIT_LOCKED, f"nothing was changed: {error}"
         fill_serving(servers, inventory, result.outcomes)
@@ -115,6 +122,29 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     finally:
         close_all(servers)
     return result
+
+
+def roll_back_moved(result: RolloutResult, servers: list[Server], inventory: Inventory,
+                    app_env: AppEnv) -> None:
+    """--on-failure=rollback: the servers this run moved go back to what they served, last
+    moved first, with the same swap, so that the fleet ends on one version."""
+    moved = [(server, outcome) for server, outcome in zip(servers, result.outcomes, strict=True)
+             if outcome.outcome == "deployed" and outcome.old_tag]
+    if not moved:
+        return
+    say(f"rolling back the {len(moved)} servers this run moved")
+    failed_back = []
+    for server, outcome in reversed(moved):
+        back = ServerOutcome(server.name, server.host.address, new_tag=outcome.old_tag)
+        interrupts.checkpoint()
+        if swap_one(server, inventory, outcome.old_tag or "", back, app_env):
+            outcome.outcome, outcome.serving = "rolled back", back.serving
+        else:
+            outcome.outcome, outcome.serving = "rollback failed", back.serving
+            failed_back.append(f"{server.name}: {back.error}")
+        record_history(server, inventory, "rollback", back)
+    result.message += ("; the servers it had moved were rolled back" if not failed_back else
+                       "; rolling back failed on " + "; ".join(failed_back))
 
 
 def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory: Inventory,

@@ -172,3 +172,32 @@ def test_secrets_reach_the_app_only_through_a_private_file(fleet_on_v1: Sandbox,
         assert f"SLOTSWAP_TEST_TOKEN={token}" in app_env and "GREETING=hello" in app_env
         assert token not in box.ssh(address, "ps -eo args")
         assert token not in box.ssh(address, "cat /var/lib/slotswap/webapp/history.jsonl")
+
+
+def test_a_stopped_haproxy_is_named_and_on_failure_rollback_restores_the_fleet(
+        fleet_on_v1: Sandbox) -> None:
+    box = fleet_on_v1
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
+    s1, s2, s3 = box.addresses
+    box.ssh(s2, "docker stop webapp-haproxy")
+    try:
+        # s2 serves nothing while its HAProxy is down, so the load goes to the others.
+        with LoadGenerator([s1, s3], clients=4, max_seconds=240) as load:
+            result = box.fab("deploy", "--tag", "v2", "--on-failure", "rollback")
+        report = load.stop()
+        assert result.returncode == 1
+        assert report.failed == 0, report.failures
+        assert "is HAProxy running? (`fab up` starts it)" in result.stderr
+        assert "the servers it had moved were rolled back" in result.stderr
+        assert re.search(r"^s1 .*\brolled back\s+v1 in web[12]$", result.stdout, re.MULTILINE)
+        assert box.served_versions(s1) == {"v1"} and box.served_versions(s3) == {"v1"}
+
+        # The default policy: what was moved stays moved, the summary says so.
+        result = box.fab("deploy", "--tag", "v2")
+        assert result.returncode == 1
+        assert re.search(r"^s1 .*\bdeployed\s+v2 in web[12]$", result.stdout, re.MULTILINE)
+        assert box.served_versions(s1) == {"v2"} and box.served_versions(s3) == {"v1"}
+    finally:
+        assert box.fab("up").returncode == 0  # starts s2's HAProxy again
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
+    assert set(live_versions(box).values()) == {"v1"}

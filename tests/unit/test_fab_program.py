@@ -67,3 +67,9 @@ def test_missing_inventory_is_bad_input(tmp_path: Path) -> None:
     result = fab("up", f"--inventory={tmp_path}/nope.yaml")
     assert result.returncode == 2
     assert "nope.yaml" in result.stderr
+
+
+def test_deploy_refuses_an_unknown_failure_policy() -> None:
+    result = fab("deploy", "--tag=v1", "--on-failure=retry")
+    assert result.returncode == 2
+    assert "--on-failure must be one of stop, rollback" in result.stderr
