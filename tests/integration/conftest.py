@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tasks import sandbox
+from tasks.loadgen import LoadGenerator
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -86,6 +87,28 @@ class Sandbox:
              "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{address}",
              command], text=True, capture_output=True, timeout=60, check=True)
         return result.stdout
+
+    def load(self, addresses: list[str] | None = None) -> LoadGenerator:
+        """Steady load: 4 clients, a new connection per request, spread over the servers,
+        bounded in time and count."""
+        return LoadGenerator(addresses or self.addresses, clients=4, max_seconds=240,
+                             max_requests=400_000)
+
+    def live_versions(self) -> dict[str, str]:
+        """Per server, what `fab status` says it serves; exactly one live slot is required."""
+        result = self.fab("status")
+        assert result.returncode == 0, result.stdout + result.stderr
+        found = dict(re.findall(r"^(\S+) \(\S+\): live web[12], serving (\S+)$",
+                                result.stdout, re.MULTILINE))
+        assert len(found) == len(self.addresses), result.stdout
+        return found
+
+    def containers(self, address: str) -> str:
+        """Every container of the server with its id, state and start time: equal only if
+        nothing was started, stopped or replaced in between."""
+        return self.ssh(address, "docker inspect --format "
+                        "'{{.Name}} {{.Id}} {{.State.Status}} {{.State.StartedAt}}' "
+                        "$(docker ps -aq) | sort")
 
     def served_versions(self, address: str, requests: int = 6) -> set[str]:
         versions = set()

@@ -4,7 +4,6 @@ cut in the middle of a swap, under load."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -13,8 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
-from tasks.loadgen import LoadGenerator
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -32,21 +29,6 @@ CUT_AT = (
 )
 
 
-def live_versions(box: Sandbox) -> dict[str, str]:
-    result = box.fab("status")
-    assert result.returncode == 0, result.stdout + result.stderr
-    found = dict(re.findall(r"^(\S+) \(\S+\): live web[12], serving (\S+)$", result.stdout,
-                            re.MULTILINE))
-    assert len(found) == len(box.addresses), result.stdout
-    return found
-
-
-def server_state(box: Sandbox, address: str) -> str:
-    return box.ssh(address, "docker inspect --format "
-                   "'{{.Name}} {{.Id}} {{.State.Status}} {{.State.StartedAt}}' "
-                   "$(docker ps -aq) | sort")
-
-
 @pytest.fixture(scope="module")
 def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
     assert sandbox_env.fab("up").returncode == 0
@@ -60,7 +42,7 @@ def test_an_unreachable_server_stops_the_run_before_anything_changes(
     hosts = [{"address": box.addresses[0], "name": "s1"}, {"address": NOBODY, "name": "ghost"},
              {"address": box.addresses[2], "name": "s3"}]
     inventory = box.inventory_copy(tmp_path, hosts=hosts, ssh={"connect_timeout": 3})
-    before = {a: server_state(box, a) for a in box.addresses}
+    before = {a: box.containers(a) for a in box.addresses}
     started = time.monotonic()
     result = box.fab("deploy", "--tag", "v2", inventory=inventory)
     assert time.monotonic() - started < 60
@@ -68,7 +50,7 @@ def test_an_unreachable_server_stops_the_run_before_anything_changes(
     assert "nothing was changed" in result.stderr
     assert f"ghost: cannot connect to root@{NOBODY}:22" in result.stderr
     for address in box.addresses:
-        assert server_state(box, address) == before[address]
+        assert box.containers(address) == before[address]
     assert "s1: free" in box.fab("lock").stdout
 
 
@@ -92,9 +74,9 @@ def cut_ssh_sessions(namespace: str) -> int:
 def test_a_cut_connection_mid_swap_leaves_one_healthy_version(fleet_on_v1: Sandbox,
                                                               marker: str) -> None:
     box = fleet_on_v1
-    current = set(live_versions(box).values())
+    current = set(box.live_versions().values())
     tag = "v2" if current == {"v1"} else "v1"
-    with LoadGenerator(box.addresses, clients=4, max_seconds=240) as load:
+    with box.load() as load:
         process = subprocess.Popen(
             [FAB, "deploy", "--tag", tag, "--inventory", str(box.inventory)], cwd=ROOT,
             env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -112,7 +94,7 @@ def test_a_cut_connection_mid_swap_leaves_one_healthy_version(fleet_on_v1: Sandb
     print(output)
     assert report.failed == 0, report.failures
     assert exit_code != 0 or "all 3 servers serve" in output
-    live_versions(box)  # every server has exactly one live slot
+    box.live_versions()  # every server has exactly one live slot
     for address in box.addresses:
         assert len(box.served_versions(address)) == 1
     assert "s1: free" in box.fab("lock").stdout

@@ -12,32 +12,10 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from tasks.loadgen import LoadGenerator
-
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
 pytestmark = pytest.mark.sandbox
-
-
-def load_on(box: Sandbox) -> LoadGenerator:
-    # >= 4 concurrent clients, a new connection per request, spread over all servers.
-    return LoadGenerator(box.addresses, clients=4, max_seconds=240, max_requests=400_000)
-
-
-def status_lines(box: Sandbox) -> dict[str, str]:
-    result = box.fab("status")
-    assert result.returncode == 0
-    return {m.group(1): m.group(2) for m in
-            re.finditer(r"^(\S+) \(\S+\): (live .*)$", result.stdout, re.MULTILINE)}
-
-
-def container_started_at(box: Sandbox, address: str) -> str:
-    """Every container of the server with its id, state and start time: equal only if
-    nothing was started, stopped or replaced in between."""
-    return box.ssh(address, "docker inspect --format "
-                   "'{{.Name}} {{.Id}} {{.State.Status}} {{.State.StartedAt}}' "
-                   "$(docker ps -aq) | sort")
 
 
 def test_up_then_first_deploy(sandbox_env: Sandbox) -> None:
@@ -62,7 +40,7 @@ def test_stats_port_is_refused_from_outside(sandbox_env: Sandbox) -> None:
 
 def test_back_to_back_deploys_under_load_fail_no_request(sandbox_env: Sandbox) -> None:
     box = sandbox_env
-    with load_on(box) as load:
+    with box.load() as load:
         for tag in ("v2", "v1", "v2"):
             result = box.fab("deploy", "--tag", tag)
             assert result.returncode == 0, result.stdout + result.stderr
@@ -73,28 +51,26 @@ def test_back_to_back_deploys_under_load_fail_no_request(sandbox_env: Sandbox) -
     for address in box.addresses:
         assert box.served_versions(address) == {"v2"}
         assert set(report.versions_by_target[address]) == {"v1", "v2"}
-    statuses = status_lines(box)
-    assert len(statuses) == 3
-    assert all(re.match(r"live web[12], serving v2$", line) for line in statuses.values())
+    assert set(box.live_versions().values()) == {"v2"}
 
 
 def test_missing_tag_fails_before_any_traffic_moves(sandbox_env: Sandbox) -> None:
     box = sandbox_env
-    before = {a: container_started_at(box, a) for a in box.addresses}
+    before = {a: box.containers(a) for a in box.addresses}
     result = box.fab("deploy", "--tag", "v404")
     assert result.returncode == 1
     assert "nothing was changed" in result.stderr
     assert "cannot pull" in result.stderr and "webapp:v404" in result.stderr
     for address in box.addresses:
         assert box.served_versions(address) == {"v2"}
-        assert container_started_at(box, address) == before[address]
+        assert box.containers(address) == before[address]
 
 
 def test_unhealthy_version_is_contained_under_load(sandbox_env: Sandbox) -> None:
     box = sandbox_env
     later = box.addresses[1:]
-    before = {a: container_started_at(box, a) for a in later}
-    with load_on(box) as load:
+    before = {a: box.containers(a) for a in later}
+    with box.load() as load:
         result = box.fab("deploy", "--tag", "bad1")
     report = load.stop()
     print(report.summary())
@@ -109,12 +85,12 @@ def test_unhealthy_version_is_contained_under_load(sandbox_env: Sandbox) -> None
     assert report.versions_by_target[box.addresses[0]].keys() == {"v2"}
     for address in later:
         assert box.served_versions(address) == {"v2"}
-        assert container_started_at(box, address) == before[address]
+        assert box.containers(address) == before[address]
 
 
 def test_up_twice_under_load_changes_nothing(sandbox_env: Sandbox) -> None:
     box = sandbox_env
-    with load_on(box) as load:
+    with box.load() as load:
         first, second = box.fab("up"), box.fab("up")
     report = load.stop()
     assert first.returncode == 0 and second.returncode == 0
@@ -133,7 +109,7 @@ def test_changed_proxy_config_reloads_without_failing_a_request(
         data["build"][key] = str((box.inventory.parent / data["build"][key]).resolve())
     changed = tmp_path / "hosts.yaml"
     changed.write_text(yaml.safe_dump(data))
-    with load_on(box) as load:
+    with box.load() as load:
         result = box.fab("up", inventory=changed)
         back = box.fab("up")
     report = load.stop()

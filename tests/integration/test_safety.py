@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tasks.loadgen import LoadGenerator
-
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
@@ -37,26 +35,6 @@ SWAP_STEPS = (
 )
 
 
-def load_on(box: Sandbox) -> LoadGenerator:
-    return LoadGenerator(box.addresses, clients=4, max_seconds=240, max_requests=400_000)
-
-
-def live_versions(box: Sandbox) -> dict[str, str]:
-    """Per server, what `fab status` says it serves; exactly one live slot is required."""
-    result = box.fab("status")
-    assert result.returncode == 0
-    found = dict(re.findall(r"^(\S+) \(\S+\): live web[12], serving (\S+)$", result.stdout,
-                            re.MULTILINE))
-    assert len(found) == len(box.addresses), result.stdout
-    return found
-
-
-def server_state(box: Sandbox, address: str) -> str:
-    return box.ssh(address, "docker inspect --format "
-                   "'{{.Name}} {{.Id}} {{.State.Status}} {{.State.StartedAt}}' "
-                   "$(docker ps -aq) | sort")
-
-
 @pytest.fixture(scope="module")
 def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
     assert sandbox_env.fab("up").returncode == 0
@@ -69,14 +47,14 @@ def test_a_held_lock_refuses_the_run_and_changes_nothing(fleet_on_v1: Sandbox) -
     locked = box.addresses[1]
     box.ssh(locked, "mkdir -p /var/lib/slotswap/webapp/lock && "
             f"echo '{LOCK_OWNER}' > /var/lib/slotswap/webapp/lock/owner.json")
-    before = {a: server_state(box, a) for a in box.addresses}
+    before = {a: box.containers(a) for a in box.addresses}
     result = box.fab("deploy", "--tag", "v2")
     assert result.returncode == 4
     assert "s2 is locked by alice@laptop since 2026-11-26T08:00:00+00:00 (deploy v9)" \
         in result.stderr
     assert "fab unlock --server=s2" in result.stderr
     for address in box.addresses:
-        assert server_state(box, address) == before[address]
+        assert box.containers(address) == before[address]
     status = box.fab("lock")
     assert "s1: free" in status.stdout and "s2: locked by alice@laptop" in status.stdout
     assert box.fab("unlock", "--server", "s2").returncode == 0
@@ -87,12 +65,12 @@ def test_rollback_under_load_returns_each_server_to_its_previous_version(
         fleet_on_v1: Sandbox) -> None:
     box = fleet_on_v1
     assert box.fab("deploy", "--tag", "v2").returncode == 0
-    with load_on(box) as load:
+    with box.load() as load:
         result = box.fab("rollback")
     report = load.stop()
     assert result.returncode == 0
     assert report.failed == 0, report.failures
-    assert set(live_versions(box).values()) == {"v1"}
+    assert set(box.live_versions().values()) == {"v1"}
     assert "pulling" not in result.stdout  # the previous image is still on the servers
     history = box.fab("history", "--lines", "2")
     assert history.returncode == 0
@@ -122,23 +100,23 @@ def interrupt_after(box: Sandbox, tag: str, marker: str) -> tuple[int, str]:
 def test_ctrl_c_at_each_step_leaves_one_healthy_version(fleet_on_v1: Sandbox,
                                                         marker: str) -> None:
     box = fleet_on_v1
-    current = set(live_versions(box).values())
+    current = set(box.live_versions().values())
     assert len(current) == 1
     tag = "v2" if current == {"v1"} else "v1"
-    with load_on(box) as load:
+    with box.load() as load:
         exit_code, output = interrupt_after(box, tag, marker)
     report = load.stop()
     print(output)
     assert report.failed == 0, report.failures
     assert exit_code in (130, 0), output  # 0: the interrupt came after s1's very last step
-    versions = live_versions(box)  # exactly one live slot on every server
+    versions = box.live_versions()  # exactly one live slot on every server
     for address in box.addresses:
         assert len(box.served_versions(address)) == 1
     assert set(versions.values()) <= {"v1", "v2"}
     assert "s1: free" in box.fab("lock").stdout  # the lock went with the run
     # The next deploy takes whatever was left behind in its stride.
     assert box.fab("deploy", "--tag", "v1").returncode == 0
-    assert set(live_versions(box).values()) == {"v1"}
+    assert set(box.live_versions().values()) == {"v1"}
 
 
 def test_secrets_reach_the_app_only_through_a_private_file(fleet_on_v1: Sandbox,
@@ -146,11 +124,11 @@ def test_secrets_reach_the_app_only_through_a_private_file(fleet_on_v1: Sandbox,
     box = fleet_on_v1
     inventory = box.inventory_copy(tmp_path, env={"plain": {"GREETING": "hello"},
                                                   "secret": ["SLOTSWAP_TEST_TOKEN"]})
-    before = server_state(box, box.addresses[0])
+    before = box.containers(box.addresses[0])
     missing = box.fab("deploy", "--tag", "v2", inventory=inventory)
     assert missing.returncode == 2
     assert "SLOTSWAP_TEST_TOKEN" in missing.stderr
-    assert server_state(box, box.addresses[0]) == before
+    assert box.containers(box.addresses[0]) == before
 
     token = f"s3cr3t-{time.time_ns()}"
     env = {**box.env, "SLOTSWAP_TEST_TOKEN": token}
@@ -182,7 +160,7 @@ def test_a_stopped_haproxy_is_named_and_on_failure_rollback_restores_the_fleet(
     box.ssh(s2, "docker stop webapp-haproxy")
     try:
         # s2 serves nothing while its HAProxy is down, so the load goes to the others.
-        with LoadGenerator([s1, s3], clients=4, max_seconds=240) as load:
+        with box.load([s1, s3]) as load:
             result = box.fab("deploy", "--tag", "v2", "--on-failure", "rollback")
         report = load.stop()
         assert result.returncode == 1
@@ -200,4 +178,4 @@ def test_a_stopped_haproxy_is_named_and_on_failure_rollback_restores_the_fleet(
     finally:
         assert box.fab("up").returncode == 0  # starts s2's HAProxy again
     assert box.fab("deploy", "--tag", "v1").returncode == 0
-    assert set(live_versions(box).values()) == {"v1"}
+    assert set(box.live_versions().values()) == {"v1"}
