@@ -106,12 +106,15 @@ class FleetLock:
     def __init__(self, servers: list[Server], inventory: Inventory, owner: LockOwner):
         self.servers, self.inventory, self.owner = servers, inventory, owner
         self.held: list[Server] = []
+        self.failed_on: str | None = None  # the server whose lock could not be taken
 
     def __enter__(self) -> FleetLock:
         try:
             for server in self.servers:
+                self.failed_on = server.name
                 acquire(server, self.inventory, self.owner)
                 self.held.append(server)
+            self.failed_on = None
         except BaseException:
             self.release_all()
             raise

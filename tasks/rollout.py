@@ -299,8 +299,9 @@ def on_every_server(inventory: Inventory,
     """Lock every server, then run `action` on each in order; stop at the first failure."""
     servers = servers_of(inventory)
     results: list[ServerResult] = []
+    fleet_lock = FleetLock(servers, inventory, new_owner(task))
     try:
-        with interrupts.guarded(), FleetLock(servers, inventory, new_owner(task)):
+        with interrupts.guarded(), fleet_lock:
             for server in servers:
                 interrupts.checkpoint()
                 progress = progress_for(server.name)
@@ -314,9 +315,8 @@ def on_every_server(inventory: Inventory,
                 progress(done)
                 results.append(ServerResult(server.name, done, True))
     except (LockedError, ConnectError) as error:
-        name = next((s.name for s in servers if s.name in str(error)), "?")
-        results.append(ServerResult(name, f"nothing was changed: {error}", False,
-                                    exit_code_for(error)))
+        results.append(ServerResult(fleet_lock.failed_on or "?", f"nothing was changed: {error}",
+                                    False, exit_code_for(error)))
     finally:
         close_all(servers)
     return results
