@@ -8,13 +8,15 @@ polling loops turns it into a KeyboardInterrupt where recovery can follow.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from tasks.output import warn
 
 _requested = threading.Event()
 
@@ -30,8 +32,12 @@ def requested() -> bool:
 
 def _note(signum: int, frame: FrameType | None) -> None:
     if not _requested.is_set():
-        warn(f"{signal.Signals(signum).name}: stopping at the next safe point; every server "
-             "is left serving one version")
+        # Straight to the file descriptor: the signal may land while the main thread holds
+        # the output lock or is inside a stream's buffer, and neither is reentrant.
+        message = (f"\n{signal.Signals(signum).name}: stopping at the next safe point; every "
+                   "server is left serving one version\n")
+        with contextlib.suppress(OSError):
+            os.write(sys.stderr.fileno(), message.encode())
     _requested.set()
 
 
