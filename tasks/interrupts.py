@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-
 _requested = threading.Event()
 
 
