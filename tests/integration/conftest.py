@@ -135,6 +135,14 @@ def sandbox_env() -> Iterator[Sandbox]:
             sandbox.destroy()
 
 
+@pytest.fixture(scope="module")
+def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
+    """Each module that asks starts from HAProxy up and v1 served everywhere."""
+    assert sandbox_env.fab("up").returncode == 0
+    assert sandbox_env.fab("deploy", "--tag", "v1").returncode == 0
+    return sandbox_env
+
+
 def wait_for(condition, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

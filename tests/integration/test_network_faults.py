@@ -29,13 +29,6 @@ CUT_AT = (
 )
 
 
-@pytest.fixture(scope="module")
-def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
-    assert sandbox_env.fab("up").returncode == 0
-    assert sandbox_env.fab("deploy", "--tag", "v1").returncode == 0
-    return sandbox_env
-
-
 def test_an_unreachable_server_stops_the_run_before_anything_changes(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     box = fleet_on_v1

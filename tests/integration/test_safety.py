@@ -35,13 +35,6 @@ SWAP_STEPS = (
 )
 
 
-@pytest.fixture(scope="module")
-def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
-    assert sandbox_env.fab("up").returncode == 0
-    assert sandbox_env.fab("deploy", "--tag", "v1").returncode == 0
-    return sandbox_env
-
-
 def test_a_held_lock_refuses_the_run_and_changes_nothing(fleet_on_v1: Sandbox) -> None:
     box = fleet_on_v1
     locked = box.addresses[1]
