@@ -123,9 +123,13 @@ def kit_deployer(verbose: bool) -> Deployer:
         if not result.ok and not verbose:
             log(captured.getvalue().rstrip())
         ran = [o for o in result.outcomes if o.outcome in ("deployed", "failed")]
-        return Attempt(result.ok, [o.seconds for o in ran], result.message,
+        # A swap lasts until the new slot takes the traffic; what follows (the watch period,
+        # stopping the old slot) serves nobody faster and is in "seconds".
+        swaps = [o.seconds if o.switch_seconds is None else o.switch_seconds for o in ran]
+        return Attempt(result.ok, swaps, result.message,
                        [{"server": o.name, "outcome": o.outcome, "seconds": o.seconds,
-                         "serving": o.serving} for o in result.outcomes])
+                         "switch_seconds": o.switch_seconds, "serving": o.serving}
+                        for o in result.outcomes])
     return deploy
 
 

@@ -103,8 +103,10 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
-    HAProxy's own health checks pass; the old slot is drained, then stopped. A server that
-    fails keeps serving its old version. Example: fab deploy --tag=v42
+    HAProxy's own health checks pass; the old slot drains and keeps running for
+    timeouts.watch seconds, and takes the traffic back if the new one fails a check then;
+    after that it is stopped (kept for a rollback). A server that fails keeps serving its
+    old version. Example: fab deploy --tag=v42
     """
     if tag is None:
         raise Exit("error: --tag is required (the image tag to deploy, e.g. --tag=v42)",

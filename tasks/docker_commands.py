@@ -152,6 +152,20 @@ def signal_container(container: str, signal: str) -> list[str]:
     return ["docker", "kill", "--signal", signal, container]
 
 
+def start(container: str) -> list[str]:
+    return ["docker", "start", container]
+
+
+def list_images(repository: str) -> list[str]:
+    """Every tagged image of one repository, a JSON object per line (parse_image_list)."""
+    return ["docker", "image", "ls", "--no-trunc", "--format", "{{json .}}", repository]
+
+
+def remove_images(*image_refs: str) -> list[str]:
+    """Without --force: Docker refuses an image that a container (even a stopped one) uses."""
+    return ["docker", "image", "rm", *image_refs]
+
+
 def stop(container: str, timeout: int) -> list[str]:
     return ["docker", "stop", "--time", str(timeout), container]
 
@@ -166,6 +180,36 @@ def logs_tail(container: str, lines: int = 20) -> list[str]:
 
 def list_app_containers(app: str) -> list[str]:
     return ["docker", "ps", "--all", "--quiet", "--filter", f"label={LABEL_APP}={app}"]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    repository: str
+    tag: str
+    image_id: str
+    created_at: str  # `2026-11-26 10:13:09 +0000 UTC`
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def created(self) -> datetime:
+        # The fourth word is the zone's name, which %Z parses only for a few zones.
+        return datetime.strptime(" ".join(self.created_at.split()[:3]), "%Y-%m-%d %H:%M:%S %z")
+
+
+def parse_image_list(text: str) -> list[ImageInfo]:
+    """`docker image ls --format '{{json .}}'`; untagged (`<none>`) images are left out."""
+    images = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        item = json.loads(line)
+        if item.get("Tag", "<none>") == "<none>":
+            continue
+        images.append(ImageInfo(item["Repository"], item["Tag"], item["ID"], item["CreatedAt"]))
+    return images
 
 
 def parse_inspect(text: str) -> dict[str, ContainerInfo]:

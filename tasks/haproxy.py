@@ -58,6 +58,11 @@ class ServerStat:
         return self.status == "UP" or self.status.startswith("UP ")
 
     @property
+    def failing_checks(self) -> bool:
+        """Down, or still up with a failed check on its way down (`UP 1/3`)."""
+        return self.status.startswith(("DOWN", "UP "))
+
+    @property
     def is_maint(self) -> bool:
         return self.status.startswith("MAINT")
 

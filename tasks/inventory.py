@@ -47,6 +47,10 @@ __all__ = [
 ]
 
 SLOTS = ("web1", "web2")
+# App images kept on each server after a deploy: the live one and the previous one (which a
+# rollback starts without pulling) at least.
+MIN_KEEP_IMAGES = 2
+DEFAULT_KEEP_IMAGES = 3
 
 _SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -140,6 +144,7 @@ class Timeouts:
     healthy: float = 60.0  # seconds for the new slot to pass HAProxy's checks
     drain: float = 30.0  # seconds for the old slot's sessions to finish
     stop: int = 10  # seconds docker stop waits before SIGKILL
+    watch: float = 5.0  # seconds the old slot stays running, drained, after the switch
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,7 @@ class Inventory:
     timeouts: Timeouts
     hosts: tuple[Host, ...]
     env: EnvSettings = EnvSettings()
+    keep_images: int = DEFAULT_KEEP_IMAGES  # app images kept on each server, in use included
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -315,6 +321,16 @@ def _positive_number(value: object, key: str) -> float:
     return float(value)
 
 
+def _non_negative_number(value: object, key: str) -> float:
+    if value == 0 and not isinstance(value, bool):
+        return 0.0
+    try:
+        return _positive_number(value, key)
+    except _Invalid:
+        raise _Invalid(key, f"expected a number of seconds, 0 or more, got {_describe(value)}") \
+            from None
+
+
 def _positive_integer(value: object, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _Invalid(
@@ -391,6 +407,7 @@ _TOP_KEYS = (
     "ssh",
     "haproxy",
     "timeouts",
+    "keep_images",
     "hosts",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
@@ -408,7 +425,7 @@ _SSH_KEYS = (
 )
 _ENV_KEYS = ("plain", "secret")
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
-_TIMEOUT_KEYS = ("healthy", "drain", "stop")
+_TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch")
 _HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
 
 
@@ -536,6 +553,7 @@ def _timeouts(section: dict[str, object]) -> Timeouts:
         healthy=_positive_number(section.get("healthy", defaults.healthy), "timeouts.healthy"),
         drain=_positive_number(section.get("drain", defaults.drain), "timeouts.drain"),
         stop=_positive_integer(section.get("stop", defaults.stop), "timeouts.stop"),
+        watch=_non_negative_number(section.get("watch", defaults.watch), "timeouts.watch"),
     )
 
 
@@ -654,6 +672,8 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     ssh = _ssh_settings(_section(top, "ssh", _SSH_KEYS), base)
     haproxy = _haproxy_settings(_section(top, "haproxy", _HAPROXY_KEYS))
     timeouts = _timeouts(_section(top, "timeouts", _TIMEOUT_KEYS))
+    keep_images = _integer(top.get("keep_images", DEFAULT_KEEP_IMAGES), "keep_images",
+                           MIN_KEEP_IMAGES, 1000)
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -667,4 +687,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         timeouts=timeouts,
         hosts=hosts,
         env=env,
+        keep_images=keep_images,
     )

@@ -16,8 +16,9 @@ from tasks.inventory import SLOTS, Inventory
 from tasks.locking import FleetLock, LockedError, new_owner
 from tasks.output import format_table, progress_for, say
 from tasks.proxy import ProxyError, ensure_image
+from tasks.pruning import prune_images
 from tasks.remote import ConnectError, RemoteCommandError, Server
-from tasks.swap import SlotSwap, SwapError, describe_serving, read_slots
+from tasks.swap import SlotSwap, SwapError, SwapRolledBack, describe_serving, read_slots
 
 # Exit codes (documented in the README).
 EXIT_OK = 0
@@ -42,8 +43,9 @@ class ServerOutcome:
     address: str
     old_tag: str | None = None
     new_tag: str | None = None
-    outcome: str = "not started"  # deployed, unchanged, failed, not started, skipped
-    seconds: float = 0.0
+    outcome: str = "not started"  # deployed, failed, rolled back, not started, interrupted
+    seconds: float = 0.0  # the whole swap, the watch period and the old slot's stop included
+    switch_seconds: float | None = None  # from the start until the new slot took the traffic
     serving: str = ""
     error: str = ""
 
@@ -196,7 +198,8 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
     try:
         old_tag, serving = swap.run()
     except SwapError as error:
-        outcome.outcome, outcome.error, outcome.serving = "failed", str(error), error.serving
+        outcome.outcome = "rolled back" if isinstance(error, SwapRolledBack) else "failed"
+        outcome.error, outcome.serving = str(error), error.serving
         progress(f"FAILED: {error}")
         return False
     except OPERATION_ERRORS as error:
@@ -206,9 +209,14 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
         return False
     finally:
         outcome.seconds = time.monotonic() - started
+        outcome.switch_seconds = swap.switch_seconds
         outcome.old_tag = swap.old_version
     outcome.old_tag, outcome.outcome, outcome.serving = old_tag, "deployed", serving
     progress(f"done in {outcome.seconds:.1f}s: serves {serving}")
+    try:
+        prune_images(server, inventory, progress)
+    except OPERATION_ERRORS as error:
+        progress(f"WARNING: could not remove old images: {error}")
     return True
 
 

@@ -25,6 +25,9 @@ from tasks.inventory import SLOTS, Inventory
 from tasks.remote import RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
+# After the switch: HAProxy marks a failing slot DOWN 200 ms after its first failed check
+# (fastinter 100ms, fall 3), so the watch looks more often than that.
+WATCH_POLL_INTERVAL = 0.02
 CONTAINER_CHECK_INTERVAL = 1.0
 Progress = Callable[[str], None]
 
@@ -35,6 +38,11 @@ class SwapError(RuntimeError):
     def __init__(self, message: str, serving: str):
         super().__init__(message)
         self.serving = serving
+
+
+class SwapRolledBack(SwapError):
+    """The new version took traffic, then failed HAProxy's checks during the watch period:
+    traffic went back to the old slot, which had been kept running for that."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,7 @@ class SlotSwap:
         self.backend = self.inventory.app
         self.timeouts = self.inventory.timeouts
         self.old_version: str | None = None  # known once the live slot is found
+        self.switch_seconds: float | None = None  # from the start to traffic on the new slot
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -154,6 +163,7 @@ class SlotSwap:
     # -- the steps --------------------------------------------------------------------------
     def run(self) -> tuple[str | None, str]:
         """Swap; return (version served before, what serves now). Raises SwapError."""
+        started = time.monotonic()
         views = read_slots(self.server, self.inventory)
         plan = plan_slots(views)
         old_version = self.old_version = views[plan.live].version if plan.live else None
@@ -165,29 +175,36 @@ class SlotSwap:
         self.retire(plan.idle, views[plan.idle])
         try:
             checkpoint()
-            address = self.start_new(plan.idle, replace=views[plan.idle].container is not None)
+            address = self.start_new(plan.idle, views[plan.idle])
             checkpoint()
             self.wait_healthy(plan.idle, address)
             checkpoint()
-            self.set_state(plan.idle, AdminState.READY)
+            if plan.live is None:
+                self.set_state(plan.idle, AdminState.READY)
         except BaseException as error:
             self.contain_failure(plan.idle)
-            serving = describe_serving(read_slots_quietly(self.server, self.inventory))
-            if isinstance(error, SwapError):
-                raise SwapError(str(error), serving) from error
-            if isinstance(error, Exception):
-                raise SwapError(f"{type(error).__name__}: {error}", serving) from error
-            raise
-        self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
+            raise self.failure(error) from error
         if plan.live is None:
+            self.switch_seconds = time.monotonic() - started
+            self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
             return old_version, self.verify(plan.idle)
         try:
+            self.switch(plan.idle, plan.live)
+        except Exception as error:
+            # The switch is one line: HAProxy ran both halves or neither, so one slot serves.
+            raise self.failure(error) from error
+        self.switch_seconds = time.monotonic() - started
+        self.progress(f"{plan.idle} ({self.tag}) is taking traffic (switched after "
+                      f"{self.switch_seconds:.1f}s); {plan.live} drains and stays up "
+                      f"{self.timeouts.watch:g}s in case {self.tag} fails")
+        try:
             checkpoint()
-            self.drain(plan.live)
+            self.watch_and_drain(plan.idle, plan.live)
+        except SwapRolledBack:
+            raise
         except BaseException:
-            # Interrupted, or the connection broke: finish the switch, so that one version
-            # serves. The old slot gets no new traffic, its open requests finish, its
-            # container is left for the next run to remove.
+            # Interrupted, or the connection broke: the new slot serves, the old one gets no
+            # new traffic; its open requests finish, the next run removes its container.
             with contextlib.suppress(Exception):
                 self.set_state(plan.live, AdminState.MAINT)
                 self.progress(f"stopped early: {plan.idle} ({self.tag}) serves; {plan.live} "
@@ -202,27 +219,111 @@ class SlotSwap:
             stopping.result()
         return old_version, serving
 
+    def failure(self, error: BaseException) -> BaseException:
+        """The error to raise after a failed step, with what the server serves now."""
+        if not isinstance(error, Exception):
+            return error  # KeyboardInterrupt: the caller reports it
+        serving = describe_serving(read_slots_quietly(self.server, self.inventory))
+        message = str(error) if isinstance(error, SwapError) else f"{type(error).__name__}: {error}"
+        return SwapError(message, serving)
+
+    def switch(self, new: str, old: str) -> None:
+        """Traffic to the new slot, none to the old one, in one line: a connection lost or an
+        interrupt can never leave both or neither in rotation."""
+        self.server.runtime_api(haproxy.join_commands(
+            haproxy.command_set_state(self.backend, new, AdminState.READY),
+            haproxy.command_set_state(self.backend, old, AdminState.DRAIN),
+        ))
+
+    def watch_and_drain(self, new: str, old: str) -> None:
+        """Until the watch period is over and the old slot's sessions are done (or the drain
+        timeout is reached): as soon as a check of the new slot fails, switch back."""
+        started = time.monotonic()
+        watch_until = started + self.timeouts.watch
+        drain_until = started + max(self.timeouts.drain, self.timeouts.watch)
+        drained_after: float | None = None
+        while True:
+            stats = haproxy.parse_show_stat(
+                self.server.runtime_api(haproxy.command_show_stat(self.backend)))
+            now = time.monotonic()
+            if stats[new].failing_checks:
+                self.switch_back(new, old, stats, now - started)
+            if drained_after is None and stats[old].sessions == 0:
+                drained_after = now - started
+                self.progress(f"{old} drained in {drained_after:.1f}s")
+            if now >= watch_until and drained_after is not None:
+                break
+            if now >= drain_until:
+                self.progress(f"{old} still has {stats[old].sessions} sessions after "
+                              f"{self.timeouts.drain:g}s; stopping it anyway (the app gets "
+                              f"SIGTERM and {self.timeouts.stop}s to finish them)")
+                break
+            checkpoint()
+            time.sleep(WATCH_POLL_INTERVAL)
+        if self.timeouts.watch:
+            self.progress(f"watched {new} ({self.tag}) for {self.timeouts.watch:g}s: "
+                          f"{stats[new].status}, {stats[new].check_summary}")
+
+    def switch_back(self, new: str, old: str, stats: dict[str, ServerStat],
+                    after: float) -> None:
+        """The new slot failed its checks after taking traffic: the old one, still running and
+        checked all along, takes it back at once, in one line."""
+        failed = stats[new]
+        if not stats[old].is_up:
+            raise SwapError(f"{new} ({self.tag}) failed HAProxy's health checks {after:.1f}s "
+                            f"after the switch ({failed.check_summary}), and {old} "
+                            f"({self.old_version}) does not pass them either "
+                            f"({stats[old].check_summary}); both were left as they are",
+                            describe_serving(read_slots_quietly(self.server, self.inventory)))
+        self.server.runtime_api(haproxy.join_commands(
+            haproxy.command_set_state(self.backend, old, AdminState.READY),
+            haproxy.command_set_state(self.backend, new, AdminState.MAINT),
+        ))
+        self.progress(f"{new} ({self.tag}) FAILED HAProxy's health checks {after:.1f}s after "
+                      f"taking traffic ({failed.check_summary}); traffic is back on {old} "
+                      f"({self.old_version})")
+        name = self.inventory.container_name(new)
+        logs = self.server.run(docker.logs_tail(name), check=False)
+        self.server.run(docker.stop(name, self.timeouts.stop), check=False,
+                        timeout=self.timeouts.stop + 30)
+        self.progress(f"stopped {name}")
+        output = (logs.stdout + logs.stderr).strip()
+        raise SwapRolledBack(
+            f"{self.tag} took traffic in {new}, then failed HAProxy's health checks "
+            f"{after:.1f}s later ({failed.check_summary}); rolled back to "
+            f"{self.old_version} in {old}"
+            + (f"; the last output of {name}:\n{output}" if output else ""),
+            describe_serving(read_slots_quietly(self.server, self.inventory)))
+
     def retire(self, slot: str, view: SlotView) -> None:
         """Take the idle slot out of rotation (its container goes when the new one starts)."""
         if view.stat.takes_new_traffic or view.stat.sessions:
             self.drain(slot)  # only after an interrupted run: never cut its requests
         self.set_state(slot, AdminState.MAINT)
 
-    def start_new(self, slot: str, *, replace: bool) -> str:
+    def start_new(self, slot: str, view: SlotView) -> str:
         """Start the new version while its slot is in maint: HAProxy sends it nothing."""
         name = self.inventory.container_name(slot)
-        if replace:
-            self.progress(f"replacing the old container of {slot}")
-        # One round trip: remove what is left in the slot, run, and inspect for the address
-        # Docker gave the new container.
-        removal = [docker.remove(name)] if replace else []
-        env_file = self.write_env_file(slot)
-        started = self.server.run_chain(*removal, docker.run_app_slot(
-            container=name, image_ref=self.inventory.image_ref(self.tag),
-            network=self.inventory.network, app=self.inventory.app, slot=slot,
-            version=self.tag, app_port=self.inventory.app_port,
-            stop_timeout=self.timeouts.stop, env_file=env_file,
-        ), docker.inspect_containers(name))
+        if self.can_restart(slot, view):
+            # A rollback to the version kept in this slot: no pull, no new container.
+            self.progress(f"restarting the kept container {name} ({self.tag})")
+            start = [docker.start(name)]
+        else:
+            if view.container is not None:
+                self.progress(f"replacing the old container of {slot}")
+            # One round trip: remove what is left in the slot, run, and inspect for the
+            # address Docker gave the new container.
+            removal = [docker.remove(name)] if view.container is not None else []
+            env_file = self.write_env_file(slot)
+            if env_file is None:
+                removal.append(["rm", "-f", env_file_path(self.inventory.app, slot)])
+            start = [*removal, docker.run_app_slot(
+                container=name, image_ref=self.inventory.image_ref(self.tag),
+                network=self.inventory.network, app=self.inventory.app, slot=slot,
+                version=self.tag, app_port=self.inventory.app_port,
+                stop_timeout=self.timeouts.stop, env_file=env_file,
+            )]
+        started = self.server.run_chain(*start, docker.inspect_containers(name))
         info = docker.parse_inspect(started.stdout[started.stdout.index("["):]).get(name)
         address = info.addresses.get(self.inventory.network) if info else None
         if not address:
@@ -234,13 +335,31 @@ class SlotSwap:
                       f"HAProxy to resolve {name} to {address}", slot)
         return address
 
+    def can_restart(self, slot: str, view: SlotView) -> bool:
+        """The slot keeps a stopped container of this very tag, made from the image the tag
+        names on the server now, with the environment the inventory gives now."""
+        container = view.container
+        if container is None or container.running or container.version != self.tag:
+            return False
+        image = self.server.run(docker.image_id(self.inventory.image_ref(self.tag)), check=False)
+        if not image.ok or image.stdout.strip() != container.image_id:
+            return False
+        env_text = self.resolved_env().text if not self.inventory.env.empty else None
+        # The slot's env file is the one its container was created with (see write_env_file).
+        return self.server.read_file(env_file_path(self.inventory.app, slot)) == env_text
+
+    def resolved_env(self) -> AppEnv:
+        # Resolved here only for a caller that did not resolve it when the deploy started.
+        return self.app_env or resolve_app_env(self.inventory, os.environ)
+
     def write_env_file(self, slot: str) -> str | None:
-        """The app's environment, secrets included, reaches it only through a 0600 file."""
+        """The app's environment, secrets included, reaches it only through a 0600 file. With
+        no environment, the slot's file from an earlier deploy goes: a slot's env file is
+        always the one its container was created with (start_new removes it)."""
         if self.inventory.env.empty:
             return None
-        # Resolved here only for a caller that did not resolve it when the deploy started.
-        app_env = self.app_env or resolve_app_env(self.inventory, os.environ)
         path = env_file_path(self.inventory.app, slot)
+        app_env = self.resolved_env()
         self.server.write_private_file(path, app_env.text)
         self.progress(f"wrote {path} (mode 0600): {app_env.masked()}")
         return path

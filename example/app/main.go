@@ -1,7 +1,9 @@
 // Command webapp is a tiny HTTP service used to demonstrate blue/green
 // deploys with slotswap. It reports its version on "/" and exposes a
 // health check on "/health". Versions starting with "bad" deliberately
-// fail the health check so that a rejected deploy can be shown.
+// fail the health check so that a rejected deploy can be shown; versions
+// starting with "flaky" pass it for their first few seconds and fail it from
+// then on, so that a version that breaks after taking traffic can be shown.
 package main
 
 import (
@@ -22,6 +24,7 @@ import (
 const (
 	defaultPort     = 3000
 	maxRequestSleep = 10 * time.Second
+	flakyHealthyFor = 3 * time.Second
 	shutdownTimeout = 25 * time.Second
 )
 
@@ -114,7 +117,13 @@ func main() {
 }
 
 func newMux(version, hostname string) *http.ServeMux {
-	healthy := !strings.HasPrefix(version, "bad")
+	started := time.Now()
+	healthy := func() bool {
+		if strings.HasPrefix(version, "flaky") {
+			return time.Since(started) < flakyHealthyFor
+		}
+		return !strings.HasPrefix(version, "bad")
+	}
 	mux := http.NewServeMux()
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -147,7 +156,7 @@ func newMux(version, hostname string) *http.ServeMux {
 		if !allowRead(w, r) {
 			return
 		}
-		if !healthy {
+		if !healthy() {
 			writeText(w, http.StatusInternalServerError, "unhealthy\n")
 			return
 		}

@@ -23,7 +23,18 @@ from tasks.loadgen import LoadGenerator
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
 SERVERS = 3
-TAGS = ("v1", "v2", "bad1")
+TAGS = ("v1", "v2", "bad1", "flaky1")
+# Progress lines of one swap, in order: the fault tests interrupt a deploy right after each.
+SWAP_STEPS = (
+    "live slot",
+    "started webapp-web",
+    "waiting for HAProxy's health checks",
+    "passed HAProxy's health checks",
+    "is taking traffic",
+    "drained in",
+    "watched web",
+    "done in",
+)
 
 
 def sandbox_unavailable() -> str | None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.integration.conftest import SWAP_STEPS
+
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
@@ -21,12 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
 # In the sandbox's own subnet, and nothing answers there.
 NOBODY = "10.77.0.99"
-
-CUT_AT = (
-    "started webapp-web",
-    "waiting for HAProxy's health checks",
-    "is taking traffic",
-)
 
 
 def test_an_unreachable_server_stops_the_run_before_anything_changes(
@@ -63,7 +59,7 @@ def cut_ssh_sessions(namespace: str) -> int:
     return killed
 
 
-@pytest.mark.parametrize("marker", CUT_AT)
+@pytest.mark.parametrize("marker", SWAP_STEPS)
 def test_a_cut_connection_mid_swap_leaves_one_healthy_version(fleet_on_v1: Sandbox,
                                                               marker: str) -> None:
     box = fleet_on_v1

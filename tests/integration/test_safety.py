@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.integration.conftest import SWAP_STEPS
+
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
@@ -22,18 +24,6 @@ FAB = str(Path(sys.executable).with_name("fab"))
 
 LOCK_OWNER = ('{"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00", '
               '"task": "deploy", "tag": "v9", "token": "someone-else"}')
-
-# Progress lines of one swap, in order: Ctrl-C right after each of them.
-SWAP_STEPS = (
-    "live slot",
-    "started webapp-web",
-    "waiting for HAProxy's health checks",
-    "passed HAProxy's health checks",
-    "is taking traffic",
-    "drained in",
-    "done in",
-)
-
 
 def test_a_held_lock_refuses_the_run_and_changes_nothing(fleet_on_v1: Sandbox) -> None:
     box = fleet_on_v1
@@ -58,6 +48,9 @@ def test_rollback_under_load_returns_each_server_to_its_previous_version(
         fleet_on_v1: Sandbox) -> None:
     box = fleet_on_v1
     assert box.fab("deploy", "--tag", "v2").returncode == 0
+    kept_v1 = "docker ps --all --quiet --no-trunc --filter label=slotswap.version=v1"
+    stopped = {a: box.ssh(a, kept_v1 + " --filter status=exited").split() for a in box.addresses}
+    assert all(len(ids) == 1 for ids in stopped.values()), stopped
     with box.load() as load:
         result = box.fab("rollback")
     report = load.stop()
@@ -65,6 +58,10 @@ def test_rollback_under_load_returns_each_server_to_its_previous_version(
     assert report.failed == 0, report.failures
     assert set(box.live_versions().values()) == {"v1"}
     assert "pulling" not in result.stdout  # the previous image is still on the servers
+    # The previous version's own container, kept stopped by the deploy, serves again.
+    assert result.stdout.count("restarting the kept container") == len(box.addresses)
+    for address in box.addresses:
+        assert box.ssh(address, kept_v1 + " --filter status=running").split() == stopped[address]
     history = box.fab("history", "--lines", "2")
     assert history.returncode == 0
     assert re.search(r"deploy\s+v1\s+v2\s+deployed", history.stdout)

@@ -208,6 +208,20 @@ def test_server_stat_status_properties(status: str, expected: tuple[bool, bool, 
     assert (server.is_up, server.takes_new_traffic, server.is_maint) == expected
 
 
+@pytest.mark.parametrize(("status", "failing"), [
+    ("UP", False),
+    ("UP 1/3", True),  # up, one failed check on its way to DOWN
+    ("UP 2/3", True),
+    ("DOWN", True),
+    ("DOWN 1/2", True),  # down, one passed check on its way up
+    ("DRAIN", False),
+    ("MAINT", False),
+    ("no check", False),
+])
+def test_server_stat_failing_checks(status: str, failing: bool) -> None:
+    assert stat(status).failing_checks is failing
+
+
 @pytest.mark.parametrize(
     ("check_status", "passed"),
     [

@@ -158,6 +158,14 @@ def test_full_file_sets_every_key(tmp_path: Path) -> None:
     )
 
 
+def test_a_watch_of_zero_turns_the_watch_off_and_keep_images_is_read(tmp_path: Path) -> None:
+    text = MINIMAL + "timeouts: {watch: 0}\nkeep_images: 5\n"
+    inventory = load_inventory(write_inventory(tmp_path, text))
+    assert inventory.timeouts.watch == 0.0 and isinstance(inventory.timeouts.watch, float)
+    assert inventory.keep_images == 5
+    assert load_inventory(write_inventory(tmp_path, MINIMAL)).keep_images == 3
+
+
 def test_timeouts_and_connect_timeout_are_floats_even_when_written_as_integers(
     tmp_path: Path,
 ) -> None:
@@ -424,7 +432,7 @@ BAD_INPUTS = [
     bad("build.docker_file", "allowed keys: context, dockerfile", build={"docker_file": "D"}),
     bad("healthcheck.url", "allowed keys: path", healthcheck={"url": "/"}),
     bad("haproxy.port", "allowed keys: image, http_port, stats_port", haproxy={"port": 80}),
-    bad("timeouts.health", "allowed keys: healthy, drain, stop", timeouts={"health": 5}),
+    bad("timeouts.health", "allowed keys: healthy, drain, stop, watch", timeouts={"health": 5}),
     bad(
         "hosts[0].adress",
         "did you mean 'address'?); allowed keys: address, name, user, port",
@@ -509,6 +517,14 @@ BAD_INPUTS = [
     ),
     bad("timeouts.stop", "got 0", timeouts={"stop": 0}),
     bad("timeouts.stop", "got '10'", timeouts={"stop": "10"}),
+    bad("timeouts.watch", "expected a number of seconds, 0 or more, got -1",
+        timeouts={"watch": -1}),
+    bad("timeouts.watch", "got a boolean (false)", timeouts={"watch": False}),
+    bad("timeouts.watch", "got '5'", timeouts={"watch": "5"}),
+    # keep_images
+    bad("keep_images", "expected an integer from 2 to 1000, got 1", keep_images=1),
+    bad("keep_images", "got 2.5", keep_images=2.5),
+    bad("keep_images", "got a boolean (true)", keep_images=True),
     # env
     bad("env", "expected a mapping with keys plain, secret", env=["A"]),
     bad("env.secrets", "did you mean 'secret'?); allowed keys: plain, secret", env={"secrets": []}),

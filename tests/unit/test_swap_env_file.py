@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from tasks.app_env import resolve_app_env
+from tasks.docker_commands import ContainerInfo
+from tasks.haproxy import ServerStat, ServerState
 from tasks.inventory import Inventory, parse_inventory
 from tasks.remote import CommandResult
-from tasks.swap import SlotSwap
+from tasks.swap import SlotSwap, SlotView
 from tasks.validation import InputError
 
 SECRET = "s3cr3t-never-on-a-command-line"
@@ -48,15 +50,26 @@ def swap(inv: Inventory, **kwargs: Any) -> tuple[SlotSwap, FakeServer, list[str]
     return SlotSwap(server, inv, "v2", said.append, **kwargs), server, said  # type: ignore[arg-type]
 
 
+def slot_view(slot: str, *, occupied: bool) -> SlotView:
+    """An idle slot in maint, empty or holding a running container of another version."""
+    container = ContainerInfo(f"webapp-{slot}", True, "running", "acme/webapp:v1", "sha256:1",
+                              {"slotswap.version": "v1"}, {"webapp": "172.18.0.3"}, 0,
+                              "2026-11-26T10:00:00Z") if occupied else None
+    stat = ServerStat(slot, "MAINT", 0, "", "", "", 0, "")
+    return SlotView(slot, stat, ServerState(slot, "-", 0, 1, f"webapp-{slot}"), container)
+
+
 ENV = {"plain": {"LOG_LEVEL": "info"}, "secret": ["API_TOKEN"]}
 
 
 def test_without_env_nothing_is_written_and_run_has_no_env_file(tmp_path: Path) -> None:
     slot_swap, server, _ = swap(inventory(tmp_path, None))
     with pytest.raises(Stop):
-        slot_swap.start_new("web2", replace=False)
+        slot_swap.start_new("web2", slot_view("web2", occupied=False))
     assert server.files == {}
     assert not any("--env-file" in argv for argv in server.commands)
+    # A file an earlier deploy wrote goes: a slot's env file is its container's.
+    assert ["rm", "-f", "/etc/slotswap/webapp/web2.env"] in server.commands
 
 
 def test_env_is_written_to_the_slots_private_file_and_passed_to_docker_run(
@@ -67,7 +80,7 @@ def test_env_is_written_to_the_slots_private_file_and_passed_to_docker_run(
     slot_swap, server, said = swap(inv, app_env=app_env)
 
     with pytest.raises(Stop):
-        slot_swap.start_new("web2", replace=True)
+        slot_swap.start_new("web2", slot_view("web2", occupied=True))
 
     assert server.files == {
         "/etc/slotswap/webapp/web2.env": f"LOG_LEVEL=info\nAPI_TOKEN={SECRET}\n"
@@ -94,6 +107,6 @@ def test_a_missing_secret_stops_before_docker_run(tmp_path: Path,
     monkeypatch.delenv("API_TOKEN", raising=False)
     slot_swap, server, _ = swap(inventory(tmp_path, ENV))
     with pytest.raises(InputError, match="API_TOKEN is not set"):
-        slot_swap.start_new("web1", replace=False)
+        slot_swap.start_new("web1", slot_view("web1", occupied=False))
     assert server.commands == []
     assert server.files == {}

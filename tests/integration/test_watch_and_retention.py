@@ -1,0 +1,89 @@
+"""After the switch on the sandbox: the watch period that sends traffic back to the old slot
+when the new version breaks after taking it, the old images pruned, and inventory values
+crafted to inject shell refused before any server is contacted."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_a_version_failing_after_the_switch_is_rolled_back_under_load(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    # flaky1 passes its checks for 3 s, then fails them: it takes traffic, then breaks.
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 10})
+    before = {a: box.containers(a) for a in box.addresses[1:]}
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "flaky1", inventory=inventory)
+    report = load.stop()
+    assert result.returncode == 1
+    assert report.failed == 0, report.failures
+    assert re.search(r"^s1 .*\brolled back\s+v1 in web[12]$", result.stdout, re.MULTILINE)
+    assert re.search(r"flaky1 took traffic in web[12], then failed HAProxy's health checks "
+                     r"[\d.]+s later \(L7STS 500", result.stderr)
+    assert "rolled back to v1" in result.stderr
+    assert re.search(r"^s2 .*\bnot started\s+v1 in web[12]$", result.stdout, re.MULTILINE)
+    assert set(box.live_versions().values()) == {"v1"}
+    for address in box.addresses[1:]:
+        assert box.containers(address) == before[address]
+    assert re.search(r"deploy\s+v1\s+flaky1\s+rolled back",
+                     box.fab("history", "--lines", "1").stdout)
+    # The broken version's container is stopped, not serving and not running.
+    s1_containers = box.containers(box.addresses[0])
+    assert sum(" running " in line for line in s1_containers.splitlines()) == 2  # v1 + HAProxy
+
+
+def app_images(box: Sandbox, address: str) -> set[str]:
+    listed = box.ssh(address, "docker image ls --format '{{.Tag}}' 10.77.0.1:5000/demo/webapp")
+    return set(listed.split())
+
+
+def test_old_images_beyond_keep_images_are_pruned(fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, keep_images=2)
+    for address in box.addresses:
+        for tag in ("bad1", "flaky1", "v2"):
+            box.ssh(address, f"docker pull --quiet 10.77.0.1:5000/demo/webapp:{tag}")
+    assert box.fab("deploy", "--tag", "v1", inventory=inventory).returncode == 0
+    result = box.fab("deploy", "--tag", "v2", inventory=inventory)
+    assert result.returncode == 0
+    assert "removed 2 old images (keep_images: 2)" in result.stdout
+    for address in box.addresses:
+        # v2 serves, v1 is kept (stopped) for a rollback: both stay, the others go.
+        assert app_images(box, address) == {"v1", "v2"}
+    rollback = box.fab("rollback", inventory=inventory)
+    assert rollback.returncode == 0
+    assert "restarting the kept container" in rollback.stdout
+    assert set(box.live_versions().values()) == {"v1"}
+
+
+@pytest.mark.parametrize(("changes", "key"), [
+    ({"app": "webapp; touch /tmp/pwned"}, "app"),
+    ({"image": "demo/webapp$(touch /tmp/pwned)"}, "image"),
+    ({"healthcheck": {"path": "/health\nhttp-request deny"}}, "healthcheck.path"),
+    ({"hosts": [{"address": "10.77.0.11;touch /tmp/pwned", "name": "s1"}]}, "hosts[0].address"),
+    ({"hosts": [{"address": "10.77.0.11", "name": "$(reboot)"}]}, "hosts[0].name"),
+    ({"ssh": {"user": "root;touch /tmp/pwned"}}, "ssh.user"),
+    ({"env": {"plain": {"A": "x\nB=y"}}}, "env.plain"),
+])
+def test_inventory_values_crafted_to_inject_are_refused_before_any_connection(
+        fleet_on_v1: Sandbox, tmp_path: Path, changes: dict[str, object], key: str) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, **changes)
+    before = {a: box.containers(a) for a in box.addresses}
+    result = box.fab("deploy", "--tag", "v2", inventory=inventory)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert key in result.stderr
+    assert "cannot connect" not in result.stderr
+    assert not Path("/tmp/pwned").exists()
+    for address in box.addresses:
+        assert box.containers(address) == before[address]
