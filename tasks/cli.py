@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from textwrap import indent as indent_text
 from typing import Any
 
@@ -14,13 +16,16 @@ from invoke.exceptions import Exit
 
 from tasks import docker_commands as docker
 from tasks import history as history_log
-from tasks import locking, rollout, sandbox
+from tasks import hooks, locking, logs, report, rollout, sandbox, scaffold
 from tasks.inventory import Inventory, load_inventory
-from tasks.output import format_table, say
+from tasks.output import format_table, messages_to_stderr, say, warn
 from tasks.proxy import down_server, up_server
 from tasks.validation import InputError, validate_tag
 
 INVENTORY_HELP = "inventory file (default: hosts.yaml in the current folder)"
+JSON_HELP = ("print one JSON document on stdout (per server: name, address, tags, outcome, "
+             "seconds, error, serving); everything else goes to stderr")
+EXIT_HOOK_REFUSED = 5
 
 
 def default_tag(now: datetime | None = None) -> str:
@@ -96,10 +101,10 @@ def up(c: Context, inventory: str = "hosts.yaml") -> None:
             "on-failure": "what a failed server means for the servers already moved: 'stop' "
                           "(default: they keep the new version) or 'rollback' (they go back, "
                           "so the fleet ends on one version)",
-            "inventory": INVENTORY_HELP})
+            "inventory": INVENTORY_HELP, "json": JSON_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
-           inventory: str = "hosts.yaml") -> None:
+           inventory: str = "hosts.yaml", json: bool = False) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
@@ -113,13 +118,33 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     if on_failure not in rollout.ON_FAILURE_POLICIES:
         raise Exit(f"error: --on-failure must be one of {', '.join(rollout.ON_FAILURE_POLICIES)}"
                    f", got {on_failure!r}", code=rollout.EXIT_BAD_INPUT)
+    if json:
+        messages_to_stderr()
     inv = load(inventory)
-    finish_rollout(rollout.deploy(inv, tag, on_failure=on_failure))
+    run_pre_deploy_hook(inv, "deploy", tag)
+    finish_rollout(inv, "deploy", rollout.deploy(inv, tag, on_failure=on_failure), json)
 
 
-def finish_rollout(result: rollout.RolloutResult) -> None:
+def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
+    try:
+        hooks.before(inv, os.environ, task=task_name, tag=tag)
+    except hooks.HookFailedError as error:
+        raise Exit(f"error: {error}; nothing was contacted or changed",
+                   code=EXIT_HOOK_REFUSED) from error
+
+
+def finish_rollout(inv: Inventory, task_name: str, result: rollout.RolloutResult,
+                   as_json: bool = False) -> None:
     say("")
     say(rollout.summary_table(result.outcomes))
+    document = report.rollout_document(task_name, result)
+    try:
+        hooks.after(inv, os.environ, task=task_name, tag=result.tag,
+                    exit_code=result.exit_code, message=result.message, document=document)
+    except hooks.HookFailedError as error:
+        warn(f"WARNING: {error}")
+    if as_json:
+        report.emit(document)
     if not result.ok:
         raise Exit(f"error: {result.message}", code=result.exit_code)
     say(f"all {len(result.outcomes)} servers serve {result.tag}")
@@ -127,17 +152,21 @@ def finish_rollout(result: rollout.RolloutResult) -> None:
 
 @task(help={"to": "tag to return every server to (default: per server, the version it "
                   "served before its last successful deploy)",
-            "inventory": INVENTORY_HELP})
+            "inventory": INVENTORY_HELP, "json": JSON_HELP})
 @reports_errors
-def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml") -> None:
+def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
+             json: bool = False) -> None:
     """Return every server to its previous version, with the same zero-downtime swap.
 
     The previous version comes from each server's history; its image is still on the
     server, so nothing is pulled. Example: fab rollback   or   fab rollback --to=v41
     """
+    if json:
+        messages_to_stderr()
     inv = load(inventory)
     if to is not None:
         tag = validate_tag(to)
+        run_pre_deploy_hook(inv, "rollback", tag)
         result = rollout.deploy(inv, tag, task="rollback", pull=False)
     else:
         targets, problems = rollout.rollback_targets(inv)
@@ -146,8 +175,9 @@ def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml") -
             raise Exit(f"error: nothing was changed; no version to return to on:\n{lines}\n"
                        "give one with --to=TAG", code=rollout.EXIT_DEPLOY_FAILED)
         tags = sorted(set(targets.values()))
+        run_pre_deploy_hook(inv, "rollback", "/".join(tags))
         result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets, pull=False)
-    finish_rollout(result)
+    finish_rollout(inv, "rollback", result, json)
 
 
 @task(help={"inventory": INVENTORY_HELP, "lines": "entries per server (default 10)"})
@@ -214,24 +244,32 @@ def unlock(c: Context, server: str | None = None, all: bool = False,
             target.close()
 
 
-@task(help={"inventory": INVENTORY_HELP})
+@task(help={"inventory": INVENTORY_HELP,
+            "json": "print one JSON document on stdout (per server: name, address, live "
+                    "slot, version, both slots as HAProxy and Docker see them, error)"})
 @reports_errors
-def status(c: Context, inventory: str = "hosts.yaml") -> None:
+def status(c: Context, inventory: str = "hosts.yaml", json: bool = False) -> None:
     """Show, per server, the live slot, the version it serves, and HAProxy's view of both slots.
 
     Example: fab status
     """
+    if json:
+        messages_to_stderr()
     inv = load(inventory)
     reports = rollout.status(inv)
-    for report in reports:
-        if report.error:
-            say(f"{report.name} ({report.address}): ERROR {report.error}")
+    for server_report in reports:
+        if server_report.error:
+            say(f"{server_report.name} ({server_report.address}): ERROR {server_report.error}")
             continue
-        say(f"{report.name} ({report.address}): live {report.live}, serving {report.version}")
-        for line in report.slots:
+        say(f"{server_report.name} ({server_report.address}): live {server_report.live}, "
+            f"serving {server_report.version}")
+        for line in server_report.slots:
             say(f"    {line}")
-    if any(r.error for r in reports):
-        raise Exit(code=rollout.EXIT_CONNECT)
+    exit_code = rollout.EXIT_CONNECT if any(r.error for r in reports) else rollout.EXIT_OK
+    if json:
+        report.emit(report.status_document(reports, exit_code))
+    if exit_code:
+        raise Exit(code=exit_code)
 
 
 @task(help={"inventory": INVENTORY_HELP})
@@ -243,6 +281,57 @@ def down(c: Context, inventory: str = "hosts.yaml") -> None:
     """
     inv = load(inventory)
     exit_on_failure("down", rollout.on_every_server(inv, down_server, "down"))
+
+
+@task(help={"force": "overwrite hosts.yaml and templates/ files that exist (default: refuse, "
+                     "writing nothing)"})
+@reports_errors
+def init(c: Context, force: bool = False) -> None:
+    """Start a project here: write an annotated hosts.yaml and templates/haproxy.cfg.j2.
+
+    Edit hosts.yaml (app, image, hosts, ssh); the kit uses a templates/ folder next to the
+    inventory file by file before its own. Never overwrites without --force.
+    Example: fab -r PATH/TO/slotswap init
+    """
+    folder = Path.cwd()
+    try:
+        written = scaffold.write_starter(folder, force=force)
+    except scaffold.ScaffoldError as error:
+        raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
+    for path in written:
+        say(f"wrote {path}")
+    say("next: edit hosts.yaml (app, image, hosts, ssh), then fab up and fab deploy --tag=T")
+
+
+@task(help={"slot": "whose logs: 'live' (default: the slot serving) or 'idle' (the other one, "
+                    "e.g. a new version that failed its checks)",
+            "follow": "keep streaming from every server at once until Ctrl-C",
+            "lines": "lines from the end of each log to show first (default 50)",
+            "inventory": INVENTORY_HELP})
+@reports_errors
+def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: int = 50,
+              inventory: str = "hosts.yaml") -> None:
+    """Show the app's container logs of every server, each line prefixed by the server.
+
+    Example: fab logs --slot=idle --lines=100   or   fab logs --follow
+    """
+    logs.validate_choice(slot, lines)
+    inv = load(inventory)
+    servers = rollout.servers_of(inv)
+    try:
+        sources = [logs.pick_slot(server, inv, slot) for server in servers]
+        if follow:
+            logs.follow(sources, lines, say)
+            return
+        problems = logs.show(sources, lines, say)
+    except rollout.OPERATION_ERRORS as error:
+        raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+    except KeyboardInterrupt:
+        return
+    finally:
+        rollout.close_all(servers)
+    if problems:
+        raise Exit("error: " + "; ".join(problems), code=rollout.EXIT_DEPLOY_FAILED)
 
 
 @task(help={"servers": "number of servers to create (default 3)"})
@@ -267,6 +356,8 @@ def collection() -> Collection:
     sandbox_tasks = Collection("sandbox")
     sandbox_tasks.add_task(sandbox_create, name="create")
     sandbox_tasks.add_task(sandbox_destroy, name="destroy")
-    return Collection(build, up, deploy, rollback, status, history, lock_status, unlock, down,
-                      sandbox_tasks)
+    tasks = Collection(init, build, up, deploy, rollback, status, history, lock_status, unlock,
+                       down, sandbox_tasks)
+    tasks.add_task(logs_task, name="logs")
+    return tasks
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ __all__ = [
     "EnvSettings",
     "HaproxySettings",
     "HealthcheckSettings",
+    "HookSettings",
     "Host",
     "Inventory",
     "InventoryError",
@@ -143,6 +145,15 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class HookSettings:
+    """Programs run on the operator's machine around a deploy (see tasks.hooks)."""
+
+    pre_deploy: Path | None = None
+    post_success: Path | None = None
+    post_failure: Path | None = None
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path  # absolute path of the file it came from
     app: str
@@ -155,6 +166,7 @@ class Inventory:
     timeouts: Timeouts
     hosts: tuple[Host, ...]
     env: EnvSettings = EnvSettings()
+    hooks: HookSettings = HookSettings()
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -391,6 +403,7 @@ _TOP_KEYS = (
     "ssh",
     "haproxy",
     "timeouts",
+    "hooks",
     "hosts",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
@@ -409,6 +422,7 @@ _SSH_KEYS = (
 _ENV_KEYS = ("plain", "secret")
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop")
+_HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
 _HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
 
 
@@ -539,6 +553,21 @@ def _timeouts(section: dict[str, object]) -> Timeouts:
     )
 
 
+def _hook_program(value: object, key: str, base: Path) -> Path:
+    path = _path(value, key, base)
+    if not path.is_file():
+        raise _Invalid(key, f"expected an executable file, but {path} is not a file")
+    if not os.access(path, os.X_OK):
+        raise _Invalid(key, f"{path} is not executable (chmod +x it)")
+    return path
+
+
+def _hook_settings(section: dict[str, object], base: Path) -> HookSettings:
+    programs = {name: _hook_program(section[name], f"hooks.{name}", base)
+                for name in _HOOK_KEYS if section.get(name) is not None}
+    return HookSettings(**programs)
+
+
 # -- hosts ---------------------------------------------------------------------------------
 
 
@@ -654,6 +683,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     ssh = _ssh_settings(_section(top, "ssh", _SSH_KEYS), base)
     haproxy = _haproxy_settings(_section(top, "haproxy", _HAPROXY_KEYS))
     timeouts = _timeouts(_section(top, "timeouts", _TIMEOUT_KEYS))
+    hooks = _hook_settings(_section(top, "hooks", _HOOK_KEYS), base)
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -667,4 +697,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         timeouts=timeouts,
         hosts=hosts,
         env=env,
+        hooks=hooks,
     )

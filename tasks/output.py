@@ -10,10 +10,17 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 _print_lock = threading.Lock()
+_messages_to_stderr = False
+
+
+def messages_to_stderr(on: bool = True) -> None:
+    """From now on everything said goes to stderr: stdout carries one JSON document."""
+    global _messages_to_stderr
+    _messages_to_stderr = on
 
 
 def say(message: str) -> None:
-    _write(message, sys.stdout)
+    _write(message, sys.stderr if _messages_to_stderr else sys.stdout)
 
 
 def warn(message: str) -> None:
