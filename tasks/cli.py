@@ -15,17 +15,25 @@ from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
 from tasks import docker_commands as docker
+from tasks import dry_run as dry_run_plans
 from tasks import history as history_log
 from tasks import hooks, locking, logs, report, rollout, sandbox, scaffold
 from tasks.inventory import Inventory, load_inventory
 from tasks.output import format_table, messages_to_stderr, say, warn
 from tasks.proxy import down_server, up_server
+from tasks.remote import Server
 from tasks.validation import InputError, validate_tag
 
 INVENTORY_HELP = "inventory file (default: hosts.yaml in the current folder)"
 JSON_HELP = ("print one JSON document on stdout (per server: name, address, tags, outcome, "
              "seconds, error, serving); everything else goes to stderr")
+DRY_RUN_HELP = ("print, per server, every command that would run and change nothing (read-only "
+                "queries still run: HAProxy's show commands, docker inspect, the installed "
+                "config, the history); secrets are shown as NAME=<secret>")
 EXIT_HOOK_REFUSED = 5
+DRY_RUN_PREAMBLE = ("every server's lock is taken and the image put on every server before the "
+                    "first swap; the swaps then run one server at a time, in this order, and "
+                    "stop at the first failure; every lock is released at the end")
 
 
 def default_tag(now: datetime | None = None) -> str:
@@ -83,15 +91,18 @@ def build(c: Context, tag: str | None = None, inventory: str = "hosts.yaml",
     say(f"tag: {tag}")
 
 
-@task(help={"inventory": INVENTORY_HELP})
+@task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
-def up(c: Context, inventory: str = "hosts.yaml") -> None:
+def up(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None:
     """Prepare every server: app network, HAProxy in front of slots web1/web2. Idempotent.
 
     A changed config is checked by HAProxy, then applied with a reload that drops no
     connection. Example: fab up
     """
     inv = load(inventory)
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
+        return
     results = rollout.on_every_server(inv, up_server, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
@@ -101,10 +112,10 @@ def up(c: Context, inventory: str = "hosts.yaml") -> None:
             "on-failure": "what a failed server means for the servers already moved: 'stop' "
                           "(default: they keep the new version) or 'rollback' (they go back, "
                           "so the fleet ends on one version)",
-            "inventory": INVENTORY_HELP, "json": JSON_HELP})
+            "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
-           inventory: str = "hosts.yaml", json: bool = False) -> None:
+           inventory: str = "hosts.yaml", json: bool = False, dry_run: bool = False) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
@@ -118,11 +129,34 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     if on_failure not in rollout.ON_FAILURE_POLICIES:
         raise Exit(f"error: --on-failure must be one of {', '.join(rollout.ON_FAILURE_POLICIES)}"
                    f", got {on_failure!r}", code=rollout.EXIT_BAD_INPUT)
+    refuse_json_with_dry_run(json, dry_run)
     if json:
         messages_to_stderr()
     inv = load(inventory)
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.deploy_plan(server, inv, tag, pull=True,
+                                                                task="deploy"), deploying=True)
+        return
     run_pre_deploy_hook(inv, "deploy", tag)
     finish_rollout(inv, "deploy", rollout.deploy(inv, tag, on_failure=on_failure), json)
+
+
+def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
+    if as_json and dry_run:
+        raise Exit("error: --dry-run prints a plan, not a result: give --json or --dry-run",
+                   code=rollout.EXIT_BAD_INPUT)
+
+
+def show_plan(inv: Inventory, build: Callable[[Server], dry_run_plans.ServerPlan], *,
+              deploying: bool = False) -> None:
+    """--dry-run: the plan of every server; exits as the real run would have for a server
+    that cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
+    plans, error = dry_run_plans.plan_each(rollout.servers_of(inv), build,
+                                           rollout.OPERATION_ERRORS)
+    preamble = [*dry_run_plans.hook_steps(inv), DRY_RUN_PREAMBLE] if deploying else []
+    say(dry_run_plans.render(plans, preamble))
+    if error is not None:
+        raise Exit(f"error: {error}", code=rollout.exit_code_for(error))
 
 
 def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
@@ -152,20 +186,25 @@ def finish_rollout(inv: Inventory, task_name: str, result: rollout.RolloutResult
 
 @task(help={"to": "tag to return every server to (default: per server, the version it "
                   "served before its last successful deploy)",
-            "inventory": INVENTORY_HELP, "json": JSON_HELP})
+            "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
-             json: bool = False) -> None:
+             json: bool = False, dry_run: bool = False) -> None:
     """Return every server to its previous version, with the same zero-downtime swap.
 
     The previous version comes from each server's history; its image is still on the
     server, so nothing is pulled. Example: fab rollback   or   fab rollback --to=v41
     """
+    refuse_json_with_dry_run(json, dry_run)
     if json:
         messages_to_stderr()
     inv = load(inventory)
     if to is not None:
         tag = validate_tag(to)
+        if dry_run:
+            show_plan(inv, lambda server: dry_run_plans.deploy_plan(
+                server, inv, tag, pull=False, task="rollback"), deploying=True)
+            return
         run_pre_deploy_hook(inv, "rollback", tag)
         result = rollout.deploy(inv, tag, task="rollback", pull=False)
     else:
@@ -175,6 +214,10 @@ def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
             raise Exit(f"error: nothing was changed; no version to return to on:\n{lines}\n"
                        "give one with --to=TAG", code=rollout.EXIT_DEPLOY_FAILED)
         tags = sorted(set(targets.values()))
+        if dry_run:
+            show_plan(inv, lambda server: dry_run_plans.deploy_plan(
+                server, inv, targets[server.name], pull=False, task="rollback"), deploying=True)
+            return
         run_pre_deploy_hook(inv, "rollback", "/".join(tags))
         result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets, pull=False)
     finish_rollout(inv, "rollback", result, json)
@@ -272,14 +315,17 @@ def status(c: Context, inventory: str = "hosts.yaml", json: bool = False) -> Non
         raise Exit(code=exit_code)
 
 
-@task(help={"inventory": INVENTORY_HELP})
+@task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
-def down(c: Context, inventory: str = "hosts.yaml") -> None:
+def down(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None:
     """Remove the app's containers (slots and HAProxy), network and config from every server.
 
     Example: fab down
     """
     inv = load(inventory)
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.down_plan(server, inv))
+        return
     exit_on_failure("down", rollout.on_every_server(inv, down_server, "down"))
 
 
