@@ -19,6 +19,7 @@ from tasks import dry_run as dry_run_plans
 from tasks import history as history_log
 from tasks import hooks, locking, logs, report, rollout, sandbox, scaffold
 from tasks.inventory import Inventory, load_inventory
+from tasks.live_progress import live_progress_if_terminal
 from tasks.output import format_table, messages_to_stderr, say, warn
 from tasks.proxy import down_server, up_server
 from tasks.remote import Server
@@ -103,7 +104,8 @@ def up(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
         return
-    results = rollout.on_every_server(inv, up_server, "up")
+    with live_progress_if_terminal():
+        results = rollout.on_every_server(inv, up_server, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
 
@@ -138,7 +140,9 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
                                                                 task="deploy"), deploying=True)
         return
     run_pre_deploy_hook(inv, "deploy", tag)
-    finish_rollout(inv, "deploy", rollout.deploy(inv, tag, on_failure=on_failure), json)
+    with live_progress_if_terminal():
+        result = rollout.deploy(inv, tag, on_failure=on_failure)
+    finish_rollout(inv, "deploy", result, json)
 
 
 def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
@@ -206,7 +210,8 @@ def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
                 server, inv, tag, pull=False, task="rollback"), deploying=True)
             return
         run_pre_deploy_hook(inv, "rollback", tag)
-        result = rollout.deploy(inv, tag, task="rollback", pull=False)
+        with live_progress_if_terminal():
+            result = rollout.deploy(inv, tag, task="rollback", pull=False)
     else:
         targets, problems = rollout.rollback_targets(inv)
         if problems:
@@ -219,7 +224,9 @@ def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
                 server, inv, targets[server.name], pull=False, task="rollback"), deploying=True)
             return
         run_pre_deploy_hook(inv, "rollback", "/".join(tags))
-        result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets, pull=False)
+        with live_progress_if_terminal():
+            result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets,
+                                    pull=False)
     finish_rollout(inv, "rollback", result, json)
 
 
@@ -326,7 +333,9 @@ def down(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> No
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.down_plan(server, inv))
         return
-    exit_on_failure("down", rollout.on_every_server(inv, down_server, "down"))
+    with live_progress_if_terminal():
+        results = rollout.on_every_server(inv, down_server, "down")
+    exit_on_failure("down", results)
 
 
 @task(help={"force": "overwrite hosts.yaml and templates/ files that exist (default: refuse, "
