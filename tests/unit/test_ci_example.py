@@ -7,40 +7,51 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tasks.cli import collection
 
-PIPELINE = Path(__file__).resolve().parents[2] / "example" / "ci" / "github-actions.yml"
+CI = Path(__file__).resolve().parents[2] / "example" / "ci"
+GITHUB, GITLAB = CI / "github-actions.yml", CI / "gitlab-ci.yml"
+SECRET_REFERENCES = {GITHUB: ("${{ secrets.SSH_PRIVATE_KEY }}", "${{ secrets.SSH_KNOWN_HOSTS }}"),
+                     GITLAB: ('"$SSH_PRIVATE_KEY"', '"$SSH_KNOWN_HOSTS"')}
+PIPELINES = pytest.mark.parametrize("pipeline", [GITHUB, GITLAB], ids=["github", "gitlab"])
 
 
-def run_lines() -> list[str]:
-    data = yaml.safe_load(PIPELINE.read_text())
-    steps = [step for job in data["jobs"].values() for step in job["steps"]]
-    return [line for step in steps for line in str(step.get("run", "")).splitlines()]
+def run_lines(pipeline: Path) -> list[str]:
+    """Every shell line the pipeline runs."""
+    data = yaml.safe_load(pipeline.read_text())
+    if pipeline == GITHUB:
+        steps = [step for job in data["jobs"].values() for step in job["steps"]]
+        return [line for step in steps for line in str(step.get("run", "")).splitlines()]
+    jobs = [job for job in data.values() if isinstance(job, dict) and "script" in job]
+    return [line for job in jobs
+            for line in [*job.get("before_script", []), *job["script"]]]
 
 
-def test_pipeline_parses_and_takes_ssh_material_from_secrets() -> None:
-    text = PIPELINE.read_text()
-    data = yaml.safe_load(text)
-    assert data["jobs"]["deploy"]["steps"]
-    assert "${{ secrets.SSH_PRIVATE_KEY }}" in text
-    assert "${{ secrets.SSH_KNOWN_HOSTS }}" in text
-    assert any("~/.ssh/known_hosts" in line for line in run_lines())
-    assert any("chmod 600 ~/.ssh/id_ed25519" in line for line in run_lines())
+@PIPELINES
+def test_pipeline_parses_and_takes_ssh_material_from_secrets(pipeline: Path) -> None:
+    text = pipeline.read_text()
+    for reference in SECRET_REFERENCES[pipeline]:
+        assert reference in text
+    assert any("> ~/.ssh/known_hosts" in line for line in run_lines(pipeline))
+    assert any("chmod 600 ~/.ssh/id_ed25519" in line for line in run_lines(pipeline))
 
 
-def test_pipeline_builds_pushes_and_deploys_with_json() -> None:
-    invocations = [shlex.split(line.split(">")[0]) for line in run_lines()
+@PIPELINES
+def test_pipeline_builds_pushes_and_deploys_with_json(pipeline: Path) -> None:
+    invocations = [shlex.split(line.split(">")[0]) for line in run_lines(pipeline)
                    if line.strip().startswith("fab ")]
     tasks_used = [words[3] if words[1] == "-r" else words[1] for words in invocations]
     assert tasks_used[0] == "build" and "deploy" in tasks_used
     assert any("--json" in words for words in invocations)
 
 
-def test_pipeline_uses_only_tasks_and_flags_that_exist() -> None:
+@PIPELINES
+def test_pipeline_uses_only_tasks_and_flags_that_exist(pipeline: Path) -> None:
     tasks = collection()
-    for line in run_lines():
+    for line in run_lines(pipeline):
         if not line.strip().startswith("fab "):
             continue
         words = shlex.split(line.split(">")[0])
