@@ -161,6 +161,9 @@ def show_plan(inv: Inventory, build: Callable[[Server], dry_run_plans.ServerPlan
     say(dry_run_plans.render(plans, preamble))
     if error is not None:
         raise Exit(f"error: {error}", code=rollout.exit_code_for(error))
+    locked = [f"{plan.name} is locked by {plan.locked_by}" for plan in plans if plan.locked_by]
+    if locked:
+        raise Exit("error: " + "; ".join(locked), code=rollout.EXIT_LOCKED)
 
 
 def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:

@@ -23,7 +23,7 @@ from tasks.app_env import env_file_path, resolve_app_env
 from tasks.haproxy import AdminState
 from tasks.history import APPEND, history_path
 from tasks.inventory import SLOTS, Inventory
-from tasks.locking import lock_dir, state_dir
+from tasks.locking import lock_dir, read_owner, state_dir
 from tasks.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
@@ -46,6 +46,7 @@ class ServerPlan:
     summary: str = ""
     steps: list[str] = field(default_factory=list)
     error: str = ""
+    locked_by: str = ""  # another run holds the server's lock: the run would exit 4
 
     def shell(self, *argv: Sequence[str]) -> None:
         self.steps.append("$ " + " && ".join(shlex.join(a) for a in argv))
@@ -66,7 +67,12 @@ def masked_env(inventory: Inventory) -> str:
     return resolve_app_env(inventory, stand_ins).masked()
 
 
-def lock_steps(plan: ServerPlan, inventory: Inventory) -> None:
+def lock_steps(plan: ServerPlan, server: Server, inventory: Inventory) -> None:
+    holder = read_owner(server, inventory)
+    if holder is not None:
+        plan.locked_by = holder.describe()
+        plan.steps.append(f"STOP: locked by {holder.describe()}: the run would change "
+                          "nothing and exit 4 (`fab lock`, `fab unlock`)")
     plan.shell(["mkdir", "-p", state_dir(inventory)])
     plan.shell(["mkdir", lock_dir(inventory)])
     plan.write(f"{lock_dir(inventory)}/owner.json", 0o644, "who, since, task, tag")
@@ -86,7 +92,7 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
     plan.summary = (f"live slot {live or 'none'} ({old or 'nothing serving'}); {tag} goes "
                     f"into {idle}")
     image_ref, backend = inventory.image_ref(tag), inventory.app
-    lock_steps(plan, inventory)
+    lock_steps(plan, server, inventory)
     present = server.run(docker.image_id(image_ref), check=False).ok
     if pull or not present:
         plan.shell(docker.pull(image_ref))
@@ -133,7 +139,7 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     plan = ServerPlan(server.name, server.host.address)
     directory = config_dir(inventory)
     config_path = f"{directory}/{CONFIG_NAME}"
-    lock_steps(plan, inventory)
+    lock_steps(plan, server, inventory)
     if not server.run(docker.network_inspect(inventory.network), check=False).ok:
         plan.shell(docker.network_create(inventory.network, inventory.app))
     if not server.run(docker.image_id(inventory.haproxy.image), check=False).ok:
@@ -171,7 +177,7 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
 def down_plan(server: Server, inventory: Inventory) -> ServerPlan:
     plan = ServerPlan(server.name, server.host.address, summary="remove everything of "
                       f"{inventory.app}")
-    lock_steps(plan, inventory)
+    lock_steps(plan, server, inventory)
     names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
     existing = sorted(docker.parse_inspect(
         server.run(docker.inspect_containers(*names), check=False).stdout))

@@ -135,6 +135,21 @@ def test_dry_run_changes_nothing_and_shows_no_secret(fleet_on_v1: Sandbox,
     assert all(line.endswith(": free") for line in box.fab("lock").stdout.splitlines())
 
 
+def test_dry_run_names_a_held_lock_and_exits_4(fleet_on_v1: Sandbox) -> None:
+    box = fleet_on_v1
+    owner = ('{"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00", '
+             '"task": "deploy", "tag": "v9", "token": "someone-else"}')
+    box.ssh(box.addresses[1], "mkdir -p /var/lib/slotswap/webapp/lock && "
+            f"echo '{owner}' > /var/lib/slotswap/webapp/lock/owner.json")
+    try:
+        result = box.fab("deploy", "--tag", "v2", "--dry-run")
+    finally:
+        assert box.fab("unlock", "--server", "s2").returncode == 0
+    assert result.returncode == 4
+    assert "STOP: locked by alice@laptop" in result.stdout
+    assert "s2 is locked by alice@laptop" in result.stderr
+
+
 def recording_hook(folder: Path, name: str, code: int = 0) -> Path:
     path = folder / name
     path.write_text("#!/bin/sh\nenv | grep -E '^(SLOTSWAP_[A-Z_]*|API_TOKEN)=' "

@@ -15,7 +15,7 @@ from tasks.remote import CommandResult
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "s3cr3t-value-never-shown"
 READ_ONLY = (["docker", "container", "inspect"], ["docker", "image", "inspect"],
-             ["docker", "network", "inspect"], ["cat"], ["docker", "ps"])
+             ["docker", "network", "inspect"], ["cat"], ["docker", "ps"], ["test", "-d"])
 
 
 class FactServer:
@@ -26,8 +26,10 @@ class FactServer:
     class host:
         address = "203.0.113.10"
 
-    def __init__(self, state: str, *, image_present: bool = True, config: str | None = None):
+    def __init__(self, state: str, *, image_present: bool = True, config: str | None = None,
+                 lock_owner: str | None = None):
         self.state, self.image_present, self.config = state, image_present, config
+        self.lock_owner = lock_owner
         self.asked: list[list[str]] = []
 
     def runtime_api(self, command: str) -> str:
@@ -45,13 +47,13 @@ class FactServer:
         if argv[:3] == ["docker", "image", "inspect"]:
             return CommandResult("sha256:abc\n" if self.image_present else "", "",
                                  0 if self.image_present else 1)
-        if argv[0] == "cat":
-            return CommandResult(self.config or "", "", 0 if self.config is not None else 1)
+        if argv[0] == "test":
+            return CommandResult("", "", 0 if self.lock_owner else 1)
         return CommandResult("", "", 0)
 
     def read_file(self, path: str) -> str | None:
         self.run(["cat", path])
-        return self.config
+        return self.lock_owner if path.endswith("/lock/owner.json") else self.config
 
 
 def inventory(tmp_path: Path) -> Inventory:
@@ -113,3 +115,14 @@ def test_render_names_servers_that_cannot_be_planned() -> None:
     assert text.splitlines() == ["DRY RUN: nothing is changed; the commands below are what "
                                  "would run.", "pre", "s2 (203.0.113.11): cannot plan: "
                                  "cannot connect"]
+
+
+def test_a_held_lock_is_named_in_the_plan(tmp_path: Path) -> None:
+    owner = ('{"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00", "task": "deploy", '
+             '"tag": "v9", "token": "t"}')
+    plan = dry_run.deploy_plan(FactServer("live_web1", lock_owner=owner), inventory(tmp_path),  # type: ignore[arg-type]
+                               "v3", pull=True, task="deploy")
+    assert plan.locked_by.startswith("alice@laptop")
+    assert plan.steps[0] == ("STOP: locked by alice@laptop since 2026-11-26T08:00:00+00:00 "
+                             "(deploy v9): the run would change nothing and exit 4 "
+                             "(`fab lock`, `fab unlock`)")
