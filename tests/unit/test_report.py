@@ -1,14 +1,20 @@
-"""--json documents, and the line splitting that prefixes `fab logs` output."""
+"""--json documents, the line splitting that prefixes `fab logs` output, and bad flags."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tasks import output, report
 from tasks.remote import _LineSink
 from tasks.rollout import RolloutResult, ServerOutcome, ServerStatus
+
+ROOT = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
 
 
 def test_rollout_document_has_every_server_field() -> None:
@@ -58,3 +64,24 @@ def test_line_sink_hands_on_whole_lines() -> None:
     assert lines == ["one", "two"]
     sink.flush_rest()
     assert lines == ["one", "two", "three"]
+
+
+def fab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FAB, *args], cwd=ROOT, text=True, capture_output=True, timeout=60,
+                          check=False)
+
+
+def test_json_and_dry_run_together_is_bad_input() -> None:
+    result = fab("deploy", "--tag=v2", "--json", "--dry-run")
+    assert result.returncode == 2
+    assert "give --json or --dry-run" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("args", "problem"), [(("--slot=blue",), "--slot must be one of"),
+                                               (("--lines=-1",), "--lines must be 0 or more")])
+def test_logs_refuses_bad_flags_before_contacting_anything(args: tuple[str, ...],
+                                                           problem: str) -> None:
+    result = fab("logs", *args)
+    assert result.returncode == 2
+    assert problem in result.stderr
