@@ -169,7 +169,7 @@ class CommandResult:
         return self.exit_code == 0
 
 
-class _LineSink(io.TextIOBase):
+class LineSink(io.TextIOBase):
     """A stream for Fabric's output that hands on whole lines."""
 
     def __init__(self, on_line: Callable[[str], None]):
@@ -357,7 +357,7 @@ class Server:
         stderr to `on_line` as it comes; return its exit code. Ends when the command does,
         or when the connection is closed (close())."""
         self.connect()
-        out_sink, err_sink = _LineSink(on_line), _LineSink(on_line)
+        out_sink, err_sink = LineSink(on_line), LineSink(on_line)
         try:
             result = self.connection.run(shlex.join(argv), hide=False, warn=True,
                                          in_stream=False, out_stream=out_sink,

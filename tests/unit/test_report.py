@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tasks import output, report
-from tasks.remote import _LineSink
+from tasks.remote import LineSink
 from tasks.rollout import RolloutResult, ServerOutcome, ServerStatus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_emit_writes_one_document_and_messages_go_to_stderr(
 
 def test_line_sink_hands_on_whole_lines() -> None:
     lines: list[str] = []
-    sink = _LineSink(lines.append)
+    sink = LineSink(lines.append)
     sink.write("one\ntw")
     sink.write("o\nthree")
     assert lines == ["one", "two"]
