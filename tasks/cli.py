@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from textwrap import indent as indent_text
 from typing import Any
 
@@ -13,14 +15,26 @@ from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
 from tasks import docker_commands as docker
+from tasks import dry_run as dry_run_plans
 from tasks import history as history_log
-from tasks import locking, rollout, sandbox
+from tasks import hooks, locking, logs, report, rollout, sandbox, scaffold
 from tasks.inventory import Inventory, load_inventory
-from tasks.output import format_table, say
+from tasks.live_progress import live_progress_if_terminal
+from tasks.output import format_table, messages_to_stderr, say, warn
 from tasks.proxy import down_server, up_server
+from tasks.remote import Server
 from tasks.validation import InputError, validate_tag
 
 INVENTORY_HELP = "inventory file (default: hosts.yaml in the current folder)"
+JSON_HELP = ("print one JSON document on stdout (per server: name, address, tags, outcome, "
+             "seconds, error, serving); everything else goes to stderr")
+DRY_RUN_HELP = ("print, per server, every command that would run and change nothing (read-only "
+                "queries still run: HAProxy's show commands, docker inspect, the installed "
+                "config, the history); secrets are shown as NAME=<secret>")
+EXIT_HOOK_REFUSED = 5
+DRY_RUN_PREAMBLE = ("every server's lock is taken and the image put on every server before the "
+                    "first swap; the swaps then run one server at a time, in this order, and "
+                    "stop at the first failure; every lock is released at the end")
 
 
 def default_tag(now: datetime | None = None) -> str:
@@ -78,16 +92,20 @@ def build(c: Context, tag: str | None = None, inventory: str = "hosts.yaml",
     say(f"tag: {tag}")
 
 
-@task(help={"inventory": INVENTORY_HELP})
+@task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
-def up(c: Context, inventory: str = "hosts.yaml") -> None:
+def up(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None:
     """Prepare every server: app network, HAProxy in front of slots web1/web2. Idempotent.
 
     A changed config is checked by HAProxy, then applied with a reload that drops no
     connection. Example: fab up
     """
     inv = load(inventory)
-    results = rollout.on_every_server(inv, up_server, "up")
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
+        return
+    with live_progress_if_terminal():
+        results = rollout.on_every_server(inv, up_server, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
 
@@ -96,10 +114,10 @@ def up(c: Context, inventory: str = "hosts.yaml") -> None:
             "on-failure": "what a failed server means for the servers already moved: 'stop' "
                           "(default: they keep the new version) or 'rollback' (they go back, "
                           "so the fleet ends on one version)",
-            "inventory": INVENTORY_HELP})
+            "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
-           inventory: str = "hosts.yaml") -> None:
+           inventory: str = "hosts.yaml", json: bool = False, dry_run: bool = False) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
@@ -115,13 +133,61 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     if on_failure not in rollout.ON_FAILURE_POLICIES:
         raise Exit(f"error: --on-failure must be one of {', '.join(rollout.ON_FAILURE_POLICIES)}"
                    f", got {on_failure!r}", code=rollout.EXIT_BAD_INPUT)
+    refuse_json_with_dry_run(json, dry_run)
+    if json:
+        messages_to_stderr()
     inv = load(inventory)
-    finish_rollout(rollout.deploy(inv, tag, on_failure=on_failure))
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.deploy_plan(server, inv, tag, pull=True,
+                                                                task="deploy"), deploying=True)
+        return
+    run_pre_deploy_hook(inv, "deploy", tag)
+    with live_progress_if_terminal():
+        result = rollout.deploy(inv, tag, on_failure=on_failure)
+    finish_rollout(inv, "deploy", result, json)
 
 
-def finish_rollout(result: rollout.RolloutResult) -> None:
+def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
+    if as_json and dry_run:
+        raise Exit("error: --dry-run prints a plan, not a result: give --json or --dry-run",
+                   code=rollout.EXIT_BAD_INPUT)
+
+
+def show_plan(inv: Inventory, build: Callable[[Server], dry_run_plans.ServerPlan], *,
+              deploying: bool = False) -> None:
+    """--dry-run: the plan of every server; exits as the real run would have for a server
+    that cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
+    plans, error = dry_run_plans.plan_each(rollout.servers_of(inv), build,
+                                           rollout.OPERATION_ERRORS)
+    preamble = [*dry_run_plans.hook_steps(inv), DRY_RUN_PREAMBLE] if deploying else []
+    say(dry_run_plans.render(plans, preamble))
+    if error is not None:
+        raise Exit(f"error: {error}", code=rollout.exit_code_for(error))
+    locked = [f"{plan.name} is locked by {plan.locked_by}" for plan in plans if plan.locked_by]
+    if locked:
+        raise Exit("error: " + "; ".join(locked), code=rollout.EXIT_LOCKED)
+
+
+def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
+    try:
+        hooks.before(inv, os.environ, task=task_name, tag=tag)
+    except hooks.HookFailedError as error:
+        raise Exit(f"error: {error}; nothing was contacted or changed",
+                   code=EXIT_HOOK_REFUSED) from error
+
+
+def finish_rollout(inv: Inventory, task_name: str, result: rollout.RolloutResult,
+                   as_json: bool = False) -> None:
     say("")
     say(rollout.summary_table(result.outcomes))
+    document = report.rollout_document(task_name, result)
+    try:
+        hooks.after(inv, os.environ, task=task_name, tag=result.tag,
+                    exit_code=result.exit_code, message=result.message, document=document)
+    except hooks.HookFailedError as error:
+        warn(f"WARNING: {error}")
+    if as_json:
+        report.emit(document)
     if not result.ok:
         raise Exit(f"error: {result.message}", code=result.exit_code)
     say(f"all {len(result.outcomes)} servers serve {result.tag}")
@@ -129,18 +195,28 @@ def finish_rollout(result: rollout.RolloutResult) -> None:
 
 @task(help={"to": "tag to return every server to (default: per server, the version it "
                   "served before its last successful deploy)",
-            "inventory": INVENTORY_HELP})
+            "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
-def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml") -> None:
+def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
+             json: bool = False, dry_run: bool = False) -> None:
     """Return every server to its previous version, with the same zero-downtime swap.
 
     The previous version comes from each server's history; its image is still on the
     server, so nothing is pulled. Example: fab rollback   or   fab rollback --to=v41
     """
+    refuse_json_with_dry_run(json, dry_run)
+    if json:
+        messages_to_stderr()
     inv = load(inventory)
     if to is not None:
         tag = validate_tag(to)
-        result = rollout.deploy(inv, tag, task="rollback", pull=False)
+        if dry_run:
+            show_plan(inv, lambda server: dry_run_plans.deploy_plan(
+                server, inv, tag, pull=False, task="rollback"), deploying=True)
+            return
+        run_pre_deploy_hook(inv, "rollback", tag)
+        with live_progress_if_terminal():
+            result = rollout.deploy(inv, tag, task="rollback", pull=False)
     else:
         targets, problems = rollout.rollback_targets(inv)
         if problems:
@@ -148,8 +224,15 @@ def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml") -
             raise Exit(f"error: nothing was changed; no version to return to on:\n{lines}\n"
                        "give one with --to=TAG", code=rollout.EXIT_DEPLOY_FAILED)
         tags = sorted(set(targets.values()))
-        result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets, pull=False)
-    finish_rollout(result)
+        if dry_run:
+            show_plan(inv, lambda server: dry_run_plans.deploy_plan(
+                server, inv, targets[server.name], pull=False, task="rollback"), deploying=True)
+            return
+        run_pre_deploy_hook(inv, "rollback", "/".join(tags))
+        with live_progress_if_terminal():
+            result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets,
+                                    pull=False)
+    finish_rollout(inv, "rollback", result, json)
 
 
 @task(help={"inventory": INVENTORY_HELP, "lines": "entries per server (default 10)"})
@@ -216,35 +299,99 @@ def unlock(c: Context, server: str | None = None, all: bool = False,
             target.close()
 
 
-@task(help={"inventory": INVENTORY_HELP})
+@task(help={"inventory": INVENTORY_HELP,
+            "json": "print one JSON document on stdout (per server: name, address, live "
+                    "slot, version, both slots as HAProxy and Docker see them, error)"})
 @reports_errors
-def status(c: Context, inventory: str = "hosts.yaml") -> None:
+def status(c: Context, inventory: str = "hosts.yaml", json: bool = False) -> None:
     """Show, per server, the live slot, the version it serves, and HAProxy's view of both slots.
 
     Example: fab status
     """
+    if json:
+        messages_to_stderr()
     inv = load(inventory)
     reports = rollout.status(inv)
-    for report in reports:
-        if report.error:
-            say(f"{report.name} ({report.address}): ERROR {report.error}")
+    for server_report in reports:
+        if server_report.error:
+            say(f"{server_report.name} ({server_report.address}): ERROR {server_report.error}")
             continue
-        say(f"{report.name} ({report.address}): live {report.live}, serving {report.version}")
-        for line in report.slots:
+        say(f"{server_report.name} ({server_report.address}): live {server_report.live}, "
+            f"serving {server_report.version}")
+        for line in server_report.slots:
             say(f"    {line}")
-    if any(r.error for r in reports):
-        raise Exit(code=rollout.EXIT_CONNECT)
+    exit_code = rollout.EXIT_CONNECT if any(r.error for r in reports) else rollout.EXIT_OK
+    if json:
+        report.emit(report.status_document(reports, exit_code))
+    if exit_code:
+        raise Exit(code=exit_code)
 
 
-@task(help={"inventory": INVENTORY_HELP})
+@task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
-def down(c: Context, inventory: str = "hosts.yaml") -> None:
+def down(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None:
     """Remove the app's containers (slots and HAProxy), network and config from every server.
 
     Example: fab down
     """
     inv = load(inventory)
-    exit_on_failure("down", rollout.on_every_server(inv, down_server, "down"))
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.down_plan(server, inv))
+        return
+    with live_progress_if_terminal():
+        results = rollout.on_every_server(inv, down_server, "down")
+    exit_on_failure("down", results)
+
+
+@task(help={"force": "overwrite hosts.yaml and templates/ files that exist (default: refuse, "
+                     "writing nothing)"})
+@reports_errors
+def init(c: Context, force: bool = False) -> None:
+    """Start a project here: write an annotated hosts.yaml and templates/haproxy.cfg.j2.
+
+    Edit hosts.yaml (app, image, hosts, ssh); the kit uses a templates/ folder next to the
+    inventory file by file before its own. Never overwrites without --force.
+    Example: fab -r PATH/TO/slotswap init
+    """
+    folder = Path.cwd()
+    try:
+        written = scaffold.write_starter(folder, force=force)
+    except scaffold.ScaffoldError as error:
+        raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
+    for path in written:
+        say(f"wrote {path}")
+    say("next: edit hosts.yaml (app, image, hosts, ssh), then fab up and fab deploy --tag=T")
+
+
+@task(help={"slot": "whose logs: 'live' (default: the slot serving) or 'idle' (the other one, "
+                    "e.g. a new version that failed its checks)",
+            "follow": "keep streaming from every server at once until Ctrl-C",
+            "lines": "lines from the end of each log to show first (default 50)",
+            "inventory": INVENTORY_HELP})
+@reports_errors
+def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: int = 50,
+              inventory: str = "hosts.yaml") -> None:
+    """Show the app's container logs of every server, each line prefixed by the server.
+
+    Example: fab logs --slot=idle --lines=100   or   fab logs --follow
+    """
+    logs.validate_choice(slot, lines)
+    inv = load(inventory)
+    servers = rollout.servers_of(inv)
+    try:
+        sources = [logs.pick_slot(server, inv, slot) for server in servers]
+        if follow:
+            logs.follow(sources, lines, say)
+            return
+        problems = logs.show(sources, lines, say)
+    except rollout.OPERATION_ERRORS as error:
+        raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+    except KeyboardInterrupt:
+        return
+    finally:
+        rollout.close_all(servers)
+    if problems:
+        raise Exit("error: " + "; ".join(problems), code=rollout.EXIT_DEPLOY_FAILED)
 
 
 @task(help={"servers": "number of servers to create (default 3)"})
@@ -269,6 +416,8 @@ def collection() -> Collection:
     sandbox_tasks = Collection("sandbox")
     sandbox_tasks.add_task(sandbox_create, name="create")
     sandbox_tasks.add_task(sandbox_destroy, name="destroy")
-    return Collection(build, up, deploy, rollback, status, history, lock_status, unlock, down,
-                      sandbox_tasks)
+    tasks = Collection(init, build, up, deploy, rollback, status, history, lock_status, unlock,
+                       down, sandbox_tasks)
+    tasks.add_task(logs_task, name="logs")
+    return tasks
 

@@ -235,3 +235,7 @@ def parse_inspect(text: str) -> dict[str, ContainerInfo]:
             started_at=state.get("StartedAt", ""),
         )
     return containers
+
+
+def logs(container: str, lines: int, *, follow: bool = False) -> list[str]:
+    return ["docker", "logs", "--tail", str(lines), *(["--follow"] if follow else []), container]

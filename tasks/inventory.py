@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ __all__ = [
     "EnvSettings",
     "HaproxySettings",
     "HealthcheckSettings",
+    "HookSettings",
     "Host",
     "Inventory",
     "InventoryError",
@@ -148,6 +150,15 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class HookSettings:
+    """Programs run on the operator's machine around a deploy (see tasks.hooks)."""
+
+    pre_deploy: Path | None = None
+    post_success: Path | None = None
+    post_failure: Path | None = None
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path  # absolute path of the file it came from
     app: str
@@ -161,6 +172,7 @@ class Inventory:
     hosts: tuple[Host, ...]
     env: EnvSettings = EnvSettings()
     keep_images: int = DEFAULT_KEEP_IMAGES  # app images kept on each server, in use included
+    hooks: HookSettings = HookSettings()
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -408,6 +420,7 @@ _TOP_KEYS = (
     "haproxy",
     "timeouts",
     "keep_images",
+    "hooks",
     "hosts",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
@@ -426,6 +439,7 @@ _SSH_KEYS = (
 _ENV_KEYS = ("plain", "secret")
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch")
+_HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
 _HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
 
 
@@ -557,6 +571,21 @@ def _timeouts(section: dict[str, object]) -> Timeouts:
     )
 
 
+def _hook_program(value: object, key: str, base: Path) -> Path:
+    path = _path(value, key, base)
+    if not path.is_file():
+        raise _Invalid(key, f"expected an executable file, but {path} is not a file")
+    if not os.access(path, os.X_OK):
+        raise _Invalid(key, f"{path} is not executable (chmod +x it)")
+    return path
+
+
+def _hook_settings(section: dict[str, object], base: Path) -> HookSettings:
+    programs = {name: _hook_program(section[name], f"hooks.{name}", base)
+                for name in _HOOK_KEYS if section.get(name) is not None}
+    return HookSettings(**programs)
+
+
 # -- hosts ---------------------------------------------------------------------------------
 
 
@@ -674,6 +703,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     timeouts = _timeouts(_section(top, "timeouts", _TIMEOUT_KEYS))
     keep_images = _integer(top.get("keep_images", DEFAULT_KEEP_IMAGES), "keep_images",
                            MIN_KEEP_IMAGES, 1000)
+    hooks = _hook_settings(_section(top, "hooks", _HOOK_KEYS), base)
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -688,4 +718,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         hosts=hosts,
         env=env,
         keep_images=keep_images,
+        hooks=hooks,
     )

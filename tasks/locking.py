@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from tasks.inventory import Inventory
+from tasks.output import warn
 from tasks.remote import RemoteCommandError, Server
 
 
@@ -128,5 +129,5 @@ class FleetLock:
             try:
                 release(server, self.inventory, self.owner)
             except Exception as error:  # the others must still be released
-                print(f"[{server.name}] WARNING: could not release its lock: {error}")
+                warn(f"[{server.name}] WARNING: could not release its lock: {error}")
         self.held.clear()

@@ -7,13 +7,44 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Protocol, TextIO
 
 _print_lock = threading.Lock()
+PRINT_LOCK = _print_lock  # for a live display's redraws
+_messages_to_stderr = False
+
+
+class LiveDisplay(Protocol):
+    """Per-server lines updated in place on a terminal (tasks.live_progress)."""
+
+    stream: TextIO
+
+    def update(self, server: str, message: str) -> None: ...
+
+    def write_above(self, message: str) -> None: ...
+
+
+_live: LiveDisplay | None = None
+
+
+def set_live_display(display: LiveDisplay | None) -> None:
+    """While set, progress updates the display and messages print above it."""
+    global _live
+    _live = display
+
+
+def message_stream() -> TextIO:
+    return sys.stderr if _messages_to_stderr else sys.stdout
+
+
+def messages_to_stderr(on: bool = True) -> None:
+    """From now on everything said goes to stderr: stdout carries one JSON document."""
+    global _messages_to_stderr
+    _messages_to_stderr = on
 
 
 def say(message: str) -> None:
-    _write(message, sys.stdout)
+    _write(message, message_stream())
 
 
 def warn(message: str) -> None:
@@ -23,6 +54,9 @@ def warn(message: str) -> None:
 def _write(message: str, stream: TextIO) -> None:
     # A closed terminal or pipe must not abort a deploy halfway through a swap.
     with _print_lock, contextlib.suppress(OSError, ValueError):
+        if _live is not None and stream is _live.stream:
+            _live.write_above(message)
+            return
         print(message, file=stream, flush=True)
 
 
@@ -31,6 +65,10 @@ def progress_for(server: str, width: int = 8) -> Callable[[str], None]:
     started = time.monotonic()
 
     def progress(message: str) -> None:
+        if _live is not None:
+            with _print_lock, contextlib.suppress(OSError, ValueError):
+                _live.update(server, message)
+            return
         elapsed = time.monotonic() - started
         say(f"[{server:<{width}} {elapsed:5.1f}s] {message}")
 

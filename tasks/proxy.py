@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import jinja2
 
@@ -18,8 +17,8 @@ from tasks import docker_commands as docker
 from tasks import haproxy
 from tasks.inventory import SLOTS, Inventory
 from tasks.remote import RemoteCommandError, Server
+from tasks.scaffold import template_folders
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 CONFIG_NAME = "haproxy.cfg"
 STATE_NAME = "server-state"
 LABEL_SPEC = "slotswap.haproxy-spec"
@@ -36,7 +35,7 @@ def config_dir(inventory: Inventory) -> str:
 
 def render_config(inventory: Inventory) -> str:
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        loader=jinja2.FileSystemLoader(template_folders(inventory)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # a config file, not HTML; every value is validated on load

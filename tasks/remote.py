@@ -169,6 +169,26 @@ class CommandResult:
         return self.exit_code == 0
 
 
+class LineSink(io.TextIOBase):
+    """A stream for Fabric's output that hands on whole lines."""
+
+    def __init__(self, on_line: Callable[[str], None]):
+        super().__init__()
+        self._on_line, self._pending = on_line, ""
+
+    def write(self, text: str) -> int:
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._on_line(line)
+        return len(text)
+
+    def flush_rest(self) -> None:
+        if self._pending:
+            self._on_line(self._pending)
+            self._pending = ""
+
+
 class Server:
     """One server of the inventory, over one SSH connection opened on first use."""
 
@@ -331,6 +351,23 @@ class Server:
         if check and not outcome.ok:
             raise RemoteCommandError(self.name, line, outcome.exit_code, outcome.stderr)
         return outcome
+
+    def stream_lines(self, argv: Sequence[str], on_line: Callable[[str], None]) -> int:
+        """Run one long command (docker logs --follow), handing each line of its stdout and
+        stderr to `on_line` as it comes; return its exit code. Ends when the command does,
+        or when the connection is closed (close())."""
+        self.connect()
+        out_sink, err_sink = LineSink(on_line), LineSink(on_line)
+        try:
+            result = self.connection.run(shlex.join(argv), hide=False, warn=True,
+                                         in_stream=False, out_stream=out_sink,
+                                         err_stream=err_sink)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._lost(error) from error
+        finally:
+            out_sink.flush_rest()
+            err_sink.flush_rest()
+        return result.exited
 
     def read_file(self, path: str) -> str | None:
         result = self.run(["cat", path], check=False)

@@ -11,8 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
-TASKS = ("build", "up", "deploy", "rollback", "status", "history", "lock", "unlock", "down",
-         "sandbox.create", "sandbox.destroy")
+TASKS = ("init", "logs", "build", "up", "deploy", "rollback", "status", "history", "lock",
+         "unlock", "down", "sandbox.create", "sandbox.destroy")
 
 
 def fab(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -30,6 +30,7 @@ def test_list_shows_every_task_with_a_description() -> None:
 
 
 @pytest.mark.parametrize("task", ["build", "up", "deploy", "rollback", "status", "history",
+                                  "logs",
                                   "lock", "unlock", "down"])
 def test_help_documents_every_flag(task: str) -> None:
     result = fab("--help", task)

@@ -11,6 +11,7 @@ from tasks.inventory import (
     EnvSettings,
     HaproxySettings,
     HealthcheckSettings,
+    HookSettings,
     Host,
     Inventory,
     InventoryError,
@@ -360,6 +361,7 @@ SECTIONS = {
     "ssh": SshSettings,
     "haproxy": HaproxySettings,
     "timeouts": Timeouts,
+    "hooks": HookSettings,
 }
 
 

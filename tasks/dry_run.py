@@ -1,0 +1,229 @@
+"""--dry-run: per server, every command a deploy, rollback, up or down would run, and
+nothing changed.
+
+A plan is built from the same command builders the real run uses, after the same
+read-only queries (HAProxy's `show stat`/`show servers state`, `docker inspect`, `docker
+image inspect`, `docker network inspect`, `cat` of the installed config, the history), so
+that it names the slots and steps the real run would take now. Nothing that writes runs:
+no lock is taken, no file written, no container touched. Secret values are never read:
+the env file is shown as NAME=<secret>.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks import docker_commands as docker
+from tasks import haproxy
+from tasks.app_env import env_file_path, resolve_app_env
+from tasks.haproxy import AdminState
+from tasks.history import APPEND, history_path
+from tasks.inventory import SLOTS, Inventory
+from tasks.locking import lock_dir, read_owner, state_dir
+from tasks.proxy import (
+    CONFIG_NAME,
+    LABEL_SPEC,
+    STATE_NAME,
+    config_dir,
+    container_spec,
+    haproxy_run_command,
+    render_config,
+)
+from tasks.remote import Server
+from tasks.swap import plan_slots, read_slots
+
+PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
+
+
+@dataclass
+class ServerPlan:
+    name: str
+    address: str
+    summary: str = ""
+    steps: list[str] = field(default_factory=list)
+    error: str = ""
+    locked_by: str = ""  # another run holds the server's lock: the run would exit 4
+
+    def shell(self, *argv: Sequence[str]) -> None:
+        self.steps.append("$ " + " && ".join(shlex.join(a) for a in argv))
+
+    def api(self, *commands: str) -> None:
+        self.steps.append("runtime API> " + "; ".join(commands))
+
+    def write(self, path: str, mode: int, what: str) -> None:
+        self.steps.append(f"write {path} (mode {mode:04o}): {what}")
+
+    def wait(self, what: str) -> None:
+        self.steps.append(f"wait: {what}")
+
+
+def masked_env(inventory: Inventory) -> str:
+    """What the env file would hold, secrets as <secret>, without reading their values."""
+    stand_ins = {name: PLACEHOLDER for name in inventory.env.secret}
+    return resolve_app_env(inventory, stand_ins).masked()
+
+
+def lock_steps(plan: ServerPlan, server: Server, inventory: Inventory) -> None:
+    holder = read_owner(server, inventory)
+    if holder is not None:
+        plan.locked_by = holder.describe()
+        plan.steps.append(f"STOP: locked by {holder.describe()}: the run would change "
+                          "nothing and exit 4 (`fab lock`, `fab unlock`)")
+    plan.shell(["mkdir", "-p", state_dir(inventory)])
+    plan.shell(["mkdir", lock_dir(inventory)])
+    plan.write(f"{lock_dir(inventory)}/owner.json", 0o644, "who, since, task, tag")
+
+
+def unlock_steps(plan: ServerPlan, inventory: Inventory) -> None:
+    plan.shell(["rm", "-rf", lock_dir(inventory)])
+
+
+def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
+                task: str) -> ServerPlan:
+    plan = ServerPlan(server.name, server.host.address)
+    views = read_slots(server, inventory)
+    slots = plan_slots(views)
+    live, idle = slots.live, slots.idle
+    old = views[live].version if live else None
+    plan.summary = (f"live slot {live or 'none'} ({old or 'nothing serving'}); {tag} goes "
+                    f"into {idle}")
+    image_ref, backend = inventory.image_ref(tag), inventory.app
+    lock_steps(plan, server, inventory)
+    present = server.run(docker.image_id(image_ref), check=False).ok
+    if pull or not present:
+        plan.shell(docker.pull(image_ref))
+    if views[idle].stat.takes_new_traffic or views[idle].stat.sessions:
+        drain_steps(plan, inventory, idle)
+    plan.api(haproxy.command_set_state(backend, idle, AdminState.MAINT))
+    name = inventory.container_name(idle)
+    env_file = None
+    if not inventory.env.empty:
+        env_file = env_file_path(inventory.app, idle)
+        plan.write(env_file, 0o600, masked_env(inventory))
+    removal = [docker.remove(name)] if views[idle].container is not None else []
+    plan.shell(*removal, docker.run_app_slot(
+        container=name, image_ref=image_ref, network=inventory.network, app=inventory.app,
+        slot=idle, version=tag, app_port=inventory.app_port,
+        stop_timeout=inventory.timeouts.stop, env_file=env_file,
+    ), docker.inspect_containers(name))
+    plan.wait(f"HAProxy resolves {name} to its new address (up to "
+              f"{inventory.timeouts.healthy:g}s)")
+    plan.api(haproxy.command_set_state(backend, idle, AdminState.DRAIN),
+             haproxy.command_force_health_down(backend, idle))
+    plan.wait(f"HAProxy's checks pass: GET {inventory.healthcheck.path} answers 200, {idle} "
+              f"DRAIN L7OK (up to {inventory.timeouts.healthy:g}s; else {idle} back to maint, "
+              f"`docker stop` of {name}, and the run stops here)")
+    plan.api(haproxy.command_set_state(backend, idle, AdminState.READY))
+    if live is not None:
+        drain_steps(plan, inventory, live)
+        plan.shell(docker.stop(inventory.container_name(live), inventory.timeouts.stop))
+    plan.wait(f"{idle} serves {tag} (show stat, docker inspect)")
+    plan.shell(["mkdir", "-p", state_dir(inventory)])
+    plan.steps.append(f"$ {shlex.join([*APPEND, history_path(inventory)])} <<< "
+                      f"{json.dumps({'task': task, 'from_tag': old or '', 'to_tag': tag})}")
+    unlock_steps(plan, inventory)
+    return plan
+
+
+def drain_steps(plan: ServerPlan, inventory: Inventory, slot: str) -> None:
+    plan.api(haproxy.command_set_state(inventory.app, slot, AdminState.DRAIN))
+    plan.wait(f"{slot} has no sessions left (up to {inventory.timeouts.drain:g}s)")
+    plan.api(haproxy.command_set_state(inventory.app, slot, AdminState.MAINT))
+
+
+def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
+    plan = ServerPlan(server.name, server.host.address)
+    directory = config_dir(inventory)
+    config_path = f"{directory}/{CONFIG_NAME}"
+    lock_steps(plan, server, inventory)
+    if not server.run(docker.network_inspect(inventory.network), check=False).ok:
+        plan.shell(docker.network_create(inventory.network, inventory.app))
+    if not server.run(docker.image_id(inventory.haproxy.image), check=False).ok:
+        plan.shell(docker.pull(inventory.haproxy.image))
+    name = inventory.haproxy_container
+    container = docker.parse_inspect(
+        server.run(docker.inspect_containers(name), check=False).stdout).get(name)
+    if container is not None and container.labels.get(LABEL_SPEC) != container_spec(inventory):
+        plan.shell(docker.remove(name))
+        container = None
+    changed = server.read_file(config_path) != render_config(inventory)
+    if changed:
+        plan.write(f"{config_path}.new", 0o644, "the config rendered from the templates")
+        plan.shell(docker.check_haproxy_config(image_ref=inventory.haproxy.image,
+                                               config_dir=directory,
+                                               filename=f"{CONFIG_NAME}.new"))
+        if container is not None and container.running:
+            plan.api("show servers state")
+            plan.write(f"{directory}/{STATE_NAME}", 0o644, "the answer of show servers state")
+            plan.shell(["mv", "-f", f"{config_path}.new", config_path])
+            plan.shell(docker.signal_container(name, "HUP"))
+            plan.wait("HAProxy's master has a new worker (show info)")
+            plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
+        else:
+            plan.shell(["mv", "-f", f"{config_path}.new", config_path])
+    if container is None:
+        plan.shell(haproxy_run_command(inventory))
+    elif not container.running:
+        plan.shell(["docker", "start", name])
+    unlock_steps(plan, inventory)
+    plan.summary = "changes: config" if changed else "config unchanged"
+    return plan
+
+
+def down_plan(server: Server, inventory: Inventory) -> ServerPlan:
+    plan = ServerPlan(server.name, server.host.address, summary="remove everything of "
+                      f"{inventory.app}")
+    lock_steps(plan, server, inventory)
+    names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
+    existing = sorted(docker.parse_inspect(
+        server.run(docker.inspect_containers(*names), check=False).stdout))
+    if existing:
+        plan.shell(docker.remove(*existing))
+    labelled = server.run(docker.list_app_containers(inventory.app)).stdout.split()
+    if labelled:
+        plan.shell(docker.remove(*labelled))
+    if server.run(docker.network_inspect(inventory.network), check=False).ok:
+        plan.shell(docker.network_remove(inventory.network))
+    plan.shell(["rm", "-rf", f"/etc/slotswap/{inventory.app}"])
+    unlock_steps(plan, inventory)
+    return plan
+
+
+def hook_steps(inventory: Inventory) -> list[str]:
+    hooks = inventory.hooks
+    named = [("pre_deploy", hooks.pre_deploy, "before anything is contacted"),
+             ("post_success", hooks.post_success, "after a run that succeeded"),
+             ("post_failure", hooks.post_failure, "after a run that failed")]
+    return [f"on this machine, {when}: {hook} hook {program}"
+            for hook, program, when in named if isinstance(program, Path)]
+
+
+def render(plans: list[ServerPlan], preamble: list[str]) -> str:
+    lines = ["DRY RUN: nothing is changed; the commands below are what would run.", *preamble]
+    for plan in plans:
+        head = f"{plan.name} ({plan.address})"
+        if plan.error:
+            lines.append(f"{head}: cannot plan: {plan.error}")
+            continue
+        lines.append(f"{head}: {plan.summary}")
+        lines += [f"    {step}" for step in plan.steps]
+    return "\n".join(lines)
+
+
+def plan_each(servers: list[Server], build: Callable[[Server], ServerPlan],
+              errors: tuple[type[Exception], ...]) -> tuple[list[ServerPlan], Exception | None]:
+    """A plan per server (read-only queries only); the first error, if any."""
+    plans, first_error = [], None
+    for server in servers:
+        try:
+            plans.append(build(server))
+        except errors as error:
+            plans.append(ServerPlan(server.name, server.host.address, error=str(error)))
+            first_error = first_error or error
+        finally:
+            server.close()
+    return plans, first_error

@@ -1,0 +1,63 @@
+"""--json: one JSON document on stdout per run, for pipelines; everything else goes to
+stderr (tasks.output.messages_to_stderr).
+
+A deploy or rollback:
+  {"task": "deploy", "tag": "v2", "ok": true, "exit_code": 0, "message": "",
+   "servers": [{"name": "s1", "address": "10.0.0.1", "old_tag": "v1", "new_tag": "v2",
+                "outcome": "deployed", "seconds": 1.4, "error": null,
+                "serving": "v2 in web2"}, ...]}
+A status:
+  {"task": "status", "ok": true, "exit_code": 0,
+   "servers": [{"name": "s1", "address": "10.0.0.1", "live": "web2", "version": "v2",
+                "slots": ["web1: ...", "web2: ..."], "error": null}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from tasks.rollout import RolloutResult, ServerStatus
+
+
+def rollout_document(task: str, result: RolloutResult) -> dict[str, Any]:
+    return {
+        "task": task,
+        "tag": result.tag,
+        "ok": result.ok,
+        "exit_code": result.exit_code,
+        "message": result.message,
+        "servers": [{
+            "name": o.name,
+            "address": o.address,
+            "old_tag": o.old_tag,
+            "new_tag": o.new_tag,
+            "outcome": o.outcome,
+            "seconds": round(o.seconds, 3),
+            "error": o.error or None,
+            "serving": o.serving,
+        } for o in result.outcomes],
+    }
+
+
+def status_document(reports: list[ServerStatus], exit_code: int) -> dict[str, Any]:
+    return {
+        "task": "status",
+        "ok": exit_code == 0,
+        "exit_code": exit_code,
+        "servers": [{
+            "name": r.name,
+            "address": r.address,
+            "live": None if r.error else r.live,
+            "version": None if r.error else r.version,
+            "slots": r.slots,
+            "error": r.error or None,
+        } for r in reports],
+    }
+
+
+def emit(document: dict[str, Any]) -> None:
+    """The document, alone on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.flush()

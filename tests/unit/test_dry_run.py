@@ -1,0 +1,128 @@
+"""--dry-run plans, built from facts recorded on the sandbox (HAProxy 2.6, Docker 20.10):
+the right slots and commands, only read-only queries sent, and no secret value anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks import dry_run
+from tasks.inventory import Inventory, parse_inventory
+from tasks.remote import CommandResult
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SECRET = "s3cr3t-value-never-shown"
+READ_ONLY = (["docker", "container", "inspect"], ["docker", "image", "inspect"],
+             ["docker", "network", "inspect"], ["cat"], ["docker", "ps"], ["test", "-d"])
+
+
+class FactServer:
+    """Answers read-only queries from recorded outputs; anything else fails the test."""
+
+    name = "s1"
+
+    class host:
+        address = "203.0.113.10"
+
+    def __init__(self, state: str, *, image_present: bool = True, config: str | None = None,
+                 lock_owner: str | None = None):
+        self.state, self.image_present, self.config = state, image_present, config
+        self.lock_owner = lock_owner
+        self.asked: list[list[str]] = []
+
+    def runtime_api(self, command: str) -> str:
+        assert command.startswith("show "), command
+        kind = "show_stat" if command.startswith("show stat") else "show_servers_state"
+        ending = "csv" if kind == "show_stat" else "txt"
+        return (FIXTURES / f"{kind}_{self.state}.{ending}").read_text()
+
+    def run(self, argv: list[str], *, check: bool = True, **_: Any) -> CommandResult:
+        assert any(argv[:len(prefix)] == prefix for prefix in READ_ONLY), argv
+        self.asked.append(argv)
+        if argv[:3] == ["docker", "container", "inspect"]:
+            return CommandResult((FIXTURES / f"docker_inspect_{self.state}.json").read_text(),
+                                 "", 0)
+        if argv[:3] == ["docker", "image", "inspect"]:
+            return CommandResult("sha256:abc\n" if self.image_present else "", "",
+                                 0 if self.image_present else 1)
+        if argv[0] == "test":
+            return CommandResult("", "", 0 if self.lock_owner else 1)
+        return CommandResult("", "", 0)
+
+    def read_file(self, path: str) -> str | None:
+        self.run(["cat", path])
+        return self.lock_owner if path.endswith("/lock/owner.json") else self.config
+
+
+def inventory(tmp_path: Path) -> Inventory:
+    return parse_inventory({"app": "webapp", "image": "registry.example/acme/webapp",
+                            "env": {"plain": {"LOG_LEVEL": "info"}, "secret": ["API_TOKEN"]},
+                            "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
+
+
+def test_deploy_plan_goes_into_the_idle_slot_and_drains_the_live_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_TOKEN", SECRET)
+    server = FactServer("live_web1")
+    plan = dry_run.deploy_plan(server, inventory(tmp_path), "v3", pull=True,  # type: ignore[arg-type]
+                               task="deploy")
+    text = dry_run.render([plan], [])
+
+    assert plan.summary.startswith("live slot web1 (")
+    assert plan.summary.endswith("v3 goes into web2")
+    steps = "\n".join(plan.steps)
+    assert "$ docker pull --quiet registry.example/acme/webapp:v3" in steps
+    assert "write /etc/slotswap/webapp/web2.env (mode 0600): LOG_LEVEL=info, API_TOKEN=<secret>" \
+        in steps
+    assert "--env-file /etc/slotswap/webapp/web2.env" in steps
+    order = [steps.index(s) for s in (
+        "set server webapp/web2 state maint", "docker run", "state drain; set server "
+        "webapp/web2 health down", "set server webapp/web2 state ready",
+        "set server webapp/web1 state drain", "set server webapp/web1 state maint",
+        "$ docker stop", "rm -rf /var/lib/slotswap/webapp/lock")]
+    assert order == sorted(order)
+    assert SECRET not in text
+
+
+def test_rollback_plan_does_not_pull_an_image_that_is_there(tmp_path: Path) -> None:
+    plan = dry_run.deploy_plan(FactServer("live_web2"), inventory(tmp_path), "v1",  # type: ignore[arg-type]
+                               pull=False, task="rollback")
+    assert "goes into web1" in plan.summary
+    assert not any("docker pull" in step for step in plan.steps)
+
+
+def test_up_plan_of_an_unchanged_server_writes_nothing(tmp_path: Path) -> None:
+    inv = inventory(tmp_path)
+    from tasks.proxy import render_config
+    plan = dry_run.up_plan(FactServer("live_web1", config=render_config(inv)), inv)  # type: ignore[arg-type]
+    assert plan.summary == "config unchanged"
+    assert not any(step.startswith("write ") and "haproxy" in step for step in plan.steps)
+
+
+def test_up_plan_of_a_changed_config_checks_then_reloads(tmp_path: Path) -> None:
+    inv = inventory(tmp_path)
+    plan = dry_run.up_plan(FactServer("live_web1", config="old config\n"), inv)  # type: ignore[arg-type]
+    steps = "\n".join(plan.steps)
+    assert plan.summary == "changes: config"
+    assert steps.index(" -c -f ") < steps.index("mv -f")
+
+
+def test_render_names_servers_that_cannot_be_planned() -> None:
+    text = dry_run.render([dry_run.ServerPlan("s2", "203.0.113.11", error="cannot connect")],
+                          ["pre"])
+    assert text.splitlines() == ["DRY RUN: nothing is changed; the commands below are what "
+                                 "would run.", "pre", "s2 (203.0.113.11): cannot plan: "
+                                 "cannot connect"]
+
+
+def test_a_held_lock_is_named_in_the_plan(tmp_path: Path) -> None:
+    owner = ('{"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00", "task": "deploy", '
+             '"tag": "v9", "token": "t"}')
+    plan = dry_run.deploy_plan(FactServer("live_web1", lock_owner=owner), inventory(tmp_path),  # type: ignore[arg-type]
+                               "v3", pull=True, task="deploy")
+    assert plan.locked_by.startswith("alice@laptop")
+    assert plan.steps[0] == ("STOP: locked by alice@laptop since 2026-11-26T08:00:00+00:00 "
+                             "(deploy v9): the run would change nothing and exit 4 "
+                             "(`fab lock`, `fab unlock`)")

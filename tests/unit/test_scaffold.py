@@ -1,0 +1,87 @@
+"""`fab init` and the template search path: the real `fab init` in an empty folder writes a
+hosts.yaml the kit's own loader accepts, and never overwrites without --force."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks import scaffold
+from tasks.inventory import HookSettings, load_inventory
+from tasks.proxy import render_config
+
+ROOT = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+
+
+def fab_init(folder: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FAB, "--search-root", str(ROOT), "init", *flags], cwd=folder,
+                          text=True, capture_output=True, timeout=60, check=False)
+
+
+def test_fab_init_writes_an_inventory_the_loader_accepts_and_the_templates(
+        tmp_path: Path) -> None:
+    result = fab_init(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    inventory = load_inventory(tmp_path / "hosts.yaml")
+    assert inventory.build.context == tmp_path
+    assert inventory.build.dockerfile == tmp_path / "Dockerfile"
+    assert inventory.ssh.jump is None
+    assert inventory.hooks == HookSettings()
+    written = (tmp_path / "templates" / "haproxy.cfg.j2").read_text()
+    assert written == (scaffold.KIT_TEMPLATES / "haproxy.cfg.j2").read_text()
+    # Annotated: the comments of the reference come along.
+    assert "# Name of the app. Required." in (tmp_path / "hosts.yaml").read_text()
+
+
+def test_fab_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yaml").write_text("mine\n")
+
+    result = fab_init(tmp_path)
+
+    assert result.returncode == 2
+    assert "hosts.yaml exists already" in result.stderr and "--force" in result.stderr
+    assert (tmp_path / "hosts.yaml").read_text() == "mine\n"
+    assert not (tmp_path / "templates").exists()
+
+
+def test_fab_init_force_overwrites(tmp_path: Path) -> None:
+    (tmp_path / "hosts.yaml").write_text("mine\n")
+
+    assert fab_init(tmp_path, "--force").returncode == 0
+    assert load_inventory(tmp_path / "hosts.yaml").app == "webapp"
+
+
+def test_every_starter_edit_still_applies_to_the_reference() -> None:
+    text = scaffold.starter_inventory(scaffold.REFERENCE_INVENTORY.read_text())
+    assert "example/" not in text.split("hosts:\n  - ")[0].replace("# ", "")
+
+
+def test_starter_refuses_a_reference_that_moved_on() -> None:
+    with pytest.raises(ValueError, match="no longer has"):
+        scaffold.starter_inventory("app: x\n")
+
+
+def test_a_local_template_overrides_the_kit_s_file_by_file(tmp_path: Path) -> None:
+    scaffold.write_starter(tmp_path)
+    inventory = load_inventory(tmp_path / "hosts.yaml")
+    assert scaffold.template_folders(inventory) == [tmp_path / "templates",
+                                                    scaffold.KIT_TEMPLATES]
+    local = tmp_path / "templates" / "haproxy.cfg.j2"
+    local.write_text(local.read_text().replace("timeout client 30s", "timeout client 45s"))
+
+    assert "timeout client 45s" in render_config(inventory)
+
+
+def test_without_a_local_folder_the_kit_s_templates_are_used(tmp_path: Path) -> None:
+    scaffold.write_starter(tmp_path)
+    (tmp_path / "templates" / "haproxy.cfg.j2").unlink()
+    inventory = load_inventory(tmp_path / "hosts.yaml")
+
+    assert "timeout client 30s" in render_config(inventory)
+    (tmp_path / "templates").rmdir()
+    assert scaffold.template_folders(inventory) == [scaffold.KIT_TEMPLATES]
