@@ -33,8 +33,9 @@ from tasks.proxy import (
     haproxy_run_command,
     render_config,
 )
+from tasks.pruning import images_to_prune
 from tasks.remote import Server
-from tasks.swap import plan_slots, read_slots
+from tasks.swap import SlotView, plan_slots, read_slots
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
 
@@ -100,16 +101,7 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
         drain_steps(plan, inventory, idle)
     plan.api(haproxy.command_set_state(backend, idle, AdminState.MAINT))
     name = inventory.container_name(idle)
-    env_file = None
-    if not inventory.env.empty:
-        env_file = env_file_path(inventory.app, idle)
-        plan.write(env_file, 0o600, masked_env(inventory))
-    removal = [docker.remove(name)] if views[idle].container is not None else []
-    plan.shell(*removal, docker.run_app_slot(
-        container=name, image_ref=image_ref, network=inventory.network, app=inventory.app,
-        slot=idle, version=tag, app_port=inventory.app_port,
-        stop_timeout=inventory.timeouts.stop, env_file=env_file,
-    ), docker.inspect_containers(name))
+    start_steps(plan, server, inventory, views[idle], tag)
     plan.wait(f"HAProxy resolves {name} to its new address (up to "
               f"{inventory.timeouts.healthy:g}s)")
     plan.api(haproxy.command_set_state(backend, idle, AdminState.DRAIN),
@@ -117,16 +109,69 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
     plan.wait(f"HAProxy's checks pass: GET {inventory.healthcheck.path} answers 200, {idle} "
               f"DRAIN L7OK (up to {inventory.timeouts.healthy:g}s; else {idle} back to maint, "
               f"`docker stop` of {name}, and the run stops here)")
-    plan.api(haproxy.command_set_state(backend, idle, AdminState.READY))
-    if live is not None:
-        drain_steps(plan, inventory, live)
+    if live is None:
+        plan.api(haproxy.command_set_state(backend, idle, AdminState.READY))
+    else:
+        plan.api(haproxy.command_set_state(backend, idle, AdminState.READY),
+                 haproxy.command_set_state(backend, live, AdminState.DRAIN))
+        plan.wait(f"{live} has no sessions left (up to {inventory.timeouts.drain:g}s) and "
+                  f"{inventory.timeouts.watch:g}s have passed; if a check of {idle} fails "
+                  f"meanwhile: runtime API> "
+                  + "; ".join((haproxy.command_set_state(backend, live, AdminState.READY),
+                               haproxy.command_set_state(backend, idle, AdminState.MAINT)))
+                  + f", `docker stop` of {name}, and the run stops here")
+        plan.api(haproxy.command_set_state(backend, live, AdminState.MAINT))
         plan.shell(docker.stop(inventory.container_name(live), inventory.timeouts.stop))
     plan.wait(f"{idle} serves {tag} (show stat, docker inspect)")
     plan.shell(["mkdir", "-p", state_dir(inventory)])
     plan.steps.append(f"$ {shlex.join([*APPEND, history_path(inventory)])} <<< "
                       f"{json.dumps({'task': task, 'from_tag': old or '', 'to_tag': tag})}")
+    prune_steps(plan, server, inventory, views, live, tag)
     unlock_steps(plan, inventory)
     return plan
+
+
+def start_steps(plan: ServerPlan, server: Server, inventory: Inventory, view: SlotView,
+                tag: str) -> None:
+    """As SlotSwap.start_new: the kept container of this tag started again, or a new one."""
+    name, slot = inventory.container_name(view.slot), view.slot
+    env_path = env_file_path(inventory.app, slot)
+    container = view.container
+    if (container is not None and not container.running and container.version == tag
+            and server.run(docker.image_id(inventory.image_ref(tag)), check=False)
+            .stdout.strip() == container.image_id):
+        if inventory.env.empty and server.read_file(env_path) is None:
+            plan.shell(docker.start(name), docker.inspect_containers(name))
+            return
+        if not inventory.env.empty:
+            # The secrets' values are never read here, so their file cannot be compared.
+            plan.steps.append(f"if {env_path} holds the env below: $ "
+                              f"{shlex.join(docker.start(name))}; else:")
+    env_file = None
+    if not inventory.env.empty:
+        env_file = env_path
+        plan.write(env_file, 0o600, masked_env(inventory))
+    removal = [docker.remove(name)] if container is not None else []
+    if env_file is None:
+        removal.append(["rm", "-f", env_path])
+    plan.shell(*removal, docker.run_app_slot(
+        container=name, image_ref=inventory.image_ref(tag), network=inventory.network,
+        app=inventory.app, slot=slot, version=tag, app_port=inventory.app_port,
+        stop_timeout=inventory.timeouts.stop, env_file=env_file,
+    ), docker.inspect_containers(name))
+
+
+def prune_steps(plan: ServerPlan, server: Server, inventory: Inventory,
+                views: dict[str, SlotView], live: str | None, tag: str) -> None:
+    """The images the deploy would remove after it: those beyond keep_images, never the
+    ones the slots would use then (the old live one, kept stopped, and the new one)."""
+    listed = docker.parse_image_list(server.run(docker.list_images(inventory.image)).stdout)
+    in_use = {image.image_id for image in listed if image.tag == tag}
+    if live is not None and views[live].container is not None:
+        in_use.add(views[live].container.image_id)
+    doomed = images_to_prune(listed, in_use, inventory.keep_images)
+    if doomed:
+        plan.shell(docker.remove_images(*(image.ref for image in doomed)))
 
 
 def drain_steps(plan: ServerPlan, inventory: Inventory, slot: str) -> None:

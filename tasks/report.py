@@ -4,7 +4,7 @@ stderr (tasks.output.messages_to_stderr).
 A deploy or rollback:
   {"task": "deploy", "tag": "v2", "ok": true, "exit_code": 0, "message": "",
    "servers": [{"name": "s1", "address": "10.0.0.1", "old_tag": "v1", "new_tag": "v2",
-                "outcome": "deployed", "seconds": 1.4, "error": null,
+                "outcome": "deployed", "seconds": 3.4, "switch_seconds": 1.4, "error": null,
                 "serving": "v2 in web2"}, ...]}
 A status:
   {"task": "status", "ok": true, "exit_code": 0,
@@ -35,6 +35,7 @@ def rollout_document(task: str, result: RolloutResult) -> dict[str, Any]:
             "new_tag": o.new_tag,
             "outcome": o.outcome,
             "seconds": round(o.seconds, 3),
+            "switch_seconds": None if o.switch_seconds is None else round(o.switch_seconds, 3),
             "error": o.error or None,
             "serving": o.serving,
         } for o in result.outcomes],

@@ -45,9 +45,9 @@ class ServerOutcome:
     new_tag: str | None = None
     outcome: str = "not started"  # deployed, failed, rolled back, not started, interrupted
     seconds: float = 0.0  # the whole swap, the watch period and the old slot's stop included
-    switch_seconds: float | None = None  # from the start until the new slot took the traffic
     serving: str = ""
     error: str = ""
+    switch_seconds: float | None = None  # from the start until the new slot took the traffic
 
 
 @dataclass
