@@ -362,7 +362,7 @@ app_port: 3000
 healthcheck: {{path: /health}}
 ssh: {{user: root, port: 22, identity: id_ed25519, known_hosts: known_hosts}}
 haproxy: {{image: {HAPROXY_IMAGE}, http_port: 80, stats_port: 9999}}
-timeouts: {{healthy: 10, drain: 20, stop: 10, watch: 2}}
+timeouts: {{healthy: 10, drain: 20, stop: 10, watch: 1}}
 hosts:
 {hosts}
 """)
