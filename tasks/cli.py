@@ -15,6 +15,7 @@ from invoke.exceptions import Exit
 from tasks import docker_commands as docker
 from tasks import history as history_log
 from tasks import locking, rollout, sandbox
+from tasks.batches import parse_batch
 from tasks.inventory import Inventory, load_inventory
 from tasks.output import format_table, say
 from tasks.proxy import down_server, up_server
@@ -55,15 +56,20 @@ def load(path: str) -> Inventory:
 
 @task(help={"tag": "image tag to build (default: the UTC time, YYYYMMDDHHMM)",
             "inventory": INVENTORY_HELP,
-            "push": "push the image to its registry after building (default: yes)"})
+            "push": "push the image to its registry after building (default: yes; never "
+                    "with `delivery: ssh` in the inventory)"})
 @reports_errors
 def build(c: Context, tag: str | None = None, inventory: str = "hosts.yaml",
           push: bool = True) -> None:
     """Build the app image on this machine and push it: docker build --build-arg VERSION=TAG.
 
-    Uses the local Docker engine (honours DOCKER_HOST). Example: fab build --tag=v42
+    Uses the local Docker engine (honours DOCKER_HOST). With `delivery: ssh` the image stays
+    there: deploys stream it to the servers. Example: fab build --tag=v42
     """
     inv = load(inventory)
+    if push and inv.delivery.mode == "ssh":
+        say("delivery: ssh in the inventory: not pushing (deploys send the image over SSH)")
+        push = False
     tag = validate_tag(tag) if tag is not None else default_tag()
     image_ref = inv.image_ref(tag)
     say(f"building {image_ref} (tag {tag}) from {inv.build.context}")
@@ -96,10 +102,13 @@ def up(c: Context, inventory: str = "hosts.yaml") -> None:
             "on-failure": "what a failed server means for the servers already moved: 'stop' "
                           "(default: they keep the new version) or 'rollback' (they go back, "
                           "so the fleet ends on one version)",
+            "batch": "servers to swap at the same time: a number (e.g. 2) or a percentage of "
+                     "the servers (e.g. 25%); the next batch starts only when the whole batch "
+                     "succeeded (default: 1, one at a time)",
             "inventory": INVENTORY_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
-           inventory: str = "hosts.yaml") -> None:
+           inventory: str = "hosts.yaml", batch: str | None = None) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
@@ -113,8 +122,10 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     if on_failure not in rollout.ON_FAILURE_POLICIES:
         raise Exit(f"error: --on-failure must be one of {', '.join(rollout.ON_FAILURE_POLICIES)}"
                    f", got {on_failure!r}", code=rollout.EXIT_BAD_INPUT)
+    batch_size = parse_batch(batch) if batch is not None else None
     inv = load(inventory)
-    finish_rollout(rollout.deploy(inv, tag, on_failure=on_failure))
+    servers_at_a_time = batch_size.servers(len(inv.hosts)) if batch_size else 1
+    finish_rollout(rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time))
 
 
 def finish_rollout(result: rollout.RolloutResult) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_SSH_USER",
     "SLOTS",
     "BuildSettings",
+    "DeliverySettings",
     "EnvSettings",
     "HaproxySettings",
     "HealthcheckSettings",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 SLOTS = ("web1", "web2")
+DELIVERY_MODES = ("registry", "ssh")
+MAX_DELIVERY_CONCURRENCY = 64
 
 _SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -143,6 +146,16 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    """How IMAGE:TAG reaches the servers before the first swap: `registry` (each server pulls
+    it) or `ssh` (streamed from the operator's Docker over each server's SSH connection);
+    `concurrency` servers at a time."""
+
+    mode: str = "registry"
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path  # absolute path of the file it came from
     app: str
@@ -155,6 +168,7 @@ class Inventory:
     timeouts: Timeouts
     hosts: tuple[Host, ...]
     env: EnvSettings = EnvSettings()
+    delivery: DeliverySettings = DeliverySettings()
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -392,6 +406,7 @@ _TOP_KEYS = (
     "haproxy",
     "timeouts",
     "hosts",
+    "delivery",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
 _BUILD_KEYS = ("context", "dockerfile")
@@ -409,6 +424,7 @@ _SSH_KEYS = (
 _ENV_KEYS = ("plain", "secret")
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop")
+_DELIVERY_KEYS = ("mode", "concurrency")
 _HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
 
 
@@ -539,6 +555,28 @@ def _timeouts(section: dict[str, object]) -> Timeouts:
     )
 
 
+def _delivery_settings(value: object) -> DeliverySettings:
+    """`delivery: ssh` is short for `delivery: {mode: ssh}`."""
+    defaults = DeliverySettings()
+    if value is None:
+        return defaults
+    if not isinstance(value, str | dict):
+        raise _Invalid("delivery", f"expected {' or '.join(DELIVERY_MODES)}, or a mapping with "
+                       f"keys {', '.join(_DELIVERY_KEYS)}, got {_describe(value)}")
+    section = {"mode": value} if isinstance(value, str) else _mapping(
+        value, "delivery", _DELIVERY_KEYS)
+    key = "delivery.mode" if isinstance(value, dict) else "delivery"
+    mode = section.get("mode", defaults.mode)
+    if mode not in DELIVERY_MODES:
+        raise _Invalid(key, f"expected one of {', '.join(DELIVERY_MODES)}, got {_describe(mode)}")
+    concurrency = section.get("concurrency", defaults.concurrency)
+    if (isinstance(concurrency, bool) or not isinstance(concurrency, int)
+            or not 1 <= concurrency <= MAX_DELIVERY_CONCURRENCY):
+        raise _Invalid("delivery.concurrency", "expected a number of servers at a time from 1 "
+                       f"to {MAX_DELIVERY_CONCURRENCY}, got {_describe(concurrency)}")
+    return DeliverySettings(mode=str(mode), concurrency=concurrency)
+
+
 # -- hosts ---------------------------------------------------------------------------------
 
 
@@ -654,6 +692,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     ssh = _ssh_settings(_section(top, "ssh", _SSH_KEYS), base)
     haproxy = _haproxy_settings(_section(top, "haproxy", _HAPROXY_KEYS))
     timeouts = _timeouts(_section(top, "timeouts", _TIMEOUT_KEYS))
+    delivery = _delivery_settings(top.get("delivery"))
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -667,4 +706,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         timeouts=timeouts,
         hosts=hosts,
         env=env,
+        delivery=delivery,
     )

@@ -8,6 +8,7 @@ import yaml
 from tasks.inventory import (
     SLOTS,
     BuildSettings,
+    DeliverySettings,
     EnvSettings,
     HaproxySettings,
     HealthcheckSettings,
@@ -352,6 +353,7 @@ SECTIONS = {
     "ssh": SshSettings,
     "haproxy": HaproxySettings,
     "timeouts": Timeouts,
+    "delivery": DeliverySettings,
 }
 
 
