@@ -16,9 +16,10 @@ from tasks import docker_commands as docker
 from tasks import history as history_log
 from tasks import locking, rollout, sandbox
 from tasks.batches import parse_batch
+from tasks.delivery import up_action
 from tasks.inventory import Inventory, load_inventory
 from tasks.output import format_table, say
-from tasks.proxy import down_server, up_server
+from tasks.proxy import down_server
 from tasks.validation import InputError, validate_tag
 
 INVENTORY_HELP = "inventory file (default: hosts.yaml in the current folder)"
@@ -93,12 +94,14 @@ def up(c: Context, inventory: str = "hosts.yaml") -> None:
     connection. Example: fab up
     """
     inv = load(inventory)
-    results = rollout.on_every_server(inv, up_server, "up")
+    with up_action(inv) as up_one:
+        results = rollout.on_every_server(inv, up_one, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
 
 
-@task(help={"tag": "image tag to deploy (required); must have been built and pushed",
+@task(help={"tag": "image tag to deploy (required); must have been built (and pushed, "
+                   "unless the inventory says delivery: ssh)",
             "on-failure": "what a failed server means for the servers already moved: 'stop' "
                           "(default: they keep the new version) or 'rollback' (they go back, "
                           "so the fleet ends on one version)",
@@ -113,7 +116,8 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
 
     On each server the new version starts in the idle slot and takes traffic only after
     HAProxy's own health checks pass; the old slot is drained, then stopped. A server that
-    fails keeps serving its old version. Example: fab deploy --tag=v42
+    fails keeps serving its old version. --batch swaps several servers at a time.
+    Example: fab deploy --tag=v42   or   fab deploy --tag=v42 --batch=25%
     """
     if tag is None:
         raise Exit("error: --tag is required (the image tag to deploy, e.g. --tag=v42)",

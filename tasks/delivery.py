@@ -23,10 +23,11 @@ from typing import Protocol
 from tasks import docker_commands as docker
 from tasks import interrupts
 from tasks.inventory import Inventory
-from tasks.proxy import ProxyError, ensure_image
+from tasks.proxy import ProxyError, ensure_image, up_server
 from tasks.remote import Server
 
 Progress = Callable[[str], None]
+ServerAction = Callable[[Server, Inventory, Progress], str]
 LOCAL_DOCKER_TIMEOUT = 900.0  # seconds for the local `docker image save` of one image
 LOAD_TIMEOUT = 1800.0  # seconds for one server's transfer and `docker image load`
 PROGRESS_INTERVAL = 1.0  # seconds between two progress lines of one transfer
@@ -134,8 +135,8 @@ class SshDelivery:
         found = run_local_docker(docker.image_id(image_ref))
         if found.returncode != 0:
             raise DeliveryError(f"{image_ref} is not in this machine's Docker ({local_engine()}):"
-                                f" {first_line_of_error(found.stderr)}; build it first "
-                                "(fab build --tag=TAG)")
+                                f" {first_line_of_error(found.stderr)}; build (fab build) "
+                                "or pull it there first")
         if self._folder is None:
             self._folder = tempfile.TemporaryDirectory(prefix="slotswap-image-")
         path = Path(self._folder.name) / f"image-{len(self._saved)}.tar"
@@ -194,3 +195,19 @@ def image_deliverer(inventory: Inventory) -> Iterator[Deliver]:
             yield deliver
     else:
         yield ensure_image
+
+
+@contextlib.contextmanager
+def up_action(inventory: Inventory) -> Iterator[ServerAction]:
+    """What `fab up` does on one server. With delivery: ssh, a server that lacks HAProxy's
+    image gets it from the operator's Docker too, so that no server needs a registry."""
+    if inventory.delivery.mode != "ssh":
+        yield up_server
+        return
+
+    with SshDelivery() as deliver:
+        def up_without_registry(server: Server, inventory: Inventory, progress: Progress) -> str:
+            deliver(server, inventory.haproxy.image, progress, refresh=False)
+            return up_server(server, inventory, progress)
+
+        yield up_without_registry

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tasks import sandbox
+from tests.integration.conftest import wait_for
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -39,8 +40,9 @@ def no_registry(server: str) -> Iterator[None]:
     """Inside the server's network namespace (its sshd and dockerd), every packet to the
     registry is rejected: the server has no registry at all."""
     host, port = sandbox.REGISTRY.split(":")
-    ruleset = (f"table inet {NO_REGISTRY_TABLE} {{ chain out {{ type filter hook output "
-               f"priority 0; ip daddr {host} tcp dport {port} reject with tcp reset; }} }}")
+    ruleset = (f"table inet {NO_REGISTRY_TABLE} {{\n chain out {{\n"
+               f"  type filter hook output priority 0;\n"
+               f"  ip daddr {host} tcp dport {port} reject with tcp reset\n }}\n}}\n")
     added = subprocess.run(["ip", "netns", "exec", server, "nft", "-f", "-"], input=ruleset,
                            text=True, capture_output=True, timeout=30, check=False)
     assert added.returncode == 0, added.stderr
@@ -48,6 +50,13 @@ def no_registry(server: str) -> Iterator[None]:
         yield
     finally:
         in_netns(server, "nft", "delete", "table", "inet", NO_REGISTRY_TABLE)
+
+
+def serves(box: Sandbox, address: str, version: str) -> bool:
+    try:
+        return box.served_versions(address) == {version}
+    except OSError:  # not answering yet (urllib's HTTPError is an OSError too)
+        return False
 
 
 def lines_of(output: str, server: str) -> list[str]:
@@ -58,9 +67,16 @@ def test_ssh_delivery_reaches_a_server_without_registry_access(
         fleet_on_v1: Sandbox, ssh_inventory: Path) -> None:
     box = fleet_on_v1
     image = f"{sandbox.APP_IMAGE}:v2"
+    first = box.addresses[0]
     with no_registry("ss-s1"):
-        cut_off = box.ssh(box.addresses[0], f"docker pull {image} >/dev/null 2>&1; echo $?")
+        cut_off = box.ssh(first, f"docker pull {image} >/dev/null 2>&1; echo $?")
         assert cut_off.strip() != "0"  # the server really cannot reach the registry
+        # s1 starts without HAProxy and its image: `fab up` brings them over SSH too.
+        box.ssh(first, f"docker rm -f webapp-haproxy && docker image rm {sandbox.HAPROXY_IMAGE}")
+        up = box.fab("up", inventory=ssh_inventory)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"sending {sandbox.HAPROXY_IMAGE}" in "\n".join(lines_of(up.stdout, "s1"))
+        assert wait_for(lambda: serves(box, first, "v1"))
         with box.load() as load:
             result = box.fab("deploy", "--tag", "v2", inventory=ssh_inventory)
         report = load.stop()

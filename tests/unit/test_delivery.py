@@ -154,4 +154,4 @@ def test_an_image_missing_from_the_operators_docker_names_the_engine(
         delivery.local_image("r/app:v9")
     assert str(raised.value) == (
         "r/app:v9 is not in this machine's Docker (DOCKER_HOST=unix:///run/builder.sock): "
-        "Error: No such image: r/app:v9; build it first (fab build --tag=TAG)")
+        "Error: No such image: r/app:v9; build (fab build) or pull it there first")
