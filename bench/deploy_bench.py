@@ -123,10 +123,7 @@ def kit_deployer(verbose: bool) -> Deployer:
         if not result.ok and not verbose:
             log(captured.getvalue().rstrip())
         ran = [o for o in result.outcomes if o.outcome in ("deployed", "failed")]
-        # A swap lasts until the new slot takes the traffic; what follows (the watch period,
-        # stopping the old slot) serves nobody faster and is in "seconds".
-        swaps = [o.seconds if o.switch_seconds is None else o.switch_seconds for o in ran]
-        return Attempt(result.ok, swaps, result.message,
+        return Attempt(result.ok, [o.swap_seconds for o in ran], result.message,
                        [{"server": o.name, "outcome": o.outcome, "seconds": o.seconds,
                          "switch_seconds": o.switch_seconds, "serving": o.serving}
                         for o in result.outcomes])

@@ -18,10 +18,12 @@ from tasks import docker_commands as docker
 from tasks import dry_run as dry_run_plans
 from tasks import history as history_log
 from tasks import hooks, locking, logs, report, rollout, sandbox, scaffold
+from tasks.batches import parse_batch
+from tasks.delivery import up_action
 from tasks.inventory import Inventory, load_inventory
 from tasks.live_progress import live_progress_if_terminal
 from tasks.output import format_table, messages_to_stderr, say, warn
-from tasks.proxy import down_server, up_server
+from tasks.proxy import down_server
 from tasks.remote import Server
 from tasks.validation import InputError, validate_tag
 
@@ -69,15 +71,20 @@ def load(path: str) -> Inventory:
 
 @task(help={"tag": "image tag to build (default: the UTC time, YYYYMMDDHHMM)",
             "inventory": INVENTORY_HELP,
-            "push": "push the image to its registry after building (default: yes)"})
+            "push": "push the image to its registry after building (default: yes; never "
+                    "with `delivery: ssh` in the inventory)"})
 @reports_errors
 def build(c: Context, tag: str | None = None, inventory: str = "hosts.yaml",
           push: bool = True) -> None:
     """Build the app image on this machine and push it: docker build --build-arg VERSION=TAG.
 
-    Uses the local Docker engine (honours DOCKER_HOST). Example: fab build --tag=v42
+    Uses the local Docker engine (honours DOCKER_HOST). With `delivery: ssh` the image stays
+    there: deploys stream it to the servers. Example: fab build --tag=v42
     """
     inv = load(inventory)
+    if push and inv.delivery.mode == "ssh":
+        say("delivery: ssh in the inventory: not pushing (deploys send the image over SSH)")
+        push = False
     tag = validate_tag(tag) if tag is not None else default_tag()
     image_ref = inv.image_ref(tag)
     say(f"building {image_ref} (tag {tag}) from {inv.build.context}")
@@ -104,27 +111,33 @@ def up(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
         return
-    with live_progress_if_terminal():
-        results = rollout.on_every_server(inv, up_server, "up")
+    with live_progress_if_terminal(), up_action(inv) as up_one:
+        results = rollout.on_every_server(inv, up_one, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
 
 
-@task(help={"tag": "image tag to deploy (required); must have been built and pushed",
+@task(help={"tag": "image tag to deploy (required); must have been built (and pushed, "
+                   "unless the inventory says delivery: ssh)",
             "on-failure": "what a failed server means for the servers already moved: 'stop' "
                           "(default: they keep the new version) or 'rollback' (they go back, "
                           "so the fleet ends on one version)",
+            "batch": "servers to swap at the same time: a number (e.g. 2) or a percentage of "
+                     "the servers (e.g. 25%); the next batch starts only when the whole batch "
+                     "succeeded (default: 1, one at a time)",
             "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
-           inventory: str = "hosts.yaml", json: bool = False, dry_run: bool = False) -> None:
+           inventory: str = "hosts.yaml", batch: str | None = None, json: bool = False,
+           dry_run: bool = False) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
     HAProxy's own health checks pass; the old slot drains and keeps running for
     timeouts.watch seconds, and takes the traffic back if the new one fails a check then;
     after that it is stopped (kept for a rollback). A server that fails keeps serving its
-    old version. Example: fab deploy --tag=v42
+    old version. --batch swaps several servers at a time.
+    Example: fab deploy --tag=v42   or   fab deploy --tag=v42 --batch=25%
     """
     if tag is None:
         raise Exit("error: --tag is required (the image tag to deploy, e.g. --tag=v42)",
@@ -133,6 +146,7 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     if on_failure not in rollout.ON_FAILURE_POLICIES:
         raise Exit(f"error: --on-failure must be one of {', '.join(rollout.ON_FAILURE_POLICIES)}"
                    f", got {on_failure!r}", code=rollout.EXIT_BAD_INPUT)
+    batch_size = parse_batch(batch) if batch is not None else None
     refuse_json_with_dry_run(json, dry_run)
     if json:
         messages_to_stderr()
@@ -141,9 +155,10 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
         show_plan(inv, lambda server: dry_run_plans.deploy_plan(server, inv, tag, pull=True,
                                                                 task="deploy"), deploying=True)
         return
+    servers_at_a_time = batch_size.servers(len(inv.hosts)) if batch_size else 1
     run_pre_deploy_hook(inv, "deploy", tag)
     with live_progress_if_terminal():
-        result = rollout.deploy(inv, tag, on_failure=on_failure)
+        result = rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time)
     finish_rollout(inv, "deploy", result, json)
 
 

@@ -69,6 +69,16 @@ def image_id(image_ref: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Id}}", image_ref]
 
 
+def save(image_ref: str, path: str) -> list[str]:
+    """The image (its layers, config and tag) as one tar file, for `docker load`."""
+    return ["docker", "image", "save", "--output", path, image_ref]
+
+
+def load() -> list[str]:
+    """Reads an image tar (from `docker save`) on stdin."""
+    return ["docker", "image", "load", "--quiet"]
+
+
 def inspect_containers(*names: str) -> list[str]:
     """Answers a JSON array of the containers that exist; exits 1 if any does not."""
     return ["docker", "container", "inspect", *names]

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_SSH_USER",
     "SLOTS",
     "BuildSettings",
+    "DeliverySettings",
     "EnvSettings",
     "HaproxySettings",
     "HealthcheckSettings",
@@ -53,6 +54,8 @@ SLOTS = ("web1", "web2")
 # rollback starts without pulling) at least.
 MIN_KEEP_IMAGES = 2
 DEFAULT_KEEP_IMAGES = 3
+DELIVERY_MODES = ("registry", "ssh")
+MAX_DELIVERY_CONCURRENCY = 64
 
 _SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -159,6 +162,16 @@ class HookSettings:
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    """How IMAGE:TAG reaches the servers before the first swap: `registry` (each server pulls
+    it) or `ssh` (streamed from the operator's Docker over each server's SSH connection);
+    `concurrency` servers at a time."""
+
+    mode: str = "registry"
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
 class Inventory:
     path: Path  # absolute path of the file it came from
     app: str
@@ -173,6 +186,7 @@ class Inventory:
     env: EnvSettings = EnvSettings()
     keep_images: int = DEFAULT_KEEP_IMAGES  # app images kept on each server, in use included
     hooks: HookSettings = HookSettings()
+    delivery: DeliverySettings = DeliverySettings()
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -422,6 +436,7 @@ _TOP_KEYS = (
     "keep_images",
     "hooks",
     "hosts",
+    "delivery",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
 _BUILD_KEYS = ("context", "dockerfile")
@@ -440,6 +455,7 @@ _ENV_KEYS = ("plain", "secret")
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch")
 _HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
+_DELIVERY_KEYS = ("mode", "concurrency")
 _HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
 
 
@@ -586,6 +602,28 @@ def _hook_settings(section: dict[str, object], base: Path) -> HookSettings:
     return HookSettings(**programs)
 
 
+def _delivery_settings(value: object) -> DeliverySettings:
+    """`delivery: ssh` is short for `delivery: {mode: ssh}`."""
+    defaults = DeliverySettings()
+    if value is None:
+        return defaults
+    if not isinstance(value, str | dict):
+        raise _Invalid("delivery", f"expected {' or '.join(DELIVERY_MODES)}, or a mapping with "
+                       f"keys {', '.join(_DELIVERY_KEYS)}, got {_describe(value)}")
+    section = {"mode": value} if isinstance(value, str) else _mapping(
+        value, "delivery", _DELIVERY_KEYS)
+    key = "delivery.mode" if isinstance(value, dict) else "delivery"
+    mode = section.get("mode", defaults.mode)
+    if mode not in DELIVERY_MODES:
+        raise _Invalid(key, f"expected one of {', '.join(DELIVERY_MODES)}, got {_describe(mode)}")
+    concurrency = section.get("concurrency", defaults.concurrency)
+    if (isinstance(concurrency, bool) or not isinstance(concurrency, int)
+            or not 1 <= concurrency <= MAX_DELIVERY_CONCURRENCY):
+        raise _Invalid("delivery.concurrency", "expected a number of servers at a time from 1 "
+                       f"to {MAX_DELIVERY_CONCURRENCY}, got {_describe(concurrency)}")
+    return DeliverySettings(mode=str(mode), concurrency=concurrency)
+
+
 # -- hosts ---------------------------------------------------------------------------------
 
 
@@ -704,6 +742,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     keep_images = _integer(top.get("keep_images", DEFAULT_KEEP_IMAGES), "keep_images",
                            MIN_KEEP_IMAGES, 1000)
     hooks = _hook_settings(_section(top, "hooks", _HOOK_KEYS), base)
+    delivery = _delivery_settings(top.get("delivery"))
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -719,4 +758,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         env=env,
         keep_images=keep_images,
         hooks=hooks,
+        delivery=delivery,
     )

@@ -27,9 +27,12 @@ import math
 import secrets
 import shlex
 import socket
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import paramiko
 from fabric import Config, Connection
@@ -43,6 +46,21 @@ from tasks.validation import InputError
 API_TIMEOUT = 10.0
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+STREAM_CHUNK = 256 * 1024
+
+_connections_lock = threading.Lock()
+_connections_opened = 0
+
+
+def connections_opened() -> int:
+    """SSH connections this process has opened so far (jump hosts included)."""
+    return _connections_opened
+
+
+def _count_connection() -> None:
+    global _connections_opened
+    with _connections_lock:
+        _connections_opened += 1
 
 
 class ConnectError(RuntimeError):
@@ -295,6 +313,7 @@ class Server:
             raise ConnectError(f"{self.name}: SSH to {where}{via} failed: {error}") from error
         except (TimeoutError, OSError) as error:
             raise ConnectError(f"{self.name}: cannot connect to {where}{via}: {error}") from error
+        _count_connection()
         # Small request/answer exchanges (runtime API polls, short commands) otherwise wait
         # ~40 ms each on Nagle's algorithm meeting delayed ACKs; OpenSSH sets this too.
         sock = connection.transport.sock
@@ -368,6 +387,63 @@ class Server:
             out_sink.flush_rest()
             err_sink.flush_rest()
         return result.exited
+
+    def run_streaming_stdin(self, argv: Sequence[str], source: BinaryIO, *,
+                            sent: Callable[[int], None] | None = None,
+                            timeout: float | None = None) -> CommandResult:
+        """Run one command and stream `source` (bytes, read to its end) into its stdin over a
+        channel of the existing connection; `sent` is called with the bytes sent so far.
+        `timeout` bounds the whole command, transfer included."""
+        self.connect()
+        line = shlex.join(argv)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            channel = self.connection.transport.open_session()
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._lost(error) from error
+        stdout, stderr = bytearray(), bytearray()
+
+        def remaining() -> float | None:
+            if deadline is None:
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RemoteCommandError(self.name, line, -1, f"timed out after {timeout}s")
+            return left
+
+        try:
+            channel.exec_command(line)
+            total = 0
+            while chunk := source.read(STREAM_CHUNK):
+                channel.settimeout(remaining())
+                try:
+                    channel.sendall(chunk)
+                except OSError:
+                    if channel.exit_status_ready():
+                        break  # the command ended early (an error): its stderr says why
+                    raise
+                total += len(chunk)
+                if sent is not None:
+                    sent(total)
+            channel.shutdown_write()
+            channel.settimeout(remaining())
+            # docker load writes a line or two: it cannot fill the window while we send.
+            while data := channel.recv(65536):
+                stdout.extend(data)
+            while data := channel.recv_stderr(65536):
+                stderr.extend(data)
+            if not channel.status_event.wait(remaining()):
+                raise RemoteCommandError(self.name, line, -1, f"timed out after {timeout}s")
+            exit_code = channel.recv_exit_status()
+        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as error:
+            if not self.connection.transport.is_active():
+                raise self._lost(error) from error
+            raise RemoteCommandError(self.name, line, -1, str(error) or type(error).__name__
+                                     ) from error
+        finally:
+            channel.close()
+        return CommandResult(stdout.decode(errors="replace"), stderr.decode(errors="replace"),
+                             exit_code)
 
     def read_file(self, path: str) -> str | None:
         result = self.run(["cat", path], check=False)

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 from tasks import history, interrupts
 from tasks.app_env import AppEnv, resolve_app_env
+from tasks.batches import run_in_batches
+from tasks.delivery import image_deliverer
 from tasks.haproxy import RuntimeApiError
 from tasks.inventory import SLOTS, Inventory
 from tasks.locking import FleetLock, LockedError, new_owner
 from tasks.output import format_table, progress_for, say
-from tasks.proxy import ProxyError, ensure_image
+from tasks.proxy import ProxyError
 from tasks.pruning import prune_images
 from tasks.remote import ConnectError, RemoteCommandError, Server
 from tasks.swap import SlotSwap, SwapError, SwapRolledBack, describe_serving, read_slots
@@ -32,7 +34,6 @@ ON_FAILURE_STOP = "stop"
 ON_FAILURE_ROLLBACK = "rollback"
 ON_FAILURE_POLICIES = (ON_FAILURE_STOP, ON_FAILURE_ROLLBACK)
 
-PREPARE_CONCURRENCY = 8
 OPERATION_ERRORS = (ConnectError, RemoteCommandError, RuntimeApiError, ProxyError, SwapError,
                     LockedError)
 
@@ -48,6 +49,12 @@ class ServerOutcome:
     serving: str = ""
     error: str = ""
     switch_seconds: float | None = None  # from the start until the new slot took the traffic
+
+    @property
+    def swap_seconds(self) -> float:
+        """How long the swap made clients wait for the new version: until the switch (what
+        follows, the watch period and stopping the old slot, delays nobody)."""
+        return self.seconds if self.switch_seconds is None else self.switch_seconds
 
 
 @dataclass
@@ -73,28 +80,30 @@ def close_all(servers: list[Server]) -> None:
 
 def prepare(servers: list[Server], inventory: Inventory, tags: dict[str, str], *,
             refresh: bool) -> dict[str, Exception]:
-    """Put each server's IMAGE:TAG on it, in parallel, before any traffic moves anywhere.
-    Returns the servers that failed, with why."""
+    """Put each server's IMAGE:TAG on it, in parallel (inventory `delivery`: how, and how many
+    at a time), before any traffic moves anywhere. Returns the servers that failed, with why."""
 
     def prepare_one(server: Server) -> tuple[str, Exception | None]:
         try:
-            ensure_image(server, inventory.image_ref(tags[server.name]),
-                         progress_for(server.name), refresh=refresh)
+            deliver(server, inventory.image_ref(tags[server.name]),
+                    progress_for(server.name), refresh=refresh)
         except OPERATION_ERRORS as error:
             return server.name, error
         return server.name, None
 
-    with ThreadPoolExecutor(max_workers=min(PREPARE_CONCURRENCY, len(servers))) as pool:
+    workers = min(inventory.delivery.concurrency, len(servers))
+    with image_deliverer(inventory) as deliver, ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(prepare_one, servers))
     return {name: error for name, error in results if error}
 
 
 def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
            tags: dict[str, str] | None = None, pull: bool = True,
-           on_failure: str = ON_FAILURE_STOP) -> RolloutResult:
+           on_failure: str = ON_FAILURE_STOP, batch: int = 1) -> RolloutResult:
     """The rolling deploy: every server locked first, images in place next, then one swap at a
     time, stopping at the first failure. `tags` gives some servers another tag than `tag`
-    (a rollback returns each server to its own previous version)."""
+    (a rollback returns each server to its own previous version). `batch` servers swap at
+    a time (see tasks.batches)."""
     app_env = resolve_app_env(inventory, os.environ)  # a missing secret: exit 2, no server
     result = RolloutResult(tag)
     servers = servers_of(inventory)
@@ -103,13 +112,17 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                        for s in servers]
     owner = new_owner(task, tag)
     try:
-        say(f"{task} {inventory.image_ref(tag)} to {len(servers)} servers, one at a time")
+        at_a_time = "one" if batch == 1 else f"{batch}"
+        say(f"{task} {inventory.image_ref(tag)} to {len(servers)} servers, {at_a_time} at a time")
         with interrupts.guarded(), FleetLock(servers, inventory, owner):
             failures = prepare(servers, inventory, tag_of, refresh=pull)
             if failures:
                 stop_before_any_swap(result, servers, inventory, failures)
                 return result
-            swap_in_turn(result, servers, inventory, tag_of, task, app_env)
+            if batch > 1:
+                swap_in_batches(result, servers, inventory, tag_of, task, app_env, batch)
+            else:
+                swap_in_turn(result, servers, inventory, tag_of, task, app_env)
             if not result.ok and on_failure == ON_FAILURE_ROLLBACK:
                 roll_back_moved(result, servers, inventory, app_env)
     except LockedError as error:
@@ -178,6 +191,34 @@ def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Invent
                               f"{outcome.error}")
             fill_serving(servers[index + 1:], inventory, result.outcomes[index + 1:])
             return
+
+
+def swap_in_batches(result: RolloutResult, servers: list[Server], inventory: Inventory,
+                    tag_of: dict[str, str], task: str, app_env: AppEnv, size: int) -> None:
+    """--batch: `size` servers swap in parallel; the next batch starts only when the whole
+    batch succeeded."""
+
+    def announce(number: int, members: range) -> None:
+        interrupts.checkpoint()
+        say(f"batch {number}: {', '.join(servers[i].name for i in members)}")
+
+    def swap_index(index: int) -> bool:
+        server, outcome = servers[index], result.outcomes[index]
+        try:
+            return swap_one(server, inventory, tag_of[server.name], outcome, app_env)
+        except KeyboardInterrupt:
+            outcome.outcome = "interrupted"
+            raise
+        finally:
+            record_history(server, inventory, task, outcome)
+
+    done, failed = run_in_batches(len(servers), size, swap_index, announce)
+    if failed:
+        result.exit_code = EXIT_DEPLOY_FAILED
+        reasons = "; ".join(f"{servers[i].name}: {result.outcomes[i].error}" for i in failed)
+        result.message = (f"{task} of {result.outcomes[failed[0]].new_tag} stopped after its "
+                          f"batch failed on {reasons}")
+        fill_serving(servers[done:], inventory, result.outcomes[done:])
 
 
 def record_history(server: Server, inventory: Inventory, task: str,

@@ -8,6 +8,7 @@ import yaml
 from tasks.inventory import (
     SLOTS,
     BuildSettings,
+    DeliverySettings,
     EnvSettings,
     HaproxySettings,
     HealthcheckSettings,
@@ -362,6 +363,7 @@ SECTIONS = {
     "haproxy": HaproxySettings,
     "timeouts": Timeouts,
     "hooks": HookSettings,
+    "delivery": DeliverySettings,
 }
 
 

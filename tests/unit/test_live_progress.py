@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import os
 import pty
+import select
 import sys
+import time
 
 import pytest
 
@@ -61,6 +63,15 @@ def test_wants_live_on_a_real_terminal_only(environ: dict[str, str], wanted: boo
         os.close(secondary)
 
 
+def read_all(fd: int) -> str:
+    """What the pty has for us: the kernel hands it over asynchronously, maybe in pieces, so
+    read until nothing more comes for a moment (bounded to 5 s)."""
+    chunks, deadline = [], time.monotonic() + 5
+    while time.monotonic() < deadline and select.select([fd], [], [], 0.3)[0]:
+        chunks.append(os.read(fd, 65536))
+    return b"".join(chunks).decode()
+
+
 def test_on_a_pty_lines_are_updated_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
     main, secondary = pty.openpty()
     clock = iter(float(n) for n in range(100))
@@ -75,7 +86,7 @@ def test_on_a_pty_lines_are_updated_in_place(monkeypatch: pytest.MonkeyPatch) ->
                 output.say("a message above the lines")
             finally:
                 output.set_live_display(None)
-        written = os.read(main, 65536).decode()
+        written = read_all(main)
     finally:
         os.close(main)
         os.close(secondary)

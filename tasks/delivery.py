@@ -1,0 +1,213 @@
+"""Getting IMAGE:TAG onto every server before the first swap (inventory `delivery`).
+
+`registry`: each server pulls the image (tasks.proxy.ensure_image). `ssh`: no registry at
+all; the image is read from the operator's Docker (`docker image save`, the engine DOCKER_HOST
+names, as for `fab build`) once into a temporary file, and streamed from there into each
+server's `docker image load` over that server's own SSH connection. A server that already
+has the same image ID is skipped; the others get it `delivery.concurrency` at a time (the
+caller runs them in parallel), with progress lines in MB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from tasks import docker_commands as docker
+from tasks import interrupts
+from tasks.inventory import Inventory
+from tasks.proxy import ProxyError, ensure_image, up_server
+from tasks.remote import Server
+
+Progress = Callable[[str], None]
+ServerAction = Callable[[Server, Inventory, Progress], str]
+LOCAL_DOCKER_TIMEOUT = 900.0  # seconds for the local `docker image save` of one image
+LOAD_TIMEOUT = 1800.0  # seconds for one server's transfer and `docker image load`
+PROGRESS_INTERVAL = 1.0  # seconds between two progress lines of one transfer
+MEGABYTE = 1_000_000
+
+
+class DeliveryError(ProxyError):
+    """The image could not be put on a server (like a failed pull): nothing was swapped."""
+
+
+class Deliver(Protocol):
+    def __call__(self, server: Server, image_ref: str, progress: Progress, *,
+                 refresh: bool) -> None: ...
+
+
+def megabytes(count: int) -> str:
+    return f"{count / MEGABYTE:.1f} MB"
+
+
+def transfer_line(sent: int, size: int, seconds: float) -> str:
+    """`12.0/48.0 MB (25%), 6.0 MB/s`: one progress line of a transfer."""
+    share = f" ({100 * sent // size}%)" if size else ""
+    rate = f", {sent / MEGABYTE / seconds:.1f} MB/s" if seconds > 0 else ""
+    return f"sent {sent / MEGABYTE:.1f}/{megabytes(size)}{share}{rate}"
+
+
+def first_line_of_error(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no error output"
+
+
+class TransferMeter:
+    """Turns `sent(bytes)` calls into a progress line at most every PROGRESS_INTERVAL, and
+    lets Ctrl-C stop a long transfer between two chunks."""
+
+    def __init__(self, size: int, progress: Progress, clock: Callable[[], float] = time.monotonic):
+        self.size, self.progress, self.clock = size, progress, clock
+        self.started = self.last = clock()
+
+    def __call__(self, sent: int) -> None:
+        interrupts.checkpoint()
+        now = self.clock()
+        if now - self.last >= PROGRESS_INTERVAL and sent < self.size:
+            self.last = now
+            self.progress(transfer_line(sent, self.size, now - self.started))
+
+    @property
+    def seconds(self) -> float:
+        return self.clock() - self.started
+
+
+def remote_image_id(server: Server, image_ref: str) -> str | None:
+    result = server.run(docker.image_id(image_ref), check=False)
+    return (result.stdout.strip() or None) if result.ok else None
+
+
+def run_local_docker(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """A docker command on this machine, against the engine DOCKER_HOST names."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False,
+                              timeout=LOCAL_DOCKER_TIMEOUT)
+    except FileNotFoundError:
+        raise DeliveryError("delivery ssh needs the `docker` command on this machine, "
+                            "to read the image from") from None
+    except subprocess.TimeoutExpired:
+        raise DeliveryError(f"`{' '.join(argv)}` on this machine took more than "
+                            f"{LOCAL_DOCKER_TIMEOUT:g}s") from None
+
+
+def local_engine() -> str:
+    return f"DOCKER_HOST={os.environ['DOCKER_HOST']}" if os.environ.get("DOCKER_HOST") else (
+        "the default engine")
+
+
+class SshDelivery:
+    """delivery: ssh. Use as a context manager: the saved image files go at the end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._saved: dict[str, tuple[str, Path] | DeliveryError] = {}
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+
+    def __enter__(self) -> SshDelivery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
+
+    def local_image(self, image_ref: str) -> tuple[str, Path]:
+        """The image ID in the operator's Docker and the tar file it was saved to; saved once
+        for all the servers."""
+        with self._lock:
+            if image_ref not in self._saved:
+                try:
+                    self._saved[image_ref] = self._save(image_ref)
+                except DeliveryError as error:
+                    self._saved[image_ref] = error
+            saved = self._saved[image_ref]
+        if isinstance(saved, DeliveryError):
+            raise saved
+        return saved
+
+    def _save(self, image_ref: str) -> tuple[str, Path]:
+        found = run_local_docker(docker.image_id(image_ref))
+        if found.returncode != 0:
+            raise DeliveryError(f"{image_ref} is not in this machine's Docker ({local_engine()}):"
+                                f" {first_line_of_error(found.stderr)}; build (fab build) "
+                                "or pull it there first")
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="slotswap-image-")
+        path = Path(self._folder.name) / f"image-{len(self._saved)}.tar"
+        saved = run_local_docker(docker.save(image_ref, str(path)))
+        if saved.returncode != 0:
+            raise DeliveryError(f"cannot save {image_ref} from this machine's Docker "
+                                f"({local_engine()}): {first_line_of_error(saved.stderr)}")
+        return found.stdout.strip(), path
+
+    def __call__(self, server: Server, image_ref: str, progress: Progress, *,
+                 refresh: bool) -> None:
+        remote_id = remote_image_id(server, image_ref)
+        if remote_id and not refresh:
+            return
+        try:
+            local_id, path = self.local_image(image_ref)
+        except DeliveryError as error:
+            if remote_id:
+                progress(f"WARNING: {error}; using the copy on the server")
+                return
+            raise DeliveryError(f"{server.name}: {error}") from error
+        if remote_id == local_id:
+            progress(f"{image_ref} already there (image {short_id(local_id)}), nothing sent")
+            return
+        send_image(server, image_ref, local_id, path, progress)
+
+
+def short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def send_image(server: Server, image_ref: str, image_id: str, path: Path,
+               progress: Progress) -> None:
+    size = path.stat().st_size
+    progress(f"sending {image_ref} (image {short_id(image_id)}, {megabytes(size)}) over SSH")
+    meter = TransferMeter(size, progress)
+    with path.open("rb") as source:
+        result = server.run_streaming_stdin(docker.load(), source, sent=meter,
+                                            timeout=LOAD_TIMEOUT)
+    if not result.ok:
+        raise DeliveryError(f"{server.name}: `docker image load` of {image_ref} exited "
+                            f"{result.exit_code}: {first_line_of_error(result.stderr)}")
+    loaded = remote_image_id(server, image_ref)
+    if loaded != image_id:
+        raise DeliveryError(f"{server.name}: after `docker image load`, {image_ref} is image "
+                            f"{loaded or 'missing'}, not {image_id}")
+    progress(f"loaded {image_ref}: {transfer_line(size, size, meter.seconds)} in "
+             f"{meter.seconds:.1f}s")
+
+
+@contextlib.contextmanager
+def image_deliverer(inventory: Inventory) -> Iterator[Deliver]:
+    """What puts IMAGE:TAG on one server, for the inventory's delivery mode."""
+    if inventory.delivery.mode == "ssh":
+        with SshDelivery() as deliver:
+            yield deliver
+    else:
+        yield ensure_image
+
+
+@contextlib.contextmanager
+def up_action(inventory: Inventory) -> Iterator[ServerAction]:
+    """What `fab up` does on one server. With delivery: ssh, a server that lacks HAProxy's
+    image gets it from the operator's Docker too, so that no server needs a registry."""
+    if inventory.delivery.mode != "ssh":
+        yield up_server
+        return
+
+    with SshDelivery() as deliver:
+        def up_without_registry(server: Server, inventory: Inventory, progress: Progress) -> str:
+            deliver(server, inventory.haproxy.image, progress, refresh=False)
+            return up_server(server, inventory, progress)
+
+        yield up_without_registry

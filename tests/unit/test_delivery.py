@@ -1,0 +1,157 @@
+"""The inventory's `delivery` setting and tasks.delivery's pure parts (command lines, progress
+lines, what the operator's Docker is asked)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tasks import docker_commands as docker
+from tasks import interrupts
+from tasks.delivery import (
+    PROGRESS_INTERVAL,
+    DeliveryError,
+    SshDelivery,
+    TransferMeter,
+    image_deliverer,
+    short_id,
+    transfer_line,
+)
+from tasks.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
+from tasks.proxy import ProxyError, ensure_image
+
+BASE = {"app": "webapp", "image": "registry.example.com/acme/webapp", "hosts": ["203.0.113.10"]}
+
+
+def inventory_with(**changes: object) -> Inventory:
+    return parse_inventory({**BASE, **changes}, Path("/srv/deploy/hosts.yaml"))
+
+
+def test_delivery_defaults_to_the_registry_8_servers_at_a_time() -> None:
+    assert inventory_with().delivery == DeliverySettings(mode="registry", concurrency=8)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("ssh", DeliverySettings("ssh", 8)),
+    ("registry", DeliverySettings("registry", 8)),
+    ({"mode": "ssh", "concurrency": 3}, DeliverySettings("ssh", 3)),
+    ({"concurrency": 64}, DeliverySettings("registry", 64)),
+    ({}, DeliverySettings()),
+    (None, DeliverySettings()),
+])
+def test_delivery_as_a_word_or_a_mapping(value: object, expected: DeliverySettings) -> None:
+    assert inventory_with(delivery=value).delivery == expected
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("scp", "delivery: expected one of registry, ssh, got 'scp'"),
+    ({"mode": "SSH"}, "delivery.mode: expected one of registry, ssh, got 'SSH'"),
+    ({"concurrency": 0}, "delivery.concurrency: expected a number of servers at a time from 1 "
+                         "to 64, got 0"),
+    ({"concurrency": 65}, "to 64, got 65"),
+    ({"concurrency": True}, "got a boolean (true)"),
+    ({"concurrency": "4"}, "got '4'"),
+    ({"mode": "ssh", "parallel": 2}, "delivery.parallel: unknown key"),
+    (5, "delivery: expected registry or ssh, or a mapping with keys mode, concurrency, got 5"),
+])
+def test_bad_delivery_settings_name_the_key(value: object, message: str) -> None:
+    with pytest.raises(InventoryError, match=r"^/srv/deploy/hosts\.yaml: ") as raised:
+        inventory_with(delivery=value)
+    assert message in str(raised.value)
+
+
+def test_save_and_load_command_lines() -> None:
+    assert docker.save("r:5000/a/b:v1", "/tmp/x/image.tar") == [
+        "docker", "image", "save", "--output", "/tmp/x/image.tar", "r:5000/a/b:v1"]
+    assert docker.load() == ["docker", "image", "load", "--quiet"]
+
+
+def test_transfer_line() -> None:
+    assert transfer_line(12_000_000, 48_000_000, 2.0) == "sent 12.0/48.0 MB (25%), 6.0 MB/s"
+    assert transfer_line(0, 0, 0.0) == "sent 0.0/0.0 MB"
+
+
+def test_short_id() -> None:
+    assert short_id("sha256:0123456789abcdef0123") == "0123456789ab"
+
+
+def test_transfer_meter_prints_at_most_once_per_interval_and_never_at_the_end() -> None:
+    now = [100.0]
+    lines: list[str] = []
+    meter = TransferMeter(10_000_000, lines.append, clock=lambda: now[0])
+    meter(1_000_000)  # too soon
+    now[0] += PROGRESS_INTERVAL
+    meter(5_000_000)
+    now[0] += PROGRESS_INTERVAL / 2
+    meter(6_000_000)  # too soon again
+    now[0] += PROGRESS_INTERVAL
+    meter(10_000_000)  # the end: the caller says "loaded" instead
+    assert lines == ["sent 5.0/10.0 MB (50%), 5.0 MB/s"]
+    assert meter.seconds == pytest.approx(2.5 * PROGRESS_INTERVAL)
+
+
+def test_transfer_meter_lets_an_interrupt_stop_the_transfer() -> None:
+    meter = TransferMeter(10, lambda _line: None)
+    interrupts._requested.set()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            meter(5)
+    finally:
+        interrupts._requested.clear()
+
+
+def test_a_delivery_failure_stops_the_run_like_a_failed_pull() -> None:
+    # tasks.rollout.prepare collects ProxyErrors per server and stops before any swap.
+    assert issubclass(DeliveryError, ProxyError)
+
+
+def test_the_registry_mode_pulls_and_the_ssh_mode_streams() -> None:
+    with image_deliverer(inventory_with()) as deliver:
+        assert deliver is ensure_image
+    with image_deliverer(inventory_with(delivery="ssh")) as deliver:
+        assert isinstance(deliver, SshDelivery)
+
+
+def fake_docker(folder: Path, script: str) -> None:
+    """A `docker` on PATH that plays the operator's engine, for the local half only."""
+    folder.mkdir()
+    path = folder / "docker"
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_the_image_is_saved_once_for_every_server_and_removed_at_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = tmp_path / "calls"
+    fake_docker(tmp_path / "bin", f"""echo "$@" >> {calls}
+case "$2" in
+  inspect) echo sha256:abc ;;
+  save) echo tar > "$4" ;;
+esac
+""")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    with SshDelivery() as delivery:
+        first = delivery.local_image("r/app:v1")
+        assert delivery.local_image("r/app:v1") == first
+        image_id, saved = first
+        assert image_id == "sha256:abc" and saved.read_text() == "tar\n"
+    assert not saved.exists()
+    assert calls.read_text().splitlines() == [
+        "image inspect --format {{.Id}} r/app:v1",
+        f"image save --output {saved} r/app:v1",
+    ]
+
+
+def test_an_image_missing_from_the_operators_docker_names_the_engine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_docker(tmp_path / "bin", "echo 'Error: No such image: r/app:v9' >&2; exit 1\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/builder.sock")
+    with SshDelivery() as delivery, pytest.raises(DeliveryError) as raised:
+        delivery.local_image("r/app:v9")
+    assert str(raised.value) == (
+        "r/app:v9 is not in this machine's Docker (DOCKER_HOST=unix:///run/builder.sock): "
+        "Error: No such image: r/app:v9; build (fab build) or pull it there first")
