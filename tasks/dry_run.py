@@ -95,7 +95,11 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
     image_ref, backend = inventory.image_ref(tag), inventory.app
     lock_steps(plan, server, inventory)
     present = server.run(docker.image_id(image_ref), check=False).ok
-    if pull or not present:
+    if inventory.delivery.mode == "ssh":
+        plan.steps.append(f"send {image_ref} from this machine's Docker (docker image save) "
+                          "into `docker image load` over SSH, unless the server has the same "
+                          "image ID")
+    elif pull or not present:
         plan.shell(docker.pull(image_ref))
     if views[idle].stat.takes_new_traffic or views[idle].stat.sessions:
         drain_steps(plan, inventory, idle)
@@ -188,7 +192,11 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     if not server.run(docker.network_inspect(inventory.network), check=False).ok:
         plan.shell(docker.network_create(inventory.network, inventory.app))
     if not server.run(docker.image_id(inventory.haproxy.image), check=False).ok:
-        plan.shell(docker.pull(inventory.haproxy.image))
+        if inventory.delivery.mode == "ssh":
+            plan.steps.append(f"send {inventory.haproxy.image} from this machine's Docker "
+                              "into `docker image load` over SSH")
+        else:
+            plan.shell(docker.pull(inventory.haproxy.image))
     name = inventory.haproxy_container
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)

@@ -130,3 +130,15 @@ def test_a_held_lock_is_named_in_the_plan(tmp_path: Path) -> None:
     assert plan.steps[0] == ("STOP: locked by alice@laptop since 2026-11-26T08:00:00+00:00 "
                              "(deploy v9): the run would change nothing and exit 4 "
                              "(`fab lock`, `fab unlock`)")
+
+
+def test_with_delivery_over_ssh_the_plan_sends_the_image_instead_of_pulling(
+        tmp_path: Path) -> None:
+    inv = parse_inventory({"app": "webapp", "image": "registry.example/acme/webapp",
+                           "delivery": "ssh", "hosts": ["203.0.113.10"]},
+                          tmp_path / "hosts.yaml")
+    plan = dry_run.deploy_plan(FactServer("live_web1"), inv, "v3", pull=True,  # type: ignore[arg-type]
+                               task="deploy")
+    assert not any("docker pull" in step for step in plan.steps)
+    assert any(step.startswith("send registry.example/acme/webapp:v3 from this machine's "
+                               "Docker") for step in plan.steps)
