@@ -3,7 +3,7 @@
 For each approach: bring every server to v1 with the kit (not measured), start one load
 generator, deploy v2, v1, v2, ... back to back, and after each deploy ask every server which
 version it serves. Then print both approaches' figures side by side, and whether the kit
-met the issue's targets. Figures are reported, not asserted: the exit code is 0 unless the
+met its targets. Figures are reported, not asserted: the exit code is 0 unless the
 run itself broke. The sandbox is left serving v1, deployed by the kit.
 
     .venv/bin/python bench/deploy_bench.py [--inventory .sandbox/hosts.yaml] [--rounds 3]

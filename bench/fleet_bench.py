@@ -3,7 +3,7 @@ already on the servers and with the image delivered over SSH, under load.
 
 Creates its own sandbox (root; run it under the sandbox lock), builds the example app's
 tags in the sandbox's build engine (never pushed: every image reaches the servers over SSH),
-measures, prints a table and the issue's targets with PASS/FAIL, writes a PNG plot of the
+measures, prints a table and its targets with PASS/FAIL, writes a PNG plot of the
 total deploy time against the number of servers (matplotlib: `pip install -e '.[bench]'`),
 then removes the sandbox. Figures are reported, not asserted: the exit code is 0 unless the
 run itself broke.
