@@ -22,7 +22,7 @@ from tasks.app_env import AppEnv, env_file_path, resolve_app_env
 from tasks.haproxy import AdminState, ServerStat, ServerState
 from tasks.interrupts import checkpoint
 from tasks.inventory import SLOTS, Inventory
-from tasks.remote import RemoteCommandError, Server
+from tasks.remote import ConnectError, RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
 # After the switch: HAProxy marks a failing slot DOWN 200 ms after its first failed check
@@ -200,8 +200,8 @@ class SlotSwap:
         try:
             checkpoint()
             self.watch_and_drain(plan.idle, plan.live)
-        except SwapRolledBack:
-            raise
+        except SwapError:
+            raise  # switched back, or could not: the old slot is left as it is
         except BaseException:
             # Interrupted, or the connection broke: the new slot serves, the old one gets no
             # new traffic; its open requests finish, the next run removes its container.
@@ -275,10 +275,24 @@ class SlotSwap:
                             f"({self.old_version}) does not pass them either "
                             f"({stats[old].check_summary}); both were left as they are",
                             describe_serving(read_slots_quietly(self.server, self.inventory)))
-        self.server.runtime_api(haproxy.join_commands(
+        back = haproxy.join_commands(
             haproxy.command_set_state(self.backend, old, AdminState.READY),
             haproxy.command_set_state(self.backend, new, AdminState.MAINT),
-        ))
+        )
+        try:
+            self.server.runtime_api(back)
+        except ConnectError:
+            # The connection broke: the next call opens a new one. Once more, since the old
+            # slot is the only healthy one.
+            try:
+                self.server.runtime_api(back)
+            except Exception as error:
+                raise SwapError(f"{new} ({self.tag}) failed HAProxy's health checks "
+                                f"{after:.1f}s after the switch ({failed.check_summary}), and "
+                                f"sending the traffic back to {old} failed: {error}; run "
+                                "`fab status`, then deploy the version you want",
+                                describe_serving(read_slots_quietly(self.server,
+                                                                    self.inventory))) from error
         self.progress(f"{new} ({self.tag}) FAILED HAProxy's health checks {after:.1f}s after "
                       f"taking traffic ({failed.check_summary}); traffic is back on {old} "
                       f"({self.old_version})")

@@ -1,0 +1,78 @@
+"""SlotSwap.switch_back: the old slot takes the traffic back in one runtime-API line, sent
+again over a new connection when the first one broke."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.haproxy import ServerStat
+from tasks.inventory import parse_inventory
+from tasks.remote import CommandResult, ConnectionLostError
+from tasks.swap import SlotSwap, SwapError, SwapRolledBack
+
+BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"
+
+
+class FlakyServer:
+    """Loses the connection for the first `losses` runtime-API lines that change state."""
+
+    name = "s1"
+
+    def __init__(self, losses: int) -> None:
+        self.losses = losses
+        self.sent: list[str] = []
+        self.commands: list[list[str]] = []
+
+    def runtime_api(self, command: str) -> str:
+        if command.startswith("show"):
+            raise RuntimeError("not recorded here")  # read_slots_quietly: state unknown
+        if self.losses:
+            self.losses -= 1
+            raise ConnectionLostError("s1: lost the SSH connection (EOF)")
+        self.sent.append(command)
+        return "\n"
+
+    def run(self, argv: list[str], **_: Any) -> CommandResult:
+        self.commands.append(list(argv))
+        return CommandResult("", "", 0)
+
+
+def stats(new_status: str, old_status: str = "DRAIN") -> dict[str, ServerStat]:
+    return {"web2": ServerStat("web2", new_status, 3, "L7STS", "500", "", 0, "10.0.0.3:3000"),
+            "web1": ServerStat("web1", old_status, 0, "L7OK", "200", "", 0, "10.0.0.2:3000")}
+
+
+def swap(tmp_path: Path, server: FlakyServer) -> SlotSwap:
+    inventory = parse_inventory({"app": "webapp", "image": "acme/webapp",
+                                 "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
+    slot_swap = SlotSwap(server, inventory, "v2", lambda _: None)  # type: ignore[arg-type]
+    slot_swap.old_version = "v1"
+    return slot_swap
+
+
+@pytest.mark.parametrize("losses", [0, 1])
+def test_traffic_goes_back_in_one_line_even_after_a_lost_connection(tmp_path: Path,
+                                                                     losses: int) -> None:
+    server = FlakyServer(losses)
+    with pytest.raises(SwapRolledBack, match="rolled back to v1 in web1"):
+        swap(tmp_path, server).switch_back("web2", "web1", stats("UP 1/3"), 1.5)
+    assert server.sent == [BACK]
+    assert ["docker", "stop", "--time", "10", "webapp-web2"] in server.commands
+
+
+def test_two_lost_connections_leave_the_slots_as_they_are_and_say_so(tmp_path: Path) -> None:
+    server = FlakyServer(2)
+    with pytest.raises(SwapError, match="sending the traffic back to web1 failed") as raised:
+        swap(tmp_path, server).switch_back("web2", "web1", stats("UP 1/3"), 1.5)
+    assert not isinstance(raised.value, SwapRolledBack)
+    assert server.sent == [] and server.commands == []
+
+
+def test_an_old_slot_failing_too_is_not_switched_to(tmp_path: Path) -> None:
+    server = FlakyServer(0)
+    with pytest.raises(SwapError, match="does not pass them either"):
+        swap(tmp_path, server).switch_back("web2", "web1", stats("DOWN", "DOWN"), 1.5)
+    assert server.sent == []
