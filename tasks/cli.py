@@ -216,8 +216,9 @@ def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
              json: bool = False, dry_run: bool = False) -> None:
     """Return every server to its previous version, with the same zero-downtime swap.
 
-    The previous version comes from each server's history; its image is still on the
-    server, so nothing is pulled. Example: fab rollback   or   fab rollback --to=v41
+    The previous version comes from each server's history; the container the last deploy
+    kept stopped starts again, and nothing is pulled. Example: fab rollback   or
+    fab rollback --to=v41
     """
     refuse_json_with_dry_run(json, dry_run)
     if json:
