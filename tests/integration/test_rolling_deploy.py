@@ -78,8 +78,8 @@ def test_unhealthy_version_is_contained_under_load(sandbox_env: Sandbox) -> None
     assert report.failed == 0, report.failures
     output = result.stdout + result.stderr
     assert "deploy of bad1 stopped at s1" in output
-    # Why: HAProxy's own check of the new slot failed on its HTTP status. (Rarely the stats
-    # show the code of a check cut short as 0, hence no "500" here.)
+    # Why: HAProxy's own check of the new slot failed on its HTTP status. (Once the stats
+    # showed the code as 0 instead of 500, cause not known, hence no "500" here.)
     assert "L7STS" in output
     assert re.search(r"^s1 .* failed\s+v2 in web[12]$", result.stdout, re.MULTILINE)
     assert re.search(r"^s2 .* not started\s+v2 in web[12]$", result.stdout, re.MULTILINE)
