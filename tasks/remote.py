@@ -352,19 +352,18 @@ class Server:
                 raise RemoteCommandError(self.name, shlex.join(argv), outcome.exit_code,
                                          outcome.stderr)
             return outcome
-        return self._run_line(shlex.join(argv), check=check, timeout=timeout, stdin=stdin)
+        return self._run_line(shlex.join(argv), check=check, timeout=timeout)
 
     def run_chain(self, *commands: Sequence[str], timeout: float | None = None) -> CommandResult:
         """Several commands in one round trip, each only if the previous one succeeded."""
         line = " && ".join(shlex.join(argv) for argv in commands)
         return self._run_line(line, check=True, timeout=timeout)
 
-    def _run_line(self, line: str, *, check: bool, timeout: float | None,
-                  stdin: str | None = None) -> CommandResult:
+    def _run_line(self, line: str, *, check: bool, timeout: float | None) -> CommandResult:
+        """A command with no stdin (run() sends stdin over a channel of its own)."""
         self.connect()
-        in_stream = io.StringIO(stdin) if stdin is not None else False
         try:
-            result = self.connection.run(line, hide=True, warn=True, in_stream=in_stream,
+            result = self.connection.run(line, hide=True, warn=True, in_stream=False,
                                          timeout=timeout)
         except CommandTimedOut as error:
             raise RemoteCommandError(self.name, line, -1,

@@ -178,13 +178,7 @@ def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Invent
                  tag_of: dict[str, str], task: str, app_env: AppEnv) -> None:
     for index, (server, outcome) in enumerate(zip(servers, result.outcomes, strict=True)):
         interrupts.checkpoint()
-        try:
-            ok = swap_one(server, inventory, tag_of[server.name], outcome, app_env)
-        except KeyboardInterrupt:
-            outcome.outcome = "interrupted"
-            raise
-        finally:
-            record_history(server, inventory, task, outcome)
+        ok = swap_and_record(server, inventory, tag_of[server.name], outcome, task, app_env)
         if not ok:
             result.exit_code = EXIT_DEPLOY_FAILED
             result.message = (f"{task} of {outcome.new_tag} stopped at {server.name}: "
@@ -203,14 +197,9 @@ def swap_in_batches(result: RolloutResult, servers: list[Server], inventory: Inv
         say(f"batch {number}: {', '.join(servers[i].name for i in members)}")
 
     def swap_index(index: int) -> bool:
-        server, outcome = servers[index], result.outcomes[index]
-        try:
-            return swap_one(server, inventory, tag_of[server.name], outcome, app_env)
-        except KeyboardInterrupt:
-            outcome.outcome = "interrupted"
-            raise
-        finally:
-            record_history(server, inventory, task, outcome)
+        server = servers[index]
+        return swap_and_record(server, inventory, tag_of[server.name], result.outcomes[index],
+                               task, app_env)
 
     done, failed = run_in_batches(len(servers), size, swap_index, announce)
     if failed:
@@ -219,6 +208,18 @@ def swap_in_batches(result: RolloutResult, servers: list[Server], inventory: Inv
         result.message = (f"{task} of {result.outcomes[failed[0]].new_tag} stopped after its "
                           f"batch failed on {reasons}")
         fill_serving(servers[done:], inventory, result.outcomes[done:])
+
+
+def swap_and_record(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
+                    task: str, app_env: AppEnv) -> bool:
+    """swap_one, with the server's history told what happened, an interrupt included."""
+    try:
+        return swap_one(server, inventory, tag, outcome, app_env)
+    except KeyboardInterrupt:
+        outcome.outcome = "interrupted"
+        raise
+    finally:
+        record_history(server, inventory, task, outcome)
 
 
 def record_history(server: Server, inventory: Inventory, task: str,
