@@ -22,6 +22,13 @@ from typing import Protocol
 
 from tasks import docker_commands as docker
 from tasks import interrupts
+from tasks.image_archive import (
+    ArchiveError,
+    ImageArchive,
+    layers_already_there,
+    read_archive,
+    write_without_layers,
+)
 from tasks.inventory import Inventory
 from tasks.proxy import ProxyError, ensure_image, up_server
 from tasks.remote import Server
@@ -79,9 +86,11 @@ class TransferMeter:
         return self.clock() - self.started
 
 
-def remote_image_id(server: Server, image_ref: str) -> str | None:
-    result = server.run(docker.image_id(image_ref), check=False)
-    return (result.stdout.strip() or None) if result.ok else None
+def images_on(server: Server) -> list[docker.ServerImage]:
+    """What the server has (one round trip); none when it cannot say: then the image is sent
+    whole, and `docker image load` replaces what was there."""
+    result = server.run(docker.server_images(), check=False)
+    return docker.parse_server_images(result.stdout) if result.ok else []
 
 
 def run_local_docker(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -107,7 +116,8 @@ class SshDelivery:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._saved: dict[str, tuple[str, Path] | DeliveryError] = {}
+        self._saved: dict[str, tuple[str, ImageArchive] | DeliveryError] = {}
+        self._smaller: dict[tuple[str, int], Path] = {}
         self._folder: tempfile.TemporaryDirectory[str] | None = None
 
     def __enter__(self) -> SshDelivery:
@@ -117,8 +127,8 @@ class SshDelivery:
         if self._folder is not None:
             self._folder.cleanup()
 
-    def local_image(self, image_ref: str) -> tuple[str, Path]:
-        """The image ID in the operator's Docker and the tar file it was saved to; saved once
+    def local_image(self, image_ref: str) -> tuple[str, ImageArchive]:
+        """The image ID in the operator's Docker and the archive it was saved to; saved once
         for all the servers."""
         with self._lock:
             if image_ref not in self._saved:
@@ -131,28 +141,48 @@ class SshDelivery:
             raise saved
         return saved
 
-    def _save(self, image_ref: str) -> tuple[str, Path]:
+    def _new_path(self, name: str) -> Path:
+        if self._folder is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="slotswap-image-")
+        return Path(self._folder.name) / name
+
+    def _save(self, image_ref: str) -> tuple[str, ImageArchive]:
         found = run_local_docker(docker.image_id(image_ref))
         if found.returncode != 0:
             raise DeliveryError(f"{image_ref} is not in this machine's Docker ({local_engine()}):"
                                 f" {first_line_of_error(found.stderr)}; build (fab build) "
                                 "or pull it there first")
-        if self._folder is None:
-            self._folder = tempfile.TemporaryDirectory(prefix="slotswap-image-")
-        path = Path(self._folder.name) / f"image-{len(self._saved)}.tar"
+        path = self._new_path(f"image-{len(self._saved)}.tar")
         saved = run_local_docker(docker.save(image_ref, str(path)))
         if saved.returncode != 0:
             raise DeliveryError(f"cannot save {image_ref} from this machine's Docker "
                                 f"({local_engine()}): {first_line_of_error(saved.stderr)}")
-        return found.stdout.strip(), path
+        try:
+            archive = read_archive(path)
+        except ArchiveError as error:
+            raise DeliveryError(f"`docker image save` of {image_ref}: {error}") from error
+        if not archive.repo_tags:
+            raise DeliveryError(f"`docker image save` of {image_ref} wrote no name for it")
+        return found.stdout.strip(), archive
+
+    def without_layers(self, image_ref: str, archive: ImageArchive, count: int) -> Path:
+        """The archive without its `count` bottom layers; written once for all the servers
+        that have the same layers."""
+        with self._lock:
+            key = (image_ref, count)
+            if key not in self._smaller:
+                path = self._new_path(f"image-{len(self._saved)}-without-{count}.tar")
+                self._smaller[key] = write_without_layers(archive, count, path)
+            return self._smaller[key]
 
     def __call__(self, server: Server, image_ref: str, progress: Progress, *,
                  refresh: bool) -> None:
-        remote_id = remote_image_id(server, image_ref)
+        images = images_on(server)
+        remote_id = docker.image_id_named(images, image_ref)
         if remote_id and not refresh:
             return
         try:
-            local_id, path = self.local_image(image_ref)
+            local_id, archive = self.local_image(image_ref)
         except DeliveryError as error:
             if remote_id:
                 progress(f"WARNING: {error}; using the copy on the server")
@@ -161,30 +191,56 @@ class SshDelivery:
         if remote_id == local_id:
             progress(f"{image_ref} already there (image {short_id(local_id)}), nothing sent")
             return
-        send_image(server, image_ref, local_id, path, progress)
+        self.send(server, image_ref, local_id, archive, images, progress)
+
+    def send(self, server: Server, image_ref: str, image_id: str, archive: ImageArchive,
+             images: list[docker.ServerImage], progress: Progress) -> None:
+        """Stream the archive into the server's `docker image load`, without the bottom
+        layers the server has; if its Docker refuses that, the whole archive."""
+        layers = len(archive.layers)
+        shared = layers_already_there([layer.diff_id for layer in archive.layers],
+                                      [list(image.layers) for image in images])
+        what = f"{image_ref} (image {short_id(image_id)}"
+        if shared:
+            smaller = self.without_layers(image_ref, archive, shared)
+            progress(f"sending {what}, {megabytes(smaller.stat().st_size)} of "
+                     f"{megabytes(archive.size)}: {shared} of {layers} layers already there) "
+                     "over SSH")
+            refused = stream_archive(server, image_ref, smaller, archive.repo_tags, progress)
+            if refused is None:
+                return
+            progress(f"its Docker wants every layer ({refused}); sending the whole image")
+        else:
+            progress(f"sending {what}, {megabytes(archive.size)}) over SSH")
+        refused = stream_archive(server, image_ref, archive.path, archive.repo_tags,
+                                 progress)
+        if refused is not None:
+            raise DeliveryError(f"{server.name}: {refused} ({image_ref})")
 
 
 def short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-def send_image(server: Server, image_ref: str, image_id: str, path: Path,
-               progress: Progress) -> None:
+def stream_archive(server: Server, image_ref: str, path: Path, names: tuple[str, ...],
+                   progress: Progress) -> str | None:
+    """Stream one archive into the server's `docker image load`; None when it loaded the
+    image under the archive's names, else what went wrong."""
     size = path.stat().st_size
-    progress(f"sending {image_ref} (image {short_id(image_id)}, {megabytes(size)}) over SSH")
     meter = TransferMeter(size, progress)
     with path.open("rb") as source:
         result = server.run_streaming_stdin(docker.load(), source, sent=meter,
                                             timeout=LOAD_TIMEOUT)
     if not result.ok:
-        raise DeliveryError(f"{server.name}: `docker image load` of {image_ref} exited "
-                            f"{result.exit_code}: {first_line_of_error(result.stderr)}")
-    loaded = remote_image_id(server, image_ref)
-    if loaded != image_id:
-        raise DeliveryError(f"{server.name}: after `docker image load`, {image_ref} is image "
-                            f"{loaded or 'missing'}, not {image_id}")
+        return (f"`docker image load` exited {result.exit_code}: "
+                f"{first_line_of_error(result.stderr)}")
+    missing = set(names) - set(docker.parse_loaded_names(result.stdout))
+    if missing:
+        return (f"`docker image load` did not name {', '.join(sorted(missing))} (it said: "
+                f"{first_line_of_error(result.stdout + result.stderr)})")
     progress(f"loaded {image_ref}: {transfer_line(size, size, meter.seconds)} in "
              f"{meter.seconds:.1f}s")
+    return None
 
 
 @contextlib.contextmanager

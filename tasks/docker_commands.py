@@ -74,9 +74,71 @@ def save(image_ref: str, path: str) -> list[str]:
     return ["docker", "image", "save", "--output", path, image_ref]
 
 
+SERVER_IMAGES_SCRIPT = (
+    "docker image ls --quiet --no-trunc | sort -u | xargs -r docker image inspect --format "
+    "'{{.Id}} {{json .RepoTags}} {{json .RootFS.Layers}}'")
+
+
+def server_images() -> list[str]:
+    """Every image on the server: its ID, names and layers, a line each (parse_server_images).
+    A fixed script: nothing in it comes from input."""
+    return ["sh", "-c", SERVER_IMAGES_SCRIPT]
+
+
+@dataclass(frozen=True)
+class ServerImage:
+    image_id: str
+    names: tuple[str, ...]  # REPOSITORY:TAG, as Docker shows them (familiar_name)
+    layers: tuple[str, ...]  # diff IDs, bottom layer first
+
+
+def parse_server_images(text: str) -> list[ServerImage]:
+    images = []
+    decoder = json.JSONDecoder()
+    for line in text.splitlines():
+        image_id, _, rest = line.strip().partition(" ")
+        try:
+            names, end = decoder.raw_decode(rest)
+            layers, _ = decoder.raw_decode(rest[end:].lstrip())
+        except json.JSONDecodeError:
+            continue  # not an image's line (a warning)
+        if image_id.startswith("sha256:") and isinstance(layers, list):
+            images.append(ServerImage(image_id, tuple(names or ()), tuple(layers)))
+    return images
+
+
+DOCKER_HUB_DOMAINS = ("docker.io", "index.docker.io")
+
+
+def familiar_name(image_ref: str) -> str:
+    """The name Docker shows for an image reference: Docker Hub's domain and its `library/`
+    left out (`docker.io/library/nginx:1` is `nginx:1`)."""
+    first, slash, rest = image_ref.partition("/")
+    if slash and first in DOCKER_HUB_DOMAINS:
+        image_ref = rest
+    elif slash and ("." in first or ":" in first or first == "localhost"):
+        return image_ref  # another registry: shown as it is
+    official = image_ref.removeprefix("library/")
+    return official if "/" not in official else image_ref
+
+
+def image_id_named(images: list[ServerImage], image_ref: str) -> str | None:
+    name = familiar_name(image_ref)
+    return next((image.image_id for image in images if name in image.names), None)
+
+
 def load() -> list[str]:
-    """Reads an image tar (from `docker save`) on stdin."""
+    """Reads an image tar (from `docker save`) on stdin; says `Loaded image: NAME` for each
+    name the archive gives the image (parse_loaded_names)."""
     return ["docker", "image", "load", "--quiet"]
+
+
+LOADED_IMAGE = "Loaded image: "
+
+
+def parse_loaded_names(output: str) -> list[str]:
+    return [line.removeprefix(LOADED_IMAGE).strip() for line in output.splitlines()
+            if line.startswith(LOADED_IMAGE)]
 
 
 def inspect_containers(*names: str) -> list[str]:

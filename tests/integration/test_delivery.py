@@ -4,6 +4,7 @@ bounded in time and count by the load generator."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -87,6 +88,8 @@ def test_ssh_delivery_reaches_a_server_without_registry_access(
     for server in ("s1", "s2", "s3"):
         lines = "\n".join(lines_of(result.stdout, server))
         assert f"sending {image}" in lines and f"loaded {image}" in lines
+        # v2's one layer (the app's binary) is v1's: only the image's config travels.
+        assert "1 of 1 layers already there" in lines
     assert set(box.live_versions().values()) == {"v2"}
 
 
@@ -101,6 +104,32 @@ def test_ssh_delivery_skips_servers_with_the_same_image_id(
         assert any("already there" in line and "nothing sent" in line
                    for line in lines_of(result.stdout, server))
     assert set(box.live_versions().values()) == {"v1"}
+
+
+def test_ssh_delivery_sends_only_the_layers_a_server_lacks(
+        fleet_on_v1: Sandbox, ssh_inventory: Path, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    image = f"{sandbox.APP_IMAGE}:v4"
+    # v4 is v1 with one more layer on top, of 1 MB that no server has.
+    (tmp_path / "extra.bin").write_bytes(os.urandom(1_000_000))
+    (tmp_path / "Dockerfile").write_text(f"FROM {sandbox.APP_IMAGE}:v1\n"
+                                         "COPY extra.bin /extra.bin\nENV APP_VERSION=v4\n")
+    built = subprocess.run(["docker", "build", "--quiet", "--tag", image, str(tmp_path)],
+                           env=box.env, text=True, capture_output=True, timeout=120,
+                           check=False)
+    assert built.returncode == 0, built.stderr
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "v4", inventory=ssh_inventory)
+    report = load.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report.failed == 0, report.failures
+    for server in ("s1", "s2", "s3"):
+        lines = "\n".join(lines_of(result.stdout, server))
+        assert re.search(rf"sending {re.escape(image)} \(image \w+, 1\.0 MB of [\d.]+ MB: "
+                         r"1 of 2 layers already there\) over SSH", lines), lines
+        assert f"loaded {image}" in lines
+    assert set(box.live_versions().values()) == {"v4"}
+    assert all(box.served_versions(address) == {"v4"} for address in box.addresses)
 
 
 def test_batch_swaps_two_servers_at_a_time_under_load(fleet_on_v1: Sandbox) -> None:

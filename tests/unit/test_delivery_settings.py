@@ -23,6 +23,7 @@ from tasks.delivery import (
 from tasks.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
 from tasks.proxy import ProxyError, ensure_image
 
+TWO_LAYERS = Path(__file__).parent / "fixtures" / "docker_save_two_layers.tar"
 BASE = {"app": "webapp", "image": "registry.example.com/acme/webapp", "hosts": ["203.0.113.10"]}
 
 
@@ -129,19 +130,21 @@ def test_the_image_is_saved_once_for_every_server_and_removed_at_the_end(
     fake_docker(tmp_path / "bin", f"""echo "$@" >> {calls}
 case "$2" in
   inspect) echo sha256:abc ;;
-  save) echo tar > "$4" ;;
+  save) cp {TWO_LAYERS} "$4" ;;
 esac
 """)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     with SshDelivery() as delivery:
         first = delivery.local_image("r/app:v1")
         assert delivery.local_image("r/app:v1") == first
-        image_id, saved = first
-        assert image_id == "sha256:abc" and saved.read_text() == "tar\n"
-    assert not saved.exists()
+        image_id, archive = first
+        assert image_id == "sha256:abc" and archive.path.read_bytes() == TWO_LAYERS.read_bytes()
+        smaller = delivery.without_layers("r/app:v1", archive, 1)
+        assert delivery.without_layers("r/app:v1", archive, 1) == smaller  # written once
+    assert not archive.path.exists() and not smaller.exists()
     assert calls.read_text().splitlines() == [
         "image inspect --format {{.Id}} r/app:v1",
-        f"image save --output {saved} r/app:v1",
+        f"image save --output {archive.path} r/app:v1",
     ]
 
 
