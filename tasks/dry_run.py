@@ -23,7 +23,7 @@ from tasks.app_env import env_file_path, resolve_app_env
 from tasks.haproxy import AdminState
 from tasks.history import APPEND, history_path
 from tasks.inventory import SLOTS, Inventory
-from tasks.locking import lock_dir, read_owner, state_dir
+from tasks.locking import lock_dir, read_owner, state_dir, take_lock_command
 from tasks.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
@@ -74,13 +74,14 @@ def lock_steps(plan: ServerPlan, server: Server, inventory: Inventory) -> None:
         plan.locked_by = holder.describe()
         plan.steps.append(f"STOP: locked by {holder.describe()}: the run would change "
                           "nothing and exit 4 (`fab lock`, `fab unlock`)")
-    plan.shell(["mkdir", "-p", state_dir(inventory)])
-    plan.shell(["mkdir", lock_dir(inventory)])
-    plan.write(f"{lock_dir(inventory)}/owner.json", 0o644, "who, since, task, tag")
+    plan.shell(take_lock_command(inventory))
+    plan.write(f"{lock_dir(inventory)}/owner.json", 0o644,
+               "who, since, task, tag (that command's stdin)")
 
 
 def unlock_steps(plan: ServerPlan, inventory: Inventory) -> None:
-    plan.shell(["rm", "-rf", lock_dir(inventory)])
+    plan.steps.append(f"$ {shlex.join(['rm', '-rf', lock_dir(inventory)])}  (if its "
+                      "owner.json still holds this run's token)")
 
 
 def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,

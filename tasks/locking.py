@@ -11,12 +11,16 @@ import getpass
 import json
 import socket
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from tasks.inventory import Inventory
 from tasks.output import warn
 from tasks.remote import RemoteCommandError, Server
+
+LOCK_CONCURRENCY = 16  # servers whose connection and lock are taken at the same time
 
 
 class LockedError(RuntimeError):
@@ -70,28 +74,41 @@ def read_owner(server: Server, inventory: Inventory) -> LockOwner | None:
     return parse_owner(text) or LockOwner("unknown", "unknown", "unreadable owner file", "", "")
 
 
+# Fixed scripts, their paths and token passed as arguments: one round trip each.
+TAKE_SCRIPT = ('mkdir -p -- "$1" && mkdir -- "$2" && cat > "$2/owner.json.tmp" && '
+               'mv -f -- "$2/owner.json.tmp" "$2/owner.json"')
+RELEASE_SCRIPT = 'if grep -qsF -- "$1" "$2/owner.json"; then rm -rf -- "$2"; fi'
+
+
+def take_lock_command(inventory: Inventory) -> list[str]:
+    """`mkdir` of the lock directory (atomic: it fails if it exists), then the owner file
+    from stdin."""
+    return ["sh", "-c", TAKE_SCRIPT, "sh", state_dir(inventory), lock_dir(inventory)]
+
+
+def release_lock_command(inventory: Inventory, owner: LockOwner) -> list[str]:
+    """Remove the lock directory if its owner file holds this run's token."""
+    return ["sh", "-c", RELEASE_SCRIPT, "sh", owner.token, lock_dir(inventory)]
+
+
 def acquire(server: Server, inventory: Inventory, owner: LockOwner) -> None:
-    directory = lock_dir(inventory)
-    server.run(["mkdir", "-p", state_dir(inventory)])
-    taken = server.run(["mkdir", directory], check=False)
+    taken = server.run(take_lock_command(inventory), check=False,
+                       stdin=json.dumps(asdict(owner)) + "\n")
     if not taken.ok:
         if "File exists" not in taken.stderr:
-            raise RemoteCommandError(server.name, f"mkdir {directory}", taken.exit_code,
-                                     taken.stderr)
+            raise RemoteCommandError(server.name, f"mkdir {lock_dir(inventory)}",
+                                     taken.exit_code, taken.stderr)
         holder = read_owner(server, inventory)
         held_by = holder.describe() if holder else "a run that just ended"
         raise LockedError(
             f"{server.name} is locked by {held_by}. If that run is still going, wait for it; "
             f"if it is gone, `fab lock` shows the locks and `fab unlock --server="
             f"{server.name}` releases this one")
-    server.write_file(f"{directory}/owner.json", json.dumps(asdict(owner)) + "\n")
 
 
 def release(server: Server, inventory: Inventory, owner: LockOwner) -> None:
     """Release the lock if it is still ours."""
-    holder = read_owner(server, inventory)
-    if holder is not None and holder.token == owner.token:
-        server.run(["rm", "-rf", lock_dir(inventory)])
+    server.run(release_lock_command(inventory, owner))
 
 
 def force_release(server: Server, inventory: Inventory) -> LockOwner | None:
@@ -101,8 +118,27 @@ def force_release(server: Server, inventory: Inventory) -> LockOwner | None:
     return holder
 
 
+def on_each(servers: list[Server],
+            action: Callable[[Server], None]) -> list[BaseException | None]:
+    """`action` on every server at the same time (LOCK_CONCURRENCY at a time), each server in
+    a thread of its own; what each one raised, in the servers' order."""
+
+    def attempt(server: Server) -> BaseException | None:
+        try:
+            action(server)
+        except BaseException as error:  # handed to the caller, which decides
+            return error
+        return None
+
+    if len(servers) < 2:
+        return [attempt(server) for server in servers]
+    with ThreadPoolExecutor(max_workers=min(LOCK_CONCURRENCY, len(servers))) as pool:
+        return list(pool.map(attempt, servers))
+
+
 class FleetLock:
-    """Locks on several servers, all taken before any is changed, all released at the end."""
+    """Locks on several servers, all taken before any is changed, all released at the end.
+    Each server's connection is opened here, all at the same time."""
 
     def __init__(self, servers: list[Server], inventory: Inventory, owner: LockOwner):
         self.servers, self.inventory, self.owner = servers, inventory, owner
@@ -110,24 +146,29 @@ class FleetLock:
         self.failed_on: str | None = None  # the server whose lock could not be taken
 
     def __enter__(self) -> FleetLock:
-        try:
-            for server in self.servers:
-                self.failed_on = server.name
-                acquire(server, self.inventory, self.owner)
-                self.held.append(server)
-            self.failed_on = None
-        except BaseException:
+        errors = on_each(self.servers, lambda server: acquire(server, self.inventory,
+                                                              self.owner))
+        self.held = [server for server, error in zip(self.servers, errors, strict=True)
+                     if error is None]
+        failed = [(server, error) for server, error in zip(self.servers, errors, strict=True)
+                  if error is not None]
+        if failed:
+            # The first server in the inventory's order, unless the operator asked to stop.
+            server, error = next(((s, e) for s, e in failed if not isinstance(e, Exception)),
+                                 failed[0])
+            self.failed_on = server.name
             self.release_all()
-            raise
+            raise error
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release_all()
 
     def release_all(self) -> None:
-        for server in reversed(self.held):
-            try:
-                release(server, self.inventory, self.owner)
-            except Exception as error:  # the others must still be released
+        held, self.held = self.held, []
+        errors = on_each(held, lambda server: release(server, self.inventory, self.owner))
+        for server, error in zip(held, errors, strict=True):
+            if isinstance(error, Exception):  # the others are released all the same
                 warn(f"[{server.name}] WARNING: could not release its lock: {error}")
-        self.held.clear()
+            elif error is not None:
+                raise error

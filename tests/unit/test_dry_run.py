@@ -110,7 +110,7 @@ def test_up_plan_of_a_changed_config_checks_then_reloads(tmp_path: Path) -> None
     plan = dry_run.up_plan(FactServer("live_web1", config="old config\n"), inv)  # type: ignore[arg-type]
     steps = "\n".join(plan.steps)
     assert plan.summary == "changes: config"
-    assert steps.index(" -c -f ") < steps.index("mv -f")
+    assert steps.index(" -c -f ") < steps.index("$ mv -f ")
 
 
 def test_render_names_servers_that_cannot_be_planned() -> None:
