@@ -51,6 +51,11 @@ LOAD_SECONDS_PER_SERVER = 60.0  # bound of the load during one deploy (stopped e
 TARGET_SWAP_MEDIAN = 1.5
 TARGET_PRESENT_FACTOR = 10  # 10 servers, image present, at most 10 x the 1-server time
 TARGET_DELIVERY_FACTOR = 3  # delivery to 10 servers at most 3 x the delivery to one
+DELIVERY_ROUNDS = 3  # deliveries of one image per fleet size and kind; the median is reported
+DEPLOY_ROUNDS = 3  # deploys per fleet size and mode; the median is reported
+KIND_SHARED = "layers shared"  # a new tag of the example app: its one layer is v1's
+KIND_NEW = "new layer"  # the same with a layer on top that no server has
+NEW_LAYER_BYTES = 4_500_000  # as big as the example app's own layer
 
 
 class BenchError(RuntimeError):
@@ -61,13 +66,17 @@ class BenchError(RuntimeError):
 class Row:
     servers: int
     mode: str
-    ok: bool
-    total_seconds: float
-    swap_seconds: list[float]
-    connections: int  # SSH connections the deploy opened
-    requests_sent: int
+    ok: bool  # every round's deploy succeeded
+    rounds: list[float]  # seconds of each round's whole deploy
+    swap_seconds: list[float]  # every server's swap, all rounds
+    connections: int  # SSH connections one deploy opened (the most of any round)
+    requests_sent: int  # all rounds
     requests_failed: int
     message: str = ""
+
+    @property
+    def total_seconds(self) -> float:
+        return statistics.median(self.rounds)
 
     @property
     def swap_median(self) -> float | None:
@@ -81,9 +90,15 @@ class Row:
 @dataclass
 class Delivery:
     servers: int
-    seconds: float  # putting the image on every server, in parallel, nothing else
-    connections: int
-    megabytes: float
+    kind: str  # KIND_SHARED or KIND_NEW
+    rounds: list[float]  # seconds to put the image on every server, in parallel
+    connections: int  # SSH connections one round opened
+    megabytes: float  # the image's size
+    cpu_seconds: float  # CPU time this machine used during a round (median)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.rounds)
 
 
 # -- set-up ------------------------------------------------------------------------------------
@@ -114,6 +129,29 @@ def build_tags(inventory: Inventory, tags: list[str]) -> None:
             raise BenchError(f"docker build of {tag} failed: {done.stderr.strip()}")
 
 
+def build_new_layer_image(inventory: Inventory, base_tag: str, tag: str, folder: Path) -> None:
+    """`tag`: `base_tag` with one more layer of NEW_LAYER_BYTES random bytes on top."""
+    context = folder / f"context-{tag}"
+    context.mkdir()
+    (context / "release.bin").write_bytes(os.urandom(NEW_LAYER_BYTES))
+    (context / "Dockerfile").write_text(f"FROM {inventory.image_ref(base_tag)}\n"
+                                        f"COPY release.bin /release.bin\n"
+                                        f"ENV APP_VERSION={tag}\n")
+    done = subprocess.run(["docker", "build", "--quiet", "--tag", inventory.image_ref(tag),
+                           str(context)], capture_output=True, text=True, check=False,
+                          timeout=300)
+    if done.returncode != 0:
+        raise BenchError(f"docker build of {tag} failed: {done.stderr.strip()}")
+
+
+def busy_cpu_seconds() -> float:
+    """CPU time this machine has spent on anything but idling, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle, iowait = fields[3], fields[4]
+    return (sum(fields) - idle - iowait) / os.sysconf("SC_CLK_TCK")
+
+
 def image_megabytes(image_ref: str) -> float:
     done = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", image_ref],
                           capture_output=True, text=True, check=False, timeout=60)
@@ -136,25 +174,49 @@ def set_up(inventory: Inventory, verbose: bool) -> None:
 # -- measuring ---------------------------------------------------------------------------------
 
 
-def measure_delivery(inventory: Inventory, tag: str) -> Delivery:
-    """The image put on every server in parallel (what a deploy does before its first swap)."""
+def forget_image(inventory: Inventory, tag: str) -> None:
+    """Remove IMAGE:TAG from every server (its layers go too unless another image has them),
+    so that the next round delivers it again."""
     servers = rollout.servers_of(inventory)
-    before = remote.connections_opened()
-    started = time.monotonic()
     try:
-        with kit_output(False):
-            failures = rollout.prepare(servers, inventory, {s.name: tag for s in servers},
-                                       refresh=True)
+        for server in servers:
+            server.run(docker.remove_images(inventory.image_ref(tag)), check=False)
     finally:
         rollout.close_all(servers)
-    seconds = time.monotonic() - started
-    if failures:
-        raise BenchError(f"delivery of {tag} failed: {failures}")
-    return Delivery(len(servers), seconds, remote.connections_opened() - before,
-                    image_megabytes(inventory.image_ref(tag)))
 
 
-def measure_deploy(inventory: Inventory, tag: str, mode: str, verbose: bool) -> Row:
+def measure_delivery(inventory: Inventory, tag: str, kind: str) -> Delivery:
+    """The image put on every server in parallel (what a deploy does before its first swap),
+    DELIVERY_ROUNDS times; the connections are opened as part of it."""
+    rounds, cpu = [], []
+    for _ in range(DELIVERY_ROUNDS):
+        forget_image(inventory, tag)
+        servers = rollout.servers_of(inventory)
+        before = remote.connections_opened()
+        cpu_before, started = busy_cpu_seconds(), time.monotonic()
+        try:
+            with kit_output(False):
+                failures = rollout.prepare(servers, inventory, {s.name: tag for s in servers},
+                                           refresh=True)
+        finally:
+            rollout.close_all(servers)
+        rounds.append(time.monotonic() - started)
+        cpu.append(busy_cpu_seconds() - cpu_before)
+        if failures:
+            raise BenchError(f"delivery of {tag} failed: {failures}")
+    return Delivery(len(servers), kind, rounds, remote.connections_opened() - before,
+                    image_megabytes(inventory.image_ref(tag)), statistics.median(cpu))
+
+
+def measure_deploys(inventory: Inventory, tags: list[str], mode: str, verbose: bool) -> Row:
+    """One deploy under load per tag, one after the other."""
+    row = Row(len(inventory.hosts), mode, True, [], [], 0, 0, 0)
+    for tag in tags:
+        deploy_under_load(inventory, tag, row, verbose)
+    return row
+
+
+def deploy_under_load(inventory: Inventory, tag: str, row: Row, verbose: bool) -> None:
     targets = [host.address for host in inventory.hosts]
     load = LoadGeneratorProcess(targets, port=inventory.haproxy.http_port, clients=LOAD_CLIENTS,
                                 max_seconds=30 + LOAD_SECONDS_PER_SERVER * len(targets),
@@ -170,25 +232,43 @@ def measure_deploy(inventory: Inventory, tag: str, mode: str, verbose: bool) -> 
     if not result.ok and not verbose:
         log(captured.getvalue().rstrip())
     swaps = [o.swap_seconds for o in result.outcomes if o.outcome in ("deployed", "failed")]
-    row = Row(len(targets), mode, result.ok, seconds, swaps,
-              remote.connections_opened() - before, report.sent, report.failed,
-              result.message)
-    log(f"[{len(targets)} servers, {mode}] {'ok' if row.ok else 'FAILED: ' + row.message} in "
-        f"{seconds:.2f}s; swaps {'/'.join(f'{s:.2f}' for s in swaps)}s; "
-        f"{row.connections} SSH connections; {report.summary()}")
-    return row
+    connections = remote.connections_opened() - before
+    row.ok = row.ok and result.ok
+    row.message = row.message or result.message
+    row.rounds.append(seconds)
+    row.swap_seconds += swaps
+    row.connections = max(row.connections, connections)
+    row.requests_sent += report.sent
+    row.requests_failed += report.failed
+    log(f"[{len(targets)} servers, {row.mode}, {tag}] "
+        f"{'ok' if result.ok else 'FAILED: ' + result.message} in {seconds:.2f}s; swaps "
+        f"{'/'.join(f'{s:.2f}' for s in swaps)}s; {connections} SSH connections; "
+        f"{report.summary()}")
 
 
 def measure_size(sandbox_inventory: Path, folder: Path, servers: int, concurrency: int,
-                 verbose: bool) -> tuple[list[Row], Delivery]:
+                 verbose: bool) -> tuple[list[Row], list[Delivery]]:
     inventory = fleet_inventory(sandbox_inventory, folder, servers, concurrency)
-    present_tag, ssh_tag = f"n{servers}p", f"n{servers}s"
-    delivery = measure_delivery(inventory, present_tag)
-    log(f"[{servers} servers] delivery alone: {delivery.seconds:.2f}s, "
-        f"{delivery.connections} SSH connections")
-    rows = [measure_deploy(inventory, present_tag, MODE_PRESENT, verbose),
-            measure_deploy(inventory, ssh_tag, MODE_SSH, verbose)]
-    return rows, delivery
+    present_tag, other_tag = f"n{servers}p", f"n{servers}q"
+    ssh_tags = [f"n{servers}s{round_}" for round_ in range(1, DEPLOY_ROUNDS + 1)]
+    deliveries = [measure_delivery(inventory, f"n{servers}l", KIND_NEW),
+                  measure_delivery(inventory, present_tag, KIND_SHARED)]
+    for delivery in deliveries:
+        log(f"[{servers} servers] delivery alone, {delivery.kind}: "
+            f"{'/'.join(f'{s:.2f}' for s in delivery.rounds)}s, {delivery.connections} SSH "
+            f"connections, {delivery.cpu_seconds:.2f} CPU-seconds")
+    # A second tag already on every server, so that present rounds can go back and forth.
+    with kit_output(False):
+        servers = rollout.servers_of(inventory)
+        try:
+            rollout.prepare(servers, inventory, {s.name: other_tag for s in servers},
+                            refresh=True)
+        finally:
+            rollout.close_all(servers)
+    rows = [measure_deploys(inventory, [present_tag, other_tag, present_tag][:DEPLOY_ROUNDS],
+                            MODE_PRESENT, verbose),
+            measure_deploys(inventory, ssh_tags, MODE_SSH, verbose)]
+    return rows, deliveries
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -200,18 +280,21 @@ def seconds_cell(value: float | None) -> str:
 
 def table(rows: list[Row]) -> str:
     return format_table(
-        ("servers", "delivery", "total deploy (s)", "swap median (s)", "swap max (s)",
-         "SSH connections", "requests sent", "failed requests"),
+        ("servers", "delivery", "total deploy, median (s)", "rounds (s)", "swap median (s)",
+         "swap max (s)", "SSH connections", "requests sent", "failed requests"),
         [(r.servers, r.mode if r.ok else f"{r.mode} (FAILED)", seconds_cell(r.total_seconds),
-          seconds_cell(r.swap_median), seconds_cell(r.swap_max), r.connections,
-          r.requests_sent, r.requests_failed) for r in rows])
+          " / ".join(f"{s:.2f}" for s in r.rounds), seconds_cell(r.swap_median),
+          seconds_cell(r.swap_max), r.connections, r.requests_sent, r.requests_failed)
+         for r in rows])
 
 
 def delivery_table(deliveries: list[Delivery]) -> str:
     return format_table(
-        ("servers", "image (MB)", "delivery alone (s)", "SSH connections"),
-        [(d.servers, f"{d.megabytes:.1f}", seconds_cell(d.seconds), d.connections)
-         for d in deliveries])
+        ("servers", "image", "image (MB)", "delivery alone, median (s)", "rounds (s)",
+         "SSH connections", "CPU-seconds used"),
+        [(d.servers, d.kind, f"{d.megabytes:.1f}", seconds_cell(d.seconds),
+          " / ".join(f"{s:.2f}" for s in d.rounds), d.connections, f"{d.cpu_seconds:.2f}")
+         for d in sorted(deliveries, key=lambda d: (d.kind, d.servers))])
 
 
 def verdict(ok: bool, text: str) -> str:
@@ -230,16 +313,32 @@ def target_lines(rows: list[Row], deliveries: list[Delivery]) -> list[str]:
                 f"(got {seconds_cell(median)} s)"),
     ]
     present = {r.servers: r.total_seconds for r in rows if r.mode == MODE_PRESENT}
-    alone = {d.servers: d.seconds for d in deliveries}
-    for seconds, factor, what in (
-            (present, TARGET_PRESENT_FACTOR, "10 servers, image present"),
-            (alone, TARGET_DELIVERY_FACTOR, "delivery to 10 servers in parallel")):
-        if 1 in seconds and 10 in seconds:
-            ratio = seconds[10] / seconds[1]
-            lines.append(verdict(ratio <= factor, f"{what}: at most {factor} x the 1-server "
-                                 f"time (got {seconds[10]:.2f} s = {ratio:.1f} x "
-                                 f"{seconds[1]:.2f} s)"))
+    lines += ratio_lines(present, TARGET_PRESENT_FACTOR, "10 servers, image present")
+    for kind in (KIND_SHARED, KIND_NEW):
+        of_kind = [d for d in deliveries if d.kind == kind]
+        lines += ratio_lines({d.servers: d.seconds for d in of_kind}, TARGET_DELIVERY_FACTOR,
+                             f"delivery to 10 servers in parallel ({kind})")
+        lines += [cpu_floor_line(d, of_kind) for d in of_kind if d.servers == 10]
     return lines
+
+
+def ratio_lines(seconds: dict[int, float], factor: float, what: str) -> list[str]:
+    if 1 not in seconds or 10 not in seconds:
+        return []
+    ratio = seconds[10] / seconds[1]
+    return [verdict(ratio <= factor, f"{what}: at most {factor} x the 1-server time (got "
+                                     f"{seconds[10]:.2f} s = {ratio:.1f} x {seconds[1]:.2f} s)")]
+
+
+def cpu_floor_line(delivery: Delivery, of_kind: list[Delivery]) -> str:
+    """What this machine's cores allow at best: the CPU time the delivery used (the servers'
+    sshd and Docker engines, the kit, the kernel) spread over every core at once."""
+    cores = os.cpu_count() or 1
+    floor = delivery.cpu_seconds / cores
+    one = next((d.seconds for d in of_kind if d.servers == 1), None)
+    versus = f" = {floor / one:.1f} x the 1-server time" if one else ""
+    return (f"      (it used {delivery.cpu_seconds:.2f} CPU-seconds; on {cores} cores that takes "
+            f"at least {floor:.2f} s{versus})")
 
 
 def plot(rows: list[Row], deliveries: list[Delivery], path: Path) -> str:
@@ -255,9 +354,10 @@ def plot(rows: list[Row], deliveries: list[Delivery], path: Path) -> str:
                         (MODE_SSH, "deploy, image delivered over SSH")):
         points = sorted((r.servers, r.total_seconds) for r in rows if r.mode == mode)
         axes.plot(*zip(*points, strict=True), marker="o", label=label)
-    points = sorted((d.servers, d.seconds) for d in deliveries)
-    axes.plot(*zip(*points, strict=True), marker="s", linestyle="--",
-              label="delivery over SSH alone")
+    for kind in (KIND_SHARED, KIND_NEW):
+        points = sorted((d.servers, d.seconds) for d in deliveries if d.kind == kind)
+        axes.plot(*zip(*points, strict=True), marker="s", linestyle="--",
+                  label=f"delivery over SSH alone ({kind})")
     axes.set_xlabel("servers")
     axes.set_ylabel("seconds")
     axes.set_title("slotswap on the sandbox: total time against fleet size")
@@ -303,17 +403,22 @@ def run(args: argparse.Namespace, folder: Path) -> tuple[list[Row], list[Deliver
     sandbox_inventory = sandbox.create(args.sizes[-1], log=log)
     os.environ["DOCKER_HOST"] = sandbox.BUILDER_NODE.docker_host
     whole = fleet_inventory(sandbox_inventory, folder, args.sizes[-1], args.concurrency)
-    tags = [BASE_TAG, *(f"n{size}{kind}" for size in args.sizes for kind in "ps")]
-    log(f"[setup] building {', '.join(tags)} in the sandbox's build engine")
+    tags = [BASE_TAG, *(f"n{size}{kind}" for size in args.sizes for kind in "pq"),
+            *(f"n{size}s{round_}" for size in args.sizes
+              for round_ in range(1, DEPLOY_ROUNDS + 1))]
+    log(f"[setup] building {', '.join(tags)} in the sandbox's build engine, and n<size>l "
+        "with a new layer")
     build_tags(whole, tags)
+    for size in args.sizes:
+        build_new_layer_image(whole, BASE_TAG, f"n{size}l", folder)
     set_up(whole, args.verbose)
     rows: list[Row] = []
     deliveries: list[Delivery] = []
     for size in args.sizes:
-        size_rows, delivery = measure_size(sandbox_inventory, folder, size, args.concurrency,
-                                           args.verbose)
+        size_rows, size_deliveries = measure_size(sandbox_inventory, folder, size,
+                                                  args.concurrency, args.verbose)
         rows += size_rows
-        deliveries.append(delivery)
+        deliveries += size_deliveries
     return rows, deliveries
 
 
@@ -329,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.destroy(log=log)
     print(f"{LOAD_CLIENTS} load clients on the deployed servers; delivery.concurrency "
           f"{args.concurrency}; rows: image already on the servers ({MODE_PRESENT}), image "
-          f"streamed over SSH during the deploy ({MODE_SSH})\n")
+          f"streamed over SSH during the deploy ({MODE_SSH}); this machine has "
+          f"{os.cpu_count()} CPUs for the operator and every server\n")
     print(table(rows))
     print()
     print(delivery_table(deliveries))
@@ -338,9 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     print(plot(rows, deliveries, args.plot))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"rows": [asdict(r) for r in rows],
-                                         "deliveries": [asdict(d) for d in deliveries]},
-                                        indent=2) + "\n")
+        figures = {"rows": [asdict(r) | {"total_seconds": r.total_seconds} for r in rows],
+                   "deliveries": [asdict(d) | {"seconds": d.seconds} for d in deliveries]}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
         print(f"figures written to {args.json}")
     return 0
 

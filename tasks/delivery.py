@@ -87,10 +87,10 @@ class TransferMeter:
 
 
 def images_on(server: Server) -> list[docker.ServerImage]:
-    """What the server has (one round trip); none when it cannot say: then the image is sent
-    whole, and `docker image load` replaces what was there."""
-    result = server.run(docker.server_images(), check=False)
-    return docker.parse_server_images(result.stdout) if result.ok else []
+    """What the server has (one round trip). Every image it could describe counts, even if
+    the query failed on one (removed in the meantime, say); an image it does not name is
+    sent, whole if no layer is known, and `docker image load` replaces what was there."""
+    return docker.parse_server_images(server.run(docker.server_images(), check=False).stdout)
 
 
 def run_local_docker(argv: list[str]) -> subprocess.CompletedProcess[str]:

@@ -98,8 +98,8 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
     present = server.run(docker.image_id(image_ref), check=False).ok
     if inventory.delivery.mode == "ssh":
         plan.steps.append(f"send {image_ref} from this machine's Docker (docker image save) "
-                          "into `docker image load` over SSH, unless the server has the same "
-                          "image ID")
+                          "into `docker image load` over SSH, without the layers the server "
+                          "has, unless it has the same image ID")
     elif pull or not present:
         plan.shell(docker.pull(image_ref))
     if views[idle].stat.takes_new_traffic or views[idle].stat.sessions:
