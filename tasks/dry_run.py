@@ -21,9 +21,9 @@ from tasks import docker_commands as docker
 from tasks import haproxy
 from tasks.app_env import env_file_path, resolve_app_env
 from tasks.haproxy import AdminState
-from tasks.history import APPEND, history_path
+from tasks.history import append_command
 from tasks.inventory import SLOTS, Inventory
-from tasks.locking import lock_dir, read_owner, state_dir, take_lock_command
+from tasks.locking import lock_dir, read_owner, take_lock_command
 from tasks.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
@@ -35,7 +35,7 @@ from tasks.proxy import (
 )
 from tasks.pruning import images_to_prune
 from tasks.remote import Server
-from tasks.swap import SlotView, plan_slots, read_slots
+from tasks.swap import SlotView, keeps_stopped_container_of, plan_slots, read_slots
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
 
@@ -128,8 +128,7 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
         plan.api(haproxy.command_set_state(backend, live, AdminState.MAINT))
         plan.shell(docker.stop(inventory.container_name(live), inventory.timeouts.stop))
     plan.wait(f"{idle} serves {tag} (show stat, docker inspect)")
-    plan.shell(["mkdir", "-p", state_dir(inventory)])
-    plan.steps.append(f"$ {shlex.join([*APPEND, history_path(inventory)])} <<< "
+    plan.steps.append(f"$ {shlex.join(append_command(inventory))} <<< "
                       f"{json.dumps({'task': task, 'from_tag': old or '', 'to_tag': tag})}")
     prune_steps(plan, server, inventory, views, live, tag)
     unlock_steps(plan, inventory)
@@ -142,9 +141,7 @@ def start_steps(plan: ServerPlan, server: Server, inventory: Inventory, view: Sl
     name, slot = inventory.container_name(view.slot), view.slot
     env_path = env_file_path(inventory.app, slot)
     container = view.container
-    if (container is not None and not container.running and container.version == tag
-            and server.run(docker.image_id(inventory.image_ref(tag)), check=False)
-            .stdout.strip() == container.image_id):
+    if keeps_stopped_container_of(server, inventory, view, tag):
         if inventory.env.empty and server.read_file(env_path) is None:
             plan.shell(docker.start(name), docker.inspect_containers(name))
             return

@@ -11,7 +11,8 @@ from tasks.inventory import Inventory
 from tasks.locking import operator, state_dir
 from tasks.remote import Server
 
-APPEND = ["sh", "-c", 'cat >> "$1"', "sh"]  # the file name comes as $1, never inside the script
+# The folder and file come as $1 and $2, never inside the script: one round trip.
+APPEND = ["sh", "-c", 'mkdir -p -- "$1" && cat >> "$2"', "sh"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,12 @@ def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, second
 
 
 def append(server: Server, inventory: Inventory, entry: HistoryEntry) -> None:
-    server.run(["mkdir", "-p", state_dir(inventory)])
-    server.run([*APPEND, history_path(inventory)], stdin=json.dumps(asdict(entry)) + "\n")
+    server.run(append_command(inventory), stdin=json.dumps(asdict(entry)) + "\n")
+
+
+def append_command(inventory: Inventory) -> list[str]:
+    """Appends its stdin to the history file, the folder made first if need be."""
+    return [*APPEND, state_dir(inventory), history_path(inventory)]
 
 
 def parse_history(text: str) -> list[HistoryEntry]:

@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterable
 
 from tasks import docker_commands as docker
 from tasks.docker_commands import ImageInfo
-from tasks.inventory import SLOTS, Inventory
+from tasks.inventory import Inventory
 from tasks.remote import Server
-from tasks.swap import inspect_slots
 
 
 def images_to_prune(images: Iterable[ImageInfo], in_use: set[str], keep: int) -> list[ImageInfo]:
@@ -33,9 +32,10 @@ def images_to_prune(images: Iterable[ImageInfo], in_use: set[str], keep: int) ->
             for image in by_id[image_id]]
 
 
-def prune_images(server: Server, inventory: Inventory, progress: Callable[[str], None]) -> None:
-    containers = inspect_slots(server, [inventory.container_name(slot) for slot in SLOTS])
-    in_use = {container.image_id for container in containers.values()}
+def prune_images(server: Server, inventory: Inventory, progress: Callable[[str], None],
+                 in_use: set[str]) -> None:
+    """`in_use`: the image IDs of the slots' containers, as the swap's last check read them
+    (Docker refuses to remove an image a container uses anyway)."""
     listed = docker.parse_image_list(server.run(docker.list_images(inventory.image)).stdout)
     doomed = images_to_prune(listed, in_use, inventory.keep_images)
     if not doomed:

@@ -256,7 +256,7 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
     outcome.old_tag, outcome.outcome, outcome.serving = old_tag, "deployed", serving
     progress(f"done in {outcome.seconds:.1f}s: serves {serving}")
     try:
-        prune_images(server, inventory, progress)
+        prune_images(server, inventory, progress, swap.images_in_use)
     except OPERATION_ERRORS as error:
         progress(f"WARNING: could not remove old images: {error}")
     return True

@@ -143,6 +143,7 @@ class SlotSwap:
         self.timeouts = self.inventory.timeouts
         self.old_version: str | None = None  # known once the live slot is found
         self.switch_seconds: float | None = None  # from the start to traffic on the new slot
+        self.images_in_use: set[str] = set()  # image IDs of both slots' containers (verify)
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -297,11 +298,10 @@ class SlotSwap:
                       f"taking traffic ({failed.check_summary}); traffic is back on {old} "
                       f"({self.old_version})")
         name = self.inventory.container_name(new)
-        logs = self.server.run(docker.logs_tail(name), check=False)
+        output = self.last_output(new)
         self.server.run(docker.stop(name, self.timeouts.stop), check=False,
                         timeout=self.timeouts.stop + 30)
         self.progress(f"stopped {name}")
-        output = (logs.stdout + logs.stderr).strip()
         raise SwapRolledBack(
             f"{self.tag} took traffic in {new}, then failed HAProxy's health checks "
             f"{after:.1f}s later ({failed.check_summary}); rolled back to "
@@ -352,11 +352,7 @@ class SlotSwap:
     def can_restart(self, slot: str, view: SlotView) -> bool:
         """The slot keeps a stopped container of this very tag, made from the image the tag
         names on the server now, with the environment the inventory gives now."""
-        container = view.container
-        if container is None or container.running or container.version != self.tag:
-            return False
-        image = self.server.run(docker.image_id(self.inventory.image_ref(self.tag)), check=False)
-        if not image.ok or image.stdout.strip() != container.image_id:
+        if not keeps_stopped_container_of(self.server, self.inventory, view, self.tag):
             return False
         env_text = self.resolved_env().text if not self.inventory.env.empty else None
         # The slot's env file is the one its container was created with (see write_env_file).
@@ -426,6 +422,8 @@ class SlotSwap:
 
     def verify(self, slot: str) -> str:
         views = read_slots(self.server, self.inventory)
+        self.images_in_use = {view.container.image_id for view in views.values()
+                              if view.container is not None}
         view = views[slot]
         if not view.serving or view.version != self.tag:
             raise SwapError(f"after the switch {slot} is not serving {self.tag}: "
@@ -461,16 +459,32 @@ class SlotSwap:
                                 + (f" ({extra})" if extra else ""), "")
             time.sleep(POLL_INTERVAL)
 
+    def last_output(self, slot: str) -> str:
+        """The last lines the slot's container wrote (stdout and stderr), for an error."""
+        logs = self.server.run(docker.logs_tail(self.inventory.container_name(slot)),
+                               check=False)
+        return (logs.stdout + logs.stderr).strip()
+
     def fail_if_container_died(self, slot: str, what: str) -> None:
         container = self.container(slot)
         if container is not None and container.running:
             return
-        logs = self.server.run(docker.logs_tail(self.inventory.container_name(slot)),
-                               check=False)
-        output = (logs.stdout + logs.stderr).strip()
+        output = self.last_output(slot)
         status = f"exited with code {container.exit_code}" if container else "vanished"
         raise SwapError(f"the new container of {slot} {status} while waiting for {what}"
                         + (f"; its last output:\n{output}" if output else ""), "")
+
+
+def keeps_stopped_container_of(server: Server, inventory: Inventory, view: SlotView,
+                               tag: str) -> bool:
+    """The slot holds a stopped container of `tag`, made from the image `tag` names on the
+    server now (one `docker image inspect`). What SlotSwap.can_restart and the dry run's
+    plan both ask first."""
+    container = view.container
+    if container is None or container.running or container.version != tag:
+        return False
+    image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
+    return image.ok and image.stdout.strip() == container.image_id
 
 
 def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotView]:

@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from tasks.history import HistoryEntry, new_entry, parse_history, rollback_target
+from tasks.history import (
+    HistoryEntry,
+    append_command,
+    new_entry,
+    parse_history,
+    rollback_target,
+)
+from tasks.inventory import parse_inventory
 from tasks.locking import LockOwner, new_owner, parse_owner
 
 NOON = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)
@@ -65,3 +73,11 @@ def test_rollback_target(entries: list[tuple[str, ...]], serving: str | None,
                          expected: str | None) -> None:
     history = [entry(*e) for e in entries]
     assert rollback_target(history, serving) == expected
+
+
+def test_the_history_entry_goes_in_one_command_its_paths_as_arguments() -> None:
+    inventory = parse_inventory({"app": "webapp", "image": "r/webapp",
+                                 "hosts": ["203.0.113.10"]}, Path("/srv/hosts.yaml"))
+    assert append_command(inventory) == [
+        "sh", "-c", 'mkdir -p -- "$1" && cat >> "$2"', "sh",
+        "/var/lib/slotswap/webapp", "/var/lib/slotswap/webapp/history.jsonl"]
