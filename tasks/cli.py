@@ -136,7 +136,9 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     HAProxy's own health checks pass; the old slot drains and keeps running for
     timeouts.watch seconds, and takes the traffic back if the new one fails a check then;
     after that it is stopped (kept for a rollback). A server that fails keeps serving its
-    old version. --batch swaps several servers at a time.
+    old version. --batch swaps several servers at a time. Before the first swap every
+    server gets the image, in parallel: pulled, or with `delivery: ssh` streamed from this
+    machine's Docker over SSH, only the layers it lacks.
     Example: fab deploy --tag=v42   or   fab deploy --tag=v42 --batch=25%
     """
     if tag is None:

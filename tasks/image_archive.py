@@ -4,8 +4,9 @@ A release usually changes the top layers of an image and keeps the ones below (t
 runtime, the dependencies). `docker image load` skips a layer the server's Docker already
 has: it looks the layer up by its chain (the layer and every layer below it) before it
 reads the layer's file from the archive. So the layers at the bottom of the image that the
-server already has, in the same order, need not be sent at all. A Docker that wants every
-file anyway (the containerd image store) refuses the smaller archive; the caller then sends
+server already has, in the same order, need not be sent at all. That is how the classic
+image store loads (seen with Docker 20.10 in the sandbox). A Docker that wants every file
+anyway (the containerd image store may) refuses the smaller archive; the caller then sends
 the whole one.
 
 Both archive formats name their layers in `manifest.json`: `<id>/layer.tar` (Docker before
