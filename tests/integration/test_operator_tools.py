@@ -211,11 +211,18 @@ def test_logs_prefix_every_line_with_its_server(fleet_on_v1: Sandbox) -> None:
             assert set(starts) == {"s1", "s2", "s3"}, result.stdout
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_logs_follow_streams_every_server_until_ctrl_c(fleet_on_v1: Sandbox) -> None:
     box = fleet_on_v1
+    # Ctrl-C as in a terminal, also when the tests run in the background, where the shell
+    # has them ignore SIGINT (and so would fab, inheriting that).
     process = subprocess.Popen([FAB, "logs", "--follow", "--lines", "3", "--inventory",
                                 str(box.inventory)], cwd=ROOT, env=box.env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=default_sigint)
     seen: set[str] = set()
     selector = selectors.DefaultSelector()
     assert process.stdout is not None

@@ -56,7 +56,9 @@ def test_old_images_beyond_keep_images_are_pruned(fleet_on_v1: Sandbox, tmp_path
             box.ssh(address, f"docker pull --quiet 10.77.0.1:5000/demo/webapp:{tag}")
     result = box.fab("deploy", "--tag", "v2", inventory=inventory)
     assert result.returncode == 0
-    assert "removed 2 old images (keep_images: 2)" in result.stdout
+    # bad1 and flaky1 at least; earlier tests may have left more tags behind.
+    removed = re.findall(r"removed (\d+) old images \(keep_images: 2\)", result.stdout)
+    assert len(removed) == 3 and all(int(count) >= 2 for count in removed), result.stdout
     for address in box.addresses:
         # v2 serves, v1 is kept (stopped) for a rollback: both stay, the others go.
         assert app_images(box, address) == {"v1", "v2"}
