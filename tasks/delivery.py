@@ -171,7 +171,7 @@ class SshDelivery:
         with self._lock:
             key = (image_ref, count)
             if key not in self._smaller:
-                path = self._new_path(f"image-{len(self._saved)}-without-{count}.tar")
+                path = self._new_path(f"smaller-{len(self._smaller)}.tar")
                 self._smaller[key] = write_without_layers(archive, count, path)
             return self._smaller[key]
 

@@ -139,12 +139,16 @@ esac
         assert delivery.local_image("r/app:v1") == first
         image_id, archive = first
         assert image_id == "sha256:abc" and archive.path.read_bytes() == TWO_LAYERS.read_bytes()
+        _, other = delivery.local_image("r/app:v0")  # a rollback to several tags, say
         smaller = delivery.without_layers("r/app:v1", archive, 1)
         assert delivery.without_layers("r/app:v1", archive, 1) == smaller  # written once
+        assert delivery.without_layers("r/app:v0", other, 1) != smaller  # a file of its own
     assert not archive.path.exists() and not smaller.exists()
     assert calls.read_text().splitlines() == [
         "image inspect --format {{.Id}} r/app:v1",
         f"image save --output {archive.path} r/app:v1",
+        "image inspect --format {{.Id}} r/app:v0",
+        f"image save --output {other.path} r/app:v0",
     ]
 
 
