@@ -138,7 +138,8 @@ def on_each(servers: list[Server],
 
 class FleetLock:
     """Locks on several servers, all taken before any is changed, all released at the end.
-    Each server's connection is opened here, all at the same time."""
+    Each server's connection is opened here: the first server's, then all the others at
+    the same time."""
 
     def __init__(self, servers: list[Server], inventory: Inventory, owner: LockOwner):
         self.servers, self.inventory, self.owner = servers, inventory, owner
@@ -146,19 +147,22 @@ class FleetLock:
         self.failed_on: str | None = None  # the server whose lock could not be taken
 
     def __enter__(self) -> FleetLock:
-        errors = on_each(self.servers, lambda server: acquire(server, self.inventory,
-                                                              self.owner))
-        self.held = [server for server, error in zip(self.servers, errors, strict=True)
-                     if error is None]
-        failed = [(server, error) for server, error in zip(self.servers, errors, strict=True)
-                  if error is not None]
-        if failed:
-            # The first server in the inventory's order, unless the operator asked to stop.
-            server, error = next(((s, e) for s, e in failed if not isinstance(e, Exception)),
-                                 failed[0])
-            self.failed_on = server.name
-            self.release_all()
-            raise error
+        # The first server's lock alone first: of two runs started together on one inventory,
+        # one gets it and the other stops there, rather than each taking some locks and both
+        # giving up. Then all the others at once.
+        for group in (self.servers[:1], self.servers[1:]):
+            errors = on_each(group, lambda server: acquire(server, self.inventory, self.owner))
+            self.held += [server for server, error in zip(group, errors, strict=True)
+                          if error is None]
+            failed = [(server, error) for server, error in zip(group, errors, strict=True)
+                      if error is not None]
+            if failed:
+                # The first server in the inventory's order, unless the operator asked to stop.
+                server, error = next(((s, e) for s, e in failed if not isinstance(e, Exception)),
+                                     failed[0])
+                self.failed_on = server.name
+                self.release_all()
+                raise error
         return self
 
     def __exit__(self, *exc: object) -> None:

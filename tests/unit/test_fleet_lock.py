@@ -33,15 +33,20 @@ class MemoryServer:
     """Runs the lock scripts the way sh would, on a dict of files."""
 
     def __init__(self, name: str, owner_file: str | None = None,
-                 barrier: threading.Barrier | None = None) -> None:
-        self.name, self.barrier = name, barrier
+                 barrier: threading.Barrier | None = None,
+                 before: MemoryServer | None = None) -> None:
+        self.name, self.barrier, self.before = name, barrier, before
         self.files: dict[str, str] = {}
+        self.asked = False
         if owner_file is not None:
             self.files[f"{LOCK}/owner.json"] = owner_file
 
     def run(self, argv: list[str], *, check: bool = True, stdin: str | None = None,
             **_: Any) -> CommandResult:
         if argv[:3] == ["sh", "-c", TAKE_SCRIPT]:
+            self.asked = True
+            if self.before is not None:
+                assert self.before.locked_by is not None  # taken first, alone
             if self.barrier is not None:
                 self.barrier.wait()  # every server's lock is being taken at this moment
             if any(path.startswith(f"{argv[5]}/") for path in self.files):
@@ -73,14 +78,24 @@ OTHER = json.dumps({"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00",
                     "task": "deploy", "tag": "v9", "token": "alices"})
 
 
-def test_every_lock_is_taken_at_the_same_time_and_released_at_the_end() -> None:
+def test_the_first_lock_then_all_others_at_once_and_all_released_at_the_end() -> None:
     barrier = threading.Barrier(3, timeout=5)  # broken unless all three wait together
-    servers = [MemoryServer(f"s{i}", barrier=barrier) for i in (1, 2, 3)]
+    first = MemoryServer("s1")
+    others = [MemoryServer(f"s{i}", barrier=barrier, before=first) for i in (2, 3, 4)]
     owner = new_owner("deploy", "v2")
-    with FleetLock(servers, inventory(), owner) as lock:  # type: ignore[arg-type]
-        assert [s.locked_by for s in servers] == [owner.token] * 3
-        assert lock.held == servers
-    assert [s.files for s in servers] == [{}, {}, {}]
+    with FleetLock([first, *others], inventory(), owner) as lock:  # type: ignore[list-item]
+        assert [s.locked_by for s in (first, *others)] == [owner.token] * 4
+        assert lock.held == [first, *others]
+    assert [s.files for s in (first, *others)] == [{}, {}, {}, {}]
+
+
+def test_a_run_that_finds_the_first_server_locked_tries_no_other() -> None:
+    servers = [MemoryServer("s1", OTHER), MemoryServer("s2"), MemoryServer("s3")]
+    lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))  # type: ignore[arg-type]
+    with pytest.raises(LockedError, match=r"^s1 is locked"):
+        lock.__enter__()
+    assert [s.files for s in servers[1:]] == [{}, {}]
+    assert not any(s.asked for s in servers[1:])
 
 
 def test_a_locked_server_stops_the_run_and_the_others_are_released() -> None:
