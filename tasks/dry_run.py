@@ -95,12 +95,11 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
                     f"into {idle}")
     image_ref, backend = inventory.image_ref(tag), inventory.app
     lock_steps(plan, server, inventory)
-    present = server.run(docker.image_id(image_ref), check=False).ok
     if inventory.delivery.mode == "ssh":
         plan.steps.append(f"send {image_ref} from this machine's Docker (docker image save) "
                           "into `docker image load` over SSH, without the layers the server "
                           "has, unless it has the same image ID")
-    elif pull or not present:
+    elif pull or not server.run(docker.image_id(image_ref), check=False).ok:
         plan.shell(docker.pull(image_ref))
     if views[idle].stat.takes_new_traffic or views[idle].stat.sessions:
         drain_steps(plan, inventory, idle)
@@ -219,7 +218,7 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     if container is None:
         plan.shell(haproxy_run_command(inventory))
     elif not container.running:
-        plan.shell(["docker", "start", name])
+        plan.shell(docker.start(name))
     unlock_steps(plan, inventory)
     plan.summary = "changes: config" if changed else "config unchanged"
     return plan

@@ -47,11 +47,6 @@ class ImageArchive:
         kept = {layer.path for layer in self.layers[count:]}
         return {layer.path for layer in self.layers[:count]} - kept
 
-    def size_without(self, count: int) -> int:
-        """Bytes of the archive once its `count` bottom layers are left out."""
-        sizes = {layer.path: layer.size for layer in self.layers}
-        return self.size - sum(sizes[path] for path in self.skipped_paths(count))
-
 
 def read_archive(path: Path) -> ImageArchive:
     """The layers of the one image in an archive `docker image save` wrote."""

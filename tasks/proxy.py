@@ -148,7 +148,7 @@ def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
         server.run(haproxy_run_command(inventory))
         changes.append("HAProxy started")
     elif not container.running:
-        server.run(["docker", "start", name])
+        server.run(docker.start(name))
         changes.append("HAProxy restarted")
     info = wait_for_runtime_api(server)
     progress(f"HAProxy {info.get('Version', '?')} answers on 127.0.0.1:"

@@ -215,7 +215,8 @@ class SlotSwap:
         # The old slot is out of rotation: stopping it and checking the new one are
         # independent, so they share the time (two channels of the same connection).
         with ThreadPoolExecutor(max_workers=1) as pool:
-            stopping = pool.submit(self.stop_container, plan.live)
+            stopping = pool.submit(
+                lambda: self.progress(f"stopped {self.stop_container(plan.live)}"))
             serving = self.verify(plan.idle)
             stopping.result()
         return old_version, serving
@@ -299,9 +300,7 @@ class SlotSwap:
                       f"({self.old_version})")
         name = self.inventory.container_name(new)
         output = self.last_output(new)
-        self.server.run(docker.stop(name, self.timeouts.stop), check=False,
-                        timeout=self.timeouts.stop + 30)
-        self.progress(f"stopped {name}")
+        self.progress(f"stopped {self.stop_container(new, check=False)}")
         raise SwapRolledBack(
             f"{self.tag} took traffic in {new}, then failed HAProxy's health checks "
             f"{after:.1f}s later ({failed.check_summary}); rolled back to "
@@ -413,12 +412,13 @@ class SlotSwap:
             time.sleep(POLL_INTERVAL)
         self.progress(f"{slot} drained in {time.monotonic() - started:.1f}s")
 
-    def stop_container(self, slot: str) -> None:
+    def stop_container(self, slot: str, *, check: bool = True) -> str:
+        """`docker stop` of the slot's container; returns its name. Kept (stopped): its logs
+        stay readable; the next deploy into this slot removes it."""
         name = self.inventory.container_name(slot)
-        # Kept (stopped): its logs stay readable; the next deploy into this slot removes it.
-        self.server.run(docker.stop(name, self.timeouts.stop),
+        self.server.run(docker.stop(name, self.timeouts.stop), check=check,
                         timeout=self.timeouts.stop + 30)
-        self.progress(f"stopped {name}")
+        return name
 
     def verify(self, slot: str) -> str:
         views = read_slots(self.server, self.inventory)
@@ -435,9 +435,7 @@ class SlotSwap:
         try:
             self.set_state(slot, AdminState.MAINT)
         finally:
-            name = self.inventory.container_name(slot)
-            self.server.run(docker.stop(name, self.timeouts.stop), check=False,
-                            timeout=self.timeouts.stop + 30)
+            name = self.stop_container(slot, check=False)
             self.progress(f"stopped the new container {name}; the old version keeps serving")
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str, slot: str,

@@ -58,7 +58,6 @@ def test_the_smaller_archive_leaves_out_the_bottom_layers_files_only(tmp_path: P
     smaller = write_without_layers(archive, 1, tmp_path / "smaller.tar")
     left_out = archive.layers[0].path
     assert names_in(smaller) == [name for name in names_in(TWO_LAYERS) if name != left_out]
-    assert archive.size_without(1) == archive.size - 2048
     with tarfile.open(smaller) as copy, tarfile.open(TWO_LAYERS) as source:
         for name in copy.getnames():
             original, copied = source.extractfile(name), copy.extractfile(name)
@@ -113,7 +112,6 @@ def test_a_file_an_upper_layer_also_names_is_kept(tmp_path: Path) -> None:
     archive = read_archive(oci_archive(tmp_path / "oci.tar", [b"same", b"app", b"same"]))
     assert archive.layers[0].path == archive.layers[2].path
     assert archive.skipped_paths(2) == {archive.layers[1].path}
-    assert archive.size_without(2) == archive.size - 3
     assert archive.layers[0].path in names_in(write_without_layers(archive, 2,
                                                                    tmp_path / "smaller.tar"))
 
