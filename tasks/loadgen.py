@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+from tasks.sandbox import SUBNET as SANDBOX_SUBNET
+
 VERSION_PATTERN = re.compile(r"version=(\S+)")
 # Steady load, as in the testbed's measurements (~700 req/s), leaving CPU for the servers
 # that share this machine. None: as fast as the clients go.
@@ -55,7 +57,7 @@ class LoadGenerator:
     def __init__(self, targets: list[str], *, port: int = 80, clients: int = 4,
                  max_seconds: float = 300.0, max_requests: int = 500_000,
                  rate: float | None = DEFAULT_RATE,
-                 allowed_networks: tuple[str, ...] = ("10.77.0.0/24",), path: str = "/"):
+                 allowed_networks: tuple[str, ...] = (SANDBOX_SUBNET,), path: str = "/"):
         for target in targets:
             check_target_allowed(target, allowed_networks)
         self.targets, self.port, self.clients, self.path = targets, port, clients, path

@@ -1,7 +1,9 @@
 """A sandbox of real servers on one Linux machine, for the demo, the tests and the benchmarks.
 
 Each server is a network namespace with its own sshd and dockerd, on a private bridge
-(10.77.0.0/24) that nothing else uses. Beside them: a plain-HTTP registry, a resolver
+(10.77.0.0/24) that nothing else uses. SLOTSWAP_SANDBOX_ID=N (1-9) makes another sandbox
+that can run beside the default one: bridge ssbrN, 10.77.N.0/24, namespaces ssN-*, its own
+run and data folders. Beside them: a plain-HTTP registry, a resolver
 that answers at once and knows nothing (as a cloud server's does), and a "builder" engine
 that stands in for the operator's own Docker. Every image comes from local material: the
 app is a static Go binary, HAProxy is Debian's binary with the libraries it links. Needs root.
@@ -24,14 +26,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".sandbox"
-RUN_DIR = Path("/run/slotswap-sandbox")  # short: dockerd's socket paths have a length limit
-DATA_DIR = Path("/var/lib/slotswap-sandbox")
 
-BRIDGE = "ssbr0"
-SUBNET_PREFIX = "10.77.0"
+
+def sandbox_id(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    text = environ.get("SLOTSWAP_SANDBOX_ID", "0") or "0"
+    if not text.isdigit() or not 0 <= int(text) <= 9:
+        raise ValueError(f"SLOTSWAP_SANDBOX_ID must be a number from 0 to 9, got {text!r}")
+    return int(text)
+
+
+SANDBOX_ID = sandbox_id()
+_SUFFIX = str(SANDBOX_ID) if SANDBOX_ID else ""
+# short: dockerd's socket paths have a length limit
+RUN_DIR = Path(f"/run/slotswap-sandbox{_SUFFIX}")
+DATA_DIR = Path(f"/var/lib/slotswap-sandbox{_SUFFIX}")
+
+NAME_PREFIX = f"ss{_SUFFIX}-"  # of every namespace of this sandbox
+BRIDGE = f"ssbr{SANDBOX_ID}"
+SUBNET_PREFIX = f"10.77.{SANDBOX_ID}"
+SUBNET = f"{SUBNET_PREFIX}.0/24"
 BRIDGE_IP = f"{SUBNET_PREFIX}.1"
 REGISTRY = f"{BRIDGE_IP}:5000"
-BUILDER = "ss-build"
+BUILDER = f"{NAME_PREFIX}build"
 BUILDER_IP = f"{SUBNET_PREFIX}.2"
 APP_IMAGE = f"{REGISTRY}/demo/webapp"
 HAPROXY_IMAGE = f"{REGISTRY}/sandbox/haproxy:2.6"
@@ -42,8 +58,10 @@ MAX_SERVERS = 40
 PRIVATE_DIRS = ("/etc/slotswap", "/var/lib/slotswap")
 MOUNT_NS_DIR = RUN_DIR / "mnt"
 
-REQUIRED_PROGRAMS = ("ip", "nsenter", "dockerd", "docker", "/usr/sbin/sshd", "ssh-keygen",
-                     "docker-registry", "dnsmasq", "go", "ldd")
+# What the sandbox and its tests run; a test run stops before the first test if one is missing.
+REQUIRED_PROGRAMS = ("ip", "nsenter", "unshare", "mountpoint", "dockerd", "docker",
+                     "/usr/sbin/sshd", "ssh", "ssh-keygen", "docker-registry", "dnsmasq", "go",
+                     "ldd", "nft", "iptables")
 
 
 class SandboxError(RuntimeError):
@@ -91,7 +109,7 @@ class Node:
 
 
 def server_nodes(count: int) -> list[Node]:
-    return [Node(f"ss-s{i}", 10 + i) for i in range(1, count + 1)]
+    return [Node(f"{NAME_PREFIX}s{i}", 10 + i) for i in range(1, count + 1)]
 
 
 BUILDER_NODE = Node(BUILDER, 2, has_sshd=False)
@@ -351,7 +369,7 @@ def build_app_binary() -> None:
 # --- inventory -----------------------------------------------------------------------------
 
 def write_inventory(servers: Sequence[Node]) -> Path:
-    hosts = "\n".join(f"  - {{address: {n.ip}, name: {n.name.removeprefix('ss-')}}}"
+    hosts = "\n".join(f"  - {{address: {n.ip}, name: {n.name.removeprefix(NAME_PREFIX)}}}"
                       for n in servers)
     path = STATE_DIR / "hosts.yaml"
     path.write_text(f"""\
@@ -467,12 +485,14 @@ def wait_gone(pid: int | None, timeout: float = 20.0) -> None:
 
 
 def existing_nodes() -> list[Node]:
-    names = [p.name for p in Path("/var/run/netns").glob("ss-*")] if Path(
+    names = [p.name for p in Path("/var/run/netns").glob(f"{NAME_PREFIX}*")] if Path(
         "/var/run/netns").exists() else []
     nodes = [BUILDER_NODE] if BUILDER in names else []
+    server_prefix = f"{NAME_PREFIX}s"
     for name in sorted(names):
-        if name.startswith("ss-s") and name[4:].isdigit():
-            nodes.append(Node(name, 10 + int(name[4:])))
+        number = name.removeprefix(server_prefix)
+        if name.startswith(server_prefix) and number.isdigit():
+            nodes.append(Node(name, 10 + int(number)))
     return nodes
 
 

@@ -69,7 +69,7 @@ def test_ssh_delivery_reaches_a_server_without_registry_access(
     box = fleet_on_v1
     image = f"{sandbox.APP_IMAGE}:v2"
     first = box.addresses[0]
-    with no_registry("ss-s1"):
+    with no_registry(sandbox.server_nodes(1)[0].name):
         cut_off = box.ssh(first, f"docker pull {image} >/dev/null 2>&1; echo $?")
         assert cut_off.strip() != "0"  # the server really cannot reach the registry
         # s1 starts without HAProxy and its image: `fab up` brings them over SSH too.

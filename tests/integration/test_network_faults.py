@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tasks import sandbox
 from tests.integration.conftest import SWAP_STEPS
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.sandbox
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
 # In the sandbox's own subnet, and nothing answers there.
-NOBODY = "10.77.0.99"
+NOBODY = f"{sandbox.SUBNET_PREFIX}.99"
 
 
 def test_an_unreachable_server_stops_the_run_before_anything_changes(
@@ -74,7 +75,7 @@ def test_a_cut_connection_mid_swap_leaves_one_healthy_version(fleet_on_v1: Sandb
         for line in process.stdout:
             lines.append(line)
             if line.startswith("[s1") and marker in line:
-                assert cut_ssh_sessions("ss-s1") >= 1
+                assert cut_ssh_sessions(sandbox.server_nodes(1)[0].name) >= 1
                 break
         lines.extend(process.stdout)
         exit_code = process.wait(timeout=180)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tasks import scaffold
+from tasks import sandbox, scaffold
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -120,7 +120,7 @@ def test_dry_run_changes_nothing_and_shows_no_secret(fleet_on_v1: Sandbox,
             assert re.search(rf"^{name} \(10\.77\.0\.\d+\): ", output, re.MULTILINE), output
     deploy_plan = runs[("deploy", "--tag", "v2")].stdout
     assert "API_TOKEN=<secret>" in deploy_plan and "LOG_LEVEL=debug" in deploy_plan
-    assert "$ docker pull --quiet 10.77.0.1:5000/" in deploy_plan
+    assert f"$ docker pull --quiet {sandbox.REGISTRY}/" in deploy_plan
     assert "docker run --detach --name webapp-web" in deploy_plan
     assert "runtime API> set server webapp/web" in deploy_plan
     assert "docker pull" not in runs[("rollback", "--to", "v2")].stdout

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import paramiko
 import pytest
 
+from tasks import sandbox
 from tasks.app_env import render_env_file
 from tasks.inventory import Host, Inventory, JumpHost, load_inventory
 from tasks.remote import ConnectError, Server
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
 pytestmark = pytest.mark.sandbox
+NET = sandbox.SUBNET_PREFIX
 
 
 @pytest.fixture
@@ -90,8 +92,8 @@ def test_a_host_missing_from_known_hosts_is_refused(inventory: Inventory,
     empty = known_hosts_file(tmp_path, [])
     message = connect_error(with_ssh(inventory, known_hosts=empty), inventory.hosts[0])
     assert message == (
-        f"s1: root@10.77.0.11:22 is not in {empty}; check its key and add it "
-        f"(ssh-keyscan -p 22 10.77.0.11 >> {empty}), or set ssh.known_hosts in the inventory"
+        f"s1: root@{NET}.11:22 is not in {empty}; check its key and add it "
+        f"(ssh-keyscan -p 22 {NET}.11 >> {empty}), or set ssh.known_hosts in the inventory"
     )
 
 
@@ -101,11 +103,11 @@ def test_accept_unknown_hosts_connects_and_names_host_and_fingerprint(
     empty = known_hosts_file(tmp_path, [])
     opted_out = with_ssh(inventory, known_hosts=empty, accept_unknown_hosts=True)
 
-    assert ssh_client_address(opted_out, inventory.hosts[0]) == "10.77.0.1"
+    assert ssh_client_address(opted_out, inventory.hosts[0]) == f"{NET}.1"
 
     warning = capfd.readouterr().err
-    expected = fingerprint(recorded_keys(inventory)["10.77.0.11"])
-    assert "WARNING: s1: ACCEPTING AN UNVERIFIED HOST KEY for 10.77.0.11" in warning
+    expected = fingerprint(recorded_keys(inventory)[f"{NET}.11"])
+    assert f"WARNING: s1: ACCEPTING AN UNVERIFIED HOST KEY for {NET}.11" in warning
     assert expected in warning
     assert empty.read_text() == ""  # nothing was recorded
 
@@ -113,7 +115,7 @@ def test_accept_unknown_hosts_connects_and_names_host_and_fingerprint(
 def test_accept_unknown_hosts_per_host(inventory: Inventory, tmp_path: Path) -> None:
     empty = with_ssh(inventory, known_hosts=known_hosts_file(tmp_path, []))
     host = dataclasses.replace(inventory.hosts[0], accept_unknown_hosts=True)
-    assert ssh_client_address(empty, host) == "10.77.0.1"
+    assert ssh_client_address(empty, host) == f"{NET}.1"
     opted_in = with_ssh(empty, accept_unknown_hosts=True)
     host = dataclasses.replace(inventory.hosts[0], accept_unknown_hosts=False)
     assert "is not in" in connect_error(opted_in, host)
@@ -123,10 +125,10 @@ def test_accept_unknown_hosts_per_host(inventory: Inventory, tmp_path: Path) -> 
 def test_a_changed_host_key_is_always_refused(inventory: Inventory, tmp_path: Path,
                                               accept_unknown_hosts: bool) -> None:
     # s2's key recorded for s1's address: what a man in the middle looks like.
-    wrong = known_hosts_file(tmp_path, [f"10.77.0.11 {recorded_keys(inventory)['10.77.0.12']}"])
+    wrong = known_hosts_file(tmp_path, [f"{NET}.11 {recorded_keys(inventory)[f'{NET}.12']}"])
     changed = with_ssh(inventory, known_hosts=wrong, accept_unknown_hosts=accept_unknown_hosts)
     message = connect_error(changed, inventory.hosts[0])
-    assert message.startswith(f"s1: the host key of root@10.77.0.11:22 has CHANGED since it "
+    assert message.startswith(f"s1: the host key of root@{NET}.11:22 has CHANGED since it "
                               f"was recorded in {wrong}")
 
 
@@ -135,7 +137,7 @@ def test_a_host_recorded_with_another_key_type_only_is_a_changed_key(
 ) -> None:
     # The sandbox's sshd offers its ed25519 key only.
     ecdsa = paramiko.ECDSAKey.generate()
-    other = known_hosts_file(tmp_path, [f"10.77.0.11 {ecdsa.get_name()} {ecdsa.get_base64()}"])
+    other = known_hosts_file(tmp_path, [f"{NET}.11 {ecdsa.get_name()} {ecdsa.get_base64()}"])
     changed = with_ssh(inventory, known_hosts=other, accept_unknown_hosts=True)
     assert "has CHANGED" in connect_error(changed, inventory.hosts[0])
 
@@ -145,7 +147,7 @@ def test_a_host_recorded_with_another_key_type_only_is_a_changed_key(
 
 def test_jump_host_from_the_inventory(inventory: Inventory) -> None:
     s1, s2 = inventory.hosts[0], inventory.hosts[1]
-    assert ssh_client_address(inventory, s2) == "10.77.0.1"
+    assert ssh_client_address(inventory, s2) == f"{NET}.1"
     via_s1 = with_ssh(inventory, jump=JumpHost(s1.address, user="root", port=22))
     assert ssh_client_address(via_s1, s2) == s1.address
     per_host = dataclasses.replace(s2, jump=JumpHost(s1.address))
@@ -155,28 +157,28 @@ def test_jump_host_from_the_inventory(inventory: Inventory) -> None:
 def test_jump_host_missing_from_known_hosts_is_refused(inventory: Inventory,
                                                        tmp_path: Path) -> None:
     keys = recorded_keys(inventory)
-    only_s2 = known_hosts_file(tmp_path, [f"10.77.0.12 {keys['10.77.0.12']}"])
-    jumped = with_ssh(inventory, known_hosts=only_s2, jump=JumpHost("10.77.0.11"))
+    only_s2 = known_hosts_file(tmp_path, [f"{NET}.12 {keys[f'{NET}.12']}"])
+    jumped = with_ssh(inventory, known_hosts=only_s2, jump=JumpHost(f"{NET}.11"))
     message = connect_error(jumped, inventory.hosts[1])
-    assert message.startswith(f"s2: jump host root@10.77.0.11:22 is not in {only_s2}")
+    assert message.startswith(f"s2: jump host root@{NET}.11:22 is not in {only_s2}")
 
 
 def test_server_behind_a_jump_host_missing_from_known_hosts_is_refused(
     inventory: Inventory, tmp_path: Path
 ) -> None:
     keys = recorded_keys(inventory)
-    only_s1 = known_hosts_file(tmp_path, [f"10.77.0.11 {keys['10.77.0.11']}"])
-    jumped = with_ssh(inventory, known_hosts=only_s1, jump=JumpHost("10.77.0.11"))
+    only_s1 = known_hosts_file(tmp_path, [f"{NET}.11 {keys[f'{NET}.11']}"])
+    jumped = with_ssh(inventory, known_hosts=only_s1, jump=JumpHost(f"{NET}.11"))
     message = connect_error(jumped, inventory.hosts[1])
-    assert message.startswith(f"s2: root@10.77.0.12:22 is not in {only_s1}; check its key "
-                              "and add it (ssh -J root@10.77.0.11:22")
+    assert message.startswith(f"s2: root@{NET}.12:22 is not in {only_s1}; check its key "
+                              f"and add it (ssh -J root@{NET}.11:22")
 
 
 def test_a_target_the_jump_host_cannot_reach(inventory: Inventory) -> None:
-    jumped = with_ssh(inventory, jump=JumpHost("10.77.0.11"), connect_timeout=2)
-    message = connect_error(jumped, Host(address="10.77.0.250", name="nowhere"))
+    jumped = with_ssh(inventory, jump=JumpHost(f"{NET}.11"), connect_timeout=2)
+    message = connect_error(jumped, Host(address=f"{NET}.250", name="nowhere"))
     assert "nowhere: " in message
-    assert "through jump host 10.77.0.11" in message
+    assert f"through jump host {NET}.11" in message
 
 
 # -- ~/.ssh/config --------------------------------------------------------------------------
@@ -184,21 +186,21 @@ def test_a_target_the_jump_host_cannot_reach(inventory: Inventory) -> None:
 
 def test_ssh_config_alias_and_proxyjump(inventory: Inventory, home: Path) -> None:
     (home / ".ssh" / "config").write_text(
-        "Host sandbox-two\n  HostName 10.77.0.12\n"
-        "Host 10.77.0.13\n  ProxyJump root@10.77.0.11\n"
+        f"Host sandbox-two\n  HostName {NET}.12\n"
+        f"Host {NET}.13\n  ProxyJump root@{NET}.11\n"
     )
-    assert ssh_client_address(inventory, Host(address="sandbox-two", name="two")) == "10.77.0.1"
+    assert ssh_client_address(inventory, Host(address="sandbox-two", name="two")) == f"{NET}.1"
     # The jump host comes from ~/.ssh/config, with the inventory's key and known_hosts.
-    assert ssh_client_address(inventory, inventory.hosts[2]) == "10.77.0.11"
+    assert ssh_client_address(inventory, inventory.hosts[2]) == f"{NET}.11"
 
 
 def test_ssh_config_off_ignores_it(inventory: Inventory, home: Path) -> None:
-    (home / ".ssh" / "config").write_text("Host 10.77.0.12\n  Port 2\n")
+    (home / ".ssh" / "config").write_text(f"Host {NET}.12\n  Port 2\n")
     unset_port = with_ssh(inventory, port=None)
-    assert "cannot connect to root@10.77.0.12:2" in connect_error(unset_port,
+    assert f"cannot connect to root@{NET}.12:2" in connect_error(unset_port,
                                                                  inventory.hosts[1])
     config_off = with_ssh(unset_port, config=False)
-    assert ssh_client_address(config_off, inventory.hosts[1]) == "10.77.0.1"
+    assert ssh_client_address(config_off, inventory.hosts[1]) == f"{NET}.1"
 
 
 # -- the private env file -------------------------------------------------------------------

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tasks import sandbox
+
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
@@ -43,7 +45,7 @@ def test_a_version_failing_after_the_switch_is_rolled_back_under_load(
 
 
 def app_images(box: Sandbox, address: str) -> set[str]:
-    listed = box.ssh(address, "docker image ls --format '{{.Tag}}' 10.77.0.1:5000/demo/webapp")
+    listed = box.ssh(address, "docker image ls --format '{{.Tag}}' " + sandbox.APP_IMAGE)
     return set(listed.split())
 
 
@@ -53,7 +55,7 @@ def test_old_images_beyond_keep_images_are_pruned(fleet_on_v1: Sandbox, tmp_path
     assert box.fab("deploy", "--tag", "v1", inventory=inventory).returncode == 0
     for address in box.addresses:
         for tag in ("bad1", "flaky1"):
-            box.ssh(address, f"docker pull --quiet 10.77.0.1:5000/demo/webapp:{tag}")
+            box.ssh(address, f"docker pull --quiet {sandbox.APP_IMAGE}:{tag}")
     result = box.fab("deploy", "--tag", "v2", inventory=inventory)
     assert result.returncode == 0
     # bad1 and flaky1 at least; earlier tests may have left more tags behind.
