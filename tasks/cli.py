@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shlex
@@ -20,14 +21,21 @@ from tasks import history as history_log
 from tasks import hooks, locking, logs, report, rollout, sandbox, scaffold
 from tasks.batches import parse_batch
 from tasks.delivery import up_action
-from tasks.inventory import Inventory, load_inventory
+from tasks.fabric_flags import ConnectOverrides, check_flags
+from tasks.host_selection import select_hosts
+from tasks.inventory import Inventory, InventoryError, load_inventory
+from tasks.inventory_check import located, render_templates, settings_lines
 from tasks.live_progress import live_progress_if_terminal
 from tasks.output import format_table, messages_to_stderr, say, warn
 from tasks.proxy import down_server
 from tasks.remote import Server
 from tasks.validation import InputError, validate_tag
 
-INVENTORY_HELP = "inventory file (default: hosts.yaml in the current folder)"
+INVENTORY_HELP = ("inventory file (default: $SLOTSWAP_INVENTORY, else hosts.yaml in the "
+                  "current folder)")
+HOSTS_HELP = ("only these servers of the inventory, by name or address, comma-separated "
+              "(e.g. a canary: --hosts=web-a); they are taken in the inventory's order")
+INVENTORY_ENV = "SLOTSWAP_INVENTORY"
 JSON_HELP = ("print one JSON document on stdout (per server: name, address, tags, outcome, "
              "seconds, error, serving); everything else goes to stderr")
 DRY_RUN_HELP = ("print, per server, every command that would run and change nothing (read-only "
@@ -39,16 +47,29 @@ DRY_RUN_PREAMBLE = ("every server's lock is taken and the image put on every ser
                     "stop at the first failure; every lock is released at the end")
 
 
+def kit_task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """@task with long flags only: `-i` stays Fabric's identity file (`fab -i KEY deploy`),
+    never a task's inventory."""
+    return task(auto_shortflags=False, **options)
+
+
 def default_tag(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%d%H%M")
 
 
+# Fabric's -i/-t, read from the task's context when the task starts (fabric_flags).
+_connect_overrides = ConnectOverrides()
+
+
 def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input exits 2 with its one-line message, before anything is contacted."""
+    """Bad input exits 2 with its one-line message, before anything is contacted. Fabric's
+    own flags are honoured or refused here, before the task runs (tasks.fabric_flags)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global _connect_overrides
         try:
+            _connect_overrides = check_flags(args[0])
             return function(*args, **kwargs)
         except InputError as error:
             raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
@@ -65,16 +86,33 @@ def exit_on_failure(task_name: str, results: list[rollout.ServerResult]) -> None
                    "later servers were not touched", code=failed.exit_code)
 
 
-def load(path: str) -> Inventory:
-    return load_inventory(path)
+def inventory_path(path: str | None) -> str:
+    """--inventory, else $SLOTSWAP_INVENTORY, else hosts.yaml in the current folder."""
+    return path or os.environ.get(INVENTORY_ENV) or "hosts.yaml"
 
 
-@task(help={"tag": "image tag to build (default: the UTC time, YYYYMMDDHHMM)",
+def load(path: str | None, hosts: str | None = None) -> Inventory:
+    """The inventory, validated whole, with Fabric's -i/-t applied and only the servers
+    --hosts names (all when None)."""
+    inv = load_inventory(inventory_path(path))
+    overrides = _connect_overrides
+    if overrides.identity is not None and not overrides.identity.is_file():
+        raise InputError(f"-i/--identity: {overrides.identity} is not a file")
+    if overrides.identity is not None:
+        inv = dataclasses.replace(inv, ssh=dataclasses.replace(inv.ssh,
+                                                               identity=overrides.identity))
+    if overrides.connect_timeout is not None:
+        inv = dataclasses.replace(inv, ssh=dataclasses.replace(
+            inv.ssh, connect_timeout=overrides.connect_timeout))
+    return select_hosts(inv, hosts)
+
+
+@kit_task(help={"tag": "image tag to build (default: the UTC time, YYYYMMDDHHMM)",
             "inventory": INVENTORY_HELP,
             "push": "push the image to its registry after building (default: yes; never "
                     "with `delivery: ssh` in the inventory)"})
 @reports_errors
-def build(c: Context, tag: str | None = None, inventory: str = "hosts.yaml",
+def build(c: Context, tag: str | None = None, inventory: str | None = None,
           push: bool = True) -> None:
     """Build the app image on this machine and push it: docker build --build-arg VERSION=TAG.
 
@@ -99,9 +137,9 @@ def build(c: Context, tag: str | None = None, inventory: str = "hosts.yaml",
     say(f"tag: {tag}")
 
 
-@task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
+@kit_task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
-def up(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None:
+def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     """Prepare every server: app network, HAProxy in front of slots web1/web2. Idempotent.
 
     A changed config is checked by HAProxy, then applied with a reload that drops no
@@ -117,7 +155,7 @@ def up(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None
     exit_on_failure("up", results)
 
 
-@task(help={"tag": "image tag to deploy (required); must have been built (and pushed, "
+@kit_task(help={"tag": "image tag to deploy (required); must have been built (and pushed, "
                    "unless the inventory says delivery: ssh)",
             "on-failure": "what a failed server means for the servers already moved: 'stop' "
                           "(default: they keep the new version) or 'rollback' (they go back, "
@@ -125,11 +163,12 @@ def up(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None
             "batch": "servers to swap at the same time: a number (e.g. 2) or a percentage of "
                      "the servers (e.g. 25%); the next batch starts only when the whole batch "
                      "succeeded (default: 1, one at a time)",
+            "hosts": HOSTS_HELP,
             "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
-           inventory: str = "hosts.yaml", batch: str | None = None, json: bool = False,
-           dry_run: bool = False) -> None:
+           inventory: str | None = None, batch: str | None = None, json: bool = False,
+           dry_run: bool = False, hosts: str | None = None) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
@@ -152,7 +191,7 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     refuse_json_with_dry_run(json, dry_run)
     if json:
         messages_to_stderr()
-    inv = load(inventory)
+    inv = load(inventory, hosts)
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.deploy_plan(server, inv, tag, pull=True,
                                                                 task="deploy"), deploying=True)
@@ -210,12 +249,13 @@ def finish_rollout(inv: Inventory, task_name: str, result: rollout.RolloutResult
     say(f"all {len(result.outcomes)} servers serve {result.tag}")
 
 
-@task(help={"to": "tag to return every server to (default: per server, the version it "
-                  "served before its last successful deploy)",
-            "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
+@kit_task(help={"to": "tag to return every server to (default: per server, the version it "
+                      "served before its last successful deploy)",
+                "hosts": HOSTS_HELP,
+                "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
-def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
-             json: bool = False, dry_run: bool = False) -> None:
+def rollback(c: Context, to: str | None = None, inventory: str | None = None,
+             json: bool = False, dry_run: bool = False, hosts: str | None = None) -> None:
     """Return every server to its previous version, with the same zero-downtime swap.
 
     The previous version comes from each server's history; the container the last deploy
@@ -225,7 +265,7 @@ def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
     refuse_json_with_dry_run(json, dry_run)
     if json:
         messages_to_stderr()
-    inv = load(inventory)
+    inv = load(inventory, hosts)
     if to is not None:
         tag = validate_tag(to)
         if dry_run:
@@ -253,9 +293,9 @@ def rollback(c: Context, to: str | None = None, inventory: str = "hosts.yaml",
     finish_rollout(inv, "rollback", result, json)
 
 
-@task(help={"inventory": INVENTORY_HELP, "lines": "entries per server (default 10)"})
+@kit_task(help={"inventory": INVENTORY_HELP, "lines": "entries per server (default 10)"})
 @reports_errors
-def history(c: Context, inventory: str = "hosts.yaml", lines: int = 10) -> None:
+def history(c: Context, inventory: str | None = None, lines: int = 10) -> None:
     """Show each server's history: time, who, task, from and to tag, outcome, seconds.
 
     Example: fab history --lines=20
@@ -276,9 +316,9 @@ def history(c: Context, inventory: str = "hosts.yaml", lines: int = 10) -> None:
                                 rows) if rows else "(no history yet)", "    "))
 
 
-@task(name="lock", help={"inventory": INVENTORY_HELP})
+@kit_task(name="lock", help={"inventory": INVENTORY_HELP})
 @reports_errors
-def lock_status(c: Context, inventory: str = "hosts.yaml") -> None:
+def lock_status(c: Context, inventory: str | None = None) -> None:
     """Show which servers are locked by a run, by whom and since when. Example: fab lock"""
     inv = load(inventory)
     for server in rollout.servers_of(inv):
@@ -291,12 +331,12 @@ def lock_status(c: Context, inventory: str = "hosts.yaml") -> None:
             server.close()
 
 
-@task(help={"server": "name (or address) of the server whose lock to release",
+@kit_task(help={"server": "name (or address) of the server whose lock to release",
             "all": "release the locks of every server of the inventory",
             "inventory": INVENTORY_HELP})
 @reports_errors
 def unlock(c: Context, server: str | None = None, all: bool = False,
-           inventory: str = "hosts.yaml") -> None:
+           inventory: str | None = None) -> None:
     """Release a lock left by a run that is gone (check with `fab lock` first).
 
     Example: fab unlock --server=web-b
@@ -317,18 +357,42 @@ def unlock(c: Context, server: str | None = None, all: bool = False,
             target.close()
 
 
-@task(help={"inventory": INVENTORY_HELP,
+@kit_task(help={"inventory": INVENTORY_HELP})
+@reports_errors
+def check(c: Context, inventory: str | None = None) -> None:
+    """Check the inventory and the templates without contacting any server.
+
+    Prints every setting as the kit resolves it (defaults filled in, relative paths made
+    absolute, secrets masked: only whether this environment sets them) and renders the
+    templates; exits 2 naming the key and its line when something is wrong.
+    Example: fab check --inventory=prod.yaml
+    """
+    path = Path(inventory_path(inventory)).expanduser()
+    try:
+        inv = load(inventory)
+    except InventoryError as error:
+        raise Exit(f"error: {located(error, path)}", code=rollout.EXIT_BAD_INPUT) from error
+    for line in settings_lines(inv):
+        say(line)
+    rendered = render_templates(inv)
+    say(f"templates: {', '.join(rendered)} rendered")
+    count = len(inv.hosts)
+    say(f"{inv.path}: OK, {count} server{'s' if count != 1 else ''}; no server was contacted")
+
+
+@kit_task(help={"inventory": INVENTORY_HELP, "hosts": HOSTS_HELP,
             "json": "print one JSON document on stdout (per server: name, address, live "
                     "slot, version, both slots as HAProxy and Docker see them, error)"})
 @reports_errors
-def status(c: Context, inventory: str = "hosts.yaml", json: bool = False) -> None:
+def status(c: Context, inventory: str | None = None, json: bool = False,
+           hosts: str | None = None) -> None:
     """Show, per server, the live slot, the version it serves, and HAProxy's view of both slots.
 
     Example: fab status
     """
     if json:
         messages_to_stderr()
-    inv = load(inventory)
+    inv = load(inventory, hosts)
     reports = rollout.status(inv)
     for server_report in reports:
         if server_report.error:
@@ -345,9 +409,9 @@ def status(c: Context, inventory: str = "hosts.yaml", json: bool = False) -> Non
         raise Exit(code=exit_code)
 
 
-@task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
+@kit_task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
-def down(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> None:
+def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     """Remove the app's containers (slots and HAProxy), network and config from every server.
 
     Example: fab down
@@ -361,7 +425,7 @@ def down(c: Context, inventory: str = "hosts.yaml", dry_run: bool = False) -> No
     exit_on_failure("down", results)
 
 
-@task(help={"force": "overwrite hosts.yaml and templates/ files that exist (default: refuse, "
+@kit_task(help={"force": "overwrite hosts.yaml and templates/ files that exist (default: refuse, "
                      "writing nothing)"})
 @reports_errors
 def init(c: Context, force: bool = False) -> None:
@@ -381,20 +445,20 @@ def init(c: Context, force: bool = False) -> None:
     say("next: edit hosts.yaml (app, image, hosts, ssh), then fab up and fab deploy --tag=T")
 
 
-@task(help={"slot": "whose logs: 'live' (default: the slot serving) or 'idle' (the other one, "
-                    "e.g. a new version that failed its checks)",
-            "follow": "keep streaming from every server at once until Ctrl-C",
-            "lines": "lines from the end of each log to show first (default 50)",
-            "inventory": INVENTORY_HELP})
+@kit_task(help={"slot": "whose logs: 'live' (default: the slot serving) or 'idle' (the other "
+                        "one, e.g. a new version that failed its checks)",
+                "follow": "keep streaming from every server at once until Ctrl-C",
+                "lines": "lines from the end of each log to show first (default 50)",
+                "hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
 @reports_errors
 def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: int = 50,
-              inventory: str = "hosts.yaml") -> None:
+              inventory: str | None = None, hosts: str | None = None) -> None:
     """Show the app's container logs of every server, each line prefixed by the server.
 
     Example: fab logs --slot=idle --lines=100   or   fab logs --follow
     """
     logs.validate_choice(slot, lines)
-    inv = load(inventory)
+    inv = load(inventory, hosts)
     servers = rollout.servers_of(inv)
     try:
         sources = [logs.pick_slot(server, inv, slot) for server in servers]
@@ -412,7 +476,7 @@ def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: in
         raise Exit("error: " + "; ".join(problems), code=rollout.EXIT_DEPLOY_FAILED)
 
 
-@task(help={"servers": "number of servers to create (default 3)"})
+@kit_task(help={"servers": "number of servers to create (default 3)"})
 @reports_errors
 def sandbox_create(c: Context, servers: int = 3) -> None:
     """Create the local sandbox: N servers (netns + sshd + dockerd), registry, resolver.
@@ -434,8 +498,8 @@ def collection() -> Collection:
     sandbox_tasks = Collection("sandbox")
     sandbox_tasks.add_task(sandbox_create, name="create")
     sandbox_tasks.add_task(sandbox_destroy, name="destroy")
-    tasks = Collection(init, build, up, deploy, rollback, status, history, lock_status, unlock,
-                       down, sandbox_tasks)
+    tasks = Collection(init, check, build, up, deploy, rollback, status, history, lock_status,
+                       unlock, down, sandbox_tasks)
     tasks.add_task(logs_task, name="logs")
     return tasks
 

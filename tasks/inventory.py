@@ -71,7 +71,12 @@ _JUMP = re.compile(
 
 
 class InventoryError(InputError):
-    """The inventory file is missing, unreadable or invalid."""
+    """The inventory file is missing, unreadable or invalid; `key` is the key path of the
+    problem (e.g. ``hosts[0].port``) when there is one."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,7 @@ class _Invalid(Exception):
 
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"{key}: {problem}")
+        self.key = key
 
 
 # -- reading the file --------------------------------------------------------------------
@@ -720,7 +726,7 @@ def parse_inventory(data: object, path: Path) -> Inventory:
     try:
         return _inventory(data, path.absolute())
     except _Invalid as error:
-        raise InventoryError(f"{path}: {error}") from None
+        raise InventoryError(f"{path}: {error}", key=error.key) from None
 
 
 def _inventory(data: dict[object, object], path: Path) -> Inventory:

@@ -1,0 +1,198 @@
+"""The command line as a Fabric user meets it: Fabric's own flags honoured or refused before
+anything is contacted, --hosts, $SLOTSWAP_INVENTORY, and `check`. The inventories here name
+documentation addresses (192.0.2.0/24): every run must stop before contacting them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tasks import inventory as inventory_module
+from tasks.host_selection import select_hosts
+from tasks.inventory import load_inventory
+from tasks.inventory_check import key_line, key_parts
+from tasks.validation import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+SCHEMA = json.loads((ROOT / "tasks" / "hosts.schema.json").read_text())
+INVENTORY = """\
+app: webapp
+image: registry.example.com/acme/webapp
+env:
+  plain: {MODE: production}
+  secret: [API_TOKEN]
+hosts:
+  - {address: 192.0.2.10, name: web-a}
+  - {address: 192.0.2.11, name: web-b}
+  - {address: 192.0.2.12, name: web-c}
+"""
+
+
+def fab(*args: str, cwd: Path, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FAB, "-r", str(ROOT), *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=60, check=False,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "hosts.yaml").write_text(INVENTORY)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["-R"], "-R/--dry"),
+    (["-H", "192.0.2.10"], "-H/--hosts"),
+    (["-T", "5"], "-T/--command-timeout"),
+    (["-w"], "-w/--warn-only"),
+    (["-p"], "-p/--pty"),
+])
+def test_fabric_flags_the_kit_does_not_honour_are_refused_before_anything_runs(
+        project: Path, flags: list[str], named: str) -> None:
+    result = fab(*flags, "deploy", "--tag=v1", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: nothing was contacted: ")
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_fabric_identity_and_connect_timeout_are_honoured(project: Path) -> None:
+    key = project / "deploy_key"
+    key.write_text("not read by check\n")
+    result = fab("-i", str(key), "-t", "4", "check", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert f"ssh.identity: {key}" in result.stdout
+    assert "ssh.connect_timeout: 4.0" in result.stdout
+
+
+def test_a_missing_identity_file_is_bad_input(project: Path) -> None:
+    result = fab("-i", str(project / "nope"), "check", cwd=project)
+    assert result.returncode == 2
+    assert "-i/--identity" in result.stderr and "is not a file" in result.stderr
+
+
+def test_dash_i_after_the_task_is_still_the_identity_never_the_inventory(project: Path) -> None:
+    other = project / "other.yaml"
+    other.write_text(INVENTORY.replace("webapp", "shop"))
+    result = fab("check", "-i", str(other), cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "app: webapp" in result.stdout  # hosts.yaml of the folder, not other.yaml
+    assert f"ssh.identity: {other}" in result.stdout
+
+
+def test_the_inventory_comes_from_the_environment_when_not_given(project: Path,
+                                                                 tmp_path_factory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    result = fab("check", cwd=elsewhere, env={"SLOTSWAP_INVENTORY": str(project / "hosts.yaml")})
+    assert result.returncode == 0, result.stderr
+    assert f"path: {project / 'hosts.yaml'}" in result.stdout
+
+
+def test_check_masks_secrets_and_says_whether_they_are_set(project: Path) -> None:
+    result = fab("check", cwd=project, env={"API_TOKEN": "s3cr3t-value"})
+    assert result.returncode == 0, result.stderr
+    assert "env.secret.API_TOKEN: <secret> (set in this environment)" in result.stdout
+    assert "env.plain.MODE: 'production'" in result.stdout
+    assert "s3cr3t-value" not in result.stdout + result.stderr
+    assert "templates: haproxy.cfg.j2 rendered" in result.stdout
+    assert result.stdout.rstrip().endswith("OK, 3 servers; no server was contacted")
+
+
+def test_check_names_the_key_and_its_line(project: Path) -> None:
+    (project / "hosts.yaml").write_text(INVENTORY.replace("name: web-b}",
+                                                          "name: web-b, port: abc}"))
+    result = fab("check", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: hosts.yaml:8: hosts[1].port: expected an integer from 1 to 65535, got 'abc'")
+
+
+def test_check_reports_a_template_that_does_not_render(project: Path) -> None:
+    (project / "templates").mkdir()
+    (project / "templates" / "haproxy.cfg.j2").write_text("global\n{% if %}\n")
+    result = fab("check", cwd=project)
+    assert result.returncode == 2
+    assert "haproxy.cfg.j2:2:" in result.stderr
+
+
+def test_hosts_refuses_an_unknown_server_before_anything_runs(project: Path) -> None:
+    result = fab("deploy", "--tag=v1", "--hosts=web-a,web-z", cwd=project)
+    assert result.returncode == 2
+    assert "--hosts: web-z is not in hosts.yaml (its servers: web-a, web-b, web-c)" \
+        in result.stderr
+
+
+def test_hosts_keeps_the_inventory_order(project: Path) -> None:
+    inventory = load_inventory(project / "hosts.yaml")
+    chosen = select_hosts(inventory, "web-c,192.0.2.10")
+    assert [host.name for host in chosen.hosts] == ["web-a", "web-c"]
+    assert select_hosts(inventory, None) is inventory
+    for bad in ("", "web-a,", " , "):
+        with pytest.raises(InputError, match="--hosts expects server names"):
+            select_hosts(inventory, bad)
+
+
+def test_task_flags_are_long_only() -> None:
+    result = subprocess.run([FAB, "-r", str(ROOT), "--help", "deploy"], text=True,
+                            capture_output=True, timeout=60, check=False)
+    options = result.stdout.split("Options:")[1]
+    assert "-i STRING" not in options and "-t STRING" not in options
+    assert "--inventory=STRING" in options and "--hosts=STRING" in options
+
+
+@pytest.mark.parametrize(("key", "parts"), [
+    ("ssh.port", ["ssh", "port"]), ("hosts[2].jump", ["hosts", 2, "jump"]),
+    ("env.secret[0]", ["env", "secret", 0]), ("app", ["app"])])
+def test_key_parts(key: str, parts: list[str | int]) -> None:
+    assert key_parts(key) == parts
+
+
+def test_key_line_finds_the_deepest_part_the_file_has() -> None:
+    assert key_line(INVENTORY, "app") == 1
+    assert key_line(INVENTORY, "env.secret[0]") == 5
+    assert key_line(INVENTORY, "hosts[1].name") == 8
+    assert key_line(INVENTORY, "ssh.port") == 1  # no ssh section: the top mapping
+    assert key_line("app: [", "app") is None
+
+
+# -- the JSON Schema shipped for editors ----------------------------------------------------
+
+SECTIONS = {
+    "build": "_BUILD_KEYS", "healthcheck": "_HEALTHCHECK_KEYS", "env": "_ENV_KEYS",
+    "ssh": "_SSH_KEYS", "haproxy": "_HAPROXY_KEYS", "timeouts": "_TIMEOUT_KEYS",
+    "hooks": "_HOOK_KEYS",
+}
+
+
+def test_the_schema_knows_exactly_the_keys_the_inventory_accepts() -> None:
+    properties = SCHEMA["properties"]
+    assert set(properties) == set(inventory_module._TOP_KEYS)
+    assert SCHEMA["required"] == list(inventory_module._REQUIRED_TOP_KEYS)
+    for section, keys in SECTIONS.items():
+        assert set(properties[section]["properties"]) == set(getattr(inventory_module, keys)), \
+            section
+    delivery = next(o for o in properties["delivery"]["oneOf"] if o.get("type") == "object")
+    assert set(delivery["properties"]) == set(inventory_module._DELIVERY_KEYS)
+    host = next(o for o in properties["hosts"]["items"]["oneOf"] if o["type"] == "object")
+    assert set(host["properties"]) == set(inventory_module._HOST_KEYS)
+
+
+@pytest.mark.parametrize("path", [ROOT / "hosts.yaml"])
+def test_the_reference_inventory_matches_the_schema(path: Path) -> None:
+    jsonschema.validate(yaml.safe_load(path.read_text()), SCHEMA)
+
+
+def test_the_schema_refuses_what_the_inventory_refuses() -> None:
+    data = yaml.safe_load(INVENTORY)
+    data["ssh"] = {"prot": 22}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(data, SCHEMA)
