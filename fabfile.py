@@ -1,8 +1,12 @@
 """slotswap: zero-downtime blue/green deploys of a containerised web app, over SSH.
 
-Run `fab --list` for the tasks and `fab --help TASK` for their flags.
+Run `fab --list` for the tasks and `fab --help TASK` for their flags. In this repository the
+list has the local sandbox's tasks too (sandbox.create, sandbox.destroy); the installed
+`slotswap` command has only the deploy tasks.
 """
 
+from tasks import sandbox_tasks
 from tasks.cli import collection
 
 ns = collection()
+ns.add_collection(sandbox_tasks.collection())

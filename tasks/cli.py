@@ -18,7 +18,7 @@ from invoke.exceptions import Exit
 from tasks import docker_commands as docker
 from tasks import dry_run as dry_run_plans
 from tasks import history as history_log
-from tasks import hooks, locking, logs, report, rollout, sandbox, scaffold
+from tasks import hooks, locking, logs, report, rollout, scaffold
 from tasks.batches import parse_batch
 from tasks.delivery import up_action
 from tasks.fabric_flags import ConnectOverrides, check_flags
@@ -73,8 +73,6 @@ def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
             return function(*args, **kwargs)
         except InputError as error:
             raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
-        except sandbox.SandboxError as error:
-            raise Exit(f"sandbox: {error}", code=1) from error
 
     return wrapper
 
@@ -476,30 +474,9 @@ def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: in
         raise Exit("error: " + "; ".join(problems), code=rollout.EXIT_DEPLOY_FAILED)
 
 
-@kit_task(help={"servers": "number of servers to create (default 3)"})
-@reports_errors
-def sandbox_create(c: Context, servers: int = 3) -> None:
-    """Create the local sandbox: N servers (netns + sshd + dockerd), registry, resolver.
-
-    Needs root. Writes .sandbox/hosts.yaml; `source .sandbox/env` points DOCKER_HOST at its
-    build engine. Example: fab sandbox.create --servers=3
-    """
-    sandbox.create(servers)
-
-
-@task
-@reports_errors
-def sandbox_destroy(c: Context) -> None:
-    """Remove the local sandbox and everything in it. Example: fab sandbox.destroy"""
-    sandbox.destroy()
-
-
 def collection() -> Collection:
-    sandbox_tasks = Collection("sandbox")
-    sandbox_tasks.add_task(sandbox_create, name="create")
-    sandbox_tasks.add_task(sandbox_destroy, name="destroy")
     tasks = Collection(init, check, build, up, deploy, rollback, status, history, lock_status,
-                       unlock, down, sandbox_tasks)
+                       unlock, down)
     tasks.add_task(logs_task, name="logs")
     return tasks
 

@@ -196,3 +196,27 @@ def test_the_schema_refuses_what_the_inventory_refuses() -> None:
     data["ssh"] = {"prot": 22}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(data, SCHEMA)
+
+
+SLOTSWAP = str(Path(sys.executable).with_name("slotswap"))
+
+
+def test_the_slotswap_command_has_the_deploy_tasks_and_no_sandbox(tmp_path: Path) -> None:
+    version = subprocess.run([SLOTSWAP, "--version"], text=True, capture_output=True,
+                             timeout=60, check=False, cwd=tmp_path)
+    assert version.returncode == 0
+    assert version.stdout.startswith("slotswap ")
+    listed = subprocess.run([SLOTSWAP, "--list"], text=True, capture_output=True, timeout=60,
+                            check=False, cwd=tmp_path)
+    assert listed.returncode == 0
+    names = {line.split()[0] for line in listed.stdout.splitlines()[1:] if line.strip()
+             and line.startswith("  ") and not line.startswith("   ")}
+    assert {"init", "check", "build", "up", "deploy", "rollback", "status", "logs"} <= names
+    assert not any(name.startswith("sandbox") for name in names)
+
+
+def test_the_slotswap_command_refuses_invokes_dry_flag_like_fab(project: Path) -> None:
+    result = subprocess.run([SLOTSWAP, "-R", "deploy", "--tag=v1"], text=True,
+                            capture_output=True, timeout=60, check=False, cwd=project)
+    assert result.returncode == 2
+    assert "-R/--dry" in result.stderr

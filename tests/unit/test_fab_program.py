@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
-TASKS = ("init", "logs", "build", "up", "deploy", "rollback", "status", "history", "lock",
+TASKS = ("init", "check", "logs", "build", "up", "deploy", "rollback", "status", "history", "lock",
          "unlock", "down", "sandbox.create", "sandbox.destroy")
 
 

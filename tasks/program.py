@@ -1,0 +1,35 @@
+"""The `slotswap` command: the kit's tasks as a program of their own (Invoke's Program), with
+the same tasks, help and exit codes as `fab` in a checkout, and none of Fabric's host flags.
+Invoke's flags for local commands (-R, -T, -p, -w) are refused by the tasks as under `fab`
+(tasks.fabric_flags).
+
+    slotswap deploy --tag=v42
+    slotswap --list
+    slotswap --help deploy
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from invoke import Program
+
+from tasks.cli import collection
+
+DISTRIBUTION = "slotswap"
+
+
+def kit_version() -> str:
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def main() -> None:
+    Program(name="slotswap", binary="slotswap", version=kit_version(),
+                    namespace=collection()).run()
+
+
+if __name__ == "__main__":
+    main()
