@@ -423,24 +423,27 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
     exit_on_failure("down", results)
 
 
-@kit_task(help={"force": "overwrite hosts.yaml and templates/ files that exist (default: refuse, "
-                     "writing nothing)"})
+@kit_task(help={"force": "overwrite the files that exist (default: refuse, writing nothing)",
+                "templates": "also copy the kit's templates into templates/, to edit them (a "
+                             "copy replaces the kit's file and no longer follows its changes)"})
 @reports_errors
-def init(c: Context, force: bool = False) -> None:
-    """Start a project here: write an annotated hosts.yaml and templates/haproxy.cfg.j2.
+def init(c: Context, force: bool = False, templates: bool = False) -> None:
+    """Start a project here: write a short hosts.yaml (app, image, ssh, hosts).
 
-    Edit hosts.yaml (app, image, hosts, ssh); the kit uses a templates/ folder next to the
-    inventory file by file before its own. Never overwrites without --force.
-    Example: fab -r PATH/TO/slotswap init
+    Every other key has a default, shown commented out in the file; `check` prints them
+    all. With --templates, templates/haproxy.cfg.j2 too: a templates/ folder next to the
+    inventory is used, file by file, before the kit's own. Never overwrites without --force.
+    Example: slotswap init   or   fab init --templates
     """
     folder = Path.cwd()
     try:
-        written = scaffold.write_starter(folder, force=force)
+        written = scaffold.write_starter(folder, force=force, templates=templates)
     except scaffold.ScaffoldError as error:
         raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
     for path in written:
         say(f"wrote {path}")
-    say("next: edit hosts.yaml (app, image, hosts, ssh), then fab up and fab deploy --tag=T")
+    say("next: edit hosts.yaml (app, image, ssh, hosts), check it with `check`, then `up` "
+        "and `deploy --tag=T`")
 
 
 @kit_task(help={"slot": "whose logs: 'live' (default: the slot serving) or 'idle' (the other "

@@ -14,23 +14,10 @@ from tasks.inventory import Inventory
 
 KIT_ROOT = Path(__file__).resolve().parent.parent
 KIT_TEMPLATES = KIT_ROOT / "templates"
-REFERENCE_INVENTORY = KIT_ROOT / "hosts.yaml"
+# One screen: app, image, ssh, hosts, and every other key's default commented out.
+STARTER_INVENTORY = Path(__file__).resolve().parent / "starter" / "hosts.yaml"
 TEMPLATES_FOLDER = "templates"
 INVENTORY_NAME = "hosts.yaml"
-
-# The reference hosts.yaml describes the kit's own example app; a project starts from its
-# own folder, without a bastion, and with hooks it has yet to write.
-STARTER_EDITS = (
-    ("  context: example\n", "  context: .\n"),
-    ("  # which is why it repeats `example/`.\n", "  # which is why it repeats the context.\n"),
-    ("  dockerfile: example/Dockerfile\n", "  dockerfile: Dockerfile\n"),
-    ("  jump: deploy@bastion.example.com:22\n", "  # jump: deploy@bastion.example.com:22\n"),
-    ("hooks:\n  pre_deploy: example/hooks/check-release.sh\n"
-     "  post_success: example/hooks/notify.sh\n  post_failure: example/hooks/notify.sh\n",
-     "# hooks:\n#   pre_deploy: scripts/check-release.sh\n#   post_success: scripts/notify.sh\n"
-     "#   post_failure: scripts/notify.sh\n"),
-)
-
 
 class ScaffoldError(RuntimeError):
     """Files are in the way and --force was not given: nothing was written."""
@@ -43,40 +30,34 @@ def template_folders(inventory: Inventory) -> list[Path]:
     return [*folders, KIT_TEMPLATES]
 
 
-def starter_inventory(reference: str) -> str:
-    text = reference
-    for old, new in STARTER_EDITS:
-        if text.count(old) != 1:
-            raise ValueError(f"the reference hosts.yaml no longer has {old!r} once")
-        text = text.replace(old, new)
-    return text
-
-
 @dataclass(frozen=True)
 class StarterFile:
     path: Path  # relative to the folder written into
     text: str
 
 
-def starter_files() -> list[StarterFile]:
-    files = [StarterFile(Path(INVENTORY_NAME),
-                         starter_inventory(REFERENCE_INVENTORY.read_text(encoding="utf-8")))]
+def starter_files(*, templates: bool = False) -> list[StarterFile]:
+    """The starter inventory; with `templates`, the kit's templates too, to edit (a copy
+    overrides the kit's own, file by file, and no longer follows the kit's changes)."""
+    files = [StarterFile(Path(INVENTORY_NAME), STARTER_INVENTORY.read_text(encoding="utf-8"))]
+    if not templates:
+        return files
     for template in sorted(KIT_TEMPLATES.glob("*.j2")):
         files.append(StarterFile(Path(TEMPLATES_FOLDER) / template.name,
                                  template.read_text(encoding="utf-8")))
     return files
 
 
-def write_starter(folder: Path, *, force: bool = False) -> list[Path]:
+def write_starter(folder: Path, *, force: bool = False, templates: bool = False) -> list[Path]:
     """Write the starter files into `folder`; refuse (writing nothing) when one exists,
     unless `force`. Returns the paths written."""
-    files = starter_files()
+    files = starter_files(templates=templates)
     existing = [folder / f.path for f in files if (folder / f.path).exists()]
     if existing and not force:
         raise ScaffoldError(
             "nothing was written: " + ", ".join(str(p) for p in existing)
             + (" exists" if len(existing) == 1 else " exist")
-            + " already; fab init --force overwrites"
+            + " already; init --force overwrites"
         )
     written = []
     for starter in files:

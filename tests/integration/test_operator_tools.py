@@ -250,7 +250,7 @@ def test_logs_follow_streams_every_server_until_ctrl_c(fleet_on_v1: Sandbox) -> 
 def test_up_refuses_a_config_haproxy_rejects_and_keeps_the_running_one(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     box = fleet_on_v1
-    scaffold.write_starter(tmp_path)  # the project's own templates/ folder, as fab init does
+    scaffold.write_starter(tmp_path, templates=True)  # as `fab init --templates` does
     inventory = box.inventory_copy(tmp_path)  # the sandbox's settings over its hosts.yaml
     template = tmp_path / "templates" / "haproxy.cfg.j2"
     template.write_text(template.read_text().replace(

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+import yaml
 
 from tasks import scaffold
 from tasks.inventory import HookSettings, load_inventory
@@ -22,8 +22,7 @@ def fab_init(folder: Path, *flags: str) -> subprocess.CompletedProcess[str]:
                           text=True, capture_output=True, timeout=60, check=False)
 
 
-def test_fab_init_writes_an_inventory_the_loader_accepts_and_the_templates(
-        tmp_path: Path) -> None:
+def test_fab_init_writes_a_short_inventory_the_loader_accepts(tmp_path: Path) -> None:
     result = fab_init(tmp_path)
 
     assert result.returncode == 0, result.stderr
@@ -32,10 +31,20 @@ def test_fab_init_writes_an_inventory_the_loader_accepts_and_the_templates(
     assert inventory.build.dockerfile == tmp_path / "Dockerfile"
     assert inventory.ssh.jump is None
     assert inventory.hooks == HookSettings()
+    assert not (tmp_path / "templates").exists()
+    text = (tmp_path / "hosts.yaml").read_text()
+    assert len(text.splitlines()) <= 40  # one screen
+    # Only app, image, ssh and hosts are set; the other keys are shown commented out.
+    assert sorted(yaml.safe_load(text)) == ["app", "hosts", "image", "ssh"]
+    for key in ("build", "app_port", "healthcheck", "env", "haproxy", "timeouts",
+                "keep_images", "delivery", "hooks"):
+        assert f"\n# {key}:" in text, key
+
+
+def test_fab_init_templates_copies_the_kit_s_templates(tmp_path: Path) -> None:
+    assert fab_init(tmp_path, "--templates").returncode == 0
     written = (tmp_path / "templates" / "haproxy.cfg.j2").read_text()
     assert written == (scaffold.KIT_TEMPLATES / "haproxy.cfg.j2").read_text()
-    # Annotated: the comments of the reference come along.
-    assert "# Name of the app. Required." in (tmp_path / "hosts.yaml").read_text()
 
 
 def test_fab_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
@@ -56,18 +65,8 @@ def test_fab_init_force_overwrites(tmp_path: Path) -> None:
     assert load_inventory(tmp_path / "hosts.yaml").app == "webapp"
 
 
-def test_every_starter_edit_still_applies_to_the_reference() -> None:
-    text = scaffold.starter_inventory(scaffold.REFERENCE_INVENTORY.read_text())
-    assert "example/" not in text.split("hosts:\n  - ")[0].replace("# ", "")
-
-
-def test_starter_refuses_a_reference_that_moved_on() -> None:
-    with pytest.raises(ValueError, match="no longer has"):
-        scaffold.starter_inventory("app: x\n")
-
-
 def test_a_local_template_overrides_the_kit_s_file_by_file(tmp_path: Path) -> None:
-    scaffold.write_starter(tmp_path)
+    scaffold.write_starter(tmp_path, templates=True)
     inventory = load_inventory(tmp_path / "hosts.yaml")
     assert scaffold.template_folders(inventory) == [tmp_path / "templates",
                                                     scaffold.KIT_TEMPLATES]
@@ -78,7 +77,7 @@ def test_a_local_template_overrides_the_kit_s_file_by_file(tmp_path: Path) -> No
 
 
 def test_without_a_local_folder_the_kit_s_templates_are_used(tmp_path: Path) -> None:
-    scaffold.write_starter(tmp_path)
+    scaffold.write_starter(tmp_path, templates=True)
     (tmp_path / "templates" / "haproxy.cfg.j2").unlink()
     inventory = load_inventory(tmp_path / "hosts.yaml")
 
