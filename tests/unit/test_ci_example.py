@@ -1,5 +1,5 @@
 """The example CI pipeline: valid YAML, SSH key and known_hosts from the pipeline's secrets,
-and only `fab` tasks and flags that exist."""
+a pinned release of the kit, and only `slotswap` tasks and flags that exist."""
 
 from __future__ import annotations
 
@@ -39,23 +39,31 @@ def test_pipeline_parses_and_takes_ssh_material_from_secrets(pipeline: Path) -> 
     assert any("chmod 600 ~/.ssh/id_ed25519" in line for line in run_lines(pipeline))
 
 
+def invocations(pipeline: Path) -> list[list[str]]:
+    return [shlex.split(line.split(">")[0]) for line in run_lines(pipeline)
+            if line.strip().startswith("slotswap ")]
+
+
 @PIPELINES
-def test_pipeline_builds_pushes_and_deploys_with_json(pipeline: Path) -> None:
-    invocations = [shlex.split(line.split(">")[0]) for line in run_lines(pipeline)
-                   if line.strip().startswith("fab ")]
-    tasks_used = [words[3] if words[1] == "-r" else words[1] for words in invocations]
-    assert tasks_used[0] == "build" and "deploy" in tasks_used
-    assert any("--json" in words for words in invocations)
+def test_pipeline_checks_builds_pushes_and_deploys_with_json(pipeline: Path) -> None:
+    tasks_used = [words[1] for words in invocations(pipeline)]
+    assert tasks_used[:2] == ["check", "build"] and "deploy" in tasks_used
+    assert any("--json" in words for words in invocations(pipeline))
+
+
+@PIPELINES
+def test_pipeline_installs_a_pinned_release_of_the_kit(pipeline: Path) -> None:
+    installs = sorted({line for line in run_lines(pipeline) if "pip install" in line})
+    assert len(installs) == 1
+    assert "slotswap @ git+https://" in installs[0] and "@v${SLOTSWAP_VERSION}" in installs[0]
+    assert re.search(r'SLOTSWAP_VERSION: "\d+\.\d+\.\d+"', pipeline.read_text())
 
 
 @PIPELINES
 def test_pipeline_uses_only_tasks_and_flags_that_exist(pipeline: Path) -> None:
     tasks = collection()
-    for line in run_lines(pipeline):
-        if not line.strip().startswith("fab "):
-            continue
-        words = shlex.split(line.split(">")[0])
-        name = words[3] if words[1] == "-r" else words[1]
+    for words in invocations(pipeline):
+        name = words[1]
         task = tasks[name]
         flags = {a.name.replace("_", "-") for a in task.get_arguments()}
         for word in words:
