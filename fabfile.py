@@ -5,8 +5,8 @@ list has the local sandbox's tasks too (sandbox.create, sandbox.destroy); the in
 `slotswap` command has only the deploy tasks.
 """
 
-from tasks import sandbox_tasks
-from tasks.cli import collection
+from slotswap.tasks import collection
+from testbed import tasks as sandbox_tasks
 
 ns = collection()
 ns.add_collection(sandbox_tasks.collection())

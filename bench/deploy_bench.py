@@ -26,16 +26,16 @@ from pathlib import Path
 
 import naive  # bench/naive.py: a script's own folder is on sys.path
 
-from tasks import rollout
-from tasks.inventory import SLOTS, Inventory, load_inventory
-from tasks.loadgen import (
+from slotswap import rollout
+from slotswap.inventory import SLOTS, Inventory, load_inventory
+from slotswap.output import format_table
+from slotswap.validation import InputError
+from testbed.loadgen import (
     VERSION_PATTERN,
     LoadGeneratorProcess,
     LoadReport,
     check_target_allowed,
 )
-from tasks.output import format_table
-from tasks.validation import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INVENTORY = ROOT / ".sandbox" / "hosts.yaml"

@@ -33,13 +33,14 @@ from deploy_bench import (  # bench/deploy_bench.py: a script's own folder is on
     log,
 )
 
-from tasks import docker_commands as docker
-from tasks import remote, rollout, sandbox
-from tasks.inventory import Inventory, load_inventory
-from tasks.loadgen import LoadGeneratorProcess
-from tasks.output import format_table
-from tasks.proxy import up_server
-from tasks.validation import InputError
+from slotswap import docker_commands as docker
+from slotswap import remote, rollout
+from slotswap.inventory import Inventory, load_inventory
+from slotswap.output import format_table
+from slotswap.proxy import up_server
+from slotswap.validation import InputError
+from testbed import sandbox
+from testbed.loadgen import LoadGeneratorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = (1, 3, 6, 10)

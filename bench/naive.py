@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tasks import docker_commands as docker
-from tasks import haproxy
-from tasks.haproxy import AdminState, ServerState
-from tasks.inventory import SLOTS, Inventory
-from tasks.remote import Server
+from slotswap import docker_commands as docker
+from slotswap import haproxy
+from slotswap.haproxy import AdminState, ServerState
+from slotswap.inventory import SLOTS, Inventory
+from slotswap.remote import Server
 
 # The article's `docker stop` uses Docker's default grace period.
 STOP_SECONDS = 10

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import sandbox
-from tasks.loadgen import LoadGenerator
+from testbed import sandbox
+from testbed.loadgen import LoadGenerator
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tasks import sandbox
+from testbed import sandbox
 from tests.integration.conftest import wait_for
 
 if TYPE_CHECKING:

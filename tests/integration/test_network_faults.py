@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tasks import sandbox
+from testbed import sandbox
 from tests.integration.conftest import SWAP_STEPS
 
 if TYPE_CHECKING:

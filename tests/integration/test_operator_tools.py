@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tasks import sandbox, scaffold
+from slotswap import scaffold
+from testbed import sandbox
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox

@@ -1,6 +1,6 @@
 """SSH options against the sandbox's real sshd: unknown and changed host keys, the
 accept_unknown_hosts opt-out, jump hosts, ~/.ssh/config, and the private env file as
-`docker --env-file` reads it. Connections are made in-process with tasks.remote.Server;
+`docker --env-file` reads it. Connections are made in-process with slotswap.remote.Server;
 nothing here deploys, so the servers' slots are left as they are."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import paramiko
 import pytest
 
-from tasks import sandbox
-from tasks.app_env import render_env_file
-from tasks.inventory import Host, Inventory, JumpHost, load_inventory
-from tasks.remote import ConnectError, Server
+from slotswap.app_env import render_env_file
+from slotswap.inventory import Host, Inventory, JumpHost, load_inventory
+from slotswap.remote import ConnectError, Server
+from testbed import sandbox
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox

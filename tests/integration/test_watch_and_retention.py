@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tasks import sandbox
+from testbed import sandbox
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox

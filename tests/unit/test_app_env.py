@@ -1,4 +1,4 @@
-"""tasks.app_env: the env file docker reads, secrets from the operator's environment, and
+"""slotswap.app_env: the env file docker reads, secrets from the operator's environment, and
 that no secret value ever shows in an error, a repr or the masked description."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.app_env import (
+from slotswap.app_env import (
     MAX_LINE_BYTES,
     AppEnv,
     env_file_path,
@@ -16,8 +16,8 @@ from tasks.app_env import (
     resolve_app_env,
     value_problem,
 )
-from tasks.inventory import Inventory, parse_inventory
-from tasks.validation import InputError
+from slotswap.inventory import Inventory, parse_inventory
+from slotswap.validation import InputError
 
 SECRET = "s3cr3t-value-that-must-never-show"
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from tasks.batches import BatchSize, batches, parse_batch, run_in_batches
-from tasks.validation import InputError
+from slotswap.batches import BatchSize, batches, parse_batch, run_in_batches
+from slotswap.validation import InputError
 
 
 @pytest.mark.parametrize(("text", "fleet", "servers"), [

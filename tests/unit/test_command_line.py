@@ -14,15 +14,15 @@ import jsonschema
 import pytest
 import yaml
 
-from tasks import inventory as inventory_module
-from tasks.host_selection import select_hosts
-from tasks.inventory import load_inventory
-from tasks.inventory_check import key_line, key_parts
-from tasks.validation import InputError
+from slotswap import inventory as inventory_module
+from slotswap.host_selection import select_hosts
+from slotswap.inventory import load_inventory
+from slotswap.inventory_check import key_line, key_parts
+from slotswap.validation import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
-SCHEMA = json.loads((ROOT / "tasks" / "hosts.schema.json").read_text())
+SCHEMA = json.loads((ROOT / "slotswap" / "hosts.schema.json").read_text())
 INVENTORY = """\
 app: webapp
 image: registry.example.com/acme/webapp

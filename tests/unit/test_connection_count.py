@@ -1,10 +1,10 @@
-"""tasks.remote counts the SSH connections a task opens (the fleet benchmark reports it)."""
+"""slotswap.remote counts the SSH connections a task opens (the fleet benchmark reports it)."""
 
 from __future__ import annotations
 
 import threading
 
-from tasks import remote
+from slotswap import remote
 
 
 def test_every_opened_connection_is_counted_once_also_from_threads() -> None:

@@ -14,9 +14,9 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from tasks import docker_commands as docker
-from tasks.delivery import DeliveryError, SshDelivery
-from tasks.remote import CommandResult
+from slotswap import docker_commands as docker
+from slotswap.delivery import DeliveryError, SshDelivery
+from slotswap.remote import CommandResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TWO_LAYERS = FIXTURES / "docker_save_two_layers.tar"

@@ -1,4 +1,4 @@
-"""The inventory's `delivery` setting and tasks.delivery's pure parts (command lines, progress
+"""The inventory's `delivery` setting and slotswap.delivery's pure parts (command lines, progress
 lines, what the operator's Docker is asked)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import docker_commands as docker
-from tasks import interrupts
-from tasks.delivery import (
+from slotswap import docker_commands as docker
+from slotswap import interrupts
+from slotswap.delivery import (
     PROGRESS_INTERVAL,
     DeliveryError,
     SshDelivery,
@@ -20,8 +20,8 @@ from tasks.delivery import (
     short_id,
     transfer_line,
 )
-from tasks.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
-from tasks.proxy import ProxyError, ensure_image
+from slotswap.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
+from slotswap.proxy import ProxyError, ensure_image
 
 TWO_LAYERS = Path(__file__).parent / "fixtures" / "docker_save_two_layers.tar"
 BASE = {"app": "webapp", "image": "registry.example.com/acme/webapp", "hosts": ["203.0.113.10"]}
@@ -105,7 +105,7 @@ def test_transfer_meter_lets_an_interrupt_stop_the_transfer() -> None:
 
 
 def test_a_delivery_failure_stops_the_run_like_a_failed_pull() -> None:
-    # tasks.rollout.prepare collects ProxyErrors per server and stops before any swap.
+    # slotswap.rollout.prepare collects ProxyErrors per server and stops before any swap.
     assert issubclass(DeliveryError, ProxyError)
 
 

@@ -1,4 +1,5 @@
-"""tasks.docker_commands: whole argv lists, and `docker inspect` answers recorded in the sandbox."""
+"""slotswap.docker_commands: whole argv lists, and `docker inspect` answers recorded in the
+sandbox."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import docker_commands as docker
-from tasks.docker_commands import ContainerInfo
+from slotswap import docker_commands as docker
+from slotswap.docker_commands import ContainerInfo
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tasks import dry_run
-from tasks.inventory import Inventory, parse_inventory
-from tasks.remote import CommandResult
+from slotswap import dry_run
+from slotswap.inventory import Inventory, parse_inventory
+from slotswap.remote import CommandResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "s3cr3t-value-never-shown"
@@ -99,7 +99,7 @@ def test_rollback_plan_does_not_pull_an_image_that_is_there(tmp_path: Path) -> N
 
 def test_up_plan_of_an_unchanged_server_writes_nothing(tmp_path: Path) -> None:
     inv = inventory(tmp_path)
-    from tasks.proxy import render_config
+    from slotswap.proxy import render_config
     plan = dry_run.up_plan(FactServer("live_web1", config=render_config(inv)), inv)  # type: ignore[arg-type]
     assert plan.summary == "config unchanged"
     assert not any(step.startswith("write ") and "haproxy" in step for step in plan.steps)

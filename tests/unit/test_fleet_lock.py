@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tasks.inventory import Inventory, parse_inventory
-from tasks.locking import (
+from slotswap.inventory import Inventory, parse_inventory
+from slotswap.locking import (
     RELEASE_SCRIPT,
     TAKE_SCRIPT,
     FleetLock,
@@ -19,7 +19,7 @@ from tasks.locking import (
     new_owner,
     parse_owner,
 )
-from tasks.remote import CommandResult
+from slotswap.remote import CommandResult
 
 LOCK = "/var/lib/slotswap/webapp/lock"
 

@@ -1,4 +1,4 @@
-"""tasks.haproxy against answers recorded from HAProxy 2.6.12 (tests/unit/fixtures)."""
+"""slotswap.haproxy against answers recorded from HAProxy 2.6.12 (tests/unit/fixtures)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import haproxy
-from tasks.haproxy import (
+from slotswap import haproxy
+from slotswap.haproxy import (
     ADMIN_FORCED_DRAIN,
     ADMIN_FORCED_MAINT,
     ADMIN_RESOLUTION_MAINT,

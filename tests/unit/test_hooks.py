@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import hooks
-from tasks.inventory import InventoryError, load_inventory
+from slotswap import hooks
+from slotswap.inventory import InventoryError, load_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tasks import interrupts
+from slotswap import interrupts
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.inventory import (
+from slotswap.inventory import (
     SLOTS,
     BuildSettings,
     DeliverySettings,
@@ -22,7 +22,7 @@ from tasks.inventory import (
     load_inventory,
     parse_inventory,
 )
-from tasks.validation import InputError
+from slotswap.validation import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

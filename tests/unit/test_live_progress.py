@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tasks import live_progress, output
-from tasks.live_progress import LiveBoard, ServerLine, render, wants_live
+from slotswap import live_progress, output
+from slotswap.live_progress import LiveBoard, ServerLine, render, wants_live
 
 
 def test_render_ticks_only_the_active_unfinished_server() -> None:

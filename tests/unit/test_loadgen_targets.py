@@ -1,4 +1,4 @@
-"""tasks.loadgen.check_target_allowed: load only ever goes to loopback or the sandbox.
+"""testbed.loadgen.check_target_allowed: load only ever goes to loopback or the sandbox.
 
 Nothing here starts a load generator or opens a connection.
 """
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tasks.loadgen import LoadGenerator, check_target_allowed
+from testbed.loadgen import LoadGenerator, check_target_allowed
 
 SANDBOX = ("10.77.0.0/24",)
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tasks.history import (
+from slotswap.history import (
     HistoryEntry,
     append_command,
     new_entry,
     parse_history,
     rollback_target,
 )
-from tasks.inventory import parse_inventory
-from tasks.locking import LockOwner, new_owner, parse_owner
+from slotswap.inventory import parse_inventory
+from slotswap.locking import LockOwner, new_owner, parse_owner
 
 NOON = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)
 

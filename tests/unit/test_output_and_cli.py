@@ -1,4 +1,4 @@
-"""tasks.output.format_table and tasks.cli.default_tag."""
+"""slotswap.output.format_table and slotswap.tasks.default_tag."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from tasks.cli import default_tag
-from tasks.output import format_table
-from tasks.validation import validate_tag
+from slotswap.output import format_table
+from slotswap.tasks import default_tag
+from slotswap.validation import validate_tag
 
 # -- format_table ---------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""tasks.proxy's pure parts: the rendered haproxy.cfg, the HAProxy container's argv and spec."""
+"""slotswap.proxy's pure parts: the rendered haproxy.cfg, the HAProxy container's argv and spec."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tasks.inventory import Inventory, parse_inventory
-from tasks.proxy import (
+from slotswap.inventory import Inventory, parse_inventory
+from slotswap.proxy import (
     LABEL_SPEC,
     config_dir,
     container_spec,

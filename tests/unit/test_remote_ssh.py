@@ -1,4 +1,4 @@
-"""tasks.remote without a network: host-key policies, what a Server's connections are built
+"""slotswap.remote without a network: host-key policies, what a Server's connections are built
 from (inventory, ~/.ssh/config, defaults), and how a private file is written."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import paramiko
 import pytest
 from fabric import Connection
 
-from tasks.inventory import Inventory, parse_inventory
-from tasks.remote import (
+from slotswap.inventory import Inventory, parse_inventory
+from slotswap.remote import (
     AcceptUnknownHostsLoudly,
     CommandResult,
     RefuseUnknownHosts,
@@ -24,7 +24,7 @@ from tasks.remote import (
     login_for,
     unknown_host_warning,
 )
-from tasks.validation import InputError
+from slotswap.validation import InputError
 
 KEY_256 = paramiko.ECDSAKey.generate(bits=256)
 KEY_256_OTHER = paramiko.ECDSAKey.generate(bits=256)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import output, report
-from tasks.remote import LineSink
-from tasks.rollout import RolloutResult, ServerOutcome, ServerStatus
+from slotswap import output, report
+from slotswap.remote import LineSink
+from slotswap.rollout import RolloutResult, ServerOutcome, ServerStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

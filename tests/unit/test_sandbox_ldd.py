@@ -1,4 +1,4 @@
-"""tasks.sandbox.parse_ldd, on `ldd /usr/sbin/haproxy` recorded from Debian's HAProxy 2.6.12."""
+"""testbed.sandbox.parse_ldd, on `ldd /usr/sbin/haproxy` recorded from Debian's HAProxy 2.6.12."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.sandbox import parse_ldd
+from testbed.sandbox import parse_ldd
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -1,4 +1,4 @@
-"""tasks.sandbox.is_gone: a daemon this process started is gone once it has exited, though
+"""testbed.sandbox.is_gone: a daemon this process started is gone once it has exited, though
 nobody has reaped it yet (create() and destroy() in one process: tests, benchmarks)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 
-from tasks.sandbox import is_gone
+from testbed.sandbox import is_gone
 
 
 def state_of(pid: int) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from tasks import scaffold
-from tasks.inventory import HookSettings, load_inventory
-from tasks.proxy import render_config
+from slotswap import scaffold
+from slotswap.inventory import HookSettings, load_inventory
+from slotswap.proxy import render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

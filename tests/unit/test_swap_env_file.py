@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from tasks.app_env import resolve_app_env
-from tasks.docker_commands import ContainerInfo
-from tasks.haproxy import ServerStat, ServerState
-from tasks.inventory import Inventory, parse_inventory
-from tasks.remote import CommandResult
-from tasks.swap import SlotSwap, SlotView
-from tasks.validation import InputError
+from slotswap.app_env import resolve_app_env
+from slotswap.docker_commands import ContainerInfo
+from slotswap.haproxy import ServerStat, ServerState
+from slotswap.inventory import Inventory, parse_inventory
+from slotswap.remote import CommandResult
+from slotswap.swap import SlotSwap, SlotView
+from slotswap.validation import InputError
 
 SECRET = "s3cr3t-never-on-a-command-line"
 

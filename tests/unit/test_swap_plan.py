@@ -1,4 +1,4 @@
-"""tasks.swap's pure parts: which slot is live and which one the new version goes into."""
+"""slotswap.swap's pure parts: which slot is live and which one the new version goes into."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks import docker_commands as docker
-from tasks import haproxy
-from tasks.docker_commands import ContainerInfo
-from tasks.haproxy import ServerStat, ServerState
-from tasks.inventory import SLOTS
-from tasks.swap import SlotPlan, SlotView, describe_serving, other_slot, plan_slots
+from slotswap import docker_commands as docker
+from slotswap import haproxy
+from slotswap.docker_commands import ContainerInfo
+from slotswap.haproxy import ServerStat, ServerState
+from slotswap.inventory import SLOTS
+from slotswap.swap import SlotPlan, SlotView, describe_serving, other_slot, plan_slots
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

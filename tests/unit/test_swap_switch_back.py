@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tasks.haproxy import ServerStat
-from tasks.inventory import parse_inventory
-from tasks.remote import CommandResult, ConnectionLostError
-from tasks.swap import SlotSwap, SwapError, SwapRolledBack
+from slotswap.haproxy import ServerStat
+from slotswap.inventory import parse_inventory
+from slotswap.remote import CommandResult, ConnectionLostError
+from slotswap.swap import SlotSwap, SwapError, SwapRolledBack
 
 BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"
 

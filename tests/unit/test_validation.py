@@ -2,7 +2,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tasks.validation import (
+from slotswap.validation import (
     InputError,
     validate_app_name,
     validate_host_address,

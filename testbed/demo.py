@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks import sandbox
-from tasks.loadgen import LoadGenerator
-from tasks.output import format_table
+from slotswap.output import format_table
+from testbed import sandbox
+from testbed.loadgen import LoadGenerator
 
 FAB = str(Path(sys.executable).with_name("fab"))
 

@@ -38,10 +38,10 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from tasks.haproxy import RuntimeApiError, raise_for_api_error
-from tasks.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
-from tasks.output import warn
-from tasks.validation import InputError
+from slotswap.haproxy import RuntimeApiError, raise_for_api_error
+from slotswap.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
+from slotswap.output import warn
+from slotswap.validation import InputError
 
 API_TIMEOUT = 10.0
 PRIVATE_DIR_MODE = 0o700

@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import jinja2
 
-from tasks import docker_commands as docker
-from tasks import haproxy
-from tasks.inventory import SLOTS, Inventory
-from tasks.remote import RemoteCommandError, Server
-from tasks.scaffold import template_folders
+from slotswap import docker_commands as docker
+from slotswap import haproxy
+from slotswap.inventory import SLOTS, Inventory
+from slotswap.remote import RemoteCommandError, Server
+from slotswap.scaffold import template_folders
 
 CONFIG_NAME = "haproxy.cfg"
 STATE_NAME = "server-state"

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tasks import docker_commands as docker
-from tasks import haproxy
-from tasks.app_env import AppEnv, env_file_path, resolve_app_env
-from tasks.haproxy import AdminState, ServerStat, ServerState
-from tasks.interrupts import checkpoint
-from tasks.inventory import SLOTS, Inventory
-from tasks.remote import ConnectError, RemoteCommandError, Server
+from slotswap import docker_commands as docker
+from slotswap import haproxy
+from slotswap.app_env import AppEnv, env_file_path, resolve_app_env
+from slotswap.haproxy import AdminState, ServerStat, ServerState
+from slotswap.interrupts import checkpoint
+from slotswap.inventory import SLOTS, Inventory
+from slotswap.remote import ConnectError, RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
 # After the switch: HAProxy marks a failing slot DOWN 200 ms after its first failed check
@@ -136,7 +136,7 @@ class SlotSwap:
     inventory: Inventory
     tag: str
     progress: Progress
-    app_env: AppEnv | None = None  # resolved when the deploy started (tasks.app_env)
+    app_env: AppEnv | None = None  # resolved when the deploy started (slotswap.app_env)
 
     def __post_init__(self) -> None:
         self.backend = self.inventory.app

@@ -15,21 +15,21 @@ from typing import Any
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from tasks import docker_commands as docker
-from tasks import dry_run as dry_run_plans
-from tasks import history as history_log
-from tasks import hooks, locking, logs, report, rollout, scaffold
-from tasks.batches import parse_batch
-from tasks.delivery import up_action
-from tasks.fabric_flags import ConnectOverrides, check_flags
-from tasks.host_selection import select_hosts
-from tasks.inventory import Inventory, InventoryError, load_inventory
-from tasks.inventory_check import located, render_templates, settings_lines
-from tasks.live_progress import live_progress_if_terminal
-from tasks.output import format_table, messages_to_stderr, say, warn
-from tasks.proxy import down_server
-from tasks.remote import Server
-from tasks.validation import InputError, validate_tag
+from slotswap import docker_commands as docker
+from slotswap import dry_run as dry_run_plans
+from slotswap import history as history_log
+from slotswap import hooks, locking, logs, report, rollout, scaffold
+from slotswap.batches import parse_batch
+from slotswap.delivery import up_action
+from slotswap.fabric_flags import ConnectOverrides, check_flags
+from slotswap.host_selection import select_hosts
+from slotswap.inventory import Inventory, InventoryError, load_inventory
+from slotswap.inventory_check import located, render_templates, settings_lines
+from slotswap.live_progress import live_progress_if_terminal
+from slotswap.output import format_table, messages_to_stderr, say, warn
+from slotswap.proxy import down_server
+from slotswap.remote import Server
+from slotswap.validation import InputError, validate_tag
 
 INVENTORY_HELP = ("inventory file (default: $SLOTSWAP_INVENTORY, else hosts.yaml in the "
                   "current folder)")
@@ -63,7 +63,7 @@ _connect_overrides = ConnectOverrides()
 
 def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     """Bad input exits 2 with its one-line message, before anything is contacted. Fabric's
-    own flags are honoured or refused here, before the task runs (tasks.fabric_flags)."""
+    own flags are honoured or refused here, before the task runs (slotswap.fabric_flags)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
 """HAProxy's runtime API: the commands the kit sends and parsers of what comes back.
 
-Pure functions only; `tasks.remote` carries the text over the SSH connection. Formats are
+Pure functions only; `slotswap.remote` carries the text over the SSH connection. Formats are
 those of HAProxy 2.6 to 3.2 (recorded outputs in tests/unit/fixtures).
 """
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from tasks.validation import InputError
+from slotswap.validation import InputError
 
 _BATCH = re.compile(r"([0-9]{1,6})(%?)")
 

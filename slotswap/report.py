@@ -1,5 +1,5 @@
 """--json: one JSON document on stdout per run, for pipelines; everything else goes to
-stderr (tasks.output.messages_to_stderr).
+stderr (slotswap.output.messages_to_stderr).
 
 A deploy or rollback:
   {"task": "deploy", "tag": "v2", "ok": true, "exit_code": 0, "message": "",
@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from tasks.rollout import RolloutResult, ServerStatus
+from slotswap.rollout import RolloutResult, ServerStatus
 
 
 def rollout_document(task: str, result: RolloutResult) -> dict[str, Any]:

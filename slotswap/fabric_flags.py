@@ -23,7 +23,7 @@ from pathlib import Path
 from fabric import Connection
 from invoke import Context
 
-from tasks.validation import InputError
+from slotswap.validation import InputError
 
 
 @dataclass(frozen=True)

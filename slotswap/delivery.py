@@ -1,6 +1,6 @@
 """Getting IMAGE:TAG onto every server before the first swap (inventory `delivery`).
 
-`registry`: each server pulls the image (tasks.proxy.ensure_image). `ssh`: no registry at
+`registry`: each server pulls the image (slotswap.proxy.ensure_image). `ssh`: no registry at
 all; the image is read from the operator's Docker (`docker image save`, the engine DOCKER_HOST
 names, as for `fab build`) once into a temporary file, and streamed from there into each
 server's `docker image load` over that server's own SSH connection. A server that already
@@ -20,18 +20,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from tasks import docker_commands as docker
-from tasks import interrupts
-from tasks.image_archive import (
+from slotswap import docker_commands as docker
+from slotswap import interrupts
+from slotswap.image_archive import (
     ArchiveError,
     ImageArchive,
     layers_already_there,
     read_archive,
     write_without_layers,
 )
-from tasks.inventory import Inventory
-from tasks.proxy import ProxyError, ensure_image, up_server
-from tasks.remote import Server
+from slotswap.inventory import Inventory
+from slotswap.proxy import ProxyError, ensure_image, up_server
+from slotswap.remote import Server
 
 Progress = Callable[[str], None]
 ServerAction = Callable[[Server, Inventory, Progress], str]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from tasks import docker_commands as docker
-from tasks.docker_commands import ImageInfo
-from tasks.inventory import Inventory
-from tasks.remote import Server
+from slotswap import docker_commands as docker
+from slotswap.docker_commands import ImageInfo
+from slotswap.inventory import Inventory
+from slotswap.remote import Server
 
 
 def images_to_prune(images: Iterable[ImageInfo], in_use: set[str], keep: int) -> list[ImageInfo]:

@@ -1,7 +1,7 @@
 """The `slotswap` command: the kit's tasks as a program of their own (Invoke's Program), with
 the same tasks, help and exit codes as `fab` in a checkout, and none of Fabric's host flags.
 Invoke's flags for local commands (-R, -T, -p, -w) are refused by the tasks as under `fab`
-(tasks.fabric_flags).
+(slotswap.fabric_flags).
 
     slotswap deploy --tag=v42
     slotswap --list
@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from invoke import Program
 
-from tasks.cli import collection
+from slotswap.tasks import collection
 
 DISTRIBUTION = "slotswap"
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from tasks import output
+from slotswap import output
 
 REDRAW_INTERVAL = 0.25
 FINAL_STEPS = ("done", "FAILED")  # a server whose step starts so has stopped its clock

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tasks.validation import InputError
+from slotswap.validation import InputError
 
 if TYPE_CHECKING:
-    from tasks.inventory import Inventory
+    from slotswap.inventory import Inventory
 
 __all__ = [
     "ENV_DIR_ROOT",

@@ -9,18 +9,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tasks import history, interrupts
-from tasks.app_env import AppEnv, resolve_app_env
-from tasks.batches import run_in_batches
-from tasks.delivery import image_deliverer
-from tasks.haproxy import RuntimeApiError
-from tasks.inventory import SLOTS, Inventory
-from tasks.locking import FleetLock, LockedError, new_owner
-from tasks.output import format_table, progress_for, say
-from tasks.proxy import ProxyError
-from tasks.pruning import prune_images
-from tasks.remote import ConnectError, RemoteCommandError, Server
-from tasks.swap import SlotSwap, SwapError, SwapRolledBack, describe_serving, read_slots
+from slotswap import history, interrupts
+from slotswap.app_env import AppEnv, resolve_app_env
+from slotswap.batches import run_in_batches
+from slotswap.delivery import image_deliverer
+from slotswap.haproxy import RuntimeApiError
+from slotswap.inventory import SLOTS, Inventory
+from slotswap.locking import FleetLock, LockedError, new_owner
+from slotswap.output import format_table, progress_for, say
+from slotswap.proxy import ProxyError
+from slotswap.pruning import prune_images
+from slotswap.remote import ConnectError, RemoteCommandError, Server
+from slotswap.swap import SlotSwap, SwapError, SwapRolledBack, describe_serving, read_slots
 
 # Exit codes (documented in the README).
 EXIT_OK = 0
@@ -103,7 +103,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     """The rolling deploy: every server locked first, images in place next, then one swap at a
     time, stopping at the first failure. `tags` gives some servers another tag than `tag`
     (a rollback returns each server to its own previous version). `batch` servers swap at
-    a time (see tasks.batches)."""
+    a time (see slotswap.batches)."""
     app_env = resolve_app_env(inventory, os.environ)  # a missing secret: exit 2, no server
     result = RolloutResult(tag)
     servers = servers_of(inventory)

@@ -1,7 +1,7 @@
 """`fab logs`: the app's container logs per server, each line prefixed by the server's name.
 
 Which container: the live slot's (the one HAProxy sends new traffic to and whose container
-runs) or the idle one's, found as the deploy finds them (tasks.swap.read_slots/plan_slots).
+runs) or the idle one's, found as the deploy finds them (slotswap.swap.read_slots/plan_slots).
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from tasks import docker_commands as docker
-from tasks.inventory import Inventory
-from tasks.remote import Server
-from tasks.swap import plan_slots, read_slots
-from tasks.validation import InputError
+from slotswap import docker_commands as docker
+from slotswap.inventory import Inventory
+from slotswap.remote import Server
+from slotswap.swap import plan_slots, read_slots
+from slotswap.validation import InputError
 
 LIVE, IDLE = "live", "idle"
 SLOT_CHOICES = (LIVE, IDLE)

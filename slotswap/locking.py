@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from tasks.inventory import Inventory
-from tasks.output import warn
-from tasks.remote import RemoteCommandError, Server
+from slotswap.inventory import Inventory
+from slotswap.output import warn
+from slotswap.remote import RemoteCommandError, Server
 
 LOCK_CONCURRENCY = 16  # servers whose connection and lock are taken at the same time
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from tasks.app_env import name_problem, value_problem
-from tasks.validation import (
+from slotswap.app_env import name_problem, value_problem
+from slotswap.validation import (
     InputError,
     validate_app_name,
     validate_host_address,
@@ -121,7 +121,7 @@ class SshSettings:
 @dataclass(frozen=True)
 class EnvSettings:
     """The app's environment as the inventory declares it (values of secrets are read at
-    deploy time: see tasks.app_env.resolve_app_env)."""
+    deploy time: see slotswap.app_env.resolve_app_env)."""
 
     plain: tuple[tuple[str, str], ...] = ()  # (name, value as written to the env file)
     secret: tuple[str, ...] = ()  # names read from the operator's environment
@@ -159,7 +159,7 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class HookSettings:
-    """Programs run on the operator's machine around a deploy (see tasks.hooks)."""
+    """Programs run on the operator's machine around a deploy (see slotswap.hooks)."""
 
     pre_deploy: Path | None = None
     post_success: Path | None = None
@@ -326,7 +326,7 @@ def _string(value: object, key: str, expected: str) -> str:
 
 
 def _checked(validator: Callable[[str], str], value: object, key: str, expected: str) -> str:
-    """Run one of tasks.validation's checks, reporting failures at ``key``."""
+    """Run one of slotswap.validation's checks, reporting failures at ``key``."""
     text = _string(value, key, expected)
     try:
         return validator(text)

@@ -8,14 +8,15 @@ project's own, e.g. written by `fab init` and then edited), then in the kit's ow
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from tasks.inventory import Inventory
+from slotswap.inventory import Inventory
 
-KIT_ROOT = Path(__file__).resolve().parent.parent
-KIT_TEMPLATES = KIT_ROOT / "templates"
+# Package data: found where the package is, installed from a wheel or in a checkout.
+KIT_TEMPLATES = Path(str(resources.files("slotswap") / "templates"))
 # One screen: app, image, ssh, hosts, and every other key's default commented out.
-STARTER_INVENTORY = Path(__file__).resolve().parent / "starter" / "hosts.yaml"
+STARTER_INVENTORY = Path(str(resources.files("slotswap") / "starter" / "hosts.yaml"))
 TEMPLATES_FOLDER = "templates"
 INVENTORY_NAME = "hosts.yaml"
 

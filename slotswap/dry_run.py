@@ -17,14 +17,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks import docker_commands as docker
-from tasks import haproxy
-from tasks.app_env import env_file_path, resolve_app_env
-from tasks.haproxy import AdminState
-from tasks.history import append_command
-from tasks.inventory import SLOTS, Inventory
-from tasks.locking import lock_dir, read_owner, take_lock_command
-from tasks.proxy import (
+from slotswap import docker_commands as docker
+from slotswap import haproxy
+from slotswap.app_env import env_file_path, resolve_app_env
+from slotswap.haproxy import AdminState
+from slotswap.history import append_command
+from slotswap.inventory import SLOTS, Inventory
+from slotswap.locking import lock_dir, read_owner, take_lock_command
+from slotswap.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
     STATE_NAME,
@@ -33,9 +33,9 @@ from tasks.proxy import (
     haproxy_run_command,
     render_config,
 )
-from tasks.pruning import images_to_prune
-from tasks.remote import Server
-from tasks.swap import SlotView, keeps_stopped_container_of, plan_slots, read_slots
+from slotswap.pruning import images_to_prune
+from slotswap.remote import Server
+from slotswap.swap import SlotView, keeps_stopped_container_of, plan_slots, read_slots
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
 

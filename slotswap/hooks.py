@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from tasks.inventory import Inventory
+from slotswap.inventory import Inventory
 
 HOOK_TIMEOUT = 300.0
 PRE_DEPLOY, POST_SUCCESS, POST_FAILURE = "pre_deploy", "post_success", "post_failure"

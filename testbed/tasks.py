@@ -6,7 +6,7 @@ from __future__ import annotations
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from tasks import sandbox
+from testbed import sandbox
 
 
 @task(auto_shortflags=False, help={"servers": "number of servers to create (default 3)"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from tasks.inventory import Inventory
-from tasks.validation import InputError
+from slotswap.inventory import Inventory
+from slotswap.validation import InputError
 
 
 def parse_host_names(text: str) -> list[str]:

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from tasks.sandbox import SUBNET as SANDBOX_SUBNET
+from testbed.sandbox import SUBNET as SANDBOX_SUBNET
 
 VERSION_PATTERN = re.compile(r"version=(\S+)")
 # Steady load, as in the testbed's measurements (~700 req/s), leaving CPU for the servers

@@ -15,7 +15,7 @@ _messages_to_stderr = False
 
 
 class LiveDisplay(Protocol):
-    """Per-server lines updated in place on a terminal (tasks.live_progress)."""
+    """Per-server lines updated in place on a terminal (slotswap.live_progress)."""
 
     stream: TextIO
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from tasks.app_env import SECRET_MARK
-from tasks.inventory import Inventory, InventoryError
-from tasks.validation import InputError
+from slotswap.app_env import SECRET_MARK
+from slotswap.inventory import Inventory, InventoryError
+from slotswap.validation import InputError
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -110,7 +110,7 @@ def _lines(key: str, value: object) -> Iterator[str]:
 def render_templates(inventory: Inventory) -> list[str]:
     """Render every template the kit uses for this inventory; return their names. A
     template that does not render is bad input, named with its line."""
-    from tasks.proxy import CONFIG_NAME, render_config
+    from slotswap.proxy import CONFIG_NAME, render_config
 
     name = f"{CONFIG_NAME}.j2"
     try:

@@ -7,9 +7,9 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from tasks.inventory import Inventory
-from tasks.locking import operator, state_dir
-from tasks.remote import Server
+from slotswap.inventory import Inventory
+from slotswap.locking import operator, state_dir
+from slotswap.remote import Server
 
 # The folder and file come as $1 and $2, never inside the script: one round trip.
 APPEND = ["sh", "-c", 'mkdir -p -- "$1" && cat >> "$2"', "sh"]
