@@ -63,7 +63,7 @@ class CertificateInfo:
 
     @property
     def placeholder(self) -> bool:
-        return self.issuer.endswith(PLACEHOLDER_ORGANIZATION)
+        return PLACEHOLDER_ORGANIZATION in self.issuer
 
 
 def describe(certificate: x509.Certificate) -> CertificateInfo:
