@@ -43,9 +43,10 @@ def https_get(address: str, name: str, ca_file: Path, path: str = "/"
               ) -> tuple[int, str, dict]:
     connection = AddressedHTTPSConnection(address, TlsTarget(name, str(ca_file)), 443, 10)
     try:
+        connection.connect()
+        certificate = connection.sock.getpeercert()  # type: ignore[union-attr]
         connection.request("GET", path, headers={"Connection": "close"})
         response = connection.getresponse()
-        certificate = connection.sock.getpeercert()  # type: ignore[union-attr]
         return response.status, response.read().decode(), certificate
     finally:
         connection.close()

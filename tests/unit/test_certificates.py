@@ -123,3 +123,27 @@ def test_without_https_the_config_has_no_tls(tmp_path: Path) -> None:
     assert "ssl crt" not in config and "ssl-default" not in config
     assert "redirect" not in config
     assert "X-Forwarded-Proto http" in config
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_show_ssl_cert_as_haproxy_2_6_answers_it() -> None:
+    from datetime import UTC, datetime
+
+    from slotswap.tls import parse_show_ssl_cert
+
+    served = parse_show_ssl_cert((FIXTURES / "haproxy-2.6-show-ssl-cert.txt").read_text())
+    assert served.serial == "36CA6A9A383BBDF71050A8411017FCDAD96D0C12"
+    assert served.not_after == datetime(2026, 12, 17, 19, 26, 5, tzinfo=UTC)
+    assert served.names == ("s1.fleet.test", "s2.fleet.test")
+    assert served.issuer == "/CN=slotswap test CA" and not served.placeholder
+
+
+def test_show_ssl_cert_of_an_unknown_file_is_an_error() -> None:
+    from slotswap.haproxy import RuntimeApiError
+    from slotswap.tls import parse_show_ssl_cert
+
+    with pytest.raises(RuntimeApiError, match="unexpected `show ssl cert` answer"):
+        parse_show_ssl_cert("Can't display the certificate: Not found or the certificate is "
+                            "a bundle!\n\n")
