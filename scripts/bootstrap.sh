@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Every tool the sandbox and the fault tests use (nft and iptables drop a server's packets).
 packages=(docker.io openssh-server openssh-client haproxy socat docker-registry dnsmasq-base
           golang-go iproute2 busybox-static python3-venv ca-certificates nftables iptables
-          util-linux procps)
+          util-linux procps pebble)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

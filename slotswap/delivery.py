@@ -11,6 +11,7 @@ caller runs them in parallel), with progress lines in MB.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import tempfile
@@ -22,6 +23,7 @@ from typing import Protocol
 
 from slotswap import docker_commands as docker
 from slotswap import interrupts
+from slotswap.certificates import CertificateBundle
 from slotswap.image_archive import (
     ArchiveError,
     ImageArchive,
@@ -254,16 +256,18 @@ def image_deliverer(inventory: Inventory) -> Iterator[Deliver]:
 
 
 @contextlib.contextmanager
-def up_action(inventory: Inventory) -> Iterator[ServerAction]:
-    """What `fab up` does on one server. With delivery: ssh, a server that lacks HAProxy's
-    image gets it from the operator's Docker too, so that no server needs a registry."""
+def up_action(inventory: Inventory,
+              certificate: CertificateBundle | None = None) -> Iterator[ServerAction]:
+    """What `fab up` does on one server (with HTTPS, `certificate` is the one to put in
+    place). With delivery: ssh, a server that lacks HAProxy's image gets it from the
+    operator's Docker too, so that no server needs a registry."""
     if inventory.delivery.mode != "ssh":
-        yield up_server
+        yield functools.partial(up_server, certificate=certificate)
         return
 
     with SshDelivery() as deliver:
         def up_without_registry(server: Server, inventory: Inventory, progress: Progress) -> str:
             deliver(server, inventory.haproxy.image, progress, refresh=False)
-            return up_server(server, inventory, progress)
+            return up_server(server, inventory, progress, certificate)
 
         yield up_without_registry

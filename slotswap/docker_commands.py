@@ -16,6 +16,7 @@ LABEL_ROLE = "slotswap.role"
 # user haproxy and cannot bind below 1024. Published on the server's own ports.
 HAPROXY_HTTP_PORT_INSIDE = 8080
 HAPROXY_STATS_PORT_INSIDE = 9999
+HAPROXY_HTTPS_PORT_INSIDE = 8443
 HAPROXY_CONFIG_DIR_INSIDE = "/usr/local/etc/haproxy"
 
 
@@ -192,7 +193,7 @@ def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot
 
 
 def run_haproxy(*, container: str, image_ref: str, network: str, app: str, config_dir: str,
-                http_port: int, stats_port: int,
+                http_port: int, stats_port: int, https_port: int | None = None,
                 labels: dict[str, str] | None = None) -> list[str]:
     extra_labels = [word for key, value in (labels or {}).items()
                     for word in ("--label", f"{key}={value}")]
@@ -205,6 +206,7 @@ def run_haproxy(*, container: str, image_ref: str, network: str, app: str, confi
         "--label", f"{LABEL_ROLE}=haproxy",
         *extra_labels,
         "--publish", f"{http_port}:{HAPROXY_HTTP_PORT_INSIDE}",
+        *(["--publish", f"{https_port}:{HAPROXY_HTTPS_PORT_INSIDE}"] if https_port else []),
         # The admin socket must never be reachable from outside the server.
         "--publish", f"127.0.0.1:{stats_port}:{HAPROXY_STATS_PORT_INSIDE}",
         "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",

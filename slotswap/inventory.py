@@ -176,6 +176,43 @@ class DeliverySettings:
     concurrency: int = 8
 
 
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+DEFAULT_ACME_ACCOUNT_KEY = "~/.config/slotswap/acme-account.pem"
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True)
+class CertificateFiles:
+    """A certificate from files on the operator's machine: the chain (the server's
+    certificate first) and its private key, PEM."""
+
+    chain: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    """A certificate from an ACME CA (RFC 8555), issued from the operator's machine; HAProxy
+    answers the CA's HTTP-01 challenges on every server (see slotswap.acme)."""
+
+    directory: str = LETS_ENCRYPT_DIRECTORY
+    contact: str | None = None  # an e-mail address for the CA's notices
+    account_key: Path = Path(DEFAULT_ACME_ACCOUNT_KEY)  # created (0600) when missing
+    ca_bundle: Path | None = None  # trust for the directory's own HTTPS (a private CA)
+
+
+@dataclass(frozen=True)
+class HttpsSettings:
+    port: int = 443
+    names: tuple[str, ...] = ()  # the names clients use; the certificate covers them all
+    files: CertificateFiles | None = None
+    acme: AcmeSettings | None = None
+    redirect: bool = True  # plain HTTP answers a redirect to HTTPS (not the ACME challenges)
+    hsts: int = 0  # Strict-Transport-Security max-age in seconds; 0: no header
+    renew_days: int = 30  # `certs.renew` renews a certificate with fewer days left
+
+
 @dataclass(frozen=True)
 class Inventory:
     path: Path  # absolute path of the file it came from
@@ -192,6 +229,7 @@ class Inventory:
     keep_images: int = DEFAULT_KEEP_IMAGES  # app images kept on each server, in use included
     hooks: HookSettings = HookSettings()
     delivery: DeliverySettings = DeliverySettings()
+    https: HttpsSettings | None = None  # None: plain HTTP only
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -443,6 +481,7 @@ _TOP_KEYS = (
     "hooks",
     "hosts",
     "delivery",
+    "https",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
 _BUILD_KEYS = ("context", "dockerfile")
@@ -463,6 +502,9 @@ _TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch")
 _HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
 _DELIVERY_KEYS = ("mode", "concurrency")
 _HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
+_HTTPS_KEYS = ("port", "names", "files", "acme", "redirect", "hsts", "renew_days")
+_CERT_FILE_KEYS = ("chain", "key")
+_ACME_KEYS = ("directory", "contact", "account_key", "ca_bundle")
 
 
 def _build_settings(section: dict[str, object], base: Path) -> BuildSettings:
@@ -630,6 +672,69 @@ def _delivery_settings(value: object) -> DeliverySettings:
     return DeliverySettings(mode=str(mode), concurrency=concurrency)
 
 
+def _dns_name(value: object, key: str, *, wildcard: bool) -> str:
+    name = _string(value, key, "a DNS name such as www.example.com")
+    if not _DNS_NAME.fullmatch(name) or (name.startswith("*") and not wildcard):
+        allowed = " (a wildcard *.example.com only with https.files)" if not wildcard else ""
+        raise _Invalid(key, f"expected a lowercase DNS name{allowed}, got {_describe(name)}")
+    return name
+
+
+def _https_settings(value: object, haproxy: HaproxySettings, base: Path) -> HttpsSettings | None:
+    if value is None:
+        return None
+    section = _mapping(value, "https", _HTTPS_KEYS, required=("names",))
+    defaults = HttpsSettings()
+    if ("files" in section) == ("acme" in section):
+        raise _Invalid("https", "expected exactly one of files (a certificate and key of "
+                       "yours) or acme (certificates from an ACME CA such as Let's Encrypt)")
+    files = acme = None
+    if "files" in section:
+        fields = _mapping(section["files"], "https.files", _CERT_FILE_KEYS,
+                          required=_CERT_FILE_KEYS)
+        files = CertificateFiles(chain=_path(fields["chain"], "https.files.chain", base),
+                                 key=_path(fields["key"], "https.files.key", base))
+    else:
+        fields = _mapping(section["acme"] or {}, "https.acme", _ACME_KEYS)
+        directory = _string(fields.get("directory", LETS_ENCRYPT_DIRECTORY),
+                            "https.acme.directory", "the https:// URL of an ACME directory")
+        if not re.fullmatch(r"https://[^\s\\\"']+", directory):
+            raise _Invalid("https.acme.directory",
+                           f"expected an https:// URL, got {_describe(directory)}")
+        contact = None
+        if fields.get("contact") is not None:
+            contact = _string(fields["contact"], "https.acme.contact", "an e-mail address")
+            if not re.fullmatch(r"[^@\s:]+@[^@\s:]+", contact):
+                raise _Invalid("https.acme.contact",
+                               f"expected an e-mail address, got {_describe(contact)}")
+        acme = AcmeSettings(
+            directory=directory, contact=contact,
+            account_key=_path(fields.get("account_key", DEFAULT_ACME_ACCOUNT_KEY),
+                              "https.acme.account_key", base),
+            ca_bundle=_optional_path(fields, "ca_bundle", "https.acme.ca_bundle", base))
+    names = section["names"]
+    if not isinstance(names, list) or not names:
+        raise _Invalid("https.names", "expected a list of the DNS names clients use, got "
+                       f"{_describe(names)}")
+    checked = tuple(_dns_name(name, f"https.names[{index}]", wildcard=files is not None)
+                    for index, name in enumerate(names))
+    port = _port(section.get("port", defaults.port), "https.port")
+    if port in (haproxy.http_port, haproxy.stats_port):
+        raise _Invalid("https.port", f"must differ from haproxy.http_port and "
+                       f"haproxy.stats_port, got {port}")
+    hsts = section.get("hsts", defaults.hsts)
+    if isinstance(hsts, bool) or not isinstance(hsts, int) or not 0 <= hsts <= 63_072_000:
+        raise _Invalid("https.hsts", "expected a max-age in seconds from 0 (no header) to "
+                       f"63072000 (2 years), got {_describe(hsts)}")
+    return HttpsSettings(
+        port=port, names=checked, files=files, acme=acme,
+        redirect=_boolean(section.get("redirect", defaults.redirect), "https.redirect"),
+        hsts=hsts,
+        renew_days=_integer(section.get("renew_days", defaults.renew_days), "https.renew_days",
+                            1, 89),
+    )
+
+
 # -- hosts ---------------------------------------------------------------------------------
 
 
@@ -749,6 +854,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
                            MIN_KEEP_IMAGES, 1000)
     hooks = _hook_settings(_section(top, "hooks", _HOOK_KEYS), base)
     delivery = _delivery_settings(top.get("delivery"))
+    https = _https_settings(top.get("https"), haproxy, base)
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -765,4 +871,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         keep_images=keep_images,
         hooks=hooks,
         delivery=delivery,
+        https=https,
     )

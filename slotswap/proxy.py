@@ -14,10 +14,12 @@ from collections.abc import Callable
 import jinja2
 
 from slotswap import docker_commands as docker
-from slotswap import haproxy
+from slotswap import haproxy, tls
+from slotswap.certificates import CertificateBundle
 from slotswap.inventory import SLOTS, Inventory
 from slotswap.remote import RemoteCommandError, Server
 from slotswap.scaffold import template_folders
+from slotswap.tls import cert_path_in_haproxy
 
 CONFIG_NAME = "haproxy.cfg"
 STATE_NAME = "server-state"
@@ -50,12 +52,32 @@ def render_config(inventory: Inventory) -> str:
         http_port_inside=docker.HAPROXY_HTTP_PORT_INSIDE,
         stats_port_inside=docker.HAPROXY_STATS_PORT_INSIDE,
         state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
+        **https_values(inventory),
     )
+
+
+def https_values(inventory: Inventory) -> dict[str, object]:
+    """The template's HTTPS settings; all off without an https section."""
+    https = inventory.https
+    if https is None:
+        return {"https": False, "https_port_inside": None, "cert_path": None,
+                "redirect": False, "hsts": 0, "acme_thumbprint": None}
+    thumbprint = None
+    if https.acme is not None:
+        from slotswap.acme_client import load_account_key
+        from slotswap.acme_client import thumbprint as key_thumbprint
+
+        thumbprint = key_thumbprint(load_account_key(https.acme))
+    return {"https": True, "https_port_inside": docker.HAPROXY_HTTPS_PORT_INSIDE,
+            "cert_path": cert_path_in_haproxy(), "redirect": https.redirect,
+            "hsts": https.hsts, "acme_thumbprint": thumbprint}
 
 
 def container_spec(inventory: Inventory) -> str:
     """What the HAProxy container was created with; a change needs a new container."""
     spec = f"{inventory.haproxy.image}|{inventory.haproxy.http_port}|{inventory.haproxy.stats_port}"
+    if inventory.https is not None:
+        spec += f"|https:{inventory.https.port}"  # unchanged for inventories without HTTPS
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
@@ -64,6 +86,7 @@ def haproxy_run_command(inventory: Inventory) -> list[str]:
         container=inventory.haproxy_container, image_ref=inventory.haproxy.image,
         network=inventory.network, app=inventory.app, config_dir=config_dir(inventory),
         http_port=inventory.haproxy.http_port, stats_port=inventory.haproxy.stats_port,
+        https_port=inventory.https.port if inventory.https else None,
         labels={LABEL_SPEC: container_spec(inventory)},
     )
 
@@ -116,8 +139,11 @@ def wait_for_runtime_api(server: Server, timeout: float = 30.0) -> dict[str, str
             time.sleep(0.2)
 
 
-def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
-    """Make the server ready for deploys; return what was done."""
+def up_server(server: Server, inventory: Inventory, progress: Progress,
+              certificate: CertificateBundle | None = None) -> str:
+    """Make the server ready for deploys; return what was done. With HTTPS, `certificate` is
+    put in place first (the config's `crt` must load): the operator's files, or with ACME a
+    stand-in where the server has none yet (`up` then has the real one issued)."""
     directory = config_dir(inventory)
     config_path = f"{directory}/{CONFIG_NAME}"
     wanted = render_config(inventory)
@@ -135,6 +161,14 @@ def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
         container = None
         changes.append("HAProxy recreated")
     current = server.read_file(config_path)
+    if inventory.https is not None and certificate is not None:
+        serving_tls = (container is not None and container.running and current is not None
+                       and cert_path_in_haproxy() in current)
+        replace = inventory.https.files is not None or tls.installed_fingerprint(
+            server, directory) is None
+        if replace and tls.install(server, inventory, directory, certificate, progress,
+                                   running=serving_tls):
+            changes.append("certificate installed")
     if current != wanted:
         server.write_file(f"{config_path}.new", wanted)
         validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")

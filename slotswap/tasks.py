@@ -15,10 +15,10 @@ from typing import Any
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
+from slotswap import certs, hooks, locking, logs, report, rollout, scaffold
 from slotswap import docker_commands as docker
 from slotswap import dry_run as dry_run_plans
 from slotswap import history as history_log
-from slotswap import hooks, locking, logs, report, rollout, scaffold
 from slotswap.batches import parse_batch
 from slotswap.delivery import up_action
 from slotswap.fabric_flags import ConnectOverrides, check_flags
@@ -147,10 +147,14 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
         return
-    with live_progress_if_terminal(), up_action(inv) as up_one:
+    certificate = certs.material_for_up(inv)  # checked before any server is contacted
+    with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
         results = rollout.on_every_server(inv, up_one, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
+    issued = certs.after_up(inv)
+    if issued:
+        exit_on_failure("up (certificate)", issued)
 
 
 @kit_task(help={"tag": "image tag to deploy (required); must have been built (and pushed, "
@@ -477,9 +481,53 @@ def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: in
         raise Exit("error: " + "; ".join(problems), code=rollout.EXIT_DEPLOY_FAILED)
 
 
+@kit_task(help={"inventory": INVENTORY_HELP,
+                "json": "print one JSON document on stdout (per server: names, issuer, serial, "
+                        "not_after, days_left, error)"})
+@reports_errors
+def certs_status(c: Context, inventory: str | None = None, json: bool = False) -> None:
+    """Show the certificate each server's HAProxy serves: names, issuer, expiry.
+
+    Read from the running HAProxy (runtime API), so it is what clients get.
+    Example: fab certs --json
+    """
+    if json:
+        messages_to_stderr()
+    inv = load(inventory)
+    certs.https_of(inv)
+    rows, ok = certs.describe_fleet(inv)
+    say(format_table(("server", "address", "names", "issuer", "expires", "left"), rows))
+    if json:
+        report.emit(certs.document(inv))
+    if not ok:
+        raise Exit(code=rollout.EXIT_CONNECT)
+
+
+@kit_task(help={"inventory": INVENTORY_HELP,
+                "force": "renew even when every certificate has more than https.renew_days "
+                         "left"})
+@reports_errors
+def certs_renew(c: Context, inventory: str | None = None, force: bool = False) -> None:
+    """Renew the HTTPS certificate where it is due, on every server, with no reload.
+
+    With acme: one new certificate when a server's has fewer than https.renew_days left
+    (or --force), installed through HAProxy's runtime API; safe to run daily from cron or
+    CI. With files: your files, on every server that has others.
+    Example: fab certs.renew   or   fab certs.renew --force
+    """
+    inv = load(inventory)
+    certs.https_of(inv)
+    results = certs.renew(inv, force=force)
+    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
+    exit_on_failure("certs.renew", results)
+
+
 def collection() -> Collection:
     tasks = Collection(init, check, build, up, deploy, rollback, status, history, lock_status,
                        unlock, down)
     tasks.add_task(logs_task, name="logs")
+    tasks.add_collection(Collection("certs"))
+    tasks.collections["certs"].add_task(certs_status, name="show", default=True)
+    tasks.collections["certs"].add_task(certs_renew, name="renew")
     return tasks
 

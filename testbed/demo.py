@@ -13,9 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from slotswap.output import format_table
 from testbed import sandbox
-from testbed.loadgen import LoadGenerator
+from testbed.loadgen import AddressedHTTPSConnection, LoadGenerator, TlsTarget
 
 FAB = str(Path(sys.executable).with_name("fab"))
 
@@ -56,9 +58,42 @@ def main() -> int:
           f"longest gap without a success: {report.longest_gap * 1000:.0f} ms")
     for failure in report.failures:
         print(f"  failed: {failure}")
-    print(f"\nThe sandbox keeps running: try `.venv/bin/fab status --inventory={relative}`; "
-          "remove it with `.venv/bin/fab sandbox.destroy`.")
+    https_inventory = show_https(options.servers, env)
+    print(f"\nThe sandbox keeps running: try `.venv/bin/fab status --inventory={relative}` or "
+          f"`.venv/bin/fab certs --inventory={https_inventory}`; remove it with "
+          "`.venv/bin/fab sandbox.destroy`.")
     return 0 if report.failed == 0 else 1
+
+
+def show_https(servers: int, env: dict[str, str]) -> str:
+    """HTTPS with a certificate from an ACME CA (the sandbox's pebble): `up` has it issued
+    for every server's name, then each server answers over TLS, trusted by that CA alone."""
+    nodes = sandbox.server_nodes(servers)
+    acme = sandbox.start_acme_ca(nodes)
+    data = yaml.safe_load((sandbox.STATE_DIR / "hosts.yaml").read_text())
+    data["https"] = {"names": list(acme.names),
+                     "acme": {"directory": acme.directory, "ca_bundle": str(acme.ca_bundle),
+                              "account_key": "acme-account.pem"}}
+    path = sandbox.STATE_DIR / "hosts-https.yaml"
+    path.write_text(yaml.safe_dump(data))
+    relative = str(path.relative_to(sandbox.ROOT))
+    print(f"\nHTTPS: an ACME CA at {acme.directory} (pebble), names {', '.join(acme.names)}")
+    fab("up", f"--inventory={relative}", env=env)
+    roots = sandbox.STATE_DIR / "pebble" / "roots.pem"
+    roots.write_text(acme.roots_pem())
+    rows = []
+    for node, name in zip(nodes, acme.names, strict=True):
+        connection = AddressedHTTPSConnection(node.ip, TlsTarget(name, str(roots)), 443, 10)
+        connection.connect()
+        sock = connection.sock
+        issuer = dict(item[0] for item in sock.getpeercert()["issuer"])  # type: ignore[union-attr]
+        version = sock.version()  # type: ignore[union-attr]
+        connection.request("GET", "/forwarded", headers={"Connection": "close"})
+        body = connection.getresponse().read().decode().strip()
+        connection.close()
+        rows.append((f"https://{name}/", version, issuer.get("commonName", "?"), body))
+    print(format_table(("request", "TLS", "issuer", "the app saw"), rows))
+    return relative
 
 
 if __name__ == "__main__":

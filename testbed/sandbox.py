@@ -61,7 +61,7 @@ MOUNT_NS_DIR = RUN_DIR / "mnt"
 # What the sandbox and its tests run; a test run stops before the first test if one is missing.
 REQUIRED_PROGRAMS = ("ip", "nsenter", "unshare", "mountpoint", "dockerd", "docker",
                      "/usr/sbin/sshd", "ssh", "ssh-keygen", "docker-registry", "dnsmasq", "go",
-                     "ldd", "nft", "iptables")
+                     "ldd", "nft", "iptables", "pebble")
 
 
 class SandboxError(RuntimeError):
@@ -366,6 +366,89 @@ def build_app_binary() -> None:
     run([str(ROOT / "example" / "build-binary.sh")])
 
 
+# --- an ACME CA (Let's Encrypt's test CA, pebble) ---------------------------------------------
+
+ACME_DOMAIN = "fleet.test"
+PEBBLE_PORT = 14000
+PEBBLE_MANAGEMENT_PORT = 15000
+PEBBLE_DNS_PORT = 5353
+PEBBLE_DIR = STATE_DIR / "pebble"
+
+
+def server_dns_name(node: Node) -> str:
+    """The name the ACME CA resolves to that server: s1.fleet.test, ..."""
+    return f"{node.name.removeprefix(NAME_PREFIX)}.{ACME_DOMAIN}"
+
+
+@dataclass(frozen=True)
+class AcmeCa:
+    directory: str  # the ACME directory URL
+    ca_bundle: Path  # trust for the directory's own HTTPS
+    names: tuple[str, ...]  # one per server, each resolving to its server
+
+    def roots_pem(self) -> str:
+        """The root that pebble signs certificates with (new at every start)."""
+        import ssl
+        import urllib.request
+
+        context = ssl.create_default_context(cafile=str(self.ca_bundle))
+        url = f"https://{BRIDGE_IP}:{PEBBLE_MANAGEMENT_PORT}/roots/0"
+        with urllib.request.urlopen(url, context=context, timeout=10) as response:
+            return response.read().decode()
+
+
+def start_acme_ca(servers: Sequence[Node], *, nonce_reject: int = 0) -> AcmeCa:
+    """pebble on the bridge, resolving each server's name (s1.fleet.test, ...) to that
+    server through a resolver of its own; HTTP-01 validation goes to port 80 of each."""
+    from testbed.private_ca import issue, make_ca
+
+    stop_acme_ca()
+    PEBBLE_DIR.mkdir(parents=True, exist_ok=True)
+    ca = make_ca("sandbox ACME API CA")
+    chain, key = issue(ca, [], ips=[BRIDGE_IP])
+    (PEBBLE_DIR / "api-ca.pem").write_text(ca.pem)
+    (PEBBLE_DIR / "api.pem").write_text(chain)
+    (PEBBLE_DIR / "api-key.pem").write_text(key)
+    config = {"pebble": {
+        "listenAddress": f"{BRIDGE_IP}:{PEBBLE_PORT}",
+        "managementListenAddress": f"{BRIDGE_IP}:{PEBBLE_MANAGEMENT_PORT}",
+        "certificate": str(PEBBLE_DIR / "api.pem"), "privateKey": str(PEBBLE_DIR / "api-key.pem"),
+        "httpPort": 80, "tlsPort": 5001, "ocspResponderURL": "",
+        "externalAccountBindingRequired": False}}
+    (PEBBLE_DIR / "config.json").write_text(json.dumps(config))
+    names = tuple(server_dns_name(node) for node in servers)
+    addresses = [f"--address=/{name}/{node.ip}" for name, node in zip(names, servers,
+                                                                       strict=True)]
+    run(["dnsmasq", "--no-resolv", "--no-hosts", f"--listen-address={BRIDGE_IP}",
+         f"--port={PEBBLE_DNS_PORT}", "--bind-interfaces",
+         f"--pid-file={RUN_DIR / 'dnsmasq-acme.pid'}", "--user=root", *addresses])
+    env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject),
+           "PEBBLE_AUTHZREUSE": "0"}
+    with (STATE_DIR / "pebble.log").open("ab") as out:
+        process = subprocess.Popen(
+            ["pebble", "-config", str(PEBBLE_DIR / "config.json"),
+             "-dnsserver", f"{BRIDGE_IP}:{PEBBLE_DNS_PORT}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True)
+    (RUN_DIR / "pebble.pid").write_text(str(process.pid))
+    acme = AcmeCa(f"https://{BRIDGE_IP}:{PEBBLE_PORT}/dir", PEBBLE_DIR / "api-ca.pem", names)
+    wait_until(lambda: _pebble_answers(acme), "pebble to answer", 20)
+    return acme
+
+
+def _pebble_answers(acme: AcmeCa) -> bool:
+    try:
+        acme.roots_pem()
+    except OSError:
+        return False
+    return True
+
+
+def stop_acme_ca() -> None:
+    wait_gone(kill_pidfile(RUN_DIR / "pebble.pid"))
+    wait_gone(kill_pidfile(RUN_DIR / "dnsmasq-acme.pid"))
+
+
 # --- inventory -----------------------------------------------------------------------------
 
 def write_inventory(servers: Sequence[Node]) -> Path:
@@ -514,6 +597,7 @@ def destroy(log=print) -> None:
             list(pool.map(stop_daemons, nodes))  # each engine takes seconds to shut down
     wait_gone(kill_pidfile(RUN_DIR / "registry.pid"))
     wait_gone(kill_pidfile(RUN_DIR / "dnsmasq.pid"))
+    stop_acme_ca()
     for node in nodes:
         # SSH sessions outlive their sshd listener and keep the namespace (and its veth) alive
         pids = run(["ip", "netns", "pids", node.name], check=False, capture=True).stdout

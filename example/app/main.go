@@ -152,6 +152,15 @@ func newMux(version, hostname string) *http.ServeMux {
 		writeText(w, http.StatusOK, fmt.Sprintf("version=%s host=%s\n", version, hostname))
 	})
 
+	// What the proxy in front says about the client: its address and the scheme it used.
+	mux.HandleFunc("/forwarded", func(w http.ResponseWriter, r *http.Request) {
+		if !allowRead(w, r) {
+			return
+		}
+		writeText(w, http.StatusOK, fmt.Sprintf("for=%s proto=%s\n",
+			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto")))
+	})
+
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		if !allowRead(w, r) {
 			return

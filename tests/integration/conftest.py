@@ -65,7 +65,8 @@ class Sandbox:
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
         argv = [FAB, *args]
         if args and args[0] in ("build", "up", "deploy", "rollback", "status", "history",
-                                "lock", "unlock", "down", "logs"):
+                                "lock", "unlock", "down", "logs", "check", "certs",
+                                "certs.renew"):
             argv += ["--inventory", str(inventory or self.inventory)]
         result = subprocess.run(argv, cwd=ROOT, env=self.env, text=True, capture_output=True,
                                 timeout=timeout, check=False)

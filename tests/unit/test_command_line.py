@@ -184,6 +184,10 @@ def test_the_schema_knows_exactly_the_keys_the_inventory_accepts() -> None:
     assert set(delivery["properties"]) == set(inventory_module._DELIVERY_KEYS)
     host = next(o for o in properties["hosts"]["items"]["oneOf"] if o["type"] == "object")
     assert set(host["properties"]) == set(inventory_module._HOST_KEYS)
+    https = properties["https"]["properties"]
+    assert set(https) == set(inventory_module._HTTPS_KEYS)
+    assert set(https["files"]["properties"]) == set(inventory_module._CERT_FILE_KEYS)
+    assert set(https["acme"]["properties"]) == set(inventory_module._ACME_KEYS)
 
 
 @pytest.mark.parametrize("path", [ROOT / "hosts.yaml"])

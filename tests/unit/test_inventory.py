@@ -7,6 +7,7 @@ import yaml
 
 from slotswap.inventory import (
     SLOTS,
+    AcmeSettings,
     BuildSettings,
     DeliverySettings,
     EnvSettings,
@@ -14,6 +15,7 @@ from slotswap.inventory import (
     HealthcheckSettings,
     HookSettings,
     Host,
+    HttpsSettings,
     Inventory,
     InventoryError,
     JumpHost,
@@ -375,6 +377,11 @@ def test_the_example_hosts_yaml_sets_every_key_so_it_documents_them() -> None:
     assert set(data) == top_level
     for section, settings in SECTIONS.items():
         assert set(data[section]) == {field.name for field in dataclasses.fields(settings)}
+    # https sets files; acme, its alternative, is documented commented out.
+    https_keys = {field.name for field in dataclasses.fields(HttpsSettings)}
+    assert set(data["https"]) == https_keys - {"acme"}
+    for field in dataclasses.fields(AcmeSettings):
+        assert f"#   {field.name}:" in text
     # Per-host keys are documented in the comment above the host list.
     for field in dataclasses.fields(Host):
         assert f"#   {field.name}:" in text

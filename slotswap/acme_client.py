@@ -1,0 +1,115 @@
+"""Certificates from an ACME CA (RFC 8555: Let's Encrypt, or any other), issued from the
+operator's machine with the `acme` library (certbot's own).
+
+The CA's HTTP-01 challenges are answered by HAProxy on every server at once, statelessly:
+`GET /.well-known/acme-challenge/TOKEN` answers `TOKEN.THUMBPRINT`, where THUMBPRINT is the
+account key's JWK thumbprint, a constant of the config (see templates/haproxy.cfg.j2). So
+whichever server the CA reaches answers, nothing is written per challenge, and the account
+key never leaves this machine.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from pathlib import Path
+
+import josepy as jose
+from acme import challenges, client, crypto_util, errors, messages
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from slotswap.certificates import (
+    CertificateBundle,
+    check_private_file,
+    new_private_key,
+    private_key_pem,
+    write_private,
+)
+from slotswap.inventory import AcmeSettings
+
+USER_AGENT = "slotswap"
+ISSUE_TIMEOUT = 120  # seconds for the CA to validate every name and issue
+Progress = Callable[[str], None]
+
+
+class AcmeError(RuntimeError):
+    """The CA refused, or could not be reached: nothing was changed on any server."""
+
+
+def load_account_key(settings: AcmeSettings, *, create: bool = True) -> jose.JWKRSA:
+    """The ACME account key, created (RSA 2048, mode 0600) the first time."""
+    path = settings.account_key
+    if not path.exists():
+        if not create:
+            raise AcmeError(f"https.acme.account_key: {path} does not exist")
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        write_private(path, key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()).decode())
+    check_private_file(path, "https.acme.account_key")
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (ValueError, TypeError) as error:
+        raise AcmeError(f"https.acme.account_key: {path} is not an unencrypted PEM private "
+                        f"key ({error})") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise AcmeError(f"https.acme.account_key: {path} must be an RSA key")
+    return jose.JWKRSA(key=key)
+
+
+def thumbprint(key: jose.JWK) -> str:
+    """The key authorization's second half: base64url(SHA-256 JWK thumbprint), RFC 7638."""
+    return jose.b64encode(key.thumbprint()).decode()
+
+
+def _client(settings: AcmeSettings, key: jose.JWKRSA) -> client.ClientV2:
+    verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
+    network = client.ClientNetwork(key, user_agent=USER_AGENT, verify_ssl=verify,
+                                   timeout=30)  # type: ignore[arg-type]
+    directory = client.ClientV2.get_directory(settings.directory, network)
+    acme = client.ClientV2(directory, net=network)
+    registration = messages.NewRegistration.from_data(
+        email=settings.contact, terms_of_service_agreed=True)
+    try:
+        acme.new_account(registration)
+    except errors.ConflictError as existing:  # this key has an account already
+        acme.query_registration(messages.RegistrationResource(
+            uri=existing.location, body=messages.Registration()))
+    return acme
+
+
+def issue(settings: AcmeSettings, names: tuple[str, ...], progress: Progress
+          ) -> CertificateBundle:
+    """A new certificate for `names`, with a new private key. The servers' HAProxy must
+    already answer the challenges for this account key (fab up renders that rule)."""
+    try:
+        key = load_account_key(settings)
+        acme = _client(settings, key)
+        certificate_key = private_key_pem(new_private_key())
+        csr = crypto_util.make_csr(certificate_key.encode(), list(names))
+        order = acme.new_order(csr)
+        for authorization in order.authorizations:
+            for challenge in authorization.body.challenges:
+                if isinstance(challenge.chall, challenges.HTTP01):
+                    acme.answer_challenge(challenge, challenge.response(key))
+        progress(f"ACME: {settings.directory} validates {', '.join(names)} over HTTP")
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=ISSUE_TIMEOUT)
+        order = acme.poll_and_finalize(order, deadline)
+    except AcmeError:
+        raise
+    except errors.ValidationError as error:
+        problems = "; ".join(
+            f"{authz.body.identifier.value}: {challenge.error.detail if challenge.error else '?'}"
+            for authz in error.failed_authzrs for challenge in authz.body.challenges
+            if challenge.error is not None)
+        raise AcmeError(f"the ACME CA could not validate the names ({problems}); nothing was "
+                        "changed on any server") from None
+    except (errors.Error, messages.Error) as error:
+        raise AcmeError(f"the ACME CA at {settings.directory} refused: {error}; nothing was "
+                        "changed on any server") from None
+    except OSError as error:  # requests' errors are OSErrors too
+        raise AcmeError(f"cannot reach the ACME CA at {settings.directory}: {error}; nothing "
+                        "was changed on any server") from None
+    progress("ACME: certificate issued")
+    return CertificateBundle(chain_pem=order.fullchain_pem, key_pem=certificate_key)

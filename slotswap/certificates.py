@@ -1,0 +1,189 @@
+"""TLS certificates on the operator's machine: read and check the files an inventory names,
+describe a certificate, and the one PEM file HAProxy loads (chain, then key).
+
+Nothing here talks to a server: see slotswap.tls for installing a certificate, and
+slotswap.acme_client for getting one from an ACME CA.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from slotswap.inventory import CertificateFiles
+from slotswap.validation import InputError
+
+PLACEHOLDER_ORGANIZATION = "slotswap placeholder"  # in the subject of a stand-in certificate
+
+
+class CertificateError(InputError):
+    """A certificate or key on the operator's machine is missing, unsafe or does not fit."""
+
+
+@dataclass(frozen=True)
+class CertificateBundle:
+    """A certificate chain and its private key, PEM text."""
+
+    chain_pem: str
+    key_pem: str
+
+    def haproxy_pem(self) -> str:
+        """The file HAProxy's `crt` loads: the chain, then the key, no blank line (the
+        runtime API's payload ends at the first blank line)."""
+        lines = [line for line in (self.chain_pem + "\n" + self.key_pem).splitlines() if line]
+        return "\n".join(lines) + "\n"
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.chain_pem.encode())
+
+    def info(self) -> CertificateInfo:
+        return describe(self.leaf)
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    names: tuple[str, ...]
+    issuer: str
+    not_after: datetime.datetime  # UTC
+    serial: str  # upper-case hex, as HAProxy shows it
+
+    def days_left(self, now: datetime.datetime | None = None) -> float:
+        now = now or datetime.datetime.now(datetime.UTC)
+        return (self.not_after - now).total_seconds() / 86400
+
+    @property
+    def placeholder(self) -> bool:
+        return PLACEHOLDER_ORGANIZATION in self.issuer
+
+
+def describe(certificate: x509.Certificate) -> CertificateInfo:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = tuple(san.value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = ()
+    return CertificateInfo(names=names, issuer=certificate.issuer.rfc4514_string(),
+                           not_after=certificate.not_valid_after_utc,
+                           serial=f"{certificate.serial_number:X}")
+
+
+def fingerprint(pem: str) -> str:
+    """A short digest of a PEM file's content, to tell whether a server has this very one."""
+    return hashlib.sha256(pem.encode()).hexdigest()[:16]
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise CertificateError(f"{what}: {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CertificateError(f"{what}: cannot read {path}: {error}") from None
+
+
+def check_private_file(path: Path, what: str) -> None:
+    """A private key must be readable by its owner only, as ssh demands of its keys."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise CertificateError(
+            f"{what}: {path} has mode {mode:04o}, readable by others; chmod 600 it (nothing "
+            "was changed on any server)")
+
+
+def load_files(files: CertificateFiles, names: tuple[str, ...]) -> CertificateBundle:
+    """The chain and key the inventory names, checked: the key private to its owner, the
+    certificate made for that key and covering every name of https.names."""
+    chain_pem, key_pem = _read(files.chain, "https.files.chain"), _read(files.key,
+                                                                       "https.files.key")
+    check_private_file(files.key, "https.files.key")
+    try:
+        certificates = x509.load_pem_x509_certificates(chain_pem.encode())
+    except ValueError as error:
+        raise CertificateError(f"https.files.chain: {files.chain} holds no PEM certificate "
+                               f"({error})") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError) as error:
+        raise CertificateError(f"https.files.key: {files.key} holds no unencrypted PEM private "
+                               f"key ({error})") from None
+    leaf = certificates[0]
+    if leaf.public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
+        raise CertificateError(
+            f"https.files: the certificate in {files.chain} was not made for the key in "
+            f"{files.key} (nothing was changed on any server)")
+    missing = [name for name in names if not covers(describe(leaf).names, name)]
+    if missing:
+        raise CertificateError(
+            f"https.files.chain: the certificate does not cover {', '.join(missing)} (it is "
+            f"for {', '.join(describe(leaf).names) or 'no DNS name'})")
+    return CertificateBundle(chain_pem=chain_pem, key_pem=key_pem)
+
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def covers(certificate_names: tuple[str, ...], name: str) -> bool:
+    """Whether a certificate for `certificate_names` is valid for `name` (one wildcard
+    label, as browsers match it)."""
+    for candidate in certificate_names:
+        if candidate == name:
+            return True
+        wildcard_match = (candidate.startswith("*.") and "." in name
+                          and not name.startswith("*")
+                          and name.split(".", 1)[1] == candidate[2:])
+        if wildcard_match:
+            return True
+    return False
+
+
+def new_private_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+def placeholder(names: tuple[str, ...], days: int = 7) -> CertificateBundle:
+    """A self-signed stand-in, so that HAProxy can start with HTTPS on before the CA has
+    issued the real certificate (HAProxy refuses a `crt` it cannot load)."""
+    key = new_private_key()
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, names[0].lstrip("*.")),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, PLACEHOLDER_ORGANIZATION),
+    ])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertificateBundle(
+        chain_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
+        key_pem=private_key_pem(key))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create or replace a file only its owner may read (its folder made 0700 if new)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.chmod(temporary, 0o600)
+    os.replace(temporary, path)

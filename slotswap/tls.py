@@ -1,0 +1,135 @@
+"""HTTPS on the servers: the certificate file HAProxy loads, installed and replaced with no
+reload (HAProxy's runtime API: `set ssl cert`, then `commit ssl cert`, HAProxy 2.2+), and
+read back from the running HAProxy.
+
+On each server the certificate (chain and key, one PEM file) is `<config dir>/certs/site.pem`,
+mode 0600 in a 0700 folder, written over the SSH connection and never on a command line or
+in the output. The file is what a restarted HAProxy loads; the runtime API is what the
+running one serves.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slotswap import docker_commands as docker
+from slotswap.certificates import PLACEHOLDER_ORGANIZATION, CertificateBundle, fingerprint
+from slotswap.haproxy import RuntimeApiError
+from slotswap.inventory import Inventory
+from slotswap.remote import Server
+
+CERT_FOLDER = "certs"
+CERT_NAME = "site.pem"
+Progress = Callable[[str], None]
+
+
+class TlsError(RuntimeError):
+    """The certificate could not be put in place on a server."""
+
+
+def cert_path_on_server(config_dir: str) -> str:
+    return f"{config_dir}/{CERT_FOLDER}/{CERT_NAME}"
+
+
+def cert_path_in_haproxy() -> str:
+    """The path HAProxy's config names (`crt`), and so the runtime API's name for it."""
+    return f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{CERT_FOLDER}/{CERT_NAME}"
+
+
+@dataclass(frozen=True)
+class ServedCertificate:
+    """What the running HAProxy serves, from `show ssl cert <file>`."""
+
+    serial: str
+    not_after: datetime.datetime | None
+    names: tuple[str, ...]
+    issuer: str
+
+    @property
+    def placeholder(self) -> bool:
+        return PLACEHOLDER_ORGANIZATION in self.issuer
+
+    def days_left(self, now: datetime.datetime | None = None) -> float | None:
+        if self.not_after is None:
+            return None
+        now = now or datetime.datetime.now(datetime.UTC)
+        return (self.not_after - now).total_seconds() / 86400
+
+
+def parse_show_ssl_cert(text: str) -> ServedCertificate:
+    """`show ssl cert FILE`: `Key: value` lines (Serial, notAfter, Subject Alternative
+    Name, Issuer, ...)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, separator, value = line.partition(": ")
+        if separator and key not in fields:
+            fields[key.strip()] = value.strip()
+    if "Serial" not in fields:
+        raise RuntimeApiError(f"unexpected `show ssl cert` answer: {text[:200]!r}")
+    not_after = None
+    if fields.get("notAfter"):
+        # OpenSSL's form: `Sep  8 17:30:00 2027 GMT`
+        not_after = datetime.datetime.strptime(
+            " ".join(fields["notAfter"].split()), "%b %d %H:%M:%S %Y %Z",
+        ).replace(tzinfo=datetime.UTC)
+    names = tuple(part.strip().removeprefix("DNS:")
+                  for part in fields.get("Subject Alternative Name", "").split(",")
+                  if part.strip().startswith("DNS:"))
+    return ServedCertificate(serial=fields["Serial"].upper().lstrip("0") or "0",
+                             not_after=not_after, names=names,
+                             issuer=fields.get("Issuer", ""))
+
+
+def served(server: Server) -> ServedCertificate:
+    return parse_show_ssl_cert(server.runtime_api(f"show ssl cert {cert_path_in_haproxy()}"))
+
+
+def installed_fingerprint(server: Server, config_dir: str) -> str | None:
+    """The digest of the certificate file on the server; None when there is none."""
+    text = server.read_file(cert_path_on_server(config_dir))
+    return fingerprint(text) if text else None
+
+
+def write_file(server: Server, config_dir: str, bundle: CertificateBundle) -> None:
+    server.write_private_file(cert_path_on_server(config_dir), bundle.haproxy_pem())
+
+
+def replace_served(server: Server, bundle: CertificateBundle) -> None:
+    """The running HAProxy serves the new certificate from its next handshake on: no reload,
+    no connection dropped. The payload (the private key) never appears in an error."""
+    path = cert_path_in_haproxy()
+    try:
+        server.runtime_api(f"set ssl cert {path} <<\n{bundle.haproxy_pem()}")
+    except RuntimeApiError as error:
+        raise TlsError(f"{server.name}: HAProxy refused the new certificate for {path}: "
+                       f"{_answer_of(error)}") from None
+    try:
+        server.runtime_api(f"commit ssl cert {path}")
+    except RuntimeApiError as error:
+        server.runtime_api(f"abort ssl cert {path}")
+        raise TlsError(f"{server.name}: HAProxy could not commit the new certificate for "
+                       f"{path}: {_answer_of(error)}") from None
+
+
+def _answer_of(error: RuntimeApiError) -> str:
+    """HAProxy's answer, without the command it answered (`HAProxy refused `CMD`: ANSWER`),
+    which may hold a private key."""
+    text = str(error)
+    return text.rsplit("`: ", 1)[-1].strip() if "`: " in text else "no answer"
+
+
+def install(server: Server, inventory: Inventory, config_dir: str, bundle: CertificateBundle,
+            progress: Progress, *, running: bool) -> bool:
+    """Put `bundle` on the server (the file) and, when HAProxy runs, into HAProxy (the
+    runtime API). Returns False when the server had that very certificate already."""
+    if installed_fingerprint(server, config_dir) == fingerprint(bundle.haproxy_pem()):
+        return False
+    write_file(server, config_dir, bundle)
+    if running:
+        replace_served(server, bundle)
+    info = bundle.info()
+    progress(f"certificate for {', '.join(info.names)} (serial {info.serial}, until "
+             f"{info.not_after:%Y-%m-%d}) installed" + (" with no reload" if running else ""))
+    return True

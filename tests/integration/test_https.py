@@ -1,0 +1,232 @@
+"""HTTPS on the sandbox fleet: a certificate from files (a private CA made here) and from an
+ACME CA (pebble, Let's Encrypt's test CA, in the sandbox), requests that trust only that CA,
+deploys and renewals under HTTPS load, and the errors that must change nothing."""
+
+from __future__ import annotations
+
+import http.client
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+
+from slotswap.inventory import load_inventory
+from slotswap.remote import Server
+from testbed import sandbox
+from testbed.loadgen import AddressedHTTPSConnection, LoadGenerator, TlsTarget
+from testbed.private_ca import issue, make_ca
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+pytestmark = pytest.mark.sandbox
+
+
+@dataclass(frozen=True)
+class HttpsFleet:
+    box: Sandbox
+    inventory: Path
+    folder: Path
+    names: list[str]
+    ca_file: Path
+
+
+def names_of(box: Sandbox) -> list[str]:
+    return [sandbox.server_dns_name(node) for node in sandbox.server_nodes(len(box.addresses))]
+
+
+def https_get(address: str, name: str, ca_file: Path, path: str = "/"
+              ) -> tuple[int, str, dict]:
+    connection = AddressedHTTPSConnection(address, TlsTarget(name, str(ca_file)), 443, 10)
+    try:
+        connection.connect()
+        certificate = connection.sock.getpeercert()  # type: ignore[union-attr]
+        connection.request("GET", path, headers={"Connection": "close"})
+        response = connection.getresponse()
+        return response.status, response.read().decode(), certificate
+    finally:
+        connection.close()
+
+
+def http_get(address: str, path: str = "/") -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection(address, 80, timeout=10)
+    connection.request("GET", path, headers={"Host": "s1.fleet.test", "Connection": "close"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response
+
+
+def https_load(box: Sandbox, name: str, ca_file: Path) -> LoadGenerator:
+    return LoadGenerator(box.addresses, port=443, clients=4, max_seconds=240,
+                         max_requests=400_000, tls=TlsTarget(name, str(ca_file)))
+
+
+def haproxy_pids(inventory: Path) -> dict[str, str]:
+    """Each server's HAProxy worker process ID (a reload would change it)."""
+    inv = load_inventory(inventory)
+    pids = {}
+    for host in inv.hosts:
+        server = Server(host, inv)
+        try:
+            info = server.runtime_api("show info")
+        finally:
+            server.close()
+        pids[host.name] = re.search(r"^Pid: (\d+)$", info, re.MULTILINE).group(1)
+    return pids
+
+
+def containers_everywhere(box: Sandbox) -> dict[str, str]:
+    return {address: box.containers(address) for address in box.addresses}
+
+
+@pytest.fixture(scope="module")
+def https_fleet(fleet_on_v1: Sandbox, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[HttpsFleet]:
+    box = fleet_on_v1
+    folder = tmp_path_factory.mktemp("https")
+    ca = make_ca()
+    names = names_of(box)
+    chain, key = issue(ca, names)
+    (folder / "fullchain.pem").write_text(chain)
+    (folder / "privkey.pem").write_text(key)
+    (folder / "privkey.pem").chmod(0o600)
+    (folder / "ca.pem").write_text(ca.pem)
+    inventory = box.inventory_copy(folder, https={
+        "names": names, "files": {"chain": "fullchain.pem", "key": "privkey.pem"}})
+    assert box.fab("up", inventory=inventory).returncode == 0
+    yield HttpsFleet(box, inventory, folder, names, folder / "ca.pem")
+    assert box.fab("up").returncode == 0  # plain HTTP again for the other modules
+
+
+def test_every_server_answers_https_with_the_certificate_from_files(
+        https_fleet: HttpsFleet) -> None:
+    fleet = https_fleet
+    for address, name in zip(fleet.box.addresses, fleet.names, strict=True):
+        status, body, certificate = https_get(address, name, fleet.ca_file)
+        assert status == 200 and body.startswith("version=v1")
+        sans = {value for kind, value in certificate["subjectAltName"] if kind == "DNS"}
+        assert sans == set(fleet.names)
+
+
+def test_plain_http_is_redirected_and_the_app_sees_the_client(https_fleet: HttpsFleet) -> None:
+    fleet = https_fleet
+    address = fleet.box.addresses[0]
+    response = http_get(address, "/some/page?x=1")
+    assert response.status == 301
+    assert response.headers["Location"] == "https://s1.fleet.test/some/page?x=1"
+    status, body, _ = https_get(address, fleet.names[0], fleet.ca_file, "/forwarded")
+    assert status == 200
+    assert body.strip() == f"for={sandbox.BRIDGE_IP} proto=https"
+
+
+def test_a_deploy_under_https_load_fails_no_request(https_fleet: HttpsFleet) -> None:
+    fleet = https_fleet
+    with https_load(fleet.box, fleet.names[0], fleet.ca_file) as load:
+        result = fleet.box.fab("deploy", "--tag", "v2", inventory=fleet.inventory)
+    report = load.stop()
+    assert result.returncode == 0
+    assert report.failed == 0, report.failures
+    assert report.sent > 100
+    assert set(report.versions) == {"v1", "v2"} or set(report.versions) == {"v2"}
+    assert fleet.box.fab("deploy", "--tag", "v1", inventory=fleet.inventory).returncode == 0
+
+
+def test_certs_shows_what_every_server_serves(https_fleet: HttpsFleet) -> None:
+    fleet = https_fleet
+    result = fleet.box.fab("certs", "--json", inventory=fleet.inventory)
+    assert result.returncode == 0, result.stderr
+    document = yaml.safe_load(result.stdout)
+    assert [s["name"] for s in document["servers"]] == ["s1", "s2", "s3"]
+    for server in document["servers"]:
+        assert sorted(server["names"]) == sorted(fleet.names)
+        assert "slotswap test CA" in server["issuer"]
+        assert server["days_left"] > 18
+
+
+def test_a_key_others_can_read_is_refused_and_nothing_changes(https_fleet: HttpsFleet,
+                                                             tmp_path: Path) -> None:
+    fleet = https_fleet
+    (fleet.folder / "privkey.pem").chmod(0o644)
+    try:
+        before = containers_everywhere(fleet.box)
+        result = fleet.box.fab("up", inventory=fleet.inventory)
+        assert result.returncode == 2
+        assert "has mode 0644, readable by others; chmod 600 it" in result.stderr
+        assert containers_everywhere(fleet.box) == before
+    finally:
+        (fleet.folder / "privkey.pem").chmod(0o600)
+
+
+def test_a_certificate_for_another_key_is_refused_and_nothing_changes(
+        https_fleet: HttpsFleet, tmp_path: Path) -> None:
+    fleet = https_fleet
+    other_chain, _ = issue(make_ca(), fleet.names)
+    (tmp_path / "fullchain.pem").write_text(other_chain)
+    inventory = yaml.safe_load(fleet.inventory.read_text())
+    inventory["https"]["files"] = {"chain": str(tmp_path / "fullchain.pem"),
+                                   "key": str(fleet.folder / "privkey.pem")}
+    (tmp_path / "hosts.yaml").write_text(yaml.safe_dump(inventory))
+    before = containers_everywhere(fleet.box)
+    result = fleet.box.fab("up", inventory=tmp_path / "hosts.yaml")
+    assert result.returncode == 2
+    assert "was not made for the key" in result.stderr
+    assert containers_everywhere(fleet.box) == before
+
+
+def test_acme_issues_for_every_server_and_renews_with_no_reload_under_load(
+        https_fleet: HttpsFleet, tmp_path: Path) -> None:
+    fleet = https_fleet
+    nodes = sandbox.server_nodes(len(fleet.box.addresses))
+    acme = sandbox.start_acme_ca(nodes)
+    try:
+        inventory = fleet.box.inventory_copy(tmp_path, https={
+            "names": list(acme.names),
+            "acme": {"directory": acme.directory, "ca_bundle": str(acme.ca_bundle),
+                     "account_key": str(tmp_path / "account.pem")}})
+        issued = fleet.box.fab("up", inventory=inventory)
+        assert issued.returncode == 0
+        assert "certificate issued" in issued.stdout + issued.stderr
+        roots = tmp_path / "pebble-roots.pem"
+        roots.write_text(acme.roots_pem())
+        serials = {}
+        for address, name in zip(fleet.box.addresses, acme.names, strict=True):
+            status, _, certificate = https_get(address, name, roots)
+            assert status == 200
+            assert {v for k, v in certificate["subjectAltName"]} == set(acme.names)
+            serials[address] = certificate["serialNumber"]
+        pids = haproxy_pids(inventory)
+        with https_load(fleet.box, acme.names[0], roots) as load:
+            renewed = fleet.box.fab("certs.renew", "--force", inventory=inventory)
+        report = load.stop()
+        assert renewed.returncode == 0
+        assert report.failed == 0, report.failures
+        assert haproxy_pids(inventory) == pids  # no reload, no restart
+        for address, name in zip(fleet.box.addresses, acme.names, strict=True):
+            _, _, certificate = https_get(address, name, roots)
+            assert certificate["serialNumber"] != serials[address]
+        not_due = fleet.box.fab("certs.renew", inventory=inventory)
+        assert not_due.returncode == 0 and "nothing to do" in not_due.stdout
+
+        # A CA that cannot be reached: a clear error, every server keeps its certificate.
+        (tmp_path / "unreachable").mkdir()
+        unreachable = fleet.box.inventory_copy(tmp_path / "unreachable", https={
+            "names": list(acme.names),
+            "acme": {"directory": f"https://{sandbox.BRIDGE_IP}:1/dir",
+                     "account_key": str(tmp_path / "account.pem")}})
+        before = {address: https_get(address, name, roots)[2]["serialNumber"]
+                  for address, name in zip(fleet.box.addresses, acme.names, strict=True)}
+        refused = fleet.box.fab("certs.renew", "--force", inventory=unreachable)
+        assert refused.returncode == 1
+        assert "cannot reach the ACME CA" in refused.stderr
+        assert "nothing was changed" in refused.stderr
+        after = {address: https_get(address, name, roots)[2]["serialNumber"]
+                 for address, name in zip(fleet.box.addresses, acme.names, strict=True)}
+        assert after == before
+    finally:
+        sandbox.stop_acme_ca()
+        assert fleet.box.fab("up", inventory=fleet.inventory).returncode == 0
