@@ -30,7 +30,7 @@ class ProxyError(RuntimeError):
 
 
 def config_dir(inventory: Inventory) -> str:
-    return f"/etc/slotswap/{inventory.app}/haproxy"
+    return f"{inventory.config_dir}/haproxy"
 
 
 def render_config(inventory: Inventory) -> str:
@@ -197,7 +197,7 @@ def down_server(server: Server, inventory: Inventory, progress: Progress) -> str
         except RemoteCommandError as error:
             raise ProxyError(f"{server.name}: network {inventory.network} is still in use by "
                              f"containers the kit did not start: {error.stderr.strip()}") from error
-    server.run(["rm", "-rf", f"/etc/slotswap/{inventory.app}"])
+    server.run(["rm", "-rf", inventory.config_dir])
     parts = [f"{len(targets)} containers removed"]
     if removed_network:
         parts.append("network removed")
