@@ -54,8 +54,12 @@ def render_config(inventory: Inventory) -> str:
 
 
 def container_spec(inventory: Inventory) -> str:
-    """What the HAProxy container was created with; a change needs a new container."""
+    """What the HAProxy container was created with; a change needs a new container. The
+    config folder it mounts counts too when remote_dir moves it (left out otherwise, so
+    that containers made before remote_dir existed are kept)."""
     spec = f"{inventory.haproxy.image}|{inventory.haproxy.http_port}|{inventory.haproxy.stats_port}"
+    if inventory.remote_dir is not None:
+        spec += f"|{config_dir(inventory)}"
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
@@ -130,7 +134,8 @@ def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
     if container is not None and container.labels.get(LABEL_SPEC) != container_spec(inventory):
         # Image or published ports changed: only a new container can have them.
-        progress(f"HAProxy image or ports changed: recreating {name} (a short interruption)")
+        progress(f"HAProxy image, ports or config folder changed: recreating {name} (a short "
+                 "interruption)")
         server.run(docker.remove(name))
         container = None
         changes.append("HAProxy recreated")

@@ -388,7 +388,8 @@ BANNER = "Welcome to host s1!\nLast backup: never\n"
 def login_shell(line: str, rc_text: str) -> subprocess.CompletedProcess[str]:
     """`sh -c line` after a start-up file that prints, as sshd's bash does with ~/.bashrc."""
     return subprocess.run(["sh", "-c", f"{rc_text}\n{line}"], text=True, capture_output=True,
-                          check=False, env={"PATH": "/usr/bin:/bin", "LANG": "de_DE.UTF-8"})
+                          check=False,
+                          env={"PATH": "/usr/bin:/bin", "LANGUAGE": "de", "LANG": "C.UTF-8"})
 
 
 @pytest.mark.parametrize("rc_text", [
