@@ -559,13 +559,11 @@ class Server:
         user = self.connection.user
         lines = stderr.strip().splitlines()
         detail = f" ({lines[-1]})" if lines else ""
-        remote_dir = self.inventory.remote_dir
-        setting = (f"remote_dir ({remote_dir})" if remote_dir else
-                   "remote_dir (not set: the system folders /var/lib/slotswap and /etc/slotswap)")
+        now = self.inventory.remote_dir or "unset: /var/lib/slotswap and /etc/slotswap"
         return RemoteDirError(
             f"{self.name}: the SSH login {user} cannot write {directory}{detail}; set "
-            f"{setting} in {self.inventory.path.name} to a folder {user} may write, e.g. "
-            f"/home/{user}/slotswap, or give {user} that folder"
+            f"remote_dir in {self.inventory.path.name} (now {now}) to a folder {user} may "
+            f"write, e.g. /home/{user}/slotswap"
         )
 
     def runtime_api(self, command: str) -> str:
