@@ -2,6 +2,11 @@
 shell commands, files and HAProxy's runtime API (a direct-tcpip channel to the server's
 loopback, so the admin socket never has to listen anywhere else).
 
+Every command prints a marker of its own first, on stdout and stderr, and only what follows
+it counts as its output: what the login shell's start-up files print (a banner echoed by
+~/.bashrc) never reaches a parser. Commands run with LC_ALL=C. Files are written through a
+command's stdin, never over SFTP (an sftp-server session breaks on such a banner).
+
 How a connection is made (see also hosts.yaml, section ssh):
 
 - Host keys come from ssh.known_hosts only. A key that differs from the one recorded, or a
