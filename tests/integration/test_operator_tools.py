@@ -117,7 +117,8 @@ def test_dry_run_changes_nothing_and_shows_no_secret(fleet_on_v1: Sandbox,
         assert SECRET_VALUE not in output
         assert output.startswith("DRY RUN: nothing is changed")
         for name in ("s1", "s2", "s3"):
-            assert re.search(rf"^{name} \(10\.77\.0\.\d+\): ", output, re.MULTILINE), output
+            assert re.search(rf"^{name} \({re.escape(sandbox.SUBNET_PREFIX)}\.\d+\): ", output,
+                             re.MULTILINE), output
     deploy_plan = runs[("deploy", "--tag", "v2")].stdout
     assert "API_TOKEN=<secret>" in deploy_plan and "LOG_LEVEL=debug" in deploy_plan
     assert f"$ docker pull --quiet {sandbox.REGISTRY}/" in deploy_plan
