@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from slotswap.inventory import Inventory
 
 __all__ = [
-    "ENV_DIR_ROOT",
     "RESERVED_NAMES",
     "AppEnv",
     "env_file_path",
@@ -33,7 +32,6 @@ __all__ = [
     "value_problem",
 ]
 
-ENV_DIR_ROOT = "/etc/slotswap"
 # The kit sets PORT itself (from app_port); a second source for it would be ambiguous.
 RESERVED_NAMES = frozenset({"PORT"})
 # docker reads the file with Go's bufio.Scanner, whose default limit is 64 KiB per line,
@@ -86,9 +84,9 @@ def render_env_file(variables: Mapping[str, str]) -> str:
     return "".join(f"{name}={value}\n" for name, value in variables.items())
 
 
-def env_file_path(app: str, slot: str) -> str:
+def env_file_path(inventory: Inventory, slot: str) -> str:
     """Where the env file of one slot lives on a server (a folder only its owner can open)."""
-    return f"{ENV_DIR_ROOT}/{app}/{slot}.env"
+    return f"{inventory.config_dir}/{slot}.env"
 
 
 @dataclass(frozen=True, repr=False)

@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 LABEL_APP = "slotswap.app"
 LABEL_SLOT = "slotswap.slot"
@@ -273,13 +274,26 @@ class ImageInfo:
         return datetime.strptime(" ".join(self.created_at.split()[:3]), "%Y-%m-%d %H:%M:%S %z")
 
 
+class UnexpectedOutputError(RuntimeError):
+    """A docker command's output is not what the kit can read."""
+
+
+def _json(text: str, command: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        shown = text.strip().splitlines()[0][:80] if text.strip() else ""
+        raise UnexpectedOutputError(
+            f"cannot read the output of `{command}` ({error}): {shown!r}") from None
+
+
 def parse_image_list(text: str) -> list[ImageInfo]:
     """`docker image ls --format '{{json .}}'`; untagged (`<none>`) images are left out."""
     images = []
     for line in text.splitlines():
         if not line.strip():
             continue
-        item = json.loads(line)
+        item = _json(line, "docker image ls")
         if item.get("Tag", "<none>") == "<none>":
             continue
         images.append(ImageInfo(item["Repository"], item["Tag"], item["ID"], item["CreatedAt"]))
@@ -292,7 +306,11 @@ def parse_inspect(text: str) -> dict[str, ContainerInfo]:
     if not text:
         return {}
     containers = {}
-    for item in json.loads(text):
+    items = _json(text, "docker inspect")
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise UnexpectedOutputError("cannot read the output of `docker inspect`: not a list "
+                                    "of objects")
+    for item in items:
         state = item.get("State") or {}
         config = item.get("Config") or {}
         networks = (item.get("NetworkSettings") or {}).get("Networks") or {}

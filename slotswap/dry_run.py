@@ -138,7 +138,7 @@ def start_steps(plan: ServerPlan, server: Server, inventory: Inventory, view: Sl
                 tag: str) -> None:
     """As SlotSwap.start_new: the kept container of this tag started again, or a new one."""
     name, slot = inventory.container_name(view.slot), view.slot
-    env_path = env_file_path(inventory.app, slot)
+    env_path = env_file_path(inventory, slot)
     container = view.container
     if keeps_stopped_container_of(server, inventory, view, tag):
         if inventory.env.empty and server.read_file(env_path) is None:
@@ -238,7 +238,7 @@ def down_plan(server: Server, inventory: Inventory) -> ServerPlan:
         plan.shell(docker.remove(*labelled))
     if server.run(docker.network_inspect(inventory.network), check=False).ok:
         plan.shell(docker.network_remove(inventory.network))
-    plan.shell(["rm", "-rf", f"/etc/slotswap/{inventory.app}"])
+    plan.shell(["rm", "-rf", inventory.config_dir])
     unlock_steps(plan, inventory)
     return plan
 

@@ -1,5 +1,6 @@
 """Each server's append-only record of what the kit did to it: one JSON object a line in
-/var/lib/slotswap/<app>/history.jsonl on the server itself, so every operator sees the same."""
+history.jsonl of the app's state folder on the server itself (/var/lib/slotswap/<app>, or
+<remote_dir>/<app>/state), so every operator sees the same."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from slotswap.validation import (
     validate_host_address,
     validate_image_reference,
     validate_image_repository,
+    validate_remote_dir,
     validate_tag,
     validate_url_path,
 )
@@ -55,6 +56,10 @@ SLOTS = ("web1", "web2")
 MIN_KEEP_IMAGES = 2
 DEFAULT_KEEP_IMAGES = 3
 DELIVERY_MODES = ("registry", "ssh")
+# Where the kit keeps its files on a server when the inventory sets no remote_dir: state
+# (locks, history) and config (HAProxy's config, the env files), each in a folder per app.
+DEFAULT_STATE_ROOT = "/var/lib/slotswap"
+DEFAULT_CONFIG_ROOT = "/etc/slotswap"
 MAX_DELIVERY_CONCURRENCY = 64
 
 _SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
@@ -230,6 +235,24 @@ class Inventory:
     hooks: HookSettings = HookSettings()
     delivery: DeliverySettings = DeliverySettings()
     https: HttpsSettings | None = None  # None: plain HTTP only
+    # A folder on the servers for all the kit's files (a non-root login's own); None: the
+    # system folders DEFAULT_STATE_ROOT and DEFAULT_CONFIG_ROOT.
+    remote_dir: str | None = None
+
+    @property
+    def state_dir(self) -> str:
+        """The app's state on a server: its lock and history (kept by `fab down`)."""
+        if self.remote_dir is None:
+            return f"{DEFAULT_STATE_ROOT}/{self.app}"
+        return f"{self.remote_dir}/{self.app}/state"
+
+    @property
+    def config_dir(self) -> str:
+        """The app's config on a server: HAProxy's config and the slots' env files (removed
+        by `fab down`); a folder only the login can open."""
+        if self.remote_dir is None:
+            return f"{DEFAULT_CONFIG_ROOT}/{self.app}"
+        return f"{self.remote_dir}/{self.app}/config"
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -482,6 +505,7 @@ _TOP_KEYS = (
     "hosts",
     "delivery",
     "https",
+    "remote_dir",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
 _BUILD_KEYS = ("context", "dockerfile")
@@ -855,6 +879,9 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     hooks = _hook_settings(_section(top, "hooks", _HOOK_KEYS), base)
     delivery = _delivery_settings(top.get("delivery"))
     https = _https_settings(top.get("https"), haproxy, base)
+    remote_dir = (_checked(validate_remote_dir, top["remote_dir"], "remote_dir",
+                           "an absolute folder path on the servers")
+                  if top.get("remote_dir") is not None else None)
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -872,4 +899,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         hooks=hooks,
         delivery=delivery,
         https=https,
+        remote_dir=remote_dir,
     )

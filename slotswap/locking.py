@@ -45,7 +45,7 @@ def operator() -> str:
 
 
 def state_dir(inventory: Inventory) -> str:
-    return f"/var/lib/slotswap/{inventory.app}"
+    return inventory.state_dir
 
 
 def lock_dir(inventory: Inventory) -> str:
@@ -74,9 +74,16 @@ def read_owner(server: Server, inventory: Inventory) -> LockOwner | None:
     return parse_owner(text) or LockOwner("unknown", "unknown", "unreadable owner file", "", "")
 
 
-# Fixed scripts, their paths and token passed as arguments: one round trip each.
-TAKE_SCRIPT = ('mkdir -p -- "$1" && mkdir -- "$2" && cat > "$2/owner.json.tmp" && '
-               'mv -f -- "$2/owner.json.tmp" "$2/owner.json"')
+# Fixed scripts, their paths and token passed as arguments: one round trip each. The outcome
+# is told by the exit code, never by a message (which the server's language may change).
+LOCK_HELD = 10  # the lock directory exists: another run holds the lock
+CANNOT_WRITE = 11  # the state folder or the lock directory cannot be made
+TAKE_SCRIPT = (
+    f'mkdir -p -- "$1" || exit {CANNOT_WRITE}; '
+    f'if ! mkdir -- "$2"; then if [ -d "$2" ]; then exit {LOCK_HELD}; fi; exit {CANNOT_WRITE}; fi; '
+    '{ cat > "$2/owner.json.tmp" && mv -f -- "$2/owner.json.tmp" "$2/owner.json"; } || '
+    '{ status=$?; rm -rf -- "$2"; exit "$status"; }'
+)
 RELEASE_SCRIPT = 'if grep -qsF -- "$1" "$2/owner.json"; then rm -rf -- "$2"; fi'
 
 
@@ -94,16 +101,18 @@ def release_lock_command(inventory: Inventory, owner: LockOwner) -> list[str]:
 def acquire(server: Server, inventory: Inventory, owner: LockOwner) -> None:
     taken = server.run(take_lock_command(inventory), check=False,
                        stdin=json.dumps(asdict(owner)) + "\n")
-    if not taken.ok:
-        if "File exists" not in taken.stderr:
-            raise RemoteCommandError(server.name, f"mkdir {lock_dir(inventory)}",
-                                     taken.exit_code, taken.stderr)
+    if taken.exit_code == CANNOT_WRITE:
+        raise server.cannot_write(state_dir(inventory), taken.stderr)
+    if taken.exit_code == LOCK_HELD:
         holder = read_owner(server, inventory)
         held_by = holder.describe() if holder else "a run that just ended"
         raise LockedError(
             f"{server.name} is locked by {held_by}. If that run is still going, wait for it; "
             f"if it is gone, `fab lock` shows the locks and `fab unlock --server="
             f"{server.name}` releases this one")
+    if not taken.ok:
+        raise RemoteCommandError(server.name, f"mkdir {lock_dir(inventory)}", taken.exit_code,
+                                 taken.stderr)
 
 
 def release(server: Server, inventory: Inventory, owner: LockOwner) -> None:

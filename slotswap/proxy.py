@@ -32,7 +32,7 @@ class ProxyError(RuntimeError):
 
 
 def config_dir(inventory: Inventory) -> str:
-    return f"/etc/slotswap/{inventory.app}/haproxy"
+    return f"{inventory.config_dir}/haproxy"
 
 
 def render_config(inventory: Inventory) -> str:
@@ -74,10 +74,14 @@ def https_values(inventory: Inventory) -> dict[str, object]:
 
 
 def container_spec(inventory: Inventory) -> str:
-    """What the HAProxy container was created with; a change needs a new container."""
+    """What the HAProxy container was created with; a change needs a new container. The
+    config folder it mounts counts too when remote_dir moves it (left out otherwise, so
+    that containers made before remote_dir existed are kept)."""
     spec = f"{inventory.haproxy.image}|{inventory.haproxy.http_port}|{inventory.haproxy.stats_port}"
     if inventory.https is not None:
         spec += f"|https:{inventory.https.port}"  # unchanged for inventories without HTTPS
+    if inventory.remote_dir is not None:
+        spec += f"|{config_dir(inventory)}"
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
@@ -156,7 +160,8 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
     if container is not None and container.labels.get(LABEL_SPEC) != container_spec(inventory):
         # Image or published ports changed: only a new container can have them.
-        progress(f"HAProxy image or ports changed: recreating {name} (a short interruption)")
+        progress(f"HAProxy image, ports or config folder changed: recreating {name} (a short "
+                 "interruption)")
         server.run(docker.remove(name))
         container = None
         changes.append("HAProxy recreated")
@@ -231,7 +236,7 @@ def down_server(server: Server, inventory: Inventory, progress: Progress) -> str
         except RemoteCommandError as error:
             raise ProxyError(f"{server.name}: network {inventory.network} is still in use by "
                              f"containers the kit did not start: {error.stderr.strip()}") from error
-    server.run(["rm", "-rf", f"/etc/slotswap/{inventory.app}"])
+    server.run(["rm", "-rf", inventory.config_dir])
     parts = [f"{len(targets)} containers removed"]
     if removed_network:
         parts.append("network removed")

@@ -2,6 +2,11 @@
 shell commands, files and HAProxy's runtime API (a direct-tcpip channel to the server's
 loopback, so the admin socket never has to listen anywhere else).
 
+Every command prints a marker of its own first, on stdout and stderr, and only what follows
+it counts as its output: what the login shell's start-up files print (a banner echoed by
+~/.bashrc) never reaches a parser. Commands run with LC_ALL=C. Files are written through a
+command's stdin, never over SFTP (an sftp-server session breaks on such a banner).
+
 How a connection is made (see also hosts.yaml, section ssh):
 
 - Host keys come from ssh.known_hosts only. A key that differs from the one recorded, or a
@@ -21,7 +26,6 @@ How a connection is made (see also hosts.yaml, section ssh):
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import secrets
@@ -44,8 +48,6 @@ from slotswap.output import warn
 from slotswap.validation import InputError
 
 API_TIMEOUT = 10.0
-PRIVATE_DIR_MODE = 0o700
-PRIVATE_FILE_MODE = 0o600
 STREAM_CHUNK = 256 * 1024
 
 _connections_lock = threading.Lock()
@@ -76,6 +78,10 @@ class RemoteCommandError(RuntimeError):
         self.server, self.command, self.exit_code, self.stderr = server, command, exit_code, stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
         super().__init__(f"{server}: `{command}` exited {exit_code}: {detail}")
+
+
+class RemoteDirError(RuntimeError):
+    """The login cannot write the kit's folder on the server (inventory: remote_dir)."""
 
 
 class UnknownHostKeyError(paramiko.SSHException):
@@ -185,6 +191,70 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+
+# -- what the login shell prints before the command ---------------------------------------
+# sshd runs every command through the login's shell, and bash reads ~/.bashrc even for
+# `ssh host command`: a motd-style `echo` there lands in the command's stdout or stderr.
+# Every command therefore first prints a marker of its own on both, and only what follows
+# the marker is the command's output. LC_ALL=C keeps the messages of the tools the kit reads
+# in English (the kit decides on exit codes, never on a message, but shows the messages).
+MARKER_PREFIX = "slotswap-output-starts-"
+
+
+def new_marker() -> str:
+    """A marker no start-up file can print by chance."""
+    return MARKER_PREFIX + secrets.token_hex(8)
+
+
+def with_marker(line: str, marker: str) -> str:
+    """`line` (a shell command line) preceded by the marker on stdout and on stderr, run by
+    the login shell with LC_ALL=C."""
+    mark = shlex.quote(marker)
+    return (f"printf '%s\\n' {mark}; printf '%s\\n' {mark} >&2; "
+            f"LC_ALL=C; export LC_ALL; {line}")
+
+
+def after_marker(text: str, marker: str, *, missing: str | None = None) -> str:
+    """What the command wrote: the text after the marker's line. Without a marker the shell
+    never reached the command: `missing` when given (stdout: nothing of it is output),
+    else the whole text (stderr: it may say why, e.g. an unusable login shell)."""
+    _, found, rest = text.partition(marker + "\n")
+    if found:
+        return rest
+    return text if missing is None else missing
+
+
+class MarkerGate:
+    """Hands on the lines that follow the marker's line; drops the ones before it."""
+
+    def __init__(self, marker: str, on_line: Callable[[str], None]):
+        self.marker, self.on_line, self.open = marker, on_line, False
+
+    def __call__(self, line: str) -> None:
+        if self.open:
+            self.on_line(line)
+        elif line.endswith(self.marker):  # text printed without a newline precedes it
+            self.open = True
+
+
+# Fixed scripts; folder, file names and mode come as arguments, the content on stdin.
+WRITE_FILE_SCRIPT = ('mkdir -p -- "$1" && cat > "$2" && chmod "$4" -- "$2" && '
+                     'mv -f -- "$2" "$3"')
+# The folder is closed (0700) before the file is made, and umask 077 makes the file 0600
+# from its first byte; noclobber (set -C) creates it with O_EXCL.
+WRITE_PRIVATE_FILE_SCRIPT = (
+    'mkdir -p -m 700 -- "$1" && chmod 700 -- "$1" && umask 077 && set -C && '
+    '{ cat > "$2" && mv -f -- "$2" "$3"; } || { status=$?; rm -f -- "$2"; exit "$status"; }'
+)
+
+
+def write_file_command(directory: str, temporary: str, path: str, mode: int) -> list[str]:
+    return ["sh", "-c", WRITE_FILE_SCRIPT, "sh", directory, temporary, path, f"{mode:o}"]
+
+
+def write_private_file_command(directory: str, temporary: str, path: str) -> list[str]:
+    return ["sh", "-c", WRITE_PRIVATE_FILE_SCRIPT, "sh", directory, temporary, path]
 
 
 class LineSink(io.TextIOBase):
@@ -362,9 +432,10 @@ class Server:
     def _run_line(self, line: str, *, check: bool, timeout: float | None) -> CommandResult:
         """A command with no stdin (run() sends stdin over a channel of its own)."""
         self.connect()
+        marker = new_marker()
         try:
-            result = self.connection.run(line, hide=True, warn=True, in_stream=False,
-                                         timeout=timeout)
+            result = self.connection.run(with_marker(line, marker), hide=True, warn=True,
+                                         in_stream=False, timeout=timeout)
         except CommandTimedOut as error:
             raise RemoteCommandError(self.name, line, -1,
                                      f"timed out after {error.timeout}s") from error
@@ -373,7 +444,8 @@ class Server:
         if not self.connection.is_connected:
             # Fabric reports a command cut off by a dying connection as exit -1
             raise self._lost(EOFError("the connection closed while the command ran"))
-        outcome = CommandResult(result.stdout, result.stderr, result.exited)
+        outcome = CommandResult(after_marker(result.stdout, marker, missing=""),
+                                after_marker(result.stderr, marker), result.exited)
         if check and not outcome.ok:
             raise RemoteCommandError(self.name, line, outcome.exit_code, outcome.stderr)
         return outcome
@@ -383,10 +455,12 @@ class Server:
         stderr to `on_line` as it comes; return its exit code. Ends when the command does,
         or when the connection is closed (close())."""
         self.connect()
-        out_sink, err_sink = LineSink(on_line), LineSink(on_line)
+        marker = new_marker()
+        out_sink = LineSink(MarkerGate(marker, on_line))
+        err_sink = LineSink(MarkerGate(marker, on_line))
         try:
-            result = self.connection.run(shlex.join(argv), hide=False, warn=True,
-                                         in_stream=False, out_stream=out_sink,
+            result = self.connection.run(with_marker(shlex.join(argv), marker), hide=False,
+                                         warn=True, in_stream=False, out_stream=out_sink,
                                          err_stream=err_sink)
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise self._lost(error) from error
@@ -418,8 +492,9 @@ class Server:
                 raise RemoteCommandError(self.name, line, -1, f"timed out after {timeout}s")
             return left
 
+        marker = new_marker()
         try:
-            channel.exec_command(line)
+            channel.exec_command(with_marker(line, marker))
             total = 0
             while chunk := source.read(STREAM_CHUNK):
                 channel.settimeout(remaining())
@@ -449,51 +524,52 @@ class Server:
                                      ) from error
         finally:
             channel.close()
-        return CommandResult(stdout.decode(errors="replace"), stderr.decode(errors="replace"),
-                             exit_code)
+        return CommandResult(after_marker(stdout.decode(errors="replace"), marker, missing=""),
+                             after_marker(stderr.decode(errors="replace"), marker), exit_code)
 
     def read_file(self, path: str) -> str | None:
         result = self.run(["cat", path], check=False)
         return result.stdout if result.ok else None
 
     def write_file(self, path: str, text: str, mode: int = 0o644) -> None:
-        """Write via a temporary name and rename, so readers never see half a file."""
-        self.connect()
+        """Write via a temporary name and rename, so readers never see half a file. The text
+        goes over the command's stdin, not SFTP: an sftp-server session breaks on any line
+        the login shell's start-up files print, a command's output does not."""
         directory = path.rsplit("/", 1)[0] or "/"
-        self.run(["mkdir", "-p", directory])
-        temporary = f"{path}.tmp"
-        self.connection.put(io.BytesIO(text.encode()), temporary)
-        self.run(["chmod", f"{mode:o}", temporary])
-        self.run(["mv", "-f", temporary, path])
+        written = self.run(write_file_command(directory, f"{path}.tmp", path, mode),
+                           check=False, stdin=text)
+        if not written.ok:
+            raise self.cannot_write(directory, written.stderr)
 
     def write_private_file(self, path: str, text: str) -> None:
         """Write a file only its owner can read (mode 0600 before its first byte) into a
         folder only its owner can open (0700, created if missing). For secrets: the text goes
-        over SFTP, never into a command line, the process list or any output.
+        over the command's stdin, never into a command line, the process list or any output.
 
         The folder must be one of the kit's own (e.g. /etc/slotswap/<app>): it is chmod'ed.
         """
         directory, _, name = path.rpartition("/")
         if not directory.startswith("/") or not name:
             raise ValueError(f"write_private_file needs an absolute file path, got {path!r}")
-        # The folder is closed first, so the instant between SFTP creating the file (with the
-        # server's umask) and chmod'ing it shows nothing to anyone else.
-        self.run_chain(["mkdir", "-p", "-m", f"{PRIVATE_DIR_MODE:o}", directory],
-                       ["chmod", f"{PRIVATE_DIR_MODE:o}", directory])
-        sftp = self.connection.sftp()
-        # A fresh name, opened with O_EXCL: never write through a file or link left there.
+        # A fresh name, created with O_EXCL (noclobber): never written through a file or link
+        # left there. Readers (docker run) see the old file or the whole new one.
         temporary = f"{directory}/.{name}.{secrets.token_hex(8)}.tmp"
-        try:
-            with sftp.open(temporary, "wx") as handle:
-                handle.chmod(PRIVATE_FILE_MODE)
-                handle.write(text.encode())
-            # Readers (docker run) see the old file or the whole new one, never half of it.
-            sftp.posix_rename(temporary, path)
-        except BaseException:
-            # Best effort: the connection itself may be what failed.
-            with contextlib.suppress(OSError, paramiko.SSHException):
-                sftp.remove(temporary)
-            raise
+        written = self.run(write_private_file_command(directory, temporary, path),
+                           check=False, stdin=text)
+        if not written.ok:
+            raise self.cannot_write(directory, written.stderr)
+
+    def cannot_write(self, directory: str, stderr: str) -> RemoteDirError:
+        """The one-line error for a folder of the kit that this login cannot write."""
+        user = self.connection.user
+        lines = stderr.strip().splitlines()
+        detail = f" ({lines[-1]})" if lines else ""
+        now = self.inventory.remote_dir or "unset: /var/lib/slotswap and /etc/slotswap"
+        return RemoteDirError(
+            f"{self.name}: the SSH login {user} cannot write {directory}{detail}; set "
+            f"remote_dir in {self.inventory.path.name} (now {now}) to a folder {user} may "
+            f"write, e.g. /home/{user}/slotswap"
+        )
 
     def runtime_api(self, command: str) -> str:
         """Send one line to HAProxy's stats socket on the server's 127.0.0.1; return its answer."""

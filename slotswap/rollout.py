@@ -13,13 +13,14 @@ from slotswap import history, interrupts
 from slotswap.app_env import AppEnv, resolve_app_env
 from slotswap.batches import run_in_batches
 from slotswap.delivery import image_deliverer
+from slotswap.docker_commands import UnexpectedOutputError
 from slotswap.haproxy import RuntimeApiError
 from slotswap.inventory import SLOTS, Inventory
 from slotswap.locking import FleetLock, LockedError, new_owner
 from slotswap.output import format_table, progress_for, say
 from slotswap.proxy import ProxyError
 from slotswap.pruning import prune_images
-from slotswap.remote import ConnectError, RemoteCommandError, Server
+from slotswap.remote import ConnectError, RemoteCommandError, RemoteDirError, Server
 from slotswap.swap import SlotSwap, SwapError, SwapRolledBack, describe_serving, read_slots
 
 # Exit codes (documented in the README).
@@ -35,7 +36,7 @@ ON_FAILURE_ROLLBACK = "rollback"
 ON_FAILURE_POLICIES = (ON_FAILURE_STOP, ON_FAILURE_ROLLBACK)
 
 OPERATION_ERRORS = (ConnectError, RemoteCommandError, RuntimeApiError, ProxyError, SwapError,
-                    LockedError)
+                    LockedError, RemoteDirError, UnexpectedOutputError)
 
 
 @dataclass
@@ -130,6 +131,15 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
         fill_serving(servers, inventory, result.outcomes)
     except ConnectError as error:
         result.exit_code, result.message = EXIT_CONNECT, f"nothing was changed: {error}"
+    except OPERATION_ERRORS as error:
+        # Taking the locks (the only step not contained per server) failed otherwise: e.g.
+        # the login cannot write remote_dir.
+        result.exit_code, result.message = EXIT_DEPLOY_FAILED, f"nothing was changed: {error}"
+        fill_serving(servers, inventory, result.outcomes)
+    except Exception as error:  # unforeseen: still one line, the summary, --json and hooks
+        result.exit_code = EXIT_DEPLOY_FAILED
+        result.message = f"{task} stopped: {describe_error(error)}"
+        fill_serving(servers, inventory, result.outcomes)
     except KeyboardInterrupt:
         result.exit_code = EXIT_INTERRUPTED
         result.message = f"{task} interrupted; each server serves what the summary says"
@@ -228,8 +238,9 @@ def record_history(server: Server, inventory: Inventory, task: str,
                               outcome.seconds, outcome.error)
     try:
         history.append(server, inventory, entry)
-    except OPERATION_ERRORS as error:
-        progress_for(server.name)(f"WARNING: could not record this in its history: {error}")
+    except Exception as error:  # the run's own outcome stands
+        progress_for(server.name)(f"WARNING: could not record this in its history: "
+                                  f"{describe_error(error)}")
 
 
 def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
@@ -244,10 +255,10 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
         outcome.error, outcome.serving = str(error), error.serving
         progress(f"FAILED: {error}")
         return False
-    except OPERATION_ERRORS as error:
-        outcome.outcome, outcome.error = "failed", str(error)
+    except Exception as error:  # OPERATION_ERRORS, or anything unforeseen: one line, contained
+        outcome.outcome, outcome.error = "failed", describe_error(error)
         outcome.serving = serving_now(server, inventory)
-        progress(f"FAILED: {error}")
+        progress(f"FAILED: {outcome.error}")
         return False
     finally:
         outcome.seconds = time.monotonic() - started
@@ -277,8 +288,8 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
             else:
                 problems[server.name] = (f"no earlier version in its history for what it serves "
                                          f"({describe_serving(views)})")
-        except OPERATION_ERRORS as error:
-            problems[server.name] = str(error)
+        except Exception as error:
+            problems[server.name] = describe_error(error)
         finally:
             server.close()
     return targets, problems
@@ -287,8 +298,8 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
 def serving_now(server: Server, inventory: Inventory) -> str:
     try:
         return describe_serving(read_slots(server, inventory))
-    except OPERATION_ERRORS as error:
-        return f"unknown ({error})"
+    except Exception as error:
+        return f"unknown ({describe_error(error)})"
 
 
 def fill_serving(servers: list[Server], inventory: Inventory,
@@ -327,9 +338,9 @@ def status(inventory: Inventory) -> list[ServerStatus]:
                 version=",".join(v.version or "?" for v in live) or "-",
                 slots=[views[slot].describe() for slot in SLOTS],
             ))
-        except OPERATION_ERRORS as error:
+        except Exception as error:
             reports.append(ServerStatus(server.name, server.host.address, "?", "?", [],
-                                        error=str(error)))
+                                        error=describe_error(error)))
         finally:
             server.close()
     return reports
@@ -364,12 +375,21 @@ def on_every_server(inventory: Inventory,
                     break
                 progress(done)
                 results.append(ServerResult(server.name, done, True))
-    except (LockedError, ConnectError) as error:
+    except OPERATION_ERRORS as error:  # taking the locks failed: nothing was changed
         results.append(ServerResult(fleet_lock.failed_on or "?", f"nothing was changed: {error}",
                                     False, exit_code_for(error)))
     finally:
         close_all(servers)
     return results
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for any error: its message, or its kind when it has none; an error the kit
+    does not know is named as such."""
+    if isinstance(error, OPERATION_ERRORS):
+        return str(error) or type(error).__name__
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def exit_code_for(error: Exception) -> int:

@@ -329,7 +329,7 @@ class SlotSwap:
             removal = [docker.remove(name)] if view.container is not None else []
             env_file = self.write_env_file(slot)
             if env_file is None:
-                removal.append(["rm", "-f", env_file_path(self.inventory.app, slot)])
+                removal.append(["rm", "-f", env_file_path(self.inventory, slot)])
             start = [*removal, docker.run_app_slot(
                 container=name, image_ref=self.inventory.image_ref(self.tag),
                 network=self.inventory.network, app=self.inventory.app, slot=slot,
@@ -355,7 +355,7 @@ class SlotSwap:
             return False
         env_text = self.resolved_env().text if not self.inventory.env.empty else None
         # The slot's env file is the one its container was created with (see write_env_file).
-        return self.server.read_file(env_file_path(self.inventory.app, slot)) == env_text
+        return self.server.read_file(env_file_path(self.inventory, slot)) == env_text
 
     def resolved_env(self) -> AppEnv:
         # Resolved here only for a caller that did not resolve it when the deploy started.
@@ -367,7 +367,7 @@ class SlotSwap:
         always the one its container was created with (start_new removes it)."""
         if self.inventory.env.empty:
             return None
-        path = env_file_path(self.inventory.app, slot)
+        path = env_file_path(self.inventory, slot)
         app_env = self.resolved_env()
         self.server.write_private_file(path, app_env.text)
         self.progress(f"wrote {path} (mode 0600): {app_env.masked()}")

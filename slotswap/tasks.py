@@ -63,16 +63,27 @@ _connect_overrides = ConnectOverrides()
 
 def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     """Bad input exits 2 with its one-line message, before anything is contacted. Fabric's
-    own flags are honoured or refused here, before the task runs (slotswap.fabric_flags)."""
+    own flags are honoured or refused here, before the task runs (slotswap.fabric_flags).
+    A failure on a server that a task did not handle itself ends in one line and its exit
+    code too: never a traceback (SLOTSWAP_DEBUG=1 shows it, for a bug report)."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         global _connect_overrides
         try:
-            _connect_overrides = check_flags(args[0])
+            _connect_overrides = check_flags(args[0]) if args else ConnectOverrides()
             return function(*args, **kwargs)
+        except Exit:
+            raise
         except InputError as error:
             raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
+        except rollout.OPERATION_ERRORS as error:
+            raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+        except Exception as error:
+            if os.environ.get("SLOTSWAP_DEBUG"):
+                raise
+            raise Exit(f"error: {rollout.describe_error(error)} (SLOTSWAP_DEBUG=1 shows where)",
+                       code=rollout.EXIT_DEPLOY_FAILED) from error
 
     return wrapper
 
@@ -303,11 +314,13 @@ def history(c: Context, inventory: str | None = None, lines: int = 10) -> None:
     Example: fab history --lines=20
     """
     inv = load(inventory)
+    failed: list[Exception] = []
     for server in rollout.servers_of(inv):
         try:
             entries = history_log.read(server, inv)[-lines:] if lines > 0 else []
         except rollout.OPERATION_ERRORS as error:
             say(f"{server.name}: ERROR {error}")
+            failed.append(error)
             continue
         finally:
             server.close()
@@ -316,6 +329,13 @@ def history(c: Context, inventory: str | None = None, lines: int = 10) -> None:
                  f"{e.seconds:.1f}") for e in entries]
         say(indent_text(format_table(("time", "who", "task", "from", "to", "outcome", "seconds"),
                                 rows) if rows else "(no history yet)", "    "))
+    exit_if_any_failed(failed)
+
+
+def exit_if_any_failed(failed: list[Exception]) -> None:
+    """After a per-server report that said ERROR for some servers: their exit code."""
+    if failed:
+        raise Exit(code=rollout.exit_code_for(failed[0]))
 
 
 @kit_task(name="lock", help={"inventory": INVENTORY_HELP})
@@ -323,14 +343,17 @@ def history(c: Context, inventory: str | None = None, lines: int = 10) -> None:
 def lock_status(c: Context, inventory: str | None = None) -> None:
     """Show which servers are locked by a run, by whom and since when. Example: fab lock"""
     inv = load(inventory)
+    failed: list[Exception] = []
     for server in rollout.servers_of(inv):
         try:
             holder = locking.read_owner(server, inv)
             say(f"{server.name}: " + (f"locked by {holder.describe()}" if holder else "free"))
         except rollout.OPERATION_ERRORS as error:
             say(f"{server.name}: ERROR {error}")
+            failed.append(error)
         finally:
             server.close()
+    exit_if_any_failed(failed)
 
 
 @kit_task(help={"server": "name (or address) of the server whose lock to release",
@@ -350,13 +373,19 @@ def unlock(c: Context, server: str | None = None, all: bool = False,
         raise Exit("error: give --server=NAME (one of: "
                    + ", ".join(h.name for h in inv.hosts) + ") or --all",
                    code=rollout.EXIT_BAD_INPUT)
+    failed = []
     for target in chosen:
         try:
             holder = locking.force_release(target, inv)
             say(f"{target.name}: " + (f"released the lock of {holder.describe()}" if holder
                                        else "was not locked"))
+        except rollout.OPERATION_ERRORS as error:
+            say(f"{target.name}: ERROR {error}")
+            failed.append(error)
         finally:
             target.close()
+    if failed:
+        raise Exit(f"error: {failed[0]}", code=rollout.exit_code_for(failed[0]))
 
 
 @kit_task(help={"inventory": INVENTORY_HELP})

@@ -16,6 +16,7 @@ __all__ = [
     "validate_host_address",
     "validate_image_reference",
     "validate_image_repository",
+    "validate_remote_dir",
     "validate_tag",
     "validate_url_path",
 ]
@@ -35,6 +36,11 @@ _REPOSITORY_PATH = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 _MAX_REPOSITORY_LENGTH = 255
 
 _APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]|[a-z]")
+
+# A folder on the servers: absolute, plain characters only (it goes into command lines and
+# into `docker run --volume`, where ':' and ',' mean something).
+_REMOTE_DIR = re.compile(r"(?:/[A-Za-z0-9_.@+-]+)+/?")
+_MAX_REMOTE_DIR_LENGTH = 200
 
 _HOSTNAME_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _MAX_HOSTNAME_LENGTH = 253
@@ -165,3 +171,21 @@ def validate_url_path(path: str) -> str:
             "digits and -._~!$&()*+,;=:@/? with anything else percent-encoded as %XX"
         )
     return path
+
+
+def validate_remote_dir(path: str) -> str:
+    """Return ``path`` without a trailing '/' if it is an absolute folder of plain
+    characters, else raise InputError."""
+    if path.startswith("~"):
+        raise InputError(
+            f"expected an absolute path, got {path!r}: '~' would be the home of whoever runs "
+            "the command; write the login's home in full, e.g. /home/deploy/slotswap"
+        )
+    if not _REMOTE_DIR.fullmatch(path) or len(path) > _MAX_REMOTE_DIR_LENGTH:
+        raise InputError(
+            f"expected an absolute folder path of letters, digits, '_', '.', '@', '+', '-' "
+            f"and '/' (at most {_MAX_REMOTE_DIR_LENGTH} characters), got {path!r}"
+        )
+    if any(part in (".", "..") for part in path.split("/")):
+        raise InputError(f"expected a path without '.' or '..' components, got {path!r}")
+    return path.rstrip("/")

@@ -57,6 +57,14 @@ MAX_SERVERS = 40
 # gets its own copy of these, mounted in a mount namespace its sshd and dockerd share.
 PRIVATE_DIRS = ("/etc/slotswap", "/var/lib/slotswap")
 MOUNT_NS_DIR = RUN_DIR / "mnt"
+# A second login, as a real server would have one: not root, in the docker group, with a
+# home of its own on each server (its remote_dir lives there). Logins are by the same key.
+DEPLOY_USER = "deploy"
+DEPLOY_HOME = Path("/home") / DEPLOY_USER
+DEPLOY_REMOTE_DIR = f"{DEPLOY_HOME}/slotswap"
+# Every login's HOME (sshd's SetEnv): the place for a test's ~/.bashrc.
+LOGIN_HOME = RUN_DIR / "home"
+DEPLOY_INVENTORY = "hosts-deploy.yaml"  # the sandbox's inventory for that login
 
 # What the sandbox and its tests run; a test run stops before the first test if one is missing.
 REQUIRED_PROGRAMS = ("ip", "nsenter", "unshare", "mountpoint", "dockerd", "docker",
@@ -198,11 +206,29 @@ def create_mount_namespace(node: Node) -> None:
         run(["mount", "--make-private", str(MOUNT_NS_DIR)])
     node.mount_ns.touch()
     run(["unshare", f"--mount={node.mount_ns}", "--propagation", "private", "true"])
-    for directory in PRIVATE_DIRS:
+    for directory in (*PRIVATE_DIRS, str(DEPLOY_HOME)):
         Path(directory).mkdir(parents=True, exist_ok=True)
         own = DATA_DIR / node.name / "fs" / directory.lstrip("/")
         own.mkdir(parents=True, exist_ok=True)
+        if directory == str(DEPLOY_HOME):
+            shutil.chown(own, DEPLOY_USER, DEPLOY_USER)
         run(["nsenter", f"--mount={node.mount_ns}", "mount", "--bind", str(own), directory])
+
+
+def ensure_deploy_user() -> None:
+    """The user `deploy` (this machine's /etc/passwd is every server's), in the docker group,
+    with a locked-but-usable password field: `*` (useradd's `!` makes sshd refuse even key
+    logins when PAM is off). Left in place by destroy(): other sandboxes may use it."""
+    if run(["id", "-u", DEPLOY_USER], check=False, capture=True).returncode != 0:
+        # Another sandbox may be creating it at this very moment: check again after.
+        run(["useradd", "--create-home", "--groups", "docker", "--shell", "/bin/bash",
+             DEPLOY_USER], check=False, capture=True)
+        run(["id", "-u", DEPLOY_USER], capture=True)
+    groups = run(["id", "-nG", DEPLOY_USER], capture=True).stdout.split()
+    if "docker" not in groups:
+        run(["usermod", "--append", "--groups", "docker", DEPLOY_USER])
+    if run(["getent", "shadow", DEPLOY_USER], capture=True).stdout.split(":")[1] != "*":
+        run(["usermod", "--password", "*", DEPLOY_USER])
 
 
 # --- daemons -------------------------------------------------------------------------------
@@ -285,7 +311,7 @@ MaxStartups 100:30:200
 AllowTcpForwarding local
 Subsystem sftp /usr/lib/openssh/sftp-server
 # A home of its own: this machine root's ~/.bashrc is slow, a server's usually is not.
-SetEnv DOCKER_HOST={node.docker_host} HOME={RUN_DIR / "home"}
+SetEnv DOCKER_HOST={node.docker_host} HOME={LOGIN_HOME}
 """)
     return config
 
@@ -296,7 +322,7 @@ def start_sshd(node: Node) -> None:
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.name, "-f", str(host_key)])
     config = write_sshd_config(node)
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
-    (RUN_DIR / "home").mkdir(parents=True, exist_ok=True)
+    LOGIN_HOME.mkdir(parents=True, exist_ok=True)
     run([*node.nsenter(), "/usr/sbin/sshd", "-f", str(config)])
 
 
@@ -317,6 +343,14 @@ def write_known_hosts(nodes: Sequence[Node]) -> Path:
     path = STATE_DIR / "known_hosts"
     path.write_text("".join(lines))
     return path
+
+
+def check_docker_group_access(node: Node) -> None:
+    """The docker group may use the engine: its socket and the folders above it."""
+    socket_group = run(["stat", "-c", "%G", str(node.docker_socket)], capture=True).stdout
+    if socket_group.strip() != "docker":
+        raise SandboxError(f"{node.docker_socket} belongs to group {socket_group.strip()}, "
+                           f"not docker: {DEPLOY_USER} could not run docker")
 
 
 # --- images --------------------------------------------------------------------------------
@@ -451,18 +485,22 @@ def stop_acme_ca() -> None:
 
 # --- inventory -----------------------------------------------------------------------------
 
-def write_inventory(servers: Sequence[Node]) -> Path:
+def write_inventory(servers: Sequence[Node], *, name: str = "hosts.yaml",
+                    user: str = "root", remote_dir: str | None = None) -> Path:
     hosts = "\n".join(f"  - {{address: {n.ip}, name: {n.name.removeprefix(NAME_PREFIX)}}}"
                       for n in servers)
-    path = STATE_DIR / "hosts.yaml"
+    path = STATE_DIR / name
+    login = "" if user == "root" else (
+        f"# Logs in as {user} (docker group, not root); the kit's files go to remote_dir.\n"
+        f"remote_dir: {remote_dir}\n")
     path.write_text(f"""\
 # Written by `fab sandbox.create`: the sandbox's {len(servers)} servers.
-app: webapp
+{login}app: webapp
 image: {APP_IMAGE}
 build: {{context: ../example, dockerfile: ../example/Dockerfile.prebuilt}}
 app_port: 3000
 healthcheck: {{path: /health}}
-ssh: {{user: root, port: 22, identity: id_ed25519, known_hosts: known_hosts}}
+ssh: {{user: {user}, port: 22, identity: id_ed25519, known_hosts: known_hosts}}
 haproxy: {{image: {HAPROXY_IMAGE}, http_port: 80, stats_port: 9999}}
 timeouts: {{healthy: 10, drain: 20, stop: 10, watch: 1}}
 hosts:
@@ -503,6 +541,7 @@ def create(servers: int = 3, log=print) -> Path:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     nodes = [BUILDER_NODE, *server_nodes(servers)]
     log(f"sandbox: network {SUBNET_PREFIX}.0/24 on bridge {BRIDGE}, {servers} servers")
+    ensure_deploy_user()
     create_bridge()
     start_resolver()
     for node in nodes:
@@ -522,6 +561,9 @@ def create(servers: int = 3, log=print) -> Path:
     build_haproxy_image()
     build_app_binary()
     inventory = write_inventory(nodes[1:])
+    write_inventory(nodes[1:], name=DEPLOY_INVENTORY, user=DEPLOY_USER,
+                    remote_dir=DEPLOY_REMOTE_DIR)
+    check_docker_group_access(nodes[1])
     write_env_file()
     write_manifest(nodes[1:])
     log(f"sandbox: ready in {time.monotonic() - started:.1f}s; inventory {inventory}, "
@@ -617,7 +659,7 @@ def destroy(log=print) -> None:
         subprocess.run(["umount", "-l", str(MOUNT_NS_DIR)], capture_output=True, check=False)
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     _remove_data_dir()
-    for name in ("hosts.yaml", "sandbox.json", "env"):
+    for name in ("hosts.yaml", DEPLOY_INVENTORY, "sandbox.json", "env"):
         (STATE_DIR / name).unlink(missing_ok=True)
     if nodes:
         log(f"sandbox: removed {len(nodes)} namespaces and their daemons")

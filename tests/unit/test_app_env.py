@@ -95,8 +95,15 @@ def test_env_file_refuses_what_docker_would_misread(variables: dict[str, str],
         render_env_file(variables)
 
 
-def test_env_file_path_is_per_app_and_slot() -> None:
-    assert env_file_path("webapp", "web2") == "/etc/slotswap/webapp/web2.env"
+def test_env_file_path_is_per_app_and_slot(tmp_path: Path) -> None:
+    assert env_file_path(inventory_with({}, tmp_path), "web2") == "/etc/slotswap/webapp/web2.env"
+
+
+def test_env_file_path_follows_remote_dir(tmp_path: Path) -> None:
+    data = {"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"],
+            "remote_dir": "/home/deploy/slotswap"}
+    inv = parse_inventory(data, tmp_path / "hosts.yaml")
+    assert env_file_path(inv, "web1") == "/home/deploy/slotswap/webapp/config/web1.env"
 
 
 # -- resolving secrets ----------------------------------------------------------------------

@@ -359,6 +359,13 @@ def test_parse_inspect_of_a_bare_item() -> None:
                                  started_at="")
 
 
-def test_parse_inspect_refuses_what_is_not_json() -> None:
-    with pytest.raises(json.JSONDecodeError):
-        docker.parse_inspect("Error: No such container: webapp-web1")
+def test_parse_inspect_refuses_what_is_not_json_in_one_line() -> None:
+    with pytest.raises(docker.UnexpectedOutputError,
+                       match=r"^cannot read the output of `docker inspect` .*No such container"):
+        docker.parse_inspect("Error: No such container: webapp-web1\nmore")
+
+
+@pytest.mark.parametrize("text", ['{"Name": "x"}', '[1, 2]', '"text"'])
+def test_parse_inspect_refuses_json_of_another_shape(text: str) -> None:
+    with pytest.raises(docker.UnexpectedOutputError):
+        docker.parse_inspect(text)

@@ -12,6 +12,7 @@ import pytest
 
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.locking import (
+    LOCK_HELD,
     RELEASE_SCRIPT,
     TAKE_SCRIPT,
     FleetLock,
@@ -50,8 +51,9 @@ class MemoryServer:
             if self.barrier is not None:
                 self.barrier.wait()  # every server's lock is being taken at this moment
             if any(path.startswith(f"{argv[5]}/") for path in self.files):
-                return CommandResult("", f"mkdir: cannot create directory '{argv[5]}': "
-                                         "File exists\n", 1)
+                # What the script's exit code says, in whatever language mkdir speaks.
+                return CommandResult("", f"mkdir: Verzeichnis „{argv[5]}“ kann nicht angelegt "
+                                         "werden: Die Datei existiert bereits\n", LOCK_HELD)
             self.files[f"{argv[5]}/owner.json"] = stdin or ""
             return CommandResult("", "", 0)
         if argv[:3] == ["sh", "-c", RELEASE_SCRIPT]:

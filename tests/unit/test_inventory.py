@@ -789,3 +789,48 @@ def test_yaml_tags_that_build_python_objects_are_refused(tmp_path: Path) -> None
     path = write_inventory(tmp_path, "app: !!python/object/apply:os.getpid []\n")
     with pytest.raises(InventoryError, match="YAML syntax error at line 1"):
         load_inventory(path)
+
+
+# -- remote_dir ------------------------------------------------------------------------------
+
+
+def remote_dir_inventory(tmp_path: Path, value: object) -> Inventory:
+    return load_inventory(write_inventory(tmp_path, MINIMAL + f"remote_dir: {value}\n"))
+
+
+def test_without_remote_dir_the_kit_uses_the_system_folders(tmp_path: Path) -> None:
+    inventory = load_inventory(write_inventory(tmp_path, MINIMAL))
+    assert inventory.remote_dir is None
+    assert inventory.state_dir == "/var/lib/slotswap/webapp"
+    assert inventory.config_dir == "/etc/slotswap/webapp"
+
+
+@pytest.mark.parametrize("value", ["/home/deploy/slotswap", "/home/deploy/slotswap/",
+                                   "/srv/slot-swap_1.0/x@y+z"])
+def test_remote_dir_holds_state_and_config_per_app(tmp_path: Path, value: str) -> None:
+    inventory = remote_dir_inventory(tmp_path, value)
+    base = value.rstrip("/")
+    assert inventory.remote_dir == base
+    assert inventory.state_dir == f"{base}/webapp/state"
+    assert inventory.config_dir == f"{base}/webapp/config"
+
+
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("slotswap", "absolute folder path"),
+    ("'~/slotswap'", "'~' would be the home"),
+    ("'~deploy/slotswap'", "'~' would be the home"),
+    ("/", "absolute folder path"),
+    ("'/srv/slot swap'", "absolute folder path"),
+    ("'/srv/a:b'", "absolute folder path"),
+    ("'/srv/$(id)'", "absolute folder path"),
+    ("/srv/../etc", "'..'"),
+    ("/srv/./x", "'.'"),
+    ("'/srv//x'", "absolute folder path"),
+    ("42", "expected an absolute folder path on the servers"),
+])
+def test_a_bad_remote_dir_is_refused_naming_the_key(tmp_path: Path, value: str,
+                                                    fragment: str) -> None:
+    with pytest.raises(InventoryError, match=r"hosts\.yaml: remote_dir: ") as caught:
+        remote_dir_inventory(tmp_path, value)
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)

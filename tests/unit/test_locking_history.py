@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,14 @@ from slotswap.history import (
     rollback_target,
 )
 from slotswap.inventory import parse_inventory
-from slotswap.locking import LockOwner, new_owner, parse_owner
+from slotswap.locking import (
+    CANNOT_WRITE,
+    LOCK_HELD,
+    LockOwner,
+    new_owner,
+    parse_owner,
+    take_lock_command,
+)
 
 NOON = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)
 
@@ -81,3 +89,26 @@ def test_the_history_entry_goes_in_one_command_its_paths_as_arguments() -> None:
     assert append_command(inventory) == [
         "sh", "-c", 'mkdir -p -- "$1" && cat >> "$2"', "sh",
         "/var/lib/slotswap/webapp", "/var/lib/slotswap/webapp/history.jsonl"]
+
+
+# -- the lock script, run by a real sh --------------------------------------------------------
+
+
+def take_lock_here(tmp_path: Path, state: Path) -> subprocess.CompletedProcess[str]:
+    data = {"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"],
+            "remote_dir": str(state)}
+    inventory = parse_inventory(data, tmp_path / "hosts.yaml")
+    return subprocess.run(take_lock_command(inventory), input='{"token": "t1"}\n', text=True,
+                          capture_output=True, check=False,
+                          env={"PATH": "/usr/bin:/bin", "LANGUAGE": "de", "LANG": "C.UTF-8"})
+
+
+def test_the_lock_script_tells_taken_held_and_unwritable_apart_by_exit_code(
+        tmp_path: Path) -> None:
+    state = tmp_path / "remote"
+    assert take_lock_here(tmp_path, state).returncode == 0
+    assert json.loads((state / "webapp/state/lock/owner.json").read_text()) == {"token": "t1"}
+    assert take_lock_here(tmp_path, state).returncode == LOCK_HELD
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # nobody can make a folder below a file, root included
+    assert take_lock_here(tmp_path, blocked).returncode == CANNOT_WRITE

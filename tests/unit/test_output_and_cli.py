@@ -1,14 +1,18 @@
-"""slotswap.output.format_table and slotswap.tasks.default_tag."""
+"""slotswap.output.format_table, slotswap.tasks.default_tag and how tasks report failures."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from invoke.exceptions import Exit
 
+from slotswap.locking import LockedError
 from slotswap.output import format_table
-from slotswap.tasks import default_tag
-from slotswap.validation import validate_tag
+from slotswap.remote import ConnectError, RemoteDirError
+from slotswap.tasks import default_tag, reports_errors
+from slotswap.validation import InputError, validate_tag
 
 # -- format_table ---------------------------------------------------------------------------
 
@@ -102,3 +106,43 @@ def test_default_tag_now_is_the_utc_minute() -> None:
     assert before <= tag <= after
     assert len(tag) == 12 and tag.isdigit()
     assert validate_tag(tag) == tag
+
+
+# -- reports_errors: one line and an exit code, never a traceback ------------------------------
+
+
+def failing_with(error: BaseException):  # type: ignore[no-untyped-def]
+    @reports_errors
+    def task() -> None:
+        raise error
+
+    return task
+
+
+@pytest.mark.parametrize(("error", "code", "message"), [
+    (InputError("hosts.yaml: app: expected an app name"), 2,
+     "error: hosts.yaml: app: expected an app name"),
+    (RemoteDirError("s1: the SSH login deploy cannot write /etc/slotswap/webapp"), 1,
+     "error: s1: the SSH login deploy cannot write /etc/slotswap/webapp"),
+    (ConnectError("s1: cannot connect to root@10.0.0.1:22: timed out"), 3,
+     "error: s1: cannot connect to root@10.0.0.1:22: timed out"),
+    (LockedError("s1 is locked by alice@laptop"), 4, "error: s1 is locked by alice@laptop"),
+    (json.JSONDecodeError("Expecting value", "Welcome!\n[]", 0), 1,
+     "error: JSONDecodeError: Expecting value: line 1 column 1 (char 0) "
+     "(SLOTSWAP_DEBUG=1 shows where)"),
+    (KeyError("web1"), 1, "error: KeyError: 'web1' (SLOTSWAP_DEBUG=1 shows where)"),
+])
+def test_a_task_that_fails_exits_with_one_line_and_its_code(
+        error: Exception, code: int, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SLOTSWAP_DEBUG", raising=False)
+    with pytest.raises(Exit) as caught:
+        failing_with(error)()
+    assert caught.value.code == code
+    assert caught.value.message == message
+
+
+def test_slotswap_debug_shows_the_traceback_of_an_unforeseen_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLOTSWAP_DEBUG", "1")
+    with pytest.raises(KeyError):
+        failing_with(KeyError("web1"))()

@@ -3,7 +3,8 @@ from (inventory, ~/.ssh/config, defaults), and how a private file is written."""
 
 from __future__ import annotations
 
-import io
+import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,21 @@ from slotswap.inventory import Inventory, parse_inventory
 from slotswap.remote import (
     AcceptUnknownHostsLoudly,
     CommandResult,
+    MarkerGate,
     RefuseUnknownHosts,
+    RemoteDirError,
     Server,
     UnknownHostKeyError,
+    after_marker,
     fabric_config,
     hostkey_name,
     jump_chain,
     login_for,
+    new_marker,
     unknown_host_warning,
+    with_marker,
+    write_file_command,
+    write_private_file_command,
 )
 from slotswap.validation import InputError
 
@@ -279,97 +287,141 @@ def test_close_closes_jump_hosts_too(tmp_path: Path) -> None:
     assert closed == ["server", "jump"]
 
 
-# -- write_private_file ---------------------------------------------------------------------
+# -- write_private_file and write_file -------------------------------------------------------
 
 
-class FakeFile(io.BytesIO):
-    def __init__(self, log: list[tuple[str, ...]], path: str):
-        super().__init__()
-        self.log, self.path = log, path
+class RecordingServer:
+    """Server.run replaced: records argv and stdin, runs nothing."""
 
-    def chmod(self, mode: int) -> None:
-        self.log.append(("chmod", self.path, oct(mode)))
+    def __init__(self, tmp_path: Path, exit_code: int = 0, stderr: str = ""):
+        self.server = server(tmp_path)
+        self.calls: list[tuple[list[str], str | None]] = []
 
-    def write(self, data: Any) -> int:
-        self.log.append(("write", self.path, bytes(data).decode()))
-        return len(data)
+        def run(argv: Any, *, check: bool = True, timeout: float | None = None,
+                stdin: str | None = None) -> CommandResult:
+            self.calls.append((list(argv), stdin))
+            return CommandResult("", stderr, exit_code)
 
-
-class FakeSFTP:
-    def __init__(self, fail_on_write: bool = False):
-        self.log: list[tuple[str, ...]] = []
-        self.fail_on_write = fail_on_write
-
-    def open(self, path: str, mode: str) -> FakeFile:
-        self.log.append(("open", path, mode))
-        handle = FakeFile(self.log, path)
-        if self.fail_on_write:
-            def broken(data: Any) -> int:
-                raise OSError("disk full")
-            handle.write = broken  # type: ignore[method-assign]
-        return handle
-
-    def posix_rename(self, old: str, new: str) -> None:
-        self.log.append(("rename", old, new))
-
-    def remove(self, path: str) -> None:
-        self.log.append(("remove", path))
+        self.server.run = run  # type: ignore[method-assign]
 
 
-def fake_server(tmp_path: Path, sftp: FakeSFTP) -> tuple[Server, list[list[str]]]:
-    srv = server(tmp_path)
-    commands: list[list[str]] = []
-
-    def run_chain(*argvs: Any, timeout: float | None = None) -> CommandResult:
-        commands.extend(list(argv) for argv in argvs)
-        return CommandResult("", "", 0)
-
-    srv.run_chain = run_chain  # type: ignore[method-assign]
-    srv.connection.sftp = lambda: sftp  # type: ignore[method-assign]
-    return srv, commands
+def run_locally(argv: list[str], stdin: str) -> subprocess.CompletedProcess[str]:
+    """What the server's shell would do with the command, here."""
+    return subprocess.run(argv, input=stdin, text=True, capture_output=True, check=False)
 
 
-def test_private_file_is_0600_before_its_first_byte_in_a_0700_folder(tmp_path: Path) -> None:
-    sftp = FakeSFTP()
-    srv, commands = fake_server(tmp_path, sftp)
+def test_private_file_goes_over_stdin_never_into_the_command_line(tmp_path: Path) -> None:
+    recorder = RecordingServer(tmp_path)
+    recorder.server.write_private_file("/etc/slotswap/webapp/web1.env", "API_TOKEN=s3cr3t\n")
+    ((argv, stdin),) = recorder.calls
+    assert stdin == "API_TOKEN=s3cr3t\n"
+    assert not any("s3cr3t" in word for word in argv)
+    directory, temporary, path = argv[-3:]
+    assert directory == "/etc/slotswap/webapp" and path == "/etc/slotswap/webapp/web1.env"
+    assert temporary.startswith("/etc/slotswap/webapp/.web1.env.") and temporary.endswith(".tmp")
 
-    srv.write_private_file("/etc/slotswap/webapp/web1.env", "API_TOKEN=s3cr3t\n")
 
-    assert commands == [["mkdir", "-p", "-m", "700", "/etc/slotswap/webapp"],
-                        ["chmod", "700", "/etc/slotswap/webapp"]]
-    (op_open, temporary, mode), chmod, write, rename = sftp.log
-    assert op_open == "open" and mode == "wx"  # O_EXCL: never through a file left there
-    assert temporary.startswith("/etc/slotswap/webapp/.web1.env.")
-    assert temporary.endswith(".tmp")
-    assert chmod == ("chmod", temporary, "0o600")
-    assert write == ("write", temporary, "API_TOKEN=s3cr3t\n")
-    assert rename == ("rename", temporary, "/etc/slotswap/webapp/web1.env")
-    # The content goes over SFTP only, never into a command line.
-    assert not any("s3cr3t" in word for argv in commands for word in argv)
+def test_private_file_is_0600_in_a_0700_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "config" / "webapp"
+    argv = write_private_file_command(str(folder), f"{folder}/.web1.env.x.tmp",
+                                      f"{folder}/web1.env")
+    assert run_locally(argv, "A=1\n").returncode == 0
+    assert (folder / "web1.env").read_text() == "A=1\n"
+    assert stat.S_IMODE((folder / "web1.env").stat().st_mode) == 0o600
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert sorted(p.name for p in folder.iterdir()) == ["web1.env"]
+
+
+def test_private_file_never_writes_through_a_file_left_at_its_temporary_name(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "webapp"
+    folder.mkdir()
+    planted = folder / ".web1.env.x.tmp"
+    planted.symlink_to(tmp_path / "elsewhere")
+    argv = write_private_file_command(str(folder), str(planted), f"{folder}/web1.env")
+    assert run_locally(argv, "A=1\n").returncode != 0
+    assert not (tmp_path / "elsewhere").exists()
+    assert not (folder / "web1.env").exists()
 
 
 def test_private_file_temporary_names_differ(tmp_path: Path) -> None:
-    sftp = FakeSFTP()
-    srv, _ = fake_server(tmp_path, sftp)
-    srv.write_private_file("/etc/slotswap/webapp/web1.env", "A=1\n")
-    srv.write_private_file("/etc/slotswap/webapp/web1.env", "A=1\n")
-    opened = [entry[1] for entry in sftp.log if entry[0] == "open"]
-    assert len(set(opened)) == 2
+    recorder = RecordingServer(tmp_path)
+    recorder.server.write_private_file("/etc/slotswap/webapp/web1.env", "A=1\n")
+    recorder.server.write_private_file("/etc/slotswap/webapp/web1.env", "A=1\n")
+    assert recorder.calls[0][0][-2] != recorder.calls[1][0][-2]
 
 
-def test_a_failed_private_write_removes_its_temporary_file(tmp_path: Path) -> None:
-    sftp = FakeSFTP(fail_on_write=True)
-    srv, _ = fake_server(tmp_path, sftp)
-    with pytest.raises(OSError, match="disk full"):
-        srv.write_private_file("/etc/slotswap/webapp/web1.env", "A=1\n")
-    temporary = sftp.log[0][1]
-    assert sftp.log[-1] == ("remove", temporary)
-    assert not any(entry[0] == "rename" for entry in sftp.log)
+def test_a_file_that_cannot_be_written_names_the_login_and_remote_dir(tmp_path: Path) -> None:
+    recorder = RecordingServer(tmp_path, exit_code=1, stderr=(
+        "mkdir: cannot create directory '/etc/slotswap': Permission denied\n"))
+    with pytest.raises(RemoteDirError) as caught:
+        recorder.server.write_private_file("/etc/slotswap/webapp/web1.env", "A=1\n")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "the SSH login root cannot write /etc/slotswap/webapp" in message
+    assert "Permission denied" in message and "remote_dir" in message
+
+
+def test_write_file_writes_through_a_temporary_file_with_its_mode(tmp_path: Path) -> None:
+    folder = tmp_path / "haproxy"
+    argv = write_file_command(str(folder), f"{folder}/haproxy.cfg.tmp",
+                              f"{folder}/haproxy.cfg", 0o640)
+    assert run_locally(argv, "global\n").returncode == 0
+    assert (folder / "haproxy.cfg").read_text() == "global\n"
+    assert stat.S_IMODE((folder / "haproxy.cfg").stat().st_mode) == 0o640
+    assert sorted(p.name for p in folder.iterdir()) == ["haproxy.cfg"]
 
 
 @pytest.mark.parametrize("path", ["web1.env", "relative/web1.env", "/etc/slotswap/", "/x"])
 def test_private_file_needs_an_absolute_path_in_a_folder(tmp_path: Path, path: str) -> None:
-    srv, commands = fake_server(tmp_path, FakeSFTP())
+    recorder = RecordingServer(tmp_path)
     with pytest.raises(ValueError, match="absolute file path"):
-        srv.write_private_file(path, "A=1\n")
-    assert commands == []
+        recorder.server.write_private_file(path, "A=1\n")
+    assert recorder.calls == []
+
+
+# -- start-up noise of the login shell ------------------------------------------------------
+
+BANNER = "Welcome to host s1!\nLast backup: never\n"
+
+
+def login_shell(line: str, rc_text: str) -> subprocess.CompletedProcess[str]:
+    """`sh -c line` after a start-up file that prints, as sshd's bash does with ~/.bashrc."""
+    return subprocess.run(["sh", "-c", f"{rc_text}\n{line}"], text=True, capture_output=True,
+                          check=False,
+                          env={"PATH": "/usr/bin:/bin", "LANGUAGE": "de", "LANG": "C.UTF-8"})
+
+
+@pytest.mark.parametrize("rc_text", [
+    "",
+    "echo 'Welcome to host s1!'; echo 'stderr banner' >&2",
+    "printf 'no newline at the end'; printf 'nor here' >&2",
+])
+def test_only_what_follows_the_marker_is_output(rc_text: str) -> None:
+    marker = new_marker()
+    done = login_shell(with_marker("echo '[{\"Name\": 1}]'; echo oops >&2; exit 3", marker),
+                       rc_text)
+    assert done.returncode == 3
+    assert after_marker(done.stdout, marker, missing="") == '[{"Name": 1}]\n'
+    assert after_marker(done.stderr, marker) == "oops\n"
+
+
+def test_commands_run_with_the_c_locale() -> None:
+    marker = new_marker()
+    done = login_shell(with_marker("echo $LC_ALL", marker), "")
+    assert after_marker(done.stdout, marker) == "C\n"
+
+
+def test_without_a_marker_stdout_is_empty_and_stderr_kept() -> None:
+    assert after_marker("banner\n", "m1", missing="") == ""
+    assert after_marker("bash: broken shell\n", "m1") == "bash: broken shell\n"
+    # Only the first marker line counts: the command may print the text itself.
+    assert after_marker("x\nm1\nm1\ny\n", "m1") == "m1\ny\n"
+
+
+def test_streamed_lines_start_after_the_marker() -> None:
+    seen: list[str] = []
+    gate = MarkerGate("m1", seen.append)
+    for line in ["Welcome!", "no newline herem1", "first", "m1", "second"]:
+        gate(line)
+    assert seen == ["first", "m1", "second"]

@@ -1,0 +1,217 @@
+"""Real servers' logins: a user in the docker group (not root) with the kit's files in its own
+folder (remote_dir), shell start-up files that print (a motd-style `echo` in ~/.bashrc, on
+stdout and stderr) and speak German, and no Python traceback when the login may not write
+where the kit keeps its files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from testbed import sandbox
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+pytestmark = pytest.mark.sandbox
+
+APP = "webapp"
+STATE = f"{sandbox.DEPLOY_REMOTE_DIR}/{APP}/state"
+CONFIG = f"{sandbox.DEPLOY_REMOTE_DIR}/{APP}/config"
+BASHRC = sandbox.LOGIN_HOME / ".bashrc"
+# What a chatty server prints for every SSH command, before the command's own output. The
+# German messages (mkdir's "Die Datei existiert bereits") must not change any outcome.
+BANNER_BASHRC = """\
+echo "Welcome to $(hostname)! Last backup: never."
+echo "[ {not json" >&2
+printf 'no newline at the end'
+export LANGUAGE=de LANG=C.UTF-8
+"""
+LOCK_OWNER = {"who": "alice@laptop", "since": "2026-11-26T09:00:00+00:00", "task": "deploy",
+              "tag": "v9", "token": "f" * 32}
+
+
+def on_server(index: int, *argv: str) -> str:
+    """A command in a server's namespaces as root, without SSH (and its start-up files)."""
+    node = sandbox.server_nodes(index + 1)[index]
+    return subprocess.run([*node.nsenter(), *argv], text=True, capture_output=True, check=True,
+                          timeout=30, env={**os.environ, "DOCKER_HOST": node.docker_host}).stdout
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The exit code, no traceback, and the `error:` line."""
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output
+    assert "Traceback" not in output and "JSONDecodeError" not in output, output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors, output
+    return errors[-1]
+
+
+def no_banner(output: str) -> None:
+    for noise in ("Welcome to", "[ {not json", "no newline at the end"):
+        assert noise not in output
+
+
+@pytest.fixture
+def clean_fleet(sandbox_env: Sandbox) -> Iterator[Sandbox]:
+    """Nothing of the app on the servers, and no history of deploy's, before and after each
+    test (the same engines, names and ports serve the root login's tests)."""
+    box = sandbox_env
+
+    def clean() -> None:
+        BASHRC.unlink(missing_ok=True)
+        assert box.fab("down").returncode == 0
+        for index in range(len(box.addresses)):
+            on_server(index, "rm", "-rf", sandbox.DEPLOY_REMOTE_DIR)
+
+    clean()
+    yield box
+    clean()
+
+
+@pytest.fixture
+def banner(request: pytest.FixtureRequest) -> Iterator[bool]:
+    """Every login's ~/.bashrc prints (param True) or is absent (False)."""
+    if request.param:
+        BASHRC.write_text(BANNER_BASHRC)
+    try:
+        yield request.param
+    finally:
+        BASHRC.unlink(missing_ok=True)
+
+
+def post_failure_hook(folder: Path) -> tuple[Path, Path]:
+    """A hook that records the outcome it was told; returns (hook, record)."""
+    record = folder / "post_failure.txt"
+    hook = folder / "post-failure.sh"
+    hook.write_text(f'#!/bin/sh\necho "$SLOTSWAP_OUTCOME $SLOTSWAP_EXIT_CODE" > {record}\n')
+    hook.chmod(0o755)
+    return hook, record
+
+
+@pytest.mark.parametrize("banner", [False, True], indirect=True, ids=["quiet", "banner"])
+def test_a_login_that_cannot_write_the_system_folders_is_told_in_one_line(
+        clean_fleet: Sandbox, banner: bool, tmp_path: Path) -> None:
+    """deploy without remote_dir: /var/lib/slotswap and /etc/slotswap are root's."""
+    box = clean_fleet
+    hook, record = post_failure_hook(tmp_path)
+    inventory = box.inventory_copy(tmp_path, ssh={"user": sandbox.DEPLOY_USER},
+                                   hooks={"post_failure": str(hook)})
+
+    error = assert_one_line_error(box.fab("up", inventory=inventory), 1)
+    assert "the SSH login deploy cannot write /" in error and "remote_dir" in error, error
+
+    deployed = box.fab("deploy", "--tag", "v1", "--json", inventory=inventory)
+    error = assert_one_line_error(deployed, 1)
+    assert "nothing was changed" in error and "cannot write /var/lib/slotswap/webapp" in error
+    assert "remote_dir" in error
+    document = json.loads(deployed.stdout)
+    assert document["exit_code"] == 1 and "cannot write" in document["message"]
+    assert record.read_text() == "failure 1\n"
+    # Nothing was started on any server.
+    for index in range(len(box.addresses)):
+        assert on_server(index, "sh", "-c", "docker ps -aq").strip() == ""
+
+
+@pytest.mark.parametrize("banner", [False, True], indirect=True, ids=["quiet", "banner"])
+def test_the_whole_flow_as_a_docker_group_login_with_its_own_folder(
+        clean_fleet: Sandbox, banner: bool, tmp_path: Path) -> None:
+    # The sandbox's inventory for deploy, then the same with the app's variables: the env
+    # files are written as deploy too.
+    assert clean_fleet.fab("up", inventory=clean_fleet.inventory.parent /
+                           sandbox.DEPLOY_INVENTORY).returncode == 0
+    box = dataclasses.replace(clean_fleet, env={**clean_fleet.env, "API_TOKEN": "s3cr3t"})
+    inventory = box.inventory_copy(tmp_path, ssh={"user": sandbox.DEPLOY_USER},
+                                   remote_dir=sandbox.DEPLOY_REMOTE_DIR,
+                                   env={"plain": {"LOG_LEVEL": "info"}, "secret": ["API_TOKEN"]})
+    first = box.fab("deploy", "--tag", "v1", inventory=inventory)
+    assert first.returncode == 0
+    no_banner(first.stdout + first.stderr)
+
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "v2", "--json", inventory=inventory)
+    report = load.stop()
+    assert result.returncode == 0, result.stderr
+    assert report.failed == 0, report.failures
+    assert report.sent > 0
+    document = json.loads(result.stdout)  # the banner reached no parser, nor the document
+    assert [s["outcome"] for s in document["servers"]] == ["deployed"] * len(box.addresses)
+
+    status = box.fab("status", inventory=inventory)
+    assert status.returncode == 0
+    no_banner(status.stdout + status.stderr)
+    assert len(re.findall(r"live web[12], serving v2$", status.stdout, re.MULTILINE)) == len(
+        box.addresses)
+
+    logs = box.fab("logs", "--lines=3", inventory=inventory)
+    assert logs.returncode == 0, logs.stderr
+    no_banner(logs.stdout)
+    assert all(re.match(r"^s\d+ +\| ", line) for line in logs.stdout.splitlines()), logs.stdout
+
+    # The kit's files are in the login's folder, its own; nothing went to the system ones.
+    for index in range(len(box.addresses)):
+        owners = on_server(index, "stat", "-c", "%U %a", STATE, f"{STATE}/history.jsonl",
+                           CONFIG, f"{CONFIG}/web2.env", f"{CONFIG}/haproxy/haproxy.cfg")
+        assert owners.splitlines() == ["deploy 755", "deploy 644", "deploy 700", "deploy 600",
+                                       "deploy 644"], owners
+        assert on_server(index, "find", "/etc/slotswap", "/var/lib/slotswap", "-user",
+                         "deploy") == ""
+
+    # Another run's lock: refused with exit 4, whatever language mkdir speaks there.
+    on_server(1, "sh", "-c", f"mkdir -p {STATE}/lock && echo '{json.dumps(LOCK_OWNER)}' > "
+                             f"{STATE}/lock/owner.json && chown -R deploy {STATE}/lock")
+    locked = box.fab("deploy", "--tag", "v1", inventory=inventory)
+    error = assert_one_line_error(locked, 4)
+    assert "s2 is locked by alice@laptop since 2026-11-26T09:00:00+00:00 (deploy v9)" in error
+    lock = box.fab("lock", inventory=inventory)
+    assert lock.returncode == 0 and "s2: locked by alice@laptop" in lock.stdout
+    assert box.fab("unlock", "--all", inventory=inventory).returncode == 0
+
+    history = box.fab("history", inventory=inventory)
+    assert history.returncode == 0
+    no_banner(history.stdout)
+    assert len(re.findall(r" deploy +v1 +v2 +deployed ", history.stdout)) == len(box.addresses)
+
+    with box.load() as load:
+        back = box.fab("rollback", inventory=inventory)
+    assert back.returncode == 0, back.stderr
+    assert load.stop().failed == 0
+    assert set(box.served_versions(box.addresses[0])) == {"v1"}
+
+    down = box.fab("down", inventory=inventory)
+    assert down.returncode == 0, down.stderr
+    for index in range(len(box.addresses)):
+        assert on_server(index, "sh", "-c", "docker ps -aq").strip() == ""
+        assert on_server(index, "sh", "-c", f"ls {sandbox.DEPLOY_REMOTE_DIR}/{APP}") == "state\n"
+
+
+@pytest.mark.parametrize("banner", [True], indirect=True, ids=["banner"])
+def test_root_with_a_banner_and_german_messages(clean_fleet: Sandbox, banner: bool,
+                                                tmp_path: Path) -> None:
+    """The default login and folders, a chatty ~/.bashrc: status, deploy and a held lock."""
+    box = clean_fleet
+    assert box.fab("up").returncode == 0
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
+    with box.load() as load:
+        deployed = box.fab("deploy", "--tag", "v2")
+    assert deployed.returncode == 0, deployed.stderr
+    no_banner(deployed.stdout + deployed.stderr)
+    assert load.stop().failed == 0
+    assert box.live_versions() == {f"s{i}": "v2" for i in range(1, len(box.addresses) + 1)}
+    lock = f"/var/lib/slotswap/{APP}/lock"
+    on_server(0, "sh", "-c", f"mkdir -p {lock} && echo '{json.dumps(LOCK_OWNER)}' > "
+                             f"{lock}/owner.json")
+    try:
+        error = assert_one_line_error(box.fab("deploy", "--tag", "v1"), 4)
+        assert "s1 is locked by alice@laptop" in error
+    finally:
+        on_server(0, "rm", "-rf", lock)

@@ -1,0 +1,82 @@
+"""slotswap.rollout: whatever fails, a deploy ends in a result (exit code and one-line message),
+so that the summary, --json and the post hooks still come; no server is contacted here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slotswap import rollout
+from slotswap.inventory import Inventory, parse_inventory
+from slotswap.remote import RemoteDirError
+
+
+def inventory(tmp_path: Path) -> Inventory:
+    return parse_inventory({"app": "webapp", "image": "acme/webapp",
+                            "hosts": ["203.0.113.10", "203.0.113.11"]}, tmp_path / "hosts.yaml")
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rollout, "serving_now", lambda server, inv: "v1 in web1")
+    monkeypatch.setattr(rollout, "close_all", lambda servers: None)
+
+
+def fleet_lock_raising(error: Exception) -> Any:
+    class Refused:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def __enter__(self) -> None:
+            raise error
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    return Refused
+
+
+def test_a_lock_that_cannot_be_written_is_exit_1_and_nothing_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> None:
+    monkeypatch.setattr(rollout, "FleetLock", fleet_lock_raising(
+        RemoteDirError("203.0.113.10: the SSH login deploy cannot write /var/lib/slotswap")))
+    result = rollout.deploy(inventory(tmp_path), "v2")
+    assert result.exit_code == rollout.EXIT_DEPLOY_FAILED
+    assert result.message == ("nothing was changed: 203.0.113.10: the SSH login deploy cannot "
+                              "write /var/lib/slotswap")
+    assert [o.serving for o in result.outcomes] == ["v1 in web1", "v1 in web1"]
+
+
+def test_an_unforeseen_error_still_ends_in_a_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> None:
+    @contextlib.contextmanager
+    def held(*args: object) -> Iterator[None]:
+        yield
+
+    monkeypatch.setattr(rollout, "FleetLock", held)
+
+    def broken(*args: object, **kwargs: object) -> dict[str, Exception]:
+        raise KeyError("Config")
+
+    monkeypatch.setattr(rollout, "prepare", broken)
+    result = rollout.deploy(inventory(tmp_path), "v2")
+    assert result.exit_code == rollout.EXIT_DEPLOY_FAILED
+    assert result.message == "deploy stopped: KeyError: 'Config'"
+
+
+def test_an_unforeseen_error_in_a_swap_fails_that_server_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> None:
+    def broken_run(self: object) -> None:
+        raise ValueError("Expecting value: line 1 column 1 (char 0)\nmore")
+
+    monkeypatch.setattr(rollout.SlotSwap, "run", broken_run)
+    inv = inventory(tmp_path)
+    server = rollout.servers_of(inv)[0]
+    outcome = rollout.ServerOutcome(server.name, server.host.address, new_tag="v2")
+    assert rollout.swap_one(server, inv, "v2", outcome) is False
+    assert outcome.outcome == "failed"
+    assert outcome.error == "ValueError: Expecting value: line 1 column 1 (char 0) more"
