@@ -248,6 +248,26 @@ def remove(*containers: str) -> list[str]:
     return ["docker", "rm", "--force", *containers]
 
 
+def run_one_off(*, image: str, network: str, app: str, command: list[str], app_port: int,
+                env_file: str | None, tty: bool) -> list[str]:
+    """A one-off container of the app's image (`exec`): the app's network and environment,
+    removed when the command ends."""
+    return [
+        "docker", "run", "--rm", "--interactive", *(["--tty"] if tty else []),
+        "--network", network,
+        "--label", f"{LABEL_APP}={app}",
+        "--label", f"{LABEL_ROLE}=one-off",
+        *(["--env-file", env_file] if env_file is not None else []),
+        "--env", f"PORT={app_port}",
+        image, *command,
+    ]
+
+
+def exec_in(container: str, command: list[str], *, tty: bool) -> list[str]:
+    """`exec --live`: the command inside the running container."""
+    return ["docker", "exec", "--interactive", *(["--tty"] if tty else []), container, *command]
+
+
 def logs_tail(container: str, lines: int = 20) -> list[str]:
     return ["docker", "logs", "--tail", str(lines), container]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import jinja2
 
 from slotswap import docker_commands as docker
-from slotswap import haproxy, tls
+from slotswap import haproxy, maintenance, tls
 from slotswap.certificates import CertificateBundle
 from slotswap.inventory import SLOTS, Inventory
 from slotswap.remote import RemoteCommandError, Server
@@ -52,6 +52,7 @@ def render_config(inventory: Inventory) -> str:
         http_port_inside=docker.HAPROXY_HTTP_PORT_INSIDE,
         stats_port_inside=docker.HAPROXY_STATS_PORT_INSIDE,
         state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
+        maintenance_map=maintenance.map_path_in_haproxy(),
         **https_values(inventory),
     )
 
@@ -160,6 +161,9 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
         server.run(docker.remove(name))
         container = None
         changes.append("HAProxy recreated")
+    # The maintenance map must exist for HAProxy to start; its content (on or off) stays.
+    server.run_chain(["mkdir", "-p", directory],
+                     ["touch", maintenance.map_path_on_server(directory)])
     current = server.read_file(config_path)
     if inventory.https is not None and certificate is not None:
         serving_tls = (container is not None and container.running and current is not None

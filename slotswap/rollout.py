@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from slotswap import history, interrupts
+from slotswap import history, interrupts, maintenance
 from slotswap.app_env import AppEnv, resolve_app_env
 from slotswap.batches import run_in_batches
 from slotswap.delivery import image_deliverer
@@ -313,6 +313,7 @@ class ServerStatus:
     version: str
     slots: list[str]
     error: str = ""
+    maintenance: bool | None = None  # None: could not be read (a HAProxy older than the kit's)
 
 
 def status(inventory: Inventory) -> list[ServerStatus]:
@@ -326,6 +327,7 @@ def status(inventory: Inventory) -> list[ServerStatus]:
                 live=",".join(v.slot for v in live) or "none",
                 version=",".join(v.version or "?" for v in live) or "-",
                 slots=[views[slot].describe() for slot in SLOTS],
+                maintenance=maintenance_state(server),
             ))
         except OPERATION_ERRORS as error:
             reports.append(ServerStatus(server.name, server.host.address, "?", "?", [],
@@ -333,6 +335,14 @@ def status(inventory: Inventory) -> list[ServerStatus]:
         finally:
             server.close()
     return reports
+
+
+def maintenance_state(server: Server) -> bool | None:
+    """On or off; None when the running config has no maintenance map (`up` adds it)."""
+    try:
+        return maintenance.is_on(server)
+    except RuntimeApiError:
+        return None
 
 
 @dataclass(frozen=True)
