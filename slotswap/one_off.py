@@ -43,7 +43,7 @@ def command_for(server: Server, inventory: Inventory, command: list[str], *, liv
     env_file = None if inventory.env.empty else env_file_path(inventory.app, plan.live)
     return (docker.run_one_off(image=view.container.image_id, network=inventory.network,
                                app=inventory.app, command=command, app_port=inventory.app_port,
-                               env_file=env_file, tty=tty),
+                               env_file=env_file, tty=tty, options=inventory.container),
             f"a one-off container of {view.version} (the image of {plan.live})")
 
 

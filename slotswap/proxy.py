@@ -49,12 +49,25 @@ def render_config(inventory: Inventory) -> str:
         slots=SLOTS,
         app_port=inventory.app_port,
         healthcheck_path=inventory.healthcheck.path,
+        healthcheck_host=inventory.healthcheck.host,
+        healthcheck_expect=expect_rule(inventory.healthcheck.status),
+        check_interval=f"{round(inventory.healthcheck.interval * 1000)}ms",
+        check_rise=inventory.healthcheck.rise,
+        check_fall=inventory.healthcheck.fall,
+        check_port=inventory.healthcheck.port,
         http_port_inside=docker.HAPROXY_HTTP_PORT_INSIDE,
         stats_port_inside=docker.HAPROXY_STATS_PORT_INSIDE,
         state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
         maintenance_map=maintenance.map_path_in_haproxy(),
         **https_values(inventory),
     )
+
+
+def expect_rule(codes: tuple[int, ...]) -> str:
+    """`http-check expect` for the healthy answers: one status, or a pattern of several."""
+    if len(codes) == 1:
+        return f"status {codes[0]}"
+    return "rstatus ^(" + "|".join(str(code) for code in sorted(set(codes))) + ")$"
 
 
 def https_values(inventory: Inventory) -> dict[str, object]:

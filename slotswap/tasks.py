@@ -537,8 +537,9 @@ def certs_renew(c: Context, inventory: str | None = None, force: bool = False) -
 @kit_task(name="exec",
           help={"command": "the command and its arguments, split as a shell would (never run "
                            "by a shell), e.g. --command='bin/rails db:migrate:status'",
-                "live": "run it inside the live slot's container instead of a one-off "
-                        "container of its image",
+                "live": "run it inside the live slot's container (docker exec: the command "
+                        "as given, without the image's entrypoint in front) instead of a "
+                        "one-off container of its image",
                 "interactive": "with a terminal of its own (a console), when this one is a "
                                "terminal",
                 "hosts": "the server to run it on, by name (default: the inventory's first)",
