@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,11 @@ class HistoryEntry:
     outcome: str  # deployed, failed, interrupted, unchanged
     seconds: float
     error: str = ""
+    output: str = ""  # what a release command printed
+
+
+def with_output(entry: HistoryEntry, output: str) -> HistoryEntry:
+    return dataclasses.replace(entry, output=output)
 
 
 def history_path(inventory: Inventory) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from slotswap import history, interrupts, maintenance
+from slotswap import history, interrupts, maintenance, release
 from slotswap.app_env import AppEnv, resolve_app_env
 from slotswap.batches import run_in_batches
 from slotswap.delivery import image_deliverer
@@ -99,7 +99,8 @@ def prepare(servers: list[Server], inventory: Inventory, tags: dict[str, str], *
 
 def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
            tags: dict[str, str] | None = None, pull: bool = True,
-           on_failure: str = ON_FAILURE_STOP, batch: int = 1) -> RolloutResult:
+           on_failure: str = ON_FAILURE_STOP, batch: int = 1,
+           run_release: bool = True) -> RolloutResult:
     """The rolling deploy: every server locked first, images in place next, then one swap at a
     time, stopping at the first failure. `tags` gives some servers another tag than `tag`
     (a rollback returns each server to its own previous version). `batch` servers swap at
@@ -119,6 +120,20 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
             if failures:
                 stop_before_any_swap(result, servers, inventory, failures)
                 return result
+            if run_release and inventory.release.command:
+                try:
+                    release.run(servers[0], inventory, tag_of[servers[0].name], app_env,
+                                progress_for(servers[0].name))
+                except release.ReleaseFailed as error:
+                    result.exit_code, result.message = EXIT_DEPLOY_FAILED, str(error)
+                    fill_serving(servers, inventory, result.outcomes)
+                    return result
+                except OPERATION_ERRORS as error:
+                    result.exit_code = EXIT_DEPLOY_FAILED
+                    result.message = (f"the release command could not run on "
+                                      f"{servers[0].name}: {error}; nothing was changed")
+                    fill_serving(servers, inventory, result.outcomes)
+                    return result
             if batch > 1:
                 swap_in_batches(result, servers, inventory, tag_of, task, app_env, batch)
             else:

@@ -177,11 +177,12 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
                      "the servers (e.g. 25%); the next batch starts only when the whole batch "
                      "succeeded (default: 1, one at a time)",
             "hosts": HOSTS_HELP,
+            "skip-release": "do not run the inventory's release.command this once",
             "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
            inventory: str | None = None, batch: str | None = None, json: bool = False,
-           dry_run: bool = False, hosts: str | None = None) -> None:
+           dry_run: bool = False, hosts: str | None = None, skip_release: bool = False) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
@@ -212,7 +213,8 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     servers_at_a_time = batch_size.servers(len(inv.hosts)) if batch_size else 1
     run_pre_deploy_hook(inv, "deploy", tag)
     with live_progress_if_terminal():
-        result = rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time)
+        result = rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time,
+                                run_release=not skip_release)
     finish_rollout(inv, "deploy", result, json)
 
 
@@ -287,7 +289,7 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
             return
         run_pre_deploy_hook(inv, "rollback", tag)
         with live_progress_if_terminal():
-            result = rollout.deploy(inv, tag, task="rollback", pull=False)
+            result = rollout.deploy(inv, tag, task="rollback", pull=False, run_release=False)
     else:
         targets, problems = rollout.rollback_targets(inv)
         if problems:
@@ -302,7 +304,7 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
         run_pre_deploy_hook(inv, "rollback", "/".join(tags))
         with live_progress_if_terminal():
             result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets,
-                                    pull=False)
+                                    pull=False, run_release=False)
     finish_rollout(inv, "rollback", result, json)
 
 

@@ -197,8 +197,8 @@ func writeText(w http.ResponseWriter, status int, body string) {
 }
 
 // runCommand is the app's one-off commands (what `slotswap exec` and a release command
-// run): `version`, `env NAME`, `exit CODE`, `mark FILE` (appends the version to FILE,
-// e.g. in a volume, as a migration would leave its mark).
+// run): `version`, `env NAME`, `exit CODE`, `cat FILE`, `mark FILE` (appends the version to
+// FILE, e.g. in a volume, as a migration would leave its mark).
 func runCommand(version string, args []string) int {
 	switch {
 	case args[0] == "version" && len(args) == 1:
@@ -215,6 +215,14 @@ func runCommand(version string, args []string) int {
 		}
 		fmt.Println("exiting with", code)
 		return code
+	case args[0] == "cat" && len(args) == 2:
+		data, err := os.ReadFile(args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cat:", err)
+			return 1
+		}
+		os.Stdout.Write(data)
+		return 0
 	case args[0] == "mark" && len(args) == 2:
 		file, err := os.OpenFile(args[1], os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -229,6 +237,6 @@ func runCommand(version string, args []string) int {
 		fmt.Println("marked", args[1], "with", version)
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | mark FILE]")
+	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | cat FILE | mark FILE]")
 	return 2
 }

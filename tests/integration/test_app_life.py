@@ -102,3 +102,59 @@ def test_exec_runs_beside_the_live_version_and_passes_its_exit_code_on(
     for address in box.addresses:
         assert box.ssh(address, "docker ps --all --quiet --filter label=slotswap.role=one-off"
                        ) == ""
+
+
+def volume_file(box: Sandbox, address: str, volume: str, name: str) -> str:
+    mountpoint = box.ssh(address, f"docker volume inspect --format '{{{{.Mountpoint}}}}' {volume}")
+    return box.ssh(address, f"cat {mountpoint.strip()}/{name} 2>/dev/null || true")
+
+
+def test_the_release_command_runs_once_before_any_switch_and_volumes_keep_files(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(
+        tmp_path, container={"volumes": ["webapp-data:/data"], "labels": {"team": "web"}},
+        release={"command": ["/webapp", "mark", "/data/releases.log"]})
+    assert box.fab("deploy", "--tag", "v1", inventory=inventory).returncode == 0
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "v2", inventory=inventory)
+    report = load.stop()
+    assert result.returncode == 0, result.stderr
+    assert report.failed == 0, report.failures
+    output = result.stdout + result.stderr
+    # Once, on the first server, before its first switch.
+    assert output.count("release command done") == 1
+    assert output.index("release command done") < output.index("is taking traffic")
+    assert volume_file(box, box.addresses[0], "webapp-data", "releases.log").split() == \
+        ["v1", "v2"]
+    assert volume_file(box, box.addresses[1], "webapp-data", "releases.log") == ""
+    # v2 reads in the volume what v1's release wrote there.
+    read = box.fab("exec", "--command", "cat /data/releases.log", inventory=inventory)
+    assert read.returncode == 0 and read.stdout.split()[-2:] == ["v1", "v2"]
+    labels = box.ssh(box.addresses[0], "docker inspect --format '{{index .Config.Labels "
+                     "\"team\"}}' webapp-web1 webapp-web2")
+    assert set(labels.split()) == {"web"}
+    history = box.fab("history", "--lines", "3", inventory=inventory)
+    assert "release" in history.stdout and "released" in history.stdout
+
+
+def test_a_failing_release_command_changes_nothing_and_can_be_skipped(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, release={"command": ["/webapp", "exit", "4"]})
+    serving = box.live_versions()
+    before = {a: box.containers(a) for a in box.addresses}
+    tag = "v2" if set(serving.values()) == {"v1"} else "v1"
+    with box.load() as load:
+        failed = box.fab("deploy", "--tag", tag, inventory=inventory)
+    report = load.stop()
+    assert failed.returncode == 1
+    assert report.failed == 0, report.failures
+    assert "the release command `/webapp exit 4` exited 4 on s1; nothing was changed" \
+        in failed.stderr
+    assert "exiting with 4" in failed.stderr  # its output
+    assert box.live_versions() == serving
+    assert {a: box.containers(a) for a in box.addresses} == before
+    skipped = box.fab("deploy", "--tag", tag, "--skip-release", inventory=inventory)
+    assert skipped.returncode == 0
+    assert "release command" not in skipped.stdout + skipped.stderr
