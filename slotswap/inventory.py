@@ -176,6 +176,16 @@ class ContainerSettings:
 
 
 @dataclass(frozen=True)
+class RegistrySettings:
+    """A login the servers use to pull the app's image: the password is read from the
+    operator's environment variable `password_secret` (see slotswap.registry_login)."""
+
+    user: str
+    password_secret: str
+    server: str | None = None  # None: the registry the `image` names
+
+
+@dataclass(frozen=True)
 class ReleaseSettings:
     """A command run once per deploy, before any traffic moves (database migrations)."""
 
@@ -266,6 +276,7 @@ class Inventory:
     https: HttpsSettings | None = None  # None: plain HTTP only
     container: ContainerSettings = ContainerSettings()
     release: ReleaseSettings = ReleaseSettings()
+    registry: RegistrySettings | None = None
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -520,6 +531,7 @@ _TOP_KEYS = (
     "https",
     "container",
     "release",
+    "registry",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
 _BUILD_KEYS = ("context", "dockerfile")
@@ -527,6 +539,7 @@ _HEALTHCHECK_KEYS = ("path", "host", "status", "interval", "rise", "fall", "port
 _CONTAINER_KEYS = ("command", "volumes", "stop_signal", "memory", "cpus", "log", "labels")
 _LOG_KEYS = ("driver", "options")
 _RELEASE_KEYS = ("command", "timeout")
+_REGISTRY_KEYS = ("server", "user", "password_secret")
 _SSH_KEYS = (
     "user",
     "port",
@@ -682,6 +695,26 @@ def _container_settings(section: dict[str, object]) -> ContainerSettings:
         else (),
         volumes=tuple(checked_volumes), stop_signal=stop_signal, memory=memory, cpus=cpus,
         log=log, labels=tuple(checked_labels))
+
+
+def _registry_settings(value: object) -> RegistrySettings | None:
+    if value is None:
+        return None
+    section = _mapping(value, "registry", _REGISTRY_KEYS, required=("user", "password_secret"))
+    user = _string(section["user"], "registry.user", "a registry user name")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}", user):
+        raise _Invalid("registry.user", f"expected a user name, got {_describe(user)}")
+    secret = section["password_secret"]
+    problem = name_problem(secret)
+    if problem is not None:
+        raise _Invalid("registry.password_secret", problem)
+    server = None
+    if section.get("server") is not None:
+        server = _string(section["server"], "registry.server", "a registry host[:port]")
+        if not _HEADER_HOST.fullmatch(server):
+            raise _Invalid("registry.server", "expected a registry host[:port] such as "
+                           f"registry.example.com:5000, got {_describe(server)}")
+    return RegistrySettings(user=user, password_secret=str(secret), server=server)
 
 
 def _release_settings(section: dict[str, object]) -> ReleaseSettings:
@@ -1025,6 +1058,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     https = _https_settings(top.get("https"), haproxy, base)
     container = _container_settings(_section(top, "container", _CONTAINER_KEYS))
     release = _release_settings(_section(top, "release", _RELEASE_KEYS))
+    registry = _registry_settings(top.get("registry"))
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -1044,4 +1078,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         https=https,
         container=container,
         release=release,
+        registry=registry,
     )

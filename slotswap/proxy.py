@@ -8,15 +8,17 @@ with the runtime state (which slot is live) carried over through a server-state 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 
 import jinja2
 
 from slotswap import docker_commands as docker
-from slotswap import haproxy, maintenance, tls
+from slotswap import haproxy, maintenance, registry_login, tls
 from slotswap.certificates import CertificateBundle
 from slotswap.inventory import SLOTS, Inventory
+from slotswap.registry_login import LoginError, RegistryLogin, log_in, pull_hint
 from slotswap.remote import RemoteCommandError, Server
 from slotswap.scaffold import template_folders
 from slotswap.tls import cert_path_in_haproxy
@@ -106,13 +108,19 @@ def haproxy_run_command(inventory: Inventory) -> list[str]:
 
 
 def ensure_image(server: Server, image_ref: str, progress: Progress, *,
-                 refresh: bool = False) -> None:
+                 refresh: bool = False, login: RegistryLogin | None = None) -> None:
     """Make sure image_ref is on the server. With refresh, pull even when a copy is there
     (a tag pushed again must not leave servers on its old content); a copy already there
-    is still used when the registry cannot be reached, with a warning."""
+    is still used when the registry cannot be reached, with a warning. With `login`, the
+    server logs in to that registry before it pulls from it."""
     present = server.run(docker.image_id(image_ref), check=False).ok
     if present and not refresh:
         return
+    if login is not None and login.covers(image_ref):
+        try:
+            log_in(server, login, progress)
+        except LoginError as error:
+            raise ProxyError(str(error)) from error
     progress(f"pulling {image_ref}")
     result = server.run(docker.pull(image_ref), check=False, timeout=900)
     if result.ok:
@@ -121,7 +129,8 @@ def ensure_image(server: Server, image_ref: str, progress: Progress, *,
     if present:
         progress(f"WARNING: cannot pull {image_ref} ({reason}); using the copy on the server")
         return
-    raise ProxyError(f"{server.name}: cannot pull {image_ref}: {reason}")
+    raise ProxyError(f"{server.name}: cannot pull {image_ref}: {reason}"
+                     f"{pull_hint(result.stderr, image_ref)}")
 
 
 def ensure_network(server: Server, inventory: Inventory, progress: Progress) -> bool:
@@ -164,7 +173,8 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     changes = []
     if ensure_network(server, inventory, progress):
         changes.append("network created")
-    ensure_image(server, inventory.haproxy.image, progress)
+    ensure_image(server, inventory.haproxy.image, progress,
+                 login=registry_login.resolve(inventory, os.environ))
     name = inventory.haproxy_container
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)

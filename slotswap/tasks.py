@@ -23,6 +23,7 @@ from slotswap import (
     logs,
     maintenance,
     one_off,
+    registry_login,
     report,
     rollout,
     scaffold,
@@ -159,6 +160,7 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
         show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
         return
     certificate = certs.material_for_up(inv)  # checked before any server is contacted
+    registry_login.resolve(inv, os.environ)  # a missing password: exit 2, nothing contacted
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
         results = rollout.on_every_server(inv, up_one, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
@@ -211,6 +213,7 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
                                                                 task="deploy"), deploying=True)
         return
     servers_at_a_time = batch_size.servers(len(inv.hosts)) if batch_size else 1
+    registry_login.resolve(inv, os.environ)  # a missing password: exit 2, nothing contacted
     run_pre_deploy_hook(inv, "deploy", tag)
     with live_progress_if_terminal():
         result = rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time,

@@ -114,7 +114,7 @@ def test_the_release_command_runs_once_before_any_switch_and_volumes_keep_files(
     box = fleet_on_v1
     inventory = box.inventory_copy(
         tmp_path, container={"volumes": ["webapp-data:/data"], "labels": {"team": "web"}},
-        release={"command": ["/webapp", "mark", "/data/releases.log"]})
+        release={"command": ["mark", "/data/releases.log"]})
     assert box.fab("deploy", "--tag", "v1", inventory=inventory).returncode == 0
     with box.load() as load:
         result = box.fab("deploy", "--tag", "v2", inventory=inventory)
@@ -141,7 +141,7 @@ def test_the_release_command_runs_once_before_any_switch_and_volumes_keep_files(
 def test_a_failing_release_command_changes_nothing_and_can_be_skipped(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     box = fleet_on_v1
-    inventory = box.inventory_copy(tmp_path, release={"command": ["/webapp", "exit", "4"]})
+    inventory = box.inventory_copy(tmp_path, release={"command": ["exit", "4"]})
     serving = box.live_versions()
     before = {a: box.containers(a) for a in box.addresses}
     tag = "v2" if set(serving.values()) == {"v1"} else "v1"
@@ -150,7 +150,7 @@ def test_a_failing_release_command_changes_nothing_and_can_be_skipped(
     report = load.stop()
     assert failed.returncode == 1
     assert report.failed == 0, report.failures
-    assert "the release command `/webapp exit 4` exited 4 on s1; nothing was changed" \
+    assert "the release command `exit 4` exited 4 on s1; nothing was changed" \
         in failed.stderr
     assert "exiting with 4" in failed.stderr  # its output
     assert box.live_versions() == serving
