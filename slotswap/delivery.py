@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from slotswap import docker_commands as docker
-from slotswap import interrupts
+from slotswap import interrupts, registry_login
 from slotswap.certificates import CertificateBundle
 from slotswap.image_archive import (
     ArchiveError,
@@ -252,7 +252,8 @@ def image_deliverer(inventory: Inventory) -> Iterator[Deliver]:
         with SshDelivery() as deliver:
             yield deliver
     else:
-        yield ensure_image
+        yield functools.partial(ensure_image,
+                                login=registry_login.resolve(inventory, os.environ))
 
 
 @contextlib.contextmanager

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from slotswap.inventory import ContainerSettings
+
+NO_OPTIONS = ContainerSettings()
+
 LABEL_APP = "slotswap.app"
 LABEL_SLOT = "slotswap.slot"
 LABEL_VERSION = "slotswap.version"
 LABEL_ROLE = "slotswap.role"
+LABEL_SETTINGS = "slotswap.settings"
 
 # Inside the HAProxy container: unprivileged ports, since the official image runs as
 # user haproxy and cannot bind below 1024. Published on the server's own ports.
@@ -167,14 +173,47 @@ def network_remove(network: str) -> list[str]:
     return ["docker", "network", "rm", network]
 
 
+def container_options(options: ContainerSettings) -> list[str]:
+    """The inventory's container options as `docker run` options (each one validated)."""
+    words: list[str] = []
+    for volume in options.volumes:
+        words += ["--volume", volume]
+    if options.stop_signal:
+        words += ["--stop-signal", options.stop_signal]
+    if options.memory:
+        words += ["--memory", options.memory]
+    if options.cpus:
+        words += ["--cpus", f"{options.cpus:g}"]
+    if options.log:
+        words += ["--log-driver", options.log.driver]
+        for name, value in options.log.options:
+            words += ["--log-opt", f"{name}={value}"]
+    for name, value in options.labels:
+        words += ["--label", f"{name}={value}"]
+    return words
+
+
+def settings_digest(*, network: str, app_port: int, stop_timeout: int,
+                    options: ContainerSettings) -> str:
+    """What a slot's container was created with besides its image and environment: a kept
+    container is started again (a rollback) only when this matches today's inventory."""
+    text = json.dumps({"network": network, "app_port": app_port, "stop_timeout": stop_timeout,
+                       "options": container_options(options),
+                       "command": list(options.command)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot: str,
                  version: str, app_port: int, stop_timeout: int,
-                 env_file: str | None = None) -> list[str]:
+                 env_file: str | None = None,
+                 options: ContainerSettings = NO_OPTIONS) -> list[str]:
     """The app in one slot. No published port: only HAProxy reaches it, by name.
 
     The app's own variables come only from `env_file` (a path on the server), so that no
     value, secret or not, is ever part of a command line."""
     env_from_file = ["--env-file", env_file] if env_file is not None else []
+    digest = settings_digest(network=network, app_port=app_port, stop_timeout=stop_timeout,
+                             options=options)
     return [
         "docker", "run", "--detach",
         "--name", container,
@@ -182,14 +221,17 @@ def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot
         "--network-alias", container,
         "--restart", "unless-stopped",
         "--stop-timeout", str(stop_timeout),
+        *container_options(options),
         "--label", f"{LABEL_APP}={app}",
         "--label", f"{LABEL_SLOT}={slot}",
         "--label", f"{LABEL_VERSION}={version}",
         "--label", f"{LABEL_ROLE}=app",
+        "--label", f"{LABEL_SETTINGS}={digest}",
         *env_from_file,
         # After the file: docker applies --env last, so the kit's PORT always wins.
         "--env", f"PORT={app_port}",
         image_ref,
+        *options.command,
     ]
 
 
@@ -247,6 +289,28 @@ def stop(container: str, timeout: int) -> list[str]:
 
 def remove(*containers: str) -> list[str]:
     return ["docker", "rm", "--force", *containers]
+
+
+def run_one_off(*, image: str, network: str, app: str, command: list[str], app_port: int,
+                env_file: str | None, tty: bool, role: str = "one-off",
+                options: ContainerSettings = NO_OPTIONS) -> list[str]:
+    """A one-off container of the app's image (`exec`, the release command): the app's
+    network, environment and container options, removed when the command ends."""
+    return [
+        "docker", "run", "--rm", "--interactive", *(["--tty"] if tty else []),
+        "--network", network,
+        *container_options(options),
+        "--label", f"{LABEL_APP}={app}",
+        "--label", f"{LABEL_ROLE}={role}",
+        *(["--env-file", env_file] if env_file is not None else []),
+        "--env", f"PORT={app_port}",
+        image, *command,
+    ]
+
+
+def exec_in(container: str, command: list[str], *, tty: bool) -> list[str]:
+    """`exec --live`: the command inside the running container."""
+    return ["docker", "exec", "--interactive", *(["--tty"] if tty else []), container, *command]
 
 
 def logs_tail(container: str, lines: int = 20) -> list[str]:

@@ -159,6 +159,7 @@ def start_steps(plan: ServerPlan, server: Server, inventory: Inventory, view: Sl
         container=name, image_ref=inventory.image_ref(tag), network=inventory.network,
         app=inventory.app, slot=slot, version=tag, app_port=inventory.app_port,
         stop_timeout=inventory.timeouts.stop, env_file=env_file,
+        options=inventory.container,
     ), docker.inspect_containers(name))
 
 

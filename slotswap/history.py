@@ -4,6 +4,7 @@ history.jsonl of the app's state folder on the server itself (/var/lib/slotswap/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,11 @@ class HistoryEntry:
     outcome: str  # deployed, failed, interrupted, unchanged
     seconds: float
     error: str = ""
+    output: str = ""  # what a release command printed
+
+
+def with_output(entry: HistoryEntry, output: str) -> HistoryEntry:
+    return dataclasses.replace(entry, output=output)
 
 
 def history_path(inventory: Inventory) -> str:

@@ -152,6 +152,50 @@ class BuildSettings:
 @dataclass(frozen=True)
 class HealthcheckSettings:
     path: str = "/health"
+    host: str | None = None  # the Host header of the checks (apps that check it)
+    status: tuple[int, ...] = (200,)  # answers that count as healthy
+    interval: float = 0.5  # seconds between checks of a slot that passes them
+    rise: int = 2  # passes in a row before a slot is up
+    fall: int = 3  # failures in a row before a slot is down
+    port: int | None = None  # None: app_port
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    driver: str
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    """Options of the app's containers (both slots, the release command, exec): each
+    becomes a `docker run` option, never a free-form flag."""
+
+    command: tuple[str, ...] = ()  # argv after the image; empty: the image's own
+    volumes: tuple[str, ...] = ()  # NAME:/path[:ro] or /host/path:/path[:ro]
+    stop_signal: str | None = None
+    memory: str | None = None  # e.g. 512m
+    cpus: float | None = None
+    log: LogSettings | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """A login the servers use to pull the app's image: the password is read from the
+    operator's environment variable `password_secret` (see slotswap.registry_login)."""
+
+    user: str
+    password_secret: str
+    server: str | None = None  # None: the registry the `image` names
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """A command run once per deploy, before any traffic moves (database migrations)."""
+
+    command: tuple[str, ...] = ()
+    timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -238,6 +282,9 @@ class Inventory:
     # A folder on the servers for all the kit's files (a non-root login's own); None: the
     # system folders DEFAULT_STATE_ROOT and DEFAULT_CONFIG_ROOT.
     remote_dir: str | None = None
+    container: ContainerSettings = ContainerSettings()
+    release: ReleaseSettings = ReleaseSettings()
+    registry: RegistrySettings | None = None
 
     @property
     def state_dir(self) -> str:
@@ -506,10 +553,17 @@ _TOP_KEYS = (
     "delivery",
     "https",
     "remote_dir",
+    "container",
+    "release",
+    "registry",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
 _BUILD_KEYS = ("context", "dockerfile")
-_HEALTHCHECK_KEYS = ("path",)
+_HEALTHCHECK_KEYS = ("path", "host", "status", "interval", "rise", "fall", "port")
+_CONTAINER_KEYS = ("command", "volumes", "stop_signal", "memory", "cpus", "log", "labels")
+_LOG_KEYS = ("driver", "options")
+_RELEASE_KEYS = ("command", "timeout")
+_REGISTRY_KEYS = ("server", "user", "password_secret")
 _SSH_KEYS = (
     "user",
     "port",
@@ -544,9 +598,156 @@ def _build_settings(section: dict[str, object], base: Path) -> BuildSettings:
 def _healthcheck_settings(section: dict[str, object]) -> HealthcheckSettings:
     defaults = HealthcheckSettings()
     path = section.get("path", defaults.path)
+    host = None
+    if section.get("host") is not None:
+        host = _string(section["host"], "healthcheck.host", "a host name for the Host header")
+        if not _HEADER_HOST.fullmatch(host):
+            raise _Invalid("healthcheck.host", "expected a host name, optionally with :port, "
+                           f"got {_describe(host)}")
+    status = section.get("status", list(defaults.status))
+    if isinstance(status, int) and not isinstance(status, bool):
+        status = [status]
+    if not isinstance(status, list) or not status:
+        raise _Invalid("healthcheck.status", "expected an HTTP status or a list of them, got "
+                       f"{_describe(status)}")
+    codes = tuple(_integer(code, f"healthcheck.status[{index}]", 100, 599)
+                  for index, code in enumerate(status))
+    interval = _positive_number(section.get("interval", defaults.interval),
+                                "healthcheck.interval")
+    if not 0.1 <= interval <= 60:
+        raise _Invalid("healthcheck.interval", f"expected 0.1 to 60 seconds, got {interval:g}")
     return HealthcheckSettings(
-        path=_checked(validate_url_path, path, "healthcheck.path", "a URL path such as /health")
+        path=_checked(validate_url_path, path, "healthcheck.path",
+                      "a URL path such as /health"),
+        host=host, status=codes, interval=interval,
+        rise=_integer(section.get("rise", defaults.rise), "healthcheck.rise", 1, 10),
+        fall=_integer(section.get("fall", defaults.fall), "healthcheck.fall", 1, 10),
+        port=_port(section["port"], "healthcheck.port") if section.get("port") else None,
     )
+
+
+_HEADER_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
+_VOLUME = re.compile(
+    r"(?P<source>[A-Za-z0-9][A-Za-z0-9_.-]{0,127}|/[A-Za-z0-9_./-]*)"
+    r":(?P<target>/[A-Za-z0-9_./-]*)(?::(?P<mode>ro|rw))?")
+_SIGNAL = re.compile(r"SIG[A-Z0-9]{2,10}|[0-9]{1,2}")
+_MEMORY = re.compile(r"[0-9]{1,12}[bkmg]?")
+_LOG_DRIVER = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_OPTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_LABEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+
+
+def _words(value: object, key: str) -> tuple[str, ...]:
+    """An argv: a list of strings, one word each (never split or run by a shell)."""
+    if not isinstance(value, list) or not value:
+        raise _Invalid(key, "expected a list of words, e.g. [bin/migrate, --verbose] (an argv: "
+                       f"no shell runs it), got {_describe(value)}")
+    words = []
+    for index, word in enumerate(value):
+        text = _string(word, f"{key}[{index}]", "a word")
+        if any(character in text for character in "\0\n\r"):
+            raise _Invalid(f"{key}[{index}]", "a word cannot hold a line break or NUL")
+        words.append(text)
+    return tuple(words)
+
+
+def _text_value(value: object, key: str) -> str:
+    text = _env_value(value, key)
+    if any(character in text for character in "\0\n\r"):
+        raise _Invalid(key, "a value cannot hold a line break or NUL")
+    return text
+
+
+def _container_settings(section: dict[str, object]) -> ContainerSettings:
+    volumes = section.get("volumes") or []
+    if not isinstance(volumes, list):
+        raise _Invalid("container.volumes", "expected a list of NAME:/path or /host:/path "
+                       f"(optionally :ro), got {_describe(volumes)}")
+    checked_volumes = []
+    for index, volume in enumerate(volumes):
+        text = _string(volume, f"container.volumes[{index}]", "a volume")
+        if not _VOLUME.fullmatch(text) or "/.." in text:
+            raise _Invalid(f"container.volumes[{index}]", "expected NAME:/path or "
+                           f"/host/path:/path, optionally :ro or :rw, got {_describe(text)}")
+        checked_volumes.append(text)
+    stop_signal = section.get("stop_signal")
+    if stop_signal is not None and (not isinstance(stop_signal, str)
+                                    or not _SIGNAL.fullmatch(stop_signal)):
+        raise _Invalid("container.stop_signal", "expected a signal such as SIGQUIT, got "
+                       f"{_describe(stop_signal)}")
+    memory = section.get("memory")
+    if memory is not None:
+        memory = str(memory) if isinstance(memory, int) and not isinstance(memory, bool) \
+            else memory
+        if not isinstance(memory, str) or not _MEMORY.fullmatch(memory):
+            raise _Invalid("container.memory", "expected a size such as 512m or 2g, got "
+                           f"{_describe(memory)}")
+    cpus = section.get("cpus")
+    if cpus is not None:
+        cpus = _positive_number(cpus, "container.cpus")
+        if cpus > 1024:
+            raise _Invalid("container.cpus", f"expected at most 1024 CPUs, got {cpus:g}")
+    log = None
+    if section.get("log") is not None:
+        fields = _mapping(section["log"], "container.log", _LOG_KEYS, required=("driver",))
+        driver = _string(fields["driver"], "container.log.driver", "a log driver")
+        if not _LOG_DRIVER.fullmatch(driver):
+            raise _Invalid("container.log.driver", f"expected a log driver name such as "
+                           f"json-file, got {_describe(driver)}")
+        options = fields.get("options") or {}
+        if not isinstance(options, dict):
+            raise _Invalid("container.log.options", "expected a mapping of option: value, "
+                           f"got {_describe(options)}")
+        checked = []
+        for name, value in options.items():
+            if not isinstance(name, str) or not _OPTION_NAME.fullmatch(name):
+                raise _Invalid(f"container.log.options.{name}", "expected an option name")
+            checked.append((name, _text_value(value, f"container.log.options.{name}")))
+        log = LogSettings(driver=driver, options=tuple(checked))
+    labels = section.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise _Invalid("container.labels", f"expected a mapping, got {_describe(labels)}")
+    checked_labels = []
+    for name, value in labels.items():
+        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name) \
+                or name.startswith("slotswap."):
+            raise _Invalid(f"container.labels.{name}", "expected a label name of lowercase "
+                           "letters, digits, '.', '_' or '-' (slotswap.* is the kit's own)")
+        checked_labels.append((name, _text_value(value, f"container.labels.{name}")))
+    return ContainerSettings(
+        command=_words(section["command"], "container.command") if section.get("command")
+        else (),
+        volumes=tuple(checked_volumes), stop_signal=stop_signal, memory=memory, cpus=cpus,
+        log=log, labels=tuple(checked_labels))
+
+
+def _registry_settings(value: object) -> RegistrySettings | None:
+    if value is None:
+        return None
+    section = _mapping(value, "registry", _REGISTRY_KEYS, required=("user", "password_secret"))
+    user = _string(section["user"], "registry.user", "a registry user name")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}", user):
+        raise _Invalid("registry.user", f"expected a user name, got {_describe(user)}")
+    secret = section["password_secret"]
+    problem = name_problem(secret)
+    if problem is not None:
+        raise _Invalid("registry.password_secret", problem)
+    server = None
+    if section.get("server") is not None:
+        server = _string(section["server"], "registry.server", "a registry host[:port]")
+        if not _HEADER_HOST.fullmatch(server):
+            raise _Invalid("registry.server", "expected a registry host[:port] such as "
+                           f"registry.example.com:5000, got {_describe(server)}")
+    return RegistrySettings(user=user, password_secret=str(secret), server=server)
+
+
+def _release_settings(section: dict[str, object]) -> ReleaseSettings:
+    defaults = ReleaseSettings()
+    if not section:
+        return defaults
+    return ReleaseSettings(
+        command=_words(section.get("command"), "release.command"),
+        timeout=_positive_number(section.get("timeout", defaults.timeout), "release.timeout"))
 
 
 def _optional_path(section: dict[str, object], name: str, key: str, base: Path) -> Path | None:
@@ -882,6 +1083,9 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     remote_dir = (_checked(validate_remote_dir, top["remote_dir"], "remote_dir",
                            "an absolute folder path on the servers")
                   if top.get("remote_dir") is not None else None)
+    container = _container_settings(_section(top, "container", _CONTAINER_KEYS))
+    release = _release_settings(_section(top, "release", _RELEASE_KEYS))
+    registry = _registry_settings(top.get("registry"))
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -900,4 +1104,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         delivery=delivery,
         https=https,
         remote_dir=remote_dir,
+        container=container,
+        release=release,
+        registry=registry,
     )

@@ -8,15 +8,17 @@ with the runtime state (which slot is live) carried over through a server-state 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
 
 import jinja2
 
 from slotswap import docker_commands as docker
-from slotswap import haproxy, tls
+from slotswap import haproxy, maintenance, registry_login, tls
 from slotswap.certificates import CertificateBundle
 from slotswap.inventory import SLOTS, Inventory
+from slotswap.registry_login import LoginError, RegistryLogin, log_in, pull_hint
 from slotswap.remote import RemoteCommandError, Server
 from slotswap.scaffold import template_folders
 from slotswap.tls import cert_path_in_haproxy
@@ -49,11 +51,25 @@ def render_config(inventory: Inventory) -> str:
         slots=SLOTS,
         app_port=inventory.app_port,
         healthcheck_path=inventory.healthcheck.path,
+        healthcheck_host=inventory.healthcheck.host,
+        healthcheck_expect=expect_rule(inventory.healthcheck.status),
+        check_interval=f"{round(inventory.healthcheck.interval * 1000)}ms",
+        check_rise=inventory.healthcheck.rise,
+        check_fall=inventory.healthcheck.fall,
+        check_port=inventory.healthcheck.port,
         http_port_inside=docker.HAPROXY_HTTP_PORT_INSIDE,
         stats_port_inside=docker.HAPROXY_STATS_PORT_INSIDE,
         state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
+        maintenance_map=maintenance.map_path_in_haproxy(),
         **https_values(inventory),
     )
+
+
+def expect_rule(codes: tuple[int, ...]) -> str:
+    """`http-check expect` for the healthy answers: one status, or a pattern of several."""
+    if len(codes) == 1:
+        return f"status {codes[0]}"
+    return "rstatus ^(" + "|".join(str(code) for code in sorted(set(codes))) + ")$"
 
 
 def https_values(inventory: Inventory) -> dict[str, object]:
@@ -96,13 +112,19 @@ def haproxy_run_command(inventory: Inventory) -> list[str]:
 
 
 def ensure_image(server: Server, image_ref: str, progress: Progress, *,
-                 refresh: bool = False) -> None:
+                 refresh: bool = False, login: RegistryLogin | None = None) -> None:
     """Make sure image_ref is on the server. With refresh, pull even when a copy is there
     (a tag pushed again must not leave servers on its old content); a copy already there
-    is still used when the registry cannot be reached, with a warning."""
+    is still used when the registry cannot be reached, with a warning. With `login`, the
+    server logs in to that registry before it pulls from it."""
     present = server.run(docker.image_id(image_ref), check=False).ok
     if present and not refresh:
         return
+    if login is not None and login.covers(image_ref):
+        try:
+            log_in(server, login, progress)
+        except LoginError as error:
+            raise ProxyError(str(error)) from error
     progress(f"pulling {image_ref}")
     result = server.run(docker.pull(image_ref), check=False, timeout=900)
     if result.ok:
@@ -111,7 +133,8 @@ def ensure_image(server: Server, image_ref: str, progress: Progress, *,
     if present:
         progress(f"WARNING: cannot pull {image_ref} ({reason}); using the copy on the server")
         return
-    raise ProxyError(f"{server.name}: cannot pull {image_ref}: {reason}")
+    raise ProxyError(f"{server.name}: cannot pull {image_ref}: {reason}"
+                     f"{pull_hint(result.stderr, image_ref)}")
 
 
 def ensure_network(server: Server, inventory: Inventory, progress: Progress) -> bool:
@@ -154,7 +177,8 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     changes = []
     if ensure_network(server, inventory, progress):
         changes.append("network created")
-    ensure_image(server, inventory.haproxy.image, progress)
+    ensure_image(server, inventory.haproxy.image, progress,
+                 login=registry_login.resolve(inventory, os.environ))
     name = inventory.haproxy_container
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
@@ -165,6 +189,9 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
         server.run(docker.remove(name))
         container = None
         changes.append("HAProxy recreated")
+    # The maintenance map must exist for HAProxy to start; its content (on or off) stays.
+    server.run_chain(["mkdir", "-p", directory],
+                     ["touch", maintenance.map_path_on_server(directory)])
     current = server.read_file(config_path)
     if inventory.https is not None and certificate is not None:
         serving_tls = (container is not None and container.running and current is not None

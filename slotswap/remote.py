@@ -469,6 +469,16 @@ class Server:
             err_sink.flush_rest()
         return result.exited
 
+    def run_interactive(self, argv: Sequence[str]) -> int:
+        """Run one command with a terminal of its own, wired to this one (exec
+        --interactive); return its exit code. No deadline: a person is typing."""
+        self.connect()
+        try:
+            result = self.connection.run(shlex.join(argv), pty=True, warn=True, hide=False)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._lost(error) from error
+        return result.exited
+
     def run_streaming_stdin(self, argv: Sequence[str], source: BinaryIO, *,
                             sent: Callable[[int], None] | None = None,
                             timeout: float | None = None) -> CommandResult:

@@ -53,6 +53,7 @@ def status_document(reports: list[ServerStatus], exit_code: int) -> dict[str, An
             "live": None if r.error else r.live,
             "version": None if r.error else r.version,
             "slots": r.slots,
+            "maintenance": r.maintenance,
             "error": r.error or None,
         } for r in reports],
     }

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from slotswap import history, interrupts
+from slotswap import history, interrupts, maintenance, release
 from slotswap.app_env import AppEnv, resolve_app_env
 from slotswap.batches import run_in_batches
 from slotswap.delivery import image_deliverer
@@ -100,7 +100,8 @@ def prepare(servers: list[Server], inventory: Inventory, tags: dict[str, str], *
 
 def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
            tags: dict[str, str] | None = None, pull: bool = True,
-           on_failure: str = ON_FAILURE_STOP, batch: int = 1) -> RolloutResult:
+           on_failure: str = ON_FAILURE_STOP, batch: int = 1,
+           run_release: bool = True) -> RolloutResult:
     """The rolling deploy: every server locked first, images in place next, then one swap at a
     time, stopping at the first failure. `tags` gives some servers another tag than `tag`
     (a rollback returns each server to its own previous version). `batch` servers swap at
@@ -120,6 +121,20 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
             if failures:
                 stop_before_any_swap(result, servers, inventory, failures)
                 return result
+            if run_release and inventory.release.command:
+                try:
+                    release.run(servers[0], inventory, tag_of[servers[0].name], app_env,
+                                progress_for(servers[0].name))
+                except release.ReleaseFailed as error:
+                    result.exit_code, result.message = EXIT_DEPLOY_FAILED, str(error)
+                    fill_serving(servers, inventory, result.outcomes)
+                    return result
+                except OPERATION_ERRORS as error:
+                    result.exit_code = EXIT_DEPLOY_FAILED
+                    result.message = (f"the release command could not run on "
+                                      f"{servers[0].name}: {error}; nothing was changed")
+                    fill_serving(servers, inventory, result.outcomes)
+                    return result
             if batch > 1:
                 swap_in_batches(result, servers, inventory, tag_of, task, app_env, batch)
             else:
@@ -324,6 +339,7 @@ class ServerStatus:
     version: str
     slots: list[str]
     error: str = ""
+    maintenance: bool | None = None  # None: could not be read (a HAProxy older than the kit's)
 
 
 def status(inventory: Inventory) -> list[ServerStatus]:
@@ -337,6 +353,7 @@ def status(inventory: Inventory) -> list[ServerStatus]:
                 live=",".join(v.slot for v in live) or "none",
                 version=",".join(v.version or "?" for v in live) or "-",
                 slots=[views[slot].describe() for slot in SLOTS],
+                maintenance=maintenance_state(server),
             ))
         except Exception as error:
             reports.append(ServerStatus(server.name, server.host.address, "?", "?", [],
@@ -344,6 +361,14 @@ def status(inventory: Inventory) -> list[ServerStatus]:
         finally:
             server.close()
     return reports
+
+
+def maintenance_state(server: Server) -> bool | None:
+    """On or off; None when the running config has no maintenance map (`up` adds it)."""
+    try:
+        return maintenance.is_on(server)
+    except RuntimeApiError:
+        return None
 
 
 @dataclass(frozen=True)

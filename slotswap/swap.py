@@ -335,6 +335,7 @@ class SlotSwap:
                 network=self.inventory.network, app=self.inventory.app, slot=slot,
                 version=self.tag, app_port=self.inventory.app_port,
                 stop_timeout=self.timeouts.stop, env_file=env_file,
+                options=self.inventory.container,
             )]
         started = self.server.run_chain(*start, docker.inspect_containers(name))
         info = docker.parse_inspect(started.stdout[started.stdout.index("["):]).get(name)
@@ -475,14 +476,23 @@ class SlotSwap:
 
 def keeps_stopped_container_of(server: Server, inventory: Inventory, view: SlotView,
                                tag: str) -> bool:
-    """The slot holds a stopped container of `tag`, made from the image `tag` names on the
-    server now (one `docker image inspect`). What SlotSwap.can_restart and the dry run's
-    plan both ask first."""
+    """The slot holds a stopped container of `tag`, made with today's container settings
+    from the image `tag` names on the server now (one `docker image inspect`). What
+    SlotSwap.can_restart and the dry run's plan both ask first."""
     container = view.container
     if container is None or container.running or container.version != tag:
         return False
+    if container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory):
+        return False
     image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
     return image.ok and image.stdout.strip() == container.image_id
+
+
+def expected_settings(inventory: Inventory) -> str:
+    """The settings label a slot's container gets from today's inventory."""
+    return docker.settings_digest(network=inventory.network, app_port=inventory.app_port,
+                                  stop_timeout=inventory.timeouts.stop,
+                                  options=inventory.container)
 
 
 def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotView]:

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import os
 import shlex
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,18 @@ from typing import Any
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from slotswap import certs, hooks, locking, logs, report, rollout, scaffold
+from slotswap import (
+    certs,
+    hooks,
+    locking,
+    logs,
+    maintenance,
+    one_off,
+    registry_login,
+    report,
+    rollout,
+    scaffold,
+)
 from slotswap import docker_commands as docker
 from slotswap import dry_run as dry_run_plans
 from slotswap import history as history_log
@@ -27,7 +39,7 @@ from slotswap.inventory import Inventory, InventoryError, load_inventory
 from slotswap.inventory_check import located, render_templates, settings_lines
 from slotswap.live_progress import live_progress_if_terminal
 from slotswap.output import format_table, messages_to_stderr, say, warn
-from slotswap.proxy import down_server
+from slotswap.proxy import config_dir, down_server
 from slotswap.remote import Server
 from slotswap.validation import InputError, validate_tag
 
@@ -159,6 +171,7 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
         show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
         return
     certificate = certs.material_for_up(inv)  # checked before any server is contacted
+    registry_login.resolve(inv, os.environ)  # a missing password: exit 2, nothing contacted
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
         results = rollout.on_every_server(inv, up_one, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
@@ -177,11 +190,12 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
                      "the servers (e.g. 25%); the next batch starts only when the whole batch "
                      "succeeded (default: 1, one at a time)",
             "hosts": HOSTS_HELP,
+            "skip-release": "do not run the inventory's release.command this once",
             "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
            inventory: str | None = None, batch: str | None = None, json: bool = False,
-           dry_run: bool = False, hosts: str | None = None) -> None:
+           dry_run: bool = False, hosts: str | None = None, skip_release: bool = False) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
@@ -210,9 +224,11 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
                                                                 task="deploy"), deploying=True)
         return
     servers_at_a_time = batch_size.servers(len(inv.hosts)) if batch_size else 1
+    registry_login.resolve(inv, os.environ)  # a missing password: exit 2, nothing contacted
     run_pre_deploy_hook(inv, "deploy", tag)
     with live_progress_if_terminal():
-        result = rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time)
+        result = rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time,
+                                run_release=not skip_release)
     finish_rollout(inv, "deploy", result, json)
 
 
@@ -287,7 +303,7 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
             return
         run_pre_deploy_hook(inv, "rollback", tag)
         with live_progress_if_terminal():
-            result = rollout.deploy(inv, tag, task="rollback", pull=False)
+            result = rollout.deploy(inv, tag, task="rollback", pull=False, run_release=False)
     else:
         targets, problems = rollout.rollback_targets(inv)
         if problems:
@@ -302,7 +318,7 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
         run_pre_deploy_hook(inv, "rollback", "/".join(tags))
         with live_progress_if_terminal():
             result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets,
-                                    pull=False)
+                                    pull=False, run_release=False)
     finish_rollout(inv, "rollback", result, json)
 
 
@@ -429,8 +445,9 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
         if server_report.error:
             say(f"{server_report.name} ({server_report.address}): ERROR {server_report.error}")
             continue
+        mode = " (MAINTENANCE: answering 503)" if server_report.maintenance else ""
         say(f"{server_report.name} ({server_report.address}): live {server_report.live}, "
-            f"serving {server_report.version}")
+            f"serving {server_report.version}{mode}")
         for line in server_report.slots:
             say(f"    {line}")
     exit_code = rollout.EXIT_CONNECT if any(r.error for r in reports) else rollout.EXIT_OK
@@ -551,10 +568,100 @@ def certs_renew(c: Context, inventory: str | None = None, force: bool = False) -
     exit_on_failure("certs.renew", results)
 
 
+@kit_task(name="exec",
+          help={"command": "the command and its arguments, split as a shell would (never run "
+                           "by a shell), e.g. --command='bin/rails db:migrate:status'",
+                "live": "run it inside the live slot's container (docker exec: the command "
+                        "as given, without the image's entrypoint in front) instead of a "
+                        "one-off container of its image",
+                "interactive": "with a terminal of its own (a console), when this one is a "
+                               "terminal",
+                "hosts": "the server to run it on, by name (default: the inventory's first)",
+                "inventory": INVENTORY_HELP})
+@reports_errors
+def exec_task(c: Context, command: str = "", live: bool = False, interactive: bool = False,
+              inventory: str | None = None, hosts: str | None = None) -> None:
+    """Run a command beside the live version on one server; exit with its exit code.
+
+    By default in a one-off container of the live slot's image, with the app's network and
+    environment (env file), removed afterwards; with --live inside the live container.
+    Example: fab exec --command='bin/rails console' --interactive --hosts=web-a
+    """
+    words = one_off.parse_command(command)
+    inv = load(inventory, hosts)
+    if hosts is None:
+        inv = dataclasses.replace(inv, hosts=inv.hosts[:1])
+    elif len(inv.hosts) != 1:
+        raise InputError("exec runs on one server: give one name with --hosts")
+    tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive and not tty:
+        warn("--interactive: this is not a terminal; running without one")
+    server = rollout.servers_of(inv)[0]
+    try:
+        code = one_off.run(server, inv, words, live=live, interactive=tty, say=say,
+                           on_line=print_line)
+    except rollout.OPERATION_ERRORS as error:
+        raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+    finally:
+        server.close()
+    if code != 0:
+        raise Exit(code=code if 0 < code < 256 else 1)
+
+
+def print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+@kit_task(help={"message": "the page's text (HTML-escaped; the page is templates/"
+                           "maintenance.html.j2, which a project may override)",
+                "retry-after": "seconds clients are told to wait (Retry-After header; "
+                               "default 120)",
+                "hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
+@reports_errors
+def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
+                   retry_after: int = maintenance.DEFAULT_RETRY_AFTER,
+                   inventory: str | None = None, hosts: str | None = None) -> None:
+    """Answer every request with a 503 maintenance page, on every server; the app keeps
+    running.
+
+    Through HAProxy's runtime API: no reload, no connection dropped; requests already in
+    the app finish. `status` shows it; `maintenance.off` ends it.
+    Example: fab maintenance.on --message="Back at 14:00 UTC"
+    """
+    if not 0 <= retry_after <= 86400:
+        raise InputError(f"--retry-after must be 0 to 86400 seconds, got {retry_after}")
+    inv = load(inventory, hosts)
+    entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
+    results = rollout.on_every_server(
+        inv, lambda server, inv, progress: maintenance.switch_on(
+            server, config_dir(inv), entries, progress), "maintenance.on")
+    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
+    exit_on_failure("maintenance.on", results)
+
+
+@kit_task(help={"hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
+@reports_errors
+def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None = None) -> None:
+    """Let requests reach the app again on every server (ends maintenance.on).
+
+    Example: fab maintenance.off
+    """
+    inv = load(inventory, hosts)
+    results = rollout.on_every_server(
+        inv, lambda server, inv, progress: maintenance.switch_off(server, config_dir(inv),
+                                                                  progress), "maintenance.off")
+    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
+    exit_on_failure("maintenance.off", results)
+
+
 def collection() -> Collection:
     tasks = Collection(init, check, build, up, deploy, rollback, status, history, lock_status,
                        unlock, down)
     tasks.add_task(logs_task, name="logs")
+    tasks.add_task(exec_task, name="exec")
+    tasks.add_collection(Collection("maintenance"))
+    tasks.collections["maintenance"].add_task(maintenance_on, name="on")
+    tasks.collections["maintenance"].add_task(maintenance_off, name="off")
     tasks.add_collection(Collection("certs"))
     tasks.collections["certs"].add_task(certs_status, name="show", default=True)
     tasks.collections["certs"].add_task(certs_renew, name="renew")

@@ -37,6 +37,9 @@ class LoadReport:
     versions_by_target: dict[str, Counter[str]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # the first few, for messages
     longest_gap: float = 0.0  # seconds with no successful answer, across all targets
+    # Every answer's HTTP status ("200", "503", ...), or the error that came instead
+    # ("ConnectionRefusedError", ...): what a maintenance page or a broken version shows.
+    outcomes: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
         rate = self.sent / self.seconds if self.seconds else 0.0
@@ -153,12 +156,15 @@ class LoadGenerator:
             response = connection.getresponse()
             body = response.read().decode(errors="replace")
             error = None if response.status == 200 else f"HTTP {response.status}"
+            outcome = str(response.status)
         except (OSError, http.client.HTTPException) as exc:
             body, error = "", f"{type(exc).__name__}: {exc}"
+            outcome = type(exc).__name__
         finally:
             connection.close()
         now = time.monotonic()
         with self._lock:
+            self._report.outcomes[outcome] += 1
             if error is not None:
                 self._report.failed += 1
                 if len(self._report.failures) < 20:

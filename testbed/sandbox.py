@@ -276,7 +276,9 @@ def start_dockerd(node: Node) -> None:
         f"--pidfile={node.run_dir / 'docker.pid'}",
         f"--bip=10.{pool}.0.1/24",
         f"--default-address-pool=base=10.{pool}.0.0/16,size=24",
-        f"--insecure-registry={REGISTRY}",
+        # Every registry on the sandbox's bridge speaks plain HTTP (the open one on :5000,
+        # the one that wants a login on :5001).
+        f"--insecure-registry={SUBNET}",
         f"--dns={BRIDGE_IP}",
         "--storage-driver=overlay2",
         "--log-level=warn",
@@ -398,6 +400,54 @@ def parse_ldd(output: str) -> list[Path]:
 
 def build_app_binary() -> None:
     run([str(ROOT / "example" / "build-binary.sh")])
+
+
+# --- a registry that wants a login -----------------------------------------------------------
+
+AUTH_REGISTRY = f"{BRIDGE_IP}:5001"
+
+
+def start_auth_registry(user: str, password: str) -> str:
+    """A second registry, on :5001, that serves only `user` (htpasswd, bcrypt); the builder
+    is logged in to it. Returns its address."""
+    import bcrypt
+
+    stop_auth_registry()
+    htpasswd = STATE_DIR / "registry-auth.htpasswd"
+    htpasswd.write_text(f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()}\n")
+    config = STATE_DIR / "registry-auth.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {DATA_DIR / 'registry-auth'}}}}}\n"
+        f"http: {{addr: '{AUTH_REGISTRY}'}}\n"
+        f"auth: {{htpasswd: {{realm: sandbox, path: {htpasswd}}}}}\n"
+    )
+    pid = spawn(["docker-registry", "serve", str(config)], STATE_DIR / "registry-auth.log")
+    (RUN_DIR / "registry-auth.pid").write_text(str(pid))
+    wait_until(lambda: _answers(f"http://{AUTH_REGISTRY}/v2/"), "the login registry", 15)
+    run(["docker", "-H", BUILDER_NODE.docker_host, "login", "--username", user,
+         "--password-stdin", AUTH_REGISTRY], input_text=password, capture=True)
+    return AUTH_REGISTRY
+
+
+def _answers(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # 401: it answers, and wants a login
+    except OSError:
+        return False
+    return True
+
+
+def stop_auth_registry() -> None:
+    wait_gone(kill_pidfile(RUN_DIR / "registry-auth.pid"))
+    # The builder's login is in this machine's ~/.docker/config.json: take it out again.
+    run(["docker", "logout", AUTH_REGISTRY], check=False, capture=True)
 
 
 # --- an ACME CA (Let's Encrypt's test CA, pebble) ---------------------------------------------
@@ -638,6 +688,7 @@ def destroy(log=print) -> None:
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
             list(pool.map(stop_daemons, nodes))  # each engine takes seconds to shut down
     wait_gone(kill_pidfile(RUN_DIR / "registry.pid"))
+    stop_auth_registry()
     wait_gone(kill_pidfile(RUN_DIR / "dnsmasq.pid"))
     stop_acme_ca()
     for node in nodes:

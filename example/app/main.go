@@ -35,6 +35,9 @@ func main() {
 	if version == "" {
 		version = "dev"
 	}
+	if len(os.Args) > 1 {
+		os.Exit(runCommand(version, os.Args[1:]))
+	}
 
 	port := defaultPort
 	if v := os.Getenv("PORT"); v != "" {
@@ -191,4 +194,49 @@ func writeText(w http.ResponseWriter, status int, body string) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body))
+}
+
+// runCommand is the app's one-off commands (what `slotswap exec` and a release command
+// run): `version`, `env NAME`, `exit CODE`, `cat FILE`, `mark FILE` (appends the version to
+// FILE, e.g. in a volume, as a migration would leave its mark).
+func runCommand(version string, args []string) int {
+	switch {
+	case args[0] == "version" && len(args) == 1:
+		fmt.Println(version)
+		return 0
+	case args[0] == "env" && len(args) == 2:
+		fmt.Println(os.Getenv(args[1]))
+		return 0
+	case args[0] == "exit" && len(args) == 2:
+		code, err := strconv.Atoi(args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "exit: not a number:", args[1])
+			return 2
+		}
+		fmt.Println("exiting with", code)
+		return code
+	case args[0] == "cat" && len(args) == 2:
+		data, err := os.ReadFile(args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cat:", err)
+			return 1
+		}
+		os.Stdout.Write(data)
+		return 0
+	case args[0] == "mark" && len(args) == 2:
+		file, err := os.OpenFile(args[1], os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mark:", err)
+			return 1
+		}
+		defer file.Close()
+		if _, err := fmt.Fprintln(file, version); err != nil {
+			fmt.Fprintln(os.Stderr, "mark:", err)
+			return 1
+		}
+		fmt.Println("marked", args[1], "with", version)
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | cat FILE | mark FILE]")
+	return 2
 }

@@ -66,7 +66,7 @@ class Sandbox:
         argv = [FAB, *args]
         if args and args[0] in ("build", "up", "deploy", "rollback", "status", "history",
                                 "lock", "unlock", "down", "logs", "check", "certs",
-                                "certs.renew"):
+                                "certs.renew", "exec", "maintenance.on", "maintenance.off"):
             argv += ["--inventory", str(inventory or self.inventory)]
         result = subprocess.run(argv, cwd=ROOT, env=self.env, text=True, capture_output=True,
                                 timeout=timeout, check=False)

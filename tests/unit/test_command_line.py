@@ -169,7 +169,8 @@ def test_key_line_finds_the_deepest_part_the_file_has() -> None:
 SECTIONS = {
     "build": "_BUILD_KEYS", "healthcheck": "_HEALTHCHECK_KEYS", "env": "_ENV_KEYS",
     "ssh": "_SSH_KEYS", "haproxy": "_HAPROXY_KEYS", "timeouts": "_TIMEOUT_KEYS",
-    "hooks": "_HOOK_KEYS",
+    "hooks": "_HOOK_KEYS", "container": "_CONTAINER_KEYS", "release": "_RELEASE_KEYS",
+    "registry": "_REGISTRY_KEYS",
 }
 
 

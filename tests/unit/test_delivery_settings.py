@@ -111,7 +111,8 @@ def test_a_delivery_failure_stops_the_run_like_a_failed_pull() -> None:
 
 def test_the_registry_mode_pulls_and_the_ssh_mode_streams() -> None:
     with image_deliverer(inventory_with()) as deliver:
-        assert deliver is ensure_image
+        assert deliver.func is ensure_image  # type: ignore[attr-defined]
+        assert deliver.keywords == {"login": None}  # type: ignore[attr-defined]
     with image_deliverer(inventory_with(delivery="ssh")) as deliver:
         assert isinstance(deliver, SshDelivery)
 

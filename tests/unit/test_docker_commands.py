@@ -10,6 +10,7 @@ import pytest
 
 from slotswap import docker_commands as docker
 from slotswap.docker_commands import ContainerInfo
+from slotswap.inventory import ContainerSettings, LogSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -79,8 +80,41 @@ ARGV_CASES = {
          "--label", "slotswap.slot=web2",
          "--label", "slotswap.version=v2",
          "--label", "slotswap.role=app",
+         "--label", "slotswap.settings=981e737c01598c75",
          "--env", "PORT=3000",
          f"{IMAGE}:v2"],
+    ),
+    "run_app_slot_options": (
+        docker.run_app_slot(
+            container="webapp-web2", image_ref=f"{IMAGE}:v2", network="webapp", app="webapp",
+            slot="web2", version="v2", app_port=3000, stop_timeout=10,
+            options=ContainerSettings(
+                command=("/webapp", "--workers=2"), volumes=("data:/data", "/srv/u:/u:ro"),
+                stop_signal="SIGQUIT", memory="512m", cpus=1.5,
+                log=LogSettings("json-file", (("max-size", "10m"),)),
+                labels=(("team", "web"),))),
+        ["docker", "run", "--detach",
+         "--name", "webapp-web2",
+         "--network", "webapp",
+         "--network-alias", "webapp-web2",
+         "--restart", "unless-stopped",
+         "--stop-timeout", "10",
+         "--volume", "data:/data", "--volume", "/srv/u:/u:ro",
+         "--stop-signal", "SIGQUIT", "--memory", "512m", "--cpus", "1.5",
+         "--log-driver", "json-file", "--log-opt", "max-size=10m",
+         "--label", "team=web",
+         "--label", "slotswap.app=webapp",
+         "--label", "slotswap.slot=web2",
+         "--label", "slotswap.version=v2",
+         "--label", "slotswap.role=app",
+         "--label", "slotswap.settings=" + docker.settings_digest(
+             network="webapp", app_port=3000, stop_timeout=10, options=ContainerSettings(
+                 command=("/webapp", "--workers=2"), volumes=("data:/data", "/srv/u:/u:ro"),
+                 stop_signal="SIGQUIT", memory="512m", cpus=1.5,
+                 log=LogSettings("json-file", (("max-size", "10m"),)),
+                 labels=(("team", "web"),))),
+         "--env", "PORT=3000",
+         f"{IMAGE}:v2", "/webapp", "--workers=2"],
     ),
     "run_app_slot_env_file": (
         docker.run_app_slot(container="webapp-web1", image_ref=f"{IMAGE}:v3", network="webapp",
@@ -96,6 +130,7 @@ ARGV_CASES = {
          "--label", "slotswap.slot=web1",
          "--label", "slotswap.version=v3",
          "--label", "slotswap.role=app",
+         "--label", "slotswap.settings=f1f7167895eba8c1",
          "--env-file", "/etc/slotswap/webapp/web1.env",
          "--env", "PORT=8080",
          f"{IMAGE}:v3"],

@@ -129,7 +129,11 @@ def test_render_config_ignores_published_ports_and_hosts() -> None:
 def test_haproxy_accepts_the_rendered_config(inv: Inventory, tmp_path: Path) -> None:
     """HAProxy's own check (-c: parses, binds nothing, resolves nothing)."""
     path = tmp_path / "haproxy.cfg"
-    path.write_text(render_config(inv), encoding="utf-8")
+    # The files the config names inside the container (the maintenance map `up` creates)
+    # are here.
+    (tmp_path / "maintenance.map").touch()
+    path.write_text(render_config(inv).replace("/usr/local/etc/haproxy/", f"{tmp_path}/"),
+                    encoding="utf-8")
     result = subprocess.run([HAPROXY_BINARY, "-c", "-f", str(path)], capture_output=True,
                             text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

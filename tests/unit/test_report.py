@@ -38,12 +38,15 @@ def test_rollout_document_has_every_server_field() -> None:
 
 
 def test_status_document() -> None:
-    reports = [ServerStatus("s1", "10.0.0.1", "web2", "v2", ["web1: ...", "web2: ..."]),
+    reports = [ServerStatus("s1", "10.0.0.1", "web2", "v2", ["web1: ...", "web2: ..."],
+                            maintenance=True),
                ServerStatus("s2", "10.0.0.2", "?", "?", [], error="cannot connect")]
     document = report.status_document(reports, 3)
     assert document["servers"][0]["live"] == "web2"
+    assert document["servers"][0]["maintenance"] is True
     assert document["servers"][1] == {"name": "s2", "address": "10.0.0.2", "live": None,
-                                      "version": None, "slots": [], "error": "cannot connect"}
+                                      "version": None, "slots": [], "maintenance": None,
+                                      "error": "cannot connect"}
 
 
 def test_emit_writes_one_document_and_messages_go_to_stderr(

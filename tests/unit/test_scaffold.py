@@ -3,6 +3,7 @@ hosts.yaml the kit's own loader accepts, and never overwrites without --force.""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,5 +83,5 @@ def test_without_a_local_folder_the_kit_s_templates_are_used(tmp_path: Path) -> 
     inventory = load_inventory(tmp_path / "hosts.yaml")
 
     assert "timeout client 30s" in render_config(inventory)
-    (tmp_path / "templates").rmdir()
+    shutil.rmtree(tmp_path / "templates")
     assert scaffold.template_folders(inventory) == [scaffold.KIT_TEMPLATES]

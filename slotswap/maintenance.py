@@ -1,0 +1,94 @@
+"""Maintenance mode: every server answers 503 with a page (and Retry-After) instead of
+passing requests to the app, switched on and off through HAProxy's runtime API: no reload,
+no connection dropped, the app keeps running and being checked.
+
+The page lives in a HAProxy map (`maintenance.map` in the config folder): key `page`, the
+HTML in base64 (a map value cannot hold spaces), key `retry`, the Retry-After seconds. The
+config answers 503 while the map has a page. The same map file is written on the server, so
+a reload or a restarted HAProxy keeps the mode.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+
+import jinja2
+
+from slotswap import docker_commands as docker
+from slotswap.haproxy import join_commands
+from slotswap.inventory import Inventory
+from slotswap.remote import Server
+from slotswap.scaffold import template_folders
+
+MAP_NAME = "maintenance.map"
+PAGE_TEMPLATE = "maintenance.html.j2"
+DEFAULT_MESSAGE = "We are working on the site and will be back shortly."
+DEFAULT_RETRY_AFTER = 120
+Progress = Callable[[str], None]
+
+
+def map_path_in_haproxy() -> str:
+    return f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{MAP_NAME}"
+
+
+def map_path_on_server(config_dir: str) -> str:
+    return f"{config_dir}/{MAP_NAME}"
+
+
+def render_page(inventory: Inventory, message: str) -> str:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(template_folders(inventory)),
+                                     undefined=jinja2.StrictUndefined, autoescape=True)
+    return environment.get_template(PAGE_TEMPLATE).render(message=message)
+
+
+def map_entries(page: str, retry_after: int) -> list[tuple[str, str]]:
+    """The map's content while maintenance is on; `page` last, since it turns it on."""
+    return [("retry", str(retry_after)),
+            ("page", base64.b64encode(page.encode()).decode())]
+
+
+def map_file(entries: list[tuple[str, str]]) -> str:
+    return "".join(f"{key} {value}\n" for key, value in entries)
+
+
+def on_commands(entries: list[tuple[str, str]]) -> str:
+    """One runtime-API line: the map cleared, then filled, page last."""
+    path = map_path_in_haproxy()
+    return join_commands(f"clear map {path}",
+                         *(f"add map {path} {key} {value}" for key, value in entries))
+
+
+def off_command() -> str:
+    return f"clear map {map_path_in_haproxy()}"
+
+
+def parse_show_map(text: str) -> dict[str, str]:
+    """`show map FILE`: `0xID key value` lines."""
+    entries = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0].startswith("0x"):
+            entries[parts[1]] = parts[2]
+    return entries
+
+
+def is_on(server: Server) -> bool:
+    return "page" in parse_show_map(server.runtime_api(f"show map {map_path_in_haproxy()}"))
+
+
+def switch_on(server: Server, config_dir: str, entries: list[tuple[str, str]],
+              progress: Progress) -> str:
+    # The file first: were the run cut off between the two, a restart would still agree
+    # with what the operator asked for.
+    server.write_file(map_path_on_server(config_dir), map_file(entries))
+    server.runtime_api(on_commands(entries))
+    progress("maintenance on: every request answers 503 with the page; the app keeps running")
+    return "maintenance on"
+
+
+def switch_off(server: Server, config_dir: str, progress: Progress) -> str:
+    server.write_file(map_path_on_server(config_dir), "")
+    server.runtime_api(off_command())
+    progress("maintenance off: requests reach the app again")
+    return "maintenance off"

@@ -1,0 +1,160 @@
+"""Around the swap, on the sandbox: maintenance mode under load (503 pages, no connection
+error, no reload, the app kept running) and `exec` beside the live version."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from email.message import Message
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+pytestmark = pytest.mark.sandbox
+MESSAGE = "Back <soon> & better"
+
+
+def get(address: str) -> tuple[int, Message, str]:
+    """Status, headers (names in any case, as HTTP has them) and body of GET /."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/", timeout=5) as response:
+            return response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
+
+
+def app_containers(box: Sandbox) -> dict[str, str]:
+    return {a: box.ssh(a, "docker ps --quiet --no-trunc --filter label=slotswap.role=app")
+            for a in box.addresses}
+
+
+def test_maintenance_mode_answers_503_pages_without_connection_errors(
+        fleet_on_v1: Sandbox) -> None:
+    box = fleet_on_v1
+    apps = app_containers(box)
+    with box.load() as switching_on:
+        on = box.fab("maintenance.on", "--message", MESSAGE, "--retry-after", "90")
+    turned_on = switching_on.stop()
+    assert on.returncode == 0, on.stderr
+    assert set(turned_on.outcomes) <= {"200", "503"}, turned_on.outcomes
+    for address in box.addresses:
+        status, headers, body = get(address)
+        assert status == 503
+        assert headers.get("Retry-After") == "90"
+        assert "Back &lt;soon&gt; &amp; better" in body
+    status = box.fab("status", "--json")
+    assert all(server["maintenance"] for server in json.loads(status.stdout)["servers"])
+    assert "(MAINTENANCE: answering 503)" in box.fab("status").stdout
+    # A second `up` changes nothing and keeps the mode.
+    assert "unchanged" in box.fab("up").stdout
+    assert get(box.addresses[0])[0] == 503
+
+    with box.load() as switching_off:
+        off = box.fab("maintenance.off")
+    turned_off = switching_off.stop()
+    assert off.returncode == 0, off.stderr
+    assert set(turned_off.outcomes) <= {"200", "503"}, turned_off.outcomes
+    for address in box.addresses:
+        assert get(address)[0] == 200
+    assert app_containers(box) == apps  # the app ran all along, untouched
+
+
+def test_maintenance_survives_a_restart_of_haproxy(fleet_on_v1: Sandbox) -> None:
+    box = fleet_on_v1
+    assert box.fab("maintenance.on", "--hosts", "s1").returncode == 0
+    try:
+        box.ssh(box.addresses[0], "docker restart webapp-haproxy")
+        assert get(box.addresses[0])[0] == 503
+        assert get(box.addresses[1])[0] == 200  # --hosts: only s1
+    finally:
+        assert box.fab("maintenance.off").returncode == 0
+    assert get(box.addresses[0])[0] == 200
+
+
+def test_exec_runs_beside_the_live_version_and_passes_its_exit_code_on(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, env={"plain": {"GREETING": "hello there"}})
+    assert box.fab("deploy", "--tag", "v2", inventory=inventory).returncode == 0
+
+    version = box.fab("exec", "--command", "version", inventory=inventory)
+    assert version.returncode == 0
+    assert version.stdout.strip().splitlines()[-1] == "v2"
+    assert "a one-off container of v2" in version.stderr + version.stdout
+
+    env = box.fab("exec", "--command", "env GREETING", "--hosts", "s2", inventory=inventory)
+    assert env.returncode == 0 and env.stdout.strip().splitlines()[-1] == "hello there"
+
+    failed = box.fab("exec", "--command", "exit 3", inventory=inventory)
+    assert failed.returncode == 3
+
+    # docker exec: the command as given, without the image's entrypoint in front
+    live = box.fab("exec", "--live", "--command", "/webapp version", inventory=inventory)
+    assert live.returncode == 0 and "the live container webapp-web" in live.stdout + live.stderr
+
+    bad = box.fab("exec", "--command", "", inventory=inventory)
+    assert bad.returncode == 2 and "--command is required" in bad.stderr
+    for address in box.addresses:
+        assert box.ssh(address, "docker ps --all --quiet --filter label=slotswap.role=one-off"
+                       ) == ""
+
+
+def volume_file(box: Sandbox, address: str, volume: str, name: str) -> str:
+    mountpoint = box.ssh(address, f"docker volume inspect --format '{{{{.Mountpoint}}}}' {volume}")
+    return box.ssh(address, f"cat {mountpoint.strip()}/{name} 2>/dev/null || true")
+
+
+def test_the_release_command_runs_once_before_any_switch_and_volumes_keep_files(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(
+        tmp_path, container={"volumes": ["webapp-data:/data"], "labels": {"team": "web"}},
+        release={"command": ["mark", "/data/releases.log"]})
+    assert box.fab("deploy", "--tag", "v1", inventory=inventory).returncode == 0
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "v2", inventory=inventory)
+    report = load.stop()
+    assert result.returncode == 0, result.stderr
+    assert report.failed == 0, report.failures
+    output = result.stdout + result.stderr
+    # Once, on the first server, before its first switch.
+    assert output.count("release command done") == 1
+    assert output.index("release command done") < output.index("is taking traffic")
+    assert volume_file(box, box.addresses[0], "webapp-data", "releases.log").split() == \
+        ["v1", "v2"]
+    assert volume_file(box, box.addresses[1], "webapp-data", "releases.log") == ""
+    # v2 reads in the volume what v1's release wrote there.
+    read = box.fab("exec", "--command", "cat /data/releases.log", inventory=inventory)
+    assert read.returncode == 0 and read.stdout.split()[-2:] == ["v1", "v2"]
+    labels = box.ssh(box.addresses[0], "docker inspect --format '{{index .Config.Labels "
+                     "\"team\"}}' webapp-web1 webapp-web2")
+    assert set(labels.split()) == {"web"}
+    history = box.fab("history", "--lines", "3", inventory=inventory)
+    assert "release" in history.stdout and "released" in history.stdout
+
+
+def test_a_failing_release_command_changes_nothing_and_can_be_skipped(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, release={"command": ["exit", "4"]})
+    serving = box.live_versions()
+    before = {a: box.containers(a) for a in box.addresses}
+    tag = "v2" if set(serving.values()) == {"v1"} else "v1"
+    with box.load() as load:
+        failed = box.fab("deploy", "--tag", tag, inventory=inventory)
+    report = load.stop()
+    assert failed.returncode == 1
+    assert report.failed == 0, report.failures
+    assert "the release command `exit 4` exited 4 on s1; nothing was changed" \
+        in failed.stderr
+    assert "exiting with 4" in failed.stderr  # its output
+    assert box.live_versions() == serving
+    assert {a: box.containers(a) for a in box.addresses} == before
+    skipped = box.fab("deploy", "--tag", tag, "--skip-release", inventory=inventory)
+    assert skipped.returncode == 0
+    assert "release command" not in skipped.stdout + skipped.stderr
