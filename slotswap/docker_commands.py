@@ -60,9 +60,27 @@ def docker_time_ns(text: str) -> int:
     seconds = datetime.fromisoformat(f"{whole}{'+00:00' if zone == 'Z' else zone}")
     return int(seconds.timestamp()) * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
 
-def build(image_ref: str, tag: str, dockerfile: str, context: str) -> list[str]:
-    return ["docker", "build", "--build-arg", f"VERSION={tag}", "-t", image_ref,
-            "-f", dockerfile, context]
+def build(image_ref: str, tag: str, dockerfile: str, context: str, *,
+          platform: str | None = None, args: tuple[tuple[str, str], ...] = ()) -> list[str]:
+    extra = [word for name, value in args for word in ("--build-arg", f"{name}={value}")]
+    return ["docker", "build", *(["--platform", platform] if platform else []),
+            "--build-arg", f"VERSION={tag}", *extra, "-t", image_ref, "-f", dockerfile, context]
+
+
+def server_platform() -> list[str]:
+    """OS/architecture of a server's Docker engine (parse_platform)."""
+    return ["docker", "info", "--format", "{{.OSType}}/{{.Architecture}}"]
+
+
+# Docker reports the kernel's names; images use Go's.
+_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "i686": "386"}
+
+
+def parse_platform(text: str) -> str | None:
+    os_type, _, architecture = text.strip().partition("/")
+    if not os_type or not architecture:
+        return None
+    return f"{os_type}/{_ARCHITECTURES.get(architecture, architecture)}"
 
 
 def push(image_ref: str) -> list[str]:

@@ -147,6 +147,8 @@ class HaproxySettings:
 class BuildSettings:
     context: Path
     dockerfile: Path
+    platform: str | None = None  # e.g. linux/amd64; None: the servers' as `up` recorded it
+    args: tuple[tuple[str, str], ...] = ()  # --build-arg NAME=value (they end up in the image)
 
 
 @dataclass(frozen=True)
@@ -558,7 +560,8 @@ _TOP_KEYS = (
     "registry",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
-_BUILD_KEYS = ("context", "dockerfile")
+_BUILD_KEYS = ("context", "dockerfile", "platform", "args")
+_PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?")
 _HEALTHCHECK_KEYS = ("path", "host", "status", "interval", "rise", "fall", "port")
 _CONTAINER_KEYS = ("command", "volumes", "stop_signal", "memory", "cpus", "log", "labels")
 _LOG_KEYS = ("driver", "options")
@@ -592,7 +595,24 @@ def _build_settings(section: dict[str, object], base: Path) -> BuildSettings:
         dockerfile = _path(section["dockerfile"], "build.dockerfile", base)
     else:
         dockerfile = context / "Dockerfile"
-    return BuildSettings(context=context, dockerfile=dockerfile)
+    platform = section.get("platform")
+    if platform is not None and (not isinstance(platform, str)
+                                 or not _PLATFORM.fullmatch(platform)):
+        raise _Invalid("build.platform", "expected OS/ARCH such as linux/amd64 or linux/arm64, "
+                       f"got {_describe(platform)}")
+    args = section.get("args") or {}
+    if not isinstance(args, dict):
+        raise _Invalid("build.args", f"expected a mapping of NAME: value, got {_describe(args)}")
+    checked = []
+    for name, value in args.items():
+        problem = name_problem(name)
+        if problem is not None:
+            raise _Invalid(f"build.args.{name}", problem)
+        if name == "VERSION":
+            raise _Invalid("build.args.VERSION", "is the kit's own: the tag being built")
+        checked.append((str(name), _text_value(value, f"build.args.{name}")))
+    return BuildSettings(context=context, dockerfile=dockerfile, platform=platform,
+                         args=tuple(checked))
 
 
 def _healthcheck_settings(section: dict[str, object]) -> HealthcheckSettings:

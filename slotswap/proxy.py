@@ -15,7 +15,7 @@ from collections.abc import Callable
 import jinja2
 
 from slotswap import docker_commands as docker
-from slotswap import haproxy, maintenance, registry_login, tls
+from slotswap import haproxy, maintenance, platforms, registry_login, tls
 from slotswap.certificates import CertificateBundle
 from slotswap.inventory import SLOTS, Inventory
 from slotswap.registry_login import LoginError, RegistryLogin, log_in, pull_hint
@@ -216,6 +216,9 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     elif not container.running:
         server.run(docker.start(name))
         changes.append("HAProxy restarted")
+    platform = docker.parse_platform(server.run(docker.server_platform(), check=False).stdout)
+    if platform:
+        platforms.observed[server.name] = platform
     info = wait_for_runtime_api(server)
     progress(f"HAProxy {info.get('Version', '?')} answers on 127.0.0.1:"
              f"{inventory.haproxy.stats_port}")

@@ -23,6 +23,7 @@ from slotswap import (
     logs,
     maintenance,
     one_off,
+    platforms,
     registry_login,
     report,
     rollout,
@@ -137,8 +138,9 @@ def build(c: Context, tag: str | None = None, inventory: str | None = None,
           push: bool = True) -> None:
     """Build the app image on this machine and push it: docker build --build-arg VERSION=TAG.
 
-    Uses the local Docker engine (honours DOCKER_HOST). With `delivery: ssh` the image stays
-    there: deploys stream it to the servers. Example: fab build --tag=v42
+    Uses the local Docker engine (honours DOCKER_HOST), for the servers' platform (as `up`
+    recorded it, or build.platform), with the inventory's build.args. With `delivery: ssh`
+    the image stays there: deploys stream it to the servers. Example: fab build --tag=v42
     """
     inv = load(inventory)
     if push and inv.delivery.mode == "ssh":
@@ -146,10 +148,17 @@ def build(c: Context, tag: str | None = None, inventory: str | None = None,
         push = False
     tag = validate_tag(tag) if tag is not None else default_tag()
     image_ref = inv.image_ref(tag)
-    say(f"building {image_ref} (tag {tag}) from {inv.build.context}")
-    argv = docker.build(image_ref, tag, str(inv.build.dockerfile), str(inv.build.context))
+    platform, why = platforms.for_build(inv)
+    say(f"building {image_ref} (tag {tag}) from {inv.build.context} for "
+        f"{platform or 'this machine'} ({why})")
+    argv = docker.build(image_ref, tag, str(inv.build.dockerfile), str(inv.build.context),
+                        platform=platform, args=inv.build.args)
     if not c.run(shlex.join(argv), warn=True, pty=False).ok:
-        raise Exit(f"error: docker build of {image_ref} failed", code=1)
+        hint = (f"; if the output above says the platform does not match or `exec format "
+                f"error`, this machine's Docker cannot build for {platform}: use a builder "
+                "that can (docker buildx with QEMU emulation) or set build.platform"
+                if platform else "")
+        raise Exit(f"error: docker build of {image_ref} failed{hint}", code=1)
     if push:
         say(f"pushing {image_ref}")
         if not c.run(shlex.join(docker.push(image_ref)), warn=True, pty=False).ok:
@@ -176,6 +185,11 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
         results = rollout.on_every_server(inv, up_one, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
+    platform = platforms.record(inv, platforms.observed)
+    if platform is None and len(set(platforms.observed.values())) > 1:
+        warn("WARNING: the servers run different platforms ("
+             + ", ".join(f"{n}: {p}" for n, p in platforms.observed.items())
+             + "); set build.platform, or build a multi-platform image")
     issued = certs.after_up(inv)
     if issued:
         exit_on_failure("up (certificate)", issued)

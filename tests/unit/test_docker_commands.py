@@ -404,3 +404,17 @@ def test_parse_inspect_refuses_what_is_not_json_in_one_line() -> None:
 def test_parse_inspect_refuses_json_of_another_shape(text: str) -> None:
     with pytest.raises(docker.UnexpectedOutputError):
         docker.parse_inspect(text)
+
+
+def test_build_for_a_platform_with_more_build_args() -> None:
+    assert docker.build("r/app:v1", "v1", "Dockerfile", ".", platform="linux/arm64",
+                        args=(("GO_VERSION", "1.22"),)) == [
+        "docker", "build", "--platform", "linux/arm64", "--build-arg", "VERSION=v1",
+        "--build-arg", "GO_VERSION=1.22", "-t", "r/app:v1", "-f", "Dockerfile", "."]
+
+
+@pytest.mark.parametrize(("answer", "platform"), [
+    ("linux/x86_64\n", "linux/amd64"), ("linux/aarch64\n", "linux/arm64"),
+    ("linux/armv7l\n", "linux/arm/v7"), ("\n", None), ("Welcome\n", None)])
+def test_the_servers_platform_in_image_terms(answer: str, platform: str | None) -> None:
+    assert docker.parse_platform(answer) == platform

@@ -342,7 +342,8 @@ def test_the_example_hosts_yaml_at_the_top_of_the_repo_loads() -> None:
     assert inventory.app == "webapp"
     assert inventory.image == "registry.example.com:5000/acme/webapp"
     assert inventory.build == BuildSettings(
-        context=REPO_ROOT / "example", dockerfile=REPO_ROOT / "example" / "Dockerfile"
+        context=REPO_ROOT / "example", dockerfile=REPO_ROOT / "example" / "Dockerfile",
+        platform="linux/amd64", args=(("GO_VERSION", "1.19"),)
     )
     assert inventory.ssh.identity == Path("~/.ssh/id_ed25519").expanduser()
     assert inventory.ssh.known_hosts == Path("~/.ssh/known_hosts").expanduser()
