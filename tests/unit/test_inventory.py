@@ -452,7 +452,7 @@ BAD_INPUTS = [
     ),
     # sections of the wrong type
     bad("ssh", "expected a mapping with keys user, port", ssh=["root"]),
-    bad("build", "expected a mapping with keys context, dockerfile, got '.'", build="."),
+    bad("build", "expected a mapping with keys context, dockerfile, platform, args, got '.'", build="."),
     bad("timeouts", "got 60", timeouts=60),
     # app and image
     bad("app", "invalid app name 'Web_App'", app="Web_App"),
