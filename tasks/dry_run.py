@@ -28,9 +28,11 @@ from tasks.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
     STATE_NAME,
+    admin_dir,
     config_dir,
     container_spec,
     haproxy_run_command,
+    login_ids,
     render_config,
 )
 from tasks.pruning import images_to_prune
@@ -200,7 +202,10 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     if container is not None and container.labels.get(LABEL_SPEC) != container_spec(inventory):
         plan.shell(docker.remove(name))
         container = None
-    changed = server.read_file(config_path) != render_config(inventory)
+    admin = admin_dir(inventory)
+    plan.shell(["mkdir", "-p", "-m", "700", admin])
+    plan.shell(["chmod", "700", admin])
+    changed = server.read_file(config_path) != render_config(inventory, login_ids(server))
     if changed:
         plan.write(f"{config_path}.new", 0o644, "the config rendered from the templates")
         plan.shell(docker.check_haproxy_config(image_ref=inventory.haproxy.image,

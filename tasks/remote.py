@@ -1,6 +1,6 @@
 """The one place that runs commands on a server: a Fabric connection per server, used for
-shell commands, files and HAProxy's runtime API (a direct-tcpip channel to the server's
-loopback, so the admin socket never has to listen anywhere else).
+shell commands, files and HAProxy's runtime API (a channel to HAProxy's admin unix socket,
+which listens nowhere else: see tasks/admin_channel.py).
 
 How a connection is made (see also hosts.yaml, section ssh):
 
@@ -38,6 +38,12 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
+from tasks.admin_channel import (
+    AdminChannelClosed,
+    AdminChannelTimeout,
+    PromptSession,
+    open_streamlocal_channel,
+)
 from tasks.haproxy import RuntimeApiError, raise_for_api_error
 from tasks.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
 from tasks.output import warn
@@ -240,6 +246,8 @@ class Server:
         for hop in self.jumps:
             self._prepare_jump(hop)
         self._check_host_keys(self.connection, self.name)
+        self._admin: PromptSession | None = None
+        self._admin_lock = threading.RLock()
 
     def _jump_connection(self, jump: JumpHost, config: Config) -> Connection:
         refuse_jump_chains(config, jump.address)
@@ -330,6 +338,8 @@ class Server:
         return f"ssh-keyscan -p {port} {host} >> {known}"
 
     def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
         # Fabric closes a connection's own client only, never its jump hosts'.
         self.connection.close()
         for hop in reversed(self.jumps):
@@ -496,38 +506,60 @@ class Server:
             raise
 
     def runtime_api(self, command: str) -> str:
-        """Send one line to HAProxy's stats socket on the server's 127.0.0.1; return its answer."""
-        self.connect()
-        port = self.inventory.haproxy.stats_port
-        transport = self.connection.transport
-        try:
-            channel = transport.open_channel("direct-tcpip", ("127.0.0.1", port),
-                                             ("127.0.0.1", 0), timeout=API_TIMEOUT)
-        except (paramiko.ChannelException, paramiko.SSHException, OSError) as error:
-            if not transport.is_active():
-                raise self._lost(error) from error
+        """Send one line to HAProxy's admin socket on the server; return its answer.
+
+        One channel per server, kept open between calls (see tasks/admin_channel.py); each
+        call has a deadline of API_TIMEOUT seconds."""
+        with self._admin_lock:
+            self.connect()
+            if self._admin is None:
+                self._admin = PromptSession(self._open_admin_channel, API_TIMEOUT)
+            transport = self.connection.transport
+            try:
+                answer = self._admin.ask(command)
+            except RuntimeApiError:
+                raise
+            except AdminChannelTimeout as error:
+                raise RuntimeApiError(f"{self.name}: runtime API `{command}`: {error}") from error
+            except (AdminChannelClosed, paramiko.SSHException, OSError) as error:
+                if not transport.is_active():
+                    raise self._lost(error) from error
+                raise RuntimeApiError(
+                    f"{self.name}: HAProxy's admin session ended while answering `{command}` "
+                    f"({str(error) or type(error).__name__}), twice") from error
+        if not answer.strip() and not command.startswith("set "):
             raise RuntimeApiError(
-                f"{self.name}: cannot reach HAProxy's runtime API on the server's "
-                f"127.0.0.1:{port} ({error}); is HAProxy running? (`fab up` starts it)"
-            ) from error
-        try:
-            channel.settimeout(API_TIMEOUT)
-            channel.sendall((command + "\n").encode())
-            chunks = []
-            while chunk := channel.recv(65536):
-                chunks.append(chunk)
-        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as error:
-            if not transport.is_active():
-                raise self._lost(error) from error
-            raise RuntimeApiError(
-                f"{self.name}: runtime API `{command}` failed: {error}") from error
-        finally:
-            channel.close()
-        answer = b"".join(chunks).decode(errors="replace")
-        if not answer and not command.startswith("set "):
-            raise RuntimeApiError(
-                f"{self.name}: HAProxy's runtime API on 127.0.0.1:{port} answered nothing to "
-                f"`{command}`"
-            )
+                f"{self.name}: HAProxy's runtime API answered nothing to `{command}`")
         raise_for_api_error(command, answer)
         return answer
+
+    def close_runtime_api(self) -> None:
+        """End the admin session (after a reload it would still talk to the old worker)."""
+        with self._admin_lock:
+            if self._admin is not None:
+                self._admin.close()
+
+    def _open_admin_channel(self) -> paramiko.Channel:
+        from tasks.proxy import admin_socket_path  # proxy builds on this module
+
+        path = admin_socket_path(self.inventory)
+        try:
+            return open_streamlocal_channel(self.connection.transport, path, API_TIMEOUT)
+        except paramiko.ChannelException as error:
+            raise RuntimeApiError(self._admin_refused_message(path, error)) from error
+
+    def _admin_refused_message(self, path: str, error: paramiko.ChannelException) -> str:
+        """sshd answers `open failed` both when the socket does not answer and when its
+        config forbids the channel: the socket's presence tells them apart."""
+        reason = f"{error.text} (code {error.code})"
+        probe = self._run_line(shlex.join(["test", "-S", path]), check=False, timeout=API_TIMEOUT)
+        if not probe.ok:
+            return (f"{self.name}: cannot reach HAProxy's runtime API: no admin socket {path} "
+                    f"on the server; is HAProxy running? (`fab up` starts it, and moves a "
+                    f"server set up by an older slotswap to the admin socket)")
+        return (f"{self.name}: the SSH server refused a channel to HAProxy's admin socket "
+                f"{path}: {reason}. Either HAProxy is not running (`fab up` starts it), or "
+                f"sshd forbids forwarding to unix sockets for this login: allow it with "
+                f"`AllowStreamLocalForwarding local` (or yes) and without `DisableForwarding "
+                f"yes` in sshd_config, and no `restrict`/`no-port-forwarding` on its "
+                f"authorized_keys line (`AllowTcpForwarding` does not matter)")
