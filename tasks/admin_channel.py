@@ -15,6 +15,7 @@ reload ends the old worker's) is reopened once; every command has a deadline.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,17 @@ STREAMLOCAL_KIND = "direct-streamlocal@openssh.com"
 PROMPT = b"\n> "
 PROMPT_MODE_COMMAND = b"prompt\n"
 OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED = 1
+
+
+class _QuietChannelRefusals(logging.Filter):
+    """paramiko logs every refused channel as an error on stderr; the kit reports it itself,
+    in one line (a refusal is expected while HAProxy starts)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open FAILED" not in record.getMessage()
+
+
+logging.getLogger("paramiko.transport").addFilter(_QuietChannelRefusals())
 
 
 class AdminChannelClosed(EOFError):
@@ -142,6 +154,11 @@ class PromptSession:
             return self._exchange(self._usable(), payload, commands)
         except AdminChannelClosed:
             self.close()
+        except BaseException:
+            # A timeout or an interrupt: an answer may still come, and would be read as the
+            # next command's; that channel is never used again.
+            self.close()
+            raise
         try:
             return self._exchange(self._usable(), payload, commands)
         except BaseException:
