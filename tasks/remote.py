@@ -38,6 +38,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
+from tasks import docker_commands
 from tasks.admin_channel import (
     AdminChannelClosed,
     AdminChannelTimeout,
@@ -248,6 +249,7 @@ class Server:
         self._check_host_keys(self.connection, self.name)
         self._admin: PromptSession | None = None
         self._admin_lock = threading.RLock()
+        self._admin_through_socat = False
 
     def _jump_connection(self, jump: JumpHost, config: Config) -> Connection:
         refuse_jump_chains(config, jump.address)
@@ -543,23 +545,47 @@ class Server:
         from tasks.proxy import admin_socket_path  # proxy builds on this module
 
         path = admin_socket_path(self.inventory)
+        if self._admin_through_socat:
+            return self._open_admin_command(path)
         try:
             return open_streamlocal_channel(self.connection.transport, path, API_TIMEOUT)
         except paramiko.ChannelException as error:
-            raise RuntimeApiError(self._admin_refused_message(path, error)) from error
+            refusal = f"{error.text} (code {error.code})"
+        # sshd gives the same answer when nothing listens on the socket and when its config
+        # forbids the channel: ask the server which it is (on this error path only).
+        self._raise_unless_haproxy_runs(path)
+        if self._run_line("socat -V", check=False, timeout=API_TIMEOUT).ok:
+            self._admin_through_socat = True
+            return self._open_admin_command(path)
+        raise RuntimeApiError(
+            f"{self.name}: the SSH server refuses a channel to HAProxy's admin socket {path} "
+            f"({refusal}): its sshd_config has `AllowTcpForwarding no` (OpenSSH applies it to "
+            f"unix sockets too), `AllowStreamLocalForwarding no` or `DisableForwarding yes`, "
+            f"or the login's authorized_keys line `restrict` or `no-port-forwarding`; allow "
+            f"local forwarding for this login (e.g. `AllowTcpForwarding local`), or install "
+            f"socat on the server")
 
-    def _admin_refused_message(self, path: str, error: paramiko.ChannelException) -> str:
-        """sshd answers `open failed` both when the socket does not answer and when its
-        config forbids the channel: the socket's presence tells them apart."""
-        reason = f"{error.text} (code {error.code})"
-        probe = self._run_line(shlex.join(["test", "-S", path]), check=False, timeout=API_TIMEOUT)
+    def _raise_unless_haproxy_runs(self, path: str) -> None:
+        container = self.inventory.haproxy_container
+        inspected = self._run_line(shlex.join(docker_commands.inspect_containers(container)),
+                                   check=False, timeout=API_TIMEOUT)
+        found = docker_commands.parse_inspect(inspected.stdout).get(container)
+        if found is None or not found.running:
+            raise RuntimeApiError(
+                f"{self.name}: cannot reach HAProxy's runtime API: its container {container} "
+                f"is {'missing' if found is None else found.status}; is HAProxy running? "
+                f"(`fab up` starts it)")
+        probe = self._run_line(shlex.join(["test", "-S", path]), check=False,
+                               timeout=API_TIMEOUT)
         if not probe.ok:
-            return (f"{self.name}: cannot reach HAProxy's runtime API: no admin socket {path} "
-                    f"on the server; is HAProxy running? (`fab up` starts it, and moves a "
-                    f"server set up by an older slotswap to the admin socket)")
-        return (f"{self.name}: the SSH server refused a channel to HAProxy's admin socket "
-                f"{path}: {reason}. Either HAProxy is not running (`fab up` starts it), or "
-                f"sshd forbids forwarding to unix sockets for this login: allow it with "
-                f"`AllowStreamLocalForwarding local` (or yes) and without `DisableForwarding "
-                f"yes` in sshd_config, and no `restrict`/`no-port-forwarding` on its "
-                f"authorized_keys line (`AllowTcpForwarding` does not matter)")
+            raise RuntimeApiError(
+                f"{self.name}: cannot reach HAProxy's runtime API: no admin socket {path} on "
+                f"the server; is HAProxy running? (`fab up` starts it, and moves a server set "
+                f"up by an older slotswap to the admin socket)")
+
+    def _open_admin_command(self, path: str) -> paramiko.Channel:
+        """The admin socket through a command on the server, for an sshd that refuses the
+        channel: socat, run as the login, so the socket's permissions decide the same way."""
+        channel = self.connection.transport.open_session(timeout=API_TIMEOUT)
+        channel.exec_command(shlex.join(["socat", "STDIO", f"UNIX-CONNECT:{path}"]))
+        return channel
