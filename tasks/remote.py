@@ -554,6 +554,11 @@ class Server:
         # sshd gives the same answer when nothing listens on the socket and when its config
         # forbids the channel: ask the server which it is (on this error path only).
         self._raise_unless_haproxy_runs(path)
+        try:
+            # Once more: HAProxy may have been between creating the socket and listening.
+            return open_streamlocal_channel(self.connection.transport, path, API_TIMEOUT)
+        except paramiko.ChannelException as error:
+            refusal = f"{error.text} (code {error.code})"
         if self._run_line("socat -V", check=False, timeout=API_TIMEOUT).ok:
             self._admin_through_socat = True
             return self._open_admin_command(path)

@@ -4,7 +4,9 @@ DNS stalling (a frozen engine) costs no request. On the sandbox, under load."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -237,3 +239,45 @@ def test_a_frozen_docker_engine_fails_no_request(fleet_on_v1: Sandbox) -> None:
     assert report.sent > 100
     assert report.failed == 0, report.failures
     assert box.live_versions()["s1"] == "v1"
+
+
+# -- a server set up by an older version --------------------------------------------------
+
+def test_up_moves_a_server_set_up_by_an_older_version(fleet_on_v1: Sandbox) -> None:
+    """Before, the runtime API listened on 0.0.0.0:9999 in HAProxy's container, published
+    on the server's 127.0.0.1:9999. `fab up` recreates that container (a short interruption,
+    said), and deploys then go through the admin socket."""
+    box, node = fleet_on_v1, first_server()
+    address = box.addresses[0]
+    files = sandbox.DATA_DIR / node.name / "fs" / "etc/slotswap/webapp/haproxy"
+    config = (files / "haproxy.cfg").read_text()
+    old_config = "\n".join(
+        "    stats socket ipv4@0.0.0.0:9999 level admin" if line.strip().startswith(
+            "stats socket") else line
+        for line in config.splitlines()
+        if line.strip() not in ("uid 99", "gid 99")) + "\n"
+    (files / "haproxy.cfg").write_text(old_config)
+    old_spec = hashlib.sha256(f"{sandbox.HAPROXY_IMAGE}|80|9999".encode()).hexdigest()[:16]
+    sandbox.docker(node, "rm", "-f", "webapp-haproxy")
+    sandbox.docker(node, "run", "--detach", "--name", "webapp-haproxy", "--network", "webapp",
+                   "--restart", "unless-stopped", "--label", "slotswap.app=webapp",
+                   "--label", "slotswap.role=haproxy",
+                   "--label", f"slotswap.haproxy-spec={old_spec}",
+                   "--publish", "80:8080", "--publish", "127.0.0.1:9999:9999",
+                   "--volume", "/etc/slotswap/webapp/haproxy:/usr/local/etc/haproxy:ro",
+                   sandbox.HAPROXY_IMAGE, "-f", "/usr/local/etc/haproxy/haproxy.cfg")
+    assert "Name: HAProxy" in box.ssh(address, "echo 'show info' | socat - TCP:127.0.0.1:9999")
+
+    result = box.fab("up")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"\[s1 .*\] HAProxy image, port or admin socket changed: recreating "
+                     r"webapp-haproxy \(a short interruption\)", result.stdout + result.stderr)
+    assert "9999" not in box.ssh(address, "docker port webapp-haproxy")
+    with box.load() as load:
+        deployed = box.fab("deploy", "--tag", "v2")
+    report = load.stop()
+    print(report.summary())
+    assert deployed.returncode == 0, deployed.stderr
+    assert report.failed == 0, report.failures
+    assert set(box.live_versions().values()) == {"v2"}
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
