@@ -526,9 +526,11 @@ class Server:
             except (AdminChannelClosed, paramiko.SSHException, OSError) as error:
                 if not transport.is_active():
                     raise self._lost(error) from error
+                reason = str(error) or type(error).__name__
+                if isinstance(error, AdminChannelClosed):
+                    reason += ", on a reopened channel too"
                 raise RuntimeApiError(
-                    f"{self.name}: HAProxy's admin session ended while answering `{command}` "
-                    f"({str(error) or type(error).__name__}), twice") from error
+                    f"{self.name}: runtime API `{command}` failed: {reason}") from error
         if not answer.strip() and not command.startswith("set "):
             raise RuntimeApiError(
                 f"{self.name}: HAProxy's runtime API answered nothing to `{command}`")
