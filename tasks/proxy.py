@@ -178,24 +178,27 @@ def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
     name = inventory.haproxy_container
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
-    if container is not None and container.labels.get(LABEL_SPEC) != container_spec(inventory):
-        # Image, published port or admin socket changed: only a new container can have them.
-        progress(f"HAProxy image, port or admin socket changed: recreating {name} "
-                 "(a short interruption)")
-        server.run(docker.remove(name))
-        container = None
-        changes.append("HAProxy recreated")
+    # Image, published port or admin socket changed: only a new container can have them.
+    recreate = (container is not None
+                and container.labels.get(LABEL_SPEC) != container_spec(inventory))
     make_admin_dir(server, inventory)
     current = server.read_file(config_path)
     if current != wanted:
         server.write_file(f"{config_path}.new", wanted)
+        # Before the old container goes: a config HAProxy rejects leaves it serving.
         validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")
-        if container is not None and container.running:
+        if container is not None and container.running and not recreate:
             reload_with_new_config(server, inventory, progress)
             changes.append("config reloaded")
         else:
             server.run(["mv", "-f", f"{config_path}.new", config_path])
             changes.append("config written")
+    if recreate:
+        progress(f"HAProxy image, port or admin socket changed: recreating {name} "
+                 "(a short interruption)")
+        server.run(docker.remove(name))
+        container = None
+        changes.insert(0, "HAProxy recreated")
     if container is None:
         server.run(haproxy_run_command(inventory))
         changes.append("HAProxy started")
