@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -281,3 +282,30 @@ def test_up_moves_a_server_set_up_by_an_older_version(fleet_on_v1: Sandbox) -> N
     assert report.failed == 0, report.failures
     assert set(box.live_versions().values()) == {"v2"}
     assert box.fab("deploy", "--tag", "v1").returncode == 0
+
+
+def test_a_stopped_slot_keeps_its_address_in_haproxy_and_is_not_taken_for_live(
+        fleet_on_v1: Sandbox, probe: sandbox.Node) -> None:
+    """The sandbox's resolver (dnsmasq, no upstream) answers REFUSED for a name Docker does
+    not know, such as a stopped container's: under `hold refused 1h` HAProxy keeps that
+    slot's last address. The kit asks Docker too, so the stopped slot is never live."""
+    box, node = fleet_on_v1, probe
+    address = box.addresses[0]
+    assert box.fab("deploy", "--tag", "v2").returncode == 0
+    result = box.fab("status", "--json")
+    s1 = next(s for s in json.loads(result.stdout)["servers"] if s["name"] == "s1")
+    live = s1["live"]
+    stopped = "web1" if live == "web2" else "web2"
+    time.sleep(3)  # well past `hold nx` and `hold valid` (1 s)
+    lookup = in_container(node, "webapp", f"nslookup webapp-{stopped} 127.0.0.11")
+    assert "REFUSED" in lookup, lookup
+    state = box.ssh(address, "echo 'show servers state webapp' | socat - "
+                    f"UNIX-CONNECT:{ADMIN_DIR}/admin.sock")
+    row = next(line.split() for line in state.splitlines()
+               if len(line.split()) > 6 and line.split()[3] == stopped)
+    assert row[4] not in ("-", "0.0.0.0")  # its last address, kept
+    assert int(row[6]) & 0x01  # in maint: no traffic, no checks
+    assert s1["version"] == "v2"
+    assert f"{stopped}: v1 exited" in " ".join(s1["slots"])
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
+    assert box.served_versions(address) == {"v1"}
