@@ -39,8 +39,16 @@ def admin_dir(inventory: Inventory) -> str:
     return f"{config_dir(inventory)}/admin"
 
 
+# A unix socket's path must fit in sockaddr_un's sun_path (108 bytes with its NUL on Linux).
+MAX_SOCKET_PATH_BYTES = 107
+
+
 def admin_socket_path(inventory: Inventory) -> str:
-    return f"{admin_dir(inventory)}/{docker.HAPROXY_ADMIN_SOCKET_NAME}"
+    path = f"{admin_dir(inventory)}/{docker.HAPROXY_ADMIN_SOCKET_NAME}"
+    if len(path.encode()) > MAX_SOCKET_PATH_BYTES:
+        raise ProxyError(f"the admin socket's path {path} is longer than the "
+                         f"{MAX_SOCKET_PATH_BYTES} bytes a unix socket's path may have")
+    return path
 
 
 @dataclass(frozen=True)

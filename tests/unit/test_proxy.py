@@ -241,6 +241,15 @@ def test_admin_socket_is_in_a_folder_of_the_config_dir() -> None:
     assert admin_socket_path(SHOP) == "/etc/slotswap/shop/haproxy/admin/admin.sock"
 
 
+def test_an_admin_socket_path_too_long_for_a_unix_socket_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tasks.proxy as proxy
+
+    monkeypatch.setattr(proxy, "config_dir", lambda inventory: "/srv/" + "x" * 90)
+    with pytest.raises(ProxyError, match="longer than the 107 bytes"):
+        admin_socket_path(SANDBOX)
+
+
 # -- container_spec ---------------------------------------------------------------------------
 
 HAPROXY_DEFAULTS = {"image": "10.77.0.1:5000/slotswap/haproxy:2.6", "http_port": 80}
