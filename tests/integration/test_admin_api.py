@@ -86,15 +86,20 @@ def test_the_admin_api_does_not_answer_from_the_app_network(fleet_on_v1: Sandbox
     # HAProxy listens on its HTTP port alone, on any address of its container.
     ports = listening_tcp_ports(node, "webapp-haproxy")
     assert ports == {8080}
-    # From the app's network, the port the API once had and every port that listens: the
-    # runtime API answers on none of them.
-    for port in sorted(ports | {9999}):
-        answer = in_container(node, "webapp",
-                              f"echo 'show info' | nc -w 2 {haproxy_ip} {port}; "
-                              f"echo 'set server webapp/web1 state maint' | "
-                              f"nc -w 2 {haproxy_ip} {port}")
-        assert "Name: HAProxy" not in answer
-        assert "Version:" not in answer
+    # From inside the live slot's container (its network namespace) and from anywhere on the
+    # app's network: on the port the API once had and on every port that listens, the
+    # runtime API answers nothing.
+    live = box.live_versions() and json.loads(box.fab("status", "--json").stdout)
+    live_slot = next(s["live"] for s in live["servers"] if s["name"] == "s1")
+    for network in (f"container:webapp-{live_slot}", "webapp"):
+        for port in sorted(ports | {9999}):
+            answer = in_container(node, network,
+                                  f"echo 'show info' | nc -w 2 {haproxy_ip} {port}; "
+                                  f"echo 'set server webapp/web1 state maint' | "
+                                  f"nc -w 2 {haproxy_ip} {port}")
+            assert "Name: HAProxy" not in answer
+            assert "Version:" not in answer
+    assert box.served_versions(box.addresses[0]) == {"v1"}
     # No app container mounts the admin socket's folder; HAProxy's alone does.
     mounts = sandbox.docker(node, "inspect", "--format",
                             "{{.Name}} {{range .Mounts}}{{.Source}} {{end}}",
