@@ -19,12 +19,21 @@ LABEL_VERSION = "slotswap.version"
 LABEL_ROLE = "slotswap.role"
 LABEL_SETTINGS = "slotswap.settings"
 
-# Inside the HAProxy container: unprivileged ports, since the official image runs as
-# user haproxy and cannot bind below 1024. Published on the server's own ports.
+# Inside the HAProxy container: an unprivileged port (its workers run as an unprivileged
+# user, who cannot bind below 1024), published on the server's own port.
 HAPROXY_HTTP_PORT_INSIDE = 8080
-HAPROXY_STATS_PORT_INSIDE = 9999
 HAPROXY_HTTPS_PORT_INSIDE = 8443
 HAPROXY_CONFIG_DIR_INSIDE = "/usr/local/etc/haproxy"
+# The folder of the admin socket, from the server's config folder; only HAProxy's container
+# mounts it.
+HAPROXY_ADMIN_DIR_INSIDE = "/run/slotswap-admin"
+HAPROXY_ADMIN_SOCKET_NAME = "admin.sock"
+# HAProxy's master starts as root (to create the admin socket for the deploy login, in the
+# login's folder, and to re-create it on reloads); its workers, which handle all traffic,
+# run as this unprivileged user: the official image's `haproxy` user.
+HAPROXY_MASTER_USER = "0:0"
+HAPROXY_WORKER_UID = 99
+HAPROXY_WORKER_GID = 99
 
 
 @dataclass(frozen=True)
@@ -254,8 +263,11 @@ def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot
 
 
 def run_haproxy(*, container: str, image_ref: str, network: str, app: str, config_dir: str,
-                http_port: int, stats_port: int, https_port: int | None = None,
+                admin_dir: str, http_port: int, https_port: int | None = None,
                 labels: dict[str, str] | None = None) -> list[str]:
+    """HAProxy's container. Nothing but the HTTP (and HTTPS) port is published; the runtime
+    API is a unix socket in admin_dir, a folder of the server mounted into this container
+    alone."""
     extra_labels = [word for key, value in (labels or {}).items()
                     for word in ("--label", f"{key}={value}")]
     return [
@@ -266,11 +278,11 @@ def run_haproxy(*, container: str, image_ref: str, network: str, app: str, confi
         "--label", f"{LABEL_APP}={app}",
         "--label", f"{LABEL_ROLE}=haproxy",
         *extra_labels,
+        "--user", HAPROXY_MASTER_USER,
         "--publish", f"{http_port}:{HAPROXY_HTTP_PORT_INSIDE}",
         *(["--publish", f"{https_port}:{HAPROXY_HTTPS_PORT_INSIDE}"] if https_port else []),
-        # The admin socket must never be reachable from outside the server.
-        "--publish", f"127.0.0.1:{stats_port}:{HAPROXY_STATS_PORT_INSIDE}",
         "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
+        "--volume", f"{admin_dir}:{HAPROXY_ADMIN_DIR_INSIDE}",
         image_ref,
         "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/haproxy.cfg",
     ]

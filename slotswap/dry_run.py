@@ -28,9 +28,11 @@ from slotswap.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
     STATE_NAME,
+    admin_dir,
     config_dir,
     container_spec,
     haproxy_run_command,
+    login_ids,
     render_config,
 )
 from slotswap.pruning import images_to_prune
@@ -198,16 +200,18 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     name = inventory.haproxy_container
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
-    if container is not None and container.labels.get(LABEL_SPEC) != container_spec(inventory):
-        plan.shell(docker.remove(name))
-        container = None
-    changed = server.read_file(config_path) != render_config(inventory)
+    recreate = (container is not None
+                and container.labels.get(LABEL_SPEC) != container_spec(inventory))
+    admin = admin_dir(inventory)
+    plan.shell(["mkdir", "-p", "-m", "700", admin])
+    plan.shell(["chmod", "700", admin])
+    changed = server.read_file(config_path) != render_config(inventory, login_ids(server))
     if changed:
         plan.write(f"{config_path}.new", 0o644, "the config rendered from the templates")
         plan.shell(docker.check_haproxy_config(image_ref=inventory.haproxy.image,
                                                config_dir=directory,
                                                filename=f"{CONFIG_NAME}.new"))
-        if container is not None and container.running:
+        if container is not None and container.running and not recreate:
             plan.api("show servers state")
             plan.write(f"{directory}/{STATE_NAME}", 0o644, "the answer of show servers state")
             plan.shell(["mv", "-f", f"{config_path}.new", config_path])
@@ -216,6 +220,11 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
             plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
         else:
             plan.shell(["mv", "-f", f"{config_path}.new", config_path])
+    if recreate:
+        plan.steps.append("HAProxy image, port or admin socket changed: its container is "
+                          "recreated (a short interruption)")
+        plan.shell(docker.remove(name))
+        container = None
     if container is None:
         plan.shell(haproxy_run_command(inventory))
     elif not container.running:

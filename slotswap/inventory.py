@@ -140,7 +140,6 @@ class EnvSettings:
 class HaproxySettings:
     image: str = "haproxy:2.8"
     http_port: int = 80
-    stats_port: int = 9999
 
 
 @dataclass(frozen=True)
@@ -578,6 +577,8 @@ _SSH_KEYS = (
     "config",
 )
 _ENV_KEYS = ("plain", "secret")
+# stats_port: no longer used (the runtime API is a unix socket, see tasks/admin_channel.py);
+# still accepted, and ignored, so that inventories written for earlier versions load.
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch")
 _HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
@@ -862,12 +863,7 @@ def _haproxy_settings(section: dict[str, object]) -> HaproxySettings:
         "an image reference such as haproxy:2.8",
     )
     http_port = _port(section.get("http_port", defaults.http_port), "haproxy.http_port")
-    stats_port = _port(section.get("stats_port", defaults.stats_port), "haproxy.stats_port")
-    if stats_port == http_port:
-        raise _Invalid(
-            "haproxy.stats_port", f"must differ from haproxy.http_port (both are {http_port})"
-        )
-    return HaproxySettings(image=image, http_port=http_port, stats_port=stats_port)
+    return HaproxySettings(image=image, http_port=http_port)
 
 
 def _timeouts(section: dict[str, object]) -> Timeouts:
@@ -964,9 +960,8 @@ def _https_settings(value: object, haproxy: HaproxySettings, base: Path) -> Http
     checked = tuple(_dns_name(name, f"https.names[{index}]", wildcard=files is not None)
                     for index, name in enumerate(names))
     port = _port(section.get("port", defaults.port), "https.port")
-    if port in (haproxy.http_port, haproxy.stats_port):
-        raise _Invalid("https.port", f"must differ from haproxy.http_port and "
-                       f"haproxy.stats_port, got {port}")
+    if port == haproxy.http_port:
+        raise _Invalid("https.port", f"must differ from haproxy.http_port, got {port}")
     hsts = section.get("hsts", defaults.hsts)
     if isinstance(hsts, bool) or not isinstance(hsts, int) or not 0 <= hsts <= 63_072_000:
         raise _Invalid("https.hsts", "expected a max-age in seconds from 0 (no header) to "

@@ -110,11 +110,14 @@ def _lines(key: str, value: object) -> Iterator[str]:
 def render_templates(inventory: Inventory) -> list[str]:
     """Render every template the kit uses for this inventory; return their names. A
     template that does not render is bad input, named with its line."""
-    from slotswap.proxy import CONFIG_NAME, render_config
+    from slotswap.proxy import CONFIG_NAME, Login, ProxyError, render_config
 
     name = f"{CONFIG_NAME}.j2"
     try:
-        render_config(inventory)
+        # The login's uid/gid are read on each server by `up`; any will do to render here.
+        render_config(inventory, Login(0, 0))
+    except ProxyError as error:
+        raise InputError(str(error)) from None
     except jinja2.TemplateSyntaxError as error:
         raise InputError(f"{error.filename or name}:{error.lineno}: {error.message}") from None
     except jinja2.TemplateError as error:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jinja2
 
@@ -37,32 +38,89 @@ def config_dir(inventory: Inventory) -> str:
     return f"{inventory.config_dir}/haproxy"
 
 
-def render_config(inventory: Inventory) -> str:
+def admin_dir(inventory: Inventory) -> str:
+    """The admin socket's folder on the server: the deploy login's, mode 0700."""
+    return f"{config_dir(inventory)}/admin"
+
+
+# A unix socket's path must fit in sockaddr_un's sun_path (108 bytes with its NUL on Linux).
+MAX_SOCKET_PATH_BYTES = 107
+
+
+def admin_socket_path(inventory: Inventory) -> str:
+    path = f"{admin_dir(inventory)}/{docker.HAPROXY_ADMIN_SOCKET_NAME}"
+    if len(path.encode()) > MAX_SOCKET_PATH_BYTES:
+        raise ProxyError(f"the admin socket's path {path} is longer than the "
+                         f"{MAX_SOCKET_PATH_BYTES} bytes a unix socket's path may have")
+    return path
+
+
+@dataclass(frozen=True)
+class Login:
+    """The deploy login's numeric ids on a server: the admin socket belongs to them."""
+
+    uid: int
+    gid: int
+
+
+def login_ids(server: Server) -> Login:
+    """Read once per server (`id -u`, `id -g`); a read-only query, also in dry runs."""
+    answer = server.run_chain(["id", "-u"], ["id", "-g"], timeout=30).stdout.split()
+    if len(answer) != 2 or not all(word.isdigit() for word in answer):
+        raise ProxyError(f"{server.name}: unexpected answer of `id -u && id -g`: {answer!r}")
+    return Login(int(answer[0]), int(answer[1]))
+
+
+def render_config(inventory: Inventory, login: Login) -> str:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_folders(inventory)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # a config file, not HTML; every value is validated on load
     )
-    return environment.get_template(f"{CONFIG_NAME}.j2").render(
-        inventory_name=inventory.path.name,
-        app=inventory.app,
-        backend=inventory.app,
-        slots=SLOTS,
-        app_port=inventory.app_port,
-        healthcheck_path=inventory.healthcheck.path,
-        healthcheck_host=inventory.healthcheck.host,
-        healthcheck_expect=expect_rule(inventory.healthcheck.status),
-        check_interval=f"{round(inventory.healthcheck.interval * 1000)}ms",
-        check_rise=inventory.healthcheck.rise,
-        check_fall=inventory.healthcheck.fall,
-        check_port=inventory.healthcheck.port,
-        http_port_inside=docker.HAPROXY_HTTP_PORT_INSIDE,
-        stats_port_inside=docker.HAPROXY_STATS_PORT_INSIDE,
-        state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
-        maintenance_map=maintenance.map_path_in_haproxy(),
-        **https_values(inventory),
-    )
+    admin_socket = f"{docker.HAPROXY_ADMIN_DIR_INSIDE}/{docker.HAPROXY_ADMIN_SOCKET_NAME}"
+    try:
+        text = environment.get_template(f"{CONFIG_NAME}.j2").render(
+            inventory_name=inventory.path.name,
+            app=inventory.app,
+            backend=inventory.app,
+            slots=SLOTS,
+            app_port=inventory.app_port,
+            healthcheck_path=inventory.healthcheck.path,
+            healthcheck_host=inventory.healthcheck.host,
+            healthcheck_expect=expect_rule(inventory.healthcheck.status),
+            check_interval=f"{round(inventory.healthcheck.interval * 1000)}ms",
+            check_rise=inventory.healthcheck.rise,
+            check_fall=inventory.healthcheck.fall,
+            check_port=inventory.healthcheck.port,
+            http_port_inside=docker.HAPROXY_HTTP_PORT_INSIDE,
+            admin_socket=admin_socket,
+            admin_uid=login.uid,
+            admin_gid=login.gid,
+            worker_uid=docker.HAPROXY_WORKER_UID,
+            worker_gid=docker.HAPROXY_WORKER_GID,
+            state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
+            maintenance_map=maintenance.map_path_in_haproxy(),
+            **https_values(inventory),
+        )
+    except jinja2.UndefinedError as error:
+        hint = _OLD_TEMPLATE_HINT if "stats_port_inside" in str(error) else ""
+        raise ProxyError(f"{CONFIG_NAME}.j2: {error}{hint}") from error
+    if f"stats socket {admin_socket} " not in text:
+        raise ProxyError(f"{CONFIG_NAME}.j2 has no `stats socket {{{{ admin_socket }}}} ...` "
+                         f"line, which the kit needs{_OLD_TEMPLATE_HINT}")
+    return text
+
+
+_OLD_TEMPLATE_HINT = (
+    "; a template copied from an older slotswap publishes the runtime API on a TCP port: "
+    "take the global section of the kit's templates/haproxy.cfg.j2 (its admin socket lines)"
+)
+
+
+# Part of the container spec: the way the runtime API is reached. Containers made when it
+# was a TCP port published on the server's loopback get a new spec, so `fab up` replaces them.
+ADMIN_TRANSPORT = "unix-socket"
 
 
 def expect_rule(codes: tuple[int, ...]) -> str:
@@ -93,7 +151,7 @@ def container_spec(inventory: Inventory) -> str:
     """What the HAProxy container was created with; a change needs a new container. The
     config folder it mounts counts too when remote_dir moves it (left out otherwise, so
     that containers made before remote_dir existed are kept)."""
-    spec = f"{inventory.haproxy.image}|{inventory.haproxy.http_port}|{inventory.haproxy.stats_port}"
+    spec = f"{inventory.haproxy.image}|{inventory.haproxy.http_port}|{ADMIN_TRANSPORT}"
     if inventory.https is not None:
         spec += f"|https:{inventory.https.port}"  # unchanged for inventories without HTTPS
     if inventory.remote_dir is not None:
@@ -105,7 +163,7 @@ def haproxy_run_command(inventory: Inventory) -> list[str]:
     return docker.run_haproxy(
         container=inventory.haproxy_container, image_ref=inventory.haproxy.image,
         network=inventory.network, app=inventory.app, config_dir=config_dir(inventory),
-        http_port=inventory.haproxy.http_port, stats_port=inventory.haproxy.stats_port,
+        admin_dir=admin_dir(inventory), http_port=inventory.haproxy.http_port,
         https_port=inventory.https.port if inventory.https else None,
         labels={LABEL_SPEC: container_spec(inventory)},
     )
@@ -173,7 +231,7 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     stand-in where the server has none yet (`up` then has the real one issued)."""
     directory = config_dir(inventory)
     config_path = f"{directory}/{CONFIG_NAME}"
-    wanted = render_config(inventory)
+    wanted = render_config(inventory, login_ids(server))
     changes = []
     if ensure_network(server, inventory, progress):
         changes.append("network created")
@@ -182,19 +240,18 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     name = inventory.haproxy_container
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
-    if container is not None and container.labels.get(LABEL_SPEC) != container_spec(inventory):
-        # Image or published ports changed: only a new container can have them.
-        progress(f"HAProxy image, ports or config folder changed: recreating {name} (a short "
-                 "interruption)")
-        server.run(docker.remove(name))
-        container = None
-        changes.append("HAProxy recreated")
+    # Image, published ports, admin socket or config folder changed: only a new container
+    # can have them.
+    recreate = (container is not None
+                and container.labels.get(LABEL_SPEC) != container_spec(inventory))
+    make_admin_dir(server, inventory)
     # The maintenance map must exist for HAProxy to start; its content (on or off) stays.
     server.run_chain(["mkdir", "-p", directory],
                      ["touch", maintenance.map_path_on_server(directory)])
     current = server.read_file(config_path)
     if inventory.https is not None and certificate is not None:
-        serving_tls = (container is not None and container.running and current is not None
+        serving_tls = (container is not None and container.running and not recreate
+                       and current is not None
                        and cert_path_in_haproxy() in current)
         replace = inventory.https.files is not None or tls.installed_fingerprint(
             server, directory) is None
@@ -203,13 +260,20 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
             changes.append("certificate installed")
     if current != wanted:
         server.write_file(f"{config_path}.new", wanted)
+        # Before the old container goes: a config HAProxy rejects leaves it serving.
         validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")
-        if container is not None and container.running:
+        if container is not None and container.running and not recreate:
             reload_with_new_config(server, inventory, progress)
             changes.append("config reloaded")
         else:
             server.run(["mv", "-f", f"{config_path}.new", config_path])
             changes.append("config written")
+    if recreate:
+        progress(f"HAProxy image, port or admin socket changed: recreating {name} "
+                 "(a short interruption)")
+        server.run(docker.remove(name))
+        container = None
+        changes.insert(0, "HAProxy recreated")
     if container is None:
         server.run(haproxy_run_command(inventory))
         changes.append("HAProxy started")
@@ -220,9 +284,15 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     if platform:
         platforms.observed[server.name] = platform
     info = wait_for_runtime_api(server)
-    progress(f"HAProxy {info.get('Version', '?')} answers on 127.0.0.1:"
-             f"{inventory.haproxy.stats_port}")
+    progress(f"HAProxy {info.get('Version', '?')} answers on {admin_socket_path(inventory)}")
     return ", ".join(changes) if changes else "unchanged"
+
+
+def make_admin_dir(server: Server, inventory: Inventory) -> None:
+    """The admin socket's folder, the login's own and closed to everyone else (0700). HAProxy
+    creates the socket in it (mode 0600, owned by the login: see the template)."""
+    directory = admin_dir(inventory)
+    server.run_chain(["mkdir", "-p", "-m", "700", directory], ["chmod", "700", directory])
 
 
 def reload_with_new_config(server: Server, inventory: Inventory, progress: Progress) -> None:
@@ -235,7 +305,11 @@ def reload_with_new_config(server: Server, inventory: Inventory, progress: Progr
     server.run(["mv", "-f", f"{directory}/{CONFIG_NAME}.new", f"{directory}/{CONFIG_NAME}"])
     server.run(docker.signal_container(inventory.haproxy_container, "HUP"))
     deadline = time.monotonic() + 30
-    while haproxy.parse_info(server.runtime_api("show info")).get("Pid") == before:
+    while True:
+        # An open admin session keeps talking to the old worker (and keeps it alive).
+        server.close_runtime_api()
+        if wait_for_runtime_api(server).get("Pid") != before:
+            break
         if time.monotonic() > deadline:
             raise ProxyError(f"{server.name}: HAProxy did not reload within 30s")
         time.sleep(0.1)

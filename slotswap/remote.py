@@ -1,6 +1,6 @@
 """The one place that runs commands on a server: a Fabric connection per server, used for
-shell commands, files and HAProxy's runtime API (a direct-tcpip channel to the server's
-loopback, so the admin socket never has to listen anywhere else).
+shell commands, files and HAProxy's runtime API (a channel to HAProxy's admin unix socket,
+which listens nowhere else: see tasks/admin_channel.py).
 
 Every command prints a marker of its own first, on stdout and stderr, and only what follows
 it counts as its output: what the login shell's start-up files print (a banner echoed by
@@ -42,6 +42,13 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
+from slotswap import docker_commands
+from slotswap.admin_channel import (
+    AdminChannelClosed,
+    AdminChannelTimeout,
+    PromptSession,
+    open_streamlocal_channel,
+)
 from slotswap.haproxy import RuntimeApiError, raise_for_api_error
 from slotswap.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
 from slotswap.output import warn
@@ -310,6 +317,9 @@ class Server:
         for hop in self.jumps:
             self._prepare_jump(hop)
         self._check_host_keys(self.connection, self.name)
+        self._admin: PromptSession | None = None
+        self._admin_lock = threading.RLock()
+        self._admin_through_socat = False
 
     def _jump_connection(self, jump: JumpHost, config: Config) -> Connection:
         refuse_jump_chains(config, jump.address)
@@ -400,6 +410,8 @@ class Server:
         return f"ssh-keyscan -p {port} {host} >> {known}"
 
     def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
         # Fabric closes a connection's own client only, never its jump hosts'.
         self.connection.close()
         for hop in reversed(self.jumps):
@@ -582,38 +594,91 @@ class Server:
         )
 
     def runtime_api(self, command: str) -> str:
-        """Send one line to HAProxy's stats socket on the server's 127.0.0.1; return its answer."""
-        self.connect()
-        port = self.inventory.haproxy.stats_port
-        transport = self.connection.transport
-        try:
-            channel = transport.open_channel("direct-tcpip", ("127.0.0.1", port),
-                                             ("127.0.0.1", 0), timeout=API_TIMEOUT)
-        except (paramiko.ChannelException, paramiko.SSHException, OSError) as error:
-            if not transport.is_active():
-                raise self._lost(error) from error
+        """Send one line to HAProxy's admin socket on the server; return its answer.
+
+        One channel per server, kept open between calls (see tasks/admin_channel.py); each
+        call has a deadline of API_TIMEOUT seconds."""
+        with self._admin_lock:
+            self.connect()
+            if self._admin is None:
+                self._admin = PromptSession(self._open_admin_channel, API_TIMEOUT)
+            transport = self.connection.transport
+            try:
+                answer = self._admin.ask(command)
+            except RuntimeApiError:
+                raise
+            except AdminChannelTimeout as error:
+                raise RuntimeApiError(f"{self.name}: runtime API `{command}`: {error}") from error
+            except (AdminChannelClosed, paramiko.SSHException, OSError) as error:
+                if not transport.is_active():
+                    raise self._lost(error) from error
+                reason = str(error) or type(error).__name__
+                if isinstance(error, AdminChannelClosed):
+                    reason += ", on a reopened channel too"
+                raise RuntimeApiError(
+                    f"{self.name}: runtime API `{command}` failed: {reason}") from error
+        if not answer.strip() and not command.startswith("set "):
             raise RuntimeApiError(
-                f"{self.name}: cannot reach HAProxy's runtime API on the server's "
-                f"127.0.0.1:{port} ({error}); is HAProxy running? (`fab up` starts it)"
-            ) from error
-        try:
-            channel.settimeout(API_TIMEOUT)
-            channel.sendall((command + "\n").encode())
-            chunks = []
-            while chunk := channel.recv(65536):
-                chunks.append(chunk)
-        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as error:
-            if not transport.is_active():
-                raise self._lost(error) from error
-            raise RuntimeApiError(
-                f"{self.name}: runtime API `{command}` failed: {error}") from error
-        finally:
-            channel.close()
-        answer = b"".join(chunks).decode(errors="replace")
-        if not answer and not command.startswith("set "):
-            raise RuntimeApiError(
-                f"{self.name}: HAProxy's runtime API on 127.0.0.1:{port} answered nothing to "
-                f"`{command}`"
-            )
+                f"{self.name}: HAProxy's runtime API answered nothing to `{command}`")
         raise_for_api_error(command, answer)
         return answer
+
+    def close_runtime_api(self) -> None:
+        """End the admin session (after a reload it would still talk to the old worker)."""
+        with self._admin_lock:
+            if self._admin is not None:
+                self._admin.close()
+
+    def _open_admin_channel(self) -> paramiko.Channel:
+        from slotswap.proxy import admin_socket_path  # proxy builds on this module
+
+        path = admin_socket_path(self.inventory)
+        if self._admin_through_socat:
+            return self._open_admin_command(path)
+        try:
+            return open_streamlocal_channel(self.connection.transport, path, API_TIMEOUT)
+        except paramiko.ChannelException as error:
+            refusal = f"{error.text} (code {error.code})"
+        # sshd gives the same answer when nothing listens on the socket and when its config
+        # forbids the channel: ask the server which it is (on this error path only).
+        self._raise_unless_haproxy_runs(path)
+        try:
+            # Once more: HAProxy may have been between creating the socket and listening.
+            return open_streamlocal_channel(self.connection.transport, path, API_TIMEOUT)
+        except paramiko.ChannelException as error:
+            refusal = f"{error.text} (code {error.code})"
+        if self._run_line("socat -V", check=False, timeout=API_TIMEOUT).ok:
+            self._admin_through_socat = True
+            return self._open_admin_command(path)
+        raise RuntimeApiError(
+            f"{self.name}: the SSH server refuses a channel to HAProxy's admin socket {path} "
+            f"({refusal}): its sshd_config has `AllowTcpForwarding no` (OpenSSH applies it to "
+            f"unix sockets too), `AllowStreamLocalForwarding no` or `DisableForwarding yes`, "
+            f"or the login's authorized_keys line `restrict` or `no-port-forwarding`; allow "
+            f"local forwarding for this login (e.g. `AllowTcpForwarding local`), or install "
+            f"socat on the server")
+
+    def _raise_unless_haproxy_runs(self, path: str) -> None:
+        container = self.inventory.haproxy_container
+        inspected = self._run_line(shlex.join(docker_commands.inspect_containers(container)),
+                                   check=False, timeout=API_TIMEOUT)
+        found = docker_commands.parse_inspect(inspected.stdout).get(container)
+        if found is None or not found.running:
+            raise RuntimeApiError(
+                f"{self.name}: cannot reach HAProxy's runtime API: its container {container} "
+                f"is {'missing' if found is None else found.status}; is HAProxy running? "
+                f"(`fab up` starts it)")
+        probe = self._run_line(shlex.join(["test", "-S", path]), check=False,
+                               timeout=API_TIMEOUT)
+        if not probe.ok:
+            raise RuntimeApiError(
+                f"{self.name}: cannot reach HAProxy's runtime API: no admin socket {path} on "
+                f"the server; is HAProxy running? (`fab up` starts it, and moves a server set "
+                f"up by an older slotswap to the admin socket)")
+
+    def _open_admin_command(self, path: str) -> paramiko.Channel:
+        """The admin socket through a command on the server, for an sshd that refuses the
+        channel: socat, run as the login, so the socket's permissions decide the same way."""
+        channel = self.connection.transport.open_session(timeout=API_TIMEOUT)
+        channel.exec_command(shlex.join(["socat", "STDIO", f"UNIX-CONNECT:{path}"]))
+        return channel

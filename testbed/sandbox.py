@@ -372,8 +372,10 @@ def build_haproxy_image() -> None:
     (context / "Dockerfile").write_text(
         "FROM scratch\n"
         "COPY rootfs/ /\n"
-        # The same entry point contract as the official image: master-worker, foreground.
+        # The same entry point contract as the official image: master-worker, foreground,
+        # and the same unprivileged user by default (its `haproxy`, uid 99).
         'ENTRYPOINT ["/usr/sbin/haproxy", "-W", "-db"]\n'
+        'USER 99:99\n'
         'CMD ["-f", "/usr/local/etc/haproxy/haproxy.cfg"]\n'
     )
     docker(BUILDER_NODE, "build", "-q", "-t", HAPROXY_IMAGE, str(context))
@@ -551,7 +553,7 @@ build: {{context: ../example, dockerfile: ../example/Dockerfile.prebuilt}}
 app_port: 3000
 healthcheck: {{path: /health}}
 ssh: {{user: {user}, port: 22, identity: id_ed25519, known_hosts: known_hosts}}
-haproxy: {{image: {HAPROXY_IMAGE}, http_port: 80, stats_port: 9999}}
+haproxy: {{image: {HAPROXY_IMAGE}, http_port: 80}}
 timeouts: {{healthy: 10, drain: 20, stop: 10, watch: 1}}
 hosts:
 {hosts}

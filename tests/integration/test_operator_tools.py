@@ -27,7 +27,8 @@ from tests.integration.conftest import FAB, ROOT
 pytestmark = pytest.mark.sandbox
 SECRET_VALUE = "Sup3r-Secret-Value-42"
 CONFIG = "/etc/slotswap/webapp/haproxy/haproxy.cfg"
-SHOW_STAT = ("exec 3<>/dev/tcp/127.0.0.1/9999; echo 'show stat webapp 4 -1' >&3; cat <&3")
+ADMIN_SOCKET = "/etc/slotswap/webapp/haproxy/admin/admin.sock"
+SHOW_STAT = f"echo 'show stat webapp 4 -1' | socat - UNIX-CONNECT:{ADMIN_SOCKET}"
 
 
 def slot_state(box: Sandbox, address: str) -> dict[str, tuple[str, str]]:
@@ -118,8 +119,8 @@ def test_dry_run_changes_nothing_and_shows_no_secret(fleet_on_v1: Sandbox,
         assert SECRET_VALUE not in output
         assert output.startswith("DRY RUN: nothing is changed")
         for name in ("s1", "s2", "s3"):
-            assert re.search(rf"^{name} \({re.escape(sandbox.SUBNET_PREFIX)}\.\d+\): ", output,
-                             re.MULTILINE), output
+            subnet = re.escape(sandbox.SUBNET_PREFIX)
+            assert re.search(rf"^{name} \({subnet}\.\d+\): ", output, re.MULTILINE), output
     deploy_plan = runs[("deploy", "--tag", "v2")].stdout
     assert "API_TOKEN=<secret>" in deploy_plan and "LOG_LEVEL=debug" in deploy_plan
     assert f"$ docker pull --quiet {sandbox.REGISTRY}/" in deploy_plan

@@ -28,13 +28,15 @@ def test_up_then_first_deploy(sandbox_env: Sandbox) -> None:
     assert re.search(r"deployed\s+v1 in web[12]$", result.stdout, re.MULTILINE)
 
 
-def test_stats_port_is_refused_from_outside(sandbox_env: Sandbox) -> None:
+def test_no_admin_port_from_outside(sandbox_env: Sandbox) -> None:
     box = sandbox_env
     for address in box.addresses:
+        # The port the runtime API once had is closed: the API is a unix socket now.
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection((address, 9999), timeout=3).close()
-        # ...while the server itself reaches it on its loopback (as the kit does via SSH).
-        answer = box.ssh(address, "echo 'show info' | socat - TCP:127.0.0.1:9999")
+        # ...which the login reaches on the server (as the kit does, through SSH).
+        answer = box.ssh(address, "echo 'show info' | socat - "
+                         "UNIX-CONNECT:/etc/slotswap/webapp/haproxy/admin/admin.sock")
         assert "Name: HAProxy" in answer
 
 

@@ -15,7 +15,7 @@ from slotswap.certificates import (
     placeholder,
 )
 from slotswap.inventory import CertificateFiles, InventoryError, load_inventory
-from slotswap.proxy import render_config
+from slotswap.proxy import Login, render_config
 from testbed.private_ca import issue, make_ca
 
 NAMES = ("www.example.com", "example.com")
@@ -103,7 +103,7 @@ def test_the_https_section_is_validated(tmp_path: Path, https: str, problem: str
 def test_the_config_gets_tls_redirect_hsts_and_the_acme_answer(tmp_path: Path) -> None:
     (tmp_path / "hosts.yaml").write_text(
         BASE + "https: {names: [a.example], hsts: 31536000, acme: {account_key: acct.pem}}\n")
-    config = render_config(load_inventory(tmp_path / "hosts.yaml"))
+    config = render_config(load_inventory(tmp_path / "hosts.yaml"), Login(0, 0))
     assert "bind 0.0.0.0:8443 ssl crt /usr/local/etc/haproxy/certs/site.pem alpn h2,http/1.1" \
         in config
     assert "ssl-min-ver TLSv1.2" in config
@@ -119,7 +119,7 @@ def test_the_config_gets_tls_redirect_hsts_and_the_acme_answer(tmp_path: Path) -
 
 def test_without_https_the_config_has_no_tls(tmp_path: Path) -> None:
     (tmp_path / "hosts.yaml").write_text(BASE)
-    config = render_config(load_inventory(tmp_path / "hosts.yaml"))
+    config = render_config(load_inventory(tmp_path / "hosts.yaml"), Login(0, 0))
     assert "ssl crt" not in config and "ssl-default" not in config
     assert "redirect" not in config
     assert "X-Forwarded-Proto http" in config

@@ -138,32 +138,34 @@ ARGV_CASES = {
     "run_haproxy": (
         docker.run_haproxy(container="webapp-haproxy", image_ref="haproxy:2.8", network="webapp",
                            app="webapp", config_dir="/etc/slotswap/webapp/haproxy",
-                           http_port=80, stats_port=9999),
+                           admin_dir="/etc/slotswap/webapp/haproxy/admin", http_port=80),
         ["docker", "run", "--detach",
          "--name", "webapp-haproxy",
          "--network", "webapp",
          "--restart", "unless-stopped",
          "--label", "slotswap.app=webapp",
          "--label", "slotswap.role=haproxy",
+         "--user", "0:0",
          "--publish", "80:8080",
-         "--publish", "127.0.0.1:9999:9999",
          "--volume", "/etc/slotswap/webapp/haproxy:/usr/local/etc/haproxy:ro",
+         "--volume", "/etc/slotswap/webapp/haproxy/admin:/run/slotswap-admin",
          "haproxy:2.8",
          "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
     ),
     "run_haproxy_other_ports": (
         docker.run_haproxy(container="shop-haproxy", image_ref="10.1.2.3:5000/haproxy:2.6",
                            network="shop", app="shop", config_dir="/etc/slotswap/shop/haproxy",
-                           http_port=8000, stats_port=8001),
+                           admin_dir="/srv/shop-admin", http_port=8000),
         ["docker", "run", "--detach",
          "--name", "shop-haproxy",
          "--network", "shop",
          "--restart", "unless-stopped",
          "--label", "slotswap.app=shop",
          "--label", "slotswap.role=haproxy",
+         "--user", "0:0",
          "--publish", "8000:8080",
-         "--publish", "127.0.0.1:8001:9999",
          "--volume", "/etc/slotswap/shop/haproxy:/usr/local/etc/haproxy:ro",
+         "--volume", "/srv/shop-admin:/run/slotswap-admin",
          "10.1.2.3:5000/haproxy:2.6",
          "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
     ),
@@ -228,10 +230,11 @@ def test_app_slot_env_file_comes_before_port_so_the_kits_port_wins() -> None:
     assert argv.index("--env") < argv.index(f"{IMAGE}:v3")
 
 
-def test_haproxy_admin_port_is_published_on_loopback_only() -> None:
+def test_haproxy_publishes_its_http_port_alone() -> None:
+    """The runtime API is a unix socket in a folder only this container mounts: no port."""
     argv = ARGV_CASES["run_haproxy"][0]
     published = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--publish"]
-    assert published == ["80:8080", "127.0.0.1:9999:9999"]
+    assert published == ["80:8080"]
 
 
 # -- parse_inspect --------------------------------------------------------------------------

@@ -52,6 +52,10 @@ class FactServer:
             return CommandResult("", "", 0 if self.lock_owner else 1)
         return CommandResult("", "", 0)
 
+    def run_chain(self, *commands: list[str], **_: Any) -> CommandResult:
+        assert list(commands) == [["id", "-u"], ["id", "-g"]], commands
+        return CommandResult("0\n0\n", "", 0)
+
     def read_file(self, path: str) -> str | None:
         self.run(["cat", path])
         return self.lock_owner if path.endswith("/lock/owner.json") else self.config
@@ -99,8 +103,9 @@ def test_rollback_plan_does_not_pull_an_image_that_is_there(tmp_path: Path) -> N
 
 def test_up_plan_of_an_unchanged_server_writes_nothing(tmp_path: Path) -> None:
     inv = inventory(tmp_path)
-    from slotswap.proxy import render_config
-    plan = dry_run.up_plan(FactServer("live_web1", config=render_config(inv)), inv)  # type: ignore[arg-type]
+    from slotswap.proxy import Login, render_config
+    config = render_config(inv, Login(0, 0))
+    plan = dry_run.up_plan(FactServer("live_web1", config=config), inv)  # type: ignore[arg-type]
     assert plan.summary == "config unchanged"
     assert not any(step.startswith("write ") and "haproxy" in step for step in plan.steps)
 

@@ -93,7 +93,7 @@ def test_minimal_file_gets_every_default(tmp_path: Path) -> None:
             jump=None,
             config=True,
         ),
-        haproxy=HaproxySettings(image="haproxy:2.8", http_port=80, stats_port=9999),
+        haproxy=HaproxySettings(image="haproxy:2.8", http_port=80),
         timeouts=Timeouts(healthy=60.0, drain=30.0, stop=10),
         hosts=(
             Host(
@@ -142,7 +142,7 @@ def test_full_file_sets_every_key(tmp_path: Path) -> None:
         config=False,
     )
     assert inventory.haproxy == HaproxySettings(
-        image="10.1.2.3:5000/haproxy:2.6", http_port=8000, stats_port=8001
+        image="10.1.2.3:5000/haproxy:2.6", http_port=8000
     )
     assert inventory.timeouts == Timeouts(healthy=90.0, drain=0.5, stop=3)
     assert inventory.hosts == (
@@ -452,7 +452,8 @@ BAD_INPUTS = [
     ),
     # sections of the wrong type
     bad("ssh", "expected a mapping with keys user, port", ssh=["root"]),
-    bad("build", "expected a mapping with keys context, dockerfile, platform, args, got '.'", build="."),
+    bad("build", "expected a mapping with keys context, dockerfile, platform, args, got '.'",
+        build="."),
     bad("timeouts", "got 60", timeouts=60),
     # app and image
     bad("app", "invalid app name 'Web_App'", app="Web_App"),
@@ -503,17 +504,6 @@ BAD_INPUTS = [
     bad("haproxy.image", "invalid image reference 'haproxy:'", haproxy={"image": "haproxy:"}),
     bad("haproxy.image", "invalid image reference", haproxy={"image": "haproxy:2.8 -d"}),
     bad("haproxy.http_port", "got 70000", haproxy={"http_port": 70000}),
-    bad("haproxy.stats_port", "got '9999'", haproxy={"stats_port": "9999"}),
-    bad(
-        "haproxy.stats_port",
-        "must differ from haproxy.http_port (both are 8080)",
-        haproxy={"http_port": 8080, "stats_port": 8080},
-    ),
-    bad(
-        "haproxy.stats_port",
-        "must differ from haproxy.http_port (both are 9999)",
-        haproxy={"http_port": 9999},
-    ),
     # timeouts
     bad(
         "timeouts.healthy",

@@ -11,6 +11,10 @@ import pytest
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.proxy import (
     LABEL_SPEC,
+    Login,
+    ProxyError,
+    admin_dir,
+    admin_socket_path,
     config_dir,
     container_spec,
     haproxy_run_command,
@@ -18,6 +22,8 @@ from slotswap.proxy import (
 )
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"
+ROOT_LOGIN = Login(0, 0)
+DEPLOY_LOGIN = Login(1001, 1002)
 
 
 def inventory(**settings: Any) -> Inventory:
@@ -26,8 +32,7 @@ def inventory(**settings: Any) -> Inventory:
         "image": "10.77.0.1:5000/demo/webapp",
         "app_port": 3000,
         "healthcheck": {"path": "/health"},
-        "haproxy": {"image": "10.77.0.1:5000/slotswap/haproxy:2.6", "http_port": 80,
-                    "stats_port": 9999},
+        "haproxy": {"image": "10.77.0.1:5000/slotswap/haproxy:2.6", "http_port": 80},
         "hosts": ["10.77.0.11", "10.77.0.12"],
     }
     data.update(settings)
@@ -37,7 +42,7 @@ def inventory(**settings: Any) -> Inventory:
 SANDBOX = inventory()
 SHOP = inventory(app="shop", image="registry.example.com:5000/acme/shop", app_port=8080,
                  healthcheck={"path": "/healthz?full=1"},
-                 haproxy={"image": "haproxy:2.8", "http_port": 8000, "stats_port": 8001})
+                 haproxy={"image": "haproxy:2.8", "http_port": 8000})
 
 
 def lines(config: str) -> list[str]:
@@ -48,7 +53,9 @@ def lines(config: str) -> list[str]:
 
 KEY_LINES = {
     "sandbox": (SANDBOX, [
-        "stats socket ipv4@0.0.0.0:9999 level admin",
+        "stats socket /run/slotswap-admin/admin.sock mode 600 uid 0 gid 0 level admin",
+        "uid 99",
+        "gid 99",
         "server-state-file /usr/local/etc/haproxy/server-state",
         "load-server-state-from-file global",
         "bind 0.0.0.0:8080",
@@ -63,7 +70,7 @@ KEY_LINES = {
     ]),
     # Other app, ports and path; the ports inside the container stay the same.
     "shop": (SHOP, [
-        "stats socket ipv4@0.0.0.0:9999 level admin",
+        "stats socket /run/slotswap-admin/admin.sock mode 600 uid 0 gid 0 level admin",
         "bind 0.0.0.0:8080",
         "default_backend shop",
         "backend shop",
@@ -76,14 +83,14 @@ KEY_LINES = {
 
 @pytest.mark.parametrize(("inv", "expected"), KEY_LINES.values(), ids=KEY_LINES)
 def test_render_config_key_lines(inv: Inventory, expected: list[str]) -> None:
-    rendered = lines(render_config(inv))
+    rendered = lines(render_config(inv, ROOT_LOGIN))
     for line in expected:
         assert rendered.count(line) == 1, line
 
 
 @pytest.mark.parametrize("inv", [SANDBOX, SHOP], ids=["sandbox", "shop"])
 def test_render_config_servers_resolve_late(inv: Inventory) -> None:
-    rendered = lines(render_config(inv))
+    rendered = lines(render_config(inv, ROOT_LOGIN))
     default_server = [line for line in rendered if line.startswith("default-server ")]
     assert len(default_server) == 1
     words = default_server[0].split()
@@ -100,7 +107,7 @@ def test_render_config_servers_resolve_late(inv: Inventory) -> None:
 
 
 def test_render_config_names_its_inventory_file() -> None:
-    first = render_config(SANDBOX).splitlines()[0]
+    first = render_config(SANDBOX, ROOT_LOGIN).splitlines()[0]
     assert first == ("# Rendered by slotswap from hosts.yaml; `fab up` replaces it. "
                      "Do not edit on the server.")
 
@@ -108,20 +115,51 @@ def test_render_config_names_its_inventory_file() -> None:
 @pytest.mark.parametrize("inv", [SANDBOX, SHOP], ids=["sandbox", "shop"])
 def test_render_config_ends_with_a_newline(inv: Inventory) -> None:
     # HAProxy warns about a last line without LF (a truncated file).
-    config = render_config(inv)
+    config = render_config(inv, ROOT_LOGIN)
     assert config.endswith("\n")
     assert not config.endswith("\n\n\n")
 
 
 def test_render_config_is_stable() -> None:
     # `fab up` compares it with the file on the server: the same inventory, the same text.
-    assert render_config(SANDBOX) == render_config(inventory())
+    assert render_config(SANDBOX, ROOT_LOGIN) == render_config(inventory(), ROOT_LOGIN)
 
 
 def test_render_config_ignores_published_ports_and_hosts() -> None:
-    other = inventory(haproxy={"image": "haproxy:2.8", "http_port": 8000, "stats_port": 8001},
+    other = inventory(haproxy={"image": "haproxy:2.8", "http_port": 8000},
                       hosts=["203.0.113.10"])
-    assert render_config(other) == render_config(SANDBOX)
+    assert render_config(other, ROOT_LOGIN) == render_config(SANDBOX, ROOT_LOGIN)
+
+
+def test_render_config_gives_the_admin_socket_to_the_login() -> None:
+    rendered = lines(render_config(SANDBOX, DEPLOY_LOGIN))
+    assert rendered.count(
+        "stats socket /run/slotswap-admin/admin.sock mode 600 uid 1001 gid 1002 level admin") == 1
+    # Nothing listens for the runtime API on any address.
+    assert not [line for line in rendered if line.startswith("stats socket ipv")]
+    # The workers (the traffic) run unprivileged whoever the login is.
+    assert [line for line in rendered if line.startswith(("uid", "gid"))] == ["uid 99", "gid 99"]
+
+
+def write_template(folder: Path, text: str) -> Inventory:
+    (folder / "templates").mkdir()
+    (folder / "templates" / "haproxy.cfg.j2").write_text(text)
+    data = {"app": "webapp", "image": "r/webapp", "hosts": ["10.77.0.11"]}
+    return parse_inventory(data, folder / "hosts.yaml")
+
+
+def test_a_template_from_an_older_version_is_refused_with_what_to_change(
+        tmp_path: Path) -> None:
+    old = write_template(tmp_path, "global\n    stats socket ipv4@0.0.0.0:{{ stats_port_inside }}"
+                                   " level admin\n")
+    with pytest.raises(ProxyError, match="older slotswap publishes the runtime API on a TCP"):
+        render_config(old, ROOT_LOGIN)
+
+
+def test_a_template_without_the_admin_socket_is_refused(tmp_path: Path) -> None:
+    without = write_template(tmp_path, "global\n    maxconn 100\n")
+    with pytest.raises(ProxyError, match=r"no `stats socket \{\{ admin_socket \}\} \.\.\.` line"):
+        render_config(without, ROOT_LOGIN)
 
 
 @pytest.mark.skipif(not Path(HAPROXY_BINARY).exists(), reason=f"no {HAPROXY_BINARY} here")
@@ -132,8 +170,8 @@ def test_haproxy_accepts_the_rendered_config(inv: Inventory, tmp_path: Path) -> 
     # The files the config names inside the container (the maintenance map `up` creates)
     # are here.
     (tmp_path / "maintenance.map").touch()
-    path.write_text(render_config(inv).replace("/usr/local/etc/haproxy/", f"{tmp_path}/"),
-                    encoding="utf-8")
+    path.write_text(render_config(inv, ROOT_LOGIN).replace("/usr/local/etc/haproxy/",
+                                                           f"{tmp_path}/"), encoding="utf-8")
     result = subprocess.run([HAPROXY_BINARY, "-c", "-f", str(path)], capture_output=True,
                             text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -152,17 +190,14 @@ def published(argv: list[str]) -> list[str]:
 @pytest.mark.parametrize(
     ("inv", "expected"),
     [
-        (SANDBOX, ["80:8080", "127.0.0.1:9999:9999"]),
-        (SHOP, ["8000:8080", "127.0.0.1:8001:9999"]),
+        (SANDBOX, ["80:8080"]),
+        (SHOP, ["8000:8080"]),
     ],
     ids=["sandbox", "shop"],
 )
 def test_haproxy_run_command_publishes(inv: Inventory, expected: list[str]) -> None:
-    ports = published(haproxy_run_command(inv))
-    assert ports == expected
-    http, stats = ports
-    assert http.count(":") == 1  # no host address: all interfaces
-    assert stats.startswith("127.0.0.1:")  # the admin socket: loopback only
+    # The HTTP port alone, on all interfaces: the runtime API is a unix socket.
+    assert published(haproxy_run_command(inv)) == expected
 
 
 def test_haproxy_run_command_whole_argv() -> None:
@@ -174,9 +209,10 @@ def test_haproxy_run_command_whole_argv() -> None:
         "--label", "slotswap.app=webapp",
         "--label", "slotswap.role=haproxy",
         "--label", f"{LABEL_SPEC}={container_spec(SANDBOX)}",
+        "--user", "0:0",
         "--publish", "80:8080",
-        "--publish", "127.0.0.1:9999:9999",
         "--volume", "/etc/slotswap/webapp/haproxy:/usr/local/etc/haproxy:ro",
+        "--volume", "/etc/slotswap/webapp/haproxy/admin:/run/slotswap-admin",
         "10.77.0.1:5000/slotswap/haproxy:2.6",
         "-f", "/usr/local/etc/haproxy/haproxy.cfg",
     ]
@@ -204,10 +240,23 @@ def test_config_dir() -> None:
     assert config_dir(SHOP) == "/etc/slotswap/shop/haproxy"
 
 
+def test_admin_socket_is_in_a_folder_of_the_config_dir() -> None:
+    assert admin_dir(SHOP) == "/etc/slotswap/shop/haproxy/admin"
+    assert admin_socket_path(SHOP) == "/etc/slotswap/shop/haproxy/admin/admin.sock"
+
+
+def test_an_admin_socket_path_too_long_for_a_unix_socket_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import slotswap.proxy as proxy
+
+    monkeypatch.setattr(proxy, "config_dir", lambda inventory: "/srv/" + "x" * 90)
+    with pytest.raises(ProxyError, match="longer than the 107 bytes"):
+        admin_socket_path(SANDBOX)
+
+
 # -- container_spec ---------------------------------------------------------------------------
 
-HAPROXY_DEFAULTS = {"image": "10.77.0.1:5000/slotswap/haproxy:2.6", "http_port": 80,
-                    "stats_port": 9999}
+HAPROXY_DEFAULTS = {"image": "10.77.0.1:5000/slotswap/haproxy:2.6", "http_port": 80}
 
 SPEC_CHANGES = {
     # What the container is created with: a change needs a new container.
@@ -215,9 +264,6 @@ SPEC_CHANGES = {
     "image tag": ({"haproxy": {**HAPROXY_DEFAULTS,
                                "image": "10.77.0.1:5000/slotswap/haproxy:2.8"}}, True),
     "http_port": ({"haproxy": {**HAPROXY_DEFAULTS, "http_port": 8080}}, True),
-    "stats_port": ({"haproxy": {**HAPROXY_DEFAULTS, "stats_port": 9998}}, True),
-    "ports swapped": ({"haproxy": {**HAPROXY_DEFAULTS, "http_port": 9999,
-                                   "stats_port": 80}}, True),
     # What a config reload or a deploy changes: the same container.
     "nothing": ({}, False),
     "app_port": ({"app_port": 8080}, False),
@@ -225,6 +271,8 @@ SPEC_CHANGES = {
     "app image": ({"image": "registry.example.com/acme/webapp"}, False),
     "timeouts": ({"timeouts": {"healthy": 5, "drain": 5, "stop": 5}}, False),
     "hosts": ({"hosts": ["203.0.113.10"]}, False),
+    # No longer used: accepted so that older inventories load, and changes nothing.
+    "stats_port": ({"haproxy": {**HAPROXY_DEFAULTS, "stats_port": 9998}}, False),
 }
 
 
@@ -232,6 +280,15 @@ SPEC_CHANGES = {
 def test_container_spec_changes_with_image_and_ports(settings: dict[str, Any],
                                                      changes: bool) -> None:
     assert (container_spec(inventory(**settings)) != container_spec(SANDBOX)) is changes
+
+
+def test_container_spec_differs_from_the_one_of_a_published_stats_port() -> None:
+    """A container made by the version that published the runtime API on a TCP port has a
+    spec without the admin socket: `fab up` recreates it."""
+    import hashlib
+
+    old = hashlib.sha256(b"10.77.0.1:5000/slotswap/haproxy:2.6|80|9999").hexdigest()[:16]
+    assert container_spec(SANDBOX) != old
 
 
 def test_container_spec_is_short_hex() -> None:

@@ -425,3 +425,85 @@ def test_streamed_lines_start_after_the_marker() -> None:
     for line in ["Welcome!", "no newline herem1", "first", "m1", "second"]:
         gate(line)
     assert seen == ["first", "m1", "second"]
+
+
+# -- the admin socket: why a refused channel was refused -----------------------------------
+
+RUNNING_HAPROXY = ('[{"Name": "/webapp-haproxy", "State": {"Status": "running", "Running": true,'
+                   ' "ExitCode": 0, "StartedAt": "2026-11-27T19:00:00Z"}, "Image": "sha256:1",'
+                   ' "Config": {"Image": "haproxy:2.8", "Labels": {}},'
+                   ' "NetworkSettings": {"Networks": {}}}]')
+
+
+def refusing_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    answers: dict[str, CommandResult]) -> tuple[Server, list[str]]:
+    """A Server whose sshd refuses the unix-socket channel; commands get `answers`."""
+    import slotswap.remote as remote
+
+    def refuse(*_: Any) -> paramiko.Channel:
+        raise paramiko.ChannelException(2, "Connect failed")
+
+    monkeypatch.setattr(remote, "open_streamlocal_channel", refuse)
+    srv = server(tmp_path)
+    asked: list[str] = []
+
+    def run_line(line: str, **_: Any) -> CommandResult:
+        asked.append(line)
+        return next((result for prefix, result in answers.items() if line.startswith(prefix)),
+                    CommandResult("", "", 1))
+
+    monkeypatch.setattr(srv, "_run_line", run_line)
+    monkeypatch.setattr(srv, "_open_admin_command", lambda path: f"socat channel to {path}")
+    srv.connection.transport = object()  # type: ignore[assignment]
+    return srv, asked
+
+
+def test_a_stopped_haproxy_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from slotswap.haproxy import RuntimeApiError
+
+    srv, _ = refusing_server(tmp_path, monkeypatch, {
+        "docker container inspect": CommandResult(RUNNING_HAPROXY.replace(
+            '"running", "Running": true', '"exited", "Running": false'), "", 0)})
+    with pytest.raises(RuntimeApiError, match=r"webapp-haproxy is exited; is HAProxy running\? "
+                                              r"\(`fab up` starts it\)"):
+        srv._open_admin_channel()
+
+
+def test_a_server_without_the_socket_needs_fab_up(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from slotswap.haproxy import RuntimeApiError
+
+    srv, asked = refusing_server(tmp_path, monkeypatch, {
+        "docker container inspect": CommandResult(RUNNING_HAPROXY, "", 0)})
+    with pytest.raises(RuntimeApiError, match=r"no admin socket /etc/slotswap/webapp/haproxy/"
+                                              r"admin/admin\.sock on the server"):
+        srv._open_admin_channel()
+    assert asked[-1] == "test -S /etc/slotswap/webapp/haproxy/admin/admin.sock"
+
+
+def test_forwarding_refused_goes_through_socat_from_then_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    srv, asked = refusing_server(tmp_path, monkeypatch, {
+        "docker container inspect": CommandResult(RUNNING_HAPROXY, "", 0),
+        "test -S": CommandResult("", "", 0), "socat -V": CommandResult("socat 1.7", "", 0)})
+    path = "/etc/slotswap/webapp/haproxy/admin/admin.sock"
+    assert srv._open_admin_channel() == f"socat channel to {path}"
+    asked.clear()
+    assert srv._open_admin_channel() == f"socat channel to {path}"
+    assert asked == []  # no channel request, no probe: straight to socat
+
+
+def test_forwarding_refused_without_socat_names_the_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from slotswap.haproxy import RuntimeApiError
+
+    srv, _ = refusing_server(tmp_path, monkeypatch, {
+        "docker container inspect": CommandResult(RUNNING_HAPROXY, "", 0),
+        "test -S": CommandResult("", "", 0)})
+    with pytest.raises(RuntimeApiError) as raised:
+        srv._open_admin_channel()
+    message = str(raised.value)
+    assert "\n" not in message
+    for setting in ("AllowTcpForwarding no", "AllowStreamLocalForwarding no",
+                    "DisableForwarding yes", "no-port-forwarding", "install socat"):
+        assert setting in message

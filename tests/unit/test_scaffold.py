@@ -12,7 +12,7 @@ import yaml
 
 from slotswap import scaffold
 from slotswap.inventory import HookSettings, load_inventory
-from slotswap.proxy import render_config
+from slotswap.proxy import Login, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -74,7 +74,7 @@ def test_a_local_template_overrides_the_kit_s_file_by_file(tmp_path: Path) -> No
     local = tmp_path / "templates" / "haproxy.cfg.j2"
     local.write_text(local.read_text().replace("timeout client 30s", "timeout client 45s"))
 
-    assert "timeout client 45s" in render_config(inventory)
+    assert "timeout client 45s" in render_config(inventory, Login(1000, 1000))
 
 
 def test_without_a_local_folder_the_kit_s_templates_are_used(tmp_path: Path) -> None:
@@ -82,6 +82,6 @@ def test_without_a_local_folder_the_kit_s_templates_are_used(tmp_path: Path) -> 
     (tmp_path / "templates" / "haproxy.cfg.j2").unlink()
     inventory = load_inventory(tmp_path / "hosts.yaml")
 
-    assert "timeout client 30s" in render_config(inventory)
+    assert "timeout client 30s" in render_config(inventory, Login(1000, 1000))
     shutil.rmtree(tmp_path / "templates")
     assert scaffold.template_folders(inventory) == [scaffold.KIT_TEMPLATES]
