@@ -17,6 +17,18 @@ How a connection is made (see also hosts.yaml, section ssh):
   apply to every jump host, from the inventory or from ~/.ssh/config.
 - ssh-agent and the default ~/.ssh/id_* keys are always tried (allow_agent and
   look_for_keys are left on); ssh.identity is tried first when it is set.
+
+Nothing waits forever (see liveness_socket_options):
+
+- Every connection sends a keepalive message after ssh.keepalive seconds without sending
+  anything, and its TCP socket is told (TCP_USER_TIMEOUT, TCP keepalives) to give up when
+  what it sent stays unacknowledged for ssh.dead_after seconds: a network that silently
+  drops packets ends the connection within dead_after + keepalive seconds, and every call
+  on it fails with ConnectionLostError. Through a jump host that covers the TCP link to the
+  jump host; beyond it, each command's deadline applies.
+- Every command has a deadline: its own, else timeouts.command. Opening a channel waits at
+  most ssh.connect_timeout. A server that could not be reached (again) is not retried for
+  the rest of the run: each later call fails at once with the same error.
 """
 
 from __future__ import annotations
@@ -76,6 +88,35 @@ class RemoteCommandError(RuntimeError):
         self.server, self.command, self.exit_code, self.stderr = server, command, exit_code, stderr
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
         super().__init__(f"{server}: `{command}` exited {exit_code}: {detail}")
+
+
+class CommandDeadlineError(RemoteCommandError):
+    """A command ran past its deadline and was abandoned (its channel closed)."""
+
+    def __init__(self, server: str, command: str, seconds: float):
+        RuntimeError.__init__(self, f"{server}: `{command}` {deadline_message(seconds)}")
+        self.server, self.command, self.exit_code = server, command, -1
+        self.stderr = deadline_message(seconds)
+
+
+def deadline_message(seconds: float) -> str:
+    return (f"gave no answer within {seconds:g}s and was abandoned (a stuck Docker engine? "
+            "an overloaded server?)")
+
+
+def liveness_socket_options(keepalive: float, dead_after: float) -> list[tuple[int, int, int]]:
+    """(level, option, value) for a TCP socket: the kernel aborts the connection when data it
+    sent stays unacknowledged for dead_after seconds (TCP_USER_TIMEOUT), and probes an idle
+    one every `keepalive` seconds (the SSH keepalive messages keep it from being idle while
+    a command runs). Linux only; other systems get the options they have."""
+    idle = max(1, math.ceil(keepalive))
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", idle),
+                        ("TCP_KEEPCNT", max(1, math.ceil(dead_after / idle))),
+                        ("TCP_USER_TIMEOUT", max(1, math.ceil(dead_after * 1000)))):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
 
 
 class UnknownHostKeyError(paramiko.SSHException):
@@ -220,6 +261,10 @@ class Server:
                                      is None else host.accept_unknown_hosts)
         # Fabric truncates the timeout to whole seconds, and 0 would mean no timeout at all.
         self._connect_timeout = max(1, math.ceil(ssh.connect_timeout))
+        self.command_timeout = inventory.timeouts.command
+        self._keepalive, self._dead_after = ssh.keepalive, ssh.dead_after
+        self._connect_lock = threading.Lock()  # the lock's heartbeat runs on its own thread
+        self._unreachable: ConnectError | None = None
         connect_kwargs: dict[str, object] = {}
         if ssh.identity is not None:
             connect_kwargs["key_filename"] = str(ssh.identity)
@@ -232,10 +277,12 @@ class Server:
             refuse_jump_chains(config, host.address)
         user, port = login_for(config, host.address, host.user or ssh.user,
                                host.port or ssh.port)
+        # channel_timeout: opening a session or SFTP channel would otherwise wait an hour.
         self.connection = Connection(host.address, user=user, port=port,
                                      connect_timeout=self._connect_timeout,
-                                     connect_kwargs=dict(connect_kwargs), config=config,
-                                     gateway=gateway)
+                                     connect_kwargs=dict(connect_kwargs,
+                                                         channel_timeout=self._connect_timeout),
+                                     config=config, gateway=gateway)
         self.jumps = jump_chain(self.connection)
         for hop in self.jumps:
             self._prepare_jump(hop)
@@ -278,10 +325,21 @@ class Server:
     def connect(self) -> None:
         if self.connection.is_connected:
             return
-        # Jump hosts first, one at a time, so that an error names the hop that failed.
-        for hop in self.jumps:
-            self._open(hop, "jump host ")
-        self._open(self.connection, "")
+        with self._connect_lock:
+            if self.connection.is_connected:
+                return
+            if self._unreachable is not None:
+                # Tried and failed in this run already: fail at once instead of waiting out
+                # the connect timeout again for every recovery step.
+                raise ConnectError(str(self._unreachable))
+            try:
+                # Jump hosts first, one at a time, so that an error names the hop that failed.
+                for hop in self.jumps:
+                    self._open(hop, "jump host ")
+                self._open(self.connection, "")
+            except ConnectError as error:
+                self._unreachable = error
+                raise
 
     def _open(self, connection: Connection, role: str) -> None:
         if connection.is_connected:
@@ -314,11 +372,17 @@ class Server:
         except (TimeoutError, OSError) as error:
             raise ConnectError(f"{self.name}: cannot connect to {where}{via}: {error}") from error
         _count_connection()
-        # Small request/answer exchanges (runtime API polls, short commands) otherwise wait
-        # ~40 ms each on Nagle's algorithm meeting delayed ACKs; OpenSSH sets this too.
-        sock = connection.transport.sock
+        transport = connection.transport
+        transport.set_keepalive(max(1, math.ceil(self._keepalive)))
+        # A jump host's connection has the TCP socket; a server behind it a channel on it.
+        sock = transport.sock
         if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Small request/answer exchanges (runtime API polls, short commands) otherwise
+            # wait ~40 ms each on Nagle's algorithm meeting delayed ACKs; OpenSSH sets this too.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for level, option, value in liveness_socket_options(self._keepalive,
+                                                                self._dead_after):
+                sock.setsockopt(level, option, value)
 
     def _add_key_hint(self, connection: Connection) -> str:
         host, port, known = connection.host, connection.port, self.known_hosts
@@ -343,7 +407,8 @@ class Server:
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
             stdin: str | None = None) -> CommandResult:
-        """Run one command built from argv (quoted here, and only here); `stdin` is fed to it."""
+        """Run one command built from argv (quoted here, and only here); `stdin` is fed to it.
+        `timeout`: its deadline (default: timeouts.command)."""
         if stdin is not None:
             # Invoke's runner feeds stdin one character per 10 ms (1.7 s for a history
             # entry); a channel of our own sends it at once.
@@ -362,12 +427,12 @@ class Server:
     def _run_line(self, line: str, *, check: bool, timeout: float | None) -> CommandResult:
         """A command with no stdin (run() sends stdin over a channel of its own)."""
         self.connect()
+        timeout = self.command_timeout if timeout is None else timeout
         try:
             result = self.connection.run(line, hide=True, warn=True, in_stream=False,
                                          timeout=timeout)
         except CommandTimedOut as error:
-            raise RemoteCommandError(self.name, line, -1,
-                                     f"timed out after {error.timeout}s") from error
+            raise CommandDeadlineError(self.name, line, timeout) from error
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise self._lost(error) from error
         if not self.connection.is_connected:
@@ -378,16 +443,21 @@ class Server:
             raise RemoteCommandError(self.name, line, outcome.exit_code, outcome.stderr)
         return outcome
 
-    def stream_lines(self, argv: Sequence[str], on_line: Callable[[str], None]) -> int:
-        """Run one long command (docker logs --follow), handing each line of its stdout and
-        stderr to `on_line` as it comes; return its exit code. Ends when the command does,
-        or when the connection is closed (close())."""
+    def stream_lines(self, argv: Sequence[str], on_line: Callable[[str], None], *,
+                     follow: bool = False) -> int:
+        """Run one command (docker logs), handing each line of its stdout and stderr to
+        `on_line` as it comes; return its exit code. Ends when the command does, when the
+        connection is closed (close()) or lost, or, unless `follow` (a command that runs
+        until it is stopped), at the deadline timeouts.command."""
         self.connect()
         out_sink, err_sink = LineSink(on_line), LineSink(on_line)
+        line = shlex.join(argv)
         try:
-            result = self.connection.run(shlex.join(argv), hide=False, warn=True,
-                                         in_stream=False, out_stream=out_sink,
-                                         err_stream=err_sink)
+            result = self.connection.run(line, hide=False, warn=True, in_stream=False,
+                                         out_stream=out_sink, err_stream=err_sink,
+                                         timeout=None if follow else self.command_timeout)
+        except CommandTimedOut as error:
+            raise CommandDeadlineError(self.name, line, self.command_timeout) from error
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise self._lost(error) from error
         finally:
@@ -400,22 +470,21 @@ class Server:
                             timeout: float | None = None) -> CommandResult:
         """Run one command and stream `source` (bytes, read to its end) into its stdin over a
         channel of the existing connection; `sent` is called with the bytes sent so far.
-        `timeout` bounds the whole command, transfer included."""
+        `timeout` bounds the whole command, transfer included (default: timeouts.command)."""
         self.connect()
         line = shlex.join(argv)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        timeout = self.command_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         try:
             channel = self.connection.transport.open_session()
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise self._lost(error) from error
         stdout, stderr = bytearray(), bytearray()
 
-        def remaining() -> float | None:
-            if deadline is None:
-                return None
+        def remaining() -> float:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RemoteCommandError(self.name, line, -1, f"timed out after {timeout}s")
+                raise CommandDeadlineError(self.name, line, timeout)
             return left
 
         try:
@@ -440,11 +509,13 @@ class Server:
             while data := channel.recv_stderr(65536):
                 stderr.extend(data)
             if not channel.status_event.wait(remaining()):
-                raise RemoteCommandError(self.name, line, -1, f"timed out after {timeout}s")
+                raise CommandDeadlineError(self.name, line, timeout)
             exit_code = channel.recv_exit_status()
         except (TimeoutError, paramiko.SSHException, EOFError, OSError) as error:
             if not self.connection.transport.is_active():
                 raise self._lost(error) from error
+            if isinstance(error, TimeoutError):
+                raise CommandDeadlineError(self.name, line, timeout) from error
             raise RemoteCommandError(self.name, line, -1, str(error) or type(error).__name__
                                      ) from error
         finally:
@@ -462,7 +533,16 @@ class Server:
         directory = path.rsplit("/", 1)[0] or "/"
         self.run(["mkdir", "-p", directory])
         temporary = f"{path}.tmp"
-        self.connection.put(io.BytesIO(text.encode()), temporary)
+        self._sftp()  # with its deadline, for put() to use
+        try:
+            self.connection.put(io.BytesIO(text.encode()), temporary)
+        except TimeoutError as error:
+            raise CommandDeadlineError(self.name, f"sftp put {temporary}",
+                                       self.command_timeout) from error
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            if not self.connection.transport.is_active():
+                raise self._lost(error) from error
+            raise
         self.run(["chmod", f"{mode:o}", temporary])
         self.run(["mv", "-f", temporary, path])
 
@@ -480,7 +560,7 @@ class Server:
         # server's umask) and chmod'ing it shows nothing to anyone else.
         self.run_chain(["mkdir", "-p", "-m", f"{PRIVATE_DIR_MODE:o}", directory],
                        ["chmod", f"{PRIVATE_DIR_MODE:o}", directory])
-        sftp = self.connection.sftp()
+        sftp = self._sftp()
         # A fresh name, opened with O_EXCL: never write through a file or link left there.
         temporary = f"{directory}/.{name}.{secrets.token_hex(8)}.tmp"
         try:
@@ -489,11 +569,26 @@ class Server:
                 handle.write(text.encode())
             # Readers (docker run) see the old file or the whole new one, never half of it.
             sftp.posix_rename(temporary, path)
-        except BaseException:
+        except BaseException as error:
             # Best effort: the connection itself may be what failed.
             with contextlib.suppress(OSError, paramiko.SSHException):
                 sftp.remove(temporary)
+            if isinstance(error, TimeoutError):
+                raise CommandDeadlineError(self.name, f"sftp write {path}",
+                                           self.command_timeout) from error
             raise
+
+    def _sftp(self) -> paramiko.SFTPClient:
+        """Fabric's SFTP session of this connection, every read on it bounded by the command
+        deadline (a socket timeout: each operation gives up after that long without an
+        answer)."""
+        self.connect()
+        try:
+            sftp = self.connection.sftp()
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._lost(error) from error
+        sftp.get_channel().settimeout(self.command_timeout)
+        return sftp
 
     def runtime_api(self, command: str) -> str:
         """Send one line to HAProxy's stats socket on the server's 127.0.0.1; return its answer."""

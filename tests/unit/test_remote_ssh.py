@@ -315,6 +315,12 @@ class FakeSFTP:
     def remove(self, path: str) -> None:
         self.log.append(("remove", path))
 
+    def get_channel(self) -> FakeSFTP:
+        return self
+
+    def settimeout(self, seconds: float) -> None:
+        self.timeout = seconds  # every SFTP operation's deadline
+
 
 def fake_server(tmp_path: Path, sftp: FakeSFTP) -> tuple[Server, list[list[str]]]:
     srv = server(tmp_path)
@@ -326,6 +332,7 @@ def fake_server(tmp_path: Path, sftp: FakeSFTP) -> tuple[Server, list[list[str]]
 
     srv.run_chain = run_chain  # type: ignore[method-assign]
     srv.connection.sftp = lambda: sftp  # type: ignore[method-assign]
+    srv.connect = lambda: None  # type: ignore[method-assign]
     return srv, commands
 
 
@@ -344,6 +351,7 @@ def test_private_file_is_0600_before_its_first_byte_in_a_0700_folder(tmp_path: P
     assert chmod == ("chmod", temporary, "0o600")
     assert write == ("write", temporary, "API_TOKEN=s3cr3t\n")
     assert rename == ("rename", temporary, "/etc/slotswap/webapp/web1.env")
+    assert sftp.timeout == 60.0  # timeouts.command: no SFTP call waits forever
     # The content goes over SFTP only, never into a command line.
     assert not any("s3cr3t" in word for argv in commands for word in argv)
 
