@@ -23,7 +23,7 @@ from tasks.app_env import env_file_path, resolve_app_env
 from tasks.haproxy import AdminState
 from tasks.history import append_command
 from tasks.inventory import SLOTS, Inventory
-from tasks.locking import lock_dir, read_owner, take_lock_command
+from tasks.locking import lock_dir, read_lock, take_lock_command
 from tasks.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
@@ -69,8 +69,10 @@ def masked_env(inventory: Inventory) -> str:
 
 
 def lock_steps(plan: ServerPlan, server: Server, inventory: Inventory) -> None:
-    holder = read_owner(server, inventory)
-    if holder is not None:
+    holder = read_lock(server, inventory)
+    if holder is not None and holder.stale:
+        plan.steps.append(f"take over the stale lock of {holder.describe()}")
+    elif holder is not None:
         plan.locked_by = holder.describe()
         plan.steps.append(f"STOP: locked by {holder.describe()}: the run would change "
                           "nothing and exit 4 (`fab lock`, `fab unlock`)")

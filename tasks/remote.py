@@ -41,6 +41,7 @@ import shlex
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
+from tasks import interrupts
 from tasks.haproxy import RuntimeApiError, raise_for_api_error
 from tasks.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
 from tasks.output import warn
@@ -73,6 +75,18 @@ def _count_connection() -> None:
     global _connections_opened
     with _connections_lock:
         _connections_opened += 1
+
+
+_connected_servers: weakref.WeakSet[Server] = weakref.WeakSet()
+
+
+def abandon_all_connections() -> None:
+    """Cut every connection this process has open (a second Ctrl-C): see Server.abandon."""
+    for server in list(_connected_servers):
+        server.abandon()
+
+
+interrupts.when_stopping_now(abandon_all_connections)
 
 
 class ConnectError(RuntimeError):
@@ -265,6 +279,7 @@ class Server:
         self._keepalive, self._dead_after = ssh.keepalive, ssh.dead_after
         self._connect_lock = threading.Lock()  # the lock's heartbeat runs on its own thread
         self._unreachable: ConnectError | None = None
+        self._abandoned = False  # cut by a second Ctrl-C: no new connection until resume()
         connect_kwargs: dict[str, object] = {}
         if ssh.identity is not None:
             connect_kwargs["key_filename"] = str(ssh.identity)
@@ -328,6 +343,8 @@ class Server:
         with self._connect_lock:
             if self.connection.is_connected:
                 return
+            if self._abandoned:
+                raise ConnectionLostError(f"{self.name}: the connection was cut (stopped at once)")
             if self._unreachable is not None:
                 # Tried and failed in this run already: fail at once instead of waiting out
                 # the connect timeout again for every recovery step.
@@ -340,6 +357,28 @@ class Server:
             except ConnectError as error:
                 self._unreachable = error
                 raise
+            _connected_servers.add(self)
+
+    def abandon(self) -> None:
+        """Cut the connection at once, from any thread or a signal handler: its TCP socket is
+        shut down (no lock is taken), paramiko's thread then ends the connection, and every
+        call waiting on it returns. Until resume(), no new connection is opened: whatever the
+        run was doing fails at once."""
+        self._abandoned = True
+        for connection in (*self.jumps, self.connection):
+            sock = getattr(connection.transport, "sock", None)
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def resume(self) -> None:
+        """After abandon(): the next call opens a new connection (to report and release)."""
+        self.close()
+        self._abandoned = False
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self.connection.is_connected)
 
     def _open(self, connection: Connection, role: str) -> None:
         if connection.is_connected:

@@ -15,7 +15,7 @@ from tasks.batches import run_in_batches
 from tasks.delivery import image_deliverer
 from tasks.haproxy import RuntimeApiError
 from tasks.inventory import SLOTS, Inventory
-from tasks.locking import FleetLock, LockedError, new_owner
+from tasks.locking import FleetLock, LockedError, new_owner, run_within
 from tasks.output import format_table, progress_for, say
 from tasks.proxy import ProxyError
 from tasks.pruning import prune_images
@@ -133,10 +133,29 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     except KeyboardInterrupt:
         result.exit_code = EXIT_INTERRUPTED
         result.message = f"{task} interrupted; each server serves what the summary says"
-        fill_serving(servers, inventory, result.outcomes)
+        if interrupts.stopping_now():
+            result.message = f"{task} stopped at once; each server serves what the summary says"
+            fill_serving_quickly(servers, inventory, result.outcomes)
+        else:
+            fill_serving(servers, inventory, result.outcomes)
     finally:
         close_all(servers)
     return result
+
+
+def fill_serving_quickly(servers: list[Server], inventory: Inventory,
+                         outcomes: list[ServerOutcome]) -> None:
+    """After a second Ctrl-C: every server at once, over a new connection, a short deadline."""
+    seconds = interrupts.REPORT_AFTER_STOP_SECONDS
+    found: dict[str, str] = {}
+
+    def read(server: Server) -> None:
+        server.resume()
+        found[server.name] = serving_now(server, inventory)
+
+    run_within(servers, read, seconds)
+    for outcome in outcomes:
+        outcome.serving = found.get(outcome.name, f"unknown (no answer within {seconds:g}s)")
 
 
 def roll_back_moved(result: RolloutResult, servers: list[Server], inventory: Inventory,
@@ -219,7 +238,8 @@ def swap_and_record(server: Server, inventory: Inventory, tag: str, outcome: Ser
         outcome.outcome = "interrupted"
         raise
     finally:
-        record_history(server, inventory, task, outcome)
+        if not interrupts.stopping_now():  # else: stopped at once, the connection is cut
+            record_history(server, inventory, task, outcome)
 
 
 def record_history(server: Server, inventory: Inventory, task: str,
