@@ -286,7 +286,10 @@ def run_within(servers: list[Server], attempt: Callable[[Server], object],
     threads = []
     for index, server in enumerate(servers):
         def work(index: int = index, server: Server = server) -> None:
-            answer = attempt(server)
+            try:
+                answer = attempt(server)
+            except BaseException as error:  # handed to the caller
+                answer = error
             results[index] = answer if isinstance(answer, BaseException) else None
         thread = threading.Thread(target=work, daemon=True, name=f"within-{server.name}")
         thread.start()

@@ -4,6 +4,7 @@ from (inventory, ~/.ssh/config, defaults), and how a private file is written."""
 from __future__ import annotations
 
 import io
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,18 @@ from fabric import Connection
 from tasks.inventory import Inventory, parse_inventory
 from tasks.remote import (
     AcceptUnknownHostsLoudly,
+    CommandDeadlineError,
     CommandResult,
+    ConnectError,
+    ConnectionLostError,
     RefuseUnknownHosts,
+    RemoteCommandError,
     Server,
     UnknownHostKeyError,
     fabric_config,
     hostkey_name,
     jump_chain,
+    liveness_socket_options,
     login_for,
     unknown_host_warning,
 )
@@ -381,3 +387,66 @@ def test_private_file_needs_an_absolute_path_in_a_folder(tmp_path: Path, path: s
     with pytest.raises(ValueError, match="absolute file path"):
         srv.write_private_file(path, "A=1\n")
     assert commands == []
+
+
+# -- liveness: keepalives, dead peers, deadlines -------------------------------------------
+
+
+def test_the_kernel_is_told_to_give_up_on_a_silent_connection() -> None:
+    options = {(level, option): value
+               for level, option, value in liveness_socket_options(5, 15)}
+    assert options[(socket.SOL_SOCKET, socket.SO_KEEPALIVE)] == 1
+    assert options[(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)] == 15000
+    assert options[(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)] == 5
+    assert options[(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)] == 5
+    assert options[(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)] == 3
+    # Fractions round up; nothing becomes 0 (which would mean "never").
+    tiny = {option: value for _, option, value in liveness_socket_options(0.2, 0.5)}
+    assert tiny[socket.TCP_KEEPIDLE] == 1 and tiny[socket.TCP_USER_TIMEOUT] == 500
+
+
+def test_the_options_are_accepted_by_a_real_socket() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        for level, option, value in liveness_socket_options(1, 4):
+            sock.setsockopt(level, option, value)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 4000
+
+
+def test_commands_and_channels_get_deadlines_from_the_inventory(tmp_path: Path) -> None:
+    srv = server(tmp_path, {"connect_timeout": 3})
+    assert srv.command_timeout == 60.0
+    assert srv.connection.connect_kwargs["channel_timeout"] == 3
+
+
+def test_a_server_that_could_not_be_reached_fails_at_once_afterwards(tmp_path: Path) -> None:
+    srv = server(tmp_path)
+    attempts: list[str] = []
+
+    def refuse(connection: Any, role: str) -> None:
+        attempts.append(role)
+        raise ConnectError("s1: cannot connect to root@203.0.113.10:22: timed out")
+
+    srv._open = refuse  # type: ignore[method-assign]
+    for _ in range(3):
+        with pytest.raises(ConnectError, match="timed out"):
+            srv.connect()
+    assert attempts == [""]  # tried once; later calls fail without waiting again
+
+
+def test_an_abandoned_server_opens_no_new_connection_until_resumed(tmp_path: Path) -> None:
+    srv = server(tmp_path)
+    srv.abandon()  # not connected: nothing to cut, but the run must not reconnect
+    with pytest.raises(ConnectionLostError, match="cut"):
+        srv.connect()
+    srv.resume()
+    opened: list[str] = []
+    srv._open = lambda connection, role: opened.append(role)  # type: ignore[method-assign]
+    srv.connect()
+    assert opened == [""]
+
+
+def test_a_command_past_its_deadline_names_the_server_and_the_command() -> None:
+    error = CommandDeadlineError("s1", "docker inspect webapp-web1", 5)
+    assert str(error) == ("s1: `docker inspect webapp-web1` gave no answer within 5s and was "
+                          "abandoned (a stuck Docker engine? an overloaded server?)")
+    assert isinstance(error, RemoteCommandError) and error.exit_code == -1
