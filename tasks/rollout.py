@@ -125,6 +125,10 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                 swap_in_turn(result, servers, inventory, tag_of, task, app_env)
             if not result.ok and on_failure == ON_FAILURE_ROLLBACK:
                 roll_back_moved(result, servers, inventory, app_env)
+        if interrupts.stopping_now():
+            # The second Ctrl-C's KeyboardInterrupt can be replaced on its way up by the error
+            # of a cut connection: the run was stopped all the same.
+            raise KeyboardInterrupt
     except LockedError as error:
         result.exit_code, result.message = EXIT_LOCKED, f"nothing was changed: {error}"
         fill_serving(servers, inventory, result.outcomes)
@@ -135,6 +139,9 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
         result.message = f"{task} interrupted; each server serves what the summary says"
         if interrupts.stopping_now():
             result.message = f"{task} stopped at once; each server serves what the summary says"
+            for outcome in result.outcomes:  # the swap cut short, whatever error it then saw
+                if outcome.outcome == "failed":
+                    outcome.outcome = "interrupted"
             fill_serving_quickly(servers, inventory, result.outcomes)
         else:
             fill_serving(servers, inventory, result.outcomes)
