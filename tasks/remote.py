@@ -439,9 +439,16 @@ class Server:
             hop.close()
 
     def _lost(self, error: BaseException) -> ConnectionLostError:
+        # What ended the connection, as paramiko's thread saw it (the caller often sees only
+        # the EOF that followed).
+        cause = getattr(self.connection.transport, "saved_exception", None)
         # Closed for good, so that the next call (a recovery step) opens a fresh connection.
         self.close()
-        reason = str(error) or type(error).__name__
+        if isinstance(cause, TimeoutError):
+            reason = (f"nothing it sent was acknowledged for {self._dead_after:g}s "
+                      "(ssh.dead_after): the network or the server went silent")
+        else:
+            reason = str(error) or str(cause or "") or type(error).__name__
         return ConnectionLostError(f"{self.name}: lost the SSH connection ({reason})")
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
@@ -558,7 +565,8 @@ class Server:
             raise RemoteCommandError(self.name, line, -1, str(error) or type(error).__name__
                                      ) from error
         finally:
-            channel.close()
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+                channel.close()  # on a dead connection this fails too
         return CommandResult(stdout.decode(errors="replace"), stderr.decode(errors="replace"),
                              exit_code)
 
@@ -637,7 +645,7 @@ class Server:
         try:
             channel = transport.open_channel("direct-tcpip", ("127.0.0.1", port),
                                              ("127.0.0.1", 0), timeout=API_TIMEOUT)
-        except (paramiko.ChannelException, paramiko.SSHException, OSError) as error:
+        except (paramiko.ChannelException, paramiko.SSHException, OSError, EOFError) as error:
             if not transport.is_active():
                 raise self._lost(error) from error
             raise RuntimeApiError(
@@ -656,7 +664,10 @@ class Server:
             raise RuntimeApiError(
                 f"{self.name}: runtime API `{command}` failed: {error}") from error
         finally:
-            channel.close()
+            # Closing says so to the server: on a dead connection that fails too, and must
+            # not replace the error (or interrupt) on its way up.
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+                channel.close()
         answer = b"".join(chunks).decode(errors="replace")
         if not answer and not command.startswith("set "):
             raise RuntimeApiError(

@@ -261,18 +261,25 @@ def record_history(server: Server, inventory: Inventory, task: str,
 
 def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
              app_env: AppEnv | None = None) -> bool:
-    progress = progress_for(server.name)
+    shown = progress_for(server.name)
+    step = [""]  # the last step announced: named when the server stops answering
+
+    def progress(message: str) -> None:
+        if not message.startswith(("could not", "WARNING")):  # recovery, not a step
+            step[0] = message
+        shown(message)
+
     started = time.monotonic()
     swap = SlotSwap(server, inventory, tag, progress, app_env)
     try:
         old_tag, serving = swap.run()
     except SwapError as error:
         outcome.outcome = "rolled back" if isinstance(error, SwapRolledBack) else "failed"
-        outcome.error, outcome.serving = str(error), error.serving
+        outcome.error, outcome.serving = str(error) + during(error, step[0]), error.serving
         progress(f"FAILED: {error}")
         return False
     except OPERATION_ERRORS as error:
-        outcome.outcome, outcome.error = "failed", str(error)
+        outcome.outcome, outcome.error = "failed", str(error) + during(error, step[0])
         outcome.serving = serving_now(server, inventory)
         progress(f"FAILED: {error}")
         return False
@@ -287,6 +294,15 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
     except OPERATION_ERRORS as error:
         progress(f"WARNING: could not remove old images: {error}")
     return True
+
+
+def during(error: BaseException, step: str) -> str:
+    """When the server stopped answering (connection lost, command past its deadline), the
+    step it was in: the error itself names the server and the command only."""
+    cause = error.__cause__ if isinstance(error, SwapError) else error
+    if step and isinstance(cause, ConnectError | RemoteCommandError):
+        return f" (during: {step})"
+    return ""
 
 
 def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, str]]:
