@@ -444,9 +444,11 @@ class Server:
         cause = getattr(self.connection.transport, "saved_exception", None)
         # Closed for good, so that the next call (a recovery step) opens a fresh connection.
         self.close()
-        if isinstance(cause, TimeoutError):
-            reason = (f"nothing it sent was acknowledged for {self._dead_after:g}s "
-                      "(ssh.dead_after): the network or the server went silent")
+        if isinstance(cause, TimeoutError | EOFError) or isinstance(error, EOFError):
+            # The kernel ends a silent connection (see liveness_socket_options) with what
+            # paramiko then sees as an end of file.
+            reason = ("it was closed, or nothing sent on it was acknowledged for "
+                      f"{self._dead_after:g}s (ssh.dead_after)")
         else:
             reason = str(error) or str(cause or "") or type(error).__name__
         return ConnectionLostError(f"{self.name}: lost the SSH connection ({reason})")
