@@ -373,8 +373,10 @@ class Server:
 
     def resume(self) -> None:
         """After abandon(): the next call opens a new connection (to report and release)."""
-        self.close()
-        self._abandoned = False
+        with self._connect_lock:
+            if self._abandoned:
+                self.close()
+                self._abandoned = False
 
     @property
     def is_connected(self) -> bool:
