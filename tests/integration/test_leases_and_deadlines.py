@@ -163,7 +163,8 @@ def test_a_silent_network_ends_the_deploy_within_its_bound(fleet_on_v1: Sandbox,
     assert report.failed == 0, report.failures
     assert exit_code == 1
     assert re.search(r"error: deploy of \S+ stopped at s1: (\w+: )?s1: lost the SSH connection "
-                     r".*\(during: waiting for HAProxy's health checks", output), output
+                     rf"\(.*acknowledged for {dead_after}s \(ssh.dead_after\)\) \(during: waiting "
+                     r"for HAProxy's health checks", output), output
     assert "could not release its lock" in output  # s1's: it expires after its lease
     for address in box.addresses[1:]:
         assert box.containers(address) == before[address]  # not touched
