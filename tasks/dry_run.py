@@ -76,9 +76,14 @@ def lock_steps(plan: ServerPlan, server: Server, inventory: Inventory) -> None:
         plan.locked_by = holder.describe()
         plan.steps.append(f"STOP: locked by {holder.describe()}: the run would change "
                           "nothing and exit 4 (`fab lock`, `fab unlock`)")
-    plan.shell(take_lock_command(inventory))
+    lease = inventory.timeouts.lease
+    plan.steps.append(f"$ sh -c '<take the lock>' {shlex.join(take_lock_command(inventory)[3:])}"
+                      f"  (mkdir {lock_dir(inventory)}, atomic; or take over a lock not renewed "
+                      f"for its lease; see tasks/locking.py)")
     plan.write(f"{lock_dir(inventory)}/owner.json", 0o644,
-               "who, since, task, tag (that command's stdin)")
+               "who, since, task, tag (that command's stdin); and lease")
+    plan.steps.append(f"while the run goes on: touch {lock_dir(inventory)} every {lease / 3:g}s "
+                      f"(the lease, {lease}s)")
 
 
 def unlock_steps(plan: ServerPlan, inventory: Inventory) -> None:
