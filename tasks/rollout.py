@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tasks import history, interrupts
+from tasks import haproxy, history, interrupts
 from tasks.app_env import AppEnv, resolve_app_env
 from tasks.batches import run_in_batches
 from tasks.delivery import image_deliverer
@@ -19,7 +19,7 @@ from tasks.locking import FleetLock, LockedError, new_owner, run_within
 from tasks.output import format_table, progress_for, say
 from tasks.proxy import ProxyError
 from tasks.pruning import prune_images
-from tasks.remote import ConnectError, RemoteCommandError, Server
+from tasks.remote import CommandDeadlineError, ConnectError, RemoteCommandError, Server
 from tasks.swap import SlotSwap, SwapError, SwapRolledBack, describe_serving, read_slots
 
 # Exit codes (documented in the README).
@@ -276,6 +276,9 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
     except SwapError as error:
         outcome.outcome = "rolled back" if isinstance(error, SwapRolledBack) else "failed"
         outcome.error, outcome.serving = str(error) + during(error, step[0]), error.serving
+        if isinstance(error.__cause__, CommandDeadlineError) and outcome.serving.startswith(
+                "unknown"):
+            outcome.serving = haproxy_view(server, inventory) or outcome.serving
         progress(f"FAILED: {error}")
         return False
     except OPERATION_ERRORS as error:
@@ -294,6 +297,19 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
     except OPERATION_ERRORS as error:
         progress(f"WARNING: could not remove old images: {error}")
     return True
+
+
+def haproxy_view(server: Server, inventory: Inventory) -> str:
+    """What HAProxy alone says, for a server whose Docker engine does not answer (its
+    containers keep running, so the slots HAProxy sends traffic to still serve)."""
+    try:
+        stats = haproxy.parse_show_stat(
+            server.runtime_api(haproxy.command_show_stat(inventory.app)))
+    except OPERATION_ERRORS:
+        return ""
+    live = [slot for slot in SLOTS if slot in stats and stats[slot].takes_new_traffic]
+    return (f"{' and '.join(live) or 'NO slot'} in rotation (HAProxy; Docker did not answer, "
+            "so the version is unknown)")
 
 
 def during(error: BaseException, step: str) -> str:

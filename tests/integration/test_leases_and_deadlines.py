@@ -201,6 +201,8 @@ def test_a_frozen_docker_engine_ends_the_deploy_and_the_old_version_keeps_servin
     assert re.search(rf"error: deploy of {tag} stopped at s1: .*s1: `[^`]*docker[^`]*` gave no "
                      rf"answer within {command_deadline}s and was abandoned.*\(during: ",
                      output), output
+    assert re.search(r"^s1 .*\bfailed\s+web[12] in rotation \(HAProxy; Docker did not answer",
+                     output, re.MULTILINE), output
     assert "s1: free" in box.fab("lock").stdout  # SSH worked: the lock was released
     for address in box.addresses:
         assert box.served_versions(address) == {old}
