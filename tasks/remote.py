@@ -446,13 +446,15 @@ class Server:
         cause = getattr(self.connection.transport, "saved_exception", None)
         # Closed for good, so that the next call (a recovery step) opens a fresh connection.
         self.close()
-        if isinstance(cause, TimeoutError | EOFError) or isinstance(error, EOFError):
+        socket_error = next((e for e in (error, cause) if isinstance(e, OSError) and e.errno
+                             and not isinstance(e, TimeoutError)), None)
+        if socket_error is not None:
+            reason = str(socket_error)  # e.g. a connection reset by the server
+        else:
             # The kernel ends a silent connection (see liveness_socket_options) with what
-            # paramiko then sees as an end of file.
+            # paramiko then reports as an end of file, or as a channel it cannot open.
             reason = ("it was closed, or nothing sent on it was acknowledged for "
                       f"{self._dead_after:g}s (ssh.dead_after)")
-        else:
-            reason = str(error) or str(cause or "") or type(error).__name__
         return ConnectionLostError(f"{self.name}: lost the SSH connection ({reason})")
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
