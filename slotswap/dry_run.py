@@ -23,7 +23,7 @@ from slotswap.app_env import env_file_path, resolve_app_env
 from slotswap.haproxy import AdminState
 from slotswap.history import append_command
 from slotswap.inventory import SLOTS, Inventory
-from slotswap.locking import lock_dir, read_owner, take_lock_command
+from slotswap.locking import lock_dir, read_lock, take_lock_command
 from slotswap.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
@@ -71,14 +71,21 @@ def masked_env(inventory: Inventory) -> str:
 
 
 def lock_steps(plan: ServerPlan, server: Server, inventory: Inventory) -> None:
-    holder = read_owner(server, inventory)
-    if holder is not None:
+    holder = read_lock(server, inventory)
+    if holder is not None and holder.stale:
+        plan.steps.append(f"take over the stale lock of {holder.describe()}")
+    elif holder is not None:
         plan.locked_by = holder.describe()
         plan.steps.append(f"STOP: locked by {holder.describe()}: the run would change "
                           "nothing and exit 4 (`fab lock`, `fab unlock`)")
-    plan.shell(take_lock_command(inventory))
+    lease = inventory.timeouts.lease
+    plan.steps.append(f"$ sh -c '<take the lock>' {shlex.join(take_lock_command(inventory)[3:])}"
+                      f"  (mkdir {lock_dir(inventory)}, atomic; or take over a lock not renewed "
+                      f"for its lease; see tasks/locking.py)")
     plan.write(f"{lock_dir(inventory)}/owner.json", 0o644,
-               "who, since, task, tag (that command's stdin)")
+               "who, since, task, tag (that command's stdin); and lease")
+    plan.steps.append(f"while the run goes on: touch {lock_dir(inventory)} every {lease / 3:g}s "
+                      f"(the lease, {lease}s)")
 
 
 def unlock_steps(plan: ServerPlan, inventory: Inventory) -> None:

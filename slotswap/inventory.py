@@ -60,6 +60,9 @@ DELIVERY_MODES = ("registry", "ssh")
 # (locks, history) and config (HAProxy's config, the env files), each in a folder per app.
 DEFAULT_STATE_ROOT = "/var/lib/slotswap"
 DEFAULT_CONFIG_ROOT = "/etc/slotswap"
+# Seconds; the lock is renewed every lease/3 seconds, judged in whole seconds by the server.
+MIN_LOCK_LEASE = 3
+MAX_LOCK_LEASE = 3600
 MAX_DELIVERY_CONCURRENCY = 64
 
 _SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
@@ -118,6 +121,11 @@ class SshSettings:
     identity: Path | None = None  # private key file; None = ssh-agent / default keys
     known_hosts: Path | None = None  # None = ~/.ssh/known_hosts
     connect_timeout: float = 10.0
+    # A connection that sends and gets nothing acknowledged for dead_after seconds is dead;
+    # keepalive: seconds of silence after which a keepalive message is sent (so that a
+    # silent network is noticed even while nothing else is sent).
+    keepalive: float = 5.0
+    dead_after: float = 15.0
     accept_unknown_hosts: bool = False  # True: accept (loudly) keys not in known_hosts
     jump: JumpHost | None = None
     config: bool = True  # read ~/.ssh/config and /etc/ssh/ssh_config
@@ -205,6 +213,8 @@ class Timeouts:
     drain: float = 30.0  # seconds for the old slot's sessions to finish
     stop: int = 10  # seconds docker stop waits before SIGKILL
     watch: float = 5.0  # seconds the old slot stays running, drained, after the switch
+    command: float = 60.0  # deadline of every remote command that has none of its own
+    lease: int = 60  # seconds a run's lock lives unrenewed; renewed every lease/3 seconds
 
 
 @dataclass(frozen=True)
@@ -572,6 +582,8 @@ _SSH_KEYS = (
     "identity",
     "known_hosts",
     "connect_timeout",
+    "keepalive",
+    "dead_after",
     "accept_unknown_hosts",
     "jump",
     "config",
@@ -580,7 +592,7 @@ _ENV_KEYS = ("plain", "secret")
 # stats_port: no longer used (the runtime API is a unix socket, see tasks/admin_channel.py);
 # still accepted, and ignored, so that inventories written for earlier versions load.
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
-_TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch")
+_TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch", "command", "lease")
 _HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
 _DELIVERY_KEYS = ("mode", "concurrency")
 _HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
@@ -785,6 +797,10 @@ def _ssh_settings(section: dict[str, object], base: Path) -> SshSettings:
         connect_timeout=_positive_number(
             section.get("connect_timeout", defaults.connect_timeout), "ssh.connect_timeout"
         ),
+        keepalive=_positive_number(section.get("keepalive", defaults.keepalive), "ssh.keepalive"),
+        dead_after=_positive_number(
+            section.get("dead_after", defaults.dead_after), "ssh.dead_after"
+        ),
         accept_unknown_hosts=_boolean(
             section.get("accept_unknown_hosts", defaults.accept_unknown_hosts),
             "ssh.accept_unknown_hosts",
@@ -873,6 +889,9 @@ def _timeouts(section: dict[str, object]) -> Timeouts:
         drain=_positive_number(section.get("drain", defaults.drain), "timeouts.drain"),
         stop=_positive_integer(section.get("stop", defaults.stop), "timeouts.stop"),
         watch=_non_negative_number(section.get("watch", defaults.watch), "timeouts.watch"),
+        command=_positive_number(section.get("command", defaults.command), "timeouts.command"),
+        lease=_integer(section.get("lease", defaults.lease), "timeouts.lease", MIN_LOCK_LEASE,
+                       MAX_LOCK_LEASE),
     )
 
 

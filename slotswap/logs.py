@@ -83,6 +83,6 @@ def follow(sources: list[LogSource], lines: int, say: Callable[[str], None]) -> 
 
 def _stream_quietly(server: Server, argv: list[str], on_line: Callable[[str], None]) -> None:
     try:
-        server.stream_lines(argv, on_line)
+        server.stream_lines(argv, on_line, follow=True)
     except Exception as error:  # a connection closed by Ctrl-C, or lost
         on_line(f"(stream ended: {error})")

@@ -53,4 +53,4 @@ def run(server: Server, inventory: Inventory, command: list[str], *, live: bool,
     say(f"{server.name}: running {shlex.join(command)} in {where}")
     if interactive:
         return server.run_interactive(argv)
-    return server.stream_lines(argv, on_line)
+    return server.stream_lines(argv, on_line, follow=True)  # a person decides when it ends

@@ -22,10 +22,23 @@ How a connection is made (see also hosts.yaml, section ssh):
   apply to every jump host, from the inventory or from ~/.ssh/config.
 - ssh-agent and the default ~/.ssh/id_* keys are always tried (allow_agent and
   look_for_keys are left on); ssh.identity is tried first when it is set.
+
+Nothing waits forever (see liveness_socket_options):
+
+- Every connection sends a keepalive message after ssh.keepalive seconds without sending
+  anything, and its TCP socket is told (TCP_USER_TIMEOUT, TCP keepalives) to give up when
+  what it sent stays unacknowledged for ssh.dead_after seconds: a network that silently
+  drops packets ends the connection within dead_after + keepalive seconds, and every call
+  on it fails with ConnectionLostError. Through a jump host that covers the TCP link to the
+  jump host; beyond it, each command's deadline applies.
+- Every command has a deadline: its own, else timeouts.command. Opening a channel waits at
+  most ssh.connect_timeout. A server that could not be reached (again) is not retried for
+  the rest of the run: each later call fails at once with the same error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import secrets
@@ -33,6 +46,7 @@ import shlex
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +56,7 @@ import paramiko
 from fabric import Config, Connection
 from invoke.exceptions import CommandTimedOut
 
-from slotswap import docker_commands
+from slotswap import docker_commands, interrupts
 from slotswap.admin_channel import (
     AdminChannelClosed,
     AdminChannelTimeout,
@@ -72,6 +86,18 @@ def _count_connection() -> None:
         _connections_opened += 1
 
 
+_connected_servers: weakref.WeakSet[Server] = weakref.WeakSet()
+
+
+def abandon_all_connections() -> None:
+    """Cut every connection this process has open (a second Ctrl-C): see Server.abandon."""
+    for server in list(_connected_servers):
+        server.abandon()
+
+
+interrupts.when_stopping_now(abandon_all_connections)
+
+
 class ConnectError(RuntimeError):
     """The server could not be reached or refused us: nothing was changed on it."""
 
@@ -89,6 +115,35 @@ class RemoteCommandError(RuntimeError):
 
 class RemoteDirError(RuntimeError):
     """The login cannot write the kit's folder on the server (inventory: remote_dir)."""
+
+
+class CommandDeadlineError(RemoteCommandError):
+    """A command ran past its deadline and was abandoned (its channel closed)."""
+
+    def __init__(self, server: str, command: str, seconds: float):
+        RuntimeError.__init__(self, f"{server}: `{command}` {deadline_message(seconds)}")
+        self.server, self.command, self.exit_code = server, command, -1
+        self.stderr = deadline_message(seconds)
+
+
+def deadline_message(seconds: float) -> str:
+    return (f"gave no answer within {seconds:g}s and was abandoned (a stuck Docker engine? "
+            "an overloaded server?)")
+
+
+def liveness_socket_options(keepalive: float, dead_after: float) -> list[tuple[int, int, int]]:
+    """(level, option, value) for a TCP socket: the kernel aborts the connection when data it
+    sent stays unacknowledged for dead_after seconds (TCP_USER_TIMEOUT), and probes an idle
+    one every `keepalive` seconds (the SSH keepalive messages keep it from being idle while
+    a command runs). Linux only; other systems get the options they have."""
+    idle = max(1, math.ceil(keepalive))
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", idle),
+                        ("TCP_KEEPCNT", max(1, math.ceil(dead_after / idle))),
+                        ("TCP_USER_TIMEOUT", max(1, math.ceil(dead_after * 1000)))):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    return options
 
 
 class UnknownHostKeyError(paramiko.SSHException):
@@ -297,6 +352,11 @@ class Server:
                                      is None else host.accept_unknown_hosts)
         # Fabric truncates the timeout to whole seconds, and 0 would mean no timeout at all.
         self._connect_timeout = max(1, math.ceil(ssh.connect_timeout))
+        self.command_timeout = inventory.timeouts.command
+        self._keepalive, self._dead_after = ssh.keepalive, ssh.dead_after
+        self._connect_lock = threading.Lock()  # the lock's heartbeat runs on its own thread
+        self._unreachable: ConnectError | None = None
+        self._abandoned = False  # cut by a second Ctrl-C: no new connection until resume()
         connect_kwargs: dict[str, object] = {}
         if ssh.identity is not None:
             connect_kwargs["key_filename"] = str(ssh.identity)
@@ -309,10 +369,12 @@ class Server:
             refuse_jump_chains(config, host.address)
         user, port = login_for(config, host.address, host.user or ssh.user,
                                host.port or ssh.port)
+        # channel_timeout: opening a session or SFTP channel would otherwise wait an hour.
         self.connection = Connection(host.address, user=user, port=port,
                                      connect_timeout=self._connect_timeout,
-                                     connect_kwargs=dict(connect_kwargs), config=config,
-                                     gateway=gateway)
+                                     connect_kwargs=dict(connect_kwargs,
+                                                         channel_timeout=self._connect_timeout),
+                                     config=config, gateway=gateway)
         self.jumps = jump_chain(self.connection)
         for hop in self.jumps:
             self._prepare_jump(hop)
@@ -358,10 +420,47 @@ class Server:
     def connect(self) -> None:
         if self.connection.is_connected:
             return
-        # Jump hosts first, one at a time, so that an error names the hop that failed.
-        for hop in self.jumps:
-            self._open(hop, "jump host ")
-        self._open(self.connection, "")
+        with self._connect_lock:
+            if self.connection.is_connected:
+                return
+            if self._abandoned:
+                raise ConnectionLostError(f"{self.name}: the connection was cut (stopped at once)")
+            if self._unreachable is not None:
+                # Tried and failed in this run already: fail at once instead of waiting out
+                # the connect timeout again for every recovery step.
+                raise ConnectError(str(self._unreachable))
+            try:
+                # Jump hosts first, one at a time, so that an error names the hop that failed.
+                for hop in self.jumps:
+                    self._open(hop, "jump host ")
+                self._open(self.connection, "")
+            except ConnectError as error:
+                self._unreachable = error
+                raise
+            _connected_servers.add(self)
+
+    def abandon(self) -> None:
+        """Cut the connection at once, from any thread or a signal handler: its TCP socket is
+        shut down (no lock is taken), paramiko's thread then ends the connection, and every
+        call waiting on it returns. Until resume(), no new connection is opened: whatever the
+        run was doing fails at once."""
+        self._abandoned = True
+        for connection in (*self.jumps, self.connection):
+            sock = getattr(connection.transport, "sock", None)
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def resume(self) -> None:
+        """After abandon(): the next call opens a new connection (to report and release)."""
+        with self._connect_lock:
+            if self._abandoned:
+                self.close()
+                self._abandoned = False
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self.connection.is_connected)
 
     def _open(self, connection: Connection, role: str) -> None:
         if connection.is_connected:
@@ -394,11 +493,17 @@ class Server:
         except (TimeoutError, OSError) as error:
             raise ConnectError(f"{self.name}: cannot connect to {where}{via}: {error}") from error
         _count_connection()
-        # Small request/answer exchanges (runtime API polls, short commands) otherwise wait
-        # ~40 ms each on Nagle's algorithm meeting delayed ACKs; OpenSSH sets this too.
-        sock = connection.transport.sock
+        transport = connection.transport
+        transport.set_keepalive(max(1, math.ceil(self._keepalive)))
+        # A jump host's connection has the TCP socket; a server behind it a channel on it.
+        sock = transport.sock
         if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Small request/answer exchanges (runtime API polls, short commands) otherwise
+            # wait ~40 ms each on Nagle's algorithm meeting delayed ACKs; OpenSSH sets this too.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for level, option, value in liveness_socket_options(self._keepalive,
+                                                                self._dead_after):
+                sock.setsockopt(level, option, value)
 
     def _add_key_hint(self, connection: Connection) -> str:
         host, port, known = connection.host, connection.port, self.known_hosts
@@ -418,14 +523,26 @@ class Server:
             hop.close()
 
     def _lost(self, error: BaseException) -> ConnectionLostError:
+        # What ended the connection, as paramiko's thread saw it (the caller often sees only
+        # the EOF that followed).
+        cause = getattr(self.connection.transport, "saved_exception", None)
         # Closed for good, so that the next call (a recovery step) opens a fresh connection.
         self.close()
-        reason = str(error) or type(error).__name__
+        socket_error = next((e for e in (error, cause) if isinstance(e, OSError) and e.errno
+                             and not isinstance(e, TimeoutError)), None)
+        if socket_error is not None:
+            reason = str(socket_error)  # e.g. a connection reset by the server
+        else:
+            # The kernel ends a silent connection (see liveness_socket_options) with what
+            # paramiko then reports as an end of file, or as a channel it cannot open.
+            reason = ("it was closed, or nothing sent on it was acknowledged for "
+                      f"{self._dead_after:g}s (ssh.dead_after)")
         return ConnectionLostError(f"{self.name}: lost the SSH connection ({reason})")
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
             stdin: str | None = None) -> CommandResult:
-        """Run one command built from argv (quoted here, and only here); `stdin` is fed to it."""
+        """Run one command built from argv (quoted here, and only here); `stdin` is fed to it.
+        `timeout`: its deadline (default: timeouts.command)."""
         if stdin is not None:
             # Invoke's runner feeds stdin one character per 10 ms (1.7 s for a history
             # entry); a channel of our own sends it at once.
@@ -445,12 +562,12 @@ class Server:
         """A command with no stdin (run() sends stdin over a channel of its own)."""
         self.connect()
         marker = new_marker()
+        timeout = self.command_timeout if timeout is None else timeout
         try:
             result = self.connection.run(with_marker(line, marker), hide=True, warn=True,
                                          in_stream=False, timeout=timeout)
         except CommandTimedOut as error:
-            raise RemoteCommandError(self.name, line, -1,
-                                     f"timed out after {error.timeout}s") from error
+            raise CommandDeadlineError(self.name, line, timeout) from error
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise self._lost(error) from error
         if not self.connection.is_connected:
@@ -462,18 +579,24 @@ class Server:
             raise RemoteCommandError(self.name, line, outcome.exit_code, outcome.stderr)
         return outcome
 
-    def stream_lines(self, argv: Sequence[str], on_line: Callable[[str], None]) -> int:
-        """Run one long command (docker logs --follow), handing each line of its stdout and
-        stderr to `on_line` as it comes; return its exit code. Ends when the command does,
-        or when the connection is closed (close())."""
+    def stream_lines(self, argv: Sequence[str], on_line: Callable[[str], None], *,
+                     follow: bool = False) -> int:
+        """Run one command (docker logs), handing each line of its stdout and stderr to
+        `on_line` as it comes; return its exit code. Ends when the command does, when the
+        connection is closed (close()) or lost, or, unless `follow` (a command that runs
+        until it is stopped), at the deadline timeouts.command."""
         self.connect()
         marker = new_marker()
         out_sink = LineSink(MarkerGate(marker, on_line))
         err_sink = LineSink(MarkerGate(marker, on_line))
+        line = shlex.join(argv)
         try:
-            result = self.connection.run(with_marker(shlex.join(argv), marker), hide=False,
-                                         warn=True, in_stream=False, out_stream=out_sink,
-                                         err_stream=err_sink)
+            result = self.connection.run(with_marker(line, marker), hide=False, warn=True,
+                                         in_stream=False, out_stream=out_sink,
+                                         err_stream=err_sink,
+                                         timeout=None if follow else self.command_timeout)
+        except CommandTimedOut as error:
+            raise CommandDeadlineError(self.name, line, self.command_timeout) from error
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise self._lost(error) from error
         finally:
@@ -496,22 +619,21 @@ class Server:
                             timeout: float | None = None) -> CommandResult:
         """Run one command and stream `source` (bytes, read to its end) into its stdin over a
         channel of the existing connection; `sent` is called with the bytes sent so far.
-        `timeout` bounds the whole command, transfer included."""
+        `timeout` bounds the whole command, transfer included (default: timeouts.command)."""
         self.connect()
         line = shlex.join(argv)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        timeout = self.command_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         try:
             channel = self.connection.transport.open_session()
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise self._lost(error) from error
         stdout, stderr = bytearray(), bytearray()
 
-        def remaining() -> float | None:
-            if deadline is None:
-                return None
+        def remaining() -> float:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise RemoteCommandError(self.name, line, -1, f"timed out after {timeout}s")
+                raise CommandDeadlineError(self.name, line, timeout)
             return left
 
         marker = new_marker()
@@ -537,15 +659,18 @@ class Server:
             while data := channel.recv_stderr(65536):
                 stderr.extend(data)
             if not channel.status_event.wait(remaining()):
-                raise RemoteCommandError(self.name, line, -1, f"timed out after {timeout}s")
+                raise CommandDeadlineError(self.name, line, timeout)
             exit_code = channel.recv_exit_status()
         except (TimeoutError, paramiko.SSHException, EOFError, OSError) as error:
             if not self.connection.transport.is_active():
                 raise self._lost(error) from error
+            if isinstance(error, TimeoutError):
+                raise CommandDeadlineError(self.name, line, timeout) from error
             raise RemoteCommandError(self.name, line, -1, str(error) or type(error).__name__
                                      ) from error
         finally:
-            channel.close()
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+                channel.close()  # on a dead connection this fails too
         return CommandResult(after_marker(stdout.decode(errors="replace"), marker, missing=""),
                              after_marker(stderr.decode(errors="replace"), marker), exit_code)
 
@@ -593,6 +718,18 @@ class Server:
             f"write, e.g. /home/{user}/slotswap"
         )
 
+    def _sftp(self) -> paramiko.SFTPClient:
+        """Fabric's SFTP session of this connection, every read on it bounded by the command
+        deadline (a socket timeout: each operation gives up after that long without an
+        answer)."""
+        self.connect()
+        try:
+            sftp = self.connection.sftp()
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._lost(error) from error
+        sftp.get_channel().settimeout(self.command_timeout)
+        return sftp
+
     def runtime_api(self, command: str) -> str:
         """Send one line to HAProxy's admin socket on the server; return its answer.
 
@@ -609,7 +746,7 @@ class Server:
                 raise
             except AdminChannelTimeout as error:
                 raise RuntimeApiError(f"{self.name}: runtime API `{command}`: {error}") from error
-            except (AdminChannelClosed, paramiko.SSHException, OSError) as error:
+            except (AdminChannelClosed, paramiko.SSHException, OSError, EOFError) as error:
                 if not transport.is_active():
                     raise self._lost(error) from error
                 reason = str(error) or type(error).__name__

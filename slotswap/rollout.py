@@ -9,18 +9,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from slotswap import history, interrupts, maintenance, release
+from slotswap import haproxy, history, interrupts, maintenance, release
 from slotswap.app_env import AppEnv, resolve_app_env
 from slotswap.batches import run_in_batches
 from slotswap.delivery import image_deliverer
 from slotswap.docker_commands import UnexpectedOutputError
 from slotswap.haproxy import RuntimeApiError
 from slotswap.inventory import SLOTS, Inventory
-from slotswap.locking import FleetLock, LockedError, new_owner
+from slotswap.locking import FleetLock, LockedError, new_owner, run_within
 from slotswap.output import format_table, progress_for, say
 from slotswap.proxy import ProxyError
 from slotswap.pruning import prune_images
-from slotswap.remote import ConnectError, RemoteCommandError, RemoteDirError, Server
+from slotswap.remote import (
+    CommandDeadlineError,
+    ConnectError,
+    RemoteCommandError,
+    RemoteDirError,
+    Server,
+)
 from slotswap.swap import SlotSwap, SwapError, SwapRolledBack, describe_serving, read_slots
 
 # Exit codes (documented in the README).
@@ -141,6 +147,10 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                 swap_in_turn(result, servers, inventory, tag_of, task, app_env)
             if not result.ok and on_failure == ON_FAILURE_ROLLBACK:
                 roll_back_moved(result, servers, inventory, app_env)
+        if interrupts.stopping_now():
+            # The second Ctrl-C's KeyboardInterrupt can be replaced on its way up by the error
+            # of a cut connection: the run was stopped all the same.
+            raise KeyboardInterrupt
     except LockedError as error:
         result.exit_code, result.message = EXIT_LOCKED, f"nothing was changed: {error}"
         fill_serving(servers, inventory, result.outcomes)
@@ -158,10 +168,32 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     except KeyboardInterrupt:
         result.exit_code = EXIT_INTERRUPTED
         result.message = f"{task} interrupted; each server serves what the summary says"
-        fill_serving(servers, inventory, result.outcomes)
+        if interrupts.stopping_now():
+            result.message = f"{task} stopped at once; each server serves what the summary says"
+            for outcome in result.outcomes:  # the swap cut short, whatever error it then saw
+                if outcome.outcome == "failed":
+                    outcome.outcome = "interrupted"
+            fill_serving_quickly(servers, inventory, result.outcomes)
+        else:
+            fill_serving(servers, inventory, result.outcomes)
     finally:
         close_all(servers)
     return result
+
+
+def fill_serving_quickly(servers: list[Server], inventory: Inventory,
+                         outcomes: list[ServerOutcome]) -> None:
+    """After a second Ctrl-C: every server at once, over a new connection, a short deadline."""
+    seconds = interrupts.REPORT_AFTER_STOP_SECONDS
+    found: dict[str, str] = {}
+
+    def read(server: Server) -> None:
+        server.resume()
+        found[server.name] = serving_now(server, inventory)
+
+    run_within(servers, read, seconds)
+    for outcome in outcomes:
+        outcome.serving = found.get(outcome.name, f"unknown (no answer within {seconds:g}s)")
 
 
 def roll_back_moved(result: RolloutResult, servers: list[Server], inventory: Inventory,
@@ -244,7 +276,8 @@ def swap_and_record(server: Server, inventory: Inventory, tag: str, outcome: Ser
         outcome.outcome = "interrupted"
         raise
     finally:
-        record_history(server, inventory, task, outcome)
+        if not interrupts.stopping_now():  # else: stopped at once, the connection is cut
+            record_history(server, inventory, task, outcome)
 
 
 def record_history(server: Server, inventory: Inventory, task: str,
@@ -260,18 +293,29 @@ def record_history(server: Server, inventory: Inventory, task: str,
 
 def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
              app_env: AppEnv | None = None) -> bool:
-    progress = progress_for(server.name)
+    shown = progress_for(server.name)
+    step = [""]  # the last step announced: named when the server stops answering
+
+    def progress(message: str) -> None:
+        if not message.startswith(("could not", "WARNING")):  # recovery, not a step
+            step[0] = message
+        shown(message)
+
     started = time.monotonic()
     swap = SlotSwap(server, inventory, tag, progress, app_env)
     try:
         old_tag, serving = swap.run()
     except SwapError as error:
         outcome.outcome = "rolled back" if isinstance(error, SwapRolledBack) else "failed"
-        outcome.error, outcome.serving = str(error), error.serving
+        outcome.error, outcome.serving = str(error) + during(error, step[0]), error.serving
+        if isinstance(error.__cause__, CommandDeadlineError) and outcome.serving.startswith(
+                "unknown"):
+            outcome.serving = haproxy_view(server, inventory) or outcome.serving
         progress(f"FAILED: {error}")
         return False
     except Exception as error:  # OPERATION_ERRORS, or anything unforeseen: one line, contained
-        outcome.outcome, outcome.error = "failed", describe_error(error)
+        outcome.outcome = "failed"
+        outcome.error = describe_error(error) + during(error, step[0])
         outcome.serving = serving_now(server, inventory)
         progress(f"FAILED: {outcome.error}")
         return False
@@ -286,6 +330,28 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
     except OPERATION_ERRORS as error:
         progress(f"WARNING: could not remove old images: {error}")
     return True
+
+
+def haproxy_view(server: Server, inventory: Inventory) -> str:
+    """What HAProxy alone says, for a server whose Docker engine does not answer (its
+    containers keep running, so the slots HAProxy sends traffic to still serve)."""
+    try:
+        stats = haproxy.parse_show_stat(
+            server.runtime_api(haproxy.command_show_stat(inventory.app)))
+    except OPERATION_ERRORS:
+        return ""
+    live = [slot for slot in SLOTS if slot in stats and stats[slot].takes_new_traffic]
+    return (f"{' and '.join(live) or 'NO slot'} in rotation (HAProxy; Docker did not answer, "
+            "so the version is unknown)")
+
+
+def during(error: BaseException, step: str) -> str:
+    """When the server stopped answering (connection lost, command past its deadline), the
+    step it was in: the error itself names the server and the command only."""
+    cause = error.__cause__ if isinstance(error, SwapError) else error
+    if step and isinstance(cause, ConnectError | RemoteCommandError):
+        return f" (during: {step})"
+    return ""
 
 
 def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, str]]:

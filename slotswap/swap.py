@@ -183,7 +183,13 @@ class SlotSwap:
             if plan.live is None:
                 self.set_state(plan.idle, AdminState.READY)
         except BaseException as error:
-            self.contain_failure(plan.idle)
+            try:
+                self.contain_failure(plan.idle)
+            except Exception as cleanup:
+                # The server no longer answers (a lost connection, a stuck Docker engine):
+                # the new slot never took traffic, so the old one still serves. The error
+                # that stopped the swap is the one to report.
+                self.progress(f"could not stop the new container of {plan.idle}: {cleanup}")
             raise self.failure(error) from error
         if plan.live is None:
             self.switch_seconds = time.monotonic() - started

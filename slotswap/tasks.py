@@ -371,12 +371,17 @@ def exit_if_any_failed(failed: list[Exception]) -> None:
 @kit_task(name="lock", help={"inventory": INVENTORY_HELP})
 @reports_errors
 def lock_status(c: Context, inventory: str | None = None) -> None:
-    """Show which servers are locked by a run, by whom and since when. Example: fab lock"""
+    """Show which servers are locked by a run: by whom, since when, and how old the lock is.
+
+    A running deploy renews its locks every timeouts.lease/3 seconds; a lock not renewed for
+    longer than its lease (by the server's clock) is shown as stale: its run is gone, and
+    the next run takes it over by itself. Example: fab lock
+    """
     inv = load(inventory)
     failed: list[Exception] = []
     for server in rollout.servers_of(inv):
         try:
-            holder = locking.read_owner(server, inv)
+            holder = locking.read_lock(server, inv)
             say(f"{server.name}: " + (f"locked by {holder.describe()}" if holder else "free"))
         except rollout.OPERATION_ERRORS as error:
             say(f"{server.name}: ERROR {error}")
@@ -392,9 +397,10 @@ def lock_status(c: Context, inventory: str | None = None) -> None:
 @reports_errors
 def unlock(c: Context, server: str | None = None, all: bool = False,
            inventory: str | None = None) -> None:
-    """Release a lock left by a run that is gone (check with `fab lock` first).
+    """Release a lock at once (check with `fab lock` first that its run is gone).
 
-    Example: fab unlock --server=web-b
+    Not needed for a lock whose run is gone: once not renewed for its lease, the next run
+    takes it over by itself. Example: fab unlock --server=web-b
     """
     inv = load(inventory)
     chosen = [s for s in rollout.servers_of(inv)

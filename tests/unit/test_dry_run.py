@@ -10,13 +10,14 @@ import pytest
 
 from slotswap import dry_run
 from slotswap.inventory import Inventory, parse_inventory
+from slotswap.locking import READ_SCRIPT
 from slotswap.remote import CommandResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "s3cr3t-value-never-shown"
 READ_ONLY = (["docker", "container", "inspect"], ["docker", "image", "inspect"],
              ["docker", "network", "inspect"], ["cat"], ["docker", "ps"], ["test", "-d"],
-             ["docker", "image", "ls"])
+             ["docker", "image", "ls"], ["sh", "-c", READ_SCRIPT])
 
 
 class FactServer:
@@ -28,9 +29,9 @@ class FactServer:
         address = "203.0.113.10"
 
     def __init__(self, state: str, *, image_present: bool = True, config: str | None = None,
-                 lock_owner: str | None = None):
+                 lock_owner: str | None = None, lock_age: int = 5):
         self.state, self.image_present, self.config = state, image_present, config
-        self.lock_owner = lock_owner
+        self.lock_owner, self.lock_age = lock_owner, lock_age
         self.asked: list[list[str]] = []
 
     def runtime_api(self, command: str) -> str:
@@ -48,8 +49,9 @@ class FactServer:
         if argv[:3] == ["docker", "image", "inspect"]:
             return CommandResult("sha256:abc\n" if self.image_present else "", "",
                                  0 if self.image_present else 1)
-        if argv[0] == "test":
-            return CommandResult("", "", 0 if self.lock_owner else 1)
+        if argv[:3] == ["sh", "-c", READ_SCRIPT]:
+            return CommandResult(f"lock {self.lock_age} 60\n{self.lock_owner}\n"
+                                 if self.lock_owner else "free\n", "", 0)
         return CommandResult("", "", 0)
 
     def run_chain(self, *commands: list[str], **_: Any) -> CommandResult:
@@ -133,8 +135,19 @@ def test_a_held_lock_is_named_in_the_plan(tmp_path: Path) -> None:
                                "v3", pull=True, task="deploy")
     assert plan.locked_by.startswith("alice@laptop")
     assert plan.steps[0] == ("STOP: locked by alice@laptop since 2026-11-26T08:00:00+00:00 "
-                             "(deploy v9): the run would change nothing and exit 4 "
-                             "(`fab lock`, `fab unlock`)")
+                             "(deploy v9), renewed 5s ago (lease 60s): the run would change "
+                             "nothing and exit 4 (`fab lock`, `fab unlock`)")
+
+
+def test_a_stale_lock_is_taken_over_in_the_plan(tmp_path: Path) -> None:
+    owner = ('{"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00", "task": "deploy", '
+             '"tag": "v9", "token": "t"}')
+    server = FactServer("live_web1", lock_owner=owner, lock_age=61)
+    plan = dry_run.deploy_plan(server, inventory(tmp_path), "v3", pull=True,  # type: ignore[arg-type]
+                               task="deploy")
+    assert not plan.locked_by
+    assert plan.steps[0].startswith("take over the stale lock of alice@laptop since ")
+    assert "not renewed for 61s (lease 60s)" in plan.steps[0]
 
 
 def test_with_delivery_over_ssh_the_plan_sends_the_image_instead_of_pulling(

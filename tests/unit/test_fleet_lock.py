@@ -1,10 +1,15 @@
-"""FleetLock against servers that keep their files in memory: every lock taken at the same
-time, a refused one releases the others, and only this run's locks are released."""
+"""FleetLock and the lease against "servers" that are folders on this machine, the lock
+scripts run by the real `sh`: every lock taken at the same time, a refused one releases
+the others, only this run's locks are released, a lock not renewed for its lease is taken
+over (by one run only, however many try at once), and a running run renews its locks."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,35 +17,44 @@ import pytest
 
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.locking import (
-    LOCK_HELD,
-    RELEASE_SCRIPT,
     TAKE_SCRIPT,
     FleetLock,
     LockedError,
+    acquire,
     new_owner,
     parse_owner,
+    parse_read_answer,
+    parse_take_answer,
+    read_lock,
+    release,
+    renew,
 )
 from slotswap.remote import CommandResult
 
 LOCK = "/var/lib/slotswap/webapp/lock"
 
 
-def inventory() -> Inventory:
-    return parse_inventory({"app": "webapp", "image": "r/webapp", "hosts": ["203.0.113.10"]},
-                           Path("/srv/hosts.yaml"))
+def inventory(lease: int = 60) -> Inventory:
+    return parse_inventory({"app": "webapp", "image": "r/webapp", "hosts": ["203.0.113.10"],
+                            "timeouts": {"lease": lease}}, Path("/srv/hosts.yaml"))
 
 
-class MemoryServer:
-    """Runs the lock scripts the way sh would, on a dict of files."""
+class FolderServer:
+    """Runs every command with the local `sh`, the server's /var/lib/slotswap in a folder."""
 
-    def __init__(self, name: str, owner_file: str | None = None,
+    def __init__(self, root: Path, name: str, owner_file: str | None = None,
                  barrier: threading.Barrier | None = None,
-                 before: MemoryServer | None = None) -> None:
-        self.name, self.barrier, self.before = name, barrier, before
-        self.files: dict[str, str] = {}
+                 before: FolderServer | None = None) -> None:
+        self.name, self.root, self.barrier, self.before = name, root / name, barrier, before
+        self.root.mkdir(parents=True)
         self.asked = False
+        self.is_connected = True
         if owner_file is not None:
-            self.files[f"{LOCK}/owner.json"] = owner_file
+            self.path(LOCK).mkdir(parents=True)
+            self.path(f"{LOCK}/owner.json").write_text(owner_file)
+
+    def path(self, remote: str) -> Path:
+        return self.root / remote.removeprefix("/")
 
     def run(self, argv: list[str], *, check: bool = True, stdin: str | None = None,
             **_: Any) -> CommandResult:
@@ -50,76 +64,183 @@ class MemoryServer:
                 assert self.before.locked_by is not None  # taken first, alone
             if self.barrier is not None:
                 self.barrier.wait()  # every server's lock is being taken at this moment
-            if any(path.startswith(f"{argv[5]}/") for path in self.files):
-                # What the script's exit code says, in whatever language mkdir speaks.
-                return CommandResult("", f"mkdir: Verzeichnis „{argv[5]}“ kann nicht angelegt "
-                                         "werden: Die Datei existiert bereits\n", LOCK_HELD)
-            self.files[f"{argv[5]}/owner.json"] = stdin or ""
-            return CommandResult("", "", 0)
-        if argv[:3] == ["sh", "-c", RELEASE_SCRIPT]:
-            token, directory = argv[4], argv[5]
-            if token in self.files.get(f"{directory}/owner.json", ""):
-                self.files = {p: t for p, t in self.files.items()
-                              if not p.startswith(f"{directory}/")}
-            return CommandResult("", "", 0)
-        if argv[0] == "cat":
-            text = self.files.get(argv[1])
-            return CommandResult(text or "", "", 0 if text is not None else 1)
-        raise AssertionError(f"unexpected command {argv}")
-
-    def read_file(self, path: str) -> str | None:
-        return self.files.get(path)
+        local = [str(self.path(a)) if a.startswith("/var/lib/") else a for a in argv]
+        done = subprocess.run(local, input=stdin or "", capture_output=True, text=True,
+                              timeout=30, check=False)
+        return CommandResult(done.stdout, done.stderr, done.returncode)
 
     @property
     def locked_by(self) -> str | None:
-        owner = parse_owner(self.files.get(f"{LOCK}/owner.json"))
+        owner_file = self.path(f"{LOCK}/owner.json")
+        owner = parse_owner(owner_file.read_text() if owner_file.exists() else None)
         return owner.token if owner else None
+
+    def age_lock(self, seconds: int) -> None:
+        """As if the lock had not been renewed for `seconds`."""
+        then = time.time() - seconds
+        os.utime(self.path(LOCK), (then, then))
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*")
+                      if p.is_file())
 
 
 OTHER = json.dumps({"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00",
                     "task": "deploy", "tag": "v9", "token": "alices"})
 
 
-def test_the_first_lock_then_all_others_at_once_and_all_released_at_the_end() -> None:
+def test_the_first_lock_then_all_others_at_once_and_all_released_at_the_end(
+        tmp_path: Path) -> None:
     barrier = threading.Barrier(3, timeout=5)  # broken unless all three wait together
-    first = MemoryServer("s1")
-    others = [MemoryServer(f"s{i}", barrier=barrier, before=first) for i in (2, 3, 4)]
+    first = FolderServer(tmp_path, "s1")
+    others = [FolderServer(tmp_path, f"s{i}", barrier=barrier, before=first) for i in (2, 3, 4)]
     owner = new_owner("deploy", "v2")
     with FleetLock([first, *others], inventory(), owner) as lock:  # type: ignore[list-item]
         assert [s.locked_by for s in (first, *others)] == [owner.token] * 4
         assert lock.held == [first, *others]
-    assert [s.files for s in (first, *others)] == [{}, {}, {}, {}]
+    assert [s.files for s in (first, *others)] == [[], [], [], []]
 
 
-def test_a_run_that_finds_the_first_server_locked_tries_no_other() -> None:
-    servers = [MemoryServer("s1", OTHER), MemoryServer("s2"), MemoryServer("s3")]
+def test_a_run_that_finds_the_first_server_locked_tries_no_other(tmp_path: Path) -> None:
+    servers = [FolderServer(tmp_path, "s1", OTHER), FolderServer(tmp_path, "s2"),
+               FolderServer(tmp_path, "s3")]
     lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))  # type: ignore[arg-type]
     with pytest.raises(LockedError, match=r"^s1 is locked"):
         lock.__enter__()
-    assert [s.files for s in servers[1:]] == [{}, {}]
+    assert [s.files for s in servers[1:]] == [[], []]
     assert not any(s.asked for s in servers[1:])
 
 
-def test_a_locked_server_stops_the_run_and_the_others_are_released() -> None:
-    servers = [MemoryServer("s1"), MemoryServer("s2", OTHER), MemoryServer("s3")]
+def test_a_locked_server_stops_the_run_and_the_others_are_released(tmp_path: Path) -> None:
+    servers = [FolderServer(tmp_path, "s1"), FolderServer(tmp_path, "s2", OTHER),
+               FolderServer(tmp_path, "s3")]
     lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))  # type: ignore[arg-type]
     with pytest.raises(LockedError, match=r"^s2 is locked by alice@laptop since "
-                                          r"2026-11-26T08:00:00\+00:00 \(deploy v9\)"):
+                                          r"2026-11-26T08:00:00\+00:00 \(deploy v9\), renewed "
+                                          r"[01]s ago \(its lease: 60s\)\. If that run"):
         lock.__enter__()
     assert lock.failed_on == "s2"
     assert [s.locked_by for s in servers] == [None, "alices", None]
 
 
-def test_of_several_locked_servers_the_first_in_the_inventory_is_named() -> None:
-    servers = [MemoryServer("s1"), MemoryServer("s2", OTHER), MemoryServer("s3", OTHER)]
+def test_of_several_locked_servers_the_first_in_the_inventory_is_named(tmp_path: Path) -> None:
+    servers = [FolderServer(tmp_path, "s1"), FolderServer(tmp_path, "s2", OTHER),
+               FolderServer(tmp_path, "s3", OTHER)]
     lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))  # type: ignore[arg-type]
     with pytest.raises(LockedError, match=r"^s2 is locked"):
         lock.__enter__()
     assert lock.failed_on == "s2"
 
 
-def test_a_lock_that_is_no_longer_ours_is_left_alone() -> None:
-    server = MemoryServer("s1")
+def test_a_lock_that_is_no_longer_ours_is_left_alone(tmp_path: Path) -> None:
+    server = FolderServer(tmp_path, "s1")
     with FleetLock([server], inventory(), new_owner("deploy", "v2")):  # type: ignore[list-item]
-        server.files[f"{LOCK}/owner.json"] = OTHER  # `fab unlock`, then another run took it
+        server.path(f"{LOCK}/owner.json").write_text(OTHER)  # `fab unlock`, another run took it
     assert server.locked_by == "alices"
+
+
+# -- the lease -------------------------------------------------------------------------------
+
+
+def test_a_lock_not_renewed_for_its_lease_is_taken_over_and_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = FolderServer(tmp_path, "s1")
+    dead_run = new_owner("deploy", "v1")
+    acquire(server, inventory(lease=10), dead_run)  # type: ignore[arg-type]
+    server.age_lock(11)
+    state = read_lock(server, inventory())  # type: ignore[arg-type]
+    assert state is not None and state.stale and state.lease == 10 and state.age >= 11
+    assert "not renewed for 1" in state.describe() and "stale" in state.describe()
+
+    next_run = new_owner("deploy", "v2")
+    taken = acquire(server, inventory(lease=10), next_run)  # type: ignore[arg-type]
+    assert taken.taken and taken.previous is not None
+    assert taken.previous.owner == dead_run
+    assert server.locked_by == next_run.token
+    assert "took over the stale lock of" in capsys.readouterr().out
+    # The dead run, should it come back, neither renews nor releases the new owner's lock.
+    assert not renew(server, inventory(), dead_run, timeout=5)  # type: ignore[arg-type]
+    release(server, inventory(), dead_run)  # type: ignore[arg-type]
+    assert server.locked_by == next_run.token
+
+
+def test_a_lock_within_its_own_lease_is_refused_whatever_the_readers_lease(
+        tmp_path: Path) -> None:
+    server = FolderServer(tmp_path, "s1")
+    acquire(server, inventory(lease=60), new_owner("deploy", "v1"))  # type: ignore[arg-type]
+    server.age_lock(30)
+    with pytest.raises(LockedError, match=r"renewed 3\ds ago \(its lease: 60s\)"):
+        acquire(server, inventory(lease=5), new_owner("deploy", "v2"))  # type: ignore[arg-type]
+
+
+def test_a_lock_without_a_lease_file_is_judged_by_the_readers_lease(tmp_path: Path) -> None:
+    server = FolderServer(tmp_path, "s1", OTHER)
+    server.age_lock(20)
+    with pytest.raises(LockedError):
+        acquire(server, inventory(lease=30), new_owner("deploy", "v2"))  # type: ignore[arg-type]
+    assert acquire(server, inventory(lease=10), new_owner("deploy", "v2")).taken  # type: ignore[arg-type]
+
+
+def test_of_many_runs_finding_one_stale_lock_exactly_one_takes_it(tmp_path: Path) -> None:
+    server = FolderServer(tmp_path, "s1", OTHER)
+    server.age_lock(120)
+    runs = [new_owner("deploy", f"v{i}") for i in range(8)]
+    start = threading.Barrier(len(runs), timeout=10)
+    outcomes: dict[str, bool] = {}
+
+    def take(owner: Any) -> None:
+        start.wait()
+        try:
+            outcomes[owner.token] = acquire(server, inventory(), owner).taken  # type: ignore[arg-type]
+        except LockedError:
+            outcomes[owner.token] = False
+
+    threads = [threading.Thread(target=take, args=(owner,)) for owner in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    winners = [token for token, taken in outcomes.items() if taken]
+    assert len(outcomes) == len(runs) and len(winners) == 1
+    assert server.locked_by == winners[0]
+    assert not server.path(f"{LOCK}.takeover").exists()
+
+
+def test_a_running_run_renews_its_locks(tmp_path: Path) -> None:
+    server = FolderServer(tmp_path, "s1")
+    with FleetLock([server], inventory(lease=3), new_owner("deploy", "v2")):  # type: ignore[list-item]
+        server.age_lock(100)
+        deadline = time.monotonic() + 10
+        while (state := read_lock(server, inventory())) and state.age > 5:  # type: ignore[arg-type]
+            assert time.monotonic() < deadline, "never renewed"
+            time.sleep(0.1)
+    assert server.files == []
+
+
+@pytest.mark.parametrize(("stdout", "taken", "previous_age", "busy"), [
+    ("taken\n", True, None, False),
+    ("busy\n", False, None, True),
+    (f"held 12 60\n{OTHER}\n\n", False, 12, False),
+    (f"stale 75 60\n{OTHER}\n\ntaken\n", True, 75, False),
+    (f"stale 75 60\n{OTHER}\n\nbusy\n", False, None, True),
+    ("", False, None, True),
+])
+def test_the_take_scripts_answers(stdout: str, taken: bool, previous_age: int | None,
+                                  busy: bool) -> None:
+    result = parse_take_answer(stdout)
+    assert result.taken is taken and result.busy is busy
+    assert (result.previous.age if result.previous else None) == previous_age
+    if result.previous:
+        assert result.previous.owner.who == "alice@laptop"
+
+
+def test_the_read_scripts_answers() -> None:
+    assert parse_read_answer("free\n") is None
+    state = parse_read_answer(f"lock 3 60\n{OTHER}\n")
+    assert state is not None and not state.stale
+    assert state.describe() == ("alice@laptop since 2026-11-26T08:00:00+00:00 (deploy v9), "
+                                "renewed 3s ago (lease 60s)")
+    unreadable = parse_read_answer("lock 61 60\n\n")
+    assert unreadable is not None and unreadable.stale
+    assert unreadable.owner.task == "unreadable owner file"

@@ -26,3 +26,21 @@ def test_a_new_guarded_run_starts_without_an_old_request() -> None:
         os.kill(os.getpid(), signal.SIGINT)
     with interrupts.guarded():
         interrupts.checkpoint()  # nothing pending
+
+
+def test_a_second_signal_cuts_the_connections_and_raises_at_once() -> None:
+    cut: list[str] = []
+    interrupts.when_stopping_now(lambda: cut.append("cut"))
+    try:
+        with interrupts.guarded():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert interrupts.requested() and not interrupts.stopping_now()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)  # raised right here, not at a checkpoint
+                for _ in range(1000):  # the handler runs between two bytecodes
+                    pass
+            assert interrupts.stopping_now() and cut == ["cut"]
+        with interrupts.guarded():
+            assert not interrupts.stopping_now()  # a new run starts afresh
+    finally:
+        interrupts._stopping_now_callbacks.remove(interrupts._stopping_now_callbacks[-1])

@@ -825,3 +825,26 @@ def test_a_bad_remote_dir_is_refused_naming_the_key(tmp_path: Path, value: str,
         remote_dir_inventory(tmp_path, value)
     assert fragment in str(caught.value)
     assert "\n" not in str(caught.value)
+def test_liveness_deadline_and_lease_settings(tmp_path: Path) -> None:
+    text = MINIMAL + ("ssh: {keepalive: 1, dead_after: 2.5}\n"
+                      "timeouts: {command: 30, lease: 20}\n")
+    inventory = load_inventory(write_inventory(tmp_path, text))
+    assert (inventory.ssh.keepalive, inventory.ssh.dead_after) == (1.0, 2.5)
+    assert (inventory.timeouts.command, inventory.timeouts.lease) == (30.0, 20)
+    defaults = load_inventory(write_inventory(tmp_path / "d", MINIMAL))
+    assert (defaults.ssh.keepalive, defaults.ssh.dead_after) == (5.0, 15.0)
+    assert (defaults.timeouts.command, defaults.timeouts.lease) == (60.0, 60)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("ssh: {keepalive: 0}", r"ssh\.keepalive: expected a number of seconds greater than 0"),
+    ("ssh: {dead_after: -1}", r"ssh\.dead_after: expected a number of seconds greater than 0"),
+    ("timeouts: {command: .inf}", r"timeouts\.command: expected a number of seconds"),
+    ("timeouts: {lease: 2}", r"timeouts\.lease: expected an integer from 3 to 3600, got 2"),
+    ("timeouts: {lease: 1.5}", r"timeouts\.lease: expected an integer from 3 to 3600"),
+    ("timeouts: {lease: true}", r"timeouts\.lease: expected an integer"),
+])
+def test_bad_liveness_deadline_and_lease_settings_are_refused(tmp_path: Path, text: str,
+                                                              message: str) -> None:
+    with pytest.raises(InventoryError, match=message):
+        load_inventory(write_inventory(tmp_path, MINIMAL + text + "\n"))

@@ -1,0 +1,246 @@
+"""Nothing hangs, and a lost run never blocks the next one for long, on the sandbox under
+load: a deploy killed with `kill -9` mid-swap (its lock is refused at once, then taken over
+once its lease is over), a server whose packets are silently dropped mid-deploy, a frozen
+Docker engine mid-deploy, and a second Ctrl-C while a server does not answer."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from testbed import sandbox
+from tests.integration.conftest import wait_for
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+pytestmark = pytest.mark.sandbox
+ROOT = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
+LEASE = 10  # seconds: short, so that the tests do not wait long for it
+
+
+def other_tag(box: Sandbox) -> str:
+    current = set(box.live_versions().values())
+    assert len(current) == 1
+    return "v2" if current == {"v1"} else "v1"
+
+
+class Deploy:
+    """`fab deploy` in the background, its output read line by line."""
+
+    def __init__(self, box: Sandbox, tag: str, inventory: Path):
+        self.process = subprocess.Popen(
+            [FAB, "deploy", "--tag", tag, "--inventory", str(inventory)], cwd=ROOT,
+            env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines: list[str] = []
+
+    def until(self, server: str, marker: str, timeout: float = 120) -> None:
+        """Read its output until `server` prints `marker`."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if line.startswith(f"[{server}") and marker in line:
+                return
+            assert time.monotonic() < deadline, "".join(self.lines)
+        raise AssertionError("the deploy ended before " + marker + "\n" + "".join(self.lines))
+
+    def finish(self, timeout: float) -> tuple[int, str]:
+        """Its exit code and whole output; fails if it runs longer than `timeout`."""
+        assert self.process.stdout is not None
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            self.lines.extend(self.process.stdout)
+            raise AssertionError(f"still running after {timeout}s:\n"
+                                 + "".join(self.lines)) from None
+        self.lines.extend(self.process.stdout)
+        output = "".join(self.lines)
+        print(output)
+        return self.process.returncode, output
+
+
+def wait_until_stale(box: Sandbox, inventory: Path, server: str) -> str:
+    """`fab lock` until the server's lock is shown stale; returns what it showed."""
+    shown: list[str] = []
+
+    def stale() -> bool:
+        shown[:] = [box.fab("lock", inventory=inventory).stdout]
+        return bool(re.search(rf"^{server}: locked by .*: stale", shown[0], re.MULTILINE))
+
+    assert wait_for(stale, timeout=LEASE * 4), shown
+    return shown[0]
+
+
+@contextmanager
+def silent_network(namespace: str) -> Iterator[None]:
+    """Every packet to the server's SSH port dropped, no reset: a silent network."""
+    rule = ["INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"]
+    subprocess.run(["ip", "netns", "exec", namespace, "iptables", "-I", *rule], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["ip", "netns", "exec", namespace, "iptables", "-D", *rule], check=True)
+
+
+@contextmanager
+def frozen_docker_engine(node: sandbox.Node) -> Iterator[None]:
+    pid = int((node.run_dir / "docker.pid").read_text())
+    subprocess.run(["kill", "-STOP", str(pid)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["kill", "-CONT", str(pid)], check=True)
+
+
+def test_a_deploy_killed_mid_swap_is_refused_then_taken_over_after_its_lease(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, timeouts={"lease": LEASE})
+    tag = other_tag(box)
+    with box.load() as load:
+        killed = Deploy(box, tag, inventory)
+        killed.until("s1", "is taking traffic")
+        killed.process.send_signal(signal.SIGKILL)
+        killed.finish(timeout=10)
+
+        refused = box.fab("deploy", "--tag", tag, inventory=inventory)
+        assert refused.returncode == 4
+        assert re.search(rf"s1 is locked by \S+ since \S+ \(deploy {tag}\), renewed \d+s ago "
+                         rf"\(its lease: {LEASE}s\)", refused.stderr), refused.stderr
+        shown = box.fab("lock", inventory=inventory).stdout
+        assert re.search(rf"^s1: locked by .*\(deploy {tag}\), (renewed \d+s ago|not renewed "
+                         rf"for \d+s) \(lease {LEASE}s\)", shown, re.MULTILINE), shown
+
+        shown = wait_until_stale(box, inventory, "s1")
+        assert "the next run takes it over" in shown
+        # A plain deploy: no `fab unlock`.
+        after = box.fab("deploy", "--tag", tag, inventory=inventory)
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert re.search(rf"\[s1 .*took over the stale lock of \S+ since \S+ \(deploy {tag}\): not "
+                     rf"renewed for \d+s \(its lease: {LEASE}s\)", after.stdout), after.stdout
+    assert set(box.live_versions().values()) == {tag}
+    assert "s1: free" in box.fab("lock").stdout
+
+
+def test_a_silent_network_ends_the_deploy_within_its_bound(fleet_on_v1: Sandbox,
+                                                           tmp_path: Path) -> None:
+    box = fleet_on_v1
+    keepalive, dead_after, connect_timeout = 1, 3, 3
+    inventory = box.inventory_copy(
+        tmp_path, timeouts={"lease": LEASE},
+        ssh={"keepalive": keepalive, "dead_after": dead_after, "connect_timeout": connect_timeout})
+    tag = other_tag(box)
+    s1 = sandbox.server_nodes(1)[0]
+    before = {a: box.containers(a) for a in box.addresses[1:]}
+    with box.load() as load:
+        deploy = Deploy(box, tag, inventory)
+        deploy.until("s1", "waiting for HAProxy's health checks")
+        with silent_network(s1.name):
+            dropped = time.monotonic()
+            # Noticed within dead_after + keepalive; one reconnect attempt (connect_timeout)
+            # for the recovery; the margin is for the shared CPU.
+            exit_code, output = deploy.finish(timeout=keepalive + dead_after + connect_timeout
+                                              + 45)
+            took = time.monotonic() - dropped
+            assert box.served_versions(box.addresses[0]) == {"v1" if tag == "v2" else "v2"}
+    report = load.stop()
+    print(f"the deploy ended {took:.1f}s after the network went silent")
+    assert report.failed == 0, report.failures
+    assert exit_code == 1
+    assert re.search(r"error: deploy of \S+ stopped at s1: (\w+: )?s1: lost the SSH connection "
+                     rf"\(.*acknowledged for {dead_after}s \(ssh.dead_after\)\) \(during: waiting "
+                     r"for HAProxy's health checks", output), output
+    assert "could not release its lock" in output  # s1's: it expires after its lease
+    for address in box.addresses[1:]:
+        assert box.containers(address) == before[address]  # not touched
+    for address in box.addresses:
+        assert len(box.served_versions(address)) == 1
+
+    # The network is back: once s1's lock is stale, the next deploy takes it over.
+    wait_until_stale(box, inventory, "s1")
+    after = box.fab("deploy", "--tag", tag, inventory=inventory)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "took over the stale lock" in after.stdout
+    assert set(box.live_versions().values()) == {tag}
+
+
+def test_a_frozen_docker_engine_ends_the_deploy_and_the_old_version_keeps_serving(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    command_deadline = 5
+    inventory = box.inventory_copy(tmp_path, timeouts={"command": command_deadline, "stop": 1})
+    tag = other_tag(box)
+    old = "v1" if tag == "v2" else "v2"
+    s1 = sandbox.server_nodes(1)[0]
+    with box.load() as load:
+        deploy = Deploy(box, tag, inventory)
+        deploy.until("s1", "live slot")
+        with frozen_docker_engine(s1):
+            # docker run, then the recovery's docker stop (its own deadline: stop + 30 s) and
+            # docker inspect: each abandoned at its deadline.
+            exit_code, output = deploy.finish(timeout=120)
+            assert box.served_versions(box.addresses[0]) == {old}
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert exit_code == 1
+    assert re.search(rf"error: deploy of {tag} stopped at s1: .*s1: `[^`]*docker[^`]*` gave no "
+                     rf"answer within {command_deadline}s and was abandoned.*\(during: ",
+                     output), output
+    assert re.search(r"^s1 .*\bfailed\s+web[12] in rotation \(HAProxy; Docker did not answer",
+                     output, re.MULTILINE), output
+    assert "s1: free" in box.fab("lock").stdout  # SSH worked: the lock was released
+    for address in box.addresses:
+        assert box.served_versions(address) == {old}
+    after = box.fab("deploy", "--tag", tag, inventory=inventory)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert set(box.live_versions().values()) == {tag}
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_what_each_server_serves(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    # A long bound: without the second Ctrl-C this deploy would wait a minute.
+    inventory = box.inventory_copy(tmp_path, timeouts={"lease": LEASE},
+                                   ssh={"keepalive": 5, "dead_after": 60, "connect_timeout": 3})
+    tag = other_tag(box)
+    old = "v1" if tag == "v2" else "v2"
+    s1 = sandbox.server_nodes(1)[0]
+    with box.load() as load:
+        deploy = Deploy(box, tag, inventory)
+        deploy.until("s1", "waiting for HAProxy's health checks")
+        with silent_network(s1.name):
+            time.sleep(1)
+            deploy.process.send_signal(signal.SIGINT)
+            time.sleep(1)
+            deploy.process.send_signal(signal.SIGINT)
+            second = time.monotonic()
+            exit_code, output = deploy.finish(timeout=60)
+            took = time.monotonic() - second
+    report = load.stop()
+    print(f"the deploy ended {took:.1f}s after the second Ctrl-C")
+    assert report.failed == 0, report.failures
+    assert exit_code == 130
+    assert took < 20  # releasing the locks and reading the servers: 5 s at most each
+    assert "stopping now" in output
+    assert re.search(r"^s1 .*\binterrupted\s+unknown \(", output, re.MULTILINE), output
+    assert re.search(rf"^s2 .*\bnot started\s+{old} in web[12]$", output, re.MULTILINE), output
+    for address in box.addresses:
+        assert box.served_versions(address) == {old}
+    wait_until_stale(box, inventory, "s1")
+    after = box.fab("deploy", "--tag", tag, inventory=inventory)
+    assert after.returncode == 0, after.stdout + after.stderr
