@@ -16,6 +16,7 @@ reload ends the old worker's) is reopened once; every command has a deadline.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -109,6 +110,9 @@ def complete_answer(received: bytes, commands: int) -> str | None:
     command's output, each ending with an empty line."""
     if not received.endswith(PROMPT) or received.count(PROMPT) < commands:
         return None
+    # A command with a payload (`set ssl cert FILE <<`) gets a `+ ` prompt per payload line
+    # before its answer.
+    received = re.sub(rb"^(?:\+ )+", b"", received)
     return received.replace(PROMPT, b"\n").decode(errors="replace")
 
 

@@ -173,3 +173,11 @@ def test_a_silent_haproxy_hits_the_deadline() -> None:
     with pytest.raises(AdminChannelTimeout, match=r"no answer from HAProxy within 0\.05s"):
         session.ask("show info")
     assert channel.closed  # never reused: a late answer would be read as the next one's
+
+
+def test_a_payload_s_continuation_prompts_are_not_part_of_the_answer() -> None:
+    # Recorded from HAProxy 2.6: `set ssl cert FILE <<` and a 16-line PEM, in prompt mode.
+    received = (b"+ + + + + + + + + + + + + + + + Transaction created for certificate "
+                b"/tmp/hx/site.pem!\n\n> ")
+    assert complete_answer(received, 1) == (
+        "Transaction created for certificate /tmp/hx/site.pem!\n\n")
