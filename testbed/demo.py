@@ -1,7 +1,7 @@
 """The README's demo: a sandbox of local servers, v1 deployed, then v2 rolled out under load.
 
 Run with `bash scripts/demo.sh` (as root); it leaves the sandbox running for you to explore
-(`fab status -i .sandbox/hosts.yaml`) and `fab sandbox.destroy` removes it.
+(`fab status --inventory .sandbox/hosts.yaml`) and `fab sandbox.destroy` removes it.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = ROOT / ".sandbox"
 
 
 def sandbox_id(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
@@ -37,6 +36,8 @@ def sandbox_id(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
 
 SANDBOX_ID = sandbox_id()
 _SUFFIX = str(SANDBOX_ID) if SANDBOX_ID else ""
+# The inventory, keys and logs: a folder per sandbox, so that two of them never share one.
+STATE_DIR = ROOT / f".sandbox{_SUFFIX}"
 # short: dockerd's socket paths have a length limit
 RUN_DIR = Path(f"/run/slotswap-sandbox{_SUFFIX}")
 DATA_DIR = Path(f"/var/lib/slotswap-sandbox{_SUFFIX}")
