@@ -733,8 +733,10 @@ class Server:
     def runtime_api(self, command: str) -> str:
         """Send one line to HAProxy's admin socket on the server; return its answer.
 
-        One channel per server, kept open between calls (see tasks/admin_channel.py); each
-        call has a deadline of API_TIMEOUT seconds."""
+        One channel per server, kept open between calls (see slotswap/admin_channel.py); each
+        call has a deadline of API_TIMEOUT seconds. Errors name the command's first line only:
+        a payload (`set ssl cert FILE <<` and a private key) never reaches a message."""
+        shown = command.split("\n", 1)[0]
         with self._admin_lock:
             self.connect()
             if self._admin is None:
@@ -745,7 +747,7 @@ class Server:
             except RuntimeApiError:
                 raise
             except AdminChannelTimeout as error:
-                raise RuntimeApiError(f"{self.name}: runtime API `{command}`: {error}") from error
+                raise RuntimeApiError(f"{self.name}: runtime API `{shown}`: {error}") from error
             except (AdminChannelClosed, paramiko.SSHException, OSError, EOFError) as error:
                 if not transport.is_active():
                     raise self._lost(error) from error
@@ -753,11 +755,12 @@ class Server:
                 if isinstance(error, AdminChannelClosed):
                     reason += ", on a reopened channel too"
                 raise RuntimeApiError(
-                    f"{self.name}: runtime API `{command}` failed: {reason}") from error
-        if not answer.strip() and not command.startswith("set "):
+                    f"{self.name}: runtime API `{shown}` failed: {reason}") from error
+        # Only the show commands always answer something; set, add, clear may answer nothing.
+        if not answer.strip() and command.startswith("show "):
             raise RuntimeApiError(
-                f"{self.name}: HAProxy's runtime API answered nothing to `{command}`")
-        raise_for_api_error(command, answer)
+                f"{self.name}: HAProxy's runtime API answered nothing to `{shown}`")
+        raise_for_api_error(shown, answer)
         return answer
 
     def close_runtime_api(self) -> None:
