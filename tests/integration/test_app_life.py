@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.integration.conftest import wait_for
+
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
@@ -26,6 +28,14 @@ def get(address: str) -> tuple[int, Message, str]:
             return response.status, response.headers, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read().decode()
+
+
+def answers(address: str) -> bool:
+    try:
+        get(address)
+    except OSError:
+        return False  # HAProxy is starting again
+    return True
 
 
 def app_containers(box: Sandbox) -> dict[str, str]:
@@ -69,6 +79,7 @@ def test_maintenance_survives_a_restart_of_haproxy(fleet_on_v1: Sandbox) -> None
     assert box.fab("maintenance.on", "--hosts", "s1").returncode == 0
     try:
         box.ssh(box.addresses[0], "docker restart webapp-haproxy")
+        assert wait_for(lambda: answers(box.addresses[0]), timeout=20)
         assert get(box.addresses[0])[0] == 503
         assert get(box.addresses[1])[0] == 200  # --hosts: only s1
     finally:
