@@ -44,6 +44,31 @@ def test_a_version_failing_after_the_switch_is_rolled_back_under_load(
     assert sum(" running " in line for line in s1_containers.splitlines()) == 2  # v1 + HAProxy
 
 
+def test_a_version_crashing_after_the_switch_is_rolled_back_under_load(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    # crash1 passes its checks, takes traffic, then exits 1 two seconds after every start
+    # (Docker restarts it with back-off); its name may vanish from Docker's DNS and HAProxy
+    # show MAINT (resolution) before any check fails.
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6})
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "crash1", inventory=inventory)
+    report = load.stop()
+    print(report.summary(), report.failures)
+    assert result.returncode == 1
+    assert re.search(r"^s1 .*\brolled back\s+v1 in web[12]$", result.stdout, re.MULTILINE)
+    assert re.search(r"crash1 took traffic in web[12], then .+ rolled back to v1", result.stderr)
+    assert re.search(r"^s2 .*\bnot started\s+v1 in web[12]$", result.stdout, re.MULTILINE)
+    assert set(box.live_versions().values()) == {"v1"}
+    assert box.served_versions(box.addresses[0]) == {"v1"}
+    # The old slot was never stopped; the crashed one is (its restarts end with it).
+    s1_containers = box.containers(box.addresses[0])
+    assert sum(" running " in line for line in s1_containers.splitlines()) == 2  # v1 + HAProxy
+    # Requests can fail only on s1, while the app was exiting under them.
+    assert all(failure.startswith(f"{box.addresses[0]}:") for failure in report.failures)
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
+
+
 def app_images(box: Sandbox, address: str) -> set[str]:
     listed = box.ssh(address, "docker image ls --format '{{.Tag}}' " + sandbox.APP_IMAGE)
     return set(listed.split())
