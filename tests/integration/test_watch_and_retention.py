@@ -5,17 +5,22 @@ crafted to inject shell refused before any server is contacted."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tasks import sandbox
+from tests.integration.test_network_faults import cut_ssh_sessions
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
 pytestmark = pytest.mark.sandbox
+ROOT = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).with_name("fab"))
 
 
 def test_a_version_failing_after_the_switch_is_rolled_back_under_load(
@@ -67,6 +72,45 @@ def test_a_version_crashing_after_the_switch_is_rolled_back_under_load(
     # Requests can fail only on s1, while the app was exiting under them.
     assert all(failure.startswith(f"{box.addresses[0]}:") for failure in report.failures)
     assert box.fab("deploy", "--tag", "v1").returncode == 0
+
+
+def test_on_failure_rollback_also_returns_a_server_that_failed_after_its_switch(
+        fleet_on_v1: Sandbox) -> None:
+    box = fleet_on_v1
+    assert box.fab("build", "--tag", "v3").returncode == 0
+    assert box.fab("deploy", "--tag", "v2").returncode == 0
+    with box.load() as load:
+        # s2's SSH connection is cut right after its switch: s2 fails, serving v3.
+        process = subprocess.Popen(
+            [FAB, "deploy", "--tag", "v3", "--on-failure", "rollback", "--inventory",
+             str(box.inventory)], cwd=ROOT, env=box.env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("[s2") and "is taking traffic" in line:
+                assert cut_ssh_sessions(sandbox.server_nodes(2)[1].name) >= 1
+                break
+        lines.extend(process.stdout)
+        exit_code = process.wait(timeout=300)
+    report = load.stop()
+    output = "".join(lines)
+    print(output)
+    assert exit_code == 1
+    assert report.failed == 0, report.failures
+    assert "the servers that served it were rolled back: s1, s2" in output
+    assert re.search(r"each server serves now: s1 v2 in web[12], s2 v2 in web[12], "
+                     r"s3 v2 in web[12]", output)
+    assert set(box.live_versions().values()) == {"v2"}
+    # The automatic rollback is no change `fab rollback` goes back on: v2 came from v1.
+    assert re.search(r"rollback\s+v3\s+v2\s+rolled back",
+                     box.fab("history", "--lines", "1").stdout)
+    with box.load() as load:
+        rollback = box.fab("rollback")
+    assert load.stop().failed == 0
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr
+    assert set(box.live_versions().values()) == {"v1"}
 
 
 def app_images(box: Sandbox, address: str) -> set[str]:
