@@ -21,6 +21,12 @@ from tasks.scaffold import template_folders
 
 CONFIG_NAME = "haproxy.cfg"
 STATE_NAME = "server-state"
+# The config kept while a new one is tried: put back when HAProxy does not start with it.
+PREVIOUS_NAME = f"{CONFIG_NAME}.prev"
+# SHA-256 of the config HAProxy runs, written only once HAProxy was seen running with it:
+# "unchanged" means the same as this, not merely the same as the file.
+RUNNING_NAME = f"{CONFIG_NAME}.running-sha256"
+RELOAD_TIMEOUT = 20.0
 LABEL_SPEC = "slotswap.haproxy-spec"
 Progress = Callable[[str], None]
 
@@ -116,6 +122,15 @@ def wait_for_runtime_api(server: Server, timeout: float = 30.0) -> dict[str, str
             time.sleep(0.2)
 
 
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def runs_config(on_disk: str | None, running_hash: str | None, wanted: str) -> bool:
+    """Pure: HAProxy runs `wanted` and will start with it again (the file on disk)."""
+    return on_disk == wanted and (running_hash or "").strip() == config_hash(wanted)
+
+
 def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
     """Make the server ready for deploys; return what was done."""
     directory = config_dir(inventory)
@@ -135,14 +150,19 @@ def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
         container = None
         changes.append("HAProxy recreated")
     current = server.read_file(config_path)
-    if current != wanted:
+    installed = False
+    if not runs_config(current, server.read_file(f"{directory}/{RUNNING_NAME}"), wanted):
         server.write_file(f"{config_path}.new", wanted)
         validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")
         if container is not None and container.running:
-            reload_with_new_config(server, inventory, progress)
+            reload_with_new_config(server, inventory, progress, wanted)
             changes.append("config reloaded")
         else:
-            server.run(["mv", "-f", f"{config_path}.new", config_path])
+            keep_previous = [["cp", "-f", config_path, f"{directory}/{PREVIOUS_NAME}"]
+                             if current is not None else ["true"]]
+            server.run_chain(*keep_previous,
+                             ["mv", "-f", f"{config_path}.new", config_path])
+            installed = True
             changes.append("config written")
     if container is None:
         server.run(haproxy_run_command(inventory))
@@ -150,30 +170,71 @@ def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
     elif not container.running:
         server.run(docker.start(name))
         changes.append("HAProxy restarted")
+    if installed or container is None or not container.running:
+        try:
+            wait_for_runtime_api(server)
+        except haproxy.RuntimeApiError as error:
+            restored = installed and current is not None and restore_previous(server, inventory)
+            raise ProxyError(
+                f"{server.name}: HAProxy does not answer after starting with the config"
+                + ("; the previous config is back in place" if restored else "")
+                + f" ({error}); see `docker logs {name}` on the server") from error
+        # Started from the file on disk: that is what runs now.
+        server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
     info = wait_for_runtime_api(server)
     progress(f"HAProxy {info.get('Version', '?')} answers on 127.0.0.1:"
              f"{inventory.haproxy.stats_port}")
     return ", ".join(changes) if changes else "unchanged"
 
 
-def reload_with_new_config(server: Server, inventory: Inventory, progress: Progress) -> None:
+def reload_with_new_config(server: Server, inventory: Inventory, progress: Progress,
+                           wanted: str) -> None:
     """Swap the config file in and reload HAProxy's master: workers hand over, no connection
-    is dropped, and the slots keep their runtime state through the server-state file."""
+    is dropped, and the slots keep their runtime state through the server-state file. A
+    config that passes `haproxy -c` can still fail to start (a port it cannot bind): then
+    the old workers keep running, and the previous file goes back in place, so that the file
+    on disk is always the one that runs."""
     directory = config_dir(inventory)
+    config_path = f"{directory}/{CONFIG_NAME}"
     before = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
     state = server.runtime_api("show servers state")
-    server.write_file(f"{directory}/{STATE_NAME}", state)
-    server.run(["mv", "-f", f"{directory}/{CONFIG_NAME}.new", f"{directory}/{CONFIG_NAME}"])
-    server.run(docker.signal_container(inventory.haproxy_container, "HUP"))
-    deadline = time.monotonic() + 30
-    while haproxy.parse_info(server.runtime_api("show info")).get("Pid") == before:
-        if time.monotonic() > deadline:
-            raise ProxyError(f"{server.name}: HAProxy did not reload within 30s")
-        time.sleep(0.1)
-    # A stale state file would be applied at the next restart (after a reboot, say) and
-    # could put the live slot in maint: it has done its job once the new worker runs.
-    server.run(["rm", "-f", f"{directory}/{STATE_NAME}"])
+    try:
+        server.write_file(f"{directory}/{STATE_NAME}", state)
+        server.run_chain(["cp", "-f", config_path, f"{directory}/{PREVIOUS_NAME}"],
+                         ["mv", "-f", f"{config_path}.new", config_path])
+        server.run(docker.signal_container(inventory.haproxy_container, "HUP"))
+        if not wait_for_new_worker(server, before):
+            restored = restore_previous(server, inventory)
+            raise ProxyError(
+                f"{server.name}: HAProxy accepted the new config but did not start with it "
+                f"within {RELOAD_TIMEOUT:g}s (a port or address it cannot bind?); the old "
+                "workers keep running"
+                + (" and the previous config is back in place" if restored else "")
+                + f"; see `docker logs {inventory.haproxy_container}` on the server")
+        server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
+    finally:
+        # A stale state file would be applied at the next restart (after a reboot, say) and
+        # could put the live slot in maint: it has done its job, or failed to, by now.
+        server.run(["rm", "-f", f"{directory}/{STATE_NAME}", f"{config_path}.new"],
+                   check=False)
     progress("HAProxy reloaded with the new config")
+
+
+def wait_for_new_worker(server: Server, pid_before: str | None) -> bool:
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while haproxy.parse_info(server.runtime_api("show info")).get("Pid") == pid_before:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def restore_previous(server: Server, inventory: Inventory) -> bool:
+    """The kept config back in place; False when that failed too (the error says so)."""
+    directory = config_dir(inventory)
+    result = server.run(["mv", "-f", f"{directory}/{PREVIOUS_NAME}",
+                         f"{directory}/{CONFIG_NAME}"], check=False)
+    return result.ok
 
 
 def down_server(server: Server, inventory: Inventory, progress: Progress) -> str:
