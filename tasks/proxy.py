@@ -8,6 +8,7 @@ with the runtime state (which slot is live) carried over through a server-state 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import time
 from collections.abc import Callable
 
@@ -111,6 +112,15 @@ def validate_config_on_server(server: Server, inventory: Inventory, filename: st
                          f"stays:\n{output}")
 
 
+def refuse_unbindable(server: Server, config: str, container_addresses: set[str]) -> None:
+    unbindable = unbindable_addresses(config, container_addresses)
+    if unbindable:
+        raise ProxyError(f"{server.name}: the new config binds {', '.join(unbindable)}, which "
+                         "the HAProxy container does not have (it has "
+                         f"{', '.join(sorted(container_addresses)) or 'no network address'} "
+                         "and 0.0.0.0); the running config stays")
+
+
 def wait_for_runtime_api(server: Server, timeout: float = 30.0) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while True:
@@ -120,6 +130,45 @@ def wait_for_runtime_api(server: Server, timeout: float = 30.0) -> dict[str, str
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+# Addresses any container can bind: every local address, and its loopback.
+WILDCARD_ADDRESSES = {"", "*", "0.0.0.0", "::", "127.0.0.1", "::1"}
+
+
+def bind_addresses(config: str) -> list[str]:
+    """Pure: the IP literals the config's `bind` lines listen on, in order (`bind ADDR:PORT
+    [options]`, an `ipv4@`/`ipv6@` prefix allowed). Unix sockets and named fds are not IPs."""
+    found = []
+    for line in config.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0] != "bind":
+            continue
+        for endpoint in words[1].split(","):
+            family, _, rest = endpoint.rpartition("@")
+            if family not in ("", "ipv4", "ipv6"):
+                continue
+            host = rest.rpartition(":")[0].strip("[]")
+            if rest.startswith("/") or ":" not in rest:
+                continue
+            found.append(host)
+    return found
+
+
+def unbindable_addresses(config: str, container_addresses: set[str]) -> list[str]:
+    """Pure: addresses of `bind` lines the HAProxy container does not have. `haproxy -c` does
+    not bind, so it passes such a config; HAProxy's reload then fails, and while it retries
+    (about a second) the running workers pause their listeners: connections are refused."""
+    unbindable = []
+    for host in bind_addresses(config):
+        if host in WILDCARD_ADDRESSES or host in container_addresses:
+            continue
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue  # a name: HAProxy resolves it at start; not checked here
+        unbindable.append(host)
+    return unbindable
 
 
 def config_hash(text: str) -> str:
@@ -153,7 +202,13 @@ def up_server(server: Server, inventory: Inventory, progress: Progress) -> str:
     installed = False
     if not runs_config(current, server.read_file(f"{directory}/{RUNNING_NAME}"), wanted):
         server.write_file(f"{config_path}.new", wanted)
-        validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")
+        try:
+            validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")
+            if container is not None and container.running:
+                refuse_unbindable(server, wanted, set(container.addresses.values()))
+        except ProxyError:
+            server.run(["rm", "-f", f"{config_path}.new"], check=False)
+            raise
         if container is not None and container.running:
             reload_with_new_config(server, inventory, progress, wanted)
             changes.append("config reloaded")
@@ -221,12 +276,20 @@ def reload_with_new_config(server: Server, inventory: Inventory, progress: Progr
 
 
 def wait_for_new_worker(server: Server, pid_before: str | None) -> bool:
+    """True once a new worker answers; False at the deadline. While the master tries the new
+    config the old worker pauses its listeners, the runtime API's too: no answer then is no
+    failure yet."""
     deadline = time.monotonic() + RELOAD_TIMEOUT
-    while haproxy.parse_info(server.runtime_api("show info")).get("Pid") == pid_before:
+    while True:
+        try:
+            pid = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
+        except haproxy.RuntimeApiError:
+            pid = pid_before
+        if pid != pid_before:
+            return True
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
-    return True
 
 
 def restore_previous(server: Server, inventory: Inventory) -> bool:
