@@ -40,8 +40,9 @@ class SwapError(RuntimeError):
 
 
 class SwapRolledBack(SwapError):
-    """The new version took traffic, then failed HAProxy's checks during the watch period:
-    traffic went back to the old slot, which had been kept running for that."""
+    """The new version took traffic, then failed during the watch period or its verification
+    (a failed check, out of rotation, its container stopped or restarted): traffic went back
+    to the old slot, which had been kept running for that."""
 
 
 @dataclass(frozen=True)
