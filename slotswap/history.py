@@ -24,7 +24,9 @@ class HistoryEntry:
     task: str  # deploy, rollback
     from_tag: str
     to_tag: str
-    outcome: str  # deployed, failed, interrupted, unchanged
+    # deployed, failed, interrupted, unchanged; "rolled back": a deploy whose watch sent the
+    # traffic back to the old version, or a rollback that --on-failure=rollback made
+    outcome: str
     seconds: float
     error: str = ""
     output: str = ""  # what a release command printed
@@ -74,7 +76,9 @@ def read(server: Server, inventory: Inventory) -> list[HistoryEntry]:
 
 
 def rollback_target(entries: list[HistoryEntry], serving: str | None) -> str | None:
-    """The version served before the last successful change to what serves now."""
+    """The version served before the last successful change to what serves now. Automatic
+    rollbacks (outcome "rolled back") are no such change: after one, the target is what
+    served before the version it returned to, never the version that failed."""
     for entry in reversed(entries):
         if entry.outcome == "deployed" and entry.to_tag == serving and entry.from_tag:
             return entry.from_tag

@@ -8,6 +8,7 @@ with the runtime state (which slot is live) carried over through a server-state 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +27,12 @@ from slotswap.tls import cert_path_in_haproxy
 
 CONFIG_NAME = "haproxy.cfg"
 STATE_NAME = "server-state"
+# The config kept while a new one is tried: put back when HAProxy does not start with it.
+PREVIOUS_NAME = f"{CONFIG_NAME}.prev"
+# SHA-256 of the config HAProxy runs, written only once HAProxy was seen running with it:
+# "unchanged" means the same as this, not merely the same as the file.
+RUNNING_NAME = f"{CONFIG_NAME}.running-sha256"
+RELOAD_TIMEOUT = 20.0
 LABEL_SPEC = "slotswap.haproxy-spec"
 Progress = Callable[[str], None]
 
@@ -224,6 +231,63 @@ def wait_for_runtime_api(server: Server, timeout: float = 30.0) -> dict[str, str
             time.sleep(0.2)
 
 
+def refuse_unbindable(server: Server, config: str, container_addresses: set[str]) -> None:
+    unbindable = unbindable_addresses(config, container_addresses)
+    if unbindable:
+        raise ProxyError(f"{server.name}: the new config binds {', '.join(unbindable)}, which "
+                         "the HAProxy container does not have (it has "
+                         f"{', '.join(sorted(container_addresses)) or 'no network address'} "
+                         "and 0.0.0.0); the running config stays")
+
+
+# Addresses any container can bind: every local address, and its loopback.
+WILDCARD_ADDRESSES = {"", "*", "0.0.0.0", "::", "127.0.0.1", "::1"}
+
+
+def bind_addresses(config: str) -> list[str]:
+    """Pure: the IP literals the config's `bind` lines listen on, in order (`bind ADDR:PORT
+    [options]`, an `ipv4@`/`ipv6@` prefix allowed). Unix sockets and named fds are not IPs."""
+    found = []
+    for line in config.splitlines():
+        words = line.split()
+        if len(words) < 2 or words[0] != "bind":
+            continue
+        for endpoint in words[1].split(","):
+            family, _, rest = endpoint.rpartition("@")
+            if family not in ("", "ipv4", "ipv6"):
+                continue
+            host = rest.rpartition(":")[0].strip("[]")
+            if rest.startswith("/") or ":" not in rest:
+                continue
+            found.append(host)
+    return found
+
+
+def unbindable_addresses(config: str, container_addresses: set[str]) -> list[str]:
+    """Pure: addresses of `bind` lines the HAProxy container does not have. `haproxy -c` does
+    not bind, so it passes such a config; HAProxy's reload then fails, and while it retries
+    (about a second) the running workers pause their listeners: connections are refused."""
+    unbindable = []
+    for host in bind_addresses(config):
+        if host in WILDCARD_ADDRESSES or host in container_addresses:
+            continue
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            continue  # a name: HAProxy resolves it at start; not checked here
+        unbindable.append(host)
+    return unbindable
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def runs_config(on_disk: str | None, running_hash: str | None, wanted: str) -> bool:
+    """Pure: HAProxy runs `wanted` and will start with it again (the file on disk)."""
+    return on_disk == wanted and (running_hash or "").strip() == config_hash(wanted)
+
+
 def up_server(server: Server, inventory: Inventory, progress: Progress,
               certificate: CertificateBundle | None = None) -> str:
     """Make the server ready for deploys; return what was done. With HTTPS, `certificate` is
@@ -258,15 +322,26 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
         if replace and tls.install(server, inventory, directory, certificate, progress,
                                    running=serving_tls):
             changes.append("certificate installed")
-    if current != wanted:
+    installed = False
+    if not runs_config(current, server.read_file(f"{directory}/{RUNNING_NAME}"), wanted):
         server.write_file(f"{config_path}.new", wanted)
         # Before the old container goes: a config HAProxy rejects leaves it serving.
-        validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")
+        try:
+            validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")
+            if container is not None and container.running and not recreate:
+                refuse_unbindable(server, wanted, set(container.addresses.values()))
+        except ProxyError:
+            server.run(["rm", "-f", f"{config_path}.new"], check=False)
+            raise
         if container is not None and container.running and not recreate:
-            reload_with_new_config(server, inventory, progress)
+            reload_with_new_config(server, inventory, progress, wanted)
             changes.append("config reloaded")
         else:
-            server.run(["mv", "-f", f"{config_path}.new", config_path])
+            keep_previous = [["cp", "-f", config_path, f"{directory}/{PREVIOUS_NAME}"]
+                             if current is not None else ["true"]]
+            server.run_chain(*keep_previous,
+                             ["mv", "-f", f"{config_path}.new", config_path])
+            installed = True
             changes.append("config written")
     if recreate:
         progress(f"HAProxy image, port or admin socket changed: recreating {name} "
@@ -280,6 +355,17 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     elif not container.running:
         server.run(docker.start(name))
         changes.append("HAProxy restarted")
+    if installed or container is None or not container.running:
+        try:
+            wait_for_runtime_api(server)
+        except haproxy.RuntimeApiError as error:
+            restored = installed and current is not None and restore_previous(server, inventory)
+            raise ProxyError(
+                f"{server.name}: HAProxy does not answer after starting with the config"
+                + ("; the previous config is back in place" if restored else "")
+                + f" ({error}); see `docker logs {name}` on the server") from error
+        # Started from the file on disk: that is what runs now.
+        server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
     platform = docker.parse_platform(server.run(docker.server_platform(), check=False).stdout)
     if platform:
         platforms.observed[server.name] = platform
@@ -295,28 +381,64 @@ def make_admin_dir(server: Server, inventory: Inventory) -> None:
     server.run_chain(["mkdir", "-p", "-m", "700", directory], ["chmod", "700", directory])
 
 
-def reload_with_new_config(server: Server, inventory: Inventory, progress: Progress) -> None:
+def reload_with_new_config(server: Server, inventory: Inventory, progress: Progress,
+                           wanted: str) -> None:
     """Swap the config file in and reload HAProxy's master: workers hand over, no connection
-    is dropped, and the slots keep their runtime state through the server-state file."""
+    is dropped, and the slots keep their runtime state through the server-state file. A
+    config that passes `haproxy -c` can still fail to start (a port it cannot bind): then
+    the old workers keep running, and the previous file goes back in place, so that the file
+    on disk is always the one that runs."""
     directory = config_dir(inventory)
+    config_path = f"{directory}/{CONFIG_NAME}"
     before = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
     state = server.runtime_api("show servers state")
-    server.write_file(f"{directory}/{STATE_NAME}", state)
-    server.run(["mv", "-f", f"{directory}/{CONFIG_NAME}.new", f"{directory}/{CONFIG_NAME}"])
-    server.run(docker.signal_container(inventory.haproxy_container, "HUP"))
-    deadline = time.monotonic() + 30
-    while True:
-        # An open admin session keeps talking to the old worker (and keeps it alive).
-        server.close_runtime_api()
-        if wait_for_runtime_api(server).get("Pid") != before:
-            break
-        if time.monotonic() > deadline:
-            raise ProxyError(f"{server.name}: HAProxy did not reload within 30s")
-        time.sleep(0.1)
-    # A stale state file would be applied at the next restart (after a reboot, say) and
-    # could put the live slot in maint: it has done its job once the new worker runs.
-    server.run(["rm", "-f", f"{directory}/{STATE_NAME}"])
+    try:
+        server.write_file(f"{directory}/{STATE_NAME}", state)
+        server.run_chain(["cp", "-f", config_path, f"{directory}/{PREVIOUS_NAME}"],
+                         ["mv", "-f", f"{config_path}.new", config_path])
+        server.run(docker.signal_container(inventory.haproxy_container, "HUP"))
+        if not wait_for_new_worker(server, before):
+            restored = restore_previous(server, inventory)
+            raise ProxyError(
+                f"{server.name}: HAProxy accepted the new config but did not start with it "
+                f"within {RELOAD_TIMEOUT:g}s (a port or address it cannot bind?); the old "
+                "workers keep running"
+                + (" and the previous config is back in place" if restored else "")
+                + f"; see `docker logs {inventory.haproxy_container}` on the server")
+        server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
+    finally:
+        # A stale state file would be applied at the next restart (after a reboot, say) and
+        # could put the live slot in maint: it has done its job, or failed to, by now.
+        server.run(["rm", "-f", f"{directory}/{STATE_NAME}", f"{config_path}.new"],
+                   check=False)
     progress("HAProxy reloaded with the new config")
+
+
+def wait_for_new_worker(server: Server, pid_before: str | None) -> bool:
+    """True once a new worker answers; False at the deadline. While the master tries the new
+    config the old worker pauses its listeners, the runtime API's too: no answer then is no
+    failure yet. An open admin session keeps talking to the old worker (and keeps it
+    alive), so each try asks over a new one."""
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while True:
+        server.close_runtime_api()
+        try:
+            pid = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
+        except haproxy.RuntimeApiError:
+            pid = pid_before
+        if pid != pid_before:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def restore_previous(server: Server, inventory: Inventory) -> bool:
+    """The kept config back in place; False when that failed too (the error says so)."""
+    directory = config_dir(inventory)
+    result = server.run(["mv", "-f", f"{directory}/{PREVIOUS_NAME}",
+                         f"{directory}/{CONFIG_NAME}"], check=False)
+    return result.ok
 
 
 def down_server(server: Server, inventory: Inventory, progress: Progress) -> str:

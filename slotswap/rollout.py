@@ -198,25 +198,53 @@ def fill_serving_quickly(servers: list[Server], inventory: Inventory,
 
 def roll_back_moved(result: RolloutResult, servers: list[Server], inventory: Inventory,
                     app_env: AppEnv) -> None:
-    """--on-failure=rollback: the servers this run moved go back to what they served, last
-    moved first, with the same swap, so that the fleet ends on one version."""
+    """--on-failure=rollback: every server that serves the new version after this run goes
+    back to what it served, last moved first, with the same swap, so that the fleet ends on
+    one version. That is each server done, and also one that failed after its switch (it
+    still serves the new version); one whose watch switched back serves the old one already."""
     moved = [(server, outcome) for server, outcome in zip(servers, result.outcomes, strict=True)
-             if outcome.outcome == "deployed" and outcome.old_tag]
-    if not moved:
-        return
-    say(f"rolling back the {len(moved)} servers this run moved")
+             if outcome.old_tag and outcome.old_tag != outcome.new_tag
+             and serves_new_version(server, inventory, outcome)]
+    if moved:
+        say(f"rolling back the {len(moved)} servers that serve {result.tag}")
     failed_back = []
     for server, outcome in reversed(moved):
         back = ServerOutcome(server.name, server.host.address, new_tag=outcome.old_tag)
         interrupts.checkpoint()
         if swap_one(server, inventory, outcome.old_tag or "", back, app_env):
             outcome.outcome, outcome.serving = "rolled back", back.serving
+            # Recorded as "rolled back", not "deployed": `fab rollback` then looks past it,
+            # never back to the version that failed.
+            back.outcome = "rolled back"
         else:
             outcome.outcome, outcome.serving = "rollback failed", back.serving
             failed_back.append(f"{server.name}: {back.error}")
         record_history(server, inventory, "rollback", back)
-    result.message += ("; the servers it had moved were rolled back" if not failed_back else
-                       "; rolling back failed on " + "; ".join(failed_back))
+    if not moved:
+        result.message += "; no server served the new version, none was rolled back"
+    elif failed_back:
+        result.message += "; rolling back failed on " + "; ".join(failed_back)
+    else:
+        result.message += ("; the servers that served it were rolled back: "
+                           + ", ".join(server.name for server, _ in moved))
+    result.message += "; each server serves now: " + ", ".join(
+        f"{outcome.name} {outcome.serving or 'unknown'}" for outcome in result.outcomes)
+
+
+def serves_new_version(server: Server, inventory: Inventory, outcome: ServerOutcome) -> bool:
+    """A server done serves the new version; one that failed might still (after its switch):
+    ask it. One not started, or whose watch switched back, does not."""
+    if outcome.outcome == "deployed":
+        return True
+    if outcome.outcome != "failed":
+        return False
+    try:
+        views = read_slots(server, inventory)
+    except OPERATION_ERRORS as error:
+        outcome.serving = f"unknown ({error})"
+        return False
+    outcome.serving = describe_serving(views)
+    return any(view.serving and view.version == outcome.new_tag for view in views.values())
 
 
 def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory: Inventory,

@@ -13,7 +13,6 @@ import os
 import shlex
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from slotswap import docker_commands as docker
@@ -41,8 +40,9 @@ class SwapError(RuntimeError):
 
 
 class SwapRolledBack(SwapError):
-    """The new version took traffic, then failed HAProxy's checks during the watch period:
-    traffic went back to the old slot, which had been kept running for that."""
+    """The new version took traffic, then failed during the watch period or its verification
+    (a failed check, out of rotation, its container stopped or restarted): traffic went back
+    to the old slot, which had been kept running for that."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,42 @@ def plan_slots(views: dict[str, SlotView]) -> SlotPlan:
         return SlotPlan(live=serving[0], idle=other_slot(serving[0]))
     not_running = [slot for slot in SLOTS if not views[slot].running]
     return SlotPlan(live=None, idle=(not_running or list(SLOTS))[0])
+
+
+@dataclass(frozen=True)
+class WatchFailure:
+    """Why the new slot no longer counts as serving after the switch."""
+
+    what: str  # "failed HAProxy's health checks", "its container exited", ...
+    detail: str  # HAProxy's check summary, the exit code, ...
+
+
+def watch_failure(stat: ServerStat) -> WatchFailure | None:
+    """Pure: HAProxy's view of the new slot after the switch. Anything but taking new traffic
+    with passing checks fails: DOWN, `UP 1/3` on its way down, and also MAINT (resolution),
+    which HAProxy may show once Docker's DNS drops a stopped container's name, before any
+    check fails."""
+    if stat.failing_checks:
+        return WatchFailure("failed HAProxy's health checks", stat.check_summary)
+    if not stat.takes_new_traffic:
+        return WatchFailure("stopped taking traffic",
+                            f"HAProxy reports it {stat.status}, {stat.check_summary}")
+    return None
+
+
+def container_failure(container: docker.ContainerInfo | None,
+                      started_ns: int | None) -> WatchFailure | None:
+    """Pure: the new slot's container after the switch. Not running, or started again since
+    the swap started it (Docker's restart policy brings a crashing app back up, with
+    back-off): the version crashed."""
+    if container is None:
+        return WatchFailure("lost its container", "it no longer exists")
+    if not container.running:
+        return WatchFailure("its container stopped",
+                            f"{container.status}, exit code {container.exit_code}")
+    if started_ns and container.started_ns != started_ns:
+        return WatchFailure("its container crashed", "Docker restarted it")
+    return None
 
 
 def other_slot(slot: str) -> str:
@@ -144,6 +180,8 @@ class SlotSwap:
         self.old_version: str | None = None  # known once the live slot is found
         self.switch_seconds: float | None = None  # from the start to traffic on the new slot
         self.images_in_use: set[str] = set()  # image IDs of both slots' containers (verify)
+        self.new_started_ns: int | None = None  # when Docker started the new container
+        self.switched_at = 0.0  # monotonic time the new slot took the traffic
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -197,6 +235,7 @@ class SlotSwap:
             return old_version, self.verify(plan.idle)
         try:
             self.switch(plan.idle, plan.live)
+            self.switched_at = time.monotonic()
         except Exception as error:
             # The switch is one line: HAProxy ran both halves or neither, so one slot serves.
             raise self.failure(error) from error
@@ -217,14 +256,11 @@ class SlotSwap:
                 self.progress(f"stopped early: {plan.idle} ({self.tag}) serves; {plan.live} "
                               "is out of rotation, its container still runs")
             raise
+        # The old slot is stopped only once the new one is seen serving: if it is not, the
+        # old one, still running, takes the traffic back.
+        serving = self.verify_before_retiring(plan.idle, plan.live)
         self.set_state(plan.live, AdminState.MAINT)
-        # The old slot is out of rotation: stopping it and checking the new one are
-        # independent, so they share the time (two channels of the same connection).
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            stopping = pool.submit(
-                lambda: self.progress(f"stopped {self.stop_container(plan.live)}"))
-            serving = self.verify(plan.idle)
-            stopping.result()
+        self.progress(f"stopped {self.stop_container(plan.live)}")
         return old_version, serving
 
     def failure(self, error: BaseException) -> BaseException:
@@ -250,12 +286,19 @@ class SlotSwap:
         watch_until = started + self.timeouts.watch
         drain_until = started + max(self.timeouts.drain, self.timeouts.watch)
         drained_after: float | None = None
+        next_container_check = started + CONTAINER_CHECK_INTERVAL
         while True:
             stats = haproxy.parse_show_stat(
                 self.server.runtime_api(haproxy.command_show_stat(self.backend)))
             now = time.monotonic()
-            if stats[new].failing_checks:
-                self.switch_back(new, old, stats, now - started)
+            failure = watch_failure(stats[new])
+            if failure is None and now >= next_container_check:
+                # HAProxy may still count a crashed slot as up for a moment: look at the
+                # container itself too, now and then (a command over SSH: not cheap).
+                failure = container_failure(self.container(new), self.new_started_ns)
+                next_container_check = time.monotonic() + CONTAINER_CHECK_INTERVAL
+            if failure is not None:
+                self.switch_back(new, old, stats, now - started, failure)
             if drained_after is None and stats[old].sessions == 0:
                 drained_after = now - started
                 self.progress(f"{old} drained in {drained_after:.1f}s")
@@ -272,16 +315,18 @@ class SlotSwap:
             self.progress(f"watched {new} ({self.tag}) for {self.timeouts.watch:g}s: "
                           f"{stats[new].status}, {stats[new].check_summary}")
 
-    def switch_back(self, new: str, old: str, stats: dict[str, ServerStat],
-                    after: float) -> None:
-        """The new slot failed its checks after taking traffic: the old one, still running and
-        checked all along, takes it back at once, in one line."""
-        failed = stats[new]
+    def switch_back(self, new: str, old: str, stats: dict[str, ServerStat], after: float,
+                    failure: WatchFailure | None = None) -> None:
+        """The new slot failed after taking traffic (by default: HAProxy's view of it in
+        `stats`): the old one, still running and checked all along, takes it back at once,
+        in one line. Nothing is stopped unless the traffic is back on the old slot."""
+        failure = failure or watch_failure(stats[new]) or WatchFailure("failed", "")
+        what = f"{failure.what} {after:.1f}s after the switch ({failure.detail})"
         if not stats[old].is_up:
-            raise SwapError(f"{new} ({self.tag}) failed HAProxy's health checks {after:.1f}s "
-                            f"after the switch ({failed.check_summary}), and {old} "
-                            f"({self.old_version}) does not pass them either "
-                            f"({stats[old].check_summary}); both were left as they are",
+            raise SwapError(f"{new} ({self.tag}) {what}, and {old} "
+                            f"({self.old_version}) does not pass HAProxy's health checks "
+                            f"either ({stats[old].check_summary}); both were left as they "
+                            "are, nothing was stopped",
                             describe_serving(read_slots_quietly(self.server, self.inventory)))
         back = haproxy.join_commands(
             haproxy.command_set_state(self.backend, old, AdminState.READY),
@@ -295,22 +340,20 @@ class SlotSwap:
             try:
                 self.server.runtime_api(back)
             except Exception as error:
-                raise SwapError(f"{new} ({self.tag}) failed HAProxy's health checks "
-                                f"{after:.1f}s after the switch ({failed.check_summary}), and "
-                                f"sending the traffic back to {old} failed: {error}; run "
-                                "`fab status`, then deploy the version you want",
+                raise SwapError(f"{new} ({self.tag}) {what}, and sending the traffic back to "
+                                f"{old} failed: {error}; run `fab status`, then deploy the "
+                                "version you want",
                                 describe_serving(read_slots_quietly(self.server,
                                                                     self.inventory))) from error
-        self.progress(f"{new} ({self.tag}) FAILED HAProxy's health checks {after:.1f}s after "
-                      f"taking traffic ({failed.check_summary}); traffic is back on {old} "
+        self.progress(f"{new} ({self.tag}) FAILED: {failure.what} {after:.1f}s after taking "
+                      f"traffic ({failure.detail}); traffic is back on {old} "
                       f"({self.old_version})")
         name = self.inventory.container_name(new)
         output = self.last_output(new)
         self.progress(f"stopped {self.stop_container(new, check=False)}")
         raise SwapRolledBack(
-            f"{self.tag} took traffic in {new}, then failed HAProxy's health checks "
-            f"{after:.1f}s later ({failed.check_summary}); rolled back to "
-            f"{self.old_version} in {old}"
+            f"{self.tag} took traffic in {new}, then {failure.what} {after:.1f}s later "
+            f"({failure.detail}); rolled back to {self.old_version} in {old}"
             + (f"; the last output of {name}:\n{output}" if output else ""),
             describe_serving(read_slots_quietly(self.server, self.inventory)))
 
@@ -346,6 +389,7 @@ class SlotSwap:
         started = self.server.run_chain(*start, docker.inspect_containers(name))
         info = docker.parse_inspect(started.stdout[started.stdout.index("["):]).get(name)
         address = info.addresses.get(self.inventory.network) if info else None
+        self.new_started_ns = info.started_ns if info else None
         if not address:
             raise SwapError(f"container {name} has no address on network "
                             f"{self.inventory.network}", "")
@@ -435,6 +479,23 @@ class SlotSwap:
         if not view.serving or view.version != self.tag:
             raise SwapError(f"after the switch {slot} is not serving {self.tag}: "
                             f"{view.describe()}", describe_serving(views))
+        return describe_serving(views)
+
+    def verify_before_retiring(self, new: str, old: str) -> str:
+        """After the watch, before the old slot goes: the new slot must serve the new version
+        from the container the swap started; if not, the traffic goes back (switch_back)."""
+        started = time.monotonic()
+        views = read_slots(self.server, self.inventory)
+        self.images_in_use = {view.container.image_id for view in views.values()
+                              if view.container is not None}
+        view = views[new]
+        failure = (watch_failure(view.stat)
+                   or container_failure(view.container, self.new_started_ns))
+        if failure is None and view.version != self.tag:
+            failure = WatchFailure("no longer held it", view.describe())
+        if failure is not None:
+            stats = {slot: slot_view.stat for slot, slot_view in views.items()}
+            self.switch_back(new, old, stats, started - self.switched_at, failure)
         return describe_serving(views)
 
     def contain_failure(self, slot: str) -> None:

@@ -173,7 +173,8 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     """Prepare every server: app network, HAProxy in front of slots web1/web2. Idempotent.
 
     A changed config is checked by HAProxy, then applied with a reload that drops no
-    connection. Example: fab up
+    connection; if HAProxy does not start with it, the previous one is put back and keeps
+    running. "unchanged" means HAProxy runs the rendered config. Example: fab up
     """
     inv = load(inventory)
     if dry_run:
@@ -197,9 +198,11 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
 
 @kit_task(help={"tag": "image tag to deploy (required); must have been built (and pushed, "
                    "unless the inventory says delivery: ssh)",
-            "on-failure": "what a failed server means for the servers already moved: 'stop' "
-                          "(default: they keep the new version) or 'rollback' (they go back, "
-                          "so the fleet ends on one version)",
+            "on-failure": "what a failed server means for the others: 'stop' (default: the "
+                          "servers done keep the new version) or 'rollback' (every server "
+                          "that serves the new version goes back, a failed one included, "
+                          "so the fleet ends on one version; the message says what each "
+                          "serves)",
             "batch": "servers to swap at the same time: a number (e.g. 2) or a percentage of "
                      "the servers (e.g. 25%); the next batch starts only when the whole batch "
                      "succeeded (default: 1, one at a time)",
@@ -214,8 +217,9 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
 
     On each server the new version starts in the idle slot and takes traffic only after
     HAProxy's own health checks pass; the old slot drains and keeps running for
-    timeouts.watch seconds, and takes the traffic back if the new one fails a check then;
-    after that it is stopped (kept for a rollback). A server that fails keeps serving its
+    timeouts.watch seconds, and takes the traffic back if the new one fails a check, drops
+    out of rotation or its container stops or restarts then; it is stopped (kept for a
+    rollback) only once the new slot is seen serving. A server that fails keeps serving its
     old version. --batch swaps several servers at a time. Before the first swap every
     server gets the image, in parallel: pulled, or with `delivery: ssh` streamed from this
     machine's Docker over SSH, only the layers it lacks.
@@ -301,7 +305,8 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
              json: bool = False, dry_run: bool = False, hosts: str | None = None) -> None:
     """Return every server to its previous version, with the same zero-downtime swap.
 
-    The previous version comes from each server's history; the container the last deploy
+    The previous version comes from each server's history (an automatic rollback does not
+    count as a change: never back to a version that failed); the container the last deploy
     kept stopped starts again, and nothing is pulled. Example: fab rollback   or
     fab rollback --to=v41
     """

@@ -3,7 +3,10 @@
 // health check on "/health". Versions starting with "bad" deliberately
 // fail the health check so that a rejected deploy can be shown; versions
 // starting with "flaky" pass it for their first few seconds and fail it from
-// then on, so that a version that breaks after taking traffic can be shown.
+// then on, so that a version that breaks after taking traffic can be shown;
+// versions starting with "crash" serve normally for their first 2 seconds,
+// then stop and exit 1, every time Docker starts them again, so that a
+// version that crashes after taking traffic can be shown.
 package main
 
 import (
@@ -25,6 +28,7 @@ const (
 	defaultPort     = 3000
 	maxRequestSleep = 10 * time.Second
 	flakyHealthyFor = 3 * time.Second
+	crashAfter      = 2 * time.Second
 	shutdownTimeout = 25 * time.Second
 )
 
@@ -99,12 +103,24 @@ func main() {
 		errCh <- srv.Serve(ln)
 	}()
 
+	var crash <-chan time.Time // nil: never
+	if strings.HasPrefix(version, "crash") {
+		crash = time.After(crashAfter)
+	}
+
 	select {
 	case err := <-errCh:
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Fatalf("serve: %v", err)
 		}
 		return
+	case <-crash:
+		logger.Printf("webapp version=%s crashing on purpose (exit 1)", version)
+		// Requests already being served get their answer; new connections are refused.
+		crashCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = srv.Shutdown(crashCtx)
+		cancel()
+		os.Exit(1)
 	case <-ctx.Done():
 	}
 

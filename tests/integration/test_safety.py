@@ -156,7 +156,7 @@ def test_a_stopped_haproxy_is_named_and_on_failure_rollback_restores_the_fleet(
         assert result.returncode == 1
         assert report.failed == 0, report.failures
         assert "is HAProxy running? (`fab up` starts it)" in result.stderr
-        assert "the servers it had moved were rolled back" in result.stderr
+        assert "the servers that served it were rolled back: s1;" in result.stderr
         assert re.search(r"^s1 .*\brolled back\s+v1 in web[12]$", result.stdout, re.MULTILINE)
         assert box.served_versions(s1) == {"v1"} and box.served_versions(s3) == {"v1"}
 

@@ -73,6 +73,13 @@ def test_history_keeps_only_the_first_line_of_an_error() -> None:
         ([("deploy", "v1", "v2"), ("deploy", "v2", "v3", "failed")], "v2", "v1"),
         ([("deploy", "v1", "v2"), ("deploy", "v2", "v3")], "v3", "v2"),
         ([("deploy", "v1", "v2"), ("rollback", "v2", "v1")], "v1", "v2"),  # undo the undo
+        # The watch sent the traffic back: v3 never counted, v2 came from v1.
+        ([("deploy", "v1", "v2"), ("deploy", "v2", "v3", "rolled back")], "v2", "v1"),
+        # --on-failure=rollback moved v3 back to v2: never back to v3, the failed version.
+        ([("deploy", "v1", "v2"), ("deploy", "v2", "v3"),
+          ("rollback", "v3", "v2", "rolled back")], "v2", "v1"),
+        ([("deploy", "v1", "v2"), ("deploy", "v2", "v3", "failed"),
+          ("rollback", "v3", "v2", "rolled back")], "v2", "v1"),
         ([("deploy", "v1", "v2")], "v9", None),  # serving something history does not know
         ([("deploy", "v1", "v2")], None, None),
     ],

@@ -15,10 +15,14 @@ from slotswap.proxy import (
     ProxyError,
     admin_dir,
     admin_socket_path,
+    bind_addresses,
     config_dir,
+    config_hash,
     container_spec,
     haproxy_run_command,
     render_config,
+    runs_config,
+    unbindable_addresses,
 )
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"
@@ -295,3 +299,29 @@ def test_container_spec_is_short_hex() -> None:
     spec = container_spec(SANDBOX)
     assert len(spec) == 16
     int(spec, 16)
+
+
+def test_bind_addresses_are_read_from_bind_lines_only() -> None:
+    config = ("global\n    stats socket ipv4@0.0.0.0:9999 level admin\n"
+              "frontend http\n    bind 0.0.0.0:8080\n    bind 10.9.9.9:8081,:8082 ssl\n"
+              "    bind ipv6@[2001:db8::1]:443\n    bind /run/haproxy.sock\n"
+              "    bind unix@/run/x.sock\n    bind :::8443 v4v6\n")
+    assert bind_addresses(config) == ["0.0.0.0", "10.9.9.9", "", "2001:db8::1", "::"]
+
+
+def test_unbindable_addresses_are_the_ip_literals_the_container_lacks() -> None:
+    config = ("frontend http\n    bind 0.0.0.0:8080\n    bind 10.9.9.9:8081\n"
+              "    bind 10.111.1.2:8082\n    bind 127.0.0.1:8083\n    bind *:8084\n"
+              "    bind example.org:8085\n")
+    assert unbindable_addresses(config, {"10.111.1.2"}) == ["10.9.9.9"]
+    assert unbindable_addresses(render_config(inventory(), ROOT_LOGIN), set()) == []
+
+
+def test_unchanged_means_the_file_and_what_runs_are_the_wanted_config() -> None:
+    wanted = "global\n"
+    running = config_hash(wanted) + "\n"
+    assert runs_config(wanted, running, wanted)
+    # A failed reload left the file but HAProxy runs the one before: not unchanged.
+    assert not runs_config(wanted, config_hash("old\n"), wanted)
+    assert not runs_config(wanted, None, wanted)  # never seen running
+    assert not runs_config("old\n", running, wanted)

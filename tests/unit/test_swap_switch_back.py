@@ -8,10 +8,18 @@ from typing import Any
 
 import pytest
 
+from slotswap.docker_commands import ContainerInfo
 from slotswap.haproxy import ServerStat
 from slotswap.inventory import parse_inventory
 from slotswap.remote import CommandResult, ConnectionLostError
-from slotswap.swap import SlotSwap, SwapError, SwapRolledBack
+from slotswap.swap import (
+    SlotSwap,
+    SwapError,
+    SwapRolledBack,
+    WatchFailure,
+    container_failure,
+    watch_failure,
+)
 
 BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"
 
@@ -73,6 +81,45 @@ def test_two_lost_connections_leave_the_slots_as_they_are_and_say_so(tmp_path: P
 
 def test_an_old_slot_failing_too_is_not_switched_to(tmp_path: Path) -> None:
     server = FlakyServer(0)
-    with pytest.raises(SwapError, match="does not pass them either"):
+    with pytest.raises(SwapError, match=r"does not pass HAProxy's health checks either"
+                       r".*nothing was stopped"):
         swap(tmp_path, server).switch_back("web2", "web1", stats("DOWN", "DOWN"), 1.5)
-    assert server.sent == []
+    assert server.sent == [] and server.commands == []
+
+
+def test_a_crashed_container_is_named_in_the_rollback(tmp_path: Path) -> None:
+    server = FlakyServer(0)
+    failure = WatchFailure("its container stopped", "exited, exit code 1")
+    with pytest.raises(SwapRolledBack, match=r"v2 took traffic in web2, then its container "
+                       r"stopped 1\.5s later \(exited, exit code 1\); rolled back to v1"):
+        swap(tmp_path, server).switch_back("web2", "web1", stats("UP"), 1.5, failure)
+    assert server.sent == [BACK]
+
+
+@pytest.mark.parametrize(("status", "what"), [
+    ("UP", None),
+    ("UP 2/3", "failed HAProxy's health checks"),
+    ("DOWN", "failed HAProxy's health checks"),
+    ("MAINT (resolution)", "stopped taking traffic"),
+    ("MAINT", "stopped taking traffic"),
+    ("DRAIN", "stopped taking traffic"),
+    ("NOLB", "stopped taking traffic"),
+])
+def test_the_watch_fails_on_anything_but_taking_traffic(status: str, what: str | None) -> None:
+    failure = watch_failure(stats(status)["web2"])
+    assert (failure.what if failure else None) == what
+
+
+def container(status: str, started_at: str = "2026-01-02T03:04:05.5Z") -> ContainerInfo:
+    return ContainerInfo("webapp-web2", status == "running", status, "acme/webapp:v2",
+                         "sha256:1", {}, {}, 1 if status != "running" else 0, started_at)
+
+
+def test_the_watch_fails_when_the_container_stopped_vanished_or_restarted() -> None:
+    started_ns = container("running").started_ns
+    assert container_failure(container("running"), started_ns) is None
+    assert container_failure(None, started_ns).what == "lost its container"  # type: ignore[union-attr]
+    stopped = container_failure(container("restarting"), started_ns)
+    assert stopped is not None and stopped.detail == "restarting, exit code 1"
+    restarted = container_failure(container("running", "2026-01-02T03:04:09Z"), started_ns)
+    assert restarted is not None and restarted.what == "its container crashed"
