@@ -289,8 +289,9 @@ def run_haproxy(*, container: str, image_ref: str, network: str, app: str, confi
 
 
 def check_haproxy_config(*, image_ref: str, config_dir: str, filename: str) -> list[str]:
-    """HAProxy's own check of a config file, with the same image that will run it."""
-    return ["docker", "run", "--rm", "--network", "none",
+    """HAProxy's own check of a config file, with the same image and user that will run it
+    (the master reads the 0600 certificate file)."""
+    return ["docker", "run", "--rm", "--network", "none", "--user", HAPROXY_MASTER_USER,
             "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
             image_ref, "-c", "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/{filename}"]
 

@@ -173,7 +173,7 @@ ARGV_CASES = {
         docker.check_haproxy_config(image_ref="haproxy:2.8",
                                     config_dir="/etc/slotswap/webapp/haproxy",
                                     filename="haproxy.cfg.new"),
-        ["docker", "run", "--rm", "--network", "none",
+        ["docker", "run", "--rm", "--network", "none", "--user", "0:0",
          "--volume", "/etc/slotswap/webapp/haproxy:/usr/local/etc/haproxy:ro",
          "haproxy:2.8", "-c", "-f", "/usr/local/etc/haproxy/haproxy.cfg.new"],
     ),
