@@ -88,8 +88,9 @@ def test_ssh_delivery_reaches_a_server_without_registry_access(
     for server in ("s1", "s2", "s3"):
         lines = "\n".join(lines_of(result.stdout, server))
         assert f"sending {image}" in lines and f"loaded {image}" in lines
-        # v2's one layer (the app's binary) is v1's: only the image's config travels.
-        assert "1 of 1 layers already there" in lines
+        # v2's two layers (the app's binary, its data folder) are v1's: only the image's
+        # config travels.
+        assert "2 of 2 layers already there" in lines
     assert set(box.live_versions().values()) == {"v2"}
 
 
@@ -126,7 +127,7 @@ def test_ssh_delivery_sends_only_the_layers_a_server_lacks(
     for server in ("s1", "s2", "s3"):
         lines = "\n".join(lines_of(result.stdout, server))
         assert re.search(rf"sending {re.escape(image)} \(image \w+, 1\.0 MB of [\d.]+ MB: "
-                         r"1 of 2 layers already there\) over SSH", lines), lines
+                         r"2 of 3 layers already there\) over SSH", lines), lines
         assert f"loaded {image}" in lines
     assert set(box.live_versions().values()) == {"v4"}
     assert all(box.served_versions(address) == {"v4"} for address in box.addresses)
