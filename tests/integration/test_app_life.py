@@ -4,6 +4,7 @@ error, no reload, the app kept running) and `exec` beside the live version."""
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from testbed import sandbox
 from tests.integration.conftest import wait_for
 
 if TYPE_CHECKING:
@@ -169,3 +171,38 @@ def test_a_failing_release_command_changes_nothing_and_can_be_skipped(
     skipped = box.fab("deploy", "--tag", tag, "--skip-release", inventory=inventory)
     assert skipped.returncode == 0
     assert "release command" not in skipped.stdout + skipped.stderr
+
+
+def test_health_check_settings_reach_haproxy_and_a_deploy_keeps_them(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, healthcheck={
+        "path": "/health", "host": "www.fleet.test", "status": [200, 204], "interval": 0.3,
+        "rise": 2, "fall": 3, "port": 3000})
+    assert box.fab("up", inventory=inventory).returncode == 0
+    config = box.ssh(box.addresses[0], "cat /etc/slotswap/webapp/haproxy/haproxy.cfg")
+    assert "http-check send meth GET uri /health ver HTTP/1.1 hdr Host www.fleet.test" in config
+    assert "http-check expect rstatus ^(200|204)$" in config
+    assert "inter 300ms" in config and " port 3000 " in config
+    current = set(box.live_versions().values())
+    tag = "v2" if current == {"v1"} else "v1"
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", tag, inventory=inventory)
+    report = load.stop()
+    assert result.returncode == 0, result.stderr
+    assert report.failed == 0, report.failures
+    assert box.fab("up").returncode == 0  # the sandbox's own settings again
+
+
+def test_build_for_a_platform_with_build_args(fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, build={"platform": "linux/amd64",
+                                                    "args": {"UNUSED_ARG": "x"}})
+    result = box.fab("build", "--tag", "p1", "--no-push", inventory=inventory)
+    assert result.returncode == 0, result.stderr
+    assert "for linux/amd64 (build.platform)" in result.stdout + result.stderr
+    architecture = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}",
+         f"{sandbox.APP_IMAGE}:p1"], env=box.env, text=True, capture_output=True,
+        timeout=60, check=True).stdout.strip()
+    assert architecture == "linux/amd64"
