@@ -4,6 +4,7 @@ error, no reload, the app kept running) and `exec` beside the live version."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import urllib.error
 import urllib.request
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from testbed import sandbox
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import FAB, ROOT, wait_for
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -206,3 +207,17 @@ def test_build_for_a_platform_with_build_args(fleet_on_v1: Sandbox, tmp_path: Pa
          f"{sandbox.APP_IMAGE}:p1"], env=box.env, text=True, capture_output=True,
         timeout=60, check=True).stdout.strip()
     assert architecture == "linux/amd64"
+
+
+def test_exec_interactive_gets_a_terminal_of_its_own(fleet_on_v1: Sandbox) -> None:
+    box = fleet_on_v1
+    # `script` gives the command a terminal, as an operator's shell has.
+    command = shlex.join([FAB, "exec", "--interactive", "--command", "version",
+                          "--inventory", str(box.inventory)])
+    result = subprocess.run(["script", "--quiet", "--return", "--command", command,
+                             "/dev/null"], cwd=ROOT, env=box.env, text=True,
+                            capture_output=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    versions = set(box.live_versions().values())
+    assert any(line.strip() in versions for line in result.stdout.splitlines()), result.stdout
+    assert "not a terminal" not in result.stdout + result.stderr
