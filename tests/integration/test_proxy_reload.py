@@ -35,7 +35,7 @@ def test_a_config_haproxy_cannot_start_with_is_refused_and_the_running_one_stays
         refused_first: bool) -> None:
     box = fleet_on_v1
     s1 = box.addresses[0]
-    scaffold.write_starter(tmp_path)  # the project's own templates/ folder, as fab init does
+    scaffold.write_starter(tmp_path, templates=True)  # as `fab init --templates` does
     inventory = box.inventory_copy(tmp_path)
     template = tmp_path / "templates" / "haproxy.cfg.j2"
     good = template.read_text()
@@ -60,8 +60,10 @@ def test_a_config_haproxy_cannot_start_with_is_refused_and_the_running_one_stays
             assert all(f.startswith(f"{s1} ") and "Connection refused" in f
                        for f in report.failures), report.failures
         assert box.ssh(s1, f"cat {CONFIG}") == running
+        # No new config, state file or kept copy left behind: the running config, its hash,
+        # the admin socket's folder and the maintenance map.
         assert sorted(box.ssh(s1, f"ls {FOLDER}").split()) == [
-            "haproxy.cfg", "haproxy.cfg.running-sha256"]
+            "admin", "haproxy.cfg", "haproxy.cfg.running-sha256", "maintenance.map"]
     template.write_text(good)
     result = box.fab("up", inventory=inventory)
     assert result.returncode == 0
