@@ -27,6 +27,7 @@ from slotswap.locking import lock_dir, read_lock, take_lock_command
 from slotswap.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
+    RUNNING_NAME,
     STATE_NAME,
     admin_dir,
     config_dir,
@@ -34,6 +35,7 @@ from slotswap.proxy import (
     haproxy_run_command,
     login_ids,
     render_config,
+    runs_config,
 )
 from slotswap.pruning import images_to_prune
 from slotswap.remote import Server
@@ -212,7 +214,10 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     admin = admin_dir(inventory)
     plan.shell(["mkdir", "-p", "-m", "700", admin])
     plan.shell(["chmod", "700", admin])
-    changed = server.read_file(config_path) != render_config(inventory, login_ids(server))
+    wanted = render_config(inventory, login_ids(server))
+    # As `up` decides: HAProxy must run that config, not only have it on disk.
+    changed = not runs_config(server.read_file(config_path),
+                              server.read_file(f"{directory}/{RUNNING_NAME}"), wanted)
     if changed:
         plan.write(f"{config_path}.new", 0o644, "the config rendered from the templates")
         plan.shell(docker.check_haproxy_config(image_ref=inventory.haproxy.image,

@@ -11,6 +11,7 @@ import pytest
 from slotswap import dry_run
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.locking import READ_SCRIPT
+from slotswap.proxy import config_hash
 from slotswap.remote import CommandResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -60,7 +61,11 @@ class FactServer:
 
     def read_file(self, path: str) -> str | None:
         self.run(["cat", path])
-        return self.lock_owner if path.endswith("/lock/owner.json") else self.config
+        if path.endswith("/lock/owner.json"):
+            return self.lock_owner
+        if path.endswith(".running-sha256"):  # `up` records what HAProxy was seen running
+            return config_hash(self.config) + "\n" if self.config is not None else None
+        return self.config
 
 
 def inventory(tmp_path: Path) -> Inventory:
@@ -110,6 +115,19 @@ def test_up_plan_of_an_unchanged_server_writes_nothing(tmp_path: Path) -> None:
     plan = dry_run.up_plan(FactServer("live_web1", config=config), inv)  # type: ignore[arg-type]
     assert plan.summary == "config unchanged"
     assert not any(step.startswith("write ") and "haproxy" in step for step in plan.steps)
+
+
+def test_up_plan_of_a_config_haproxy_does_not_run_writes_it(tmp_path: Path) -> None:
+    """The file is the wanted one, but HAProxy was never seen running it (a reload that
+    failed): as `up` does, the plan installs it again."""
+    inv = inventory(tmp_path)
+    from slotswap.proxy import Login, render_config
+    server = FactServer("live_web1", config=render_config(inv, Login(0, 0)))
+    server.read_file = lambda path: (None if path.endswith(".running-sha256")  # type: ignore[method-assign]
+                                     else server.config)
+    plan = dry_run.up_plan(server, inv)  # type: ignore[arg-type]
+    assert plan.summary != "config unchanged"
+    assert any(step.startswith("write ") and "haproxy.cfg.new" in step for step in plan.steps)
 
 
 def test_up_plan_of_a_changed_config_checks_then_reloads(tmp_path: Path) -> None:
