@@ -646,8 +646,7 @@ def print_line(line: str) -> None:
 def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
                    retry_after: int = maintenance.DEFAULT_RETRY_AFTER,
                    inventory: str | None = None, hosts: str | None = None) -> None:
-    """Answer every request with a 503 maintenance page, on every server; the app keeps
-    running.
+    """Answer every request with a 503 maintenance page on every server; the app runs on.
 
     Through HAProxy's runtime API: no reload, no connection dropped; requests already in
     the app finish. `status` shows it; `maintenance.off` ends it.
