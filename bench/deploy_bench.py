@@ -6,7 +6,8 @@ version it serves. Then print both approaches' figures side by side, and whether
 met its targets. Figures are reported, not asserted: the exit code is 0 unless the
 run itself broke. The sandbox is left serving v1, deployed by the kit.
 
-    PYTHONPATH=. .venv/bin/python bench/deploy_bench.py [--inventory .sandbox/hosts.yaml] [--rounds 3]
+    PYTHONPATH=. .venv/bin/python bench/deploy_bench.py [--inventory .sandbox/hosts.yaml] \
+        [--rounds 3]
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ total deploy time against the number of servers (matplotlib: `pip install -e '.[
 then removes the sandbox. Figures are reported, not asserted: the exit code is 0 unless the
 run itself broke.
 
-    flock /run/slotswap-sandbox.lock PYTHONPATH=. .venv/bin/python bench/fleet_bench.py [--sizes 1,3,6,10]
+    PYTHONPATH=. flock /run/slotswap-sandbox.lock .venv/bin/python bench/fleet_bench.py \
+        [--sizes 1,3,6,10]
 """
 
 from __future__ import annotations
