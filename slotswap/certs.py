@@ -112,10 +112,10 @@ def after_up(inventory: Inventory) -> list[rollout.ServerResult]:
     return renew(inventory, force=False)
 
 
-def describe_fleet(inventory: Inventory) -> tuple[list[tuple[str, ...]], bool]:
+def describe_fleet(fleet: list[ServerCertificate]) -> tuple[list[tuple[str, ...]], bool]:
     """Rows of `certs` and whether every server could be read."""
     rows, ok = [], True
-    for entry in read_fleet(inventory):
+    for entry in fleet:
         served = entry.served
         if served is None:
             ok = False
@@ -129,10 +129,10 @@ def describe_fleet(inventory: Inventory) -> tuple[list[tuple[str, ...]], bool]:
     return rows, ok
 
 
-def document(inventory: Inventory) -> dict[str, object]:
+def document(fleet: list[ServerCertificate]) -> dict[str, object]:
     """`certs --json`."""
     servers = []
-    for entry in read_fleet(inventory):
+    for entry in fleet:
         served = entry.served
         servers.append({
             "name": entry.name, "address": entry.address,

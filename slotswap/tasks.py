@@ -566,10 +566,11 @@ def certs_status(c: Context, inventory: str | None = None, json: bool = False) -
         messages_to_stderr()
     inv = load(inventory)
     certs.https_of(inv)
-    rows, ok = certs.describe_fleet(inv)
+    fleet = certs.read_fleet(inv)  # one read per server, for the table and the document
+    rows, ok = certs.describe_fleet(fleet)
     say(format_table(("server", "address", "names", "issuer", "expires", "left"), rows))
     if json:
-        report.emit(certs.document(inv))
+        report.emit(certs.document(fleet))
     if not ok:
         raise Exit(code=rollout.EXIT_CONNECT)
 
