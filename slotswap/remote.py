@@ -126,6 +126,15 @@ class CommandDeadlineError(RemoteCommandError):
         self.stderr = deadline_message(seconds)
 
 
+def cut_at_deadline(exit_code: int, elapsed: float, timeout: float) -> bool:
+    """Whether a command that Invoke returned as finished was in fact cut at its deadline.
+
+    At the deadline Invoke's timer thread closes the channel; the command then ends with no
+    exit status (-1), and Invoke raises CommandTimedOut only if that thread has already
+    finished, so a run can come back as plain "exit -1" instead."""
+    return exit_code == -1 and elapsed >= timeout
+
+
 def deadline_message(seconds: float) -> str:
     return (f"gave no answer within {seconds:g}s and was abandoned (a stuck Docker engine? "
             "an overloaded server?)")
@@ -563,6 +572,7 @@ class Server:
         self.connect()
         marker = new_marker()
         timeout = self.command_timeout if timeout is None else timeout
+        started = time.monotonic()
         try:
             result = self.connection.run(with_marker(line, marker), hide=True, warn=True,
                                          in_stream=False, timeout=timeout)
@@ -570,6 +580,8 @@ class Server:
             raise CommandDeadlineError(self.name, line, timeout) from error
         except (paramiko.SSHException, EOFError, OSError) as error:
             raise self._lost(error) from error
+        if cut_at_deadline(result.exited, time.monotonic() - started, timeout):
+            raise CommandDeadlineError(self.name, line, timeout)
         if not self.connection.is_connected:
             # Fabric reports a command cut off by a dying connection as exit -1
             raise self._lost(EOFError("the connection closed while the command ran"))
@@ -590,6 +602,7 @@ class Server:
         out_sink = LineSink(MarkerGate(marker, on_line))
         err_sink = LineSink(MarkerGate(marker, on_line))
         line = shlex.join(argv)
+        started = time.monotonic()
         try:
             result = self.connection.run(with_marker(line, marker), hide=False, warn=True,
                                          in_stream=False, out_stream=out_sink,
@@ -602,6 +615,9 @@ class Server:
         finally:
             out_sink.flush_rest()
             err_sink.flush_rest()
+        if not follow and cut_at_deadline(result.exited, time.monotonic() - started,
+                                          self.command_timeout):
+            raise CommandDeadlineError(self.name, line, self.command_timeout)
         return result.exited
 
     def run_interactive(self, argv: Sequence[str]) -> int:

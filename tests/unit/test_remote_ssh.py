@@ -507,3 +507,29 @@ def test_forwarding_refused_without_socat_names_the_settings(
     for setting in ("AllowTcpForwarding no", "AllowStreamLocalForwarding no",
                     "DisableForwarding yes", "no-port-forwarding", "install socat"):
         assert setting in message
+
+
+def test_a_command_cut_at_its_deadline_is_a_deadline_error_even_when_invoke_misses_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invoke's timer closes the channel; if its thread is still running when the command
+    returns, Invoke hands back exit -1 instead of raising CommandTimedOut."""
+    import time as clock
+    from types import SimpleNamespace
+
+    from slotswap.remote import CommandDeadlineError, cut_at_deadline
+
+    srv = server(tmp_path)
+
+    def late_timer(line: str, **options: Any) -> Any:
+        clock.sleep(options["timeout"])
+        return SimpleNamespace(stdout="", stderr="", exited=-1)
+
+    monkeypatch.setattr(srv, "connect", lambda: None)
+    monkeypatch.setattr(srv.connection, "run", late_timer)
+    monkeypatch.setattr(type(srv.connection), "is_connected", property(lambda _: True))
+    with pytest.raises(CommandDeadlineError, match=r"`docker stop web1` gave no answer within "
+                                                   r"0\.05s and was abandoned"):
+        srv.run(["docker", "stop", "web1"], timeout=0.05)
+    assert cut_at_deadline(-1, 5.0, 5)
+    assert not cut_at_deadline(-1, 0.2, 5)  # a connection that died early: not a deadline
+    assert not cut_at_deadline(0, 9.0, 5)
