@@ -47,6 +47,10 @@ class ServerStat:
     check_desc: str
     last_change: int  # seconds since its status last changed
     address: str  # ip:port or '' while its name does not resolve
+    # Counters since HAProxy started (compare two readings): HTTP requests sent to it, and
+    # those that failed: answered 5xx, or a connection or response error.
+    requests: int = 0
+    errors: int = 0
 
     @property
     def is_up(self) -> bool:
@@ -149,8 +153,52 @@ def parse_show_stat(text: str) -> dict[str, ServerStat]:
             check_desc=row.get("check_desc", "") or "",
             last_change=_int(row.get("lastchg")),
             address=row.get("addr", "") or "",
+            requests=_int(row.get("req_tot")) or sum(
+                _int(row.get(f"hrsp_{kind}")) for kind in RESPONSE_KINDS),
+            errors=sum(_int(row.get(name)) for name in ("hrsp_5xx", "econ", "eresp")),
         )
     return servers
+
+
+RESPONSE_KINDS = ("1xx", "2xx", "3xx", "4xx", "5xx", "other")
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What a slot did between two `show stat` readings."""
+
+    requests: int
+    errors: int
+
+    @property
+    def error_rate(self) -> float:
+        return min(1.0, self.errors / self.requests) if self.requests else 0.0
+
+    def describe(self) -> str:
+        return f"{self.requests} requests, {self.errors} errors"
+
+
+def traffic_between(before: ServerStat, after: ServerStat) -> Traffic:
+    """Pure: the counters' growth. A reset (a new HAProxy process) starts from zero."""
+    requests, errors = after.requests - before.requests, after.errors - before.errors
+    if requests < 0 or errors < 0:
+        return Traffic(after.requests, after.errors)
+    return Traffic(requests, errors)
+
+
+def error_rate_failure(new: Traffic, old_before: Traffic, max_rate: float,
+                       min_requests: int) -> str | None:
+    """Pure: why the new slot's real traffic fails it, or None. It is judged once it has had
+    `min_requests`; it fails when its share of errors exceeds the old slot's share before the
+    switch (when the old slot had enough requests to have one) by more than `max_rate`."""
+    if new.requests < min_requests or max_rate >= 1:
+        return None
+    baseline = old_before.error_rate if old_before.requests >= min_requests else 0.0
+    if new.error_rate <= baseline + max_rate:
+        return None
+    return (f"{new.errors} of its {new.requests} requests failed ({new.error_rate:.0%}; "
+            f"{baseline:.0%} on the old slot before the switch, {max_rate:.0%} allowed above "
+            "it)")
 
 
 def parse_servers_state(text: str) -> dict[str, ServerState]:

@@ -218,6 +218,19 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class WatchSettings:
+    """How the new slots are watched after their switch (timeouts.watch: for how long)."""
+
+    # False: one window for the whole rollout (each server's old slot stays up, drained,
+    # until timeouts.watch after the last switch); True: each server watched in turn.
+    each: bool = False
+    # A new slot whose share of requests answered 5xx or failed (HAProxy's counters) is
+    # this much above the old slot's share before the switch is switched back.
+    max_error_rate: float = 0.05
+    min_requests: int = 20  # requests a new slot must have had before its rate is judged
+
+
+@dataclass(frozen=True)
 class HookSettings:
     """Programs run on the operator's machine around a deploy (see slotswap.hooks)."""
 
@@ -296,6 +309,7 @@ class Inventory:
     container: ContainerSettings = ContainerSettings()
     release: ReleaseSettings = ReleaseSettings()
     registry: RegistrySettings | None = None
+    watch: WatchSettings = WatchSettings()
 
     @property
     def state_dir(self) -> str:
@@ -567,6 +581,7 @@ _TOP_KEYS = (
     "container",
     "release",
     "registry",
+    "watch",
 )
 _REQUIRED_TOP_KEYS = ("app", "image", "hosts")
 _BUILD_KEYS = ("context", "dockerfile", "platform", "args")
@@ -593,6 +608,7 @@ _ENV_KEYS = ("plain", "secret")
 # still accepted, and ignored, so that inventories written for earlier versions load.
 _HAPROXY_KEYS = ("image", "http_port", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch", "command", "lease")
+_WATCH_KEYS = ("each", "max_error_rate", "min_requests")
 _HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
 _DELIVERY_KEYS = ("mode", "concurrency")
 _HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
@@ -895,6 +911,21 @@ def _timeouts(section: dict[str, object]) -> Timeouts:
     )
 
 
+def _watch_settings(section: dict[str, object]) -> WatchSettings:
+    defaults = WatchSettings()
+    rate = section.get("max_error_rate", defaults.max_error_rate)
+    if (isinstance(rate, bool) or not isinstance(rate, int | float)
+            or not 0 <= rate <= 1):
+        raise _Invalid("watch.max_error_rate",
+                       f"expected a share from 0 to 1 (0.05: 5%), got {_describe(rate)}")
+    return WatchSettings(
+        each=_boolean(section.get("each", defaults.each), "watch.each"),
+        max_error_rate=float(rate),
+        min_requests=_integer(section.get("min_requests", defaults.min_requests),
+                              "watch.min_requests", 1, 1_000_000),
+    )
+
+
 def _hook_program(value: object, key: str, base: Path) -> Path:
     path = _path(value, key, base)
     if not path.is_file():
@@ -1120,6 +1151,7 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
     container = _container_settings(_section(top, "container", _CONTAINER_KEYS))
     release = _release_settings(_section(top, "release", _RELEASE_KEYS))
     registry = _registry_settings(top.get("registry"))
+    watch = _watch_settings(_section(top, "watch", _WATCH_KEYS))
     hosts = _hosts(top["hosts"], ssh)
     return Inventory(
         path=path,
@@ -1141,4 +1173,5 @@ def _inventory(data: dict[object, object], path: Path) -> Inventory:
         container=container,
         release=release,
         registry=registry,
+        watch=watch,
     )

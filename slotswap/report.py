@@ -4,8 +4,12 @@ stderr (slotswap.output.messages_to_stderr).
 A deploy or rollback:
   {"task": "deploy", "tag": "v2", "ok": true, "exit_code": 0, "message": "",
    "servers": [{"name": "s1", "address": "10.0.0.1", "old_tag": "v1", "new_tag": "v2",
-                "outcome": "deployed", "seconds": 3.4, "switch_seconds": 1.4, "error": null,
+                "outcome": "deployed", "seconds": 3.4, "switch_seconds": 1.4,
+                "watched": {"requests": 812, "errors": 0}, "error": null,
                 "serving": "v2 in web2"}, ...]}
+  (outcome: deployed, unchanged (it already served the tag), rolled back, failed,
+   not switched, not started, interrupted, rollback failed; watched: the new slot's
+   requests and failed ones during its watch, null when it was not watched)
 A status:
   {"task": "status", "ok": true, "exit_code": 0,
    "servers": [{"name": "s1", "address": "10.0.0.1", "live": "web2", "version": "v2",
@@ -36,6 +40,8 @@ def rollout_document(task: str, result: RolloutResult) -> dict[str, Any]:
             "outcome": o.outcome,
             "seconds": round(o.seconds, 3),
             "switch_seconds": None if o.switch_seconds is None else round(o.switch_seconds, 3),
+            "watched": None if o.watched_requests is None else {
+                "requests": o.watched_requests, "errors": o.watched_errors},
             "error": o.error or None,
             "serving": o.serving,
         } for o in result.outcomes],

@@ -27,7 +27,16 @@ from slotswap.remote import (
     RemoteDirError,
     Server,
 )
-from slotswap.swap import SlotSwap, SwapError, SwapRolledBack, describe_serving, read_slots
+from slotswap.swap import (
+    SlotSwap,
+    SwapError,
+    SwapRolledBack,
+    SwapStopped,
+    already_serving,
+    describe_serving,
+    read_slots,
+)
+from slotswap.watch_window import WatchWindow
 
 # Exit codes (documented in the README).
 EXIT_OK = 0
@@ -56,6 +65,9 @@ class ServerOutcome:
     serving: str = ""
     error: str = ""
     switch_seconds: float | None = None  # from the start until the new slot took the traffic
+    # The new slot's traffic during its watch, from HAProxy's counters (None: not watched).
+    watched_requests: int | None = None
+    watched_errors: int | None = None
 
     @property
     def swap_seconds(self) -> float:
@@ -107,11 +119,15 @@ def prepare(servers: list[Server], inventory: Inventory, tags: dict[str, str], *
 def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
            tags: dict[str, str] | None = None, pull: bool = True,
            on_failure: str = ON_FAILURE_STOP, batch: int = 1,
-           run_release: bool = True) -> RolloutResult:
+           run_release: bool = True, force: bool = False,
+           watch_each: bool | None = None) -> RolloutResult:
     """The rolling deploy: every server locked first, images in place next, then one swap at a
     time, stopping at the first failure. `tags` gives some servers another tag than `tag`
     (a rollback returns each server to its own previous version). `batch` servers swap at
-    a time (see slotswap.batches)."""
+    a time (see slotswap.batches). A server that already serves its tag from the same
+    image, environment and settings is left alone unless `force`. `watch_each` (default:
+    the inventory's watch.each) watches each server before the next one starts, instead of
+    one window for the whole rollout (see slotswap.watch_window)."""
     app_env = resolve_app_env(inventory, os.environ)  # a missing secret: exit 2, no server
     result = RolloutResult(tag)
     servers = servers_of(inventory)
@@ -127,6 +143,12 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
             if failures:
                 stop_before_any_swap(result, servers, inventory, failures)
                 return result
+            if not force:
+                leave_alone_what_already_serves(result, servers, inventory, tag_of, app_env)
+            if all(o.outcome == "unchanged" for o in result.outcomes):
+                result.message = "nothing to do: every server already serves it (--force " \
+                                 "redeploys)"
+                return result
             if run_release and inventory.release.command:
                 try:
                     release.run(servers[0], inventory, tag_of[servers[0].name], app_env,
@@ -141,10 +163,24 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                                       f"{servers[0].name}: {error}; nothing was changed")
                     fill_serving(servers, inventory, result.outcomes)
                     return result
-            if batch > 1:
-                swap_in_batches(result, servers, inventory, tag_of, task, app_env, batch)
-            else:
-                swap_in_turn(result, servers, inventory, tag_of, task, app_env)
+            each = inventory.watch.each if watch_each is None else watch_each
+            window = None if each else WatchWindow(
+                inventory.timeouts.watch, revert_on_failure=on_failure == ON_FAILURE_ROLLBACK)
+            try:
+                if batch > 1:
+                    swap_in_batches(result, servers, inventory, tag_of, task, app_env, batch,
+                                    window)
+                else:
+                    swap_in_turn(result, servers, inventory, tag_of, task, app_env, window)
+            finally:
+                if window is not None:
+                    if window.failure() is None and not interrupts.requested():
+                        say(f"every server switched; watching the new slots until "
+                            f"{inventory.timeouts.watch:g}s after the last switch")
+                    window.close()
+            if window is not None:
+                interrupts.checkpoint()
+                judge_window(result, task, window)
             if not result.ok and on_failure == ON_FAILURE_ROLLBACK:
                 roll_back_moved(result, servers, inventory, app_env)
         if interrupts.stopping_now():
@@ -247,6 +283,28 @@ def serves_new_version(server: Server, inventory: Inventory, outcome: ServerOutc
     return any(view.serving and view.version == outcome.new_tag for view in views.values())
 
 
+def leave_alone_what_already_serves(result: RolloutResult, servers: list[Server],
+                                    inventory: Inventory, tag_of: dict[str, str],
+                                    app_env: AppEnv) -> None:
+    """Every server at once: one whose live slot already runs its tag from the same image,
+    with the same environment and settings, is "unchanged" and left out of the rollout."""
+
+    def check(pair: tuple[Server, ServerOutcome]) -> None:
+        server, outcome = pair
+        try:
+            serving = already_serving(server, inventory, tag_of[server.name], app_env)
+        except OPERATION_ERRORS:
+            return  # the swap finds out, and says so
+        if serving is not None:
+            outcome.old_tag, outcome.outcome, outcome.serving = (
+                tag_of[server.name], "unchanged", serving)
+            progress_for(server.name)(f"already serving {tag_of[server.name]} ({serving}; "
+                                      "same image, environment and settings): left alone")
+
+    with ThreadPoolExecutor(max_workers=min(16, len(servers))) as pool:
+        list(pool.map(check, zip(servers, result.outcomes, strict=True)))
+
+
 def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory: Inventory,
                          failures: dict[str, Exception]) -> None:
     for outcome in result.outcomes:
@@ -260,39 +318,88 @@ def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory
 
 
 def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Inventory,
-                 tag_of: dict[str, str], task: str, app_env: AppEnv) -> None:
-    for index, (server, outcome) in enumerate(zip(servers, result.outcomes, strict=True)):
+                 tag_of: dict[str, str], task: str, app_env: AppEnv,
+                 window: WatchWindow | None) -> None:
+    """One server after another; with a window, the next one starts as soon as this one
+    switched (its watch goes on meanwhile), else once it is over. Stops at the first
+    failure, a failure seen by a watch in the window included."""
+    pending = [(s, o) for s, o in zip(servers, result.outcomes, strict=True)
+               if o.outcome == "not started"]
+    for index, (server, outcome) in enumerate(pending):
         interrupts.checkpoint()
-        ok = swap_and_record(server, inventory, tag_of[server.name], outcome, task, app_env)
+        if window is not None and window.failure():
+            break
+        if window is None:
+            ok = swap_and_record(server, inventory, tag_of[server.name], outcome, task, app_env)
+        else:
+            ok = switch_in_window(server, inventory, tag_of[server.name], outcome, task,
+                                  app_env, window)
         if not ok:
-            result.exit_code = EXIT_DEPLOY_FAILED
-            result.message = (f"{task} of {outcome.new_tag} stopped at {server.name}: "
-                              f"{outcome.error}")
-            fill_serving(servers[index + 1:], inventory, result.outcomes[index + 1:])
-            return
+            if window is not None:
+                window.fail(f"{server.name}: {outcome.error}")
+            else:
+                result.exit_code = EXIT_DEPLOY_FAILED
+                result.message = (f"{task} of {outcome.new_tag} stopped at {server.name}: "
+                                  f"{outcome.error}")
+            later = pending[index + 1:]
+            fill_serving([s for s, _ in later], inventory, [o for _, o in later])
+            break
 
 
 def swap_in_batches(result: RolloutResult, servers: list[Server], inventory: Inventory,
-                    tag_of: dict[str, str], task: str, app_env: AppEnv, size: int) -> None:
+                    tag_of: dict[str, str], task: str, app_env: AppEnv, size: int,
+                    window: WatchWindow | None) -> None:
     """--batch: `size` servers swap in parallel; the next batch starts only when the whole
-    batch succeeded."""
+    batch succeeded (with a window: switched, and no watch failed)."""
+    indexes = [i for i, o in enumerate(result.outcomes) if o.outcome == "not started"]
 
     def announce(number: int, members: range) -> None:
         interrupts.checkpoint()
-        say(f"batch {number}: {', '.join(servers[i].name for i in members)}")
+        if window is not None and window.failure():
+            raise StopRollout
+        say(f"batch {number}: {', '.join(servers[indexes[i]].name for i in members)}")
 
-    def swap_index(index: int) -> bool:
-        server = servers[index]
-        return swap_and_record(server, inventory, tag_of[server.name], result.outcomes[index],
-                               task, app_env)
+    def swap_index(position: int) -> bool:
+        index = indexes[position]
+        server, outcome = servers[index], result.outcomes[index]
+        if window is None:
+            return swap_and_record(server, inventory, tag_of[server.name], outcome, task,
+                                   app_env)
+        ok = switch_in_window(server, inventory, tag_of[server.name], outcome, task, app_env,
+                              window)
+        if not ok:
+            window.fail(f"{server.name}: {outcome.error}")
+        return ok
 
-    done, failed = run_in_batches(len(servers), size, swap_index, announce)
-    if failed:
-        result.exit_code = EXIT_DEPLOY_FAILED
-        reasons = "; ".join(f"{servers[i].name}: {result.outcomes[i].error}" for i in failed)
-        result.message = (f"{task} of {result.outcomes[failed[0]].new_tag} stopped after its "
-                          f"batch failed on {reasons}")
-        fill_serving(servers[done:], inventory, result.outcomes[done:])
+    try:
+        done, failed = run_in_batches(len(indexes), size, swap_index, announce)
+        if failed:
+            result.exit_code = EXIT_DEPLOY_FAILED
+            reasons = "; ".join(f"{servers[indexes[i]].name}: "
+                                f"{result.outcomes[indexes[i]].error}" for i in failed)
+            result.message = (f"{task} of {result.outcomes[indexes[failed[0]]].new_tag} "
+                              f"stopped after its batch failed on {reasons}")
+    except StopRollout:
+        done = len(indexes)
+        for index in indexes:
+            if result.outcomes[index].outcome == "not started":
+                done = min(done, indexes.index(index))
+    later = [indexes[i] for i in range(done, len(indexes))]
+    fill_serving([servers[i] for i in later], inventory, [result.outcomes[i] for i in later])
+
+
+class StopRollout(Exception):
+    """A watch in the window failed: no further batch starts."""
+
+
+def judge_window(result: RolloutResult, task: str, window: WatchWindow) -> None:
+    """After the window closed: the run failed if a server did, before its switch or in
+    its watch; the first failure is the one named."""
+    failure = window.failure()
+    if failure is None or not result.ok:  # none, or a failed batch: said already
+        return
+    result.exit_code = EXIT_DEPLOY_FAILED
+    result.message = f"{task} of {result.tag} stopped at {failure}"
 
 
 def swap_and_record(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
@@ -319,45 +426,111 @@ def record_history(server: Server, inventory: Inventory, task: str,
                                   f"{describe_error(error)}")
 
 
+class ServerRun:
+    """One server's swap with its outcome kept up to date: each step's errors are contained
+    (one line in the outcome, what the server serves now), never raised."""
+
+    def __init__(self, server: Server, inventory: Inventory, tag: str,
+                 outcome: ServerOutcome, app_env: AppEnv | None = None):
+        self.server, self.inventory, self.outcome = server, inventory, outcome
+        self.shown = progress_for(server.name)
+        self.step = ""  # the last step announced: named when the server stops answering
+        self.started = time.monotonic()
+        self.swap = SlotSwap(server, inventory, tag, self.progress, app_env)
+
+    def progress(self, message: str) -> None:
+        if not message.startswith(("could not", "WARNING")):  # recovery, not a step
+            self.step = message
+        self.shown(message)
+
+    def attempt(self, action: Callable[[], object]) -> bool:
+        """Run one part of the swap; False (and the outcome says why) when it failed."""
+        outcome, swap = self.outcome, self.swap
+        try:
+            action()
+        except SwapError as error:
+            outcome.outcome = ("rolled back" if isinstance(error, SwapRolledBack)
+                               else "not switched" if isinstance(error, SwapStopped)
+                               else "failed")
+            outcome.error = str(error) + during(error, self.step)
+            outcome.serving = error.serving
+            if isinstance(error.__cause__, CommandDeadlineError) and outcome.serving.startswith(
+                    "unknown"):
+                outcome.serving = haproxy_view(self.server, self.inventory) or outcome.serving
+            self.progress(f"FAILED: {error}" if outcome.outcome != "not switched"
+                          else str(error))
+            return False
+        except Exception as error:  # OPERATION_ERRORS, or anything unforeseen: contained
+            outcome.outcome = "failed"
+            outcome.error = describe_error(error) + during(error, self.step)
+            outcome.serving = serving_now(self.server, self.inventory)
+            self.progress(f"FAILED: {outcome.error}")
+            return False
+        finally:
+            outcome.seconds = time.monotonic() - self.started
+            outcome.switch_seconds = swap.switch_seconds
+            outcome.old_tag = swap.old_version
+            if swap.window_traffic is not None:
+                outcome.watched_requests = swap.window_traffic.requests
+                outcome.watched_errors = swap.window_traffic.errors
+        return True
+
+    def finished(self) -> bool:
+        """The swap is over and the new version serves: record it, prune old images."""
+        outcome = self.outcome
+        outcome.outcome, outcome.serving = "deployed", self.swap.serving
+        self.progress(f"done in {outcome.seconds:.1f}s: serves {outcome.serving}")
+        try:
+            prune_images(self.server, self.inventory, self.progress, self.swap.images_in_use)
+        except OPERATION_ERRORS as error:
+            self.progress(f"WARNING: could not remove old images: {error}")
+        return True
+
+
 def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
              app_env: AppEnv | None = None) -> bool:
-    shown = progress_for(server.name)
-    step = [""]  # the last step announced: named when the server stops answering
+    """The whole swap on one server, its watch included, before anything else moves."""
+    run = ServerRun(server, inventory, tag, outcome, app_env)
+    return run.attempt(run.swap.run) and run.finished()
 
-    def progress(message: str) -> None:
-        if not message.startswith(("could not", "WARNING")):  # recovery, not a step
-            step[0] = message
-        shown(message)
 
-    started = time.monotonic()
-    swap = SlotSwap(server, inventory, tag, progress, app_env)
+def switch_in_window(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
+                     task: str, app_env: AppEnv, window: WatchWindow) -> bool:
+    """Swap up to the switch now; the watch and the old slot's stop go on in the window's
+    thread while the rollout moves on. False when this server failed (recorded)."""
+    run = ServerRun(server, inventory, tag, outcome, app_env)
+    switched: list[bool] = []
     try:
-        old_tag, serving = swap.run()
-    except SwapError as error:
-        outcome.outcome = "rolled back" if isinstance(error, SwapRolledBack) else "failed"
-        outcome.error, outcome.serving = str(error) + during(error, step[0]), error.serving
-        if isinstance(error.__cause__, CommandDeadlineError) and outcome.serving.startswith(
-                "unknown"):
-            outcome.serving = haproxy_view(server, inventory) or outcome.serving
-        progress(f"FAILED: {error}")
-        return False
-    except Exception as error:  # OPERATION_ERRORS, or anything unforeseen: one line, contained
-        outcome.outcome = "failed"
-        outcome.error = describe_error(error) + during(error, step[0])
-        outcome.serving = serving_now(server, inventory)
-        progress(f"FAILED: {outcome.error}")
-        return False
-    finally:
-        outcome.seconds = time.monotonic() - started
-        outcome.switch_seconds = swap.switch_seconds
-        outcome.old_tag = swap.old_version
-    outcome.old_tag, outcome.outcome, outcome.serving = old_tag, "deployed", serving
-    progress(f"done in {outcome.seconds:.1f}s: serves {serving}")
-    try:
-        prune_images(server, inventory, progress, swap.images_in_use)
-    except OPERATION_ERRORS as error:
-        progress(f"WARNING: could not remove old images: {error}")
+        ok = run.attempt(lambda: switched.append(run.swap.switch_in(window.failure)))
+    except KeyboardInterrupt:
+        outcome.outcome = "interrupted"
+        record_unless_stopping_now(server, inventory, task, outcome)
+        raise
+    if not ok or not switched[0]:  # failed, or over (a first deploy)
+        if ok:
+            run.finished()
+        record_unless_stopping_now(server, inventory, task, outcome)
+        return ok
+    window.switched(run.swap.switched_at)
+
+    def watch() -> None:
+        try:
+            done = run.attempt(lambda: run.swap.watch_and_retire(
+                window.closes_at, window.revert_reason)) and run.finished()
+        except BaseException:  # Ctrl-C (a checkpoint in this thread): the new slot serves
+            outcome.outcome, done = "interrupted", False
+        record_unless_stopping_now(server, inventory, task, outcome)
+        if not done and outcome.outcome != "interrupted":
+            window.fail(f"{server.name}: {outcome.error}")  # the first one is kept
+
+    window.watch(server.name, watch)
     return True
+
+
+def record_unless_stopping_now(server: Server, inventory: Inventory, task: str,
+                               outcome: ServerOutcome) -> None:
+    if not interrupts.stopping_now():  # else: stopped at once, the connection is cut
+        record_history(server, inventory, task, outcome)
 
 
 def haproxy_view(server: Server, inventory: Inventory) -> str:
@@ -420,9 +593,16 @@ def fill_serving(servers: list[Server], inventory: Inventory,
 
 def summary_table(outcomes: list[ServerOutcome]) -> str:
     rows = [(o.name, o.address, o.old_tag or "-", o.new_tag or "-", f"{o.seconds:.1f}",
-             o.outcome, o.serving) for o in outcomes]
-    return format_table(("server", "address", "old", "new", "seconds", "outcome", "serving now"),
-                        rows)
+             watched(o), o.outcome, o.serving) for o in outcomes]
+    return format_table(("server", "address", "old", "new", "seconds", "watched (errors)",
+                         "outcome", "serving now"), rows)
+
+
+def watched(outcome: ServerOutcome) -> str:
+    """The new slot's requests during its watch, with the failed ones."""
+    if outcome.watched_requests is None:
+        return "-"
+    return f"{outcome.watched_requests} ({outcome.watched_errors})"
 
 
 @dataclass

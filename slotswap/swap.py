@@ -39,6 +39,10 @@ class SwapError(RuntimeError):
         self.serving = serving
 
 
+class SwapStopped(SwapError):
+    """The new version was ready but never took traffic: the rollout stopped elsewhere."""
+
+
 class SwapRolledBack(SwapError):
     """The new version took traffic, then failed during the watch period or its verification
     (a failed check, out of rotation, its container stopped or restarted): traffic went back
@@ -97,6 +101,7 @@ class WatchFailure:
 
     what: str  # "failed HAProxy's health checks", "its container exited", ...
     detail: str  # HAProxy's check summary, the exit code, ...
+    failed: bool = True  # False: nothing wrong with it, the rollout goes back everywhere
 
 
 def watch_failure(stat: ServerStat) -> WatchFailure | None:
@@ -182,14 +187,24 @@ class SlotSwap:
         self.images_in_use: set[str] = set()  # image IDs of both slots' containers (verify)
         self.new_started_ns: int | None = None  # when Docker started the new container
         self.switched_at = 0.0  # monotonic time the new slot took the traffic
+        self.new_slot, self.old_slot = "", None  # known once switch_in read the server
+        self.serving = ""  # what the server serves once the swap is over
+        self.stats_before: dict[str, ServerStat] = {}  # both slots when the swap started
+        self.last_stats: dict[str, ServerStat] = {}  # the latest `show stat` reading
+        self.at_switch: dict[str, ServerStat] = {}  # the reading right before the switch
+        self.window_traffic: haproxy.Traffic | None = None  # the new slot's, after the switch
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
         self.server.runtime_api(haproxy.command_set_state(self.backend, slot, state))
 
     def stat(self, slot: str) -> ServerStat:
+        return self.stats()[slot]
+
+    def stats(self) -> dict[str, ServerStat]:
         answer = self.server.runtime_api(haproxy.command_show_stat(self.backend))
-        return haproxy.parse_show_stat(answer)[slot]
+        self.last_stats = haproxy.parse_show_stat(answer)
+        return self.last_stats
 
     def address(self, slot: str) -> str | None:
         answer = self.server.runtime_api(haproxy.command_show_servers_state(self.backend))
@@ -201,11 +216,25 @@ class SlotSwap:
 
     # -- the steps --------------------------------------------------------------------------
     def run(self) -> tuple[str | None, str]:
-        """Swap; return (version served before, what serves now). Raises SwapError."""
+        """Swap, watch and retire on this server alone; return (version served before, what
+        serves now). Raises SwapError."""
+        if self.switch_in():
+            self.watch_and_retire(lambda: self.switched_at + self.timeouts.watch)
+        return self.old_version, self.serving
+
+    def switch_in(self, stop_requested: Callable[[], str | None] = lambda: None) -> bool:
+        """Everything up to the switch: the new version started, checked, taking the traffic.
+        True when an old slot is left running, drained, for watch_and_retire; False when the
+        swap is over (a first deploy: nothing to watch against). `stop_requested` is asked
+        right before the switch: a reason there (the rollout failed elsewhere meanwhile)
+        stops the new container instead. Raises SwapError."""
         started = time.monotonic()
         views = read_slots(self.server, self.inventory)
         plan = plan_slots(views)
+        self.new_slot, self.old_slot = plan.idle, plan.live
         old_version = self.old_version = views[plan.live].version if plan.live else None
+        if plan.live is not None:
+            self.stats_before = {slot: view.stat for slot, view in views.items()}
         self.progress(
             f"live slot {plan.live or 'none'} ({old_version or 'nothing serving'}); "
             f"{self.tag} goes into {plan.idle}"
@@ -218,6 +247,8 @@ class SlotSwap:
             checkpoint()
             self.wait_healthy(plan.idle, address)
             checkpoint()
+            if plan.live is not None and (reason := stop_requested()):
+                raise SwapStopped(f"not switched to {self.tag}: {reason}", "")
             if plan.live is None:
                 self.set_state(plan.idle, AdminState.READY)
         except BaseException as error:
@@ -232,44 +263,58 @@ class SlotSwap:
         if plan.live is None:
             self.switch_seconds = time.monotonic() - started
             self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
-            return old_version, self.verify(plan.idle)
+            self.serving = self.verify(plan.idle)
+            return False
+        at_switch = self.last_stats
         try:
             self.switch(plan.idle, plan.live)
             self.switched_at = time.monotonic()
         except Exception as error:
             # The switch is one line: HAProxy ran both halves or neither, so one slot serves.
             raise self.failure(error) from error
+        self.at_switch = at_switch
         self.switch_seconds = time.monotonic() - started
         self.progress(f"{plan.idle} ({self.tag}) is taking traffic (switched after "
                       f"{self.switch_seconds:.1f}s); {plan.live} drains and stays up "
-                      f"{self.timeouts.watch:g}s in case {self.tag} fails")
+                      f"in case {self.tag} fails")
+        return True
+
+    def watch_and_retire(self, window_closes: Callable[[], float | None],
+                         revert: Callable[[], str | None] = lambda: None) -> str:
+        """After switch_in: watch the new slot until `window_closes()` (a monotonic time;
+        None while it is not known yet) and the old slot has drained, then stop the old
+        slot; return what serves. A failure of the new slot, or a reason from `revert()`
+        (the rollout goes back everywhere), switches back. Raises SwapError."""
+        new, old = self.new_slot, self.old_slot
+        assert old is not None
         try:
             checkpoint()
-            self.watch_and_drain(plan.idle, plan.live)
+            self.watch_and_drain(new, old, window_closes, revert)
         except SwapError:
             raise  # switched back, or could not: the old slot is left as it is
         except BaseException:
             # Interrupted, or the connection broke: the new slot serves, the old one gets no
             # new traffic; its open requests finish, the next run removes its container.
             with contextlib.suppress(Exception):
-                self.set_state(plan.live, AdminState.MAINT)
-                self.progress(f"stopped early: {plan.idle} ({self.tag}) serves; {plan.live} "
+                self.set_state(old, AdminState.MAINT)
+                self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
                               "is out of rotation, its container still runs")
             raise
         # The old slot is stopped only once the new one is seen serving: if it is not, the
         # old one, still running, takes the traffic back.
-        serving = self.verify_before_retiring(plan.idle, plan.live)
-        self.set_state(plan.live, AdminState.MAINT)
-        self.progress(f"stopped {self.stop_container(plan.live)}")
-        return old_version, serving
+        self.serving = self.verify_before_retiring(new, old)
+        self.set_state(old, AdminState.MAINT)
+        self.progress(f"stopped {self.stop_container(old)}")
+        return self.serving
 
     def failure(self, error: BaseException) -> BaseException:
         """The error to raise after a failed step, with what the server serves now."""
         if not isinstance(error, Exception):
             return error  # KeyboardInterrupt: the caller reports it
         serving = describe_serving(read_slots_quietly(self.server, self.inventory))
-        message = str(error) if isinstance(error, SwapError) else f"{type(error).__name__}: {error}"
-        return SwapError(message, serving)
+        if isinstance(error, SwapError):
+            return type(error)(str(error), serving)
+        return SwapError(f"{type(error).__name__}: {error}", serving)
 
     def switch(self, new: str, old: str) -> None:
         """Traffic to the new slot, none to the old one, in one line: a connection lost or an
@@ -279,41 +324,56 @@ class SlotSwap:
             haproxy.command_set_state(self.backend, old, AdminState.DRAIN),
         ))
 
-    def watch_and_drain(self, new: str, old: str) -> None:
-        """Until the watch period is over and the old slot's sessions are done (or the drain
-        timeout is reached): as soon as a check of the new slot fails, switch back."""
+    def watch_and_drain(self, new: str, old: str,
+                        window_closes: Callable[[], float | None],
+                        revert: Callable[[], str | None] = lambda: None) -> None:
+        """Until the watch window closes and the old slot's sessions are done (or the drain
+        timeout is reached): as soon as the new slot fails a check, drops out of rotation,
+        loses its container or answers too many errors (HAProxy's counters), switch back."""
         started = time.monotonic()
-        watch_until = started + self.timeouts.watch
-        drain_until = started + max(self.timeouts.drain, self.timeouts.watch)
+        drain_until = started + self.timeouts.drain
         drained_after: float | None = None
         next_container_check = started + CONTAINER_CHECK_INTERVAL
+        watch = self.inventory.watch
+        old_before = haproxy.traffic_between(self.stats_before.get(old, self.at_switch[old]),
+                                             self.at_switch[old])
         while True:
-            stats = haproxy.parse_show_stat(
-                self.server.runtime_api(haproxy.command_show_stat(self.backend)))
+            stats = self.stats()
             now = time.monotonic()
+            self.window_traffic = haproxy.traffic_between(self.at_switch[new], stats[new])
             failure = watch_failure(stats[new])
+            if failure is None and (why := haproxy.error_rate_failure(
+                    self.window_traffic, old_before, watch.max_error_rate,
+                    watch.min_requests)):
+                failure = WatchFailure("answered too many errors", why)
             if failure is None and now >= next_container_check:
                 # HAProxy may still count a crashed slot as up for a moment: look at the
                 # container itself too, now and then (a command over SSH: not cheap).
                 failure = container_failure(self.container(new), self.new_started_ns)
                 next_container_check = time.monotonic() + CONTAINER_CHECK_INTERVAL
+            if failure is None and (reason := revert()):
+                failure = WatchFailure("was switched back with the rest of the rollout",
+                                       reason, failed=False)
             if failure is not None:
-                self.switch_back(new, old, stats, now - started, failure)
+                self.switch_back(new, old, stats, now - self.switched_at, failure)
             if drained_after is None and stats[old].sessions == 0:
                 drained_after = now - started
                 self.progress(f"{old} drained in {drained_after:.1f}s")
-            if now >= watch_until and drained_after is not None:
-                break
-            if now >= drain_until:
-                self.progress(f"{old} still has {stats[old].sessions} sessions after "
-                              f"{self.timeouts.drain:g}s; stopping it anyway (the app gets "
-                              f"SIGTERM and {self.timeouts.stop}s to finish them)")
-                break
+            closes = window_closes()
+            if closes is not None and now >= closes:
+                if drained_after is not None:
+                    break
+                if now >= drain_until:
+                    self.progress(f"{old} still has {stats[old].sessions} sessions after "
+                                  f"{self.timeouts.drain:g}s; stopping it anyway (the app gets "
+                                  f"SIGTERM and {self.timeouts.stop}s to finish them)")
+                    break
             checkpoint()
             time.sleep(WATCH_POLL_INTERVAL)
         if self.timeouts.watch:
-            self.progress(f"watched {new} ({self.tag}) for {self.timeouts.watch:g}s: "
-                          f"{stats[new].status}, {stats[new].check_summary}")
+            self.progress(f"watched {new} ({self.tag}) for {now - self.switched_at:.1f}s: "
+                          f"{stats[new].status}, {stats[new].check_summary}; "
+                          f"{self.window_traffic.describe()}")
 
     def switch_back(self, new: str, old: str, stats: dict[str, ServerStat], after: float,
                     failure: WatchFailure | None = None) -> None:
@@ -345,11 +405,12 @@ class SlotSwap:
                                 "version you want",
                                 describe_serving(read_slots_quietly(self.server,
                                                                     self.inventory))) from error
-        self.progress(f"{new} ({self.tag}) FAILED: {failure.what} {after:.1f}s after taking "
+        verdict = "FAILED: " if failure.failed else ""
+        self.progress(f"{new} ({self.tag}) {verdict}{failure.what} {after:.1f}s after taking "
                       f"traffic ({failure.detail}); traffic is back on {old} "
                       f"({self.old_version})")
         name = self.inventory.container_name(new)
-        output = self.last_output(new)
+        output = self.last_output(new) if failure.failed else ""
         self.progress(f"stopped {self.stop_container(new, check=False)}")
         raise SwapRolledBack(
             f"{self.tag} took traffic in {new}, then {failure.what} {after:.1f}s later "
@@ -567,3 +628,25 @@ def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotVi
         return read_slots(server, inventory)
     except Exception:
         return {}
+
+
+def already_serving(server: Server, inventory: Inventory, tag: str,
+                    app_env: AppEnv) -> str | None:
+    """What the server serves, when its one live slot already runs `tag` from the image the
+    tag names on the server now, with today's environment and container settings (a deploy
+    would change nothing); else None."""
+    views = read_slots(server, inventory)
+    serving = [view for view in views.values() if view.serving]
+    if len(serving) != 1 or serving[0].container is None:
+        return None
+    live, container = serving[0], serving[0].container
+    if (container.version != tag
+            or container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory)):
+        return None
+    image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
+    if not image.ok or image.stdout.strip() != container.image_id:
+        return None
+    env_text = app_env.text if not inventory.env.empty else None
+    if server.read_file(env_file_path(inventory, live.slot)) != env_text:
+        return None
+    return describe_serving(views)

@@ -208,21 +208,30 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
                      "succeeded (default: 1, one at a time)",
             "hosts": HOSTS_HELP,
             "skip-release": "do not run the inventory's release.command this once",
+            "force": "swap also the servers that already serve TAG from the same image, "
+                     "environment and settings (default: left alone, 'unchanged')",
+            "watch-each": "watch each server for timeouts.watch and stop its old slot before "
+                          "the next one starts (slower; default: one watch window for the "
+                          "whole rollout, or the inventory's watch.each)",
             "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
            inventory: str | None = None, batch: str | None = None, json: bool = False,
-           dry_run: bool = False, hosts: str | None = None, skip_release: bool = False) -> None:
+           dry_run: bool = False, hosts: str | None = None, skip_release: bool = False,
+           force: bool = False, watch_each: bool = False) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
-    HAProxy's own health checks pass; the old slot drains and keeps running for
-    timeouts.watch seconds, and takes the traffic back if the new one fails a check, drops
-    out of rotation or its container stops or restarts then; it is stopped (kept for a
-    rollback) only once the new slot is seen serving. A server that fails keeps serving its
-    old version. --batch swaps several servers at a time. Before the first swap every
-    server gets the image, in parallel: pulled, or with `delivery: ssh` streamed from this
-    machine's Docker over SSH, only the layers it lacks.
+    HAProxy's own health checks pass; the old slot drains and keeps running, and the next
+    server starts at once. Every new slot is watched until timeouts.watch seconds after the
+    last switch: one that fails a check, drops out of rotation, whose container stops or
+    restarts, or that answers too many errors (HAProxy's counters; inventory `watch`) sends
+    the traffic back to its old slot and stops the rollout. Then the old slots are stopped
+    (kept for a rollback). A server that fails keeps serving its old version. A server that
+    already serves TAG (same image, environment and settings) is left alone. --batch swaps
+    several servers at a time. Before the first swap every server gets the image, in
+    parallel: pulled, or with `delivery: ssh` streamed from this machine's Docker over SSH,
+    only the layers it lacks.
     Example: fab deploy --tag=v42   or   fab deploy --tag=v42 --batch=25%
     """
     if tag is None:
@@ -246,7 +255,8 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     run_pre_deploy_hook(inv, "deploy", tag)
     with live_progress_if_terminal():
         result = rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time,
-                                run_release=not skip_release)
+                                run_release=not skip_release, force=force,
+                                watch_each=True if watch_each else None)
     finish_rollout(inv, "deploy", result, json)
 
 

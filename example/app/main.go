@@ -6,7 +6,12 @@
 // then on, so that a version that breaks after taking traffic can be shown;
 // versions starting with "crash" serve normally for their first 2 seconds,
 // then stop and exit 1, every time Docker starts them again, so that a
-// version that crashes after taking traffic can be shown.
+// version that crashes after taking traffic can be shown; versions starting with
+// "broken" pass the health check but answer 500 on "/", so that a version
+// whose checks pass while its pages fail can be shown. Any version fails its
+// health check while the file /data/unhealthy exists in its container (`docker
+// exec CONTAINER /webapp mark /data/unhealthy`), so that one server's new
+// version can be made to fail on cue.
 package main
 
 import (
@@ -29,6 +34,7 @@ const (
 	maxRequestSleep = 10 * time.Second
 	flakyHealthyFor = 3 * time.Second
 	crashAfter      = 2 * time.Second
+	unhealthyMarker = "/data/unhealthy"
 	shutdownTimeout = 25 * time.Second
 )
 
@@ -138,6 +144,9 @@ func main() {
 func newMux(version, hostname string) *http.ServeMux {
 	started := time.Now()
 	healthy := func() bool {
+		if _, err := os.Stat(unhealthyMarker); err == nil {
+			return false
+		}
 		if strings.HasPrefix(version, "flaky") {
 			return time.Since(started) < flakyHealthyFor
 		}
@@ -151,6 +160,11 @@ func newMux(version, hostname string) *http.ServeMux {
 			return
 		}
 		if !allowRead(w, r) {
+			return
+		}
+		if strings.HasPrefix(version, "broken") {
+			writeText(w, http.StatusInternalServerError,
+				fmt.Sprintf("version=%s host=%s: internal error\n", version, hostname))
 			return
 		}
 		if s := r.URL.Query().Get("sleep"); s != "" {

@@ -1,6 +1,7 @@
 """After the switch on the sandbox: the watch period that sends traffic back to the old slot
-when the new version breaks after taking it, the old images pruned, and inventory values
-crafted to inject shell refused before any server is contacted."""
+when the new version breaks after taking it (each server watched in turn, watch.each; the
+window for the whole rollout is in test_watch_window.py), the old images pruned, and
+inventory values crafted to inject shell refused before any server is contacted."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def test_a_version_failing_after_the_switch_is_rolled_back_under_load(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     box = fleet_on_v1
     # flaky1 passes its checks for 3 s, then fails them: it takes traffic, then breaks.
-    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 10})
+    # Each server watched in turn (watch.each): s2 never starts.
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 10}, watch={"each": True})
     before = {a: box.containers(a) for a in box.addresses[1:]}
     with box.load() as load:
         result = box.fab("deploy", "--tag", "flaky1", inventory=inventory)
@@ -54,7 +56,7 @@ def test_a_version_crashing_after_the_switch_is_rolled_back_under_load(
     # crash1 passes its checks, takes traffic, then exits 1 two seconds after every start
     # (Docker restarts it with back-off); its name may vanish from Docker's DNS and HAProxy
     # show MAINT (resolution) before any check fails.
-    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6})
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6}, watch={"each": True})
     with box.load() as load:
         result = box.fab("deploy", "--tag", "crash1", inventory=inventory)
     report = load.stop()
@@ -79,7 +81,7 @@ def test_a_new_slot_out_of_rotation_during_the_watch_is_rolled_back_under_load(
     (resolution) when Docker's DNS drops a stopped container's name): here by hand."""
     box = fleet_on_v1
     s1 = box.addresses[0]
-    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6})
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6}, watch={"each": True})
     with box.load() as load:
         process = subprocess.Popen(
             [FAB, "deploy", "--tag", "v2", "--inventory", str(inventory)], cwd=ROOT,
@@ -112,7 +114,7 @@ def test_on_failure_rollback_also_returns_a_server_that_failed_after_its_switch(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     box = fleet_on_v1
     s2 = box.addresses[1]
-    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6})
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6}, watch={"each": True})
     assert box.fab("build", "--tag", "v3").returncode == 0
     assert box.fab("deploy", "--tag", "v2").returncode == 0
     with box.load() as load:

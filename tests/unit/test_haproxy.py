@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from pathlib import Path
 
@@ -107,8 +108,48 @@ SHOW_STAT_CASES: dict[str, list[tuple[object, ...]]] = {
 @pytest.mark.parametrize(("name", "rows"), SHOW_STAT_CASES.items(), ids=SHOW_STAT_CASES)
 def test_parse_show_stat_recorded(name: str, rows: list[tuple[object, ...]]) -> None:
     servers = haproxy.parse_show_stat(fixture(name))
-    assert servers == {row[0]: ServerStat(*row) for row in rows}  # type: ignore[arg-type]
+    without_counters = {slot: dataclasses.replace(stat, requests=0, errors=0)
+                        for slot, stat in servers.items()}
+    assert without_counters == {row[0]: ServerStat(*row) for row in rows}  # type: ignore[arg-type]
     assert list(servers) == ["web1", "web2"]
+
+
+def test_show_stat_counts_requests_and_failed_ones() -> None:
+    servers = haproxy.parse_show_stat(fixture("show_stat_live_web2.csv"))
+    assert (servers["web2"].requests, servers["web2"].errors) == (1, 0)
+    header = "# pxname,svname,status,scur,req_tot,hrsp_2xx,hrsp_5xx,econ,eresp\n"
+    text = header + "webapp,web1,UP,0,120,100,15,3,2\nwebapp,web2,UP,0,,7,1,0,0\n"
+    servers = haproxy.parse_show_stat(text)
+    assert (servers["web1"].requests, servers["web1"].errors) == (120, 20)
+    # No req_tot (an older HAProxy): the responses are counted instead.
+    assert (servers["web2"].requests, servers["web2"].errors) == (8, 1)
+
+
+def stat_with(requests: int, errors: int) -> ServerStat:
+    return ServerStat("web1", "UP", 0, "L7OK", "200", "", 0, "", requests, errors)
+
+
+def test_traffic_between_two_readings_and_after_a_counter_reset() -> None:
+    assert haproxy.traffic_between(stat_with(100, 5), stat_with(160, 8)) == haproxy.Traffic(60, 3)
+    assert haproxy.traffic_between(stat_with(100, 5), stat_with(40, 1)) == haproxy.Traffic(40, 1)
+    assert haproxy.Traffic(0, 0).error_rate == 0.0
+    assert haproxy.Traffic(40, 10).describe() == "40 requests, 10 errors"
+
+
+def test_the_error_rate_is_judged_against_the_old_slot_once_there_are_enough_requests() -> None:
+    judge = haproxy.error_rate_failure
+    # Too few requests yet: not judged, however bad.
+    assert judge(haproxy.Traffic(19, 19), haproxy.Traffic(0, 0), 0.05, 20) is None
+    assert judge(haproxy.Traffic(100, 5), haproxy.Traffic(0, 0), 0.05, 20) is None
+    failure = judge(haproxy.Traffic(100, 50), haproxy.Traffic(300, 0), 0.05, 20)
+    assert failure == ("50 of its 100 requests failed (50%; 0% on the old slot before the "
+                       "switch, 5% allowed above it)")
+    # An app that already failed 20% of its requests is judged against that.
+    assert judge(haproxy.Traffic(100, 24), haproxy.Traffic(50, 10), 0.05, 20) is None
+    assert judge(haproxy.Traffic(100, 26), haproxy.Traffic(50, 10), 0.05, 20) is not None
+    # ... but not with too few requests before the switch to tell.
+    assert judge(haproxy.Traffic(100, 24), haproxy.Traffic(5, 1), 0.05, 20) is not None
+    assert judge(haproxy.Traffic(100, 100), haproxy.Traffic(0, 0), 1.0, 20) is None  # off
 
 
 def test_every_recorded_show_stat_is_covered() -> None:

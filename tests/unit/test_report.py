@@ -20,7 +20,7 @@ FAB = str(Path(sys.executable).with_name("fab"))
 def test_rollout_document_has_every_server_field() -> None:
     result = RolloutResult("v2", [
         ServerOutcome("s1", "10.0.0.1", "v1", "v2", "deployed", 3.23456, "v2 in web2",
-                      switch_seconds=1.23456),
+                      switch_seconds=1.23456, watched_requests=812, watched_errors=1),
         ServerOutcome("s2", "10.0.0.2", None, "v2", "failed", 3.0, "v1 in web1", "timed out"),
     ], exit_code=1, message="deploy of v2 stopped at s2: timed out")
 
@@ -29,9 +29,10 @@ def test_rollout_document_has_every_server_field() -> None:
     assert document["ok"] is False and document["exit_code"] == 1
     assert document["servers"][0] == {
         "name": "s1", "address": "10.0.0.1", "old_tag": "v1", "new_tag": "v2",
-        "outcome": "deployed", "seconds": 3.235, "switch_seconds": 1.235, "error": None,
-        "serving": "v2 in web2"}
+        "outcome": "deployed", "seconds": 3.235, "switch_seconds": 1.235,
+        "watched": {"requests": 812, "errors": 1}, "error": None, "serving": "v2 in web2"}
     assert document["servers"][1]["switch_seconds"] is None  # it never switched
+    assert document["servers"][1]["watched"] is None
     assert document["servers"][1]["error"] == "timed out"
     assert document["servers"][1]["old_tag"] is None
     json.dumps(document)
