@@ -149,9 +149,11 @@ def sandbox_env() -> Iterator[Sandbox]:
 
 @pytest.fixture(scope="module")
 def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
-    """Each module that asks starts from HAProxy up and v1 served everywhere."""
+    """Each module that asks starts from HAProxy up and v1 served everywhere, from a fresh
+    swap (--force: also where v1 serves already, as an earlier module may have left a
+    server with its old slot still running)."""
     assert sandbox_env.fab("up").returncode == 0
-    assert sandbox_env.fab("deploy", "--tag", "v1").returncode == 0
+    assert sandbox_env.fab("deploy", "--tag", "v1", "--force").returncode == 0
     return sandbox_env
 
 
