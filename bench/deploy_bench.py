@@ -31,6 +31,7 @@ from slotswap import rollout
 from slotswap.inventory import SLOTS, Inventory, load_inventory
 from slotswap.output import format_table
 from slotswap.validation import InputError
+from testbed import sandbox
 from testbed.loadgen import (
     VERSION_PATTERN,
     LoadGeneratorProcess,
@@ -39,8 +40,9 @@ from testbed.loadgen import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_INVENTORY = ROOT / ".sandbox" / "hosts.yaml"
-SANDBOX_NETWORKS = ("10.77.0.0/24",)  # load and probes go nowhere else (and loopback)
+DEFAULT_INVENTORY = sandbox.STATE_DIR / "hosts.yaml"
+# Load and probes go nowhere else (and loopback): the sandbox's subnet (SLOTSWAP_SANDBOX_ID).
+SANDBOX_NETWORKS = (sandbox.SUBNET,)
 BASE_TAG = "v1"
 ROUND_TAGS = ("v2", "v1")  # alternated, so every round really changes the version
 LOAD_CLIENTS = 4
