@@ -152,11 +152,12 @@ def test_batch_swaps_two_servers_at_a_time_under_load(fleet_on_v1: Sandbox) -> N
 
     batch_2 = first(r"^batch 2: s3$")
     assert first(r"^batch 1: s1, s2$") < batch_2
-    # s1 and s2 swap at the same time: each starts before the other is done...
-    assert first(r"^\[s1 .*live slot") < first(r"^\[s2 .*done in")
-    assert first(r"^\[s2 .*live slot") < first(r"^\[s1 .*done in")
-    # ...and s3 only once both are done.
-    assert max(first(r"^\[s1 .*done in"), first(r"^\[s2 .*done in")) < batch_2
+    # s1 and s2 swap at the same time: each starts before the other switches...
+    assert first(r"^\[s1 .*live slot") < first(r"^\[s2 .*is taking traffic")
+    assert first(r"^\[s2 .*live slot") < first(r"^\[s1 .*is taking traffic")
+    # ...and s3 only once both have switched (their watch goes on in the window).
+    assert max(first(r"^\[s1 .*is taking traffic"),
+               first(r"^\[s2 .*is taking traffic")) < batch_2
     assert batch_2 < first(r"^\[s3 .*live slot")
     assert set(box.live_versions().values()) == {"v2"}
 
