@@ -640,6 +640,8 @@ def already_serving(server: Server, inventory: Inventory, tag: str,
     if len(serving) != 1 or serving[0].container is None:
         return None
     live, container = serving[0], serving[0].container
+    if views[other_slot(live.slot)].running:
+        return None  # an interrupted run left the old slot up: a swap puts that in order
     if (container.version != tag
             or container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory)):
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,39 @@ def test_a_redeploy_of_the_tag_served_everywhere_changes_nothing(
     assert len(re.findall(r"^s\d .*\bdeployed\s+v1 in web[12]$", forced.stdout,
                           re.MULTILINE)) == len(box.addresses)
     assert box.containers(box.addresses[0]) != before[box.addresses[0]]
+
+
+def test_ctrl_c_in_the_window_leaves_each_server_serving_one_version_under_load(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 30})
+    with box.load() as load:
+        process = subprocess.Popen(
+            [FAB, "deploy", "--tag", "v2", "--inventory", str(inventory)], cwd=ROOT,
+            env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("[s2") and "is taking traffic" in line:
+                process.send_signal(signal.SIGINT)  # s1 and s2 are in the window
+                break
+        lines.extend(process.stdout)
+        exit_code = process.wait(timeout=120)
+    report = load.stop()
+    output = "".join(lines)
+    print(output, report.summary())
+    assert report.failed == 0, report.failures
+    assert exit_code == 130
+    for server in ("s1", "s2"):
+        # The new slot serves; the old one left rotation, its container still runs.
+        assert re.search(rf"^\[{server} .*\] stopped early: web[12] \(v2\) serves; web[12] is "
+                         r"out of rotation", output, re.MULTILINE), output
+        assert re.search(rf"^{server} .*\binterrupted\s+v2 in web[12]$", output,
+                         re.MULTILINE), output
+    for address in box.addresses:
+        assert len(box.served_versions(address)) == 1
+    # The next deploy picks up from there.
+    after = box.fab("deploy", "--tag", "v2", inventory=inventory)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert set(box.live_versions().values()) == {"v2"}
