@@ -25,9 +25,13 @@ from slotswap.remote import ConnectError, RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
 # After the switch: HAProxy marks a failing slot DOWN 200 ms after its first failed check
-# (fastinter 100ms, fall 3), so the watch looks more often than that.
-WATCH_POLL_INTERVAL = 0.02
+# (fastinter 100ms, fall 3), so the watch looks more often than that: 4 looks in those
+# 200 ms. In a rollout's window every switched server is watched at once: each look costs.
+WATCH_POLL_INTERVAL = 0.05
 CONTAINER_CHECK_INTERVAL = 1.0
+# The watch's look at the container itself (`docker inspect` over SSH, a Docker CLI start on
+# the server): a backup for HAProxy's checks, which see a crashed app first.
+WATCH_CONTAINER_CHECK_INTERVAL = 2.0
 Progress = Callable[[str], None]
 
 
@@ -333,7 +337,7 @@ class SlotSwap:
         started = time.monotonic()
         drain_until = started + self.timeouts.drain
         drained_after: float | None = None
-        next_container_check = started + CONTAINER_CHECK_INTERVAL
+        next_container_check = started + WATCH_CONTAINER_CHECK_INTERVAL
         watch = self.inventory.watch
         old_before = haproxy.traffic_between(self.stats_before.get(old, self.at_switch[old]),
                                              self.at_switch[old])
@@ -350,7 +354,7 @@ class SlotSwap:
                 # HAProxy may still count a crashed slot as up for a moment: look at the
                 # container itself too, now and then (a command over SSH: not cheap).
                 failure = container_failure(self.container(new), self.new_started_ns)
-                next_container_check = time.monotonic() + CONTAINER_CHECK_INTERVAL
+                next_container_check = time.monotonic() + WATCH_CONTAINER_CHECK_INTERVAL
             if failure is None and (reason := revert()):
                 failure = WatchFailure("was switched back with the rest of the rollout",
                                        reason, failed=False)
