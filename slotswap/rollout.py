@@ -439,7 +439,8 @@ class ServerRun:
         self.swap = SlotSwap(server, inventory, tag, self.progress, app_env)
 
     def progress(self, message: str) -> None:
-        if not message.startswith(("could not", "WARNING")):  # recovery, not a step
+        # Recovery and news in the watch are not steps: a failure names the step it was in.
+        if not message.startswith(("could not", "WARNING")) and " drained in " not in message:
             self.step = message
         self.shown(message)
 

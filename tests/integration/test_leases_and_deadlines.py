@@ -1,6 +1,7 @@
 """Nothing hangs, and a lost run never blocks the next one for long, on the sandbox under
 load: a deploy killed with `kill -9` mid-swap (its lock is refused at once, then taken over
-once its lease is over), a server whose packets are silently dropped mid-deploy, a frozen
+once its lease is over), a server whose packets are silently dropped mid-deploy (before its
+switch, and in the watch window), a frozen
 Docker engine mid-deploy, and a second Ctrl-C while a server does not answer."""
 
 from __future__ import annotations
@@ -176,6 +177,38 @@ def test_a_silent_network_ends_the_deploy_within_its_bound(fleet_on_v1: Sandbox,
     after = box.fab("deploy", "--tag", tag, inventory=inventory)
     assert after.returncode == 0, after.stdout + after.stderr
     assert "took over the stale lock" in after.stdout
+    assert set(box.live_versions().values()) == {tag}
+
+
+def test_a_silent_network_in_the_watch_window_stops_the_rollout_with_one_version_served(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """s1 switched, then its network goes silent while its new slot is in the window: its
+    watch loses the connection, the rollout stops; s1 keeps one slot in rotation (the new
+    one: the old one drains, its container still runs), and the others one version each."""
+    box = fleet_on_v1
+    keepalive, dead_after, connect_timeout = 1, 3, 3
+    inventory = box.inventory_copy(
+        tmp_path, timeouts={"lease": LEASE, "watch": 8},
+        ssh={"keepalive": keepalive, "dead_after": dead_after, "connect_timeout": connect_timeout})
+    tag = other_tag(box)
+    s1 = sandbox.server_nodes(1)[0]
+    with box.load() as load:
+        deploy = Deploy(box, tag, inventory)
+        deploy.until("s1", "is taking traffic")
+        with silent_network(s1.name):
+            exit_code, output = deploy.finish(timeout=120)
+            assert box.served_versions(box.addresses[0]) == {tag}
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert exit_code == 1
+    assert re.search(rf"error: deploy of {tag} stopped at s1: .*s1: lost the SSH connection",
+                     output), output
+    assert re.search(r"^s1 .*\bfailed\s+unknown \(", output, re.MULTILINE), output
+    for address in box.addresses:
+        assert len(box.served_versions(address)) == 1
+    wait_until_stale(box, inventory, "s1")
+    after = box.fab("deploy", "--tag", tag, inventory=inventory)
+    assert after.returncode == 0, after.stdout + after.stderr
     assert set(box.live_versions().values()) == {tag}
 
 
