@@ -129,9 +129,14 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
     else:
         plan.api(haproxy.command_set_state(backend, idle, AdminState.READY),
                  haproxy.command_set_state(backend, live, AdminState.DRAIN))
+        window = ("after this switch" if inventory.watch.each
+                  else "after the rollout's last switch; the next server starts now")
         plan.wait(f"{live} has no sessions left (up to {inventory.timeouts.drain:g}s) and "
-                  f"{inventory.timeouts.watch:g}s have passed; if a check of {idle} fails "
-                  f"meanwhile: runtime API> "
+                  f"{inventory.timeouts.watch:g}s have passed {window}; if {idle} fails a "
+                  f"check, leaves rotation, its container stops or restarts, or its share "
+                  f"of failed requests (HAProxy's counters, once it has had "
+                  f"{inventory.watch.min_requests}) exceeds {live}'s by more than "
+                  f"{inventory.watch.max_error_rate:.0%} meanwhile: runtime API> "
                   + "; ".join((haproxy.command_set_state(backend, live, AdminState.READY),
                                haproxy.command_set_state(backend, idle, AdminState.MAINT)))
                   + f", `docker stop` of {name}, and the run stops here")
