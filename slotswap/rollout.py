@@ -256,7 +256,11 @@ def roll_back_moved(result: RolloutResult, servers: list[Server], inventory: Inv
             outcome.outcome, outcome.serving = "rollback failed", back.serving
             failed_back.append(f"{server.name}: {back.error}")
         record_history(server, inventory, "rollback", back)
-    if not moved:
+    in_window = [o.name for o in result.outcomes
+                 if o.outcome == "rolled back" and "--on-failure=rollback" in o.error]
+    if in_window:
+        result.message += ("; switched back in the watch window: " + ", ".join(in_window))
+    if not moved and not in_window:
         result.message += "; no server served the new version, none was rolled back"
     elif failed_back:
         result.message += "; rolling back failed on " + "; ".join(failed_back)
