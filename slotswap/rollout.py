@@ -178,6 +178,11 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                         say(f"every server switched; watching the new slots until "
                             f"{inventory.timeouts.watch:g}s after the last switch")
                     window.close()
+            not_started = [(server, outcome) for server, outcome
+                           in zip(servers, result.outcomes, strict=True)
+                           if outcome.outcome == "not started"]
+            fill_serving([server for server, _ in not_started], inventory,
+                         [outcome for _, outcome in not_started])
             if window is not None:
                 interrupts.checkpoint()
                 judge_window(result, task, window)
@@ -329,7 +334,7 @@ def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Invent
     failure, a failure seen by a watch in the window included."""
     pending = [(s, o) for s, o in zip(servers, result.outcomes, strict=True)
                if o.outcome == "not started"]
-    for index, (server, outcome) in enumerate(pending):
+    for server, outcome in pending:
         interrupts.checkpoint()
         if window is not None and window.failure():
             break
@@ -345,8 +350,6 @@ def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Invent
                 result.exit_code = EXIT_DEPLOY_FAILED
                 result.message = (f"{task} of {outcome.new_tag} stopped at {server.name}: "
                                   f"{outcome.error}")
-            later = pending[index + 1:]
-            fill_serving([s for s, _ in later], inventory, [o for _, o in later])
             break
 
 
@@ -376,7 +379,7 @@ def swap_in_batches(result: RolloutResult, servers: list[Server], inventory: Inv
         return ok
 
     try:
-        done, failed = run_in_batches(len(indexes), size, swap_index, announce)
+        _, failed = run_in_batches(len(indexes), size, swap_index, announce)
         if failed:
             result.exit_code = EXIT_DEPLOY_FAILED
             reasons = "; ".join(f"{servers[indexes[i]].name}: "
@@ -384,12 +387,7 @@ def swap_in_batches(result: RolloutResult, servers: list[Server], inventory: Inv
             result.message = (f"{task} of {result.outcomes[indexes[failed[0]]].new_tag} "
                               f"stopped after its batch failed on {reasons}")
     except StopRollout:
-        done = len(indexes)
-        for index in indexes:
-            if result.outcomes[index].outcome == "not started":
-                done = min(done, indexes.index(index))
-    later = [indexes[i] for i in range(done, len(indexes))]
-    fill_serving([servers[i] for i in later], inventory, [result.outcomes[i] for i in later])
+        pass  # a watch failed: its server says why (judge_window)
 
 
 class StopRollout(Exception):
