@@ -204,8 +204,8 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
                           "so the fleet ends on one version; the message says what each "
                           "serves)",
             "batch": "servers to swap at the same time: a number (e.g. 2) or a percentage of "
-                     "the servers (e.g. 25%); the next batch starts only when the whole batch "
-                     "succeeded (default: 1, one at a time)",
+                     "the servers (e.g. 25%); the next batch starts once the whole batch has "
+                     "switched (default: 1, one at a time)",
             "hosts": HOSTS_HELP,
             "skip-release": "do not run the inventory's release.command this once",
             "force": "swap also the servers that already serve TAG from the same image, "
