@@ -39,7 +39,13 @@ from slotswap.proxy import (
 )
 from slotswap.pruning import images_to_prune
 from slotswap.remote import Server
-from slotswap.swap import SlotView, keeps_stopped_container_of, plan_slots, read_slots
+from slotswap.swap import (
+    SlotView,
+    keeps_stopped_container_of,
+    plan_slots,
+    read_slots,
+    slot_published_ports,
+)
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
 
@@ -170,7 +176,7 @@ def start_steps(plan: ServerPlan, server: Server, inventory: Inventory, view: Sl
         container=name, image_ref=inventory.image_ref(tag), network=inventory.network,
         app=inventory.app, slot=slot, version=tag, app_port=inventory.app_port,
         stop_timeout=inventory.timeouts.stop, env_file=env_file,
-        options=inventory.container,
+        options=inventory.container, published=slot_published_ports(inventory, slot),
     ), docker.inspect_containers(name))
 
 

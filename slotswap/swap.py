@@ -157,6 +157,16 @@ def inspect_slots(server: Server, names: list[str]) -> dict[str, docker.Containe
     return docker.parse_inspect(result.stdout)
 
 
+def slot_published_ports(inventory: Inventory, slot: str) -> tuple[tuple[int, int], ...]:
+    """Pure: (server port, container port) pairs of the slot on the server's loopback: the
+    app's port, and the health check's when it has one of its own."""
+    pairs = [(inventory.slot_port(slot), inventory.app_port)]
+    check_port = inventory.slot_check_port(slot)
+    if check_port is not None and inventory.healthcheck.port is not None:
+        pairs.append((check_port, inventory.healthcheck.port))
+    return tuple(pairs)
+
+
 def describe_serving(views: dict[str, SlotView]) -> str:
     if not views:
         return "unknown (could not read the server's state)"
@@ -384,19 +394,25 @@ class SlotSwap:
                 network=self.inventory.network, app=self.inventory.app, slot=slot,
                 version=self.tag, app_port=self.inventory.app_port,
                 stop_timeout=self.timeouts.stop, env_file=env_file,
-                options=self.inventory.container,
+                options=self.inventory.container, published=slot_published_ports(
+                    self.inventory, slot),
             )]
         started = self.server.run_chain(*start, docker.inspect_containers(name))
         info = docker.parse_inspect(started.stdout[started.stdout.index("["):]).get(name)
-        address = info.addresses.get(self.inventory.network) if info else None
         self.new_started_ns = info.started_ns if info else None
-        if not address:
-            raise SwapError(f"container {name} has no address on network "
-                            f"{self.inventory.network}", "")
-        self.progress(f"started {name} ({self.tag}) at {address}; waiting for HAProxy to "
-                      "resolve it")
+        if info is None or info.labels.get(docker.LABEL_PUBLISHED) != "loopback":
+            raise SwapError(f"container {name} is not published on the server's loopback "
+                            f"(port {self.inventory.slot_port(slot)})", "")
+        # The slot's own port of the loopback, which only its container can publish. Set
+        # again (HAProxy's address may be one of the app's network, after `fab up` moved
+        # HAProxy to the server's network).
+        address = docker.LOOPBACK
+        port = self.inventory.slot_port(slot)
+        self.server.runtime_api(haproxy.command_set_address(
+            self.backend, slot, address, port, self.inventory.slot_check_port(slot)))
+        self.progress(f"started {name} ({self.tag}) at {address}:{port}")
         self.wait_for(lambda: self.address(slot) == address, self.timeouts.healthy,
-                      f"HAProxy to resolve {name} to {address}", slot)
+                      f"HAProxy to use {address}:{port} for {name}", slot)
         return address
 
     def can_restart(self, slot: str, view: SlotView) -> bool:
@@ -549,17 +565,18 @@ def keeps_stopped_container_of(server: Server, inventory: Inventory, view: SlotV
     container = view.container
     if container is None or container.running or container.version != tag:
         return False
-    if container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory):
+    if container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory, view.slot):
         return False
     image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
     return image.ok and image.stdout.strip() == container.image_id
 
 
-def expected_settings(inventory: Inventory) -> str:
-    """The settings label a slot's container gets from today's inventory."""
+def expected_settings(inventory: Inventory, slot: str) -> str:
+    """The settings label the slot's container gets from today's inventory."""
     return docker.settings_digest(network=inventory.network, app_port=inventory.app_port,
                                   stop_timeout=inventory.timeouts.stop,
-                                  options=inventory.container)
+                                  options=inventory.container,
+                                  published=slot_published_ports(inventory, slot))
 
 
 def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotView]:
