@@ -28,12 +28,15 @@ from slotswap.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
     RUNNING_NAME,
+    SOFT_STOP_SECONDS,
     STATE_NAME,
     admin_dir,
     config_dir,
     container_spec,
     haproxy_run_command,
     login_ids,
+    next_container,
+    on_host_network,
     render_config,
     runs_config,
 )
@@ -217,6 +220,8 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
     recreate = (container is not None
                 and container.labels.get(LABEL_SPEC) != container_spec(inventory))
+    hand_over = recreate and container is not None and container.running and on_host_network(
+        container)
     admin = admin_dir(inventory)
     plan.shell(["mkdir", "-p", "-m", "700", admin])
     plan.shell(["chmod", "700", admin])
@@ -224,7 +229,7 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     # As `up` decides: HAProxy must run that config, not only have it on disk.
     changed = not runs_config(server.read_file(config_path),
                               server.read_file(f"{directory}/{RUNNING_NAME}"), wanted)
-    if changed:
+    if changed or recreate:
         plan.write(f"{config_path}.new", 0o644, "the config rendered from the templates")
         plan.shell(docker.check_haproxy_config(image_ref=inventory.haproxy.image,
                                                config_dir=directory,
@@ -238,17 +243,34 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
             plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
         else:
             plan.shell(["mv", "-f", f"{config_path}.new", config_path])
-    if recreate:
-        plan.steps.append("HAProxy image, port or admin socket changed: its container is "
-                          "recreated (a short interruption)")
+    if hand_over:
+        temporary = next_container(inventory)
+        plan.steps.append("HAProxy's container changes: a new one takes over with no gap")
+        plan.api("show servers state")
+        plan.write(f"{directory}/{STATE_NAME}", 0o644, "the answer of show servers state")
+        plan.shell(haproxy_run_command(inventory, temporary, "TOKEN"))
+        plan.wait(f"{temporary} answers on the admin socket (show env) with its frontends "
+                  "OPEN")
+        plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
+        plan.shell(docker.no_restart(name))
+        plan.shell(docker.signal_container(name, "USR1"))
+        plan.shell(docker.wait_exit(name, SOFT_STOP_SECONDS))
         plan.shell(docker.remove(name))
-        container = None
-    if container is None:
-        plan.shell(haproxy_run_command(inventory))
-    elif not container.running:
-        plan.shell(docker.start(name))
+        plan.shell(docker.rename(temporary, name))
+    else:
+        if recreate:
+            plan.steps.append("HAProxy moves to the server's network: its container is "
+                              "recreated (a short interruption, this once)")
+            plan.shell(docker.remove(name))
+            container = None
+        if container is None:
+            plan.shell(haproxy_run_command(inventory))
+        elif not container.running:
+            plan.shell(docker.start(name))
     unlock_steps(plan, inventory)
-    plan.summary = "changes: config" if changed else "config unchanged"
+    plan.summary = ", ".join(
+        [*(["HAProxy's container replaced"] if recreate else []),
+         "changes: config" if changed else "config unchanged"])
     return plan
 
 

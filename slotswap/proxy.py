@@ -395,7 +395,8 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     elif replace:
         assert container is not None
         migrate_to_host_network(server, inventory, progress, container)
-        changes.insert(0, "HAProxy recreated on the server's network")
+        changes.insert(0, "HAProxy recreated" if on_host_network(container)
+                       else "HAProxy recreated on the server's network")
         container = None
         installed = True
     elif container is None:
@@ -573,8 +574,11 @@ def migrate_to_host_network(server: Server, inventory: Inventory, progress: Prog
     can only listen once the old container is gone. One command on the server removes it
     and starts the new one; the slots' state goes over through the server-state file."""
     directory = config_dir(inventory)
-    progress(f"moving HAProxy to the server's network: recreating {old.name} "
-             "(a short interruption, this once)")
+    if on_host_network(old):  # stopped: nothing to hand over
+        progress(f"HAProxy's container changed: recreating {old.name}, which was {old.status}")
+    else:
+        progress(f"moving HAProxy to the server's network: recreating {old.name} "
+                 "(a short interruption, this once)")
     if old.running:
         with contextlib.suppress(haproxy.RuntimeApiError):
             server.write_file(f"{directory}/{STATE_NAME}",
