@@ -314,6 +314,16 @@ def run_haproxy(*, container: str, image_ref: str, app: str, config_dir: str,
     ]
 
 
+def create_haproxy(*, container: str, image_ref: str, app: str, config_dir: str,
+                   admin_dir: str, labels: dict[str, str] | None = None,
+                   instance: str | None = None) -> list[str]:
+    """`run_haproxy`'s container created, not started (`docker start` starts it)."""
+    run = run_haproxy(container=container, image_ref=image_ref, app=app,
+                      config_dir=config_dir, admin_dir=admin_dir, labels=labels,
+                      instance=instance)
+    return ["docker", "create", *run[len(["docker", "run", "--detach"]):]]
+
+
 def check_haproxy_config(*, image_ref: str, config_dir: str, filename: str) -> list[str]:
     """HAProxy's own check of a config file, with the same image and user that will run it
     (the master reads the 0600 certificate file)."""

@@ -189,8 +189,11 @@ def container_spec(inventory: Inventory) -> str:
 
 
 def haproxy_run_command(inventory: Inventory, name: str | None = None,
-                        instance: str | None = None) -> list[str]:
-    return docker.run_haproxy(
+                        instance: str | None = None, *, create_only: bool = False) -> list[str]:
+    """`docker run` of HAProxy's container (under `name`, with `instance` in its environment),
+    or with create_only its `docker create`."""
+    build = docker.create_haproxy if create_only else docker.run_haproxy
+    return build(
         container=name or inventory.haproxy_container, image_ref=inventory.haproxy.image,
         app=inventory.app, config_dir=config_dir(inventory), admin_dir=admin_dir(inventory),
         labels={LABEL_SPEC: container_spec(inventory)}, instance=instance,
@@ -584,8 +587,15 @@ def migrate_to_host_network(server: Server, inventory: Inventory, progress: Prog
             server.write_file(f"{directory}/{STATE_NAME}",
                               server.runtime_api("show servers state"))
     server.close_runtime_api()
+    # Created beforehand, so that the interruption is only the old one's removal and the
+    # new one's start, in one round trip. Left under its temporary name if that fails: the
+    # next `up` makes it the HAProxy.
+    temporary = next_container(inventory)
+    server.run(docker.remove(temporary), check=False, timeout=60)
+    server.run(haproxy_run_command(inventory, temporary, create_only=True), timeout=60)
     try:
-        server.run_chain(docker.remove(old.name), haproxy_run_command(inventory), timeout=120)
+        server.run_chain(docker.remove(old.name), docker.start(temporary),
+                         docker.rename(temporary, inventory.haproxy_container), timeout=120)
     finally:
         server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
 
