@@ -21,6 +21,7 @@ from slotswap.app_env import AppEnv, env_file_path, resolve_app_env
 from slotswap.haproxy import AdminState, ServerStat, ServerState
 from slotswap.interrupts import checkpoint
 from slotswap.inventory import SLOTS, Inventory
+from slotswap.proxy import next_container
 from slotswap.remote import ConnectError, RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
@@ -139,7 +140,14 @@ def read_slots(server: Server, inventory: Inventory) -> dict[str, SlotView]:
     haproxy.require_servers(stats, backend, SLOTS)
     haproxy.require_servers(states, backend, SLOTS)
     names = [inventory.container_name(slot) for slot in SLOTS]
-    containers = inspect_slots(server, names)
+    # In the same round trip: a new HAProxy left beside the old one by an `up` cut off mid
+    # hand-over. Both serve, and only the new one would learn of a swap.
+    handing_over = next_container(inventory)
+    containers = inspect_slots(server, [*names, handing_over])
+    if handing_over in containers:
+        raise haproxy.RuntimeApiError(
+            f"{server.name}: {handing_over} is left from an HAProxy upgrade that was cut "
+            "short; run `fab up` to finish or undo it")
     return {
         slot: SlotView(slot, stats[slot], states[slot], containers.get(name))
         for slot, name in zip(SLOTS, names, strict=True)

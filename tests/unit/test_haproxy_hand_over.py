@@ -12,8 +12,10 @@ import pytest
 
 from slotswap import proxy
 from slotswap.docker_commands import HAPROXY_INSTANCE_VARIABLE, ContainerInfo
+from slotswap.haproxy import RuntimeApiError
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.remote import CommandResult
+from slotswap.swap import read_slots
 
 FRONTEND_OPEN = "# pxname,svname,status\nhttp,FRONTEND,OPEN\n"
 
@@ -110,3 +112,35 @@ def test_a_new_haproxy_that_does_not_take_over_leaves_the_old_one(tmp_path: Path
     assert ["docker", "kill", "--signal", "USR2", "webapp-haproxy"] in tail
     assert not [argv for argv in server.commands if "USR1" in argv]
     assert not [argv for argv in server.commands if argv[:2] == ["docker", "rename"]]
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class RecordedServer:
+    """Answers read_slots with recorded outputs; `extra` adds containers to `docker inspect`."""
+
+    name = "s1"
+
+    def __init__(self, extra: list[dict[str, Any]]) -> None:
+        self.extra = extra
+
+    def runtime_api(self, command: str) -> str:
+        name = "show_stat" if command.startswith("show stat") else "show_servers_state"
+        suffix = "csv" if name == "show_stat" else "txt"
+        return (FIXTURES / f"{name}_live_web1.{suffix}").read_text(encoding="utf-8")
+
+    def run(self, argv: list[str], *, check: bool = True,
+            timeout: float | None = None) -> CommandResult:
+        recorded = json.loads((FIXTURES / "docker_inspect_live_web1.json").read_text())
+        return CommandResult(json.dumps(recorded + self.extra), "", 0)
+
+
+def test_a_deploy_refuses_a_server_left_mid_hand_over(tmp_path: Path) -> None:
+    """Two HAProxies serve there, and only the new one would learn of a swap."""
+    inv = inventory(tmp_path)
+    assert set(read_slots(RecordedServer([]), inv)) == {"web1", "web2"}  # type: ignore[arg-type]
+    left = [{"Name": "/webapp-haproxy-next", "State": {"Running": True, "Status": "running"}}]
+    with pytest.raises(RuntimeApiError, match=r"webapp-haproxy-next is left from an HAProxy "
+                                              r"upgrade that was cut short; run `fab up`"):
+        read_slots(RecordedServer(left), inv)  # type: ignore[arg-type]
