@@ -28,7 +28,6 @@ from slotswap.proxy import (
     CONFIG_NAME,
     LABEL_SPEC,
     RUNNING_NAME,
-    SOFT_STOP_SECONDS,
     STATE_NAME,
     admin_dir,
     config_dir,
@@ -39,6 +38,7 @@ from slotswap.proxy import (
     on_host_network,
     render_config,
     runs_config,
+    soft_stop_seconds,
 )
 from slotswap.pruning import images_to_prune
 from slotswap.remote import Server
@@ -254,7 +254,7 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
         plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
         plan.shell(docker.no_restart(name))
         plan.shell(docker.signal_container(name, "USR1"))
-        plan.shell(docker.wait_exit(name, SOFT_STOP_SECONDS))
+        plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
         plan.shell(docker.remove(name))
         plan.shell(docker.rename(temporary, name))
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import math
 import os
 import secrets
 import time
@@ -142,8 +143,6 @@ ADMIN_TRANSPORT = "unix-socket"
 NETWORK_LAYOUT = "host-network"
 # The new HAProxy's name while both run, during a hand-over.
 NEXT_SUFFIX = "-next"
-# How long the old HAProxy may take to finish its open connections after its soft stop.
-SOFT_STOP_SECONDS = 30
 
 
 _BRIDGED_TEMPLATE_HINT = (
@@ -475,13 +474,13 @@ def hand_over_to_new_haproxy(server: Server, inventory: Inventory, progress: Pro
     finally:
         server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
     progress(f"{temporary} accepts connections; soft stop of {name} (it finishes its open "
-             f"connections, up to {SOFT_STOP_SECONDS}s)")
+             f"connections, up to {soft_stop_seconds(inventory)}s)")
     # Docker must not start the old one again when it exits.
     server.run_chain(docker.no_restart(name), docker.signal_container(name, "USR1"))
-    waited = server.run(docker.wait_exit(name, SOFT_STOP_SECONDS), check=False,
-                        timeout=SOFT_STOP_SECONDS + 30)
+    seconds = soft_stop_seconds(inventory)
+    waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
     if not waited.ok:
-        progress(f"{name} still had connections after {SOFT_STOP_SECONDS}s: removed anyway")
+        progress(f"{name} still had connections after {seconds}s: removed anyway")
     server.run_chain(docker.remove(name), docker.rename(temporary, name), timeout=60)
     progress(f"{name} now runs {inventory.haproxy.image}")
 
@@ -501,6 +500,12 @@ def warn_without_request_migration(server: Server, progress: Progress) -> None:
     progress(f"WARNING: {why}: a connection that arrives in the instant the old HAProxy "
              "stops listening may be reset; set net.ipv4.tcp_migrate_req=1 on the server "
              "(see the README's server checklist)")
+
+
+def soft_stop_seconds(inventory: Inventory) -> int:
+    """How long the old HAProxy may take to finish its open connections after its soft stop:
+    as long as an old slot may take to drain (timeouts.drain), whole seconds."""
+    return max(1, math.ceil(inventory.timeouts.drain))
 
 
 def one_line(error: BaseException) -> str:
