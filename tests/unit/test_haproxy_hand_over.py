@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from slotswap import proxy
-from slotswap.docker_commands import HAPROXY_INSTANCE_VARIABLE, ContainerInfo
-from slotswap.haproxy import RuntimeApiError
+from slotswap.docker_commands import HAPROXY_INSTANCE_VARIABLE, ContainerInfo, parse_inspect
+from slotswap.haproxy import RuntimeApiError, parse_servers_state
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.remote import CommandResult
 from slotswap.swap import read_slots
@@ -144,3 +144,12 @@ def test_a_deploy_refuses_a_server_left_mid_hand_over(tmp_path: Path) -> None:
     with pytest.raises(RuntimeApiError, match=r"webapp-haproxy-next is left from an HAProxy "
                                               r"upgrade that was cut short; run `fab up`"):
         read_slots(RecordedServer(left), inv)  # type: ignore[arg-type]
+
+
+def test_recorded_answers_of_haproxy_on_the_servers_network() -> None:
+    inspected = parse_inspect((FIXTURES / "docker_inspect_haproxy_host_network.json").read_text())
+    assert proxy.on_host_network(inspected["webapp-haproxy"])
+    states = parse_servers_state(
+        (FIXTURES / "show_servers_state_loopback_slots.txt").read_text(encoding="utf-8"))
+    assert {slot: state.resolved_address for slot, state in states.items()} == {
+        "web1": "127.0.0.1", "web2": "127.0.0.1"}
