@@ -46,6 +46,8 @@ class ContainerInfo:
     addresses: dict[str, str]  # network name -> IPv4 address
     exit_code: int
     started_at: str
+    # (server port, container port) of what it publishes on the server's 127.0.0.1
+    loopback_ports: tuple[tuple[int, int], ...] = ()
 
     @property
     def version(self) -> str | None:
@@ -446,6 +448,21 @@ def parse_image_list(text: str) -> list[ImageInfo]:
     return images
 
 
+def loopback_bindings(bindings: dict[str, Any]) -> tuple[tuple[int, int], ...]:
+    """Pure: `HostConfig.PortBindings` ({"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort":
+    "18081"}]}) as sorted (server port, container port) pairs bound to 127.0.0.1."""
+    pairs = set()
+    for container_port, hosts in bindings.items():
+        number, _, protocol = container_port.partition("/")
+        if protocol not in ("", "tcp") or not number.isdigit():
+            continue
+        for host in hosts or []:
+            port = str((host or {}).get("HostPort", ""))
+            if (host or {}).get("HostIp") == LOOPBACK and port.isdigit():
+                pairs.add((int(port), int(number)))
+    return tuple(sorted(pairs))
+
+
 def parse_inspect(text: str) -> dict[str, ContainerInfo]:
     """`docker container inspect` output (a JSON array) by container name."""
     text = text.strip()
@@ -471,6 +488,8 @@ def parse_inspect(text: str) -> dict[str, ContainerInfo]:
             addresses={net: (info or {}).get("IPAddress", "") for net, info in networks.items()},
             exit_code=int(state.get("ExitCode") or 0),
             started_at=state.get("StartedAt", ""),
+            loopback_ports=loopback_bindings((item.get("HostConfig") or {}).get(
+                "PortBindings") or {}),
         )
     return containers
 

@@ -339,6 +339,15 @@ class Inventory:
             return None
         return self.slot_port(slot) + CHECK_PORT_OFFSET
 
+    def slot_published_ports(self, slot: str) -> tuple[tuple[int, int], ...]:
+        """(server port, container port) pairs of ``slot`` on the server's loopback: the
+        app's port, and the health check's when it has one of its own."""
+        pairs = [(self.slot_port(slot), self.app_port)]
+        check_port = self.slot_check_port(slot)
+        if check_port is not None and self.healthcheck.port is not None:
+            pairs.append((check_port, self.healthcheck.port))
+        return tuple(pairs)
+
     @property
     def network(self) -> str:
         return self.app

@@ -374,6 +374,10 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
         except ProxyError:
             server.run(["rm", "-f", f"{config_path}.new"], check=False)
             raise
+        if reload or hand_over:
+            # Before HAProxy changes: the running one reaches such slots already, and the
+            # server-state file carries their addresses over.
+            reach_unpublished_slots(server, inventory, progress)
         if reload:
             reload_with_new_config(server, inventory, progress, wanted)
             changes.append("config reloaded")
@@ -416,14 +420,16 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
                 f"{server.name}: HAProxy does not answer after starting with the config"
                 + ("; the previous config is back in place" if restored else "")
                 + f" ({error}); see `docker logs {name}` on the server") from error
-        if replace:
-            use_bridge_addresses(server, inventory, progress)
         # Started from the file on disk: that is what runs now.
         server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
+    info = wait_for_runtime_api(server)
+    # First thing once HAProxy answers: after a move or a restart, such slots get no traffic
+    # until then.
+    if reach_unpublished_slots(server, inventory, progress):
+        changes.append("slots reached on the app's network until the next deploy")
     platform = docker.parse_platform(server.run(docker.server_platform(), check=False).stdout)
     if platform:
         platforms.observed[server.name] = platform
-    info = wait_for_runtime_api(server)
     progress(f"HAProxy {info.get('Version', '?')} answers on {admin_socket_path(inventory)}")
     return ", ".join(changes) if changes else "unchanged"
 
@@ -605,26 +611,34 @@ def migrate_to_host_network(server: Server, inventory: Inventory, progress: Prog
         server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
 
 
-def use_bridge_addresses(server: Server, inventory: Inventory, progress: Progress) -> None:
-    """Slots started by an older slotswap are not published on the loopback: HAProxy reaches
-    their running containers on the app's network until a deploy replaces them (addresses
-    set through the runtime API: a restart of HAProxy forgets them, so deploy soon)."""
+def reach_unpublished_slots(server: Server, inventory: Inventory,
+                            progress: Progress) -> list[str]:
+    """Running slots whose container is not published on the loopback ports today's
+    inventory gives them (made by an earlier slotswap, or before `haproxy.slot_ports` or
+    `healthcheck.port` changed): HAProxy is pointed at them on the app's network, through
+    the runtime API, until a deploy replaces them (a restart of HAProxy forgets such an
+    address; the next `up` sets it again). Returns the slots it pointed anew."""
     names = [inventory.container_name(slot) for slot in SLOTS]
     found = docker.parse_inspect(
         server.run(docker.inspect_containers(*names), check=False).stdout)
+    states = haproxy.parse_servers_state(
+        server.runtime_api(haproxy.command_show_servers_state(inventory.app)))
+    pointed = []
     for slot in SLOTS:
         container = found.get(inventory.container_name(slot))
         if container is None or not container.running:
             continue
-        if container.labels.get(docker.LABEL_PUBLISHED) == "loopback":
-            continue
+        if set(inventory.slot_published_ports(slot)) <= set(container.loopback_ports):
+            continue  # HAProxy reaches it where the config says
         address = container.addresses.get(inventory.network)
-        if not address:
+        if not address or (slot in states and states[slot].resolved_address == address):
             continue
         server.runtime_api(haproxy.command_set_address(
             inventory.app, slot, address, inventory.app_port, inventory.healthcheck.port))
         progress(f"{slot} ({container.version}) reached at {address}:{inventory.app_port} "
-                 "until the next deploy")
+                 "on the app's network until the next deploy")
+        pointed.append(slot)
+    return pointed
 
 
 def running_haproxy(server: Server, inventory: Inventory) -> str:

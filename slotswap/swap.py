@@ -166,13 +166,8 @@ def inspect_slots(server: Server, names: list[str]) -> dict[str, docker.Containe
 
 
 def slot_published_ports(inventory: Inventory, slot: str) -> tuple[tuple[int, int], ...]:
-    """Pure: (server port, container port) pairs of the slot on the server's loopback: the
-    app's port, and the health check's when it has one of its own."""
-    pairs = [(inventory.slot_port(slot), inventory.app_port)]
-    check_port = inventory.slot_check_port(slot)
-    if check_port is not None and inventory.healthcheck.port is not None:
-        pairs.append((check_port, inventory.healthcheck.port))
-    return tuple(pairs)
+    """Pure: (server port, container port) pairs of the slot on the server's loopback."""
+    return inventory.slot_published_ports(slot)
 
 
 def describe_serving(views: dict[str, SlotView]) -> str:

@@ -308,6 +308,14 @@ WEB1_STOPPED = ContainerInfo(
 )
 
 INSPECT_CASES = {
+    # HAProxy on the server's network: no address of its own, nothing published.
+    "docker_inspect_haproxy_host_network.json": {"webapp-haproxy": ContainerInfo(
+        name="webapp-haproxy", running=True, status="running",
+        image="10.77.5.1:5000/sandbox/haproxy:2.6",
+        image_id="sha256:555fb4687c53665ad993afea1340bcd84f6ff0a10068fdbb6bcccdf581d3ea59",
+        labels={"slotswap.app": "webapp", "slotswap.haproxy-spec": "61ef5ae134fcf96b",
+                "slotswap.role": "haproxy"},
+        addresses={"host": ""}, exit_code=0, started_at="2026-11-27T22:52:30.907859703Z")},
     "docker_inspect_web1_running.json": {"webapp-web1": WEB1_RUNNING},
     "docker_inspect_web1_stopped.json": {"webapp-web1": WEB1_STOPPED},
     "docker_inspect_live_web2.json": {
@@ -402,6 +410,16 @@ def test_parse_inspect_recorded_summaries(
         assert container.image == f"{IMAGE}:{container.version}"
         assert container.image_id.startswith("sha256:")
         assert container.exit_code == 0
+
+
+def test_loopback_bindings() -> None:
+    assert docker.loopback_bindings({
+        "3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18081"}],
+        "9000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18181"}],
+        "80/tcp": [{"HostIp": "", "HostPort": "80"}],  # all interfaces: not the loopback
+        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}],
+        "4000/tcp": None,
+    }) == ((18081, 3000), (18181, 9000))
 
 
 def test_every_recorded_inspect_is_covered() -> None:

@@ -153,3 +153,40 @@ def test_recorded_answers_of_haproxy_on_the_servers_network() -> None:
         (FIXTURES / "show_servers_state_loopback_slots.txt").read_text(encoding="utf-8"))
     assert {slot: state.resolved_address for slot, state in states.items()} == {
         "web1": "127.0.0.1", "web2": "127.0.0.1"}
+
+
+class SlotsServer:
+    """web1 runs, published on the loopback as `bindings` say; HAProxy has it at 127.0.0.1."""
+
+    name = "s1"
+
+    def __init__(self, bindings: dict[str, Any]) -> None:
+        self.bindings = bindings
+        self.sent: list[str] = []
+
+    def run(self, argv: list[str], *, check: bool = True,
+            timeout: float | None = None) -> CommandResult:
+        web1 = {"Name": "/webapp-web1", "State": {"Running": True, "Status": "running"},
+                "Config": {"Labels": {"slotswap.version": "v1"}},
+                "HostConfig": {"PortBindings": self.bindings},
+                "NetworkSettings": {"Networks": {"webapp": {"IPAddress": "10.111.2.3"}}}}
+        return CommandResult(json.dumps([web1]), "", 1)  # web2 is missing
+
+    def runtime_api(self, command: str) -> str:
+        if command.startswith("show servers state"):
+            return (FIXTURES / "show_servers_state_loopback_slots.txt").read_text()
+        self.sent.append(command)
+        return ""
+
+
+def test_a_slot_not_published_where_the_config_says_is_reached_on_the_apps_network(
+        tmp_path: Path) -> None:
+    inv = inventory(tmp_path)
+    published = SlotsServer({"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18081"}]})
+    assert proxy.reach_unpublished_slots(published, inv, print) == []  # type: ignore[arg-type]
+    assert published.sent == []
+    # Made by an earlier slotswap (nothing published), or before slot_ports changed.
+    for bindings in ({}, {"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "28081"}]}):
+        server = SlotsServer(bindings)
+        assert proxy.reach_unpublished_slots(server, inv, print) == ["web1"]  # type: ignore[arg-type]
+        assert server.sent == ["set server webapp/web1 addr 10.111.2.3 port 3000"]
