@@ -108,12 +108,12 @@ def command_force_health_down(backend: str, server: str) -> str:
 
 
 def command_set_address(backend: str, server: str, address: str, port: int,
-                        check_port: int | None = None) -> str:
-    """Where HAProxy connects to the server (and checks it, with a check port of its own)."""
-    command = f"set server {backend}/{server} addr {address} port {port}"
-    if check_port is not None:
-        command = join_commands(command, f"set server {backend}/{server} check-port {check_port}")
-    return command
+                        check_port: int) -> str:
+    """Where HAProxy connects to the server and where it checks it. The check port is always
+    set: an earlier one (from the server-state file, after healthcheck.port changed) must
+    not stay."""
+    return join_commands(f"set server {backend}/{server} addr {address} port {port}",
+                         f"set server {backend}/{server} check-port {check_port}")
 
 
 def command_show_stat(backend: str) -> str:

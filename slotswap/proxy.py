@@ -634,7 +634,8 @@ def reach_unpublished_slots(server: Server, inventory: Inventory,
         if not address or (slot in states and states[slot].resolved_address == address):
             continue
         server.runtime_api(haproxy.command_set_address(
-            inventory.app, slot, address, inventory.app_port, inventory.healthcheck.port))
+            inventory.app, slot, address, inventory.app_port,
+            inventory.healthcheck.port or inventory.app_port))
         progress(f"{slot} ({container.version}) reached at {address}:{inventory.app_port} "
                  "on the app's network until the next deploy")
         pointed.append(slot)

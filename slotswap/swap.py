@@ -412,7 +412,7 @@ class SlotSwap:
         address = docker.LOOPBACK
         port = self.inventory.slot_port(slot)
         self.server.runtime_api(haproxy.command_set_address(
-            self.backend, slot, address, port, self.inventory.slot_check_port(slot)))
+            self.backend, slot, address, port, self.inventory.slot_check_port(slot) or port))
         self.progress(f"started {name} ({self.tag}) at {address}:{port}")
         self.wait_for(lambda: self.address(slot) == address, self.timeouts.healthy,
                       f"HAProxy to use {address}:{port} for {name}", slot)

@@ -189,4 +189,5 @@ def test_a_slot_not_published_where_the_config_says_is_reached_on_the_apps_netwo
     for bindings in ({}, {"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "28081"}]}):
         server = SlotsServer(bindings)
         assert proxy.reach_unpublished_slots(server, inv, print) == ["web1"]  # type: ignore[arg-type]
-        assert server.sent == ["set server webapp/web1 addr 10.111.2.3 port 3000"]
+        assert server.sent == ["set server webapp/web1 addr 10.111.2.3 port 3000; "
+                               "set server webapp/web1 check-port 3000"]
