@@ -423,6 +423,9 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
         # Started from the file on disk: that is what runs now.
         server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
     info = wait_for_runtime_api(server)
+    if config_changed or replace or installed:
+        # HAProxy runs the new config: the copy kept to put back has done its job.
+        server.run(["rm", "-f", f"{directory}/{PREVIOUS_NAME}"], check=False)
     # First thing once HAProxy answers: after a move or a restart, such slots get no traffic
     # until then.
     if reach_unpublished_slots(server, inventory, progress):
