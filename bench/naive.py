@@ -17,6 +17,7 @@ from slotswap import haproxy
 from slotswap.haproxy import AdminState, ServerState
 from slotswap.inventory import SLOTS, Inventory
 from slotswap.remote import Server
+from slotswap.swap import slot_published_ports
 
 # The article's `docker stop` uses Docker's default grace period.
 STOP_SECONDS = 10
@@ -54,7 +55,7 @@ def start_slot(server: Server, inventory: Inventory, slot: str, tag: str) -> Non
     server.run(docker.run_app_slot(
         container=name, image_ref=inventory.image_ref(tag), network=inventory.network,
         app=inventory.app, slot=slot, version=tag, app_port=inventory.app_port,
-        stop_timeout=inventory.timeouts.stop,
+        stop_timeout=inventory.timeouts.stop, published=slot_published_ports(inventory, slot),
     ))
 
 

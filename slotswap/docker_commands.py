@@ -18,11 +18,10 @@ LABEL_SLOT = "slotswap.slot"
 LABEL_VERSION = "slotswap.version"
 LABEL_ROLE = "slotswap.role"
 LABEL_SETTINGS = "slotswap.settings"
+# On slots published on the server's loopback (HAProxy on the server's network reaches them
+# there); absent on slots made by an older slotswap, reached on the app's network.
+LABEL_PUBLISHED = "slotswap.published"
 
-# Inside the HAProxy container: an unprivileged port (its workers run as an unprivileged
-# user, who cannot bind below 1024), published on the server's own port.
-HAPROXY_HTTP_PORT_INSIDE = 8080
-HAPROXY_HTTPS_PORT_INSIDE = 8443
 HAPROXY_CONFIG_DIR_INSIDE = "/usr/local/etc/haproxy"
 # The folder of the admin socket, from the server's config folder; only HAProxy's container
 # mounts it.
@@ -47,6 +46,8 @@ class ContainerInfo:
     addresses: dict[str, str]  # network name -> IPv4 address
     exit_code: int
     started_at: str
+    # (server port, container port) of what it publishes on the server's 127.0.0.1
+    loopback_ports: tuple[tuple[int, int], ...] = ()
 
     @property
     def version(self) -> str | None:
@@ -220,32 +221,50 @@ def container_options(options: ContainerSettings) -> list[str]:
     return words
 
 
+# Slots are published on the server's loopback only: HAProxy (on the server's network)
+# reaches them there, nothing outside the server can.
+LOOPBACK = "127.0.0.1"
+
+
+def loopback_publish(ports: tuple[tuple[int, int], ...]) -> list[str]:
+    """`--publish 127.0.0.1:SERVER_PORT:CONTAINER_PORT` for each pair."""
+    return [word for server_port, container_port in ports
+            for word in ("--publish", f"{LOOPBACK}:{server_port}:{container_port}")]
+
+
 def settings_digest(*, network: str, app_port: int, stop_timeout: int,
-                    options: ContainerSettings) -> str:
+                    options: ContainerSettings,
+                    published: tuple[tuple[int, int], ...] = ()) -> str:
     """What a slot's container was created with besides its image and environment: a kept
     container is started again (a rollback) only when this matches today's inventory."""
-    text = json.dumps({"network": network, "app_port": app_port, "stop_timeout": stop_timeout,
-                       "options": container_options(options),
-                       "command": list(options.command)}, sort_keys=True)
+    fields: dict[str, object] = {
+        "network": network, "app_port": app_port, "stop_timeout": stop_timeout,
+        "options": container_options(options), "command": list(options.command)}
+    if published:  # absent for containers made before slots were published
+        fields["published"] = [list(pair) for pair in published]
+    text = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot: str,
                  version: str, app_port: int, stop_timeout: int,
                  env_file: str | None = None,
-                 options: ContainerSettings = NO_OPTIONS) -> list[str]:
-    """The app in one slot. No published port: only HAProxy reaches it, by name.
+                 options: ContainerSettings = NO_OPTIONS,
+                 published: tuple[tuple[int, int], ...] = ()) -> list[str]:
+    """The app in one slot, published on the server's loopback only (`published`: pairs of
+    server port, container port): HAProxy reaches it there, nothing off the server can.
 
     The app's own variables come only from `env_file` (a path on the server), so that no
     value, secret or not, is ever part of a command line."""
     env_from_file = ["--env-file", env_file] if env_file is not None else []
     digest = settings_digest(network=network, app_port=app_port, stop_timeout=stop_timeout,
-                             options=options)
+                             options=options, published=published)
     return [
         "docker", "run", "--detach",
         "--name", container,
         "--network", network,
         "--network-alias", container,
+        *loopback_publish(published),
         "--restart", "unless-stopped",
         "--stop-timeout", str(stop_timeout),
         *container_options(options),
@@ -254,6 +273,7 @@ def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot
         "--label", f"{LABEL_VERSION}={version}",
         "--label", f"{LABEL_ROLE}=app",
         "--label", f"{LABEL_SETTINGS}={digest}",
+        *(["--label", f"{LABEL_PUBLISHED}=loopback"] if published else []),
         *env_from_file,
         # After the file: docker applies --env last, so the kit's PORT always wins.
         "--env", f"PORT={app_port}",
@@ -262,30 +282,48 @@ def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot
     ]
 
 
-def run_haproxy(*, container: str, image_ref: str, network: str, app: str, config_dir: str,
-                admin_dir: str, http_port: int, https_port: int | None = None,
-                labels: dict[str, str] | None = None) -> list[str]:
-    """HAProxy's container. Nothing but the HTTP (and HTTPS) port is published; the runtime
-    API is a unix socket in admin_dir, a folder of the server mounted into this container
-    alone."""
+# In HAProxy's environment (`show env`): which container answers on the admin socket, since
+# the process ids inside two containers are alike.
+HAPROXY_INSTANCE_VARIABLE = "SLOTSWAP_HAPROXY_INSTANCE"
+
+
+def run_haproxy(*, container: str, image_ref: str, app: str, config_dir: str,
+                admin_dir: str, labels: dict[str, str] | None = None,
+                instance: str | None = None) -> list[str]:
+    """HAProxy's container, on the server's own network: it binds the public ports itself
+    (with SO_REUSEPORT, HAProxy's default on Linux, so that a new HAProxy container can
+    listen on them before the old one stops) and reaches the slots on the loopback. The
+    runtime API is a unix socket in admin_dir, a folder of the server mounted into this
+    container alone."""
     extra_labels = [word for key, value in (labels or {}).items()
                     for word in ("--label", f"{key}={value}")]
     return [
         "docker", "run", "--detach",
         "--name", container,
-        "--network", network,
+        "--network", "host",
         "--restart", "unless-stopped",
         "--label", f"{LABEL_APP}={app}",
         "--label", f"{LABEL_ROLE}=haproxy",
         *extra_labels,
+        # Root for the master alone: it binds ports below 1024 and creates the admin socket
+        # for the login; the workers drop to HAPROXY_WORKER_UID (the config's uid/gid).
         "--user", HAPROXY_MASTER_USER,
-        "--publish", f"{http_port}:{HAPROXY_HTTP_PORT_INSIDE}",
-        *(["--publish", f"{https_port}:{HAPROXY_HTTPS_PORT_INSIDE}"] if https_port else []),
+        *(["--env", f"{HAPROXY_INSTANCE_VARIABLE}={instance}"] if instance else []),
         "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
         "--volume", f"{admin_dir}:{HAPROXY_ADMIN_DIR_INSIDE}",
         image_ref,
         "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/haproxy.cfg",
     ]
+
+
+def create_haproxy(*, container: str, image_ref: str, app: str, config_dir: str,
+                   admin_dir: str, labels: dict[str, str] | None = None,
+                   instance: str | None = None) -> list[str]:
+    """`run_haproxy`'s container created, not started (`docker start` starts it)."""
+    run = run_haproxy(container=container, image_ref=image_ref, app=app,
+                      config_dir=config_dir, admin_dir=admin_dir, labels=labels,
+                      instance=instance)
+    return ["docker", "create", *run[len(["docker", "run", "--detach"]):]]
 
 
 def check_haproxy_config(*, image_ref: str, config_dir: str, filename: str) -> list[str]:
@@ -302,6 +340,21 @@ def signal_container(container: str, signal: str) -> list[str]:
 
 def start(container: str) -> list[str]:
     return ["docker", "start", container]
+
+
+def rename(container: str, new_name: str) -> list[str]:
+    return ["docker", "rename", container, new_name]
+
+
+def no_restart(container: str) -> list[str]:
+    """Docker must not start it again once it exits (an HAProxy that was told to stop)."""
+    return ["docker", "update", "--restart", "no", container]
+
+
+def wait_exit(container: str, seconds: int) -> list[str]:
+    """Waits until the container has exited, at most `seconds` on the server (coreutils'
+    `timeout` exits 124 after that)."""
+    return ["timeout", str(seconds), "docker", "wait", container]
 
 
 def list_images(repository: str) -> list[str]:
@@ -395,6 +448,21 @@ def parse_image_list(text: str) -> list[ImageInfo]:
     return images
 
 
+def loopback_bindings(bindings: dict[str, Any]) -> tuple[tuple[int, int], ...]:
+    """Pure: `HostConfig.PortBindings` ({"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort":
+    "18081"}]}) as sorted (server port, container port) pairs bound to 127.0.0.1."""
+    pairs = set()
+    for container_port, hosts in bindings.items():
+        number, _, protocol = container_port.partition("/")
+        if protocol not in ("", "tcp") or not number.isdigit():
+            continue
+        for host in hosts or []:
+            port = str((host or {}).get("HostPort", ""))
+            if (host or {}).get("HostIp") == LOOPBACK and port.isdigit():
+                pairs.add((int(port), int(number)))
+    return tuple(sorted(pairs))
+
+
 def parse_inspect(text: str) -> dict[str, ContainerInfo]:
     """`docker container inspect` output (a JSON array) by container name."""
     text = text.strip()
@@ -420,6 +488,8 @@ def parse_inspect(text: str) -> dict[str, ContainerInfo]:
             addresses={net: (info or {}).get("IPAddress", "") for net, info in networks.items()},
             exit_code=int(state.get("ExitCode") or 0),
             started_at=state.get("StartedAt", ""),
+            loopback_ports=loopback_bindings((item.get("HostConfig") or {}).get(
+                "PortBindings") or {}),
         )
     return containers
 

@@ -34,12 +34,21 @@ from slotswap.proxy import (
     container_spec,
     haproxy_run_command,
     login_ids,
+    next_container,
+    on_host_network,
     render_config,
     runs_config,
+    soft_stop_seconds,
 )
 from slotswap.pruning import images_to_prune
 from slotswap.remote import Server
-from slotswap.swap import SlotView, keeps_stopped_container_of, plan_slots, read_slots
+from slotswap.swap import (
+    SlotView,
+    keeps_stopped_container_of,
+    plan_slots,
+    read_slots,
+    slot_published_ports,
+)
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
 
@@ -175,7 +184,7 @@ def start_steps(plan: ServerPlan, server: Server, inventory: Inventory, view: Sl
         container=name, image_ref=inventory.image_ref(tag), network=inventory.network,
         app=inventory.app, slot=slot, version=tag, app_port=inventory.app_port,
         stop_timeout=inventory.timeouts.stop, env_file=env_file,
-        options=inventory.container,
+        options=inventory.container, published=slot_published_ports(inventory, slot),
     ), docker.inspect_containers(name))
 
 
@@ -216,6 +225,8 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
     recreate = (container is not None
                 and container.labels.get(LABEL_SPEC) != container_spec(inventory))
+    hand_over = recreate and container is not None and container.running and on_host_network(
+        container)
     admin = admin_dir(inventory)
     plan.shell(["mkdir", "-p", "-m", "700", admin])
     plan.shell(["chmod", "700", admin])
@@ -223,7 +234,7 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     # As `up` decides: HAProxy must run that config, not only have it on disk.
     changed = not runs_config(server.read_file(config_path),
                               server.read_file(f"{directory}/{RUNNING_NAME}"), wanted)
-    if changed:
+    if changed or recreate:
         plan.write(f"{config_path}.new", 0o644, "the config rendered from the templates")
         plan.shell(docker.check_haproxy_config(image_ref=inventory.haproxy.image,
                                                config_dir=directory,
@@ -237,17 +248,34 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
             plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
         else:
             plan.shell(["mv", "-f", f"{config_path}.new", config_path])
-    if recreate:
-        plan.steps.append("HAProxy image, port or admin socket changed: its container is "
-                          "recreated (a short interruption)")
+    if hand_over:
+        temporary = next_container(inventory)
+        plan.steps.append("HAProxy's container changes: a new one takes over with no gap")
+        plan.api("show servers state")
+        plan.write(f"{directory}/{STATE_NAME}", 0o644, "the answer of show servers state")
+        plan.shell(haproxy_run_command(inventory, temporary, "TOKEN"))
+        plan.wait(f"{temporary} answers on the admin socket (show env) with its frontends "
+                  "OPEN")
+        plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
+        plan.shell(docker.no_restart(name))
+        plan.shell(docker.signal_container(name, "USR1"))
+        plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
         plan.shell(docker.remove(name))
-        container = None
-    if container is None:
-        plan.shell(haproxy_run_command(inventory))
-    elif not container.running:
-        plan.shell(docker.start(name))
+        plan.shell(docker.rename(temporary, name))
+    else:
+        if recreate:
+            plan.steps.append("HAProxy moves to the server's network: its container is "
+                              "recreated (a short interruption, this once)")
+            plan.shell(docker.remove(name))
+            container = None
+        if container is None:
+            plan.shell(haproxy_run_command(inventory))
+        elif not container.running:
+            plan.shell(docker.start(name))
     unlock_steps(plan, inventory)
-    plan.summary = "changes: config" if changed else "config unchanged"
+    plan.summary = ", ".join(
+        [*(["HAProxy's container replaced"] if recreate else []),
+         "changes: config" if changed else "config unchanged"])
     return plan
 
 

@@ -111,6 +111,15 @@ def command_force_health_down(backend: str, server: str) -> str:
     return f"set server {backend}/{server} health down"
 
 
+def command_set_address(backend: str, server: str, address: str, port: int,
+                        check_port: int) -> str:
+    """Where HAProxy connects to the server and where it checks it. The check port is always
+    set: an earlier one (from the server-state file, after healthcheck.port changed) must
+    not stay."""
+    return join_commands(f"set server {backend}/{server} addr {address} port {port}",
+                         f"set server {backend}/{server} check-port {check_port}")
+
+
 def command_show_stat(backend: str) -> str:
     return f"show stat {backend} 4 -1"  # type 4: servers only, all of them
 
@@ -132,15 +141,19 @@ def raise_for_api_error(command: str, answer: str) -> None:
         raise RuntimeApiError(f"HAProxy refused `{command}`: {text}")
 
 
-def parse_show_stat(text: str) -> dict[str, ServerStat]:
-    """Servers of `show stat` CSV by name, columns read by header name (they move between
-    versions). Frontend and backend summary rows are skipped."""
+def parse_stat_rows(text: str) -> list[dict[str, str]]:
+    """Every row of `show stat` CSV (frontends, backends, servers), by header name."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or not lines[0].startswith("# "):
         raise RuntimeApiError(f"unexpected `show stat` answer: {text[:200]!r}")
-    reader = csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]])))
+    return list(csv.DictReader(io.StringIO("\n".join([lines[0][2:], *lines[1:]]))))
+
+
+def parse_show_stat(text: str) -> dict[str, ServerStat]:
+    """Servers of `show stat` CSV by name, columns read by header name (they move between
+    versions). Frontend and backend summary rows are skipped."""
     servers = {}
-    for row in reader:
+    for row in parse_stat_rows(text):
         name = row.get("svname", "")
         if name in ("FRONTEND", "BACKEND", ""):
             continue

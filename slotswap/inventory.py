@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 SLOTS = ("web1", "web2")
+# With healthcheck.port, a slot's check port is published on its slot port plus this.
+CHECK_PORT_OFFSET = 100
 # App images kept on each server after a deploy: the live one and the previous one (which a
 # rollback starts without pulling) at least.
 MIN_KEEP_IMAGES = 2
@@ -148,6 +150,10 @@ class EnvSettings:
 class HaproxySettings:
     image: str = "haproxy:2.8"
     http_port: int = 80
+    # HAProxy runs on the server's own network (so that a new HAProxy container can take
+    # over the public port before the old one lets go of it); it reaches each slot's
+    # container on one of these ports of the server's loopback (127.0.0.1), web1's first.
+    slot_ports: tuple[int, int] = (18081, 18082)
 
 
 @dataclass(frozen=True)
@@ -335,6 +341,26 @@ class Inventory:
         if slot not in SLOTS:
             raise InputError(f"unknown slot {slot!r}: expected one of {', '.join(SLOTS)}")
         return f"{self.app}-{slot}"
+
+    def slot_port(self, slot: str) -> int:
+        """The port of the server's loopback on which HAProxy reaches ``slot``'s container."""
+        self.container_name(slot)  # the slot's name checked
+        return self.haproxy.slot_ports[SLOTS.index(slot)]
+
+    def slot_check_port(self, slot: str) -> int | None:
+        """With healthcheck.port, the loopback port on which HAProxy checks ``slot``."""
+        if self.healthcheck.port is None:
+            return None
+        return self.slot_port(slot) + CHECK_PORT_OFFSET
+
+    def slot_published_ports(self, slot: str) -> tuple[tuple[int, int], ...]:
+        """(server port, container port) pairs of ``slot`` on the server's loopback: the
+        app's port, and the health check's when it has one of its own."""
+        pairs = [(self.slot_port(slot), self.app_port)]
+        check_port = self.slot_check_port(slot)
+        if check_port is not None and self.healthcheck.port is not None:
+            pairs.append((check_port, self.healthcheck.port))
+        return tuple(pairs)
 
     @property
     def network(self) -> str:
@@ -606,7 +632,7 @@ _SSH_KEYS = (
 _ENV_KEYS = ("plain", "secret")
 # stats_port: no longer used (the runtime API is a unix socket, see tasks/admin_channel.py);
 # still accepted, and ignored, so that inventories written for earlier versions load.
-_HAPROXY_KEYS = ("image", "http_port", "stats_port")
+_HAPROXY_KEYS = ("image", "http_port", "slot_ports", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch", "command", "lease")
 _WATCH_KEYS = ("each", "max_error_rate", "min_requests")
 _HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
@@ -895,7 +921,17 @@ def _haproxy_settings(section: dict[str, object]) -> HaproxySettings:
         "an image reference such as haproxy:2.8",
     )
     http_port = _port(section.get("http_port", defaults.http_port), "haproxy.http_port")
-    return HaproxySettings(image=image, http_port=http_port)
+    ports = section.get("slot_ports", list(defaults.slot_ports))
+    if not isinstance(ports, list) or len(ports) != 2:
+        raise _Invalid("haproxy.slot_ports", f"must be a list of two ports (web1's, web2's), "
+                                             f"got {ports!r}")
+    # Room above each for its check port (healthcheck.port).
+    first, second = (_integer(port, f"haproxy.slot_ports[{index}]", 1, 65535 - CHECK_PORT_OFFSET)
+                     for index, port in enumerate(ports))
+    if first == second or http_port in (first, second):
+        raise _Invalid("haproxy.slot_ports", f"must be two ports that differ from each other "
+                                             f"and from haproxy.http_port, got {ports!r}")
+    return HaproxySettings(image=image, http_port=http_port, slot_ports=(first, second))
 
 
 def _timeouts(section: dict[str, object]) -> Timeouts:
@@ -1012,6 +1048,8 @@ def _https_settings(value: object, haproxy: HaproxySettings, base: Path) -> Http
     port = _port(section.get("port", defaults.port), "https.port")
     if port == haproxy.http_port:
         raise _Invalid("https.port", f"must differ from haproxy.http_port, got {port}")
+    if port in haproxy.slot_ports:
+        raise _Invalid("https.port", f"must differ from haproxy.slot_ports, got {port}")
     hsts = section.get("hsts", defaults.hsts)
     if isinstance(hsts, bool) or not isinstance(hsts, int) or not 0 <= hsts <= 63_072_000:
         raise _Invalid("https.hsts", "expected a max-age in seconds from 0 (no header) to "

@@ -7,9 +7,12 @@ with the runtime state (which slot is live) carried over through a server-state 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
+import math
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +103,10 @@ def render_config(inventory: Inventory, login: Login) -> str:
             check_rise=inventory.healthcheck.rise,
             check_fall=inventory.healthcheck.fall,
             check_port=inventory.healthcheck.port,
-            http_port_inside=docker.HAPROXY_HTTP_PORT_INSIDE,
+            slot_addresses={slot: f"{docker.LOOPBACK}:{inventory.slot_port(slot)}"
+                            for slot in SLOTS},
+            check_ports={slot: inventory.slot_check_port(slot) for slot in SLOTS},
+            http_port=inventory.haproxy.http_port,
             admin_socket=admin_socket,
             admin_uid=login.uid,
             admin_gid=login.gid,
@@ -112,7 +118,12 @@ def render_config(inventory: Inventory, login: Login) -> str:
         )
     except jinja2.UndefinedError as error:
         hint = _OLD_TEMPLATE_HINT if "stats_port_inside" in str(error) else ""
+        if "http_port_inside" in str(error) or "https_port_inside" in str(error):
+            hint = _BRIDGED_TEMPLATE_HINT
         raise ProxyError(f"{CONFIG_NAME}.j2: {error}{hint}") from error
+    if "127.0.0.11" in text:
+        raise ProxyError(f"{CONFIG_NAME}.j2 resolves the slots through Docker's DNS "
+                         f"(127.0.0.11){_BRIDGED_TEMPLATE_HINT}")
     if f"stats socket {admin_socket} " not in text:
         raise ProxyError(f"{CONFIG_NAME}.j2 has no `stats socket {{{{ admin_socket }}}} ...` "
                          f"line, which the kit needs{_OLD_TEMPLATE_HINT}")
@@ -125,9 +136,20 @@ _OLD_TEMPLATE_HINT = (
 )
 
 
-# Part of the container spec: the way the runtime API is reached. Containers made when it
-# was a TCP port published on the server's loopback get a new spec, so `fab up` replaces them.
+# Part of the container spec: the way the runtime API is reached and the network HAProxy
+# runs on. Containers made when the API was a TCP port, or on the app's bridge network, get a
+# new spec, so `fab up` replaces them.
 ADMIN_TRANSPORT = "unix-socket"
+NETWORK_LAYOUT = "host-network"
+# The new HAProxy's name while both run, during a hand-over.
+NEXT_SUFFIX = "-next"
+
+
+_BRIDGED_TEMPLATE_HINT = (
+    "; a template copied from an older slotswap runs HAProxy on the app's Docker network: "
+    "take the kit's templates/haproxy.cfg.j2 `bind` lines ({{ http_port }}, {{ https_port }}) "
+    "and `server` lines ({{ slot_addresses[slot] }}), without the `resolvers` section"
+)
 
 
 def expect_rule(codes: tuple[int, ...]) -> str:
@@ -141,7 +163,7 @@ def https_values(inventory: Inventory) -> dict[str, object]:
     """The template's HTTPS settings; all off without an https section."""
     https = inventory.https
     if https is None:
-        return {"https": False, "https_port_inside": None, "cert_path": None,
+        return {"https": False, "https_port": None, "cert_path": None,
                 "redirect": False, "hsts": 0, "acme_thumbprint": None}
     thumbprint = None
     if https.acme is not None:
@@ -149,7 +171,7 @@ def https_values(inventory: Inventory) -> dict[str, object]:
         from slotswap.acme_client import thumbprint as key_thumbprint
 
         thumbprint = key_thumbprint(load_account_key(https.acme))
-    return {"https": True, "https_port_inside": docker.HAPROXY_HTTPS_PORT_INSIDE,
+    return {"https": True, "https_port": https.port,
             "cert_path": cert_path_in_haproxy(), "redirect": https.redirect,
             "hsts": https.hsts, "acme_thumbprint": thumbprint}
 
@@ -158,22 +180,32 @@ def container_spec(inventory: Inventory) -> str:
     """What the HAProxy container was created with; a change needs a new container. The
     config folder it mounts counts too when remote_dir moves it (left out otherwise, so
     that containers made before remote_dir existed are kept)."""
-    spec = f"{inventory.haproxy.image}|{inventory.haproxy.http_port}|{ADMIN_TRANSPORT}"
-    if inventory.https is not None:
-        spec += f"|https:{inventory.https.port}"  # unchanged for inventories without HTTPS
+    # The ports are the config's (`bind` lines, applied by a reload), not the container's.
+    spec = f"{inventory.haproxy.image}|{NETWORK_LAYOUT}|{ADMIN_TRANSPORT}"
     if inventory.remote_dir is not None:
         spec += f"|{config_dir(inventory)}"
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
-def haproxy_run_command(inventory: Inventory) -> list[str]:
-    return docker.run_haproxy(
-        container=inventory.haproxy_container, image_ref=inventory.haproxy.image,
-        network=inventory.network, app=inventory.app, config_dir=config_dir(inventory),
-        admin_dir=admin_dir(inventory), http_port=inventory.haproxy.http_port,
-        https_port=inventory.https.port if inventory.https else None,
-        labels={LABEL_SPEC: container_spec(inventory)},
+def haproxy_run_command(inventory: Inventory, name: str | None = None,
+                        instance: str | None = None, *, create_only: bool = False) -> list[str]:
+    """`docker run` of HAProxy's container (under `name`, with `instance` in its environment),
+    or with create_only its `docker create`."""
+    build = docker.create_haproxy if create_only else docker.run_haproxy
+    return build(
+        container=name or inventory.haproxy_container, image_ref=inventory.haproxy.image,
+        app=inventory.app, config_dir=config_dir(inventory), admin_dir=admin_dir(inventory),
+        labels={LABEL_SPEC: container_spec(inventory)}, instance=instance,
     )
+
+
+def next_container(inventory: Inventory) -> str:
+    return f"{inventory.haproxy_container}{NEXT_SUFFIX}"
+
+
+def on_host_network(container: docker.ContainerInfo) -> bool:
+    """Pure: the container shares the server's network (`docker run --network host`)."""
+    return set(container.addresses) == {"host"}
 
 
 def ensure_image(server: Server, image_ref: str, progress: Progress, *,
@@ -231,12 +263,13 @@ def wait_for_runtime_api(server: Server, timeout: float = 30.0) -> dict[str, str
             time.sleep(0.2)
 
 
-def refuse_unbindable(server: Server, config: str, container_addresses: set[str]) -> None:
-    unbindable = unbindable_addresses(config, container_addresses)
+def refuse_unbindable(server: Server, config: str, addresses: set[str]) -> None:
+    """HAProxy runs on the server's network: it can bind the server's addresses (none known:
+    nothing is refused here, the reload's own failure is handled)."""
+    unbindable = unbindable_addresses(config, addresses) if addresses else []
     if unbindable:
         raise ProxyError(f"{server.name}: the new config binds {', '.join(unbindable)}, which "
-                         "the HAProxy container does not have (it has "
-                         f"{', '.join(sorted(container_addresses)) or 'no network address'} "
+                         f"the server does not have (it has {', '.join(sorted(addresses))} "
                          "and 0.0.0.0); the running config stays")
 
 
@@ -302,38 +335,50 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     ensure_image(server, inventory.haproxy.image, progress,
                  login=registry_login.resolve(inventory, os.environ))
     name = inventory.haproxy_container
+    if finish_interrupted_handover(server, inventory, progress):
+        changes.append("interrupted hand-over finished")
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
-    # Image, published ports, admin socket or config folder changed: only a new container
-    # can have them.
-    recreate = (container is not None
-                and container.labels.get(LABEL_SPEC) != container_spec(inventory))
+    # Image, admin socket, network or config folder changed: only a new container can have
+    # them. From a running HAProxy on the server's network, a new one takes over with no gap.
+    replace = (container is not None
+               and container.labels.get(LABEL_SPEC) != container_spec(inventory))
+    hand_over = replace and container is not None and container.running and on_host_network(
+        container)
     make_admin_dir(server, inventory)
     # The maintenance map must exist for HAProxy to start; its content (on or off) stays.
     server.run_chain(["mkdir", "-p", directory],
                      ["touch", maintenance.map_path_on_server(directory)])
     current = server.read_file(config_path)
     if inventory.https is not None and certificate is not None:
-        serving_tls = (container is not None and container.running and not recreate
+        serving_tls = (container is not None and container.running and not replace
                        and current is not None
                        and cert_path_in_haproxy() in current)
-        replace = inventory.https.files is not None or tls.installed_fingerprint(
+        replace_cert = inventory.https.files is not None or tls.installed_fingerprint(
             server, directory) is None
-        if replace and tls.install(server, inventory, directory, certificate, progress,
-                                   running=serving_tls):
+        if replace_cert and tls.install(server, inventory, directory, certificate, progress,
+                                        running=serving_tls):
             changes.append("certificate installed")
+    reload = container is not None and container.running and not replace
+    config_changed = not runs_config(current, server.read_file(f"{directory}/{RUNNING_NAME}"),
+                                     wanted)
     installed = False
-    if not runs_config(current, server.read_file(f"{directory}/{RUNNING_NAME}"), wanted):
+    if config_changed or replace:
         server.write_file(f"{config_path}.new", wanted)
-        # Before the old container goes: a config HAProxy rejects leaves it serving.
+        # Before the old container goes: a config HAProxy rejects leaves it serving. Checked
+        # by the image that will run it.
         try:
             validate_config_on_server(server, inventory, f"{CONFIG_NAME}.new")
-            if container is not None and container.running and not recreate:
-                refuse_unbindable(server, wanted, set(container.addresses.values()))
+            if reload or hand_over:
+                refuse_unbindable(server, wanted, server_addresses(server))
         except ProxyError:
             server.run(["rm", "-f", f"{config_path}.new"], check=False)
             raise
-        if container is not None and container.running and not recreate:
+        if reload or hand_over:
+            # Before HAProxy changes: the running one reaches such slots already, and the
+            # server-state file carries their addresses over.
+            reach_unpublished_slots(server, inventory, progress)
+        if reload:
             reload_with_new_config(server, inventory, progress, wanted)
             changes.append("config reloaded")
         else:
@@ -342,20 +387,31 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
             server.run_chain(*keep_previous,
                              ["mv", "-f", f"{config_path}.new", config_path])
             installed = True
-            changes.append("config written")
-    if recreate:
-        progress(f"HAProxy image, port or admin socket changed: recreating {name} "
-                 "(a short interruption)")
-        server.run(docker.remove(name))
+            if config_changed:
+                changes.append("config written")
+    if hand_over:
+        assert container is not None
+        hand_over_to_new_haproxy(server, inventory, progress, container,
+                                 restore=current is not None and installed)
+        server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
+        changes.insert(0, f"HAProxy replaced ({container.image} -> {inventory.haproxy.image})"
+                       if container.image != inventory.haproxy.image else "HAProxy replaced")
+        container = docker.parse_inspect(
+            server.run(docker.inspect_containers(name), check=False).stdout).get(name)
+    elif replace:
+        assert container is not None
+        migrate_to_host_network(server, inventory, progress, container)
+        changes.insert(0, "HAProxy recreated" if on_host_network(container)
+                       else "HAProxy recreated on the server's network")
         container = None
-        changes.insert(0, "HAProxy recreated")
-    if container is None:
+        installed = True
+    elif container is None:
         server.run(haproxy_run_command(inventory))
         changes.append("HAProxy started")
     elif not container.running:
         server.run(docker.start(name))
         changes.append("HAProxy restarted")
-    if installed or container is None or not container.running:
+    if not hand_over and (installed or container is None or not container.running):
         try:
             wait_for_runtime_api(server)
         except haproxy.RuntimeApiError as error:
@@ -366,12 +422,241 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
                 + f" ({error}); see `docker logs {name}` on the server") from error
         # Started from the file on disk: that is what runs now.
         server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
+    info = wait_for_runtime_api(server)
+    if config_changed or replace or installed:
+        # HAProxy runs the new config: the copy kept to put back has done its job.
+        server.run(["rm", "-f", f"{directory}/{PREVIOUS_NAME}"], check=False)
+    # First thing once HAProxy answers: after a move or a restart, such slots get no traffic
+    # until then.
+    if reach_unpublished_slots(server, inventory, progress):
+        changes.append("slots reached on the app's network until the next deploy")
     platform = docker.parse_platform(server.run(docker.server_platform(), check=False).stdout)
     if platform:
         platforms.observed[server.name] = platform
-    info = wait_for_runtime_api(server)
     progress(f"HAProxy {info.get('Version', '?')} answers on {admin_socket_path(inventory)}")
     return ", ".join(changes) if changes else "unchanged"
+
+
+def server_addresses(server: Server) -> set[str]:
+    """The server's own addresses, which HAProxy on its network can bind; empty when the
+    server cannot say (then no address is refused here)."""
+    result = server.run(["hostname", "-I"], check=False, timeout=30)
+    return set(result.stdout.split()) if result.ok else set()
+
+
+def hand_over_to_new_haproxy(server: Server, inventory: Inventory, progress: Progress,
+                             old: docker.ContainerInfo, *, restore: bool) -> None:
+    """Replace a running HAProxy on the server's network by one of the new image with no
+    connection refused: the new one listens on the same ports (SO_REUSEPORT) before the old
+    one stops listening; the old one then finishes its open connections (soft stop); the
+    slots' runtime state goes over through the server-state file.
+
+    Until the old HAProxy is told to stop, any failure (or an interrupt) removes the new
+    container and leaves the old one serving, with its config file put back (`restore`) and
+    its admin socket made anew by a reload. After that, the hand-over is finished."""
+    directory = config_dir(inventory)
+    name, temporary = inventory.haproxy_container, next_container(inventory)
+    progress(f"HAProxy's container changes ({old.image} -> {inventory.haproxy.image}): "
+             f"starting {temporary} beside {name}")
+    warn_without_request_migration(server, progress)
+    instance = secrets.token_hex(8)
+    state = server.runtime_api("show servers state")
+    try:
+        server.write_file(f"{directory}/{STATE_NAME}", state)
+        server.run(docker.remove(temporary), check=False, timeout=60)
+        server.run(haproxy_run_command(inventory, temporary, instance), timeout=60)
+        # The new master makes the admin socket anew: the open session is the old one's.
+        server.close_runtime_api()
+        wait_for_new_haproxy(server, temporary, instance)
+    except BaseException as error:
+        server.close_runtime_api()
+        try:
+            back_to_old_haproxy(server, inventory, temporary, restore=restore)
+        except Exception as cleanup:
+            progress(f"could not undo the hand-over: {cleanup}")
+        if isinstance(error, ProxyError | haproxy.RuntimeApiError | RemoteCommandError):
+            raise ProxyError(f"{server.name}: the new HAProxy ({inventory.haproxy.image}) "
+                             f"did not take over ({one_line(error)}); {name} keeps serving "
+                             f"with its image {old.image}; see `docker logs {temporary}` "
+                             "on the server") from error
+        raise
+    finally:
+        server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
+    progress(f"{temporary} accepts connections; soft stop of {name} (it finishes its open "
+             f"connections, up to {soft_stop_seconds(inventory)}s)")
+    # Docker must not start the old one again when it exits.
+    server.run_chain(docker.no_restart(name), docker.signal_container(name, "USR1"))
+    seconds = soft_stop_seconds(inventory)
+    waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
+    if not waited.ok:
+        progress(f"{name} still had connections after {seconds}s: removed anyway")
+    server.run_chain(docker.remove(name), docker.rename(temporary, name), timeout=60)
+    progress(f"{name} now runs {inventory.haproxy.image}")
+
+
+MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+def warn_without_request_migration(server: Server, progress: Progress) -> None:
+    """When the old HAProxy closes its listeners, connections still waiting in their accept
+    queue are reset unless the kernel moves them to the new HAProxy's (Linux 5.14+,
+    net.ipv4.tcp_migrate_req=1). The kit uses no sudo: it says so, the operator sets it."""
+    setting = server.run(["cat", MIGRATE_REQ], check=False, timeout=30)
+    if setting.ok and setting.stdout.strip() == "1":
+        return
+    why = ("the kernel is older than 5.14" if not setting.ok
+           else "net.ipv4.tcp_migrate_req is 0")
+    progress(f"WARNING: {why}: a connection that arrives in the instant the old HAProxy "
+             "stops listening may be reset; set net.ipv4.tcp_migrate_req=1 on the server "
+             "(see the README's server checklist)")
+
+
+def soft_stop_seconds(inventory: Inventory) -> int:
+    """How long the old HAProxy may take to finish its open connections after its soft stop:
+    as long as an old slot may take to drain (timeouts.drain), whole seconds."""
+    return max(1, math.ceil(inventory.timeouts.drain))
+
+
+def one_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def wait_for_new_haproxy(server: Server, container: str, instance: str,
+                         timeout: float = RELOAD_TIMEOUT) -> None:
+    """Until the admin socket answers from the new container's HAProxy (its `instance` in
+    its environment), with its frontends open (its listeners bound); ProxyError at the
+    deadline or when the container exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        server.close_runtime_api()
+        try:
+            answer = server.runtime_api(f"show env {docker.HAPROXY_INSTANCE_VARIABLE}")
+            if (answer.strip() == f"{docker.HAPROXY_INSTANCE_VARIABLE}={instance}"
+                    and frontend_open(server.runtime_api("show stat"))):
+                return
+        except haproxy.RuntimeApiError:
+            pass
+        found = docker.parse_inspect(
+            server.run(docker.inspect_containers(container), check=False).stdout).get(container)
+        if found is None or not found.running:
+            raise ProxyError(f"{container} stopped while starting")
+        if time.monotonic() > deadline:
+            raise ProxyError(f"{container} did not answer on the admin socket with its "
+                             f"listeners open within {timeout:g}s")
+        time.sleep(0.2)
+
+
+def frontend_open(show_stat: str) -> bool:
+    """Pure: every frontend in `show stat` is OPEN (its listeners accept connections)."""
+    statuses = [row.get("status", "") for row in haproxy.parse_stat_rows(show_stat)
+                if row.get("svname") == "FRONTEND"]
+    return bool(statuses) and all(status == "OPEN" for status in statuses)
+
+
+def back_to_old_haproxy(server: Server, inventory: Inventory, temporary: str, *,
+                        restore: bool) -> None:
+    """Undo a hand-over that did not finish: the new container goes; the old HAProxy, which
+    served all along, gets its config file back and a reload, which makes its admin socket
+    again (the new master had replaced it)."""
+    server.run(docker.remove(temporary), check=False, timeout=60)
+    if restore:
+        restore_previous(server, inventory)
+    server.run(docker.signal_container(inventory.haproxy_container, "USR2"), check=False)
+    server.close_runtime_api()
+
+
+def finish_interrupted_handover(server: Server, inventory: Inventory,
+                                progress: Progress) -> bool:
+    """A hand-over cut short (a lost connection) may leave the new container under its
+    temporary name: alone, it is the HAProxy (renamed); beside the old one, it goes, and the
+    old one gets its admin socket back (a reload)."""
+    name, temporary = inventory.haproxy_container, next_container(inventory)
+    found = docker.parse_inspect(
+        server.run(docker.inspect_containers(name, temporary), check=False).stdout)
+    if temporary not in found:
+        return False
+    if name in found and found[name].running:
+        progress(f"removing {temporary}, left by an interrupted hand-over; {name} serves")
+        back_to_old_haproxy(server, inventory, temporary, restore=False)
+    else:
+        progress(f"{temporary}, left by an interrupted hand-over, becomes {name}")
+        server.run_chain(docker.remove(name), docker.rename(temporary, name), timeout=60)
+    return True
+
+
+def migrate_to_host_network(server: Server, inventory: Inventory, progress: Progress,
+                            old: docker.ContainerInfo) -> None:
+    """From an HAProxy made by an older slotswap (the app's network, ports published by
+    Docker): Docker's proxy holds the public port without SO_REUSEPORT, so the new HAProxy
+    can only listen once the old container is gone. One command on the server removes it
+    and starts the new one; the slots' state goes over through the server-state file."""
+    directory = config_dir(inventory)
+    if on_host_network(old):  # stopped: nothing to hand over
+        progress(f"HAProxy's container changed: recreating {old.name}, which was {old.status}")
+    else:
+        progress(f"moving HAProxy to the server's network: recreating {old.name} "
+                 "(a short interruption, this once)")
+    if old.running:
+        with contextlib.suppress(haproxy.RuntimeApiError):
+            server.write_file(f"{directory}/{STATE_NAME}",
+                              server.runtime_api("show servers state"))
+    server.close_runtime_api()
+    # Created beforehand, so that the interruption is only the old one's removal and the
+    # new one's start, in one round trip. Left under its temporary name if that fails: the
+    # next `up` makes it the HAProxy.
+    temporary = next_container(inventory)
+    server.run(docker.remove(temporary), check=False, timeout=60)
+    server.run(haproxy_run_command(inventory, temporary, create_only=True), timeout=60)
+    try:
+        server.run_chain(docker.remove(old.name), docker.start(temporary),
+                         docker.rename(temporary, inventory.haproxy_container), timeout=120)
+    finally:
+        server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
+
+
+def reach_unpublished_slots(server: Server, inventory: Inventory,
+                            progress: Progress) -> list[str]:
+    """Running slots whose container is not published on the loopback ports today's
+    inventory gives them (made by an earlier slotswap, or before `haproxy.slot_ports` or
+    `healthcheck.port` changed): HAProxy is pointed at them on the app's network, through
+    the runtime API, until a deploy replaces them (a restart of HAProxy forgets such an
+    address; the next `up` sets it again). Returns the slots it pointed anew."""
+    names = [inventory.container_name(slot) for slot in SLOTS]
+    found = docker.parse_inspect(
+        server.run(docker.inspect_containers(*names), check=False).stdout)
+    states = haproxy.parse_servers_state(
+        server.runtime_api(haproxy.command_show_servers_state(inventory.app)))
+    pointed = []
+    for slot in SLOTS:
+        container = found.get(inventory.container_name(slot))
+        if container is None or not container.running:
+            continue
+        if set(inventory.slot_published_ports(slot)) <= set(container.loopback_ports):
+            continue  # HAProxy reaches it where the config says
+        address = container.addresses.get(inventory.network)
+        if not address or (slot in states and states[slot].resolved_address == address):
+            continue
+        server.runtime_api(haproxy.command_set_address(
+            inventory.app, slot, address, inventory.app_port,
+            inventory.healthcheck.port or inventory.app_port))
+        progress(f"{slot} ({container.version}) reached at {address}:{inventory.app_port} "
+                 "on the app's network until the next deploy")
+        pointed.append(slot)
+    return pointed
+
+
+def running_haproxy(server: Server, inventory: Inventory) -> str:
+    """HAProxy's image on the server and the version that answers, for `status`: what an
+    upgrade changes. "?" for what cannot be read."""
+    name = inventory.haproxy_container
+    found = docker.parse_inspect(
+        server.run(docker.inspect_containers(name), check=False).stdout).get(name)
+    image = found.image if found is not None else "?"
+    try:
+        version = haproxy.parse_info(server.runtime_api("show info")).get("Version", "?")
+    except haproxy.RuntimeApiError:
+        version = "?"
+    return f"{image} (HAProxy {version})"
 
 
 def make_admin_dir(server: Server, inventory: Inventory) -> None:
@@ -390,6 +675,7 @@ def reload_with_new_config(server: Server, inventory: Inventory, progress: Progr
     on disk is always the one that runs."""
     directory = config_dir(inventory)
     config_path = f"{directory}/{CONFIG_NAME}"
+    warn_without_request_migration(server, progress)
     before = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
     state = server.runtime_api("show servers state")
     try:

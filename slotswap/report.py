@@ -60,6 +60,7 @@ def status_document(reports: list[ServerStatus], exit_code: int) -> dict[str, An
             "version": None if r.error else r.version,
             "slots": r.slots,
             "maintenance": r.maintenance,
+            "haproxy": (r.haproxy or None) if not r.error else None,
             "error": r.error or None,
         } for r in reports],
     }

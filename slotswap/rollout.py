@@ -18,7 +18,7 @@ from slotswap.haproxy import RuntimeApiError
 from slotswap.inventory import SLOTS, Inventory
 from slotswap.locking import FleetLock, LockedError, new_owner, run_within
 from slotswap.output import format_table, progress_for, say
-from slotswap.proxy import ProxyError
+from slotswap.proxy import ProxyError, running_haproxy
 from slotswap.pruning import prune_images
 from slotswap.remote import (
     CommandDeadlineError,
@@ -617,6 +617,7 @@ class ServerStatus:
     slots: list[str]
     error: str = ""
     maintenance: bool | None = None  # None: could not be read (a HAProxy older than the kit's)
+    haproxy: str = ""  # HAProxy's image and version, e.g. `haproxy:2.8 (HAProxy 2.8.5)`
 
 
 def status(inventory: Inventory) -> list[ServerStatus]:
@@ -631,6 +632,7 @@ def status(inventory: Inventory) -> list[ServerStatus]:
                 version=",".join(v.version or "?" for v in live) or "-",
                 slots=[views[slot].describe() for slot in SLOTS],
                 maintenance=maintenance_state(server),
+                haproxy=running_haproxy(server, inventory),
             ))
         except Exception as error:
             reports.append(ServerStatus(server.name, server.host.address, "?", "?", [],

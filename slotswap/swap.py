@@ -21,6 +21,7 @@ from slotswap.app_env import AppEnv, env_file_path, resolve_app_env
 from slotswap.haproxy import AdminState, ServerStat, ServerState
 from slotswap.interrupts import checkpoint
 from slotswap.inventory import SLOTS, Inventory
+from slotswap.proxy import next_container
 from slotswap.remote import ConnectError, RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
@@ -148,7 +149,14 @@ def read_slots(server: Server, inventory: Inventory) -> dict[str, SlotView]:
     haproxy.require_servers(stats, backend, SLOTS)
     haproxy.require_servers(states, backend, SLOTS)
     names = [inventory.container_name(slot) for slot in SLOTS]
-    containers = inspect_slots(server, names)
+    # In the same round trip: a new HAProxy left beside the old one by an `up` cut off mid
+    # hand-over. Both serve, and only the new one would learn of a swap.
+    handing_over = next_container(inventory)
+    containers = inspect_slots(server, [*names, handing_over])
+    if handing_over in containers:
+        raise haproxy.RuntimeApiError(
+            f"{server.name}: {handing_over} is left from an HAProxy upgrade that was cut "
+            "short; run `fab up` to finish or undo it")
     return {
         slot: SlotView(slot, stats[slot], states[slot], containers.get(name))
         for slot, name in zip(SLOTS, names, strict=True)
@@ -164,6 +172,11 @@ def inspect_slots(server: Server, names: list[str]) -> dict[str, docker.Containe
         raise RemoteCommandError(server.name, shlex.join(docker.inspect_containers(*names)),
                                  result.exit_code, result.stderr)
     return docker.parse_inspect(result.stdout)
+
+
+def slot_published_ports(inventory: Inventory, slot: str) -> tuple[tuple[int, int], ...]:
+    """Pure: (server port, container port) pairs of the slot on the server's loopback."""
+    return inventory.slot_published_ports(slot)
 
 
 def describe_serving(views: dict[str, SlotView]) -> str:
@@ -449,19 +462,25 @@ class SlotSwap:
                 network=self.inventory.network, app=self.inventory.app, slot=slot,
                 version=self.tag, app_port=self.inventory.app_port,
                 stop_timeout=self.timeouts.stop, env_file=env_file,
-                options=self.inventory.container,
+                options=self.inventory.container, published=slot_published_ports(
+                    self.inventory, slot),
             )]
         started = self.server.run_chain(*start, docker.inspect_containers(name))
         info = docker.parse_inspect(started.stdout[started.stdout.index("["):]).get(name)
-        address = info.addresses.get(self.inventory.network) if info else None
         self.new_started_ns = info.started_ns if info else None
-        if not address:
-            raise SwapError(f"container {name} has no address on network "
-                            f"{self.inventory.network}", "")
-        self.progress(f"started {name} ({self.tag}) at {address}; waiting for HAProxy to "
-                      "resolve it")
+        if info is None or info.labels.get(docker.LABEL_PUBLISHED) != "loopback":
+            raise SwapError(f"container {name} is not published on the server's loopback "
+                            f"(port {self.inventory.slot_port(slot)})", "")
+        # The slot's own port of the loopback, which only its container can publish. Set
+        # again (HAProxy's address may be one of the app's network, after `fab up` moved
+        # HAProxy to the server's network).
+        address = docker.LOOPBACK
+        port = self.inventory.slot_port(slot)
+        self.server.runtime_api(haproxy.command_set_address(
+            self.backend, slot, address, port, self.inventory.slot_check_port(slot) or port))
+        self.progress(f"started {name} ({self.tag}) at {address}:{port}")
         self.wait_for(lambda: self.address(slot) == address, self.timeouts.healthy,
-                      f"HAProxy to resolve {name} to {address}", slot)
+                      f"HAProxy to use {address}:{port} for {name}", slot)
         return address
 
     def can_restart(self, slot: str, view: SlotView) -> bool:
@@ -614,17 +633,18 @@ def keeps_stopped_container_of(server: Server, inventory: Inventory, view: SlotV
     container = view.container
     if container is None or container.running or container.version != tag:
         return False
-    if container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory):
+    if container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory, view.slot):
         return False
     image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
     return image.ok and image.stdout.strip() == container.image_id
 
 
-def expected_settings(inventory: Inventory) -> str:
-    """The settings label a slot's container gets from today's inventory."""
+def expected_settings(inventory: Inventory, slot: str) -> str:
+    """The settings label the slot's container gets from today's inventory."""
     return docker.settings_digest(network=inventory.network, app_port=inventory.app_port,
                                   stop_timeout=inventory.timeouts.stop,
-                                  options=inventory.container)
+                                  options=inventory.container,
+                                  published=slot_published_ports(inventory, slot))
 
 
 def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotView]:

@@ -485,6 +485,8 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
             f"serving {server_report.version}{mode}")
         for line in server_report.slots:
             say(f"    {line}")
+        if server_report.haproxy:
+            say(f"    haproxy  {server_report.haproxy}")
     exit_code = rollout.EXIT_CONNECT if any(r.error for r in reports) else rollout.EXIT_OK
     if json:
         report.emit(report.status_document(reports, exit_code))

@@ -192,6 +192,17 @@ def create_namespace(node: Node) -> None:
     run([*ns, "link", "set", "eth0", "up"])
     run([*ns, "link", "set", "lo", "up"])
     run([*ns, "route", "add", "default", "via", BRIDGE_IP])
+    if os.environ.get("SLOTSWAP_SANDBOX_MIGRATE_REQ", "1") == "1":
+        # As the README asks of real servers: when the old HAProxy closes its listeners in a
+        # hand-over, connections still in their accept queue move to the new HAProxy's
+        # (Linux 5.14+, per network namespace) instead of being reset.
+        set_sysctl(node, "net.ipv4.tcp_migrate_req", "1")
+
+
+def set_sysctl(node: Node, key: str, value: str) -> None:
+    path = Path("/proc/sys") / key.replace(".", "/")
+    run(["ip", "netns", "exec", node.name, "sh", "-c", f"echo {shlex.quote(value)} > {path}"],
+        check=False)
 
 
 def is_mountpoint(path: Path) -> bool:

@@ -27,7 +27,6 @@ pytestmark = pytest.mark.sandbox
 ADMIN_DIR = "/etc/slotswap/webapp/haproxy/admin"
 PROBE_IMAGE = "slotswap-test/probe:busybox"
 BUSYBOX = Path("/bin/busybox")
-LOCALHOST_DNS = "0B00007F"  # 127.0.0.11, Docker's embedded DNS, in /proc/net/tcp's hex
 
 
 def first_server() -> sandbox.Node:
@@ -57,18 +56,13 @@ def in_container(node: sandbox.Node, network: str, script: str) -> str:
     return result.stdout + result.stderr
 
 
-def listening_tcp_ports(node: sandbox.Node, container: str) -> set[int]:
-    """Every TCP port something listens on in that container's network namespace (any
-    address but Docker's DNS stub)."""
-    table = in_container(node, f"container:{container}", "cat /proc/net/tcp /proc/net/tcp6")
-    ports = set()
-    for line in table.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 3 and fields[3] == "0A":  # LISTEN
-            address, port = fields[1].rsplit(":", 1)
-            if address != LOCALHOST_DNS:
-                ports.add(int(port, 16))
-    return ports
+def haproxy_listening_ports(node: sandbox.Node) -> set[int]:
+    """Every TCP port HAProxy's processes listen on, in the server's network namespace (which
+    HAProxy's container shares)."""
+    table = subprocess.run(["ip", "netns", "exec", node.name, "ss", "-Hltnp"], text=True,
+                           capture_output=True, timeout=30, check=True).stdout
+    return {int(line.split()[3].rsplit(":", 1)[1]) for line in table.splitlines()
+            if '"haproxy"' in line}
 
 
 def process_uid(pid: int) -> int:
@@ -79,26 +73,28 @@ def process_uid(pid: int) -> int:
 def test_the_admin_api_does_not_answer_from_the_app_network(fleet_on_v1: Sandbox,
                                                             probe: sandbox.Node) -> None:
     box, node = fleet_on_v1, probe
-    haproxy_ip = sandbox.docker(node, "inspect", "--format",
-                                "{{.NetworkSettings.Networks.webapp.IPAddress}}",
-                                "webapp-haproxy").stdout.strip()
-    assert haproxy_ip
-    # HAProxy listens on its HTTP port alone, on any address of its container.
-    ports = listening_tcp_ports(node, "webapp-haproxy")
-    assert ports == {8080}
+    # HAProxy runs on the server's network: from the app's containers it is the server, at
+    # the app network's gateway address and at the server's own address.
+    gateway = sandbox.docker(node, "network", "inspect", "--format",
+                             "{{(index .IPAM.Config 0).Gateway}}", "webapp").stdout.strip()
+    assert gateway
+    # HAProxy listens on its HTTP port alone.
+    ports = haproxy_listening_ports(node)
+    assert ports == {80}
     # From inside the live slot's container (its network namespace) and from anywhere on the
-    # app's network: on the port the API once had and on every port that listens, the
-    # runtime API answers nothing.
+    # app's network: on the port the API once had, on every port HAProxy listens on and on
+    # the slots' loopback ports, the runtime API answers nothing.
     live = box.live_versions() and json.loads(box.fab("status", "--json").stdout)
     live_slot = next(s["live"] for s in live["servers"] if s["name"] == "s1")
     for network in (f"container:webapp-{live_slot}", "webapp"):
-        for port in sorted(ports | {9999}):
-            answer = in_container(node, network,
-                                  f"echo 'show info' | nc -w 2 {haproxy_ip} {port}; "
-                                  f"echo 'set server webapp/web1 state maint' | "
-                                  f"nc -w 2 {haproxy_ip} {port}")
-            assert "Name: HAProxy" not in answer
-            assert "Version:" not in answer
+        for target in (gateway, node.ip, "127.0.0.1"):
+            for port in sorted(ports | {9999, 18081, 18082}):
+                answer = in_container(node, network,
+                                      f"echo 'show info' | nc -w 2 {target} {port}; "
+                                      f"echo 'set server webapp/web1 state maint' | "
+                                      f"nc -w 2 {target} {port}")
+                assert "Name: HAProxy" not in answer
+                assert "Version:" not in answer
     assert box.served_versions(box.addresses[0]) == {"v1"}
     # No app container mounts the admin socket's folder; HAProxy's alone does.
     mounts = sandbox.docker(node, "inspect", "--format",
@@ -227,8 +223,9 @@ def test_without_forwarding_nor_socat_the_error_names_the_setting(
 # -- Docker's DNS stalls ------------------------------------------------------------------
 
 def test_a_frozen_docker_engine_fails_no_request(fleet_on_v1: Sandbox) -> None:
-    """While the engine is stopped its embedded DNS does not answer: HAProxy must keep the
-    slots' addresses (hold timeout), or the live slot would go MAINT (resolution)."""
+    """While the engine is stopped nothing of Docker answers: HAProxy reaches the slots on
+    fixed loopback ports (Docker's proxy processes run on), and nothing it needs waits for
+    the engine."""
     box = fleet_on_v1
     node = first_server()
     pid = int((node.run_dir / "docker.pid").read_text())
@@ -276,8 +273,9 @@ def test_up_moves_a_server_set_up_by_an_older_version(fleet_on_v1: Sandbox) -> N
 
     result = box.fab("up")
     assert result.returncode == 0, result.stderr
-    assert re.search(r"\[s1 .*\] HAProxy image, port or admin socket changed: recreating "
-                     r"webapp-haproxy \(a short interruption\)", result.stdout + result.stderr)
+    assert re.search(r"\[s1 .*\] moving HAProxy to the server's network: recreating "
+                     r"webapp-haproxy \(a short interruption, this once\)",
+                     result.stdout + result.stderr)
     assert "9999" not in box.ssh(address, "docker port webapp-haproxy")
     with box.load() as load:
         deployed = box.fab("deploy", "--tag", "v2")
@@ -289,26 +287,26 @@ def test_up_moves_a_server_set_up_by_an_older_version(fleet_on_v1: Sandbox) -> N
     assert box.fab("deploy", "--tag", "v1").returncode == 0
 
 
-def test_a_stopped_slot_keeps_its_address_in_haproxy_and_is_not_taken_for_live(
-        fleet_on_v1: Sandbox, probe: sandbox.Node) -> None:
-    """The sandbox's resolver (dnsmasq, no upstream) answers REFUSED for a name Docker does
-    not know, such as a stopped container's: under `hold refused 1h` HAProxy keeps that
-    slot's last address. The kit asks Docker too, so the stopped slot is never live."""
-    box, node = fleet_on_v1, probe
+def test_a_stopped_slot_is_closed_on_the_loopback_and_not_taken_for_live(
+        fleet_on_v1: Sandbox) -> None:
+    """A stopped slot's container is no longer published: its loopback port refuses, HAProxy
+    has it in maint, and the kit, which asks Docker too, never takes it for live."""
+    box = fleet_on_v1
     address = box.addresses[0]
     assert box.fab("deploy", "--tag", "v2").returncode == 0
     result = box.fab("status", "--json")
     s1 = next(s for s in json.loads(result.stdout)["servers"] if s["name"] == "s1")
     live = s1["live"]
     stopped = "web1" if live == "web2" else "web2"
-    time.sleep(3)  # well past `hold nx` and `hold valid` (1 s)
-    lookup = in_container(node, "webapp", f"nslookup webapp-{stopped} 127.0.0.11")
-    assert "REFUSED" in lookup, lookup
+    port = {"web1": 18081, "web2": 18082}[stopped]
+    refused = box.ssh(address, f"curl -s -o /dev/null -w '%{{http_code}}' "
+                      f"http://127.0.0.1:{port}/health || echo refused")
+    assert "refused" in refused or refused.strip() == "000", refused
     state = box.ssh(address, "echo 'show servers state webapp' | socat - "
                     f"UNIX-CONNECT:{ADMIN_DIR}/admin.sock")
     row = next(line.split() for line in state.splitlines()
                if len(line.split()) > 6 and line.split()[3] == stopped)
-    assert row[4] not in ("-", "0.0.0.0")  # its last address, kept
+    assert row[4] == "127.0.0.1"
     assert int(row[6]) & 0x01  # in maint: no traffic, no checks
     assert s1["version"] == "v2"
     assert f"{stopped}: v1 exited" in " ".join(s1["slots"])

@@ -184,7 +184,8 @@ def test_health_check_settings_reach_haproxy_and_a_deploy_keeps_them(
     config = box.ssh(box.addresses[0], "cat /etc/slotswap/webapp/haproxy/haproxy.cfg")
     assert "http-check send meth GET uri /health ver HTTP/1.1 hdr Host www.fleet.test" in config
     assert "http-check expect rstatus ^(200|204)$" in config
-    assert "inter 300ms" in config and " port 3000 " in config
+    # The check port (3000 in the container) is published on the slot's port plus 100.
+    assert "inter 300ms" in config and "server web1 127.0.0.1:18081 port 18181" in config
     current = set(box.live_versions().values())
     tag = "v2" if current == {"v1"} else "v1"
     with box.load() as load:

@@ -19,13 +19,13 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.sandbox
 FOLDER = "/etc/slotswap/webapp/haproxy"
 CONFIG = f"{FOLDER}/haproxy.cfg"
-HTTP_BIND = "    bind 0.0.0.0:{{ http_port_inside }}\n"
+HTTP_BIND = "    bind 0.0.0.0:{{ http_port }}\n"
 
 
 @pytest.mark.parametrize(("after", "line", "refusal", "refused_first"), [
-    # An IPv4 address the container does not have: refused before any reload.
+    # An IPv4 address the server does not have: refused before any reload.
     (HTTP_BIND, "    bind 10.9.9.9:8081\n",
-     "binds 10.9.9.9, which the HAProxy container does not have", True),
+     "binds 10.9.9.9, which the server does not have", True),
     # A pid file in a folder that does not exist: only the reload itself can tell.
     ("global\n", "    pidfile /nonexistent/haproxy.pid\n",
      "HAProxy accepted the new config but did not start with it", False),

@@ -104,7 +104,7 @@ def test_the_config_gets_tls_redirect_hsts_and_the_acme_answer(tmp_path: Path) -
     (tmp_path / "hosts.yaml").write_text(
         BASE + "https: {names: [a.example], hsts: 31536000, acme: {account_key: acct.pem}}\n")
     config = render_config(load_inventory(tmp_path / "hosts.yaml"), Login(0, 0))
-    assert "bind 0.0.0.0:8443 ssl crt /usr/local/etc/haproxy/certs/site.pem alpn h2,http/1.1" \
+    assert "bind 0.0.0.0:443 ssl crt /usr/local/etc/haproxy/certs/site.pem alpn h2,http/1.1" \
         in config
     assert "ssl-min-ver TLSv1.2" in config
     assert "http-request redirect scheme https code 301 if !{ ssl_fc }" in config

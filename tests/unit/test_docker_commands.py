@@ -136,39 +136,84 @@ ARGV_CASES = {
          f"{IMAGE}:v3"],
     ),
     "run_haproxy": (
-        docker.run_haproxy(container="webapp-haproxy", image_ref="haproxy:2.8", network="webapp",
+        docker.run_haproxy(container="webapp-haproxy", image_ref="haproxy:2.8",
                            app="webapp", config_dir="/etc/slotswap/webapp/haproxy",
-                           admin_dir="/etc/slotswap/webapp/haproxy/admin", http_port=80),
+                           admin_dir="/etc/slotswap/webapp/haproxy/admin"),
         ["docker", "run", "--detach",
          "--name", "webapp-haproxy",
-         "--network", "webapp",
+         "--network", "host",
          "--restart", "unless-stopped",
          "--label", "slotswap.app=webapp",
          "--label", "slotswap.role=haproxy",
          "--user", "0:0",
-         "--publish", "80:8080",
          "--volume", "/etc/slotswap/webapp/haproxy:/usr/local/etc/haproxy:ro",
          "--volume", "/etc/slotswap/webapp/haproxy/admin:/run/slotswap-admin",
          "haproxy:2.8",
          "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
     ),
-    "run_haproxy_other_ports": (
-        docker.run_haproxy(container="shop-haproxy", image_ref="10.1.2.3:5000/haproxy:2.6",
-                           network="shop", app="shop", config_dir="/etc/slotswap/shop/haproxy",
-                           admin_dir="/srv/shop-admin", http_port=8000),
+    "run_haproxy_next": (
+        docker.run_haproxy(container="shop-haproxy-next", image_ref="10.1.2.3:5000/haproxy:2.6",
+                           app="shop", config_dir="/etc/slotswap/shop/haproxy",
+                           admin_dir="/srv/shop-admin", labels={"slotswap.haproxy-spec": "ab"}),
         ["docker", "run", "--detach",
-         "--name", "shop-haproxy",
-         "--network", "shop",
+         "--name", "shop-haproxy-next",
+         "--network", "host",
          "--restart", "unless-stopped",
          "--label", "slotswap.app=shop",
          "--label", "slotswap.role=haproxy",
+         "--label", "slotswap.haproxy-spec=ab",
          "--user", "0:0",
-         "--publish", "8000:8080",
          "--volume", "/etc/slotswap/shop/haproxy:/usr/local/etc/haproxy:ro",
          "--volume", "/srv/shop-admin:/run/slotswap-admin",
          "10.1.2.3:5000/haproxy:2.6",
          "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
     ),
+    "run_app_slot_published": (
+        docker.run_app_slot(container="webapp-web1", image_ref=f"{IMAGE}:v3", network="webapp",
+                            app="webapp", slot="web1", version="v3", app_port=3000,
+                            stop_timeout=5, published=((18081, 3000), (18181, 9000))),
+        ["docker", "run", "--detach",
+         "--name", "webapp-web1",
+         "--network", "webapp",
+         "--network-alias", "webapp-web1",
+         "--publish", "127.0.0.1:18081:3000",
+         "--publish", "127.0.0.1:18181:9000",
+         "--restart", "unless-stopped",
+         "--stop-timeout", "5",
+         "--label", "slotswap.app=webapp",
+         "--label", "slotswap.slot=web1",
+         "--label", "slotswap.version=v3",
+         "--label", "slotswap.role=app",
+         "--label", "slotswap.settings=" + docker.settings_digest(
+             network="webapp", app_port=3000, stop_timeout=5, options=ContainerSettings(),
+             published=((18081, 3000), (18181, 9000))),
+         "--label", "slotswap.published=loopback",
+         "--env", "PORT=3000",
+         f"{IMAGE}:v3"],
+    ),
+    "create_haproxy": (
+        docker.create_haproxy(container="shop-haproxy-next", image_ref="haproxy:2.8",
+                              app="shop", config_dir="/etc/slotswap/shop/haproxy",
+                              admin_dir="/srv/shop-admin", instance="0123abcd"),
+        ["docker", "create",
+         "--name", "shop-haproxy-next",
+         "--network", "host",
+         "--restart", "unless-stopped",
+         "--label", "slotswap.app=shop",
+         "--label", "slotswap.role=haproxy",
+         "--user", "0:0",
+         "--env", "SLOTSWAP_HAPROXY_INSTANCE=0123abcd",
+         "--volume", "/etc/slotswap/shop/haproxy:/usr/local/etc/haproxy:ro",
+         "--volume", "/srv/shop-admin:/run/slotswap-admin",
+         "haproxy:2.8",
+         "-f", "/usr/local/etc/haproxy/haproxy.cfg"],
+    ),
+    "rename": (docker.rename("webapp-haproxy-next", "webapp-haproxy"),
+               ["docker", "rename", "webapp-haproxy-next", "webapp-haproxy"]),
+    "no_restart": (docker.no_restart("webapp-haproxy"),
+                   ["docker", "update", "--restart", "no", "webapp-haproxy"]),
+    "wait_exit": (docker.wait_exit("webapp-haproxy", 30),
+                  ["timeout", "30", "docker", "wait", "webapp-haproxy"]),
     "check_haproxy_config": (
         docker.check_haproxy_config(image_ref="haproxy:2.8",
                                     config_dir="/etc/slotswap/webapp/haproxy",
@@ -213,9 +258,10 @@ def test_argv_is_a_list_of_strings(argv: list[str], expected: list[str]) -> None
     assert all(isinstance(arg, str) for arg in argv)
 
 
-def test_app_slots_publish_no_port() -> None:
-    argv = ARGV_CASES["run_app_slot"][0]
-    assert "--publish" not in argv
+def test_app_slots_publish_on_the_loopback_only() -> None:
+    argv = ARGV_CASES["run_app_slot_published"][0]
+    published = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--publish"]
+    assert published and all(port.startswith("127.0.0.1:") for port in published)
     assert not any(arg.startswith(("-p", "--publish=")) for arg in argv)
 
 
@@ -230,11 +276,21 @@ def test_app_slot_env_file_comes_before_port_so_the_kits_port_wins() -> None:
     assert argv.index("--env") < argv.index(f"{IMAGE}:v3")
 
 
-def test_haproxy_publishes_its_http_port_alone() -> None:
-    """The runtime API is a unix socket in a folder only this container mounts: no port."""
+def test_haproxy_runs_on_the_servers_network_and_publishes_nothing() -> None:
+    """It binds its public ports itself; the runtime API is a unix socket in a folder only
+    this container mounts: no port."""
     argv = ARGV_CASES["run_haproxy"][0]
-    published = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--publish"]
-    assert published == ["80:8080"]
+    assert "--publish" not in argv
+    assert argv[argv.index("--network") + 1] == "host"
+
+
+def test_settings_digest_of_slots_made_before_publishing_is_unchanged() -> None:
+    before = docker.settings_digest(network="webapp", app_port=3000, stop_timeout=10,
+                                    options=ContainerSettings())
+    assert before == "981e737c01598c75"
+    assert docker.settings_digest(network="webapp", app_port=3000, stop_timeout=10,
+                                  options=ContainerSettings(),
+                                  published=((18082, 3000),)) != before
 
 
 # -- parse_inspect --------------------------------------------------------------------------
@@ -252,6 +308,14 @@ WEB1_STOPPED = ContainerInfo(
 )
 
 INSPECT_CASES = {
+    # HAProxy on the server's network: no address of its own, nothing published.
+    "docker_inspect_haproxy_host_network.json": {"webapp-haproxy": ContainerInfo(
+        name="webapp-haproxy", running=True, status="running",
+        image="10.77.5.1:5000/sandbox/haproxy:2.6",
+        image_id="sha256:555fb4687c53665ad993afea1340bcd84f6ff0a10068fdbb6bcccdf581d3ea59",
+        labels={"slotswap.app": "webapp", "slotswap.haproxy-spec": "61ef5ae134fcf96b",
+                "slotswap.role": "haproxy"},
+        addresses={"host": ""}, exit_code=0, started_at="2026-11-27T22:52:30.907859703Z")},
     "docker_inspect_web1_running.json": {"webapp-web1": WEB1_RUNNING},
     "docker_inspect_web1_stopped.json": {"webapp-web1": WEB1_STOPPED},
     "docker_inspect_live_web2.json": {
@@ -346,6 +410,16 @@ def test_parse_inspect_recorded_summaries(
         assert container.image == f"{IMAGE}:{container.version}"
         assert container.image_id.startswith("sha256:")
         assert container.exit_code == 0
+
+
+def test_loopback_bindings() -> None:
+    assert docker.loopback_bindings({
+        "3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18081"}],
+        "9000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18181"}],
+        "80/tcp": [{"HostIp": "", "HostPort": "80"}],  # all interfaces: not the loopback
+        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "5353"}],
+        "4000/tcp": None,
+    }) == ((18081, 3000), (18181, 9000))
 
 
 def test_every_recorded_inspect_is_covered() -> None:

@@ -315,6 +315,12 @@ MAINT_UNRESOLVED = ADMIN_FORCED_MAINT | ADMIN_RESOLUTION_MAINT
 # Recorded `show servers state webapp`, as
 # (srv_name, srv_addr, srv_op_state, srv_admin_state, srv_fqdn) per server.
 SERVERS_STATE_CASES: dict[str, list[tuple[str, str, int, int, str]]] = {
+    # HAProxy on the server's network: fixed loopback addresses, no name to resolve; web1
+    # down (no container), web2 forced into maint.
+    "show_servers_state_loopback_slots.txt": [
+        ("web1", "127.0.0.1", 0, 0, "-"),
+        ("web2", "127.0.0.1", 0, 1, "-"),
+    ],
     "show_servers_state_live_web2.txt": [
         ("web1", "-", 0, MAINT_UNRESOLVED, "webapp-web1"),
         ("web2", "10.111.1.4", 2, 0, "webapp-web2"),

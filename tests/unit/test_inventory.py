@@ -443,7 +443,12 @@ BAD_INPUTS = [
     bad("ssh.usr", "did you mean 'user'?); allowed keys: user, port, identity", ssh={"usr": "x"}),
     bad("build.docker_file", "allowed keys: context, dockerfile", build={"docker_file": "D"}),
     bad("healthcheck.url", "allowed keys: path", healthcheck={"url": "/"}),
-    bad("haproxy.port", "allowed keys: image, http_port, stats_port", haproxy={"port": 80}),
+    bad("haproxy.port", "allowed keys: image, http_port, slot_ports, stats_port",
+        haproxy={"port": 80}),
+    bad("haproxy.slot_ports", "must be a list of two ports", haproxy={"slot_ports": [1]}),
+    bad("haproxy.slot_ports", "differ from each other and from haproxy.http_port",
+        haproxy={"slot_ports": [80, 8081]}),
+    bad("haproxy.slot_ports[1]", "65435", haproxy={"slot_ports": [8080, 65500]}),
     bad("timeouts.health", "allowed keys: healthy, drain, stop, watch", timeouts={"health": 5}),
     bad(
         "hosts[0].adress",

@@ -19,7 +19,10 @@ from slotswap.proxy import (
     config_dir,
     config_hash,
     container_spec,
+    frontend_open,
     haproxy_run_command,
+    next_container,
+    on_host_network,
     render_config,
     runs_config,
     unbindable_addresses,
@@ -46,7 +49,8 @@ def inventory(**settings: Any) -> Inventory:
 SANDBOX = inventory()
 SHOP = inventory(app="shop", image="registry.example.com:5000/acme/shop", app_port=8080,
                  healthcheck={"path": "/healthz?full=1"},
-                 haproxy={"image": "haproxy:2.8", "http_port": 8000})
+                 haproxy={"image": "haproxy:2.8", "http_port": 8000,
+                          "slot_ports": [28081, 28082]})
 
 
 def lines(config: str) -> list[str]:
@@ -62,25 +66,24 @@ KEY_LINES = {
         "gid 99",
         "server-state-file /usr/local/etc/haproxy/server-state",
         "load-server-state-from-file global",
-        "bind 0.0.0.0:8080",
+        "bind 0.0.0.0:80",
         "default_backend webapp",
         "backend webapp",
         "option httpchk",
         "http-check send meth GET uri /health",
         "http-check expect status 200",
-        "server web1 webapp-web1:3000",
-        "server web2 webapp-web2:3000",
-        "nameserver dns 127.0.0.11:53",
+        "server web1 127.0.0.1:18081",
+        "server web2 127.0.0.1:18082",
     ]),
-    # Other app, ports and path; the ports inside the container stay the same.
+    # Other app, ports and path: HAProxy binds the server's port itself.
     "shop": (SHOP, [
         "stats socket /run/slotswap-admin/admin.sock mode 600 uid 0 gid 0 level admin",
-        "bind 0.0.0.0:8080",
+        "bind 0.0.0.0:8000",
         "default_backend shop",
         "backend shop",
         "http-check send meth GET uri /healthz?full=1",
-        "server web1 shop-web1:8080",
-        "server web2 shop-web2:8080",
+        "server web1 127.0.0.1:28081",
+        "server web2 127.0.0.1:28082",
     ]),
 }
 
@@ -93,20 +96,25 @@ def test_render_config_key_lines(inv: Inventory, expected: list[str]) -> None:
 
 
 @pytest.mark.parametrize("inv", [SANDBOX, SHOP], ids=["sandbox", "shop"])
-def test_render_config_servers_resolve_late(inv: Inventory) -> None:
+def test_render_config_reaches_the_slots_on_the_loopback(inv: Inventory) -> None:
     rendered = lines(render_config(inv, ROOT_LOGIN))
     default_server = [line for line in rendered if line.startswith("default-server ")]
     assert len(default_server) == 1
-    words = default_server[0].split()
-    # A slot with no container must not stop HAProxy from starting (none), and a reload
-    # must not leave the live slot without its address for a moment (last: from the
-    # server-state file).
-    assert words[-2:] == ["init-addr", "last,none"]
-    assert words[words.index("resolvers") + 1] == "docker"
-    assert "check" in words
+    assert "check" in default_server[0].split()
+    # Fixed addresses: nothing to resolve (no Docker DNS on the server's network).
+    assert not [line for line in rendered if line.startswith(("resolvers", "nameserver"))]
     assert [line for line in rendered if line.startswith("server ")] == [
-        f"server web1 {inv.app}-web1:{inv.app_port}",
-        f"server web2 {inv.app}-web2:{inv.app_port}",
+        f"server web1 127.0.0.1:{inv.haproxy.slot_ports[0]}",
+        f"server web2 127.0.0.1:{inv.haproxy.slot_ports[1]}",
+    ]
+
+
+def test_render_config_checks_a_health_port_of_its_own_on_the_loopback() -> None:
+    inv = inventory(healthcheck={"path": "/health", "port": 9000})
+    rendered = lines(render_config(inv, ROOT_LOGIN))
+    assert [line for line in rendered if line.startswith("server ")] == [
+        "server web1 127.0.0.1:18081 port 18181",
+        "server web2 127.0.0.1:18082 port 18182",
     ]
 
 
@@ -129,8 +137,8 @@ def test_render_config_is_stable() -> None:
     assert render_config(SANDBOX, ROOT_LOGIN) == render_config(inventory(), ROOT_LOGIN)
 
 
-def test_render_config_ignores_published_ports_and_hosts() -> None:
-    other = inventory(haproxy={"image": "haproxy:2.8", "http_port": 8000},
+def test_render_config_ignores_the_haproxy_image_and_hosts() -> None:
+    other = inventory(haproxy={"image": "haproxy:2.8", "http_port": 80},
                       hosts=["203.0.113.10"])
     assert render_config(other, ROOT_LOGIN) == render_config(SANDBOX, ROOT_LOGIN)
 
@@ -158,6 +166,20 @@ def test_a_template_from_an_older_version_is_refused_with_what_to_change(
                                    " level admin\n")
     with pytest.raises(ProxyError, match="older slotswap publishes the runtime API on a TCP"):
         render_config(old, ROOT_LOGIN)
+
+
+def test_a_template_for_haproxy_on_the_apps_network_is_refused_with_what_to_change(
+        tmp_path: Path) -> None:
+    old = write_template(tmp_path, "global\n    stats socket {{ admin_socket }} level admin\n"
+                                   "frontend http\n    bind 0.0.0.0:{{ http_port_inside }}\n")
+    with pytest.raises(ProxyError, match="runs HAProxy on the app's Docker network"):
+        render_config(old, ROOT_LOGIN)
+    (tmp_path / "dns").mkdir()
+    dns = write_template(tmp_path / "dns",
+                         "global\n    stats socket {{ admin_socket }} level admin\n"
+                         "resolvers docker\n    nameserver dns 127.0.0.11:53\n")
+    with pytest.raises(ProxyError, match="resolves the slots through Docker's DNS"):
+        render_config(dns, ROOT_LOGIN)
 
 
 def test_a_template_without_the_admin_socket_is_refused(tmp_path: Path) -> None:
@@ -191,30 +213,31 @@ def published(argv: list[str]) -> list[str]:
     return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--publish"]
 
 
-@pytest.mark.parametrize(
-    ("inv", "expected"),
-    [
-        (SANDBOX, ["80:8080"]),
-        (SHOP, ["8000:8080"]),
-    ],
-    ids=["sandbox", "shop"],
-)
-def test_haproxy_run_command_publishes(inv: Inventory, expected: list[str]) -> None:
-    # The HTTP port alone, on all interfaces: the runtime API is a unix socket.
-    assert published(haproxy_run_command(inv)) == expected
+@pytest.mark.parametrize("inv", [SANDBOX, SHOP], ids=["sandbox", "shop"])
+def test_haproxy_run_command_publishes_nothing(inv: Inventory) -> None:
+    # On the server's network, HAProxy binds its ports itself; the runtime API is a unix
+    # socket.
+    assert published(haproxy_run_command(inv)) == []
+
+
+def test_haproxy_run_command_under_the_hand_overs_temporary_name() -> None:
+    argv = haproxy_run_command(SANDBOX, next_container(SANDBOX))
+    assert argv[argv.index("--name") + 1] == "webapp-haproxy-next"
+    assert argv[1:] != haproxy_run_command(SANDBOX)[1:]
+    assert argv[argv.index("--name") + 2:] == haproxy_run_command(SANDBOX)[
+        haproxy_run_command(SANDBOX).index("--name") + 2:]
 
 
 def test_haproxy_run_command_whole_argv() -> None:
     assert haproxy_run_command(SANDBOX) == [
         "docker", "run", "--detach",
         "--name", "webapp-haproxy",
-        "--network", "webapp",
+        "--network", "host",
         "--restart", "unless-stopped",
         "--label", "slotswap.app=webapp",
         "--label", "slotswap.role=haproxy",
         "--label", f"{LABEL_SPEC}={container_spec(SANDBOX)}",
         "--user", "0:0",
-        "--publish", "80:8080",
         "--volume", "/etc/slotswap/webapp/haproxy:/usr/local/etc/haproxy:ro",
         "--volume", "/etc/slotswap/webapp/haproxy/admin:/run/slotswap-admin",
         "10.77.0.1:5000/slotswap/haproxy:2.6",
@@ -234,7 +257,7 @@ def test_haproxy_run_command_is_sound_whatever_the_image_is_named(haproxy_image:
     inv = inventory(haproxy={"image": haproxy_image})
     argv = haproxy_run_command(inv)
     assert argv[argv.index("--name") + 1] == "webapp-haproxy"
-    assert argv[argv.index("--network") + 1] == "webapp"
+    assert argv[argv.index("--network") + 1] == "host"
     assert f"{LABEL_SPEC}={container_spec(inv)}" in argv
     assert argv[-3:] == [haproxy_image, "-f", "/usr/local/etc/haproxy/haproxy.cfg"]
 
@@ -267,8 +290,10 @@ SPEC_CHANGES = {
     "image": ({"haproxy": {**HAPROXY_DEFAULTS, "image": "haproxy:2.8"}}, True),
     "image tag": ({"haproxy": {**HAPROXY_DEFAULTS,
                                "image": "10.77.0.1:5000/slotswap/haproxy:2.8"}}, True),
-    "http_port": ({"haproxy": {**HAPROXY_DEFAULTS, "http_port": 8080}}, True),
-    # What a config reload or a deploy changes: the same container.
+    # What a config reload or a deploy changes: the same container. HAProxy binds its
+    # ports itself: a port is a line of its config.
+    "http_port": ({"haproxy": {**HAPROXY_DEFAULTS, "http_port": 8080}}, False),
+    "slot_ports": ({"haproxy": {**HAPROXY_DEFAULTS, "slot_ports": [3001, 3002]}}, False),
     "nothing": ({}, False),
     "app_port": ({"app_port": 8080}, False),
     "healthcheck": ({"healthcheck": {"path": "/ready"}}, False),
@@ -293,6 +318,41 @@ def test_container_spec_differs_from_the_one_of_a_published_stats_port() -> None
 
     old = hashlib.sha256(b"10.77.0.1:5000/slotswap/haproxy:2.6|80|9999").hexdigest()[:16]
     assert container_spec(SANDBOX) != old
+
+
+def test_container_spec_differs_from_the_one_on_the_apps_network() -> None:
+    """A container made by the version that ran HAProxy on the app's network (ports published
+    by Docker): `fab up` moves it to the server's network."""
+    import hashlib
+
+    old = hashlib.sha256(b"10.77.0.1:5000/slotswap/haproxy:2.6|80|unix-socket").hexdigest()[:16]
+    assert container_spec(SANDBOX) != old
+
+
+def test_on_host_network() -> None:
+    from slotswap.docker_commands import ContainerInfo
+
+    def info(addresses: dict[str, str]) -> ContainerInfo:
+        return ContainerInfo("webapp-haproxy", True, "running", "haproxy:2.8", "sha256:1", {},
+                             addresses, 0, "")
+
+    assert on_host_network(info({"host": ""}))
+    assert not on_host_network(info({"webapp": "10.111.1.2"}))
+
+
+FRONTEND_STAT = (
+    "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,"
+    "wredis,status\n"
+    "http,FRONTEND,,,0,1,262119,2,0,0,0,0,0,,,,,{status}\n"
+    "webapp,web1,0,0,0,1,,2,0,0,,0,,0,0,0,0,UP\n"
+    "webapp,BACKEND,0,0,0,1,26212,2,0,0,0,0,,0,0,0,0,UP\n")
+
+
+def test_frontend_open() -> None:
+    assert frontend_open(FRONTEND_STAT.format(status="OPEN"))
+    assert not frontend_open(FRONTEND_STAT.format(status="STOP"))
+    assert not frontend_open(FRONTEND_STAT.replace("http,FRONTEND", "http,OTHER").format(
+        status="OPEN"))
 
 
 def test_container_spec_is_short_hex() -> None:
