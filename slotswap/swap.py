@@ -667,7 +667,8 @@ def already_serving(server: Server, inventory: Inventory, tag: str,
     if views[other_slot(live.slot)].running:
         return None  # an interrupted run left the old slot up: a swap puts that in order
     if (container.version != tag
-            or container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory)):
+            or container.labels.get(docker.LABEL_SETTINGS)
+            != expected_settings(inventory, live.slot)):
         return None
     image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
     if not image.ok or image.stdout.strip() != container.image_id:
