@@ -264,14 +264,15 @@ def roll_back_moved(result: RolloutResult, servers: list[Server], inventory: Inv
     in_window = [o.name for o in result.outcomes
                  if o.outcome == "rolled back" and "--on-failure=rollback" in o.error]
     if in_window:
-        result.message += ("; switched back in the watch window: " + ", ".join(in_window))
-    if not moved and not in_window:
-        result.message += "; no server served the new version, none was rolled back"
-    elif failed_back:
+        result.message += ("; the servers in the watch window were switched back: "
+                           + ", ".join(in_window))
+    if failed_back:
         result.message += "; rolling back failed on " + "; ".join(failed_back)
-    else:
+    elif moved:
         result.message += ("; the servers that served it were rolled back: "
                            + ", ".join(server.name for server, _ in moved))
+    elif not in_window:
+        result.message += "; no server served the new version, none was rolled back"
     result.message += "; each server serves now: " + ", ".join(
         f"{outcome.name} {outcome.serving or 'unknown'}" for outcome in result.outcomes)
 
