@@ -486,11 +486,8 @@ class SlotSwap:
     def can_restart(self, slot: str, view: SlotView) -> bool:
         """The slot keeps a stopped container of this very tag, made from the image the tag
         names on the server now, with the environment the inventory gives now."""
-        if not keeps_stopped_container_of(self.server, self.inventory, view, self.tag):
-            return False
-        env_text = self.resolved_env().text if not self.inventory.env.empty else None
-        # The slot's env file is the one its container was created with (see write_env_file).
-        return self.server.read_file(env_file_path(self.inventory, slot)) == env_text
+        return (keeps_stopped_container_of(self.server, self.inventory, view, self.tag)
+                and has_env_file_of(self.server, self.inventory, slot, self.resolved_env()))
 
     def resolved_env(self) -> AppEnv:
         # Resolved here only for a caller that did not resolve it when the deploy started.
@@ -630,13 +627,27 @@ def keeps_stopped_container_of(server: Server, inventory: Inventory, view: SlotV
     """The slot holds a stopped container of `tag`, made with today's container settings
     from the image `tag` names on the server now (one `docker image inspect`). What
     SlotSwap.can_restart and the dry run's plan both ask first."""
+    return (view.container is not None and not view.container.running
+            and made_as_today(server, inventory, view, tag))
+
+
+def made_as_today(server: Server, inventory: Inventory, view: SlotView, tag: str) -> bool:
+    """The slot's container is of `tag`, made with today's container settings from the
+    image `tag` names on the server now (one `docker image inspect`)."""
     container = view.container
-    if container is None or container.running or container.version != tag:
+    if container is None or container.version != tag:
         return False
     if container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory, view.slot):
         return False
     image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
     return image.ok and image.stdout.strip() == container.image_id
+
+
+def has_env_file_of(server: Server, inventory: Inventory, slot: str, app_env: AppEnv) -> bool:
+    """The slot's env file holds today's environment (none, with no environment): the file
+    is always the one its container was created with (see SlotSwap.write_env_file)."""
+    env_text = app_env.text if not inventory.env.empty else None
+    return server.read_file(env_file_path(inventory, slot)) == env_text
 
 
 def expected_settings(inventory: Inventory, slot: str) -> str:
@@ -661,19 +672,12 @@ def already_serving(server: Server, inventory: Inventory, tag: str,
     would change nothing); else None."""
     views = read_slots(server, inventory)
     serving = [view for view in views.values() if view.serving]
-    if len(serving) != 1 or serving[0].container is None:
+    if len(serving) != 1:
         return None
-    live, container = serving[0], serving[0].container
+    live = serving[0]
     if views[other_slot(live.slot)].running:
         return None  # an interrupted run left the old slot up: a swap puts that in order
-    if (container.version != tag
-            or container.labels.get(docker.LABEL_SETTINGS)
-            != expected_settings(inventory, live.slot)):
-        return None
-    image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
-    if not image.ok or image.stdout.strip() != container.image_id:
-        return None
-    env_text = app_env.text if not inventory.env.empty else None
-    if server.read_file(env_file_path(inventory, live.slot)) != env_text:
+    if not (made_as_today(server, inventory, live, tag)
+            and has_env_file_of(server, inventory, live.slot, app_env)):
         return None
     return describe_serving(views)
