@@ -345,9 +345,7 @@ def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Invent
             ok = switch_in_window(server, inventory, tag_of[server.name], outcome, task,
                                   app_env, window)
         if not ok:
-            if window is not None:
-                window.fail(f"{server.name}: {outcome.error}")
-            else:
+            if window is None:  # else the window has it, and judge_window says it
                 result.exit_code = EXIT_DEPLOY_FAILED
                 result.message = (f"{task} of {outcome.new_tag} stopped at {server.name}: "
                                   f"{outcome.error}")
@@ -373,11 +371,8 @@ def swap_in_batches(result: RolloutResult, servers: list[Server], inventory: Inv
         if window is None:
             return swap_and_record(server, inventory, tag_of[server.name], outcome, task,
                                    app_env)
-        ok = switch_in_window(server, inventory, tag_of[server.name], outcome, task, app_env,
-                              window)
-        if not ok:
-            window.fail(f"{server.name}: {outcome.error}")
-        return ok
+        return switch_in_window(server, inventory, tag_of[server.name], outcome, task,
+                                app_env, window)
 
     try:
         _, failed = run_in_batches(len(indexes), size, swap_index, announce)
@@ -414,8 +409,7 @@ def swap_and_record(server: Server, inventory: Inventory, tag: str, outcome: Ser
         outcome.outcome = "interrupted"
         raise
     finally:
-        if not interrupts.stopping_now():  # else: stopped at once, the connection is cut
-            record_history(server, inventory, task, outcome)
+        record_unless_stopping_now(server, inventory, task, outcome)
 
 
 def record_history(server: Server, inventory: Inventory, task: str,
@@ -501,7 +495,8 @@ def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutc
 def switch_in_window(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
                      task: str, app_env: AppEnv, window: WatchWindow) -> bool:
     """Swap up to the switch now; the watch and the old slot's stop go on in the window's
-    thread while the rollout moves on. False when this server failed (recorded)."""
+    thread while the rollout moves on. False when this server failed (recorded, and told
+    to the window: the rollout stops)."""
     run = ServerRun(server, inventory, tag, outcome, app_env)
     switched: list[bool] = []
     try:
@@ -513,6 +508,8 @@ def switch_in_window(server: Server, inventory: Inventory, tag: str, outcome: Se
     if not ok or not switched[0]:  # failed, or over (a first deploy)
         if ok:
             run.finished()
+        else:
+            window.fail(f"{server.name}: {outcome.error}")
         record_unless_stopping_now(server, inventory, task, outcome)
         return ok
     window.switched(run.swap.switched_at)
