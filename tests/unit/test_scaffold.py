@@ -3,6 +3,7 @@ hosts.yaml the kit's own loader accepts, and never overwrites without --force.""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from slotswap import scaffold
-from slotswap.inventory import HookSettings, load_inventory
+from slotswap.inventory import _TOP_KEYS, HookSettings, load_inventory
 from slotswap.proxy import Login, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,9 +38,39 @@ def test_fab_init_writes_a_short_inventory_the_loader_accepts(tmp_path: Path) ->
     assert len(text.splitlines()) <= 40  # one screen
     # Only app, image, ssh and hosts are set; the other keys are shown commented out.
     assert sorted(yaml.safe_load(text)) == ["app", "hosts", "image", "ssh"]
-    for key in ("build", "app_port", "healthcheck", "env", "haproxy", "timeouts",
-                "keep_images", "delivery", "hooks"):
-        assert f"\n# {key}:" in text, key
+    for key in _TOP_KEYS:
+        if key not in ("app", "image", "ssh", "hosts"):
+            assert f"\n# {key}:" in text, key
+
+
+def starter_examples(text: str) -> dict[str, object]:
+    """Each commented-out key of the starter with the value it shows (the example after
+    'none. e.g.' for keys that are off until set)."""
+    examples: dict[str, object] = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"# ([a-z_]+): (?:none\. e\.g\. )?(.+?)(?:\s+#.*)?", line)
+        if match and match[2] != "none":
+            examples[match[1]] = yaml.safe_load(match[2])
+    return examples
+
+
+def test_every_value_the_starter_shows_is_accepted(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://x")
+    monkeypatch.setenv("REGISTRY_PASSWORD", "x")
+    assert fab_init(tmp_path).returncode == 0
+    text = (tmp_path / "hosts.yaml").read_text()
+    examples = starter_examples(text)
+    assert set(examples) >= {"env", "https", "registry", "container", "release", "hooks"}
+    for key, value in examples.items():
+        data = yaml.safe_load(text) | {key: value}
+        if key == "hooks":
+            for script in value.values():
+                (tmp_path / script).parent.mkdir(exist_ok=True)
+                (tmp_path / script).write_text("#!/bin/sh\n")
+                (tmp_path / script).chmod(0o755)
+        changed = tmp_path / f"with-{key}.yaml"
+        changed.write_text(yaml.safe_dump(data))
+        load_inventory(changed)  # raises on a value the loader refuses
 
 
 def test_fab_init_templates_copies_the_kit_s_templates(tmp_path: Path) -> None:
