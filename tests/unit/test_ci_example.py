@@ -70,3 +70,14 @@ def test_pipeline_uses_only_tasks_and_flags_that_exist(pipeline: Path) -> None:
             match = re.match(r"--([a-z-]+)", word)
             if match and words.index(word) > words.index(name):
                 assert match.group(1) in flags, (name, word)
+
+
+def test_the_pinned_release_is_this_version_everywhere() -> None:
+    """The README's install line and both pipelines pin the version pyproject.toml builds."""
+    root = CI.parents[1]
+    version = re.search(r'^version = "([^"]+)"', (root / "pyproject.toml").read_text(),
+                        re.MULTILINE)
+    assert version
+    for pipeline in (GITHUB, GITLAB):
+        assert f'SLOTSWAP_VERSION: "{version[1]}"' in pipeline.read_text(), pipeline.name
+    assert f"/slotswap@v{version[1]}\"" in (root / "README.md").read_text()
