@@ -17,6 +17,8 @@ from slotswap.inventory import Inventory
 KIT_TEMPLATES = Path(str(resources.files("slotswap") / "templates"))
 # One screen: app, image, ssh, hosts, and every other key's default commented out.
 STARTER_INVENTORY = Path(str(resources.files("slotswap") / "starter" / "hosts.yaml"))
+# The JSON Schema of hosts.yaml, for editors (`check --schema` prints where it is).
+SCHEMA = Path(str(resources.files("slotswap") / "hosts.schema.json"))
 TEMPLATES_FOLDER = "templates"
 INVENTORY_NAME = "hosts.yaml"
 

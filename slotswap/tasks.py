@@ -439,9 +439,11 @@ def unlock(c: Context, server: str | None = None, all: bool = False,
         raise Exit(f"error: {failed[0]}", code=rollout.exit_code_for(failed[0]))
 
 
-@kit_task(help={"inventory": INVENTORY_HELP})
+@kit_task(help={"inventory": INVENTORY_HELP,
+                "schema": "only print the path of the JSON Schema of hosts.yaml that this "
+                          "installation ships (for an editor's yaml-language-server)"})
 @reports_errors
-def check(c: Context, inventory: str | None = None) -> None:
+def check(c: Context, inventory: str | None = None, schema: bool = False) -> None:
     """Check the inventory and the templates without contacting any server.
 
     Prints every setting as the kit resolves it (defaults filled in, relative paths made
@@ -449,6 +451,9 @@ def check(c: Context, inventory: str | None = None) -> None:
     templates; exits 2 naming the key and its line when something is wrong.
     Example: fab check --inventory=prod.yaml
     """
+    if schema:
+        print(scaffold.SCHEMA)
+        return
     path = Path(inventory_path(inventory)).expanduser()
     try:
         inv = load(inventory)

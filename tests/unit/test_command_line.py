@@ -225,3 +225,10 @@ def test_the_slotswap_command_refuses_invokes_dry_flag_like_fab(project: Path) -
                             capture_output=True, timeout=60, check=False, cwd=project)
     assert result.returncode == 2
     assert "-R/--dry" in result.stderr
+
+
+def test_check_schema_prints_the_schema_this_installation_ships(tmp_path: Path) -> None:
+    result = subprocess.run([SLOTSWAP, "check", "--schema"], text=True, capture_output=True,
+                            timeout=60, check=False, cwd=tmp_path)  # no hosts.yaml there
+    assert result.returncode == 0, result.stderr
+    assert json.loads(Path(result.stdout.strip()).read_text()) == SCHEMA
