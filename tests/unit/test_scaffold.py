@@ -116,3 +116,25 @@ def test_without_a_local_folder_the_kit_s_templates_are_used(tmp_path: Path) -> 
     assert "timeout client 30s" in render_config(inventory, Login(1000, 1000))
     shutil.rmtree(tmp_path / "templates")
     assert scaffold.template_folders(inventory) == [scaffold.KIT_TEMPLATES]
+
+
+def test_an_app_s_fabfile_adds_its_tasks_to_the_kit_s_beside_its_own_tasks_py(
+        tmp_path: Path) -> None:
+    """The README's fabfile: the kit's tasks and the app's in `fab --list`; the app's own
+    Invoke tasks.py still found by `invoke --list` (the kit is not a top-level `tasks`)."""
+    readme = (ROOT / "README.md").read_text()
+    fabfile = re.search(r"```python\n(# fabfile.py\n.*?)```", readme, re.DOTALL)
+    assert fabfile
+    (tmp_path / "fabfile.py").write_text(fabfile[1])
+    (tmp_path / "tasks.py").write_text(
+        "from invoke import task\n\n@task\ndef lint(c):\n    'Lint the app.'\n")
+    fab_list = subprocess.run([FAB, "--list"], cwd=tmp_path, text=True, capture_output=True,
+                              timeout=60, check=False)
+    assert fab_list.returncode == 0, fab_list.stderr
+    listed = fab_list.stdout.split()
+    assert {"seed", "deploy", "status", "init"} <= set(listed)
+    invoke = str(Path(sys.executable).with_name("invoke"))
+    invoke_list = subprocess.run([invoke, "--list"], cwd=tmp_path, text=True,
+                                 capture_output=True, timeout=60, check=False)
+    assert invoke_list.returncode == 0, invoke_list.stderr
+    assert "lint" in invoke_list.stdout.split()
