@@ -13,7 +13,7 @@ from pathlib import Path
 from textwrap import indent as indent_text
 from typing import Any
 
-from invoke import Collection, Context, task
+from invoke import Collection, Context, Task, task
 from invoke.exceptions import Exit
 
 from slotswap import (
@@ -60,10 +60,23 @@ DRY_RUN_PREAMBLE = ("every server's lock is taken and the image put on every ser
                     "stop at the first failure; every lock is released at the end")
 
 
+class KitTask(Task):
+    """A task whose only short flag is -I for --inventory: `-i` stays Fabric's identity file
+    (`fab -i KEY deploy`), never a task's inventory, and no other letter is taken."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        if name == "inventory":
+            opts["names"] = [*opts["names"], INVENTORY_SHORT_FLAG]
+        return opts
+
+
+INVENTORY_SHORT_FLAG = "I"
+
+
 def kit_task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """@task with long flags only: `-i` stays Fabric's identity file (`fab -i KEY deploy`),
-    never a task's inventory."""
-    return task(auto_shortflags=False, **options)
+    """@task with long flags only, but -I for --inventory (KitTask)."""
+    return task(klass=KitTask, auto_shortflags=False, **options)
 
 
 def default_tag(now: datetime | None = None) -> str:

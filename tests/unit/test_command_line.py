@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,7 +147,15 @@ def test_task_flags_are_long_only() -> None:
                             capture_output=True, timeout=60, check=False)
     options = result.stdout.split("Options:")[1]
     assert "-i STRING" not in options and "-t STRING" not in options
-    assert "--inventory=STRING" in options and "--hosts=STRING" in options
+    assert "-I STRING, --inventory=STRING" in options and "--hosts=STRING" in options
+    assert set(re.findall(r"^\s+-([a-zA-Z]) ", options, re.MULTILINE)) == {"I"}
+
+
+def test_dash_capital_i_is_the_inventory(project: Path) -> None:
+    (project / "hosts.yaml").rename(project / "prod.yaml")
+    result = fab("check", "-I", "prod.yaml", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "prod.yaml: OK" in result.stdout
 
 
 @pytest.mark.parametrize(("key", "parts"), [
