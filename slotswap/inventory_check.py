@@ -79,9 +79,9 @@ def settings_lines(inventory: Inventory, environ: Mapping[str, str] = os.environ
             yield from _env_lines(inventory, environ)
         elif field.name == "hosts":
             for index, host in enumerate(value):
-                yield from _lines(f"hosts[{index}]", host)
+                yield from _lines(f"hosts[{index}]", host, environ)
         else:
-            yield from _lines(field.name, value)
+            yield from _lines(field.name, value, environ)
 
 
 def _env_lines(inventory: Inventory, environ: Mapping[str, str]) -> Iterator[str]:
@@ -91,14 +91,21 @@ def _env_lines(inventory: Inventory, environ: Mapping[str, str]) -> Iterator[str
     for name, value in env.plain:
         yield f"env.plain.{name}: {value!r}"
     for name in env.secret:
-        where = "set in this environment" if name in environ else "NOT SET in this environment"
-        yield f"env.secret.{name}: {SECRET_MARK} ({where})"
+        yield f"env.secret.{name}: {SECRET_MARK} ({_whether_set(name, environ)})"
 
 
-def _lines(key: str, value: object) -> Iterator[str]:
+def _whether_set(variable: str, environ: Mapping[str, str]) -> str:
+    return "set in this environment" if variable in environ else "NOT SET in this environment"
+
+
+def _lines(key: str, value: object, environ: Mapping[str, str]) -> Iterator[str]:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         for field in dataclasses.fields(value):
-            yield from _lines(f"{key}.{field.name}", getattr(value, field.name))
+            yield from _lines(f"{key}.{field.name}", getattr(value, field.name), environ)
+    elif key.endswith("_secret") and isinstance(value, str):
+        # The name of an environment variable holding a secret: whether it is set, never
+        # its value.
+        yield f"{key}: {value} ({_whether_set(value, environ)})"
     elif value is None:
         yield f"{key}: (not set)"
     elif isinstance(value, bool):

@@ -108,6 +108,18 @@ def test_check_masks_secrets_and_says_whether_they_are_set(project: Path) -> Non
     assert result.stdout.rstrip().endswith("OK, 3 servers; no server was contacted")
 
 
+def test_check_says_whether_a_secret_named_by_a_setting_is_set(project: Path) -> None:
+    with (project / "hosts.yaml").open("a") as inventory:
+        inventory.write("registry: {user: ci, password_secret: REGISTRY_PASSWORD}\n")
+    given = fab("check", cwd=project, env={"REGISTRY_PASSWORD": ""})
+    assert "registry.password_secret: REGISTRY_PASSWORD (set in this environment)" \
+        in given.stdout
+    result = fab("check", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "registry.password_secret: REGISTRY_PASSWORD (NOT SET in this environment)" \
+        in result.stdout
+
+
 def test_check_names_the_key_and_its_line(project: Path) -> None:
     (project / "hosts.yaml").write_text(INVENTORY.replace("name: web-b}",
                                                           "name: web-b, port: abc}"))
