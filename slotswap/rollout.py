@@ -581,6 +581,8 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
 def serving_now(server: Server, inventory: Inventory) -> str:
     try:
         return describe_serving(read_slots(server, inventory))
+    except CommandDeadlineError as error:  # Docker stuck: HAProxy still says what serves
+        return haproxy_view(server, inventory) or f"unknown ({describe_error(error)})"
     except Exception as error:
         return f"unknown ({describe_error(error)})"
 

@@ -244,6 +244,40 @@ def test_a_frozen_docker_engine_ends_the_deploy_and_the_old_version_keeps_servin
     assert set(box.live_versions().values()) == {tag}
 
 
+def test_a_docker_engine_frozen_in_the_watch_window_stops_the_rollout_one_version_served(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """s1 switched, then its Docker engine freezes while the new slot is in the window: the
+    watch's look at the container is abandoned at its deadline, the rollout stops, and
+    every server serves exactly one version; HAProxy, which needs no Docker, fails no
+    request."""
+    box = fleet_on_v1
+    command_deadline = 5
+    inventory = box.inventory_copy(tmp_path, timeouts={"command": command_deadline,
+                                                       "watch": 20, "stop": 1})
+    tag = other_tag(box)
+    s1 = sandbox.server_nodes(1)[0]
+    with box.load() as load:
+        deploy = Deploy(box, tag, inventory)
+        deploy.until("s1", "is taking traffic")
+        with frozen_docker_engine(s1):
+            exit_code, output = deploy.finish(timeout=120)
+            frozen_serves = box.served_versions(box.addresses[0])
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert exit_code == 1
+    assert len(frozen_serves) == 1, frozen_serves
+    assert re.search(rf"s1: `[^`]*docker[^`]*` gave no answer within {command_deadline}s",
+                     output), output
+    # The summary says which slot HAProxy sends the traffic to, since Docker cannot say.
+    assert re.search(r"^s1 .*\bfailed\s+web[12] in rotation \(HAProxy; Docker did not answer",
+                     output, re.MULTILINE), output
+    for address in box.addresses:
+        assert len(box.served_versions(address)) == 1
+    after = box.fab("deploy", "--tag", tag, inventory=inventory)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert set(box.live_versions().values()) == {tag}
+
+
 def test_a_second_ctrl_c_stops_at_once_and_says_what_each_server_serves(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     box = fleet_on_v1
