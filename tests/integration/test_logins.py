@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from testbed import sandbox
+from tests.integration.conftest import LOGIN_BASHRC, chatty_logins
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -26,15 +27,6 @@ pytestmark = pytest.mark.sandbox
 APP = "webapp"
 STATE = f"{sandbox.DEPLOY_REMOTE_DIR}/{APP}/state"
 CONFIG = f"{sandbox.DEPLOY_REMOTE_DIR}/{APP}/config"
-BASHRC = sandbox.LOGIN_HOME / ".bashrc"
-# What a chatty server prints for every SSH command, before the command's own output. The
-# German messages (mkdir's "Die Datei existiert bereits") must not change any outcome.
-BANNER_BASHRC = """\
-echo "Welcome to $(hostname)! Last backup: never."
-echo "[ {not json" >&2
-printf 'no newline at the end'
-export LANGUAGE=de LANG=C.UTF-8
-"""
 LOCK_OWNER = {"who": "alice@laptop", "since": "2026-11-26T09:00:00+00:00", "task": "deploy",
               "tag": "v9", "token": "f" * 32}
 
@@ -68,7 +60,7 @@ def clean_fleet(sandbox_env: Sandbox) -> Iterator[Sandbox]:
     box = sandbox_env
 
     def clean() -> None:
-        BASHRC.unlink(missing_ok=True)
+        LOGIN_BASHRC.unlink(missing_ok=True)
         assert box.fab("down").returncode == 0
         for index in range(len(box.addresses)):
             on_server(index, "rm", "-rf", sandbox.DEPLOY_REMOTE_DIR)
@@ -81,12 +73,8 @@ def clean_fleet(sandbox_env: Sandbox) -> Iterator[Sandbox]:
 @pytest.fixture
 def banner(request: pytest.FixtureRequest) -> Iterator[bool]:
     """Every login's ~/.bashrc prints (param True) or is absent (False)."""
-    if request.param:
-        BASHRC.write_text(BANNER_BASHRC)
-    try:
+    with chatty_logins(request.param):
         yield request.param
-    finally:
-        BASHRC.unlink(missing_ok=True)
 
 
 def post_failure_hook(folder: Path) -> tuple[Path, Path]:
