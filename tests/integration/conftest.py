@@ -38,13 +38,14 @@ SWAP_STEPS = (
 )
 
 # Every login's ~/.bashrc (one HOME for all servers), and what a chatty server prints for every
-# SSH command before the command's own output. The German messages (mkdir's "Die Datei
-# existiert bereits") must not change any outcome.
+# SSH command before the command's own output: its last line, without a newline, ends like
+# HAProxy's prompt (`\n> `), so that it would pass for an answer of HAProxy's. The German
+# messages (mkdir's "Die Datei existiert bereits") must not change any outcome.
 LOGIN_BASHRC = sandbox.LOGIN_HOME / ".bashrc"
 BANNER_BASHRC = """\
 echo "Welcome to $(hostname)! Last backup: never."
 echo "[ {not json" >&2
-printf 'no newline at the end'
+printf 'no newline at the end\\n> '
 export LANGUAGE=de LANG=C.UTF-8
 """
 
