@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Every tool the sandbox and the fault tests use (nft and iptables drop a server's packets).
+# Every tool the sandbox and the tests use (nft and iptables drop a server's packets, curl
+# asks a slot's port, git archives the release before); testbed/sandbox.py's
+# REQUIRED_PROGRAMS lists the programs, and a test run stops first if one is missing.
 packages=(docker.io openssh-server openssh-client haproxy socat docker-registry dnsmasq-base
           golang-go iproute2 busybox-static python3-venv ca-certificates nftables iptables
-          util-linux procps pebble)
+          util-linux procps pebble curl git tar bsdutils mount passwd)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

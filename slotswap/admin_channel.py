@@ -116,6 +116,44 @@ def complete_answer(received: bytes, commands: int) -> str | None:
     return received.replace(PROMPT, b"\n").decode(errors="replace")
 
 
+def after_marker_line(received: bytes, marker: bytes) -> bytes | None:
+    """What came after the marker's line, once it has come, else None. Before it: what the
+    login's start-up files printed (a motd-style `echo` in ~/.bashrc), never HAProxy's."""
+    _, found, rest = received.partition(marker + b"\n")
+    return rest if found else None
+
+
+def skip_to_marker(channel: paramiko.Channel, marker: bytes, timeout: float) -> None:
+    """Read a command channel's output up to the marker's line, which the command prints
+    before it starts talking to HAProxy. HAProxy speaks only when spoken to, so nothing may
+    follow the marker yet."""
+    deadline = time.monotonic() + timeout
+    received = bytearray()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AdminChannelTimeout(
+                    f"the command to the admin socket did not start within {timeout:g}s")
+            channel.settimeout(left)
+            chunk = channel.recv(65536)
+            if not chunk:
+                raise AdminChannelClosed("the command to the admin socket ended before it "
+                                         "started (the login's shell could not run it)")
+            received.extend(chunk)
+            rest = after_marker_line(bytes(received), marker)
+            if rest:
+                raise AdminChannelClosed("unexpected output before HAProxy was asked "
+                                         f"anything: {rest[:80]!r}")
+            if rest is not None:
+                return
+    except TimeoutError as error:  # socket.timeout from recv
+        if isinstance(error, AdminChannelTimeout):
+            raise
+        raise AdminChannelTimeout(
+            f"the command to the admin socket did not start within {timeout:g}s") from error
+
+
 Opener = Callable[[], paramiko.Channel]
 
 

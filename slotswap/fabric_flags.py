@@ -5,7 +5,8 @@ on its inventory, not on Fabric's host list, so each flag is either honoured (it
 a Fabric user expects) or refused with an error before anything is contacted; none is
 silently ignored:
 
-- honoured: `-i/--identity KEY` (the SSH key, instead of the inventory's ssh.identity),
+- honoured: `-i/--identity KEY` (the SSH key, instead of the inventory's ssh.identity; a
+  file that is not a private key, e.g. `-i hosts.yaml`, is refused),
   `-t/--connect-timeout N` (instead of ssh.connect_timeout), `-e/--echo` and `--hide` (the
   local commands of `build`), and the listing, help, debug and config flags;
 - refused: `-H/--hosts` (Fabric would run the whole task once per host: the tasks'
@@ -83,6 +84,35 @@ def connect_overrides(c: Context) -> ConnectOverrides:
         identity=Path(keys[0]).expanduser().absolute() if keys else None,
         connect_timeout=float(timeout) if timeout else None,
     )
+
+
+# The first line of every private key file paramiko reads (OpenSSH's own format, PEM, PKCS#8).
+PRIVATE_KEY_START = b"-----BEGIN "
+PRIVATE_KEY_LABEL = b"PRIVATE KEY-----"
+
+
+def looks_like_private_key(head: bytes) -> bool:
+    """Whether a file's first bytes open a private key: `-----BEGIN ... PRIVATE KEY-----`."""
+    first_line = head.lstrip().split(b"\n", 1)[0].rstrip()
+    return first_line.startswith(PRIVATE_KEY_START) and first_line.endswith(PRIVATE_KEY_LABEL)
+
+
+def identity_problem(path: Path) -> str | None:
+    """Why the file -i names cannot be the SSH key, or None. A Fabric user's `-i` is the key;
+    `fab -i hosts.yaml` (the inventory meant) would end in an authentication error after
+    contacting every server."""
+    if not path.is_file():
+        return f"-i/--identity: {path} is not a file"
+    try:
+        with path.open("rb") as key:
+            head = key.read(200)
+    except OSError as error:
+        return f"-i/--identity: cannot read {path}: {error.strerror or error}"
+    if not looks_like_private_key(head):
+        return (f"-i/--identity: {path} is not a private key (no `-----BEGIN ... PRIVATE "
+                f"KEY-----` line); -i is the SSH key, as in Fabric: use -I or --inventory for "
+                f"the inventory")
+    return None
 
 
 def check_flags(c: Context) -> ConnectOverrides:

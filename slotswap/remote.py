@@ -62,6 +62,7 @@ from slotswap.admin_channel import (
     AdminChannelTimeout,
     PromptSession,
     open_streamlocal_channel,
+    skip_to_marker,
 )
 from slotswap.haproxy import RuntimeApiError, raise_for_api_error
 from slotswap.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
@@ -836,5 +837,14 @@ class Server:
         """The admin socket through a command on the server, for an sshd that refuses the
         channel: socat, run as the login, so the socket's permissions decide the same way."""
         channel = self.connection.transport.open_session(timeout=API_TIMEOUT)
-        channel.exec_command(shlex.join(["socat", "STDIO", f"UNIX-CONNECT:{path}"]))
+        # The login shell runs its start-up files first: what they print must never be read
+        # as HAProxy's answer, so the command prints a marker and only then becomes socat.
+        marker = new_marker()
+        channel.exec_command(with_marker(
+            "exec " + shlex.join(["socat", "STDIO", f"UNIX-CONNECT:{path}"]), marker))
+        try:
+            skip_to_marker(channel, marker.encode(), API_TIMEOUT)
+        except BaseException:
+            channel.close()
+            raise
         return channel

@@ -34,7 +34,7 @@ from slotswap import dry_run as dry_run_plans
 from slotswap import history as history_log
 from slotswap.batches import parse_batch
 from slotswap.delivery import up_action
-from slotswap.fabric_flags import ConnectOverrides, check_flags
+from slotswap.fabric_flags import ConnectOverrides, check_flags, identity_problem
 from slotswap.host_selection import select_hosts
 from slotswap.inventory import Inventory, InventoryError, load_inventory
 from slotswap.inventory_check import located, render_templates, settings_lines
@@ -129,10 +129,13 @@ def inventory_path(path: str | None) -> str:
 def load(path: str | None, hosts: str | None = None) -> Inventory:
     """The inventory, validated whole, with Fabric's -i/-t applied and only the servers
     --hosts names (all when None)."""
-    inv = load_inventory(inventory_path(path))
     overrides = _connect_overrides
-    if overrides.identity is not None and not overrides.identity.is_file():
-        raise InputError(f"-i/--identity: {overrides.identity} is not a file")
+    # Before the inventory: `-i hosts.yaml` is told that -i is the key even where the
+    # inventory is elsewhere or broken.
+    problem = None if overrides.identity is None else identity_problem(overrides.identity)
+    if problem is not None:
+        raise InputError(problem)
+    inv = load_inventory(inventory_path(path))
     if overrides.identity is not None:
         inv = dataclasses.replace(inv, ssh=dataclasses.replace(inv.ssh,
                                                                identity=overrides.identity))

@@ -67,10 +67,15 @@ DEPLOY_REMOTE_DIR = f"{DEPLOY_HOME}/slotswap"
 LOGIN_HOME = RUN_DIR / "home"
 DEPLOY_INVENTORY = "hosts-deploy.yaml"  # the sandbox's inventory for that login
 
-# What the sandbox and its tests run; a test run stops before the first test if one is missing.
-REQUIRED_PROGRAMS = ("ip", "nsenter", "unshare", "mountpoint", "dockerd", "docker",
-                     "/usr/sbin/sshd", "ssh", "ssh-keygen", "docker-registry", "dnsmasq", "go",
-                     "ldd", "nft", "iptables", "pebble")
+# What the sandbox and its tests run (on this machine, or on a server: the same machine); a
+# test run stops before the first test, naming it, if one is missing. HAProxy's binary goes
+# into the sandbox's HAProxy image, busybox into the tests' probe image; git archives the
+# release before (test_haproxy_upgrade); `script` gives `fab` a terminal.
+REQUIRED_PROGRAMS = ("ip", "ss", "nsenter", "unshare", "mount", "umount", "mountpoint",
+                     "dockerd", "docker", "/usr/sbin/sshd", "ssh", "ssh-keygen",
+                     "docker-registry", "dnsmasq", "go", "ldd", "nft", "iptables", "pebble",
+                     str(HAPROXY_BINARY), "socat", "/bin/busybox", "curl", "git", "tar",
+                     "script", "useradd", "usermod", "getent", "kill")
 
 
 class SandboxError(RuntimeError):

@@ -3,6 +3,7 @@ HAProxy and registry, in network namespaces on this machine. Needs root."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -36,12 +37,36 @@ SWAP_STEPS = (
     "done in",
 )
 
+# Every login's ~/.bashrc (one HOME for all servers), and what a chatty server prints for every
+# SSH command before the command's own output: its last line, without a newline, ends like
+# HAProxy's prompt (`\n> `), so that it would pass for an answer of HAProxy's. The German
+# messages (mkdir's "Die Datei existiert bereits") must not change any outcome.
+LOGIN_BASHRC = sandbox.LOGIN_HOME / ".bashrc"
+BANNER_BASHRC = """\
+echo "Welcome to $(hostname)! Last backup: never."
+echo "[ {not json" >&2
+printf 'no newline at the end\\n> '
+export LANGUAGE=de LANG=C.UTF-8
+"""
+
+
+@contextlib.contextmanager
+def chatty_logins(on: bool = True) -> Iterator[None]:
+    """Every login's ~/.bashrc prints (on) or is absent, until the end of the block."""
+    if on:
+        LOGIN_BASHRC.write_text(BANNER_BASHRC)
+    try:
+        yield
+    finally:
+        LOGIN_BASHRC.unlink(missing_ok=True)
+
 
 def sandbox_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "needs root (network namespaces, dockerd)"
     missing = [p for p in sandbox.REQUIRED_PROGRAMS if shutil.which(p) is None]
-    return f"missing programs: {', '.join(missing)}" if missing else None
+    return (f"missing programs: {', '.join(missing)} (scripts/bootstrap.sh installs them)"
+            if missing else None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

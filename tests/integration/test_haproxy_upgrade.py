@@ -130,6 +130,16 @@ def test_a_new_haproxy_that_cannot_start_leaves_the_old_one_serving(
 BRIDGED_RELEASE = "44f6fc78ab60e3cd6638e32f4e85db877f2cc147"
 
 
+def require_bridged_release() -> None:
+    """Fail at once, saying why, where the checkout lacks that commit (a shallow clone)."""
+    found = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e",
+                            f"{BRIDGED_RELEASE}^{{commit}}"], capture_output=True, timeout=60,
+                           check=False)
+    if found.returncode != 0:
+        pytest.fail(f"needs the repository's history (commit {BRIDGED_RELEASE[:12]}, the "
+                    f"bridged release): git fetch --unshallow", pytrace=False)
+
+
 def old_kit(box: Sandbox, folder: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """`fab` of the bridged release, from a copy of that commit's files."""
     folder.mkdir()
@@ -155,6 +165,7 @@ def test_up_moves_a_fleet_of_the_bridged_release_to_the_servers_network(
     """A fleet set up and deployed by the release before: `fab up` moves HAProxy to the
     server's network (a short interruption per server, this once, counted here), the live
     slots keep serving, and deploys after it fail no request."""
+    require_bridged_release()
     box = fleet_on_v1
     assert box.fab("down").returncode == 0
     fab = old_kit(box, tmp_path / "bridged")

@@ -96,6 +96,17 @@ def silent_network(namespace: str) -> Iterator[None]:
         subprocess.run(["ip", "netns", "exec", namespace, "iptables", "-D", *rule], check=True)
 
 
+# Seconds a deploy may take beyond what its settings imply: the kit's own steps after the
+# loss (the other servers' locks, the report) on a 2-core machine shared with other tests.
+BUSY_MACHINE_MARGIN = 8
+
+
+def silent_network_bound(keepalive: float, dead_after: float, connect_timeout: float) -> float:
+    """The README's bound on a deploy whose server went silent: the loss is noticed within
+    keepalive + dead_after, then one reconnect attempt of connect_timeout; plus the margin."""
+    return keepalive + dead_after + connect_timeout + BUSY_MACHINE_MARGIN
+
+
 @contextmanager
 def frozen_docker_engine(node: sandbox.Node) -> Iterator[None]:
     pid = int((node.run_dir / "docker.pid").read_text())
@@ -153,10 +164,8 @@ def test_a_silent_network_ends_the_deploy_within_its_bound(fleet_on_v1: Sandbox,
         deploy.until("s1", "waiting for HAProxy's health checks")
         with silent_network(s1.name):
             dropped = time.monotonic()
-            # Noticed within dead_after + keepalive; one reconnect attempt (connect_timeout)
-            # for the recovery; the margin is for the shared CPU.
-            exit_code, output = deploy.finish(timeout=keepalive + dead_after + connect_timeout
-                                              + 45)
+            exit_code, output = deploy.finish(timeout=silent_network_bound(
+                keepalive, dead_after, connect_timeout))
             took = time.monotonic() - dropped
             assert box.served_versions(box.addresses[0]) == {"v1" if tag == "v2" else "v2"}
     report = load.stop()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from testbed import sandbox
+from tests.integration.conftest import LOGIN_BASHRC, chatty_logins
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -26,15 +27,7 @@ pytestmark = pytest.mark.sandbox
 APP = "webapp"
 STATE = f"{sandbox.DEPLOY_REMOTE_DIR}/{APP}/state"
 CONFIG = f"{sandbox.DEPLOY_REMOTE_DIR}/{APP}/config"
-BASHRC = sandbox.LOGIN_HOME / ".bashrc"
-# What a chatty server prints for every SSH command, before the command's own output. The
-# German messages (mkdir's "Die Datei existiert bereits") must not change any outcome.
-BANNER_BASHRC = """\
-echo "Welcome to $(hostname)! Last backup: never."
-echo "[ {not json" >&2
-printf 'no newline at the end'
-export LANGUAGE=de LANG=C.UTF-8
-"""
+ADMIN_DIR = f"{CONFIG}/haproxy/admin"
 LOCK_OWNER = {"who": "alice@laptop", "since": "2026-11-26T09:00:00+00:00", "task": "deploy",
               "tag": "v9", "token": "f" * 32}
 
@@ -68,7 +61,7 @@ def clean_fleet(sandbox_env: Sandbox) -> Iterator[Sandbox]:
     box = sandbox_env
 
     def clean() -> None:
-        BASHRC.unlink(missing_ok=True)
+        LOGIN_BASHRC.unlink(missing_ok=True)
         assert box.fab("down").returncode == 0
         for index in range(len(box.addresses)):
             on_server(index, "rm", "-rf", sandbox.DEPLOY_REMOTE_DIR)
@@ -81,12 +74,8 @@ def clean_fleet(sandbox_env: Sandbox) -> Iterator[Sandbox]:
 @pytest.fixture
 def banner(request: pytest.FixtureRequest) -> Iterator[bool]:
     """Every login's ~/.bashrc prints (param True) or is absent (False)."""
-    if request.param:
-        BASHRC.write_text(BANNER_BASHRC)
-    try:
+    with chatty_logins(request.param):
         yield request.param
-    finally:
-        BASHRC.unlink(missing_ok=True)
 
 
 def post_failure_hook(folder: Path) -> tuple[Path, Path]:
@@ -157,6 +146,8 @@ def test_the_whole_flow_as_a_docker_group_login_with_its_own_folder(
     no_banner(logs.stdout)
     assert all(re.match(r"^s\d+ +\| ", line) for line in logs.stdout.splitlines()), logs.stdout
 
+    every_other_task_as_the_login(box, inventory)
+
     # The kit's files are in the login's folder, its own; nothing went to the system ones.
     for index in range(len(box.addresses)):
         owners = on_server(index, "stat", "-c", "%U %a", STATE, f"{STATE}/history.jsonl",
@@ -181,6 +172,20 @@ def test_the_whole_flow_as_a_docker_group_login_with_its_own_folder(
     no_banner(history.stdout)
     assert len(re.findall(r" deploy +v1 +v2 +deployed ", history.stdout)) == len(box.addresses)
 
+    # A version that fails its checks once it took traffic (flaky1, 3 s after its start),
+    # with --on-failure=rollback: every server goes back to v2, 0 failed requests.
+    (tmp_path / "watched").mkdir()
+    watched = box.inventory_copy(tmp_path / "watched", ssh={"user": sandbox.DEPLOY_USER},
+                                 remote_dir=sandbox.DEPLOY_REMOTE_DIR, timeouts={"watch": 10},
+                                 env={"plain": {"LOG_LEVEL": "info"}, "secret": ["API_TOKEN"]})
+    with box.load() as load:
+        failed = box.fab("deploy", "--tag", "flaky1", "--on-failure=rollback", inventory=watched)
+    report = load.stop()
+    assert_one_line_error(failed, 1)
+    assert report.failed == 0, report.failures
+    no_banner(failed.stdout + failed.stderr)
+    assert live_versions(box, inventory) == ["v2"] * len(box.addresses)
+
     with box.load() as load:
         back = box.fab("rollback", inventory=inventory)
     assert back.returncode == 0, back.stderr
@@ -192,6 +197,48 @@ def test_the_whole_flow_as_a_docker_group_login_with_its_own_folder(
     for index in range(len(box.addresses)):
         assert on_server(index, "sh", "-c", "docker ps -aq").strip() == ""
         assert on_server(index, "sh", "-c", f"ls {sandbox.DEPLOY_REMOTE_DIR}/{APP}") == "state\n"
+
+
+def live_versions(box: Sandbox, inventory: Path) -> list[str]:
+    """Per server, in the inventory's order, the version `status --json` says it serves."""
+    status = box.fab("status", "--json", inventory=inventory)
+    assert status.returncode == 0, status.stderr
+    no_banner(status.stdout + status.stderr)
+    return [server["version"] for server in json.loads(status.stdout)["servers"]]
+
+
+def every_other_task_as_the_login(box: Sandbox, inventory: Path) -> None:
+    """check, exec, maintenance on and off, status --json and lock as the docker-group
+    login, on a fleet serving v2; the admin socket is that login's alone."""
+    checked = box.fab("check", inventory=inventory)
+    assert checked.returncode == 0, checked.stderr
+    assert "ssh.user: deploy" in checked.stdout
+
+    ran = box.fab("exec", "--command=version", inventory=inventory)
+    assert ran.returncode == 0, ran.stderr
+    no_banner(ran.stdout)
+    assert ran.stdout.strip().splitlines()[-1] == "v2"
+    assert box.fab("exec", "--command=exit 3", inventory=inventory).returncode == 3
+
+    assert box.fab("maintenance.on", inventory=inventory).returncode == 0
+    status = json.loads(box.fab("status", "--json", inventory=inventory).stdout)
+    assert [server["maintenance"] for server in status["servers"]] == [True] * len(
+        box.addresses)
+    assert box.fab("maintenance.off", inventory=inventory).returncode == 0
+    assert live_versions(box, inventory) == ["v2"] * len(box.addresses)
+    status = json.loads(box.fab("status", "--json", inventory=inventory).stdout)
+    assert not any(server["maintenance"] for server in status["servers"])
+
+    lock = box.fab("lock", inventory=inventory)
+    assert lock.returncode == 0, lock.stderr
+    no_banner(lock.stdout)
+    assert lock.stdout.count(": free") == len(box.addresses), lock.stdout
+
+    # HAProxy's admin socket, in the login's folder: its folder and the socket are the
+    # login's alone.
+    for index in range(len(box.addresses)):
+        modes = on_server(index, "stat", "-c", "%U %a %F", ADMIN_DIR, f"{ADMIN_DIR}/admin.sock")
+        assert modes.splitlines() == ["deploy 700 directory", "deploy 600 socket"], modes
 
 
 @pytest.mark.parametrize("banner", [True], indirect=True, ids=["banner"])

@@ -6,10 +6,13 @@ import paramiko
 import pytest
 
 from slotswap.admin_channel import (
+    AdminChannelClosed,
     AdminChannelTimeout,
     PromptSession,
+    after_marker_line,
     command_count,
     complete_answer,
+    skip_to_marker,
     streamlocal_open_message,
 )
 
@@ -181,3 +184,56 @@ def test_a_payload_s_continuation_prompts_are_not_part_of_the_answer() -> None:
                 b"/tmp/hx/site.pem!\n\n> ")
     assert complete_answer(received, 1) == (
         "Transaction created for certificate /tmp/hx/site.pem!\n\n")
+
+
+# -- the admin socket through socat (sshd refuses the channel) -----------------------------
+# What the socat command's channel sends before HAProxy is asked anything: the login's
+# start-up files (the sandbox's chatty ~/.bashrc, its last line without a newline), then the
+# marker the command prints before it becomes socat.
+MARKER = b"slotswap-output-starts-0123456789abcdef"
+BANNER = b"Welcome to s1! Last backup: never.\nno newline at the end"
+
+
+@pytest.mark.parametrize(("received", "rest"), [
+    (BANNER + MARKER + b"\n", b""),
+    (MARKER + b"\n", b""),
+    (BANNER + MARKER + b"\nName: HAProxy\n", b"Name: HAProxy\n"),
+    (BANNER, None),
+    (BANNER + MARKER, None),  # its newline not come yet
+    (b"> \n" + MARKER[:-1], None),
+])
+def test_after_marker_line(received: bytes, rest: bytes | None) -> None:
+    assert after_marker_line(received, MARKER) == rest
+
+
+def test_a_banner_before_socat_never_reaches_an_answer() -> None:
+    """The banner and the marker come in chunks that split the marker; the first answer is
+    HAProxy's alone."""
+    output = BANNER + MARKER + b"\n"
+    channel = FakeChannel({b"show info\n": [INFO_ANSWER]})
+    channel.pending = [output[:20], output[20:-10], output[-10:]]
+    skip_to_marker(channel, MARKER, timeout=1)  # type: ignore[arg-type]
+    session = PromptSession(lambda: channel, timeout=1)  # type: ignore[arg-type, return-value]
+    assert session.ask("show info") == "Name: HAProxy\nVersion: 2.6.12-1+deb12u4\nPid: 8\n\n"
+    assert channel.sent == [b"prompt\n", b"show info\n"]
+
+
+def test_a_command_that_ends_before_its_marker_is_a_closed_channel() -> None:
+    channel = FakeChannel({})
+    channel.pending, channel.eof_received = [BANNER], True
+    with pytest.raises(AdminChannelClosed, match="ended before it started"):
+        skip_to_marker(channel, MARKER, timeout=1)  # type: ignore[arg-type]
+
+
+def test_a_command_that_never_prints_its_marker_hits_the_deadline() -> None:
+    channel = FakeChannel({})
+    channel.pending = [BANNER]
+    with pytest.raises(AdminChannelTimeout, match=r"did not start within 0\.05s"):
+        skip_to_marker(channel, MARKER, timeout=0.05)  # type: ignore[arg-type]
+
+
+def test_output_after_the_marker_before_any_question_is_refused() -> None:
+    channel = FakeChannel({})
+    channel.pending = [MARKER + b"\nsomething\n"]
+    with pytest.raises(AdminChannelClosed, match="unexpected output"):
+        skip_to_marker(channel, MARKER, timeout=1)  # type: ignore[arg-type]

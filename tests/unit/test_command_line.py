@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from slotswap import inventory as inventory_module
+from slotswap.fabric_flags import looks_like_private_key
 from slotswap.host_selection import select_hosts
 from slotswap.inventory import load_inventory
 from slotswap.inventory_check import key_line, key_parts
@@ -37,9 +38,13 @@ hosts:
 """
 
 
-def fab(*args: str, cwd: Path, env: dict[str, str] | None = None
+# The first line is all the kit reads of a key before it logs in.
+KEY_TEXT = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n"
+
+
+def fab(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str = ""
         ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FAB, "-r", str(ROOT), *args], cwd=cwd, text=True,
+    return subprocess.run([FAB, "-r", str(ROOT), *args], cwd=cwd, text=True, input=stdin,
                           capture_output=True, timeout=60, check=False,
                           env={**os.environ, **(env or {})})
 
@@ -66,9 +71,27 @@ def test_fabric_flags_the_kit_does_not_honour_are_refused_before_anything_runs(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("flags", "named"), [
+    (["-S", "ssh_config"], "-S/--ssh-config"),
+    (["--prompt-for-passphrase"], "--prompt-for-passphrase"),
+    (["--prompt-for-login-password"], "--prompt-for-login-password"),
+    (["--prompt-for-sudo-password"], "--prompt-for-sudo-password"),
+])
+def test_fabric_ssh_config_and_prompt_flags_are_refused_before_anything_runs(
+        project: Path, flags: list[str], named: str) -> None:
+    (project / "ssh_config").write_text("Host *\n  User nobody\n")
+    # Fabric asks for the secret before any task runs (from stdin without a terminal).
+    result = fab(*flags, "deploy", "--tag=v1", cwd=project, stdin="typed\n")
+    assert result.returncode == 2
+    assert "error: nothing was contacted: " in result.stderr
+    assert named in result.stderr
+    assert "typed" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_fabric_identity_and_connect_timeout_are_honoured(project: Path) -> None:
     key = project / "deploy_key"
-    key.write_text("not read by check\n")
+    key.write_text(KEY_TEXT)
     result = fab("-i", str(key), "-t", "4", "check", cwd=project)
     assert result.returncode == 0, result.stderr
     assert f"ssh.identity: {key}" in result.stdout
@@ -82,12 +105,40 @@ def test_a_missing_identity_file_is_bad_input(project: Path) -> None:
 
 
 def test_dash_i_after_the_task_is_still_the_identity_never_the_inventory(project: Path) -> None:
-    other = project / "other.yaml"
-    other.write_text(INVENTORY.replace("webapp", "shop"))
+    other = project / "other"
+    other.write_text(KEY_TEXT)
     result = fab("check", "-i", str(other), cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "app: webapp" in result.stdout  # hosts.yaml of the folder, not other.yaml
+    assert "app: webapp" in result.stdout  # hosts.yaml of the folder
     assert f"ssh.identity: {other}" in result.stdout
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_inventory_given_as_the_identity_is_refused_before_anything_runs(
+        project: Path, where: str) -> None:
+    """`fab -i hosts.yaml deploy`: a Fabric user's -i is the key; the inventory is never
+    sent to the servers as one (an authentication error after contacting them all)."""
+    flags = ["-i", "hosts.yaml"]
+    args = [*flags, "deploy", "--tag=v1"] if where == "before" else ["deploy", "--tag=v1", *flags]
+    result = fab(*args, cwd=project)
+    assert result.returncode == 2
+    assert f"-i/--identity: {project / 'hosts.yaml'} is not a private key" in result.stderr
+    assert "use -I or --inventory for the inventory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("head", "key"), [
+    (b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl", True),
+    (b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n", True),
+    (b"\n-----BEGIN EC PRIVATE KEY-----\r\n", True),
+    (b"-----BEGIN PRIVATE KEY-----\n", True),
+    (INVENTORY.encode(), False),
+    (b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 me@laptop\n", False),  # the public key
+    (b"-----BEGIN CERTIFICATE-----\n", False),
+    (b"", False),
+])
+def test_looks_like_private_key(head: bytes, key: bool) -> None:
+    assert looks_like_private_key(head) is key
 
 
 def test_the_inventory_comes_from_the_environment_when_not_given(project: Path,
