@@ -77,6 +77,8 @@ def settings_lines(inventory: Inventory, environ: Mapping[str, str] = os.environ
         value = getattr(inventory, field.name)
         if field.name == "env":
             yield from _env_lines(inventory, environ)
+        elif field.name == "https":
+            yield from _https_lines(inventory, environ)
         elif field.name == "hosts":
             for index, host in enumerate(value):
                 yield from _lines(f"hosts[{index}]", host)
@@ -91,8 +93,22 @@ def _env_lines(inventory: Inventory, environ: Mapping[str, str]) -> Iterator[str
     for name, value in env.plain:
         yield f"env.plain.{name}: {value!r}"
     for name in env.secret:
-        where = "set in this environment" if name in environ else "NOT SET in this environment"
-        yield f"env.secret.{name}: {SECRET_MARK} ({where})"
+        yield f"env.secret.{name}: {SECRET_MARK} ({_presence(name, environ)})"
+
+
+def _presence(name: str, environ: Mapping[str, str]) -> str:
+    return "set in this environment" if name in environ else "NOT SET in this environment"
+
+
+def _https_lines(inventory: Inventory, environ: Mapping[str, str]) -> Iterator[str]:
+    """The https section; https.files.*_secret name a variable whose value is never read
+    here, only whether this environment sets it."""
+    for line in _lines("https", inventory.https):
+        key, _, value = line.partition(": ")
+        if key.endswith("_secret") and inventory.https is not None and value != "(not set)":
+            yield f"{key}: {value} ({_presence(value, environ)})"
+        else:
+            yield line
 
 
 def _lines(key: str, value: object) -> Iterator[str]:
