@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from slotswap import rollout, tls
-from slotswap.acme_client import AcmeError, issue
+from slotswap.acme_client import issue
 from slotswap.certificates import (
     FILES_SOURCE,
     CertificateBundle,
@@ -95,7 +95,8 @@ def why_renew(https: HttpsSettings, served: tls.ServedCertificate | None,
 
 def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
     """Renew the fleet's certificate when a server needs it (or --force): with ACME one new
-    certificate for every server; with files, the files, where a server has others."""
+    certificate for every server; with files, the files, where a server has others. Raises
+    AcmeError, before any server is changed, when the CA cannot be reached or refuses."""
     https = https_of(inventory)
     if https.files is not None:
         bundle = load_files(https.files, https.names)
@@ -114,10 +115,8 @@ def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
             return [rollout.ServerResult(c.name, "unchanged", True) for c in fleet]
         for name, why in due.items():
             say(f"{name}: renewing: {why}")
-        try:
-            bundle = issue(https.acme, https.names, say)  # type: ignore[arg-type]
-        except AcmeError as error:
-            return [rollout.ServerResult("ACME", str(error), False, rollout.EXIT_DEPLOY_FAILED)]
+        # A CA that refuses raises AcmeError: no server was touched.
+        bundle = issue(https.acme, https.names, say)  # type: ignore[arg-type]
 
     def install(server: Server, inv: Inventory, progress: Progress) -> str:
         installed = tls.install(server, inv, config_dir(inv), bundle, progress, running=True)
