@@ -26,8 +26,9 @@ SOURCE_NAME = "site.source"
 Progress = Callable[[str], None]
 
 
-class TlsError(RuntimeError):
-    """The certificate could not be put in place on a server."""
+class TlsError(RuntimeApiError):
+    """HAProxy's runtime API refused the certificate (a server's failure, as any refusal of
+    its runtime API: exit 1, the later servers untouched)."""
 
 
 def cert_path_on_server(config_dir: str) -> str:
