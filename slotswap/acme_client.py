@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from slotswap.certificates import (
     CertificateBundle,
+    acme_source,
     check_private_file,
     new_private_key,
     private_key_pem,
@@ -35,6 +36,11 @@ Progress = Callable[[str], None]
 
 class AcmeError(RuntimeError):
     """The CA refused, or could not be reached: nothing was changed on any server."""
+
+
+def _one_line(message: str) -> AcmeError:
+    """The CA's words (which may span lines) as one line of error."""
+    return AcmeError(" ".join(message.split()))
 
 
 def load_account_key(settings: AcmeSettings, *, create: bool = True) -> jose.JWKRSA:
@@ -103,13 +109,14 @@ def issue(settings: AcmeSettings, names: tuple[str, ...], progress: Progress
             f"{authz.body.identifier.value}: {challenge.error.detail if challenge.error else '?'}"
             for authz in error.failed_authzrs for challenge in authz.body.challenges
             if challenge.error is not None)
-        raise AcmeError(f"the ACME CA could not validate the names ({problems}); nothing was "
-                        "changed on any server") from None
+        raise _one_line(f"the ACME CA could not validate the names ({problems}); nothing "
+                        "was changed on any server") from None
     except (errors.Error, messages.Error) as error:
-        raise AcmeError(f"the ACME CA at {settings.directory} refused: {error}; nothing was "
+        raise _one_line(f"the ACME CA at {settings.directory} refused: {error}; nothing was "
                         "changed on any server") from None
     except OSError as error:  # requests' errors are OSErrors too
-        raise AcmeError(f"cannot reach the ACME CA at {settings.directory}: {error}; nothing "
-                        "was changed on any server") from None
+        raise _one_line(f"cannot reach the ACME CA at {settings.directory}: {error}; "
+                        "nothing was changed on any server") from None
     progress("ACME: certificate issued")
-    return CertificateBundle(chain_pem=order.fullchain_pem, key_pem=certificate_key)
+    return CertificateBundle(chain_pem=order.fullchain_pem, key_pem=certificate_key,
+                             source=acme_source(settings.directory))

@@ -11,7 +11,8 @@ import datetime
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -23,6 +24,15 @@ from slotswap.inventory import CertificateFiles
 from slotswap.validation import InputError
 
 PLACEHOLDER_ORGANIZATION = "slotswap placeholder"  # in the subject of a stand-in certificate
+# Where a certificate came from, recorded beside it on each server (see slotswap.tls): a
+# server whose certificate came from elsewhere than the inventory now says gets a new one.
+FILES_SOURCE = "files"
+STAND_IN_SOURCE = "stand-in"
+
+
+def acme_source(directory: str) -> str:
+    """The source of a certificate issued by the ACME CA at `directory`."""
+    return f"acme {directory}"
 
 
 class CertificateError(InputError):
@@ -34,7 +44,8 @@ class CertificateBundle:
     """A certificate chain and its private key, PEM text."""
 
     chain_pem: str
-    key_pem: str
+    key_pem: str = field(repr=False)
+    source: str = ""  # FILES_SOURCE, STAND_IN_SOURCE or acme_source(...)
 
     def haproxy_pem(self) -> str:
         """The file HAProxy's `crt` loads: the chain, then the key, no blank line (the
@@ -100,33 +111,63 @@ def check_private_file(path: Path, what: str) -> None:
             "was changed on any server)")
 
 
-def load_files(files: CertificateFiles, names: tuple[str, ...]) -> CertificateBundle:
-    """The chain and key the inventory names, checked: the key private to its owner, the
-    certificate made for that key and covering every name of https.names."""
-    chain_pem, key_pem = _read(files.chain, "https.files.chain"), _read(files.key,
-                                                                       "https.files.key")
-    check_private_file(files.key, "https.files.key")
+@dataclass(frozen=True)
+class _Pem:
+    """One part of https.files as read: its text and how to name it in an error."""
+
+    text: str = field(repr=False)  # a private key, maybe: never shown
+    key: str  # the inventory key it came from
+    where: str  # "/path/privkey.pem" or "the environment variable TLS_KEY"
+    secret: bool  # from the environment: nothing of its value goes into a message
+
+
+def _read_part(files: CertificateFiles, part: str, environ: Mapping[str, str]) -> _Pem:
+    variable = getattr(files, f"{part}_secret")
+    if variable is None:
+        path: Path = getattr(files, part)
+        return _Pem(_read(path, f"https.files.{part}"), f"https.files.{part}", str(path), False)
+    key = f"https.files.{part}_secret"
+    value = environ.get(variable, "")
+    if not value.strip():
+        raise CertificateError(
+            f"{key}: {variable} is {'empty' if variable in environ else 'not set'} in the "
+            "environment of this run; export it with the PEM text first (nothing was changed "
+            "on any server)")
+    return _Pem(value, key, f"the environment variable {variable}", True)
+
+
+def load_files(files: CertificateFiles, names: tuple[str, ...],
+               environ: Mapping[str, str] | None = None) -> CertificateBundle:
+    """The chain and key the inventory names (files, or environment variables of this run),
+    checked: a key file private to its owner, the certificate made for that key and covering
+    every name of https.names. No message holds any of a variable's value."""
+    environ = os.environ if environ is None else environ
+    chain, key_part = _read_part(files, "chain", environ), _read_part(files, "key", environ)
+    if files.key is not None:
+        check_private_file(files.key, "https.files.key")
     try:
-        certificates = x509.load_pem_x509_certificates(chain_pem.encode())
+        certificates = x509.load_pem_x509_certificates(chain.text.encode())
     except ValueError as error:
-        raise CertificateError(f"https.files.chain: {files.chain} holds no PEM certificate "
-                               f"({error})") from None
+        detail = "" if chain.secret else f" ({error})"
+        raise CertificateError(f"{chain.key}: {chain.where} holds no PEM certificate"
+                               f"{detail}") from None
     try:
-        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+        key = serialization.load_pem_private_key(key_part.text.encode(), password=None)
     except (ValueError, TypeError) as error:
-        raise CertificateError(f"https.files.key: {files.key} holds no unencrypted PEM private "
-                               f"key ({error})") from None
+        detail = "" if key_part.secret else f" ({error})"
+        raise CertificateError(f"{key_part.key}: {key_part.where} holds no unencrypted PEM "
+                               f"private key{detail}") from None
     leaf = certificates[0]
     if leaf.public_key().public_bytes(*_SPKI) != key.public_key().public_bytes(*_SPKI):
         raise CertificateError(
-            f"https.files: the certificate in {files.chain} was not made for the key in "
-            f"{files.key} (nothing was changed on any server)")
+            f"https.files: the certificate in {chain.where} was not made for the key in "
+            f"{key_part.where} (nothing was changed on any server)")
     missing = [name for name in names if not covers(describe(leaf).names, name)]
     if missing:
         raise CertificateError(
-            f"https.files.chain: the certificate does not cover {', '.join(missing)} (it is "
+            f"{chain.key}: the certificate does not cover {', '.join(missing)} (it is "
             f"for {', '.join(describe(leaf).names) or 'no DNS name'})")
-    return CertificateBundle(chain_pem=chain_pem, key_pem=key_pem)
+    return CertificateBundle(chain_pem=chain.text, key_pem=key_part.text, source=FILES_SOURCE)
 
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -175,7 +216,7 @@ def placeholder(names: tuple[str, ...], days: int = 7) -> CertificateBundle:
     )
     return CertificateBundle(
         chain_pem=certificate.public_bytes(serialization.Encoding.PEM).decode(),
-        key_pem=private_key_pem(key))
+        key_pem=private_key_pem(key), source=STAND_IN_SOURCE)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -7,8 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from slotswap import rollout, tls
-from slotswap.acme_client import AcmeError, issue
-from slotswap.certificates import CertificateBundle, covers, load_files, placeholder
+from slotswap.acme_client import issue
+from slotswap.certificates import (
+    FILES_SOURCE,
+    CertificateBundle,
+    acme_source,
+    covers,
+    load_files,
+    placeholder,
+)
 from slotswap.inventory import HttpsSettings, Inventory
 from slotswap.output import say
 from slotswap.proxy import config_dir
@@ -41,14 +48,17 @@ class ServerCertificate:
     address: str
     served: tls.ServedCertificate | None
     error: str = ""
+    source: str | None = None  # where the kit got it (None: not recorded)
 
 
 def read_fleet(inventory: Inventory) -> list[ServerCertificate]:
-    """What each server's HAProxy serves (read-only)."""
+    """What each server's HAProxy serves, and where that came from (read-only)."""
     found = []
     for server in rollout.servers_of(inventory):
         try:
-            found.append(ServerCertificate(server.name, server.host.address, tls.served(server)))
+            found.append(ServerCertificate(
+                server.name, server.host.address, tls.served(server),
+                source=tls.installed_source(server, config_dir(inventory))))
         except rollout.OPERATION_ERRORS as error:
             found.append(ServerCertificate(server.name, server.host.address, None, str(error)))
         finally:
@@ -56,12 +66,24 @@ def read_fleet(inventory: Inventory) -> list[ServerCertificate]:
     return found
 
 
-def why_renew(https: HttpsSettings, served: tls.ServedCertificate | None) -> str | None:
-    """Why a server's certificate must be replaced; None when it is good for long enough."""
+def wanted_source(https: HttpsSettings) -> str:
+    """Where the inventory says the certificate comes from."""
+    if https.acme is not None:
+        return acme_source(https.acme.directory)
+    return FILES_SOURCE
+
+
+def why_renew(https: HttpsSettings, served: tls.ServedCertificate | None,
+              source: str | None = None) -> str | None:
+    """Why a server's certificate must be replaced; None when it is good for long enough.
+    One from another source than the inventory's (files, now acme; another ACME directory)
+    is replaced; one whose source the kit did not record is judged by its names and days."""
     if served is None:
         return "it serves none"
     if served.placeholder:
         return "it serves the stand-in certificate"
+    if source is not None and source != wanted_source(https):
+        return f"it came from {source}, the inventory says {wanted_source(https)}"
     missing = [name for name in https.names if not covers(served.names, name)]
     if missing:
         return f"it does not cover {', '.join(missing)}"
@@ -73,7 +95,8 @@ def why_renew(https: HttpsSettings, served: tls.ServedCertificate | None) -> str
 
 def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
     """Renew the fleet's certificate when a server needs it (or --force): with ACME one new
-    certificate for every server; with files, the files, where a server has others."""
+    certificate for every server; with files, the files, where a server has others. Raises
+    AcmeError, before any server is changed, when the CA cannot be reached or refuses."""
     https = https_of(inventory)
     if https.files is not None:
         bundle = load_files(https.files, https.names)
@@ -83,7 +106,7 @@ def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
         if unreadable:
             return [rollout.ServerResult(c.name, f"nothing was changed: {c.error}", False,
                                          rollout.EXIT_CONNECT) for c in unreadable]
-        reasons = {c.name: why_renew(https, c.served) for c in fleet}
+        reasons = {c.name: why_renew(https, c.served, c.source) for c in fleet}
         due = {name: why for name, why in reasons.items() if why}
         if not due and not force:
             days = min(c.served.days_left() or 0 for c in fleet if c.served)
@@ -92,10 +115,8 @@ def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
             return [rollout.ServerResult(c.name, "unchanged", True) for c in fleet]
         for name, why in due.items():
             say(f"{name}: renewing: {why}")
-        try:
-            bundle = issue(https.acme, https.names, say)  # type: ignore[arg-type]
-        except AcmeError as error:
-            return [rollout.ServerResult("ACME", str(error), False, rollout.EXIT_DEPLOY_FAILED)]
+        # A CA that refuses raises AcmeError: no server was touched.
+        bundle = issue(https.acme, https.names, say)  # type: ignore[arg-type]
 
     def install(server: Server, inv: Inventory, progress: Progress) -> str:
         installed = tls.install(server, inv, config_dir(inv), bundle, progress, running=True)
@@ -141,6 +162,7 @@ def document(fleet: list[ServerCertificate]) -> dict[str, object]:
             "serial": served.serial if served else None,
             "not_after": served.not_after.isoformat() if served and served.not_after else None,
             "days_left": round(served.days_left() or 0, 1) if served else None,
+            "source": entry.source,
             "error": entry.error or None})
     return {"task": "certs", "ok": all(s["error"] is None for s in servers),
             "servers": servers}

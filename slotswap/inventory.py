@@ -263,11 +263,15 @@ _DNS_NAME = re.compile(
 
 @dataclass(frozen=True)
 class CertificateFiles:
-    """A certificate from files on the operator's machine: the chain (the server's
-    certificate first) and its private key, PEM."""
+    """A certificate of the operator's: the chain (the server's certificate first) and its
+    private key, PEM, each from a file on the operator's machine or from an environment
+    variable of the run (`chain_secret`, `key_secret` name it; a CI secret): one of the two
+    for each. The variables' values are read when a task needs them, never shown."""
 
-    chain: Path
-    key: Path
+    chain: Path | None = None
+    key: Path | None = None
+    chain_secret: str | None = None
+    key_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -639,7 +643,7 @@ _HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
 _DELIVERY_KEYS = ("mode", "concurrency")
 _HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
 _HTTPS_KEYS = ("port", "names", "files", "acme", "redirect", "hsts", "renew_days")
-_CERT_FILE_KEYS = ("chain", "key")
+_CERT_FILE_KEYS = ("chain", "key", "chain_secret", "key_secret")
 _ACME_KEYS = ("directory", "contact", "account_key", "ca_bundle")
 
 
@@ -1007,6 +1011,28 @@ def _dns_name(value: object, key: str, *, wildcard: bool) -> str:
     return name
 
 
+def _certificate_files(value: object, base: Path) -> CertificateFiles:
+    """Each of chain and key: a path (`chain`) or the environment variable holding the PEM
+    text (`chain_secret`), not both."""
+    fields = _mapping(value, "https.files", _CERT_FILE_KEYS)
+    found: dict[str, object] = {}
+    for part in ("chain", "key"):
+        secret = f"{part}_secret"
+        if (part in fields) == (secret in fields):
+            raise _Invalid(f"https.files.{part}", (
+                f"give one of {part} (a file) or {secret} (an environment variable holding "
+                "the PEM text), not both" if part in fields else "required key is missing "
+                f"(or {secret}, an environment variable holding the PEM text)"))
+        if part in fields:
+            found[part] = _path(fields[part], f"https.files.{part}", base)
+        else:
+            problem = name_problem(fields[secret])
+            if problem is not None:
+                raise _Invalid(f"https.files.{secret}", problem)
+            found[secret] = str(fields[secret])
+    return CertificateFiles(**found)  # type: ignore[arg-type]
+
+
 def _https_settings(value: object, haproxy: HaproxySettings, base: Path) -> HttpsSettings | None:
     if value is None:
         return None
@@ -1017,10 +1043,7 @@ def _https_settings(value: object, haproxy: HaproxySettings, base: Path) -> Http
                        "yours) or acme (certificates from an ACME CA such as Let's Encrypt)")
     files = acme = None
     if "files" in section:
-        fields = _mapping(section["files"], "https.files", _CERT_FILE_KEYS,
-                          required=_CERT_FILE_KEYS)
-        files = CertificateFiles(chain=_path(fields["chain"], "https.files.chain", base),
-                                 key=_path(fields["key"], "https.files.key", base))
+        files = _certificate_files(section["files"], base)
     else:
         fields = _mapping(section["acme"] or {}, "https.acme", _ACME_KEYS)
         directory = _string(fields.get("directory", LETS_ENCRYPT_DIRECTORY),

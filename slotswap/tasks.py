@@ -32,6 +32,7 @@ from slotswap import (
 from slotswap import docker_commands as docker
 from slotswap import dry_run as dry_run_plans
 from slotswap import history as history_log
+from slotswap.acme_client import AcmeError
 from slotswap.batches import parse_batch
 from slotswap.delivery import up_action
 from slotswap.fabric_flags import ConnectOverrides, check_flags, identity_problem
@@ -121,6 +122,16 @@ def exit_on_failure(task_name: str, results: list[rollout.ServerResult]) -> None
                    "later servers were not touched", code=failed.exit_code)
 
 
+def renewed_or_exit(renewal: Callable[[], list[rollout.ServerResult]]
+                    ) -> list[rollout.ServerResult]:
+    """A certificate renewal; an ACME CA that refuses or cannot be reached ends the task in
+    one line, exit 1 (no server was changed)."""
+    try:
+        return renewal()
+    except AcmeError as error:
+        raise Exit(f"error: {error}", code=rollout.EXIT_DEPLOY_FAILED) from None
+
+
 def inventory_path(path: str | None) -> str:
     """--inventory, else $SLOTSWAP_INVENTORY, else hosts.yaml in the current folder."""
     return path or os.environ.get(INVENTORY_ENV) or "hosts.yaml"
@@ -207,7 +218,7 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
         warn("WARNING: the servers run different platforms ("
              + ", ".join(f"{n}: {p}" for n, p in platforms.observed.items())
              + "); set build.platform, or build a multi-platform image")
-    issued = certs.after_up(inv)
+    issued = renewed_or_exit(lambda: certs.after_up(inv))
     if issued:
         exit_on_failure("up (certificate)", issued)
 
@@ -622,7 +633,7 @@ def certs_renew(c: Context, inventory: str | None = None, force: bool = False) -
     """
     inv = load(inventory)
     certs.https_of(inv)
-    results = certs.renew(inv, force=force)
+    results = renewed_or_exit(lambda: certs.renew(inv, force=force))
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("certs.renew", results)
 

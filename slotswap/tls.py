@@ -22,15 +22,22 @@ from slotswap.remote import Server
 
 CERT_FOLDER = "certs"
 CERT_NAME = "site.pem"
+SOURCE_NAME = "site.source"
 Progress = Callable[[str], None]
 
 
-class TlsError(RuntimeError):
-    """The certificate could not be put in place on a server."""
+class TlsError(RuntimeApiError):
+    """HAProxy's runtime API refused the certificate (a server's failure, as any refusal of
+    its runtime API: exit 1, the later servers untouched)."""
 
 
 def cert_path_on_server(config_dir: str) -> str:
     return f"{config_dir}/{CERT_FOLDER}/{CERT_NAME}"
+
+
+def source_path_on_server(config_dir: str) -> str:
+    """Beside the certificate: where it came from (certificates.FILES_SOURCE, ...)."""
+    return f"{config_dir}/{CERT_FOLDER}/{SOURCE_NAME}"
 
 
 def cert_path_in_haproxy() -> str:
@@ -92,8 +99,16 @@ def installed_fingerprint(server: Server, config_dir: str) -> str | None:
     return fingerprint(text) if text else None
 
 
+def installed_source(server: Server, config_dir: str) -> str | None:
+    """Where the server's certificate came from; None when the kit recorded nothing."""
+    text = server.read_file(source_path_on_server(config_dir))
+    return (text.strip() or None) if text else None
+
+
 def write_file(server: Server, config_dir: str, bundle: CertificateBundle) -> None:
     server.write_private_file(cert_path_on_server(config_dir), bundle.haproxy_pem())
+    if bundle.source:
+        server.write_private_file(source_path_on_server(config_dir), bundle.source + "\n")
 
 
 def replace_served(server: Server, bundle: CertificateBundle) -> None:
@@ -120,15 +135,30 @@ def _answer_of(error: RuntimeApiError) -> str:
     return text.rsplit("`: ", 1)[-1].strip() if "`: " in text else "no answer"
 
 
+def is_in_place(bundle: CertificateBundle, file_fingerprint: str | None,
+                serving: ServedCertificate | None, *, running: bool) -> tuple[bool, bool]:
+    """(the file is `bundle`, the running HAProxy serves it): the file alone does not say
+    what HAProxy serves (a runtime-API change that failed after the file was written)."""
+    same_file = file_fingerprint == fingerprint(bundle.haproxy_pem())
+    same_served = not running or (serving is not None
+                                  and serving.serial == bundle.info().serial)
+    return same_file, same_served
+
+
 def install(server: Server, inventory: Inventory, config_dir: str, bundle: CertificateBundle,
             progress: Progress, *, running: bool) -> bool:
-    """Put `bundle` on the server (the file) and, when HAProxy runs, into HAProxy (the
-    runtime API). Returns False when the server had that very certificate already."""
-    if installed_fingerprint(server, config_dir) == fingerprint(bundle.haproxy_pem()):
+    """Put `bundle` into HAProxy when it runs (the runtime API) and then into the file a
+    restart loads: a refusal leaves both as they were. Returns False when the server had
+    that very certificate already, in its file and (running) in what HAProxy serves."""
+    same_file, same_served = is_in_place(
+        bundle, installed_fingerprint(server, config_dir),
+        served(server) if running else None, running=running)
+    if same_file and same_served:
         return False
-    write_file(server, config_dir, bundle)
-    if running:
+    if not same_served:
         replace_served(server, bundle)
+    if not same_file:
+        write_file(server, config_dir, bundle)
     info = bundle.info()
     progress(f"certificate for {', '.join(info.names)} (serial {info.serial}, until "
              f"{info.not_after:%Y-%m-%d}) installed" + (" with no reload" if running else ""))

@@ -4,21 +4,25 @@ deploys and renewals under HTTPS load, and the errors that must change nothing."
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import yaml
+from cryptography import x509
 
+from slotswap import tls
 from slotswap.inventory import load_inventory
+from slotswap.proxy import config_dir
 from slotswap.remote import Server
 from testbed import sandbox
 from testbed.loadgen import AddressedHTTPSConnection, LoadGenerator, TlsTarget
-from testbed.private_ca import issue, make_ca
+from testbed.private_ca import PrivateCa, issue, make_ca
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -33,15 +37,16 @@ class HttpsFleet:
     folder: Path
     names: list[str]
     ca_file: Path
+    ca: PrivateCa
 
 
 def names_of(box: Sandbox) -> list[str]:
     return [sandbox.server_dns_name(node) for node in sandbox.server_nodes(len(box.addresses))]
 
 
-def https_get(address: str, name: str, ca_file: Path, path: str = "/"
+def https_get(address: str, name: str, ca_file: Path, path: str = "/", port: int = 443
               ) -> tuple[int, str, dict]:
-    connection = AddressedHTTPSConnection(address, TlsTarget(name, str(ca_file)), 443, 10)
+    connection = AddressedHTTPSConnection(address, TlsTarget(name, str(ca_file)), port, 10)
     try:
         connection.connect()
         certificate = connection.sock.getpeercert()  # type: ignore[union-attr]
@@ -52,9 +57,10 @@ def https_get(address: str, name: str, ca_file: Path, path: str = "/"
         connection.close()
 
 
-def http_get(address: str, path: str = "/") -> http.client.HTTPResponse:
+def http_get(address: str, path: str = "/", host: str = "s1.fleet.test"
+             ) -> http.client.HTTPResponse:
     connection = http.client.HTTPConnection(address, 80, timeout=10)
-    connection.request("GET", path, headers={"Host": "s1.fleet.test", "Connection": "close"})
+    connection.request("GET", path, headers={"Host": host, "Connection": "close"})
     response = connection.getresponse()
     response.read()
     connection.close()
@@ -84,6 +90,23 @@ def containers_everywhere(box: Sandbox) -> dict[str, str]:
     return {address: box.containers(address) for address in box.addresses}
 
 
+def certs_folder(inventory: Path) -> str:
+    """The folder of the certificate file on each server."""
+    return tls.cert_path_on_server(config_dir(load_inventory(inventory))).rsplit("/", 1)[0]
+
+
+def cert_files_everywhere(box: Sandbox, inventory: Path) -> dict[str, str]:
+    """Each server's certificate files, by digest: equal only if none was written."""
+    folder = certs_folder(inventory)
+    return {address: box.ssh(address, f"sha256sum {folder}/*") for address in box.addresses}
+
+
+def serials_everywhere(fleet: HttpsFleet, names: Sequence[str], roots: Path) -> dict[str, str]:
+    """The serial of the certificate each server's HTTPS port presents."""
+    return {address: https_get(address, name, roots)[2]["serialNumber"]
+            for address, name in zip(fleet.box.addresses, names, strict=True)}
+
+
 @pytest.fixture(scope="module")
 def https_fleet(fleet_on_v1: Sandbox, tmp_path_factory: pytest.TempPathFactory
                 ) -> Iterator[HttpsFleet]:
@@ -91,7 +114,9 @@ def https_fleet(fleet_on_v1: Sandbox, tmp_path_factory: pytest.TempPathFactory
     folder = tmp_path_factory.mktemp("https")
     ca = make_ca()
     names = names_of(box)
-    chain, key = issue(ca, names)
+    # Good for longer than https.renew_days: only "none there" or "from elsewhere" makes
+    # the ACME test below replace it.
+    chain, key = issue(ca, names, days=80)
     (folder / "fullchain.pem").write_text(chain)
     (folder / "privkey.pem").write_text(key)
     (folder / "privkey.pem").chmod(0o600)
@@ -99,7 +124,7 @@ def https_fleet(fleet_on_v1: Sandbox, tmp_path_factory: pytest.TempPathFactory
     inventory = box.inventory_copy(folder, https={
         "names": names, "files": {"chain": "fullchain.pem", "key": "privkey.pem"}})
     assert box.fab("up", inventory=inventory).returncode == 0
-    yield HttpsFleet(box, inventory, folder, names, folder / "ca.pem")
+    yield HttpsFleet(box, inventory, folder, names, folder / "ca.pem", ca)
     assert box.fab("up").returncode == 0  # plain HTTP again for the other modules
 
 
@@ -111,6 +136,10 @@ def test_every_server_answers_https_with_the_certificate_from_files(
         assert status == 200 and body.startswith("version=v1")
         sans = {value for kind, value in certificate["subjectAltName"] if kind == "DNS"}
         assert sans == set(fleet.names)
+    folder = certs_folder(fleet.inventory)
+    for address in fleet.box.addresses:
+        modes = fleet.box.ssh(address, f"stat -c '%a %n' {folder} {folder}/site.pem").split()
+        assert modes == ["700", folder, "600", f"{folder}/site.pem"]
 
 
 def test_plain_http_is_redirected_and_the_app_sees_the_client(https_fleet: HttpsFleet) -> None:
@@ -118,6 +147,9 @@ def test_plain_http_is_redirected_and_the_app_sees_the_client(https_fleet: Https
     address = fleet.box.addresses[0]
     response = http_get(address, "/some/page?x=1")
     assert response.status == 301
+    assert response.headers["Location"] == "https://s1.fleet.test/some/page?x=1"
+    # A Host header with a port: the redirect goes to the HTTPS port, not that one.
+    response = http_get(address, "/some/page?x=1", host="s1.fleet.test:80")
     assert response.headers["Location"] == "https://s1.fleet.test/some/page?x=1"
     status, body, _ = https_get(address, fleet.names[0], fleet.ca_file, "/forwarded")
     assert status == 200
@@ -178,19 +210,91 @@ def test_a_certificate_for_another_key_is_refused_and_nothing_changes(
     assert containers_everywhere(fleet.box) == before
 
 
+def files_of(fleet: HttpsFleet) -> dict[str, str]:
+    """https.files of the fixture's inventory, with absolute paths (for a copy elsewhere)."""
+    return {"chain": str(fleet.folder / "fullchain.pem"), "key": str(fleet.folder / "privkey.pem")}
+
+
+def test_the_redirect_goes_to_an_https_port_other_than_443(https_fleet: HttpsFleet,
+                                                           tmp_path: Path) -> None:
+    fleet = https_fleet
+    inventory = fleet.box.inventory_copy(tmp_path, https={
+        "names": fleet.names, "port": 8443, "files": files_of(fleet)})
+    try:
+        assert fleet.box.fab("up", inventory=inventory).returncode == 0
+        address = fleet.box.addresses[0]
+        for host in ("s1.fleet.test", "s1.fleet.test:80"):
+            response = http_get(address, "/some/page?x=1", host=host)
+            assert response.status == 301
+            assert response.headers["Location"] == "https://s1.fleet.test:8443/some/page?x=1"
+        status, body, _ = https_get(address, fleet.names[0], fleet.ca_file, port=8443)
+        assert status == 200 and body.startswith("version=v1")
+    finally:
+        assert fleet.box.fab("up", inventory=fleet.inventory).returncode == 0
+
+
+CHAIN_VARIABLE, KEY_VARIABLE = "SLOTSWAP_TEST_TLS_CHAIN", "SLOTSWAP_TEST_TLS_KEY"
+
+
+def test_a_certificate_from_environment_variables_is_installed_and_never_shown(
+        https_fleet: HttpsFleet, tmp_path: Path) -> None:
+    fleet = https_fleet
+    chain, key = issue(fleet.ca, fleet.names, days=80)
+    serial = x509.load_pem_x509_certificate(chain.encode()).serial_number
+    inventory = fleet.box.inventory_copy(tmp_path, https={
+        "names": fleet.names, "files": {"chain_secret": CHAIN_VARIABLE,
+                                        "key_secret": KEY_VARIABLE}})
+    with_secrets = dataclasses.replace(
+        fleet.box, env={**fleet.box.env, CHAIN_VARIABLE: chain, KEY_VARIABLE: key})
+    key_body = key.splitlines()[1]  # a line of the private key's base64
+
+    before = containers_everywhere(fleet.box)
+    unset = fleet.box.fab("up", inventory=inventory)
+    assert unset.returncode == 2
+    assert (f"https.files.chain_secret: {CHAIN_VARIABLE} is not set in the environment of "
+            "this run") in unset.stderr
+    assert containers_everywhere(fleet.box) == before
+
+    checked = with_secrets.fab("check", inventory=inventory)
+    planned = with_secrets.fab("up", "--dry-run", inventory=inventory)
+    assert checked.returncode == 0 and planned.returncode == 0
+    assert f"https.files.key_secret: {KEY_VARIABLE} (set in this environment)" in checked.stdout
+    try:
+        installed = with_secrets.fab("up", inventory=inventory)
+        assert installed.returncode == 0
+        for result in (checked, planned, installed):
+            assert key_body not in result.stdout + result.stderr
+            assert "PRIVATE KEY" not in result.stdout + result.stderr
+        for address, name in zip(fleet.box.addresses, fleet.names, strict=True):
+            _, _, certificate = https_get(address, name, fleet.ca_file)
+            assert int(certificate["serialNumber"], 16) == serial
+    finally:
+        assert fleet.box.fab("up", inventory=fleet.inventory).returncode == 0
+
+
 def test_acme_issues_for_every_server_and_renews_with_no_reload_under_load(
         https_fleet: HttpsFleet, tmp_path: Path) -> None:
     fleet = https_fleet
     nodes = sandbox.server_nodes(len(fleet.box.addresses))
     acme = sandbox.start_acme_ca(nodes)
     try:
+        acme_settings = {"directory": acme.directory, "ca_bundle": str(acme.ca_bundle),
+                         "account_key": str(tmp_path / "account.pem")}
         inventory = fleet.box.inventory_copy(tmp_path, https={
-            "names": list(acme.names),
-            "acme": {"directory": acme.directory, "ca_bundle": str(acme.ca_bundle),
-                     "account_key": str(tmp_path / "account.pem")}})
+            "names": list(acme.names), "acme": acme_settings})
+        # s3 has no certificate (as a new server); s1 and s2 the one from files, good for
+        # 80 more days: each must be replaced, for being none or from elsewhere.
+        fleet.box.ssh(fleet.box.addresses[-1], f"rm -rf {certs_folder(inventory)}")
         issued = fleet.box.fab("up", inventory=inventory)
         assert issued.returncode == 0
-        assert "certificate issued" in issued.stdout + issued.stderr
+        output = issued.stdout + issued.stderr
+        assert "certificate issued" in output
+        assert "s1: renewing: it came from files, the inventory says acme " in output
+        assert "s3: renewing: it serves the stand-in certificate" in output
+        shown = yaml.safe_load(fleet.box.fab("certs", "--json", inventory=inventory).stdout)
+        for server in shown["servers"]:
+            assert server["source"] == f"acme {acme.directory}"
+            assert "Pebble" in server["issuer"]
         roots = tmp_path / "pebble-roots.pem"
         roots.write_text(acme.roots_pem())
         serials = {}
@@ -218,15 +322,30 @@ def test_acme_issues_for_every_server_and_renews_with_no_reload_under_load(
             "names": list(acme.names),
             "acme": {"directory": f"https://{sandbox.BRIDGE_IP}:1/dir",
                      "account_key": str(tmp_path / "account.pem")}})
-        before = {address: https_get(address, name, roots)[2]["serialNumber"]
-                  for address, name in zip(fleet.box.addresses, acme.names, strict=True)}
+        before = serials_everywhere(fleet, acme.names, roots)
         refused = fleet.box.fab("certs.renew", "--force", inventory=unreachable)
         assert refused.returncode == 1
         assert "cannot reach the ACME CA" in refused.stderr
         assert "nothing was changed" in refused.stderr
-        after = {address: https_get(address, name, roots)[2]["serialNumber"]
-                 for address, name in zip(fleet.box.addresses, acme.names, strict=True)}
-        assert after == before
+        assert serials_everywhere(fleet, acme.names, roots) == before
+
+        # A CA that refuses: it cannot resolve one of the names, so it cannot validate it.
+        (tmp_path / "refusing").mkdir()
+        unknown = f"nowhere.{sandbox.ACME_DOMAIN}"
+        refusing = fleet.box.inventory_copy(tmp_path / "refusing", https={
+            "names": [*acme.names, unknown], "acme": acme_settings})
+        files, containers = (cert_files_everywhere(fleet.box, inventory),
+                             containers_everywhere(fleet.box))
+        refused = fleet.box.fab("certs.renew", inventory=refusing)
+        assert refused.returncode == 1
+        errors = [line for line in refused.stderr.splitlines() if line.strip()]
+        assert len(errors) == 1, refused.stderr  # one line, no traceback
+        assert errors[0].startswith(f"error: the ACME CA could not validate the names "
+                                    f"({unknown}: ")
+        assert errors[0].endswith("nothing was changed on any server")
+        assert serials_everywhere(fleet, acme.names, roots) == before
+        assert cert_files_everywhere(fleet.box, inventory) == files
+        assert containers_everywhere(fleet.box) == containers
     finally:
         sandbox.stop_acme_ca()
         assert fleet.box.fab("up", inventory=fleet.inventory).returncode == 0
