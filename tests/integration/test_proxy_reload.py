@@ -51,14 +51,10 @@ def test_a_config_haproxy_cannot_start_with_is_refused_and_the_running_one_stays
         assert result.returncode == 1
         assert refusal in result.stderr
         assert len(result.stderr.strip().splitlines()) == 2  # the error, "later servers ..."
-        if refused_first:
-            assert report.sent > 0 and report.failed == 0, report.failures
-        else:
+        # The failed start binds nothing away from the old workers, which serve on.
+        assert report.sent > 0 and report.failed == 0, report.failures
+        if not refused_first:
             assert "the previous config is back in place" in result.stderr
-            # While HAProxy retries its binds (about 1 s) the old workers pause their
-            # listeners: connections to that server are refused, never answered wrong.
-            assert all(f.startswith(f"{s1} ") and "Connection refused" in f
-                       for f in report.failures), report.failures
         assert box.ssh(s1, f"cat {CONFIG}") == running
         # No new config, state file or kept copy left behind: the running config, its hash,
         # the admin socket's folder and the maintenance map.

@@ -118,6 +118,32 @@ def test_render_config_checks_a_health_port_of_its_own_on_the_loopback() -> None
     ]
 
 
+def section(config: str, header: str) -> list[str]:
+    """The lines of one section of a rendered config, stripped, without its header and
+    comments."""
+    raw = config.splitlines()
+    start = raw.index(header) + 1
+    end = next((i for i in range(start, len(raw)) if raw[i][:1].isalpha()), len(raw))
+    return [line.strip() for line in raw[start:end]
+            if line.strip() and not line.strip().startswith("#")]
+
+
+@pytest.mark.parametrize("inv", [SANDBOX, SHOP], ids=["sandbox", "shop"])
+def test_render_config_retries_only_gets_a_slot_closed_without_an_answer(
+        inv: Inventory) -> None:
+    config = render_config(inv, ROOT_LOGIN)
+    defaults = section(config, "defaults")
+    # A refused connection and a connection closed with nothing received are tried again,
+    # on the other slot at every retry; a slow answer is never sent twice.
+    assert "retry-on conn-failure empty-response" in defaults
+    assert "retries 3" in defaults
+    assert "option redispatch 1" in defaults
+    assert not [line for line in lines(config) if "response-timeout" in line]
+    # Only GET and HEAD (METH_GET) are re-sent after they reached a slot.
+    backend = section(config, f"backend {inv.app}")
+    assert backend.count("http-request disable-l7-retry if !METH_GET") == 1
+
+
 def test_render_config_names_its_inventory_file() -> None:
     first = render_config(SANDBOX, ROOT_LOGIN).splitlines()[0]
     assert first == ("# Rendered by slotswap from hosts.yaml; `fab up` replaces it. "
