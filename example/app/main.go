@@ -15,7 +15,7 @@
 //
 // For the kit's settings around the app: ALLOWED_HOSTS (comma-separated names) answers 400
 // to any request whose Host header is another (as Django's ALLOWED_HOSTS does);
-// HEALTH_PORT serves /health on that port instead of PORT; MARK_ON_START (comma-separated
+// HEALTH_PORT serves /health on that port too; MARK_ON_START (comma-separated
 // files, e.g. in a volume) has the server append its version to each file when it starts,
 // and GET /marks answers their content.
 package main
@@ -33,6 +33,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -87,7 +88,6 @@ func main() {
 	settings := appSettings{
 		allowedHosts: splitList(os.Getenv("ALLOWED_HOSTS")),
 		marks:        splitList(os.Getenv("MARK_ON_START")),
-		healthApart:  healthPort != 0,
 	}
 	for _, file := range settings.marks {
 		if err := appendVersion(file, version); err != nil {
@@ -185,7 +185,6 @@ func main() {
 type appSettings struct {
 	allowedHosts []string // empty: any Host
 	marks        []string // files the server appended its version to when it started
-	healthApart  bool     // /health is served on HEALTH_PORT, not here
 }
 
 func splitList(text string) []string {
@@ -320,9 +319,7 @@ func newMux(version, hostname string, settings appSettings) *http.ServeMux {
 		writeText(w, http.StatusOK, body)
 	})
 
-	if !settings.healthApart {
-		mux.HandleFunc("/health", healthHandler(version, settings))
-	}
+	mux.HandleFunc("/health", healthHandler(version, settings))
 
 	return mux
 }
@@ -347,7 +344,8 @@ func writeText(w http.ResponseWriter, status int, body string) {
 
 // runCommand is the app's one-off commands (what `slotswap exec` and a release command
 // run): `version`, `env NAME`, `exit CODE`, `cat FILE`, `mark FILE` (appends the version to
-// FILE, e.g. in a volume, as a migration would leave its mark).
+// FILE, e.g. in a volume, as a migration would leave its mark), `tty` (exits 0 when its
+// stdin is a terminal).
 func runCommand(version string, args []string) int {
 	switch {
 	case args[0] == "version" && len(args) == 1:
@@ -372,6 +370,15 @@ func runCommand(version string, args []string) int {
 		}
 		os.Stdout.Write(data)
 		return 0
+	case args[0] == "tty" && len(args) == 1:
+		var termios syscall.Termios // a terminal answers TCGETS; /dev/null and pipes do not
+		if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, os.Stdin.Fd(), syscall.TCGETS,
+			uintptr(unsafe.Pointer(&termios))); errno == 0 {
+			fmt.Println("stdin is a terminal")
+			return 0
+		}
+		fmt.Println("stdin is not a terminal")
+		return 1
 	case args[0] == "mark" && len(args) == 2:
 		if err := appendVersion(args[1], version); err != nil {
 			fmt.Fprintln(os.Stderr, "mark:", err)
@@ -380,6 +387,6 @@ func runCommand(version string, args []string) int {
 		fmt.Println("marked", args[1], "with", version)
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | cat FILE | mark FILE]")
+	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | cat FILE | mark FILE | tty]")
 	return 2
 }
