@@ -76,3 +76,17 @@ def build_failure(output: str, platform: str | None, image_ref: str) -> str:
             f"({match.group(0)}): set up emulation for it (QEMU: `docker run --privileged "
             "--rm tonistiigi/binfmt --install all`) and a builder that uses it (docker buildx), "
             "build on a machine of that platform, or set build.platform")
+
+
+def built_for_another(built: str, wanted: str) -> str | None:
+    """Pure: the message when `docker build --platform` made an image of another platform
+    than wanted (Docker's classic builder takes a base image it has, of its own platform,
+    and runs its steps natively); None when OS and architecture match, or when the image's
+    platform is unknown (`built` empty)."""
+    if not built.strip() or built.strip().split("/")[:2] == wanted.split("/")[:2]:
+        return None
+    return (f"this machine's Docker built an image for {built.strip()}, not {wanted} (a base "
+            f"image of its own platform was used, nothing was pushed): build with a builder "
+            "that honours --platform (docker buildx, with QEMU emulation: `docker run "
+            "--privileged --rm tonistiigi/binfmt --install all`), on a machine of that "
+            "platform, or set build.platform")

@@ -157,6 +157,12 @@ def build(c: Context, tag: str | None = None, inventory: str | None = None,
     if not built.ok:
         raise Exit("error: " + platforms.build_failure(built.stdout + built.stderr, platform,
                                                        image_ref), code=1)
+    if platform:
+        made = c.run(shlex.join(docker.image_platform(image_ref)), warn=True, hide=True,
+                     pty=False)
+        wrong = platforms.built_for_another(made.stdout if made.ok else "", platform)
+        if wrong:
+            raise Exit(f"error: {wrong}", code=1)
     if push:
         say(f"pushing {image_ref}")
         if not c.run(shlex.join(docker.push(image_ref)), warn=True, pty=False).ok:

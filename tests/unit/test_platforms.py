@@ -68,3 +68,13 @@ def test_any_other_build_failure_points_at_its_output() -> None:
         "docker build of r/w:v1 failed (its output is above)"
     assert platforms.build_failure("exec format error", None, "r/w:v1") == \
         "docker build of r/w:v1 failed (its output is above)"
+
+
+def test_an_image_built_for_another_platform_is_refused_in_one_line() -> None:
+    line = platforms.built_for_another("linux/amd64\n", "linux/s390x")
+    assert line is not None and "\n" not in line
+    assert line.startswith("this machine's Docker built an image for linux/amd64, not "
+                           "linux/s390x")
+    assert platforms.built_for_another("linux/arm64", "linux/arm64") is None
+    assert platforms.built_for_another("linux/arm", "linux/arm/v7") is None
+    assert platforms.built_for_another("", "linux/arm64") is None  # cannot tell
