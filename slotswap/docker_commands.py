@@ -77,6 +77,11 @@ def build(image_ref: str, tag: str, dockerfile: str, context: str, *,
             "--build-arg", f"VERSION={tag}", *extra, "-t", image_ref, "-f", dockerfile, context]
 
 
+def image_platform(image_ref: str) -> list[str]:
+    """OS/architecture an image was built for."""
+    return ["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image_ref]
+
+
 def server_platform() -> list[str]:
     """OS/architecture of a server's Docker engine (parse_platform)."""
     return ["docker", "info", "--format", "{{.OSType}}/{{.Architecture}}"]

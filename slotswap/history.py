@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from slotswap.inventory import Inventory
 from slotswap.locking import operator, state_dir
+from slotswap.output import format_table
 from slotswap.remote import Server
 
 # The folder and file come as $1 and $2, never inside the script: one round trip.
@@ -73,6 +74,36 @@ def parse_history(text: str) -> list[HistoryEntry]:
 
 def read(server: Server, inventory: Inventory) -> list[HistoryEntry]:
     return parse_history(server.read_file(history_path(inventory)) or "")
+
+
+def render(entries: list[HistoryEntry], *, with_output: bool = False) -> str:
+    """Pure: one server's entries as `fab history` shows them; with_output, each entry that
+    has a release command's output is followed by it, indented."""
+    if not entries:
+        return "(no history yet)"
+    header = ("time", "who", "task", "from", "to", "outcome", "seconds")
+    rows = [(e.time, e.who, e.task, e.from_tag or "-", e.to_tag, e.outcome, f"{e.seconds:.1f}")
+            for e in entries]
+    if not with_output:
+        return format_table(header, rows)
+    lines = format_table(header, rows).splitlines()
+    shown = lines[:2]  # the header and its rule
+    for line, entry in zip(lines[2:], entries, strict=True):
+        shown.append(line)
+        if entry.output:
+            shown.append(f"    release command output ({entry.to_tag}):")
+            shown.extend(f"    | {text}" for text in entry.output.rstrip("\n").splitlines())
+    return "\n".join(shown)
+
+
+def document(servers: list[tuple[str, str, list[HistoryEntry] | None, str | None]]
+             ) -> dict[str, object]:
+    """Pure: `fab history --json`: per server (name, address, entries or None, error), every
+    field of each entry, a release command's output included."""
+    return {"task": "history", "ok": all(error is None for *_, error in servers),
+            "servers": [{"name": name, "address": address,
+                         "entries": [asdict(e) for e in entries or []], "error": error}
+                        for name, address, entries, error in servers]}
 
 
 def rollback_target(entries: list[HistoryEntry], serving: str | None) -> str | None:

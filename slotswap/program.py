@@ -6,6 +6,7 @@ Invoke's flags for local commands (-R, -T, -p, -w) are refused by the tasks as u
     slotswap deploy --tag=v42
     slotswap --list
     slotswap --help deploy
+    slotswap exec -- bin/rails db:migrate:status
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from invoke import Program
 
+from slotswap.remainder import RemainderExecutor, words_after_double_dash
 from slotswap.tasks import collection
 
 DISTRIBUTION = "slotswap"
@@ -26,8 +28,18 @@ def kit_version() -> str:
         return "unknown (not installed)"
 
 
+class SlotswapProgram(Program):
+    """Invoke's Program, with `exec -- CMD ARGS` (slotswap.remainder)."""
+
+    def execute(self) -> None:
+        # Not the collection's tasks.executor_class: that one is `fab`'s (Fabric's executor).
+        words = words_after_double_dash(self.argv) if self.core.remainder else []
+        executor = RemainderExecutor(self.collection, self.config, self.core, words=words)
+        executor.execute(*self.tasks)
+
+
 def main() -> None:
-    Program(name="slotswap", binary="slotswap", version=kit_version(),
+    SlotswapProgram(name="slotswap", binary="slotswap", version=kit_version(),
                     namespace=collection()).run()
 
 

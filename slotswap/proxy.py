@@ -234,6 +234,18 @@ def ensure_image(server: Server, image_ref: str, progress: Progress, *,
                      f"{pull_hint(result.stderr, image_ref)}")
 
 
+def log_in_to_registry(server: Server, inventory: Inventory, progress: Progress) -> None:
+    """With `registry` in the inventory, `up` logs the server in whatever it pulls itself, so
+    that the first deploy's pull of the app's image finds the login there."""
+    login = registry_login.resolve(inventory, os.environ)
+    if login is None:
+        return
+    try:
+        log_in(server, login, progress)
+    except LoginError as error:
+        raise ProxyError(str(error)) from error
+
+
 def ensure_network(server: Server, inventory: Inventory, progress: Progress) -> bool:
     if server.run(docker.network_inspect(inventory.network), check=False).ok:
         return False
@@ -332,8 +344,8 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     changes = []
     if ensure_network(server, inventory, progress):
         changes.append("network created")
-    ensure_image(server, inventory.haproxy.image, progress,
-                 login=registry_login.resolve(inventory, os.environ))
+    log_in_to_registry(server, inventory, progress)
+    ensure_image(server, inventory.haproxy.image, progress)
     name = inventory.haproxy_container
     if finish_interrupted_handover(server, inventory, progress):
         changes.append("interrupted hand-over finished")

@@ -180,12 +180,16 @@ def build(c: Context, tag: str | None = None, inventory: str | None = None,
         f"{platform or 'this machine'} ({why})")
     argv = docker.build(image_ref, tag, str(inv.build.dockerfile), str(inv.build.context),
                         platform=platform, args=inv.build.args)
-    if not c.run(shlex.join(argv), warn=True, pty=False).ok:
-        hint = (f"; if the output above says the platform does not match or `exec format "
-                f"error`, this machine's Docker cannot build for {platform}: use a builder "
-                "that can (docker buildx with QEMU emulation) or set build.platform"
-                if platform else "")
-        raise Exit(f"error: docker build of {image_ref} failed{hint}", code=1)
+    built = c.run(shlex.join(argv), warn=True, pty=False)  # shown as it runs, and kept
+    if not built.ok:
+        raise Exit("error: " + platforms.build_failure(built.stdout + built.stderr, platform,
+                                                       image_ref), code=1)
+    if platform:
+        made = c.run(shlex.join(docker.image_platform(image_ref)), warn=True, hide=True,
+                     pty=False)
+        wrong = platforms.built_for_another(made.stdout if made.ok else "", platform)
+        if wrong:
+            raise Exit(f"error: {wrong}", code=1)
     if push:
         say(f"pushing {image_ref}")
         if not c.run(shlex.join(docker.push(image_ref)), warn=True, pty=False).ok:
@@ -378,29 +382,38 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
     finish_rollout(inv, "rollback", result, json)
 
 
-@kit_task(help={"inventory": INVENTORY_HELP, "lines": "entries per server (default 10)"})
+@kit_task(help={"inventory": INVENTORY_HELP, "lines": "entries per server (default 10)",
+                "output": "show under each entry what its release command printed (kept in "
+                          "the history; a deploy's migrations, say)",
+                "json": "print one JSON document on stdout: per server, every field of each "
+                        "entry, the release command's output included"})
 @reports_errors
-def history(c: Context, inventory: str | None = None, lines: int = 10) -> None:
+def history(c: Context, inventory: str | None = None, lines: int = 10, output: bool = False,
+            json: bool = False) -> None:
     """Show each server's history: time, who, task, from and to tag, outcome, seconds.
 
-    Example: fab history --lines=20
+    --output adds what a release command printed. Example: fab history --lines=20 --output
     """
+    if json:
+        messages_to_stderr()
     inv = load(inventory)
     failed: list[Exception] = []
+    servers: list[tuple[str, str, list[history_log.HistoryEntry] | None, str | None]] = []
     for server in rollout.servers_of(inv):
         try:
             entries = history_log.read(server, inv)[-lines:] if lines > 0 else []
         except rollout.OPERATION_ERRORS as error:
             say(f"{server.name}: ERROR {error}")
             failed.append(error)
+            servers.append((server.name, server.host.address, None, str(error)))
             continue
         finally:
             server.close()
+        servers.append((server.name, server.host.address, entries, None))
         say(f"{server.name} ({server.host.address}):")
-        rows = [(e.time, e.who, e.task, e.from_tag or "-", e.to_tag, e.outcome,
-                 f"{e.seconds:.1f}") for e in entries]
-        say(indent_text(format_table(("time", "who", "task", "from", "to", "outcome", "seconds"),
-                                rows) if rows else "(no history yet)", "    "))
+        say(indent_text(history_log.render(entries, with_output=output), "    "))
+    if json:
+        report.emit(history_log.document(servers))
     exit_if_any_failed(failed)
 
 

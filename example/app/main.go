@@ -12,6 +12,12 @@
 // health check while the file /data/unhealthy exists in its container (`docker
 // exec CONTAINER /webapp mark /data/unhealthy`), so that one server's new
 // version can be made to fail on cue.
+//
+// For the kit's settings around the app: ALLOWED_HOSTS (comma-separated names) answers 400
+// to any request whose Host header is another (as Django's ALLOWED_HOSTS does);
+// HEALTH_PORT serves /health on that port too; MARK_ON_START (comma-separated
+// files, e.g. in a volume) has the server append its version to each file when it starts,
+// and GET /marks answers their content.
 package main
 
 import (
@@ -27,6 +33,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -70,6 +77,24 @@ func main() {
 		startupDelay = d
 	}
 
+	healthPort := 0
+	if v := os.Getenv("HEALTH_PORT"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 || p == port {
+			logger.Fatalf("invalid HEALTH_PORT %q", v)
+		}
+		healthPort = p
+	}
+	settings := appSettings{
+		allowedHosts: splitList(os.Getenv("ALLOWED_HOSTS")),
+		marks:        splitList(os.Getenv("MARK_ON_START")),
+	}
+	for _, file := range settings.marks {
+		if err := appendVersion(file, version); err != nil {
+			logger.Fatalf("MARK_ON_START: %v", err)
+		}
+	}
+
 	hostname, err := os.Hostname()
 	if err != nil {
 		hostname = "unknown"
@@ -90,7 +115,7 @@ func main() {
 
 	srv := &http.Server{
 		Addr:              net.JoinHostPort(host, strconv.Itoa(port)),
-		Handler:           newMux(version, hostname),
+		Handler:           newMux(version, hostname, settings),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      maxRequestSleep + 10*time.Second,
@@ -104,10 +129,25 @@ func main() {
 	}
 	logger.Printf("webapp starting version=%s port=%d", version, port)
 
-	errCh := make(chan error, 1)
+	errCh := make(chan error, 2)
 	go func() {
 		errCh <- srv.Serve(ln)
 	}()
+	if healthPort != 0 {
+		healthSrv := &http.Server{
+			Addr:              net.JoinHostPort(host, strconv.Itoa(healthPort)),
+			Handler:           healthMux(version, settings),
+			ReadHeaderTimeout: 5 * time.Second,
+		}
+		healthLn, err := net.Listen("tcp", healthSrv.Addr)
+		if err != nil {
+			logger.Fatalf("listen (HEALTH_PORT): %v", err)
+		}
+		logger.Printf("health checks on port %d", healthPort)
+		go func() {
+			errCh <- healthSrv.Serve(healthLn)
+		}()
+	}
 
 	var crash <-chan time.Time // nil: never
 	if strings.HasPrefix(version, "crash") {
@@ -141,7 +181,53 @@ func main() {
 	logger.Printf("webapp stopped")
 }
 
-func newMux(version, hostname string) *http.ServeMux {
+// appSettings are the optional behaviours the environment turns on.
+type appSettings struct {
+	allowedHosts []string // empty: any Host
+	marks        []string // files the server appended its version to when it started
+}
+
+func splitList(text string) []string {
+	var items []string
+	for _, item := range strings.Split(text, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
+}
+
+func appendVersion(file, version string) error {
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, version)
+	if closeErr := f.Close(); err == nil {
+		err = closeErr
+	}
+	return err
+}
+
+// hostAllowed answers 400 to a request whose Host (without its port) is not allowed.
+func (s appSettings) hostAllowed(w http.ResponseWriter, r *http.Request) bool {
+	if len(s.allowedHosts) == 0 {
+		return true
+	}
+	name := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		name = h
+	}
+	for _, allowed := range s.allowedHosts {
+		if strings.EqualFold(name, allowed) {
+			return true
+		}
+	}
+	writeText(w, http.StatusBadRequest, fmt.Sprintf("host %q is not allowed\n", r.Host))
+	return false
+}
+
+func healthHandler(version string, settings appSettings) http.HandlerFunc {
 	started := time.Now()
 	healthy := func() bool {
 		if _, err := os.Stat(unhealthyMarker); err == nil {
@@ -152,6 +238,26 @@ func newMux(version, hostname string) *http.ServeMux {
 		}
 		return !strings.HasPrefix(version, "bad")
 	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !allowRead(w, r) || !settings.hostAllowed(w, r) {
+			return
+		}
+		if !healthy() {
+			writeText(w, http.StatusInternalServerError, "unhealthy\n")
+			return
+		}
+		writeText(w, http.StatusOK, "ok\n")
+	}
+}
+
+// healthMux is what HEALTH_PORT serves: /health alone.
+func healthMux(version string, settings appSettings) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", healthHandler(version, settings))
+	return mux
+}
+
+func newMux(version, hostname string, settings appSettings) *http.ServeMux {
 	mux := http.NewServeMux()
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -159,7 +265,7 @@ func newMux(version, hostname string) *http.ServeMux {
 			http.NotFound(w, r)
 			return
 		}
-		if !allowRead(w, r) {
+		if !allowRead(w, r) || !settings.hostAllowed(w, r) {
 			return
 		}
 		if strings.HasPrefix(version, "broken") {
@@ -187,23 +293,33 @@ func newMux(version, hostname string) *http.ServeMux {
 
 	// What the proxy in front says about the client: its address and the scheme it used.
 	mux.HandleFunc("/forwarded", func(w http.ResponseWriter, r *http.Request) {
-		if !allowRead(w, r) {
+		if !allowRead(w, r) || !settings.hostAllowed(w, r) {
 			return
 		}
 		writeText(w, http.StatusOK, fmt.Sprintf("for=%s proto=%s\n",
 			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto")))
 	})
 
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		if !allowRead(w, r) {
+	// What the files of MARK_ON_START hold: one "FILE LINE" per line, after this version.
+	mux.HandleFunc("/marks", func(w http.ResponseWriter, r *http.Request) {
+		if !allowRead(w, r) || !settings.hostAllowed(w, r) {
 			return
 		}
-		if !healthy() {
-			writeText(w, http.StatusInternalServerError, "unhealthy\n")
-			return
+		body := fmt.Sprintf("version=%s\n", version)
+		for _, file := range settings.marks {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				writeText(w, http.StatusInternalServerError, fmt.Sprintf("%v\n", err))
+				return
+			}
+			for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+				body += fmt.Sprintf("%s %s\n", file, line)
+			}
 		}
-		writeText(w, http.StatusOK, "ok\n")
+		writeText(w, http.StatusOK, body)
 	})
+
+	mux.HandleFunc("/health", healthHandler(version, settings))
 
 	return mux
 }
@@ -228,7 +344,8 @@ func writeText(w http.ResponseWriter, status int, body string) {
 
 // runCommand is the app's one-off commands (what `slotswap exec` and a release command
 // run): `version`, `env NAME`, `exit CODE`, `cat FILE`, `mark FILE` (appends the version to
-// FILE, e.g. in a volume, as a migration would leave its mark).
+// FILE, e.g. in a volume, as a migration would leave its mark), `tty` (exits 0 when its
+// stdin is a terminal).
 func runCommand(version string, args []string) int {
 	switch {
 	case args[0] == "version" && len(args) == 1:
@@ -253,20 +370,23 @@ func runCommand(version string, args []string) int {
 		}
 		os.Stdout.Write(data)
 		return 0
-	case args[0] == "mark" && len(args) == 2:
-		file, err := os.OpenFile(args[1], os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "mark:", err)
-			return 1
+	case args[0] == "tty" && len(args) == 1:
+		var termios syscall.Termios // a terminal answers TCGETS; /dev/null and pipes do not
+		if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, os.Stdin.Fd(), syscall.TCGETS,
+			uintptr(unsafe.Pointer(&termios))); errno == 0 {
+			fmt.Println("stdin is a terminal")
+			return 0
 		}
-		defer file.Close()
-		if _, err := fmt.Fprintln(file, version); err != nil {
+		fmt.Println("stdin is not a terminal")
+		return 1
+	case args[0] == "mark" && len(args) == 2:
+		if err := appendVersion(args[1], version); err != nil {
 			fmt.Fprintln(os.Stderr, "mark:", err)
 			return 1
 		}
 		fmt.Println("marked", args[1], "with", version)
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | cat FILE | mark FILE]")
+	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | cat FILE | mark FILE | tty]")
 	return 2
 }

@@ -1,13 +1,17 @@
 """Around the swap, on the sandbox: maintenance mode under load (503 pages, no connection
-error, no reload, the app kept running) and `exec` beside the live version."""
+error, no reload, the app kept running), `exec` beside the live version, the release
+command, volumes, health checks an app that checks the Host header passes, and builds."""
 
 from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -123,11 +127,35 @@ def volume_file(box: Sandbox, address: str, volume: str, name: str) -> str:
     return box.ssh(address, f"cat {mountpoint.strip()}/{name} 2>/dev/null || true")
 
 
+def get_path(address: str, path: str, host: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://{address}{path}",
+                                     headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A host folder every sandbox server sees (they share this machine's files), which the
+    app's user (65534) may write."""
+    folder = Path(tempfile.mkdtemp(prefix="slotswap-shared-", dir="/var/tmp"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_the_release_command_runs_once_before_any_switch_and_volumes_keep_files(
-        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+        fleet_on_v1: Sandbox, tmp_path: Path, shared_folder: Path) -> None:
     box = fleet_on_v1
+    # Each slot appends its version to a file in a named volume and in a host folder when
+    # it starts, and serves both files on /marks.
     inventory = box.inventory_copy(
-        tmp_path, container={"volumes": ["webapp-data:/data"], "labels": {"team": "web"}},
+        tmp_path, container={"volumes": ["webapp-data:/data", f"{shared_folder}:/shared"],
+                             "labels": {"team": "web"}},
+        env={"plain": {"MARK_ON_START": "/data/started.log,/shared/started.log"}},
         release={"command": ["mark", "/data/releases.log"]})
     assert box.fab("deploy", "--tag", "v1", inventory=inventory).returncode == 0
     with box.load() as load:
@@ -145,11 +173,28 @@ def test_the_release_command_runs_once_before_any_switch_and_volumes_keep_files(
     # v2 reads in the volume what v1's release wrote there.
     read = box.fab("exec", "--command", "cat /data/releases.log", inventory=inventory)
     assert read.returncode == 0 and read.stdout.split()[-2:] == ["v1", "v2"]
+    # The v2 slot serves what the v1 slot wrote when it started: in the server's own named
+    # volume, and in the host folder all three servers' slots share.
+    for address in box.addresses:
+        status, body = get_path(address, "/marks")
+        assert status == 200, body
+        lines = body.splitlines()
+        assert lines[0] == "version=v2"
+        assert {"/data/started.log v1", "/data/started.log v2"} <= set(lines), body
+        assert lines.count("/shared/started.log v1") >= len(box.addresses), body
     labels = box.ssh(box.addresses[0], "docker inspect --format '{{index .Config.Labels "
                      "\"team\"}}' webapp-web1 webapp-web2")
     assert set(labels.split()) == {"web"}
     history = box.fab("history", "--lines", "3", inventory=inventory)
     assert "release" in history.stdout and "released" in history.stdout
+    # What the release command printed is in the history, shown on request.
+    mark = "marked /data/releases.log with v2"
+    assert mark in output and mark not in history.stdout
+    shown = box.fab("history", "--lines", "3", "--output", inventory=inventory)
+    assert mark in shown.stdout, shown.stdout
+    document = json.loads(box.fab("history", "--json", inventory=inventory).stdout)
+    first = document["servers"][0]["entries"]
+    assert any(mark in entry["output"] for entry in first if entry["task"] == "release")
 
 
 def test_a_failing_release_command_changes_nothing_and_can_be_skipped(
@@ -174,40 +219,113 @@ def test_a_failing_release_command_changes_nothing_and_can_be_skipped(
     assert "release command" not in skipped.stdout + skipped.stderr
 
 
-def test_health_check_settings_reach_haproxy_and_a_deploy_keeps_them(
+def test_health_check_settings_pass_an_app_that_checks_the_host_header(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     box = fleet_on_v1
-    inventory = box.inventory_copy(tmp_path, healthcheck={
-        "path": "/health", "host": "www.fleet.test", "status": [200, 204], "interval": 0.3,
-        "rise": 2, "fall": 3, "port": 3000})
-    assert box.fab("up", inventory=inventory).returncode == 0
-    config = box.ssh(box.addresses[0], "cat /etc/slotswap/webapp/haproxy/haproxy.cfg")
-    assert "http-check send meth GET uri /health ver HTTP/1.1 hdr Host www.fleet.test" in config
-    assert "http-check expect rstatus ^(200|204)$" in config
-    # The check port (3000 in the container) is published on the slot's port plus 100.
-    assert "inter 300ms" in config and "server web1 127.0.0.1:18081 port 18181" in config
-    current = set(box.live_versions().values())
-    tag = "v2" if current == {"v1"} else "v1"
-    with box.load() as load:
-        result = box.fab("deploy", "--tag", tag, inventory=inventory)
-    report = load.stop()
-    assert result.returncode == 0, result.stderr
-    assert report.failed == 0, report.failures
-    assert box.fab("up").returncode == 0  # the sandbox's own settings again
+    # The app answers 400 to any Host but these (the load sends the server's address), as
+    # Django's ALLOWED_HOSTS does, and serves /health on a port of its own too.
+    env = {"plain": {"ALLOWED_HOSTS": ",".join(["www.fleet.test", *box.addresses]),
+                     "HEALTH_PORT": "3001"}}
+    host = {"path": "/health", "host": "www.fleet.test", "status": [200, 204],
+            "interval": 0.3, "rise": 2, "fall": 3}
+    inventories = {}
+    for name, changes in {"no host": {"healthcheck": {"path": "/health"}},
+                          "host": {"healthcheck": host},
+                          "host and port": {"healthcheck": {**host, "port": 3001}}}.items():
+        folder = tmp_path / name.replace(" ", "-")
+        folder.mkdir()
+        inventories[name] = box.inventory_copy(folder, env=env, timeouts={"healthy": 5},
+                                               **changes)
+    try:
+        # Checks without the Host header the app wants: the new version never passes them.
+        assert box.fab("up", inventory=inventories["no host"]).returncode == 0
+        serving = box.live_versions()
+        tag = "v2" if set(serving.values()) == {"v1"} else "v1"
+        with box.load() as load:
+            refused = box.fab("deploy", "--tag", tag, inventory=inventories["no host"])
+        report = load.stop()
+        assert refused.returncode == 1
+        assert report.failed == 0, report.failures
+        assert "L7STS 400" in refused.stderr
+        assert box.live_versions() == serving
+
+        # With healthcheck.host the same version passes, under load.
+        assert box.fab("up", inventory=inventories["host"]).returncode == 0
+        config = box.ssh(box.addresses[0], "cat /etc/slotswap/webapp/haproxy/haproxy.cfg")
+        assert "http-check send meth GET uri /health ver HTTP/1.1 hdr Host www.fleet.test" \
+            in config
+        assert "http-check expect rstatus ^(200|204)$" in config and "inter 300ms" in config
+        with box.load() as load:
+            result = box.fab("deploy", "--tag", tag, inventory=inventories["host"])
+        report = load.stop()
+        assert result.returncode == 0, result.stderr
+        assert report.failed == 0, report.failures
+        assert set(box.live_versions().values()) == {tag}
+        assert get_path(box.addresses[0], "/", host="other.test")[0] == 400
+
+        # healthcheck.port: HAProxy checks the slot's port + 100, where Docker publishes
+        # the app's port 3001.
+        back = "v1" if tag == "v2" else "v2"
+        assert box.fab("up", inventory=inventories["host and port"]).returncode == 0
+        config = box.ssh(box.addresses[0], "cat /etc/slotswap/webapp/haproxy/haproxy.cfg")
+        assert "server web1 127.0.0.1:18081 port 18181" in config
+        with box.load() as load:
+            result = box.fab("deploy", "--tag", back, inventory=inventories["host and port"])
+        report = load.stop()
+        assert result.returncode == 0, result.stderr
+        assert report.failed == 0, report.failures
+        assert set(box.live_versions().values()) == {back}
+        published = box.ssh(box.addresses[0], "for slot in webapp-web1 webapp-web2; do "
+                            "docker port $slot 3001 2>/dev/null; done; true")
+        assert {"127.0.0.1:18181", "127.0.0.1:18182"} & set(published.split()), published
+    finally:
+        # The slots check the Host header: the sandbox's own settings again, from scratch.
+        assert box.fab("down").returncode == 0
+        assert box.fab("up").returncode == 0
+        assert box.fab("deploy", "--tag", "v1").returncode == 0
+
+
+def image_field(box: Sandbox, image: str, template: str) -> str:
+    return subprocess.run(["docker", "image", "inspect", "--format", template, image],
+                          env=box.env, text=True, capture_output=True, timeout=60,
+                          check=True).stdout.strip()
 
 
 def test_build_for_a_platform_with_build_args(fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     box = fleet_on_v1
     inventory = box.inventory_copy(tmp_path, build={"platform": "linux/amd64",
-                                                    "args": {"UNUSED_ARG": "x"}})
+                                                    "args": {"BUILD_NOTE": "from the inventory"}})
     result = box.fab("build", "--tag", "p1", "--no-push", inventory=inventory)
     assert result.returncode == 0, result.stderr
     assert "for linux/amd64 (build.platform)" in result.stdout + result.stderr
-    architecture = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}",
-         f"{sandbox.APP_IMAGE}:p1"], env=box.env, text=True, capture_output=True,
-        timeout=60, check=True).stdout.strip()
-    assert architecture == "linux/amd64"
+    image = f"{sandbox.APP_IMAGE}:p1"
+    assert image_field(box, image, "{{.Os}}/{{.Architecture}}") == "linux/amd64"
+    # The build arg reached the image (the example's Dockerfile makes it a label).
+    assert image_field(box, image, '{{index .Config.Labels "example.build-note"}}') == \
+        "from the inventory"
+
+
+def test_a_build_the_local_docker_cannot_do_for_the_platform_says_so(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    # A base image that exists for amd64 only, and a step that runs one of its programs.
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {sandbox.APP_IMAGE}:v1\n"
+                                        'RUN ["/webapp", "version"]\n')
+    inventory = box.inventory_copy(tmp_path, build={
+        "context": str(context), "dockerfile": str(context / "Dockerfile"),
+        "platform": "linux/s390x"})
+    result = box.fab("build", "--tag", "s1", "--no-push", inventory=inventory)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    # The sandbox's builder (Docker 20.10's classic builder) takes the amd64 base image it
+    # has and runs the step natively: the image's platform is what tells.
+    assert last.startswith("error: this machine's Docker built an image for linux/amd64, not "
+                           "linux/s390x") or last.startswith(
+        f"error: this machine's Docker cannot build {sandbox.APP_IMAGE}:s1 for linux/s390x ("), \
+        result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_exec_interactive_gets_a_terminal_of_its_own(fleet_on_v1: Sandbox) -> None:
@@ -222,3 +340,14 @@ def test_exec_interactive_gets_a_terminal_of_its_own(fleet_on_v1: Sandbox) -> No
     versions = set(box.live_versions().values())
     assert any(line.strip() in versions for line in result.stdout.splitlines()), result.stdout
     assert "not a terminal" not in result.stdout + result.stderr
+    # The container had a terminal: the example app's `tty` checks its stdin.
+    command = shlex.join([FAB, "exec", "--interactive", "--command", "tty",
+                          "--inventory", str(box.inventory)])
+    result = subprocess.run(["script", "--quiet", "--return", "--command", command,
+                             "/dev/null"], cwd=ROOT, env=box.env, text=True,
+                            capture_output=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "stdin is a terminal" in result.stdout
+    # Without --interactive it has none.
+    plain = box.fab("exec", "--command", "tty")
+    assert plain.returncode == 1 and "stdin is not a terminal" in plain.stdout

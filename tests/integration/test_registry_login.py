@@ -84,3 +84,22 @@ def subprocess_fab(box: Sandbox, env: dict[str, str], *args: str
     print(f"$ fab {' '.join(args)} -> exit {result.returncode}\n{result.stdout}{result.stderr}")
     return result
 
+
+
+def test_up_logs_the_servers_in_so_the_first_pull_finds_the_login(
+        fleet_on_v1: Sandbox, private_image: str, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    for address in box.addresses:
+        box.ssh(address, f"docker logout {sandbox.AUTH_REGISTRY} >/dev/null 2>&1 || true")
+    inventory = box.inventory_copy(tmp_path, image=private_image, registry={
+        "user": USER, "password_secret": VARIABLE})
+    env = {**box.env, VARIABLE: PASSWORD}
+    # HAProxy's image comes from the sandbox's other registry: nothing of up pulls from it.
+    result = subprocess_fab(box, env, "up", "--inventory", str(inventory))
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert output.count(f"logged in to {sandbox.AUTH_REGISTRY} as {USER}") == \
+        len(box.addresses)
+    assert PASSWORD not in output
+    for address in box.addresses:
+        box.ssh(address, f"docker pull --quiet {private_image}:v1")  # fails without a login

@@ -13,9 +13,12 @@ import pytest
 from slotswap.history import (
     HistoryEntry,
     append_command,
+    document,
     new_entry,
     parse_history,
+    render,
     rollback_target,
+    with_output,
 )
 from slotswap.inventory import parse_inventory
 from slotswap.locking import (
@@ -62,6 +65,27 @@ def test_history_lines_round_trip_and_skip_foreign_lines() -> None:
 
 def test_history_keeps_only_the_first_line_of_an_error() -> None:
     assert new_entry("deploy", "v1", "v2", "failed", 1, "boom\nlogs...").error == "boom"
+
+
+def test_history_shows_a_release_commands_output_only_when_asked() -> None:
+    entries = [entry("deploy", "", "v1"),
+               with_output(entry("deploy", "v1", "v2"), "migrated 3 tables\nmarked v2\n")]
+    plain = render(entries)
+    assert "migrated" not in plain and len(plain.splitlines()) == 4
+    shown = render(entries, with_output=True).splitlines()
+    assert shown[3].split()[3:6] == ["v1", "v2", "deployed"]
+    assert shown[4:] == ["    release command output (v2):", "    | migrated 3 tables",
+                         "    | marked v2"]
+    assert render([]) == "(no history yet)"
+
+
+def test_history_document_has_every_field_and_the_errors() -> None:
+    released = with_output(entry("deploy", "v1", "v2"), "marked v2\n")
+    doc = document([("s1", "10.0.0.1", [released], None), ("s2", "10.0.0.2", None, "gone")])
+    assert doc["ok"] is False
+    assert json.loads(json.dumps(doc))["servers"] == [
+        {"name": "s1", "address": "10.0.0.1", "entries": [asdict(released)], "error": None},
+        {"name": "s2", "address": "10.0.0.2", "entries": [], "error": "gone"}]
 
 
 @pytest.mark.parametrize(
