@@ -22,7 +22,7 @@ from slotswap.haproxy import AdminState, ServerStat, ServerState
 from slotswap.interrupts import checkpoint
 from slotswap.inventory import SLOTS, Inventory
 from slotswap.proxy import next_container
-from slotswap.remote import CommandDeadlineError, ConnectError, RemoteCommandError, Server
+from slotswap.remote import ConnectError, RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
 # After the switch: HAProxy marks a failing slot DOWN 200 ms after its first failed check
@@ -548,15 +548,8 @@ class SlotSwap:
         """`docker stop` of the slot's container; returns its name. Kept (stopped): its logs
         stay readable; the next deploy into this slot removes it."""
         name = self.inventory.container_name(slot)
-        try:
-            self.server.run(docker.stop(name, self.timeouts.stop), check=check,
-                            timeout=self.timeouts.stop + 30)
-        except RemoteCommandError as error:
-            # Gone already (removed by hand, or by Docker): it is not running, as asked.
-            if isinstance(error, CommandDeadlineError) or not docker.only_missing_containers(
-                    error.stderr):
-                raise
-            return f"{name} (it was already gone)"
+        self.server.run(docker.stop(name, self.timeouts.stop), check=check,
+                        timeout=self.timeouts.stop + 30)
         return name
 
     def verify(self, slot: str) -> str:

@@ -14,7 +14,7 @@ import pytest
 
 from slotswap import docker_commands as docker
 from slotswap.inventory import parse_inventory
-from slotswap.remote import CommandResult, RemoteCommandError
+from slotswap.remote import CommandResult
 from slotswap.swap import SlotSwap, SwapRolledBack
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -99,26 +99,3 @@ def test_a_new_slot_that_serves_retires_the_old_one(tmp_path: Path) -> None:
     assert "web2" in serving and "v2" in serving
     assert server.sent == ["set server webapp/web1 state maint"]
     assert stops_of(server, "web1") and not stops_of(server, "web2")
-
-
-class GoneContainerServer(RecordedServer):
-    """`docker stop` answers as Docker does for a container that no longer exists."""
-
-    def __init__(self, state: str, stderr: str) -> None:
-        super().__init__(state)
-        self.stderr = stderr
-
-    def run(self, argv: list[str], **options: Any) -> CommandResult:
-        if argv[:2] == ["docker", "stop"]:
-            raise RemoteCommandError(self.name, " ".join(argv), 1, self.stderr)
-        return super().run(argv, **options)
-
-
-def test_stopping_an_old_container_that_is_already_gone_is_no_failure(tmp_path: Path) -> None:
-    server = GoneContainerServer(
-        "live_web2", "Error response from daemon: No such container: webapp-web1\n")
-    swap = swapped(tmp_path, server, "web2", "web1")
-    assert swap.stop_container("web1") == "webapp-web1 (it was already gone)"
-    other = GoneContainerServer("live_web2", "Cannot connect to the Docker daemon\n")
-    with pytest.raises(RemoteCommandError):
-        swapped(tmp_path, other, "web2", "web1").stop_container("web1")
