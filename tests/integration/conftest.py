@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -189,3 +190,48 @@ def wait_for(condition, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+class BackgroundDeploy:
+    """`fab deploy` in the background, its output read line by line, so that a test can act
+    on the sandbox right after a server prints a given progress line."""
+
+    def __init__(self, box: Sandbox, tag: str, inventory: Path | None = None,
+                 *flags: str) -> None:
+        self.process = subprocess.Popen(
+            [FAB, "deploy", "--tag", tag, "--inventory", str(inventory or box.inventory),
+             *flags], cwd=ROOT, env=box.env, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        self.lines: list[str] = []
+
+    def until(self, server: str, pattern: str, timeout: float = 120) -> re.Match[str] | None:
+        """Read its output until a line of `server` matches `pattern` (a regular expression);
+        None if the deploy ended first."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        for line in self.process.stdout:
+            self.lines.append(line)
+            match = re.search(pattern, line) if line.startswith(f"[{server}") else None
+            if match:
+                return match
+            assert time.monotonic() < deadline, "".join(self.lines)
+        return None
+
+    def finish(self, timeout: float) -> tuple[int, str]:
+        """Its exit code and whole output (printed); fails if it runs longer than `timeout`."""
+        assert self.process.stdout is not None
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            self.lines.extend(self.process.stdout)
+            raise AssertionError(f"still running after {timeout}s:\n"
+                                 + "".join(self.lines)) from None
+        self.lines.extend(self.process.stdout)
+        output = "".join(self.lines)
+        print(output)
+        return self.process.returncode, output
+
+    def interrupt(self) -> None:
+        self.process.send_signal(signal.SIGINT)

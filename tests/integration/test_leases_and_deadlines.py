@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from testbed import sandbox
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import BackgroundDeploy, wait_for
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -34,43 +34,6 @@ def other_tag(box: Sandbox) -> str:
     current = set(box.live_versions().values())
     assert len(current) == 1
     return "v2" if current == {"v1"} else "v1"
-
-
-class Deploy:
-    """`fab deploy` in the background, its output read line by line."""
-
-    def __init__(self, box: Sandbox, tag: str, inventory: Path):
-        self.process = subprocess.Popen(
-            [FAB, "deploy", "--tag", tag, "--inventory", str(inventory)], cwd=ROOT,
-            env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.lines: list[str] = []
-
-    def until(self, server: str, marker: str, timeout: float = 120) -> None:
-        """Read its output until `server` prints `marker`."""
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if line.startswith(f"[{server}") and marker in line:
-                return
-            assert time.monotonic() < deadline, "".join(self.lines)
-        raise AssertionError("the deploy ended before " + marker + "\n" + "".join(self.lines))
-
-    def finish(self, timeout: float) -> tuple[int, str]:
-        """Its exit code and whole output; fails if it runs longer than `timeout`."""
-        assert self.process.stdout is not None
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            self.lines.extend(self.process.stdout)
-            raise AssertionError(f"still running after {timeout}s:\n"
-                                 + "".join(self.lines)) from None
-        self.lines.extend(self.process.stdout)
-        output = "".join(self.lines)
-        print(output)
-        return self.process.returncode, output
 
 
 def wait_until_stale(box: Sandbox, inventory: Path, server: str) -> str:
@@ -123,8 +86,8 @@ def test_a_deploy_killed_mid_swap_is_refused_then_taken_over_after_its_lease(
     inventory = box.inventory_copy(tmp_path, timeouts={"lease": LEASE})
     tag = other_tag(box)
     with box.load() as load:
-        killed = Deploy(box, tag, inventory)
-        killed.until("s1", "is taking traffic")
+        killed = BackgroundDeploy(box, tag, inventory)
+        assert killed.until("s1", "is taking traffic"), "".join(killed.lines)
         killed.process.send_signal(signal.SIGKILL)
         killed.finish(timeout=10)
 
@@ -160,8 +123,8 @@ def test_a_silent_network_ends_the_deploy_within_its_bound(fleet_on_v1: Sandbox,
     s1 = sandbox.server_nodes(1)[0]
     before = {a: box.containers(a) for a in box.addresses[1:]}
     with box.load() as load:
-        deploy = Deploy(box, tag, inventory)
-        deploy.until("s1", "waiting for HAProxy's health checks")
+        deploy = BackgroundDeploy(box, tag, inventory)
+        assert deploy.until("s1", "waiting for HAProxy's health checks"), "".join(deploy.lines)
         with silent_network(s1.name):
             dropped = time.monotonic()
             exit_code, output = deploy.finish(timeout=silent_network_bound(
@@ -202,8 +165,8 @@ def test_a_silent_network_in_the_watch_window_stops_the_rollout_with_one_version
     tag = other_tag(box)
     s1 = sandbox.server_nodes(1)[0]
     with box.load() as load:
-        deploy = Deploy(box, tag, inventory)
-        deploy.until("s1", "is taking traffic")
+        deploy = BackgroundDeploy(box, tag, inventory)
+        assert deploy.until("s1", "is taking traffic"), "".join(deploy.lines)
         with silent_network(s1.name):
             exit_code, output = deploy.finish(timeout=120)
             assert box.served_versions(box.addresses[0]) == {tag}
@@ -230,8 +193,8 @@ def test_a_frozen_docker_engine_ends_the_deploy_and_the_old_version_keeps_servin
     old = "v1" if tag == "v2" else "v2"
     s1 = sandbox.server_nodes(1)[0]
     with box.load() as load:
-        deploy = Deploy(box, tag, inventory)
-        deploy.until("s1", "live slot")
+        deploy = BackgroundDeploy(box, tag, inventory)
+        assert deploy.until("s1", "live slot"), "".join(deploy.lines)
         with frozen_docker_engine(s1):
             # docker run, then the recovery's docker stop (its own deadline: stop + 30 s) and
             # docker inspect: each abandoned at its deadline.
@@ -266,8 +229,8 @@ def test_a_docker_engine_frozen_in_the_watch_window_stops_the_rollout_one_versio
     tag = other_tag(box)
     s1 = sandbox.server_nodes(1)[0]
     with box.load() as load:
-        deploy = Deploy(box, tag, inventory)
-        deploy.until("s1", "is taking traffic")
+        deploy = BackgroundDeploy(box, tag, inventory)
+        assert deploy.until("s1", "is taking traffic"), "".join(deploy.lines)
         with frozen_docker_engine(s1):
             exit_code, output = deploy.finish(timeout=120)
             frozen_serves = box.served_versions(box.addresses[0])
@@ -297,8 +260,8 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_each_server_serves(
     old = "v1" if tag == "v2" else "v2"
     s1 = sandbox.server_nodes(1)[0]
     with box.load() as load:
-        deploy = Deploy(box, tag, inventory)
-        deploy.until("s1", "waiting for HAProxy's health checks")
+        deploy = BackgroundDeploy(box, tag, inventory)
+        assert deploy.until("s1", "waiting for HAProxy's health checks"), "".join(deploy.lines)
         with silent_network(s1.name):
             time.sleep(1)
             deploy.process.send_signal(signal.SIGINT)

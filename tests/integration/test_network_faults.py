@@ -4,6 +4,7 @@ cut in the middle of a swap, under load."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from testbed import sandbox
-from tests.integration.conftest import SWAP_STEPS
+from tests.integration.conftest import SWAP_STEPS, BackgroundDeploy
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -67,21 +68,11 @@ def test_a_cut_connection_mid_swap_leaves_one_healthy_version(fleet_on_v1: Sandb
     current = set(box.live_versions().values())
     tag = "v2" if current == {"v1"} else "v1"
     with box.load() as load:
-        process = subprocess.Popen(
-            [FAB, "deploy", "--tag", tag, "--inventory", str(box.inventory)], cwd=ROOT,
-            env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("[s1") and marker in line:
-                assert cut_ssh_sessions(sandbox.server_nodes(1)[0].name) >= 1
-                break
-        lines.extend(process.stdout)
-        exit_code = process.wait(timeout=180)
+        deploy = BackgroundDeploy(box, tag)
+        if deploy.until("s1", re.escape(marker)):
+            assert cut_ssh_sessions(sandbox.server_nodes(1)[0].name) >= 1
+        exit_code, output = deploy.finish(timeout=180)
     report = load.stop()
-    output = "".join(lines)
-    print(output)
     assert report.failed == 0, report.failures
     assert exit_code != 0 or "all 3 servers serve" in output
     box.live_versions()  # every server has exactly one live slot

@@ -4,7 +4,6 @@ interrupted (Ctrl-C) at each of its steps in turn, under load."""
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.integration.conftest import SWAP_STEPS
+from tests.integration.conftest import SWAP_STEPS, BackgroundDeploy
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -70,20 +69,10 @@ def test_rollback_under_load_returns_each_server_to_its_previous_version(
 
 def interrupt_after(box: Sandbox, tag: str, marker: str) -> tuple[int, str]:
     """Run `fab deploy`, send it SIGINT as soon as s1 prints `marker`."""
-    process = subprocess.Popen(
-        [FAB, "deploy", "--tag", tag, "--inventory", str(box.inventory)], cwd=ROOT,
-        env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    lines = []
-    deadline = time.monotonic() + 120
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith("[s1") and marker in line:
-            process.send_signal(signal.SIGINT)
-            break
-        assert time.monotonic() < deadline
-    lines.extend(process.stdout)
-    return process.wait(timeout=120), "".join(lines)
+    deploy = BackgroundDeploy(box, tag)
+    if deploy.until("s1", re.escape(marker)):
+        deploy.interrupt()
+    return deploy.finish(timeout=120)
 
 
 @pytest.mark.parametrize("marker", SWAP_STEPS)

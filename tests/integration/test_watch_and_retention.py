@@ -6,7 +6,6 @@ inventory values crafted to inject shell refused before any server is contacted.
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from testbed import sandbox
+from tests.integration.conftest import BackgroundDeploy
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -91,23 +91,14 @@ def test_a_new_slot_out_of_rotation_during_the_watch_is_rolled_back_under_load(
     s1 = box.addresses[0]
     inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6}, watch={"each": True})
     with box.load() as load:
-        process = subprocess.Popen(
-            [FAB, "deploy", "--tag", "v2", "--inventory", str(inventory)], cwd=ROOT,
-            env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            switched = re.search(r"(web[12]) \(v2\) is taking traffic", line)
-            if line.startswith("[s1") and switched:
-                box.ssh(s1, f"echo 'set server webapp/{switched.group(1)} state maint' | "
-                        "socat - UNIX-CONNECT:/etc/slotswap/webapp/haproxy/admin/admin.sock")
-                break
-        lines.extend(process.stdout)
-        exit_code = process.wait(timeout=300)
+        deploy = BackgroundDeploy(box, "v2", inventory)
+        switched = deploy.until("s1", r"(web[12]) \(v2\) is taking traffic")
+        if switched:
+            box.ssh(s1, f"echo 'set server webapp/{switched.group(1)} state maint' | "
+                    "socat - UNIX-CONNECT:/etc/slotswap/webapp/haproxy/admin/admin.sock")
+        exit_code, output = deploy.finish(timeout=300)
     report = load.stop()
-    output = "".join(lines)
-    print(output, report.summary(), report.failures)
+    print(report.summary(), report.failures)
     assert exit_code == 1
     assert re.search(r"v2 took traffic in web[12], then stopped taking traffic [\d.]+s later "
                      r"\(HAProxy reports it MAINT", output)
@@ -135,23 +126,12 @@ def test_on_failure_rollback_also_returns_a_server_that_failed_after_its_switch(
     with box.load() as load:
         # During s2's watch its old container is removed by hand: stopping it fails, after
         # the switch, so s2 fails while serving v3.
-        process = subprocess.Popen(
-            [FAB, "deploy", "--tag", "v3", "--on-failure", "rollback", "--inventory",
-             str(inventory)], cwd=ROOT, env=box.env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            switched = re.search(r"is taking traffic .*; (web[12]) drains", line)
-            if line.startswith("[s2") and switched:
-                box.ssh(s2, f"docker rm -f webapp-{switched.group(1)}")
-                break
-        lines.extend(process.stdout)
-        exit_code = process.wait(timeout=300)
+        deploy = BackgroundDeploy(box, "v3", inventory, "--on-failure", "rollback")
+        switched = deploy.until("s2", r"is taking traffic .*; (web[12]) drains")
+        if switched:
+            box.ssh(s2, f"docker rm -f webapp-{switched.group(1)}")
+        exit_code, output = deploy.finish(timeout=300)
     report = load.stop()
-    output = "".join(lines)
-    print(output)
     assert exit_code == 1
     assert report.failed == 0, report.failures
     assert re.search(r"^s2 .*\brolled back\s+v2 in web[12]$", output, re.MULTILINE)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.integration.conftest import BackgroundDeploy
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -26,21 +26,13 @@ def deploy_failing_on_third(box: Sandbox, inventory: Path, *extra: str) -> tuple
     example app fails them while /data/unhealthy exists). Returns the exit code, the output
     and the slot made unhealthy."""
     s3 = box.addresses[2]
-    process = subprocess.Popen(
-        [FAB, "deploy", "--tag", "v2", "--inventory", str(inventory), *extra], cwd=ROOT,
-        env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert process.stdout is not None
-    lines, slot = [], ""
-    for line in process.stdout:
-        lines.append(line)
-        switched = re.search(r"(web[12]) \(v2\) is taking traffic", line)
-        if line.startswith("[s3") and switched:
-            slot = switched.group(1)
-            box.ssh(s3, f"docker exec webapp-{slot} /webapp mark /data/unhealthy")
-            break
-    lines.extend(process.stdout)
-    exit_code = process.wait(timeout=300)
-    return exit_code, "".join(lines), slot
+    deploy = BackgroundDeploy(box, "v2", inventory, *extra)
+    switched = deploy.until("s3", r"(web[12]) \(v2\) is taking traffic")
+    slot = switched.group(1) if switched else ""
+    if slot:
+        box.ssh(s3, f"docker exec webapp-{slot} /webapp mark /data/unhealthy")
+    exit_code, output = deploy.finish(timeout=300)
+    return exit_code, output, slot
 
 
 def deploy_failing_on_third_under_load(box: Sandbox, folder: Path,
@@ -147,21 +139,12 @@ def test_ctrl_c_in_the_window_leaves_each_server_serving_one_version_under_load(
     box = fleet_on_v1
     inventory = box.inventory_copy(tmp_path, timeouts={"watch": 30})
     with box.load() as load:
-        process = subprocess.Popen(
-            [FAB, "deploy", "--tag", "v2", "--inventory", str(inventory)], cwd=ROOT,
-            env=box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("[s2") and "is taking traffic" in line:
-                process.send_signal(signal.SIGINT)  # s1 and s2 are in the window
-                break
-        lines.extend(process.stdout)
-        exit_code = process.wait(timeout=120)
+        deploy = BackgroundDeploy(box, "v2", inventory)
+        assert deploy.until("s2", "is taking traffic"), "".join(deploy.lines)
+        deploy.interrupt()  # s1 and s2 are in the window
+        exit_code, output = deploy.finish(timeout=120)
     report = load.stop()
-    output = "".join(lines)
-    print(output, report.summary())
+    print(report.summary())
     assert report.failed == 0, report.failures
     assert exit_code == 130
     for server in ("s1", "s2"):
