@@ -41,6 +41,7 @@ from slotswap.proxy import (
     soft_stop_seconds,
 )
 from slotswap.pruning import images_to_prune
+from slotswap.registry_login import RegistryLogin, login_command, login_registry
 from slotswap.remote import Server
 from slotswap.swap import (
     SlotView,
@@ -214,6 +215,10 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     lock_steps(plan, server, inventory)
     if not server.run(docker.network_inspect(inventory.network), check=False).ok:
         plan.shell(docker.network_create(inventory.network, inventory.app))
+    if inventory.registry is not None:
+        plan.shell(login_command(RegistryLogin(login_registry(inventory), inventory.registry.user,
+                                               password="")))
+        plan.steps[-1] += f"  (the password of ${inventory.registry.password_secret} on stdin)"
     if not server.run(docker.image_id(inventory.haproxy.image), check=False).ok:
         if inventory.delivery.mode == "ssh":
             plan.steps.append(f"send {inventory.haproxy.image} from this machine's Docker "

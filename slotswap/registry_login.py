@@ -54,8 +54,14 @@ def resolve(inventory: Inventory, environ: Mapping[str, str]) -> RegistryLogin |
         raise InputError(f"{inventory.path}: registry.password_secret: "
                          f"{settings.password_secret} is not set in the environment of this "
                          "run; export it first (it is never read from the inventory)")
-    registry = settings.server or registry_of(inventory.image) or "docker.io"
-    return RegistryLogin(registry=registry, user=settings.user, password=password)
+    return RegistryLogin(registry=login_registry(inventory), user=settings.user,
+                         password=password)
+
+
+def login_registry(inventory: Inventory) -> str:
+    """The registry the servers log in to: `registry.server`, else the one `image` names."""
+    settings = inventory.registry
+    return (settings and settings.server) or registry_of(inventory.image) or "docker.io"
 
 
 def login_command(login: RegistryLogin) -> list[str]:

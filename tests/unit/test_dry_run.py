@@ -117,6 +117,19 @@ def test_up_plan_of_an_unchanged_server_writes_nothing(tmp_path: Path) -> None:
     assert not any(step.startswith("write ") and "haproxy" in step for step in plan.steps)
 
 
+def test_up_plan_logs_in_to_the_registry_and_names_the_password_s_variable_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRY_PASSWORD", SECRET)
+    inv = parse_inventory({"app": "webapp", "image": "registry.example/acme/webapp",
+                           "registry": {"user": "ci", "password_secret": "REGISTRY_PASSWORD"},
+                           "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
+    plan = dry_run.up_plan(FactServer("live_web1"), inv)  # type: ignore[arg-type]
+    text = dry_run.render([plan], [])
+    assert ("$ docker login --username ci --password-stdin registry.example  (the password of "
+            "$REGISTRY_PASSWORD on stdin)") in plan.steps
+    assert SECRET not in text
+
+
 def test_up_plan_of_a_config_haproxy_does_not_run_writes_it(tmp_path: Path) -> None:
     """The file is the wanted one, but HAProxy was never seen running it (a reload that
     failed): as `up` does, the plan installs it again."""
