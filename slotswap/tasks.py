@@ -208,11 +208,13 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     running. "unchanged" means HAProxy runs the rendered config. Example: fab up
     """
     inv = load(inventory)
+    # Checked before any server is contacted, in a dry run too (it would fail the same way):
+    # the certificate's files or variables, the registry's password variable (exit 2).
+    certificate = certs.material_for_up(inv)
+    registry_login.resolve(inv, os.environ)
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
         return
-    certificate = certs.material_for_up(inv)  # checked before any server is contacted
-    registry_login.resolve(inv, os.environ)  # a missing password: exit 2, nothing contacted
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
         results = rollout.on_every_server(inv, up_one, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))

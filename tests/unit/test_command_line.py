@@ -171,6 +171,16 @@ def test_check_says_whether_a_secret_named_by_a_setting_is_set(project: Path) ->
         in result.stdout
 
 
+def test_up_dry_run_refuses_what_up_would_refuse_before_contacting_anything(
+        project: Path) -> None:
+    with (project / "hosts.yaml").open("a") as inventory:
+        inventory.write("registry: {user: ci, password_secret: REGISTRY_PASSWORD}\n")
+    result = fab("up", "--dry-run", cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "REGISTRY_PASSWORD is not set in the environment of this run" in result.stderr
+    assert "DRY RUN" not in result.stdout
+
+
 def test_check_names_the_key_and_its_line(project: Path) -> None:
     (project / "hosts.yaml").write_text(INVENTORY.replace("name: web-b}",
                                                           "name: web-b, port: abc}"))
