@@ -11,7 +11,7 @@ key never leaves this machine.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import josepy as jose
@@ -85,6 +85,22 @@ def _client(settings: AcmeSettings, key: jose.JWKRSA) -> client.ClientV2:
     return acme
 
 
+def challenges_to_answer(authorizations: Iterable[messages.AuthorizationResource]
+                         ) -> dict[str, messages.ChallengeBody]:
+    """The HTTP-01 challenge to answer, by name, of each authorization still `pending`. A CA
+    may hand an order authorizations this account won lately, `valid` already (RFC 8555
+    7.1.4; Let's Encrypt does): answering one of their challenges is refused."""
+    found = {}
+    for authorization in authorizations:
+        if authorization.body.status != messages.STATUS_PENDING:
+            continue
+        for challenge in authorization.body.challenges:
+            if isinstance(challenge.chall, challenges.HTTP01):
+                found[authorization.body.identifier.value] = challenge
+                break
+    return found
+
+
 def issue(settings: AcmeSettings, names: tuple[str, ...], progress: Progress
           ) -> CertificateBundle:
     """A new certificate for `names`, with a new private key. The servers' HAProxy must
@@ -95,11 +111,15 @@ def issue(settings: AcmeSettings, names: tuple[str, ...], progress: Progress
         certificate_key = private_key_pem(new_private_key())
         csr = crypto_util.make_csr(certificate_key.encode(), list(names))
         order = acme.new_order(csr)
-        for authorization in order.authorizations:
-            for challenge in authorization.body.challenges:
-                if isinstance(challenge.chall, challenges.HTTP01):
-                    acme.answer_challenge(challenge, challenge.response(key))
-        progress(f"ACME: {settings.directory} validates {', '.join(names)} over HTTP")
+        pending = challenges_to_answer(order.authorizations)
+        for challenge in pending.values():
+            acme.answer_challenge(challenge, challenge.response(key))
+        reused = [name for name in names if name not in pending]
+        if pending:
+            progress(f"ACME: {settings.directory} validates {', '.join(pending)} over HTTP")
+        if reused:
+            progress(f"ACME: {', '.join(reused)} validated already (the CA reuses this "
+                     "account's authorization)")
         deadline = datetime.datetime.now() + datetime.timedelta(seconds=ISSUE_TIMEOUT)
         order = acme.poll_and_finalize(order, deadline)
     except AcmeError:

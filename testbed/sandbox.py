@@ -500,9 +500,12 @@ class AcmeCa:
             return response.read().decode()
 
 
-def start_acme_ca(servers: Sequence[Node], *, nonce_reject: int = 0) -> AcmeCa:
+def start_acme_ca(servers: Sequence[Node], *, nonce_reject: int = 0,
+                  authz_reuse: int = 0) -> AcmeCa:
     """pebble on the bridge, resolving each server's name (s1.fleet.test, ...) to that
-    server through a resolver of its own; HTTP-01 validation goes to port 80 of each."""
+    server through a resolver of its own; HTTP-01 validation goes to port 80 of each.
+    `authz_reuse`: the percentage of orders that get an account's valid authorizations
+    back instead of new ones (Let's Encrypt reuses them: RFC 8555 7.1.4)."""
     from testbed.private_ca import issue, make_ca
 
     stop_acme_ca()
@@ -526,7 +529,7 @@ def start_acme_ca(servers: Sequence[Node], *, nonce_reject: int = 0) -> AcmeCa:
          f"--port={PEBBLE_DNS_PORT}", "--bind-interfaces",
          f"--pid-file={RUN_DIR / 'dnsmasq-acme.pid'}", "--user=root", *addresses])
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject),
-           "PEBBLE_AUTHZREUSE": "0"}
+           "PEBBLE_AUTHZREUSE": str(authz_reuse)}
     with (STATE_DIR / "pebble.log").open("ab") as out:
         process = subprocess.Popen(
             ["pebble", "-config", str(PEBBLE_DIR / "config.json"),

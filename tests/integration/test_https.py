@@ -349,3 +349,31 @@ def test_acme_issues_for_every_server_and_renews_with_no_reload_under_load(
     finally:
         sandbox.stop_acme_ca()
         assert fleet.box.fab("up", inventory=fleet.inventory).returncode == 0
+
+
+def test_renewals_in_a_row_succeed_when_the_ca_reuses_authorizations(
+        https_fleet: HttpsFleet, tmp_path: Path) -> None:
+    """Let's Encrypt hands an account its valid authorizations again (RFC 8555 7.1.4): an
+    order right after another comes back with every authorization valid already."""
+    fleet = https_fleet
+    acme = sandbox.start_acme_ca(sandbox.server_nodes(len(fleet.box.addresses)),
+                                 authz_reuse=100)
+    try:
+        inventory = fleet.box.inventory_copy(tmp_path, https={
+            "names": list(acme.names),
+            "acme": {"directory": acme.directory, "ca_bundle": str(acme.ca_bundle),
+                     "account_key": str(tmp_path / "account.pem")}})
+        assert fleet.box.fab("up", inventory=inventory).returncode == 0
+        roots = tmp_path / "pebble-roots.pem"
+        roots.write_text(acme.roots_pem())
+        seen = [serials_everywhere(fleet, acme.names, roots)]
+        for _ in range(2):
+            renewed = fleet.box.fab("certs.renew", "--force", inventory=inventory)
+            assert renewed.returncode == 0, renewed.stderr
+            assert "validated already (the CA reuses this account's authorization)" in \
+                renewed.stdout + renewed.stderr
+            seen.append(serials_everywhere(fleet, acme.names, roots))
+            assert all(seen[-1][address] != seen[-2][address] for address in seen[-1])
+    finally:
+        sandbox.stop_acme_ca()
+        assert fleet.box.fab("up", inventory=fleet.inventory).returncode == 0

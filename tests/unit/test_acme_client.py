@@ -1,0 +1,74 @@
+"""The ACME client against a CA that answers as RFC 8555 lets it (authorizations this account
+won already)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from acme import challenges, messages
+
+from slotswap import acme_client
+from slotswap.acme_client import issue
+from slotswap.inventory import AcmeSettings
+
+NAMES = ("www.example.com", "example.com")
+DIRECTORY = "https://ca.example/dir"
+
+
+def authorization(name: str, status: messages.Status) -> messages.AuthorizationResource:
+    challenge = messages.ChallengeBody(
+        chall=challenges.HTTP01(token=b"t" * 32), uri=f"https://ca.example/chall/{name}",
+        status=status)
+    return messages.AuthorizationResource(
+        uri=f"https://ca.example/authz/{name}",
+        body=messages.Authorization(
+            identifier=messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=name),
+            challenges=[challenge], status=status))
+
+
+class ReusingCa:
+    """An order whose authorizations have the given statuses; answering the challenge of one
+    that is not pending is refused, as pebble and Let's Encrypt refuse it."""
+
+    def __init__(self, statuses: dict[str, messages.Status]) -> None:
+        self.authorizations = [authorization(name, status) for name, status in statuses.items()]
+        self.answered: list[str] = []
+
+    def new_order(self, csr: bytes) -> SimpleNamespace:
+        return SimpleNamespace(authorizations=self.authorizations)
+
+    def answer_challenge(self, challenge: messages.ChallengeBody, response: object) -> None:
+        if challenge.status != messages.STATUS_PENDING:
+            raise messages.Error(typ="urn:ietf:params:acme:error:malformed",
+                                 detail=f"Cannot update challenge with status "
+                                        f"{challenge.status}, only status pending")
+        self.answered.append(challenge.uri.rsplit("/", 1)[-1])
+
+    def poll_and_finalize(self, order: object, deadline: object) -> SimpleNamespace:
+        return SimpleNamespace(fullchain_pem="CHAIN")
+
+
+def settings(tmp_path: Path) -> AcmeSettings:
+    return AcmeSettings(directory=DIRECTORY, account_key=tmp_path / "account.pem")
+
+
+@pytest.mark.parametrize("statuses", [
+    {"www.example.com": messages.STATUS_PENDING, "example.com": messages.STATUS_PENDING},
+    {"www.example.com": messages.STATUS_VALID, "example.com": messages.STATUS_PENDING},
+    {"www.example.com": messages.STATUS_VALID, "example.com": messages.STATUS_VALID},
+])
+def test_only_the_challenges_of_pending_authorizations_are_answered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        statuses: dict[str, messages.Status]) -> None:
+    ca = ReusingCa(statuses)
+    monkeypatch.setattr(acme_client, "_client", lambda settings, key: ca)
+    said: list[str] = []
+    bundle = issue(settings(tmp_path), NAMES, said.append)
+    assert bundle.chain_pem == "CHAIN"
+    pending = [n for n, s in statuses.items() if s == messages.STATUS_PENDING]
+    assert ca.answered == pending
+    reused = [n for n, s in statuses.items() if s == messages.STATUS_VALID]
+    if reused:
+        assert f"ACME: {', '.join(reused)} validated already" in "\n".join(said)
