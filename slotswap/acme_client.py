@@ -11,10 +11,14 @@ key never leaves this machine.
 from __future__ import annotations
 
 import datetime
+import socket
+import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import josepy as jose
+import requests
 from acme import challenges, client, crypto_util, errors, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -31,6 +35,7 @@ from slotswap.inventory import AcmeSettings
 
 USER_AGENT = "slotswap"
 ISSUE_TIMEOUT = 120  # seconds for the CA to validate every name and issue
+NETWORK_TIMEOUT = 30  # seconds for each request to the CA
 Progress = Callable[[str], None]
 
 
@@ -72,7 +77,7 @@ def thumbprint(key: jose.JWK) -> str:
 def _client(settings: AcmeSettings, key: jose.JWKRSA) -> client.ClientV2:
     verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
     network = client.ClientNetwork(key, user_agent=USER_AGENT, verify_ssl=verify,
-                                   timeout=30)  # type: ignore[arg-type]
+                                   timeout=NETWORK_TIMEOUT)  # type: ignore[arg-type]
     directory = client.ClientV2.get_directory(settings.directory, network)
     acme = client.ClientV2(directory, net=network)
     registration = messages.NewRegistration.from_data(
@@ -83,6 +88,30 @@ def _client(settings: AcmeSettings, key: jose.JWKRSA) -> client.ClientV2:
         acme.query_registration(messages.RegistrationResource(
             uri=existing.location, body=messages.Registration()))
     return acme
+
+
+def unreachable_reason(error: BaseException, directory: str) -> str:
+    """Why the CA at `directory` could not be reached, in a few plain words, from the error
+    at the root of what requests raised (its own words are `HTTPSConnectionPool(host=...):
+    Max retries exceeded with url: ... (Caused by ...)`)."""
+    root = error
+    while (inner := root.__cause__ or root.__context__) is not None:
+        root = inner
+    if isinstance(root, ssl.SSLCertVerificationError):
+        why = getattr(root, "verify_message", None) or root.reason or "not trusted"
+        return (f"its HTTPS certificate is not trusted (certificate verify failed: {why}); "
+                "https.acme.ca_bundle names the CA that signed it")
+    if isinstance(root, ssl.SSLError):
+        return f"the TLS handshake failed ({root.reason or root})"
+    if isinstance(root, socket.gaierror):
+        return f"the name {urlsplit(directory).hostname} does not resolve"
+    if isinstance(root, TimeoutError | requests.Timeout):
+        return f"no answer within {NETWORK_TIMEOUT} seconds"
+    if isinstance(root, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(root, OSError) and root.strerror:
+        return root.strerror[:1].lower() + root.strerror[1:]
+    return str(root) or type(root).__name__
 
 
 def challenges_to_answer(authorizations: Iterable[messages.AuthorizationResource]
@@ -134,9 +163,13 @@ def issue(settings: AcmeSettings, names: tuple[str, ...], progress: Progress
     except (errors.Error, messages.Error) as error:
         raise _one_line(f"the ACME CA at {settings.directory} refused: {error}; nothing was "
                         "changed on any server") from None
-    except OSError as error:  # requests' errors are OSErrors too
-        raise _one_line(f"cannot reach the ACME CA at {settings.directory}: {error}; "
-                        "nothing was changed on any server") from None
+    except requests.RequestException as error:
+        raise _one_line(f"cannot reach the ACME CA at {settings.directory}: "
+                        f"{unreachable_reason(error, settings.directory)}; nothing was "
+                        "changed on any server") from None
+    except OSError as error:  # the account key's file or folder
+        raise _one_line(f"https.acme.account_key: {error}; nothing was changed on any "
+                        "server") from None
     progress("ACME: certificate issued")
     return CertificateBundle(chain_pem=order.fullchain_pem, key_pem=certificate_key,
                              source=acme_source(settings.directory))
