@@ -61,16 +61,56 @@ class CertificateBundle:
         return describe(self.leaf)
 
 
+EXPIRED, NOT_YET_VALID, EXPIRING, VALID = "expired", "not yet valid", "expiring", "valid"
+
+
+@dataclass(frozen=True)
+class Validity:
+    """Whether clients accept a certificate today, and how long they will."""
+
+    state: str  # EXPIRED, NOT_YET_VALID (every client refuses it), EXPIRING, VALID
+    words: str  # "expired on 2020-01-31 00:00 UTC", "12 days left (until 2027-01-05), ..."
+    days_left: float | None
+
+    @property
+    def refused(self) -> bool:
+        return self.state in (EXPIRED, NOT_YET_VALID)
+
+
+def validity(not_before: datetime.datetime | None, not_after: datetime.datetime | None,
+             renew_days: int, now: datetime.datetime | None = None) -> Validity:
+    """A certificate valid from `not_before` to `not_after` (UTC; None: not known), today:
+    EXPIRING when fewer than `renew_days` are left."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    if not_after is not None and not_after <= now:
+        return Validity(EXPIRED, f"expired on {not_after:%Y-%m-%d %H:%M} UTC",
+                        (not_after - now).total_seconds() / 86400)
+    if not_before is not None and not_before > now:
+        return Validity(NOT_YET_VALID, f"is not valid before {not_before:%Y-%m-%d %H:%M} UTC",
+                        None)
+    if not_after is None:
+        return Validity(VALID, "no expiry known", None)
+    days = (not_after - now).total_seconds() / 86400
+    words = f"{days:.0f} days left (until {not_after:%Y-%m-%d})"
+    if days < renew_days:
+        return Validity(EXPIRING, f"{words}, fewer than https.renew_days ({renew_days})", days)
+    return Validity(VALID, words, days)
+
+
 @dataclass(frozen=True)
 class CertificateInfo:
     names: tuple[str, ...]
     issuer: str
     not_after: datetime.datetime  # UTC
     serial: str  # upper-case hex, as HAProxy shows it
+    not_before: datetime.datetime | None = None  # UTC
 
     def days_left(self, now: datetime.datetime | None = None) -> float:
         now = now or datetime.datetime.now(datetime.UTC)
         return (self.not_after - now).total_seconds() / 86400
+
+    def validity(self, renew_days: int, now: datetime.datetime | None = None) -> Validity:
+        return validity(self.not_before, self.not_after, renew_days, now)
 
     @property
     def placeholder(self) -> bool:
@@ -85,7 +125,8 @@ def describe(certificate: x509.Certificate) -> CertificateInfo:
         names = ()
     return CertificateInfo(names=names, issuer=certificate.issuer.rfc4514_string(),
                            not_after=certificate.not_valid_after_utc,
-                           serial=f"{certificate.serial_number:X}")
+                           serial=f"{certificate.serial_number:X}",
+                           not_before=certificate.not_valid_before_utc)
 
 
 def fingerprint(pem: str) -> str:
@@ -139,8 +180,9 @@ def _read_part(files: CertificateFiles, part: str, environ: Mapping[str, str]) -
 def load_files(files: CertificateFiles, names: tuple[str, ...],
                environ: Mapping[str, str] | None = None) -> CertificateBundle:
     """The chain and key the inventory names (files, or environment variables of this run),
-    checked: a key file private to its owner, the certificate made for that key and covering
-    every name of https.names. No message holds any of a variable's value."""
+    checked: a key file private to its owner, the certificate made for that key, covering
+    every name of https.names and valid today (an expired one would fail every client on
+    every server). No message holds any of a variable's value."""
     environ = os.environ if environ is None else environ
     chain, key_part = _read_part(files, "chain", environ), _read_part(files, "key", environ)
     if files.key is not None:
@@ -167,7 +209,23 @@ def load_files(files: CertificateFiles, names: tuple[str, ...],
         raise CertificateError(
             f"{chain.key}: the certificate does not cover {', '.join(missing)} (it is "
             f"for {', '.join(describe(leaf).names) or 'no DNS name'})")
+    today = describe(leaf).validity(renew_days=0)
+    if today.refused:
+        raise CertificateError(
+            f"{chain.key}: the certificate in {chain.where} {today.words}: every HTTPS client "
+            "would refuse it (nothing was changed on any server)")
     return CertificateBundle(chain_pem=chain.text, key_pem=key_part.text, source=FILES_SOURCE)
+
+
+def expiry_warning(files: CertificateFiles, bundle: CertificateBundle, renew_days: int
+                   ) -> str | None:
+    """What to tell the operator when the certificate of https.files has fewer than
+    `renew_days` left (installed all the same: it is still valid)."""
+    today = bundle.info().validity(renew_days)
+    if today.state != EXPIRING:
+        return None
+    key = "https.files.chain_secret" if files.chain_secret else "https.files.chain"
+    return f"WARNING: {key}: the certificate has {today.words}: put a renewed one in its place"
 
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from slotswap import rollout, tls
 from slotswap.acme_client import issue
 from slotswap.certificates import (
+    EXPIRED,
+    EXPIRING,
     FILES_SOURCE,
+    NOT_YET_VALID,
     CertificateBundle,
     acme_source,
     covers,
+    expiry_warning,
     load_files,
     placeholder,
 )
-from slotswap.inventory import HttpsSettings, Inventory
-from slotswap.output import say
+from slotswap.inventory import CertificateFiles, HttpsSettings, Inventory
+from slotswap.output import say, warn
 from slotswap.proxy import config_dir
 from slotswap.remote import Server
 from slotswap.validation import InputError
@@ -38,8 +42,18 @@ def material_for_up(inventory: Inventory) -> CertificateBundle | None:
     if https is None:
         return None
     if https.files is not None:
-        return load_files(https.files, https.names)
+        return files_bundle(https, https.files)
     return placeholder(https.names)
+
+
+def files_bundle(https: HttpsSettings, files: CertificateFiles) -> CertificateBundle:
+    """The operator's certificate (refused when expired or not yet valid), with a warning
+    when it has fewer than https.renew_days left."""
+    bundle = load_files(files, https.names)
+    warning = expiry_warning(files, bundle, https.renew_days)
+    if warning:
+        warn(warning)
+    return bundle
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
     AcmeError, before any server is changed, when the CA cannot be reached or refuses."""
     https = https_of(inventory)
     if https.files is not None:
-        bundle = load_files(https.files, https.names)
+        bundle = files_bundle(https, https.files)
     else:
         fleet = read_fleet(inventory)
         unreadable = [c for c in fleet if c.error]
@@ -133,29 +147,42 @@ def after_up(inventory: Inventory) -> list[rollout.ServerResult]:
     return renew(inventory, force=False)
 
 
-def describe_fleet(fleet: list[ServerCertificate]) -> tuple[list[tuple[str, ...]], bool]:
-    """Rows of `certs` and whether every server could be read."""
-    rows, ok = [], True
+SHORT_STATES = {EXPIRED: "EXPIRED", NOT_YET_VALID: "NOT YET VALID"}
+
+
+def describe_fleet(fleet: list[ServerCertificate], renew_days: int
+                   ) -> tuple[list[tuple[str, ...]], bool, list[str]]:
+    """Rows of `certs`, whether every server could be read, and a warning for each server
+    whose certificate clients refuse (expired, not yet valid) or that is due for renewal."""
+    rows, ok, warnings = [], True, []
     for entry in fleet:
         served = entry.served
         if served is None:
             ok = False
             rows.append((entry.name, entry.address, "-", "-", "-", f"ERROR {entry.error}"))
             continue
-        days = served.days_left()
+        today = served.validity(renew_days)
+        left = SHORT_STATES.get(today.state) or (
+            f"{today.days_left:.0f} days" if today.days_left is not None else "-")
         rows.append((entry.name, entry.address, ",".join(served.names) or "-",
                      served.issuer or "-",
-                     f"{served.not_after:%Y-%m-%d}" if served.not_after else "-",
-                     f"{days:.0f} days" if days is not None else "-"))
-    return rows, ok
+                     f"{served.not_after:%Y-%m-%d}" if served.not_after else "-", left))
+        if today.refused:
+            warnings.append(f"WARNING: {entry.name}: the certificate it serves {today.words}: "
+                            "every HTTPS client refuses it")
+        elif today.state == EXPIRING:
+            warnings.append(f"WARNING: {entry.name}: the certificate it serves has "
+                            f"{today.words}")
+    return rows, ok, warnings
 
 
-def document(fleet: list[ServerCertificate]) -> dict[str, object]:
+def document(fleet: list[ServerCertificate], renew_days: int) -> dict[str, object]:
     """`certs --json`."""
     servers = []
     for entry in fleet:
         served = entry.served
         servers.append({
+            "validity": served.validity(renew_days).state if served else None,
             "name": entry.name, "address": entry.address,
             "names": list(served.names) if served else None,
             "issuer": served.issuer if served else None,

@@ -205,7 +205,9 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
 
     A changed config is checked by HAProxy, then applied with a reload that drops no
     connection; if HAProxy does not start with it, the previous one is put back and keeps
-    running. "unchanged" means HAProxy runs the rendered config. Example: fab up
+    running. "unchanged" means HAProxy runs the rendered config. A certificate from
+    https.files that is expired or not yet valid is refused before any server is contacted.
+    Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):
@@ -613,12 +615,15 @@ def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: in
 
 @kit_task(help={"inventory": INVENTORY_HELP,
                 "json": "print one JSON document on stdout (per server: names, issuer, serial, "
-                        "not_after, days_left, error)"})
+                        "not_after, days_left, validity: valid, expiring (fewer than "
+                        "https.renew_days left), expired or not yet valid; error)"})
 @reports_errors
 def certs_status(c: Context, inventory: str | None = None, json: bool = False) -> None:
     """Show the certificate each server's HAProxy serves: names, issuer, expiry.
 
-    Read from the running HAProxy (runtime API), so it is what clients get.
+    Read from the running HAProxy (runtime API), so it is what clients get. A warning names
+    each server whose certificate is expired, not yet valid, or has fewer than
+    https.renew_days left.
     Example: fab certs --json
     """
     if json:
@@ -626,10 +631,13 @@ def certs_status(c: Context, inventory: str | None = None, json: bool = False) -
     inv = load(inventory)
     certs.https_of(inv)
     fleet = certs.read_fleet(inv)  # one read per server, for the table and the document
-    rows, ok = certs.describe_fleet(fleet)
+    renew_days = certs.https_of(inv).renew_days
+    rows, ok, warnings = certs.describe_fleet(fleet, renew_days)
     say(format_table(("server", "address", "names", "issuer", "expires", "left"), rows))
+    for line in warnings:
+        warn(line)
     if json:
-        report.emit(certs.document(fleet))
+        report.emit(certs.document(fleet, renew_days))
     if not ok:
         raise Exit(code=rollout.EXIT_CONNECT)
 
@@ -643,7 +651,8 @@ def certs_renew(c: Context, inventory: str | None = None, force: bool = False) -
 
     With acme: one new certificate when a server's has fewer than https.renew_days left
     (or --force), installed through HAProxy's runtime API; safe to run daily from cron or
-    CI. With files: your files, on every server that has others.
+    CI. With files: your files, on every server that has others (refused, exit 2, when
+    expired or not yet valid; a warning when fewer than https.renew_days are left).
     Example: fab certs.renew   or   fab certs.renew --force
     """
     inv = load(inventory)

@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from slotswap import docker_commands as docker
-from slotswap.certificates import PLACEHOLDER_ORGANIZATION, CertificateBundle, fingerprint
+from slotswap.certificates import (
+    PLACEHOLDER_ORGANIZATION,
+    CertificateBundle,
+    Validity,
+    fingerprint,
+    validity,
+)
 from slotswap.haproxy import RuntimeApiError
 from slotswap.inventory import Inventory
 from slotswap.remote import Server
@@ -53,6 +59,7 @@ class ServedCertificate:
     not_after: datetime.datetime | None
     names: tuple[str, ...]
     issuer: str
+    not_before: datetime.datetime | None = None
 
     @property
     def placeholder(self) -> bool:
@@ -63,6 +70,17 @@ class ServedCertificate:
             return None
         now = now or datetime.datetime.now(datetime.UTC)
         return (self.not_after - now).total_seconds() / 86400
+
+    def validity(self, renew_days: int, now: datetime.datetime | None = None) -> Validity:
+        return validity(self.not_before, self.not_after, renew_days, now)
+
+
+def _openssl_time(value: str | None) -> datetime.datetime | None:
+    """OpenSSL's form of a time, as `show ssl cert` prints it: `Sep  8 17:30:00 2027 GMT`."""
+    if not value:
+        return None
+    return datetime.datetime.strptime(" ".join(value.split()), "%b %d %H:%M:%S %Y %Z",
+                                      ).replace(tzinfo=datetime.UTC)
 
 
 def parse_show_ssl_cert(text: str) -> ServedCertificate:
@@ -75,18 +93,13 @@ def parse_show_ssl_cert(text: str) -> ServedCertificate:
             fields[key.strip()] = value.strip()
     if "Serial" not in fields:
         raise RuntimeApiError(f"unexpected `show ssl cert` answer: {text[:200]!r}")
-    not_after = None
-    if fields.get("notAfter"):
-        # OpenSSL's form: `Sep  8 17:30:00 2027 GMT`
-        not_after = datetime.datetime.strptime(
-            " ".join(fields["notAfter"].split()), "%b %d %H:%M:%S %Y %Z",
-        ).replace(tzinfo=datetime.UTC)
     names = tuple(part.strip().removeprefix("DNS:")
                   for part in fields.get("Subject Alternative Name", "").split(",")
                   if part.strip().startswith("DNS:"))
     return ServedCertificate(serial=fields["Serial"].upper().lstrip("0") or "0",
-                             not_after=not_after, names=names,
-                             issuer=fields.get("Issuer", ""))
+                             not_after=_openssl_time(fields.get("notAfter")), names=names,
+                             issuer=fields.get("Issuer", ""),
+                             not_before=_openssl_time(fields.get("notBefore")))
 
 
 def served(server: Server) -> ServedCertificate:

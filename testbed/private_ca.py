@@ -47,11 +47,15 @@ def make_ca(name: str = "slotswap test CA") -> PrivateCa:
     return PrivateCa(certificate, key)
 
 
-def issue(ca: PrivateCa, names: list[str], ips: list[str] | None = None, days: int = 20
+def issue(ca: PrivateCa, names: list[str], ips: list[str] | None = None, days: int = 20,
+          valid: tuple[datetime.datetime, datetime.datetime] | None = None
           ) -> tuple[str, str]:
-    """A server certificate for `names` (and IP addresses): (chain PEM, key PEM)."""
+    """A server certificate for `names` (and IP addresses): (chain PEM, key PEM), valid from
+    an hour ago for `days`, or from `valid[0]` to `valid[1]` (an expired one, say)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
+    not_before, not_after = valid or (now - datetime.timedelta(hours=1),
+                                      now + datetime.timedelta(days=days))
     alternatives: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
     alternatives += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips or []]
     certificate = (
@@ -60,8 +64,8 @@ def issue(ca: PrivateCa, names: list[str], ips: list[str] | None = None, days: i
                                                     (names or ips or ["x"])[0])]))
         .issuer_name(ca.certificate.subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=days))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                        critical=False)

@@ -5,6 +5,7 @@ deploys and renewals under HTTPS load, and the errors that must change nothing."
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import http.client
 import re
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,7 @@ import yaml
 from cryptography import x509
 
 from slotswap import tls
+from slotswap.certificates import CertificateBundle
 from slotswap.inventory import load_inventory
 from slotswap.proxy import config_dir
 from slotswap.remote import Server
@@ -208,6 +210,53 @@ def test_a_certificate_for_another_key_is_refused_and_nothing_changes(
     assert result.returncode == 2
     assert "was not made for the key" in result.stderr
     assert containers_everywhere(fleet.box) == before
+
+
+JANUARY_2020 = (datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+                datetime.datetime(2020, 1, 31, tzinfo=datetime.UTC))
+
+
+def test_an_expired_certificate_is_refused_before_any_server_is_touched(
+        https_fleet: HttpsFleet, tmp_path: Path) -> None:
+    fleet = https_fleet
+    chain, key = issue(fleet.ca, fleet.names, valid=JANUARY_2020)
+    (tmp_path / "fullchain.pem").write_text(chain)
+    (tmp_path / "privkey.pem").write_text(key)
+    (tmp_path / "privkey.pem").chmod(0o600)
+    inventory = fleet.box.inventory_copy(tmp_path, https={
+        "names": fleet.names, "files": {"chain": "fullchain.pem", "key": "privkey.pem"}})
+    before = (containers_everywhere(fleet.box), cert_files_everywhere(fleet.box, inventory),
+              serials_everywhere(fleet, fleet.names, fleet.ca_file))
+    for task in ("up", "certs.renew"):
+        refused = fleet.box.fab(task, inventory=inventory)
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines() == [
+            f"error: https.files.chain: the certificate in {tmp_path / 'fullchain.pem'} expired "
+            "on 2020-01-31 00:00 UTC: every HTTPS client would refuse it (nothing was changed "
+            "on any server)"]
+        assert (containers_everywhere(fleet.box), cert_files_everywhere(fleet.box, inventory),
+                serials_everywhere(fleet, fleet.names, fleet.ca_file)) == before
+
+
+def test_certs_says_which_server_serves_an_expired_certificate(https_fleet: HttpsFleet) -> None:
+    fleet = https_fleet
+    chain, key = issue(fleet.ca, fleet.names, valid=JANUARY_2020)
+    inv = load_inventory(fleet.inventory)
+    server = Server(inv.hosts[0], inv)  # put in place behind the kit's back, as by hand
+    try:
+        tls.replace_served(server, CertificateBundle(chain, key))
+    finally:
+        server.close()
+    try:
+        shown = fleet.box.fab("certs", "--json", inventory=fleet.inventory)
+        assert shown.returncode == 0
+        assert ("WARNING: s1: the certificate it serves expired on 2020-01-31 00:00 UTC: every "
+                "HTTPS client refuses it") in shown.stderr
+        document = yaml.safe_load(shown.stdout)
+        assert [s["validity"] for s in document["servers"]] == ["expired", "valid", "valid"]
+    finally:
+        assert fleet.box.fab("up", inventory=fleet.inventory).returncode == 0
+    assert https_get(fleet.box.addresses[0], fleet.names[0], fleet.ca_file)[0] == 200
 
 
 def files_of(fleet: HttpsFleet) -> dict[str, str]:

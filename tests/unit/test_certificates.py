@@ -3,11 +3,13 @@ the inventory's https section, and the template with HTTPS on."""
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 
 import pytest
 
+from slotswap import certificates
 from slotswap.certificates import (
     CertificateError,
     covers,
@@ -21,9 +23,10 @@ from testbed.private_ca import issue, make_ca
 NAMES = ("www.example.com", "example.com")
 
 
-def write_pair(folder: Path, names: tuple[str, ...] = NAMES, mode: int = 0o600
-               ) -> CertificateFiles:
-    chain, key = issue(make_ca(), list(names))
+def write_pair(folder: Path, names: tuple[str, ...] = NAMES, mode: int = 0o600,
+               valid: tuple[datetime.datetime, datetime.datetime] | None = None,
+               days: int = 20) -> CertificateFiles:
+    chain, key = issue(make_ca(), list(names), valid=valid, days=days)
     (folder / "chain.pem").write_text(chain)
     (folder / "key.pem").write_text(key)
     (folder / "key.pem").chmod(mode)
@@ -63,6 +66,64 @@ def test_missing_and_garbage_files_are_named(tmp_path: Path) -> None:
     files.chain.write_text("hello\n")
     with pytest.raises(CertificateError, match="holds no PEM certificate"):
         load_files(files, NAMES)
+
+
+JANUARY_2020 = (datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC),
+                datetime.datetime(2020, 1, 31, tzinfo=datetime.UTC))
+
+
+def test_an_expired_certificate_is_refused(tmp_path: Path) -> None:
+    files = write_pair(tmp_path, valid=JANUARY_2020)
+    with pytest.raises(CertificateError) as refused:
+        load_files(files, NAMES)
+    assert str(refused.value) == (
+        f"https.files.chain: the certificate in {files.chain} expired on 2020-01-31 00:00 UTC: "
+        "every HTTPS client would refuse it (nothing was changed on any server)")
+
+
+def test_a_certificate_not_yet_valid_is_refused(tmp_path: Path) -> None:
+    start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3)
+    files = write_pair(tmp_path, valid=(start, start + datetime.timedelta(days=90)))
+    with pytest.raises(CertificateError,
+                       match=f"is not valid before {start:%Y-%m-%d %H:%M} UTC: every HTTPS "
+                             "client would refuse it"):
+        load_files(files, NAMES)
+
+
+def test_a_certificate_near_its_end_is_installed_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from slotswap import certs
+
+    write_pair(tmp_path, days=12)
+    (tmp_path / "hosts.yaml").write_text(
+        "app: webapp\nimage: r.example/webapp\nhosts: [192.0.2.1]\nhttps: {names: "
+        "[www.example.com, example.com], files: {chain: chain.pem, key: key.pem}}\n")
+    bundle = certs.material_for_up(load_inventory(tmp_path / "hosts.yaml"))
+    assert bundle is not None and set(bundle.info().names) == set(NAMES)
+    warning = capsys.readouterr().err
+    assert warning.startswith("WARNING: https.files.chain: the certificate has 12 days left "
+                              "(until ")
+    assert warning.rstrip().endswith(", fewer than https.renew_days (30): put a renewed one "
+                                     "in its place")
+    write_pair(tmp_path, days=80)
+    certs.material_for_up(load_inventory(tmp_path / "hosts.yaml"))
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("days_ago", "days_on", "state", "words"), [
+    (40, -10, "expired", "expired on 2026-11-23 12:00 UTC"),
+    (-2, 90, "not yet valid", "is not valid before 2026-12-05 12:00 UTC"),
+    (60, 12, "expiring",
+     "12 days left (until 2026-12-15), fewer than https.renew_days (30)"),
+    (10, 80, "valid", "80 days left (until 2027-02-21)"),
+])
+def test_validity_says_whether_clients_accept_a_certificate_today(
+        days_ago: int, days_on: int, state: str, words: str) -> None:
+    now = datetime.datetime(2026, 12, 3, 12, tzinfo=datetime.UTC)
+    today = certificates.validity(now - datetime.timedelta(days=days_ago),
+                                     now + datetime.timedelta(days=days_on), 30, now)
+    assert (today.state, today.words) == (state, words)
+    assert today.refused is (state in ("expired", "not yet valid"))
 
 
 @pytest.mark.parametrize(("names", "name", "expected"), [
@@ -148,3 +209,33 @@ def test_show_ssl_cert_of_an_unknown_file_is_an_error() -> None:
     with pytest.raises(RuntimeApiError, match="unexpected `show ssl cert` answer"):
         parse_show_ssl_cert("Can't display the certificate: Not found or the certificate is "
                             "a bundle!\n\n")
+
+
+def test_certs_says_which_servers_serve_a_certificate_clients_refuse_or_soon_will() -> None:
+    from slotswap import certs
+    from slotswap.tls import parse_show_ssl_cert
+
+    text = (FIXTURES / "haproxy-2.6-show-ssl-cert.txt").read_text()
+    served = parse_show_ssl_cert(text)  # from Nov 27 18:26:05 2026 to Dec 17 19:26:05 2026
+    assert served.not_before == datetime.datetime(2026, 11, 27, 18, 26, 5, tzinfo=datetime.UTC)
+    earlier = parse_show_ssl_cert(text.replace("notBefore: Nov 27 18:26:05 2026",
+                                               "notBefore: Nov 27 18:26:05 2099"))
+    expired = parse_show_ssl_cert(text.replace("notAfter: Dec 17 19:26:05 2026",
+                                               "notAfter: Jan 31 00:00:00 2020"))
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=12, hours=1)
+    expiring = parse_show_ssl_cert(text.replace("notAfter: Dec 17 19:26:05 2026",
+                                                f"notAfter: {soon:%b %d %H:%M:%S %Y}"))
+    fleet = [certs.ServerCertificate(name, "192.0.2.1", cert)
+             for name, cert in (("s1", expired), ("s2", earlier), ("s3", expiring))]
+    rows, ok, warnings = certs.describe_fleet(fleet, renew_days=30)
+    assert ok and [row[-1] for row in rows] == ["EXPIRED", "NOT YET VALID", "12 days"]
+    assert warnings == [
+        "WARNING: s1: the certificate it serves expired on 2020-01-31 00:00 UTC: every HTTPS "
+        "client refuses it",
+        "WARNING: s2: the certificate it serves is not valid before 2099-11-27 18:26 UTC: "
+        "every HTTPS client refuses it",
+        f"WARNING: s3: the certificate it serves has 12 days left (until {soon:%Y-%m-%d}), "
+        "fewer than https.renew_days (30)"]
+    document = certs.document(fleet, renew_days=30)
+    assert [s["validity"] for s in document["servers"]] == [  # type: ignore[attr-defined]
+        "expired", "not yet valid", "expiring"]
