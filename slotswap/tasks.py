@@ -205,7 +205,9 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
 
     A changed config is checked by HAProxy, then applied with a reload that drops no
     connection; if HAProxy does not start with it, the previous one is put back and keeps
-    running. "unchanged" means HAProxy runs the rendered config. Example: fab up
+    running. "unchanged" means HAProxy runs the rendered config. Warns, once per server, about
+    a Docker Engine older than 28.3.3 (a host on the server's network can get past HAProxy to
+    the slots: see the README's server checklist). Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):
