@@ -201,8 +201,9 @@ def forward_rule(bridge: str = BRIDGE) -> list[str]:
 
 
 def allow_bridge_forwarding() -> None:
-    """First in FORWARD, ahead of any DROP (Docker's jumps are inserted first too, and
-    DOCKER-USER returns what it does not drop); once, however often create() runs."""
+    """First in FORWARD, ahead of any DROP; once, however often create() runs. An engine that
+    starts later puts its jumps ahead of it, but those act on Docker's own bridges alone
+    (and DOCKER-USER, empty unless the operator fills it, returns everything)."""
     rule = forward_rule()
     if run(["iptables", "-w", "-C", "FORWARD", *rule], check=False, capture=True).returncode:
         run(["iptables", "-w", "-I", "FORWARD", "1", *rule], capture=True)
@@ -231,11 +232,10 @@ def drop_forward_chains(nft_chains_json: str) -> list[str]:
 
 def check_bridge_forwarding(source: Node, target: Node) -> None:
     """One namespace reaches a server's sshd across the bridge (as a jump host reaches the
-    server behind it), or SandboxError saying why: a
-    firewall beside iptables' FORWARD (an nftables table of its own, e.g. the operator's
-    /etc/nftables.conf: its drop is final whatever iptables accepts) drops what the bridge
-    forwards. The sandbox does not open an operator's own nftables chains; the message names
-    them and the rule to add."""
+    server behind it), or SandboxError saying why: a firewall beside iptables' FORWARD (an
+    nftables table of its own, e.g. the operator's /etc/nftables.conf, whose drop is final
+    whatever iptables accepts) drops what the bridge forwards. The sandbox does not open an
+    operator's own nftables chains: the message names them and the rule to add."""
     probe = ("import socket, sys\n"
              "socket.create_connection((sys.argv[1], 22), timeout=5).close()\n")
     if run([*source.nsenter(), sys.executable, "-c", probe, target.ip], check=False,
