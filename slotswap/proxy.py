@@ -442,9 +442,14 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     # until then.
     if reach_unpublished_slots(server, inventory, progress):
         changes.append("slots reached on the app's network until the next deploy")
-    platform = docker.parse_platform(server.run(docker.server_platform(), check=False).stdout)
+    platform, version = docker.parse_engine(
+        server.run(docker.server_engine(), check=False).stdout)
     if platform:
         platforms.observed[server.name] = platform
+    risk = docker.direct_access_risk(version or "")
+    if risk:
+        progress(f"WARNING: Docker {version}: {risk}; upgrade to Docker 28.3.3 or newer (see "
+                 "the README's server checklist)")
     progress(f"HAProxy {info.get('Version', '?')} answers on {admin_socket_path(inventory)}")
     return ", ".join(changes) if changes else "unchanged"
 

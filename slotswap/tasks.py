@@ -207,6 +207,8 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     connection; if HAProxy does not start with it, the previous one is put back and keeps
     running. "unchanged" means HAProxy runs the rendered config. A certificate from
     https.files that is expired or not yet valid is refused before any server is contacted.
+    Warns, once per server, about a Docker Engine older than 28.3.3 (a host on the server's
+    network can get past HAProxy to the slots: see the README's server checklist).
     Example: fab up
     """
     inv = load(inventory)

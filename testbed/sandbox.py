@@ -18,6 +18,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -181,6 +182,76 @@ def create_bridge() -> None:
         run(["ip", "link", "add", BRIDGE, "type", "bridge"])
         run(["ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE])
     run(["ip", "link", "set", BRIDGE, "up"])
+
+
+# A Docker engine in this machine's own namespace (an operator's, or the one `apt-get install
+# docker.io` starts) sets the FORWARD policy to DROP, and bridge netfilter passes bridged
+# traffic through FORWARD: the servers could then not reach each other across the bridge (a
+# jump from one to another times out), while this machine still reaches them. The sandbox lets
+# its own bridge's traffic through, marked with a comment of its own, and removes the rule with
+# the sandbox. `iptables` is the one Docker uses (iptables-nft on Debian 12: the rule goes to
+# nftables' `ip filter` table, Docker's).
+FORWARD_MARK = f"slotswap-sandbox-{SANDBOX_ID}"
+
+
+def forward_rule(bridge: str = BRIDGE) -> list[str]:
+    """Pure: iptables' words, after `-I/-D/-C FORWARD`, that accept what crosses the bridge."""
+    return ["-i", bridge, "-o", bridge, "-m", "comment", "--comment", FORWARD_MARK,
+            "-j", "ACCEPT"]
+
+
+def allow_bridge_forwarding() -> None:
+    """First in FORWARD, ahead of any DROP; once, however often create() runs. An engine that
+    starts later puts its jumps ahead of it, but those act on Docker's own bridges alone
+    (and DOCKER-USER, empty unless the operator fills it, returns everything)."""
+    rule = forward_rule()
+    if run(["iptables", "-w", "-C", "FORWARD", *rule], check=False, capture=True).returncode:
+        run(["iptables", "-w", "-I", "FORWARD", "1", *rule], capture=True)
+
+
+def remove_bridge_forwarding() -> None:
+    """Every copy of the rule, the sandbox's own or one a sandbox of this ID left behind
+    (killed before its destroy()); nothing if there is none."""
+    for _ in range(100):  # bounded: each pass removes one copy
+        if run(["iptables", "-w", "-D", "FORWARD", *forward_rule()], check=False,
+               capture=True).returncode:
+            return
+
+
+def drop_forward_chains(nft_chains_json: str) -> list[str]:
+    """Pure: from `nft -j list chains`, the base chains on the forward hook whose policy is
+    drop, as `family table chain` (those of iptables-nft included)."""
+    try:
+        items = json.loads(nft_chains_json).get("nftables", [])
+    except (ValueError, AttributeError):
+        return []
+    return [f"{c['family']} {c['table']} {c['name']}" for item in items
+            if isinstance(item, dict) and isinstance(c := item.get("chain"), dict)
+            and c.get("hook") == "forward" and c.get("policy") == "drop"]
+
+
+def check_bridge_forwarding(source: Node, target: Node) -> None:
+    """One namespace reaches a server's sshd across the bridge (as a jump host reaches the
+    server behind it), or SandboxError saying why: a firewall beside iptables' FORWARD (an
+    nftables table of its own, e.g. the operator's /etc/nftables.conf, whose drop is final
+    whatever iptables accepts) drops what the bridge forwards. The sandbox does not open an
+    operator's own nftables chains: the message names them and the rule to add."""
+    probe = ("import socket, sys\n"
+             "socket.create_connection((sys.argv[1], 22), timeout=5).close()\n")
+    if run([*source.nsenter(), sys.executable, "-c", probe, target.ip], check=False,
+           capture=True).returncode == 0:
+        return
+    listed = run(["nft", "-j", "list", "chains"], check=False, capture=True).stdout
+    chains = drop_forward_chains(listed)
+    raise SandboxError(
+        f"{source.name} cannot reach {target.ip}:22 across the bridge {BRIDGE}: a firewall "
+        "drops the traffic this machine forwards between the bridge's ports, although "
+        f"iptables' FORWARD accepts it ({FORWARD_MARK}); "
+        + (f"nftables chains on the forward hook with policy drop: {', '.join(chains)}; "
+           f"allow the bridge in each (`nft insert rule FAMILY TABLE CHAIN iifname {BRIDGE} "
+           f"oifname {BRIDGE} accept`)" if chains else
+           "no nftables chain on the forward hook has policy drop: look for a drop rule "
+           "(`nft list ruleset`)"))
 
 
 def create_namespace(node: Node) -> None:
@@ -615,6 +686,7 @@ def create(servers: int = 3, log=print) -> Path:
     log(f"sandbox: network {SUBNET_PREFIX}.0/24 on bridge {BRIDGE}, {servers} servers")
     ensure_deploy_user()
     create_bridge()
+    allow_bridge_forwarding()
     start_resolver()
     for node in nodes:
         create_namespace(node)
@@ -627,6 +699,7 @@ def create(servers: int = 3, log=print) -> Path:
         if node.has_sshd:
             start_sshd(node)
     write_known_hosts(nodes[1:])
+    check_bridge_forwarding(BUILDER_NODE, nodes[1])
     for node in nodes:
         wait_until(lambda node=node: engine_ready(node), f"dockerd in {node.name}", 60)
     log("sandbox: engines up; building base images from local files")
@@ -722,6 +795,7 @@ def destroy(log=print) -> None:
         run(["ip", "netns", "del", node.name], check=False, capture=True)
     if link_exists(BRIDGE):
         run(["ip", "link", "del", BRIDGE], check=False, capture=True)
+    remove_bridge_forwarding()
     for node in nodes:
         # dockerd's exec-root holds mounts (netns files) that outlive it
         subprocess.run(["umount", "-R", "-l", str(node.run_dir)], capture_output=True,

@@ -101,6 +101,12 @@ class Sandbox:
               f"{result.stderr}")
         return result
 
+    def build_tags(self) -> None:
+        """Every tag the tests deploy, built and pushed to the sandbox's registry."""
+        for tag in TAGS:
+            result = self.fab("build", "--tag", tag)
+            assert result.returncode == 0, result.stderr
+
     def inventory_copy(self, folder: Path, **changes: object) -> Path:
         """The sandbox's inventory with some top-level keys changed (a mapping is merged into
         the section it names), written into folder, its relative paths made absolute."""
@@ -164,9 +170,7 @@ def sandbox_env() -> Iterator[Sandbox]:
     env = {**os.environ, "DOCKER_HOST": sandbox.BUILDER_NODE.docker_host}
     box = Sandbox(inventory, [n.ip for n in sandbox.server_nodes(SERVERS)], env)
     try:
-        for tag in TAGS:
-            result = box.fab("build", "--tag", tag)
-            assert result.returncode == 0, result.stderr
+        box.build_tags()
         yield box
     finally:
         if not os.environ.get("SLOTSWAP_KEEP_SANDBOX"):

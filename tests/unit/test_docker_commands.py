@@ -495,3 +495,28 @@ def test_build_for_a_platform_with_more_build_args() -> None:
     ("linux/armv7l\n", "linux/arm/v7"), ("\n", None), ("Welcome\n", None)])
 def test_the_servers_platform_in_image_terms(answer: str, platform: str | None) -> None:
     assert docker.parse_platform(answer) == platform
+
+
+def test_the_servers_engine_in_one_docker_info() -> None:
+    assert docker.server_engine() == [
+        "docker", "info", "--format", "{{.OSType}}/{{.Architecture}} {{.ServerVersion}}"]
+    # Debian 12's docker.io, as the sandbox's servers answer
+    assert docker.parse_engine("linux/x86_64 20.10.24+dfsg1\n") == ("linux/amd64",
+                                                                   "20.10.24+dfsg1")
+    assert docker.parse_engine("linux/aarch64 29.1.2\n") == ("linux/arm64", "29.1.2")
+    assert docker.parse_engine("\n") == (None, None)
+
+
+@pytest.mark.parametrize(("version", "cause"), [
+    ("20.10.24+dfsg1", "moby/moby#45610"), ("20.10.24", "moby/moby#45610"),
+    ("27.5.1", "moby/moby#45610"), ("v27.5.1", "moby/moby#45610"),
+    ("28.0.0", "CVE-2025-54388"), ("28.3.2", "CVE-2025-54388"),
+    ("28.3.3", None), ("28.4.0", None), ("29.0.0", None), ("29.1.2", None),
+    ("29", None), ("", None), ("unknown", None)])
+def test_which_docker_engines_let_the_local_network_past_haproxy(version: str,
+                                                                 cause: str | None) -> None:
+    risk = docker.direct_access_risk(version)
+    if cause is None:
+        assert risk is None
+    else:
+        assert risk is not None and cause in risk and "bypassing HAProxy" in risk
