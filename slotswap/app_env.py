@@ -7,13 +7,15 @@ taken verbatim up to the end of the line (quotes are NOT removed; '#' starts a c
 at the start of a line), a trailing carriage return dropped, at most 64 KiB - 1 bytes per
 line, UTF-8 only. A value that cannot survive that trip is refused, never silently changed.
 
-Secret values never appear in an error message, a repr or `AppEnv.masked()`.
+Secret values never appear in an error message, a repr or `AppEnv.masked()`, and
+`AppEnv.mask` (or `mask_values`) hides them in what the app printed before the kit shows or
+keeps it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,9 +28,11 @@ __all__ = [
     "RESERVED_NAMES",
     "AppEnv",
     "env_file_path",
+    "mask_values",
     "name_problem",
     "render_env_file",
     "resolve_app_env",
+    "secret_values_in",
     "value_problem",
 ]
 
@@ -38,6 +42,8 @@ RESERVED_NAMES = frozenset({"PORT"})
 # newline included: longer lines make `docker run` fail with "token too long".
 MAX_LINE_BYTES = 64 * 1024 - 1
 SECRET_MARK = "<secret>"
+# What stands for a secret's value in output the kit shows or keeps (a release command's).
+OUTPUT_MASK = "******"
 _MAX_SHOWN_PLAIN = 40
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -97,16 +103,22 @@ class AppEnv:
     text: str = field(repr=False)  # the env file, secret values included: never print it
     plain: tuple[tuple[str, str], ...] = ()
     secret_names: tuple[str, ...] = ()
+    secret_values: tuple[str, ...] = field(default=(), repr=False)  # never print them
+
+    def mask(self, output: str) -> str:
+        """What the app printed, each secret value in it replaced by OUTPUT_MASK."""
+        return mask_values(output, self.secret_values)
 
     @property
     def empty(self) -> bool:
         return not self.plain and not self.secret_names
 
     def masked(self) -> str:
-        """One line naming every variable, with the plain values and no secret value."""
+        """One line naming every variable, with the plain values and no secret value (not
+        even inside a plain one)."""
         if self.empty:
             return "no variables"
-        shown = [f"{name}={_shorten(value)}" for name, value in self.plain]
+        shown = [f"{name}={_shorten(self.mask(value))}" for name, value in self.plain]
         shown += [f"{name}={SECRET_MARK}" for name in self.secret_names]
         return ", ".join(shown)
 
@@ -115,6 +127,22 @@ class AppEnv:
         return f"AppEnv({self.masked()})"
 
     __str__ = __repr__
+
+
+def mask_values(text: str, values: Iterable[str]) -> str:
+    """`text` with every occurrence of each value replaced by OUTPUT_MASK, inside a longer
+    line too; the longest values first, so that one containing another is masked whole.
+    Only the values as they are: an encoded form (URL-escaped, base64) is not recognised."""
+    found = sorted({value for value in values if value}, key=len, reverse=True)
+    if not found:
+        return text
+    return re.sub("|".join(re.escape(value) for value in found), OUTPUT_MASK, text)
+
+
+def secret_values_in(inventory: Inventory, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The values of the app's secrets that `environ` sets, for masking output read back
+    later (the history): none required, none checked."""
+    return tuple(environ[name] for name in inventory.env.secret if environ.get(name))
 
 
 def _shorten(value: str) -> str:
@@ -157,4 +185,5 @@ def resolve_app_env(inventory: Inventory, environ: Mapping[str, str]) -> AppEnv:
         text=render_env_file({**plain, **secrets}),
         plain=settings.plain,
         secret_names=settings.secret,
+        secret_values=tuple(secrets.values()),
     )

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from slotswap.app_env import mask_values
 from slotswap.inventory import Inventory
 from slotswap.locking import operator, state_dir
 from slotswap.output import format_table
 from slotswap.remote import Server
 
-# The folder and file come as $1 and $2, never inside the script: one round trip.
-APPEND = ["sh", "-c", 'mkdir -p -- "$1" && cat >> "$2"', "sh"]
+# The folder and file come as $1 and $2, never inside the script: one round trip. Both are
+# the login's alone (0700, 0600; closed again if an older release left them open): the
+# history keeps what a release command printed.
+APPEND = ["sh", "-c", 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" && cat >> "$2" && '
+          'chmod 600 -- "$2"', "sh"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,14 @@ class HistoryEntry:
 
 def with_output(entry: HistoryEntry, output: str) -> HistoryEntry:
     return dataclasses.replace(entry, output=output)
+
+
+def masked(entries: list[HistoryEntry], secret_values: Iterable[str]) -> list[HistoryEntry]:
+    """Entries as shown: the app's secret values that this run knows masked in what the
+    kit kept of the app's output (entries written before output was masked may hold them)."""
+    values = tuple(secret_values)
+    return [dataclasses.replace(entry, output=mask_values(entry.output, values),
+                                error=mask_values(entry.error, values)) for entry in entries]
 
 
 def history_path(inventory: Inventory) -> str:

@@ -1,9 +1,10 @@
 """Hooks: programs named in the inventory (`hooks:`), run on the operator's machine before
 a deploy or rollback, after one that succeeded and after one that did not.
 
-They get what happened in SLOTSWAP_* environment variables, never a secret: the
-inventory's env.secret variables are taken out of the environment they inherit. Their
-output goes to stderr, so that stdout stays the JSON document under --json.
+They get what happened in SLOTSWAP_* environment variables, never a secret: every variable
+the inventory names as one (env.secret, registry.password_secret, https.files.*_secret) is
+taken out of the environment they inherit. Their output goes to stderr, so that stdout
+stays the JSON document under --json.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ class HookFailedError(RuntimeError):
 
 def hook_environment(inherited: Mapping[str, str], inventory: Inventory, *, hook: str,
                      task: str, tag: str) -> dict[str, str]:
-    """The operator's environment without the app's secrets or stale SLOTSWAP_* values,
-    plus what the hook is told about the run."""
+    """The operator's environment without any secret the inventory names or stale
+    SLOTSWAP_* values, plus what the hook is told about the run."""
+    secrets = set(inventory.secret_variables)
     env = {name: value for name, value in inherited.items()
-           if name not in inventory.env.secret and not name.startswith("SLOTSWAP_")}
+           if name not in secrets and not name.startswith("SLOTSWAP_")}
     env.update({
         "SLOTSWAP_HOOK": hook,
         "SLOTSWAP_TASK": task,

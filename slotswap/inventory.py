@@ -7,12 +7,13 @@ the operator's machine instead of half-way through a rollout. Every error is a s
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,12 +368,36 @@ class Inventory:
         return tuple(pairs)
 
     @property
+    def secret_variables(self) -> tuple[str, ...]:
+        """Every variable of the operator's environment that holds a secret: the app's
+        (env.secret) and each one a `*_secret` setting names (the registry's password, a
+        certificate's chain and key). What a hook must never inherit. Found by walking the
+        settings, so that a `*_secret` setting added later is in it from the start."""
+        return tuple(dict.fromkeys([*self.env.secret, *_named_secrets(self)]))
+
+    @property
     def network(self) -> str:
         return self.app
 
     @property
     def haproxy_container(self) -> str:
         return f"{self.app}-haproxy"
+
+
+def _named_secrets(settings: object) -> Iterator[str]:
+    """The values of every `*_secret` field in a tree of settings (dataclasses, tuples)."""
+    if isinstance(settings, tuple):
+        for item in settings:
+            yield from _named_secrets(item)
+        return
+    if not dataclasses.is_dataclass(settings) or isinstance(settings, type):
+        return
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if field.name.endswith("_secret") and isinstance(value, str):
+            yield value
+        else:
+            yield from _named_secrets(value)
 
 
 class _Invalid(Exception):

@@ -119,9 +119,14 @@ def parse_owner(text: str | None) -> LockOwner | None:
 # directory's mtime); a lock without a readable lease file is judged by the reader's lease.
 _HELD_FOR = ('held_for=$(cat -- "$LOCK/lease" 2>/dev/null); '
              'case $held_for in ""|*[!0-9]*) held_for=$LEASE;; esac; ')
+# The state folder is the login's alone (0700) and what the kit makes in it 0600/0700
+# (umask 077): the history keeps what a release command printed. A folder or files left
+# with wider modes by an older release are closed here, by the first run that takes a lock;
+# a folder this login cannot close is one it does not own, and counts as one it cannot use.
 TAKE_SCRIPT = (
-    'STATE=$1 LOCK=$2 LEASE=$3; owner=$(cat) || exit 1; '
-    f'mkdir -p -- "$STATE" || exit {CANNOT_WRITE}; [ -w "$STATE" ] || exit {CANNOT_WRITE}; '
+    'STATE=$1 LOCK=$2 LEASE=$3; owner=$(cat) || exit 1; umask 077; '
+    f'mkdir -p -- "$STATE" && chmod 700 -- "$STATE" || exit {CANNOT_WRITE}; '
+    f'[ -w "$STATE" ] || exit {CANNOT_WRITE}; chmod -R go= -- "$STATE" 2>/dev/null; '
     'take() { mkdir -- "$LOCK" 2>/dev/null && printf "%s\\n" "$LEASE" > "$LOCK/lease" && '
     'printf "%s\\n" "$owner" > "$LOCK/owner.json.tmp" && '
     'mv -f -- "$LOCK/owner.json.tmp" "$LOCK/owner.json"; }; '

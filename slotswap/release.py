@@ -44,7 +44,9 @@ def run(server: Server, inventory: Inventory, tag: str, app_env: AppEnv,
     result = server.run(command(inventory, tag, env_file), check=False,
                         timeout=inventory.release.timeout)
     seconds = time.monotonic() - started
-    output = (result.stdout + result.stderr).strip()
+    # Masked before anything is shown, kept or cut: a failed migration often prints its
+    # connection string, password and all.
+    output = app_env.mask((result.stdout + result.stderr).strip())
     for line in output.splitlines()[-20:]:
         progress(f"release | {line}")
     outcome = "released" if result.ok else "failed"

@@ -607,10 +607,11 @@ class SlotSwap:
             time.sleep(POLL_INTERVAL)
 
     def last_output(self, slot: str) -> str:
-        """The last lines the slot's container wrote (stdout and stderr), for an error."""
+        """The last lines the slot's container wrote (stdout and stderr), for an error; the
+        app's secret values in them masked."""
         logs = self.server.run(docker.logs_tail(self.inventory.container_name(slot)),
                                check=False)
-        return (logs.stdout + logs.stderr).strip()
+        return self.resolved_env().mask((logs.stdout + logs.stderr).strip())
 
     def fail_if_container_died(self, slot: str, what: str) -> None:
         container = self.container(slot)

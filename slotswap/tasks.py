@@ -33,6 +33,7 @@ from slotswap import docker_commands as docker
 from slotswap import dry_run as dry_run_plans
 from slotswap import history as history_log
 from slotswap.acme_client import AcmeError
+from slotswap.app_env import secret_values_in
 from slotswap.batches import parse_batch
 from slotswap.delivery import up_action
 from slotswap.fabric_flags import ConnectOverrides, check_flags, identity_problem
@@ -390,7 +391,8 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
 
 @kit_task(help={"inventory": INVENTORY_HELP, "lines": "entries per server (default 10)",
                 "output": "show under each entry what its release command printed (kept in "
-                          "the history; a deploy's migrations, say)",
+                          "the history, the app's secret values masked; a deploy's "
+                          "migrations, say)",
                 "json": "print one JSON document on stdout: per server, every field of each "
                         "entry, the release command's output included"})
 @reports_errors
@@ -398,7 +400,8 @@ def history(c: Context, inventory: str | None = None, lines: int = 10, output: b
             json: bool = False) -> None:
     """Show each server's history: time, who, task, from and to tag, outcome, seconds.
 
-    --output adds what a release command printed. Example: fab history --lines=20 --output
+    --output adds what a release command printed, the values of the app's secrets masked
+    (also those this shell sets, in entries kept before). Example: fab history --output
     """
     if json:
         messages_to_stderr()
@@ -408,6 +411,7 @@ def history(c: Context, inventory: str | None = None, lines: int = 10, output: b
     for server in rollout.servers_of(inv):
         try:
             entries = history_log.read(server, inv)[-lines:] if lines > 0 else []
+            entries = history_log.masked(entries, secret_values_in(inv, os.environ))
         except rollout.OPERATION_ERRORS as error:
             say(f"{server.name}: ERROR {error}")
             failed.append(error)

@@ -4,11 +4,13 @@ command, volumes, health checks an app that checks the Host header passes, and b
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -217,6 +219,40 @@ def test_a_failing_release_command_changes_nothing_and_can_be_skipped(
     skipped = box.fab("deploy", "--tag", tag, "--skip-release", inventory=inventory)
     assert skipped.returncode == 0
     assert "release command" not in skipped.stdout + skipped.stderr
+
+
+STATE = "/var/lib/slotswap/webapp"
+
+
+def test_the_history_is_the_logins_alone_and_keeps_no_secret_a_release_printed(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """A release command prints a line with the app's secret in it: the screen, the history
+    file and `fab history --output` show it masked; a state folder an older release left
+    open (0755, history 0644) is closed by the deploy."""
+    token = f"pw-{time.time_ns()}"
+    box = dataclasses.replace(fleet_on_v1, env={**fleet_on_v1.env, "DB_PASSWORD": token})
+    inventory = box.inventory_copy(
+        tmp_path, env={"secret": ["DB_PASSWORD"],
+                       "plain": {"DATABASE_URL": f"postgres://app:{token}@db/app"}},
+        release={"command": ["env", "DATABASE_URL"]})
+    for address in box.addresses:
+        box.ssh(address, f"chmod 755 {STATE} && touch {STATE}/history.jsonl && "
+                f"chmod 644 {STATE}/history.jsonl")
+    tag = "v2" if set(box.live_versions().values()) == {"v1"} else "v1"
+    result = box.fab("deploy", "--tag", tag, inventory=inventory)
+    assert result.returncode == 0, result.stderr
+    assert token not in result.stdout + result.stderr
+    assert "release | postgres://app:******@db/app" in result.stdout + result.stderr
+    for address in box.addresses:
+        modes = box.ssh(address, f"stat -c '%a %n' {STATE} {STATE}/history.jsonl").split("\n")
+        assert modes[:2] == [f"700 {STATE}", f"600 {STATE}/history.jsonl"], (address, modes)
+        assert box.ssh(address, f"find {STATE} -perm /077").strip() == ""
+    kept = box.ssh(box.addresses[0], f"cat {STATE}/history.jsonl")
+    assert "postgres://app:******@db/app" in kept and token not in kept
+    # Shown by an operator who does not have the secret: the file itself holds no value.
+    shown = fleet_on_v1.fab("history", "--output", inventory=inventory)
+    assert shown.returncode == 0, shown.stderr
+    assert "| postgres://app:******@db/app" in shown.stdout and token not in shown.stdout
 
 
 def test_health_check_settings_pass_an_app_that_checks_the_host_header(

@@ -148,11 +148,12 @@ def test_the_whole_flow_as_a_docker_group_login_with_its_own_folder(
 
     every_other_task_as_the_login(box, inventory)
 
-    # The kit's files are in the login's folder, its own; nothing went to the system ones.
+    # The kit's files are in the login's folder, its own (the state and the env files closed
+    # to others); nothing went to the system ones.
     for index in range(len(box.addresses)):
         owners = on_server(index, "stat", "-c", "%U %a", STATE, f"{STATE}/history.jsonl",
                            CONFIG, f"{CONFIG}/web2.env", f"{CONFIG}/haproxy/haproxy.cfg")
-        assert owners.splitlines() == ["deploy 755", "deploy 644", "deploy 700", "deploy 600",
+        assert owners.splitlines() == ["deploy 700", "deploy 600", "deploy 700", "deploy 600",
                                        "deploy 644"], owners
         assert on_server(index, "find", "/etc/slotswap", "/var/lib/slotswap", "-user",
                          "deploy") == ""

@@ -9,11 +9,14 @@ import pytest
 
 from slotswap.app_env import (
     MAX_LINE_BYTES,
+    OUTPUT_MASK,
     AppEnv,
     env_file_path,
+    mask_values,
     name_problem,
     render_env_file,
     resolve_app_env,
+    secret_values_in,
     value_problem,
 )
 from slotswap.inventory import Inventory, parse_inventory
@@ -192,3 +195,33 @@ def test_long_plain_values_are_shortened_in_the_description() -> None:
     app_env = AppEnv(text="", plain=(("BIG", "x" * 500),))
     assert len(app_env.masked()) < 60
     assert app_env.masked().endswith("...")
+
+
+def test_output_is_masked_wherever_a_secret_value_is_in_it(tmp_path: Path) -> None:
+    inventory = inventory_with({"plain": {"LOG_LEVEL": "info"},
+                                "secret": ["DB_PASSWORD", "API_TOKEN"]}, tmp_path)
+    app_env = resolve_app_env(inventory, {"DB_PASSWORD": "pw-42", "API_TOKEN": SECRET})
+    printed = (f"connecting to postgres://app:pw-42@db/app\n{SECRET}\n"
+               f"token={SECRET}; again pw-42pw-42\nlevel info")
+    assert app_env.mask(printed) == (
+        f"connecting to postgres://app:{OUTPUT_MASK}@db/app\n{OUTPUT_MASK}\n"
+        f"token={OUTPUT_MASK}; again {OUTPUT_MASK}{OUTPUT_MASK}\nlevel info")
+    assert SECRET not in repr(app_env) and "pw-42" not in repr(app_env)
+
+
+def test_a_plain_value_with_a_secret_in_it_is_described_masked(tmp_path: Path) -> None:
+    inventory = inventory_with({"plain": {"URL": "db://u:pw-42@h"}, "secret": ["PW"]}, tmp_path)
+    app_env = resolve_app_env(inventory, {"PW": "pw-42"})
+    assert app_env.masked() == f"URL=db://u:{OUTPUT_MASK}@h, PW=<secret>"
+
+
+def test_a_value_that_contains_another_is_masked_whole() -> None:
+    assert mask_values("key=abcdef", ["abc", "abcdef"]) == f"key={OUTPUT_MASK}"
+    assert mask_values("a.b", [".", "a.b"]) == OUTPUT_MASK  # values are text, not patterns
+    assert mask_values("nothing to hide", []) == "nothing to hide"
+    assert mask_values("x", [""]) == "x"
+
+
+def test_the_secret_values_this_environment_sets(tmp_path: Path) -> None:
+    inventory = inventory_with({"secret": ["A", "B", "C"]}, tmp_path)
+    assert secret_values_in(inventory, {"A": "one", "C": "", "OTHER": "x"}) == ("one",)

@@ -4,15 +4,18 @@ inventory's hosts are documentation addresses, which would fail with exit 3)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from slotswap import hooks
-from slotswap.inventory import InventoryError, load_inventory
+from slotswap.inventory import Inventory, InventoryError, load_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -69,6 +72,65 @@ def test_hook_environment_tells_the_run_and_drops_secrets(tmp_path: Path) -> Non
     assert env["SLOTSWAP_SERVERS"] == "203.0.113.10 b"
     assert env["SLOTSWAP_ADDRESSES"] == "203.0.113.10 203.0.113.11"
     assert env["SLOTSWAP_TASK"] == "deploy"
+
+
+# Every setting of the model that names a variable holding a secret, set (add a new one here).
+EVERY_SECRET = ("registry: {user: ci, password_secret: REGISTRY_PASSWORD}\n"
+                "https: {names: [www.example.com], "
+                "files: {chain_secret: TLS_CHAIN, key_secret: TLS_KEY}}\n")
+OPERATOR = {"PATH": "/usr/bin:/bin", "API_TOKEN": "s3cret", "REGISTRY_PASSWORD": "hunter2",
+            "TLS_CHAIN": "-----BEGIN CERTIFICATE-----", "TLS_KEY": "-----BEGIN PRIVATE KEY-----"}
+
+
+def secret_settings(model: type, prefix: str = "") -> Iterator[str]:
+    """Key paths of every `*_secret` field of the inventory's model, found in its types (not
+    in a loaded inventory, so that one no test file sets is found too)."""
+    for name, hint in typing.get_type_hints(model).items():
+        if name.endswith("_secret"):
+            yield f"{prefix}{name}"
+            continue
+        for part in types_in(hint):
+            if dataclasses.is_dataclass(part):
+                yield from secret_settings(part, f"{prefix}{name}.")
+
+
+def types_in(hint: object) -> Iterator[object]:
+    yield hint
+    for argument in typing.get_args(hint):
+        yield from types_in(argument)
+
+
+def setting(inventory: Inventory, key: str) -> object:
+    value: object = inventory
+    for name in key.split("."):
+        value = getattr(value, name)
+    return value
+
+
+def test_every_secret_setting_is_a_secret_variable_that_no_hook_gets(tmp_path: Path) -> None:
+    inventory = load_inventory(inventory_with(tmp_path, EVERY_SECRET))
+    keys = sorted(secret_settings(Inventory))
+    assert keys == ["https.files.chain_secret", "https.files.key_secret",
+                    "registry.password_secret"]
+    named = [setting(inventory, key) for key in keys]
+    assert all(isinstance(name, str) for name in named), "EVERY_SECRET must set each of them"
+    assert set(inventory.secret_variables) == {"API_TOKEN", *named}
+    env = hooks.hook_environment(OPERATOR, inventory, hook="pre_deploy", task="deploy",
+                                 tag="v2")
+    assert not set(inventory.secret_variables) & set(env)
+    assert env["PATH"] == "/usr/bin:/bin"
+
+
+def test_a_hook_never_gets_the_registry_password_or_the_certificate(tmp_path: Path) -> None:
+    program = hook(tmp_path, "before.sh")
+    program.write_text("#!/bin/sh\nenv > \"$0.env\"\n")
+    inventory = load_inventory(inventory_with(tmp_path, "hooks: {pre_deploy: before.sh}\n"
+                                              + EVERY_SECRET))
+    hooks.before(inventory, OPERATOR, task="deploy", tag="v2")
+    saved = Path(f"{program}.env").read_text()
+    for value in ("s3cret", "hunter2", "BEGIN CERTIFICATE", "BEGIN PRIVATE KEY"):
+        assert value not in saved
+    assert "SLOTSWAP_HOOK=pre_deploy" in saved
 
 
 def test_post_hook_gets_the_outcome_and_the_document(tmp_path: Path) -> None:

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from slotswap import release
+from slotswap.app_env import OUTPUT_MASK, resolve_app_env
 from slotswap.history import (
     HistoryEntry,
     append_command,
     document,
+    masked,
     new_entry,
     parse_history,
     render,
@@ -29,6 +32,7 @@ from slotswap.locking import (
     parse_owner,
     take_lock_command,
 )
+from slotswap.remote import CommandResult
 
 NOON = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)
 
@@ -117,9 +121,30 @@ def test_rollback_target(entries: list[tuple[str, ...]], serving: str | None,
 def test_the_history_entry_goes_in_one_command_its_paths_as_arguments() -> None:
     inventory = parse_inventory({"app": "webapp", "image": "r/webapp",
                                  "hosts": ["203.0.113.10"]}, Path("/srv/hosts.yaml"))
-    assert append_command(inventory) == [
-        "sh", "-c", 'mkdir -p -- "$1" && cat >> "$2"', "sh",
-        "/var/lib/slotswap/webapp", "/var/lib/slotswap/webapp/history.jsonl"]
+    command = append_command(inventory)
+    assert command[:2] == ["sh", "-c"] and "$1" in command[2] and "$2" in command[2]
+    assert command[3:] == ["sh", "/var/lib/slotswap/webapp",
+                           "/var/lib/slotswap/webapp/history.jsonl"]
+
+
+def mode(path: Path) -> str:
+    return f"{path.stat().st_mode & 0o777:o}"
+
+
+def test_the_history_is_the_logins_alone_and_an_open_one_is_closed(tmp_path: Path) -> None:
+    """Run by a real sh: a new history is 0600 in a 0700 folder; one an older release left
+    0644 in a 0755 folder is closed by the next entry."""
+    data = {"app": "webapp", "image": "r/webapp", "hosts": ["203.0.113.10"],
+            "remote_dir": str(tmp_path / "remote")}
+    command = append_command(parse_inventory(data, tmp_path / "hosts.yaml"))
+    state = tmp_path / "remote/webapp/state"
+    subprocess.run(command, input="one\n", text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    assert (mode(state), mode(state / "history.jsonl")) == ("700", "600")
+    state.chmod(0o755)
+    (state / "history.jsonl").chmod(0o644)
+    subprocess.run(command, input="two\n", text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    assert (mode(state), mode(state / "history.jsonl")) == ("700", "600")
+    assert (state / "history.jsonl").read_text() == "one\ntwo\n"
 
 
 # -- the lock script, run by a real sh --------------------------------------------------------
@@ -143,3 +168,79 @@ def test_the_lock_script_tells_taken_held_and_unwritable_apart_by_exit_code(
     blocked = tmp_path / "a-file"
     blocked.write_text("")  # nobody can make a folder below a file, root included
     assert take_lock_here(tmp_path, blocked).returncode == CANNOT_WRITE
+
+
+def test_the_lock_closes_the_state_folder_and_what_is_in_it(tmp_path: Path) -> None:
+    """The first run that takes a lock closes a state folder an older release left open
+    (0755, a 0644 history); what it makes there is the login's alone."""
+    state = tmp_path / "remote/webapp/state"
+    state.mkdir(parents=True)
+    state.chmod(0o755)
+    (state / "history.jsonl").write_text("{}\n")
+    (state / "history.jsonl").chmod(0o644)
+    assert take_lock_here(tmp_path, tmp_path / "remote").returncode == 0
+    assert mode(state) == "700"
+    assert mode(state / "history.jsonl") == "600"
+    assert mode(state / "lock") == "700"
+    assert {mode(f) for f in (state / "lock").iterdir()} == {"600"}
+
+
+
+# -- a release command's output: the app's secrets masked before it is shown or kept --------
+
+PASSWORD = "pw-9f2c-never-shown"
+
+
+class ReleaseServer:
+    """Runs the release command (it prints `printed`, exits `code`) and keeps what the
+    history would get."""
+
+    name = "s1"
+
+    def __init__(self, printed: str, code: int) -> None:
+        self.printed, self.code = printed, code
+        self.appended: list[str] = []
+
+    def write_private_file(self, path: str, text: str) -> None:
+        assert path.endswith("/release.env")
+
+    def run(self, argv: list[str], *, stdin: str | None = None, **_: object) -> CommandResult:
+        if argv[:1] == ["docker"]:
+            return CommandResult(self.printed, "", self.code)
+        self.appended.append(stdin or "")
+        return CommandResult("", "", 0)
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_a_release_commands_output_is_kept_and_shown_with_secrets_masked(
+        tmp_path: Path, code: int) -> None:
+    data = {"app": "webapp", "image": "r/webapp", "hosts": ["203.0.113.10"],
+            "env": {"secret": ["DB_PASSWORD"]}, "release": {"command": ["bin/migrate"]}}
+    inventory = parse_inventory(data, tmp_path / "hosts.yaml")
+    app_env = resolve_app_env(inventory, {"DB_PASSWORD": PASSWORD})
+    # The history keeps the last OUTPUT_KEPT characters: that cut falls inside the last
+    # occurrence, which must be masked before it is cut, or its end would be kept.
+    tail = "y" * (release.OUTPUT_KEPT - 5)
+    printed = (f"migrating\nFATAL: cannot connect to postgres://app:{PASSWORD}@db/app\n"
+               f"{PASSWORD}{tail}\n")
+    server = ReleaseServer(printed, code)
+    shown: list[str] = []
+    try:
+        output = release.run(server, inventory, "v2", app_env,  # type: ignore[arg-type]
+                             shown.append)
+    except release.ReleaseFailed as error:
+        assert code and PASSWORD not in str(error)
+        assert f"postgres://app:{OUTPUT_MASK}@db/app" in str(error)
+        output = ""
+    assert PASSWORD not in output + "".join(shown) + "".join(server.appended)
+    assert any(f"postgres://app:{OUTPUT_MASK}@db/app" in line for line in shown)
+    kept = json.loads(server.appended[0])["output"]
+    assert kept == OUTPUT_MASK[-5:] + tail
+
+
+def test_history_shown_masks_secret_values_an_older_entry_kept() -> None:
+    old = with_output(entry("deploy", "v1", "v2", "released"), f"url=db://u:{PASSWORD}@h")
+    shown = masked([old], [PASSWORD, "unused"])
+    assert shown[0].output == f"url=db://u:{OUTPUT_MASK}@h"
+    assert PASSWORD not in render(shown, with_output=True)
+    assert masked([old], []) == [old]

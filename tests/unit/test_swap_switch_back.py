@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from slotswap.app_env import OUTPUT_MASK, resolve_app_env
 from slotswap.docker_commands import ContainerInfo
 from slotswap.haproxy import ServerStat
 from slotswap.inventory import parse_inventory
@@ -94,6 +95,30 @@ def test_a_crashed_container_is_named_in_the_rollback(tmp_path: Path) -> None:
                        r"stopped 1\.5s later \(exited, exit code 1\); rolled back to v1"):
         swap(tmp_path, server).switch_back("web2", "web1", stats("UP"), 1.5, failure)
     assert server.sent == [BACK]
+
+
+class CrashedServer(FlakyServer):
+    """Its new slot's container printed the app's secret before it stopped."""
+
+    def run(self, argv: list[str], **_: Any) -> CommandResult:
+        self.commands.append(list(argv))
+        if argv[:2] == ["docker", "logs"]:
+            return CommandResult("boot\n", "FATAL: no db at postgres://app:pw-77@db/app\n", 0)
+        return CommandResult("", "", 0)
+
+
+def test_the_last_output_in_the_message_has_the_apps_secrets_masked(tmp_path: Path) -> None:
+    inventory = parse_inventory({"app": "webapp", "image": "acme/webapp",
+                                 "hosts": ["203.0.113.10"], "env": {"secret": ["DB_PASSWORD"]}},
+                                tmp_path / "hosts.yaml")
+    slot_swap = SlotSwap(CrashedServer(0), inventory, "v2", lambda _: None,  # type: ignore[arg-type]
+                         resolve_app_env(inventory, {"DB_PASSWORD": "pw-77"}))
+    slot_swap.old_version = "v1"
+    failure = WatchFailure("its container stopped", "exited, exit code 1")
+    with pytest.raises(SwapRolledBack) as raised:
+        slot_swap.switch_back("web2", "web1", stats("UP"), 1.5, failure)
+    assert f"postgres://app:{OUTPUT_MASK}@db/app" in str(raised.value)
+    assert "pw-77" not in str(raised.value)
 
 
 @pytest.mark.parametrize(("status", "what"), [
