@@ -74,6 +74,8 @@ def test_a_version_crashing_after_the_switch_is_rolled_back_under_load(
     # Docker's proxy accepts a request and closes it unanswered; HAProxy sends the GET again
     # to another server line, and during the window the old slot's fallback line is one
     # (balance first: it gets no new request while the new slot can take it).
+    print(box.ssh(box.addresses[0], "echo 'show stat webapp 4 -1' | socat - UNIX-CONNECT:"
+                  "/etc/slotswap/webapp/haproxy/admin/admin.sock | cut -d, -f2,8,14-18"))
     assert report.failed == 0, report.failures
     assert box.fab("deploy", "--tag", "v1").returncode == 0
 
