@@ -45,7 +45,6 @@ from slotswap.registry_login import RegistryLogin, login_command, login_registry
 from slotswap.remote import Server
 from slotswap.swap import (
     SlotView,
-    has_fallback_lines,
     keeps_stopped_container_of,
     out_of_rotation_line,
     plan_slots,
@@ -53,6 +52,7 @@ from slotswap.swap import (
     slot_published_ports,
     switch_back_line,
     switch_line,
+    uses_fallback,
 )
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
@@ -126,10 +126,10 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
                           "has, unless it has the same image ID")
     elif pull or not server.run(docker.image_id(image_ref), check=False).ok:
         plan.shell(docker.pull(image_ref))
-    fallback = has_fallback_lines(views)
+    fallback = uses_fallback(views, live)
     if views[idle].stat.takes_new_traffic or views[idle].stat.sessions:
         drain_steps(plan, inventory, idle)
-    plan.api(out_of_rotation_line(backend, idle, fallback=fallback))
+    plan.api(out_of_rotation_line(backend, idle, fallback=views[idle].fallback is not None))
     name = inventory.container_name(idle)
     start_steps(plan, server, inventory, views[idle], tag)
     plan.wait(f"HAProxy resolves {name} to its new address (up to "

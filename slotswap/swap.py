@@ -171,6 +171,17 @@ def has_fallback_lines(views: dict[str, SlotView]) -> bool:
     return all(view.fallback is not None for view in views.values())
 
 
+def uses_fallback(views: dict[str, SlotView], live: str | None) -> bool:
+    """Pure: the swap readies the live slot's fallback line at its switch: the backend has
+    fallback lines, and the live slot's reaches the same address as its own line (a slot
+    started before `fab up` moved HAProxy to the server's network is reached at an address
+    of the app's network, which its fallback line does not have)."""
+    if not has_fallback_lines(views) or live is None:
+        return False
+    fallback = views[live].fallback
+    return fallback is not None and fallback.address == views[live].stat.address
+
+
 def old_sessions(stats: dict[str, ServerStat], old: str) -> int:
     """Pure: the old slot's open sessions, its fallback line's included."""
     fallback = stats.get(haproxy.fallback_name(old))
@@ -299,7 +310,7 @@ class SlotSwap:
         views = read_slots(self.server, self.inventory)
         plan = plan_slots(views)
         self.new_slot, self.old_slot = plan.idle, plan.live
-        self.fallback = has_fallback_lines(views)
+        self.fallback = uses_fallback(views, plan.live)
         old_version = self.old_version = views[plan.live].version if plan.live else None
         if plan.live is not None:
             self.stats_before = {slot: view.stat for slot, view in views.items()}

@@ -10,16 +10,18 @@ from typing import Any
 
 import pytest
 
-from slotswap.haproxy import ServerStat, fallback_name
+from slotswap.haproxy import ServerStat, ServerState, fallback_name
 from slotswap.inventory import parse_inventory
 from slotswap.remote import CommandResult
 from slotswap.swap import (
     SlotSwap,
+    SlotView,
     SwapRolledBack,
     old_sessions,
     out_of_rotation_line,
     switch_back_line,
     switch_line,
+    uses_fallback,
 )
 
 
@@ -89,3 +91,24 @@ def test_switch_back_and_retire_carry_the_fallback_line_when_the_backend_has_one
     assert server.sent == [switch_line("webapp", "web2", "web1", fallback=fallback),
                            switch_back_line("webapp", "web2", "web1", fallback=fallback),
                            out_of_rotation_line("webapp", "web1", fallback=fallback)]
+
+
+def view(slot: str, address: str, fallback_address: str | None) -> SlotView:
+    fallback = (None if fallback_address is None else
+                ServerStat(fallback_name(slot), "MAINT", 0, "", "", "", 0, fallback_address))
+    return SlotView(slot, ServerStat(slot, "UP", 0, "L7OK", "200", "", 0, address),
+                    ServerState(slot, address.split(":")[0], 2, 0, "-"), None, fallback)
+
+
+def test_the_fallback_line_is_used_only_where_it_reaches_the_old_slots_container() -> None:
+    loopback = {"web1": view("web1", "127.0.0.1:18081", "127.0.0.1:18081"),
+                "web2": view("web2", "127.0.0.1:18082", "127.0.0.1:18082")}
+    assert uses_fallback(loopback, "web1")
+    assert not uses_fallback(loopback, None)  # a first deploy: no old slot
+    # The first deploy after `fab up` moved HAProxy to the server's network: the live
+    # slot's container is still reached at its address on the app's network.
+    moved = {**loopback, "web1": view("web1", "172.18.0.5:3000", "127.0.0.1:18081")}
+    assert not uses_fallback(moved, "web1")
+    older_template = {slot: view(slot, f"127.0.0.1:1808{n}", None)
+                      for n, slot in enumerate(("web1", "web2"), 1)}
+    assert not uses_fallback(older_template, "web1")
