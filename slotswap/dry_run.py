@@ -46,9 +46,13 @@ from slotswap.remote import Server
 from slotswap.swap import (
     SlotView,
     keeps_stopped_container_of,
+    out_of_rotation_line,
     plan_slots,
     read_slots,
     slot_published_ports,
+    switch_back_line,
+    switch_line,
+    uses_fallback,
 )
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
@@ -122,9 +126,10 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
                           "has, unless it has the same image ID")
     elif pull or not server.run(docker.image_id(image_ref), check=False).ok:
         plan.shell(docker.pull(image_ref))
+    fallback = uses_fallback(views, live)
     if views[idle].stat.takes_new_traffic or views[idle].stat.sessions:
         drain_steps(plan, inventory, idle)
-    plan.api(haproxy.command_set_state(backend, idle, AdminState.MAINT))
+    plan.api(out_of_rotation_line(backend, idle, fallback=views[idle].fallback is not None))
     name = inventory.container_name(idle)
     start_steps(plan, server, inventory, views[idle], tag)
     plan.wait(f"HAProxy resolves {name} to its new address (up to "
@@ -137,8 +142,7 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
     if live is None:
         plan.api(haproxy.command_set_state(backend, idle, AdminState.READY))
     else:
-        plan.api(haproxy.command_set_state(backend, idle, AdminState.READY),
-                 haproxy.command_set_state(backend, live, AdminState.DRAIN))
+        plan.api(switch_line(backend, idle, live, fallback=fallback))
         window = ("after this switch" if inventory.watch.each
                   else "after the rollout's last switch; the next server starts now")
         plan.wait(f"{live} has no sessions left (up to {inventory.timeouts.drain:g}s) and "
@@ -147,10 +151,9 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
                   f"of failed requests (HAProxy's counters, once it has had "
                   f"{inventory.watch.min_requests}) exceeds {live}'s by more than "
                   f"{inventory.watch.max_error_rate:.0%} meanwhile: runtime API> "
-                  + "; ".join((haproxy.command_set_state(backend, live, AdminState.READY),
-                               haproxy.command_set_state(backend, idle, AdminState.MAINT)))
+                  + switch_back_line(backend, idle, live, fallback=fallback)
                   + f", `docker stop` of {name}, and the run stops here")
-        plan.api(haproxy.command_set_state(backend, live, AdminState.MAINT))
+        plan.api(out_of_rotation_line(backend, live, fallback=fallback))
         plan.shell(docker.stop(inventory.container_name(live), inventory.timeouts.stop))
     plan.wait(f"{idle} serves {tag} (show stat, docker inspect)")
     plan.steps.append(f"$ {shlex.join(append_command(inventory))} <<< "

@@ -102,6 +102,14 @@ ADMIN_FORCED_DRAIN = 0x08
 ADMIN_RESOLUTION_MAINT = 0x20
 
 
+def fallback_name(slot: str) -> str:
+    """The slot's second server line, after both slots' (templates/haproxy.cfg.j2): ready
+    only while the slot is the old one in a deploy's watch, so that a request the new slot
+    cannot take (a GET it closed unanswered, a refused connection, or any while it is DOWN
+    or out of rotation) has somewhere to go. A project's older template may lack it."""
+    return f"{slot}-fallback"
+
+
 def command_set_state(backend: str, server: str, state: AdminState) -> str:
     return f"set server {backend}/{server} state {state.value}"
 

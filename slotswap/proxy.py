@@ -106,6 +106,7 @@ def render_config(inventory: Inventory, login: Login) -> str:
             slot_addresses={slot: f"{docker.LOOPBACK}:{inventory.slot_port(slot)}"
                             for slot in SLOTS},
             check_ports={slot: inventory.slot_check_port(slot) for slot in SLOTS},
+            fallback_names={slot: haproxy.fallback_name(slot) for slot in SLOTS},
             http_port=inventory.haproxy.http_port,
             admin_socket=admin_socket,
             admin_uid=login.uid,

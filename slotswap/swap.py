@@ -60,6 +60,7 @@ class SlotView:
     stat: ServerStat
     state: ServerState
     container: docker.ContainerInfo | None
+    fallback: ServerStat | None = None  # its fallback line (haproxy.fallback_name), if any
 
     @property
     def running(self) -> bool:
@@ -158,9 +159,68 @@ def read_slots(server: Server, inventory: Inventory) -> dict[str, SlotView]:
             f"{server.name}: {handing_over} is left from an HAProxy upgrade that was cut "
             "short; run `fab up` to finish or undo it")
     return {
-        slot: SlotView(slot, stats[slot], states[slot], containers.get(name))
+        slot: SlotView(slot, stats[slot], states[slot], containers.get(name),
+                       stats.get(haproxy.fallback_name(slot)))
         for slot, name in zip(SLOTS, names, strict=True)
     }
+
+
+def has_fallback_lines(views: dict[str, SlotView]) -> bool:
+    """Pure: the backend has both slots' fallback lines (the kit's template does; a
+    project's older one may not, and then the swap works as before without them)."""
+    return all(view.fallback is not None for view in views.values())
+
+
+def uses_fallback(views: dict[str, SlotView], live: str | None) -> bool:
+    """Pure: the swap readies the live slot's fallback line at its switch: the backend has
+    fallback lines, and the live slot's reaches the same address as its own line (a slot
+    started before `fab up` moved HAProxy to the server's network is reached at an address
+    of the app's network, which its fallback line does not have)."""
+    if not has_fallback_lines(views) or live is None:
+        return False
+    fallback = views[live].fallback
+    return fallback is not None and fallback.address == views[live].stat.address
+
+
+def old_sessions(stats: dict[str, ServerStat], old: str) -> int:
+    """Pure: the old slot's open sessions, its fallback line's included."""
+    fallback = stats.get(haproxy.fallback_name(old))
+    return stats[old].sessions + (fallback.sessions if fallback else 0)
+
+
+def fallback_state(backend: str, slot: str, state: AdminState, fallback: bool) -> list[str]:
+    return [haproxy.command_set_state(backend, haproxy.fallback_name(slot), state)] \
+        if fallback else []
+
+
+def switch_line(backend: str, new: str, old: str, *, fallback: bool) -> str:
+    """Pure: the switch, in one runtime-API line: the new slot in rotation, the old one
+    draining. The old slot's fallback line is made ready first: it comes after both slot
+    lines (`balance first`), so it gets no new request while a slot line is usable, only a
+    retry of one the new slot failed, or every request while the new slot cannot take any."""
+    return haproxy.join_commands(
+        *fallback_state(backend, old, AdminState.READY, fallback),
+        haproxy.command_set_state(backend, new, AdminState.READY),
+        haproxy.command_set_state(backend, old, AdminState.DRAIN),
+    )
+
+
+def switch_back_line(backend: str, new: str, old: str, *, fallback: bool) -> str:
+    """Pure: the old slot back in rotation, the new one and the old one's fallback out, in
+    one line."""
+    return haproxy.join_commands(
+        haproxy.command_set_state(backend, old, AdminState.READY),
+        haproxy.command_set_state(backend, new, AdminState.MAINT),
+        *fallback_state(backend, old, AdminState.MAINT, fallback),
+    )
+
+
+def out_of_rotation_line(backend: str, slot: str, *, fallback: bool) -> str:
+    """Pure: the slot and its fallback line get no request any more (open ones finish)."""
+    return haproxy.join_commands(
+        *fallback_state(backend, slot, AdminState.MAINT, fallback),
+        haproxy.command_set_state(backend, slot, AdminState.MAINT),
+    )
 
 
 def inspect_slots(server: Server, names: list[str]) -> dict[str, docker.ContainerInfo]:
@@ -210,6 +270,7 @@ class SlotSwap:
         self.last_stats: dict[str, ServerStat] = {}  # the latest `show stat` reading
         self.at_switch: dict[str, ServerStat] = {}  # the reading right before the switch
         self.window_traffic: haproxy.Traffic | None = None  # the new slot's, after the switch
+        self.fallback = False  # the backend has the slots' fallback lines (read_slots)
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -249,6 +310,7 @@ class SlotSwap:
         views = read_slots(self.server, self.inventory)
         plan = plan_slots(views)
         self.new_slot, self.old_slot = plan.idle, plan.live
+        self.fallback = uses_fallback(views, plan.live)
         old_version = self.old_version = views[plan.live].version if plan.live else None
         if plan.live is not None:
             self.stats_before = {slot: view.stat for slot, view in views.items()}
@@ -313,14 +375,14 @@ class SlotSwap:
             # Interrupted, or the connection broke: the new slot serves, the old one gets no
             # new traffic; its open requests finish, the next run removes its container.
             with contextlib.suppress(Exception):
-                self.set_state(old, AdminState.MAINT)
+                self.take_out_of_rotation(old)
                 self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
                               "is out of rotation, its container still runs")
             raise
         # The old slot is stopped only once the new one is seen serving: if it is not, the
         # old one, still running, takes the traffic back.
         self.serving = self.verify_before_retiring(new, old)
-        self.set_state(old, AdminState.MAINT)
+        self.take_out_of_rotation(old)
         self.progress(f"stopped {self.stop_container(old)}")
         return self.serving
 
@@ -335,11 +397,13 @@ class SlotSwap:
 
     def switch(self, new: str, old: str) -> None:
         """Traffic to the new slot, none to the old one, in one line: a connection lost or an
-        interrupt can never leave both or neither in rotation."""
-        self.server.runtime_api(haproxy.join_commands(
-            haproxy.command_set_state(self.backend, new, AdminState.READY),
-            haproxy.command_set_state(self.backend, old, AdminState.DRAIN),
-        ))
+        interrupt can never leave both or neither in rotation. Until the window closes the
+        old slot takes what the new one cannot, through its fallback line (switch_line)."""
+        self.server.runtime_api(switch_line(self.backend, new, old, fallback=self.fallback))
+
+    def take_out_of_rotation(self, slot: str) -> None:
+        self.server.runtime_api(out_of_rotation_line(self.backend, slot,
+                                                     fallback=self.fallback))
 
     def watch_and_drain(self, new: str, old: str,
                         window_closes: Callable[[], float | None],
@@ -373,7 +437,8 @@ class SlotSwap:
                                        reason, failed=False)
             if failure is not None:
                 self.switch_back(new, old, stats, now - self.switched_at, failure)
-            if drained_after is None and stats[old].sessions == 0:
+            sessions = old_sessions(stats, old)
+            if drained_after is None and sessions == 0:
                 drained_after = now - started
                 self.progress(f"{old} drained in {drained_after:.1f}s")
             closes = window_closes()
@@ -381,7 +446,7 @@ class SlotSwap:
                 if drained_after is not None:
                     break
                 if now >= drain_until:
-                    self.progress(f"{old} still has {stats[old].sessions} sessions after "
+                    self.progress(f"{old} still has {sessions} sessions after "
                                   f"{self.timeouts.drain:g}s; stopping it anyway (the app gets "
                                   f"SIGTERM and {self.timeouts.stop}s to finish them)")
                     break
@@ -405,10 +470,7 @@ class SlotSwap:
                             f"either ({stats[old].check_summary}); both were left as they "
                             "are, nothing was stopped",
                             describe_serving(read_slots_quietly(self.server, self.inventory)))
-        back = haproxy.join_commands(
-            haproxy.command_set_state(self.backend, old, AdminState.READY),
-            haproxy.command_set_state(self.backend, new, AdminState.MAINT),
-        )
+        back = switch_back_line(self.backend, new, old, fallback=self.fallback)
         try:
             self.server.runtime_api(back)
         except ConnectError:
@@ -439,7 +501,10 @@ class SlotSwap:
         """Take the idle slot out of rotation (its container goes when the new one starts)."""
         if view.stat.takes_new_traffic or view.stat.sessions:
             self.drain(slot)  # only after an interrupted run: never cut its requests
-        self.set_state(slot, AdminState.MAINT)
+        # Its fallback line too: one left ready by a run cut off in its window would send
+        # requests to the version about to start here.
+        self.server.runtime_api(out_of_rotation_line(self.backend, slot,
+                                                     fallback=view.fallback is not None))
 
     def start_new(self, slot: str, view: SlotView) -> str:
         """Start the new version while its slot is in maint: HAProxy sends it nothing."""
@@ -476,8 +541,11 @@ class SlotSwap:
         # HAProxy to the server's network).
         address = docker.LOOPBACK
         port = self.inventory.slot_port(slot)
-        self.server.runtime_api(haproxy.command_set_address(
-            self.backend, slot, address, port, self.inventory.slot_check_port(slot) or port))
+        check_port = self.inventory.slot_check_port(slot) or port
+        lines = [slot, haproxy.fallback_name(slot)] if view.fallback else [slot]
+        self.server.runtime_api(haproxy.join_commands(*(
+            haproxy.command_set_address(self.backend, line, address, port, check_port)
+            for line in lines)))
         self.progress(f"started {name} ({self.tag}) at {address}:{port}")
         self.wait_for(lambda: self.address(slot) == address, self.timeouts.healthy,
                       f"HAProxy to use {address}:{port} for {name}", slot)

@@ -257,7 +257,7 @@ def test_up_refuses_a_config_haproxy_rejects_and_keeps_the_running_one(
     inventory = box.inventory_copy(tmp_path)  # the sandbox's settings over its hosts.yaml
     template = tmp_path / "templates" / "haproxy.cfg.j2"
     template.write_text(template.read_text().replace(
-        "    balance roundrobin\n", "    balance roundrobin\n    no-such-directive on\n"))
+        "    balance first\n", "    balance first\n    no-such-directive on\n"))
     before = {a: (box.containers(a), box.ssh(a, f"cat {CONFIG}")) for a in box.addresses}
     with box.load() as load:
         result = box.fab("up", inventory=inventory)

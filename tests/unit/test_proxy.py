@@ -106,6 +106,8 @@ def test_render_config_reaches_the_slots_on_the_loopback(inv: Inventory) -> None
     assert [line for line in rendered if line.startswith("server ")] == [
         f"server web1 127.0.0.1:{inv.haproxy.slot_ports[0]}",
         f"server web2 127.0.0.1:{inv.haproxy.slot_ports[1]}",
+        f"server web1-fallback 127.0.0.1:{inv.haproxy.slot_ports[0]} disabled",
+        f"server web2-fallback 127.0.0.1:{inv.haproxy.slot_ports[1]} disabled",
     ]
 
 
@@ -115,6 +117,8 @@ def test_render_config_checks_a_health_port_of_its_own_on_the_loopback() -> None
     assert [line for line in rendered if line.startswith("server ")] == [
         "server web1 127.0.0.1:18081 port 18181",
         "server web2 127.0.0.1:18082 port 18182",
+        "server web1-fallback 127.0.0.1:18081 port 18181 disabled",
+        "server web2-fallback 127.0.0.1:18082 port 18182 disabled",
     ]
 
 
@@ -142,6 +146,20 @@ def test_render_config_retries_only_gets_a_slot_closed_without_an_answer(
     # Only GET and HEAD (METH_GET) are re-sent after they reached a slot.
     backend = section(config, f"backend {inv.app}")
     assert backend.count("http-request disable-l7-retry if !METH_GET") == 1
+
+
+@pytest.mark.parametrize("inv", [SANDBOX, SHOP], ids=["sandbox", "shop"])
+def test_render_config_gives_the_old_slot_a_line_that_only_takes_what_the_new_cannot(
+        inv: Inventory) -> None:
+    backend = section(render_config(inv, ROOT_LOGIN), f"backend {inv.app}")
+    # New requests go to the first usable line: a slot in rotation, never a fallback line,
+    # which come last and start in maint; a retry avoids the line that failed.
+    assert "balance first" in backend
+    assert not [line for line in backend if line.startswith("balance ") and "first" not in line]
+    servers = [line.split()[1] for line in backend if line.startswith("server ")]
+    assert servers == ["web1", "web2", "web1-fallback", "web2-fallback"]
+    assert all(line.endswith(" disabled") for line in backend
+               if line.startswith("server ") and "-fallback " in line)
 
 
 def test_render_config_names_its_inventory_file() -> None:

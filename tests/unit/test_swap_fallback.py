@@ -1,0 +1,114 @@
+"""The old slot's fallback line during the watch (templates/haproxy.cfg.j2, `balance first`):
+ready from the switch until the window closes or the traffic goes back, in maint otherwise,
+and every change of it in the same runtime-API line as the slots' own. A backend without
+fallback lines (a project's older template) gets exactly the lines it got before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slotswap.haproxy import ServerStat, ServerState, fallback_name
+from slotswap.inventory import parse_inventory
+from slotswap.remote import CommandResult
+from slotswap.swap import (
+    SlotSwap,
+    SlotView,
+    SwapRolledBack,
+    old_sessions,
+    out_of_rotation_line,
+    switch_back_line,
+    switch_line,
+    uses_fallback,
+)
+
+
+def test_the_switch_readies_the_old_slots_fallback_line_in_the_same_line() -> None:
+    assert switch_line("webapp", "web2", "web1", fallback=True) == (
+        "set server webapp/web1-fallback state ready; set server webapp/web2 state ready; "
+        "set server webapp/web1 state drain")
+    assert switch_line("webapp", "web2", "web1", fallback=False) == (
+        "set server webapp/web2 state ready; set server webapp/web1 state drain")
+
+
+def test_going_back_puts_the_fallback_line_in_maint_after_the_old_slot_is_ready() -> None:
+    assert switch_back_line("webapp", "web2", "web1", fallback=True) == (
+        "set server webapp/web1 state ready; set server webapp/web2 state maint; "
+        "set server webapp/web1-fallback state maint")
+    assert switch_back_line("webapp", "web2", "web1", fallback=False) == (
+        "set server webapp/web1 state ready; set server webapp/web2 state maint")
+
+
+def test_a_slot_leaves_rotation_with_its_fallback_line() -> None:
+    assert out_of_rotation_line("webapp", "web1", fallback=True) == (
+        "set server webapp/web1-fallback state maint; set server webapp/web1 state maint")
+    assert out_of_rotation_line("webapp", "web1", fallback=False) == (
+        "set server webapp/web1 state maint")
+
+
+def stat(name: str, status: str, sessions: int = 0) -> ServerStat:
+    return ServerStat(name, status, sessions, "L7OK", "200", "", 0, "127.0.0.1:18081")
+
+
+def test_the_old_slot_has_drained_once_its_fallback_line_has_no_session_either() -> None:
+    stats = {"web1": stat("web1", "DRAIN"), "web2": stat("web2", "UP"),
+             fallback_name("web1"): stat(fallback_name("web1"), "UP", sessions=2)}
+    assert old_sessions(stats, "web1") == 2
+    assert old_sessions({"web1": stat("web1", "DRAIN", 1)}, "web1") == 1
+
+
+class ScriptedServer:
+    name = "s1"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def runtime_api(self, command: str) -> str:
+        if command.startswith("show"):
+            raise RuntimeError("not recorded here")
+        self.sent.append(command)
+        return "\n"
+
+    def run(self, argv: list[str], **_: Any) -> CommandResult:
+        return CommandResult("", "", 0)
+
+
+@pytest.mark.parametrize("fallback", [True, False])
+def test_switch_back_and_retire_carry_the_fallback_line_when_the_backend_has_one(
+        tmp_path: Path, fallback: bool) -> None:
+    server = ScriptedServer()
+    inventory = parse_inventory({"app": "webapp", "image": "acme/webapp",
+                                 "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
+    swap = SlotSwap(server, inventory, "v2", lambda _: None)  # type: ignore[arg-type]
+    swap.old_version, swap.fallback = "v1", fallback
+    swap.switch("web2", "web1")
+    with pytest.raises(SwapRolledBack):
+        swap.switch_back("web2", "web1", {"web1": stat("web1", "DRAIN"),
+                                          "web2": stat("web2", "DOWN")}, 1.0)
+    swap.take_out_of_rotation("web1")
+    assert server.sent == [switch_line("webapp", "web2", "web1", fallback=fallback),
+                           switch_back_line("webapp", "web2", "web1", fallback=fallback),
+                           out_of_rotation_line("webapp", "web1", fallback=fallback)]
+
+
+def view(slot: str, address: str, fallback_address: str | None) -> SlotView:
+    fallback = (None if fallback_address is None else
+                ServerStat(fallback_name(slot), "MAINT", 0, "", "", "", 0, fallback_address))
+    return SlotView(slot, ServerStat(slot, "UP", 0, "L7OK", "200", "", 0, address),
+                    ServerState(slot, address.split(":")[0], 2, 0, "-"), None, fallback)
+
+
+def test_the_fallback_line_is_used_only_where_it_reaches_the_old_slots_container() -> None:
+    loopback = {"web1": view("web1", "127.0.0.1:18081", "127.0.0.1:18081"),
+                "web2": view("web2", "127.0.0.1:18082", "127.0.0.1:18082")}
+    assert uses_fallback(loopback, "web1")
+    assert not uses_fallback(loopback, None)  # a first deploy: no old slot
+    # The first deploy after `fab up` moved HAProxy to the server's network: the live
+    # slot's container is still reached at its address on the app's network.
+    moved = {**loopback, "web1": view("web1", "172.18.0.5:3000", "127.0.0.1:18081")}
+    assert not uses_fallback(moved, "web1")
+    older_template = {slot: view(slot, f"127.0.0.1:1808{n}", None)
+                      for n, slot in enumerate(("web1", "web2"), 1)}
+    assert not uses_fallback(older_template, "web1")
