@@ -114,6 +114,8 @@ def render_config(inventory: Inventory, login: Login) -> str:
             worker_gid=docker.HAPROXY_WORKER_GID,
             state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
             maintenance_map=maintenance.map_path_in_haproxy(),
+            maintenance_service=maintenance.service_path_in_haproxy(),
+            maintenance_service_version=config_hash(maintenance.service_script())[:16],
             **https_values(inventory),
         )
     except jinja2.UndefinedError as error:
@@ -361,6 +363,10 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     # The maintenance map must exist for HAProxy to start; its content (on or off) stays.
     server.run_chain(["mkdir", "-p", directory],
                      ["touch", maintenance.map_path_on_server(directory)])
+    # Before the config is checked, which loads it; a new one changes the config (its
+    # version is in it), so HAProxy loads it by the reload below.
+    server.write_file(maintenance.service_path_on_server(directory),
+                      maintenance.service_script())
     current = server.read_file(config_path)
     if inventory.https is not None and certificate is not None:
         serving_tls = (container is not None and container.running and not replace

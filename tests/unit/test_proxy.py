@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from slotswap import maintenance
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.proxy import (
     LABEL_SPEC,
@@ -219,9 +220,11 @@ def test_a_template_without_the_admin_socket_is_refused(tmp_path: Path) -> None:
 def test_haproxy_accepts_the_rendered_config(inv: Inventory, tmp_path: Path) -> None:
     """HAProxy's own check (-c: parses, binds nothing, resolves nothing)."""
     path = tmp_path / "haproxy.cfg"
-    # The files the config names inside the container (the maintenance map `up` creates)
-    # are here.
+    # The files the config names inside the container (the maintenance map and service `up`
+    # writes) are here.
     (tmp_path / "maintenance.map").touch()
+    (tmp_path / "maintenance.lua").write_text(
+        maintenance.service_script().replace("/usr/local/etc/haproxy/", f"{tmp_path}/"))
     path.write_text(render_config(inv, ROOT_LOGIN).replace("/usr/local/etc/haproxy/",
                                                            f"{tmp_path}/"), encoding="utf-8")
     result = subprocess.run([HAPROXY_BINARY, "-c", "-f", str(path)], capture_output=True,
