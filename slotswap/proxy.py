@@ -36,6 +36,14 @@ PREVIOUS_NAME = f"{CONFIG_NAME}.prev"
 # "unchanged" means the same as this, not merely the same as the file.
 RUNNING_NAME = f"{CONFIG_NAME}.running-sha256"
 RELOAD_TIMEOUT = 20.0
+# Headers that tell an app who the client is or how it came (the scheme, the name, the
+# port): frameworks believe them (Rack, Django, Spring, Express), so a client's own are
+# removed (the example app's /headers shows each).
+FORWARDING_HEADERS = (
+    "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port",
+    "X-Forwarded-Proto", "X-Real-IP", "X-Forwarded-Ssl", "X-Forwarded-Scheme",
+    "X-Forwarded-Prefix", "Client-IP", "X-Client-IP", "True-Client-IP", "X-Cluster-Client-IP",
+)
 LABEL_SPEC = "slotswap.haproxy-spec"
 Progress = Callable[[str], None]
 
@@ -113,6 +121,8 @@ def render_config(inventory: Inventory, login: Login) -> str:
             worker_uid=docker.HAPROXY_WORKER_UID,
             worker_gid=docker.HAPROXY_WORKER_GID,
             state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
+            forwarding_headers=FORWARDING_HEADERS,
+            trusted_proxies=inventory.haproxy.trusted_proxies,
             maintenance_map=maintenance.map_path_in_haproxy(),
             maintenance_service=maintenance.service_path_in_haproxy(),
             maintenance_service_version=config_hash(maintenance.service_script())[:16],

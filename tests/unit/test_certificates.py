@@ -123,7 +123,7 @@ def test_without_https_the_config_has_no_tls(tmp_path: Path) -> None:
     config = render_config(load_inventory(tmp_path / "hosts.yaml"), Login(0, 0))
     assert "ssl crt" not in config and "ssl-default" not in config
     assert "redirect" not in config
-    assert "X-Forwarded-Proto http" in config
+    assert "X-Forwarded-Proto %[ssl_fc,iif(https,http)]" in config
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
