@@ -171,12 +171,25 @@ def expect_rule(codes: tuple[int, ...]) -> str:
     return "rstatus ^(" + "|".join(str(code) for code in sorted(set(codes))) + ")$"
 
 
+def redirect_names(names: tuple[str, ...]) -> list[tuple[str, list[str]]]:
+    """Pure: the `-m <match> <patterns>` that recognise https.names in a lowercased Host
+    (its port cut off): the names themselves, and a regular expression per wildcard (one
+    label of letters, digits and hyphens: nothing that could end a URL's authority)."""
+    exact = [name for name in names if not name.startswith("*.")]
+    # A validated name has only letters, digits, hyphens and dots: each dot made literal.
+    wildcards = ["^[a-z0-9-]+" + name[1:].replace(".", "[.]") + "$"
+                 for name in names if name.startswith("*.")]
+    return [(match, patterns) for match, patterns in (("str", exact), ("reg", wildcards))
+            if patterns]
+
+
 def https_values(inventory: Inventory) -> dict[str, object]:
     """The template's HTTPS settings; all off without an https section."""
     https = inventory.https
     if https is None:
         return {"https": False, "https_port": None, "cert_path": None,
-                "redirect": False, "hsts": 0, "acme_thumbprint": None}
+                "redirect": False, "redirect_names": [], "redirect_fallback": None,
+                "hsts": 0, "acme_thumbprint": None}
     thumbprint = None
     if https.acme is not None:
         from slotswap.acme_client import load_account_key
@@ -185,6 +198,9 @@ def https_values(inventory: Inventory) -> dict[str, object]:
         thumbprint = key_thumbprint(load_account_key(https.acme))
     return {"https": True, "https_port": https.port,
             "cert_path": cert_path_in_haproxy(), "redirect": https.redirect,
+            "redirect_names": redirect_names(https.names),
+            "redirect_fallback": next(
+                (name for name in https.names if not name.startswith("*.")), None),
             "hsts": https.hsts, "acme_thumbprint": thumbprint}
 
 
