@@ -391,8 +391,9 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
                      ["touch", maintenance.map_path_on_server(directory)])
     # Before the config is checked, which loads it; a new one changes the config (its
     # version is in it), so HAProxy loads it by the reload below.
-    server.write_file(maintenance.service_path_on_server(directory),
-                      maintenance.service_script())
+    service = maintenance.service_path_on_server(directory)
+    if server.read_file(service) != maintenance.service_script():
+        server.write_file(service, maintenance.service_script())
     current = server.read_file(config_path)
     if inventory.https is not None and certificate is not None:
         serving_tls = (container is not None and container.running and not replace
