@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slotswap import docker_commands as docker
-from slotswap import haproxy
+from slotswap import haproxy, maintenance
 from slotswap.app_env import env_file_path, resolve_app_env
 from slotswap.haproxy import AdminState
 from slotswap.history import append_command
@@ -238,6 +238,9 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     admin = admin_dir(inventory)
     plan.shell(["mkdir", "-p", "-m", "700", admin])
     plan.shell(["chmod", "700", admin])
+    service = maintenance.service_path_on_server(directory)
+    if server.read_file(service) != maintenance.service_script():
+        plan.write(service, 0o644, "the Lua service that sends the maintenance page")
     wanted = render_config(inventory, login_ids(server))
     # As `up` decides: HAProxy must run that config, not only have it on disk.
     changed = not runs_config(server.read_file(config_path),

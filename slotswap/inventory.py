@@ -155,6 +155,9 @@ class HaproxySettings:
     # over the public port before the old one lets go of it); it reaches each slot's
     # container on one of these ports of the server's loopback (127.0.0.1), web1's first.
     slot_ports: tuple[int, int] = (18081, 18082)
+    # Networks (CIDR) of proxies in front of HAProxy (a cloud load balancer) whose
+    # Forwarded, X-Forwarded-* and X-Real-IP headers reach the app; anyone else's are removed.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -661,7 +664,7 @@ _SSH_KEYS = (
 _ENV_KEYS = ("plain", "secret")
 # stats_port: no longer used (the runtime API is a unix socket, see tasks/admin_channel.py);
 # still accepted, and ignored, so that inventories written for earlier versions load.
-_HAPROXY_KEYS = ("image", "http_port", "slot_ports", "stats_port")
+_HAPROXY_KEYS = ("image", "http_port", "slot_ports", "trusted_proxies", "stats_port")
 _TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch", "command", "lease")
 _WATCH_KEYS = ("each", "max_error_rate", "min_requests")
 _HOOK_KEYS = ("pre_deploy", "post_success", "post_failure")
@@ -960,7 +963,35 @@ def _haproxy_settings(section: dict[str, object]) -> HaproxySettings:
     if first == second or http_port in (first, second):
         raise _Invalid("haproxy.slot_ports", f"must be two ports that differ from each other "
                                              f"and from haproxy.http_port, got {ports!r}")
-    return HaproxySettings(image=image, http_port=http_port, slot_ports=(first, second))
+    return HaproxySettings(image=image, http_port=http_port, slot_ports=(first, second),
+                           trusted_proxies=_networks(section.get("trusted_proxies", []),
+                                                     "haproxy.trusted_proxies"))
+
+
+def _networks(value: object, key: str) -> tuple[str, ...]:
+    """A list of networks in CIDR form (an address alone is its /32 or /128), normalised."""
+    if not isinstance(value, list):
+        raise _Invalid(key, f"expected a list of networks such as 10.0.0.0/8, got "
+                            f"{_describe(value)}")
+    networks = []
+    for index, item in enumerate(value):
+        text = _string(item, f"{key}[{index}]", "a network such as 10.0.0.0/8")
+        try:
+            # Digits, dots, colons and a slash only: ipaddress would also take a zone
+            # ("fe80::1%eth0"), which no config line may carry.
+            if not re.fullmatch(r"[0-9A-Fa-f:.]+(/[0-9]+)?", text):
+                raise ValueError(text)
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise _Invalid(f"{key}[{index}]", f"expected a network in CIDR form such as "
+                           f"10.0.0.0/8 or 192.0.2.7/32, got {_describe(text)}") from None
+        address = ipaddress.ip_interface(text).ip
+        if address != network.network_address:
+            raise _Invalid(f"{key}[{index}]", f"{text} has bits set after its first "
+                           f"{network.prefixlen}: write {network} for that network, or "
+                           f"{address}/{network.max_prefixlen} for that address alone")
+        networks.append(str(network))
+    return tuple(networks)
 
 
 def _timeouts(section: dict[str, object]) -> Timeouts:

@@ -108,6 +108,8 @@ def _lines(key: str, value: object, environ: Mapping[str, str]) -> Iterator[str]
         yield f"{key}: {value} ({_whether_set(value, environ)})"
     elif value is None:
         yield f"{key}: (not set)"
+    elif isinstance(value, tuple) and all(isinstance(item, str) for item in value):
+        yield f"{key}: {', '.join(value) or '(none)'}"
     elif isinstance(value, bool):
         yield f"{key}: {'true' if value else 'false'}"
     else:

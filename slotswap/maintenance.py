@@ -6,11 +6,17 @@ The page lives in a HAProxy map (`maintenance.map` in the config folder): key `p
 HTML in base64 (a map value cannot hold spaces), key `retry`, the Retry-After seconds. The
 config answers 503 while the map has a page. The same map file is written on the server, so
 a reload or a restarted HAProxy keeps the mode.
+
+A small Lua service (`maintenance.lua`, which `up` writes beside the config) sends the page
+byte for byte. HAProxy's own `http-request return lf-string` cannot: it escapes every control
+byte of a value it reads at run time (a newline comes out as `%0A`), and its `file` body is
+read once, when the config is loaded, so a new message would need a reload.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 
 import jinja2
@@ -22,6 +28,7 @@ from slotswap.remote import Server
 from slotswap.scaffold import template_folders
 
 MAP_NAME = "maintenance.map"
+SERVICE_NAME = "maintenance.lua"
 PAGE_TEMPLATE = "maintenance.html.j2"
 DEFAULT_MESSAGE = "We are working on the site and will be back shortly."
 DEFAULT_RETRY_AFTER = 120
@@ -34,6 +41,41 @@ def map_path_in_haproxy() -> str:
 
 def map_path_on_server(config_dir: str) -> str:
     return f"{config_dir}/{MAP_NAME}"
+
+
+def service_path_in_haproxy() -> str:
+    return f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{SERVICE_NAME}"
+
+
+def service_path_on_server(config_dir: str) -> str:
+    return f"{config_dir}/{SERVICE_NAME}"
+
+
+# Loaded by `lua-load` (the config's global section); `use-service lua.slotswap_maintenance`
+# calls it while the map has a page. Map.new reads the map the runtime API changes, so a
+# new page is served at once. Without a page (turned off in the instant between the
+# config's test and this call) it answers an empty 503.
+_SERVICE = """\
+-- Written by slotswap (`fab up`): the maintenance page, byte for byte. Do not edit.
+local maintenance = Map.new({map_path}, Map._str)
+
+core.register_service("slotswap_maintenance", "http", function(applet)
+    local page = maintenance:lookup("page")
+    page = page and applet.c:b64dec(page) or ""
+    applet:set_status(503)
+    applet:add_header("content-type", "text/html; charset=utf-8")
+    applet:add_header("content-length", string.format("%d", #page))
+    applet:add_header("retry-after", maintenance:lookup("retry") or "{retry}")
+    applet:start_response()
+    applet:send(page)
+end)
+"""
+
+
+def service_script() -> str:
+    """The Lua service's source: the map's path is the kit's own (no quote, no backslash)."""
+    return _SERVICE.format(map_path=json.dumps(map_path_in_haproxy()),
+                           retry=DEFAULT_RETRY_AFTER)
 
 
 def render_page(inventory: Inventory, message: str) -> str:

@@ -36,6 +36,14 @@ PREVIOUS_NAME = f"{CONFIG_NAME}.prev"
 # "unchanged" means the same as this, not merely the same as the file.
 RUNNING_NAME = f"{CONFIG_NAME}.running-sha256"
 RELOAD_TIMEOUT = 20.0
+# Headers that tell an app who the client is or how it came (the scheme, the name, the
+# port): frameworks believe them (Rack, Django, Spring, Express), so a client's own are
+# removed (the example app's /headers shows each).
+FORWARDING_HEADERS = (
+    "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port",
+    "X-Forwarded-Proto", "X-Real-IP", "X-Forwarded-Ssl", "X-Forwarded-Scheme",
+    "X-Forwarded-Prefix", "Client-IP", "X-Client-IP", "True-Client-IP", "X-Cluster-Client-IP",
+)
 LABEL_SPEC = "slotswap.haproxy-spec"
 Progress = Callable[[str], None]
 
@@ -114,7 +122,11 @@ def render_config(inventory: Inventory, login: Login) -> str:
             worker_uid=docker.HAPROXY_WORKER_UID,
             worker_gid=docker.HAPROXY_WORKER_GID,
             state_file=f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}",
+            forwarding_headers=FORWARDING_HEADERS,
+            trusted_proxies=inventory.haproxy.trusted_proxies,
             maintenance_map=maintenance.map_path_in_haproxy(),
+            maintenance_service=maintenance.service_path_in_haproxy(),
+            maintenance_service_version=config_hash(maintenance.service_script())[:16],
             **https_values(inventory),
         )
     except jinja2.UndefinedError as error:
@@ -160,12 +172,25 @@ def expect_rule(codes: tuple[int, ...]) -> str:
     return "rstatus ^(" + "|".join(str(code) for code in sorted(set(codes))) + ")$"
 
 
+def redirect_names(names: tuple[str, ...]) -> list[tuple[str, list[str]]]:
+    """Pure: the `-m <match> <patterns>` that recognise https.names in a lowercased Host
+    (its port cut off): the names themselves, and a regular expression per wildcard (one
+    label of letters, digits and hyphens: nothing that could end a URL's authority)."""
+    exact = [name for name in names if not name.startswith("*.")]
+    # A validated name has only letters, digits, hyphens and dots: each dot made literal.
+    wildcards = ["^[a-z0-9-]+" + name[1:].replace(".", "[.]") + "$"
+                 for name in names if name.startswith("*.")]
+    return [(match, patterns) for match, patterns in (("str", exact), ("reg", wildcards))
+            if patterns]
+
+
 def https_values(inventory: Inventory) -> dict[str, object]:
     """The template's HTTPS settings; all off without an https section."""
     https = inventory.https
     if https is None:
         return {"https": False, "https_port": None, "cert_path": None,
-                "redirect": False, "hsts": 0, "acme_thumbprint": None}
+                "redirect": False, "redirect_names": [], "redirect_fallback": None,
+                "hsts": 0, "acme_thumbprint": None}
     thumbprint = None
     if https.acme is not None:
         from slotswap.acme_client import load_account_key
@@ -174,6 +199,9 @@ def https_values(inventory: Inventory) -> dict[str, object]:
         thumbprint = key_thumbprint(load_account_key(https.acme))
     return {"https": True, "https_port": https.port,
             "cert_path": cert_path_in_haproxy(), "redirect": https.redirect,
+            "redirect_names": redirect_names(https.names),
+            "redirect_fallback": next(
+                (name for name in https.names if not name.startswith("*.")), None),
             "hsts": https.hsts, "acme_thumbprint": thumbprint}
 
 
@@ -362,6 +390,11 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     # The maintenance map must exist for HAProxy to start; its content (on or off) stays.
     server.run_chain(["mkdir", "-p", directory],
                      ["touch", maintenance.map_path_on_server(directory)])
+    # Before the config is checked, which loads it; a new one changes the config (its
+    # version is in it), so HAProxy loads it by the reload below.
+    service = maintenance.service_path_on_server(directory)
+    if server.read_file(service) != maintenance.service_script():
+        server.write_file(service, maintenance.service_script())
     current = server.read_file(config_path)
     if inventory.https is not None and certificate is not None:
         serving_tls = (container is not None and container.running and not replace

@@ -300,6 +300,21 @@ func newMux(version, hostname string, settings appSettings) *http.ServeMux {
 			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto")))
 	})
 
+	// Every header that says who the client is and how it came, as the app got it: one
+	// "Name: value" line each, several header lines of a name joined with ", " (as HTTP
+	// reads them), "Name:" alone when absent.
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		if !allowRead(w, r) || !settings.hostAllowed(w, r) {
+			return
+		}
+		body := ""
+		for _, name := range forwardingHeaders {
+			body += strings.TrimSpace(fmt.Sprintf("%s: %s", name,
+				strings.Join(r.Header.Values(name), ", "))) + "\n"
+		}
+		writeText(w, http.StatusOK, body)
+	})
+
 	// What the files of MARK_ON_START hold: one "FILE LINE" per line, after this version.
 	mux.HandleFunc("/marks", func(w http.ResponseWriter, r *http.Request) {
 		if !allowRead(w, r) || !settings.hostAllowed(w, r) {
@@ -323,6 +338,12 @@ func newMux(version, hostname string, settings appSettings) *http.ServeMux {
 
 	return mux
 }
+
+// The headers a proxy in front sets about the client; /headers shows them.
+var forwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host",
+	"X-Forwarded-Port", "X-Forwarded-Proto", "X-Real-IP", "X-Forwarded-Ssl",
+	"X-Forwarded-Scheme", "X-Forwarded-Prefix", "Client-IP", "X-Client-IP", "True-Client-IP",
+	"X-Cluster-Client-IP"}
 
 func allowRead(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {

@@ -187,6 +187,39 @@ def fleet_on_v1(sandbox_env: Sandbox) -> Sandbox:
     return sandbox_env
 
 
+# What a client may send to pass itself off as someone else, or its request as HTTPS: every
+# header the example app's /headers shows.
+FORGED_HEADERS = {
+    "Forwarded": "for=1.2.3.4;proto=https;host=evil.example",
+    "X-Forwarded-For": "1.2.3.4",
+    "X-Forwarded-Host": "evil.example",
+    "X-Forwarded-Port": "1234",
+    "X-Forwarded-Proto": "https",
+    "X-Real-IP": "1.2.3.4",
+    "X-Forwarded-Ssl": "on",
+    "X-Forwarded-Scheme": "https",
+    "X-Forwarded-Prefix": "/evil",
+    "Client-IP": "1.2.3.4",
+    "X-Client-IP": "1.2.3.4",
+    "True-Client-IP": "1.2.3.4",
+    "X-Cluster-Client-IP": "1.2.3.4",
+}
+
+
+def seen_headers(body: str) -> dict[str, str]:
+    """The example app's /headers answer: each header as the app got it ("" when absent)."""
+    return {name: value.strip() for name, _, value in
+            (line.partition(":") for line in body.splitlines())}
+
+
+def forwarded_by_haproxy(client: str, proto: str, host: str, port: int) -> dict[str, str]:
+    """What the app must see when HAProxy alone says who the client is (nothing else)."""
+    return {**{name: "" for name in FORGED_HEADERS},
+            "Forwarded": f"for={client};proto={proto}", "X-Forwarded-For": client,
+            "X-Forwarded-Host": host, "X-Forwarded-Port": str(port),
+            "X-Forwarded-Proto": proto, "X-Real-IP": client}
+
+
 def wait_for(condition, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,6 +5,7 @@ command, volumes, health checks an app that checks the Host header passes, and b
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import shlex
 import shutil
@@ -20,23 +21,54 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from slotswap import haproxy, maintenance
+from slotswap.inventory import load_inventory
+from slotswap.remote import Server
 from testbed import sandbox
-from tests.integration.conftest import FAB, ROOT, wait_for
+from tests.integration.conftest import (
+    FAB,
+    FORGED_HEADERS,
+    ROOT,
+    forwarded_by_haproxy,
+    seen_headers,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
 
 pytestmark = pytest.mark.sandbox
 MESSAGE = "Back <soon> & better"
+OTHER_MESSAGE = "Zurück um 14:00 — «bientôt»\tsoon"
 
 
 def get(address: str) -> tuple[int, Message, str]:
     """Status, headers (names in any case, as HTTP has them) and body of GET /."""
+    status, headers, body = get_bytes(address)
+    return status, headers, body.decode()
+
+
+def get_bytes(address: str) -> tuple[int, Message, bytes]:
     try:
         with urllib.request.urlopen(f"http://{address}/", timeout=5) as response:
-            return response.status, response.headers, response.read().decode()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read().decode()
+        return error.code, error.headers, error.read()
+
+
+def maintenance_page(box: Sandbox, message: str) -> bytes:
+    """The page as the kit renders it from the template, which every server must serve."""
+    return maintenance.render_page(load_inventory(box.inventory), message).encode()
+
+
+def haproxy_pid(box: Sandbox, name: str) -> str:
+    """The HAProxy worker's process ID on that server: a reload changes it."""
+    inventory = load_inventory(box.inventory)
+    server = Server(next(host for host in inventory.hosts if host.name == name), inventory)
+    try:
+        return haproxy.parse_info(server.runtime_api("show info"))["Pid"]
+    finally:
+        server.close()
 
 
 def answers(address: str) -> bool:
@@ -61,11 +93,20 @@ def test_maintenance_mode_answers_503_pages_without_connection_errors(
     turned_on = switching_on.stop()
     assert on.returncode == 0, on.stderr
     assert set(turned_on.outcomes) <= {"200", "503"}, turned_on.outcomes
+    page = maintenance_page(box, MESSAGE)
+    assert b"Back &lt;soon&gt; &amp; better" in page and page.count(b"\n") > 5
     for address in box.addresses:
-        status, headers, body = get(address)
+        status, headers, body = get_bytes(address)
         assert status == 503
         assert headers.get("Retry-After") == "90"
-        assert "Back &lt;soon&gt; &amp; better" in body
+        assert headers.get("Content-Type") == "text/html; charset=utf-8"
+        assert body == page  # byte for byte: its newlines, its UTF-8
+    # Another message while on: the new page at once, and no reload for it.
+    pid = haproxy_pid(box, "s1")
+    assert box.fab("maintenance.on", "--message", OTHER_MESSAGE).returncode == 0
+    for address in box.addresses:
+        assert get_bytes(address)[2] == maintenance_page(box, OTHER_MESSAGE)
+    assert haproxy_pid(box, "s1") == pid
     status = box.fab("status", "--json")
     assert all(server["maintenance"] for server in json.loads(status.stdout)["servers"])
     assert "(MAINTENANCE: answering 503)" in box.fab("status").stdout
@@ -89,11 +130,61 @@ def test_maintenance_survives_a_restart_of_haproxy(fleet_on_v1: Sandbox) -> None
     try:
         box.ssh(box.addresses[0], "docker restart webapp-haproxy")
         assert wait_for(lambda: answers(box.addresses[0]), timeout=20)
-        assert get(box.addresses[0])[0] == 503
+        status, _, body = get_bytes(box.addresses[0])
+        assert (status, body) == (503, maintenance_page(box, maintenance.DEFAULT_MESSAGE))
         assert get(box.addresses[1])[0] == 200  # --hosts: only s1
     finally:
         assert box.fab("maintenance.off").returncode == 0
     assert get(box.addresses[0])[0] == 200
+
+
+def get_headers(address: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """The forwarding headers the app got (the example app's /headers), over plain HTTP."""
+    connection = http.client.HTTPConnection(address, 80, timeout=10)
+    try:
+        connection.request("GET", "/headers", headers={"Host": "shop.example",
+                                                       "Connection": "close", **(headers or {})})
+        response = connection.getresponse()
+        body = response.read().decode()
+        assert response.status == 200, body
+        return seen_headers(body)
+    finally:
+        connection.close()
+
+
+def test_forged_forwarding_headers_never_reach_the_app(fleet_on_v1: Sandbox) -> None:
+    box = fleet_on_v1
+    assert get_headers(box.addresses[0], FORGED_HEADERS) == forwarded_by_haproxy(
+        sandbox.BRIDGE_IP, "http", "shop.example", 80)
+
+
+def test_the_headers_of_a_trusted_proxy_are_kept(fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """haproxy.trusted_proxies: this machine (the sandbox's bridge address) plays the load
+    balancer in front of HAProxy; a list without it changes nothing."""
+    box = fleet_on_v1
+    address = box.addresses[0]
+    elsewhere = box.inventory_copy(tmp_path, haproxy={"trusted_proxies": ["10.99.0.0/16"]})
+    try:
+        assert box.fab("up", inventory=elsewhere).returncode == 0
+        assert get_headers(address, FORGED_HEADERS) == forwarded_by_haproxy(
+            sandbox.BRIDGE_IP, "http", "shop.example", 80)
+        trusted = box.inventory_copy(tmp_path, haproxy={
+            "trusted_proxies": ["10.99.0.0/16", f"{sandbox.BRIDGE_IP}/32"]})
+        check = box.fab("check", inventory=trusted)
+        assert check.returncode == 0
+        assert f"haproxy.trusted_proxies: 10.99.0.0/16, {sandbox.BRIDGE_IP}/32" in check.stdout
+        assert box.fab("up", inventory=trusted).returncode == 0
+        # Kept as the proxy sent them; HAProxy adds those it left out, and the proxy's own
+        # address to X-Forwarded-For.
+        sent = {name: value for name, value in FORGED_HEADERS.items()
+                if name not in ("X-Real-IP", "X-Forwarded-Port")}
+        assert get_headers(address, sent) == {
+            **FORGED_HEADERS, "X-Forwarded-For": f"1.2.3.4, {sandbox.BRIDGE_IP}",
+            "X-Real-IP": sandbox.BRIDGE_IP, "X-Forwarded-Port": "80"}
+    finally:
+        assert box.fab("up").returncode == 0
+    assert get_headers(address, FORGED_HEADERS) == forwarded_by_haproxy(
+        sandbox.BRIDGE_IP, "http", "shop.example", 80)
 
 
 def test_exec_runs_beside_the_live_version_and_passes_its_exit_code_on(

@@ -25,6 +25,7 @@ from slotswap.remote import Server
 from testbed import sandbox
 from testbed.loadgen import AddressedHTTPSConnection, LoadGenerator, TlsTarget
 from testbed.private_ca import PrivateCa, issue, make_ca
+from tests.integration.conftest import FORGED_HEADERS, forwarded_by_haproxy, seen_headers
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -46,23 +47,29 @@ def names_of(box: Sandbox) -> list[str]:
     return [sandbox.server_dns_name(node) for node in sandbox.server_nodes(len(box.addresses))]
 
 
-def https_get(address: str, name: str, ca_file: Path, path: str = "/", port: int = 443
-              ) -> tuple[int, str, dict]:
+def https_get(address: str, name: str, ca_file: Path, path: str = "/", port: int = 443,
+              headers: dict[str, str] | None = None) -> tuple[int, str, dict]:
     connection = AddressedHTTPSConnection(address, TlsTarget(name, str(ca_file)), port, 10)
     try:
         connection.connect()
         certificate = connection.sock.getpeercert()  # type: ignore[union-attr]
-        connection.request("GET", path, headers={"Connection": "close"})
+        connection.request("GET", path, headers={"Connection": "close", **(headers or {})})
         response = connection.getresponse()
         return response.status, response.read().decode(), certificate
     finally:
         connection.close()
 
 
-def http_get(address: str, path: str = "/", host: str = "s1.fleet.test"
+def http_get(address: str, path: str = "/", host: str | None = "s1.fleet.test"
              ) -> http.client.HTTPResponse:
+    """GET over plain HTTP with that Host header; host None: HTTP/1.0 with none at all."""
     connection = http.client.HTTPConnection(address, 80, timeout=10)
-    connection.request("GET", path, headers={"Host": host, "Connection": "close"})
+    if host is None:
+        connection._http_vsn_str = "HTTP/1.0"  # 1.1 without Host is a bad request
+        connection.putrequest("GET", path, skip_host=True)
+        connection.endheaders()
+    else:
+        connection.request("GET", path, headers={"Host": host, "Connection": "close"})
     response = connection.getresponse()
     response.read()
     connection.close()
@@ -156,6 +163,32 @@ def test_plain_http_is_redirected_and_the_app_sees_the_client(https_fleet: Https
     status, body, _ = https_get(address, fleet.names[0], fleet.ca_file, "/forwarded")
     assert status == 200
     assert body.strip() == f"for={sandbox.BRIDGE_IP} proto=https"
+
+
+def test_the_redirect_goes_only_to_the_names_of_the_certificate(https_fleet: HttpsFleet
+                                                                ) -> None:
+    """A Host among https.names keeps its name (any case, any port); any other Host, or
+    none, goes to the first name: never where a client's Host header says."""
+    fleet = https_fleet
+    first, second = fleet.names[0], fleet.names[1]
+    expected = {
+        first: first, second: second, f"{second}:80": second, second.upper(): second,
+        "evil.example": first, "evil.example:80": first, f"{first}.evil.example": first,
+        f"x{first}": first, "": first, None: first,
+    }
+    for host, name in expected.items():
+        response = http_get(fleet.box.addresses[0], "/some/page?x=1", host=host)
+        assert (host, response.status) == (host, 301)
+        assert (host, response.headers["Location"]) == (host, f"https://{name}/some/page?x=1")
+
+
+def test_forged_forwarding_headers_never_reach_the_app(https_fleet: HttpsFleet) -> None:
+    fleet = https_fleet
+    status, body, _ = https_get(fleet.box.addresses[0], fleet.names[0], fleet.ca_file,
+                                "/headers", headers=FORGED_HEADERS)
+    assert status == 200
+    assert seen_headers(body) == forwarded_by_haproxy(sandbox.BRIDGE_IP, "https",
+                                                      fleet.names[0], 443)
 
 
 def test_a_deploy_under_https_load_fails_no_request(https_fleet: HttpsFleet) -> None:
@@ -276,6 +309,11 @@ def test_the_redirect_goes_to_an_https_port_other_than_443(https_fleet: HttpsFle
             response = http_get(address, "/some/page?x=1", host=host)
             assert response.status == 301
             assert response.headers["Location"] == "https://s1.fleet.test:8443/some/page?x=1"
+        # Another of the names keeps its name, anything else goes to the first one.
+        for host, name in {"s2.fleet.test:8080": "s2", "evil.example:8443": "s1", None: "s1"
+                           }.items():
+            assert http_get(address, "/some/page?x=1", host=host).headers["Location"] == \
+                f"https://{name}.fleet.test:8443/some/page?x=1"
         status, body, _ = https_get(address, fleet.names[0], fleet.ca_file, port=8443)
         assert status == 200 and body.startswith("version=v1")
     finally:

@@ -57,9 +57,10 @@ def test_a_config_haproxy_cannot_start_with_is_refused_and_the_running_one_stays
             assert "the previous config is back in place" in result.stderr
         assert box.ssh(s1, f"cat {CONFIG}") == running
         # No new config, state file or kept copy left behind: the running config, its hash,
-        # the admin socket's folder and the maintenance map.
+        # the admin socket's folder, the maintenance map and its service.
         assert sorted(box.ssh(s1, f"ls {FOLDER}").split()) == [
-            "admin", "haproxy.cfg", "haproxy.cfg.running-sha256", "maintenance.map"]
+            "admin", "haproxy.cfg", "haproxy.cfg.running-sha256", "maintenance.lua",
+            "maintenance.map"]
     template.write_text(good)
     result = box.fab("up", inventory=inventory)
     assert result.returncode == 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from slotswap import dry_run
+from slotswap import dry_run, maintenance
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.locking import READ_SCRIPT
 from slotswap.proxy import config_hash
@@ -65,6 +65,8 @@ class FactServer:
             return self.lock_owner
         if path.endswith(".running-sha256"):  # `up` records what HAProxy was seen running
             return config_hash(self.config) + "\n" if self.config is not None else None
+        if path.endswith("/maintenance.lua"):  # `up` writes it beside the config
+            return maintenance.service_script() if self.config is not None else None
         return self.config
 
 

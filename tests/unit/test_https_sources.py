@@ -29,7 +29,7 @@ from slotswap.inventory import (
     load_inventory,
 )
 from slotswap.inventory_check import settings_lines
-from slotswap.proxy import Login, render_config
+from slotswap.proxy import Login, redirect_names, render_config
 from testbed.private_ca import issue, make_ca
 
 NAMES = ("www.example.com", "example.com")
@@ -288,17 +288,43 @@ def test_is_in_place_compares_the_file_and_the_serial_served() -> None:
 
 # -- the redirect to HTTPS -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("https", "location"), [
-    ("{names: [a.example], acme: {account_key: a.pem}}",
-     "http-request redirect location https://%[req.hdr(host),field(1,:)]%[pathq] code 301 "
-     "if !{ ssl_fc }"),
-    ("{names: [a.example], acme: {account_key: a.pem}, port: 8443}",
-     "http-request redirect location https://%[req.hdr(host),field(1,:)]:8443%[pathq] code "
-     "301 if !{ ssl_fc }"),
+@pytest.mark.parametrize(("https", "port"), [
+    ("{names: [a.example, b.example], acme: {account_key: a.pem}}", ""),
+    ("{names: [a.example, b.example], acme: {account_key: a.pem}, port: 8443}", ":8443"),
 ])
-def test_the_redirect_goes_to_the_https_port_whatever_the_host_header_s_port(
-        tmp_path: Path, https: str, location: str) -> None:
+def test_the_redirect_goes_to_one_of_the_names_on_the_https_port(
+        tmp_path: Path, https: str, port: str) -> None:
+    """Whatever the Host header's port; to its name only when it is one of https.names, else
+    to the first name."""
     config = render_config(load(tmp_path, f"haproxy: {{http_port: 8080}}\nhttps: {https}\n"),
                            Login(0, 0))
-    assert location in config
+    rules = [line.strip() for line in config.splitlines()
+             if "https_name" in line or "redirect" in line]
+    assert rules[-3:] == [
+        "acl https_name req.fhdr(host),field(1,:),lower -m str a.example b.example",
+        f"http-request redirect location https://%[req.fhdr(host),field(1,:),lower]{port}"
+        "%[pathq] code 301 if !{ ssl_fc } https_name",
+        f"http-request redirect location https://a.example{port}%[pathq] code 301 "
+        "if !{ ssl_fc }",
+    ]
     assert "http-request redirect scheme" not in config
+
+
+def test_a_wildcard_name_matches_one_label_and_is_never_a_redirect_target() -> None:
+    assert redirect_names(("*.shop.example", "shop.example")) == [
+        ("str", ["shop.example"]), ("reg", ["^[a-z0-9-]+[.]shop[.]example$"])]
+    pattern = re.compile(redirect_names(("*.shop.example",))[0][1][0])
+    assert pattern.match("eu.shop.example")
+    for host in ("shop.example", "a.b.shop.example", "evil.example/x.shop.example",
+                 "eu.shop.example.evil", "euxshop.example"):
+        assert not pattern.match(host), host
+
+
+def test_with_wildcard_names_only_another_host_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "c.pem").write_text("x")
+    (tmp_path / "k.pem").write_text("x")
+    (tmp_path / "k.pem").chmod(0o600)
+    config = render_config(load(tmp_path, "https: {names: ['*.shop.example'], files: "
+                                          "{chain: c.pem, key: k.pem}}\n"), Login(0, 0))
+    assert "http-request deny deny_status 400 if !{ ssl_fc }" in config
+    assert "https://*" not in config

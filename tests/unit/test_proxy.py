@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from slotswap import maintenance
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.proxy import (
+    FORWARDING_HEADERS,
     LABEL_SPEC,
     Login,
     ProxyError,
@@ -50,7 +52,8 @@ SANDBOX = inventory()
 SHOP = inventory(app="shop", image="registry.example.com:5000/acme/shop", app_port=8080,
                  healthcheck={"path": "/healthz?full=1"},
                  haproxy={"image": "haproxy:2.8", "http_port": 8000,
-                          "slot_ports": [28081, 28082]})
+                          "slot_ports": [28081, 28082],
+                          "trusted_proxies": ["10.0.0.0/16", "192.0.2.7", "2001:db8::/32"]})
 
 
 def lines(config: str) -> list[str]:
@@ -232,14 +235,37 @@ def test_a_template_without_the_admin_socket_is_refused(tmp_path: Path) -> None:
         render_config(without, ROOT_LOGIN)
 
 
+def test_a_clients_forwarding_headers_are_removed_and_haproxy_sets_its_own() -> None:
+    config = lines(render_config(SANDBOX, ROOT_LOGIN))
+    for header in FORWARDING_HEADERS:
+        assert f"http-request del-header {header}" in config
+    assert "from_trusted_proxy" not in "\n".join(config)
+    # Removed before HAProxy sets them; set only where none is left.
+    first_set = next(i for i, line in enumerate(config) if line.startswith("http-request set"))
+    assert max(i for i, line in enumerate(config) if "del-header" in line) < first_set
+    assert "option forwardfor" in config
+    assert ("http-request set-header X-Real-IP %[src] unless { req.hdr(X-Real-IP) -m found }"
+            in config)
+
+
+def test_the_forwarding_headers_of_trusted_proxies_are_kept() -> None:
+    assert SHOP.haproxy.trusted_proxies == ("10.0.0.0/16", "192.0.2.7/32", "2001:db8::/32")
+    config = lines(render_config(SHOP, ROOT_LOGIN))
+    assert "acl from_trusted_proxy src 10.0.0.0/16 192.0.2.7/32 2001:db8::/32" in config
+    for header in FORWARDING_HEADERS:
+        assert f"http-request del-header {header} unless from_trusted_proxy" in config
+
+
 @pytest.mark.skipif(not Path(HAPROXY_BINARY).exists(), reason=f"no {HAPROXY_BINARY} here")
 @pytest.mark.parametrize("inv", [SANDBOX, SHOP], ids=["sandbox", "shop"])
 def test_haproxy_accepts_the_rendered_config(inv: Inventory, tmp_path: Path) -> None:
     """HAProxy's own check (-c: parses, binds nothing, resolves nothing)."""
     path = tmp_path / "haproxy.cfg"
-    # The files the config names inside the container (the maintenance map `up` creates)
-    # are here.
+    # The files the config names inside the container (the maintenance map and service `up`
+    # writes) are here.
     (tmp_path / "maintenance.map").touch()
+    (tmp_path / "maintenance.lua").write_text(
+        maintenance.service_script().replace("/usr/local/etc/haproxy/", f"{tmp_path}/"))
     path.write_text(render_config(inv, ROOT_LOGIN).replace("/usr/local/etc/haproxy/",
                                                            f"{tmp_path}/"), encoding="utf-8")
     result = subprocess.run([HAPROXY_BINARY, "-c", "-f", str(path)], capture_output=True,
