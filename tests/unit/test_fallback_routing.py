@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from slotswap import haproxy
+from slotswap import haproxy, maintenance
 from slotswap.inventory import parse_inventory
 from slotswap.proxy import Login, render_config
 from slotswap.swap import switch_line
@@ -130,6 +130,8 @@ def haproxy_with_slots(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, in
     config = "\n".join(line for line in config.splitlines()
                        if line.strip().split(" ")[0] not in ("uid", "gid")) + "\n"
     (tmp_path / "maintenance.map").touch()
+    (tmp_path / "maintenance.lua").write_text(
+        maintenance.service_script().replace("/usr/local/etc/haproxy/", f"{tmp_path}/"))
     (tmp_path / "haproxy.cfg").write_text(config)
     process = subprocess.Popen([HAPROXY_BINARY, "-db", "-f", str(tmp_path / "haproxy.cfg")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
