@@ -14,6 +14,7 @@ from slotswap import interrupts
 from slotswap.delivery import (
     PROGRESS_INTERVAL,
     DeliveryError,
+    RegistryDelivery,
     SshDelivery,
     TransferMeter,
     image_deliverer,
@@ -21,7 +22,7 @@ from slotswap.delivery import (
     transfer_line,
 )
 from slotswap.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
-from slotswap.proxy import ProxyError, ensure_image
+from slotswap.proxy import ProxyError
 
 TWO_LAYERS = Path(__file__).parent / "fixtures" / "docker_save_two_layers.tar"
 BASE = {"app": "webapp", "image": "registry.example.com/acme/webapp", "hosts": ["203.0.113.10"]}
@@ -111,8 +112,10 @@ def test_a_delivery_failure_stops_the_run_like_a_failed_pull() -> None:
 
 def test_the_registry_mode_pulls_and_the_ssh_mode_streams() -> None:
     with image_deliverer(inventory_with()) as deliver:
-        assert deliver.func is ensure_image  # type: ignore[attr-defined]
-        assert deliver.keywords == {"login": None}  # type: ignore[attr-defined]
+        assert isinstance(deliver, RegistryDelivery)
+        assert (deliver.login, deliver.allow_stale) == (None, False)
+    with image_deliverer(inventory_with(), allow_stale=True) as deliver:
+        assert isinstance(deliver, RegistryDelivery) and deliver.allow_stale
     with image_deliverer(inventory_with(delivery="ssh")) as deliver:
         assert isinstance(deliver, SshDelivery)
 

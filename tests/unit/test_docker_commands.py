@@ -495,3 +495,20 @@ def test_build_for_a_platform_with_more_build_args() -> None:
     ("linux/armv7l\n", "linux/arm/v7"), ("\n", None), ("Welcome\n", None)])
 def test_the_servers_platform_in_image_terms(answer: str, platform: str | None) -> None:
     assert docker.parse_platform(answer) == platform
+
+
+def test_the_redeploy_facts_come_in_one_command_and_are_split_by_its_mark() -> None:
+    argv = docker.redeploy_facts("m1", "r/app:v2", ("/e/web1.env", "/e/web2.env"),
+                                 ["app-web1", "app-web2"])
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == [
+        "sh", "m1", "r/app:v2", "/e/web1.env", "/e/web2.env", "app-web1", "app-web2"]
+    # As the script prints it: the image ID, web1's env file (ending in a newline), no env
+    # file for web2, then the containers' JSON.
+    stdout = "sha256:abc\n\nm1 0\nA=1\nB=2\n\nm1 0\n\nm1 1\n[{\"Name\": \"/app-web1\"}]\n"
+    parts, containers = docker.split_redeploy_facts(stdout, "m1")
+    assert parts == ["sha256:abc", "A=1\nB=2\n", None]
+    assert containers == "[{\"Name\": \"/app-web1\"}]\n"
+    assert docker.split_redeploy_facts("\nm1 1\n\nm1 1\n\nm1 1\n[]", "m1") == (
+        [None, None, None], "[]")
+    with pytest.raises(docker.UnexpectedOutputError):
+        docker.split_redeploy_facts("[]", "m1")
