@@ -58,7 +58,8 @@ class RegistryDelivery:
     """delivery: registry. With refresh (a deploy), the first server to need an image pulls
     it: that pull asks the registry what the tag is now, and gives its image ID. Meanwhile
     every other server says which image ID its copy of the tag has (one round trip); a copy
-    with that ID is the registry's and is not pulled again, the others pull. A server that
+    with that ID is the registry's and is not pulled again, the others pull (one with no
+    copy at once, without waiting for the first). A server that
     has a copy but cannot pull (the registry unreachable, the login refused) fails, unless
     `allow_stale` (see ensure_image)."""
 
@@ -85,6 +86,9 @@ class RegistryDelivery:
                 answered.set()
             return
         found = server.run(docker.image_id(image_ref), check=False)
+        if not found.ok:  # no copy to compare: pull now, beside the first server
+            pull()
+            return
         while not answered.wait(0.2):
             interrupts.checkpoint()
         current = self._current.get(image_ref)

@@ -86,6 +86,30 @@ def test_a_server_whose_copy_differs_from_what_the_first_pulled_pulls_too() -> N
     assert [server.copy for server in servers] == [NEW, NEW, NEW]
 
 
+def test_a_server_without_a_copy_pulls_without_waiting_for_the_first() -> None:
+    first = PullServer("s1", None, NEW)
+    release = threading.Event()
+    pull = first.run
+
+    def slow_pull(argv: list[str], **options: Any) -> CommandResult:
+        if argv == docker.pull_and_id(REF):
+            assert release.wait(5), "the second server waited for the first one's pull"
+        return pull(argv, **options)
+
+    second = PullServer("s2", None, NEW)
+    second_pull = second.run
+
+    def pull_then_release(argv: list[str], **options: Any) -> CommandResult:
+        answer = second_pull(argv, **options)
+        if argv == docker.pull_and_id(REF):
+            release.set()
+        return answer
+
+    first.run, second.run = slow_pull, pull_then_release  # type: ignore[method-assign]
+    _, failed = deliver_to([first, second])
+    assert failed == {} and first.copy == second.copy == NEW
+
+
 def test_a_copy_that_cannot_be_pulled_again_is_refused_on_every_server() -> None:
     servers = [PullServer(name, OLD, None) for name in ("s1", "s2")]
     _, failed = deliver_to(servers)
