@@ -4,8 +4,10 @@ rollout, and the older per-server watch for comparison), a redeploy of the tag e
 already serves, and the image delivered over SSH.
 
 Creates its own sandbox (root; run it under the sandbox lock), builds the example app's
-tags in the sandbox's build engine (never pushed: every image reaches the servers over SSH),
-measures, prints a table and its targets with PASS/FAIL, writes a PNG plot of the
+tags in the sandbox's build engine and pushes the ones the registry rows deploy (the
+default delivery: each server pulls, the registry asked once per run), measures with the
+load running and this machine kept busy (`--busy` processes that spin on a CPU each),
+prints a table and its targets with PASS/FAIL, writes a PNG plot of the
 total deploy time against the number of servers (matplotlib: `pip install -e '.[bench]'`),
 then removes the sandbox. Figures are reported, not asserted: the exit code is 0 unless the
 run itself broke.
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -49,7 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = (1, 3, 6, 10)
 DEFAULT_PLOT = ROOT / "bench" / "results" / "fleet.png"
 BASE_TAG = "v1"
-MODE_PRESENT = "present"  # IMAGE:TAG already on every server (same image ID: nothing sent)
+# Registry delivery (the default), IMAGE:TAG already on every server: nothing is downloaded.
+MODE_PRESENT = "present"
 MODE_EACH = "present, watch each"  # the same, each server watched before the next starts
 MODE_NOOP = "no-op redeploy"  # the tag every server serves already: nothing to do
 MODE_SSH = "ssh"  # IMAGE:TAG streamed to every server during the deploy
@@ -59,8 +62,9 @@ TARGET_SWAP_MEDIAN = 1.3
 TARGET_PER_EXTRA_SERVER = 2.0  # 10 servers at most the 1-server time + 9 x this
 TARGET_NOOP_SECONDS = 3.0  # a no-op redeploy of 10 servers
 TARGET_DELIVERY_FACTOR = 3  # delivery to 10 servers at most 3 x the delivery to one
-DELIVERY_ROUNDS = 3  # deliveries of one image per fleet size and kind; the median is reported
-DEPLOY_ROUNDS = 3  # deploys per fleet size and mode; the median is reported
+DEFAULT_ROUNDS = 3  # deploys (and deliveries) per fleet size and mode; the median is reported
+DEFAULT_BUSY = 1  # processes spinning on a CPU each while a deploy is measured
+REGISTRY_MODES = (MODE_PRESENT, MODE_EACH, MODE_NOOP)
 KIND_SHARED = "layers shared"  # a new tag of the example app: its one layer is v1's
 KIND_NEW = "new layer"  # the same with a layer on top that no server has
 NEW_LAYER_BYTES = 4_500_000  # as big as the example app's own layer
@@ -81,6 +85,14 @@ class Row:
     requests_sent: int  # all rounds
     requests_failed: int
     message: str = ""
+    # CPU-seconds the machine spent during each round, without the load generator's and the
+    # busy processes': the kit, every server's sshd, Docker and HAProxy, the apps, the kernel
+    cpu_seconds: list[float] = field(default_factory=list)
+    round_trips: list[float] = field(default_factory=list)  # per server, mean of each round
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_seconds) if self.cpu_seconds else 0.0
 
     @property
     def total_seconds(self) -> float:
@@ -113,18 +125,18 @@ class Delivery:
 
 
 def fleet_inventory(sandbox_inventory: Path, folder: Path, servers: int,
-                    concurrency: int) -> Inventory:
-    """The sandbox's inventory limited to its first `servers` hosts, with delivery: ssh."""
+                    concurrency: int, mode: str = "ssh") -> Inventory:
+    """The sandbox's inventory limited to its first `servers` hosts, with that delivery."""
     data = yaml.safe_load(sandbox_inventory.read_text())
     here = sandbox_inventory.parent
     for key in ("identity", "known_hosts"):
         data["ssh"][key] = str(here / data["ssh"][key])
     data["build"] = {k: str((here / v).resolve()) for k, v in data["build"].items()}
     data["hosts"] = data["hosts"][:servers]
-    data["delivery"] = {"mode": "ssh", "concurrency": concurrency}
+    data["delivery"] = {"mode": mode, "concurrency": concurrency}
     data.setdefault("timeouts", {})["watch"] = WATCH_SECONDS
     data.pop("watch", None)  # the default: one window for the whole rollout
-    path = folder / f"hosts-{servers}.yaml"
+    path = folder / f"hosts-{servers}-{mode}.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_inventory(path)
 
@@ -137,6 +149,50 @@ def build_tags(inventory: Inventory, tags: list[str]) -> None:
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
         if done.returncode != 0:
             raise BenchError(f"docker build of {tag} failed: {done.stderr.strip()}")
+
+
+def push_tags(inventory: Inventory, tags: list[str]) -> None:
+    """To the sandbox's registry, for the rows that deploy with delivery: registry."""
+    for tag in tags:
+        done = subprocess.run(["docker", "push", "--quiet", inventory.image_ref(tag)],
+                              capture_output=True, text=True, check=False, timeout=300)
+        if done.returncode != 0:
+            raise BenchError(f"docker push of {tag} failed: {done.stderr.strip()}")
+
+
+class Busy:
+    """`count` processes spinning on a CPU each (an operator's machine that is busy with
+    something else), for at most `seconds`; their CPU time is read when they stop."""
+
+    SPIN = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\n" \
+           "while time.monotonic() < end:\n    pass\n"
+
+    def __init__(self, count: int, seconds: float):
+        self.count, self.seconds = count, seconds
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Busy:
+        self.processes = [subprocess.Popen([sys.executable, "-c", self.SPIN, str(self.seconds)])
+                          for _ in range(self.count)]
+        return self
+
+    def cpu_seconds(self) -> float:
+        return sum(process_cpu_seconds(p.pid) for p in self.processes)
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a running process and its waited-for children."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def build_new_layer_image(inventory: Inventory, base_tag: str, tag: str, folder: Path) -> None:
@@ -195,11 +251,11 @@ def forget_image(inventory: Inventory, tag: str) -> None:
         rollout.close_all(servers)
 
 
-def measure_delivery(inventory: Inventory, tag: str, kind: str) -> Delivery:
+def measure_delivery(inventory: Inventory, tag: str, kind: str, rounds_wanted: int) -> Delivery:
     """The image put on every server in parallel (what a deploy does before its first swap),
-    DELIVERY_ROUNDS times; the connections are opened as part of it."""
+    `rounds_wanted` times; the connections are opened as part of it."""
     rounds, cpu = [], []
-    for _ in range(DELIVERY_ROUNDS):
+    for _ in range(rounds_wanted):
         forget_image(inventory, tag)
         servers = rollout.servers_of(inventory)
         before = remote.connections_opened()
@@ -218,15 +274,17 @@ def measure_delivery(inventory: Inventory, tag: str, kind: str) -> Delivery:
                     image_megabytes(inventory.image_ref(tag)), statistics.median(cpu))
 
 
-def measure_deploys(inventory: Inventory, tags: list[str], mode: str, verbose: bool) -> Row:
+def measure_deploys(inventory: Inventory, tags: list[str], mode: str, verbose: bool,
+                    busy: int) -> Row:
     """One deploy under load per tag, one after the other."""
     row = Row(len(inventory.hosts), mode, True, [], [], 0, 0, 0)
     for tag in tags:
-        deploy_under_load(inventory, tag, row, verbose)
+        deploy_under_load(inventory, tag, row, verbose, busy)
     return row
 
 
-def deploy_under_load(inventory: Inventory, tag: str, row: Row, verbose: bool) -> None:
+def deploy_under_load(inventory: Inventory, tag: str, row: Row, verbose: bool,
+                      busy: int) -> None:
     """One deploy of `tag` under load, its figures added to `row` (its mode says how)."""
     targets = [host.address for host in inventory.hosts]
     load = LoadGeneratorProcess(targets, port=inventory.haproxy.http_port, clients=LOAD_CLIENTS,
@@ -234,11 +292,15 @@ def deploy_under_load(inventory: Inventory, tag: str, row: Row, verbose: bool) -
                                 max_requests=MAX_LOAD_REQUESTS,
                                 allowed_networks=SANDBOX_NETWORKS)
     before = remote.connections_opened()
-    with load:
-        started = time.monotonic()
+    bound = 30 + LOAD_SECONDS_PER_SERVER * len(targets)
+    with load, Busy(busy, bound) as spinning:
+        loadgen_before, spin_before = load_cpu_seconds(load), spinning.cpu_seconds()
+        cpu_before, started = busy_cpu_seconds(), time.monotonic()
         with kit_output(verbose) as captured:
             result = rollout.deploy(inventory, tag, watch_each=row.mode == MODE_EACH)
         seconds = time.monotonic() - started
+        cpu = busy_cpu_seconds() - cpu_before - (load_cpu_seconds(load) - loadgen_before) - (
+            spinning.cpu_seconds() - spin_before)
         report = load.stop()
     if not result.ok and not verbose:
         log(captured.getvalue().rstrip())
@@ -249,6 +311,9 @@ def deploy_under_load(inventory: Inventory, tag: str, row: Row, verbose: bool) -
     row.ok = row.ok and result.ok
     row.message = row.message or result.message
     row.rounds.append(seconds)
+    row.cpu_seconds.append(max(0.0, cpu))
+    trips = [o.timings.total_round_trips for o in result.outcomes if o.timings is not None]
+    row.round_trips.append(statistics.mean(trips) if trips else 0.0)
     row.swap_seconds += swaps
     row.connections = max(row.connections, connections)
     row.requests_sent += report.sent
@@ -256,16 +321,27 @@ def deploy_under_load(inventory: Inventory, tag: str, row: Row, verbose: bool) -
     log(f"[{len(targets)} servers, {row.mode}, {tag}] "
         f"{'ok' if result.ok else 'FAILED: ' + result.message} in {seconds:.2f}s; swaps "
         f"{'/'.join(f'{s:.2f}' for s in swaps)}s; {connections} SSH connections; "
+        f"{row.round_trips[-1]:.1f} round trips per server; {max(0.0, cpu):.2f} CPU-seconds; "
         f"{report.summary()}")
+    if verbose or row.servers == max(DEFAULT_SIZES):
+        log(rollout.timings_tables(result))
 
 
-def measure_size(sandbox_inventory: Path, folder: Path, servers: int, concurrency: int,
-                 verbose: bool) -> tuple[list[Row], list[Delivery]]:
-    inventory = fleet_inventory(sandbox_inventory, folder, servers, concurrency)
+def load_cpu_seconds(load: LoadGeneratorProcess) -> float:
+    process = getattr(load, "_process", None)
+    pid = getattr(process, "pid", None)
+    return process_cpu_seconds(pid) if pid else 0.0
+
+
+def measure_size(sandbox_inventory: Path, folder: Path, servers: int, args: argparse.Namespace
+                 ) -> tuple[list[Row], list[Delivery]]:
+    rounds, verbose, busy = args.rounds, args.verbose, args.busy
+    inventory = fleet_inventory(sandbox_inventory, folder, servers, args.concurrency)
+    pulled = fleet_inventory(sandbox_inventory, folder, servers, args.concurrency, "registry")
     present_tag, other_tag = f"n{servers}p", f"n{servers}q"
-    ssh_tags = [f"n{servers}s{round_}" for round_ in range(1, DEPLOY_ROUNDS + 1)]
-    deliveries = [measure_delivery(inventory, f"n{servers}l", KIND_NEW),
-                  measure_delivery(inventory, present_tag, KIND_SHARED)]
+    ssh_tags = [f"n{servers}s{round_}" for round_ in range(1, rounds + 1)]
+    deliveries = [measure_delivery(inventory, f"n{servers}l", KIND_NEW, rounds),
+                  measure_delivery(inventory, present_tag, KIND_SHARED, rounds)]
     for delivery in deliveries:
         log(f"[{servers} servers] delivery alone, {delivery.kind}: "
             f"{'/'.join(f'{s:.2f}' for s in delivery.rounds)}s, {delivery.connections} SSH "
@@ -278,12 +354,12 @@ def measure_size(sandbox_inventory: Path, folder: Path, servers: int, concurrenc
                             refresh=True)
         finally:
             rollout.close_all(servers)
-    back_and_forth = [present_tag, other_tag, present_tag, other_tag][:DEPLOY_ROUNDS + 1]
-    rows = [measure_deploys(inventory, back_and_forth[:DEPLOY_ROUNDS], MODE_PRESENT, verbose),
-            measure_deploys(inventory, back_and_forth[1:], MODE_EACH, verbose)]
-    live = back_and_forth[DEPLOY_ROUNDS]
-    rows += [measure_deploys(inventory, [live] * DEPLOY_ROUNDS, MODE_NOOP, verbose),
-             measure_deploys(inventory, ssh_tags, MODE_SSH, verbose)]
+    back_and_forth = ([present_tag, other_tag] * (rounds + 1))[:rounds + 1]
+    rows = [measure_deploys(pulled, back_and_forth[:rounds], MODE_PRESENT, verbose, busy),
+            measure_deploys(pulled, back_and_forth[1:], MODE_EACH, verbose, busy)]
+    live = back_and_forth[rounds]
+    rows += [measure_deploys(pulled, [live] * rounds, MODE_NOOP, verbose, busy),
+             measure_deploys(inventory, ssh_tags, MODE_SSH, verbose, busy)]
     return rows, deliveries
 
 
@@ -296,11 +372,14 @@ def seconds_cell(value: float | None) -> str:
 
 def table(rows: list[Row]) -> str:
     return format_table(
-        ("servers", "delivery", "total deploy, median (s)", "rounds (s)", "swap median (s)",
-         "swap max (s)", "SSH connections", "requests sent", "failed requests"),
+        ("servers", "mode", "total deploy, median (s)", "rounds (s)", "swap median (s)",
+         "swap max (s)", "SSH connections", "round trips per server", "CPU-seconds",
+         "requests sent", "failed requests"),
         [(r.servers, r.mode if r.ok else f"{r.mode} (FAILED)", seconds_cell(r.total_seconds),
           " / ".join(f"{s:.2f}" for s in r.rounds), seconds_cell(r.swap_median),
-          seconds_cell(r.swap_max), r.connections, r.requests_sent, r.requests_failed)
+          seconds_cell(r.swap_max), r.connections,
+          f"{statistics.median(r.round_trips):.1f}" if r.round_trips else "-",
+          f"{r.cpu_median:.2f}", r.requests_sent, r.requests_failed)
          for r in rows])
 
 
@@ -328,27 +407,48 @@ def target_lines(rows: list[Row], deliveries: list[Delivery]) -> list[str]:
                 f"per-server swap median <= {TARGET_SWAP_MEDIAN:g} s "
                 f"(got {seconds_cell(median)} s)"),
     ]
-    present = {r.servers: r.total_seconds for r in rows if r.mode == MODE_PRESENT}
+    by_size = {r.servers: r for r in rows if r.mode == MODE_PRESENT}
+    present = {size: row.total_seconds for size, row in by_size.items()}
     if 1 in present and 10 in present:
-        bound = present[1] + 9 * TARGET_PER_EXTRA_SERVER
-        lines.append(verdict(present[10] <= bound, (
-            f"10 servers, image present, one watch window: at most the 1-server time + 9 x "
-            f"{TARGET_PER_EXTRA_SERVER:g} s = {bound:.2f} s (got {present[10]:.2f} s)")))
+        per_server = (present[10] - present[1]) / 9
+        lines.append(verdict(per_server <= TARGET_PER_EXTRA_SERVER, (
+            f"per added server, image present, one watch window: (10-server time - 1-server "
+            f"time) / 9 = ({present[10]:.2f} - {present[1]:.2f}) / 9 = {per_server:.2f} s "
+            f"(target {TARGET_PER_EXTRA_SERVER:.1f} s)")))
+        cpu = (by_size[10].cpu_median - by_size[1].cpu_median) / 9
+        lines.append(floor_line(cpu, "each added server", per_server,
+                                TARGET_PER_EXTRA_SERVER))
     each = {r.servers: r.total_seconds for r in rows if r.mode == MODE_EACH}
     if 10 in each and 10 in present:
         lines.append(f"      (each server watched in turn: {each[10]:.2f} s, "
                      f"{each[10] / present[10]:.1f} x the window's time)")
-    noop = {r.servers: r.total_seconds for r in rows if r.mode == MODE_NOOP}
-    if 10 in noop:
-        lines.append(verdict(noop[10] <= TARGET_NOOP_SECONDS, (
-            f"no-op redeploy of 10 servers <= {TARGET_NOOP_SECONDS:g} s (got {noop[10]:.2f} s; "
-            "the image is still pulled or checked on every server)")))
+    noops = {r.servers: r for r in rows if r.mode == MODE_NOOP}
+    if 10 in noops:
+        noop = noops[10]
+        lines.append(verdict(noop.total_seconds <= TARGET_NOOP_SECONDS, (
+            f"no-op redeploy of 10 servers: {noop.total_seconds:.2f} s (target "
+            f"{TARGET_NOOP_SECONDS:g} s; the registry asked once, by the first server's pull; "
+            f"{statistics.median(noop.round_trips):.1f} round trips per server)")))
+        lines.append(floor_line(noop.cpu_median, "it", noop.total_seconds,
+                                TARGET_NOOP_SECONDS))
     for kind in (KIND_SHARED, KIND_NEW):
         of_kind = [d for d in deliveries if d.kind == kind]
         lines += ratio_lines({d.servers: d.seconds for d in of_kind}, TARGET_DELIVERY_FACTOR,
                              f"delivery to 10 servers in parallel ({kind})")
         lines += [cpu_floor_line(d, of_kind) for d in of_kind if d.servers == 10]
     return lines
+
+
+def floor_line(cpu_seconds: float, what: str, got: float, target: float) -> str:
+    """The least time the CPU-seconds measured (load generator and busy processes left out)
+    take on this machine's cores, had they had them to themselves."""
+    cores = os.cpu_count() or 1
+    floor = cpu_seconds / cores
+    verdict_text = ("the target is below it: not reachable on this machine" if floor > target
+                    else f"{got / floor:.1f} x the floor" if floor > 0 else "")
+    return (f"      (CPU floor: {what} used {cpu_seconds:.2f} CPU-seconds of the kit, the "
+            f"servers' sshd, Docker, HAProxy and apps; on {cores} cores at least {floor:.2f} s, "
+            f"{verdict_text})")
 
 
 def ratio_lines(seconds: dict[int, float], factor: float, what: str) -> list[str]:
@@ -415,6 +515,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT,
                         help="where to write the PNG (default: bench/results/fleet.png)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"deploys per size and mode (default: {DEFAULT_ROUNDS})")
+    parser.add_argument("--busy", type=int, default=DEFAULT_BUSY,
+                        help="processes that spin on a CPU each while a deploy is measured: "
+                             f"the operator's machine busy (default: {DEFAULT_BUSY})")
     parser.add_argument("--verbose", action="store_true",
                         help="show the kit's own progress lines (on stderr)")
     args = parser.parse_args(argv)
@@ -426,6 +531,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--sizes: from 1 to {sandbox.MAX_SERVERS} servers")
     if not 1 <= args.concurrency <= 64:
         parser.error("--concurrency: from 1 to 64")
+    if not 1 <= args.rounds <= 9 or not 0 <= args.busy <= 8:
+        parser.error("--rounds: from 1 to 9; --busy: from 0 to 8")
     return args
 
 
@@ -436,18 +543,18 @@ def run(args: argparse.Namespace, folder: Path) -> tuple[list[Row], list[Deliver
     whole = fleet_inventory(sandbox_inventory, folder, args.sizes[-1], args.concurrency)
     tags = [BASE_TAG, *(f"n{size}{kind}" for size in args.sizes for kind in "pq"),
             *(f"n{size}s{round_}" for size in args.sizes
-              for round_ in range(1, DEPLOY_ROUNDS + 1))]
+              for round_ in range(1, args.rounds + 1))]
     log(f"[setup] building {', '.join(tags)} in the sandbox's build engine, and n<size>l "
         "with a new layer")
     build_tags(whole, tags)
+    push_tags(whole, [BASE_TAG, *(f"n{size}{kind}" for size in args.sizes for kind in "pq")])
     for size in args.sizes:
         build_new_layer_image(whole, BASE_TAG, f"n{size}l", folder)
     set_up(whole, args.verbose)
     rows: list[Row] = []
     deliveries: list[Delivery] = []
     for size in args.sizes:
-        size_rows, size_deliveries = measure_size(sandbox_inventory, folder, size,
-                                                  args.concurrency, args.verbose)
+        size_rows, size_deliveries = measure_size(sandbox_inventory, folder, size, args)
         rows += size_rows
         deliveries += size_deliveries
     return rows, deliveries
@@ -463,10 +570,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         sandbox.destroy(log=log)
-    print(f"{LOAD_CLIENTS} load clients on the deployed servers; delivery.concurrency "
-          f"{args.concurrency}; rows: image already on the servers ({MODE_PRESENT}), image "
-          f"streamed over SSH during the deploy ({MODE_SSH}); this machine has "
-          f"{os.cpu_count()} CPUs for the operator and every server\n")
+    print(f"{LOAD_CLIENTS} load clients on the deployed servers; {args.busy} process(es) "
+          f"spinning on a CPU each during every deploy; delivery.concurrency "
+          f"{args.concurrency}; rows: image already on the servers, delivery: registry "
+          f"({MODE_PRESENT}, {MODE_EACH}, {MODE_NOOP}), image streamed over SSH during the "
+          f"deploy ({MODE_SSH}); this machine has {os.cpu_count()} CPUs for the operator and "
+          "every server\n")
     print(table(rows))
     print()
     print(delivery_table(deliveries))

@@ -1,11 +1,13 @@
 """Getting IMAGE:TAG onto every server before the first swap (inventory `delivery`).
 
-`registry`: each server pulls the image (slotswap.proxy.ensure_image). `ssh`: no registry at
-all; the image is read from the operator's Docker (`docker image save`, the engine DOCKER_HOST
-names, as for `fab build`) once into a temporary file, and streamed from there into each
-server's `docker image load` over that server's own SSH connection. A server that already
-has the same image ID is skipped; the others get it `delivery.concurrency` at a time (the
-caller runs them in parallel), with progress lines in MB.
+`registry`: the servers pull the image (slotswap.proxy.ensure_image), and the registry is
+asked once per run: the first server pulls it, which tells the image ID the tag names now,
+and a server whose copy has that ID pulls nothing. `ssh`: no registry at all; the image is
+read from the operator's Docker (`docker image save`, the engine DOCKER_HOST names, as for
+`fab build`) once into a temporary file, and streamed from there into each server's `docker
+image load` over that server's own SSH connection. A server that already has the same image
+ID is skipped; the others get it `delivery.concurrency` at a time (the caller runs them in
+parallel), with progress lines in MB.
 """
 
 from __future__ import annotations
@@ -50,6 +52,51 @@ class DeliveryError(ProxyError):
 class Deliver(Protocol):
     def __call__(self, server: Server, image_ref: str, progress: Progress, *,
                  refresh: bool) -> None: ...
+
+
+class RegistryDelivery:
+    """delivery: registry. With refresh (a deploy), the first server to need an image pulls
+    it: that pull asks the registry what the tag is now, and gives its image ID. Meanwhile
+    every other server says which image ID its copy of the tag has (one round trip); a copy
+    with that ID is the registry's and is not pulled again, the others pull (one with no
+    copy at once, without waiting for the first). A server that
+    has a copy but cannot pull (the registry unreachable, the login refused) fails, unless
+    `allow_stale` (see ensure_image)."""
+
+    def __init__(self, login: registry_login.RegistryLogin | None, allow_stale: bool = False):
+        self.login, self.allow_stale = login, allow_stale
+        self._lock = threading.Lock()
+        self._asked: dict[str, threading.Event] = {}
+        self._current: dict[str, str | None] = {}  # image ref -> the ID the first pull gave
+
+    def __call__(self, server: Server, image_ref: str, progress: Progress, *,
+                 refresh: bool) -> None:
+        pull = functools.partial(ensure_image, server, image_ref, progress, refresh=refresh,
+                                 login=self.login, allow_stale=self.allow_stale)
+        if not refresh:
+            pull()
+            return
+        with self._lock:
+            first = image_ref not in self._asked
+            answered = self._asked.setdefault(image_ref, threading.Event())
+        if first:
+            try:
+                self._current[image_ref] = pull()
+            finally:
+                answered.set()
+            return
+        found = server.run(docker.image_id(image_ref), check=False)
+        if not found.ok:  # no copy to compare: pull now, beside the first server
+            pull()
+            return
+        while not answered.wait(0.2):
+            interrupts.checkpoint()
+        current = self._current.get(image_ref)
+        if found.ok and current and found.stdout.strip() == current:
+            progress(f"{image_ref} already there (image {short_id(current)}, the registry's "
+                     "now), not pulled")
+            return
+        pull()
 
 
 def megabytes(count: int) -> str:
@@ -116,7 +163,8 @@ def local_engine() -> str:
 class SshDelivery:
     """delivery: ssh. Use as a context manager: the saved image files go at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, allow_stale: bool = False) -> None:
+        self.allow_stale = allow_stale
         self._lock = threading.Lock()
         self._saved: dict[str, tuple[str, ImageArchive] | DeliveryError] = {}
         self._smaller: dict[tuple[str, int], Path] = {}
@@ -186,9 +234,14 @@ class SshDelivery:
         try:
             local_id, archive = self.local_image(image_ref)
         except DeliveryError as error:
-            if remote_id:
-                progress(f"WARNING: {error}; using the copy on the server")
+            if remote_id and self.allow_stale:
+                progress(f"WARNING: {error}; deploying the copy on the server, which may be "
+                         "another image of that tag (--allow-stale)")
                 return
+            if remote_id:
+                raise DeliveryError(f"{server.name}: {error}; the server's copy of that tag may "
+                                    "be another image, so it is not deployed (--allow-stale "
+                                    "deploys it anyway)") from error
             raise DeliveryError(f"{server.name}: {error}") from error
         if remote_id == local_id:
             progress(f"{image_ref} already there (image {short_id(local_id)}), nothing sent")
@@ -246,14 +299,14 @@ def stream_archive(server: Server, image_ref: str, path: Path, names: tuple[str,
 
 
 @contextlib.contextmanager
-def image_deliverer(inventory: Inventory) -> Iterator[Deliver]:
-    """What puts IMAGE:TAG on one server, for the inventory's delivery mode."""
+def image_deliverer(inventory: Inventory, *, allow_stale: bool = False) -> Iterator[Deliver]:
+    """What puts IMAGE:TAG on one server, for the inventory's delivery mode. `allow_stale`:
+    a server that cannot refresh the tag deploys the copy it has (see ensure_image)."""
     if inventory.delivery.mode == "ssh":
-        with SshDelivery() as deliver:
+        with SshDelivery(allow_stale=allow_stale) as deliver:
             yield deliver
     else:
-        yield functools.partial(ensure_image,
-                                login=registry_login.resolve(inventory, os.environ))
+        yield RegistryDelivery(registry_login.resolve(inventory, os.environ), allow_stale)
 
 
 @contextlib.contextmanager

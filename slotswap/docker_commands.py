@@ -141,6 +141,15 @@ def pull(image_ref: str) -> list[str]:
     return ["docker", "pull", "--quiet", image_ref]
 
 
+# The pull, then the ID of what it left under that name (what the registry names it now).
+PULL_AND_ID_SCRIPT = ('docker pull --quiet "$1" >/dev/null && '
+                      'docker image inspect --format "{{.Id}}" "$1"')
+
+
+def pull_and_id(image_ref: str) -> list[str]:
+    return ["sh", "-c", PULL_AND_ID_SCRIPT, "sh", image_ref]
+
+
 def image_id(image_ref: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Id}}", image_ref]
 
@@ -220,6 +229,41 @@ def parse_loaded_names(output: str) -> list[str]:
 def inspect_containers(*names: str) -> list[str]:
     """Answers a JSON array of the containers that exist; exits 1 if any does not."""
     return ["docker", "container", "inspect", *names]
+
+
+# What a redeploy must know besides HAProxy's view, in one round trip: the image ID the tag
+# names, each slot's env file, then (last, so that its stdout, stderr and exit code are the
+# command's own) the containers. Each of the first parts ends with a line `MARK EXIT-CODE`.
+REDEPLOY_FACTS_SCRIPT = (
+    'mark=$1 image=$2; shift 2; '
+    'docker image inspect --format "{{.Id}}" "$image" 2>/dev/null; printf "\n%s %s\n" '
+    '"$mark" "$?"; '
+    'for slot_env in "$1" "$2"; do cat -- "$slot_env" 2>/dev/null; '
+    'printf "\n%s %s\n" "$mark" "$?"; done; shift 2; '
+    'docker container inspect "$@"'
+)
+
+
+def redeploy_facts(mark: str, image_ref: str, env_files: tuple[str, str],
+                   containers: list[str]) -> list[str]:
+    return ["sh", "-c", REDEPLOY_FACTS_SCRIPT, "sh", mark, image_ref, *env_files, *containers]
+
+
+def split_redeploy_facts(stdout: str, mark: str) -> tuple[list[str | None], str]:
+    """Pure: the answer to redeploy_facts as ([image ID, env file 1, env file 2], each None
+    where it failed) and the containers' JSON."""
+    parts: list[str | None] = []
+    rest = stdout
+    for _ in range(3):
+        text, found, rest = rest.partition(f"\n{mark} ")
+        if not found:
+            raise UnexpectedOutputError(
+                f"cannot read the answer of the redeploy check: {stdout[:200]!r}")
+        code, _, rest = rest.partition("\n")
+        parts.append(text if code.strip() == "0" else None)
+    image = parts[0]
+    parts[0] = image.strip() if image is not None else None
+    return parts, rest
 
 
 def only_missing_containers(stderr: str) -> bool:

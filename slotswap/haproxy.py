@@ -136,6 +136,22 @@ def command_show_servers_state(backend: str) -> str:
     return f"show servers state {backend}"
 
 
+def command_show_stat_and_state(backend: str) -> str:
+    """Both views of the backend's servers in one line (one round trip): split the answer
+    with split_stat_and_state."""
+    return join_commands(command_show_stat(backend), command_show_servers_state(backend))
+
+
+def split_stat_and_state(text: str) -> tuple[str, str]:
+    """Pure: the answer to command_show_stat_and_state as (`show stat` CSV, `show servers
+    state`): the second begins at its format-version line `1` followed by its `# ` header."""
+    at = text.find("\n1\n# ")
+    if at < 0:
+        raise RuntimeApiError(f"unexpected answer to `show stat; show servers state`: "
+                              f"{text[:200]!r}")
+    return text[:at + 1], text[at + 1:]
+
+
 def join_commands(*commands: str) -> str:
     """Several commands in one line: HAProxy runs them in order in the same session."""
     return "; ".join(commands)

@@ -30,6 +30,7 @@ from slotswap import interrupts
 from slotswap.inventory import Inventory
 from slotswap.output import progress_for, warn
 from slotswap.remote import RemoteCommandError, Server
+from slotswap.timings import Timings
 
 LOCK_CONCURRENCY = 16  # servers whose connection and lock are taken at the same time
 LOCKED_EXIT = 4  # what the take script exits with when the lock is held by another run
@@ -224,8 +225,9 @@ def read_owner(server: Server, inventory: Inventory) -> LockOwner | None:
 
 
 def acquire(server: Server, inventory: Inventory, owner: LockOwner) -> TakeResult:
-    taken = server.run(take_lock_command(inventory), check=False,
-                       stdin=json.dumps(asdict(owner)) + "\n")
+    with server.timings.step("connect, lock"):
+        taken = server.run(take_lock_command(inventory), check=False,
+                           stdin=json.dumps(asdict(owner)) + "\n")
     if taken.exit_code == CANNOT_WRITE:
         raise server.cannot_write(state_dir(inventory), taken.stderr)
     if taken.exit_code not in (0, LOCKED_EXIT):
@@ -356,8 +358,10 @@ class FleetLock:
     goes on, all released at the end. Each server's connection is opened here: the first
     server's, then all the others at the same time."""
 
-    def __init__(self, servers: list[Server], inventory: Inventory, owner: LockOwner):
+    def __init__(self, servers: list[Server], inventory: Inventory, owner: LockOwner,
+                 phases: Timings | None = None):
         self.servers, self.inventory, self.owner = servers, inventory, owner
+        self.phases = phases  # the run's, where the release counts as `unlock`
         self.held: list[Server] = []
         self.failed_on: str | None = None  # the server whose lock could not be taken
         self.heartbeat = Heartbeat(inventory, owner)
@@ -383,6 +387,8 @@ class FleetLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.phases is not None:
+            self.phases.begin("unlock")
         self.release_all()
 
     def release_all(self) -> None:
@@ -396,7 +402,8 @@ class FleetLock:
         def release_one(server: Server) -> None:
             if stopping_now:
                 server.resume()
-            release(server, self.inventory, self.owner)
+            with server.timings.step("unlock"):
+                release(server, self.inventory, self.owner)
 
         errors = on_each(held, release_one, within=within)
         for server, error in zip(held, errors, strict=True):

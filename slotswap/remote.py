@@ -67,6 +67,7 @@ from slotswap.admin_channel import (
 from slotswap.haproxy import RuntimeApiError, raise_for_api_error
 from slotswap.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
 from slotswap.output import warn
+from slotswap.timings import Timings
 from slotswap.validation import InputError
 
 API_TIMEOUT = 10.0
@@ -392,6 +393,7 @@ class Server:
         self._admin: PromptSession | None = None
         self._admin_lock = threading.RLock()
         self._admin_through_socat = False
+        self.timings = Timings()  # where this server's seconds and round trips go
 
     def _jump_connection(self, jump: JumpHost, config: Config) -> Connection:
         refuse_jump_chains(config, jump.address)
@@ -571,6 +573,7 @@ class Server:
     def _run_line(self, line: str, *, check: bool, timeout: float | None) -> CommandResult:
         """A command with no stdin (run() sends stdin over a channel of its own)."""
         self.connect()
+        self.timings.round_trip()
         marker = new_marker()
         timeout = self.command_timeout if timeout is None else timeout
         started = time.monotonic()
@@ -638,6 +641,7 @@ class Server:
         channel of the existing connection; `sent` is called with the bytes sent so far.
         `timeout` bounds the whole command, transfer included (default: timeouts.command)."""
         self.connect()
+        self.timings.round_trip()
         line = shlex.join(argv)
         timeout = self.command_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
@@ -760,6 +764,7 @@ class Server:
                 self._admin = PromptSession(self._open_admin_channel, API_TIMEOUT)
             transport = self.connection.transport
             try:
+                self.timings.round_trip()
                 answer = self._admin.ask(command)
             except RuntimeApiError:
                 raise
@@ -790,6 +795,7 @@ class Server:
         from slotswap.proxy import admin_socket_path  # proxy builds on this module
 
         path = admin_socket_path(self.inventory)
+        self.timings.round_trip()  # the channel's opening, and its `prompt`
         if self._admin_through_socat:
             return self._open_admin_command(path)
         try:

@@ -44,7 +44,9 @@ def rollout_document(task: str, result: RolloutResult) -> dict[str, Any]:
                 "requests": o.watched_requests, "errors": o.watched_errors},
             "error": o.error or None,
             "serving": o.serving,
+            "timings": o.timings.document() if o.timings is not None else None,
         } for o in result.outcomes],
+        "timings": {name: round(seconds, 3) for name, seconds in result.timings.seconds.items()},
     }
 
 

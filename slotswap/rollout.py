@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from slotswap import haproxy, history, interrupts, maintenance, release
+from slotswap import haproxy, history, interrupts, maintenance, release, timings
 from slotswap.app_env import AppEnv, resolve_app_env
 from slotswap.batches import run_in_batches
 from slotswap.delivery import image_deliverer
@@ -36,6 +36,7 @@ from slotswap.swap import (
     describe_serving,
     read_slots,
 )
+from slotswap.timings import Timings
 from slotswap.watch_window import WatchWindow
 
 # Exit codes (documented in the README).
@@ -68,6 +69,7 @@ class ServerOutcome:
     # The new slot's traffic during its watch, from HAProxy's counters (None: not watched).
     watched_requests: int | None = None
     watched_errors: int | None = None
+    timings: Timings | None = None  # the server's steps and round trips (--timings)
 
     @property
     def swap_seconds(self) -> float:
@@ -82,6 +84,7 @@ class RolloutResult:
     outcomes: list[ServerOutcome] = field(default_factory=list)
     exit_code: int = EXIT_OK
     message: str = ""
+    timings: Timings = field(default_factory=Timings)  # the run's fleet-wide phases
 
     @property
     def ok(self) -> bool:
@@ -98,20 +101,22 @@ def close_all(servers: list[Server]) -> None:
 
 
 def prepare(servers: list[Server], inventory: Inventory, tags: dict[str, str], *,
-            refresh: bool) -> dict[str, Exception]:
+            refresh: bool, allow_stale: bool = False) -> dict[str, Exception]:
     """Put each server's IMAGE:TAG on it, in parallel (inventory `delivery`: how, and how many
     at a time), before any traffic moves anywhere. Returns the servers that failed, with why."""
 
     def prepare_one(server: Server) -> tuple[str, Exception | None]:
         try:
-            deliver(server, inventory.image_ref(tags[server.name]),
-                    progress_for(server.name), refresh=refresh)
+            with server.timings.step("image"):
+                deliver(server, inventory.image_ref(tags[server.name]),
+                        progress_for(server.name), refresh=refresh)
         except OPERATION_ERRORS as error:
             return server.name, error
         return server.name, None
 
     workers = min(inventory.delivery.concurrency, len(servers))
-    with image_deliverer(inventory) as deliver, ThreadPoolExecutor(max_workers=workers) as pool:
+    with (image_deliverer(inventory, allow_stale=allow_stale) as deliver,
+          ThreadPoolExecutor(max_workers=workers) as pool):
         results = list(pool.map(prepare_one, servers))
     return {name: error for name, error in results if error}
 
@@ -120,29 +125,35 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
            tags: dict[str, str] | None = None, pull: bool = True,
            on_failure: str = ON_FAILURE_STOP, batch: int = 1,
            run_release: bool = True, force: bool = False,
-           watch_each: bool | None = None) -> RolloutResult:
+           watch_each: bool | None = None, allow_stale: bool = False) -> RolloutResult:
     """The rolling deploy: every server locked first, images in place next, then one swap at a
     time, stopping at the first failure. `tags` gives some servers another tag than `tag`
     (a rollback returns each server to its own previous version). `batch` servers swap at
     a time (see slotswap.batches). A server that already serves its tag from the same
     image, environment and settings is left alone unless `force`. `watch_each` (default:
     the inventory's watch.each) watches each server before the next one starts, instead of
-    one window for the whole rollout (see slotswap.watch_window)."""
+    one window for the whole rollout (see slotswap.watch_window). `allow_stale`: a server
+    that cannot refresh its tag's image deploys the copy it has (see proxy.ensure_image)."""
     app_env = resolve_app_env(inventory, os.environ)  # a missing secret: exit 2, no server
     result = RolloutResult(tag)
     servers = servers_of(inventory)
     tag_of = {s.name: (tags or {}).get(s.name, tag) for s in servers}
-    result.outcomes = [ServerOutcome(s.name, s.host.address, new_tag=tag_of[s.name])
-                       for s in servers]
+    result.outcomes = [ServerOutcome(s.name, s.host.address, new_tag=tag_of[s.name],
+                                     timings=s.timings) for s in servers]
+    phase = result.timings.begin
     owner = new_owner(task, tag)
     try:
         at_a_time = "one" if batch == 1 else f"{batch}"
         say(f"{task} {inventory.image_ref(tag)} to {len(servers)} servers, {at_a_time} at a time")
-        with interrupts.guarded(), FleetLock(servers, inventory, owner):
-            failures = prepare(servers, inventory, tag_of, refresh=pull)
+        phase("connect, lock")
+        with interrupts.guarded(), FleetLock(servers, inventory, owner, result.timings):
+            phase("image")
+            failures = prepare(servers, inventory, tag_of, refresh=pull,
+                               allow_stale=allow_stale)
             if failures:
                 stop_before_any_swap(result, servers, inventory, failures)
                 return result
+            phase("unchanged?")
             if not force:
                 leave_alone_what_already_serves(result, servers, inventory, tag_of, app_env)
             if all(o.outcome == "unchanged" for o in result.outcomes):
@@ -150,6 +161,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                                  "redeploys)"
                 return result
             if run_release and inventory.release.command:
+                phase("release command")
                 try:
                     release.run(servers[0], inventory, tag_of[servers[0].name], app_env,
                                 progress_for(servers[0].name))
@@ -166,6 +178,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
             each = inventory.watch.each if watch_each is None else watch_each
             window = None if each else WatchWindow(
                 inventory.timeouts.watch, revert_on_failure=on_failure == ON_FAILURE_ROLLBACK)
+            phase("swaps")
             try:
                 if batch > 1:
                     swap_in_batches(result, servers, inventory, tag_of, task, app_env, batch,
@@ -177,7 +190,9 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                     if window.failure() is None and not interrupts.requested():
                         say(f"every server switched; watching the new slots until "
                             f"{inventory.timeouts.watch:g}s after the last switch")
+                    phase("watch window")
                     window.close()
+            phase("report")
             not_started = [(server, outcome) for server, outcome
                            in zip(servers, result.outcomes, strict=True)
                            if outcome.outcome == "not started"]
@@ -218,6 +233,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
         else:
             fill_serving(servers, inventory, result.outcomes)
     finally:
+        result.timings.end()
         close_all(servers)
     return result
 
@@ -302,7 +318,8 @@ def leave_alone_what_already_serves(result: RolloutResult, servers: list[Server]
     def check(pair: tuple[Server, ServerOutcome]) -> None:
         server, outcome = pair
         try:
-            serving = already_serving(server, inventory, tag_of[server.name], app_env)
+            with server.timings.step("unchanged?"):
+                serving = already_serving(server, inventory, tag_of[server.name], app_env)
         except OPERATION_ERRORS:
             return  # the swap finds out, and says so
         if serving is not None:
@@ -322,8 +339,8 @@ def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory
         outcome.error = str(failures.get(outcome.name, ""))
     connect_only = all(isinstance(e, ConnectError) for e in failures.values())
     result.exit_code = EXIT_CONNECT if connect_only else EXIT_DEPLOY_FAILED
-    result.message = ("nothing was changed: the image could not be put on every server:\n"
-                      + "\n".join(f"  {e}" for e in failures.values()))
+    result.message = ("nothing was changed: the image could not be put on every server: "
+                      + "; ".join(str(e) for e in failures.values()))
     fill_serving(servers, inventory, result.outcomes)
 
 
@@ -417,7 +434,8 @@ def record_history(server: Server, inventory: Inventory, task: str,
     entry = history.new_entry(task, outcome.old_tag, outcome.new_tag or "", outcome.outcome,
                               outcome.seconds, outcome.error)
     try:
-        history.append(server, inventory, entry)
+        with server.timings.step("history"):
+            history.append(server, inventory, entry)
     except Exception as error:  # the run's own outcome stands
         progress_for(server.name)(f"WARNING: could not record this in its history: "
                                   f"{describe_error(error)}")
@@ -465,6 +483,7 @@ class ServerRun:
             self.progress(f"FAILED: {outcome.error}")
             return False
         finally:
+            self.server.timings.end()
             outcome.seconds = time.monotonic() - self.started
             outcome.switch_seconds = swap.switch_seconds
             outcome.old_tag = swap.old_version
@@ -479,7 +498,9 @@ class ServerRun:
         outcome.outcome, outcome.serving = "deployed", self.swap.serving
         self.progress(f"done in {outcome.seconds:.1f}s: serves {outcome.serving}")
         try:
-            prune_images(self.server, self.inventory, self.progress, self.swap.images_in_use)
+            with self.server.timings.step("prune images"):
+                prune_images(self.server, self.inventory, self.progress,
+                             self.swap.images_in_use)
         except OPERATION_ERRORS as error:
             self.progress(f"WARNING: could not remove old images: {error}")
         return True
@@ -599,6 +620,16 @@ def summary_table(outcomes: list[ServerOutcome]) -> str:
              watched(o), o.outcome, o.serving) for o in outcomes]
     return format_table(("server", "address", "old", "new", "seconds", "watched (errors)",
                          "outcome", "serving now"), rows)
+
+
+def timings_tables(result: RolloutResult) -> str:
+    """--timings: the run's phases (wall time; parallel work counted once), then per server
+    each step's seconds and round trips (`seconds (round trips)`)."""
+    phases = format_table(("phase", "seconds"), [(name, f"{seconds:.2f}") for name, seconds
+                                                  in result.timings.seconds.items()])
+    header, rows = timings.table([(o.name, o.timings) for o in result.outcomes
+                                  if o.timings is not None])
+    return f"{phases}\n\n{format_table(header, rows)}"
 
 
 def watched(outcome: ServerOutcome) -> str:

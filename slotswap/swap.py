@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shlex
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from slotswap.haproxy import AdminState, ServerStat, ServerState
 from slotswap.interrupts import checkpoint
 from slotswap.inventory import SLOTS, Inventory
 from slotswap.proxy import next_container
-from slotswap.remote import ConnectError, RemoteCommandError, Server
+from slotswap.remote import CommandResult, ConnectError, RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
 # After the switch: HAProxy marks a failing slot DOWN 200 ms after its first failed check
@@ -143,17 +144,32 @@ def other_slot(slot: str) -> str:
 
 
 def read_slots(server: Server, inventory: Inventory) -> dict[str, SlotView]:
+    """HAProxy's view of both slots (one runtime-API line), then their containers."""
+    return read_slots_with(server, inventory,
+                           lambda: inspect_slots(server, containers_to_read(inventory)))
+
+
+def containers_to_read(inventory: Inventory) -> list[str]:
+    """The slots' containers and, in the same round trip, a new HAProxy left beside the old
+    one by an `up` cut off mid hand-over: both serve, and only the new one would learn of a
+    swap."""
+    return [*(inventory.container_name(slot) for slot in SLOTS), next_container(inventory)]
+
+
+def read_slots_with(server: Server, inventory: Inventory,
+                    containers_now: Callable[[], dict[str, docker.ContainerInfo]]
+                    ) -> dict[str, SlotView]:
+    """HAProxy's view of both slots (one runtime-API line), then `containers_now()`."""
     backend = inventory.app
-    stats = haproxy.parse_show_stat(server.runtime_api(haproxy.command_show_stat(backend)))
-    states = haproxy.parse_servers_state(
-        server.runtime_api(haproxy.command_show_servers_state(backend)))
+    stat_text, state_text = haproxy.split_stat_and_state(
+        server.runtime_api(haproxy.command_show_stat_and_state(backend)))
+    stats = haproxy.parse_show_stat(stat_text)
+    states = haproxy.parse_servers_state(state_text)
     haproxy.require_servers(stats, backend, SLOTS)
     haproxy.require_servers(states, backend, SLOTS)
+    containers = containers_now()
     names = [inventory.container_name(slot) for slot in SLOTS]
-    # In the same round trip: a new HAProxy left beside the old one by an `up` cut off mid
-    # hand-over. Both serve, and only the new one would learn of a swap.
     handing_over = next_container(inventory)
-    containers = inspect_slots(server, [*names, handing_over])
     if handing_over in containers:
         raise haproxy.RuntimeApiError(
             f"{server.name}: {handing_over} is left from an HAProxy upgrade that was cut "
@@ -228,6 +244,11 @@ def inspect_slots(server: Server, names: list[str]) -> dict[str, docker.Containe
     and still prints the others; any other failure must not pass for "no container", or a
     live slot would look idle."""
     result = server.run(docker.inspect_containers(*names), check=False)
+    return containers_inspected(server, names, result)
+
+
+def containers_inspected(server: Server, names: list[str],
+                         result: CommandResult) -> dict[str, docker.ContainerInfo]:
     if not result.ok and not docker.only_missing_containers(result.stderr):
         raise RemoteCommandError(server.name, shlex.join(docker.inspect_containers(*names)),
                                  result.exit_code, result.stderr)
@@ -307,6 +328,7 @@ class SlotSwap:
         right before the switch: a reason there (the rollout failed elsewhere meanwhile)
         stops the new container instead. Raises SwapError."""
         started = time.monotonic()
+        self.server.timings.begin("read slots")
         views = read_slots(self.server, self.inventory)
         plan = plan_slots(views)
         self.new_slot, self.old_slot = plan.idle, plan.live
@@ -319,11 +341,14 @@ class SlotSwap:
             f"{self.tag} goes into {plan.idle}"
         )
         checkpoint()
+        self.server.timings.begin("idle slot out")
         self.retire(plan.idle, views[plan.idle])
         try:
             checkpoint()
+            self.server.timings.begin("start new")
             address = self.start_new(plan.idle, views[plan.idle])
             checkpoint()
+            self.server.timings.begin("health checks")
             self.wait_healthy(plan.idle, address)
             checkpoint()
             if plan.live is not None and (reason := stop_requested()):
@@ -345,6 +370,7 @@ class SlotSwap:
             self.serving = self.verify(plan.idle)
             return False
         at_switch = self.last_stats
+        self.server.timings.begin("switch")
         try:
             self.switch(plan.idle, plan.live)
             self.switched_at = time.monotonic()
@@ -366,6 +392,7 @@ class SlotSwap:
         (the rollout goes back everywhere), switches back. Raises SwapError."""
         new, old = self.new_slot, self.old_slot
         assert old is not None
+        self.server.timings.begin("watch")
         try:
             checkpoint()
             self.watch_and_drain(new, old, window_closes, revert)
@@ -381,6 +408,7 @@ class SlotSwap:
             raise
         # The old slot is stopped only once the new one is seen serving: if it is not, the
         # old one, still running, takes the traffic back.
+        self.server.timings.begin("verify, stop old")
         self.serving = self.verify_before_retiring(new, old)
         self.take_out_of_rotation(old)
         self.progress(f"stopped {self.stop_container(old)}")
@@ -703,20 +731,29 @@ def keeps_stopped_container_of(server: Server, inventory: Inventory, view: SlotV
 def made_as_today(server: Server, inventory: Inventory, view: SlotView, tag: str) -> bool:
     """The slot's container is of `tag`, made with today's container settings from the
     image `tag` names on the server now (one `docker image inspect`)."""
-    container = view.container
-    if container is None or container.version != tag:
-        return False
-    if container.labels.get(docker.LABEL_SETTINGS) != expected_settings(inventory, view.slot):
+    if not made_with_settings_of(inventory, view, tag):
         return False
     image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
-    return image.ok and image.stdout.strip() == container.image_id
+    return image.ok and image.stdout.strip() == view.container.image_id  # type: ignore[union-attr]
+
+
+def made_with_settings_of(inventory: Inventory, view: SlotView, tag: str) -> bool:
+    """Pure: the slot's container is of `tag`, with today's container settings."""
+    container = view.container
+    return (container is not None and container.version == tag
+            and container.labels.get(docker.LABEL_SETTINGS) == expected_settings(inventory,
+                                                                                  view.slot))
 
 
 def has_env_file_of(server: Server, inventory: Inventory, slot: str, app_env: AppEnv) -> bool:
     """The slot's env file holds today's environment (none, with no environment): the file
     is always the one its container was created with (see SlotSwap.write_env_file)."""
-    env_text = app_env.text if not inventory.env.empty else None
-    return server.read_file(env_file_path(inventory, slot)) == env_text
+    return env_file_holds(inventory, app_env, server.read_file(env_file_path(inventory, slot)))
+
+
+def env_file_holds(inventory: Inventory, app_env: AppEnv, text: str | None) -> bool:
+    """Pure: an env file's text (None: no file) is today's environment."""
+    return text == (app_env.text if not inventory.env.empty else None)
 
 
 def expected_settings(inventory: Inventory, slot: str) -> str:
@@ -738,15 +775,33 @@ def already_serving(server: Server, inventory: Inventory, tag: str,
                     app_env: AppEnv) -> str | None:
     """What the server serves, when its one live slot already runs `tag` from the image the
     tag names on the server now, with today's environment and container settings (a deploy
-    would change nothing); else None."""
-    views = read_slots(server, inventory)
+    would change nothing); else None. Docker's side (the containers, the image ID the tag
+    names, the env files) is read in one round trip, HAProxy's in one line."""
+    mark = secrets.token_hex(8)
+    names = containers_to_read(inventory)
+    facts: list[str | None] = []
+
+    def docker_facts() -> dict[str, docker.ContainerInfo]:
+        answer = server.run(docker.redeploy_facts(
+            mark, inventory.image_ref(tag),
+            (env_file_path(inventory, SLOTS[0]), env_file_path(inventory, SLOTS[1])), names),
+            check=False)
+        found, containers_json = docker.split_redeploy_facts(answer.stdout, mark)
+        facts.extend(found)
+        return containers_inspected(server, names, CommandResult(
+            containers_json, answer.stderr, answer.exit_code))
+
+    views = read_slots_with(server, inventory, docker_facts)
+    image_id, *env_files = facts
     serving = [view for view in views.values() if view.serving]
     if len(serving) != 1:
         return None
     live = serving[0]
     if views[other_slot(live.slot)].running:
         return None  # an interrupted run left the old slot up: a swap puts that in order
-    if not (made_as_today(server, inventory, live, tag)
-            and has_env_file_of(server, inventory, live.slot, app_env)):
+    env_text = env_files[SLOTS.index(live.slot)]
+    if not (made_with_settings_of(inventory, live, tag) and image_id is not None
+            and live.container is not None and image_id == live.container.image_id
+            and env_file_holds(inventory, app_env, env_text)):
         return None
     return describe_serving(views)

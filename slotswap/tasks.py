@@ -44,6 +44,7 @@ from slotswap.live_progress import live_progress_if_terminal
 from slotswap.output import format_table, messages_to_stderr, say, warn
 from slotswap.proxy import config_dir, down_server
 from slotswap.remote import Server
+from slotswap.timings import process_seconds
 from slotswap.validation import InputError, validate_tag
 
 INVENTORY_HELP = ("inventory file (default: $SLOTSWAP_INVENTORY, else hosts.yaml in the "
@@ -251,12 +252,20 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
             "watch-each": "watch each server for timeouts.watch and stop its old slot before "
                           "the next one starts (slower; default: one watch window for the "
                           "whole rollout, or the inventory's watch.each)",
+            "allow-stale": "a server that cannot pull TAG from the registry (unreachable, or "
+                           "the login refused) but has a copy of TAG deploys that copy, with a "
+                           "warning, although it may be an older push of TAG (default: that "
+                           "server fails and nothing moves anywhere)",
+            "timings": "after the summary, print per server where the seconds went: each "
+                       "step's seconds and round trips (SSH commands, runtime-API lines), "
+                       "and the run's phases (also in --json, always)",
             "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
            inventory: str | None = None, batch: str | None = None, json: bool = False,
            dry_run: bool = False, hosts: str | None = None, skip_release: bool = False,
-           force: bool = False, watch_each: bool = False) -> None:
+           force: bool = False, watch_each: bool = False, allow_stale: bool = False,
+           timings: bool = False) -> None:
     """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
 
     On each server the new version starts in the idle slot and takes traffic only after
@@ -291,11 +300,15 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     servers_at_a_time = batch_size.servers(len(inv.hosts)) if batch_size else 1
     registry_login.resolve(inv, os.environ)  # a missing password: exit 2, nothing contacted
     run_pre_deploy_hook(inv, "deploy", tag)
+    started_up = process_seconds()
     with live_progress_if_terminal():
         result = rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time,
                                 run_release=not skip_release, force=force,
-                                watch_each=True if watch_each else None)
-    finish_rollout(inv, "deploy", result, json)
+                                watch_each=True if watch_each else None,
+                                allow_stale=allow_stale)
+    if started_up is not None:
+        result.timings.record_first("start-up, hooks", started_up)
+    finish_rollout(inv, "deploy", result, json, show_timings=timings)
 
 
 def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
@@ -328,9 +341,12 @@ def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
 
 
 def finish_rollout(inv: Inventory, task_name: str, result: rollout.RolloutResult,
-                   as_json: bool = False) -> None:
+                   as_json: bool = False, *, show_timings: bool = False) -> None:
     say("")
     say(rollout.summary_table(result.outcomes))
+    if show_timings:
+        say("")
+        say(rollout.timings_tables(result))
     document = report.rollout_document(task_name, result)
     try:
         hooks.after(inv, os.environ, task=task_name, tag=result.tag,

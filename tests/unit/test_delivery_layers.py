@@ -17,6 +17,7 @@ import pytest
 from slotswap import docker_commands as docker
 from slotswap.delivery import DeliveryError, SshDelivery
 from slotswap.remote import CommandResult
+from slotswap.timings import Timings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TWO_LAYERS = FIXTURES / "docker_save_two_layers.tar"
@@ -31,6 +32,7 @@ LOADED = CommandResult(f"Loaded image: {REF}\n", "", 0)
 class ScriptedServer:
     """Answers the image query with `images`, and each `docker image load` with the next of
     `loads`; keeps the names of the files in each archive it was sent."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     name = "s1"
 

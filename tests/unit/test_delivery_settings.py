@@ -14,6 +14,7 @@ from slotswap import interrupts
 from slotswap.delivery import (
     PROGRESS_INTERVAL,
     DeliveryError,
+    RegistryDelivery,
     SshDelivery,
     TransferMeter,
     image_deliverer,
@@ -21,7 +22,8 @@ from slotswap.delivery import (
     transfer_line,
 )
 from slotswap.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
-from slotswap.proxy import ProxyError, ensure_image
+from slotswap.proxy import ProxyError
+from slotswap.remote import CommandResult
 
 TWO_LAYERS = Path(__file__).parent / "fixtures" / "docker_save_two_layers.tar"
 BASE = {"app": "webapp", "image": "registry.example.com/acme/webapp", "hosts": ["203.0.113.10"]}
@@ -111,8 +113,10 @@ def test_a_delivery_failure_stops_the_run_like_a_failed_pull() -> None:
 
 def test_the_registry_mode_pulls_and_the_ssh_mode_streams() -> None:
     with image_deliverer(inventory_with()) as deliver:
-        assert deliver.func is ensure_image  # type: ignore[attr-defined]
-        assert deliver.keywords == {"login": None}  # type: ignore[attr-defined]
+        assert isinstance(deliver, RegistryDelivery)
+        assert (deliver.login, deliver.allow_stale) == (None, False)
+    with image_deliverer(inventory_with(), allow_stale=True) as deliver:
+        assert isinstance(deliver, RegistryDelivery) and deliver.allow_stale
     with image_deliverer(inventory_with(delivery="ssh")) as deliver:
         assert isinstance(deliver, SshDelivery)
 
@@ -163,3 +167,30 @@ def test_an_image_missing_from_the_operators_docker_names_the_engine(
     assert str(raised.value) == (
         "r/app:v9 is not in this machine's Docker (DOCKER_HOST=unix:///run/builder.sock): "
         "Error: No such image: r/app:v9; build (fab build) or pull it there first")
+
+
+class CopyServer:
+    """Has a copy of r/app:v9 (`docker image ls` style line of server_images)."""
+
+    name = "s1"
+
+    def run(self, argv: list[str], **_: object) -> CommandResult:
+        assert argv == docker.server_images()
+        return CommandResult('sha256:aaa ["r/app:v9"] []\n', "", 0)
+
+
+def test_a_copy_on_the_server_the_operators_docker_cannot_confirm_is_refused_unless_allowed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: a warning, and the server's copy (maybe another image of that tag) was deployed.
+    fake_docker(tmp_path / "bin", "echo 'Error: No such image: r/app:v9' >&2; exit 1\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    with SshDelivery() as delivery, pytest.raises(DeliveryError) as raised:
+        delivery(CopyServer(), "r/app:v9", print, refresh=True)  # type: ignore[arg-type]
+    assert str(raised.value).startswith("s1: r/app:v9 is not in this machine's Docker")
+    assert str(raised.value).endswith("the server's copy of that tag may be another image, so "
+                                      "it is not deployed (--allow-stale deploys it anyway)")
+    said: list[str] = []
+    with SshDelivery(allow_stale=True) as delivery:
+        delivery(CopyServer(), "r/app:v9", said.append, refresh=True)  # type: ignore[arg-type]
+    assert said[-1].endswith("deploying the copy on the server, which may be another image "
+                             "of that tag (--allow-stale)")

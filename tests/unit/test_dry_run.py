@@ -13,6 +13,7 @@ from slotswap.inventory import Inventory, parse_inventory
 from slotswap.locking import READ_SCRIPT
 from slotswap.proxy import config_hash
 from slotswap.remote import CommandResult
+from slotswap.timings import Timings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "s3cr3t-value-never-shown"
@@ -23,6 +24,7 @@ READ_ONLY = (["docker", "container", "inspect"], ["docker", "image", "inspect"],
 
 class FactServer:
     """Answers read-only queries from recorded outputs; anything else fails the test."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     name = "s1"
 
@@ -36,6 +38,8 @@ class FactServer:
         self.asked: list[list[str]] = []
 
     def runtime_api(self, command: str) -> str:
+        if command.startswith("show stat ") and "; " in command:  # both, one round trip
+            return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
         assert command.startswith("show "), command
         kind = "show_stat" if command.startswith("show stat") else "show_servers_state"
         ending = "csv" if kind == "show_stat" else "txt"

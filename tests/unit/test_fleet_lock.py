@@ -30,6 +30,7 @@ from slotswap.locking import (
     renew,
 )
 from slotswap.remote import CommandResult
+from slotswap.timings import Timings
 
 LOCK = "/var/lib/slotswap/webapp/lock"
 
@@ -41,6 +42,7 @@ def inventory(lease: int = 60) -> Inventory:
 
 class FolderServer:
     """Runs every command with the local `sh`, the server's /var/lib/slotswap in a folder."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     def __init__(self, root: Path, name: str, owner_file: str | None = None,
                  barrier: threading.Barrier | None = None,

@@ -580,3 +580,16 @@ def test_require_servers_names_the_missing_ones(present: list[str], missing: str
         f"HAProxy's backend 'webapp' has no server {missing}: its config is not the kit's; "
         "run `fab up` to install it"
     )
+
+
+def test_show_stat_and_servers_state_in_one_line_are_split_where_the_second_begins() -> None:
+    answer = (FIXTURES / "show_stat_and_servers_state_live_web2.txt").read_text()
+    stat, state = haproxy.split_stat_and_state(answer)
+    assert haproxy.command_show_stat_and_state("webapp") == (
+        "show stat webapp 4 -1; show servers state webapp")
+    assert set(haproxy.parse_show_stat(stat)) == {"web1", "web2"}
+    assert haproxy.parse_show_stat(stat)["web2"].status == "UP"
+    states = haproxy.parse_servers_state(state)
+    assert states["web2"].resolved_address == "127.0.0.1" and states["web1"].admin_state == 1
+    with pytest.raises(haproxy.RuntimeApiError, match="unexpected answer"):
+        haproxy.split_stat_and_state(stat)

@@ -16,12 +16,14 @@ from slotswap.haproxy import RuntimeApiError, parse_servers_state
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.remote import CommandResult
 from slotswap.swap import read_slots
+from slotswap.timings import Timings
 
 FRONTEND_OPEN = "# pxname,svname,status\nhttp,FRONTEND,OPEN\n"
 
 
 class FakeServer:
     """Records commands; HAProxy's admin socket answers as the container that made it last."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     name = "s1"
 
@@ -53,6 +55,8 @@ class FakeServer:
         self.files[path] = text
 
     def runtime_api(self, command: str) -> str:
+        if command.startswith("show stat ") and "; " in command:  # both, one round trip
+            return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
         if command.startswith("show env"):
             return f"{HAPROXY_INSTANCE_VARIABLE}={self.instance}\n" if self.instance else ""
         if command == "show stat":
@@ -119,6 +123,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 class RecordedServer:
     """Answers read_slots with recorded outputs; `extra` adds containers to `docker inspect`."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     name = "s1"
 
@@ -126,6 +131,8 @@ class RecordedServer:
         self.extra = extra
 
     def runtime_api(self, command: str) -> str:
+        if command.startswith("show stat ") and "; " in command:  # both, one round trip
+            return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
         name = "show_stat" if command.startswith("show stat") else "show_servers_state"
         suffix = "csv" if name == "show_stat" else "txt"
         return (FIXTURES / f"{name}_live_web1.{suffix}").read_text(encoding="utf-8")
@@ -157,6 +164,7 @@ def test_recorded_answers_of_haproxy_on_the_servers_network() -> None:
 
 class SlotsServer:
     """web1 runs, published on the loopback as `bindings` say; HAProxy has it at 127.0.0.1."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     name = "s1"
 
@@ -173,6 +181,8 @@ class SlotsServer:
         return CommandResult(json.dumps([web1]), "", 1)  # web2 is missing
 
     def runtime_api(self, command: str) -> str:
+        if command.startswith("show stat ") and "; " in command:  # both, one round trip
+            return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
         if command.startswith("show servers state"):
             return (FIXTURES / "show_servers_state_loopback_slots.txt").read_text()
         self.sent.append(command)

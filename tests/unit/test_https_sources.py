@@ -30,6 +30,7 @@ from slotswap.inventory import (
 )
 from slotswap.inventory_check import settings_lines
 from slotswap.proxy import Login, redirect_names, render_config
+from slotswap.timings import Timings
 from testbed.private_ca import issue, make_ca
 
 NAMES = ("www.example.com", "example.com")
@@ -202,6 +203,7 @@ def show_ssl_cert(bundle: CertificateBundle) -> str:
 
 class TlsServer:
     """The certificate file on the server and what its HAProxy serves."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     name = "s1"
 

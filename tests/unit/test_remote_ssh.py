@@ -32,6 +32,7 @@ from slotswap.remote import (
     write_file_command,
     write_private_file_command,
 )
+from slotswap.timings import Timings
 from slotswap.validation import InputError
 
 KEY_256 = paramiko.ECDSAKey.generate(bits=256)
@@ -292,6 +293,7 @@ def test_close_closes_jump_hosts_too(tmp_path: Path) -> None:
 
 class RecordingServer:
     """Server.run replaced: records argv and stdin, runs nothing."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     def __init__(self, tmp_path: Path, exit_code: int = 0, stderr: str = ""):
         self.server = server(tmp_path)

@@ -12,6 +12,7 @@ import pytest
 from slotswap import output, report
 from slotswap.remote import LineSink
 from slotswap.rollout import RolloutResult, ServerOutcome, ServerStatus
+from slotswap.timings import Timings, table
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -30,12 +31,42 @@ def test_rollout_document_has_every_server_field() -> None:
     assert document["servers"][0] == {
         "name": "s1", "address": "10.0.0.1", "old_tag": "v1", "new_tag": "v2",
         "outcome": "deployed", "seconds": 3.235, "switch_seconds": 1.235,
-        "watched": {"requests": 812, "errors": 1}, "error": None, "serving": "v2 in web2"}
+        "watched": {"requests": 812, "errors": 1}, "error": None, "serving": "v2 in web2",
+        "timings": None}
     assert document["servers"][1]["switch_seconds"] is None  # it never switched
     assert document["servers"][1]["watched"] is None
     assert document["servers"][1]["error"] == "timed out"
     assert document["servers"][1]["old_tag"] is None
+    assert document["timings"] == {}
     json.dumps(document)
+
+
+def test_rollout_document_says_where_each_server_s_seconds_went() -> None:
+    clock = iter([0.0, 0.25, 0.25, 1.0, 2.0, 2.5]).__next__
+    server, phases = Timings(clock), Timings(clock)
+    server.begin("image")
+    server.round_trip()
+    server.begin("swap")  # ends `image` after 0.25 s
+    server.round_trip()
+    server.round_trip()
+    server.end()  # `swap`: 0.75 s
+    phases.begin("swaps")
+    phases.end()
+    server.round_trip()  # outside any step (the lock's renewals)
+    result = RolloutResult("v2", [ServerOutcome("s1", "10.0.0.1", new_tag="v2", timings=server)])
+    result.timings = phases
+
+    document = report.rollout_document("deploy", result)
+
+    assert document["timings"] == {"swaps": 0.5}
+    assert document["servers"][0]["timings"] == {
+        "steps": {"image": {"seconds": 0.25, "round_trips": 1},
+                  "swap": {"seconds": 0.75, "round_trips": 2},
+                  "lease": {"seconds": None, "round_trips": 1}},
+        "round_trips": 4}
+    header, rows = table([("s1", server)])
+    assert header == ("server", "image", "swap", "lease", "round trips")
+    assert rows == [("s1", "0.25 (1)", "0.75 (2)", "- (1)", "4")]
 
 
 def test_status_document() -> None:

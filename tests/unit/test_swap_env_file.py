@@ -14,6 +14,7 @@ from slotswap.haproxy import ServerStat, ServerState
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.remote import CommandResult
 from slotswap.swap import SlotSwap, SlotView
+from slotswap.timings import Timings
 from slotswap.validation import InputError
 
 SECRET = "s3cr3t-never-on-a-command-line"
@@ -24,6 +25,7 @@ class Stop(Exception):
 
 
 class FakeServer:
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
     name = "s1"
 
     def __init__(self) -> None:

@@ -16,6 +16,7 @@ from slotswap import docker_commands as docker
 from slotswap.inventory import parse_inventory
 from slotswap.remote import CommandResult
 from slotswap.swap import SlotSwap, SwapRolledBack
+from slotswap.timings import Timings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -23,6 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 class RecordedServer:
     """Answers `show stat`, `show servers state` and `docker inspect` with one recorded state
     of the sandbox's server; records every other runtime-API line and command."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     name = "s1"
 
@@ -35,6 +37,8 @@ class RecordedServer:
         return (FIXTURES / f"{kind}_{self.state}.{ext}").read_text(encoding="utf-8")
 
     def runtime_api(self, command: str) -> str:
+        if command.startswith("show stat ") and "; " in command:  # both, one round trip
+            return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
         if command.startswith("show stat "):
             return self.fixture("show_stat", "csv")
         if command.startswith("show servers state "):

@@ -21,12 +21,14 @@ from slotswap.swap import (
     container_failure,
     watch_failure,
 )
+from slotswap.timings import Timings
 
 BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"
 
 
 class FlakyServer:
     """Loses the connection for the first `losses` runtime-API lines that change state."""
+    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
     name = "s1"
 

@@ -1,0 +1,89 @@
+"""The no-op check of a redeploy (swap.already_serving), against recorded answers: Docker's
+side in one command (containers, the tag's image ID, both env files), HAProxy's in one line;
+a server is `unchanged` only with the same image and the same environment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slotswap import docker_commands as docker
+from slotswap.app_env import env_file_path, resolve_app_env
+from slotswap.inventory import Inventory, parse_inventory
+from slotswap.remote import CommandResult
+from slotswap.swap import already_serving, expected_settings
+from slotswap.timings import Timings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LIVE_IMAGE = json.loads((FIXTURES / "docker_inspect_live_web2.json").read_text())[1]["Image"]
+
+
+class RecordedServer:
+    """web2 serves v2 (recorded answers); the facts command runs for real in `sh`, with a
+    `docker` that answers from the fixtures and env files in a folder of the test."""
+
+    timings = Timings()
+    name = "s1"
+
+    def __init__(self, inventory: Inventory, folder: Path, image_id: str) -> None:
+        recorded = json.loads((FIXTURES / "docker_inspect_live_web2.json").read_text())
+        for container in recorded:  # made with today's settings
+            slot = container["Config"]["Labels"]["slotswap.slot"]
+            container["Config"]["Labels"][docker.LABEL_SETTINGS] = expected_settings(
+                inventory, slot)
+        bin_folder = folder / "bin"
+        bin_folder.mkdir()
+        (folder / "containers.json").write_text(json.dumps(recorded))
+        fake = bin_folder / "docker"
+        fake.write_text(f"""#!/bin/sh
+case "$1 $2" in
+  "image inspect") echo {image_id} ;;
+  "container inspect") cat {folder / "containers.json"} ;;
+  *) exit 9 ;;
+esac
+""")
+        fake.chmod(0o755)
+        self.path = f"{bin_folder}:/usr/bin:/bin"
+        self.round_trips = 0
+
+    def runtime_api(self, command: str) -> str:
+        self.round_trips += 1
+        assert command == "show stat webapp 4 -1; show servers state webapp"
+        return (FIXTURES / "show_stat_and_servers_state_live_web2.txt").read_text()
+
+    def run(self, argv: list[str], **_: Any) -> CommandResult:
+        self.round_trips += 1
+        done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                              env={"PATH": self.path}, timeout=10)
+        return CommandResult(done.stdout, done.stderr, done.returncode)
+
+
+def inventory(folder: Path) -> Inventory:
+    return parse_inventory({"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"],
+                            "remote_dir": str(folder / "remote"),
+                            "env": {"plain": {"MODE": "production"}}},
+                           folder / "hosts.yaml")
+
+
+@pytest.mark.parametrize(("image_id", "env_text", "unchanged"), [
+    (LIVE_IMAGE, "today", True),
+    (LIVE_IMAGE, "MODE=staging\n", False),  # another environment
+    (LIVE_IMAGE, None, False),  # no env file
+    ("sha256:" + "9" * 64, "today", False),  # the tag names another image now
+])
+def test_a_server_is_unchanged_only_with_the_same_image_and_environment(
+        tmp_path: Path, image_id: str, env_text: str | None, unchanged: bool) -> None:
+    inv = inventory(tmp_path)
+    app_env = resolve_app_env(inv, {})
+    if env_text is not None:
+        path = Path(env_file_path(inv, "web2"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(app_env.text if env_text == "today" else env_text)
+    server = RecordedServer(inv, tmp_path, image_id)
+    serving = already_serving(server, inv, "v2", app_env)  # type: ignore[arg-type]
+    assert (serving == "v2 in web2") is unchanged
+    assert server.round_trips == 2  # one command, one runtime-API line
