@@ -456,7 +456,8 @@ class SlotSwap:
             removal = [docker.remove(name)] if view.container is not None else []
             env_file = self.write_env_file(slot)
             if env_file is None:
-                removal.append(["rm", "-f", env_file_path(self.inventory, slot)])
+                removal.append(["rm", "-f", env_file_path(
+                    self.server.with_folders(self.inventory), slot)])
             start = [*removal, docker.run_app_slot(
                 container=name, image_ref=self.inventory.image_ref(self.tag),
                 network=self.inventory.network, app=self.inventory.app, slot=slot,
@@ -499,7 +500,7 @@ class SlotSwap:
         always the one its container was created with (start_new removes it)."""
         if self.inventory.env.empty:
             return None
-        path = env_file_path(self.inventory, slot)
+        path = env_file_path(self.server.with_folders(self.inventory), slot)
         app_env = self.resolved_env()
         self.server.write_private_file(path, app_env.text)
         self.progress(f"wrote {path} (mode 0600): {app_env.masked()}")
@@ -647,7 +648,7 @@ def has_env_file_of(server: Server, inventory: Inventory, slot: str, app_env: Ap
     """The slot's env file holds today's environment (none, with no environment): the file
     is always the one its container was created with (see SlotSwap.write_env_file)."""
     env_text = app_env.text if not inventory.env.empty else None
-    return server.read_file(env_file_path(inventory, slot)) == env_text
+    return server.read_file(env_file_path(server.with_folders(inventory), slot)) == env_text
 
 
 def expected_settings(inventory: Inventory, slot: str) -> str:

@@ -42,6 +42,9 @@ def inventory(lease: int = 60) -> Inventory:
 class FolderServer:
     """Runs every command with the local `sh`, the server's /var/lib/slotswap in a folder."""
 
+    def with_folders(self, inventory: Inventory) -> Inventory:
+        return inventory  # root's folders
+
     def __init__(self, root: Path, name: str, owner_file: str | None = None,
                  barrier: threading.Barrier | None = None,
                  before: FolderServer | None = None) -> None:
