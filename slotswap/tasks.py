@@ -205,7 +205,10 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
 
     A changed config is checked by HAProxy, then applied with a reload that drops no
     connection; if HAProxy does not start with it, the previous one is put back and keeps
-    running. "unchanged" means HAProxy runs the rendered config. Example: fab up
+    running. "unchanged" means HAProxy runs the rendered config. A server whose HAProxy
+    runs from another login's folders (root set it up; or another remote_dir) is carried
+    over to this login's, with no request lost: its history, maintenance mode, certificate
+    and env files come along, and the old folder is locked for good. Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):

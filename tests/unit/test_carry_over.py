@@ -24,6 +24,7 @@ from slotswap.carry_over import (
     state_dir_beside,
 )
 from slotswap.inventory import Inventory, parse_inventory
+from slotswap.inventory_check import settings_lines
 from slotswap.locking import CARRIED_TASK, LockOwner
 from slotswap.proxy import admin_dir, config_dir, container_spec
 from slotswap.remote import LoginFacts, Server, parse_login_facts
@@ -162,3 +163,13 @@ def test_the_lock_left_behind_is_a_lock_directory_that_never_expires() -> None:
         assert json.loads(archive.extractfile("lock/owner.json").read())["task"] == CARRIED_TASK
         lease = int(archive.extractfile("lock/lease").read())
     assert lease > 5 * 365 * 86400
+
+
+def test_check_says_where_the_files_go_without_remote_dir(tmp_path: Path) -> None:
+    lines = list(settings_lines(inventory(tmp_path), {}))
+    assert ("remote_dir: (not set: root keeps the kit's files in /var/lib/slotswap/webapp and "
+            "/etc/slotswap/webapp, any other login in ~/.slotswap/webapp of its home on each "
+            "server)") in lines
+    assert not any(line.startswith("login_home") for line in lines)
+    assert "remote_dir: /srv/kit" in settings_lines(inventory(tmp_path, remote_dir="/srv/kit"),
+                                                    {})
