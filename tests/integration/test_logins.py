@@ -32,7 +32,7 @@ ADMIN_DIR = f"{CONFIG}/haproxy/admin"
 # Without remote_dir, deploy's folder is in its home (each server's own, see the sandbox).
 HOME_STATE = f"{sandbox.LOGIN_KIT_DIR}/{APP}/state"
 HOME_CONFIG = f"{sandbox.LOGIN_KIT_DIR}/{APP}/config"
-ROOT_LOCK = f"/var/lib/slotswap/{APP}/lock"
+ROOT_STATE = f"/var/lib/slotswap/{APP}"
 LOCK_OWNER = {"who": "alice@laptop", "since": "2026-11-26T09:00:00+00:00", "task": "deploy",
               "tag": "v9", "token": "f" * 32}
 
@@ -67,8 +67,10 @@ def clean_fleet(sandbox_env: Sandbox) -> Iterator[Sandbox]:
 
     def clean() -> None:
         LOGIN_BASHRC.unlink(missing_ok=True)
-        for index in range(len(box.addresses)):  # a carry-over's lock would refuse `down`
-            on_server(index, "rm", "-rf", ROOT_LOCK)
+        for index in range(len(box.addresses)):
+            # A carry-over's lock would refuse `down`; root's history would go on in the
+            # next test's.
+            on_server(index, "rm", "-rf", ROOT_STATE)
         assert box.fab("down").returncode == 0
         for index in range(len(box.addresses)):
             on_server(index, "sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null; true")
