@@ -72,7 +72,8 @@ def read_fleet(inventory: Inventory) -> list[ServerCertificate]:
         try:
             found.append(ServerCertificate(
                 server.name, server.host.address, tls.served(server),
-                source=tls.installed_source(server, config_dir(inventory))))
+                source=tls.installed_source(
+                    server, config_dir(server.with_folders(inventory)))))
         except rollout.OPERATION_ERRORS as error:
             found.append(ServerCertificate(server.name, server.host.address, None, str(error)))
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,8 @@ class ContainerInfo:
     started_at: str
     # (server port, container port) of what it publishes on the server's 127.0.0.1
     loopback_ports: tuple[tuple[int, int], ...] = ()
+    # folder inside the container -> the server's folder bound there (bind mounts only)
+    binds: dict[str, str] = field(default_factory=dict)
 
     @property
     def version(self) -> str | None:
@@ -418,6 +420,35 @@ def check_haproxy_config(*, image_ref: str, config_dir: str, filename: str) -> l
             image_ref, "-c", "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/{filename}"]
 
 
+# Where the carrier (see slotswap.carry_over) mounts the folders a server is carried over
+# from: the admin socket's, the config's (read-only) and the state's.
+PREVIOUS_ADMIN_DIR_INSIDE = "/run/slotswap-previous-admin"
+PREVIOUS_CONFIG_DIR_INSIDE = "/etc/slotswap-previous"
+PREVIOUS_STATE_DIR_INSIDE = "/var/lib/slotswap-previous"
+
+
+def run_carrier(*, container: str, image_ref: str, app: str, config_dir: str, config: str,
+                admin_dir: str, previous_admin_dir: str, previous_config_dir: str,
+                previous_state_dir: str | None) -> list[str]:
+    """A container of HAProxy's image that carries a server over to the login's folders: as
+    root it reaches the folders of the login that set the server up (mounted here alone),
+    relays their admin socket to one in `admin_dir` for this login (`config`, in
+    config_dir), and holds their files for `docker cp`. No network."""
+    state = (["--volume", f"{previous_state_dir}:{PREVIOUS_STATE_DIR_INSIDE}"]
+             if previous_state_dir is not None else [])
+    return [
+        "docker", "run", "--detach", "--name", container, "--network", "none",
+        "--label", f"{LABEL_APP}={app}", "--label", f"{LABEL_ROLE}=carrier",
+        "--user", HAPROXY_MASTER_USER,
+        "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
+        "--volume", f"{admin_dir}:{HAPROXY_ADMIN_DIR_INSIDE}",
+        "--volume", f"{previous_admin_dir}:{PREVIOUS_ADMIN_DIR_INSIDE}:ro",
+        "--volume", f"{previous_config_dir}:{PREVIOUS_CONFIG_DIR_INSIDE}:ro",
+        *state,
+        image_ref, "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/{config}",
+    ]
+
+
 def signal_container(container: str, signal: str) -> list[str]:
     return ["docker", "kill", "--signal", signal, container]
 
@@ -574,6 +605,9 @@ def parse_inspect(text: str) -> dict[str, ContainerInfo]:
             started_at=state.get("StartedAt", ""),
             loopback_ports=loopback_bindings((item.get("HostConfig") or {}).get(
                 "PortBindings") or {}),
+            binds={str(mount.get("Destination")): str(mount.get("Source"))
+                   for mount in item.get("Mounts") or [] if isinstance(mount, dict)
+                   and mount.get("Type") == "bind"},
         )
     return containers
 

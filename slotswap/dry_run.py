@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slotswap import carry_over, haproxy, maintenance
 from slotswap import docker_commands as docker
-from slotswap import haproxy, maintenance
 from slotswap.app_env import env_file_path, resolve_app_env
 from slotswap.haproxy import AdminState
 from slotswap.history import append_command
@@ -111,6 +111,7 @@ def unlock_steps(plan: ServerPlan, inventory: Inventory) -> None:
 
 def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
                 task: str) -> ServerPlan:
+    inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address)
     views = read_slots(server, inventory)
     slots = plan_slots(views)
@@ -212,6 +213,7 @@ def drain_steps(plan: ServerPlan, inventory: Inventory, slot: str) -> None:
 
 
 def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
+    inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address)
     directory = config_dir(inventory)
     config_path = f"{directory}/{CONFIG_NAME}"
@@ -231,11 +233,27 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     name = inventory.haproxy_container
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
+    previous = (carry_over.previous_folders(container, inventory, directory)
+                if container is not None else None)
     recreate = (container is not None
-                and container.labels.get(LABEL_SPEC) != container_spec(inventory))
+                and (previous is not None
+                     or container.labels.get(LABEL_SPEC) != container_spec(inventory)))
     hand_over = recreate and container is not None and container.running and on_host_network(
         container)
     admin = admin_dir(inventory)
+    if previous is not None:
+        carrier = docker.run_carrier(
+            container=carry_over.carrier_name(inventory), image_ref=inventory.haproxy.image,
+            app=inventory.app, config_dir=directory, config=carry_over.CARRIER_CONFIG,
+            admin_dir=admin, previous_admin_dir=previous.admin,
+            previous_config_dir=previous.config, previous_state_dir=previous.state)
+        plan.steps.append(
+            f"carry the server over from {previous.config} (HAProxy runs from another "
+            f"login's folders, or another remote_dir): $ {shlex.join(carrier)}; the old "
+            f"history merged into {inventory.state_dir}; the maintenance map, certificate "
+            f"and env files copied (docker cp) into {inventory.config_dir}; the old admin "
+            f"socket relayed for the hand-over; at the end {previous.state} locked for good "
+            "and the carrier removed")
     plan.shell(["mkdir", "-p", "-m", "700", admin])
     plan.shell(["chmod", "700", admin])
     service = maintenance.service_path_on_server(directory)
@@ -291,6 +309,7 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
 
 
 def down_plan(server: Server, inventory: Inventory) -> ServerPlan:
+    inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address, summary="remove everything of "
                       f"{inventory.app}")
     lock_steps(plan, server, inventory)

@@ -64,6 +64,7 @@ def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, second
 
 
 def append(server: Server, inventory: Inventory, entry: HistoryEntry) -> None:
+    inventory = server.with_folders(inventory)
     server.run(append_command(inventory), stdin=json.dumps(asdict(entry)) + "\n")
 
 
@@ -86,6 +87,7 @@ def parse_history(text: str) -> list[HistoryEntry]:
 
 
 def read(server: Server, inventory: Inventory) -> list[HistoryEntry]:
+    inventory = server.with_folders(inventory)
     return parse_history(server.read_file(history_path(inventory)) or "")
 
 

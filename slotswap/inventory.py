@@ -14,7 +14,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -63,6 +63,11 @@ DELIVERY_MODES = ("registry", "ssh")
 # (locks, history) and config (HAProxy's config, the env files), each in a folder per app.
 DEFAULT_STATE_ROOT = "/var/lib/slotswap"
 DEFAULT_CONFIG_ROOT = "/etc/slotswap"
+# A login that is not root, with no remote_dir, keeps them in this folder of its home (found
+# on the server): <home>/.slotswap/<app>/state and .../config, as remote_dir would.
+HOME_FOLDER = ".slotswap"
+# Metadata of an Inventory field that the server, not the file, gives.
+FROM_SERVER = "from_server"
 # Seconds; the lock is renewed every lease/3 seconds, judged in whole seconds by the server.
 MIN_LOCK_LEASE = 3
 MAX_LOCK_LEASE = 3600
@@ -317,28 +322,40 @@ class Inventory:
     hooks: HookSettings = HookSettings()
     delivery: DeliverySettings = DeliverySettings()
     https: HttpsSettings | None = None  # None: plain HTTP only
-    # A folder on the servers for all the kit's files (a non-root login's own); None: the
-    # system folders DEFAULT_STATE_ROOT and DEFAULT_CONFIG_ROOT.
+    # A folder on the servers for all the kit's files; None: the system folders
+    # DEFAULT_STATE_ROOT and DEFAULT_CONFIG_ROOT for root, HOME_FOLDER in the home of any
+    # other login (login_home).
     remote_dir: str | None = None
+    # Not a key of the file (FROM_SERVER): the home of the SSH login on one server when that
+    # login is not root, as the server says (Server.with_folders sets it); None for root.
+    login_home: str | None = field(default=None, metadata={FROM_SERVER: True})
     container: ContainerSettings = ContainerSettings()
     release: ReleaseSettings = ReleaseSettings()
     registry: RegistrySettings | None = None
     watch: WatchSettings = WatchSettings()
 
     @property
+    def kit_dir(self) -> str | None:
+        """The folder of the kit's files on a server (remote_dir, else the non-root login's
+        <home>/.slotswap); None: root's system folders."""
+        if self.remote_dir is not None:
+            return self.remote_dir
+        return None if self.login_home is None else f"{self.login_home}/{HOME_FOLDER}"
+
+    @property
     def state_dir(self) -> str:
         """The app's state on a server: its lock and history (kept by `fab down`)."""
-        if self.remote_dir is None:
+        if self.kit_dir is None:
             return f"{DEFAULT_STATE_ROOT}/{self.app}"
-        return f"{self.remote_dir}/{self.app}/state"
+        return f"{self.kit_dir}/{self.app}/state"
 
     @property
     def config_dir(self) -> str:
         """The app's config on a server: HAProxy's config and the slots' env files (removed
         by `fab down`); a folder only the login can open."""
-        if self.remote_dir is None:
+        if self.kit_dir is None:
             return f"{DEFAULT_CONFIG_ROOT}/{self.app}"
-        return f"{self.remote_dir}/{self.app}/config"
+        return f"{self.kit_dir}/{self.app}/config"
 
     def image_ref(self, tag: str) -> str:
         """The full image reference for ``tag``, e.g. ``registry:5000/acme/webapp:v1``."""
@@ -395,9 +412,9 @@ def _named_secrets(settings: object) -> Iterator[str]:
         return
     if not dataclasses.is_dataclass(settings) or isinstance(settings, type):
         return
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        if field.name.endswith("_secret") and isinstance(value, str):
+    for setting in dataclasses.fields(settings):
+        value = getattr(settings, setting.name)
+        if setting.name.endswith("_secret") and isinstance(value, str):
             yield value
         else:
             yield from _named_secrets(value)

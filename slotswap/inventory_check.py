@@ -17,7 +17,14 @@ import jinja2
 import yaml
 
 from slotswap.app_env import SECRET_MARK
-from slotswap.inventory import Inventory, InventoryError
+from slotswap.inventory import (
+    DEFAULT_CONFIG_ROOT,
+    DEFAULT_STATE_ROOT,
+    FROM_SERVER,
+    HOME_FOLDER,
+    Inventory,
+    InventoryError,
+)
 from slotswap.validation import InputError
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -75,7 +82,13 @@ def settings_lines(inventory: Inventory, environ: Mapping[str, str] = os.environ
     environment has them: never their values)."""
     for field in dataclasses.fields(inventory):
         value = getattr(inventory, field.name)
-        if field.name == "env":
+        if field.metadata.get(FROM_SERVER):
+            continue
+        if field.name == "remote_dir" and value is None:
+            yield (f"remote_dir: (not set: root keeps the kit's files in {DEFAULT_STATE_ROOT}/"
+                   f"{inventory.app} and {DEFAULT_CONFIG_ROOT}/{inventory.app}, any other login "
+                   f"in ~/{HOME_FOLDER}/{inventory.app} of its home on each server)")
+        elif field.name == "env":
             yield from _env_lines(inventory, environ)
         elif field.name == "hosts":
             for index, host in enumerate(value):

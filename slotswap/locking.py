@@ -39,6 +39,9 @@ LOCKED_EXIT = 4  # what the take script exits with when the lock is held by anot
 CANNOT_WRITE = 11
 LOCK_HELD = LOCKED_EXIT
 TAKEOVER_GUARD_SECONDS = 30  # a take-over guard older than this was left by a dead shell
+# The task of the lock left for good in the folders a server was carried over from (see
+# slotswap.carry_over): runs that still use them are refused.
+CARRIED_TASK = "carried over"
 
 
 class LockedError(RuntimeError):
@@ -176,7 +179,12 @@ def release_lock_command(inventory: Inventory, owner: LockOwner) -> list[str]:
 
 
 def read_lock_command(inventory: Inventory) -> list[str]:
-    return ["sh", "-c", READ_SCRIPT, "sh", lock_dir(inventory), str(inventory.timeouts.lease)]
+    return read_lock_at_command(lock_dir(inventory), inventory.timeouts.lease)
+
+
+def read_lock_at_command(lock: str, lease: int) -> list[str]:
+    """The state of the lock directory `lock`, judged by `lease` when it has no lease file."""
+    return ["sh", "-c", READ_SCRIPT, "sh", lock, str(lease)]
 
 
 def parse_lock_state(header: str, owner_text: str) -> LockState | None:
@@ -215,6 +223,7 @@ def parse_read_answer(stdout: str) -> LockState | None:
 
 def read_lock(server: Server, inventory: Inventory) -> LockState | None:
     """The server's lock, None when it is not locked."""
+    inventory = server.with_folders(inventory)
     return parse_read_answer(server.run(read_lock_command(inventory)).stdout)
 
 
@@ -225,6 +234,7 @@ def read_owner(server: Server, inventory: Inventory) -> LockOwner | None:
 
 
 def acquire(server: Server, inventory: Inventory, owner: LockOwner) -> TakeResult:
+    inventory = server.with_folders(inventory)
     with server.timings.step("connect, lock"):
         taken = server.run(take_lock_command(inventory), check=False,
                            stdin=json.dumps(asdict(owner)) + "\n")
@@ -246,6 +256,12 @@ def acquire(server: Server, inventory: Inventory, owner: LockOwner) -> TakeResul
             f"{server.name} is locked: another run is taking its lock right now (`fab lock` "
             "shows by whom)")
     state = result.previous
+    if state.owner.task == CARRIED_TASK:
+        raise LockedError(
+            f"{server.name} was carried over {state.owner.tag} by {state.owner.who} on "
+            f"{state.owner.since} (`up`): run the kit as that login, with its remote_dir; "
+            f"`fab unlock --server={server.name}` with these settings makes this folder usable "
+            f"again (the next `fab up` then carries the server back)")
     raise LockedError(
         f"{server.name} is locked by {state.owner.describe()}, renewed {state.age}s ago (its "
         f"lease: {state.lease}s). If that run is still going, wait for it; if it is gone, the "
@@ -255,15 +271,18 @@ def acquire(server: Server, inventory: Inventory, owner: LockOwner) -> TakeResul
 
 def renew(server: Server, inventory: Inventory, owner: LockOwner, timeout: float) -> bool:
     """Renew this run's lease; False when the lock is no longer this run's."""
+    inventory = server.with_folders(inventory)
     return server.run(renew_lock_command(inventory, owner), check=False, timeout=timeout).ok
 
 
 def release(server: Server, inventory: Inventory, owner: LockOwner) -> None:
     """Release the lock if it is still ours."""
+    inventory = server.with_folders(inventory)
     server.run(release_lock_command(inventory, owner))
 
 
 def force_release(server: Server, inventory: Inventory) -> LockState | None:
+    inventory = server.with_folders(inventory)
     holder = read_lock(server, inventory)
     if holder is not None:
         server.run(["rm", "-rf", lock_dir(inventory)])

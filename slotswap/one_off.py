@@ -30,6 +30,7 @@ def command_for(server: Server, inventory: Inventory, command: list[str], *, liv
                 tty: bool) -> tuple[list[str], str]:
     """The docker command that runs `command` beside (or in) the live version, and what it
     runs in."""
+    inventory = server.with_folders(inventory)
     views = read_slots(server, inventory)
     plan = plan_slots(views)
     if plan.live is None:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import jinja2
 
+from slotswap import carry_over, haproxy, maintenance, platforms, registry_login, tls
 from slotswap import docker_commands as docker
-from slotswap import haproxy, maintenance, platforms, registry_login, tls
 from slotswap.certificates import CertificateBundle
 from slotswap.inventory import SLOTS, Inventory
 from slotswap.registry_login import LoginError, RegistryLogin, log_in, pull_hint
@@ -82,11 +82,10 @@ class Login:
 
 
 def login_ids(server: Server) -> Login:
-    """Read once per server (`id -u`, `id -g`); a read-only query, also in dry runs."""
-    answer = server.run_chain(["id", "-u"], ["id", "-g"], timeout=30).stdout.split()
-    if len(answer) != 2 or not all(word.isdigit() for word in answer):
-        raise ProxyError(f"{server.name}: unexpected answer of `id -u && id -g`: {answer!r}")
-    return Login(int(answer[0]), int(answer[1]))
+    """Read once per server (with its home: Server.login_facts); a read-only query, also in
+    dry runs."""
+    facts = server.login_facts()
+    return Login(facts.uid, facts.gid)
 
 
 def render_config(inventory: Inventory, login: Login) -> str:
@@ -207,11 +206,11 @@ def https_values(inventory: Inventory) -> dict[str, object]:
 
 def container_spec(inventory: Inventory) -> str:
     """What the HAProxy container was created with; a change needs a new container. The
-    config folder it mounts counts too when remote_dir moves it (left out otherwise, so
-    that containers made before remote_dir existed are kept)."""
+    config folder it mounts counts too when it is not root's (remote_dir, a login's home;
+    left out for root's, so that containers made before remote_dir existed are kept)."""
     # The ports are the config's (`bind` lines, applied by a reload), not the container's.
     spec = f"{inventory.haproxy.image}|{NETWORK_LAYOUT}|{ADMIN_TRANSPORT}"
-    if inventory.remote_dir is not None:
+    if inventory.kit_dir is not None:
         spec += f"|{config_dir(inventory)}"
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
@@ -308,6 +307,7 @@ def ensure_network(server: Server, inventory: Inventory, progress: Progress) -> 
 
 
 def validate_config_on_server(server: Server, inventory: Inventory, filename: str) -> None:
+    inventory = server.with_folders(inventory)
     result = server.run(docker.check_haproxy_config(
         image_ref=inventory.haproxy.image, config_dir=config_dir(inventory), filename=filename,
     ), check=False, timeout=60)
@@ -391,8 +391,8 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
     """Make the server ready for deploys; return what was done. With HTTPS, `certificate` is
     put in place first (the config's `crt` must load): the operator's files, or with ACME a
     stand-in where the server has none yet (`up` then has the real one issued)."""
+    inventory = server.with_folders(inventory)
     directory = config_dir(inventory)
-    config_path = f"{directory}/{CONFIG_NAME}"
     wanted = render_config(inventory, login_ids(server))
     changes = []
     if ensure_network(server, inventory, progress):
@@ -404,10 +404,27 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
         changes.append("interrupted hand-over finished")
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
+    with carry_over.carried_over(server, inventory, container, progress,
+                                 haproxy_dir=directory, admin_dir=admin_dir(inventory)
+                                 ) as previous:
+        return set_up_haproxy(server, inventory, progress, certificate, container, wanted,
+                              changes, carried=previous is not None)
+
+
+def set_up_haproxy(server: Server, inventory: Inventory, progress: Progress,
+                   certificate: CertificateBundle | None,
+                   container: docker.ContainerInfo | None, wanted: str, changes: list[str], *,
+                   carried: bool) -> str:
+    """up_server once the network and the image are there: HAProxy's config installed and
+    HAProxy running with it, replaced if need be (`carried`: it runs from another login's
+    folders, see slotswap.carry_over)."""
+    directory = config_dir(inventory)
+    config_path = f"{directory}/{CONFIG_NAME}"
+    name = inventory.haproxy_container
     # Image, admin socket, network or config folder changed: only a new container can have
     # them. From a running HAProxy on the server's network, a new one takes over with no gap.
     replace = (container is not None
-               and container.labels.get(LABEL_SPEC) != container_spec(inventory))
+               and (carried or container.labels.get(LABEL_SPEC) != container_spec(inventory)))
     hand_over = replace and container is not None and container.running and on_host_network(
         container)
     make_admin_dir(server, inventory)
@@ -529,6 +546,7 @@ def hand_over_to_new_haproxy(server: Server, inventory: Inventory, progress: Pro
     Until the old HAProxy is told to stop, any failure (or an interrupt) removes the new
     container and leaves the old one serving, with its config file put back (`restore`) and
     its admin socket made anew by a reload. After that, the hand-over is finished."""
+    inventory = server.with_folders(inventory)
     directory = config_dir(inventory)
     name, temporary = inventory.haproxy_container, next_container(inventory)
     progress(f"HAProxy's container changes ({old.image} -> {inventory.haproxy.image}): "
@@ -540,8 +558,9 @@ def hand_over_to_new_haproxy(server: Server, inventory: Inventory, progress: Pro
         server.write_file(f"{directory}/{STATE_NAME}", state)
         server.run(docker.remove(temporary), check=False, timeout=60)
         server.run(haproxy_run_command(inventory, temporary, instance), timeout=60)
-        # The new master makes the admin socket anew: the open session is the old one's.
-        server.close_runtime_api()
+        # The new master makes the login's admin socket anew: the open session (or the
+        # relayed socket, in a carry-over) is the old one's.
+        server.use_admin_socket(None)
         wait_for_new_haproxy(server, temporary, instance)
     except BaseException as error:
         server.close_runtime_api()
@@ -633,6 +652,7 @@ def back_to_old_haproxy(server: Server, inventory: Inventory, temporary: str, *,
     """Undo a hand-over that did not finish: the new container goes; the old HAProxy, which
     served all along, gets its config file back and a reload, which makes its admin socket
     again (the new master had replaced it)."""
+    inventory = server.with_folders(inventory)
     server.run(docker.remove(temporary), check=False, timeout=60)
     if restore:
         restore_previous(server, inventory)
@@ -665,6 +685,7 @@ def migrate_to_host_network(server: Server, inventory: Inventory, progress: Prog
     Docker): Docker's proxy holds the public port without SO_REUSEPORT, so the new HAProxy
     can only listen once the old container is gone. One command on the server removes it
     and starts the new one; the slots' state goes over through the server-state file."""
+    inventory = server.with_folders(inventory)
     directory = config_dir(inventory)
     if on_host_network(old):  # stopped: nothing to hand over
         progress(f"HAProxy's container changed: recreating {old.name}, which was {old.status}")
@@ -675,7 +696,7 @@ def migrate_to_host_network(server: Server, inventory: Inventory, progress: Prog
         with contextlib.suppress(haproxy.RuntimeApiError):
             server.write_file(f"{directory}/{STATE_NAME}",
                               server.runtime_api("show servers state"))
-    server.close_runtime_api()
+    server.use_admin_socket(None)  # the new HAProxy's is the login's own
     # Created beforehand, so that the interruption is only the old one's removal and the
     # new one's start, in one round trip. Left under its temporary name if that fails: the
     # next `up` makes it the HAProxy.
@@ -737,6 +758,7 @@ def running_haproxy(server: Server, inventory: Inventory) -> str:
 def make_admin_dir(server: Server, inventory: Inventory) -> None:
     """The admin socket's folder, the login's own and closed to everyone else (0700). HAProxy
     creates the socket in it (mode 0600, owned by the login: see the template)."""
+    inventory = server.with_folders(inventory)
     directory = admin_dir(inventory)
     server.run_chain(["mkdir", "-p", "-m", "700", directory], ["chmod", "700", directory])
 
@@ -748,6 +770,7 @@ def reload_with_new_config(server: Server, inventory: Inventory, progress: Progr
     config that passes `haproxy -c` can still fail to start (a port it cannot bind): then
     the old workers keep running, and the previous file goes back in place, so that the file
     on disk is always the one that runs."""
+    inventory = server.with_folders(inventory)
     directory = config_dir(inventory)
     config_path = f"{directory}/{CONFIG_NAME}"
     warn_without_request_migration(server, progress)
@@ -796,6 +819,7 @@ def wait_for_new_worker(server: Server, pid_before: str | None) -> bool:
 
 def restore_previous(server: Server, inventory: Inventory) -> bool:
     """The kept config back in place; False when that failed too (the error says so)."""
+    inventory = server.with_folders(inventory)
     directory = config_dir(inventory)
     result = server.run(["mv", "-f", f"{directory}/{PREVIOUS_NAME}",
                          f"{directory}/{CONFIG_NAME}"], check=False)
@@ -803,6 +827,7 @@ def restore_previous(server: Server, inventory: Inventory) -> bool:
 
 
 def down_server(server: Server, inventory: Inventory, progress: Progress) -> str:
+    inventory = server.with_folders(inventory)
     # By name (also what was started by hand under the kit's names), then by label.
     names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
     existing = sorted(docker.parse_inspect(

@@ -34,6 +34,7 @@ def command(inventory: Inventory, tag: str, env_file: str | None) -> list[str]:
 def run(server: Server, inventory: Inventory, tag: str, app_env: AppEnv,
         progress: Progress) -> str:
     """Run it; return its output. Its output and outcome go into the server's history."""
+    inventory = server.with_folders(inventory)
     env_file = None
     if not inventory.env.empty:
         env_file = env_file_path(inventory, ENV_NAME)

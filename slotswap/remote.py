@@ -39,6 +39,7 @@ Nothing waits forever (see liveness_socket_options):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import secrets
@@ -68,7 +69,7 @@ from slotswap.haproxy import RuntimeApiError, raise_for_api_error
 from slotswap.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
 from slotswap.output import warn
 from slotswap.timings import Timings
-from slotswap.validation import InputError
+from slotswap.validation import InputError, validate_remote_dir
 
 API_TIMEOUT = 10.0
 STREAM_CHUNK = 256 * 1024
@@ -117,6 +118,28 @@ class RemoteCommandError(RuntimeError):
 
 class RemoteDirError(RuntimeError):
     """The login cannot write the kit's folder on the server (inventory: remote_dir)."""
+
+
+@dataclass(frozen=True)
+class LoginFacts:
+    """The SSH login as the server sees it: its numeric ids and its HOME."""
+
+    uid: int
+    gid: int
+    home: str
+
+
+# One round trip, once per server: the ids (the admin socket is made for them) and the home
+# (a non-root login's default folder). HOME last: it may hold spaces.
+LOGIN_FACTS_LINE = 'id -u && id -g && printf "%s\\n" "$HOME"'
+
+
+def parse_login_facts(stdout: str) -> LoginFacts | None:
+    """Pure: `id -u`, `id -g` and $HOME, a line each; None if it is not that."""
+    lines = stdout.split("\n")
+    if len(lines) < 3 or not lines[0].isdigit() or not lines[1].isdigit():
+        return None
+    return LoginFacts(int(lines[0]), int(lines[1]), lines[2])
 
 
 class CommandDeadlineError(RemoteCommandError):
@@ -394,6 +417,10 @@ class Server:
         self._admin_lock = threading.RLock()
         self._admin_through_socat = False
         self.timings = Timings()  # where this server's seconds and round trips go
+        # Another HAProxy's admin socket, while `up` carries a server over (see carry_over).
+        self._admin_socket_instead: str | None = None
+        self._login_facts: LoginFacts | None = None
+        self._login_facts_lock = threading.Lock()
 
     def _jump_connection(self, jump: JumpHost, config: Config) -> Connection:
         refuse_jump_chains(config, jump.address)
@@ -525,6 +552,43 @@ class Server:
             return (f"ssh -J {gateway.user}@{gateway.host}:{gateway.port} -p {port} "
                     f"-o UserKnownHostsFile={known} {connection.user}@{host} true")
         return f"ssh-keyscan -p {port} {host} >> {known}"
+
+    @property
+    def is_root(self) -> bool:
+        """The login is root (by its name; a server's answer is not needed for that)."""
+        return self.connection.user == DEFAULT_SSH_USER
+
+    def login_facts(self) -> LoginFacts:
+        """The login's uid, gid and home on this server, asked once (they do not change
+        while the kit runs)."""
+        with self._login_facts_lock:
+            if self._login_facts is None:
+                answer = self._run_line(LOGIN_FACTS_LINE, check=True, timeout=30).stdout
+                facts = parse_login_facts(answer)
+                if facts is None:
+                    raise RemoteCommandError(self.name, LOGIN_FACTS_LINE, 0,
+                                             f"unexpected answer {answer!r}")
+                self._login_facts = facts
+            return self._login_facts
+
+    def with_folders(self, inventory: Inventory) -> Inventory:
+        """`inventory` with the kit's folders of this login on this server: remote_dir when
+        set; root's system folders for root; else a folder in the login's home, which the
+        server names (asked once, the first time a folder is needed)."""
+        if inventory.remote_dir is not None or inventory.login_home is not None or self.is_root:
+            return inventory
+        facts = self.login_facts()
+        if facts.uid == 0:
+            return inventory
+        home = facts.home.rstrip("/")
+        try:
+            validate_remote_dir(home)
+        except InputError as error:
+            raise RemoteDirError(
+                f"{self.name}: the SSH login {self.connection.user} has no usable home folder "
+                f"for the kit's files (HOME={facts.home!r}: {error}); set remote_dir in "
+                f"{inventory.path.name} to a folder it may write") from None
+        return dataclasses.replace(inventory, login_home=home)
 
     def close(self) -> None:
         if self._admin is not None:
@@ -732,7 +796,7 @@ class Server:
         user = self.connection.user
         lines = stderr.strip().splitlines()
         detail = f" ({lines[-1]})" if lines else ""
-        now = self.inventory.remote_dir or "unset: /var/lib/slotswap and /etc/slotswap"
+        now = self.inventory.remote_dir or "unset"
         return RemoteDirError(
             f"{self.name}: the SSH login {user} cannot write {directory}{detail}; set "
             f"remote_dir in {self.inventory.path.name} (now {now}) to a folder {user} may "
@@ -785,6 +849,12 @@ class Server:
         raise_for_api_error(shown, answer)
         return answer
 
+    def use_admin_socket(self, path: str | None) -> None:
+        """The runtime API at `path` from now on (the HAProxy that runs from another login's
+        folders, relayed while `up` carries the server over); None: this login's own."""
+        self.close_runtime_api()
+        self._admin_socket_instead = path
+
     def close_runtime_api(self) -> None:
         """End the admin session (after a reload it would still talk to the old worker)."""
         with self._admin_lock:
@@ -794,7 +864,8 @@ class Server:
     def _open_admin_channel(self) -> paramiko.Channel:
         from slotswap.proxy import admin_socket_path  # proxy builds on this module
 
-        path = admin_socket_path(self.inventory)
+        path = (self._admin_socket_instead
+                or admin_socket_path(self.with_folders(self.inventory)))
         self.timings.round_trip()  # the channel's opening, and its `prompt`
         if self._admin_through_socat:
             return self._open_admin_command(path)
@@ -833,6 +904,14 @@ class Server:
                 f"(`fab up` starts it)")
         probe = self._run_line(shlex.join(["test", "-S", path]), check=False,
                                timeout=API_TIMEOUT)
+        mounted = found.binds.get(docker_commands.HAPROXY_ADMIN_DIR_INSIDE)
+        if (mounted is not None and self._admin_socket_instead is None
+                and not path.startswith(f"{mounted.rstrip('/')}/")):
+            raise RuntimeApiError(
+                f"{self.name}: HAProxy runs from the folders of another login or remote_dir "
+                f"(its admin socket is in {mounted}), not from this login's ({path}); run "
+                f"`fab up` with these settings once to carry the server over (no request is "
+                f"lost), or use the login and remote_dir that set it up")
         if not probe.ok:
             raise RuntimeApiError(
                 f"{self.name}: cannot reach HAProxy's runtime API: no admin socket {path} on "

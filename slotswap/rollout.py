@@ -702,7 +702,8 @@ def on_every_server(inventory: Inventory,
                 interrupts.checkpoint()
                 progress = progress_for(server.name)
                 try:
-                    done = action(server, inventory, progress)
+                    # The inventory with this login's folders on this server.
+                    done = action(server, server.with_folders(inventory), progress)
                 except OPERATION_ERRORS as error:
                     progress(f"FAILED: {error}")
                     results.append(ServerResult(server.name, str(error), False,

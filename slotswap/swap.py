@@ -549,7 +549,8 @@ class SlotSwap:
             removal = [docker.remove(name)] if view.container is not None else []
             env_file = self.write_env_file(slot)
             if env_file is None:
-                removal.append(["rm", "-f", env_file_path(self.inventory, slot)])
+                removal.append(["rm", "-f", env_file_path(
+                    self.server.with_folders(self.inventory), slot)])
             start = [*removal, docker.run_app_slot(
                 container=name, image_ref=self.inventory.image_ref(self.tag),
                 network=self.inventory.network, app=self.inventory.app, slot=slot,
@@ -595,7 +596,7 @@ class SlotSwap:
         always the one its container was created with (start_new removes it)."""
         if self.inventory.env.empty:
             return None
-        path = env_file_path(self.inventory, slot)
+        path = env_file_path(self.server.with_folders(self.inventory), slot)
         app_env = self.resolved_env()
         self.server.write_private_file(path, app_env.text)
         self.progress(f"wrote {path} (mode 0600): {app_env.masked()}")
@@ -748,7 +749,8 @@ def made_with_settings_of(inventory: Inventory, view: SlotView, tag: str) -> boo
 def has_env_file_of(server: Server, inventory: Inventory, slot: str, app_env: AppEnv) -> bool:
     """The slot's env file holds today's environment (none, with no environment): the file
     is always the one its container was created with (see SlotSwap.write_env_file)."""
-    return env_file_holds(inventory, app_env, server.read_file(env_file_path(inventory, slot)))
+    text = server.read_file(env_file_path(server.with_folders(inventory), slot))
+    return env_file_holds(inventory, app_env, text)
 
 
 def env_file_holds(inventory: Inventory, app_env: AppEnv, text: str | None) -> bool:

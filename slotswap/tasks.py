@@ -211,7 +211,10 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     https.files that is expired or not yet valid is refused before any server is contacted.
     Warns, once per server, about a Docker Engine older than 28.3.3 (a host on the server's
     network can get past HAProxy to the slots: see the README's server checklist).
-    Example: fab up
+    A server whose HAProxy runs from another login's folders (root set it up; or another
+    remote_dir) is carried over to this login's, with no request lost: its history,
+    maintenance mode, certificate and env files come along, and the old folder is locked
+    for good. Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):

@@ -64,8 +64,11 @@ MOUNT_NS_DIR = RUN_DIR / "mnt"
 DEPLOY_USER = "deploy"
 DEPLOY_HOME = Path("/home") / DEPLOY_USER
 DEPLOY_REMOTE_DIR = f"{DEPLOY_HOME}/slotswap"
-# Every login's HOME (sshd's SetEnv): the place for a test's ~/.bashrc.
+# Every login's HOME (sshd's SetEnv): the place for a test's ~/.bashrc. Its .slotswap (the
+# kit's folder for a login that is not root and sets no remote_dir) is each server's own,
+# deploy's, as in a real server's home.
 LOGIN_HOME = RUN_DIR / "home"
+LOGIN_KIT_DIR = LOGIN_HOME / ".slotswap"
 DEPLOY_INVENTORY = "hosts-deploy.yaml"  # the sandbox's inventory for that login
 
 # What the sandbox and its tests run (on this machine, or on a server: the same machine); a
@@ -294,11 +297,11 @@ def create_mount_namespace(node: Node) -> None:
         run(["mount", "--make-private", str(MOUNT_NS_DIR)])
     node.mount_ns.touch()
     run(["unshare", f"--mount={node.mount_ns}", "--propagation", "private", "true"])
-    for directory in (*PRIVATE_DIRS, str(DEPLOY_HOME)):
+    for directory in (*PRIVATE_DIRS, str(DEPLOY_HOME), str(LOGIN_KIT_DIR)):
         Path(directory).mkdir(parents=True, exist_ok=True)
         own = DATA_DIR / node.name / "fs" / directory.lstrip("/")
         own.mkdir(parents=True, exist_ok=True)
-        if directory == str(DEPLOY_HOME):
+        if directory in (str(DEPLOY_HOME), str(LOGIN_KIT_DIR)):
             shutil.chown(own, DEPLOY_USER, DEPLOY_USER)
         run(["nsenter", f"--mount={node.mount_ns}", "mount", "--bind", str(own), directory])
 

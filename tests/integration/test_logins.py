@@ -1,7 +1,8 @@
-"""Real servers' logins: a user in the docker group (not root) with the kit's files in its own
-folder (remote_dir), shell start-up files that print (a motd-style `echo` in ~/.bashrc, on
-stdout and stderr) and speak German, and no Python traceback when the login may not write
-where the kit keeps its files."""
+"""Real servers' logins: a user in the docker group (not root) with the kit's files in its home
+(no setting) or in remote_dir, a fleet set up by root carried over to that login, shell
+start-up files that print (a motd-style `echo` in ~/.bashrc, on stdout and stderr) and
+speak German, and no Python traceback when the login may not write where the kit keeps its
+files."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ APP = "webapp"
 STATE = f"{sandbox.DEPLOY_REMOTE_DIR}/{APP}/state"
 CONFIG = f"{sandbox.DEPLOY_REMOTE_DIR}/{APP}/config"
 ADMIN_DIR = f"{CONFIG}/haproxy/admin"
+# Without remote_dir, deploy's folder is in its home (each server's own, see the sandbox).
+HOME_STATE = f"{sandbox.LOGIN_KIT_DIR}/{APP}/state"
+HOME_CONFIG = f"{sandbox.LOGIN_KIT_DIR}/{APP}/config"
+ROOT_STATE = f"/var/lib/slotswap/{APP}"
 LOCK_OWNER = {"who": "alice@laptop", "since": "2026-11-26T09:00:00+00:00", "task": "deploy",
               "tag": "v9", "token": "f" * 32}
 
@@ -62,9 +67,15 @@ def clean_fleet(sandbox_env: Sandbox) -> Iterator[Sandbox]:
 
     def clean() -> None:
         LOGIN_BASHRC.unlink(missing_ok=True)
+        for index in range(len(box.addresses)):
+            # A carry-over's lock would refuse `down`; root's history would go on in the
+            # next test's.
+            on_server(index, "rm", "-rf", ROOT_STATE)
         assert box.fab("down").returncode == 0
         for index in range(len(box.addresses)):
-            on_server(index, "rm", "-rf", sandbox.DEPLOY_REMOTE_DIR)
+            on_server(index, "sh", "-c", "docker rm -f $(docker ps -aq) 2>/dev/null; true")
+            on_server(index, "rm", "-rf", sandbox.DEPLOY_REMOTE_DIR,
+                      f"{sandbox.LOGIN_KIT_DIR}/{APP}")
 
     clean()
     yield box
@@ -88,12 +99,13 @@ def post_failure_hook(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("banner", [False, True], indirect=True, ids=["quiet", "banner"])
-def test_a_login_that_cannot_write_the_system_folders_is_told_in_one_line(
+def test_a_login_that_cannot_write_its_folder_is_told_in_one_line(
         clean_fleet: Sandbox, banner: bool, tmp_path: Path) -> None:
-    """deploy without remote_dir: /var/lib/slotswap and /etc/slotswap are root's."""
+    """deploy with a remote_dir in root's /var/lib: it may not create it."""
     box = clean_fleet
     hook, record = post_failure_hook(tmp_path)
     inventory = box.inventory_copy(tmp_path, ssh={"user": sandbox.DEPLOY_USER},
+                                   remote_dir="/var/lib/not-deploys",
                                    hooks={"post_failure": str(hook)})
 
     error = assert_one_line_error(box.fab("up", inventory=inventory), 1)
@@ -101,7 +113,7 @@ def test_a_login_that_cannot_write_the_system_folders_is_told_in_one_line(
 
     deployed = box.fab("deploy", "--tag", "v1", "--json", inventory=inventory)
     error = assert_one_line_error(deployed, 1)
-    assert "nothing was changed" in error and "cannot write /var/lib/slotswap/webapp" in error
+    assert "nothing was changed" in error and "cannot write /var/lib/not-deploys" in error
     assert "remote_dir" in error
     document = json.loads(deployed.stdout)
     assert document["exit_code"] == 1 and "cannot write" in document["message"]
@@ -263,3 +275,115 @@ def test_root_with_a_banner_and_german_messages(clean_fleet: Sandbox, banner: bo
         assert "s1 is locked by alice@laptop" in error
     finally:
         on_server(0, "rm", "-rf", lock)
+
+
+def deploy_inventory(box: Sandbox, folder: Path, remote_dir: str | None) -> Path:
+    """The sandbox's inventory as the login deploy, with remote_dir when given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    changes: dict[str, object] = {"ssh": {"user": sandbox.DEPLOY_USER}}
+    if remote_dir is not None:
+        changes["remote_dir"] = remote_dir
+    return box.inventory_copy(folder, **changes)
+
+
+def history_rows(box: Sandbox, inventory: Path | None = None) -> list[tuple[str, str, str]]:
+    """(from, to, outcome) of each entry of s1's history."""
+    shown = box.fab("history", "--json", inventory=inventory)
+    assert shown.returncode == 0, shown.stderr
+    entries = json.loads(shown.stdout)["servers"][0]["entries"]
+    return [(e["from_tag"] or "-", e["to_tag"], e["outcome"]) for e in entries]
+
+
+def test_a_docker_group_login_without_remote_dir_deploys_from_its_home(
+        clean_fleet: Sandbox, tmp_path: Path) -> None:
+    """No setting for the login `deploy` but its name: the kit's folder is in its home, as
+    the server names it; deploys under load lose nothing."""
+    box = clean_fleet
+    inventory = deploy_inventory(box, tmp_path, None)
+    up = box.fab("up", inventory=inventory)
+    assert up.returncode == 0, up.stderr
+    assert box.fab("deploy", "--tag", "v1", inventory=inventory).returncode == 0
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "v2", inventory=inventory)
+    report = load.stop()
+    assert result.returncode == 0, result.stderr
+    assert report.failed == 0 and report.sent > 0, report.failures
+    assert live_versions(box, inventory) == ["v2"] * len(box.addresses)
+    assert history_rows(box, inventory) == [("-", "v1", "deployed"), ("v1", "v2", "deployed")]
+    for index in range(len(box.addresses)):
+        admin = f"{HOME_CONFIG}/haproxy/admin"
+        owners = on_server(index, "stat", "-c", "%U %a %F", f"{HOME_STATE}/history.jsonl",
+                           admin, f"{admin}/admin.sock")
+        assert owners.splitlines() == ["deploy 644 regular file", "deploy 700 directory",
+                                       "deploy 600 socket"], owners
+        assert on_server(index, "find", "/etc/slotswap", "/var/lib/slotswap", "-user",
+                         "deploy") == ""
+    checked = box.fab("check", inventory=inventory)
+    assert "remote_dir: (not set: root keeps" in checked.stdout, checked.stdout
+
+
+def haproxy_folder(index: int) -> str:
+    """The server folder HAProxy's container runs its config from."""
+    return on_server(index, "docker", "inspect", "--format",
+                     '{{range .Mounts}}{{if eq .Destination "/usr/local/etc/haproxy"}}'
+                     "{{.Source}}{{end}}{{end}}", f"{APP}-haproxy").strip()
+
+
+@pytest.mark.parametrize("remote_dir", [None, sandbox.DEPLOY_REMOTE_DIR],
+                         ids=["home", "remote_dir"])
+def test_a_fleet_root_set_up_is_carried_over_to_the_docker_group_login(
+        clean_fleet: Sandbox, remote_dir: str | None, tmp_path: Path) -> None:
+    """Root sets the fleet up and deploys; the login deploy then runs `up` and deploys, under
+    load: nothing fails, the history goes on, maintenance stays on where it was, and root's
+    folder is locked for good."""
+    box = clean_fleet
+    assert box.fab("up").returncode == 0
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
+    assert box.fab("deploy", "--tag", "v2").returncode == 0
+    assert box.fab("maintenance.on", "--hosts=s3").returncode == 0
+    inventory = deploy_inventory(box, tmp_path, remote_dir)
+    config = f"{remote_dir}/{APP}/config" if remote_dir else HOME_CONFIG
+
+    with box.load(box.addresses[:2]) as load:  # s3 answers 503: it is in maintenance
+        up = box.fab("up", inventory=inventory)
+        deployed = box.fab("deploy", "--tag", "v1", inventory=inventory)
+    report = load.stop()
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "carrying the server over" in up.stdout + up.stderr
+    assert deployed.returncode == 0, deployed.stderr
+    assert report.failed == 0 and report.sent > 0, report.failures
+    assert live_versions(box, inventory) == ["v1"] * len(box.addresses)
+    status = json.loads(box.fab("status", "--json", inventory=inventory).stdout)
+    # (null: an empty map, which HAProxy shows as nothing: off)
+    assert [bool(server["maintenance"]) for server in status["servers"]] == [False, False,
+                                                                              True]
+    assert box.fab("maintenance.off", "--hosts=s3", inventory=inventory).returncode == 0
+    assert box.served_versions(box.addresses[2]) == {"v1"}
+    assert history_rows(box, inventory) == [("-", "v1", "deployed"), ("v1", "v2", "deployed"),
+                                            ("v2", "v1", "deployed")]
+    for index in range(len(box.addresses)):
+        assert haproxy_folder(index) == f"{config}/haproxy"
+        modes = on_server(index, "stat", "-c", "%U %a %F", f"{config}/haproxy/admin/admin.sock")
+        assert modes.strip() == "deploy 600 socket"
+        assert on_server(index, "sh", "-c", f"docker ps -aq --filter name={APP}-haproxy-carrier"
+                         ) == ""
+    # A second `up` finds nothing to carry.
+    again = box.fab("up", inventory=inventory)
+    assert again.returncode == 0 and "carrying" not in again.stdout + again.stderr
+    # Root's runs are refused, saying where the server went (exit 4), nothing changed.
+    error = assert_one_line_error(box.fab("deploy", "--tag", "v2"), 4)
+    assert "s1 was carried over to" in error and "the login deploy" in error, error
+    assert live_versions(box, inventory) == ["v1"] * len(box.addresses)
+
+
+def test_a_server_root_set_up_is_named_to_a_login_that_did_not_carry_it_over(
+        clean_fleet: Sandbox, tmp_path: Path) -> None:
+    """Before its `up`, the login deploy is told in one line what is in the way."""
+    box = clean_fleet
+    assert box.fab("up").returncode == 0
+    assert box.fab("deploy", "--tag", "v1").returncode == 0
+    inventory = deploy_inventory(box, tmp_path, None)
+    error = assert_one_line_error(box.fab("deploy", "--tag", "v2", inventory=inventory), 1)
+    assert "HAProxy runs from the folders of another login" in error, error
+    assert "`fab up` with these settings once to carry the server over" in error, error
+    assert live_versions(box, box.inventory) == ["v1"] * len(box.addresses)

@@ -315,7 +315,10 @@ INSPECT_CASES = {
         image_id="sha256:555fb4687c53665ad993afea1340bcd84f6ff0a10068fdbb6bcccdf581d3ea59",
         labels={"slotswap.app": "webapp", "slotswap.haproxy-spec": "61ef5ae134fcf96b",
                 "slotswap.role": "haproxy"},
-        addresses={"host": ""}, exit_code=0, started_at="2026-11-27T22:52:30.907859703Z")},
+        addresses={"host": ""}, exit_code=0, started_at="2026-11-27T22:52:30.907859703Z",
+        # The folders it runs from (slotswap.carry_over reads them).
+        binds={"/usr/local/etc/haproxy": "/etc/slotswap/webapp/haproxy",
+               "/run/slotswap-admin": "/etc/slotswap/webapp/haproxy/admin"})},
     "docker_inspect_web1_running.json": {"webapp-web1": WEB1_RUNNING},
     "docker_inspect_web1_stopped.json": {"webapp-web1": WEB1_STOPPED},
     "docker_inspect_live_web2.json": {

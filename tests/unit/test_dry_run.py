@@ -12,7 +12,7 @@ from slotswap import dry_run, maintenance
 from slotswap.inventory import Inventory, parse_inventory
 from slotswap.locking import READ_SCRIPT
 from slotswap.proxy import config_hash
-from slotswap.remote import CommandResult
+from slotswap.remote import CommandResult, LoginFacts
 from slotswap.timings import Timings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -30,6 +30,9 @@ class FactServer:
 
     class host:
         address = "203.0.113.10"
+
+    def with_folders(self, inventory: Inventory) -> Inventory:
+        return inventory  # root's folders
 
     def __init__(self, state: str, *, image_present: bool = True, config: str | None = None,
                  lock_owner: str | None = None, lock_age: int = 5):
@@ -59,9 +62,8 @@ class FactServer:
                                  if self.lock_owner else "free\n", "", 0)
         return CommandResult("", "", 0)
 
-    def run_chain(self, *commands: list[str], **_: Any) -> CommandResult:
-        assert list(commands) == [["id", "-u"], ["id", "-g"]], commands
-        return CommandResult("0\n0\n", "", 0)
+    def login_facts(self) -> LoginFacts:
+        return LoginFacts(0, 0, "/root")
 
     def read_file(self, path: str) -> str | None:
         self.run(["cat", path])

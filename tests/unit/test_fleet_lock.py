@@ -44,6 +44,9 @@ class FolderServer:
     """Runs every command with the local `sh`, the server's /var/lib/slotswap in a folder."""
     timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
 
+    def with_folders(self, inventory: Inventory) -> Inventory:
+        return inventory  # root's folders
+
     def __init__(self, root: Path, name: str, owner_file: str | None = None,
                  barrier: threading.Barrier | None = None,
                  before: FolderServer | None = None) -> None:

@@ -27,6 +27,9 @@ class FakeServer:
 
     name = "s1"
 
+    def with_folders(self, inventory: Inventory) -> Inventory:
+        return inventory  # root's folders
+
     def __init__(self, *, new_starts: bool) -> None:
         self.new_starts = new_starts
         self.commands: list[list[str]] = []
@@ -65,6 +68,9 @@ class FakeServer:
 
     def close_runtime_api(self) -> None:
         self.commands.append(["<close admin session>"])
+
+    def use_admin_socket(self, path: str | None) -> None:
+        self.close_runtime_api()
 
 
 def inventory(tmp_path: Path) -> Inventory:

@@ -28,6 +28,9 @@ class FakeServer:
     timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
     name = "s1"
 
+    def with_folders(self, inventory: Inventory) -> Inventory:
+        return inventory  # root's folders
+
     def __init__(self) -> None:
         self.files: dict[str, str] = {}
         self.commands: list[list[str]] = []
