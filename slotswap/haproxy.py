@@ -157,6 +157,13 @@ def join_commands(*commands: str) -> str:
     return "; ".join(commands)
 
 
+def always_answers(command: str) -> bool:
+    """Pure: an empty answer to this command means the answer was lost. Every `show`
+    answers something (a header at least) but `show map`, whose answer for an empty map,
+    maintenance off, is nothing at all (an unknown map answers an error line)."""
+    return command.startswith("show ") and not command.startswith("show map ")
+
+
 def raise_for_api_error(command: str, answer: str) -> None:
     text = answer.strip()
     if any(text.startswith(marker) for marker in API_ERRORS) or any(

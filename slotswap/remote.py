@@ -65,7 +65,7 @@ from slotswap.admin_channel import (
     open_streamlocal_channel,
     skip_to_marker,
 )
-from slotswap.haproxy import RuntimeApiError, raise_for_api_error
+from slotswap.haproxy import RuntimeApiError, always_answers, raise_for_api_error
 from slotswap.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
 from slotswap.output import warn
 from slotswap.timings import Timings
@@ -843,7 +843,7 @@ class Server:
                 raise RuntimeApiError(
                     f"{self.name}: runtime API `{shown}` failed: {reason}") from error
         # Only the show commands always answer something; set, add, clear may answer nothing.
-        if not answer.strip() and command.startswith("show "):
+        if not answer.strip() and always_answers(command):
             raise RuntimeApiError(
                 f"{self.name}: HAProxy's runtime API answered nothing to `{shown}`")
         raise_for_api_error(shown, answer)

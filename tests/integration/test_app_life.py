@@ -122,6 +122,10 @@ def test_maintenance_mode_answers_503_pages_without_connection_errors(
     for address in box.addresses:
         assert get(address)[0] == 200
     assert app_containers(box) == apps  # the app ran all along, untouched
+    # Off, and known to be: the empty map's empty answer is not "unknown" (null).
+    status = box.fab("status", "--json")
+    assert [server["maintenance"] for server in json.loads(status.stdout)["servers"]] == [
+        False] * len(box.addresses)
 
 
 def test_maintenance_survives_a_restart_of_haproxy(fleet_on_v1: Sandbox) -> None:

@@ -593,3 +593,12 @@ def test_show_stat_and_servers_state_in_one_line_are_split_where_the_second_begi
     assert states["web2"].resolved_address == "127.0.0.1" and states["web1"].admin_state == 1
     with pytest.raises(haproxy.RuntimeApiError, match="unexpected answer"):
         haproxy.split_stat_and_state(stat)
+
+
+def test_an_empty_maintenance_map_is_an_answer_and_an_empty_show_stat_is_not() -> None:
+    # `show map` of an empty map (maintenance off) answers nothing at all: status read that
+    # as a lost answer and reported maintenance as unknown.
+    assert not haproxy.always_answers("show map /usr/local/etc/haproxy/maintenance.map")
+    assert haproxy.always_answers("show stat")
+    assert haproxy.always_answers("show servers state webapp_slots")
+    assert not haproxy.always_answers("set server b/web1 state ready")
