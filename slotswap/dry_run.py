@@ -149,7 +149,8 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
         plan.wait(f"{live} has no sessions left (up to {inventory.timeouts.drain:g}s) and "
                   f"{inventory.timeouts.watch:g}s have passed {window}; if {idle} fails a "
                   f"check, leaves rotation, its container stops or restarts, or its share "
-                  f"of failed requests (HAProxy's counters, once it has had "
+                  f"of failed requests (HAProxy's counters, those {live} answered for it "
+                  f"included, once it has had "
                   f"{inventory.watch.min_requests}) exceeds {live}'s by more than "
                   f"{inventory.watch.max_error_rate:.0%} meanwhile: runtime API> "
                   + switch_back_line(backend, idle, live, fallback=fallback)

@@ -51,6 +51,11 @@ class ServerStat:
     # those that failed: answered 5xx, or a connection or response error.
     requests: int = 0
     errors: int = 0
+    # Attempts HAProxy took away from it and sent again (wretr: retried, wredis:
+    # redispatched to another line): neither is in `requests` or `errors`, and one attempt
+    # may count in both (a GET closed unanswered does, recorded).
+    retried: int = 0
+    redispatched: int = 0
 
     @property
     def is_up(self) -> bool:
@@ -200,6 +205,8 @@ def parse_show_stat(text: str) -> dict[str, ServerStat]:
             requests=_int(row.get("req_tot")) or sum(
                 _int(row.get(f"hrsp_{kind}")) for kind in RESPONSE_KINDS),
             errors=sum(_int(row.get(name)) for name in ("hrsp_5xx", "econ", "eresp")),
+            retried=_int(row.get("wretr")),
+            redispatched=_int(row.get("wredis")),
         )
     return servers
 
@@ -222,12 +229,29 @@ class Traffic:
         return f"{self.requests} requests, {self.errors} errors"
 
 
-def traffic_between(before: ServerStat, after: ServerStat) -> Traffic:
-    """Pure: the counters' growth. A reset (a new HAProxy process) starts from zero."""
+def traffic_between(before: ServerStat, after: ServerStat,
+                    fallback: tuple[ServerStat, ServerStat] | None = None) -> Traffic:
+    """Pure: the counters' growth. A reset (a new HAProxy process) starts from zero.
+
+    A request the line did not answer and HAProxy sent elsewhere (retried or redispatched:
+    a GET closed unanswered, a refused connection) is one it was given and failed, although
+    the client got an answer from another line; so is any request that `fallback` (the
+    other slot's fallback line, before and after) served meanwhile: it takes only what this
+    line cannot. These counters mostly count the same requests (a GET closed unanswered adds
+    one to wretr, wredis and the fallback line's requests alike; one refused while the slot
+    is DOWN only to the fallback line's): the largest of the three is taken, never their sum,
+    so that no failed request counts twice."""
+    unanswered = max(_growth(before.retried, after.retried),
+                     _growth(before.redispatched, after.redispatched),
+                     _growth(fallback[0].requests, fallback[1].requests) if fallback else 0)
     requests, errors = after.requests - before.requests, after.errors - before.errors
     if requests < 0 or errors < 0:
-        return Traffic(after.requests, after.errors)
-    return Traffic(requests, errors)
+        requests, errors = after.requests, after.errors
+    return Traffic(requests + unanswered, errors + unanswered)
+
+
+def _growth(before: int, after: int) -> int:
+    return after - before if after >= before else after
 
 
 def error_rate_failure(new: Traffic, old_before: Traffic, max_rate: float,

@@ -204,6 +204,16 @@ def old_sessions(stats: dict[str, ServerStat], old: str) -> int:
     return stats[old].sessions + (fallback.sessions if fallback else 0)
 
 
+def new_slot_traffic(at_switch: dict[str, ServerStat], stats: dict[str, ServerStat],
+                     new: str, old: str) -> haproxy.Traffic:
+    """Pure: the new slot's requests and failed ones since the switch (`show stat` readings
+    by line name). Those it failed and HAProxy sent to the old slot's fallback line count as
+    failed: clients got the old version's answer, and once the old slot stops they get none."""
+    name = haproxy.fallback_name(old)
+    fallback = (at_switch[name], stats[name]) if name in at_switch and name in stats else None
+    return haproxy.traffic_between(at_switch[new], stats[new], fallback)
+
+
 def fallback_state(backend: str, slot: str, state: AdminState, fallback: bool) -> list[str]:
     return [haproxy.command_set_state(backend, haproxy.fallback_name(slot), state)] \
         if fallback else []
@@ -449,7 +459,7 @@ class SlotSwap:
         while True:
             stats = self.stats()
             now = time.monotonic()
-            self.window_traffic = haproxy.traffic_between(self.at_switch[new], stats[new])
+            self.window_traffic = new_slot_traffic(self.at_switch, stats, new, old)
             failure = watch_failure(stats[new])
             if failure is None and (why := haproxy.error_rate_failure(
                     self.window_traffic, old_before, watch.max_error_rate,

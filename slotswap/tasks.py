@@ -275,7 +275,8 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     HAProxy's own health checks pass; the old slot drains and keeps running, and the next
     server starts at once. Every new slot is watched until timeouts.watch seconds after the
     last switch: one that fails a check, drops out of rotation, whose container stops or
-    restarts, or that answers too many errors (HAProxy's counters; inventory `watch`) sends
+    restarts, or that answers too many errors (HAProxy's counters, requests it failed that
+    the old slot answered instead included; inventory `watch`) sends
     the traffic back to its old slot and stops the rollout. Then the old slots are stopped
     (kept for a rollback). A server that fails keeps serving its old version. A server that
     already serves TAG (same image, environment and settings) is left alone. --batch swaps

@@ -8,7 +8,9 @@
 // then stop and exit 1, every time Docker starts them again, so that a
 // version that crashes after taking traffic can be shown; versions starting with
 // "broken" pass the health check but answer 500 on "/", so that a version
-// whose checks pass while its pages fail can be shown. Any version fails its
+// whose checks pass while its pages fail can be shown; versions starting with "hangup" pass
+// the health check but close every other request on "/" without an answer, so that a version
+// whose failed requests a proxy retries elsewhere can be shown. Any version fails its
 // health check while the file /data/unhealthy exists in its container (`docker
 // exec CONTAINER /webapp mark /data/unhealthy`), so that one server's new
 // version can be made to fail on cue.
@@ -31,6 +33,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -257,8 +260,24 @@ func healthMux(version string, settings appSettings) *http.ServeMux {
 	return mux
 }
 
+// hangUp closes the request's connection without an answer (as an app that dies mid-request
+// does); false when the server cannot hand the connection over.
+func hangUp(w http.ResponseWriter) bool {
+	hijacker, ok := w.(http.Hijacker)
+	if !ok {
+		return false
+	}
+	conn, _, err := hijacker.Hijack()
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
 func newMux(version, hostname string, settings appSettings) *http.ServeMux {
 	mux := http.NewServeMux()
+	var pageRequests atomic.Uint64
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
@@ -271,6 +290,9 @@ func newMux(version, hostname string, settings appSettings) *http.ServeMux {
 		if strings.HasPrefix(version, "broken") {
 			writeText(w, http.StatusInternalServerError,
 				fmt.Sprintf("version=%s host=%s: internal error\n", version, hostname))
+			return
+		}
+		if strings.HasPrefix(version, "hangup") && pageRequests.Add(1)%2 == 0 && hangUp(w) {
 			return
 		}
 		if s := r.URL.Query().Get("sleep"); s != "" {

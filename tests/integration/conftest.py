@@ -25,7 +25,7 @@ from testbed.loadgen import LoadGenerator
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
 SERVERS = 3
-TAGS = ("v1", "v2", "bad1", "flaky1", "crash1", "broken1")
+TAGS = ("v1", "v2", "bad1", "flaky1", "crash1", "broken1", "hangup1")
 # Progress lines of one swap, in order: the fault tests interrupt a deploy right after each.
 SWAP_STEPS = (
     "live slot",

@@ -80,6 +80,40 @@ def test_a_version_crashing_after_the_switch_is_rolled_back_under_load(
     assert box.fab("deploy", "--tag", "v1").returncode == 0
 
 
+def test_a_version_whose_failed_requests_are_retried_on_the_old_slot_is_rolled_back(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """hangup1 passes its checks but closes every other page request unanswered: HAProxy
+    sends each such GET again to the old slot's fallback line, so clients see only
+    answers, half of them from v1. Those retries are the new version's failed requests:
+    it must fail its watch, not be reported serving while v1 answers, and fail every
+    other request once the old slot is stopped."""
+    box = fleet_on_v1
+    s1 = box.addresses[0]
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6}, watch={"each": True})
+    with box.load() as load:
+        deploy = BackgroundDeploy(box, "hangup1", inventory)
+        if deploy.until("s1", r"\(hangup1\) is taking traffic"):
+            # HAProxy's counters in the window, for the report (the new slot's wretr and
+            # wredis, the fallback lines' requests).
+            print(box.ssh(s1, "sleep 1; echo 'show stat webapp 4 -1' | socat - UNIX-CONNECT:"
+                          "/etc/slotswap/webapp/haproxy/admin/admin.sock"))
+        exit_code, output = deploy.finish(timeout=300)
+        # Whatever the deploy said, what s1 serves after it, still under load.
+        served = box.served_versions(s1)
+    report = load.stop()
+    print(report.summary(), report.failures)
+    assert exit_code == 1
+    assert re.search(r"hangup1 took traffic in web[12], then answered too many errors "
+                     r"[\d.]+s later \(\d+ of its \d+ requests failed", output)
+    assert re.search(r"^s1 .*\brolled back\s+v1 in web[12]$", output, re.MULTILINE)
+    assert re.search(r"^s2 .*\bnot started\s+v1 in web[12]$", output, re.MULTILINE)
+    assert served == {"v1"}
+    assert set(box.live_versions().values()) == {"v1"}
+    assert re.search(r"deploy\s+v1\s+hangup1\s+rolled back",
+                     box.fab("history", "--lines", "1").stdout)
+    assert report.failed == 0, report.failures
+
+
 def test_a_new_slot_out_of_rotation_during_the_watch_is_rolled_back_under_load(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     """HAProxy may take the new slot out of rotation without a failed check (MAINT

@@ -57,6 +57,14 @@ SHOW_STAT_CASES: dict[str, list[tuple[object, ...]]] = {
         ("web1", "UP", 0, *OK, 6, "10.111.1.3:3000"),
         ("web2", "MAINT (resolution)", 0, *NONE, 6, ""),
     ],
+    # The watch of a version closing every other GET unanswered (hangup1): HAProxy retried
+    # each on web1's fallback line, ready while web1 drains.
+    "show_stat_web2_closes_half_web1_fallback.csv": [
+        ("web1", "DRAIN", 0, *OK, 1, "127.0.0.1:18081"),
+        ("web2", "UP", 1, *OK, 1, "127.0.0.1:18082"),
+        ("web1-fallback", "UP", 0, *OK, 1, "127.0.0.1:18081"),
+        ("web2-fallback", "MAINT", 0, *NONE, 9, "127.0.0.1:18082"),
+    ],
     "show_stat_live_web1_web2_removed.csv": [
         ("web1", "UP", 0, *OK, 6, "10.111.1.3:3000"),
         ("web2", "MAINT (resolution)", 0, *NONE, 6, ""),
@@ -108,10 +116,11 @@ SHOW_STAT_CASES: dict[str, list[tuple[object, ...]]] = {
 @pytest.mark.parametrize(("name", "rows"), SHOW_STAT_CASES.items(), ids=SHOW_STAT_CASES)
 def test_parse_show_stat_recorded(name: str, rows: list[tuple[object, ...]]) -> None:
     servers = haproxy.parse_show_stat(fixture(name))
-    without_counters = {slot: dataclasses.replace(stat, requests=0, errors=0)
+    without_counters = {slot: dataclasses.replace(stat, requests=0, errors=0, retried=0,
+                                                  redispatched=0)
                         for slot, stat in servers.items()}
     assert without_counters == {row[0]: ServerStat(*row) for row in rows}  # type: ignore[arg-type]
-    assert list(servers) == ["web1", "web2"]
+    assert list(servers) == [row[0] for row in rows]
 
 
 def test_show_stat_counts_requests_and_failed_ones() -> None:
@@ -125,14 +134,28 @@ def test_show_stat_counts_requests_and_failed_ones() -> None:
     assert (servers["web2"].requests, servers["web2"].errors) == (8, 1)
 
 
-def stat_with(requests: int, errors: int) -> ServerStat:
-    return ServerStat("web1", "UP", 0, "L7OK", "200", "", 0, "", requests, errors)
+def test_show_stat_counts_the_attempts_haproxy_retried_elsewhere() -> None:
+    servers = haproxy.parse_show_stat(fixture("show_stat_web2_closes_half_web1_fallback.csv"))
+    # Each GET web2 closed unanswered: one retry and one redispatch of the same attempt, in
+    # neither req_tot nor eresp; web1's fallback line answered it.
+    assert (servers["web2"].requests, servers["web2"].errors) == (145, 0)
+    assert (servers["web2"].retried, servers["web2"].redispatched) == (144, 144)
+    assert servers["web1-fallback"].requests == 144
+    assert (servers["web1"].retried, servers["web1"].redispatched) == (0, 0)
+
+
+def stat_with(requests: int, errors: int, retried: int = 0, redispatched: int = 0) -> ServerStat:
+    return ServerStat("web1", "UP", 0, "L7OK", "200", "", 0, "", requests, errors, retried,
+                      redispatched)
 
 
 def test_traffic_between_two_readings_and_after_a_counter_reset() -> None:
     assert haproxy.traffic_between(stat_with(100, 5), stat_with(160, 8)) == haproxy.Traffic(60, 3)
     assert haproxy.traffic_between(stat_with(100, 5), stat_with(40, 1)) == haproxy.Traffic(40, 1)
     assert haproxy.Traffic(0, 0).error_rate == 0.0
+    # Attempts retried or redispatched elsewhere were given to it and failed.
+    assert haproxy.traffic_between(stat_with(100, 5, 2, 2),
+                                   stat_with(160, 8, 12, 2)) == haproxy.Traffic(70, 13)
     assert haproxy.Traffic(40, 10).describe() == "40 requests, 10 errors"
 
 

@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 
-from slotswap.haproxy import ServerStat, ServerState, fallback_name
+from slotswap import haproxy
+from slotswap.haproxy import ServerStat, ServerState, Traffic, fallback_name
 from slotswap.inventory import parse_inventory
 from slotswap.remote import CommandResult
 from slotswap.swap import (
     SlotSwap,
     SlotView,
     SwapRolledBack,
+    new_slot_traffic,
     old_sessions,
     out_of_rotation_line,
     switch_back_line,
@@ -112,3 +114,48 @@ def test_the_fallback_line_is_used_only_where_it_reaches_the_old_slots_container
     older_template = {slot: view(slot, f"127.0.0.1:1808{n}", None)
                       for n, slot in enumerate(("web1", "web2"), 1)}
     assert not uses_fallback(older_template, "web1")
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def zeroed(stats: dict[str, ServerStat]) -> dict[str, ServerStat]:
+    """The same lines with every counter at 0: the reading at the switch of that recording
+    (web1-fallback took no request before it: stot = req_tot = 144, all in the window)."""
+    return {name: ServerStat(s.name, s.status, 0, s.check_status, s.check_code, s.check_desc,
+                             s.last_change, s.address) for name, s in stats.items()}
+
+
+def test_requests_the_new_slot_failed_onto_the_old_slots_fallback_line_are_its_errors() -> None:
+    # Recorded in the watch of hangup1 (closes every other GET unanswered) over v1: clients
+    # got only answers, 144 of them from v1 through web1's fallback line. web2's own
+    # counters: 145 requests, 0 errors.
+    stats = haproxy.parse_show_stat(
+        (FIXTURES / "show_stat_web2_closes_half_web1_fallback.csv").read_text())
+    traffic = new_slot_traffic(zeroed(stats), stats, "web2", "web1")
+    # wretr, wredis and the fallback line's requests count the same 144 GETs: once.
+    assert traffic == Traffic(145 + 144, 144)
+    failure = haproxy.error_rate_failure(traffic, Traffic(0, 0), 0.05, 20)
+    assert failure == ("144 of its 289 requests failed (50%; 0% on the old slot before the "
+                       "switch, 5% allowed above it)")
+
+
+def test_requests_sent_to_the_fallback_line_alone_count_too() -> None:
+    # The new slot DOWN or in maint: HAProxy sends the fallback line every request without
+    # trying the new slot (no retry counted on it).
+    at_switch = {"web2": stat("web2", "UP"), "web1-fallback": stat("web1-fallback", "MAINT")}
+    now = {"web2": ServerStat("web2", "DOWN", 0, "L4CON", "", "", 0, "", 30, 0),
+           "web1-fallback": ServerStat("web1-fallback", "UP", 0, "L7OK", "200", "", 0, "", 12)}
+    assert new_slot_traffic(at_switch, now, "web2", "web1") == Traffic(42, 12)
+
+
+def test_a_healthy_new_slot_keeps_its_own_counts() -> None:
+    # Recorded: web1 took 950 requests, none retried elsewhere. A backend without fallback
+    # lines (an older template) is judged by the slot's own line as before.
+    stats = haproxy.parse_show_stat(
+        (FIXTURES / "show_stat_web1_live_web2_drain.csv").read_text())
+    assert new_slot_traffic(zeroed(stats), stats, "web1", "web2") == Traffic(950, 0)
+    fallback = haproxy.parse_show_stat(
+        (FIXTURES / "show_stat_web2_closes_half_web1_fallback.csv").read_text())
+    healthy = {**stats, "web2-fallback": fallback["web2-fallback"]}
+    assert new_slot_traffic(zeroed(healthy), healthy, "web1", "web2") == Traffic(950, 0)
