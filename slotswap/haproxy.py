@@ -51,6 +51,7 @@ class ServerStat:
     # those that failed: answered 5xx, or a connection or response error.
     requests: int = 0
     errors: int = 0
+    check_failures: int = 0  # chkfail: checks failed while it was up (the watch compares)
 
     @property
     def is_up(self) -> bool:
@@ -193,6 +194,7 @@ def parse_show_stat(text: str) -> dict[str, ServerStat]:
             requests=_int(row.get("req_tot")) or sum(
                 _int(row.get(f"hrsp_{kind}")) for kind in RESPONSE_KINDS),
             errors=sum(_int(row.get(name)) for name in ("hrsp_5xx", "econ", "eresp")),
+            check_failures=_int(row.get("chkfail")),
         )
     return servers
 
