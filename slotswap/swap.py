@@ -303,6 +303,9 @@ class SlotSwap:
         self.at_switch: dict[str, ServerStat] = {}  # the reading right before the switch
         self.window_traffic: haproxy.Traffic | None = None  # the new slot's, after the switch
         self.fallback = False  # the backend has the slots' fallback lines (read_slots)
+        # Told as soon as switch_back sent a failed new slot's traffic back (the rollout's
+        # watch window stops other switches at once), before the container's clean-up.
+        self.on_failure: Callable[[str], None] = lambda reason: None
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -527,13 +530,15 @@ class SlotSwap:
         self.progress(f"{new} ({self.tag}) {verdict}{failure.what} {after:.1f}s after taking "
                       f"traffic ({failure.detail}); traffic is back on {old} "
                       f"({self.old_version})")
+        rolled_back = (f"{self.tag} took traffic in {new}, then {failure.what} {after:.1f}s "
+                       f"later ({failure.detail}); rolled back to {self.old_version} in {old}")
+        if failure.failed:
+            self.on_failure(rolled_back)
         name = self.inventory.container_name(new)
         output = self.last_output(new) if failure.failed else ""
         self.progress(f"stopped {self.stop_container(new, check=False)}")
         raise SwapRolledBack(
-            f"{self.tag} took traffic in {new}, then {failure.what} {after:.1f}s later "
-            f"({failure.detail}); rolled back to {self.old_version} in {old}"
-            + (f"; the last output of {name}:\n{output}" if output else ""),
+            rolled_back + (f"; the last output of {name}:\n{output}" if output else ""),
             describe_serving(read_slots_quietly(self.server, self.inventory)))
 
     def retire(self, slot: str, view: SlotView) -> None:
