@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from slotswap.certificates import (
+    AcmeError,
     CertificateBundle,
     acme_source,
     check_private_file,
@@ -37,10 +38,6 @@ USER_AGENT = "slotswap"
 ISSUE_TIMEOUT = 120  # seconds for the CA to validate every name and issue
 NETWORK_TIMEOUT = 30  # seconds for each request to the CA
 Progress = Callable[[str], None]
-
-
-class AcmeError(RuntimeError):
-    """The CA refused, or could not be reached: nothing was changed on any server."""
 
 
 def _one_line(message: str) -> AcmeError:

@@ -35,6 +35,11 @@ def acme_source(directory: str) -> str:
     return f"acme {directory}"
 
 
+class AcmeError(RuntimeError):
+    """The ACME CA refused, or could not be reached: nothing was changed on any server. Here,
+    not in slotswap.acme_client, so that catching it imports no ACME client."""
+
+
 class CertificateError(InputError):
     """A certificate or key on the operator's machine is missing, unsafe or does not fit."""
 

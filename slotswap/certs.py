@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from slotswap import rollout, tls
-from slotswap.acme_client import issue
 from slotswap.certificates import (
     EXPIRED,
     EXPIRING,
@@ -20,13 +19,22 @@ from slotswap.certificates import (
     load_files,
     placeholder,
 )
-from slotswap.inventory import CertificateFiles, HttpsSettings, Inventory
+from slotswap.inventory import AcmeSettings, CertificateFiles, HttpsSettings, Inventory
 from slotswap.output import say, warn
 from slotswap.proxy import config_dir
 from slotswap.remote import Server
 from slotswap.validation import InputError
 
 Progress = Callable[[str], None]
+
+
+def issue(settings: AcmeSettings, names: tuple[str, ...], progress: Progress
+          ) -> CertificateBundle:
+    """slotswap.acme_client.issue, imported only here: the ACME client (acme, josepy,
+    requests) costs every other run 0.1 s of start-up."""
+    from slotswap import acme_client
+
+    return acme_client.issue(settings, names, progress)
 
 
 def https_of(inventory: Inventory) -> HttpsSettings:

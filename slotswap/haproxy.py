@@ -56,6 +56,7 @@ class ServerStat:
     # may count in both (a GET closed unanswered does, recorded).
     retried: int = 0
     redispatched: int = 0
+    check_failures: int = 0  # chkfail: checks failed while it was up (the watch compares)
 
     @property
     def is_up(self) -> bool:
@@ -207,6 +208,7 @@ def parse_show_stat(text: str) -> dict[str, ServerStat]:
             errors=sum(_int(row.get(name)) for name in ("hrsp_5xx", "econ", "eresp")),
             retried=_int(row.get("wretr")),
             redispatched=_int(row.get("wredis")),
+            check_failures=_int(row.get("chkfail")),
         )
     return servers
 

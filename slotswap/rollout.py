@@ -534,6 +534,7 @@ def switch_in_window(server: Server, inventory: Inventory, tag: str, outcome: Se
         record_unless_stopping_now(server, inventory, task, outcome)
         return ok
     window.switched(run.swap.switched_at)
+    run.swap.on_failure = lambda reason: window.failing(f"{server.name}: {reason}")
 
     def watch() -> None:
         try:

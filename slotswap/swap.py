@@ -26,10 +26,15 @@ from slotswap.proxy import next_container
 from slotswap.remote import CommandResult, ConnectError, RemoteCommandError, Server
 
 POLL_INTERVAL = 0.05
-# After the switch: HAProxy marks a failing slot DOWN 200 ms after its first failed check
-# (fastinter 100ms, fall 3), so the watch looks more often than that: 4 looks in those
-# 200 ms. In a rollout's window every switched server is watched at once: each look costs.
-WATCH_POLL_INTERVAL = 0.05
+# After the switch, one `show stat` every 250 ms per watched server (every switched server of
+# a rollout's window at once, each look a round trip over SSH and a parse on the operator's
+# CPU, which the swaps still to come need). The watch need not beat HAProxy: a request the
+# new slot cannot take goes to the old slot's fallback line (balance first), and HAProxy
+# marks a failing slot DOWN 200 ms after its first failed check (fastinter 100ms, fall 3),
+# which sends it every request. A DOWN slot stays out for at least 400 ms (two more checks at
+# fastinter, two passes at downinter 100ms, rise 2): every look in 250 ms sees it. A check
+# that failed once between two looks is counted by HAProxy (`chkfail`), see watch_failure.
+WATCH_POLL_INTERVAL = 0.25
 CONTAINER_CHECK_INTERVAL = 1.0
 # The watch's look at the container itself (`docker inspect` over SSH, a Docker CLI start on
 # the server): a backup for HAProxy's checks, which see a crashed app first.
@@ -111,13 +116,19 @@ class WatchFailure:
     failed: bool = True  # False: nothing wrong with it, the rollout goes back everywhere
 
 
-def watch_failure(stat: ServerStat) -> WatchFailure | None:
+def watch_failure(stat: ServerStat, since: ServerStat | None = None) -> WatchFailure | None:
     """Pure: HAProxy's view of the new slot after the switch. Anything but taking new traffic
     with passing checks fails: DOWN, `UP 1/3` on its way down, and also MAINT (resolution),
     which HAProxy may show once Docker's DNS drops a stopped container's name, before any
-    check fails."""
+    check fails. With `since` (its reading at the switch), a check that failed since then
+    fails it too, though the next one passed before this look (`UP` again)."""
     if stat.failing_checks:
         return WatchFailure("failed HAProxy's health checks", stat.check_summary)
+    if since is not None and stat.check_failures > since.check_failures:
+        failed = stat.check_failures - since.check_failures
+        return WatchFailure("failed HAProxy's health checks",
+                            f"{failed} failed check{'s' if failed > 1 else ''} since the "
+                            f"switch (the last one: {stat.check_summary})")
     if not stat.takes_new_traffic:
         return WatchFailure("stopped taking traffic",
                             f"HAProxy reports it {stat.status}, {stat.check_summary}")
@@ -302,6 +313,9 @@ class SlotSwap:
         self.at_switch: dict[str, ServerStat] = {}  # the reading right before the switch
         self.window_traffic: haproxy.Traffic | None = None  # the new slot's, after the switch
         self.fallback = False  # the backend has the slots' fallback lines (read_slots)
+        # Told as soon as switch_back sent a failed new slot's traffic back (the rollout's
+        # watch window stops other switches at once), before the container's clean-up.
+        self.on_failure: Callable[[str], None] = lambda reason: None
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -460,7 +474,7 @@ class SlotSwap:
             stats = self.stats()
             now = time.monotonic()
             self.window_traffic = new_slot_traffic(self.at_switch, stats, new, old)
-            failure = watch_failure(stats[new])
+            failure = watch_failure(stats[new], self.at_switch[new])
             if failure is None and (why := haproxy.error_rate_failure(
                     self.window_traffic, old_before, watch.max_error_rate,
                     watch.min_requests)):
@@ -526,13 +540,15 @@ class SlotSwap:
         self.progress(f"{new} ({self.tag}) {verdict}{failure.what} {after:.1f}s after taking "
                       f"traffic ({failure.detail}); traffic is back on {old} "
                       f"({self.old_version})")
+        rolled_back = (f"{self.tag} took traffic in {new}, then {failure.what} {after:.1f}s "
+                       f"later ({failure.detail}); rolled back to {self.old_version} in {old}")
+        if failure.failed:
+            self.on_failure(rolled_back)
         name = self.inventory.container_name(new)
         output = self.last_output(new) if failure.failed else ""
         self.progress(f"stopped {self.stop_container(new, check=False)}")
         raise SwapRolledBack(
-            f"{self.tag} took traffic in {new}, then {failure.what} {after:.1f}s later "
-            f"({failure.detail}); rolled back to {self.old_version} in {old}"
-            + (f"; the last output of {name}:\n{output}" if output else ""),
+            rolled_back + (f"; the last output of {name}:\n{output}" if output else ""),
             describe_serving(read_slots_quietly(self.server, self.inventory)))
 
     def retire(self, slot: str, view: SlotView) -> None:

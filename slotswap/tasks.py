@@ -32,9 +32,9 @@ from slotswap import (
 from slotswap import docker_commands as docker
 from slotswap import dry_run as dry_run_plans
 from slotswap import history as history_log
-from slotswap.acme_client import AcmeError
 from slotswap.app_env import secret_values_in
 from slotswap.batches import parse_batch
+from slotswap.certificates import AcmeError
 from slotswap.delivery import up_action
 from slotswap.fabric_flags import ConnectOverrides, check_flags, identity_problem
 from slotswap.host_selection import select_hosts

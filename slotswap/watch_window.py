@@ -23,6 +23,7 @@ class WatchWindow:
         self._last_switch: float | None = None
         self._closes_at: float | None = None
         self._failure: str | None = None
+        self._failing: str | None = None  # told by a watch before its clean-up (failing)
         self._threads: list[threading.Thread] = []
 
     def switched(self, at: float) -> None:
@@ -49,14 +50,23 @@ class WatchWindow:
             if self._failure is None:
                 self._failure = reason
 
+    def failing(self, reason: str) -> None:
+        """A watch sent its server's traffic back: the rollout stops at once, not only once
+        that server has read its container's last output and stopped it (meanwhile another
+        server could switch). Its fail() gives the reason named in the end."""
+        with self._lock:
+            if self._failing is None:
+                self._failing = reason
+
     def failure(self) -> str | None:
         """Why the rollout stops (the first failure), or None."""
-        return self._failure
+        return self._failure or self._failing
 
     def revert_reason(self) -> str | None:
         """Asked by each watch: a reason to switch back although nothing is wrong with it."""
-        if self.revert_on_failure and self._failure is not None:
-            return f"--on-failure=rollback: {self._failure}"
+        failure = self.failure()
+        if self.revert_on_failure and failure is not None:
+            return f"--on-failure=rollback: {failure}"
         return None
 
     def close(self) -> None:

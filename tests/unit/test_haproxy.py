@@ -117,7 +117,7 @@ SHOW_STAT_CASES: dict[str, list[tuple[object, ...]]] = {
 def test_parse_show_stat_recorded(name: str, rows: list[tuple[object, ...]]) -> None:
     servers = haproxy.parse_show_stat(fixture(name))
     without_counters = {slot: dataclasses.replace(stat, requests=0, errors=0, retried=0,
-                                                  redispatched=0)
+                                                  redispatched=0, check_failures=0)
                         for slot, stat in servers.items()}
     assert without_counters == {row[0]: ServerStat(*row) for row in rows}  # type: ignore[arg-type]
     assert list(servers) == [row[0] for row in rows]

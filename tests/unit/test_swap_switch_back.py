@@ -150,3 +150,16 @@ def test_the_watch_fails_when_the_container_stopped_vanished_or_restarted() -> N
     assert stopped is not None and stopped.detail == "restarting, exit code 1"
     restarted = container_failure(container("running", "2026-01-02T03:04:09Z"), started_ns)
     assert restarted is not None and restarted.what == "its container crashed"
+
+
+def test_the_rollout_is_told_as_soon_as_the_traffic_is_back(tmp_path: Path) -> None:
+    # In a watch window the next server may switch while this one reads its container's
+    # last output and stops it (a few round trips): the window must know before those.
+    server = FlakyServer(0)
+    slot_swap = swap(tmp_path, server)
+    told: list[tuple[str, int]] = []
+    slot_swap.on_failure = lambda why: told.append((why, len(server.commands)))
+    with pytest.raises(SwapRolledBack):
+        slot_swap.switch_back("web2", "web1", stats("UP 1/3"), 1.5)
+    assert told == [("v2 took traffic in web2, then failed HAProxy's health checks 1.5s "
+                     "later (L7STS 500); rolled back to v1 in web1", 0)]

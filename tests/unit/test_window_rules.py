@@ -55,3 +55,14 @@ def test_close_waits_for_every_watch_to_end() -> None:
     assert ended == []
     window.close()
     assert sorted(ended) == ["s1", "s2"]
+
+
+def test_a_failure_told_early_stops_the_rollout_and_the_full_one_is_named() -> None:
+    window = WatchWindow(5, revert_on_failure=True)
+    window.failing("s1: v2 failed its checks; rolled back to v1")
+    assert window.failure() == "s1: v2 failed its checks; rolled back to v1"
+    assert window.revert_reason() == "--on-failure=rollback: s1: v2 failed its checks; " \
+                                     "rolled back to v1"
+    window.failing("s2: a later one")
+    window.fail("s1: v2 failed its checks; rolled back to v1; its last output: ...")
+    assert window.failure() == "s1: v2 failed its checks; rolled back to v1; its last output: ..."
