@@ -314,7 +314,7 @@ def test_a_docker_group_login_without_remote_dir_deploys_from_its_home(
         admin = f"{HOME_CONFIG}/haproxy/admin"
         owners = on_server(index, "stat", "-c", "%U %a %F", f"{HOME_STATE}/history.jsonl",
                            admin, f"{admin}/admin.sock")
-        assert owners.splitlines() == ["deploy 644 regular file", "deploy 700 directory",
+        assert owners.splitlines() == ["deploy 600 regular file", "deploy 700 directory",
                                        "deploy 600 socket"], owners
         assert on_server(index, "find", "/etc/slotswap", "/var/lib/slotswap", "-user",
                          "deploy") == ""
