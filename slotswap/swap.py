@@ -807,12 +807,13 @@ def already_serving(server: Server, inventory: Inventory, tag: str,
     names, the env files) is read in one round trip, HAProxy's in one line."""
     mark = secrets.token_hex(8)
     names = containers_to_read(inventory)
+    folders = server.with_folders(inventory)  # the env files are in this login's folder
     facts: list[str | None] = []
 
     def docker_facts() -> dict[str, docker.ContainerInfo]:
         answer = server.run(docker.redeploy_facts(
             mark, inventory.image_ref(tag),
-            (env_file_path(inventory, SLOTS[0]), env_file_path(inventory, SLOTS[1])), names),
+            (env_file_path(folders, SLOTS[0]), env_file_path(folders, SLOTS[1])), names),
             check=False)
         found, containers_json = docker.split_redeploy_facts(answer.stdout, mark)
         facts.extend(found)

@@ -4,6 +4,7 @@ a server is `unchanged` only with the same image and the same environment."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
@@ -49,6 +50,10 @@ esac
         fake.chmod(0o755)
         self.path = f"{bin_folder}:/usr/bin:/bin"
         self.round_trips = 0
+        self.folders: Inventory | None = None  # the login's own folders, when not the set ones
+
+    def with_folders(self, inventory: Inventory) -> Inventory:
+        return self.folders or inventory
 
     def runtime_api(self, command: str) -> str:
         self.round_trips += 1
@@ -87,3 +92,17 @@ def test_a_server_is_unchanged_only_with_the_same_image_and_environment(
     serving = already_serving(server, inv, "v2", app_env)  # type: ignore[arg-type]
     assert (serving == "v2 in web2") is unchanged
     assert server.round_trips == 2  # one command, one runtime-API line
+
+
+def test_the_env_file_is_read_from_the_logins_own_folder(tmp_path: Path) -> None:
+    """A login that is not root keeps its files in its home (Server.with_folders): the no-op
+    check must compare the env file there, or every redeploy of such a login is a swap."""
+    inv = inventory(tmp_path)
+    app_env = resolve_app_env(inv, {})
+    home = dataclasses.replace(inv, remote_dir=str(tmp_path / "home" / ".slotswap"))
+    path = Path(env_file_path(home, "web2"))
+    path.parent.mkdir(parents=True)
+    path.write_text(app_env.text)
+    server = RecordedServer(inv, tmp_path, LIVE_IMAGE)
+    server.folders = home
+    assert already_serving(server, inv, "v2", app_env) == "v2 in web2"  # type: ignore[arg-type]
