@@ -285,14 +285,7 @@ def describe_serving(views: dict[str, SlotView]) -> str:
     if not views:
         return "unknown (could not read the server's state)"
     serving = [f"{v.version} in {v.slot}" for v in views.values() if v.serving]
-    text = " and ".join(serving) if serving else "NOTHING"
-    # A fallback line ready outside the slot in rotation: a deploy's window, or one left by
-    # a run cut off there (the next deploy takes it out). It answers what the slot in
-    # rotation cannot, so it is said.
-    behind = [f"{v.version} in {v.slot}'s fallback line" for v in views.values()
-              if not v.serving and v.running and v.fallback is not None
-              and v.fallback.takes_new_traffic]
-    return f"{text} (behind it: {' and '.join(behind)})" if behind else text
+    return " and ".join(serving) if serving else "NOTHING"
 
 
 @dataclass

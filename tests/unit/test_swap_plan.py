@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,20 +255,6 @@ def test_slot_view_describe_without_version_label() -> None:
 )
 def test_describe_serving(slot_views: dict[str, SlotView], expected: str) -> None:
     assert describe_serving(slot_views) == expected
-
-
-def test_describe_serving_names_a_ready_fallback_line() -> None:
-    """The old slot's fallback line, ready (a deploy's window, or left by a run cut off
-    there), answers what the live slot cannot: status says so."""
-    slot_views = views(Slot("DRAIN", "running", version="v1"), Slot("UP", "running",
-                                                                    version="v2"))
-    web1 = slot_views["web1"]
-    fallback = dataclasses.replace(web1.stat, name="web1-fallback", status="UP")
-    slot_views["web1"] = dataclasses.replace(web1, fallback=fallback)
-    assert describe_serving(slot_views) == "v2 in web2 (behind it: v1 in web1's fallback line)"
-    slot_views["web1"] = dataclasses.replace(
-        web1, fallback=dataclasses.replace(fallback, status="MAINT"))
-    assert describe_serving(slot_views) == "v2 in web2"
 
 
 @pytest.mark.parametrize(
