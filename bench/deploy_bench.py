@@ -27,10 +27,10 @@ from pathlib import Path
 
 import naive  # bench/naive.py: a script's own folder is on sys.path
 
-from slotswap import rollout
-from slotswap.inventory import SLOTS, Inventory, load_inventory
-from slotswap.output import format_table
-from slotswap.validation import InputError
+from slotswap.config.inventory import SLOTS, Inventory, load_inventory
+from slotswap.core.output import format_table
+from slotswap.core.validation import InputError
+from slotswap.fleet import rollout
 from testbed import sandbox
 from testbed.loadgen import (
     VERSION_PATTERN,

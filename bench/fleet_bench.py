@@ -38,12 +38,13 @@ from deploy_bench import (  # bench/deploy_bench.py: a script's own folder is on
     log,
 )
 
-from slotswap import docker_commands as docker
-from slotswap import remote, rollout
-from slotswap.inventory import Inventory, load_inventory
-from slotswap.output import format_table
-from slotswap.proxy import up_server
-from slotswap.validation import InputError
+from slotswap.commands import docker
+from slotswap.config.inventory import Inventory, load_inventory
+from slotswap.core.output import format_table
+from slotswap.core.validation import InputError
+from slotswap.fleet import rollout
+from slotswap.remote import server as remote
+from slotswap.server.haproxy import up_server
 from testbed import sandbox
 from testbed.loadgen import LoadGeneratorProcess
 

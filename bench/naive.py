@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from slotswap import docker_commands as docker
-from slotswap import haproxy
-from slotswap.haproxy import AdminState, ServerState
-from slotswap.inventory import SLOTS, Inventory
-from slotswap.remote import Server
-from slotswap.swap import slot_published_ports
+from slotswap.commands import docker
+from slotswap.commands import runtime_api as haproxy
+from slotswap.commands.runtime_api import AdminState, ServerState
+from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.remote.server import Server
+from slotswap.server.swap import slot_published_ports
 
 # The article's `docker stop` uses Docker's default grace period.
 STOP_SECONDS = 10

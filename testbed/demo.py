@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from slotswap.output import format_table
+from slotswap.core.output import format_table
 from testbed import sandbox
 from testbed.loadgen import AddressedHTTPSConnection, LoadGenerator, TlsTarget
 

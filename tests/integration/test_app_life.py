@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from slotswap import haproxy, maintenance
-from slotswap.inventory import load_inventory
-from slotswap.remote import Server
+from slotswap.commands import runtime_api as haproxy
+from slotswap.config.inventory import load_inventory
+from slotswap.remote.server import Server
+from slotswap.server import maintenance
 from testbed import sandbox
 from tests.integration.conftest import (
     FAB,

@@ -17,11 +17,11 @@ import pytest
 import yaml
 from cryptography import x509
 
-from slotswap import tls
-from slotswap.certificates import CertificateBundle
-from slotswap.inventory import load_inventory
-from slotswap.proxy import config_dir
-from slotswap.remote import Server
+from slotswap.config.inventory import load_inventory
+from slotswap.https import install as tls
+from slotswap.https.files import CertificateBundle
+from slotswap.remote.server import Server
+from slotswap.server.haproxy import config_dir
 from testbed import sandbox
 from testbed.loadgen import AddressedHTTPSConnection, LoadGenerator, TlsTarget
 from testbed.private_ca import PrivateCa, issue, make_ca

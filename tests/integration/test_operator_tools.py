@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from slotswap import scaffold
+from slotswap.config import scaffold
 from testbed import sandbox
 
 if TYPE_CHECKING:

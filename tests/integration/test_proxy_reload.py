@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from slotswap import scaffold
+from slotswap.config import scaffold
 from tests.integration.conftest import wait_for
 
 if TYPE_CHECKING:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from slotswap.inventory import Host, Inventory, JumpHost, load_inventory
-from slotswap.remote import Server
+from slotswap.config.inventory import Host, Inventory, JumpHost, load_inventory
+from slotswap.remote.server import Server
 from testbed import sandbox
 
 if TYPE_CHECKING:

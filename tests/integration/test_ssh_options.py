@@ -1,6 +1,6 @@
 """SSH options against the sandbox's real sshd: unknown and changed host keys, the
 accept_unknown_hosts opt-out, jump hosts, ~/.ssh/config, and the private env file as
-`docker --env-file` reads it. Connections are made in-process with slotswap.remote.Server;
+`docker --env-file` reads it. Connections are made in-process with slotswap.remote.server.Server;
 nothing here deploys, so the servers' slots are left as they are."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import paramiko
 import pytest
 
-from slotswap.app_env import render_env_file
-from slotswap.inventory import Host, Inventory, JumpHost, load_inventory
-from slotswap.remote import ConnectError, Server
+from slotswap.config.app_env import render_env_file
+from slotswap.config.inventory import Host, Inventory, JumpHost, load_inventory
+from slotswap.remote.server import ConnectError, Server
 from testbed import sandbox
 
 if TYPE_CHECKING:

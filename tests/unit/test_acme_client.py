@@ -13,9 +13,9 @@ import pytest
 import requests
 from acme import challenges, messages
 
-from slotswap import acme_client
-from slotswap.acme_client import AcmeError, issue
-from slotswap.inventory import AcmeSettings
+from slotswap.config.inventory import AcmeSettings
+from slotswap.https import acme as acme_client
+from slotswap.https.acme import AcmeError, issue
 
 NAMES = ("www.example.com", "example.com")
 DIRECTORY = "https://ca.example/dir"

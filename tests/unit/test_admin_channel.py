@@ -1,11 +1,12 @@
-"""slotswap.admin_channel: the channel request paramiko cannot build, and HAProxy's prompt mode."""
+"""slotswap.remote.admin_channel: the channel request paramiko cannot build, and
+HAProxy's prompt mode."""
 
 from __future__ import annotations
 
 import paramiko
 import pytest
 
-from slotswap.admin_channel import (
+from slotswap.remote.admin_channel import (
     AdminChannelClosed,
     AdminChannelTimeout,
     PromptSession,

@@ -1,4 +1,4 @@
-"""slotswap.app_env: the env file docker reads, secrets from the operator's environment, and
+"""slotswap.config.app_env: the env file docker reads, secrets from the operator's environment, and
 that no secret value ever shows in an error, a repr or the masked description."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slotswap.app_env import (
+from slotswap.config.app_env import (
     MAX_LINE_BYTES,
     OUTPUT_MASK,
     AppEnv,
@@ -19,8 +19,8 @@ from slotswap.app_env import (
     secret_values_in,
     value_problem,
 )
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.validation import InputError
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.core.validation import InputError
 
 SECRET = "s3cr3t-value-that-must-never-show"
 

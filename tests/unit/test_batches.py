@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from slotswap.batches import BatchSize, batches, parse_batch, run_in_batches
-from slotswap.validation import InputError
+from slotswap.core.validation import InputError
+from slotswap.fleet.batches import BatchSize, batches, parse_batch, run_in_batches
 
 
 @pytest.mark.parametrize(("text", "fleet", "servers"), [

@@ -13,9 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from slotswap import carry_over
-from slotswap import docker_commands as docker
-from slotswap.carry_over import (
+from slotswap.cli.check import settings_lines
+from slotswap.commands import docker
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.remote.server import LoginFacts, Server, parse_login_facts
+from slotswap.server import carry_over
+from slotswap.server.carry_over import (
     PreviousFolders,
     carried_lock_archive,
     carrier_config,
@@ -23,11 +26,8 @@ from slotswap.carry_over import (
     previous_folders,
     state_dir_beside,
 )
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.inventory_check import settings_lines
-from slotswap.locking import CARRIED_TASK, LockOwner
-from slotswap.proxy import admin_dir, config_dir, container_spec
-from slotswap.remote import LoginFacts, Server, parse_login_facts
+from slotswap.server.haproxy import admin_dir, config_dir, container_spec
+from slotswap.server.locking import CARRIED_TASK, LockOwner
 
 
 def inventory(tmp_path: Path, **settings: object) -> Inventory:

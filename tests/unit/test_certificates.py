@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import certificates
-from slotswap.certificates import (
+from slotswap.config.inventory import CertificateFiles, InventoryError, load_inventory
+from slotswap.https import files as certificates
+from slotswap.https.files import (
     CertificateError,
     covers,
     load_files,
     placeholder,
 )
-from slotswap.inventory import CertificateFiles, InventoryError, load_inventory
-from slotswap.proxy import Login, render_config
+from slotswap.server.haproxy import Login, render_config
 from testbed.private_ca import issue, make_ca
 
 NAMES = ("www.example.com", "example.com")
@@ -92,7 +92,7 @@ def test_a_certificate_not_yet_valid_is_refused(tmp_path: Path) -> None:
 
 def test_a_certificate_near_its_end_is_installed_with_a_warning(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from slotswap import certs
+    from slotswap.fleet import certs
 
     write_pair(tmp_path, days=12)
     (tmp_path / "hosts.yaml").write_text(
@@ -193,7 +193,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_show_ssl_cert_as_haproxy_2_6_answers_it() -> None:
     from datetime import UTC, datetime
 
-    from slotswap.tls import parse_show_ssl_cert
+    from slotswap.https.install import parse_show_ssl_cert
 
     served = parse_show_ssl_cert((FIXTURES / "haproxy-2.6-show-ssl-cert.txt").read_text())
     assert served.serial == "36CA6A9A383BBDF71050A8411017FCDAD96D0C12"
@@ -203,8 +203,8 @@ def test_show_ssl_cert_as_haproxy_2_6_answers_it() -> None:
 
 
 def test_show_ssl_cert_of_an_unknown_file_is_an_error() -> None:
-    from slotswap.haproxy import RuntimeApiError
-    from slotswap.tls import parse_show_ssl_cert
+    from slotswap.commands.runtime_api import RuntimeApiError
+    from slotswap.https.install import parse_show_ssl_cert
 
     with pytest.raises(RuntimeApiError, match="unexpected `show ssl cert` answer"):
         parse_show_ssl_cert("Can't display the certificate: Not found or the certificate is "
@@ -212,8 +212,8 @@ def test_show_ssl_cert_of_an_unknown_file_is_an_error() -> None:
 
 
 def test_certs_says_which_servers_serve_a_certificate_clients_refuse_or_soon_will() -> None:
-    from slotswap import certs
-    from slotswap.tls import parse_show_ssl_cert
+    from slotswap.fleet import certs
+    from slotswap.https.install import parse_show_ssl_cert
 
     text = (FIXTURES / "haproxy-2.6-show-ssl-cert.txt").read_text()
     served = parse_show_ssl_cert(text)  # from Nov 27 18:26:05 2026 to Dec 17 19:26:05 2026

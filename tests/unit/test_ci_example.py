@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slotswap.tasks import collection
+from slotswap.cli.tasks import collection
 
 CI = Path(__file__).resolve().parents[2] / "example" / "ci"
 GITHUB, GITLAB = CI / "github-actions.yml", CI / "gitlab-ci.yml"

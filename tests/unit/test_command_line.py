@@ -15,16 +15,16 @@ import jsonschema
 import pytest
 import yaml
 
-from slotswap import inventory as inventory_module
-from slotswap.fabric_flags import looks_like_private_key
-from slotswap.host_selection import select_hosts
-from slotswap.inventory import load_inventory
-from slotswap.inventory_check import key_line, key_parts
-from slotswap.validation import InputError
+from slotswap.cli.check import key_line, key_parts
+from slotswap.cli.fabric_flags import looks_like_private_key
+from slotswap.cli.host_selection import select_hosts
+from slotswap.config import inventory as inventory_module
+from slotswap.config.inventory import load_inventory
+from slotswap.core.validation import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
-SCHEMA = json.loads((ROOT / "slotswap" / "hosts.schema.json").read_text())
+SCHEMA = json.loads((ROOT / "slotswap" / "config" / "hosts.schema.json").read_text())
 INVENTORY = """\
 app: webapp
 image: registry.example.com/acme/webapp

@@ -1,10 +1,11 @@
-"""slotswap.remote counts the SSH connections a task opens (the fleet benchmark reports it)."""
+"""slotswap.remote.server counts the SSH connections a task opens (the fleet
+benchmark reports it)."""
 
 from __future__ import annotations
 
 import threading
 
-from slotswap import remote
+from slotswap.remote import server as remote
 
 
 def test_every_opened_connection_is_counted_once_also_from_threads() -> None:

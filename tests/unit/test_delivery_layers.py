@@ -14,10 +14,10 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from slotswap import docker_commands as docker
-from slotswap.delivery import DeliveryError, SshDelivery
-from slotswap.remote import CommandResult
-from slotswap.timings import Timings
+from slotswap.commands import docker
+from slotswap.core.timings import Timings
+from slotswap.fleet.delivery import DeliveryError, SshDelivery
+from slotswap.remote.server import CommandResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TWO_LAYERS = FIXTURES / "docker_save_two_layers.tar"
@@ -32,7 +32,7 @@ LOADED = CommandResult(f"Loaded image: {REF}\n", "", 0)
 class ScriptedServer:
     """Answers the image query with `images`, and each `docker image load` with the next of
     `loads`; keeps the names of the files in each archive it was sent."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
 
     name = "s1"
 

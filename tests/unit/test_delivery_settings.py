@@ -1,5 +1,5 @@
-"""The inventory's `delivery` setting and slotswap.delivery's pure parts (command lines, progress
-lines, what the operator's Docker is asked)."""
+"""The inventory's `delivery` setting and slotswap.fleet.delivery's pure parts (command lines,
+progress lines, what the operator's Docker is asked)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import docker_commands as docker
-from slotswap import interrupts
-from slotswap.delivery import (
+from slotswap.commands import docker
+from slotswap.config.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
+from slotswap.core import interrupts
+from slotswap.fleet.delivery import (
     PROGRESS_INTERVAL,
     DeliveryError,
     RegistryDelivery,
@@ -21,9 +22,8 @@ from slotswap.delivery import (
     short_id,
     transfer_line,
 )
-from slotswap.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
-from slotswap.proxy import ProxyError
-from slotswap.remote import CommandResult
+from slotswap.remote.server import CommandResult
+from slotswap.server.haproxy import ProxyError
 
 TWO_LAYERS = Path(__file__).parent / "fixtures" / "docker_save_two_layers.tar"
 BASE = {"app": "webapp", "image": "registry.example.com/acme/webapp", "hosts": ["203.0.113.10"]}
@@ -107,7 +107,7 @@ def test_transfer_meter_lets_an_interrupt_stop_the_transfer() -> None:
 
 
 def test_a_delivery_failure_stops_the_run_like_a_failed_pull() -> None:
-    # slotswap.rollout.prepare collects ProxyErrors per server and stops before any swap.
+    # slotswap.fleet.rollout.prepare collects ProxyErrors per server and stops before any swap.
     assert issubclass(DeliveryError, ProxyError)
 
 

@@ -1,4 +1,4 @@
-"""slotswap.docker_commands: whole argv lists, and `docker inspect` answers recorded in the
+"""slotswap.commands.docker: whole argv lists, and `docker inspect` answers recorded in the
 sandbox."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import docker_commands as docker
-from slotswap.docker_commands import ContainerInfo
-from slotswap.inventory import ContainerSettings, LogSettings
+from slotswap.commands import docker
+from slotswap.commands.docker import ContainerInfo
+from slotswap.config.inventory import ContainerSettings, LogSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -316,7 +316,7 @@ INSPECT_CASES = {
         labels={"slotswap.app": "webapp", "slotswap.haproxy-spec": "61ef5ae134fcf96b",
                 "slotswap.role": "haproxy"},
         addresses={"host": ""}, exit_code=0, started_at="2026-11-27T22:52:30.907859703Z",
-        # The folders it runs from (slotswap.carry_over reads them).
+        # The folders it runs from (slotswap.server.carry_over reads them).
         binds={"/usr/local/etc/haproxy": "/etc/slotswap/webapp/haproxy",
                "/run/slotswap-admin": "/etc/slotswap/webapp/haproxy/admin"})},
     "docker_inspect_web1_running.json": {"webapp-web1": WEB1_RUNNING},

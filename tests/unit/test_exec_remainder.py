@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from invoke import Collection, Context, task
 
-from slotswap.program import SlotswapProgram
-from slotswap.remainder import words_after_double_dash
+from slotswap.cli.program import SlotswapProgram
+from slotswap.cli.remainder import words_after_double_dash
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

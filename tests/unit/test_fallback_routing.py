@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from slotswap import haproxy, maintenance
-from slotswap.inventory import parse_inventory
-from slotswap.proxy import Login, render_config
-from slotswap.swap import switch_line
+from slotswap.commands import runtime_api as haproxy
+from slotswap.config.inventory import parse_inventory
+from slotswap.server import maintenance
+from slotswap.server.haproxy import Login, render_config
+from slotswap.server.swap import switch_line
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.locking import (
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.core.timings import Timings
+from slotswap.remote.server import CommandResult
+from slotswap.server.locking import (
     TAKE_SCRIPT,
     FleetLock,
     LockedError,
@@ -29,8 +31,6 @@ from slotswap.locking import (
     release,
     renew,
 )
-from slotswap.remote import CommandResult
-from slotswap.timings import Timings
 
 LOCK = "/var/lib/slotswap/webapp/lock"
 
@@ -42,7 +42,7 @@ def inventory(lease: int = 60) -> Inventory:
 
 class FolderServer:
     """Runs every command with the local `sh`, the server's /var/lib/slotswap in a folder."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
 
     def with_folders(self, inventory: Inventory) -> Inventory:
         return inventory  # root's folders

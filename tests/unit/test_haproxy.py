@@ -1,4 +1,5 @@
-"""slotswap.haproxy against answers recorded from HAProxy 2.6.12 (tests/unit/fixtures)."""
+"""slotswap.commands.runtime_api against answers recorded from HAProxy 2.6.12
+(tests/unit/fixtures)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import haproxy
-from slotswap.haproxy import (
+from slotswap.commands import runtime_api as haproxy
+from slotswap.commands.runtime_api import (
     ADMIN_FORCED_DRAIN,
     ADMIN_FORCED_MAINT,
     ADMIN_RESOLUTION_MAINT,

@@ -10,20 +10,20 @@ from typing import Any
 
 import pytest
 
-from slotswap import proxy
-from slotswap.docker_commands import HAPROXY_INSTANCE_VARIABLE, ContainerInfo, parse_inspect
-from slotswap.haproxy import RuntimeApiError, parse_servers_state
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.remote import CommandResult
-from slotswap.swap import read_slots
-from slotswap.timings import Timings
+from slotswap.commands.docker import HAPROXY_INSTANCE_VARIABLE, ContainerInfo, parse_inspect
+from slotswap.commands.runtime_api import RuntimeApiError, parse_servers_state
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.core.timings import Timings
+from slotswap.remote.server import CommandResult
+from slotswap.server import haproxy as proxy
+from slotswap.server.swap import read_slots
 
 FRONTEND_OPEN = "# pxname,svname,status\nhttp,FRONTEND,OPEN\n"
 
 
 class FakeServer:
     """Records commands; HAProxy's admin socket answers as the container that made it last."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
 
     name = "s1"
 
@@ -129,7 +129,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 class RecordedServer:
     """Answers read_slots with recorded outputs; `extra` adds containers to `docker inspect`."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
 
     name = "s1"
 
@@ -170,7 +170,7 @@ def test_recorded_answers_of_haproxy_on_the_servers_network() -> None:
 
 class SlotsServer:
     """web1 runs, published on the loopback as `bindings` say; HAProxy has it at 127.0.0.1."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
 
     name = "s1"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import hooks
-from slotswap.inventory import Inventory, InventoryError, load_inventory
+from slotswap.cli import hooks
+from slotswap.config.inventory import Inventory, InventoryError, load_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

@@ -10,9 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import certs, tls
-from slotswap.acme_client import AcmeError
-from slotswap.certificates import (
+from slotswap.cli.check import settings_lines
+from slotswap.commands.runtime_api import RuntimeApiError
+from slotswap.config.inventory import (
+    CertificateFiles,
+    HttpsSettings,
+    Inventory,
+    InventoryError,
+    load_inventory,
+)
+from slotswap.core.timings import Timings
+from slotswap.fleet import certs
+from slotswap.https import install as tls
+from slotswap.https.acme import AcmeError
+from slotswap.https.files import (
     FILES_SOURCE,
     STAND_IN_SOURCE,
     CertificateBundle,
@@ -20,17 +31,7 @@ from slotswap.certificates import (
     acme_source,
     load_files,
 )
-from slotswap.haproxy import RuntimeApiError
-from slotswap.inventory import (
-    CertificateFiles,
-    HttpsSettings,
-    Inventory,
-    InventoryError,
-    load_inventory,
-)
-from slotswap.inventory_check import settings_lines
-from slotswap.proxy import Login, redirect_names, render_config
-from slotswap.timings import Timings
+from slotswap.server.haproxy import Login, redirect_names, render_config
 from testbed.private_ca import issue, make_ca
 
 NAMES = ("www.example.com", "example.com")
@@ -203,7 +204,7 @@ def show_ssl_cert(bundle: CertificateBundle) -> str:
 
 class TlsServer:
     """The certificate file on the server and what its HAProxy serves."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
 
     name = "s1"
 

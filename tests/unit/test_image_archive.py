@@ -1,4 +1,4 @@
-"""slotswap.image_archive on a real `docker image save` archive (fixtures/README.md) and on
+"""slotswap.fleet.image_archive on a real `docker image save` archive (fixtures/README.md) and on
 archives in the OCI layout Docker 25 and later writes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from slotswap.image_archive import (
+from slotswap.fleet.image_archive import (
     ArchiveError,
     layers_already_there,
     read_archive,

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from slotswap import interrupts
+from slotswap.core import interrupts
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 import yaml
 
-from slotswap.inventory import (
+from slotswap.config.inventory import (
     FROM_SERVER,
     SLOTS,
     AcmeSettings,
@@ -25,7 +25,7 @@ from slotswap.inventory import (
     load_inventory,
     parse_inventory,
 )
-from slotswap.validation import InputError
+from slotswap.core.validation import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from slotswap import live_progress, output
-from slotswap.live_progress import LiveBoard, ServerLine, render, wants_live
+from slotswap.cli import live_progress
+from slotswap.cli.live_progress import LiveBoard, ServerLine, render, wants_live
+from slotswap.core import output
 
 
 def test_render_ticks_only_the_active_unfinished_server() -> None:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import release
-from slotswap.app_env import OUTPUT_MASK, resolve_app_env
-from slotswap.history import (
+from slotswap.config.app_env import OUTPUT_MASK, resolve_app_env
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.remote.server import CommandResult
+from slotswap.server import release
+from slotswap.server.history import (
     HistoryEntry,
     append_command,
     document,
@@ -23,8 +25,7 @@ from slotswap.history import (
     rollback_target,
     with_output,
 )
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.locking import (
+from slotswap.server.locking import (
     CANNOT_WRITE,
     LOCK_HELD,
     LockOwner,
@@ -32,7 +33,6 @@ from slotswap.locking import (
     parse_owner,
     take_lock_command,
 )
-from slotswap.remote import CommandResult
 
 NOON = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)
 

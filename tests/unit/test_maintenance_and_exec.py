@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import docker_commands as docker
-from slotswap import maintenance
-from slotswap.inventory import load_inventory
-from slotswap.one_off import parse_command
-from slotswap.validation import InputError
+from slotswap.commands import docker
+from slotswap.config.inventory import load_inventory
+from slotswap.core.validation import InputError
+from slotswap.server import maintenance
+from slotswap.server.one_off import parse_command
 
 MAP = "/usr/local/etc/haproxy/maintenance.map"
 

@@ -1,4 +1,5 @@
-"""slotswap.output.format_table, slotswap.tasks.default_tag and how tasks report failures."""
+"""slotswap.core.output.format_table, slotswap.cli.tasks.default_tag and how tasks
+report failures."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from invoke.exceptions import Exit
 
-from slotswap.locking import LockedError
-from slotswap.output import format_table
-from slotswap.remote import ConnectError, RemoteDirError
-from slotswap.tasks import default_tag, reports_errors
-from slotswap.validation import InputError, validate_tag
+from slotswap.cli.tasks import default_tag, reports_errors
+from slotswap.core.output import format_table
+from slotswap.core.validation import InputError, validate_tag
+from slotswap.remote.server import ConnectError, RemoteDirError
+from slotswap.server.locking import LockedError
 
 # -- format_table ---------------------------------------------------------------------------
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import platforms
-from slotswap.inventory import load_inventory
+from slotswap.config.inventory import load_inventory
+from slotswap.server import platforms
 
 
 @pytest.fixture

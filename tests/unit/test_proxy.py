@@ -1,4 +1,5 @@
-"""slotswap.proxy's pure parts: the rendered haproxy.cfg, the HAProxy container's argv and spec."""
+"""slotswap.server.haproxy's pure parts: the rendered haproxy.cfg, the HAProxy
+container's argv and spec."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from slotswap import maintenance
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.proxy import (
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.server import maintenance
+from slotswap.server.haproxy import (
     FORWARDING_HEADERS,
     LABEL_SPEC,
     Login,
@@ -344,7 +345,7 @@ def test_admin_socket_is_in_a_folder_of_the_config_dir() -> None:
 
 def test_an_admin_socket_path_too_long_for_a_unix_socket_is_refused(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import slotswap.proxy as proxy
+    import slotswap.server.haproxy as proxy
 
     monkeypatch.setattr(proxy, "config_dir", lambda inventory: "/srv/" + "x" * 90)
     with pytest.raises(ProxyError, match="longer than the 107 bytes"):
@@ -400,7 +401,7 @@ def test_container_spec_differs_from_the_one_on_the_apps_network() -> None:
 
 
 def test_on_host_network() -> None:
-    from slotswap.docker_commands import ContainerInfo
+    from slotswap.commands.docker import ContainerInfo
 
     def info(addresses: dict[str, str]) -> ContainerInfo:
         return ContainerInfo("webapp-haproxy", True, "running", "haproxy:2.8", "sha256:1", {},

@@ -1,11 +1,11 @@
-"""Which old images a deploy removes (slotswap.pruning), from `docker image ls` answers."""
+"""Which old images a deploy removes (slotswap.server.pruning), from `docker image ls` answers."""
 
 from __future__ import annotations
 
 import json
 
-from slotswap.docker_commands import ImageInfo, parse_image_list
-from slotswap.pruning import images_to_prune
+from slotswap.commands.docker import ImageInfo, parse_image_list
+from slotswap.server.pruning import images_to_prune
 
 REPO = "10.77.0.1:5000/demo/webapp"
 

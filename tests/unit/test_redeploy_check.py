@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from slotswap import docker_commands as docker
-from slotswap.app_env import env_file_path, resolve_app_env
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.remote import CommandResult
-from slotswap.swap import already_serving, expected_settings
-from slotswap.timings import Timings
+from slotswap.commands import docker
+from slotswap.config.app_env import env_file_path, resolve_app_env
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.core.timings import Timings
+from slotswap.remote.server import CommandResult
+from slotswap.server.swap import already_serving, expected_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LIVE_IMAGE = json.loads((FIXTURES / "docker_inspect_live_web2.json").read_text())[1]["Image"]

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from slotswap import docker_commands as docker
-from slotswap.delivery import RegistryDelivery
-from slotswap.proxy import StaleImageError, ensure_image
-from slotswap.remote import CommandResult
-from slotswap.timings import Timings
+from slotswap.commands import docker
+from slotswap.core.timings import Timings
+from slotswap.fleet.delivery import RegistryDelivery
+from slotswap.remote.server import CommandResult
+from slotswap.server.haproxy import StaleImageError, ensure_image
 
 REF = "registry.example.com/acme/app:v2"
 NEW, OLD = "sha256:" + "1" * 64, "sha256:" + "2" * 64

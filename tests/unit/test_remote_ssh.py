@@ -1,5 +1,5 @@
-"""slotswap.remote without a network: host-key policies, what a Server's connections are built
-from (inventory, ~/.ssh/config, defaults), and how a private file is written."""
+"""slotswap.remote.server without a network: host-key policies, what a Server's connections are
+built from (inventory, ~/.ssh/config, defaults), and how a private file is written."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import paramiko
 import pytest
 from fabric import Connection
 
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.remote import (
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.core.timings import Timings
+from slotswap.core.validation import InputError
+from slotswap.remote.server import (
     AcceptUnknownHostsLoudly,
     CommandResult,
     MarkerGate,
@@ -32,8 +34,6 @@ from slotswap.remote import (
     write_file_command,
     write_private_file_command,
 )
-from slotswap.timings import Timings
-from slotswap.validation import InputError
 
 KEY_256 = paramiko.ECDSAKey.generate(bits=256)
 KEY_256_OTHER = paramiko.ECDSAKey.generate(bits=256)
@@ -293,7 +293,7 @@ def test_close_closes_jump_hosts_too(tmp_path: Path) -> None:
 
 class RecordingServer:
     """Server.run replaced: records argv and stdin, runs nothing."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
 
     def __init__(self, tmp_path: Path, exit_code: int = 0, stderr: str = ""):
         self.server = server(tmp_path)
@@ -440,7 +440,7 @@ RUNNING_HAPROXY = ('[{"Name": "/webapp-haproxy", "State": {"Status": "running", 
 def refusing_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                     answers: dict[str, CommandResult]) -> tuple[Server, list[str]]:
     """A Server whose sshd refuses the unix-socket channel; commands get `answers`."""
-    import slotswap.remote as remote
+    import slotswap.remote.server as remote
 
     def refuse(*_: Any) -> paramiko.Channel:
         raise paramiko.ChannelException(2, "Connect failed")
@@ -461,7 +461,7 @@ def refusing_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_a_stopped_haproxy_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slotswap.haproxy import RuntimeApiError
+    from slotswap.commands.runtime_api import RuntimeApiError
 
     srv, _ = refusing_server(tmp_path, monkeypatch, {
         "docker container inspect": CommandResult(RUNNING_HAPROXY.replace(
@@ -473,7 +473,7 @@ def test_a_stopped_haproxy_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_a_server_without_the_socket_needs_fab_up(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from slotswap.haproxy import RuntimeApiError
+    from slotswap.commands.runtime_api import RuntimeApiError
 
     srv, asked = refusing_server(tmp_path, monkeypatch, {
         "docker container inspect": CommandResult(RUNNING_HAPROXY, "", 0)})
@@ -497,7 +497,7 @@ def test_forwarding_refused_goes_through_socat_from_then_on(
 
 def test_forwarding_refused_without_socat_names_the_settings(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from slotswap.haproxy import RuntimeApiError
+    from slotswap.commands.runtime_api import RuntimeApiError
 
     srv, _ = refusing_server(tmp_path, monkeypatch, {
         "docker container inspect": CommandResult(RUNNING_HAPROXY, "", 0),
@@ -518,7 +518,7 @@ def test_a_command_cut_at_its_deadline_is_a_deadline_error_even_when_invoke_miss
     import time as clock
     from types import SimpleNamespace
 
-    from slotswap.remote import CommandDeadlineError, cut_at_deadline
+    from slotswap.remote.server import CommandDeadlineError, cut_at_deadline
 
     srv = server(tmp_path)
 

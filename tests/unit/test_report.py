@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import output, report
-from slotswap.remote import LineSink
-from slotswap.rollout import RolloutResult, ServerOutcome, ServerStatus
-from slotswap.timings import Timings, table
+from slotswap.cli import report
+from slotswap.core import output
+from slotswap.core.timings import Timings, table
+from slotswap.fleet.rollout import RolloutResult, ServerOutcome, ServerStatus
+from slotswap.remote.server import LineSink
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

@@ -1,5 +1,5 @@
-"""slotswap.rollout: whatever fails, a deploy ends in a result (exit code and one-line message),
-so that the summary, --json and the post hooks still come; no server is contacted here."""
+"""slotswap.fleet.rollout: whatever fails, a deploy ends in a result (exit code and one-line
+message), so that the summary, --json and the post hooks still come; no server is contacted here."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from slotswap import rollout
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.remote import RemoteDirError
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.fleet import rollout
+from slotswap.remote.server import RemoteDirError
 
 
 def inventory(tmp_path: Path) -> Inventory:

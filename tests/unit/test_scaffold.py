@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from slotswap import scaffold
-from slotswap.inventory import _TOP_KEYS, HookSettings, load_inventory
-from slotswap.proxy import Login, render_config
+from slotswap.config import scaffold
+from slotswap.config.inventory import _TOP_KEYS, HookSettings, load_inventory
+from slotswap.server.haproxy import Login, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

@@ -18,10 +18,12 @@ def modules_after(statement: str) -> set[str]:
 
 
 def test_the_tasks_and_a_deploy_import_no_acme_client() -> None:
-    loaded = modules_after("import slotswap.tasks, slotswap.program, slotswap.rollout")
+    loaded = modules_after(
+        "import slotswap.cli.tasks, slotswap.cli.program, slotswap.fleet.rollout")
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
 
 
 def test_the_acme_error_is_one_class_wherever_it_is_imported_from() -> None:
-    from slotswap import acme_client, certificates
+    from slotswap.https import acme as acme_client
+    from slotswap.https import files as certificates
     assert acme_client.AcmeError is certificates.AcmeError

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from slotswap.app_env import resolve_app_env
-from slotswap.docker_commands import ContainerInfo
-from slotswap.haproxy import ServerStat, ServerState
-from slotswap.inventory import Inventory, parse_inventory
-from slotswap.remote import CommandResult
-from slotswap.swap import SlotSwap, SlotView
-from slotswap.timings import Timings
-from slotswap.validation import InputError
+from slotswap.commands.docker import ContainerInfo
+from slotswap.commands.runtime_api import ServerStat, ServerState
+from slotswap.config.app_env import resolve_app_env
+from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.core.timings import Timings
+from slotswap.core.validation import InputError
+from slotswap.remote.server import CommandResult
+from slotswap.server.swap import SlotSwap, SlotView
 
 SECRET = "s3cr3t-never-on-a-command-line"
 
@@ -25,7 +25,7 @@ class Stop(Exception):
 
 
 class FakeServer:
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
     name = "s1"
 
     def with_folders(self, inventory: Inventory) -> Inventory:

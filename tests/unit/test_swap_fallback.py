@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from slotswap import haproxy
-from slotswap.haproxy import ServerStat, ServerState, Traffic, fallback_name
-from slotswap.inventory import parse_inventory
-from slotswap.remote import CommandResult
-from slotswap.swap import (
+from slotswap.commands import runtime_api as haproxy
+from slotswap.commands.runtime_api import ServerStat, ServerState, Traffic, fallback_name
+from slotswap.config.inventory import parse_inventory
+from slotswap.remote.server import CommandResult
+from slotswap.server.swap import (
     SlotSwap,
     SlotView,
     SwapRolledBack,

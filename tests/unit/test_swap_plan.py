@@ -1,4 +1,4 @@
-"""slotswap.swap's pure parts: which slot is live and which one the new version goes into."""
+"""slotswap.server.swap's pure parts: which slot is live and which one the new version goes into."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from slotswap import docker_commands as docker
-from slotswap import haproxy
-from slotswap.docker_commands import ContainerInfo
-from slotswap.haproxy import ServerStat, ServerState
-from slotswap.inventory import SLOTS
-from slotswap.swap import SlotPlan, SlotView, describe_serving, other_slot, plan_slots
+from slotswap.commands import docker
+from slotswap.commands import runtime_api as haproxy
+from slotswap.commands.docker import ContainerInfo
+from slotswap.commands.runtime_api import ServerStat, ServerState
+from slotswap.config.inventory import SLOTS
+from slotswap.server.swap import SlotPlan, SlotView, describe_serving, other_slot, plan_slots
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

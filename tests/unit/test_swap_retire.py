@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from slotswap import docker_commands as docker
-from slotswap.inventory import parse_inventory
-from slotswap.remote import CommandResult
-from slotswap.swap import SlotSwap, SwapRolledBack
-from slotswap.timings import Timings
+from slotswap.commands import docker
+from slotswap.config.inventory import parse_inventory
+from slotswap.core.timings import Timings
+from slotswap.remote.server import CommandResult
+from slotswap.server.swap import SlotSwap, SwapRolledBack
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 class RecordedServer:
     """Answers `show stat`, `show servers state` and `docker inspect` with one recorded state
     of the sandbox's server; records every other runtime-API line and command."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
 
     name = "s1"
 

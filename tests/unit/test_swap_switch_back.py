@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from slotswap.app_env import OUTPUT_MASK, resolve_app_env
-from slotswap.docker_commands import ContainerInfo
-from slotswap.haproxy import ServerStat
-from slotswap.inventory import parse_inventory
-from slotswap.remote import CommandResult, ConnectionLostError
-from slotswap.swap import (
+from slotswap.commands.docker import ContainerInfo
+from slotswap.commands.runtime_api import ServerStat
+from slotswap.config.app_env import OUTPUT_MASK, resolve_app_env
+from slotswap.config.inventory import parse_inventory
+from slotswap.core.timings import Timings
+from slotswap.remote.server import CommandResult, ConnectionLostError
+from slotswap.server.swap import (
     SlotSwap,
     SwapError,
     SwapRolledBack,
@@ -21,14 +22,13 @@ from slotswap.swap import (
     container_failure,
     watch_failure,
 )
-from slotswap.timings import Timings
 
 BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"
 
 
 class FlakyServer:
     """Loses the connection for the first `losses` runtime-API lines that change state."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.Server keeps
+    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
 
     name = "s1"
 

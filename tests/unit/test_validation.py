@@ -2,7 +2,7 @@ from collections.abc import Callable
 
 import pytest
 
-from slotswap.validation import (
+from slotswap.core.validation import (
     InputError,
     validate_app_name,
     validate_host_address,

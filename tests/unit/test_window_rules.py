@@ -1,4 +1,4 @@
-"""slotswap.watch_window: when the window closes, what a failure means for the other
+"""slotswap.fleet.watch_window: when the window closes, what a failure means for the other
 watches, and that close() waits for every watch."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from slotswap.watch_window import WatchWindow
+from slotswap.fleet.watch_window import WatchWindow
 
 
 def test_the_window_closes_its_length_after_the_last_switch() -> None:

@@ -1,0 +1,779 @@
+"""The `fab` tasks. Each loads and validates the whole inventory before it contacts a server."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from textwrap import indent as indent_text
+from typing import Any
+
+from invoke import Collection, Context, Task, task
+from invoke.exceptions import Exit
+
+from slotswap.cli import hooks, report
+from slotswap.cli.check import located, render_templates, settings_lines
+from slotswap.cli.fabric_flags import ConnectOverrides, check_flags, identity_problem
+from slotswap.cli.host_selection import select_hosts
+from slotswap.cli.live_progress import live_progress_if_terminal
+from slotswap.commands import docker
+from slotswap.config import scaffold
+from slotswap.config.app_env import secret_values_in
+from slotswap.config.inventory import Inventory, InventoryError, load_inventory
+from slotswap.core.output import format_table, messages_to_stderr, say, warn
+from slotswap.core.timings import process_seconds
+from slotswap.core.validation import InputError, validate_tag
+from slotswap.fleet import certs, rollout
+from slotswap.fleet import dry_run as dry_run_plans
+from slotswap.fleet.batches import parse_batch
+from slotswap.fleet.delivery import up_action
+from slotswap.https.files import AcmeError
+from slotswap.remote.server import Server
+from slotswap.server import history as history_log
+from slotswap.server import locking, logs, maintenance, one_off, platforms, registry_login
+from slotswap.server.haproxy import config_dir, down_server
+
+INVENTORY_HELP = ("inventory file (default: $SLOTSWAP_INVENTORY, else hosts.yaml in the "
+                  "current folder)")
+HOSTS_HELP = ("only these servers of the inventory, by name or address, comma-separated "
+              "(e.g. a canary: --hosts=web-a); they are taken in the inventory's order")
+INVENTORY_ENV = "SLOTSWAP_INVENTORY"
+JSON_HELP = ("print one JSON document on stdout (per server: name, address, tags, outcome, "
+             "seconds, error, serving); everything else goes to stderr")
+DRY_RUN_HELP = ("print, per server, every command that would run and change nothing (read-only "
+                "queries still run: HAProxy's show commands, docker inspect, the installed "
+                "config, the history); secrets are shown as NAME=<secret>")
+EXIT_HOOK_REFUSED = 5
+DRY_RUN_PREAMBLE = ("every server's lock is taken and the image put on every server before the "
+                    "first swap; the swaps then run one server at a time, in this order, and "
+                    "stop at the first failure; every lock is released at the end")
+
+
+class KitTask(Task):
+    """A task whose only short flag is -I for --inventory: `-i` stays Fabric's identity file
+    (`fab -i KEY deploy`), never a task's inventory, and no other letter is taken."""
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        if name == "inventory":
+            opts["names"] = [*opts["names"], INVENTORY_SHORT_FLAG]
+        return opts
+
+
+INVENTORY_SHORT_FLAG = "I"
+
+
+def kit_task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """@task with long flags only, but -I for --inventory (KitTask)."""
+    return task(klass=KitTask, auto_shortflags=False, **options)
+
+
+def default_tag(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y%m%d%H%M")
+
+
+# Fabric's -i/-t, read from the task's context when the task starts (fabric_flags).
+_connect_overrides = ConnectOverrides()
+
+
+def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input exits 2 with its one-line message, before anything is contacted. Fabric's
+    own flags are honoured or refused here, before the task runs (slotswap.cli.fabric_flags).
+    A failure on a server that a task did not handle itself ends in one line and its exit
+    code too: never a traceback (SLOTSWAP_DEBUG=1 shows it, for a bug report)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global _connect_overrides
+        try:
+            _connect_overrides = check_flags(args[0]) if args else ConnectOverrides()
+            return function(*args, **kwargs)
+        except Exit:
+            raise
+        except InputError as error:
+            raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
+        except rollout.OPERATION_ERRORS as error:
+            raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+        except Exception as error:
+            if os.environ.get("SLOTSWAP_DEBUG"):
+                raise
+            raise Exit(f"error: {rollout.describe_error(error)} (SLOTSWAP_DEBUG=1 shows where)",
+                       code=rollout.EXIT_DEPLOY_FAILED) from error
+
+    return wrapper
+
+
+def exit_on_failure(task_name: str, results: list[rollout.ServerResult]) -> None:
+    failed = next((r for r in results if not r.ok), None)
+    if failed is not None:
+        raise Exit(f"error: `{task_name}` failed on {failed.name}: {failed.text}\n"
+                   "later servers were not touched", code=failed.exit_code)
+
+
+def renewed_or_exit(renewal: Callable[[], list[rollout.ServerResult]]
+                    ) -> list[rollout.ServerResult]:
+    """A certificate renewal; an ACME CA that refuses or cannot be reached ends the task in
+    one line, exit 1 (no server was changed)."""
+    try:
+        return renewal()
+    except AcmeError as error:
+        raise Exit(f"error: {error}", code=rollout.EXIT_DEPLOY_FAILED) from None
+
+
+def inventory_path(path: str | None) -> str:
+    """--inventory, else $SLOTSWAP_INVENTORY, else hosts.yaml in the current folder."""
+    return path or os.environ.get(INVENTORY_ENV) or "hosts.yaml"
+
+
+def load(path: str | None, hosts: str | None = None) -> Inventory:
+    """The inventory, validated whole, with Fabric's -i/-t applied and only the servers
+    --hosts names (all when None)."""
+    overrides = _connect_overrides
+    # Before the inventory: `-i hosts.yaml` is told that -i is the key even where the
+    # inventory is elsewhere or broken.
+    problem = None if overrides.identity is None else identity_problem(overrides.identity)
+    if problem is not None:
+        raise InputError(problem)
+    inv = load_inventory(inventory_path(path))
+    if overrides.identity is not None:
+        inv = dataclasses.replace(inv, ssh=dataclasses.replace(inv.ssh,
+                                                               identity=overrides.identity))
+    if overrides.connect_timeout is not None:
+        inv = dataclasses.replace(inv, ssh=dataclasses.replace(
+            inv.ssh, connect_timeout=overrides.connect_timeout))
+    return select_hosts(inv, hosts)
+
+
+@kit_task(help={"tag": "image tag to build (default: the UTC time, YYYYMMDDHHMM)",
+            "inventory": INVENTORY_HELP,
+            "push": "push the image to its registry after building (default: yes; never "
+                    "with `delivery: ssh` in the inventory)"})
+@reports_errors
+def build(c: Context, tag: str | None = None, inventory: str | None = None,
+          push: bool = True) -> None:
+    """Build the app image on this machine and push it: docker build --build-arg VERSION=TAG.
+
+    Uses the local Docker engine (honours DOCKER_HOST), for the servers' platform (as `up`
+    recorded it, or build.platform), with the inventory's build.args. With `delivery: ssh`
+    the image stays there: deploys stream it to the servers. Example: fab build --tag=v42
+    """
+    inv = load(inventory)
+    if push and inv.delivery.mode == "ssh":
+        say("delivery: ssh in the inventory: not pushing (deploys send the image over SSH)")
+        push = False
+    tag = validate_tag(tag) if tag is not None else default_tag()
+    image_ref = inv.image_ref(tag)
+    platform, why = platforms.for_build(inv)
+    say(f"building {image_ref} (tag {tag}) from {inv.build.context} for "
+        f"{platform or 'this machine'} ({why})")
+    argv = docker.build(image_ref, tag, str(inv.build.dockerfile), str(inv.build.context),
+                        platform=platform, args=inv.build.args)
+    built = c.run(shlex.join(argv), warn=True, pty=False)  # shown as it runs, and kept
+    if not built.ok:
+        raise Exit("error: " + platforms.build_failure(built.stdout + built.stderr, platform,
+                                                       image_ref), code=1)
+    if platform:
+        made = c.run(shlex.join(docker.image_platform(image_ref)), warn=True, hide=True,
+                     pty=False)
+        wrong = platforms.built_for_another(made.stdout if made.ok else "", platform)
+        if wrong:
+            raise Exit(f"error: {wrong}", code=1)
+    if push:
+        say(f"pushing {image_ref}")
+        if not c.run(shlex.join(docker.push(image_ref)), warn=True, pty=False).ok:
+            raise Exit(f"error: docker push of {image_ref} failed", code=1)
+    say(f"built{' and pushed' if push else ''} {image_ref}")
+    say(f"tag: {tag}")
+
+
+@kit_task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
+@reports_errors
+def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
+    """Prepare every server: app network, HAProxy in front of slots web1/web2. Idempotent.
+
+    A changed config is checked by HAProxy, then applied with a reload that drops no
+    connection; if HAProxy does not start with it, the previous one is put back and keeps
+    running. "unchanged" means HAProxy runs the rendered config. A certificate from
+    https.files that is expired or not yet valid is refused before any server is contacted.
+    Warns, once per server, about a Docker Engine older than 28.3.3 (a host on the server's
+    network can get past HAProxy to the slots: see the README's server checklist).
+    A server whose HAProxy runs from another login's folders (root set it up; or another
+    remote_dir) is carried over to this login's, with no request lost: its history,
+    maintenance mode, certificate and env files come along, and the old folder is locked
+    for good. Example: fab up
+    """
+    inv = load(inventory)
+    # Checked before any server is contacted, in a dry run too (it would fail the same way):
+    # the certificate's files or variables, the registry's password variable (exit 2).
+    certificate = certs.material_for_up(inv)
+    registry_login.resolve(inv, os.environ)
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
+        return
+    with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
+        results = rollout.on_every_server(inv, up_one, "up")
+    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
+    exit_on_failure("up", results)
+    platform = platforms.record(inv, platforms.observed)
+    if platform is None and len(set(platforms.observed.values())) > 1:
+        warn("WARNING: the servers run different platforms ("
+             + ", ".join(f"{n}: {p}" for n, p in platforms.observed.items())
+             + "); set build.platform, or build a multi-platform image")
+    issued = renewed_or_exit(lambda: certs.after_up(inv))
+    if issued:
+        exit_on_failure("up (certificate)", issued)
+
+
+@kit_task(help={"tag": "image tag to deploy (required); must have been built (and pushed, "
+                   "unless the inventory says delivery: ssh)",
+            "on-failure": "what a failed server means for the others: 'stop' (default: the "
+                          "servers done keep the new version) or 'rollback' (every server "
+                          "that serves the new version goes back, a failed one included, "
+                          "so the fleet ends on one version; the message says what each "
+                          "serves)",
+            "batch": "servers to swap at the same time: a number (e.g. 2) or a percentage of "
+                     "the servers (e.g. 25%); the next batch starts once the whole batch has "
+                     "switched (default: 1, one at a time)",
+            "hosts": HOSTS_HELP,
+            "skip-release": "do not run the inventory's release.command this once",
+            "force": "swap also the servers that already serve TAG from the same image, "
+                     "environment and settings (default: left alone, 'unchanged')",
+            "watch-each": "watch each server for timeouts.watch and stop its old slot before "
+                          "the next one starts (slower; default: one watch window for the "
+                          "whole rollout, or the inventory's watch.each)",
+            "allow-stale": "a server that cannot pull TAG from the registry (unreachable, or "
+                           "the login refused) but has a copy of TAG deploys that copy, with a "
+                           "warning, although it may be an older push of TAG (default: that "
+                           "server fails and nothing moves anywhere)",
+            "timings": "after the summary, print per server where the seconds went: each "
+                       "step's seconds and round trips (SSH commands, runtime-API lines), "
+                       "and the run's phases (also in --json, always)",
+            "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
+@reports_errors
+def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAILURE_STOP,
+           inventory: str | None = None, batch: str | None = None, json: bool = False,
+           dry_run: bool = False, hosts: str | None = None, skip_release: bool = False,
+           force: bool = False, watch_each: bool = False, allow_stale: bool = False,
+           timings: bool = False) -> None:
+    """Roll TAG out, one server at a time, with zero downtime; stop at the first failure.
+
+    On each server the new version starts in the idle slot and takes traffic only after
+    HAProxy's own health checks pass; the old slot drains and keeps running, and the next
+    server starts at once. Every new slot is watched until timeouts.watch seconds after the
+    last switch: one that fails a check, drops out of rotation, whose container stops or
+    restarts, or that answers too many errors (HAProxy's counters, requests it failed that
+    the old slot answered instead included; inventory `watch`) sends
+    the traffic back to its old slot and stops the rollout. Then the old slots are stopped
+    (kept for a rollback). A server that fails keeps serving its old version. A server that
+    already serves TAG (same image, environment and settings) is left alone. --batch swaps
+    several servers at a time. Before the first swap every server gets the image, in
+    parallel: pulled, or with `delivery: ssh` streamed from this machine's Docker over SSH,
+    only the layers it lacks.
+    Example: fab deploy --tag=v42   or   fab deploy --tag=v42 --batch=25%
+    """
+    if tag is None:
+        raise Exit("error: --tag is required (the image tag to deploy, e.g. --tag=v42)",
+                   code=rollout.EXIT_BAD_INPUT)
+    tag = validate_tag(tag)
+    if on_failure not in rollout.ON_FAILURE_POLICIES:
+        raise Exit(f"error: --on-failure must be one of {', '.join(rollout.ON_FAILURE_POLICIES)}"
+                   f", got {on_failure!r}", code=rollout.EXIT_BAD_INPUT)
+    batch_size = parse_batch(batch) if batch is not None else None
+    refuse_json_with_dry_run(json, dry_run)
+    if json:
+        messages_to_stderr()
+    inv = load(inventory, hosts)
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.deploy_plan(server, inv, tag, pull=True,
+                                                                task="deploy"), deploying=True)
+        return
+    servers_at_a_time = batch_size.servers(len(inv.hosts)) if batch_size else 1
+    registry_login.resolve(inv, os.environ)  # a missing password: exit 2, nothing contacted
+    run_pre_deploy_hook(inv, "deploy", tag)
+    started_up = process_seconds()
+    with live_progress_if_terminal():
+        result = rollout.deploy(inv, tag, on_failure=on_failure, batch=servers_at_a_time,
+                                run_release=not skip_release, force=force,
+                                watch_each=True if watch_each else None,
+                                allow_stale=allow_stale)
+    if started_up is not None:
+        result.timings.record_first("start-up, hooks", started_up)
+    finish_rollout(inv, "deploy", result, json, show_timings=timings)
+
+
+def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
+    if as_json and dry_run:
+        raise Exit("error: --dry-run prints a plan, not a result: give --json or --dry-run",
+                   code=rollout.EXIT_BAD_INPUT)
+
+
+def show_plan(inv: Inventory, build: Callable[[Server], dry_run_plans.ServerPlan], *,
+              deploying: bool = False) -> None:
+    """--dry-run: the plan of every server; exits as the real run would have for a server
+    that cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
+    plans, error = dry_run_plans.plan_each(rollout.servers_of(inv), build,
+                                           rollout.OPERATION_ERRORS)
+    preamble = [*dry_run_plans.hook_steps(inv), DRY_RUN_PREAMBLE] if deploying else []
+    say(dry_run_plans.render(plans, preamble))
+    if error is not None:
+        raise Exit(f"error: {error}", code=rollout.exit_code_for(error))
+    locked = [f"{plan.name} is locked by {plan.locked_by}" for plan in plans if plan.locked_by]
+    if locked:
+        raise Exit("error: " + "; ".join(locked), code=rollout.EXIT_LOCKED)
+
+
+def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
+    try:
+        hooks.before(inv, os.environ, task=task_name, tag=tag)
+    except hooks.HookFailedError as error:
+        raise Exit(f"error: {error}; nothing was contacted or changed",
+                   code=EXIT_HOOK_REFUSED) from error
+
+
+def finish_rollout(inv: Inventory, task_name: str, result: rollout.RolloutResult,
+                   as_json: bool = False, *, show_timings: bool = False) -> None:
+    say("")
+    say(rollout.summary_table(result.outcomes))
+    if show_timings:
+        say("")
+        say(rollout.timings_tables(result))
+    document = report.rollout_document(task_name, result)
+    try:
+        hooks.after(inv, os.environ, task=task_name, tag=result.tag,
+                    exit_code=result.exit_code, message=result.message, document=document)
+    except hooks.HookFailedError as error:
+        warn(f"WARNING: {error}")
+    if as_json:
+        report.emit(document)
+    if not result.ok:
+        raise Exit(f"error: {result.message}", code=result.exit_code)
+    say(f"all {len(result.outcomes)} servers serve {result.tag}")
+
+
+@kit_task(help={"to": "tag to return every server to (default: per server, the version it "
+                      "served before its last successful deploy)",
+                "hosts": HOSTS_HELP,
+                "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
+@reports_errors
+def rollback(c: Context, to: str | None = None, inventory: str | None = None,
+             json: bool = False, dry_run: bool = False, hosts: str | None = None) -> None:
+    """Return every server to its previous version, with the same zero-downtime swap.
+
+    The previous version comes from each server's history (an automatic rollback does not
+    count as a change: never back to a version that failed); the container the last deploy
+    kept stopped starts again, and nothing is pulled. Example: fab rollback   or
+    fab rollback --to=v41
+    """
+    refuse_json_with_dry_run(json, dry_run)
+    if json:
+        messages_to_stderr()
+    inv = load(inventory, hosts)
+    if to is not None:
+        tag = validate_tag(to)
+        if dry_run:
+            show_plan(inv, lambda server: dry_run_plans.deploy_plan(
+                server, inv, tag, pull=False, task="rollback"), deploying=True)
+            return
+        run_pre_deploy_hook(inv, "rollback", tag)
+        with live_progress_if_terminal():
+            result = rollout.deploy(inv, tag, task="rollback", pull=False, run_release=False)
+    else:
+        targets, problems = rollout.rollback_targets(inv)
+        if problems:
+            lines = "\n".join(f"  {name}: {why}" for name, why in problems.items())
+            raise Exit(f"error: nothing was changed; no version to return to on:\n{lines}\n"
+                       "give one with --to=TAG", code=rollout.EXIT_DEPLOY_FAILED)
+        tags = sorted(set(targets.values()))
+        if dry_run:
+            show_plan(inv, lambda server: dry_run_plans.deploy_plan(
+                server, inv, targets[server.name], pull=False, task="rollback"), deploying=True)
+            return
+        run_pre_deploy_hook(inv, "rollback", "/".join(tags))
+        with live_progress_if_terminal():
+            result = rollout.deploy(inv, "/".join(tags), task="rollback", tags=targets,
+                                    pull=False, run_release=False)
+    finish_rollout(inv, "rollback", result, json)
+
+
+@kit_task(help={"inventory": INVENTORY_HELP, "lines": "entries per server (default 10)",
+                "output": "show under each entry what its release command printed (kept in "
+                          "the history, the app's secret values masked; a deploy's "
+                          "migrations, say)",
+                "json": "print one JSON document on stdout: per server, every field of each "
+                        "entry, the release command's output included"})
+@reports_errors
+def history(c: Context, inventory: str | None = None, lines: int = 10, output: bool = False,
+            json: bool = False) -> None:
+    """Show each server's history: time, who, task, from and to tag, outcome, seconds.
+
+    --output adds what a release command printed, the values of the app's secrets masked
+    (also those this shell sets, in entries kept before). Example: fab history --output
+    """
+    if json:
+        messages_to_stderr()
+    inv = load(inventory)
+    failed: list[Exception] = []
+    servers: list[tuple[str, str, list[history_log.HistoryEntry] | None, str | None]] = []
+    for server in rollout.servers_of(inv):
+        try:
+            entries = history_log.read(server, inv)[-lines:] if lines > 0 else []
+            entries = history_log.masked(entries, secret_values_in(inv, os.environ))
+        except rollout.OPERATION_ERRORS as error:
+            say(f"{server.name}: ERROR {error}")
+            failed.append(error)
+            servers.append((server.name, server.host.address, None, str(error)))
+            continue
+        finally:
+            server.close()
+        servers.append((server.name, server.host.address, entries, None))
+        say(f"{server.name} ({server.host.address}):")
+        say(indent_text(history_log.render(entries, with_output=output), "    "))
+    if json:
+        report.emit(history_log.document(servers))
+    exit_if_any_failed(failed)
+
+
+def exit_if_any_failed(failed: list[Exception]) -> None:
+    """After a per-server report that said ERROR for some servers: their exit code."""
+    if failed:
+        raise Exit(code=rollout.exit_code_for(failed[0]))
+
+
+@kit_task(name="lock", help={"inventory": INVENTORY_HELP})
+@reports_errors
+def lock_status(c: Context, inventory: str | None = None) -> None:
+    """Show which servers are locked by a run: by whom, since when, and how old the lock is.
+
+    A running deploy renews its locks every timeouts.lease/3 seconds; a lock not renewed for
+    longer than its lease (by the server's clock) is shown as stale: its run is gone, and
+    the next run takes it over by itself. Example: fab lock
+    """
+    inv = load(inventory)
+    failed: list[Exception] = []
+    for server in rollout.servers_of(inv):
+        try:
+            holder = locking.read_lock(server, inv)
+            say(f"{server.name}: " + (f"locked by {holder.describe()}" if holder else "free"))
+        except rollout.OPERATION_ERRORS as error:
+            say(f"{server.name}: ERROR {error}")
+            failed.append(error)
+        finally:
+            server.close()
+    exit_if_any_failed(failed)
+
+
+@kit_task(help={"server": "name (or address) of the server whose lock to release",
+            "all": "release the locks of every server of the inventory",
+            "inventory": INVENTORY_HELP})
+@reports_errors
+def unlock(c: Context, server: str | None = None, all: bool = False,
+           inventory: str | None = None) -> None:
+    """Release a lock at once (check with `fab lock` first that its run is gone).
+
+    Not needed for a lock whose run is gone: once not renewed for its lease, the next run
+    takes it over by itself. Example: fab unlock --server=web-b
+    """
+    inv = load(inventory)
+    chosen = [s for s in rollout.servers_of(inv)
+              if all or server in (s.name, s.host.address)]
+    if not chosen:
+        raise Exit("error: give --server=NAME (one of: "
+                   + ", ".join(h.name for h in inv.hosts) + ") or --all",
+                   code=rollout.EXIT_BAD_INPUT)
+    failed = []
+    for target in chosen:
+        try:
+            holder = locking.force_release(target, inv)
+            say(f"{target.name}: " + (f"released the lock of {holder.describe()}" if holder
+                                       else "was not locked"))
+        except rollout.OPERATION_ERRORS as error:
+            say(f"{target.name}: ERROR {error}")
+            failed.append(error)
+        finally:
+            target.close()
+    if failed:
+        raise Exit(f"error: {failed[0]}", code=rollout.exit_code_for(failed[0]))
+
+
+@kit_task(help={"inventory": INVENTORY_HELP,
+                "schema": "only print the path of the JSON Schema of hosts.yaml that this "
+                          "installation ships (for an editor's yaml-language-server)"})
+@reports_errors
+def check(c: Context, inventory: str | None = None, schema: bool = False) -> None:
+    """Check the inventory and the templates without contacting any server.
+
+    Prints every setting as the kit resolves it (defaults filled in, relative paths made
+    absolute, secrets masked: only whether this environment sets them) and renders the
+    templates; exits 2 naming the key and its line when something is wrong.
+    Example: fab check --inventory=prod.yaml
+    """
+    if schema:
+        print(scaffold.SCHEMA)
+        return
+    path = Path(inventory_path(inventory)).expanduser()
+    try:
+        inv = load(inventory)
+    except InventoryError as error:
+        raise Exit(f"error: {located(error, path)}", code=rollout.EXIT_BAD_INPUT) from error
+    for line in settings_lines(inv):
+        say(line)
+    rendered = render_templates(inv)
+    say(f"templates: {', '.join(rendered)} rendered")
+    count = len(inv.hosts)
+    say(f"{inv.path}: OK, {count} server{'s' if count != 1 else ''}; no server was contacted")
+
+
+@kit_task(help={"inventory": INVENTORY_HELP, "hosts": HOSTS_HELP,
+            "json": "print one JSON document on stdout (per server: name, address, live "
+                    "slot, version, both slots as HAProxy and Docker see them, error)"})
+@reports_errors
+def status(c: Context, inventory: str | None = None, json: bool = False,
+           hosts: str | None = None) -> None:
+    """Show, per server, the live slot, the version it serves, and HAProxy's view of both slots.
+
+    Example: fab status
+    """
+    if json:
+        messages_to_stderr()
+    inv = load(inventory, hosts)
+    reports = rollout.status(inv)
+    for server_report in reports:
+        if server_report.error:
+            say(f"{server_report.name} ({server_report.address}): ERROR {server_report.error}")
+            continue
+        mode = " (MAINTENANCE: answering 503)" if server_report.maintenance else ""
+        say(f"{server_report.name} ({server_report.address}): live {server_report.live}, "
+            f"serving {server_report.version}{mode}")
+        for line in server_report.slots:
+            say(f"    {line}")
+        if server_report.haproxy:
+            say(f"    haproxy  {server_report.haproxy}")
+    exit_code = rollout.EXIT_CONNECT if any(r.error for r in reports) else rollout.EXIT_OK
+    if json:
+        report.emit(report.status_document(reports, exit_code))
+    if exit_code:
+        raise Exit(code=exit_code)
+
+
+@kit_task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
+@reports_errors
+def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
+    """Remove the app's containers (slots and HAProxy), network and config from every server.
+
+    Example: fab down
+    """
+    inv = load(inventory)
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.down_plan(server, inv))
+        return
+    with live_progress_if_terminal():
+        results = rollout.on_every_server(inv, down_server, "down")
+    exit_on_failure("down", results)
+
+
+@kit_task(help={"force": "overwrite the files that exist (default: refuse, writing nothing)",
+                "templates": "also copy the kit's templates into templates/, to edit them (a "
+                             "copy replaces the kit's file and no longer follows its changes)"})
+@reports_errors
+def init(c: Context, force: bool = False, templates: bool = False) -> None:
+    """Start a project here: write a short hosts.yaml (app, image, ssh, hosts).
+
+    Every other key has a default, shown commented out in the file; `check` prints them
+    all. With --templates, templates/haproxy.cfg.j2 too: a templates/ folder next to the
+    inventory is used, file by file, before the kit's own. Never overwrites without --force.
+    Example: slotswap init   or   fab init --templates
+    """
+    folder = Path.cwd()
+    try:
+        written = scaffold.write_starter(folder, force=force, templates=templates)
+    except scaffold.ScaffoldError as error:
+        raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
+    for path in written:
+        say(f"wrote {path}")
+    say("next: edit hosts.yaml (app, image, ssh, hosts), check it with `check`, then `up` "
+        "and `deploy --tag=T`")
+
+
+@kit_task(help={"slot": "whose logs: 'live' (default: the slot serving) or 'idle' (the other "
+                        "one, e.g. a new version that failed its checks)",
+                "follow": "keep streaming from every server at once until Ctrl-C",
+                "lines": "lines from the end of each log to show first (default 50)",
+                "hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
+@reports_errors
+def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: int = 50,
+              inventory: str | None = None, hosts: str | None = None) -> None:
+    """Show the app's container logs of every server, each line prefixed by the server.
+
+    Example: fab logs --slot=idle --lines=100   or   fab logs --follow
+    """
+    logs.validate_choice(slot, lines)
+    inv = load(inventory, hosts)
+    servers = rollout.servers_of(inv)
+    try:
+        sources = [logs.pick_slot(server, inv, slot) for server in servers]
+        if follow:
+            logs.follow(sources, lines, say)
+            return
+        problems = logs.show(sources, lines, say)
+    except rollout.OPERATION_ERRORS as error:
+        raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+    except KeyboardInterrupt:
+        return
+    finally:
+        rollout.close_all(servers)
+    if problems:
+        raise Exit("error: " + "; ".join(problems), code=rollout.EXIT_DEPLOY_FAILED)
+
+
+@kit_task(help={"inventory": INVENTORY_HELP,
+                "json": "print one JSON document on stdout (per server: names, issuer, serial, "
+                        "not_after, days_left, validity: valid, expiring (fewer than "
+                        "https.renew_days left), expired or not yet valid; error)"})
+@reports_errors
+def certs_status(c: Context, inventory: str | None = None, json: bool = False) -> None:
+    """Show the certificate each server's HAProxy serves: names, issuer, expiry.
+
+    Read from the running HAProxy (runtime API), so it is what clients get. A warning names
+    each server whose certificate is expired, not yet valid, or has fewer than
+    https.renew_days left.
+    Example: fab certs --json
+    """
+    if json:
+        messages_to_stderr()
+    inv = load(inventory)
+    certs.https_of(inv)
+    fleet = certs.read_fleet(inv)  # one read per server, for the table and the document
+    renew_days = certs.https_of(inv).renew_days
+    rows, ok, warnings = certs.describe_fleet(fleet, renew_days)
+    say(format_table(("server", "address", "names", "issuer", "expires", "left"), rows))
+    for line in warnings:
+        warn(line)
+    if json:
+        report.emit(certs.document(fleet, renew_days))
+    if not ok:
+        raise Exit(code=rollout.EXIT_CONNECT)
+
+
+@kit_task(help={"inventory": INVENTORY_HELP,
+                "force": "renew even when every certificate has more than https.renew_days "
+                         "left"})
+@reports_errors
+def certs_renew(c: Context, inventory: str | None = None, force: bool = False) -> None:
+    """Renew the HTTPS certificate where it is due, on every server, with no reload.
+
+    With acme: one new certificate when a server's has fewer than https.renew_days left
+    (or --force), installed through HAProxy's runtime API; safe to run daily from cron or
+    CI. With files: your files, on every server that has others (refused, exit 2, when
+    expired or not yet valid; a warning when fewer than https.renew_days are left).
+    Example: fab certs.renew   or   fab certs.renew --force
+    """
+    inv = load(inventory)
+    certs.https_of(inv)
+    results = renewed_or_exit(lambda: certs.renew(inv, force=force))
+    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
+    exit_on_failure("certs.renew", results)
+
+
+@kit_task(name="exec",
+          help={"command": "the command and its arguments, split as a shell would (never run "
+                           "by a shell), e.g. --command='bin/rails db:migrate:status'",
+                "live": "run it inside the live slot's container (docker exec: the command "
+                        "as given, without the image's entrypoint in front) instead of a "
+                        "one-off container of its image",
+                "interactive": "with a terminal of its own (a console), when this one is a "
+                               "terminal",
+                "hosts": "the server to run it on, by name (default: the inventory's first)",
+                "inventory": INVENTORY_HELP})
+@reports_errors
+def exec_task(c: Context, command: str = "", live: bool = False, interactive: bool = False,
+              inventory: str | None = None, hosts: str | None = None) -> None:
+    """Run a command beside the live version on one server; exit with its exit code.
+
+    By default in a one-off container of the live slot's image, with the app's network and
+    environment (env file), removed afterwards; with --live inside the live container.
+    Example: fab exec --command='bin/rails console' --interactive --hosts=web-a
+    """
+    words = one_off.parse_command(command)
+    inv = load(inventory, hosts)
+    if hosts is None:
+        inv = dataclasses.replace(inv, hosts=inv.hosts[:1])
+    elif len(inv.hosts) != 1:
+        raise InputError("exec runs on one server: give one name with --hosts")
+    tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive and not tty:
+        warn("--interactive: this is not a terminal; running without one")
+    server = rollout.servers_of(inv)[0]
+    try:
+        code = one_off.run(server, inv, words, live=live, interactive=tty, say=say,
+                           on_line=print_line)
+    except rollout.OPERATION_ERRORS as error:
+        raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+    finally:
+        server.close()
+    if code != 0:
+        raise Exit(code=code if 0 < code < 256 else 1)
+
+
+def print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+@kit_task(help={"message": "the page's text (HTML-escaped; the page is templates/"
+                           "maintenance.html.j2, which a project may override)",
+                "retry-after": "seconds clients are told to wait (Retry-After header; "
+                               "default 120)",
+                "hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
+@reports_errors
+def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
+                   retry_after: int = maintenance.DEFAULT_RETRY_AFTER,
+                   inventory: str | None = None, hosts: str | None = None) -> None:
+    """Answer every request with a 503 maintenance page on every server; the app runs on.
+
+    Through HAProxy's runtime API: no reload, no connection dropped; requests already in
+    the app finish. `status` shows it; `maintenance.off` ends it.
+    Example: fab maintenance.on --message="Back at 14:00 UTC"
+    """
+    if not 0 <= retry_after <= 86400:
+        raise InputError(f"--retry-after must be 0 to 86400 seconds, got {retry_after}")
+    inv = load(inventory, hosts)
+    entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
+    results = rollout.on_every_server(
+        inv, lambda server, inv, progress: maintenance.switch_on(
+            server, config_dir(inv), entries, progress), "maintenance.on")
+    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
+    exit_on_failure("maintenance.on", results)
+
+
+@kit_task(help={"hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
+@reports_errors
+def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None = None) -> None:
+    """Let requests reach the app again on every server (ends maintenance.on).
+
+    Example: fab maintenance.off
+    """
+    inv = load(inventory, hosts)
+    results = rollout.on_every_server(
+        inv, lambda server, inv, progress: maintenance.switch_off(server, config_dir(inv),
+                                                                  progress), "maintenance.off")
+    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
+    exit_on_failure("maintenance.off", results)
+
+
+def collection() -> Collection:
+    tasks = Collection(init, check, build, up, deploy, rollback, status, history, lock_status,
+                       unlock, down)
+    tasks.add_task(logs_task, name="logs")
+    tasks.add_task(exec_task, name="exec")
+    tasks.add_collection(Collection("maintenance"))
+    tasks.collections["maintenance"].add_task(maintenance_on, name="on")
+    tasks.collections["maintenance"].add_task(maintenance_off, name="off")
+    tasks.add_collection(Collection("certs"))
+    tasks.collections["certs"].add_task(certs_status, name="show", default=True)
+    tasks.collections["certs"].add_task(certs_renew, name="renew")
+    return tasks
+

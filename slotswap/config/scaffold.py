@@ -1,0 +1,71 @@
+"""`fab init`: the starter files of a project, and where the kit looks for templates.
+
+Templates are looked up per file: first in a `templates/` folder next to the inventory (a
+project's own, e.g. written by `fab init` and then edited), then in the kit's own
+`templates/`. A project can so override haproxy.cfg.j2 alone and keep the kit's others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from slotswap.config.inventory import Inventory
+
+# Package data: found where the package is, installed from a wheel or in a checkout.
+KIT_TEMPLATES = Path(str(resources.files("slotswap") / "templates"))
+# One screen: app, image, ssh, hosts, and every other key's default commented out.
+STARTER_INVENTORY = Path(str(resources.files("slotswap") / "starter" / "hosts.yaml"))
+# The JSON Schema of hosts.yaml, for editors (`check --schema` prints where it is).
+SCHEMA = Path(str(resources.files("slotswap.config") / "hosts.schema.json"))
+TEMPLATES_FOLDER = "templates"
+INVENTORY_NAME = "hosts.yaml"
+
+class ScaffoldError(RuntimeError):
+    """Files are in the way and --force was not given: nothing was written."""
+
+
+def template_folders(inventory: Inventory) -> list[Path]:
+    """Where templates are looked up, first match wins, file by file."""
+    local = inventory.path.parent / TEMPLATES_FOLDER
+    folders = [local] if local.is_dir() and local.resolve() != KIT_TEMPLATES else []
+    return [*folders, KIT_TEMPLATES]
+
+
+@dataclass(frozen=True)
+class StarterFile:
+    path: Path  # relative to the folder written into
+    text: str
+
+
+def starter_files(*, templates: bool = False) -> list[StarterFile]:
+    """The starter inventory; with `templates`, the kit's templates too, to edit (a copy
+    overrides the kit's own, file by file, and no longer follows the kit's changes)."""
+    files = [StarterFile(Path(INVENTORY_NAME), STARTER_INVENTORY.read_text(encoding="utf-8"))]
+    if not templates:
+        return files
+    for template in sorted(KIT_TEMPLATES.glob("*.j2")):
+        files.append(StarterFile(Path(TEMPLATES_FOLDER) / template.name,
+                                 template.read_text(encoding="utf-8")))
+    return files
+
+
+def write_starter(folder: Path, *, force: bool = False, templates: bool = False) -> list[Path]:
+    """Write the starter files into `folder`; refuse (writing nothing) when one exists,
+    unless `force`. Returns the paths written."""
+    files = starter_files(templates=templates)
+    existing = [folder / f.path for f in files if (folder / f.path).exists()]
+    if existing and not force:
+        raise ScaffoldError(
+            "nothing was written: " + ", ".join(str(p) for p in existing)
+            + (" exists" if len(existing) == 1 else " exist")
+            + " already; init --force overwrites"
+        )
+    written = []
+    for starter in files:
+        target = folder / starter.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(starter.text, encoding="utf-8")
+        written.append(target)
+    return written

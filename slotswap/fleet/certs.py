@@ -1,0 +1,206 @@
+"""The fleet's certificate: what `up` puts in place, what each server serves (`certs`), and
+its renewal (`certs.renew`): issued once, installed on every server with no reload."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slotswap.config.inventory import AcmeSettings, CertificateFiles, HttpsSettings, Inventory
+from slotswap.core.output import say, warn
+from slotswap.core.validation import InputError
+from slotswap.fleet import rollout
+from slotswap.https import install as tls
+from slotswap.https.files import (
+    EXPIRED,
+    EXPIRING,
+    FILES_SOURCE,
+    NOT_YET_VALID,
+    CertificateBundle,
+    acme_source,
+    covers,
+    expiry_warning,
+    load_files,
+    placeholder,
+)
+from slotswap.remote.server import Server
+from slotswap.server.haproxy import config_dir
+
+Progress = Callable[[str], None]
+
+
+def issue(settings: AcmeSettings, names: tuple[str, ...], progress: Progress
+          ) -> CertificateBundle:
+    """slotswap.https.acme.issue, imported only here: the ACME client (acme, josepy,
+    requests) costs every other run 0.1 s of start-up."""
+    from slotswap.https import acme as acme_client
+
+    return acme_client.issue(settings, names, progress)
+
+
+def https_of(inventory: Inventory) -> HttpsSettings:
+    if inventory.https is None:
+        raise InputError(f"{inventory.path}: no https section: HTTPS is off for this inventory")
+    return inventory.https
+
+
+def material_for_up(inventory: Inventory) -> CertificateBundle | None:
+    """Checked before any server is contacted: the operator's files, or with ACME a
+    stand-in for servers that have no certificate yet."""
+    https = inventory.https
+    if https is None:
+        return None
+    if https.files is not None:
+        return files_bundle(https, https.files)
+    return placeholder(https.names)
+
+
+def files_bundle(https: HttpsSettings, files: CertificateFiles) -> CertificateBundle:
+    """The operator's certificate (refused when expired or not yet valid), with a warning
+    when it has fewer than https.renew_days left."""
+    bundle = load_files(files, https.names)
+    warning = expiry_warning(files, bundle, https.renew_days)
+    if warning:
+        warn(warning)
+    return bundle
+
+
+@dataclass(frozen=True)
+class ServerCertificate:
+    name: str
+    address: str
+    served: tls.ServedCertificate | None
+    error: str = ""
+    source: str | None = None  # where the kit got it (None: not recorded)
+
+
+def read_fleet(inventory: Inventory) -> list[ServerCertificate]:
+    """What each server's HAProxy serves, and where that came from (read-only)."""
+    found = []
+    for server in rollout.servers_of(inventory):
+        try:
+            found.append(ServerCertificate(
+                server.name, server.host.address, tls.served(server),
+                source=tls.installed_source(
+                    server, config_dir(server.with_folders(inventory)))))
+        except rollout.OPERATION_ERRORS as error:
+            found.append(ServerCertificate(server.name, server.host.address, None, str(error)))
+        finally:
+            server.close()
+    return found
+
+
+def wanted_source(https: HttpsSettings) -> str:
+    """Where the inventory says the certificate comes from."""
+    if https.acme is not None:
+        return acme_source(https.acme.directory)
+    return FILES_SOURCE
+
+
+def why_renew(https: HttpsSettings, served: tls.ServedCertificate | None,
+              source: str | None = None) -> str | None:
+    """Why a server's certificate must be replaced; None when it is good for long enough.
+    One from another source than the inventory's (files, now acme; another ACME directory)
+    is replaced; one whose source the kit did not record is judged by its names and days."""
+    if served is None:
+        return "it serves none"
+    if served.placeholder:
+        return "it serves the stand-in certificate"
+    if source is not None and source != wanted_source(https):
+        return f"it came from {source}, the inventory says {wanted_source(https)}"
+    missing = [name for name in https.names if not covers(served.names, name)]
+    if missing:
+        return f"it does not cover {', '.join(missing)}"
+    days = served.days_left()
+    if days is not None and days < https.renew_days:
+        return f"{days:.0f} days are left (renewal under {https.renew_days})"
+    return None
+
+
+def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
+    """Renew the fleet's certificate when a server needs it (or --force): with ACME one new
+    certificate for every server; with files, the files, where a server has others. Raises
+    AcmeError, before any server is changed, when the CA cannot be reached or refuses."""
+    https = https_of(inventory)
+    if https.files is not None:
+        bundle = files_bundle(https, https.files)
+    else:
+        fleet = read_fleet(inventory)
+        unreadable = [c for c in fleet if c.error]
+        if unreadable:
+            return [rollout.ServerResult(c.name, f"nothing was changed: {c.error}", False,
+                                         rollout.EXIT_CONNECT) for c in unreadable]
+        reasons = {c.name: why_renew(https, c.served, c.source) for c in fleet}
+        due = {name: why for name, why in reasons.items() if why}
+        if not due and not force:
+            days = min(c.served.days_left() or 0 for c in fleet if c.served)
+            say(f"every server's certificate is good for {days:.0f} more days; nothing to do "
+                "(--force renews anyway)")
+            return [rollout.ServerResult(c.name, "unchanged", True) for c in fleet]
+        for name, why in due.items():
+            say(f"{name}: renewing: {why}")
+        # A CA that refuses raises AcmeError: no server was touched.
+        bundle = issue(https.acme, https.names, say)  # type: ignore[arg-type]
+
+    def install(server: Server, inv: Inventory, progress: Progress) -> str:
+        installed = tls.install(server, inv, config_dir(inv), bundle, progress, running=True)
+        return "certificate installed" if installed else "unchanged"
+
+    return rollout.on_every_server(inventory, install, "certs.renew")
+
+
+def after_up(inventory: Inventory) -> list[rollout.ServerResult]:
+    """After `up`: with ACME, the first real certificate where a server has only the
+    stand-in (or an expiring one)."""
+    if inventory.https is None or inventory.https.acme is None:
+        return []
+    return renew(inventory, force=False)
+
+
+SHORT_STATES = {EXPIRED: "EXPIRED", NOT_YET_VALID: "NOT YET VALID"}
+
+
+def describe_fleet(fleet: list[ServerCertificate], renew_days: int
+                   ) -> tuple[list[tuple[str, ...]], bool, list[str]]:
+    """Rows of `certs`, whether every server could be read, and a warning for each server
+    whose certificate clients refuse (expired, not yet valid) or that is due for renewal."""
+    rows, ok, warnings = [], True, []
+    for entry in fleet:
+        served = entry.served
+        if served is None:
+            ok = False
+            rows.append((entry.name, entry.address, "-", "-", "-", f"ERROR {entry.error}"))
+            continue
+        today = served.validity(renew_days)
+        left = SHORT_STATES.get(today.state) or (
+            f"{today.days_left:.0f} days" if today.days_left is not None else "-")
+        rows.append((entry.name, entry.address, ",".join(served.names) or "-",
+                     served.issuer or "-",
+                     f"{served.not_after:%Y-%m-%d}" if served.not_after else "-", left))
+        if today.refused:
+            warnings.append(f"WARNING: {entry.name}: the certificate it serves {today.words}: "
+                            "every HTTPS client refuses it")
+        elif today.state == EXPIRING:
+            warnings.append(f"WARNING: {entry.name}: the certificate it serves has "
+                            f"{today.words}")
+    return rows, ok, warnings
+
+
+def document(fleet: list[ServerCertificate], renew_days: int) -> dict[str, object]:
+    """`certs --json`."""
+    servers = []
+    for entry in fleet:
+        served = entry.served
+        servers.append({
+            "validity": served.validity(renew_days).state if served else None,
+            "name": entry.name, "address": entry.address,
+            "names": list(served.names) if served else None,
+            "issuer": served.issuer if served else None,
+            "serial": served.serial if served else None,
+            "not_after": served.not_after.isoformat() if served and served.not_after else None,
+            "days_left": round(served.days_left() or 0, 1) if served else None,
+            "source": entry.source,
+            "error": entry.error or None})
+    return {"task": "certs", "ok": all(s["error"] is None for s in servers),
+            "servers": servers}
+

@@ -1,0 +1,366 @@
+"""--dry-run: per server, every command a deploy, rollback, up or down would run, and
+nothing changed.
+
+A plan is built from the same command builders the real run uses, after the same
+read-only queries (HAProxy's `show stat`/`show servers state`, `docker inspect`, `docker
+image inspect`, `docker network inspect`, `cat` of the installed config, the history), so
+that it names the slots and steps the real run would take now. Nothing that writes runs:
+no lock is taken, no file written, no container touched. Secret values are never read:
+the env file is shown as NAME=<secret>.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slotswap.commands import docker
+from slotswap.commands import runtime_api as haproxy
+from slotswap.commands.runtime_api import AdminState
+from slotswap.config.app_env import env_file_path, resolve_app_env
+from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.remote.server import Server
+from slotswap.server import carry_over, maintenance
+from slotswap.server.haproxy import (
+    CONFIG_NAME,
+    LABEL_SPEC,
+    RUNNING_NAME,
+    STATE_NAME,
+    admin_dir,
+    config_dir,
+    container_spec,
+    haproxy_run_command,
+    login_ids,
+    next_container,
+    on_host_network,
+    render_config,
+    runs_config,
+    soft_stop_seconds,
+)
+from slotswap.server.history import append_command
+from slotswap.server.locking import lock_dir, read_lock, take_lock_command
+from slotswap.server.pruning import images_to_prune
+from slotswap.server.registry_login import RegistryLogin, login_command, login_registry
+from slotswap.server.swap import (
+    SlotView,
+    keeps_stopped_container_of,
+    out_of_rotation_line,
+    plan_slots,
+    read_slots,
+    slot_published_ports,
+    switch_back_line,
+    switch_line,
+    uses_fallback,
+)
+
+PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
+
+
+@dataclass
+class ServerPlan:
+    name: str
+    address: str
+    summary: str = ""
+    steps: list[str] = field(default_factory=list)
+    error: str = ""
+    locked_by: str = ""  # another run holds the server's lock: the run would exit 4
+
+    def shell(self, *argv: Sequence[str]) -> None:
+        self.steps.append("$ " + " && ".join(shlex.join(a) for a in argv))
+
+    def api(self, *commands: str) -> None:
+        self.steps.append("runtime API> " + "; ".join(commands))
+
+    def write(self, path: str, mode: int, what: str) -> None:
+        self.steps.append(f"write {path} (mode {mode:04o}): {what}")
+
+    def wait(self, what: str) -> None:
+        self.steps.append(f"wait: {what}")
+
+
+def masked_env(inventory: Inventory) -> str:
+    """What the env file would hold, secrets as <secret>, without reading their values."""
+    stand_ins = {name: PLACEHOLDER for name in inventory.env.secret}
+    return resolve_app_env(inventory, stand_ins).masked()
+
+
+def lock_steps(plan: ServerPlan, server: Server, inventory: Inventory) -> None:
+    holder = read_lock(server, inventory)
+    if holder is not None and holder.stale:
+        plan.steps.append(f"take over the stale lock of {holder.describe()}")
+    elif holder is not None:
+        plan.locked_by = holder.describe()
+        plan.steps.append(f"STOP: locked by {holder.describe()}: the run would change "
+                          "nothing and exit 4 (`fab lock`, `fab unlock`)")
+    lease = inventory.timeouts.lease
+    plan.steps.append(f"$ sh -c '<take the lock>' {shlex.join(take_lock_command(inventory)[3:])}"
+                      f"  (mkdir {lock_dir(inventory)}, atomic; or take over a lock not renewed "
+                      f"for its lease; see tasks/locking.py)")
+    plan.write(f"{lock_dir(inventory)}/owner.json", 0o644,
+               "who, since, task, tag (that command's stdin); and lease")
+    plan.steps.append(f"while the run goes on: touch {lock_dir(inventory)} every {lease / 3:g}s "
+                      f"(the lease, {lease}s)")
+
+
+def unlock_steps(plan: ServerPlan, inventory: Inventory) -> None:
+    plan.steps.append(f"$ {shlex.join(['rm', '-rf', lock_dir(inventory)])}  (if its "
+                      "owner.json still holds this run's token)")
+
+
+def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
+                task: str) -> ServerPlan:
+    inventory = server.with_folders(inventory)
+    plan = ServerPlan(server.name, server.host.address)
+    views = read_slots(server, inventory)
+    slots = plan_slots(views)
+    live, idle = slots.live, slots.idle
+    old = views[live].version if live else None
+    plan.summary = (f"live slot {live or 'none'} ({old or 'nothing serving'}); {tag} goes "
+                    f"into {idle}")
+    image_ref, backend = inventory.image_ref(tag), inventory.app
+    lock_steps(plan, server, inventory)
+    if inventory.delivery.mode == "ssh":
+        plan.steps.append(f"send {image_ref} from this machine's Docker (docker image save) "
+                          "into `docker image load` over SSH, without the layers the server "
+                          "has, unless it has the same image ID")
+    elif pull or not server.run(docker.image_id(image_ref), check=False).ok:
+        plan.shell(docker.pull(image_ref))
+    fallback = uses_fallback(views, live)
+    if views[idle].stat.takes_new_traffic or views[idle].stat.sessions:
+        drain_steps(plan, inventory, idle)
+    plan.api(out_of_rotation_line(backend, idle, fallback=views[idle].fallback is not None))
+    name = inventory.container_name(idle)
+    start_steps(plan, server, inventory, views[idle], tag)
+    plan.wait(f"HAProxy resolves {name} to its new address (up to "
+              f"{inventory.timeouts.healthy:g}s)")
+    plan.api(haproxy.command_set_state(backend, idle, AdminState.DRAIN),
+             haproxy.command_force_health_down(backend, idle))
+    plan.wait(f"HAProxy's checks pass: GET {inventory.healthcheck.path} answers 200, {idle} "
+              f"DRAIN L7OK (up to {inventory.timeouts.healthy:g}s; else {idle} back to maint, "
+              f"`docker stop` of {name}, and the run stops here)")
+    if live is None:
+        plan.api(haproxy.command_set_state(backend, idle, AdminState.READY))
+    else:
+        plan.api(switch_line(backend, idle, live, fallback=fallback))
+        window = ("after this switch" if inventory.watch.each
+                  else "after the rollout's last switch; the next server starts now")
+        plan.wait(f"{live} has no sessions left (up to {inventory.timeouts.drain:g}s) and "
+                  f"{inventory.timeouts.watch:g}s have passed {window}; if {idle} fails a "
+                  f"check, leaves rotation, its container stops or restarts, or its share "
+                  f"of failed requests (HAProxy's counters, those {live} answered for it "
+                  f"included, once it has had "
+                  f"{inventory.watch.min_requests}) exceeds {live}'s by more than "
+                  f"{inventory.watch.max_error_rate:.0%} meanwhile: runtime API> "
+                  + switch_back_line(backend, idle, live, fallback=fallback)
+                  + f", `docker stop` of {name}, and the run stops here")
+        plan.api(out_of_rotation_line(backend, live, fallback=fallback))
+        plan.shell(docker.stop(inventory.container_name(live), inventory.timeouts.stop))
+    plan.wait(f"{idle} serves {tag} (show stat, docker inspect)")
+    plan.steps.append(f"$ {shlex.join(append_command(inventory))} <<< "
+                      f"{json.dumps({'task': task, 'from_tag': old or '', 'to_tag': tag})}")
+    prune_steps(plan, server, inventory, views, live, tag)
+    unlock_steps(plan, inventory)
+    return plan
+
+
+def start_steps(plan: ServerPlan, server: Server, inventory: Inventory, view: SlotView,
+                tag: str) -> None:
+    """As SlotSwap.start_new: the kept container of this tag started again, or a new one."""
+    name, slot = inventory.container_name(view.slot), view.slot
+    env_path = env_file_path(inventory, slot)
+    container = view.container
+    if keeps_stopped_container_of(server, inventory, view, tag):
+        if inventory.env.empty and server.read_file(env_path) is None:
+            plan.shell(docker.start(name), docker.inspect_containers(name))
+            return
+        if not inventory.env.empty:
+            # The secrets' values are never read here, so their file cannot be compared.
+            plan.steps.append(f"if {env_path} holds the env below: $ "
+                              f"{shlex.join(docker.start(name))}; else:")
+    env_file = None
+    if not inventory.env.empty:
+        env_file = env_path
+        plan.write(env_file, 0o600, masked_env(inventory))
+    removal = [docker.remove(name)] if container is not None else []
+    if env_file is None:
+        removal.append(["rm", "-f", env_path])
+    plan.shell(*removal, docker.run_app_slot(
+        container=name, image_ref=inventory.image_ref(tag), network=inventory.network,
+        app=inventory.app, slot=slot, version=tag, app_port=inventory.app_port,
+        stop_timeout=inventory.timeouts.stop, env_file=env_file,
+        options=inventory.container, published=slot_published_ports(inventory, slot),
+    ), docker.inspect_containers(name))
+
+
+def prune_steps(plan: ServerPlan, server: Server, inventory: Inventory,
+                views: dict[str, SlotView], live: str | None, tag: str) -> None:
+    """The images the deploy would remove after it: those beyond keep_images, never the
+    ones the slots would use then (the old live one, kept stopped, and the new one)."""
+    listed = docker.parse_image_list(server.run(docker.list_images(inventory.image)).stdout)
+    in_use = {image.image_id for image in listed if image.tag == tag}
+    if live is not None and views[live].container is not None:
+        in_use.add(views[live].container.image_id)
+    doomed = images_to_prune(listed, in_use, inventory.keep_images)
+    if doomed:
+        plan.shell(docker.remove_images(*(image.ref for image in doomed)))
+
+
+def drain_steps(plan: ServerPlan, inventory: Inventory, slot: str) -> None:
+    plan.api(haproxy.command_set_state(inventory.app, slot, AdminState.DRAIN))
+    plan.wait(f"{slot} has no sessions left (up to {inventory.timeouts.drain:g}s)")
+    plan.api(haproxy.command_set_state(inventory.app, slot, AdminState.MAINT))
+
+
+def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
+    inventory = server.with_folders(inventory)
+    plan = ServerPlan(server.name, server.host.address)
+    directory = config_dir(inventory)
+    config_path = f"{directory}/{CONFIG_NAME}"
+    lock_steps(plan, server, inventory)
+    if not server.run(docker.network_inspect(inventory.network), check=False).ok:
+        plan.shell(docker.network_create(inventory.network, inventory.app))
+    if inventory.registry is not None:
+        plan.shell(login_command(RegistryLogin(login_registry(inventory), inventory.registry.user,
+                                               password="")))
+        plan.steps[-1] += f"  (the password of ${inventory.registry.password_secret} on stdin)"
+    if not server.run(docker.image_id(inventory.haproxy.image), check=False).ok:
+        if inventory.delivery.mode == "ssh":
+            plan.steps.append(f"send {inventory.haproxy.image} from this machine's Docker "
+                              "into `docker image load` over SSH")
+        else:
+            plan.shell(docker.pull(inventory.haproxy.image))
+    name = inventory.haproxy_container
+    container = docker.parse_inspect(
+        server.run(docker.inspect_containers(name), check=False).stdout).get(name)
+    previous = (carry_over.previous_folders(container, inventory, directory)
+                if container is not None else None)
+    recreate = (container is not None
+                and (previous is not None
+                     or container.labels.get(LABEL_SPEC) != container_spec(inventory)))
+    hand_over = recreate and container is not None and container.running and on_host_network(
+        container)
+    admin = admin_dir(inventory)
+    if previous is not None:
+        carrier = docker.run_carrier(
+            container=carry_over.carrier_name(inventory), image_ref=inventory.haproxy.image,
+            app=inventory.app, config_dir=directory, config=carry_over.CARRIER_CONFIG,
+            admin_dir=admin, previous_admin_dir=previous.admin,
+            previous_config_dir=previous.config, previous_state_dir=previous.state)
+        plan.steps.append(
+            f"carry the server over from {previous.config} (HAProxy runs from another "
+            f"login's folders, or another remote_dir): $ {shlex.join(carrier)}; the old "
+            f"history merged into {inventory.state_dir}; the maintenance map, certificate "
+            f"and env files copied (docker cp) into {inventory.config_dir}; the old admin "
+            f"socket relayed for the hand-over; at the end {previous.state} locked for good "
+            "and the carrier removed")
+    plan.shell(["mkdir", "-p", "-m", "700", admin])
+    plan.shell(["chmod", "700", admin])
+    service = maintenance.service_path_on_server(directory)
+    if server.read_file(service) != maintenance.service_script():
+        plan.write(service, 0o644, "the Lua service that sends the maintenance page")
+    wanted = render_config(inventory, login_ids(server))
+    # As `up` decides: HAProxy must run that config, not only have it on disk.
+    changed = not runs_config(server.read_file(config_path),
+                              server.read_file(f"{directory}/{RUNNING_NAME}"), wanted)
+    if changed or recreate:
+        plan.write(f"{config_path}.new", 0o644, "the config rendered from the templates")
+        plan.shell(docker.check_haproxy_config(image_ref=inventory.haproxy.image,
+                                               config_dir=directory,
+                                               filename=f"{CONFIG_NAME}.new"))
+        if container is not None and container.running and not recreate:
+            plan.api("show servers state")
+            plan.write(f"{directory}/{STATE_NAME}", 0o644, "the answer of show servers state")
+            plan.shell(["mv", "-f", f"{config_path}.new", config_path])
+            plan.shell(docker.signal_container(name, "HUP"))
+            plan.wait("HAProxy's master has a new worker (show info)")
+            plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
+        else:
+            plan.shell(["mv", "-f", f"{config_path}.new", config_path])
+    if hand_over:
+        temporary = next_container(inventory)
+        plan.steps.append("HAProxy's container changes: a new one takes over with no gap")
+        plan.api("show servers state")
+        plan.write(f"{directory}/{STATE_NAME}", 0o644, "the answer of show servers state")
+        plan.shell(haproxy_run_command(inventory, temporary, "TOKEN"))
+        plan.wait(f"{temporary} answers on the admin socket (show env) with its frontends "
+                  "OPEN")
+        plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
+        plan.shell(docker.no_restart(name))
+        plan.shell(docker.signal_container(name, "USR1"))
+        plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
+        plan.shell(docker.remove(name))
+        plan.shell(docker.rename(temporary, name))
+    else:
+        if recreate:
+            plan.steps.append("HAProxy moves to the server's network: its container is "
+                              "recreated (a short interruption, this once)")
+            plan.shell(docker.remove(name))
+            container = None
+        if container is None:
+            plan.shell(haproxy_run_command(inventory))
+        elif not container.running:
+            plan.shell(docker.start(name))
+    unlock_steps(plan, inventory)
+    plan.summary = ", ".join(
+        [*(["HAProxy's container replaced"] if recreate else []),
+         "changes: config" if changed else "config unchanged"])
+    return plan
+
+
+def down_plan(server: Server, inventory: Inventory) -> ServerPlan:
+    inventory = server.with_folders(inventory)
+    plan = ServerPlan(server.name, server.host.address, summary="remove everything of "
+                      f"{inventory.app}")
+    lock_steps(plan, server, inventory)
+    names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
+    existing = sorted(docker.parse_inspect(
+        server.run(docker.inspect_containers(*names), check=False).stdout))
+    if existing:
+        plan.shell(docker.remove(*existing))
+    labelled = server.run(docker.list_app_containers(inventory.app)).stdout.split()
+    if labelled:
+        plan.shell(docker.remove(*labelled))
+    if server.run(docker.network_inspect(inventory.network), check=False).ok:
+        plan.shell(docker.network_remove(inventory.network))
+    plan.shell(["rm", "-rf", inventory.config_dir])
+    unlock_steps(plan, inventory)
+    return plan
+
+
+def hook_steps(inventory: Inventory) -> list[str]:
+    hooks = inventory.hooks
+    named = [("pre_deploy", hooks.pre_deploy, "before anything is contacted"),
+             ("post_success", hooks.post_success, "after a run that succeeded"),
+             ("post_failure", hooks.post_failure, "after a run that failed")]
+    return [f"on this machine, {when}: {hook} hook {program}"
+            for hook, program, when in named if isinstance(program, Path)]
+
+
+def render(plans: list[ServerPlan], preamble: list[str]) -> str:
+    lines = ["DRY RUN: nothing is changed; the commands below are what would run.", *preamble]
+    for plan in plans:
+        head = f"{plan.name} ({plan.address})"
+        if plan.error:
+            lines.append(f"{head}: cannot plan: {plan.error}")
+            continue
+        lines.append(f"{head}: {plan.summary}")
+        lines += [f"    {step}" for step in plan.steps]
+    return "\n".join(lines)
+
+
+def plan_each(servers: list[Server], build: Callable[[Server], ServerPlan],
+              errors: tuple[type[Exception], ...]) -> tuple[list[ServerPlan], Exception | None]:
+    """A plan per server (read-only queries only); the first error, if any."""
+    plans, first_error = [], None
+    for server in servers:
+        try:
+            plans.append(build(server))
+        except errors as error:
+            plans.append(ServerPlan(server.name, server.host.address, error=str(error)))
+            first_error = first_error or error
+        finally:
+            server.close()
+    return plans, first_error

@@ -1,0 +1,178 @@
+"""HTTPS on the servers: the certificate file HAProxy loads, installed and replaced with no
+reload (HAProxy's runtime API: `set ssl cert`, then `commit ssl cert`, HAProxy 2.2+), and
+read back from the running HAProxy.
+
+On each server the certificate (chain and key, one PEM file) is `<config dir>/certs/site.pem`,
+mode 0600 in a 0700 folder, written over the SSH connection and never on a command line or
+in the output. The file is what a restarted HAProxy loads; the runtime API is what the
+running one serves.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slotswap.commands import docker
+from slotswap.commands.runtime_api import RuntimeApiError
+from slotswap.config.inventory import Inventory
+from slotswap.https.files import (
+    PLACEHOLDER_ORGANIZATION,
+    CertificateBundle,
+    Validity,
+    fingerprint,
+    validity,
+)
+from slotswap.remote.server import Server
+
+CERT_FOLDER = "certs"
+CERT_NAME = "site.pem"
+SOURCE_NAME = "site.source"
+Progress = Callable[[str], None]
+
+
+class TlsError(RuntimeApiError):
+    """HAProxy's runtime API refused the certificate (a server's failure, as any refusal of
+    its runtime API: exit 1, the later servers untouched)."""
+
+
+def cert_path_on_server(config_dir: str) -> str:
+    return f"{config_dir}/{CERT_FOLDER}/{CERT_NAME}"
+
+
+def source_path_on_server(config_dir: str) -> str:
+    """Beside the certificate: where it came from (certificates.FILES_SOURCE, ...)."""
+    return f"{config_dir}/{CERT_FOLDER}/{SOURCE_NAME}"
+
+
+def cert_path_in_haproxy() -> str:
+    """The path HAProxy's config names (`crt`), and so the runtime API's name for it."""
+    return f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{CERT_FOLDER}/{CERT_NAME}"
+
+
+@dataclass(frozen=True)
+class ServedCertificate:
+    """What the running HAProxy serves, from `show ssl cert <file>`."""
+
+    serial: str
+    not_after: datetime.datetime | None
+    names: tuple[str, ...]
+    issuer: str
+    not_before: datetime.datetime | None = None
+
+    @property
+    def placeholder(self) -> bool:
+        return PLACEHOLDER_ORGANIZATION in self.issuer
+
+    def days_left(self, now: datetime.datetime | None = None) -> float | None:
+        if self.not_after is None:
+            return None
+        now = now or datetime.datetime.now(datetime.UTC)
+        return (self.not_after - now).total_seconds() / 86400
+
+    def validity(self, renew_days: int, now: datetime.datetime | None = None) -> Validity:
+        return validity(self.not_before, self.not_after, renew_days, now)
+
+
+def _openssl_time(value: str | None) -> datetime.datetime | None:
+    """OpenSSL's form of a time, as `show ssl cert` prints it: `Sep  8 17:30:00 2027 GMT`."""
+    if not value:
+        return None
+    return datetime.datetime.strptime(" ".join(value.split()), "%b %d %H:%M:%S %Y %Z",
+                                      ).replace(tzinfo=datetime.UTC)
+
+
+def parse_show_ssl_cert(text: str) -> ServedCertificate:
+    """`show ssl cert FILE`: `Key: value` lines (Serial, notAfter, Subject Alternative
+    Name, Issuer, ...)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, separator, value = line.partition(": ")
+        if separator and key not in fields:
+            fields[key.strip()] = value.strip()
+    if "Serial" not in fields:
+        raise RuntimeApiError(f"unexpected `show ssl cert` answer: {text[:200]!r}")
+    names = tuple(part.strip().removeprefix("DNS:")
+                  for part in fields.get("Subject Alternative Name", "").split(",")
+                  if part.strip().startswith("DNS:"))
+    return ServedCertificate(serial=fields["Serial"].upper().lstrip("0") or "0",
+                             not_after=_openssl_time(fields.get("notAfter")), names=names,
+                             issuer=fields.get("Issuer", ""),
+                             not_before=_openssl_time(fields.get("notBefore")))
+
+
+def served(server: Server) -> ServedCertificate:
+    return parse_show_ssl_cert(server.runtime_api(f"show ssl cert {cert_path_in_haproxy()}"))
+
+
+def installed_fingerprint(server: Server, config_dir: str) -> str | None:
+    """The digest of the certificate file on the server; None when there is none."""
+    text = server.read_file(cert_path_on_server(config_dir))
+    return fingerprint(text) if text else None
+
+
+def installed_source(server: Server, config_dir: str) -> str | None:
+    """Where the server's certificate came from; None when the kit recorded nothing."""
+    text = server.read_file(source_path_on_server(config_dir))
+    return (text.strip() or None) if text else None
+
+
+def write_file(server: Server, config_dir: str, bundle: CertificateBundle) -> None:
+    server.write_private_file(cert_path_on_server(config_dir), bundle.haproxy_pem())
+    if bundle.source:
+        server.write_private_file(source_path_on_server(config_dir), bundle.source + "\n")
+
+
+def replace_served(server: Server, bundle: CertificateBundle) -> None:
+    """The running HAProxy serves the new certificate from its next handshake on: no reload,
+    no connection dropped. The payload (the private key) never appears in an error."""
+    path = cert_path_in_haproxy()
+    try:
+        server.runtime_api(f"set ssl cert {path} <<\n{bundle.haproxy_pem()}")
+    except RuntimeApiError as error:
+        raise TlsError(f"{server.name}: HAProxy refused the new certificate for {path}: "
+                       f"{_answer_of(error)}") from None
+    try:
+        server.runtime_api(f"commit ssl cert {path}")
+    except RuntimeApiError as error:
+        server.runtime_api(f"abort ssl cert {path}")
+        raise TlsError(f"{server.name}: HAProxy could not commit the new certificate for "
+                       f"{path}: {_answer_of(error)}") from None
+
+
+def _answer_of(error: RuntimeApiError) -> str:
+    """HAProxy's answer, without the command it answered (`HAProxy refused `CMD`: ANSWER`),
+    which may hold a private key."""
+    text = str(error)
+    return text.rsplit("`: ", 1)[-1].strip() if "`: " in text else "no answer"
+
+
+def is_in_place(bundle: CertificateBundle, file_fingerprint: str | None,
+                serving: ServedCertificate | None, *, running: bool) -> tuple[bool, bool]:
+    """(the file is `bundle`, the running HAProxy serves it): the file alone does not say
+    what HAProxy serves (a runtime-API change that failed after the file was written)."""
+    same_file = file_fingerprint == fingerprint(bundle.haproxy_pem())
+    same_served = not running or (serving is not None
+                                  and serving.serial == bundle.info().serial)
+    return same_file, same_served
+
+
+def install(server: Server, inventory: Inventory, config_dir: str, bundle: CertificateBundle,
+            progress: Progress, *, running: bool) -> bool:
+    """Put `bundle` into HAProxy when it runs (the runtime API) and then into the file a
+    restart loads: a refusal leaves both as they were. Returns False when the server had
+    that very certificate already, in its file and (running) in what HAProxy serves."""
+    same_file, same_served = is_in_place(
+        bundle, installed_fingerprint(server, config_dir),
+        served(server) if running else None, running=running)
+    if same_file and same_served:
+        return False
+    if not same_served:
+        replace_served(server, bundle)
+    if not same_file:
+        write_file(server, config_dir, bundle)
+    info = bundle.info()
+    progress(f"certificate for {', '.join(info.names)} (serial {info.serial}, until "
+             f"{info.not_after:%Y-%m-%d}) installed" + (" with no reload" if running else ""))
+    return True

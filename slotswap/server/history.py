@@ -1,0 +1,131 @@
+"""Each server's append-only record of what the kit did to it: one JSON object a line in
+history.jsonl of the app's state folder on the server itself (/var/lib/slotswap/<app>, or
+<remote_dir>/<app>/state), so every operator sees the same."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from slotswap.config.app_env import mask_values
+from slotswap.config.inventory import Inventory
+from slotswap.core.output import format_table
+from slotswap.remote.server import Server
+from slotswap.server.locking import operator, state_dir
+
+# The folder and file come as $1 and $2, never inside the script: one round trip. Both are
+# the login's alone (0700, 0600; closed again if an older release left them open): the
+# history keeps what a release command printed.
+APPEND = ["sh", "-c", 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" && cat >> "$2" && '
+          'chmod 600 -- "$2"', "sh"]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    time: str  # UTC, ISO 8601
+    who: str
+    task: str  # deploy, rollback
+    from_tag: str
+    to_tag: str
+    # deployed, failed, interrupted, unchanged; "rolled back": a deploy whose watch sent the
+    # traffic back to the old version, or a rollback that --on-failure=rollback made
+    outcome: str
+    seconds: float
+    error: str = ""
+    output: str = ""  # what a release command printed
+
+
+def with_output(entry: HistoryEntry, output: str) -> HistoryEntry:
+    return dataclasses.replace(entry, output=output)
+
+
+def masked(entries: list[HistoryEntry], secret_values: Iterable[str]) -> list[HistoryEntry]:
+    """Entries as shown: the app's secret values that this run knows masked in what the
+    kit kept of the app's output (entries written before output was masked may hold them)."""
+    values = tuple(secret_values)
+    return [dataclasses.replace(entry, output=mask_values(entry.output, values),
+                                error=mask_values(entry.error, values)) for entry in entries]
+
+
+def history_path(inventory: Inventory) -> str:
+    return f"{state_dir(inventory)}/history.jsonl"
+
+
+def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, seconds: float,
+              error: str = "", now: datetime | None = None) -> HistoryEntry:
+    return HistoryEntry(
+        time=(now or datetime.now(UTC)).isoformat(timespec="seconds"), who=operator(),
+        task=task, from_tag=from_tag or "", to_tag=to_tag, outcome=outcome,
+        seconds=round(seconds, 2), error=error.splitlines()[0][:300] if error else "",
+    )
+
+
+def append(server: Server, inventory: Inventory, entry: HistoryEntry) -> None:
+    inventory = server.with_folders(inventory)
+    server.run(append_command(inventory), stdin=json.dumps(asdict(entry)) + "\n")
+
+
+def append_command(inventory: Inventory) -> list[str]:
+    """Appends its stdin to the history file, the folder made first if need be."""
+    return [*APPEND, state_dir(inventory), history_path(inventory)]
+
+
+def parse_history(text: str) -> list[HistoryEntry]:
+    """Entries in file order; lines that are not an entry (hand edits) are skipped."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            data = json.loads(line)
+            entries.append(HistoryEntry(**{k: data[k] for k in HistoryEntry.__annotations__
+                                           if k in data}))
+        except (ValueError, TypeError, KeyError):
+            continue
+    return entries
+
+
+def read(server: Server, inventory: Inventory) -> list[HistoryEntry]:
+    inventory = server.with_folders(inventory)
+    return parse_history(server.read_file(history_path(inventory)) or "")
+
+
+def render(entries: list[HistoryEntry], *, with_output: bool = False) -> str:
+    """Pure: one server's entries as `fab history` shows them; with_output, each entry that
+    has a release command's output is followed by it, indented."""
+    if not entries:
+        return "(no history yet)"
+    header = ("time", "who", "task", "from", "to", "outcome", "seconds")
+    rows = [(e.time, e.who, e.task, e.from_tag or "-", e.to_tag, e.outcome, f"{e.seconds:.1f}")
+            for e in entries]
+    if not with_output:
+        return format_table(header, rows)
+    lines = format_table(header, rows).splitlines()
+    shown = lines[:2]  # the header and its rule
+    for line, entry in zip(lines[2:], entries, strict=True):
+        shown.append(line)
+        if entry.output:
+            shown.append(f"    release command output ({entry.to_tag}):")
+            shown.extend(f"    | {text}" for text in entry.output.rstrip("\n").splitlines())
+    return "\n".join(shown)
+
+
+def document(servers: list[tuple[str, str, list[HistoryEntry] | None, str | None]]
+             ) -> dict[str, object]:
+    """Pure: `fab history --json`: per server (name, address, entries or None, error), every
+    field of each entry, a release command's output included."""
+    return {"task": "history", "ok": all(error is None for *_, error in servers),
+            "servers": [{"name": name, "address": address,
+                         "entries": [asdict(e) for e in entries or []], "error": error}
+                        for name, address, entries, error in servers]}
+
+
+def rollback_target(entries: list[HistoryEntry], serving: str | None) -> str | None:
+    """The version served before the last successful change to what serves now. Automatic
+    rollbacks (outcome "rolled back") are no such change: after one, the target is what
+    served before the version it returned to, never the version that failed."""
+    for entry in reversed(entries):
+        if entry.outcome == "deployed" and entry.to_tag == serving and entry.from_tag:
+            return entry.from_tag
+    return None

@@ -1,0 +1,434 @@
+"""A lock per server and app, so that two runs never change the same server at once; a lease,
+so that a run that is gone (killed, or cut off from the server) never blocks the next one
+for long.
+
+The lock is a directory (`mkdir` is atomic on the server) holding an owner file that says
+who took it, when, for which task and tag, and the holder's lease in seconds. A run takes
+the lock on every server it will touch before it changes any of them, renews it (touches
+the directory) every lease/3 seconds while it runs, and releases it on success, failure
+and Ctrl-C. A lock whose directory was not touched for longer than its lease, by the
+server's own clock (so clock skew between machines never matters), is stale: the next run
+takes it over, in the same round trip, and says whose it was and how old. Take-overs are
+serialised by a second directory (`<lock>.takeover`), so of two runs finding the same stale
+lock only one gets it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from slotswap.config.inventory import Inventory
+from slotswap.core import interrupts
+from slotswap.core.output import progress_for, warn
+from slotswap.core.timings import Timings
+from slotswap.remote.server import RemoteCommandError, Server
+
+LOCK_CONCURRENCY = 16  # servers whose connection and lock are taken at the same time
+LOCKED_EXIT = 4  # what the take script exits with when the lock is held by another run
+# The outcome is told by exit codes, never by a message (which the server's language may
+# change): the state folder or the lock directory cannot be made by this login.
+CANNOT_WRITE = 11
+LOCK_HELD = LOCKED_EXIT
+TAKEOVER_GUARD_SECONDS = 30  # a take-over guard older than this was left by a dead shell
+# The task of the lock left for good in the folders a server was carried over from (see
+# slotswap.server.carry_over): runs that still use them are refused.
+CARRIED_TASK = "carried over"
+
+
+class LockedError(RuntimeError):
+    """Another run holds the lock of a server: nothing was changed."""
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    who: str  # user@machine
+    since: str  # UTC, ISO 8601
+    task: str
+    tag: str
+    token: str  # tells this run's lock from anybody else's
+
+    def describe(self) -> str:
+        tag = f" {self.tag}" if self.tag else ""
+        return f"{self.who} since {self.since} ({self.task}{tag})"
+
+
+UNKNOWN_OWNER = LockOwner("unknown", "unknown", "unreadable owner file", "", "")
+
+
+@dataclass(frozen=True)
+class LockState:
+    """A lock as the server sees it: its owner, the seconds since it was last taken or
+    renewed (the server's clock) and the lease its holder keeps it for."""
+
+    owner: LockOwner
+    age: int
+    lease: int
+
+    @property
+    def stale(self) -> bool:
+        return self.age > self.lease
+
+    def describe(self) -> str:
+        if self.stale:
+            return (f"{self.owner.describe()}, not renewed for {self.age}s (lease {self.lease}s):"
+                    " stale, the next run takes it over")
+        return f"{self.owner.describe()}, renewed {self.age}s ago (lease {self.lease}s)"
+
+
+@dataclass(frozen=True)
+class TakeResult:
+    """What taking one server's lock did: taken (maybe over a stale one), or refused."""
+
+    taken: bool
+    previous: LockState | None = None  # the stale lock taken over, or the live one refusing
+    busy: bool = False  # another run is taking over a stale lock right now
+
+
+def operator() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def state_dir(inventory: Inventory) -> str:
+    return inventory.state_dir
+
+
+def lock_dir(inventory: Inventory) -> str:
+    return f"{state_dir(inventory)}/lock"
+
+
+def new_owner(task: str, tag: str = "", now: datetime | None = None) -> LockOwner:
+    moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    return LockOwner(operator(), moment, task, tag, uuid.uuid4().hex)
+
+
+def parse_owner(text: str | None) -> LockOwner | None:
+    try:
+        data = json.loads(text or "")
+        return LockOwner(**{key: str(data.get(key, "")) for key in LockOwner.__annotations__})
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+# Fixed scripts, their paths, lease and token passed as arguments: one round trip each.
+# The lease and age are whole seconds of the server's clock (`date +%s`, the lock
+# directory's mtime); a lock without a readable lease file is judged by the reader's lease.
+_HELD_FOR = ('held_for=$(cat -- "$LOCK/lease" 2>/dev/null); '
+             'case $held_for in ""|*[!0-9]*) held_for=$LEASE;; esac; ')
+# The state folder is the login's alone (0700) and what the kit makes in it 0600/0700
+# (umask 077): the history keeps what a release command printed. A folder or files left
+# with wider modes by an older release are closed here, by the first run that takes a lock;
+# a folder this login cannot close is one it does not own, and counts as one it cannot use.
+TAKE_SCRIPT = (
+    'STATE=$1 LOCK=$2 LEASE=$3; owner=$(cat) || exit 1; umask 077; '
+    f'mkdir -p -- "$STATE" && chmod 700 -- "$STATE" || exit {CANNOT_WRITE}; '
+    f'[ -w "$STATE" ] || exit {CANNOT_WRITE}; chmod -R go= -- "$STATE" 2>/dev/null; '
+    'take() { mkdir -- "$LOCK" 2>/dev/null && printf "%s\\n" "$LEASE" > "$LOCK/lease" && '
+    'printf "%s\\n" "$owner" > "$LOCK/owner.json.tmp" && '
+    'mv -f -- "$LOCK/owner.json.tmp" "$LOCK/owner.json"; }; '
+    'if take; then echo taken; exit 0; fi; '
+    'guard=$LOCK.takeover; '
+    'if ! mkdir -- "$guard" 2>/dev/null; then '
+    f'if [ $(( $(date +%s) - $(stat -c %Y -- "$guard" 2>/dev/null || date +%s) )) -gt '
+    f'{TAKEOVER_GUARD_SECONDS} ]; then rmdir -- "$guard" 2>/dev/null; fi; '
+    f'echo busy; exit {LOCKED_EXIT}; fi; '
+    'trap \'rmdir -- "$guard"\' EXIT; '
+    'now=$(date +%s); '
+    'if ! renewed=$(stat -c %Y -- "$LOCK" 2>/dev/null); then '
+    f'if take; then echo taken; exit 0; fi; echo busy; exit {LOCKED_EXIT}; fi; '
+    + _HELD_FOR +
+    'age=$((now - renewed)); state=held; [ "$age" -gt "$held_for" ] && state=stale; '
+    'echo "$state $age $held_for"; cat -- "$LOCK/owner.json" 2>/dev/null; echo; '
+    f'[ "$state" = held ] && exit {LOCKED_EXIT}; '
+    'rm -rf -- "$LOCK" && take && { echo taken; exit 0; }; '
+    f'echo busy; exit {LOCKED_EXIT}'
+)
+RENEW_SCRIPT = 'grep -qsF -- "$1" "$2/owner.json" && touch -c -- "$2"'
+RELEASE_SCRIPT = 'if grep -qsF -- "$1" "$2/owner.json"; then rm -rf -- "$2"; fi'
+READ_SCRIPT = (
+    'LOCK=$1 LEASE=$2; now=$(date +%s); '
+    'renewed=$(stat -c %Y -- "$LOCK" 2>/dev/null) || { echo free; exit 0; }; '
+    + _HELD_FOR +
+    'echo "lock $((now - renewed)) $held_for"; cat -- "$LOCK/owner.json" 2>/dev/null; echo'
+)
+
+
+def take_lock_command(inventory: Inventory) -> list[str]:
+    """`mkdir` of the lock directory (atomic: it fails if it exists) and the owner file from
+    stdin; or, when the lock is held, its state, and a take-over when it is stale."""
+    return ["sh", "-c", TAKE_SCRIPT, "sh", state_dir(inventory), lock_dir(inventory),
+            str(inventory.timeouts.lease)]
+
+
+def renew_lock_command(inventory: Inventory, owner: LockOwner) -> list[str]:
+    """Touch the lock directory if its owner file holds this run's token (exit 1 if not)."""
+    return ["sh", "-c", RENEW_SCRIPT, "sh", owner.token, lock_dir(inventory)]
+
+
+def release_lock_command(inventory: Inventory, owner: LockOwner) -> list[str]:
+    """Remove the lock directory if its owner file holds this run's token."""
+    return ["sh", "-c", RELEASE_SCRIPT, "sh", owner.token, lock_dir(inventory)]
+
+
+def read_lock_command(inventory: Inventory) -> list[str]:
+    return read_lock_at_command(lock_dir(inventory), inventory.timeouts.lease)
+
+
+def read_lock_at_command(lock: str, lease: int) -> list[str]:
+    """The state of the lock directory `lock`, judged by `lease` when it has no lease file."""
+    return ["sh", "-c", READ_SCRIPT, "sh", lock, str(lease)]
+
+
+def parse_lock_state(header: str, owner_text: str) -> LockState | None:
+    """`held|stale|lock AGE LEASE` and the owner file's text; None if it is not that."""
+    words = header.split()
+    if len(words) != 3 or not all(w.lstrip("-").isdigit() for w in words[1:]):
+        return None
+    owner = parse_owner(owner_text) or UNKNOWN_OWNER
+    return LockState(owner, max(0, int(words[1])), int(words[2]))
+
+
+def parse_take_answer(stdout: str) -> TakeResult:
+    """What the take script printed: `taken`; `busy`; or a state line and the owner file,
+    then `taken` if the lock was stale and is now ours."""
+    lines = stdout.strip().splitlines()
+    if not lines or lines[0] == "busy":
+        return TakeResult(False, busy=True)
+    if lines == ["taken"]:
+        return TakeResult(True)
+    if lines[-1] == "busy":  # stale, but another run took it first
+        return TakeResult(False, busy=True)
+    taken = lines[-1] == "taken"
+    body = lines[1:-1] if taken else lines[1:]
+    state = parse_lock_state(lines[0], "\n".join(body))
+    if taken and lines[0].startswith("stale"):
+        return TakeResult(True, previous=state)
+    return TakeResult(False, previous=state, busy=state is None)
+
+
+def parse_read_answer(stdout: str) -> LockState | None:
+    lines = stdout.strip().splitlines()
+    if not lines or lines[0] == "free":
+        return None
+    return parse_lock_state(lines[0], "\n".join(lines[1:])) or LockState(UNKNOWN_OWNER, 0, 0)
+
+
+def read_lock(server: Server, inventory: Inventory) -> LockState | None:
+    """The server's lock, None when it is not locked."""
+    inventory = server.with_folders(inventory)
+    return parse_read_answer(server.run(read_lock_command(inventory)).stdout)
+
+
+def read_owner(server: Server, inventory: Inventory) -> LockOwner | None:
+    """The lock's owner, None when the server is not locked."""
+    state = read_lock(server, inventory)
+    return state.owner if state else None
+
+
+def acquire(server: Server, inventory: Inventory, owner: LockOwner) -> TakeResult:
+    inventory = server.with_folders(inventory)
+    with server.timings.step("connect, lock"):
+        taken = server.run(take_lock_command(inventory), check=False,
+                           stdin=json.dumps(asdict(owner)) + "\n")
+    if taken.exit_code == CANNOT_WRITE:
+        raise server.cannot_write(state_dir(inventory), taken.stderr)
+    if taken.exit_code not in (0, LOCKED_EXIT):
+        raise RemoteCommandError(server.name, f"mkdir {lock_dir(inventory)}",
+                                 taken.exit_code, taken.stderr)
+    result = parse_take_answer(taken.stdout)
+    if result.taken:
+        if result.previous is not None:
+            progress_for(server.name)(
+                f"took over the stale lock of {result.previous.owner.describe()}: not renewed "
+                f"for {result.previous.age}s (its lease: {result.previous.lease}s); its run is "
+                "gone, and this one repairs what it left")
+        return result
+    if result.previous is None:
+        raise LockedError(
+            f"{server.name} is locked: another run is taking its lock right now (`fab lock` "
+            "shows by whom)")
+    state = result.previous
+    if state.owner.task == CARRIED_TASK:
+        raise LockedError(
+            f"{server.name} was carried over {state.owner.tag} by {state.owner.who} on "
+            f"{state.owner.since} (`up`): run the kit as that login, with its remote_dir; "
+            f"`fab unlock --server={server.name}` with these settings makes this folder usable "
+            f"again (the next `fab up` then carries the server back)")
+    raise LockedError(
+        f"{server.name} is locked by {state.owner.describe()}, renewed {state.age}s ago (its "
+        f"lease: {state.lease}s). If that run is still going, wait for it; if it is gone, the "
+        f"next run takes the lock over once it is {state.lease}s old, or `fab unlock "
+        f"--server={server.name}` releases it now (`fab lock` shows the locks)")
+
+
+def renew(server: Server, inventory: Inventory, owner: LockOwner, timeout: float) -> bool:
+    """Renew this run's lease; False when the lock is no longer this run's."""
+    inventory = server.with_folders(inventory)
+    return server.run(renew_lock_command(inventory, owner), check=False, timeout=timeout).ok
+
+
+def release(server: Server, inventory: Inventory, owner: LockOwner) -> None:
+    """Release the lock if it is still ours."""
+    inventory = server.with_folders(inventory)
+    server.run(release_lock_command(inventory, owner))
+
+
+def force_release(server: Server, inventory: Inventory) -> LockState | None:
+    inventory = server.with_folders(inventory)
+    holder = read_lock(server, inventory)
+    if holder is not None:
+        server.run(["rm", "-rf", lock_dir(inventory)])
+    return holder
+
+
+def on_each(servers: list[Server], action: Callable[[Server], None], *,
+            within: float | None = None) -> list[BaseException | None]:
+    """`action` on every server at the same time (LOCK_CONCURRENCY at a time), each server in
+    a thread of its own; what each one raised, in the servers' order. With `within`, every
+    server at once, and a server not done after that many seconds is left to its thread
+    (TimeoutError)."""
+
+    def attempt(server: Server) -> BaseException | None:
+        try:
+            action(server)
+        except BaseException as error:  # handed to the caller, which decides
+            return error
+        return None
+
+    if within is not None:
+        return run_within(servers, attempt, within)
+    if len(servers) < 2:
+        return [attempt(server) for server in servers]
+    with ThreadPoolExecutor(max_workers=min(LOCK_CONCURRENCY, len(servers))) as pool:
+        return list(pool.map(attempt, servers))
+
+
+def run_within(servers: list[Server], attempt: Callable[[Server], object],
+               seconds: float) -> list[BaseException | None]:
+    """Each server in a daemon thread of its own; after `seconds`, what is not done is
+    reported as TimeoutError and left behind (the process does not wait for it)."""
+    results: dict[int, BaseException | None] = {}
+    threads = []
+    for index, server in enumerate(servers):
+        def work(index: int = index, server: Server = server) -> None:
+            try:
+                answer = attempt(server)
+            except BaseException as error:  # handed to the caller
+                answer = error
+            results[index] = answer if isinstance(answer, BaseException) else None
+        thread = threading.Thread(target=work, daemon=True, name=f"within-{server.name}")
+        thread.start()
+        threads.append(thread)
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [results.get(i, TimeoutError(f"no answer within {seconds:g}s"))
+            for i in range(len(servers))]
+
+
+class Heartbeat:
+    """Renews this run's lock on each server every lease/3 seconds, on a thread per server,
+    over the connection the run already has (a command on a channel of its own, beside the
+    commands of the run). A server whose connection is down is skipped: the run cannot
+    reach it, so its lock must expire."""
+
+    def __init__(self, inventory: Inventory, owner: LockOwner):
+        self.inventory, self.owner = inventory, owner
+        self.interval = inventory.timeouts.lease / 3
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, servers: list[Server]) -> None:
+        for server in servers:
+            thread = threading.Thread(target=self._beat, args=(server,), daemon=True,
+                                      name=f"lease-{server.name}")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _beat(self, server: Server) -> None:
+        lost = False
+        while not self._stop.wait(self.interval):
+            if not server.is_connected:
+                continue
+            try:
+                ours = renew(server, self.inventory, self.owner, self.interval)
+            except Exception:  # the next beat tries again; the run goes on
+                continue
+            if not ours and not lost and not self._stop.is_set():
+                lost = True
+                warn(f"[{server.name}] WARNING: this run's lock on it is gone (released with "
+                     "`fab unlock`, or taken over by another run after it was not renewed "
+                     "in time)")
+
+
+class FleetLock:
+    """Locks on several servers, all taken before any is changed, renewed while the run
+    goes on, all released at the end. Each server's connection is opened here: the first
+    server's, then all the others at the same time."""
+
+    def __init__(self, servers: list[Server], inventory: Inventory, owner: LockOwner,
+                 phases: Timings | None = None):
+        self.servers, self.inventory, self.owner = servers, inventory, owner
+        self.phases = phases  # the run's, where the release counts as `unlock`
+        self.held: list[Server] = []
+        self.failed_on: str | None = None  # the server whose lock could not be taken
+        self.heartbeat = Heartbeat(inventory, owner)
+
+    def __enter__(self) -> FleetLock:
+        # The first server's lock alone first: of two runs started together on one inventory,
+        # one gets it and the other stops there, rather than each taking some locks and both
+        # giving up. Then all the others at once.
+        for group in (self.servers[:1], self.servers[1:]):
+            errors = on_each(group, lambda server: acquire(server, self.inventory, self.owner))
+            self.held += [server for server, error in zip(group, errors, strict=True)
+                          if error is None]
+            failed = [(server, error) for server, error in zip(group, errors, strict=True)
+                      if error is not None]
+            if failed:
+                # The first server in the inventory's order, unless the operator asked to stop.
+                server, error = next(((s, e) for s, e in failed if not isinstance(e, Exception)),
+                                     failed[0])
+                self.failed_on = server.name
+                self.release_all()
+                raise error
+        self.heartbeat.start(self.held)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.phases is not None:
+            self.phases.begin("unlock")
+        self.release_all()
+
+    def release_all(self) -> None:
+        self.heartbeat.stop()
+        held, self.held = self.held, []
+        # After a second Ctrl-C: quickly, over new connections, or not at all (the lease
+        # then ends the lock).
+        stopping_now = interrupts.stopping_now()
+        within = interrupts.REPORT_AFTER_STOP_SECONDS if stopping_now else None
+
+        def release_one(server: Server) -> None:
+            if stopping_now:
+                server.resume()
+            with server.timings.step("unlock"):
+                release(server, self.inventory, self.owner)
+
+        errors = on_each(held, release_one, within=within)
+        for server, error in zip(held, errors, strict=True):
+            if isinstance(error, Exception):  # the others are released all the same
+                warn(f"[{server.name}] WARNING: could not release its lock ({error}); it "
+                     f"expires {self.inventory.timeouts.lease}s after its last renewal, and "
+                     "the next run then takes it over")
+            elif error is not None:
+                raise error

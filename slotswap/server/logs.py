@@ -1,0 +1,89 @@
+"""`fab logs`: the app's container logs per server, each line prefixed by the server's name.
+
+Which container: the live slot's (the one HAProxy sends new traffic to and whose container
+runs) or the idle one's, found as the deploy finds them
+(slotswap.server.swap.read_slots/plan_slots).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from slotswap.commands import docker
+from slotswap.config.inventory import Inventory
+from slotswap.core.validation import InputError
+from slotswap.remote.server import Server
+from slotswap.server.swap import plan_slots, read_slots
+
+LIVE, IDLE = "live", "idle"
+SLOT_CHOICES = (LIVE, IDLE)
+
+
+@dataclass(frozen=True)
+class LogSource:
+    server: Server
+    slot: str | None  # None: the server has no slot of that kind (e.g. nothing serves)
+    container: str | None
+
+
+def validate_choice(slot: str, lines: int) -> None:
+    if slot not in SLOT_CHOICES:
+        raise InputError(f"--slot must be one of {', '.join(SLOT_CHOICES)}, got {slot!r}")
+    if lines < 0:
+        raise InputError(f"--lines must be 0 or more, got {lines}")
+
+
+def pick_slot(server: Server, inventory: Inventory, which: str) -> LogSource:
+    plan = plan_slots(read_slots(server, inventory))
+    slot = plan.live if which == LIVE else plan.idle
+    return LogSource(server, slot, inventory.container_name(slot) if slot else None)
+
+
+def prefixed(name: str, width: int, say: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda line: say(f"{name:<{width}} | {line}")
+
+
+def with_containers(sources: list[LogSource], say: Callable[[str], None]
+                    ) -> Iterator[tuple[LogSource, str, Callable[[str], None]]]:
+    """Each source that has a container, with the printer of its prefixed lines."""
+    width = max(len(s.server.name) for s in sources)
+    for source in sources:
+        on_line = prefixed(source.server.name, width, say)
+        if source.container is None:
+            on_line("(no container in that slot)")
+            continue
+        yield source, source.container, on_line
+
+
+def show(sources: list[LogSource], lines: int, say: Callable[[str], None]) -> list[str]:
+    """The last `lines` lines of each container, server after server; returns problems."""
+    problems = []
+    for source, container, on_line in with_containers(sources, say):
+        code = source.server.stream_lines(docker.logs(container, lines), on_line)
+        if code != 0:
+            problems.append(f"{source.server.name}: docker logs exited {code}")
+    return problems
+
+
+def follow(sources: list[LogSource], lines: int, say: Callable[[str], None]) -> None:
+    """Stream every container's log at once, until each stream ends or Ctrl-C (then the
+    connections are closed, which ends the remote `docker logs --follow`)."""
+    threads = []
+    for source, container, on_line in with_containers(sources, say):
+        argv = docker.logs(container, lines, follow=True)
+        thread = threading.Thread(target=_stream_quietly, args=(source.server, argv, on_line),
+                                  name=f"logs-{source.server.name}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    while any(t.is_alive() for t in threads):
+        for thread in threads:
+            thread.join(timeout=0.2)
+
+
+def _stream_quietly(server: Server, argv: list[str], on_line: Callable[[str], None]) -> None:
+    try:
+        server.stream_lines(argv, on_line, follow=True)
+    except Exception as error:  # a connection closed by Ctrl-C, or lost
+        on_line(f"(stream ended: {error})")

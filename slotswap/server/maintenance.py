@@ -1,0 +1,136 @@
+"""Maintenance mode: every server answers 503 with a page (and Retry-After) instead of
+passing requests to the app, switched on and off through HAProxy's runtime API: no reload,
+no connection dropped, the app keeps running and being checked.
+
+The page lives in a HAProxy map (`maintenance.map` in the config folder): key `page`, the
+HTML in base64 (a map value cannot hold spaces), key `retry`, the Retry-After seconds. The
+config answers 503 while the map has a page. The same map file is written on the server, so
+a reload or a restarted HAProxy keeps the mode.
+
+A small Lua service (`maintenance.lua`, which `up` writes beside the config) sends the page
+byte for byte. HAProxy's own `http-request return lf-string` cannot: it escapes every control
+byte of a value it reads at run time (a newline comes out as `%0A`), and its `file` body is
+read once, when the config is loaded, so a new message would need a reload.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+
+import jinja2
+
+from slotswap.commands import docker
+from slotswap.commands.runtime_api import join_commands
+from slotswap.config.inventory import Inventory
+from slotswap.config.scaffold import template_folders
+from slotswap.remote.server import Server
+
+MAP_NAME = "maintenance.map"
+SERVICE_NAME = "maintenance.lua"
+PAGE_TEMPLATE = "maintenance.html.j2"
+DEFAULT_MESSAGE = "We are working on the site and will be back shortly."
+DEFAULT_RETRY_AFTER = 120
+Progress = Callable[[str], None]
+
+
+def map_path_in_haproxy() -> str:
+    return f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{MAP_NAME}"
+
+
+def map_path_on_server(config_dir: str) -> str:
+    return f"{config_dir}/{MAP_NAME}"
+
+
+def service_path_in_haproxy() -> str:
+    return f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{SERVICE_NAME}"
+
+
+def service_path_on_server(config_dir: str) -> str:
+    return f"{config_dir}/{SERVICE_NAME}"
+
+
+# Loaded by `lua-load` (the config's global section); `use-service lua.slotswap_maintenance`
+# calls it while the map has a page. Map.new reads the map the runtime API changes, so a
+# new page is served at once. Without a page (turned off in the instant between the
+# config's test and this call) it answers an empty 503.
+_SERVICE = """\
+-- Written by slotswap (`fab up`): the maintenance page, byte for byte. Do not edit.
+local maintenance = Map.new({map_path}, Map._str)
+
+core.register_service("slotswap_maintenance", "http", function(applet)
+    local page = maintenance:lookup("page")
+    page = page and applet.c:b64dec(page) or ""
+    applet:set_status(503)
+    applet:add_header("content-type", "text/html; charset=utf-8")
+    applet:add_header("content-length", string.format("%d", #page))
+    applet:add_header("retry-after", maintenance:lookup("retry") or "{retry}")
+    applet:start_response()
+    applet:send(page)
+end)
+"""
+
+
+def service_script() -> str:
+    """The Lua service's source: the map's path is the kit's own (no quote, no backslash)."""
+    return _SERVICE.format(map_path=json.dumps(map_path_in_haproxy()),
+                           retry=DEFAULT_RETRY_AFTER)
+
+
+def render_page(inventory: Inventory, message: str) -> str:
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(template_folders(inventory)),
+                                     undefined=jinja2.StrictUndefined, autoescape=True)
+    return environment.get_template(PAGE_TEMPLATE).render(message=message)
+
+
+def map_entries(page: str, retry_after: int) -> list[tuple[str, str]]:
+    """The map's content while maintenance is on; `page` last, since it turns it on."""
+    return [("retry", str(retry_after)),
+            ("page", base64.b64encode(page.encode()).decode())]
+
+
+def map_file(entries: list[tuple[str, str]]) -> str:
+    return "".join(f"{key} {value}\n" for key, value in entries)
+
+
+def on_commands(entries: list[tuple[str, str]]) -> str:
+    """One runtime-API line: the map cleared, then filled, page last."""
+    path = map_path_in_haproxy()
+    return join_commands(f"clear map {path}",
+                         *(f"add map {path} {key} {value}" for key, value in entries))
+
+
+def off_command() -> str:
+    return f"clear map {map_path_in_haproxy()}"
+
+
+def parse_show_map(text: str) -> dict[str, str]:
+    """`show map FILE`: `0xID key value` lines."""
+    entries = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0].startswith("0x"):
+            entries[parts[1]] = parts[2]
+    return entries
+
+
+def is_on(server: Server) -> bool:
+    return "page" in parse_show_map(server.runtime_api(f"show map {map_path_in_haproxy()}"))
+
+
+def switch_on(server: Server, config_dir: str, entries: list[tuple[str, str]],
+              progress: Progress) -> str:
+    # The file first: were the run cut off between the two, a restart would still agree
+    # with what the operator asked for.
+    server.write_file(map_path_on_server(config_dir), map_file(entries))
+    server.runtime_api(on_commands(entries))
+    progress("maintenance on: every request answers 503 with the page; the app keeps running")
+    return "maintenance on"
+
+
+def switch_off(server: Server, config_dir: str, progress: Progress) -> str:
+    server.write_file(map_path_on_server(config_dir), "")
+    server.runtime_api(off_command())
+    progress("maintenance off: requests reach the app again")
+    return "maintenance off"

@@ -1,0 +1,57 @@
+"""`exec`: a command beside the live version on one server, in a one-off container of the
+live slot's image with the app's network and environment (removed afterwards), or with
+--live inside the live slot's container itself. Its exit code is the task's."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+
+from slotswap.commands import docker
+from slotswap.config.app_env import env_file_path
+from slotswap.config.inventory import Inventory
+from slotswap.core.validation import InputError
+from slotswap.remote.server import Server
+from slotswap.server.swap import SwapError, plan_slots, read_slots
+
+
+def parse_command(text: str) -> list[str]:
+    try:
+        words = shlex.split(text)
+    except ValueError as error:
+        raise InputError(f"--command: {error}") from None
+    if not words:
+        raise InputError("--command is required: the command to run, e.g. "
+                         "--command='bin/rails db:migrate:status'")
+    return words
+
+
+def command_for(server: Server, inventory: Inventory, command: list[str], *, live: bool,
+                tty: bool) -> tuple[list[str], str]:
+    """The docker command that runs `command` beside (or in) the live version, and what it
+    runs in."""
+    inventory = server.with_folders(inventory)
+    views = read_slots(server, inventory)
+    plan = plan_slots(views)
+    if plan.live is None:
+        raise SwapError(f"{server.name}: no slot serves; deploy a version first",
+                        "NOTHING")
+    view = views[plan.live]
+    assert view.container is not None  # a serving slot has a running container
+    if live:
+        return (docker.exec_in(view.container.name, command, tty=tty),
+                f"the live container {view.container.name} ({view.version})")
+    env_file = None if inventory.env.empty else env_file_path(inventory, plan.live)
+    return (docker.run_one_off(image=view.container.image_id, network=inventory.network,
+                               app=inventory.app, command=command, app_port=inventory.app_port,
+                               env_file=env_file, tty=tty, options=inventory.container),
+            f"a one-off container of {view.version} (the image of {plan.live})")
+
+
+def run(server: Server, inventory: Inventory, command: list[str], *, live: bool,
+        interactive: bool, say: Callable[[str], None], on_line: Callable[[str], None]) -> int:
+    argv, where = command_for(server, inventory, command, live=live, tty=interactive)
+    say(f"{server.name}: running {shlex.join(command)} in {where}")
+    if interactive:
+        return server.run_interactive(argv)
+    return server.stream_lines(argv, on_line, follow=True)  # a person decides when it ends

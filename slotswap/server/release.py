@@ -1,0 +1,64 @@
+"""The release command (`release.command`): run once per deploy, in a one-off container of
+the new image with the app's environment and container options, on the first server, after
+the image is on every server and before any traffic moves. A database migration, typically:
+when it fails, the deploy stops and nothing is changed anywhere."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+
+from slotswap.commands import docker
+from slotswap.config.app_env import AppEnv, env_file_path
+from slotswap.config.inventory import Inventory
+from slotswap.remote.server import Server
+from slotswap.server import history
+
+ENV_NAME = "release"  # its env file: release.env beside the slots' env files
+OUTPUT_KEPT = 4000  # characters of its output kept in the server's history
+Progress = Callable[[str], None]
+
+
+class ReleaseFailed(RuntimeError):
+    """The release command exited non-zero (or timed out): nothing was changed."""
+
+
+def command(inventory: Inventory, tag: str, env_file: str | None) -> list[str]:
+    return docker.run_one_off(
+        image=inventory.image_ref(tag), network=inventory.network, app=inventory.app,
+        command=list(inventory.release.command), app_port=inventory.app_port,
+        env_file=env_file, tty=False, role="release", options=inventory.container)
+
+
+def run(server: Server, inventory: Inventory, tag: str, app_env: AppEnv,
+        progress: Progress) -> str:
+    """Run it; return its output. Its output and outcome go into the server's history."""
+    inventory = server.with_folders(inventory)
+    env_file = None
+    if not inventory.env.empty:
+        env_file = env_file_path(inventory, ENV_NAME)
+        server.write_private_file(env_file, app_env.text)
+    words = shlex.join(inventory.release.command)
+    progress(f"release command: {words} (in a one-off container of {tag})")
+    started = time.monotonic()
+    result = server.run(command(inventory, tag, env_file), check=False,
+                        timeout=inventory.release.timeout)
+    seconds = time.monotonic() - started
+    # Masked before anything is shown, kept or cut: a failed migration often prints its
+    # connection string, password and all.
+    output = app_env.mask((result.stdout + result.stderr).strip())
+    for line in output.splitlines()[-20:]:
+        progress(f"release | {line}")
+    outcome = "released" if result.ok else "failed"
+    entry = history.new_entry("release", None, tag, outcome, seconds,
+                              "" if result.ok else f"exit {result.exit_code}: {words}")
+    history.append(server, inventory, history.with_output(entry, output[-OUTPUT_KEPT:]))
+    if not result.ok:
+        reason = ("timed out after " f"{inventory.release.timeout:g}s" if result.exit_code == -1
+                  else f"exited {result.exit_code}")
+        last = "\n".join(output.splitlines()[-10:])
+        raise ReleaseFailed(f"the release command `{words}` {reason} on {server.name}; "
+                            "nothing was changed" + (f"; its last output:\n{last}" if last else ""))
+    progress(f"release command done in {seconds:.1f}s")
+    return output
