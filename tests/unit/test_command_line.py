@@ -18,8 +18,22 @@ import yaml
 from slotswap.cli.check import key_line, key_parts
 from slotswap.cli.fabric_flags import looks_like_private_key
 from slotswap.cli.host_selection import select_hosts
-from slotswap.config import inventory as inventory_module
-from slotswap.config.inventory import load_inventory
+from slotswap.config import (
+    build,
+    container,
+    delivery,
+    env,
+    haproxy,
+    healthcheck,
+    hooks,
+    hosts,
+    https,
+    loader,
+    registry,
+    ssh,
+    timeouts,
+)
+from slotswap.config.loader import load_inventory
 from slotswap.core.validation import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,28 +263,28 @@ def test_key_line_finds_the_deepest_part_the_file_has() -> None:
 # -- the JSON Schema shipped for editors ----------------------------------------------------
 
 SECTIONS = {
-    "build": "_BUILD_KEYS", "healthcheck": "_HEALTHCHECK_KEYS", "env": "_ENV_KEYS",
-    "ssh": "_SSH_KEYS", "haproxy": "_HAPROXY_KEYS", "timeouts": "_TIMEOUT_KEYS",
-    "hooks": "_HOOK_KEYS", "container": "_CONTAINER_KEYS", "release": "_RELEASE_KEYS",
-    "registry": "_REGISTRY_KEYS",
+    "build": build.BUILD_KEYS, "healthcheck": healthcheck.HEALTHCHECK_KEYS, "env": env.ENV_KEYS,
+    "ssh": ssh.SSH_KEYS, "haproxy": haproxy.HAPROXY_KEYS, "timeouts": timeouts.TIMEOUT_KEYS,
+    "hooks": hooks.HOOK_KEYS, "container": container.CONTAINER_KEYS,
+    "release": container.RELEASE_KEYS, "registry": registry.REGISTRY_KEYS,
 }
 
 
 def test_the_schema_knows_exactly_the_keys_the_inventory_accepts() -> None:
     properties = SCHEMA["properties"]
-    assert set(properties) == set(inventory_module._TOP_KEYS)
-    assert SCHEMA["required"] == list(inventory_module._REQUIRED_TOP_KEYS)
+    assert set(properties) == set(loader.TOP_KEYS)
+    assert SCHEMA["required"] == list(loader.REQUIRED_TOP_KEYS)
     for section, keys in SECTIONS.items():
-        assert set(properties[section]["properties"]) == set(getattr(inventory_module, keys)), \
-            section
-    delivery = next(o for o in properties["delivery"]["oneOf"] if o.get("type") == "object")
-    assert set(delivery["properties"]) == set(inventory_module._DELIVERY_KEYS)
+        assert set(properties[section]["properties"]) == set(keys), section
+    delivery_schema = next(o for o in properties["delivery"]["oneOf"]
+                           if o.get("type") == "object")
+    assert set(delivery_schema["properties"]) == set(delivery.DELIVERY_KEYS)
     host = next(o for o in properties["hosts"]["items"]["oneOf"] if o["type"] == "object")
-    assert set(host["properties"]) == set(inventory_module._HOST_KEYS)
-    https = properties["https"]["properties"]
-    assert set(https) == set(inventory_module._HTTPS_KEYS)
-    assert set(https["files"]["properties"]) == set(inventory_module._CERT_FILE_KEYS)
-    assert set(https["acme"]["properties"]) == set(inventory_module._ACME_KEYS)
+    assert set(host["properties"]) == set(hosts.HOST_KEYS)
+    https_schema = properties["https"]["properties"]
+    assert set(https_schema) == set(https.HTTPS_KEYS)
+    assert set(https_schema["files"]["properties"]) == set(https.CERT_FILE_KEYS)
+    assert set(https_schema["acme"]["properties"]) == set(https.ACME_KEYS)
 
 
 @pytest.mark.parametrize("path", [ROOT / "hosts.yaml"])
