@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from slotswap.config.env import name_problem, value_problem
+from slotswap.config.env import value_problem
+from slotswap.config.values import name_problem
 from slotswap.core.validation import InputError
 
 if TYPE_CHECKING:

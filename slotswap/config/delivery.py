@@ -5,11 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from slotswap.config import values
+from slotswap.config.fields import (
+    Context,
+    Kind,
+    checked_section,
+    keys,
+    parse_fields,
+    section_schema,
+    setting,
+)
 
 DELIVERY_MODES = ("registry", "ssh")
-
-
 MAX_DELIVERY_CONCURRENCY = 64
+
+
+def _mode(value: object, key: str, _: Context) -> str:
+    if value not in DELIVERY_MODES:
+        raise values.Invalid(key, f"expected one of {', '.join(DELIVERY_MODES)}, "
+                                  f"got {values.describe(value)}")
+    return str(value)
+
+
+def _concurrency(value: object, key: str, _: Context) -> int:
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 1 <= value <= MAX_DELIVERY_CONCURRENCY):
+        raise values.Invalid(key, "expected a number of servers at a time from 1 to "
+                                  f"{MAX_DELIVERY_CONCURRENCY}, got {values.describe(value)}")
+    return value
+
+
+_MODE = Kind(_mode, {"enum": list(DELIVERY_MODES)})
 
 
 @dataclass(frozen=True)
@@ -18,32 +43,22 @@ class DeliverySettings:
     it) or `ssh` (streamed from the operator's Docker over each server's SSH connection);
     `concurrency` servers at a time."""
 
-    mode: str = "registry"
-    concurrency: int = 8
+    mode: str = setting(_MODE, "registry")
+    concurrency: int = setting(Kind(_concurrency, {
+        "type": "integer", "minimum": 1, "maximum": MAX_DELIVERY_CONCURRENCY}), 8)
 
 
-DELIVERY_KEYS = ("mode", "concurrency")
-
-
-def parse_delivery(value: object) -> DeliverySettings:
+def parse_delivery(value: object, key: str, context: Context) -> DeliverySettings:
     """`delivery: ssh` is short for `delivery: {mode: ssh}`."""
-    defaults = DeliverySettings()
-    if value is None:
-        return defaults
-    if not isinstance(value, str | dict):
-        raise values.Invalid("delivery", f"expected {' or '.join(DELIVERY_MODES)}, or a mapping "
-                             f"with keys {', '.join(DELIVERY_KEYS)}, got {values.describe(value)}")
-    section = {"mode": value} if isinstance(value, str) else values.mapping(
-        value, "delivery", DELIVERY_KEYS)
-    key = "delivery.mode" if isinstance(value, dict) else "delivery"
-    mode = section.get("mode", defaults.mode)
-    if mode not in DELIVERY_MODES:
-        raise values.Invalid(key, f"expected one of {', '.join(DELIVERY_MODES)}, "
-                                  f"got {values.describe(mode)}")
-    concurrency = section.get("concurrency", defaults.concurrency)
-    if (isinstance(concurrency, bool) or not isinstance(concurrency, int)
-            or not 1 <= concurrency <= MAX_DELIVERY_CONCURRENCY):
-        raise values.Invalid("delivery.concurrency", "expected a number of servers at a time "
-                             f"from 1 to {MAX_DELIVERY_CONCURRENCY}, "
-                             f"got {values.describe(concurrency)}")
-    return DeliverySettings(mode=str(mode), concurrency=concurrency)
+    if isinstance(value, str):
+        return DeliverySettings(mode=_mode(value, key, context))
+    if not isinstance(value, dict):
+        raise values.Invalid(key, f"expected {' or '.join(DELIVERY_MODES)}, or a mapping with "
+                                  f"keys {', '.join(keys(DeliverySettings))}, "
+                                  f"got {values.describe(value)}")
+    section = checked_section(DeliverySettings, value, key)
+    return DeliverySettings(**parse_fields(DeliverySettings, section, key, context))
+
+
+DELIVERY = Kind(parse_delivery, {"oneOf": [
+    {"type": "null"}, _MODE.schema, section_schema(DeliverySettings, nullable=False)]})

@@ -7,63 +7,19 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from slotswap.config import values
-from slotswap.config.ssh import DEFAULT_SSH_PORT, JumpHost, SshSettings, jump_host
-
-
-@dataclass(frozen=True)
-class Host:
-    address: str  # IP or DNS name used to SSH and to reach http_port
-    name: str  # display name; defaults to address
-    user: str | None = None  # per-host ssh overrides (None = use ssh section)
-    port: int | None = None
-    jump: JumpHost | None = None
-    accept_unknown_hosts: bool | None = None
-
+from slotswap.config import kinds, values
+from slotswap.config.fields import (
+    Context,
+    Kind,
+    checked_section,
+    keys,
+    parse_fields,
+    section_schema,
+    setting,
+)
+from slotswap.config.ssh import DEFAULT_SSH_PORT, JUMP_HOST, JumpHost, SshSettings
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-
-
-HOST_KEYS = ("address", "name", "user", "port", "jump", "accept_unknown_hosts")
-
-
-def parse_hosts(value: object, ssh: SshSettings) -> tuple[Host, ...]:
-    if not isinstance(value, list) or not value:
-        raise values.Invalid(
-            "hosts",
-            "expected a non-empty list of host addresses or {address, name, user, port} "
-            f"mappings, got {values.describe(value)}",
-        )
-    hosts = [_host(entry, f"hosts[{index}]") for index, entry in enumerate(value)]
-    _check_unique(hosts, ssh)
-    return tuple(hosts)
-
-
-def _host(entry: object, key: str) -> Host:
-    if isinstance(entry, str):
-        address = values.address(entry, key)
-        return Host(address=address, name=address)
-    if not isinstance(entry, dict):
-        raise values.Invalid(
-            key,
-            "expected a host address or a mapping with keys "
-            f"{', '.join(HOST_KEYS)}, got {values.describe(entry)}",
-        )
-    fields = values.mapping(entry, key, HOST_KEYS, required=("address",))
-    address = values.address(fields["address"], f"{key}.address")
-    accept = fields.get("accept_unknown_hosts")
-    return Host(
-        address=address,
-        name=_host_name(fields["name"], f"{key}.name") if "name" in fields else address,
-        user=values.ssh_user(fields["user"], f"{key}.user") if "user" in fields else None,
-        port=values.port(fields["port"], f"{key}.port") if "port" in fields else None,
-        jump=jump_host(fields["jump"], f"{key}.jump") if "jump" in fields else None,
-        accept_unknown_hosts=(
-            values.boolean(accept, f"{key}.accept_unknown_hosts")
-            if "accept_unknown_hosts" in fields
-            else None
-        ),
-    )
 
 
 def _host_name(value: object, key: str) -> str:
@@ -75,6 +31,60 @@ def _host_name(value: object, key: str) -> str:
             f"starting with a letter or digit, got {values.describe(name)}",
         )
     return name
+
+
+def _address(value: object, key: str, _: Context) -> str:
+    return values.address(value, key)
+
+
+@dataclass(frozen=True)
+class Host:
+    # IP or DNS name used to SSH and to reach http_port
+    address: str = setting(Kind(_address, {"type": "string", "minLength": 1}), required=True)
+    # display name; defaults to address
+    name: str = setting(Kind(lambda value, key, _: _host_name(value, key),
+                             {"type": "string", "pattern": kinds.pattern(_HOST_NAME)}))
+    # per-host ssh overrides (None = use ssh section)
+    user: str | None = setting(kinds.SSH_USER, None)
+    port: int | None = setting(kinds.PORT, None)
+    jump: JumpHost | None = setting(JUMP_HOST, None)
+    accept_unknown_hosts: bool | None = setting(kinds.BOOLEAN, None)
+
+
+def parse_hosts(value: object, key: str, context: Context) -> tuple[Host, ...]:
+    """The hosts, each an address or a mapping; checked against the ssh section parsed
+    before them (two entries that reach the same machine)."""
+    if not isinstance(value, list) or not value:
+        raise values.Invalid(
+            key,
+            "expected a non-empty list of host addresses or {address, name, user, port} "
+            f"mappings, got {values.describe(value)}",
+        )
+    hosts = [_host(entry, f"{key}[{index}]", context) for index, entry in enumerate(value)]
+    ssh = context.parsed["ssh"]
+    assert isinstance(ssh, SshSettings)
+    _check_unique(hosts, ssh)
+    return tuple(hosts)
+
+
+HOSTS = Kind(parse_hosts, {
+    "type": "array", "minItems": 1,
+    "items": {"oneOf": [{"type": "string", "minLength": 1}, section_schema(Host, nullable=False)]},
+})
+
+
+def _host(entry: object, key: str, context: Context) -> Host:
+    if isinstance(entry, str):
+        address = values.address(entry, key)
+        return Host(address=address, name=address)
+    if not isinstance(entry, dict):
+        raise values.Invalid(
+            key,
+            "expected a host address or a mapping with keys "
+            f"{', '.join(keys(Host))}, got {values.describe(entry)}",
+        )
+    found = parse_fields(Host, checked_section(Host, entry, key), key, context)
+    return Host(**{"name": found["address"], **found})
 
 
 def _same_address_key(address: str) -> str:

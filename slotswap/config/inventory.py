@@ -10,20 +10,34 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from slotswap.config.build import BuildSettings
-from slotswap.config.container import ContainerSettings, ReleaseSettings
-from slotswap.config.delivery import DeliverySettings
-from slotswap.config.env import EnvSettings
-from slotswap.config.haproxy import CHECK_PORT_OFFSET, HaproxySettings
-from slotswap.config.healthcheck import HealthcheckSettings
-from slotswap.config.hooks import HookSettings
-from slotswap.config.hosts import Host
-from slotswap.config.https import HttpsSettings
-from slotswap.config.registry import RegistrySettings
-from slotswap.config.ssh import SshSettings
-from slotswap.config.timeouts import Timeouts, WatchSettings
-from slotswap.core.validation import InputError, validate_tag
+from slotswap.config import kinds
+from slotswap.config.build import BuildSettings, parse_build
+from slotswap.config.container import (
+    ContainerSettings,
+    ReleaseSettings,
+    parse_container,
+    parse_release,
+)
+from slotswap.config.delivery import DELIVERY, DeliverySettings
+from slotswap.config.env import EnvSettings, parse_env
+from slotswap.config.fields import setting
+from slotswap.config.haproxy import CHECK_PORT_OFFSET, HaproxySettings, parse_haproxy
+from slotswap.config.healthcheck import HealthcheckSettings, parse_healthcheck
+from slotswap.config.hooks import HookSettings, parse_hooks
+from slotswap.config.hosts import HOSTS, Host
+from slotswap.config.https import HTTPS, HttpsSettings
+from slotswap.config.registry import RegistrySettings, parse_registry
+from slotswap.config.ssh import SshSettings, parse_ssh
+from slotswap.config.timeouts import Timeouts, WatchSettings, parse_timeouts, parse_watch
+from slotswap.core.validation import (
+    InputError,
+    validate_app_name,
+    validate_image_repository,
+    validate_remote_dir,
+    validate_tag,
+)
 
 __all__ = [
     "DEFAULT_KEEP_IMAGES",
@@ -33,6 +47,7 @@ __all__ = [
     "Inventory",
     "InventoryError",
 ]
+
 
 class InventoryError(InputError):
     """The inventory file is missing, unreadable or invalid; `key` is the key path of the
@@ -44,61 +59,84 @@ class InventoryError(InputError):
 
 
 SLOTS = ("web1", "web2")
-
-
 # App images kept on each server after a deploy: the live one and the previous one (which a
 # rollback starts without pulling) at least.
 MIN_KEEP_IMAGES = 2
-
-
 DEFAULT_KEEP_IMAGES = 3
-
-
 # Where the kit keeps its files on a server when the inventory sets no remote_dir: state
 # (locks, history) and config (HAProxy's config, the env files), each in a folder per app.
 DEFAULT_STATE_ROOT = "/var/lib/slotswap"
-
-
 DEFAULT_CONFIG_ROOT = "/etc/slotswap"
-
-
 # A login that is not root, with no remote_dir, keeps them in this folder of its home (found
 # on the server): <home>/.slotswap/<app>/state and .../config, as remote_dir would.
 HOME_FOLDER = ".slotswap"
-
-
 # Metadata of an Inventory field that the server, not the file, gives.
 FROM_SERVER = "from_server"
 
 
 @dataclass(frozen=True)
 class Inventory:
+    # The file's keys in the order the reference hosts.yaml lists them.
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "app", "image", "build", "app_port", "healthcheck", "env", "ssh", "haproxy", "timeouts",
+        "keep_images", "hooks", "hosts", "delivery", "https", "remote_dir", "container",
+        "release", "registry", "watch")
+
     path: Path  # absolute path of the file it came from
-    app: str
-    image: str  # repository without tag
-    build: BuildSettings
-    app_port: int
-    healthcheck: HealthcheckSettings
-    ssh: SshSettings
-    haproxy: HaproxySettings
-    timeouts: Timeouts
-    hosts: tuple[Host, ...]
-    env: EnvSettings = field(default_factory=EnvSettings)
-    keep_images: int = DEFAULT_KEEP_IMAGES  # app images kept on each server, in use included
-    hooks: HookSettings = field(default_factory=HookSettings)
-    delivery: DeliverySettings = field(default_factory=DeliverySettings)
-    https: HttpsSettings | None = None  # None: plain HTTP only
+    app: str = setting(kinds.checked(validate_app_name, "an app name"), required=True,
+                       description="Names the Docker network, the containers (<app>-web1, "
+                       "<app>-web2, <app>-haproxy) and HAProxy's backend.")
+    image: str = setting(  # repository without tag
+        kinds.checked(validate_image_repository, "an image repository without tag"),
+        required=True, description="Image repository without tag; tasks add :TAG.")
+    build: BuildSettings = kinds.section_setting(BuildSettings, parse_build,
+                                    "For `build`: relative to the inventory's folder.")
+    app_port: int = setting(kinds.PORT, file_default=3000, description="Port the app listens "
+                            "on inside its container (given to it as PORT).")
+    healthcheck: HealthcheckSettings = kinds.section_setting(HealthcheckSettings, parse_healthcheck)
+    ssh: SshSettings = kinds.section_setting(SshSettings, parse_ssh)
+    haproxy: HaproxySettings = kinds.section_setting(HaproxySettings, parse_haproxy)
+    timeouts: Timeouts = kinds.section_setting(Timeouts, parse_timeouts)
+    hosts: tuple[Host, ...] = setting(HOSTS, required=True)
+    env: EnvSettings = kinds.section_setting(EnvSettings, parse_env, default=True)
+    keep_images: int = setting(  # app images kept on each server, in use included
+        kinds.integer(MIN_KEEP_IMAGES, 1000), DEFAULT_KEEP_IMAGES)
+    hooks: HookSettings = kinds.section_setting(HookSettings, parse_hooks, default=True)
+    delivery: DeliverySettings = setting(DELIVERY, factory=DeliverySettings, blank="null")
+    https: HttpsSettings | None = setting(  # None: plain HTTP only
+        HTTPS, None, blank="null", description="HTTPS on every server: HAProxy terminates TLS "
+        "with one certificate for all the names, from files or from an ACME CA; replaced with "
+        "no reload.")
     # A folder on the servers for all the kit's files; None: the system folders
     # DEFAULT_STATE_ROOT and DEFAULT_CONFIG_ROOT for root, HOME_FOLDER in the home of any
     # other login (login_home).
-    remote_dir: str | None = None
+    remote_dir: str | None = setting(
+        kinds.checked(validate_remote_dir, "an absolute folder path on the servers",
+                      {"type": ["string", "null"], "pattern": "^/"}),
+        None, blank="null", description="A folder on the servers for the kit's files "
+        "(<app>/state and <app>/config), instead of the login's own. Default: "
+        f"{DEFAULT_STATE_ROOT}/<app> and {DEFAULT_CONFIG_ROOT}/<app> for root, "
+        f"~/{HOME_FOLDER}/<app> in the home of any other login (a user in the docker group). "
+        "Changing it (or the login) makes the next `up` carry each server over.")
     # Not a key of the file (FROM_SERVER): the home of the SSH login on one server when that
     # login is not root, as the server says (Server.with_folders sets it); None for root.
     login_home: str | None = field(default=None, metadata={FROM_SERVER: True})
-    container: ContainerSettings = field(default_factory=ContainerSettings)
-    release: ReleaseSettings = field(default_factory=ReleaseSettings)
-    registry: RegistrySettings | None = None
-    watch: WatchSettings = field(default_factory=WatchSettings)
+    container: ContainerSettings = kinds.section_setting(
+        ContainerSettings, parse_container,
+        "Options of the app's containers (both slots, the release command, exec).",
+        default=True)
+    release: ReleaseSettings = kinds.section_setting(
+        ReleaseSettings, parse_release, "A command run once per deploy in a one-off container "
+        "of the new image, on the first server, before any traffic moves (database "
+        "migrations).", default=True)
+    registry: RegistrySettings | None = setting(
+        kinds.section(RegistrySettings, parse_registry, optional=True), None, blank="null",
+        description="A login the servers use to pull the app's image (docker login "
+        "--password-stdin on each server).")
+    watch: WatchSettings = kinds.section_setting(
+        WatchSettings, parse_watch,
+        "How new slots are watched after their switch, for timeouts.watch seconds.",
+        default=True)
 
     @property
     def kit_dir(self) -> str | None:
@@ -178,9 +216,9 @@ def _named_secrets(settings: object) -> Iterator[str]:
         return
     if not dataclasses.is_dataclass(settings) or isinstance(settings, type):
         return
-    for setting in dataclasses.fields(settings):
-        value = getattr(settings, setting.name)
-        if setting.name.endswith("_secret") and isinstance(value, str):
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        if item.name.endswith("_secret") and isinstance(value, str):
             yield value
         else:
             yield from _named_secrets(value)

@@ -12,62 +12,15 @@ from pathlib import Path
 import yaml
 
 from slotswap.config import values
-from slotswap.config.build import BUILD_KEYS, parse_build
-from slotswap.config.container import (
-    CONTAINER_KEYS,
-    RELEASE_KEYS,
-    parse_container,
-    parse_release,
-)
-from slotswap.config.delivery import parse_delivery
-from slotswap.config.env import ENV_KEYS, parse_env
-from slotswap.config.haproxy import HAPROXY_KEYS, parse_haproxy
-from slotswap.config.healthcheck import HEALTHCHECK_KEYS, parse_healthcheck
-from slotswap.config.hooks import HOOK_KEYS, parse_hooks
-from slotswap.config.hosts import parse_hosts
-from slotswap.config.https import parse_https
-from slotswap.config.inventory import (
-    DEFAULT_KEEP_IMAGES,
-    MIN_KEEP_IMAGES,
-    Inventory,
-    InventoryError,
-)
-from slotswap.config.registry import parse_registry
-from slotswap.config.ssh import SSH_KEYS, parse_ssh
-from slotswap.config.timeouts import TIMEOUT_KEYS, WATCH_KEYS, parse_timeouts, parse_watch
-from slotswap.core.validation import (
-    validate_app_name,
-    validate_image_repository,
-    validate_remote_dir,
-)
+from slotswap.config.fields import Context, checked_section, parse_fields
+from slotswap.config.inventory import Inventory, InventoryError
 
-_DEFAULT_APP_PORT = 3000
-
-
-TOP_KEYS = (
-    "app",
-    "image",
-    "build",
-    "app_port",
-    "healthcheck",
-    "env",
-    "ssh",
-    "haproxy",
-    "timeouts",
-    "keep_images",
-    "hooks",
-    "hosts",
-    "delivery",
-    "https",
-    "remote_dir",
-    "container",
-    "release",
-    "registry",
-    "watch",
-)
-
-
-REQUIRED_TOP_KEYS = ("app", "image", "hosts")
+# Sections are checked in the order the reference hosts.yaml lists them, hosts last (they
+# are checked against ssh), so the first error reported is usually the first one in the file.
+CHECK_ORDER = (
+    "app", "image", "build", "app_port", "healthcheck", "env", "ssh", "haproxy", "timeouts",
+    "keep_images", "hooks", "delivery", "https", "remote_dir", "container", "release",
+    "registry", "watch", "hosts")
 
 
 def load_inventory(path: str | Path = "hosts.yaml") -> Inventory:
@@ -130,53 +83,6 @@ def parse_inventory(data: object, path: Path) -> Inventory:
 
 
 def _inventory(data: dict[object, object], path: Path) -> Inventory:
-    # Sections are checked in the order the reference hosts.yaml lists them, so the first
-    # error reported is usually the first one in the file.
-    top = values.mapping(data, "", TOP_KEYS, required=REQUIRED_TOP_KEYS)
-    base = path.parent
-    app = values.checked(validate_app_name, top["app"], "app", "an app name")
-    image = values.checked(
-        validate_image_repository, top["image"], "image", "an image repository without tag"
-    )
-    build = parse_build(values.section(top, "build", BUILD_KEYS), base)
-    app_port = values.port(top.get("app_port", _DEFAULT_APP_PORT), "app_port")
-    healthcheck = parse_healthcheck(values.section(top, "healthcheck", HEALTHCHECK_KEYS))
-    env = parse_env(values.section(top, "env", ENV_KEYS))
-    ssh = parse_ssh(values.section(top, "ssh", SSH_KEYS), base)
-    haproxy = parse_haproxy(values.section(top, "haproxy", HAPROXY_KEYS))
-    timeouts = parse_timeouts(values.section(top, "timeouts", TIMEOUT_KEYS))
-    keep_images = values.integer(top.get("keep_images", DEFAULT_KEEP_IMAGES), "keep_images",
-                           MIN_KEEP_IMAGES, 1000)
-    hooks = parse_hooks(values.section(top, "hooks", HOOK_KEYS), base)
-    delivery = parse_delivery(top.get("delivery"))
-    https = parse_https(top.get("https"), haproxy, base)
-    remote_dir = (values.checked(validate_remote_dir, top["remote_dir"], "remote_dir",
-                           "an absolute folder path on the servers")
-                  if top.get("remote_dir") is not None else None)
-    container = parse_container(values.section(top, "container", CONTAINER_KEYS))
-    release = parse_release(values.section(top, "release", RELEASE_KEYS))
-    registry = parse_registry(top.get("registry"))
-    watch = parse_watch(values.section(top, "watch", WATCH_KEYS))
-    hosts = parse_hosts(top["hosts"], ssh)
-    return Inventory(
-        path=path,
-        app=app,
-        image=image,
-        build=build,
-        app_port=app_port,
-        healthcheck=healthcheck,
-        ssh=ssh,
-        haproxy=haproxy,
-        timeouts=timeouts,
-        hosts=hosts,
-        env=env,
-        keep_images=keep_images,
-        hooks=hooks,
-        delivery=delivery,
-        https=https,
-        remote_dir=remote_dir,
-        container=container,
-        release=release,
-        registry=registry,
-        watch=watch,
-    )
+    top = checked_section(Inventory, data, "")
+    found = parse_fields(Inventory, top, "", Context(path.parent), order=CHECK_ORDER)
+    return Inventory(path=path, **found)  # type: ignore[arg-type]

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
-from slotswap.config import values
-from slotswap.config.env import name_problem
+from slotswap.config import kinds, values
+from slotswap.config.fields import Context, Kind, parse_fields, setting
+
+_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
+
+
+def _user(value: object, key: str, _: Context) -> str:
+    user = values.string(value, key, "a registry user name")
+    if not _USER.fullmatch(user):
+        raise values.Invalid(key, f"expected a user name, got {values.describe(user)}")
+    return user
+
+
+def _server(value: object, key: str, _: Context) -> str:
+    server = values.string(value, key, "a registry host[:port]")
+    if not values.HEADER_HOST.fullmatch(server):
+        raise values.Invalid(key, "expected a registry host[:port] such as "
+                                  f"registry.example.com:5000, got {values.describe(server)}")
+    return server
 
 
 @dataclass(frozen=True)
@@ -14,29 +32,16 @@ class RegistrySettings:
     """A login the servers use to pull the app's image: the password is read from the
     operator's environment variable `password_secret` (see slotswap.server.registry_login)."""
 
-    user: str
-    password_secret: str
-    server: str | None = None  # None: the registry the `image` names
+    KEYS: ClassVar[tuple[str, ...]] = ("server", "user", "password_secret")
+
+    user: str = setting(Kind(_user, {"type": "string"}), required=True)
+    password_secret: str = setting(
+        kinds.ENV_NAME, required=True, description="The environment variable of the deploying "
+        "operator that holds the password.")
+    server: str | None = setting(  # None: the registry the `image` names
+        Kind(_server, {"type": "string"}), None, blank="null",
+        description="Default: the registry the image names.")
 
 
-REGISTRY_KEYS = ("server", "user", "password_secret")
-
-
-def parse_registry(value: object) -> RegistrySettings | None:
-    if value is None:
-        return None
-    section = values.mapping(value, "registry", REGISTRY_KEYS, required=("user", "password_secret"))
-    user = values.string(section["user"], "registry.user", "a registry user name")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}", user):
-        raise values.Invalid("registry.user", f"expected a user name, got {values.describe(user)}")
-    secret = section["password_secret"]
-    problem = name_problem(secret)
-    if problem is not None:
-        raise values.Invalid("registry.password_secret", problem)
-    server = None
-    if section.get("server") is not None:
-        server = values.string(section["server"], "registry.server", "a registry host[:port]")
-        if not values.HEADER_HOST.fullmatch(server):
-            raise values.Invalid("registry.server", "expected a registry host[:port] such as "
-                           f"registry.example.com:5000, got {values.describe(server)}")
-    return RegistrySettings(user=user, password_secret=str(secret), server=server)
+def parse_registry(section: dict[str, object], key: str, context: Context) -> RegistrySettings:
+    return RegistrySettings(**parse_fields(RegistrySettings, section, key, context))

@@ -6,15 +6,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from slotswap.config import values
+from slotswap.config import kinds, values
+from slotswap.config.fields import Context, Kind, parse_fields, setting
 
 # Used when neither the inventory nor ~/.ssh/config (ssh.config) gives a user or port.
 DEFAULT_SSH_USER = "root"
-
-
 DEFAULT_SSH_PORT = 22
-
-
 # [user@]host[:port], an IPv6 address in brackets: the form of ssh -J.
 _JUMP = re.compile(
     r"(?:(?P<user>[^@]*)@)?(?:\[(?P<ipv6>[^\]]*)\]|(?P<host>[^@:\[\]]*))(?::(?P<port>[0-9]{1,5}))?"
@@ -37,62 +34,6 @@ class JumpHost:
         return f"{user}{host}{port}"
 
 
-@dataclass(frozen=True)
-class SshSettings:
-    # user/port None: ~/.ssh/config's User/Port for the host (ssh.config), else root and 22.
-    user: str | None = None
-    port: int | None = None
-    identity: Path | None = None  # private key file; None = ssh-agent / default keys
-    known_hosts: Path | None = None  # None = ~/.ssh/known_hosts
-    connect_timeout: float = 10.0
-    # A connection that sends and gets nothing acknowledged for dead_after seconds is dead;
-    # keepalive: seconds of silence after which a keepalive message is sent (so that a
-    # silent network is noticed even while nothing else is sent).
-    keepalive: float = 5.0
-    dead_after: float = 15.0
-    accept_unknown_hosts: bool = False  # True: accept (loudly) keys not in known_hosts
-    jump: JumpHost | None = None
-    config: bool = True  # read ~/.ssh/config and /etc/ssh/ssh_config
-
-
-SSH_KEYS = (
-    "user",
-    "port",
-    "identity",
-    "known_hosts",
-    "connect_timeout",
-    "keepalive",
-    "dead_after",
-    "accept_unknown_hosts",
-    "jump",
-    "config",
-)
-
-
-def parse_ssh(section: dict[str, object], base: Path) -> SshSettings:
-    defaults = SshSettings()
-    return SshSettings(
-        user=values.ssh_user(section["user"], "ssh.user") if "user" in section else None,
-        port=values.port(section["port"], "ssh.port") if "port" in section else None,
-        identity=values.optional_path(section, "identity", "ssh.identity", base),
-        known_hosts=values.optional_path(section, "known_hosts", "ssh.known_hosts", base),
-        connect_timeout=values.positive_number(
-            section.get("connect_timeout", defaults.connect_timeout), "ssh.connect_timeout"
-        ),
-        keepalive=values.positive_number(section.get("keepalive", defaults.keepalive),
-                                         "ssh.keepalive"),
-        dead_after=values.positive_number(
-            section.get("dead_after", defaults.dead_after), "ssh.dead_after"
-        ),
-        accept_unknown_hosts=values.boolean(
-            section.get("accept_unknown_hosts", defaults.accept_unknown_hosts),
-            "ssh.accept_unknown_hosts",
-        ),
-        jump=jump_host(section["jump"], "ssh.jump") if "jump" in section else None,
-        config=values.boolean(section.get("config", defaults.config), "ssh.config"),
-    )
-
-
 def jump_host(value: object, key: str) -> JumpHost:
     expected = "a jump host as [user@]host[:port], e.g. 'deploy@bastion.example.com:22'"
     text = values.string(value, key, expected)
@@ -107,3 +48,37 @@ def jump_host(value: object, key: str) -> JumpHost:
         user=values.ssh_user(user, key) if user is not None else None,
         port=values.port(int(port), key) if port is not None else None,
     )
+
+
+JUMP_HOST = Kind(lambda value, key, _: jump_host(value, key), kinds.ref("jump"))
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    # user/port None: ~/.ssh/config's User/Port for the host (ssh.config), else root and 22.
+    user: str | None = setting(kinds.SSH_USER, None,
+                               description="Default: ~/.ssh/config's User, else root.")
+    port: int | None = setting(kinds.PORT, None,
+                               description="Default: ~/.ssh/config's Port, else 22.")
+    identity: Path | None = setting(  # None = ssh-agent / default keys
+        kinds.PATH, None, description="Private key file; ssh-agent keys are always tried.")
+    known_hosts: Path | None = setting(kinds.PATH, None,
+                                       description="Default: ~/.ssh/known_hosts.")
+    connect_timeout: float = setting(kinds.SECONDS, 10.0)
+    # A connection that sends and gets nothing acknowledged for dead_after seconds is dead;
+    # keepalive: seconds of silence after which a keepalive message is sent (so that a
+    # silent network is noticed even while nothing else is sent).
+    keepalive: float = setting(kinds.SECONDS, 5.0,
+                               description="Seconds of silence before a keepalive goes out.")
+    dead_after: float = setting(
+        kinds.SECONDS, 15.0, description="Seconds of unanswered traffic after which the "
+        "connection is taken for lost.")
+    # True: accept (loudly) keys not in known_hosts
+    accept_unknown_hosts: bool = setting(kinds.BOOLEAN, False)
+    jump: JumpHost | None = setting(JUMP_HOST, None)
+    config: bool = setting(kinds.BOOLEAN, True,
+                           description="Read ~/.ssh/config and /etc/ssh/ssh_config.")
+
+
+def parse_ssh(section: dict[str, object], key: str, context: Context) -> SshSettings:
+    return SshSettings(**parse_fields(SshSettings, section, key, context))

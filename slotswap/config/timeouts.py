@@ -4,23 +4,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from slotswap.config import values
+from slotswap.config import kinds, values
+from slotswap.config.fields import Context, Kind, parse_fields, setting
 
 # Seconds; the lock is renewed every lease/3 seconds, judged in whole seconds by the server.
 MIN_LOCK_LEASE = 3
-
-
 MAX_LOCK_LEASE = 3600
 
 
 @dataclass(frozen=True)
 class Timeouts:
-    healthy: float = 60.0  # seconds for the new slot to pass HAProxy's checks
-    drain: float = 30.0  # seconds for the old slot's sessions to finish
-    stop: int = 10  # seconds docker stop waits before SIGKILL
-    watch: float = 5.0  # seconds the old slot stays running, drained, after the switch
-    command: float = 60.0  # deadline of every remote command that has none of its own
-    lease: int = 60  # seconds a run's lock lives unrenewed; renewed every lease/3 seconds
+    # seconds for the new slot to pass HAProxy's checks
+    healthy: float = setting(kinds.SECONDS, 60.0)
+    drain: float = setting(kinds.SECONDS, 30.0)  # seconds for the old slot's sessions to finish
+    stop: int = setting(kinds.WHOLE_SECONDS, 10)  # seconds docker stop waits before SIGKILL
+    # seconds the old slot stays running, drained, after the switch
+    watch: float = setting(kinds.SECONDS_OR_ZERO, 5.0)
+    command: float = setting(  # deadline of every remote command that has none of its own
+        kinds.SECONDS, 60.0, description="Deadline of a remote command that has none of its own.")
+    # seconds a run's lock lives unrenewed; renewed every lease/3 seconds
+    lease: int = setting(
+        kinds.integer(MIN_LOCK_LEASE, MAX_LOCK_LEASE), 60, description="Seconds a lock not "
+        "renewed stays valid; a stale one is taken over by the next run.")
+
+
+def _share(value: object, key: str, _: Context) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise values.Invalid(key, "expected a share from 0 to 1 (0.05: 5%), got "
+                                  f"{values.describe(value)}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -29,44 +41,26 @@ class WatchSettings:
 
     # False: one window for the whole rollout (each server's old slot stays up, drained,
     # until timeouts.watch after the last switch); True: each server watched in turn.
-    each: bool = False
+    each: bool = setting(kinds.BOOLEAN, False, description="true: each server is watched "
+                         "before the next one switches; false: one window for the whole rollout.")
     # A new slot whose share of requests answered 5xx or failed (HAProxy's counters) is
     # this much above the old slot's share before the switch is switched back.
-    max_error_rate: float = 0.05
-    min_requests: int = 20  # requests a new slot must have had before its rate is judged
+    max_error_rate: float = setting(
+        Kind(_share, {"type": "number", "minimum": 0, "maximum": 1}), 0.05,
+        description="A new slot whose share of 5xx or failed requests (those the old slot "
+        "answered for it included) exceeds the old slot's before the switch by more than this "
+        "is switched back.")
+    # requests a new slot must have had before its rate is judged
+    min_requests: int = setting(
+        kinds.integer(1, 1_000_000), 20,
+        description="Requests a new slot must have had before its error rate is judged.")
 
 
-TIMEOUT_KEYS = ("healthy", "drain", "stop", "watch", "command", "lease")
+def parse_timeouts(section: dict[str, object], key: str, context: Context) -> Timeouts:
+    return Timeouts(**parse_fields(Timeouts, section, key, context))
 
 
-WATCH_KEYS = ("each", "max_error_rate", "min_requests")
-
-
-def parse_timeouts(section: dict[str, object]) -> Timeouts:
-    defaults = Timeouts()
-    return Timeouts(
-        healthy=values.positive_number(section.get("healthy", defaults.healthy),
-                                       "timeouts.healthy"),
-        drain=values.positive_number(section.get("drain", defaults.drain), "timeouts.drain"),
-        stop=values.positive_integer(section.get("stop", defaults.stop), "timeouts.stop"),
-        watch=values.non_negative_number(section.get("watch", defaults.watch), "timeouts.watch"),
-        command=values.positive_number(section.get("command", defaults.command),
-                                       "timeouts.command"),
-        lease=values.integer(section.get("lease", defaults.lease), "timeouts.lease", MIN_LOCK_LEASE,
-                       MAX_LOCK_LEASE),
-    )
-
-
-def parse_watch(section: dict[str, object]) -> WatchSettings:
-    defaults = WatchSettings()
-    rate = section.get("max_error_rate", defaults.max_error_rate)
-    if (isinstance(rate, bool) or not isinstance(rate, int | float)
-            or not 0 <= rate <= 1):
-        raise values.Invalid("watch.max_error_rate",
-                       f"expected a share from 0 to 1 (0.05: 5%), got {values.describe(rate)}")
-    return WatchSettings(
-        each=values.boolean(section.get("each", defaults.each), "watch.each"),
-        max_error_rate=float(rate),
-        min_requests=values.integer(section.get("min_requests", defaults.min_requests),
-                              "watch.min_requests", 1, 1_000_000),
-    )
+def parse_watch(section: dict[str, object], key: str, context: Context) -> WatchSettings:
+    # The rate first: the order of earlier versions' checks.
+    return WatchSettings(**parse_fields(WatchSettings, section, key, context,
+                                        order=("max_error_rate", "each", "min_requests")))

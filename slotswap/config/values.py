@@ -69,12 +69,6 @@ def _unknown_key_problem(name: object, allowed: tuple[str, ...]) -> str:
     return f"unknown key{hint}; allowed keys: {', '.join(allowed)}"
 
 
-def section(data: dict[str, object], name: str, allowed: tuple[str, ...]) -> dict[str, object]:
-    """An optional sub-section; absent or left empty means all defaults."""
-    value = data.get(name)
-    return {} if value is None else mapping(value, name, allowed)
-
-
 def string(value: object, key: str, expected: str) -> str:
     if not isinstance(value, str) or not value:
         hint = " (put it in quotes)" if isinstance(value, int | float) else ""
@@ -140,10 +134,6 @@ def path(value: object, key: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def optional_path(section: dict[str, object], name: str, key: str, base: Path) -> Path | None:
-    return path(section[name], key, base) if name in section else None
-
-
 def boolean(value: object, key: str) -> bool:
     if not isinstance(value, bool):
         raise Invalid(key, f"expected true or false, got {describe(value)}")
@@ -190,12 +180,12 @@ def env_value(value: object, key: str) -> str:
     return text
 
 
-_SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
 
 
 def ssh_user(value: object, key: str) -> str:
     user = string(value, key, "an SSH user name")
-    if not _SSH_USER.fullmatch(user):
+    if not SSH_USER.fullmatch(user):
         raise Invalid(
             key,
             "expected an SSH user name of 1-32 lowercase letters, digits, '_', '.' or '-', "
@@ -209,3 +199,21 @@ def address(value: object, key: str) -> str:
 
 
 HEADER_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[0-9]{1,5})?")
+
+
+# The kit sets PORT itself (from app_port); a second source for it would be ambiguous.
+RESERVED_NAMES = frozenset({"PORT"})
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def name_problem(name: object) -> str | None:
+    """What is wrong with an environment variable name, or None."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        return (
+            "expected a variable name of letters, digits and '_', not starting with a digit, "
+            f"got {name!r}"
+        )
+    if name in RESERVED_NAMES:
+        return f"{name} is set by slotswap itself (from app_port); it cannot be set here"
+    return None

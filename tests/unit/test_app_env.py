@@ -16,9 +16,10 @@ from slotswap.config.app_env import (
     resolve_app_env,
     secret_values_in,
 )
-from slotswap.config.env import MAX_LINE_BYTES, name_problem, value_problem
+from slotswap.config.env import MAX_LINE_BYTES, value_problem
 from slotswap.config.inventory import Inventory
 from slotswap.config.loader import parse_inventory
+from slotswap.config.values import name_problem
 from slotswap.core.validation import InputError
 
 SECRET = "s3cr3t-value-that-must-never-show"

@@ -18,22 +18,22 @@ import yaml
 from slotswap.cli.check import key_line, key_parts
 from slotswap.cli.fabric_flags import looks_like_private_key
 from slotswap.cli.host_selection import select_hosts
-from slotswap.config import (
-    build,
-    container,
-    delivery,
-    env,
-    haproxy,
-    healthcheck,
-    hooks,
-    hosts,
-    https,
-    loader,
-    registry,
-    ssh,
-    timeouts,
-)
+from slotswap.config.build import BuildSettings
+from slotswap.config.container import ContainerSettings, ReleaseSettings
+from slotswap.config.delivery import DeliverySettings
+from slotswap.config.env import EnvSettings
+from slotswap.config.fields import keys, required
+from slotswap.config.haproxy import HaproxySettings
+from slotswap.config.healthcheck import HealthcheckSettings
+from slotswap.config.hooks import HookSettings
+from slotswap.config.hosts import Host
+from slotswap.config.https import AcmeSettings, CertificateFiles, HttpsSettings
+from slotswap.config.inventory import Inventory
 from slotswap.config.loader import load_inventory
+from slotswap.config.registry import RegistrySettings
+from slotswap.config.schema import schema_text
+from slotswap.config.ssh import SshSettings
+from slotswap.config.timeouts import Timeouts
 from slotswap.core.validation import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,33 +263,39 @@ def test_key_line_finds_the_deepest_part_the_file_has() -> None:
 # -- the JSON Schema shipped for editors ----------------------------------------------------
 
 SECTIONS = {
-    "build": build.BUILD_KEYS, "healthcheck": healthcheck.HEALTHCHECK_KEYS, "env": env.ENV_KEYS,
-    "ssh": ssh.SSH_KEYS, "haproxy": haproxy.HAPROXY_KEYS, "timeouts": timeouts.TIMEOUT_KEYS,
-    "hooks": hooks.HOOK_KEYS, "container": container.CONTAINER_KEYS,
-    "release": container.RELEASE_KEYS, "registry": registry.REGISTRY_KEYS,
+    "build": BuildSettings, "healthcheck": HealthcheckSettings, "env": EnvSettings,
+    "ssh": SshSettings, "haproxy": HaproxySettings, "timeouts": Timeouts,
+    "hooks": HookSettings, "container": ContainerSettings, "release": ReleaseSettings,
+    "registry": RegistrySettings,
 }
 
 
 def test_the_schema_knows_exactly_the_keys_the_inventory_accepts() -> None:
     properties = SCHEMA["properties"]
-    assert set(properties) == set(loader.TOP_KEYS)
-    assert SCHEMA["required"] == list(loader.REQUIRED_TOP_KEYS)
-    for section, keys in SECTIONS.items():
-        assert set(properties[section]["properties"]) == set(keys), section
-    delivery_schema = next(o for o in properties["delivery"]["oneOf"]
-                           if o.get("type") == "object")
-    assert set(delivery_schema["properties"]) == set(delivery.DELIVERY_KEYS)
+    assert set(properties) == set(keys(Inventory))
+    assert SCHEMA["required"] == list(required(Inventory))
+    for section, settings in SECTIONS.items():
+        assert set(properties[section]["properties"]) == set(keys(settings)), section
+    delivery = next(o for o in properties["delivery"]["oneOf"] if o.get("type") == "object")
+    assert set(delivery["properties"]) == set(keys(DeliverySettings))
     host = next(o for o in properties["hosts"]["items"]["oneOf"] if o["type"] == "object")
-    assert set(host["properties"]) == set(hosts.HOST_KEYS)
-    https_schema = properties["https"]["properties"]
-    assert set(https_schema) == set(https.HTTPS_KEYS)
-    assert set(https_schema["files"]["properties"]) == set(https.CERT_FILE_KEYS)
-    assert set(https_schema["acme"]["properties"]) == set(https.ACME_KEYS)
+    assert set(host["properties"]) == set(keys(Host))
+    https = properties["https"]["properties"]
+    assert set(https) == set(keys(HttpsSettings))
+    assert set(https["files"]["properties"]) == set(keys(CertificateFiles))
+    assert set(https["acme"]["properties"]) == set(keys(AcmeSettings))
 
 
 @pytest.mark.parametrize("path", [ROOT / "hosts.yaml"])
 def test_the_reference_inventory_matches_the_schema(path: Path) -> None:
     jsonschema.validate(yaml.safe_load(path.read_text()), SCHEMA)
+
+
+def test_the_shipped_schema_is_the_one_the_settings_classes_generate() -> None:
+    # After a change to a section's class:
+    # python -m slotswap.config.schema > slotswap/config/hosts.schema.json
+    shipped = (ROOT / "slotswap" / "config" / "hosts.schema.json").read_text()
+    assert shipped == schema_text()
 
 
 def test_the_schema_refuses_what_the_inventory_refuses() -> None:
