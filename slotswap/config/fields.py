@@ -192,6 +192,8 @@ def _as_json(value: object) -> object:
         return [_as_json(item) for item in value] if value else None
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # seconds as a file would give them: 60, not 60.0
     if isinstance(value, bool | int | float | str):
         return value
     return None
