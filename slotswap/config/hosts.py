@@ -22,7 +22,7 @@ from slotswap.config.ssh import DEFAULT_SSH_PORT, JUMP_HOST, JumpHost, SshSettin
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
-def _host_name(value: object, key: str) -> str:
+def _host_name(value: object, key: str, _: Context) -> str:
     name = values.string(value, key, "a host display name")
     if not _HOST_NAME.fullmatch(name):
         raise values.Invalid(
@@ -42,8 +42,7 @@ class Host:
     # IP or DNS name used to SSH and to reach http_port
     address: str = setting(Kind(_address, {"type": "string", "minLength": 1}), required=True)
     # display name; defaults to address
-    name: str = setting(Kind(lambda value, key, _: _host_name(value, key),
-                             {"type": "string", "pattern": kinds.pattern(_HOST_NAME)}))
+    name: str = setting(Kind(_host_name, {"type": "string", "pattern": kinds.pattern(_HOST_NAME)}))
     # per-host ssh overrides (None = use ssh section)
     user: str | None = setting(kinds.SSH_USER, None)
     port: int | None = setting(kinds.PORT, None)
