@@ -27,7 +27,8 @@ from pathlib import Path
 
 import naive  # bench/naive.py: a script's own folder is on sys.path
 
-from slotswap.config.inventory import SLOTS, Inventory, load_inventory
+from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.config.loader import load_inventory
 from slotswap.core.output import format_table
 from slotswap.core.validation import InputError
 from slotswap.fleet import rollout

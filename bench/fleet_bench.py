@@ -39,7 +39,8 @@ from deploy_bench import (  # bench/deploy_bench.py: a script's own folder is on
 )
 
 from slotswap.commands import docker
-from slotswap.config.inventory import Inventory, load_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import load_inventory
 from slotswap.core.output import format_table
 from slotswap.core.validation import InputError
 from slotswap.fleet import rollout

@@ -24,7 +24,8 @@ from slotswap.cli.live_progress import live_progress_if_terminal
 from slotswap.commands import docker
 from slotswap.config import scaffold
 from slotswap.config.app_env import secret_values_in
-from slotswap.config.inventory import Inventory, InventoryError, load_inventory
+from slotswap.config.inventory import Inventory, InventoryError
+from slotswap.config.loader import load_inventory
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
 from slotswap.core.validation import InputError, validate_tag

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from slotswap.config.inventory import ContainerSettings
+from slotswap.config.container import ContainerSettings
 
 NO_OPTIONS = ContainerSettings()
 

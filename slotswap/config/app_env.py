@@ -19,65 +19,26 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from slotswap.config.env import value_problem
+from slotswap.config.values import name_problem
 from slotswap.core.validation import InputError
 
 if TYPE_CHECKING:
     from slotswap.config.inventory import Inventory
 
 __all__ = [
-    "RESERVED_NAMES",
     "AppEnv",
     "env_file_path",
     "mask_values",
-    "name_problem",
     "render_env_file",
     "resolve_app_env",
     "secret_values_in",
-    "value_problem",
 ]
 
-# The kit sets PORT itself (from app_port); a second source for it would be ambiguous.
-RESERVED_NAMES = frozenset({"PORT"})
-# docker reads the file with Go's bufio.Scanner, whose default limit is 64 KiB per line,
-# newline included: longer lines make `docker run` fail with "token too long".
-MAX_LINE_BYTES = 64 * 1024 - 1
 SECRET_MARK = "<secret>"
 # What stands for a secret's value in output the kit shows or keeps (a release command's).
 OUTPUT_MASK = "******"
 _MAX_SHOWN_PLAIN = 40
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def name_problem(name: object) -> str | None:
-    """What is wrong with an environment variable name, or None."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        return (
-            "expected a variable name of letters, digits and '_', not starting with a digit, "
-            f"got {name!r}"
-        )
-    if name in RESERVED_NAMES:
-        return f"{name} is set by slotswap itself (from app_port); it cannot be set here"
-    return None
-
-
-def value_problem(name: str, value: str) -> str | None:
-    """What stops ``value`` from reaching the app unchanged through an env file, or None.
-
-    The message never contains the value: it may be a secret.
-    """
-    if "\n" in value or "\r" in value:
-        return "the value contains a line break, which docker's --env-file cannot carry"
-    if "\0" in value:
-        return "the value contains a NUL character, which no environment variable can hold"
-    try:
-        size = len(f"{name}={value}".encode())
-    except UnicodeEncodeError:
-        return "the value is not valid UTF-8 text"
-    if size > MAX_LINE_BYTES:
-        return (f"the value makes a line of {size} bytes; docker's --env-file reads at most "
-                f"{MAX_LINE_BYTES}")
-    return None
 
 
 def render_env_file(variables: Mapping[str, str]) -> str:

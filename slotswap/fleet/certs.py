@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from slotswap.config.inventory import AcmeSettings, CertificateFiles, HttpsSettings, Inventory
+from slotswap.config.https import AcmeSettings, CertificateFiles, HttpsSettings
+from slotswap.config.inventory import Inventory
 from slotswap.core.output import say, warn
 from slotswap.core.validation import InputError
 from slotswap.fleet import rollout

@@ -23,7 +23,7 @@ from acme import challenges, client, crypto_util, errors, messages
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from slotswap.config.inventory import AcmeSettings
+from slotswap.config.https import AcmeSettings
 from slotswap.https.files import (
     AcmeError,
     CertificateBundle,

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from slotswap.config.inventory import CertificateFiles
+from slotswap.config.https import CertificateFiles
 from slotswap.core.validation import InputError
 
 PLACEHOLDER_ORGANIZATION = "slotswap placeholder"  # in the subject of a stand-in certificate

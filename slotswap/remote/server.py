@@ -59,7 +59,9 @@ from invoke.exceptions import CommandTimedOut
 
 from slotswap.commands import docker as docker_commands
 from slotswap.commands.runtime_api import RuntimeApiError, always_answers, raise_for_api_error
-from slotswap.config.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
+from slotswap.config.hosts import Host
+from slotswap.config.inventory import Inventory
+from slotswap.config.ssh import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, JumpHost
 from slotswap.core import interrupts
 from slotswap.core.output import warn
 from slotswap.core.timings import Timings

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from slotswap.commands import runtime_api as haproxy
-from slotswap.config.inventory import load_inventory
+from slotswap.config.loader import load_inventory
 from slotswap.remote.server import Server
 from slotswap.server import maintenance
 from testbed import sandbox

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from slotswap.config.inventory import load_inventory
+from slotswap.config.loader import load_inventory
 from slotswap.https import install as tls
 from slotswap.https.files import CertificateBundle
 from slotswap.remote.server import Server

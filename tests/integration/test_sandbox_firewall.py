@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from slotswap.config.inventory import Host, Inventory, JumpHost, load_inventory
+from slotswap.config.hosts import Host
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import load_inventory
+from slotswap.config.ssh import JumpHost
 from slotswap.remote.server import Server
 from testbed import sandbox
 

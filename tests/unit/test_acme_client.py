@@ -13,7 +13,7 @@ import pytest
 import requests
 from acme import challenges, messages
 
-from slotswap.config.inventory import AcmeSettings
+from slotswap.config.https import AcmeSettings
 from slotswap.https import acme as acme_client
 from slotswap.https.acme import AcmeError, issue
 

@@ -8,18 +8,18 @@ from pathlib import Path
 import pytest
 
 from slotswap.config.app_env import (
-    MAX_LINE_BYTES,
     OUTPUT_MASK,
     AppEnv,
     env_file_path,
     mask_values,
-    name_problem,
     render_env_file,
     resolve_app_env,
     secret_values_in,
-    value_problem,
 )
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.env import MAX_LINE_BYTES, value_problem
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
+from slotswap.config.values import name_problem
 from slotswap.core.validation import InputError
 
 SECRET = "s3cr3t-value-that-must-never-show"

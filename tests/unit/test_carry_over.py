@@ -15,7 +15,8 @@ import pytest
 
 from slotswap.cli.check import settings_lines
 from slotswap.commands import docker
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.remote.server import LoginFacts, Server, parse_login_facts
 from slotswap.server import carry_over
 from slotswap.server.carry_over import (

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from slotswap.config.inventory import CertificateFiles, InventoryError, load_inventory
+from slotswap.config.https import CertificateFiles
+from slotswap.config.inventory import InventoryError
+from slotswap.config.loader import load_inventory
 from slotswap.https import files as certificates
 from slotswap.https.files import (
     CertificateError,

@@ -18,8 +18,22 @@ import yaml
 from slotswap.cli.check import key_line, key_parts
 from slotswap.cli.fabric_flags import looks_like_private_key
 from slotswap.cli.host_selection import select_hosts
-from slotswap.config import inventory as inventory_module
-from slotswap.config.inventory import load_inventory
+from slotswap.config.build import BuildSettings
+from slotswap.config.container import ContainerSettings, ReleaseSettings
+from slotswap.config.delivery import DeliverySettings
+from slotswap.config.env import EnvSettings
+from slotswap.config.fields import keys, required
+from slotswap.config.haproxy import HaproxySettings
+from slotswap.config.healthcheck import HealthcheckSettings
+from slotswap.config.hooks import HookSettings
+from slotswap.config.hosts import Host
+from slotswap.config.https import AcmeSettings, CertificateFiles, HttpsSettings
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import load_inventory
+from slotswap.config.registry import RegistrySettings
+from slotswap.config.schema import schema_text
+from slotswap.config.ssh import SshSettings
+from slotswap.config.timeouts import Timeouts
 from slotswap.core.validation import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,33 +263,39 @@ def test_key_line_finds_the_deepest_part_the_file_has() -> None:
 # -- the JSON Schema shipped for editors ----------------------------------------------------
 
 SECTIONS = {
-    "build": "_BUILD_KEYS", "healthcheck": "_HEALTHCHECK_KEYS", "env": "_ENV_KEYS",
-    "ssh": "_SSH_KEYS", "haproxy": "_HAPROXY_KEYS", "timeouts": "_TIMEOUT_KEYS",
-    "hooks": "_HOOK_KEYS", "container": "_CONTAINER_KEYS", "release": "_RELEASE_KEYS",
-    "registry": "_REGISTRY_KEYS",
+    "build": BuildSettings, "healthcheck": HealthcheckSettings, "env": EnvSettings,
+    "ssh": SshSettings, "haproxy": HaproxySettings, "timeouts": Timeouts,
+    "hooks": HookSettings, "container": ContainerSettings, "release": ReleaseSettings,
+    "registry": RegistrySettings,
 }
 
 
 def test_the_schema_knows_exactly_the_keys_the_inventory_accepts() -> None:
     properties = SCHEMA["properties"]
-    assert set(properties) == set(inventory_module._TOP_KEYS)
-    assert SCHEMA["required"] == list(inventory_module._REQUIRED_TOP_KEYS)
-    for section, keys in SECTIONS.items():
-        assert set(properties[section]["properties"]) == set(getattr(inventory_module, keys)), \
-            section
+    assert set(properties) == set(keys(Inventory))
+    assert SCHEMA["required"] == list(required(Inventory))
+    for section, settings in SECTIONS.items():
+        assert set(properties[section]["properties"]) == set(keys(settings)), section
     delivery = next(o for o in properties["delivery"]["oneOf"] if o.get("type") == "object")
-    assert set(delivery["properties"]) == set(inventory_module._DELIVERY_KEYS)
+    assert set(delivery["properties"]) == set(keys(DeliverySettings))
     host = next(o for o in properties["hosts"]["items"]["oneOf"] if o["type"] == "object")
-    assert set(host["properties"]) == set(inventory_module._HOST_KEYS)
+    assert set(host["properties"]) == set(keys(Host))
     https = properties["https"]["properties"]
-    assert set(https) == set(inventory_module._HTTPS_KEYS)
-    assert set(https["files"]["properties"]) == set(inventory_module._CERT_FILE_KEYS)
-    assert set(https["acme"]["properties"]) == set(inventory_module._ACME_KEYS)
+    assert set(https) == set(keys(HttpsSettings))
+    assert set(https["files"]["properties"]) == set(keys(CertificateFiles))
+    assert set(https["acme"]["properties"]) == set(keys(AcmeSettings))
 
 
 @pytest.mark.parametrize("path", [ROOT / "hosts.yaml"])
 def test_the_reference_inventory_matches_the_schema(path: Path) -> None:
     jsonschema.validate(yaml.safe_load(path.read_text()), SCHEMA)
+
+
+def test_the_shipped_schema_is_the_one_the_settings_classes_generate() -> None:
+    # After a change to a section's class:
+    # python -m slotswap.config.schema > slotswap/config/hosts.schema.json
+    shipped = (ROOT / "slotswap" / "config" / "hosts.schema.json").read_text()
+    assert shipped == schema_text()
 
 
 def test_the_schema_refuses_what_the_inventory_refuses() -> None:

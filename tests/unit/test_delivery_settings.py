@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from slotswap.commands import docker
-from slotswap.config.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
+from slotswap.config.delivery import DeliverySettings
+from slotswap.config.inventory import Inventory, InventoryError
+from slotswap.config.loader import parse_inventory
 from slotswap.core import interrupts
 from slotswap.fleet.delivery import (
     PROGRESS_INTERVAL,

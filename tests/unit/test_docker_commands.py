@@ -10,7 +10,7 @@ import pytest
 
 from slotswap.commands import docker
 from slotswap.commands.docker import ContainerInfo
-from slotswap.config.inventory import ContainerSettings, LogSettings
+from slotswap.config.container import ContainerSettings, LogSettings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.fleet import dry_run
 from slotswap.remote.server import CommandResult, LoginFacts

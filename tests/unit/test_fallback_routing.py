@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from slotswap.commands import runtime_api as haproxy
-from slotswap.config.inventory import parse_inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.server import maintenance
 from slotswap.server.haproxy import Login, render_config
 from slotswap.server.swap import switch_line

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult
 from slotswap.server.locking import (

@@ -12,7 +12,8 @@ import pytest
 
 from slotswap.commands.docker import HAPROXY_INSTANCE_VARIABLE, ContainerInfo, parse_inspect
 from slotswap.commands.runtime_api import RuntimeApiError, parse_servers_state
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult
 from slotswap.server import haproxy as proxy

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from slotswap.cli import hooks
-from slotswap.config.inventory import Inventory, InventoryError, load_inventory
+from slotswap.config.inventory import Inventory, InventoryError
+from slotswap.config.loader import load_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

@@ -12,13 +12,9 @@ import pytest
 
 from slotswap.cli.check import settings_lines
 from slotswap.commands.runtime_api import RuntimeApiError
-from slotswap.config.inventory import (
-    CertificateFiles,
-    HttpsSettings,
-    Inventory,
-    InventoryError,
-    load_inventory,
-)
+from slotswap.config.https import CertificateFiles, HttpsSettings
+from slotswap.config.inventory import Inventory, InventoryError
+from slotswap.config.loader import load_inventory
 from slotswap.core.timings import Timings
 from slotswap.fleet import certs
 from slotswap.https import install as tls

@@ -5,26 +5,18 @@ from typing import Any
 import pytest
 import yaml
 
-from slotswap.config.inventory import (
-    FROM_SERVER,
-    SLOTS,
-    AcmeSettings,
-    BuildSettings,
-    DeliverySettings,
-    EnvSettings,
-    HaproxySettings,
-    HealthcheckSettings,
-    HookSettings,
-    Host,
-    HttpsSettings,
-    Inventory,
-    InventoryError,
-    JumpHost,
-    SshSettings,
-    Timeouts,
-    load_inventory,
-    parse_inventory,
-)
+from slotswap.config.build import BuildSettings
+from slotswap.config.delivery import DeliverySettings
+from slotswap.config.env import EnvSettings
+from slotswap.config.haproxy import HaproxySettings
+from slotswap.config.healthcheck import HealthcheckSettings
+from slotswap.config.hooks import HookSettings
+from slotswap.config.hosts import Host
+from slotswap.config.https import AcmeSettings, HttpsSettings
+from slotswap.config.inventory import FROM_SERVER, SLOTS, Inventory, InventoryError
+from slotswap.config.loader import load_inventory, parse_inventory
+from slotswap.config.ssh import JumpHost, SshSettings
+from slotswap.config.timeouts import Timeouts
 from slotswap.core.validation import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

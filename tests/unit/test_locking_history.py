@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from slotswap.config.app_env import OUTPUT_MASK, resolve_app_env
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.remote.server import CommandResult
 from slotswap.server import release
 from slotswap.server.history import (

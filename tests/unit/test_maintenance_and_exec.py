@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from slotswap.commands import docker
-from slotswap.config.inventory import load_inventory
+from slotswap.config.loader import load_inventory
 from slotswap.core.validation import InputError
 from slotswap.server import maintenance
 from slotswap.server.one_off import parse_command

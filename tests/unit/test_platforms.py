@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from slotswap.config.inventory import load_inventory
+from slotswap.config.loader import load_inventory
 from slotswap.server import platforms
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.server import maintenance
 from slotswap.server.haproxy import (
     FORWARDING_HEADERS,

@@ -12,7 +12,8 @@ import paramiko
 import pytest
 from fabric import Connection
 
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.core.validation import InputError
 from slotswap.remote.server import (

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.fleet import rollout
 from slotswap.remote.server import RemoteDirError
 

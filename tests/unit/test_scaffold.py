@@ -12,7 +12,10 @@ from pathlib import Path
 import yaml
 
 from slotswap.config import scaffold
-from slotswap.config.inventory import _TOP_KEYS, HookSettings, load_inventory
+from slotswap.config.fields import keys
+from slotswap.config.hooks import HookSettings
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import load_inventory
 from slotswap.server.haproxy import Login, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +41,7 @@ def test_fab_init_writes_a_short_inventory_the_loader_accepts(tmp_path: Path) ->
     assert len(text.splitlines()) <= 40  # one screen
     # Only app, image, ssh and hosts are set; the other keys are shown commented out.
     assert sorted(yaml.safe_load(text)) == ["app", "hosts", "image", "ssh"]
-    for key in _TOP_KEYS:
+    for key in keys(Inventory):
         if key not in ("app", "image", "ssh", "hosts"):
             assert f"\n# {key}:" in text, key
 

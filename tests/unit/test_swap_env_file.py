@@ -11,7 +11,8 @@ import pytest
 from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat, ServerState
 from slotswap.config.app_env import resolve_app_env
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.core.validation import InputError
 from slotswap.remote.server import CommandResult

@@ -12,7 +12,7 @@ import pytest
 
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import ServerStat, ServerState, Traffic, fallback_name
-from slotswap.config.inventory import parse_inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.remote.server import CommandResult
 from slotswap.server.swap import (
     SlotSwap,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from slotswap.commands import docker
-from slotswap.config.inventory import parse_inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult
 from slotswap.server.swap import SlotSwap, SwapRolledBack

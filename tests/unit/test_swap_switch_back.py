@@ -11,7 +11,7 @@ import pytest
 from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat
 from slotswap.config.app_env import OUTPUT_MASK, resolve_app_env
-from slotswap.config.inventory import parse_inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult, ConnectionLostError
 from slotswap.server.swap import (

@@ -11,7 +11,7 @@ import pytest
 
 from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat, parse_show_stat, parse_stat_rows
-from slotswap.config.inventory import parse_inventory
+from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.server.swap import SlotSwap, SwapRolledBack, watch_failure
 
