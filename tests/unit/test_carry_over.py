@@ -15,8 +15,9 @@ import pytest
 
 from slotswap.cli.check import settings_lines
 from slotswap.commands import docker
+from slotswap.commands.login_facts import LoginFacts, parse_login_facts
 from slotswap.config.inventory import Inventory, parse_inventory
-from slotswap.remote.server import LoginFacts, Server, parse_login_facts
+from slotswap.remote.server import Server
 from slotswap.server import carry_over
 from slotswap.server.carry_over import (
     PreviousFolders,

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from slotswap.commands.login_facts import LoginFacts
 from slotswap.config.inventory import Inventory, parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.fleet import dry_run
-from slotswap.remote.server import CommandResult, LoginFacts
+from slotswap.remote.server import CommandResult
 from slotswap.server import maintenance
 from slotswap.server.haproxy import config_hash
 from slotswap.server.locking import READ_SCRIPT

@@ -1,5 +1,6 @@
-"""slotswap.remote.server without a network: host-key policies, what a Server's connections are
-built from (inventory, ~/.ssh/config, defaults), and how a private file is written."""
+"""slotswap.remote (server, ssh_policy, shell) without a network: host-key policies, what a
+Server's connections are built from (inventory, ~/.ssh/config, defaults), and how a private
+file is written."""
 
 from __future__ import annotations
 
@@ -12,27 +13,21 @@ import paramiko
 import pytest
 from fabric import Connection
 
+from slotswap.commands.file_write import write_file_command, write_private_file_command
 from slotswap.config.inventory import Inventory, parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.core.validation import InputError
-from slotswap.remote.server import (
+from slotswap.remote.server import CommandResult, RemoteDirError, Server
+from slotswap.remote.shell import MarkerGate, after_marker, new_marker, with_marker
+from slotswap.remote.ssh_policy import (
     AcceptUnknownHostsLoudly,
-    CommandResult,
-    MarkerGate,
     RefuseUnknownHosts,
-    RemoteDirError,
-    Server,
     UnknownHostKeyError,
-    after_marker,
     fabric_config,
     hostkey_name,
     jump_chain,
     login_for,
-    new_marker,
     unknown_host_warning,
-    with_marker,
-    write_file_command,
-    write_private_file_command,
 )
 
 KEY_256 = paramiko.ECDSAKey.generate(bits=256)
