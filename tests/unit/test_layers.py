@@ -24,9 +24,9 @@ STILL_TOO_LONG = {
 STILL_UPWARD = [("slotswap.remote.server", "slotswap.server.haproxy")]
 STILL_CYCLES = [
     ["slotswap.config.app_env", "slotswap.config.inventory"],
-    ["slotswap.https.install", "slotswap.remote.server", "slotswap.server.carry_over",
-     "slotswap.server.haproxy", "slotswap.server.history", "slotswap.server.locking",
-     "slotswap.server.maintenance", "slotswap.server.registry_login"],
+    ["slotswap.https.install", "slotswap.remote.protocol", "slotswap.remote.server",
+     "slotswap.server.carry_over", "slotswap.server.haproxy", "slotswap.server.history",
+     "slotswap.server.locking", "slotswap.server.maintenance", "slotswap.server.registry_login"],
 ]
 
 
