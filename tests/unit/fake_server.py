@@ -55,9 +55,9 @@ class FakeServer:
     - `run` answers each command with the first of `answers` whose argv prefix it starts
       with, else `docker container inspect` from the recording named `state`
       (docker_inspect_<state>.json), else an empty success; it records the argv in
-      `commands` (and a stdin in `stdins`); `run_chain` runs
-      each command so, up to the first that fails. `check` is not applied: a test sees the
-      answer it gave.
+      `commands` (and a stdin in `stdins`). `run_chain` runs each command so, up to the
+      first that fails, and gives their output together. `check` is not applied: a test
+      sees the answer it gave.
     - `runtime_api` answers `show stat` and `show servers state` from the recording named
       `state` (show_stat_<state>.csv, show_servers_state_<state>.txt) when one is given,
       else from `api` (the first prefix that matches; an exception there is raised), else
@@ -107,12 +107,14 @@ class FakeServer:
 
     def run_chain(self, *commands: Sequence[str],
                   timeout: float | None = None) -> CommandResult:
-        result = OK
+        results = []
         for argv in commands:
-            result = self.run(argv)
-            if not result.ok:
+            results.append(self.run(argv))
+            if not results[-1].ok:
                 break
-        return result
+        return CommandResult("".join(r.stdout for r in results),
+                             "".join(r.stderr for r in results),
+                             results[-1].exit_code if results else 0)
 
     def run_streaming_stdin(self, argv: Sequence[str], source: BinaryIO, *,
                             sent: Callable[[int], None] | None = None,
@@ -147,6 +149,8 @@ class FakeServer:
     def runtime_api(self, command: str) -> str:
         if command.startswith("show stat ") and "; " in command:  # both, one round trip
             return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
+        if not command.startswith("show"):
+            self.sent.append(command)
         if self.state is not None and command.startswith("show stat"):
             return recorded(f"show_stat_{self.state}.csv")
         if self.state is not None and command.startswith("show servers state"):
@@ -156,8 +160,6 @@ class FakeServer:
                 if isinstance(answer, BaseException):
                     raise answer
                 return answer(command) if callable(answer) else answer
-        if not command.startswith("show"):
-            self.sent.append(command)
         return "\n"
 
     def use_admin_socket(self, path: str | None) -> None:
