@@ -57,7 +57,8 @@ class FakeServer:
       (docker_inspect_<state>.json), else an empty success; it records the argv in
       `commands` (and a stdin in `stdins`). `run_chain` runs each command so, up to the
       first that fails, and gives their output together. `check` is not applied: a test
-      sees the answer it gave.
+      sees the answer it gave. `strict`: a command with no answer fails the test (as
+      invoke's MockContext does).
     - `runtime_api` answers `show stat` and `show servers state` from the recording named
       `state` (show_stat_<state>.csv, show_servers_state_<state>.txt) when one is given,
       else from `api` (the first prefix that matches; an exception there is raised), else
@@ -70,7 +71,7 @@ class FakeServer:
     def __init__(self, name: str = "s1", *, inventory: Inventory | None = None,
                  answers: dict[tuple[str, ...], CommandAnswer] | None = None,
                  api: dict[str, ApiAnswer] | None = None, state: str | None = None,
-                 user: str = "root") -> None:
+                 user: str = "root", strict: bool = False) -> None:
         self.name = name
         self.inventory = inventory if inventory is not None else make_inventory()
         self.host: Host = self.inventory.hosts[0]
@@ -80,6 +81,7 @@ class FakeServer:
         self.answers = dict(answers or {})
         self.api = dict(api or {})
         self.state = state
+        self.strict = strict
         self.folders: Inventory | None = None
         self.facts = LoginFacts(0, 0, "/root")
         self.commands: list[list[str]] = []
@@ -96,6 +98,7 @@ class FakeServer:
                 return answer(argv) if callable(answer) else answer
         if self.state is not None and argv[:3] == ["docker", "container", "inspect"]:
             return CommandResult(recorded(f"docker_inspect_{self.state}.json"), "", 0)
+        assert not self.strict, f"{self.name}: a command the test did not expect: {argv}"
         return OK
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
