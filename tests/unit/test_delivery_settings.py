@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from slotswap.commands import docker
-from slotswap.config.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
+from slotswap.config.inventory import DeliverySettings, Inventory, InventoryError
 from slotswap.core import interrupts
 from slotswap.fleet.delivery import (
     PROGRESS_INTERVAL,
@@ -24,14 +24,14 @@ from slotswap.fleet.delivery import (
 )
 from slotswap.remote.server import CommandResult
 from slotswap.server.haproxy import ProxyError
-from tests.unit.fake_server import FakeServer
+from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory
 
-TWO_LAYERS = Path(__file__).parent / "fixtures" / "docker_save_two_layers.tar"
-BASE = {"app": "webapp", "image": "registry.example.com/acme/webapp", "hosts": ["203.0.113.10"]}
+TWO_LAYERS = FIXTURES / "docker_save_two_layers.tar"
 
 
 def inventory_with(**changes: object) -> Inventory:
-    return parse_inventory({**BASE, **changes}, Path("/srv/deploy/hosts.yaml"))
+    return make_inventory(Path("/srv/deploy"), image="registry.example.com/acme/webapp",
+                          **changes)
 
 
 def test_delivery_defaults_to_the_registry_8_servers_at_a_time() -> None:

@@ -14,7 +14,7 @@ import pytest
 from fabric import Connection
 
 from slotswap.commands.file_write import write_file_command, write_private_file_command
-from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.inventory import Inventory
 from slotswap.core.timings import Timings
 from slotswap.core.validation import InputError
 from slotswap.remote.server import CommandResult, RemoteDirError, Server
@@ -29,6 +29,7 @@ from slotswap.remote.ssh_policy import (
     login_for,
     unknown_host_warning,
 )
+from tests.unit.fake_server import make_inventory
 
 KEY_256 = paramiko.ECDSAKey.generate(bits=256)
 KEY_256_OTHER = paramiko.ECDSAKey.generate(bits=256)
@@ -50,11 +51,10 @@ def ssh_config(home: Path, text: str) -> None:
 
 def inventory(tmp_path: Path, ssh: dict[str, Any] | None = None,
               hosts: list[Any] | None = None) -> Inventory:
-    data: dict[str, Any] = {"app": "webapp", "image": "acme/webapp",
-                            "hosts": hosts or ["203.0.113.10"]}
+    settings: dict[str, Any] = {"hosts": hosts or ["203.0.113.10"]}
     if ssh is not None:
-        data["ssh"] = ssh
-    return parse_inventory(data, tmp_path / "hosts.yaml")
+        settings["ssh"] = ssh
+    return make_inventory(tmp_path, **settings)
 
 
 def server(tmp_path: Path, ssh: dict[str, Any] | None = None,
