@@ -106,7 +106,7 @@ def test_the_first_lock_then_all_others_at_once_and_all_released_at_the_end(
 def test_a_run_that_finds_the_first_server_locked_tries_no_other(tmp_path: Path) -> None:
     servers = [FolderServer(tmp_path, "s1", OTHER), FolderServer(tmp_path, "s2"),
                FolderServer(tmp_path, "s3")]
-    lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))
+    lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))  # type: ignore[arg-type]
     with pytest.raises(LockedError, match=r"^s1 is locked"):
         lock.__enter__()
     assert [s.on_disk for s in servers[1:]] == [[], []]
@@ -116,7 +116,7 @@ def test_a_run_that_finds_the_first_server_locked_tries_no_other(tmp_path: Path)
 def test_a_locked_server_stops_the_run_and_the_others_are_released(tmp_path: Path) -> None:
     servers = [FolderServer(tmp_path, "s1"), FolderServer(tmp_path, "s2", OTHER),
                FolderServer(tmp_path, "s3")]
-    lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))
+    lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))  # type: ignore[arg-type]
     with pytest.raises(LockedError, match=r"^s2 is locked by alice@laptop since "
                                           r"2026-11-26T08:00:00\+00:00 \(deploy v9\), renewed "
                                           r"[01]s ago \(its lease: 60s\)\. If that run"):
@@ -128,7 +128,7 @@ def test_a_locked_server_stops_the_run_and_the_others_are_released(tmp_path: Pat
 def test_of_several_locked_servers_the_first_in_the_inventory_is_named(tmp_path: Path) -> None:
     servers = [FolderServer(tmp_path, "s1"), FolderServer(tmp_path, "s2", OTHER),
                FolderServer(tmp_path, "s3", OTHER)]
-    lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))
+    lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))  # type: ignore[arg-type]
     with pytest.raises(LockedError, match=r"^s2 is locked"):
         lock.__enter__()
     assert lock.failed_on == "s2"
