@@ -34,7 +34,7 @@ from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet.batches import parse_batch
 from slotswap.fleet.delivery import up_action
 from slotswap.https.files import AcmeError
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 from slotswap.server import history as history_log
 from slotswap.server import locking, logs, maintenance, one_off, platforms, registry_login
 from slotswap.server.haproxy import config_dir, down_server
@@ -313,7 +313,7 @@ def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
                    code=rollout.EXIT_BAD_INPUT)
 
 
-def show_plan(inv: Inventory, build: Callable[[Server], dry_run_plans.ServerPlan], *,
+def show_plan(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.ServerPlan], *,
               deploying: bool = False) -> None:
     """--dry-run: the plan of every server; exits as the real run would have for a server
     that cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""

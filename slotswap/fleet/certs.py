@@ -24,7 +24,7 @@ from slotswap.https.files import (
     load_files,
     placeholder,
 )
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 from slotswap.server.haproxy import config_dir
 
 Progress = Callable[[str], None]
@@ -143,7 +143,7 @@ def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
         # A CA that refuses raises AcmeError: no server was touched.
         bundle = issue(https.acme, https.names, say)  # type: ignore[arg-type]
 
-    def install(server: Server, inv: Inventory, progress: Progress) -> str:
+    def install(server: ServerLike, inv: Inventory, progress: Progress) -> str:
         installed = tls.install(server, inv, config_dir(inv), bundle, progress, running=True)
         return "certificate installed" if installed else "unchanged"
 

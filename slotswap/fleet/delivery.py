@@ -34,12 +34,12 @@ from slotswap.fleet.image_archive import (
     write_without_layers,
 )
 from slotswap.https.files import CertificateBundle
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 from slotswap.server import registry_login
 from slotswap.server.haproxy import ProxyError, ensure_image, up_server
 
 Progress = Callable[[str], None]
-ServerAction = Callable[[Server, Inventory, Progress], str]
+ServerAction = Callable[[ServerLike, Inventory, Progress], str]
 LOCAL_DOCKER_TIMEOUT = 900.0  # seconds for the local `docker image save` of one image
 LOAD_TIMEOUT = 1800.0  # seconds for one server's transfer and `docker image load`
 PROGRESS_INTERVAL = 1.0  # seconds between two progress lines of one transfer
@@ -51,7 +51,7 @@ class DeliveryError(ProxyError):
 
 
 class Deliver(Protocol):
-    def __call__(self, server: Server, image_ref: str, progress: Progress, *,
+    def __call__(self, server: ServerLike, image_ref: str, progress: Progress, *,
                  refresh: bool) -> None: ...
 
 
@@ -70,7 +70,7 @@ class RegistryDelivery:
         self._asked: dict[str, threading.Event] = {}
         self._current: dict[str, str | None] = {}  # image ref -> the ID the first pull gave
 
-    def __call__(self, server: Server, image_ref: str, progress: Progress, *,
+    def __call__(self, server: ServerLike, image_ref: str, progress: Progress, *,
                  refresh: bool) -> None:
         pull = functools.partial(ensure_image, server, image_ref, progress, refresh=refresh,
                                  login=self.login, allow_stale=self.allow_stale)
@@ -136,7 +136,7 @@ class TransferMeter:
         return self.clock() - self.started
 
 
-def images_on(server: Server) -> list[docker.ServerImage]:
+def images_on(server: ServerLike) -> list[docker.ServerImage]:
     """What the server has (one round trip). Every image it could describe counts, even if
     the query failed on one (removed in the meantime, say); an image it does not name is
     sent, whole if no layer is known, and `docker image load` replaces what was there."""
@@ -226,7 +226,7 @@ class SshDelivery:
                 self._smaller[key] = write_without_layers(archive, count, path)
             return self._smaller[key]
 
-    def __call__(self, server: Server, image_ref: str, progress: Progress, *,
+    def __call__(self, server: ServerLike, image_ref: str, progress: Progress, *,
                  refresh: bool) -> None:
         images = images_on(server)
         remote_id = docker.image_id_named(images, image_ref)
@@ -249,7 +249,7 @@ class SshDelivery:
             return
         self.send(server, image_ref, local_id, archive, images, progress)
 
-    def send(self, server: Server, image_ref: str, image_id: str, archive: ImageArchive,
+    def send(self, server: ServerLike, image_ref: str, image_id: str, archive: ImageArchive,
              images: list[docker.ServerImage], progress: Progress) -> None:
         """Stream the archive into the server's `docker image load`, without the bottom
         layers the server has; if its Docker refuses that, the whole archive."""
@@ -278,7 +278,7 @@ def short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-def stream_archive(server: Server, image_ref: str, path: Path, names: tuple[str, ...],
+def stream_archive(server: ServerLike, image_ref: str, path: Path, names: tuple[str, ...],
                    progress: Progress) -> str | None:
     """Stream one archive into the server's `docker image load`; None when it loaded the
     image under the archive's names, else what went wrong."""
@@ -321,7 +321,8 @@ def up_action(inventory: Inventory,
         return
 
     with SshDelivery() as deliver:
-        def up_without_registry(server: Server, inventory: Inventory, progress: Progress) -> str:
+        def up_without_registry(server: ServerLike, inventory: Inventory,
+                                progress: Progress) -> str:
             deliver(server, inventory.haproxy.image, progress, refresh=False)
             return up_server(server, inventory, progress, certificate)
 

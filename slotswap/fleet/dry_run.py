@@ -22,7 +22,7 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import AdminState
 from slotswap.config.app_env import env_file_path, resolve_app_env
 from slotswap.config.inventory import SLOTS, Inventory
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 from slotswap.server import carry_over, maintenance
 from slotswap.server.haproxy import (
     CONFIG_NAME,
@@ -87,7 +87,7 @@ def masked_env(inventory: Inventory) -> str:
     return resolve_app_env(inventory, stand_ins).masked()
 
 
-def lock_steps(plan: ServerPlan, server: Server, inventory: Inventory) -> None:
+def lock_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory) -> None:
     holder = read_lock(server, inventory)
     if holder is not None and holder.stale:
         plan.steps.append(f"take over the stale lock of {holder.describe()}")
@@ -110,7 +110,7 @@ def unlock_steps(plan: ServerPlan, inventory: Inventory) -> None:
                       "owner.json still holds this run's token)")
 
 
-def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
+def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: bool,
                 task: str) -> ServerPlan:
     inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address)
@@ -166,7 +166,7 @@ def deploy_plan(server: Server, inventory: Inventory, tag: str, *, pull: bool,
     return plan
 
 
-def start_steps(plan: ServerPlan, server: Server, inventory: Inventory, view: SlotView,
+def start_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory, view: SlotView,
                 tag: str) -> None:
     """As SlotSwap.start_new: the kept container of this tag started again, or a new one."""
     name, slot = inventory.container_name(view.slot), view.slot
@@ -195,7 +195,7 @@ def start_steps(plan: ServerPlan, server: Server, inventory: Inventory, view: Sl
     ), docker.inspect_containers(name))
 
 
-def prune_steps(plan: ServerPlan, server: Server, inventory: Inventory,
+def prune_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
                 views: dict[str, SlotView], live: str | None, tag: str) -> None:
     """The images the deploy would remove after it: those beyond keep_images, never the
     ones the slots would use then (the old live one, kept stopped, and the new one)."""
@@ -214,7 +214,7 @@ def drain_steps(plan: ServerPlan, inventory: Inventory, slot: str) -> None:
     plan.api(haproxy.command_set_state(inventory.app, slot, AdminState.MAINT))
 
 
-def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
+def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address)
     directory = config_dir(inventory)
@@ -310,7 +310,7 @@ def up_plan(server: Server, inventory: Inventory) -> ServerPlan:
     return plan
 
 
-def down_plan(server: Server, inventory: Inventory) -> ServerPlan:
+def down_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address, summary="remove everything of "
                       f"{inventory.app}")
@@ -351,7 +351,7 @@ def render(plans: list[ServerPlan], preamble: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plan_each(servers: list[Server], build: Callable[[Server], ServerPlan],
+def plan_each(servers: list[ServerLike], build: Callable[[ServerLike], ServerPlan],
               errors: tuple[type[Exception], ...]) -> tuple[list[ServerPlan], Exception | None]:
     """A plan per server (read-only queries only); the first error, if any."""
     plans, first_error = [], None

@@ -20,6 +20,7 @@ from slotswap.core.timings import Timings
 from slotswap.fleet.batches import run_in_batches
 from slotswap.fleet.delivery import image_deliverer
 from slotswap.fleet.watch_window import WatchWindow
+from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import (
     CommandDeadlineError,
     ConnectError,
@@ -93,21 +94,21 @@ class RolloutResult:
         return self.exit_code == EXIT_OK
 
 
-def servers_of(inventory: Inventory) -> list[Server]:
+def servers_of(inventory: Inventory) -> list[ServerLike]:
     return [Server(host, inventory) for host in inventory.hosts]
 
 
-def close_all(servers: list[Server]) -> None:
+def close_all(servers: list[ServerLike]) -> None:
     for server in servers:
         server.close()
 
 
-def prepare(servers: list[Server], inventory: Inventory, tags: dict[str, str], *,
+def prepare(servers: list[ServerLike], inventory: Inventory, tags: dict[str, str], *,
             refresh: bool, allow_stale: bool = False) -> dict[str, Exception]:
     """Put each server's IMAGE:TAG on it, in parallel (inventory `delivery`: how, and how many
     at a time), before any traffic moves anywhere. Returns the servers that failed, with why."""
 
-    def prepare_one(server: Server) -> tuple[str, Exception | None]:
+    def prepare_one(server: ServerLike) -> tuple[str, Exception | None]:
         try:
             with server.timings.step("image"):
                 deliver(server, inventory.image_ref(tags[server.name]),
@@ -240,13 +241,13 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     return result
 
 
-def fill_serving_quickly(servers: list[Server], inventory: Inventory,
+def fill_serving_quickly(servers: list[ServerLike], inventory: Inventory,
                          outcomes: list[ServerOutcome]) -> None:
     """After a second Ctrl-C: every server at once, over a new connection, a short deadline."""
     seconds = interrupts.REPORT_AFTER_STOP_SECONDS
     found: dict[str, str] = {}
 
-    def read(server: Server) -> None:
+    def read(server: ServerLike) -> None:
         server.resume()
         found[server.name] = serving_now(server, inventory)
 
@@ -255,7 +256,7 @@ def fill_serving_quickly(servers: list[Server], inventory: Inventory,
         outcome.serving = found.get(outcome.name, f"unknown (no answer within {seconds:g}s)")
 
 
-def roll_back_moved(result: RolloutResult, servers: list[Server], inventory: Inventory,
+def roll_back_moved(result: RolloutResult, servers: list[ServerLike], inventory: Inventory,
                     app_env: AppEnv) -> None:
     """--on-failure=rollback: every server that serves the new version after this run goes
     back to what it served, last moved first, with the same swap, so that the fleet ends on
@@ -295,7 +296,7 @@ def roll_back_moved(result: RolloutResult, servers: list[Server], inventory: Inv
         f"{outcome.name} {outcome.serving or 'unknown'}" for outcome in result.outcomes)
 
 
-def serves_new_version(server: Server, inventory: Inventory, outcome: ServerOutcome) -> bool:
+def serves_new_version(server: ServerLike, inventory: Inventory, outcome: ServerOutcome) -> bool:
     """A server done serves the new version; one that failed might still (after its switch):
     ask it. One not started, or whose watch switched back, does not."""
     if outcome.outcome == "deployed":
@@ -311,13 +312,13 @@ def serves_new_version(server: Server, inventory: Inventory, outcome: ServerOutc
     return any(view.serving and view.version == outcome.new_tag for view in views.values())
 
 
-def leave_alone_what_already_serves(result: RolloutResult, servers: list[Server],
+def leave_alone_what_already_serves(result: RolloutResult, servers: list[ServerLike],
                                     inventory: Inventory, tag_of: dict[str, str],
                                     app_env: AppEnv) -> None:
     """Every server at once: one whose live slot already runs its tag from the same image,
     with the same environment and settings, is "unchanged" and left out of the rollout."""
 
-    def check(pair: tuple[Server, ServerOutcome]) -> None:
+    def check(pair: tuple[ServerLike, ServerOutcome]) -> None:
         server, outcome = pair
         try:
             with server.timings.step("unchanged?"):
@@ -334,7 +335,7 @@ def leave_alone_what_already_serves(result: RolloutResult, servers: list[Server]
         list(pool.map(check, zip(servers, result.outcomes, strict=True)))
 
 
-def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory: Inventory,
+def stop_before_any_swap(result: RolloutResult, servers: list[ServerLike], inventory: Inventory,
                          failures: dict[str, Exception]) -> None:
     for outcome in result.outcomes:
         outcome.outcome = "failed" if outcome.name in failures else "not started"
@@ -346,7 +347,7 @@ def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory
     fill_serving(servers, inventory, result.outcomes)
 
 
-def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Inventory,
+def swap_in_turn(result: RolloutResult, servers: list[ServerLike], inventory: Inventory,
                  tag_of: dict[str, str], task: str, app_env: AppEnv,
                  window: WatchWindow | None) -> None:
     """One server after another; with a window, the next one starts as soon as this one
@@ -371,7 +372,7 @@ def swap_in_turn(result: RolloutResult, servers: list[Server], inventory: Invent
             break
 
 
-def swap_in_batches(result: RolloutResult, servers: list[Server], inventory: Inventory,
+def swap_in_batches(result: RolloutResult, servers: list[ServerLike], inventory: Inventory,
                     tag_of: dict[str, str], task: str, app_env: AppEnv, size: int,
                     window: WatchWindow | None) -> None:
     """--batch: `size` servers swap in parallel; the next batch starts only when the whole
@@ -419,7 +420,7 @@ def judge_window(result: RolloutResult, task: str, window: WatchWindow) -> None:
     result.message = f"{task} of {result.tag} stopped at {failure}"
 
 
-def swap_and_record(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
+def swap_and_record(server: ServerLike, inventory: Inventory, tag: str, outcome: ServerOutcome,
                     task: str, app_env: AppEnv) -> bool:
     """swap_one, with the server's history told what happened, an interrupt included."""
     try:
@@ -431,7 +432,7 @@ def swap_and_record(server: Server, inventory: Inventory, tag: str, outcome: Ser
         record_unless_stopping_now(server, inventory, task, outcome)
 
 
-def record_history(server: Server, inventory: Inventory, task: str,
+def record_history(server: ServerLike, inventory: Inventory, task: str,
                    outcome: ServerOutcome) -> None:
     entry = history.new_entry(task, outcome.old_tag, outcome.new_tag or "", outcome.outcome,
                               outcome.seconds, outcome.error)
@@ -447,7 +448,7 @@ class ServerRun:
     """One server's swap with its outcome kept up to date: each step's errors are contained
     (one line in the outcome, what the server serves now), never raised."""
 
-    def __init__(self, server: Server, inventory: Inventory, tag: str,
+    def __init__(self, server: ServerLike, inventory: Inventory, tag: str,
                  outcome: ServerOutcome, app_env: AppEnv | None = None):
         self.server, self.inventory, self.outcome = server, inventory, outcome
         self.shown = progress_for(server.name)
@@ -508,14 +509,14 @@ class ServerRun:
         return True
 
 
-def swap_one(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
+def swap_one(server: ServerLike, inventory: Inventory, tag: str, outcome: ServerOutcome,
              app_env: AppEnv | None = None) -> bool:
     """The whole swap on one server, its watch included, before anything else moves."""
     run = ServerRun(server, inventory, tag, outcome, app_env)
     return run.attempt(run.swap.run) and run.finished()
 
 
-def switch_in_window(server: Server, inventory: Inventory, tag: str, outcome: ServerOutcome,
+def switch_in_window(server: ServerLike, inventory: Inventory, tag: str, outcome: ServerOutcome,
                      task: str, app_env: AppEnv, window: WatchWindow) -> bool:
     """Swap up to the switch now; the watch and the old slot's stop go on in the window's
     thread while the rollout moves on. False when this server failed (recorded, and told
@@ -552,13 +553,13 @@ def switch_in_window(server: Server, inventory: Inventory, tag: str, outcome: Se
     return True
 
 
-def record_unless_stopping_now(server: Server, inventory: Inventory, task: str,
+def record_unless_stopping_now(server: ServerLike, inventory: Inventory, task: str,
                                outcome: ServerOutcome) -> None:
     if not interrupts.stopping_now():  # else: stopped at once, the connection is cut
         record_history(server, inventory, task, outcome)
 
 
-def haproxy_view(server: Server, inventory: Inventory) -> str:
+def haproxy_view(server: ServerLike, inventory: Inventory) -> str:
     """What HAProxy alone says, for a server whose Docker engine does not answer (its
     containers keep running, so the slots HAProxy sends traffic to still serve)."""
     try:
@@ -602,7 +603,7 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
     return targets, problems
 
 
-def serving_now(server: Server, inventory: Inventory) -> str:
+def serving_now(server: ServerLike, inventory: Inventory) -> str:
     try:
         return describe_serving(read_slots(server, inventory))
     except CommandDeadlineError as error:  # Docker stuck: HAProxy still says what serves
@@ -611,7 +612,7 @@ def serving_now(server: Server, inventory: Inventory) -> str:
         return f"unknown ({describe_error(error)})"
 
 
-def fill_serving(servers: list[Server], inventory: Inventory,
+def fill_serving(servers: list[ServerLike], inventory: Inventory,
                  outcomes: list[ServerOutcome]) -> None:
     for server, outcome in zip(servers, outcomes, strict=True):
         if not outcome.serving:
@@ -676,7 +677,7 @@ def status(inventory: Inventory) -> list[ServerStatus]:
     return reports
 
 
-def maintenance_state(server: Server) -> bool | None:
+def maintenance_state(server: ServerLike) -> bool | None:
     """On or off; None when the running config has no maintenance map (`up` adds it)."""
     try:
         return maintenance.is_on(server)
@@ -693,7 +694,7 @@ class ServerResult:
 
 
 def on_every_server(inventory: Inventory,
-                    action: Callable[[Server, Inventory, Callable[[str], None]], str],
+                    action: Callable[[ServerLike, Inventory, Callable[[str], None]], str],
                     task: str) -> list[ServerResult]:
     """Lock every server, then run `action` on each in order; stop at the first failure."""
     servers = servers_of(inventory)

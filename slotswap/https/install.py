@@ -24,7 +24,7 @@ from slotswap.https.files import (
     fingerprint,
     validity,
 )
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 
 CERT_FOLDER = "certs"
 CERT_NAME = "site.pem"
@@ -102,29 +102,29 @@ def parse_show_ssl_cert(text: str) -> ServedCertificate:
                              not_before=_openssl_time(fields.get("notBefore")))
 
 
-def served(server: Server) -> ServedCertificate:
+def served(server: ServerLike) -> ServedCertificate:
     return parse_show_ssl_cert(server.runtime_api(f"show ssl cert {cert_path_in_haproxy()}"))
 
 
-def installed_fingerprint(server: Server, config_dir: str) -> str | None:
+def installed_fingerprint(server: ServerLike, config_dir: str) -> str | None:
     """The digest of the certificate file on the server; None when there is none."""
     text = server.read_file(cert_path_on_server(config_dir))
     return fingerprint(text) if text else None
 
 
-def installed_source(server: Server, config_dir: str) -> str | None:
+def installed_source(server: ServerLike, config_dir: str) -> str | None:
     """Where the server's certificate came from; None when the kit recorded nothing."""
     text = server.read_file(source_path_on_server(config_dir))
     return (text.strip() or None) if text else None
 
 
-def write_file(server: Server, config_dir: str, bundle: CertificateBundle) -> None:
+def write_file(server: ServerLike, config_dir: str, bundle: CertificateBundle) -> None:
     server.write_private_file(cert_path_on_server(config_dir), bundle.haproxy_pem())
     if bundle.source:
         server.write_private_file(source_path_on_server(config_dir), bundle.source + "\n")
 
 
-def replace_served(server: Server, bundle: CertificateBundle) -> None:
+def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
     """The running HAProxy serves the new certificate from its next handshake on: no reload,
     no connection dropped. The payload (the private key) never appears in an error."""
     path = cert_path_in_haproxy()
@@ -158,7 +158,7 @@ def is_in_place(bundle: CertificateBundle, file_fingerprint: str | None,
     return same_file, same_served
 
 
-def install(server: Server, inventory: Inventory, config_dir: str, bundle: CertificateBundle,
+def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: CertificateBundle,
             progress: Progress, *, running: bool) -> bool:
     """Put `bundle` into HAProxy when it runs (the runtime API) and then into the file a
     restart loads: a refusal leaves both as they were. Returns False when the server had

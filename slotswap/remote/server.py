@@ -1,39 +1,14 @@
 """The one place that runs commands on a server: a Fabric connection per server, used for
 shell commands, files and HAProxy's runtime API (a channel to HAProxy's admin unix socket,
-which listens nowhere else: see tasks/admin_channel.py).
+which listens nowhere else: see slotswap/remote/admin_channel.py).
 
 Every command prints a marker of its own first, on stdout and stderr, and only what follows
 it counts as its output: what the login shell's start-up files print (a banner echoed by
-~/.bashrc) never reaches a parser. Commands run with LC_ALL=C. Files are written through a
-command's stdin, never over SFTP (an sftp-server session breaks on such a banner).
+~/.bashrc) never reaches a parser (see slotswap/remote/shell.py). Commands run with
+LC_ALL=C. Files are written through a command's stdin, never over SFTP (an sftp-server
+session breaks on such a banner).
 
-How a connection is made (see also hosts.yaml, section ssh):
-
-- Host keys come from ssh.known_hosts only. A key that differs from the one recorded, or a
-  host recorded with keys of other types only, is always refused. A host that is not
-  recorded is refused too, unless accept_unknown_hosts is on: then it is accepted for this
-  run with a warning naming the host and the key's fingerprint (nothing is written).
-- Fabric's Connection reads /etc/ssh/ssh_config and ~/.ssh/config by default; ssh.config
-  keeps that (true) or turns it off (false). Read from there: HostName, User and Port (when
-  the inventory sets none), IdentityFile (in addition to ssh.identity), ProxyJump (of one
-  host: Fabric would take several in reverse order) and ProxyCommand (when no jump host is
-  set in the inventory), ForwardAgent. Never from there: host-key settings
-  (StrictHostKeyChecking, UserKnownHostsFile) and ConnectTimeout. The host-key rules above
-  apply to every jump host, from the inventory or from ~/.ssh/config.
-- ssh-agent and the default ~/.ssh/id_* keys are always tried (allow_agent and
-  look_for_keys are left on); ssh.identity is tried first when it is set.
-
-Nothing waits forever (see liveness_socket_options):
-
-- Every connection sends a keepalive message after ssh.keepalive seconds without sending
-  anything, and its TCP socket is told (TCP_USER_TIMEOUT, TCP keepalives) to give up when
-  what it sent stays unacknowledged for ssh.dead_after seconds: a network that silently
-  drops packets ends the connection within dead_after + keepalive seconds, and every call
-  on it fails with ConnectionLostError. Through a jump host that covers the TCP link to the
-  jump host; beyond it, each command's deadline applies.
-- Every command has a deadline: its own, else timeouts.command. Opening a channel waits at
-  most ssh.connect_timeout. A server that could not be reached (again) is not retried for
-  the rest of the run: each later call fails at once with the same error.
+How a connection is made and why nothing waits forever: see slotswap/remote/ssh_policy.py.
 """
 
 from __future__ import annotations
@@ -41,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import math
 import secrets
 import shlex
 import socket
@@ -54,16 +28,22 @@ from pathlib import Path
 from typing import BinaryIO
 
 import paramiko
-from fabric import Config, Connection
+from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
 from slotswap.commands import docker as docker_commands
+from slotswap.commands.admin_diagnosis import (
+    admin_socket_fault,
+    channel_refused,
+    haproxy_not_running,
+)
+from slotswap.commands.file_write import write_file_command, write_private_file_command
+from slotswap.commands.login_facts import LOGIN_FACTS_LINE, LoginFacts, parse_login_facts
 from slotswap.commands.runtime_api import RuntimeApiError, always_answers, raise_for_api_error
 from slotswap.config.hosts import Host
 from slotswap.config.inventory import Inventory
-from slotswap.config.ssh import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, JumpHost
+from slotswap.config.ssh import DEFAULT_SSH_USER
 from slotswap.core import interrupts
-from slotswap.core.output import warn
 from slotswap.core.timings import Timings
 from slotswap.core.validation import InputError, validate_remote_dir
 from slotswap.remote.admin_channel import (
@@ -72,6 +52,13 @@ from slotswap.remote.admin_channel import (
     PromptSession,
     open_streamlocal_channel,
     skip_to_marker,
+)
+from slotswap.remote.shell import LineSink, MarkerGate, after_marker, new_marker, with_marker
+from slotswap.remote.ssh_policy import (
+    build_connection,
+    jump_chain,
+    keep_alive,
+    why_not_connected,
 )
 
 API_TIMEOUT = 10.0
@@ -123,28 +110,6 @@ class RemoteDirError(RuntimeError):
     """The login cannot write the kit's folder on the server (inventory: remote_dir)."""
 
 
-@dataclass(frozen=True)
-class LoginFacts:
-    """The SSH login as the server sees it: its numeric ids and its HOME."""
-
-    uid: int
-    gid: int
-    home: str
-
-
-# One round trip, once per server: the ids (the admin socket is made for them) and the home
-# (a non-root login's default folder). HOME last: it may hold spaces.
-LOGIN_FACTS_LINE = 'id -u && id -g && printf "%s\\n" "$HOME"'
-
-
-def parse_login_facts(stdout: str) -> LoginFacts | None:
-    """Pure: `id -u`, `id -g` and $HOME, a line each; None if it is not that."""
-    lines = stdout.split("\n")
-    if len(lines) < 3 or not lines[0].isdigit() or not lines[1].isdigit():
-        return None
-    return LoginFacts(int(lines[0]), int(lines[1]), lines[2])
-
-
 class CommandDeadlineError(RemoteCommandError):
     """A command ran past its deadline and was abandoned (its channel closed)."""
 
@@ -168,119 +133,6 @@ def deadline_message(seconds: float) -> str:
             "an overloaded server?)")
 
 
-def liveness_socket_options(keepalive: float, dead_after: float) -> list[tuple[int, int, int]]:
-    """(level, option, value) for a TCP socket: the kernel aborts the connection when data it
-    sent stays unacknowledged for dead_after seconds (TCP_USER_TIMEOUT), and probes an idle
-    one every `keepalive` seconds (the SSH keepalive messages keep it from being idle while
-    a command runs). Linux only; other systems get the options they have."""
-    idle = max(1, math.ceil(keepalive))
-    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", idle),
-                        ("TCP_KEEPCNT", max(1, math.ceil(dead_after / idle))),
-                        ("TCP_USER_TIMEOUT", max(1, math.ceil(dead_after * 1000)))):
-        if hasattr(socket, name):
-            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
-    return options
-
-
-class UnknownHostKeyError(paramiko.SSHException):
-    """The server's host key is not in known_hosts (and unknown hosts are not accepted)."""
-
-    def __init__(self, hostname: str):
-        # The words paramiko's RejectPolicy uses, for anyone matching on them.
-        super().__init__(f"Server {hostname!r} not found in known_hosts")
-
-
-def _refuse_if_recorded_otherwise(client: paramiko.SSHClient, hostname: str,
-                                  key: paramiko.PKey) -> None:
-    """paramiko asks the policy about any key whose *type* is not recorded for the host,
-    even when keys of other types are: for us that is a changed key, never an unknown one."""
-    recorded = client.get_host_keys().lookup(hostname)
-    if recorded:
-        raise paramiko.BadHostKeyException(hostname, key, next(iter(recorded.values())))
-
-
-class RefuseUnknownHosts(paramiko.RejectPolicy):
-    """The default: only keys recorded in known_hosts are trusted."""
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        _refuse_if_recorded_otherwise(client, hostname, key)
-        raise UnknownHostKeyError(hostname)
-
-
-class AcceptUnknownHostsLoudly(paramiko.WarningPolicy):
-    """ssh.accept_unknown_hosts: trust an unrecorded host for this run, and say so loudly.
-    Changed keys are still refused (paramiko raises BadHostKeyException before asking)."""
-
-    def __init__(self, label: str, known_hosts: Path, say: Callable[[str], None] = warn):
-        self.label, self.known_hosts, self.say = label, known_hosts, say
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        _refuse_if_recorded_otherwise(client, hostname, key)
-        self.say(unknown_host_warning(self.label, hostname, key, self.known_hosts))
-
-
-def unknown_host_warning(label: str, hostname: str, key: paramiko.PKey,
-                         known_hosts: Path) -> str:
-    return (
-        f"WARNING: {label}: ACCEPTING AN UNVERIFIED HOST KEY for {hostname}: "
-        f"{key.get_name()} {key.fingerprint}. It is not in {known_hosts} and "
-        "accept_unknown_hosts is true, so nothing proves this is your server. Compare the "
-        "fingerprint with the server's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub, on "
-        "its console), then add the key to known_hosts and turn accept_unknown_hosts off."
-    )
-
-
-def fabric_config(read_ssh_config: bool) -> Config:
-    """Fabric's default Config loads /etc/ssh/ssh_config and ~/.ssh/config; an explicit,
-    empty SSHConfig is Fabric's way of loading neither."""
-    return Config() if read_ssh_config else Config(ssh_config=paramiko.SSHConfig())
-
-
-def login_for(config: Config, address: str, user: str | None,
-              port: int | None) -> tuple[str, int]:
-    """User and port as `ssh` picks them: given (the inventory), else ~/.ssh/config's entry
-    for the address (when loaded), else root and 22. (Fabric alone would fall back to the
-    local user name, not root.) A bad ssh_config entry is bad input: nothing is contacted."""
-    found = config.base_ssh_config.lookup(address)
-    chosen_port = port or found.get("port", DEFAULT_SSH_PORT)
-    try:
-        chosen_port = int(chosen_port)
-    except ValueError:
-        raise InputError(
-            f"{address}: ssh_config gives this host the Port {chosen_port!r}, not a number"
-        ) from None
-    return user or found.get("user") or DEFAULT_SSH_USER, chosen_port
-
-
-def refuse_jump_chains(config: Config, address: str) -> None:
-    """Fabric opens a `ProxyJump a,b` chain from b, the reverse of what ssh does: refuse it
-    rather than connect through the wrong hosts."""
-    hops = config.base_ssh_config.lookup(address).get("proxyjump", "")
-    if "," in hops:
-        raise InputError(
-            f"{address}: ssh_config gives this host several jump hosts (ProxyJump {hops}); "
-            "slotswap takes one: set ProxyJump to one host, or ssh.jump in the inventory"
-        )
-
-
-def jump_chain(connection: Connection) -> list[Connection]:
-    """The connection's jump hosts, the one to open first first (ProxyJump a,b gives a, b)."""
-    hops = []
-    gateway = connection.gateway
-    while isinstance(gateway, Connection):
-        hops.append(gateway)
-        gateway = gateway.gateway
-    return hops[::-1]
-
-
-def hostkey_name(host: str, port: int) -> str:
-    """How known_hosts names a host: [host]:port when the port is not 22."""
-    return host if port == DEFAULT_SSH_PORT else f"[{host}]:{port}"
-
-
 @dataclass(frozen=True)
 class CommandResult:
     stdout: str
@@ -290,90 +142,6 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
-
-
-# -- what the login shell prints before the command ---------------------------------------
-# sshd runs every command through the login's shell, and bash reads ~/.bashrc even for
-# `ssh host command`: a motd-style `echo` there lands in the command's stdout or stderr.
-# Every command therefore first prints a marker of its own on both, and only what follows
-# the marker is the command's output. LC_ALL=C keeps the messages of the tools the kit reads
-# in English (the kit decides on exit codes, never on a message, but shows the messages).
-MARKER_PREFIX = "slotswap-output-starts-"
-
-
-def new_marker() -> str:
-    """A marker no start-up file can print by chance."""
-    return MARKER_PREFIX + secrets.token_hex(8)
-
-
-def with_marker(line: str, marker: str) -> str:
-    """`line` (a shell command line) preceded by the marker on stdout and on stderr, run by
-    the login shell with LC_ALL=C."""
-    mark = shlex.quote(marker)
-    return (f"printf '%s\\n' {mark}; printf '%s\\n' {mark} >&2; "
-            f"LC_ALL=C; export LC_ALL; {line}")
-
-
-def after_marker(text: str, marker: str, *, missing: str | None = None) -> str:
-    """What the command wrote: the text after the marker's line. Without a marker the shell
-    never reached the command: `missing` when given (stdout: nothing of it is output),
-    else the whole text (stderr: it may say why, e.g. an unusable login shell)."""
-    _, found, rest = text.partition(marker + "\n")
-    if found:
-        return rest
-    return text if missing is None else missing
-
-
-class MarkerGate:
-    """Hands on the lines that follow the marker's line; drops the ones before it."""
-
-    def __init__(self, marker: str, on_line: Callable[[str], None]):
-        self.marker, self.on_line, self.open = marker, on_line, False
-
-    def __call__(self, line: str) -> None:
-        if self.open:
-            self.on_line(line)
-        elif line.endswith(self.marker):  # text printed without a newline precedes it
-            self.open = True
-
-
-# Fixed scripts; folder, file names and mode come as arguments, the content on stdin.
-WRITE_FILE_SCRIPT = ('mkdir -p -- "$1" && cat > "$2" && chmod "$4" -- "$2" && '
-                     'mv -f -- "$2" "$3"')
-# The folder is closed (0700) before the file is made, and umask 077 makes the file 0600
-# from its first byte; noclobber (set -C) creates it with O_EXCL.
-WRITE_PRIVATE_FILE_SCRIPT = (
-    'mkdir -p -m 700 -- "$1" && chmod 700 -- "$1" && umask 077 && set -C && '
-    '{ cat > "$2" && mv -f -- "$2" "$3"; } || { status=$?; rm -f -- "$2"; exit "$status"; }'
-)
-
-
-def write_file_command(directory: str, temporary: str, path: str, mode: int) -> list[str]:
-    return ["sh", "-c", WRITE_FILE_SCRIPT, "sh", directory, temporary, path, f"{mode:o}"]
-
-
-def write_private_file_command(directory: str, temporary: str, path: str) -> list[str]:
-    return ["sh", "-c", WRITE_PRIVATE_FILE_SCRIPT, "sh", directory, temporary, path]
-
-
-class LineSink(io.TextIOBase):
-    """A stream for Fabric's output that hands on whole lines."""
-
-    def __init__(self, on_line: Callable[[str], None]):
-        super().__init__()
-        self._on_line, self._pending = on_line, ""
-
-    def write(self, text: str) -> int:
-        lines = (self._pending + text).split("\n")
-        self._pending = lines.pop()
-        for line in lines:
-            self._on_line(line)
-        return len(text)
-
-    def flush_rest(self) -> None:
-        if self._pending:
-            self._on_line(self._pending)
-            self._pending = ""
 
 
 class Server:
@@ -387,35 +155,14 @@ class Server:
         self.known_hosts = ssh.known_hosts or Path("~/.ssh/known_hosts").expanduser()
         self.accept_unknown_hosts = (ssh.accept_unknown_hosts if host.accept_unknown_hosts
                                      is None else host.accept_unknown_hosts)
-        # Fabric truncates the timeout to whole seconds, and 0 would mean no timeout at all.
-        self._connect_timeout = max(1, math.ceil(ssh.connect_timeout))
         self.command_timeout = inventory.timeouts.command
         self._keepalive, self._dead_after = ssh.keepalive, ssh.dead_after
         self._connect_lock = threading.Lock()  # the lock's heartbeat runs on its own thread
         self._unreachable: ConnectError | None = None
         self._abandoned = False  # cut by a second Ctrl-C: no new connection until resume()
-        connect_kwargs: dict[str, object] = {}
-        if ssh.identity is not None:
-            connect_kwargs["key_filename"] = str(ssh.identity)
-        self._connect_kwargs = connect_kwargs
-        config = fabric_config(ssh.config)
-        jump = host.jump or ssh.jump
-        # None lets Fabric take a ProxyJump/ProxyCommand from ssh_config instead.
-        gateway = self._jump_connection(jump, config) if jump else None
-        if jump is None:
-            refuse_jump_chains(config, host.address)
-        user, port = login_for(config, host.address, host.user or ssh.user,
-                               host.port or ssh.port)
-        # channel_timeout: opening a session or SFTP channel would otherwise wait an hour.
-        self.connection = Connection(host.address, user=user, port=port,
-                                     connect_timeout=self._connect_timeout,
-                                     connect_kwargs=dict(connect_kwargs,
-                                                         channel_timeout=self._connect_timeout),
-                                     config=config, gateway=gateway)
+        self.connection = build_connection(host, inventory, self.known_hosts,
+                                           self.accept_unknown_hosts)
         self.jumps = jump_chain(self.connection)
-        for hop in self.jumps:
-            self._prepare_jump(hop)
-        self._check_host_keys(self.connection, self.name)
         self._admin: PromptSession | None = None
         self._admin_lock = threading.RLock()
         self._admin_through_socat = False
@@ -424,40 +171,6 @@ class Server:
         self._admin_socket_instead: str | None = None
         self._login_facts: LoginFacts | None = None
         self._login_facts_lock = threading.Lock()
-
-    def _jump_connection(self, jump: JumpHost, config: Config) -> Connection:
-        refuse_jump_chains(config, jump.address)
-        user, port = login_for(config, jump.address, jump.user or self.inventory.ssh.user,
-                               jump.port)
-        return Connection(jump.address, user=user, port=port,
-                          connect_timeout=self._connect_timeout,
-                          connect_kwargs=dict(self._connect_kwargs), config=config)
-
-    def _prepare_jump(self, hop: Connection) -> None:
-        # Jump hosts that Fabric builds from a ProxyJump line get none of our settings: they
-        # get the same key, timeout and host-key rules as the ones from the inventory.
-        if hop.connect_timeout is None:
-            hop.connect_timeout = self._connect_timeout
-        kwargs = dict(hop.connect_kwargs)
-        if "key_filename" in self._connect_kwargs:
-            keys = kwargs.get("key_filename") or []
-            keys = [keys] if isinstance(keys, str) else list(keys)
-            if self._connect_kwargs["key_filename"] not in keys:
-                kwargs["key_filename"] = [self._connect_kwargs["key_filename"], *keys]
-        # Opening the channel to the next hop would otherwise wait up to an hour.
-        kwargs["channel_timeout"] = self._connect_timeout
-        hop.connect_kwargs = kwargs
-        self._check_host_keys(hop, f"{self.name}: jump host {hop.host}")
-
-    def _check_host_keys(self, connection: Connection, label: str) -> None:
-        # Fabric accepts any host key by default; a deploy tool must not.
-        client = connection.client
-        if self.known_hosts.exists():
-            client.load_host_keys(str(self.known_hosts))
-        policy: paramiko.MissingHostKeyPolicy = RefuseUnknownHosts()
-        if self.accept_unknown_hosts:
-            policy = AcceptUnknownHostsLoudly(label, self.known_hosts)
-        client.set_missing_host_key_policy(policy)
 
     def connect(self) -> None:
         if self.connection.is_connected:
@@ -507,54 +220,13 @@ class Server:
     def _open(self, connection: Connection, role: str) -> None:
         if connection.is_connected:
             return
-        host, port, known = connection.host, connection.port, self.known_hosts
-        where = f"{role}{connection.user}@{host}:{port}"
-        gateway = connection.gateway
-        via = f" through jump host {gateway.host}" if isinstance(gateway, Connection) else ""
         try:
             connection.open()
-        except paramiko.BadHostKeyException as error:
-            raise ConnectError(
-                f"{self.name}: the host key of {where} has CHANGED since it was recorded in "
-                f"{known}; if the server was really rebuilt, remove the old line "
-                f"(ssh-keygen -R {shlex.quote(hostkey_name(host, port))} -f {known}) and "
-                f"trust the new key"
-            ) from error
-        except UnknownHostKeyError as error:
-            raise ConnectError(
-                f"{self.name}: {where} is not in {known}; check its key and add it "
-                f"({self._add_key_hint(connection)}), or set ssh.known_hosts in the inventory"
-            ) from error
-        except paramiko.AuthenticationException as error:
-            raise ConnectError(f"{self.name}: {where} refused the login: {error}") from error
-        except paramiko.ChannelException as error:
-            # The jump host could not open a channel to this host.
-            raise ConnectError(f"{self.name}: cannot connect to {where}{via}: {error}") from error
-        except paramiko.SSHException as error:
-            raise ConnectError(f"{self.name}: SSH to {where}{via} failed: {error}") from error
-        except (TimeoutError, OSError) as error:
-            raise ConnectError(f"{self.name}: cannot connect to {where}{via}: {error}") from error
+        except (paramiko.SSHException, OSError) as error:
+            reason = why_not_connected(connection, role, self.known_hosts, error)
+            raise ConnectError(f"{self.name}: {reason}") from error
         _count_connection()
-        transport = connection.transport
-        transport.set_keepalive(max(1, math.ceil(self._keepalive)))
-        # A jump host's connection has the TCP socket; a server behind it a channel on it.
-        sock = transport.sock
-        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Small request/answer exchanges (runtime API polls, short commands) otherwise
-            # wait ~40 ms each on Nagle's algorithm meeting delayed ACKs; OpenSSH sets this too.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for level, option, value in liveness_socket_options(self._keepalive,
-                                                                self._dead_after):
-                sock.setsockopt(level, option, value)
-
-    def _add_key_hint(self, connection: Connection) -> str:
-        host, port, known = connection.host, connection.port, self.known_hosts
-        gateway = connection.gateway
-        if isinstance(gateway, Connection):
-            # ssh-keyscan cannot go through a jump host; one ssh login through it can.
-            return (f"ssh -J {gateway.user}@{gateway.host}:{gateway.port} -p {port} "
-                    f"-o UserKnownHostsFile={known} {connection.user}@{host} true")
-        return f"ssh-keyscan -p {port} {host} >> {known}"
+        keep_alive(connection.transport, self._keepalive, self._dead_after)
 
     @property
     def is_root(self) -> bool:
@@ -887,13 +559,7 @@ class Server:
         if self._run_line("socat -V", check=False, timeout=API_TIMEOUT).ok:
             self._admin_through_socat = True
             return self._open_admin_command(path)
-        raise RuntimeApiError(
-            f"{self.name}: the SSH server refuses a channel to HAProxy's admin socket {path} "
-            f"({refusal}): its sshd_config has `AllowTcpForwarding no` (OpenSSH applies it to "
-            f"unix sockets too), `AllowStreamLocalForwarding no` or `DisableForwarding yes`, "
-            f"or the login's authorized_keys line `restrict` or `no-port-forwarding`; allow "
-            f"local forwarding for this login (e.g. `AllowTcpForwarding local`), or install "
-            f"socat on the server")
+        raise RuntimeApiError(channel_refused(self.name, path, refusal))
 
     def _raise_unless_haproxy_runs(self, path: str) -> None:
         container = self.inventory.haproxy_container
@@ -901,25 +567,13 @@ class Server:
                                    check=False, timeout=API_TIMEOUT)
         found = docker_commands.parse_inspect(inspected.stdout).get(container)
         if found is None or not found.running:
-            raise RuntimeApiError(
-                f"{self.name}: cannot reach HAProxy's runtime API: its container {container} "
-                f"is {'missing' if found is None else found.status}; is HAProxy running? "
-                f"(`fab up` starts it)")
+            raise RuntimeApiError(haproxy_not_running(self.name, container, found))
         probe = self._run_line(shlex.join(["test", "-S", path]), check=False,
                                timeout=API_TIMEOUT)
-        mounted = found.binds.get(docker_commands.HAPROXY_ADMIN_DIR_INSIDE)
-        if (mounted is not None and self._admin_socket_instead is None
-                and not path.startswith(f"{mounted.rstrip('/')}/")):
-            raise RuntimeApiError(
-                f"{self.name}: HAProxy runs from the folders of another login or remote_dir "
-                f"(its admin socket is in {mounted}), not from this login's ({path}); run "
-                f"`fab up` with these settings once to carry the server over (no request is "
-                f"lost), or use the login and remote_dir that set it up")
-        if not probe.ok:
-            raise RuntimeApiError(
-                f"{self.name}: cannot reach HAProxy's runtime API: no admin socket {path} on "
-                f"the server; is HAProxy running? (`fab up` starts it, and moves a server set "
-                f"up by an older slotswap to the admin socket)")
+        fault = admin_socket_fault(self.name, path, found, socket_exists=probe.ok,
+                                   relayed=self._admin_socket_instead is not None)
+        if fault is not None:
+            raise RuntimeApiError(fault)
 
     def _open_admin_command(self, path: str) -> paramiko.Channel:
         """The admin socket through a command on the server, for an sshd that refuses the

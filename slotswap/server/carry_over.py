@@ -36,7 +36,8 @@ from pathlib import PurePosixPath
 
 from slotswap.commands import docker
 from slotswap.config.inventory import DEFAULT_CONFIG_ROOT, DEFAULT_STATE_ROOT, Inventory
-from slotswap.remote.server import RemoteCommandError, Server
+from slotswap.remote.protocol import ServerLike
+from slotswap.remote.server import RemoteCommandError
 from slotswap.server.history import history_path
 from slotswap.server.locking import (
     CARRIED_TASK,
@@ -164,7 +165,7 @@ def carried_owner(inventory: Inventory, user: str, now: datetime | None = None) 
                      f"to {inventory.state_dir} (the login {user})", uuid.uuid4().hex)
 
 
-def wait_for_relay(server: Server, carrier: str, path: str) -> None:
+def wait_for_relay(server: ServerLike, carrier: str, path: str) -> None:
     deadline = time.monotonic() + RELAY_WAIT_SECONDS
     while not server.run(["test", "-S", path], check=False, timeout=30).ok:
         found = docker.parse_inspect(
@@ -177,7 +178,7 @@ def wait_for_relay(server: Server, carrier: str, path: str) -> None:
         time.sleep(0.1)
 
 
-def bring_state(server: Server, inventory: Inventory, carrier: str,
+def bring_state(server: ServerLike, inventory: Inventory, carrier: str,
                 previous: PreviousFolders, progress: Progress) -> None:
     """The old state folder's lock judged, its history merged into this login's."""
     temporary = f"{inventory.state_dir}.carried"
@@ -206,7 +207,7 @@ def bring_state(server: Server, inventory: Inventory, carrier: str,
         server.run(["rm", "-rf", temporary], check=False)
 
 
-def leave_carried_lock(server: Server, inventory: Inventory, carrier: str,
+def leave_carried_lock(server: ServerLike, inventory: Inventory, carrier: str,
                        folder: str) -> None:
     owner = carried_owner(inventory, server.connection.user)
     text = json.dumps(asdict(owner)) + "\n"
@@ -222,7 +223,7 @@ def leave_carried_lock(server: Server, inventory: Inventory, carrier: str,
 
 
 @contextlib.contextmanager
-def carried_over(server: Server, inventory: Inventory,
+def carried_over(server: ServerLike, inventory: Inventory,
                  container: docker.ContainerInfo | None, progress: Progress, *,
                  haproxy_dir: str, admin_dir: str) -> Iterator[PreviousFolders | None]:
     """While `up` replaces an HAProxy that runs from another login's folders: the old

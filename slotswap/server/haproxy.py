@@ -26,7 +26,8 @@ from slotswap.config.scaffold import template_folders
 from slotswap.https import install as tls
 from slotswap.https.files import CertificateBundle
 from slotswap.https.install import cert_path_in_haproxy
-from slotswap.remote.server import RemoteCommandError, Server
+from slotswap.remote.protocol import ServerLike
+from slotswap.remote.server import RemoteCommandError
 from slotswap.server import carry_over, maintenance, platforms, registry_login
 from slotswap.server.registry_login import LoginError, RegistryLogin, log_in, pull_hint
 
@@ -83,7 +84,7 @@ class Login:
     gid: int
 
 
-def login_ids(server: Server) -> Login:
+def login_ids(server: ServerLike) -> Login:
     """Read once per server (with its home: Server.login_facts); a read-only query, also in
     dry runs."""
     facts = server.login_facts()
@@ -238,7 +239,7 @@ def on_host_network(container: docker.ContainerInfo) -> bool:
     return set(container.addresses) == {"host"}
 
 
-def ensure_image(server: Server, image_ref: str, progress: Progress, *,
+def ensure_image(server: ServerLike, image_ref: str, progress: Progress, *,
                  refresh: bool = False, login: RegistryLogin | None = None,
                  allow_stale: bool = False) -> str | None:
     """Make sure image_ref is on the server; return its image ID when it was pulled (what
@@ -268,7 +269,7 @@ def ensure_image(server: Server, image_ref: str, progress: Progress, *,
                         progress)
 
 
-def refuse_stale(server: Server, why: str, present: bool, allow_stale: bool,
+def refuse_stale(server: ServerLike, why: str, present: bool, allow_stale: bool,
                  progress: Progress) -> None:
     """The server has a copy of image_ref that could not be refreshed (`why`): deployed only
     with --allow-stale; else the server's failure, before anything moves anywhere."""
@@ -288,7 +289,7 @@ class StaleImageError(ProxyError):
     not be reached, or refused the login), and --allow-stale was not given."""
 
 
-def log_in_to_registry(server: Server, inventory: Inventory, progress: Progress) -> None:
+def log_in_to_registry(server: ServerLike, inventory: Inventory, progress: Progress) -> None:
     """With `registry` in the inventory, `up` logs the server in whatever it pulls itself, so
     that the first deploy's pull of the app's image finds the login there."""
     login = registry_login.resolve(inventory, os.environ)
@@ -300,7 +301,7 @@ def log_in_to_registry(server: Server, inventory: Inventory, progress: Progress)
         raise ProxyError(str(error)) from error
 
 
-def ensure_network(server: Server, inventory: Inventory, progress: Progress) -> bool:
+def ensure_network(server: ServerLike, inventory: Inventory, progress: Progress) -> bool:
     if server.run(docker.network_inspect(inventory.network), check=False).ok:
         return False
     server.run(docker.network_create(inventory.network, inventory.app))
@@ -308,7 +309,7 @@ def ensure_network(server: Server, inventory: Inventory, progress: Progress) -> 
     return True
 
 
-def validate_config_on_server(server: Server, inventory: Inventory, filename: str) -> None:
+def validate_config_on_server(server: ServerLike, inventory: Inventory, filename: str) -> None:
     inventory = server.with_folders(inventory)
     result = server.run(docker.check_haproxy_config(
         image_ref=inventory.haproxy.image, config_dir=config_dir(inventory), filename=filename,
@@ -319,7 +320,7 @@ def validate_config_on_server(server: Server, inventory: Inventory, filename: st
                          f"stays:\n{output}")
 
 
-def wait_for_runtime_api(server: Server, timeout: float = 30.0) -> dict[str, str]:
+def wait_for_runtime_api(server: ServerLike, timeout: float = 30.0) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -330,7 +331,7 @@ def wait_for_runtime_api(server: Server, timeout: float = 30.0) -> dict[str, str
             time.sleep(0.2)
 
 
-def refuse_unbindable(server: Server, config: str, addresses: set[str]) -> None:
+def refuse_unbindable(server: ServerLike, config: str, addresses: set[str]) -> None:
     """HAProxy runs on the server's network: it can bind the server's addresses (none known:
     nothing is refused here, the reload's own failure is handled)."""
     unbindable = unbindable_addresses(config, addresses) if addresses else []
@@ -388,7 +389,7 @@ def runs_config(on_disk: str | None, running_hash: str | None, wanted: str) -> b
     return on_disk == wanted and (running_hash or "").strip() == config_hash(wanted)
 
 
-def up_server(server: Server, inventory: Inventory, progress: Progress,
+def up_server(server: ServerLike, inventory: Inventory, progress: Progress,
               certificate: CertificateBundle | None = None) -> str:
     """Make the server ready for deploys; return what was done. With HTTPS, `certificate` is
     put in place first (the config's `crt` must load): the operator's files, or with ACME a
@@ -413,7 +414,7 @@ def up_server(server: Server, inventory: Inventory, progress: Progress,
                               changes, carried=previous is not None)
 
 
-def set_up_haproxy(server: Server, inventory: Inventory, progress: Progress,
+def set_up_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
                    certificate: CertificateBundle | None,
                    container: docker.ContainerInfo | None, wanted: str, changes: list[str], *,
                    carried: bool) -> str:
@@ -531,14 +532,14 @@ def set_up_haproxy(server: Server, inventory: Inventory, progress: Progress,
     return ", ".join(changes) if changes else "unchanged"
 
 
-def server_addresses(server: Server) -> set[str]:
+def server_addresses(server: ServerLike) -> set[str]:
     """The server's own addresses, which HAProxy on its network can bind; empty when the
     server cannot say (then no address is refused here)."""
     result = server.run(["hostname", "-I"], check=False, timeout=30)
     return set(result.stdout.split()) if result.ok else set()
 
 
-def hand_over_to_new_haproxy(server: Server, inventory: Inventory, progress: Progress,
+def hand_over_to_new_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
                              old: docker.ContainerInfo, *, restore: bool) -> None:
     """Replace a running HAProxy on the server's network by one of the new image with no
     connection refused: the new one listens on the same ports (SO_REUSEPORT) before the old
@@ -593,7 +594,7 @@ def hand_over_to_new_haproxy(server: Server, inventory: Inventory, progress: Pro
 MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 
-def warn_without_request_migration(server: Server, progress: Progress) -> None:
+def warn_without_request_migration(server: ServerLike, progress: Progress) -> None:
     """When the old HAProxy closes its listeners, connections still waiting in their accept
     queue are reset unless the kernel moves them to the new HAProxy's (Linux 5.14+,
     net.ipv4.tcp_migrate_req=1). The kit uses no sudo: it says so, the operator sets it."""
@@ -617,7 +618,7 @@ def one_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def wait_for_new_haproxy(server: Server, container: str, instance: str,
+def wait_for_new_haproxy(server: ServerLike, container: str, instance: str,
                          timeout: float = RELOAD_TIMEOUT) -> None:
     """Until the admin socket answers from the new container's HAProxy (its `instance` in
     its environment), with its frontends open (its listeners bound); ProxyError at the
@@ -649,7 +650,7 @@ def frontend_open(show_stat: str) -> bool:
     return bool(statuses) and all(status == "OPEN" for status in statuses)
 
 
-def back_to_old_haproxy(server: Server, inventory: Inventory, temporary: str, *,
+def back_to_old_haproxy(server: ServerLike, inventory: Inventory, temporary: str, *,
                         restore: bool) -> None:
     """Undo a hand-over that did not finish: the new container goes; the old HAProxy, which
     served all along, gets its config file back and a reload, which makes its admin socket
@@ -662,7 +663,7 @@ def back_to_old_haproxy(server: Server, inventory: Inventory, temporary: str, *,
     server.close_runtime_api()
 
 
-def finish_interrupted_handover(server: Server, inventory: Inventory,
+def finish_interrupted_handover(server: ServerLike, inventory: Inventory,
                                 progress: Progress) -> bool:
     """A hand-over cut short (a lost connection) may leave the new container under its
     temporary name: alone, it is the HAProxy (renamed); beside the old one, it goes, and the
@@ -681,7 +682,7 @@ def finish_interrupted_handover(server: Server, inventory: Inventory,
     return True
 
 
-def migrate_to_host_network(server: Server, inventory: Inventory, progress: Progress,
+def migrate_to_host_network(server: ServerLike, inventory: Inventory, progress: Progress,
                             old: docker.ContainerInfo) -> None:
     """From an HAProxy made by an older slotswap (the app's network, ports published by
     Docker): Docker's proxy holds the public port without SO_REUSEPORT, so the new HAProxy
@@ -712,7 +713,7 @@ def migrate_to_host_network(server: Server, inventory: Inventory, progress: Prog
         server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
 
 
-def reach_unpublished_slots(server: Server, inventory: Inventory,
+def reach_unpublished_slots(server: ServerLike, inventory: Inventory,
                             progress: Progress) -> list[str]:
     """Running slots whose container is not published on the loopback ports today's
     inventory gives them (made by an earlier slotswap, or before `haproxy.slot_ports` or
@@ -743,7 +744,7 @@ def reach_unpublished_slots(server: Server, inventory: Inventory,
     return pointed
 
 
-def running_haproxy(server: Server, inventory: Inventory) -> str:
+def running_haproxy(server: ServerLike, inventory: Inventory) -> str:
     """HAProxy's image on the server and the version that answers, for `status`: what an
     upgrade changes. "?" for what cannot be read."""
     name = inventory.haproxy_container
@@ -757,7 +758,7 @@ def running_haproxy(server: Server, inventory: Inventory) -> str:
     return f"{image} (HAProxy {version})"
 
 
-def make_admin_dir(server: Server, inventory: Inventory) -> None:
+def make_admin_dir(server: ServerLike, inventory: Inventory) -> None:
     """The admin socket's folder, the login's own and closed to everyone else (0700). HAProxy
     creates the socket in it (mode 0600, owned by the login: see the template)."""
     inventory = server.with_folders(inventory)
@@ -765,7 +766,7 @@ def make_admin_dir(server: Server, inventory: Inventory) -> None:
     server.run_chain(["mkdir", "-p", "-m", "700", directory], ["chmod", "700", directory])
 
 
-def reload_with_new_config(server: Server, inventory: Inventory, progress: Progress,
+def reload_with_new_config(server: ServerLike, inventory: Inventory, progress: Progress,
                            wanted: str) -> None:
     """Swap the config file in and reload HAProxy's master: workers hand over, no connection
     is dropped, and the slots keep their runtime state through the server-state file. A
@@ -800,7 +801,7 @@ def reload_with_new_config(server: Server, inventory: Inventory, progress: Progr
     progress("HAProxy reloaded with the new config")
 
 
-def wait_for_new_worker(server: Server, pid_before: str | None) -> bool:
+def wait_for_new_worker(server: ServerLike, pid_before: str | None) -> bool:
     """True once a new worker answers; False at the deadline. While the master tries the new
     config the old worker pauses its listeners, the runtime API's too: no answer then is no
     failure yet. An open admin session keeps talking to the old worker (and keeps it
@@ -819,7 +820,7 @@ def wait_for_new_worker(server: Server, pid_before: str | None) -> bool:
         time.sleep(0.1)
 
 
-def restore_previous(server: Server, inventory: Inventory) -> bool:
+def restore_previous(server: ServerLike, inventory: Inventory) -> bool:
     """The kept config back in place; False when that failed too (the error says so)."""
     inventory = server.with_folders(inventory)
     directory = config_dir(inventory)
@@ -828,7 +829,7 @@ def restore_previous(server: Server, inventory: Inventory) -> bool:
     return result.ok
 
 
-def down_server(server: Server, inventory: Inventory, progress: Progress) -> str:
+def down_server(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
     inventory = server.with_folders(inventory)
     # By name (also what was started by hand under the kit's names), then by label.
     names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from slotswap.config.app_env import mask_values
 from slotswap.config.inventory import Inventory
 from slotswap.core.output import format_table
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 from slotswap.server.locking import operator, state_dir
 
 # The folder and file come as $1 and $2, never inside the script: one round trip. Both are
@@ -63,7 +63,7 @@ def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, second
     )
 
 
-def append(server: Server, inventory: Inventory, entry: HistoryEntry) -> None:
+def append(server: ServerLike, inventory: Inventory, entry: HistoryEntry) -> None:
     inventory = server.with_folders(inventory)
     server.run(append_command(inventory), stdin=json.dumps(asdict(entry)) + "\n")
 
@@ -86,7 +86,7 @@ def parse_history(text: str) -> list[HistoryEntry]:
     return entries
 
 
-def read(server: Server, inventory: Inventory) -> list[HistoryEntry]:
+def read(server: ServerLike, inventory: Inventory) -> list[HistoryEntry]:
     inventory = server.with_folders(inventory)
     return parse_history(server.read_file(history_path(inventory)) or "")
 

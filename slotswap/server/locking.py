@@ -30,7 +30,8 @@ from slotswap.config.inventory import Inventory
 from slotswap.core import interrupts
 from slotswap.core.output import progress_for, warn
 from slotswap.core.timings import Timings
-from slotswap.remote.server import RemoteCommandError, Server
+from slotswap.remote.protocol import ServerLike
+from slotswap.remote.server import RemoteCommandError
 
 LOCK_CONCURRENCY = 16  # servers whose connection and lock are taken at the same time
 LOCKED_EXIT = 4  # what the take script exits with when the lock is held by another run
@@ -221,19 +222,19 @@ def parse_read_answer(stdout: str) -> LockState | None:
     return parse_lock_state(lines[0], "\n".join(lines[1:])) or LockState(UNKNOWN_OWNER, 0, 0)
 
 
-def read_lock(server: Server, inventory: Inventory) -> LockState | None:
+def read_lock(server: ServerLike, inventory: Inventory) -> LockState | None:
     """The server's lock, None when it is not locked."""
     inventory = server.with_folders(inventory)
     return parse_read_answer(server.run(read_lock_command(inventory)).stdout)
 
 
-def read_owner(server: Server, inventory: Inventory) -> LockOwner | None:
+def read_owner(server: ServerLike, inventory: Inventory) -> LockOwner | None:
     """The lock's owner, None when the server is not locked."""
     state = read_lock(server, inventory)
     return state.owner if state else None
 
 
-def acquire(server: Server, inventory: Inventory, owner: LockOwner) -> TakeResult:
+def acquire(server: ServerLike, inventory: Inventory, owner: LockOwner) -> TakeResult:
     inventory = server.with_folders(inventory)
     with server.timings.step("connect, lock"):
         taken = server.run(take_lock_command(inventory), check=False,
@@ -269,19 +270,19 @@ def acquire(server: Server, inventory: Inventory, owner: LockOwner) -> TakeResul
         f"--server={server.name}` releases it now (`fab lock` shows the locks)")
 
 
-def renew(server: Server, inventory: Inventory, owner: LockOwner, timeout: float) -> bool:
+def renew(server: ServerLike, inventory: Inventory, owner: LockOwner, timeout: float) -> bool:
     """Renew this run's lease; False when the lock is no longer this run's."""
     inventory = server.with_folders(inventory)
     return server.run(renew_lock_command(inventory, owner), check=False, timeout=timeout).ok
 
 
-def release(server: Server, inventory: Inventory, owner: LockOwner) -> None:
+def release(server: ServerLike, inventory: Inventory, owner: LockOwner) -> None:
     """Release the lock if it is still ours."""
     inventory = server.with_folders(inventory)
     server.run(release_lock_command(inventory, owner))
 
 
-def force_release(server: Server, inventory: Inventory) -> LockState | None:
+def force_release(server: ServerLike, inventory: Inventory) -> LockState | None:
     inventory = server.with_folders(inventory)
     holder = read_lock(server, inventory)
     if holder is not None:
@@ -289,14 +290,14 @@ def force_release(server: Server, inventory: Inventory) -> LockState | None:
     return holder
 
 
-def on_each(servers: list[Server], action: Callable[[Server], None], *,
+def on_each(servers: list[ServerLike], action: Callable[[ServerLike], None], *,
             within: float | None = None) -> list[BaseException | None]:
     """`action` on every server at the same time (LOCK_CONCURRENCY at a time), each server in
     a thread of its own; what each one raised, in the servers' order. With `within`, every
     server at once, and a server not done after that many seconds is left to its thread
     (TimeoutError)."""
 
-    def attempt(server: Server) -> BaseException | None:
+    def attempt(server: ServerLike) -> BaseException | None:
         try:
             action(server)
         except BaseException as error:  # handed to the caller, which decides
@@ -311,14 +312,14 @@ def on_each(servers: list[Server], action: Callable[[Server], None], *,
         return list(pool.map(attempt, servers))
 
 
-def run_within(servers: list[Server], attempt: Callable[[Server], object],
+def run_within(servers: list[ServerLike], attempt: Callable[[ServerLike], object],
                seconds: float) -> list[BaseException | None]:
     """Each server in a daemon thread of its own; after `seconds`, what is not done is
     reported as TimeoutError and left behind (the process does not wait for it)."""
     results: dict[int, BaseException | None] = {}
     threads = []
     for index, server in enumerate(servers):
-        def work(index: int = index, server: Server = server) -> None:
+        def work(index: int = index, server: ServerLike = server) -> None:
             try:
                 answer = attempt(server)
             except BaseException as error:  # handed to the caller
@@ -346,7 +347,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self, servers: list[Server]) -> None:
+    def start(self, servers: list[ServerLike]) -> None:
         for server in servers:
             thread = threading.Thread(target=self._beat, args=(server,), daemon=True,
                                       name=f"lease-{server.name}")
@@ -356,7 +357,7 @@ class Heartbeat:
     def stop(self) -> None:
         self._stop.set()
 
-    def _beat(self, server: Server) -> None:
+    def _beat(self, server: ServerLike) -> None:
         lost = False
         while not self._stop.wait(self.interval):
             if not server.is_connected:
@@ -377,11 +378,11 @@ class FleetLock:
     goes on, all released at the end. Each server's connection is opened here: the first
     server's, then all the others at the same time."""
 
-    def __init__(self, servers: list[Server], inventory: Inventory, owner: LockOwner,
+    def __init__(self, servers: list[ServerLike], inventory: Inventory, owner: LockOwner,
                  phases: Timings | None = None):
         self.servers, self.inventory, self.owner = servers, inventory, owner
         self.phases = phases  # the run's, where the release counts as `unlock`
-        self.held: list[Server] = []
+        self.held: list[ServerLike] = []
         self.failed_on: str | None = None  # the server whose lock could not be taken
         self.heartbeat = Heartbeat(inventory, owner)
 
@@ -418,7 +419,7 @@ class FleetLock:
         stopping_now = interrupts.stopping_now()
         within = interrupts.REPORT_AFTER_STOP_SECONDS if stopping_now else None
 
-        def release_one(server: Server) -> None:
+        def release_one(server: ServerLike) -> None:
             if stopping_now:
                 server.resume()
             with server.timings.step("unlock"):

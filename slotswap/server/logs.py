@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from slotswap.commands import docker
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 from slotswap.server.swap import plan_slots, read_slots
 
 LIVE, IDLE = "live", "idle"
@@ -23,7 +23,7 @@ SLOT_CHOICES = (LIVE, IDLE)
 
 @dataclass(frozen=True)
 class LogSource:
-    server: Server
+    server: ServerLike
     slot: str | None  # None: the server has no slot of that kind (e.g. nothing serves)
     container: str | None
 
@@ -35,7 +35,7 @@ def validate_choice(slot: str, lines: int) -> None:
         raise InputError(f"--lines must be 0 or more, got {lines}")
 
 
-def pick_slot(server: Server, inventory: Inventory, which: str) -> LogSource:
+def pick_slot(server: ServerLike, inventory: Inventory, which: str) -> LogSource:
     plan = plan_slots(read_slots(server, inventory))
     slot = plan.live if which == LIVE else plan.idle
     return LogSource(server, slot, inventory.container_name(slot) if slot else None)
@@ -82,7 +82,7 @@ def follow(sources: list[LogSource], lines: int, say: Callable[[str], None]) -> 
             thread.join(timeout=0.2)
 
 
-def _stream_quietly(server: Server, argv: list[str], on_line: Callable[[str], None]) -> None:
+def _stream_quietly(server: ServerLike, argv: list[str], on_line: Callable[[str], None]) -> None:
     try:
         server.stream_lines(argv, on_line, follow=True)
     except Exception as error:  # a connection closed by Ctrl-C, or lost

@@ -25,7 +25,7 @@ from slotswap.commands import docker
 from slotswap.commands.runtime_api import join_commands
 from slotswap.config.inventory import Inventory
 from slotswap.config.scaffold import template_folders
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 
 MAP_NAME = "maintenance.map"
 SERVICE_NAME = "maintenance.lua"
@@ -115,11 +115,11 @@ def parse_show_map(text: str) -> dict[str, str]:
     return entries
 
 
-def is_on(server: Server) -> bool:
+def is_on(server: ServerLike) -> bool:
     return "page" in parse_show_map(server.runtime_api(f"show map {map_path_in_haproxy()}"))
 
 
-def switch_on(server: Server, config_dir: str, entries: list[tuple[str, str]],
+def switch_on(server: ServerLike, config_dir: str, entries: list[tuple[str, str]],
               progress: Progress) -> str:
     # The file first: were the run cut off between the two, a restart would still agree
     # with what the operator asked for.
@@ -129,7 +129,7 @@ def switch_on(server: Server, config_dir: str, entries: list[tuple[str, str]],
     return "maintenance on"
 
 
-def switch_off(server: Server, config_dir: str, progress: Progress) -> str:
+def switch_off(server: ServerLike, config_dir: str, progress: Progress) -> str:
     server.write_file(map_path_on_server(config_dir), "")
     server.runtime_api(off_command())
     progress("maintenance off: requests reach the app again")

@@ -11,7 +11,7 @@ from slotswap.commands import docker
 from slotswap.config.app_env import env_file_path
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 from slotswap.server.swap import SwapError, plan_slots, read_slots
 
 
@@ -26,7 +26,7 @@ def parse_command(text: str) -> list[str]:
     return words
 
 
-def command_for(server: Server, inventory: Inventory, command: list[str], *, live: bool,
+def command_for(server: ServerLike, inventory: Inventory, command: list[str], *, live: bool,
                 tty: bool) -> tuple[list[str], str]:
     """The docker command that runs `command` beside (or in) the live version, and what it
     runs in."""
@@ -48,7 +48,7 @@ def command_for(server: Server, inventory: Inventory, command: list[str], *, liv
             f"a one-off container of {view.version} (the image of {plan.live})")
 
 
-def run(server: Server, inventory: Inventory, command: list[str], *, live: bool,
+def run(server: ServerLike, inventory: Inventory, command: list[str], *, live: bool,
         interactive: bool, say: Callable[[str], None], on_line: Callable[[str], None]) -> int:
     argv, where = command_for(server, inventory, command, live=live, tty=interactive)
     say(f"{server.name}: running {shlex.join(command)} in {where}")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from slotswap.commands import docker
 from slotswap.commands.docker import ImageInfo
 from slotswap.config.inventory import Inventory
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 
 
 def images_to_prune(images: Iterable[ImageInfo], in_use: set[str], keep: int) -> list[ImageInfo]:
@@ -32,7 +32,7 @@ def images_to_prune(images: Iterable[ImageInfo], in_use: set[str], keep: int) ->
             for image in by_id[image_id]]
 
 
-def prune_images(server: Server, inventory: Inventory, progress: Callable[[str], None],
+def prune_images(server: ServerLike, inventory: Inventory, progress: Callable[[str], None],
                  in_use: set[str]) -> None:
     """`in_use`: the image IDs of the slots' containers, as the swap's last check read them
     (Docker refuses to remove an image a container uses anyway)."""

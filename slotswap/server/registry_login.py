@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 
 Progress = Callable[[str], None]
 # What Docker (and the registries it talks to) say when a pull lacks credentials.
@@ -68,7 +68,7 @@ def login_command(login: RegistryLogin) -> list[str]:
     return ["docker", "login", "--username", login.user, "--password-stdin", login.registry]
 
 
-def log_in(server: Server, login: RegistryLogin, progress: Progress) -> None:
+def log_in(server: ServerLike, login: RegistryLogin, progress: Progress) -> None:
     result = server.run(login_command(login), check=False, stdin=login.password, timeout=60)
     if not result.ok:
         reason = (result.stderr.strip().splitlines() or ["no error output"])[-1]

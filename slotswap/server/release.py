@@ -12,7 +12,7 @@ from collections.abc import Callable
 from slotswap.commands import docker
 from slotswap.config.app_env import AppEnv, env_file_path
 from slotswap.config.inventory import Inventory
-from slotswap.remote.server import Server
+from slotswap.remote.protocol import ServerLike
 from slotswap.server import history
 
 ENV_NAME = "release"  # its env file: release.env beside the slots' env files
@@ -31,7 +31,7 @@ def command(inventory: Inventory, tag: str, env_file: str | None) -> list[str]:
         env_file=env_file, tty=False, role="release", options=inventory.container)
 
 
-def run(server: Server, inventory: Inventory, tag: str, app_env: AppEnv,
+def run(server: ServerLike, inventory: Inventory, tag: str, app_env: AppEnv,
         progress: Progress) -> str:
     """Run it; return its output. Its output and outcome go into the server's history."""
     inventory = server.with_folders(inventory)

@@ -22,7 +22,8 @@ from slotswap.commands.runtime_api import AdminState, ServerStat, ServerState
 from slotswap.config.app_env import AppEnv, env_file_path, resolve_app_env
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.core.interrupts import checkpoint
-from slotswap.remote.server import CommandResult, ConnectError, RemoteCommandError, Server
+from slotswap.remote.protocol import ServerLike
+from slotswap.remote.server import CommandResult, ConnectError, RemoteCommandError
 from slotswap.server.haproxy import next_container
 
 POLL_INTERVAL = 0.05
@@ -154,7 +155,7 @@ def other_slot(slot: str) -> str:
     return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
 
 
-def read_slots(server: Server, inventory: Inventory) -> dict[str, SlotView]:
+def read_slots(server: ServerLike, inventory: Inventory) -> dict[str, SlotView]:
     """HAProxy's view of both slots (one runtime-API line), then their containers."""
     return read_slots_with(server, inventory,
                            lambda: inspect_slots(server, containers_to_read(inventory)))
@@ -167,7 +168,7 @@ def containers_to_read(inventory: Inventory) -> list[str]:
     return [*(inventory.container_name(slot) for slot in SLOTS), next_container(inventory)]
 
 
-def read_slots_with(server: Server, inventory: Inventory,
+def read_slots_with(server: ServerLike, inventory: Inventory,
                     containers_now: Callable[[], dict[str, docker.ContainerInfo]]
                     ) -> dict[str, SlotView]:
     """HAProxy's view of both slots (one runtime-API line), then `containers_now()`."""
@@ -260,7 +261,7 @@ def out_of_rotation_line(backend: str, slot: str, *, fallback: bool) -> str:
     )
 
 
-def inspect_slots(server: Server, names: list[str]) -> dict[str, docker.ContainerInfo]:
+def inspect_slots(server: ServerLike, names: list[str]) -> dict[str, docker.ContainerInfo]:
     """The slots' containers that exist. `docker inspect` exits 1 when one of them does not,
     and still prints the others; any other failure must not pass for "no container", or a
     live slot would look idle."""
@@ -268,7 +269,7 @@ def inspect_slots(server: Server, names: list[str]) -> dict[str, docker.Containe
     return containers_inspected(server, names, result)
 
 
-def containers_inspected(server: Server, names: list[str],
+def containers_inspected(server: ServerLike, names: list[str],
                          result: CommandResult) -> dict[str, docker.ContainerInfo]:
     if not result.ok and not docker.only_missing_containers(result.stderr):
         raise RemoteCommandError(server.name, shlex.join(docker.inspect_containers(*names)),
@@ -292,7 +293,7 @@ def describe_serving(views: dict[str, SlotView]) -> str:
 class SlotSwap:
     """One swap on one server, as named steps with one recovery path."""
 
-    server: Server
+    server: ServerLike
     inventory: Inventory
     tag: str
     progress: Progress
@@ -746,7 +747,7 @@ class SlotSwap:
                         + (f"; its last output:\n{output}" if output else ""), "")
 
 
-def keeps_stopped_container_of(server: Server, inventory: Inventory, view: SlotView,
+def keeps_stopped_container_of(server: ServerLike, inventory: Inventory, view: SlotView,
                                tag: str) -> bool:
     """The slot holds a stopped container of `tag`, made with today's container settings
     from the image `tag` names on the server now (one `docker image inspect`). What
@@ -755,7 +756,7 @@ def keeps_stopped_container_of(server: Server, inventory: Inventory, view: SlotV
             and made_as_today(server, inventory, view, tag))
 
 
-def made_as_today(server: Server, inventory: Inventory, view: SlotView, tag: str) -> bool:
+def made_as_today(server: ServerLike, inventory: Inventory, view: SlotView, tag: str) -> bool:
     """The slot's container is of `tag`, made with today's container settings from the
     image `tag` names on the server now (one `docker image inspect`)."""
     if not made_with_settings_of(inventory, view, tag):
@@ -772,7 +773,7 @@ def made_with_settings_of(inventory: Inventory, view: SlotView, tag: str) -> boo
                                                                                   view.slot))
 
 
-def has_env_file_of(server: Server, inventory: Inventory, slot: str, app_env: AppEnv) -> bool:
+def has_env_file_of(server: ServerLike, inventory: Inventory, slot: str, app_env: AppEnv) -> bool:
     """The slot's env file holds today's environment (none, with no environment): the file
     is always the one its container was created with (see SlotSwap.write_env_file)."""
     text = server.read_file(env_file_path(server.with_folders(inventory), slot))
@@ -792,14 +793,14 @@ def expected_settings(inventory: Inventory, slot: str) -> str:
                                   published=slot_published_ports(inventory, slot))
 
 
-def read_slots_quietly(server: Server, inventory: Inventory) -> dict[str, SlotView]:
+def read_slots_quietly(server: ServerLike, inventory: Inventory) -> dict[str, SlotView]:
     try:
         return read_slots(server, inventory)
     except Exception:
         return {}
 
 
-def already_serving(server: Server, inventory: Inventory, tag: str,
+def already_serving(server: ServerLike, inventory: Inventory, tag: str,
                     app_env: AppEnv) -> str | None:
     """What the server serves, when its one live slot already runs `tag` from the image the
     tag names on the server now, with today's environment and container settings (a deploy

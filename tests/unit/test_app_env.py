@@ -18,16 +18,15 @@ from slotswap.config.app_env import (
 )
 from slotswap.config.env import MAX_LINE_BYTES, value_problem
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
 from slotswap.config.values import name_problem
 from slotswap.core.validation import InputError
+from tests.unit.fake_server import make_inventory
 
 SECRET = "s3cr3t-value-that-must-never-show"
 
 
 def inventory_with(env: object, tmp_path: Path) -> Inventory:
-    data = {"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"], "env": env}
-    return parse_inventory(data, tmp_path / "hosts.yaml")
+    return make_inventory(tmp_path, env=env)
 
 
 # -- names and values -----------------------------------------------------------------------
@@ -103,9 +102,7 @@ def test_env_file_path_is_per_app_and_slot(tmp_path: Path) -> None:
 
 
 def test_env_file_path_follows_remote_dir(tmp_path: Path) -> None:
-    data = {"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"],
-            "remote_dir": "/home/deploy/slotswap"}
-    inv = parse_inventory(data, tmp_path / "hosts.yaml")
+    inv = make_inventory(tmp_path, remote_dir="/home/deploy/slotswap")
     assert env_file_path(inv, "web1") == "/home/deploy/slotswap/webapp/config/web1.env"
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from slotswap.cli.check import settings_lines
 from slotswap.commands import docker
+from slotswap.commands.login_facts import LoginFacts, parse_login_facts
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
-from slotswap.remote.server import LoginFacts, Server, parse_login_facts
+from slotswap.remote.server import Server
 from slotswap.server import carry_over
 from slotswap.server.carry_over import (
     PreviousFolders,
@@ -29,11 +29,11 @@ from slotswap.server.carry_over import (
 )
 from slotswap.server.haproxy import admin_dir, config_dir, container_spec
 from slotswap.server.locking import CARRIED_TASK, LockOwner
+from tests.unit.fake_server import make_inventory
 
 
 def inventory(tmp_path: Path, **settings: object) -> Inventory:
-    return parse_inventory({"app": "webapp", "image": "acme/webapp",
-                            "hosts": ["203.0.113.10"], **settings}, tmp_path / "hosts.yaml")
+    return make_inventory(tmp_path, **settings)
 
 
 def haproxy_on(config: str, admin: str | None = None) -> docker.ContainerInfo:

@@ -21,6 +21,7 @@ from slotswap.https.files import (
 )
 from slotswap.server.haproxy import Login, render_config
 from testbed.private_ca import issue, make_ca
+from tests.unit.fake_server import FIXTURES
 
 NAMES = ("www.example.com", "example.com")
 
@@ -189,7 +190,6 @@ def test_without_https_the_config_has_no_tls(tmp_path: Path) -> None:
     assert "X-Forwarded-Proto %[ssl_fc,iif(https,http)]" in config
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_show_ssl_cert_as_haproxy_2_6_answers_it() -> None:

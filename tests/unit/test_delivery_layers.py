@@ -8,18 +8,17 @@ import json
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
 
 from slotswap.commands import docker
-from slotswap.core.timings import Timings
 from slotswap.fleet.delivery import DeliveryError, SshDelivery
 from slotswap.remote.server import CommandResult
+from tests.unit.fake_server import FIXTURES, FakeServer
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TWO_LAYERS = FIXTURES / "docker_save_two_layers.tar"
 MISSING_LAYER = (FIXTURES / "docker_load_missing_layer.txt").read_text()
 REF = "fixture/app:v1"
@@ -29,22 +28,17 @@ APP = "sha256:0fc7870c0df5875c775815e0190d950c2c1b76bc0281a652f318428ab9f97d0f"
 LOADED = CommandResult(f"Loaded image: {REF}\n", "", 0)
 
 
-class ScriptedServer:
+class ScriptedServer(FakeServer):
     """Answers the image query with `images`, and each `docker image load` with the next of
     `loads`; keeps the names of the files in each archive it was sent."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-
-    name = "s1"
 
     def __init__(self, images: str, loads: list[CommandResult]) -> None:
-        self.images, self.loads = images, loads
+        super().__init__(answers={tuple(docker.server_images()): CommandResult(images, "", 0)},
+                         strict=True)
+        self.loads = loads
         self.received: list[list[str]] = []
 
-    def run(self, argv: list[str], **_: Any) -> CommandResult:
-        assert argv == docker.server_images()
-        return CommandResult(self.images, "", 0)
-
-    def run_streaming_stdin(self, argv: list[str], source: BinaryIO,
+    def run_streaming_stdin(self, argv: Sequence[str], source: BinaryIO,
                             **_: Any) -> CommandResult:
         assert argv == docker.load()
         with tarfile.open(fileobj=source) as archive:
@@ -82,7 +76,7 @@ def test_a_server_with_the_bottom_layer_gets_the_archive_without_it(
         delivery: SshDelivery) -> None:
     server = ScriptedServer(image_line("sha256:old", ["fixture/app:v0"], [BASE]), [LOADED])
     lines: list[str] = []
-    delivery(server, REF, lines.append, refresh=True)  # type: ignore[arg-type]
+    delivery(server, REF, lines.append, refresh=True)
     base_file, app_file = layer_files()
     assert len(server.received) == 1
     assert base_file not in server.received[0] and app_file in server.received[0]
@@ -94,7 +88,7 @@ def test_a_server_with_the_bottom_layer_gets_the_archive_without_it(
 def test_a_server_with_no_shared_layer_gets_the_whole_archive(delivery: SshDelivery) -> None:
     server = ScriptedServer(image_line("sha256:old", ["other:1"], [APP]), [LOADED])
     lines: list[str] = []
-    delivery(server, REF, lines.append, refresh=True)  # type: ignore[arg-type]
+    delivery(server, REF, lines.append, refresh=True)
     assert set(layer_files()) <= set(server.received[0])
     assert lines[0] == f"sending {REF} (image e7e47b261b7c, 0.0 MB) over SSH"
 
@@ -105,7 +99,7 @@ def test_a_docker_that_wants_every_layer_gets_the_whole_archive_next(
     server = ScriptedServer(image_line("sha256:old", ["fixture/app:v0"], [BASE, APP]),
                             [refused, LOADED])
     lines: list[str] = []
-    delivery(server, REF, lines.append, refresh=True)  # type: ignore[arg-type]
+    delivery(server, REF, lines.append, refresh=True)
     assert [set(layer_files()) & set(names) for names in server.received] == [
         set(), set(layer_files())]
     assert "2 of 2 layers already there" in lines[0]
@@ -119,7 +113,7 @@ def test_a_refused_whole_archive_is_a_delivery_error_naming_the_server(
     full = CommandResult("", "Error response from daemon: no space left on device\n", 1)
     server = ScriptedServer("", [full])
     with pytest.raises(DeliveryError) as raised:
-        delivery(server, REF, lambda _line: None, refresh=True)  # type: ignore[arg-type]
+        delivery(server, REF, lambda _line: None, refresh=True)
     assert str(raised.value) == ("s1: `docker image load` exited 1: Error response from "
                                  f"daemon: no space left on device ({REF})")
 
@@ -127,20 +121,20 @@ def test_a_refused_whole_archive_is_a_delivery_error_naming_the_server(
 def test_a_load_that_does_not_name_the_image_is_an_error(delivery: SshDelivery) -> None:
     server = ScriptedServer("", [CommandResult("Loaded image ID: sha256:e7e4\n", "", 0)])
     with pytest.raises(DeliveryError, match=f"did not name {REF} \\(it said: Loaded image ID"):
-        delivery(server, REF, lambda _line: None, refresh=True)  # type: ignore[arg-type]
+        delivery(server, REF, lambda _line: None, refresh=True)
 
 
 def test_the_same_image_id_on_the_server_sends_nothing(delivery: SshDelivery) -> None:
     server = ScriptedServer(image_line(LOCAL_ID, [REF], [BASE, APP]), [])
     lines: list[str] = []
-    delivery(server, REF, lines.append, refresh=True)  # type: ignore[arg-type]
+    delivery(server, REF, lines.append, refresh=True)
     assert server.received == []
     assert lines == [f"{REF} already there (image e7e47b261b7c), nothing sent"]
 
 
 def test_without_refresh_any_copy_on_the_server_will_do(delivery: SshDelivery) -> None:
     server = ScriptedServer(image_line("sha256:other", [REF], [BASE]), [])
-    delivery(server, REF, lambda _line: None, refresh=False)  # type: ignore[arg-type]
+    delivery(server, REF, lambda _line: None, refresh=False)
     assert server.received == []
 
 

@@ -12,7 +12,6 @@ import pytest
 from slotswap.commands import docker
 from slotswap.config.delivery import DeliverySettings
 from slotswap.config.inventory import Inventory, InventoryError
-from slotswap.config.loader import parse_inventory
 from slotswap.core import interrupts
 from slotswap.fleet.delivery import (
     PROGRESS_INTERVAL,
@@ -26,13 +25,14 @@ from slotswap.fleet.delivery import (
 )
 from slotswap.remote.server import CommandResult
 from slotswap.server.haproxy import ProxyError
+from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory
 
-TWO_LAYERS = Path(__file__).parent / "fixtures" / "docker_save_two_layers.tar"
-BASE = {"app": "webapp", "image": "registry.example.com/acme/webapp", "hosts": ["203.0.113.10"]}
+TWO_LAYERS = FIXTURES / "docker_save_two_layers.tar"
 
 
 def inventory_with(**changes: object) -> Inventory:
-    return parse_inventory({**BASE, **changes}, Path("/srv/deploy/hosts.yaml"))
+    return make_inventory(Path("/srv/deploy"), image="registry.example.com/acme/webapp",
+                          **changes)
 
 
 def test_delivery_defaults_to_the_registry_8_servers_at_a_time() -> None:
@@ -171,14 +171,10 @@ def test_an_image_missing_from_the_operators_docker_names_the_engine(
         "Error: No such image: r/app:v9; build (fab build) or pull it there first")
 
 
-class CopyServer:
+def copy_server() -> FakeServer:
     """Has a copy of r/app:v9 (`docker image ls` style line of server_images)."""
-
-    name = "s1"
-
-    def run(self, argv: list[str], **_: object) -> CommandResult:
-        assert argv == docker.server_images()
-        return CommandResult('sha256:aaa ["r/app:v9"] []\n', "", 0)
+    return FakeServer(answers={tuple(docker.server_images()): CommandResult(
+        'sha256:aaa ["r/app:v9"] []\n', "", 0)}, strict=True)
 
 
 def test_a_copy_on_the_server_the_operators_docker_cannot_confirm_is_refused_unless_allowed(
@@ -187,12 +183,12 @@ def test_a_copy_on_the_server_the_operators_docker_cannot_confirm_is_refused_unl
     fake_docker(tmp_path / "bin", "echo 'Error: No such image: r/app:v9' >&2; exit 1\n")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     with SshDelivery() as delivery, pytest.raises(DeliveryError) as raised:
-        delivery(CopyServer(), "r/app:v9", print, refresh=True)  # type: ignore[arg-type]
+        delivery(copy_server(), "r/app:v9", print, refresh=True)
     assert str(raised.value).startswith("s1: r/app:v9 is not in this machine's Docker")
     assert str(raised.value).endswith("the server's copy of that tag may be another image, so "
                                       "it is not deployed (--allow-stale deploys it anyway)")
     said: list[str] = []
     with SshDelivery(allow_stale=True) as delivery:
-        delivery(CopyServer(), "r/app:v9", said.append, refresh=True)  # type: ignore[arg-type]
+        delivery(copy_server(), "r/app:v9", said.append, refresh=True)
     assert said[-1].endswith("deploying the copy on the server, which may be another image "
                              "of that tag (--allow-stale)")

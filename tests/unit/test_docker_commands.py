@@ -4,15 +4,13 @@ sandbox."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from slotswap.commands import docker
 from slotswap.commands.docker import ContainerInfo
 from slotswap.config.container import ContainerSettings, LogSettings
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.unit.fake_server import FIXTURES
 
 IMAGE = "10.77.0.1:5000/demo/webapp"
 V1_IMAGE_ID = "sha256:3dbaf425a5a1df2cfc1162418461929be9ea913e85d98c186ecbbb723ba0887e"

@@ -3,69 +3,46 @@ the right slots and commands, only read-only queries sent, and no secret value a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
-from slotswap.core.timings import Timings
 from slotswap.fleet import dry_run
-from slotswap.remote.server import CommandResult, LoginFacts
+from slotswap.remote.server import CommandResult
 from slotswap.server import maintenance
 from slotswap.server.haproxy import config_hash
 from slotswap.server.locking import READ_SCRIPT
+from tests.unit.fake_server import FakeServer, make_inventory
 
-FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = "s3cr3t-value-never-shown"
 READ_ONLY = (["docker", "container", "inspect"], ["docker", "image", "inspect"],
              ["docker", "network", "inspect"], ["cat"], ["docker", "ps"], ["test", "-d"],
              ["docker", "image", "ls"], ["sh", "-c", READ_SCRIPT])
 
 
-class FactServer:
+class FactServer(FakeServer):
     """Answers read-only queries from recorded outputs; anything else fails the test."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-
-    name = "s1"
-
-    class host:
-        address = "203.0.113.10"
-
-    def with_folders(self, inventory: Inventory) -> Inventory:
-        return inventory  # root's folders
 
     def __init__(self, state: str, *, image_present: bool = True, config: str | None = None,
                  lock_owner: str | None = None, lock_age: int = 5):
-        self.state, self.image_present, self.config = state, image_present, config
-        self.lock_owner, self.lock_age = lock_owner, lock_age
-        self.asked: list[list[str]] = []
+        image = (CommandResult("sha256:abc\n", "", 0) if image_present
+                 else CommandResult("", "", 1))
+        lock = CommandResult(f"lock {lock_age} 60\n{lock_owner}\n" if lock_owner else "free\n",
+                             "", 0)
+        super().__init__(state=state, answers={("docker", "image", "inspect"): image,
+                                               ("sh", "-c", READ_SCRIPT): lock})
+        self.config, self.lock_owner = config, lock_owner
 
     def runtime_api(self, command: str) -> str:
-        if command.startswith("show stat ") and "; " in command:  # both, one round trip
-            return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
         assert command.startswith("show "), command
-        kind = "show_stat" if command.startswith("show stat") else "show_servers_state"
-        ending = "csv" if kind == "show_stat" else "txt"
-        return (FIXTURES / f"{kind}_{self.state}.{ending}").read_text()
+        return super().runtime_api(command)
 
-    def run(self, argv: list[str], *, check: bool = True, **_: Any) -> CommandResult:
-        assert any(argv[:len(prefix)] == prefix for prefix in READ_ONLY), argv
-        self.asked.append(argv)
-        if argv[:3] == ["docker", "container", "inspect"]:
-            return CommandResult((FIXTURES / f"docker_inspect_{self.state}.json").read_text(),
-                                 "", 0)
-        if argv[:3] == ["docker", "image", "inspect"]:
-            return CommandResult("sha256:abc\n" if self.image_present else "", "",
-                                 0 if self.image_present else 1)
-        if argv[:3] == ["sh", "-c", READ_SCRIPT]:
-            return CommandResult(f"lock {self.lock_age} 60\n{self.lock_owner}\n"
-                                 if self.lock_owner else "free\n", "", 0)
-        return CommandResult("", "", 0)
-
-    def login_facts(self) -> LoginFacts:
-        return LoginFacts(0, 0, "/root")
+    def run(self, argv: Sequence[str], **options: Any) -> CommandResult:
+        assert any(list(argv[:len(prefix)]) == prefix for prefix in READ_ONLY), argv
+        return super().run(argv, **options)
 
     def read_file(self, path: str) -> str | None:
         self.run(["cat", path])
@@ -79,16 +56,15 @@ class FactServer:
 
 
 def inventory(tmp_path: Path) -> Inventory:
-    return parse_inventory({"app": "webapp", "image": "registry.example/acme/webapp",
-                            "env": {"plain": {"LOG_LEVEL": "info"}, "secret": ["API_TOKEN"]},
-                            "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
+    return make_inventory(tmp_path, image="registry.example/acme/webapp",
+                          env={"plain": {"LOG_LEVEL": "info"}, "secret": ["API_TOKEN"]})
 
 
 def test_deploy_plan_goes_into_the_idle_slot_and_drains_the_live_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_TOKEN", SECRET)
     server = FactServer("live_web1")
-    plan = dry_run.deploy_plan(server, inventory(tmp_path), "v3", pull=True,  # type: ignore[arg-type]
+    plan = dry_run.deploy_plan(server, inventory(tmp_path), "v3", pull=True,
                                task="deploy")
     text = dry_run.render([plan], [])
 
@@ -112,7 +88,7 @@ def test_deploy_plan_goes_into_the_idle_slot_and_drains_the_live_one(
 
 
 def test_rollback_plan_does_not_pull_an_image_that_is_there(tmp_path: Path) -> None:
-    plan = dry_run.deploy_plan(FactServer("live_web2"), inventory(tmp_path), "v1",  # type: ignore[arg-type]
+    plan = dry_run.deploy_plan(FactServer("live_web2"), inventory(tmp_path), "v1",
                                pull=False, task="rollback")
     assert "goes into web1" in plan.summary
     assert not any("docker pull" in step for step in plan.steps)
@@ -122,7 +98,7 @@ def test_up_plan_of_an_unchanged_server_writes_nothing(tmp_path: Path) -> None:
     inv = inventory(tmp_path)
     from slotswap.server.haproxy import Login, render_config
     config = render_config(inv, Login(0, 0))
-    plan = dry_run.up_plan(FactServer("live_web1", config=config), inv)  # type: ignore[arg-type]
+    plan = dry_run.up_plan(FactServer("live_web1", config=config), inv)
     assert plan.summary == "config unchanged"
     assert not any(step.startswith("write ") and "haproxy" in step for step in plan.steps)
 
@@ -130,10 +106,9 @@ def test_up_plan_of_an_unchanged_server_writes_nothing(tmp_path: Path) -> None:
 def test_up_plan_logs_in_to_the_registry_and_names_the_password_s_variable_only(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REGISTRY_PASSWORD", SECRET)
-    inv = parse_inventory({"app": "webapp", "image": "registry.example/acme/webapp",
-                           "registry": {"user": "ci", "password_secret": "REGISTRY_PASSWORD"},
-                           "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
-    plan = dry_run.up_plan(FactServer("live_web1"), inv)  # type: ignore[arg-type]
+    inv = make_inventory(tmp_path, image="registry.example/acme/webapp",
+                         registry={"user": "ci", "password_secret": "REGISTRY_PASSWORD"})
+    plan = dry_run.up_plan(FactServer("live_web1"), inv)
     text = dry_run.render([plan], [])
     assert ("$ docker login --username ci --password-stdin registry.example  (the password of "
             "$REGISTRY_PASSWORD on stdin)") in plan.steps
@@ -148,14 +123,14 @@ def test_up_plan_of_a_config_haproxy_does_not_run_writes_it(tmp_path: Path) -> N
     server = FactServer("live_web1", config=render_config(inv, Login(0, 0)))
     server.read_file = lambda path: (None if path.endswith(".running-sha256")  # type: ignore[method-assign]
                                      else server.config)
-    plan = dry_run.up_plan(server, inv)  # type: ignore[arg-type]
+    plan = dry_run.up_plan(server, inv)
     assert plan.summary != "config unchanged"
     assert any(step.startswith("write ") and "haproxy.cfg.new" in step for step in plan.steps)
 
 
 def test_up_plan_of_a_changed_config_checks_then_reloads(tmp_path: Path) -> None:
     inv = inventory(tmp_path)
-    plan = dry_run.up_plan(FactServer("live_web1", config="old config\n"), inv)  # type: ignore[arg-type]
+    plan = dry_run.up_plan(FactServer("live_web1", config="old config\n"), inv)
     steps = "\n".join(plan.steps)
     assert plan.summary == "changes: config"
     assert steps.index(" -c -f ") < steps.index("$ mv -f ")
@@ -172,7 +147,7 @@ def test_render_names_servers_that_cannot_be_planned() -> None:
 def test_a_held_lock_is_named_in_the_plan(tmp_path: Path) -> None:
     owner = ('{"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00", "task": "deploy", '
              '"tag": "v9", "token": "t"}')
-    plan = dry_run.deploy_plan(FactServer("live_web1", lock_owner=owner), inventory(tmp_path),  # type: ignore[arg-type]
+    plan = dry_run.deploy_plan(FactServer("live_web1", lock_owner=owner), inventory(tmp_path),
                                "v3", pull=True, task="deploy")
     assert plan.locked_by.startswith("alice@laptop")
     assert plan.steps[0] == ("STOP: locked by alice@laptop since 2026-11-26T08:00:00+00:00 "
@@ -184,7 +159,7 @@ def test_a_stale_lock_is_taken_over_in_the_plan(tmp_path: Path) -> None:
     owner = ('{"who": "alice@laptop", "since": "2026-11-26T08:00:00+00:00", "task": "deploy", '
              '"tag": "v9", "token": "t"}')
     server = FactServer("live_web1", lock_owner=owner, lock_age=61)
-    plan = dry_run.deploy_plan(server, inventory(tmp_path), "v3", pull=True,  # type: ignore[arg-type]
+    plan = dry_run.deploy_plan(server, inventory(tmp_path), "v3", pull=True,
                                task="deploy")
     assert not plan.locked_by
     assert plan.steps[0].startswith("take over the stale lock of alice@laptop since ")
@@ -193,10 +168,8 @@ def test_a_stale_lock_is_taken_over_in_the_plan(tmp_path: Path) -> None:
 
 def test_with_delivery_over_ssh_the_plan_sends_the_image_instead_of_pulling(
         tmp_path: Path) -> None:
-    inv = parse_inventory({"app": "webapp", "image": "registry.example/acme/webapp",
-                           "delivery": "ssh", "hosts": ["203.0.113.10"]},
-                          tmp_path / "hosts.yaml")
-    plan = dry_run.deploy_plan(FactServer("live_web1"), inv, "v3", pull=True,  # type: ignore[arg-type]
+    inv = make_inventory(tmp_path, image="registry.example/acme/webapp", delivery="ssh")
+    plan = dry_run.deploy_plan(FactServer("live_web1"), inv, "v3", pull=True,
                                task="deploy")
     assert not any("docker pull" in step for step in plan.steps)
     assert any(step.startswith("send registry.example/acme/webapp:v3 from this machine's "

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from slotswap.commands import runtime_api as haproxy
-from slotswap.config.loader import parse_inventory
 from slotswap.server import maintenance
 from slotswap.server.haproxy import Login, render_config
 from slotswap.server.swap import switch_line
+from tests.unit.fake_server import make_inventory
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"
 
@@ -120,10 +120,8 @@ def haproxy_with_slots(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, in
     if not Path(HAPROXY_BINARY).exists():
         pytest.fail(f"{HAPROXY_BINARY} is needed (apt-get install haproxy)")
     http_port, web1, web2 = free_ports(3)
-    inventory = parse_inventory({
-        "app": "webapp", "image": "acme/webapp", "healthcheck": {"path": "/health"},
-        "haproxy": {"http_port": http_port, "slot_ports": [web1, web2]},
-        "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
+    inventory = make_inventory(tmp_path, healthcheck={"path": "/health"},
+                               haproxy={"http_port": http_port, "slot_ports": [web1, web2]})
     config = render_config(inventory, Login(0, 0))
     config = config.replace("/usr/local/etc/haproxy/", f"{tmp_path}/")
     config = config.replace("/run/slotswap-admin/", f"{tmp_path}/")

@@ -10,14 +10,13 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
-from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult
 from slotswap.server.locking import (
     TAKE_SCRIPT,
@@ -32,29 +31,25 @@ from slotswap.server.locking import (
     release,
     renew,
 )
+from tests.unit.fake_server import FakeServer, make_inventory
 
 LOCK = "/var/lib/slotswap/webapp/lock"
 
 
 def inventory(lease: int = 60) -> Inventory:
-    return parse_inventory({"app": "webapp", "image": "r/webapp", "hosts": ["203.0.113.10"],
-                            "timeouts": {"lease": lease}}, Path("/srv/hosts.yaml"))
+    return make_inventory(image="r/webapp", timeouts={"lease": lease})
 
 
-class FolderServer:
+class FolderServer(FakeServer):
     """Runs every command with the local `sh`, the server's /var/lib/slotswap in a folder."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-
-    def with_folders(self, inventory: Inventory) -> Inventory:
-        return inventory  # root's folders
 
     def __init__(self, root: Path, name: str, owner_file: str | None = None,
                  barrier: threading.Barrier | None = None,
                  before: FolderServer | None = None) -> None:
-        self.name, self.root, self.barrier, self.before = name, root / name, barrier, before
+        super().__init__(name)
+        self.root, self.barrier, self.before = root / name, barrier, before
         self.root.mkdir(parents=True)
         self.asked = False
-        self.is_connected = True
         if owner_file is not None:
             self.path(LOCK).mkdir(parents=True)
             self.path(f"{LOCK}/owner.json").write_text(owner_file)
@@ -62,8 +57,8 @@ class FolderServer:
     def path(self, remote: str) -> Path:
         return self.root / remote.removeprefix("/")
 
-    def run(self, argv: list[str], *, check: bool = True, stdin: str | None = None,
-            **_: Any) -> CommandResult:
+    def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
+            stdin: str | None = None) -> CommandResult:
         if argv[:3] == ["sh", "-c", TAKE_SCRIPT]:
             self.asked = True
             if self.before is not None:
@@ -87,7 +82,7 @@ class FolderServer:
         os.utime(self.path(LOCK), (then, then))
 
     @property
-    def files(self) -> list[str]:
+    def on_disk(self) -> list[str]:
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*")
                       if p.is_file())
 
@@ -102,10 +97,10 @@ def test_the_first_lock_then_all_others_at_once_and_all_released_at_the_end(
     first = FolderServer(tmp_path, "s1")
     others = [FolderServer(tmp_path, f"s{i}", barrier=barrier, before=first) for i in (2, 3, 4)]
     owner = new_owner("deploy", "v2")
-    with FleetLock([first, *others], inventory(), owner) as lock:  # type: ignore[list-item]
+    with FleetLock([first, *others], inventory(), owner) as lock:
         assert [s.locked_by for s in (first, *others)] == [owner.token] * 4
         assert lock.held == [first, *others]
-    assert [s.files for s in (first, *others)] == [[], [], [], []]
+    assert [s.on_disk for s in (first, *others)] == [[], [], [], []]
 
 
 def test_a_run_that_finds_the_first_server_locked_tries_no_other(tmp_path: Path) -> None:
@@ -114,7 +109,7 @@ def test_a_run_that_finds_the_first_server_locked_tries_no_other(tmp_path: Path)
     lock = FleetLock(servers, inventory(), new_owner("deploy", "v2"))  # type: ignore[arg-type]
     with pytest.raises(LockedError, match=r"^s1 is locked"):
         lock.__enter__()
-    assert [s.files for s in servers[1:]] == [[], []]
+    assert [s.on_disk for s in servers[1:]] == [[], []]
     assert not any(s.asked for s in servers[1:])
 
 
@@ -141,7 +136,7 @@ def test_of_several_locked_servers_the_first_in_the_inventory_is_named(tmp_path:
 
 def test_a_lock_that_is_no_longer_ours_is_left_alone(tmp_path: Path) -> None:
     server = FolderServer(tmp_path, "s1")
-    with FleetLock([server], inventory(), new_owner("deploy", "v2")):  # type: ignore[list-item]
+    with FleetLock([server], inventory(), new_owner("deploy", "v2")):
         server.path(f"{LOCK}/owner.json").write_text(OTHER)  # `fab unlock`, another run took it
     assert server.locked_by == "alices"
 
@@ -153,39 +148,39 @@ def test_a_lock_not_renewed_for_its_lease_is_taken_over_and_named(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     server = FolderServer(tmp_path, "s1")
     dead_run = new_owner("deploy", "v1")
-    acquire(server, inventory(lease=10), dead_run)  # type: ignore[arg-type]
+    acquire(server, inventory(lease=10), dead_run)
     server.age_lock(11)
-    state = read_lock(server, inventory())  # type: ignore[arg-type]
+    state = read_lock(server, inventory())
     assert state is not None and state.stale and state.lease == 10 and state.age >= 11
     assert "not renewed for 1" in state.describe() and "stale" in state.describe()
 
     next_run = new_owner("deploy", "v2")
-    taken = acquire(server, inventory(lease=10), next_run)  # type: ignore[arg-type]
+    taken = acquire(server, inventory(lease=10), next_run)
     assert taken.taken and taken.previous is not None
     assert taken.previous.owner == dead_run
     assert server.locked_by == next_run.token
     assert "took over the stale lock of" in capsys.readouterr().out
     # The dead run, should it come back, neither renews nor releases the new owner's lock.
-    assert not renew(server, inventory(), dead_run, timeout=5)  # type: ignore[arg-type]
-    release(server, inventory(), dead_run)  # type: ignore[arg-type]
+    assert not renew(server, inventory(), dead_run, timeout=5)
+    release(server, inventory(), dead_run)
     assert server.locked_by == next_run.token
 
 
 def test_a_lock_within_its_own_lease_is_refused_whatever_the_readers_lease(
         tmp_path: Path) -> None:
     server = FolderServer(tmp_path, "s1")
-    acquire(server, inventory(lease=60), new_owner("deploy", "v1"))  # type: ignore[arg-type]
+    acquire(server, inventory(lease=60), new_owner("deploy", "v1"))
     server.age_lock(30)
     with pytest.raises(LockedError, match=r"renewed 3\ds ago \(its lease: 60s\)"):
-        acquire(server, inventory(lease=5), new_owner("deploy", "v2"))  # type: ignore[arg-type]
+        acquire(server, inventory(lease=5), new_owner("deploy", "v2"))
 
 
 def test_a_lock_without_a_lease_file_is_judged_by_the_readers_lease(tmp_path: Path) -> None:
     server = FolderServer(tmp_path, "s1", OTHER)
     server.age_lock(20)
     with pytest.raises(LockedError):
-        acquire(server, inventory(lease=30), new_owner("deploy", "v2"))  # type: ignore[arg-type]
-    assert acquire(server, inventory(lease=10), new_owner("deploy", "v2")).taken  # type: ignore[arg-type]
+        acquire(server, inventory(lease=30), new_owner("deploy", "v2"))
+    assert acquire(server, inventory(lease=10), new_owner("deploy", "v2")).taken
 
 
 def test_of_many_runs_finding_one_stale_lock_exactly_one_takes_it(tmp_path: Path) -> None:
@@ -198,7 +193,7 @@ def test_of_many_runs_finding_one_stale_lock_exactly_one_takes_it(tmp_path: Path
     def take(owner: Any) -> None:
         start.wait()
         try:
-            outcomes[owner.token] = acquire(server, inventory(), owner).taken  # type: ignore[arg-type]
+            outcomes[owner.token] = acquire(server, inventory(), owner).taken
         except LockedError:
             outcomes[owner.token] = False
 
@@ -215,13 +210,13 @@ def test_of_many_runs_finding_one_stale_lock_exactly_one_takes_it(tmp_path: Path
 
 def test_a_running_run_renews_its_locks(tmp_path: Path) -> None:
     server = FolderServer(tmp_path, "s1")
-    with FleetLock([server], inventory(lease=3), new_owner("deploy", "v2")):  # type: ignore[list-item]
+    with FleetLock([server], inventory(lease=3), new_owner("deploy", "v2")):
         server.age_lock(100)
         deadline = time.monotonic() + 10
-        while (state := read_lock(server, inventory())) and state.age > 5:  # type: ignore[arg-type]
+        while (state := read_lock(server, inventory())) and state.age > 5:
             assert time.monotonic() < deadline, "never renewed"
             time.sleep(0.1)
-    assert server.files == []
+    assert server.on_disk == []
 
 
 @pytest.mark.parametrize(("stdout", "taken", "previous_age", "busy"), [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +19,7 @@ from slotswap.commands.runtime_api import (
     ServerStat,
     ServerState,
 )
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.unit.fake_server import FIXTURES
 
 # Verbatim refusals of the HAProxy 2.6 runtime API. The first three are the answers of
 # `set server` to a wrong backend/server; the last two were recorded (read-only commands).

@@ -5,6 +5,7 @@ over (the new container removed, the old config back, the old HAProxy reloaded).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,50 +14,33 @@ import pytest
 from slotswap.commands.docker import HAPROXY_INSTANCE_VARIABLE, ContainerInfo, parse_inspect
 from slotswap.commands.runtime_api import RuntimeApiError, parse_servers_state
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
-from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult
 from slotswap.server import haproxy as proxy
 from slotswap.server.swap import read_slots
+from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory, recorded
 
 FRONTEND_OPEN = "# pxname,svname,status\nhttp,FRONTEND,OPEN\n"
 
 
-class FakeServer:
+def exited(argv: list[str]) -> CommandResult:
+    state = {"Running": False, "Status": "exited"}
+    return CommandResult(json.dumps([{"Name": f"/{argv[-1]}", "State": state}]), "", 0)
+
+
+class HandOverServer(FakeServer):
     """Records commands; HAProxy's admin socket answers as the container that made it last."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-
-    name = "s1"
-
-    def with_folders(self, inventory: Inventory) -> Inventory:
-        return inventory  # root's folders
 
     def __init__(self, *, new_starts: bool) -> None:
+        super().__init__(answers={("docker", "container", "inspect"): exited,
+                                  ("cat",): CommandResult("1\n", "", 0)})
         self.new_starts = new_starts
-        self.commands: list[list[str]] = []
-        self.files: dict[str, str] = {}
         self.instance: str | None = None  # the new container's token, once it answers
 
-    def run(self, argv: list[str], *, check: bool = True, timeout: float | None = None,
-            stdin: str | None = None) -> CommandResult:
-        self.commands.append(list(argv))
+    def run(self, argv: Sequence[str], **options: Any) -> CommandResult:
         if argv[:2] == ["docker", "run"] and self.new_starts:
             token = next(word for word in argv if word.startswith(HAPROXY_INSTANCE_VARIABLE))
             self.instance = token.partition("=")[2]
-        if argv[:3] == ["docker", "container", "inspect"]:
-            state = {"Running": False, "Status": "exited"}
-            return CommandResult(json.dumps([{"Name": f"/{argv[-1]}", "State": state}]), "", 0)
-        if argv[:1] == ["cat"]:
-            return CommandResult("1\n", "", 0)
-        return CommandResult("", "", 0)
-
-    def run_chain(self, *argvs: Any, timeout: float | None = None) -> CommandResult:
-        for argv in argvs:
-            self.run(argv)
-        return CommandResult("", "", 0)
-
-    def write_file(self, path: str, text: str) -> None:
-        self.files[path] = text
+        return super().run(argv, **options)
 
     def runtime_api(self, command: str) -> str:
         if command.startswith("show stat ") and "; " in command:  # both, one round trip
@@ -70,27 +54,22 @@ class FakeServer:
     def close_runtime_api(self) -> None:
         self.commands.append(["<close admin session>"])
 
-    def use_admin_socket(self, path: str | None) -> None:
-        self.close_runtime_api()
-
 
 def inventory(tmp_path: Path) -> Inventory:
-    return parse_inventory({"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"],
-                            "haproxy": {"image": "haproxy:3.0"}}, tmp_path / "hosts.yaml")
+    return make_inventory(tmp_path, haproxy={"image": "haproxy:3.0"})
 
 
 OLD = ContainerInfo("webapp-haproxy", True, "running", "haproxy:2.8", "sha256:1", {},
                     {"host": ""}, 0, "")
 
 
-def docker_steps(server: FakeServer) -> list[list[str]]:
+def docker_steps(server: HandOverServer) -> list[list[str]]:
     return [argv[:3] for argv in server.commands if argv[0] in ("docker", "timeout")]
 
 
 def test_the_new_haproxy_takes_over_before_the_old_one_stops(tmp_path: Path) -> None:
-    server, said = FakeServer(new_starts=True), []
-    proxy.hand_over_to_new_haproxy(server, inventory(tmp_path),  # type: ignore[arg-type]
-                                   said.append, OLD, restore=True)
+    server, said = HandOverServer(new_starts=True), []
+    proxy.hand_over_to_new_haproxy(server, inventory(tmp_path), said.append, OLD, restore=True)
     assert docker_steps(server) == [
         ["docker", "rm", "--force"],  # a leftover temporary container
         ["docker", "run", "--detach"],
@@ -108,12 +87,12 @@ def test_the_new_haproxy_takes_over_before_the_old_one_stops(tmp_path: Path) -> 
 
 
 def test_a_new_haproxy_that_does_not_take_over_leaves_the_old_one(tmp_path: Path) -> None:
-    server = FakeServer(new_starts=False)  # its container is seen exited at once
+    server = HandOverServer(new_starts=False)  # its container is seen exited at once
     with pytest.raises(proxy.ProxyError, match=r"did not take over \(webapp-haproxy-next "
                                                r"stopped while starting\); webapp-haproxy "
                                                r"keeps serving with its image haproxy:2\.8"):
-        proxy.hand_over_to_new_haproxy(server, inventory(tmp_path),  # type: ignore[arg-type]
-                                       lambda line: None, OLD, restore=True)
+        proxy.hand_over_to_new_haproxy(server, inventory(tmp_path), lambda line: None, OLD,
+                                       restore=True)
     # The new container goes, the previous config comes back, the old HAProxy reloads (its
     # admin socket made anew); it is never told to stop.
     tail = server.commands[server.commands.index(["docker", "rm", "--force",
@@ -125,39 +104,21 @@ def test_a_new_haproxy_that_does_not_take_over_leaves_the_old_one(tmp_path: Path
     assert not [argv for argv in server.commands if argv[:2] == ["docker", "rename"]]
 
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-class RecordedServer:
+def recorded_server(extra: list[dict[str, Any]]) -> FakeServer:
     """Answers read_slots with recorded outputs; `extra` adds containers to `docker inspect`."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-
-    name = "s1"
-
-    def __init__(self, extra: list[dict[str, Any]]) -> None:
-        self.extra = extra
-
-    def runtime_api(self, command: str) -> str:
-        if command.startswith("show stat ") and "; " in command:  # both, one round trip
-            return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
-        name = "show_stat" if command.startswith("show stat") else "show_servers_state"
-        suffix = "csv" if name == "show_stat" else "txt"
-        return (FIXTURES / f"{name}_live_web1.{suffix}").read_text(encoding="utf-8")
-
-    def run(self, argv: list[str], *, check: bool = True,
-            timeout: float | None = None) -> CommandResult:
-        recorded = json.loads((FIXTURES / "docker_inspect_live_web1.json").read_text())
-        return CommandResult(json.dumps(recorded + self.extra), "", 0)
+    containers = json.loads(recorded("docker_inspect_live_web1.json")) + extra
+    return FakeServer(state="live_web1", answers={
+        ("docker", "container", "inspect"): CommandResult(json.dumps(containers), "", 0)})
 
 
 def test_a_deploy_refuses_a_server_left_mid_hand_over(tmp_path: Path) -> None:
     """Two HAProxies serve there, and only the new one would learn of a swap."""
     inv = inventory(tmp_path)
-    assert set(read_slots(RecordedServer([]), inv)) == {"web1", "web2"}  # type: ignore[arg-type]
+    assert set(read_slots(recorded_server([]), inv)) == {"web1", "web2"}
     left = [{"Name": "/webapp-haproxy-next", "State": {"Running": True, "Status": "running"}}]
     with pytest.raises(RuntimeApiError, match=r"webapp-haproxy-next is left from an HAProxy "
                                               r"upgrade that was cut short; run `fab up`"):
-        read_slots(RecordedServer(left), inv)  # type: ignore[arg-type]
+        read_slots(recorded_server(left), inv)
 
 
 def test_recorded_answers_of_haproxy_on_the_servers_network() -> None:
@@ -169,42 +130,26 @@ def test_recorded_answers_of_haproxy_on_the_servers_network() -> None:
         "web1": "127.0.0.1", "web2": "127.0.0.1"}
 
 
-class SlotsServer:
+def slots_server(bindings: dict[str, Any]) -> FakeServer:
     """web1 runs, published on the loopback as `bindings` say; HAProxy has it at 127.0.0.1."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-
-    name = "s1"
-
-    def __init__(self, bindings: dict[str, Any]) -> None:
-        self.bindings = bindings
-        self.sent: list[str] = []
-
-    def run(self, argv: list[str], *, check: bool = True,
-            timeout: float | None = None) -> CommandResult:
-        web1 = {"Name": "/webapp-web1", "State": {"Running": True, "Status": "running"},
-                "Config": {"Labels": {"slotswap.version": "v1"}},
-                "HostConfig": {"PortBindings": self.bindings},
-                "NetworkSettings": {"Networks": {"webapp": {"IPAddress": "10.111.2.3"}}}}
-        return CommandResult(json.dumps([web1]), "", 1)  # web2 is missing
-
-    def runtime_api(self, command: str) -> str:
-        if command.startswith("show stat ") and "; " in command:  # both, one round trip
-            return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
-        if command.startswith("show servers state"):
-            return (FIXTURES / "show_servers_state_loopback_slots.txt").read_text()
-        self.sent.append(command)
-        return ""
+    web1 = {"Name": "/webapp-web1", "State": {"Running": True, "Status": "running"},
+            "Config": {"Labels": {"slotswap.version": "v1"}},
+            "HostConfig": {"PortBindings": bindings},
+            "NetworkSettings": {"Networks": {"webapp": {"IPAddress": "10.111.2.3"}}}}
+    return FakeServer(
+        answers={("docker",): CommandResult(json.dumps([web1]), "", 1)},  # web2 is missing
+        api={"show servers state": recorded("show_servers_state_loopback_slots.txt")})
 
 
 def test_a_slot_not_published_where_the_config_says_is_reached_on_the_apps_network(
         tmp_path: Path) -> None:
     inv = inventory(tmp_path)
-    published = SlotsServer({"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18081"}]})
-    assert proxy.reach_unpublished_slots(published, inv, print) == []  # type: ignore[arg-type]
+    published = slots_server({"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18081"}]})
+    assert proxy.reach_unpublished_slots(published, inv, print) == []
     assert published.sent == []
     # Made by an earlier slotswap (nothing published), or before slot_ports changed.
     for bindings in ({}, {"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "28081"}]}):
-        server = SlotsServer(bindings)
-        assert proxy.reach_unpublished_slots(server, inv, print) == ["web1"]  # type: ignore[arg-type]
+        server = slots_server(bindings)
+        assert proxy.reach_unpublished_slots(server, inv, print) == ["web1"]
         assert server.sent == ["set server webapp/web1 addr 10.111.2.3 port 3000; "
                                "set server webapp/web1 check-port 3000"]

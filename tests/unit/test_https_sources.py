@@ -15,7 +15,6 @@ from slotswap.commands.runtime_api import RuntimeApiError
 from slotswap.config.https import CertificateFiles, HttpsSettings
 from slotswap.config.inventory import Inventory, InventoryError
 from slotswap.config.loader import load_inventory
-from slotswap.core.timings import Timings
 from slotswap.fleet import certs
 from slotswap.https import install as tls
 from slotswap.https.acme import AcmeError
@@ -29,6 +28,7 @@ from slotswap.https.files import (
 )
 from slotswap.server.haproxy import Login, redirect_names, render_config
 from testbed.private_ca import issue, make_ca
+from tests.unit.fake_server import FakeServer
 
 NAMES = ("www.example.com", "example.com")
 BASE = "app: webapp\nimage: r.example/webapp\nhosts: [192.0.2.1]\n"
@@ -198,26 +198,17 @@ def show_ssl_cert(bundle: CertificateBundle) -> str:
             f"Issuer: /CN=slotswap test CA\n")
 
 
-class TlsServer:
-    """The certificate file on the server and what its HAProxy serves."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-
-    name = "s1"
+class TlsServer(FakeServer):
+    """The certificate file on the server and what its HAProxy serves; `sent` has the first
+    line of every runtime-API command."""
 
     def __init__(self, serving: CertificateBundle) -> None:
-        self.files: dict[str, str] = {}
+        super().__init__()
         self.serving, self.pending = serving, None
         self.refuse_commit = False
-        self.commands: list[str] = []
-
-    def read_file(self, path: str) -> str | None:
-        return self.files.get(path)
-
-    def write_private_file(self, path: str, text: str) -> None:
-        self.files[path] = text
 
     def runtime_api(self, command: str) -> str:
-        self.commands.append(command.split("\n", 1)[0])
+        self.sent.append(command.split("\n", 1)[0])
         if command.startswith("show ssl cert "):
             return show_ssl_cert(self.serving)
         if command.startswith("set ssl cert "):
@@ -258,7 +249,7 @@ def test_a_refused_commit_leaves_the_file_and_the_next_run_installs_again() -> N
     with pytest.raises(tls.TlsError, match="could not commit the new certificate"):
         install(server, new)
     assert server.files[CERT_FILE] == old.haproxy_pem()  # what a restart loads: still the old
-    assert server.commands[-1].startswith("abort ssl cert")
+    assert server.sent[-1].startswith("abort ssl cert")
     server.refuse_commit = False
     assert install(server, new) is True
     assert server.serving is new and server.files[CERT_FILE] == new.haproxy_pem()
@@ -272,7 +263,7 @@ def test_a_file_in_place_that_haproxy_does_not_serve_is_not_unchanged() -> None:
     server.files[CERT_FILE] = new.haproxy_pem()  # written, then the runtime API refused
     assert install(server, new) is True
     assert server.serving is new
-    assert any(c.startswith("commit ssl cert") for c in server.commands)
+    assert any(c.startswith("commit ssl cert") for c in server.sent)
 
 
 def test_is_in_place_compares_the_file_and_the_serial_served() -> None:

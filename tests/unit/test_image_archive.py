@@ -16,8 +16,8 @@ from slotswap.fleet.image_archive import (
     read_archive,
     write_without_layers,
 )
+from tests.unit.fake_server import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TWO_LAYERS = FIXTURES / "docker_save_two_layers.tar"
 BASE = "sha256:7621f14b9acb5cc46d2ee1ca665d1596f26bd756ebb61a024dd4fccd3dfdfb9a"
 APP = "sha256:0fc7870c0df5875c775815e0190d950c2c1b76bc0281a652f318428ab9f97d0f"

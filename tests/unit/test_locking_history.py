@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from slotswap.config.app_env import OUTPUT_MASK, resolve_app_env
-from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
 from slotswap.remote.server import CommandResult
 from slotswap.server import release
 from slotswap.server.history import (
@@ -34,6 +32,7 @@ from slotswap.server.locking import (
     parse_owner,
     take_lock_command,
 )
+from tests.unit.fake_server import FakeServer, make_inventory
 
 NOON = datetime(2026, 11, 26, 12, 0, 5, tzinfo=UTC)
 
@@ -120,8 +119,7 @@ def test_rollback_target(entries: list[tuple[str, ...]], serving: str | None,
 
 
 def test_the_history_entry_goes_in_one_command_its_paths_as_arguments() -> None:
-    inventory = parse_inventory({"app": "webapp", "image": "r/webapp",
-                                 "hosts": ["203.0.113.10"]}, Path("/srv/hosts.yaml"))
+    inventory = make_inventory(image="r/webapp")
     command = append_command(inventory)
     assert command[:2] == ["sh", "-c"] and "$1" in command[2] and "$2" in command[2]
     assert command[3:] == ["sh", "/var/lib/slotswap/webapp",
@@ -135,9 +133,8 @@ def mode(path: Path) -> str:
 def test_the_history_is_the_logins_alone_and_an_open_one_is_closed(tmp_path: Path) -> None:
     """Run by a real sh: a new history is 0600 in a 0700 folder; one an older release left
     0644 in a 0755 folder is closed by the next entry."""
-    data = {"app": "webapp", "image": "r/webapp", "hosts": ["203.0.113.10"],
-            "remote_dir": str(tmp_path / "remote")}
-    command = append_command(parse_inventory(data, tmp_path / "hosts.yaml"))
+    command = append_command(make_inventory(tmp_path, image="r/webapp",
+                                            remote_dir=str(tmp_path / "remote")))
     state = tmp_path / "remote/webapp/state"
     subprocess.run(command, input="one\n", text=True, check=True, env={"PATH": "/usr/bin:/bin"})
     assert (mode(state), mode(state / "history.jsonl")) == ("700", "600")
@@ -152,9 +149,7 @@ def test_the_history_is_the_logins_alone_and_an_open_one_is_closed(tmp_path: Pat
 
 
 def take_lock_here(tmp_path: Path, state: Path) -> subprocess.CompletedProcess[str]:
-    data = {"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"],
-            "remote_dir": str(state)}
-    inventory = parse_inventory(data, tmp_path / "hosts.yaml")
+    inventory = make_inventory(tmp_path, remote_dir=str(state))
     return subprocess.run(take_lock_command(inventory), input='{"token": "t1"}\n', text=True,
                           capture_output=True, check=False,
                           env={"PATH": "/usr/bin:/bin", "LANGUAGE": "de", "LANG": "C.UTF-8"})
@@ -192,35 +187,26 @@ def test_the_lock_closes_the_state_folder_and_what_is_in_it(tmp_path: Path) -> N
 PASSWORD = "pw-9f2c-never-shown"
 
 
-class ReleaseServer:
+class ReleaseServer(FakeServer):
     """Runs the release command (it prints `printed`, exits `code`) and keeps what the
     history would get."""
 
-    name = "s1"
-
     def __init__(self, printed: str, code: int) -> None:
-        self.printed, self.code = printed, code
-        self.appended: list[str] = []
+        super().__init__(answers={("docker",): CommandResult(printed, "", code)})
 
-    def with_folders(self, inventory: Inventory) -> Inventory:
-        return inventory
+    @property
+    def appended(self) -> list[str]:
+        return self.stdins
 
     def write_private_file(self, path: str, text: str) -> None:
         assert path.endswith("/release.env")
-
-    def run(self, argv: list[str], *, stdin: str | None = None, **_: object) -> CommandResult:
-        if argv[:1] == ["docker"]:
-            return CommandResult(self.printed, "", self.code)
-        self.appended.append(stdin or "")
-        return CommandResult("", "", 0)
 
 
 @pytest.mark.parametrize("code", [0, 1])
 def test_a_release_commands_output_is_kept_and_shown_with_secrets_masked(
         tmp_path: Path, code: int) -> None:
-    data = {"app": "webapp", "image": "r/webapp", "hosts": ["203.0.113.10"],
-            "env": {"secret": ["DB_PASSWORD"]}, "release": {"command": ["bin/migrate"]}}
-    inventory = parse_inventory(data, tmp_path / "hosts.yaml")
+    inventory = make_inventory(tmp_path, image="r/webapp", env={"secret": ["DB_PASSWORD"]},
+                               release={"command": ["bin/migrate"]})
     app_env = resolve_app_env(inventory, {"DB_PASSWORD": PASSWORD})
     # The history keeps the last OUTPUT_KEPT characters: that cut falls inside the last
     # occurrence, which must be masked before it is cut, or its end would be kept.
@@ -230,8 +216,7 @@ def test_a_release_commands_output_is_kept_and_shown_with_secrets_masked(
     server = ReleaseServer(printed, code)
     shown: list[str] = []
     try:
-        output = release.run(server, inventory, "v2", app_env,  # type: ignore[arg-type]
-                             shown.append)
+        output = release.run(server, inventory, "v2", app_env, shown.append)
     except release.ReleaseFailed as error:
         assert code and PASSWORD not in str(error)
         assert f"postgres://app:{OUTPUT_MASK}@db/app" in str(error)

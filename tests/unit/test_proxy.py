@@ -31,6 +31,7 @@ from slotswap.server.haproxy import (
     runs_config,
     unbindable_addresses,
 )
+from tests.unit.fake_server import make_inventory
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"
 ROOT_LOGIN = Login(0, 0)
@@ -205,8 +206,7 @@ def test_render_config_gives_the_admin_socket_to_the_login() -> None:
 def write_template(folder: Path, text: str) -> Inventory:
     (folder / "templates").mkdir()
     (folder / "templates" / "haproxy.cfg.j2").write_text(text)
-    data = {"app": "webapp", "image": "r/webapp", "hosts": ["10.77.0.11"]}
-    return parse_inventory(data, folder / "hosts.yaml")
+    return make_inventory(folder, image="r/webapp", hosts=["10.77.0.11"])
 
 
 def test_a_template_from_an_older_version_is_refused_with_what_to_change(

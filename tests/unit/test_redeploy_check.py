@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,23 +16,19 @@ import pytest
 from slotswap.commands import docker
 from slotswap.config.app_env import env_file_path, resolve_app_env
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
-from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult
 from slotswap.server.swap import already_serving, expected_settings
+from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory
 
-FIXTURES = Path(__file__).parent / "fixtures"
 LIVE_IMAGE = json.loads((FIXTURES / "docker_inspect_live_web2.json").read_text())[1]["Image"]
 
 
-class RecordedServer:
+class RecordedServer(FakeServer):
     """web2 serves v2 (recorded answers); the facts command runs for real in `sh`, with a
     `docker` that answers from the fixtures and env files in a folder of the test."""
 
-    timings = Timings()
-    name = "s1"
-
     def __init__(self, inventory: Inventory, folder: Path, image_id: str) -> None:
+        super().__init__()
         recorded = json.loads((FIXTURES / "docker_inspect_live_web2.json").read_text())
         for container in recorded:  # made with today's settings
             slot = container["Config"]["Labels"]["slotswap.slot"]
@@ -51,17 +48,13 @@ esac
         fake.chmod(0o755)
         self.path = f"{bin_folder}:/usr/bin:/bin"
         self.round_trips = 0
-        self.folders: Inventory | None = None  # the login's own folders, when not the set ones
-
-    def with_folders(self, inventory: Inventory) -> Inventory:
-        return self.folders or inventory
 
     def runtime_api(self, command: str) -> str:
         self.round_trips += 1
         assert command == "show stat webapp 4 -1; show servers state webapp"
         return (FIXTURES / "show_stat_and_servers_state_live_web2.txt").read_text()
 
-    def run(self, argv: list[str], **_: Any) -> CommandResult:
+    def run(self, argv: Sequence[str], **_: Any) -> CommandResult:
         self.round_trips += 1
         done = subprocess.run(argv, capture_output=True, text=True, check=False,
                               env={"PATH": self.path}, timeout=10)
@@ -69,10 +62,8 @@ esac
 
 
 def inventory(folder: Path) -> Inventory:
-    return parse_inventory({"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"],
-                            "remote_dir": str(folder / "remote"),
-                            "env": {"plain": {"MODE": "production"}}},
-                           folder / "hosts.yaml")
+    return make_inventory(folder, remote_dir=str(folder / "remote"),
+                          env={"plain": {"MODE": "production"}})
 
 
 @pytest.mark.parametrize(("image_id", "env_text", "unchanged"), [
@@ -90,7 +81,7 @@ def test_a_server_is_unchanged_only_with_the_same_image_and_environment(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(app_env.text if env_text == "today" else env_text)
     server = RecordedServer(inv, tmp_path, image_id)
-    serving = already_serving(server, inv, "v2", app_env)  # type: ignore[arg-type]
+    serving = already_serving(server, inv, "v2", app_env)
     assert (serving == "v2 in web2") is unchanged
     assert server.round_trips == 2  # one command, one runtime-API line
 
@@ -106,4 +97,4 @@ def test_the_env_file_is_read_from_the_logins_own_folder(tmp_path: Path) -> None
     path.write_text(app_env.text)
     server = RecordedServer(inv, tmp_path, LIVE_IMAGE)
     server.folders = home
-    assert already_serving(server, inv, "v2", app_env) == "v2 in web2"  # type: ignore[arg-type]
+    assert already_serving(server, inv, "v2", app_env) == "v2 in web2"

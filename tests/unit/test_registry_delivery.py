@@ -5,15 +5,16 @@ again is that server's failure unless --allow-stale."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from slotswap.commands import docker
-from slotswap.core.timings import Timings
 from slotswap.fleet.delivery import RegistryDelivery
 from slotswap.remote.server import CommandResult
 from slotswap.server.haproxy import StaleImageError, ensure_image
+from tests.unit.fake_server import FakeServer
 
 REF = "registry.example.com/acme/app:v2"
 NEW, OLD = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -21,17 +22,15 @@ UNREACHABLE = ("Error response from daemon: Get \"https://registry.example.com/v
                "tcp 203.0.113.5:443: connect: connection refused")
 
 
-class PullServer:
+class PullServer(FakeServer):
     """Has a copy of REF with image ID `copy` (None: no copy); its pull gives `pulled`
     (None: the registry cannot be reached)."""
 
-    timings = Timings()
-
     def __init__(self, name: str, copy: str | None, pulled: str | None) -> None:
-        self.name, self.copy, self.pulled = name, copy, pulled
-        self.commands: list[list[str]] = []
+        super().__init__(name)
+        self.copy, self.pulled = copy, pulled
 
-    def run(self, argv: list[str], **_: Any) -> CommandResult:
+    def run(self, argv: Sequence[str], **_: Any) -> CommandResult:
         self.commands.append(list(argv))
         if argv == docker.image_id(REF):
             return CommandResult(f"{self.copy}\n", "", 0) if self.copy else CommandResult(
@@ -56,7 +55,7 @@ def deliver_to(servers: list[PullServer], *, allow_stale: bool = False
 
     def one(server: PullServer) -> None:
         try:
-            deliver(server, REF, said[server.name].append, refresh=True)  # type: ignore[arg-type]
+            deliver(server, REF, said[server.name].append, refresh=True)
         except Exception as error:
             failed[server.name] = error
 
@@ -135,7 +134,7 @@ def test_ensure_image_refuses_a_copy_it_could_not_refresh() -> None:
     # What a deploy did before: a warning, and the copy went into service.
     server = PullServer("s1", OLD, None)
     with pytest.raises(StaleImageError):
-        ensure_image(server, REF, print, refresh=True)  # type: ignore[arg-type]
+        ensure_image(server, REF, print, refresh=True)
     # Without refresh (up, a rollback) a copy is used as it is: nothing is pulled.
-    assert ensure_image(server, REF, print) is None  # type: ignore[arg-type]
+    assert ensure_image(server, REF, print) is None
     assert server.pulls == 1

@@ -1,5 +1,6 @@
-"""slotswap.remote.server without a network: host-key policies, what a Server's connections are
-built from (inventory, ~/.ssh/config, defaults), and how a private file is written."""
+"""slotswap.remote (server, ssh_policy, shell) without a network: host-key policies, what a
+Server's connections are built from (inventory, ~/.ssh/config, defaults), and how a private
+file is written."""
 
 from __future__ import annotations
 
@@ -12,29 +13,23 @@ import paramiko
 import pytest
 from fabric import Connection
 
+from slotswap.commands.file_write import write_file_command, write_private_file_command
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.core.validation import InputError
-from slotswap.remote.server import (
+from slotswap.remote.server import CommandResult, RemoteDirError, Server
+from slotswap.remote.shell import MarkerGate, after_marker, new_marker, with_marker
+from slotswap.remote.ssh_policy import (
     AcceptUnknownHostsLoudly,
-    CommandResult,
-    MarkerGate,
     RefuseUnknownHosts,
-    RemoteDirError,
-    Server,
     UnknownHostKeyError,
-    after_marker,
     fabric_config,
     hostkey_name,
     jump_chain,
     login_for,
-    new_marker,
     unknown_host_warning,
-    with_marker,
-    write_file_command,
-    write_private_file_command,
 )
+from tests.unit.fake_server import make_inventory
 
 KEY_256 = paramiko.ECDSAKey.generate(bits=256)
 KEY_256_OTHER = paramiko.ECDSAKey.generate(bits=256)
@@ -56,11 +51,10 @@ def ssh_config(home: Path, text: str) -> None:
 
 def inventory(tmp_path: Path, ssh: dict[str, Any] | None = None,
               hosts: list[Any] | None = None) -> Inventory:
-    data: dict[str, Any] = {"app": "webapp", "image": "acme/webapp",
-                            "hosts": hosts or ["203.0.113.10"]}
+    settings: dict[str, Any] = {"hosts": hosts or ["203.0.113.10"]}
     if ssh is not None:
-        data["ssh"] = ssh
-    return parse_inventory(data, tmp_path / "hosts.yaml")
+        settings["ssh"] = ssh
+    return make_inventory(tmp_path, **settings)
 
 
 def server(tmp_path: Path, ssh: dict[str, Any] | None = None,

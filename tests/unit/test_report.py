@@ -13,7 +13,7 @@ from slotswap.cli import report
 from slotswap.core import output
 from slotswap.core.timings import Timings, table
 from slotswap.fleet.rollout import RolloutResult, ServerOutcome, ServerStatus
-from slotswap.remote.server import LineSink
+from slotswap.remote.shell import LineSink
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
 from slotswap.fleet import rollout
 from slotswap.remote.server import RemoteDirError
+from tests.unit.fake_server import make_inventory
 
 
 def inventory(tmp_path: Path) -> Inventory:
-    return parse_inventory({"app": "webapp", "image": "acme/webapp",
-                            "hosts": ["203.0.113.10", "203.0.113.11"]}, tmp_path / "hosts.yaml")
+    return make_inventory(tmp_path, hosts=["203.0.113.10", "203.0.113.11"])
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from testbed.sandbox import parse_ldd
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.unit.fake_server import FIXTURES
 
 LIB = "/lib/x86_64-linux-gnu"
 HAPROXY_LIBRARIES = [

@@ -12,11 +12,10 @@ from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat, ServerState
 from slotswap.config.app_env import resolve_app_env
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
-from slotswap.core.timings import Timings
 from slotswap.core.validation import InputError
 from slotswap.remote.server import CommandResult
 from slotswap.server.swap import SlotSwap, SlotView
+from tests.unit.fake_server import FakeServer, make_inventory
 
 SECRET = "s3cr3t-never-on-a-command-line"
 
@@ -25,19 +24,8 @@ class Stop(Exception):
     """Ends start_new once `docker run` was sent: the rest needs a real HAProxy."""
 
 
-class FakeServer:
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-    name = "s1"
-
-    def with_folders(self, inventory: Inventory) -> Inventory:
-        return inventory  # root's folders
-
-    def __init__(self) -> None:
-        self.files: dict[str, str] = {}
-        self.commands: list[list[str]] = []
-
-    def write_private_file(self, path: str, text: str) -> None:
-        self.files[path] = text
+class StoppingServer(FakeServer):
+    """Keeps the files written; a chain of commands is recorded, then ends the test (Stop)."""
 
     def run_chain(self, *argvs: Any, timeout: float | None = None) -> CommandResult:
         self.commands.extend(list(argv) for argv in argvs)
@@ -45,15 +33,12 @@ class FakeServer:
 
 
 def inventory(tmp_path: Path, env: dict[str, Any] | None) -> Inventory:
-    data: dict[str, Any] = {"app": "webapp", "image": "acme/webapp", "hosts": ["203.0.113.10"]}
-    if env is not None:
-        data["env"] = env
-    return parse_inventory(data, tmp_path / "hosts.yaml")
+    return make_inventory(tmp_path) if env is None else make_inventory(tmp_path, env=env)
 
 
-def swap(inv: Inventory, **kwargs: Any) -> tuple[SlotSwap, FakeServer, list[str]]:
-    server, said = FakeServer(), []
-    return SlotSwap(server, inv, "v2", said.append, **kwargs), server, said  # type: ignore[arg-type]
+def swap(inv: Inventory, **kwargs: Any) -> tuple[SlotSwap, StoppingServer, list[str]]:
+    server, said = StoppingServer(), []
+    return SlotSwap(server, inv, "v2", said.append, **kwargs), server, said
 
 
 def slot_view(slot: str, *, occupied: bool) -> SlotView:

@@ -6,14 +6,11 @@ fallback lines (a project's older template) gets exactly the lines it got before
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import ServerStat, ServerState, Traffic, fallback_name
-from slotswap.config.loader import parse_inventory
-from slotswap.remote.server import CommandResult
 from slotswap.server.swap import (
     SlotSwap,
     SlotView,
@@ -25,6 +22,7 @@ from slotswap.server.swap import (
     switch_line,
     uses_fallback,
 )
+from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory
 
 
 def test_the_switch_readies_the_old_slots_fallback_line_in_the_same_line() -> None:
@@ -61,29 +59,11 @@ def test_the_old_slot_has_drained_once_its_fallback_line_has_no_session_either()
     assert old_sessions({"web1": stat("web1", "DRAIN", 1)}, "web1") == 1
 
 
-class ScriptedServer:
-    name = "s1"
-
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def runtime_api(self, command: str) -> str:
-        if command.startswith("show"):
-            raise RuntimeError("not recorded here")
-        self.sent.append(command)
-        return "\n"
-
-    def run(self, argv: list[str], **_: Any) -> CommandResult:
-        return CommandResult("", "", 0)
-
-
 @pytest.mark.parametrize("fallback", [True, False])
 def test_switch_back_and_retire_carry_the_fallback_line_when_the_backend_has_one(
         tmp_path: Path, fallback: bool) -> None:
-    server = ScriptedServer()
-    inventory = parse_inventory({"app": "webapp", "image": "acme/webapp",
-                                 "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
-    swap = SlotSwap(server, inventory, "v2", lambda _: None)  # type: ignore[arg-type]
+    server = FakeServer(api={"show": RuntimeError("not recorded here")})
+    swap = SlotSwap(server, make_inventory(tmp_path), "v2", lambda _: None)
     swap.old_version, swap.fallback = "v1", fallback
     swap.switch("web2", "web1")
     with pytest.raises(SwapRolledBack):
@@ -114,9 +94,6 @@ def test_the_fallback_line_is_used_only_where_it_reaches_the_old_slots_container
     older_template = {slot: view(slot, f"127.0.0.1:1808{n}", None)
                       for n, slot in enumerate(("web1", "web2"), 1)}
     assert not uses_fallback(older_template, "web1")
-
-
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def zeroed(stats: dict[str, ServerStat]) -> dict[str, ServerStat]:

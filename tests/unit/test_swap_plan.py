@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,7 @@ from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat, ServerState
 from slotswap.config.inventory import SLOTS
 from slotswap.server.swap import SlotPlan, SlotView, describe_serving, other_slot, plan_slots
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.unit.fake_server import FIXTURES
 
 
 def fixture(name: str) -> str:

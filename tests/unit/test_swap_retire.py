@@ -8,66 +8,29 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from slotswap.commands import docker
-from slotswap.config.loader import parse_inventory
-from slotswap.core.timings import Timings
-from slotswap.remote.server import CommandResult
 from slotswap.server.swap import SlotSwap, SwapRolledBack
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-class RecordedServer:
-    """Answers `show stat`, `show servers state` and `docker inspect` with one recorded state
-    of the sandbox's server; records every other runtime-API line and command."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-
-    name = "s1"
-
-    def __init__(self, state: str) -> None:
-        self.state = state
-        self.sent: list[str] = []
-        self.commands: list[list[str]] = []
-
-    def fixture(self, kind: str, ext: str) -> str:
-        return (FIXTURES / f"{kind}_{self.state}.{ext}").read_text(encoding="utf-8")
-
-    def runtime_api(self, command: str) -> str:
-        if command.startswith("show stat ") and "; " in command:  # both, one round trip
-            return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
-        if command.startswith("show stat "):
-            return self.fixture("show_stat", "csv")
-        if command.startswith("show servers state "):
-            return self.fixture("show_servers_state", "txt")
-        self.sent.append(command)
-        return "\n"
-
-    def run(self, argv: list[str], **_: Any) -> CommandResult:
-        if argv[:3] == docker.inspect_containers():
-            return CommandResult(self.fixture("docker_inspect", "json"), "", 0)
-        self.commands.append(list(argv))
-        return CommandResult("", "", 0)
+from tests.unit.fake_server import FakeServer, make_inventory, recorded
 
 
-def swapped(tmp_path: Path, server: RecordedServer, new: str, old: str) -> SlotSwap:
+def swapped(tmp_path: Path, server: FakeServer, new: str, old: str) -> SlotSwap:
     """A swap right after its switch to `new` (the new container as the recording has it),
-    its watch window over without a failure seen."""
-    inventory = parse_inventory({"app": "webapp", "image": "acme/webapp",
-                                 "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
-    swap = SlotSwap(server, inventory, "v2", lambda _: None)  # type: ignore[arg-type]
+    its watch window over without a failure seen. The server answers `show stat`, `show
+    servers state` and `docker inspect` with one recorded state of the sandbox's server, and
+    records every other runtime-API line and command."""
+    swap = SlotSwap(server, make_inventory(tmp_path), "v2", lambda _: None)
     swap.new_slot, swap.old_slot, swap.old_version = new, old, "v1"
     swap.switched_at = time.monotonic()
-    started = docker.parse_inspect(server.fixture("docker_inspect", "json"))
+    started = docker.parse_inspect(recorded(f"docker_inspect_{server.state}.json"))
     swap.new_started_ns = started[f"webapp-{new}"].started_ns
     swap.watch_and_drain = lambda *_args, **_kwargs: None  # type: ignore[method-assign]
     return swap
 
 
-def stops_of(server: RecordedServer, slot: str) -> list[list[str]]:
+def stops_of(server: FakeServer, slot: str) -> list[list[str]]:
     return [argv for argv in server.commands
             if argv[:2] == ["docker", "stop"] and argv[-1] == f"webapp-{slot}"]
 
@@ -86,7 +49,7 @@ def stops_of(server: RecordedServer, slot: str) -> list[list[str]]:
 ])
 def test_the_old_slot_is_never_stopped_when_the_new_one_does_not_serve(
         tmp_path: Path, state: str, new: str, old: str, why: str) -> None:
-    server = RecordedServer(state)
+    server = FakeServer(state=state)
     with pytest.raises(SwapRolledBack, match=rf"took traffic in {new}, then {why}"):
         swapped(tmp_path, server, new, old).watch_and_retire(lambda: 0.0)
     assert stops_of(server, old) == []
@@ -98,7 +61,7 @@ def test_the_old_slot_is_never_stopped_when_the_new_one_does_not_serve(
 
 def test_a_new_slot_that_serves_retires_the_old_one(tmp_path: Path) -> None:
     """The control: web2 (v2) running and UP; web1 goes out of rotation, then is stopped."""
-    server = RecordedServer("live_web2")
+    server = FakeServer(state="live_web2")
     serving = swapped(tmp_path, server, "web2", "web1").watch_and_retire(lambda: 0.0)
     assert "web2" in serving and "v2" in serving
     assert server.sent == ["set server webapp/web1 state maint"]

@@ -4,15 +4,12 @@ again over a new connection when the first one broke."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat
 from slotswap.config.app_env import OUTPUT_MASK, resolve_app_env
-from slotswap.config.loader import parse_inventory
-from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult, ConnectionLostError
 from slotswap.server.swap import (
     SlotSwap,
@@ -22,33 +19,24 @@ from slotswap.server.swap import (
     container_failure,
     watch_failure,
 )
+from tests.unit.fake_server import FakeServer, make_inventory
 
 BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"
 
 
-class FlakyServer:
+class FlakyServer(FakeServer):
     """Loses the connection for the first `losses` runtime-API lines that change state."""
-    timings = Timings()  # steps and round trips, as slotswap.remote.server.Server keeps
-
-    name = "s1"
 
     def __init__(self, losses: int) -> None:
+        # read_slots_quietly: state unknown
+        super().__init__(api={"show": RuntimeError("not recorded here")})
         self.losses = losses
-        self.sent: list[str] = []
-        self.commands: list[list[str]] = []
 
     def runtime_api(self, command: str) -> str:
-        if command.startswith("show"):
-            raise RuntimeError("not recorded here")  # read_slots_quietly: state unknown
-        if self.losses:
+        if self.losses and not command.startswith("show"):
             self.losses -= 1
             raise ConnectionLostError("s1: lost the SSH connection (EOF)")
-        self.sent.append(command)
-        return "\n"
-
-    def run(self, argv: list[str], **_: Any) -> CommandResult:
-        self.commands.append(list(argv))
-        return CommandResult("", "", 0)
+        return super().runtime_api(command)
 
 
 def stats(new_status: str, old_status: str = "DRAIN") -> dict[str, ServerStat]:
@@ -57,9 +45,7 @@ def stats(new_status: str, old_status: str = "DRAIN") -> dict[str, ServerStat]:
 
 
 def swap(tmp_path: Path, server: FlakyServer) -> SlotSwap:
-    inventory = parse_inventory({"app": "webapp", "image": "acme/webapp",
-                                 "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
-    slot_swap = SlotSwap(server, inventory, "v2", lambda _: None)  # type: ignore[arg-type]
+    slot_swap = SlotSwap(server, make_inventory(tmp_path), "v2", lambda _: None)
     slot_swap.old_version = "v1"
     return slot_swap
 
@@ -99,21 +85,17 @@ def test_a_crashed_container_is_named_in_the_rollback(tmp_path: Path) -> None:
     assert server.sent == [BACK]
 
 
-class CrashedServer(FlakyServer):
+def crashed_server() -> FlakyServer:
     """Its new slot's container printed the app's secret before it stopped."""
-
-    def run(self, argv: list[str], **_: Any) -> CommandResult:
-        self.commands.append(list(argv))
-        if argv[:2] == ["docker", "logs"]:
-            return CommandResult("boot\n", "FATAL: no db at postgres://app:pw-77@db/app\n", 0)
-        return CommandResult("", "", 0)
+    server = FlakyServer(0)
+    server.answers[("docker", "logs")] = CommandResult(
+        "boot\n", "FATAL: no db at postgres://app:pw-77@db/app\n", 0)
+    return server
 
 
 def test_the_last_output_in_the_message_has_the_apps_secrets_masked(tmp_path: Path) -> None:
-    inventory = parse_inventory({"app": "webapp", "image": "acme/webapp",
-                                 "hosts": ["203.0.113.10"], "env": {"secret": ["DB_PASSWORD"]}},
-                                tmp_path / "hosts.yaml")
-    slot_swap = SlotSwap(CrashedServer(0), inventory, "v2", lambda _: None,  # type: ignore[arg-type]
+    inventory = make_inventory(tmp_path, env={"secret": ["DB_PASSWORD"]})
+    slot_swap = SlotSwap(crashed_server(), inventory, "v2", lambda _: None,
                          resolve_app_env(inventory, {"DB_PASSWORD": "pw-77"}))
     slot_swap.old_version = "v1"
     failure = WatchFailure("its container stopped", "exited, exit code 1")

@@ -11,11 +11,9 @@ import pytest
 
 from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat, parse_show_stat, parse_stat_rows
-from slotswap.config.loader import parse_inventory
-from slotswap.core.timings import Timings
 from slotswap.server.swap import SlotSwap, SwapRolledBack, watch_failure
+from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory
 
-FIXTURES = Path(__file__).parent / "fixtures"
 UP = ServerStat("web2", "UP", 3, "L7OK", "200", "", 0, "127.0.0.1:18082")
 
 
@@ -39,25 +37,21 @@ def test_a_check_that_failed_between_two_looks_fails_the_watch() -> None:
     assert watch_failure(UP, since=dataclasses.replace(UP, check_failures=4)) is None
 
 
-class QuietServer:
+class QuietServer(FakeServer):
     """A server whose new slot serves well: counts the watch's looks."""
-    timings = Timings()
-    name = "s1"
 
     def __init__(self, failed_checks_after: float | None = None) -> None:
+        super().__init__()
         self.looks = 0
         self.started = time.monotonic()
         self.failed_checks_after = failed_checks_after
-        self.sent: list[str] = []
 
     def runtime_api(self, command: str) -> str:
         raise AssertionError(f"not expected here: {command}")
 
 
 def watching(tmp_path: Path, server: QuietServer) -> SlotSwap:
-    inventory = parse_inventory({"app": "webapp", "image": "acme/webapp",
-                                 "hosts": ["203.0.113.10"]}, tmp_path / "hosts.yaml")
-    swap = SlotSwap(server, inventory, "v2", lambda _: None)  # type: ignore[arg-type]
+    swap = SlotSwap(server, make_inventory(tmp_path), "v2", lambda _: None)
     old = ServerStat("web1", "DRAIN", 0, "L7OK", "200", "", 0, "127.0.0.1:18081")
     swap.at_switch = {"web1": old, "web2": UP}
     swap.switched_at = time.monotonic()
