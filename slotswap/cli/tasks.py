@@ -21,6 +21,7 @@ from slotswap.cli.check import located, render_templates, settings_lines
 from slotswap.cli.fabric_flags import ConnectOverrides, check_flags, identity_problem
 from slotswap.cli.host_selection import select_hosts
 from slotswap.cli.live_progress import live_progress_if_terminal
+from slotswap.cli.summary import summary_table, timings_tables
 from slotswap.commands import docker
 from slotswap.config import scaffold
 from slotswap.config.app_env import secret_values_in
@@ -28,10 +29,14 @@ from slotswap.config.inventory import Inventory, InventoryError, load_inventory
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
 from slotswap.core.validation import InputError, validate_tag
-from slotswap.fleet import certs, rollout
+from slotswap.fleet import certs, errors, rollout, runner
 from slotswap.fleet import dry_run as dry_run_plans
+from slotswap.fleet import status as fleet_status
 from slotswap.fleet.batches import parse_batch
 from slotswap.fleet.delivery import up_action
+from slotswap.fleet.every_server import on_every_server
+from slotswap.fleet.outcomes import RolloutResult, ServerResult
+from slotswap.fleet.rollback_targets import rollback_targets
 from slotswap.https.files import AcmeError
 from slotswap.remote.server import Server
 from slotswap.server import history as history_log
@@ -96,33 +101,33 @@ def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
         except Exit:
             raise
         except InputError as error:
-            raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
-        except rollout.OPERATION_ERRORS as error:
-            raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+            raise Exit(f"error: {error}", code=errors.EXIT_BAD_INPUT) from error
+        except errors.OPERATION_ERRORS as error:
+            raise Exit(f"error: {error}", code=errors.exit_code_for(error)) from error
         except Exception as error:
             if os.environ.get("SLOTSWAP_DEBUG"):
                 raise
-            raise Exit(f"error: {rollout.describe_error(error)} (SLOTSWAP_DEBUG=1 shows where)",
-                       code=rollout.EXIT_DEPLOY_FAILED) from error
+            raise Exit(f"error: {errors.describe_error(error)} (SLOTSWAP_DEBUG=1 shows where)",
+                       code=errors.EXIT_DEPLOY_FAILED) from error
 
     return wrapper
 
 
-def exit_on_failure(task_name: str, results: list[rollout.ServerResult]) -> None:
+def exit_on_failure(task_name: str, results: list[ServerResult]) -> None:
     failed = next((r for r in results if not r.ok), None)
     if failed is not None:
         raise Exit(f"error: `{task_name}` failed on {failed.name}: {failed.text}\n"
                    "later servers were not touched", code=failed.exit_code)
 
 
-def renewed_or_exit(renewal: Callable[[], list[rollout.ServerResult]]
-                    ) -> list[rollout.ServerResult]:
+def renewed_or_exit(renewal: Callable[[], list[ServerResult]]
+                    ) -> list[ServerResult]:
     """A certificate renewal; an ACME CA that refuses or cannot be reached ends the task in
     one line, exit 1 (no server was changed)."""
     try:
         return renewal()
     except AcmeError as error:
-        raise Exit(f"error: {error}", code=rollout.EXIT_DEPLOY_FAILED) from None
+        raise Exit(f"error: {error}", code=errors.EXIT_DEPLOY_FAILED) from None
 
 
 def inventory_path(path: str | None) -> str:
@@ -216,7 +221,7 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
         show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
         return
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
-        results = rollout.on_every_server(inv, up_one, "up")
+        results = on_every_server(inv, up_one, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
     platform = platforms.record(inv, platforms.observed)
@@ -278,11 +283,11 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     """
     if tag is None:
         raise Exit("error: --tag is required (the image tag to deploy, e.g. --tag=v42)",
-                   code=rollout.EXIT_BAD_INPUT)
+                   code=errors.EXIT_BAD_INPUT)
     tag = validate_tag(tag)
     if on_failure not in rollout.ON_FAILURE_POLICIES:
         raise Exit(f"error: --on-failure must be one of {', '.join(rollout.ON_FAILURE_POLICIES)}"
-                   f", got {on_failure!r}", code=rollout.EXIT_BAD_INPUT)
+                   f", got {on_failure!r}", code=errors.EXIT_BAD_INPUT)
     batch_size = parse_batch(batch) if batch is not None else None
     refuse_json_with_dry_run(json, dry_run)
     if json:
@@ -309,22 +314,21 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
 def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
     if as_json and dry_run:
         raise Exit("error: --dry-run prints a plan, not a result: give --json or --dry-run",
-                   code=rollout.EXIT_BAD_INPUT)
+                   code=errors.EXIT_BAD_INPUT)
 
 
 def show_plan(inv: Inventory, build: Callable[[Server], dry_run_plans.ServerPlan], *,
               deploying: bool = False) -> None:
     """--dry-run: the plan of every server; exits as the real run would have for a server
     that cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
-    plans, error = dry_run_plans.plan_each(rollout.servers_of(inv), build,
-                                           rollout.OPERATION_ERRORS)
+    plans, error = dry_run_plans.plan_each(runner.servers_of(inv), build)
     preamble = [*dry_run_plans.hook_steps(inv), DRY_RUN_PREAMBLE] if deploying else []
     say(dry_run_plans.render(plans, preamble))
     if error is not None:
-        raise Exit(f"error: {error}", code=rollout.exit_code_for(error))
+        raise Exit(f"error: {error}", code=errors.exit_code_for(error))
     locked = [f"{plan.name} is locked by {plan.locked_by}" for plan in plans if plan.locked_by]
     if locked:
-        raise Exit("error: " + "; ".join(locked), code=rollout.EXIT_LOCKED)
+        raise Exit("error: " + "; ".join(locked), code=errors.EXIT_LOCKED)
 
 
 def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
@@ -335,13 +339,13 @@ def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
                    code=EXIT_HOOK_REFUSED) from error
 
 
-def finish_rollout(inv: Inventory, task_name: str, result: rollout.RolloutResult,
+def finish_rollout(inv: Inventory, task_name: str, result: RolloutResult,
                    as_json: bool = False, *, show_timings: bool = False) -> None:
     say("")
-    say(rollout.summary_table(result.outcomes))
+    say(summary_table(result.outcomes))
     if show_timings:
         say("")
-        say(rollout.timings_tables(result))
+        say(timings_tables(result))
     document = report.rollout_document(task_name, result)
     try:
         hooks.after(inv, os.environ, task=task_name, tag=result.tag,
@@ -383,11 +387,11 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
         with live_progress_if_terminal():
             result = rollout.deploy(inv, tag, task="rollback", pull=False, run_release=False)
     else:
-        targets, problems = rollout.rollback_targets(inv)
+        targets, problems = rollback_targets(inv)
         if problems:
             lines = "\n".join(f"  {name}: {why}" for name, why in problems.items())
             raise Exit(f"error: nothing was changed; no version to return to on:\n{lines}\n"
-                       "give one with --to=TAG", code=rollout.EXIT_DEPLOY_FAILED)
+                       "give one with --to=TAG", code=errors.EXIT_DEPLOY_FAILED)
         tags = sorted(set(targets.values()))
         if dry_run:
             show_plan(inv, lambda server: dry_run_plans.deploy_plan(
@@ -419,11 +423,11 @@ def history(c: Context, inventory: str | None = None, lines: int = 10, output: b
     inv = load(inventory)
     failed: list[Exception] = []
     servers: list[tuple[str, str, list[history_log.HistoryEntry] | None, str | None]] = []
-    for server in rollout.servers_of(inv):
+    for server in runner.servers_of(inv):
         try:
             entries = history_log.read(server, inv)[-lines:] if lines > 0 else []
             entries = history_log.masked(entries, secret_values_in(inv, os.environ))
-        except rollout.OPERATION_ERRORS as error:
+        except errors.OPERATION_ERRORS as error:
             say(f"{server.name}: ERROR {error}")
             failed.append(error)
             servers.append((server.name, server.host.address, None, str(error)))
@@ -441,7 +445,7 @@ def history(c: Context, inventory: str | None = None, lines: int = 10, output: b
 def exit_if_any_failed(failed: list[Exception]) -> None:
     """After a per-server report that said ERROR for some servers: their exit code."""
     if failed:
-        raise Exit(code=rollout.exit_code_for(failed[0]))
+        raise Exit(code=errors.exit_code_for(failed[0]))
 
 
 @kit_task(name="lock", help={"inventory": INVENTORY_HELP})
@@ -455,11 +459,11 @@ def lock_status(c: Context, inventory: str | None = None) -> None:
     """
     inv = load(inventory)
     failed: list[Exception] = []
-    for server in rollout.servers_of(inv):
+    for server in runner.servers_of(inv):
         try:
             holder = locking.read_lock(server, inv)
             say(f"{server.name}: " + (f"locked by {holder.describe()}" if holder else "free"))
-        except rollout.OPERATION_ERRORS as error:
+        except errors.OPERATION_ERRORS as error:
             say(f"{server.name}: ERROR {error}")
             failed.append(error)
         finally:
@@ -479,25 +483,25 @@ def unlock(c: Context, server: str | None = None, all: bool = False,
     takes it over by itself. Example: fab unlock --server=web-b
     """
     inv = load(inventory)
-    chosen = [s for s in rollout.servers_of(inv)
+    chosen = [s for s in runner.servers_of(inv)
               if all or server in (s.name, s.host.address)]
     if not chosen:
         raise Exit("error: give --server=NAME (one of: "
                    + ", ".join(h.name for h in inv.hosts) + ") or --all",
-                   code=rollout.EXIT_BAD_INPUT)
+                   code=errors.EXIT_BAD_INPUT)
     failed = []
     for target in chosen:
         try:
             holder = locking.force_release(target, inv)
             say(f"{target.name}: " + (f"released the lock of {holder.describe()}" if holder
                                        else "was not locked"))
-        except rollout.OPERATION_ERRORS as error:
+        except errors.OPERATION_ERRORS as error:
             say(f"{target.name}: ERROR {error}")
             failed.append(error)
         finally:
             target.close()
     if failed:
-        raise Exit(f"error: {failed[0]}", code=rollout.exit_code_for(failed[0]))
+        raise Exit(f"error: {failed[0]}", code=errors.exit_code_for(failed[0]))
 
 
 @kit_task(help={"inventory": INVENTORY_HELP,
@@ -519,7 +523,7 @@ def check(c: Context, inventory: str | None = None, schema: bool = False) -> Non
     try:
         inv = load(inventory)
     except InventoryError as error:
-        raise Exit(f"error: {located(error, path)}", code=rollout.EXIT_BAD_INPUT) from error
+        raise Exit(f"error: {located(error, path)}", code=errors.EXIT_BAD_INPUT) from error
     for line in settings_lines(inv):
         say(line)
     rendered = render_templates(inv)
@@ -541,7 +545,7 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
     if json:
         messages_to_stderr()
     inv = load(inventory, hosts)
-    reports = rollout.status(inv)
+    reports = fleet_status.status(inv)
     for server_report in reports:
         if server_report.error:
             say(f"{server_report.name} ({server_report.address}): ERROR {server_report.error}")
@@ -553,7 +557,7 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
             say(f"    {line}")
         if server_report.haproxy:
             say(f"    haproxy  {server_report.haproxy}")
-    exit_code = rollout.EXIT_CONNECT if any(r.error for r in reports) else rollout.EXIT_OK
+    exit_code = errors.EXIT_CONNECT if any(r.error for r in reports) else errors.EXIT_OK
     if json:
         report.emit(report.status_document(reports, exit_code))
     if exit_code:
@@ -572,7 +576,7 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
         show_plan(inv, lambda server: dry_run_plans.down_plan(server, inv))
         return
     with live_progress_if_terminal():
-        results = rollout.on_every_server(inv, down_server, "down")
+        results = on_every_server(inv, down_server, "down")
     exit_on_failure("down", results)
 
 
@@ -592,7 +596,7 @@ def init(c: Context, force: bool = False, templates: bool = False) -> None:
     try:
         written = scaffold.write_starter(folder, force=force, templates=templates)
     except scaffold.ScaffoldError as error:
-        raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
+        raise Exit(f"error: {error}", code=errors.EXIT_BAD_INPUT) from error
     for path in written:
         say(f"wrote {path}")
     say("next: edit hosts.yaml (app, image, ssh, hosts), check it with `check`, then `up` "
@@ -613,21 +617,21 @@ def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: in
     """
     logs.validate_choice(slot, lines)
     inv = load(inventory, hosts)
-    servers = rollout.servers_of(inv)
+    servers = runner.servers_of(inv)
     try:
         sources = [logs.pick_slot(server, inv, slot) for server in servers]
         if follow:
             logs.follow(sources, lines, say)
             return
         problems = logs.show(sources, lines, say)
-    except rollout.OPERATION_ERRORS as error:
-        raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+    except errors.OPERATION_ERRORS as error:
+        raise Exit(f"error: {error}", code=errors.exit_code_for(error)) from error
     except KeyboardInterrupt:
         return
     finally:
-        rollout.close_all(servers)
+        runner.close_all(servers)
     if problems:
-        raise Exit("error: " + "; ".join(problems), code=rollout.EXIT_DEPLOY_FAILED)
+        raise Exit("error: " + "; ".join(problems), code=errors.EXIT_DEPLOY_FAILED)
 
 
 @kit_task(help={"inventory": INVENTORY_HELP,
@@ -656,7 +660,7 @@ def certs_status(c: Context, inventory: str | None = None, json: bool = False) -
     if json:
         report.emit(certs.document(fleet, renew_days))
     if not ok:
-        raise Exit(code=rollout.EXIT_CONNECT)
+        raise Exit(code=errors.EXIT_CONNECT)
 
 
 @kit_task(help={"inventory": INVENTORY_HELP,
@@ -707,12 +711,12 @@ def exec_task(c: Context, command: str = "", live: bool = False, interactive: bo
     tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive and not tty:
         warn("--interactive: this is not a terminal; running without one")
-    server = rollout.servers_of(inv)[0]
+    server = runner.servers_of(inv)[0]
     try:
         code = one_off.run(server, inv, words, live=live, interactive=tty, say=say,
                            on_line=print_line)
-    except rollout.OPERATION_ERRORS as error:
-        raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+    except errors.OPERATION_ERRORS as error:
+        raise Exit(f"error: {error}", code=errors.exit_code_for(error)) from error
     finally:
         server.close()
     if code != 0:
@@ -742,7 +746,7 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
         raise InputError(f"--retry-after must be 0 to 86400 seconds, got {retry_after}")
     inv = load(inventory, hosts)
     entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
-    results = rollout.on_every_server(
+    results = on_every_server(
         inv, lambda server, inv, progress: maintenance.switch_on(
             server, config_dir(inv), entries, progress), "maintenance.on")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
@@ -757,7 +761,7 @@ def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None 
     Example: fab maintenance.off
     """
     inv = load(inventory, hosts)
-    results = rollout.on_every_server(
+    results = on_every_server(
         inv, lambda server, inv, progress: maintenance.switch_off(server, config_dir(inv),
                                                                   progress), "maintenance.off")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))

@@ -17,10 +17,10 @@ import pytest
 
 from slotswap.config.inventory import Inventory, parse_inventory
 from slotswap.core.timings import Timings
+from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.remote.server import CommandResult
 from slotswap.server.locking import (
     TAKE_SCRIPT,
-    FleetLock,
     LockedError,
     acquire,
     new_owner,
