@@ -1,11 +1,37 @@
-"""The end of a deploy or rollback: the summary table (one row per server) and --timings'
-tables."""
+"""The end of a deploy or rollback: the summary table (one row per server), --timings' tables,
+the after hook, the --json document, and the run's exit code with its one line."""
 
 from __future__ import annotations
 
+import os
+
+from invoke.exceptions import Exit
+
+from slotswap.cli import hooks, report
+from slotswap.config.inventory import Inventory
 from slotswap.core import timings
-from slotswap.core.output import format_table
+from slotswap.core.output import format_table, say, warn
 from slotswap.fleet.outcomes import RolloutResult, ServerOutcome
+
+
+def finish_rollout(inv: Inventory, task_name: str, result: RolloutResult,
+                   as_json: bool = False, *, show_timings: bool = False) -> None:
+    say("")
+    say(summary_table(result.outcomes))
+    if show_timings:
+        say("")
+        say(timings_tables(result))
+    document = report.rollout_document(task_name, result)
+    try:
+        hooks.after(inv, os.environ, task=task_name, tag=result.tag,
+                    exit_code=result.exit_code, message=result.message, document=document)
+    except hooks.HookFailedError as error:
+        warn(f"WARNING: {error}")
+    if as_json:
+        report.emit(document)
+    if not result.ok:
+        raise Exit(f"error: {result.message}", code=result.exit_code)
+    say(f"all {len(result.outcomes)} servers serve {result.tag}")
 
 
 def summary_table(outcomes: list[ServerOutcome]) -> str:
