@@ -5,7 +5,6 @@ one watch window, and with --on-failure=rollback every moved server back."""
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 from slotswap.config.app_env import AppEnv, resolve_app_env
 from slotswap.config.inventory import Inventory
@@ -23,7 +22,7 @@ from slotswap.fleet.errors import (
 )
 from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.fleet.outcomes import Outcome, RolloutResult, ServerOutcome
-from slotswap.fleet.runner import CONCURRENCY, close_all, servers_of
+from slotswap.fleet.runner import CONCURRENCY, at_once, close_all, servers_of
 from slotswap.fleet.server_run import (
     fill_serving,
     fill_serving_quickly,
@@ -48,20 +47,15 @@ def prepare(servers: list[Server], inventory: Inventory, tags: dict[str, str], *
     """Put each server's IMAGE:TAG on it, in parallel (inventory `delivery`: how, and how many
     at a time), before any traffic moves anywhere. Returns the servers that failed, with why."""
 
-    def prepare_one(server: Server) -> tuple[str, Exception | None]:
-        try:
-            with server.timings.step("image"):
-                deliver(server, inventory.image_ref(tags[server.name]),
-                        progress_for(server.name), refresh=refresh)
-        except OPERATION_ERRORS as error:
-            return server.name, error
-        return server.name, None
+    def prepare_one(server: Server) -> None:
+        with server.timings.step("image"):
+            deliver(server, inventory.image_ref(tags[server.name]),
+                    progress_for(server.name), refresh=refresh)
 
     workers = min(inventory.delivery.concurrency, len(servers))
-    with (image_deliverer(inventory, allow_stale=allow_stale) as deliver,
-          ThreadPoolExecutor(max_workers=workers) as pool):
-        results = list(pool.map(prepare_one, servers))
-    return {name: error for name, error in results if error}
+    with image_deliverer(inventory, allow_stale=allow_stale) as deliver:
+        results = at_once(servers, prepare_one, workers=workers)
+    return {done.server.name: done.error for done in results if done.error}
 
 
 def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
@@ -244,8 +238,10 @@ def leave_alone_what_already_serves(result: RolloutResult, servers: list[Server]
     """Every server at once: one whose live slot already runs its tag from the same image,
     with the same environment and settings, is "unchanged" and left out of the rollout."""
 
-    def check(pair: tuple[Server, ServerOutcome]) -> None:
-        server, outcome = pair
+    outcome_of = {outcome.name: outcome for outcome in result.outcomes}
+
+    def check(server: Server) -> None:
+        outcome = outcome_of[server.name]
         try:
             with server.timings.step("unchanged?"):
                 serving = already_serving(server, inventory, tag_of[server.name], app_env)
@@ -257,8 +253,7 @@ def leave_alone_what_already_serves(result: RolloutResult, servers: list[Server]
             progress_for(server.name)(f"already serving {tag_of[server.name]} ({serving}; "
                                       "same image, environment and settings): left alone")
 
-    with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(servers))) as pool:
-        list(pool.map(check, zip(servers, result.outcomes, strict=True)))
+    at_once(servers, check, workers=min(CONCURRENCY, len(servers)))
 
 
 def stop_before_any_swap(result: RolloutResult, servers: list[Server], inventory: Inventory,

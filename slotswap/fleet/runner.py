@@ -1,7 +1,8 @@
 """The fleet runner: how every task reaches its servers. A task's action runs on each server
 in turn (`in_turn`: an operation's error is that server's result, never the end of the run;
-every connection closed after its server) or on all at once (`on_each`, `run_within`: each
-server in a thread of its own, what each raised handed back in the servers' order)."""
+every connection closed after its server) or on all at once (`at_once`, `on_each`,
+`run_within`: each server in a thread of its own, what each did or raised handed back in
+the servers' order)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,22 @@ def in_turn(servers: list[Server], action: Callable[[Server], T], *,
             if close:
                 server.close()
         yield done
+
+
+def at_once(servers: list[Server], action: Callable[[Server], T], *, workers: int,
+            contain: tuple[type[Exception], ...] = OPERATION_ERRORS) -> list[Done[T]]:
+    """`action` on every server at the same time, `workers` at a time, each in a thread of a
+    pool; the results in the servers' order. An error of `contain` is that server's result;
+    any other is raised once every server is over."""
+
+    def attempt(server: Server) -> Done[T]:
+        try:
+            return Done(server, value=action(server))
+        except contain as error:
+            return Done(server, error=error)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(attempt, servers))
 
 
 def on_each(servers: list[Server], action: Callable[[Server], None], *,
