@@ -32,6 +32,8 @@ from slotswap.config.loader import load_inventory
 from slotswap.core.output import format_table
 from slotswap.core.validation import InputError
 from slotswap.fleet import rollout
+from slotswap.fleet.errors import OPERATION_ERRORS
+from slotswap.fleet.status import status
 from testbed import sandbox
 from testbed.loadgen import (
     VERSION_PATTERN,
@@ -142,12 +144,12 @@ class NaiveDeployer:
     def __init__(self, inventory: Inventory):
         # status says "none" or "web1,web2" when there is no single live slot.
         self.live: dict[str, str | None] | None = {
-            r.name: r.live if r.live in SLOTS else None for r in rollout.status(inventory)}
+            r.name: r.live if r.live in SLOTS else None for r in status(inventory)}
 
     def __call__(self, inventory: Inventory, tag: str) -> Attempt:
         try:
             outcomes = naive.deploy(inventory, tag)
-        except rollout.OPERATION_ERRORS as error:
+        except OPERATION_ERRORS as error:
             self.live = None  # half-done: the truth is unknown from here on
             return Attempt(False, [], str(error))
         mispicks = None
@@ -429,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         results = run(inventory, args)
-    except (BenchError, *rollout.OPERATION_ERRORS) as error:
+    except (BenchError, *OPERATION_ERRORS) as error:
         log(f"error: {error}")
         return 1
     report(results, inventory, args)

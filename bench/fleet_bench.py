@@ -38,12 +38,16 @@ from deploy_bench import (  # bench/deploy_bench.py: a script's own folder is on
     log,
 )
 
+from slotswap.cli.summary import timings_tables
 from slotswap.commands import docker
 from slotswap.config.inventory import Inventory
 from slotswap.config.loader import load_inventory
 from slotswap.core.output import format_table
 from slotswap.core.validation import InputError
 from slotswap.fleet import rollout
+from slotswap.fleet.errors import OPERATION_ERRORS
+from slotswap.fleet.every_server import on_every_server
+from slotswap.fleet.runner import close_all, servers_of
 from slotswap.remote import server as remote
 from slotswap.server.haproxy import up_server
 from testbed import sandbox
@@ -230,7 +234,7 @@ def set_up(inventory: Inventory, verbose: bool) -> None:
     log(f"[setup] fab up and a deploy of {BASE_TAG} on {len(inventory.hosts)} servers, "
         "not measured")
     with kit_output(verbose):
-        results = rollout.on_every_server(inventory, up_server, "up")
+        results = on_every_server(inventory, up_server, "up")
         failed = [r for r in results if not r.ok]
         if failed:
             raise BenchError(f"fab up failed on {failed[0].name}: {failed[0].text}")
@@ -245,12 +249,12 @@ def set_up(inventory: Inventory, verbose: bool) -> None:
 def forget_image(inventory: Inventory, tag: str) -> None:
     """Remove IMAGE:TAG from every server (its layers go too unless another image has them),
     so that the next round delivers it again."""
-    servers = rollout.servers_of(inventory)
+    servers = servers_of(inventory)
     try:
         for server in servers:
             server.run(docker.remove_images(inventory.image_ref(tag)), check=False)
     finally:
-        rollout.close_all(servers)
+        close_all(servers)
 
 
 def measure_delivery(inventory: Inventory, tag: str, kind: str, rounds_wanted: int) -> Delivery:
@@ -259,7 +263,7 @@ def measure_delivery(inventory: Inventory, tag: str, kind: str, rounds_wanted: i
     rounds, cpu = [], []
     for _ in range(rounds_wanted):
         forget_image(inventory, tag)
-        servers = rollout.servers_of(inventory)
+        servers = servers_of(inventory)
         before = remote.connections_opened()
         cpu_before, started = busy_cpu_seconds(), time.monotonic()
         try:
@@ -267,7 +271,7 @@ def measure_delivery(inventory: Inventory, tag: str, kind: str, rounds_wanted: i
                 failures = rollout.prepare(servers, inventory, {s.name: tag for s in servers},
                                            refresh=True)
         finally:
-            rollout.close_all(servers)
+            close_all(servers)
         rounds.append(time.monotonic() - started)
         cpu.append(busy_cpu_seconds() - cpu_before)
         if failures:
@@ -326,7 +330,7 @@ def deploy_under_load(inventory: Inventory, tag: str, row: Row, verbose: bool,
         f"{row.round_trips[-1]:.1f} round trips per server; {max(0.0, cpu):.2f} CPU-seconds; "
         f"{report.summary()}")
     if verbose or row.servers == max(DEFAULT_SIZES):
-        log(rollout.timings_tables(result))
+        log(timings_tables(result))
 
 
 def load_cpu_seconds(load: LoadGeneratorProcess) -> float:
@@ -350,12 +354,12 @@ def measure_size(sandbox_inventory: Path, folder: Path, servers: int, args: argp
             f"connections, {delivery.cpu_seconds:.2f} CPU-seconds")
     # A second tag already on every server, so that present rounds can go back and forth.
     with kit_output(False):
-        servers = rollout.servers_of(inventory)
+        servers = servers_of(inventory)
         try:
             rollout.prepare(servers, inventory, {s.name: other_tag for s in servers},
                             refresh=True)
         finally:
-            rollout.close_all(servers)
+            close_all(servers)
     back_and_forth = ([present_tag, other_tag] * (rounds + 1))[:rounds + 1]
     rows = [measure_deploys(pulled, back_and_forth[:rounds], MODE_PRESENT, verbose, busy),
             measure_deploys(pulled, back_and_forth[1:], MODE_EACH, verbose, busy)]
@@ -567,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="slotswap-bench-") as folder:
             rows, deliveries = run(args, Path(folder))
-    except (BenchError, InputError, sandbox.SandboxError, *rollout.OPERATION_ERRORS) as error:
+    except (BenchError, InputError, sandbox.SandboxError, *OPERATION_ERRORS) as error:
         log(f"error: {error}")
         return 1
     finally:

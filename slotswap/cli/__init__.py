@@ -1,3 +1,4 @@
 """What the operator types and reads: the Fabric/Invoke tasks and the `slotswap` program, their
-flags, `check`, hooks, live progress and the `--json` report. Imports: every layer below it.
+flags, `check`, `build`, hooks, live progress, the summary and the `--json` report. Imports:
+every layer below it.
 """

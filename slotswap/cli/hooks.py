@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from slotswap.config.inventory import Inventory
+from slotswap.fleet.errors import EXIT_INTERRUPTED
 
 HOOK_TIMEOUT = 300.0
 PRE_DEPLOY, POST_SUCCESS, POST_FAILURE = "pre_deploy", "post_success", "post_failure"
 OUTCOME_SUCCESS, OUTCOME_FAILURE, OUTCOME_INTERRUPTED = "success", "failure", "interrupted"
-EXIT_INTERRUPTED = 130
 
 
 class HookFailedError(RuntimeError):

@@ -14,8 +14,9 @@ from fabric.executor import Executor as FabricExecutor
 from invoke import Executor
 from invoke.exceptions import Exit
 
+from slotswap.fleet.errors import EXIT_BAD_INPUT
+
 EXEC_TASK = "exec"
-EXIT_BAD_INPUT = 2
 FAB_REFUSAL = ("error: `fab exec -- CMD` is not available: Fabric keeps `--` for itself; "
                "use fab exec --command='CMD ARGS' (or `slotswap exec -- CMD ARGS`)")
 

@@ -22,7 +22,8 @@ import json
 import sys
 from typing import Any
 
-from slotswap.fleet.rollout import RolloutResult, ServerStatus
+from slotswap.fleet.outcomes import RolloutResult
+from slotswap.fleet.status import ServerStatus
 
 
 def rollout_document(task: str, result: RolloutResult) -> dict[str, Any]:

@@ -3,151 +3,61 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
-import shlex
 import sys
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from textwrap import indent as indent_text
-from typing import Any
 
-from invoke import Collection, Context, Task, task
+from invoke import Collection, Context
 from invoke.exceptions import Exit
 
 from slotswap.cli import hooks, report
+from slotswap.cli.build_image import build_image
 from slotswap.cli.check import located, render_templates, settings_lines
-from slotswap.cli.fabric_flags import ConnectOverrides, check_flags, identity_problem
-from slotswap.cli.host_selection import select_hosts
+from slotswap.cli.kit_task import (
+    DRY_RUN_HELP,
+    HOSTS_HELP,
+    INVENTORY_HELP,
+    JSON_HELP,
+    exit_if_any_failed,
+    exit_on_failure,
+    inventory_path,
+    kit_task,
+    load,
+    renewed_or_exit,
+    reports_errors,
+    say_per_server,
+)
 from slotswap.cli.live_progress import live_progress_if_terminal
-from slotswap.commands import docker
+from slotswap.cli.plan import refuse_json_with_dry_run, show_plan
+from slotswap.cli.summary import finish_rollout
 from slotswap.config import scaffold
 from slotswap.config.app_env import secret_values_in
 from slotswap.config.inventory import Inventory, InventoryError
-from slotswap.config.loader import load_inventory
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
 from slotswap.core.validation import InputError, validate_tag
 from slotswap.fleet import certs, rollout
 from slotswap.fleet import dry_run as dry_run_plans
+from slotswap.fleet import status as fleet_status
 from slotswap.fleet.batches import parse_batch
 from slotswap.fleet.delivery import up_action
-from slotswap.https.files import AcmeError
+from slotswap.fleet.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CONNECT,
+    EXIT_DEPLOY_FAILED,
+    EXIT_OK,
+    exit_code_for,
+)
+from slotswap.fleet.every_server import on_every_server
+from slotswap.fleet.rollback_targets import rollback_targets
+from slotswap.fleet.runner import connected, in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history as history_log
 from slotswap.server import locking, logs, maintenance, one_off, platforms, registry_login
 from slotswap.server.haproxy import config_dir, down_server
 
-INVENTORY_HELP = ("inventory file (default: $SLOTSWAP_INVENTORY, else hosts.yaml in the "
-                  "current folder)")
-HOSTS_HELP = ("only these servers of the inventory, by name or address, comma-separated "
-              "(e.g. a canary: --hosts=web-a); they are taken in the inventory's order")
-INVENTORY_ENV = "SLOTSWAP_INVENTORY"
-JSON_HELP = ("print one JSON document on stdout (per server: name, address, tags, outcome, "
-             "seconds, error, serving); everything else goes to stderr")
-DRY_RUN_HELP = ("print, per server, every command that would run and change nothing (read-only "
-                "queries still run: HAProxy's show commands, docker inspect, the installed "
-                "config, the history); secrets are shown as NAME=<secret>")
 EXIT_HOOK_REFUSED = 5
-DRY_RUN_PREAMBLE = ("every server's lock is taken and the image put on every server before the "
-                    "first swap; the swaps then run one server at a time, in this order, and "
-                    "stop at the first failure; every lock is released at the end")
-
-
-class KitTask(Task):
-    """A task whose only short flag is -I for --inventory: `-i` stays Fabric's identity file
-    (`fab -i KEY deploy`), never a task's inventory, and no other letter is taken."""
-
-    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
-        opts = super().arg_opts(name, default, taken_names)
-        if name == "inventory":
-            opts["names"] = [*opts["names"], INVENTORY_SHORT_FLAG]
-        return opts
-
-
-INVENTORY_SHORT_FLAG = "I"
-
-
-def kit_task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """@task with long flags only, but -I for --inventory (KitTask)."""
-    return task(klass=KitTask, auto_shortflags=False, **options)
-
-
-def default_tag(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y%m%d%H%M")
-
-
-# Fabric's -i/-t, read from the task's context when the task starts (fabric_flags).
-_connect_overrides = ConnectOverrides()
-
-
-def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input exits 2 with its one-line message, before anything is contacted. Fabric's
-    own flags are honoured or refused here, before the task runs (slotswap.cli.fabric_flags).
-    A failure on a server that a task did not handle itself ends in one line and its exit
-    code too: never a traceback (SLOTSWAP_DEBUG=1 shows it, for a bug report)."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        global _connect_overrides
-        try:
-            _connect_overrides = check_flags(args[0]) if args else ConnectOverrides()
-            return function(*args, **kwargs)
-        except Exit:
-            raise
-        except InputError as error:
-            raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
-        except rollout.OPERATION_ERRORS as error:
-            raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
-        except Exception as error:
-            if os.environ.get("SLOTSWAP_DEBUG"):
-                raise
-            raise Exit(f"error: {rollout.describe_error(error)} (SLOTSWAP_DEBUG=1 shows where)",
-                       code=rollout.EXIT_DEPLOY_FAILED) from error
-
-    return wrapper
-
-
-def exit_on_failure(task_name: str, results: list[rollout.ServerResult]) -> None:
-    failed = next((r for r in results if not r.ok), None)
-    if failed is not None:
-        raise Exit(f"error: `{task_name}` failed on {failed.name}: {failed.text}\n"
-                   "later servers were not touched", code=failed.exit_code)
-
-
-def renewed_or_exit(renewal: Callable[[], list[rollout.ServerResult]]
-                    ) -> list[rollout.ServerResult]:
-    """A certificate renewal; an ACME CA that refuses or cannot be reached ends the task in
-    one line, exit 1 (no server was changed)."""
-    try:
-        return renewal()
-    except AcmeError as error:
-        raise Exit(f"error: {error}", code=rollout.EXIT_DEPLOY_FAILED) from None
-
-
-def inventory_path(path: str | None) -> str:
-    """--inventory, else $SLOTSWAP_INVENTORY, else hosts.yaml in the current folder."""
-    return path or os.environ.get(INVENTORY_ENV) or "hosts.yaml"
-
-
-def load(path: str | None, hosts: str | None = None) -> Inventory:
-    """The inventory, validated whole, with Fabric's -i/-t applied and only the servers
-    --hosts names (all when None)."""
-    overrides = _connect_overrides
-    # Before the inventory: `-i hosts.yaml` is told that -i is the key even where the
-    # inventory is elsewhere or broken.
-    problem = None if overrides.identity is None else identity_problem(overrides.identity)
-    if problem is not None:
-        raise InputError(problem)
-    inv = load_inventory(inventory_path(path))
-    if overrides.identity is not None:
-        inv = dataclasses.replace(inv, ssh=dataclasses.replace(inv.ssh,
-                                                               identity=overrides.identity))
-    if overrides.connect_timeout is not None:
-        inv = dataclasses.replace(inv, ssh=dataclasses.replace(
-            inv.ssh, connect_timeout=overrides.connect_timeout))
-    return select_hosts(inv, hosts)
 
 
 @kit_task(help={"tag": "image tag to build (default: the UTC time, YYYYMMDDHHMM)",
@@ -163,33 +73,7 @@ def build(c: Context, tag: str | None = None, inventory: str | None = None,
     recorded it, or build.platform), with the inventory's build.args. With `delivery: ssh`
     the image stays there: deploys stream it to the servers. Example: fab build --tag=v42
     """
-    inv = load(inventory)
-    if push and inv.delivery.mode == "ssh":
-        say("delivery: ssh in the inventory: not pushing (deploys send the image over SSH)")
-        push = False
-    tag = validate_tag(tag) if tag is not None else default_tag()
-    image_ref = inv.image_ref(tag)
-    platform, why = platforms.for_build(inv)
-    say(f"building {image_ref} (tag {tag}) from {inv.build.context} for "
-        f"{platform or 'this machine'} ({why})")
-    argv = docker.build(image_ref, tag, str(inv.build.dockerfile), str(inv.build.context),
-                        platform=platform, args=inv.build.args)
-    built = c.run(shlex.join(argv), warn=True, pty=False)  # shown as it runs, and kept
-    if not built.ok:
-        raise Exit("error: " + platforms.build_failure(built.stdout + built.stderr, platform,
-                                                       image_ref), code=1)
-    if platform:
-        made = c.run(shlex.join(docker.image_platform(image_ref)), warn=True, hide=True,
-                     pty=False)
-        wrong = platforms.built_for_another(made.stdout if made.ok else "", platform)
-        if wrong:
-            raise Exit(f"error: {wrong}", code=1)
-    if push:
-        say(f"pushing {image_ref}")
-        if not c.run(shlex.join(docker.push(image_ref)), warn=True, pty=False).ok:
-            raise Exit(f"error: docker push of {image_ref} failed", code=1)
-    say(f"built{' and pushed' if push else ''} {image_ref}")
-    say(f"tag: {tag}")
+    build_image(c, load(inventory), tag, push=push)
 
 
 @kit_task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
@@ -217,7 +101,7 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
         show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
         return
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
-        results = rollout.on_every_server(inv, up_one, "up")
+        results = on_every_server(inv, up_one, "up")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
     platform = platforms.record(inv, platforms.observed)
@@ -279,11 +163,11 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     """
     if tag is None:
         raise Exit("error: --tag is required (the image tag to deploy, e.g. --tag=v42)",
-                   code=rollout.EXIT_BAD_INPUT)
+                   code=EXIT_BAD_INPUT)
     tag = validate_tag(tag)
     if on_failure not in rollout.ON_FAILURE_POLICIES:
         raise Exit(f"error: --on-failure must be one of {', '.join(rollout.ON_FAILURE_POLICIES)}"
-                   f", got {on_failure!r}", code=rollout.EXIT_BAD_INPUT)
+                   f", got {on_failure!r}", code=EXIT_BAD_INPUT)
     batch_size = parse_batch(batch) if batch is not None else None
     refuse_json_with_dry_run(json, dry_run)
     if json:
@@ -307,53 +191,12 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     finish_rollout(inv, "deploy", result, json, show_timings=timings)
 
 
-def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
-    if as_json and dry_run:
-        raise Exit("error: --dry-run prints a plan, not a result: give --json or --dry-run",
-                   code=rollout.EXIT_BAD_INPUT)
-
-
-def show_plan(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.ServerPlan], *,
-              deploying: bool = False) -> None:
-    """--dry-run: the plan of every server; exits as the real run would have for a server
-    that cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
-    plans, error = dry_run_plans.plan_each(rollout.servers_of(inv), build,
-                                           rollout.OPERATION_ERRORS)
-    preamble = [*dry_run_plans.hook_steps(inv), DRY_RUN_PREAMBLE] if deploying else []
-    say(dry_run_plans.render(plans, preamble))
-    if error is not None:
-        raise Exit(f"error: {error}", code=rollout.exit_code_for(error))
-    locked = [f"{plan.name} is locked by {plan.locked_by}" for plan in plans if plan.locked_by]
-    if locked:
-        raise Exit("error: " + "; ".join(locked), code=rollout.EXIT_LOCKED)
-
-
 def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
     try:
         hooks.before(inv, os.environ, task=task_name, tag=tag)
     except hooks.HookFailedError as error:
         raise Exit(f"error: {error}; nothing was contacted or changed",
                    code=EXIT_HOOK_REFUSED) from error
-
-
-def finish_rollout(inv: Inventory, task_name: str, result: rollout.RolloutResult,
-                   as_json: bool = False, *, show_timings: bool = False) -> None:
-    say("")
-    say(rollout.summary_table(result.outcomes))
-    if show_timings:
-        say("")
-        say(rollout.timings_tables(result))
-    document = report.rollout_document(task_name, result)
-    try:
-        hooks.after(inv, os.environ, task=task_name, tag=result.tag,
-                    exit_code=result.exit_code, message=result.message, document=document)
-    except hooks.HookFailedError as error:
-        warn(f"WARNING: {error}")
-    if as_json:
-        report.emit(document)
-    if not result.ok:
-        raise Exit(f"error: {result.message}", code=result.exit_code)
-    say(f"all {len(result.outcomes)} servers serve {result.tag}")
 
 
 @kit_task(help={"to": "tag to return every server to (default: per server, the version it "
@@ -384,11 +227,11 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
         with live_progress_if_terminal():
             result = rollout.deploy(inv, tag, task="rollback", pull=False, run_release=False)
     else:
-        targets, problems = rollout.rollback_targets(inv)
+        targets, problems = rollback_targets(inv)
         if problems:
             lines = "\n".join(f"  {name}: {why}" for name, why in problems.items())
             raise Exit(f"error: nothing was changed; no version to return to on:\n{lines}\n"
-                       "give one with --to=TAG", code=rollout.EXIT_DEPLOY_FAILED)
+                       "give one with --to=TAG", code=EXIT_DEPLOY_FAILED)
         tags = sorted(set(targets.values()))
         if dry_run:
             show_plan(inv, lambda server: dry_run_plans.deploy_plan(
@@ -420,29 +263,24 @@ def history(c: Context, inventory: str | None = None, lines: int = 10, output: b
     inv = load(inventory)
     failed: list[Exception] = []
     servers: list[tuple[str, str, list[history_log.HistoryEntry] | None, str | None]] = []
-    for server in rollout.servers_of(inv):
-        try:
-            entries = history_log.read(server, inv)[-lines:] if lines > 0 else []
-            entries = history_log.masked(entries, secret_values_in(inv, os.environ))
-        except rollout.OPERATION_ERRORS as error:
-            say(f"{server.name}: ERROR {error}")
-            failed.append(error)
-            servers.append((server.name, server.host.address, None, str(error)))
+
+    def read(server: ServerLike) -> list[history_log.HistoryEntry]:
+        entries = history_log.read(server, inv)[-lines:] if lines > 0 else []
+        return history_log.masked(entries, secret_values_in(inv, os.environ))
+
+    for done in in_turn(servers_of(inv), read):
+        name, address = done.server.name, done.server.host.address
+        if done.error is not None:
+            say(f"{name}: ERROR {done.error}")
+            failed.append(done.error)
+            servers.append((name, address, None, str(done.error)))
             continue
-        finally:
-            server.close()
-        servers.append((server.name, server.host.address, entries, None))
-        say(f"{server.name} ({server.host.address}):")
-        say(indent_text(history_log.render(entries, with_output=output), "    "))
+        servers.append((name, address, done.value, None))
+        say(f"{name} ({address}):")
+        say(indent_text(history_log.render(done.value or [], with_output=output), "    "))
     if json:
         report.emit(history_log.document(servers))
     exit_if_any_failed(failed)
-
-
-def exit_if_any_failed(failed: list[Exception]) -> None:
-    """After a per-server report that said ERROR for some servers: their exit code."""
-    if failed:
-        raise Exit(code=rollout.exit_code_for(failed[0]))
 
 
 @kit_task(name="lock", help={"inventory": INVENTORY_HELP})
@@ -455,17 +293,9 @@ def lock_status(c: Context, inventory: str | None = None) -> None:
     the next run takes it over by itself. Example: fab lock
     """
     inv = load(inventory)
-    failed: list[Exception] = []
-    for server in rollout.servers_of(inv):
-        try:
-            holder = locking.read_lock(server, inv)
-            say(f"{server.name}: " + (f"locked by {holder.describe()}" if holder else "free"))
-        except rollout.OPERATION_ERRORS as error:
-            say(f"{server.name}: ERROR {error}")
-            failed.append(error)
-        finally:
-            server.close()
-    exit_if_any_failed(failed)
+    exit_if_any_failed(say_per_server(
+        servers_of(inv), lambda server: locking.read_lock(server, inv),
+        lambda holder: f"locked by {holder.describe()}" if holder else "free"))
 
 
 @kit_task(help={"server": "name (or address) of the server whose lock to release",
@@ -480,25 +310,17 @@ def unlock(c: Context, server: str | None = None, all: bool = False,
     takes it over by itself. Example: fab unlock --server=web-b
     """
     inv = load(inventory)
-    chosen = [s for s in rollout.servers_of(inv)
+    chosen = [s for s in servers_of(inv)
               if all or server in (s.name, s.host.address)]
     if not chosen:
         raise Exit("error: give --server=NAME (one of: "
                    + ", ".join(h.name for h in inv.hosts) + ") or --all",
-                   code=rollout.EXIT_BAD_INPUT)
-    failed = []
-    for target in chosen:
-        try:
-            holder = locking.force_release(target, inv)
-            say(f"{target.name}: " + (f"released the lock of {holder.describe()}" if holder
-                                       else "was not locked"))
-        except rollout.OPERATION_ERRORS as error:
-            say(f"{target.name}: ERROR {error}")
-            failed.append(error)
-        finally:
-            target.close()
+                   code=EXIT_BAD_INPUT)
+    failed = say_per_server(
+        chosen, lambda target: locking.force_release(target, inv),
+        lambda holder: f"released the lock of {holder.describe()}" if holder else "was not locked")
     if failed:
-        raise Exit(f"error: {failed[0]}", code=rollout.exit_code_for(failed[0]))
+        raise Exit(f"error: {failed[0]}", code=exit_code_for(failed[0]))
 
 
 @kit_task(help={"inventory": INVENTORY_HELP,
@@ -520,7 +342,7 @@ def check(c: Context, inventory: str | None = None, schema: bool = False) -> Non
     try:
         inv = load(inventory)
     except InventoryError as error:
-        raise Exit(f"error: {located(error, path)}", code=rollout.EXIT_BAD_INPUT) from error
+        raise Exit(f"error: {located(error, path)}", code=EXIT_BAD_INPUT) from error
     for line in settings_lines(inv):
         say(line)
     rendered = render_templates(inv)
@@ -542,7 +364,7 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
     if json:
         messages_to_stderr()
     inv = load(inventory, hosts)
-    reports = rollout.status(inv)
+    reports = fleet_status.status(inv)
     for server_report in reports:
         if server_report.error:
             say(f"{server_report.name} ({server_report.address}): ERROR {server_report.error}")
@@ -554,7 +376,7 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
             say(f"    {line}")
         if server_report.haproxy:
             say(f"    haproxy  {server_report.haproxy}")
-    exit_code = rollout.EXIT_CONNECT if any(r.error for r in reports) else rollout.EXIT_OK
+    exit_code = EXIT_CONNECT if any(r.error for r in reports) else EXIT_OK
     if json:
         report.emit(report.status_document(reports, exit_code))
     if exit_code:
@@ -573,7 +395,7 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
         show_plan(inv, lambda server: dry_run_plans.down_plan(server, inv))
         return
     with live_progress_if_terminal():
-        results = rollout.on_every_server(inv, down_server, "down")
+        results = on_every_server(inv, down_server, "down")
     exit_on_failure("down", results)
 
 
@@ -593,7 +415,7 @@ def init(c: Context, force: bool = False, templates: bool = False) -> None:
     try:
         written = scaffold.write_starter(folder, force=force, templates=templates)
     except scaffold.ScaffoldError as error:
-        raise Exit(f"error: {error}", code=rollout.EXIT_BAD_INPUT) from error
+        raise Exit(f"error: {error}", code=EXIT_BAD_INPUT) from error
     for path in written:
         say(f"wrote {path}")
     say("next: edit hosts.yaml (app, image, ssh, hosts), check it with `check`, then `up` "
@@ -614,21 +436,17 @@ def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: in
     """
     logs.validate_choice(slot, lines)
     inv = load(inventory, hosts)
-    servers = rollout.servers_of(inv)
     try:
-        sources = [logs.pick_slot(server, inv, slot) for server in servers]
-        if follow:
-            logs.follow(sources, lines, say)
-            return
-        problems = logs.show(sources, lines, say)
-    except rollout.OPERATION_ERRORS as error:
-        raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
+        with connected(servers_of(inv)) as servers:
+            sources = [logs.pick_slot(server, inv, slot) for server in servers]
+            if follow:
+                logs.follow(sources, lines, say)
+                return
+            problems = logs.show(sources, lines, say)
     except KeyboardInterrupt:
         return
-    finally:
-        rollout.close_all(servers)
     if problems:
-        raise Exit("error: " + "; ".join(problems), code=rollout.EXIT_DEPLOY_FAILED)
+        raise Exit("error: " + "; ".join(problems), code=EXIT_DEPLOY_FAILED)
 
 
 @kit_task(help={"inventory": INVENTORY_HELP,
@@ -657,7 +475,7 @@ def certs_status(c: Context, inventory: str | None = None, json: bool = False) -
     if json:
         report.emit(certs.document(fleet, renew_days))
     if not ok:
-        raise Exit(code=rollout.EXIT_CONNECT)
+        raise Exit(code=EXIT_CONNECT)
 
 
 @kit_task(help={"inventory": INVENTORY_HELP,
@@ -708,14 +526,9 @@ def exec_task(c: Context, command: str = "", live: bool = False, interactive: bo
     tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive and not tty:
         warn("--interactive: this is not a terminal; running without one")
-    server = rollout.servers_of(inv)[0]
-    try:
+    with connected(servers_of(inv)[:1]) as (server,):  # an error: one line (reports_errors)
         code = one_off.run(server, inv, words, live=live, interactive=tty, say=say,
                            on_line=print_line)
-    except rollout.OPERATION_ERRORS as error:
-        raise Exit(f"error: {error}", code=rollout.exit_code_for(error)) from error
-    finally:
-        server.close()
     if code != 0:
         raise Exit(code=code if 0 < code < 256 else 1)
 
@@ -743,7 +556,7 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
         raise InputError(f"--retry-after must be 0 to 86400 seconds, got {retry_after}")
     inv = load(inventory, hosts)
     entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
-    results = rollout.on_every_server(
+    results = on_every_server(
         inv, lambda server, inv, progress: maintenance.switch_on(
             server, config_dir(inv), entries, progress), "maintenance.on")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
@@ -758,7 +571,7 @@ def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None 
     Example: fab maintenance.off
     """
     inv = load(inventory, hosts)
-    results = rollout.on_every_server(
+    results = on_every_server(
         inv, lambda server, inv, progress: maintenance.switch_off(server, config_dir(inv),
                                                                   progress), "maintenance.off")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))

@@ -10,7 +10,10 @@ from slotswap.config.https import AcmeSettings, CertificateFiles, HttpsSettings
 from slotswap.config.inventory import Inventory
 from slotswap.core.output import say, warn
 from slotswap.core.validation import InputError
-from slotswap.fleet import rollout
+from slotswap.fleet.errors import EXIT_CONNECT
+from slotswap.fleet.every_server import on_every_server
+from slotswap.fleet.outcomes import ServerResult
+from slotswap.fleet.runner import in_turn, servers_of
 from slotswap.https import install as tls
 from slotswap.https.files import (
     EXPIRED,
@@ -78,17 +81,18 @@ class ServerCertificate:
 def read_fleet(inventory: Inventory) -> list[ServerCertificate]:
     """What each server's HAProxy serves, and where that came from (read-only)."""
     found = []
-    for server in rollout.servers_of(inventory):
-        try:
-            found.append(ServerCertificate(
-                server.name, server.host.address, tls.served(server),
-                source=tls.installed_source(
-                    server, config_dir(server.with_folders(inventory)))))
-        except rollout.OPERATION_ERRORS as error:
-            found.append(ServerCertificate(server.name, server.host.address, None, str(error)))
-        finally:
-            server.close()
+    for done in in_turn(servers_of(inventory), lambda server: read_one(server, inventory)):
+        server = done.server
+        found.append(done.value if done.value is not None else ServerCertificate(
+            server.name, server.host.address, None, str(done.error)))
     return found
+
+
+def read_one(server: ServerLike, inventory: Inventory) -> ServerCertificate:
+    """What the server's HAProxy serves, and where that came from."""
+    return ServerCertificate(
+        server.name, server.host.address, tls.served(server),
+        source=tls.installed_source(server, config_dir(server.with_folders(inventory))))
 
 
 def wanted_source(https: HttpsSettings) -> str:
@@ -118,7 +122,7 @@ def why_renew(https: HttpsSettings, served: tls.ServedCertificate | None,
     return None
 
 
-def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
+def renew(inventory: Inventory, *, force: bool) -> list[ServerResult]:
     """Renew the fleet's certificate when a server needs it (or --force): with ACME one new
     certificate for every server; with files, the files, where a server has others. Raises
     AcmeError, before any server is changed, when the CA cannot be reached or refuses."""
@@ -129,15 +133,15 @@ def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
         fleet = read_fleet(inventory)
         unreadable = [c for c in fleet if c.error]
         if unreadable:
-            return [rollout.ServerResult(c.name, f"nothing was changed: {c.error}", False,
-                                         rollout.EXIT_CONNECT) for c in unreadable]
+            return [ServerResult(c.name, f"nothing was changed: {c.error}", False,
+                                         EXIT_CONNECT) for c in unreadable]
         reasons = {c.name: why_renew(https, c.served, c.source) for c in fleet}
         due = {name: why for name, why in reasons.items() if why}
         if not due and not force:
             days = min(c.served.days_left() or 0 for c in fleet if c.served)
             say(f"every server's certificate is good for {days:.0f} more days; nothing to do "
                 "(--force renews anyway)")
-            return [rollout.ServerResult(c.name, "unchanged", True) for c in fleet]
+            return [ServerResult(c.name, "unchanged", True) for c in fleet]
         for name, why in due.items():
             say(f"{name}: renewing: {why}")
         # A CA that refuses raises AcmeError: no server was touched.
@@ -147,10 +151,10 @@ def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
         installed = tls.install(server, inv, config_dir(inv), bundle, progress, running=True)
         return "certificate installed" if installed else "unchanged"
 
-    return rollout.on_every_server(inventory, install, "certs.renew")
+    return on_every_server(inventory, install, "certs.renew")
 
 
-def after_up(inventory: Inventory) -> list[rollout.ServerResult]:
+def after_up(inventory: Inventory) -> list[ServerResult]:
     """After `up`: with ACME, the first real certificate where a server has only the
     stand-in (or an expiring one)."""
     if inventory.https is None or inventory.https.acme is None:

@@ -22,6 +22,7 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import AdminState
 from slotswap.config.app_env import env_file_path, resolve_app_env
 from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.fleet.runner import in_turn
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import carry_over, maintenance
 from slotswap.server.haproxy import (
@@ -351,16 +352,13 @@ def render(plans: list[ServerPlan], preamble: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plan_each(servers: list[ServerLike], build: Callable[[ServerLike], ServerPlan],
-              errors: tuple[type[Exception], ...]) -> tuple[list[ServerPlan], Exception | None]:
+def plan_each(servers: list[ServerLike], build: Callable[[ServerLike], ServerPlan]
+              ) -> tuple[list[ServerPlan], Exception | None]:
     """A plan per server (read-only queries only); the first error, if any."""
     plans, first_error = [], None
-    for server in servers:
-        try:
-            plans.append(build(server))
-        except errors as error:
-            plans.append(ServerPlan(server.name, server.host.address, error=str(error)))
-            first_error = first_error or error
-        finally:
-            server.close()
+    for done in in_turn(servers, build):
+        server, error = done.server, done.error
+        plans.append(done.value if error is None else ServerPlan(  # type: ignore[arg-type]
+            server.name, server.host.address, error=str(error)))
+        first_error = first_error or error
     return plans, first_error

@@ -18,22 +18,15 @@ from __future__ import annotations
 import getpass
 import json
 import socket
-import threading
-import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from slotswap.config.inventory import Inventory
-from slotswap.core import interrupts
-from slotswap.core.output import progress_for, warn
-from slotswap.core.timings import Timings
+from slotswap.core.output import progress_for
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import RemoteCommandError
 
-LOCK_CONCURRENCY = 16  # servers whose connection and lock are taken at the same time
 LOCKED_EXIT = 4  # what the take script exits with when the lock is held by another run
 # The outcome is told by exit codes, never by a message (which the server's language may
 # change): the state folder or the lock directory cannot be made by this login.
@@ -288,148 +281,3 @@ def force_release(server: ServerLike, inventory: Inventory) -> LockState | None:
     if holder is not None:
         server.run(["rm", "-rf", lock_dir(inventory)])
     return holder
-
-
-def on_each(servers: list[ServerLike], action: Callable[[ServerLike], None], *,
-            within: float | None = None) -> list[BaseException | None]:
-    """`action` on every server at the same time (LOCK_CONCURRENCY at a time), each server in
-    a thread of its own; what each one raised, in the servers' order. With `within`, every
-    server at once, and a server not done after that many seconds is left to its thread
-    (TimeoutError)."""
-
-    def attempt(server: ServerLike) -> BaseException | None:
-        try:
-            action(server)
-        except BaseException as error:  # handed to the caller, which decides
-            return error
-        return None
-
-    if within is not None:
-        return run_within(servers, attempt, within)
-    if len(servers) < 2:
-        return [attempt(server) for server in servers]
-    with ThreadPoolExecutor(max_workers=min(LOCK_CONCURRENCY, len(servers))) as pool:
-        return list(pool.map(attempt, servers))
-
-
-def run_within(servers: list[ServerLike], attempt: Callable[[ServerLike], object],
-               seconds: float) -> list[BaseException | None]:
-    """Each server in a daemon thread of its own; after `seconds`, what is not done is
-    reported as TimeoutError and left behind (the process does not wait for it)."""
-    results: dict[int, BaseException | None] = {}
-    threads = []
-    for index, server in enumerate(servers):
-        def work(index: int = index, server: ServerLike = server) -> None:
-            try:
-                answer = attempt(server)
-            except BaseException as error:  # handed to the caller
-                answer = error
-            results[index] = answer if isinstance(answer, BaseException) else None
-        thread = threading.Thread(target=work, daemon=True, name=f"within-{server.name}")
-        thread.start()
-        threads.append(thread)
-    deadline = time.monotonic() + seconds
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    return [results.get(i, TimeoutError(f"no answer within {seconds:g}s"))
-            for i in range(len(servers))]
-
-
-class Heartbeat:
-    """Renews this run's lock on each server every lease/3 seconds, on a thread per server,
-    over the connection the run already has (a command on a channel of its own, beside the
-    commands of the run). A server whose connection is down is skipped: the run cannot
-    reach it, so its lock must expire."""
-
-    def __init__(self, inventory: Inventory, owner: LockOwner):
-        self.inventory, self.owner = inventory, owner
-        self.interval = inventory.timeouts.lease / 3
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def start(self, servers: list[ServerLike]) -> None:
-        for server in servers:
-            thread = threading.Thread(target=self._beat, args=(server,), daemon=True,
-                                      name=f"lease-{server.name}")
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _beat(self, server: ServerLike) -> None:
-        lost = False
-        while not self._stop.wait(self.interval):
-            if not server.is_connected:
-                continue
-            try:
-                ours = renew(server, self.inventory, self.owner, self.interval)
-            except Exception:  # the next beat tries again; the run goes on
-                continue
-            if not ours and not lost and not self._stop.is_set():
-                lost = True
-                warn(f"[{server.name}] WARNING: this run's lock on it is gone (released with "
-                     "`fab unlock`, or taken over by another run after it was not renewed "
-                     "in time)")
-
-
-class FleetLock:
-    """Locks on several servers, all taken before any is changed, renewed while the run
-    goes on, all released at the end. Each server's connection is opened here: the first
-    server's, then all the others at the same time."""
-
-    def __init__(self, servers: list[ServerLike], inventory: Inventory, owner: LockOwner,
-                 phases: Timings | None = None):
-        self.servers, self.inventory, self.owner = servers, inventory, owner
-        self.phases = phases  # the run's, where the release counts as `unlock`
-        self.held: list[ServerLike] = []
-        self.failed_on: str | None = None  # the server whose lock could not be taken
-        self.heartbeat = Heartbeat(inventory, owner)
-
-    def __enter__(self) -> FleetLock:
-        # The first server's lock alone first: of two runs started together on one inventory,
-        # one gets it and the other stops there, rather than each taking some locks and both
-        # giving up. Then all the others at once.
-        for group in (self.servers[:1], self.servers[1:]):
-            errors = on_each(group, lambda server: acquire(server, self.inventory, self.owner))
-            self.held += [server for server, error in zip(group, errors, strict=True)
-                          if error is None]
-            failed = [(server, error) for server, error in zip(group, errors, strict=True)
-                      if error is not None]
-            if failed:
-                # The first server in the inventory's order, unless the operator asked to stop.
-                server, error = next(((s, e) for s, e in failed if not isinstance(e, Exception)),
-                                     failed[0])
-                self.failed_on = server.name
-                self.release_all()
-                raise error
-        self.heartbeat.start(self.held)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.phases is not None:
-            self.phases.begin("unlock")
-        self.release_all()
-
-    def release_all(self) -> None:
-        self.heartbeat.stop()
-        held, self.held = self.held, []
-        # After a second Ctrl-C: quickly, over new connections, or not at all (the lease
-        # then ends the lock).
-        stopping_now = interrupts.stopping_now()
-        within = interrupts.REPORT_AFTER_STOP_SECONDS if stopping_now else None
-
-        def release_one(server: ServerLike) -> None:
-            if stopping_now:
-                server.resume()
-            with server.timings.step("unlock"):
-                release(server, self.inventory, self.owner)
-
-        errors = on_each(held, release_one, within=within)
-        for server, error in zip(held, errors, strict=True):
-            if isinstance(error, Exception):  # the others are released all the same
-                warn(f"[{server.name}] WARNING: could not release its lock ({error}); it "
-                     f"expires {self.inventory.timeouts.lease}s after its last renewal, and "
-                     "the next run then takes it over")
-            elif error is not None:
-                raise error

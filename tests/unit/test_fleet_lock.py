@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from slotswap.config.inventory import Inventory
+from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.remote.server import CommandResult
 from slotswap.server.locking import (
     TAKE_SCRIPT,
-    FleetLock,
     LockedError,
     acquire,
     new_owner,

@@ -1,4 +1,4 @@
-"""slotswap.core.output.format_table, slotswap.cli.tasks.default_tag and how tasks
+"""slotswap.core.output.format_table, slotswap.cli.build_image.default_tag and how tasks
 report failures."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from invoke.exceptions import Exit
 
-from slotswap.cli.tasks import default_tag, reports_errors
+from slotswap.cli.build_image import default_tag
+from slotswap.cli.kit_task import reports_errors
 from slotswap.core.output import format_table
 from slotswap.core.validation import InputError, validate_tag
 from slotswap.remote.server import ConnectError, RemoteDirError

@@ -12,7 +12,8 @@ import pytest
 from slotswap.cli import report
 from slotswap.core import output
 from slotswap.core.timings import Timings, table
-from slotswap.fleet.rollout import RolloutResult, ServerOutcome, ServerStatus
+from slotswap.fleet.outcomes import RolloutResult, ServerOutcome
+from slotswap.fleet.status import ServerStatus
 from slotswap.remote.shell import LineSink
 
 ROOT = Path(__file__).resolve().parents[2]

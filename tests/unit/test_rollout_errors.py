@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from slotswap.config.inventory import Inventory
-from slotswap.fleet import rollout
+from slotswap.fleet import rollout, server_run
+from slotswap.fleet.errors import EXIT_DEPLOY_FAILED
+from slotswap.fleet.outcomes import ServerOutcome
+from slotswap.fleet.runner import servers_of
 from slotswap.remote.server import RemoteDirError
 from tests.unit.fake_server import make_inventory
 
@@ -22,7 +25,7 @@ def inventory(tmp_path: Path) -> Inventory:
 
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rollout, "serving_now", lambda server, inv: "v1 in web1")
+    monkeypatch.setattr(server_run, "serving_now", lambda server, inv: "v1 in web1")
     monkeypatch.setattr(rollout, "close_all", lambda servers: None)
 
 
@@ -45,7 +48,7 @@ def test_a_lock_that_cannot_be_written_is_exit_1_and_nothing_changed(
     monkeypatch.setattr(rollout, "FleetLock", fleet_lock_raising(
         RemoteDirError("203.0.113.10: the SSH login deploy cannot write /var/lib/slotswap")))
     result = rollout.deploy(inventory(tmp_path), "v2")
-    assert result.exit_code == rollout.EXIT_DEPLOY_FAILED
+    assert result.exit_code == EXIT_DEPLOY_FAILED
     assert result.message == ("nothing was changed: 203.0.113.10: the SSH login deploy cannot "
                               "write /var/lib/slotswap")
     assert [o.serving for o in result.outcomes] == ["v1 in web1", "v1 in web1"]
@@ -64,7 +67,7 @@ def test_an_unforeseen_error_still_ends_in_a_result(
 
     monkeypatch.setattr(rollout, "prepare", broken)
     result = rollout.deploy(inventory(tmp_path), "v2")
-    assert result.exit_code == rollout.EXIT_DEPLOY_FAILED
+    assert result.exit_code == EXIT_DEPLOY_FAILED
     assert result.message == "deploy stopped: KeyError: 'Config'"
 
 
@@ -73,10 +76,10 @@ def test_an_unforeseen_error_in_a_swap_fails_that_server_in_one_line(
     def broken_run(self: object) -> None:
         raise ValueError("Expecting value: line 1 column 1 (char 0)\nmore")
 
-    monkeypatch.setattr(rollout.SlotSwap, "run", broken_run)
+    monkeypatch.setattr(server_run.SlotSwap, "run", broken_run)
     inv = inventory(tmp_path)
-    server = rollout.servers_of(inv)[0]
-    outcome = rollout.ServerOutcome(server.name, server.host.address, new_tag="v2")
-    assert rollout.swap_one(server, inv, "v2", outcome) is False
+    server = servers_of(inv)[0]
+    outcome = ServerOutcome(server.name, server.host.address, new_tag="v2")
+    assert server_run.swap_one(server, inv, "v2", outcome) is False
     assert outcome.outcome == "failed"
     assert outcome.error == "ValueError: Expecting value: line 1 column 1 (char 0) more"

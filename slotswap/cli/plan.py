@@ -1,0 +1,39 @@
+"""--dry-run: every server's plan, printed, then the exit the real run would have had (it
+never has --json: a plan is not a result)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from invoke.exceptions import Exit
+
+from slotswap.config.inventory import Inventory
+from slotswap.core.output import say
+from slotswap.fleet import dry_run as dry_run_plans
+from slotswap.fleet.errors import EXIT_BAD_INPUT, EXIT_LOCKED, exit_code_for
+from slotswap.fleet.runner import servers_of
+from slotswap.remote.protocol import ServerLike
+
+DRY_RUN_PREAMBLE = ("every server's lock is taken and the image put on every server before the "
+                    "first swap; the swaps then run one server at a time, in this order, and "
+                    "stop at the first failure; every lock is released at the end")
+
+
+def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
+    if as_json and dry_run:
+        raise Exit("error: --dry-run prints a plan, not a result: give --json or --dry-run",
+                   code=EXIT_BAD_INPUT)
+
+
+def show_plan(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.ServerPlan], *,
+              deploying: bool = False) -> None:
+    """--dry-run: the plan of every server; exits as the real run would have for a server
+    that cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
+    plans, error = dry_run_plans.plan_each(servers_of(inv), build)
+    preamble = [*dry_run_plans.hook_steps(inv), DRY_RUN_PREAMBLE] if deploying else []
+    say(dry_run_plans.render(plans, preamble))
+    if error is not None:
+        raise Exit(f"error: {error}", code=exit_code_for(error))
+    locked = [f"{plan.name} is locked by {plan.locked_by}" for plan in plans if plan.locked_by]
+    if locked:
+        raise Exit("error: " + "; ".join(locked), code=EXIT_LOCKED)
