@@ -25,6 +25,7 @@ from slotswap.commands import docker
 from slotswap.config import scaffold
 from slotswap.config.app_env import secret_values_in
 from slotswap.config.inventory import Inventory, InventoryError, load_inventory
+from slotswap.config.layout import haproxy_dir
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
 from slotswap.core.validation import InputError, validate_tag
@@ -36,7 +37,7 @@ from slotswap.https.files import AcmeError
 from slotswap.remote.server import Server
 from slotswap.server import history as history_log
 from slotswap.server import locking, logs, maintenance, one_off, platforms, registry_login
-from slotswap.server.haproxy import config_dir, down_server
+from slotswap.server.haproxy import down_server
 
 INVENTORY_HELP = ("inventory file (default: $SLOTSWAP_INVENTORY, else hosts.yaml in the "
                   "current folder)")
@@ -744,7 +745,7 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
     entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
     results = rollout.on_every_server(
         inv, lambda server, inv, progress: maintenance.switch_on(
-            server, config_dir(inv), entries, progress), "maintenance.on")
+            server, haproxy_dir(inv), entries, progress), "maintenance.on")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.on", results)
 
@@ -758,7 +759,7 @@ def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None 
     """
     inv = load(inventory, hosts)
     results = rollout.on_every_server(
-        inv, lambda server, inv, progress: maintenance.switch_off(server, config_dir(inv),
+        inv, lambda server, inv, progress: maintenance.switch_off(server, haproxy_dir(inv),
                                                                   progress), "maintenance.off")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.off", results)

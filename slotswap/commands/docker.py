@@ -10,6 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from slotswap.config.inventory import ContainerSettings
+from slotswap.config.layout import (
+    CONFIG_NAME,
+    HAPROXY_ADMIN_DIR_INSIDE,
+    HAPROXY_CONFIG_DIR_INSIDE,
+    PREVIOUS_ADMIN_DIR_INSIDE,
+    PREVIOUS_CONFIG_DIR_INSIDE,
+    PREVIOUS_STATE_DIR_INSIDE,
+)
 
 NO_OPTIONS = ContainerSettings()
 
@@ -22,11 +30,6 @@ LABEL_SETTINGS = "slotswap.settings"
 # there); absent on slots made by an older slotswap, reached on the app's network.
 LABEL_PUBLISHED = "slotswap.published"
 
-HAPROXY_CONFIG_DIR_INSIDE = "/usr/local/etc/haproxy"
-# The folder of the admin socket, from the server's config folder; only HAProxy's container
-# mounts it.
-HAPROXY_ADMIN_DIR_INSIDE = "/run/slotswap-admin"
-HAPROXY_ADMIN_SOCKET_NAME = "admin.sock"
 # HAProxy's master starts as root (to create the admin socket for the deploy login, in the
 # login's folder, and to re-create it on reloads); its workers, which handle all traffic,
 # run as this unprivileged user: the official image's `haproxy` user.
@@ -398,7 +401,7 @@ def run_haproxy(*, container: str, image_ref: str, app: str, config_dir: str,
         "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
         "--volume", f"{admin_dir}:{HAPROXY_ADMIN_DIR_INSIDE}",
         image_ref,
-        "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/haproxy.cfg",
+        "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/{CONFIG_NAME}",
     ]
 
 
@@ -418,13 +421,6 @@ def check_haproxy_config(*, image_ref: str, config_dir: str, filename: str) -> l
     return ["docker", "run", "--rm", "--network", "none", "--user", HAPROXY_MASTER_USER,
             "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
             image_ref, "-c", "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/{filename}"]
-
-
-# Where the carrier (see slotswap.server.carry_over) mounts the folders a server is carried over
-# from: the admin socket's, the config's (read-only) and the state's.
-PREVIOUS_ADMIN_DIR_INSIDE = "/run/slotswap-previous-admin"
-PREVIOUS_CONFIG_DIR_INSIDE = "/etc/slotswap-previous"
-PREVIOUS_STATE_DIR_INSIDE = "/var/lib/slotswap-previous"
 
 
 def run_carrier(*, container: str, image_ref: str, app: str, config_dir: str, config: str,

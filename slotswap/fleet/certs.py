@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from slotswap.config.inventory import AcmeSettings, CertificateFiles, HttpsSettings, Inventory
+from slotswap.config.layout import haproxy_dir
 from slotswap.core.output import say, warn
 from slotswap.core.validation import InputError
 from slotswap.fleet import rollout
@@ -24,7 +25,6 @@ from slotswap.https.files import (
     placeholder,
 )
 from slotswap.remote.server import Server
-from slotswap.server.haproxy import config_dir
 
 Progress = Callable[[str], None]
 
@@ -82,7 +82,7 @@ def read_fleet(inventory: Inventory) -> list[ServerCertificate]:
             found.append(ServerCertificate(
                 server.name, server.host.address, tls.served(server),
                 source=tls.installed_source(
-                    server, config_dir(server.with_folders(inventory)))))
+                    server, haproxy_dir(server.with_folders(inventory)))))
         except rollout.OPERATION_ERRORS as error:
             found.append(ServerCertificate(server.name, server.host.address, None, str(error)))
         finally:
@@ -143,7 +143,7 @@ def renew(inventory: Inventory, *, force: bool) -> list[rollout.ServerResult]:
         bundle = issue(https.acme, https.names, say)  # type: ignore[arg-type]
 
     def install(server: Server, inv: Inventory, progress: Progress) -> str:
-        installed = tls.install(server, inv, config_dir(inv), bundle, progress, running=True)
+        installed = tls.install(server, inv, haproxy_dir(inv), bundle, progress, running=True)
         return "certificate installed" if installed else "unchanged"
 
     return rollout.on_every_server(inventory, install, "certs.renew")

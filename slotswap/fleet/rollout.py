@@ -14,6 +14,7 @@ from slotswap.commands.docker import UnexpectedOutputError
 from slotswap.commands.runtime_api import RuntimeApiError
 from slotswap.config.app_env import AppEnv, resolve_app_env
 from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.config.layout import ProxyError
 from slotswap.core import interrupts, timings
 from slotswap.core.output import format_table, progress_for, say
 from slotswap.core.timings import Timings
@@ -28,7 +29,7 @@ from slotswap.remote.server import (
     Server,
 )
 from slotswap.server import history, maintenance, release
-from slotswap.server.haproxy import ProxyError, running_haproxy
+from slotswap.server.haproxy import running_haproxy
 from slotswap.server.locking import FleetLock, LockedError, new_owner, run_within
 from slotswap.server.pruning import prune_images
 from slotswap.server.swap import (
@@ -135,7 +136,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     image, environment and settings is left alone unless `force`. `watch_each` (default:
     the inventory's watch.each) watches each server before the next one starts, instead of
     one window for the whole rollout (see slotswap.fleet.watch_window). `allow_stale`: a server
-    that cannot refresh its tag's image deploys the copy it has (see proxy.ensure_image)."""
+    that cannot refresh its tag's image deploys the copy it has (see images.ensure_image)."""
     app_env = resolve_app_env(inventory, os.environ)  # a missing secret: exit 2, no server
     result = RolloutResult(tag)
     servers = servers_of(inventory)

@@ -59,6 +59,7 @@ from invoke.exceptions import CommandTimedOut
 
 from slotswap.commands import docker as docker_commands
 from slotswap.commands.runtime_api import RuntimeApiError, always_answers, raise_for_api_error
+from slotswap.config import layout
 from slotswap.config.inventory import DEFAULT_SSH_PORT, DEFAULT_SSH_USER, Host, Inventory, JumpHost
 from slotswap.core import interrupts
 from slotswap.core.output import warn
@@ -863,10 +864,8 @@ class Server:
                 self._admin.close()
 
     def _open_admin_channel(self) -> paramiko.Channel:
-        from slotswap.server.haproxy import admin_socket_path  # proxy builds on this module
-
         path = (self._admin_socket_instead
-                or admin_socket_path(self.with_folders(self.inventory)))
+                or layout.admin_socket_path(self.with_folders(self.inventory)))
         self.timings.round_trip()  # the channel's opening, and its `prompt`
         if self._admin_through_socat:
             return self._open_admin_command(path)
@@ -905,7 +904,7 @@ class Server:
                 f"(`fab up` starts it)")
         probe = self._run_line(shlex.join(["test", "-S", path]), check=False,
                                timeout=API_TIMEOUT)
-        mounted = found.binds.get(docker_commands.HAPROXY_ADMIN_DIR_INSIDE)
+        mounted = found.binds.get(layout.HAPROXY_ADMIN_DIR_INSIDE)
         if (mounted is not None and self._admin_socket_instead is None
                 and not path.startswith(f"{mounted.rstrip('/')}/")):
             raise RuntimeApiError(

@@ -8,8 +8,8 @@ import shlex
 from collections.abc import Callable
 
 from slotswap.commands import docker
-from slotswap.config.app_env import env_file_path
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import env_file_path
 from slotswap.core.validation import InputError
 from slotswap.remote.server import Server
 from slotswap.server.swap import SwapError, plan_slots, read_slots

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 
 from slotswap.commands import docker
-from slotswap.config.app_env import AppEnv, env_file_path
+from slotswap.config.app_env import AppEnv
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import env_file_path
 from slotswap.remote.server import Server
 from slotswap.server import history
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import AdminState, ServerStat, ServerState
-from slotswap.config.app_env import AppEnv, env_file_path, resolve_app_env
+from slotswap.config.app_env import AppEnv, resolve_app_env
 from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.config.layout import env_file_path, next_container
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.server import CommandResult, ConnectError, RemoteCommandError, Server
-from slotswap.server.haproxy import next_container
 
 POLL_INTERVAL = 0.05
 # After the switch, one `show stat` every 250 ms per watched server (every switched server of

@@ -11,7 +11,6 @@ from slotswap.config.app_env import (
     MAX_LINE_BYTES,
     OUTPUT_MASK,
     AppEnv,
-    env_file_path,
     mask_values,
     name_problem,
     render_env_file,
@@ -20,6 +19,7 @@ from slotswap.config.app_env import (
     value_problem,
 )
 from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.layout import env_file_path
 from slotswap.core.validation import InputError
 
 SECRET = "s3cr3t-value-that-must-never-show"

@@ -11,6 +11,7 @@ import pytest
 
 from slotswap.commands import docker
 from slotswap.config.inventory import DeliverySettings, Inventory, InventoryError, parse_inventory
+from slotswap.config.layout import ProxyError
 from slotswap.core import interrupts
 from slotswap.fleet.delivery import (
     PROGRESS_INTERVAL,
@@ -23,7 +24,6 @@ from slotswap.fleet.delivery import (
     transfer_line,
 )
 from slotswap.remote.server import CommandResult
-from slotswap.server.haproxy import ProxyError
 
 TWO_LAYERS = Path(__file__).parent / "fixtures" / "docker_save_two_layers.tar"
 BASE = {"app": "webapp", "image": "registry.example.com/acme/webapp", "hosts": ["203.0.113.10"]}

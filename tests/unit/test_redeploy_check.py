@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from slotswap.commands import docker
-from slotswap.config.app_env import env_file_path, resolve_app_env
+from slotswap.config.app_env import resolve_app_env
 from slotswap.config.inventory import Inventory, parse_inventory
+from slotswap.config.layout import env_file_path
 from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult
 from slotswap.server.swap import already_serving, expected_settings

@@ -13,7 +13,7 @@ from slotswap.commands import docker
 from slotswap.core.timings import Timings
 from slotswap.fleet.delivery import RegistryDelivery
 from slotswap.remote.server import CommandResult
-from slotswap.server.haproxy import StaleImageError, ensure_image
+from slotswap.server.images import StaleImageError, ensure_image
 
 REF = "registry.example.com/acme/app:v2"
 NEW, OLD = "sha256:" + "1" * 64, "sha256:" + "2" * 64

@@ -13,7 +13,7 @@ import yaml
 
 from slotswap.config import scaffold
 from slotswap.config.inventory import _TOP_KEYS, HookSettings, load_inventory
-from slotswap.server.haproxy import Login, render_config
+from slotswap.server.haproxy_config import Login, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
