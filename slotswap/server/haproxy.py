@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from slotswap.commands import docker
+from slotswap.commands import docker, docker_engine
 from slotswap.commands import runtime_api as haproxy
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
@@ -226,11 +226,11 @@ def set_up_haproxy(server: Server, inventory: Inventory, progress: Progress,
     # until then.
     if reach_unpublished_slots(server, inventory, progress):
         changes.append("slots reached on the app's network until the next deploy")
-    platform, version = docker.parse_engine(
-        server.run(docker.server_engine(), check=False).stdout)
+    platform, version = docker_engine.parse_engine(
+        server.run(docker_engine.server_engine(), check=False).stdout)
     if platform:
         platforms.observed[server.name] = platform
-    risk = docker.direct_access_risk(version or "")
+    risk = docker_engine.direct_access_risk(version or "")
     if risk:
         progress(f"WARNING: Docker {version}: {risk}; upgrade to Docker 28.3.3 or newer (see "
                  "the README's server checklist)")

@@ -18,8 +18,8 @@ MAX_LINES = 600
 # What the move into layers left to split or untie: each entry goes when its module is split
 # or its import is gone, and the lists end empty.
 STILL_TOO_LONG = {
-    "slotswap.cli.tasks", "slotswap.commands.docker", "slotswap.config.inventory",
-    "slotswap.fleet.rollout", "slotswap.remote.server", "slotswap.server.swap",
+    "slotswap.cli.tasks", "slotswap.config.inventory", "slotswap.fleet.rollout",
+    "slotswap.remote.server", "slotswap.server.swap",
 }
 STILL_UPWARD: list[tuple[str, str]] = []
 STILL_CYCLES = [
