@@ -48,14 +48,12 @@ from slotswap.server.haproxy_handover import (
 from slotswap.server.history import append_command
 from slotswap.server.locking import read_lock, take_lock_command
 from slotswap.server.pruning import images_to_prune
+from slotswap.server.redeploy import keeps_stopped_container_of
 from slotswap.server.registry_login import RegistryLogin, login_command, login_registry
-from slotswap.server.swap import (
-    SlotView,
-    keeps_stopped_container_of,
+from slotswap.server.slots import SlotView, read_slots, slot_published_ports
+from slotswap.server.swap_plan import (
     out_of_rotation_line,
     plan_slots,
-    read_slots,
-    slot_published_ports,
     switch_back_line,
     switch_line,
     uses_fallback,

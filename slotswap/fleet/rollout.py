@@ -32,15 +32,9 @@ from slotswap.server import history, maintenance, release
 from slotswap.server.haproxy import running_haproxy
 from slotswap.server.locking import FleetLock, LockedError, new_owner, run_within
 from slotswap.server.pruning import prune_images
-from slotswap.server.swap import (
-    SlotSwap,
-    SwapError,
-    SwapRolledBack,
-    SwapStopped,
-    already_serving,
-    describe_serving,
-    read_slots,
-)
+from slotswap.server.redeploy import already_serving
+from slotswap.server.slots import describe_serving, read_slots
+from slotswap.server.swap import SlotSwap, SwapError, SwapRolledBack, SwapStopped
 
 # Exit codes (documented in the README).
 EXIT_OK = 0

@@ -26,7 +26,7 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.config.inventory import parse_inventory
 from slotswap.server import maintenance
 from slotswap.server.haproxy_config import Login, render_config
-from slotswap.server.swap import switch_line
+from slotswap.server.swap_plan import switch_line
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"
 

@@ -18,7 +18,7 @@ from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult
 from slotswap.server.haproxy import reach_unpublished_slots
 from slotswap.server.haproxy_handover import hand_over_to_new_haproxy, on_host_network
-from slotswap.server.swap import read_slots
+from slotswap.server.slots import read_slots
 
 FRONTEND_OPEN = "# pxname,svname,status\nhttp,FRONTEND,OPEN\n"
 

@@ -1,4 +1,4 @@
-"""The no-op check of a redeploy (swap.already_serving), against recorded answers: Docker's
+"""The no-op check of a redeploy (redeploy.already_serving), against recorded answers: Docker's
 side in one command (containers, the tag's image ID, both env files), HAProxy's in one line;
 a server is `unchanged` only with the same image and the same environment."""
 
@@ -18,7 +18,7 @@ from slotswap.config.inventory import Inventory, parse_inventory
 from slotswap.config.layout import env_file_path
 from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult
-from slotswap.server.swap import already_serving, expected_settings
+from slotswap.server.redeploy import already_serving, expected_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LIVE_IMAGE = json.loads((FIXTURES / "docker_inspect_live_web2.json").read_text())[1]["Image"]

@@ -15,7 +15,8 @@ from slotswap.config.inventory import Inventory, parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.core.validation import InputError
 from slotswap.remote.server import CommandResult
-from slotswap.server.swap import SlotSwap, SlotView
+from slotswap.server.slots import SlotView
+from slotswap.server.swap import SlotSwap
 
 SECRET = "s3cr3t-never-on-a-command-line"
 

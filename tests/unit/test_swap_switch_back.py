@@ -14,14 +14,8 @@ from slotswap.config.app_env import OUTPUT_MASK, resolve_app_env
 from slotswap.config.inventory import parse_inventory
 from slotswap.core.timings import Timings
 from slotswap.remote.server import CommandResult, ConnectionLostError
-from slotswap.server.swap import (
-    SlotSwap,
-    SwapError,
-    SwapRolledBack,
-    WatchFailure,
-    container_failure,
-    watch_failure,
-)
+from slotswap.server.swap import SlotSwap, SwapError, SwapRolledBack
+from slotswap.server.swap_plan import WatchFailure, container_failure, watch_failure
 
 BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"
 
