@@ -25,13 +25,21 @@ PREVIOUS_STATE_DIR_INSIDE = "/var/lib/slotswap-previous"
 
 # -- the state folder -----------------------------------------------------------------------
 LOCK_NAME = "lock"
+# In the lock directory, as the lock scripts of slotswap.server.locking write them: who holds
+# it (with the token that tells runs apart), and the lease its holder keeps it for.
+LOCK_OWNER_NAME = "owner.json"
+LOCK_LEASE_NAME = "lease"
 HISTORY_NAME = "history.jsonl"
 # Beside the state folder while the state of the folders a server is carried over from is
 # read (slotswap.server.carry_over).
 CARRIED_SUFFIX = ".carried"
 
-# -- HAProxy's folder in the config folder --------------------------------------------------
+# -- the config folder ----------------------------------------------------------------------
+# Beside the slots' env files (env_file_path): the release command's, release.env.
+RELEASE_ENV_NAME = "release"
 HAPROXY_FOLDER = "haproxy"
+
+# -- HAProxy's folder in the config folder --------------------------------------------------
 ADMIN_FOLDER = "admin"
 CONFIG_NAME = "haproxy.cfg"
 # The new config, written beside the running one and checked by HAProxy before it goes in.

@@ -46,7 +46,9 @@ from slotswap.config.layout import (
     HAPROXY_CONFIG_DIR_INSIDE,
     HAPROXY_FOLDER,
     HISTORY_NAME,
+    LOCK_LEASE_NAME,
     LOCK_NAME,
+    LOCK_OWNER_NAME,
     PREVIOUS_ADMIN_DIR_INSIDE,
     PREVIOUS_CONFIG_DIR_INSIDE,
     PREVIOUS_STATE_DIR_INSIDE,
@@ -151,8 +153,8 @@ def carried_lock_archive(owner: LockOwner, lease: int, now: float) -> bytes:
         folder = tarfile.TarInfo(LOCK_NAME)
         folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(now)
         archive.addfile(folder)
-        for name, text in (("owner.json", json.dumps(asdict(owner)) + "\n"),
-                           ("lease", f"{lease}\n")):
+        for name, text in ((LOCK_OWNER_NAME, json.dumps(asdict(owner)) + "\n"),
+                           (LOCK_LEASE_NAME, f"{lease}\n")):
             data = text.encode()
             member = tarfile.TarInfo(f"{LOCK_NAME}/{name}")
             member.size, member.mode, member.mtime = len(data), 0o644, int(now)
