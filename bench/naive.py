@@ -17,7 +17,7 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import AdminState, ServerState
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.remote.server import Server
-from slotswap.server.swap import slot_published_ports
+from slotswap.server.slots import slot_published_ports
 
 # The article's `docker stop` uses Docker's default grace period.
 STOP_SECONDS = 10

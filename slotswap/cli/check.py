@@ -132,7 +132,8 @@ def _lines(key: str, value: object, environ: Mapping[str, str]) -> Iterator[str]
 def render_templates(inventory: Inventory) -> list[str]:
     """Render every template the kit uses for this inventory; return their names. A
     template that does not render is bad input, named with its line."""
-    from slotswap.server.haproxy import CONFIG_NAME, Login, ProxyError, render_config
+    from slotswap.config.layout import CONFIG_NAME, ProxyError
+    from slotswap.server.haproxy_config import Login, render_config
 
     name = f"{CONFIG_NAME}.j2"
     try:

@@ -34,6 +34,7 @@ from slotswap.cli.summary import finish_rollout
 from slotswap.config import scaffold
 from slotswap.config.app_env import secret_values_in
 from slotswap.config.inventory import Inventory, InventoryError
+from slotswap.config.layout import haproxy_dir
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
 from slotswap.core.validation import InputError, validate_tag
@@ -55,7 +56,7 @@ from slotswap.fleet.runner import connected, in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history as history_log
 from slotswap.server import locking, logs, maintenance, one_off, platforms, registry_login
-from slotswap.server.haproxy import config_dir, down_server
+from slotswap.server.haproxy import down_server
 
 EXIT_HOOK_REFUSED = 5
 
@@ -558,7 +559,7 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
     entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
     results = on_every_server(
         inv, lambda server, inv, progress: maintenance.switch_on(
-            server, config_dir(inv), entries, progress), "maintenance.on")
+            server, haproxy_dir(inv), entries, progress), "maintenance.on")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.on", results)
 
@@ -572,7 +573,7 @@ def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None 
     """
     inv = load(inventory, hosts)
     results = on_every_server(
-        inv, lambda server, inv, progress: maintenance.switch_off(server, config_dir(inv),
+        inv, lambda server, inv, progress: maintenance.switch_off(server, haproxy_dir(inv),
                                                                   progress), "maintenance.off")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.off", results)

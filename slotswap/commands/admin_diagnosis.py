@@ -5,7 +5,8 @@ only; each function gives the one-line reason, or None when its answer shows no 
 
 from __future__ import annotations
 
-from slotswap.commands.docker import HAPROXY_ADMIN_DIR_INSIDE, ContainerInfo
+from slotswap.commands.docker import ContainerInfo
+from slotswap.config.layout import HAPROXY_ADMIN_DIR_INSIDE
 
 
 def haproxy_not_running(server: str, container: str, found: ContainerInfo | None) -> str | None:

@@ -10,6 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from slotswap.config.container import ContainerSettings
+from slotswap.config.layout import (
+    CONFIG_NAME,
+    HAPROXY_ADMIN_DIR_INSIDE,
+    HAPROXY_CONFIG_DIR_INSIDE,
+    PREVIOUS_ADMIN_DIR_INSIDE,
+    PREVIOUS_CONFIG_DIR_INSIDE,
+    PREVIOUS_STATE_DIR_INSIDE,
+)
 
 NO_OPTIONS = ContainerSettings()
 
@@ -22,11 +30,6 @@ LABEL_SETTINGS = "slotswap.settings"
 # there); absent on slots made by an older slotswap, reached on the app's network.
 LABEL_PUBLISHED = "slotswap.published"
 
-HAPROXY_CONFIG_DIR_INSIDE = "/usr/local/etc/haproxy"
-# The folder of the admin socket, from the server's config folder; only HAProxy's container
-# mounts it.
-HAPROXY_ADMIN_DIR_INSIDE = "/run/slotswap-admin"
-HAPROXY_ADMIN_SOCKET_NAME = "admin.sock"
 # HAProxy's master starts as root (to create the admin socket for the deploy login, in the
 # login's folder, and to re-create it on reloads); its workers, which handle all traffic,
 # run as this unprivileged user: the official image's `haproxy` user.
@@ -82,57 +85,6 @@ def build(image_ref: str, tag: str, dockerfile: str, context: str, *,
 def image_platform(image_ref: str) -> list[str]:
     """OS/architecture an image was built for."""
     return ["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image_ref]
-
-
-def server_engine() -> list[str]:
-    """OS/architecture and version of a server's Docker engine (parse_engine)."""
-    return ["docker", "info", "--format", "{{.OSType}}/{{.Architecture}} {{.ServerVersion}}"]
-
-
-# Docker reports the kernel's names; images use Go's.
-_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7", "i686": "386"}
-
-
-def parse_platform(text: str) -> str | None:
-    os_type, _, architecture = text.strip().partition("/")
-    if not os_type or not architecture:
-        return None
-    return f"{os_type}/{_ARCHITECTURES.get(architecture, architecture)}"
-
-
-def parse_engine(text: str) -> tuple[str | None, str | None]:
-    """Pure: (platform, version) from server_engine's answer (`linux/x86_64 20.10.24+dfsg1`);
-    None for what it does not say."""
-    platform, _, version = text.strip().partition(" ")
-    return parse_platform(platform), version.strip() or None
-
-
-# Docker Engine versions at which a host on the server's local network can no longer reach
-# a container directly (to its address, or to 127.0.0.1 at the server's MAC), past the
-# published port and HAProxy: 28.0.0 drops such packets (moby/moby#49325, closing
-# moby/moby#45610); 28.3.3 puts those rules back after a firewalld reload (CVE-2025-54388).
-DIRECT_ACCESS_CLOSED = (28, 0, 0)
-DIRECT_ACCESS_FIREWALLD_FIXED = (28, 3, 3)
-
-
-def direct_access_risk(version: str) -> str | None:
-    """Pure: why a Docker Engine of this version (`docker info`'s ServerVersion) lets a host on
-    the server's local network reach the slots' containers directly, bypassing HAProxy,
-    though their ports are published on 127.0.0.1 only; None when it does not, or when the
-    version cannot be read (nothing is claimed then)."""
-    match = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", version.strip())
-    if not match:
-        return None
-    number = tuple(int(part or 0) for part in match.groups())
-    if number < DIRECT_ACCESS_CLOSED:
-        return ("a host on the server's local network can reach the slots' containers "
-                "directly, bypassing HAProxy, though their ports are published on 127.0.0.1 "
-                "only (moby/moby#45610, fixed in Docker 28.0.0)")
-    if number < DIRECT_ACCESS_FIREWALLD_FIXED:
-        return ("after a firewalld reload a host on the server's local network can reach "
-                "the slots' containers directly, bypassing HAProxy (CVE-2025-54388, fixed in "
-                "Docker 28.3.3)")
-    return None
 
 
 def push(image_ref: str) -> list[str]:
@@ -398,7 +350,7 @@ def run_haproxy(*, container: str, image_ref: str, app: str, config_dir: str,
         "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
         "--volume", f"{admin_dir}:{HAPROXY_ADMIN_DIR_INSIDE}",
         image_ref,
-        "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/haproxy.cfg",
+        "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/{CONFIG_NAME}",
     ]
 
 
@@ -418,13 +370,6 @@ def check_haproxy_config(*, image_ref: str, config_dir: str, filename: str) -> l
     return ["docker", "run", "--rm", "--network", "none", "--user", HAPROXY_MASTER_USER,
             "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
             image_ref, "-c", "-f", f"{HAPROXY_CONFIG_DIR_INSIDE}/{filename}"]
-
-
-# Where the carrier (see slotswap.server.carry_over) mounts the folders a server is carried over
-# from: the admin socket's, the config's (read-only) and the state's.
-PREVIOUS_ADMIN_DIR_INSIDE = "/run/slotswap-previous-admin"
-PREVIOUS_CONFIG_DIR_INSIDE = "/etc/slotswap-previous"
-PREVIOUS_STATE_DIR_INSIDE = "/var/lib/slotswap-previous"
 
 
 def run_carrier(*, container: str, image_ref: str, app: str, config_dir: str, config: str,

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AppEnv",
-    "env_file_path",
     "mask_values",
     "render_env_file",
     "resolve_app_env",
@@ -49,11 +48,6 @@ def render_env_file(variables: Mapping[str, str]) -> str:
         if problem is not None:
             raise InputError(f"cannot write {name!r} to an env file: {problem}")
     return "".join(f"{name}={value}\n" for name, value in variables.items())
-
-
-def env_file_path(inventory: Inventory, slot: str) -> str:
-    """Where the env file of one slot lives on a server (a folder only its owner can open)."""
-    return f"{inventory.config_dir}/{slot}.env"
 
 
 @dataclass(frozen=True, repr=False)

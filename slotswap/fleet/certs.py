@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from slotswap.config.https import AcmeSettings, CertificateFiles, HttpsSettings
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import haproxy_dir
 from slotswap.core.output import say, warn
 from slotswap.core.validation import InputError
 from slotswap.fleet.errors import EXIT_CONNECT
@@ -28,7 +29,6 @@ from slotswap.https.files import (
     placeholder,
 )
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.haproxy import config_dir
 
 Progress = Callable[[str], None]
 
@@ -92,7 +92,7 @@ def read_one(server: ServerLike, inventory: Inventory) -> ServerCertificate:
     """What the server's HAProxy serves, and where that came from."""
     return ServerCertificate(
         server.name, server.host.address, tls.served(server),
-        source=tls.installed_source(server, config_dir(server.with_folders(inventory))))
+        source=tls.installed_source(server, haproxy_dir(server.with_folders(inventory))))
 
 
 def wanted_source(https: HttpsSettings) -> str:
@@ -148,7 +148,7 @@ def renew(inventory: Inventory, *, force: bool) -> list[ServerResult]:
         bundle = issue(https.acme, https.names, say)  # type: ignore[arg-type]
 
     def install(server: ServerLike, inv: Inventory, progress: Progress) -> str:
-        installed = tls.install(server, inv, config_dir(inv), bundle, progress, running=True)
+        installed = tls.install(server, inv, haproxy_dir(inv), bundle, progress, running=True)
         return "certificate installed" if installed else "unchanged"
 
     return on_every_server(inventory, install, "certs.renew")

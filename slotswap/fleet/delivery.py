@@ -1,6 +1,6 @@
 """Getting IMAGE:TAG onto every server before the first swap (inventory `delivery`).
 
-`registry`: the servers pull the image (slotswap.server.haproxy.ensure_image), and the registry is
+`registry`: the servers pull the image (slotswap.server.images.ensure_image), and the registry is
 asked once per run: the first server pulls it, which tells the image ID the tag names now,
 and a server whose copy has that ID pulls nothing. `ssh`: no registry at all; the image is
 read from the operator's Docker (`docker image save`, the engine DOCKER_HOST names, as for
@@ -25,6 +25,7 @@ from typing import Protocol
 
 from slotswap.commands import docker
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import ProxyError
 from slotswap.core import interrupts
 from slotswap.fleet.image_archive import (
     ArchiveError,
@@ -36,7 +37,8 @@ from slotswap.fleet.image_archive import (
 from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import registry_login
-from slotswap.server.haproxy import ProxyError, ensure_image, up_server
+from slotswap.server.haproxy import up_server
+from slotswap.server.images import ensure_image
 
 Progress = Callable[[str], None]
 ServerAction = Callable[[ServerLike, Inventory, Progress], str]

@@ -20,38 +20,41 @@ from pathlib import Path
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import AdminState
-from slotswap.config.app_env import env_file_path, resolve_app_env
+from slotswap.config.app_env import resolve_app_env
 from slotswap.config.inventory import SLOTS, Inventory
-from slotswap.fleet.runner import in_turn
-from slotswap.remote.protocol import ServerLike
-from slotswap.server import carry_over, maintenance
-from slotswap.server.haproxy import (
+from slotswap.config.layout import (
+    CARRIER_CONFIG,
     CONFIG_NAME,
-    LABEL_SPEC,
     RUNNING_NAME,
     STATE_NAME,
     admin_dir,
-    config_dir,
+    carrier_name,
+    env_file_path,
+    haproxy_dir,
+    lock_dir,
+    next_container,
+    service_path_on_server,
+)
+from slotswap.fleet.runner import in_turn
+from slotswap.remote.protocol import ServerLike
+from slotswap.server import carry_over, maintenance
+from slotswap.server.haproxy_config import login_ids, render_config, runs_config
+from slotswap.server.haproxy_handover import (
+    LABEL_SPEC,
     container_spec,
     haproxy_run_command,
-    login_ids,
-    next_container,
     on_host_network,
-    render_config,
-    runs_config,
     soft_stop_seconds,
 )
 from slotswap.server.history import append_command
-from slotswap.server.locking import lock_dir, read_lock, take_lock_command
+from slotswap.server.locking import read_lock, take_lock_command
 from slotswap.server.pruning import images_to_prune
+from slotswap.server.redeploy import keeps_stopped_container_of
 from slotswap.server.registry_login import RegistryLogin, login_command, login_registry
-from slotswap.server.swap import (
-    SlotView,
-    keeps_stopped_container_of,
+from slotswap.server.slots import SlotView, read_slots, slot_published_ports
+from slotswap.server.swap_plan import (
     out_of_rotation_line,
     plan_slots,
-    read_slots,
-    slot_published_ports,
     switch_back_line,
     switch_line,
     uses_fallback,
@@ -218,7 +221,7 @@ def drain_steps(plan: ServerPlan, inventory: Inventory, slot: str) -> None:
 def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address)
-    directory = config_dir(inventory)
+    directory = haproxy_dir(inventory)
     config_path = f"{directory}/{CONFIG_NAME}"
     lock_steps(plan, server, inventory)
     if not server.run(docker.network_inspect(inventory.network), check=False).ok:
@@ -246,8 +249,8 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     admin = admin_dir(inventory)
     if previous is not None:
         carrier = docker.run_carrier(
-            container=carry_over.carrier_name(inventory), image_ref=inventory.haproxy.image,
-            app=inventory.app, config_dir=directory, config=carry_over.CARRIER_CONFIG,
+            container=carrier_name(inventory), image_ref=inventory.haproxy.image,
+            app=inventory.app, config_dir=directory, config=CARRIER_CONFIG,
             admin_dir=admin, previous_admin_dir=previous.admin,
             previous_config_dir=previous.config, previous_state_dir=previous.state)
         plan.steps.append(
@@ -259,7 +262,7 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
             "and the carrier removed")
     plan.shell(["mkdir", "-p", "-m", "700", admin])
     plan.shell(["chmod", "700", admin])
-    service = maintenance.service_path_on_server(directory)
+    service = service_path_on_server(directory)
     if server.read_file(service) != maintenance.service_script():
         plan.write(service, 0o644, "the Lua service that sends the maintenance page")
     wanted = render_config(inventory, login_ids(server))

@@ -36,7 +36,8 @@ from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import ConnectError
 from slotswap.server import release
 from slotswap.server.locking import LockedError, new_owner
-from slotswap.server.swap import already_serving, describe_serving, read_slots
+from slotswap.server.redeploy import already_serving
+from slotswap.server.swap import describe_serving, read_slots
 
 ON_FAILURE_STOP = "stop"
 ON_FAILURE_ROLLBACK = "rollback"
@@ -71,7 +72,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     image, environment and settings is left alone unless `force`. `watch_each` (default:
     the inventory's watch.each) watches each server before the next one starts, instead of
     one window for the whole rollout (see slotswap.fleet.watch_window). `allow_stale`: a server
-    that cannot refresh its tag's image deploys the copy it has (see proxy.ensure_image)."""
+    that cannot refresh its tag's image deploys the copy it has (see images.ensure_image)."""
     app_env = resolve_app_env(inventory, os.environ)  # a missing secret: exit 2, no server
     result = RolloutResult(tag)
     servers = servers_of(inventory)

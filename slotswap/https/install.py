@@ -14,9 +14,9 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from slotswap.commands import docker
 from slotswap.commands.runtime_api import RuntimeApiError
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import cert_path_in_haproxy, cert_path_on_server, source_path_on_server
 from slotswap.https.files import (
     PLACEHOLDER_ORGANIZATION,
     CertificateBundle,
@@ -26,29 +26,12 @@ from slotswap.https.files import (
 )
 from slotswap.remote.protocol import ServerLike
 
-CERT_FOLDER = "certs"
-CERT_NAME = "site.pem"
-SOURCE_NAME = "site.source"
 Progress = Callable[[str], None]
 
 
 class TlsError(RuntimeApiError):
     """HAProxy's runtime API refused the certificate (a server's failure, as any refusal of
     its runtime API: exit 1, the later servers untouched)."""
-
-
-def cert_path_on_server(config_dir: str) -> str:
-    return f"{config_dir}/{CERT_FOLDER}/{CERT_NAME}"
-
-
-def source_path_on_server(config_dir: str) -> str:
-    """Beside the certificate: where it came from (certificates.FILES_SOURCE, ...)."""
-    return f"{config_dir}/{CERT_FOLDER}/{SOURCE_NAME}"
-
-
-def cert_path_in_haproxy() -> str:
-    """The path HAProxy's config names (`crt`), and so the runtime API's name for it."""
-    return f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{CERT_FOLDER}/{CERT_NAME}"
 
 
 @dataclass(frozen=True)

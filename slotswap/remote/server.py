@@ -40,6 +40,7 @@ from slotswap.commands.admin_diagnosis import (
 from slotswap.commands.file_write import write_file_command, write_private_file_command
 from slotswap.commands.login_facts import LOGIN_FACTS_LINE, LoginFacts, parse_login_facts
 from slotswap.commands.runtime_api import RuntimeApiError, always_answers, raise_for_api_error
+from slotswap.config import layout
 from slotswap.config.hosts import Host
 from slotswap.config.inventory import Inventory
 from slotswap.config.ssh import DEFAULT_SSH_USER
@@ -537,10 +538,8 @@ class Server:
                 self._admin.close()
 
     def _open_admin_channel(self) -> paramiko.Channel:
-        from slotswap.server.haproxy import admin_socket_path  # proxy builds on this module
-
         path = (self._admin_socket_instead
-                or admin_socket_path(self.with_folders(self.inventory)))
+                or layout.admin_socket_path(self.with_folders(self.inventory)))
         self.timings.round_trip()  # the channel's opening, and its `prompt`
         if self._admin_through_socat:
             return self._open_admin_command(path)

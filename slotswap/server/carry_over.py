@@ -35,10 +35,32 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 from slotswap.commands import docker
-from slotswap.config.inventory import DEFAULT_CONFIG_ROOT, DEFAULT_STATE_ROOT, Inventory
+from slotswap.config.inventory import Inventory
+from slotswap.config.layout import (
+    ADMIN_FOLDER,
+    CARRIED_SUFFIX,
+    CARRIER_CONFIG,
+    CONFIG_NAME,
+    HAPROXY_ADMIN_DIR_INSIDE,
+    HAPROXY_ADMIN_SOCKET_NAME,
+    HAPROXY_CONFIG_DIR_INSIDE,
+    HAPROXY_FOLDER,
+    HISTORY_NAME,
+    LOCK_LEASE_NAME,
+    LOCK_NAME,
+    LOCK_OWNER_NAME,
+    PREVIOUS_ADMIN_DIR_INSIDE,
+    PREVIOUS_CONFIG_DIR_INSIDE,
+    PREVIOUS_STATE_DIR_INSIDE,
+    RELAY_SOCKET,
+    STATE_NAME,
+    carrier_name,
+    history_path,
+    lock_dir_in,
+    state_dir_beside,
+)
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import RemoteCommandError
-from slotswap.server.history import history_path
 from slotswap.server.locking import (
     CARRIED_TASK,
     LockedError,
@@ -49,9 +71,6 @@ from slotswap.server.locking import (
 )
 
 Progress = Callable[[str], None]
-CARRIER_SUFFIX = "-carrier"
-CARRIER_CONFIG = "carrier.cfg"
-RELAY_SOCKET = "previous-admin.sock"
 RELAY_WAIT_SECONDS = 20.0
 # The lease of the lock left in the folders a server was carried over from (its task is
 # CARRIED_TASK): one that never ends (ten years).
@@ -61,8 +80,8 @@ CARRIED_LEASE = 10 * 365 * 86400
 COPY_STATE_SCRIPT = ('rm -rf -- "$1" && mkdir -p -m 700 -- "$1" && '
                      'docker cp "$2:$3" - | tar -x --no-same-owner -C "$1" -f -')
 # HAProxy's config, its admin folder and the files of a run are made anew, never carried.
-NOT_CARRIED = ("haproxy/admin", "haproxy/haproxy.cfg*", "haproxy/server-state",
-               f"haproxy/{CARRIER_CONFIG}")
+NOT_CARRIED = tuple(f"{HAPROXY_FOLDER}/{name}" for name in (
+    ADMIN_FOLDER, f"{CONFIG_NAME}*", STATE_NAME, CARRIER_CONFIG))
 # The lock left in the old state folder, written as this login where it may (its own
 # folder: its `unlock` can then remove it), else through Docker (root's, as the folder).
 MARK_SCRIPT = ('mkdir -p -- "$1" && printf "%s\\n" "$2" > "$1/lease" && '
@@ -81,29 +100,15 @@ class PreviousFolders:
     state: str | None  # the app's state folder (lock, history); None: not known
 
 
-def carrier_name(inventory: Inventory) -> str:
-    return f"{inventory.haproxy_container}{CARRIER_SUFFIX}"
-
-
-def state_dir_beside(config: str, app: str) -> str | None:
-    """Pure: the state folder the kit keeps beside an app's config folder: root's system
-    folders, or <dir>/<app>/state beside <dir>/<app>/config (remote_dir, a login's home)."""
-    if config == f"{DEFAULT_CONFIG_ROOT}/{app}":
-        return f"{DEFAULT_STATE_ROOT}/{app}"
-    if config.endswith(f"/{app}/config"):
-        return f"{config.removesuffix('/config')}/state"
-    return None
-
-
 def previous_folders(container: docker.ContainerInfo, inventory: Inventory,
                      haproxy_dir: str) -> PreviousFolders | None:
     """Pure: the folders HAProxy's container runs from when they are not `haproxy_dir` (this
     login's); None when they are, or when it mounts no config folder."""
-    mounted = container.binds.get(docker.HAPROXY_CONFIG_DIR_INSIDE)
+    mounted = container.binds.get(HAPROXY_CONFIG_DIR_INSIDE)
     if mounted is None or mounted.rstrip("/") == haproxy_dir:
         return None
-    config = mounted.rstrip("/").removesuffix("/haproxy")
-    admin = container.binds.get(docker.HAPROXY_ADMIN_DIR_INSIDE, f"{mounted}/admin")
+    config = mounted.rstrip("/").removesuffix(f"/{HAPROXY_FOLDER}")
+    admin = container.binds.get(HAPROXY_ADMIN_DIR_INSIDE, f"{mounted}/{ADMIN_FOLDER}")
     return PreviousFolders(config, admin, state_dir_beside(config, inventory.app))
 
 
@@ -120,9 +125,8 @@ def carrier_config(uid: int, gid: int) -> str:
         "    timeout client 10m",
         "    timeout server 10m",
         "listen previous-admin",
-        f"    bind {docker.HAPROXY_ADMIN_DIR_INSIDE}/{RELAY_SOCKET} mode 600 uid {uid} gid {gid}",
-        f"    server previous {docker.PREVIOUS_ADMIN_DIR_INSIDE}/"
-        f"{docker.HAPROXY_ADMIN_SOCKET_NAME}",
+        f"    bind {HAPROXY_ADMIN_DIR_INSIDE}/{RELAY_SOCKET} mode 600 uid {uid} gid {gid}",
+        f"    server previous {PREVIOUS_ADMIN_DIR_INSIDE}/{HAPROXY_ADMIN_SOCKET_NAME}",
         "",
     ])
 
@@ -147,13 +151,13 @@ def carried_lock_archive(owner: LockOwner, lease: int, now: float) -> bytes:
     lock scripts of slotswap.server.locking write it, for `docker cp -`."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
-        folder = tarfile.TarInfo("lock")
+        folder = tarfile.TarInfo(LOCK_NAME)
         folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, int(now)
         archive.addfile(folder)
-        for name, text in (("owner.json", json.dumps(asdict(owner)) + "\n"),
-                           ("lease", f"{lease}\n")):
+        for name, text in ((LOCK_OWNER_NAME, json.dumps(asdict(owner)) + "\n"),
+                           (LOCK_LEASE_NAME, f"{lease}\n")):
             data = text.encode()
-            member = tarfile.TarInfo(f"lock/{name}")
+            member = tarfile.TarInfo(f"{LOCK_NAME}/{name}")
             member.size, member.mode, member.mtime = len(data), 0o644, int(now)
             archive.addfile(member, io.BytesIO(data))
     return buffer.getvalue()
@@ -181,20 +185,20 @@ def wait_for_relay(server: ServerLike, carrier: str, path: str) -> None:
 def bring_state(server: ServerLike, inventory: Inventory, carrier: str,
                 previous: PreviousFolders, progress: Progress) -> None:
     """The old state folder's lock judged, its history merged into this login's."""
-    temporary = f"{inventory.state_dir}.carried"
-    copied = f"{temporary}/{PurePosixPath(docker.PREVIOUS_STATE_DIR_INSIDE).name}"
+    temporary = f"{inventory.state_dir}{CARRIED_SUFFIX}"
+    copied = f"{temporary}/{PurePosixPath(PREVIOUS_STATE_DIR_INSIDE).name}"
     try:
         server.run(["sh", "-c", COPY_STATE_SCRIPT, "sh", temporary, carrier,
-                    docker.PREVIOUS_STATE_DIR_INSIDE], timeout=60)
+                    PREVIOUS_STATE_DIR_INSIDE], timeout=60)
         lock = parse_read_answer(server.run(read_lock_at_command(
-            f"{copied}/lock", inventory.timeouts.lease)).stdout)
+            lock_dir_in(copied), inventory.timeouts.lease)).stdout)
         if lock is not None and not lock.stale:
             raise LockedError(
                 f"{server.name} is locked in the folder it is carried over from "
                 f"({previous.state}) by {lock.owner.describe()}, renewed {lock.age}s ago; "
                 f"nothing was changed: wait for that run, or run `unlock` with the settings "
                 f"it uses")
-        old = server.read_file(f"{copied}/history.jsonl") or ""
+        old = server.read_file(f"{copied}/{HISTORY_NAME}") or ""
         path = history_path(inventory)
         new = server.read_file(path) or ""
         merged = merge_histories(old, new)
@@ -211,11 +215,11 @@ def leave_carried_lock(server: ServerLike, inventory: Inventory, carrier: str,
                        folder: str) -> None:
     owner = carried_owner(inventory, server.connection.user)
     text = json.dumps(asdict(owner)) + "\n"
-    if server.run(["sh", "-c", MARK_SCRIPT, "sh", f"{folder}/lock", str(CARRIED_LEASE)],
+    if server.run(["sh", "-c", MARK_SCRIPT, "sh", lock_dir_in(folder), str(CARRIED_LEASE)],
                   check=False, stdin=text).ok:
         return
     archive = carried_lock_archive(owner, CARRIED_LEASE, time.time())
-    command = ["docker", "cp", "-", f"{carrier}:{docker.PREVIOUS_STATE_DIR_INSIDE}"]
+    command = ["docker", "cp", "-", f"{carrier}:{PREVIOUS_STATE_DIR_INSIDE}"]
     written = server.run_streaming_stdin(command, io.BytesIO(archive))
     if not written.ok:
         raise RemoteCommandError(server.name, shlex.join(command), written.exit_code,
@@ -255,7 +259,7 @@ def carried_over(server: ServerLike, inventory: Inventory,
         if previous.state is not None:
             bring_state(server, inventory, name, previous, progress)
         server.run(["sh", "-c", COPY_CONFIG_SCRIPT, "sh", inventory.config_dir, name,
-                    docker.PREVIOUS_CONFIG_DIR_INSIDE], timeout=60)
+                    PREVIOUS_CONFIG_DIR_INSIDE], timeout=60)
         if container is not None and container.running:
             server.use_admin_socket(relay)
         yield previous

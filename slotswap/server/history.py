@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 
 from slotswap.config.app_env import mask_values
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import history_path
 from slotswap.core.output import format_table
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.locking import operator, state_dir
+from slotswap.server.locking import operator
 
 # The folder and file come as $1 and $2, never inside the script: one round trip. Both are
 # the login's alone (0700, 0600; closed again if an older release left them open): the
@@ -50,10 +51,6 @@ def masked(entries: list[HistoryEntry], secret_values: Iterable[str]) -> list[Hi
                                 error=mask_values(entry.error, values)) for entry in entries]
 
 
-def history_path(inventory: Inventory) -> str:
-    return f"{state_dir(inventory)}/history.jsonl"
-
-
 def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, seconds: float,
               error: str = "", now: datetime | None = None) -> HistoryEntry:
     return HistoryEntry(
@@ -70,7 +67,7 @@ def append(server: ServerLike, inventory: Inventory, entry: HistoryEntry) -> Non
 
 def append_command(inventory: Inventory) -> list[str]:
     """Appends its stdin to the history file, the folder made first if need be."""
-    return [*APPEND, state_dir(inventory), history_path(inventory)]
+    return [*APPEND, inventory.state_dir, history_path(inventory)]
 
 
 def parse_history(text: str) -> list[HistoryEntry]:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import lock_dir
 from slotswap.core.output import progress_for
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import RemoteCommandError
@@ -91,14 +92,6 @@ def operator() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def state_dir(inventory: Inventory) -> str:
-    return inventory.state_dir
-
-
-def lock_dir(inventory: Inventory) -> str:
-    return f"{state_dir(inventory)}/lock"
-
-
 def new_owner(task: str, tag: str = "", now: datetime | None = None) -> LockOwner:
     moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     return LockOwner(operator(), moment, task, tag, uuid.uuid4().hex)
@@ -158,7 +151,7 @@ READ_SCRIPT = (
 def take_lock_command(inventory: Inventory) -> list[str]:
     """`mkdir` of the lock directory (atomic: it fails if it exists) and the owner file from
     stdin; or, when the lock is held, its state, and a take-over when it is stale."""
-    return ["sh", "-c", TAKE_SCRIPT, "sh", state_dir(inventory), lock_dir(inventory),
+    return ["sh", "-c", TAKE_SCRIPT, "sh", inventory.state_dir, lock_dir(inventory),
             str(inventory.timeouts.lease)]
 
 
@@ -233,7 +226,7 @@ def acquire(server: ServerLike, inventory: Inventory, owner: LockOwner) -> TakeR
         taken = server.run(take_lock_command(inventory), check=False,
                            stdin=json.dumps(asdict(owner)) + "\n")
     if taken.exit_code == CANNOT_WRITE:
-        raise server.cannot_write(state_dir(inventory), taken.stderr)
+        raise server.cannot_write(inventory.state_dir, taken.stderr)
     if taken.exit_code not in (0, LOCKED_EXIT):
         raise RemoteCommandError(server.name, f"mkdir {lock_dir(inventory)}",
                                  taken.exit_code, taken.stderr)

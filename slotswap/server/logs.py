@@ -2,7 +2,7 @@
 
 Which container: the live slot's (the one HAProxy sends new traffic to and whose container
 runs) or the idle one's, found as the deploy finds them
-(slotswap.server.swap.read_slots/plan_slots).
+(slotswap.server.slots.read_slots, slotswap.server.swap_plan.plan_slots).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from slotswap.commands import docker
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.swap import plan_slots, read_slots
+from slotswap.server.slots import read_slots
+from slotswap.server.swap_plan import plan_slots
 
 LIVE, IDLE = "live", "idle"
 SLOT_CHOICES = (LIVE, IDLE)

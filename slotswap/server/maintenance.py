@@ -21,34 +21,16 @@ from collections.abc import Callable
 
 import jinja2
 
-from slotswap.commands import docker
 from slotswap.commands.runtime_api import join_commands
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import map_path_in_haproxy, map_path_on_server
 from slotswap.config.scaffold import template_folders
 from slotswap.remote.protocol import ServerLike
 
-MAP_NAME = "maintenance.map"
-SERVICE_NAME = "maintenance.lua"
 PAGE_TEMPLATE = "maintenance.html.j2"
 DEFAULT_MESSAGE = "We are working on the site and will be back shortly."
 DEFAULT_RETRY_AFTER = 120
 Progress = Callable[[str], None]
-
-
-def map_path_in_haproxy() -> str:
-    return f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{MAP_NAME}"
-
-
-def map_path_on_server(config_dir: str) -> str:
-    return f"{config_dir}/{MAP_NAME}"
-
-
-def service_path_in_haproxy() -> str:
-    return f"{docker.HAPROXY_CONFIG_DIR_INSIDE}/{SERVICE_NAME}"
-
-
-def service_path_on_server(config_dir: str) -> str:
-    return f"{config_dir}/{SERVICE_NAME}"
 
 
 # Loaded by `lua-load` (the config's global section); `use-service lua.slotswap_maintenance`

@@ -8,11 +8,13 @@ import shlex
 from collections.abc import Callable
 
 from slotswap.commands import docker
-from slotswap.config.app_env import env_file_path
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import env_file_path
 from slotswap.core.validation import InputError
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.swap import SwapError, plan_slots, read_slots
+from slotswap.server.slots import read_slots
+from slotswap.server.swap import SwapError
+from slotswap.server.swap_plan import plan_slots
 
 
 def parse_command(text: str) -> list[str]:

@@ -10,12 +10,12 @@ import time
 from collections.abc import Callable
 
 from slotswap.commands import docker
-from slotswap.config.app_env import AppEnv, env_file_path
+from slotswap.config.app_env import AppEnv
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import RELEASE_ENV_NAME, env_file_path
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history
 
-ENV_NAME = "release"  # its env file: release.env beside the slots' env files
 OUTPUT_KEPT = 4000  # characters of its output kept in the server's history
 Progress = Callable[[str], None]
 
@@ -37,7 +37,7 @@ def run(server: ServerLike, inventory: Inventory, tag: str, app_env: AppEnv,
     inventory = server.with_folders(inventory)
     env_file = None
     if not inventory.env.empty:
-        env_file = env_file_path(inventory, ENV_NAME)
+        env_file = env_file_path(inventory, RELEASE_ENV_NAME)
         server.write_private_file(env_file, app_env.text)
     words = shlex.join(inventory.release.command)
     progress(f"release command: {words} (in a one-off container of {tag})")

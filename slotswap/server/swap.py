@@ -1,30 +1,47 @@
 """The blue/green swap on one server: start the new version in the idle slot, let traffic reach
-it only once HAProxy's own health checks pass, drain the old slot, stop it.
-
-Which slot is live is a fact read from HAProxy's runtime API *and* Docker: a slot serves when
-HAProxy routes new traffic to it and its container runs. HAProxy keeps a stopped
-container's address for a while, so "has an address" never counts as "is running".
+it only once HAProxy's own health checks pass, drain the old slot, stop it. What is on the
+server is read by slotswap.server.slots; what to do is decided by slotswap.server.swap_plan;
+this module does it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
-from slotswap.commands.runtime_api import AdminState, ServerStat, ServerState
-from slotswap.config.app_env import AppEnv, env_file_path, resolve_app_env
-from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.commands.runtime_api import AdminState, ServerStat
+from slotswap.config.app_env import AppEnv, resolve_app_env
+from slotswap.config.inventory import Inventory
+from slotswap.config.layout import env_file_path
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
-from slotswap.remote.server import CommandResult, ConnectError, RemoteCommandError
-from slotswap.server.haproxy import next_container
+from slotswap.remote.server import ConnectError
+from slotswap.server.redeploy import has_env_file_of, keeps_stopped_container_of
+from slotswap.server.slots import (
+    SlotView,
+    describe_serving,
+    inspect_slots,
+    read_slots,
+    read_slots_quietly,
+    slot_published_ports,
+)
+from slotswap.server.swap_plan import (
+    WatchFailure,
+    container_failure,
+    new_slot_traffic,
+    old_sessions,
+    out_of_rotation_line,
+    plan_slots,
+    switch_back_line,
+    switch_line,
+    uses_fallback,
+    watch_failure,
+)
 
 POLL_INTERVAL = 0.05
 # After the switch, one `show stat` every 250 ms per watched server (every switched server of
@@ -59,234 +76,6 @@ class SwapRolledBack(SwapError):
     """The new version took traffic, then failed during the watch period or its verification
     (a failed check, out of rotation, its container stopped or restarted): traffic went back
     to the old slot, which had been kept running for that."""
-
-
-@dataclass(frozen=True)
-class SlotView:
-    slot: str
-    stat: ServerStat
-    state: ServerState
-    container: docker.ContainerInfo | None
-    fallback: ServerStat | None = None  # its fallback line (haproxy.fallback_name), if any
-
-    @property
-    def running(self) -> bool:
-        return self.container is not None and self.container.running
-
-    @property
-    def serving(self) -> bool:
-        return self.running and self.stat.takes_new_traffic
-
-    @property
-    def version(self) -> str | None:
-        return self.container.version if self.container else None
-
-    def describe(self) -> str:
-        container = "no container"
-        if self.container is not None:
-            container = f"{self.version or '?'} {self.container.status}"
-        checks = "checks off" if self.stat.is_maint else self.stat.check_summary
-        return f"{self.slot}: {container}, HAProxy {self.stat.status} ({checks})"
-
-
-@dataclass(frozen=True)
-class SlotPlan:
-    live: str | None  # the slot serving now (None: nothing serves, e.g. the first deploy)
-    idle: str  # the slot the new version goes into
-
-
-def plan_slots(views: dict[str, SlotView]) -> SlotPlan:
-    """Pure: pick the live and the idle slot from what HAProxy and Docker report."""
-    serving = [slot for slot in SLOTS if views[slot].serving]
-    if len(serving) == 2:
-        # An interrupted run left both in rotation: keep the newer one, retire the other.
-        newest = max(serving, key=lambda s: views[s].container.started_ns)  # type: ignore[union-attr]
-        return SlotPlan(live=newest, idle=other_slot(newest))
-    if len(serving) == 1:
-        return SlotPlan(live=serving[0], idle=other_slot(serving[0]))
-    not_running = [slot for slot in SLOTS if not views[slot].running]
-    return SlotPlan(live=None, idle=(not_running or list(SLOTS))[0])
-
-
-@dataclass(frozen=True)
-class WatchFailure:
-    """Why the new slot no longer counts as serving after the switch."""
-
-    what: str  # "failed HAProxy's health checks", "its container exited", ...
-    detail: str  # HAProxy's check summary, the exit code, ...
-    failed: bool = True  # False: nothing wrong with it, the rollout goes back everywhere
-
-
-def watch_failure(stat: ServerStat, since: ServerStat | None = None) -> WatchFailure | None:
-    """Pure: HAProxy's view of the new slot after the switch. Anything but taking new traffic
-    with passing checks fails: DOWN, `UP 1/3` on its way down, and also MAINT (resolution),
-    which HAProxy may show once Docker's DNS drops a stopped container's name, before any
-    check fails. With `since` (its reading at the switch), a check that failed since then
-    fails it too, though the next one passed before this look (`UP` again)."""
-    if stat.failing_checks:
-        return WatchFailure("failed HAProxy's health checks", stat.check_summary)
-    if since is not None and stat.check_failures > since.check_failures:
-        failed = stat.check_failures - since.check_failures
-        return WatchFailure("failed HAProxy's health checks",
-                            f"{failed} failed check{'s' if failed > 1 else ''} since the "
-                            f"switch (the last one: {stat.check_summary})")
-    if not stat.takes_new_traffic:
-        return WatchFailure("stopped taking traffic",
-                            f"HAProxy reports it {stat.status}, {stat.check_summary}")
-    return None
-
-
-def container_failure(container: docker.ContainerInfo | None,
-                      started_ns: int | None) -> WatchFailure | None:
-    """Pure: the new slot's container after the switch. Not running, or started again since
-    the swap started it (Docker's restart policy brings a crashing app back up, with
-    back-off): the version crashed."""
-    if container is None:
-        return WatchFailure("lost its container", "it no longer exists")
-    if not container.running:
-        return WatchFailure("its container stopped",
-                            f"{container.status}, exit code {container.exit_code}")
-    if started_ns and container.started_ns != started_ns:
-        return WatchFailure("its container crashed", "Docker restarted it")
-    return None
-
-
-def other_slot(slot: str) -> str:
-    return SLOTS[1] if slot == SLOTS[0] else SLOTS[0]
-
-
-def read_slots(server: ServerLike, inventory: Inventory) -> dict[str, SlotView]:
-    """HAProxy's view of both slots (one runtime-API line), then their containers."""
-    return read_slots_with(server, inventory,
-                           lambda: inspect_slots(server, containers_to_read(inventory)))
-
-
-def containers_to_read(inventory: Inventory) -> list[str]:
-    """The slots' containers and, in the same round trip, a new HAProxy left beside the old
-    one by an `up` cut off mid hand-over: both serve, and only the new one would learn of a
-    swap."""
-    return [*(inventory.container_name(slot) for slot in SLOTS), next_container(inventory)]
-
-
-def read_slots_with(server: ServerLike, inventory: Inventory,
-                    containers_now: Callable[[], dict[str, docker.ContainerInfo]]
-                    ) -> dict[str, SlotView]:
-    """HAProxy's view of both slots (one runtime-API line), then `containers_now()`."""
-    backend = inventory.app
-    stat_text, state_text = haproxy.split_stat_and_state(
-        server.runtime_api(haproxy.command_show_stat_and_state(backend)))
-    stats = haproxy.parse_show_stat(stat_text)
-    states = haproxy.parse_servers_state(state_text)
-    haproxy.require_servers(stats, backend, SLOTS)
-    haproxy.require_servers(states, backend, SLOTS)
-    containers = containers_now()
-    names = [inventory.container_name(slot) for slot in SLOTS]
-    handing_over = next_container(inventory)
-    if handing_over in containers:
-        raise haproxy.RuntimeApiError(
-            f"{server.name}: {handing_over} is left from an HAProxy upgrade that was cut "
-            "short; run `fab up` to finish or undo it")
-    return {
-        slot: SlotView(slot, stats[slot], states[slot], containers.get(name),
-                       stats.get(haproxy.fallback_name(slot)))
-        for slot, name in zip(SLOTS, names, strict=True)
-    }
-
-
-def has_fallback_lines(views: dict[str, SlotView]) -> bool:
-    """Pure: the backend has both slots' fallback lines (the kit's template does; a
-    project's older one may not, and then the swap works as before without them)."""
-    return all(view.fallback is not None for view in views.values())
-
-
-def uses_fallback(views: dict[str, SlotView], live: str | None) -> bool:
-    """Pure: the swap readies the live slot's fallback line at its switch: the backend has
-    fallback lines, and the live slot's reaches the same address as its own line (a slot
-    started before `fab up` moved HAProxy to the server's network is reached at an address
-    of the app's network, which its fallback line does not have)."""
-    if not has_fallback_lines(views) or live is None:
-        return False
-    fallback = views[live].fallback
-    return fallback is not None and fallback.address == views[live].stat.address
-
-
-def old_sessions(stats: dict[str, ServerStat], old: str) -> int:
-    """Pure: the old slot's open sessions, its fallback line's included."""
-    fallback = stats.get(haproxy.fallback_name(old))
-    return stats[old].sessions + (fallback.sessions if fallback else 0)
-
-
-def new_slot_traffic(at_switch: dict[str, ServerStat], stats: dict[str, ServerStat],
-                     new: str, old: str) -> haproxy.Traffic:
-    """Pure: the new slot's requests and failed ones since the switch (`show stat` readings
-    by line name). Those it failed and HAProxy sent to the old slot's fallback line count as
-    failed: clients got the old version's answer, and once the old slot stops they get none."""
-    name = haproxy.fallback_name(old)
-    fallback = (at_switch[name], stats[name]) if name in at_switch and name in stats else None
-    return haproxy.traffic_between(at_switch[new], stats[new], fallback)
-
-
-def fallback_state(backend: str, slot: str, state: AdminState, fallback: bool) -> list[str]:
-    return [haproxy.command_set_state(backend, haproxy.fallback_name(slot), state)] \
-        if fallback else []
-
-
-def switch_line(backend: str, new: str, old: str, *, fallback: bool) -> str:
-    """Pure: the switch, in one runtime-API line: the new slot in rotation, the old one
-    draining. The old slot's fallback line is made ready first: it comes after both slot
-    lines (`balance first`), so it gets no new request while a slot line is usable, only a
-    retry of one the new slot failed, or every request while the new slot cannot take any."""
-    return haproxy.join_commands(
-        *fallback_state(backend, old, AdminState.READY, fallback),
-        haproxy.command_set_state(backend, new, AdminState.READY),
-        haproxy.command_set_state(backend, old, AdminState.DRAIN),
-    )
-
-
-def switch_back_line(backend: str, new: str, old: str, *, fallback: bool) -> str:
-    """Pure: the old slot back in rotation, the new one and the old one's fallback out, in
-    one line."""
-    return haproxy.join_commands(
-        haproxy.command_set_state(backend, old, AdminState.READY),
-        haproxy.command_set_state(backend, new, AdminState.MAINT),
-        *fallback_state(backend, old, AdminState.MAINT, fallback),
-    )
-
-
-def out_of_rotation_line(backend: str, slot: str, *, fallback: bool) -> str:
-    """Pure: the slot and its fallback line get no request any more (open ones finish)."""
-    return haproxy.join_commands(
-        *fallback_state(backend, slot, AdminState.MAINT, fallback),
-        haproxy.command_set_state(backend, slot, AdminState.MAINT),
-    )
-
-
-def inspect_slots(server: ServerLike, names: list[str]) -> dict[str, docker.ContainerInfo]:
-    """The slots' containers that exist. `docker inspect` exits 1 when one of them does not,
-    and still prints the others; any other failure must not pass for "no container", or a
-    live slot would look idle."""
-    result = server.run(docker.inspect_containers(*names), check=False)
-    return containers_inspected(server, names, result)
-
-
-def containers_inspected(server: ServerLike, names: list[str],
-                         result: CommandResult) -> dict[str, docker.ContainerInfo]:
-    if not result.ok and not docker.only_missing_containers(result.stderr):
-        raise RemoteCommandError(server.name, shlex.join(docker.inspect_containers(*names)),
-                                 result.exit_code, result.stderr)
-    return docker.parse_inspect(result.stdout)
-
-
-def slot_published_ports(inventory: Inventory, slot: str) -> tuple[tuple[int, int], ...]:
-    """Pure: (server port, container port) pairs of the slot on the server's loopback."""
-    return inventory.slot_published_ports(slot)
-
-
-def describe_serving(views: dict[str, SlotView]) -> str:
-    if not views:
-        return "unknown (could not read the server's state)"
-    serving = [f"{v.version} in {v.slot}" for v in views.values() if v.serving]
-    return " and ".join(serving) if serving else "NOTHING"
 
 
 @dataclass
@@ -745,93 +534,3 @@ class SlotSwap:
         status = f"exited with code {container.exit_code}" if container else "vanished"
         raise SwapError(f"the new container of {slot} {status} while waiting for {what}"
                         + (f"; its last output:\n{output}" if output else ""), "")
-
-
-def keeps_stopped_container_of(server: ServerLike, inventory: Inventory, view: SlotView,
-                               tag: str) -> bool:
-    """The slot holds a stopped container of `tag`, made with today's container settings
-    from the image `tag` names on the server now (one `docker image inspect`). What
-    SlotSwap.can_restart and the dry run's plan both ask first."""
-    return (view.container is not None and not view.container.running
-            and made_as_today(server, inventory, view, tag))
-
-
-def made_as_today(server: ServerLike, inventory: Inventory, view: SlotView, tag: str) -> bool:
-    """The slot's container is of `tag`, made with today's container settings from the
-    image `tag` names on the server now (one `docker image inspect`)."""
-    if not made_with_settings_of(inventory, view, tag):
-        return False
-    image = server.run(docker.image_id(inventory.image_ref(tag)), check=False)
-    return image.ok and image.stdout.strip() == view.container.image_id  # type: ignore[union-attr]
-
-
-def made_with_settings_of(inventory: Inventory, view: SlotView, tag: str) -> bool:
-    """Pure: the slot's container is of `tag`, with today's container settings."""
-    container = view.container
-    return (container is not None and container.version == tag
-            and container.labels.get(docker.LABEL_SETTINGS) == expected_settings(inventory,
-                                                                                  view.slot))
-
-
-def has_env_file_of(server: ServerLike, inventory: Inventory, slot: str, app_env: AppEnv) -> bool:
-    """The slot's env file holds today's environment (none, with no environment): the file
-    is always the one its container was created with (see SlotSwap.write_env_file)."""
-    text = server.read_file(env_file_path(server.with_folders(inventory), slot))
-    return env_file_holds(inventory, app_env, text)
-
-
-def env_file_holds(inventory: Inventory, app_env: AppEnv, text: str | None) -> bool:
-    """Pure: an env file's text (None: no file) is today's environment."""
-    return text == (app_env.text if not inventory.env.empty else None)
-
-
-def expected_settings(inventory: Inventory, slot: str) -> str:
-    """The settings label the slot's container gets from today's inventory."""
-    return docker.settings_digest(network=inventory.network, app_port=inventory.app_port,
-                                  stop_timeout=inventory.timeouts.stop,
-                                  options=inventory.container,
-                                  published=slot_published_ports(inventory, slot))
-
-
-def read_slots_quietly(server: ServerLike, inventory: Inventory) -> dict[str, SlotView]:
-    try:
-        return read_slots(server, inventory)
-    except Exception:
-        return {}
-
-
-def already_serving(server: ServerLike, inventory: Inventory, tag: str,
-                    app_env: AppEnv) -> str | None:
-    """What the server serves, when its one live slot already runs `tag` from the image the
-    tag names on the server now, with today's environment and container settings (a deploy
-    would change nothing); else None. Docker's side (the containers, the image ID the tag
-    names, the env files) is read in one round trip, HAProxy's in one line."""
-    mark = secrets.token_hex(8)
-    names = containers_to_read(inventory)
-    folders = server.with_folders(inventory)  # the env files are in this login's folder
-    facts: list[str | None] = []
-
-    def docker_facts() -> dict[str, docker.ContainerInfo]:
-        answer = server.run(docker.redeploy_facts(
-            mark, inventory.image_ref(tag),
-            (env_file_path(folders, SLOTS[0]), env_file_path(folders, SLOTS[1])), names),
-            check=False)
-        found, containers_json = docker.split_redeploy_facts(answer.stdout, mark)
-        facts.extend(found)
-        return containers_inspected(server, names, CommandResult(
-            containers_json, answer.stderr, answer.exit_code))
-
-    views = read_slots_with(server, inventory, docker_facts)
-    image_id, *env_files = facts
-    serving = [view for view in views.values() if view.serving]
-    if len(serving) != 1:
-        return None
-    live = serving[0]
-    if views[other_slot(live.slot)].running:
-        return None  # an interrupted run left the old slot up: a swap puts that in order
-    env_text = env_files[SLOTS.index(live.slot)]
-    if not (made_with_settings_of(inventory, live, tag) and image_id is not None
-            and live.container is not None and image_id == live.container.image_id
-            and env_file_holds(inventory, app_env, env_text)):
-        return None
-    return describe_serving(views)

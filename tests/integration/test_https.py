@@ -17,11 +17,11 @@ import pytest
 import yaml
 from cryptography import x509
 
+from slotswap.config.layout import cert_path_on_server, haproxy_dir
 from slotswap.config.loader import load_inventory
 from slotswap.https import install as tls
 from slotswap.https.files import CertificateBundle
 from slotswap.remote.server import Server
-from slotswap.server.haproxy import config_dir
 from testbed import sandbox
 from testbed.loadgen import AddressedHTTPSConnection, LoadGenerator, TlsTarget
 from testbed.private_ca import PrivateCa, issue, make_ca
@@ -101,7 +101,7 @@ def containers_everywhere(box: Sandbox) -> dict[str, str]:
 
 def certs_folder(inventory: Path) -> str:
     """The folder of the certificate file on each server."""
-    return tls.cert_path_on_server(config_dir(load_inventory(inventory))).rsplit("/", 1)[0]
+    return cert_path_on_server(haproxy_dir(load_inventory(inventory))).rsplit("/", 1)[0]
 
 
 def cert_files_everywhere(box: Sandbox, inventory: Path) -> dict[str, str]:

@@ -10,7 +10,6 @@ import pytest
 from slotswap.config.app_env import (
     OUTPUT_MASK,
     AppEnv,
-    env_file_path,
     mask_values,
     render_env_file,
     resolve_app_env,
@@ -18,6 +17,7 @@ from slotswap.config.app_env import (
 )
 from slotswap.config.env import MAX_LINE_BYTES, value_problem
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import env_file_path
 from slotswap.config.values import name_problem
 from slotswap.core.validation import InputError
 from tests.unit.fake_server import make_inventory

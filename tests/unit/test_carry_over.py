@@ -16,7 +16,9 @@ import pytest
 from slotswap.cli.check import settings_lines
 from slotswap.commands import docker
 from slotswap.commands.login_facts import LoginFacts, parse_login_facts
+from slotswap.config import layout
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import admin_dir, haproxy_dir, state_dir_beside
 from slotswap.remote.server import Server
 from slotswap.server import carry_over
 from slotswap.server.carry_over import (
@@ -25,9 +27,8 @@ from slotswap.server.carry_over import (
     carrier_config,
     merge_histories,
     previous_folders,
-    state_dir_beside,
 )
-from slotswap.server.haproxy import admin_dir, config_dir, container_spec
+from slotswap.server.haproxy_handover import container_spec
 from slotswap.server.locking import CARRIED_TASK, LockOwner
 from tests.unit.fake_server import make_inventory
 
@@ -39,8 +40,8 @@ def inventory(tmp_path: Path, **settings: object) -> Inventory:
 def haproxy_on(config: str, admin: str | None = None) -> docker.ContainerInfo:
     return docker.ContainerInfo(
         "webapp-haproxy", True, "running", "haproxy:2.8", "sha256:1", {}, {"host": ""}, 0, "",
-        binds={docker.HAPROXY_CONFIG_DIR_INSIDE: config,
-               docker.HAPROXY_ADMIN_DIR_INSIDE: admin or f"{config}/admin"})
+        binds={layout.HAPROXY_CONFIG_DIR_INSIDE: config,
+               layout.HAPROXY_ADMIN_DIR_INSIDE: admin or f"{config}/admin"})
 
 
 def test_a_non_root_logins_folders_are_in_its_home(tmp_path: Path) -> None:
@@ -107,13 +108,13 @@ def test_an_haproxy_of_root_is_carried_over_to_the_login_and_its_own_is_not(
         tmp_path: Path) -> None:
     deploy = dataclasses.replace(inventory(tmp_path), login_home="/home/deploy")
     roots = haproxy_on("/etc/slotswap/webapp/haproxy")
-    assert previous_folders(roots, deploy, config_dir(deploy)) == PreviousFolders(
+    assert previous_folders(roots, deploy, haproxy_dir(deploy)) == PreviousFolders(
         "/etc/slotswap/webapp", "/etc/slotswap/webapp/haproxy/admin",
         "/var/lib/slotswap/webapp")
-    own = haproxy_on(config_dir(deploy), admin_dir(deploy))
-    assert previous_folders(own, deploy, config_dir(deploy)) is None
+    own = haproxy_on(haproxy_dir(deploy), admin_dir(deploy))
+    assert previous_folders(own, deploy, haproxy_dir(deploy)) is None
     root = inventory(tmp_path)
-    assert previous_folders(haproxy_on(config_dir(deploy)), root, config_dir(root)) == \
+    assert previous_folders(haproxy_on(haproxy_dir(deploy)), root, haproxy_dir(root)) == \
         PreviousFolders("/home/deploy/.slotswap/webapp/config",
                         "/home/deploy/.slotswap/webapp/config/haproxy/admin",
                         "/home/deploy/.slotswap/webapp/state")
@@ -121,9 +122,9 @@ def test_an_haproxy_of_root_is_carried_over_to_the_login_and_its_own_is_not(
 
 def test_the_carrier_relays_the_old_admin_socket_to_one_of_the_logins() -> None:
     text = carrier_config(1001, 1002)
-    assert (f"bind {docker.HAPROXY_ADMIN_DIR_INSIDE}/{carry_over.RELAY_SOCKET} mode 600 "
+    assert (f"bind {layout.HAPROXY_ADMIN_DIR_INSIDE}/{layout.RELAY_SOCKET} mode 600 "
             "uid 1001 gid 1002") in text
-    assert f"server previous {docker.PREVIOUS_ADMIN_DIR_INSIDE}/admin.sock" in text
+    assert f"server previous {layout.PREVIOUS_ADMIN_DIR_INSIDE}/admin.sock" in text
     assert "mode tcp" in text
 
 

@@ -19,7 +19,7 @@ from slotswap.https.files import (
     load_files,
     placeholder,
 )
-from slotswap.server.haproxy import Login, render_config
+from slotswap.server.haproxy_config import Login, render_config
 from testbed.private_ca import issue, make_ca
 from tests.unit.fake_server import FIXTURES
 

@@ -12,6 +12,7 @@ import pytest
 from slotswap.commands import docker
 from slotswap.config.delivery import DeliverySettings
 from slotswap.config.inventory import Inventory, InventoryError
+from slotswap.config.layout import ProxyError
 from slotswap.core import interrupts
 from slotswap.fleet.delivery import (
     PROGRESS_INTERVAL,
@@ -24,7 +25,6 @@ from slotswap.fleet.delivery import (
     transfer_line,
 )
 from slotswap.remote.server import CommandResult
-from slotswap.server.haproxy import ProxyError
 from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory
 
 TWO_LAYERS = FIXTURES / "docker_save_two_layers.tar"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from slotswap.commands import docker
+from slotswap.commands import docker, docker_engine
 from slotswap.commands.docker import ContainerInfo
 from slotswap.config.container import ContainerSettings, LogSettings
 from tests.unit.fake_server import FIXTURES
@@ -495,17 +495,17 @@ def test_build_for_a_platform_with_more_build_args() -> None:
     ("linux/x86_64\n", "linux/amd64"), ("linux/aarch64\n", "linux/arm64"),
     ("linux/armv7l\n", "linux/arm/v7"), ("\n", None), ("Welcome\n", None)])
 def test_the_servers_platform_in_image_terms(answer: str, platform: str | None) -> None:
-    assert docker.parse_platform(answer) == platform
+    assert docker_engine.parse_platform(answer) == platform
 
 
 def test_the_servers_engine_in_one_docker_info() -> None:
-    assert docker.server_engine() == [
+    assert docker_engine.server_engine() == [
         "docker", "info", "--format", "{{.OSType}}/{{.Architecture}} {{.ServerVersion}}"]
     # Debian 12's docker.io, as the sandbox's servers answer
-    assert docker.parse_engine("linux/x86_64 20.10.24+dfsg1\n") == ("linux/amd64",
-                                                                   "20.10.24+dfsg1")
-    assert docker.parse_engine("linux/aarch64 29.1.2\n") == ("linux/arm64", "29.1.2")
-    assert docker.parse_engine("\n") == (None, None)
+    assert docker_engine.parse_engine("linux/x86_64 20.10.24+dfsg1\n") == (
+        "linux/amd64", "20.10.24+dfsg1")
+    assert docker_engine.parse_engine("linux/aarch64 29.1.2\n") == ("linux/arm64", "29.1.2")
+    assert docker_engine.parse_engine("\n") == (None, None)
 
 
 @pytest.mark.parametrize(("version", "cause"), [
@@ -516,7 +516,7 @@ def test_the_servers_engine_in_one_docker_info() -> None:
     ("29", None), ("", None), ("unknown", None)])
 def test_which_docker_engines_let_the_local_network_past_haproxy(version: str,
                                                                  cause: str | None) -> None:
-    risk = docker.direct_access_risk(version)
+    risk = docker_engine.direct_access_risk(version)
     if cause is None:
         assert risk is None
     else:

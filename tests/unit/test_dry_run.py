@@ -13,7 +13,7 @@ from slotswap.config.inventory import Inventory
 from slotswap.fleet import dry_run
 from slotswap.remote.server import CommandResult
 from slotswap.server import maintenance
-from slotswap.server.haproxy import config_hash
+from slotswap.server.haproxy_config import config_hash
 from slotswap.server.locking import READ_SCRIPT
 from tests.unit.fake_server import FakeServer, make_inventory
 
@@ -96,7 +96,7 @@ def test_rollback_plan_does_not_pull_an_image_that_is_there(tmp_path: Path) -> N
 
 def test_up_plan_of_an_unchanged_server_writes_nothing(tmp_path: Path) -> None:
     inv = inventory(tmp_path)
-    from slotswap.server.haproxy import Login, render_config
+    from slotswap.server.haproxy_config import Login, render_config
     config = render_config(inv, Login(0, 0))
     plan = dry_run.up_plan(FactServer("live_web1", config=config), inv)
     assert plan.summary == "config unchanged"
@@ -119,7 +119,7 @@ def test_up_plan_of_a_config_haproxy_does_not_run_writes_it(tmp_path: Path) -> N
     """The file is the wanted one, but HAProxy was never seen running it (a reload that
     failed): as `up` does, the plan installs it again."""
     inv = inventory(tmp_path)
-    from slotswap.server.haproxy import Login, render_config
+    from slotswap.server.haproxy_config import Login, render_config
     server = FactServer("live_web1", config=render_config(inv, Login(0, 0)))
     server.read_file = lambda path: (None if path.endswith(".running-sha256")  # type: ignore[method-assign]
                                      else server.config)

@@ -24,8 +24,8 @@ import pytest
 
 from slotswap.commands import runtime_api as haproxy
 from slotswap.server import maintenance
-from slotswap.server.haproxy import Login, render_config
-from slotswap.server.swap import switch_line
+from slotswap.server.haproxy_config import Login, render_config
+from slotswap.server.swap_plan import switch_line
 from tests.unit.fake_server import make_inventory
 
 HAPROXY_BINARY = "/usr/sbin/haproxy"

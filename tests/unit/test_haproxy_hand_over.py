@@ -14,9 +14,11 @@ import pytest
 from slotswap.commands.docker import HAPROXY_INSTANCE_VARIABLE, ContainerInfo, parse_inspect
 from slotswap.commands.runtime_api import RuntimeApiError, parse_servers_state
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import ProxyError
 from slotswap.remote.server import CommandResult
-from slotswap.server import haproxy as proxy
-from slotswap.server.swap import read_slots
+from slotswap.server.haproxy import reach_unpublished_slots
+from slotswap.server.haproxy_handover import hand_over_to_new_haproxy, on_host_network
+from slotswap.server.slots import read_slots
 from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory, recorded
 
 FRONTEND_OPEN = "# pxname,svname,status\nhttp,FRONTEND,OPEN\n"
@@ -69,7 +71,7 @@ def docker_steps(server: HandOverServer) -> list[list[str]]:
 
 def test_the_new_haproxy_takes_over_before_the_old_one_stops(tmp_path: Path) -> None:
     server, said = HandOverServer(new_starts=True), []
-    proxy.hand_over_to_new_haproxy(server, inventory(tmp_path), said.append, OLD, restore=True)
+    hand_over_to_new_haproxy(server, inventory(tmp_path), said.append, OLD, restore=True)
     assert docker_steps(server) == [
         ["docker", "rm", "--force"],  # a leftover temporary container
         ["docker", "run", "--detach"],
@@ -88,10 +90,10 @@ def test_the_new_haproxy_takes_over_before_the_old_one_stops(tmp_path: Path) -> 
 
 def test_a_new_haproxy_that_does_not_take_over_leaves_the_old_one(tmp_path: Path) -> None:
     server = HandOverServer(new_starts=False)  # its container is seen exited at once
-    with pytest.raises(proxy.ProxyError, match=r"did not take over \(webapp-haproxy-next "
+    with pytest.raises(ProxyError, match=r"did not take over \(webapp-haproxy-next "
                                                r"stopped while starting\); webapp-haproxy "
                                                r"keeps serving with its image haproxy:2\.8"):
-        proxy.hand_over_to_new_haproxy(server, inventory(tmp_path), lambda line: None, OLD,
+        hand_over_to_new_haproxy(server, inventory(tmp_path), lambda line: None, OLD,
                                        restore=True)
     # The new container goes, the previous config comes back, the old HAProxy reloads (its
     # admin socket made anew); it is never told to stop.
@@ -123,7 +125,7 @@ def test_a_deploy_refuses_a_server_left_mid_hand_over(tmp_path: Path) -> None:
 
 def test_recorded_answers_of_haproxy_on_the_servers_network() -> None:
     inspected = parse_inspect((FIXTURES / "docker_inspect_haproxy_host_network.json").read_text())
-    assert proxy.on_host_network(inspected["webapp-haproxy"])
+    assert on_host_network(inspected["webapp-haproxy"])
     states = parse_servers_state(
         (FIXTURES / "show_servers_state_loopback_slots.txt").read_text(encoding="utf-8"))
     assert {slot: state.resolved_address for slot, state in states.items()} == {
@@ -145,11 +147,11 @@ def test_a_slot_not_published_where_the_config_says_is_reached_on_the_apps_netwo
         tmp_path: Path) -> None:
     inv = inventory(tmp_path)
     published = slots_server({"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18081"}]})
-    assert proxy.reach_unpublished_slots(published, inv, print) == []
+    assert reach_unpublished_slots(published, inv, print) == []
     assert published.sent == []
     # Made by an earlier slotswap (nothing published), or before slot_ports changed.
     for bindings in ({}, {"3000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "28081"}]}):
         server = slots_server(bindings)
-        assert proxy.reach_unpublished_slots(server, inv, print) == ["web1"]
+        assert reach_unpublished_slots(server, inv, print) == ["web1"]
         assert server.sent == ["set server webapp/web1 addr 10.111.2.3 port 3000; "
                                "set server webapp/web1 check-port 3000"]

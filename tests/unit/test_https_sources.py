@@ -12,6 +12,7 @@ import pytest
 
 from slotswap.cli.check import settings_lines
 from slotswap.commands.runtime_api import RuntimeApiError
+from slotswap.config import layout
 from slotswap.config.https import CertificateFiles, HttpsSettings
 from slotswap.config.inventory import Inventory, InventoryError
 from slotswap.config.loader import load_inventory
@@ -26,7 +27,7 @@ from slotswap.https.files import (
     acme_source,
     load_files,
 )
-from slotswap.server.haproxy import Login, redirect_names, render_config
+from slotswap.server.haproxy_config import Login, redirect_names, render_config
 from testbed.private_ca import issue, make_ca
 from tests.unit.fake_server import FakeServer
 
@@ -192,7 +193,7 @@ def test_force_renews_a_certificate_that_is_not_due(tmp_path: Path,
 
 def show_ssl_cert(bundle: CertificateBundle) -> str:
     info = bundle.info()
-    return (f"Filename: {tls.cert_path_in_haproxy()}\nStatus: Used\nSerial: {info.serial}\n"
+    return (f"Filename: {layout.cert_path_in_haproxy()}\nStatus: Used\nSerial: {info.serial}\n"
             f"notAfter: {info.not_after:%b %d %H:%M:%S %Y} GMT\n"
             f"Subject Alternative Name: {', '.join('DNS:' + n for n in info.names)}\n"
             f"Issuer: /CN=slotswap test CA\n")
@@ -232,7 +233,7 @@ def bundle_for(names: tuple[str, ...] = NAMES) -> CertificateBundle:
 
 
 CONFIG_DIR = "/etc/slotswap/webapp/haproxy"
-CERT_FILE = tls.cert_path_on_server(CONFIG_DIR)
+CERT_FILE = layout.cert_path_on_server(CONFIG_DIR)
 
 
 def install(server: TlsServer, bundle: CertificateBundle) -> bool:
@@ -253,7 +254,7 @@ def test_a_refused_commit_leaves_the_file_and_the_next_run_installs_again() -> N
     server.refuse_commit = False
     assert install(server, new) is True
     assert server.serving is new and server.files[CERT_FILE] == new.haproxy_pem()
-    assert server.files[tls.source_path_on_server(CONFIG_DIR)] == "files\n"
+    assert server.files[layout.source_path_on_server(CONFIG_DIR)] == "files\n"
     assert install(server, new) is False  # unchanged: the file and what HAProxy serves
 
 

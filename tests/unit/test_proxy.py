@@ -1,5 +1,6 @@
-"""slotswap.server.haproxy's pure parts: the rendered haproxy.cfg, the HAProxy
-container's argv and spec."""
+"""HAProxy's pure parts: the rendered haproxy.cfg (slotswap.server.haproxy_config), the
+HAProxy container's argv and spec (slotswap.server.haproxy_handover), its folders
+(slotswap.config.layout)."""
 
 from __future__ import annotations
 
@@ -10,26 +11,30 @@ from typing import Any
 import pytest
 
 from slotswap.config.inventory import Inventory
-from slotswap.config.loader import parse_inventory
-from slotswap.server import maintenance
-from slotswap.server.haproxy import (
-    FORWARDING_HEADERS,
-    LABEL_SPEC,
-    Login,
+from slotswap.config.layout import (
     ProxyError,
     admin_dir,
     admin_socket_path,
-    bind_addresses,
-    config_dir,
-    config_hash,
-    container_spec,
-    frontend_open,
-    haproxy_run_command,
+    haproxy_dir,
     next_container,
-    on_host_network,
+)
+from slotswap.config.loader import parse_inventory
+from slotswap.server import maintenance
+from slotswap.server.haproxy_config import (
+    FORWARDING_HEADERS,
+    Login,
+    bind_addresses,
+    config_hash,
     render_config,
     runs_config,
     unbindable_addresses,
+)
+from slotswap.server.haproxy_handover import (
+    LABEL_SPEC,
+    container_spec,
+    frontend_open,
+    haproxy_run_command,
+    on_host_network,
 )
 from tests.unit.fake_server import make_inventory
 
@@ -335,8 +340,8 @@ def test_haproxy_run_command_is_sound_whatever_the_image_is_named(haproxy_image:
 
 
 def test_config_dir() -> None:
-    assert config_dir(SANDBOX) == "/etc/slotswap/webapp/haproxy"
-    assert config_dir(SHOP) == "/etc/slotswap/shop/haproxy"
+    assert haproxy_dir(SANDBOX) == "/etc/slotswap/webapp/haproxy"
+    assert haproxy_dir(SHOP) == "/etc/slotswap/shop/haproxy"
 
 
 def test_admin_socket_is_in_a_folder_of_the_config_dir() -> None:
@@ -346,9 +351,9 @@ def test_admin_socket_is_in_a_folder_of_the_config_dir() -> None:
 
 def test_an_admin_socket_path_too_long_for_a_unix_socket_is_refused(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import slotswap.server.haproxy as proxy
+    import slotswap.config.layout as layout
 
-    monkeypatch.setattr(proxy, "config_dir", lambda inventory: "/srv/" + "x" * 90)
+    monkeypatch.setattr(layout, "haproxy_dir", lambda inventory: "/srv/" + "x" * 90)
     with pytest.raises(ProxyError, match="longer than the 107 bytes"):
         admin_socket_path(SANDBOX)
 

@@ -1,4 +1,4 @@
-"""The no-op check of a redeploy (swap.already_serving), against recorded answers: Docker's
+"""The no-op check of a redeploy (redeploy.already_serving), against recorded answers: Docker's
 side in one command (containers, the tag's image ID, both env files), HAProxy's in one line;
 a server is `unchanged` only with the same image and the same environment."""
 
@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from slotswap.commands import docker
-from slotswap.config.app_env import env_file_path, resolve_app_env
+from slotswap.config.app_env import resolve_app_env
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import env_file_path
 from slotswap.remote.server import CommandResult
-from slotswap.server.swap import already_serving, expected_settings
+from slotswap.server.redeploy import already_serving, expected_settings
 from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory
 
 LIVE_IMAGE = json.loads((FIXTURES / "docker_inspect_live_web2.json").read_text())[1]["Image"]

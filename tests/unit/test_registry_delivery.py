@@ -13,7 +13,7 @@ import pytest
 from slotswap.commands import docker
 from slotswap.fleet.delivery import RegistryDelivery
 from slotswap.remote.server import CommandResult
-from slotswap.server.haproxy import StaleImageError, ensure_image
+from slotswap.server.images import StaleImageError, ensure_image
 from tests.unit.fake_server import FakeServer
 
 REF = "registry.example.com/acme/app:v2"

@@ -16,7 +16,7 @@ from slotswap.config.fields import keys
 from slotswap.config.hooks import HookSettings
 from slotswap.config.inventory import Inventory
 from slotswap.config.loader import load_inventory
-from slotswap.server.haproxy import Login, render_config
+from slotswap.server.haproxy_config import Login, render_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))

@@ -14,7 +14,8 @@ from slotswap.config.app_env import resolve_app_env
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
 from slotswap.remote.server import CommandResult
-from slotswap.server.swap import SlotSwap, SlotView
+from slotswap.server.slots import SlotView
+from slotswap.server.swap import SlotSwap
 from tests.unit.fake_server import FakeServer, make_inventory
 
 SECRET = "s3cr3t-never-on-a-command-line"

@@ -11,10 +11,9 @@ import pytest
 
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import ServerStat, ServerState, Traffic, fallback_name
-from slotswap.server.swap import (
-    SlotSwap,
-    SlotView,
-    SwapRolledBack,
+from slotswap.server.slots import SlotView
+from slotswap.server.swap import SlotSwap, SwapRolledBack
+from slotswap.server.swap_plan import (
     new_slot_traffic,
     old_sessions,
     out_of_rotation_line,

@@ -11,7 +11,8 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat, ServerState
 from slotswap.config.inventory import SLOTS
-from slotswap.server.swap import SlotPlan, SlotView, describe_serving, other_slot, plan_slots
+from slotswap.server.slots import SlotView, describe_serving, other_slot
+from slotswap.server.swap_plan import SlotPlan, plan_slots
 from tests.unit.fake_server import FIXTURES
 
 

@@ -11,14 +11,8 @@ from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat
 from slotswap.config.app_env import OUTPUT_MASK, resolve_app_env
 from slotswap.remote.server import CommandResult, ConnectionLostError
-from slotswap.server.swap import (
-    SlotSwap,
-    SwapError,
-    SwapRolledBack,
-    WatchFailure,
-    container_failure,
-    watch_failure,
-)
+from slotswap.server.swap import SlotSwap, SwapError, SwapRolledBack
+from slotswap.server.swap_plan import WatchFailure, container_failure, watch_failure
 from tests.unit.fake_server import FakeServer, make_inventory
 
 BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"

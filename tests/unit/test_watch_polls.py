@@ -11,7 +11,8 @@ import pytest
 
 from slotswap.commands.docker import ContainerInfo
 from slotswap.commands.runtime_api import ServerStat, parse_show_stat, parse_stat_rows
-from slotswap.server.swap import SlotSwap, SwapRolledBack, watch_failure
+from slotswap.server.swap import SlotSwap, SwapRolledBack
+from slotswap.server.swap_plan import watch_failure
 from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory
 
 UP = ServerStat("web2", "UP", 3, "L7OK", "200", "", 0, "127.0.0.1:18082")

@@ -1,0 +1,171 @@
+"""Every path and name the kit uses on a server, in one place: pure, from the inventory.
+
+The app's two folders follow from remote_dir and the login's home, and are the inventory's
+(`Inventory.state_dir`: the lock and the history, kept by `fab down`; `Inventory.config_dir`:
+HAProxy's folder and the slots' env files), as are the names of the slots' and HAProxy's
+containers and of the app's network. What the kit keeps in those folders, where HAProxy's
+container sees them, and the names of the containers it runs for a while, are named here.
+"""
+
+from __future__ import annotations
+
+from slotswap.config.inventory import DEFAULT_CONFIG_ROOT, DEFAULT_STATE_ROOT, Inventory
+
+# -- inside HAProxy's container -------------------------------------------------------------
+HAPROXY_CONFIG_DIR_INSIDE = "/usr/local/etc/haproxy"
+# The folder of the admin socket, from the server's config folder; only HAProxy's container
+# mounts it.
+HAPROXY_ADMIN_DIR_INSIDE = "/run/slotswap-admin"
+HAPROXY_ADMIN_SOCKET_NAME = "admin.sock"
+# Where the carrier (see slotswap.server.carry_over) mounts the folders a server is carried over
+# from: the admin socket's, the config's (read-only) and the state's.
+PREVIOUS_ADMIN_DIR_INSIDE = "/run/slotswap-previous-admin"
+PREVIOUS_CONFIG_DIR_INSIDE = "/etc/slotswap-previous"
+PREVIOUS_STATE_DIR_INSIDE = "/var/lib/slotswap-previous"
+
+# -- the state folder -----------------------------------------------------------------------
+LOCK_NAME = "lock"
+# In the lock directory, as the lock scripts of slotswap.server.locking write them: who holds
+# it (with the token that tells runs apart), and the lease its holder keeps it for.
+LOCK_OWNER_NAME = "owner.json"
+LOCK_LEASE_NAME = "lease"
+HISTORY_NAME = "history.jsonl"
+# Beside the state folder while the state of the folders a server is carried over from is
+# read (slotswap.server.carry_over).
+CARRIED_SUFFIX = ".carried"
+
+# -- the config folder ----------------------------------------------------------------------
+# Beside the slots' env files (env_file_path): the release command's, release.env.
+RELEASE_ENV_NAME = "release"
+HAPROXY_FOLDER = "haproxy"
+
+# -- HAProxy's folder in the config folder --------------------------------------------------
+ADMIN_FOLDER = "admin"
+CONFIG_NAME = "haproxy.cfg"
+# The new config, written beside the running one and checked by HAProxy before it goes in.
+NEW_CONFIG_NAME = f"{CONFIG_NAME}.new"
+# The config kept while a new one is tried: put back when HAProxy does not start with it.
+PREVIOUS_NAME = f"{CONFIG_NAME}.prev"
+# SHA-256 of the config HAProxy runs, written only once HAProxy was seen running with it:
+# "unchanged" means the same as this, not merely the same as the file.
+RUNNING_NAME = f"{CONFIG_NAME}.running-sha256"
+STATE_NAME = "server-state"
+MAP_NAME = "maintenance.map"
+SERVICE_NAME = "maintenance.lua"
+CERT_FOLDER = "certs"
+CERT_NAME = "site.pem"
+SOURCE_NAME = "site.source"
+# The carrier's config, and the old admin socket it relays in this login's admin folder.
+CARRIER_CONFIG = "carrier.cfg"
+RELAY_SOCKET = "previous-admin.sock"
+
+# -- containers the kit runs for a while ----------------------------------------------------
+# The new HAProxy's name while both run, during a hand-over.
+NEXT_SUFFIX = "-next"
+CARRIER_SUFFIX = "-carrier"
+
+# A unix socket's path must fit in sockaddr_un's sun_path (108 bytes with its NUL on Linux).
+MAX_SOCKET_PATH_BYTES = 107
+
+
+class ProxyError(RuntimeError):
+    """HAProxy cannot be set up or reached on a server as the inventory asks. Defined here,
+    the lowest place that raises it (an admin socket's path too long for a unix socket);
+    the server layer's HAProxy set-up raises it for everything else."""
+
+
+def lock_dir_in(state_dir: str) -> str:
+    return f"{state_dir}/{LOCK_NAME}"
+
+
+def lock_dir(inventory: Inventory) -> str:
+    return lock_dir_in(inventory.state_dir)
+
+
+def history_path_in(state_dir: str) -> str:
+    return f"{state_dir}/{HISTORY_NAME}"
+
+
+def history_path(inventory: Inventory) -> str:
+    return history_path_in(inventory.state_dir)
+
+
+def state_dir_beside(config: str, app: str) -> str | None:
+    """The state folder the kit keeps beside an app's config folder: root's system folders,
+    or <dir>/<app>/state beside <dir>/<app>/config (remote_dir, a login's home)."""
+    if config == f"{DEFAULT_CONFIG_ROOT}/{app}":
+        return f"{DEFAULT_STATE_ROOT}/{app}"
+    if config.endswith(f"/{app}/config"):
+        return f"{config.removesuffix('/config')}/state"
+    return None
+
+
+def env_file_path(inventory: Inventory, slot: str) -> str:
+    """Where the env file of one slot lives on a server (a folder only its owner can open)."""
+    return f"{inventory.config_dir}/{slot}.env"
+
+
+def haproxy_dir(inventory: Inventory) -> str:
+    """HAProxy's folder on the server (its config, the maintenance map and service, the
+    certificate), mounted read-only at HAPROXY_CONFIG_DIR_INSIDE."""
+    return f"{inventory.config_dir}/{HAPROXY_FOLDER}"
+
+
+def admin_dir(inventory: Inventory) -> str:
+    """The admin socket's folder on the server: the deploy login's, mode 0700."""
+    return f"{haproxy_dir(inventory)}/{ADMIN_FOLDER}"
+
+
+def admin_socket_path(inventory: Inventory) -> str:
+    path = f"{admin_dir(inventory)}/{HAPROXY_ADMIN_SOCKET_NAME}"
+    if len(path.encode()) > MAX_SOCKET_PATH_BYTES:
+        raise ProxyError(f"the admin socket's path {path} is longer than the "
+                         f"{MAX_SOCKET_PATH_BYTES} bytes a unix socket's path may have")
+    return path
+
+
+def admin_socket_in_haproxy() -> str:
+    return f"{HAPROXY_ADMIN_DIR_INSIDE}/{HAPROXY_ADMIN_SOCKET_NAME}"
+
+
+def state_file_in_haproxy() -> str:
+    """The server-state file HAProxy loads at start (the slots' state over a reload)."""
+    return f"{HAPROXY_CONFIG_DIR_INSIDE}/{STATE_NAME}"
+
+
+def map_path_in_haproxy() -> str:
+    return f"{HAPROXY_CONFIG_DIR_INSIDE}/{MAP_NAME}"
+
+
+def map_path_on_server(haproxy_folder: str) -> str:
+    return f"{haproxy_folder}/{MAP_NAME}"
+
+
+def service_path_in_haproxy() -> str:
+    return f"{HAPROXY_CONFIG_DIR_INSIDE}/{SERVICE_NAME}"
+
+
+def service_path_on_server(haproxy_folder: str) -> str:
+    return f"{haproxy_folder}/{SERVICE_NAME}"
+
+
+def cert_path_on_server(haproxy_folder: str) -> str:
+    return f"{haproxy_folder}/{CERT_FOLDER}/{CERT_NAME}"
+
+
+def source_path_on_server(haproxy_folder: str) -> str:
+    """Beside the certificate: where it came from (certificates.FILES_SOURCE, ...)."""
+    return f"{haproxy_folder}/{CERT_FOLDER}/{SOURCE_NAME}"
+
+
+def cert_path_in_haproxy() -> str:
+    """The path HAProxy's config names (`crt`), and so the runtime API's name for it."""
+    return f"{HAPROXY_CONFIG_DIR_INSIDE}/{CERT_FOLDER}/{CERT_NAME}"
+
+
+def next_container(inventory: Inventory) -> str:
+    return f"{inventory.haproxy_container}{NEXT_SUFFIX}"
+
+
+def carrier_name(inventory: Inventory) -> str:
+    return f"{inventory.haproxy_container}{CARRIER_SUFFIX}"

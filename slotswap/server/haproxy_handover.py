@@ -1,0 +1,308 @@
+"""The running HAProxy changed while it serves: a reload with a new config (the master's
+workers hand over), a hand-over to a new container (a new image, admin socket, network or
+config folder) with no connection refused, and the way back when either does not finish.
+The slots' runtime state (which slot is live) goes over through a server-state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import secrets
+import time
+from collections.abc import Callable
+
+from slotswap.commands import docker
+from slotswap.commands import runtime_api as haproxy
+from slotswap.config.inventory import Inventory
+from slotswap.config.layout import (
+    CONFIG_NAME,
+    NEW_CONFIG_NAME,
+    PREVIOUS_NAME,
+    RUNNING_NAME,
+    STATE_NAME,
+    ProxyError,
+    admin_dir,
+    haproxy_dir,
+    next_container,
+)
+from slotswap.remote.protocol import ServerLike
+from slotswap.remote.server import RemoteCommandError
+from slotswap.server.haproxy_config import config_hash
+
+RELOAD_TIMEOUT = 20.0
+LABEL_SPEC = "slotswap.haproxy-spec"
+Progress = Callable[[str], None]
+
+# Part of the container spec: the way the runtime API is reached and the network HAProxy
+# runs on. Containers made when the API was a TCP port, or on the app's bridge network, get a
+# new spec, so `fab up` replaces them.
+ADMIN_TRANSPORT = "unix-socket"
+NETWORK_LAYOUT = "host-network"
+
+
+def container_spec(inventory: Inventory) -> str:
+    """What the HAProxy container was created with; a change needs a new container. The
+    config folder it mounts counts too when it is not root's (remote_dir, a login's home;
+    left out for root's, so that containers made before remote_dir existed are kept)."""
+    # The ports are the config's (`bind` lines, applied by a reload), not the container's.
+    spec = f"{inventory.haproxy.image}|{NETWORK_LAYOUT}|{ADMIN_TRANSPORT}"
+    if inventory.kit_dir is not None:
+        spec += f"|{haproxy_dir(inventory)}"
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def haproxy_run_command(inventory: Inventory, name: str | None = None,
+                        instance: str | None = None, *, create_only: bool = False) -> list[str]:
+    """`docker run` of HAProxy's container (under `name`, with `instance` in its environment),
+    or with create_only its `docker create`."""
+    build = docker.create_haproxy if create_only else docker.run_haproxy
+    return build(
+        container=name or inventory.haproxy_container, image_ref=inventory.haproxy.image,
+        app=inventory.app, config_dir=haproxy_dir(inventory), admin_dir=admin_dir(inventory),
+        labels={LABEL_SPEC: container_spec(inventory)}, instance=instance,
+    )
+
+
+
+def on_host_network(container: docker.ContainerInfo) -> bool:
+    """Pure: the container shares the server's network (`docker run --network host`)."""
+    return set(container.addresses) == {"host"}
+
+
+def hand_over_to_new_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
+                             old: docker.ContainerInfo, *, restore: bool) -> None:
+    """Replace a running HAProxy on the server's network by one of the new image with no
+    connection refused: the new one listens on the same ports (SO_REUSEPORT) before the old
+    one stops listening; the old one then finishes its open connections (soft stop); the
+    slots' runtime state goes over through the server-state file.
+
+    Until the old HAProxy is told to stop, any failure (or an interrupt) removes the new
+    container and leaves the old one serving, with its config file put back (`restore`) and
+    its admin socket made anew by a reload. After that, the hand-over is finished."""
+    inventory = server.with_folders(inventory)
+    directory = haproxy_dir(inventory)
+    name, temporary = inventory.haproxy_container, next_container(inventory)
+    progress(f"HAProxy's container changes ({old.image} -> {inventory.haproxy.image}): "
+             f"starting {temporary} beside {name}")
+    warn_without_request_migration(server, progress)
+    instance = secrets.token_hex(8)
+    state = server.runtime_api("show servers state")
+    try:
+        server.write_file(f"{directory}/{STATE_NAME}", state)
+        server.run(docker.remove(temporary), check=False, timeout=60)
+        server.run(haproxy_run_command(inventory, temporary, instance), timeout=60)
+        # The new master makes the login's admin socket anew: the open session (or the
+        # relayed socket, in a carry-over) is the old one's.
+        server.use_admin_socket(None)
+        wait_for_new_haproxy(server, temporary, instance)
+    except BaseException as error:
+        server.close_runtime_api()
+        try:
+            back_to_old_haproxy(server, inventory, temporary, restore=restore)
+        except Exception as cleanup:
+            progress(f"could not undo the hand-over: {cleanup}")
+        if isinstance(error, ProxyError | haproxy.RuntimeApiError | RemoteCommandError):
+            raise ProxyError(f"{server.name}: the new HAProxy ({inventory.haproxy.image}) "
+                             f"did not take over ({one_line(error)}); {name} keeps serving "
+                             f"with its image {old.image}; see `docker logs {temporary}` "
+                             "on the server") from error
+        raise
+    finally:
+        server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
+    progress(f"{temporary} accepts connections; soft stop of {name} (it finishes its open "
+             f"connections, up to {soft_stop_seconds(inventory)}s)")
+    # Docker must not start the old one again when it exits.
+    server.run_chain(docker.no_restart(name), docker.signal_container(name, "USR1"))
+    seconds = soft_stop_seconds(inventory)
+    waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
+    if not waited.ok:
+        progress(f"{name} still had connections after {seconds}s: removed anyway")
+    server.run_chain(docker.remove(name), docker.rename(temporary, name), timeout=60)
+    progress(f"{name} now runs {inventory.haproxy.image}")
+
+
+MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+def warn_without_request_migration(server: ServerLike, progress: Progress) -> None:
+    """When the old HAProxy closes its listeners, connections still waiting in their accept
+    queue are reset unless the kernel moves them to the new HAProxy's (Linux 5.14+,
+    net.ipv4.tcp_migrate_req=1). The kit uses no sudo: it says so, the operator sets it."""
+    setting = server.run(["cat", MIGRATE_REQ], check=False, timeout=30)
+    if setting.ok and setting.stdout.strip() == "1":
+        return
+    why = ("the kernel is older than 5.14" if not setting.ok
+           else "net.ipv4.tcp_migrate_req is 0")
+    progress(f"WARNING: {why}: a connection that arrives in the instant the old HAProxy "
+             "stops listening may be reset; set net.ipv4.tcp_migrate_req=1 on the server "
+             "(see the README's server checklist)")
+
+
+def soft_stop_seconds(inventory: Inventory) -> int:
+    """How long the old HAProxy may take to finish its open connections after its soft stop:
+    as long as an old slot may take to drain (timeouts.drain), whole seconds."""
+    return max(1, math.ceil(inventory.timeouts.drain))
+
+
+def one_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def wait_for_new_haproxy(server: ServerLike, container: str, instance: str,
+                         timeout: float = RELOAD_TIMEOUT) -> None:
+    """Until the admin socket answers from the new container's HAProxy (its `instance` in
+    its environment), with its frontends open (its listeners bound); ProxyError at the
+    deadline or when the container exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        server.close_runtime_api()
+        try:
+            answer = server.runtime_api(f"show env {docker.HAPROXY_INSTANCE_VARIABLE}")
+            if (answer.strip() == f"{docker.HAPROXY_INSTANCE_VARIABLE}={instance}"
+                    and frontend_open(server.runtime_api("show stat"))):
+                return
+        except haproxy.RuntimeApiError:
+            pass
+        found = docker.parse_inspect(
+            server.run(docker.inspect_containers(container), check=False).stdout).get(container)
+        if found is None or not found.running:
+            raise ProxyError(f"{container} stopped while starting")
+        if time.monotonic() > deadline:
+            raise ProxyError(f"{container} did not answer on the admin socket with its "
+                             f"listeners open within {timeout:g}s")
+        time.sleep(0.2)
+
+
+def frontend_open(show_stat: str) -> bool:
+    """Pure: every frontend in `show stat` is OPEN (its listeners accept connections)."""
+    statuses = [row.get("status", "") for row in haproxy.parse_stat_rows(show_stat)
+                if row.get("svname") == "FRONTEND"]
+    return bool(statuses) and all(status == "OPEN" for status in statuses)
+
+
+def back_to_old_haproxy(server: ServerLike, inventory: Inventory, temporary: str, *,
+                        restore: bool) -> None:
+    """Undo a hand-over that did not finish: the new container goes; the old HAProxy, which
+    served all along, gets its config file back and a reload, which makes its admin socket
+    again (the new master had replaced it)."""
+    inventory = server.with_folders(inventory)
+    server.run(docker.remove(temporary), check=False, timeout=60)
+    if restore:
+        restore_previous(server, inventory)
+    server.run(docker.signal_container(inventory.haproxy_container, "USR2"), check=False)
+    server.close_runtime_api()
+
+
+def finish_interrupted_handover(server: ServerLike, inventory: Inventory,
+                                progress: Progress) -> bool:
+    """A hand-over cut short (a lost connection) may leave the new container under its
+    temporary name: alone, it is the HAProxy (renamed); beside the old one, it goes, and the
+    old one gets its admin socket back (a reload)."""
+    name, temporary = inventory.haproxy_container, next_container(inventory)
+    found = docker.parse_inspect(
+        server.run(docker.inspect_containers(name, temporary), check=False).stdout)
+    if temporary not in found:
+        return False
+    if name in found and found[name].running:
+        progress(f"removing {temporary}, left by an interrupted hand-over; {name} serves")
+        back_to_old_haproxy(server, inventory, temporary, restore=False)
+    else:
+        progress(f"{temporary}, left by an interrupted hand-over, becomes {name}")
+        server.run_chain(docker.remove(name), docker.rename(temporary, name), timeout=60)
+    return True
+
+
+def migrate_to_host_network(server: ServerLike, inventory: Inventory, progress: Progress,
+                            old: docker.ContainerInfo) -> None:
+    """From an HAProxy made by an older slotswap (the app's network, ports published by
+    Docker): Docker's proxy holds the public port without SO_REUSEPORT, so the new HAProxy
+    can only listen once the old container is gone. One command on the server removes it
+    and starts the new one; the slots' state goes over through the server-state file."""
+    inventory = server.with_folders(inventory)
+    directory = haproxy_dir(inventory)
+    if on_host_network(old):  # stopped: nothing to hand over
+        progress(f"HAProxy's container changed: recreating {old.name}, which was {old.status}")
+    else:
+        progress(f"moving HAProxy to the server's network: recreating {old.name} "
+                 "(a short interruption, this once)")
+    if old.running:
+        with contextlib.suppress(haproxy.RuntimeApiError):
+            server.write_file(f"{directory}/{STATE_NAME}",
+                              server.runtime_api("show servers state"))
+    server.use_admin_socket(None)  # the new HAProxy's is the login's own
+    # Created beforehand, so that the interruption is only the old one's removal and the
+    # new one's start, in one round trip. Left under its temporary name if that fails: the
+    # next `up` makes it the HAProxy.
+    temporary = next_container(inventory)
+    server.run(docker.remove(temporary), check=False, timeout=60)
+    server.run(haproxy_run_command(inventory, temporary, create_only=True), timeout=60)
+    try:
+        server.run_chain(docker.remove(old.name), docker.start(temporary),
+                         docker.rename(temporary, inventory.haproxy_container), timeout=120)
+    finally:
+        server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
+
+
+def reload_with_new_config(server: ServerLike, inventory: Inventory, progress: Progress,
+                           wanted: str) -> None:
+    """Swap the config file in and reload HAProxy's master: workers hand over, no connection
+    is dropped, and the slots keep their runtime state through the server-state file. A
+    config that passes `haproxy -c` can still fail to start (a port it cannot bind): then
+    the old workers keep running, and the previous file goes back in place, so that the file
+    on disk is always the one that runs."""
+    inventory = server.with_folders(inventory)
+    directory = haproxy_dir(inventory)
+    config_path = f"{directory}/{CONFIG_NAME}"
+    warn_without_request_migration(server, progress)
+    before = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
+    state = server.runtime_api("show servers state")
+    try:
+        server.write_file(f"{directory}/{STATE_NAME}", state)
+        server.run_chain(["cp", "-f", config_path, f"{directory}/{PREVIOUS_NAME}"],
+                         ["mv", "-f", f"{directory}/{NEW_CONFIG_NAME}", config_path])
+        server.run(docker.signal_container(inventory.haproxy_container, "HUP"))
+        if not wait_for_new_worker(server, before):
+            restored = restore_previous(server, inventory)
+            raise ProxyError(
+                f"{server.name}: HAProxy accepted the new config but did not start with it "
+                f"within {RELOAD_TIMEOUT:g}s (a port or address it cannot bind?); the old "
+                "workers keep running"
+                + (" and the previous config is back in place" if restored else "")
+                + f"; see `docker logs {inventory.haproxy_container}` on the server")
+        server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
+    finally:
+        # A stale state file would be applied at the next restart (after a reboot, say) and
+        # could put the live slot in maint: it has done its job, or failed to, by now.
+        server.run(["rm", "-f", f"{directory}/{STATE_NAME}", f"{directory}/{NEW_CONFIG_NAME}"],
+                   check=False)
+    progress("HAProxy reloaded with the new config")
+
+
+def wait_for_new_worker(server: ServerLike, pid_before: str | None) -> bool:
+    """True once a new worker answers; False at the deadline. While the master tries the new
+    config the old worker pauses its listeners, the runtime API's too: no answer then is no
+    failure yet. An open admin session keeps talking to the old worker (and keeps it
+    alive), so each try asks over a new one."""
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while True:
+        server.close_runtime_api()
+        try:
+            pid = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
+        except haproxy.RuntimeApiError:
+            pid = pid_before
+        if pid != pid_before:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def restore_previous(server: ServerLike, inventory: Inventory) -> bool:
+    """The kept config back in place; False when that failed too (the error says so)."""
+    inventory = server.with_folders(inventory)
+    directory = haproxy_dir(inventory)
+    result = server.run(["mv", "-f", f"{directory}/{PREVIOUS_NAME}",
+                         f"{directory}/{CONFIG_NAME}"], check=False)
+    return result.ok
