@@ -102,7 +102,7 @@ def lock_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory) -> No
     lease = inventory.timeouts.lease
     plan.steps.append(f"$ sh -c '<take the lock>' {shlex.join(take_lock_command(inventory)[3:])}"
                       f"  (mkdir {lock_dir(inventory)}, atomic; or take over a lock not renewed "
-                      f"for its lease; see tasks/locking.py)")
+                      f"for its lease; README: Locks are leases)")
     plan.write(f"{lock_dir(inventory)}/owner.json", 0o644,
                "who, since, task, tag (that command's stdin); and lease")
     plan.steps.append(f"while the run goes on: touch {lock_dir(inventory)} every {lease / 3:g}s "
