@@ -64,7 +64,8 @@ STATE_HEADER = (FIXTURES / "show_servers_state_live_web1.txt").read_text().split
 INSPECT_TEMPLATE = json.loads((FIXTURES / "docker_inspect_live_web1.json").read_text())[0]
 
 # Admin state bits (HAProxy's SRV_ADMF_*): forced maint, config maint (`disabled`), drain.
-FMAINT, CMAINT, FDRAIN = 0x01, 0x04, 0x08
+# and maint because its name does not resolve.
+FMAINT, CMAINT, FDRAIN, RMAINT = 0x01, 0x04, 0x08, 0x20
 
 
 class SimClock:
@@ -220,6 +221,7 @@ class Line:
     check_status: str = "INI"
     check_code: str = ""
     check_desc: str = "Initializing"
+    fqdn: str = "-"
     counters: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str, by: int = 1) -> None:
@@ -236,6 +238,25 @@ CONFIG_LINE = re.compile(r"^\s*server\s+(\S+)\s+([\d.]+):(\d+)((?:\s+port\s+\d+)
                          r"(\s+disabled)?\s*$")
 DEFAULT_SERVER = re.compile(r"default-server check inter (\d+)ms fastinter (\d+)ms "
                             r"downinter (\d+)ms rise (\d+) fall (\d+)")
+
+
+RECORDED_COUNTERS = ("scur", "req_tot", "hrsp_2xx", "hrsp_5xx", "econ", "eresp", "wretr",
+                     "wredis", "chkfail", "chkdown")
+
+
+def admin_of(status: str) -> int:
+    """Admin bits that give this `show stat` status."""
+    if status == "MAINT (resolution)":
+        return RMAINT
+    return FMAINT if status == "MAINT" else FDRAIN if status == "DRAIN" else 0
+
+
+def state_row(text: str, name: str) -> dict[str, str]:
+    """One server's row of `show servers state`, by column."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = lines[1][2:].split()
+    rows = [dict(zip(header, line.split(), strict=False)) for line in lines[2:]]
+    return next(row for row in rows if row["srv_name"] == name)
 
 
 class SimHaproxy:
@@ -314,6 +335,32 @@ class SimHaproxy:
         line.next_check = at + interval
 
     # -- what a request gets ------------------------------------------------------------
+    def load_recorded(self, stat_text: str, state_text: str, *, admin_from_stat: bool) -> None:
+        """The lines as a recorded `show stat` and `show servers state` show them. The two
+        were read one after the other, not at one instant (fixtures/README.md): a drain may
+        be in one and not yet in the other, so the admin state comes from the one asked."""
+        states = haproxy.parse_servers_state(state_text)
+        self.lines = {}
+        checked = next(row for row in haproxy.parse_stat_rows(stat_text) if row["check_rise"])
+        self.rise, self.fall = int(checked["check_rise"]), int(checked["check_fall"])
+        for sid, row in enumerate(haproxy.parse_stat_rows(stat_text), start=1):
+            name = row["svname"]
+            if name in ("FRONTEND", "BACKEND"):
+                continue
+            state = states[name]
+            address, _, port = row["addr"].rpartition(":")
+            state_port = state_row(state_text, name)
+            line = Line(name, sid, address, int(port or state_port["srv_port"]),
+                        int(state_port["srv_check_port"]) or int(port or 0),
+                        admin=admin_of(row["status"]) if admin_from_stat
+                        else state.admin_state, up=state.op_state == 2, fqdn=state.fqdn,
+                        health=int(row["check_health"] or 0),
+                        changed_at=self.clock.now - int(row["lastchg"] or 0),
+                        check_status=row["check_status"], check_code=row["check_code"],
+                        check_desc=row["check_desc"])
+            line.counters = {key: int(row[key] or 0) for key in RECORDED_COUNTERS}
+            self.lines[name] = line
+
     def usable(self) -> list[Line]:
         """The lines a new request may go to, in order (balance first)."""
         return [line for line in self.lines.values() if line.admin == 0 and line.up]
@@ -386,6 +433,8 @@ class SimHaproxy:
         return "\n"
 
     def status(self, line: Line) -> str:
+        if line.admin & RMAINT:
+            return "MAINT (resolution)"
         if line.admin & (FMAINT | CMAINT):
             return "MAINT"
         top = self.rise + self.fall - 1
@@ -403,8 +452,9 @@ class SimHaproxy:
             values = {
                 "pxname": self.backend, "svname": line.name, "qcur": "0", "qmax": "0",
                 "scur": str(c.get("scur", 0)), "smax": "0", "stot": str(c.get("req_tot", 0)),
-                "bin": "0", "bout": "0", "econ": str(c.get("econ", 0)), "eresp": "0",
-                "wretr": "0", "wredis": str(c.get("wredis", 0)), "status": self.status(line),
+                "bin": "0", "bout": "0", "econ": str(c.get("econ", 0)),
+                "eresp": str(c.get("eresp", 0)), "wretr": str(c.get("wretr", 0)),
+                "wredis": str(c.get("wredis", 0)), "status": self.status(line),
                 "weight": "1", "act": "1", "bck": "0", "chkfail": str(c.get("chkfail", 0)),
                 "chkdown": str(c.get("chkdown", 0)),
                 "lastchg": str(int(self.clock.now - line.changed_at)), "downtime": "0",
@@ -413,11 +463,12 @@ class SimHaproxy:
                 "check_code": "" if maint else line.check_code,
                 "check_duration": "" if maint else "0",
                 "hrsp_1xx": "0", "hrsp_2xx": str(c.get("hrsp_2xx", 0)), "hrsp_3xx": "0",
-                "hrsp_4xx": "0", "hrsp_5xx": "0", "hrsp_other": "0",
+                "hrsp_4xx": "0", "hrsp_5xx": str(c.get("hrsp_5xx", 0)), "hrsp_other": "0",
                 "req_tot": str(c.get("req_tot", 0)),
                 "check_desc": "" if maint else line.check_desc,
                 "check_rise": str(self.rise), "check_fall": str(self.fall),
-                "check_health": str(line.health), "addr": f"{line.address}:{line.port}",
+                "check_health": str(line.health),
+                "addr": f"{line.address}:{line.port}" if line.address else "",
                 "mode": "http",
             }
             rows.append(",".join(values.get(column, "") for column in STAT_COLUMNS) + ",")
@@ -428,10 +479,10 @@ class SimHaproxy:
         for line in self.lines.values():
             check_port = 0 if line.check_port == line.port else line.check_port
             rows.append(
-                f"3 {self.backend} {line.sid} {line.name} {line.address} "
+                f"3 {self.backend} {line.sid} {line.name} {line.address or '-'} "
                 f"{2 if line.up else 0} {line.admin} 1 1 "
                 f"{int(self.clock.now - line.changed_at)} 6 3 {line.health} "
-                f"{6 if line.up else 14} 0 0 0 - {line.port} - 0 {check_port} - - 0")
+                f"{6 if line.up else 14} 0 0 0 {line.fqdn} {line.port} - 0 {check_port} - - 0")
         return "\n".join(rows) + "\n"
 
 
