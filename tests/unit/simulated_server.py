@@ -24,6 +24,7 @@ import copy
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import threading
 import time as real_time
@@ -46,6 +47,7 @@ from slotswap.remote.server import (
     RemoteCommandError,
     RemoteDirError,
 )
+from slotswap.server import history, locking
 from slotswap.server.locking import LockOwner, new_owner
 from tests.unit.fake_server import FIXTURES, Login
 
@@ -72,8 +74,8 @@ class SimClock:
     """Monotonic and wall time of the simulation; sleeping advances it (and runs every
     HAProxy's checks due meanwhile). Patched into the modules that poll (patch_time)."""
 
-    def __init__(self) -> None:
-        self.now = 1000.0
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
         self.lock = threading.RLock()
         self.haproxies: list[SimHaproxy] = []
 
@@ -85,7 +87,6 @@ class SimClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))
-        real_time.sleep(0)  # let the other threads of the run go on
 
     def advance(self, seconds: float) -> None:
         with self.lock:
@@ -541,11 +542,13 @@ class SimulatedServer:
         self.calls = 0
         self.faults: list[Fault] = []
         self.frozen = False
-        self.struck: list[tuple[int, str, str]] = []  # (call, fault, what the call was)
+        self.struck: list[tuple[int, str, str]] = []  # (call, fault, step_name)
+        self.unknown: list[str] = []  # what the kit sent that the simulator does not know
         self.log: list[str] = []  # every call, in order
         self.after_call: Callable[[SimulatedServer, str], None] = lambda server, what: None
         self.lease_lost_changes: list[str] = []  # changes made after the lease was taken
         self.guard = threading.RLock()
+        self.real_shell = False  # the fixed scripts run by the real `sh` (slower)
 
     # -- the world ---------------------------------------------------------------------
     def container_at(self, port: int) -> Container | None:
@@ -577,8 +580,18 @@ class SimulatedServer:
             self.images[ref] = image_id
         return image_id
 
-    def config_text(self) -> str:
-        return self.haproxy.config
+    def clone(self, clock: SimClock, root: Path) -> SimulatedServer:
+        """This server as it is now, on `clock`, its files copied under `root`."""
+        twin = SimulatedServer(self.name, self.inventory, clock, root, healthy=self.healthy,
+                               config=self.haproxy.config)
+        twin.containers = copy.deepcopy(self.containers)
+        twin.images, twin.registry, twin.serial = dict(self.images), dict(self.registry), \
+            self.serial
+        twin.haproxy.lines = copy.deepcopy(self.haproxy.lines)
+        twin.haproxy.maps = copy.deepcopy(self.haproxy.maps)
+        twin.calls = self.calls
+        shutil.copytree(self.root, twin.root, dirs_exist_ok=True)
+        return twin
 
     def restart_haproxy(self) -> None:
         self.haproxy.restarts += 1
@@ -608,7 +621,7 @@ class SimulatedServer:
             due = [fault for fault in self.faults if fault.at == self.calls]
         after = None
         for fault in due:
-            self.struck.append((self.calls, fault.kind, what))
+            self.struck.append((self.calls, fault.kind, step_name(self, what)))
             if fault.kind == "lost_before":
                 self.is_connected = False
                 self.after_call(self, what)
@@ -705,6 +718,13 @@ class SimulatedServer:
         return argv[:1] == ["docker"] or (argv[:2] == ["sh", "-c"] and "docker" in argv[2])
 
     def execute(self, argv: list[str], stdin: str | None) -> CommandResult:
+        try:
+            return self.execute_known(argv, stdin)
+        except UnknownCommand as error:
+            self.unknown.append(str(error))
+            raise
+
+    def execute_known(self, argv: list[str], stdin: str | None) -> CommandResult:
         if argv[:1] == ["docker"]:
             return self.docker(argv)
         if argv[:2] == ["sh", "-c"] and argv[2] == docker.PULL_AND_ID_SCRIPT:
@@ -714,8 +734,80 @@ class SimulatedServer:
         if self.is_docker(argv):
             raise UnknownCommand(f"a script that runs docker: {argv}")
         if argv[:1] in (["sh"], ["rm"], ["cat"]):
-            return self.local_shell(argv, stdin)
+            if self.real_shell:
+                return self.local_shell(argv, stdin)
+            return self.shell_in_python(argv, stdin)
         raise UnknownCommand(f"command {argv}")
+
+    def shell_in_python(self, argv: list[str], stdin: str | None) -> CommandResult:
+        """What the kit's fixed scripts do, without a process each (a sweep runs thousands):
+        test_simulated_server holds each to what the real `sh` does."""
+        script, args = (argv[2], argv[4:]) if argv[:2] == ["sh", "-c"] else ("", argv)
+        if script == locking.TAKE_SCRIPT:
+            state, lock, lease = args
+            self.local(state).mkdir(parents=True, exist_ok=True)
+            if self.take_lock(lock, lease, stdin or ""):
+                return CommandResult("taken\n", "", 0)
+            age, held_for, owner = self.lock_facts(lock, lease)
+            held = "held" if age <= held_for else "stale"
+            answer = f"{held} {age} {held_for}\n{owner}\n"
+            if held == "held":
+                return CommandResult(answer, "", locking.LOCKED_EXIT)
+            shutil.rmtree(self.local(lock))
+            self.take_lock(lock, lease, stdin or "")
+            return CommandResult(answer + "taken\n", "", 0)
+        if script == locking.RENEW_SCRIPT:
+            token, lock = args
+            if token not in (self.read_local(f"{lock}/owner.json") or "\0"):
+                return CommandResult("", "", 1)
+            self.local(lock).touch()
+            return CommandResult("", "", 0)
+        if script == locking.RELEASE_SCRIPT:
+            token, lock = args
+            if token in (self.read_local(f"{lock}/owner.json") or "\0"):
+                shutil.rmtree(self.local(lock))
+            return CommandResult("", "", 0)
+        if script == locking.READ_SCRIPT:
+            lock, lease = args
+            if not self.local(lock).is_dir():
+                return CommandResult("free\n", "", 0)
+            age, held_for, owner = self.lock_facts(lock, lease)
+            return CommandResult(f"lock {age} {held_for}\n{owner}\n", "", 0)
+        if argv[:3] == history.APPEND[:3]:
+            self.local(args[0]).mkdir(parents=True, exist_ok=True)
+            with self.local(args[1]).open("a") as file:
+                file.write(stdin or "")
+            return CommandResult("", "", 0)
+        if argv[:2] in (["rm", "-f"], ["rm", "-rf"]):
+            for path in argv[2:]:
+                target = self.local(path)
+                if target.is_dir() and argv[1] == "-rf":
+                    shutil.rmtree(target)
+                elif target.is_file():
+                    target.unlink()
+            return CommandResult("", "", 0)
+        if argv[:1] == ["cat"] and len(argv) == 2:
+            text = self.read_local(argv[1])
+            if text is None:
+                return CommandResult("", f"cat: {argv[1]}: No such file or directory\n", 1)
+            return CommandResult(text, "", 0)
+        raise UnknownCommand(f"shell command {argv}")
+
+    def take_lock(self, lock: str, lease: str, owner: str) -> bool:
+        try:
+            self.local(lock).mkdir()
+        except FileExistsError:
+            return False
+        (self.local(lock) / "lease").write_text(f"{lease}\n")
+        (self.local(lock) / "owner.json").write_text(f"{owner}\n")
+        return True
+
+    def lock_facts(self, lock: str, lease: str) -> tuple[int, int, str]:
+        """The lock's age (seconds since its folder changed), lease and owner file."""
+        age = int(real_time.time()) - int(self.local(lock).stat().st_mtime)
+        held_for = (self.read_local(f"{lock}/lease") or "").strip()
+        return age, int(held_for) if held_for.isdigit() else int(lease), \
+            self.read_local(f"{lock}/owner.json") or ""
 
     # -- files: a folder of this machine, the server's paths under it ---------------------
     def local(self, path: str) -> Path:
@@ -755,12 +847,15 @@ class SimulatedServer:
     def runtime_api(self, command: str) -> str:
         after = self.begin_call(command, changes=not all(
             part.startswith("show ") for part in command.split("; ")))
-        if after == "deadline":  # the channel's deadline: the line may have run or not
+        try:
             answer = self.haproxy.answer(command)
+        except UnknownCommand as error:
+            self.unknown.append(str(error))
+            raise
+        if after == "deadline":  # the channel's deadline: the line ran, its answer is lost
             self.after_call(self, command)
             raise haproxy.RuntimeApiError(f"{self.name}: runtime API `{command}`: no answer "
                                           "within 10s (simulated)")
-        answer = self.haproxy.answer(command)
         self.end_call(command, after)
         haproxy.raise_for_api_error(command, answer)
         return answer
@@ -911,6 +1006,19 @@ class SimulatedServer:
             out += (text or "") + f"\n{mark} {0 if text is not None else 1}\n"
         inspected = self.inspect(names)
         return CommandResult(out + inspected.stdout, inspected.stderr, inspected.exit_code)
+
+
+def step_name(server: SimulatedServer, what: str) -> str:
+    """Where the run is on this server: the timing step of the thread making the call
+    (slotswap.core.timings), else what the call is (the lock's and history's scripts)."""
+    current = getattr(server.timings._local, "current", None)
+    if current is not None:
+        return str(current[0])
+    if "LOCK=" in what or "/lock" in what:
+        return "lock"
+    if "history.jsonl" in what:
+        return "history"
+    return " ".join(what.split()[:2])
 
 
 def slots_of(server: SimulatedServer) -> dict[str, tuple[str, str]]:

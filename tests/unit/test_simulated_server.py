@@ -6,6 +6,7 @@ rise and fall on its clock, restarts, a frozen engine, the fault schedule, the l
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from slotswap.config.layout import STATE_NAME, haproxy_dir
 from slotswap.remote.server import CommandDeadlineError, ConnectionLostError
+from slotswap.server import history, locking
 from slotswap.server.haproxy_config import Login, render_config
 from slotswap.server.locking import acquire, new_owner, read_owner, release
 from slotswap.server.slots import read_slots
@@ -222,3 +224,44 @@ def test_the_kit_reads_its_slots_from_it(tmp_path: Path) -> None:
     views = read_slots(server, server.inventory)
     assert views["web1"].serving and views["web1"].version == "v1"
     assert not views["web2"].running
+
+
+def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) -> None:
+    """The sweep runs the lock's and the history's scripts in Python (a process each would
+    take minutes): each step of a lock's life answers as with the real `sh`."""
+    inventory = make_inventory(tmp_path)
+    ours, theirs = new_owner("deploy", "v2"), new_owner("deploy", "v3")
+
+    def steps(server: SimulatedServer) -> list[tuple[str, int]]:
+        lock = server.local(locking.lock_dir(inventory))
+        commands = [
+            (locking.read_lock_command(inventory), None),
+            (locking.take_lock_command(inventory), json.dumps(ours.__dict__)),
+            (locking.read_lock_command(inventory), None),
+            (locking.take_lock_command(inventory), json.dumps(theirs.__dict__)),
+            (locking.renew_lock_command(inventory, ours), None),
+            (locking.renew_lock_command(inventory, theirs), None),
+            (locking.release_lock_command(inventory, theirs), None),
+            (locking.read_lock_command(inventory), None),
+            ("age", None),
+            (locking.take_lock_command(inventory), json.dumps(theirs.__dict__)),
+            (locking.release_lock_command(inventory, theirs), None),
+            (locking.read_lock_command(inventory), None),
+            (history.append_command(inventory), '{"a": 1}\n'),
+            (history.append_command(inventory), '{"b": 2}\n'),
+            (["cat", history.history_path(inventory)], None),
+            (["cat", "/nowhere"], None),
+            (["rm", "-f", "/etc/slotswap/webapp/web1.env"], None),
+        ]
+        answers = []
+        for argv, stdin in commands:
+            if argv == "age":
+                os.utime(lock, (lock.stat().st_atime - 500, lock.stat().st_mtime - 500))
+                continue
+            result = server.execute(list(argv), stdin)
+            answers.append((result.stdout, result.exit_code))
+        return answers
+
+    python, real = simulated(tmp_path / "python"), simulated(tmp_path / "real")
+    real.real_shell = True
+    assert steps(python) == steps(real)
