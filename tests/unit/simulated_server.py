@@ -78,6 +78,7 @@ class SimClock:
         self.now = now
         self.lock = threading.RLock()
         self.haproxies: list[SimHaproxy] = []
+        self.window_closing = threading.Event()  # patch_time sets it in WatchWindow.close
 
     def monotonic(self) -> float:
         return self.now
@@ -86,6 +87,10 @@ class SimClock:
         return 1_800_000_000.0 + self.now
 
     def sleep(self, seconds: float) -> None:
+        if threading.current_thread().name.startswith("watch-"):
+            # A watch in the window polls only once the rollout waits for the window to
+            # close: how many looks it takes meanwhile does not hang on how threads meet.
+            self.window_closing.wait(timeout=5)
         self.advance(max(0.0, seconds))
 
     def advance(self, seconds: float) -> None:
@@ -118,6 +123,18 @@ def patch_time(monkeypatch: Any, clock: SimClock) -> None:
     import importlib
     for name in POLLING_MODULES:
         monkeypatch.setattr(importlib.import_module(name), "time", SimTime(clock))
+    from slotswap.fleet.watch_window import WatchWindow
+    close = getattr(WatchWindow.close, "unpatched", WatchWindow.close)
+
+    def closing(window: WatchWindow) -> None:
+        clock.window_closing.set()
+        try:
+            close(window)
+        finally:
+            clock.window_closing.clear()
+
+    closing.unpatched = close  # type: ignore[attr-defined]
+    monkeypatch.setattr(WatchWindow, "close", closing)
 
 
 # -- Docker ---------------------------------------------------------------------------------
@@ -546,6 +563,7 @@ class SimulatedServer:
         self.unknown: list[str] = []  # what the kit sent that the simulator does not know
         self.log: list[str] = []  # every call, in order
         self.after_call: Callable[[SimulatedServer, str], None] = lambda server, what: None
+        self.before_call: Callable[[SimulatedServer], None] = lambda server: None
         self.lease_lost_changes: list[str] = []  # changes made after the lease was taken
         self.guard = threading.RLock()
         self.real_shell = False  # the fixed scripts run by the real `sh` (slower)
@@ -615,6 +633,7 @@ class SimulatedServer:
                    timeout: float | None = None) -> str | None:
         """Count the call, apply a fault due now; returns what must happen to the call
         itself: 'lost_after', 'deadline', 'interrupt' (after it), or None."""
+        self.before_call(self)
         with self.guard:
             self.calls += 1
             self.log.append(what)
@@ -1025,6 +1044,16 @@ def slots_of(server: SimulatedServer) -> dict[str, tuple[str, str]]:
     """Per slot line: (admin state, `show stat` status), for messages."""
     return {name: (line.admin_name, server.haproxy.status(line))
             for name, line in server.haproxy.lines.items()}
+
+
+def lines_in_rotation(server: SimulatedServer) -> list[str]:
+    """`line: version` of each line a request may go to whose container runs."""
+    found = []
+    for line in server.haproxy.usable():
+        container = server.container_at(line.port)
+        if container is not None and server.healthy(container.version):
+            found.append(f"{line.name}: {container.version}")
+    return found
 
 
 def versions_in_rotation(server: SimulatedServer) -> set[str | None]:
