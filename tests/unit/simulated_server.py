@@ -63,7 +63,8 @@ FAULTS = ("interrupt", "lost_before", "lost_after", "deadline", "frozen_engine",
 STAT_HEADER = (FIXTURES / "show_stat_live_web2.csv").read_text().splitlines()[0]
 STAT_COLUMNS = STAT_HEADER[2:].rstrip(",").split(",")
 STATE_HEADER = (FIXTURES / "show_servers_state_live_web1.txt").read_text().splitlines()[1]
-INSPECT_TEMPLATE = json.loads((FIXTURES / "docker_inspect_live_web1.json").read_text())[0]
+INSPECT_TEMPLATE = json.dumps(json.loads(
+    (FIXTURES / "docker_inspect_live_web1.json").read_text())[0])
 
 # Admin state bits (HAProxy's SRV_ADMF_*): forced maint, config maint (`disabled`), drain.
 # and maint because its name does not resolve.
@@ -167,7 +168,7 @@ def rfc3339(seconds: float) -> str:
 
 def inspect_item(container: Container, wall: Callable[[float], float]) -> dict[str, Any]:
     """One container as `docker container inspect` shows it (the recording's shape)."""
-    item = copy.deepcopy(INSPECT_TEMPLATE)
+    item = json.loads(INSPECT_TEMPLATE)
     item["Id"] = f"{container.serial:064x}"
     item["Name"] = f"/{container.name}"
     item["Image"] = container.image_id

@@ -70,10 +70,10 @@ class Scenario:
 SCENARIOS = (
     Scenario("deploy, one server", 1, ("v1",), "deploy v2", "deploy v2"),
     Scenario("deploy, three servers, window", 3, ("v1",), "deploy v2", "deploy v2",
-             exact=False, servers_faulted=(0, 2)),
+             exact=False, servers_faulted=(1,)),
     Scenario("rollback, one server", 1, ("v1", "v2"), "rollback", "rollback v1"),
     Scenario("deploy, four servers, batch 2", 4, ("v1",), "deploy v2", "deploy v2",
-             batch=2, exact=False, servers_faulted=(1, 3)),
+             batch=2, exact=False, servers_faulted=(1,)),
 )
 
 # (scenario, fault, step) -> the issue's path number. Steps: the server's timing step the
@@ -90,23 +90,45 @@ SCENARIOS = (
 #     plain `rollback` then finds no earlier version for what serves.
 PATH_SWITCH_REPLY_OR_WINDOW, PATH_HAPROXY_FORGETS, PATH_LEASE = 4, 2, 5
 PATH_AFTER_WATCH, PATH_HISTORY_LOST = 10, 11
-ONE = "deploy, one server"
-KNOWN_VIOLATIONS: dict[tuple[str, str, str], int] = {
-    **{(ONE, fault, step): PATH_SWITCH_REPLY_OR_WINDOW
-       for fault in ("deadline", "lost_after", "lost_before") for step in ("switch", "watch")
-       if (fault, step) != ("lost_before", "switch")},
-    **{(ONE, fault, "verify, stop old"): PATH_AFTER_WATCH
-       for fault in ("deadline", "lost_after", "lost_before", "frozen_engine")},
-    **{(ONE, "frozen_engine", step): PATH_AFTER_WATCH
+WINDOW_FAULTS = ("deadline", "lost_after", "lost_before")
+# Where a fault breaks the rule in a deploy, by (fault, step); the same on one server, in a
+# window of three and in a batch.
+IN_A_DEPLOY: dict[tuple[str, str], int] = {
+    # The switch line ran, its answer was lost: the old slot drains, its fallback line ready,
+    # no watch; the run says nothing switched (path 4: a lost reply to the switch line).
+    **{(fault, "switch"): PATH_SWITCH_REPLY_OR_WINDOW for fault in ("deadline", "lost_after")},
+    # Cut in the window: the history says "failed" from the old version, the new one serves.
+    **{(fault, "watch"): PATH_SWITCH_REPLY_OR_WINDOW for fault in WINDOW_FAULTS},
+    **{(fault, "verify, stop old"): PATH_AFTER_WATCH for fault in (*WINDOW_FAULTS,
+                                                                   "frozen_engine")},
+    # A Docker engine that stops answering at any step from the new container's start: the
+    # first Docker command after the watch (verify's `docker inspect`) meets its deadline.
+    **{("frozen_engine", step): PATH_AFTER_WATCH
        for step in ("start new", "health checks", "switch", "watch")},
-    **{(ONE, fault, step): PATH_HAPROXY_FORGETS
+    # HAProxy (or the Docker engine, and HAProxy with it) restarts in the window: both slots
+    # READY from the config, the old one first: the old version takes the traffic again.
+    **{(fault, step): PATH_HAPROXY_FORGETS
        for fault in ("haproxy_restart", "engine_restart") for step in ("watch",
                                                                        "verify, stop old")},
-    **{(ONE, "lease_taken", step): PATH_LEASE
+    **{("lease_taken", step): PATH_LEASE
        for step in ("image", "unchanged?", "read slots", "idle slot out", "start new",
                     "health checks", "switch", "watch", "verify, stop old")},
-    (ONE, "lost_before", "history"): PATH_HISTORY_LOST,
+    ("lost_before", "history"): PATH_HISTORY_LOST,
 }
+# A rollback starts the version kept stopped in the idle slot, which is the first line:
+# restarted while it starts, HAProxy sends it the traffic before any switch; in the window,
+# the version it returns to is that first line anyway.
+IN_A_ROLLBACK = {
+    **{key: path for key, path in IN_A_DEPLOY.items()
+       if key[0] not in ("haproxy_restart", "engine_restart")},
+    **{(fault, step): PATH_HAPROXY_FORGETS
+       for fault in ("haproxy_restart", "engine_restart")
+       for step in ("start new", "health checks")},
+}
+KNOWN_VIOLATIONS: dict[tuple[str, str, str], int] = {
+    (scenario.name, fault, step): path for scenario in SCENARIOS
+    for (fault, step), path in (IN_A_ROLLBACK if scenario.run.startswith("rollback")
+                                else IN_A_DEPLOY).items()}
 
 
 @dataclass
@@ -156,6 +178,8 @@ class Fleet:
     def progress_for(self, name: str) -> Callable[[str], None]:
         """The servers' progress lines, read for the version each says it serves."""
         def progress(message: str) -> None:
+            if message.startswith(("FAILED", "not switched")):
+                return  # an error may quote another server's progress
             for pattern in REPORTS:
                 if found := pattern.search(message):
                     self.reported[name] = found[1]
@@ -233,9 +257,9 @@ def rollout_targets(inventory: Inventory, words: list[str]) -> dict[str, str]:
 
 
 # What a server's progress says serves: a switch, a switch back, a stop in the window.
-REPORTS = (re.compile(r"\((\S+)\) is taking traffic"),
-           re.compile(r"traffic is back on \S+ \((\S+)\)"),
-           re.compile(r"stopped early: \S+ \((\S+)\) serves"))
+REPORTS = (re.compile(r"^\S+ \((\S+)\) is taking traffic"),
+           re.compile(r"; traffic is back on \S+ \((\S+)\)$"),
+           re.compile(r"^stopped early: \S+ \((\S+)\) serves"))
 SERVING = re.compile(r"(v\d+) in web\d")
 
 
@@ -374,9 +398,12 @@ def test_every_fault_at_every_call(scenario: Scenario, tmp_path: Path,
     with capsys.disabled():
         print(f"\n{scenario.name}: {count} cases ({count // len(FAULTS)} calls x "
               f"{len(FAULTS)} faults), {len(cases)} violating, {len(found)} distinct")
-        for case in sorted(cases, key=lambda c: (c.fault, c.at)):
-            print(f"  {case.fault:16} {case.server} call {case.at:3} [{case.step}]: "
-                  + " | ".join(p[:150] for p in case.problems[:3]))
+        for key in sorted(found):
+            first = next(case for case in cases if case.key == key)
+            count_of = sum(case.key == key for case in cases)
+            print(f"  path {KNOWN_VIOLATIONS.get(key, 'NEW')}: {key[1]} in [{key[2]}], "
+                  f"{count_of} calls, e.g. {first.server} call {first.at}: "
+                  f"{first.problems[0][:160]}")
     unknown = sorted(found - known)
     assert not unknown, f"violations of no known path: {unknown}"
     if scenario.exact:
