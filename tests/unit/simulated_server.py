@@ -551,6 +551,8 @@ class SimulatedServer:
         self.root = root / name
         self.root.mkdir(parents=True, exist_ok=True)
         self.healthy = healthy
+        # Versions that pass their checks at first, then fail: seconds after their start.
+        self.failing_after: dict[str, float] = {}
         self.containers: dict[str, Container] = {}
         self.images: dict[str, str] = {}  # reference -> image ID on this server
         self.registry: dict[str, str] = {}  # what a pull can get: reference -> image ID
@@ -578,11 +580,29 @@ class SimulatedServer:
         container = self.container_at(port)
         if container is None:
             return False, "Connection refused"
-        return self.healthy(container.version), "HTTP status check returned code <503>"
+        return self.answers(container), "HTTP status check returned code <503>"
+
+    def answers(self, container: Container) -> bool:
+        """The app in this container answers (its checks and requests)."""
+        fails = self.failing_after.get(container.version or "")
+        if fails is not None and self.clock.now - container.started_at > fails:
+            return False
+        return self.healthy(container.version)
 
     def request(self) -> Container | None:
         """What one request to the app gets now: the container answering it, or None."""
-        return self.haproxy.serve(self.container_at, lambda c: self.healthy(c.version))
+        return self.haproxy.serve(self.container_at, self.answers)
+
+    def routed(self) -> Container | None:
+        """The container HAProxy sends a new request to first (balance first): the first
+        line in rotation with a running container, whether its app answers or not (what
+        it cannot answer goes on to the next line, a fallback line during a watch)."""
+        for line in self.haproxy.usable():
+            container = self.container_at(line.port) if line.address == docker.LOOPBACK \
+                else None
+            if container is not None:
+                return container
+        return None
 
     @property
     def maintenance(self) -> bool:
@@ -603,6 +623,7 @@ class SimulatedServer:
         """This server as it is now, on `clock`, its files copied under `root`."""
         twin = SimulatedServer(self.name, self.inventory, clock, root, healthy=self.healthy,
                                config=self.haproxy.config)
+        twin.failing_after = dict(self.failing_after)
         twin.containers = copy.deepcopy(self.containers)
         twin.images, twin.registry, twin.serial = dict(self.images), dict(self.registry), \
             self.serial
@@ -1052,7 +1073,7 @@ def lines_in_rotation(server: SimulatedServer) -> list[str]:
     found = []
     for line in server.haproxy.usable():
         container = server.container_at(line.port)
-        if container is not None and server.healthy(container.version):
+        if container is not None and server.answers(container):
             found.append(f"{line.name}: {container.version}")
     return found
 
@@ -1062,7 +1083,7 @@ def versions_in_rotation(server: SimulatedServer) -> set[str | None]:
     found = set()
     for line in server.haproxy.usable():
         container = server.container_at(line.port)
-        if container is not None and server.healthy(container.version):
+        if container is not None and server.answers(container):
             found.add(container.version)
     return found
 
