@@ -66,6 +66,7 @@ class Scenario:
     exact: bool = True
     servers_faulted: tuple[int, ...] = (0,)
     clean_exit: int = 0  # what the run exits with when no fault strikes
+    next_serves: str = ""  # what the next run leaves serving (default: the tag it names)
 
 
 SCENARIOS = (
@@ -78,6 +79,10 @@ SCENARIOS = (
     # v3 passes its checks, then fails 0.3s after its start, in its watch: switched back.
     Scenario("deploy failing in its watch, one server", 1, ("v1",), "deploy v3",
              "deploy v2", clean_exit=EXIT_DEPLOY_FAILED),
+    # What users expect after an interrupted or failed deploy (issue 21, path 4): a plain
+    # `rollback` undoes it; a server it did not move stays as it is.
+    Scenario("deploy, then a plain rollback, one server", 1, ("v1",), "deploy v2",
+             "rollback", next_serves="v1", exact=False),
 )
 FAILS_AFTER = {"v3": 0.3}
 
@@ -147,9 +152,22 @@ FAILING_IN_WATCH = {
 del FAILING_IN_WATCH[("lease_taken", "verify, stop old")]
 
 
+STEPS = ("connect, lock", "image", "unchanged?", "read slots", "idle slot out", "start new",
+         "health checks", "switch", "watch", "verify, stop old", "history")
+# A plain `rollback` after a deploy cut anywhere: it refuses ("no earlier version") where the
+# deploy moved nothing (v1 has no earlier version: nothing to undo should be no error),
+# and where the deploy left its version serving but recorded "failed" or "interrupted"
+# (path 4); the paths of the deploy itself stand. Not held exactly: which cut leaves what
+# varies by fault and step, this lists every step.
+THEN_ROLLBACK = {**{(fault, step): PATH_SWITCH_REPLY_OR_WINDOW
+                    for fault in FAULTS for step in STEPS}, **IN_A_DEPLOY}
+
+
 def known_in(scenario: Scenario) -> dict[tuple[str, str], int]:
     if scenario.run.startswith("rollback"):
         return IN_A_ROLLBACK
+    if scenario.next_run == "rollback":
+        return THEN_ROLLBACK
     return FAILING_IN_WATCH if scenario.clean_exit else IN_A_DEPLOY
 
 
@@ -334,7 +352,7 @@ def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
     return problems
 
 
-def check_next_run(fleet: Fleet, command: str) -> list[str]:
+def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
     """After the faulted run: what the other run left behind goes (its lock), the engine
     answers again; the next plain run must end clean."""
     for server in fleet.servers:
@@ -354,7 +372,7 @@ def check_next_run(fleet: Fleet, command: str) -> list[str]:
                 os.utime(lock, (old, old))
         result = fleet.run(command)
     problems = [f"next `{command}`: {p}" for p in fleet.problems]
-    target = command.split()[-1]
+    target = target or command.split()[-1]
     if result.exit_code != 0:
         problems.append(f"next `{command}` exited {result.exit_code}: {result.message[:160]}")
     for name, versions in fleet.serving().items():
@@ -398,7 +416,8 @@ def sweep(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[int, list[C
                 case.problems += fleet.problems
                 if result is not None:
                     case.problems += check_after_run(fleet, result)
-                case.problems += check_next_run(fleet, scenario.next_run)
+                case.problems += check_next_run(fleet, scenario.next_run,
+                                                scenario.next_serves)
                 unknown = [s for s in fleet.servers if s.unknown]
                 assert not unknown, unknown[0].unknown
                 if case.problems:
