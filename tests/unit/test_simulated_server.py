@@ -20,14 +20,9 @@ from slotswap.server.haproxy_config import Login, render_config
 from slotswap.server.locking import acquire, new_owner, read_owner, release
 from slotswap.server.slots import read_slots
 from tests.unit.fake_server import FIXTURES, make_inventory, recorded
-from tests.unit.simulated_server import (
-    Container,
-    Fault,
-    SimClock,
-    SimulatedServer,
-    UnknownCommand,
-    inspect_item,
-)
+from tests.unit.simulated_docker import Container, inspect_item
+from tests.unit.simulated_haproxy import UnknownCommand
+from tests.unit.simulated_server import Fault, SimClock, SimulatedServer
 
 RECORDED_STATES = sorted(
     path.name.removeprefix("show_stat_").removesuffix(".csv")
