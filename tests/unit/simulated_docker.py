@@ -1,0 +1,245 @@
+"""The simulated server's Docker engine (simulated_server.py): containers as `docker
+inspect` shows them (the recording's shape), `docker run`'s options, and the commands the
+kit sends, as a part of SimulatedServer."""
+
+from __future__ import annotations
+
+import json
+import time as real_time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slotswap.commands import docker
+from slotswap.remote.server import CommandResult
+from tests.unit.fake_server import FIXTURES
+from tests.unit.simulated_haproxy import SimClock, UnknownCommand
+
+INSPECT_TEMPLATE = json.dumps(json.loads(
+    (FIXTURES / "docker_inspect_live_web1.json").read_text())[0])
+
+
+# -- Docker ---------------------------------------------------------------------------------
+
+@dataclass
+class Container:
+    name: str
+    image: str  # the reference it was run from
+    image_id: str
+    labels: dict[str, str]
+    env_file: str | None = None
+    restart: str = "no"
+    running: bool = True
+    exit_code: int = 0
+    started_at: float = 0.0
+    stopped_by_user: bool = False  # `docker stop`: unless-stopped does not start it again
+    published: tuple[tuple[int, int], ...] = ()
+    stop_timeout: int = 10
+    serial: int = 0
+
+    @property
+    def version(self) -> str | None:
+        return self.labels.get(docker.LABEL_VERSION)
+
+
+def rfc3339(seconds: float) -> str:
+    whole = real_time.strftime("%Y-%m-%dT%H:%M:%S", real_time.gmtime(int(seconds)))
+    return f"{whole}.{int((seconds % 1) * 1e9):09d}Z"
+
+
+def inspect_item(container: Container, wall: Callable[[float], float]) -> dict[str, Any]:
+    """One container as `docker container inspect` shows it (the recording's shape)."""
+    item = json.loads(INSPECT_TEMPLATE)
+    item["Id"] = f"{container.serial:064x}"
+    item["Name"] = f"/{container.name}"
+    item["Image"] = container.image_id
+    state = item["State"]
+    state.update(Status="running" if container.running else "exited",
+                 Running=container.running, ExitCode=container.exit_code,
+                 StartedAt=rfc3339(wall(container.started_at)),
+                 Pid=1000 + container.serial if container.running else 0)
+    item["Config"]["Image"] = container.image
+    item["Config"]["Labels"] = dict(container.labels)
+    item["HostConfig"]["RestartPolicy"] = {"Name": container.restart, "MaximumRetryCount": 0}
+    item["HostConfig"]["PortBindings"] = {
+        f"{inside}/tcp": [{"HostIp": docker.LOOPBACK, "HostPort": str(outside)}]
+        for outside, inside in container.published}
+    return item
+
+
+VALUE_OPTIONS = {"--name", "--network", "--network-alias", "--publish", "--restart",
+                 "--stop-timeout", "--label", "--env-file", "--env", "--volume",
+                 "--stop-signal", "--memory", "--cpus", "--log-driver", "--log-opt", "--user"}
+FLAGS = {"--detach", "--rm", "--interactive", "--tty"}
+
+
+def parse_run(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """`docker run` options (each value of a repeated one) and what follows: image, command."""
+    options: dict[str, list[str]] = {}
+    rest = argv[2:]
+    while rest and rest[0].startswith("--"):
+        option = rest.pop(0)
+        if option in FLAGS:
+            options.setdefault(option, []).append("")
+        elif option in VALUE_OPTIONS:
+            options.setdefault(option, []).append(rest.pop(0))
+        else:
+            raise UnknownCommand(f"docker run option {option}")
+    return options, rest
+
+DOCKER_CHANGES = {"run", "rm", "stop", "start", "kill", "rename", "update", "create"}
+
+
+def changes_something(argv: list[str]) -> bool:
+    """A command that changes what runs (the lock's and the history's scripts do not)."""
+    if argv[:1] == ["docker"]:
+        return argv[1] in DOCKER_CHANGES or argv[1:3] == ["image", "rm"]
+    return argv[:1] == ["rm"]
+
+
+class DockerEngine:
+    """Docker's commands on the containers and images of a SimulatedServer."""
+
+    containers: dict[str, Container]
+    images: dict[str, str]
+    registry: dict[str, str]
+    serial: int
+    clock: SimClock
+
+    def container_at(self, port: int) -> Container | None:
+        return next((c for c in self.containers.values() if c.running
+                     and any(outside == port for outside, _ in c.published)), None)
+
+    def wall(self, monotonic: float) -> float:
+        return 1_800_000_000.0 + monotonic
+
+    def read_local(self, path: str) -> str | None:
+        raise NotImplementedError
+
+    def docker(self, argv: list[str]) -> CommandResult:
+        verb = argv[1:3]
+        if verb == ["container", "inspect"]:
+            return self.inspect(argv[3:])
+        if verb == ["image", "inspect"] and argv[3:5] == ["--format", "{{.Id}}"]:
+            ref = argv[5]
+            if ref in self.images:
+                return CommandResult(self.images[ref] + "\n", "", 0)
+            return CommandResult("", f"Error: No such image: {ref}\n", 1)
+        if verb[0] == "run":
+            return self.docker_run(argv)
+        if verb[0] == "rm" and argv[2] == "--force":
+            for name in argv[3:]:
+                self.containers.pop(name, None)
+            return CommandResult("\n".join(argv[3:]) + "\n", "", 0)
+        if verb[0] == "stop" and argv[2] == "--time":
+            return self.stop(argv[4])
+        if verb[0] == "start":
+            return self.start(argv[2])
+        if verb[0] == "logs":
+            name = argv[-1]
+            if name not in self.containers:
+                return CommandResult("", f"Error: No such container: {name}\n", 1)
+            return CommandResult(f"{name} listening\n", "", 0)
+        if verb == ["image", "ls"]:
+            return self.image_list(argv[-1])
+        if verb == ["image", "rm"]:
+            return self.image_remove(argv[3:])
+        if verb[0] == "pull":
+            return self.pull(argv[-1], quiet=True)
+        raise UnknownCommand(f"docker command {argv}")
+
+    def inspect(self, names: list[str]) -> CommandResult:
+        found = [inspect_item(self.containers[n], self.wall) for n in names
+                 if n in self.containers]
+        missing = [n for n in names if n not in self.containers]
+        stderr = "".join(f"Error: No such object: {n}\n" for n in missing)
+        return CommandResult(json.dumps(found, indent=4) + "\n", stderr, 1 if missing else 0)
+
+    def docker_run(self, argv: list[str]) -> CommandResult:
+        options, rest = parse_run(argv)
+        if "--rm" in options:
+            raise UnknownCommand(f"one-off container {argv}")
+        name = options["--name"][0]
+        if name in self.containers:
+            return CommandResult("", f'docker: Error response from daemon: Conflict. The '
+                                 f'container name "/{name}" is already in use.\n', 125)
+        image = rest[0]
+        if image not in self.images:
+            return CommandResult("", f"Unable to find image '{image}' locally\n", 125)
+        published = []
+        for spec in options.get("--publish", []):
+            _, outside, inside = spec.split(":")
+            published.append((int(outside), int(inside)))
+        for outside, _ in published:
+            if self.container_at(outside) is not None:
+                return CommandResult("", "docker: Error response from daemon: driver failed "
+                                     "programming external connectivity: Bind for "
+                                     f"127.0.0.1:{outside} failed: port is already "
+                                     "allocated.\n", 125)
+        self.serial += 1
+        labels = dict(label.split("=", 1) for label in options.get("--label", []))
+        self.containers[name] = Container(
+            name, image, self.images[image], labels,
+            env_file=(options.get("--env-file") or [None])[0],
+            restart=options.get("--restart", ["no"])[0], started_at=self.clock.now,
+            published=tuple(published), serial=self.serial,
+            stop_timeout=int(options.get("--stop-timeout", ["10"])[0]))
+        return CommandResult(f"{self.serial:064x}\n", "", 0)
+
+    def stop(self, name: str) -> CommandResult:
+        container = self.containers.get(name)
+        if container is None:
+            return CommandResult("", f"Error response from daemon: No such container: {name}\n",
+                                 1)
+        if container.running:
+            container.running, container.exit_code = False, 143
+        container.stopped_by_user = True
+        return CommandResult(f"{name}\n", "", 0)
+
+    def start(self, name: str) -> CommandResult:
+        container = self.containers.get(name)
+        if container is None:
+            return CommandResult("", f"Error response from daemon: No such container: {name}\n",
+                                 1)
+        if not container.running:
+            container.running, container.started_at = True, self.clock.now
+            container.exit_code, container.stopped_by_user = 0, False
+        return CommandResult(f"{name}\n", "", 0)
+
+    def pull(self, ref: str, quiet: bool = False) -> CommandResult:
+        if ref not in self.registry:
+            return CommandResult("", f"Error response from daemon: manifest for {ref} not "
+                                 "found: manifest unknown\n", 1)
+        self.images[ref] = self.registry[ref]
+        return CommandResult(self.images[ref] + "\n", "", 0)
+
+    def image_list(self, repository: str) -> CommandResult:
+        lines = []
+        for ref, image_id in self.images.items():
+            repo, _, tag = ref.rpartition(":")
+            if repo == repository:
+                lines.append(json.dumps({"Repository": repo, "Tag": tag, "ID": image_id,
+                                         "CreatedAt": "2026-11-26 10:13:09 +0000 UTC"}))
+        return CommandResult("".join(line + "\n" for line in lines), "", 0)
+
+    def image_remove(self, refs: list[str]) -> CommandResult:
+        errors = []
+        for ref in refs:
+            if any(c.image_id == self.images.get(ref) for c in self.containers.values()):
+                errors.append(f"Error response from daemon: conflict: unable to remove "
+                              f"repository reference \"{ref}\": container is using its "
+                              "referenced image\n")
+            else:
+                self.images.pop(ref, None)
+        return CommandResult("", "".join(errors), 1 if errors else 0)
+
+    def redeploy_facts(self, args: list[str]) -> CommandResult:
+        mark, image, env1, env2, *names = args
+        out = ""
+        image_id = self.images.get(image)
+        out += (image_id + "\n" if image_id else "") + f"\n{mark} {0 if image_id else 1}\n"
+        for path in (env1, env2):
+            text = self.read_local(path)
+            out += (text or "") + f"\n{mark} {0 if text is not None else 1}\n"
+        inspected = self.inspect(names)
+        return CommandResult(out + inspected.stdout, inspected.stderr, inspected.exit_code)

@@ -1,0 +1,506 @@
+"""A simulated server: a `ServerLike` whose HAProxy, Docker engine and files live in memory
+(the lock and history scripts run with the real `sh` in a folder of this machine), on a
+simulated clock, with a fault schedule. It speaks as the real ones do: `show stat`, `show
+servers state` and `docker inspect` are rendered in the recorded formats (see
+test_simulated_server.py, which holds it to tests/unit/fixtures).
+
+- HAProxy (simulated_haproxy.py, with the simulated clock): the app's backend as the kit's
+  config makes it (server/haproxy_config.py: balance first, web1, web2, then their fallback
+  lines `disabled`; checks with inter, fastinter, downinter, rise, fall). Each line has an
+  admin state (READY, DRAIN, MAINT) and an operational state from its checks, run on the
+  simulated clock: a check passes when a running container publishes the line's check port
+  and its app answers. A restart comes back from the config and, if there is one, the
+  server-state file.
+- Docker (simulated_docker.py): containers (name, image, labels, env file, running or
+  exited, started time, restart policy), the commands the kit sends, an engine restart
+  (containers with a restart policy that were not stopped come back; HAProxy restarts), a
+  frozen engine (every Docker command hangs until its deadline).
+- A fault schedule: at the k-th call (every run, runtime_api and file call counts), one of
+  FAULTS. Unknown commands fail loudly: the simulator never answers what it does not know.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+import shutil
+import subprocess
+import threading
+import time as real_time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from slotswap.commands import docker
+from slotswap.commands import runtime_api as haproxy
+from slotswap.commands.login_facts import LoginFacts
+from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.config.layout import STATE_NAME, haproxy_dir, lock_dir
+from slotswap.core import interrupts
+from slotswap.core.timings import Timings
+from slotswap.remote.server import (
+    CommandDeadlineError,
+    CommandResult,
+    ConnectionLostError,
+    RemoteCommandError,
+    RemoteDirError,
+)
+from slotswap.server import history, locking
+from slotswap.server.locking import LockOwner, new_owner
+from tests.unit.fake_server import Login
+from tests.unit.simulated_docker import (
+    Container,
+    DockerEngine,
+    changes_something,
+)
+from tests.unit.simulated_haproxy import (
+    SimClock,
+    SimHaproxy,
+    UnknownCommand,
+    patch_time,
+)
+
+# What can go wrong at a call (SimulatedServer.faults): the operator's Ctrl-C (the command
+# in flight finishes, the run sees it at its next checkpoint), the connection lost before
+# the command reached the server or after it ran (its answer lost), the command past its
+# deadline (it ran all the same), a Docker engine that stops answering from then on, HAProxy
+# or the Docker engine restarting (a reboot, an upgrade, an OOM kill), and the run's lock
+# taken over by another run (a laptop asleep past its lease).
+FAULTS = ("interrupt", "lost_before", "lost_after", "deadline", "frozen_engine",
+          "haproxy_restart", "engine_restart", "lease_taken")
+
+
+# -- the server -----------------------------------------------------------------------------
+
+class FaultInjected(Exception):
+    """Marks a call at which the schedule struck (SimulatedServer.struck)."""
+
+
+@dataclass
+class Fault:
+    at: int  # the call's index, from 1
+    kind: str
+
+
+class SimulatedServer(DockerEngine):
+    """A ServerLike over the simulation (see the module's docstring). `after_call` is told
+    after every call, faulted or not, with this server: the sweep checks what serves."""
+
+    def __init__(self, name: str, inventory: Inventory, clock: SimClock, root: Path, *,
+                 healthy: Callable[[str | None], bool] = lambda version: True,
+                 config: str) -> None:
+        self.name = name
+        self.inventory = inventory
+        self.host = next(h for h in inventory.hosts if h.name == name)
+        self.timings = Timings()
+        self.connection = Login("root")
+        self.is_connected = True
+        self.clock = clock
+        self.root = root / name
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.healthy = healthy
+        # Versions that pass their checks at first, then fail: seconds after their start.
+        self.failing_after: dict[str, float] = {}
+        self.containers: dict[str, Container] = {}
+        self.images: dict[str, str] = {}  # reference -> image ID on this server
+        self.registry: dict[str, str] = {}  # what a pull can get: reference -> image ID
+        self.serial = 0
+        self.haproxy = SimHaproxy(inventory.app, config, clock, self.check_passes)
+        clock.haproxies.append(self.haproxy)
+        self.calls = 0
+        self.faults: list[Fault] = []
+        self.frozen = False
+        self.struck: list[tuple[int, str, str]] = []  # (call, fault, step_name)
+        self.unknown: list[str] = []  # what the kit sent that the simulator does not know
+        self.log: list[str] = []  # every call, in order
+        self.after_call: Callable[[SimulatedServer, str], None] = lambda server, what: None
+        self.before_call: Callable[[SimulatedServer], None] = lambda server: None
+        self.lease_lost_changes: list[str] = []  # changes made after the lease was taken
+        self.guard = threading.RLock()
+        self.real_shell = False  # the fixed scripts run by the real `sh` (slower)
+
+    # -- the world ---------------------------------------------------------------------
+    def check_passes(self, port: int) -> tuple[bool, str]:
+        container = self.container_at(port)
+        if container is None:
+            return False, "Connection refused"
+        return self.answers(container), "HTTP status check returned code <503>"
+
+    def answers(self, container: Container) -> bool:
+        """The app in this container answers (its checks and requests)."""
+        fails = self.failing_after.get(container.version or "")
+        if fails is not None and self.clock.now - container.started_at > fails:
+            return False
+        return self.healthy(container.version)
+
+    def request(self) -> Container | None:
+        """What one request to the app gets now: the container answering it, or None."""
+        return self.haproxy.serve(self.container_at, self.answers)
+
+    def routed(self) -> Container | None:
+        """The container HAProxy sends a new request to first (balance first): the first
+        line in rotation with a running container, whether its app answers or not (what
+        it cannot answer goes on to the next line, a fallback line during a watch)."""
+        for line in self.haproxy.usable():
+            container = self.container_at(line.port) if line.address == docker.LOOPBACK \
+                else None
+            if container is not None:
+                return container
+        return None
+
+    @property
+    def maintenance(self) -> bool:
+        return any(self.haproxy.maps.values())
+
+    def add_image(self, tag: str, *, on_server: bool = True) -> str:
+        ref = self.inventory.image_ref(tag)
+        image_id = "sha256:" + f"{abs(hash(ref)) % 16**16:016x}" * 4
+        self.registry[ref] = image_id
+        if on_server:
+            self.images[ref] = image_id
+        return image_id
+
+    def clone(self, clock: SimClock, root: Path) -> SimulatedServer:
+        """This server as it is now, on `clock`, its files copied under `root`."""
+        twin = SimulatedServer(self.name, self.inventory, clock, root, healthy=self.healthy,
+                               config=self.haproxy.config)
+        twin.failing_after = dict(self.failing_after)
+        twin.containers = copy.deepcopy(self.containers)
+        twin.images, twin.registry, twin.serial = dict(self.images), dict(self.registry), \
+            self.serial
+        twin.haproxy.lines = copy.deepcopy(self.haproxy.lines)
+        twin.haproxy.maps = copy.deepcopy(self.haproxy.maps)
+        twin.calls = self.calls
+        shutil.copytree(self.root, twin.root, dirs_exist_ok=True)
+        return twin
+
+    def restart_haproxy(self) -> None:
+        self.haproxy.restarts += 1
+        self.haproxy.start(self.read_local(f"{haproxy_dir(self.inventory)}/{STATE_NAME}"))
+
+    def restart_engine(self) -> None:
+        """Every container stops; those with a restart policy that were running (or were not
+        stopped by `docker stop`, for unless-stopped) start again; HAProxy too."""
+        for container in self.containers.values():
+            comes_back = container.restart == "always" or (
+                container.restart == "unless-stopped" and not container.stopped_by_user)
+            if container.running and not comes_back:
+                container.running, container.exit_code = False, 255
+            elif comes_back and (container.running or container.restart == "always"
+                                 or not container.stopped_by_user):
+                container.running, container.started_at = True, self.clock.now
+        self.restart_haproxy()
+
+    # -- faults ------------------------------------------------------------------------
+    def begin_call(self, what: str, *, docker_command: bool = False, changes: bool = False,
+                   timeout: float | None = None) -> str | None:
+        """Count the call, apply a fault due now; returns what must happen to the call
+        itself: 'lost_after', 'deadline', 'interrupt' (after it), or None."""
+        self.before_call(self)
+        with self.guard:
+            self.calls += 1
+            self.log.append(what)
+            due = [fault for fault in self.faults if fault.at == self.calls]
+        after = None
+        for fault in due:
+            self.struck.append((self.calls, fault.kind, step_name(self, what)))
+            if fault.kind == "lost_before":
+                self.is_connected = False
+                self.after_call(self, what)
+                raise ConnectionLostError(f"{self.name}: lost the SSH connection (simulated)")
+            if fault.kind == "frozen_engine":
+                self.frozen = True
+            elif fault.kind == "haproxy_restart":
+                self.restart_haproxy()
+            elif fault.kind == "engine_restart":
+                self.restart_engine()
+            elif fault.kind == "lease_taken":
+                self.take_lease_over()
+            else:
+                after = fault.kind
+        if self.frozen and docker_command:
+            self.clock.advance(timeout or self.inventory.timeouts.command)
+            self.after_call(self, what)
+            raise CommandDeadlineError(self.name, what, timeout or self.inventory.timeouts.command)
+        if self.lease_taken and changes:
+            self.lease_lost_changes.append(what)
+        return after
+
+    def end_call(self, what: str, after: str | None, *, timeout: float | None = None) -> None:
+        self.is_connected = True
+        self.after_call(self, what)
+        if after == "lost_after":
+            raise ConnectionLostError(f"{self.name}: lost the SSH connection (simulated)")
+        if after == "deadline":
+            raise CommandDeadlineError(self.name, what, timeout or self.inventory.timeouts.command)
+        if after == "interrupt":
+            interrupts._requested.set()  # the first Ctrl-C of a guarded run: a flag
+
+    lease_taken = False
+    other_owner: LockOwner | None = None
+
+    def take_lease_over(self) -> None:
+        """Another run found this run's lock stale and took it (as TAKE_SCRIPT does)."""
+        self.lease_taken = True
+        self.other_owner = new_owner("deploy", "other")
+        lock = self.local(lock_dir(self.inventory))
+        lock.mkdir(parents=True, exist_ok=True)
+        (lock / "owner.json").write_text(json.dumps(self.other_owner.__dict__) + "\n")
+
+    # -- ServerLike: commands ----------------------------------------------------------
+    def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
+            stdin: str | None = None) -> CommandResult:
+        argv = list(argv)
+        what = shlex.join(argv)
+        after = self.begin_call(what, docker_command=self.is_docker(argv),
+                                changes=changes_something(argv), timeout=timeout)
+        result = self.execute(argv, stdin)
+        self.end_call(what, after, timeout=timeout)
+        if check and not result.ok:
+            raise RemoteCommandError(self.name, what, result.exit_code, result.stderr)
+        return result
+
+    def run_chain(self, *commands: Sequence[str],
+                  timeout: float | None = None) -> CommandResult:
+        what = " && ".join(shlex.join(argv) for argv in commands)
+        after = self.begin_call(what, docker_command=any(self.is_docker(list(argv))
+                                                         for argv in commands),
+                                changes=any(changes_something(list(a)) for a in commands),
+                                timeout=timeout)
+        results: list[CommandResult] = []
+        for argv in commands:
+            results.append(self.execute(list(argv), None))
+            if not results[-1].ok:
+                break
+        self.end_call(what, after, timeout=timeout)
+        result = CommandResult("".join(r.stdout for r in results),
+                               "".join(r.stderr for r in results), results[-1].exit_code)
+        if not result.ok:
+            raise RemoteCommandError(self.name, what, result.exit_code, result.stderr)
+        return result
+
+    def run_streaming_stdin(self, argv: Sequence[str], source: BinaryIO, *,
+                            sent: Callable[[int], None] | None = None,
+                            timeout: float | None = None) -> CommandResult:
+        return self.run(argv, check=False, timeout=timeout,
+                        stdin=source.read().decode(errors="replace"))
+
+    def stream_lines(self, argv: Sequence[str], on_line: Callable[[str], None], *,
+                     follow: bool = False) -> int:
+        result = self.run(argv, check=False)
+        for line in (result.stdout + result.stderr).splitlines():
+            on_line(line)
+        return result.exit_code
+
+    def run_interactive(self, argv: Sequence[str]) -> int:
+        raise UnknownCommand(f"interactive command {argv}")
+
+    @staticmethod
+    def is_docker(argv: list[str]) -> bool:
+        return argv[:1] == ["docker"] or (argv[:2] == ["sh", "-c"] and "docker" in argv[2])
+
+    def execute(self, argv: list[str], stdin: str | None) -> CommandResult:
+        try:
+            return self.execute_known(argv, stdin)
+        except UnknownCommand as error:
+            self.unknown.append(str(error))
+            raise
+
+    def execute_known(self, argv: list[str], stdin: str | None) -> CommandResult:
+        if argv[:1] == ["docker"]:
+            return self.docker(argv)
+        if argv[:2] == ["sh", "-c"] and argv[2] == docker.PULL_AND_ID_SCRIPT:
+            return self.pull(argv[4])
+        if argv[:2] == ["sh", "-c"] and argv[2] == docker.REDEPLOY_FACTS_SCRIPT:
+            return self.redeploy_facts(argv[4:])
+        if self.is_docker(argv):
+            raise UnknownCommand(f"a script that runs docker: {argv}")
+        if argv[:1] in (["sh"], ["rm"], ["cat"]):
+            if self.real_shell:
+                return self.local_shell(argv, stdin)
+            return self.shell_in_python(argv, stdin)
+        raise UnknownCommand(f"command {argv}")
+
+    def shell_in_python(self, argv: list[str], stdin: str | None) -> CommandResult:
+        """What the kit's fixed scripts do, without a process each (a sweep runs thousands):
+        test_simulated_server holds each to what the real `sh` does."""
+        script, args = (argv[2], argv[4:]) if argv[:2] == ["sh", "-c"] else ("", argv)
+        if script == locking.TAKE_SCRIPT:
+            state, lock, lease = args
+            self.local(state).mkdir(parents=True, exist_ok=True)
+            if self.take_lock(lock, lease, stdin or ""):
+                return CommandResult("taken\n", "", 0)
+            age, held_for, owner = self.lock_facts(lock, lease)
+            held = "held" if age <= held_for else "stale"
+            answer = f"{held} {age} {held_for}\n{owner}\n"
+            if held == "held":
+                return CommandResult(answer, "", locking.LOCKED_EXIT)
+            shutil.rmtree(self.local(lock))
+            self.take_lock(lock, lease, stdin or "")
+            return CommandResult(answer + "taken\n", "", 0)
+        if script == locking.RENEW_SCRIPT:
+            token, lock = args
+            if token not in (self.read_local(f"{lock}/owner.json") or "\0"):
+                return CommandResult("", "", 1)
+            self.local(lock).touch()
+            return CommandResult("", "", 0)
+        if script == locking.RELEASE_SCRIPT:
+            token, lock = args
+            if token in (self.read_local(f"{lock}/owner.json") or "\0"):
+                shutil.rmtree(self.local(lock))
+            return CommandResult("", "", 0)
+        if script == locking.READ_SCRIPT:
+            lock, lease = args
+            if not self.local(lock).is_dir():
+                return CommandResult("free\n", "", 0)
+            age, held_for, owner = self.lock_facts(lock, lease)
+            return CommandResult(f"lock {age} {held_for}\n{owner}\n", "", 0)
+        if argv[:3] == history.APPEND[:3]:
+            self.local(args[0]).mkdir(parents=True, exist_ok=True)
+            with self.local(args[1]).open("a") as file:
+                file.write(stdin or "")
+            return CommandResult("", "", 0)
+        if argv[:2] in (["rm", "-f"], ["rm", "-rf"]):
+            for path in argv[2:]:
+                target = self.local(path)
+                if target.is_dir() and argv[1] == "-rf":
+                    shutil.rmtree(target)
+                elif target.is_file():
+                    target.unlink()
+            return CommandResult("", "", 0)
+        if argv[:1] == ["cat"] and len(argv) == 2:
+            text = self.read_local(argv[1])
+            if text is None:
+                return CommandResult("", f"cat: {argv[1]}: No such file or directory\n", 1)
+            return CommandResult(text, "", 0)
+        raise UnknownCommand(f"shell command {argv}")
+
+    def take_lock(self, lock: str, lease: str, owner: str) -> bool:
+        try:
+            self.local(lock).mkdir()
+        except FileExistsError:
+            return False
+        (self.local(lock) / "lease").write_text(f"{lease}\n")
+        (self.local(lock) / "owner.json").write_text(f"{owner}\n")
+        return True
+
+    def lock_facts(self, lock: str, lease: str) -> tuple[int, int, str]:
+        """The lock's age (seconds since its folder changed), lease and owner file."""
+        age = int(real_time.time()) - int(self.local(lock).stat().st_mtime)
+        held_for = (self.read_local(f"{lock}/lease") or "").strip()
+        return age, int(held_for) if held_for.isdigit() else int(lease), \
+            self.read_local(f"{lock}/owner.json") or ""
+
+    # -- files: a folder of this machine, the server's paths under it ---------------------
+    def local(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
+
+    def read_local(self, path: str) -> str | None:
+        local = self.local(path)
+        return local.read_text() if local.is_file() else None
+
+    def local_shell(self, argv: list[str], stdin: str | None) -> CommandResult:
+        local = [str(self.local(a)) if a.startswith("/") and i > 0 else a
+                 for i, a in enumerate(argv)]
+        done = subprocess.run(local, input=stdin or "", capture_output=True, text=True,
+                              timeout=30, check=False)
+        return CommandResult(done.stdout, done.stderr, done.returncode)
+
+    def read_file(self, path: str) -> str | None:
+        after = self.begin_call(f"cat {path}")
+        text = self.read_local(path)
+        self.end_call(f"cat {path}", after)
+        return text
+
+    def write_file(self, path: str, text: str, mode: int = 0o644) -> None:
+        what = f"write {path}"
+        after = self.begin_call(what, changes=True)
+        self.local(path).parent.mkdir(parents=True, exist_ok=True)
+        self.local(path).write_text(text)
+        self.end_call(what, after)
+
+    def write_private_file(self, path: str, text: str) -> None:
+        self.write_file(path, text, 0o600)
+
+    def cannot_write(self, directory: str, stderr: str) -> RemoteDirError:
+        return RemoteDirError(f"{self.name}: cannot write {directory}")
+
+    # -- HAProxy's runtime API ---------------------------------------------------------
+    def runtime_api(self, command: str) -> str:
+        after = self.begin_call(command, changes=not all(
+            part.startswith("show ") for part in command.split("; ")))
+        try:
+            answer = self.haproxy.answer(command)
+        except UnknownCommand as error:
+            self.unknown.append(str(error))
+            raise
+        if after == "deadline":  # the channel's deadline: the line ran, its answer is lost
+            self.after_call(self, command)
+            raise haproxy.RuntimeApiError(f"{self.name}: runtime API `{command}`: no answer "
+                                          "within 10s (simulated)")
+        self.end_call(command, after)
+        haproxy.raise_for_api_error(command, answer)
+        return answer
+
+    def use_admin_socket(self, path: str | None) -> None:
+        pass
+
+    def close_runtime_api(self) -> None:
+        pass
+
+    def login_facts(self) -> LoginFacts:
+        return LoginFacts(0, 0, "/root")
+
+    def with_folders(self, inventory: Inventory) -> Inventory:
+        return inventory
+
+    def resume(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def step_name(server: SimulatedServer, what: str) -> str:
+    """Where the run is on this server: the timing step of the thread making the call
+    (slotswap.core.timings), else what the call is (the lock's and history's scripts)."""
+    current = getattr(server.timings._local, "current", None)
+    if current is not None:
+        return str(current[0])
+    if "LOCK=" in what or "/lock" in what:
+        return "lock"
+    if "history.jsonl" in what:
+        return "history"
+    return " ".join(what.split()[:2])
+
+
+def slots_of(server: SimulatedServer) -> dict[str, tuple[str, str]]:
+    """Per slot line: (admin state, `show stat` status), for messages."""
+    return {name: (line.admin_name, server.haproxy.status(line))
+            for name, line in server.haproxy.lines.items()}
+
+
+def lines_in_rotation(server: SimulatedServer) -> list[str]:
+    """`line: version` of each line a request may go to whose container runs."""
+    found = []
+    for line in server.haproxy.usable():
+        container = server.container_at(line.port)
+        if container is not None and server.answers(container):
+            found.append(f"{line.name}: {container.version}")
+    return found
+
+
+def versions_in_rotation(server: SimulatedServer) -> set[str | None]:
+    """The versions of the running containers behind the lines a request may go to."""
+    found = set()
+    for line in server.haproxy.usable():
+        container = server.container_at(line.port)
+        if container is not None and server.answers(container):
+            found.add(container.version)
+    return found
+
+
+__all__ = ["FAULTS", "SLOTS", "Fault", "SimClock", "SimulatedServer", "lines_in_rotation",
+           "patch_time", "slots_of", "versions_in_rotation"]

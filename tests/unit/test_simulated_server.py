@@ -1,0 +1,262 @@
+"""The simulated server (simulated_server.py) speaks as the real ones do: each recorded state
+of the sandbox's HAProxy and Docker, loaded into it, is rendered so that the kit's parsers
+read the very values they read from the recording; and it behaves as they do: checks with
+rise and fall on its clock, restarts, a frozen engine, the fault schedule, the lock scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from slotswap.commands import docker
+from slotswap.commands import runtime_api as haproxy
+from slotswap.config.layout import STATE_NAME, haproxy_dir
+from slotswap.remote.server import CommandDeadlineError, ConnectionLostError
+from slotswap.server import history, locking
+from slotswap.server.haproxy_config import Login, render_config
+from slotswap.server.locking import acquire, new_owner, read_owner, release
+from slotswap.server.slots import read_slots
+from tests.unit.fake_server import FIXTURES, make_inventory, recorded
+from tests.unit.simulated_docker import Container, inspect_item
+from tests.unit.simulated_haproxy import UnknownCommand
+from tests.unit.simulated_server import Fault, SimClock, SimulatedServer
+
+RECORDED_STATES = sorted(
+    path.name.removeprefix("show_stat_").removesuffix(".csv")
+    for path in FIXTURES.glob("show_stat_*.csv")
+    if (FIXTURES / path.name.replace("show_stat_", "show_servers_state_")
+        .replace(".csv", ".txt")).exists())
+RECORDED_CONTAINERS = sorted(path.name for path in FIXTURES.glob("docker_inspect_*.json"))
+
+
+def simulated(tmp_path: Path, **settings: object) -> SimulatedServer:
+    inventory = make_inventory(tmp_path, **settings)
+    server = SimulatedServer(inventory.hosts[0].name, inventory, SimClock(), tmp_path / "s",
+                             config=render_config(inventory, Login(0, 0)))
+    for tag in ("v1", "v2"):
+        server.add_image(tag)
+    return server
+
+
+def run_slot(server: SimulatedServer, slot: str, tag: str) -> None:
+    """A slot's container started and made live, as a deploy leaves it."""
+    inventory = server.inventory
+    port = inventory.slot_port(slot)
+    server.execute(docker.run_app_slot(
+        container=inventory.container_name(slot), image_ref=inventory.image_ref(tag),
+        network=inventory.network, app=inventory.app, slot=slot, version=tag,
+        app_port=inventory.app_port, stop_timeout=10,
+        published=((port, inventory.app_port),)), None)
+    server.runtime_api(f"set server webapp/{slot} state ready")
+
+
+def test_the_recordings_are_all_read() -> None:
+    assert len(RECORDED_STATES) == 11 and len(RECORDED_CONTAINERS) == 13
+
+
+@pytest.mark.parametrize("state", RECORDED_STATES)
+def test_each_recorded_haproxy_state_is_rendered_as_haproxy_does(
+        tmp_path: Path, state: str) -> None:
+    stat_text = recorded(f"show_stat_{state}.csv")
+    state_text = recorded(f"show_servers_state_{state}.txt")
+    backend = haproxy.parse_stat_rows(stat_text)[0]["pxname"]
+    server = simulated(tmp_path, app="webapp")
+    proxy = server.haproxy
+    proxy.backend = backend
+    proxy.load_recorded(stat_text, state_text, admin_from_stat=True)
+    assert haproxy.parse_show_stat(proxy.show_stat()) == haproxy.parse_show_stat(stat_text)
+    proxy.load_recorded(stat_text, state_text, admin_from_stat=False)
+    assert (haproxy.parse_servers_state(proxy.show_servers_state())
+            == haproxy.parse_servers_state(state_text))
+
+
+def test_both_answers_in_one_line_split_as_the_recording_does(tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    run_slot(server, "web2", "v2")
+    answer = server.runtime_api(haproxy.command_show_stat_and_state("webapp"))
+    stat, state = haproxy.split_stat_and_state(answer)
+    recorded_stat, recorded_state = haproxy.split_stat_and_state(
+        recorded("show_stat_and_servers_state_live_web2.txt"))
+    assert stat.endswith("\n\n") and recorded_stat.endswith("\n\n")
+    assert state.endswith(",") is recorded_state.endswith(",")
+    assert set(haproxy.parse_show_stat(stat)) == {"web1", "web2", "web1-fallback",
+                                                  "web2-fallback"}
+    assert haproxy.parse_stat_rows(stat)[0].keys() == haproxy.parse_stat_rows(
+        recorded_stat)[0].keys()
+
+
+@pytest.mark.parametrize("name", RECORDED_CONTAINERS)
+def test_each_recorded_container_is_inspected_as_docker_does(name: str) -> None:
+    items = json.loads((FIXTURES / name).read_text())
+    for item, info in zip(items, docker.parse_inspect((FIXTURES / name).read_text()).values(),
+                          strict=True):
+        started = info.started_ns / 1e9
+        container = Container(info.name, info.image, info.image_id, info.labels,
+                              restart=item["HostConfig"]["RestartPolicy"]["Name"],
+                              running=info.running, exit_code=info.exit_code,
+                              started_at=started, published=info.loopback_ports)
+        rendered = inspect_item(container, lambda monotonic: monotonic)
+        if info.status not in ("running", "exited"):
+            continue  # created, restarting: states the simulator does not make
+        again = docker.parse_inspect(json.dumps([rendered]))[info.name]
+        assert abs(again.started_ns - info.started_ns) < 1000
+        assert again.__dict__ | {"started_at": "", "addresses": {}, "binds": {}} == \
+            info.__dict__ | {"started_at": "", "addresses": {}, "binds": {}}
+        assert rendered.keys() == item.keys()
+
+
+def test_a_slot_passes_its_checks_rise_times_after_health_down(tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    run_slot(server, "web1", "v1")
+    server.runtime_api("set server webapp/web1 state drain; set server webapp/web1 health down")
+    stat = haproxy.parse_show_stat(server.runtime_api("show stat webapp 4 -1"))["web1"]
+    assert stat.status == "DOWN"
+    server.clock.advance(0.15)  # one check at downinter 100ms: DOWN 1/2
+    assert haproxy.parse_show_stat(server.haproxy.show_stat())["web1"].status == "DOWN 1/2"
+    server.clock.advance(0.1)
+    stat = haproxy.parse_show_stat(server.haproxy.show_stat())["web1"]
+    assert (stat.status, stat.check_passed) == ("DRAIN", True)
+
+
+def test_a_stopped_slot_falls_after_fall_checks_and_counts_them(tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    run_slot(server, "web1", "v1")
+    server.clock.advance(2)
+    assert server.request().version == "v1"
+    server.execute(docker.stop("webapp-web1", 10), None)
+    started, seen = server.clock.now, ["UP"]
+    while seen[-1] != "DOWN":
+        server.clock.advance(0.01)
+        stat = haproxy.parse_show_stat(server.haproxy.show_stat())["web1"]
+        if stat.status != seen[-1]:
+            seen.append(stat.status)
+    # The first failed check within inter (500ms), two more at fastinter (100ms): fall 3.
+    assert seen == ["UP", "UP 2/3", "UP 1/3", "DOWN"]
+    assert server.clock.now - started < 0.75 and stat.check_failures == 3
+    assert server.request() is None  # nothing else is in rotation: a 503
+
+
+def test_an_haproxy_restart_comes_back_from_the_config_and_the_state_file(
+        tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    run_slot(server, "web2", "v2")
+    server.runtime_api("set server webapp/web1 state maint")
+    server.restart_haproxy()
+    lines = server.haproxy.lines
+    assert [(n, line.admin_name) for n, line in lines.items()] == [
+        ("web1", "READY"), ("web2", "READY"), ("web1-fallback", "MAINT"),
+        ("web2-fallback", "MAINT")]
+    server.runtime_api("set server webapp/web1 state maint")
+    state = server.haproxy.show_servers_state()
+    server.write_file(f"{haproxy_dir(server.inventory)}/{STATE_NAME}", state)
+    server.restart_haproxy()
+    assert server.haproxy.lines["web1"].admin_name == "MAINT"
+
+
+def test_an_engine_restart_brings_back_what_was_running_with_a_policy(
+        tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    run_slot(server, "web1", "v1")
+    run_slot(server, "web2", "v2")
+    server.execute(docker.stop("webapp-web1", 10), None)
+    restarts = server.haproxy.restarts
+    server.restart_engine()
+    assert not server.containers["webapp-web1"].running
+    assert server.containers["webapp-web2"].running
+    assert server.haproxy.restarts == restarts + 1
+
+
+def test_a_frozen_engine_meets_every_deadline_and_haproxy_still_answers(
+        tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    server.faults = [Fault(1, "frozen_engine")]
+    before = server.clock.now
+    with pytest.raises(CommandDeadlineError):
+        server.run(docker.inspect_containers("webapp-web1"), timeout=30)
+    assert server.clock.now == before + 30
+    assert "web1" in haproxy.parse_show_stat(server.runtime_api("show stat webapp 4 -1"))
+
+
+def test_a_connection_lost_before_or_after_a_command(tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    server.faults = [Fault(1, "lost_before"), Fault(2, "lost_after")]
+    with pytest.raises(ConnectionLostError):
+        server.runtime_api("set server webapp/web1 state maint")
+    assert server.haproxy.lines["web1"].admin_name == "READY"  # never arrived
+    with pytest.raises(ConnectionLostError):
+        server.runtime_api("set server webapp/web1 state maint")
+    assert server.haproxy.lines["web1"].admin_name == "MAINT"  # ran, its answer lost
+    assert [(at, kind) for at, kind, _ in server.struck] == [(1, "lost_before"),
+                                                              (2, "lost_after")]
+
+
+def test_what_it_does_not_know_fails_loudly(tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    with pytest.raises(UnknownCommand):
+        server.run(["docker", "system", "prune"])
+    with pytest.raises(UnknownCommand):
+        server.runtime_api("shutdown sessions server webapp/web1")
+
+
+def test_the_lock_scripts_run_for_real_and_a_lease_can_be_taken_over(tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    owner = new_owner("deploy", "v2")
+    assert acquire(server, server.inventory, owner).taken
+    assert read_owner(server, server.inventory) == owner
+    server.take_lease_over()
+    assert read_owner(server, server.inventory) == server.other_owner
+    release(server, server.inventory, owner)  # not ours any more: left alone
+    assert read_owner(server, server.inventory) == server.other_owner
+
+
+def test_the_kit_reads_its_slots_from_it(tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    run_slot(server, "web1", "v1")
+    server.clock.advance(1)
+    views = read_slots(server, server.inventory)
+    assert views["web1"].serving and views["web1"].version == "v1"
+    assert not views["web2"].running
+
+
+def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) -> None:
+    """The sweep runs the lock's and the history's scripts in Python (a process each would
+    take minutes): each step of a lock's life answers as with the real `sh`."""
+    inventory = make_inventory(tmp_path)
+    ours, theirs = new_owner("deploy", "v2"), new_owner("deploy", "v3")
+
+    def steps(server: SimulatedServer) -> list[tuple[str, int]]:
+        lock = server.local(locking.lock_dir(inventory))
+        commands = [
+            (locking.read_lock_command(inventory), None),
+            (locking.take_lock_command(inventory), json.dumps(ours.__dict__)),
+            (locking.read_lock_command(inventory), None),
+            (locking.take_lock_command(inventory), json.dumps(theirs.__dict__)),
+            (locking.renew_lock_command(inventory, ours), None),
+            (locking.renew_lock_command(inventory, theirs), None),
+            (locking.release_lock_command(inventory, theirs), None),
+            (locking.read_lock_command(inventory), None),
+            ("age", None),
+            (locking.take_lock_command(inventory), json.dumps(theirs.__dict__)),
+            (locking.release_lock_command(inventory, theirs), None),
+            (locking.read_lock_command(inventory), None),
+            (history.append_command(inventory), '{"a": 1}\n'),
+            (history.append_command(inventory), '{"b": 2}\n'),
+            (["cat", history.history_path(inventory)], None),
+            (["cat", "/nowhere"], None),
+            (["rm", "-f", "/etc/slotswap/webapp/web1.env"], None),
+        ]
+        answers = []
+        for argv, stdin in commands:
+            if argv == "age":
+                os.utime(lock, (lock.stat().st_atime - 500, lock.stat().st_mtime - 500))
+                continue
+            result = server.execute(list(argv), stdin)
+            answers.append((result.stdout, result.exit_code))
+        return answers
+
+    python, real = simulated(tmp_path / "python"), simulated(tmp_path / "real")
+    real.real_shell = True
+    assert steps(python) == steps(real)
