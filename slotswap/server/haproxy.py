@@ -46,6 +46,7 @@ from slotswap.server.haproxy_handover import (
     finish_interrupted_handover,
     hand_over_to_new_haproxy,
     haproxy_run_command,
+    keep_config_that_ran_command,
     migrate_to_host_network,
     on_host_network,
     reload_with_new_config,
@@ -181,9 +182,7 @@ def set_up_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
             reload_with_new_config(server, inventory, progress, wanted)
             changes.append("config reloaded")
         else:
-            keep_previous = [["cp", "-f", config_path, f"{directory}/{PREVIOUS_NAME}"]
-                             if current is not None else ["true"]]
-            server.run_chain(*keep_previous,
+            server.run_chain(keep_config_that_ran_command(server, directory),
                              ["mv", "-f", f"{directory}/{NEW_CONFIG_NAME}", config_path])
             installed = True
             if config_changed:

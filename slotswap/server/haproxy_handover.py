@@ -274,7 +274,7 @@ def reload_with_new_config(server: ServerLike, inventory: Inventory, progress: P
     before = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
     try:
         save_slot_state(server, inventory)  # the new workers start from it
-        server.run_chain(["cp", "-f", config_path, f"{directory}/{PREVIOUS_NAME}"],
+        server.run_chain(keep_config_that_ran_command(server, directory),
                          ["mv", "-f", f"{directory}/{NEW_CONFIG_NAME}", config_path])
         server.run(docker.signal_container(inventory.haproxy_container, "HUP"))
         if not wait_for_new_worker(server, before):
@@ -308,6 +308,30 @@ def wait_for_new_worker(server: ServerLike, pid_before: str | None) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
+
+
+def keep_config_that_ran(directory: str, on_disk: str | None, previous: str | None,
+                         running_hash: str | None) -> list[str]:
+    """Pure: the command that leaves as PREVIOUS_NAME, before a new config goes in, only a
+    config HAProxy ran (the one restore_previous puts back when the new one does not start):
+    the file on disk when it is the one the record of what runs names; else the one kept
+    already when it is (a run cut between writing a config and applying it left a file
+    that never ran); else none. With no record at all (a server set up by a slotswap from
+    before it), the file on disk is what the last `up` applied."""
+    config_path, previous_path = f"{directory}/{CONFIG_NAME}", f"{directory}/{PREVIOUS_NAME}"
+    ran = (running_hash or "").strip()
+    if on_disk is not None and (not ran or config_hash(on_disk) == ran):
+        return ["cp", "-f", config_path, previous_path]
+    if previous is not None and ran and config_hash(previous) == ran:
+        return ["true"]
+    return ["rm", "-f", previous_path]
+
+
+def keep_config_that_ran_command(server: ServerLike, directory: str) -> list[str]:
+    """keep_config_that_ran for the files on the server now."""
+    return keep_config_that_ran(directory, server.read_file(f"{directory}/{CONFIG_NAME}"),
+                                server.read_file(f"{directory}/{PREVIOUS_NAME}"),
+                                server.read_file(f"{directory}/{RUNNING_NAME}"))
 
 
 def restore_previous(server: ServerLike, inventory: Inventory) -> bool:
