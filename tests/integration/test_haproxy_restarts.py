@@ -38,9 +38,18 @@ def restart_engine(node: sandbox.Node) -> None:
     a reboot, an engine upgrade or `systemctl restart docker` do; returns once it answers."""
     pid = int((node.run_dir / "docker.pid").read_text())
     os.kill(pid, signal.SIGTERM)
-    assert wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60), "dockerd did not stop"
+    assert wait_for(lambda: not process_alive(pid), 60), "dockerd did not stop"
     sandbox.start_dockerd(node)
     assert wait_for(lambda: sandbox.engine_ready(node), 60), "dockerd did not start"
+
+
+def process_alive(pid: int) -> bool:
+    """Running, not a zombie (a dockerd this test run started stays one until reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
 
 
 def haproxy_answers(box: Sandbox, address: str) -> bool:
@@ -157,18 +166,16 @@ def test_haproxy_killed_in_the_watch_window_comes_back_with_the_new_slot_alone(
 def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     """`fab up` with a second tag of HAProxy's image, killed once s1's old HAProxy was told to
-    stop, while a connection it accepted before is still open (so it is still running); the
-    next `up` finishes the hand-over: no request fails, one HAProxy is left."""
+    stop, while a request it accepted before is still open (so it is still running); the
+    next `up` (after `fab unlock --all`, as for any run known to be gone) finishes the hand-over:
+    no request fails, one HAProxy is left."""
     box = fleet_on_v1
     address = box.addresses[0]
     image = f"{sandbox.HAPROXY_IMAGE}-cut-hand-over"
     sandbox.docker(sandbox.BUILDER_NODE, "tag", sandbox.HAPROXY_IMAGE, image)
     sandbox.docker(sandbox.BUILDER_NODE, "push", "-q", image)
     inventory = box.inventory_copy(tmp_path, haproxy={"image": image})
-    # A request to the old HAProxy whose headers never end: it keeps that HAProxy running
-    # for up to `timeout http-request` (10 s) after its soft stop.
-    held = socket.create_connection((address, 80), timeout=5)
-    held.sendall(b"GET / HTTP/1.1\r\nHost: s1\r\n")
+    held: socket.socket | None = None
     try:
         with box.load() as load:
             up = subprocess.Popen([FAB, "up", "--inventory", str(inventory)], cwd=ROOT,
@@ -178,6 +185,11 @@ def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(
             lines = []
             for line in up.stdout:
                 lines.append(line)
+                if line.startswith("[s1") and "webapp-haproxy-next beside" in line:
+                    # Only the old HAProxy listens yet: a request whose headers never end
+                    # keeps it running for `timeout http-request` (10 s) after its soft stop.
+                    held = socket.create_connection((address, 80), timeout=5)
+                    held.sendall(b"GET / HTTP/1.1\r\nHost: s1\r\n")
                 if line.startswith("[s1") and "soft stop of" in line:
                     break
             # The soft stop's command follows its progress line.
@@ -188,10 +200,12 @@ def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(
             up.wait()
             running = box.ssh(address, "docker ps --format '{{.Names}}'").split()
             assert {"webapp-haproxy", "webapp-haproxy-next"} <= set(running), running
+            assert box.fab("unlock", "--all").returncode == 0
             result = box.fab("up", inventory=inventory)
         report = load.stop()
     finally:
-        held.close()
+        if held is not None:
+            held.close()
     print(report.summary(), report.failures)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "finishing an interrupted hand-over" in result.stdout
