@@ -53,6 +53,10 @@ class ContainerInfo:
     loopback_ports: tuple[tuple[int, int], ...] = ()
     # folder inside the container -> the server's folder bound there (bind mounts only)
     binds: dict[str, str] = field(default_factory=dict)
+    # HostConfig.RestartPolicy.Name: "unless-stopped" as the kit runs its containers; "no"
+    # for an HAProxy that was told to stop (no_restart, during a hand-over). Not part of a
+    # container's identity (what recordings and tests compare).
+    restart_policy: str = field(default="", compare=False)
 
     @property
     def version(self) -> str | None:
@@ -553,6 +557,8 @@ def parse_inspect(text: str) -> dict[str, ContainerInfo]:
             binds={str(mount.get("Destination")): str(mount.get("Source"))
                    for mount in item.get("Mounts") or [] if isinstance(mount, dict)
                    and mount.get("Type") == "bind"},
+            restart_policy=str(((item.get("HostConfig") or {}).get("RestartPolicy") or {})
+                               .get("Name") or ""),
         )
     return containers
 

@@ -45,10 +45,13 @@ CONFIG_NAME = "haproxy.cfg"
 # The new config, written beside the running one and checked by HAProxy before it goes in.
 NEW_CONFIG_NAME = f"{CONFIG_NAME}.new"
 # The config kept while a new one is tried: put back when HAProxy does not start with it.
+# Only ever a config HAProxy ran (see RUNNING_NAME): a file written and never applied is not.
 PREVIOUS_NAME = f"{CONFIG_NAME}.prev"
 # SHA-256 of the config HAProxy runs, written only once HAProxy was seen running with it:
 # "unchanged" means the same as this, not merely the same as the file.
 RUNNING_NAME = f"{CONFIG_NAME}.running-sha256"
+# HAProxy's servers' state (which slot is in rotation), which it loads when it starts: kept
+# current after every change the kit makes (slotswap.server.haproxy_state), never removed.
 STATE_NAME = "server-state"
 MAP_NAME = "maintenance.map"
 SERVICE_NAME = "maintenance.lua"

@@ -3,7 +3,8 @@
 
 `up` is idempotent: an unchanged server is left alone; a changed config is checked by
 HAProxy itself, then applied by a reload of the master process (no connection dropped),
-with the runtime state (which slot is live) carried over through a server-state file.
+with the runtime state (which slot is live) carried over through the server-state file,
+which the kit keeps current (slotswap.server.haproxy_state) for any restart of HAProxy.
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ from slotswap.server.haproxy_handover import (
     finish_interrupted_handover,
     hand_over_to_new_haproxy,
     haproxy_run_command,
+    keep_config_that_ran_command,
     migrate_to_host_network,
     on_host_network,
     reload_with_new_config,
     restore_previous,
 )
+from slotswap.server.haproxy_state import save_slot_state
 from slotswap.server.images import ensure_image, log_in_to_registry
 
 Progress = Callable[[str], None]
@@ -179,9 +182,7 @@ def set_up_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
             reload_with_new_config(server, inventory, progress, wanted)
             changes.append("config reloaded")
         else:
-            keep_previous = [["cp", "-f", config_path, f"{directory}/{PREVIOUS_NAME}"]
-                             if current is not None else ["true"]]
-            server.run_chain(*keep_previous,
+            server.run_chain(keep_config_that_ran_command(server, directory),
                              ["mv", "-f", f"{directory}/{NEW_CONFIG_NAME}", config_path])
             installed = True
             if config_changed:
@@ -227,6 +228,8 @@ def set_up_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
     # until then.
     if reach_unpublished_slots(server, inventory, progress):
         changes.append("slots reached on the app's network until the next deploy")
+    # Where a restarted HAProxy starts from (a server set up by an older slotswap has none).
+    save_slot_state(server, inventory)
     platform, version = docker_engine.parse_engine(
         server.run(docker_engine.server_engine(), check=False).stdout)
     if platform:

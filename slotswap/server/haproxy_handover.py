@@ -1,7 +1,8 @@
 """The running HAProxy changed while it serves: a reload with a new config (the master's
 workers hand over), a hand-over to a new container (a new image, admin socket, network or
 config folder) with no connection refused, and the way back when either does not finish.
-The slots' runtime state (which slot is live) goes over through a server-state file.
+The slots' runtime state (which slot is live) goes over through the server-state file,
+which is kept current (slotswap.server.haproxy_state).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from slotswap.config.layout import (
     NEW_CONFIG_NAME,
     PREVIOUS_NAME,
     RUNNING_NAME,
-    STATE_NAME,
     ProxyError,
     admin_dir,
     haproxy_dir,
@@ -30,6 +30,7 @@ from slotswap.config.layout import (
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import RemoteCommandError
 from slotswap.server.haproxy_config import config_hash
+from slotswap.server.haproxy_state import save_slot_state
 
 RELOAD_TIMEOUT = 20.0
 LABEL_SPEC = "slotswap.haproxy-spec"
@@ -82,15 +83,14 @@ def hand_over_to_new_haproxy(server: ServerLike, inventory: Inventory, progress:
     container and leaves the old one serving, with its config file put back (`restore`) and
     its admin socket made anew by a reload. After that, the hand-over is finished."""
     inventory = server.with_folders(inventory)
-    directory = haproxy_dir(inventory)
     name, temporary = inventory.haproxy_container, next_container(inventory)
     progress(f"HAProxy's container changes ({old.image} -> {inventory.haproxy.image}): "
              f"starting {temporary} beside {name}")
     warn_without_request_migration(server, progress)
     instance = secrets.token_hex(8)
-    state = server.runtime_api("show servers state")
+    # The new HAProxy starts from it (the file is kept: see slotswap.server.haproxy_state).
+    save_slot_state(server, inventory)
     try:
-        server.write_file(f"{directory}/{STATE_NAME}", state)
         server.run(docker.remove(temporary), check=False, timeout=60)
         server.run(haproxy_run_command(inventory, temporary, instance), timeout=60)
         # The new master makes the login's admin socket anew: the open session (or the
@@ -109,11 +109,19 @@ def hand_over_to_new_haproxy(server: ServerLike, inventory: Inventory, progress:
                              f"with its image {old.image}; see `docker logs {temporary}` "
                              "on the server") from error
         raise
-    finally:
-        server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
     progress(f"{temporary} accepts connections; soft stop of {name} (it finishes its open "
              f"connections, up to {soft_stop_seconds(inventory)}s)")
-    # Docker must not start the old one again when it exits.
+    finish_hand_over(server, inventory, progress)
+
+
+def finish_hand_over(server: ServerLike, inventory: Inventory, progress: Progress) -> None:
+    """Past the point of no return (the new HAProxy listens): the old one is told to stop
+    and finishes its open connections, then the new one takes its name. Done again from the
+    start by the `up` after a run cut anywhere in here (finish_interrupted_handover): each
+    step may have been done already."""
+    name, temporary = inventory.haproxy_container, next_container(inventory)
+    # Docker must not start the old one again when it exits; its restart policy `no` is
+    # also how the next `up` knows the hand-over went past its point of no return.
     server.run_chain(docker.no_restart(name), docker.signal_container(name, "USR1"))
     seconds = soft_stop_seconds(inventory)
     waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
@@ -197,15 +205,27 @@ def back_to_old_haproxy(server: ServerLike, inventory: Inventory, temporary: str
 
 def finish_interrupted_handover(server: ServerLike, inventory: Inventory,
                                 progress: Progress) -> bool:
-    """A hand-over cut short (a lost connection) may leave the new container under its
-    temporary name: alone, it is the HAProxy (renamed); beside the old one, it goes, and the
-    old one gets its admin socket back (a reload)."""
+    """A hand-over cut short (a lost connection, an interrupt) may leave the new container
+    under its temporary name. Beside an old one that was told to stop (its restart policy
+    `no`, set right before its soft stop: it may be closing its listeners already), the
+    hand-over is past its point of no return and is finished: the new one, which listens,
+    must stay. Beside an old one that was not, the new one goes and the old one gets its
+    admin socket back (a reload). Alone, it is the HAProxy (renamed)."""
+    inventory = server.with_folders(inventory)
     name, temporary = inventory.haproxy_container, next_container(inventory)
     found = docker.parse_inspect(
         server.run(docker.inspect_containers(name, temporary), check=False).stdout)
     if temporary not in found:
         return False
-    if name in found and found[name].running:
+    old = found.get(name)
+    if old is not None and old.running and old.restart_policy == "no":
+        progress(f"finishing an interrupted hand-over: {name} was told to stop, "
+                 f"{temporary} takes its place")
+        if not found[temporary].running:
+            server.run(docker.start(temporary), timeout=60)
+        server.use_admin_socket(None)  # the new master's socket, not a relayed one
+        finish_hand_over(server, inventory, progress)
+    elif old is not None and old.running:
         progress(f"removing {temporary}, left by an interrupted hand-over; {name} serves")
         back_to_old_haproxy(server, inventory, temporary, restore=False)
     else:
@@ -221,7 +241,6 @@ def migrate_to_host_network(server: ServerLike, inventory: Inventory, progress: 
     can only listen once the old container is gone. One command on the server removes it
     and starts the new one; the slots' state goes over through the server-state file."""
     inventory = server.with_folders(inventory)
-    directory = haproxy_dir(inventory)
     if on_host_network(old):  # stopped: nothing to hand over
         progress(f"HAProxy's container changed: recreating {old.name}, which was {old.status}")
     else:
@@ -229,8 +248,7 @@ def migrate_to_host_network(server: ServerLike, inventory: Inventory, progress: 
                  "(a short interruption, this once)")
     if old.running:
         with contextlib.suppress(haproxy.RuntimeApiError):
-            server.write_file(f"{directory}/{STATE_NAME}",
-                              server.runtime_api("show servers state"))
+            save_slot_state(server, inventory)
     server.use_admin_socket(None)  # the new HAProxy's is the login's own
     # Created beforehand, so that the interruption is only the old one's removal and the
     # new one's start, in one round trip. Left under its temporary name if that fails: the
@@ -238,11 +256,8 @@ def migrate_to_host_network(server: ServerLike, inventory: Inventory, progress: 
     temporary = next_container(inventory)
     server.run(docker.remove(temporary), check=False, timeout=60)
     server.run(haproxy_run_command(inventory, temporary, create_only=True), timeout=60)
-    try:
-        server.run_chain(docker.remove(old.name), docker.start(temporary),
-                         docker.rename(temporary, inventory.haproxy_container), timeout=120)
-    finally:
-        server.run(["rm", "-f", f"{directory}/{STATE_NAME}"], check=False)
+    server.run_chain(docker.remove(old.name), docker.start(temporary),
+                     docker.rename(temporary, inventory.haproxy_container), timeout=120)
 
 
 def reload_with_new_config(server: ServerLike, inventory: Inventory, progress: Progress,
@@ -257,10 +272,9 @@ def reload_with_new_config(server: ServerLike, inventory: Inventory, progress: P
     config_path = f"{directory}/{CONFIG_NAME}"
     warn_without_request_migration(server, progress)
     before = haproxy.parse_info(server.runtime_api("show info")).get("Pid")
-    state = server.runtime_api("show servers state")
     try:
-        server.write_file(f"{directory}/{STATE_NAME}", state)
-        server.run_chain(["cp", "-f", config_path, f"{directory}/{PREVIOUS_NAME}"],
+        save_slot_state(server, inventory)  # the new workers start from it
+        server.run_chain(keep_config_that_ran_command(server, directory),
                          ["mv", "-f", f"{directory}/{NEW_CONFIG_NAME}", config_path])
         server.run(docker.signal_container(inventory.haproxy_container, "HUP"))
         if not wait_for_new_worker(server, before):
@@ -273,10 +287,7 @@ def reload_with_new_config(server: ServerLike, inventory: Inventory, progress: P
                 + f"; see `docker logs {inventory.haproxy_container}` on the server")
         server.write_file(f"{directory}/{RUNNING_NAME}", config_hash(wanted) + "\n")
     finally:
-        # A stale state file would be applied at the next restart (after a reboot, say) and
-        # could put the live slot in maint: it has done its job, or failed to, by now.
-        server.run(["rm", "-f", f"{directory}/{STATE_NAME}", f"{directory}/{NEW_CONFIG_NAME}"],
-                   check=False)
+        server.run(["rm", "-f", f"{directory}/{NEW_CONFIG_NAME}"], check=False)
     progress("HAProxy reloaded with the new config")
 
 
@@ -297,6 +308,30 @@ def wait_for_new_worker(server: ServerLike, pid_before: str | None) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
+
+
+def keep_config_that_ran(directory: str, on_disk: str | None, previous: str | None,
+                         running_hash: str | None) -> list[str]:
+    """Pure: the command that leaves as PREVIOUS_NAME, before a new config goes in, only a
+    config HAProxy ran (the one restore_previous puts back when the new one does not start):
+    the file on disk when it is the one the record of what runs names; else the one kept
+    already when it is (a run cut between writing a config and applying it left a file
+    that never ran); else none. With no record at all (a server set up by a slotswap from
+    before it), the file on disk is what the last `up` applied."""
+    config_path, previous_path = f"{directory}/{CONFIG_NAME}", f"{directory}/{PREVIOUS_NAME}"
+    ran = (running_hash or "").strip()
+    if on_disk is not None and (not ran or config_hash(on_disk) == ran):
+        return ["cp", "-f", config_path, previous_path]
+    if previous is not None and ran and config_hash(previous) == ran:
+        return ["true"]
+    return ["rm", "-f", previous_path]
+
+
+def keep_config_that_ran_command(server: ServerLike, directory: str) -> list[str]:
+    """keep_config_that_ran for the files on the server now."""
+    return keep_config_that_ran(directory, server.read_file(f"{directory}/{CONFIG_NAME}"),
+                                server.read_file(f"{directory}/{PREVIOUS_NAME}"),
+                                server.read_file(f"{directory}/{RUNNING_NAME}"))
 
 
 def restore_previous(server: ServerLike, inventory: Inventory) -> bool:

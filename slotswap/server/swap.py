@@ -21,6 +21,7 @@ from slotswap.config.layout import env_file_path
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import ConnectError
+from slotswap.server.haproxy_state import remember_slot_state
 from slotswap.server.redeploy import has_env_file_of, keeps_stopped_container_of
 from slotswap.server.slots import (
     SlotView,
@@ -111,6 +112,11 @@ class SlotSwap:
     def set_state(self, slot: str, state: AdminState) -> None:
         self.server.runtime_api(haproxy.command_set_state(self.backend, slot, state))
 
+    def remember_slot_state(self) -> None:
+        """After a change of which slot takes traffic: where a restarted HAProxy starts from
+        (slotswap.server.haproxy_state)."""
+        remember_slot_state(self.server, self.inventory, self.progress)
+
     def stat(self, slot: str) -> ServerStat:
         return self.stats()[slot]
 
@@ -169,6 +175,7 @@ class SlotSwap:
                 raise SwapStopped(f"not switched to {self.tag}: {reason}", "")
             if plan.live is None:
                 self.set_state(plan.idle, AdminState.READY)
+                self.remember_slot_state()
         except BaseException as error:
             try:
                 self.contain_failure(plan.idle)
@@ -242,10 +249,12 @@ class SlotSwap:
         interrupt can never leave both or neither in rotation. Until the window closes the
         old slot takes what the new one cannot, through its fallback line (switch_line)."""
         self.server.runtime_api(switch_line(self.backend, new, old, fallback=self.fallback))
+        self.remember_slot_state()
 
     def take_out_of_rotation(self, slot: str) -> None:
         self.server.runtime_api(out_of_rotation_line(self.backend, slot,
                                                      fallback=self.fallback))
+        self.remember_slot_state()
 
     def watch_and_drain(self, new: str, old: str,
                         window_closes: Callable[[], float | None],
@@ -326,6 +335,7 @@ class SlotSwap:
                                 "version you want",
                                 describe_serving(read_slots_quietly(self.server,
                                                                     self.inventory))) from error
+        self.remember_slot_state()
         verdict = "FAILED: " if failure.failed else ""
         self.progress(f"{new} ({self.tag}) {verdict}{failure.what} {after:.1f}s after taking "
                       f"traffic ({failure.detail}); traffic is back on {old} "

@@ -56,16 +56,17 @@ def test_a_config_haproxy_cannot_start_with_is_refused_and_the_running_one_stays
         if not refused_first:
             assert "the previous config is back in place" in result.stderr
         assert box.ssh(s1, f"cat {CONFIG}") == running
-        # No new config, state file or kept copy left behind: the running config, its hash,
-        # the admin socket's folder, the maintenance map and its service.
+        # No new config or kept copy left behind: the running config, its hash, the admin
+        # socket's folder, the maintenance map and its service, and the slots' state, which
+        # a restarted HAProxy starts from (kept current, never removed).
         assert sorted(box.ssh(s1, f"ls {FOLDER}").split()) == [
             "admin", "haproxy.cfg", "haproxy.cfg.running-sha256", "maintenance.lua",
-            "maintenance.map"]
+            "maintenance.map", "server-state"]
     template.write_text(good)
     result = box.fab("up", inventory=inventory)
     assert result.returncode == 0
     assert re.search(r"^s1\s+unchanged$", result.stdout, re.MULTILINE)
-    # HAProxy starts again from the file on disk, with no stale slot states.
+    # HAProxy starts again from the file on disk, with the slots as the kit left them.
     box.ssh(s1, "docker restart webapp-haproxy")
     assert wait_for(lambda: box.fab("status").returncode == 0, timeout=30)
     assert wait_for(lambda: box.served_versions(s1) == {"v1"}, timeout=30)

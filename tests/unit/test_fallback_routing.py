@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from slotswap.commands import runtime_api as haproxy
+from slotswap.config.inventory import Inventory
 from slotswap.server import maintenance
 from slotswap.server.haproxy_config import Login, render_config
 from slotswap.server.swap_plan import switch_line
@@ -115,6 +116,21 @@ def request(port: int, method: str) -> tuple[int, str]:
         connection.close()
 
 
+def write_local_config(folder: Path, inventory: Inventory) -> None:
+    """The rendered config and its files in `folder`, for the local HAProxy binary: every
+    path of the container's (its folder, the admin socket's) in `folder`."""
+    config = render_config(inventory, Login(0, 0))
+    config = config.replace("/usr/local/etc/haproxy/", f"{folder}/")
+    config = config.replace("/run/slotswap-admin/", f"{folder}/")
+    # Not root's to drop to here: the workers stay this test's user.
+    config = "\n".join(line for line in config.splitlines()
+                       if line.strip().split(" ")[0] not in ("uid", "gid")) + "\n"
+    (folder / "maintenance.map").touch()
+    (folder / "maintenance.lua").write_text(
+        maintenance.service_script().replace("/usr/local/etc/haproxy/", f"{folder}/"))
+    (folder / "haproxy.cfg").write_text(config)
+
+
 @pytest.fixture
 def haproxy_with_slots(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, int]]]:
     if not Path(HAPROXY_BINARY).exists():
@@ -122,16 +138,7 @@ def haproxy_with_slots(tmp_path: Path) -> Iterator[tuple[int, Path, dict[str, in
     http_port, web1, web2 = free_ports(3)
     inventory = make_inventory(tmp_path, healthcheck={"path": "/health"},
                                haproxy={"http_port": http_port, "slot_ports": [web1, web2]})
-    config = render_config(inventory, Login(0, 0))
-    config = config.replace("/usr/local/etc/haproxy/", f"{tmp_path}/")
-    config = config.replace("/run/slotswap-admin/", f"{tmp_path}/")
-    # Not root's to drop to here: the workers stay this test's user.
-    config = "\n".join(line for line in config.splitlines()
-                       if line.strip().split(" ")[0] not in ("uid", "gid")) + "\n"
-    (tmp_path / "maintenance.map").touch()
-    (tmp_path / "maintenance.lua").write_text(
-        maintenance.service_script().replace("/usr/local/etc/haproxy/", f"{tmp_path}/"))
-    (tmp_path / "haproxy.cfg").write_text(config)
+    write_local_config(tmp_path, inventory)
     process = subprocess.Popen([HAPROXY_BINARY, "-db", "-f", str(tmp_path / "haproxy.cfg")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

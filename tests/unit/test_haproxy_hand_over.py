@@ -82,9 +82,9 @@ def test_the_new_haproxy_takes_over_before_the_old_one_stops(tmp_path: Path) -> 
         ["docker", "rename", "webapp-haproxy-next"],
     ]
     assert ["docker", "kill", "--signal", "USR1", "webapp-haproxy"] in server.commands
-    # The slots' state was saved for the new process, then removed.
+    # The slots' state was saved for the new process, and kept for any later restart.
     assert "/etc/slotswap/webapp/haproxy/server-state" in server.files
-    assert ["rm", "-f", "/etc/slotswap/webapp/haproxy/server-state"] in server.commands
+    assert ["rm", "-f", "/etc/slotswap/webapp/haproxy/server-state"] not in server.commands
     assert any("accepts connections" in line for line in said)
 
 
@@ -155,3 +155,49 @@ def test_a_slot_not_published_where_the_config_says_is_reached_on_the_apps_netwo
         assert reach_unpublished_slots(server, inv, print) == ["web1"]
         assert server.sent == ["set server webapp/web1 addr 10.111.2.3 port 3000; "
                                "set server webapp/web1 check-port 3000"]
+
+
+def left_containers(old_policy: str) -> CommandResult:
+    """An HAProxy and its `-next` both running, as a hand-over cut at its end leaves them."""
+    def container(name: str, policy: str) -> dict[str, Any]:
+        return {"Name": f"/{name}", "State": {"Running": True, "Status": "running"},
+                "HostConfig": {"RestartPolicy": {"Name": policy}},
+                "NetworkSettings": {"Networks": {"host": {}}}}
+    return CommandResult(json.dumps([container("webapp-haproxy", old_policy),
+                                     container("webapp-haproxy-next", "unless-stopped")]),
+                         "", 0)
+
+
+def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(tmp_path: Path) -> None:
+    """Cut after the old HAProxy got its soft stop (restart policy `no`, SIGUSR1): the new
+    one holds the listeners, so it stays and takes the name; the old one is never reloaded
+    and the new one never killed."""
+    from slotswap.server.haproxy_handover import finish_interrupted_handover
+
+    server = FakeServer(answers={("docker", "container", "inspect"): left_containers("no")})
+    lines: list[str] = []
+    assert finish_interrupted_handover(server, inventory(tmp_path), lines.append)
+    assert not [argv for argv in server.commands if "USR2" in argv]
+    assert ["docker", "rm", "--force", "webapp-haproxy-next"] not in server.commands
+    steps = [argv[:3] for argv in server.commands if argv[0] in ("docker", "timeout")]
+    assert steps[1:] == [
+        ["docker", "update", "--restart"],
+        ["docker", "kill", "--signal"],
+        ["timeout", "30", "docker"],
+        ["docker", "rm", "--force"],
+        ["docker", "rename", "webapp-haproxy-next"],
+    ]
+    assert ["docker", "rm", "--force", "webapp-haproxy"] in server.commands
+    assert "finishing an interrupted hand-over" in lines[0]
+
+
+def test_up_undoes_a_hand_over_cut_before_the_old_haproxy_was_told_to_stop(
+        tmp_path: Path) -> None:
+    from slotswap.server.haproxy_handover import finish_interrupted_handover
+
+    server = FakeServer(answers={("docker", "container", "inspect"):
+                                 left_containers("unless-stopped")})
+    assert finish_interrupted_handover(server, inventory(tmp_path), lambda _: None)
+    assert ["docker", "rm", "--force", "webapp-haproxy-next"] in server.commands
+    assert ["docker", "kill", "--signal", "USR2", "webapp-haproxy"] in server.commands
+    assert not [argv for argv in server.commands if "USR1" in argv]

@@ -462,3 +462,43 @@ def test_unchanged_means_the_file_and_what_runs_are_the_wanted_config() -> None:
     assert not runs_config(wanted, config_hash("old\n"), wanted)
     assert not runs_config(wanted, None, wanted)  # never seen running
     assert not runs_config("old\n", running, wanted)
+
+
+def test_only_a_config_haproxy_ran_is_kept_to_be_put_back() -> None:
+    from slotswap.server.haproxy_handover import keep_config_that_ran
+
+    folder = "/etc/slotswap/webapp/haproxy"
+    ran, never = "global # ran\n", "global # written, never applied\n"
+    keep = ["cp", "-f", f"{folder}/haproxy.cfg", f"{folder}/haproxy.cfg.prev"]
+    assert keep_config_that_ran(folder, ran, None, config_hash(ran) + "\n") == keep
+    # A run cut between writing the new config and the reload: the kept one is the one that
+    # ran, and stays; the file on disk never ran and is not kept.
+    assert keep_config_that_ran(folder, never, ran, config_hash(ran)) == ["true"]
+    # Neither ran: nothing to put back, rather than a config HAProxy may not start with.
+    assert keep_config_that_ran(folder, never, "other\n", config_hash(ran)) == [
+        "rm", "-f", f"{folder}/haproxy.cfg.prev"]
+    assert keep_config_that_ran(folder, never, None, config_hash(ran)) == [
+        "rm", "-f", f"{folder}/haproxy.cfg.prev"]
+    # No record at all (a server set up before it existed): the file is what was applied.
+    assert keep_config_that_ran(folder, never, None, None) == keep
+
+
+def test_a_reload_after_a_cut_one_keeps_the_config_that_ran(monkeypatch: Any) -> None:
+    """The `up` after one cut between writing its config and the reload: the never-applied
+    file does not become the copy put back when the new config does not start."""
+    from slotswap.server import haproxy_handover
+    from slotswap.server.haproxy_handover import reload_with_new_config
+    from tests.unit.fake_server import FakeServer
+
+    monkeypatch.setattr(haproxy_handover, "RELOAD_TIMEOUT", 0.2)
+    folder = "/etc/slotswap/webapp/haproxy"
+    ran, never = "global # ran\n", "global # written, never applied\n"
+    server = FakeServer(api={"show info": "Pid: 7\n"})
+    server.files.update({f"{folder}/haproxy.cfg": never, f"{folder}/haproxy.cfg.prev": ran,
+                         f"{folder}/haproxy.cfg.running-sha256": config_hash(ran) + "\n"})
+    with pytest.raises(ProxyError, match="did not start with it"):
+        reload_with_new_config(server, server.inventory, lambda _: None, "global # new\n")
+    assert ["cp", "-f", f"{folder}/haproxy.cfg", f"{folder}/haproxy.cfg.prev"] \
+        not in server.commands
+    assert ["mv", "-f", f"{folder}/haproxy.cfg.prev", f"{folder}/haproxy.cfg"] \
+        in server.commands
