@@ -308,7 +308,8 @@ def unlock(c: Context, server: str | None = None, all: bool = False,
     """Release a lock at once (check with `fab lock` first that its run is gone).
 
     Not needed for a lock whose run is gone: once not renewed for its lease, the next run
-    takes it over by itself. Example: fab unlock --server=web-b
+    takes it over by itself. A run still going whose lock is released this way changes
+    nothing more on that server and exits 4. Example: fab unlock --server=web-b
     """
     inv = load(inventory)
     chosen = [s for s in servers_of(inv)
