@@ -41,7 +41,7 @@ class OneOffStopped(RemoteCommandError):
         reason = str(cause).removeprefix(f"{server}: ")
         RuntimeError.__init__(self, f"{server}: {reason}; {fate}")
         self.server, self.command, self.exit_code, self.stderr = server, command, -1, reason
-        self.cause, self.fate = cause, fate
+        self.cause, self.reason, self.fate = cause, reason, fate
 
 
 def kill(server: ServerLike, name: str, *, timeout: float = KILL_SECONDS) -> str:

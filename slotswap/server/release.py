@@ -70,11 +70,14 @@ def run(server: ServerLike, inventory: Inventory, tag: str, app_env: AppEnv,
             record("interrupted", f"interrupted: {words}")
         raise
     except OneOffStopped as stopped:
+        timed_out = isinstance(stopped.cause, CommandDeadlineError)
         reason = (f"timed out after {inventory.release.timeout:g}s (release.timeout)"
-                  if isinstance(stopped.cause, CommandDeadlineError) else str(stopped.cause))
+                  if timed_out else stopped.reason)
         record("failed", f"{reason}: {words}")
-        raise ReleaseFailed(f"the release command `{words}` {reason} on {server.name}: "
-                            f"{stopped.fate}; nothing else was changed") from stopped
+        what = (f"{reason} on {server.name}" if timed_out
+                else f"stopped on {server.name}: {reason}")
+        raise ReleaseFailed(f"the release command `{words}` {what}: {stopped.fate}; nothing "
+                            "else was changed") from stopped
     seconds = time.monotonic() - started
     # Masked before anything is shown, kept or cut: a failed migration often prints its
     # connection string, password and all.
