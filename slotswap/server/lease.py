@@ -79,13 +79,11 @@ class Lease:
     def before_call(self) -> None:
         if self._off():
             return
-        if self.lost is not None:
-            raise self.lost
+        self._raise_if_lost()
         if self.clock() - self.confirmed_at < self.trusted_for:
             return
         with self._confirming:  # one renewal, however many threads call at once
-            if self.lost is not None:
-                raise self.lost
+            self._raise_if_lost()
             if self.clock() - self.confirmed_at >= self.trusted_for:
                 self._confirm()
 
@@ -97,7 +95,12 @@ class Lease:
 
     def check_answer(self, exit_code: int, stderr: str) -> None:
         if exit_code == LOST_EXIT and LOST_MARK in stderr and not self._off():
-            raise self.lose()
+            self.lose()
+            self._raise_if_lost()
+
+    def _raise_if_lost(self) -> None:
+        if self.lost is not None:  # a new error each time: one per call it refused
+            raise LeaseLostError(*self.lost.args)
 
     @contextmanager
     def unguarded(self) -> Iterator[None]:
@@ -134,7 +137,8 @@ class Lease:
             if found is Renewal.RENEWED:
                 return
             if found is Renewal.NOT_OURS or time.monotonic() > give_up:
-                raise self.lose()
+                self.lose()
+                self._raise_if_lost()
             time.sleep(BUSY_RETRY_SECONDS)
 
     def lose(self) -> LeaseLostError:
