@@ -328,6 +328,39 @@ def test_a_deploy_stopped_past_its_lease_does_not_touch_the_fleet_another_run_to
     assert set(box.live_versions().values()) == {tag}
 
 
+def test_a_deploy_resumed_while_another_holds_the_fleet_leaves_every_server_to_it(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """As above, but the first deploy is resumed while the second is in its watch window,
+    holding every lock: the first names the run that holds them and touches nothing; the
+    second finishes as if it were alone."""
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, timeouts={"lease": LEASE, "watch": 8})
+    tag = other_tag(box)
+    old = "v1" if tag == "v2" else "v2"
+    with box.load() as load:
+        stopped = BackgroundDeploy(box, tag, inventory)
+        assert stopped.until("s1", "is taking traffic"), "".join(stopped.lines)
+        stopped.process.send_signal(signal.SIGSTOP)
+        try:
+            for server in ("s1", "s2", "s3"):
+                wait_until_stale(box, inventory, server)
+            other = BackgroundDeploy(box, old, inventory)
+            assert other.until("s1", "is taking traffic"), "".join(other.lines)
+        finally:
+            stopped.process.send_signal(signal.SIGCONT)
+        exit_code, output = stopped.finish(timeout=60)
+        other_code, other_output = other.finish(timeout=120)
+        for address in box.addresses:
+            assert box.served_versions(address) == {old}
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert exit_code == 4, output
+    assert re.search(rf"s1: this run's lock on it is gone \(now held by \S+ since \S+ \(deploy "
+                     rf"{old}\)\)", output), output
+    assert other_code == 0, other_output
+    assert set(box.live_versions().values()) == {old}
+
+
 # -- the release command's container -----------------------------------------------------------
 
 
