@@ -288,30 +288,37 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_each_server_serves(
 # -- a run stopped past its lease --------------------------------------------------------------
 
 
+@contextmanager
+def deploy_stopped_past_its_lease(box: Sandbox, inventory: Path,
+                                  tag: str) -> Iterator[BackgroundDeploy]:
+    """A deploy of `tag` stopped (SIGSTOP, a laptop asleep) in its watch window until every
+    lock of it is stale; resumed (SIGCONT) at the end of the block."""
+    stopped = BackgroundDeploy(box, tag, inventory)
+    assert stopped.until("s1", "is taking traffic"), "".join(stopped.lines)
+    stopped.process.send_signal(signal.SIGSTOP)
+    try:
+        for server in ("s1", "s2", "s3"):
+            wait_until_stale(box, inventory, server)
+        yield stopped
+    finally:
+        stopped.process.send_signal(signal.SIGCONT)
+
+
 def test_a_deploy_stopped_past_its_lease_does_not_touch_the_fleet_another_run_took_over(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
-    """A laptop asleep mid-deploy: the deploy is stopped (SIGSTOP) in its watch window, its
-    locks go stale, a second deploy takes the fleet over and finishes; the first, resumed
-    (SIGCONT), changes nothing on any server and exits 4, naming the lost lock. Before, it
-    went on changing servers the other run had set up (a server left with no slot in
-    rotation)."""
+    """Its locks stale, a second deploy takes the fleet over and finishes; the first,
+    resumed, changes nothing on any server and exits 4, naming the lost lock. Before, it went
+    on: it stopped the container the second run kept on s1 and started one on s2."""
     box = fleet_on_v1
     inventory = box.inventory_copy(tmp_path, timeouts={"lease": LEASE, "watch": 8})
     tag = other_tag(box)
     old = "v1" if tag == "v2" else "v2"
     with box.load() as load:
-        stopped = BackgroundDeploy(box, tag, inventory)
-        assert stopped.until("s1", "is taking traffic"), "".join(stopped.lines)
-        stopped.process.send_signal(signal.SIGSTOP)
-        try:
-            for server in ("s1", "s2", "s3"):  # s1's lease was the first taken
-                wait_until_stale(box, inventory, server)
+        with deploy_stopped_past_its_lease(box, inventory, tag) as stopped:
             took_over = box.fab("deploy", "--tag", old, inventory=inventory)
             assert took_over.returncode == 0, took_over.stdout + took_over.stderr
             assert "took over the stale lock" in took_over.stdout
             left = {a: box.containers(a) for a in box.addresses}
-        finally:
-            stopped.process.send_signal(signal.SIGCONT)
         exit_code, output = stopped.finish(timeout=60)
         for address in box.addresses:
             assert box.served_versions(address) == {old}
@@ -338,16 +345,9 @@ def test_a_deploy_resumed_while_another_holds_the_fleet_leaves_every_server_to_i
     tag = other_tag(box)
     old = "v1" if tag == "v2" else "v2"
     with box.load() as load:
-        stopped = BackgroundDeploy(box, tag, inventory)
-        assert stopped.until("s1", "is taking traffic"), "".join(stopped.lines)
-        stopped.process.send_signal(signal.SIGSTOP)
-        try:
-            for server in ("s1", "s2", "s3"):
-                wait_until_stale(box, inventory, server)
+        with deploy_stopped_past_its_lease(box, inventory, tag) as stopped:
             other = BackgroundDeploy(box, old, inventory)
             assert other.until("s1", "is taking traffic"), "".join(other.lines)
-        finally:
-            stopped.process.send_signal(signal.SIGCONT)
         exit_code, output = stopped.finish(timeout=60)
         other_code, other_output = other.finish(timeout=120)
         for address in box.addresses:
