@@ -10,7 +10,9 @@ and Ctrl-C. A lock whose directory was not touched for longer than its lease, by
 server's own clock (so clock skew between machines never matters), is stale: the next run
 takes it over, in the same round trip, and says whose it was and how old. Take-overs are
 serialised by a second directory (`<lock>.takeover`), so of two runs finding the same stale
-lock only one gets it.
+lock only one gets it; renewals take it too, so none lands between a take-over's reading
+of the lock and its removal (see slotswap.server.lease for what a run that lost its lock
+does).
 """
 
 from __future__ import annotations
