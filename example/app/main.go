@@ -405,6 +405,15 @@ func runCommand(version string, args []string) int {
 		}
 		fmt.Println("exiting with", code)
 		return code
+	case args[0] == "sleep" && len(args) == 2: // a release command that outlives its timeout
+		seconds, err := strconv.Atoi(args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sleep: not a number:", args[1])
+			return 2
+		}
+		fmt.Println("sleeping", seconds, "s")
+		time.Sleep(time.Duration(seconds) * time.Second)
+		return 0
 	case args[0] == "cat" && len(args) == 2:
 		data, err := os.ReadFile(args[1])
 		if err != nil {
@@ -430,6 +439,6 @@ func runCommand(version string, args []string) int {
 		fmt.Println("marked", args[1], "with", version)
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | cat FILE | mark FILE | tty]")
+	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | sleep SECONDS | cat FILE | mark FILE | tty]")
 	return 2
 }

@@ -126,7 +126,9 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
                      "the servers (e.g. 25%); the next batch starts once the whole batch has "
                      "switched (default: 1, one at a time)",
             "hosts": HOSTS_HELP,
-            "skip-release": "do not run the inventory's release.command this once",
+            "skip-release": "do not run the inventory's release.command this once (it runs "
+                            "in a container named APP-release-ID, killed when it runs past "
+                            "release.timeout or the deploy is interrupted)",
             "force": "swap also the servers that already serve TAG from the same image, "
                      "environment and settings (default: left alone, 'unchanged')",
             "watch-each": "watch each server for timeouts.watch and stop its old slot before "
@@ -308,7 +310,8 @@ def unlock(c: Context, server: str | None = None, all: bool = False,
     """Release a lock at once (check with `fab lock` first that its run is gone).
 
     Not needed for a lock whose run is gone: once not renewed for its lease, the next run
-    takes it over by itself. Example: fab unlock --server=web-b
+    takes it over by itself. A run still going whose lock is released this way changes
+    nothing more on that server and exits 4. Example: fab unlock --server=web-b
     """
     inv = load(inventory)
     chosen = [s for s in servers_of(inv)
@@ -515,7 +518,8 @@ def exec_task(c: Context, command: str = "", live: bool = False, interactive: bo
     """Run a command beside the live version on one server; exit with its exit code.
 
     By default in a one-off container of the live slot's image, with the app's network and
-    environment (env file), removed afterwards; with --live inside the live container.
+    environment (env file), named APP-exec-ID, removed afterwards and killed when this run
+    is interrupted or loses its connection; with --live inside the live container.
     Example: fab exec --command='bin/rails console' --interactive --hosts=web-a
     """
     words = one_off.parse_command(command)

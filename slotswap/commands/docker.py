@@ -21,6 +21,8 @@ from slotswap.config.layout import (
 
 NO_OPTIONS = ContainerSettings()
 
+# What Docker accepts as a container's name.
+CONTAINER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 LABEL_APP = "slotswap.app"
 LABEL_SLOT = "slotswap.slot"
 LABEL_VERSION = "slotswap.version"
@@ -440,13 +442,14 @@ def remove(*containers: str) -> list[str]:
 
 
 def run_one_off(*, image: str, network: str, app: str, command: list[str], app_port: int,
-                env_file: str | None, tty: bool, role: str = "one-off",
+                env_file: str | None, tty: bool, name: str, role: str = "one-off",
                 options: ContainerSettings = NO_OPTIONS) -> list[str]:
     """A one-off container of the app's image (`exec`, the release command): the app's
-    network, environment and container options, removed when the command ends."""
+    network, environment and container options, removed when the command ends; named, so
+    that the kit can kill it (see slotswap.server.one_off_container)."""
     return [
         "docker", "run", "--rm", "--interactive", *(["--tty"] if tty else []),
-        "--network", network,
+        "--name", name, "--network", network,
         *container_options(options),
         "--label", f"{LABEL_APP}={app}",
         "--label", f"{LABEL_ROLE}={role}",
@@ -454,6 +457,22 @@ def run_one_off(*, image: str, network: str, app: str, command: list[str], app_p
         "--env", f"PORT={app_port}",
         image, *command,
     ]
+
+
+def list_one_offs(app: str, role: str) -> list[str]:
+    """The app's one-off containers of `role`, running or not: name and status, a line each."""
+    return ["docker", "ps", "--all", "--filter", f"label={LABEL_APP}={app}",
+            "--filter", f"label={LABEL_ROLE}={role}", "--format", "{{.Names}}\t{{.Status}}"]
+
+
+def parse_one_offs(stdout: str) -> list[tuple[str, str]]:
+    """(name, status) of each container list_one_offs printed."""
+    found = []
+    for line in stdout.splitlines():
+        name, _, status = line.partition("\t")
+        if CONTAINER_NAME.fullmatch(name):
+            found.append((name, status.strip()))
+    return found
 
 
 def exec_in(container: str, command: list[str], *, tty: bool) -> list[str]:

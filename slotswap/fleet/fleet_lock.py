@@ -10,67 +10,69 @@ from slotswap.core import interrupts
 from slotswap.core.output import warn
 from slotswap.core.timings import Timings
 from slotswap.fleet.runner import on_each
+from slotswap.remote.call_guard import NO_GUARD
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.locking import LockOwner, acquire, release, renew
+from slotswap.server.lease import Clock, Lease, lease_clock
+from slotswap.server.locking import LockOwner, acquire, release
 
 
 class Heartbeat:
     """Renews this run's lock on each server every lease/3 seconds, on a thread per server,
     over the connection the run already has (a command on a channel of its own, beside the
-    commands of the run). A server whose connection is down is skipped: the run cannot
-    reach it, so its lock must expire."""
+    commands of the run); each renewal confirms the server's lease (slotswap.server.lease). A
+    server whose connection is down is skipped: the run cannot reach it, so its lock must
+    expire (and the lease's guard renews it, or finds it lost, before the next call)."""
 
-    def __init__(self, inventory: Inventory, owner: LockOwner):
-        self.inventory, self.owner = inventory, owner
+    def __init__(self, inventory: Inventory):
         self.interval = inventory.timeouts.lease / 3
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self, servers: list[ServerLike]) -> None:
-        for server in servers:
-            thread = threading.Thread(target=self._beat, args=(server,), daemon=True,
-                                      name=f"lease-{server.name}")
+    def start(self, leases: list[Lease]) -> None:
+        for lease in leases:
+            thread = threading.Thread(target=self._beat, args=(lease,), daemon=True,
+                                      name=f"lease-{lease.server.name}")
             thread.start()
             self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _beat(self, server: ServerLike) -> None:
-        lost = False
-        while not self._stop.wait(self.interval):
-            if not server.is_connected:
+    def _beat(self, lease: Lease) -> None:
+        while not self._stop.wait(self.interval) and lease.lost is None:
+            if not lease.server.is_connected:
                 continue
             try:
-                ours = renew(server, self.inventory, self.owner, self.interval)
+                lease.renew_once(self.interval)
             except Exception:  # the next beat tries again; the run goes on
                 continue
-            if not ours and not lost and not self._stop.is_set():
-                lost = True
-                warn(f"[{server.name}] WARNING: this run's lock on it is gone (released with "
-                     "`fab unlock`, or taken over by another run after it was not renewed "
-                     "in time)")
+            if lease.lost is not None and not self._stop.is_set():
+                warn(f"WARNING: {lease.lost}")
 
 
 class FleetLock:
     """Locks on several servers, all taken before any is changed, renewed while the run
     goes on, all released at the end. Each server's connection is opened here: the first
-    server's, then all the others at the same time."""
+    server's, then all the others at the same time. While the locks are held, every call to
+    a server goes through its lease's guard: a server whose lock is no longer this run's is
+    not touched again (LeaseLostError), and its lock is not released (it is another's)."""
 
     def __init__(self, servers: list[ServerLike], inventory: Inventory, owner: LockOwner,
-                 phases: Timings | None = None):
+                 phases: Timings | None = None, *, clock: Clock = lease_clock):
         self.servers, self.inventory, self.owner = servers, inventory, owner
         self.phases = phases  # the run's, where the release counts as `unlock`
+        self.clock = clock
         self.held: list[ServerLike] = []
+        self.leases: dict[str, Lease] = {}
         self.failed_on: str | None = None  # the server whose lock could not be taken
-        self.heartbeat = Heartbeat(inventory, owner)
+        self.heartbeat = Heartbeat(inventory)
 
     def __enter__(self) -> FleetLock:
         # The first server's lock alone first: of two runs started together on one inventory,
         # one gets it and the other stops there, rather than each taking some locks and both
         # giving up. Then all the others at once.
         for group in (self.servers[:1], self.servers[1:]):
-            errors = on_each(group, lambda server: acquire(server, self.inventory, self.owner))
+            errors = on_each(group, self._take)
             self.held += [server for server, error in zip(group, errors, strict=True)
                           if error is None]
             failed = [(server, error) for server, error in zip(group, errors, strict=True)
@@ -82,8 +84,21 @@ class FleetLock:
                 self.failed_on = server.name
                 self.release_all()
                 raise error
-        self.heartbeat.start(self.held)
+        for server in self.held:
+            server.call_guard = self.leases[server.name]
+        self.heartbeat.start([self.leases[server.name] for server in self.held])
         return self
+
+    def _take(self, server: ServerLike) -> None:
+        sent = self.clock()  # the lease runs from before the lock was taken
+        acquire(server, self.inventory, self.owner)
+        self.leases[server.name] = Lease(server, self.inventory, self.owner,
+                                         confirmed_at=sent, clock=self.clock)
+
+    @property
+    def lost(self) -> list[str]:
+        """The servers whose lock this run lost while it ran."""
+        return [name for name, lease in self.leases.items() if lease.lost is not None]
 
     def __exit__(self, *exc: object) -> None:
         if self.phases is not None:
@@ -92,7 +107,11 @@ class FleetLock:
 
     def release_all(self) -> None:
         self.heartbeat.stop()
-        held, self.held = self.held, []
+        # A lost lock is another run's: neither released nor touched again (its guard stays).
+        held = [server for server in self.held if server.name not in self.lost]
+        self.held = []
+        for server in held:
+            server.call_guard = NO_GUARD
         # After a second Ctrl-C: quickly, over new connections, or not at all (the lease
         # then ends the lock).
         stopping_now = interrupts.stopping_now()

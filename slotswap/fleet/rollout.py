@@ -81,11 +81,12 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                                      timings=s.timings) for s in servers]
     phase = result.timings.begin
     owner = new_owner(task, tag)
+    fleet_lock = FleetLock(servers, inventory, owner, result.timings)
     try:
         at_a_time = "one" if batch == 1 else f"{batch}"
         say(f"{task} {inventory.image_ref(tag)} to {len(servers)} servers, {at_a_time} at a time")
         phase("connect, lock")
-        with interrupts.guarded(), FleetLock(servers, inventory, owner, result.timings):
+        with interrupts.guarded(), fleet_lock:
             phase("image")
             failures = prepare(servers, inventory, tag_of, refresh=pull,
                                allow_stale=allow_stale)
@@ -172,6 +173,8 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
         else:
             fill_serving(servers, inventory, result.outcomes)
     finally:
+        if fleet_lock.lost and result.exit_code != EXIT_INTERRUPTED:
+            result.exit_code = EXIT_LOCKED  # another run holds them now; this one stopped
         result.timings.end()
         close_all(servers)
     return result

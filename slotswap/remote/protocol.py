@@ -12,6 +12,7 @@ from slotswap.commands.login_facts import LoginFacts
 from slotswap.config.hosts import Host
 from slotswap.config.inventory import Inventory
 from slotswap.core.timings import Timings
+from slotswap.remote.call_guard import CallGuard
 from slotswap.remote.server import CommandResult, RemoteDirError
 
 
@@ -24,7 +25,11 @@ class SshLogin(Protocol):
 
 class ServerLike(Protocol):
     """One server of the inventory: commands, files, HAProxy's runtime API and the login's
-    folders (see slotswap.remote.server.Server for what each member does)."""
+    folders (see slotswap.remote.server.Server for what each member does). `call_guard` is
+    asked before every call: the run's lease while it holds the server's lock (see
+    slotswap.remote.call_guard), else NO_GUARD."""
+
+    call_guard: CallGuard
 
     @property
     def name(self) -> str: ...

@@ -54,6 +54,7 @@ from slotswap.remote.admin_channel import (
     open_streamlocal_channel,
     skip_to_marker,
 )
+from slotswap.remote.call_guard import NO_GUARD
 from slotswap.remote.shell import LineSink, MarkerGate, after_marker, new_marker, with_marker
 from slotswap.remote.ssh_policy import (
     build_connection,
@@ -172,6 +173,7 @@ class Server:
         self._admin_socket_instead: str | None = None
         self._login_facts: LoginFacts | None = None
         self._login_facts_lock = threading.Lock()
+        self.call_guard = NO_GUARD  # the run's lease on it, while it holds the lock
 
     def connect(self) -> None:
         if self.connection.is_connected:
@@ -312,13 +314,14 @@ class Server:
 
     def _run_line(self, line: str, *, check: bool, timeout: float | None) -> CommandResult:
         """A command with no stdin (run() sends stdin over a channel of its own)."""
+        sent = self.call_guard.guard_line(line)
         self.connect()
         self.timings.round_trip()
         marker = new_marker()
         timeout = self.command_timeout if timeout is None else timeout
         started = time.monotonic()
         try:
-            result = self.connection.run(with_marker(line, marker), hide=True, warn=True,
+            result = self.connection.run(with_marker(sent, marker), hide=True, warn=True,
                                          in_stream=False, timeout=timeout)
         except CommandTimedOut as error:
             raise CommandDeadlineError(self.name, line, timeout) from error
@@ -331,6 +334,7 @@ class Server:
             raise self._lost(EOFError("the connection closed while the command ran"))
         outcome = CommandResult(after_marker(result.stdout, marker, missing=""),
                                 after_marker(result.stderr, marker), result.exited)
+        self.call_guard.check_answer(outcome.exit_code, outcome.stderr)
         if check and not outcome.ok:
             raise RemoteCommandError(self.name, line, outcome.exit_code, outcome.stderr)
         return outcome
@@ -341,6 +345,7 @@ class Server:
         `on_line` as it comes; return its exit code. Ends when the command does, when the
         connection is closed (close()) or lost, or, unless `follow` (a command that runs
         until it is stopped), at the deadline timeouts.command."""
+        self.call_guard.before_call()
         self.connect()
         marker = new_marker()
         out_sink = LineSink(MarkerGate(marker, on_line))
@@ -367,6 +372,7 @@ class Server:
     def run_interactive(self, argv: Sequence[str]) -> int:
         """Run one command with a terminal of its own, wired to this one (exec
         --interactive); return its exit code. No deadline: a person is typing."""
+        self.call_guard.before_call()
         self.connect()
         try:
             result = self.connection.run(shlex.join(argv), pty=True, warn=True, hide=False)
@@ -399,7 +405,7 @@ class Server:
 
         marker = new_marker()
         try:
-            channel.exec_command(with_marker(line, marker))
+            channel.exec_command(with_marker(self.call_guard.guard_line(line), marker))
             total = 0
             while chunk := source.read(STREAM_CHUNK):
                 channel.settimeout(remaining())
@@ -432,8 +438,10 @@ class Server:
         finally:
             with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
                 channel.close()  # on a dead connection this fails too
-        return CommandResult(after_marker(stdout.decode(errors="replace"), marker, missing=""),
-                             after_marker(stderr.decode(errors="replace"), marker), exit_code)
+        outcome = CommandResult(after_marker(stdout.decode(errors="replace"), marker, missing=""),
+                                after_marker(stderr.decode(errors="replace"), marker), exit_code)
+        self.call_guard.check_answer(outcome.exit_code, outcome.stderr)
+        return outcome
 
     def read_file(self, path: str) -> str | None:
         result = self.run(["cat", path], check=False)
@@ -498,6 +506,7 @@ class Server:
         call has a deadline of API_TIMEOUT seconds. Errors name the command's first line only:
         a payload (`set ssl cert FILE <<` and a private key) never reaches a message."""
         shown = command.split("\n", 1)[0]
+        self.call_guard.before_call()
         with self._admin_lock:
             self.connect()
             if self._admin is None:

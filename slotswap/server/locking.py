@@ -10,7 +10,9 @@ and Ctrl-C. A lock whose directory was not touched for longer than its lease, by
 server's own clock (so clock skew between machines never matters), is stale: the next run
 takes it over, in the same round trip, and says whose it was and how old. Take-overs are
 serialised by a second directory (`<lock>.takeover`), so of two runs finding the same stale
-lock only one gets it.
+lock only one gets it; renewals take it too, so none lands between a take-over's reading
+of the lock and its removal (see slotswap.server.lease for what a run that lost its lock
+does).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import socket
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import Enum
 
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import lock_dir
@@ -33,6 +36,8 @@ LOCKED_EXIT = 4  # what the take script exits with when the lock is held by anot
 # change): the state folder or the lock directory cannot be made by this login.
 CANNOT_WRITE = 11
 LOCK_HELD = LOCKED_EXIT
+RENEW_NOT_OURS = 1  # the renew script: the lock is not this run's (any more)
+RENEW_BUSY = 3  # the renew script: another run is taking the lock over, or trying to
 TAKEOVER_GUARD_SECONDS = 30  # a take-over guard older than this was left by a dead shell
 # The task of the lock left for good in the folders a server was carried over from (see
 # slotswap.server.carry_over): runs that still use them are refused.
@@ -41,6 +46,11 @@ CARRIED_TASK = "carried over"
 
 class LockedError(RuntimeError):
     """Another run holds the lock of a server: nothing was changed."""
+
+
+class LeaseLostError(LockedError):
+    """This run's lock on a server is no longer its own (taken over after it was not renewed
+    for its lease, or released with `fab unlock`): the run does not touch that server again."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,11 @@ def parse_owner(text: str | None) -> LockOwner | None:
 # directory's mtime); a lock without a readable lease file is judged by the reader's lease.
 _HELD_FOR = ('held_for=$(cat -- "$LOCK/lease" 2>/dev/null); '
              'case $held_for in ""|*[!0-9]*) held_for=$LEASE;; esac; ')
+# The take-over guard (`<lock>.takeover`), when `mkdir` of it failed: one older than
+# TAKEOVER_GUARD_SECONDS was left by a shell that died holding it, and is removed.
+_STALE_GUARD = (
+    'if [ $(( $(date +%s) - $(stat -c %Y -- "$guard" 2>/dev/null || date +%s) )) -gt '
+    f'{TAKEOVER_GUARD_SECONDS} ]; then rmdir -- "$guard" 2>/dev/null; fi; ')
 # The state folder is the login's alone (0700) and what the kit makes in it 0600/0700
 # (umask 077): the history keeps what a release command printed. A folder or files left
 # with wider modes by an older release are closed here, by the first run that takes a lock;
@@ -123,9 +138,7 @@ TAKE_SCRIPT = (
     'mv -f -- "$LOCK/owner.json.tmp" "$LOCK/owner.json"; }; '
     'if take; then echo taken; exit 0; fi; '
     'guard=$LOCK.takeover; '
-    'if ! mkdir -- "$guard" 2>/dev/null; then '
-    f'if [ $(( $(date +%s) - $(stat -c %Y -- "$guard" 2>/dev/null || date +%s) )) -gt '
-    f'{TAKEOVER_GUARD_SECONDS} ]; then rmdir -- "$guard" 2>/dev/null; fi; '
+    'if ! mkdir -- "$guard" 2>/dev/null; then ' + _STALE_GUARD +
     f'echo busy; exit {LOCKED_EXIT}; fi; '
     'trap \'rmdir -- "$guard"\' EXIT; '
     'now=$(date +%s); '
@@ -138,7 +151,16 @@ TAKE_SCRIPT = (
     'rm -rf -- "$LOCK" && take && { echo taken; exit 0; }; '
     f'echo busy; exit {LOCKED_EXIT}'
 )
-RENEW_SCRIPT = 'grep -qsF -- "$1" "$2/owner.json" && touch -c -- "$2"'
+# A renewal holds the take-over guard too: a take-over reads the lock's age and removes it
+# under that guard, so a renewal lands wholly before it (the lock is fresh again, and the
+# take-over refused) or after it (the lock is another run's): never between its reading
+# and its removal, which would let a run go on with a lock another has just taken.
+RENEW_SCRIPT = (
+    'TOKEN=$1 LOCK=$2; guard=$LOCK.takeover; '
+    'if ! mkdir -- "$guard" 2>/dev/null; then ' + _STALE_GUARD + f'exit {RENEW_BUSY}; fi; '
+    'trap \'rmdir -- "$guard"\' EXIT; '
+    f'grep -qsF -- "$TOKEN" "$LOCK/owner.json" || exit {RENEW_NOT_OURS}; touch -c -- "$LOCK"'
+)
 RELEASE_SCRIPT = 'if grep -qsF -- "$1" "$2/owner.json"; then rm -rf -- "$2"; fi'
 READ_SCRIPT = (
     'LOCK=$1 LEASE=$2; now=$(date +%s); '
@@ -256,10 +278,29 @@ def acquire(server: ServerLike, inventory: Inventory, owner: LockOwner) -> TakeR
         f"--server={server.name}` releases it now (`fab lock` shows the locks)")
 
 
-def renew(server: ServerLike, inventory: Inventory, owner: LockOwner, timeout: float) -> bool:
-    """Renew this run's lease; False when the lock is no longer this run's."""
+class Renewal(Enum):
+    """What a renewal found: the lock renewed (still this run's), another's or none (taken
+    over, or released with `fab unlock`), or a take-over under way (ask again)."""
+
+    RENEWED = "renewed"
+    NOT_OURS = "not ours"
+    BUSY = "busy"
+
+
+def renew(server: ServerLike, inventory: Inventory, owner: LockOwner,
+          timeout: float) -> Renewal:
+    """Renew this run's lease, in one round trip."""
     inventory = server.with_folders(inventory)
-    return server.run(renew_lock_command(inventory, owner), check=False, timeout=timeout).ok
+    command = renew_lock_command(inventory, owner)
+    answer = server.run(command, check=False, timeout=timeout)
+    if answer.ok:
+        return Renewal.RENEWED
+    if answer.exit_code == RENEW_NOT_OURS:
+        return Renewal.NOT_OURS
+    if answer.exit_code == RENEW_BUSY:
+        return Renewal.BUSY
+    raise RemoteCommandError(server.name, f"touch {lock_dir(inventory)}", answer.exit_code,
+                             answer.stderr)
 
 
 def release(server: ServerLike, inventory: Inventory, owner: LockOwner) -> None:

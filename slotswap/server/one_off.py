@@ -1,6 +1,7 @@
 """`exec`: a command beside the live version on one server, in a one-off container of the
-live slot's image with the app's network and environment (removed afterwards), or with
---live inside the live slot's container itself. Its exit code is the task's."""
+live slot's image with the app's network and environment (removed afterwards, and killed
+when the run is interrupted or loses its connection: see slotswap.server.one_off_container),
+or with --live inside the live slot's container itself. Its exit code is the task's."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from slotswap.config.inventory import Inventory
 from slotswap.config.layout import env_file_path
 from slotswap.core.validation import InputError
 from slotswap.remote.protocol import ServerLike
+from slotswap.server.one_off_container import container_name, to_its_end
 from slotswap.server.slots import read_slots
 from slotswap.server.swap import SwapError
 from slotswap.server.swap_plan import plan_slots
+
+PURPOSE = "exec"  # the middle of its one-off container's name
 
 
 def parse_command(text: str) -> list[str]:
@@ -29,9 +33,9 @@ def parse_command(text: str) -> list[str]:
 
 
 def command_for(server: ServerLike, inventory: Inventory, command: list[str], *, live: bool,
-                tty: bool) -> tuple[list[str], str]:
+                tty: bool, name: str) -> tuple[list[str], str]:
     """The docker command that runs `command` beside (or in) the live version, and what it
-    runs in."""
+    runs in; `name`: the one-off container's."""
     inventory = server.with_folders(inventory)
     views = read_slots(server, inventory)
     plan = plan_slots(views)
@@ -46,14 +50,22 @@ def command_for(server: ServerLike, inventory: Inventory, command: list[str], *,
     env_file = None if inventory.env.empty else env_file_path(inventory, plan.live)
     return (docker.run_one_off(image=view.container.image_id, network=inventory.network,
                                app=inventory.app, command=command, app_port=inventory.app_port,
-                               env_file=env_file, tty=tty, options=inventory.container),
-            f"a one-off container of {view.version} (the image of {plan.live})")
+                               env_file=env_file, tty=tty, name=name,
+                               options=inventory.container),
+            f"a one-off container of {view.version} (the image of {plan.live}), {name}")
 
 
 def run(server: ServerLike, inventory: Inventory, command: list[str], *, live: bool,
         interactive: bool, say: Callable[[str], None], on_line: Callable[[str], None]) -> int:
-    argv, where = command_for(server, inventory, command, live=live, tty=interactive)
+    name = container_name(inventory.app, PURPOSE)
+    argv, where = command_for(server, inventory, command, live=live, tty=interactive, name=name)
     say(f"{server.name}: running {shlex.join(command)} in {where}")
-    if interactive:
-        return server.run_interactive(argv)
-    return server.stream_lines(argv, on_line, follow=True)  # a person decides when it ends
+
+    def call() -> int:
+        if interactive:
+            return server.run_interactive(argv)
+        return server.stream_lines(argv, on_line, follow=True)  # a person decides when it ends
+
+    if live:  # docker exec: no container of its own to kill
+        return call()
+    return to_its_end(server, name, call, say=lambda text: say(f"{server.name}: {text}"))

@@ -283,3 +283,165 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_each_server_serves(
     wait_until_stale(box, inventory, "s1")
     after = box.fab("deploy", "--tag", tag, inventory=inventory)
     assert after.returncode == 0, after.stdout + after.stderr
+
+
+# -- a run stopped past its lease --------------------------------------------------------------
+
+
+@contextmanager
+def deploy_stopped_past_its_lease(box: Sandbox, inventory: Path,
+                                  tag: str) -> Iterator[BackgroundDeploy]:
+    """A deploy of `tag` stopped (SIGSTOP, a laptop asleep) in its watch window until every
+    lock of it is stale; resumed (SIGCONT) at the end of the block."""
+    stopped = BackgroundDeploy(box, tag, inventory)
+    assert stopped.until("s1", "is taking traffic"), "".join(stopped.lines)
+    stopped.process.send_signal(signal.SIGSTOP)
+    try:
+        for server in ("s1", "s2", "s3"):
+            wait_until_stale(box, inventory, server)
+        yield stopped
+    finally:
+        stopped.process.send_signal(signal.SIGCONT)
+
+
+def test_a_deploy_stopped_past_its_lease_does_not_touch_the_fleet_another_run_took_over(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """Its locks stale, a second deploy takes the fleet over and finishes; the first,
+    resumed, changes nothing on any server and exits 4, naming the lost lock. Before, it went
+    on: it stopped the container the second run kept on s1 and started one on s2."""
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, timeouts={"lease": LEASE, "watch": 8})
+    tag = other_tag(box)
+    old = "v1" if tag == "v2" else "v2"
+    with box.load() as load:
+        with deploy_stopped_past_its_lease(box, inventory, tag) as stopped:
+            took_over = box.fab("deploy", "--tag", old, inventory=inventory)
+            assert took_over.returncode == 0, took_over.stdout + took_over.stderr
+            assert "took over the stale lock" in took_over.stdout
+            left = {a: box.containers(a) for a in box.addresses}
+        exit_code, output = stopped.finish(timeout=60)
+        for address in box.addresses:
+            assert box.served_versions(address) == {old}
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert exit_code == 4, output
+    assert re.search(r"s1: this run's lock on it is gone \(no run holds it now\): not renewed "
+                     rf"within its lease of {LEASE}s", output), output
+    assert {a: box.containers(a) for a in box.addresses} == left  # nothing touched
+    assert set(box.live_versions().values()) == {old}
+    assert re.search(r"^s1: free$", box.fab("lock", inventory=inventory).stdout, re.MULTILINE)
+    after = box.fab("deploy", "--tag", tag, inventory=inventory)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert set(box.live_versions().values()) == {tag}
+
+
+def test_a_deploy_resumed_while_another_holds_the_fleet_leaves_every_server_to_it(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """As above, but the first deploy is resumed while the second is in its watch window,
+    holding every lock: the first names the run that holds them and touches nothing; the
+    second finishes as if it were alone."""
+    box = fleet_on_v1
+    inventory = box.inventory_copy(tmp_path, timeouts={"lease": LEASE, "watch": 8})
+    tag = other_tag(box)
+    old = "v1" if tag == "v2" else "v2"
+    with box.load() as load:
+        with deploy_stopped_past_its_lease(box, inventory, tag) as stopped:
+            other = BackgroundDeploy(box, old, inventory)
+            assert other.until("s1", "is taking traffic"), "".join(other.lines)
+        exit_code, output = stopped.finish(timeout=60)
+        other_code, other_output = other.finish(timeout=120)
+        for address in box.addresses:
+            assert box.served_versions(address) == {old}
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert exit_code == 4, output
+    assert re.search(rf"s1: this run's lock on it is gone \(now held by \S+ since \S+ \(deploy "
+                     rf"{old}\)\)", output), output
+    assert other_code == 0, other_output
+    assert set(box.live_versions().values()) == {old}
+
+
+# -- the release command's container -----------------------------------------------------------
+
+
+def release_containers(box: Sandbox) -> list[str]:
+    """The release command's containers on the first server, running or not."""
+    return box.ssh(box.addresses[0], "docker ps --all --filter label=slotswap.role=release "
+                                     "--format '{{.Names}} {{.Status}}'").splitlines()
+
+
+def test_a_release_command_past_its_timeout_is_killed_and_the_next_deploy_runs_one(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    slow = box.inventory_copy(tmp_path, release={"command": ["sleep", "600"], "timeout": 3})
+    tag = other_tag(box)
+    serving = box.live_versions()
+    with box.load() as load:
+        failed = box.fab("deploy", "--tag", tag, inventory=slow)
+        assert release_containers(box) == []
+        assert box.live_versions() == serving
+        (tmp_path / "marks").mkdir()
+        marking = box.inventory_copy(tmp_path / "marks", container={"volumes": [
+            "webapp-release-test:/data"]}, release={"command": ["mark", "/data/releases.log"]})
+        after = box.fab("deploy", "--tag", tag, inventory=marking)
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert re.search(r"error: the release command `sleep 600` timed out after 3s "
+                     r"\(release\.timeout\) on s1: its container webapp-release-[0-9a-f]{8} "
+                     r"was killed; nothing else was changed", failed.stderr), failed.stderr
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert (after.stdout + after.stderr).count("release command done") == 1
+    marks = box.ssh(box.addresses[0], "cat \"$(docker volume inspect --format "
+                                      "'{{.Mountpoint}}' webapp-release-test)/releases.log\"")
+    assert marks.split() == [tag]
+    assert release_containers(box) == []
+    assert set(box.live_versions().values()) == {tag}
+
+
+def test_ctrl_c_during_the_release_command_kills_it_at_once(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    slow = box.inventory_copy(tmp_path, release={"command": ["sleep", "600"]})
+    tag = other_tag(box)
+    serving = box.live_versions()
+    deploy = BackgroundDeploy(box, tag, slow)
+    assert deploy.until("s1", "release command: sleep 600"), "".join(deploy.lines)
+    assert wait_for(lambda: any(" Up " in f" {c}" for c in release_containers(box)))
+    deploy.interrupt()
+    exit_code, output = deploy.finish(timeout=30)
+    assert exit_code == 130, output
+    assert re.search(r"\[s1 .*interrupted: its container webapp-release-[0-9a-f]{8} was killed",
+                     output), output
+    assert release_containers(box) == []
+    assert box.live_versions() == serving
+
+
+def test_a_release_container_a_killed_deploy_left_is_removed_by_the_next_one(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    box = fleet_on_v1
+    slow = box.inventory_copy(tmp_path, timeouts={"lease": LEASE},
+                              release={"command": ["sleep", "600"]})
+    tag = other_tag(box)
+    killed = BackgroundDeploy(box, tag, slow)
+    assert killed.until("s1", "release command: sleep 600"), "".join(killed.lines)
+    assert wait_for(lambda: any(" Up " in f" {c}" for c in release_containers(box)))
+    killed.process.send_signal(signal.SIGKILL)
+    killed.finish(timeout=10)
+    time.sleep(2)
+    left = release_containers(box)
+    assert len(left) == 1 and " Up " in f" {left[0]}", left  # the kit was killed: it runs on
+    for server in ("s1", "s2", "s3"):
+        wait_until_stale(box, slow, server)
+    (tmp_path / "quick").mkdir()
+    quick = box.inventory_copy(tmp_path / "quick", timeouts={"lease": LEASE},
+                               release={"command": ["exit", "0"]})
+    with box.load() as load:
+        after = box.fab("deploy", "--tag", tag, inventory=quick)
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert after.returncode == 0, after.stdout + after.stderr
+    name = left[0].split()[0]
+    assert re.search(rf"\[s1 .*removed {name} \(Up .*\), left by an earlier run", after.stdout)
+    assert release_containers(box) == []
+    assert set(box.live_versions().values()) == {tag}

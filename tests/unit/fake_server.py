@@ -19,6 +19,7 @@ from slotswap.config.hosts import Host
 from slotswap.config.inventory import Inventory
 from slotswap.config.loader import parse_inventory
 from slotswap.core.timings import Timings
+from slotswap.remote.call_guard import NO_GUARD
 from slotswap.remote.server import CommandResult, RemoteDirError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -66,6 +67,8 @@ class FakeServer:
       else from `api` (the first prefix that matches; an exception there is raised), else
       "\\n". Both queries in one line (`show stat ...; show servers state ...`) are
       answered part by part. Every line that is not a `show` query is recorded in `sent`.
+    - `call_guard` is asked before every command, file and runtime-API line, as Server asks
+      it (its server-side line guard aside: commands here are argv, not shell lines).
     - Files live in `files`; `with_folders` gives the inventory as it is (root's folders)
       unless `folders` is set; `login_facts` gives `facts`.
     """
@@ -92,6 +95,7 @@ class FakeServer:
         self.files: dict[str, str] = {}
         self.admin_sockets: list[str | None] = []
         self.closed = False
+        self.call_guard = NO_GUARD
 
     # -- commands ----------------------------------------------------------------------------
     def answer(self, argv: list[str]) -> CommandResult:
@@ -105,6 +109,7 @@ class FakeServer:
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
             stdin: str | None = None) -> CommandResult:
+        self.call_guard.before_call()
         self.commands.append(list(argv))
         if stdin is not None:
             self.stdins.append(stdin)
@@ -138,12 +143,15 @@ class FakeServer:
 
     # -- files -------------------------------------------------------------------------------
     def read_file(self, path: str) -> str | None:
+        self.call_guard.before_call()
         return self.files.get(path)
 
     def write_file(self, path: str, text: str, mode: int = 0o644) -> None:
+        self.call_guard.before_call()
         self.files[path] = text
 
     def write_private_file(self, path: str, text: str) -> None:
+        self.call_guard.before_call()
         self.files[path] = text
 
     def cannot_write(self, directory: str, stderr: str) -> RemoteDirError:
@@ -154,6 +162,7 @@ class FakeServer:
     def runtime_api(self, command: str) -> str:
         if command.startswith("show stat ") and "; " in command:  # both, one round trip
             return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
+        self.call_guard.before_call()
         if not command.startswith("show"):
             self.sent.append(command)
         if self.state is not None and command.startswith("show stat"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -20,9 +21,13 @@ from slotswap.config.inventory import Inventory
 from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.remote.server import CommandResult
 from slotswap.server.locking import (
+    RENEW_SCRIPT,
     TAKE_SCRIPT,
+    LeaseLostError,
     LockedError,
+    Renewal,
     acquire,
+    force_release,
     new_owner,
     parse_owner,
     parse_read_answer,
@@ -48,7 +53,7 @@ class FolderServer(FakeServer):
                  before: FolderServer | None = None) -> None:
         super().__init__(name)
         self.root, self.barrier, self.before = root / name, barrier, before
-        self.root.mkdir(parents=True)
+        self.root.mkdir(parents=True, exist_ok=True)  # two runs' views of one server
         self.asked = False
         if owner_file is not None:
             self.path(LOCK).mkdir(parents=True)
@@ -65,9 +70,13 @@ class FolderServer(FakeServer):
                 assert self.before.locked_by is not None  # taken first, alone
             if self.barrier is not None:
                 self.barrier.wait()  # every server's lock is being taken at this moment
-        local = [str(self.path(a)) if a.startswith("/var/lib/") else a for a in argv]
-        done = subprocess.run(local, input=stdin or "", capture_output=True, text=True,
-                              timeout=30, check=False)
+        # The line Server sends: the call guard's, the server's folders in this one.
+        line = self.call_guard.guard_line(shlex.join(argv))
+        self.commands.append(list(argv))
+        local = line.replace(" /var/lib/", f" {self.root}/var/lib/")
+        done = subprocess.run(["sh", "-c", local], input=stdin or "", capture_output=True,
+                              text=True, timeout=30, check=False)
+        self.call_guard.check_answer(done.returncode, done.stderr)
         return CommandResult(done.stdout, done.stderr, done.returncode)
 
     @property
@@ -161,7 +170,7 @@ def test_a_lock_not_renewed_for_its_lease_is_taken_over_and_named(
     assert server.locked_by == next_run.token
     assert "took over the stale lock of" in capsys.readouterr().out
     # The dead run, should it come back, neither renews nor releases the new owner's lock.
-    assert not renew(server, inventory(), dead_run, timeout=5)
+    assert renew(server, inventory(), dead_run, timeout=5) is Renewal.NOT_OURS
     release(server, inventory(), dead_run)
     assert server.locked_by == next_run.token
 
@@ -245,3 +254,119 @@ def test_the_read_scripts_answers() -> None:
     unreadable = parse_read_answer("lock 61 60\n\n")
     assert unreadable is not None and unreadable.stale
     assert unreadable.owner.task == "unreadable owner file"
+
+
+# -- a run that lost its lease touches nothing more ------------------------------------------
+
+
+class Clock:
+    """The lease's clock, moved by the test: a process stopped or asleep for N seconds."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def renewals(server: FolderServer) -> int:
+    return sum(1 for argv in server.commands if argv[:3] == ["sh", "-c", RENEW_SCRIPT])
+
+
+def test_a_run_stopped_past_its_lease_does_not_touch_the_server_another_run_took_over(
+        tmp_path: Path) -> None:
+    """A laptop asleep: the run and its heartbeat stopped past the lease (real seconds here),
+    another run takes the lock over; the first, awake again, changes nothing on the server
+    (before, it went on and changed what the other run had set up)."""
+    stopped = FolderServer(tmp_path, "s1")
+    lease = 3
+    with FleetLock([stopped], inventory(lease=lease), new_owner("deploy", "v2")) as lock:
+        stopped.run(["touch", "/var/lib/slotswap/webapp/before"])
+        lock.heartbeat.stop()  # the process is stopped: its heartbeat too
+        time.sleep(lease * 2 / 3 + 0.2)
+        stopped.age_lock(lease + 2)
+        other = new_owner("deploy", "v1")
+        assert acquire(FolderServer(tmp_path, "s1"), inventory(lease=lease), other).taken
+        with pytest.raises(LockedError, match=r"^s1: this run's lock on it is gone \(now held "
+                                              r"by \S+ since \S+ \(deploy v1\)\)"):
+            stopped.run(["touch", "/var/lib/slotswap/webapp/after"])
+        assert not stopped.path("/var/lib/slotswap/webapp/after").exists()
+        with pytest.raises(LockedError):  # nor anything else, without asking again
+            stopped.runtime_api("set server webapp/web1 state maint")
+        assert stopped.sent == [] and renewals(stopped) == 1
+    assert stopped.path("/var/lib/slotswap/webapp/before").exists()
+    assert stopped.locked_by == other.token  # not released: it is the other run's
+
+
+def test_a_healthy_run_asks_nothing_more_and_a_lapsed_lease_is_renewed_once(
+        tmp_path: Path) -> None:
+    """Within 2/3 of the lease since its last confirmation a call costs no round trip; past
+    that (the heartbeat could not renew), one renewal first, and the run goes on when the
+    lock is still its own."""
+    clock = Clock()
+    server = FolderServer(tmp_path, "s1")
+    with FleetLock([server], inventory(lease=60), new_owner("deploy", "v2"), clock=clock):
+        for _ in range(3):
+            clock.now += 10
+            server.run(["true"])
+        assert renewals(server) == 0  # 30 s of 60: trusted
+        clock.now += 15
+        server.age_lock(45)
+        server.runtime_api("show stat")
+        server.run(["touch", "/var/lib/slotswap/webapp/after"])
+        assert renewals(server) == 1
+        assert server.path("/var/lib/slotswap/webapp/after").exists()
+        state = read_lock(server, inventory())
+        assert state is not None and state.age <= 1  # renewed
+
+
+def test_a_lock_taken_while_the_run_still_trusts_its_lease_refuses_its_commands_on_the_server(
+        tmp_path: Path) -> None:
+    """`fab unlock`, and another run takes the lock at once: the first run's commands still
+    reach the server, where the owner file's guard in front of each refuses to run them."""
+    server = FolderServer(tmp_path, "s1")
+    with FleetLock([server], inventory(), new_owner("deploy", "v2"), clock=Clock()):
+        other = FolderServer(tmp_path, "s1")
+        force_release(other, inventory())
+        assert acquire(other, inventory(), new_owner("up")).taken
+        with pytest.raises(LeaseLostError, match=r"^s1: this run's lock on it is gone \(now "
+                                                 r"held by \S+ since \S+ \(up\)\)"):
+            server.run(["touch", "/var/lib/slotswap/webapp/after"])
+        assert not server.path("/var/lib/slotswap/webapp/after").exists()
+        with pytest.raises(LeaseLostError):
+            server.runtime_api("set server webapp/web1 state ready")
+        assert server.sent == []
+
+
+def test_a_renewal_waits_for_a_take_over_under_way(tmp_path: Path) -> None:
+    """The take-over guard is held (another run reading the lock): the renewal waits for it,
+    then finds the lock still this run's."""
+    clock = Clock()
+    server = FolderServer(tmp_path, "s1")
+    with FleetLock([server], inventory(), new_owner("deploy", "v2"), clock=clock):
+        guard = server.path(f"{LOCK}.takeover")
+        guard.mkdir()
+        assert renew(server, inventory(), new_owner("x"), timeout=5) is Renewal.BUSY
+        threading.Timer(0.5, guard.rmdir).start()
+        clock.now += 50
+        server.run(["touch", "/var/lib/slotswap/webapp/after"])
+        assert server.path("/var/lib/slotswap/webapp/after").exists()
+        assert renewals(server) >= 3  # busy, busy, ..., renewed
+
+
+def test_the_heartbeat_finds_a_lost_lock_and_every_later_call_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = FolderServer(tmp_path, "s1")
+    with FleetLock([server], inventory(lease=3), new_owner("deploy", "v2")) as lock:
+        server.path(f"{LOCK}/owner.json").write_text(OTHER)  # another run's now
+        deadline = time.monotonic() + 10
+        while not lock.lost:
+            assert time.monotonic() < deadline, "the heartbeat never noticed"
+            time.sleep(0.1)
+        assert lock.lost == ["s1"]
+        before = len(server.commands)
+        with pytest.raises(LeaseLostError, match=r"now held by alice@laptop since "):
+            server.run(["true"])
+        assert len(server.commands) == before
+    assert "WARNING: s1: this run's lock on it is gone" in capsys.readouterr().err
+    assert server.locked_by == "alices"

@@ -192,7 +192,7 @@ class ReleaseServer(FakeServer):
     history would get."""
 
     def __init__(self, printed: str, code: int) -> None:
-        super().__init__(answers={("docker",): CommandResult(printed, "", code)})
+        super().__init__(answers={("docker", "run"): CommandResult(printed, "", code)})
 
     @property
     def appended(self) -> list[str]:

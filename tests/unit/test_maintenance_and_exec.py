@@ -56,8 +56,10 @@ def test_a_project_template_replaces_the_page(inventory, tmp_path: Path) -> None
 def test_exec_commands_are_argv_with_the_app_s_network_and_environment() -> None:
     assert docker.run_one_off(image="sha256:abc", network="webapp", app="webapp",
                               command=["bin/rails", "db:migrate:status"], app_port=3000,
-                              env_file="/etc/slotswap/webapp/web2.env", tty=False) == [
-        "docker", "run", "--rm", "--interactive", "--network", "webapp",
+                              env_file="/etc/slotswap/webapp/web2.env", tty=False,
+                              name="webapp-exec-0a1b2c3d") == [
+        "docker", "run", "--rm", "--interactive", "--name", "webapp-exec-0a1b2c3d",
+        "--network", "webapp",
         "--label", "slotswap.app=webapp", "--label", "slotswap.role=one-off",
         "--env-file", "/etc/slotswap/webapp/web2.env", "--env", "PORT=3000",
         "sha256:abc", "bin/rails", "db:migrate:status"]

@@ -530,3 +530,50 @@ def test_a_command_cut_at_its_deadline_is_a_deadline_error_even_when_invoke_miss
     assert cut_at_deadline(-1, 5.0, 5)
     assert not cut_at_deadline(-1, 0.2, 5)  # a connection that died early: not a deadline
     assert not cut_at_deadline(0, 9.0, 5)
+
+
+def test_every_command_line_goes_through_the_call_guard_and_its_answer_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a run holds the lock, the line sent is the guard's, and the guard reads the
+    answer; the runtime API asks the guard first. Errors still name the command alone."""
+    from types import SimpleNamespace
+
+    class Guard:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+            self.lost = False
+
+        def before_call(self) -> None:
+            if self.lost:
+                raise RuntimeError("lost")
+
+        def guard_line(self, line: str) -> str:
+            self.asked.append("line")
+            return f"guarded || exit 75; {line}"
+
+        def check_answer(self, exit_code: int, stderr: str) -> None:
+            if exit_code == 75:
+                raise RuntimeError("refused on the server")
+
+    srv = server(tmp_path)
+    srv.call_guard = guard = Guard()
+    sent: list[str] = []
+
+    def run(line: str, **options: Any) -> Any:
+        sent.append(line)
+        return SimpleNamespace(stdout="", stderr="", exited=75 if "stop" in line else 3)
+
+    monkeypatch.setattr(srv, "connect", lambda: None)
+    monkeypatch.setattr(srv.connection, "run", run)
+    monkeypatch.setattr(type(srv.connection), "is_connected", property(lambda _: True))
+    from slotswap.remote.server import RemoteCommandError
+
+    with pytest.raises(RemoteCommandError, match=r"`docker ps` exited 3"):
+        srv.run(["docker", "ps"])
+    assert sent[0].endswith("; guarded || exit 75; docker ps")
+    with pytest.raises(RuntimeError, match="refused on the server"):
+        srv.run(["docker", "stop", "web1"])
+    guard.lost = True
+    with pytest.raises(RuntimeError, match="lost"):
+        srv.runtime_api("set server webapp/web1 state ready")
+    assert guard.asked == ["line", "line"]

@@ -1,0 +1,161 @@
+"""This run's lease on one server's lock, and the guard that keeps a run that lost it from
+touching that server again.
+
+The run's heartbeat (slotswap.fleet.fleet_lock) renews the lock every lease/3 seconds; each
+renewal that finds the lock still the run's confirms the lease. Before every call to the
+server (slotswap.remote.call_guard) the lease looks at when it was last confirmed, on a
+clock that goes on while this process is stopped and while the machine sleeps: within 2/3
+of the lease nothing more is asked, so a healthy run pays no round trip for this. Older
+(the process was stopped or asleep, the heartbeat could not reach the server), the lock is
+renewed first, one round trip; if it is no longer the run's, LeaseLostError stops that
+server's work, for this call and every later one. A renewal and a take-over hold the same
+guard on the server (slotswap.server.locking), so a renewal that confirms the lock leaves it
+the run's for a whole lease: nobody can take it over between the check and the call.
+
+A shell command line is guarded on the server as well, at no cost: it runs only if the
+lock's owner file still holds the run's token (a `grep` in front of it). That covers the
+moment between the check here and the command's start (a process stopped right then), and
+a lock released with `fab unlock` and taken by another run while this one is still
+confirmed.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from slotswap.config.inventory import Inventory
+from slotswap.config.layout import lock_dir
+from slotswap.remote.protocol import ServerLike
+from slotswap.server.locking import (
+    TAKEOVER_GUARD_SECONDS,
+    LeaseLostError,
+    LockOwner,
+    Renewal,
+    read_lock,
+    renew,
+)
+
+# What a guarded command line exits with, and says on stderr, when the lock is not the run's.
+LOST_EXIT = 75
+LOST_MARK = "slotswap: not run, this run's lock is gone"
+TRUSTED_SHARE = 2 / 3  # of the lease: a confirmation younger than this is trusted
+BUSY_RETRY_SECONDS = 0.2  # between renewals that met a take-over (or an attempt) under way
+
+Clock = Callable[[], float]
+
+
+def lease_clock() -> float:
+    """Seconds on a clock that goes on while this process is stopped (SIGSTOP, a suspended
+    job) and while the machine sleeps: CLOCK_BOOTTIME where there is one (Linux); else the
+    wall clock, which a machine that slept sets right when it wakes."""
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.time()
+
+
+class Lease:
+    """This run's lease on one server: when it was last confirmed, whether it was lost, and
+    the guard (a slotswap.remote.call_guard.CallGuard) the server asks before each call."""
+
+    def __init__(self, server: ServerLike, inventory: Inventory, owner: LockOwner, *,
+                 confirmed_at: float, clock: Clock = lease_clock):
+        self.server, self.owner, self.clock = server, owner, clock
+        self.inventory = server.with_folders(inventory)
+        self.seconds = inventory.timeouts.lease
+        self.trusted_for = self.seconds * TRUSTED_SHARE
+        self.confirmed_at = confirmed_at  # by this clock, when the renewal was sent
+        self.lost: LeaseLostError | None = None
+        self._confirming = threading.Lock()
+        self._unguarded = threading.local()
+        owner_file = f"{lock_dir(self.inventory)}/owner.json"
+        self._condition = shlex.join(["grep", "-qsF", "--", owner.token, owner_file])
+        self._refusal = f"{{ printf '%s\\n' {shlex.quote(LOST_MARK)} >&2; exit {LOST_EXIT}; }}"
+
+    # -- the guard ---------------------------------------------------------------------------
+    def before_call(self) -> None:
+        if self._off():
+            return
+        self._raise_if_lost()
+        if self.clock() - self.confirmed_at < self.trusted_for:
+            return
+        with self._confirming:  # one renewal, however many threads call at once
+            self._raise_if_lost()
+            if self.clock() - self.confirmed_at >= self.trusted_for:
+                self._confirm()
+
+    def guard_line(self, line: str) -> str:
+        self.before_call()
+        if self._off():
+            return line
+        return f"{self._condition} || {self._refusal}; {line}"
+
+    def check_answer(self, exit_code: int, stderr: str) -> None:
+        if exit_code == LOST_EXIT and LOST_MARK in stderr and not self._off():
+            self.lose()
+            self._raise_if_lost()
+
+    def _raise_if_lost(self) -> None:
+        if self.lost is not None:  # a new error each time: one per call it refused
+            raise LeaseLostError(*self.lost.args)
+
+    @contextmanager
+    def unguarded(self) -> Iterator[None]:
+        """The lock's own commands (renew, release) in this thread: never refused."""
+        before = self._off()
+        self._unguarded.on = True
+        try:
+            yield
+        finally:
+            self._unguarded.on = before
+
+    def _off(self) -> bool:
+        return bool(getattr(self._unguarded, "on", False))
+
+    # -- renewals ----------------------------------------------------------------------------
+    def renew_once(self, timeout: float) -> Renewal:
+        """One renewal (the heartbeat's, or a check's): a lock found not ours is lost."""
+        sent = self.clock()
+        with self.unguarded():
+            found = renew(self.server, self.inventory, self.owner, timeout)
+        if found is Renewal.RENEWED:
+            self.confirmed_at = max(self.confirmed_at, sent)
+        elif found is Renewal.NOT_OURS:
+            self.lose()
+        return found
+
+    def _confirm(self) -> None:
+        """Renew now, before a call; raise LeaseLostError if the lock is not ours. A take-over
+        under way (or a refused attempt) holds the server's guard for a moment: wait it out
+        (a guard left by a dead shell is removed after TAKEOVER_GUARD_SECONDS)."""
+        give_up = time.monotonic() + TAKEOVER_GUARD_SECONDS + 5
+        while True:
+            found = self.renew_once(self.inventory.timeouts.command)
+            if found is Renewal.RENEWED:
+                return
+            if found is Renewal.NOT_OURS or time.monotonic() > give_up:
+                self.lose()
+                self._raise_if_lost()
+            time.sleep(BUSY_RETRY_SECONDS)
+
+    def lose(self) -> LeaseLostError:
+        """The lock is no longer this run's: from now on every call to the server is refused
+        with this error (which names who holds the lock now, when the server says)."""
+        if self.lost is None:
+            self.lost = LeaseLostError(f"{self.server.name}: {self._why_lost()}")
+        return self.lost
+
+    def _why_lost(self) -> str:
+        try:
+            with self.unguarded():
+                state = read_lock(self.server, self.inventory)
+            holder = ("no run holds it now" if state is None
+                      else f"now held by {state.owner.describe()}")
+        except Exception:  # lost all the same; only the holder goes unnamed
+            holder = "its holder could not be read"
+        return (f"this run's lock on it is gone ({holder}): not renewed within its lease of "
+                f"{self.seconds}s (this process was stopped or asleep, or cut off from the "
+                "server), or released with `fab unlock`; this run does not touch it again")
