@@ -46,7 +46,7 @@ def swap_and_record(server: ServerLike, inventory: Inventory, tag: str, outcome:
 def record_history(server: ServerLike, inventory: Inventory, task: str,
                    outcome: ServerOutcome) -> None:
     entry = history.new_entry(task, outcome.old_tag, outcome.new_tag or "", outcome.outcome,
-                              outcome.seconds, outcome.error)
+                              outcome.seconds, outcome.error, run=outcome.run)
     try:
         with server.timings.step("history"):
             history.append(server, inventory, entry)
