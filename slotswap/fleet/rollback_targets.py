@@ -78,8 +78,9 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
         moved = [f"{name} back to {tag}" for name, tag in targets.items()
                  if tag != found[name].serving]
         kept = [name for name, tag in targets.items() if tag == found[name].serving]
-        say(f"{run.describe()}: rollback undoes it: "
-            + "; ".join(moved + ([", ".join(kept) + " stay as they are"] if kept else [])))
+        stay = (f"{kept[0]} stays as it is" if len(kept) == 1
+                else f"{', '.join(kept)} stay as they are")
+        say(f"{run.describe()}: rollback undoes it: " + "; ".join(moved + [stay] * bool(kept)))
     return targets, {**problems, **why_none}
 
 
