@@ -32,7 +32,9 @@ from slotswap.server.slots import (
 )
 from slotswap.server.swap_plan import (
     WatchFailure,
+    alone_line,
     container_failure,
+    has_fallback_lines,
     new_slot_traffic,
     old_sessions,
     out_of_rotation_line,
@@ -171,7 +173,8 @@ class SlotSwap:
             if plan.live is not None and (reason := stop_requested()):
                 raise SwapStopped(f"not switched to {self.tag}: {reason}", "")
             if plan.live is None:
-                self.set_state(plan.idle, AdminState.READY)
+                self.server.runtime_api(alone_line(self.backend, plan.idle,
+                                                   fallback=has_fallback_lines(views)))
         except BaseException as error:
             try:
                 self.contain_failure(plan.idle)

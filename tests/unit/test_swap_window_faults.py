@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from slotswap.commands.docker import LABEL_VERSION, ContainerInfo
 from slotswap.commands.runtime_api import RuntimeApiError, ServerStat
 from slotswap.remote.server import (
     CommandDeadlineError,
     CommandResult,
     ConnectionLostError,
 )
+from slotswap.server import swap as swap_module
+from slotswap.server.slots import SlotView
 from slotswap.server.swap import SlotSwap, SwapError, SwapRolledBack
 from slotswap.server.swap_plan import WatchFailure
 from tests.unit.fake_server import FakeServer, make_inventory
@@ -200,3 +203,39 @@ def test_a_lost_answer_to_the_switch_puts_the_traffic_on_the_old_slot(
     switch = "set server webapp/web2 state ready; set server webapp/web1 state drain"
     assert server.sent == [switch, BACK]
     assert ["docker", "stop", "--time", "10", "webapp-web2"] in server.commands
+
+
+# -- path 7: no slot serving (a first deploy, or the live slot failing its checks) -----------
+def view(slot: str, status: str, version: str | None, running: bool) -> SlotView:
+    container = None if version is None else ContainerInfo(
+        f"webapp-{slot}", running, "running" if running else "exited", f"acme/webapp:{version}",
+        f"sha256:{version}", {LABEL_VERSION: version}, {}, 0, "2026-01-02T03:04:05Z")
+    stat = ServerStat(slot, status, 0, "L7STS" if status == "DOWN" else "L7OK", "", "", 0,
+                      f"127.0.0.1:1808{slot[-1]}")
+    fallback = ServerStat(f"{slot}-fallback", "MAINT", 0, "", "", "", 0,
+                          f"127.0.0.1:1808{slot[-1]}")
+    return SlotView(slot, stat, None, container, fallback)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("web1", "new", "other"), [
+    # The live slot fails its checks, its container still runs: the new version goes into
+    # web2. web1 comes first in the backend (`balance first`): left ready, the old version
+    # there would take every request back the moment its checks pass again.
+    (view("web1", "DOWN", "v1", running=True), "web2", "web1"),
+    (view("web1", "MAINT", None, running=False), "web1", "web2"),  # a first deploy
+])
+def test_with_no_slot_serving_the_new_one_goes_in_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, web1: SlotView, new: str,
+        other: str) -> None:
+    views = {"web1": web1, "web2": view("web2", "MAINT", None, running=False)}
+    monkeypatch.setattr(swap_module, "read_slots", lambda server, inventory: views)
+    server = FaultyServer()
+    swap = SlotSwap(server, make_inventory(tmp_path), "v2", lambda _: None)
+    swap.retire = lambda slot, slot_view: None  # type: ignore[method-assign]
+    swap.start_new = lambda slot, slot_view: "127.0.0.1"  # type: ignore[method-assign]
+    swap.wait_healthy = lambda slot, address: None  # type: ignore[method-assign]
+    swap.verify = lambda slot: f"v2 in {slot}"  # type: ignore[method-assign]
+    assert swap.switch_in() is False  # nothing to watch against
+    assert server.sent == [f"set server webapp/{new} state ready; "
+                           f"set server webapp/{other}-fallback state maint; "
+                           f"set server webapp/{other} state maint"]
