@@ -14,7 +14,9 @@ import pytest
 
 from slotswap.config.inventory import Inventory
 from slotswap.fleet import rollback_targets as targets_module
+from slotswap.fleet.outcomes import Outcome, ServerOutcome
 from slotswap.fleet.rollback_targets import rollback_targets
+from slotswap.fleet.server_run import record_history
 from slotswap.server.history import HistoryEntry, new_entry, served_after
 from tests.unit.fake_server import FakeServer, make_inventory
 
@@ -160,3 +162,13 @@ def test_entries_without_a_run_id_keep_the_rule_of_before(
 def test_what_a_history_last_says_the_server_served(entries: list[HistoryEntry],
                                                     expected: str | None) -> None:
     assert served_after(entries) == expected
+
+
+def test_each_entry_of_a_run_carries_its_id(tmp_path: Path) -> None:
+    server = FakeServer(inventory=make_inventory(tmp_path))
+    outcome = ServerOutcome("s1", "203.0.113.10", old_tag="v1", new_tag="v2",
+                            outcome=Outcome.INTERRUPTED, run="5f0c1d2e3a4b")
+    record_history(server, server.inventory, "deploy", outcome)
+    written = json.loads(server.stdins[0])
+    assert (written["outcome"], written["from_tag"], written["to_tag"], written["run"]) == (
+        "interrupted", "v1", "v2", "5f0c1d2e3a4b")
