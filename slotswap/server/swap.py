@@ -30,6 +30,7 @@ from slotswap.server.slots import (
     read_slots_quietly,
     slot_published_ports,
 )
+from slotswap.server.swap_errors import SwapError, SwapRolledBack, SwapStopped
 from slotswap.server.swap_plan import (
     WatchFailure,
     alone_line,
@@ -60,24 +61,6 @@ CONTAINER_CHECK_INTERVAL = 1.0
 # the server): a backup for HAProxy's checks, which see a crashed app first.
 WATCH_CONTAINER_CHECK_INTERVAL = 2.0
 Progress = Callable[[str], None]
-
-
-class SwapError(RuntimeError):
-    """The swap did not happen; `serving` says what the server serves now."""
-
-    def __init__(self, message: str, serving: str):
-        super().__init__(message)
-        self.serving = serving
-
-
-class SwapStopped(SwapError):
-    """The new version was ready but never took traffic: the rollout stopped elsewhere."""
-
-
-class SwapRolledBack(SwapError):
-    """The new version took traffic, then failed during the watch period or its verification
-    (a failed check, out of rotation, its container stopped or restarted): traffic went back
-    to the old slot, which had been kept running for that."""
 
 
 @dataclass
@@ -172,9 +155,13 @@ class SlotSwap:
             checkpoint()
             if plan.live is not None and (reason := stop_requested()):
                 raise SwapStopped(f"not switched to {self.tag}: {reason}", "")
-            if plan.live is None:
-                self.server.runtime_api(alone_line(self.backend, plan.idle,
-                                                   fallback=has_fallback_lines(views)))
+            # Nothing serves: the new slot in, the other out, in one line sent again if its
+            # answer is lost (both states settled whichever way it went).
+            if plan.live is None and not self.send_settled(alone_line(
+                    self.backend, plan.idle, fallback=has_fallback_lines(views)),
+                    f"could not put {plan.idle} in rotation"):
+                raise SwapError(f"HAProxy did not answer the line that puts {plan.idle} in "
+                                "rotation, twice", "")
         except BaseException as error:
             try:
                 self.contain_failure(plan.idle)
@@ -262,14 +249,20 @@ class SlotSwap:
         out), sent again once when its answer is lost: it sets states, so twice is as once.
         True once HAProxy took it; False (and said) when the server did not answer twice."""
         back = switch_back_line(self.backend, new, old, fallback=self.fallback)
+        self.traffic_back = self.send_settled(back, f"could not send the traffic back to {old}")
+        return self.traffic_back
+
+    def send_settled(self, line: str, failed: str) -> bool:
+        """A line that only sets states, sent again once when its answer is lost (a lost
+        connection, no answer in time): twice is as once. False, and `failed` said with the
+        error, when the server did not answer twice."""
         for attempt in (1, 2):
             try:
-                self.server.runtime_api(back)
-                self.traffic_back = True
+                self.server.runtime_api(line)
                 return True
             except (ConnectError, haproxy.RuntimeApiError) as error:
                 if attempt == 2:
-                    self.progress(f"could not send the traffic back to {old}: {error}")
+                    self.progress(f"{failed}: {error}")
         return False
 
     def stop_early(self, new: str, old: str) -> None:

@@ -224,12 +224,13 @@ def view(slot: str, status: str, version: str | None, running: bool) -> SlotView
     (view("web1", "DOWN", "v1", running=True), "web2", "web1"),
     (view("web1", "MAINT", None, running=False), "web1", "web2"),  # a first deploy
 ])
+@pytest.mark.parametrize("lost_answers", [0, 1])
 def test_with_no_slot_serving_the_new_one_goes_in_alone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, web1: SlotView, new: str,
-        other: str) -> None:
+        other: str, lost_answers: int) -> None:
     views = {"web1": web1, "web2": view("web2", "MAINT", None, running=False)}
     monkeypatch.setattr(swap_module, "read_slots", lambda server, inventory: views)
-    server = FaultyServer()
+    server = FaultyServer(api_faults=lost_answers)  # a lost answer: the line sent again
     swap = SlotSwap(server, make_inventory(tmp_path), "v2", lambda _: None)
     swap.retire = lambda slot, slot_view: None  # type: ignore[method-assign]
     swap.start_new = lambda slot, slot_view: "127.0.0.1"  # type: ignore[method-assign]
@@ -238,4 +239,5 @@ def test_with_no_slot_serving_the_new_one_goes_in_alone(
     assert swap.switch_in() is False  # nothing to watch against
     assert server.sent == [f"set server webapp/{new} state ready; "
                            f"set server webapp/{other}-fallback state maint; "
-                           f"set server webapp/{other} state maint"]
+                           f"set server webapp/{other} state maint"] * (1 + lost_answers)
+    assert server.commands == []  # nothing stopped
