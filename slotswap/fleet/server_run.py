@@ -55,6 +55,9 @@ def record_history(server: ServerLike, inventory: Inventory, task: str,
                                   f"{describe_error(error)}")
 
 
+RECOVERY = ("could not", "WARNING", "stopped early", "stopped the new container")
+
+
 class ServerRun:
     """One server's swap with its outcome kept up to date: each step's errors are contained
     (one line in the outcome, what the server serves now), never raised."""
@@ -68,8 +71,9 @@ class ServerRun:
         self.swap = SlotSwap(server, inventory, tag, self.progress, app_env)
 
     def progress(self, message: str) -> None:
-        # Recovery and news in the watch are not steps: a failure names the step it was in.
-        if not message.startswith(("could not", "WARNING")) and " drained in " not in message:
+        # Recovery and news in the watch are not steps: a failure names the step it was in
+        # (a watch stopped early by a lost server failed in the watch, not in its recovery).
+        if not message.startswith(RECOVERY) and " drained in " not in message:
             self.step = message
         self.shown(message)
 

@@ -297,7 +297,7 @@ class SlotSwap:
         output = ""
         try:
             output = self.last_output(slot) if with_output else ""
-            self.progress(f"stopped {self.stop_container(slot, check=False)}")
+            self.progress(f"stopped the new container {self.stop_container(slot, check=False)}")
         except Exception as error:
             self.progress(f"could not stop {name}: {error}; it gets no traffic, and the "
                           "next deploy removes it")
