@@ -202,8 +202,8 @@ def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
                    code=EXIT_HOOK_REFUSED) from error
 
 
-@kit_task(help={"to": "tag to return every server to (default: per server, the version it "
-                      "served before its last successful deploy)",
+@kit_task(help={"to": "tag to return every server to (default: per server, what it served "
+                      "before its last deploy; a deploy that did not finish is undone)",
                 "hosts": HOSTS_HELP,
                 "inventory": INVENTORY_HELP, "json": JSON_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
@@ -211,10 +211,10 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
              json: bool = False, dry_run: bool = False, hosts: str | None = None) -> None:
     """Return every server to its previous version, with the same zero-downtime swap.
 
-    The previous version comes from each server's history (an automatic rollback does not
-    count as a change: never back to a version that failed); the container the last deploy
-    kept stopped starts again, and nothing is pulled. Example: fab rollback   or
-    fab rollback --to=v41
+    The previous version comes from each server's history (never a version that failed);
+    a deploy that did not finish is undone (the servers it moved go back, the others stay).
+    The container the deploy kept stopped starts again, nothing is pulled.
+    Example: fab rollback   or  fab rollback --to=v41
     """
     refuse_json_with_dry_run(json, dry_run)
     if json:

@@ -53,6 +53,8 @@ from slotswap.server.redeploy import keeps_stopped_container_of
 from slotswap.server.registry_login import RegistryLogin, login_command, login_registry
 from slotswap.server.slots import SlotView, read_slots, slot_published_ports
 from slotswap.server.swap_plan import (
+    alone_line,
+    has_fallback_lines,
     out_of_rotation_line,
     plan_slots,
     switch_back_line,
@@ -146,7 +148,7 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
               f"DRAIN L7OK (up to {inventory.timeouts.healthy:g}s; else {idle} back to maint, "
               f"`docker stop` of {name}, and the run stops here)")
     if live is None:
-        plan.api(haproxy.command_set_state(backend, idle, AdminState.READY))
+        plan.api(alone_line(backend, idle, fallback=has_fallback_lines(views)))
     else:
         plan.api(switch_line(backend, idle, live, fallback=fallback))
         window = ("after this switch" if inventory.watch.each

@@ -40,6 +40,7 @@ class ServerOutcome:
     watched_requests: int | None = None
     watched_errors: int | None = None
     timings: Timings | None = None  # the server's steps and round trips (--timings)
+    run: str = ""  # the run's id, in the server's history (what a plain rollback undoes)
 
     @property
     def swap_seconds(self) -> float:

@@ -1,40 +1,155 @@
-"""What `rollback` returns each server to when no tag is given: the version it served before
-its last successful change, from its history."""
+"""What `rollback` returns each server to when no tag is given, from the servers' histories.
+
+After a deploy or rollback run that did not finish (interrupted, failed, or sent back by its
+watch on some server), a plain `rollback` undoes that run: each server it moved and left on
+its new version goes back to what it served before it; every other server stays as it is.
+After a run that finished, each server goes back to the version it served before its last
+successful change (slotswap.server.history.rollback_target)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from slotswap.config.inventory import Inventory
+from slotswap.core.output import say
 from slotswap.fleet.errors import describe_error
 from slotswap.fleet.runner import in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history
+from slotswap.server.history import HistoryEntry
 from slotswap.server.swap import describe_serving, read_slots
 
 
+@dataclass(frozen=True)
+class ServerFacts:
+    """One server as a rollback sees it: the version it serves (None: none, or two), said
+    as the summary says it, and its history."""
+
+    serving: str | None
+    described: str
+    entries: list[HistoryEntry]
+
+
+@dataclass(frozen=True)
+class RunToUndo:
+    """The fleet's last run, which did not finish: its entries on each server (none on a
+    server it did not reach, or could not record on)."""
+
+    entries: dict[str, list[HistoryEntry]]
+
+    @property
+    def new_versions(self) -> set[str]:
+        return {entries[0].to_tag for entries in self.entries.values() if entries}
+
+    def lost(self, facts: ServerFacts, own: list[HistoryEntry]) -> bool:
+        """The server serves one of the run's new versions, with no entry of the run and a
+        history that says it served another: the run lost it before it could record."""
+        return (not own and facts.serving in self.new_versions
+                and history.served_after(facts.entries) not in (None, facts.serving))
+
+    @property
+    def first(self) -> HistoryEntry:
+        return min((e for entries in self.entries.values() for e in entries),
+                   key=lambda e: e.time)
+
+    def describe(self) -> str:
+        first = self.first
+        outcomes = sorted({e.outcome for entries in self.entries.values() for e in entries
+                           if e.outcome not in history.DONE})
+        return (f"the last {first.task} ({first.to_tag}, {first.time} by {first.who}) did "
+                f"not finish ({', '.join(outcomes)})")
+
+
 def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, str]]:
-    """Per server, the version it served before its last successful change; and, for the
-    servers where none is known, why."""
-    targets, problems = {}, {}
-    for done in in_turn(servers_of(inventory), lambda server: rollback_target(
+    """Per server, the version to return to; and, for the servers where none is known,
+    why. Says which run it undoes, when it undoes an unfinished one."""
+    found, problems = {}, {}
+    for done in in_turn(servers_of(inventory), lambda server: read_facts(
             server, inventory), contain=(Exception,)):
         name = done.server.name
         if done.error is not None:
             problems[name] = describe_error(done.error)
         elif done.value is not None:
-            target, why_none = done.value
-            if target:
-                targets[name] = target
-            else:
-                problems[name] = why_none
+            found[name] = done.value
+    run = unfinished_last_run(found)
+    targets, why_none = (plan_undo(found, run) if run is not None
+                         else plan_previous(found))
+    if run is not None:
+        moved = [f"{name} back to {tag}" for name, tag in targets.items()
+                 if tag != found[name].serving]
+        kept = [name for name, tag in targets.items() if tag == found[name].serving]
+        stay = (f"{kept[0]} stays as it is" if len(kept) == 1
+                else f"{', '.join(kept)} stay as they are")
+        say(f"{run.describe()}: rollback undoes it: " + "; ".join(moved + [stay] * bool(kept)))
+    return targets, {**problems, **why_none}
+
+
+def read_facts(server: ServerLike, inventory: Inventory) -> ServerFacts:
+    views = read_slots(server, inventory)
+    serving = [v.version for v in views.values() if v.serving]
+    return ServerFacts(serving[0] if len(serving) == 1 else None, describe_serving(views),
+                       history.read(server, inventory))
+
+
+def unfinished_last_run(found: dict[str, ServerFacts]) -> RunToUndo | None:
+    """Pure: the run of the fleet's newest deploy or rollback entry, when it did not finish
+    (an entry of it is neither "deployed" nor "unchanged"); None otherwise, or when that
+    entry has no run id (written by an older release)."""
+    runs = [e for facts in found.values() for e in facts.entries
+            if e.task in history.RUN_TASKS]
+    if not runs:
+        return None
+    newest = max(runs, key=lambda e: e.time)
+    if not newest.run:
+        return None
+    entries = {name: [e for e in facts.entries if e.run == newest.run]
+               for name, facts in found.items()}
+    run = RunToUndo(entries)
+    if all(e.outcome in history.DONE for of_server in entries.values() for e in of_server) \
+            and not any(run.lost(facts, entries[name]) for name, facts in found.items()):
+        return None
+    return run
+
+
+def plan_undo(found: dict[str, ServerFacts],
+              run: RunToUndo) -> tuple[dict[str, str], dict[str, str]]:
+    """Pure: a server the run moved and left on its new version goes back to what it
+    served before the run (its first entry of the run says both); a server that serves one
+    of the run's new versions with no entry of the run (the run lost it before it could
+    record) goes back to what its history last says it served; every other server stays."""
+    targets, problems = {}, {}
+    for name, facts in found.items():
+        if facts.serving is None:
+            problems[name] = f"it does not serve one version ({facts.described})"
+            continue
+        own = run.entries[name]
+        if own:
+            before: str | None = own[0].from_tag
+            moved = facts.serving == own[0].to_tag != before
+        else:
+            before = history.served_after(facts.entries)
+            moved = run.lost(facts, own)
+        if moved and not before:
+            problems[name] = (f"no earlier version in its history for what it serves "
+                              f"({facts.described})")
+        else:
+            targets[name] = before if moved and before else facts.serving
     return targets, problems
 
 
-def rollback_target(server: ServerLike, inventory: Inventory) -> tuple[str | None, str]:
-    """The server's rollback target; or None, and why."""
-    views = read_slots(server, inventory)
-    serving = [v.version for v in views.values() if v.serving]
-    current = serving[0] if len(serving) == 1 else None
-    target = history.rollback_target(history.read(server, inventory), current)
-    if target:
-        return target, ""
-    return None, f"no earlier version in its history for what it serves ({describe_serving(views)})"
+def plan_previous(found: dict[str, ServerFacts]) -> tuple[dict[str, str], dict[str, str]]:
+    """Pure: each server to the version it served before its last successful change. One
+    whose history does not say how it came to serve what it serves (a run lost it before it
+    could record) goes back to what its history last says it served."""
+    targets, problems = {}, {}
+    for name, facts in found.items():
+        target = history.rollback_target(facts.entries, facts.serving)
+        if not target and facts.serving is not None:
+            last = history.served_after(facts.entries)
+            target = last if last != facts.serving else None
+        if target:
+            targets[name] = target
+        else:
+            problems[name] = (f"no earlier version in its history for what it serves "
+                              f"({facts.described})")
+    return targets, problems

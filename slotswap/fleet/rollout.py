@@ -5,6 +5,7 @@ one watch window, and with --on-failure=rollback every moved server back."""
 from __future__ import annotations
 
 import os
+import uuid
 
 from slotswap.config.app_env import AppEnv, resolve_app_env
 from slotswap.config.inventory import Inventory
@@ -77,8 +78,9 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     result = RolloutResult(tag)
     servers = servers_of(inventory)
     tag_of = {s.name: (tags or {}).get(s.name, tag) for s in servers}
+    run = uuid.uuid4().hex[:12]  # in each server's history: what a plain rollback undoes
     result.outcomes = [ServerOutcome(s.name, s.host.address, new_tag=tag_of[s.name],
-                                     timings=s.timings) for s in servers]
+                                     timings=s.timings, run=run) for s in servers]
     phase = result.timings.begin
     owner = new_owner(task, tag)
     fleet_lock = FleetLock(servers, inventory, owner, result.timings)
@@ -194,7 +196,8 @@ def roll_back_moved(result: RolloutResult, servers: list[ServerLike], inventory:
         say(f"rolling back the {len(moved)} servers that serve {result.tag}")
     failed_back = []
     for server, outcome in reversed(moved):
-        back = ServerOutcome(server.name, server.host.address, new_tag=outcome.old_tag)
+        back = ServerOutcome(server.name, server.host.address, new_tag=outcome.old_tag,
+                             run=outcome.run)
         interrupts.checkpoint()
         if swap_one(server, inventory, outcome.old_tag or "", back, app_env):
             outcome.outcome, outcome.serving = Outcome.ROLLED_BACK, back.serving

@@ -46,13 +46,16 @@ def swap_and_record(server: ServerLike, inventory: Inventory, tag: str, outcome:
 def record_history(server: ServerLike, inventory: Inventory, task: str,
                    outcome: ServerOutcome) -> None:
     entry = history.new_entry(task, outcome.old_tag, outcome.new_tag or "", outcome.outcome,
-                              outcome.seconds, outcome.error)
+                              outcome.seconds, outcome.error, run=outcome.run)
     try:
         with server.timings.step("history"):
             history.append(server, inventory, entry)
     except Exception as error:  # the run's own outcome stands
         progress_for(server.name)(f"WARNING: could not record this in its history: "
                                   f"{describe_error(error)}")
+
+
+RECOVERY = ("could not", "WARNING", "stopped early", "stopped the new container")
 
 
 class ServerRun:
@@ -68,8 +71,9 @@ class ServerRun:
         self.swap = SlotSwap(server, inventory, tag, self.progress, app_env)
 
     def progress(self, message: str) -> None:
-        # Recovery and news in the watch are not steps: a failure names the step it was in.
-        if not message.startswith(("could not", "WARNING")) and " drained in " not in message:
+        # Recovery and news in the watch are not steps: a failure names the step it was in
+        # (a watch stopped early by a lost server failed in the watch, not in its recovery).
+        if not message.startswith(RECOVERY) and " drained in " not in message:
             self.step = message
         self.shown(message)
 

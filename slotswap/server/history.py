@@ -37,6 +37,9 @@ class HistoryEntry:
     seconds: float
     error: str = ""
     output: str = ""  # what a release command printed
+    # The deploy or rollback run the entry belongs to (one id for all its servers' entries;
+    # "" in entries written before runs had one): what a plain `rollback` undoes.
+    run: str = ""
 
 
 def with_output(entry: HistoryEntry, output: str) -> HistoryEntry:
@@ -52,11 +55,12 @@ def masked(entries: list[HistoryEntry], secret_values: Iterable[str]) -> list[Hi
 
 
 def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, seconds: float,
-              error: str = "", now: datetime | None = None) -> HistoryEntry:
+              error: str = "", now: datetime | None = None, run: str = "") -> HistoryEntry:
     return HistoryEntry(
         time=(now or datetime.now(UTC)).isoformat(timespec="seconds"), who=operator(),
         task=task, from_tag=from_tag or "", to_tag=to_tag, outcome=outcome,
         seconds=round(seconds, 2), error=error.splitlines()[0][:300] if error else "",
+        run=run,
     )
 
 
@@ -125,4 +129,25 @@ def rollback_target(entries: list[HistoryEntry], serving: str | None) -> str | N
     for entry in reversed(entries):
         if entry.outcome == "deployed" and entry.to_tag == serving and entry.from_tag:
             return entry.from_tag
+    return None
+
+
+# A run's outcomes on a server that mean it did its work there.
+DONE = ("deployed", "unchanged")
+RUN_TASKS = ("deploy", "rollback")
+
+
+def served_after(entries: list[HistoryEntry]) -> str | None:
+    """Pure: the version the server served after the last entry that says so: a deploy or
+    rollback done, a watch that sent the traffic back, an automatic rollback, a new version
+    never switched to. Entries of runs that stopped without knowing (failed, interrupted)
+    say nothing: the one before them is asked."""
+    for entry in reversed(entries):
+        if entry.task not in RUN_TASKS:
+            continue
+        if entry.outcome in DONE or (entry.outcome == "rolled back"
+                                     and entry.task == "rollback"):
+            return entry.to_tag
+        if entry.outcome in ("rolled back", "not switched"):
+            return entry.from_tag or None
     return None

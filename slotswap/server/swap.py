@@ -31,9 +31,12 @@ from slotswap.server.slots import (
     read_slots_quietly,
     slot_published_ports,
 )
+from slotswap.server.swap_errors import SwapError, SwapRolledBack, SwapStopped
 from slotswap.server.swap_plan import (
     WatchFailure,
+    alone_line,
     container_failure,
+    has_fallback_lines,
     new_slot_traffic,
     old_sessions,
     out_of_rotation_line,
@@ -59,24 +62,6 @@ CONTAINER_CHECK_INTERVAL = 1.0
 # the server): a backup for HAProxy's checks, which see a crashed app first.
 WATCH_CONTAINER_CHECK_INTERVAL = 2.0
 Progress = Callable[[str], None]
-
-
-class SwapError(RuntimeError):
-    """The swap did not happen; `serving` says what the server serves now."""
-
-    def __init__(self, message: str, serving: str):
-        super().__init__(message)
-        self.serving = serving
-
-
-class SwapStopped(SwapError):
-    """The new version was ready but never took traffic: the rollout stopped elsewhere."""
-
-
-class SwapRolledBack(SwapError):
-    """The new version took traffic, then failed during the watch period or its verification
-    (a failed check, out of rotation, its container stopped or restarted): traffic went back
-    to the old slot, which had been kept running for that."""
 
 
 @dataclass
@@ -107,6 +92,9 @@ class SlotSwap:
         # Told as soon as switch_back sent a failed new slot's traffic back (the rollout's
         # watch window stops other switches at once), before the container's clean-up.
         self.on_failure: Callable[[str], None] = lambda reason: None
+        # Set once HAProxy took the switch back's line: the old slot serves again, and from
+        # then on nothing may take it out of rotation (a failed clean-up included).
+        self.traffic_back = False
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -173,8 +161,14 @@ class SlotSwap:
             checkpoint()
             if plan.live is not None and (reason := stop_requested()):
                 raise SwapStopped(f"not switched to {self.tag}: {reason}", "")
+            # Nothing serves: the new slot in, the other out, in one line sent again if its
+            # answer is lost (both states settled whichever way it went).
+            if plan.live is None and not self.send_settled(alone_line(
+                    self.backend, plan.idle, fallback=has_fallback_lines(views)),
+                    f"could not put {plan.idle} in rotation"):
+                raise SwapError(f"HAProxy did not answer the line that puts {plan.idle} in "
+                                "rotation, twice", "")
             if plan.live is None:
-                self.set_state(plan.idle, AdminState.READY)
                 self.remember_slot_state()
         except BaseException as error:
             try:
@@ -192,12 +186,7 @@ class SlotSwap:
             return False
         at_switch = self.last_stats
         self.server.timings.begin("switch")
-        try:
-            self.switch(plan.idle, plan.live)
-            self.switched_at = time.monotonic()
-        except Exception as error:
-            # The switch is one line: HAProxy ran both halves or neither, so one slot serves.
-            raise self.failure(error) from error
+        self.switch_over(plan.idle, plan.live)
         self.at_switch = at_switch
         self.switch_seconds = time.monotonic() - started
         self.progress(f"{plan.idle} ({self.tag}) is taking traffic (switched after "
@@ -220,12 +209,10 @@ class SlotSwap:
         except SwapError:
             raise  # switched back, or could not: the old slot is left as it is
         except BaseException:
-            # Interrupted, or the connection broke: the new slot serves, the old one gets no
-            # new traffic; its open requests finish, the next run removes its container.
-            with contextlib.suppress(Exception):
-                self.take_out_of_rotation(old)
-                self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
-                              "is out of rotation, its container still runs")
+            # Interrupted, or the server stopped answering, in the window. Once the traffic
+            # is back on the old slot nothing may take it out again.
+            if not self.traffic_back:
+                self.stop_early(new, old)
             raise
         # The old slot is stopped only once the new one is seen serving: if it is not, the
         # old one, still running, takes the traffic back.
@@ -250,6 +237,80 @@ class SlotSwap:
         old slot takes what the new one cannot, through its fallback line (switch_line)."""
         self.server.runtime_api(switch_line(self.backend, new, old, fallback=self.fallback))
         self.remember_slot_state()
+
+    def switch_over(self, new: str, old: str) -> None:
+        """The switch; when its answer is lost (a lost connection, no answer in time) HAProxy
+        ran the line or not: the switch back's line is right either way (the old slot, still
+        running and checked, in rotation; the new one out), and the new container stops.
+        Raises SwapError."""
+        try:
+            self.switch(new, old)
+            self.switched_at = time.monotonic()
+        except Exception as error:
+            if self.send_back(new, old):
+                self.progress(f"the switch to {new} ({self.tag}) got no answer; traffic is "
+                              f"on {old} ({self.old_version})")
+                self.clean_up_failed(new, with_output=False)
+            raise self.failure(error) from error
+
+    def send_back(self, new: str, old: str) -> bool:
+        """The switch back's line (old slot in rotation, new one and the old one's fallback
+        out), sent again once when its answer is lost: it sets states, so twice is as once.
+        True once HAProxy took it; False (and said) when the server did not answer twice."""
+        back = switch_back_line(self.backend, new, old, fallback=self.fallback)
+        self.traffic_back = self.send_settled(back, f"could not send the traffic back to {old}")
+        return self.traffic_back
+
+    def send_settled(self, line: str, failed: str) -> bool:
+        """A line that only sets states, sent again once when its answer is lost (a lost
+        connection, no answer in time): twice is as once. False, and `failed` said with the
+        error, when the server did not answer twice."""
+        for attempt in (1, 2):
+            try:
+                self.server.runtime_api(line)
+                return True
+            except (ConnectError, haproxy.RuntimeApiError) as error:
+                if attempt == 2:
+                    self.progress(f"{failed}: {error}")
+        return False
+
+    def stop_early(self, new: str, old: str) -> None:
+        """Interrupted (Ctrl-C, SIGTERM), or the server stopped answering, in the window.
+        A new version that has not had its full watch (`timeouts.watch` since its switch) is
+        not proven: the old slot, still running and up, takes the traffic back, and the new
+        container stops. A proven one keeps it; the old slot leaves rotation, its container
+        still running (the next run removes it). Whatever stopped the watch is the caller's
+        to raise."""
+        watched = time.monotonic() - self.switched_at
+        old_stat = self.last_stats.get(old)
+        if watched < self.timeouts.watch and old_stat is not None and old_stat.is_up:
+            if self.send_back(new, old):
+                self.serving = f"{self.old_version} in {old}"
+                self.progress(f"stopped early: traffic is back on {old} ({self.old_version}), "
+                              f"which kept running; {new} ({self.tag}) had been watched for "
+                              f"{watched:.1f}s of {self.timeouts.watch:g}s")
+                self.clean_up_failed(new, with_output=False)
+            return
+        with contextlib.suppress(Exception):
+            self.take_out_of_rotation(old)
+            self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
+                          "is out of rotation, its container still runs")
+
+    def clean_up_failed(self, slot: str, *, with_output: bool) -> str:
+        """After the traffic went back to the old slot: the failed new container's last
+        output (with_output) and its stop. The swap's outcome is settled by then: a server
+        that stops answering here (a deadline, a lost connection) is said in one line, and
+        the container, out of rotation, is left for the next deploy to remove. Returns the
+        output read."""
+        name = self.inventory.container_name(slot)
+        output = ""
+        try:
+            output = self.last_output(slot) if with_output else ""
+            self.progress(f"stopped the new container {self.stop_container(slot, check=False)}")
+        except Exception as error:
+            self.progress(f"could not stop {name}: {error}; it gets no traffic, and the "
+                          "next deploy removes it")
+        return output
 
     def take_out_of_rotation(self, slot: str) -> None:
         self.server.runtime_api(out_of_rotation_line(self.backend, slot,
@@ -321,20 +382,11 @@ class SlotSwap:
                             f"either ({stats[old].check_summary}); both were left as they "
                             "are, nothing was stopped",
                             describe_serving(read_slots_quietly(self.server, self.inventory)))
-        back = switch_back_line(self.backend, new, old, fallback=self.fallback)
-        try:
-            self.server.runtime_api(back)
-        except ConnectError:
-            # The connection broke: the next call opens a new one. Once more, since the old
-            # slot is the only healthy one.
-            try:
-                self.server.runtime_api(back)
-            except Exception as error:
-                raise SwapError(f"{new} ({self.tag}) {what}, and sending the traffic back to "
-                                f"{old} failed: {error}; run `fab status`, then deploy the "
-                                "version you want",
-                                describe_serving(read_slots_quietly(self.server,
-                                                                    self.inventory))) from error
+        if not self.send_back(new, old):
+            raise SwapError(f"{new} ({self.tag}) {what}, and sending the traffic back to "
+                            f"{old} failed; run `fab status`, then deploy the version you "
+                            "want", describe_serving(read_slots_quietly(self.server,
+                                                                         self.inventory)))
         self.remember_slot_state()
         verdict = "FAILED: " if failure.failed else ""
         self.progress(f"{new} ({self.tag}) {verdict}{failure.what} {after:.1f}s after taking "
@@ -345,11 +397,13 @@ class SlotSwap:
         if failure.failed:
             self.on_failure(rolled_back)
         name = self.inventory.container_name(new)
-        output = self.last_output(new) if failure.failed else ""
-        self.progress(f"stopped {self.stop_container(new, check=False)}")
+        output = self.clean_up_failed(new, with_output=failure.failed)
+        views = read_slots_quietly(self.server, self.inventory)
         raise SwapRolledBack(
             rolled_back + (f"; the last output of {name}:\n{output}" if output else ""),
-            describe_serving(read_slots_quietly(self.server, self.inventory)))
+            # The server may no longer answer: HAProxy took the line, and the old slot was
+            # up and running when it did.
+            describe_serving(views) if views else f"{self.old_version} in {old}")
 
     def retire(self, slot: str, view: SlotView) -> None:
         """Take the idle slot out of rotation (its container goes when the new one starts)."""

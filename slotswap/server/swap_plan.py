@@ -142,3 +142,13 @@ def out_of_rotation_line(backend: str, slot: str, *, fallback: bool) -> str:
         *fallback_state(backend, slot, AdminState.MAINT, fallback),
         haproxy.command_set_state(backend, slot, AdminState.MAINT),
     )
+
+
+def alone_line(backend: str, new: str, *, fallback: bool) -> str:
+    """Pure: with no slot serving (a first deploy, or a live slot failing its checks), the
+    new slot in rotation and the other one out, its fallback line too, in one line. A version
+    left ready there, its checks failing, would take the traffic back the moment they pass
+    again (web1 comes first under `balance first`) while the kit says the new one serves."""
+    return haproxy.join_commands(
+        haproxy.command_set_state(backend, new, AdminState.READY),
+        out_of_rotation_line(backend, other_slot(new), fallback=fallback))

@@ -199,8 +199,12 @@ def test_the_whole_flow_as_a_docker_group_login_with_its_own_folder(
     no_banner(failed.stdout + failed.stderr)
     assert live_versions(box, inventory) == ["v2"] * len(box.addresses)
 
+    # A plain rollback undoes that failed deploy, which went back by itself: nothing moves.
+    nothing = box.fab("rollback", inventory=inventory)
+    assert nothing.returncode == 0, nothing.stderr
+    assert "rollback undoes it" in nothing.stdout + nothing.stderr
     with box.load() as load:
-        back = box.fab("rollback", inventory=inventory)
+        back = box.fab("rollback", "--to", "v1", inventory=inventory)
     assert back.returncode == 0, back.stderr
     assert load.stop().failed == 0
     assert set(box.served_versions(box.addresses[0])) == {"v1"}

@@ -165,14 +165,17 @@ def test_on_failure_rollback_also_returns_a_server_that_failed_after_its_switch(
     assert re.search(r"each server serves now: s1 v2 in web[12], s2 v2 in web[12], "
                      r"s3 v2 in web[12]", output)
     assert set(box.live_versions().values()) == {"v2"}
-    # The automatic rollback is no change `fab rollback` goes back on: v2 came from v1.
     assert re.search(r"rollback\s+v3\s+v2\s+rolled back",
                      box.fab("history", "--lines", "1").stdout)
+    # A plain `fab rollback` undoes the deploy that did not finish: the automatic rollback
+    # undid it already, so every server stays on v2 (never back to v3, the failed version).
     with box.load() as load:
         rollback = box.fab("rollback")
     assert load.stop().failed == 0
     assert rollback.returncode == 0, rollback.stdout + rollback.stderr
-    assert set(box.live_versions().values()) == {"v1"}
+    assert re.search(r"the last deploy \(v3, .*\) did not finish .*: rollback undoes it: "
+                     r"s1, s2, s3 stay as they are", rollback.stdout + rollback.stderr)
+    assert set(box.live_versions().values()) == {"v2"}
 
 
 def app_images(box: Sandbox, address: str) -> set[str]:

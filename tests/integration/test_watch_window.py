@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from testbed import sandbox
 from tests.integration.conftest import BackgroundDeploy
+from tests.integration.test_leases_and_deadlines import frozen_docker_engine
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -134,28 +137,89 @@ def test_a_redeploy_of_the_tag_served_everywhere_changes_nothing(
     assert box.containers(box.addresses[0]) != before[box.addresses[0]]
 
 
-def test_ctrl_c_in_the_window_leaves_each_server_serving_one_version_under_load(
+def test_ctrl_c_in_the_window_keeps_proven_versions_only_and_rollback_undoes_the_rest(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """Ctrl-C once s1 had its full watch (3 s) and s3 had not: s1 keeps v2, s3 goes back to
+    v1 (its old slot still ran), s2 either way; then a plain `rollback` undoes the deploy:
+    every server on v1, all under load with 0 failed requests."""
     box = fleet_on_v1
-    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 30})
+    watch = 3
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": watch})
     with box.load() as load:
         deploy = BackgroundDeploy(box, "v2", inventory)
-        assert deploy.until("s2", "is taking traffic"), "".join(deploy.lines)
-        deploy.interrupt()  # s1 and s2 are in the window
+        assert deploy.until("s1", "is taking traffic"), "".join(deploy.lines)
+        s1_switched = time.monotonic()
+        assert deploy.until("s3", "is taking traffic"), "".join(deploy.lines)
+        # Still in the window (it closes `watch` after s3's switch), s1 watched past it.
+        time.sleep(max(0.0, s1_switched + watch + 0.5 - time.monotonic()))
+        deploy.interrupt()
         exit_code, output = deploy.finish(timeout=120)
+        after_interrupt = box.live_versions()
+        rollback = box.fab("rollback", inventory=inventory)
     report = load.stop()
     print(report.summary())
     assert report.failed == 0, report.failures
-    assert exit_code == 130
-    for server in ("s1", "s2"):
-        # The new slot serves; the old one left rotation, its container still runs.
-        assert re.search(rf"^\[{server} .*\] stopped early: web[12] \(v2\) serves; web[12] is "
-                         r"out of rotation", output, re.MULTILINE), output
-        assert re.search(rf"^{server} .*\binterrupted\s+v2 in web[12]$", output,
-                         re.MULTILINE), output
+    assert exit_code == 130, output
+    assert re.search(r"^\[s1 .*\] stopped early: web[12] \(v2\) serves; web[12] is out of "
+                     r"rotation", output, re.MULTILINE), output
+    assert re.search(r"^\[s3 .*\] stopped early: traffic is back on web[12] \(v1\), which "
+                     rf"kept running; web[12] \(v2\) had been watched for [\d.]+s of {watch}s",
+                     output, re.MULTILINE), output
+    assert re.search(r"^s1 .*\binterrupted\s+v2 in web[12]$", output, re.MULTILINE), output
+    assert re.search(r"^s3 .*\binterrupted\s+v1 in web[12]$", output, re.MULTILINE), output
+    assert after_interrupt["s1"] == "v2" and after_interrupt["s3"] == "v1", after_interrupt
     for address in box.addresses:
         assert len(box.served_versions(address)) == 1
+    # The interrupted deploy is what a plain rollback undoes: s1 (and s2 if it kept v2) go
+    # back, the others stay.
+    assert rollback.returncode == 0, rollback.stdout + rollback.stderr
+    assert re.search(r"the last deploy \(v2, .*\) did not finish \(interrupted\): rollback "
+                     r"undoes it: s1 back to v1", rollback.stdout + rollback.stderr)
+    assert set(box.live_versions().values()) == {"v1"}
     # The next deploy picks up from there.
     after = box.fab("deploy", "--tag", "v2", inventory=inventory)
     assert after.returncode == 0, after.stdout + after.stderr
     assert set(box.live_versions().values()) == {"v2"}
+
+
+def test_a_clean_up_that_hangs_after_the_switch_back_leaves_the_old_version_serving(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """s1's new slot leaves rotation in its watch (a hand-made maint) while s1's Docker
+    engine is frozen: the watch sends the traffic back, then `docker logs` of the failed
+    container is abandoned at its deadline. The old slot keeps the traffic (it used to be
+    put in maint too: every request 503), the clean-up's failure is one line, 0 failed."""
+    box = fleet_on_v1
+    command_deadline = 5
+    inventory = box.inventory_copy(tmp_path, timeouts={"watch": 20, "command": command_deadline,
+                                                       "stop": 1})
+    s1 = box.addresses[0]
+    served = set(box.live_versions().values())  # the module's earlier tests decide which
+    assert len(served) == 1
+    old = served.pop()
+    new = "v1" if old == "v2" else "v2"
+    with box.load() as load:
+        deploy = BackgroundDeploy(box, new, inventory)
+        switched = deploy.until("s1", rf"(web[12]) \({new}\) is taking traffic")
+        assert switched, "".join(deploy.lines)
+        with frozen_docker_engine(sandbox.server_nodes(1)[0]):
+            box.ssh(s1, f"echo 'set server webapp/{switched.group(1)} state maint' | "
+                    "socat - UNIX-CONNECT:/etc/slotswap/webapp/haproxy/admin/admin.sock")
+            exit_code, output = deploy.finish(timeout=120)
+            frozen_serves = box.served_versions(s1)
+    report = load.stop()
+    print(report.summary())
+    assert report.failed == 0, report.failures
+    assert exit_code == 1, output
+    assert frozen_serves == {old}
+    assert re.search(rf"^\[s1 .*\] web[12] \({new}\) FAILED: stopped taking traffic .*; "
+                     rf"traffic is back on web[12] \({old}\)", output, re.MULTILINE), output
+    assert re.search(rf"^\[s1 .*\] could not stop webapp-web[12]: .*gave no answer within "
+                     rf"{command_deadline}s.*; it gets no traffic, and the next deploy removes "
+                     "it", output, re.MULTILINE), output
+    assert re.search(rf"^s1 .*\brolled back\s+{old} in web[12]$", output, re.MULTILINE), output
+    assert box.live_versions()["s1"] == old
+    for address in box.addresses:
+        assert len(box.served_versions(address)) == 1
+    after = box.fab("deploy", "--tag", new, inventory=inventory)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert set(box.live_versions().values()) == {new}
