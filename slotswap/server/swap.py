@@ -168,8 +168,6 @@ class SlotSwap:
                     f"could not put {plan.idle} in rotation"):
                 raise SwapError(f"HAProxy did not answer the line that puts {plan.idle} in "
                                 "rotation, twice", "")
-            if plan.live is None:
-                self.remember_slot_state()
         except BaseException as error:
             try:
                 self.contain_failure(plan.idle)
@@ -182,6 +180,7 @@ class SlotSwap:
         if plan.live is None:
             self.switch_seconds = time.monotonic() - started
             self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
+            self.remember_slot_state()
             self.serving = self.verify(plan.idle)
             return False
         at_switch = self.last_stats
@@ -192,6 +191,8 @@ class SlotSwap:
         self.progress(f"{plan.idle} ({self.tag}) is taking traffic (switched after "
                       f"{self.switch_seconds:.1f}s); {plan.live} drains and stays up "
                       f"in case {self.tag} fails")
+        # Said first, then kept for a restarted HAProxy: the report follows the switch at once.
+        self.remember_slot_state()
         return True
 
     def watch_and_retire(self, window_closes: Callable[[], float | None],
@@ -236,7 +237,6 @@ class SlotSwap:
         interrupt can never leave both or neither in rotation. Until the window closes the
         old slot takes what the new one cannot, through its fallback line (switch_line)."""
         self.server.runtime_api(switch_line(self.backend, new, old, fallback=self.fallback))
-        self.remember_slot_state()
 
     def switch_over(self, new: str, old: str) -> None:
         """The switch; when its answer is lost (a lost connection, no answer in time) HAProxy
@@ -387,11 +387,11 @@ class SlotSwap:
                             f"{old} failed; run `fab status`, then deploy the version you "
                             "want", describe_serving(read_slots_quietly(self.server,
                                                                          self.inventory)))
-        self.remember_slot_state()
         verdict = "FAILED: " if failure.failed else ""
         self.progress(f"{new} ({self.tag}) {verdict}{failure.what} {after:.1f}s after taking "
                       f"traffic ({failure.detail}); traffic is back on {old} "
                       f"({self.old_version})")
+        self.remember_slot_state()
         rolled_back = (f"{self.tag} took traffic in {new}, then {failure.what} {after:.1f}s "
                        f"later ({failure.detail}); rolled back to {self.old_version} in {old}")
         if failure.failed:

@@ -306,7 +306,8 @@ def rollout_targets(inventory: Inventory, words: list[str]) -> dict[str, str]:
 # What a server's progress says serves: a switch, a switch back, a stop in the window.
 REPORTS = (re.compile(r"^\S+ \((\S+)\) is taking traffic"),
            re.compile(r"; traffic is back on \S+ \((\S+)\)$"),
-           re.compile(r"^stopped early: \S+ \((\S+)\) serves"))
+           re.compile(r"^stopped early: \S+ \((\S+)\) serves"),
+           re.compile(r"^stopped early: traffic is back on \S+ \((\S+)\)"))
 SERVING = re.compile(r"(v\d+) in web\d")
 
 

@@ -168,7 +168,8 @@ def test_each_change_of_the_slot_in_rotation_is_written_where_haproxy_starts_fro
     server = StatefulServer()
     slot_swap = SlotSwap(server, make_inventory(tmp_path), "v2", lambda _: None)
     slot_swap.old_version = "v1"
-    slot_swap.switch("web2", "web1")
+    slot_swap.switch("web2", "web1")  # switch_in saves the state once it said so
+    slot_swap.remember_slot_state()
     switched = switch_line("webapp", "web2", "web1", fallback=False)
     assert server.files[STATE_FILE] == f"1\n# after: {switched}\n"
     slot_swap.take_out_of_rotation("web1")
