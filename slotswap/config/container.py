@@ -20,11 +20,8 @@ _LABEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 
 
 def _driver(value: object, key: str, _: Context) -> str:
-    driver = values.string(value, key, "a log driver")
-    if not _LOG_DRIVER.fullmatch(driver):
-        raise values.Invalid(key, "expected a log driver name such as json-file, got "
-                                  f"{values.describe(driver)}")
-    return driver
+    return values.matching(value, key, _LOG_DRIVER, "a log driver",
+                           "a log driver name such as json-file")
 
 
 def _options(value: object, key: str, _: Context) -> tuple[tuple[str, str], ...]:

@@ -14,11 +14,8 @@ def _path(value: object, key: str, _: Context) -> str:
 
 
 def _host(value: object, key: str, _: Context) -> str:
-    host = values.string(value, key, "a host name for the Host header")
-    if not values.HEADER_HOST.fullmatch(host):
-        raise values.Invalid(key, "expected a host name, optionally with :port, "
-                                  f"got {values.describe(host)}")
-    return host
+    return values.matching(value, key, values.HEADER_HOST, "a host name for the Host header",
+                           "a host name, optionally with :port")
 
 
 def _status(value: object, key: str, _: Context) -> tuple[int, ...]:

@@ -23,14 +23,9 @@ _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 def _host_name(value: object, key: str, _: Context) -> str:
-    name = values.string(value, key, "a host display name")
-    if not _HOST_NAME.fullmatch(name):
-        raise values.Invalid(
-            key,
-            "expected a name of 1-63 letters, digits, '_', '.' or '-', "
-            f"starting with a letter or digit, got {values.describe(name)}",
-        )
-    return name
+    return values.matching(value, key, _HOST_NAME, "a host display name",
+                           "a name of 1-63 letters, digits, '_', '.' or '-', "
+                           "starting with a letter or digit")
 
 
 def _address(value: object, key: str, _: Context) -> str:

@@ -24,17 +24,13 @@ _DNS_NAME = re.compile(
 
 
 def _directory(value: object, key: str, _: Context) -> str:
-    directory = values.string(value, key, "the https:// URL of an ACME directory")
-    if not re.fullmatch(r"https://[^\s\\\"']+", directory):
-        raise values.Invalid(key, f"expected an https:// URL, got {values.describe(directory)}")
-    return directory
+    return values.matching(value, key, r"https://[^\s\\\"']+",
+                           "the https:// URL of an ACME directory", "an https:// URL")
 
 
 def _contact(value: object, key: str, _: Context) -> str:
-    contact = values.string(value, key, "an e-mail address")
-    if not re.fullmatch(r"[^@\s:]+@[^@\s:]+", contact):
-        raise values.Invalid(key, f"expected an e-mail address, got {values.describe(contact)}")
-    return contact
+    return values.matching(value, key, r"[^@\s:]+@[^@\s:]+", "an e-mail address",
+                           "an e-mail address")
 
 
 @dataclass(frozen=True)

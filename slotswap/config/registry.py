@@ -13,18 +13,12 @@ _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}")
 
 
 def _user(value: object, key: str, _: Context) -> str:
-    user = values.string(value, key, "a registry user name")
-    if not _USER.fullmatch(user):
-        raise values.Invalid(key, f"expected a user name, got {values.describe(user)}")
-    return user
+    return values.matching(value, key, _USER, "a registry user name", "a user name")
 
 
 def _server(value: object, key: str, _: Context) -> str:
-    server = values.string(value, key, "a registry host[:port]")
-    if not values.HEADER_HOST.fullmatch(server):
-        raise values.Invalid(key, "expected a registry host[:port] such as "
-                                  f"registry.example.com:5000, got {values.describe(server)}")
-    return server
+    return values.matching(value, key, values.HEADER_HOST, "a registry host[:port]",
+                           "a registry host[:port] such as registry.example.com:5000")
 
 
 @dataclass(frozen=True)

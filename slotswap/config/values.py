@@ -76,6 +76,16 @@ def string(value: object, key: str, expected: str) -> str:
     return value
 
 
+def matching(value: object, key: str, regex: re.Pattern[str] | str, what: str,
+             expected: str) -> str:
+    """A non-empty string (else "expected `what`") that `regex` matches in full (else
+    "expected `expected`, got ...")."""
+    text = string(value, key, what)
+    if not re.fullmatch(regex, text):
+        raise Invalid(key, f"expected {expected}, got {describe(text)}")
+    return text
+
+
 def checked(validator: Callable[[str], str], value: object, key: str, expected: str) -> str:
     """Run one of slotswap.core.validation's checks, reporting failures at ``key``."""
     text = string(value, key, expected)
