@@ -70,12 +70,15 @@ class SimTime:
     def perf_counter(self) -> float:
         return self.clock.now
 
+    def clock_gettime(self, which: int) -> float:  # the lease's clock (CLOCK_BOOTTIME)
+        return self.clock.now
+
     def __getattr__(self, name: str) -> Any:
         return getattr(real_time, name)
 
 
 POLLING_MODULES = ("slotswap.server.swap", "slotswap.fleet.server_run",
-                   "slotswap.fleet.watch_window")
+                   "slotswap.fleet.watch_window", "slotswap.server.lease")
 
 
 def patch_time(monkeypatch: Any, clock: SimClock) -> None:
@@ -283,8 +286,8 @@ class SimHaproxy:
         prefix = f"{self.backend}/"
         if command == haproxy.command_show_stat(self.backend):
             return self.show_stat() + "\n"
-        if command == haproxy.command_show_servers_state(self.backend):
-            return self.show_servers_state() + "\n"
+        if command in (haproxy.command_show_servers_state(self.backend), "show servers state"):
+            return self.show_servers_state() + "\n"  # every backend: the app's is the one
         if words[:2] == ["show", "stat"] or words[:3] == ["show", "servers", "state"]:
             return (f"Can't find backend '{words[-1]}'.\n" if words[1] == "servers"
                     else "No such proxy.\n")

@@ -40,6 +40,7 @@ from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import STATE_NAME, haproxy_dir, lock_dir
 from slotswap.core import interrupts
 from slotswap.core.timings import Timings
+from slotswap.remote.call_guard import NO_GUARD, CallGuard
 from slotswap.remote.server import (
     CommandDeadlineError,
     CommandResult,
@@ -48,6 +49,7 @@ from slotswap.remote.server import (
     RemoteDirError,
 )
 from slotswap.server import history, locking
+from slotswap.server.lease import LOST_EXIT, LOST_MARK
 from slotswap.server.locking import LockOwner, new_owner
 from tests.unit.fake_server import Login
 from tests.unit.simulated_docker import (
@@ -120,6 +122,7 @@ class SimulatedServer(DockerEngine):
         self.lease_lost_changes: list[str] = []  # changes made after the lease was taken
         self.guard = threading.RLock()
         self.real_shell = False  # the fixed scripts run by the real `sh` (slower)
+        self.call_guard: CallGuard = NO_GUARD  # the run's lease, as Server asks it
 
     # -- the world ---------------------------------------------------------------------
     def check_passes(self, port: int) -> tuple[bool, str]:
@@ -195,7 +198,7 @@ class SimulatedServer(DockerEngine):
 
     # -- faults ------------------------------------------------------------------------
     def begin_call(self, what: str, *, docker_command: bool = False, changes: bool = False,
-                   timeout: float | None = None) -> str | None:
+                   timeout: float | None = None, shell: bool = True) -> str | None:
         """Count the call, apply a fault due now; returns what must happen to the call
         itself: 'lost_after', 'deadline', 'interrupt' (after it), or None."""
         self.before_call(self)
@@ -220,6 +223,7 @@ class SimulatedServer(DockerEngine):
                 self.take_lease_over()
             else:
                 after = fault.kind
+        self.ask_guard(what, shell)
         if self.frozen and docker_command:
             self.clock.advance(timeout or self.inventory.timeouts.command)
             self.after_call(self, what)
@@ -238,11 +242,28 @@ class SimulatedServer(DockerEngine):
         if after == "interrupt":
             interrupts._requested.set()  # the first Ctrl-C of a guarded run: a flag
 
+    def ask_guard(self, what: str, shell: bool) -> None:
+        """What Server asks its call guard: a runtime-API line only the lease (before_call);
+        a shell line the lease, then, on the server, the `grep` in front of the line that
+        runs it only while the lock's owner file holds the run's token."""
+        if not shell:
+            self.call_guard.before_call()
+            return
+        guarded = self.call_guard.guard_line(what)
+        if guarded == what:
+            return
+        _, _, _, token, owner_file = shlex.split(guarded.split(" || ", 1)[0])
+        if token not in (self.read_local(owner_file) or "\0"):
+            self.after_call(self, what)
+            self.call_guard.check_answer(LOST_EXIT, f"{LOST_MARK}\n")
+
     lease_taken = False
     other_owner: LockOwner | None = None
 
     def take_lease_over(self) -> None:
-        """Another run found this run's lock stale and took it (as TAKE_SCRIPT does)."""
+        """This run was stopped (a laptop asleep) past its lease, and another run found its
+        lock stale and took it (as TAKE_SCRIPT does)."""
+        self.clock.advance(self.inventory.timeouts.lease + 1)
         self.lease_taken = True
         self.other_owner = new_owner("deploy", "other")
         lock = self.local(lock_dir(self.inventory))
@@ -430,7 +451,7 @@ class SimulatedServer(DockerEngine):
     # -- HAProxy's runtime API ---------------------------------------------------------
     def runtime_api(self, command: str) -> str:
         after = self.begin_call(command, changes=not all(
-            part.startswith("show ") for part in command.split("; ")))
+            part.startswith("show ") for part in command.split("; ")), shell=False)
         try:
             answer = self.haproxy.answer(command)
         except UnknownCommand as error:

@@ -36,6 +36,7 @@ from slotswap.fleet import rollback_targets as rollback_targets_module
 from slotswap.fleet import rollout, server_run
 from slotswap.fleet.errors import EXIT_DEPLOY_FAILED, EXIT_LOCKED
 from slotswap.fleet.outcomes import Outcome, RolloutResult
+from slotswap.remote.call_guard import NO_GUARD
 from slotswap.server import history
 from slotswap.server.haproxy_config import Login, render_config
 from tests.unit.fake_server import make_inventory
@@ -320,6 +321,13 @@ def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
         versions = serving[server.name]
         outcome = next(o for o in result.outcomes if o.name == server.name) \
             if result.outcomes else None
+        if server.lease_taken:
+            # Another run took this server's lock over: this run leaves it as it was when it
+            # lost the lease (changing nothing more, held below), that run repairs it.
+            if server.lease_lost_changes:
+                problems.append(f"{server.name}: changed after its lease was taken over: "
+                                f"{server.lease_lost_changes[0][:80]}")
+            continue
         if len(versions) != 1:
             problems.append(f"{server.name}: {sorted(map(str, versions))} in rotation after "
                             f"the run ({', '.join(lines_in_rotation(server))})")
@@ -361,6 +369,7 @@ def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
         if server.lease_taken:
             shutil.rmtree(server.local(lock_dir(fleet.inventory)), ignore_errors=True)
             server.lease_taken, server.lease_lost_changes = False, []
+            server.call_guard = NO_GUARD  # the faulted run's lost lease: a new run, a new Server
     fleet.problems = []
     result = fleet.run(command)
     if result.exit_code == EXIT_LOCKED:
