@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -288,6 +289,63 @@ def parse_servers_state(text: str) -> dict[str, ServerState]:
             fqdn=row.get("srv_fqdn", "-"),
         )
     return servers
+
+
+# What `set server ... state X` does to the admin bits (HAProxy's srv_adm_set_ready, _drain,
+# _maint): (bits cleared, bit set). `disabled` in the config (0x04) is left as a mark.
+ADMIN_CHANGE = {
+    AdminState.READY: (ADMIN_FORCED_MAINT | ADMIN_FORCED_DRAIN, 0),
+    AdminState.DRAIN: (ADMIN_FORCED_MAINT, ADMIN_FORCED_DRAIN),
+    AdminState.MAINT: (ADMIN_FORCED_DRAIN, ADMIN_FORCED_MAINT),
+}
+
+
+def servers_state_with(text: str, backend: str, states: Mapping[str, AdminState]) -> str:
+    """Pure: a `show servers state` answer (every backend's, or one's) as it would read once
+    `set server <backend>/<name> state <state>` ran for each of `states`: the server-state
+    file a restarted HAProxy starts from, written before the line that makes it so. Every
+    other column and line is kept as HAProxy wrote it. Raises RuntimeApiError when a named
+    server is not in the answer."""
+    lines = text.splitlines()
+    header = _state_header(text)
+    be, name, admin = (header.index(c) for c in ("be_name", "srv_name", "srv_admin_state"))
+    found, out = set(), []
+    for line in lines:
+        columns = line.split(" ")
+        if (not line.startswith("#") and len(columns) > max(be, name, admin)
+                and columns[be] == backend and columns[name] in states):
+            cleared, added = ADMIN_CHANGE[states[columns[name]]]
+            columns[admin] = str(int(columns[admin]) & ~cleared | added)
+            found.add(columns[name])
+            line = " ".join(columns)
+        out.append(line)
+    if missing := sorted(set(states) - found):
+        raise RuntimeApiError(f"`show servers state` has no {', '.join(missing)} in "
+                              f"backend {backend}")
+    return "\n".join(out) + "\n"
+
+
+def _state_header(text: str) -> list[str]:
+    header = next((line[2:].split() for line in text.splitlines() if line.startswith("# ")),
+                  [])
+    if not {"be_name", "srv_name", "srv_admin_state", "srv_op_state"} <= set(header):
+        raise RuntimeApiError(f"unexpected `show servers state` answer: {text[:200]!r}")
+    return header
+
+
+def server_state_in(text: str, backend: str, name: str) -> ServerState | None:
+    """Pure: one server of one backend in a `show servers state` answer (every backend's,
+    or one's); None when it is not there."""
+    header = _state_header(text)
+    for line in text.splitlines():
+        row = dict(zip(header, line.split(), strict=False))
+        if not line.startswith("#") and row.get("be_name") == backend \
+                and row.get("srv_name") == name:
+            return ServerState(name=name, address=row.get("srv_addr", "-"),
+                               op_state=_int(row.get("srv_op_state")),
+                               admin_state=_int(row.get("srv_admin_state")),
+                               fqdn=row.get("srv_fqdn", "-"))
+    return None
 
 
 def parse_info(text: str) -> dict[str, str]:

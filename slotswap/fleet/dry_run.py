@@ -147,10 +147,14 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
     plan.wait(f"HAProxy's checks pass: GET {inventory.healthcheck.path} answers 200, {idle} "
               f"DRAIN L7OK (up to {inventory.timeouts.healthy:g}s; else {idle} back to maint, "
               f"`docker stop` of {name}, and the run stops here)")
+    state_steps(plan, inventory, "that answer as it will be once the next line ran (a "
+                f"restarted HAProxy starts from it); {idle} no longer up in it: the run stops "
+                "here")
     if live is None:
         plan.api(alone_line(backend, idle, fallback=has_fallback_lines(views)))
     else:
-        plan.api(switch_line(backend, idle, live, fallback=fallback))
+        plan.api(haproxy.join_commands(switch_line(backend, idle, live, fallback=fallback),
+                                       haproxy.command_show_servers_state(backend)))
         window = ("after this switch" if inventory.watch.each
                   else "after the rollout's last switch; the next server starts now")
         plan.wait(f"{live} has no sessions left (up to {inventory.timeouts.drain:g}s) and "
@@ -163,6 +167,7 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
                   + switch_back_line(backend, idle, live, fallback=fallback)
                   + f", `docker stop` of {name}, and the run stops here")
         plan.api(out_of_rotation_line(backend, live, fallback=fallback))
+        state_steps(plan, inventory, "that answer")
         plan.shell(docker.stop(inventory.container_name(live), inventory.timeouts.stop))
     plan.wait(f"{idle} serves {tag} (show stat, docker inspect)")
     plan.steps.append(f"$ {shlex.join(append_command(inventory))} <<< "
@@ -170,6 +175,13 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
     prune_steps(plan, server, inventory, views, live, tag)
     unlock_steps(plan, inventory)
     return plan
+
+
+def state_steps(plan: ServerPlan, inventory: Inventory, what: str) -> None:
+    """HAProxy's servers' state read, and written where a restarted HAProxy starts from
+    (slotswap.server.haproxy_state)."""
+    plan.api("show servers state")
+    plan.write(f"{haproxy_dir(inventory)}/{STATE_NAME}", 0o644, what)
 
 
 def start_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory, view: SlotView,

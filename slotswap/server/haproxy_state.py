@@ -4,23 +4,32 @@
 The kit moves slots through the runtime API only, which a restarted HAProxy forgets (a
 reboot, a Docker engine restart or upgrade, an OOM kill Docker restarts, `up` starting a
 stopped HAProxy): from the config alone both slots would come back in rotation, and any
-slot container still running would serve beside the live one. So after every change of
-which slot takes traffic, the kit writes HAProxy's own dump of its servers' state to that
-file (through a temporary name and a rename: a cut write leaves the previous file whole), and
-the file is never removed while HAProxy's folder exists. A cut between a change and its
-write leaves the file one step behind, a state the kit itself set a moment before.
+slot container still running would serve beside the live one. So the kit keeps HAProxy's
+own dump of its servers' state in that file (through a temporary name and a rename: a cut
+write leaves the previous file whole), and the file is never removed while HAProxy's folder
+exists. Before a line that moves traffic (the switch, the switch back, a slot put in alone)
+the file is written as the state will be once the line ran (save_slot_state_ahead), so a
+restart at any moment after it starts from where the kit is going; after other changes it
+is written from the dump once they ran (remember_slot_state).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from slotswap.commands.runtime_api import (
+    AdminState,
+    RuntimeApiError,
+    server_state_in,
+    servers_state_with,
+)
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import STATE_NAME, haproxy_dir
 from slotswap.remote.protocol import ServerLike
 
 Progress = Callable[[str], None]
 SHOW_STATE = "show servers state"
+OP_RUNNING = 2  # srv_op_state
 
 
 def state_path(server: ServerLike, inventory: Inventory) -> str:
@@ -32,6 +41,33 @@ def save_slot_state(server: ServerLike, inventory: Inventory) -> None:
     runtime API or the write raises."""
     state = server.runtime_api(SHOW_STATE)
     server.write_file(state_path(server, inventory), state)
+
+
+class SlotNotUp(RuntimeApiError):
+    """HAProxy does not count up a slot that a move of the traffic relies on: restarted since
+    the slot's checks passed, from a file written before they did."""
+
+
+def require_up(name: str, state: str, backend: str, slot: str) -> None:
+    """Raise SlotNotUp unless `show servers state` (`state`) has the slot running."""
+    found = server_state_in(state, backend, slot)
+    if found is None or found.op_state != OP_RUNNING:
+        raise SlotNotUp(f"{name}: HAProxy no longer counts {slot} up (was it restarted?)")
+
+
+def save_slot_state_ahead(server: ServerLike, inventory: Inventory, backend: str,
+                          states: Mapping[str, AdminState], *, up: str | None = None) -> None:
+    """The file as HAProxy's servers' state is to be once the line that sets `states` ran,
+    written before that line: a restart of HAProxy at any moment after the write starts
+    from the state the kit is moving to, never from the one it moves away from (which would
+    put the old version back in rotation while the kit says the new one serves). `up`: a line
+    the move relies on being up (the new slot, checked just before); HAProxy no longer
+    counting it up (restarted meanwhile, from an older file) raises SlotNotUp and writes
+    nothing. Raises what the runtime API or the write raises."""
+    state = server.runtime_api(SHOW_STATE)
+    if up is not None:
+        require_up(server.name, state, backend, up)
+    server.write_file(state_path(server, inventory), servers_state_with(state, backend, states))
 
 
 def remember_slot_state(server: ServerLike, inventory: Inventory,

@@ -6,6 +6,7 @@ container of it that a rollback can start again without a pull.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from slotswap.commands import docker
 from slotswap.config.app_env import AppEnv
@@ -52,7 +53,7 @@ def made_with_settings_of(inventory: Inventory, view: SlotView, tag: str) -> boo
 
 def has_env_file_of(server: ServerLike, inventory: Inventory, slot: str, app_env: AppEnv) -> bool:
     """The slot's env file holds today's environment (none, with no environment): the file
-    is always the one its container was created with (see SlotSwap.write_env_file)."""
+    is always the one its container was created with (see write_env_file)."""
     text = server.read_file(env_file_path(server.with_folders(inventory), slot))
     return env_file_holds(inventory, app_env, text)
 
@@ -105,3 +106,17 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
             and env_file_holds(inventory, app_env, env_text)):
         return None
     return describe_serving(views)
+
+
+def write_env_file(server: ServerLike, inventory: Inventory, slot: str, app_env: AppEnv,
+                   progress: Callable[[str], None]) -> str | None:
+    """The app's environment, secrets included, reaches it only through a 0600 file; returns
+    its path. With no environment, None: the slot's file from an earlier deploy goes with
+    its container (SlotSwap.start_new removes it), so a slot's env file is always the one
+    its container was created with."""
+    if inventory.env.empty:
+        return None
+    path = env_file_path(server.with_folders(inventory), slot)
+    server.write_private_file(path, app_env.text)
+    progress(f"wrote {path} (mode 0600): {app_env.masked()}")
+    return path

@@ -21,8 +21,13 @@ from slotswap.config.layout import env_file_path
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import ConnectError
-from slotswap.server.haproxy_state import remember_slot_state
-from slotswap.server.redeploy import has_env_file_of, keeps_stopped_container_of
+from slotswap.server import haproxy_state as state_file
+from slotswap.server.polling import POLL_INTERVAL, wait_for
+from slotswap.server.redeploy import (
+    has_env_file_of,
+    keeps_stopped_container_of,
+    write_env_file,
+)
 from slotswap.server.slots import (
     SlotView,
     describe_serving,
@@ -34,20 +39,21 @@ from slotswap.server.slots import (
 from slotswap.server.swap_errors import SwapError, SwapRolledBack, SwapStopped
 from slotswap.server.swap_plan import (
     WatchFailure,
-    alone_line,
+    alone_states,
     container_failure,
     has_fallback_lines,
     new_slot_traffic,
     old_sessions,
     out_of_rotation_line,
     plan_slots,
-    switch_back_line,
+    states_line,
+    switch_back_states,
     switch_line,
+    switch_states,
     uses_fallback,
     watch_failure,
 )
 
-POLL_INTERVAL = 0.05
 # After the switch, one `show stat` every 250 ms per watched server (every switched server of
 # a rollout's window at once, each look a round trip over SSH and a parse on the operator's
 # CPU, which the swaps still to come need). The watch need not beat HAProxy: a request the
@@ -57,11 +63,11 @@ POLL_INTERVAL = 0.05
 # fastinter, two passes at downinter 100ms, rise 2): every look in 250 ms sees it. A check
 # that failed once between two looks is counted by HAProxy (`chkfail`), see watch_failure.
 WATCH_POLL_INTERVAL = 0.25
-CONTAINER_CHECK_INTERVAL = 1.0
 # The watch's look at the container itself (`docker inspect` over SSH, a Docker CLI start on
 # the server): a backup for HAProxy's checks, which see a crashed app first.
 WATCH_CONTAINER_CHECK_INTERVAL = 2.0
 Progress = Callable[[str], None]
+States = dict[str, AdminState]  # line -> the state a runtime-API line sets
 
 
 @dataclass
@@ -100,10 +106,13 @@ class SlotSwap:
     def set_state(self, slot: str, state: AdminState) -> None:
         self.server.runtime_api(haproxy.command_set_state(self.backend, slot, state))
 
-    def remember_slot_state(self) -> None:
-        """After a change of which slot takes traffic: where a restarted HAProxy starts from
-        (slotswap.server.haproxy_state)."""
-        remember_slot_state(self.server, self.inventory, self.progress)
+    def save_state(self, ahead: States | None = None, up: str | None = None) -> None:
+        """Where a restarted HAProxy starts from (slotswap.server.haproxy_state): before a
+        line that moves traffic, the state it moves to (`ahead`); else, after a change, the
+        state now (a failure only said)."""
+        if ahead is None:
+            return state_file.remember_slot_state(self.server, self.inventory, self.progress)
+        state_file.save_slot_state_ahead(self.server, self.inventory, self.backend, ahead, up=up)
 
     def stat(self, slot: str) -> ServerStat:
         return self.stats()[slot]
@@ -161,11 +170,13 @@ class SlotSwap:
             checkpoint()
             if plan.live is not None and (reason := stop_requested()):
                 raise SwapStopped(f"not switched to {self.tag}: {reason}", "")
+            moving = switch_states(plan.idle, plan.live, fallback=self.fallback) \
+                if plan.live else alone_states(plan.idle, fallback=has_fallback_lines(views))
+            self.save_state(moving, up=plan.idle)
             # Nothing serves: the new slot in, the other out, in one line sent again if its
             # answer is lost (both states settled whichever way it went).
-            if plan.live is None and not self.send_settled(alone_line(
-                    self.backend, plan.idle, fallback=has_fallback_lines(views)),
-                    f"could not put {plan.idle} in rotation"):
+            if plan.live is None and not self.send_settled(
+                    states_line(self.backend, moving), f"could not put {plan.idle} in rotation"):
                 raise SwapError(f"HAProxy did not answer the line that puts {plan.idle} in "
                                 "rotation, twice", "")
         except BaseException as error:
@@ -180,7 +191,6 @@ class SlotSwap:
         if plan.live is None:
             self.switch_seconds = time.monotonic() - started
             self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
-            self.remember_slot_state()
             self.serving = self.verify(plan.idle)
             return False
         at_switch = self.last_stats
@@ -191,8 +201,6 @@ class SlotSwap:
         self.progress(f"{plan.idle} ({self.tag}) is taking traffic (switched after "
                       f"{self.switch_seconds:.1f}s); {plan.live} drains and stays up "
                       f"in case {self.tag} fails")
-        # Said first, then kept for a restarted HAProxy: the report follows the switch at once.
-        self.remember_slot_state()
         return True
 
     def watch_and_retire(self, window_closes: Callable[[], float | None],
@@ -235,8 +243,14 @@ class SlotSwap:
     def switch(self, new: str, old: str) -> None:
         """Traffic to the new slot, none to the old one, in one line: a connection lost or an
         interrupt can never leave both or neither in rotation. Until the window closes the
-        old slot takes what the new one cannot, through its fallback line (switch_line)."""
-        self.server.runtime_api(switch_line(self.backend, new, old, fallback=self.fallback))
+        old slot takes what the new one cannot, through its fallback line (switch_line).
+        HAProxy's servers' state comes back in the same round trip: a new slot it no longer
+        counts up (restarted since its checks passed, before the state file was written
+        ahead) raises SlotNotUp, and the traffic is still on the old slot's lines."""
+        answer = self.server.runtime_api(haproxy.join_commands(
+            switch_line(self.backend, new, old, fallback=self.fallback),
+            haproxy.command_show_servers_state(self.backend)))
+        state_file.require_up(self.server.name, answer, self.backend, new)
 
     def switch_over(self, new: str, old: str) -> None:
         """The switch; when its answer is lost (a lost connection, no answer in time) HAProxy
@@ -247,18 +261,31 @@ class SlotSwap:
             self.switch(new, old)
             self.switched_at = time.monotonic()
         except Exception as error:
-            if self.send_back(new, old):
-                self.progress(f"the switch to {new} ({self.tag}) got no answer; traffic is "
-                              f"on {old} ({self.old_version})")
+            # Its answer lost, HAProxy may have switched: the line back first (the new
+            # version passed its checks), then the state file.
+            if self.send_back(new, old, ahead=False):
+                what = "found it down" if isinstance(error, state_file.SlotNotUp) \
+                    else "got no answer"
+                self.progress(f"the switch to {new} ({self.tag}) {what}; traffic is on {old} "
+                              f"({self.old_version})")
                 self.clean_up_failed(new, with_output=False)
             raise self.failure(error) from error
 
-    def send_back(self, new: str, old: str) -> bool:
+    def send_back(self, new: str, old: str, *, ahead: bool = True) -> bool:
         """The switch back's line (old slot in rotation, new one and the old one's fallback
         out), sent again once when its answer is lost: it sets states, so twice is as once.
-        True once HAProxy took it; False (and said) when the server did not answer twice."""
-        back = switch_back_line(self.backend, new, old, fallback=self.fallback)
-        self.traffic_back = self.send_settled(back, f"could not send the traffic back to {old}")
+        True once HAProxy took it; False (and said) when the server did not answer twice. The
+        state file goes first (`ahead`); one that cannot be written then, after the line."""
+        back = switch_back_states(new, old, fallback=self.fallback)
+        try:
+            if ahead:
+                self.save_state(back)
+        except Exception:  # the traffic goes back all the same
+            ahead = False
+        self.traffic_back = self.send_settled(states_line(self.backend, back),
+                                              f"could not send the traffic back to {old}")
+        if self.traffic_back and not ahead:
+            self.save_state()
         return self.traffic_back
 
     def send_settled(self, line: str, failed: str) -> bool:
@@ -315,7 +342,7 @@ class SlotSwap:
     def take_out_of_rotation(self, slot: str) -> None:
         self.server.runtime_api(out_of_rotation_line(self.backend, slot,
                                                      fallback=self.fallback))
-        self.remember_slot_state()
+        self.save_state()
 
     def watch_and_drain(self, new: str, old: str,
                         window_closes: Callable[[], float | None],
@@ -391,7 +418,6 @@ class SlotSwap:
         self.progress(f"{new} ({self.tag}) {verdict}{failure.what} {after:.1f}s after taking "
                       f"traffic ({failure.detail}); traffic is back on {old} "
                       f"({self.old_version})")
-        self.remember_slot_state()
         rolled_back = (f"{self.tag} took traffic in {new}, then {failure.what} {after:.1f}s "
                        f"later ({failure.detail}); rolled back to {self.old_version} in {old}")
         if failure.failed:
@@ -427,7 +453,8 @@ class SlotSwap:
             # One round trip: remove what is left in the slot, run, and inspect for the
             # address Docker gave the new container.
             removal = [docker.remove(name)] if view.container is not None else []
-            env_file = self.write_env_file(slot)
+            env_file = write_env_file(self.server, self.inventory, slot,
+                                      self.resolved_env(), self.progress)
             if env_file is None:
                 removal.append(["rm", "-f", env_file_path(
                     self.server.with_folders(self.inventory), slot)])
@@ -456,8 +483,9 @@ class SlotSwap:
             haproxy.command_set_address(self.backend, line, address, port, check_port)
             for line in lines)))
         self.progress(f"started {name} ({self.tag}) at {address}:{port}")
-        self.wait_for(lambda: self.address(slot) == address, self.timeouts.healthy,
-                      f"HAProxy to use {address}:{port} for {name}", slot)
+        what = f"HAProxy to use {address}:{port} for {name}"
+        wait_for(lambda: self.address(slot) == address, self.timeouts.healthy, what,
+                 look=lambda: self.fail_if_container_died(slot, what))
         return address
 
     def can_restart(self, slot: str, view: SlotView) -> bool:
@@ -469,18 +497,6 @@ class SlotSwap:
     def resolved_env(self) -> AppEnv:
         # Resolved here only for a caller that did not resolve it when the deploy started.
         return self.app_env or resolve_app_env(self.inventory, os.environ)
-
-    def write_env_file(self, slot: str) -> str | None:
-        """The app's environment, secrets included, reaches it only through a 0600 file. With
-        no environment, the slot's file from an earlier deploy goes: a slot's env file is
-        always the one its container was created with (start_new removes it)."""
-        if self.inventory.env.empty:
-            return None
-        path = env_file_path(self.server.with_folders(self.inventory), slot)
-        app_env = self.resolved_env()
-        self.server.write_private_file(path, app_env.text)
-        self.progress(f"wrote {path} (mode 0600): {app_env.masked()}")
-        return path
 
     def wait_healthy(self, slot: str, address: str) -> None:
         # drain: checks run, no traffic. health down: `rise` fresh passes are needed before
@@ -499,9 +515,10 @@ class SlotSwap:
             last[:] = [stat]
             return stat.status == "DRAIN" and stat.check_passed
 
-        self.wait_for(healthy, self.timeouts.healthy,
-                      f"{slot} to pass HAProxy's health checks", slot,
-                      detail=lambda: f"last check: {last[0].check_summary}" if last else "")
+        what = f"{slot} to pass HAProxy's health checks"
+        wait_for(healthy, self.timeouts.healthy, what,
+                 look=lambda: self.fail_if_container_died(slot, what),
+                 detail=lambda: f"last check: {last[0].check_summary}" if last else "")
         if self.address(slot) != address:
             raise SwapError(f"HAProxy's address for {slot} moved away from the new container "
                             f"({address}); not switching", "")
@@ -557,31 +574,14 @@ class SlotSwap:
         return describe_serving(views)
 
     def contain_failure(self, slot: str) -> None:
-        """The new slot never took traffic: keep it out, stop its container."""
+        """The new slot never took traffic: keep it out (and the state file saying so: it may
+        have been written ahead of a switch that did not happen), stop its container."""
         try:
             self.set_state(slot, AdminState.MAINT)
+            self.save_state()
         finally:
             name = self.stop_container(slot, check=False)
             self.progress(f"stopped the new container {name}; the old version keeps serving")
-
-    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str, slot: str,
-                 detail: Callable[[], str] = lambda: "") -> None:
-        """Poll `condition` (runtime API reads: cheap); look at the container itself only
-        now and then (a command over SSH: not cheap), to fail fast when it died."""
-        started = time.monotonic()
-        next_container_check = started + CONTAINER_CHECK_INTERVAL
-        while not condition():
-            checkpoint()
-            now = time.monotonic()
-            if now > next_container_check:
-                self.fail_if_container_died(slot, what)
-                next_container_check = now + CONTAINER_CHECK_INTERVAL
-            if now > started + timeout:
-                self.fail_if_container_died(slot, what)
-                extra = detail()
-                raise SwapError(f"timed out after {timeout:g}s waiting for {what}"
-                                + (f" ({extra})" if extra else ""), "")
-            time.sleep(POLL_INTERVAL)
 
     def last_output(self, slot: str) -> str:
         """The last lines the slot's container wrote (stdout and stderr), for an error; the

@@ -5,6 +5,7 @@ that move the traffic, and the verdicts on the new slot after the switch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from slotswap.commands import docker
@@ -22,7 +23,11 @@ class SlotPlan:
 
 def plan_slots(views: dict[str, SlotView]) -> SlotPlan:
     """Pure: pick the live and the idle slot from what HAProxy and Docker report."""
-    serving = [slot for slot in SLOTS if views[slot].serving]
+    serving = [slot for slot in SLOTS if views[slot].serving] or [
+        # A run cut in its window, the new slot failing since: the old slot, draining,
+        # serves through its fallback line alone. It is the live one: never taken out.
+        slot for slot in SLOTS if views[slot].running and views[slot].fallback is not None
+        and views[slot].fallback.takes_new_traffic]  # type: ignore[union-attr]
     if len(serving) == 2:
         # An interrupted run left both in rotation: keep the newer one, retire the other.
         newest = max(serving, key=lambda s: views[s].container.started_ns)  # type: ignore[union-attr]
@@ -109,46 +114,58 @@ def new_slot_traffic(at_switch: dict[str, ServerStat], stats: dict[str, ServerSt
     return haproxy.traffic_between(at_switch[new], stats[new], fallback)
 
 
-def fallback_state(backend: str, slot: str, state: AdminState, fallback: bool) -> list[str]:
-    return [haproxy.command_set_state(backend, haproxy.fallback_name(slot), state)] \
-        if fallback else []
+def fallback_states(slot: str, state: AdminState, fallback: bool) -> dict[str, AdminState]:
+    return {haproxy.fallback_name(slot): state} if fallback else {}
+
+
+def states_line(backend: str, states: Mapping[str, AdminState]) -> str:
+    """Pure: one runtime-API line that sets these lines' states, in this order."""
+    return haproxy.join_commands(*(haproxy.command_set_state(backend, line, state)
+                                   for line, state in states.items()))
+
+
+def switch_states(new: str, old: str, *, fallback: bool) -> dict[str, AdminState]:
+    """Pure: the switch: the new slot in rotation, the old one draining. The old slot's
+    fallback line is made ready first: it comes after both slot lines (`balance first`), so
+    it gets no new request while a slot line is usable, only a retry of one the new slot
+    failed, or every request while the new slot cannot take any."""
+    return {**fallback_states(old, AdminState.READY, fallback), new: AdminState.READY,
+            old: AdminState.DRAIN}
 
 
 def switch_line(backend: str, new: str, old: str, *, fallback: bool) -> str:
-    """Pure: the switch, in one runtime-API line: the new slot in rotation, the old one
-    draining. The old slot's fallback line is made ready first: it comes after both slot
-    lines (`balance first`), so it gets no new request while a slot line is usable, only a
-    retry of one the new slot failed, or every request while the new slot cannot take any."""
-    return haproxy.join_commands(
-        *fallback_state(backend, old, AdminState.READY, fallback),
-        haproxy.command_set_state(backend, new, AdminState.READY),
-        haproxy.command_set_state(backend, old, AdminState.DRAIN),
-    )
+    """Pure: the switch (switch_states) in one runtime-API line."""
+    return states_line(backend, switch_states(new, old, fallback=fallback))
+
+
+def switch_back_states(new: str, old: str, *, fallback: bool) -> dict[str, AdminState]:
+    """Pure: the old slot back in rotation, the new one and the old one's fallback out."""
+    return {old: AdminState.READY, new: AdminState.MAINT,
+            **fallback_states(old, AdminState.MAINT, fallback)}
 
 
 def switch_back_line(backend: str, new: str, old: str, *, fallback: bool) -> str:
-    """Pure: the old slot back in rotation, the new one and the old one's fallback out, in
-    one line."""
-    return haproxy.join_commands(
-        haproxy.command_set_state(backend, old, AdminState.READY),
-        haproxy.command_set_state(backend, new, AdminState.MAINT),
-        *fallback_state(backend, old, AdminState.MAINT, fallback),
-    )
+    """Pure: the switch back (switch_back_states) in one runtime-API line."""
+    return states_line(backend, switch_back_states(new, old, fallback=fallback))
+
+
+def out_of_rotation_states(slot: str, *, fallback: bool) -> dict[str, AdminState]:
+    """Pure: the slot and its fallback line get no request any more (open ones finish)."""
+    return {**fallback_states(slot, AdminState.MAINT, fallback), slot: AdminState.MAINT}
 
 
 def out_of_rotation_line(backend: str, slot: str, *, fallback: bool) -> str:
-    """Pure: the slot and its fallback line get no request any more (open ones finish)."""
-    return haproxy.join_commands(
-        *fallback_state(backend, slot, AdminState.MAINT, fallback),
-        haproxy.command_set_state(backend, slot, AdminState.MAINT),
-    )
+    return states_line(backend, out_of_rotation_states(slot, fallback=fallback))
+
+
+def alone_states(new: str, *, fallback: bool) -> dict[str, AdminState]:
+    """Pure: with no slot serving (a first deploy, or a live slot failing its checks), the
+    new slot in rotation and the other one out, its fallback line too. A version left ready
+    there, its checks failing, would take the traffic back the moment they pass again (web1
+    comes first under `balance first`) while the kit says the new one serves."""
+    return {new: AdminState.READY, **out_of_rotation_states(other_slot(new), fallback=fallback)}
 
 
 def alone_line(backend: str, new: str, *, fallback: bool) -> str:
-    """Pure: with no slot serving (a first deploy, or a live slot failing its checks), the
-    new slot in rotation and the other one out, its fallback line too, in one line. A version
-    left ready there, its checks failing, would take the traffic back the moment they pass
-    again (web1 comes first under `balance first`) while the kit says the new one serves."""
-    return haproxy.join_commands(
-        haproxy.command_set_state(backend, new, AdminState.READY),
-        out_of_rotation_line(backend, other_slot(new), fallback=fallback))
+    """Pure: alone_states in one runtime-API line."""
+    return states_line(backend, alone_states(new, fallback=fallback))

@@ -162,6 +162,10 @@ class FakeServer:
     def runtime_api(self, command: str) -> str:
         if command.startswith("show stat ") and "; " in command:  # both, one round trip
             return "".join(self.runtime_api(part) + "\n" for part in command.split("; "))
+        if "; show " in command and not command.startswith("show"):  # changes, then a read
+            changes, _, shown = command.partition("; show ")
+            self.runtime_api(changes)
+            return self.runtime_api(f"show {shown}")
         self.call_guard.before_call()
         if not command.startswith("show"):
             self.sent.append(command)
@@ -195,3 +199,11 @@ class FakeServer:
 
     def close(self) -> None:
         self.closed = True
+
+
+# `show servers state` with both slots and their fallback lines checked up (op state 2): what
+# the swap reads before and in the line that moves traffic (slotswap.server.haproxy_state).
+BOTH_UP_STATE = "".join(
+    ["1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state\n"]
+    + [f"3 webapp {n} {line} 127.0.0.1 2 0\n" for n, line in enumerate(
+        ("web1", "web2", "web1-fallback", "web2-fallback"), start=1)])

@@ -78,7 +78,8 @@ class SimTime:
 
 
 POLLING_MODULES = ("slotswap.server.swap", "slotswap.fleet.server_run",
-                   "slotswap.fleet.watch_window", "slotswap.server.lease")
+                   "slotswap.fleet.watch_window", "slotswap.server.lease",
+                   "slotswap.server.polling")
 
 
 def patch_time(monkeypatch: Any, clock: SimClock) -> None:
@@ -129,7 +130,7 @@ class Line:
 
     @property
     def admin_name(self) -> str:
-        if self.admin & (FMAINT | CMAINT):
+        if self.admin & FMAINT:
             return "MAINT"
         return "DRAIN" if self.admin & FDRAIN else "READY"
 
@@ -206,7 +207,7 @@ class SimHaproxy:
     def run_checks(self, until: float) -> None:
         while True:
             due = [line for line in self.lines.values()
-                   if not line.admin & (FMAINT | CMAINT) and line.next_check <= until]
+                   if not line.admin & FMAINT and line.next_check <= until]
             if not due:
                 return
             line = min(due, key=lambda line: line.next_check)
@@ -263,7 +264,8 @@ class SimHaproxy:
 
     def usable(self) -> list[Line]:
         """The lines a new request may go to, in order (balance first)."""
-        return [line for line in self.lines.values() if line.admin == 0 and line.up]
+        return [line for line in self.lines.values()
+                if not line.admin & (FMAINT | FDRAIN | RMAINT) and line.up]
 
     def serve(self, container_at: Callable[[int], Container | None],
               healthy: Callable[[Container], bool]) -> Container | None:
@@ -316,8 +318,11 @@ class SimHaproxy:
     def set_server(self, line: Line, words: list[str]) -> str:
         now = self.clock.now
         if words[:1] == ["state"]:
-            was_maint = bool(line.admin & (FMAINT | CMAINT))
-            line.admin = {"ready": 0, "drain": FDRAIN, "maint": FMAINT}[words[1]]
+            was_maint = bool(line.admin & FMAINT)
+            # As HAProxy's srv_adm_set_*: the forced bits only; `disabled` in the config
+            # (CMAINT) stays a mark, no longer maintenance once FMAINT is cleared.
+            line.admin = line.admin & ~(FMAINT | FDRAIN) | {
+                "ready": 0, "drain": FDRAIN, "maint": FMAINT}[words[1]]
             line.changed_at = now
             if was_maint and not line.admin & FMAINT:
                 line.next_check = now  # its checks were paused in maint
@@ -335,7 +340,7 @@ class SimHaproxy:
     def status(self, line: Line) -> str:
         if line.admin & RMAINT:
             return "MAINT (resolution)"
-        if line.admin & (FMAINT | CMAINT):
+        if line.admin & FMAINT:
             return "MAINT"
         top = self.rise + self.fall - 1
         if line.up:
@@ -348,7 +353,7 @@ class SimHaproxy:
         rows = [STAT_HEADER]
         for line in self.lines.values():
             c = line.counters
-            maint = bool(line.admin & (FMAINT | CMAINT))
+            maint = bool(line.admin & FMAINT)
             values = {
                 "pxname": self.backend, "svname": line.name, "qcur": "0", "qmax": "0",
                 "scur": str(c.get("scur", 0)), "smax": "0", "stot": str(c.get("req_tot", 0)),

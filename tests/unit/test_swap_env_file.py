@@ -14,6 +14,7 @@ from slotswap.config.app_env import resolve_app_env
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
 from slotswap.remote.server import CommandResult
+from slotswap.server.redeploy import write_env_file
 from slotswap.server.slots import SlotView
 from slotswap.server.swap import SlotSwap
 from tests.unit.fake_server import FakeServer, make_inventory
@@ -90,7 +91,8 @@ def test_a_swap_not_given_the_resolved_env_reads_the_operators_environment(
 ) -> None:
     monkeypatch.setenv("API_TOKEN", SECRET)
     slot_swap, server, _ = swap(inventory(tmp_path, ENV))
-    assert slot_swap.write_env_file("web1") == "/etc/slotswap/webapp/web1.env"
+    assert write_env_file(slot_swap.server, slot_swap.inventory, "web1", slot_swap.resolved_env(),
+                          slot_swap.progress) == "/etc/slotswap/webapp/web1.env"
     assert server.files["/etc/slotswap/webapp/web1.env"].endswith(f"API_TOKEN={SECRET}\n")
 
 

@@ -21,7 +21,7 @@ from slotswap.server.swap_plan import (
     switch_line,
     uses_fallback,
 )
-from tests.unit.fake_server import FIXTURES, FakeServer, make_inventory
+from tests.unit.fake_server import BOTH_UP_STATE, FIXTURES, FakeServer, make_inventory
 
 
 def test_the_switch_readies_the_old_slots_fallback_line_in_the_same_line() -> None:
@@ -61,7 +61,8 @@ def test_the_old_slot_has_drained_once_its_fallback_line_has_no_session_either()
 @pytest.mark.parametrize("fallback", [True, False])
 def test_switch_back_and_retire_carry_the_fallback_line_when_the_backend_has_one(
         tmp_path: Path, fallback: bool) -> None:
-    server = FakeServer(api={"show": RuntimeError("not recorded here")})
+    server = FakeServer(api={"show servers state": BOTH_UP_STATE,
+                             "show": RuntimeError("not recorded here")})
     swap = SlotSwap(server, make_inventory(tmp_path), "v2", lambda _: None)
     swap.old_version, swap.fallback = "v1", fallback
     swap.switch("web2", "web1")

@@ -274,3 +274,18 @@ def test_describe_serving_recorded(state: str, expected: str) -> None:
 def test_other_slot(slot: str, other: str) -> None:
     assert other_slot(slot) == other
     assert other_slot(other_slot(slot)) == slot
+
+
+@pytest.mark.parametrize("old", SLOTS)
+def test_an_old_slot_serving_through_its_fallback_line_alone_is_the_live_one(old: str) -> None:
+    """A run cut in its window left the old slot draining with its fallback line ready, and
+    the new version failed since: HAProxy sends every request to that fallback line. The
+    next run must not take the old slot out as the idle one (nothing would serve)."""
+    new = other_slot(old)
+    slots = {old: view(old, Slot("DRAIN", "running", version="v1")),
+             new: view(new, Slot("DOWN", "running", version="v3"))}
+    fallback = ServerStat(haproxy.fallback_name(old), "UP", 0, "L7OK", "200", "", 5,
+                          f"{ADDRESSES[old]}:3000")
+    slots[old] = SlotView(old, slots[old].stat, slots[old].state, slots[old].container,
+                          fallback)
+    assert plan_slots(slots) == SlotPlan(live=old, idle=new)

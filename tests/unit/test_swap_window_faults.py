@@ -23,7 +23,7 @@ from slotswap.server import swap as swap_module
 from slotswap.server.slots import SlotView
 from slotswap.server.swap import SlotSwap, SwapError, SwapRolledBack
 from slotswap.server.swap_plan import WatchFailure
-from tests.unit.fake_server import FakeServer, make_inventory
+from tests.unit.fake_server import BOTH_UP_STATE, FakeServer, make_inventory
 
 BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"
 OLD_OUT = "set server webapp/web1 state maint"
@@ -36,8 +36,10 @@ class FaultyServer(FakeServer):
 
     def __init__(self, *, command: tuple[str, ...] = (), fault: BaseException = LOST,
                  api_faults: int = 0, api_fault: BaseException = LOST) -> None:
-        # The reads after the swap (what serves now) get nothing usable: unknown.
-        super().__init__(api={"show": RuntimeError("not recorded here")})
+        # The reads after the swap (what serves now) get nothing usable: unknown. The state
+        # written ahead of a line that moves traffic: both slots checked up.
+        super().__init__(api={"show servers state": BOTH_UP_STATE,
+                              "show": RuntimeError("not recorded here")})
         self.command, self.fault = command, fault
         self.api_faults, self.api_fault = api_faults, api_fault
 
@@ -200,7 +202,8 @@ def test_a_lost_answer_to_the_switch_puts_the_traffic_on_the_old_slot(
     swap = switched(tmp_path, server, [])
     with pytest.raises(SwapError, match=r"lost the SSH connection|no answer from HAProxy"):
         swap.switch_over("web2", "web1")
-    switch = "set server webapp/web2 state ready; set server webapp/web1 state drain"
+    switch = ("set server webapp/web2 state ready; set server webapp/web1 state drain; "
+              "show servers state webapp")  # the state read back in the same round trip
     assert server.sent == [switch, BACK]
     assert ["docker", "stop", "--time", "10", "webapp-web2"] in server.commands
 
