@@ -46,6 +46,7 @@ from slotswap.server.swap_plan import (
     uses_fallback,
     watch_failure,
 )
+from slotswap.server.swap_retire import RetireSteps
 
 POLL_INTERVAL = 0.05
 # After the switch, one `show stat` every 250 ms per watched server (every switched server of
@@ -65,8 +66,9 @@ Progress = Callable[[str], None]
 
 
 @dataclass
-class SlotSwap:
-    """One swap on one server, as named steps with one recovery path."""
+class SlotSwap(RetireSteps):
+    """One swap on one server, as named steps with one recovery path (the steps that stop a
+    slot: slotswap.server.swap_retire)."""
 
     server: ServerLike
     inventory: Inventory
@@ -296,27 +298,6 @@ class SlotSwap:
             self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
                           "is out of rotation, its container still runs")
 
-    def clean_up_failed(self, slot: str, *, with_output: bool) -> str:
-        """After the traffic went back to the old slot: the failed new container's last
-        output (with_output) and its stop. The swap's outcome is settled by then: a server
-        that stops answering here (a deadline, a lost connection) is said in one line, and
-        the container, out of rotation, is left for the next deploy to remove. Returns the
-        output read."""
-        name = self.inventory.container_name(slot)
-        output = ""
-        try:
-            output = self.last_output(slot) if with_output else ""
-            self.progress(f"stopped the new container {self.stop_container(slot, check=False)}")
-        except Exception as error:
-            self.progress(f"could not stop {name}: {error}; it gets no traffic, and the "
-                          "next deploy removes it")
-        return output
-
-    def take_out_of_rotation(self, slot: str) -> None:
-        self.server.runtime_api(out_of_rotation_line(self.backend, slot,
-                                                     fallback=self.fallback))
-        self.remember_slot_state()
-
     def watch_and_drain(self, new: str, old: str,
                         window_closes: Callable[[], float | None],
                         revert: Callable[[], str | None] = lambda: None) -> None:
@@ -521,49 +502,6 @@ class SlotSwap:
             time.sleep(POLL_INTERVAL)
         self.progress(f"{slot} drained in {time.monotonic() - started:.1f}s")
 
-    def stop_container(self, slot: str, *, check: bool = True) -> str:
-        """`docker stop` of the slot's container; returns its name. Kept (stopped): its logs
-        stay readable; the next deploy into this slot removes it."""
-        name = self.inventory.container_name(slot)
-        self.server.run(docker.stop(name, self.timeouts.stop), check=check,
-                        timeout=self.timeouts.stop + 30)
-        return name
-
-    def verify(self, slot: str) -> str:
-        views = read_slots(self.server, self.inventory)
-        self.images_in_use = {view.container.image_id for view in views.values()
-                              if view.container is not None}
-        view = views[slot]
-        if not view.serving or view.version != self.tag:
-            raise SwapError(f"after the switch {slot} is not serving {self.tag}: "
-                            f"{view.describe()}", describe_serving(views))
-        return describe_serving(views)
-
-    def verify_before_retiring(self, new: str, old: str) -> str:
-        """After the watch, before the old slot goes: the new slot must serve the new version
-        from the container the swap started; if not, the traffic goes back (switch_back)."""
-        started = time.monotonic()
-        views = read_slots(self.server, self.inventory)
-        self.images_in_use = {view.container.image_id for view in views.values()
-                              if view.container is not None}
-        view = views[new]
-        failure = (watch_failure(view.stat)
-                   or container_failure(view.container, self.new_started_ns))
-        if failure is None and view.version != self.tag:
-            failure = WatchFailure("no longer held it", view.describe())
-        if failure is not None:
-            stats = {slot: slot_view.stat for slot, slot_view in views.items()}
-            self.switch_back(new, old, stats, started - self.switched_at, failure)
-        return describe_serving(views)
-
-    def contain_failure(self, slot: str) -> None:
-        """The new slot never took traffic: keep it out, stop its container."""
-        try:
-            self.set_state(slot, AdminState.MAINT)
-        finally:
-            name = self.stop_container(slot, check=False)
-            self.progress(f"stopped the new container {name}; the old version keeps serving")
-
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str, slot: str,
                  detail: Callable[[], str] = lambda: "") -> None:
         """Poll `condition` (runtime API reads: cheap); look at the container itself only
@@ -582,13 +520,6 @@ class SlotSwap:
                 raise SwapError(f"timed out after {timeout:g}s waiting for {what}"
                                 + (f" ({extra})" if extra else ""), "")
             time.sleep(POLL_INTERVAL)
-
-    def last_output(self, slot: str) -> str:
-        """The last lines the slot's container wrote (stdout and stderr), for an error; the
-        app's secret values in them masked."""
-        logs = self.server.run(docker.logs_tail(self.inventory.container_name(slot)),
-                               check=False)
-        return self.resolved_env().mask((logs.stdout + logs.stderr).strip())
 
     def fail_if_container_died(self, slot: str, what: str) -> None:
         container = self.container(slot)
