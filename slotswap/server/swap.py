@@ -220,9 +220,7 @@ class SlotSwap(RetireSteps):
         # The old slot is stopped only once the new one is seen serving: if it is not, the
         # old one, still running, takes the traffic back.
         self.server.timings.begin("verify, stop old")
-        self.serving = self.verify_before_retiring(new, old)
-        self.take_out_of_rotation(old)
-        self.progress(f"stopped {self.stop_container(old)}")
+        self.serving = self.retire_old(new, old)
         return self.serving
 
     def failure(self, error: BaseException) -> BaseException:
@@ -294,9 +292,9 @@ class SlotSwap(RetireSteps):
                 self.clean_up_failed(new, with_output=False)
             return
         with contextlib.suppress(Exception):
-            self.take_out_of_rotation(old)
-            self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
-                          "is out of rotation, its container still runs")
+            if self.take_out_of_rotation(old):
+                self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
+                              "is out of rotation, its container still runs")
 
     def watch_and_drain(self, new: str, old: str,
                         window_closes: Callable[[], float | None],

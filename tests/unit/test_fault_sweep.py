@@ -91,16 +91,14 @@ FAILS_AFTER = {"v3": 0.3}
 # fault struck in (slotswap.core.timings; "lock" and "history" for the lock's and the
 # history's scripts).
 # Paths 10 and 11 are not in the list (found by this sweep):
-# 10: a failure after the watch, in "verify, stop old" (a lost connection, a deadline, a
-#     Docker engine that no longer answers: verify_before_retiring's `docker inspect`), is
-#     outside watch_and_retire's recovery: the old slot's fallback line stays ready and its
-#     container runs after the run (it takes what the new slot cannot), and the history says
-#     "failed" from the old version while the new one serves.
+# 10 (fixed): a failure after the watch, in "verify, stop old", left the old slot's fallback
+#     line ready and its container running, the history saying "failed" from the old version
+#     while the new one served; the proven version now stays alone (swap_retire.retire_old).
 # 11: a history entry lost (the connection lost at its append) is only a warning: the
 #     history says the old version was the last deployed while the new one serves, and a
 #     plain `rollback` then finds no earlier version for what serves.
 PATH_SWITCH_REPLY_OR_WINDOW, PATH_HAPROXY_FORGETS, PATH_LEASE = 4, 2, 5
-PATH_AFTER_WATCH, PATH_HISTORY_LOST = 10, 11
+PATH_HISTORY_LOST = 11
 WINDOW_FAULTS = ("deadline", "lost_after", "lost_before")
 # Where a fault breaks the rule in a deploy, by (fault, step); the same on one server, in a
 # window of three and in a batch.
@@ -110,12 +108,6 @@ IN_A_DEPLOY: dict[tuple[str, str], int] = {
     **{(fault, "switch"): PATH_SWITCH_REPLY_OR_WINDOW for fault in ("deadline", "lost_after")},
     # Cut in the window: the history says "failed" from the old version, the new one serves.
     **{(fault, "watch"): PATH_SWITCH_REPLY_OR_WINDOW for fault in WINDOW_FAULTS},
-    **{(fault, "verify, stop old"): PATH_AFTER_WATCH for fault in (*WINDOW_FAULTS,
-                                                                   "frozen_engine")},
-    # A Docker engine that stops answering at any step from the new container's start: the
-    # first Docker command after the watch (verify's `docker inspect`) meets its deadline.
-    **{("frozen_engine", step): PATH_AFTER_WATCH
-       for step in ("start new", "health checks", "switch", "watch")},
     # HAProxy (or the Docker engine, and HAProxy with it) restarts in the window: both slots
     # READY from the config, the old one first: the old version takes the traffic again.
     **{(fault, step): PATH_HAPROXY_FORGETS
