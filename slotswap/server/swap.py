@@ -84,6 +84,7 @@ class SlotSwap(RetireSteps):
         self.images_in_use: set[str] = set()  # image IDs of both slots' containers (verify)
         self.new_started_ns: int | None = None  # when Docker started the new container
         self.switched_at = 0.0  # monotonic time the new slot took the traffic
+        self.passed_at = 0.0  # monotonic time of the watch's last look that found it passing
         self.new_slot, self.old_slot = "", None  # known once switch_in read the server
         self.serving = ""  # what the server serves once the swap is over
         self.stats_before: dict[str, ServerStat] = {}  # both slots when the swap started
@@ -281,7 +282,9 @@ class SlotSwap(RetireSteps):
         container stops. A proven one keeps it; the old slot leaves rotation, its container
         still running (the next run removes it). Whatever stopped the watch is the caller's
         to raise."""
-        watched = time.monotonic() - self.switched_at
+        # Watched: until the last look that found it passing (a look cut off at the window's
+        # end, the one that would have seen it fail, proves nothing).
+        watched = max(0.0, self.passed_at - self.switched_at)
         old_stat = self.last_stats.get(old)
         if watched < self.timeouts.watch and old_stat is not None and old_stat.is_up:
             if self.send_back(new, old):
@@ -328,6 +331,7 @@ class SlotSwap(RetireSteps):
                                        reason, failed=False)
             if failure is not None:
                 self.switch_back(new, old, stats, now - self.switched_at, failure)
+            self.passed_at = now  # switch_back raises: the new slot passed this look
             sessions = old_sessions(stats, old)
             if drained_after is None and sessions == 0:
                 drained_after = now - started
