@@ -127,7 +127,7 @@ def test_an_old_container_that_cannot_be_stopped_is_left_out_of_rotation(
     assert any(line.startswith("WARNING: could not stop webapp-web1") for line in shown), shown
 
 
-def test_a_new_slot_haproxy_no_longer_passes_after_a_failed_check_gets_no_retirement(
+def test_a_new_slot_haproxy_no_longer_sees_pass_gets_the_traffic_sent_back(
         tmp_path: Path) -> None:
     """Docker does not answer and HAProxy has the new slot out (MAINT (resolution)), the old
     one UP: the traffic goes back, the old slot is never taken out."""
