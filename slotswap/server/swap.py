@@ -53,6 +53,7 @@ from slotswap.server.swap_plan import (
     uses_fallback,
     watch_failure,
 )
+from slotswap.server.swap_retire import RetireSteps
 
 # After the switch, one `show stat` every 250 ms per watched server (every switched server of
 # a rollout's window at once, each look a round trip over SSH and a parse on the operator's
@@ -71,8 +72,9 @@ States = dict[str, AdminState]  # line -> the state a runtime-API line sets
 
 
 @dataclass
-class SlotSwap:
-    """One swap on one server, as named steps with one recovery path."""
+class SlotSwap(RetireSteps):
+    """One swap on one server, as named steps with one recovery path (the steps that stop a
+    slot: slotswap.server.swap_retire)."""
 
     server: ServerLike
     inventory: Inventory
@@ -88,6 +90,7 @@ class SlotSwap:
         self.images_in_use: set[str] = set()  # image IDs of both slots' containers (verify)
         self.new_started_ns: int | None = None  # when Docker started the new container
         self.switched_at = 0.0  # monotonic time the new slot took the traffic
+        self.passed_at = 0.0  # monotonic time of the watch's last look that found it passing
         self.new_slot, self.old_slot = "", None  # known once switch_in read the server
         self.serving = ""  # what the server serves once the swap is over
         self.stats_before: dict[str, ServerStat] = {}  # both slots when the swap started
@@ -226,9 +229,7 @@ class SlotSwap:
         # The old slot is stopped only once the new one is seen serving: if it is not, the
         # old one, still running, takes the traffic back.
         self.server.timings.begin("verify, stop old")
-        self.serving = self.verify_before_retiring(new, old)
-        self.take_out_of_rotation(old)
-        self.progress(f"stopped {self.stop_container(old)}")
+        self.serving = self.retire_old(new, old)
         return self.serving
 
     def failure(self, error: BaseException) -> BaseException:
@@ -263,19 +264,19 @@ class SlotSwap:
         except Exception as error:
             # Its answer lost, HAProxy may have switched: the line back first (the new
             # version passed its checks), then the state file.
-            if self.send_back(new, old, ahead=False):
-                what = "found it down" if isinstance(error, state_file.SlotNotUp) \
-                    else "got no answer"
-                self.progress(f"the switch to {new} ({self.tag}) {what}; traffic is on {old} "
-                              f"({self.old_version})")
+            what = "found it down" if isinstance(error, state_file.SlotNotUp) \
+                else "got no answer"
+            if self.send_back(new, old, ahead=False, say=f"the switch to {new} ({self.tag}) "
+                              f"{what}; traffic is on {old} ({self.old_version})"):
                 self.clean_up_failed(new, with_output=False)
             raise self.failure(error) from error
 
-    def send_back(self, new: str, old: str, *, ahead: bool = True) -> bool:
+    def send_back(self, new: str, old: str, *, say: str, ahead: bool = True) -> bool:
         """The switch back's line (old slot in rotation, new one and the old one's fallback
         out), sent again once when its answer is lost: it sets states, so twice is as once.
-        True once HAProxy took it; False (and said) when the server did not answer twice. The
-        state file goes first (`ahead`); one that cannot be written then, after the line."""
+        True once HAProxy took it, and `say` said at once; False (and said) when the server
+        did not answer twice. The state file goes first (`ahead`); one that cannot be
+        written then, after the line and what is said."""
         back = switch_back_states(new, old, fallback=self.fallback)
         try:
             if ahead:
@@ -284,6 +285,8 @@ class SlotSwap:
             ahead = False
         self.traffic_back = self.send_settled(states_line(self.backend, back),
                                               f"could not send the traffic back to {old}")
+        if self.traffic_back:
+            self.progress(say)
         if self.traffic_back and not ahead:
             self.save_state()
         return self.traffic_back
@@ -308,41 +311,22 @@ class SlotSwap:
         container stops. A proven one keeps it; the old slot leaves rotation, its container
         still running (the next run removes it). Whatever stopped the watch is the caller's
         to raise."""
-        watched = time.monotonic() - self.switched_at
+        # Watched: until the last look that found it passing (a look cut off at the window's
+        # end, the one that would have seen it fail, proves nothing).
+        watched = max(0.0, self.passed_at - self.switched_at)
         old_stat = self.last_stats.get(old)
         if watched < self.timeouts.watch and old_stat is not None and old_stat.is_up:
-            if self.send_back(new, old):
+            if self.send_back(new, old, say=f"stopped early: traffic is back on {old} "
+                              f"({self.old_version}), which kept running; {new} ({self.tag}) "
+                              f"had been watched for {watched:.1f}s of "
+                              f"{self.timeouts.watch:g}s"):
                 self.serving = f"{self.old_version} in {old}"
-                self.progress(f"stopped early: traffic is back on {old} ({self.old_version}), "
-                              f"which kept running; {new} ({self.tag}) had been watched for "
-                              f"{watched:.1f}s of {self.timeouts.watch:g}s")
                 self.clean_up_failed(new, with_output=False)
             return
         with contextlib.suppress(Exception):
-            self.take_out_of_rotation(old)
-            self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
-                          "is out of rotation, its container still runs")
-
-    def clean_up_failed(self, slot: str, *, with_output: bool) -> str:
-        """After the traffic went back to the old slot: the failed new container's last
-        output (with_output) and its stop. The swap's outcome is settled by then: a server
-        that stops answering here (a deadline, a lost connection) is said in one line, and
-        the container, out of rotation, is left for the next deploy to remove. Returns the
-        output read."""
-        name = self.inventory.container_name(slot)
-        output = ""
-        try:
-            output = self.last_output(slot) if with_output else ""
-            self.progress(f"stopped the new container {self.stop_container(slot, check=False)}")
-        except Exception as error:
-            self.progress(f"could not stop {name}: {error}; it gets no traffic, and the "
-                          "next deploy removes it")
-        return output
-
-    def take_out_of_rotation(self, slot: str) -> None:
-        self.server.runtime_api(out_of_rotation_line(self.backend, slot,
-                                                     fallback=self.fallback))
-        self.save_state()
+            if self.take_out_of_rotation(old):
+                self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
+                              "is out of rotation, its container still runs")
 
     def watch_and_drain(self, new: str, old: str,
                         window_closes: Callable[[], float | None],
@@ -376,6 +360,7 @@ class SlotSwap:
                                        reason, failed=False)
             if failure is not None:
                 self.switch_back(new, old, stats, now - self.switched_at, failure)
+            self.passed_at = now  # switch_back raises: the new slot passed this look
             sessions = old_sessions(stats, old)
             if drained_after is None and sessions == 0:
                 drained_after = now - started
@@ -409,15 +394,14 @@ class SlotSwap:
                             f"either ({stats[old].check_summary}); both were left as they "
                             "are, nothing was stopped",
                             describe_serving(read_slots_quietly(self.server, self.inventory)))
-        if not self.send_back(new, old):
+        verdict = "FAILED: " if failure.failed else ""
+        if not self.send_back(new, old, say=f"{new} ({self.tag}) {verdict}{failure.what} "
+                              f"{after:.1f}s after taking traffic ({failure.detail}); traffic "
+                              f"is back on {old} ({self.old_version})"):
             raise SwapError(f"{new} ({self.tag}) {what}, and sending the traffic back to "
                             f"{old} failed; run `fab status`, then deploy the version you "
                             "want", describe_serving(read_slots_quietly(self.server,
                                                                          self.inventory)))
-        verdict = "FAILED: " if failure.failed else ""
-        self.progress(f"{new} ({self.tag}) {verdict}{failure.what} {after:.1f}s after taking "
-                      f"traffic ({failure.detail}); traffic is back on {old} "
-                      f"({self.old_version})")
         rolled_back = (f"{self.tag} took traffic in {new}, then {failure.what} {after:.1f}s "
                        f"later ({failure.detail}); rolled back to {self.old_version} in {old}")
         if failure.failed:
@@ -538,57 +522,6 @@ class SlotSwap:
             time.sleep(POLL_INTERVAL)
         self.progress(f"{slot} drained in {time.monotonic() - started:.1f}s")
 
-    def stop_container(self, slot: str, *, check: bool = True) -> str:
-        """`docker stop` of the slot's container; returns its name. Kept (stopped): its logs
-        stay readable; the next deploy into this slot removes it."""
-        name = self.inventory.container_name(slot)
-        self.server.run(docker.stop(name, self.timeouts.stop), check=check,
-                        timeout=self.timeouts.stop + 30)
-        return name
-
-    def verify(self, slot: str) -> str:
-        views = read_slots(self.server, self.inventory)
-        self.images_in_use = {view.container.image_id for view in views.values()
-                              if view.container is not None}
-        view = views[slot]
-        if not view.serving or view.version != self.tag:
-            raise SwapError(f"after the switch {slot} is not serving {self.tag}: "
-                            f"{view.describe()}", describe_serving(views))
-        return describe_serving(views)
-
-    def verify_before_retiring(self, new: str, old: str) -> str:
-        """After the watch, before the old slot goes: the new slot must serve the new version
-        from the container the swap started; if not, the traffic goes back (switch_back)."""
-        started = time.monotonic()
-        views = read_slots(self.server, self.inventory)
-        self.images_in_use = {view.container.image_id for view in views.values()
-                              if view.container is not None}
-        view = views[new]
-        failure = (watch_failure(view.stat)
-                   or container_failure(view.container, self.new_started_ns))
-        if failure is None and view.version != self.tag:
-            failure = WatchFailure("no longer held it", view.describe())
-        if failure is not None:
-            stats = {slot: slot_view.stat for slot, slot_view in views.items()}
-            self.switch_back(new, old, stats, started - self.switched_at, failure)
-        return describe_serving(views)
-
-    def contain_failure(self, slot: str) -> None:
-        """The new slot never took traffic: keep it out (and the state file saying so: it may
-        have been written ahead of a switch that did not happen), stop its container."""
-        try:
-            self.set_state(slot, AdminState.MAINT)
-            self.save_state()
-        finally:
-            name = self.stop_container(slot, check=False)
-            self.progress(f"stopped the new container {name}; the old version keeps serving")
-
-    def last_output(self, slot: str) -> str:
-        """The last lines the slot's container wrote (stdout and stderr), for an error; the
-        app's secret values in them masked."""
-        logs = self.server.run(docker.logs_tail(self.inventory.container_name(slot)),
-                               check=False)
-        return self.resolved_env().mask((logs.stdout + logs.stderr).strip())
 
     def fail_if_container_died(self, slot: str, what: str) -> None:
         container = self.container(slot)

@@ -71,6 +71,7 @@ def switched(tmp_path: Path, server: FakeServer, shown: list[str],
     swap.new_slot, swap.old_slot, swap.old_version = "web2", "web1", "v1"
     swap.switched_at = time.monotonic() - watched_for
     swap.last_stats = stats()
+    swap.passed_at = time.monotonic()  # the watch's last look, just now, found web2 passing
     return swap
 
 
@@ -166,6 +167,25 @@ def test_stopped_after_a_full_watch_keeps_the_proven_version(tmp_path: Path) -> 
     assert server.sent == [OLD_OUT]  # web2 (v2) had its full watch: it stays
     assert server.commands == []  # web1's container still runs
     assert any(line.startswith("stopped early: web2 (v2) serves") for line in shown)
+
+
+@pytest.mark.parametrize("error", [LOST, RuntimeApiError(
+    "s1: runtime API `show stat webapp 4 -1`: no answer from HAProxy within 10s")])
+def test_a_watch_cut_at_its_last_look_is_no_full_watch(tmp_path: Path,
+                                                       error: BaseException) -> None:
+    """The window closed (6 s since the switch, a 5 s watch), but the look at its end, the
+    one that would have seen web2 fail, got no answer: web2 was last seen passing 4.75 s
+    after its switch, so it is not proven and the traffic goes back to web1, never out."""
+    server = FaultyServer()
+    shown: list[str] = []
+    swap = switched(tmp_path, server, shown, watched_for=6)
+    swap.passed_at = swap.switched_at + 4.75
+    raising_in_watch(swap, error)
+    with pytest.raises(type(error)):
+        swap.watch_and_retire(lambda: None)
+    assert server.sent == [BACK]
+    assert not old_slot_taken_out(server)
+    assert any(line.startswith("stopped early: traffic is back on web1 (v1)") for line in shown)
 
 
 def test_an_old_slot_no_longer_up_is_not_switched_back_to(tmp_path: Path) -> None:
