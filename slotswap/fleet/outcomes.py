@@ -20,6 +20,10 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled back"
     FAILED = "failed"
     NOT_SWITCHED = "not switched"
+    # It took the new version's traffic, then failed before its swap was over (a lost
+    # connection, a command past its deadline) and the traffic was never sent back: the
+    # new version is the one the kit last put in rotation there.
+    LEFT_SWITCHED = "left switched"
     NOT_STARTED = "not started"
     INTERRUPTED = "interrupted"
     ROLLBACK_FAILED = "rollback failed"

@@ -94,12 +94,13 @@ def read_facts(server: ServerLike, inventory: Inventory) -> ServerFacts:
 def unfinished_last_run(found: dict[str, ServerFacts]) -> RunToUndo | None:
     """Pure: the run of the fleet's newest deploy or rollback entry, when it did not finish
     (an entry of it is neither "deployed" nor "unchanged"); None otherwise, or when that
-    entry has no run id (written by an older release)."""
-    runs = [e for facts in found.values() for e in facts.entries
-            if e.task in history.RUN_TASKS]
+    entry has no run id (written by an older release). Entries of the same second: the
+    later in its server's history is the newer."""
+    runs = [(e.time, at, e) for facts in found.values()
+            for at, e in enumerate(facts.entries) if e.task in history.RUN_TASKS]
     if not runs:
         return None
-    newest = max(runs, key=lambda e: e.time)
+    newest = max(runs, key=lambda found_at: found_at[:2])[2]
     if not newest.run:
         return None
     entries = {name: [e for e in facts.entries if e.run == newest.run]

@@ -169,7 +169,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
         if interrupts.stopping_now():
             result.message = f"{task} stopped at once; each server serves what the summary says"
             for outcome in result.outcomes:  # the swap cut short, whatever error it then saw
-                if outcome.outcome == Outcome.FAILED:
+                if outcome.outcome in (Outcome.FAILED, Outcome.LEFT_SWITCHED):
                     outcome.outcome = Outcome.INTERRUPTED
             fill_serving_quickly(servers, inventory, result.outcomes)
         else:
@@ -225,11 +225,12 @@ def roll_back_moved(result: RolloutResult, servers: list[ServerLike], inventory:
 
 
 def serves_new_version(server: ServerLike, inventory: Inventory, outcome: ServerOutcome) -> bool:
-    """A server done serves the new version; one that failed might still (after its switch):
-    ask it. One not started, or whose watch switched back, does not."""
+    """A server done serves the new version; one that failed might still (after its switch,
+    "left switched" for sure, unless it was changed since): ask it. One not started, or
+    whose watch switched back, does not."""
     if outcome.outcome == Outcome.DEPLOYED:
         return True
-    if outcome.outcome != Outcome.FAILED:
+    if outcome.outcome not in (Outcome.FAILED, Outcome.LEFT_SWITCHED):
         return False
     try:
         views = read_slots(server, inventory)

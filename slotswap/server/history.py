@@ -32,7 +32,9 @@ class HistoryEntry:
     from_tag: str
     to_tag: str
     # deployed, failed, interrupted, unchanged; "rolled back": a deploy whose watch sent the
-    # traffic back to the old version, or a rollback that --on-failure=rollback made
+    # traffic back to the old version, or a rollback that --on-failure=rollback made; "left
+    # switched": the new version took the traffic, then the swap failed before it was over
+    # and never sent the traffic back (to_tag serves)
     outcome: str
     seconds: float
     error: str = ""
@@ -134,19 +136,21 @@ def rollback_target(entries: list[HistoryEntry], serving: str | None) -> str | N
 
 # A run's outcomes on a server that mean it did its work there.
 DONE = ("deployed", "unchanged")
+# It switched to the entry's new version, then failed before its swap was over.
+LEFT_SWITCHED = "left switched"
 RUN_TASKS = ("deploy", "rollback")
 
 
 def served_after(entries: list[HistoryEntry]) -> str | None:
     """Pure: the version the server served after the last entry that says so: a deploy or
-    rollback done, a watch that sent the traffic back, an automatic rollback, a new version
-    never switched to. Entries of runs that stopped without knowing (failed, interrupted)
-    say nothing: the one before them is asked."""
+    rollback done, or left switched to its version, a watch that sent the traffic back, an
+    automatic rollback, a new version never switched to. Entries of runs that stopped
+    without knowing (failed, interrupted) say nothing: the one before them is asked."""
     for entry in reversed(entries):
         if entry.task not in RUN_TASKS:
             continue
-        if entry.outcome in DONE or (entry.outcome == "rolled back"
-                                     and entry.task == "rollback"):
+        if entry.outcome in (*DONE, LEFT_SWITCHED) or (entry.outcome == "rolled back"
+                                                       and entry.task == "rollback"):
             return entry.to_tag
         if entry.outcome in ("rolled back", "not switched"):
             return entry.from_tag or None

@@ -108,8 +108,6 @@ IN_A_DEPLOY: dict[tuple[str, str], int] = {
     # The switch line ran, its answer was lost: the old slot drains, its fallback line ready,
     # no watch; the run says nothing switched (path 4: a lost reply to the switch line).
     **{(fault, "switch"): PATH_SWITCH_REPLY_OR_WINDOW for fault in ("deadline", "lost_after")},
-    # Cut in the window: the history says "failed" from the old version, the new one serves.
-    **{(fault, "watch"): PATH_SWITCH_REPLY_OR_WINDOW for fault in WINDOW_FAULTS},
     **{(fault, "verify, stop old"): PATH_AFTER_WATCH for fault in (*WINDOW_FAULTS,
                                                                    "frozen_engine")},
     # A Docker engine that stops answering at any step from the new container's start: the

@@ -1,0 +1,96 @@
+"""What a server's history says after a run cut by a fault, on simulated servers (the fault
+sweep's Fleet): the last entry names what serves, a transiently lost append is written
+once all the same, and a plain `rollback` afterwards undoes exactly that run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slotswap.fleet import rollback_targets as targets_module
+from slotswap.fleet.outcomes import Outcome, RolloutResult
+from slotswap.server import history
+from slotswap.server.history import HistoryEntry
+from tests.unit.simulated_server import Fault, SimulatedServer, step_name, versions_in_rotation
+from tests.unit.test_fault_sweep import Fleet
+
+
+@pytest.fixture(autouse=True)
+def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("slotswap.core.output.say", lambda *args, **kwargs: None)
+    monkeypatch.setattr("slotswap.fleet.rollout.say", lambda *args, **kwargs: None)
+    monkeypatch.setattr(targets_module, "say", lambda *args, **kwargs: None)
+
+
+def on_v1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fleet:
+    fleet = Fleet(tmp_path / "template", 1, monkeypatch)
+    assert fleet.run("deploy v1").exit_code == 0
+    return fleet
+
+
+def calls_of(fleet: Fleet, command: str, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, str]]:
+    """(call index from 1, step, what) of each call of a clean run of `command`."""
+    clean = fleet.clone(tmp_path / "clean", monkeypatch)
+    server = clean.servers[0]
+    start, seen = server.calls, []
+    checks = server.after_call
+
+    def after_call(of: SimulatedServer, what: str) -> None:
+        seen.append((of.calls - start, step_name(of, what), what))
+        checks(of, what)
+
+    server.after_call = after_call
+    assert clean.run(command).exit_code == 0
+    return seen
+
+
+def faulted(fleet: Fleet, at: int, fault: str, command: str, root: Path,
+            monkeypatch: pytest.MonkeyPatch) -> tuple[Fleet, RolloutResult]:
+    case = fleet.clone(root, monkeypatch)
+    server = case.servers[0]
+    server.faults = [Fault(server.calls + at, fault)]
+    return case, case.run(command)
+
+
+def entries(fleet: Fleet) -> list[HistoryEntry]:
+    server = fleet.servers[0]
+    return history.parse_history(server.read_local(history.history_path(fleet.inventory))
+                                 or "")
+
+
+@pytest.mark.parametrize("fault", ["lost_before", "lost_after", "deadline"])
+def test_cut_at_the_end_of_its_watch_the_history_says_the_new_version_serves(
+        fault: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Path 4: the new version had its full watch and keeps the traffic (`stopped early:
+    web2 (v2) serves`). Before, its entry said "failed" from v1, which reads as v1 serving."""
+    fleet = on_v1(tmp_path, monkeypatch)
+    last = max(at for at, step, _ in calls_of(fleet, "deploy v2", tmp_path, monkeypatch)
+               if step == "watch")
+    case, result = faulted(fleet, last, fault, "deploy v2", tmp_path / "case", monkeypatch)
+    assert versions_in_rotation(case.servers[0]) == {"v2"}
+    assert result.exit_code == 1
+    assert (result.outcomes[0].outcome, result.outcomes[0].serving) == (
+        Outcome.LEFT_SWITCHED, "v2 in web2")
+    entry = entries(case)[-1]
+    assert (entry.from_tag, entry.to_tag, entry.outcome) == ("v1", "v2", "left switched")
+    assert history.served_after(entries(case)) == "v2"
+    # The plain rollback undoes that deploy: v2 goes back to v1.
+    assert targets_module.rollback_targets(case.inventory) == ({case.servers[0].name: "v1"},
+                                                               {})
+    assert case.run("rollback").exit_code == 0
+    assert versions_in_rotation(case.servers[0]) == {"v1"}
+
+
+def test_sent_back_in_its_watch_the_history_still_says_failed_from_the_old_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut before its full watch: the traffic goes back to v1, and "failed" says so."""
+    fleet = on_v1(tmp_path, monkeypatch)
+    first = min(at for at, step, _ in calls_of(fleet, "deploy v2", tmp_path, monkeypatch)
+                if step == "watch")
+    case, result = faulted(fleet, first, "lost_before", "deploy v2", tmp_path / "case",
+                           monkeypatch)
+    assert versions_in_rotation(case.servers[0]) == {"v1"}
+    assert result.outcomes[0].outcome == Outcome.FAILED
+    assert (entries(case)[-1].from_tag, entries(case)[-1].outcome) == ("v1", "failed")
