@@ -15,13 +15,18 @@ from slotswap.config.inventory import Inventory
 from slotswap.config.layout import history_path
 from slotswap.core.output import format_table
 from slotswap.remote.protocol import ServerLike
+from slotswap.remote.server import CommandDeadlineError, ConnectError
 from slotswap.server.locking import operator
 
 # The folder and file come as $1 and $2, never inside the script: one round trip. Both are
 # the login's alone (0700, 0600; closed again if an older release left them open): the
-# history keeps what a release command printed.
-APPEND = ["sh", "-c", 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" && cat >> "$2" && '
-          'chmod 600 -- "$2"', "sh"]
+# history keeps what a release command printed. An entry the file already ends with is not
+# written again: an append whose answer was lost can be sent again (append).
+APPEND = ["sh", "-c", 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" && entry=$(cat) && '
+          '{ [ "$(tail -n 1 "$2" 2>/dev/null)" = "$entry" ] || printf "%s\\n" "$entry" >> "$2"; } '
+          '&& chmod 600 -- "$2"', "sh"]
+# What a new connection may get through: the connection lost, or no answer in time.
+TRANSIENT = (ConnectError, CommandDeadlineError)
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,15 @@ def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, second
 
 
 def append(server: ServerLike, inventory: Inventory, entry: HistoryEntry) -> None:
+    """One entry at the history's end; sent again once, over a new connection, when the
+    connection was lost or the answer did not come in time (written once all the same):
+    a lost entry would leave the history saying the server serves what it served before."""
     inventory = server.with_folders(inventory)
-    server.run(append_command(inventory), stdin=json.dumps(asdict(entry)) + "\n")
+    line = json.dumps(asdict(entry)) + "\n"
+    try:
+        server.run(append_command(inventory), stdin=line)
+    except TRANSIENT:
+        server.run(append_command(inventory), stdin=line)
 
 
 def append_command(inventory: Inventory) -> list[str]:

@@ -94,3 +94,21 @@ def test_sent_back_in_its_watch_the_history_still_says_failed_from_the_old_versi
     assert versions_in_rotation(case.servers[0]) == {"v1"}
     assert result.outcomes[0].outcome == Outcome.FAILED
     assert (entries(case)[-1].from_tag, entries(case)[-1].outcome) == ("v1", "failed")
+
+
+@pytest.mark.parametrize("fault", ["lost_before", "lost_after", "deadline"])
+def test_a_history_entry_whose_append_was_cut_is_written_once(
+        fault: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Path 11: the append is sent again over a new connection. Before, a connection lost
+    before it left the history saying v1 was the last deployed while v2 served."""
+    fleet = on_v1(tmp_path, monkeypatch)
+    appends = [at for at, _, what in calls_of(fleet, "deploy v2", tmp_path, monkeypatch)
+               if "history.jsonl" in what and "umask" in what]
+    assert len(appends) == 1
+    case, result = faulted(fleet, appends[0], fault, "deploy v2", tmp_path / "case",
+                           monkeypatch)
+    assert result.exit_code == 0
+    assert [(e.from_tag, e.to_tag, e.outcome) for e in entries(case)] == [
+        ("", "v1", "deployed"), ("v1", "v2", "deployed")]
+    assert targets_module.rollback_targets(case.inventory) == ({case.servers[0].name: "v1"},
+                                                               {})
