@@ -45,6 +45,7 @@ class ServerOutcome:
     watched_errors: int | None = None
     timings: Timings | None = None  # the server's steps and round trips (--timings)
     run: str = ""  # the run's id, in the server's history (what a plain rollback undoes)
+    recorded: bool = False  # the server's history has the run's entry
 
     @property
     def swap_seconds(self) -> float:

@@ -2,7 +2,9 @@
 
 After a deploy or rollback run that did not finish (interrupted, failed, or sent back by its
 watch on some server), a plain `rollback` undoes that run: each server it moved and left on
-its new version goes back to what it served before it; every other server stays as it is.
+its new version goes back to what it served before it; every other server stays as it is
+(a run that moved no server leaves nothing to undo: every server stays, which the rollout
+then finds to do nothing, exit 0).
 After a run that finished, each server goes back to the version it served before its last
 successful change (slotswap.server.history.rollback_target)."""
 
@@ -80,7 +82,9 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
         kept = [name for name, tag in targets.items() if tag == found[name].serving]
         stay = (f"{kept[0]} stays as it is" if len(kept) == 1
                 else f"{', '.join(kept)} stay as they are")
-        say(f"{run.describe()}: rollback undoes it: " + "; ".join(moved + [stay] * bool(kept)))
+        left = [] if moved or why_none else ["nothing left to undo"]
+        say(f"{run.describe()}: rollback undoes it: "
+            + "; ".join(moved + [stay] * bool(kept) + left))
     return targets, {**problems, **why_none}
 
 

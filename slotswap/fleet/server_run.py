@@ -50,6 +50,7 @@ def record_history(server: ServerLike, inventory: Inventory, task: str,
     try:
         with server.timings.step("history"):
             history.append(server, inventory, entry)
+        outcome.recorded = True
     except Exception as error:  # the run's own outcome stands
         progress_for(server.name)(f"WARNING: could not record this in its history: "
                                   f"{describe_error(error)}")

@@ -112,3 +112,28 @@ def test_a_history_entry_whose_append_was_cut_is_written_once(
         ("", "v1", "deployed"), ("v1", "v2", "deployed")]
     assert targets_module.rollback_targets(case.inventory) == ({case.servers[0].name: "v1"},
                                                                {})
+
+
+@pytest.mark.parametrize(("fault", "step"), [("deadline", "image"), ("lost_before", "image"),
+                                             ("interrupt", "unchanged?")])
+def test_a_rollback_after_a_deploy_that_moved_nothing_has_nothing_to_undo(
+        fault: str, step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A deploy of v3 that stopped before any swap, on a server that went v1 -> v2: it
+    leaves an entry, so the plain rollback after it finds it moved nothing and leaves v2
+    serving, exit 0. Before, the run left no entry: the rollback undid the deploy of v2."""
+    fleet = on_v1(tmp_path, monkeypatch)
+    assert fleet.run("deploy v2").exit_code == 0
+    fleet.servers[0].failing_after.clear()  # v3 is a good version here
+    at = min(at for at, of, _ in calls_of(fleet, "deploy v3", tmp_path, monkeypatch)
+             if of == step)
+    case, result = faulted(fleet, at, fault, "deploy v3", tmp_path / "case", monkeypatch)
+    assert result.exit_code != 0
+    assert (entries(case)[-1].to_tag, entries(case)[-1].run) == ("v3", result.outcomes[0].run)
+    monkeypatch.setattr(targets_module, "say", print)
+    assert targets_module.rollback_targets(case.inventory) == ({case.servers[0].name: "v2"},
+                                                               {})
+    assert "rollback undoes it: 203.0.113.10 stays as it is; nothing left to undo" in \
+        capsys.readouterr().out
+    assert case.run("rollback").exit_code == 0
+    assert versions_in_rotation(case.servers[0]) == {"v2"}
