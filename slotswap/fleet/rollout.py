@@ -190,12 +190,12 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
 @contextmanager
 def recorded_if_no_swap(servers: list[ServerLike], inventory: Inventory, task: str,
                         result: RolloutResult, fleet_lock: FleetLock) -> Iterator[None]:
-    """A run that stops with the locks held before any server's swap recorded it (an image
-    it could not put everywhere, the release command, Ctrl-C, an unforeseen error) still
-    leaves its entry in every server's history, each one's outcome (`not started` mostly):
-    the run is then the fleet's last, and a plain `rollback` after it finds that it moved
-    no server (nothing to undo) instead of undoing the run before it. A run with nothing to
-    do (every server unchanged) leaves none."""
+    """A run that took the locks and stopped before any server's swap wrote an entry (an
+    image it could not put everywhere, the release command, Ctrl-C, an unforeseen error)
+    writes each server's outcome (`not started` mostly) in its history: the run is then the
+    fleet's last, and a plain `rollback` after it finds it moved no server (nothing left to
+    undo) instead of undoing the run before it. A run with nothing to do (every server
+    unchanged), or that lost a lock to another run, writes none."""
     try:
         yield
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from slotswap.fleet import rollback_targets as targets_module
+from slotswap.fleet import rollout
 from slotswap.fleet.outcomes import Outcome, RolloutResult
 from slotswap.server import history
 from slotswap.server.history import HistoryEntry
@@ -137,3 +138,19 @@ def test_a_rollback_after_a_deploy_that_moved_nothing_has_nothing_to_undo(
         capsys.readouterr().out
     assert case.run("rollback").exit_code == 0
     assert versions_in_rotation(case.servers[0]) == {"v2"}
+
+
+def test_left_switched_goes_back_with_on_failure_rollback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--on-failure=rollback swaps a server left switched back too: it serves the new
+    version."""
+    fleet = on_v1(tmp_path, monkeypatch)
+    last = max(at for at, step, _ in calls_of(fleet, "deploy v2", tmp_path, monkeypatch)
+               if step == "watch")
+    case = fleet.clone(tmp_path / "case", monkeypatch)
+    server = case.servers[0]
+    server.faults = [Fault(server.calls + last, "lost_before")]
+    result = rollout.deploy(case.inventory, "v2", on_failure=rollout.ON_FAILURE_ROLLBACK)
+    assert (result.exit_code, result.outcomes[0].outcome) == (1, Outcome.ROLLED_BACK)
+    assert versions_in_rotation(server) == {"v1"}
+    assert [e.outcome for e in entries(case)][-2:] == ["left switched", "rolled back"]
