@@ -8,7 +8,8 @@ A deploy or rollback:
                 "watched": {"requests": 812, "errors": 0}, "error": null,
                 "serving": "v2 in web2"}, ...]}
   (outcome: deployed, unchanged (it already served the tag), rolled back, failed,
-   not switched, not started, interrupted, rollback failed; watched: the new slot's
+   not switched, left switched (failed after its switch: the new tag serves), not started,
+   interrupted, rollback failed; watched: the new slot's
    requests and failed ones during its watch, null when it was not watched)
 A status:
   {"task": "status", "ok": true, "exit_code": 0,

@@ -212,7 +212,8 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
     """Return every server to its previous version, with the same zero-downtime swap.
 
     The previous version comes from each server's history (never a version that failed);
-    a deploy that did not finish is undone (the servers it moved go back, the others stay).
+    a deploy that did not finish is undone (the servers it moved go back, the others stay;
+    one that moved no server leaves nothing to undo: exit 0, every server as it is).
     The container the deploy kept stopped starts again, nothing is pulled.
     Example: fab rollback   or  fab rollback --to=v41
     """

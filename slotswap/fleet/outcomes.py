@@ -20,6 +20,10 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled back"
     FAILED = "failed"
     NOT_SWITCHED = "not switched"
+    # It took the new version's traffic, then failed before its swap was over (a lost
+    # connection, a command past its deadline) and the traffic was never sent back: the
+    # new version is the one the kit last put in rotation there.
+    LEFT_SWITCHED = "left switched"
     NOT_STARTED = "not started"
     INTERRUPTED = "interrupted"
     ROLLBACK_FAILED = "rollback failed"
@@ -41,6 +45,7 @@ class ServerOutcome:
     watched_errors: int | None = None
     timings: Timings | None = None  # the server's steps and round trips (--timings)
     run: str = ""  # the run's id, in the server's history (what a plain rollback undoes)
+    recorded: bool = False  # the server's history has the run's entry
 
     @property
     def swap_seconds(self) -> float:

@@ -2,7 +2,9 @@
 
 After a deploy or rollback run that did not finish (interrupted, failed, or sent back by its
 watch on some server), a plain `rollback` undoes that run: each server it moved and left on
-its new version goes back to what it served before it; every other server stays as it is.
+its new version goes back to what it served before it; every other server stays as it is
+(a run that moved no server leaves nothing to undo: every server stays, which the rollout
+then finds to do nothing, exit 0).
 After a run that finished, each server goes back to the version it served before its last
 successful change (slotswap.server.history.rollback_target)."""
 
@@ -80,7 +82,9 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
         kept = [name for name, tag in targets.items() if tag == found[name].serving]
         stay = (f"{kept[0]} stays as it is" if len(kept) == 1
                 else f"{', '.join(kept)} stay as they are")
-        say(f"{run.describe()}: rollback undoes it: " + "; ".join(moved + [stay] * bool(kept)))
+        left = [] if moved or why_none else ["nothing left to undo"]
+        say(f"{run.describe()}: rollback undoes it: "
+            + "; ".join(moved + [stay] * bool(kept) + left))
     return targets, {**problems, **why_none}
 
 
@@ -94,12 +98,13 @@ def read_facts(server: ServerLike, inventory: Inventory) -> ServerFacts:
 def unfinished_last_run(found: dict[str, ServerFacts]) -> RunToUndo | None:
     """Pure: the run of the fleet's newest deploy or rollback entry, when it did not finish
     (an entry of it is neither "deployed" nor "unchanged"); None otherwise, or when that
-    entry has no run id (written by an older release)."""
-    runs = [e for facts in found.values() for e in facts.entries
-            if e.task in history.RUN_TASKS]
+    entry has no run id (written by an older release). Entries of the same second: the
+    later in its server's history is the newer."""
+    runs = [(e.time, at, e) for facts in found.values()
+            for at, e in enumerate(facts.entries) if e.task in history.RUN_TASKS]
     if not runs:
         return None
-    newest = max(runs, key=lambda e: e.time)
+    newest = max(runs, key=lambda found_at: found_at[:2])[2]
     if not newest.run:
         return None
     entries = {name: [e for e in facts.entries if e.run == newest.run]

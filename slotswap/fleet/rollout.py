@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from slotswap.config.app_env import AppEnv, resolve_app_env
 from slotswap.config.inventory import Inventory
@@ -28,6 +30,7 @@ from slotswap.fleet.server_run import (
     fill_serving,
     fill_serving_quickly,
     record_history,
+    record_unless_stopping_now,
     swap_and_record,
     swap_one,
     switch_in_window,
@@ -88,7 +91,8 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
         at_a_time = "one" if batch == 1 else f"{batch}"
         say(f"{task} {inventory.image_ref(tag)} to {len(servers)} servers, {at_a_time} at a time")
         phase("connect, lock")
-        with interrupts.guarded(), fleet_lock:
+        with interrupts.guarded(), fleet_lock, recorded_if_no_swap(servers, inventory, task,
+                                                                 result, fleet_lock):
             phase("image")
             failures = prepare(servers, inventory, tag_of, refresh=pull,
                                allow_stale=allow_stale)
@@ -169,7 +173,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
         if interrupts.stopping_now():
             result.message = f"{task} stopped at once; each server serves what the summary says"
             for outcome in result.outcomes:  # the swap cut short, whatever error it then saw
-                if outcome.outcome == Outcome.FAILED:
+                if outcome.outcome in (Outcome.FAILED, Outcome.LEFT_SWITCHED):
                     outcome.outcome = Outcome.INTERRUPTED
             fill_serving_quickly(servers, inventory, result.outcomes)
         else:
@@ -181,6 +185,24 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
         close_all(servers)
     return result
 
+
+
+@contextmanager
+def recorded_if_no_swap(servers: list[ServerLike], inventory: Inventory, task: str,
+                        result: RolloutResult, fleet_lock: FleetLock) -> Iterator[None]:
+    """A run that took the locks and stopped before any server's swap wrote an entry (an
+    image it could not put everywhere, the release command, Ctrl-C, an unforeseen error)
+    writes each server's outcome (`not started` mostly) in its history: the run is then the
+    fleet's last, and a plain `rollback` after it finds it moved no server (nothing left to
+    undo) instead of undoing the run before it. A run with nothing to do (every server
+    unchanged), or that lost a lock to another run, writes none."""
+    try:
+        yield
+    finally:
+        if not (any(o.recorded for o in result.outcomes) or fleet_lock.lost
+                or all(o.outcome == Outcome.UNCHANGED for o in result.outcomes)):
+            for server, outcome in zip(servers, result.outcomes, strict=True):
+                record_unless_stopping_now(server, inventory, task, outcome)
 
 
 def roll_back_moved(result: RolloutResult, servers: list[ServerLike], inventory: Inventory,
@@ -225,11 +247,12 @@ def roll_back_moved(result: RolloutResult, servers: list[ServerLike], inventory:
 
 
 def serves_new_version(server: ServerLike, inventory: Inventory, outcome: ServerOutcome) -> bool:
-    """A server done serves the new version; one that failed might still (after its switch):
-    ask it. One not started, or whose watch switched back, does not."""
+    """A server done serves the new version; one that failed might still (after its switch,
+    "left switched" for sure, unless it was changed since): ask it. One not started, or
+    whose watch switched back, does not."""
     if outcome.outcome == Outcome.DEPLOYED:
         return True
-    if outcome.outcome != Outcome.FAILED:
+    if outcome.outcome not in (Outcome.FAILED, Outcome.LEFT_SWITCHED):
         return False
     try:
         views = read_slots(server, inventory)

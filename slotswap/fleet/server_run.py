@@ -50,6 +50,7 @@ def record_history(server: ServerLike, inventory: Inventory, task: str,
     try:
         with server.timings.step("history"):
             history.append(server, inventory, entry)
+        outcome.recorded = True
     except Exception as error:  # the run's own outcome stands
         progress_for(server.name)(f"WARNING: could not record this in its history: "
                                   f"{describe_error(error)}")
@@ -101,6 +102,8 @@ class ServerRun:
             self.progress(f"FAILED: {outcome.error}")
             return False
         finally:
+            if outcome.outcome == Outcome.FAILED and self.left_switched():
+                outcome.outcome = Outcome.LEFT_SWITCHED
             self.server.timings.end()
             outcome.seconds = time.monotonic() - self.started
             outcome.switch_seconds = swap.switch_seconds
@@ -109,6 +112,11 @@ class ServerRun:
                 outcome.watched_requests = swap.window_traffic.requests
                 outcome.watched_errors = swap.window_traffic.errors
         return True
+
+    def left_switched(self) -> bool:
+        """The swap switched (HAProxy answered the switch line) and never sent the traffic
+        back: what serves is the new version, not the old one, whatever failed after."""
+        return self.swap.switched_at > 0 and not self.swap.traffic_back
 
     def finished(self) -> bool:
         """The swap is over and the new version serves: record it, prune old images."""

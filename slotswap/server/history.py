@@ -15,13 +15,18 @@ from slotswap.config.inventory import Inventory
 from slotswap.config.layout import history_path
 from slotswap.core.output import format_table
 from slotswap.remote.protocol import ServerLike
+from slotswap.remote.server import CommandDeadlineError, ConnectError
 from slotswap.server.locking import operator
 
 # The folder and file come as $1 and $2, never inside the script: one round trip. Both are
 # the login's alone (0700, 0600; closed again if an older release left them open): the
-# history keeps what a release command printed.
-APPEND = ["sh", "-c", 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" && cat >> "$2" && '
-          'chmod 600 -- "$2"', "sh"]
+# history keeps what a release command printed. An entry the file already ends with is not
+# written again: an append whose answer was lost can be sent again (append).
+APPEND = ["sh", "-c", 'umask 077 && mkdir -p -- "$1" && chmod 700 -- "$1" && entry=$(cat) && '
+          '{ [ "$(tail -n 1 "$2" 2>/dev/null)" = "$entry" ] || printf "%s\\n" "$entry" >> "$2"; } '
+          '&& chmod 600 -- "$2"', "sh"]
+# What a new connection may get through: the connection lost, or no answer in time.
+TRANSIENT = (ConnectError, CommandDeadlineError)
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,9 @@ class HistoryEntry:
     from_tag: str
     to_tag: str
     # deployed, failed, interrupted, unchanged; "rolled back": a deploy whose watch sent the
-    # traffic back to the old version, or a rollback that --on-failure=rollback made
+    # traffic back to the old version, or a rollback that --on-failure=rollback made; "left
+    # switched": the new version took the traffic, then the swap failed before it was over
+    # and never sent the traffic back (to_tag serves)
     outcome: str
     seconds: float
     error: str = ""
@@ -65,8 +72,15 @@ def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, second
 
 
 def append(server: ServerLike, inventory: Inventory, entry: HistoryEntry) -> None:
+    """One entry at the history's end; sent again once, over a new connection, when the
+    connection was lost or the answer did not come in time (written once all the same):
+    a lost entry would leave the history saying the server serves what it served before."""
     inventory = server.with_folders(inventory)
-    server.run(append_command(inventory), stdin=json.dumps(asdict(entry)) + "\n")
+    line = json.dumps(asdict(entry)) + "\n"
+    try:
+        server.run(append_command(inventory), stdin=line)
+    except TRANSIENT:
+        server.run(append_command(inventory), stdin=line)
 
 
 def append_command(inventory: Inventory) -> list[str]:
@@ -134,19 +148,21 @@ def rollback_target(entries: list[HistoryEntry], serving: str | None) -> str | N
 
 # A run's outcomes on a server that mean it did its work there.
 DONE = ("deployed", "unchanged")
+# It switched to the entry's new version, then failed before its swap was over.
+LEFT_SWITCHED = "left switched"
 RUN_TASKS = ("deploy", "rollback")
 
 
 def served_after(entries: list[HistoryEntry]) -> str | None:
     """Pure: the version the server served after the last entry that says so: a deploy or
-    rollback done, a watch that sent the traffic back, an automatic rollback, a new version
-    never switched to. Entries of runs that stopped without knowing (failed, interrupted)
-    say nothing: the one before them is asked."""
+    rollback done, or left switched to its version, a watch that sent the traffic back, an
+    automatic rollback, a new version never switched to. Entries of runs that stopped
+    without knowing (failed, interrupted) say nothing: the one before them is asked."""
     for entry in reversed(entries):
         if entry.task not in RUN_TASKS:
             continue
-        if entry.outcome in DONE or (entry.outcome == "rolled back"
-                                     and entry.task == "rollback"):
+        if entry.outcome in (*DONE, LEFT_SWITCHED) or (entry.outcome == "rolled back"
+                                                       and entry.task == "rollback"):
             return entry.to_tag
         if entry.outcome in ("rolled back", "not switched"):
             return entry.from_tag or None

@@ -380,8 +380,10 @@ class SimulatedServer(DockerEngine):
             return CommandResult(f"lock {age} {held_for}\n{owner}\n", "", 0)
         if argv[:3] == history.APPEND[:3]:
             self.local(args[0]).mkdir(parents=True, exist_ok=True)
-            with self.local(args[1]).open("a") as file:
-                file.write(stdin or "")
+            entry = (stdin or "").rstrip("\n")
+            if (self.read_local(args[1]) or "").splitlines()[-1:] != [entry]:
+                with self.local(args[1]).open("a") as file:
+                    file.write(entry + "\n")
             return CommandResult("", "", 0)
         if argv[:2] in (["rm", "-f"], ["rm", "-rf"]):
             for path in argv[2:]:

@@ -145,6 +145,18 @@ def test_the_history_is_the_logins_alone_and_an_open_one_is_closed(tmp_path: Pat
     assert (state / "history.jsonl").read_text() == "one\ntwo\n"
 
 
+def test_an_entry_sent_again_is_written_once(tmp_path: Path) -> None:
+    """Run by a real sh: an append whose answer was lost is sent again (history.append);
+    the entry the file already ends with is not written twice, an earlier one is."""
+    command = append_command(make_inventory(tmp_path, image="r/webapp",
+                                            remote_dir=str(tmp_path / "remote")))
+    for entry in ("one\n", "two\n", "two\n", "one\n"):
+        subprocess.run(command, input=entry, text=True, check=True,
+                       env={"PATH": "/usr/bin:/bin"})
+    history = tmp_path / "remote/webapp/state/history.jsonl"
+    assert history.read_text() == "one\ntwo\none\n"
+
+
 # -- the lock script, run by a real sh --------------------------------------------------------
 
 

@@ -143,6 +143,16 @@ def test_a_server_unchanged_by_a_finished_deploy_goes_back_one_version_too(
     assert rollback_targets(inventory) == ({"s1": "v1", "s2": "v3"}, {})
 
 
+def test_a_run_in_the_same_second_as_the_one_before_is_the_one_undone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both entries of the same second: the later one in the history is the last run. Before,
+    # the finished deploy of v1 was taken for it, and s1 went on back to v0.
+    inventory = fleet(tmp_path, monkeypatch, {"s1": ("v1", [
+        entry("deploy", "v0", "v1", run="r0"),
+        entry("deploy", "v1", "v2", "interrupted", run="r1")])})
+    assert rollback_targets(inventory) == ({"s1": "v1"}, {})
+
+
 def test_entries_without_a_run_id_keep_the_rule_of_before(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old = [entry("deploy", "v0", "v1"), entry("deploy", "v1", "v2", "failed", minute=1)]
@@ -158,6 +168,7 @@ def test_entries_without_a_run_id_keep_the_rule_of_before(
     ([entry("deploy", "v1", "v2"), entry("deploy", "v2", "v3", "interrupted")], "v2"),
     ([entry("deploy", "v1", "v2"), entry("deploy", "v2", "v3", "not switched")], "v2"),
     ([entry("deploy", "v1", "v2"), entry("release", "", "v3", "deployed")], "v2"),
+    ([entry("deploy", "v1", "v2"), entry("deploy", "v2", "v3", "left switched")], "v3"),
 ])
 def test_what_a_history_last_says_the_server_served(entries: list[HistoryEntry],
                                                     expected: str | None) -> None:

@@ -244,6 +244,7 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
             (locking.read_lock_command(inventory), None),
             (history.append_command(inventory), '{"a": 1}\n'),
             (history.append_command(inventory), '{"b": 2}\n'),
+            (history.append_command(inventory), '{"b": 2}\n'),  # sent again: written once
             (["cat", history.history_path(inventory)], None),
             (["cat", "/nowhere"], None),
             (["rm", "-f", "/etc/slotswap/webapp/web1.env"], None),
