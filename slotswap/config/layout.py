@@ -50,8 +50,9 @@ PREVIOUS_NAME = f"{CONFIG_NAME}.prev"
 # SHA-256 of the config HAProxy runs, written only once HAProxy was seen running with it:
 # "unchanged" means the same as this, not merely the same as the file.
 RUNNING_NAME = f"{CONFIG_NAME}.running-sha256"
-# HAProxy's servers' state (which slot is in rotation), which it loads when it starts: kept
-# current after every change the kit makes (slotswap.server.haproxy_state), never removed.
+# HAProxy's servers' state (which slot is in rotation), which it loads when it starts:
+# written ahead of each line that moves traffic, after the kit's other changes
+# (slotswap.server.haproxy_state), never removed.
 STATE_NAME = "server-state"
 MAP_NAME = "maintenance.map"
 SERVICE_NAME = "maintenance.lua"

@@ -19,7 +19,7 @@ from slotswap.fleet.runner import in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history
 from slotswap.server.history import HistoryEntry
-from slotswap.server.swap import describe_serving, read_slots
+from slotswap.server.slots import describe_serving, read_slots, serving_views
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
 
 def read_facts(server: ServerLike, inventory: Inventory) -> ServerFacts:
     views = read_slots(server, inventory)
-    serving = [v.version for v in views.values() if v.serving]
+    serving = [v.version for v in serving_views(views)]
     return ServerFacts(serving[0] if len(serving) == 1 else None, describe_serving(views),
                        history.read(server, inventory))
 
@@ -129,7 +129,10 @@ def plan_undo(found: dict[str, ServerFacts],
             continue
         own = run.entries[name]
         if own:
-            before: str | None = own[0].from_tag
+            # A run stopped before its swap read nothing: its entry has no from-version, and
+            # what the server served before the run is what its history said then.
+            before: str | None = own[0].from_tag or history.served_after(
+                facts.entries[:facts.entries.index(own[0])])
             moved = facts.serving == own[0].to_tag != before
         else:
             before = history.served_after(facts.entries)

@@ -115,8 +115,14 @@ class ServerRun:
 
     def left_switched(self) -> bool:
         """The swap switched (HAProxy answered the switch line) and never sent the traffic
-        back: what serves is the new version, not the old one, whatever failed after."""
-        return self.swap.switched_at > 0 and not self.swap.traffic_back
+        back: what serves is the new version, not the old one, whatever failed after. Not
+        when the line back went unanswered twice (HAProxy may have run it) unless the
+        server, read after, shows the new version alone in its slot; else `failed`, and
+        `serving now` says what could be read."""
+        swap = self.swap
+        return swap.switched_at > 0 and not swap.traffic_back and (
+            not swap.back_unsure
+            or self.outcome.serving == f"{swap.tag} in {swap.new_slot}")
 
     def finished(self) -> bool:
         """The swap is over and the new version serves: record it, prune old images."""

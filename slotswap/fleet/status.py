@@ -12,7 +12,7 @@ from slotswap.fleet.runner import in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import maintenance
 from slotswap.server.haproxy import running_haproxy
-from slotswap.server.swap import read_slots
+from slotswap.server.slots import read_slots, serving_views
 
 
 @dataclass
@@ -40,7 +40,7 @@ def status(inventory: Inventory) -> list[ServerStatus]:
 
 def read_status(server: ServerLike, inventory: Inventory) -> ServerStatus:
     views = read_slots(server, inventory)
-    live = [v for v in views.values() if v.serving]
+    live = serving_views(views)
     return ServerStatus(
         server.name, server.host.address,
         live=",".join(v.slot for v in live) or "none",

@@ -19,13 +19,13 @@ from collections.abc import Callable, Mapping
 
 from slotswap.commands.runtime_api import (
     AdminState,
-    RuntimeApiError,
     server_state_in,
     servers_state_with,
 )
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import STATE_NAME, haproxy_dir
 from slotswap.remote.protocol import ServerLike
+from slotswap.server.swap_errors import SwapError
 
 Progress = Callable[[str], None]
 SHOW_STATE = "show servers state"
@@ -43,9 +43,12 @@ def save_slot_state(server: ServerLike, inventory: Inventory) -> None:
     server.write_file(state_path(server, inventory), state)
 
 
-class SlotNotUp(RuntimeApiError):
+class SlotNotUp(SwapError):
     """HAProxy does not count up a slot that a move of the traffic relies on: restarted since
     the slot's checks passed, from a file written before they did."""
+
+    def __init__(self, message: str, serving: str = ""):
+        super().__init__(message, serving)
 
 
 def require_up(name: str, state: str, backend: str, slot: str) -> None:

@@ -112,10 +112,20 @@ def slot_published_ports(inventory: Inventory, slot: str) -> tuple[tuple[int, in
     return inventory.slot_published_ports(slot)
 
 
+def serving_views(views: dict[str, SlotView]) -> list[SlotView]:
+    """The slots HAProxy gives new requests to through their own line; with none, those it
+    gives them to through their fallback line alone (a run cut in its window left the old
+    slot draining with its fallback line ready, and the new slot failed since)."""
+    return [v for v in views.values() if v.serving] or [
+        v for v in views.values() if v.running and v.fallback is not None
+        and v.fallback.takes_new_traffic]
+
+
 def describe_serving(views: dict[str, SlotView]) -> str:
     if not views:
         return "unknown (could not read the server's state)"
-    serving = [f"{v.version} in {v.slot}" for v in views.values() if v.serving]
+    through = "" if any(v.serving for v in views.values()) else " (through its fallback line)"
+    serving = [f"{v.version} in {v.slot}{through}" for v in serving_views(views)]
     return " and ".join(serving) if serving else "NOTHING"
 
 

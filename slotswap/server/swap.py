@@ -104,6 +104,8 @@ class SlotSwap(RetireSteps):
         # Set once HAProxy took the switch back's line: the old slot serves again, and from
         # then on nothing may take it out of rotation (a failed clean-up included).
         self.traffic_back = False
+        # The line back sent and unanswered twice: HAProxy may or may not have run it.
+        self.back_unsure = False
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -163,6 +165,7 @@ class SlotSwap(RetireSteps):
         checkpoint()
         self.server.timings.begin("idle slot out")
         self.retire(plan.idle, views[plan.idle])
+        self.save_state()  # a file a cut run left ahead of a line that never ran: mended
         try:
             checkpoint()
             self.server.timings.begin("start new")
@@ -285,9 +288,10 @@ class SlotSwap(RetireSteps):
             ahead = False
         self.traffic_back = self.send_settled(states_line(self.backend, back),
                                               f"could not send the traffic back to {old}")
+        self.back_unsure = not self.traffic_back
         if self.traffic_back:
             self.progress(say)
-        if self.traffic_back and not ahead:
+        if not (self.traffic_back and ahead):  # behind, or ahead of a line that never ran
             self.save_state()
         return self.traffic_back
 

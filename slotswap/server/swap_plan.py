@@ -12,7 +12,7 @@ from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import AdminState, ServerStat
 from slotswap.config.inventory import SLOTS
-from slotswap.server.slots import SlotView, other_slot
+from slotswap.server.slots import SlotView, other_slot, serving_views
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,8 @@ class SlotPlan:
 
 def plan_slots(views: dict[str, SlotView]) -> SlotPlan:
     """Pure: pick the live and the idle slot from what HAProxy and Docker report."""
-    serving = [slot for slot in SLOTS if views[slot].serving] or [
-        # A run cut in its window, the new slot failing since: the old slot, draining,
-        # serves through its fallback line alone. It is the live one: never taken out.
-        slot for slot in SLOTS if views[slot].running and views[slot].fallback is not None
-        and views[slot].fallback.takes_new_traffic]  # type: ignore[union-attr]
+    # A slot serving through its fallback line alone is the live one: never taken out.
+    serving = [view.slot for view in serving_views(views)]
     if len(serving) == 2:
         # An interrupted run left both in rotation: keep the newer one, retire the other.
         newest = max(serving, key=lambda s: views[s].container.started_ns)  # type: ignore[union-attr]

@@ -1,8 +1,8 @@
 """Which slot is live survives a restart of HAProxy (a reboot, a Docker engine restart, an OOM
 kill Docker restarts, `up` starting a stopped HAProxy): the kit writes HAProxy's servers'
-state to the file the config loads after each change of which slot takes traffic, and the
-local HAProxy binary, started again from the rendered config, serves only the live slot
-although the other slot's container still runs."""
+state to the file the config loads, ahead of each line that moves traffic and after its
+other changes, and the local HAProxy binary, started again from the rendered config, serves
+only the live slot although the other slot's container still runs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from slotswap.commands import runtime_api as haproxy
 from slotswap.config.layout import STATE_NAME, haproxy_dir
 from slotswap.server.haproxy_state import (
+    SlotNotUp,
     remember_slot_state,
     save_slot_state,
     save_slot_state_ahead,
@@ -185,7 +186,7 @@ def test_a_slot_haproxy_no_longer_counts_up_is_not_written_ahead(tmp_path: Path)
     line while the kit says the new version serves. Nothing is written; the swap stops."""
     recorded = (FIXTURES / "show_servers_state_live_web1.txt").read_text()
     server = FakeServer(api={"show servers state": recorded})
-    with pytest.raises(haproxy.RuntimeApiError, match="no longer counts web2 up"):
+    with pytest.raises(SlotNotUp, match="no longer counts web2 up"):
         save_slot_state_ahead(server, server.inventory, "webapp",
                               switch_states("web2", "web1", fallback=False), up="web2")
     assert server.files == {}

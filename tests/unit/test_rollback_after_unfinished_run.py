@@ -183,3 +183,15 @@ def test_each_entry_of_a_run_carries_its_id(tmp_path: Path) -> None:
     written = json.loads(server.stdins[0])
     assert (written["outcome"], written["from_tag"], written["to_tag"], written["run"]) == (
         "interrupted", "v1", "v2", "5f0c1d2e3a4b")
+
+
+@pytest.mark.parametrize("outcome", ["not started", "failed", "interrupted"])
+def test_a_run_of_the_tag_that_serves_stopped_before_its_swap_moved_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outcome: str) -> None:
+    """A redeploy of what serves (--force, a moving tag, a new environment) that stopped
+    before its swap wrote its entry with no from-version: the server served that tag
+    before the run too, so the run moved nothing and nothing is left to undo."""
+    stopped = [*BEFORE, entry("deploy", "v1", "v2", run="r1", minute=1),
+               entry("deploy", "", "v2", outcome, run="r2", minute=2)]
+    inventory = fleet(tmp_path, monkeypatch, {"s1": ("v2", stopped)})
+    assert rollback_targets(inventory) == ({"s1": "v2"}, {})

@@ -289,3 +289,5 @@ def test_an_old_slot_serving_through_its_fallback_line_alone_is_the_live_one(old
     slots[old] = SlotView(old, slots[old].stat, slots[old].state, slots[old].container,
                           fallback)
     assert plan_slots(slots) == SlotPlan(live=old, idle=new)
+    # What status, the summaries and a plain rollback read say the same.
+    assert describe_serving(slots) == f"v1 in {old} (through its fallback line)"
