@@ -72,9 +72,11 @@ def new_entry(task: str, from_tag: str | None, to_tag: str, outcome: str, second
 
 
 def append(server: ServerLike, inventory: Inventory, entry: HistoryEntry) -> None:
-    """One entry at the history's end; sent again once, over a new connection, when the
-    connection was lost or the answer did not come in time (written once all the same):
-    a lost entry would leave the history saying the server serves what it served before."""
+    """One entry at the history's end; sent again once when the connection was lost (over a
+    new one) or the answer did not come in time (the script writes an entry the file
+    already ends with only once; a first try still running when the second has written
+    may add it twice): a lost entry would leave the history saying the server serves what
+    it served before."""
     inventory = server.with_folders(inventory)
     line = json.dumps(asdict(entry)) + "\n"
     try:
