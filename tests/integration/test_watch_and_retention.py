@@ -142,39 +142,33 @@ def test_a_new_slot_out_of_rotation_during_the_watch_is_rolled_back_under_load(
     # take requests: the old slot's fallback line, ready during the window, takes them.
     assert report.failed == 0, report.failures
 
-def test_on_failure_rollback_also_returns_a_server_that_failed_after_its_switch(
+def test_an_old_container_gone_in_the_window_does_not_fail_the_proven_version(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """During s2's watch its old container is removed by hand: stopping it after the watch
+    fails. v3 had its full watch and serves alone, its old slot out of rotation: said in a
+    WARNING, and the run goes on (`--on-failure=rollback` has nothing to return). A plain
+    `rollback` after it goes back one version, as after any finished deploy."""
     box = fleet_on_v1
     s2 = box.addresses[1]
     inventory = box.inventory_copy(tmp_path, timeouts={"watch": 6}, watch={"each": True})
     assert box.fab("build", "--tag", "v3").returncode == 0
     assert box.fab("deploy", "--tag", "v2").returncode == 0
     with box.load() as load:
-        # During s2's watch its old container is removed by hand: stopping it fails, after
-        # the switch, so s2 fails while serving v3.
         deploy = BackgroundDeploy(box, "v3", inventory, "--on-failure", "rollback")
         switched = deploy.until("s2", r"is taking traffic .*; (web[12]) drains")
-        if switched:
-            box.ssh(s2, f"docker rm -f webapp-{switched.group(1)}")
+        assert switched, "".join(deploy.lines)
+        box.ssh(s2, f"docker rm -f webapp-{switched.group(1)}")
         exit_code, output = deploy.finish(timeout=300)
     report = load.stop()
-    assert exit_code == 1
+    assert exit_code == 0, output
     assert report.failed == 0, report.failures
-    assert re.search(r"^s2 .*\brolled back\s+v2 in web[12]$", output, re.MULTILINE)
-    assert "the servers that served it were rolled back: s1, s2" in output
-    assert re.search(r"each server serves now: s1 v2 in web[12], s2 v2 in web[12], "
-                     r"s3 v2 in web[12]", output)
-    assert set(box.live_versions().values()) == {"v2"}
-    assert re.search(r"rollback\s+v3\s+v2\s+rolled back",
-                     box.fab("history", "--lines", "1").stdout)
-    # A plain `fab rollback` undoes the deploy that did not finish: the automatic rollback
-    # undid it already, so every server stays on v2 (never back to v3, the failed version).
+    assert re.search(r"\[s2 .*WARNING: could not stop webapp-web[12]: .*it is out of rotation",
+                     output), output
+    assert set(box.live_versions().values()) == {"v3"}
     with box.load() as load:
         rollback = box.fab("rollback")
     assert load.stop().failed == 0
     assert rollback.returncode == 0, rollback.stdout + rollback.stderr
-    assert re.search(r"the last deploy \(v3, .*\) did not finish .*: rollback undoes it: "
-                     r"s1, s2, s3 stay as they are", rollback.stdout + rollback.stderr)
     assert set(box.live_versions().values()) == {"v2"}
 
 
