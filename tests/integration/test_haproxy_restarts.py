@@ -116,7 +116,10 @@ def fault_in_the_window(box: Sandbox, tmp_path: Path, fault: Callable[[], None],
                         restart_seconds: float) -> tuple[str, str, set[str]]:
     """A deploy of the other version with a 25 s window; `fault` on s1 once it switched;
     returns (version before, version deployed, what s1 served once HAProxy answered
-    again, while still in the window). No request to s2 and s3 failed."""
+    again, while still in the window). No request to s2 and s3 failed. s1 serves one
+    version, the one the run's summary says it serves: the new one, or the old one when
+    the watch, which lost HAProxy before the new version's full watch, sent the traffic
+    back once it answered again (which of the two depends on how soon HAProxy is back)."""
     address = box.addresses[0]
     _, before = status_of(box, "s1")
     tag = other(before)
@@ -126,11 +129,14 @@ def fault_in_the_window(box: Sandbox, tmp_path: Path, fault: Callable[[], None],
         assert deploy.until("s1", "is taking traffic"), "".join(deploy.lines)
         fault()
         assert wait_for(lambda: haproxy_answers(box, address), restart_seconds)
+        code, output = deploy.finish(timeout=180)
         served = served_over_load(box, address)
-        code, _ = deploy.finish(timeout=180)
     report = load.stop()
     print(report.summary(), report.failures, "deploy exit", code)
     assert report.sent > 0 and report.failed == 0, report.failures
+    said = re.search(r"^s1 .* (v\d+) in web[12]$", output, re.MULTILINE)
+    # (`unknown` when the server could not be read at the end: honest, and nothing to hold.)
+    assert said is None or served == {said.group(1)}, output
     return before, tag, served
 
 
@@ -138,12 +144,11 @@ def test_an_engine_restart_in_the_watch_window_leaves_one_version(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     box = fleet_on_v1
     before, tag, served = fault_in_the_window(box, tmp_path, lambda: restart_engine(s1()), 60)
-    # The kit's last word on s1 was the switch to `tag`: that alone serves.
-    assert served == {tag}
-    assert served_over_load(box, box.addresses[0]) == {status_of(box, "s1")[1]} == {tag}
+    assert served in ({tag}, {before})
+    assert served_over_load(box, box.addresses[0]) == {status_of(box, "s1")[1]} == served
     # The next plain deploy ends clean.
-    assert box.fab("deploy", "--tag", before).returncode == 0
-    assert served_over_load(box, box.addresses[0]) == {before}
+    assert box.fab("deploy", "--tag", tag).returncode == 0
+    assert served_over_load(box, box.addresses[0]) == {tag}
 
 
 def test_haproxy_killed_in_the_watch_window_comes_back_with_the_new_slot_alone(
@@ -157,10 +162,10 @@ def test_haproxy_killed_in_the_watch_window_comes_back_with_the_new_slot_alone(
         os.kill(int(pid), signal.SIGKILL)
 
     before, tag, served = fault_in_the_window(box, tmp_path, kill_haproxy, 30)
-    assert served == {tag}
-    assert served_over_load(box, address) == {status_of(box, "s1")[1]}
-    assert box.fab("deploy", "--tag", before).returncode == 0
-    assert served_over_load(box, address) == {before}
+    assert served in ({tag}, {before})
+    assert served_over_load(box, address) == {status_of(box, "s1")[1]} == served
+    assert box.fab("deploy", "--tag", tag).returncode == 0
+    assert served_over_load(box, address) == {tag}
 
 
 def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(
