@@ -137,7 +137,10 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
     fallback = uses_fallback(views, live)
     if views[idle].stat.takes_new_traffic or views[idle].stat.sessions:
         drain_steps(plan, inventory, idle)
-    plan.api(out_of_rotation_line(backend, idle, fallback=views[idle].fallback is not None))
+    plan.api(haproxy.join_commands(
+        out_of_rotation_line(backend, idle, fallback=views[idle].fallback is not None),
+        "show servers state"))
+    plan.write(f"{haproxy_dir(inventory)}/{STATE_NAME}", 0o644, "that answer's state")
     name = inventory.container_name(idle)
     start_steps(plan, server, inventory, views[idle], tag)
     plan.wait(f"HAProxy resolves {name} to its new address (up to "

@@ -36,10 +36,12 @@ def state_path(server: ServerLike, inventory: Inventory) -> str:
     return f"{haproxy_dir(server.with_folders(inventory))}/{STATE_NAME}"
 
 
-def save_slot_state(server: ServerLike, inventory: Inventory) -> None:
-    """HAProxy's servers' state now, in the file it loads when it starts. Raises what the
-    runtime API or the write raises."""
-    state = server.runtime_api(SHOW_STATE)
+def save_slot_state(server: ServerLike, inventory: Inventory, state: str | None = None,
+                    ) -> None:
+    """HAProxy's servers' state now (`state`: its answer, read with the change before it in
+    one round trip), in the file it loads when it starts. Raises what the runtime API or
+    the write raises."""
+    state = server.runtime_api(SHOW_STATE) if state is None else state.lstrip("\n")
     server.write_file(state_path(server, inventory), state)
 
 
@@ -74,12 +76,12 @@ def save_slot_state_ahead(server: ServerLike, inventory: Inventory, backend: str
 
 
 def remember_slot_state(server: ServerLike, inventory: Inventory,
-                        progress: Progress) -> None:
+                        progress: Progress, state: str | None = None) -> None:
     """save_slot_state after a change of which slot takes traffic, which has happened
     whatever this does: a failure is a warning (the next change writes the file again),
     never an error that would undo or misreport the change itself."""
     try:
-        save_slot_state(server, inventory)
+        save_slot_state(server, inventory, state)
     except Exception as error:  # any failure: the change itself stands
         why = (str(error).strip().splitlines() or [type(error).__name__])[0]
         progress(f"WARNING: could not write HAProxy's slot state to "

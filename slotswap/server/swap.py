@@ -165,7 +165,6 @@ class SlotSwap(RetireSteps):
         checkpoint()
         self.server.timings.begin("idle slot out")
         self.retire(plan.idle, views[plan.idle])
-        self.save_state()  # a file a cut run left ahead of a line that never ran: mended
         try:
             checkpoint()
             self.server.timings.begin("start new")
@@ -424,9 +423,12 @@ class SlotSwap(RetireSteps):
         if view.stat.takes_new_traffic or view.stat.sessions:
             self.drain(slot)  # only after an interrupted run: never cut its requests
         # Its fallback line too: one left ready by a run cut off in its window would send
-        # requests to the version about to start here.
-        self.server.runtime_api(out_of_rotation_line(self.backend, slot,
-                                                     fallback=view.fallback is not None))
+        # requests to the version about to start here. The state read in the same round
+        # trip goes to the file: one a cut run left ahead of a line that never ran is mended.
+        answer = self.server.runtime_api(haproxy.join_commands(
+            out_of_rotation_line(self.backend, slot, fallback=view.fallback is not None),
+            state_file.SHOW_STATE))
+        state_file.remember_slot_state(self.server, self.inventory, self.progress, answer)
 
     def start_new(self, slot: str, view: SlotView) -> str:
         """Start the new version while its slot is in maint: HAProxy sends it nothing."""
