@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slotswap.commands import docker
-from slotswap.commands import runtime_api as haproxy
-from slotswap.commands.runtime_api import AdminState
 from slotswap.config.app_env import resolve_app_env
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
@@ -51,15 +49,16 @@ from slotswap.server.locking import read_lock, take_lock_command
 from slotswap.server.pruning import images_to_prune
 from slotswap.server.redeploy import keeps_stopped_container_of
 from slotswap.server.registry_login import RegistryLogin, login_command, login_registry
-from slotswap.server.slots import SlotView, read_slots, slot_published_ports
+from slotswap.server.slots import SlotView, read_slots
 from slotswap.server.swap_plan import (
-    alone_line,
-    has_fallback_lines,
-    out_of_rotation_line,
     plan_slots,
-    switch_back_line,
-    switch_line,
-    uses_fallback,
+)
+from slotswap.server.swap_steps import (
+    Step,
+    chain_text,
+    plan_swap,
+    start_command,
+    swap_steps,
 )
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
@@ -126,7 +125,7 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
     old = views[live].version if live else None
     plan.summary = (f"live slot {live or 'none'} ({old or 'nothing serving'}); {tag} goes "
                     f"into {idle}")
-    image_ref, backend = inventory.image_ref(tag), inventory.app
+    image_ref = inventory.image_ref(tag)
     lock_steps(plan, server, inventory)
     if inventory.delivery.mode == "ssh":
         plan.steps.append(f"send {image_ref} from this machine's Docker (docker image save) "
@@ -134,45 +133,7 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
                           "has, unless it has the same image ID")
     elif pull or not server.run(docker.image_id(image_ref), check=False).ok:
         plan.shell(docker.pull(image_ref))
-    fallback = uses_fallback(views, live)
-    if views[idle].stat.takes_new_traffic or views[idle].stat.sessions:
-        drain_steps(plan, inventory, idle)
-    plan.api(haproxy.join_commands(
-        out_of_rotation_line(backend, idle, fallback=views[idle].fallback is not None),
-        "show servers state"))
-    plan.write(f"{haproxy_dir(inventory)}/{STATE_NAME}", 0o644, "that answer's state")
-    name = inventory.container_name(idle)
-    start_steps(plan, server, inventory, views[idle], tag)
-    plan.wait(f"HAProxy resolves {name} to its new address (up to "
-              f"{inventory.timeouts.healthy:g}s)")
-    plan.api(haproxy.command_set_state(backend, idle, AdminState.DRAIN),
-             haproxy.command_force_health_down(backend, idle))
-    plan.wait(f"HAProxy's checks pass: GET {inventory.healthcheck.path} answers 200, {idle} "
-              f"DRAIN L7OK (up to {inventory.timeouts.healthy:g}s; else {idle} back to maint, "
-              f"`docker stop` of {name}, and the run stops here)")
-    state_steps(plan, inventory, "that answer as it will be once the next line ran (a "
-                f"restarted HAProxy starts from it); {idle} no longer up in it: the run stops "
-                "here")
-    if live is None:
-        plan.api(alone_line(backend, idle, fallback=has_fallback_lines(views)))
-    else:
-        plan.api(haproxy.join_commands(switch_line(backend, idle, live, fallback=fallback),
-                                       haproxy.command_show_servers_state(backend)))
-        window = ("after this switch" if inventory.watch.each
-                  else "after the rollout's last switch; the next server starts now")
-        plan.wait(f"{live} has no sessions left (up to {inventory.timeouts.drain:g}s) and "
-                  f"{inventory.timeouts.watch:g}s have passed {window}; if {idle} fails a "
-                  f"check, leaves rotation, its container stops or restarts, or its share "
-                  f"of failed requests (HAProxy's counters, those {live} answered for it "
-                  f"included, once it has had "
-                  f"{inventory.watch.min_requests}) exceeds {live}'s by more than "
-                  f"{inventory.watch.max_error_rate:.0%} meanwhile: runtime API> "
-                  + switch_back_line(backend, idle, live, fallback=fallback)
-                  + f", `docker stop` of {name}, and the run stops here")
-        plan.api(out_of_rotation_line(backend, live, fallback=fallback))
-        state_steps(plan, inventory, "that answer")
-        plan.shell(docker.stop(inventory.container_name(live), inventory.timeouts.stop))
-    plan.wait(f"{idle} serves {tag} (show stat, docker inspect)")
+    plan.steps.extend(step.render() for step in swap_plan_steps(server, inventory, views, tag))
     plan.steps.append(f"$ {shlex.join(append_command(inventory))} <<< "
                       f"{json.dumps({'task': task, 'from_tag': old or '', 'to_tag': tag})}")
     prune_steps(plan, server, inventory, views, live, tag)
@@ -180,40 +141,24 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
     return plan
 
 
-def state_steps(plan: ServerPlan, inventory: Inventory, what: str) -> None:
-    """HAProxy's servers' state read, and written where a restarted HAProxy starts from
-    (slotswap.server.haproxy_state)."""
-    plan.api("show servers state")
-    plan.write(f"{haproxy_dir(inventory)}/{STATE_NAME}", 0o644, what)
-
-
-def start_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory, view: SlotView,
-                tag: str) -> None:
-    """As SlotSwap.start_new: the kept container of this tag started again, or a new one."""
-    name, slot = inventory.container_name(view.slot), view.slot
-    env_path = env_file_path(inventory, slot)
-    container = view.container
-    if keeps_stopped_container_of(server, inventory, view, tag):
-        if inventory.env.empty and server.read_file(env_path) is None:
-            plan.shell(docker.start(name), docker.inspect_containers(name))
-            return
-        if not inventory.env.empty:
-            # The secrets' values are never read here, so their file cannot be compared.
-            plan.steps.append(f"if {env_path} holds the env below: $ "
-                              f"{shlex.join(docker.start(name))}; else:")
-    env_file = None
-    if not inventory.env.empty:
-        env_file = env_path
-        plan.write(env_file, 0o600, masked_env(inventory))
-    removal = [docker.remove(name)] if container is not None else []
-    if env_file is None:
-        removal.append(["rm", "-f", env_path])
-    plan.shell(*removal, docker.run_app_slot(
-        container=name, image_ref=inventory.image_ref(tag), network=inventory.network,
-        app=inventory.app, slot=slot, version=tag, app_port=inventory.app_port,
-        stop_timeout=inventory.timeouts.stop, env_file=env_file,
-        options=inventory.container, published=slot_published_ports(inventory, slot),
-    ), docker.inspect_containers(name))
+def swap_plan_steps(server: ServerLike, inventory: Inventory, views: dict[str, SlotView],
+                    tag: str) -> list[Step]:
+    """The swap's own plan (slotswap.server.swap_steps), as the run builds it. Whether the
+    idle slot's kept container would start again is read as the run reads it, but for the
+    env file when the app has an environment: its secrets' values are never read here, so
+    both ways are shown."""
+    idle = plan_slots(views).idle
+    env_path = env_file_path(inventory, idle)
+    keeps = keeps_stopped_container_of(server, inventory, views[idle], tag)
+    restart = keeps and inventory.env.empty and server.read_file(env_path) is None
+    steps = swap_steps(plan_swap(views, inventory, tag, restart=restart), inventory,
+                       masked_env=masked_env(inventory))
+    if keeps and not inventory.env.empty:
+        kept = start_command(inventory, views[idle], tag, restart=True)
+        at = next(i for i, step in enumerate(steps) if step.phase == "start new")
+        steps.insert(at, Step("start new", "if", f"{env_path} holds the env below: $ "
+                              f"{chain_text(kept.chain)}; else:"))
+    return steps
 
 
 def prune_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
@@ -227,12 +172,6 @@ def prune_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
     doomed = images_to_prune(listed, in_use, inventory.keep_images)
     if doomed:
         plan.shell(docker.remove_images(*(image.ref for image in doomed)))
-
-
-def drain_steps(plan: ServerPlan, inventory: Inventory, slot: str) -> None:
-    plan.api(haproxy.command_set_state(inventory.app, slot, AdminState.DRAIN))
-    plan.wait(f"{slot} has no sessions left (up to {inventory.timeouts.drain:g}s)")
-    plan.api(haproxy.command_set_state(inventory.app, slot, AdminState.MAINT))
 
 
 def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:

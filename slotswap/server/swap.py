@@ -17,7 +17,6 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import AdminState, ServerStat
 from slotswap.config.app_env import AppEnv, resolve_app_env
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import env_file_path
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import ConnectError
@@ -34,26 +33,28 @@ from slotswap.server.slots import (
     inspect_slots,
     read_slots,
     read_slots_quietly,
-    slot_published_ports,
 )
 from slotswap.server.swap_errors import SwapError, SwapRolledBack, SwapStopped
 from slotswap.server.swap_plan import (
     WatchFailure,
-    alone_states,
     container_failure,
-    has_fallback_lines,
     new_slot_traffic,
     old_sessions,
-    out_of_rotation_line,
     plan_slots,
     states_line,
     switch_back_states,
-    switch_line,
-    switch_states,
-    uses_fallback,
     watch_failure,
 )
 from slotswap.server.swap_retire import RetireSteps
+from slotswap.server.swap_steps import (
+    StartCommand,
+    SwapPlan,
+    address_line,
+    check_line,
+    plan_swap,
+    start_command,
+    switch_read_line,
+)
 
 # After the switch, one `show stat` every 250 ms per watched server (every switched server of
 # a rollout's window at once, each look a round trip over SSH and a parse on the operator's
@@ -98,6 +99,7 @@ class SlotSwap(RetireSteps):
         self.at_switch: dict[str, ServerStat] = {}  # the reading right before the switch
         self.window_traffic: haproxy.Traffic | None = None  # the new slot's, after the switch
         self.fallback = False  # the backend has the slots' fallback lines (read_slots)
+        self.plan: SwapPlan | None = None  # decided once switch_in read the server
         # Told as soon as switch_back sent a failed new slot's traffic back (the rollout's
         # watch window stops other switches at once), before the container's clean-up.
         self.on_failure: Callable[[str], None] = lambda reason: None
@@ -152,10 +154,10 @@ class SlotSwap(RetireSteps):
         started = time.monotonic()
         self.server.timings.begin("read slots")
         views = read_slots(self.server, self.inventory)
-        plan = plan_slots(views)
+        plan = self.plan = self.plan_for(views)
         self.new_slot, self.old_slot = plan.idle, plan.live
-        self.fallback = uses_fallback(views, plan.live)
-        old_version = self.old_version = views[plan.live].version if plan.live else None
+        self.fallback = plan.fallback
+        old_version = self.old_version = plan.old_version
         if plan.live is not None:
             self.stats_before = {slot: view.stat for slot, view in views.items()}
         self.progress(
@@ -164,24 +166,22 @@ class SlotSwap(RetireSteps):
         )
         checkpoint()
         self.server.timings.begin("idle slot out")
-        self.retire(plan.idle, views[plan.idle])
+        self.retire(plan)
         try:
             checkpoint()
             self.server.timings.begin("start new")
-            address = self.start_new(plan.idle, views[plan.idle])
+            address = self.start_new(plan.idle, views[plan.idle], plan.start)
             checkpoint()
             self.server.timings.begin("health checks")
             self.wait_healthy(plan.idle, address)
             checkpoint()
             if plan.live is not None and (reason := stop_requested()):
                 raise SwapStopped(f"not switched to {self.tag}: {reason}", "")
-            moving = switch_states(plan.idle, plan.live, fallback=self.fallback) \
-                if plan.live else alone_states(plan.idle, fallback=has_fallback_lines(views))
-            self.save_state(moving, up=plan.idle)
+            self.save_state(plan.moving, up=plan.idle)
             # Nothing serves: the new slot in, the other out, in one line sent again if its
             # answer is lost (both states settled whichever way it went).
             if plan.live is None and not self.send_settled(
-                    states_line(self.backend, moving), f"could not put {plan.idle} in rotation"):
+                    plan.in_line, f"could not put {plan.idle} in rotation"):
                 raise SwapError(f"HAProxy did not answer the line that puts {plan.idle} in "
                                 "rotation, twice", "")
         except BaseException as error:
@@ -234,6 +234,14 @@ class SlotSwap(RetireSteps):
         self.serving = self.retire_old(new, old)
         return self.serving
 
+    def plan_for(self, views: dict[str, SlotView]) -> SwapPlan:
+        """The swap's plan (slotswap.server.swap_steps) from the slots just read: the one
+        the dry run shows. Whether the idle slot's kept container can start again is read
+        on the server first (an image inspect, the env file) when it keeps one."""
+        idle = plan_slots(views).idle
+        return plan_swap(views, self.server.with_folders(self.inventory), self.tag,
+                         restart=self.can_restart(idle, views[idle]))
+
     def failure(self, error: BaseException) -> BaseException:
         """The error to raise after a failed step, with what the server serves now."""
         if not isinstance(error, Exception):
@@ -250,9 +258,8 @@ class SlotSwap(RetireSteps):
         HAProxy's servers' state comes back in the same round trip: a new slot it no longer
         counts up (restarted since its checks passed, before the state file was written
         ahead) raises SlotNotUp, and the traffic is still on the old slot's lines."""
-        answer = self.server.runtime_api(haproxy.join_commands(
-            switch_line(self.backend, new, old, fallback=self.fallback),
-            haproxy.command_show_servers_state(self.backend)))
+        answer = self.server.runtime_api(
+            switch_read_line(self.backend, new, old, fallback=self.fallback))
         state_file.require_up(self.server.name, answer, self.backend, new)
 
     def switch_over(self, new: str, old: str) -> None:
@@ -418,60 +425,42 @@ class SlotSwap(RetireSteps):
             # up and running when it did.
             describe_serving(views) if views else f"{self.old_version} in {old}")
 
-    def retire(self, slot: str, view: SlotView) -> None:
+    def retire(self, plan: SwapPlan) -> None:
         """Take the idle slot out of rotation (its container goes when the new one starts)."""
-        if view.stat.takes_new_traffic or view.stat.sessions:
-            self.drain(slot)  # only after an interrupted run: never cut its requests
+        if plan.drain_idle:
+            self.drain(plan.idle)  # only after an interrupted run: never cut its requests
         # Its fallback line too: one left ready by a run cut off in its window would send
         # requests to the version about to start here. The state read in the same round
         # trip goes to the file: one a cut run left ahead of a line that never ran is mended.
-        answer = self.server.runtime_api(haproxy.join_commands(
-            out_of_rotation_line(self.backend, slot, fallback=view.fallback is not None),
-            state_file.SHOW_STATE))
+        answer = self.server.runtime_api(plan.idle_out_line)
         state_file.remember_slot_state(self.server, self.inventory, self.progress, answer)
 
-    def start_new(self, slot: str, view: SlotView) -> str:
-        """Start the new version while its slot is in maint: HAProxy sends it nothing."""
+    def start_new(self, slot: str, view: SlotView, start: StartCommand | None = None) -> str:
+        """Start the new version while its slot is in maint: HAProxy sends it nothing.
+        `start`: the plan's (plan_for); by default decided here."""
         name = self.inventory.container_name(slot)
-        if self.can_restart(slot, view):
+        if start is None:
+            start = start_command(self.server.with_folders(self.inventory), view, self.tag,
+                                  restart=self.can_restart(slot, view))
+        if start.restart:
             # A rollback to the version kept in this slot: no pull, no new container.
             self.progress(f"restarting the kept container {name} ({self.tag})")
-            start = [docker.start(name)]
         else:
             if view.container is not None:
                 self.progress(f"replacing the old container of {slot}")
             # One round trip: remove what is left in the slot, run, and inspect for the
             # address Docker gave the new container.
-            removal = [docker.remove(name)] if view.container is not None else []
-            env_file = write_env_file(self.server, self.inventory, slot,
-                                      self.resolved_env(), self.progress)
-            if env_file is None:
-                removal.append(["rm", "-f", env_file_path(
-                    self.server.with_folders(self.inventory), slot)])
-            start = [*removal, docker.run_app_slot(
-                container=name, image_ref=self.inventory.image_ref(self.tag),
-                network=self.inventory.network, app=self.inventory.app, slot=slot,
-                version=self.tag, app_port=self.inventory.app_port,
-                stop_timeout=self.timeouts.stop, env_file=env_file,
-                options=self.inventory.container, published=slot_published_ports(
-                    self.inventory, slot),
-            )]
-        started = self.server.run_chain(*start, docker.inspect_containers(name))
+            write_env_file(self.server, self.inventory, slot, self.resolved_env(),
+                           self.progress)
+        started = self.server.run_chain(*start.chain)
         info = docker.parse_inspect(started.stdout[started.stdout.index("["):]).get(name)
         self.new_started_ns = info.started_ns if info else None
         if info is None or info.labels.get(docker.LABEL_PUBLISHED) != "loopback":
             raise SwapError(f"container {name} is not published on the server's loopback "
                             f"(port {self.inventory.slot_port(slot)})", "")
-        # The slot's own port of the loopback, which only its container can publish. Set
-        # again (HAProxy's address may be one of the app's network, after `fab up` moved
-        # HAProxy to the server's network).
-        address = docker.LOOPBACK
-        port = self.inventory.slot_port(slot)
-        check_port = self.inventory.slot_check_port(slot) or port
-        lines = [slot, haproxy.fallback_name(slot)] if view.fallback else [slot]
-        self.server.runtime_api(haproxy.join_commands(*(
-            haproxy.command_set_address(self.backend, line, address, port, check_port)
-            for line in lines)))
+        # The slot's own port of the loopback (address_line).
+        address, port = docker.LOOPBACK, self.inventory.slot_port(slot)
+        self.server.runtime_api(address_line(self.inventory, slot, view))
         self.progress(f"started {name} ({self.tag}) at {address}:{port}")
         what = f"HAProxy to use {address}:{port} for {name}"
         wait_for(lambda: self.address(slot) == address, self.timeouts.healthy, what,
@@ -489,12 +478,7 @@ class SlotSwap(RetireSteps):
         return self.app_env or resolve_app_env(self.inventory, os.environ)
 
     def wait_healthy(self, slot: str, address: str) -> None:
-        # drain: checks run, no traffic. health down: `rise` fresh passes are needed before
-        # HAProxy calls it UP, so nothing stale from before the container started counts.
-        self.server.runtime_api(haproxy.join_commands(
-            haproxy.command_set_state(self.backend, slot, AdminState.DRAIN),
-            haproxy.command_force_health_down(self.backend, slot),
-        ))
+        self.server.runtime_api(check_line(self.backend, slot))
         self.progress(f"waiting for HAProxy's health checks of {slot} "
                       f"(GET {self.inventory.healthcheck.path}, up to "
                       f"{self.timeouts.healthy:g}s)")

@@ -255,8 +255,8 @@ def test_with_no_slot_serving_the_new_one_goes_in_alone(
     monkeypatch.setattr(swap_module, "read_slots", lambda server, inventory: views)
     server = FaultyServer(api_faults=lost_answers)  # a lost answer: the line sent again
     swap = SlotSwap(server, make_inventory(tmp_path), "v2", lambda _: None)
-    swap.retire = lambda slot, slot_view: None  # type: ignore[method-assign]
-    swap.start_new = lambda slot, slot_view: "127.0.0.1"  # type: ignore[method-assign]
+    swap.retire = lambda plan: None  # type: ignore[method-assign]
+    swap.start_new = lambda slot, slot_view, start: "127.0.0.1"  # type: ignore[method-assign]
     swap.wait_healthy = lambda slot, address: None  # type: ignore[method-assign]
     swap.verify = lambda slot: f"v2 in {slot}"  # type: ignore[method-assign]
     assert swap.switch_in() is False  # nothing to watch against
