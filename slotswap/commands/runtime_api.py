@@ -82,9 +82,16 @@ class ServerStat:
         return self.check_status.lstrip("* ") == "L7OK"
 
     @property
+    def check_running(self) -> bool:
+        """A check is under way: HAProxy reports the last one's status with a `* ` prefix,
+        and its code may already be reset (`* L7STS` with code 0)."""
+        return self.check_status.startswith("* ")
+
+    @property
     def check_summary(self) -> str:
         status = self.check_status.lstrip("* ") or "no check yet"
-        code = f" {self.check_code}" if self.check_code else ""
+        # Code 0 is no HTTP status: a reading taken while the next check ran.
+        code = f" {self.check_code}" if self.check_code not in ("", "0") else ""
         desc = f" ({self.check_desc})" if self.check_desc else ""
         return f"{status}{code}{desc}"
 

@@ -486,7 +486,8 @@ class SlotSwap(RetireSteps):
 
         def healthy() -> bool:
             stat = self.stat(slot)
-            last[:] = [stat]
+            if not (stat.check_running and last):  # the error names a finished check's code
+                last[:] = [stat]
             return stat.status == "DRAIN" and stat.check_passed
 
         what = f"{slot} to pass HAProxy's health checks"

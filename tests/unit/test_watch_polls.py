@@ -97,3 +97,21 @@ def test_a_check_failed_between_two_looks_switches_back(tmp_path: Path) -> None:
     with pytest.raises(SwapRolledBack):
         swap.watch_and_drain("web2", "web1", lambda: closes)
     assert backs == ["failed HAProxy's health checks"]
+
+
+def test_checks_that_never_pass_are_reported_by_a_finished_checks_code(
+        tmp_path: Path) -> None:
+    """HAProxy reports a check under way as `* L7STS` with code 0 (recorded): the timeout's
+    error names the code of the last finished check, not 0 (seen as `L7STS 0`)."""
+    inventory = make_inventory(tmp_path, timeouts={"healthy": 0.3})
+    swap = SlotSwap(FakeServer(), inventory, "v2", lambda _: None)
+    finished = ServerStat("web2", "DRAIN", 0, "L7STS", "400", "HTTP status check returned "
+                          "code <3C>400<3E>", 0, "127.0.0.1:18082")
+    running = dataclasses.replace(finished, check_status="* L7STS", check_code="0")
+    readings = iter([finished, running] * 100)
+    swap.stat = lambda slot: next(readings)  # type: ignore[method-assign]
+    swap.fail_if_container_died = lambda slot, what: None  # type: ignore[method-assign]
+    with pytest.raises(Exception, match="L7STS 400") as raised:
+        swap.wait_healthy("web2", "127.0.0.1")
+    assert "L7STS 0" not in str(raised.value)
+    assert running.check_summary.startswith("L7STS (")  # no code rather than 0
