@@ -36,14 +36,12 @@ from slotswap.config.layout import (
 from slotswap.fleet.runner import in_turn
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import carry_over, maintenance
-from slotswap.server.haproxy_config import login_ids, render_config, runs_config
+from slotswap.server.haproxy_config import login_ids, render_config
 from slotswap.server.haproxy_handover import (
-    LABEL_SPEC,
-    container_spec,
     haproxy_run_command,
-    on_host_network,
     soft_stop_seconds,
 )
+from slotswap.server.haproxy_plan import plan_haproxy
 from slotswap.server.history import append_command
 from slotswap.server.locking import read_lock, take_lock_command
 from slotswap.server.pruning import images_to_prune
@@ -197,11 +195,6 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
     previous = (carry_over.previous_folders(container, inventory, directory)
                 if container is not None else None)
-    recreate = (container is not None
-                and (previous is not None
-                     or container.labels.get(LABEL_SPEC) != container_spec(inventory)))
-    hand_over = recreate and container is not None and container.running and on_host_network(
-        container)
     admin = admin_dir(inventory)
     if previous is not None:
         carrier = docker.run_carrier(
@@ -221,16 +214,19 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     service = service_path_on_server(directory)
     if server.read_file(service) != maintenance.service_script():
         plan.write(service, 0o644, "the Lua service that sends the maintenance page")
-    wanted = render_config(inventory, login_ids(server))
-    # As `up` decides: HAProxy must run that config, not only have it on disk.
-    changed = not runs_config(server.read_file(config_path),
-                              server.read_file(f"{directory}/{RUNNING_NAME}"), wanted)
-    if changed or recreate:
+    # As `up` decides (one decision for both): HAProxy must run the config, not only have
+    # it on disk.
+    decided = plan_haproxy(container, inventory, carried=previous is not None,
+                           current=server.read_file(config_path),
+                           running=server.read_file(f"{directory}/{RUNNING_NAME}"),
+                           wanted=render_config(inventory, login_ids(server)))
+    recreate, hand_over, changed = decided.replace, decided.hand_over, decided.config_changed
+    if decided.new_config:
         plan.write(f"{config_path}.new", 0o644, "the config rendered from the templates")
         plan.shell(docker.check_haproxy_config(image_ref=inventory.haproxy.image,
                                                config_dir=directory,
                                                filename=f"{CONFIG_NAME}.new"))
-        if container is not None and container.running and not recreate:
+        if decided.reload:
             plan.api("show servers state")
             plan.write(f"{directory}/{STATE_NAME}", 0o644, "the answer of show servers state")
             plan.shell(["mv", "-f", f"{config_path}.new", config_path])
@@ -258,10 +254,9 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
             plan.steps.append("HAProxy moves to the server's network: its container is "
                               "recreated (a short interruption, this once)")
             plan.shell(docker.remove(name))
-            container = None
-        if container is None:
+        if recreate or decided.start == "run":
             plan.shell(haproxy_run_command(inventory))
-        elif not container.running:
+        elif decided.start == "start":
             plan.shell(docker.start(name))
     unlock_steps(plan, inventory)
     plan.summary = ", ".join(

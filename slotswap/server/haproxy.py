@@ -37,12 +37,9 @@ from slotswap.server.haproxy_config import (
     config_hash,
     login_ids,
     render_config,
-    runs_config,
     unbindable_addresses,
 )
 from slotswap.server.haproxy_handover import (
-    LABEL_SPEC,
-    container_spec,
     finish_interrupted_handover,
     hand_over_to_new_haproxy,
     haproxy_run_command,
@@ -52,6 +49,7 @@ from slotswap.server.haproxy_handover import (
     reload_with_new_config,
     restore_previous,
 )
+from slotswap.server.haproxy_plan import plan_haproxy
 from slotswap.server.haproxy_state import save_slot_state
 from slotswap.server.images import ensure_image, log_in_to_registry
 
@@ -134,12 +132,6 @@ def set_up_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
     directory = haproxy_dir(inventory)
     config_path = f"{directory}/{CONFIG_NAME}"
     name = inventory.haproxy_container
-    # Image, admin socket, network or config folder changed: only a new container can have
-    # them. From a running HAProxy on the server's network, a new one takes over with no gap.
-    replace = (container is not None
-               and (carried or container.labels.get(LABEL_SPEC) != container_spec(inventory)))
-    hand_over = replace and container is not None and container.running and on_host_network(
-        container)
     make_admin_dir(server, inventory)
     # The maintenance map must exist for HAProxy to start; its content (on or off) stays.
     server.run_chain(["mkdir", "-p", directory],
@@ -150,20 +142,21 @@ def set_up_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
     if server.read_file(service) != maintenance.service_script():
         server.write_file(service, maintenance.service_script())
     current = server.read_file(config_path)
+    # Image, admin socket, network or config folder changed: only a new container can have
+    # them. From a running HAProxy on the server's network, a new one takes over with no gap.
+    plan = plan_haproxy(container, inventory, carried=carried, current=current,
+                        running=server.read_file(f"{directory}/{RUNNING_NAME}"), wanted=wanted)
+    replace, hand_over, reload = plan.replace, plan.hand_over, plan.reload
+    config_changed = plan.config_changed
     if inventory.https is not None and certificate is not None:
-        serving_tls = (container is not None and container.running and not replace
-                       and current is not None
-                       and cert_path_in_haproxy() in current)
+        serving_tls = reload and current is not None and cert_path_in_haproxy() in current
         replace_cert = inventory.https.files is not None or tls.installed_fingerprint(
             server, directory) is None
         if replace_cert and tls.install(server, inventory, directory, certificate, progress,
                                         running=serving_tls):
             changes.append("certificate installed")
-    reload = container is not None and container.running and not replace
-    config_changed = not runs_config(current, server.read_file(f"{directory}/{RUNNING_NAME}"),
-                                     wanted)
     installed = False
-    if config_changed or replace:
+    if plan.new_config:
         server.write_file(f"{directory}/{NEW_CONFIG_NAME}", wanted)
         # Before the old container goes: a config HAProxy rejects leaves it serving. Checked
         # by the image that will run it.
@@ -203,10 +196,10 @@ def set_up_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
                        else "HAProxy recreated on the server's network")
         container = None
         installed = True
-    elif container is None:
+    elif plan.start == "run":
         server.run(haproxy_run_command(inventory))
         changes.append("HAProxy started")
-    elif not container.running:
+    elif plan.start == "start":
         server.run(docker.start(name))
         changes.append("HAProxy restarted")
     if not hand_over and (installed or container is None or not container.running):
