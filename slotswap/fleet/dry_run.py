@@ -53,6 +53,7 @@ from slotswap.server.swap_plan import (
 )
 from slotswap.server.swap_steps import (
     Step,
+    back_steps,
     chain_text,
     plan_swap,
     start_command,
@@ -131,7 +132,7 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
                           "has, unless it has the same image ID")
     elif pull or not server.run(docker.image_id(image_ref), check=False).ok:
         plan.shell(docker.pull(image_ref))
-    plan.steps.extend(step.render() for step in swap_plan_steps(server, inventory, views, tag))
+    plan.steps.extend(swap_plan_steps(server, inventory, views, tag))
     plan.steps.append(f"$ {shlex.join(append_command(inventory))} <<< "
                       f"{json.dumps({'task': task, 'from_tag': old or '', 'to_tag': tag})}")
     prune_steps(plan, server, inventory, views, live, tag)
@@ -140,23 +141,29 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
 
 
 def swap_plan_steps(server: ServerLike, inventory: Inventory, views: dict[str, SlotView],
-                    tag: str) -> list[Step]:
-    """The swap's own plan (slotswap.server.swap_steps), as the run builds it. Whether the
-    idle slot's kept container would start again is read as the run reads it, but for the
-    env file when the app has an environment: its secrets' values are never read here, so
-    both ways are shown."""
+                    tag: str) -> list[str]:
+    """The swap's own plan (slotswap.server.swap_steps), as the run builds it, printed: its
+    steps, and after the watch's wait those it takes if the new version fails there.
+    Whether the idle slot's kept container would start again is read as the run reads it,
+    but for the env file when the app has an environment: its secrets' values are never
+    read here, so both ways are shown."""
     idle = plan_slots(views).idle
     env_path = env_file_path(inventory, idle)
     keeps = keeps_stopped_container_of(server, inventory, views[idle], tag)
     restart = keeps and inventory.env.empty and server.read_file(env_path) is None
-    steps = swap_steps(plan_swap(views, inventory, tag, restart=restart), inventory,
-                       masked_env=masked_env(inventory))
+    swap = plan_swap(views, inventory, tag, restart=restart)
+    steps = swap_steps(swap, inventory, masked_env=masked_env(inventory))
     if keeps and not inventory.env.empty:
         kept = start_command(inventory, views[idle], tag, restart=True)
         at = next(i for i, step in enumerate(steps) if step.phase == "start new")
         steps.insert(at, Step("start new", "if", f"{env_path} holds the env below: $ "
                               f"{chain_text(kept.chain)}; else:"))
-    return steps
+    shown = []
+    for step in steps:
+        shown.append(step.render())
+        if step.phase == "watch":
+            shown += [f"  if it fails: {back.render()}" for back in back_steps(swap, inventory)]
+    return shown
 
 
 def prune_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,

@@ -6,6 +6,7 @@ both follow this one decision.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from slotswap.commands import docker
 from slotswap.config.inventory import Inventory
@@ -19,7 +20,7 @@ class HAProxyPlan:
     hand_over: bool  # ... from a running HAProxy on the server's network: a new one takes over
     reload: bool  # HAProxy runs and stays: a new config is loaded by a reload
     config_changed: bool  # HAProxy does not run the config rendered now
-    start: str  # "run": no container yet; "start": a stopped one; "": neither
+    start: Literal["run", "start", ""]  # "run": no container yet; "start": a stopped one
 
     @property
     def new_config(self) -> bool:
@@ -37,8 +38,9 @@ def plan_haproxy(container: docker.ContainerInfo | None, inventory: Inventory, *
     replace = (container is not None
                and (carried or container.labels.get(LABEL_SPEC) != container_spec(inventory)))
     running_now = container is not None and container.running
-    hand_over = replace and running_now and on_host_network(container)  # type: ignore[arg-type]
-    start = ""
+    hand_over = (replace and container is not None and container.running
+                 and on_host_network(container))
+    start: Literal["run", "start", ""] = ""
     if not replace:
         start = "run" if container is None else ("" if container.running else "start")
     return HAProxyPlan(replace=replace, hand_over=hand_over,

@@ -1,7 +1,8 @@
 """The blue/green swap on one server: start the new version in the idle slot, let traffic reach
 it only once HAProxy's own health checks pass, drain the old slot, stop it. What is on the
-server is read by slotswap.server.slots; what to do is decided by slotswap.server.swap_plan;
-this module does it.
+server is read by slotswap.server.slots; what to do is decided by slotswap.server.swap_steps
+(the plan of steps, which the dry run prints) and slotswap.server.swap_plan (the pure
+decisions and lines); this module does it.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ from slotswap.server.swap_plan import (
 from slotswap.server.swap_retire import RetireSteps
 from slotswap.server.swap_steps import (
     StartCommand,
+    States,
     SwapPlan,
     address_line,
     check_line,
     plan_swap,
-    start_command,
     switch_read_line,
 )
 
@@ -69,7 +70,6 @@ WATCH_POLL_INTERVAL = 0.25
 # the server): a backup for HAProxy's checks, which see a crashed app first.
 WATCH_CONTAINER_CHECK_INTERVAL = 2.0
 Progress = Callable[[str], None]
-States = dict[str, AdminState]  # line -> the state a runtime-API line sets
 
 
 @dataclass
@@ -99,7 +99,6 @@ class SlotSwap(RetireSteps):
         self.at_switch: dict[str, ServerStat] = {}  # the reading right before the switch
         self.window_traffic: haproxy.Traffic | None = None  # the new slot's, after the switch
         self.fallback = False  # the backend has the slots' fallback lines (read_slots)
-        self.plan: SwapPlan | None = None  # decided once switch_in read the server
         # Told as soon as switch_back sent a failed new slot's traffic back (the rollout's
         # watch window stops other switches at once), before the container's clean-up.
         self.on_failure: Callable[[str], None] = lambda reason: None
@@ -154,17 +153,21 @@ class SlotSwap(RetireSteps):
         started = time.monotonic()
         self.server.timings.begin("read slots")
         views = read_slots(self.server, self.inventory)
-        plan = self.plan = self.plan_for(views)
-        self.new_slot, self.old_slot = plan.idle, plan.live
-        self.fallback = plan.fallback
-        old_version = self.old_version = plan.old_version
-        if plan.live is not None:
+        slots = plan_slots(views)
+        self.new_slot, self.old_slot = slots.idle, slots.live
+        old_version = self.old_version = views[slots.live].version if slots.live else None
+        if slots.live is not None:
             self.stats_before = {slot: view.stat for slot, view in views.items()}
         self.progress(
-            f"live slot {plan.live or 'none'} ({old_version or 'nothing serving'}); "
-            f"{self.tag} goes into {plan.idle}"
+            f"live slot {slots.live or 'none'} ({old_version or 'nothing serving'}); "
+            f"{self.tag} goes into {slots.idle}"
         )
         checkpoint()
+        try:
+            plan = self.plan_for(views)
+        except Exception as error:  # nothing changed yet: no clean-up
+            raise self.failure(error) from error
+        self.fallback = plan.fallback
         self.server.timings.begin("idle slot out")
         self.retire(plan)
         try:
@@ -324,19 +327,36 @@ class SlotSwap(RetireSteps):
         # Watched: until the last look that found it passing (a look cut off at the window's
         # end, the one that would have seen it fail, proves nothing).
         watched = max(0.0, self.passed_at - self.switched_at)
+        proven = watched >= self.timeouts.watch
+        # A proven version is looked at once more before the old slot goes: it may have
+        # failed since the last look (up to a poll interval ago).
+        failing = self.failing_now(new) if proven else None
         old_stat = self.last_stats.get(old)
-        if watched < self.timeouts.watch and old_stat is not None and old_stat.is_up:
+        if (not proven or failing) and old_stat is not None and old_stat.is_up:
+            why = (f"{new} ({self.tag}) {failing.what} ({failing.detail})" if failing else
+                   f"{new} ({self.tag}) had been watched for {watched:.1f}s of "
+                   f"{self.timeouts.watch:g}s")
             if self.send_back(new, old, say=f"stopped early: traffic is back on {old} "
-                              f"({self.old_version}), which kept running; {new} ({self.tag}) "
-                              f"had been watched for {watched:.1f}s of "
-                              f"{self.timeouts.watch:g}s"):
+                              f"({self.old_version}), which kept running; {why}"):
                 self.serving = f"{self.old_version} in {old}"
                 self.clean_up_failed(new, with_output=False)
             return
+        if failing:
+            return  # neither passes its checks: both stay as the window left them
         with contextlib.suppress(Exception):
             if self.take_out_of_rotation(old):
                 self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
                               "is out of rotation, its container still runs")
+
+    def failing_now(self, new: str) -> WatchFailure | None:
+        """A fresh look at the new slot (HAProxy's view; it updates last_stats): why it no
+        longer counts as serving, or None (also when the server does not answer: the last
+        look found it passing)."""
+        try:
+            stats = self.stats()
+        except Exception:
+            return None
+        return watch_failure(stats[new], self.at_switch.get(new))
 
     def watch_and_drain(self, new: str, old: str,
                         window_closes: Callable[[], float | None],
@@ -435,23 +455,20 @@ class SlotSwap(RetireSteps):
         answer = self.server.runtime_api(plan.idle_out_line)
         state_file.remember_slot_state(self.server, self.inventory, self.progress, answer)
 
-    def start_new(self, slot: str, view: SlotView, start: StartCommand | None = None) -> str:
-        """Start the new version while its slot is in maint: HAProxy sends it nothing.
-        `start`: the plan's (plan_for); by default decided here."""
+    def start_new(self, slot: str, view: SlotView, start: StartCommand) -> str:
+        """Start the new version while its slot is in maint: HAProxy sends it nothing, as the
+        plan says (`start`: SwapPlan.start)."""
         name = self.inventory.container_name(slot)
-        if start is None:
-            start = start_command(self.server.with_folders(self.inventory), view, self.tag,
-                                  restart=self.can_restart(slot, view))
         if start.restart:
             # A rollback to the version kept in this slot: no pull, no new container.
             self.progress(f"restarting the kept container {name} ({self.tag})")
         else:
             if view.container is not None:
                 self.progress(f"replacing the old container of {slot}")
-            # One round trip: remove what is left in the slot, run, and inspect for the
-            # address Docker gave the new container.
             write_env_file(self.server, self.inventory, slot, self.resolved_env(),
                            self.progress)
+        # One round trip: what is left in the slot removed, the new container run (or the
+        # kept one started), and inspected for what Docker made of it.
         started = self.server.run_chain(*start.chain)
         info = docker.parse_inspect(started.stdout[started.stdout.index("["):]).get(name)
         self.new_started_ns = info.started_ns if info else None

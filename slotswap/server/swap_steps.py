@@ -1,10 +1,11 @@
 """The swap on one server as one plan (pure): what was read on the server in (its slots, and
-whether the idle slot keeps a container to start again), the runtime-API lines and shell
-commands of every step out, in order. The run (slotswap.server.swap) sends these very lines
-and commands; the dry run (slotswap.fleet.dry_run) prints the steps; a unit test holds that a
-run sends every line and command of its plan, in the plan's order
-(tests/unit/test_swap_steps.py). The steps taken only when something fails (the switch
-back, the new container's stop) are named inside the waits that would take them.
+whether the idle slot keeps a container to start again), every step out, in order: the
+runtime-API lines, shell commands and files written, and what is waited for between them;
+and the steps taken when the new version fails in its watch (back_steps). The dry run
+(slotswap.fleet.dry_run) prints them; the run (slotswap.server.swap) takes them, its lines
+built by the same pure builders (slotswap.server.swap_plan). A unit test holds that what a
+run changes on a server is exactly its plan's changes, in order, with only reads between
+them (tests/unit/test_swap_steps.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
@@ -27,29 +29,34 @@ from slotswap.server.swap_plan import (
     plan_slots,
     states_line,
     switch_back_line,
-    switch_back_states,
     switch_line,
     switch_states,
     uses_fallback,
 )
 
-States = dict[str, AdminState]
+States = dict[str, AdminState]  # line -> the state a runtime-API line sets
+# The run's timing steps (slotswap.core.timings) the swap's steps belong to.
+Phase = Literal["idle slot out", "start new", "health checks", "switch", "watch",
+                "verify, stop old"]
+# "api": a runtime-API line; "shell": commands in one round trip; "write": a file written;
+# "wait": polls until something holds; "if": a condition the dry run cannot read (the steps
+# after it are its "else").
+Kind = Literal["api", "shell", "write", "wait", "if"]
+PREFIX: dict[Kind, str] = {"api": "runtime API> ", "shell": "$ ", "write": "write ",
+                           "wait": "wait: ", "if": "if "}
 
 
 @dataclass(frozen=True)
 class Step:
     """One thing the swap does, as the run does it and the dry run shows it."""
 
-    phase: str  # the run's timing step (slotswap.core.timings): "idle slot out", ...
-    kind: str  # "api": a runtime-API line; "shell": commands in one round trip; "write": a
-    # file written; "wait": polls until something holds (what it does when it does not);
-    # "if": a condition the dry run cannot read (the steps after it are its "else")
-    text: str  # the line; the commands as sent (`a && b`); what is written or waited for
+    phase: Phase
+    kind: Kind
+    text: str  # the line; the commands as sent (`a && b`); the file's path; what is waited for
+    note: str = ""  # shown after it: a file's mode and content, ...
 
     def render(self) -> str:
-        prefix = {"api": "runtime API> ", "shell": "$ ", "write": "write ", "wait": "wait: ",
-                  "if": "if "}
-        return prefix[self.kind] + self.text
+        return PREFIX[self.kind] + self.text + (f" {self.note}" if self.note else "")
 
 
 def chain_text(commands: Sequence[Sequence[str]]) -> str:
@@ -127,9 +134,12 @@ class SwapPlan:
     fallback: bool  # the live slot's fallback line takes part in the switch (uses_fallback)
     idle_fallback: bool  # the idle slot has a fallback line, taken out with it
     fallback_lines: bool  # both slots have fallback lines (has_fallback_lines)
-    drain_idle: bool  # the idle slot still takes traffic (a cut run): drained first
+    # The idle slot still takes traffic or has sessions (a cut run; a first deploy on a
+    # HAProxy whose config left it ready): drained first.
+    drain_idle: bool
     start: StartCommand
     address_line: str  # the idle slot's lines to the loopback port its container publishes
+    stop_new: tuple[str, ...]  # the new container stopped when it fails
     stop_old: tuple[str, ...]  # the live slot's container stopped once the new one is proven
 
     @property
@@ -165,11 +175,6 @@ class SwapPlan:
         return switch_read_line(self.backend, self.idle, self.live, fallback=self.fallback)
 
     @property
-    def back_states(self) -> States:
-        assert self.live is not None
-        return switch_back_states(self.idle, self.live, fallback=self.fallback)
-
-    @property
     def back_line(self) -> str:
         assert self.live is not None
         return switch_back_line(self.backend, self.idle, self.live, fallback=self.fallback)
@@ -190,6 +195,7 @@ def plan_swap(views: dict[str, SlotView], inventory: Inventory, tag: str, *,
     view = views[idle]
     stop_old = (tuple(docker.stop(inventory.container_name(live), inventory.timeouts.stop))
                 if live is not None else ())
+    stop_new = tuple(docker.stop(inventory.container_name(idle), inventory.timeouts.stop))
     return SwapPlan(
         backend=inventory.app, tag=tag, live=live, idle=idle,
         old_version=views[live].version if live else None,
@@ -197,28 +203,30 @@ def plan_swap(views: dict[str, SlotView], inventory: Inventory, tag: str, *,
         fallback_lines=has_fallback_lines(views),
         drain_idle=view.stat.takes_new_traffic or view.stat.sessions > 0,
         start=start_command(inventory, view, tag, restart=restart),
-        address_line=address_line(inventory, idle, view), stop_old=stop_old)
+        address_line=address_line(inventory, idle, view), stop_new=stop_new,
+        stop_old=stop_old)
 
 
 def swap_steps(plan: SwapPlan, inventory: Inventory, *, masked_env: str = "") -> list[Step]:
     """Pure: the plan's steps in the order the run takes them (SlotSwap.switch_in, then
-    watch_and_retire). `masked_env`: the env file's text as shown (secrets as <secret>)."""
+    watch_and_retire) when nothing fails. `masked_env`: the env file's text as shown
+    (secrets as <secret>)."""
     timeouts, idle, live, tag = inventory.timeouts, plan.idle, plan.live, plan.tag
     name = inventory.container_name(idle)
-    state_file = f"{haproxy_dir(inventory)}/{STATE_NAME} (mode 0644)"
+    state_file = f"{haproxy_dir(inventory)}/{STATE_NAME}"
     steps: list[Step] = []
 
-    def add(phase: str, kind: str, text: str) -> None:
-        steps.append(Step(phase, kind, text))
+    def add(phase: Phase, kind: Kind, text: str, note: str = "") -> None:
+        steps.append(Step(phase, kind, text, note))
 
     if plan.drain_idle:
         add("idle slot out", "api", plan.drain_line)
         add("idle slot out", "wait", f"{idle} has no sessions left (up to "
             f"{timeouts.drain:g}s)")
     add("idle slot out", "api", plan.idle_out_line)
-    add("idle slot out", "write", f"{state_file}: that answer's state")
+    add("idle slot out", "write", state_file, "(mode 0644): that answer's state")
     if plan.start.env_file is not None:
-        add("start new", "write", f"{plan.start.env_file} (mode 0600): {masked_env}")
+        add("start new", "write", plan.start.env_file, f"(mode 0600): {masked_env}")
     add("start new", "shell", chain_text(plan.start.chain))
     add("start new", "api", plan.address_line)
     add("start new", "wait", f"HAProxy resolves {name} to its new address (up to "
@@ -228,9 +236,9 @@ def swap_steps(plan: SwapPlan, inventory: Inventory, *, masked_env: str = "") ->
         f"answers 200, {idle} DRAIN L7OK (up to {timeouts.healthy:g}s; else {idle} back to "
         f"maint, `docker stop` of {name}, and the run stops here)")
     add("health checks", "api", SHOW_STATE)
-    add("health checks", "write", f"{state_file}: that answer as it will be once the next "
-        f"line ran (a restarted HAProxy starts from it); {idle} no longer up in it: the run "
-        "stops here")
+    add("health checks", "write", state_file, "(mode 0644): that answer as it will be once "
+        f"the next line ran (a restarted HAProxy starts from it); {idle} no longer up in "
+        "it: the run stops here")
     add("switch", "api", plan.in_line)
     if live is None:
         add("switch", "wait", f"{idle} serves {tag} (show stat, docker inspect)")
@@ -243,11 +251,25 @@ def swap_steps(plan: SwapPlan, inventory: Inventory, *, masked_env: str = "") ->
         f"rotation, its container stops or restarts, or its share of failed requests "
         f"(HAProxy's counters, those {live} answered for it included, once it has had "
         f"{watch.min_requests}) exceeds {live}'s by more than {watch.max_error_rate:.0%} "
-        f"meanwhile: the state file as after the line back, runtime API> {plan.back_line}, "
-        f"`docker stop` of {name}, and the run stops here")
+        "meanwhile: the steps `if it fails` below, and the run stops there")
     add("verify, stop old", "wait", f"{idle} serves {tag} (show stat, docker inspect)")
     add("verify, stop old", "api", plan.retire_line)
     add("verify, stop old", "api", SHOW_STATE)
-    add("verify, stop old", "write", f"{state_file}: that answer")
+    add("verify, stop old", "write", state_file, "(mode 0644): that answer")
     add("verify, stop old", "shell", chain_text([plan.stop_old]))
     return steps
+
+
+def back_steps(plan: SwapPlan, inventory: Inventory) -> list[Step]:
+    """Pure: what the run does when the new version fails in its watch (SlotSwap.switch_back):
+    the state file as it will be after the line back, the line back, the failed container's
+    last output read and the container stopped."""
+    assert plan.live is not None
+    state_file = f"{haproxy_dir(inventory)}/{STATE_NAME}"
+    name = inventory.container_name(plan.idle)
+    return [Step("watch", "api", SHOW_STATE),
+            Step("watch", "write", state_file, "(mode 0644): that answer as it will be once "
+                 "the next line ran"),
+            Step("watch", "api", plan.back_line),
+            Step("watch", "shell", chain_text([docker.logs_tail(name)])),
+            Step("watch", "shell", chain_text([plan.stop_new]))]

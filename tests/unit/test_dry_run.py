@@ -81,8 +81,9 @@ def test_deploy_plan_goes_into_the_idle_slot_and_drains_the_live_one(
         # The switch is one line; the watch may switch back, in one line too.
         "runtime API> set server webapp/web2 state ready; set server webapp/web1 state drain",
         "set server webapp/web1 state ready; set server webapp/web2 state maint",
+        "  if it fails: $ docker stop --time 10 webapp-web2",
         "runtime API> set server webapp/web1 state maint",
-        "$ docker stop", "rm -rf /var/lib/slotswap/webapp/lock")]
+        "$ docker stop --time 10 webapp-web1", "rm -rf /var/lib/slotswap/webapp/lock")]
     assert order == sorted(order)
     assert SECRET not in text
 

@@ -17,6 +17,7 @@ from slotswap.remote.server import CommandResult
 from slotswap.server.redeploy import write_env_file
 from slotswap.server.slots import SlotView
 from slotswap.server.swap import SlotSwap
+from slotswap.server.swap_steps import start_command
 from tests.unit.fake_server import FakeServer, make_inventory
 
 SECRET = "s3cr3t-never-on-a-command-line"
@@ -52,13 +53,19 @@ def slot_view(slot: str, *, occupied: bool) -> SlotView:
     return SlotView(slot, stat, ServerState(slot, "-", 0, 1, f"webapp-{slot}"), container)
 
 
+def start_new(slot_swap: SlotSwap, view: SlotView) -> str:
+    """As the swap starts a new container into the slot: with its plan's command."""
+    start = start_command(slot_swap.inventory, view, slot_swap.tag, restart=False)
+    return slot_swap.start_new(view.slot, view, start)
+
+
 ENV = {"plain": {"LOG_LEVEL": "info"}, "secret": ["API_TOKEN"]}
 
 
 def test_without_env_nothing_is_written_and_run_has_no_env_file(tmp_path: Path) -> None:
     slot_swap, server, _ = swap(inventory(tmp_path, None))
     with pytest.raises(Stop):
-        slot_swap.start_new("web2", slot_view("web2", occupied=False))
+        start_new(slot_swap, slot_view("web2", occupied=False))
     assert server.files == {}
     assert not any("--env-file" in argv for argv in server.commands)
     # A file an earlier deploy wrote goes: a slot's env file is its container's.
@@ -73,7 +80,7 @@ def test_env_is_written_to_the_slots_private_file_and_passed_to_docker_run(
     slot_swap, server, said = swap(inv, app_env=app_env)
 
     with pytest.raises(Stop):
-        slot_swap.start_new("web2", slot_view("web2", occupied=True))
+        start_new(slot_swap, slot_view("web2", occupied=True))
 
     assert server.files == {
         "/etc/slotswap/webapp/web2.env": f"LOG_LEVEL=info\nAPI_TOKEN={SECRET}\n"
@@ -101,6 +108,6 @@ def test_a_missing_secret_stops_before_docker_run(tmp_path: Path,
     monkeypatch.delenv("API_TOKEN", raising=False)
     slot_swap, server, _ = swap(inventory(tmp_path, ENV))
     with pytest.raises(InputError, match="API_TOKEN is not set"):
-        slot_swap.start_new("web1", slot_view("web1", occupied=False))
+        start_new(slot_swap, slot_view("web1", occupied=False))
     assert server.commands == []
     assert server.files == {}

@@ -1,20 +1,27 @@
-"""One plan for the run and the dry run (issue 21): the swap's steps (slotswap.server.
-swap_steps), as the dry run prints them, are the lines and commands a run then sends to the
-server, every one of them, in that order. Checked on simulated servers (simulated_server.py),
-for a swap with a live slot, a first deploy, and a rollback that starts the kept container
-again; and against a change of a line on one side only (the plan held to the run)."""
+"""One plan for the run and the dry run (issue 21): what a run changes on a server during its
+swap is exactly its plan's changes (slotswap.server.swap_steps, as the dry run prints them):
+the same runtime-API lines, shell commands and files written, in the same order, with only
+reads between them. Checked on simulated servers (simulated_server.py) for a swap with a live
+slot, a first deploy, a rollback that starts the kept container again, and a version that
+fails in its watch (the steps back); and shown to catch a line changed on one side only and
+a change the plan does not have."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 
 from slotswap.fleet import dry_run, rollout
+from slotswap.server import swap as swap_module
 from slotswap.server.slots import read_slots
-from slotswap.server.swap_steps import Step
+from slotswap.server.swap_steps import Step, SwapPlan, back_steps, plan_swap, swap_steps
+from tests.unit.simulated_docker import changes_something
 from tests.unit.simulated_server import SimulatedServer
 from tests.unit.test_fault_sweep import Fleet
+
+RUNTIME_API_VERBS = {"show", "set", "add", "del", "clear", "commit", "new", "abort"}
 
 
 @pytest.fixture(autouse=True)
@@ -23,56 +30,119 @@ def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rollout, "say", lambda *args, **kwargs: None)
 
 
-def planned(server: SimulatedServer, fleet: Fleet, tag: str) -> list[Step]:
+def changes(what: str) -> bool:
+    """A call of the simulated server's log that changes something: a file written, a
+    runtime-API line that is not only `show`s, a command that changes what runs."""
+    if what.startswith("write "):
+        return True
+    if what.split(" ", 1)[0] in RUNTIME_API_VERBS:
+        return not all(part.startswith("show ") for part in what.split("; "))
+    commands: list[list[str]] = [[]]
+    for word in shlex.split(what):
+        if word == "&&":
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return any(changes_something(argv) for argv in commands)
+
+
+def step_calls(steps: list[Step]) -> list[str]:
+    """The plan's steps as the server's log names them (writes: `write PATH`)."""
+    return [f"write {step.text}" if step.kind == "write" else step.text
+            for step in steps if step.kind in ("api", "shell", "write")]
+
+
+def plan_of(server: SimulatedServer, fleet: Fleet, tag: str) -> SwapPlan:
     inventory = server.with_folders(fleet.inventory)
-    return dry_run.swap_plan_steps(server, inventory, read_slots(server, inventory), tag)
+    views = read_slots(server, inventory)
+    idle = swap_module.plan_slots(views).idle
+    restart = swap_module.SlotSwap(server, fleet.inventory, tag, print).can_restart(
+        idle, views[idle])
+    return plan_swap(views, inventory, tag, restart=restart)
 
 
-def sent_in_order(steps: list[Step], log: list[str]) -> list[str]:
-    """The plan's lines and commands the run did not send, or not in the plan's order."""
-    missing, at = [], 0
-    for step in steps:
-        if step.kind not in ("api", "shell"):
-            continue
-        try:
-            at = log.index(step.text, at) + 1
-        except ValueError:
-            missing.append(step.render())
-    return missing
+def planned_changes(server: SimulatedServer, fleet: Fleet, tag: str, *,
+                    fails: bool = False) -> list[str]:
+    inventory = server.with_folders(fleet.inventory)
+    plan = plan_of(server, fleet, tag)
+    steps = swap_steps(plan, inventory)
+    if fails:  # up to the switch, then the steps back
+        steps = steps[:next(i for i, s in enumerate(steps) if s.phase == "watch")]
+        steps += back_steps(plan, inventory)
+    return [call for call in step_calls(steps) if changes(call)]
 
 
-@pytest.mark.parametrize(("setup", "command", "tag", "restart"), [
-    (("v1",), "deploy v2", "v2", False),  # the live slot drains and is watched
-    ((), "deploy v1", "v1", False),  # a first deploy: the new slot in alone
-    (("v1", "v2"), "rollback v1", "v1", True),  # the kept container started again
+def run_changes(fleet: Fleet, server: SimulatedServer, command: str) -> tuple[int, list[str]]:
+    mark = len(server.log)
+    result = fleet.run(command)
+    return result.exit_code, [call for call in server.log[mark:] if changes(call)]
+
+
+def found_in_one_piece(planned: list[str], done: list[str]) -> bool:
+    return any(done[at:at + len(planned)] == planned for at in range(len(done)))
+
+
+@pytest.mark.parametrize(("setup", "command", "tag", "exit_code"), [
+    (("v1",), "deploy v2", "v2", 0),  # the live slot drains and is watched, then stopped
+    ((), "deploy v1", "v1", 0),  # a first deploy: the new slot in alone
+    (("v1", "v2"), "rollback v1", "v1", 0),  # the kept container started again
+    (("v1",), "deploy v3", "v3", 1),  # v3 fails in its watch: the steps back
 ])
-def test_a_run_sends_every_line_and_command_of_its_plan_in_order(
+def test_a_run_changes_exactly_what_its_plan_says_in_order(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: tuple[str, ...],
-        command: str, tag: str, restart: bool) -> None:
+        command: str, tag: str, exit_code: int) -> None:
     fleet = Fleet(tmp_path, 1, monkeypatch)
     for done in setup:
         assert fleet.run(f"deploy {done}").exit_code == 0
     fleet.problems = []
     server = fleet.servers[0]
-    steps = planned(server, fleet, tag)
-    assert any(step.kind == "shell" and ("docker start" in step.text) == restart
-               and "docker container inspect" in step.text for step in steps)
-    mark = len(server.log)
-    result = fleet.run(command)
-    assert result.exit_code == 0, result.message
-    assert sent_in_order(steps, server.log[mark:]) == []
+    planned = planned_changes(server, fleet, tag, fails=exit_code != 0)
+    assert any(("docker start" in call) == (command == "rollback v1")
+               and "docker container inspect" in call for call in planned)
+    code, done = run_changes(fleet, server, command)
+    assert code == exit_code
+    assert found_in_one_piece(planned, done), "\n".join(
+        ["planned:", *planned, "", "done:", *done])
     assert fleet.problems == [] or not setup  # a first deploy: nothing served before it
 
 
 def test_a_line_changed_on_one_side_only_is_found(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """The check above can fail: the plan with one line the run does not send."""
     fleet = Fleet(tmp_path, 1, monkeypatch)
     assert fleet.run("deploy v1").exit_code == 0
     server = fleet.servers[0]
-    steps = planned(server, fleet, "v2")
-    at = next(i for i, step in enumerate(steps) if step.phase == "switch")
-    steps[at] = Step("switch", "api", steps[at].text.replace("state ready", "state drain"))
-    mark = len(server.log)
-    assert fleet.run("deploy v2").exit_code == 0
-    assert sent_in_order(steps, server.log[mark:]) == [steps[at].render()]
+    planned = planned_changes(server, fleet, "v2")
+    at = next(i for i, call in enumerate(planned) if "state ready" in call)
+    planned[at] = planned[at].replace("state ready", "state drain", 1)
+    assert not found_in_one_piece(planned, run_changes(fleet, server, "deploy v2")[1])
+
+
+def test_a_change_the_plan_does_not_have_is_found(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 1, monkeypatch)
+    assert fleet.run("deploy v1").exit_code == 0
+    server = fleet.servers[0]
+    planned = planned_changes(server, fleet, "v2")
+    checked = swap_module.SlotSwap.wait_healthy
+
+    def and_one_more(self: swap_module.SlotSwap, slot: str, address: str) -> None:
+        checked(self, slot, address)
+        self.server.runtime_api(f"set server webapp/{slot} state drain")
+
+    monkeypatch.setattr(swap_module.SlotSwap, "wait_healthy", and_one_more)
+    code, done = run_changes(fleet, server, "deploy v2")
+    assert code == 0 and not found_in_one_piece(planned, done)
+
+
+def test_the_dry_run_prints_the_plan_and_its_steps_back(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 1, monkeypatch)
+    assert fleet.run("deploy v1").exit_code == 0
+    server = fleet.servers[0]
+    inventory = server.with_folders(fleet.inventory)
+    shown = dry_run.swap_plan_steps(server, inventory, read_slots(server, inventory), "v2")
+    plan = plan_of(server, fleet, "v2")
+    assert [line for line in shown if not line.startswith("  ")] == [
+        step.render() for step in swap_steps(plan, inventory)]
+    assert [line for line in shown if line.startswith("  if it fails: ")] == [
+        f"  if it fails: {step.render()}" for step in back_steps(plan, inventory)]

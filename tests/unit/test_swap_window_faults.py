@@ -23,7 +23,7 @@ from slotswap.server import swap as swap_module
 from slotswap.server.slots import SlotView
 from slotswap.server.swap import SlotSwap, SwapError, SwapRolledBack
 from slotswap.server.swap_plan import WatchFailure
-from tests.unit.fake_server import BOTH_UP_STATE, FakeServer, make_inventory
+from tests.unit.fake_server import BOTH_UP_STATE, FIXTURES, FakeServer, make_inventory
 
 BACK = "set server webapp/web1 state ready; set server webapp/web2 state maint"
 OLD_OUT = "set server webapp/web1 state maint"
@@ -167,6 +167,26 @@ def test_stopped_after_a_full_watch_keeps_the_proven_version(tmp_path: Path) -> 
     assert server.sent == [OLD_OUT]  # web2 (v2) had its full watch: it stays
     assert server.commands == []  # web1's container still runs
     assert any(line.startswith("stopped early: web2 (v2) serves") for line in shown)
+
+
+def test_a_proven_version_failing_since_the_last_look_is_not_kept_alone(
+        tmp_path: Path) -> None:
+    """Stopped after a full watch, the new version is looked at once more before the old
+    slot goes: found DOWN now (recorded: web1 up, web2 down), the traffic goes back to web1,
+    which still runs, instead of leaving no slot in rotation."""
+    server = FaultyServer()
+    server.api = {"show stat": (FIXTURES / "show_stat_web1_up_stopped_web2_down.csv"
+                                ).read_text(), **server.api}
+    shown: list[str] = []
+    swap = switched(tmp_path, server, shown, watched_for=6)
+    raising_in_watch(swap, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        swap.watch_and_retire(lambda: None)
+    assert server.sent == [BACK]
+    assert not old_slot_taken_out(server)
+    assert any(line.startswith("stopped early: traffic is back on web1 (v1), which kept "
+                               "running; web2 (v2) failed HAProxy's health checks")
+               for line in shown)
 
 
 @pytest.mark.parametrize("error", [LOST, RuntimeApiError(

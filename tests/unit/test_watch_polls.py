@@ -108,7 +108,7 @@ def test_checks_that_never_pass_are_reported_by_a_finished_checks_code(
     finished = ServerStat("web2", "DRAIN", 0, "L7STS", "400", "HTTP status check returned "
                           "code <3C>400<3E>", 0, "127.0.0.1:18082")
     running = dataclasses.replace(finished, check_status="* L7STS", check_code="0")
-    readings = iter([finished, running] * 100)
+    readings = iter([finished] + [running] * 1000)  # every look after the first: under way
     swap.stat = lambda slot: next(readings)  # type: ignore[method-assign]
     swap.fail_if_container_died = lambda slot, what: None  # type: ignore[method-assign]
     with pytest.raises(Exception, match="L7STS 400") as raised:
