@@ -106,12 +106,17 @@ def test_a_run_changes_exactly_what_its_plan_says_in_order(
     assert fleet.problems == [] or not setup  # a first deploy: nothing served before it
 
 
-def test_a_line_changed_on_one_side_only_is_found(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def on_v1_planning_v2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      ) -> tuple[Fleet, SimulatedServer, list[str]]:
+    """One server serving v1, and the changes its plan for v2 makes."""
     fleet = Fleet(tmp_path, 1, monkeypatch)
     assert fleet.run("deploy v1").exit_code == 0
-    server = fleet.servers[0]
-    planned = planned_changes(server, fleet, "v2")
+    return fleet, fleet.servers[0], planned_changes(fleet.servers[0], fleet, "v2")
+
+
+def test_a_line_changed_on_one_side_only_is_found(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, server, planned = on_v1_planning_v2(tmp_path, monkeypatch)
     at = next(i for i, call in enumerate(planned) if "state ready" in call)
     planned[at] = planned[at].replace("state ready", "state drain", 1)
     assert not found_in_one_piece(planned, run_changes(fleet, server, "deploy v2")[1])
@@ -119,10 +124,7 @@ def test_a_line_changed_on_one_side_only_is_found(tmp_path: Path,
 
 def test_a_change_the_plan_does_not_have_is_found(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    fleet = Fleet(tmp_path, 1, monkeypatch)
-    assert fleet.run("deploy v1").exit_code == 0
-    server = fleet.servers[0]
-    planned = planned_changes(server, fleet, "v2")
+    fleet, server, planned = on_v1_planning_v2(tmp_path, monkeypatch)
     checked = swap_module.SlotSwap.wait_healthy
 
     def and_one_more(self: swap_module.SlotSwap, slot: str, address: str) -> None:
