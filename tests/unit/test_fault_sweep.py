@@ -19,9 +19,7 @@ in the table, and on an entry that no longer happens ("remove this entry": a fix
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,7 +357,7 @@ def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
     for server in fleet.servers:
         server.faults, server.frozen = [], False
         if server.lease_taken:
-            shutil.rmtree(server.local(lock_dir(fleet.inventory)), ignore_errors=True)
+            server.files.remove_tree(lock_dir(fleet.inventory))
             server.lease_taken, server.lease_lost_changes = False, []
             server.call_guard = NO_GUARD  # the faulted run's lost lease: a new run, a new Server
     fleet.problems = []
@@ -368,10 +366,10 @@ def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
         # A lock the faulted run could not release (or never knew it took): it expires
         # after its lease, which the operator is told; the next run after that takes it.
         for server in fleet.servers:
-            lock = server.local(lock_dir(fleet.inventory))
-            if lock.is_dir():
-                old = lock.stat().st_mtime - fleet.inventory.timeouts.lease - 5
-                os.utime(lock, (old, old))
+            lock = lock_dir(fleet.inventory)
+            if server.files.is_dir(lock):
+                server.files.set_mtime(lock, server.files.mtime(lock)
+                                       - fleet.inventory.timeouts.lease - 5)
         result = fleet.run(command)
     problems = [f"next `{command}`: {p}" for p in fleet.problems]
     target = target or command.split()[-1]
@@ -424,7 +422,6 @@ def sweep(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[int, list[C
                 assert not unknown, unknown[0].unknown
                 if case.problems:
                     cases.append(case)
-                shutil.rmtree(root / f"c{count}", ignore_errors=True)
     return count, cases
 
 

@@ -6,7 +6,6 @@ rise and fall on its clock, restarts, a frozen engine, the fault schedule, the l
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -228,7 +227,7 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
     ours, theirs = new_owner("deploy", "v2"), new_owner("deploy", "v3")
 
     def steps(server: SimulatedServer) -> list[tuple[str, int]]:
-        lock = server.local(locking.lock_dir(inventory))
+        lock = locking.lock_dir(inventory)
         commands = [
             (locking.read_lock_command(inventory), None),
             (locking.take_lock_command(inventory), json.dumps(ours.__dict__)),
@@ -252,7 +251,7 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
         answers = []
         for argv, stdin in commands:
             if argv == "age":
-                os.utime(lock, (lock.stat().st_atime - 500, lock.stat().st_mtime - 500))
+                server.files.set_mtime(lock, server.files.mtime(lock) - 500)
                 continue
             result = server.execute(list(argv), stdin)
             answers.append((result.stdout, result.exit_code))
