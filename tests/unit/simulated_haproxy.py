@@ -173,8 +173,9 @@ class SimHaproxy:
         self.restarts = 0
         self.start(None)
 
-    def start(self, state_file: str | None) -> None:
-        """A new process: the config's lines, then what the server-state file says."""
+    def start(self, state_file: str | None, maps: dict[str, str] | None = None) -> None:
+        """A new process: the config's lines, then what the server-state file says; each
+        map from its file (`maps`: path in HAProxy -> the file's text, `key value` lines)."""
         match = DEFAULT_SERVER.search(self.config)
         assert match, "the config has no default-server line of the kit's"
         inter, fast, down, self.rise, self.fall = (int(g) for g in match.groups())
@@ -202,7 +203,8 @@ class SimHaproxy:
                 line.address, line.port = row["srv_addr"], int(row["srv_port"])
             if row["srv_check_port"] != "0":
                 line.check_port = int(row["srv_check_port"])
-        self.maps = {}
+        self.maps = {path: dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+                     for path, text in (maps or {}).items()}
 
     # -- checks ------------------------------------------------------------------------
     def run_checks(self, until: float) -> None:
@@ -309,8 +311,8 @@ class SimHaproxy:
             self.maps.setdefault(words[2], {})[words[3]] = " ".join(words[4:])
             return "\n"
         if words[:2] in (["del", "map"], ["clear", "map"]):
-            if words[1] == "clear":
-                self.maps.pop(words[2], None)
+            if words[0] == "clear":
+                self.maps[words[2]] = {}
             else:
                 self.maps.get(words[2], {}).pop(words[3], None)
             return "\n"

@@ -10,8 +10,9 @@ tests/unit/fixtures).
   lines `disabled`; checks with inter, fastinter, downinter, rise, fall). Each line has an
   admin state (READY, DRAIN, MAINT) and an operational state from its checks, run on the
   simulated clock: a check passes when a running container publishes the line's check port
-  and its app answers. A restart comes back from the config and, if there is one, the
-  server-state file.
+  and its app answers. The maintenance map (the page answers every request while it has
+  one). A restart comes back from the config and, if there is one, the server-state file;
+  its maps from their files.
 - Docker (simulated_docker.py): containers (name, image, labels, env file, running or
   exited, started time, restart policy), the commands the kit sends, an engine restart
   (containers with a restart policy that were not stopped come back; HAProxy restarts), a
@@ -38,7 +39,13 @@ from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.login_facts import LoginFacts
 from slotswap.config.inventory import SLOTS, Inventory
-from slotswap.config.layout import STATE_NAME, haproxy_dir, lock_dir
+from slotswap.config.layout import (
+    STATE_NAME,
+    haproxy_dir,
+    lock_dir,
+    map_path_in_haproxy,
+    map_path_on_server,
+)
 from slotswap.core import interrupts
 from slotswap.core.timings import Timings
 from slotswap.remote.call_guard import NO_GUARD, CallGuard
@@ -157,7 +164,9 @@ class SimulatedServer(DockerEngine):
 
     @property
     def maintenance(self) -> bool:
-        return any(self.haproxy.maps.values())
+        """The maintenance page answers every request (the config's `use-service` while the
+        map has a page)."""
+        return "page" in self.haproxy.maps.get(map_path_in_haproxy(), {})
 
     def add_image(self, tag: str, *, on_server: bool = True) -> str:
         ref = self.inventory.image_ref(tag)
@@ -183,7 +192,9 @@ class SimulatedServer(DockerEngine):
 
     def restart_haproxy(self) -> None:
         self.haproxy.restarts += 1
-        self.haproxy.start(self.read_local(f"{haproxy_dir(self.inventory)}/{STATE_NAME}"))
+        folder = haproxy_dir(self.inventory)
+        self.haproxy.start(self.read_local(f"{folder}/{STATE_NAME}"), {
+            map_path_in_haproxy(): self.read_local(map_path_on_server(folder)) or ""})
 
     def restart_engine(self) -> None:
         """Every container stops; those with a restart policy that were running (or were not

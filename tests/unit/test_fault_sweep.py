@@ -1,13 +1,18 @@
 """Every fault at every step: the kit's own deploy and rollback (slotswap.fleet.rollout, as
-`fab deploy` and `fab rollback` run them) against simulated servers (simulated_server.py),
-with each kind of fault (simulated_server.FAULTS) at each call of a clean run, then the
-next plain run. What is held after every single call, and at the end:
+`fab deploy` and `fab rollback` run them) and maintenance on and off (server/maintenance.py
+through fleet.every_server, as `fab maintenance.on` and `.off` run it) against simulated
+servers (simulated_server.py), with each kind of fault (simulated_server.FAULTS) at each
+call of a clean run, then the next plain run. What is held after every single call, and at
+the end:
 
-- a request gets an answer: some slot in rotation runs a version (no 503: maintenance is
-  never on here), and only the version the server served before the run or the one it
+- a request gets an answer: some slot in rotation runs a version (no 503 but the
+  maintenance page), and only the version the server served before the run or the one it
   moves to ("foreign version" else);
+- the maintenance page answers while the kit last said maintenance is on there, and never
+  once it said it is off;
 - after the run, one version in rotation; the summary (each server's `serving`), the
-  history's last entry and the exit code say what serves;
+  history's last entry and the exit code say what serves; a failed run exits with a
+  documented code and its error; maintenance that exits 0 is on (or off) everywhere;
 - the run never changes a server after another run took its lease over;
 - the next plain run ends clean: exit 0, the version it names everywhere, no manual step.
 
@@ -28,14 +33,20 @@ from typing import Any
 import pytest
 
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import lock_dir
+from slotswap.config.layout import haproxy_dir, lock_dir
 from slotswap.core import interrupts
+from slotswap.fleet import every_server, rollout, server_run
 from slotswap.fleet import rollback_targets as rollback_targets_module
-from slotswap.fleet import rollout, server_run
-from slotswap.fleet.errors import EXIT_DEPLOY_FAILED, EXIT_LOCKED
+from slotswap.fleet.errors import (
+    EXIT_CONNECT,
+    EXIT_DEPLOY_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+)
 from slotswap.fleet.outcomes import Outcome, RolloutResult
 from slotswap.remote.call_guard import NO_GUARD
-from slotswap.server import history
+from slotswap.remote.protocol import ServerLike
+from slotswap.server import history, maintenance
 from slotswap.server.haproxy_config import Login, render_config
 from tests.unit.fake_server import make_inventory
 from tests.unit.simulated_server import (
@@ -66,6 +77,7 @@ class Scenario:
     servers_faulted: tuple[int, ...] = (0,)
     clean_exit: int = 0  # what the run exits with when no fault strikes
     next_serves: str = ""  # what the next run leaves serving (default: the tag it names)
+    prepare: str = ""  # a command run cleanly after the setup ("maintenance on")
 
 
 SCENARIOS = (
@@ -82,6 +94,17 @@ SCENARIOS = (
     # `rollback` undoes it; a server it did not move stays as it is.
     Scenario("deploy, then a plain rollback, one server", 1, ("v1",), "deploy v2",
              "rollback", next_serves="v1"),
+    # Maintenance (server/maintenance.py, as `fab maintenance.on` and `.off` run it): the
+    # page answers every request on a server from the instant the kit turns it on there
+    # (or earlier: the map file is written first) until it turns it off; the version in
+    # rotation never changes. Two servers: the second is turned after the first.
+    Scenario("maintenance on, two servers", 2, ("v1",), "maintenance on", "maintenance on",
+             servers_faulted=(0, 1), next_serves="v1"),
+    Scenario("maintenance on, then off, two servers", 2, ("v1",), "maintenance on",
+             "maintenance off", servers_faulted=(0, 1), next_serves="v1"),
+    Scenario("maintenance off, two servers", 2, ("v1",), "maintenance off",
+             "maintenance off", servers_faulted=(0, 1), next_serves="v1",
+             prepare="maintenance on"),
 )
 FAILS_AFTER = {"v3": 0.3}
 
@@ -152,7 +175,13 @@ THEN_ROLLBACK = {
 }
 
 
+# Maintenance on and off: nothing breaks the rule.
+IN_MAINTENANCE: dict[tuple[str, str], int] = {}
+
+
 def known_in(scenario: Scenario) -> dict[tuple[str, str], int]:
+    if scenario.run.startswith("maintenance"):
+        return IN_MAINTENANCE
     if scenario.run.startswith("rollback"):
         return IN_A_ROLLBACK
     if scenario.next_run == "rollback":
@@ -204,8 +233,14 @@ class Fleet:
         self.allowed: dict[str, set[str | None]] = {}
         self.reported: dict[str, str | None] = {}
         self.answered: dict[str, tuple[str | None, str]] = {}
+        # Maintenance: what the kit last said in this run (None: nothing yet, the page may
+        # or may not answer), and what the run asks for (None: not a maintenance run).
+        self.said_page: dict[str, bool] = {}
+        self.asked_page: bool | None = None
         self.problems: list[str] = []
         monkeypatch.setattr(rollout, "servers_of", lambda inventory: self.servers)
+        monkeypatch.setattr(every_server, "servers_of", lambda inventory: self.servers)
+        monkeypatch.setattr(every_server, "progress_for", self.progress_for)
         monkeypatch.setattr(rollback_targets_module, "servers_of",
                             lambda inventory: self.servers)
         monkeypatch.setattr(server_run, "progress_for", self.progress_for)
@@ -215,6 +250,8 @@ class Fleet:
         def progress(message: str) -> None:
             if message.startswith(("FAILED", "not switched")):
                 return  # an error may quote another server's progress
+            if message.startswith(("maintenance on", "maintenance off")):
+                self.said_page[name] = message.startswith("maintenance on")
             for pattern in REPORTS:
                 if found := pattern.search(message):
                     self.reported[name] = found[1]
@@ -228,6 +265,12 @@ class Fleet:
         said = self.reported.get(server.name)
         if server.lease_taken:
             return  # another run holds it now: what serves is that run's to say
+        said_page = self.said_page.get(server.name)
+        if said_page is not None and server.maintenance != said_page:
+            self.problems.append(f"{server.name}: the maintenance page "
+                                 f"{'does not answer' if said_page else 'answers'}, the kit "
+                                 f"said maintenance {'on' if said_page else 'off'}, after "
+                                 f"`{what[:80]}`")
         if version is not None and said is not None and version != said:
             self.problems.append(f"{server.name}: {version} takes the traffic, the kit said {said} "
                                  f"serves, after `{what[:80]}` "
@@ -251,13 +294,16 @@ class Fleet:
         """One plain run, as the command line runs it; every server's versions before
         and after it are what a request may get meanwhile."""
         words = command.split()
-        targets = rollout_targets(self.inventory, words)
+        targets = {} if words[0] == "maintenance" else rollout_targets(self.inventory, words)
         for server in self.servers:
             before = versions_in_rotation(server)
             self.allowed[server.name] = before | {targets.get(server.name)}
             self.reported[server.name] = next(iter(before)) if len(before) == 1 else None
         interrupts._requested.clear()
+        self.said_page, self.asked_page = {}, None
         try:
+            if words[0] == "maintenance":
+                return self.run_task(command)
             if words[0] == "deploy":
                 return rollout.deploy(self.inventory, words[1], batch=batch)
             if len(words) == 2:
@@ -274,6 +320,27 @@ class Fleet:
             interrupts._requested.clear()
             for server in self.servers:
                 self.check_reported(server)
+
+    def run_task(self, command: str) -> RolloutResult:
+        """`maintenance.on` (the default page) or `.off` as its task runs it: the exit code
+        and the error of its first failure (cli.kit_task.exit_on_failure)."""
+        self.asked_page = command == "maintenance on"
+        entries = maintenance.map_entries(maintenance.render_page(
+            self.inventory, maintenance.DEFAULT_MESSAGE), maintenance.DEFAULT_RETRY_AFTER)
+
+        def action(server: ServerLike, inventory: Inventory, progress: Callable[[str], None]
+                   ) -> str:
+            if self.asked_page:
+                return maintenance.switch_on(server, haproxy_dir(inventory), entries, progress)
+            return maintenance.switch_off(server, haproxy_dir(inventory), progress)
+
+        results = every_server.on_every_server(self.inventory, action,
+                                               command.replace(" ", "."))
+        result = RolloutResult("")
+        failed = next((r for r in results if not r.ok), None)
+        if failed is not None:
+            result.exit_code, result.message = failed.exit_code, failed.text
+        return result
 
     def clone(self, root: Path, monkeypatch: Any) -> Fleet:
         """The same servers, as they are now, under `root`: every case starts from here."""
@@ -300,6 +367,7 @@ REPORTS = (re.compile(r"^\S+ \((\S+)\) is taking traffic"),
            re.compile(r"^stopped early: \S+ \((\S+)\) serves"),
            re.compile(r"^stopped early: traffic is back on \S+ \((\S+)\)"))
 SERVING = re.compile(r"(v\d+) in web\d")
+DOCUMENTED_EXITS = (EXIT_DEPLOY_FAILED, EXIT_CONNECT, EXIT_LOCKED, EXIT_INTERRUPTED)
 
 
 def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
@@ -348,7 +416,22 @@ def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
     if result.exit_code == 0 and not all(o.outcome in (Outcome.DEPLOYED, Outcome.UNCHANGED)
                                          for o in result.outcomes):
         problems.append("exit 0 with a server not deployed")
+    if result.exit_code == 0:
+        problems += page_as_asked(fleet)
+    elif result.exit_code not in DOCUMENTED_EXITS or not result.message:
+        problems.append(f"exit {result.exit_code} ({result.message[:80]!r}): no documented "
+                        "exit code and error")
     return problems
+
+
+def page_as_asked(fleet: Fleet) -> list[str]:
+    """After a maintenance run that exits 0: the page answers on every server if it was
+    turned on, on none if it was turned off."""
+    if fleet.asked_page is None:
+        return []
+    return [f"{server.name}: maintenance {'on' if fleet.asked_page else 'off'} exited 0, "
+            f"the page {'does not answer' if fleet.asked_page else 'answers'}"
+            for server in fleet.servers if server.maintenance != fleet.asked_page]
 
 
 def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
@@ -378,7 +461,7 @@ def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
     for name, versions in fleet.serving().items():
         if versions != {target}:
             problems.append(f"next `{command}`: {name} serves {sorted(map(str, versions))}")
-    return problems
+    return problems + [f"next `{command}`: {p}" for p in page_as_asked(fleet)]
 
 
 def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[Fleet, list[int]]:
@@ -387,6 +470,8 @@ def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[Fleet, 
     fleet = Fleet(root / "template", scenario.hosts, monkeypatch)
     for tag in scenario.setup:
         assert fleet.run(f"deploy {tag}").exit_code == 0
+    if scenario.prepare:
+        assert fleet.run(scenario.prepare).exit_code == 0
     fleet.problems = []  # a first deploy: nothing served before it
     clean = fleet.clone(root / "clean", monkeypatch)
     before = [server.calls for server in clean.servers]
