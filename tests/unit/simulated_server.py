@@ -11,8 +11,9 @@ tests/unit/fixtures).
   admin state (READY, DRAIN, MAINT) and an operational state from its checks, run on the
   simulated clock: a check passes when a running container publishes the line's check port
   and its app answers. The maintenance map (the page answers every request while it has
-  one). A restart comes back from the config and, if there is one, the server-state file;
-  its maps from their files.
+  one). The certificate it serves and a transaction (`set`, `commit`, `abort`, `show ssl
+  cert`). A restart comes back from the config and, if there is one, the server-state file;
+  its maps and certificate from their files.
 - Docker (simulated_docker.py): containers (name, image, labels, env file, running or
   exited, started time, restart policy), the commands the kit sends, an engine restart
   (containers with a restart policy that were not stopped come back; HAProxy restarts), a
@@ -41,6 +42,7 @@ from slotswap.commands.login_facts import LoginFacts
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
     STATE_NAME,
+    cert_path_on_server,
     haproxy_dir,
     lock_dir,
     map_path_in_haproxy,
@@ -186,6 +188,8 @@ class SimulatedServer(DockerEngine):
             self.serial
         twin.haproxy.lines = copy.deepcopy(self.haproxy.lines)
         twin.haproxy.maps = copy.deepcopy(self.haproxy.maps)
+        twin.haproxy.cert, twin.haproxy.cert_pending = self.haproxy.cert, \
+            self.haproxy.cert_pending
         twin.calls = self.calls
         twin.files = self.files.copy()
         return twin
@@ -194,7 +198,8 @@ class SimulatedServer(DockerEngine):
         self.haproxy.restarts += 1
         folder = haproxy_dir(self.inventory)
         self.haproxy.start(self.read_local(f"{folder}/{STATE_NAME}"), {
-            map_path_in_haproxy(): self.read_local(map_path_on_server(folder)) or ""})
+            map_path_in_haproxy(): self.read_local(map_path_on_server(folder)) or ""},
+            self.read_local(cert_path_on_server(folder)))
 
     def restart_engine(self) -> None:
         """Every container stops; those with a restart policy that were running (or were not

@@ -1,18 +1,20 @@
 """Every fault at every step: the kit's own deploy and rollback (slotswap.fleet.rollout, as
-`fab deploy` and `fab rollback` run them) and maintenance on and off (server/maintenance.py
-through fleet.every_server, as `fab maintenance.on` and `.off` run it) against simulated
-servers (simulated_server.py), with each kind of fault (simulated_server.FAULTS) at each
-call of a clean run, then the next plain run. What is held after every single call, and at
-the end:
+`fab deploy` and `fab rollback` run them), maintenance on and off (server/maintenance.py)
+and a certificate's install from files (https/install.py, as `fab certs.renew` runs it),
+through fleet.every_server as the tasks run them, against simulated servers
+(simulated_server.py), with each kind of fault (simulated_server.FAULTS) at each call of a
+clean run, then the next plain run. What is held after every single call, and at the end:
 
 - a request gets an answer: some slot in rotation runs a version (no 503 but the
   maintenance page), and only the version the server served before the run or the one it
   moves to ("foreign version" else);
 - the maintenance page answers while the kit last said maintenance is on there, and never
-  once it said it is off;
+  once it said it is off; HAProxy serves the old certificate or the new one, never none,
+  and the new one once the kit said it installed it;
 - after the run, one version in rotation; the summary (each server's `serving`), the
   history's last entry and the exit code say what serves; a failed run exits with a
-  documented code and its error; maintenance that exits 0 is on (or off) everywhere;
+  documented code and its error; maintenance that exits 0 is on (or off) everywhere, a
+  certificate's install that exits 0 is served and in the file everywhere;
 - the run never changes a server after another run took its lease over;
 - the next plain run ends clean: exit 0, the version it names everywhere, no manual step.
 
@@ -33,9 +35,9 @@ from typing import Any
 import pytest
 
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import haproxy_dir, lock_dir
+from slotswap.config.layout import cert_path_on_server, haproxy_dir, lock_dir
 from slotswap.core import interrupts
-from slotswap.fleet import every_server, rollout, server_run
+from slotswap.fleet import certs, every_server, rollout, server_run
 from slotswap.fleet import rollback_targets as rollback_targets_module
 from slotswap.fleet.errors import (
     EXIT_CONNECT,
@@ -43,11 +45,13 @@ from slotswap.fleet.errors import (
     EXIT_INTERRUPTED,
     EXIT_LOCKED,
 )
-from slotswap.fleet.outcomes import Outcome, RolloutResult
+from slotswap.fleet.outcomes import Outcome, RolloutResult, ServerResult
+from slotswap.https.files import FILES_SOURCE, CertificateBundle
 from slotswap.remote.call_guard import NO_GUARD
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history, maintenance
 from slotswap.server.haproxy_config import Login, render_config
+from testbed.private_ca import issue, make_ca
 from tests.unit.fake_server import make_inventory
 from tests.unit.simulated_server import (
     FAULTS,
@@ -60,6 +64,8 @@ from tests.unit.simulated_server import (
 )
 
 TAGS = ("v1", "v2", "v3")
+TASKS = ("maintenance", "certs")  # the first word of a run that is no rollout
+CERT_NAMES = ("www.example.com",)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class Scenario:
     clean_exit: int = 0  # what the run exits with when no fault strikes
     next_serves: str = ""  # what the next run leaves serving (default: the tag it names)
     prepare: str = ""  # a command run cleanly after the setup ("maintenance on")
+    https: bool = False  # each server serves an old certificate, the inventory has a new one
 
 
 SCENARIOS = (
@@ -105,6 +112,11 @@ SCENARIOS = (
     Scenario("maintenance off, two servers", 2, ("v1",), "maintenance off",
              "maintenance off", servers_faulted=(0, 1), next_serves="v1",
              prepare="maintenance on"),
+    # A certificate's install from files (`fab certs.renew`, https/install.py): HAProxy
+    # serves the old or the new one at every instant, never none, the new one from the
+    # instant the kit says it is installed; the version in rotation never changes.
+    Scenario("certificate from files, two servers", 2, ("v1",), "certs renew",
+             "certs renew", servers_faulted=(0, 1), next_serves="v1", https=True),
 )
 FAILS_AFTER = {"v3": 0.3}
 
@@ -175,13 +187,13 @@ THEN_ROLLBACK = {
 }
 
 
-# Maintenance on and off: nothing breaks the rule.
-IN_MAINTENANCE: dict[tuple[str, str], int] = {}
+# Maintenance on and off, a certificate's install: nothing breaks the rule.
+IN_A_TASK: dict[tuple[str, str], int] = {}
 
 
 def known_in(scenario: Scenario) -> dict[tuple[str, str], int]:
-    if scenario.run.startswith("maintenance"):
-        return IN_MAINTENANCE
+    if scenario.run.split()[0] in TASKS:
+        return IN_A_TASK
     if scenario.run.startswith("rollback"):
         return IN_A_ROLLBACK
     if scenario.next_run == "rollback":
@@ -211,10 +223,16 @@ class Case:
 class Fleet:
     """Simulated servers of one inventory on one clock, watched after every call."""
 
-    def __init__(self, root: Path, hosts: int, monkeypatch: Any) -> None:
+    def __init__(self, root: Path, hosts: int, monkeypatch: Any, *, https: bool = False
+                 ) -> None:
         addresses = [f"203.0.113.{10 + i}" for i in range(hosts)]
+        # With https: each server serves an old certificate, the inventory's files a new one.
+        self.certs = certificates(root) if https else None
         self.inventory = make_inventory(root, hosts=addresses,
-                                        timeouts={"watch": 0.5, "healthy": 5, "drain": 2})
+                                        timeouts={"watch": 0.5, "healthy": 5, "drain": 2},
+                                        **({"https": {"names": list(CERT_NAMES), "files": {
+                                            "chain": str(root / "chain.pem"),
+                                            "key": str(root / "key.pem")}}} if https else {}))
         self.clock = SimClock()
         patch_time(monkeypatch, self.clock)
         config = render_config(self.inventory, Login(0, 0))
@@ -225,6 +243,10 @@ class Fleet:
             for tag in TAGS:
                 server.add_image(tag, on_server=False)
             server.failing_after = dict(FAILS_AFTER)
+            if self.certs:
+                server.files.write(cert_path_on_server(haproxy_dir(self.inventory)),
+                                   self.certs[0])
+                server.haproxy.cert = self.certs[0]
         self.watch(monkeypatch)
 
     def watch(self, monkeypatch: Any) -> None:
@@ -237,6 +259,7 @@ class Fleet:
         # or may not answer), and what the run asks for (None: not a maintenance run).
         self.said_page: dict[str, bool] = {}
         self.asked_page: bool | None = None
+        self.said_cert: set[str] = set()  # the servers where the kit said it installed it
         self.problems: list[str] = []
         monkeypatch.setattr(rollout, "servers_of", lambda inventory: self.servers)
         monkeypatch.setattr(every_server, "servers_of", lambda inventory: self.servers)
@@ -252,6 +275,8 @@ class Fleet:
                 return  # an error may quote another server's progress
             if message.startswith(("maintenance on", "maintenance off")):
                 self.said_page[name] = message.startswith("maintenance on")
+            if message.startswith("certificate for ") and message.find(" installed") > 0:
+                self.said_cert.add(name)
             for pattern in REPORTS:
                 if found := pattern.search(message):
                     self.reported[name] = found[1]
@@ -271,6 +296,9 @@ class Fleet:
                                  f"{'does not answer' if said_page else 'answers'}, the kit "
                                  f"said maintenance {'on' if said_page else 'off'}, after "
                                  f"`{what[:80]}`")
+        if self.certs and server.name in self.said_cert and server.haproxy.cert != self.certs[1]:
+            self.problems.append(f"{server.name}: the old certificate is served, the kit said "
+                                 f"it installed the new one, after `{what[:80]}`")
         if version is not None and said is not None and version != said:
             self.problems.append(f"{server.name}: {version} takes the traffic, the kit said {said} "
                                  f"serves, after `{what[:80]}` "
@@ -280,6 +308,9 @@ class Fleet:
         answered, routed = server.request(), server.routed()
         if routed is not None:
             self.answered[server.name] = (routed.version, what)
+        if self.certs and server.haproxy.cert not in self.certs:
+            self.problems.append(f"{server.name}: {'another' if server.haproxy.cert else 'no'} "
+                                 f"certificate served after `{what[:80]}`")
         if answered is None and not server.maintenance:
             self.problems.append(f"{server.name}: no slot in rotation (503) after `{what}`")
         elif answered is not None and answered.version not in self.allowed.get(
@@ -294,15 +325,15 @@ class Fleet:
         """One plain run, as the command line runs it; every server's versions before
         and after it are what a request may get meanwhile."""
         words = command.split()
-        targets = {} if words[0] == "maintenance" else rollout_targets(self.inventory, words)
+        targets = {} if words[0] in TASKS else rollout_targets(self.inventory, words)
         for server in self.servers:
             before = versions_in_rotation(server)
             self.allowed[server.name] = before | {targets.get(server.name)}
             self.reported[server.name] = next(iter(before)) if len(before) == 1 else None
         interrupts._requested.clear()
-        self.said_page, self.asked_page = {}, None
+        self.said_page, self.asked_page, self.said_cert = {}, None, set()
         try:
-            if words[0] == "maintenance":
+            if words[0] in TASKS:
                 return self.run_task(command)
             if words[0] == "deploy":
                 return rollout.deploy(self.inventory, words[1], batch=batch)
@@ -322,8 +353,11 @@ class Fleet:
                 self.check_reported(server)
 
     def run_task(self, command: str) -> RolloutResult:
-        """`maintenance.on` (the default page) or `.off` as its task runs it: the exit code
-        and the error of its first failure (cli.kit_task.exit_on_failure)."""
+        """`maintenance.on` (the default page), `.off` or `certs.renew` (with files) as its
+        task runs it: the exit code and the error of its first failure
+        (cli.kit_task.exit_on_failure)."""
+        if command == "certs renew":
+            return task_result(certs.renew(self.inventory, force=False))
         self.asked_page = command == "maintenance on"
         entries = maintenance.map_entries(maintenance.render_page(
             self.inventory, maintenance.DEFAULT_MESSAGE), maintenance.DEFAULT_RETRY_AFTER)
@@ -334,24 +368,40 @@ class Fleet:
                 return maintenance.switch_on(server, haproxy_dir(inventory), entries, progress)
             return maintenance.switch_off(server, haproxy_dir(inventory), progress)
 
-        results = every_server.on_every_server(self.inventory, action,
-                                               command.replace(" ", "."))
-        result = RolloutResult("")
-        failed = next((r for r in results if not r.ok), None)
-        if failed is not None:
-            result.exit_code, result.message = failed.exit_code, failed.text
-        return result
+        return task_result(every_server.on_every_server(self.inventory, action,
+                                                        command.replace(" ", ".")))
 
     def clone(self, root: Path, monkeypatch: Any) -> Fleet:
         """The same servers, as they are now, under `root`: every case starts from here."""
         twin = Fleet.__new__(Fleet)
-        twin.inventory = self.inventory
+        twin.inventory, twin.certs = self.inventory, self.certs
         twin.clock = SimClock()
         twin.clock.now = self.clock.now
         patch_time(monkeypatch, twin.clock)
         twin.servers = [server.clone(twin.clock, root) for server in self.servers]
         twin.watch(monkeypatch)
         return twin
+
+
+def certificates(root: Path) -> tuple[str, str]:
+    """An old certificate file (chain and key) and a new one, whose chain and key are
+    written under `root` for the inventory's https.files."""
+    ca = make_ca()
+    old, new = (CertificateBundle(*issue(ca, list(CERT_NAMES), days=60), FILES_SOURCE)
+                for _ in "ab")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "chain.pem").write_text(new.chain_pem)
+    (root / "key.pem").write_text(new.key_pem)
+    (root / "key.pem").chmod(0o600)
+    return old.haproxy_pem(), new.haproxy_pem()
+
+
+def task_result(results: list[ServerResult]) -> RolloutResult:
+    result = RolloutResult("")
+    failed = next((r for r in results if not r.ok), None)
+    if failed is not None:
+        result.exit_code, result.message = failed.exit_code, failed.text
+    return result
 
 
 def rollout_targets(inventory: Inventory, words: list[str]) -> dict[str, str]:
@@ -417,16 +467,22 @@ def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
                                          for o in result.outcomes):
         problems.append("exit 0 with a server not deployed")
     if result.exit_code == 0:
-        problems += page_as_asked(fleet)
+        problems += task_as_asked(fleet)
     elif result.exit_code not in DOCUMENTED_EXITS or not result.message:
         problems.append(f"exit {result.exit_code} ({result.message[:80]!r}): no documented "
                         "exit code and error")
     return problems
 
 
-def page_as_asked(fleet: Fleet) -> list[str]:
-    """After a maintenance run that exits 0: the page answers on every server if it was
-    turned on, on none if it was turned off."""
+def task_as_asked(fleet: Fleet) -> list[str]:
+    """After a run that exits 0: the page answers on every server if maintenance was turned
+    on, on none if it was turned off; every server serves the new certificate, from its
+    file too, when it was installed."""
+    if fleet.certs:
+        path = cert_path_on_server(haproxy_dir(fleet.inventory))
+        return [f"{server.name}: exit 0, the new certificate is not in place" for server
+                in fleet.servers if {server.haproxy.cert, server.read_local(path)}
+                != {fleet.certs[1]}]
     if fleet.asked_page is None:
         return []
     return [f"{server.name}: maintenance {'on' if fleet.asked_page else 'off'} exited 0, "
@@ -461,13 +517,13 @@ def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
     for name, versions in fleet.serving().items():
         if versions != {target}:
             problems.append(f"next `{command}`: {name} serves {sorted(map(str, versions))}")
-    return problems + [f"next `{command}`: {p}" for p in page_as_asked(fleet)]
+    return problems + [f"next `{command}`: {p}" for p in task_as_asked(fleet)]
 
 
 def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[Fleet, list[int]]:
     """The scenario's servers after its setup, and how many calls each server gets in a
     clean run (which must hold everything)."""
-    fleet = Fleet(root / "template", scenario.hosts, monkeypatch)
+    fleet = Fleet(root / "template", scenario.hosts, monkeypatch, https=scenario.https)
     for tag in scenario.setup:
         assert fleet.run(f"deploy {tag}").exit_code == 0
     if scenario.prepare:
