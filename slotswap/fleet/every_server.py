@@ -28,12 +28,13 @@ def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventor
     fleet_lock = FleetLock(servers, inventory, new_owner(task))
     progress_of: dict[str, Progress] = {}  # each timed from the start of its server's turn
     # The server whose turn is next or in hand, and whether its change has begun.
-    turn: list[str | bool] = [servers[0].name if servers else "?", False]
+    turn, begun = (servers[0].name if servers else "?"), False
 
     def change(server: ServerLike) -> str:
-        turn[:] = [server.name, False]
+        nonlocal turn, begun
+        turn, begun = server.name, False
         interrupts.checkpoint()
-        turn[1] = True
+        begun = True
         progress = progress_of[server.name] = progress_for(server.name)
         # The inventory with this login's folders on this server.
         return action(server, server.with_folders(inventory), progress)
@@ -57,8 +58,8 @@ def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventor
     except KeyboardInterrupt:
         # Ctrl-C (or SIGTERM) is seen between two servers' turns (a second one cuts the turn
         # in hand): the locks are released; the error and exit code say so, as a deploy's.
-        results.append(ServerResult(str(turn[0]), "interrupted " + (
-            "during its change" if turn[1] else "before its turn"), False, EXIT_INTERRUPTED))
+        results.append(ServerResult(turn, "interrupted " + (
+            "during its change" if begun else "before its turn"), False, EXIT_INTERRUPTED))
     finally:
         close_all(servers)
     return results
