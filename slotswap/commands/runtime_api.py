@@ -22,7 +22,7 @@ API_ERRORS = (
     "Unknown command",
     "Unexpected",
     "Invalid",
-    "Can't find",
+    "Can't ",  # Can't find (a backend), and the TLS commands' Can't update / commit / abort
 )
 
 

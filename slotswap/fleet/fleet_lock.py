@@ -100,6 +100,11 @@ class FleetLock:
         """The servers whose lock this run lost while it ran."""
         return [name for name, lease in self.leases.items() if lease.lost is not None]
 
+    def why_lost(self) -> str:
+        """The first lost lock's error (the server, and who holds its lock now); "" if none."""
+        return next((str(lease.lost) for lease in self.leases.values()
+                     if lease.lost is not None), "")
+
     def __exit__(self, *exc: object) -> None:
         if self.phases is not None:
             self.phases.begin("unlock")

@@ -181,6 +181,8 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
     finally:
         if fleet_lock.lost and result.exit_code != EXIT_INTERRUPTED:
             result.exit_code = EXIT_LOCKED  # another run holds them now; this one stopped
+            # Lost after a swap (its checks, pruning, the history) no error was raised.
+            result.message = result.message or fleet_lock.why_lost()
         result.timings.end()
         close_all(servers)
     return result

@@ -144,8 +144,10 @@ def is_in_place(bundle: CertificateBundle, file_fingerprint: str | None,
 def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: CertificateBundle,
             progress: Progress, *, running: bool) -> bool:
     """Put `bundle` into HAProxy when it runs (the runtime API) and then into the file a
-    restart loads: a refusal leaves both as they were. Returns False when the server had
-    that very certificate already, in its file and (running) in what HAProxy serves."""
+    restart loads: a refusal leaves both as they were. Once the file is written, what
+    HAProxy serves is read again (a restart in between loaded the old file). Returns False
+    when the server had that very certificate already, in its file and (running) in what
+    HAProxy serves."""
     same_file, same_served = is_in_place(
         bundle, installed_fingerprint(server, config_dir),
         served(server) if running else None, running=running)
@@ -155,6 +157,10 @@ def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: C
         replace_served(server, bundle)
     if not same_file:
         write_file(server, config_dir, bundle)
+        if running and served(server).serial != bundle.info().serial:
+            # HAProxy restarted before the file was written and loaded the old one: now
+            # that a restart loads the new file, the running HAProxy is given it again.
+            replace_served(server, bundle)
     info = bundle.info()
     progress(f"certificate for {', '.join(info.names)} (serial {info.serial}, until "
              f"{info.not_after:%Y-%m-%d}) installed" + (" with no reload" if running else ""))

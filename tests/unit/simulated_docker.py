@@ -153,7 +153,9 @@ class DockerEngine:
                  if n in self.containers]
         missing = [n for n in names if n not in self.containers]
         stderr = "".join(f"Error: No such object: {n}\n" for n in missing)
-        return CommandResult(json.dumps(found, indent=4) + "\n", stderr, 1 if missing else 0)
+        # Docker indents it; the kit reads JSON, and the C encoder (no indent) is 20 times
+        # faster: a sweep inspects thousands of times.
+        return CommandResult(json.dumps(found) + "\n", stderr, 1 if missing else 0)
 
     def docker_run(self, argv: list[str]) -> CommandResult:
         options, rest = parse_run(argv)

@@ -6,12 +6,16 @@ modules that poll are put on (patch_time)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time as real_time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
@@ -169,11 +173,17 @@ class SimHaproxy:
         self.config = config
         self.lines: dict[str, Line] = {}
         self.maps: dict[str, dict[str, str]] = {}
+        # The certificate file HAProxy serves (PEM), and the one a `set ssl cert` staged.
+        self.cert: str | None = None
+        self.cert_pending: str | None = None
         self.restarts = 0
         self.start(None)
 
-    def start(self, state_file: str | None) -> None:
-        """A new process: the config's lines, then what the server-state file says."""
+    def start(self, state_file: str | None, maps: dict[str, str] | None = None,
+              cert: str | None = None) -> None:
+        """A new process: the config's lines, then what the server-state file says; each
+        map from its file (`maps`: path in HAProxy -> the file's text, `key value` lines);
+        the certificate from its file (no transaction)."""
         match = DEFAULT_SERVER.search(self.config)
         assert match, "the config has no default-server line of the kit's"
         inter, fast, down, self.rise, self.fall = (int(g) for g in match.groups())
@@ -201,7 +211,9 @@ class SimHaproxy:
                 line.address, line.port = row["srv_addr"], int(row["srv_port"])
             if row["srv_check_port"] != "0":
                 line.check_port = int(row["srv_check_port"])
-        self.maps = {}
+        self.maps = {path: dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+                     for path, text in (maps or {}).items()}
+        self.cert, self.cert_pending = cert, None
 
     # -- checks ------------------------------------------------------------------------
     def run_checks(self, until: float) -> None:
@@ -282,6 +294,8 @@ class SimHaproxy:
 
     # -- the runtime API ---------------------------------------------------------------
     def answer(self, command: str) -> str:
+        if command.split(" ", 3)[1:3] == ["ssl", "cert"]:
+            return self.ssl_cert(command)
         if "; " in command:
             return "".join(self.answer(part) for part in command.split("; "))
         words = command.split()
@@ -308,12 +322,35 @@ class SimHaproxy:
             self.maps.setdefault(words[2], {})[words[3]] = " ".join(words[4:])
             return "\n"
         if words[:2] in (["del", "map"], ["clear", "map"]):
-            if words[1] == "clear":
-                self.maps.pop(words[2], None)
+            if words[0] == "clear":
+                self.maps[words[2]] = {}
             else:
                 self.maps.get(words[2], {}).pop(words[3], None)
             return "\n"
         raise UnknownCommand(f"runtime API: {command!r}")
+
+    def ssl_cert(self, command: str) -> str:
+        """`set`, `commit`, `abort` and `show ssl cert FILE`, HAProxy 2.6's answers (one
+        transaction at a time; the file the config names, `crt`, the one this knows)."""
+        first, _, payload = command.partition("\n")
+        verb, path = first.split()[0], first.split()[3]
+        if verb == "set" and first.endswith(" <<"):
+            answer = "updated" if self.cert_pending is not None else "created"
+            self.cert_pending = payload.strip("\n") + "\n"
+            return f"Transaction {answer} for certificate {path}!\n"
+        if verb == "commit":
+            if self.cert_pending is None:
+                return f"No ongoing transaction! !\nCan't commit {path}!\n"
+            self.cert, self.cert_pending = self.cert_pending, None
+            return f"Committing {path}.\nSuccess!\n"
+        if verb == "abort":
+            if self.cert_pending is None:
+                return "No ongoing transaction!\n"
+            self.cert_pending = None
+            return f"Transaction aborted for certificate '{path}'!\n"
+        if verb == "show" and self.cert is not None:
+            return show_ssl_cert(path, self.cert)
+        raise UnknownCommand(f"runtime API: {first!r}")
 
     def set_server(self, line: Line, words: list[str]) -> str:
         now = self.clock.now
@@ -376,7 +413,7 @@ class SimHaproxy:
                 "addr": f"{line.address}:{line.port}" if line.address else "",
                 "mode": "http",
             }
-            rows.append(",".join(values.get(column, "") for column in STAT_COLUMNS) + ",")
+            rows.append(stat_row(frozenset(values)).format_map(values))
         return "\n".join(rows) + "\n"
 
     def show_servers_state(self) -> str:
@@ -389,6 +426,32 @@ class SimHaproxy:
                 f"{int(self.clock.now - line.changed_at)} 6 3 {line.health} "
                 f"{6 if line.up else 14} 0 0 0 {line.fqdn} {line.port} - 0 {check_port} - - 0")
         return "\n".join(rows) + "\n"
+
+
+@functools.cache
+def show_ssl_cert(path: str, pem: str) -> str:
+    """`show ssl cert FILE` of a certificate file (chain and key), as the recording shows it
+    (haproxy-2.6-show-ssl-cert.txt)."""
+    leaf = x509.load_pem_x509_certificate(pem.encode())
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    serial = f"{leaf.serial_number:X}"
+    serial = serial.zfill(len(serial) + len(serial) % 2)  # whole bytes
+    when = "%b %d %H:%M:%S %Y GMT"
+    return (f"Filename: {path}\nStatus: Used\nSerial: {serial}\n"
+            f"notBefore: {leaf.not_valid_before_utc.strftime(when)}\n"
+            f"notAfter: {leaf.not_valid_after_utc.strftime(when)}\n"
+            "Subject Alternative Name: "
+            f"{', '.join('DNS:' + n for n in names.get_values_for_type(x509.DNSName))}\n"
+            f"Algorithm: EC256\nSHA1 FingerPrint: {leaf.fingerprint(hashes.SHA1()).hex().upper()}\n"
+            f"Subject: /{leaf.subject.rfc4514_string()}\nIssuer: /{leaf.issuer.rfc4514_string()}\n"
+            "OCSP Response Key: \n")
+
+
+@functools.cache
+def stat_row(filled: frozenset[str]) -> str:
+    """A row of `show stat` with a field per column in `filled`, the others empty: one
+    format, not a lookup per column (a sweep renders it thousands of times)."""
+    return ",".join(f"{{{column}}}" if column in filled else "" for column in STAT_COLUMNS) + ","
 
 
 def backend_lines(config: str, backend: str) -> list[str]:

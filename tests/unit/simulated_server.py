@@ -1,16 +1,19 @@
 """A simulated server: a `ServerLike` whose HAProxy, Docker engine and files live in memory
-(the lock and history scripts run with the real `sh` in a folder of this machine), on a
-simulated clock, with a fault schedule. It speaks as the real ones do: `show stat`, `show
-servers state` and `docker inspect` are rendered in the recorded formats (see
-test_simulated_server.py, which holds it to tests/unit/fixtures).
+(simulated_files.py; the lock's and the history's scripts are answered in Python, which
+test_simulated_server holds to the real `sh`), on a simulated clock, with a fault schedule.
+It speaks as the real ones do: `show stat`, `show servers state` and `docker inspect` are
+rendered in the recorded formats (see test_simulated_server.py, which holds it to
+tests/unit/fixtures).
 
 - HAProxy (simulated_haproxy.py, with the simulated clock): the app's backend as the kit's
   config makes it (server/haproxy_config.py: balance first, web1, web2, then their fallback
   lines `disabled`; checks with inter, fastinter, downinter, rise, fall). Each line has an
   admin state (READY, DRAIN, MAINT) and an operational state from its checks, run on the
   simulated clock: a check passes when a running container publishes the line's check port
-  and its app answers. A restart comes back from the config and, if there is one, the
-  server-state file.
+  and its app answers. The maintenance map (the page answers every request while it has
+  one). The certificate it serves and a transaction (`set`, `commit`, `abort`, `show ssl
+  cert`). A restart comes back from the config and, if there is one, the server-state file;
+  its maps and certificate from their files.
 - Docker (simulated_docker.py): containers (name, image, labels, env file, running or
   exited, started time, restart policy), the commands the kit sends, an engine restart
   (containers with a restart policy that were not stopped come back; HAProxy restarts), a
@@ -37,7 +40,14 @@ from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.login_facts import LoginFacts
 from slotswap.config.inventory import SLOTS, Inventory
-from slotswap.config.layout import STATE_NAME, haproxy_dir, lock_dir
+from slotswap.config.layout import (
+    STATE_NAME,
+    cert_path_on_server,
+    haproxy_dir,
+    lock_dir,
+    map_path_in_haproxy,
+    map_path_on_server,
+)
 from slotswap.core import interrupts
 from slotswap.core.timings import Timings
 from slotswap.remote.call_guard import NO_GUARD, CallGuard
@@ -57,6 +67,7 @@ from tests.unit.simulated_docker import (
     DockerEngine,
     changes_something,
 )
+from tests.unit.simulated_files import SimFiles
 from tests.unit.simulated_haproxy import (
     SimClock,
     SimHaproxy,
@@ -100,8 +111,8 @@ class SimulatedServer(DockerEngine):
         self.connection = Login("root")
         self.is_connected = True
         self.clock = clock
-        self.root = root / name
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = root / name  # only the real `sh` (real_shell) has them on disk here
+        self.files = SimFiles()
         self.healthy = healthy
         # Versions that pass their checks at first, then fail: seconds after their start.
         self.failing_after: dict[str, float] = {}
@@ -155,7 +166,9 @@ class SimulatedServer(DockerEngine):
 
     @property
     def maintenance(self) -> bool:
-        return any(self.haproxy.maps.values())
+        """The maintenance page answers every request (the config's `use-service` while the
+        map has a page)."""
+        return "page" in self.haproxy.maps.get(map_path_in_haproxy(), {})
 
     def add_image(self, tag: str, *, on_server: bool = True) -> str:
         ref = self.inventory.image_ref(tag)
@@ -166,7 +179,7 @@ class SimulatedServer(DockerEngine):
         return image_id
 
     def clone(self, clock: SimClock, root: Path) -> SimulatedServer:
-        """This server as it is now, on `clock`, its files copied under `root`."""
+        """This server as it is now, on `clock` (its files a copy in memory)."""
         twin = SimulatedServer(self.name, self.inventory, clock, root, healthy=self.healthy,
                                config=self.haproxy.config)
         twin.failing_after = dict(self.failing_after)
@@ -175,13 +188,18 @@ class SimulatedServer(DockerEngine):
             self.serial
         twin.haproxy.lines = copy.deepcopy(self.haproxy.lines)
         twin.haproxy.maps = copy.deepcopy(self.haproxy.maps)
+        twin.haproxy.cert, twin.haproxy.cert_pending = self.haproxy.cert, \
+            self.haproxy.cert_pending
         twin.calls = self.calls
-        shutil.copytree(self.root, twin.root, dirs_exist_ok=True)
+        twin.files = self.files.copy()
         return twin
 
     def restart_haproxy(self) -> None:
         self.haproxy.restarts += 1
-        self.haproxy.start(self.read_local(f"{haproxy_dir(self.inventory)}/{STATE_NAME}"))
+        folder = haproxy_dir(self.inventory)
+        self.haproxy.start(self.read_local(f"{folder}/{STATE_NAME}"), {
+            map_path_in_haproxy(): self.read_local(map_path_on_server(folder)) or ""},
+            self.read_local(cert_path_on_server(folder)))
 
     def restart_engine(self) -> None:
         """Every container stops; those with a restart policy that were running (or were not
@@ -266,9 +284,9 @@ class SimulatedServer(DockerEngine):
         self.clock.advance(self.inventory.timeouts.lease + 1)
         self.lease_taken = True
         self.other_owner = new_owner("deploy", "other")
-        lock = self.local(lock_dir(self.inventory))
-        lock.mkdir(parents=True, exist_ok=True)
-        (lock / "owner.json").write_text(json.dumps(self.other_owner.__dict__) + "\n")
+        lock = lock_dir(self.inventory)
+        self.files.mkdir(lock, parents=True, exist_ok=True)
+        self.files.write(f"{lock}/owner.json", json.dumps(self.other_owner.__dict__) + "\n")
 
     # -- ServerLike: commands ----------------------------------------------------------
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
@@ -350,7 +368,7 @@ class SimulatedServer(DockerEngine):
         script, args = (argv[2], argv[4:]) if argv[:2] == ["sh", "-c"] else ("", argv)
         if script == locking.TAKE_SCRIPT:
             state, lock, lease = args
-            self.local(state).mkdir(parents=True, exist_ok=True)
+            self.files.mkdir(state, parents=True, exist_ok=True)
             if self.take_lock(lock, lease, stdin or ""):
                 return CommandResult("taken\n", "", 0)
             age, held_for, owner = self.lock_facts(lock, lease)
@@ -358,40 +376,38 @@ class SimulatedServer(DockerEngine):
             answer = f"{held} {age} {held_for}\n{owner}\n"
             if held == "held":
                 return CommandResult(answer, "", locking.LOCKED_EXIT)
-            shutil.rmtree(self.local(lock))
+            self.files.remove_tree(lock)
             self.take_lock(lock, lease, stdin or "")
             return CommandResult(answer + "taken\n", "", 0)
         if script == locking.RENEW_SCRIPT:
             token, lock = args
             if token not in (self.read_local(f"{lock}/owner.json") or "\0"):
                 return CommandResult("", "", 1)
-            self.local(lock).touch()
+            self.files.touch(lock)
             return CommandResult("", "", 0)
         if script == locking.RELEASE_SCRIPT:
             token, lock = args
             if token in (self.read_local(f"{lock}/owner.json") or "\0"):
-                shutil.rmtree(self.local(lock))
+                self.files.remove_tree(lock)
             return CommandResult("", "", 0)
         if script == locking.READ_SCRIPT:
             lock, lease = args
-            if not self.local(lock).is_dir():
+            if not self.files.is_dir(lock):
                 return CommandResult("free\n", "", 0)
             age, held_for, owner = self.lock_facts(lock, lease)
             return CommandResult(f"lock {age} {held_for}\n{owner}\n", "", 0)
         if argv[:3] == history.APPEND[:3]:
-            self.local(args[0]).mkdir(parents=True, exist_ok=True)
+            self.files.mkdir(args[0], parents=True, exist_ok=True)
             entry = (stdin or "").rstrip("\n")
             if (self.read_local(args[1]) or "").splitlines()[-1:] != [entry]:
-                with self.local(args[1]).open("a") as file:
-                    file.write(entry + "\n")
+                self.files.append(args[1], entry + "\n")
             return CommandResult("", "", 0)
         if argv[:2] in (["rm", "-f"], ["rm", "-rf"]):
             for path in argv[2:]:
-                target = self.local(path)
-                if target.is_dir() and argv[1] == "-rf":
-                    shutil.rmtree(target)
-                elif target.is_file():
-                    target.unlink()
+                if self.files.is_dir(path) and argv[1] == "-rf":
+                    self.files.remove_tree(path)
+                else:
+                    self.files.unlink(path)
             return CommandResult("", "", 0)
         if argv[:1] == ["cat"] and len(argv) == 2:
             text = self.read_local(argv[1])
@@ -402,33 +418,35 @@ class SimulatedServer(DockerEngine):
 
     def take_lock(self, lock: str, lease: str, owner: str) -> bool:
         try:
-            self.local(lock).mkdir()
+            self.files.mkdir(lock)
         except FileExistsError:
             return False
-        (self.local(lock) / "lease").write_text(f"{lease}\n")
-        (self.local(lock) / "owner.json").write_text(f"{owner}\n")
+        self.files.write(f"{lock}/lease", f"{lease}\n")
+        self.files.write(f"{lock}/owner.json", f"{owner}\n")
         return True
 
     def lock_facts(self, lock: str, lease: str) -> tuple[int, int, str]:
         """The lock's age (seconds since its folder changed), lease and owner file."""
-        age = int(real_time.time()) - int(self.local(lock).stat().st_mtime)
+        age = int(real_time.time()) - int(self.files.mtime(lock))
         held_for = (self.read_local(f"{lock}/lease") or "").strip()
         return age, int(held_for) if held_for.isdigit() else int(lease), \
             self.read_local(f"{lock}/owner.json") or ""
 
-    # -- files: a folder of this machine, the server's paths under it ---------------------
-    def local(self, path: str) -> Path:
-        return self.root / path.lstrip("/")
-
+    # -- files: in memory (simulated_files.py); on disk under `root` for the real `sh` ------
     def read_local(self, path: str) -> str | None:
-        local = self.local(path)
-        return local.read_text() if local.is_file() else None
+        return self.files.read(path)
 
     def local_shell(self, argv: list[str], stdin: str | None) -> CommandResult:
-        local = [str(self.local(a)) if a.startswith("/") and i > 0 else a
+        """The command run by the real `sh` on the files put in a folder of this machine,
+        the server's paths under it; what it leaves there is the server's files then."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        self.files.to_disk(self.root)
+        local = [str(self.root / a.lstrip("/")) if a.startswith("/") and i > 0 else a
                  for i, a in enumerate(argv)]
         done = subprocess.run(local, input=stdin or "", capture_output=True, text=True,
                               timeout=30, check=False)
+        self.files = SimFiles.from_disk(self.root)
         return CommandResult(done.stdout, done.stderr, done.returncode)
 
     def read_file(self, path: str) -> str | None:
@@ -440,8 +458,7 @@ class SimulatedServer(DockerEngine):
     def write_file(self, path: str, text: str, mode: int = 0o644) -> None:
         what = f"write {path}"
         after = self.begin_call(what, changes=True)
-        self.local(path).parent.mkdir(parents=True, exist_ok=True)
-        self.local(path).write_text(text)
+        self.files.write(path, text)
         self.end_call(what, after)
 
     def write_private_file(self, path: str, text: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from slotswap.cli.check import settings_lines
-from slotswap.commands.runtime_api import RuntimeApiError
+from slotswap.commands.runtime_api import RuntimeApiError, raise_for_api_error
 from slotswap.config import layout
 from slotswap.config.https import CertificateFiles, HttpsSettings
 from slotswap.config.inventory import Inventory, InventoryError
@@ -265,6 +265,18 @@ def test_a_file_in_place_that_haproxy_does_not_serve_is_not_unchanged() -> None:
     assert install(server, new) is True
     assert server.serving is new
     assert any(c.startswith("commit ssl cert") for c in server.sent)
+
+
+@pytest.mark.parametrize(("command", "answer"), [
+    # HAProxy 2.6 (ssl_ckch.c): a commit with no transaction (a restart between `set` and
+    # `commit` lost it), a payload it cannot load. Both were taken for a success: the kit
+    # said the certificate was installed while HAProxy served the old one.
+    ("commit ssl cert /c.pem", "No ongoing transaction! !\nCan't commit /c.pem!\n"),
+    ("set ssl cert /c.pem <<", "unable to load the payload\nCan't update /c.pem!\n"),
+])
+def test_haproxys_refusals_of_a_certificate_are_errors(command: str, answer: str) -> None:
+    with pytest.raises(RuntimeApiError, match="Can't"):
+        raise_for_api_error(command, answer)
 
 
 def test_is_in_place_compares_the_file_and_the_serial_served() -> None:

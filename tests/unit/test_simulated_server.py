@@ -6,22 +6,24 @@ rise and fall on its clock, restarts, a frozen engine, the fault schedule, the l
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
-from slotswap.config.layout import STATE_NAME, haproxy_dir
+from slotswap.config.layout import STATE_NAME, cert_path_in_haproxy, haproxy_dir
+from slotswap.https import install as tls
+from slotswap.https.files import FILES_SOURCE, CertificateBundle
 from slotswap.remote.server import CommandDeadlineError, ConnectionLostError
 from slotswap.server import history, locking
 from slotswap.server.haproxy_config import Login, render_config
 from slotswap.server.locking import acquire, new_owner, read_owner, release
 from slotswap.server.slots import read_slots
+from testbed.private_ca import issue, make_ca
 from tests.unit.fake_server import FIXTURES, make_inventory, recorded
 from tests.unit.simulated_docker import Container, inspect_item
-from tests.unit.simulated_haproxy import UnknownCommand
+from tests.unit.simulated_haproxy import SimHaproxy, UnknownCommand
 from tests.unit.simulated_server import Fault, SimClock, SimulatedServer
 
 RECORDED_STATES = sorted(
@@ -228,7 +230,7 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
     ours, theirs = new_owner("deploy", "v2"), new_owner("deploy", "v3")
 
     def steps(server: SimulatedServer) -> list[tuple[str, int]]:
-        lock = server.local(locking.lock_dir(inventory))
+        lock = locking.lock_dir(inventory)
         commands = [
             (locking.read_lock_command(inventory), None),
             (locking.take_lock_command(inventory), json.dumps(ours.__dict__)),
@@ -252,7 +254,7 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
         answers = []
         for argv, stdin in commands:
             if argv == "age":
-                os.utime(lock, (lock.stat().st_atime - 500, lock.stat().st_mtime - 500))
+                server.files.set_mtime(lock, server.files.mtime(lock) - 500)
                 continue
             result = server.execute(list(argv), stdin)
             answers.append((result.stdout, result.exit_code))
@@ -261,3 +263,29 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
     python, real = simulated(tmp_path / "python"), simulated(tmp_path / "real")
     real.real_shell = True
     assert steps(python) == steps(real)
+
+
+def test_its_certificate_is_shown_and_replaced_as_haproxy_does() -> None:
+    """`show ssl cert` in the recording's lines (haproxy-2.6-show-ssl-cert.txt), what the
+    kit reads of it the bundle's own; `set` stages, `commit` swaps, a restart loses the
+    transaction (HAProxy 2.6's answers)."""
+    ca = make_ca()
+    old, new = (CertificateBundle(*issue(ca, ["s1.fleet.test"]), FILES_SOURCE) for _ in "ab")
+    proxy = SimHaproxy("webapp", render_config(make_inventory(), Login(0, 0)), SimClock(),
+                       lambda port: (False, ""))
+    proxy.cert, path = old.haproxy_pem(), cert_path_in_haproxy()
+    shown = proxy.answer(f"show ssl cert {path}")
+    keys = [line.partition(": ")[0] for line in shown.splitlines()]
+    assert keys == [line.partition(": ")[0] for line in
+                    recorded("haproxy-2.6-show-ssl-cert.txt").splitlines() if line]
+    assert tls.parse_show_ssl_cert(shown).serial == old.info().serial
+    assert proxy.answer(f"set ssl cert {path} <<\n{new.haproxy_pem()}") == \
+        f"Transaction created for certificate {path}!\n"
+    proxy.start(None, cert=old.haproxy_pem())  # a restart: the transaction is gone
+    answer = proxy.answer(f"commit ssl cert {path}")
+    with pytest.raises(haproxy.RuntimeApiError):
+        haproxy.raise_for_api_error(f"commit ssl cert {path}", answer)
+    proxy.answer(f"set ssl cert {path} <<\n{new.haproxy_pem()}")
+    assert proxy.answer(f"commit ssl cert {path}") == f"Committing {path}.\nSuccess!\n"
+    assert tls.parse_show_ssl_cert(proxy.answer(f"show ssl cert {path}")).serial == \
+        new.info().serial

@@ -1,0 +1,105 @@
+"""The simulated server's files (simulated_server.py), in memory: a sweep clones a fleet and
+runs the lock's and the history's scripts thousands of times, and a copy of a dict costs
+nothing where a folder on disk costs system calls. Folders have a modification time (the
+lock's age is read from it), set when one is made, when an entry is added to it, and by
+`touch`; `to_disk` and `from_disk` carry them to a real folder and back, for the real `sh`
+(SimulatedServer.real_shell)."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import time as real_time
+from pathlib import Path
+
+
+def normal(path: str) -> str:
+    return posixpath.normpath("/" + path.lstrip("/"))
+
+
+class SimFiles:
+    """Files (path -> text) and folders (path -> modification time) of one server."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+        self.dirs: dict[str, float] = {"/": real_time.time()}
+
+    def copy(self) -> SimFiles:
+        twin = SimFiles()
+        twin.files, twin.dirs = dict(self.files), dict(self.dirs)
+        return twin
+
+    def read(self, path: str) -> str | None:
+        return self.files.get(normal(path))
+
+    def is_dir(self, path: str) -> bool:
+        return normal(path) in self.dirs
+
+    def is_file(self, path: str) -> bool:
+        return normal(path) in self.files
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        path = normal(path)
+        if path in self.dirs:
+            if exist_ok:
+                return
+            raise FileExistsError(path)
+        parent = posixpath.dirname(path)
+        if parent not in self.dirs:
+            if not parents:
+                raise FileNotFoundError(parent)
+            self.mkdir(parent, parents=True, exist_ok=True)
+        self.dirs[path] = self.dirs[parent] = real_time.time()
+
+    def write(self, path: str, text: str) -> None:
+        """Written whole (its folders made as needed)."""
+        path = normal(path)
+        parent = posixpath.dirname(path)
+        self.mkdir(parent, parents=True, exist_ok=True)
+        if path not in self.files:
+            self.dirs[parent] = real_time.time()
+        self.files[path] = text
+
+    def append(self, path: str, text: str) -> None:
+        self.write(path, (self.read(path) or "") + text)
+
+    def unlink(self, path: str) -> None:
+        self.files.pop(normal(path), None)
+
+    def remove_tree(self, path: str) -> None:
+        path = normal(path)
+        inside = path.rstrip("/") + "/"
+        self.files = {p: t for p, t in self.files.items() if not p.startswith(inside)}
+        self.dirs = {p: t for p, t in self.dirs.items()
+                     if p != path and not p.startswith(inside)}
+
+    def touch(self, path: str) -> None:
+        self.dirs[normal(path)] = real_time.time()
+
+    def mtime(self, path: str) -> float:
+        return self.dirs[normal(path)]
+
+    def set_mtime(self, path: str, mtime: float) -> None:
+        self.dirs[normal(path)] = mtime
+
+    # -- a real folder, for the real `sh` ----------------------------------------------
+    def to_disk(self, root: Path) -> None:
+        for path in sorted(self.dirs):
+            (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        for path, text in self.files.items():
+            (root / path.lstrip("/")).write_text(text)
+        for path, mtime in sorted(self.dirs.items(), reverse=True):
+            os.utime(root / path.lstrip("/"), (mtime, mtime))
+
+    @classmethod
+    def from_disk(cls, root: Path) -> SimFiles:
+        found = cls()
+        found.dirs = {"/": root.stat().st_mtime}
+        for folder, dirs, files in os.walk(root):
+            inside = "/" + os.path.relpath(folder, root).removeprefix(".").lstrip("/")
+            for name in dirs:
+                found.dirs[normal(f"{inside}/{name}")] = os.stat(
+                    os.path.join(folder, name)).st_mtime
+            for name in files:
+                found.files[normal(f"{inside}/{name}")] = Path(folder, name).read_text()
+        return found
