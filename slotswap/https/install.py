@@ -10,6 +10,7 @@ running one serves.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,9 +120,20 @@ def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
     try:
         server.runtime_api(f"commit ssl cert {path}")
     except RuntimeApiError as error:
-        server.runtime_api(f"abort ssl cert {path}")
+        if serves(server, bundle):
+            return  # the commit ran, its answer was lost
+        with contextlib.suppress(RuntimeApiError):  # no transaction left: nothing to abort
+            server.runtime_api(f"abort ssl cert {path}")
         raise TlsError(f"{server.name}: HAProxy could not commit the new certificate for "
                        f"{path}: {_answer_of(error)}") from None
+
+
+def serves(server: ServerLike, bundle: CertificateBundle) -> bool:
+    """HAProxy serves `bundle` now (False also when it does not answer)."""
+    try:
+        return served(server).serial == bundle.info().serial
+    except RuntimeApiError:
+        return False
 
 
 def _answer_of(error: RuntimeApiError) -> str:
@@ -157,7 +169,7 @@ def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: C
         replace_served(server, bundle)
     if not same_file:
         write_file(server, config_dir, bundle)
-        if running and served(server).serial != bundle.info().serial:
+        if running and not serves(server, bundle):
             # HAProxy restarted before the file was written and loaded the old one: now
             # that a restart loads the new file, the running HAProxy is given it again.
             replace_served(server, bundle)

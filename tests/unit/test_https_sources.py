@@ -207,6 +207,7 @@ class TlsServer(FakeServer):
         super().__init__()
         self.serving, self.pending = serving, None
         self.refuse_commit = False
+        self.lose_commit_answer = False  # the commit runs, its answer never comes
 
     def runtime_api(self, command: str) -> str:
         self.sent.append(command.split("\n", 1)[0])
@@ -218,10 +219,13 @@ class TlsServer(FakeServer):
         if command.startswith("commit ssl cert "):
             if self.refuse_commit:
                 raise RuntimeApiError(f"s1: HAProxy refused `{command}`: out of memory")
-            self.serving = self.bundle_set
+            self.serving, self.pending = self.bundle_set, None
+            if self.lose_commit_answer:
+                raise RuntimeApiError(f"s1: runtime API `{command}`: no answer from HAProxy "
+                                      "within 10s")
             return "Success!\n"
         if command.startswith("abort ssl cert "):
-            return "Transaction aborted\n"
+            return "Transaction aborted\n" if self.pending else "No ongoing transaction!\n"
         raise AssertionError(command)
 
     bundle_set: CertificateBundle
@@ -256,6 +260,18 @@ def test_a_refused_commit_leaves_the_file_and_the_next_run_installs_again() -> N
     assert server.serving is new and server.files[CERT_FILE] == new.haproxy_pem()
     assert server.files[layout.source_path_on_server(CONFIG_DIR)] == "files\n"
     assert install(server, new) is False  # unchanged: the file and what HAProxy serves
+
+
+def test_a_commit_whose_answer_was_lost_is_read_back_not_reported_failed() -> None:
+    """The commit ran, its answer was lost: HAProxy serves the new certificate, so the
+    install goes on (the file written), instead of an error saying it could not commit."""
+    old, new = bundle_for(), bundle_for()
+    server = TlsServer(serving=old)
+    server.files[CERT_FILE] = old.haproxy_pem()
+    server.lose_commit_answer = True
+    assert install(server, new) is True
+    assert server.serving is new and server.files[CERT_FILE] == new.haproxy_pem()
+    assert not any(c.startswith("abort ssl cert") for c in server.sent)
 
 
 def test_a_file_in_place_that_haproxy_does_not_serve_is_not_unchanged() -> None:
