@@ -44,6 +44,11 @@ def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventor
             # The connections stay open until the locks taken through them are released.
             for done in in_turn(servers, change, close=False):
                 progress = progress_of[done.server.name]
+                if done.error is not None and interrupts.stopping_now():
+                    # A second Ctrl-C cut every connection: the error that followed (a
+                    # clean-up's lost connection) is the interrupt's.
+                    raise KeyboardInterrupt
+                begun = False  # its change is over: an interrupt from here on is the next's
                 if done.error is not None:
                     progress(f"FAILED: {done.error}")
                     results.append(ServerResult(done.server.name, str(done.error), False,
@@ -52,15 +57,31 @@ def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventor
                 text = str(done.value)
                 progress(text)
                 results.append(ServerResult(done.server.name, text, True))
+            # A Ctrl-C noted during the last change, which then finished: the task stops
+            # here (up issues no certificate after it), and says so.
+            interrupts.checkpoint()
     except OPERATION_ERRORS as error:  # taking the locks failed: nothing was changed
         results.append(ServerResult(fleet_lock.failed_on or "?", f"nothing was changed: {error}",
                                     False, exit_code_for(error)))
     except KeyboardInterrupt:
         # Ctrl-C (or SIGTERM) is seen between two servers' turns (a second one cuts the turn
         # in hand): the locks are released; the error and exit code say so, as a deploy's.
-        results.append(ServerResult(turn, "interrupted " + (
-            "during its change" if begun else "before its turn"), False, EXIT_INTERRUPTED))
+        results.append(interrupted(servers, results, turn, begun=begun))
     finally:
         close_all(servers)
     return results
 
+
+def interrupted(servers: list[ServerLike], results: list[ServerResult], turn: str, *,
+                begun: bool) -> ServerResult:
+    """Pure: the result that says where an interrupt stopped the task: the change in hand
+    (`turn`, `begun`), else the first server with no result yet, else the last server's,
+    done before the run stopped."""
+    done = {result.name for result in results}
+    if begun and turn not in done:
+        return ServerResult(turn, "interrupted during its change", False, EXIT_INTERRUPTED)
+    waiting = next((server.name for server in servers if server.name not in done), None)
+    if waiting is not None:
+        return ServerResult(waiting, "interrupted before its turn", False, EXIT_INTERRUPTED)
+    return ServerResult(results[-1].name if results else turn, "interrupted once its change "
+                        "was done; the task stops here", False, EXIT_INTERRUPTED)

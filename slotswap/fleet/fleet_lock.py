@@ -72,7 +72,14 @@ class FleetLock:
         # one gets it and the other stops there, rather than each taking some locks and both
         # giving up. Then all the others at once.
         for group in (self.servers[:1], self.servers[1:]):
-            errors = on_each(group, self._take)
+            try:
+                errors = on_each(group, self._take)
+            except KeyboardInterrupt:
+                # A second Ctrl-C while the locks are taken: the pool waited for every
+                # take; the locks taken so far are released, not left to their lease.
+                self.held = [server for server in self.servers if server.name in self.leases]
+                self.release_all()
+                raise
             self.held += [server for server, error in zip(group, errors, strict=True)
                           if error is None]
             failed = [(server, error) for server, error in zip(group, errors, strict=True)

@@ -20,6 +20,7 @@ from slotswap.fleet.errors import (
     EXIT_DEPLOY_FAILED,
     EXIT_INTERRUPTED,
     EXIT_LOCKED,
+    EXIT_OK,
     OPERATION_ERRORS,
     describe_error,
 )
@@ -180,9 +181,11 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
             fill_serving(servers, inventory, result.outcomes)
     finally:
         if fleet_lock.lost and result.exit_code != EXIT_INTERRUPTED:
+            # Lost after a swap (its checks, pruning, the history) no error was raised: the
+            # message of a run that had succeeded is no error either.
+            if result.exit_code == EXIT_OK or not result.message:
+                result.message = fleet_lock.why_lost()
             result.exit_code = EXIT_LOCKED  # another run holds them now; this one stopped
-            # Lost after a swap (its checks, pruning, the history) no error was raised.
-            result.message = result.message or fleet_lock.why_lost()
         result.timings.end()
         close_all(servers)
     return result

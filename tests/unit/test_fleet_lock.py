@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from slotswap.config.inventory import Inventory
+from slotswap.fleet import fleet_lock as fleet_lock_module
 from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.remote.server import CommandResult
 from slotswap.server.locking import (
@@ -110,6 +111,23 @@ def test_the_first_lock_then_all_others_at_once_and_all_released_at_the_end(
         assert [s.locked_by for s in (first, *others)] == [owner.token] * 4
         assert lock.held == [first, *others]
     assert [s.on_disk for s in (first, *others)] == [[], [], [], []]
+
+
+def test_a_second_ctrl_c_while_the_locks_are_taken_releases_those_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    servers = [FolderServer(tmp_path, f"s{i}") for i in (1, 2, 3)]
+    real_on_each = fleet_lock_module.on_each
+
+    def cut_after(group: list[Any], action: Any, **kwargs: Any) -> Any:
+        errors = real_on_each(group, action, **kwargs)
+        if len(group) == 2 and action.__name__ == "_take":  # the others, taken, then Ctrl-C
+            raise KeyboardInterrupt
+        return errors
+
+    monkeypatch.setattr(fleet_lock_module, "on_each", cut_after)
+    with pytest.raises(KeyboardInterrupt):
+        FleetLock(servers, inventory(), new_owner("deploy", "v2")).__enter__()  # type: ignore[arg-type]
+    assert [s.on_disk for s in servers] == [[], [], []]
 
 
 def test_a_run_that_finds_the_first_server_locked_tries_no_other(tmp_path: Path) -> None:
