@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time as real_time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slotswap.commands import docker
@@ -36,6 +36,9 @@ class Container:
     published: tuple[tuple[int, int], ...] = ()
     stop_timeout: int = 10
     serial: int = 0
+    network: str = ""  # "host": the server's own network (HAProxy's)
+    binds: dict[str, str] = field(default_factory=dict)  # inside -> the server's folder
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def version(self) -> str | None:
@@ -64,6 +67,10 @@ def inspect_item(container: Container, wall: Callable[[float], float]) -> dict[s
     item["HostConfig"]["PortBindings"] = {
         f"{inside}/tcp": [{"HostIp": docker.LOOPBACK, "HostPort": str(outside)}]
         for outside, inside in container.published}
+    if container.network == "host":
+        item["NetworkSettings"]["Networks"] = {"host": {"IPAddress": ""}}
+    item["Mounts"] = [{"Type": "bind", "Source": source, "Destination": inside}
+                      for inside, source in container.binds.items()]
     return item
 
 
@@ -88,6 +95,8 @@ def parse_run(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     return options, rest
 
 DOCKER_CHANGES = {"run", "rm", "stop", "start", "kill", "rename", "update", "create"}
+# `docker info`'s answer: the engine's platform and version (docker_engine.parse_engine).
+ENGINE = "linux/x86_64 28.3.3\n"
 
 
 def changes_something(argv: list[str]) -> bool:
@@ -105,6 +114,7 @@ class DockerEngine:
     registry: dict[str, str]
     serial: int
     clock: SimClock
+    networks: set[str]
 
     def container_at(self, port: int) -> Container | None:
         return next((c for c in self.containers.values() if c.running
@@ -114,6 +124,18 @@ class DockerEngine:
         return 1_800_000_000.0 + monotonic
 
     def read_local(self, path: str) -> str | None:
+        raise NotImplementedError
+
+    def haproxy_started(self) -> None:
+        """HAProxy's container started: HAProxy starts from the config it mounts."""
+        raise NotImplementedError
+
+    def haproxy_reloaded(self) -> None:
+        """HAProxy's master reloaded (HUP, USR2): new workers from the config on disk."""
+        raise NotImplementedError
+
+    def haproxy_checks(self, config_dir: str, filename: str) -> bool:
+        """`haproxy -c` of the file: a config the simulated HAProxy can run."""
         raise NotImplementedError
 
     def docker(self, argv: list[str]) -> CommandResult:
@@ -146,6 +168,19 @@ class DockerEngine:
             return self.image_remove(argv[3:])
         if verb[0] == "pull":
             return self.pull(argv[-1], quiet=True)
+        if verb == ["network", "inspect"] and argv[3:5] == ["--format", "{{.Driver}}"]:
+            if argv[5] in self.networks:
+                return CommandResult("bridge\n", "", 0)
+            return CommandResult("", f"Error response from daemon: network {argv[5]} not "
+                                 "found\n", 1)
+        if verb == ["network", "create"] and argv[3:5] == ["--driver", "bridge"]:
+            self.networks.add(argv[-1])
+            return CommandResult(f"{len(self.networks):064x}\n", "", 0)
+        if verb[0] == "kill" and argv[2] == "--signal":
+            return self.kill(argv[3], argv[4])
+        if verb[0] == "info" and argv[2:] == ["--format", "{{.OSType}}/{{.Architecture}} "
+                                              "{{.ServerVersion}}"]:
+            return CommandResult(ENGINE, "", 0)
         raise UnknownCommand(f"docker command {argv}")
 
     def inspect(self, names: list[str]) -> CommandResult:
@@ -159,6 +194,12 @@ class DockerEngine:
 
     def docker_run(self, argv: list[str]) -> CommandResult:
         options, rest = parse_run(argv)
+        binds = dict(reversed(volume.split(":")[:2]) for volume in options.get("--volume", []))
+        if "--rm" in options and rest[1:3] == ["-c", "-f"]:  # HAProxy's check of a config
+            folder, _, filename = rest[3].rpartition("/")
+            if self.haproxy_checks(binds[folder], filename):
+                return CommandResult("Configuration file is valid\n", "", 0)
+            return CommandResult("", f"[ALERT] config : parsing [{rest[3]}] failed\n", 1)
         if "--rm" in options:
             raise UnknownCommand(f"one-off container {argv}")
         name = options["--name"][0]
@@ -185,8 +226,26 @@ class DockerEngine:
             env_file=(options.get("--env-file") or [None])[0],
             restart=options.get("--restart", ["no"])[0], started_at=self.clock.now,
             published=tuple(published), serial=self.serial,
-            stop_timeout=int(options.get("--stop-timeout", ["10"])[0]))
+            stop_timeout=int(options.get("--stop-timeout", ["10"])[0]),
+            network=options.get("--network", [""])[0], binds=binds,
+            env=dict(item.split("=", 1) for item in options.get("--env", [])))
+        if self.is_haproxy(self.containers[name]):
+            self.haproxy_started()
         return CommandResult(f"{self.serial:064x}\n", "", 0)
+
+    @staticmethod
+    def is_haproxy(container: Container) -> bool:
+        return container.labels.get(docker.LABEL_ROLE) == "haproxy"
+
+    def kill(self, signal: str, name: str) -> CommandResult:
+        container = self.containers.get(name)
+        if container is None or not container.running:
+            return CommandResult("", f"Error response from daemon: cannot kill container: "
+                                 f"{name}: container is not running\n", 1)
+        if self.is_haproxy(container) and signal in ("HUP", "USR2"):
+            self.haproxy_reloaded()
+            return CommandResult(f"{name}\n", "", 0)
+        raise UnknownCommand(f"docker kill --signal {signal} {name}")
 
     def stop(self, name: str) -> CommandResult:
         container = self.containers.get(name)
@@ -206,6 +265,8 @@ class DockerEngine:
         if not container.running:
             container.running, container.started_at = True, self.clock.now
             container.exit_code, container.stopped_by_user = 0, False
+            if self.is_haproxy(container):
+                self.haproxy_started()
         return CommandResult(f"{name}\n", "", 0)
 
     def pull(self, ref: str, quiet: bool = False) -> CommandResult:

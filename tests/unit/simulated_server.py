@@ -13,11 +13,14 @@ tests/unit/fixtures).
   and its app answers. The maintenance map (the page answers every request while it has
   one). The certificate it serves and a transaction (`set`, `commit`, `abort`, `show ssl
   cert`). A restart comes back from the config and, if there is one, the server-state file;
-  its maps and certificate from their files.
+  its maps and certificate from their files. Once HAProxy runs in its container (`up`: the
+  server's network, its folders mounted), the config is the file it mounts, read again at
+  each start and reload (`docker kill --signal HUP`/`USR2`: new workers, a new Pid).
 - Docker (simulated_docker.py): containers (name, image, labels, env file, running or
-  exited, started time, restart policy), the commands the kit sends, an engine restart
-  (containers with a restart policy that were not stopped come back; HAProxy restarts), a
-  frozen engine (every Docker command hangs until its deadline).
+  exited, started time, restart policy, network, mounts), networks, `haproxy -c` of a
+  config in a throwaway container, the engine's version, the commands the kit sends, an
+  engine restart (containers with a restart policy that were not stopped come back;
+  HAProxy restarts), a frozen engine (every Docker command hangs until its deadline).
 - A fault schedule: at the k-th call (every run, runtime_api and file call counts), one of
   FAULTS. Unknown commands fail loudly: the simulator never answers what it does not know.
 """
@@ -41,6 +44,7 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.login_facts import LoginFacts
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
+    CONFIG_NAME,
     STATE_NAME,
     cert_path_on_server,
     haproxy_dir,
@@ -69,6 +73,7 @@ from tests.unit.simulated_docker import (
 )
 from tests.unit.simulated_files import SimFiles
 from tests.unit.simulated_haproxy import (
+    DEFAULT_SERVER,
     SimClock,
     SimHaproxy,
     UnknownCommand,
@@ -120,6 +125,7 @@ class SimulatedServer(DockerEngine):
         self.images: dict[str, str] = {}  # reference -> image ID on this server
         self.registry: dict[str, str] = {}  # what a pull can get: reference -> image ID
         self.serial = 0
+        self.networks: set[str] = set()
         self.haproxy = SimHaproxy(inventory.app, config, clock, self.check_passes)
         clock.haproxies.append(self.haproxy)
         self.calls = 0
@@ -186,6 +192,8 @@ class SimulatedServer(DockerEngine):
         twin.containers = copy.deepcopy(self.containers)
         twin.images, twin.registry, twin.serial = dict(self.images), dict(self.registry), \
             self.serial
+        twin.networks = set(self.networks)
+        twin.haproxy.pid, twin.haproxy.ran = self.haproxy.pid, set(self.haproxy.ran)
         twin.haproxy.lines = copy.deepcopy(self.haproxy.lines)
         twin.haproxy.maps = copy.deepcopy(self.haproxy.maps)
         twin.haproxy.cert, twin.haproxy.cert_pending = self.haproxy.cert, \
@@ -197,9 +205,23 @@ class SimulatedServer(DockerEngine):
     def restart_haproxy(self) -> None:
         self.haproxy.restarts += 1
         folder = haproxy_dir(self.inventory)
+        # Once HAProxy runs in its container (`up`): the config file it mounts.
+        on_disk = self.read_local(f"{folder}/{CONFIG_NAME}")
+        if on_disk is not None and any(map(self.is_haproxy, self.containers.values())):
+            self.haproxy.config = on_disk
         self.haproxy.start(self.read_local(f"{folder}/{STATE_NAME}"), {
             map_path_in_haproxy(): self.read_local(map_path_on_server(folder)) or ""},
             self.read_local(cert_path_on_server(folder)))
+
+    def haproxy_started(self) -> None:
+        self.restart_haproxy()
+
+    def haproxy_reloaded(self) -> None:
+        self.restart_haproxy()
+
+    def haproxy_checks(self, config_dir: str, filename: str) -> bool:
+        text = self.read_local(f"{config_dir}/{filename}") or ""
+        return bool(DEFAULT_SERVER.search(text)) and f"\nbackend {self.inventory.app}\n" in text
 
     def restart_engine(self) -> None:
         """Every container stops; those with a restart policy that were running (or were not
@@ -356,7 +378,10 @@ class SimulatedServer(DockerEngine):
             return self.redeploy_facts(argv[4:])
         if self.is_docker(argv):
             raise UnknownCommand(f"a script that runs docker: {argv}")
-        if argv[:1] in (["sh"], ["rm"], ["cat"]):
+        if argv == ["hostname", "-I"]:
+            return CommandResult(f"{self.host.address} 10.0.0.2 \n", "", 0)
+        if argv[:1] in (["sh"], ["rm"], ["cat"], ["mkdir"], ["chmod"], ["touch"], ["cp"],
+                        ["mv"], ["true"]):
             if self.real_shell:
                 return self.local_shell(argv, stdin)
             return self.shell_in_python(argv, stdin)
@@ -408,6 +433,24 @@ class SimulatedServer(DockerEngine):
                     self.files.remove_tree(path)
                 else:
                     self.files.unlink(path)
+            return CommandResult("", "", 0)
+        if argv[:2] == ["mkdir", "-p"]:
+            self.files.mkdir(argv[-1], parents=True, exist_ok=True)
+            return CommandResult("", "", 0)
+        if argv[:2] == ["chmod", "700"] or argv == ["true"]:
+            return CommandResult("", "", 0)
+        if argv[:1] == ["touch"] and len(argv) == 2:
+            if not self.files.is_dir(argv[1]) and self.read_local(argv[1]) is None:
+                self.files.write(argv[1], "")
+            return CommandResult("", "", 0)
+        if argv[:2] in (["cp", "-f"], ["mv", "-f"]) and len(argv) == 4:
+            text = self.read_local(argv[2])
+            if text is None:
+                return CommandResult("", f"{argv[0]}: cannot stat '{argv[2]}': No such file "
+                                     "or directory\n", 1)
+            self.files.write(argv[3], text)
+            if argv[0] == "mv":
+                self.files.unlink(argv[2])
             return CommandResult("", "", 0)
         if argv[:1] == ["cat"] and len(argv) == 2:
             text = self.read_local(argv[1])

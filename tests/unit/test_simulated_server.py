@@ -250,6 +250,19 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
             (["cat", history.history_path(inventory)], None),
             (["cat", "/nowhere"], None),
             (["rm", "-f", "/etc/slotswap/webapp/web1.env"], None),
+            # `up`'s files (slotswap.server.haproxy): folders, the map, the config kept.
+            (["mkdir", "-p", "-m", "700", "/etc/slotswap/webapp/haproxy/admin"], None),
+            (["chmod", "700", "/etc/slotswap/webapp/haproxy/admin"], None),
+            (["mkdir", "-p", "/etc/slotswap/webapp/haproxy"], None),
+            (["touch", "/etc/slotswap/webapp/haproxy/maintenance.map"], None),
+            (["cp", "-f", "/etc/slotswap/webapp/haproxy/maintenance.map",
+              "/etc/slotswap/webapp/haproxy/a"], None),
+            (["mv", "-f", "/etc/slotswap/webapp/haproxy/a", "/etc/slotswap/webapp/haproxy/b"],
+             None),
+            (["cp", "-f", "/etc/slotswap/webapp/haproxy/a", "/etc/slotswap/webapp/haproxy/c"],
+             None),
+            (["cat", "/etc/slotswap/webapp/haproxy/b"], None),
+            (["true"], None),
         ]
         answers = []
         for argv, stdin in commands:
@@ -263,6 +276,39 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
     python, real = simulated(tmp_path / "python"), simulated(tmp_path / "real")
     real.real_shell = True
     assert steps(python) == steps(real)
+
+
+def test_haproxy_in_its_container_runs_and_reloads_the_config_file_it_mounts(
+        tmp_path: Path) -> None:
+    """`docker run` of HAProxy's container (the server's network, its folders mounted, as
+    inspect shows them), `haproxy -c` of a file, and a reload (HUP): new workers (a new Pid
+    in `show info`) from the config on disk and the server-state file."""
+    server = simulated(tmp_path)
+    inventory = server.inventory
+    image = inventory.haproxy.image
+    server.images[image] = "sha256:" + "ab" * 32
+    folder = haproxy_dir(inventory)
+    new = render_config(make_inventory(tmp_path, healthcheck={"interval": 3}), Login(0, 0))
+    assert new != server.haproxy.config
+    server.files.write(f"{folder}/haproxy.cfg", server.haproxy.config)
+    server.files.write(f"{folder}/bad.cfg", "global\n")
+    check = [docker.check_haproxy_config(image_ref=image, config_dir=folder, filename=name)
+             for name in ("haproxy.cfg", "bad.cfg")]
+    assert [server.execute(argv, None).exit_code for argv in check] == [0, 1]
+    assert server.execute(docker.run_haproxy(
+        container=inventory.haproxy_container, image_ref=image, app=inventory.app,
+        config_dir=folder, admin_dir=f"{folder}/admin", labels={"k": "v"}), None).ok
+    found = docker.parse_inspect(server.execute(
+        docker.inspect_containers(inventory.haproxy_container), None).stdout)
+    container = found[inventory.haproxy_container]
+    assert container.addresses.keys() == {"host"} and container.labels["k"] == "v"
+    assert container.binds["/usr/local/etc/haproxy"] == folder
+    pid = haproxy.parse_info(server.runtime_api("show info"))["Pid"]
+    server.files.write(f"{folder}/haproxy.cfg", new)
+    assert server.execute(docker.signal_container(inventory.haproxy_container, "HUP"),
+                          None).ok
+    assert server.haproxy.config == new
+    assert haproxy.parse_info(server.runtime_api("show info"))["Pid"] != pid
 
 
 def test_its_certificate_is_shown_and_replaced_as_haproxy_does() -> None:
