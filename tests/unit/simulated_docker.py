@@ -126,12 +126,14 @@ class DockerEngine:
     def read_local(self, path: str) -> str | None:
         raise NotImplementedError
 
-    def haproxy_started(self) -> None:
-        """HAProxy's container started: HAProxy starts from the config it mounts."""
+    def haproxy_started(self, container: Container) -> None:
+        """HAProxy's container started: HAProxy starts from the config it mounts, and its
+        master makes the admin socket anew (the one the runtime API reaches now)."""
         raise NotImplementedError
 
-    def haproxy_reloaded(self) -> None:
-        """HAProxy's master reloaded (HUP, USR2): new workers from the config on disk."""
+    def haproxy_reloaded(self, container: Container) -> None:
+        """HAProxy's master reloaded (HUP, USR2): new workers from the config on disk; the
+        master makes its admin socket anew."""
         raise NotImplementedError
 
     def haproxy_checks(self, config_dir: str, filename: str) -> bool:
@@ -147,7 +149,7 @@ class DockerEngine:
             if ref in self.images:
                 return CommandResult(self.images[ref] + "\n", "", 0)
             return CommandResult("", f"Error: No such image: {ref}\n", 1)
-        if verb[0] == "run":
+        if verb[0] in ("run", "create"):  # create: the container made, not started
             return self.docker_run(argv)
         if verb[0] == "rm" and argv[2] == "--force":
             for name in argv[3:]:
@@ -176,6 +178,10 @@ class DockerEngine:
         if verb == ["network", "create"] and argv[3:5] == ["--driver", "bridge"]:
             self.networks.add(argv[-1])
             return CommandResult(f"{len(self.networks):064x}\n", "", 0)
+        if verb == ["update", "--restart"]:
+            return self.update_restart(argv[3], argv[4])
+        if verb[0] == "rename":
+            return self.rename(argv[2], argv[3])
         if verb[0] == "kill" and argv[2] == "--signal":
             return self.kill(argv[3], argv[4])
         if verb[0] == "info" and argv[2:] == ["--format", "{{.OSType}}/{{.Architecture}} "
@@ -229,13 +235,31 @@ class DockerEngine:
             stop_timeout=int(options.get("--stop-timeout", ["10"])[0]),
             network=options.get("--network", [""])[0], binds=binds,
             env=dict(item.split("=", 1) for item in options.get("--env", [])))
-        if self.is_haproxy(self.containers[name]):
-            self.haproxy_started()
+        if argv[1] == "create":
+            self.containers[name].running = False
+        elif self.is_haproxy(self.containers[name]):
+            self.haproxy_started(self.containers[name])
         return CommandResult(f"{self.serial:064x}\n", "", 0)
 
     @staticmethod
     def is_haproxy(container: Container) -> bool:
         return container.labels.get(docker.LABEL_ROLE) == "haproxy"
+
+    admin_owner: int | None = None  # the HAProxy container whose master made the socket
+
+    def haproxy_containers(self) -> list[Container]:
+        return [c for c in self.containers.values() if self.is_haproxy(c)]
+
+    def haproxy_listens(self) -> bool:
+        """Some HAProxy takes connections: one of its containers runs (or none was ever
+        started: HAProxy runs as the simulator made it)."""
+        containers = self.haproxy_containers()
+        return not containers or any(c.running for c in containers)
+
+    def admin_container(self) -> Container | None:
+        """The HAProxy container the admin socket reaches (None: no container)."""
+        return next((c for c in self.haproxy_containers()
+                     if c.serial == self.admin_owner), None)
 
     def kill(self, signal: str, name: str) -> CommandResult:
         container = self.containers.get(name)
@@ -243,9 +267,43 @@ class DockerEngine:
             return CommandResult("", f"Error response from daemon: cannot kill container: "
                                  f"{name}: container is not running\n", 1)
         if self.is_haproxy(container) and signal in ("HUP", "USR2"):
-            self.haproxy_reloaded()
+            self.haproxy_reloaded(container)
+            return CommandResult(f"{name}\n", "", 0)
+        if self.is_haproxy(container) and signal == "USR1":
+            # Soft stop: it stops listening at once; its open connections (none here) end,
+            # then it exits.
+            container.running, container.exit_code = False, 0
             return CommandResult(f"{name}\n", "", 0)
         raise UnknownCommand(f"docker kill --signal {signal} {name}")
+
+    def update_restart(self, policy: str, name: str) -> CommandResult:
+        container = self.containers.get(name)
+        if container is None:
+            return CommandResult("", f"Error response from daemon: No such container: {name}\n",
+                                 1)
+        container.restart = policy
+        return CommandResult(f"{name}\n", "", 0)
+
+    def rename(self, name: str, new_name: str) -> CommandResult:
+        if name not in self.containers or new_name in self.containers:
+            return CommandResult("", f"Error response from daemon: cannot rename {name} to "
+                                 f"{new_name}\n", 1)
+        container = self.containers.pop(name)
+        container.name = new_name
+        self.containers[new_name] = container
+        return CommandResult("", "", 0)
+
+    def wait(self, seconds: int, name: str) -> CommandResult:
+        """`timeout SECONDS docker wait NAME`: its exit code once it exited; 124 (and the
+        seconds gone) while it runs."""
+        container = self.containers.get(name)
+        if container is None:
+            return CommandResult("", f"Error response from daemon: No such container: {name}\n",
+                                 1)
+        if container.running:
+            self.clock.advance(seconds)
+            return CommandResult("", "", 124)
+        return CommandResult(f"{container.exit_code}\n", "", 0)
 
     def stop(self, name: str) -> CommandResult:
         container = self.containers.get(name)
@@ -266,7 +324,7 @@ class DockerEngine:
             container.running, container.started_at = True, self.clock.now
             container.exit_code, container.stopped_by_user = 0, False
             if self.is_haproxy(container):
-                self.haproxy_started()
+                self.haproxy_started(container)
         return CommandResult(f"{name}\n", "", 0)
 
     def pull(self, ref: str, quiet: bool = False) -> CommandResult:

@@ -308,6 +308,11 @@ class SimHaproxy:
             return self.show_stat() + "\n"
         if command in (haproxy.command_show_servers_state(self.backend), "show servers state"):
             return self.show_servers_state() + "\n"  # every backend: the app's is the one
+        if command == "show stat":  # every proxy: its frontend listens, then the backend
+            frontend = {"pxname": "http-in", "svname": "FRONTEND", "status": "OPEN"}
+            return (self.show_stat().replace(
+                "\n", "\n" + stat_row(frozenset(frontend)).format_map(frontend) + "\n", 1)
+                + "\n")
         if words[:2] == ["show", "stat"] or words[:3] == ["show", "servers", "state"]:
             return (f"Can't find backend '{words[-1]}'.\n" if words[1] == "servers"
                     else "No such proxy.\n")

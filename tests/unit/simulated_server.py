@@ -15,7 +15,10 @@ tests/unit/fixtures).
   cert`). A restart comes back from the config and, if there is one, the server-state file;
   its maps and certificate from their files. Once HAProxy runs in its container (`up`: the
   server's network, its folders mounted), the config is the file it mounts, read again at
-  each start and reload (`docker kill --signal HUP`/`USR2`: new workers, a new Pid).
+  each start and reload (`docker kill --signal HUP`/`USR2`: new workers, a new Pid); the
+  admin socket is the newest master's (none once its container is gone), and no request
+  gets an answer while no HAProxy container runs (a hand-over: `-next` beside the old one,
+  USR1 soft stop, `docker wait`, rename).
 - Docker (simulated_docker.py): containers (name, image, labels, env file, running or
   exited, started time, restart policy, network, mounts), networks, `haproxy -c` of a
   config in a throwaway container, the engine's version, the commands the kit sends, an
@@ -71,7 +74,7 @@ from tests.unit.simulated_docker import (
     DockerEngine,
     changes_something,
 )
-from tests.unit.simulated_files import SimFiles
+from tests.unit.simulated_files import SimFiles, file_command
 from tests.unit.simulated_haproxy import (
     DEFAULT_SERVER,
     SimClock,
@@ -157,6 +160,8 @@ class SimulatedServer(DockerEngine):
 
     def request(self) -> Container | None:
         """What one request to the app gets now: the container answering it, or None."""
+        if not self.haproxy_listens():
+            return None
         return self.haproxy.serve(self.container_at, self.answers)
 
     def routed(self) -> Container | None:
@@ -192,7 +197,7 @@ class SimulatedServer(DockerEngine):
         twin.containers = copy.deepcopy(self.containers)
         twin.images, twin.registry, twin.serial = dict(self.images), dict(self.registry), \
             self.serial
-        twin.networks = set(self.networks)
+        twin.networks, twin.admin_owner = set(self.networks), self.admin_owner
         twin.haproxy.pid, twin.haproxy.ran = self.haproxy.pid, set(self.haproxy.ran)
         twin.haproxy.lines = copy.deepcopy(self.haproxy.lines)
         twin.haproxy.maps = copy.deepcopy(self.haproxy.maps)
@@ -213,11 +218,14 @@ class SimulatedServer(DockerEngine):
             map_path_in_haproxy(): self.read_local(map_path_on_server(folder)) or ""},
             self.read_local(cert_path_on_server(folder)))
 
-    def haproxy_started(self) -> None:
+    def haproxy_started(self, container: Container) -> None:
+        self.admin_owner = container.serial
         self.restart_haproxy()
 
-    def haproxy_reloaded(self) -> None:
+    def haproxy_reloaded(self, container: Container) -> None:
+        self.admin_owner = container.serial
         self.restart_haproxy()
+
 
     def haproxy_checks(self, config_dir: str, filename: str) -> bool:
         text = self.read_local(f"{config_dir}/{filename}") or ""
@@ -234,6 +242,8 @@ class SimulatedServer(DockerEngine):
             elif comes_back and (container.running or container.restart == "always"
                                  or not container.stopped_by_user):
                 container.running, container.started_at = True, self.clock.now
+                if self.is_haproxy(container):
+                    self.admin_owner = container.serial
         self.restart_haproxy()
 
     # -- faults ------------------------------------------------------------------------
@@ -360,7 +370,8 @@ class SimulatedServer(DockerEngine):
 
     @staticmethod
     def is_docker(argv: list[str]) -> bool:
-        return argv[:1] == ["docker"] or (argv[:2] == ["sh", "-c"] and "docker" in argv[2])
+        return argv[:1] == ["docker"] or (argv[:2] == ["sh", "-c"] and "docker" in argv[2]) \
+            or (argv[:1] == ["timeout"] and argv[2:3] == ["docker"])
 
     def execute(self, argv: list[str], stdin: str | None) -> CommandResult:
         try:
@@ -376,6 +387,8 @@ class SimulatedServer(DockerEngine):
             return self.pull(argv[4])
         if argv[:2] == ["sh", "-c"] and argv[2] == docker.REDEPLOY_FACTS_SCRIPT:
             return self.redeploy_facts(argv[4:])
+        if argv[:1] == ["timeout"] and argv[2:4] == ["docker", "wait"]:
+            return self.wait(int(argv[1]), argv[4])
         if self.is_docker(argv):
             raise UnknownCommand(f"a script that runs docker: {argv}")
         if argv == ["hostname", "-I"]:
@@ -434,24 +447,9 @@ class SimulatedServer(DockerEngine):
                 else:
                     self.files.unlink(path)
             return CommandResult("", "", 0)
-        if argv[:2] == ["mkdir", "-p"]:
-            self.files.mkdir(argv[-1], parents=True, exist_ok=True)
-            return CommandResult("", "", 0)
-        if argv[:2] == ["chmod", "700"] or argv == ["true"]:
-            return CommandResult("", "", 0)
-        if argv[:1] == ["touch"] and len(argv) == 2:
-            if not self.files.is_dir(argv[1]) and self.read_local(argv[1]) is None:
-                self.files.write(argv[1], "")
-            return CommandResult("", "", 0)
-        if argv[:2] in (["cp", "-f"], ["mv", "-f"]) and len(argv) == 4:
-            text = self.read_local(argv[2])
-            if text is None:
-                return CommandResult("", f"{argv[0]}: cannot stat '{argv[2]}': No such file "
-                                     "or directory\n", 1)
-            self.files.write(argv[3], text)
-            if argv[0] == "mv":
-                self.files.unlink(argv[2])
-            return CommandResult("", "", 0)
+        done = file_command(self.files, argv)
+        if done is not None:
+            return done
         if argv[:1] == ["cat"] and len(argv) == 2:
             text = self.read_local(argv[1])
             if text is None:
@@ -514,8 +512,18 @@ class SimulatedServer(DockerEngine):
     def runtime_api(self, command: str) -> str:
         after = self.begin_call(command, changes=not all(
             part.startswith("show ") for part in command.split("; ")), shell=False)
+        owner = self.admin_container()
+        if self.haproxy_containers() and (owner is None or not owner.running):
+            self.end_call(command, after)  # the socket's HAProxy is gone: nothing answers
+            raise haproxy.RuntimeApiError(f"{self.name}: runtime API `{command}`: connection "
+                                          "refused (simulated)")
         try:
-            answer = self.haproxy.answer(command)
+            if command.startswith(f"show env {docker.HAPROXY_INSTANCE_VARIABLE}"):
+                variable = docker.HAPROXY_INSTANCE_VARIABLE
+                answer = (f"{variable}={owner.env[variable]}\n"
+                          if owner is not None and variable in owner.env else "\n")
+            else:
+                answer = self.haproxy.answer(command)
         except UnknownCommand as error:
             self.unknown.append(str(error))
             raise

@@ -1,7 +1,8 @@
 """Every fault at every step: the kit's own deploy and rollback (slotswap.fleet.rollout, as
 `fab deploy` and `fab rollback` run them), maintenance on and off (server/maintenance.py)
 a certificate's install from files (https/install.py, as `fab certs.renew` runs it) and
-`fab up` with a changed setting (server/haproxy.py: the config checked, then a reload),
+`fab up` with a changed setting (server/haproxy.py: the config checked, then a reload)
+and with a new HAProxy image (server/haproxy_handover.py: a new container takes over),
 through fleet.every_server as the tasks run them, against simulated servers
 (simulated_server.py), with each kind of fault (simulated_server.FAULTS) at each call of a
 clean run, then the next plain run. What is held after every single call, and at the end:
@@ -11,15 +12,18 @@ clean run, then the next plain run. What is held after every single call, and at
   moves to ("foreign version" else);
 - the maintenance page answers while the kit last said maintenance is on there, and never
   once it said it is off; HAProxy serves the old certificate or the new one, never none,
-  and the new one once the kit said it installed it; HAProxy runs the old config or the
-  new one, and the config kept to put back is one it ran (issue 21, path 8);
+  and the new one once the kit said it installed it; some HAProxy listens, it runs the
+  old config or the new one, and the config kept to put back is one it ran (issue 21,
+  path 8);
 - after the run, one version in rotation; the summary (each server's `serving`), the
   history's last entry and the exit code say what serves; a failed run exits with a
   documented code and its error; maintenance that exits 0 is on (or off) everywhere, a
   certificate's install that exits 0 is served and in the file everywhere;
 - the run never changes a server after another run took its lease over;
 - the next plain run ends clean: exit 0, the version it names everywhere, no manual step
-  (after `up`, HAProxy runs the new config: the file, and the record of what runs, too).
+  (after `up`, one HAProxy container, of the new image, runs the new config: the file,
+  and the record of what runs, too; a hand-over cut past its point of no return is
+  finished, issue 21 path 3).
 
 A case that breaks one of these is a violation, kept by (scenario, fault, step): the step
 of the server's run the fault struck in. KNOWN_VIOLATIONS holds those of the paths to an
@@ -77,6 +81,7 @@ from tests.unit.simulated_server import (
 TAGS = ("v1", "v2", "v3")
 TASKS = ("maintenance", "certs", "up")  # the first word of a run that is no rollout
 CERT_NAMES = ("www.example.com",)
+NEW_HAPROXY_IMAGE = "haproxy:2.9"
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,11 @@ SCENARIOS = (
     # none; the version in rotation never changes; the next `up` runs the new one.
     # The first server faulted (the second runs as it does beside a fault: every_server).
     Scenario("up with a config change, two servers", 2, ("v1",), "up new", "up new",
+             next_serves="v1", prepare="up"),
+    # `fab up` with a new haproxy.image (`up image`): the hand-over to a new container
+    # (server/haproxy_handover.py). Some HAProxy listens at every call; the next `up`
+    # finishes a hand-over cut past its point of no return (issue 21, path 3).
+    Scenario("up with a new HAProxy image, two servers", 2, ("v1",), "up image", "up image",
              next_serves="v1", prepare="up"),
 )
 FAILS_AFTER = {"v3": 0.3}
@@ -255,6 +265,11 @@ class Fleet:
         self.new_inventory = make_inventory(root, hosts=addresses,
                                             healthcheck={"interval": 3},
                                             timeouts={"watch": 0.5, "healthy": 5, "drain": 2})
+        # `up image`'s inventory: a new HAProxy image.
+        self.image_inventory = make_inventory(root, hosts=addresses,
+                                              haproxy={"image": NEW_HAPROXY_IMAGE},
+                                              timeouts={"watch": 0.5, "healthy": 5,
+                                                        "drain": 2})
         self.clock = SimClock()
         patch_time(monkeypatch, self.clock)
         config = render_config(self.inventory, Login(0, 0))
@@ -265,6 +280,7 @@ class Fleet:
                         for host in self.inventory.hosts]
         for server in self.servers:
             server.registry[self.inventory.haproxy.image] = "sha256:" + "ab" * 32
+            server.registry[NEW_HAPROXY_IMAGE] = "sha256:" + "cd" * 32
             for tag in TAGS:
                 server.add_image(tag, on_server=False)
             server.failing_after = dict(FAILS_AFTER)
@@ -286,6 +302,7 @@ class Fleet:
         self.asked_page: bool | None = None
         self.said_cert: set[str] = set()  # the servers where the kit said it installed it
         self.asked_config: str | None = None  # the config `up` is to leave running
+        self.asked_image = ""  # ... and HAProxy's image
         self.problems: list[str] = []
         monkeypatch.setattr(rollout, "servers_of", lambda inventory: self.servers)
         monkeypatch.setattr(every_server, "servers_of", lambda inventory: self.servers)
@@ -297,8 +314,8 @@ class Fleet:
 
     def render_config(self, inventory: Inventory, login: Login) -> str:
         """The fleet's two configs rendered once (rendering is most of an `up`'s time)."""
-        for known, config in zip((self.inventory, self.new_inventory), self.configs,
-                                 strict=True):
+        for known, config in zip((self.inventory, self.new_inventory, self.image_inventory),
+                                 (*self.configs, self.configs[0]), strict=True):
             if inventory is known and login == Login(0, 0):
                 return config
         return render_config(inventory, login)
@@ -397,8 +414,10 @@ class Fleet:
         if command == "certs renew":
             return task_result(certs.renew(self.inventory, force=False))
         if command.startswith("up"):
-            inventory = self.new_inventory if command == "up new" else self.inventory
+            inventory = {"up new": self.new_inventory, "up image": self.image_inventory
+                         }.get(command, self.inventory)
             self.asked_config = self.configs[command == "up new"]
+            self.asked_image = inventory.haproxy.image
             with delivery.up_action(inventory) as up_one:
                 return task_result(every_server.on_every_server(inventory, up_one, "up"))
         self.asked_page = command == "maintenance on"
@@ -419,6 +438,7 @@ class Fleet:
         twin = Fleet.__new__(Fleet)
         twin.inventory, twin.certs = self.inventory, self.certs
         twin.new_inventory, twin.configs = self.new_inventory, self.configs
+        twin.image_inventory = self.image_inventory
         twin.clock = SimClock()
         twin.clock.now = self.clock.now
         patch_time(monkeypatch, twin.clock)
@@ -523,6 +543,8 @@ def config_problems(server: SimulatedServer, configs: tuple[str, str]) -> list[s
     kept to put back is one HAProxy ran (issue 21, path 8: never a file written and not
     applied, which may not start)."""
     problems = []
+    if not server.haproxy_listens():
+        problems.append("no HAProxy listens")
     if server.haproxy.config not in configs:
         problems.append("HAProxy runs neither the old config nor the new one")
     kept = server.read_local(f"{haproxy_dir(server.inventory)}/{PREVIOUS_NAME}")
@@ -546,7 +568,12 @@ def task_as_asked(fleet: Fleet) -> list[str]:
     file too, when it was installed; HAProxy runs the config `up` rendered."""
     if fleet.asked_config is not None:
         return [f"{server.name}: up exited 0, HAProxy does not run its config" for server
-                in fleet.servers if not runs_config(server, fleet.asked_config)]
+                in fleet.servers if not runs_config(server, fleet.asked_config)] + [
+            f"{server.name}: up exited 0, HAProxy's containers are "
+            f"{[(c.name, c.image, c.running) for c in server.haproxy_containers()]}"
+            for server in fleet.servers if [(c.name, c.image, c.running) for c in
+                                            server.haproxy_containers()]
+            != [(fleet.inventory.haproxy_container, fleet.asked_image, True)]]
     if fleet.certs:
         path = cert_path_on_server(haproxy_dir(fleet.inventory))
         return [f"{server.name}: exit 0, the new certificate is not in place" for server

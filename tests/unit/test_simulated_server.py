@@ -311,6 +311,38 @@ def test_haproxy_in_its_container_runs_and_reloads_the_config_file_it_mounts(
     assert haproxy.parse_info(server.runtime_api("show info"))["Pid"] != pid
 
 
+def test_a_new_haproxy_container_takes_the_admin_socket_and_the_old_one_soft_stops(
+        tmp_path: Path) -> None:
+    """The hand-over's commands (server/haproxy_handover.py): the new container's master
+    answers on the admin socket (`show env` names its instance, `show stat` its open
+    frontend); USR1 stops the old one, `docker wait` sees it exited; the new one is renamed.
+    With no HAProxy container running, no request gets an answer, and the socket none."""
+    server = simulated(tmp_path)
+    inventory = server.inventory
+    server.images[inventory.haproxy.image] = "sha256:" + "ab" * 32
+    folder = haproxy_dir(inventory)
+    server.files.write(f"{folder}/haproxy.cfg", server.haproxy.config)
+    name, temporary = inventory.haproxy_container, f"{inventory.haproxy_container}-next"
+    for container, instance in ((name, None), (temporary, "abc")):
+        assert server.execute(docker.run_haproxy(
+            container=container, image_ref=inventory.haproxy.image, app=inventory.app,
+            config_dir=folder, admin_dir=f"{folder}/admin", instance=instance), None).ok
+    assert server.runtime_api(f"show env {docker.HAPROXY_INSTANCE_VARIABLE}") \
+        == f"{docker.HAPROXY_INSTANCE_VARIABLE}=abc\n"
+    assert "FRONTEND" in server.runtime_api("show stat")
+    assert server.execute(docker.no_restart(name), None).ok
+    assert server.execute(docker.signal_container(name, "USR1"), None).ok
+    assert server.execute(docker.wait_exit(name, 2), None).stdout == "0\n"
+    assert server.execute(docker.remove(name), None).ok
+    assert server.execute(docker.rename(temporary, name), None).ok
+    assert [(c.name, c.running) for c in server.haproxy_containers()] == [(name, True)]
+    assert server.haproxy_listens()
+    assert server.execute(docker.stop(name, 10), None).ok
+    assert not server.haproxy_listens() and server.request() is None
+    with pytest.raises(haproxy.RuntimeApiError):
+        server.runtime_api("show info")
+
+
 def test_its_certificate_is_shown_and_replaced_as_haproxy_does() -> None:
     """`show ssl cert` in the recording's lines (haproxy-2.6-show-ssl-cert.txt), what the
     kit reads of it the bundle's own; `set` stages, `commit` swaps, a restart loses the
