@@ -39,6 +39,7 @@ class Container:
     network: str = ""  # "host": the server's own network (HAProxy's)
     binds: dict[str, str] = field(default_factory=dict)  # inside -> the server's folder
     env: dict[str, str] = field(default_factory=dict)
+    stopping_until: float | None = None  # HAProxy's soft stop: no listener, exits then
 
     @property
     def version(self) -> str | None:
@@ -95,6 +96,9 @@ def parse_run(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     return options, rest
 
 DOCKER_CHANGES = {"run", "rm", "stop", "start", "kill", "rename", "update", "create"}
+# How long a soft-stopped HAProxy takes to finish its open connections (within the kit's
+# wait, timeouts.drain).
+SOFT_STOP_SECONDS = 1.0
 # `docker info`'s answer: the engine's platform and version (docker_engine.parse_engine).
 ENGINE = "linux/x86_64 28.3.3\n"
 
@@ -141,6 +145,7 @@ class DockerEngine:
         raise NotImplementedError
 
     def docker(self, argv: list[str]) -> CommandResult:
+        self.settle()
         verb = argv[1:3]
         if verb == ["container", "inspect"]:
             return self.inspect(argv[3:])
@@ -254,7 +259,8 @@ class DockerEngine:
         """Some HAProxy takes connections: one of its containers runs (or none was ever
         started: HAProxy runs as the simulator made it)."""
         containers = self.haproxy_containers()
-        return not containers or any(c.running for c in containers)
+        return not containers or any(c.running and c.stopping_until is None
+                                     for c in containers)
 
     def admin_container(self) -> Container | None:
         """The HAProxy container the admin socket reaches (None: no container)."""
@@ -270,9 +276,9 @@ class DockerEngine:
             self.haproxy_reloaded(container)
             return CommandResult(f"{name}\n", "", 0)
         if self.is_haproxy(container) and signal == "USR1":
-            # Soft stop: it stops listening at once; its open connections (none here) end,
-            # then it exits.
-            container.running, container.exit_code = False, 0
+            # Soft stop: it stops listening at once, finishes its open connections, exits.
+            if container.stopping_until is None:
+                container.stopping_until = self.clock.now + SOFT_STOP_SECONDS
             return CommandResult(f"{name}\n", "", 0)
         raise UnknownCommand(f"docker kill --signal {signal} {name}")
 
@@ -300,10 +306,21 @@ class DockerEngine:
         if container is None:
             return CommandResult("", f"Error response from daemon: No such container: {name}\n",
                                  1)
-        if container.running:
+        if container.running and (container.stopping_until is None
+                                  or container.stopping_until > self.clock.now + seconds):
             self.clock.advance(seconds)
             return CommandResult("", "", 124)
+        if container.running:
+            self.clock.advance(container.stopping_until - self.clock.now)
+            self.settle()
         return CommandResult(f"{container.exit_code}\n", "", 0)
+
+    def settle(self) -> None:
+        """A soft-stopped HAProxy whose connections have ended has exited."""
+        for container in self.containers.values():
+            if container.running and container.stopping_until is not None \
+                    and container.stopping_until <= self.clock.now:
+                container.running, container.exit_code = False, 0
 
     def stop(self, name: str) -> CommandResult:
         container = self.containers.get(name)
@@ -323,6 +340,7 @@ class DockerEngine:
         if not container.running:
             container.running, container.started_at = True, self.clock.now
             container.exit_code, container.stopped_by_user = 0, False
+            container.stopping_until = None
             if self.is_haproxy(container):
                 self.haproxy_started(container)
         return CommandResult(f"{name}\n", "", 0)

@@ -242,6 +242,7 @@ class SimulatedServer(DockerEngine):
             elif comes_back and (container.running or container.restart == "always"
                                  or not container.stopped_by_user):
                 container.running, container.started_at = True, self.clock.now
+                container.stopping_until = None
                 if self.is_haproxy(container):
                     self.admin_owner = container.serial
         self.restart_haproxy()

@@ -315,7 +315,8 @@ def test_a_new_haproxy_container_takes_the_admin_socket_and_the_old_one_soft_sto
         tmp_path: Path) -> None:
     """The hand-over's commands (server/haproxy_handover.py): the new container's master
     answers on the admin socket (`show env` names its instance, `show stat` its open
-    frontend); USR1 stops the old one, `docker wait` sees it exited; the new one is renamed.
+    frontend); USR1 soft-stops the old one (no listener, exits once its connections end),
+    `docker wait` sees it exit; the new one is renamed.
     With no HAProxy container running, no request gets an answer, and the socket none."""
     server = simulated(tmp_path)
     inventory = server.inventory
@@ -332,6 +333,7 @@ def test_a_new_haproxy_container_takes_the_admin_socket_and_the_old_one_soft_sto
     assert "FRONTEND" in server.runtime_api("show stat")
     assert server.execute(docker.no_restart(name), None).ok
     assert server.execute(docker.signal_container(name, "USR1"), None).ok
+    assert server.containers[name].running  # it finishes its open connections first
     assert server.execute(docker.wait_exit(name, 2), None).stdout == "0\n"
     assert server.execute(docker.remove(name), None).ok
     assert server.execute(docker.rename(temporary, name), None).ok
