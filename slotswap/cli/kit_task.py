@@ -97,8 +97,8 @@ def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
 def exit_on_failure(task_name: str, results: list[ServerResult]) -> None:
     failed = next((r for r in results if not r.ok), None)
     if failed is not None:
-        raise Exit(f"error: `{task_name}` failed on {failed.name}: {failed.text}\n"
-                   "later servers were not touched", code=failed.exit_code)
+        raise Exit(f"error: `{task_name}` failed on {failed.name}: {failed.text}; later "
+                   "servers were not touched", code=failed.exit_code)
 
 
 def renewed_or_exit(renewal: Callable[[], list[ServerResult]]

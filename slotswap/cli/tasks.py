@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import sys
 from pathlib import Path
 from textwrap import indent as indent_text
 
@@ -30,14 +28,21 @@ from slotswap.cli.kit_task import (
 )
 from slotswap.cli.live_progress import live_progress_if_terminal
 from slotswap.cli.plan import refuse_json_with_dry_run, show_plan
+from slotswap.cli.server_tasks import (
+    certs_renew,
+    certs_status,
+    exec_task,
+    logs_task,
+    maintenance_off,
+    maintenance_on,
+)
 from slotswap.cli.summary import finish_rollout
 from slotswap.config import scaffold
 from slotswap.config.app_env import secret_values_in
 from slotswap.config.inventory import Inventory, InventoryError
-from slotswap.config.layout import haproxy_dir
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
-from slotswap.core.validation import InputError, validate_tag
+from slotswap.core.validation import validate_tag
 from slotswap.fleet import certs, rollout
 from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet import status as fleet_status
@@ -52,10 +57,10 @@ from slotswap.fleet.errors import (
 )
 from slotswap.fleet.every_server import on_every_server
 from slotswap.fleet.rollback_targets import rollback_targets
-from slotswap.fleet.runner import connected, in_turn, servers_of
+from slotswap.fleet.runner import in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history as history_log
-from slotswap.server import locking, logs, maintenance, one_off, platforms, registry_login
+from slotswap.server import locking, platforms, registry_login
 from slotswap.server.haproxy import down_server
 
 EXIT_HOOK_REFUSED = 5
@@ -425,163 +430,6 @@ def init(c: Context, force: bool = False, templates: bool = False) -> None:
         say(f"wrote {path}")
     say("next: edit hosts.yaml (app, image, ssh, hosts), check it with `check`, then `up` "
         "and `deploy --tag=T`")
-
-
-@kit_task(help={"slot": "whose logs: 'live' (default: the slot serving) or 'idle' (the other "
-                        "one, e.g. a new version that failed its checks)",
-                "follow": "keep streaming from every server at once until Ctrl-C",
-                "lines": "lines from the end of each log to show first (default 50)",
-                "hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
-@reports_errors
-def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: int = 50,
-              inventory: str | None = None, hosts: str | None = None) -> None:
-    """Show the app's container logs of every server, each line prefixed by the server.
-
-    Example: fab logs --slot=idle --lines=100   or   fab logs --follow
-    """
-    logs.validate_choice(slot, lines)
-    inv = load(inventory, hosts)
-    try:
-        with connected(servers_of(inv)) as servers:
-            sources = [logs.pick_slot(server, inv, slot) for server in servers]
-            if follow:
-                logs.follow(sources, lines, say)
-                return
-            problems = logs.show(sources, lines, say)
-    except KeyboardInterrupt:
-        return
-    if problems:
-        raise Exit("error: " + "; ".join(problems), code=EXIT_DEPLOY_FAILED)
-
-
-@kit_task(help={"inventory": INVENTORY_HELP,
-                "json": "print one JSON document on stdout (per server: names, issuer, serial, "
-                        "not_after, days_left, validity: valid, expiring (fewer than "
-                        "https.renew_days left), expired or not yet valid; error)"})
-@reports_errors
-def certs_status(c: Context, inventory: str | None = None, json: bool = False) -> None:
-    """Show the certificate each server's HAProxy serves: names, issuer, expiry.
-
-    Read from the running HAProxy (runtime API), so it is what clients get. A warning names
-    each server whose certificate is expired, not yet valid, or has fewer than
-    https.renew_days left.
-    Example: fab certs --json
-    """
-    if json:
-        messages_to_stderr()
-    inv = load(inventory)
-    certs.https_of(inv)
-    fleet = certs.read_fleet(inv)  # one read per server, for the table and the document
-    renew_days = certs.https_of(inv).renew_days
-    rows, ok, warnings = certs.describe_fleet(fleet, renew_days)
-    say(format_table(("server", "address", "names", "issuer", "expires", "left"), rows))
-    for line in warnings:
-        warn(line)
-    if json:
-        report.emit(certs.document(fleet, renew_days))
-    if not ok:
-        raise Exit(code=EXIT_CONNECT)
-
-
-@kit_task(help={"inventory": INVENTORY_HELP,
-                "force": "renew even when every certificate has more than https.renew_days "
-                         "left"})
-@reports_errors
-def certs_renew(c: Context, inventory: str | None = None, force: bool = False) -> None:
-    """Renew the HTTPS certificate where it is due, on every server, with no reload.
-
-    With acme: one new certificate when a server's has fewer than https.renew_days left
-    (or --force), installed through HAProxy's runtime API; safe to run daily from cron or
-    CI. With files: your files, on every server that has others (refused, exit 2, when
-    expired or not yet valid; a warning when fewer than https.renew_days are left).
-    Example: fab certs.renew   or   fab certs.renew --force
-    """
-    inv = load(inventory)
-    certs.https_of(inv)
-    results = renewed_or_exit(lambda: certs.renew(inv, force=force))
-    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
-    exit_on_failure("certs.renew", results)
-
-
-@kit_task(name="exec",
-          help={"command": "the command and its arguments, split as a shell would (never run "
-                           "by a shell), e.g. --command='bin/rails db:migrate:status'",
-                "live": "run it inside the live slot's container (docker exec: the command "
-                        "as given, without the image's entrypoint in front) instead of a "
-                        "one-off container of its image",
-                "interactive": "with a terminal of its own (a console), when this one is a "
-                               "terminal",
-                "hosts": "the server to run it on, by name (default: the inventory's first)",
-                "inventory": INVENTORY_HELP})
-@reports_errors
-def exec_task(c: Context, command: str = "", live: bool = False, interactive: bool = False,
-              inventory: str | None = None, hosts: str | None = None) -> None:
-    """Run a command beside the live version on one server; exit with its exit code.
-
-    By default in a one-off container of the live slot's image, with the app's network and
-    environment (env file), named APP-exec-ID, removed afterwards and killed when this run
-    is interrupted or loses its connection; with --live inside the live container.
-    Example: fab exec --command='bin/rails console' --interactive --hosts=web-a
-    """
-    words = one_off.parse_command(command)
-    inv = load(inventory, hosts)
-    if hosts is None:
-        inv = dataclasses.replace(inv, hosts=inv.hosts[:1])
-    elif len(inv.hosts) != 1:
-        raise InputError("exec runs on one server: give one name with --hosts")
-    tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
-    if interactive and not tty:
-        warn("--interactive: this is not a terminal; running without one")
-    with connected(servers_of(inv)[:1]) as (server,):  # an error: one line (reports_errors)
-        code = one_off.run(server, inv, words, live=live, interactive=tty, say=say,
-                           on_line=print_line)
-    if code != 0:
-        raise Exit(code=code if 0 < code < 256 else 1)
-
-
-def print_line(line: str) -> None:
-    print(line, flush=True)
-
-
-@kit_task(help={"message": "the page's text (HTML-escaped; the page is templates/"
-                           "maintenance.html.j2, which a project may override)",
-                "retry-after": "seconds clients are told to wait (Retry-After header; "
-                               "default 120)",
-                "hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
-@reports_errors
-def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
-                   retry_after: int = maintenance.DEFAULT_RETRY_AFTER,
-                   inventory: str | None = None, hosts: str | None = None) -> None:
-    """Answer every request with a 503 maintenance page on every server; the app runs on.
-
-    Through HAProxy's runtime API: no reload, no connection dropped; requests already in
-    the app finish. `status` shows it; `maintenance.off` ends it.
-    Example: fab maintenance.on --message="Back at 14:00 UTC"
-    """
-    if not 0 <= retry_after <= 86400:
-        raise InputError(f"--retry-after must be 0 to 86400 seconds, got {retry_after}")
-    inv = load(inventory, hosts)
-    entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
-    results = on_every_server(
-        inv, lambda server, inv, progress: maintenance.switch_on(
-            server, haproxy_dir(inv), entries, progress), "maintenance.on")
-    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
-    exit_on_failure("maintenance.on", results)
-
-
-@kit_task(help={"hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
-@reports_errors
-def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None = None) -> None:
-    """Let requests reach the app again on every server (ends maintenance.on).
-
-    Example: fab maintenance.off
-    """
-    inv = load(inventory, hosts)
-    results = on_every_server(
-        inv, lambda server, inv, progress: maintenance.switch_off(server, haproxy_dir(inv),
-                                                                  progress), "maintenance.off")
-    say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
-    exit_on_failure("maintenance.off", results)
 
 
 def collection() -> Collection:

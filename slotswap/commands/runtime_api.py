@@ -183,7 +183,10 @@ def raise_for_api_error(command: str, answer: str) -> None:
     if any(text.startswith(marker) for marker in API_ERRORS) or any(
         line.startswith(API_ERRORS) for line in text.splitlines()
     ):
-        raise RuntimeApiError(f"HAProxy refused `{command}`: {text}")
+        # In one line: HAProxy's refusals often take two ("No ongoing transaction! !" then
+        # "Can't commit ...!"), and an error is said in one.
+        said = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+        raise RuntimeApiError(f"HAProxy refused `{command}`: {said}")
 
 
 def parse_stat_rows(text: str) -> list[dict[str, str]]:

@@ -10,6 +10,7 @@ running one serves.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,11 +118,25 @@ def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
         raise TlsError(f"{server.name}: HAProxy refused the new certificate for {path}: "
                        f"{_answer_of(error)}") from None
     try:
-        server.runtime_api(f"commit ssl cert {path}")
+        committed = server.runtime_api(f"commit ssl cert {path}")
+        if "Success!" not in committed:  # "Committing X\n...Failed!": no error marker
+            raise RuntimeApiError(f"HAProxy refused `commit ssl cert {path}`: " + "; ".join(
+                line.strip() for line in committed.splitlines() if line.strip()))
     except RuntimeApiError as error:
-        server.runtime_api(f"abort ssl cert {path}")
+        if serves(server, bundle):
+            return  # the commit ran, its answer was lost
+        with contextlib.suppress(RuntimeApiError):  # said below; the next run tries again
+            server.runtime_api(f"abort ssl cert {path}")
         raise TlsError(f"{server.name}: HAProxy could not commit the new certificate for "
                        f"{path}: {_answer_of(error)}") from None
+
+
+def serves(server: ServerLike, bundle: CertificateBundle) -> bool:
+    """HAProxy serves `bundle` now (False also when it does not answer)."""
+    try:
+        return served(server).serial == bundle.info().serial
+    except RuntimeApiError:
+        return False
 
 
 def _answer_of(error: RuntimeApiError) -> str:
@@ -157,10 +172,14 @@ def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: C
         replace_served(server, bundle)
     if not same_file:
         write_file(server, config_dir, bundle)
-        if running and served(server).serial != bundle.info().serial:
+        if running and not serves(server, bundle):
             # HAProxy restarted before the file was written and loaded the old one: now
             # that a restart loads the new file, the running HAProxy is given it again.
             replace_served(server, bundle)
+            if not serves(server, bundle):
+                raise TlsError(f"{server.name}: HAProxy still serves the old certificate "
+                               "after the new one was given again; the file a restart "
+                               "loads is the new one; run `certs.renew` again")
     info = bundle.info()
     progress(f"certificate for {', '.join(info.names)} (serial {info.serial}, until "
              f"{info.not_after:%Y-%m-%d}) installed" + (" with no reload" if running else ""))

@@ -119,6 +119,11 @@ class DockerEngine:
     serial: int
     clock: SimClock
     networks: set[str]
+    # The fault that strikes the call in hand ('deadline', 'lost_after': its channel closes
+    # while the command runs), and one-off containers started while another of their role
+    # ran (two release commands at once: issue 21, path 6).
+    fault_in_call: str | None = None
+    one_offs_overlapping: list[str]
 
     def container_at(self, port: int) -> Container | None:
         return next((c for c in self.containers.values() if c.running
@@ -156,6 +161,8 @@ class DockerEngine:
             return CommandResult("", f"Error: No such image: {ref}\n", 1)
         if verb[0] in ("run", "create"):  # create: the container made, not started
             return self.docker_run(argv)
+        if verb == ["ps", "--all"]:
+            return self.list_containers(argv[3:])
         if verb[0] == "rm" and argv[2] == "--force":
             for name in argv[3:]:
                 self.containers.pop(name, None)
@@ -203,6 +210,37 @@ class DockerEngine:
         # faster: a sweep inspects thousands of times.
         return CommandResult(json.dumps(found) + "\n", stderr, 1 if missing else 0)
 
+    def list_containers(self, args: list[str]) -> CommandResult:
+        """`docker ps --all --filter label=K=V ... --format '{{.Names}}\t{{.Status}}'`."""
+        wanted = [args[i + 1].removeprefix("label=") for i, word in enumerate(args)
+                  if word == "--filter"]
+        if args[-2:] != ["--format", "{{.Names}}\t{{.Status}}"] or not all(
+                "=" in label for label in wanted):
+            raise UnknownCommand(f"docker ps {args}")
+        lines = [f"{c.name}\t{'Up 3 seconds' if c.running else 'Exited (0) 1 second ago'}"
+                 for c in self.containers.values()
+                 if all(c.labels.get(k) == v for k, v in (w.split("=", 1) for w in wanted))]
+        return CommandResult("".join(line + "\n" for line in lines), "", 0)
+
+    def one_off(self, options: dict[str, list[str]], rest: list[str]) -> CommandResult:
+        """`docker run --rm --name NAME ...`: the command runs to its end and the container
+        goes, unless the call's channel closes meanwhile (a deadline, a lost connection):
+        then it goes on running, as Docker does, until someone removes it."""
+        name = options["--name"][0]
+        labels = dict(label.split("=", 1) for label in options.get("--label", []))
+        role = labels.get(docker.LABEL_ROLE)
+        if any(c.running and c.labels.get(docker.LABEL_ROLE) == role
+               for c in self.containers.values()):
+            self.one_offs_overlapping.append(name)
+        image = rest[0]
+        if image not in self.images:
+            return CommandResult("", f"Unable to find image '{image}' locally\n", 125)
+        if self.fault_in_call in ("deadline", "lost_after"):
+            self.serial += 1
+            self.containers[name] = Container(name, image, self.images[image], labels,
+                                              started_at=self.clock.now, serial=self.serial)
+        return CommandResult("migrated\n", "", 0)
+
     def docker_run(self, argv: list[str]) -> CommandResult:
         options, rest = parse_run(argv)
         binds = dict(reversed(volume.split(":")[:2]) for volume in options.get("--volume", []))
@@ -212,7 +250,7 @@ class DockerEngine:
                 return CommandResult("Configuration file is valid\n", "", 0)
             return CommandResult("", f"[ALERT] config : parsing [{rest[3]}] failed\n", 1)
         if "--rm" in options:
-            raise UnknownCommand(f"one-off container {argv}")
+            return self.one_off(options, rest)
         name = options["--name"][0]
         if name in self.containers:
             return CommandResult("", f'docker: Error response from daemon: Conflict. The '

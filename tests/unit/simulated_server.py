@@ -136,6 +136,7 @@ class SimulatedServer(DockerEngine):
         self.frozen = False
         self.struck: list[tuple[int, str, str]] = []  # (call, fault, step_name)
         self.unknown: list[str] = []  # what the kit sent that the simulator does not know
+        self.one_offs_overlapping: list[str] = []  # see DockerEngine
         self.log: list[str] = []  # every call, in order
         self.after_call: Callable[[SimulatedServer, str], None] = lambda server, what: None
         self.before_call: Callable[[SimulatedServer], None] = lambda server: None
@@ -328,7 +329,11 @@ class SimulatedServer(DockerEngine):
         what = shlex.join(argv)
         after = self.begin_call(what, docker_command=self.is_docker(argv),
                                 changes=changes_something(argv), timeout=timeout)
-        result = self.execute(argv, stdin)
+        self.fault_in_call = after
+        try:
+            result = self.execute(argv, stdin)
+        finally:
+            self.fault_in_call = None
         self.end_call(what, after, timeout=timeout)
         if check and not result.ok:
             raise RemoteCommandError(self.name, what, result.exit_code, result.stderr)

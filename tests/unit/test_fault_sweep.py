@@ -19,6 +19,8 @@ clean run, then the next plain run. What is held after every single call, and at
   history's last entry and the exit code say what serves; a failed run exits with a
   documented code and its error; maintenance that exits 0 is on (or off) everywhere, a
   certificate's install that exits 0 is served and in the file everywhere;
+- a release command (a migration in a one-off container) never runs beside another, and
+  none is left running once its run ended (issue 21, path 6);
 - the run never changes a server after another run took its lease over;
 - the next plain run ends clean: exit 0, the version it names everywhere, no manual step
   (after `up`, one HAProxy container, of the new image, runs the new config: the file,
@@ -41,6 +43,7 @@ from typing import Any
 
 import pytest
 
+from slotswap.commands.docker import LABEL_ROLE
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import (
     CONFIG_NAME,
@@ -101,10 +104,15 @@ class Scenario:
     next_serves: str = ""  # what the next run leaves serving (default: the tag it names)
     prepare: str = ""  # a command run cleanly after the setup ("maintenance on")
     https: bool = False  # each server serves an old certificate, the inventory has a new one
+    release: bool = False  # the inventory has a release command (a migration)
 
 
 SCENARIOS = (
     Scenario("deploy, one server", 1, ("v1",), "deploy v2", "deploy v2"),
+    # Path 6: the release command (a migration) runs once, on the first server, before any
+    # traffic moves; cut, its container is killed, never left running beside the next one.
+    Scenario("deploy with a release command, one server", 1, ("v1",), "deploy v2",
+             "deploy v2", release=True),
     Scenario("deploy, three servers, window", 3, ("v1",), "deploy v2", "deploy v2",
              exact=False, servers_faulted=(1,)),
     Scenario("rollback, one server", 1, ("v1", "v2"), "rollback", "rollback v1"),
@@ -251,13 +259,15 @@ class Case:
 class Fleet:
     """Simulated servers of one inventory on one clock, watched after every call."""
 
-    def __init__(self, root: Path, hosts: int, monkeypatch: Any, *, https: bool = False
-                 ) -> None:
+    def __init__(self, root: Path, hosts: int, monkeypatch: Any, *, https: bool = False,
+                 release: bool = False) -> None:
         addresses = [f"203.0.113.{10 + i}" for i in range(hosts)]
         # With https: each server serves an old certificate, the inventory's files a new one.
         self.certs = certificates(root) if https else None
         self.inventory = make_inventory(root, hosts=addresses,
                                         timeouts={"watch": 0.5, "healthy": 5, "drain": 2},
+                                        **({"release": {"command": ["bin/migrate"]}}
+                                           if release else {}),
                                         **({"https": {"names": list(CERT_NAMES), "files": {
                                             "chain": str(root / "chain.pem"),
                                             "key": str(root / "key.pem")}}} if https else {}))
@@ -484,10 +494,21 @@ SERVING = re.compile(r"(v\d+) in web\d")
 DOCUMENTED_EXITS = (EXIT_DEPLOY_FAILED, EXIT_CONNECT, EXIT_LOCKED, EXIT_INTERRUPTED)
 
 
+def release_commands(fleet: Fleet) -> list[str]:
+    """Path 6: a release command still running once its run ended (the kit kills its
+    container on a deadline, a lost connection, an interrupt), or started beside another."""
+    problems = [f"{server.name}: release command {name} started while another ran"
+                for server in fleet.servers for name in server.one_offs_overlapping]
+    return problems + [
+        f"{server.name}: release command {c.name} still running after the run"
+        for server in fleet.servers for c in server.containers.values()
+        if c.running and c.labels.get(LABEL_ROLE) == "release"]
+
+
 def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
     """One version in rotation on each server, and the summary, the history and the exit
-    code saying which."""
-    problems = []
+    code saying which; no release command left running."""
+    problems = release_commands(fleet)
     serving = fleet.serving()
     for server in fleet.servers:
         versions = serving[server.name]
@@ -613,13 +634,15 @@ def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
     for name, versions in fleet.serving().items():
         if versions != {target}:
             problems.append(f"next `{command}`: {name} serves {sorted(map(str, versions))}")
-    return problems + [f"next `{command}`: {p}" for p in task_as_asked(fleet)]
+    return problems + [f"next `{command}`: {p}"
+                       for p in task_as_asked(fleet) + release_commands(fleet)]
 
 
 def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[Fleet, list[int]]:
     """The scenario's servers after its setup, and how many calls each server gets in a
     clean run (which must hold everything)."""
-    fleet = Fleet(root / "template", scenario.hosts, monkeypatch, https=scenario.https)
+    fleet = Fleet(root / "template", scenario.hosts, monkeypatch, https=scenario.https,
+                  release=scenario.release)
     for tag in scenario.setup:
         assert fleet.run(f"deploy {tag}").exit_code == 0
     if scenario.prepare:

@@ -207,6 +207,8 @@ class TlsServer(FakeServer):
         super().__init__()
         self.serving, self.pending = serving, None
         self.refuse_commit = False
+        self.lose_commit_answer = False  # the commit runs, its answer never comes
+        self.commit_fails = False  # HAProxy could not build the new certificate's contexts
 
     def runtime_api(self, command: str) -> str:
         self.sent.append(command.split("\n", 1)[0])
@@ -218,10 +220,15 @@ class TlsServer(FakeServer):
         if command.startswith("commit ssl cert "):
             if self.refuse_commit:
                 raise RuntimeApiError(f"s1: HAProxy refused `{command}`: out of memory")
-            self.serving = self.bundle_set
+            if self.commit_fails:  # ssl_ckch.c: no error marker, "Failed!" at the end
+                return f"Committing {command.split()[-1]}\nunable to build SSL_CTX\nFailed!\n"
+            self.serving, self.pending = self.bundle_set, None
+            if self.lose_commit_answer:
+                raise RuntimeApiError(f"s1: runtime API `{command}`: no answer from HAProxy "
+                                      "within 10s")
             return "Success!\n"
         if command.startswith("abort ssl cert "):
-            return "Transaction aborted\n"
+            return "Transaction aborted\n" if self.pending else "No ongoing transaction!\n"
         raise AssertionError(command)
 
     bundle_set: CertificateBundle
@@ -258,6 +265,30 @@ def test_a_refused_commit_leaves_the_file_and_the_next_run_installs_again() -> N
     assert install(server, new) is False  # unchanged: the file and what HAProxy serves
 
 
+def test_a_commit_haproxy_answers_failed_is_a_refusal() -> None:
+    old, new = bundle_for(), bundle_for()
+    server = TlsServer(serving=old)
+    server.files[CERT_FILE] = old.haproxy_pem()
+    server.commit_fails = True
+    with pytest.raises(tls.TlsError, match=r"could not commit.*Failed!") as refused:
+        install(server, new)
+    assert "\n" not in str(refused.value)
+    assert server.serving is old and server.files[CERT_FILE] == old.haproxy_pem()
+    assert server.sent[-1].startswith("abort ssl cert")
+
+
+def test_a_commit_whose_answer_was_lost_is_read_back_not_reported_failed() -> None:
+    """The commit ran, its answer was lost: HAProxy serves the new certificate, so the
+    install goes on (the file written), instead of an error saying it could not commit."""
+    old, new = bundle_for(), bundle_for()
+    server = TlsServer(serving=old)
+    server.files[CERT_FILE] = old.haproxy_pem()
+    server.lose_commit_answer = True
+    assert install(server, new) is True
+    assert server.serving is new and server.files[CERT_FILE] == new.haproxy_pem()
+    assert not any(c.startswith("abort ssl cert") for c in server.sent)
+
+
 def test_a_file_in_place_that_haproxy_does_not_serve_is_not_unchanged() -> None:
     old, new = bundle_for(), bundle_for()
     server = TlsServer(serving=old)
@@ -275,8 +306,9 @@ def test_a_file_in_place_that_haproxy_does_not_serve_is_not_unchanged() -> None:
     ("set ssl cert /c.pem <<", "unable to load the payload\nCan't update /c.pem!\n"),
 ])
 def test_haproxys_refusals_of_a_certificate_are_errors(command: str, answer: str) -> None:
-    with pytest.raises(RuntimeApiError, match="Can't"):
+    with pytest.raises(RuntimeApiError, match="Can't") as refused:
         raise_for_api_error(command, answer)
+    assert "\n" not in str(refused.value)  # said in one line
 
 
 def test_is_in_place_compares_the_file_and_the_serial_served() -> None:

@@ -10,9 +10,10 @@ import pytest
 from invoke.exceptions import Exit
 
 from slotswap.cli.build_image import default_tag
-from slotswap.cli.kit_task import reports_errors
+from slotswap.cli.kit_task import exit_on_failure, reports_errors
 from slotswap.core.output import format_table
 from slotswap.core.validation import InputError, validate_tag
+from slotswap.fleet.outcomes import ServerResult
 from slotswap.remote.server import ConnectError, RemoteDirError
 from slotswap.server.locking import LockedError
 
@@ -148,3 +149,13 @@ def test_slotswap_debug_shows_the_traceback_of_an_unforeseen_error(
     monkeypatch.setenv("SLOTSWAP_DEBUG", "1")
     with pytest.raises(KeyError):
         failing_with(KeyError("web1"))()
+
+
+def test_a_task_that_failed_on_one_server_ends_in_one_line() -> None:
+    results = [ServerResult("s1", "config reloaded", True),
+               ServerResult("s2", "haproxy -c refused the config", False, 1)]
+    with pytest.raises(Exit) as raised:
+        exit_on_failure("up", results)
+    assert raised.value.code == 1
+    assert raised.value.message == ("error: `up` failed on s2: haproxy -c refused the config; "
+                                    "later servers were not touched")
