@@ -305,6 +305,19 @@ class DockerEngine:
         return next((c for c in self.haproxy_containers()
                      if c.serial == self.admin_owner), None)
 
+    def admin_refused(self) -> bool:
+        """HAProxy runs in containers and the one whose master made the admin socket is
+        gone: the socket answers nothing."""
+        owner = self.admin_container()
+        return bool(self.haproxy_containers()) and (owner is None or not owner.running)
+
+    def show_env(self, command: str) -> str:
+        """`show env VARIABLE`: the variable in the environment of the socket's HAProxy."""
+        variable, owner = command.split()[-1], self.admin_container()
+        if owner is None or variable not in owner.env:
+            return "\n"
+        return f"{variable}={owner.env[variable]}\n"
+
     def kill(self, signal: str, name: str) -> CommandResult:
         container = self.containers.get(name)
         if container is None or not container.running:

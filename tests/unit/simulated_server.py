@@ -518,18 +518,13 @@ class SimulatedServer(DockerEngine):
     def runtime_api(self, command: str) -> str:
         after = self.begin_call(command, changes=not all(
             part.startswith("show ") for part in command.split("; ")), shell=False)
-        owner = self.admin_container()
-        if self.haproxy_containers() and (owner is None or not owner.running):
+        if self.admin_refused():
             self.end_call(command, after)  # the socket's HAProxy is gone: nothing answers
             raise haproxy.RuntimeApiError(f"{self.name}: runtime API `{command}`: connection "
                                           "refused (simulated)")
         try:
-            if command.startswith(f"show env {docker.HAPROXY_INSTANCE_VARIABLE}"):
-                variable = docker.HAPROXY_INSTANCE_VARIABLE
-                answer = (f"{variable}={owner.env[variable]}\n"
-                          if owner is not None and variable in owner.env else "\n")
-            else:
-                answer = self.haproxy.answer(command)
+            answer = self.show_env(command) if command.startswith("show env ") \
+                else self.haproxy.answer(command)
         except UnknownCommand as error:
             self.unknown.append(str(error))
             raise
