@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time as real_time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slotswap.commands import docker
@@ -36,6 +36,10 @@ class Container:
     published: tuple[tuple[int, int], ...] = ()
     stop_timeout: int = 10
     serial: int = 0
+    network: str = ""  # "host": the server's own network (HAProxy's)
+    binds: dict[str, str] = field(default_factory=dict)  # inside -> the server's folder
+    env: dict[str, str] = field(default_factory=dict)
+    stopping_until: float | None = None  # HAProxy's soft stop: no listener, exits then
 
     @property
     def version(self) -> str | None:
@@ -64,6 +68,10 @@ def inspect_item(container: Container, wall: Callable[[float], float]) -> dict[s
     item["HostConfig"]["PortBindings"] = {
         f"{inside}/tcp": [{"HostIp": docker.LOOPBACK, "HostPort": str(outside)}]
         for outside, inside in container.published}
+    if container.network == "host":
+        item["NetworkSettings"]["Networks"] = {"host": {"IPAddress": ""}}
+    item["Mounts"] = [{"Type": "bind", "Source": source, "Destination": inside}
+                      for inside, source in container.binds.items()]
     return item
 
 
@@ -88,6 +96,11 @@ def parse_run(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     return options, rest
 
 DOCKER_CHANGES = {"run", "rm", "stop", "start", "kill", "rename", "update", "create"}
+# How long a soft-stopped HAProxy takes to finish its open connections (within the kit's
+# wait, timeouts.drain).
+SOFT_STOP_SECONDS = 1.0
+# `docker info`'s answer: the engine's platform and version (docker_engine.parse_engine).
+ENGINE = "linux/x86_64 28.3.3\n"
 
 
 def changes_something(argv: list[str]) -> bool:
@@ -105,6 +118,7 @@ class DockerEngine:
     registry: dict[str, str]
     serial: int
     clock: SimClock
+    networks: set[str]
     # The fault that strikes the call in hand ('deadline', 'lost_after': its channel closes
     # while the command runs), and one-off containers started while another of their role
     # ran (two release commands at once: issue 21, path 6).
@@ -121,7 +135,22 @@ class DockerEngine:
     def read_local(self, path: str) -> str | None:
         raise NotImplementedError
 
+    def haproxy_started(self, container: Container) -> None:
+        """HAProxy's container started: HAProxy starts from the config it mounts, and its
+        master makes the admin socket anew (the one the runtime API reaches now)."""
+        raise NotImplementedError
+
+    def haproxy_reloaded(self, container: Container) -> None:
+        """HAProxy's master reloaded (HUP, USR2): new workers from the config on disk; the
+        master makes its admin socket anew."""
+        raise NotImplementedError
+
+    def haproxy_checks(self, config_dir: str, filename: str) -> bool:
+        """`haproxy -c` of the file: a config the simulated HAProxy can run."""
+        raise NotImplementedError
+
     def docker(self, argv: list[str]) -> CommandResult:
+        self.settle()
         verb = argv[1:3]
         if verb == ["container", "inspect"]:
             return self.inspect(argv[3:])
@@ -130,7 +159,7 @@ class DockerEngine:
             if ref in self.images:
                 return CommandResult(self.images[ref] + "\n", "", 0)
             return CommandResult("", f"Error: No such image: {ref}\n", 1)
-        if verb[0] == "run":
+        if verb[0] in ("run", "create"):  # create: the container made, not started
             return self.docker_run(argv)
         if verb == ["ps", "--all"]:
             return self.list_containers(argv[3:])
@@ -153,6 +182,23 @@ class DockerEngine:
             return self.image_remove(argv[3:])
         if verb[0] == "pull":
             return self.pull(argv[-1], quiet=True)
+        if verb == ["network", "inspect"] and argv[3:5] == ["--format", "{{.Driver}}"]:
+            if argv[5] in self.networks:
+                return CommandResult("bridge\n", "", 0)
+            return CommandResult("", f"Error response from daemon: network {argv[5]} not "
+                                 "found\n", 1)
+        if verb == ["network", "create"] and argv[3:5] == ["--driver", "bridge"]:
+            self.networks.add(argv[-1])
+            return CommandResult(f"{len(self.networks):064x}\n", "", 0)
+        if verb == ["update", "--restart"]:
+            return self.update_restart(argv[3], argv[4])
+        if verb[0] == "rename":
+            return self.rename(argv[2], argv[3])
+        if verb[0] == "kill" and argv[2] == "--signal":
+            return self.kill(argv[3], argv[4])
+        if verb[0] == "info" and argv[2:] == ["--format", "{{.OSType}}/{{.Architecture}} "
+                                              "{{.ServerVersion}}"]:
+            return CommandResult(ENGINE, "", 0)
         raise UnknownCommand(f"docker command {argv}")
 
     def inspect(self, names: list[str]) -> CommandResult:
@@ -197,6 +243,12 @@ class DockerEngine:
 
     def docker_run(self, argv: list[str]) -> CommandResult:
         options, rest = parse_run(argv)
+        binds = dict(reversed(volume.split(":")[:2]) for volume in options.get("--volume", []))
+        if "--rm" in options and rest[1:3] == ["-c", "-f"]:  # HAProxy's check of a config
+            folder, _, filename = rest[3].rpartition("/")
+            if self.haproxy_checks(binds[folder], filename):
+                return CommandResult("Configuration file is valid\n", "", 0)
+            return CommandResult("", f"[ALERT] config : parsing [{rest[3]}] failed\n", 1)
         if "--rm" in options:
             return self.one_off(options, rest)
         name = options["--name"][0]
@@ -223,8 +275,103 @@ class DockerEngine:
             env_file=(options.get("--env-file") or [None])[0],
             restart=options.get("--restart", ["no"])[0], started_at=self.clock.now,
             published=tuple(published), serial=self.serial,
-            stop_timeout=int(options.get("--stop-timeout", ["10"])[0]))
+            stop_timeout=int(options.get("--stop-timeout", ["10"])[0]),
+            network=options.get("--network", [""])[0], binds=binds,
+            env=dict(item.split("=", 1) for item in options.get("--env", [])))
+        if argv[1] == "create":
+            self.containers[name].running = False
+        elif self.is_haproxy(self.containers[name]):
+            self.haproxy_started(self.containers[name])
         return CommandResult(f"{self.serial:064x}\n", "", 0)
+
+    @staticmethod
+    def is_haproxy(container: Container) -> bool:
+        return container.labels.get(docker.LABEL_ROLE) == "haproxy"
+
+    admin_owner: int | None = None  # the HAProxy container whose master made the socket
+
+    def haproxy_containers(self) -> list[Container]:
+        return [c for c in self.containers.values() if self.is_haproxy(c)]
+
+    def haproxy_listens(self) -> bool:
+        """Some HAProxy takes connections: one of its containers runs (or none was ever
+        started: HAProxy runs as the simulator made it)."""
+        containers = self.haproxy_containers()
+        return not containers or any(c.running and c.stopping_until is None
+                                     for c in containers)
+
+    def admin_container(self) -> Container | None:
+        """The HAProxy container the admin socket reaches (None: no container)."""
+        return next((c for c in self.haproxy_containers()
+                     if c.serial == self.admin_owner), None)
+
+    def admin_refused(self) -> bool:
+        """HAProxy runs in containers and the one whose master made the admin socket is
+        gone: the socket answers nothing."""
+        owner = self.admin_container()
+        return bool(self.haproxy_containers()) and (owner is None or not owner.running)
+
+    def show_env(self, command: str) -> str:
+        """`show env VARIABLE`: the variable in the environment of the socket's HAProxy."""
+        variable, owner = command.split()[-1], self.admin_container()
+        if owner is None or variable not in owner.env:
+            return "\n"
+        return f"{variable}={owner.env[variable]}\n"
+
+    def kill(self, signal: str, name: str) -> CommandResult:
+        container = self.containers.get(name)
+        if container is None or not container.running:
+            return CommandResult("", f"Error response from daemon: cannot kill container: "
+                                 f"{name}: container is not running\n", 1)
+        if self.is_haproxy(container) and signal in ("HUP", "USR2"):
+            self.haproxy_reloaded(container)
+            return CommandResult(f"{name}\n", "", 0)
+        if self.is_haproxy(container) and signal == "USR1":
+            # Soft stop: it stops listening at once, finishes its open connections, exits.
+            if container.stopping_until is None:
+                container.stopping_until = self.clock.now + SOFT_STOP_SECONDS
+            return CommandResult(f"{name}\n", "", 0)
+        raise UnknownCommand(f"docker kill --signal {signal} {name}")
+
+    def update_restart(self, policy: str, name: str) -> CommandResult:
+        container = self.containers.get(name)
+        if container is None:
+            return CommandResult("", f"Error response from daemon: No such container: {name}\n",
+                                 1)
+        container.restart = policy
+        return CommandResult(f"{name}\n", "", 0)
+
+    def rename(self, name: str, new_name: str) -> CommandResult:
+        if name not in self.containers or new_name in self.containers:
+            return CommandResult("", f"Error response from daemon: cannot rename {name} to "
+                                 f"{new_name}\n", 1)
+        container = self.containers.pop(name)
+        container.name = new_name
+        self.containers[new_name] = container
+        return CommandResult("", "", 0)
+
+    def wait(self, seconds: int, name: str) -> CommandResult:
+        """`timeout SECONDS docker wait NAME`: its exit code once it exited; 124 (and the
+        seconds gone) while it runs."""
+        container = self.containers.get(name)
+        if container is None:
+            return CommandResult("", f"Error response from daemon: No such container: {name}\n",
+                                 1)
+        if container.running and (container.stopping_until is None
+                                  or container.stopping_until > self.clock.now + seconds):
+            self.clock.advance(seconds)
+            return CommandResult("", "", 124)
+        if container.running:
+            self.clock.advance(container.stopping_until - self.clock.now)
+            self.settle()
+        return CommandResult(f"{container.exit_code}\n", "", 0)
+
+    def settle(self) -> None:
+        """A soft-stopped HAProxy whose connections have ended has exited."""
+        for container in self.containers.values():
+            if container.running and container.stopping_until is not None \
+                    and container.stopping_until <= self.clock.now:
+                container.running, container.exit_code = False, 0
 
     def stop(self, name: str) -> CommandResult:
         container = self.containers.get(name)
@@ -244,6 +391,9 @@ class DockerEngine:
         if not container.running:
             container.running, container.started_at = True, self.clock.now
             container.exit_code, container.stopped_by_user = 0, False
+            container.stopping_until = None
+            if self.is_haproxy(container):
+                self.haproxy_started(container)
         return CommandResult(f"{name}\n", "", 0)
 
     def pull(self, ref: str, quiet: bool = False) -> CommandResult:

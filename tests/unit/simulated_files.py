@@ -12,6 +12,8 @@ import posixpath
 import time as real_time
 from pathlib import Path
 
+from slotswap.remote.server import CommandResult
+
 
 def normal(path: str) -> str:
     return posixpath.normpath("/" + path.lstrip("/"))
@@ -103,3 +105,27 @@ class SimFiles:
             for name in files:
                 found.files[normal(f"{inside}/{name}")] = Path(folder, name).read_text()
         return found
+
+
+def file_command(files: SimFiles, argv: list[str]) -> CommandResult | None:
+    """`up`'s commands on files (mkdir, chmod, touch, cp, mv, true) on `files`, as the real
+    ones answer (test_simulated_server holds them to it); None for any other command."""
+    if argv[:2] == ["mkdir", "-p"]:
+        files.mkdir(argv[-1], parents=True, exist_ok=True)
+        return CommandResult("", "", 0)
+    if argv[:2] == ["chmod", "700"] or argv == ["true"]:
+        return CommandResult("", "", 0)
+    if argv[:1] == ["touch"] and len(argv) == 2:
+        if not files.is_dir(argv[1]) and files.read(argv[1]) is None:
+            files.write(argv[1], "")
+        return CommandResult("", "", 0)
+    if argv[:2] in (["cp", "-f"], ["mv", "-f"]) and len(argv) == 4:
+        text = files.read(argv[2])
+        if text is None:
+            return CommandResult("", f"{argv[0]}: cannot stat '{argv[2]}': No such file "
+                                 "or directory\n", 1)
+        files.write(argv[3], text)
+        if argv[0] == "mv":
+            files.unlink(argv[2])
+        return CommandResult("", "", 0)
+    return None

@@ -177,6 +177,8 @@ class SimHaproxy:
         self.cert: str | None = None
         self.cert_pending: str | None = None
         self.restarts = 0
+        self.pid = 7  # a new process (a start, a reload's workers) has the next one
+        self.ran: set[str] = set()  # every config a process of it started from
         self.start(None)
 
     def start(self, state_file: str | None, maps: dict[str, str] | None = None,
@@ -184,6 +186,8 @@ class SimHaproxy:
         """A new process: the config's lines, then what the server-state file says; each
         map from its file (`maps`: path in HAProxy -> the file's text, `key value` lines);
         the certificate from its file (no transaction)."""
+        self.pid += 1
+        self.ran.add(self.config)
         match = DEFAULT_SERVER.search(self.config)
         assert match, "the config has no default-server line of the kit's"
         inter, fast, down, self.rise, self.fall = (int(g) for g in match.groups())
@@ -304,11 +308,16 @@ class SimHaproxy:
             return self.show_stat() + "\n"
         if command in (haproxy.command_show_servers_state(self.backend), "show servers state"):
             return self.show_servers_state() + "\n"  # every backend: the app's is the one
+        if command == "show stat":  # every proxy: its frontend listens, then the backend
+            frontend = {"pxname": "http-in", "svname": "FRONTEND", "status": "OPEN"}
+            return (self.show_stat().replace(
+                "\n", "\n" + stat_row(frozenset(frontend)).format_map(frontend) + "\n", 1)
+                + "\n")
         if words[:2] == ["show", "stat"] or words[:3] == ["show", "servers", "state"]:
             return (f"Can't find backend '{words[-1]}'.\n" if words[1] == "servers"
                     else "No such proxy.\n")
         if command == "show info":
-            return (FIXTURES / "show_info_2.6.12.txt").read_text()
+            return show_info().replace("\nPid: 8\n", f"\nPid: {self.pid}\n")
         if words[:2] == ["set", "server"] and words[2].startswith(prefix):
             line = self.lines.get(words[2][len(prefix):])
             if line is None:
@@ -426,6 +435,11 @@ class SimHaproxy:
                 f"{int(self.clock.now - line.changed_at)} 6 3 {line.health} "
                 f"{6 if line.up else 14} 0 0 0 {line.fqdn} {line.port} - 0 {check_port} - - 0")
         return "\n".join(rows) + "\n"
+
+
+@functools.cache
+def show_info() -> str:
+    return (FIXTURES / "show_info_2.6.12.txt").read_text()
 
 
 @functools.cache

@@ -13,11 +13,17 @@ tests/unit/fixtures).
   and its app answers. The maintenance map (the page answers every request while it has
   one). The certificate it serves and a transaction (`set`, `commit`, `abort`, `show ssl
   cert`). A restart comes back from the config and, if there is one, the server-state file;
-  its maps and certificate from their files.
+  its maps and certificate from their files. Once HAProxy runs in its container (`up`: the
+  server's network, its folders mounted), the config is the file it mounts, read again at
+  each start and reload (`docker kill --signal HUP`/`USR2`: new workers, a new Pid); the
+  admin socket is the newest master's (none once its container is gone), and no request
+  gets an answer while no HAProxy container runs (a hand-over: `-next` beside the old one,
+  USR1 soft stop, `docker wait`, rename).
 - Docker (simulated_docker.py): containers (name, image, labels, env file, running or
-  exited, started time, restart policy), the commands the kit sends, an engine restart
-  (containers with a restart policy that were not stopped come back; HAProxy restarts), a
-  frozen engine (every Docker command hangs until its deadline).
+  exited, started time, restart policy, network, mounts), networks, `haproxy -c` of a
+  config in a throwaway container, the engine's version, the commands the kit sends, an
+  engine restart (containers with a restart policy that were not stopped come back;
+  HAProxy restarts), a frozen engine (every Docker command hangs until its deadline).
 - A fault schedule: at the k-th call (every run, runtime_api and file call counts), one of
   FAULTS. Unknown commands fail loudly: the simulator never answers what it does not know.
 """
@@ -41,6 +47,7 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.login_facts import LoginFacts
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
+    CONFIG_NAME,
     STATE_NAME,
     cert_path_on_server,
     haproxy_dir,
@@ -67,8 +74,9 @@ from tests.unit.simulated_docker import (
     DockerEngine,
     changes_something,
 )
-from tests.unit.simulated_files import SimFiles
+from tests.unit.simulated_files import SimFiles, file_command
 from tests.unit.simulated_haproxy import (
+    DEFAULT_SERVER,
     SimClock,
     SimHaproxy,
     UnknownCommand,
@@ -120,6 +128,7 @@ class SimulatedServer(DockerEngine):
         self.images: dict[str, str] = {}  # reference -> image ID on this server
         self.registry: dict[str, str] = {}  # what a pull can get: reference -> image ID
         self.serial = 0
+        self.networks: set[str] = set()
         self.haproxy = SimHaproxy(inventory.app, config, clock, self.check_passes)
         clock.haproxies.append(self.haproxy)
         self.calls = 0
@@ -152,6 +161,8 @@ class SimulatedServer(DockerEngine):
 
     def request(self) -> Container | None:
         """What one request to the app gets now: the container answering it, or None."""
+        if not self.haproxy_listens():
+            return None
         return self.haproxy.serve(self.container_at, self.answers)
 
     def routed(self) -> Container | None:
@@ -187,6 +198,8 @@ class SimulatedServer(DockerEngine):
         twin.containers = copy.deepcopy(self.containers)
         twin.images, twin.registry, twin.serial = dict(self.images), dict(self.registry), \
             self.serial
+        twin.networks, twin.admin_owner = set(self.networks), self.admin_owner
+        twin.haproxy.pid, twin.haproxy.ran = self.haproxy.pid, set(self.haproxy.ran)
         twin.haproxy.lines = copy.deepcopy(self.haproxy.lines)
         twin.haproxy.maps = copy.deepcopy(self.haproxy.maps)
         twin.haproxy.cert, twin.haproxy.cert_pending = self.haproxy.cert, \
@@ -198,9 +211,26 @@ class SimulatedServer(DockerEngine):
     def restart_haproxy(self) -> None:
         self.haproxy.restarts += 1
         folder = haproxy_dir(self.inventory)
+        # Once HAProxy runs in its container (`up`): the config file it mounts.
+        on_disk = self.read_local(f"{folder}/{CONFIG_NAME}")
+        if on_disk is not None and any(map(self.is_haproxy, self.containers.values())):
+            self.haproxy.config = on_disk
         self.haproxy.start(self.read_local(f"{folder}/{STATE_NAME}"), {
             map_path_in_haproxy(): self.read_local(map_path_on_server(folder)) or ""},
             self.read_local(cert_path_on_server(folder)))
+
+    def haproxy_started(self, container: Container) -> None:
+        self.admin_owner = container.serial
+        self.restart_haproxy()
+
+    def haproxy_reloaded(self, container: Container) -> None:
+        self.admin_owner = container.serial
+        self.restart_haproxy()
+
+
+    def haproxy_checks(self, config_dir: str, filename: str) -> bool:
+        text = self.read_local(f"{config_dir}/{filename}") or ""
+        return bool(DEFAULT_SERVER.search(text)) and f"\nbackend {self.inventory.app}\n" in text
 
     def restart_engine(self) -> None:
         """Every container stops; those with a restart policy that were running (or were not
@@ -213,6 +243,9 @@ class SimulatedServer(DockerEngine):
             elif comes_back and (container.running or container.restart == "always"
                                  or not container.stopped_by_user):
                 container.running, container.started_at = True, self.clock.now
+                container.stopping_until = None
+                if self.is_haproxy(container):
+                    self.admin_owner = container.serial
         self.restart_haproxy()
 
     # -- faults ------------------------------------------------------------------------
@@ -343,7 +376,8 @@ class SimulatedServer(DockerEngine):
 
     @staticmethod
     def is_docker(argv: list[str]) -> bool:
-        return argv[:1] == ["docker"] or (argv[:2] == ["sh", "-c"] and "docker" in argv[2])
+        return argv[:1] == ["docker"] or (argv[:2] == ["sh", "-c"] and "docker" in argv[2]) \
+            or (argv[:1] == ["timeout"] and argv[2:3] == ["docker"])
 
     def execute(self, argv: list[str], stdin: str | None) -> CommandResult:
         try:
@@ -359,9 +393,14 @@ class SimulatedServer(DockerEngine):
             return self.pull(argv[4])
         if argv[:2] == ["sh", "-c"] and argv[2] == docker.REDEPLOY_FACTS_SCRIPT:
             return self.redeploy_facts(argv[4:])
+        if argv[:1] == ["timeout"] and argv[2:4] == ["docker", "wait"]:
+            return self.wait(int(argv[1]), argv[4])
         if self.is_docker(argv):
             raise UnknownCommand(f"a script that runs docker: {argv}")
-        if argv[:1] in (["sh"], ["rm"], ["cat"]):
+        if argv == ["hostname", "-I"]:
+            return CommandResult(f"{self.host.address} 10.0.0.2 \n", "", 0)
+        if argv[:1] in (["sh"], ["rm"], ["cat"], ["mkdir"], ["chmod"], ["touch"], ["cp"],
+                        ["mv"], ["true"]):
             if self.real_shell:
                 return self.local_shell(argv, stdin)
             return self.shell_in_python(argv, stdin)
@@ -414,6 +453,9 @@ class SimulatedServer(DockerEngine):
                 else:
                     self.files.unlink(path)
             return CommandResult("", "", 0)
+        done = file_command(self.files, argv)
+        if done is not None:
+            return done
         if argv[:1] == ["cat"] and len(argv) == 2:
             text = self.read_local(argv[1])
             if text is None:
@@ -476,8 +518,13 @@ class SimulatedServer(DockerEngine):
     def runtime_api(self, command: str) -> str:
         after = self.begin_call(command, changes=not all(
             part.startswith("show ") for part in command.split("; ")), shell=False)
+        if self.admin_refused():
+            self.end_call(command, after)  # the socket's HAProxy is gone: nothing answers
+            raise haproxy.RuntimeApiError(f"{self.name}: runtime API `{command}`: connection "
+                                          "refused (simulated)")
         try:
-            answer = self.haproxy.answer(command)
+            answer = self.show_env(command) if command.startswith("show env ") \
+                else self.haproxy.answer(command)
         except UnknownCommand as error:
             self.unknown.append(str(error))
             raise

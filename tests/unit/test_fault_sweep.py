@@ -1,6 +1,8 @@
 """Every fault at every step: the kit's own deploy and rollback (slotswap.fleet.rollout, as
 `fab deploy` and `fab rollback` run them), maintenance on and off (server/maintenance.py)
-and a certificate's install from files (https/install.py, as `fab certs.renew` runs it),
+a certificate's install from files (https/install.py, as `fab certs.renew` runs it) and
+`fab up` with a changed setting (server/haproxy.py: the config checked, then a reload)
+and with a new HAProxy image (server/haproxy_handover.py: a new container takes over),
 through fleet.every_server as the tasks run them, against simulated servers
 (simulated_server.py), with each kind of fault (simulated_server.FAULTS) at each call of a
 clean run, then the next plain run. What is held after every single call, and at the end:
@@ -10,7 +12,9 @@ clean run, then the next plain run. What is held after every single call, and at
   moves to ("foreign version" else);
 - the maintenance page answers while the kit last said maintenance is on there, and never
   once it said it is off; HAProxy serves the old certificate or the new one, never none,
-  and the new one once the kit said it installed it;
+  and the new one once the kit said it installed it; some HAProxy listens, it runs the
+  old config or the new one, and the config kept to put back is one it ran (issue 21,
+  path 8);
 - after the run, one version in rotation; the summary (each server's `serving`), the
   history's last entry and the exit code say what serves; a failed run exits with a
   documented code and its error; maintenance that exits 0 is on (or off) everywhere, a
@@ -18,7 +22,10 @@ clean run, then the next plain run. What is held after every single call, and at
 - a release command (a migration in a one-off container) never runs beside another, and
   none is left running once its run ended (issue 21, path 6);
 - the run never changes a server after another run took its lease over;
-- the next plain run ends clean: exit 0, the version it names everywhere, no manual step.
+- the next plain run ends clean: exit 0, the version it names everywhere, no manual step
+  (after `up`, one HAProxy container, of the new image, runs the new config: the file,
+  and the record of what runs, too; a hand-over cut past its point of no return is
+  finished, issue 21 path 3).
 
 A case that breaks one of these is a violation, kept by (scenario, fault, step): the step
 of the server's run the fault struck in. KNOWN_VIOLATIONS holds those of the paths to an
@@ -38,9 +45,16 @@ import pytest
 
 from slotswap.commands.docker import LABEL_ROLE
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import cert_path_on_server, haproxy_dir, lock_dir
+from slotswap.config.layout import (
+    CONFIG_NAME,
+    PREVIOUS_NAME,
+    RUNNING_NAME,
+    cert_path_on_server,
+    haproxy_dir,
+    lock_dir,
+)
 from slotswap.core import interrupts
-from slotswap.fleet import certs, every_server, rollout, server_run
+from slotswap.fleet import certs, delivery, every_server, rollout, server_run
 from slotswap.fleet import rollback_targets as rollback_targets_module
 from slotswap.fleet.errors import (
     EXIT_CONNECT,
@@ -52,8 +66,9 @@ from slotswap.fleet.outcomes import Outcome, RolloutResult, ServerResult
 from slotswap.https.files import FILES_SOURCE, CertificateBundle
 from slotswap.remote.call_guard import NO_GUARD
 from slotswap.remote.protocol import ServerLike
+from slotswap.server import haproxy as haproxy_module
 from slotswap.server import history, maintenance
-from slotswap.server.haproxy_config import Login, render_config
+from slotswap.server.haproxy_config import Login, config_hash, render_config
 from testbed.private_ca import issue, make_ca
 from tests.unit.fake_server import make_inventory
 from tests.unit.simulated_server import (
@@ -67,8 +82,9 @@ from tests.unit.simulated_server import (
 )
 
 TAGS = ("v1", "v2", "v3")
-TASKS = ("maintenance", "certs")  # the first word of a run that is no rollout
+TASKS = ("maintenance", "certs", "up")  # the first word of a run that is no rollout
 CERT_NAMES = ("www.example.com",)
+NEW_HAPROXY_IMAGE = "haproxy:2.9"
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,18 @@ SCENARIOS = (
     # instant the kit says it is installed; the version in rotation never changes.
     Scenario("certificate from files, two servers", 2, ("v1",), "certs renew",
              "certs renew", servers_faulted=(0, 1), next_serves="v1", https=True),
+    # `fab up` with a changed setting (`up new`: the healthcheck's interval, in the config's
+    # default-server line) on servers that `up` set up (HAProxy in its container): HAProxy
+    # checks it, then reloads with it. HAProxy runs the old config or the new one, never
+    # none; the version in rotation never changes; the next `up` runs the new one.
+    # The first server faulted (the second runs as it does beside a fault: every_server).
+    Scenario("up with a config change, two servers", 2, ("v1",), "up new", "up new",
+             next_serves="v1", prepare="up"),
+    # `fab up` with a new haproxy.image (`up image`): the hand-over to a new container
+    # (server/haproxy_handover.py). Some HAProxy listens at every call; the next `up`
+    # finishes a hand-over cut past its point of no return (issue 21, path 3).
+    Scenario("up with a new HAProxy image, two servers", 2, ("v1",), "up image", "up image",
+             next_serves="v1", prepare="up"),
 )
 FAILS_AFTER = {"v3": 0.3}
 
@@ -243,13 +271,26 @@ class Fleet:
                                         **({"https": {"names": list(CERT_NAMES), "files": {
                                             "chain": str(root / "chain.pem"),
                                             "key": str(root / "key.pem")}}} if https else {}))
+        # `up new`'s inventory: a changed setting that changes the config.
+        self.new_inventory = make_inventory(root, hosts=addresses,
+                                            healthcheck={"interval": 3},
+                                            timeouts={"watch": 0.5, "healthy": 5, "drain": 2})
+        # `up image`'s inventory: a new HAProxy image.
+        self.image_inventory = make_inventory(root, hosts=addresses,
+                                              haproxy={"image": NEW_HAPROXY_IMAGE},
+                                              timeouts={"watch": 0.5, "healthy": 5,
+                                                        "drain": 2})
         self.clock = SimClock()
         patch_time(monkeypatch, self.clock)
         config = render_config(self.inventory, Login(0, 0))
+        self.configs = (config, render_config(self.new_inventory, Login(0, 0)))
+        assert self.configs[0] != self.configs[1]
         self.servers = [SimulatedServer(host.name, self.inventory, self.clock,
                                         root / "servers", config=config)
                         for host in self.inventory.hosts]
         for server in self.servers:
+            server.registry[self.inventory.haproxy.image] = "sha256:" + "ab" * 32
+            server.registry[NEW_HAPROXY_IMAGE] = "sha256:" + "cd" * 32
             for tag in TAGS:
                 server.add_image(tag, on_server=False)
             server.failing_after = dict(FAILS_AFTER)
@@ -270,6 +311,8 @@ class Fleet:
         self.said_page: dict[str, bool] = {}
         self.asked_page: bool | None = None
         self.said_cert: set[str] = set()  # the servers where the kit said it installed it
+        self.asked_config: str | None = None  # the config `up` is to leave running
+        self.asked_image = ""  # ... and HAProxy's image
         self.problems: list[str] = []
         monkeypatch.setattr(rollout, "servers_of", lambda inventory: self.servers)
         monkeypatch.setattr(every_server, "servers_of", lambda inventory: self.servers)
@@ -277,6 +320,15 @@ class Fleet:
         monkeypatch.setattr(rollback_targets_module, "servers_of",
                             lambda inventory: self.servers)
         monkeypatch.setattr(server_run, "progress_for", self.progress_for)
+        monkeypatch.setattr(haproxy_module, "render_config", self.render_config)
+
+    def render_config(self, inventory: Inventory, login: Login) -> str:
+        """The fleet's two configs rendered once (rendering is most of an `up`'s time)."""
+        for known, config in zip((self.inventory, self.new_inventory, self.image_inventory),
+                                 (*self.configs, self.configs[0]), strict=True):
+            if inventory is known and login == Login(0, 0):
+                return config
+        return render_config(inventory, login)
 
     def progress_for(self, name: str) -> Callable[[str], None]:
         """The servers' progress lines, read for the version each says it serves."""
@@ -321,6 +373,8 @@ class Fleet:
         if self.certs and server.haproxy.cert not in self.certs:
             self.problems.append(f"{server.name}: {'another' if server.haproxy.cert else 'no'} "
                                  f"certificate served after `{what[:80]}`")
+        self.problems += [f"{server.name}: {problem} after `{what[:80]}`"
+                          for problem in config_problems(server, self.configs)]
         if answered is None and not server.maintenance:
             self.problems.append(f"{server.name}: no slot in rotation (503) after `{what}`")
         elif answered is not None and answered.version not in self.allowed.get(
@@ -342,6 +396,7 @@ class Fleet:
             self.reported[server.name] = next(iter(before)) if len(before) == 1 else None
         interrupts._requested.clear()
         self.said_page, self.asked_page, self.said_cert = {}, None, set()
+        self.asked_config = None
         try:
             if words[0] in TASKS:
                 return self.run_task(command)
@@ -368,6 +423,13 @@ class Fleet:
         (cli.kit_task.exit_on_failure)."""
         if command == "certs renew":
             return task_result(certs.renew(self.inventory, force=False))
+        if command.startswith("up"):
+            inventory = {"up new": self.new_inventory, "up image": self.image_inventory
+                         }.get(command, self.inventory)
+            self.asked_config = self.configs[command == "up new"]
+            self.asked_image = inventory.haproxy.image
+            with delivery.up_action(inventory) as up_one:
+                return task_result(every_server.on_every_server(inventory, up_one, "up"))
         self.asked_page = command == "maintenance on"
         entries = maintenance.map_entries(maintenance.render_page(
             self.inventory, maintenance.DEFAULT_MESSAGE), maintenance.DEFAULT_RETRY_AFTER)
@@ -385,6 +447,8 @@ class Fleet:
         """The same servers, as they are now, under `root`: every case starts from here."""
         twin = Fleet.__new__(Fleet)
         twin.inventory, twin.certs = self.inventory, self.certs
+        twin.new_inventory, twin.configs = self.new_inventory, self.configs
+        twin.image_inventory = self.image_inventory
         twin.clock = SimClock()
         twin.clock.now = self.clock.now
         patch_time(monkeypatch, twin.clock)
@@ -495,10 +559,42 @@ def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
     return problems
 
 
+def config_problems(server: SimulatedServer, configs: tuple[str, str]) -> list[str]:
+    """HAProxy runs the old config or the new one (never another, nor none); the config
+    kept to put back is one HAProxy ran (issue 21, path 8: never a file written and not
+    applied, which may not start)."""
+    problems = []
+    if not server.haproxy_listens():
+        problems.append("no HAProxy listens")
+    if server.haproxy.config not in configs:
+        problems.append("HAProxy runs neither the old config nor the new one")
+    kept = server.read_local(f"{haproxy_dir(server.inventory)}/{PREVIOUS_NAME}")
+    if kept is not None and kept not in server.haproxy.ran:
+        problems.append(f"{PREVIOUS_NAME} is a config HAProxy never ran")
+    return problems
+
+
+def runs_config(server: SimulatedServer, config: str) -> bool:
+    """HAProxy runs `config`, which is the file it starts from and the one the kit's record
+    of what runs names."""
+    folder = haproxy_dir(server.inventory)
+    return (server.haproxy.config == config
+            and server.read_local(f"{folder}/{CONFIG_NAME}") == config
+            and server.read_local(f"{folder}/{RUNNING_NAME}") == config_hash(config) + "\n")
+
+
 def task_as_asked(fleet: Fleet) -> list[str]:
     """After a run that exits 0: the page answers on every server if maintenance was turned
     on, on none if it was turned off; every server serves the new certificate, from its
-    file too, when it was installed."""
+    file too, when it was installed; HAProxy runs the config `up` rendered."""
+    if fleet.asked_config is not None:
+        return [f"{server.name}: up exited 0, HAProxy does not run its config" for server
+                in fleet.servers if not runs_config(server, fleet.asked_config)] + [
+            f"{server.name}: up exited 0, HAProxy's containers are "
+            f"{[(c.name, c.image, c.running) for c in server.haproxy_containers()]}"
+            for server in fleet.servers if [(c.name, c.image, c.running) for c in
+                                            server.haproxy_containers()]
+            != [(fleet.inventory.haproxy_container, fleet.asked_image, True)]]
     if fleet.certs:
         path = cert_path_on_server(haproxy_dir(fleet.inventory))
         return [f"{server.name}: exit 0, the new certificate is not in place" for server

@@ -251,6 +251,19 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
             (["cat", history.history_path(inventory)], None),
             (["cat", "/nowhere"], None),
             (["rm", "-f", "/etc/slotswap/webapp/web1.env"], None),
+            # `up`'s files (slotswap.server.haproxy): folders, the map, the config kept.
+            (["mkdir", "-p", "-m", "700", "/etc/slotswap/webapp/haproxy/admin"], None),
+            (["chmod", "700", "/etc/slotswap/webapp/haproxy/admin"], None),
+            (["mkdir", "-p", "/etc/slotswap/webapp/haproxy"], None),
+            (["touch", "/etc/slotswap/webapp/haproxy/maintenance.map"], None),
+            (["cp", "-f", "/etc/slotswap/webapp/haproxy/maintenance.map",
+              "/etc/slotswap/webapp/haproxy/a"], None),
+            (["mv", "-f", "/etc/slotswap/webapp/haproxy/a", "/etc/slotswap/webapp/haproxy/b"],
+             None),
+            (["cp", "-f", "/etc/slotswap/webapp/haproxy/a", "/etc/slotswap/webapp/haproxy/c"],
+             None),
+            (["cat", "/etc/slotswap/webapp/haproxy/b"], None),
+            (["true"], None),
         ]
         answers = []
         for argv, stdin in commands:
@@ -271,6 +284,73 @@ def test_the_fixed_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path) 
     real_answers[8] = (real_answers[8][0].replace(f"stale {ages[1]}", "stale 500", 1),
                        real_answers[8][1])
     assert ours_answers == real_answers
+
+
+def test_haproxy_in_its_container_runs_and_reloads_the_config_file_it_mounts(
+        tmp_path: Path) -> None:
+    """`docker run` of HAProxy's container (the server's network, its folders mounted, as
+    inspect shows them), `haproxy -c` of a file, and a reload (HUP): new workers (a new Pid
+    in `show info`) from the config on disk and the server-state file."""
+    server = simulated(tmp_path)
+    inventory = server.inventory
+    image = inventory.haproxy.image
+    server.images[image] = "sha256:" + "ab" * 32
+    folder = haproxy_dir(inventory)
+    new = render_config(make_inventory(tmp_path, healthcheck={"interval": 3}), Login(0, 0))
+    assert new != server.haproxy.config
+    server.files.write(f"{folder}/haproxy.cfg", server.haproxy.config)
+    server.files.write(f"{folder}/bad.cfg", "global\n")
+    check = [docker.check_haproxy_config(image_ref=image, config_dir=folder, filename=name)
+             for name in ("haproxy.cfg", "bad.cfg")]
+    assert [server.execute(argv, None).exit_code for argv in check] == [0, 1]
+    assert server.execute(docker.run_haproxy(
+        container=inventory.haproxy_container, image_ref=image, app=inventory.app,
+        config_dir=folder, admin_dir=f"{folder}/admin", labels={"k": "v"}), None).ok
+    found = docker.parse_inspect(server.execute(
+        docker.inspect_containers(inventory.haproxy_container), None).stdout)
+    container = found[inventory.haproxy_container]
+    assert container.addresses.keys() == {"host"} and container.labels["k"] == "v"
+    assert container.binds["/usr/local/etc/haproxy"] == folder
+    pid = haproxy.parse_info(server.runtime_api("show info"))["Pid"]
+    server.files.write(f"{folder}/haproxy.cfg", new)
+    assert server.execute(docker.signal_container(inventory.haproxy_container, "HUP"),
+                          None).ok
+    assert server.haproxy.config == new
+    assert haproxy.parse_info(server.runtime_api("show info"))["Pid"] != pid
+
+
+def test_a_new_haproxy_container_takes_the_admin_socket_and_the_old_one_soft_stops(
+        tmp_path: Path) -> None:
+    """The hand-over's commands (server/haproxy_handover.py): the new container's master
+    answers on the admin socket (`show env` names its instance, `show stat` its open
+    frontend); USR1 soft-stops the old one (no listener, exits once its connections end),
+    `docker wait` sees it exit; the new one is renamed.
+    With no HAProxy container running, no request gets an answer, and the socket none."""
+    server = simulated(tmp_path)
+    inventory = server.inventory
+    server.images[inventory.haproxy.image] = "sha256:" + "ab" * 32
+    folder = haproxy_dir(inventory)
+    server.files.write(f"{folder}/haproxy.cfg", server.haproxy.config)
+    name, temporary = inventory.haproxy_container, f"{inventory.haproxy_container}-next"
+    for container, instance in ((name, None), (temporary, "abc")):
+        assert server.execute(docker.run_haproxy(
+            container=container, image_ref=inventory.haproxy.image, app=inventory.app,
+            config_dir=folder, admin_dir=f"{folder}/admin", instance=instance), None).ok
+    assert server.runtime_api(f"show env {docker.HAPROXY_INSTANCE_VARIABLE}") \
+        == f"{docker.HAPROXY_INSTANCE_VARIABLE}=abc\n"
+    assert "FRONTEND" in server.runtime_api("show stat")
+    assert server.execute(docker.no_restart(name), None).ok
+    assert server.execute(docker.signal_container(name, "USR1"), None).ok
+    assert server.containers[name].running  # it finishes its open connections first
+    assert server.execute(docker.wait_exit(name, 2), None).stdout == "0\n"
+    assert server.execute(docker.remove(name), None).ok
+    assert server.execute(docker.rename(temporary, name), None).ok
+    assert [(c.name, c.running) for c in server.haproxy_containers()] == [(name, True)]
+    assert server.haproxy_listens()
+    assert server.execute(docker.stop(name, 10), None).ok
+    assert not server.haproxy_listens() and server.request() is None
+    with pytest.raises(haproxy.RuntimeApiError):
+        server.runtime_api("show info")
 
 
 def test_its_certificate_is_shown_and_replaced_as_haproxy_does() -> None:
