@@ -23,6 +23,8 @@ from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
     CARRIER_CONFIG,
     CONFIG_NAME,
+    NEW_CONFIG_NAME,
+    PREVIOUS_NAME,
     RUNNING_NAME,
     STATE_NAME,
     admin_dir,
@@ -30,6 +32,7 @@ from slotswap.config.layout import (
     env_file_path,
     haproxy_dir,
     lock_dir,
+    map_path_on_server,
     next_container,
     service_path_on_server,
 )
@@ -39,6 +42,7 @@ from slotswap.server import carry_over, maintenance
 from slotswap.server.haproxy_config import login_ids, render_config
 from slotswap.server.haproxy_handover import (
     haproxy_run_command,
+    keep_config_that_ran_command,
     soft_stop_seconds,
 )
 from slotswap.server.haproxy_plan import plan_haproxy
@@ -216,8 +220,8 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
             f"and env files copied (docker cp) into {inventory.config_dir}; the old admin "
             f"socket relayed for the hand-over; at the end {previous.state} locked for good "
             "and the carrier removed")
-    plan.shell(["mkdir", "-p", "-m", "700", admin])
-    plan.shell(["chmod", "700", admin])
+    plan.shell(["mkdir", "-p", "-m", "700", admin], ["chmod", "700", admin])
+    plan.shell(["mkdir", "-p", directory], ["touch", map_path_on_server(directory)])
     service = service_path_on_server(directory)
     if server.read_file(service) != maintenance.service_script():
         plan.write(service, 0o644, "the Lua service that sends the maintenance page")
@@ -228,43 +232,69 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
                            running=server.read_file(f"{directory}/{RUNNING_NAME}"),
                            wanted=render_config(inventory, login_ids(server)))
     recreate, hand_over, changed = decided.replace, decided.hand_over, decided.config_changed
+    state_file = f"{directory}/{STATE_NAME}"
+    running_file = f"{directory}/{RUNNING_NAME}"
+    installed = False
     if decided.new_config:
-        plan.write(f"{config_path}.new", 0o644, "the config rendered from the templates")
+        plan.write(f"{directory}/{NEW_CONFIG_NAME}", 0o644,
+                   "the config rendered from the templates")
         plan.shell(docker.check_haproxy_config(image_ref=inventory.haproxy.image,
                                                config_dir=directory,
-                                               filename=f"{CONFIG_NAME}.new"))
+                                               filename=NEW_CONFIG_NAME))
+        # The config HAProxy last ran kept as .prev (put back if the new one does not start),
+        # and the new one in place.
+        keep_and_move = (keep_config_that_ran_command(server, directory),
+                         ["mv", "-f", f"{directory}/{NEW_CONFIG_NAME}", config_path])
         if decided.reload:
+            plan.api("show info")
             plan.api("show servers state")
-            plan.write(f"{directory}/{STATE_NAME}", 0o644, "the answer of show servers state")
-            plan.shell(["mv", "-f", f"{config_path}.new", config_path])
+            plan.write(state_file, 0o644, "that answer (the new workers start from it)")
+            plan.shell(*keep_and_move)
             plan.shell(docker.signal_container(name, "HUP"))
-            plan.wait("HAProxy's master has a new worker (show info)")
-            plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
+            plan.wait("HAProxy's master has a new worker (show info); else the previous "
+                      "config back in place, and the run stops here")
+            plan.write(running_file, 0o644, "the hash of the config HAProxy runs")
+            plan.shell(["rm", "-f", f"{directory}/{NEW_CONFIG_NAME}"])
         else:
-            plan.shell(["mv", "-f", f"{config_path}.new", config_path])
+            plan.shell(*keep_and_move)
+            installed = True
     if hand_over:
         temporary = next_container(inventory)
         plan.steps.append("HAProxy's container changes: a new one takes over with no gap")
         plan.api("show servers state")
-        plan.write(f"{directory}/{STATE_NAME}", 0o644, "the answer of show servers state")
+        plan.write(state_file, 0o644, "that answer (the new HAProxy starts from it)")
+        plan.shell(docker.remove(temporary))
         plan.shell(haproxy_run_command(inventory, temporary, "TOKEN"))
         plan.wait(f"{temporary} answers on the admin socket (show env) with its frontends "
-                  "OPEN")
-        plan.shell(["rm", "-f", f"{directory}/{STATE_NAME}"])
-        plan.shell(docker.no_restart(name))
-        plan.shell(docker.signal_container(name, "USR1"))
+                  f"OPEN; else it is removed, {name} serves on, and the run stops here")
+        plan.shell(docker.no_restart(name), docker.signal_container(name, "USR1"))
         plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
-        plan.shell(docker.remove(name))
-        plan.shell(docker.rename(temporary, name))
+        plan.shell(docker.remove(name), docker.rename(temporary, name))
+        plan.write(running_file, 0o644, "the hash of the config HAProxy runs")
     else:
         if recreate:
-            plan.steps.append("HAProxy moves to the server's network: its container is "
-                              "recreated (a short interruption, this once)")
-            plan.shell(docker.remove(name))
-        if recreate or decided.start == "run":
+            temporary = next_container(inventory)
+            plan.steps.append("HAProxy's container is recreated (on the server's network: a "
+                              "short interruption, this once)")
+            if container is not None and container.running:
+                plan.api("show servers state")
+                plan.write(state_file, 0o644, "that answer (the new HAProxy starts from it)")
+            plan.shell(docker.remove(temporary))
+            plan.shell(haproxy_run_command(inventory, temporary, create_only=True))
+            plan.shell(docker.remove(name), docker.start(temporary),
+                       docker.rename(temporary, name))
+            installed = True
+        elif decided.start == "run":
             plan.shell(haproxy_run_command(inventory))
         elif decided.start == "start":
             plan.shell(docker.start(name))
+        if installed or decided.start:
+            plan.wait("HAProxy answers on its admin socket (show info)")
+            plan.write(running_file, 0o644, "the hash of the config HAProxy runs")
+    if decided.new_config or installed:
+        plan.shell(["rm", "-f", f"{directory}/{PREVIOUS_NAME}"])
+    plan.api("show servers state")
+    plan.write(state_file, 0o644, "that answer (where a restarted HAProxy starts from)")
     unlock_steps(plan, inventory)
     plan.summary = ", ".join(
         [*(["HAProxy's container replaced"] if recreate else []),

@@ -5,6 +5,7 @@ kit sends, as a part of SimulatedServer."""
 from __future__ import annotations
 
 import json
+import shlex
 import time as real_time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,6 +109,28 @@ def changes_something(argv: list[str]) -> bool:
     if argv[:1] == ["docker"]:
         return argv[1] in DOCKER_CHANGES or argv[1:3] == ["image", "rm"]
     return argv[:1] == ["rm"]
+
+
+RUNTIME_API_VERBS = {"show", "set", "add", "del", "clear", "commit", "new", "abort"}
+FILE_COMMANDS = {"rm", "mv", "mkdir", "chmod", "touch", "cp"}
+
+
+def call_changes(call: str) -> bool:
+    """A call of a simulated server's log that changes something: a file written, a
+    runtime-API line that is not only `show`s, a command that changes what runs or what is
+    on disk (the calls a run's plan must name, tests/unit/test_swap_steps.py)."""
+    if call.startswith("write "):
+        return True
+    if call.split(" ", 1)[0] in RUNTIME_API_VERBS:
+        return not all(part.startswith("show ") for part in call.split("; "))
+    commands: list[list[str]] = [[]]
+    for word in shlex.split(call):
+        if word == "&&":
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return any(changes_something(argv) or (argv[:1] and argv[0] in FILE_COMMANDS)
+               for argv in commands)
 
 
 class DockerEngine:

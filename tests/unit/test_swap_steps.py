@@ -8,7 +8,6 @@ a change the plan does not have."""
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import pytest
@@ -17,33 +16,15 @@ from slotswap.fleet import dry_run, rollout
 from slotswap.server import swap as swap_module
 from slotswap.server.slots import read_slots
 from slotswap.server.swap_steps import Step, SwapPlan, back_steps, plan_swap, swap_steps
-from tests.unit.simulated_docker import changes_something
+from tests.unit.simulated_docker import call_changes as changes
 from tests.unit.simulated_server import SimulatedServer
 from tests.unit.test_fault_sweep import Fleet
-
-RUNTIME_API_VERBS = {"show", "set", "add", "del", "clear", "commit", "new", "abort"}
 
 
 @pytest.fixture(autouse=True)
 def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("slotswap.core.output.say", lambda *args, **kwargs: None)
     monkeypatch.setattr(rollout, "say", lambda *args, **kwargs: None)
-
-
-def changes(what: str) -> bool:
-    """A call of the simulated server's log that changes something: a file written, a
-    runtime-API line that is not only `show`s, a command that changes what runs."""
-    if what.startswith("write "):
-        return True
-    if what.split(" ", 1)[0] in RUNTIME_API_VERBS:
-        return not all(part.startswith("show ") for part in what.split("; "))
-    commands: list[list[str]] = [[]]
-    for word in shlex.split(what):
-        if word == "&&":
-            commands.append([])
-        else:
-            commands[-1].append(word)
-    return any(changes_something(argv) for argv in commands)
 
 
 def step_calls(steps: list[Step]) -> list[str]:
