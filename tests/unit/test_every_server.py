@@ -17,7 +17,7 @@ from slotswap.fleet.errors import EXIT_INTERRUPTED
 from slotswap.fleet.outcomes import ServerResult
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import ConnectionLostError
-from tests.unit.test_fault_sweep import Fleet
+from tests.unit.simulated_fleet import Fleet
 
 Action = Callable[[ServerLike, Inventory, Callable[[str], None]], str]
 

@@ -13,8 +13,8 @@ from slotswap.fleet import rollout
 from slotswap.fleet.outcomes import Outcome, RolloutResult
 from slotswap.server import history
 from slotswap.server.history import HistoryEntry
+from tests.unit.simulated_fleet import Fleet
 from tests.unit.simulated_server import Fault, SimulatedServer, step_name, versions_in_rotation
-from tests.unit.test_fault_sweep import Fleet
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,8 @@ from slotswap.server import swap as swap_module
 from slotswap.server.slots import read_slots
 from slotswap.server.swap_steps import Step, SwapPlan, back_steps, plan_swap, swap_steps
 from tests.unit.simulated_docker import call_changes as changes
+from tests.unit.simulated_fleet import Fleet
 from tests.unit.simulated_server import SimulatedServer
-from tests.unit.test_fault_sweep import Fleet
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import pytest
 
 from slotswap.fleet import dry_run, rollout
 from tests.unit.simulated_docker import call_changes as changes
-from tests.unit.test_fault_sweep import Fleet
+from tests.unit.simulated_fleet import Fleet
 
 
 @pytest.fixture(autouse=True)
