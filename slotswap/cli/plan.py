@@ -14,10 +14,6 @@ from slotswap.fleet.errors import EXIT_BAD_INPUT, EXIT_LOCKED, exit_code_for
 from slotswap.fleet.runner import servers_of
 from slotswap.remote.protocol import ServerLike
 
-DRY_RUN_PREAMBLE = ("every server's lock is taken and the image put on every server before the "
-                    "first swap; the swaps then run one server at a time, in this order, and "
-                    "stop at the first failure; every lock is released at the end")
-
 
 def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
     if as_json and dry_run:
@@ -26,11 +22,12 @@ def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
 
 
 def show_plan(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.ServerPlan], *,
-              deploying: bool = False) -> None:
-    """--dry-run: the plan of every server; exits as the real run would have for a server
-    that cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
+              rollout: list[str] | None = None) -> None:
+    """--dry-run: the plan of every server, after what a deploy or rollback does fleet-wide
+    (`rollout`: dry_run.rollout_steps); exits as the real run would have for a server that
+    cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
     plans, error = dry_run_plans.plan_each(servers_of(inv), build)
-    preamble = [*dry_run_plans.hook_steps(inv), DRY_RUN_PREAMBLE] if deploying else []
+    preamble = [*dry_run_plans.hook_steps(inv), *rollout] if rollout is not None else []
     say(dry_run_plans.render(plans, preamble))
     if error is not None:
         raise Exit(f"error: {error}", code=exit_code_for(error))

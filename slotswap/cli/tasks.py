@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from textwrap import indent as indent_text
 
@@ -38,7 +39,7 @@ from slotswap.cli.server_tasks import (
 )
 from slotswap.cli.summary import finish_rollout
 from slotswap.config import scaffold
-from slotswap.config.app_env import secret_values_in
+from slotswap.config.app_env import resolve_app_env, secret_values_in
 from slotswap.config.inventory import Inventory, InventoryError
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
@@ -181,12 +182,17 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     if json:
         messages_to_stderr()
     inv = load(inventory, hosts)
-    if dry_run:
-        show_plan(inv, lambda server: dry_run_plans.deploy_plan(server, inv, tag, pull=True,
-                                                                task="deploy"), deploying=True)
-        return
     servers_at_a_time = batch_size.servers(len(inv.hosts)) if batch_size else 1
     registry_login.resolve(inv, os.environ)  # a missing password: exit 2, nothing contacted
+    if dry_run:
+        # As the deploy, before any server: a secret not set exits 2 (its value never shown).
+        app_env = resolve_app_env(inv, os.environ)
+        show_plan(inv, lambda server: dry_run_plans.deploy_plan(
+            server, inv, tag, pull=True, task="deploy", app_env=None if force else app_env),
+            rollout=dry_run_plans.rollout_steps(
+                inv, tag, batch=servers_at_a_time, force=force, release=not skip_release,
+                watch_each=inv.watch.each if not watch_each else True))
+        return
     run_pre_deploy_hook(inv, "deploy", tag)
     started_up = process_seconds()
     with live_progress_if_terminal():
@@ -197,6 +203,16 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     if started_up is not None:
         result.timings.record_first("start-up, hooks", started_up)
     finish_rollout(inv, "deploy", result, json, show_timings=timings)
+
+
+def show_rollback_plan(inv: Inventory, tag_of: Callable[[str], str], tag: str) -> None:
+    """A rollback's dry run: as the deploy's, without a release command; a secret not set
+    exits 2 before any server, as the rollback does."""
+    app_env = resolve_app_env(inv, os.environ)
+    show_plan(inv, lambda server: dry_run_plans.deploy_plan(
+        server, inv, tag_of(server.name), pull=False, task="rollback", app_env=app_env),
+        rollout=dry_run_plans.rollout_steps(inv, tag, batch=1, watch_each=inv.watch.each,
+                                            release=False, force=False))
 
 
 def run_pre_deploy_hook(inv: Inventory, task_name: str, tag: str) -> None:
@@ -229,8 +245,7 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
     if to is not None:
         tag = validate_tag(to)
         if dry_run:
-            show_plan(inv, lambda server: dry_run_plans.deploy_plan(
-                server, inv, tag, pull=False, task="rollback"), deploying=True)
+            show_rollback_plan(inv, lambda name: tag, tag)
             return
         run_pre_deploy_hook(inv, "rollback", tag)
         with live_progress_if_terminal():
@@ -243,8 +258,7 @@ def rollback(c: Context, to: str | None = None, inventory: str | None = None,
                        "give one with --to=TAG", code=EXIT_DEPLOY_FAILED)
         tags = sorted(set(targets.values()))
         if dry_run:
-            show_plan(inv, lambda server: dry_run_plans.deploy_plan(
-                server, inv, targets[server.name], pull=False, task="rollback"), deploying=True)
+            show_rollback_plan(inv, targets.__getitem__, "/".join(tags))
             return
         run_pre_deploy_hook(inv, "rollback", "/".join(tags))
         with live_progress_if_terminal():

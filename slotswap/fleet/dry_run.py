@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slotswap.commands import docker
-from slotswap.config.app_env import resolve_app_env
+from slotswap.config.app_env import AppEnv, resolve_app_env
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
     CARRIER_CONFIG,
     CONFIG_NAME,
     NEW_CONFIG_NAME,
     PREVIOUS_NAME,
+    RELEASE_ENV_NAME,
     RUNNING_NAME,
     STATE_NAME,
     admin_dir,
@@ -39,6 +40,7 @@ from slotswap.config.layout import (
 from slotswap.fleet.runner import in_turn
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import carry_over, maintenance
+from slotswap.server import release as release_command
 from slotswap.server.haproxy_config import login_ids, render_config
 from slotswap.server.haproxy_handover import (
     haproxy_run_command,
@@ -49,7 +51,7 @@ from slotswap.server.haproxy_plan import plan_haproxy
 from slotswap.server.history import append_command
 from slotswap.server.locking import read_lock, take_lock_command
 from slotswap.server.pruning import images_to_prune
-from slotswap.server.redeploy import keeps_stopped_container_of
+from slotswap.server.redeploy import already_serving, keeps_stopped_container_of
 from slotswap.server.registry_login import RegistryLogin, login_command, login_registry
 from slotswap.server.slots import SlotView, read_slots
 from slotswap.server.swap_plan import (
@@ -118,10 +120,45 @@ def unlock_steps(plan: ServerPlan, inventory: Inventory) -> None:
                       "owner.json still holds this run's token)")
 
 
+def rollout_steps(inventory: Inventory, tag: str, *, batch: int, watch_each: bool,
+                  release: bool, force: bool) -> list[str]:
+    """What a deploy or rollback does fleet-wide, in its order (slotswap.fleet.rollout):
+    the locks and the image first, the servers already serving the tag left alone (unless
+    `force`), the release command once (`release`), then the swaps `batch` at a time."""
+    first = inventory.hosts[0].name if inventory.hosts else "?"
+    steps = ["every server's lock is taken and the image put on every server before the "
+             "first swap" + ("" if force else "; a server that already serves it (same "
+                             "image, environment and settings) is left alone: unchanged")]
+    if release and inventory.release.command:
+        name = f"{inventory.app}-{release_command.ROLE}-ID"
+        env_file = None if inventory.env.empty else env_file_path(
+            inventory, RELEASE_ENV_NAME)
+        steps.append(f"then the release command, once, on {first}, before any traffic "
+                     f"moves (killed after {inventory.release.timeout:g}s; it failing "
+                     "stops the deploy, nothing changed): $ " + shlex.join(
+                         release_command.command(inventory, tag, env_file, name)))
+    at_a_time = "one server at a time" if batch == 1 else f"{batch} servers at a time"
+    watched = ("each server watched before the next starts" if watch_each else
+               f"in one watch window that closes {inventory.timeouts.watch:g}s after the "
+               "last switch")
+    steps.append(f"the swaps then run {at_a_time}, in this order, {watched}; the first "
+                 "failure stops the rollout; every lock is released at the end")
+    return steps
+
+
 def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: bool,
-                task: str) -> ServerPlan:
+                task: str, app_env: AppEnv | None = None) -> ServerPlan:
+    """The plan of a deploy (or rollback) of `tag` on one server. With `app_env` (not
+    --force), a server that already serves the tag as today's inventory makes it is
+    `unchanged`, as the deploy finds (its env files compared in memory, never shown)."""
     inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address)
+    if app_env is not None and (serving := already_serving(server, inventory, tag, app_env)):
+        plan.summary = (f"unchanged: already serves {tag} ({serving}; same image, "
+                        "environment and settings): left alone (--force redeploys)")
+        lock_steps(plan, server, inventory)
+        unlock_steps(plan, inventory)
+        return plan
     views = read_slots(server, inventory)
     slots = plan_slots(views)
     live, idle = slots.live, slots.idle

@@ -195,6 +195,23 @@ def test_up_dry_run_refuses_what_up_would_refuse_before_contacting_anything(
     assert "DRY RUN" not in result.stdout
 
 
+@pytest.mark.parametrize(("task", "added", "missing"), [
+    (["deploy", "--tag=v2"], "registry: {user: ci, password_secret: REGISTRY_PASSWORD}\n",
+     "REGISTRY_PASSWORD"),
+    (["deploy", "--tag=v2"], "env: {secret: [API_TOKEN]}\n", "API_TOKEN"),
+    # A rollback pulls nothing: the registry's password is not asked for.
+    (["rollback", "--to=v1"], "env: {secret: [API_TOKEN]}\n", "API_TOKEN"),
+])
+def test_deploy_and_rollback_dry_runs_exit_as_the_run_when_a_secret_is_not_set(
+        project: Path, task: list[str], added: str, missing: str) -> None:
+    """Issue 21, path 9: the dry run exited 0 where the deploy exits 2."""
+    with (project / "hosts.yaml").open("a") as inventory:
+        inventory.write(added)
+    result = fab(*task, "--dry-run", cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert missing in result.stderr and "DRY RUN" not in result.stdout
+
+
 def test_check_names_the_key_and_its_line(project: Path) -> None:
     (project / "hosts.yaml").write_text(INVENTORY.replace("name: web-b}",
                                                           "name: web-b, port: abc}"))
