@@ -30,6 +30,8 @@ from slotswap.config.layout import (
     STATE_NAME,
     admin_dir,
     carrier_name,
+    cert_path_in_haproxy,
+    cert_path_on_server,
     env_file_path,
     haproxy_dir,
     lock_dir,
@@ -44,6 +46,7 @@ from slotswap.server import release as release_command
 from slotswap.server.haproxy_config import login_ids, render_config
 from slotswap.server.haproxy_handover import (
     haproxy_run_command,
+    inspect_hand_over,
     keep_config_that_ran_command,
     soft_stop_seconds,
 )
@@ -239,6 +242,11 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
         else:
             plan.shell(docker.pull(inventory.haproxy.image))
     name = inventory.haproxy_container
+    if interrupted_handover_steps(plan, server, inventory):
+        plan.summary = ("an interrupted hand-over is finished first; `up --dry-run` again "
+                        "shows what follows it")
+        unlock_steps(plan, inventory)
+        return plan
     container = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
     previous = (carry_over.previous_folders(container, inventory, directory)
@@ -262,6 +270,14 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     service = service_path_on_server(directory)
     if server.read_file(service) != maintenance.service_script():
         plan.write(service, 0o644, "the Lua service that sends the maintenance page")
+    if inventory.https is not None:
+        source = "the files of https.files" if inventory.https.files is not None else (
+            "a stand-in until the ACME CA issues one after every server's `up`")
+        plan.steps.append(
+            f"HTTPS: where the server has no certificate or another, {source} goes in: "
+            f"runtime API> set ssl cert {cert_path_in_haproxy()} <<(certificate and key, "
+            f"not shown); commit ssl cert {cert_path_in_haproxy()} (when HAProxy runs), "
+            f"then write {cert_path_on_server(directory)} (mode 0600)")
     # As `up` decides (one decision for both): HAProxy must run the config, not only have
     # it on disk.
     decided = plan_haproxy(container, inventory, carried=previous is not None,
@@ -337,6 +353,33 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
         [*(["HAProxy's container replaced"] if recreate else []),
          "changes: config" if changed else "config unchanged"])
     return plan
+
+
+def interrupted_handover_steps(plan: ServerPlan, server: ServerLike,
+                               inventory: Inventory) -> bool:
+    """As haproxy_handover.finish_interrupted_handover ends a hand-over cut short (the new
+    HAProxy left under its temporary name): its steps. False when there was none."""
+    cut = inspect_hand_over(server, inventory)
+    if cut is None:
+        return False
+    name, temporary = inventory.haproxy_container, next_container(inventory)
+    if cut.how == "finish":
+        plan.steps.append(f"{name} was told to stop: the hand-over is finished, {temporary} "
+                          "takes its place")
+        if not cut.temporary_running:
+            plan.shell(docker.start(temporary))
+        plan.shell(docker.no_restart(name), docker.signal_container(name, "USR1"))
+        plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
+        plan.shell(docker.remove(name), docker.rename(temporary, name))
+    elif cut.how == "undo":
+        plan.steps.append(f"{temporary} is removed; {name}, which serves, gets its admin "
+                          "socket back by a reload")
+        plan.shell(docker.remove(temporary))
+        plan.shell(docker.signal_container(name, "USR2"))
+    else:
+        plan.steps.append(f"{temporary}, left by an interrupted hand-over, becomes {name}")
+        plan.shell(docker.remove(name), docker.rename(temporary, name))
+    return True
 
 
 def down_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:

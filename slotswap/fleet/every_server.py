@@ -50,16 +50,17 @@ def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventor
                     raise KeyboardInterrupt
                 begun = False  # its change is over: an interrupt from here on is the next's
                 if done.error is not None:
-                    progress(f"FAILED: {done.error}")
                     results.append(ServerResult(done.server.name, str(done.error), False,
                                                 exit_code_for(done.error)))
+                    progress(f"FAILED: {done.error}")
                     break
                 text = str(done.value)
-                progress(text)
                 results.append(ServerResult(done.server.name, text, True))
-            # A Ctrl-C noted during the last change, which then finished: the task stops
-            # here (up issues no certificate after it), and says so.
-            interrupts.checkpoint()
+                progress(text)
+            else:
+                # A Ctrl-C noted during the last change, which then finished: the task
+                # stops here (up issues no certificate after it), and says so.
+                interrupts.checkpoint()
     except OPERATION_ERRORS as error:  # taking the locks failed: nothing was changed
         results.append(ServerResult(fleet_lock.failed_on or "?", f"nothing was changed: {error}",
                                     False, exit_code_for(error)))

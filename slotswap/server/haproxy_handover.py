@@ -13,6 +13,8 @@ import math
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
@@ -203,29 +205,57 @@ def back_to_old_haproxy(server: ServerLike, inventory: Inventory, temporary: str
     server.close_runtime_api()
 
 
+@dataclass(frozen=True)
+class CutHandOver:
+    """A hand-over cut short, as found: what ends it (`how`), and whether the new HAProxy
+    under its temporary name still runs."""
+
+    how: Literal["finish", "undo", "rename"]
+    temporary_running: bool
+
+
+def cut_hand_over(found: dict[str, docker.ContainerInfo], name: str,
+                  temporary: str) -> CutHandOver | None:
+    """Pure: from HAProxy's and the temporary container's inspect, a hand-over cut short
+    (None: none). Beside an old one that was told to stop (its restart policy `no`, set
+    right before its soft stop: it may be closing its listeners already), the hand-over is
+    past its point of no return and is finished: the new one, which listens, must stay.
+    Beside an old one that was not, the new one goes and the old one gets its admin socket
+    back (a reload, `undo`). Alone, it is the HAProxy (`rename`)."""
+    if temporary not in found:
+        return None
+    old = found.get(name)
+    how: Literal["finish", "undo", "rename"] = "rename"
+    if old is not None and old.running:
+        how = "finish" if old.restart_policy == "no" else "undo"
+    return CutHandOver(how, found[temporary].running)
+
+
+def inspect_hand_over(server: ServerLike, inventory: Inventory) -> CutHandOver | None:
+    """cut_hand_over of what the server has now (one `docker inspect`)."""
+    name, temporary = inventory.haproxy_container, next_container(inventory)
+    return cut_hand_over(docker.parse_inspect(
+        server.run(docker.inspect_containers(name, temporary), check=False).stdout),
+        name, temporary)
+
+
 def finish_interrupted_handover(server: ServerLike, inventory: Inventory,
                                 progress: Progress) -> bool:
     """A hand-over cut short (a lost connection, an interrupt) may leave the new container
-    under its temporary name. Beside an old one that was told to stop (its restart policy
-    `no`, set right before its soft stop: it may be closing its listeners already), the
-    hand-over is past its point of no return and is finished: the new one, which listens,
-    must stay. Beside an old one that was not, the new one goes and the old one gets its
-    admin socket back (a reload). Alone, it is the HAProxy (renamed)."""
+    under its temporary name: ended as cut_hand_over says. False when there was none."""
     inventory = server.with_folders(inventory)
     name, temporary = inventory.haproxy_container, next_container(inventory)
-    found = docker.parse_inspect(
-        server.run(docker.inspect_containers(name, temporary), check=False).stdout)
-    if temporary not in found:
+    cut = inspect_hand_over(server, inventory)
+    if cut is None:
         return False
-    old = found.get(name)
-    if old is not None and old.running and old.restart_policy == "no":
+    if cut.how == "finish":
         progress(f"finishing an interrupted hand-over: {name} was told to stop, "
                  f"{temporary} takes its place")
-        if not found[temporary].running:
+        if not cut.temporary_running:
             server.run(docker.start(temporary), timeout=60)
         server.use_admin_socket(None)  # the new master's socket, not a relayed one
         finish_hand_over(server, inventory, progress)
-    elif old is not None and old.running:
+    elif cut.how == "undo":
         progress(f"removing {temporary}, left by an interrupted hand-over; {name} serves")
         back_to_old_haproxy(server, inventory, temporary, restore=False)
     else:

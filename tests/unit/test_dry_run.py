@@ -95,7 +95,7 @@ def test_rollback_plan_does_not_pull_an_image_that_is_there(tmp_path: Path) -> N
     assert not any("docker pull" in step for step in plan.steps)
 
 
-def test_up_plan_of_an_unchanged_server_writes_nothing(tmp_path: Path) -> None:
+def test_up_plan_of_an_unchanged_config_writes_no_config(tmp_path: Path) -> None:
     inv = inventory(tmp_path)
     from slotswap.server.haproxy_config import Login, render_config
     config = render_config(inv, Login(0, 0))

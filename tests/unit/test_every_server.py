@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from slotswap.config.inventory import Inventory
+from slotswap.core import interrupts
 from slotswap.fleet import every_server, rollout
 from slotswap.fleet.errors import EXIT_INTERRUPTED
 from slotswap.fleet.outcomes import ServerResult
@@ -23,9 +24,12 @@ Action = Callable[[ServerLike, Inventory, Callable[[str], None]], str]
 
 
 @pytest.fixture(autouse=True)
-def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+def quiet(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr("slotswap.core.output.say", lambda *args, **kwargs: None)
     monkeypatch.setattr(rollout, "say", lambda *args, **kwargs: None)
+    yield
+    interrupts._requested.clear()  # the signals these tests send: none left for the next
+    interrupts._now.clear()
 
 
 def outcomes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from slotswap.commands import docker
+from slotswap.config.layout import next_container
 from slotswap.fleet import dry_run, rollout
+from slotswap.server.haproxy_handover import haproxy_run_command
 from tests.unit.simulated_docker import call_changes as changes
 from tests.unit.simulated_fleet import Fleet
 
@@ -53,3 +56,26 @@ def test_up_changes_what_its_dry_run_printed_in_order(
     assert fleet.run(command).exit_code == 0
     done = [normal(call) for call in server.log[mark:] if changes(call)]
     assert done == printed, "\n".join(["printed:", *printed, "", "done:", *done])
+
+
+def test_an_interrupted_hand_over_is_finished_first_in_the_dry_run_as_in_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut past its point of no return (the old HAProxy told to stop, the new one listening
+    as -next): `up` finishes it and never removes -next (issue 21, path 3); its dry run
+    prints those steps (before, it printed a new hand-over that removes -next first)."""
+    fleet = Fleet(tmp_path, 1, monkeypatch)
+    assert fleet.run("deploy v1").exit_code == 0
+    assert fleet.run("up").exit_code == 0
+    server = fleet.servers[0]
+    inventory = server.with_folders(fleet.image_inventory)
+    server.run(docker.pull(inventory.haproxy.image))
+    server.run(haproxy_run_command(inventory, next_container(inventory), "abc"))
+    server.run(docker.no_restart(inventory.haproxy_container))
+    plan = dry_run.up_plan(server, fleet.image_inventory)
+    assert plan.summary.startswith("an interrupted hand-over is finished first")
+    printed = printed_changes(plan.steps)
+    assert not any("rm --force webapp-haproxy-next" in call for call in printed)
+    mark = len(server.log)
+    assert fleet.run("up image").exit_code == 0
+    done = [normal(call) for call in server.log[mark:] if changes(call)]
+    assert done[:len(printed)] == printed, "\n".join(["printed:", *printed, "", "done:", *done])
