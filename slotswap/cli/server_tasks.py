@@ -12,6 +12,7 @@ from invoke.exceptions import Exit
 
 from slotswap.cli import report
 from slotswap.cli.kit_task import (
+    DRY_RUN_HELP,
     HOSTS_HELP,
     INVENTORY_HELP,
     exit_on_failure,
@@ -20,10 +21,12 @@ from slotswap.cli.kit_task import (
     renewed_or_exit,
     reports_errors,
 )
+from slotswap.cli.plan import show_plan
 from slotswap.config.layout import haproxy_dir
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.validation import InputError
 from slotswap.fleet import certs
+from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet.errors import EXIT_CONNECT, EXIT_DEPLOY_FAILED
 from slotswap.fleet.every_server import on_every_server
 from slotswap.fleet.runner import connected, servers_of
@@ -150,11 +153,12 @@ def print_line(line: str) -> None:
                            "maintenance.html.j2, which a project may override)",
                 "retry-after": "seconds clients are told to wait (Retry-After header; "
                                "default 120)",
-                "hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
+                "hosts": HOSTS_HELP, "inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
                    retry_after: int = maintenance.DEFAULT_RETRY_AFTER,
-                   inventory: str | None = None, hosts: str | None = None) -> None:
+                   inventory: str | None = None, hosts: str | None = None,
+                   dry_run: bool = False) -> None:
     """Answer every request with a 503 maintenance page on every server; the app runs on.
 
     Through HAProxy's runtime API: no reload, no connection dropped; requests already in
@@ -165,6 +169,9 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
         raise InputError(f"--retry-after must be 0 to 86400 seconds, got {retry_after}")
     inv = load(inventory, hosts)
     entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, entries))
+        return
     results = on_every_server(
         inv, lambda server, inv, progress: maintenance.switch_on(
             server, haproxy_dir(inv), entries, progress), "maintenance.on")
@@ -172,14 +179,18 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
     exit_on_failure("maintenance.on", results)
 
 
-@kit_task(help={"hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
+@kit_task(help={"hosts": HOSTS_HELP, "inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
-def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None = None) -> None:
+def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None = None,
+                    dry_run: bool = False) -> None:
     """Let requests reach the app again on every server (ends maintenance.on).
 
     Example: fab maintenance.off
     """
     inv = load(inventory, hosts)
+    if dry_run:
+        show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, None))
+        return
     results = on_every_server(
         inv, lambda server, inv, progress: maintenance.switch_off(server, haproxy_dir(inv),
                                                                   progress), "maintenance.off")

@@ -402,6 +402,31 @@ def down_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     return plan
 
 
+def maintenance_plan(server: ServerLike, inventory: Inventory,
+                     entries: list[tuple[str, str]] | None) -> ServerPlan:
+    """maintenance.on (`entries`: the map's, the page last) or .off (None) on one server:
+    the map file first (a restarted HAProxy agrees with what was asked), then one
+    runtime-API line. The page is shown by its size (it is base64 in the map)."""
+    inventory = server.with_folders(inventory)
+    now = "on" if maintenance.is_on(server) else "off"
+    plan = ServerPlan(server.name, server.host.address,
+                      summary=f"maintenance {'on' if entries is not None else 'off'} (now {now})")
+    lock_steps(plan, server, inventory)
+    path = map_path_on_server(haproxy_dir(inventory))
+    if entries is None:
+        plan.write(path, 0o644, "empty")
+        plan.api(maintenance.off_command())
+    else:
+        plan.write(path, 0o644, ", ".join(f"{key} ({len(value)} characters)"
+                                          if key == "page" else f"{key} {value}"
+                                          for key, value in entries))
+        plan.api(maintenance.on_commands(
+            [(key, "<the page, base64>" if key == "page" else value)
+             for key, value in entries]))
+    unlock_steps(plan, inventory)
+    return plan
+
+
 def hook_steps(inventory: Inventory) -> list[str]:
     hooks = inventory.hooks
     named = [("pre_deploy", hooks.pre_deploy, "before anything is contacted"),

@@ -1,7 +1,8 @@
-"""`up --dry-run` against what `up` then changes (issue 21: one description of a run): on a
-simulated server, the changes the dry run prints (files written, runtime-API lines that set
-something, commands that change what runs or what is on disk) are those the run makes, in
-order, for a config change (a reload) and a new HAProxy image (the hand-over)."""
+"""`up --dry-run` and maintenance's against what the task then changes (issue 21: one
+description of a run): on a simulated server, the changes the dry run prints (files
+written, runtime-API lines that set something, commands that change what runs or what is on
+disk) are those the run makes, in order: for `up`, a config change (a reload), a new
+HAProxy image (the hand-over) and a hand-over cut short; maintenance on and off."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from slotswap.commands import docker
 from slotswap.config.layout import next_container
 from slotswap.fleet import dry_run, rollout
+from slotswap.server import maintenance
 from slotswap.server.haproxy_handover import haproxy_run_command
 from tests.unit.simulated_docker import call_changes as changes
 from tests.unit.simulated_fleet import Fleet
@@ -79,3 +81,24 @@ def test_an_interrupted_hand_over_is_finished_first_in_the_dry_run_as_in_up(
     assert fleet.run("up image").exit_code == 0
     done = [normal(call) for call in server.log[mark:] if changes(call)]
     assert done[:len(printed)] == printed, "\n".join(["printed:", *printed, "", "done:", *done])
+
+
+@pytest.mark.parametrize("command", ["maintenance on", "maintenance off"])
+def test_maintenance_changes_what_its_dry_run_printed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    fleet = Fleet(tmp_path, 1, monkeypatch)
+    assert fleet.run("deploy v1").exit_code == 0
+    if command == "maintenance off":
+        assert fleet.run("maintenance on").exit_code == 0
+    server = fleet.servers[0]
+    entries = None if command == "maintenance off" else maintenance.map_entries(
+        maintenance.render_page(fleet.inventory, maintenance.DEFAULT_MESSAGE),
+        maintenance.DEFAULT_RETRY_AFTER)
+    plan = dry_run.maintenance_plan(server, fleet.inventory, entries)
+    assert plan.summary == f"{command} (now {'off' if entries else 'on'})"
+    printed = printed_changes(plan.steps)
+    mark = len(server.log)
+    assert fleet.run(command).exit_code == 0
+    done = [re.sub(r" page \S+", " page <the page, base64>", call)
+            for call in server.log[mark:] if changes(call)]
+    assert done == printed, "\n".join(["printed:", *printed, "", "done:", *done])
