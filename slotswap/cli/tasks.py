@@ -191,7 +191,7 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
             server, inv, tag, pull=True, task="deploy", app_env=None if force else app_env),
             rollout=dry_run_plans.rollout_steps(
                 inv, tag, batch=servers_at_a_time, force=force, release=not skip_release,
-                watch_each=inv.watch.each if not watch_each else True))
+                watch_each=watch_each or inv.watch.each))
         return
     run_pre_deploy_hook(inv, "deploy", tag)
     started_up = process_seconds()

@@ -178,15 +178,19 @@ def always_answers(command: str) -> bool:
     return command.startswith("show ") and not command.startswith("show map ")
 
 
+def refusal(command: str, answer: str) -> RuntimeApiError:
+    """The error of HAProxy refusing `command`, its answer in one line: refusals often take
+    two ("No ongoing transaction! !" then "Can't commit ...!"), and an error is said in one."""
+    said = "; ".join(line.strip() for line in answer.splitlines() if line.strip())
+    return RuntimeApiError(f"HAProxy refused `{command}`: {said}")
+
+
 def raise_for_api_error(command: str, answer: str) -> None:
     text = answer.strip()
     if any(text.startswith(marker) for marker in API_ERRORS) or any(
         line.startswith(API_ERRORS) for line in text.splitlines()
     ):
-        # In one line: HAProxy's refusals often take two ("No ongoing transaction! !" then
-        # "Can't commit ...!"), and an error is said in one.
-        said = "; ".join(line.strip() for line in text.splitlines() if line.strip())
-        raise RuntimeApiError(f"HAProxy refused `{command}`: {said}")
+        raise refusal(command, text)
 
 
 def parse_stat_rows(text: str) -> list[dict[str, str]]:

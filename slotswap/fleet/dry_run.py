@@ -320,9 +320,7 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
         plan.shell(haproxy_run_command(inventory, temporary, "TOKEN"))
         plan.wait(f"{temporary} answers on the admin socket (show env) with its frontends "
                   f"OPEN; else it is removed, {name} serves on, and the run stops here")
-        plan.shell(docker.no_restart(name), docker.signal_container(name, "USR1"))
-        plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
-        plan.shell(docker.remove(name), docker.rename(temporary, name))
+        finish_hand_over_steps(plan, inventory)
         plan.write(running_file, 0o644, "the hash of the config HAProxy runs")
     else:
         if recreate:
@@ -355,6 +353,15 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     return plan
 
 
+def finish_hand_over_steps(plan: ServerPlan, inventory: Inventory) -> None:
+    """As haproxy_handover.finish_hand_over: the old HAProxy told to stop, its soft stop
+    waited for, the new one given its name."""
+    name, temporary = inventory.haproxy_container, next_container(inventory)
+    plan.shell(docker.no_restart(name), docker.signal_container(name, "USR1"))
+    plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
+    plan.shell(docker.remove(name), docker.rename(temporary, name))
+
+
 def interrupted_handover_steps(plan: ServerPlan, server: ServerLike,
                                inventory: Inventory) -> bool:
     """As haproxy_handover.finish_interrupted_handover ends a hand-over cut short (the new
@@ -368,9 +375,7 @@ def interrupted_handover_steps(plan: ServerPlan, server: ServerLike,
                           "takes its place")
         if not cut.temporary_running:
             plan.shell(docker.start(temporary))
-        plan.shell(docker.no_restart(name), docker.signal_container(name, "USR1"))
-        plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
-        plan.shell(docker.remove(name), docker.rename(temporary, name))
+        finish_hand_over_steps(plan, inventory)
     elif cut.how == "undo":
         plan.steps.append(f"{temporary} is removed; {name}, which serves, gets its admin "
                           "socket back by a reload")

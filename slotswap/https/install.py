@@ -15,7 +15,7 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from slotswap.commands.runtime_api import RuntimeApiError
+from slotswap.commands.runtime_api import RuntimeApiError, refusal
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import cert_path_in_haproxy, cert_path_on_server, source_path_on_server
 from slotswap.https.files import (
@@ -120,8 +120,7 @@ def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
     try:
         committed = server.runtime_api(f"commit ssl cert {path}")
         if "Success!" not in committed:  # "Committing X\n...Failed!": no error marker
-            raise RuntimeApiError(f"HAProxy refused `commit ssl cert {path}`: " + "; ".join(
-                line.strip() for line in committed.splitlines() if line.strip()))
+            raise refusal(f"commit ssl cert {path}", committed)
     except RuntimeApiError as error:
         if serves(server, bundle):
             return  # the commit ran, its answer was lost
