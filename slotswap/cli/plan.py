@@ -22,13 +22,14 @@ def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
 
 
 def show_plan(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.ServerPlan], *,
-              rollout: list[str] | None = None) -> None:
+              rollout: list[str] | None = None, preamble: list[str] | None = None) -> None:
     """--dry-run: the plan of every server, after what a deploy or rollback does fleet-wide
-    (`rollout`: dry_run.rollout_steps); exits as the real run would have for a server that
+    (`rollout`: dry_run.rollout_steps, after the hooks) or what another task does before it
+    changes a server (`preamble`); exits as the real run would have for a server that
     cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
     plans, error = dry_run_plans.plan_each(servers_of(inv), build)
-    preamble = [*dry_run_plans.hook_steps(inv), *rollout] if rollout is not None else []
-    say(dry_run_plans.render(plans, preamble))
+    first = [*dry_run_plans.hook_steps(inv), *rollout] if rollout is not None else []
+    say(dry_run_plans.render(plans, first + (preamble or [])))
     if error is not None:
         raise Exit(f"error: {error}", code=exit_code_for(error))
     locked = [f"{plan.name} is locked by {plan.locked_by}" for plan in plans if plan.locked_by]

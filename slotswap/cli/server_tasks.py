@@ -91,19 +91,28 @@ def certs_status(c: Context, inventory: str | None = None, json: bool = False) -
 
 @kit_task(help={"inventory": INVENTORY_HELP,
                 "force": "renew even when every certificate has more than https.renew_days "
-                         "left"})
+                         "left",
+                "dry-run": DRY_RUN_HELP + "; with acme no certificate is asked for"})
 @reports_errors
-def certs_renew(c: Context, inventory: str | None = None, force: bool = False) -> None:
+def certs_renew(c: Context, inventory: str | None = None, force: bool = False,
+                dry_run: bool = False) -> None:
     """Renew the HTTPS certificate where it is due, on every server, with no reload.
 
     With acme: one new certificate when a server's has fewer than https.renew_days left
     (or --force), installed through HAProxy's runtime API; safe to run daily from cron or
     CI. With files: your files, on every server that has others (refused, exit 2, when
     expired or not yet valid; a warning when fewer than https.renew_days are left).
-    Example: fab certs.renew   or   fab certs.renew --force
+    Example: fab certs.renew   or   fab certs.renew --force --dry-run
     """
     inv = load(inventory)
-    certs.https_of(inv)
+    https = certs.https_of(inv)
+    if dry_run:
+        renewal = certs.plan_renewal(inv, force=force)
+        if renewal.ends is not None:
+            exit_on_failure("certs.renew", renewal.ends)  # a server that cannot be read
+        show_plan(inv, lambda server: dry_run_plans.certs_plan(server, inv, renewal),
+                  preamble=certs.renewal_lines(https, renewal))
+        return
     results = renewed_or_exit(lambda: certs.renew(inv, force=force))
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("certs.renew", results)

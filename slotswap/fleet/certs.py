@@ -122,30 +122,71 @@ def why_renew(https: HttpsSettings, served: tls.ServedCertificate | None,
     return None
 
 
+@dataclass(frozen=True)
+class Renewal:
+    """What certs.renew does, decided before any server is changed (its dry run prints it):
+    with files, the operator's certificate; with ACME, why each server's is due (one
+    certificate is then issued for all), or the results the run ends with at once (nothing
+    due, or a server that cannot be read)."""
+
+    bundle: CertificateBundle | None  # files: the certificate; ACME: issued by the run
+    due: dict[str, str]  # ACME: server -> why its certificate is replaced
+    ends: list[ServerResult] | None = None  # the run ends with these, changing nothing
+    said: str = ""  # ... and says this
+
+
+def plan_renewal(inventory: Inventory, *, force: bool) -> Renewal:
+    """Read-only: the files checked (refused when expired or not yet valid), or with ACME
+    what each server serves now."""
+    https = https_of(inventory)
+    if https.files is not None:
+        return Renewal(files_bundle(https, https.files), {})
+    fleet = read_fleet(inventory)
+    unreadable = [c for c in fleet if c.error]
+    if unreadable:
+        return Renewal(None, {}, [ServerResult(c.name, f"nothing was changed: {c.error}", False,
+                                               EXIT_CONNECT) for c in unreadable])
+    reasons = {c.name: why_renew(https, c.served, c.source) for c in fleet}
+    due = {name: why for name, why in reasons.items() if why}
+    if not due and not force:
+        days = min(c.served.days_left() or 0 for c in fleet if c.served)
+        return Renewal(None, {}, [ServerResult(c.name, "unchanged", True) for c in fleet],
+                       f"every server's certificate is good for {days:.0f} more days; "
+                       "nothing to do (--force renews anyway)")
+    return Renewal(None, due)
+
+
+def renewal_lines(https: HttpsSettings, renewal: Renewal) -> list[str]:
+    """The dry run's words for what the run does before it changes a server."""
+    if renewal.said:
+        return [renewal.said]
+    if renewal.bundle is not None:
+        info = renewal.bundle.info()
+        return [f"your files: the certificate for {', '.join(info.names)} (serial "
+                f"{info.serial}, until {info.not_after:%Y-%m-%d}), on every server that has "
+                "another"]
+    assert https.acme is not None
+    return [*(f"{name}: renewing: {why}" for name, why in renewal.due.items()),
+            f"on this machine: one certificate for {', '.join(https.names)} issued by "
+            f"{https.acme.directory} (its HTTP-01 challenges answered by every server's "
+            "HAProxy; nothing is written on a server for them), then installed on every "
+            "server"]
+
+
 def renew(inventory: Inventory, *, force: bool) -> list[ServerResult]:
     """Renew the fleet's certificate when a server needs it (or --force): with ACME one new
     certificate for every server; with files, the files, where a server has others. Raises
     AcmeError, before any server is changed, when the CA cannot be reached or refuses."""
     https = https_of(inventory)
-    if https.files is not None:
-        bundle = files_bundle(https, https.files)
-    else:
-        fleet = read_fleet(inventory)
-        unreadable = [c for c in fleet if c.error]
-        if unreadable:
-            return [ServerResult(c.name, f"nothing was changed: {c.error}", False,
-                                         EXIT_CONNECT) for c in unreadable]
-        reasons = {c.name: why_renew(https, c.served, c.source) for c in fleet}
-        due = {name: why for name, why in reasons.items() if why}
-        if not due and not force:
-            days = min(c.served.days_left() or 0 for c in fleet if c.served)
-            say(f"every server's certificate is good for {days:.0f} more days; nothing to do "
-                "(--force renews anyway)")
-            return [ServerResult(c.name, "unchanged", True) for c in fleet]
-        for name, why in due.items():
-            say(f"{name}: renewing: {why}")
-        # A CA that refuses raises AcmeError: no server was touched.
-        bundle = issue(https.acme, https.names, say)  # type: ignore[arg-type]
+    renewal = plan_renewal(inventory, force=force)
+    if renewal.said:
+        say(renewal.said)
+    if renewal.ends is not None:
+        return renewal.ends
+    for name, why in renewal.due.items():
+        say(f"{name}: renewing: {why}")
+    # A CA that refuses raises AcmeError: no server was touched.
+    bundle = renewal.bundle or issue(https.acme, https.names, say)  # type: ignore[arg-type]
 
     def install(server: ServerLike, inv: Inventory, progress: Progress) -> str:
         installed = tls.install(server, inv, haproxy_dir(inv), bundle, progress, running=True)

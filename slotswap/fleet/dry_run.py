@@ -38,8 +38,12 @@ from slotswap.config.layout import (
     map_path_on_server,
     next_container,
     service_path_on_server,
+    source_path_on_server,
 )
+from slotswap.fleet.certs import Renewal
 from slotswap.fleet.runner import in_turn
+from slotswap.https import install as tls
+from slotswap.https.files import acme_source
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import carry_over, maintenance
 from slotswap.server import release as release_command
@@ -428,6 +432,35 @@ def maintenance_plan(server: ServerLike, inventory: Inventory,
         plan.api(maintenance.on_commands(
             [(key, "<the page, base64>" if key == "page" else value)
              for key, value in entries]))
+    unlock_steps(plan, inventory)
+    return plan
+
+
+def certs_plan(server: ServerLike, inventory: Inventory, renewal: Renewal) -> ServerPlan:
+    """certs.renew on one server (slotswap.https.install.install): the certificate given to
+    the running HAProxy through the runtime API (no reload) unless it serves it already,
+    then the file a restart loads unless it holds it already. With ACME the certificate is
+    issued by the run, so every server gets it."""
+    inventory = server.with_folders(inventory)
+    if renewal.ends is not None:
+        return ServerPlan(server.name, server.host.address, summary="unchanged: nothing to do")
+    config_dir = haproxy_dir(inventory)
+    same_file, same_served = tls.in_place_on(server, config_dir, renewal.bundle, running=True)
+    plan = ServerPlan(server.name, server.host.address,
+                      summary="unchanged: it has this certificate" if same_file and same_served
+                      else "certificate installed with no reload")
+    lock_steps(plan, server, inventory)
+    if not same_served:
+        plan.api(tls.set_line("<the new certificate and its key (PEM), never shown>"
+                              ).replace("\n", ""))
+        plan.api(tls.commit_line())
+    if not same_file:
+        plan.write(cert_path_on_server(config_dir), 0o600,
+                   "the new certificate and its key (PEM), what a restarted HAProxy loads")
+        source = renewal.bundle.source if renewal.bundle is not None else acme_source(
+            inventory.https.acme.directory)  # type: ignore[union-attr]
+        if source:
+            plan.write(source_path_on_server(config_dir), 0o600, f"where it came from: {source}")
     unlock_steps(plan, inventory)
     return plan
 

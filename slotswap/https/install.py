@@ -108,19 +108,28 @@ def write_file(server: ServerLike, config_dir: str, bundle: CertificateBundle) -
         server.write_private_file(source_path_on_server(config_dir), bundle.source + "\n")
 
 
+def set_line(pem: str) -> str:
+    """The runtime-API line that stages `pem` (chain and key) for the served file."""
+    return f"set ssl cert {cert_path_in_haproxy()} <<\n{pem}"
+
+
+def commit_line() -> str:
+    return f"commit ssl cert {cert_path_in_haproxy()}"
+
+
 def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
     """The running HAProxy serves the new certificate from its next handshake on: no reload,
     no connection dropped. The payload (the private key) never appears in an error."""
     path = cert_path_in_haproxy()
     try:
-        server.runtime_api(f"set ssl cert {path} <<\n{bundle.haproxy_pem()}")
+        server.runtime_api(set_line(bundle.haproxy_pem()))
     except RuntimeApiError as error:
         raise TlsError(f"{server.name}: HAProxy refused the new certificate for {path}: "
                        f"{_answer_of(error)}") from None
     try:
-        committed = server.runtime_api(f"commit ssl cert {path}")
+        committed = server.runtime_api(commit_line())
         if "Success!" not in committed:  # "Committing X\n...Failed!": no error marker
-            raise refusal(f"commit ssl cert {path}", committed)
+            raise refusal(commit_line(), committed)
     except RuntimeApiError as error:
         if serves(server, bundle):
             return  # the commit ran, its answer was lost
@@ -145,14 +154,25 @@ def _answer_of(error: RuntimeApiError) -> str:
     return text.rsplit("`: ", 1)[-1].strip() if "`: " in text else "no answer"
 
 
-def is_in_place(bundle: CertificateBundle, file_fingerprint: str | None,
+def is_in_place(bundle: CertificateBundle | None, file_fingerprint: str | None,
                 serving: ServedCertificate | None, *, running: bool) -> tuple[bool, bool]:
     """(the file is `bundle`, the running HAProxy serves it): the file alone does not say
-    what HAProxy serves (a runtime-API change that failed after the file was written)."""
+    what HAProxy serves (a runtime-API change that failed after the file was written).
+    `bundle` None: one not issued yet, which no server has."""
+    if bundle is None:
+        return False, not running
     same_file = file_fingerprint == fingerprint(bundle.haproxy_pem())
     same_served = not running or (serving is not None
                                   and serving.serial == bundle.info().serial)
     return same_file, same_served
+
+
+def in_place_on(server: ServerLike, config_dir: str, bundle: CertificateBundle | None, *,
+                running: bool) -> tuple[bool, bool]:
+    """is_in_place, from what the server has (read-only): what `install` and its dry run
+    decide from."""
+    return is_in_place(bundle, installed_fingerprint(server, config_dir),
+                       served(server) if running else None, running=running)
 
 
 def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: CertificateBundle,
@@ -162,9 +182,7 @@ def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: C
     HAProxy serves is read again (a restart in between loaded the old file). Returns False
     when the server had that very certificate already, in its file and (running) in what
     HAProxy serves."""
-    same_file, same_served = is_in_place(
-        bundle, installed_fingerprint(server, config_dir),
-        served(server) if running else None, running=running)
+    same_file, same_served = in_place_on(server, config_dir, bundle, running=running)
     if same_file and same_served:
         return False
     if not same_served:

@@ -391,6 +391,12 @@ def test_acme_issues_for_every_server_and_renews_with_no_reload_under_load(
             assert {v for k, v in certificate["subjectAltName"]} == set(acme.names)
             serials[address] = certificate["serialNumber"]
         pids = haproxy_pids(inventory)
+        # The dry run asks the CA for nothing and changes nothing; it names the steps.
+        planned = fleet.box.fab("certs.renew", "--force", "--dry-run", inventory=inventory)
+        assert planned.returncode == 0, planned.stderr
+        assert "runtime API> commit ssl cert" in planned.stdout
+        assert f"issued by {acme.directory}" in planned.stdout
+        assert serials_everywhere(fleet, acme.names, roots) == serials
         with https_load(fleet.box, acme.names[0], roots) as load:
             renewed = fleet.box.fab("certs.renew", "--force", inventory=inventory)
         report = load.stop()

@@ -4,6 +4,7 @@ documentation addresses (192.0.2.0/24): every run must stop before contacting th
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from slotswap.config.schema import schema_text
 from slotswap.config.ssh import SshSettings
 from slotswap.config.timeouts import Timeouts
 from slotswap.core.validation import InputError
+from testbed.private_ca import issue, make_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -210,6 +212,22 @@ def test_deploy_and_rollback_dry_runs_exit_as_the_run_when_a_secret_is_not_set(
     result = fab(*task, "--dry-run", cwd=project)
     assert result.returncode == 2, result.stdout + result.stderr
     assert missing in result.stderr and "DRY RUN" not in result.stdout
+
+
+def test_certs_renew_dry_run_refuses_expired_files_before_contacting_anything(
+        project: Path) -> None:
+    start = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    chain, key = issue(make_ca(), ["www.example.com"],
+                       valid=(start, start + datetime.timedelta(days=30)))
+    (project / "chain.pem").write_text(chain)
+    (project / "key.pem").write_text(key)
+    (project / "key.pem").chmod(0o600)
+    with (project / "hosts.yaml").open("a") as inventory:
+        inventory.write("https: {names: [www.example.com], files: {chain: chain.pem, "
+                        "key: key.pem}}\n")
+    result = fab("certs.renew", "--dry-run", cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "expired on 2020-01-31" in result.stderr and "DRY RUN" not in result.stdout
 
 
 def test_check_names_the_key_and_its_line(project: Path) -> None:

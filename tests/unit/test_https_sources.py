@@ -4,6 +4,7 @@ redirect to a non-default HTTPS port."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from pathlib import Path
@@ -187,6 +188,28 @@ def test_force_renews_a_certificate_that_is_not_due(tmp_path: Path,
     with pytest.raises(AcmeError, match="stop here"):
         certs.renew(inventory, force=True)
     assert issued == [NAMES]
+
+
+def test_the_acme_dry_run_says_why_and_asks_the_ca_for_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = load(tmp_path, "https: {names: [www.example.com, example.com], acme: "
+                               "{directory: 'https://ca.example/dir', account_key: a.pem}}\n")
+    due = certs.ServerCertificate("s1", "192.0.2.1", served(10),
+                                  source=acme_source("https://ca.example/dir"))
+    monkeypatch.setattr(certs, "read_fleet", lambda inv: [due])
+    monkeypatch.setattr(certs, "issue", lambda *args: pytest.fail("the CA was asked"))
+    renewal = certs.plan_renewal(inventory, force=False)
+    assert renewal.bundle is None and renewal.ends is None
+    lines = certs.renewal_lines(inventory.https, renewal)  # type: ignore[arg-type]
+    assert lines[0] == "s1: renewing: 10 days are left (renewal under 30)"
+    assert "issued by https://ca.example/dir" in lines[1]
+    good = dataclasses.replace(due, served=served(80))
+    monkeypatch.setattr(certs, "read_fleet", lambda inv: [good])
+    quiet = certs.plan_renewal(inventory, force=False)
+    assert [r.text for r in quiet.ends or []] == ["unchanged"]
+    assert certs.renewal_lines(inventory.https, quiet)[0].startswith(  # type: ignore[arg-type]
+        "every server's certificate is good for 80 more days; nothing to do")
+    assert certs.plan_renewal(inventory, force=True).ends is None
 
 
 # -- tls.install: what HAProxy serves, not only the file ------------------------------------

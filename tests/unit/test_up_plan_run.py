@@ -13,7 +13,7 @@ import pytest
 
 from slotswap.commands import docker
 from slotswap.config.layout import next_container
-from slotswap.fleet import dry_run, rollout
+from slotswap.fleet import certs, dry_run, rollout
 from slotswap.server import maintenance
 from slotswap.server.haproxy_handover import haproxy_run_command
 from tests.unit.simulated_docker import call_changes as changes
@@ -102,3 +102,24 @@ def test_maintenance_changes_what_its_dry_run_printed(
     done = [re.sub(r" page \S+", " page <the page, base64>", call)
             for call in server.log[mark:] if changes(call)]
     assert done == printed, "\n".join(["printed:", *printed, "", "done:", *done])
+
+
+def test_certs_renew_changes_what_its_dry_run_printed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With files: the new certificate given to the running HAProxy (set, commit), then the
+    file a restart loads and where it came from; a server that has it already: unchanged."""
+    fleet = Fleet(tmp_path, 2, monkeypatch, https=True)
+    assert fleet.run("deploy v1").exit_code == 0
+    renewal = certs.plan_renewal(fleet.inventory, force=False)
+    first, second = fleet.servers
+    plans = [dry_run.certs_plan(server, fleet.inventory, renewal) for server in fleet.servers]
+    assert [plan.summary for plan in plans] == ["certificate installed with no reload"] * 2
+    printed = [call.split(" <<", 1)[0] for call in printed_changes(plans[0].steps)]
+    mark = len(first.log)
+    assert fleet.run("certs renew").exit_code == 0
+    done = [call.split(" <<", 1)[0] for call in first.log[mark:] if changes(call)]
+    assert done == printed, "\n".join(["printed:", *printed, "", "done:", *done])
+    assert printed[0].startswith("set ssl cert ") and printed[1].startswith("commit ssl cert")
+    again = dry_run.certs_plan(second, fleet.inventory, renewal)
+    assert again.summary == "unchanged: it has this certificate"
+    assert printed_changes(again.steps) == []
