@@ -1,8 +1,9 @@
-"""`up --dry-run` and maintenance's against what the task then changes (issue 21: one
-description of a run): on a simulated server, the changes the dry run prints (files
-written, runtime-API lines that set something, commands that change what runs or what is on
-disk) are those the run makes, in order: for `up`, a config change (a reload), a new
-HAProxy image (the hand-over) and a hand-over cut short; maintenance on and off."""
+"""The dry runs of `up`, maintenance and certs.renew against what the task then changes
+(issue 21: one description of a run): on a simulated server, the changes the dry run prints
+(files written, runtime-API lines that set something, commands that change what runs or
+what is on disk) are those the run makes, in order: for `up`, a config change (a reload), a
+new HAProxy image (the hand-over) and a hand-over cut short; maintenance on and off; a
+certificate from files."""
 
 from __future__ import annotations
 
