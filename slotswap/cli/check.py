@@ -17,6 +17,7 @@ import jinja2
 import yaml
 
 from slotswap.config.app_env import SECRET_MARK
+from slotswap.config.env import EnvSettings
 from slotswap.config.inventory import (
     DEFAULT_CONFIG_ROOT,
     DEFAULT_STATE_ROOT,
@@ -25,6 +26,7 @@ from slotswap.config.inventory import (
     Inventory,
     InventoryError,
 )
+from slotswap.config.roles import OWN_CONTAINER_KEYS, RoleSettings
 from slotswap.core.validation import InputError
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -89,7 +91,9 @@ def settings_lines(inventory: Inventory, environ: Mapping[str, str] = os.environ
                    f"{inventory.app} and {DEFAULT_CONFIG_ROOT}/{inventory.app}, any other login "
                    f"in ~/{HOME_FOLDER}/{inventory.app} of its home on each server)")
         elif field.name == "env":
-            yield from _env_lines(inventory, environ)
+            yield from _env_lines("env", inventory.env, environ)
+        elif field.name == "roles":
+            yield from _role_lines(value, environ)
         elif field.name == "hosts":
             for index, host in enumerate(value):
                 yield from _lines(f"hosts[{index}]", host, environ)
@@ -97,14 +101,30 @@ def settings_lines(inventory: Inventory, environ: Mapping[str, str] = os.environ
             yield from _lines(field.name, value, environ)
 
 
-def _env_lines(inventory: Inventory, environ: Mapping[str, str]) -> Iterator[str]:
-    env = inventory.env
+def _env_lines(key: str, env: EnvSettings, environ: Mapping[str, str]) -> Iterator[str]:
     if env.empty:
-        yield "env: (none)"
+        yield f"{key}: (none)"
     for name, value in env.plain:
-        yield f"env.plain.{name}: {value!r}"
+        yield f"{key}.plain.{name}: {value!r}"
     for name in env.secret:
-        yield f"env.secret.{name}: {SECRET_MARK} ({_whether_set(name, environ)})"
+        yield f"{key}.secret.{name}: {SECRET_MARK} ({_whether_set(name, environ)})"
+
+
+def _role_lines(roles: tuple[RoleSettings, ...], environ: Mapping[str, str]) -> Iterator[str]:
+    if not roles:
+        yield "roles: (none)"
+    for role in roles:
+        key = f"roles.{role.name}"
+        for field in dataclasses.fields(role):
+            if field.name == "env":
+                yield from _env_lines(f"{key}.env", role.env, environ)
+            elif field.name == "container":  # less the keys the role sets itself
+                for option in dataclasses.fields(role.container):
+                    if option.name not in OWN_CONTAINER_KEYS:
+                        yield from _lines(f"{key}.container.{option.name}",
+                                          getattr(role.container, option.name), environ)
+            elif field.name != "name":
+                yield from _lines(f"{key}.{field.name}", getattr(role, field.name), environ)
 
 
 def _whether_set(variable: str, environ: Mapping[str, str]) -> str:

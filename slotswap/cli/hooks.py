@@ -2,9 +2,9 @@
 a deploy or rollback, after one that succeeded and after one that did not.
 
 They get what happened in SLOTSWAP_* environment variables, never a secret: every variable
-the inventory names as one (env.secret, registry.password_secret, https.files.*_secret) is
-taken out of the environment they inherit. Their output goes to stderr, so that stdout
-stays the JSON document under --json.
+the inventory names as one (env.secret, roles.*.env.secret, registry.password_secret,
+https.files.*_secret) is taken out of the environment they inherit. Their output goes to
+stderr, so that stdout stays the JSON document under --json.
 """
 
 from __future__ import annotations

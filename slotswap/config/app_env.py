@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from slotswap.config.env import value_problem
+from slotswap.config.env import EnvSettings, value_problem
+from slotswap.config.roles import RoleSettings, role_env
 from slotswap.config.values import name_problem
 from slotswap.core.validation import InputError
 
@@ -31,6 +32,7 @@ __all__ = [
     "mask_values",
     "render_env_file",
     "resolve_app_env",
+    "resolve_role_env",
     "secret_values_in",
 ]
 
@@ -95,9 +97,9 @@ def mask_values(text: str, values: Iterable[str]) -> str:
 
 
 def secret_values_in(inventory: Inventory, environ: Mapping[str, str]) -> tuple[str, ...]:
-    """The values of the app's secrets that `environ` sets, for masking output read back
-    later (the history): none required, none checked."""
-    return tuple(environ[name] for name in inventory.env.secret if environ.get(name))
+    """The values of the app's and the roles' secrets that `environ` sets, for masking
+    output read back later (the history): none required, none checked."""
+    return tuple(environ[name] for name in inventory.env_secrets if environ.get(name))
 
 
 def _shorten(value: str) -> str:
@@ -110,8 +112,19 @@ def resolve_app_env(inventory: Inventory, environ: Mapping[str, str]) -> AppEnv:
     """The inventory's env with each secret read from ``environ`` (the operator's
     environment). Call it when a deploy starts, before any server is contacted: a missing
     secret is an InputError naming every missing variable, and no value is ever shown."""
-    settings = inventory.env
-    where = f"{inventory.path}: env.secret"
+    return _resolve(inventory.env, f"{inventory.path}: env.secret", environ)
+
+
+def resolve_role_env(inventory: Inventory, role: RoleSettings,
+                     environ: Mapping[str, str]) -> AppEnv:
+    """The environment of one role's containers (the app's env with the role's on top, see
+    slotswap.config.roles.role_env), each secret read from ``environ`` by the same rules as
+    the app's."""
+    where = f"{inventory.path}: roles.{role.name}.env.secret (or env.secret)"
+    return _resolve(role_env(inventory.env, role), where, environ)
+
+
+def _resolve(settings: EnvSettings, where: str, environ: Mapping[str, str]) -> AppEnv:
     missing = [name for name in settings.secret if name not in environ]
     if missing:
         names = ", ".join(missing)

@@ -43,6 +43,8 @@ class Host:
     port: int | None = setting(kinds.PORT, None)
     jump: JumpHost | None = setting(JUMP_HOST, None)
     accept_unknown_hosts: bool | None = setting(kinds.BOOLEAN, None)
+    # false: a worker-only host (no web slots, no HAProxy), which runs roles alone
+    web: bool = setting(kinds.BOOLEAN, True)
 
 
 def parse_hosts(value: object, key: str, context: Context) -> tuple[Host, ...]:

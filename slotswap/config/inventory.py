@@ -29,6 +29,7 @@ from slotswap.config.hooks import HookSettings, parse_hooks
 from slotswap.config.hosts import HOSTS, Host
 from slotswap.config.https import HTTPS, HttpsSettings
 from slotswap.config.registry import RegistrySettings, parse_registry
+from slotswap.config.roles import ROLES, RoleSettings, role_secret_names
 from slotswap.config.ssh import SshSettings, parse_ssh
 from slotswap.config.timeouts import Timeouts, WatchSettings, parse_timeouts, parse_watch
 from slotswap.core.validation import (
@@ -80,7 +81,7 @@ class Inventory:
     KEYS: ClassVar[tuple[str, ...]] = (
         "app", "image", "build", "app_port", "healthcheck", "env", "ssh", "haproxy", "timeouts",
         "keep_images", "hooks", "hosts", "delivery", "https", "remote_dir", "container",
-        "release", "registry", "watch")
+        "release", "registry", "watch", "roles")
 
     path: Path  # absolute path of the file it came from
     app: str = setting(kinds.checked(validate_app_name, "an app name"), required=True,
@@ -137,6 +138,11 @@ class Inventory:
         WatchSettings, parse_watch,
         "How new slots are watched after their switch, for timeouts.watch seconds.",
         default=True)
+    roles: tuple[RoleSettings, ...] = setting(
+        ROLES, (), blank="null", file_default=None,
+        description="The app's other processes (queue workers, schedulers): each a command "
+        "of the app's image in containers of its own, deployed, watched and rolled back with "
+        "the web slots. Default: none.")
 
     @property
     def kit_dir(self) -> str | None:
@@ -193,11 +199,23 @@ class Inventory:
 
     @property
     def secret_variables(self) -> tuple[str, ...]:
-        """Every variable of the operator's environment that holds a secret: the app's
-        (env.secret) and each one a `*_secret` setting names (the registry's password, a
-        certificate's chain and key). What a hook must never inherit. Found by walking the
-        settings, so that a `*_secret` setting added later is in it from the start."""
-        return tuple(dict.fromkeys([*self.env.secret, *_named_secrets(self)]))
+        """Every variable of the operator's environment that holds a secret: the app's and
+        the roles' (env_secrets) and each one a `*_secret` setting names (the registry's
+        password, a certificate's chain and key). What a hook must never inherit. Found by
+        walking the settings, so that a `*_secret` setting added later is in it from the
+        start."""
+        return tuple(dict.fromkeys([*self.env_secrets, *_named_secrets(self)]))
+
+    @property
+    def env_secrets(self) -> tuple[str, ...]:
+        """The variables read as secrets into the containers' environment: env.secret and
+        each role's env.secret."""
+        return tuple(dict.fromkeys([*self.env.secret, *role_secret_names(self.roles)]))
+
+    @property
+    def web_hosts(self) -> tuple[Host, ...]:
+        """The hosts that run the web slots and HAProxy (all but those with web: false)."""
+        return tuple(host for host in self.hosts if host.web)
 
     @property
     def network(self) -> str:

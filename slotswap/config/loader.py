@@ -16,11 +16,12 @@ from slotswap.config.fields import Context, checked_section, parse_fields
 from slotswap.config.inventory import Inventory, InventoryError
 
 # Sections are checked in the order the reference hosts.yaml lists them, hosts last (they
-# are checked against ssh), so the first error reported is usually the first one in the file.
+# are checked against ssh), so the first error reported is usually the first one in the file;
+# roles after hosts (a role names the hosts it runs on).
 CHECK_ORDER = (
     "app", "image", "build", "app_port", "healthcheck", "env", "ssh", "haproxy", "timeouts",
     "keep_images", "hooks", "delivery", "https", "remote_dir", "container", "release",
-    "registry", "watch", "hosts")
+    "registry", "watch", "hosts", "roles")
 
 
 def load_inventory(path: str | Path = "hosts.yaml") -> Inventory:

@@ -345,6 +345,7 @@ def test_the_example_hosts_yaml_at_the_top_of_the_repo_loads() -> None:
         "203.0.113.11",
         "203.0.113.12",
         "10.0.8.20",
+        "203.0.113.30",
     ]
     assert inventory.ssh.jump == JumpHost("bastion.example.com", user="deploy", port=22)
     assert inventory.hosts[3].jump == JumpHost("bastion-2.example.com", user="ops", port=2200)
