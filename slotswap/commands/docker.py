@@ -27,6 +27,8 @@ LABEL_APP = "slotswap.app"
 LABEL_SLOT = "slotswap.slot"
 LABEL_VERSION = "slotswap.version"
 LABEL_ROLE = "slotswap.role"
+# On a role's containers: the slot its version went into on the web hosts (web1, web2).
+LABEL_GENERATION = "slotswap.generation"
 LABEL_SETTINGS = "slotswap.settings"
 # On slots published on the server's loopback (HAProxy on the server's network reaches them
 # there); absent on slots made by an older slotswap, reached on the app's network.
@@ -59,6 +61,8 @@ class ContainerInfo:
     # for an HAProxy that was told to stop (no_restart, during a hand-over). Not part of a
     # container's identity (what recordings and tests compare).
     restart_policy: str = field(default="", compare=False)
+    # How often Docker restarted it (its restart policy) since it was last started.
+    restart_count: int = field(default=0, compare=False)
 
     @property
     def version(self) -> str | None:
@@ -578,6 +582,7 @@ def parse_inspect(text: str) -> dict[str, ContainerInfo]:
                    and mount.get("Type") == "bind"},
             restart_policy=str(((item.get("HostConfig") or {}).get("RestartPolicy") or {})
                                .get("Name") or ""),
+            restart_count=int(item.get("RestartCount") or 0),
         )
     return containers
 

@@ -109,6 +109,14 @@ def env_file_path(inventory: Inventory, slot: str) -> str:
     return f"{inventory.config_dir}/{slot}.env"
 
 
+def role_env_file_path(inventory: Inventory, role: str, generation: str) -> str:
+    """The env file of one role's containers of one generation (a slot's name: web1, web2),
+    beside the slots' (`<role>-<generation>.env` is never a slot's `<slot>.env`: a slot's
+    name has no '-'). One per generation, as a slot has: writing the new one leaves the file
+    of the containers still running untouched."""
+    return f"{inventory.config_dir}/{role}-{generation}.env"
+
+
 def haproxy_dir(inventory: Inventory) -> str:
     """HAProxy's folder on the server (its config, the maintenance map and service, the
     certificate), mounted read-only at HAPROXY_CONFIG_DIR_INSIDE."""

@@ -1,0 +1,103 @@
+"""Docker command lines of a role's containers (the app's queue workers, schedulers: see
+slotswap.config.roles): the run of one, its stop with the role's stop timeout, the `docker
+exec` of its check, and the inspection of them all on a server. Pure: nothing here runs them.
+
+A role's container is `<app>-<role>-<generation>-<n>`: the generation is the web slot its
+version goes into (web1, web2), so that the new version's containers start beside the old
+ones and the old ones can be kept, stopped, for a rollback; n counts from 1 to the role's
+count. Its labels say what it is (the server-level code reads them, never the name): the
+app, the role, the version, the generation and the settings digest, as a slot's do.
+"""
+
+from __future__ import annotations
+
+import math
+
+from slotswap.commands.docker import (
+    LABEL_APP,
+    LABEL_GENERATION,
+    LABEL_ROLE,
+    LABEL_SETTINGS,
+    LABEL_VERSION,
+    container_options,
+    settings_digest,
+    stop,
+)
+from slotswap.config.container import ContainerSettings
+
+# The seconds a check command may run over its deadline before `timeout` kills the docker
+# exec client with SIGKILL (SIGTERM first, at the deadline).
+CHECK_KILL_AFTER = 2
+
+
+def role_container_name(app: str, role: str, generation: str, index: int) -> str:
+    return f"{app}-{role}-{generation}-{index}"
+
+
+def role_digest(*, network: str, app_port: int, stop_timeout: int,
+                options: ContainerSettings) -> str:
+    """What a role's container is made with besides its image and environment (`options`:
+    slotswap.config.roles.role_container's, the role's command and stop signal in them): a
+    kept one is started again only when this matches today's inventory."""
+    return settings_digest(network=network, app_port=app_port, stop_timeout=stop_timeout,
+                           options=options)
+
+
+def run_role(*, container: str, image_ref: str, network: str, app: str, role: str,
+             generation: str, version: str, app_port: int, stop_timeout: int,
+             options: ContainerSettings, env_file: str | None) -> list[str]:
+    """One container of a role: on the app's network, no port published, restarted by
+    Docker unless the kit stopped it, stopped by the role's signal (in `options`) with
+    `stop_timeout` seconds to finish its job. Its variables come only from `env_file` (a path
+    on the server): no value, secret or not, is ever on the command line. PORT is set as in
+    the app's one-off containers (no port is published: it only keeps the app's config
+    alike)."""
+    digest = role_digest(network=network, app_port=app_port, stop_timeout=stop_timeout,
+                         options=options)
+    return [
+        "docker", "run", "--detach",
+        "--name", container,
+        "--network", network,
+        "--restart", "unless-stopped",
+        "--stop-timeout", str(stop_timeout),
+        *container_options(options),
+        "--label", f"{LABEL_APP}={app}",
+        "--label", f"{LABEL_ROLE}={role}",
+        "--label", f"{LABEL_VERSION}={version}",
+        "--label", f"{LABEL_GENERATION}={generation}",
+        "--label", f"{LABEL_SETTINGS}={digest}",
+        *(["--env-file", env_file] if env_file is not None else []),
+        "--env", f"PORT={app_port}",
+        image_ref,
+        *options.command,
+    ]
+
+
+def stop_role(container: str, stop_timeout: int | None) -> list[str]:
+    """The stop signal, then `stop_timeout` seconds to finish before Docker kills it; None:
+    the stop timeout the container was made with (a role no longer in the inventory). The
+    command's own deadline must be longer than that: the stop timeout and a margin."""
+    if stop_timeout is None:
+        return ["docker", "stop", container]
+    return stop(container, stop_timeout)
+
+
+def exec_check(container: str, command: tuple[str, ...], seconds: float) -> list[str]:
+    """One try of a role's check command inside its container (no shell, no tty), ended by
+    coreutils' `timeout` on the server after `seconds` (exit 124; 137 after the kill): a
+    command that hangs never holds the run past the check's timeout. What it started inside
+    the container may run on: the check must be a short command."""
+    return ["timeout", f"--kill-after={CHECK_KILL_AFTER}", str(max(1, math.ceil(seconds))),
+            "docker", "exec", container, *command]
+
+
+# Every role container of the app (a slot, HAProxy or a one-off has no generation label),
+# running or not, as `docker container inspect`'s JSON array (docker.parse_inspect); nothing
+# when there is none. A fixed script: the app's name is its argument, never in its text.
+INSPECT_ROLES_SCRIPT = (
+    f'docker ps --all --quiet --no-trunc --filter "label={LABEL_APP}=$1" '
+    f'--filter "label={LABEL_GENERATION}" | xargs -r docker container inspect')
+
+
+def inspect_roles(app: str) -> list[str]:
+    return ["sh", "-c", INSPECT_ROLES_SCRIPT, "sh", app]
