@@ -148,7 +148,7 @@ class RoleSettings:
     cmd: tuple[str, ...] = setting(_CMD, required=True,
                                    description="argv after the app's image (no shell).")
     hosts: tuple[str, ...] = setting(
-        Kind(_hosts, {"type": "array", "minItems": 1, "uniqueItems": True,
+        Kind(_hosts, {"type": ["array", "null"], "minItems": 1, "uniqueItems": True,
                       "items": {"type": "string"}}), (), blank="null", file_default=None,
         description="Names of hosts of `hosts` it runs on. Default: every host.")
     count: int = setting(kinds.integer(1, MAX_COUNT), 1,
