@@ -1,6 +1,8 @@
 """slotswap.commands.role_containers: the whole argv of a role's container run, its stop,
 its check and the inspection of a server's role containers; the settings digest that tells
-whether a kept container may be started again; Docker's restart count read back."""
+whether a kept container may be started again; Docker's restart count read back. And
+slotswap.server.role_steps: each role a host runs as a plan's target, each step of a plan
+as its docker command."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from slotswap.config.inventory import Inventory
 from slotswap.config.layout import role_env_file_path
 from slotswap.config.loader import parse_inventory
 from slotswap.config.roles import role_container
+from slotswap.server.role_plan import Step
+from slotswap.server.role_steps import role_targets, step_command
 
 OPTIONS = ContainerSettings(command=("bin/jobs", "--queue=mail"), volumes=("spool:/spool",),
                             stop_signal="SIGQUIT", memory="1g",
@@ -113,3 +117,60 @@ def test_the_restart_count_is_read_from_docker_inspect() -> None:
 
     assert info.restart_count == 4
     assert info.labels[docker.LABEL_GENERATION] == "web1"
+
+
+# -- from the inventory to a plan's commands (slotswap.server.role_steps) -------------------
+
+
+def shop(tmp_path: Path, **changes: object) -> Inventory:
+    data = {"app": "shop", "image": "acme/shop", "hosts": [
+        "203.0.113.1", {"address": "203.0.113.2", "name": "jobs", "web": False}],
+        "roles": {"worker": {"cmd": ["bin/jobs"], "count": 2, "stop_timeout": 90,
+                             "check": {"cmd": ["bin/jobs", "--ping"], "timeout": 9}},
+                  "cron": {"cmd": ["bin/cron"], "hosts": ["203.0.113.1"]}}}
+    return parse_inventory({**data, **changes}, tmp_path / "hosts.yaml")
+
+
+def test_the_targets_of_a_host_are_the_roles_it_runs(tmp_path: Path) -> None:
+    inventory = shop(tmp_path)
+    web, jobs = inventory.hosts
+
+    assert [(t.role, t.count, t.stop_timeout, t.reuse) for t in role_targets(inventory, web)] \
+        == [("worker", 2, 90, True), ("cron", 1, 30, True)]
+    assert [t.role for t in role_targets(inventory, jobs, env_changed={"worker"})] == ["worker"]
+    assert not role_targets(inventory, jobs, env_changed={"worker"})[0].reuse
+    assert role_targets(inventory, web)[0].digest == role_digest(
+        network="shop", app_port=3000, stop_timeout=90,
+        options=role_container(inventory.container, inventory.roles[0]))
+
+
+def test_each_step_of_a_plan_has_its_docker_command(tmp_path: Path) -> None:
+    inventory = shop(tmp_path, env={"plain": {"A": "1"}})
+
+    def command(step: Step) -> list[str]:
+        return step_command(inventory, step, tag="v2", version="v2", generation="web2")
+
+    assert command(Step("remove", "worker", "shop-worker-web2-1")) == [
+        "docker", "rm", "--force", "shop-worker-web2-1"]
+    assert command(Step("rename", "worker", "a", new_name="a-old")) == [
+        "docker", "rename", "a", "a-old"]
+    assert command(Step("start", "worker", "a", stop_timeout=90)) == ["docker", "start", "a"]
+    assert command(Step("stop", "worker", "a", stop_timeout=90)) == [
+        "docker", "stop", "--time", "90", "a"]
+    run = command(Step("run", "worker", "shop-worker-web2-2", index=2, stop_timeout=90))
+    assert run[:4] == ["docker", "run", "--detach", "--name"]
+    assert run[-3:] == ["PORT=3000", "acme/shop:v2", "bin/jobs"]
+    assert run[run.index("--env-file") + 1] == "/etc/slotswap/shop/worker-web2.env"
+    assert "slotswap.generation=web2" in run and "--stop-timeout" in run
+    assert command(Step("check", "worker", "shop-worker-web2-2")) == [
+        "timeout", "--kill-after=2", "9", "docker", "exec", "shop-worker-web2-2", "bin/jobs",
+        "--ping"]
+    assert command(Step("check", "cron", "shop-cron-web2-1")) == [
+        "docker", "container", "inspect", "shop-cron-web2-1"]
+
+
+def test_a_role_without_any_variable_gets_no_env_file(tmp_path: Path) -> None:
+    inventory = shop(tmp_path)
+    run = step_command(inventory, Step("run", "cron", "shop-cron-web1-1", index=1),
+                       tag="v1", version="v1", generation="web1")
+    assert "--env-file" not in run
