@@ -108,13 +108,18 @@ def _hosts(value: object, key: str, context: Context) -> tuple[str, ...]:
 
 
 def _host_names(context: Context) -> tuple[str, ...]:
-    top = context.outer
-    while top is not None and "hosts" not in top.parsed:
-        top = top.outer
-    assert top is not None, "roles are checked after hosts"
-    hosts = top.parsed["hosts"]
+    hosts = _top_level(context, "hosts")
     assert isinstance(hosts, tuple)
     return tuple(host.name for host in hosts)
+
+
+def _top_level(context: Context, key: str) -> object:
+    """A top-level section checked before the roles (they are checked last but one)."""
+    top = context.outer
+    while top is not None and key not in top.parsed:
+        top = top.outer
+    assert top is not None, f"roles are checked after {key}"
+    return top.parsed[key]
 
 
 def _container(value: object, key: str, context: Context) -> ContainerSettings:
@@ -125,7 +130,21 @@ def _container(value: object, key: str, context: Context) -> ContainerSettings:
         if name in section:
             raise values.Invalid(values.child(key, name),
                                  f"a role sets this with its own key `{own}`")
-    return parse_container(section, key, context)
+    options = parse_container(section, key, context)
+    app = _top_level(context, "container")
+    assert isinstance(app, ContainerSettings)
+    mounted = {_target(volume): volume for volume in app.volumes}
+    for index, volume in enumerate(options.volumes):
+        same = mounted.get(_target(volume))
+        if same is not None and same != volume:
+            raise values.Invalid(f"{key}.volumes[{index}]", f"{_target(volume)} is mounted "
+                                 f"already by the app's container.volumes ({same}); a role "
+                                 "adds volumes, it cannot replace one")
+    return options
+
+
+def _target(volume: str) -> str:
+    return volume.split(":")[1]
 
 
 def _container_schema() -> dict[str, object]:

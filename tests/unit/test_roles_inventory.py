@@ -133,6 +133,9 @@ BAD_ROLES = [
         roles=role(container={"stop_signal": "SIGINT"})),
     bad("roles.worker.container.volumes[0]", "expected NAME:/path",
         roles=role(container={"volumes": ["../x:/x"]})),
+    bad("roles.worker.container.volumes[1]", "/data is mounted already by the app's "
+        "container.volumes (uploads:/data)",
+        roles=role(container={"volumes": ["spool:/spool", "other:/data:ro"]})),
     bad("roles.worker.container.labels.slotswap.role", "slotswap.* is the kit's own",
         roles=role(container={"labels": {"slotswap.role": "web"}})),
     bad("roles.worker.check", "either cmd (with timeout) or running, not both",
