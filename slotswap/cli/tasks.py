@@ -188,7 +188,8 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
         # As the deploy, before any server: a secret not set exits 2 (its value never shown).
         app_env = resolve_app_env(inv, os.environ)
         show_plan(inv, lambda server: dry_run_plans.deploy_plan(
-            server, inv, tag, pull=True, task="deploy", app_env=None if force else app_env),
+            server, inv, tag, pull=True, task="deploy", app_env=None if force else app_env,
+            env=app_env),
             rollout=dry_run_plans.rollout_steps(
                 inv, tag, batch=servers_at_a_time, force=force, release=not skip_release,
                 watch_each=watch_each or inv.watch.each))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from slotswap.config.env import EnvSettings, value_problem
@@ -61,6 +61,12 @@ class AppEnv:
     plain: tuple[tuple[str, str], ...] = ()
     secret_names: tuple[str, ...] = ()
     secret_values: tuple[str, ...] = field(default=(), repr=False)  # never print them
+    # Each role's environment (the app's with the role's on top), resolved with the app's.
+    roles: tuple[tuple[str, AppEnv], ...] = field(default=(), repr=False)
+
+    def of_role(self, name: str) -> AppEnv:
+        """The environment of role `name`'s containers."""
+        return dict(self.roles)[name]
 
     def mask(self, output: str) -> str:
         """What the app printed, each secret value in it replaced by OUTPUT_MASK."""
@@ -111,8 +117,11 @@ def _shorten(value: str) -> str:
 def resolve_app_env(inventory: Inventory, environ: Mapping[str, str]) -> AppEnv:
     """The inventory's env with each secret read from ``environ`` (the operator's
     environment). Call it when a deploy starts, before any server is contacted: a missing
-    secret is an InputError naming every missing variable, and no value is ever shown."""
-    return _resolve(inventory.env, f"{inventory.path}: env.secret", environ)
+    secret is an InputError naming every missing variable, and no value is ever shown.
+    Each role's environment (roles.<name>.env on top of the app's) is resolved with it."""
+    app = _resolve(inventory.env, f"{inventory.path}: env.secret", environ)
+    return replace(app, roles=tuple((role.name, resolve_role_env(inventory, role, environ))
+                                    for role in inventory.roles))
 
 
 def resolve_role_env(inventory: Inventory, role: RoleSettings,

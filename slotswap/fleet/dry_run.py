@@ -60,6 +60,10 @@ from slotswap.server.locking import read_lock, take_lock_command
 from slotswap.server.pruning import images_to_prune
 from slotswap.server.redeploy import already_serving, keeps_stopped_container_of
 from slotswap.server.registry_login import RegistryLogin, login_command, login_registry
+from slotswap.server.role_plan import worker_only_generation
+from slotswap.server.role_run import RoleRun, read_role_containers
+from slotswap.server.role_steps import RolePlanLines
+from slotswap.server.role_swap import describe_roles, running_versions
 from slotswap.server.slots import SlotView, read_slots
 from slotswap.server.swap_plan import (
     plan_slots,
@@ -154,10 +158,13 @@ def rollout_steps(inventory: Inventory, tag: str, *, batch: int, watch_each: boo
 
 
 def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: bool,
-                task: str, app_env: AppEnv | None = None) -> ServerPlan:
+                task: str, app_env: AppEnv | None = None, env: AppEnv | None = None
+                ) -> ServerPlan:
     """The plan of a deploy (or rollback) of `tag` on one server. With `app_env` (not
     --force), a server that already serves the tag as today's inventory makes it is
-    `unchanged`, as the deploy finds (its env files compared in memory, never shown)."""
+    `unchanged`, as the deploy finds (its env files compared in memory, never shown).
+    `env`: the environment the run writes (the role containers' env files are compared
+    with it; default `app_env`, else the inventory's with secrets as stand-ins)."""
     inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address)
     if app_env is not None and (serving := already_serving(server, inventory, tag, app_env)):
@@ -166,21 +173,20 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
         lock_steps(plan, server, inventory)
         unlock_steps(plan, inventory)
         return plan
+    env = env or app_env or resolve_app_env(
+        inventory, {name: PLACEHOLDER for name in inventory.env_secrets})
+    if not server.host.web:
+        return role_only_plan(plan, server, inventory, tag, pull=pull, task=task, env=env)
     views = read_slots(server, inventory)
     slots = plan_slots(views)
     live, idle = slots.live, slots.idle
     old = views[live].version if live else None
     plan.summary = (f"live slot {live or 'none'} ({old or 'nothing serving'}); {tag} goes "
                     f"into {idle}")
-    image_ref = inventory.image_ref(tag)
     lock_steps(plan, server, inventory)
-    if inventory.delivery.mode == "ssh":
-        plan.steps.append(f"send {image_ref} from this machine's Docker (docker image save) "
-                          "into `docker image load` over SSH, without the layers the server "
-                          "has, unless it has the same image ID")
-    elif pull or not server.run(docker.image_id(image_ref), check=False).ok:
-        plan.shell(docker.pull(image_ref))
-    plan.steps.extend(swap_plan_steps(server, inventory, views, tag))
+    image_steps(plan, server, inventory, tag, pull=pull)
+    roles = RoleRun(server, inventory, tag, idle, env, lambda message: None).planned()
+    plan.steps.extend(swap_plan_steps(server, inventory, views, tag, roles))
     plan.steps.append(f"$ {shlex.join(append_command(inventory))} <<< "
                       f"{json.dumps({'task': task, 'from_tag': old or '', 'to_tag': tag})}")
     prune_steps(plan, server, inventory, views, live, tag)
@@ -188,10 +194,46 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
     return plan
 
 
+def image_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory, tag: str, *,
+                pull: bool) -> None:
+    image_ref = inventory.image_ref(tag)
+    if inventory.delivery.mode == "ssh":
+        plan.steps.append(f"send {image_ref} from this machine's Docker (docker image save) "
+                          "into `docker image load` over SSH, without the layers the server "
+                          "has, unless it has the same image ID")
+    elif pull or not server.run(docker.image_id(image_ref), check=False).ok:
+        plan.shell(docker.pull(image_ref))
+
+
+def role_only_plan(plan: ServerPlan, server: ServerLike, inventory: Inventory, tag: str, *,
+                   pull: bool, task: str, env: AppEnv) -> ServerPlan:
+    """A worker-only server (web: false): its role containers alone
+    (slotswap.server.role_swap)."""
+    found = read_role_containers(server, inventory.app)
+    generation = worker_only_generation(found, app=inventory.app, version=tag)
+    old = ", ".join(running_versions(found))
+    plan.summary = (f"worker-only: {describe_roles(found)}; {tag} goes into {generation}")
+    lock_steps(plan, server, inventory)
+    image_steps(plan, server, inventory, tag, pull=pull)
+    roles = RoleRun(server, inventory, tag, generation, env, lambda message: None).planned()
+    if roles is not None:
+        plan.steps += roles.start
+    if roles is not None and roles.retire:  # old ones run: the window watches the new ones
+        plan.steps.append("wait: the new role containers keep running, without a restart, "
+                          "until the watch window closes (docker inspect each second)")
+        plan.steps += [f"  if it fails: {line}" for line in roles.undo]
+        plan.steps += roles.retire
+    plan.steps.append(f"$ {shlex.join(append_command(inventory))} <<< "
+                      f"{json.dumps({'task': task, 'from_tag': old, 'to_tag': tag})}")
+    unlock_steps(plan, inventory)
+    return plan
+
+
 def swap_plan_steps(server: ServerLike, inventory: Inventory, views: dict[str, SlotView],
-                    tag: str) -> list[str]:
+                    tag: str, roles: RolePlanLines | None = None) -> list[str]:
     """The swap's own plan (slotswap.server.swap_steps), as the run builds it, printed: its
-    steps, and after the watch's wait those it takes if the new version fails there.
+    steps, and after the watch's wait those it takes if the new version fails there; the
+    role containers' (`roles`) after the switch, if it fails, and with the old slot's stop.
     Whether the idle slot's kept container would start again is read as the run reads it,
     but for the env file when the app has an environment: its secrets' values are never
     read here, so both ways are shown."""
@@ -207,10 +249,16 @@ def swap_plan_steps(server: ServerLike, inventory: Inventory, views: dict[str, S
         steps.insert(at, Step("start new", "if", f"{env_path} holds the env below: $ "
                               f"{chain_text(kept.chain)}; else:"))
     shown = []
-    for step in steps:
+    for at, step in enumerate(steps):
         shown.append(step.render())
+        phase_ends = at + 1 == len(steps) or steps[at + 1].phase != step.phase
+        if step.phase == "switch" and phase_ends and roles is not None:
+            shown += roles.start
         if step.phase == "watch":
             shown += [f"  if it fails: {back.render()}" for back in back_steps(swap, inventory)]
+            shown += [f"  if it fails: {line}" for line in (roles.undo if roles else ())]
+        if step.phase == "verify, stop old" and phase_ends and roles is not None:
+            shown += roles.retire
     return shown
 
 

@@ -19,6 +19,7 @@ from slotswap.fleet.runner import in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history
 from slotswap.server.history import HistoryEntry
+from slotswap.server.role_swap import role_serving
 from slotswap.server.slots import describe_serving, read_slots, serving_views
 
 
@@ -89,6 +90,8 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
 
 
 def read_facts(server: ServerLike, inventory: Inventory) -> ServerFacts:
+    if not server.host.web:  # what its role containers run
+        return ServerFacts(*role_serving(server, inventory), history.read(server, inventory))
     views = read_slots(server, inventory)
     serving = [v.version for v in serving_views(views)]
     return ServerFacts(serving[0] if len(serving) == 1 else None, describe_serving(views),

@@ -42,6 +42,7 @@ from slotswap.remote.server import ConnectError
 from slotswap.server import release
 from slotswap.server.locking import LockedError, new_owner
 from slotswap.server.redeploy import already_serving
+from slotswap.server.role_swap import role_serving
 from slotswap.server.swap import describe_serving, read_slots
 
 ON_FAILURE_STOP = "stop"
@@ -260,6 +261,9 @@ def serves_new_version(server: ServerLike, inventory: Inventory, outcome: Server
     if outcome.outcome not in (Outcome.FAILED, Outcome.LEFT_SWITCHED):
         return False
     try:
+        if not server.host.web:
+            version, outcome.serving = role_serving(server, inventory)
+            return version == outcome.new_tag
         views = read_slots(server, inventory)
     except OPERATION_ERRORS as error:
         outcome.serving = f"unknown ({error})"

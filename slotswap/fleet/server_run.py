@@ -21,6 +21,7 @@ from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import CommandDeadlineError, ConnectError, RemoteCommandError
 from slotswap.server import history
 from slotswap.server.pruning import prune_images
+from slotswap.server.role_swap import RoleOnlySwap, role_serving
 from slotswap.server.swap import (
     SlotSwap,
     SwapError,
@@ -69,7 +70,9 @@ class ServerRun:
         self.shown = progress_for(server.name)
         self.step = ""  # the last step announced: named when the server stops answering
         self.started = time.monotonic()
-        self.swap = SlotSwap(server, inventory, tag, self.progress, app_env)
+        self.swap: SlotSwap | RoleOnlySwap = (
+            SlotSwap if server.host.web else RoleOnlySwap)(server, inventory, tag,
+                                                           self.progress, app_env)
 
     def progress(self, message: str) -> None:
         # Recovery and news in the watch are not steps: a failure names the step it was in
@@ -213,6 +216,8 @@ def during(error: BaseException, step: str) -> str:
 
 def serving_now(server: ServerLike, inventory: Inventory) -> str:
     try:
+        if not server.host.web:
+            return role_serving(server, inventory)[1]
         return describe_serving(read_slots(server, inventory))
     except CommandDeadlineError as error:  # Docker stuck: HAProxy still says what serves
         return haproxy_view(server, inventory) or f"unknown ({describe_error(error)})"

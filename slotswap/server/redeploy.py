@@ -14,6 +14,7 @@ from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import env_file_path
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import CommandResult
+from slotswap.server.role_swap import role_serving, roles_already_run
 from slotswap.server.slots import (
     SlotView,
     containers_inspected,
@@ -75,8 +76,14 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
                     app_env: AppEnv) -> str | None:
     """What the server serves, when its one live slot already runs `tag` from the image the
     tag names on the server now, with today's environment and container settings (a deploy
-    would change nothing); else None. Docker's side (the containers, the image ID the tag
-    names, the env files) is read in one round trip, HAProxy's in one line."""
+    would change nothing), its role containers too; else None. Docker's side (the
+    containers, the image ID the tag names, the env files) is read in one round trip,
+    HAProxy's in one line (the role containers in one more, when the inventory has roles).
+    A worker-only server: its role containers alone."""
+    if not server.host.web:
+        version, described = role_serving(server, inventory)
+        return described if version == tag and roles_already_run(
+            server, inventory, tag, app_env) else None
     mark = secrets.token_hex(8)
     names = containers_to_read(inventory)
     folders = server.with_folders(inventory)  # the env files are in this login's folder
@@ -104,6 +111,8 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
     if not (made_with_settings_of(inventory, live, tag) and image_id is not None
             and live.container is not None and image_id == live.container.image_id
             and env_file_holds(inventory, app_env, env_text)):
+        return None
+    if not roles_already_run(server, inventory, tag, app_env, live.slot):
         return None
     return describe_serving(views)
 

@@ -7,15 +7,23 @@ dry run print. A check step's command is one try of a `{cmd: ...}` check, or the
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import shlex
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from slotswap.commands import docker
-from slotswap.commands.role_containers import exec_check, role_digest, run_role, stop_role
+from slotswap.commands.role_containers import (
+    exec_check,
+    role_digest,
+    run_role,
+    stop_role,
+    stop_roles,
+)
 from slotswap.config.hosts import Host
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import role_env_file_path
 from slotswap.config.roles import CommandCheck, RoleSettings, role_container, roles_on
-from slotswap.server.role_plan import RoleTarget, Step
+from slotswap.server.role_plan import RolePlan, RoleTarget, Step
 
 
 def role_digest_of(inventory: Inventory, role: RoleSettings) -> str:
@@ -73,3 +81,53 @@ def role_env_is_empty(inventory: Inventory, role: RoleSettings) -> bool:
     """No variable at all (the app's or the role's): the container gets no env file, as a
     slot of an app without env gets none."""
     return inventory.env.empty and role.env.empty
+
+
+@dataclass(frozen=True)
+class RolePlanLines:
+    """A role plan as the dry run prints it: what runs after the web switch (`start`: env
+    files, removals, renames, starts, checks), at the end of the watch (`retire`: the old
+    ones stopped) and if the version fails (`undo`: the new ones stopped)."""
+
+    start: tuple[str, ...]
+    retire: tuple[str, ...]
+    undo: tuple[str, ...]
+
+
+def plan_lines(inventory: Inventory, plan: RolePlan, *, tag: str,
+               env_files: Collection[tuple[str, str]]) -> RolePlanLines:
+    """Pure: `env_files`: (path, masked variables) of each env file the run writes."""
+    if plan.unchanged:
+        return RolePlanLines(("role containers: unchanged (they run " + tag + ")",), (), ())
+
+    def shell(step: Step) -> str:
+        return "$ " + shlex.join(step_command(inventory, step, tag=tag, version=tag,
+                                              generation=plan.generation))
+
+    start = [f"write {path} (mode 0600): {masked}" for path, masked in env_files]
+    start += [shell(step) for step in (*plan.remove, *plan.rename, *plan.start)]
+    for step in plan.check:
+        role = role_named(inventory, step.role)
+        start.append(f"wait: {step.container} passes its check: " + (
+            f"$ {shlex.join(shell_check(step, role))} exits 0 (up to {role.check.timeout:g}s)"
+            if isinstance(role.check, CommandCheck) else
+            f"runs {role.check.running:g}s without a restart (docker inspect)"))
+    return RolePlanLines(tuple(start), stop_lines(plan.stop), stop_lines(plan.undo()))
+
+
+def shell_check(step: Step, role: RoleSettings) -> list[str]:
+    assert isinstance(role.check, CommandCheck)
+    return exec_check(step.container, role.check.cmd, role.check.timeout)
+
+
+def stop_lines(steps: Sequence[Step]) -> tuple[str, ...]:
+    return tuple("$ " + shlex.join(argv) for argv, _ in stop_commands(steps))
+
+
+def stop_commands(steps: Sequence[Step]) -> list[tuple[list[str], int | None]]:
+    """The stop steps as one `docker stop` per stop timeout (Docker stops the containers of
+    one command in parallel), each with its timeout (None: the containers' own)."""
+    by_timeout: dict[int | None, list[str]] = {}
+    for step in steps:
+        by_timeout.setdefault(step.stop_timeout, []).append(step.container)
+    return [(stop_roles(names, timeout), timeout) for timeout, names in by_timeout.items()]

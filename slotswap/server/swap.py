@@ -28,6 +28,7 @@ from slotswap.server.redeploy import (
     keeps_stopped_container_of,
     write_env_file,
 )
+from slotswap.server.role_run import RoleCheckFailed, RoleRun
 from slotswap.server.slots import (
     SlotView,
     describe_serving,
@@ -107,6 +108,8 @@ class SlotSwap(RetireSteps):
         self.traffic_back = False
         # The line back sent and unanswered twice: HAProxy may or may not have run it.
         self.back_unsure = False
+        # The server's role containers (queue workers...), moved with the web slot.
+        self.roles: RoleRun | None = None
 
     # -- runtime API helpers --------------------------------------------------------------
     def set_state(self, slot: str, state: AdminState) -> None:
@@ -168,6 +171,8 @@ class SlotSwap(RetireSteps):
         except Exception as error:  # nothing changed yet: no clean-up
             raise self.failure(error) from error
         self.fallback = plan.fallback
+        self.roles = RoleRun(self.server, self.server.with_folders(self.inventory), self.tag,
+                             plan.idle, self.resolved_env(), self.progress)
         self.server.timings.begin("idle slot out")
         self.retire(plan)
         try:
@@ -200,6 +205,9 @@ class SlotSwap(RetireSteps):
             self.switch_seconds = time.monotonic() - started
             self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
             self.serving = self.verify(plan.idle)
+            self.server.timings.begin("roles")
+            self.roles.start()  # nothing served before: a failure leaves the web slot as it is
+            self.roles.retire()
             return False
         at_switch = self.last_stats
         self.server.timings.begin("switch")
@@ -209,7 +217,34 @@ class SlotSwap(RetireSteps):
         self.progress(f"{plan.idle} ({self.tag}) is taking traffic (switched after "
                       f"{self.switch_seconds:.1f}s); {plan.live} drains and stays up "
                       f"in case {self.tag} fails")
+        self.server.timings.begin("roles")
+        self.start_roles(plan.idle, plan.live)
         return True
+
+    def start_roles(self, new: str, old: str) -> None:
+        """After the switch: the new version's role containers, started and checked (the old
+        ones run on). When they fail, or the run is interrupted or loses the server here,
+        the version is not proven: the web traffic goes back to the old slot, which still
+        runs, and the new role containers stop (RoleRun.start). Raises SwapRolledBack."""
+        assert self.roles is not None
+        try:
+            self.roles.start()
+        except BaseException as error:
+            what = (str(error) if isinstance(error, RoleCheckFailed) else "interrupted"
+                    if not isinstance(error, Exception) else
+                    f"its role containers could not be started ({type(error).__name__}: "
+                    f"{error})")
+            if self.send_back(new, old, say=f"traffic is back on {old} ({self.old_version}): "
+                              f"{what.split(chr(10), 1)[0]}"):
+                self.clean_up_failed(new, with_output=False)
+            if not isinstance(error, Exception):
+                raise
+            if not self.traffic_back:
+                raise self.failure(error) from error
+            rolled_back = (f"{self.tag} took traffic in {new}, then {what}; rolled back to "
+                           f"{self.old_version} in {old}")
+            self.on_failure(rolled_back.split("\n", 1)[0])
+            raise SwapRolledBack(rolled_back, f"{self.old_version} in {old}") from error
 
     def watch_and_retire(self, window_closes: Callable[[], float | None],
                          revert: Callable[[], str | None] = lambda: None) -> str:
@@ -347,6 +382,8 @@ class SlotSwap(RetireSteps):
             if self.take_out_of_rotation(old):
                 self.progress(f"stopped early: {new} ({self.tag}) serves; {old} "
                               "is out of rotation, its container still runs")
+                if self.roles is not None:
+                    self.roles.retire()  # proven: one version of each role runs on
 
     def failing_now(self, new: str) -> WatchFailure | None:
         """A fresh look at the new slot (HAProxy's view; it updates last_stats): why it no
@@ -384,6 +421,8 @@ class SlotSwap(RetireSteps):
                 # HAProxy may still count a crashed slot as up for a moment: look at the
                 # container itself too, now and then (a command over SSH: not cheap).
                 failure = container_failure(self.container(new), self.new_started_ns)
+                if failure is None and self.roles and (why := self.roles.trouble()):
+                    failure = WatchFailure("lost a role container", why)
                 next_container_check = time.monotonic() + WATCH_CONTAINER_CHECK_INTERVAL
             if failure is None and (reason := revert()):
                 failure = WatchFailure("was switched back with the rest of the rollout",

@@ -18,6 +18,7 @@ from slotswap.config.inventory import Inventory
 from slotswap.config.timeouts import Timeouts
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import CommandDeadlineError
+from slotswap.server.role_run import RoleRun
 from slotswap.server.slots import describe_serving, read_slots
 from slotswap.server.swap_errors import SwapError
 from slotswap.server.swap_plan import (
@@ -49,6 +50,7 @@ class RetireSteps:
     resolved_env: Callable[[], AppEnv]
     failure: Callable[[BaseException], BaseException]
     switch_back: Callable[..., None]
+    roles: RoleRun | None
 
     def retire_old(self, new: str, old: str) -> str:
         """After the new version's full watch: the check that it serves (else the traffic
@@ -81,7 +83,19 @@ class RetireSteps:
         except Exception as error:
             self.progress(f"WARNING: could not stop {name}: {error}; it is out of rotation, "
                           "and the next deploy removes it")
+        self.retire_roles()
         return serving
+
+    def retire_roles(self) -> None:
+        """The old role containers stop once the new version is proven; one that cannot be
+        stopped is said, and the next deploy stops it."""
+        if self.roles is None:
+            return
+        try:
+            self.roles.retire()
+        except Exception as error:
+            self.progress(f"WARNING: could not stop the old role containers: {error}; the "
+                          "next deploy stops them")
 
     def serving_as_haproxy_sees_it(self, new: str, old: str, error: Exception) -> str:
         """The check before retiring could not read the server (`error`). HAProxy's view of
@@ -129,6 +143,13 @@ class RetireSteps:
         except Exception as error:
             self.progress(f"could not stop {name}: {error}; it gets no traffic, and the "
                           "next deploy removes it")
+            return output
+        try:
+            if self.roles is not None:
+                self.roles.undo()
+        except Exception as error:
+            self.progress(f"could not stop the new role containers: {error}; the next "
+                          "deploy stops them")
         return output
 
     def stop_container(self, slot: str, *, check: bool = True) -> str:
@@ -161,6 +182,8 @@ class RetireSteps:
                    or container_failure(view.container, self.new_started_ns))
         if failure is None and view.version != self.tag:
             failure = WatchFailure("no longer held it", view.describe())
+        if failure is None and self.roles is not None and (why := self.roles.trouble()):
+            failure = WatchFailure("lost a role container", why)
         if failure is not None:
             stats = {slot: slot_view.stat for slot, slot_view in views.items()}
             self.switch_back(new, old, stats, started - self.switched_at, failure)

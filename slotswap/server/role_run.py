@@ -1,0 +1,274 @@
+"""A server's role containers (the app's queue workers, schedulers) through one swap: the plan
+of slotswap.server.role_plan made from what runs there, each step's command from
+slotswap.server.role_steps (what the dry run prints), done here.
+
+Its part in the swap (slotswap.server.swap.SlotSwap): once the web slot has switched, the
+new version's role containers start and must pass their checks (`start`); in the watch
+window they are looked at with the web slot (`trouble`); the old ones keep running until
+the new version is proven, and are stopped with their role's stop signal and stop timeout
+when the old web slot is (`retire`). When the version fails on the server, the new ones
+stop (`undo`, with their stop timeout: a job they took is finished) and the old ones,
+never stopped, run on. At no instant does a role that had a running container have none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from slotswap.commands import docker
+from slotswap.commands.role_containers import inspect_roles
+from slotswap.config.app_env import AppEnv
+from slotswap.config.inventory import Inventory
+from slotswap.config.layout import role_env_file_path
+from slotswap.config.roles import MAX_STOP_TIMEOUT, CommandCheck, RoleSettings, roles_on
+from slotswap.core.interrupts import checkpoint
+from slotswap.remote.protocol import ServerLike
+from slotswap.server.role_plan import (
+    RolePlan,
+    Step,
+    judge_running,
+    plan_roles,
+    role_trouble,
+)
+from slotswap.server.role_steps import (
+    RolePlanLines,
+    plan_lines,
+    role_env_is_empty,
+    role_named,
+    role_targets,
+    step_command,
+    stop_commands,
+)
+from slotswap.server.swap_errors import SwapError
+
+Progress = Callable[[str], None]
+CHECK_POLL_INTERVAL = 0.5
+# A stop's command deadline beyond the longest stop timeout of the containers it stops.
+STOP_MARGIN = 30
+
+
+class RoleCheckFailed(SwapError):
+    """A new role container did not pass its check (or the roles could not be started): the
+    version fails on this server, its new role containers were stopped."""
+
+
+def read_role_containers(server: ServerLike, app: str) -> list[docker.ContainerInfo]:
+    """Every role container of the app on the server (one round trip)."""
+    answer = server.run(inspect_roles(app)).stdout.strip()
+    return list(docker.parse_inspect(answer).values()) if answer else []
+
+
+def env_file_text(inventory: Inventory, role: RoleSettings, env: AppEnv) -> str | None:
+    """What the role's env file holds (None: no file, no variable at all)."""
+    return None if role_env_is_empty(inventory, role) else env.text
+
+
+@dataclass
+class RoleRun:
+    """The role containers of one server, moved to `tag` in `generation` along with its web
+    slot. A server that runs no role (or an inventory without roles) sends no command."""
+
+    server: ServerLike
+    inventory: Inventory  # with this login's folders
+    tag: str
+    generation: str
+    app_env: AppEnv
+    progress: Progress
+    plan: RolePlan | None = None
+    # New container -> its StartedAt as its check saw it (the watch compares).
+    started_ns: dict[str, int] = field(default_factory=dict)
+    retired: bool = False
+
+    @property
+    def roles(self) -> tuple[RoleSettings, ...]:
+        return roles_on(self.inventory.roles, self.server.host)
+
+    def start(self) -> None:
+        """The new version's role containers started (or kept ones started again) and
+        checked; the old ones still run. Raises RoleCheckFailed when a check fails or times
+        out (and whatever cut the run), once this run's new containers were stopped again."""
+        if not self.inventory.roles:
+            return
+        found = read_role_containers(self.server, self.inventory.app)
+        if not self.roles and not found:
+            return
+        changed = self.write_env_files()
+        self.plan = plan = plan_roles(found, app=self.inventory.app, version=self.tag,
+                                      generation=self.generation,
+                                      targets=role_targets(self.inventory, self.server.host,
+                                                           changed))
+        if plan.unchanged:
+            self.started_ns = {step.container: info.started_ns for step in plan.check
+                               for info in found if info.name == step.container}
+            return
+        try:
+            for step in (*plan.remove, *plan.rename, *plan.start):
+                checkpoint()
+                self.server.run(self.command(step))
+            self.check(plan.check)
+        except BaseException:
+            # A server that no longer answers keeps what was started: the next run's plan
+            # stops it (every state a cut leaves is one plan_roles takes).
+            with contextlib.suppress(Exception):
+                self.undo()
+            raise
+        self.progress(f"role containers of {self.tag} passed their checks: "
+                      + ", ".join(step.container for step in plan.check)
+                      + (f"; the old ones ({', '.join(s.container for s in plan.stop)}) "
+                         "run until the version is proven" if plan.stop else ""))
+
+    def command(self, step: Step) -> list[str]:
+        return step_command(self.inventory, step, tag=self.tag, version=self.tag,
+                            generation=self.generation)
+
+    def write_env_files(self) -> set[str]:
+        """Each role's env file of this generation (0600), written when it differs; returns
+        the roles whose file changed (their kept containers are made again)."""
+        changed = self.env_files_changed()
+        for role in self.roles:
+            env = self.app_env.of_role(role.name)
+            wanted = env_file_text(self.inventory, role, env)
+            if role.name in changed and wanted is not None:
+                path = role_env_file_path(self.inventory, role.name, self.generation)
+                self.server.write_private_file(path, wanted)
+                self.progress(f"wrote {path} (mode 0600): {env.masked()}")
+        return changed
+
+    def env_files_changed(self) -> set[str]:
+        """The roles whose env file of this generation is not what the run would write."""
+        return {role.name for role in self.roles
+                if self.server.read_file(role_env_file_path(
+                    self.inventory, role.name, self.generation)) != env_file_text(
+                    self.inventory, role, self.app_env.of_role(role.name))}
+
+    def planned(self) -> RolePlanLines | None:
+        """What start, retire and undo would do, read now (the dry run prints it); None
+        when the server runs no role and has no role container."""
+        found = read_role_containers(self.server, self.inventory.app) \
+            if self.inventory.roles else []
+        if not self.roles and not found:
+            return None
+        changed = self.env_files_changed()
+        plan = plan_roles(found, app=self.inventory.app, version=self.tag,
+                          generation=self.generation,
+                          targets=role_targets(self.inventory, self.server.host, changed))
+        env_files = [(role_env_file_path(self.inventory, role.name, self.generation),
+                      self.app_env.of_role(role.name).masked())
+                     for role in self.roles if role.name in changed
+                     and not role_env_is_empty(self.inventory, role)]
+        return plan_lines(self.inventory, plan, tag=self.tag, env_files=env_files)
+
+    def unchanged(self, found: Sequence[docker.ContainerInfo]) -> bool:
+        """The server runs this version's role containers as the run would leave them (read
+        only): what a deploy that leaves a server alone (`unchanged`) asks too."""
+        plan = plan_roles(found, app=self.inventory.app, version=self.tag,
+                          generation=self.generation,
+                          targets=role_targets(self.inventory, self.server.host,
+                                               self.env_files_changed()))
+        return plan.unchanged
+
+    def check(self, steps: Sequence[Step]) -> None:
+        """Every new container passes its role's check before the deadline of the longest
+        one; a container that dies or restarts fails at once."""
+        pending = {step.container: role_named(self.inventory, step.role) for step in steps}
+        first: dict[str, docker.ContainerInfo] = {}
+        seen_at: dict[str, float] = {}
+        started = time.monotonic()
+        while pending:
+            found = self.inspect(list(pending))
+            now = time.monotonic()
+            for name, role in list(pending.items()):
+                info = found.get(name)
+                if info is not None and name not in first and info.running:
+                    first[name], seen_at[name] = info, now
+                verdict = self.verdict(name, role, info, first.get(name), now - seen_at.get(
+                    name, now))
+                if verdict == "passed":
+                    self.started_ns[name] = first[name].started_ns
+                    del pending[name]
+                elif verdict == "failed" or now - started > check_seconds(role):
+                    raise RoleCheckFailed(self.check_failure(name, role, info, verdict), "")
+            if pending:
+                checkpoint()
+                time.sleep(CHECK_POLL_INTERVAL)
+
+    def verdict(self, name: str, role: RoleSettings, info: docker.ContainerInfo | None,
+                first: docker.ContainerInfo | None, watched: float) -> str:
+        if first is not None and info is not None and info.started_ns != first.started_ns:
+            return "failed"  # Docker started it again: it crashed
+        if isinstance(role.check, CommandCheck):
+            if info is None or not info.running or info.restart_count > 0:
+                return "failed"
+            tried = self.server.run(self.command(Step("check", role.name, name)), check=False,
+                                    timeout=role.check.timeout + 10)
+            return "passed" if tried.ok else "waiting"
+        if first is None:
+            return "failed" if info is None or info.restart_count > 0 else "waiting"
+        # Seconds run, by this machine's clock from the first look that found it running:
+        # never more than it really ran (no clock of the server compared with ours).
+        return judge_running(info, seconds=role.check.running,
+                             now_ns=first.started_ns + int(watched * 1e9))
+
+    def check_failure(self, name: str, role: RoleSettings, info: docker.ContainerInfo | None,
+                      verdict: str) -> str:
+        what = (f"its check `{' '.join(role.check.cmd)}` did not pass within "
+                f"{role.check.timeout:g}s" if isinstance(role.check, CommandCheck)
+                else f"it did not run {role.check.running:g}s without a restart")
+        if verdict == "failed":
+            what = role_trouble(info, -1) or "it failed"
+        output = self.server.run(docker.logs_tail(name), check=False)
+        last = self.app_env.of_role(role.name).mask((output.stdout + output.stderr).strip())
+        return (f"role {role.name}: {name} ({self.tag}): {what}"
+                + (f"; its last output:\n{last}" if last else ""))
+
+    def inspect(self, names: Sequence[str]) -> dict[str, docker.ContainerInfo]:
+        answer = self.server.run(docker.inspect_containers(*names), check=False).stdout
+        answer = answer[answer.find("["):] if "[" in answer else ""
+        return docker.parse_inspect(answer) if answer.strip() else {}
+
+    def trouble(self) -> str | None:
+        """In the watch window: why a new role container fails the version (gone, stopped,
+        restarted since its check), or None."""
+        if not self.started_ns:
+            return None
+        found = self.inspect(list(self.started_ns))
+        for name, started_ns in self.started_ns.items():
+            problem = role_trouble(found.get(name), started_ns)
+            if problem is not None:
+                return f"role container {name}: {problem}"
+        return None
+
+    def retire(self) -> None:
+        """The version is proven: the old role containers get their stop signal and their
+        role's stop timeout (kept, stopped, for a rollback)."""
+        if self.plan is None or self.retired:
+            return
+        self.retired = True
+        self.stop_all(self.plan.stop, "stopped the old role containers")
+
+    def undo(self) -> None:
+        """The version failed here: the new role containers this run started stop (their
+        job finished), kept for `logs`; the old ones never stopped."""
+        if self.plan is None or self.retired:
+            return
+        self.retired = True
+        self.stop_all(self.plan.undo(), "stopped the new role containers")
+
+    def stop_all(self, steps: Sequence[Step], done: str) -> None:
+        """One `docker stop` per stop timeout (Docker stops the containers of one command in
+        parallel), its deadline the timeout and a margin (a role gone from the inventory:
+        the container's own timeout, at most MAX_STOP_TIMEOUT)."""
+        for argv, timeout in stop_commands(steps):
+            self.server.run(argv, check=False, timeout=(timeout or MAX_STOP_TIMEOUT) + STOP_MARGIN)
+        if steps:
+            self.progress(f"{done}: {', '.join(step.container for step in steps)}")
+
+
+def check_seconds(role: RoleSettings) -> float:
+    """How long a new container of `role` has to pass its check."""
+    if isinstance(role.check, CommandCheck):
+        return role.check.timeout
+    return role.check.running + 30.0
