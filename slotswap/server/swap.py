@@ -206,8 +206,11 @@ class SlotSwap(RetireSteps):
             self.progress(f"{plan.idle} ({self.tag}) is taking traffic")
             self.serving = self.verify(plan.idle)
             self.server.timings.begin("roles")
-            self.roles.start()  # nothing served before: a failure leaves the web slot as it is
-            self.roles.retire()
+            try:  # nothing served before: a failure leaves the web slot as it is
+                self.roles.start()
+                self.roles.retire()
+            except Exception as error:
+                raise self.failure(error) from error
             return False
         at_switch = self.last_stats
         self.server.timings.begin("switch")
