@@ -88,3 +88,13 @@ def hosts_of_role(inventory: Inventory, role: RoleSettings) -> Inventory:
         raise InputError(f"--role={role.name}: it runs on {', '.join(role.hosts)}, none of "
                          "the servers selected")
     return dataclasses.replace(inventory, hosts=hosts)
+
+
+def with_web_slots(inventory: Inventory, instead: str) -> Inventory:
+    """The inventory with only the selected hosts that have web slots, for a task about the
+    slots; InputError when the selection has none (`instead`: what to use there)."""
+    hosts = inventory.web_hosts
+    if not hosts:
+        names = ", ".join(host.name for host in inventory.hosts)
+        raise InputError(f"{names}: no web slots there (web: false); {instead}")
+    return dataclasses.replace(inventory, hosts=hosts)

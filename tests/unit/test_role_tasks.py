@@ -19,7 +19,9 @@ from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
 from slotswap.fleet.status import read_status
 from slotswap.remote.server import CommandResult
-from slotswap.server.role_status import hosts_of_role, role_by_name
+from slotswap.server import logs, one_off
+from slotswap.server.role_status import hosts_of_role, role_by_name, with_web_slots
+from slotswap.server.swap_errors import SwapError
 from tests.unit.fake_server import FakeServer, make_inventory
 
 INSPECT_ROLES = ("sh", "-c", INSPECT_ROLES_SCRIPT)
@@ -132,3 +134,81 @@ def test_a_role_reaches_only_the_selected_hosts_that_run_it() -> None:
     with pytest.raises(InputError, match="--role=mailer: it runs on jobs-a, none of the "
                                          "servers selected"):
         hosts_of_role(web_a, mailer)
+
+
+def test_logs_of_a_role_are_each_running_container_s_prefixed_by_server_and_container(
+        ) -> None:
+    inventory = shop()
+    server = worker_host(inventory, role_box("worker", "web1", 1, "v2"),
+                         role_box("worker", "web1", 2, "v2"),
+                         role_box("worker", "web2", 1, "v1", running=False),
+                         role_box("mailer", "web1", 1, "v2"))
+    server.answers[("docker", "logs")] = lambda argv: CommandResult("job done\n", "", 0)
+    lines: list[str] = []
+
+    sources = logs.pick_role(server, inventory, "worker")
+    assert logs.show(sources, 5, lines.append) == []
+
+    assert [argv for argv in server.commands if argv[:2] == ["docker", "logs"]] == [
+        ["docker", "logs", "--tail", "5", "webapp-worker-web1-1"],
+        ["docker", "logs", "--tail", "5", "webapp-worker-web1-2"]]
+    assert lines == ["jobs-a webapp-worker-web1-1 | job done",
+                     "jobs-a webapp-worker-web1-2 | job done"]
+
+
+def test_logs_of_a_role_that_runs_nothing_on_a_server_say_so() -> None:
+    inventory = shop()
+    server = worker_host(inventory, role_box("worker", "web1", 1, "v1", running=False))
+    lines: list[str] = []
+
+    assert logs.show(logs.pick_role(server, inventory, "worker"), 5, lines.append) == []
+
+    assert lines == ["jobs-a - | (no running container of role worker)"]
+
+
+def test_a_slot_task_on_worker_only_hosts_alone_points_to_roles() -> None:
+    inventory = shop()
+    assert [h.name for h in with_web_slots(inventory, "x").hosts] == ["web-a"]
+    jobs_a = dataclasses.replace(inventory, hosts=inventory.hosts[1:])  # --hosts=jobs-a
+    with pytest.raises(InputError, match=r"jobs-a: no web slots there \(web: false\); "
+                                         "--role=NAME"):
+        with_web_slots(jobs_a, "--role=NAME shows the logs of its roles")
+
+
+def test_exec_beside_a_role_uses_its_image_options_and_env_file_of_its_generation() -> None:
+    inventory = shop(container={"volumes": ["/srv/data:/data"]})
+    mailer = role_by_name(inventory, "mailer")
+    server = worker_host(inventory, role_box("mailer", "web2", 1, "v2"),
+                         role_box("mailer", "web1", 1, "v1", running=False))
+
+    argv, where = one_off.role_command_for(server, inventory, mailer, ["bin/mail", "--dry"],
+                                           live=False, tty=False, name="webapp-exec-0a1b2c3d")
+
+    assert argv == [
+        "docker", "run", "--rm", "--interactive", "--name", "webapp-exec-0a1b2c3d",
+        "--network", "webapp", "--volume", "/srv/data:/data", "--stop-signal", "SIGTERM",
+        "--label", "slotswap.app=webapp", "--label", "slotswap.role=one-off",
+        "--env-file", "/etc/slotswap/webapp/mailer-web2.env", "--env", "PORT=3000",
+        "sha256:v2", "bin/mail", "--dry"]
+    assert where == ("a one-off container of v2 (the image of webapp-mailer-web2-1), "
+                     "webapp-exec-0a1b2c3d")
+
+
+def test_exec_live_beside_a_role_runs_in_its_first_running_container() -> None:
+    inventory = shop()
+    worker = role_by_name(inventory, "worker")
+    server = worker_host(inventory, role_box("worker", "web1", 2, "v2"),
+                         role_box("worker", "web1", 1, "v2"))
+
+    argv, _ = one_off.role_command_for(server, inventory, worker, ["ps"], live=True,
+                                       tty=True, name="unused")
+
+    assert argv == ["docker", "exec", "--interactive", "--tty", "webapp-worker-web1-1", "ps"]
+
+
+def test_exec_beside_a_role_that_runs_nothing_there_fails_in_one_line() -> None:
+    inventory = shop()
+    server = worker_host(inventory, role_box("worker", "web1", 1, "v1", running=False))
+    with pytest.raises(SwapError, match="jobs-a: no container of role worker runs; deploy"):
+        one_off.role_command_for(server, inventory, role_by_name(inventory, "worker"),
+                                 ["ps"], live=True, tty=False, name="unused")
