@@ -122,7 +122,8 @@ def certs_renew(c: Context, inventory: str | None = None, force: bool = False,
         renewal = certs.plan_renewal(inv, force=force)
         if renewal.ends is not None:
             exit_on_failure("certs.renew", renewal.ends)  # a server that cannot be read
-        show_plan(inv, lambda server: dry_run_plans.certs_plan(server, inv, renewal),
+        show_plan(certs.https_hosts(inv),
+                  lambda server: dry_run_plans.certs_plan(server, inv, renewal),
                   preamble=certs.renewal_lines(https, renewal))
         return
     results = renewed_or_exit(lambda: certs.renew(inv, force=force))
@@ -181,6 +182,10 @@ def print_line(line: str) -> None:
     print(line, flush=True)
 
 
+# A worker-only host (web: false) takes no request: maintenance mode leaves it out.
+MAINTENANCE_WHERE = "maintenance mode is HAProxy's, on the servers with web slots"
+
+
 @kit_task(help={"message": "the page's text (HTML-escaped; the page is templates/"
                            "maintenance.html.j2, which a project may override)",
                 "retry-after": "seconds clients are told to wait (Retry-After header; "
@@ -199,7 +204,7 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
     """
     if not 0 <= retry_after <= 86400:
         raise InputError(f"--retry-after must be 0 to 86400 seconds, got {retry_after}")
-    inv = load(inventory, hosts)
+    inv = with_web_slots(load(inventory, hosts), MAINTENANCE_WHERE)
     entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, entries))
@@ -219,7 +224,7 @@ def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None 
 
     Example: fab maintenance.off
     """
-    inv = load(inventory, hosts)
+    inv = with_web_slots(load(inventory, hosts), MAINTENANCE_WHERE)
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, None))
         return

@@ -88,6 +88,9 @@ def build(c: Context, tag: str | None = None, inventory: str | None = None,
 def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     """Prepare every server: app network, HAProxy in front of slots web1/web2. Idempotent.
 
+    A worker-only host (web: false) gets the app's network alone (its role containers join
+    it): no HAProxy, no config, no certificate; its dry run says so.
+
     A changed config is checked by HAProxy, then applied with a reload that drops no
     connection; if HAProxy does not start with it, the previous one is put back and keeps
     running. "unchanged" means HAProxy runs the rendered config. A certificate from
@@ -421,6 +424,9 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
 def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     """Remove the app's containers (slots and HAProxy), network and config from every server.
 
+    Role containers too, on every host that runs them (worker-only hosts included): the
+    running ones first get their role's stop signal and stop_timeout to finish their jobs;
+    their env files go with the config folder. The history stays.
     Example: fab down
     """
     inv = load(inventory)

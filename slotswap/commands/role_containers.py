@@ -82,6 +82,12 @@ def stop_role(container: str, stop_timeout: int | None) -> list[str]:
     return stop(container, stop_timeout)
 
 
+def stop_roles(containers: list[str], stop_timeout: int | None) -> list[str]:
+    """stop_role of several containers in one command (Docker stops them side by side, so
+    the command takes one stop timeout, not one per container)."""
+    return [*stop_role(containers[0], stop_timeout), *containers[1:]]
+
+
 def exec_check(container: str, command: tuple[str, ...], seconds: float) -> list[str]:
     """One try of a role's check command inside its container (no shell, no tty), ended by
     coreutils' `timeout` on the server after `seconds` (exit 124; 137 after the kill): a

@@ -1,6 +1,7 @@
 """The app's role containers on one server as Docker reports them, for the tasks that show or
 reach them (`status`, `logs --role`, `exec --role`, `down`): one round trip
-(role_containers.inspect_roles), and none when the inventory has no roles.
+(role_containers.inspect_roles), and none when the inventory has no roles; and how `down`
+stops the running ones (role_stops).
 
 Everything is read from the containers' labels (role, version, generation), never from
 their names. Design: docs/roles-design.md.
@@ -12,11 +13,14 @@ import dataclasses
 from dataclasses import dataclass
 
 from slotswap.commands import docker
-from slotswap.commands.role_containers import inspect_roles
+from slotswap.commands.role_containers import inspect_roles, stop_roles
 from slotswap.config.inventory import Inventory
-from slotswap.config.roles import RoleSettings
+from slotswap.config.roles import MAX_STOP_TIMEOUT, RoleSettings
 from slotswap.core.validation import InputError
 from slotswap.remote.protocol import ServerLike
+
+# Seconds a `docker stop` may take over the stop timeout it gives (the kill and the reply).
+STOP_MARGIN = 60
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,36 @@ def with_web_slots(inventory: Inventory, instead: str) -> Inventory:
         names = ", ".join(host.name for host in inventory.hosts)
         raise InputError(f"{names}: no web slots there (web: false); {instead}")
     return dataclasses.replace(inventory, hosts=hosts)
+
+
+@dataclass(frozen=True)
+class RoleStop:
+    """One `docker stop` of a role's running containers, and its deadline."""
+
+    role: str
+    argv: list[str]
+    stop_timeout: int | None  # the role's; None: each container's own (a role gone)
+
+    @property
+    def time_to_finish(self) -> str:
+        if self.stop_timeout is None:
+            return "each its own stop timeout to finish its job (a role gone)"
+        return f"up to {self.stop_timeout}s to finish their jobs"
+
+    @property
+    def deadline(self) -> float:
+        """Longer than the stop timeout: a job gets all of it (a container made with its
+        own has at most MAX_STOP_TIMEOUT)."""
+        return (self.stop_timeout or MAX_STOP_TIMEOUT) + STOP_MARGIN
+
+
+def role_stops(inventory: Inventory, containers: list[RoleContainer]) -> list[RoleStop]:
+    """The running role containers stopped one role at a time, each with its role's stop
+    signal and stop timeout (`down`: a job in progress finishes before they are removed)."""
+    timeouts = {role.name: role.stop_timeout for role in inventory.roles}
+    running: dict[str, list[str]] = {}
+    for container in containers:
+        if container.running:
+            running.setdefault(container.role, []).append(container.name)
+    return [RoleStop(role, stop_roles(names, timeouts.get(role)), timeouts.get(role))
+            for role, names in running.items()]

@@ -14,12 +14,16 @@ from pathlib import Path
 import pytest
 
 from slotswap.cli import report
-from slotswap.commands.role_containers import INSPECT_ROLES_SCRIPT
+from slotswap.cli.server_tasks import MAINTENANCE_WHERE
+from slotswap.commands.role_containers import INSPECT_ROLES_SCRIPT, stop_roles
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
+from slotswap.fleet import certs, dry_run
+from slotswap.fleet.delivery import up_action
 from slotswap.fleet.status import read_status
 from slotswap.remote.server import CommandResult
-from slotswap.server import logs, one_off
+from slotswap.server import logs, one_off, platforms
+from slotswap.server.haproxy import down_server
 from slotswap.server.role_status import hosts_of_role, role_by_name, with_web_slots
 from slotswap.server.swap_errors import SwapError
 from tests.unit.fake_server import FakeServer, make_inventory
@@ -212,3 +216,137 @@ def test_exec_beside_a_role_that_runs_nothing_there_fails_in_one_line() -> None:
     with pytest.raises(SwapError, match="jobs-a: no container of role worker runs; deploy"):
         one_off.role_command_for(server, inventory, role_by_name(inventory, "worker"),
                                  ["ps"], live=True, tty=False, name="unused")
+
+
+# -- up, HTTPS and maintenance on a worker-only host ------------------------------------------
+
+NO_NETWORK = CommandResult("", "Error: No such network: webapp", 1)
+ENGINE = CommandResult("linux/x86_64 28.3.3\n", "", 0)
+
+
+@pytest.mark.parametrize("mode", ["registry", "ssh"])
+def test_up_on_a_worker_only_host_makes_the_app_s_network_and_nothing_of_haproxy(
+        mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(platforms, "observed", {})
+    inventory = shop(delivery={"mode": mode})
+    server = worker_host(inventory, strict=True)  # any other command fails the test
+    server.answers = {("docker", "network", "inspect"): NO_NETWORK,
+                      ("docker", "network", "create"): CommandResult("", "", 0),
+                      ("docker", "info"): ENGINE}
+    said: list[str] = []
+
+    with up_action(inventory, certificate=None) as up_one:
+        result = up_one(server, inventory, said.append)
+
+    assert result == "network created (worker-only: no HAProxy)"
+    assert [argv[:3] for argv in server.commands] == [
+        ["docker", "network", "inspect"], ["docker", "network", "create"],
+        ["docker", "info", "--format"]]
+    assert server.files == {} and server.sent == []
+    assert platforms.observed["jobs-a"] == "linux/amd64"
+
+
+def test_up_again_on_a_worker_only_host_is_unchanged() -> None:
+    inventory = shop()
+    server = worker_host(inventory)
+    with up_action(inventory) as up_one:
+        assert up_one(server, inventory, print) == "unchanged (worker-only: no HAProxy)"
+
+
+def test_up_s_dry_run_on_a_worker_only_host_says_network_only() -> None:
+    inventory = shop(https={"names": ["shop.example"], "acme": {"contact": "ops@example.com"}})
+    server = worker_host(inventory)
+    server.answers[("docker", "network", "inspect")] = NO_NETWORK
+
+    plan = dry_run.up_plan(server, inventory)
+
+    assert plan.summary == ("worker-only (web: false): the app's network only; no HAProxy, "
+                            "no config, no certificate")
+    steps = "\n".join(plan.steps)
+    assert "$ docker network create --driver bridge --label slotswap.app=webapp webapp" in steps
+    assert "haproxy" not in steps.lower() and "cert" not in steps
+
+
+def test_https_leaves_worker_only_hosts_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = shop(https={"names": ["shop.example"], "acme": {"contact": "ops@example.com"}})
+    read_on: list[list[str]] = []
+    monkeypatch.setattr(certs, "servers_of", lambda inv: read_on.append(
+        [h.name for h in inv.hosts]) or [])
+    installed_on: list[list[str]] = []
+    monkeypatch.setattr(certs, "on_every_server", lambda inv, action, task: installed_on.append(
+        [h.name for h in inv.hosts]) or [])
+    monkeypatch.setattr(certs, "issue", lambda *args: None)
+
+    certs.read_fleet(inventory)
+    certs.renew(inventory, force=True)
+
+    assert read_on == [["web-a"], ["web-a"]]
+    assert installed_on == [["web-a"]]
+
+
+def test_maintenance_leaves_worker_only_hosts_out() -> None:
+    inventory = shop()
+    assert [h.name for h in with_web_slots(inventory, MAINTENANCE_WHERE).hosts] == ["web-a"]
+
+
+# -- down -------------------------------------------------------------------------------------
+
+
+def test_down_stops_each_role_s_running_containers_with_its_stop_timeout_then_removes_all(
+        ) -> None:
+    inventory = shop()
+    boxes = (role_box("worker", "web1", 1, "v2"), role_box("worker", "web1", 2, "v2"),
+             role_box("worker", "web2", 1, "v1", running=False),
+             role_box("mailer", "web1", 1, "v2"), role_box("cron", "web2", 1, "v1"))
+    server = worker_host(inventory, *boxes)
+    labelled = "\n".join(str(box["Name"]).lstrip("/") for box in boxes) + "\n"
+    server.answers[("docker", "ps", "--all", "--quiet", "--filter")] = CommandResult(
+        labelled, "", 0)
+    deadlines: list[float | None] = []
+    run = server.run
+
+    def timed(argv: list[str], *, timeout: float | None = None, **kwargs: object
+              ) -> CommandResult:
+        deadlines.append(timeout)
+        return run(argv, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+
+    server.run = timed  # type: ignore[method-assign]
+
+    result = down_server(server, inventory, print)
+
+    stops = [argv for argv in server.commands if argv[:2] == ["docker", "stop"]]
+    assert stops == [
+        ["docker", "stop", "webapp-cron-web2-1"],  # a role gone: its own stop timeout
+        ["docker", "stop", "--time", "30", "webapp-mailer-web1-1"],
+        ["docker", "stop", "--time", "90", "webapp-worker-web1-1", "webapp-worker-web1-2"]]
+    assert [deadlines[server.commands.index(argv)] for argv in stops] == [3660, 90, 150]
+    removed = [argv for argv in server.commands if argv[:3] == ["docker", "rm", "--force"]]
+    assert server.commands.index(stops[-1]) < server.commands.index(removed[-1])
+    assert set(removed[-1][3:]) == {str(box["Name"]).lstrip("/") for box in boxes}
+    assert ["rm", "-rf", "/etc/slotswap/webapp"] in server.commands  # the roles' env files
+    assert result.startswith("5 containers removed")
+
+
+def test_down_s_dry_run_shows_the_role_containers_stopped_and_their_env_files_removed(
+        ) -> None:
+    inventory = shop()
+    server = worker_host(inventory, role_box("worker", "web1", 1, "v2"))
+
+    steps = dry_run.down_plan(server, inventory).steps
+
+    assert ("$ docker stop --time 90 webapp-worker-web1-1  (the worker containers: up to 90s "
+            "to finish their jobs)") in steps
+    assert ("$ rm -rf /etc/slotswap/webapp  (the config, the slots' and the roles' env "
+            "files)") in steps
+
+
+def test_down_without_roles_sends_no_role_command() -> None:
+    server = FakeServer(inventory=make_inventory())
+    down_server(server, server.inventory, print)
+    assert not any(argv[:1] == ["sh"] or argv[:2] == ["docker", "stop"]
+                   for argv in server.commands)
+
+
+def test_several_containers_stop_in_one_command() -> None:
+    assert stop_roles(["a", "b"], 60) == ["docker", "stop", "--time", "60", "a", "b"]
+    assert stop_roles(["a"], None) == ["docker", "stop", "a"]
