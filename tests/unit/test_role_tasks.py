@@ -12,13 +12,16 @@ import json
 from pathlib import Path
 
 import pytest
+from invoke import Context
+from invoke.exceptions import Exit
 
-from slotswap.cli import report
+from slotswap.cli import report, server_tasks, tasks
 from slotswap.cli.server_tasks import MAINTENANCE_WHERE
 from slotswap.commands.role_containers import INSPECT_ROLES_SCRIPT, stop_roles
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
 from slotswap.fleet import certs, dry_run
+from slotswap.fleet import status as fleet_status
 from slotswap.fleet.delivery import up_action
 from slotswap.fleet.status import read_status
 from slotswap.remote.server import CommandResult
@@ -350,3 +353,50 @@ def test_down_without_roles_sends_no_role_command() -> None:
 def test_several_containers_stop_in_one_command() -> None:
     assert stop_roles(["a", "b"], 60) == ["docker", "stop", "--time", "60", "a", "b"]
     assert stop_roles(["a"], None) == ["docker", "stop", "a"]
+
+
+def test_the_status_task_prints_roles_and_a_worker_only_host_exits_0(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "hosts.yaml").write_text(
+        "app: webapp\nimage: acme/webapp\nhosts:\n"
+        "  - {name: web-a, address: 203.0.113.10}\n"
+        "  - {name: jobs-a, address: 203.0.113.11, web: false}\n"
+        "roles:\n  worker: {cmd: [bin/jobs]}\n")
+
+    def fake_servers(inv: Inventory) -> list[FakeServer]:
+        assert [h.name for h in inv.hosts] == ["jobs-a"]  # --hosts=jobs-a
+        return [FakeServer("jobs-a", inventory=inv, answers={
+            INSPECT_ROLES: inspected(role_box("worker", "web2", 1, "v3"))})]
+
+    monkeypatch.setattr(fleet_status, "servers_of", fake_servers)
+
+    tasks.status(Context(), inventory=str(tmp_path / "hosts.yaml"), json=True,
+                 hosts="jobs-a")  # no Exit: exit 0
+
+    captured = capsys.readouterr()
+    assert ("jobs-a (203.0.113.11): worker-only (web: false, no slots, no HAProxy), roles "
+            "running v3") in captured.err
+    assert "worker     webapp-worker-web2-1  v3 (web2)  running, 0 restarts" in captured.err
+    document = json.loads(captured.out)
+    assert document["ok"] and document["servers"][0]["web"] is False
+
+
+@pytest.mark.parametrize("task", ["logs", "exec"])
+def test_an_unknown_role_exits_2_in_one_line_before_any_server_is_contacted(
+        task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "hosts.yaml").write_text(
+        "app: webapp\nimage: acme/webapp\nhosts: [203.0.113.10]\n"
+        "roles:\n  worker: {cmd: [bin/jobs]}\n  cron: {cmd: [bin/cron]}\n")
+    monkeypatch.setattr(server_tasks, "servers_of", lambda inv: pytest.fail("contacted"))
+    path = str(tmp_path / "hosts.yaml")
+
+    with pytest.raises(Exit) as stopped:
+        if task == "logs":
+            server_tasks.logs_task(Context(), role="mailer", inventory=path)
+        else:
+            server_tasks.exec_task(Context(), command="ls", role="mailer", inventory=path)
+
+    assert stopped.value.code == 2
+    assert stopped.value.message == ("error: --role: 'mailer' is not a role of hosts.yaml "
+                                     "(its roles: worker, cron)")
