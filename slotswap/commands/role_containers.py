@@ -99,10 +99,13 @@ def exec_check(container: str, command: tuple[str, ...], seconds: float) -> list
 
 # Every role container of the app (a slot, HAProxy or a one-off has no generation label),
 # running or not, as `docker container inspect`'s JSON array (docker.parse_inspect); nothing
-# when there is none. A fixed script: the app's name is its argument, never in its text.
+# when there is none. A fixed script: the app's name is its argument, never in its text. Not
+# a pipe: a `docker ps` that fails (the engine down) fails the script, instead of reading as
+# "no role container" (IDs are hex, split on whitespace as they are).
 INSPECT_ROLES_SCRIPT = (
-    f'docker ps --all --quiet --no-trunc --filter "label={LABEL_APP}=$1" '
-    f'--filter "label={LABEL_GENERATION}" | xargs -r docker container inspect')
+    f'ids=$(docker ps --all --quiet --no-trunc --filter "label={LABEL_APP}=$1" '
+    f'--filter "label={LABEL_GENERATION}") || exit; '
+    '[ -z "$ids" ] || exec docker container inspect $ids')
 
 
 def inspect_roles(app: str) -> list[str]:

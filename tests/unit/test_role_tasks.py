@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from invoke.exceptions import Exit
 
 from slotswap.cli import report, server_tasks, tasks
 from slotswap.cli.server_tasks import MAINTENANCE_WHERE
-from slotswap.commands.role_containers import INSPECT_ROLES_SCRIPT, stop_roles
+from slotswap.commands.role_containers import INSPECT_ROLES_SCRIPT, inspect_roles, stop_roles
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
 from slotswap.fleet import certs, dry_run
@@ -400,3 +401,33 @@ def test_an_unknown_role_exits_2_in_one_line_before_any_server_is_contacted(
     assert stopped.value.code == 2
     assert stopped.value.message == ("error: --role: 'mailer' is not a role of hosts.yaml "
                                      "(its roles: worker, cron)")
+
+
+# -- the inspection script, run by a real sh with a stand-in `docker` ------------------------
+
+
+def run_inspect_script(tmp_path: Path, docker_script: str, ids: str = ""
+                       ) -> subprocess.CompletedProcess[str]:
+    stub = tmp_path / "docker"
+    stub.write_text("#!/bin/sh\n" + docker_script)
+    stub.chmod(0o755)
+    return subprocess.run(inspect_roles("webapp"), capture_output=True, text=True,
+                          check=False, env={"PATH": f"{tmp_path}:/usr/bin:/bin", "IDS": ids})
+
+
+def test_a_docker_that_cannot_list_containers_fails_the_inspection(tmp_path: Path) -> None:
+    # Else a worker-only host whose Docker is down would show no role container, exit 0.
+    answer = run_inspect_script(tmp_path, 'echo "Cannot connect to the Docker daemon" >&2\n'
+                                          "exit 1\n")
+    assert answer.returncode != 0
+    assert "Cannot connect" in answer.stderr
+
+
+def test_the_inspection_inspects_what_docker_lists_and_nothing_when_none(
+        tmp_path: Path) -> None:
+    listing = ('if [ "$1" = ps ]; then printf "%s\\n" $IDS; exit 0; fi\n'
+               'echo "inspect $*"\n')
+    answer = run_inspect_script(tmp_path, listing, ids="aaa bbb")
+    assert (answer.returncode, answer.stdout) == (0, "inspect container inspect aaa bbb\n")
+    answer = run_inspect_script(tmp_path, listing)
+    assert (answer.returncode, answer.stdout) == (0, "")
