@@ -14,7 +14,13 @@ A deploy or rollback:
 A status:
   {"task": "status", "ok": true, "exit_code": 0,
    "servers": [{"name": "s1", "address": "10.0.0.1", "live": "web2", "version": "v2",
-                "slots": ["web1: ...", "web2: ..."], "error": null}, ...]}
+                "slots": ["web1: ...", "web2: ..."], "maintenance": false,
+                "haproxy": "haproxy:2.8 (HAProxy 2.8.5)", "web": true,
+                "roles": [{"name": "s-worker-web2-1", "role": "worker", "version": "v2",
+                           "generation": "web2", "state": "running", "restarts": 0}],
+                "error": null}, ...]}
+  (a worker-only host: "web": false, "live": null, "slots": [], "haproxy": null, and
+   "version" the versions its running role containers have)
 """
 
 from __future__ import annotations
@@ -60,11 +66,13 @@ def status_document(reports: list[ServerStatus], exit_code: int) -> dict[str, An
         "servers": [{
             "name": r.name,
             "address": r.address,
-            "live": None if r.error else r.live,
+            "live": None if r.error or not r.web else r.live,
             "version": None if r.error else r.version,
             "slots": r.slots,
             "maintenance": r.maintenance,
             "haproxy": (r.haproxy or None) if not r.error else None,
+            "web": r.web,
+            "roles": [container.document() for container in r.roles],
             "error": r.error or None,
         } for r in reports],
     }

@@ -31,25 +31,37 @@ from slotswap.fleet.errors import EXIT_CONNECT, EXIT_DEPLOY_FAILED
 from slotswap.fleet.every_server import on_every_server
 from slotswap.fleet.runner import connected, servers_of
 from slotswap.server import logs, maintenance, one_off
+from slotswap.server.role_status import hosts_of_role, role_by_name, with_web_slots
 
 
 @kit_task(help={"slot": "whose logs: 'live' (default: the slot serving) or 'idle' (the other "
                         "one, e.g. a new version that failed its checks)",
+                "role": "the running containers of this role (roles: in the inventory) "
+                        "instead of a slot's, on the servers that run it; each line "
+                        "prefixed by the server and the container",
                 "follow": "keep streaming from every server at once until Ctrl-C",
                 "lines": "lines from the end of each log to show first (default 50)",
                 "hosts": HOSTS_HELP, "inventory": INVENTORY_HELP})
 @reports_errors
-def logs_task(c: Context, slot: str = logs.LIVE, follow: bool = False, lines: int = 50,
-              inventory: str | None = None, hosts: str | None = None) -> None:
+def logs_task(c: Context, slot: str = logs.LIVE, role: str | None = None,
+              follow: bool = False, lines: int = 50, inventory: str | None = None,
+              hosts: str | None = None) -> None:
     """Show the app's container logs of every server, each line prefixed by the server.
 
-    Example: fab logs --slot=idle --lines=100   or   fab logs --follow
+    A worker-only host (web: false) has no slot: --role=NAME shows its role's containers.
+    Example: fab logs --slot=idle --lines=100   or   fab logs --follow --role=worker
     """
     logs.validate_choice(slot, lines)
     inv = load(inventory, hosts)
+    if role is not None:
+        inv = hosts_of_role(inv, role_by_name(inv, role))
+    else:
+        inv = with_web_slots(inv, "--role=NAME shows the logs of its roles")
     try:
         with connected(servers_of(inv)) as servers:
-            sources = [logs.pick_slot(server, inv, slot) for server in servers]
+            sources = [source for server in servers for source in (
+                logs.pick_role(server, inv, role) if role is not None
+                else [logs.pick_slot(server, inv, slot)])]
             if follow:
                 logs.follow(sources, lines, say)
                 return
@@ -110,7 +122,8 @@ def certs_renew(c: Context, inventory: str | None = None, force: bool = False,
         renewal = certs.plan_renewal(inv, force=force)
         if renewal.ends is not None:
             exit_on_failure("certs.renew", renewal.ends)  # a server that cannot be read
-        show_plan(inv, lambda server: dry_run_plans.certs_plan(server, inv, renewal),
+        show_plan(certs.https_hosts(inv),
+                  lambda server: dry_run_plans.certs_plan(server, inv, renewal),
                   preamble=certs.renewal_lines(https, renewal))
         return
     results = renewed_or_exit(lambda: certs.renew(inv, force=force))
@@ -126,36 +139,51 @@ def certs_renew(c: Context, inventory: str | None = None, force: bool = False,
                         "one-off container of its image",
                 "interactive": "with a terminal of its own (a console), when this one is a "
                                "terminal",
-                "hosts": "the server to run it on, by name (default: the inventory's first)",
+                "role": "beside this role (roles: in the inventory) instead of the web "
+                        "slots: its image, options and env file (with --live, inside its "
+                        "first running container)",
+                "hosts": "the server to run it on, by name (default: the inventory's first "
+                         "with web slots, or with --role the first that runs the role)",
                 "inventory": INVENTORY_HELP})
 @reports_errors
 def exec_task(c: Context, command: str = "", live: bool = False, interactive: bool = False,
-              inventory: str | None = None, hosts: str | None = None) -> None:
+              role: str | None = None, inventory: str | None = None,
+              hosts: str | None = None) -> None:
     """Run a command beside the live version on one server; exit with its exit code.
 
     By default in a one-off container of the live slot's image, with the app's network and
     environment (env file), named APP-exec-ID, removed afterwards and killed when this run
-    is interrupted or loses its connection; with --live inside the live container.
+    is interrupted or loses its connection; with --live inside the live container. With
+    --role=NAME, beside that role's running containers: their image, the role's container
+    options and its env file (--live: in the role's first running container).
     Example: fab exec --command='bin/rails console' --interactive --hosts=web-a
     """
     words = one_off.parse_command(command)
     inv = load(inventory, hosts)
-    if hosts is None:
-        inv = dataclasses.replace(inv, hosts=inv.hosts[:1])
-    elif len(inv.hosts) != 1:
+    if hosts is not None and len(inv.hosts) != 1:
         raise InputError("exec runs on one server: give one name with --hosts")
+    settings = None if role is None else role_by_name(inv, role)
+    if settings is not None:
+        inv = hosts_of_role(inv, settings)
+    else:
+        inv = with_web_slots(inv, "--role=NAME runs the command beside one of its roles")
+    inv = dataclasses.replace(inv, hosts=inv.hosts[:1])
     tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
     if interactive and not tty:
         warn("--interactive: this is not a terminal; running without one")
     with connected(servers_of(inv)[:1]) as (server,):  # an error: one line (reports_errors)
         code = one_off.run(server, inv, words, live=live, interactive=tty, say=say,
-                           on_line=print_line)
+                           on_line=print_line, role=settings)
     if code != 0:
         raise Exit(code=code if 0 < code < 256 else 1)
 
 
 def print_line(line: str) -> None:
     print(line, flush=True)
+
+
+# A worker-only host (web: false) takes no request: maintenance mode leaves it out.
+MAINTENANCE_WHERE = "maintenance mode is HAProxy's, on the servers with web slots"
 
 
 @kit_task(help={"message": "the page's text (HTML-escaped; the page is templates/"
@@ -176,7 +204,7 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
     """
     if not 0 <= retry_after <= 86400:
         raise InputError(f"--retry-after must be 0 to 86400 seconds, got {retry_after}")
-    inv = load(inventory, hosts)
+    inv = with_web_slots(load(inventory, hosts), MAINTENANCE_WHERE)
     entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, entries))
@@ -196,7 +224,7 @@ def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None 
 
     Example: fab maintenance.off
     """
-    inv = load(inventory, hosts)
+    inv = with_web_slots(load(inventory, hosts), MAINTENANCE_WHERE)
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, None))
         return

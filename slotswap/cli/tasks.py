@@ -88,6 +88,9 @@ def build(c: Context, tag: str | None = None, inventory: str | None = None,
 def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     """Prepare every server: app network, HAProxy in front of slots web1/web2. Idempotent.
 
+    A worker-only host (web: false) gets the app's network alone (its role containers join
+    it): no HAProxy, no config, no certificate; its dry run says so.
+
     A changed config is checked by HAProxy, then applied with a reload that drops no
     connection; if HAProxy does not start with it, the previous one is put back and keeps
     running. "unchanged" means HAProxy runs the rendered config. A certificate from
@@ -377,13 +380,16 @@ def check(c: Context, inventory: str | None = None, schema: bool = False) -> Non
 
 
 @kit_task(help={"inventory": INVENTORY_HELP, "hosts": HOSTS_HELP,
-            "json": "print one JSON document on stdout (per server: name, address, live "
-                    "slot, version, both slots as HAProxy and Docker see them, error)"})
+            "json": "print one JSON document on stdout (per server: name, address, web, "
+                    "live slot, version, both slots as HAProxy and Docker see them, its role "
+                    "containers (name, role, version, generation, state, restarts), error)"})
 @reports_errors
 def status(c: Context, inventory: str | None = None, json: bool = False,
            hosts: str | None = None) -> None:
     """Show, per server, the live slot, the version it serves, and HAProxy's view of both slots.
 
+    Then each role container there (role, name, version, generation, running or stopped,
+    restarts). A worker-only host (web: false) shows its role containers only.
     Example: fab status
     """
     if json:
@@ -395,12 +401,18 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
             say(f"{server_report.name} ({server_report.address}): ERROR {server_report.error}")
             continue
         mode = " (MAINTENANCE: answering 503)" if server_report.maintenance else ""
-        say(f"{server_report.name} ({server_report.address}): live {server_report.live}, "
-            f"serving {server_report.version}{mode}")
+        if not server_report.web:
+            say(f"{server_report.name} ({server_report.address}): worker-only (web: false, "
+                f"no slots, no HAProxy), roles running {server_report.version}")
+        else:
+            say(f"{server_report.name} ({server_report.address}): live {server_report.live}, "
+                f"serving {server_report.version}{mode}")
         for line in server_report.slots:
             say(f"    {line}")
         if server_report.haproxy:
             say(f"    haproxy  {server_report.haproxy}")
+        for container in server_report.roles:
+            say(f"    {container.describe()}")
     exit_code = EXIT_CONNECT if any(r.error for r in reports) else EXIT_OK
     if json:
         report.emit(report.status_document(reports, exit_code))
@@ -413,6 +425,9 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
 def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     """Remove the app's containers (slots and HAProxy), network and config from every server.
 
+    Role containers too, on every host that runs them (worker-only hosts included): the
+    running ones first get their role's stop signal and stop_timeout to finish their jobs;
+    their env files go with the config folder. The history stays.
     Example: fab down
     """
     inv = load(inventory)

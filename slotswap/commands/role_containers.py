@@ -28,6 +28,9 @@ from slotswap.config.container import ContainerSettings
 # The seconds a check command may run over its deadline before `timeout` kills the docker
 # exec client with SIGKILL (SIGTERM first, at the deadline).
 CHECK_KILL_AFTER = 2
+# Seconds a `docker stop` may take over the stop timeout it gives (the kill and the reply):
+# its command's deadline is the stop timeout plus this.
+STOP_MARGIN = 60
 
 
 def role_container_name(app: str, role: str, generation: str, index: int) -> str:
@@ -83,8 +86,9 @@ def stop_role(container: str, stop_timeout: int | None) -> list[str]:
 
 
 def stop_roles(containers: list[str], stop_timeout: int | None) -> list[str]:
-    """stop_role of several containers at once (Docker stops them in parallel)."""
-    return [*stop_role(containers[0], stop_timeout)[:-1], *containers]
+    """stop_role of several containers in one command (Docker stops them side by side, so
+    the command takes one stop timeout, not one per container)."""
+    return [*stop_role(containers[0], stop_timeout), *containers[1:]]
 
 
 def exec_check(container: str, command: tuple[str, ...], seconds: float) -> list[str]:
@@ -98,10 +102,13 @@ def exec_check(container: str, command: tuple[str, ...], seconds: float) -> list
 
 # Every role container of the app (a slot, HAProxy or a one-off has no generation label),
 # running or not, as `docker container inspect`'s JSON array (docker.parse_inspect); nothing
-# when there is none. A fixed script: the app's name is its argument, never in its text.
+# when there is none. A fixed script: the app's name is its argument, never in its text. Not
+# a pipe: a `docker ps` that fails (the engine down) fails the script, instead of reading as
+# "no role container" (IDs are hex, split on whitespace as they are).
 INSPECT_ROLES_SCRIPT = (
-    f'docker ps --all --quiet --no-trunc --filter "label={LABEL_APP}=$1" '
-    f'--filter "label={LABEL_GENERATION}" | xargs -r docker container inspect')
+    f'ids=$(docker ps --all --quiet --no-trunc --filter "label={LABEL_APP}=$1" '
+    f'--filter "label={LABEL_GENERATION}") || exit; '
+    '[ -z "$ids" ] || exec docker container inspect $ids')
 
 
 def inspect_roles(app: str) -> list[str]:

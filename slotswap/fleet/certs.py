@@ -1,8 +1,10 @@
 """The fleet's certificate: what `up` puts in place, what each server serves (`certs`), and
-its renewal (`certs.renew`): issued once, installed on every server with no reload."""
+its renewal (`certs.renew`): issued once, installed on every server with no reload. A
+worker-only host (web: false) has no HAProxy: HTTPS leaves it out (https_hosts)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,10 +80,17 @@ class ServerCertificate:
     source: str | None = None  # where the kit got it (None: not recorded)
 
 
+def https_hosts(inventory: Inventory) -> Inventory:
+    """The inventory with only the servers HTTPS is on: those with web slots (a worker-only
+    host, web: false, has no HAProxy and no certificate)."""
+    return dataclasses.replace(inventory, hosts=inventory.web_hosts)
+
+
 def read_fleet(inventory: Inventory) -> list[ServerCertificate]:
     """What each server's HAProxy serves, and where that came from (read-only)."""
     found = []
-    for done in in_turn(servers_of(inventory), lambda server: read_one(server, inventory)):
+    servers = servers_of(https_hosts(inventory))
+    for done in in_turn(servers, lambda server: read_one(server, inventory)):
         server = done.server
         found.append(done.value if done.value is not None else ServerCertificate(
             server.name, server.host.address, None, str(done.error)))
@@ -192,7 +201,7 @@ def renew(inventory: Inventory, *, force: bool) -> list[ServerResult]:
         installed = tls.install(server, inv, haproxy_dir(inv), bundle, progress, running=True)
         return "certificate installed" if installed else "unchanged"
 
-    return on_every_server(inventory, install, "certs.renew")
+    return on_every_server(https_hosts(inventory), install, "certs.renew")
 
 
 def after_up(inventory: Inventory) -> list[ServerResult]:

@@ -37,7 +37,7 @@ from slotswap.fleet.image_archive import (
 from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import registry_login
-from slotswap.server.haproxy import up_server
+from slotswap.server.haproxy import up_server, up_worker_only
 from slotswap.server.images import ensure_image
 
 Progress = Callable[[str], None]
@@ -317,9 +317,10 @@ def up_action(inventory: Inventory,
               certificate: CertificateBundle | None = None) -> Iterator[ServerAction]:
     """What `fab up` does on one server (with HTTPS, `certificate` is the one to put in
     place). With delivery: ssh, a server that lacks HAProxy's image gets it from the
-    operator's Docker too, so that no server needs a registry."""
+    operator's Docker too, so that no server needs a registry. A worker-only host (`web:
+    false`) gets the app's network alone: no HAProxy, its image, config or certificate."""
     if inventory.delivery.mode != "ssh":
-        yield functools.partial(up_server, certificate=certificate)
+        yield web_or_worker(functools.partial(up_server, certificate=certificate))
         return
 
     with SshDelivery() as deliver:
@@ -328,4 +329,15 @@ def up_action(inventory: Inventory,
             deliver(server, inventory.haproxy.image, progress, refresh=False)
             return up_server(server, inventory, progress, certificate)
 
-        yield up_without_registry
+        yield web_or_worker(up_without_registry)
+
+
+def web_or_worker(up_web: ServerAction) -> ServerAction:
+    """`up_web` on a server with web slots, up_worker_only on a worker-only host."""
+
+    def up_one(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
+        if not server.host.web:
+            return up_worker_only(server, inventory, progress)
+        return up_web(server, inventory, progress)
+
+    return up_one

@@ -61,7 +61,8 @@ from slotswap.server.pruning import images_to_prune
 from slotswap.server.redeploy import already_serving, keeps_stopped_container_of
 from slotswap.server.registry_login import RegistryLogin, login_command, login_registry
 from slotswap.server.role_plan import worker_only_generation
-from slotswap.server.role_run import RoleRun, read_role_containers
+from slotswap.server.role_run import RoleRun, role_containers_on
+from slotswap.server.role_status import read_role_containers, role_stops
 from slotswap.server.role_steps import RolePlanLines
 from slotswap.server.role_swap import describe_roles, running_versions
 from slotswap.server.slots import SlotView, read_slots
@@ -209,7 +210,7 @@ def role_only_plan(plan: ServerPlan, server: ServerLike, inventory: Inventory, t
                    pull: bool, task: str, env: AppEnv) -> ServerPlan:
     """A worker-only server (web: false): its role containers alone
     (slotswap.server.role_swap)."""
-    found = read_role_containers(server, inventory.app)
+    found = role_containers_on(server, inventory.app)
     generation = worker_only_generation(found, app=inventory.app, version=tag)
     old = ", ".join(running_versions(found))
     plan.summary = (f"worker-only: {describe_roles(found)}; {tag} goes into {generation}")
@@ -277,6 +278,8 @@ def prune_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
 
 def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     inventory = server.with_folders(inventory)
+    if not server.host.web:
+        return worker_only_up_plan(server, inventory)
     plan = ServerPlan(server.name, server.host.address)
     directory = haproxy_dir(inventory)
     config_path = f"{directory}/{CONFIG_NAME}"
@@ -405,6 +408,19 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     return plan
 
 
+def worker_only_up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
+    """`up` on a worker-only host (web: false): the app's network alone."""
+    plan = ServerPlan(server.name, server.host.address, summary="worker-only (web: false): "
+                      "the app's network only; no HAProxy, no config, no certificate")
+    lock_steps(plan, server, inventory)
+    if not server.run(docker.network_inspect(inventory.network), check=False).ok:
+        plan.shell(docker.network_create(inventory.network, inventory.app))
+    else:
+        plan.steps.append(f"network {inventory.network} is there: unchanged")
+    unlock_steps(plan, inventory)
+    return plan
+
+
 def finish_hand_over_steps(plan: ServerPlan, inventory: Inventory) -> None:
     """As haproxy_handover.finish_hand_over: the old HAProxy told to stop, its soft stop
     waited for, the new one given its name."""
@@ -444,6 +460,9 @@ def down_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     plan = ServerPlan(server.name, server.host.address, summary="remove everything of "
                       f"{inventory.app}")
     lock_steps(plan, server, inventory)
+    for stop in role_stops(inventory, read_role_containers(server, inventory)):
+        plan.shell(stop.argv)
+        plan.steps[-1] += f"  (the {stop.role} containers: {stop.time_to_finish})"
     names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
     existing = sorted(docker.parse_inspect(
         server.run(docker.inspect_containers(*names), check=False).stdout))
@@ -455,6 +474,7 @@ def down_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     if server.run(docker.network_inspect(inventory.network), check=False).ok:
         plan.shell(docker.network_remove(inventory.network))
     plan.shell(["rm", "-rf", inventory.config_dir])
+    plan.steps[-1] += "  (the config, the slots' and the roles' env files)"
     unlock_steps(plan, inventory)
     return plan
 

@@ -1,9 +1,11 @@
 """`status`: per server, the live slot, the version it serves, both slots as HAProxy and
-Docker see them, maintenance mode and HAProxy's own version (read-only)."""
+Docker see them, maintenance mode, HAProxy's own version and each role container (read-only).
+A worker-only host (`web: false`) has no slots and no HAProxy: only its role containers are
+read there."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slotswap.commands.runtime_api import RuntimeApiError
 from slotswap.config.inventory import SLOTS, Inventory
@@ -12,6 +14,7 @@ from slotswap.fleet.runner import in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import maintenance
 from slotswap.server.haproxy import running_haproxy
+from slotswap.server.role_status import RoleContainer, read_role_containers
 from slotswap.server.slots import read_slots, serving_views
 
 
@@ -25,6 +28,8 @@ class ServerStatus:
     error: str = ""
     maintenance: bool | None = None  # None: could not be read (a HAProxy older than the kit's)
     haproxy: str = ""  # HAProxy's image and version, e.g. `haproxy:2.8 (HAProxy 2.8.5)`
+    web: bool = True  # False: a worker-only host (no slots, no HAProxy)
+    roles: list[RoleContainer] = field(default_factory=list)  # its role containers
 
 
 def status(inventory: Inventory) -> list[ServerStatus]:
@@ -39,6 +44,12 @@ def status(inventory: Inventory) -> list[ServerStatus]:
 
 
 def read_status(server: ServerLike, inventory: Inventory) -> ServerStatus:
+    roles = read_role_containers(server, inventory)
+    if not server.host.web:
+        running = sorted({c.version for c in roles if c.running})
+        return ServerStatus(server.name, server.host.address, live="-",
+                            version=",".join(running) or "-", slots=[], web=False,
+                            roles=roles)
     views = read_slots(server, inventory)
     live = serving_views(views)
     return ServerStatus(
@@ -48,6 +59,7 @@ def read_status(server: ServerLike, inventory: Inventory) -> ServerStatus:
         slots=[views[slot].describe() for slot in SLOTS],
         maintenance=maintenance_state(server),
         haproxy=running_haproxy(server, inventory),
+        roles=roles,
     )
 
 

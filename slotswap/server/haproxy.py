@@ -1,5 +1,6 @@
 """HAProxy in front of the two slots: its config installed and HAProxy kept running with it
-(`up`), what runs read for `status`, and all of it taken down (`down`).
+(`up`; on a worker-only host, `web: false`, the app's network alone), what runs read for
+`status`, and all of it taken down (`down`).
 
 `up` is idempotent: an unchanged server is left alone; a changed config is checked by
 HAProxy itself, then applied by a reload of the master process (no connection dropped),
@@ -52,6 +53,7 @@ from slotswap.server.haproxy_handover import (
 from slotswap.server.haproxy_plan import plan_haproxy
 from slotswap.server.haproxy_state import save_slot_state
 from slotswap.server.images import ensure_image, log_in_to_registry
+from slotswap.server.role_status import read_role_containers, role_stops
 
 Progress = Callable[[str], None]
 
@@ -223,16 +225,32 @@ def set_up_haproxy(server: ServerLike, inventory: Inventory, progress: Progress,
         changes.append("slots reached on the app's network until the next deploy")
     # Where a restarted HAProxy starts from (a server set up by an older slotswap has none).
     save_slot_state(server, inventory)
-    platform, version = docker_engine.parse_engine(
-        server.run(docker_engine.server_engine(), check=False).stdout)
-    if platform:
-        platforms.observed[server.name] = platform
+    version = observe_engine(server)
     risk = docker_engine.direct_access_risk(version or "")
     if risk:
         progress(f"WARNING: Docker {version}: {risk}; upgrade to Docker 28.3.3 or newer (see "
                  "the README's server checklist)")
     progress(f"HAProxy {info.get('Version', '?')} answers on {admin_socket_path(inventory)}")
     return ", ".join(changes) if changes else "unchanged"
+
+
+def observe_engine(server: ServerLike) -> str | None:
+    """The server's Docker Engine version; its platform noted for `build`
+    (slotswap.server.platforms)."""
+    platform, version = docker_engine.parse_engine(
+        server.run(docker_engine.server_engine(), check=False).stdout)
+    if platform:
+        platforms.observed[server.name] = platform
+    return version
+
+
+def up_worker_only(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
+    """`up` on a worker-only host (`web: false`): the app's network, which its role
+    containers join, and nothing of the web's: no HAProxy, no config, no certificate."""
+    inventory = server.with_folders(inventory)
+    created = ensure_network(server, inventory, progress)
+    observe_engine(server)  # the image runs here too: its platform counts for `build`
+    return ("network created" if created else "unchanged") + " (worker-only: no HAProxy)"
 
 
 def server_addresses(server: ServerLike) -> set[str]:
@@ -297,7 +315,14 @@ def make_admin_dir(server: ServerLike, inventory: Inventory) -> None:
 
 
 def down_server(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
+    """Everything of the app on the server but its state folder (the history): HAProxy, the
+    slots, the role containers (the running ones first stopped with their role's stop
+    signal and stop timeout, so that a job in progress finishes), the network and the
+    config folder with every env file (the slots' and the roles')."""
     inventory = server.with_folders(inventory)
+    for stop in role_stops(inventory, read_role_containers(server, inventory)):
+        progress(f"stopping the {stop.role} containers: {stop.time_to_finish}")
+        server.run(stop.argv, timeout=stop.deadline)
     # By name (also what was started by hand under the kit's names), then by label.
     names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
     existing = sorted(docker.parse_inspect(

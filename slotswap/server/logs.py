@@ -2,7 +2,9 @@
 
 Which container: the live slot's (the one HAProxy sends new traffic to and whose container
 runs) or the idle one's, found as the deploy finds them
-(slotswap.server.slots.read_slots, slotswap.server.swap_plan.plan_slots).
+(slotswap.server.slots.read_slots, slotswap.server.swap_plan.plan_slots); with `--role`, each
+running container of that role (slotswap.server.role_status), its lines prefixed by the
+server's name and the container's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from slotswap.commands import docker
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
 from slotswap.remote.protocol import ServerLike
+from slotswap.server.role_status import read_role_containers, running_of_role
 from slotswap.server.slots import read_slots
 from slotswap.server.swap_plan import plan_slots
 
@@ -27,6 +30,13 @@ class LogSource:
     server: ServerLike
     slot: str | None  # None: the server has no slot of that kind (e.g. nothing serves)
     container: str | None
+    role: str | None = None  # a role's container (--role), not a slot's
+
+    @property
+    def prefix(self) -> str:
+        if self.role is None:
+            return self.server.name
+        return f"{self.server.name} {self.container or '-'}"
 
 
 def validate_choice(slot: str, lines: int) -> None:
@@ -42,6 +52,15 @@ def pick_slot(server: ServerLike, inventory: Inventory, which: str) -> LogSource
     return LogSource(server, slot, inventory.container_name(slot) if slot else None)
 
 
+def pick_role(server: ServerLike, inventory: Inventory, role: str) -> list[LogSource]:
+    """Each running container of `role` on the server (one source without a container when
+    none runs)."""
+    running = running_of_role(read_role_containers(server, inventory), role)
+    if not running:
+        return [LogSource(server, None, None, role)]
+    return [LogSource(server, None, container.name, role) for container in running]
+
+
 def prefixed(name: str, width: int, say: Callable[[str], None]) -> Callable[[str], None]:
     return lambda line: say(f"{name:<{width}} | {line}")
 
@@ -49,11 +68,12 @@ def prefixed(name: str, width: int, say: Callable[[str], None]) -> Callable[[str
 def with_containers(sources: list[LogSource], say: Callable[[str], None]
                     ) -> Iterator[tuple[LogSource, str, Callable[[str], None]]]:
     """Each source that has a container, with the printer of its prefixed lines."""
-    width = max(len(s.server.name) for s in sources)
+    width = max(len(s.prefix) for s in sources)
     for source in sources:
-        on_line = prefixed(source.server.name, width, say)
+        on_line = prefixed(source.prefix, width, say)
         if source.container is None:
-            on_line("(no container in that slot)")
+            on_line("(no container in that slot)" if source.role is None else
+                    f"(no running container of role {source.role})")
             continue
         yield source, source.container, on_line
 

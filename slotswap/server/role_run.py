@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from slotswap.commands import docker
-from slotswap.commands.role_containers import inspect_roles
+from slotswap.commands.role_containers import STOP_MARGIN, inspect_roles
 from slotswap.config.app_env import AppEnv
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import role_env_file_path
@@ -46,8 +46,6 @@ from slotswap.server.swap_errors import SwapError
 
 Progress = Callable[[str], None]
 CHECK_POLL_INTERVAL = 0.5
-# A stop's command deadline beyond the longest stop timeout of the containers it stops.
-STOP_MARGIN = 30
 
 
 class RoleCheckFailed(SwapError):
@@ -55,7 +53,7 @@ class RoleCheckFailed(SwapError):
     version fails on this server, its new role containers were stopped."""
 
 
-def read_role_containers(server: ServerLike, app: str) -> list[docker.ContainerInfo]:
+def role_containers_on(server: ServerLike, app: str) -> list[docker.ContainerInfo]:
     """Every role container of the app on the server (one round trip)."""
     answer = server.run(inspect_roles(app)).stdout.strip()
     return list(docker.parse_inspect(answer).values()) if answer else []
@@ -92,7 +90,7 @@ class RoleRun:
         out (and whatever cut the run), once this run's new containers were stopped again."""
         if not self.inventory.roles:
             return
-        found = read_role_containers(self.server, self.inventory.app)
+        found = role_containers_on(self.server, self.inventory.app)
         if not self.roles and not found:
             return
         changed = self.write_env_files()
@@ -147,7 +145,7 @@ class RoleRun:
     def planned(self) -> RolePlanLines | None:
         """What start, retire and undo would do, read now (the dry run prints it); None
         when the server runs no role and has no role container."""
-        found = read_role_containers(self.server, self.inventory.app) \
+        found = role_containers_on(self.server, self.inventory.app) \
             if self.inventory.roles else []
         if not self.roles and not found:
             return None

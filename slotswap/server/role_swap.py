@@ -26,7 +26,7 @@ from slotswap.config.inventory import Inventory
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.role_plan import worker_only_generation
-from slotswap.server.role_run import RoleRun, read_role_containers
+from slotswap.server.role_run import RoleRun, role_containers_on
 from slotswap.server.swap_errors import SwapError, SwapRolledBack, SwapStopped
 
 Progress = Callable[[str], None]
@@ -84,7 +84,7 @@ class RoleOnlySwap:
         """The new role containers started and checked beside the old ones. True when old
         ones run on, for watch_and_retire; False when the swap is over."""
         started = time.monotonic()
-        found = read_role_containers(self.server, self.inventory.app)
+        found = role_containers_on(self.server, self.inventory.app)
         old = running_versions(found)
         self.old_version = old[0] if len(old) == 1 else (", ".join(old) or None)
         generation = self.new_slot = worker_only_generation(
@@ -158,7 +158,7 @@ class RoleOnlySwap:
 
     def describe_now(self) -> str:
         try:
-            found = read_role_containers(self.server, self.inventory.app)
+            found = role_containers_on(self.server, self.inventory.app)
         except Exception as error:
             return f"unknown ({type(error).__name__}: {error})"
         self.images_in_use = {info.image_id for info in found}
@@ -168,7 +168,7 @@ class RoleOnlySwap:
 def role_serving(server: ServerLike, inventory: Inventory) -> tuple[str | None, str]:
     """A worker-only server: the one version its role containers run (None: none, or
     several) and what runs, described."""
-    found = read_role_containers(server, inventory.app)
+    found = role_containers_on(server, inventory.app)
     versions = running_versions(found)
     return (versions[0] if len(versions) == 1 else None), describe_roles(found)
 
@@ -179,7 +179,7 @@ def roles_already_run(server: ServerLike, inventory: Inventory, tag: str, app_en
     a web server `generation` is its live slot, on a worker-only one where they are."""
     if not inventory.roles:
         return True
-    found = read_role_containers(server, inventory.app)
+    found = role_containers_on(server, inventory.app)
     if generation is None:
         generation = worker_only_generation(found, app=inventory.app, version=tag)
     run = RoleRun(server, server.with_folders(inventory), tag, generation, app_env,

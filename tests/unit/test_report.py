@@ -80,7 +80,8 @@ def test_status_document() -> None:
     assert document["servers"][0]["maintenance"] is True
     assert document["servers"][1] == {"name": "s2", "address": "10.0.0.2", "live": None,
                                       "version": None, "slots": [], "maintenance": None,
-                                      "haproxy": None, "error": "cannot connect"}
+                                      "haproxy": None, "web": True, "roles": [],
+                                      "error": "cannot connect"}
 
 
 def test_emit_writes_one_document_and_messages_go_to_stderr(
