@@ -12,12 +12,13 @@ deploy login's home and the logins' `.slotswap` are the server's own (bind mount
 other path is this machine's folder, so a host folder mounted into the worker containers
 (a role's `container.volumes: ["<folder>:/queue"]`) is the same folder for the test (read it
 directly: no `ip netns exec`, no ssh) and for every server's workers, one queue for the
-fleet as a shared volume would be. Make it with `make_queue` under a plain folder of this
-machine (e.g. `tempfile.mkdtemp(dir="/var/tmp")`, as test_app_life's `shared_folder`), one
-per test: not under PRIVATE_DIRS (each server's own), not on a mount made after the sandbox
-(mounts do not propagate into the servers' namespaces), and not a fixed path (two sandboxes
-may run at once). It must exist before the deploy: Docker would make a missing one owned by
-root, where the app's user (65534) cannot write.
+fleet as a shared volume would be (`worker_role` writes that role). Make it with
+`make_queue` under a plain folder of this machine (e.g. `tempfile.mkdtemp(dir="/var/tmp")`,
+as test_app_life's `shared_folder`), one per test: not under PRIVATE_DIRS (each server's
+own), not on a mount made after the sandbox (mounts do not propagate into the servers'
+namespaces), and not a fixed path (two sandboxes may run at once). It must exist before the
+deploy: Docker would make a missing one owned by root, where the app's user (65534) cannot
+write.
 """
 
 from __future__ import annotations
@@ -92,6 +93,30 @@ class Verdict:
         head = (f"{sum(self.runs_by_version.values())} runs ({versions or 'none'}), "
                 f"{len(self.in_progress)} in progress at the moment judged")
         return "; ".join([head, *self.problems])
+
+
+# --- the role ------------------------------------------------------------------------------
+
+QUEUE_MOUNT = "/queue"  # where the workers see the queue's folder
+
+
+def worker_role(queue: Path, *, job_seconds: float = 3, count: int = 1,
+                hosts: Sequence[str] | None = None, stop_timeout: int | None = None,
+                check: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The inventory's `roles.<name>` entry of the example worker on `queue` (made by
+    make_queue): `webapp worker`, its queue mounted at /queue, jobs of `job_seconds`, and a
+    stop timeout (default: a job and 10 s) that lets the job in hand finish."""
+    role: dict[str, object] = {
+        "cmd": ["worker"], "count": count,
+        "stop_timeout": stop_timeout if stop_timeout is not None else int(job_seconds) + 10,
+        "env": {"plain": {"QUEUE_DIR": QUEUE_MOUNT, "JOB_SECONDS": f"{job_seconds:g}"}},
+        "container": {"volumes": [f"{queue}:{QUEUE_MOUNT}"]},
+    }
+    if hosts is not None:
+        role["hosts"] = list(hosts)
+    if check is not None:
+        role["check"] = dict(check)
+    return role
 
 
 # --- the folder ----------------------------------------------------------------------------

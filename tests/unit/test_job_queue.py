@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from slotswap.config.loader import parse_inventory
 from testbed.job_queue import (
     Held,
     QueueState,
@@ -22,6 +23,7 @@ from testbed.job_queue import (
     parse_runs,
     read_state,
     wait_until_drained,
+    worker_role,
 )
 
 # Written by `webapp worker` (example/app/worker.go).
@@ -44,6 +46,26 @@ def run(version: str, start: float, end: float, host: str = "h1") -> Run:
 def state(pending: tuple[str, ...] = (), taken: dict[str, Held] | None = None,
           done: dict[str, tuple[Run, ...]] | None = None) -> QueueState:
     return QueueState(pending=frozenset(pending), taken=taken or {}, done=done or {})
+
+
+# --- the role ------------------------------------------------------------------------------
+
+def test_the_worker_role_is_one_the_kit_accepts_mounting_the_queue(tmp_path: Path) -> None:
+    queue = make_queue(tmp_path / "queue")
+    inventory = parse_inventory({
+        "app": "webapp", "image": "10.77.0.1:5000/demo/webapp",
+        "container": {"volumes": ["webapp-data:/data"]},
+        "hosts": [{"address": "10.77.0.11", "name": "s1"},
+                  {"address": "10.77.0.12", "name": "s2", "web": False}],
+        "roles": {"worker": worker_role(queue, job_seconds=2.5, count=2, hosts=["s2"],
+                                        check={"running": 3})},
+    }, tmp_path / "hosts.yaml")
+    (role,) = inventory.roles
+    assert (role.cmd, role.count, role.hosts, role.stop_timeout) == (("worker",), 2, ("s2",), 12)
+    assert role.container.volumes == (f"{queue}:/queue",)
+    assert dict(role.env.plain) == {"QUEUE_DIR": "/queue", "JOB_SECONDS": "2.5"}
+    assert worker_role(queue)["stop_timeout"] == 13
+    assert "hosts" not in worker_role(queue) and "check" not in worker_role(queue)
 
 
 # --- the folder ----------------------------------------------------------------------------
