@@ -20,6 +20,13 @@
 // HEALTH_PORT serves /health on that port too; MARK_ON_START (comma-separated
 // files, e.g. in a volume) has the server append its version to each file when it starts,
 // and GET /marks answers their content.
+//
+// `webapp worker` (worker.go) is the app's queue worker, from the same binary and image:
+// it takes jobs from the folder QUEUE_DIR (a volume the workers share), works each
+// JOB_SECONDS (default 3), and on SIGTERM finishes the job it holds and exits 0, so that a
+// deploy can be shown to lose no job and run none twice. A "crash*" worker takes no job and
+// exits 1 two seconds after it starts; the other versions' conventions are the web server's
+// alone (a "bad*" or "flaky*" worker works like any other).
 package main
 
 import (
@@ -388,7 +395,7 @@ func writeText(w http.ResponseWriter, status int, body string) {
 // runCommand is the app's one-off commands (what `slotswap exec` and a release command
 // run): `version`, `env NAME`, `exit CODE`, `cat FILE`, `mark FILE` (appends the version to
 // FILE, e.g. in a volume, as a migration would leave its mark), `tty` (exits 0 when its
-// stdin is a terminal).
+// stdin is a terminal), and `worker`, a long-running queue worker (worker.go).
 func runCommand(version string, args []string) int {
 	switch {
 	case args[0] == "version" && len(args) == 1:
@@ -431,6 +438,8 @@ func runCommand(version string, args []string) int {
 		}
 		fmt.Println("stdin is not a terminal")
 		return 1
+	case args[0] == "worker" && len(args) == 1:
+		return runWorker(version)
 	case args[0] == "mark" && len(args) == 2:
 		if err := appendVersion(args[1], version); err != nil {
 			fmt.Fprintln(os.Stderr, "mark:", err)
@@ -439,6 +448,6 @@ func runCommand(version string, args []string) int {
 		fmt.Println("marked", args[1], "with", version)
 		return 0
 	}
-	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | sleep SECONDS | cat FILE | mark FILE | tty]")
+	fmt.Fprintln(os.Stderr, "usage: webapp [version | env NAME | exit CODE | sleep SECONDS | cat FILE | mark FILE | tty | worker]")
 	return 2
 }
