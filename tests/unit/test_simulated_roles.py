@@ -16,11 +16,13 @@ from slotswap.commands.role_containers import exec_check, inspect_roles, stop_ro
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import role_env_file_path
 from slotswap.config.loader import parse_inventory
+from slotswap.config.roles import RunningCheck
 from slotswap.remote.server import CommandDeadlineError, CommandResult
 from slotswap.server.haproxy_config import Login, render_config
 from slotswap.server.role_plan import Step, judge_running, plan_roles, role_trouble
 from slotswap.server.role_steps import role_targets, step_command
 from tests.unit.fake_server import FIXTURES
+from tests.unit.simulated_fleet import Fleet
 from tests.unit.simulated_haproxy import UnknownCommand
 from tests.unit.simulated_roles import EXIT_KILLED, EXIT_STOPPED, RESTART_DELAY
 from tests.unit.simulated_server import SimClock, SimulatedServer
@@ -443,3 +445,19 @@ def test_a_deploy_then_a_rollback_of_the_roles_run_on_the_simulator(tmp_path: Pa
     assert {info.version for info in inspected(server).values() if info.running} == {"v1"}
     assert server.jobs_cut == [] and not server.unknown
 
+
+def test_a_fleet_with_roles_has_a_worker_and_a_version_whose_workers_crash(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True)
+    (worker,) = fleet.inventory.roles
+    assert (worker.name, worker.count, worker.check) == ("worker", 2, RunningCheck(1))
+    assert [role.name for role in fleet.new_inventory.roles] == ["worker"]
+
+    assert fleet.run("deploy v1").exit_code == 0
+    fleet.problems = []
+    assert fleet.run("deploy v4").exit_code == 0 and fleet.problems == []  # its web is fine
+    server = fleet.servers[0]
+    run_worker(server, version="v4", generation="web2")
+    fleet.clock.advance(0.7)
+    info = docker.parse_inspect(send(server, inspect_roles(fleet.inventory.app)).stdout)
+    assert info["webapp-worker-web2-1"].restart_count == 1
