@@ -25,7 +25,7 @@ from tests.unit.fake_server import FIXTURES
 from tests.unit.simulated_fleet import Fleet
 from tests.unit.simulated_haproxy import UnknownCommand
 from tests.unit.simulated_roles import EXIT_KILLED, EXIT_STOPPED, RESTART_DELAY
-from tests.unit.simulated_server import SimClock, SimulatedServer
+from tests.unit.simulated_server import Fault, SimClock, SimulatedServer
 
 RECORDED = json.loads((FIXTURES / "docker_inspect_live_web1.json").read_text())[0]
 WORKER = "shop-worker-web1-1"
@@ -407,6 +407,33 @@ def test_an_engine_restart_brings_back_the_workers_the_kit_did_not_stop(
     assert after[old].started_ns > started and role_trouble(after[old], started) is not None
     assert not after[kept].running
     assert server.jobs_cut == [old]
+
+
+def test_the_faults_of_the_schedule_strike_role_commands_too(tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    run_worker(server)
+    server.give_job(WORKER, 5)
+    server.faults = [Fault(server.calls + 1, "deadline"), Fault(server.calls + 2,
+                                                                "engine_restart")]
+
+    with pytest.raises(CommandDeadlineError):  # its answer lost: the stop ran all the same
+        server.run(stop_role(WORKER, 30))
+    assert not server.containers[WORKER].running and server.jobs_cut == []
+    info = inspected(server)[WORKER]  # the engine restarted before this call
+    assert not info.running  # the kit stopped it: unless-stopped leaves it down
+
+
+def test_a_clone_keeps_the_workers_settings_and_jobs(tmp_path: Path) -> None:
+    server = simulated(tmp_path)
+    run_worker(server)
+    server.give_job(WORKER, 5)
+    server.role_checks["v1"], server.crashes_after["v2"], server.job_seconds = "fail", 1, 3
+    twin = server.clone(SimClock(server.clock.now), tmp_path / "twin")
+    assert (twin.role_checks, twin.crashes_after, twin.job_seconds) == (
+        {"v1": "fail"}, {"v2": 1}, 3)
+    assert twin.containers[WORKER].busy_until == server.containers[WORKER].busy_until
+    twin.role_checks["v1"] = "pass"
+    assert server.role_checks["v1"] == "fail"
 
 
 # -- a plan's steps, run on the simulator as the deploy will send them ------------------
