@@ -40,7 +40,16 @@ class Container:
     network: str = ""  # "host": the server's own network (HAProxy's)
     binds: dict[str, str] = field(default_factory=dict)  # inside -> the server's folder
     env: dict[str, str] = field(default_factory=dict)
-    stopping_until: float | None = None  # HAProxy's soft stop: no listener, exits then
+    # It exits then (exit code stop_exit): HAProxy's soft stop (no listener meanwhile), or a
+    # worker finishing its job after `docker stop` (simulated_roles.py).
+    stopping_until: float | None = None
+    stop_exit: int = 0
+    command: tuple[str, ...] = ()  # what follows the image in `docker run`
+    stop_signal: str = ""  # --stop-signal; "": the image's (SIGTERM)
+    restart_count: int = 0  # Docker's restarts since `docker run` or `docker start`
+    restarting_until: float | None = None  # crashed: Docker starts it again then
+    backoff: float = 0.0  # Docker's restart delay after the last crash
+    busy_until: float | None = None  # a worker's job in progress ends then
 
     @property
     def version(self) -> str | None:
@@ -59,12 +68,19 @@ def inspect_item(container: Container, wall: Callable[[float], float]) -> dict[s
     item["Name"] = f"/{container.name}"
     item["Image"] = container.image_id
     state = item["State"]
-    state.update(Status="running" if container.running else "exited",
-                 Running=container.running, ExitCode=container.exit_code,
-                 StartedAt=rfc3339(wall(container.started_at)),
-                 Pid=1000 + container.serial if container.running else 0)
-    item["Config"]["Image"] = container.image
-    item["Config"]["Labels"] = dict(container.labels)
+    restarting = container.running and container.restarting_until is not None
+    state.update(Status="restarting" if restarting else "running" if container.running
+                 else "exited", Running=container.running, Restarting=restarting,
+                 ExitCode=container.exit_code, StartedAt=rfc3339(wall(container.started_at)),
+                 Pid=1000 + container.serial if container.running and not restarting else 0)
+    item["RestartCount"] = container.restart_count
+    config = item["Config"]
+    config.update(Image=container.image, Labels=dict(container.labels),
+                  StopTimeout=container.stop_timeout)
+    if container.command:
+        config["Cmd"] = list(container.command)
+    if container.stop_signal:  # Docker leaves the key out when it is not set
+        config["StopSignal"] = container.stop_signal
     item["HostConfig"]["RestartPolicy"] = {"Name": container.restart, "MaximumRetryCount": 0}
     item["HostConfig"]["PortBindings"] = {
         f"{inside}/tcp": [{"HostIp": docker.LOOPBACK, "HostPort": str(outside)}]
@@ -72,6 +88,9 @@ def inspect_item(container: Container, wall: Callable[[float], float]) -> dict[s
     if container.network == "host":
         item["NetworkSettings"]["Networks"] = {"host": {"IPAddress": ""}}
     item["Mounts"] = [{"Type": "bind", "Source": source, "Destination": inside}
+                      if source.startswith("/") else
+                      {"Type": "volume", "Name": source, "Destination": inside,
+                       "Source": f"/var/lib/docker/volumes/{source}/_data"}
                       for inside, source in container.binds.items()]
     return item
 
@@ -187,11 +206,11 @@ class DockerEngine:
         if verb == ["ps", "--all"]:
             return self.list_containers(argv[3:])
         if verb[0] == "rm" and argv[2] == "--force":
-            for name in argv[3:]:
-                self.containers.pop(name, None)
-            return CommandResult("\n".join(argv[3:]) + "\n", "", 0)
-        if verb[0] == "stop" and argv[2] == "--time":
-            return self.stop(argv[4])
+            return self.remove(argv[3:])
+        if verb[0] == "stop" and argv[2:3] == ["--time"]:
+            return self.stop(argv[4:], int(argv[3]))
+        if verb[0] == "stop" and not argv[2].startswith("-"):
+            return self.stop(argv[2:], None)
         if verb[0] == "start":
             return self.start(argv[2])
         if verb[0] == "logs":
@@ -274,6 +293,11 @@ class DockerEngine:
             return CommandResult("", f"[ALERT] config : parsing [{rest[3]}] failed\n", 1)
         if "--rm" in options:
             return self.one_off(options, rest)
+        for env_file in options.get("--env-file", []):  # read by the client, before all
+            if self.read_local(env_file) is None:
+                return CommandResult("", f"docker: open {env_file}: no such file or "
+                                     "directory\n\nRun 'docker run --help' for more "
+                                     "information\n", 125)
         name = options["--name"][0]
         if name in self.containers:
             return CommandResult("", f'docker: Error response from daemon: Conflict. The '
@@ -300,7 +324,8 @@ class DockerEngine:
             published=tuple(published), serial=self.serial,
             stop_timeout=int(options.get("--stop-timeout", ["10"])[0]),
             network=options.get("--network", [""])[0], binds=binds,
-            env=dict(item.split("=", 1) for item in options.get("--env", [])))
+            env=dict(item.split("=", 1) for item in options.get("--env", [])),
+            command=tuple(rest[1:]), stop_signal=(options.get("--stop-signal") or [""])[0])
         if argv[1] == "create":
             self.containers[name].running = False
         elif self.is_haproxy(self.containers[name]):
@@ -365,9 +390,16 @@ class DockerEngine:
         return CommandResult(f"{name}\n", "", 0)
 
     def rename(self, name: str, new_name: str) -> CommandResult:
-        if name not in self.containers or new_name in self.containers:
-            return CommandResult("", f"Error response from daemon: cannot rename {name} to "
-                                 f"{new_name}\n", 1)
+        if name not in self.containers:
+            return CommandResult("", f"Error response from daemon: No such container: {name}\n",
+                                 1)
+        if new_name in self.containers:
+            return CommandResult("", "Error response from daemon: Error when allocating new "
+                                 f'name: Conflict. The container name "/{new_name}" is already '
+                                 "in use by container "
+                                 f'"{self.containers[new_name].serial:064x}". You have to '
+                                 "remove (or rename) that container to be able to reuse that "
+                                 "name.\n", 1)
         container = self.containers.pop(name)
         container.name = new_name
         self.containers[new_name] = container
@@ -390,21 +422,21 @@ class DockerEngine:
         return CommandResult(f"{container.exit_code}\n", "", 0)
 
     def settle(self) -> None:
-        """A soft-stopped HAProxy whose connections have ended has exited."""
+        """A soft-stopped HAProxy whose connections have ended has exited, as has a worker
+        told to stop whose job has ended."""
         for container in self.containers.values():
             if container.running and container.stopping_until is not None \
                     and container.stopping_until <= self.clock.now:
-                container.running, container.exit_code = False, 0
+                container.running, container.exit_code = False, container.stop_exit
+                container.stopping_until = None
 
-    def stop(self, name: str) -> CommandResult:
-        container = self.containers.get(name)
-        if container is None:
-            return CommandResult("", f"Error response from daemon: No such container: {name}\n",
-                                 1)
-        if container.running:
-            container.running, container.exit_code = False, 143
-        container.stopped_by_user = True
-        return CommandResult(f"{name}\n", "", 0)
+    def remove(self, names: list[str]) -> CommandResult:
+        """`docker rm --force`: SIGKILL, then gone (a worker's job in progress is cut)."""
+        raise NotImplementedError
+
+    def stop(self, names: list[str], seconds: int | None) -> CommandResult:
+        """`docker stop [--time T] NAME...` (simulated_roles.py)."""
+        raise NotImplementedError
 
     def start(self, name: str) -> CommandResult:
         container = self.containers.get(name)
@@ -415,6 +447,9 @@ class DockerEngine:
             container.running, container.started_at = True, self.clock.now
             container.exit_code, container.stopped_by_user = 0, False
             container.stopping_until = None
+            # A manual start makes Docker's restart manager anew: RestartCount 0 (moby's
+            # Container.ResetRestartManager(true)).
+            container.restart_count, container.backoff = 0, 0.0
             if self.is_haproxy(container):
                 self.haproxy_started(container)
         return CommandResult(f"{name}\n", "", 0)

@@ -39,22 +39,27 @@ from tests.unit.simulated_server import (
     versions_in_rotation,
 )
 
-TAGS = ("v1", "v2", "v3")
+TAGS = ("v1", "v2", "v3", "v4")
 TASKS = ("maintenance", "certs", "up")  # the first word of a run that is no rollout
 CERT_NAMES = ("www.example.com",)
 NEW_HAPROXY_IMAGE = "haproxy:2.9"
 FAILS_AFTER = {"v3": 0.3}
+# v4's web answers, its workers crash this long after each start (Docker restarts them).
+CRASHES_AFTER = {"v4": 0.5}
+# With roles: the app's queue worker, on every host (the sweep's role scenarios).
+ROLES = {"worker": {"cmd": ["bin/jobs"], "count": 2, "check": {"running": 1}}}
 
 
 class Fleet:
     """Simulated servers of one inventory on one clock, watched after every call."""
 
     def __init__(self, root: Path, hosts: int, monkeypatch: Any, *, https: bool = False,
-                 release: bool = False) -> None:
+                 release: bool = False, roles: bool = False) -> None:
         addresses = [f"203.0.113.{10 + i}" for i in range(hosts)]
+        same = {"hosts": addresses, **({"roles": ROLES} if roles else {})}
         # With https: each server serves an old certificate, the inventory's files a new one.
         self.certs = certificates(root) if https else None
-        self.inventory = make_inventory(root, hosts=addresses,
+        self.inventory = make_inventory(root, **same,
                                         timeouts={"watch": 0.5, "healthy": 5, "drain": 2},
                                         **({"release": {"command": ["bin/migrate"]}}
                                            if release else {}),
@@ -62,11 +67,11 @@ class Fleet:
                                             "chain": str(root / "chain.pem"),
                                             "key": str(root / "key.pem")}}} if https else {}))
         # `up new`'s inventory: a changed setting that changes the config.
-        self.new_inventory = make_inventory(root, hosts=addresses,
+        self.new_inventory = make_inventory(root, **same,
                                             healthcheck={"interval": 3},
                                             timeouts={"watch": 0.5, "healthy": 5, "drain": 2})
         # `up image`'s inventory: a new HAProxy image.
-        self.image_inventory = make_inventory(root, hosts=addresses,
+        self.image_inventory = make_inventory(root, **same,
                                               haproxy={"image": NEW_HAPROXY_IMAGE},
                                               timeouts={"watch": 0.5, "healthy": 5,
                                                         "drain": 2})
@@ -84,6 +89,7 @@ class Fleet:
             for tag in TAGS:
                 server.add_image(tag, on_server=False)
             server.failing_after = dict(FAILS_AFTER)
+            server.crashes_after = dict(CRASHES_AFTER)
             if self.certs:
                 server.files.write(cert_path_on_server(haproxy_dir(self.inventory)),
                                    self.certs[0])

@@ -24,6 +24,7 @@ tests/unit/fixtures).
   config in a throwaway container, the engine's version, the commands the kit sends, an
   engine restart (containers with a restart policy that were not stopped come back;
   HAProxy restarts), a frozen engine (every Docker command hangs until its deadline).
+  The app's workers (simulated_roles.py): their jobs, checks, crashes and long stops.
 - A fault schedule: at the k-th call (every run, runtime_api and file call counts), one of
   FAULTS. Unknown commands fail loudly: the simulator never answers what it does not know.
 """
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from slotswap.commands import docker
+from slotswap.commands import docker, role_containers
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.login_facts import LoginFacts
 from slotswap.config.inventory import SLOTS, Inventory
@@ -69,11 +70,7 @@ from slotswap.server import history, locking
 from slotswap.server.lease import LOST_EXIT, LOST_MARK
 from slotswap.server.locking import LockOwner, new_owner
 from tests.unit.fake_server import Login
-from tests.unit.simulated_docker import (
-    Container,
-    DockerEngine,
-    changes_something,
-)
+from tests.unit.simulated_docker import Container, changes_something
 from tests.unit.simulated_files import SimFiles, file_command
 from tests.unit.simulated_haproxy import (
     DEFAULT_SERVER,
@@ -82,6 +79,7 @@ from tests.unit.simulated_haproxy import (
     UnknownCommand,
     patch_time,
 )
+from tests.unit.simulated_roles import RoleEngine, is_exec_check
 
 # What can go wrong at a call (SimulatedServer.faults): the operator's Ctrl-C (the command
 # in flight finishes, the run sees it at its next checkpoint), the connection lost before
@@ -105,7 +103,7 @@ class Fault:
     kind: str
 
 
-class SimulatedServer(DockerEngine):
+class SimulatedServer(RoleEngine):
     """A ServerLike over the simulation (see the module's docstring). `after_call` is told
     after every call, faulted or not, with this server: the sweep checks what serves."""
 
@@ -124,6 +122,8 @@ class SimulatedServer(DockerEngine):
         self.healthy = healthy
         # Versions that pass their checks at first, then fail: seconds after their start.
         self.failing_after: dict[str, float] = {}
+        # Workers (simulated_roles.py): their checks, crashes and jobs.
+        self.role_checks, self.crashes_after, self.job_seconds, self.jobs_cut = {}, {}, None, []
         self.containers: dict[str, Container] = {}
         self.images: dict[str, str] = {}  # reference -> image ID on this server
         self.registry: dict[str, str] = {}  # what a pull can get: reference -> image ID
@@ -195,6 +195,8 @@ class SimulatedServer(DockerEngine):
         twin = SimulatedServer(self.name, self.inventory, clock, root, healthy=self.healthy,
                                config=self.haproxy.config)
         twin.failing_after = dict(self.failing_after)
+        twin.role_checks, twin.crashes_after = dict(self.role_checks), dict(self.crashes_after)
+        twin.job_seconds, twin.jobs_cut = self.job_seconds, list(self.jobs_cut)
         twin.containers = copy.deepcopy(self.containers)
         twin.images, twin.registry, twin.serial = dict(self.images), dict(self.registry), \
             self.serial
@@ -235,17 +237,7 @@ class SimulatedServer(DockerEngine):
     def restart_engine(self) -> None:
         """Every container stops; those with a restart policy that were running (or were not
         stopped by `docker stop`, for unless-stopped) start again; HAProxy too."""
-        for container in self.containers.values():
-            comes_back = container.restart == "always" or (
-                container.restart == "unless-stopped" and not container.stopped_by_user)
-            if container.running and not comes_back:
-                container.running, container.exit_code = False, 255
-            elif comes_back and (container.running or container.restart == "always"
-                                 or not container.stopped_by_user):
-                container.running, container.started_at = True, self.clock.now
-                container.stopping_until = None
-                if self.is_haproxy(container):
-                    self.admin_owner = container.serial
+        self.engine_restarted()
         self.restart_haproxy()
 
     # -- faults ------------------------------------------------------------------------
@@ -327,13 +319,16 @@ class SimulatedServer(DockerEngine):
             stdin: str | None = None) -> CommandResult:
         argv = list(argv)
         what = shlex.join(argv)
-        after = self.begin_call(what, docker_command=self.is_docker(argv),
-                                changes=changes_something(argv), timeout=timeout)
-        self.fault_in_call = after
+        after = self.begin_call(what, docker_command=self.is_docker(argv) and not
+                                is_exec_check(argv), changes=changes_something(argv),
+                                timeout=timeout)
+        self.fault_in_call, self.call_deadline = after, timeout or self.inventory.timeouts.command
         try:
             result = self.execute(argv, stdin)
         finally:
-            self.fault_in_call = None
+            self.fault_in_call, self.call_deadline = None, float("inf")
+        if self.overran_deadline:  # Docker goes on: the kit's wait for it ends
+            self.overran_deadline, after = False, "deadline"
         self.end_call(what, after, timeout=timeout)
         if check and not result.ok:
             raise RemoteCommandError(self.name, what, result.exit_code, result.stderr)
@@ -377,7 +372,7 @@ class SimulatedServer(DockerEngine):
     @staticmethod
     def is_docker(argv: list[str]) -> bool:
         return argv[:1] == ["docker"] or (argv[:2] == ["sh", "-c"] and "docker" in argv[2]) \
-            or (argv[:1] == ["timeout"] and argv[2:3] == ["docker"])
+            or (argv[:1] == ["timeout"] and "docker" in argv[2:4])
 
     def execute(self, argv: list[str], stdin: str | None) -> CommandResult:
         try:
@@ -395,6 +390,10 @@ class SimulatedServer(DockerEngine):
             return self.redeploy_facts(argv[4:])
         if argv[:1] == ["timeout"] and argv[2:4] == ["docker", "wait"]:
             return self.wait(int(argv[1]), argv[4])
+        if is_exec_check(argv):
+            return self.exec_check(argv)
+        if argv[:2] == ["sh", "-c"] and argv[2] == role_containers.INSPECT_ROLES_SCRIPT:
+            return self.inspect_roles(argv)
         if self.is_docker(argv):
             raise UnknownCommand(f"a script that runs docker: {argv}")
         if argv == ["hostname", "-I"]:
