@@ -168,7 +168,7 @@ def switch_in_window(server: ServerLike, inventory: Inventory, tag: str, outcome
             window.fail(f"{server.name}: {outcome.error}")
         record_unless_stopping_now(server, inventory, task, outcome)
         return ok
-    window.switched(run.swap.switched_at)
+    window.switched(run.swap.watch_from)
     run.swap.on_failure = lambda reason: window.failing(f"{server.name}: {reason}")
 
     def watch() -> None:
@@ -193,7 +193,10 @@ def record_unless_stopping_now(server: ServerLike, inventory: Inventory, task: s
 
 def haproxy_view(server: ServerLike, inventory: Inventory) -> str:
     """What HAProxy alone says, for a server whose Docker engine does not answer (its
-    containers keep running, so the slots HAProxy sends traffic to still serve)."""
+    containers keep running, so the slots HAProxy sends traffic to still serve); "" on a
+    worker-only server (no HAProxy)."""
+    if not server.host.web:
+        return ""
     try:
         stats = haproxy.parse_show_stat(
             server.runtime_api(haproxy.command_show_stat(inventory.app)))

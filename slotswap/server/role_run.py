@@ -26,6 +26,7 @@ from slotswap.config.layout import role_env_file_path
 from slotswap.config.roles import MAX_STOP_TIMEOUT, CommandCheck, RoleSettings, roles_on
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
+from slotswap.remote.server import ConnectError
 from slotswap.server.role_plan import (
     RolePlan,
     Step,
@@ -258,9 +259,14 @@ class RoleRun:
     def stop_all(self, steps: Sequence[Step], done: str) -> None:
         """One `docker stop` per stop timeout (Docker stops the containers of one command in
         parallel), its deadline the timeout and a margin (a role gone from the inventory:
-        the container's own timeout, at most MAX_STOP_TIMEOUT)."""
+        the container's own timeout, at most MAX_STOP_TIMEOUT); sent again once over a new
+        connection when the connection was lost."""
         for argv, timeout in stop_commands(steps):
-            self.server.run(argv, check=False, timeout=(timeout or MAX_STOP_TIMEOUT) + STOP_MARGIN)
+            deadline = (timeout or MAX_STOP_TIMEOUT) + STOP_MARGIN
+            try:
+                self.server.run(argv, check=False, timeout=deadline)
+            except ConnectError:  # never ran, or did: a stop sent again is as one
+                self.server.run(argv, check=False, timeout=deadline)
         if steps:
             self.progress(f"{done}: {', '.join(step.container for step in steps)}")
 

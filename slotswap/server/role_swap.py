@@ -65,6 +65,7 @@ class RoleOnlySwap:
         self.old_version: str | None = None
         self.switch_seconds: float | None = None
         self.switched_at = 0.0
+        self.watch_from = 0.0  # the window counts from here (as SlotSwap's)
         self.new_slot = ""  # the generation the version goes into
         self.serving = ""
         self.window_traffic: Traffic | None = None  # no HAProxy: no traffic counted
@@ -84,6 +85,7 @@ class RoleOnlySwap:
         """The new role containers started and checked beside the old ones. True when old
         ones run on, for watch_and_retire; False when the swap is over."""
         started = time.monotonic()
+        self.server.timings.begin("read slots")  # the role containers: a web server's step
         found = role_containers_on(self.server, self.inventory.app)
         old = running_versions(found)
         self.old_version = old[0] if len(old) == 1 else (", ".join(old) or None)
@@ -98,13 +100,14 @@ class RoleOnlySwap:
                              generation, self.app_env or resolve_app_env(self.inventory,
                                                                          os.environ),
                              self.progress)
+        self.server.timings.begin("roles")
         try:
             self.roles.start()
         except Exception as error:  # their new containers stopped (RoleRun.start)
             raise SwapError(str(error) if isinstance(error, SwapError)
                             else f"{type(error).__name__}: {error}",
                             self.describe_now()) from error
-        self.switched_at = time.monotonic()
+        self.switched_at = self.watch_from = time.monotonic()
         self.switch_seconds = self.switched_at - started
         if self.roles.plan is None or not self.roles.plan.stop:
             self.serving = self.describe_now()
@@ -117,6 +120,7 @@ class RoleOnlySwap:
         ones stopped. Raises SwapRolledBack when the new ones failed or the rollout goes
         back (their containers stopped, the old ones running on)."""
         assert self.roles is not None
+        self.server.timings.begin("watch")
         try:
             while True:
                 checkpoint()
@@ -140,6 +144,7 @@ class RoleOnlySwap:
             else:
                 self.roles.retire()
             raise
+        self.server.timings.begin("verify, stop old")
         self.roles.retire()
         self.serving = self.describe_now()
         return self.serving

@@ -92,6 +92,9 @@ class SlotSwap(RetireSteps):
         self.images_in_use: set[str] = set()  # image IDs of both slots' containers (verify)
         self.new_started_ns: int | None = None  # when Docker started the new container
         self.switched_at = 0.0  # monotonic time the new slot took the traffic
+        # ... and when its role containers passed their checks: the watch window counts
+        # from here, so that they too are watched `timeouts.watch` seconds.
+        self.watch_from = 0.0
         self.passed_at = 0.0  # monotonic time of the watch's last look that found it passing
         self.new_slot, self.old_slot = "", None  # known once switch_in read the server
         self.serving = ""  # what the server serves once the swap is over
@@ -144,7 +147,7 @@ class SlotSwap(RetireSteps):
         """Swap, watch and retire on this server alone; return (version served before, what
         serves now). Raises SwapError."""
         if self.switch_in():
-            self.watch_and_retire(lambda: self.switched_at + self.timeouts.watch)
+            self.watch_and_retire(lambda: self.watch_from + self.timeouts.watch)
         return self.old_version, self.serving
 
     def switch_in(self, stop_requested: Callable[[], str | None] = lambda: None) -> bool:
@@ -222,6 +225,7 @@ class SlotSwap(RetireSteps):
                       f"in case {self.tag} fails")
         self.server.timings.begin("roles")
         self.start_roles(plan.idle, plan.live)
+        self.watch_from = time.monotonic()
         return True
 
     def start_roles(self, new: str, old: str) -> None:
@@ -237,8 +241,8 @@ class SlotSwap(RetireSteps):
                     if not isinstance(error, Exception) else
                     f"its role containers could not be started ({type(error).__name__}: "
                     f"{error})")
-            if self.send_back(new, old, say=f"traffic is back on {old} ({self.old_version}): "
-                              f"{what.split(chr(10), 1)[0]}"):
+            if self.send_back(new, old, say=f"{new} ({self.tag}): {what.split(chr(10), 1)[0]}; "
+                              f"traffic is back on {old} ({self.old_version})"):
                 self.clean_up_failed(new, with_output=False)
             if not isinstance(error, Exception):
                 raise

@@ -75,8 +75,12 @@ class RetireSteps:
                 f"may still take what {new} cannot; the next deploy takes it out", ""))
         name = self.inventory.container_name(old)
         if not docker_answers:
+            roles = self.roles is not None and self.roles.plan is not None \
+                and bool(self.roles.plan.stop)
             self.progress(f"WARNING: {name} ({self.old_version}) is out of rotation but still "
-                          "runs (Docker did not answer); the next deploy removes it")
+                          "runs (Docker did not answer)" + (
+                              ", and so do the old role containers; the next deploy removes "
+                              "it and stops them" if roles else "; the next deploy removes it"))
             return serving
         try:
             self.progress(f"stopped {self.stop_container(old)}")

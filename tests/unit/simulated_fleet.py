@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slotswap.commands.docker import LABEL_GENERATION, LABEL_VERSION
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import (
     CONFIG_NAME,
@@ -31,6 +32,7 @@ from slotswap.server import maintenance
 from slotswap.server.haproxy_config import Login, config_hash, render_config
 from testbed.private_ca import issue, make_ca
 from tests.unit.fake_server import make_inventory
+from tests.unit.simulated_docker import Container
 from tests.unit.simulated_server import (
     SimClock,
     SimulatedServer,
@@ -54,8 +56,11 @@ class Fleet:
     """Simulated servers of one inventory on one clock, watched after every call."""
 
     def __init__(self, root: Path, hosts: int, monkeypatch: Any, *, https: bool = False,
-                 release: bool = False, roles: bool = False) -> None:
-        addresses = [f"203.0.113.{10 + i}" for i in range(hosts)]
+                 release: bool = False, roles: bool = False, worker_only: int = 0) -> None:
+        """`worker_only`: the last hosts run the roles alone (web: false)."""
+        addresses: list[object] = [f"203.0.113.{10 + i}" for i in range(hosts)]
+        addresses[hosts - worker_only:] = [{"address": address, "web": False}
+                                           for address in addresses[hosts - worker_only:]]
         same = {"hosts": addresses, **({"roles": ROLES} if roles else {})}
         # With https: each server serves an old certificate, the inventory's files a new one.
         self.certs = certificates(root) if https else None
@@ -110,6 +115,7 @@ class Fleet:
         self.asked_config: str | None = None  # the config `up` is to leave running
         self.asked_image = ""  # ... and HAProxy's image
         self.problems: list[str] = []
+        self.had_workers: set[str] = set()  # servers that ran a worker in this run
         monkeypatch.setattr(rollout, "servers_of", lambda inventory: self.servers)
         monkeypatch.setattr(every_server, "servers_of", lambda inventory: self.servers)
         monkeypatch.setattr(every_server, "progress_for", self.progress_for)
@@ -163,6 +169,9 @@ class Fleet:
                                  f"({', '.join(lines_in_rotation(server))})")
 
     def after_call(self, server: SimulatedServer, what: str) -> None:
+        self.problems += worker_problems(server, what, self.had_workers)
+        if not server.host.web:
+            return  # a worker-only host: no HAProxy, no request
         answered, routed = server.request(), server.routed()
         if routed is not None:
             self.answered[server.name] = (routed.version, what)
@@ -192,6 +201,7 @@ class Fleet:
             self.reported[server.name] = next(iter(before)) if len(before) == 1 else None
         interrupts._requested.clear()
         self.said_page, self.asked_page, self.said_cert = {}, None, set()
+        self.had_workers = set()
         self.asked_config = None
         try:
             if words[0] in TASKS:
@@ -310,3 +320,24 @@ def runs_config(server: SimulatedServer, config: str) -> bool:
     return (server.haproxy.config == config
             and server.read_local(f"{folder}/{CONFIG_NAME}") == config
             and server.read_local(f"{folder}/{RUNNING_NAME}") == config_hash(config) + "\n")
+
+
+def running_workers(server: SimulatedServer) -> list[Container]:
+    """The role containers running on the server."""
+    return [c for c in server.containers.values()
+            if c.running and LABEL_GENERATION in c.labels]
+
+
+def worker_versions(server: SimulatedServer) -> set[str | None]:
+    return {c.labels.get(LABEL_VERSION) for c in running_workers(server)}
+
+
+def worker_problems(server: SimulatedServer, what: str, had: set[str]) -> list[str]:
+    """A server that ran a worker in this run has one after every call (issue 22: never zero
+    workers of a role that had some; the fleet's inventory has one role)."""
+    if running_workers(server):
+        had.add(server.name)
+        return []
+    if server.name in had:
+        return [f"{server.name}: no worker running after `{what[:80]}`"]
+    return []

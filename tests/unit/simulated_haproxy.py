@@ -81,9 +81,10 @@ class SimTime:
         return getattr(real_time, name)
 
 
-POLLING_MODULES = ("slotswap.server.swap", "slotswap.fleet.server_run",
-                   "slotswap.fleet.watch_window", "slotswap.server.lease",
-                   "slotswap.server.polling")
+POLLING_MODULES = ("slotswap.server.swap", "slotswap.server.swap_retire",
+                   "slotswap.fleet.server_run", "slotswap.fleet.watch_window",
+                   "slotswap.server.lease", "slotswap.server.polling",
+                   "slotswap.server.role_run", "slotswap.server.role_swap")
 
 
 def patch_time(monkeypatch: Any, clock: SimClock) -> None:

@@ -62,6 +62,7 @@ from tests.unit.simulated_fleet import (
     TASKS,
     Fleet,
     runs_config,
+    worker_versions,
 )
 from tests.unit.simulated_server import (
     FAULTS,
@@ -89,6 +90,8 @@ class Scenario:
     prepare: str = ""  # a command run cleanly after the setup ("maintenance on")
     https: bool = False  # each server serves an old certificate, the inventory has a new one
     release: bool = False  # the inventory has a release command (a migration)
+    roles: bool = False  # the inventory has a worker role (two containers on every host)
+    worker_only: int = 0  # the last hosts run the workers alone (web: false)
 
 
 SCENARIOS = (
@@ -137,6 +140,19 @@ SCENARIOS = (
     # finishes a hand-over cut past its point of no return (issue 21, path 3).
     Scenario("up with a new HAProxy image, two servers", 2, ("v1",), "up image", "up image",
              next_serves="v1", prepare="up"),
+    # Worker roles (issue 22): the new version's workers start after the web switch, pass
+    # their check, the old ones stop once the version is proven; a role that had a worker
+    # has one after every call, one version of it after the run, and the next run leaves
+    # the version it names everywhere, web and workers.
+    Scenario("deploy with workers, one server", 1, ("v1",), "deploy v2", "deploy v2",
+             roles=True),
+    # v4's workers crash 0.5 s after each start: their check fails, the server goes back.
+    Scenario("deploy whose workers crash, one server", 1, ("v1",), "deploy v4",
+             "deploy v2", roles=True, clean_exit=EXIT_DEPLOY_FAILED),
+    Scenario("rollback with workers, one server", 1, ("v1", "v2"), "rollback",
+             "rollback v1", roles=True),
+    Scenario("deploy with a worker-only host, two servers", 2, ("v1",), "deploy v2",
+             "deploy v2", roles=True, worker_only=1, servers_faulted=(1,)),
 )
 
 # (scenario, fault, step) -> the issue's path number. Steps: the server's timing step the
@@ -209,8 +225,26 @@ THEN_ROLLBACK = {
 # Maintenance on and off, a certificate's install: nothing breaks the rule.
 IN_A_TASK: dict[tuple[str, str], int] = {}
 
+# Worker roles (issue 22). A Docker engine that stops answering once the new workers run
+# (a frozen engine; a deadline on the look before the old slot goes, after which the kit
+# sends Docker nothing more) leaves both versions' workers running: nothing can stop them,
+# and the kit says so; the next run stops the old ones. Never zero workers, at any call.
+PATH_ROLES_DOCKER_SILENT = 22
+DOCKER_SILENT_WITH_WORKERS = {("frozen_engine", step): PATH_ROLES_DOCKER_SILENT
+                              for step in ("roles", "watch", "verify, stop old")}
+WORKERS_DEPLOY = {**IN_A_DEPLOY, **DOCKER_SILENT_WITH_WORKERS,
+                  ("deadline", "verify, stop old"): PATH_ROLES_DOCKER_SILENT}
+# Workers that fail their check: the answer to the line back lost, as in a watch (path 1).
+WORKERS_FAILING = {**IN_A_DEPLOY, ("frozen_engine", "roles"): PATH_ROLES_DOCKER_SILENT,
+                   **{(fault, "roles"): PATH_SWITCH_BACK_CLEANUP
+                      for fault in ("deadline", "lost_after")}}
+
 
 def known_in(scenario: Scenario) -> dict[tuple[str, str], int]:
+    if scenario.worker_only:
+        return DOCKER_SILENT_WITH_WORKERS  # the faulted server: the worker-only one
+    if scenario.roles:
+        return WORKERS_FAILING if scenario.clean_exit else WORKERS_DEPLOY
     if scenario.run.split()[0] in TASKS:
         return IN_A_TASK
     if scenario.run.startswith("rollback"):
@@ -240,6 +274,7 @@ class Case:
 
 
 SERVING = re.compile(r"(v\d+) in web\d")
+WORKERS_SERVING = re.compile(r"(?:^|; )(v\d+) \(")  # a worker-only host's: `v2 (worker x2)`
 DOCUMENTED_EXITS = (EXIT_DEPLOY_FAILED, EXIT_CONNECT, EXIT_LOCKED, EXIT_INTERRUPTED)
 
 
@@ -257,9 +292,11 @@ def release_commands(fleet: Fleet) -> list[str]:
 def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
     """One version in rotation on each server, and the summary, the history and the exit
     code saying which; no release command left running."""
-    problems = release_commands(fleet)
+    problems = release_commands(fleet) + worker_versions_after(fleet, result)
     serving = fleet.serving()
     for server in fleet.servers:
+        if not server.host.web:
+            continue  # worker_versions_after
         versions = serving[server.name]
         outcome = next(o for o in result.outcomes if o.name == server.name) \
             if result.outcomes else None
@@ -305,6 +342,31 @@ def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
     elif result.exit_code not in DOCUMENTED_EXITS or not result.message:
         problems.append(f"exit {result.exit_code} ({result.message[:80]!r}): no documented "
                         "exit code and error")
+    return problems
+
+
+def worker_versions_after(fleet: Fleet, result: RolloutResult) -> list[str]:
+    """Issue 22: after the run one version of the workers runs on each server (the one in
+    rotation there; on a worker-only host the one the summary names)."""
+    if not fleet.inventory.roles:
+        return []
+    problems = []
+    for server in fleet.servers:
+        if server.lease_taken:
+            continue
+        versions = worker_versions(server)
+        outcome = next((o for o in result.outcomes if o.name == server.name), None)
+        web = versions_in_rotation(server) if server.host.web else None
+        if len(versions) != 1:
+            problems.append(f"{server.name}: workers of {sorted(map(str, versions))} run "
+                            "after the run")
+        elif web is not None and versions != web:
+            problems.append(f"{server.name}: workers of {next(iter(versions))} run, "
+                            f"{sorted(map(str, web))} in rotation")
+        elif web is None and outcome is not None and \
+                set(WORKERS_SERVING.findall(outcome.serving)) - versions:
+            problems.append(f"{server.name}: the summary says {outcome.serving!r}, workers "
+                            f"of {next(iter(versions))} run")
     return problems
 
 
@@ -356,9 +418,14 @@ def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
     target = target or command.split()[-1]
     if result.exit_code != 0:
         problems.append(f"next `{command}` exited {result.exit_code}: {result.message[:160]}")
-    for name, versions in fleet.serving().items():
+    for server in fleet.servers:
+        versions = versions_in_rotation(server) if server.host.web else {target}
         if versions != {target}:
-            problems.append(f"next `{command}`: {name} serves {sorted(map(str, versions))}")
+            problems.append(f"next `{command}`: {server.name} serves "
+                            f"{sorted(map(str, versions))}")
+        if fleet.inventory.roles and worker_versions(server) != {target}:
+            problems.append(f"next `{command}`: {server.name} runs workers of "
+                            f"{sorted(map(str, worker_versions(server)))}")
     return problems + [f"next `{command}`: {p}"
                        for p in task_as_asked(fleet) + release_commands(fleet)]
 
@@ -367,7 +434,8 @@ def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[Fleet, 
     """The scenario's servers after its setup, and how many calls each server gets in a
     clean run (which must hold everything)."""
     fleet = Fleet(root / "template", scenario.hosts, monkeypatch, https=scenario.https,
-                  release=scenario.release)
+                  release=scenario.release, roles=scenario.roles,
+                  worker_only=scenario.worker_only)
     for tag in scenario.setup:
         assert fleet.run(f"deploy {tag}").exit_code == 0
     if scenario.prepare:

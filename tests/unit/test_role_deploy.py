@@ -1,0 +1,156 @@
+"""Worker roles through a deploy, on simulated servers (issue 22): the new version's role
+containers start after the web switch and must pass their check, the old ones stop only
+once the version is proven (a job in progress finishes), and a version whose workers fail
+sends the server back, web and workers together. After every call a request gets the
+version the kit last said serves (simulated_fleet.Fleet), and a role that had a running
+container always has one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slotswap.commands import docker
+from slotswap.fleet import dry_run, rollout
+from tests.unit.simulated_fleet import Fleet
+from tests.unit.simulated_server import SimulatedServer, versions_in_rotation
+
+
+@pytest.fixture(autouse=True)
+def quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("slotswap.core.output.say", lambda *args, **kwargs: None)
+    monkeypatch.setattr(rollout, "say", lambda *args, **kwargs: None)
+
+
+def workers(server: SimulatedServer) -> dict[str, tuple[str | None, bool]]:
+    """Each role container: (version, running)."""
+    return {c.name: (c.labels.get(docker.LABEL_VERSION), c.running)
+            for c in server.containers.values() if docker.LABEL_GENERATION in c.labels}
+
+
+def running_versions(server: SimulatedServer) -> set[str | None]:
+    return {version for version, running in workers(server).values() if running}
+
+
+class NeverZero:
+    """After every call: a server whose workers ran keeps at least `count` running."""
+
+    def __init__(self, fleet: Fleet, count: int = 2) -> None:
+        self.problems: list[str] = []
+        self.had: set[str] = set()
+        for server in fleet.servers:
+            chained = server.after_call
+
+            def after(server: SimulatedServer, what: str, chained=chained) -> None:
+                chained(server, what)
+                running = sum(1 for _, on in workers(server).values() if on)
+                if server.name in self.had and running < count:
+                    self.problems.append(f"{server.name}: {running} workers after `{what[:60]}`")
+                if running >= count:
+                    self.had.add(server.name)
+
+            server.after_call = after
+
+
+def test_a_deploy_moves_web_and_workers_and_keeps_the_old_workers_for_a_rollback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True)
+    assert fleet.run("deploy v1").exit_code == 0
+    fleet.problems.clear()  # before the first deploy nothing serves
+    for server in fleet.servers:
+        assert running_versions(server) == {"v1"} and len(workers(server)) == 2
+    never_zero = NeverZero(fleet)
+    for server in fleet.servers:  # each old worker holds a job when the deploy begins
+        for name in workers(server):
+            server.give_job(name, 1.5)
+    result = fleet.run("deploy v2")
+    assert result.exit_code == 0, result.message
+    assert fleet.problems == [] and never_zero.problems == []
+    for server in fleet.servers:
+        assert versions_in_rotation(server) == {"v2"}
+        assert running_versions(server) == {"v2"}
+        # v1's kept, stopped (a rollback starts them again); no job was cut short.
+        assert sorted(v for v, on in workers(server).values() if not on) == ["v1", "v1"]
+        assert server.jobs_cut == []
+
+    result = fleet.run("rollback")
+    assert result.exit_code == 0, result.message
+    assert fleet.problems == [] and never_zero.problems == []
+    for server in fleet.servers:
+        assert versions_in_rotation(server) == {"v1"} and running_versions(server) == {"v1"}
+        assert not any(call.startswith("docker pull") for call in server.log)
+    assert fleet.run("deploy v1").exit_code == 0  # unchanged: nothing moves
+    assert all(o.outcome.value == "unchanged" for o in fleet.run("deploy v1").outcomes)
+
+
+def test_workers_that_crash_on_start_send_the_server_back_web_included(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """v4's web is fine, its workers crash 0.5 s after each start (their check: 1 s
+    running without a restart)."""
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True)
+    assert fleet.run("deploy v1").exit_code == 0
+    fleet.problems.clear()  # before the first deploy nothing serves
+    never_zero = NeverZero(fleet)
+    result = fleet.run("deploy v4")
+    assert result.exit_code == 1
+    assert "role worker" in result.outcomes[0].error and "rolled back to v1" in \
+        result.outcomes[0].error, result.outcomes[0].error
+    assert fleet.problems == [] and never_zero.problems == []
+    first, second = fleet.servers
+    assert versions_in_rotation(first) == {"v1"} and running_versions(first) == {"v1"}
+    assert not any(v == "v4" for v in running_versions(second))  # the rollout stopped
+    # The next plain run repairs nothing that is left: v2 goes everywhere, one version each.
+    assert fleet.run("deploy v2").exit_code == 0
+    for server in fleet.servers:
+        assert running_versions(server) == {"v2"} and versions_in_rotation(server) == {"v2"}
+
+
+def test_a_worker_that_crashes_in_the_window_sends_the_server_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 1, monkeypatch, roles=True)
+    assert fleet.run("deploy v1").exit_code == 0
+    fleet.problems.clear()  # before the first deploy nothing serves
+    (server,) = fleet.servers
+    server.crashes_after["v2"] = 1.3  # after its 1 s check, inside the window
+    result = fleet.run("deploy v2")
+    assert result.exit_code == 1, result.message
+    assert "role container" in result.outcomes[0].error, result.outcomes[0].error
+    assert fleet.problems == []
+    assert versions_in_rotation(server) == {"v1"} and running_versions(server) == {"v1"}
+
+
+def test_a_worker_only_host_deploys_its_workers_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+    web, jobs = fleet.servers
+    assert fleet.run("deploy v1").exit_code == 0
+    fleet.problems.clear()  # before the first deploy nothing serves
+    assert running_versions(jobs) == {"v1"}
+    assert not any("haproxy" in name for name in jobs.containers)
+    result = fleet.run("deploy v2")
+    assert result.exit_code == 0, result.message
+    assert running_versions(jobs) == {"v2"} and running_versions(web) == {"v2"}
+    assert result.outcomes[1].serving == "v2 (worker x2)"
+    result = fleet.run("rollback")
+    assert result.exit_code == 0, result.message
+    assert running_versions(jobs) == {"v1"}
+
+
+@pytest.mark.parametrize("worker_only", [0, 1])
+def test_the_dry_run_prints_the_role_commands_the_deploy_sends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_only: int) -> None:
+    fleet = Fleet(tmp_path, 1 + worker_only, monkeypatch, roles=True, worker_only=worker_only)
+    assert fleet.run("deploy v1").exit_code == 0
+    server = fleet.servers[-1]
+    plan = dry_run.deploy_plan(server, fleet.inventory, "v2", pull=True, task="deploy")
+    printed = [line[2:] for line in plan.steps
+               if line.startswith("$ docker") and "worker" in line]
+    mark = len(server.log)
+    assert fleet.run("deploy v2").exit_code == 0
+    sent = [call for call in server.log[mark:] if call.startswith(("docker run", "docker stop"))
+            and "worker" in call]
+    undo = [line for line in plan.steps if line.startswith("  if it fails: $ docker stop")
+            and "worker" in line]
+    assert sent == printed, "\n".join(["printed:", *printed, "", "sent:", *sent])
+    assert len(undo) == 1 and "webapp-worker-web2-1" in undo[0]
