@@ -47,7 +47,8 @@ type queueWorker struct {
 }
 
 // runWorker is `webapp worker`: its exit code. SIGTERM or SIGINT: no new job, the one held
-// is finished, exit 0. A "crash*" version takes no job and exits 1 after crashAfter.
+// is finished, exit 0. A "crash*" version (or WORKER_CRASH=1) takes no job and exits 1
+// after crashAfter.
 func runWorker(version string) int {
 	logger := log.New(os.Stdout, "", log.LstdFlags)
 	dir := os.Getenv("QUEUE_DIR")
@@ -71,7 +72,9 @@ func runWorker(version string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
-	if strings.HasPrefix(version, "crash") {
+	// WORKER_CRASH=1 (a role's env): this worker crashes as a "crash*" version does, while
+	// the web slots of the same version serve: a version whose workers alone are broken.
+	if strings.HasPrefix(version, "crash") || os.Getenv("WORKER_CRASH") == "1" {
 		logger.Printf("worker version=%s host=%s starting: crashes in %s, takes no job",
 			version, hostname, crashAfter)
 		select {

@@ -1,0 +1,176 @@
+"""Worker roles on the sandbox, under load, with a worker that proves it (issue 22): the
+example app's `webapp worker` takes jobs from a folder every server's workers share
+(testbed/job_queue.py), each job a few seconds, and on SIGTERM finishes the one it holds.
+
+- a deploy with jobs flowing: 0 failed requests, no job lost or run twice, every job in
+  progress when the deploy began finished;
+- `rollback` returns web and workers to the previous version together;
+- a version whose workers crash on start: the server goes back, web included, 0 failed;
+- a worker-only host: deployed, shown by `status`, no HAProxy there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from testbed import job_queue
+from tests.integration.conftest import Sandbox
+
+JOB_SECONDS = 2.0
+
+
+@dataclass
+class RolesFleet:
+    box: Sandbox
+    inventory: Path  # the sandbox's, with a worker role on every server
+    queue: Path
+    folder: Path
+
+    def worker_versions(self, address: str) -> list[str]:
+        """The versions of the running worker containers of a server."""
+        out = self.box.ssh(address, "docker ps --filter label=slotswap.role=worker "
+                                    "--format '{{.Label \"slotswap.version\"}}'")
+        return sorted(out.split())
+
+
+@pytest.fixture(scope="module")
+def roles_fleet(fleet_on_v1: Sandbox) -> Iterator[RolesFleet]:
+    """v1 everywhere, web and two workers per server; afterwards the sandbox's own fleet
+    again (the workers removed, HAProxy and v1 back where a test took them away)."""
+    box = fleet_on_v1
+    folder = Path(tempfile.mkdtemp(prefix="slotswap-roles-", dir="/var/tmp"))
+    folder.chmod(0o777)
+    queue = job_queue.make_queue(folder / "queue")
+    inventory = box.inventory_copy(folder, roles={"worker": job_queue.worker_role(
+        queue, job_seconds=JOB_SECONDS, count=2)})
+    fleet = RolesFleet(box, inventory, queue, folder)
+    try:
+        result = box.fab("deploy", "--tag", "v1", "--force", inventory=inventory)
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield fleet
+    finally:
+        box.fab("down", inventory=inventory)
+        box.fab("up")
+        box.fab("deploy", "--tag", "v1", "--force")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def jobs_in_progress(fleet: RolesFleet, prefix: str, count: int) -> list[str]:
+    """`count` jobs enqueued, once some are in a worker's hands."""
+    ids = job_queue.enqueue(fleet.queue, count, prefix=prefix)
+    assert job_queue.wait_until_drained(fleet.queue, ids[:1], timeout=30).unfinished(
+        ids[:1]) == []
+    return ids
+
+
+def test_a_deploy_with_jobs_flowing_loses_none_and_fails_no_request(
+        roles_fleet: RolesFleet) -> None:
+    box = roles_fleet.box
+    ids = jobs_in_progress(roles_fleet, "deploy", 60)
+    moment = job_queue.now()
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "v2", inventory=roles_fleet.inventory)
+    report = load.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report.failed == 0, report.failures
+    state = job_queue.wait_until_drained(roles_fleet.queue, ids, timeout=120)
+    verdict = job_queue.judge(ids, state, moment=moment)
+    assert verdict.ok, verdict.summary()
+    assert verdict.in_progress, verdict.summary()  # else it proves nothing about them
+    assert set(verdict.runs_by_version) == {"v1", "v2"}, verdict.summary()
+    for address in box.addresses:
+        assert roles_fleet.worker_versions(address) == ["v2", "v2"]
+    status = box.fab("status", "--json", inventory=roles_fleet.inventory)
+    shown = yaml.safe_load(status.stdout)
+    for server in shown["servers"]:
+        running = [c for c in server["roles"] if c["state"] == "running"]
+        assert {(c["role"], c["version"]) for c in running} == {("worker", "v2")}, server
+
+
+def test_rollback_returns_web_and_workers_together(roles_fleet: RolesFleet) -> None:
+    box = roles_fleet.box
+    ids = jobs_in_progress(roles_fleet, "rollback", 40)
+    moment = job_queue.now()
+    with box.load() as load:
+        result = box.fab("rollback", inventory=roles_fleet.inventory)
+    report = load.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report.failed == 0, report.failures
+    verdict = job_queue.judge(
+        ids, job_queue.wait_until_drained(roles_fleet.queue, ids, timeout=120), moment=moment)
+    assert verdict.ok, verdict.summary()
+    for address in box.addresses:
+        assert box.served_versions(address) == {"v1"}
+        assert roles_fleet.worker_versions(address) == ["v1", "v1"]
+    # The kept v1 workers were started again: nothing was pulled.
+    assert "pull" not in result.stdout
+
+
+def test_workers_that_crash_on_start_send_the_server_back_web_included(
+        roles_fleet: RolesFleet, tmp_path: Path) -> None:
+    box = roles_fleet.box
+    role = job_queue.worker_role(roles_fleet.queue, job_seconds=JOB_SECONDS, count=2)
+    role["env"]["plain"]["WORKER_CRASH"] = "1"  # type: ignore[index]
+    crashing = box.inventory_copy(tmp_path, roles={"worker": role})
+    ids = jobs_in_progress(roles_fleet, "crash", 30)
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "v2", inventory=crashing)
+    report = load.stop()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert report.failed == 0, report.failures
+    error = result.stderr.strip().splitlines()[-1]
+    assert "role worker" in error and "rolled back to v1" in error, result.stderr
+    first = box.addresses[0]
+    assert box.served_versions(first) == {"v1"}
+    assert roles_fleet.worker_versions(first) == ["v1", "v1"]
+    for address in box.addresses[1:]:  # the rollout stopped at the first server
+        assert roles_fleet.worker_versions(address) == ["v1", "v1"]
+    verdict = job_queue.judge(ids, job_queue.wait_until_drained(roles_fleet.queue, ids,
+                                                                 timeout=120))
+    assert verdict.ok, verdict.summary()
+    assert set(verdict.runs_by_version) == {"v1"}, verdict.summary()
+
+
+def test_a_worker_only_host_runs_workers_and_no_haproxy(roles_fleet: RolesFleet,
+                                                         tmp_path: Path) -> None:
+    """The last server as a worker-only host: its HAProxy and slots removed first (`down`
+    of that host), then `up` gives it the app's network only, and deploys move its
+    workers with the others."""
+    box = roles_fleet.box
+    jobs = box.addresses[-1]
+    data = yaml.safe_load(roles_fleet.inventory.read_text())
+    last = tmp_path / "last.yaml"  # `down` on that host alone
+    last.write_text(yaml.safe_dump({**data, "hosts": data["hosts"][-1:]}))
+    down = box.fab("down", inventory=last)
+    assert down.returncode == 0, down.stdout + down.stderr
+    data["hosts"][-1]["web"] = False
+    worker_only = tmp_path / "hosts.yaml"
+    worker_only.write_text(yaml.safe_dump(data))
+    up = box.fab("up", inventory=worker_only)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "worker-only" in up.stdout
+    ids = jobs_in_progress(roles_fleet, "only", 40)
+    moment = job_queue.now()
+    web = box.addresses[:-1]
+    with box.load(web) as load:
+        for tag in ("v1", "v2"):
+            result = box.fab("deploy", "--tag", tag, inventory=worker_only)
+            assert result.returncode == 0, result.stdout + result.stderr
+    report = load.stop()
+    assert report.failed == 0, report.failures
+    assert roles_fleet.worker_versions(jobs) == ["v2", "v2"]
+    names = box.ssh(jobs, "docker ps --all --format '{{.Names}}'").split()
+    assert not [n for n in names if "haproxy" in n or n.endswith(("-web1", "-web2"))], names
+    status = box.fab("status", inventory=worker_only)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "worker" in status.stdout and "v2" in status.stdout
+    verdict = job_queue.judge(ids, job_queue.wait_until_drained(roles_fleet.queue, ids,
+                                                                 timeout=120), moment=moment)
+    assert verdict.ok, verdict.summary()
