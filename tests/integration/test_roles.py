@@ -63,7 +63,12 @@ def roles_fleet(fleet_on_v1: Sandbox) -> Iterator[RolesFleet]:
 
 
 def jobs_in_progress(fleet: RolesFleet, prefix: str, count: int) -> list[str]:
-    """`count` jobs enqueued, once some are in a worker's hands."""
+    """`count` jobs enqueued, once some are in a worker's hands; the jobs of an earlier
+    test, all done, cleared first (the verdict wants only this test's in the queue)."""
+    state = job_queue.read_state(fleet.queue)
+    assert not state.pending and not state.taken, state
+    for done in (fleet.queue / job_queue.DONE).iterdir():
+        done.unlink()
     ids = job_queue.enqueue(fleet.queue, count, prefix=prefix)
     assert job_queue.wait_until_drained(fleet.queue, ids[:1], timeout=30).unfinished(
         ids[:1]) == []
