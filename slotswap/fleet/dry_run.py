@@ -105,8 +105,12 @@ class ServerPlan:
 
 def masked_env(inventory: Inventory) -> str:
     """What the env file would hold, secrets as <secret>, without reading their values."""
-    stand_ins = {name: PLACEHOLDER for name in inventory.env.secret}
-    return resolve_app_env(inventory, stand_ins).masked()
+    return stand_in_env(inventory).masked()
+
+
+def stand_in_env(inventory: Inventory) -> AppEnv:
+    """The app's and the roles' environment with every secret a stand-in (never read)."""
+    return resolve_app_env(inventory, {name: PLACEHOLDER for name in inventory.env_secrets})
 
 
 def lock_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory) -> None:
@@ -174,8 +178,7 @@ def deploy_plan(server: ServerLike, inventory: Inventory, tag: str, *, pull: boo
         lock_steps(plan, server, inventory)
         unlock_steps(plan, inventory)
         return plan
-    env = env or app_env or resolve_app_env(
-        inventory, {name: PLACEHOLDER for name in inventory.env_secrets})
+    env = env or app_env or stand_in_env(inventory)
     if not server.host.web:
         return role_only_plan(plan, server, inventory, tag, pull=pull, task=task, env=env)
     views = read_slots(server, inventory)

@@ -13,6 +13,7 @@ import pytest
 
 from slotswap.commands import docker
 from slotswap.fleet import dry_run, rollout
+from tests.unit.fake_server import make_inventory
 from tests.unit.simulated_fleet import Fleet
 from tests.unit.simulated_server import SimulatedServer, versions_in_rotation
 
@@ -154,3 +155,10 @@ def test_the_dry_run_prints_the_role_commands_the_deploy_sends(
             and "worker" in line]
     assert sent == printed, "\n".join(["printed:", *printed, "", "sent:", *sent])
     assert len(undo) == 1 and "webapp-worker-web2-1" in undo[0]
+
+
+def test_the_dry_run_needs_no_value_of_a_role_secret(tmp_path: Path) -> None:
+    inventory = make_inventory(tmp_path, roles={"worker": {
+        "cmd": ["bin/jobs"], "env": {"secret": ["QUEUE_TOKEN"]}}})
+    assert dry_run.masked_env(inventory) == "no variables"
+    assert dry_run.stand_in_env(inventory).of_role("worker").masked() == "QUEUE_TOKEN=<secret>"
