@@ -50,8 +50,12 @@ CHECK_POLL_INTERVAL = 0.5
 
 
 class RoleCheckFailed(SwapError):
-    """A new role container did not pass its check (or the roles could not be started): the
-    version fails on this server, its new role containers were stopped."""
+    """A new role container did not pass its check: the version fails on this server, its
+    new role containers were stopped. `output`: that container's last lines."""
+
+    def __init__(self, message: str, serving: str, output: str = "") -> None:
+        super().__init__(message, serving)
+        self.output = output
 
 
 def role_containers_on(server: ServerLike, app: str) -> list[docker.ContainerInfo]:
@@ -189,7 +193,8 @@ class RoleRun:
                     self.started_ns[name] = first[name].started_ns
                     del pending[name]
                 elif verdict == "failed" or now - started > check_seconds(role):
-                    raise RoleCheckFailed(self.check_failure(name, role, info, verdict), "")
+                    raise RoleCheckFailed(self.check_failure(name, role, info, verdict), "",
+                                          self.last_output(name, role))
             if pending:
                 checkpoint()
                 time.sleep(CHECK_POLL_INTERVAL)
@@ -218,10 +223,16 @@ class RoleRun:
                 else f"it did not run {role.check.running:g}s without a restart")
         if verdict == "failed":
             what = role_trouble(info, -1) or "it failed"
-        output = self.server.run(docker.logs_tail(name), check=False)
-        last = self.app_env.of_role(role.name).mask((output.stdout + output.stderr).strip())
-        return (f"role {role.name}: {name} ({self.tag}): {what}"
-                + (f"; its last output:\n{last}" if last else ""))
+        return f"role {role.name}: {name} ({self.tag}): {what}"
+
+    def last_output(self, name: str, role: RoleSettings) -> str:
+        """The container's last lines, its role's secret values masked ("" when they cannot
+        be read)."""
+        try:
+            output = self.server.run(docker.logs_tail(name), check=False)
+        except Exception:
+            return ""
+        return self.app_env.of_role(role.name).mask((output.stdout + output.stderr).strip())
 
     def inspect(self, names: Sequence[str]) -> dict[str, docker.ContainerInfo]:
         answer = self.server.run(docker.inspect_containers(*names), check=False).stdout

@@ -26,7 +26,7 @@ from slotswap.config.inventory import Inventory
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.role_plan import worker_only_generation
-from slotswap.server.role_run import RoleRun, role_containers_on
+from slotswap.server.role_run import RoleCheckFailed, RoleRun, role_containers_on
 from slotswap.server.swap_errors import SwapError, SwapRolledBack, SwapStopped
 
 Progress = Callable[[str], None]
@@ -104,9 +104,11 @@ class RoleOnlySwap:
         try:
             self.roles.start()
         except Exception as error:  # their new containers stopped (RoleRun.start)
-            raise SwapError(str(error) if isinstance(error, SwapError)
-                            else f"{type(error).__name__}: {error}",
-                            self.describe_now()) from error
+            output = error.output if isinstance(error, RoleCheckFailed) else ""
+            raise SwapError((str(error) if isinstance(error, SwapError)
+                             else f"{type(error).__name__}: {error}")
+                            + (f"; the last output of the role container:\n{output}"
+                               if output else ""), self.describe_now()) from error
         self.switched_at = self.watch_from = time.monotonic()
         self.switch_seconds = self.switched_at - started
         if self.roles.plan is None or not self.roles.plan.stop:

@@ -241,8 +241,8 @@ class SlotSwap(RetireSteps):
                     if not isinstance(error, Exception) else
                     f"its role containers could not be started ({type(error).__name__}: "
                     f"{error})")
-            if self.send_back(new, old, say=f"{new} ({self.tag}): {what.split(chr(10), 1)[0]}; "
-                              f"traffic is back on {old} ({self.old_version})"):
+            if self.send_back(new, old, say=f"{new} ({self.tag}): {what}; traffic is back on "
+                              f"{old} ({self.old_version})"):
                 self.clean_up_failed(new, with_output=False)
             if not isinstance(error, Exception):
                 raise
@@ -250,8 +250,11 @@ class SlotSwap(RetireSteps):
                 raise self.failure(error) from error
             rolled_back = (f"{self.tag} took traffic in {new}, then {what}; rolled back to "
                            f"{self.old_version} in {old}")
-            self.on_failure(rolled_back.split("\n", 1)[0])
-            raise SwapRolledBack(rolled_back, f"{self.old_version} in {old}") from error
+            self.on_failure(rolled_back)
+            output = error.output if isinstance(error, RoleCheckFailed) else ""
+            raise SwapRolledBack(rolled_back + (f"; the last output of the role container:\n"
+                                                f"{output}" if output else ""),
+                                 f"{self.old_version} in {old}") from error
 
     def watch_and_retire(self, window_closes: Callable[[], float | None],
                          revert: Callable[[], str | None] = lambda: None) -> str:

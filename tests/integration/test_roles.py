@@ -130,8 +130,10 @@ def test_workers_that_crash_on_start_send_the_server_back_web_included(
     report = load.stop()
     assert result.returncode == 1, result.stdout + result.stderr
     assert report.failed == 0, report.failures
-    error = result.stderr.strip().splitlines()[-1]
+    # One line, then the crashing worker's last output.
+    error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
     assert "role worker" in error and "rolled back to v1" in error, result.stderr
+    assert "crashing on purpose" in result.stderr.split(error, 1)[1]
     first = box.addresses[0]
     assert box.served_versions(first) == {"v1"}
     assert roles_fleet.worker_versions(first) == ["v1", "v1"]
