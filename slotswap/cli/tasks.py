@@ -166,9 +166,12 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     restarts, or that answers too many errors (HAProxy's counters, requests it failed that
     the old slot answered instead included; inventory `watch`) sends
     the traffic back to its old slot and stops the rollout. Then the old slots are stopped
-    (kept for a rollback). A server that fails keeps serving its old version. A server that
-    already serves TAG (same image, environment and settings) is left alone. --batch swaps
-    several servers at a time. Before the first swap every server gets the image, in
+    (kept for a rollback). A server that fails keeps serving its old version. The inventory's
+    roles (queue workers...) move with the web: after a server's switch its new role
+    containers must pass their check, are watched in the same window, and the old ones get
+    their stop signal and stop_timeout with the old slot; a worker-only host (web: false)
+    moves its role containers alone. A server that already serves TAG (same image,
+    environment and settings) is left alone. --batch swaps several servers at a time. Before the first swap every server gets the image, in
     parallel: pulled, or with `delivery: ssh` streamed from this machine's Docker over SSH,
     only the layers it lacks.
     Example: fab deploy --tag=v42   or   fab deploy --tag=v42 --batch=25%
