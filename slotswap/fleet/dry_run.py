@@ -263,6 +263,8 @@ def swap_plan_steps(server: ServerLike, inventory: Inventory, views: dict[str, S
             shown += [f"  if it fails: {line}" for line in (roles.undo if roles else ())]
         if step.phase == "verify, stop old" and phase_ends and roles is not None:
             shown += roles.retire
+    if roles is not None and not any(step.phase == "verify, stop old" for step in steps):
+        shown += roles.retire  # nothing served: no watch, old role containers stop at once
     return shown
 
 

@@ -77,11 +77,17 @@ class RolePlan:
         return not (self.remove or self.rename or self.start or self.stop)
 
     def undo(self) -> tuple[Step, ...]:
-        """When a check fails: stop what this run started (the role's stop signal and stop
-        timeout: a job it took is finished); the old ones never stopped, they serve on. The
-        stopped containers are kept for `logs`, and the next run removes them."""
+        """When the version fails: stop its containers (the role's stop signal and stop
+        timeout: a job one took is finished): those this run started, and those a cut run
+        left running, of each role whose old containers run on; a role with no old one
+        running keeps those (never zero workers of a role that had some). The old ones were
+        never stopped, they serve on. The stopped containers are kept for `logs`, and the
+        next run removes them."""
+        with_old = {step.role for step in self.stop}
+        started = {step.container for step in self.start}
         return tuple(Step("stop", step.role, step.container, stop_timeout=step.stop_timeout)
-                     for step in self.start)
+                     for step in self.check
+                     if step.container in started or step.role in with_old)
 
 
 def plan_roles(containers: Iterable[ContainerInfo], *, app: str, version: str,
@@ -122,7 +128,7 @@ def plan_roles(containers: Iterable[ContainerInfo], *, app: str, version: str,
                               stop_timeout=target.stop_timeout))
         elif not info.running:
             start.append(Step("start", target.role, name, stop_timeout=target.stop_timeout))
-        check.append(Step("check", target.role, name))
+        check.append(Step("check", target.role, name, stop_timeout=target.stop_timeout))
     stop = [Step("stop", _role(info), renamed.get(info.name) or info.name,
                  stop_timeout=wanted[_role(info)].stop_timeout if _role(info) in wanted
                  else None)

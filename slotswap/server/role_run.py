@@ -13,20 +13,25 @@ never stopped, run on. At no instant does a role that had a running container ha
 
 from __future__ import annotations
 
-import contextlib
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from slotswap.commands import docker
-from slotswap.commands.role_containers import STOP_MARGIN, inspect_roles
+from slotswap.commands.role_containers import (
+    CHECK_KILL_AFTER,
+    STOP_MARGIN,
+    exec_check,
+    inspect_roles,
+)
 from slotswap.config.app_env import AppEnv
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import role_env_file_path
 from slotswap.config.roles import MAX_STOP_TIMEOUT, CommandCheck, RoleSettings, roles_on
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
-from slotswap.remote.server import ConnectError
+from slotswap.remote.server import ConnectError, RemoteCommandError
 from slotswap.server.role_plan import (
     RolePlan,
     Step,
@@ -43,6 +48,7 @@ from slotswap.server.role_steps import (
     step_command,
     stop_commands,
 )
+from slotswap.server.slots import containers_inspected
 from slotswap.server.swap_errors import SwapError
 
 Progress = Callable[[str], None]
@@ -83,7 +89,10 @@ class RoleRun:
     plan: RolePlan | None = None
     # New container -> its StartedAt as its check saw it (the watch compares).
     started_ns: dict[str, int] = field(default_factory=dict)
+    # The old ones were stopped (the version proven), or the new ones (it failed): once
+    # one is done, the other never is.
     retired: bool = False
+    undone: bool = False
 
     @property
     def roles(self) -> tuple[RoleSettings, ...]:
@@ -92,7 +101,9 @@ class RoleRun:
     def start(self) -> None:
         """The new version's role containers started (or kept ones started again) and
         checked; the old ones still run. Raises RoleCheckFailed when a check fails or times
-        out (and whatever cut the run), once this run's new containers were stopped again."""
+        out (and whatever cut the run): the caller sends the web traffic back first, then
+        stops the new ones (undo); a server that no longer answers keeps them, and the next
+        run's plan stops them (every state a cut leaves is one plan_roles takes)."""
         if not self.inventory.roles:
             return
         found = role_containers_on(self.server, self.inventory.app)
@@ -107,21 +118,15 @@ class RoleRun:
             self.started_ns = {step.container: info.started_ns for step in plan.check
                                for info in found if info.name == step.container}
             return
-        try:
-            for step in (*plan.remove, *plan.rename, *plan.start):
-                checkpoint()
-                self.server.run(self.command(step))
-            self.check(plan.check)
-        except BaseException:
-            # A server that no longer answers keeps what was started: the next run's plan
-            # stops it (every state a cut leaves is one plan_roles takes).
-            with contextlib.suppress(Exception):
-                self.undo()
-            raise
-        self.progress(f"role containers of {self.tag} passed their checks: "
-                      + ", ".join(step.container for step in plan.check)
-                      + (f"; the old ones ({', '.join(s.container for s in plan.stop)}) "
-                         "run until the version is proven" if plan.stop else ""))
+        for step in (*plan.remove, *plan.rename, *plan.start):
+            checkpoint()
+            self.server.run(self.command(step))
+        self.check(plan.check)
+        if plan.check:
+            self.progress(f"role containers of {self.tag} passed their checks: "
+                          + ", ".join(step.container for step in plan.check)
+                          + (f"; the old ones ({', '.join(s.container for s in plan.stop)}) "
+                             "run until the version is proven" if plan.stop else ""))
 
     def command(self, step: Step) -> list[str]:
         return step_command(self.inventory, step, tag=self.tag, version=self.tag,
@@ -134,8 +139,12 @@ class RoleRun:
         for role in self.roles:
             env = self.app_env.of_role(role.name)
             wanted = env_file_text(self.inventory, role, env)
-            if role.name in changed and wanted is not None:
-                path = role_env_file_path(self.inventory, role.name, self.generation)
+            if role.name not in changed:
+                continue
+            path = role_env_file_path(self.inventory, role.name, self.generation)
+            if wanted is None:  # no variable any more: the file goes, as a slot's does
+                self.server.run(["rm", "-f", "--", path])
+            else:
                 self.server.write_private_file(path, wanted)
                 self.progress(f"wrote {path} (mode 0600): {env.masked()}")
         return changed
@@ -182,13 +191,15 @@ class RoleRun:
         started = time.monotonic()
         while pending:
             found = self.inspect(list(pending))
-            now = time.monotonic()
             for name, role in list(pending.items()):
+                now = time.monotonic()
                 info = found.get(name)
                 if info is not None and name not in first and info.running:
                     first[name], seen_at[name] = info, now
+                left = started + check_seconds(role) - now
                 verdict = self.verdict(name, role, info, first.get(name), now - seen_at.get(
-                    name, now))
+                    name, now), left)
+                now = time.monotonic()
                 if verdict == "passed":
                     self.started_ns[name] = first[name].started_ns
                     del pending[name]
@@ -200,14 +211,18 @@ class RoleRun:
                 time.sleep(CHECK_POLL_INTERVAL)
 
     def verdict(self, name: str, role: RoleSettings, info: docker.ContainerInfo | None,
-                first: docker.ContainerInfo | None, watched: float) -> str:
+                first: docker.ContainerInfo | None, watched: float, left: float) -> str:
+        """passed, waiting or failed; `left`: the seconds its check has left (a check
+        command's try is bounded by them)."""
         if first is not None and info is not None and info.started_ns != first.started_ns:
             return "failed"  # Docker started it again: it crashed
         if isinstance(role.check, CommandCheck):
             if info is None or not info.running or info.restart_count > 0:
                 return "failed"
-            tried = self.server.run(self.command(Step("check", role.name, name)), check=False,
-                                    timeout=role.check.timeout + 10)
+            seconds = max(1.0, left)
+            tried = self.server.run(
+                exec_check(name, role.check.cmd, seconds), check=False,
+                timeout=seconds + CHECK_KILL_AFTER + 10)
             return "passed" if tried.ok else "waiting"
         if first is None:
             return "failed" if info is None or info.restart_count > 0 else "waiting"
@@ -235,9 +250,11 @@ class RoleRun:
         return self.app_env.of_role(role.name).mask((output.stdout + output.stderr).strip())
 
     def inspect(self, names: Sequence[str]) -> dict[str, docker.ContainerInfo]:
-        answer = self.server.run(docker.inspect_containers(*names), check=False).stdout
-        answer = answer[answer.find("["):] if "[" in answer else ""
-        return docker.parse_inspect(answer) if answer.strip() else {}
+        """The containers that exist of `names`; a Docker that does not answer raises (it
+        is no container gone)."""
+        names = list(names)
+        return containers_inspected(self.server, names, self.server.run(
+            docker.inspect_containers(*names), check=False))
 
     def trouble(self) -> str | None:
         """In the watch window: why a new role container fails the version (gone, stopped,
@@ -254,18 +271,18 @@ class RoleRun:
     def retire(self) -> None:
         """The version is proven: the old role containers get their stop signal and their
         role's stop timeout (kept, stopped, for a rollback)."""
-        if self.plan is None or self.retired:
+        if self.plan is None or self.retired or self.undone:
             return
-        self.retired = True
         self.stop_all(self.plan.stop, "stopped the old role containers")
+        self.retired = True
 
     def undo(self) -> None:
-        """The version failed here: the new role containers this run started stop (their
-        job finished), kept for `logs`; the old ones never stopped."""
-        if self.plan is None or self.retired:
+        """The version failed here: its role containers stop (RolePlan.undo: their job
+        finished), kept for `logs`; the old ones never stopped."""
+        if self.plan is None or self.retired or self.undone:
             return
-        self.retired = True
         self.stop_all(self.plan.undo(), "stopped the new role containers")
+        self.undone = True
 
     def stop_all(self, steps: Sequence[Step], done: str) -> None:
         """One `docker stop` per stop timeout (Docker stops the containers of one command in
@@ -275,9 +292,12 @@ class RoleRun:
         for argv, timeout in stop_commands(steps):
             deadline = (timeout or MAX_STOP_TIMEOUT) + STOP_MARGIN
             try:
-                self.server.run(argv, check=False, timeout=deadline)
+                result = self.server.run(argv, check=False, timeout=deadline)
             except ConnectError:  # never ran, or did: a stop sent again is as one
-                self.server.run(argv, check=False, timeout=deadline)
+                result = self.server.run(argv, check=False, timeout=deadline)
+            if not result.ok and not docker.only_missing_containers(result.stderr):
+                raise RemoteCommandError(self.server.name, shlex.join(argv), result.exit_code,
+                                         result.stderr)
         if steps:
             self.progress(f"{done}: {', '.join(step.container for step in steps)}")
 

@@ -14,6 +14,7 @@ containers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -88,7 +89,7 @@ class RoleOnlySwap:
         self.server.timings.begin("read slots")  # the role containers: a web server's step
         found = role_containers_on(self.server, self.inventory.app)
         old = running_versions(found)
-        self.old_version = old[0] if len(old) == 1 else (", ".join(old) or None)
+        self.old_version = old[0] if len(old) == 1 else None  # several: not one version
         generation = self.new_slot = worker_only_generation(
             found, app=self.inventory.app, version=self.tag)
         self.progress(f"role containers: {describe_roles(found)}; {self.tag} goes into "
@@ -103,12 +104,20 @@ class RoleOnlySwap:
         self.server.timings.begin("roles")
         try:
             self.roles.start()
-        except Exception as error:  # their new containers stopped (RoleRun.start)
+        except BaseException as error:
+            undone = self.undo_quietly()  # the old ones run on
+            if not isinstance(error, Exception):
+                raise
             output = error.output if isinstance(error, RoleCheckFailed) else ""
-            raise SwapError((str(error) if isinstance(error, SwapError)
-                             else f"{type(error).__name__}: {error}")
-                            + (f"; the last output of the role container:\n{output}"
-                               if output else ""), self.describe_now()) from error
+            message = ((str(error) if isinstance(error, SwapError)
+                        else f"{type(error).__name__}: {error}")
+                       + (f"; {self.old_version or 'the old workers'} run on" if undone and old
+                          else "")
+                       + (f"; the last output of the role container:\n{output}"
+                          if output else ""))
+            # The new workers ran beside the old ones and stopped again: rolled back.
+            kind = SwapRolledBack if undone and old else SwapError
+            raise kind(message, self.describe_now()) from error
         self.switched_at = self.watch_from = time.monotonic()
         self.switch_seconds = self.switched_at - started
         if self.roles.plan is None or not self.roles.plan.stop:
@@ -138,13 +147,15 @@ class RoleOnlySwap:
             raise
         except BaseException:
             # Interrupted or cut off in the window: a version not watched for its whole
-            # window is not proven; its containers stop, the old ones run on.
-            watched = time.monotonic() - self.switched_at
-            if watched < self.inventory.timeouts.watch:
-                self.roles.undo()
-                self.traffic_back = True
+            # window (or failing at a last look) is not proven: its containers stop, the old
+            # ones run on; a proven one stays alone.
+            watched = time.monotonic() - self.watch_from
+            proven = watched >= self.inventory.timeouts.watch
+            if not proven or self.trouble_quietly():
+                self.traffic_back = self.undo_quietly()
             else:
-                self.roles.retire()
+                with contextlib.suppress(Exception):
+                    self.roles.retire()
             raise
         self.server.timings.begin("verify, stop old")
         self.roles.retire()
@@ -158,10 +169,32 @@ class RoleOnlySwap:
                 f"{self.old_version} runs on")
         if failed:
             self.on_failure(what)
+        self.traffic_back = self.undo_quietly()
+        if not self.traffic_back:
+            raise SwapError(f"{self.tag} ran {after:.1f}s, then {reason}; its role containers "
+                            "could not be stopped: the next run stops them",
+                            self.describe_now())
         self.progress(("FAILED: " if failed else "") + what)
-        self.roles.undo()
-        self.traffic_back = True
         raise SwapRolledBack(what, self.describe_now())
+
+    def undo_quietly(self) -> bool:
+        """The new role containers stopped (RoleRun.undo); False, and said, when the server
+        did not let them be (the next run's plan stops them)."""
+        assert self.roles is not None
+        try:
+            self.roles.undo()
+        except Exception as error:
+            self.progress(f"could not stop the new role containers: {error}; the next run "
+                          "stops them")
+            return False
+        return True
+
+    def trouble_quietly(self) -> str | None:
+        assert self.roles is not None
+        try:
+            return self.roles.trouble()
+        except Exception:
+            return None
 
     def describe_now(self) -> str:
         try:

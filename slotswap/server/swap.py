@@ -28,7 +28,7 @@ from slotswap.server.redeploy import (
     keeps_stopped_container_of,
     write_env_file,
 )
-from slotswap.server.role_run import RoleCheckFailed, RoleRun
+from slotswap.server.role_run import RoleRun
 from slotswap.server.slots import (
     SlotView,
     describe_serving,
@@ -48,6 +48,7 @@ from slotswap.server.swap_plan import (
     watch_failure,
 )
 from slotswap.server.swap_retire import RetireSteps
+from slotswap.server.swap_roles import RoleSteps
 from slotswap.server.swap_steps import (
     StartCommand,
     States,
@@ -74,7 +75,7 @@ Progress = Callable[[str], None]
 
 
 @dataclass
-class SlotSwap(RetireSteps):
+class SlotSwap(RoleSteps, RetireSteps):
     """One swap on one server, as named steps with one recovery path (the steps that stop a
     slot: slotswap.server.swap_retire)."""
 
@@ -212,7 +213,11 @@ class SlotSwap(RetireSteps):
             try:  # nothing served before: a failure leaves the web slot as it is
                 self.roles.start()
                 self.roles.retire()
-            except Exception as error:
+            except BaseException as error:
+                with contextlib.suppress(Exception):
+                    self.roles.undo()  # the old ones, if any, run on
+                if not isinstance(error, Exception):
+                    raise
                 raise self.failure(error) from error
             return False
         at_switch = self.last_stats
@@ -227,34 +232,6 @@ class SlotSwap(RetireSteps):
         self.start_roles(plan.idle, plan.live)
         self.watch_from = time.monotonic()
         return True
-
-    def start_roles(self, new: str, old: str) -> None:
-        """After the switch: the new version's role containers, started and checked (the old
-        ones run on). When they fail, or the run is interrupted or loses the server here,
-        the version is not proven: the web traffic goes back to the old slot, which still
-        runs, and the new role containers stop (RoleRun.start). Raises SwapRolledBack."""
-        assert self.roles is not None
-        try:
-            self.roles.start()
-        except BaseException as error:
-            what = (str(error) if isinstance(error, RoleCheckFailed) else "interrupted"
-                    if not isinstance(error, Exception) else
-                    f"its role containers could not be started ({type(error).__name__}: "
-                    f"{error})")
-            if self.send_back(new, old, say=f"{new} ({self.tag}): {what}; traffic is back on "
-                              f"{old} ({self.old_version})"):
-                self.clean_up_failed(new, with_output=False)
-            if not isinstance(error, Exception):
-                raise
-            if not self.traffic_back:
-                raise self.failure(error) from error
-            rolled_back = (f"{self.tag} took traffic in {new}, then {what}; rolled back to "
-                           f"{self.old_version} in {old}")
-            self.on_failure(rolled_back)
-            output = error.output if isinstance(error, RoleCheckFailed) else ""
-            raise SwapRolledBack(rolled_back + (f"; the last output of the role container:\n"
-                                                f"{output}" if output else ""),
-                                 f"{self.old_version} in {old}") from error
 
     def watch_and_retire(self, window_closes: Callable[[], float | None],
                          revert: Callable[[], str | None] = lambda: None) -> str:
@@ -370,12 +347,13 @@ class SlotSwap(RetireSteps):
         still running (the next run removes it). Whatever stopped the watch is the caller's
         to raise."""
         # Watched: until the last look that found it passing (a look cut off at the window's
-        # end, the one that would have seen it fail, proves nothing).
-        watched = max(0.0, self.passed_at - self.switched_at)
+        # end, the one that would have seen it fail, proves nothing), from the moment its
+        # role containers passed their checks (the window counts from there).
+        watched = max(0.0, self.passed_at - max(self.switched_at, self.watch_from))
         proven = watched >= self.timeouts.watch
         # A proven version is looked at once more before the old slot goes: it may have
-        # failed since the last look (up to a poll interval ago).
-        failing = self.failing_now(new) if proven else None
+        # failed since the last look (up to a poll interval ago), its workers too.
+        failing = (self.failing_now(new) or self.roles_failing_now()) if proven else None
         old_stat = self.last_stats.get(old)
         if (not proven or failing) and old_stat is not None and old_stat.is_up:
             why = (f"{new} ({self.tag}) {failing.what} ({failing.detail})" if failing else

@@ -51,6 +51,7 @@ class RetireSteps:
     failure: Callable[[BaseException], BaseException]
     switch_back: Callable[..., None]
     roles: RoleRun | None
+    roles_failing_now: Callable[[], WatchFailure | None]
 
     def retire_old(self, new: str, old: str) -> str:
         """After the new version's full watch: the check that it serves (else the traffic
@@ -117,7 +118,7 @@ class RetireSteps:
                 f"({again}); {old} ({self.old_version}) is left as the window left it (its "
                 f"fallback line takes only what {new} cannot); the next deploy takes it out",
                 "")) from again
-        failure = watch_failure(stats[new])
+        failure = watch_failure(stats[new]) or self.roles_failing_now()
         if failure is not None:
             self.switch_back(new, old, stats, time.monotonic() - self.switched_at, failure)
         return f"{self.tag} in {new} (as HAProxy sees it: {stats[new].status})"
@@ -147,7 +148,6 @@ class RetireSteps:
         except Exception as error:
             self.progress(f"could not stop {name}: {error}; it gets no traffic, and the "
                           "next deploy removes it")
-            return output
         try:
             if self.roles is not None:
                 self.roles.undo()

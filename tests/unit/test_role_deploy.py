@@ -12,8 +12,14 @@ from pathlib import Path
 import pytest
 
 from slotswap.commands import docker
+from slotswap.config.app_env import AppEnv
 from slotswap.fleet import dry_run, rollout
-from tests.unit.fake_server import make_inventory
+from slotswap.remote.server import CommandResult, RemoteCommandError
+from slotswap.server import history
+from slotswap.server.role_plan import Step
+from slotswap.server.role_run import RoleRun
+from slotswap.server.role_steps import step_command
+from tests.unit.fake_server import FakeServer, make_inventory
 from tests.unit.simulated_fleet import Fleet
 from tests.unit.simulated_server import SimulatedServer, versions_in_rotation
 
@@ -162,3 +168,67 @@ def test_the_dry_run_needs_no_value_of_a_role_secret(tmp_path: Path) -> None:
         "cmd": ["bin/jobs"], "env": {"secret": ["QUEUE_TOKEN"]}}})
     assert dry_run.masked_env(inventory) == "no variables"
     assert dry_run.stand_in_env(inventory).of_role("worker").masked() == "QUEUE_TOKEN=<secret>"
+
+
+def start_workers(fleet: Fleet, server: SimulatedServer, version: str, generation: str) -> None:
+    """The role's containers of `version` as a run cut after their start left them."""
+    server.add_image(version)
+    for index in (1, 2):
+        step = Step("run", "worker", f"webapp-worker-{generation}-{index}", index=index,
+                    stop_timeout=30)
+        assert server.run(step_command(server.inventory, step, tag=version, version=version,
+                                       generation=generation), check=False).ok
+
+
+def test_the_web_goes_back_before_the_failed_workers_are_stopped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Their stop waits for a job to finish: meanwhile no request may go to the version that
+    failed."""
+    fleet = Fleet(tmp_path, 1, monkeypatch, roles=True)
+    assert fleet.run("deploy v1").exit_code == 0
+    (server,) = fleet.servers
+    seen: list[set[str | None]] = []
+    chained = server.after_call
+
+    def after(server: SimulatedServer, what: str) -> None:
+        chained(server, what)
+        if what.startswith("docker stop") and "worker-web2" in what:
+            seen.append(versions_in_rotation(server))
+
+    server.after_call = after
+    assert fleet.run("deploy v4").exit_code == 1
+    assert seen == [{"v1"}]
+
+
+def test_failed_workers_a_cut_run_left_running_are_stopped_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 1, monkeypatch, roles=True)
+    assert fleet.run("deploy v1").exit_code == 0
+    (server,) = fleet.servers
+    start_workers(fleet, server, "v4", "web2")  # crashing, beside v1's
+    for _ in range(2):  # a plain run again ends the same way
+        assert fleet.run("deploy v4").exit_code == 1
+        assert running_versions(server) == {"v1"} and versions_in_rotation(server) == {"v1"}
+
+
+def test_a_worker_only_host_running_two_versions_records_no_mixed_tag(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+    assert fleet.run("deploy v1").exit_code == 0
+    jobs = fleet.servers[1]
+    start_workers(fleet, jobs, "v2", "web2")  # left by a cut run: v1 and v2 run
+    assert fleet.run("deploy v2").exit_code == 0
+    assert running_versions(jobs) == {"v2"}
+    last = history.parse_history(jobs.read_local(history.history_path(fleet.inventory)))[-1]
+    assert last.from_tag == ""  # not "v1, v2", which a rollback took for a tag
+    assert "invalid tag" not in fleet.run("rollback").message
+
+
+def test_a_docker_that_does_not_answer_is_no_worker_gone(tmp_path: Path) -> None:
+    server = FakeServer(answers={("docker", "container", "inspect"): CommandResult(
+        "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", 1)})
+    run = RoleRun(server, make_inventory(tmp_path), "v2", "web2", AppEnv(""),
+                  lambda message: None)
+    run.started_ns = {"webapp-worker-web2-1": 1}
+    with pytest.raises(RemoteCommandError, match="Cannot connect"):
+        run.trouble()

@@ -233,15 +233,23 @@ def test_an_unknown_generation_is_refused() -> None:
         plan([], "v1", "web3")
 
 
-def test_undo_stops_what_the_run_started_with_the_role_s_timeout() -> None:
+def test_undo_stops_the_new_version_with_the_role_s_timeout() -> None:
+    """web2-1 (v2) a cut run left running stops too: the worker's old ones run on; the
+    cron, which had none, keeps nothing of v2 but what this run started."""
     live = [box("worker", "web1", n, "v1") for n in (1, 2)]
     containers = [*live, box("worker", "web2", 1, "v2")]
 
     result = plan(containers, "v2", "web2", worker(), CRON)
 
-    assert result.undo() == (Step("stop", "worker", "shop-worker-web2-2", stop_timeout=120),
-                             Step("stop", "cron", "shop-cron-web1-1".replace("web1", "web2"),
-                                  stop_timeout=10))
+    assert result.undo() == (Step("stop", "worker", "shop-worker-web2-1", stop_timeout=120),
+                             Step("stop", "worker", "shop-worker-web2-2", stop_timeout=120),
+                             Step("stop", "cron", "shop-cron-web2-1", stop_timeout=10))
+
+
+def test_undo_keeps_new_ones_a_cut_run_left_where_no_old_one_runs() -> None:
+    containers = [box("worker", "web2", 1, "v2")]
+    result = plan(containers, "v2", "web2", worker())
+    assert [step.container for step in result.undo()] == ["shop-worker-web2-2"]
 
 
 # -- every intermediate state -------------------------------------------------------------
@@ -336,12 +344,16 @@ def test_undoing_a_failed_check_leaves_the_old_ones_running(state: str) -> None:
               for info in containers}
     before = {name for name, box in server.items() if box.running}
 
+    roles_before = {server[name].role for name in before}
     for step in (*result.remove, *result.rename, *result.start, *result.undo()):
         apply(containers, step, server)
 
     renamed = {step.container: step.new_name for step in result.rename}
-    assert {name for name, box in server.items() if box.running} == {
-        renamed.get(name, name) for name in before}
+    undone = {step.container for step in result.undo()}
+    running = {name for name, box in server.items() if box.running}
+    # The old ones run as before; of the new version, nothing where old ones run.
+    assert running == {renamed.get(name, name) for name in before} - undone
+    assert {server[name].role for name in running} == roles_before  # never zero
 
 
 # -- generation of a worker-only host, checks, watch --------------------------------------
