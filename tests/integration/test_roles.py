@@ -145,6 +145,22 @@ def test_workers_that_crash_on_start_send_the_server_back_web_included(
     assert set(verdict.runs_by_version) == {"v1"}, verdict.summary()
 
 
+def test_logs_and_exec_reach_the_workers(roles_fleet: RolesFleet) -> None:
+    box, inventory = roles_fleet.box, roles_fleet.inventory
+    logs = box.fab("logs", "--role=worker", "--lines=20", inventory=inventory)
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    assert "webapp-worker-" in logs.stdout and "worker version=" in logs.stdout
+    one_off = box.fab("exec", "--role=worker", "--command=env QUEUE_DIR", inventory=inventory)
+    assert one_off.returncode == 0, one_off.stdout + one_off.stderr
+    assert one_off.stdout.strip().splitlines()[-1] == job_queue.QUEUE_MOUNT
+    live = box.fab("exec", "--role=worker", "--live", "--command=/webapp env JOB_SECONDS",
+                   inventory=inventory)
+    assert live.returncode == 0, live.stdout + live.stderr
+    assert live.stdout.strip().splitlines()[-1] == f"{JOB_SECONDS:g}"
+    unknown = box.fab("logs", "--role=mailer", inventory=inventory)
+    assert unknown.returncode == 2 and "worker" in unknown.stderr
+
+
 def test_a_worker_only_host_runs_workers_and_no_haproxy(roles_fleet: RolesFleet,
                                                          tmp_path: Path) -> None:
     """The last server as a worker-only host: its HAProxy and slots removed first (`down`
@@ -181,3 +197,12 @@ def test_a_worker_only_host_runs_workers_and_no_haproxy(roles_fleet: RolesFleet,
     verdict = job_queue.judge(ids, job_queue.wait_until_drained(roles_fleet.queue, ids,
                                                                  timeout=120), moment=moment)
     assert verdict.ok, verdict.summary()
+
+
+def test_down_stops_and_removes_the_workers(roles_fleet: RolesFleet) -> None:
+    box = roles_fleet.box
+    down = box.fab("down", inventory=roles_fleet.inventory)
+    assert down.returncode == 0, down.stdout + down.stderr
+    for address in box.addresses:
+        names = box.ssh(address, "docker ps --all --format '{{.Names}}'").split()
+        assert not [n for n in names if n.startswith("webapp-")], names
