@@ -215,7 +215,8 @@ def role_only_plan(plan: ServerPlan, server: ServerLike, inventory: Inventory, t
     (slotswap.server.role_swap)."""
     found = role_containers_on(server, inventory.app)
     generation = worker_only_generation(found, app=inventory.app, version=tag)
-    old = ", ".join(running_versions(found))
+    versions = running_versions(found)
+    old = versions[0] if len(versions) == 1 else ""  # as the run records it
     plan.summary = (f"worker-only: {describe_roles(found)}; {tag} goes into {generation}")
     lock_steps(plan, server, inventory)
     image_steps(plan, server, inventory, tag, pull=pull)

@@ -57,7 +57,8 @@ def record_history(server: ServerLike, inventory: Inventory, task: str,
                                   f"{describe_error(error)}")
 
 
-RECOVERY = ("could not", "WARNING", "stopped early", "stopped the new container")
+RECOVERY = ("could not", "WARNING", "stopped early", "stopped the new container",
+            "stopped the new role containers", "stopped the old role containers")
 
 
 class ServerRun:

@@ -39,7 +39,8 @@ def status(inventory: Inventory) -> list[ServerStatus]:
                         contain=(Exception,)):
         server = done.server
         reports.append(done.value if done.value is not None else ServerStatus(
-            server.name, server.host.address, "?", "?", [], error=describe_error(done.error)))
+            server.name, server.host.address, "?", "?", [], error=describe_error(done.error),
+            web=server.host.web))
     return reports
 
 

@@ -43,6 +43,9 @@ class RoleTarget:
     # False when the role's env file for this generation changed: a container of this
     # version made with the old one is replaced, not reused.
     reuse: bool = True
+    # The image ID the tag names on the server now (None: not known): a container made
+    # from another (the tag pushed again since) is replaced, not reused.
+    image_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class RolePlan:
     start: tuple[Step, ...]  # "start": a kept container of this version; "run": a new one
     check: tuple[Step, ...]  # every container of the new version, started now or before
     stop: tuple[Step, ...]  # the old running ones, once every check passed; then kept
+    # The roles whose running old containers are of another version: where the new
+    # version's containers a cut run left running stop with the rest of it (undo).
+    replaced: frozenset[str] = frozenset()
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -79,15 +85,15 @@ class RolePlan:
     def undo(self) -> tuple[Step, ...]:
         """When the version fails: stop its containers (the role's stop signal and stop
         timeout: a job one took is finished): those this run started, and those a cut run
-        left running, of each role whose old containers run on; a role with no old one
-        running keeps those (never zero workers of a role that had some). The old ones were
+        left running of each role whose running old ones are of another version (`replaced`);
+        containers of the version that served keep running (a count changed, the version
+        did not), and never zero workers of a role that had some. The old ones were
         never stopped, they serve on. The stopped containers are kept for `logs`, and the
         next run removes them."""
-        with_old = {step.role for step in self.stop}
         started = {step.container for step in self.start}
         return tuple(Step("stop", step.role, step.container, stop_timeout=step.stop_timeout)
                      for step in self.check
-                     if step.container in started or step.role in with_old)
+                     if step.container in started or step.role in self.replaced)
 
 
 def plan_roles(containers: Iterable[ContainerInfo], *, app: str, version: str,
@@ -134,8 +140,9 @@ def plan_roles(containers: Iterable[ContainerInfo], *, app: str, version: str,
                  else None)
             for info in running_old]
     anything = remove or rename or start or stop
+    replaced = frozenset(_role(info) for info in running_old if info.version != version)
     return RolePlan(version, generation, tuple(remove), tuple(rename), tuple(start),
-                    tuple(check) if anything else (), tuple(stop))
+                    tuple(check) if anything else (), tuple(stop), replaced)
 
 
 def _role(info: ContainerInfo) -> str:
@@ -145,12 +152,14 @@ def _role(info: ContainerInfo) -> str:
 def _is_fresh(info: ContainerInfo, new_names: dict[str, tuple[RoleTarget, int]],
               version: str) -> bool:
     """A container the run can keep as one of the new version's: its name is a new one's,
-    of this version, made with today's settings (and env file, unless `reuse` says no)."""
+    of this version, made with today's settings (and env file, unless `reuse` says no)
+    from the image the tag names now (when known)."""
     if info.name not in new_names:
         return False
     target, _ = new_names[info.name]
     return (info.version == version and _role(info) == target.role and target.reuse
-            and info.labels.get(LABEL_SETTINGS) == target.digest)
+            and info.labels.get(LABEL_SETTINGS) == target.digest
+            and target.image_id in (None, info.image_id))
 
 
 def _free_name(wanted: str, taken: set[str]) -> str:
@@ -186,25 +195,29 @@ def worker_only_generation(containers: Iterable[ContainerInfo], *, app: str,
     return SLOTS[0]
 
 
-def judge_running(info: ContainerInfo | None, *, seconds: float, now_ns: int) -> Verdict:
+def judge_running(info: ContainerInfo | None, *, seconds: float, now_ns: int,
+                  restarts: int = 0) -> Verdict:
     """The `{running: S}` check of a new container: failed when it is gone, not running, or
-    Docker restarted it (its app crashed); passed once it has run `seconds` since it was
-    started (StartedAt, by the server's clock: `now_ns` must be the server's too)."""
-    if info is None or not info.running or info.restart_count > 0:
+    Docker restarted it (its app crashed: more restarts than `restarts`, the count when it
+    was first seen: one restarted long ago and running since is no crash now); passed once
+    it has run `seconds` since it was started (StartedAt; `now_ns` on the same clock)."""
+    if info is None or not info.running or info.restart_count > restarts:
         return "failed"
     if now_ns - info.started_ns >= seconds * 1_000_000_000:
         return "passed"
     return "waiting"
 
 
-def role_trouble(info: ContainerInfo | None, started_ns: int) -> str | None:
-    """A new container in the watch window (`started_ns`: its start as its check saw it):
-    what went wrong, or None. Gone, stopped, or started again since (Docker's restart
-    policy brings a crashing worker back up): the version fails on that server."""
+def role_trouble(info: ContainerInfo | None, started_ns: int,
+                 restarts: int = 0) -> str | None:
+    """A new container in the watch window (`started_ns`, `restarts`: its start and Docker's
+    restart count as its check saw them): what went wrong, or None. Gone, stopped, or
+    started again since (Docker's restart policy brings a crashing worker back up): the
+    version fails on that server."""
     if info is None:
         return "its container no longer exists"
     if not info.running:
         return f"its container stopped ({info.status}, exit code {info.exit_code})"
-    if info.started_ns != started_ns or info.restart_count > 0:
+    if info.started_ns != started_ns or info.restart_count > restarts:
         return "its container crashed: Docker restarted it"
     return None

@@ -87,8 +87,9 @@ class RoleRun:
     app_env: AppEnv
     progress: Progress
     plan: RolePlan | None = None
-    # New container -> its StartedAt as its check saw it (the watch compares).
-    started_ns: dict[str, int] = field(default_factory=dict)
+    # New container -> its StartedAt and Docker's restart count as its check saw them (the
+    # watch compares).
+    seen: dict[str, tuple[int, int]] = field(default_factory=dict)
     # The old ones were stopped (the version proven), or the new ones (it failed): once
     # one is done, the other never is.
     retired: bool = False
@@ -110,13 +111,8 @@ class RoleRun:
         if not self.roles and not found:
             return
         changed = self.write_env_files()
-        self.plan = plan = plan_roles(found, app=self.inventory.app, version=self.tag,
-                                      generation=self.generation,
-                                      targets=role_targets(self.inventory, self.server.host,
-                                                           changed))
+        self.plan = plan = self.plan_for(found, changed)
         if plan.unchanged:
-            self.started_ns = {step.container: info.started_ns for step in plan.check
-                               for info in found if info.name == step.container}
             return
         for step in (*plan.remove, *plan.rename, *plan.start):
             checkpoint()
@@ -164,9 +160,7 @@ class RoleRun:
         if not self.roles and not found:
             return None
         changed = self.env_files_changed()
-        plan = plan_roles(found, app=self.inventory.app, version=self.tag,
-                          generation=self.generation,
-                          targets=role_targets(self.inventory, self.server.host, changed))
+        plan = self.plan_for(found, changed)
         env_files = [(role_env_file_path(self.inventory, role.name, self.generation),
                       self.app_env.of_role(role.name).masked())
                      for role in self.roles if role.name in changed
@@ -176,11 +170,19 @@ class RoleRun:
     def unchanged(self, found: Sequence[docker.ContainerInfo]) -> bool:
         """The server runs this version's role containers as the run would leave them (read
         only): what a deploy that leaves a server alone (`unchanged`) asks too."""
-        plan = plan_roles(found, app=self.inventory.app, version=self.tag,
+        return self.plan_for(found, self.env_files_changed()).unchanged
+
+    def plan_for(self, found: Sequence[docker.ContainerInfo],
+                 env_changed: set[str]) -> RolePlan:
+        """role_plan.plan_roles from what was read, with the image ID the tag names on the
+        server now (a container of a tag pushed again since is made again)."""
+        image = self.server.run(docker.image_id(self.inventory.image_ref(self.tag)),
+                                check=False)
+        image_id = image.stdout.strip() if image.ok and image.stdout.strip() else None
+        return plan_roles(found, app=self.inventory.app, version=self.tag,
                           generation=self.generation,
-                          targets=role_targets(self.inventory, self.server.host,
-                                               self.env_files_changed()))
-        return plan.unchanged
+                          targets=role_targets(self.inventory, self.server.host, env_changed,
+                                               image_id))
 
     def check(self, steps: Sequence[Step]) -> None:
         """Every new container passes its role's check before the deadline of the longest
@@ -201,7 +203,7 @@ class RoleRun:
                     name, now), left)
                 now = time.monotonic()
                 if verdict == "passed":
-                    self.started_ns[name] = first[name].started_ns
+                    self.seen[name] = (first[name].started_ns, first[name].restart_count)
                     del pending[name]
                 elif verdict == "failed" or now - started > check_seconds(role):
                     raise RoleCheckFailed(self.check_failure(name, role, info, verdict), "",
@@ -216,8 +218,11 @@ class RoleRun:
         command's try is bounded by them)."""
         if first is not None and info is not None and info.started_ns != first.started_ns:
             return "failed"  # Docker started it again: it crashed
+        # Restarts before the first look that found it running (one running for days
+        # since a restart long ago) are no crash now; one not yet running had none.
+        restarts = first.restart_count if first is not None else 0
         if isinstance(role.check, CommandCheck):
-            if info is None or not info.running or info.restart_count > 0:
+            if info is None or not info.running or info.restart_count > restarts:
                 return "failed"
             seconds = max(1.0, left)
             tried = self.server.run(
@@ -229,7 +234,7 @@ class RoleRun:
         # Seconds run, by this machine's clock from the first look that found it running:
         # never more than it really ran (no clock of the server compared with ours).
         return judge_running(info, seconds=role.check.running,
-                             now_ns=first.started_ns + int(watched * 1e9))
+                             now_ns=first.started_ns + int(watched * 1e9), restarts=restarts)
 
     def check_failure(self, name: str, role: RoleSettings, info: docker.ContainerInfo | None,
                       verdict: str) -> str:
@@ -259,11 +264,11 @@ class RoleRun:
     def trouble(self) -> str | None:
         """In the watch window: why a new role container fails the version (gone, stopped,
         restarted since its check), or None."""
-        if not self.started_ns:
+        if not self.seen:
             return None
-        found = self.inspect(list(self.started_ns))
-        for name, started_ns in self.started_ns.items():
-            problem = role_trouble(found.get(name), started_ns)
+        found = self.inspect(list(self.seen))
+        for name, (started_ns, restarts) in self.seen.items():
+            problem = role_trouble(found.get(name), started_ns, restarts)
             if problem is not None:
                 return f"role container {name}: {problem}"
         return None

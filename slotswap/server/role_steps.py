@@ -32,13 +32,15 @@ def role_digest_of(inventory: Inventory, role: RoleSettings) -> str:
                        options=role_container(inventory.container, role))
 
 
-def role_targets(inventory: Inventory, host: Host,
-                 env_changed: Collection[str] = ()) -> tuple[RoleTarget, ...]:
+def role_targets(inventory: Inventory, host: Host, env_changed: Collection[str] = (),
+                 image_id: str | None = None) -> tuple[RoleTarget, ...]:
     """What each role `host` runs must be after the run; `env_changed`: the roles whose env
     file for the generation differs from what the run writes (their containers of this
-    version are made again)."""
+    version are made again); `image_id`: the one the tag names on the server now (a
+    container of another is made again)."""
     return tuple(RoleTarget(role.name, role.count, role_digest_of(inventory, role),
-                            role.stop_timeout, reuse=role.name not in env_changed)
+                            role.stop_timeout, reuse=role.name not in env_changed,
+                            image_id=image_id)
                  for role in roles_on(inventory.roles, host))
 
 

@@ -111,7 +111,7 @@ class RoleOnlySwap:
             output = error.output if isinstance(error, RoleCheckFailed) else ""
             message = ((str(error) if isinstance(error, SwapError)
                         else f"{type(error).__name__}: {error}")
-                       + (f"; {self.old_version or 'the old workers'} run on" if undone and old
+                       + (f"; the old workers ({', '.join(old)}) run on" if undone and old
                           else "")
                        + (f"; the last output of the role container:\n{output}"
                           if output else ""))
@@ -158,7 +158,11 @@ class RoleOnlySwap:
                     self.roles.retire()
             raise
         self.server.timings.begin("verify, stop old")
-        self.roles.retire()
+        try:
+            self.roles.retire()
+        except Exception as error:  # proven: the new ones serve on; said, stopped next time
+            self.progress(f"WARNING: could not stop the old role containers: {error}; the "
+                          "next deploy stops them")
         self.serving = self.describe_now()
         return self.serving
 
@@ -166,11 +170,12 @@ class RoleOnlySwap:
         assert self.roles is not None
         after = time.monotonic() - self.switched_at
         what = (f"{self.tag} ran {after:.1f}s, then {reason}; its role containers stopped, "
-                f"{self.old_version} runs on")
+                f"{self.old_version or 'the old ones'} run on")
         if failed:
             self.on_failure(what)
         self.traffic_back = self.undo_quietly()
         if not self.traffic_back:
+            self.back_unsure = True  # both versions run: neither rolled back nor left switched
             raise SwapError(f"{self.tag} ran {after:.1f}s, then {reason}; its role containers "
                             "could not be stopped: the next run stops them",
                             self.describe_now())

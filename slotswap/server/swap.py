@@ -212,13 +212,13 @@ class SlotSwap(RoleSteps, RetireSteps):
             self.server.timings.begin("roles")
             try:  # nothing served before: a failure leaves the web slot as it is
                 self.roles.start()
-                self.roles.retire()
             except BaseException as error:
                 with contextlib.suppress(Exception):
                     self.roles.undo()  # the old ones, if any, run on
                 if not isinstance(error, Exception):
                     raise
                 raise self.failure(error) from error
+            self.retire_roles()  # old ones, if any: a failure is said, the next run stops them
             return False
         at_switch = self.last_stats
         self.server.timings.begin("switch")

@@ -7,12 +7,14 @@ container always has one."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from slotswap.commands import docker
 from slotswap.config.app_env import AppEnv
+from slotswap.core import interrupts
 from slotswap.fleet import dry_run, rollout
 from slotswap.remote.server import CommandResult, RemoteCommandError
 from slotswap.server import history
@@ -229,6 +231,66 @@ def test_a_docker_that_does_not_answer_is_no_worker_gone(tmp_path: Path) -> None
         "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.", 1)})
     run = RoleRun(server, make_inventory(tmp_path), "v2", "web2", AppEnv(""),
                   lambda message: None)
-    run.started_ns = {"webapp-worker-web2-1": 1}
+    run.seen = {"webapp-worker-web2-1": (1, 0)}
     with pytest.raises(RemoteCommandError, match="Cannot connect"):
         run.trouble()
+
+
+def with_count(fleet: Fleet, count: int) -> None:
+    fleet.inventory = dataclasses.replace(fleet.inventory, roles=tuple(
+        dataclasses.replace(role, count=count) for role in fleet.inventory.roles))
+
+
+def role_images(server: SimulatedServer) -> set[str]:
+    return {c.image_id for c in server.containers.values()
+            if c.running and docker.LABEL_GENERATION in c.labels}
+
+
+@pytest.mark.parametrize("worker_only", [0, 1])
+def test_a_tag_pushed_again_reaches_the_workers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_only: int) -> None:
+    """As the web slots: a container of the tag's earlier image is made again, not kept."""
+    fleet = Fleet(tmp_path, 1 + worker_only, monkeypatch, roles=True, worker_only=worker_only)
+    assert fleet.run("deploy v1").exit_code == 0
+    assert fleet.run("deploy v2").exit_code == 0
+    again = "sha256:" + "ee" * 32
+    tag = "v2" if worker_only else "v1"  # worker-only: the tag it runs; web: the kept one
+    for server in fleet.servers:
+        server.registry[fleet.inventory.image_ref(tag)] = again
+    assert fleet.run(f"deploy {tag}").exit_code == 0
+    assert all(role_images(server) == {again} for server in fleet.servers)
+
+
+def test_a_restart_long_ago_is_no_crash_now(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker Docker restarted once, weeks ago, running since: a deploy that checks it
+    again (the count changed) passes."""
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+    jobs = fleet.servers[1]
+    assert fleet.run("deploy v2").exit_code == 0
+    next(c for c in jobs.containers.values() if c.name.endswith("-1")
+         and docker.LABEL_GENERATION in c.labels and c.running).restart_count = 1
+    with_count(fleet, 3)
+    result = fleet.run("deploy v2")
+    assert result.exit_code == 0, result.message
+    assert sum(on for _, on in workers(jobs).values()) == 3
+
+
+def test_an_interrupted_count_down_keeps_the_workers_that_served(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+    jobs = fleet.servers[1]
+    with_count(fleet, 3)
+    assert fleet.run("deploy v2").exit_code == 0
+    with_count(fleet, 2)
+    chained = jobs.after_call
+
+    def after(server: SimulatedServer, what: str) -> None:
+        chained(server, what)
+        if what.startswith("docker container inspect"):
+            interrupts._requested.set()  # Ctrl-C while the checks look
+
+    jobs.after_call = after
+    fleet.run("deploy v2")
+    running = {name for name, (_, on) in workers(jobs).items() if on}
+    assert {"webapp-worker-web1-1", "webapp-worker-web1-2"} <= running, running

@@ -345,14 +345,23 @@ def test_undoing_a_failed_check_leaves_the_old_ones_running(state: str) -> None:
     before = {name for name, box in server.items() if box.running}
 
     roles_before = {server[name].role for name in before}
+    version_of = {info.name: info.version for info in containers}
     for step in (*result.remove, *result.rename, *result.start, *result.undo()):
         apply(containers, step, server)
 
     renamed = {step.container: step.new_name for step in result.rename}
-    undone = {step.container for step in result.undo()}
     running = {name for name, box in server.items() if box.running}
-    # The old ones run as before; of the new version, nothing where old ones run.
-    assert running == {renamed.get(name, name) for name in before} - undone
+    for name in before:
+        now = renamed.get(name, name)
+        role = server[now].role
+        other_version_ran = any(server[renamed.get(b, b)].role == role
+                                and version_of[b] != version for b in before)
+        # What ran before runs on, unless it is of the failed version where another
+        # version of its role runs (a cut run's leftover): that one stops.
+        assert (now in running) == (version_of[name] != version or not other_version_ran), (
+            name, running)
+    started = {step.container for step in result.start}
+    assert not started & running  # what this run started stopped again
     assert {server[name].role for name in running} == roles_before  # never zero
 
 
