@@ -24,6 +24,7 @@ from slotswap.commands.docker import (
     stop,
 )
 from slotswap.config.container import ContainerSettings
+from slotswap.config.roles import MAX_STOP_TIMEOUT
 
 # The seconds a check command may run over its deadline before `timeout` kills the docker
 # exec client with SIGKILL (SIGTERM first, at the deadline).
@@ -31,6 +32,12 @@ CHECK_KILL_AFTER = 2
 # Seconds a `docker stop` may take over the stop timeout it gives (the kill and the reply):
 # its command's deadline is the stop timeout plus this.
 STOP_MARGIN = 60
+
+
+def stop_deadline(stop_timeout: int | None) -> float:
+    """The deadline of a `docker stop` that gives `stop_timeout` (None: each container's
+    own, at most MAX_STOP_TIMEOUT): longer, so that a job gets all of it."""
+    return (stop_timeout or MAX_STOP_TIMEOUT) + STOP_MARGIN
 
 
 def role_container_name(app: str, role: str, generation: str, index: int) -> str:

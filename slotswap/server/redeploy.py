@@ -112,7 +112,7 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
             and live.container is not None and image_id == live.container.image_id
             and env_file_holds(inventory, app_env, env_text)):
         return None
-    if not roles_already_run(server, inventory, tag, app_env, live.slot):
+    if not roles_already_run(server, inventory, tag, app_env, live.slot, image_id):
         return None
     return describe_serving(views)
 

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from slotswap.commands import docker
 from slotswap.commands.role_containers import (
     CHECK_KILL_AFTER,
-    STOP_MARGIN,
     exec_check,
     inspect_roles,
+    stop_deadline,
 )
 from slotswap.config.app_env import AppEnv
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import role_env_file_path
-from slotswap.config.roles import MAX_STOP_TIMEOUT, CommandCheck, RoleSettings, roles_on
+from slotswap.config.roles import CommandCheck, RoleSettings, roles_on
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import ConnectError, RemoteCommandError
@@ -99,15 +99,17 @@ class RoleRun:
     def roles(self) -> tuple[RoleSettings, ...]:
         return roles_on(self.inventory.roles, self.server.host)
 
-    def start(self) -> None:
+    def start(self, found: Sequence[docker.ContainerInfo] | None = None) -> None:
         """The new version's role containers started (or kept ones started again) and
         checked; the old ones still run. Raises RoleCheckFailed when a check fails or times
         out (and whatever cut the run): the caller sends the web traffic back first, then
         stops the new ones (undo); a server that no longer answers keeps them, and the next
-        run's plan stops them (every state a cut leaves is one plan_roles takes)."""
+        run's plan stops them (every state a cut leaves is one plan_roles takes). `found`:
+        the role containers, when the caller has just read them."""
         if not self.inventory.roles:
             return
-        found = role_containers_on(self.server, self.inventory.app)
+        if found is None:
+            found = role_containers_on(self.server, self.inventory.app)
         if not self.roles and not found:
             return
         changed = self.write_env_files()
@@ -167,18 +169,21 @@ class RoleRun:
                      and not role_env_is_empty(self.inventory, role)]
         return plan_lines(self.inventory, plan, tag=self.tag, env_files=env_files)
 
-    def unchanged(self, found: Sequence[docker.ContainerInfo]) -> bool:
+    def unchanged(self, found: Sequence[docker.ContainerInfo],
+                  image_id: str | None = None) -> bool:
         """The server runs this version's role containers as the run would leave them (read
         only): what a deploy that leaves a server alone (`unchanged`) asks too."""
-        return self.plan_for(found, self.env_files_changed()).unchanged
+        return self.plan_for(found, self.env_files_changed(), image_id).unchanged
 
-    def plan_for(self, found: Sequence[docker.ContainerInfo],
-                 env_changed: set[str]) -> RolePlan:
+    def plan_for(self, found: Sequence[docker.ContainerInfo], env_changed: set[str],
+                 image_id: str | None = None) -> RolePlan:
         """role_plan.plan_roles from what was read, with the image ID the tag names on the
-        server now (a container of a tag pushed again since is made again)."""
-        image = self.server.run(docker.image_id(self.inventory.image_ref(self.tag)),
-                                check=False)
-        image_id = image.stdout.strip() if image.ok and image.stdout.strip() else None
+        server now (a container of a tag pushed again since is made again), read here
+        unless the caller read it."""
+        if image_id is None:
+            image = self.server.run(docker.image_id(self.inventory.image_ref(self.tag)),
+                                    check=False)
+            image_id = image.stdout.strip() if image.ok and image.stdout.strip() else None
         return plan_roles(found, app=self.inventory.app, version=self.tag,
                           generation=self.generation,
                           targets=role_targets(self.inventory, self.server.host, env_changed,
@@ -295,7 +300,7 @@ class RoleRun:
         the container's own timeout, at most MAX_STOP_TIMEOUT); sent again once over a new
         connection when the connection was lost."""
         for argv, timeout in stop_commands(steps):
-            deadline = (timeout or MAX_STOP_TIMEOUT) + STOP_MARGIN
+            deadline = stop_deadline(timeout)
             try:
                 result = self.server.run(argv, check=False, timeout=deadline)
             except ConnectError:  # never ran, or did: a stop sent again is as one

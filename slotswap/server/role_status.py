@@ -13,9 +13,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from slotswap.commands import docker
-from slotswap.commands.role_containers import STOP_MARGIN, stop_roles
+from slotswap.commands.role_containers import stop_deadline, stop_roles
 from slotswap.config.inventory import Inventory
-from slotswap.config.roles import MAX_STOP_TIMEOUT, RoleSettings
+from slotswap.config.roles import RoleSettings
 from slotswap.core.validation import InputError
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.role_run import role_containers_on
@@ -119,7 +119,7 @@ class RoleStop:
     def deadline(self) -> float:
         """Longer than the stop timeout: a job gets all of it (a container made with its
         own has at most MAX_STOP_TIMEOUT)."""
-        return (self.stop_timeout or MAX_STOP_TIMEOUT) + STOP_MARGIN
+        return stop_deadline(self.stop_timeout)
 
 
 def role_stops(inventory: Inventory, containers: list[RoleContainer]) -> list[RoleStop]:

@@ -103,7 +103,7 @@ class RoleOnlySwap:
                              self.progress)
         self.server.timings.begin("roles")
         try:
-            self.roles.start()
+            self.roles.start(found)
         except BaseException as error:
             undone = self.undo_quietly()  # the old ones run on
             if not isinstance(error, Exception):
@@ -219,9 +219,10 @@ def role_serving(server: ServerLike, inventory: Inventory) -> tuple[str | None, 
 
 
 def roles_already_run(server: ServerLike, inventory: Inventory, tag: str, app_env: AppEnv,
-                      generation: str | None = None) -> bool:
+                      generation: str | None = None, image_id: str | None = None) -> bool:
     """The server runs `tag`'s role containers as a deploy would leave them (read only); on
-    a web server `generation` is its live slot, on a worker-only one where they are."""
+    a web server `generation` is its live slot, on a worker-only one where they are;
+    `image_id`: the one the tag names there, when the caller read it."""
     if not inventory.roles:
         return True
     found = role_containers_on(server, inventory.app)
@@ -229,4 +230,4 @@ def roles_already_run(server: ServerLike, inventory: Inventory, tag: str, app_en
         generation = worker_only_generation(found, app=inventory.app, version=tag)
     run = RoleRun(server, server.with_folders(inventory), tag, generation, app_env,
                   lambda message: None)
-    return run.unchanged(found)
+    return run.unchanged(found, image_id)
