@@ -9,4 +9,5 @@ bash scripts/bootstrap.sh
 (cd example/app && GOPROXY=off GOTOOLCHAIN=local go test ./...)
 # Integration tests must run here, not be skipped for want of root or tools.
 export SLOTSWAP_REQUIRE_SANDBOX=1
-exec .venv/bin/pytest -ra "$@"
+# The slowest tests are listed at the end: where the suite's time goes.
+exec .venv/bin/pytest -ra --durations=30 "$@"
