@@ -9,5 +9,7 @@ bash scripts/bootstrap.sh
 (cd example/app && GOPROXY=off GOTOOLCHAIN=local go test ./...)
 # Integration tests must run here, not be skipped for want of root or tools.
 export SLOTSWAP_REQUIRE_SANDBOX=1
-# The slowest tests are listed at the end: where the suite's time goes.
-exec .venv/bin/pytest -ra --durations=30 "$@"
+# Two processes (SLOTSWAP_TEST_PROCESSES), each a module at a time and, once it reaches a
+# sandbox test, with a sandbox of its own (tests/conftest.py): the sandbox tests wait on
+# servers far more than they use a CPU. The slowest tests are listed at the end.
+exec .venv/bin/pytest -ra --durations=30 -n "${SLOTSWAP_TEST_PROCESSES:-2}" --dist loadfile "$@"
