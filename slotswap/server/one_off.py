@@ -3,7 +3,8 @@ live slot's image with the app's network and environment (removed afterwards, an
 when the run is interrupted or loses its connection: see slotswap.server.one_off_container),
 or with --live inside the live slot's container itself. Its exit code is the task's. With a
 role (`exec --role`), beside the role's running containers: a one-off container of their
-image with the role's options and env file, or --live inside the first of them."""
+image with the role's options and env file, or --live inside the first of them (the
+live slot's generation first on a web host)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from slotswap.remote.protocol import ServerLike
 from slotswap.server.one_off_container import container_name, to_its_end
 from slotswap.server.role_status import read_role_containers, running_of_role
 from slotswap.server.role_steps import role_env_is_empty
-from slotswap.server.slots import read_slots
+from slotswap.server.slots import read_slots, read_slots_quietly
 from slotswap.server.swap import SwapError
 from slotswap.server.swap_plan import plan_slots
 
@@ -64,13 +65,19 @@ def role_command_for(server: ServerLike, inventory: Inventory, role: RoleSetting
                      command: list[str], *, live: bool, tty: bool, name: str
                      ) -> tuple[list[str], str]:
     """As command_for, beside the role's running containers: the first of them (by name) is
-    the one used, or whose image, generation (its env file) a one-off container gets."""
+    the one used, or whose image, generation (its env file) a one-off container gets; on a
+    web host, the first of the live slot's generation, if one runs (in a watch window, or
+    after a cut run, the outgoing version's may run too)."""
     inventory = server.with_folders(inventory)
     running = running_of_role(read_role_containers(server, inventory), role.name)
     if not running:
         raise SwapError(f"{server.name}: no container of role {role.name} runs; deploy a "
                         "version first", "NOTHING")
     first = running[0]
+    if server.host.web and len({c.generation for c in running}) > 1:
+        views = read_slots_quietly(server, inventory)  # none: HAProxy cannot be asked
+        live = plan_slots(views).live if views else None
+        first = next((c for c in running if c.generation == live), first)
     if live:
         return (docker.exec_in(first.name, command, tty=tty),
                 f"the {role.name} container {first.name} ({first.version})")

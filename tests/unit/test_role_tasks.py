@@ -214,6 +214,22 @@ def test_exec_live_beside_a_role_runs_in_its_first_running_container() -> None:
     assert argv == ["docker", "exec", "--interactive", "--tty", "webapp-worker-web1-1", "ps"]
 
 
+def test_exec_beside_a_role_on_a_web_host_takes_the_live_slot_s_version_first() -> None:
+    """In a watch window (or after a cut run) both versions' workers run: exec reaches the
+    one of the version the live slot serves, not the first by name."""
+    inventory = shop()
+    worker = role_by_name(inventory, "worker")
+    server = FakeServer("web-a", inventory=inventory, state="live_web2", answers={
+        INSPECT_ROLES: inspected(role_box("worker", "web1", 1, "v1"),
+                                 role_box("worker", "web2", 1, "v2"))})
+
+    argv, where = one_off.role_command_for(server, inventory, worker, ["ps"], live=True,
+                                           tty=False, name="unused")
+
+    assert argv == ["docker", "exec", "--interactive", "webapp-worker-web2-1", "ps"]
+    assert where == "the worker container webapp-worker-web2-1 (v2)"
+
+
 def test_exec_beside_a_role_that_runs_nothing_there_fails_in_one_line() -> None:
     inventory = shop()
     server = worker_host(inventory, role_box("worker", "web1", 1, "v1", running=False))
