@@ -19,7 +19,7 @@ from slotswap.fleet.runner import in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history
 from slotswap.server.history import HistoryEntry
-from slotswap.server.role_swap import role_serving
+from slotswap.server.role_swap import role_versions
 from slotswap.server.slots import describe_serving, read_slots, serving_views
 
 
@@ -91,11 +91,24 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
 
 def read_facts(server: ServerLike, inventory: Inventory) -> ServerFacts:
     if not server.host.web:  # what its role containers run
-        return ServerFacts(*role_serving(server, inventory), history.read(server, inventory))
+        versions, described = role_versions(server, inventory)
+        entries = history.read(server, inventory)
+        return ServerFacts(worker_only_serving(versions, entries), described, entries)
     views = read_slots(server, inventory)
     serving = [v.version for v in serving_views(views)]
     return ServerFacts(serving[0] if len(serving) == 1 else None, describe_serving(views),
                        history.read(server, inventory))
+
+
+def worker_only_serving(versions: list[str], entries: list[HistoryEntry]) -> str | None:
+    """Pure: the version a worker-only server counts as running: the one its workers run;
+    when they run several (a run cut once the new workers ran, before the old ones
+    stopped), the one its history last says it runs, if it is among them. A rollback to
+    a version stops every other version's workers there."""
+    if len(versions) == 1:
+        return versions[0]
+    said = history.served_after(entries)
+    return said if said in versions else None
 
 
 def unfinished_last_run(found: dict[str, ServerFacts]) -> RunToUndo | None:

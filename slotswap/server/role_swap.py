@@ -213,9 +213,15 @@ class RoleOnlySwap:
 def role_serving(server: ServerLike, inventory: Inventory) -> tuple[str | None, str]:
     """A worker-only server: the one version its role containers run (None: none, or
     several) and what runs, described."""
+    versions, described = role_versions(server, inventory)
+    return (versions[0] if len(versions) == 1 else None), described
+
+
+def role_versions(server: ServerLike, inventory: Inventory) -> tuple[list[str], str]:
+    """A worker-only server: every version its running role containers run, and what
+    runs, described."""
     found = role_containers_on(server, inventory.app)
-    versions = running_versions(found)
-    return (versions[0] if len(versions) == 1 else None), describe_roles(found)
+    return running_versions(found), describe_roles(found)
 
 
 def roles_already_run(server: ServerLike, inventory: Inventory, tag: str, app_env: AppEnv,

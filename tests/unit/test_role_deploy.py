@@ -16,6 +16,7 @@ from slotswap.commands import docker
 from slotswap.config.app_env import AppEnv
 from slotswap.core import interrupts
 from slotswap.fleet import dry_run, rollout
+from slotswap.fleet.rollback_targets import rollback_targets
 from slotswap.remote.server import CommandResult, RemoteCommandError
 from slotswap.server import history
 from slotswap.server.role_plan import Step
@@ -224,6 +225,31 @@ def test_a_worker_only_host_running_two_versions_records_no_mixed_tag(
     last = history.parse_history(jobs.read_local(history.history_path(fleet.inventory)))[-1]
     assert last.from_tag == ""  # not "v1, v2", which a rollback took for a tag
     assert "invalid tag" not in fleet.run("rollback").message
+
+
+def test_a_plain_rollback_repairs_a_worker_only_host_running_two_versions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cut once its new workers ran, before the old ones stopped (v3 beside v2):
+    `rollback` takes the version the history last says the host runs (v2) as what it
+    serves, goes back to the one before it, and no version's workers but v1's run after."""
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+    assert fleet.run("deploy v1").exit_code == 0
+    assert fleet.run("deploy v2").exit_code == 0
+    jobs = fleet.servers[1]
+    kept = [name for name, (version, on) in workers(jobs).items() if version == "v1"]
+    generation = kept[0].split("-")[2]
+    for name in kept:  # the cut run removed them to make its own
+        assert jobs.run(["docker", "rm", "--force", name], check=False).ok
+    start_workers(fleet, jobs, "v3", generation)
+    assert running_versions(jobs) == {"v2", "v3"}
+
+    # What `rollback` (the task) goes by: a problem on any server refuses the whole run.
+    assert rollback_targets(fleet.inventory) == ({s.name: "v1" for s in fleet.servers}, {})
+    result = fleet.run("rollback")
+
+    assert result.exit_code == 0, result.message
+    assert running_versions(jobs) == {"v1"}
+    assert versions_in_rotation(fleet.servers[0]) == {"v1"}
 
 
 def test_a_docker_that_does_not_answer_is_no_worker_gone(tmp_path: Path) -> None:
