@@ -94,6 +94,7 @@ class RoleRun:
     # one is done, the other never is.
     retired: bool = False
     undone: bool = False
+    troubled: str | None = None  # the container the watch last found in trouble
 
     @property
     def roles(self) -> tuple[RoleSettings, ...]:
@@ -275,8 +276,18 @@ class RoleRun:
         for name, (started_ns, restarts) in self.seen.items():
             problem = role_trouble(found.get(name), started_ns, restarts)
             if problem is not None:
+                self.troubled = name
                 return f"role container {name}: {problem}"
         return None
+
+    def trouble_output(self) -> tuple[str, str] | None:
+        """The container the watch found in trouble and its last lines (its role's secret
+        values masked), for the error; None when none was, or they cannot be read."""
+        step = next((step for step in (self.plan.check if self.plan else ())
+                     if step.container == self.troubled), None)
+        role = next((role for role in self.roles if step and role.name == step.role), None)
+        output = self.last_output(step.container, role) if step and role else ""
+        return (step.container, output) if step and output else None
 
     def retire(self) -> None:
         """The version is proven: the old role containers get their stop signal and their

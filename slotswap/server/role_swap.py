@@ -180,7 +180,9 @@ class RoleOnlySwap:
                             "could not be stopped: the next run stops them",
                             self.describe_now())
         self.progress(("FAILED: " if failed else "") + what)
-        raise SwapRolledBack(what, self.describe_now())
+        troubled = self.roles.trouble_output() if failed else None
+        raise SwapRolledBack(what + (f"; the last output of {troubled[0]}:\n{troubled[1]}"
+                                     if troubled else ""), self.describe_now())
 
     def undo_quietly(self) -> bool:
         """The new role containers stopped (RoleRun.undo); False, and said, when the server

@@ -128,6 +128,23 @@ def test_a_worker_that_crashes_in_the_window_sends_the_server_back(
     assert "role container" in result.outcomes[0].error, result.outcomes[0].error
     assert fleet.problems == []
     assert versions_in_rotation(server) == {"v1"} and running_versions(server) == {"v1"}
+    # The error shows the worker's last output, not the web slot's (which was fine).
+    assert "; the last output of webapp-worker-web2-" in result.outcomes[0].error
+    assert "webapp-web2 listening" not in result.outcomes[0].error
+
+
+def test_a_worker_that_crashes_in_the_window_on_a_worker_only_host_shows_its_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+    assert fleet.run("deploy v1").exit_code == 0
+    fleet.problems.clear()  # before the first deploy nothing serves
+    jobs = fleet.servers[1]
+    jobs.crashes_after["v2"] = 1.3  # after its 1 s check, inside the window
+    result = fleet.run("deploy v2")
+    assert result.exit_code == 1, result.message
+    error = result.outcomes[1].error
+    assert "role container" in error and "; the last output of webapp-worker-" in error, error
+    assert running_versions(jobs) == {"v1"}
 
 
 def test_a_worker_only_host_deploys_its_workers_alone(
