@@ -60,7 +60,7 @@ from slotswap.server.locking import read_lock, take_lock_command
 from slotswap.server.pruning import images_to_prune
 from slotswap.server.redeploy import already_serving, keeps_stopped_container_of
 from slotswap.server.registry_login import RegistryLogin, login_command, login_registry
-from slotswap.server.role_plan import worker_only_generation
+from slotswap.server.role_plan import other_generation, worker_only_generation
 from slotswap.server.role_run import RoleRun, role_containers_on
 from slotswap.server.role_status import read_role_containers, role_stops
 from slotswap.server.role_steps import RolePlanLines
@@ -215,6 +215,9 @@ def role_only_plan(plan: ServerPlan, server: ServerLike, inventory: Inventory, t
     (slotswap.server.role_swap)."""
     found = role_containers_on(server, inventory.app)
     generation = worker_only_generation(found, app=inventory.app, version=tag)
+    if found and RoleRun(server, inventory, tag, generation, env,
+                         lambda message: None).unchanged(found):
+        generation = other_generation(generation)  # --force: new ones, as the run makes
     versions = running_versions(found)
     old = versions[0] if len(versions) == 1 else ""  # as the run records it
     plan.summary = (f"worker-only: {describe_roles(found)}; {tag} goes into {generation}")

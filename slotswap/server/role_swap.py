@@ -26,7 +26,7 @@ from slotswap.config.app_env import AppEnv, resolve_app_env
 from slotswap.config.inventory import Inventory
 from slotswap.core.interrupts import checkpoint
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.role_plan import worker_only_generation
+from slotswap.server.role_plan import other_generation, worker_only_generation
 from slotswap.server.role_run import RoleCheckFailed, RoleRun, role_containers_on
 from slotswap.server.swap_errors import SwapError, SwapRolledBack, SwapStopped
 
@@ -104,6 +104,15 @@ class RoleOnlySwap:
         self.server.timings.begin("roles")
         try:
             self.roles.start(found)
+            if self.roles.plan is not None and self.roles.plan.unchanged and found:
+                # They run as this run would leave them: a run asked for all the same
+                # (--force) makes new ones in the other generation, as a web host's new slot.
+                generation = self.new_slot = other_generation(generation)
+                self.progress(f"the role containers run {self.tag} already; new ones go into "
+                              f"{generation}")
+                self.roles = RoleRun(self.server, self.roles.inventory, self.tag, generation,
+                                     self.roles.app_env, self.progress)
+                self.roles.start(found)
         except BaseException as error:
             undone = self.undo_quietly()  # the old ones run on
             if not isinstance(error, Exception):

@@ -191,9 +191,11 @@ class Fleet:
         return {server.name: versions_in_rotation(server) for server in self.servers}
 
     def run(self, command: str, batch: int = 1) -> RolloutResult:
-        """One plain run, as the command line runs it; every server's versions before
-        and after it are what a request may get meanwhile."""
+        """One plain run, as the command line runs it (`deploy TAG --force` too); every
+        server's versions before and after it are what a request may get meanwhile."""
         words = command.split()
+        force = "--force" in words
+        words = [word for word in words if word != "--force"]
         targets = {} if words[0] in TASKS else rollout_targets(self.inventory, words)
         for server in self.servers:
             before = versions_in_rotation(server)
@@ -207,7 +209,7 @@ class Fleet:
             if words[0] in TASKS:
                 return self.run_task(command)
             if words[0] == "deploy":
-                return rollout.deploy(self.inventory, words[1], batch=batch)
+                return rollout.deploy(self.inventory, words[1], batch=batch, force=force)
             if len(words) == 2:
                 return rollout.deploy(self.inventory, words[1], task="rollback", pull=False,
                                       run_release=False)

@@ -164,17 +164,20 @@ def test_a_worker_only_host_deploys_its_workers_alone(
     assert running_versions(jobs) == {"v1"}
 
 
+@pytest.mark.parametrize("force", [False, True])
 @pytest.mark.parametrize("worker_only", [0, 1])
 def test_the_dry_run_prints_the_role_commands_the_deploy_sends(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_only: int) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker_only: int, force: bool) -> None:
+    """A new tag, and (force) the tag that runs already, redeployed with --force."""
     fleet = Fleet(tmp_path, 1 + worker_only, monkeypatch, roles=True, worker_only=worker_only)
     assert fleet.run("deploy v1").exit_code == 0
     server = fleet.servers[-1]
-    plan = dry_run.deploy_plan(server, fleet.inventory, "v2", pull=True, task="deploy")
+    tag = "v1" if force else "v2"
+    plan = dry_run.deploy_plan(server, fleet.inventory, tag, pull=True, task="deploy")
     printed = [line[2:] for line in plan.steps
                if line.startswith("$ docker") and "worker" in line]
     mark = len(server.log)
-    assert fleet.run("deploy v2").exit_code == 0
+    assert fleet.run(f"deploy {tag}" + (" --force" if force else "")).exit_code == 0
     sent = [call for call in server.log[mark:] if call.startswith(("docker run", "docker stop"))
             and "worker" in call]
     undo = [line for line in plan.steps if line.startswith("  if it fails: $ docker stop")
@@ -229,6 +232,25 @@ def test_failed_workers_a_cut_run_left_running_are_stopped_too(
     for _ in range(2):  # a plain run again ends the same way
         assert fleet.run("deploy v4").exit_code == 1
         assert running_versions(server) == {"v1"} and versions_in_rotation(server) == {"v1"}
+
+
+def test_force_on_a_worker_only_host_makes_new_workers_as_on_a_web_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`deploy --force` of the tag a worker-only host runs: new role containers in the
+    other generation, checked, then the old ones stopped (a web host gets a new slot)."""
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+    assert fleet.run("deploy v2").exit_code == 0
+    fleet.problems.clear()  # before the first deploy nothing serves
+    jobs = fleet.servers[1]
+    before = {name for name, (_, on) in workers(jobs).items() if on}
+    assert fleet.run("deploy v2").outcomes[1].outcome.value == "unchanged"
+
+    result = fleet.run("deploy v2 --force")
+
+    assert result.exit_code == 0, result.message
+    after = {name for name, (_, on) in workers(jobs).items() if on}
+    assert len(after) == 2 and not after & before, (before, after)
+    assert running_versions(jobs) == {"v2"} and fleet.problems == []
 
 
 def test_a_worker_only_host_running_two_versions_records_no_mixed_tag(
