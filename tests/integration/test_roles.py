@@ -186,9 +186,15 @@ def test_a_worker_only_host_runs_workers_and_no_haproxy(roles_fleet: RolesFleet,
         for tag in ("v1", "v2"):
             result = box.fab("deploy", "--tag", tag, inventory=worker_only)
             assert result.returncode == 0, result.stdout + result.stderr
+        # --force of the tag it runs: new workers (as a web host gets a new slot).
+        before = running_workers(box, jobs)
+        forced = box.fab("deploy", "--tag", "v2", "--force", inventory=worker_only)
+        assert forced.returncode == 0, forced.stdout + forced.stderr
     report = load.stop()
     assert report.failed == 0, report.failures
     assert roles_fleet.worker_versions(jobs) == ["v2", "v2"]
+    after = running_workers(box, jobs)
+    assert len(after) == 2 and not set(after) & set(before), (before, after)
     names = box.ssh(jobs, "docker ps --all --format '{{.Names}}'").split()
     assert not [n for n in names if "haproxy" in n or n.endswith(("-web1", "-web2"))], names
     status = box.fab("status", inventory=worker_only)
@@ -197,6 +203,11 @@ def test_a_worker_only_host_runs_workers_and_no_haproxy(roles_fleet: RolesFleet,
     verdict = job_queue.judge(ids, job_queue.wait_until_drained(roles_fleet.queue, ids,
                                                                  timeout=120), moment=moment)
     assert verdict.ok, verdict.summary()
+
+
+def running_workers(box: Sandbox, address: str) -> list[str]:
+    return box.ssh(address, "docker ps --filter label=slotswap.role=worker "
+                            "--format '{{.Names}}'").split()
 
 
 def test_down_stops_and_removes_the_workers(roles_fleet: RolesFleet) -> None:
