@@ -141,7 +141,7 @@ def certs_renew(c: Context, inventory: str | None = None, force: bool = False,
                                "terminal",
                 "role": "beside this role (roles: in the inventory) instead of the web "
                         "slots: its image, options and env file (with --live, inside its "
-                        "first running container, the live slot's version first)",
+                        "first running container; the live slot's version first)",
                 "hosts": "the server to run it on, by name (default: the inventory's first "
                          "with web slots, or with --role the first that runs the role)",
                 "inventory": INVENTORY_HELP})
@@ -155,8 +155,8 @@ def exec_task(c: Context, command: str = "", live: bool = False, interactive: bo
     environment (env file), named APP-exec-ID, removed afterwards and killed when this run
     is interrupted or loses its connection; with --live inside the live container. With
     --role=NAME, beside that role's running containers: their image, the role's container
-    options and its env file (--live: in the role's first running container; on a server
-    with web slots, one of the version the live slot serves, if one runs).
+    options and its env file (--live: in the role's first running container); on a server
+    with web slots, those of the version the live slot serves, if any run.
     Example: fab exec --command='bin/rails console' --interactive --hosts=web-a
     """
     words = one_off.parse_command(command)

@@ -76,8 +76,8 @@ def role_command_for(server: ServerLike, inventory: Inventory, role: RoleSetting
     first = running[0]
     if server.host.web and len({c.generation for c in running}) > 1:
         views = read_slots_quietly(server, inventory)  # none: HAProxy cannot be asked
-        live = plan_slots(views).live if views else None
-        first = next((c for c in running if c.generation == live), first)
+        live_slot = plan_slots(views).live if views else None
+        first = next((c for c in running if c.generation == live_slot), first)
     if live:
         return (docker.exec_in(first.name, command, tty=tty),
                 f"the {role.name} container {first.name} ({first.version})")

@@ -214,20 +214,48 @@ def test_exec_live_beside_a_role_runs_in_its_first_running_container() -> None:
     assert argv == ["docker", "exec", "--interactive", "--tty", "webapp-worker-web1-1", "ps"]
 
 
-def test_exec_beside_a_role_on_a_web_host_takes_the_live_slot_s_version_first() -> None:
+@pytest.mark.parametrize("live", [True, False])
+def test_exec_beside_a_role_on_a_web_host_takes_the_live_slot_s_version_first(
+        live: bool) -> None:
     """In a watch window (or after a cut run) both versions' workers run: exec reaches the
-    one of the version the live slot serves, not the first by name."""
+    one of the version the live slot serves, not the first by name; in it (--live), or in
+    a one-off container of its image."""
     inventory = shop()
     worker = role_by_name(inventory, "worker")
     server = FakeServer("web-a", inventory=inventory, state="live_web2", answers={
         INSPECT_ROLES: inspected(role_box("worker", "web1", 1, "v1"),
                                  role_box("worker", "web2", 1, "v2"))})
 
-    argv, where = one_off.role_command_for(server, inventory, worker, ["ps"], live=True,
-                                           tty=False, name="unused")
+    argv, where = one_off.role_command_for(server, inventory, worker, ["ps"], live=live,
+                                           tty=False, name="webapp-exec-0a1b2c3d")
 
-    assert argv == ["docker", "exec", "--interactive", "webapp-worker-web2-1", "ps"]
-    assert where == "the worker container webapp-worker-web2-1 (v2)"
+    if live:
+        assert argv == ["docker", "exec", "--interactive", "webapp-worker-web2-1", "ps"]
+        assert where == "the worker container webapp-worker-web2-1 (v2)"
+    else:
+        assert argv[:2] == ["docker", "run"] and argv[-2:] == ["sha256:v2", "ps"], argv
+        assert where == ("a one-off container of v2 (the image of webapp-worker-web2-1), "
+                         "webapp-exec-0a1b2c3d")
+
+
+def test_exec_live_beside_a_role_when_haproxy_cannot_be_asked_is_still_live() -> None:
+    """Two versions' workers and no answer from HAProxy: the first by name, still with
+    --live inside it (no one-off container, which the run would not clean up as such)."""
+    inventory = shop()
+    worker = role_by_name(inventory, "worker")
+
+    class NoHAProxy(FakeServer):
+        def runtime_api(self, command: str) -> str:
+            raise RuntimeError("no admin socket")
+
+    server = NoHAProxy("web-a", inventory=inventory, state="live_web2", answers={
+        INSPECT_ROLES: inspected(role_box("worker", "web1", 1, "v1"),
+                                 role_box("worker", "web2", 1, "v2"))})
+
+    argv, _ = one_off.role_command_for(server, inventory, worker, ["ps"], live=True,
+                                       tty=False, name="unused")
+
+    assert argv == ["docker", "exec", "--interactive", "webapp-worker-web1-1", "ps"]
 
 
 def test_exec_beside_a_role_that_runs_nothing_there_fails_in_one_line() -> None:
