@@ -258,6 +258,8 @@ class RoleRun:
             output = self.server.run(docker.logs_tail(name), check=False)
         except Exception:
             return ""
+        if not output.ok:  # Docker's own error (a container gone) is no output of it
+            return ""
         return self.app_env.of_role(role.name).mask((output.stdout + output.stderr).strip())
 
     def inspect(self, names: Sequence[str]) -> dict[str, docker.ContainerInfo]:

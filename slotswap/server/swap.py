@@ -463,12 +463,14 @@ class SlotSwap(RoleSteps, RetireSteps):
                        f"later ({failure.detail}); rolled back to {self.old_version} in {old}")
         if failure.failed:
             self.on_failure(rolled_back)
-        # A role container that failed the version: its last output, not the web slot's.
-        troubled = (self.roles.trouble_output() if self.roles is not None and failure.failed
-                    else None)
-        name, output = troubled or (self.inventory.container_name(new), "")
-        output = self.clean_up_failed(new, with_output=failure.failed and not troubled) \
-            or output
+        # A role container that failed the version: its last output, not the web slot's,
+        # read once the failed version is stopped (a stopped container keeps its logs).
+        role_failed = failure.failed and self.roles is not None \
+            and self.roles.troubled is not None
+        output = self.clean_up_failed(new, with_output=failure.failed and not role_failed)
+        troubled = self.roles.trouble_output() if self.roles is not None and role_failed \
+            else None
+        name, output = troubled or (self.inventory.container_name(new), output)
         views = read_slots_quietly(self.server, self.inventory)
         raise SwapRolledBack(
             rolled_back + (f"; the last output of {name}:\n{output}" if output else ""),

@@ -129,8 +129,10 @@ def test_a_worker_that_crashes_in_the_window_sends_the_server_back(
     assert fleet.problems == []
     assert versions_in_rotation(server) == {"v1"} and running_versions(server) == {"v1"}
     # The error shows the worker's last output, not the web slot's (which was fine).
-    assert "; the last output of webapp-worker-web2-" in result.outcomes[0].error
-    assert "webapp-web2 listening" not in result.outcomes[0].error
+    error = result.outcomes[0].error
+    assert "; the last output of webapp-worker-web2-1:\nwebapp-worker-web2-1 listening" in \
+        error, error
+    assert "webapp-web2 listening" not in error
 
 
 def test_a_worker_that_crashes_in_the_window_on_a_worker_only_host_shows_its_output(
@@ -143,7 +145,9 @@ def test_a_worker_that_crashes_in_the_window_on_a_worker_only_host_shows_its_out
     result = fleet.run("deploy v2")
     assert result.exit_code == 1, result.message
     error = result.outcomes[1].error
-    assert "role container" in error and "; the last output of webapp-worker-" in error, error
+    assert "role container" in error, error
+    assert "the last output of webapp-worker-web2-1:\nwebapp-worker-web2-1 listening" in \
+        error, error
     assert running_versions(jobs) == {"v1"}
 
 
@@ -289,6 +293,16 @@ def test_a_plain_rollback_repairs_a_worker_only_host_running_two_versions(
     assert result.exit_code == 0, result.message
     assert running_versions(jobs) == {"v1"}
     assert versions_in_rotation(fleet.servers[0]) == {"v1"}
+
+
+def test_docker_s_own_error_is_no_last_output_of_a_worker(tmp_path: Path) -> None:
+    """A worker gone: `docker logs` answers Docker's error, which the failure must not
+    show as what the worker wrote."""
+    server = FakeServer(answers={("docker", "logs"): CommandResult(
+        "", "Error response from daemon: No such container: webapp-worker-web2-1", 1)})
+    inventory = make_inventory(tmp_path, roles={"worker": {"cmd": ["bin/jobs"]}})
+    run = RoleRun(server, inventory, "v2", "web2", AppEnv(""), lambda message: None)
+    assert run.last_output("webapp-worker-web2-1", inventory.roles[0]) == ""
 
 
 def test_a_docker_that_does_not_answer_is_no_worker_gone(tmp_path: Path) -> None:
