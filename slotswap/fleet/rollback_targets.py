@@ -31,6 +31,7 @@ class ServerFacts:
     serving: str | None
     described: str
     entries: list[HistoryEntry]
+    several: bool = False  # a worker-only host whose workers run several versions
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,11 @@ def rollback_targets(inventory: Inventory) -> tuple[dict[str, str], dict[str, st
     targets, why_none = (plan_undo(found, run) if run is not None
                          else plan_previous(found))
     if run is not None:
-        moved = [f"{name} back to {tag}" for name, tag in targets.items()
-                 if tag != found[name].serving]
-        kept = [name for name, tag in targets.items() if tag == found[name].serving]
+        moved = [f"{name} back to {tag}" + (" alone" if tag == found[name].serving else "")
+                 for name, tag in targets.items()
+                 if tag != found[name].serving or found[name].several]
+        kept = [name for name, tag in targets.items()
+                if tag == found[name].serving and not found[name].several]
         stay = (f"{kept[0]} stays as it is" if len(kept) == 1
                 else f"{', '.join(kept)} stay as they are")
         left = [] if moved or why_none else ["nothing left to undo"]
@@ -93,7 +96,8 @@ def read_facts(server: ServerLike, inventory: Inventory) -> ServerFacts:
     if not server.host.web:  # what its role containers run
         versions, described = role_versions(server, inventory)
         entries = history.read(server, inventory)
-        return ServerFacts(worker_only_serving(versions, entries), described, entries)
+        return ServerFacts(worker_only_serving(versions, entries), described, entries,
+                           several=len(versions) > 1)
     views = read_slots(server, inventory)
     serving = [v.version for v in serving_views(views)]
     return ServerFacts(serving[0] if len(serving) == 1 else None, describe_serving(views),

@@ -16,6 +16,7 @@ from slotswap.commands import docker
 from slotswap.config.app_env import AppEnv
 from slotswap.core import interrupts
 from slotswap.fleet import dry_run, rollout
+from slotswap.fleet import rollback_targets as rollback_targets_module
 from slotswap.fleet.rollback_targets import rollback_targets
 from slotswap.remote.server import CommandResult, RemoteCommandError
 from slotswap.server import history
@@ -270,12 +271,9 @@ def test_a_worker_only_host_running_two_versions_records_no_mixed_tag(
     assert "invalid tag" not in fleet.run("rollback").message
 
 
-def test_a_plain_rollback_repairs_a_worker_only_host_running_two_versions(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run cut once its new workers ran, before the old ones stopped (v3 beside v2):
-    `rollback` takes the version the history last says the host runs (v2) as what it
-    serves, goes back to the one before it, and no version's workers but v1's run after."""
-    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+def cut_beside_v2(fleet: Fleet) -> SimulatedServer:
+    """v1 then v2 deployed; then a run of v3 cut on the worker-only host once its new
+    workers ran, before v2's stopped (v1's kept ones removed to make room)."""
     assert fleet.run("deploy v1").exit_code == 0
     assert fleet.run("deploy v2").exit_code == 0
     jobs = fleet.servers[1]
@@ -285,6 +283,16 @@ def test_a_plain_rollback_repairs_a_worker_only_host_running_two_versions(
         assert jobs.run(["docker", "rm", "--force", name], check=False).ok
     start_workers(fleet, jobs, "v3", generation)
     assert running_versions(jobs) == {"v2", "v3"}
+    return jobs
+
+
+def test_a_plain_rollback_repairs_a_worker_only_host_running_two_versions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cut run wrote nothing: `rollback` takes the version the history last says the
+    host runs (v2) as what it serves, goes back to the one before it, and no version's
+    workers but v1's run after."""
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+    jobs = cut_beside_v2(fleet)
 
     # What `rollback` (the task) goes by: a problem on any server refuses the whole run.
     assert rollback_targets(fleet.inventory) == ({s.name: "v1" for s in fleet.servers}, {})
@@ -293,6 +301,27 @@ def test_a_plain_rollback_repairs_a_worker_only_host_running_two_versions(
     assert result.exit_code == 0, result.message
     assert running_versions(jobs) == {"v1"}
     assert versions_in_rotation(fleet.servers[0]) == {"v1"}
+
+
+def test_a_plain_rollback_undoes_a_run_cut_on_a_worker_only_host(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cut run recorded `interrupted` there (and never reached the web host): the
+    rollback undoes that run, says the worker-only host goes back to v2 alone, and leaves
+    v2's workers alone running; the web host stays as it is."""
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True, worker_only=1)
+    jobs = cut_beside_v2(fleet)
+    history.append(jobs, fleet.inventory,
+                   history.new_entry("deploy", "v2", "v3", "interrupted", 3.0, run="cut1"))
+    said: list[str] = []
+    monkeypatch.setattr(rollback_targets_module, "say", said.append)
+
+    assert rollback_targets(fleet.inventory) == ({s.name: "v2" for s in fleet.servers}, {})
+    assert f"{jobs.name} back to v2 alone" in said[0] and "nothing left" not in said[0], said
+    result = fleet.run("rollback")
+
+    assert result.exit_code == 0, result.message
+    assert running_versions(jobs) == {"v2"}
+    assert versions_in_rotation(fleet.servers[0]) == {"v2"}
 
 
 def test_docker_s_own_error_is_no_last_output_of_a_worker(tmp_path: Path) -> None:
