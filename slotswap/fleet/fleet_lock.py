@@ -9,6 +9,7 @@ from slotswap.config.inventory import Inventory
 from slotswap.core import interrupts
 from slotswap.core.output import warn
 from slotswap.core.timings import Timings
+from slotswap.fleet.errors import describe_error
 from slotswap.fleet.runner import on_each
 from slotswap.remote.call_guard import NO_GUARD
 from slotswap.remote.protocol import ServerLike
@@ -138,8 +139,8 @@ class FleetLock:
         errors = on_each(held, release_one, within=within)
         for server, error in zip(held, errors, strict=True):
             if isinstance(error, Exception):  # the others are released all the same
-                warn(f"[{server.name}] WARNING: could not release its lock ({error}); it "
-                     f"expires {self.inventory.timeouts.lease}s after its last renewal, and "
-                     "the next run then takes it over")
+                warn(f"[{server.name}] WARNING: could not release its lock "
+                     f"({describe_error(error)}); it expires {self.inventory.timeouts.lease}s "
+                     "after its last renewal, and the next run then takes it over")
             elif error is not None:
                 raise error

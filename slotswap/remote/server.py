@@ -269,12 +269,12 @@ class Server:
         return dataclasses.replace(inventory, login_home=home)
 
     def close(self) -> None:
-        if self._admin is not None:
-            self._admin.close()
-        # Fabric closes a connection's own client only, never its jump hosts'.
-        self.connection.close()
-        for hop in reversed(self.jumps):
-            hop.close()
+        """Never raises: on a cut connection paramiko raises a bare EOFError for the message
+        closing a channel sends, which would hide what cut it or keep resume() from a new
+        one. Fabric closes a connection's own client only, never its jump hosts'."""
+        for part in (*filter(None, [self._admin]), self.connection, *reversed(self.jumps)):
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+                part.close()
 
     def _lost(self, error: BaseException) -> ConnectionLostError:
         # What ended the connection, as paramiko's thread saw it (the caller often sees only

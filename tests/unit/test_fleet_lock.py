@@ -22,6 +22,7 @@ from slotswap.fleet import fleet_lock as fleet_lock_module
 from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.remote.server import CommandResult
 from slotswap.server.locking import (
+    RELEASE_SCRIPT,
     RENEW_SCRIPT,
     TAKE_SCRIPT,
     LeaseLostError,
@@ -388,3 +389,26 @@ def test_the_heartbeat_finds_a_lost_lock_and_every_later_call_is_refused(
         assert len(server.commands) == before
     assert "WARNING: s1: this run's lock on it is gone" in capsys.readouterr().err
     assert server.locked_by == "alices"
+
+
+class CutOnRelease(FolderServer):
+    """Its release fails as paramiko fails on a cut connection: a bare EOFError."""
+
+    def run(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
+            stdin: str | None = None) -> CommandResult:
+        if argv[:3] == ["sh", "-c", RELEASE_SCRIPT]:
+            raise EOFError()
+        return super().run(argv, check=check, timeout=timeout, stdin=stdin)
+
+
+def test_a_release_that_fails_with_no_message_is_named_and_the_others_are_released(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: `[s2] WARNING: could not release its lock (); ...`."""
+    servers = [FolderServer(tmp_path, "s1"), CutOnRelease(tmp_path, "s2"),
+               FolderServer(tmp_path, "s3")]
+    with FleetLock(servers, inventory(lease=30), new_owner("deploy", "v2")):  # type: ignore[arg-type]
+        pass
+    out = capsys.readouterr()
+    assert ("[s2] WARNING: could not release its lock (EOFError); it expires 30s after its "
+            "last renewal") in out.out + out.err
+    assert [s.locked_by is None for s in servers] == [True, False, True]

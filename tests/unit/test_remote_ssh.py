@@ -283,6 +283,34 @@ def test_close_closes_jump_hosts_too(tmp_path: Path) -> None:
     assert closed == ["server", "jump"]
 
 
+
+class CutChannel:
+    """An admin session on a connection a second Ctrl-C shut down: closing it sends a
+    message, and paramiko raises a bare EOFError (seen on the sandbox, 4 in 20 tries)."""
+
+    def close(self) -> None:
+        raise EOFError()
+
+
+def test_resume_after_a_cut_opens_a_new_connection_even_when_closing_the_old_one_fails(
+        tmp_path: Path) -> None:
+    """Before, resume() raised the EOFError: the lock was not released (`could not release
+    its lock ()`) and the next run found it held."""
+    srv = server(tmp_path, ssh={"jump": "bastion"})
+    closed: list[str] = []
+
+    def cut(name: str) -> None:
+        closed.append(name)
+        raise OSError("Socket is closed")
+
+    srv._admin = CutChannel()  # type: ignore[assignment]
+    srv.connection.close = lambda: cut("server")  # type: ignore[method-assign]
+    srv.jumps[0].close = lambda: cut("jump")  # type: ignore[method-assign]
+    srv.abandon()
+    srv.resume()  # raises nothing
+    assert closed == ["server", "jump"]  # every part closed, whatever the one before raised
+    assert not srv._abandoned  # the next call opens a new connection
+
 # -- write_private_file and write_file -------------------------------------------------------
 
 
