@@ -15,6 +15,7 @@ reload ends the old worker's) is reopened once; every command has a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -167,9 +168,12 @@ class PromptSession:
         self.opened = 0  # channels opened so far (for tests and measurements)
 
     def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        """Never raises: closing sends a message, and on a cut connection paramiko raises a
+        bare EOFError for it; the channel is gone all the same."""
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+                channel.close()
 
     def _usable(self) -> paramiko.Channel:
         channel = self._channel

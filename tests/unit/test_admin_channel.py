@@ -162,6 +162,24 @@ def test_a_channel_that_ends_during_a_command_is_reopened_once_and_the_line_sent
     assert channels[1].sent == [b"prompt\n", b"set server b/s state drain\n"]
 
 
+def test_closing_a_session_on_a_cut_connection_raises_nothing_and_the_next_ask_reopens() -> None:
+    channels: list[FakeChannel] = []
+
+    def opener() -> FakeChannel:
+        channels.append(FakeChannel({}))
+        return channels[-1]
+
+    session = PromptSession(opener, timeout=1)  # type: ignore[arg-type]
+    session.ask("show info")
+
+    def cut() -> None:
+        raise EOFError()  # paramiko's, sending the close on a shut socket
+
+    channels[0].close = cut  # type: ignore[method-assign]
+    session.close()
+    session.ask("show info")
+    assert len(channels) == 2
+
 def test_only_once() -> None:
     def opener() -> FakeChannel:
         return FakeChannel({}, eof_after=1)
