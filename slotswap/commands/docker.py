@@ -196,29 +196,34 @@ def inspect_containers(*names: str) -> list[str]:
 
 
 # What a redeploy must know besides HAProxy's view, in one round trip: the image ID the tag
-# names, each slot's env file, then (last, so that its stdout, stderr and exit code are the
-# command's own) the containers. Each of the first parts ends with a line `MARK EXIT-CODE`.
+# names, each slot's env file, the IDs of the app's running role containers, then (last, so
+# that its stdout, stderr and exit code are the command's own) the containers. Each of the
+# first parts ends with a line `MARK EXIT-CODE`.
 REDEPLOY_FACTS_SCRIPT = (
-    'mark=$1 image=$2; shift 2; '
+    'mark=$1 image=$2 app=$3; shift 3; '
     'docker image inspect --format "{{.Id}}" "$image" 2>/dev/null; printf "\n%s %s\n" '
     '"$mark" "$?"; '
     'for slot_env in "$1" "$2"; do cat -- "$slot_env" 2>/dev/null; '
     'printf "\n%s %s\n" "$mark" "$?"; done; shift 2; '
+    f'docker ps --quiet --no-trunc --filter "label={LABEL_APP}=$app" --filter '
+    f'"label={LABEL_GENERATION}" --filter status=running --filter status=restarting 2>/dev/null; '
+    'printf "\n%s %s\n" "$mark" "$?"; '
     'docker container inspect "$@"'
 )
 
 
-def redeploy_facts(mark: str, image_ref: str, env_files: tuple[str, str],
+def redeploy_facts(mark: str, image_ref: str, app: str, env_files: tuple[str, str],
                    containers: list[str]) -> list[str]:
-    return ["sh", "-c", REDEPLOY_FACTS_SCRIPT, "sh", mark, image_ref, *env_files, *containers]
+    return ["sh", "-c", REDEPLOY_FACTS_SCRIPT, "sh", mark, image_ref, app, *env_files,
+            *containers]
 
 
 def split_redeploy_facts(stdout: str, mark: str) -> tuple[list[str | None], str]:
-    """Pure: the answer to redeploy_facts as ([image ID, env file 1, env file 2], each None
-    where it failed) and the containers' JSON."""
+    """Pure: the answer to redeploy_facts as ([image ID, env file 1, env file 2, running role
+    containers' IDs], each None where it failed) and the containers' JSON."""
     parts: list[str | None] = []
     rest = stdout
-    for _ in range(3):
+    for _ in range(4):
         text, found, rest = rest.partition(f"\n{mark} ")
         if not found:
             raise UnexpectedOutputError(

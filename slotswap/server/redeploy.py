@@ -78,7 +78,8 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
     tag names on the server now, with today's environment and container settings (a deploy
     would change nothing), its role containers too; else None. Docker's side (the
     containers, the image ID the tag names, the env files) is read in one round trip,
-    HAProxy's in one line (the role containers in one more, when the inventory has roles).
+    HAProxy's in one line (the role containers in one more, when the inventory has roles;
+    without roles, any running role container is one to stop: not unchanged).
     A worker-only server: its role containers alone."""
     if not server.host.web:
         version, described = role_serving(server, inventory)
@@ -91,7 +92,7 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
 
     def docker_facts() -> dict[str, docker.ContainerInfo]:
         answer = server.run(docker.redeploy_facts(
-            mark, inventory.image_ref(tag),
+            mark, inventory.image_ref(tag), inventory.app,
             (env_file_path(folders, SLOTS[0]), env_file_path(folders, SLOTS[1])), names),
             check=False)
         found, containers_json = docker.split_redeploy_facts(answer.stdout, mark)
@@ -100,7 +101,7 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
             containers_json, answer.stderr, answer.exit_code))
 
     views = read_slots_with(server, inventory, docker_facts)
-    image_id, *env_files = facts
+    image_id, *env_files, running_roles = facts
     serving = [view for view in views.values() if view.serving]
     if len(serving) != 1:
         return None
@@ -112,8 +113,11 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
             and live.container is not None and image_id == live.container.image_id
             and env_file_holds(inventory, app_env, env_text)):
         return None
-    if not roles_already_run(server, inventory, tag, app_env, live.slot, image_id):
-        return None
+    if inventory.roles:
+        if not roles_already_run(server, inventory, tag, app_env, live.slot, image_id):
+            return None
+    elif running_roles is None or running_roles.strip():
+        return None  # role containers run with no role left in the inventory: a swap stops them
     return describe_serving(views)
 
 

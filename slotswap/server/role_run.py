@@ -78,7 +78,10 @@ def env_file_text(inventory: Inventory, role: RoleSettings, env: AppEnv) -> str 
 @dataclass
 class RoleRun:
     """The role containers of one server, moved to `tag` in `generation` along with its web
-    slot. A server that runs no role (or an inventory without roles) sends no command."""
+    slot. A server that runs no role and has no role container sends no command after the
+    switch: with an inventory without roles, the swap reads the role containers before it
+    (`found_before`), and those of roles gone (the whole section removed) stop as any role
+    gone from the inventory does."""
 
     server: ServerLike
     inventory: Inventory  # with this login's folders
@@ -95,6 +98,8 @@ class RoleRun:
     retired: bool = False
     undone: bool = False
     troubled: str | None = None  # the container the watch last found in trouble
+    # The role containers, read before the switch (an inventory without roles).
+    found_before: list[docker.ContainerInfo] | None = None
 
     @property
     def roles(self) -> tuple[RoleSettings, ...]:
@@ -107,8 +112,8 @@ class RoleRun:
         stops the new ones (undo); a server that no longer answers keeps them, and the next
         run's plan stops them (every state a cut leaves is one plan_roles takes). `found`:
         the role containers, when the caller has just read them."""
-        if not self.inventory.roles:
-            return
+        if found is None:
+            found = self.found_before
         if found is None:
             found = role_containers_on(self.server, self.inventory.app)
         if not self.roles and not found:
@@ -158,8 +163,7 @@ class RoleRun:
     def planned(self) -> RolePlanLines | None:
         """What start, retire and undo would do, read now (the dry run prints it); None
         when the server runs no role and has no role container."""
-        found = role_containers_on(self.server, self.inventory.app) \
-            if self.inventory.roles else []
+        found = role_containers_on(self.server, self.inventory.app)
         if not self.roles and not found:
             return None
         changed = self.env_files_changed()

@@ -58,10 +58,8 @@ def role_container_of(info: docker.ContainerInfo) -> RoleContainer:
 
 
 def read_role_containers(server: ServerLike, inventory: Inventory) -> list[RoleContainer]:
-    """Every role container of the app on the server, running or not, by role then name; no
-    command at all when the inventory has no roles."""
-    if not inventory.roles:
-        return []
+    """Every role container of the app on the server, running or not, by role then name
+    (also those of roles no longer in the inventory)."""
     found = [role_container_of(info) for info in role_containers_on(server, inventory.app)]
     return sorted(found, key=lambda c: (c.role, c.name))
 

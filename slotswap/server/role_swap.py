@@ -241,7 +241,7 @@ def roles_already_run(server: ServerLike, inventory: Inventory, tag: str, app_en
     a web server `generation` is its live slot, on a worker-only one where they are;
     `image_id`: the one the tag names there, when the caller read it."""
     if not inventory.roles:
-        return True
+        return True  # a web server's caller reads its role containers (already_serving)
     found = role_containers_on(server, inventory.app)
     if generation is None:
         generation = worker_only_generation(found, app=inventory.app, version=tag)

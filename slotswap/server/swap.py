@@ -28,7 +28,7 @@ from slotswap.server.redeploy import (
     keeps_stopped_container_of,
     write_env_file,
 )
-from slotswap.server.role_run import RoleRun
+from slotswap.server.role_run import RoleRun, role_containers_on
 from slotswap.server.slots import (
     SlotView,
     describe_serving,
@@ -176,7 +176,11 @@ class SlotSwap(RoleSteps, RetireSteps):
             raise self.failure(error) from error
         self.fallback = plan.fallback
         self.roles = RoleRun(self.server, self.server.with_folders(self.inventory), self.tag,
-                             plan.idle, self.resolved_env(), self.progress)
+                             plan.idle, self.resolved_env(), self.progress,
+                             # Role containers left with no roles in the inventory: read
+                             # now, when a stuck Docker engine has changed nothing yet.
+                             found_before=None if self.inventory.roles else
+                             role_containers_on(self.server, self.inventory.app))
         self.server.timings.begin("idle slot out")
         self.retire(plan)
         try:

@@ -6,7 +6,8 @@ example app's `webapp worker` takes jobs from a folder every server's workers sh
   progress when the deploy began finished;
 - `rollback` returns web and workers to the previous version together;
 - a version whose workers crash on start: the server goes back, web included, 0 failed;
-- a worker-only host: deployed, shown by `status`, no HAProxy there.
+- a worker-only host: deployed, shown by `status`, no HAProxy there;
+- the whole `roles` section removed: the next deploy stops the workers, their jobs done.
 """
 
 from __future__ import annotations
@@ -160,6 +161,36 @@ def test_logs_and_exec_reach_the_workers(roles_fleet: RolesFleet) -> None:
     unknown = box.fab("logs", "--role=mailer", inventory=inventory)
     assert unknown.returncode == 2 and "worker" in unknown.stderr
 
+
+def test_removing_the_roles_section_stops_the_workers_at_the_next_deploy(
+        roles_fleet: RolesFleet, tmp_path: Path) -> None:
+    """Before, an inventory without roles read no role container: the workers ran the old
+    version on, unseen by `status`, and a deploy of the tag served was `unchanged`."""
+    box = roles_fleet.box
+    without = box.inventory_copy(tmp_path)  # the sandbox's inventory: no roles
+    ids = jobs_in_progress(roles_fleet, "removed", 30)
+    moment = job_queue.now()
+    status = box.fab("status", inventory=without)
+    assert status.returncode == 0 and "webapp-worker-" in status.stdout, status.stdout
+    with box.load() as load:
+        result = box.fab("deploy", "--tag", "v2", inventory=without)
+    report = load.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report.failed == 0, report.failures
+    assert "stopped the old role containers" in result.stdout, result.stdout
+    for address in box.addresses:
+        assert box.served_versions(address) == {"v2"}
+        assert roles_fleet.worker_versions(address) == []
+    verdict = job_queue.judge(ids, job_queue.wait_until_drained(roles_fleet.queue, ids,
+                                                                 timeout=120), moment=moment)
+    assert verdict.ok, verdict.summary()
+    again = box.fab("deploy", "--tag", "v2", inventory=without)
+    assert again.returncode == 0 and "unchanged" in again.stdout, again.stdout
+    # The section back: the workers start again (and run for the tests after this one).
+    back = box.fab("deploy", "--tag", "v2", inventory=roles_fleet.inventory)
+    assert back.returncode == 0, back.stdout + back.stderr
+    for address in box.addresses:
+        assert roles_fleet.worker_versions(address) == ["v2", "v2"]
 
 def test_a_worker_only_host_runs_workers_and_no_haproxy(roles_fleet: RolesFleet,
                                                          tmp_path: Path) -> None:

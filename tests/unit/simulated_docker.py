@@ -482,12 +482,17 @@ class DockerEngine:
         return CommandResult("", "".join(errors), 1 if errors else 0)
 
     def redeploy_facts(self, args: list[str]) -> CommandResult:
-        mark, image, env1, env2, *names = args
+        mark, image, app, env1, env2, *names = args
         out = ""
         image_id = self.images.get(image)
         out += (image_id + "\n" if image_id else "") + f"\n{mark} {0 if image_id else 1}\n"
         for path in (env1, env2):
             text = self.read_local(path)
             out += (text or "") + f"\n{mark} {0 if text is not None else 1}\n"
+        self.settle()
+        out += "".join(f"{c.name}\n" for c in self.containers.values()
+                       if (c.running or c.restarting_until is not None)
+                       and c.labels.get(docker.LABEL_APP) == app
+                       and docker.LABEL_GENERATION in c.labels) + f"\n{mark} 0\n"
         inspected = self.inspect(names)
         return CommandResult(out + inspected.stdout, inspected.stderr, inspected.exit_code)

@@ -169,7 +169,8 @@ class Fleet:
                                  f"({', '.join(lines_in_rotation(server))})")
 
     def after_call(self, server: SimulatedServer, what: str) -> None:
-        self.problems += worker_problems(server, what, self.had_workers)
+        if self.inventory.roles:  # a role taken out of the inventory stops for good
+            self.problems += worker_problems(server, what, self.had_workers)
         if not server.host.web:
             return  # a worker-only host: no HAProxy, no request
         answered, routed = server.request(), server.routed()

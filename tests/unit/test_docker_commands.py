@@ -524,17 +524,18 @@ def test_which_docker_engines_let_the_local_network_past_haproxy(version: str,
 
 
 def test_the_redeploy_facts_come_in_one_command_and_are_split_by_its_mark() -> None:
-    argv = docker.redeploy_facts("m1", "r/app:v2", ("/e/web1.env", "/e/web2.env"),
+    argv = docker.redeploy_facts("m1", "r/app:v2", "app", ("/e/web1.env", "/e/web2.env"),
                                  ["app-web1", "app-web2"])
     assert argv[:2] == ["sh", "-c"] and argv[3:] == [
-        "sh", "m1", "r/app:v2", "/e/web1.env", "/e/web2.env", "app-web1", "app-web2"]
+        "sh", "m1", "r/app:v2", "app", "/e/web1.env", "/e/web2.env", "app-web1", "app-web2"]
     # As the script prints it: the image ID, web1's env file (ending in a newline), no env
-    # file for web2, then the containers' JSON.
-    stdout = "sha256:abc\n\nm1 0\nA=1\nB=2\n\nm1 0\n\nm1 1\n[{\"Name\": \"/app-web1\"}]\n"
+    # file for web2, one running role container, then the containers' JSON.
+    stdout = ("sha256:abc\n\nm1 0\nA=1\nB=2\n\nm1 0\n\nm1 1\nc0ffee\n\nm1 0\n"
+              "[{\"Name\": \"/app-web1\"}]\n")
     parts, containers = docker.split_redeploy_facts(stdout, "m1")
-    assert parts == ["sha256:abc", "A=1\nB=2\n", None]
+    assert parts == ["sha256:abc", "A=1\nB=2\n", None, "c0ffee\n"]
     assert containers == "[{\"Name\": \"/app-web1\"}]\n"
-    assert docker.split_redeploy_facts("\nm1 1\n\nm1 1\n\nm1 1\n[]", "m1") == (
-        [None, None, None], "[]")
+    assert docker.split_redeploy_facts("\nm1 1\n\nm1 1\n\nm1 1\n\nm1 1\n[]", "m1") == (
+        [None, None, None, None], "[]")
     with pytest.raises(docker.UnexpectedOutputError):
         docker.split_redeploy_facts("[]", "m1")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from slotswap.commands.role_containers import INSPECT_ROLES_SCRIPT
 from slotswap.config.inventory import Inventory
 from slotswap.fleet import dry_run
 from slotswap.remote.server import CommandResult
@@ -20,7 +21,8 @@ from tests.unit.fake_server import FakeServer, make_inventory
 SECRET = "s3cr3t-value-never-shown"
 READ_ONLY = (["docker", "container", "inspect"], ["docker", "image", "inspect"],
              ["docker", "network", "inspect"], ["cat"], ["docker", "ps"], ["test", "-d"],
-             ["docker", "image", "ls"], ["sh", "-c", READ_SCRIPT])
+             ["docker", "image", "ls"], ["sh", "-c", READ_SCRIPT],
+             ["sh", "-c", INSPECT_ROLES_SCRIPT])
 
 
 class FactServer(FakeServer):

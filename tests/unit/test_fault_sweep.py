@@ -35,6 +35,7 @@ in the table, and on an entry that no longer happens ("remove this entry": a fix
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,9 @@ class Scenario:
     release: bool = False  # the inventory has a release command (a migration)
     roles: bool = False  # the inventory has a worker role (two containers on every host)
     worker_only: int = 0  # the last hosts run the workers alone (web: false)
+    # The setup ran with the worker role, the run and the next one without (its whole
+    # section removed): the workers must stop, their jobs finished.
+    roles_removed: bool = False
 
 
 SCENARIOS = (
@@ -153,6 +157,8 @@ SCENARIOS = (
              "rollback v1", roles=True),
     Scenario("deploy with a worker-only host, two servers", 2, ("v1",), "deploy v2",
              "deploy v2", roles=True, worker_only=1, servers_faulted=(1,)),
+    Scenario("deploy after the roles section was removed, one server", 1, ("v1",),
+             "deploy v2", "deploy v2", roles=True, roles_removed=True),
 )
 
 # (scenario, fault, step) -> the path number. Steps: the server's timing step the
@@ -243,6 +249,10 @@ WORKERS_FAILING = {**IN_A_DEPLOY, ("frozen_engine", "roles"): PATH_ROLES_DOCKER_
 def known_in(scenario: Scenario) -> dict[tuple[str, str], int]:
     if scenario.worker_only:
         return DOCKER_SILENT_WITH_WORKERS  # the faulted server: the worker-only one
+    if scenario.roles_removed:
+        # The workers left stop after the window; a cut there leaves them to the next run,
+        # which stops them (check_next_run): a deploy's paths alone.
+        return IN_A_DEPLOY
     if scenario.roles:
         return WORKERS_FAILING if scenario.clean_exit else WORKERS_DEPLOY
     if scenario.run.split()[0] in TASKS:
@@ -423,7 +433,7 @@ def check_next_run(fleet: Fleet, command: str, target: str = "") -> list[str]:
         if versions != {target}:
             problems.append(f"next `{command}`: {server.name} serves "
                             f"{sorted(map(str, versions))}")
-        if fleet.inventory.roles and worker_versions(server) != {target}:
+        if worker_versions(server) != ({target} if fleet.inventory.roles else set()):
             problems.append(f"next `{command}`: {server.name} runs workers of "
                             f"{sorted(map(str, worker_versions(server)))}")
     return problems + [f"next `{command}`: {p}"
@@ -440,6 +450,8 @@ def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[Fleet, 
         assert fleet.run(f"deploy {tag}").exit_code == 0
     if scenario.prepare:
         assert fleet.run(scenario.prepare).exit_code == 0
+    if scenario.roles_removed:
+        fleet.inventory = dataclasses.replace(fleet.inventory, roles=())
     fleet.problems = []  # a first deploy: nothing served before it
     clean = fleet.clone(root / "clean", monkeypatch)
     before = [server.calls for server in clean.servers]

@@ -43,6 +43,7 @@ class RecordedServer(FakeServer):
 case "$1 $2" in
   "image inspect") echo {image_id} ;;
   "container inspect") cat {folder / "containers.json"} ;;
+  "ps --quiet") [ ! -f {folder / "running_roles"} ] || cat {folder / "running_roles"} ;;
   *) exit 9 ;;
 esac
 """)
@@ -85,6 +86,23 @@ def test_a_server_is_unchanged_only_with_the_same_image_and_environment(
     serving = already_serving(server, inv, "v2", app_env)
     assert (serving == "v2 in web2") is unchanged
     assert server.round_trips == 2  # one command, one runtime-API line
+
+
+
+def test_role_containers_running_with_no_role_in_the_inventory_are_not_unchanged(
+        tmp_path: Path) -> None:
+    """The whole `roles` section removed: its workers would run the old version on and on;
+    the deploy is a swap, which stops them. Still one command and one runtime-API line."""
+    inv = inventory(tmp_path)
+    app_env = resolve_app_env(inv, {})
+    path = Path(env_file_path(inv, "web2"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(app_env.text)
+    server = RecordedServer(inv, tmp_path, LIVE_IMAGE)
+    assert already_serving(server, inv, "v2", app_env) == "v2 in web2"
+    (tmp_path / "running_roles").write_text("4f08c0ffee\n")
+    assert already_serving(server, inv, "v2", app_env) is None
+    assert server.round_trips == 4
 
 
 def test_the_env_file_is_read_from_the_logins_own_folder(tmp_path: Path) -> None:

@@ -117,6 +117,32 @@ def test_workers_that_crash_on_start_send_the_server_back_web_included(
         assert running_versions(server) == {"v2"} and versions_in_rotation(server) == {"v2"}
 
 
+def test_removing_the_roles_section_stops_its_workers_at_the_next_deploy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, an inventory without roles read no role container: its workers ran the old
+    version on and on, and a deploy of the same tag was `unchanged`. Now the deploy is a
+    swap whose window ends with them stopped (a job in progress finishes), and the next one
+    is unchanged."""
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True)
+    assert fleet.run("deploy v1").exit_code == 0
+    fleet.problems.clear()  # before the first deploy nothing serves
+    fleet.inventory = dataclasses.replace(fleet.inventory, roles=())
+    plan = dry_run.deploy_plan(fleet.servers[0], fleet.inventory, "v1", pull=True,
+                               task="deploy")
+    assert any(line.startswith("$ docker stop") and "webapp-worker-web1-1" in line
+               for line in plan.steps), "\n".join(plan.steps)
+    for server in fleet.servers:
+        for name in workers(server):
+            server.give_job(name, 1.5)
+    result = fleet.run("deploy v1")
+    assert result.exit_code == 0, result.message
+    assert [o.outcome.value for o in result.outcomes] == ["deployed", "deployed"]
+    assert fleet.problems == []
+    for server in fleet.servers:
+        assert versions_in_rotation(server) == {"v1"}
+        assert running_versions(server) == set() and server.jobs_cut == []
+    assert all(o.outcome.value == "unchanged" for o in fleet.run("deploy v1").outcomes)
+
 def test_a_worker_that_crashes_in_the_window_sends_the_server_back(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fleet = Fleet(tmp_path, 1, monkeypatch, roles=True)

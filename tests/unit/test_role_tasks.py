@@ -92,14 +92,17 @@ def test_status_lists_each_role_container_of_a_web_server_in_one_round_trip() ->
     assert sum(argv[:3] == list(INSPECT_ROLES) for argv in server.commands) == 1
 
 
-def test_status_sends_no_extra_command_when_the_inventory_has_no_roles() -> None:
+def test_status_shows_role_containers_left_when_the_roles_section_was_removed() -> None:
+    """They run on until the next deploy stops them: status names them (it read nothing of
+    roles for an inventory without any, and showed the fleet as if they did not run)."""
     inventory = make_inventory()
-    server = FakeServer(inventory=inventory, state="live_web2")
+    server = FakeServer(inventory=inventory, state="live_web2", answers={
+        INSPECT_ROLES: inspected(role_box("worker", "web2", 1, "v2"))})
 
     status = read_status(server, inventory)
 
-    assert status.roles == []
-    assert not any(argv[:1] == ["sh"] for argv in server.commands)
+    assert [c.describe() for c in status.roles] == [
+        "worker     webapp-worker-web2-1  v2 (web2)  running, 0 restarts"]
 
 
 def test_status_of_a_worker_only_host_shows_its_roles_and_is_not_broken() -> None:
@@ -388,11 +391,10 @@ def test_down_s_dry_run_shows_the_role_containers_stopped_and_their_env_files_re
             "files)") in steps
 
 
-def test_down_without_roles_sends_no_role_command() -> None:
+def test_down_without_roles_stops_no_role_container_when_none_runs() -> None:
     server = FakeServer(inventory=make_inventory())
     down_server(server, server.inventory, print)
-    assert not any(argv[:1] == ["sh"] or argv[:2] == ["docker", "stop"]
-                   for argv in server.commands)
+    assert not any(argv[:2] == ["docker", "stop"] for argv in server.commands)
 
 
 def test_several_containers_stop_in_one_command() -> None:
