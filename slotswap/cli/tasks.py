@@ -89,7 +89,9 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     """Prepare every server: app network, HAProxy in front of slots web1/web2. Idempotent.
 
     A worker-only host (web: false) gets the app's network alone (its role containers join
-    it): no HAProxy, no config, no certificate; its dry run says so.
+    it): no HAProxy, no config, no certificate; its dry run says so. A host turned
+    web: false has its HAProxy soft-stopped (open connections finish) and its web slots
+    stopped and removed; its role containers stay (take it out of the load balancer first).
 
     A changed config is checked by HAProxy, then applied with a reload that drops no
     connection; if HAProxy does not start with it, the previous one is put back and keeps

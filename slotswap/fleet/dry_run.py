@@ -45,7 +45,7 @@ from slotswap.fleet.runner import in_turn
 from slotswap.https import install as tls
 from slotswap.https.files import acme_source
 from slotswap.remote.protocol import ServerLike
-from slotswap.server import carry_over, maintenance
+from slotswap.server import carry_over, maintenance, web_removal
 from slotswap.server import release as release_command
 from slotswap.server.haproxy_config import login_ids, render_config
 from slotswap.server.haproxy_handover import (
@@ -77,6 +77,7 @@ from slotswap.server.swap_steps import (
     start_command,
     swap_steps,
 )
+from slotswap.server.web_removal import describe_removal
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
 
@@ -426,6 +427,12 @@ def worker_only_up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
         plan.shell(docker.network_create(inventory.network, inventory.app))
     else:
         plan.steps.append(f"network {inventory.network} is there: unchanged")
+    found = web_removal.web_containers_on(server, inventory)
+    if found:
+        plan.steps.append(f"the web's containers are here ({describe_removal(found)}): "
+                          "taken off, HAProxy's open connections finishing first")
+        for step in web_removal.removal_steps(server.with_folders(inventory), found):
+            plan.shell(step.argv)
     unlock_steps(plan, inventory)
     return plan
 

@@ -33,7 +33,7 @@ from slotswap.https import install as tls
 from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import RemoteCommandError
-from slotswap.server import carry_over, maintenance, platforms
+from slotswap.server import carry_over, maintenance, platforms, web_removal
 from slotswap.server.haproxy_config import (
     config_hash,
     login_ids,
@@ -246,11 +246,21 @@ def observe_engine(server: ServerLike) -> str | None:
 
 def up_worker_only(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
     """`up` on a worker-only host (`web: false`): the app's network, which its role
-    containers join, and nothing of the web's: no HAProxy, no config, no certificate."""
+    containers join, and nothing of the web's: no HAProxy, no config, no certificate. A
+    host that ran the web before has its HAProxy and slots taken off (web_removal)."""
     inventory = server.with_folders(inventory)
     created = ensure_network(server, inventory, progress)
     observe_engine(server)  # the image runs here too: its platform counts for `build`
-    return ("network created" if created else "unchanged") + " (worker-only: no HAProxy)"
+    found = web_removal.web_containers_on(server, inventory)
+    if found:
+        progress(f"web: false, and the web's containers are here "
+                 f"({web_removal.describe_removal(found)}): HAProxy soft-stops (its open "
+                 "connections finish), the slots get their stop timeout, then they go")
+        for step in web_removal.removal_steps(inventory, found):
+            server.run(step.argv, check=step.check, timeout=step.deadline)
+    done = [*(["HAProxy and web slots removed"] if found else []),
+            *(["network created"] if created else [])]
+    return (", ".join(done) or "unchanged") + " (worker-only: no HAProxy)"
 
 
 def server_addresses(server: ServerLike) -> set[str]:

@@ -194,22 +194,24 @@ def test_removing_the_roles_section_stops_the_workers_at_the_next_deploy(
 
 def test_a_worker_only_host_runs_workers_and_no_haproxy(roles_fleet: RolesFleet,
                                                          tmp_path: Path) -> None:
-    """The last server as a worker-only host: its HAProxy and slots removed first (`down`
-    of that host), then `up` gives it the app's network only, and deploys move its
-    workers with the others."""
+    """The last server turned worker-only (`web: false`): `up` takes its HAProxy and slots
+    off (HAProxy soft-stopped, the slots given their stop timeout) and keeps its workers
+    and network; deploys move its workers with the others."""
     box = roles_fleet.box
     jobs = box.addresses[-1]
     data = yaml.safe_load(roles_fleet.inventory.read_text())
-    last = tmp_path / "last.yaml"  # `down` on that host alone
-    last.write_text(yaml.safe_dump({**data, "hosts": data["hosts"][-1:]}))
-    down = box.fab("down", inventory=last)
-    assert down.returncode == 0, down.stdout + down.stderr
+    workers_before = running_workers(box, jobs)
     data["hosts"][-1]["web"] = False
     worker_only = tmp_path / "hosts.yaml"
     worker_only.write_text(yaml.safe_dump(data))
     up = box.fab("up", inventory=worker_only)
     assert up.returncode == 0, up.stdout + up.stderr
-    assert "worker-only" in up.stdout
+    assert "HAProxy and web slots removed (worker-only: no HAProxy)" in up.stdout, up.stdout
+    assert running_workers(box, jobs) == workers_before  # untouched
+    left = box.ssh(jobs, "ls /etc/slotswap/webapp 2>/dev/null || true").split()
+    assert not [name for name in left if name == "haproxy" or name in ("web1.env", "web2.env")]
+    again = box.fab("up", inventory=worker_only)
+    assert "unchanged (worker-only: no HAProxy)" in again.stdout, again.stdout
     ids = jobs_in_progress(roles_fleet, "only", 40)
     moment = job_queue.now()
     web = box.addresses[:-1]

@@ -60,6 +60,17 @@ def role_box(role: str, generation: str, index: int, version: str, *, running: b
         "HostConfig": {"RestartPolicy": {"Name": "unless-stopped"}}}
 
 
+def web_box(name: str, *, running: bool = True) -> dict[str, object]:
+    """HAProxy's or a web slot's container as `docker container inspect` describes it."""
+    box = role_box("web", "web1", 1, "v1", running=running)
+    return {**box, "Name": f"/{name}", "Config": {"Image": "acme/webapp:v1", "Labels": {
+        "slotswap.app": "webapp", "slotswap.version": "v1"}}}
+
+
+# `docker container inspect` of names none of which exists.
+NO_WEB_CONTAINER = CommandResult("[]\n", "Error: No such object: webapp-haproxy\n", 1)
+
+
 def inspected(*boxes: dict[str, object]) -> CommandResult:
     return CommandResult(json.dumps(list(boxes)) if boxes else "", "", 0)
 
@@ -283,7 +294,8 @@ def test_up_on_a_worker_only_host_makes_the_app_s_network_and_nothing_of_haproxy
     server = worker_host(inventory, strict=True)  # any other command fails the test
     server.answers = {("docker", "network", "inspect"): NO_NETWORK,
                       ("docker", "network", "create"): CommandResult("", "", 0),
-                      ("docker", "info"): ENGINE}
+                      ("docker", "info"): ENGINE,
+                      ("docker", "container", "inspect"): NO_WEB_CONTAINER}
     said: list[str] = []
 
     with up_action(inventory, certificate=None) as up_one:
@@ -292,10 +304,55 @@ def test_up_on_a_worker_only_host_makes_the_app_s_network_and_nothing_of_haproxy
     assert result == "network created (worker-only: no HAProxy)"
     assert [argv[:3] for argv in server.commands] == [
         ["docker", "network", "inspect"], ["docker", "network", "create"],
-        ["docker", "info", "--format"]]
+        ["docker", "info", "--format"], ["docker", "container", "inspect"]]
     assert server.files == {} and server.sent == []
     assert platforms.observed["jobs-a"] == "linux/amd64"
 
+
+def test_up_on_a_host_turned_worker_only_takes_haproxy_and_the_slots_off_gracefully(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, `up` left them running: the host served its old version to whoever still
+    reached it while deploys moved only its workers. HAProxy soft-stops first (its open
+    connections finish), the live slot gets its stop timeout, then both go with HAProxy's
+    folder and the slots' env files; the workers and the network stay."""
+    monkeypatch.setattr(platforms, "observed", {})
+    inventory = shop()
+    server = worker_host(inventory)
+    server.answers[("docker", "container", "inspect")] = inspected(
+        web_box("webapp-haproxy"), web_box("webapp-web1", running=False),
+        web_box("webapp-web2"))
+    said: list[str] = []
+
+    with up_action(inventory, certificate=None) as up_one:
+        result = up_one(server, inventory, said.append)
+
+    assert result == "HAProxy and web slots removed (worker-only: no HAProxy)"
+    assert "running: webapp-haproxy, webapp-web2; stopped: webapp-web1" in said[-1]
+    after = server.commands[[c[:3] for c in server.commands].index(
+        ["docker", "container", "inspect"]) + 1:]
+    assert after == [
+        ["docker", "update", "--restart", "no", "webapp-haproxy"],
+        ["docker", "kill", "--signal", "USR1", "webapp-haproxy"],
+        ["timeout", "30", "docker", "wait", "webapp-haproxy"],
+        ["docker", "stop", "--time", "10", "webapp-web2"],
+        ["docker", "rm", "--force", "webapp-haproxy", "webapp-web1", "webapp-web2"],
+        ["rm", "-rf", "--", "/etc/slotswap/webapp/haproxy",
+         "/etc/slotswap/webapp/web1.env", "/etc/slotswap/webapp/web2.env"]]
+    assert not any("worker" in " ".join(argv) for argv in server.commands)
+
+
+def test_the_dry_run_of_up_on_a_host_turned_worker_only_shows_the_removal() -> None:
+    inventory = shop()
+    server = worker_host(inventory)
+    server.answers[("docker", "container", "inspect")] = inspected(web_box("webapp-haproxy"))
+
+    steps = "\n".join(dry_run.up_plan(server, inventory).steps)
+
+    assert "the web's containers are here (running: webapp-haproxy)" in steps
+    assert "$ docker kill --signal USR1 webapp-haproxy" in steps
+    assert "$ docker rm --force webapp-haproxy" in steps
+    assert not any(argv[:2] in (["docker", "kill"], ["docker", "rm"], ["rm", "-rf"])
+                   for argv in server.commands)
 
 def test_up_again_on_a_worker_only_host_is_unchanged() -> None:
     inventory = shop()

@@ -1,0 +1,76 @@
+"""A host turned worker-only (`hosts[].web: false`) after it ran the web: `up` takes the
+app's HAProxy and web slots off it, and nothing else (its network and role containers
+stay). Gracefully, in this order: HAProxy soft-stops (it closes its listeners and lets its
+open connections finish, up to timeouts.drain, as in a hand-over), then each slot gets its
+stop timeout, then both are removed with HAProxy's folder and the slots' env files. The
+operator takes the host out of the load balancer or DNS first (README: worker-only hosts).
+
+Before, `up` left them running: the host went on serving the version it had to whoever
+still reached it, while deploys moved only its workers. A cut anywhere here leaves what
+the next `up` reads again and finishes: every step is one it can take again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slotswap.commands import docker
+from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.config.layout import env_file_path, haproxy_dir, next_container
+from slotswap.remote.protocol import ServerLike
+from slotswap.server.haproxy_handover import soft_stop_seconds
+
+MARGIN = 30.0  # seconds a Docker command gets beyond the time it waits on the server
+
+
+@dataclass(frozen=True)
+class RemovalStep:
+    argv: list[str]
+    deadline: float
+    check: bool = True
+
+
+def web_container_names(inventory: Inventory) -> list[str]:
+    """HAProxy (and the one a cut hand-over left under its temporary name), then the slots."""
+    return [inventory.haproxy_container, next_container(inventory),
+            *(inventory.container_name(slot) for slot in SLOTS)]
+
+
+def web_containers_on(server: ServerLike, inventory: Inventory) -> dict[str, docker.ContainerInfo]:
+    """The app's HAProxy and web slot containers on the server, running or not (one round
+    trip; none on a host that never ran the web)."""
+    result = server.run(docker.inspect_containers(*web_container_names(inventory)), check=False)
+    return docker.parse_inspect(result.stdout)
+
+
+def removal_steps(inventory: Inventory,
+                  found: dict[str, docker.ContainerInfo]) -> list[RemovalStep]:
+    """Pure: the commands that take `found` off the server, in order (none when nothing
+    was found). `inventory` has the login's folders."""
+    if not found:
+        return []
+    names = web_container_names(inventory)
+    steps: list[RemovalStep] = []
+    soft_stop = soft_stop_seconds(inventory)
+    for name in names[:2]:
+        if name in found and found[name].running:
+            steps += [RemovalStep(docker.no_restart(name), MARGIN),
+                      RemovalStep(docker.signal_container(name, "USR1"), MARGIN),
+                      # 124 once the drain is over: the removal below ends it.
+                      RemovalStep(docker.wait_exit(name, soft_stop), soft_stop + MARGIN,
+                                  check=False)]
+    stop = inventory.timeouts.stop
+    steps += [RemovalStep(docker.stop(name, stop), stop + MARGIN)
+              for name in names[2:] if name in found and found[name].running]
+    steps.append(RemovalStep(docker.remove(*[n for n in names if n in found]), 120))
+    steps.append(RemovalStep(["rm", "-rf", "--", haproxy_dir(inventory),
+                              *(env_file_path(inventory, slot) for slot in SLOTS)], MARGIN))
+    return steps
+
+
+def describe_removal(found: dict[str, docker.ContainerInfo]) -> str:
+    """Pure: what a worker-only host still runs of the web, for the progress line."""
+    running = sorted(name for name, info in found.items() if info.running)
+    stopped = sorted(name for name, info in found.items() if not info.running)
+    parts = ([f"running: {', '.join(running)}"] if running else []) + \
+        ([f"stopped: {', '.join(stopped)}"] if stopped else [])
+    return "; ".join(parts)
