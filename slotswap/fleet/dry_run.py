@@ -66,6 +66,7 @@ from slotswap.server.role_status import read_role_containers, role_stops
 from slotswap.server.role_steps import RolePlanLines
 from slotswap.server.role_swap import describe_roles, running_versions
 from slotswap.server.slots import SlotView, read_slots
+from slotswap.server.swap_errors import SwapError
 from slotswap.server.swap_plan import (
     plan_slots,
 )
@@ -77,7 +78,7 @@ from slotswap.server.swap_steps import (
     start_command,
     swap_steps,
 )
-from slotswap.server.web_removal import describe_removal
+from slotswap.server.web_removal import describe_removal, web_left_on_worker_only
 
 PLACEHOLDER = "placeholder"  # stands for a secret's value; never shown (masked)
 
@@ -215,6 +216,9 @@ def role_only_plan(plan: ServerPlan, server: ServerLike, inventory: Inventory, t
     """A worker-only server (web: false): its role containers alone
     (slotswap.server.role_swap)."""
     found = role_containers_on(server, inventory.app)
+    if why := web_left_on_worker_only(server.name, web_removal.web_containers_on(server,
+                                                                                  inventory)):
+        raise SwapError(why, describe_roles(found))  # as the run (role_swap.switch_in)
     generation = worker_only_generation(found, app=inventory.app, version=tag)
     if found and RoleRun(server, inventory, tag, generation, env,
                          lambda message: None).unchanged(found):

@@ -74,3 +74,14 @@ def describe_removal(found: dict[str, docker.ContainerInfo]) -> str:
     parts = ([f"running: {', '.join(running)}"] if running else []) + \
         ([f"stopped: {', '.join(stopped)}"] if stopped else [])
     return "; ".join(parts)
+
+
+def web_left_on_worker_only(server: str, found: dict[str, docker.ContainerInfo]) -> str | None:
+    """Pure: why a deploy must not move a worker-only host's workers while the web's
+    containers still run there (it would go on serving their version, unseen by the kit's
+    summary), or None."""
+    if not any(info.running for info in found.values()):
+        return None
+    return (f"{server} is web: false but still runs the web's containers "
+            f"({describe_removal(found)}): `fab up` takes them off (take the host out of "
+            "the load balancer first); nothing was changed here")

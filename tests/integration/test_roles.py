@@ -204,6 +204,10 @@ def test_a_worker_only_host_runs_workers_and_no_haproxy(roles_fleet: RolesFleet,
     data["hosts"][-1]["web"] = False
     worker_only = tmp_path / "hosts.yaml"
     worker_only.write_text(yaml.safe_dump(data))
+    refused = box.fab("deploy", "--tag", "v2", inventory=worker_only)  # (v1 runs)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "is web: false but still runs the web's containers" in refused.stderr
+    assert running_workers(box, jobs) == workers_before
     up = box.fab("up", inventory=worker_only)
     assert up.returncode == 0, up.stdout + up.stderr
     assert "HAProxy and web slots removed (worker-only: no HAProxy)" in up.stdout, up.stdout

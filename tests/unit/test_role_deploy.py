@@ -428,3 +428,33 @@ def test_an_interrupted_count_down_keeps_the_workers_that_served(
     fleet.run("deploy v2")
     running = {name for name, (_, on) in workers(jobs).items() if on}
     assert {"webapp-worker-web1-1", "webapp-worker-web1-2"} <= running, running
+
+
+def test_a_host_turned_worker_only_is_refused_by_deploy_until_up_takes_the_web_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the deploy moved its workers and said so while its HAProxy went on serving
+    the old version there. The deploy (and its dry run, with the same exit) refuses that
+    host with one line naming `up`; `up` takes HAProxy and the slots off, keeps the
+    workers; the deploy then goes on."""
+    fleet = Fleet(tmp_path, 2, monkeypatch, roles=True)
+    assert fleet.run("deploy v1").exit_code == 0
+    fleet.problems.clear()  # before the first deploy nothing serves
+    jobs = fleet.servers[1]
+    turned = dataclasses.replace(jobs.host, web=False)
+    fleet.inventory = dataclasses.replace(fleet.inventory, hosts=(
+        fleet.inventory.hosts[0], turned))
+    jobs.host = turned  # as a Server made from that inventory; its HAProxy still serves
+    with pytest.raises(Exception, match="is web: false but still runs the web's containers "
+                       r"\(running: webapp-web1\): `fab up` takes them off"):
+        dry_run.deploy_plan(jobs, fleet.inventory, "v2", pull=True, task="deploy")
+    result = fleet.run("deploy v2")
+    assert result.exit_code == 1
+    assert "`fab up` takes them off" in result.outcomes[1].error
+    assert running_versions(jobs) == {"v1"} and versions_in_rotation(jobs) == {"v1"}
+    workers_before = workers(jobs)
+    assert fleet.run("up").exit_code == 0
+    assert workers(jobs) == workers_before  # (the simulator's HAProxy is no container)
+    assert not [name for name in jobs.containers if name in ("webapp-web1", "webapp-web2")]
+    result = fleet.run("deploy v2")
+    assert result.exit_code == 0, result.message
+    assert running_versions(jobs) == {"v2"} and fleet.problems == []
