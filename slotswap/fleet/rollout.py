@@ -227,7 +227,8 @@ def roll_back_moved(result: RolloutResult, servers: list[ServerLike], inventory:
         back = ServerOutcome(server.name, server.host.address, new_tag=outcome.old_tag,
                              run=outcome.run)
         interrupts.checkpoint()
-        if swap_one(server, inventory, outcome.old_tag or "", back, app_env):
+        done = swap_one(server, inventory, outcome.old_tag or "", back, app_env)
+        if done:
             outcome.outcome, outcome.serving = Outcome.ROLLED_BACK, back.serving
             # Recorded as "rolled back", not "deployed": `fab rollback` then looks past it,
             # never back to the version that failed.
@@ -235,7 +236,7 @@ def roll_back_moved(result: RolloutResult, servers: list[ServerLike], inventory:
         else:
             outcome.outcome, outcome.serving = Outcome.ROLLBACK_FAILED, back.serving
             failed_back.append(f"{server.name}: {back.error}")
-        record_history(server, inventory, "rollback", back)
+        record_history(server, inventory, "rollback", back, automatic=done)
     in_window = [o.name for o in result.outcomes
                  if o.outcome == Outcome.ROLLED_BACK and "--on-failure=rollback" in o.error]
     if in_window:

@@ -44,9 +44,21 @@ def swap_and_record(server: ServerLike, inventory: Inventory, tag: str, outcome:
         record_unless_stopping_now(server, inventory, task, outcome)
 
 
+def history_outcome(task: str, outcome: Outcome, *, automatic: bool = False) -> str:
+    """Pure: the outcome word a history entry keeps. In a rollback's entry, "rolled back" is
+    the rollback --on-failure=rollback made (`automatic`), which returned the server to the
+    entry's version (history.served_after reads it so). A rollback whose own watch sent the
+    traffic back ("rolled back" in its summary) left the version it started from: it is kept
+    as "failed", never as that."""
+    if task == "rollback" and outcome == Outcome.ROLLED_BACK and not automatic:
+        return Outcome.FAILED
+    return outcome
+
+
 def record_history(server: ServerLike, inventory: Inventory, task: str,
-                   outcome: ServerOutcome) -> None:
-    entry = history.new_entry(task, outcome.old_tag, outcome.new_tag or "", outcome.outcome,
+                   outcome: ServerOutcome, *, automatic: bool = False) -> None:
+    entry = history.new_entry(task, outcome.old_tag, outcome.new_tag or "",
+                              history_outcome(task, outcome.outcome, automatic=automatic),
                               outcome.seconds, outcome.error, run=outcome.run)
     try:
         with server.timings.step("history"):

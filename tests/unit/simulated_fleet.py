@@ -25,6 +25,7 @@ from slotswap.fleet import certs, delivery, every_server, rollout, server_run
 from slotswap.fleet import rollback_targets as rollback_targets_module
 from slotswap.fleet.errors import EXIT_DEPLOY_FAILED
 from slotswap.fleet.outcomes import RolloutResult, ServerResult
+from slotswap.fleet.rollout import ON_FAILURE_ROLLBACK, ON_FAILURE_STOP
 from slotswap.https.files import FILES_SOURCE, CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import haproxy as haproxy_module
@@ -196,7 +197,9 @@ class Fleet:
         server's versions before and after it are what a request may get meanwhile."""
         words = command.split()
         force = "--force" in words
-        words = [word for word in words if word != "--force"]
+        on_failure = ON_FAILURE_ROLLBACK if "--on-failure=rollback" in words else \
+            ON_FAILURE_STOP
+        words = [word for word in words if word not in ("--force", "--on-failure=rollback")]
         targets = {} if words[0] in TASKS else rollout_targets(self.inventory, words)
         for server in self.servers:
             before = versions_in_rotation(server)
@@ -210,7 +213,8 @@ class Fleet:
             if words[0] in TASKS:
                 return self.run_task(command)
             if words[0] == "deploy":
-                return rollout.deploy(self.inventory, words[1], batch=batch, force=force)
+                return rollout.deploy(self.inventory, words[1], batch=batch, force=force,
+                                      on_failure=on_failure)
             if len(words) == 2:
                 return rollout.deploy(self.inventory, words[1], task="rollback", pull=False,
                                       run_release=False)

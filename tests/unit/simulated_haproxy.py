@@ -50,11 +50,17 @@ class SimClock:
         return 1_800_000_000.0 + self.now
 
     def sleep(self, seconds: float) -> None:
+        """Until `seconds` after the call, on the simulation's clock: threads that sleep at
+        the same time wake at the same time (the watches of several servers in one window
+        each poll every interval, not once per interval times the number of servers, as
+        they would if each sleep added to the clock)."""
+        until = self.now + max(0.0, seconds)
         if threading.current_thread().name.startswith("watch-"):
             # A watch in the window polls only once the rollout waits for the window to
             # close: how many looks it takes meanwhile does not hang on how threads meet.
             self.window_closing.wait(timeout=5)
-        self.advance(max(0.0, seconds))
+        with self.lock:
+            self.advance(max(0.0, until - self.now))
 
     def advance(self, seconds: float) -> None:
         with self.lock:

@@ -96,6 +96,8 @@ class Scenario:
     # The setup ran with the worker role, the run and the next one without (its whole
     # section removed): the workers must stop, their jobs finished.
     roles_removed: bool = False
+    # The run's version fails (in its watch) on this server alone: the others are good.
+    fails_only_on: int | None = None
 
 
 SCENARIOS = (
@@ -159,6 +161,11 @@ SCENARIOS = (
              "deploy v2", roles=True, worker_only=1, servers_faulted=(1,)),
     Scenario("deploy after the roles section was removed, one server", 1, ("v1",),
              "deploy v2", "deploy v2", roles=True, roles_removed=True),
+    # `--on-failure=rollback`: v3 fails in its watch on the last server alone; the servers
+    # it moved before go back to v1. The first one faulted: its swap, then its way back.
+    Scenario("deploy failing on the last of three servers, --on-failure=rollback", 3,
+             ("v1",), "deploy v3 --on-failure=rollback", "deploy v2", exact=False,
+             clean_exit=EXIT_DEPLOY_FAILED, fails_only_on=2),
 )
 
 # (scenario, fault, step) -> the path number. Steps: the server's timing step the
@@ -246,7 +253,27 @@ WORKERS_FAILING = {**IN_A_DEPLOY, ("frozen_engine", "roles"): PATH_ROLES_DOCKER_
                       for fault in ("deadline", "lost_after")}}
 
 
+# Not a path of the kit: the simulation has one clock for every thread, and a call that
+# hangs (a frozen Docker engine waiting out its deadline, a lease taken over) moves it on by
+# the whole deadline at once, while a watch in the window looks only when the rollout waits
+# for the window (SimClock.sleep). Meanwhile HAProxy's checks take another server's failing
+# new slot out and its fallback line (the old version, drained and up, as the kit said)
+# answers, before that server's watch looks and says so. On real servers each watch looks
+# every 0.25 s on its own thread, whatever another server's call waits for.
+SIM_ONE_CLOCK = 0
+# --on-failure=rollback, the run's version failing on its last server: a deploy's paths on
+# the faulted first server (which it moves, then back), and the simulation's one clock.
+ON_FAILURE_ROLLBACK = {
+    **IN_A_DEPLOY,
+    **{(fault, step): SIM_ONE_CLOCK for fault in ("frozen_engine", "lease_taken")
+       for step in ("image", "unchanged?", "read slots", "idle slot out", "start new",
+                    "health checks", "switch", "watch", "verify, stop old", "prune images",
+                    "history")}}
+
+
 def known_in(scenario: Scenario) -> dict[tuple[str, str], int]:
+    if scenario.fails_only_on is not None:
+        return ON_FAILURE_ROLLBACK
     if scenario.worker_only:
         return DOCKER_SILENT_WITH_WORKERS  # the faulted server: the worker-only one
     if scenario.roles_removed:
@@ -333,12 +360,16 @@ def check_after_run(fleet: Fleet, result: RolloutResult) -> list[str]:
         entries = history.parse_history(server.read_local(
             history.history_path(fleet.inventory)) or "")
         last = entries[-1] if entries else None
-        if last is not None and last.outcome in ("deployed", "unchanged") \
+        # An automatic rollback (--on-failure=rollback) is a rollback entry "rolled back"
+        # to the version it returned to; a deploy's "rolled back" stays on its from_tag.
+        automatic = last is not None and last.task == "rollback" \
+            and last.outcome == "rolled back"
+        if last is not None and (last.outcome in ("deployed", "unchanged") or automatic) \
                 and last.to_tag != version:
             problems.append(f"{server.name}: its history says {last.to_tag} was "
                             f"{last.outcome}, {version} serves")
         if last is not None and last.outcome in ("failed", "not switched", "rolled back") \
-                and last.from_tag and last.from_tag != version:
+                and not automatic and last.from_tag and last.from_tag != version:
             problems.append(f"{server.name}: its history says {last.outcome} (from "
                             f"{last.from_tag}), {version} serves")
         if server.lease_lost_changes:
@@ -452,6 +483,10 @@ def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[Fleet, 
         assert fleet.run(scenario.prepare).exit_code == 0
     if scenario.roles_removed:
         fleet.inventory = dataclasses.replace(fleet.inventory, roles=())
+    if scenario.fails_only_on is not None:
+        for index, server in enumerate(fleet.servers):
+            if index != scenario.fails_only_on:
+                server.failing_after.clear()
     fleet.problems = []  # a first deploy: nothing served before it
     clean = fleet.clone(root / "clean", monkeypatch)
     before = [server.calls for server in clean.servers]

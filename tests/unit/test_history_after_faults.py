@@ -163,3 +163,22 @@ def test_left_switched_goes_back_with_on_failure_rollback(
     assert (result.exit_code, result.outcomes[0].outcome) == (1, Outcome.ROLLED_BACK)
     assert versions_in_rotation(server) == {"v1"}
     assert [e.outcome for e in entries(case)][-2:] == ["left switched", "rolled back"]
+
+
+def test_a_rollback_its_watch_sent_back_is_kept_as_failed_not_as_an_automatic_rollback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a rollback's entry "rolled back" means the rollback --on-failure=rollback made (its
+    version serves). A rollback whose own watch sent the traffic back was kept so too: the
+    history then said v1 served where v2 did (found by the sweep, with an engine restart in
+    an automatic rollback's window)."""
+    fleet = on_v1(tmp_path, monkeypatch)
+    assert fleet.run("deploy v2").exit_code == 0
+    server = fleet.servers[0]
+    server.failing_after["v1"] = 0.3  # v1's new container fails in the rollback's watch
+    result = fleet.run("rollback")
+    assert result.exit_code == 1 and result.outcomes[0].outcome == Outcome.ROLLED_BACK
+    assert versions_in_rotation(server) == {"v2"}
+    entries = history.parse_history(server.read_local(history.history_path(fleet.inventory))
+                                    or "")
+    assert (entries[-1].task, entries[-1].outcome) == ("rollback", "failed")
+    assert history.served_after(entries) == "v2"
