@@ -98,6 +98,8 @@ class Scenario:
     roles_removed: bool = False
     # The run's version fails (in its watch) on this server alone: the others are good.
     fails_only_on: int | None = None
+    # The run's version's workers crash in the window on this server alone.
+    workers_crash_on: int | None = None
 
 
 SCENARIOS = (
@@ -159,13 +161,20 @@ SCENARIOS = (
              "rollback v1", roles=True),
     Scenario("deploy with a worker-only host, two servers", 2, ("v1",), "deploy v2",
              "deploy v2", roles=True, worker_only=1, servers_faulted=(1,)),
+    Scenario("deploy with workers, two servers, batch 2", 2, ("v1",), "deploy v2",
+             "deploy v2", roles=True, batch=2, exact=False, servers_faulted=(1,)),
     Scenario("deploy after the roles section was removed, one server", 1, ("v1",),
              "deploy v2", "deploy v2", roles=True, roles_removed=True),
-    # `--on-failure=rollback`: v3 fails in its watch on the last server alone; the servers
-    # it moved before go back to v1. The first one faulted: its swap, then its way back.
-    Scenario("deploy failing on the last of three servers, --on-failure=rollback", 3,
+    # `--on-failure=rollback`: v3 fails in its watch on the last server alone; the server it
+    # moved before goes back to v1. The first one faulted: its swap, then its way back.
+    Scenario("deploy failing on the second of two servers, --on-failure=rollback", 2,
              ("v1",), "deploy v3 --on-failure=rollback", "deploy v2", exact=False,
-             clean_exit=EXIT_DEPLOY_FAILED, fails_only_on=2),
+             clean_exit=EXIT_DEPLOY_FAILED, fails_only_on=1),
+    # The same with workers: v2's crash 1.3 s after their start (past their check) on the
+    # second server alone; the first goes back, web and workers.
+    Scenario("workers crashing on the second of two servers, --on-failure=rollback", 2,
+             ("v1",), "deploy v2 --on-failure=rollback", "deploy v1", roles=True,
+             exact=False, clean_exit=EXIT_DEPLOY_FAILED, workers_crash_on=1),
 )
 
 # (scenario, fault, step) -> the issue's path number. Steps: the server's timing step the
@@ -262,9 +271,11 @@ WORKERS_FAILING = {**IN_A_DEPLOY, ("frozen_engine", "roles"): PATH_ROLES_DOCKER_
 # every 0.25 s on its own thread, whatever another server's call waits for.
 SIM_ONE_CLOCK = 0
 # --on-failure=rollback, the run's version failing on its last server: a deploy's paths on
-# the faulted first server (which it moves, then back), and the simulation's one clock.
+# the faulted first server (which it moves, then back: the answer to the line back lost, as
+# in a watch, path 1), and the simulation's one clock.
 ON_FAILURE_ROLLBACK = {
     **IN_A_DEPLOY,
+    **{(fault, "watch"): PATH_SWITCH_BACK_CLEANUP for fault in ("deadline", "lost_after")},
     **{(fault, step): SIM_ONE_CLOCK for fault in ("frozen_engine", "lease_taken")
        for step in ("image", "unchanged?", "read slots", "idle slot out", "start new",
                     "health checks", "switch", "watch", "verify, stop old", "prune images",
@@ -274,6 +285,9 @@ ON_FAILURE_ROLLBACK = {
 def known_in(scenario: Scenario) -> dict[tuple[str, str], int]:
     if scenario.fails_only_on is not None:
         return ON_FAILURE_ROLLBACK
+    if scenario.workers_crash_on is not None:
+        # The first server, moved and then sent back, as in a deploy with workers.
+        return {**ON_FAILURE_ROLLBACK, **WORKERS_DEPLOY, **WORKERS_FAILING}
     if scenario.worker_only:
         return DOCKER_SILENT_WITH_WORKERS  # the faulted server: the worker-only one
     if scenario.roles_removed:
@@ -483,6 +497,8 @@ def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[Fleet, 
         assert fleet.run(scenario.prepare).exit_code == 0
     if scenario.roles_removed:
         fleet.inventory = dataclasses.replace(fleet.inventory, roles=())
+    if scenario.workers_crash_on is not None:
+        fleet.servers[scenario.workers_crash_on].crashes_after["v2"] = 1.3
     if scenario.fails_only_on is not None:
         for index, server in enumerate(fleet.servers):
             if index != scenario.fails_only_on:
