@@ -172,7 +172,9 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     roles (queue workers...) move with the web: after a server's switch its new role
     containers must pass their check, are watched in the same window, and the old ones get
     their stop signal and stop_timeout with the old slot; a worker-only host (web: false)
-    moves its role containers alone. A server that already serves TAG (same image,
+    moves its role containers alone (one still running the web's containers is refused
+    before any server changes: `up` takes them off); a role no longer in the inventory
+    stops once the window closes. A server that already serves TAG (same image,
     environment and settings) is left alone. --batch swaps several servers at a time.
     Before the first swap every server gets the image, in parallel: pulled, or with
     `delivery: ssh` streamed from this machine's Docker over SSH, only the layers it lacks.

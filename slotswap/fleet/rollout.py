@@ -39,11 +39,12 @@ from slotswap.fleet.server_run import (
 from slotswap.fleet.watch_window import WatchWindow
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import ConnectError
-from slotswap.server import release
+from slotswap.server import release, web_removal
 from slotswap.server.locking import LockedError, new_owner
 from slotswap.server.redeploy import already_serving
 from slotswap.server.role_swap import role_serving
 from slotswap.server.swap import describe_serving, read_slots
+from slotswap.server.swap_errors import SwapError
 
 ON_FAILURE_STOP = "stop"
 ON_FAILURE_ROLLBACK = "rollback"
@@ -102,6 +103,10 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                 stop_before_any_swap(result, servers, inventory, failures)
                 return result
             phase("unchanged?")
+            if refused := web_left_on_worker_only_hosts(servers, inventory):
+                stop_before_any_swap(result, servers, inventory, refused,
+                                     why="the web's containers run on a worker-only host")
+                return result
             if not force:
                 leave_alone_what_already_serves(result, servers, inventory, tag_of, app_env)
             if all(o.outcome == Outcome.UNCHANGED for o in result.outcomes):
@@ -297,14 +302,28 @@ def leave_alone_what_already_serves(result: RolloutResult, servers: list[ServerL
     at_once(servers, check, workers=min(CONCURRENCY, len(servers)))
 
 
+def web_left_on_worker_only_hosts(servers: list[ServerLike],
+                                  inventory: Inventory) -> dict[str, Exception]:
+    """Every worker-only host at once, before any server changes: one turned `web: false`
+    whose HAProxy or web slots still run (`up` takes them off) is refused; moving its
+    workers would leave its HAProxy serving the old version, unseen by the summary."""
+    hosts = [server for server in servers if not server.host.web]
+    done = at_once(hosts, lambda server: web_removal.web_containers_on(server, inventory),
+                   workers=min(CONCURRENCY, len(hosts) or 1))
+    # A server that cannot be read now fails in its swap, and says so there.
+    return {d.server.name: SwapError(why, "") for d in done if d.error is None and (
+        why := web_removal.web_left_on_worker_only(d.server.name, d.value or {}))}
+
+
 def stop_before_any_swap(result: RolloutResult, servers: list[ServerLike], inventory: Inventory,
-                         failures: dict[str, Exception]) -> None:
+                         failures: dict[str, Exception], *,
+                         why: str = "the image could not be put on every server") -> None:
     for outcome in result.outcomes:
         outcome.outcome = Outcome.FAILED if outcome.name in failures else Outcome.NOT_STARTED
         outcome.error = str(failures.get(outcome.name, ""))
     connect_only = all(isinstance(e, ConnectError) for e in failures.values())
     result.exit_code = EXIT_CONNECT if connect_only else EXIT_DEPLOY_FAILED
-    result.message = ("nothing was changed: the image could not be put on every server: "
+    result.message = (f"nothing was changed: {why}: "
                       + "; ".join(str(e) for e in failures.values()))
     fill_serving(servers, inventory, result.outcomes)
 

@@ -184,8 +184,9 @@ class RoleRun:
                  image_id: str | None = None) -> RolePlan:
         """role_plan.plan_roles from what was read, with the image ID the tag names on the
         server now (a container of a tag pushed again since is made again), read here
-        unless the caller read it."""
-        if image_id is None:
+        unless the caller read it (and not at all when no role runs here: only containers
+        of roles gone, which stop)."""
+        if image_id is None and self.roles:
             image = self.server.run(docker.image_id(self.inventory.image_ref(self.tag)),
                                     check=False)
             image_id = image.stdout.strip() if image.ok and image.stdout.strip() else None

@@ -29,7 +29,6 @@ from slotswap.remote.protocol import ServerLike
 from slotswap.server.role_plan import other_generation, worker_only_generation
 from slotswap.server.role_run import RoleCheckFailed, RoleRun, role_containers_on
 from slotswap.server.swap_errors import SwapError, SwapRolledBack, SwapStopped
-from slotswap.server.web_removal import web_containers_on, web_left_on_worker_only
 
 Progress = Callable[[str], None]
 WATCH_INTERVAL = 1.0  # one `docker inspect` of the new role containers a second
@@ -91,9 +90,6 @@ class RoleOnlySwap:
         found = role_containers_on(self.server, self.inventory.app)
         old = running_versions(found)
         self.old_version = old[0] if len(old) == 1 else None  # several: not one version
-        if why := web_left_on_worker_only(
-                self.server.name, web_containers_on(self.server, self.inventory)):
-            raise SwapError(why, describe_roles(found))
         generation = self.new_slot = worker_only_generation(
             found, app=self.inventory.app, version=self.tag)
         self.progress(f"role containers: {describe_roles(found)}; {self.tag} goes into "

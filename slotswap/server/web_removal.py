@@ -2,7 +2,7 @@
 app's HAProxy and web slots off it, and nothing else (its network and role containers
 stay). Gracefully, in this order: HAProxy soft-stops (it closes its listeners and lets its
 open connections finish, up to timeouts.drain, as in a hand-over), then each slot gets its
-stop timeout, then both are removed with HAProxy's folder and the slots' env files. The
+stop timeout, then HAProxy's folder and the slots' env files go, then the containers. The
 operator takes the host out of the load balancer or DNS first (README: worker-only hosts).
 
 Before, `up` left them running: the host went on serving the version it had to whoever
@@ -61,9 +61,11 @@ def removal_steps(inventory: Inventory,
     stop = inventory.timeouts.stop
     steps += [RemovalStep(docker.stop(name, stop), stop + MARGIN)
               for name in names[2:] if name in found and found[name].running]
-    steps.append(RemovalStep(docker.remove(*[n for n in names if n in found]), 120))
+    # The files (the certificate's key, the slots' env files) before the containers: a cut
+    # between the two leaves containers, which the next `up` finds and takes off again.
     steps.append(RemovalStep(["rm", "-rf", "--", haproxy_dir(inventory),
                               *(env_file_path(inventory, slot) for slot in SLOTS)], MARGIN))
+    steps.append(RemovalStep(docker.remove(*[n for n in names if n in found]), 120))
     return steps
 
 
@@ -84,4 +86,4 @@ def web_left_on_worker_only(server: str, found: dict[str, docker.ContainerInfo])
         return None
     return (f"{server} is web: false but still runs the web's containers "
             f"({describe_removal(found)}): `fab up` takes them off (take the host out of "
-            "the load balancer first); nothing was changed here")
+            "the load balancer first)")

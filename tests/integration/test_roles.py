@@ -207,6 +207,9 @@ def test_a_worker_only_host_runs_workers_and_no_haproxy(roles_fleet: RolesFleet,
     refused = box.fab("deploy", "--tag", "v2", inventory=worker_only)  # (v1 runs)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "is web: false but still runs the web's containers" in refused.stderr
+    assert "nothing was changed" in refused.stderr
+    for address in box.addresses[:-1]:  # refused before any server moved
+        assert box.served_versions(address) == {"v1"}
     assert running_workers(box, jobs) == workers_before
     up = box.fab("up", inventory=worker_only)
     assert up.returncode == 0, up.stdout + up.stderr

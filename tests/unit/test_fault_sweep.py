@@ -165,11 +165,11 @@ SCENARIOS = (
              "deploy v2", roles=True, batch=2, exact=False, servers_faulted=(1,)),
     Scenario("deploy after the roles section was removed, one server", 1, ("v1",),
              "deploy v2", "deploy v2", roles=True, roles_removed=True),
-    # `--on-failure=rollback`: v3 fails in its watch on the last server alone; the server it
-    # moved before goes back to v1. The first one faulted: its swap, then its way back.
-    Scenario("deploy failing on the second of two servers, --on-failure=rollback", 2,
+    # `--on-failure=rollback`: v3 fails in its watch on the last server alone; the servers
+    # it moved before go back to v1. The first one faulted: its swap, then its way back.
+    Scenario("deploy failing on the last of three servers, --on-failure=rollback", 3,
              ("v1",), "deploy v3 --on-failure=rollback", "deploy v2", exact=False,
-             clean_exit=EXIT_DEPLOY_FAILED, fails_only_on=1),
+             clean_exit=EXIT_DEPLOY_FAILED, fails_only_on=2),
     # The same with workers: v2's crash 1.3 s after their start (past their check) on the
     # second server alone; the first goes back, web and workers.
     Scenario("workers crashing on the second of two servers, --on-failure=rollback", 2,
@@ -270,6 +270,14 @@ WORKERS_FAILING = {**IN_A_DEPLOY, ("frozen_engine", "roles"): PATH_ROLES_DOCKER_
 # answers, before that server's watch looks and says so. On real servers each watch looks
 # every 0.25 s on its own thread, whatever another server's call waits for.
 SIM_ONE_CLOCK = 0
+# Its one symptom, on a server the fault did not strike; a case under a SIM_ONE_CLOCK entry
+# with any other problem is a violation of no known path.
+LATE_LOOK = re.compile(r"^(\S+): v\d+ takes the traffic, the kit said v\d+ serves, after ")
+
+
+def only_a_late_look(case: Case) -> bool:
+    return all((found := LATE_LOOK.match(problem)) is not None and found[1] != case.server
+               for problem in case.problems)
 # --on-failure=rollback, the run's version failing on its last server: a deploy's paths on
 # the faulted first server (which it moves, then back: the answer to the line back lost, as
 # in a watch, path 1), and the simulation's one clock.
@@ -286,8 +294,10 @@ def known_in(scenario: Scenario) -> dict[tuple[str, str], int]:
     if scenario.fails_only_on is not None:
         return ON_FAILURE_ROLLBACK
     if scenario.workers_crash_on is not None:
-        # The first server, moved and then sent back, as in a deploy with workers.
-        return {**ON_FAILURE_ROLLBACK, **WORKERS_DEPLOY, **WORKERS_FAILING}
+        # The first server, moved and then sent back, as in a deploy with workers (the
+        # answer to the line back lost, path 1).
+        return {**WORKERS_DEPLOY, **WORKERS_FAILING, **{
+            (fault, "watch"): PATH_SWITCH_BACK_CLEANUP for fault in ("deadline", "lost_after")}}
     if scenario.worker_only:
         return DOCKER_SILENT_WITH_WORKERS  # the faulted server: the worker-only one
     if scenario.roles_removed:
@@ -567,7 +577,9 @@ def test_every_fault_at_every_call(scenario: Scenario, tmp_path: Path,
             print(f"  path {KNOWN_VIOLATIONS.get(key, 'NEW')}: {key[1]} in [{key[2]}], "
                   f"{count_of} calls, e.g. {first.server} call {first.at}: "
                   f"{first.problems[0][:160]}")
-    unknown = sorted(found - known)
+    not_the_clock = {case.key for case in cases if KNOWN_VIOLATIONS.get(case.key) ==
+                     SIM_ONE_CLOCK and not only_a_late_look(case)}
+    unknown = sorted((found - known) | not_the_clock)
     assert not unknown, f"violations of no known path: {unknown}"
     if scenario.exact:
         gone = sorted(known - found)

@@ -134,9 +134,22 @@ def test_removing_the_roles_section_stops_its_workers_at_the_next_deploy(
     for server in fleet.servers:
         for name in workers(server):
             server.give_job(name, 1.5)
+    mark = len(fleet.servers[0].log)
     result = fleet.run("deploy v1")
     assert result.exit_code == 0, result.message
     assert [o.outcome.value for o in result.outcomes] == ["deployed", "deployed"]
+    # Read before the switch, while a stuck Docker engine has changed nothing; after it,
+    # Docker is asked nothing for them until the window closes (no image: no role runs).
+    log = fleet.servers[0].log[mark:]
+    read = next(i for i, call in enumerate(log) if "label=slotswap.generation" in call
+                and "docker ps --all" in call)
+    switch = next(i for i, call in enumerate(log) if "state ready" in call
+                  and "state drain" in call)
+    assert read < switch
+    window = log[switch:next(i for i, call in enumerate(log) if "docker stop" in call
+                            and "worker" in call)]
+    assert not [call for call in window if "slotswap.generation" in call
+                or call.startswith("docker image inspect")], window
     assert fleet.problems == []
     for server in fleet.servers:
         assert versions_in_rotation(server) == {"v1"}
@@ -434,8 +447,8 @@ def test_a_host_turned_worker_only_is_refused_by_deploy_until_up_takes_the_web_o
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before, the deploy moved its workers and said so while its HAProxy went on serving
     the old version there. The deploy (and its dry run, with the same exit) refuses that
-    host with one line naming `up`; `up` takes HAProxy and the slots off, keeps the
-    workers; the deploy then goes on."""
+    host with one line naming `up`, before any server moves; `up` takes HAProxy and the
+    slots off, keeps the workers; the deploy then goes on."""
     fleet = Fleet(tmp_path, 2, monkeypatch, roles=True)
     assert fleet.run("deploy v1").exit_code == 0
     fleet.problems.clear()  # before the first deploy nothing serves
@@ -449,8 +462,13 @@ def test_a_host_turned_worker_only_is_refused_by_deploy_until_up_takes_the_web_o
         dry_run.deploy_plan(jobs, fleet.inventory, "v2", pull=True, task="deploy")
     result = fleet.run("deploy v2")
     assert result.exit_code == 1
+    assert result.message.startswith("nothing was changed: the web's containers run on a "
+                                     "worker-only host: 203.0.113.11 is web: false"), \
+        result.message
     assert "`fab up` takes them off" in result.outcomes[1].error
-    assert running_versions(jobs) == {"v1"} and versions_in_rotation(jobs) == {"v1"}
+    # Refused before any server moved: the first one too stays on v1, web and workers.
+    for server in fleet.servers:
+        assert running_versions(server) == {"v1"} and versions_in_rotation(server) == {"v1"}
     workers_before = workers(jobs)
     assert fleet.run("up").exit_code == 0
     assert workers(jobs) == workers_before  # (the simulator's HAProxy is no container)

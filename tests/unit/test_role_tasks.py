@@ -313,8 +313,8 @@ def test_up_on_a_host_turned_worker_only_takes_haproxy_and_the_slots_off_gracefu
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Before, `up` left them running: the host served its old version to whoever still
     reached it while deploys moved only its workers. HAProxy soft-stops first (its open
-    connections finish), the live slot gets its stop timeout, then both go with HAProxy's
-    folder and the slots' env files; the workers and the network stay."""
+    connections finish), the live slot gets its stop timeout, then HAProxy's folder and the
+    slots' env files go, then both containers; the workers and the network stay."""
     monkeypatch.setattr(platforms, "observed", {})
     inventory = shop()
     server = worker_host(inventory)
@@ -335,9 +335,11 @@ def test_up_on_a_host_turned_worker_only_takes_haproxy_and_the_slots_off_gracefu
         ["docker", "kill", "--signal", "USR1", "webapp-haproxy"],
         ["timeout", "30", "docker", "wait", "webapp-haproxy"],
         ["docker", "stop", "--time", "10", "webapp-web2"],
-        ["docker", "rm", "--force", "webapp-haproxy", "webapp-web1", "webapp-web2"],
+        # The files before the containers: a cut between the two leaves containers, which
+        # the next `up` finds (never the certificate's key alone).
         ["rm", "-rf", "--", "/etc/slotswap/webapp/haproxy",
-         "/etc/slotswap/webapp/web1.env", "/etc/slotswap/webapp/web2.env"]]
+         "/etc/slotswap/webapp/web1.env", "/etc/slotswap/webapp/web2.env"],
+        ["docker", "rm", "--force", "webapp-haproxy", "webapp-web1", "webapp-web2"]]
     assert not any("worker" in " ".join(argv) for argv in server.commands)
 
 
