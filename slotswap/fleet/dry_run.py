@@ -218,7 +218,7 @@ def role_only_plan(plan: ServerPlan, server: ServerLike, inventory: Inventory, t
     found = role_containers_on(server, inventory.app)
     if why := web_left_on_worker_only(server.name, web_removal.web_containers_on(server,
                                                                                   inventory)):
-        raise SwapError(why, describe_roles(found))  # as the run (role_swap.switch_in)
+        raise SwapError(why, describe_roles(found))  # as the run refuses it (rollout)
     generation = worker_only_generation(found, app=inventory.app, version=tag)
     if found and RoleRun(server, inventory, tag, generation, env,
                          lambda message: None).unchanged(found):
