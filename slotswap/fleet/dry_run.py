@@ -52,6 +52,7 @@ from slotswap.server.haproxy_handover import (
     haproxy_run_command,
     inspect_hand_over,
     keep_config_that_ran_command,
+    soft_stop_commands,
     soft_stop_seconds,
 )
 from slotswap.server.haproxy_plan import plan_haproxy
@@ -445,7 +446,7 @@ def finish_hand_over_steps(plan: ServerPlan, inventory: Inventory) -> None:
     """As haproxy_handover.finish_hand_over: the old HAProxy told to stop, its soft stop
     waited for, the new one given its name."""
     name, temporary = inventory.haproxy_container, next_container(inventory)
-    plan.shell(docker.no_restart(name), docker.signal_container(name, "USR1"))
+    plan.shell(*soft_stop_commands(name))
     plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
     plan.shell(docker.remove(name), docker.rename(temporary, name))
 

@@ -116,15 +116,21 @@ def hand_over_to_new_haproxy(server: ServerLike, inventory: Inventory, progress:
     finish_hand_over(server, inventory, progress)
 
 
+def soft_stop_commands(name: str) -> list[list[str]]:
+    """Pure: HAProxy's container `name` told to stop softly (SIGUSR1: it closes its listeners
+    and finishes its open connections). Docker must not start it again when it exits; its
+    restart policy `no` is also how the next `up` knows a hand-over went past its point of
+    no return."""
+    return [docker.no_restart(name), docker.signal_container(name, "USR1")]
+
+
 def finish_hand_over(server: ServerLike, inventory: Inventory, progress: Progress) -> None:
     """Past the point of no return (the new HAProxy listens): the old one is told to stop
     and finishes its open connections, then the new one takes its name. Done again from the
     start by the `up` after a run cut anywhere in here (finish_interrupted_handover): each
     step may have been done already."""
     name, temporary = inventory.haproxy_container, next_container(inventory)
-    # Docker must not start the old one again when it exits; its restart policy `no` is
-    # also how the next `up` knows the hand-over went past its point of no return.
-    server.run_chain(docker.no_restart(name), docker.signal_container(name, "USR1"))
+    server.run_chain(*soft_stop_commands(name))
     seconds = soft_stop_seconds(inventory)
     waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
     if not waited.ok:

@@ -17,7 +17,7 @@ from slotswap.commands import docker
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import env_file_path, haproxy_dir, next_container
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.haproxy_handover import soft_stop_seconds
+from slotswap.server.haproxy_handover import soft_stop_commands, soft_stop_seconds
 
 MARGIN = 30.0  # seconds a Docker command gets beyond the time it waits on the server
 
@@ -53,8 +53,7 @@ def removal_steps(inventory: Inventory,
     soft_stop = soft_stop_seconds(inventory)
     for name in names[:2]:
         if name in found and found[name].running:
-            steps += [RemovalStep(docker.no_restart(name), MARGIN),
-                      RemovalStep(docker.signal_container(name, "USR1"), MARGIN),
+            steps += [*(RemovalStep(argv, MARGIN) for argv in soft_stop_commands(name)),
                       # 124 once the drain is over: the removal below ends it.
                       RemovalStep(docker.wait_exit(name, soft_stop), soft_stop + MARGIN,
                                   check=False)]

@@ -211,6 +211,9 @@ IN_A_ROLLBACK = IN_A_DEPLOY
 # so, which it does once the line, sent again, is answered (path 1: "the reply to the back
 # line").
 PATH_SWITCH_BACK_CLEANUP = 1
+# The answer to the line back lost in the watch (a deadline, or the connection lost after it).
+BACK_LINE_LOST_IN_WATCH = {(fault, "watch"): PATH_SWITCH_BACK_CLEANUP
+                           for fault in ("deadline", "lost_after")}
 FAILING_IN_WATCH = {
     # (A frozen engine: the version fails, the traffic goes back, no verify to meet it.)
     **{key: path for key, path in IN_A_DEPLOY.items() if key[1] in ("switch", "watch")
@@ -221,7 +224,7 @@ FAILING_IN_WATCH = {
     # its watch sees the failure and sends the traffic back (a late report, no failed
     # request).
     **{("haproxy_restart", step): PATH_HAPROXY_FORGETS for step in ("switch", "watch")},
-    **{(fault, "watch"): PATH_SWITCH_BACK_CLEANUP for fault in ("deadline", "lost_after")},
+    **BACK_LINE_LOST_IN_WATCH,
 }
 
 
@@ -283,7 +286,7 @@ def only_a_late_look(case: Case) -> bool:
 # in a watch, path 1), and the simulation's one clock.
 ON_FAILURE_ROLLBACK = {
     **IN_A_DEPLOY,
-    **{(fault, "watch"): PATH_SWITCH_BACK_CLEANUP for fault in ("deadline", "lost_after")},
+    **BACK_LINE_LOST_IN_WATCH,
     **{(fault, step): SIM_ONE_CLOCK for fault in ("frozen_engine", "lease_taken")
        for step in ("image", "unchanged?", "read slots", "idle slot out", "start new",
                     "health checks", "switch", "watch", "verify, stop old", "prune images",
@@ -296,8 +299,7 @@ def known_in(scenario: Scenario) -> dict[tuple[str, str], int]:
     if scenario.workers_crash_on is not None:
         # The first server, moved and then sent back, as in a deploy with workers (the
         # answer to the line back lost, path 1).
-        return {**WORKERS_DEPLOY, **WORKERS_FAILING, **{
-            (fault, "watch"): PATH_SWITCH_BACK_CLEANUP for fault in ("deadline", "lost_after")}}
+        return {**WORKERS_DEPLOY, **WORKERS_FAILING, **BACK_LINE_LOST_IN_WATCH}
     if scenario.worker_only:
         return DOCKER_SILENT_WITH_WORKERS  # the faulted server: the worker-only one
     if scenario.roles_removed:
