@@ -21,6 +21,7 @@ from slotswap.config.env import EnvSettings
 from slotswap.config.inventory import (
     DEFAULT_CONFIG_ROOT,
     DEFAULT_STATE_ROOT,
+    FROM_FILE_SHAPE,
     FROM_SERVER,
     HOME_FOLDER,
     Inventory,
@@ -84,7 +85,7 @@ def settings_lines(inventory: Inventory, environ: Mapping[str, str] = os.environ
     environment has them: never their values)."""
     for field in dataclasses.fields(inventory):
         value = getattr(inventory, field.name)
-        if field.metadata.get(FROM_SERVER):
+        if field.metadata.get(FROM_SERVER) or field.metadata.get(FROM_FILE_SHAPE):
             continue
         if field.name == "remote_dir" and value is None:
             yield (f"remote_dir: (not set: root keeps the kit's files in {DEFAULT_STATE_ROOT}/"

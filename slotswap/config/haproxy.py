@@ -62,6 +62,14 @@ def _slot_ports(value: object, key: str, context: Context) -> tuple[int, int]:
     return first, second
 
 
+def _default(value: object, key: str, context: Context) -> bool:
+    default = values.boolean(value, key)
+    if default and not context.parsed.get("shared"):
+        raise values.Invalid(key, "only with haproxy.shared: true (the default app of the "
+                                  "server's shared HAProxy)")
+    return default
+
+
 @dataclass(frozen=True)
 class HaproxySettings:
     # stats_port: no longer used (the runtime API is a unix socket, see
@@ -89,6 +97,16 @@ class HaproxySettings:
         "proxies in front of HAProxy, such as a cloud load balancer, whose Forwarded, "
         "X-Forwarded-* and X-Real-IP headers reach the app. Anyone else's are removed, and "
         "HAProxy sets them.")
+    # Several apps on one server (docs/apps-design.md): one HAProxy per server, shared by
+    # the apps that say so, routing each request to its app by host name.
+    shared: bool = setting(
+        kinds.BOOLEAN, False, description="Use the server's shared HAProxy, which routes "
+        "each request to its app by host name (names, or https.names), so that several apps "
+        "share ports 80 and 443. Not available yet: every task refuses it.")
+    default: bool = setting(
+        Kind(_default, {"type": "boolean"}), False, description="With shared: requests for a "
+        "name no app on the server claims come to this app (one app per server); else they "
+        "get a plain 404.")
 
 
 def parse_haproxy(section: dict[str, object], key: str, context: Context) -> HaproxySettings:

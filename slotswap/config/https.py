@@ -162,5 +162,36 @@ def parse_https(section: dict[str, object], key: str, context: Context) -> Https
         order=("files", "acme", "names", "port", "hsts", "redirect", "renew_days")))
 
 
+def _route_names(value: object, key: str, context: Context) -> tuple[str, ...]:
+    """The top-level `names`: the host names an HTTP-only app answers in the server's shared
+    HAProxy (an HTTPS app's are https.names: one list for each app, never both)."""
+    haproxy = context.parsed["haproxy"]
+    assert isinstance(haproxy, HaproxySettings)
+    if value is None:
+        if haproxy.shared and context.parsed.get("https") is None and not haproxy.default:
+            raise values.Invalid(key, "required with haproxy.shared: true and no https "
+                                      "section: the host names routed to this app (or "
+                                      "haproxy.default: true, for every name no app claims)")
+        return ()
+    if not isinstance(value, list) or not value:
+        raise values.Invalid(key, "expected a list of the DNS names clients use, got "
+                                  f"{values.describe(value)}")
+    if context.parsed.get("https") is not None:
+        raise values.Invalid(key, "with an https section, the app's names are https.names: "
+                                  "remove names")
+    if not haproxy.shared:
+        raise values.Invalid(key, "only with haproxy.shared: true (the shared HAProxy routes "
+                                  "by them; an app's own HAProxy answers every name)")
+    names = tuple(_dns_name(name, f"{key}[{index}]", wildcard=True)
+                  for index, name in enumerate(value))
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise values.Invalid(key, f"{repeated[0]} is listed twice")
+    return names
+
+
+NAMES = Kind(_route_names, {"type": ["array", "null"], "minItems": 1,
+                            "items": {"type": "string", "pattern": kinds.pattern(_DNS_NAME)}})
+
 _SECTION = kinds.section(HttpsSettings, parse_https, optional=True)
 HTTPS = Kind(_SECTION.check, {**_SECTION.schema, **_one_of("files", "acme")})

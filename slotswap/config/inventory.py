@@ -27,7 +27,7 @@ from slotswap.config.haproxy import CHECK_PORT_OFFSET, HaproxySettings, parse_ha
 from slotswap.config.healthcheck import HealthcheckSettings, parse_healthcheck
 from slotswap.config.hooks import HookSettings, parse_hooks
 from slotswap.config.hosts import HOSTS, Host
-from slotswap.config.https import HTTPS, HttpsSettings
+from slotswap.config.https import HTTPS, NAMES, HttpsSettings
 from slotswap.config.registry import RegistrySettings, parse_registry
 from slotswap.config.roles import ROLES, RoleSettings, role_secret_names
 from slotswap.config.ssh import SshSettings, parse_ssh
@@ -73,6 +73,8 @@ DEFAULT_CONFIG_ROOT = "/etc/slotswap"
 HOME_FOLDER = ".slotswap"
 # Metadata of an Inventory field that the server, not the file, gives.
 FROM_SERVER = "from_server"
+# Metadata of an Inventory field that tells how the file is written, not a key of it.
+FROM_FILE_SHAPE = "from_file_shape"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class Inventory:
     # The file's keys in the order the reference hosts.yaml lists them.
     KEYS: ClassVar[tuple[str, ...]] = (
         "app", "image", "build", "app_port", "healthcheck", "env", "ssh", "haproxy", "timeouts",
-        "keep_images", "hooks", "hosts", "delivery", "https", "remote_dir", "container",
+        "keep_images", "hooks", "hosts", "delivery", "https", "names", "remote_dir", "container",
         "release", "registry", "watch", "roles")
 
     path: Path  # absolute path of the file it came from
@@ -108,6 +110,10 @@ class Inventory:
         HTTPS, None, blank="null", description="HTTPS on every server: HAProxy terminates TLS "
         "with one certificate for all the names, from files or from an ACME CA; replaced with "
         "no reload.")
+    names: tuple[str, ...] = setting(
+        NAMES, (), blank="null", file_default=None,
+        description="With haproxy.shared and no https section: the host names routed to "
+        "this app (exact, or *.example.com for one label). An HTTPS app's are https.names.")
     # A folder on the servers for all the kit's files; None: the system folders
     # DEFAULT_STATE_ROOT and DEFAULT_CONFIG_ROOT for root, HOME_FOLDER in the home of any
     # other login (login_home).
@@ -122,6 +128,10 @@ class Inventory:
     # Not a key of the file (FROM_SERVER): the home of the SSH login on one server when that
     # login is not root, as the server says (Server.with_folders sets it); None for root.
     login_home: str | None = field(default=None, metadata={FROM_SERVER: True})
+    # Not a key of the file (FROM_FILE_SHAPE): which of the server's shared settings
+    # (slotswap.server.proxy_registry.SHARED_KEYS: haproxy.image, ...) the file writes itself,
+    # as `section.key`. On a server's shared HAProxy, one app's inventory sets them.
+    shared_keys_written: tuple[str, ...] = field(default=(), metadata={FROM_FILE_SHAPE: True})
     container: ContainerSettings = kinds.section_setting(
         ContainerSettings, parse_container,
         "Options of the app's containers (both slots, the release command, exec).",
@@ -143,6 +153,16 @@ class Inventory:
         description="The app's other processes (queue workers, schedulers): each a command "
         "of the app's image in containers of its own, deployed, watched and rolled back with "
         "the web slots. Default: none.")
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        """The host names the shared HAProxy routes to this app: https.names, or names."""
+        return self.https.names if self.https is not None else self.names
+
+    @property
+    def route_names_key(self) -> str:
+        """The key that holds them, as an error names it."""
+        return "https.names" if self.https is not None else "names"
 
     @property
     def kit_dir(self) -> str | None:

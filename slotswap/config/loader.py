@@ -20,7 +20,7 @@ from slotswap.config.inventory import Inventory, InventoryError
 # roles after hosts (a role names the hosts it runs on).
 CHECK_ORDER = (
     "app", "image", "build", "app_port", "healthcheck", "env", "ssh", "haproxy", "timeouts",
-    "keep_images", "hooks", "delivery", "https", "remote_dir", "container", "release",
+    "keep_images", "hooks", "delivery", "https", "names", "remote_dir", "container", "release",
     "registry", "watch", "hosts", "roles")
 
 
@@ -28,7 +28,7 @@ def load_inventory(path: str | Path = "hosts.yaml") -> Inventory:
     """Read, parse and validate the inventory file at ``path``."""
     path = Path(path).expanduser()
     data = _parse_yaml(_read_text(path), path)
-    return parse_inventory(data, path)
+    return refuse_unavailable(parse_inventory(data, path))
 
 
 def _read_text(path: Path) -> str:
@@ -86,4 +86,33 @@ def parse_inventory(data: object, path: Path) -> Inventory:
 def _inventory(data: dict[object, object], path: Path) -> Inventory:
     top = checked_section(Inventory, data, "")
     found = parse_fields(Inventory, top, "", Context(path.parent), order=CHECK_ORDER)
-    return Inventory(path=path, **found)  # type: ignore[arg-type]
+    return Inventory(path=path, shared_keys_written=keys_written(top, SERVER_KEYS),
+                     **found)  # type: ignore[arg-type]
+
+
+# The keys of the server's shared HAProxy (slotswap.server.proxy_registry.SHARED_KEYS, which
+# a test keeps equal to this): one app's inventory on a server sets them.
+SERVER_KEYS = ("haproxy.image", "haproxy.http_port", "https.port", "haproxy.trusted_proxies")
+
+
+def keys_written(top: dict[str, object], wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """Pure: which of the `section.key` paths `wanted` the file writes (with any value but
+    null: a null key is the default, as if not written)."""
+    written = []
+    for path in wanted:
+        section, _, key = path.partition(".")
+        held = top.get(section)
+        if isinstance(held, dict) and held.get(key) is not None:
+            written.append(path)
+    return tuple(written)
+
+
+def refuse_unavailable(inventory: Inventory) -> Inventory:
+    """A setting parsed and checked, whose tasks are not in this release yet: refused, one
+    line, before any server is contacted."""
+    if inventory.haproxy.shared:
+        raise InventoryError(
+            f"{inventory.path}: haproxy.shared: the server's shared HAProxy (several apps on "
+            "one server, docs/apps-design.md) is not available in this release yet; remove "
+            "haproxy.shared (and names, haproxy.default)", key="haproxy.shared")
+    return inventory
