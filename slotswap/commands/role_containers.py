@@ -120,3 +120,17 @@ INSPECT_ROLES_SCRIPT = (
 
 def inspect_roles(app: str) -> list[str]:
     return ["sh", "-c", INSPECT_ROLES_SCRIPT, "sh", app]
+
+
+# The containers named (a server's slots) and every role container of the app, in one
+# `docker container inspect` (exit 1 when a named one does not exist, the others printed, as
+# docker.inspect_containers). A `docker ps` that fails says so on stderr and exits 125, so
+# that it never reads as "no role container", nor as a slot that does not exist.
+INSPECT_WITH_ROLES_SCRIPT = (
+    f'app=$1; shift; ids=$(docker ps --all --quiet --no-trunc --filter "label={LABEL_APP}=$app" '
+    f'--filter "label={LABEL_GENERATION}") || {{ echo "docker ps failed" >&2; exit 125; }}; '
+    'exec docker container inspect "$@" $ids')
+
+
+def inspect_with_roles(app: str, names: list[str]) -> list[str]:
+    return ["sh", "-c", INSPECT_WITH_ROLES_SCRIPT, "sh", app, *names]

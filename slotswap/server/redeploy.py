@@ -97,7 +97,7 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
             check=False)
         found, containers_json = docker.split_redeploy_facts(answer.stdout, mark)
         facts.extend(found)
-        return containers_inspected(server, names, CommandResult(
+        return containers_inspected(server, docker.inspect_containers(*names), CommandResult(
             containers_json, answer.stderr, answer.exit_code))
 
     views = read_slots_with(server, inventory, docker_facts)

@@ -270,9 +270,8 @@ class RoleRun:
     def inspect(self, names: Sequence[str]) -> dict[str, docker.ContainerInfo]:
         """The containers that exist of `names`; a Docker that does not answer raises (it
         is no container gone)."""
-        names = list(names)
-        return containers_inspected(self.server, names, self.server.run(
-            docker.inspect_containers(*names), check=False))
+        argv = docker.inspect_containers(*names)
+        return containers_inspected(self.server, argv, self.server.run(argv, check=False))
 
     def trouble(self) -> str | None:
         """In the watch window: why a new role container fails the version (gone, stopped,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
+from slotswap.commands.role_containers import inspect_with_roles
 from slotswap.commands.runtime_api import ServerStat, ServerState
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import next_container
@@ -91,19 +92,34 @@ def read_slots_with(server: ServerLike, inventory: Inventory,
     }
 
 
+def read_slots_and_roles(server: ServerLike, inventory: Inventory
+                         ) -> tuple[dict[str, SlotView], list[docker.ContainerInfo]]:
+    """read_slots, and every role container of the app, in the same `docker inspect` (a
+    swap with no roles in its inventory still stops those of roles gone)."""
+    found: dict[str, docker.ContainerInfo] = {}
+
+    def containers_now() -> dict[str, docker.ContainerInfo]:
+        argv = inspect_with_roles(inventory.app, containers_to_read(inventory))
+        found.update(containers_inspected(server, argv, server.run(argv, check=False)))
+        return found
+
+    views = read_slots_with(server, inventory, containers_now)
+    return views, [info for info in found.values() if docker.LABEL_GENERATION in info.labels]
+
+
 def inspect_slots(server: ServerLike, names: list[str]) -> dict[str, docker.ContainerInfo]:
     """The slots' containers that exist. `docker inspect` exits 1 when one of them does not,
     and still prints the others; any other failure must not pass for "no container", or a
     live slot would look idle."""
-    result = server.run(docker.inspect_containers(*names), check=False)
-    return containers_inspected(server, names, result)
+    argv = docker.inspect_containers(*names)
+    return containers_inspected(server, argv, server.run(argv, check=False))
 
 
-def containers_inspected(server: ServerLike, names: list[str],
+def containers_inspected(server: ServerLike, argv: list[str],
                          result: CommandResult) -> dict[str, docker.ContainerInfo]:
     if not result.ok and not docker.only_missing_containers(result.stderr):
-        raise RemoteCommandError(server.name, shlex.join(docker.inspect_containers(*names)),
-                                 result.exit_code, result.stderr)
+        raise RemoteCommandError(server.name, shlex.join(argv), result.exit_code,
+                                 result.stderr)
     return docker.parse_inspect(result.stdout)
 
 

@@ -28,12 +28,13 @@ from slotswap.server.redeploy import (
     keeps_stopped_container_of,
     write_env_file,
 )
-from slotswap.server.role_run import RoleRun, role_containers_on
+from slotswap.server.role_run import RoleRun
 from slotswap.server.slots import (
     SlotView,
     describe_serving,
     inspect_slots,
     read_slots,
+    read_slots_and_roles,
     read_slots_quietly,
 )
 from slotswap.server.swap_errors import SwapError, SwapRolledBack, SwapStopped
@@ -159,7 +160,13 @@ class SlotSwap(RoleSteps, RetireSteps):
         stops the new container instead. Raises SwapError."""
         started = time.monotonic()
         self.server.timings.begin("read slots")
-        views = read_slots(self.server, self.inventory)
+        # With no roles in the inventory, the role containers too, in the same round trip:
+        # those of roles gone stop with the old version (with roles, RoleRun reads them).
+        role_containers = None
+        if self.inventory.roles:
+            views = read_slots(self.server, self.inventory)
+        else:
+            views, role_containers = read_slots_and_roles(self.server, self.inventory)
         slots = plan_slots(views)
         self.new_slot, self.old_slot = slots.idle, slots.live
         old_version = self.old_version = views[slots.live].version if slots.live else None
@@ -178,9 +185,9 @@ class SlotSwap(RoleSteps, RetireSteps):
         self.roles = RoleRun(self.server, self.server.with_folders(self.inventory), self.tag,
                              plan.idle, self.resolved_env(), self.progress,
                              # Role containers left with no roles in the inventory: read
-                             # now, when a stuck Docker engine has changed nothing yet.
-                             found_before=None if self.inventory.roles else
-                             role_containers_on(self.server, self.inventory.app))
+                             # before any change, when a stuck Docker engine has changed
+                             # nothing yet.
+                             found_before=role_containers)
         self.server.timings.begin("idle slot out")
         self.retire(plan)
         try:

@@ -14,6 +14,8 @@ commands/role_containers.py, slotswap/server/role_steps.py), a part of Simulated
   most a minute, back to 100 ms after 10 s of running): RestartCount + 1, a new StartedAt;
 - `sh -c INSPECT_ROLES_SCRIPT sh APP`: `docker container inspect` of every container of the
   app with a generation label, newest first (as `docker ps` lists them); nothing when none;
+  `sh -c INSPECT_WITH_ROLES_SCRIPT sh APP NAME...`: one `docker container inspect` of the
+  names and those containers;
 - an engine restart: containers Docker's restart policy brings back start again (RestartCount
   0, as the daemon's restore starts them); a worker's job in progress is cut.
 """
@@ -23,7 +25,7 @@ from __future__ import annotations
 import json
 
 from slotswap.commands import docker
-from slotswap.commands.role_containers import INSPECT_ROLES_SCRIPT
+from slotswap.commands.role_containers import INSPECT_ROLES_SCRIPT, INSPECT_WITH_ROLES_SCRIPT
 from slotswap.remote.server import CommandResult
 from tests.unit.simulated_docker import Container, DockerEngine, inspect_item
 from tests.unit.simulated_haproxy import UnknownCommand
@@ -158,14 +160,25 @@ class RoleEngine(DockerEngine):
         return CommandResult("", "", 0 if outcome == "pass" else 1)
 
     # -- docker inspect of them all ---------------------------------------------------
+    def role_containers_of(self, app: str) -> list[Container]:
+        """The app's role containers, newest first (as `docker ps` lists them)."""
+        return sorted((c for c in self.containers.values()
+                       if c.labels.get(docker.LABEL_APP) == app and is_role_container(c)),
+                      key=lambda c: c.serial, reverse=True)
+
+    def inspect_with_roles(self, argv: list[str]) -> CommandResult:
+        """`sh -c INSPECT_WITH_ROLES_SCRIPT sh APP NAME...` (role_containers.inspect_with_roles)."""
+        if argv[2] != INSPECT_WITH_ROLES_SCRIPT or len(argv) < 5:
+            raise UnknownCommand(f"a script that runs docker: {argv}")
+        self.settle()
+        return self.inspect([*argv[5:], *(c.name for c in self.role_containers_of(argv[4]))])
+
     def inspect_roles(self, argv: list[str]) -> CommandResult:
         """`sh -c INSPECT_ROLES_SCRIPT sh APP` (role_containers.inspect_roles)."""
         if argv[2] != INSPECT_ROLES_SCRIPT or len(argv) != 5:
             raise UnknownCommand(f"a script that runs docker: {argv}")
         self.settle()
-        found = sorted((c for c in self.containers.values()
-                        if c.labels.get(docker.LABEL_APP) == argv[4] and is_role_container(c)),
-                       key=lambda c: c.serial, reverse=True)
+        found = self.role_containers_of(argv[4])
         if not found:  # xargs -r: no `docker container inspect` at all
             return CommandResult("", "", 0)
         return CommandResult(json.dumps([inspect_item(c, self.wall) for c in found]) + "\n",

@@ -394,6 +394,8 @@ class SimulatedServer(RoleEngine):
             return self.exec_check(argv)
         if argv[:2] == ["sh", "-c"] and argv[2] == role_containers.INSPECT_ROLES_SCRIPT:
             return self.inspect_roles(argv)
+        if argv[:2] == ["sh", "-c"] and argv[2] == role_containers.INSPECT_WITH_ROLES_SCRIPT:
+            return self.inspect_with_roles(argv)
         if self.is_docker(argv):
             raise UnknownCommand(f"a script that runs docker: {argv}")
         if argv == ["hostname", "-I"]:

@@ -18,7 +18,13 @@ from invoke.exceptions import Exit
 
 from slotswap.cli import report, server_tasks, tasks
 from slotswap.cli.server_tasks import MAINTENANCE_WHERE
-from slotswap.commands.role_containers import INSPECT_ROLES_SCRIPT, inspect_roles, stop_roles
+from slotswap.commands.docker import only_missing_containers
+from slotswap.commands.role_containers import (
+    INSPECT_ROLES_SCRIPT,
+    inspect_roles,
+    inspect_with_roles,
+    stop_roles,
+)
 from slotswap.config.inventory import Inventory
 from slotswap.core.validation import InputError
 from slotswap.fleet import certs, dry_run
@@ -536,3 +542,35 @@ def test_the_inspection_inspects_what_docker_lists_and_nothing_when_none(
     assert (answer.returncode, answer.stdout) == (0, "inspect container inspect aaa bbb\n")
     answer = run_inspect_script(tmp_path, listing)
     assert (answer.returncode, answer.stdout) == (0, "")
+
+
+def run_inspect_with_roles(tmp_path: Path, docker_script: str, ids: str = ""
+                           ) -> subprocess.CompletedProcess[str]:
+    stub = tmp_path / "docker"
+    stub.write_text("#!/bin/sh\n" + docker_script)
+    stub.chmod(0o755)
+    return subprocess.run(inspect_with_roles("webapp", ["webapp-web1", "webapp-web2"]),
+                          capture_output=True, text=True, check=False,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin", "IDS": ids})
+
+
+def test_the_slots_and_the_role_containers_are_inspected_in_one_command(
+        tmp_path: Path) -> None:
+    listing = ('if [ "$1" = ps ]; then printf "%s\\n" $IDS; exit 0; fi\n'
+               'echo "inspect $*"\n')
+    answer = run_inspect_with_roles(tmp_path, listing, ids="aaa bbb")
+    assert (answer.returncode, answer.stdout) == (
+        0, "inspect container inspect webapp-web1 webapp-web2 aaa bbb\n")
+    answer = run_inspect_with_roles(tmp_path, listing)
+    assert (answer.returncode, answer.stdout) == (
+        0, "inspect container inspect webapp-web1 webapp-web2\n")
+
+
+def test_a_docker_that_cannot_list_containers_never_reads_as_slots_gone(
+        tmp_path: Path) -> None:
+    # Docker's "No such container" would be read as a slot that does not exist: a failed
+    # listing exits 125 and says so, which no caller takes for a missing container.
+    answer = run_inspect_with_roles(tmp_path, "exit 1\n")
+    assert answer.returncode == 125
+    assert answer.stdout == "" and answer.stderr == "docker ps failed\n"
+    assert not only_missing_containers(answer.stderr)
