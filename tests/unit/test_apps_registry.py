@@ -14,6 +14,14 @@ import pytest
 from slotswap.commands import docker
 from slotswap.config import layout
 from slotswap.config.layout import ProxyError
+from slotswap.core.validation import InputError
+from slotswap.server.proxy_contradictions import (
+    ProxyContradiction,
+    check_contradictions,
+    find_contradictions,
+    free_slot_ports,
+    kit_version_contradiction,
+)
 from slotswap.server.proxy_registry import (
     Registration,
     RegistryFileError,
@@ -326,3 +334,191 @@ def test_the_assembling_run_is_recorded() -> None:
     record = assembled(SharedSettings(dict(DEFAULTS)), "0.5.0", "admin", "up")
     assert (record.assembled_by, record.assembled_app, record.assembled_task) == (
         "0.5.0", "admin", "up")
+
+
+# -- contradictions, each one line ----------------------------------------------------------
+
+ADMIN_OWNS = SharedSettings({**DEFAULTS, "haproxy.image": "haproxy:2.8"}, "admin",
+                            "alice@laptop", "2026-12-01T10:00:00+00:00", "0.5.0", "admin", "up")
+
+
+def contradiction(mine: Registration, registrations: list[Registration],
+                  settings: SharedSettings | None = None, **options: Any) -> str:
+    with pytest.raises(ProxyContradiction) as caught:
+        check_contradictions("s1", mine, registrations, settings,
+                             **{"names_key": "https.names", **options})
+    assert isinstance(caught.value, InputError)
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+def test_a_shared_key_written_by_a_non_owner_is_refused_even_with_the_same_value() -> None:
+    admin = registration("admin", slot_ports=(18091, 18092),
+                         shared_settings={"haproxy.image": "haproxy:2.8"})
+    shop = registration(shared_settings={"haproxy.image": "haproxy:3.0"})
+    assert contradiction(shop, [admin], ADMIN_OWNS) == (
+        "s1: haproxy.image: shop's hosts.yaml sets haproxy:3.0, but the shared HAProxy takes "
+        "its settings from admin's inventory (haproxy:2.8, alice@laptop, 2026-12-01); set them "
+        "in one inventory only: remove haproxy.image from shop's, or from admin's and run its "
+        "up first; nothing was changed")
+    same = registration(shared_settings={"haproxy.image": "haproxy:2.8"})
+    assert contradiction(same, [admin], ADMIN_OWNS).startswith(
+        "s1: haproxy.image: shop's hosts.yaml sets haproxy:2.8, but")
+    # A key the owner does not write itself: remove the ones it writes.
+    port = registration(shared_settings={"https.port": 8443, "haproxy.trusted_proxies":
+                                         ("10.0.0.0/8",)})
+    assert contradiction(port, [admin], ADMIN_OWNS) == (
+        "s1: https.port: shop's hosts.yaml sets 8443, but the shared HAProxy takes its "
+        "settings from admin's inventory (443, alice@laptop, 2026-12-01); set them in one "
+        "inventory only: remove https.port from shop's, or haproxy.image from admin's and run "
+        "its up first; nothing was changed")
+
+
+def test_the_owner_and_an_app_after_an_owner_gone_may_write_shared_keys() -> None:
+    admin = registration("admin", slot_ports=(18091, 18092),
+                         shared_settings={"haproxy.image": "haproxy:2.8"})
+    writes = {"haproxy.image": "haproxy:3.0"}
+    mine = dataclasses.replace(admin, shared_settings=writes)
+    assert check_contradictions("s1", mine, [admin, registration()], ADMIN_OWNS,
+                                names_key="https.names") == ()
+    leaving = dataclasses.replace(admin, state="leaving")
+    assert check_contradictions("s1", registration(shared_settings=writes), [leaving],
+                                ADMIN_OWNS, names_key="https.names") == ()
+    # No record of an owner (lost): a present app whose registration writes them owns them.
+    assert contradiction(registration(shared_settings=writes), [admin]).startswith(
+        "s1: haproxy.image: shop's hosts.yaml sets haproxy:3.0, but the shared HAProxy takes "
+        "its settings from admin's inventory (haproxy:2.8, alice@laptop, 2026-12-01)")
+
+
+def test_a_name_or_the_same_wildcard_routes_to_one_app() -> None:
+    admin = registration("admin", names=("api.example.com", "*.example.com"),
+                         slot_ports=(18091, 18092))
+    shop = registration(names=("shop.test", "api.example.com"))
+    assert contradiction(shop, [admin]) == (
+        "s1: https.names: api.example.com is admin's; a name routes to one app; nothing was "
+        "changed")
+    wildcard = registration(names=("*.example.com",))
+    assert contradiction(wildcard, [admin], names_key="names") == (
+        "s1: names: *.example.com is admin's; a name routes to one app; nothing was changed")
+
+
+def test_two_default_apps() -> None:
+    admin = registration("admin", default=True, names=(), slot_ports=(18091, 18092))
+    assert contradiction(registration(default=True), [admin]) == (
+        "s1: haproxy.default: shop's hosts.yaml sets it, but admin is the default app; one "
+        "app per server gets the names no app routes; nothing was changed")
+
+
+@pytest.mark.parametrize(("theirs", "mine", "line"), [
+    # my slot port, their slot port
+    ({"slot_ports": (18081, 18082)}, {"slot_ports": (18082, 18083)},
+     "s1: haproxy.slot_ports: 18082 is admin's; set [18083, 18084] here; nothing was changed"),
+    # my slot port, their check port
+    ({"slot_ports": (18000, 18001), "check_ports": (18100, 18101)},
+     {"slot_ports": (18101, 18102)},
+     "s1: haproxy.slot_ports: 18101 is admin's check port; set [18102, 18103] here; "
+     "nothing was changed"),
+    # my check port, their slot port
+    ({"slot_ports": (18182, 18190)}, {"slot_ports": (18081, 18082),
+                                      "check_ports": (18181, 18182)},
+     "s1: haproxy.slot_ports: 18182 (the check port of 18082) is admin's; set [18083, 18084] "
+     "here; nothing was changed"),
+    # my check port, their check port
+    ({"slot_ports": (18091, 18092), "check_ports": (18181, 18182)},
+     {"slot_ports": (18081, 18082), "check_ports": (18181, 18182)},
+     "s1: haproxy.slot_ports: 18181 (the check port of 18081) is admin's check port; set "
+     "[18083, 18084] here; nothing was changed"),
+])
+def test_slot_and_check_ports_that_overlap_another_apps(
+        theirs: dict[str, Any], mine: dict[str, Any], line: str) -> None:
+    assert contradiction(registration(**mine), [registration("admin", **theirs)]) == line
+
+
+def test_the_suggested_pair_avoids_every_slot_and_check_port_and_its_own_check_ports() -> None:
+    shop = registration("shop", slot_ports=(18081, 18082), check_ports=(18181, 18182))
+    api = registration("api", names=("api.test",), slot_ports=(18184, 18190))
+    taken = {18081, 18082, 18181, 18182, 18184, 18190}
+    with_checks = registration("admin", slot_ports=(18081, 18082), check_ports=(18181, 18182))
+    # 18083: its check ports 18183, 18184 (api's); 18084: 18184 again; 18085 is free.
+    assert free_slot_ports(with_checks, taken) == (18085, 18086)
+    assert contradiction(with_checks, [shop, api]) == (
+        "s1: haproxy.slot_ports: 18081 is shop's; set [18085, 18086] here; nothing was changed")
+    without = registration("admin", slot_ports=(18081, 18082))
+    assert free_slot_ports(without, taken) == (18083, 18084)
+    # Near the top: from 1024 up, never past 65435 (room for the check ports).
+    top = registration("admin", slot_ports=(65433, 65434), check_ports=(65533, 65534))
+    assert free_slot_ports(top, {65433, 65434}) == (1024, 1025)
+    assert free_slot_ports(top, set(range(1, 65536))) is None
+
+
+def test_another_apps_own_haproxy_on_a_shared_port() -> None:
+    ports = {"haproxy.http_port": 80, "https.port": 443}
+    assert contradiction(registration(), [], shared_ports=ports,
+                         own_haproxys=[("shop", (80, 443)), ("legacy", (8080, 443))]) == (
+        "s1: https.port: 443 is bound by legacy's own HAProxy; shop's shared HAProxy would "
+        "split its connections with it: move legacy to the shared HAProxy first "
+        "(haproxy.shared: true, its up); nothing was changed")
+
+
+@pytest.mark.parametrize(("mine", "theirs", "refused"), [
+    ("0.4.2", "0.5.0", True), ("0.5.0", "0.5.0", False), ("0.5", "0.5.0", False),
+    ("0.10.0", "0.9.9", False), ("0.9.9", "0.10.0", True), ("1.0", "0.99.1", False),
+])
+def test_a_kit_older_than_the_one_that_assembled_the_running_generation(
+        mine: str, theirs: str, refused: bool) -> None:
+    settings = dataclasses.replace(ADMIN_OWNS, assembled_by=theirs)
+    line = kit_version_contradiction("s1", mine, settings)
+    assert (line is not None) == refused
+    if mine == "0.4.2":
+        assert line == ("s1's shared HAProxy was assembled by slotswap 0.5.0, admin's up; "
+                        "this is 0.4.2: upgrade; nothing was changed")
+    assert kit_version_contradiction("s1", mine, None) is None
+
+
+def test_a_version_that_cannot_be_compared_is_refused() -> None:
+    line = contradiction(registration(kit_version="unknown (not installed)"), [], ADMIN_OWNS)
+    assert line == (
+        "s1's shared HAProxy was assembled by slotswap 0.5.0, admin's up; this is unknown (not "
+        "installed): cannot tell which is newer (versions compare as numbers such as 0.5.0); "
+        "run the same slotswap; nothing was changed")
+    dev = dataclasses.replace(ADMIN_OWNS, assembled_by="0.6.0.dev1")
+    assert "cannot tell which is newer" in (kit_version_contradiction("s1", "0.6.0", dev) or "")
+
+
+def test_the_checks_run_in_a_fixed_order_and_leaving_apps_are_ignored() -> None:
+    admin = registration("admin", names=("shop.example.com",), default=True,
+                         shared_settings={"haproxy.image": "haproxy:2.8"})
+    mine = registration(default=True, shared_settings={"haproxy.image": "haproxy:2.8"},
+                        kit_version="0.4.0")
+    lines = []
+    for step in range(5):
+        found = find_contradictions("s1", mine, [admin], ADMIN_OWNS, names_key="https.names",
+                                    shared_ports={"haproxy.http_port": 80},
+                                    own_haproxys=[("legacy", (80,))])
+        assert found.contradiction is not None
+        lines.append(found.contradiction.split(": ")[1])
+        mine = [dataclasses.replace(mine, kit_version="0.5.0"),
+                dataclasses.replace(mine, shared_settings={}),
+                dataclasses.replace(mine, names=("shop.test",)),
+                dataclasses.replace(mine, default=False),
+                dataclasses.replace(mine, slot_ports=(18083, 18084))][step]
+    assert lines == ["upgrade; nothing was changed", "haproxy.image", "https.names",
+                     "haproxy.default", "haproxy.slot_ports"]
+    last = find_contradictions("s1", mine, [admin], ADMIN_OWNS, names_key="https.names",
+                               shared_ports={"haproxy.http_port": 80},
+                               own_haproxys=[("legacy", (80,))])
+    assert (last.contradiction or "").startswith("s1: haproxy.http_port: 80 is bound by legacy")
+    # The same app beside a leaving one, and its own old registration: nothing to refuse.
+    gone = dataclasses.replace(admin, state="leaving")
+    assert check_contradictions("s1", mine, [gone, mine], ADMIN_OWNS,
+                                names_key="https.names") == ()
+
+
+def test_an_exact_name_under_another_apps_wildcard_is_a_notice() -> None:
+    admin = registration("admin", names=("*.example.com", "admin.test"),
+                         slot_ports=(18091, 18092))
+    shop = registration(names=("shop.example.com", "*.test", "a.b.example.com"))
+    assert check_contradictions("s1", shop, [admin], None, names_key="https.names") == (
+        "s1: shop.example.com is shop's, under admin's *.example.com: the exact name wins",
+        "s1: admin.test is admin's, under shop's *.test: the exact name wins",
+    )
