@@ -1,8 +1,10 @@
 """The shared HAProxy's registry on one server (several apps on one server, issue 23; see
 docs/apps-design.md, decisions 1 and 2): what each app that uses the server's shared HAProxy
 registered there, and the shared settings that HAProxy runs with. Pure: the model, its JSON
-as the server keeps it, and the contradictions between an app's inventory and what others
-registered. Reading and writing the files is the caller's.
+as the server keeps it (every field checked when read back), the shared settings an app
+uses and who owns them, and what later steps read from the registrations. The contradictions
+between an app's inventory and what others registered: slotswap.server.proxy_contradictions.
+Reading and writing the files is the caller's.
 """
 
 from __future__ import annotations
