@@ -18,8 +18,9 @@ CHECK_PORT_OFFSET = 100
 _NETWORK = re.compile(r"[0-9A-Fa-f:.]+(/[0-9]+)?")
 
 
-def _networks(value: object, key: str, _: Context) -> tuple[str, ...]:
-    """A list of networks in CIDR form (an address alone is its /32 or /128), normalised."""
+def networks(value: object, key: str) -> tuple[str, ...]:
+    """A list of networks in CIDR form (an address alone is its /32 or /128), normalised;
+    also the check of trusted_proxies read back from a server."""
     if not isinstance(value, list):
         raise values.Invalid(key, "expected a list of networks such as 10.0.0.0/8, got "
                                   f"{values.describe(value)}")
@@ -91,7 +92,7 @@ class HaproxySettings:
     # Networks (CIDR) of proxies in front of HAProxy (a cloud load balancer) whose
     # Forwarded, X-Forwarded-* and X-Real-IP headers reach the app; anyone else's are removed.
     trusted_proxies: tuple[str, ...] = setting(
-        Kind(_networks, {"type": "array", "items": {
+        Kind(lambda value, key, _: networks(value, key), {"type": "array", "items": {
             "type": "string", "pattern": kinds.pattern(_NETWORK)}}),
         (), description="Networks (CIDR, e.g. 10.0.0.0/8; an address alone is its /32) of "
         "proxies in front of HAProxy, such as a cloud load balancer, whose Forwarded, "

@@ -97,7 +97,9 @@ def _acme(value: object, key: str, context: Context) -> AcmeSettings:
     return AcmeSettings(**parse_fields(AcmeSettings, fields, key, context))
 
 
-def _dns_name(value: object, key: str, *, wildcard: bool) -> str:
+def dns_name(value: object, key: str, *, wildcard: bool) -> str:
+    """A host name as the kit takes it: lower case, `*.` a one-label wildcard (when allowed);
+    raises values.Invalid at ``key``. Also the check of names read back from a server."""
     name = values.string(value, key, "a DNS name such as www.example.com")
     if not _DNS_NAME.fullmatch(name) or (name.startswith("*") and not wildcard):
         allowed = " (a wildcard *.example.com only with https.files)" if not wildcard else ""
@@ -111,7 +113,7 @@ def _names(value: object, key: str, context: Context) -> tuple[str, ...]:
         raise values.Invalid(key, "expected a list of the DNS names clients use, got "
                                   f"{values.describe(value)}")
     wildcard = context.parsed.get("files") is not None
-    return tuple(_dns_name(name, f"{key}[{index}]", wildcard=wildcard)
+    return tuple(dns_name(name, f"{key}[{index}]", wildcard=wildcard)
                  for index, name in enumerate(value))
 
 

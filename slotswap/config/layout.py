@@ -9,7 +9,11 @@ container sees them, and the names of the containers it runs for a while, are na
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from slotswap.config.inventory import DEFAULT_CONFIG_ROOT, DEFAULT_STATE_ROOT, Inventory
+from slotswap.core.validation import validate_app_name
 
 # -- inside HAProxy's container -------------------------------------------------------------
 HAPROXY_CONFIG_DIR_INSIDE = "/usr/local/etc/haproxy"
@@ -129,7 +133,12 @@ def admin_dir(inventory: Inventory) -> str:
 
 
 def admin_socket_path(inventory: Inventory) -> str:
-    path = f"{admin_dir(inventory)}/{HAPROXY_ADMIN_SOCKET_NAME}"
+    return socket_in(admin_dir(inventory))
+
+
+def socket_in(folder: str) -> str:
+    """The admin socket's path in its folder, refused when too long for a unix socket."""
+    path = f"{folder}/{HAPROXY_ADMIN_SOCKET_NAME}"
     if len(path.encode()) > MAX_SOCKET_PATH_BYTES:
         raise ProxyError(f"the admin socket's path {path} is longer than the "
                          f"{MAX_SOCKET_PATH_BYTES} bytes a unix socket's path may have")
@@ -181,3 +190,188 @@ def next_container(inventory: Inventory) -> str:
 
 def carrier_name(inventory: Inventory) -> str:
     return f"{inventory.haproxy_container}{CARRIER_SUFFIX}"
+
+
+# -- the shared HAProxy (several apps on one server, docs/apps-design.md, decision 1) ---------
+# `_proxy` beside the apps' folders: '_' is refused in app names (validate_app_name), so no
+# app's folders can be these.
+PROXY_FOLDER = "_proxy"
+PROXY_CONTAINER = "slotswap-proxy"
+# Its container's labels: an app's HAProxy's role, marked shared, and no `slotswap.app`, so
+# that no app's `down` (which removes its containers by that label) removes it. The keys are
+# commands.docker's LABEL_ROLE and this one (layout is below commands).
+LABEL_SHARED = "slotswap.shared"
+PROXY_LABELS = (("slotswap.role", "haproxy"), (LABEL_SHARED, "1"))
+# In the shared state folder: the proxy lock (LOCK_NAME), each app's registration, the
+# shared settings running and their owner.
+REGISTRATIONS_FOLDER = "apps"
+REGISTRATION_SUFFIX = ".json"
+SETTINGS_NAME = "settings.json"
+# In the shared HAProxy's folder: each app's files, written only under that app's lock.
+PROXY_APPS_FOLDER = "apps"
+FRAGMENT_NAME = "backend.cfg"
+FALLBACK_CERT_NAME = "fallback.pem"
+# A generation: the shared part and a copy of every present app's fragment, its maps and
+# crt-list, named by the first 12 hex digits of the hash of its contents; `current` and
+# `previous` link to one; `.running` is the sha HAProxy was seen running with.
+GENERATION_PREFIX = "gen-"
+GENERATION_SHA_LENGTH = 12
+CURRENT_LINK = "current"
+PREVIOUS_LINK = "previous"
+PROXY_RUNNING_NAME = ".running"
+BACKENDS_FOLDER = "backends"
+HOSTS_MAP_NAME = "hosts.map"
+WILDCARDS_MAP_NAME = "wildcards.map"
+CERTS_LIST_NAME = "certs.list"
+_GENERATION_SHA = re.compile(rf"[0-9a-f]{{{GENERATION_SHA_LENGTH}}}")
+
+
+def proxy_state_dir_for(kit_dir: str | None) -> str:
+    """The shared HAProxy's state folder for a kit dir (None: root's system folders)."""
+    if kit_dir is None:
+        return f"{DEFAULT_STATE_ROOT}/{PROXY_FOLDER}"
+    return f"{kit_dir}/{PROXY_FOLDER}/state"
+
+
+def proxy_config_dir_for(kit_dir: str | None) -> str:
+    """The shared HAProxy's config folder for a kit dir (None: root's system folders)."""
+    if kit_dir is None:
+        return f"{DEFAULT_CONFIG_ROOT}/{PROXY_FOLDER}"
+    return f"{kit_dir}/{PROXY_FOLDER}/config"
+
+
+def proxy_state_dir(inventory: Inventory) -> str:
+    """The proxy lock, the registrations and the shared settings (kept by the last `down`)."""
+    return proxy_state_dir_for(inventory.kit_dir)
+
+
+def proxy_config_dir(inventory: Inventory) -> str:
+    return proxy_config_dir_for(inventory.kit_dir)
+
+
+def proxy_lock_dir(inventory: Inventory) -> str:
+    return lock_dir_in(proxy_state_dir(inventory))
+
+
+def registrations_dir(inventory: Inventory) -> str:
+    return f"{proxy_state_dir(inventory)}/{REGISTRATIONS_FOLDER}"
+
+
+def registration_path(inventory: Inventory, app: str) -> str:
+    """`apps/<app>.json`: one app's registration (this inventory's app or another's)."""
+    return f"{registrations_dir(inventory)}/{validate_app_name(app)}{REGISTRATION_SUFFIX}"
+
+
+def proxy_settings_path(inventory: Inventory) -> str:
+    return f"{proxy_state_dir(inventory)}/{SETTINGS_NAME}"
+
+
+def proxy_haproxy_dir(inventory: Inventory) -> str:
+    """The shared HAProxy's folder, mounted read-only at HAPROXY_CONFIG_DIR_INSIDE."""
+    return f"{proxy_config_dir(inventory)}/{HAPROXY_FOLDER}"
+
+
+def proxy_admin_dir(inventory: Inventory) -> str:
+    """The one admin socket's folder: the login's, mode 0700."""
+    return f"{proxy_haproxy_dir(inventory)}/{ADMIN_FOLDER}"
+
+
+def proxy_admin_socket_path(inventory: Inventory) -> str:
+    return socket_in(proxy_admin_dir(inventory))
+
+
+def proxy_service_path(inventory: Inventory) -> str:
+    """The one Lua maintenance service (it reads the transaction variables)."""
+    return service_path_on_server(proxy_haproxy_dir(inventory))
+
+
+def fallback_cert_path(inventory: Inventory) -> str:
+    """The self-signed stand-in, the TLS default when no default app has HTTPS."""
+    return f"{proxy_haproxy_dir(inventory)}/{FALLBACK_CERT_NAME}"
+
+
+@dataclass(frozen=True)
+class AppFiles:
+    """One app's files in the shared HAProxy's folder (`apps/<app>/`), on the server or as
+    HAProxy's container sees them; only a run holding that app's lock writes them."""
+
+    folder: str
+
+    @property
+    def fragment(self) -> str:
+        """The app's backend as its own `up` rendered it."""
+        return f"{self.folder}/{FRAGMENT_NAME}"
+
+    @property
+    def server_state(self) -> str:
+        """That backend's slot state (`show servers state <app>`), loaded by it alone (its
+        `server-state-file-name`: an absolute path, used as is)."""
+        return f"{self.folder}/{STATE_NAME}"
+
+    @property
+    def maintenance_map(self) -> str:
+        """Inside HAProxy: the runtime API's name for it (`clear map`, `add map`)."""
+        return map_path_on_server(self.folder)
+
+    @property
+    def cert(self) -> str:
+        """Inside HAProxy: its crt-list line and the runtime API's name (`set ssl cert`)."""
+        return f"{self.folder}/{CERT_NAME}"
+
+    @property
+    def source(self) -> str:
+        return f"{self.folder}/{SOURCE_NAME}"
+
+
+def app_files_in(haproxy_folder: str, app: str) -> AppFiles:
+    return AppFiles(f"{haproxy_folder}/{PROXY_APPS_FOLDER}/{validate_app_name(app)}")
+
+
+def app_files(inventory: Inventory, app: str) -> AppFiles:
+    """An app's files on the server (this inventory's app or another's)."""
+    return app_files_in(proxy_haproxy_dir(inventory), app)
+
+
+def app_files_in_haproxy(app: str) -> AppFiles:
+    return app_files_in(HAPROXY_CONFIG_DIR_INSIDE, app)
+
+
+def generation_name(sha: str) -> str:
+    """`gen-<sha12>`: the folder of the generation whose contents hash to ``sha``."""
+    if not _GENERATION_SHA.fullmatch(sha):
+        raise ValueError(f"a generation is named by {GENERATION_SHA_LENGTH} lowercase hex "
+                         f"digits, got {sha!r}")
+    return f"{GENERATION_PREFIX}{sha}"
+
+
+def generation_dir(inventory: Inventory, sha: str) -> str:
+    return f"{proxy_haproxy_dir(inventory)}/{generation_name(sha)}"
+
+
+def current_link(inventory: Inventory) -> str:
+    return f"{proxy_haproxy_dir(inventory)}/{CURRENT_LINK}"
+
+
+def previous_link(inventory: Inventory) -> str:
+    return f"{proxy_haproxy_dir(inventory)}/{PREVIOUS_LINK}"
+
+
+def proxy_running_path(inventory: Inventory) -> str:
+    return f"{proxy_haproxy_dir(inventory)}/{PROXY_RUNNING_NAME}"
+
+
+# -- the shared HAProxy's folder as its container sees it -----------------------------------
+def current_in_haproxy() -> str:
+    """Where the config refers to maps and the crt-list: through the `current` link, so that
+    a generation checked in a throwaway container (mounted at `current`) is the one run."""
+    return f"{HAPROXY_CONFIG_DIR_INSIDE}/{CURRENT_LINK}"
+
+
+def proxy_config_args_in_haproxy() -> tuple[str, ...]:
+    """HAProxy's `-f` arguments: the shared part, then every fragment (lexical order)."""
+    current = current_in_haproxy()
+    return ("-f", f"{current}/{CONFIG_NAME}", "-f", f"{current}/{BACKENDS_FOLDER}")
+
+
+def fallback_cert_in_haproxy() -> str:
+    return f"{HAPROXY_CONFIG_DIR_INSIDE}/{FALLBACK_CERT_NAME}"
