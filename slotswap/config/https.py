@@ -184,7 +184,7 @@ def _route_names(value: object, key: str, context: Context) -> tuple[str, ...]:
     if not haproxy.shared:
         raise values.Invalid(key, "only with haproxy.shared: true (the shared HAProxy routes "
                                   "by them; an app's own HAProxy answers every name)")
-    names = tuple(_dns_name(name, f"{key}[{index}]", wildcard=True)
+    names = tuple(dns_name(name, f"{key}[{index}]", wildcard=True)
                   for index, name in enumerate(value))
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
