@@ -340,6 +340,18 @@ def run_app_slot(*, container: str, image_ref: str, network: str, app: str, slot
 HAPROXY_INSTANCE_VARIABLE = "SLOTSWAP_HAPROXY_INSTANCE"
 
 
+def haproxy_run_head(container: str, labels: dict[str, str], instance: str | None) -> list[str]:
+    """The start of an HAProxy container's `docker run` (an app's or the shared one): on the
+    server's network, restarted by Docker, `labels`, the master as root (it binds ports
+    below 1024 and creates the admin socket for the login; the workers drop to
+    HAPROXY_WORKER_UID, the config's uid/gid), `instance` in its environment."""
+    return ["docker", "run", "--detach", "--name", container, "--network", "host",
+            "--restart", "unless-stopped",
+            *(word for key, value in labels.items() for word in ("--label", f"{key}={value}")),
+            "--user", HAPROXY_MASTER_USER,
+            *(["--env", f"{HAPROXY_INSTANCE_VARIABLE}={instance}"] if instance else [])]
+
+
 def run_haproxy(*, container: str, image_ref: str, app: str, config_dir: str,
                 admin_dir: str, labels: dict[str, str] | None = None,
                 instance: str | None = None) -> list[str]:
@@ -348,20 +360,9 @@ def run_haproxy(*, container: str, image_ref: str, app: str, config_dir: str,
     listen on them before the old one stops) and reaches the slots on the loopback. The
     runtime API is a unix socket in admin_dir, a folder of the server mounted into this
     container alone."""
-    extra_labels = [word for key, value in (labels or {}).items()
-                    for word in ("--label", f"{key}={value}")]
     return [
-        "docker", "run", "--detach",
-        "--name", container,
-        "--network", "host",
-        "--restart", "unless-stopped",
-        "--label", f"{LABEL_APP}={app}",
-        "--label", f"{LABEL_ROLE}=haproxy",
-        *extra_labels,
-        # Root for the master alone: it binds ports below 1024 and creates the admin socket
-        # for the login; the workers drop to HAPROXY_WORKER_UID (the config's uid/gid).
-        "--user", HAPROXY_MASTER_USER,
-        *(["--env", f"{HAPROXY_INSTANCE_VARIABLE}={instance}"] if instance else []),
+        *haproxy_run_head(container, {LABEL_APP: app, LABEL_ROLE: "haproxy", **(labels or {})},
+                          instance),
         "--volume", f"{config_dir}:{HAPROXY_CONFIG_DIR_INSIDE}:ro",
         "--volume", f"{admin_dir}:{HAPROXY_ADMIN_DIR_INSIDE}",
         image_ref,

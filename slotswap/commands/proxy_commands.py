@@ -18,7 +18,7 @@ exist is refused instead of being made an empty folder on the server.
 
 from __future__ import annotations
 
-from slotswap.commands.docker import HAPROXY_INSTANCE_VARIABLE, HAPROXY_MASTER_USER
+from slotswap.commands.docker import HAPROXY_MASTER_USER, haproxy_run_head
 from slotswap.config.layout import (
     CURRENT_LINK,
     FALLBACK_CERT_NAME,
@@ -54,17 +54,8 @@ def run_shared_proxy(*, image_ref: str, haproxy_dir: str, admin_dir: str,
     (docker.run_haproxy): labels of the HAProxy role, marked shared, and no `slotswap.app`,
     so no app's `down` removes it; `container` is another name only while it takes over from
     a running one (a hand-over)."""
-    extra = [word for key, value in (labels or {}).items()
-             for word in ("--label", f"{key}={value}")]
     return [
-        "docker", "run", "--detach",
-        "--name", container,
-        "--network", "host",
-        "--restart", "unless-stopped",
-        *(word for key, value in PROXY_LABELS for word in ("--label", f"{key}={value}")),
-        *extra,
-        "--user", HAPROXY_MASTER_USER,
-        *(["--env", f"{HAPROXY_INSTANCE_VARIABLE}={instance}"] if instance else []),
+        *haproxy_run_head(container, {**dict(PROXY_LABELS), **(labels or {})}, instance),
         *bind_mount(haproxy_dir, HAPROXY_CONFIG_DIR_INSIDE),
         *bind_mount(admin_dir, HAPROXY_ADMIN_DIR_INSIDE, readonly=False),
         image_ref,
