@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slotswap.commands import docker
+from slotswap.commands.runtime_api import command_show_servers_state
 from slotswap.config.app_env import AppEnv, resolve_app_env
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
@@ -370,7 +371,7 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
                          ["mv", "-f", f"{directory}/{NEW_CONFIG_NAME}", config_path])
         if decided.reload:
             plan.api("show info")
-            plan.api("show servers state")
+            plan.api(command_show_servers_state(inventory.app))
             plan.write(state_file, 0o644, "that answer (the new workers start from it)")
             plan.shell(*keep_and_move)
             plan.shell(docker.signal_container(name, "HUP"))
@@ -384,7 +385,7 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
     if hand_over:
         temporary = next_container(inventory)
         plan.steps.append("HAProxy's container changes: a new one takes over with no gap")
-        plan.api("show servers state")
+        plan.api(command_show_servers_state(inventory.app))
         plan.write(state_file, 0o644, "that answer (the new HAProxy starts from it)")
         plan.shell(docker.remove(temporary))
         plan.shell(haproxy_run_command(inventory, temporary, "TOKEN"))
@@ -398,7 +399,7 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
             plan.steps.append("HAProxy's container is recreated (on the server's network: a "
                               "short interruption, this once)")
             if container is not None and container.running:
-                plan.api("show servers state")
+                plan.api(command_show_servers_state(inventory.app))
                 plan.write(state_file, 0o644, "that answer (the new HAProxy starts from it)")
             plan.shell(docker.remove(temporary))
             plan.shell(haproxy_run_command(inventory, temporary, create_only=True))
@@ -414,7 +415,7 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
             plan.write(running_file, 0o644, "the hash of the config HAProxy runs")
     if decided.new_config or installed:
         plan.shell(["rm", "-f", f"{directory}/{PREVIOUS_NAME}"])
-    plan.api("show servers state")
+    plan.api(command_show_servers_state(inventory.app))
     plan.write(state_file, 0o644, "that answer (where a restarted HAProxy starts from)")
     unlock_steps(plan, inventory)
     plan.summary = ", ".join(

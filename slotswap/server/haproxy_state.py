@@ -1,5 +1,7 @@
 """Which slot is live, kept where HAProxy starts from: the server-state file its config loads
-(`server-state-file`, `load-server-state-from-file global`).
+(`server-state-file`, `load-server-state-from-file global`), with the app's backend's lines
+alone (`show servers state <backend>`): an HAProxy several apps share loads one file per
+backend, each written under that app's lock only (docs/apps-design.md, decision 5).
 
 The kit moves slots through the runtime API only, which a restarted HAProxy forgets (a
 reboot, a Docker engine restart or upgrade, an OOM kill Docker restarts, `up` starting a
@@ -19,6 +21,7 @@ from collections.abc import Callable, Mapping
 
 from slotswap.commands.runtime_api import (
     AdminState,
+    command_show_servers_state,
     server_state_in,
     servers_state_with,
 )
@@ -28,7 +31,6 @@ from slotswap.remote.protocol import ServerLike
 from slotswap.server.swap_errors import SwapError
 
 Progress = Callable[[str], None]
-SHOW_STATE = "show servers state"
 OP_RUNNING = 2  # srv_op_state
 
 
@@ -41,7 +43,9 @@ def save_slot_state(server: ServerLike, inventory: Inventory, state: str | None 
     """HAProxy's servers' state now (`state`: its answer, read with the change before it in
     one round trip), in the file it loads when it starts. Raises what the runtime API or
     the write raises."""
-    state = server.runtime_api(SHOW_STATE) if state is None else state.lstrip("\n")
+    if state is None:
+        state = server.runtime_api(command_show_servers_state(inventory.app))
+    state = state.lstrip("\n")
     server.write_file(state_path(server, inventory), state)
 
 
@@ -69,7 +73,7 @@ def save_slot_state_ahead(server: ServerLike, inventory: Inventory, backend: str
     the move relies on being up (the new slot, checked just before); HAProxy no longer
     counting it up (restarted meanwhile, from an older file) raises SlotNotUp and writes
     nothing. Raises what the runtime API or the write raises."""
-    state = server.runtime_api(SHOW_STATE)
+    state = server.runtime_api(command_show_servers_state(backend))
     if up is not None:
         require_up(server.name, state, backend, up)
     server.write_file(state_path(server, inventory), servers_state_with(state, backend, states))

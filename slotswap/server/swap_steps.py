@@ -20,7 +20,6 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import AdminState
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import STATE_NAME, env_file_path, haproxy_dir
-from slotswap.server.haproxy_state import SHOW_STATE
 from slotswap.server.slots import SlotView, slot_published_ports
 from slotswap.server.swap_plan import (
     alone_states,
@@ -152,7 +151,7 @@ class SwapPlan:
         same round trip (it goes to the state file)."""
         return haproxy.join_commands(
             out_of_rotation_line(self.backend, self.idle, fallback=self.idle_fallback),
-            SHOW_STATE)
+            haproxy.command_show_servers_state(self.backend))
 
     @property
     def check_line(self) -> str:
@@ -235,7 +234,7 @@ def swap_steps(plan: SwapPlan, inventory: Inventory, *, masked_env: str = "") ->
     add("health checks", "wait", f"HAProxy's checks pass: GET {inventory.healthcheck.path} "
         f"answers 200, {idle} DRAIN L7OK (up to {timeouts.healthy:g}s; else {idle} back to "
         f"maint, `docker stop` of {name}, and the run stops here)")
-    add("health checks", "api", SHOW_STATE)
+    add("health checks", "api", haproxy.command_show_servers_state(inventory.app))
     add("health checks", "write", state_file, "(mode 0644): that answer as it will be once "
         f"the next line ran (a restarted HAProxy starts from it); {idle} no longer up in "
         "it: the run stops here")
@@ -254,7 +253,7 @@ def swap_steps(plan: SwapPlan, inventory: Inventory, *, masked_env: str = "") ->
         "meanwhile: the steps `if it fails` below, and the run stops there")
     add("verify, stop old", "wait", f"{idle} serves {tag} (show stat, docker inspect)")
     add("verify, stop old", "api", plan.retire_line)
-    add("verify, stop old", "api", SHOW_STATE)
+    add("verify, stop old", "api", haproxy.command_show_servers_state(inventory.app))
     add("verify, stop old", "write", state_file, "(mode 0644): that answer")
     add("verify, stop old", "shell", chain_text([plan.stop_old]))
     return steps
@@ -267,7 +266,7 @@ def back_steps(plan: SwapPlan, inventory: Inventory) -> list[Step]:
     assert plan.live is not None
     state_file = f"{haproxy_dir(inventory)}/{STATE_NAME}"
     name = inventory.container_name(plan.idle)
-    return [Step("watch", "api", SHOW_STATE),
+    return [Step("watch", "api", haproxy.command_show_servers_state(inventory.app)),
             Step("watch", "write", state_file, "(mode 0644): that answer as it will be once "
                  "the next line ran"),
             Step("watch", "api", plan.back_line),
