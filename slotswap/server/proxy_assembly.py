@@ -28,7 +28,7 @@ from slotswap.config.layout import (
     admin_socket_in_haproxy,
     service_path_in_haproxy,
 )
-from slotswap.config.scaffold import KIT_TEMPLATES, template_folders
+from slotswap.config.scaffold import KIT_TEMPLATES, SHARED_TEMPLATE, template_folders
 from slotswap.core.validation import validate_app_name
 from slotswap.server import maintenance
 from slotswap.server.haproxy_config import (
@@ -41,7 +41,6 @@ from slotswap.server.haproxy_config import (
 )
 from slotswap.server.proxy_registry import Registration
 
-SHARED_TEMPLATE = "haproxy-shared.cfg.j2"
 BACKEND_TEMPLATE = "haproxy-backend.cfg.j2"
 # The one-app layout's template: a project's copy of it has no place in the shared layout.
 OWN_TEMPLATE = "haproxy.cfg.j2"
