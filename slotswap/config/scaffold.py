@@ -21,6 +21,9 @@ STARTER_INVENTORY = Path(str(resources.files("slotswap") / "starter" / "hosts.ya
 SCHEMA = Path(str(resources.files("slotswap.config") / "hosts.schema.json"))
 TEMPLATES_FOLDER = "templates"
 INVENTORY_NAME = "hosts.yaml"
+# The server's shared HAProxy's own part (several apps on one server): the kit's alone, never
+# looked up in a project (an app's part is haproxy-backend.cfg.j2), so `init` copies it not.
+SHARED_TEMPLATE = "haproxy-shared.cfg.j2"
 
 class ScaffoldError(RuntimeError):
     """Files are in the way and --force was not given: nothing was written."""
@@ -46,6 +49,8 @@ def starter_files(*, templates: bool = False) -> list[StarterFile]:
     if not templates:
         return files
     for template in sorted(KIT_TEMPLATES.glob("*.j2")):
+        if template.name == SHARED_TEMPLATE:
+            continue
         files.append(StarterFile(Path(TEMPLATES_FOLDER) / template.name,
                                  template.read_text(encoding="utf-8")))
     return files

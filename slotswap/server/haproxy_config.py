@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import jinja2
 
@@ -51,32 +53,45 @@ def login_ids(server: ServerLike) -> Login:
     return Login(facts.uid, facts.gid)
 
 
-def render_config(inventory: Inventory, login: Login) -> str:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_folders(inventory)),
+def backend_values(inventory: Inventory) -> dict[str, object]:
+    """The template values of the app's backend (its slots, their checks): the same in the
+    app's own HAProxy and in its fragment of the server's shared one."""
+    return {
+        "backend": inventory.app,
+        "slots": SLOTS,
+        "app_port": inventory.app_port,
+        "healthcheck_path": inventory.healthcheck.path,
+        "healthcheck_host": inventory.healthcheck.host,
+        "healthcheck_expect": expect_rule(inventory.healthcheck.status),
+        "check_interval": f"{round(inventory.healthcheck.interval * 1000)}ms",
+        "check_rise": inventory.healthcheck.rise,
+        "check_fall": inventory.healthcheck.fall,
+        "check_port": inventory.healthcheck.port,
+        "slot_addresses": {slot: f"{docker.LOOPBACK}:{inventory.slot_port(slot)}"
+                           for slot in SLOTS},
+        "check_ports": {slot: inventory.slot_check_port(slot) for slot in SLOTS},
+        "fallback_names": {slot: haproxy.fallback_name(slot) for slot in SLOTS},
+    }
+
+
+def config_environment(folders: Sequence[Path]) -> jinja2.Environment:
+    """Jinja for HAProxy's config files, looked up in `folders` (first match wins)."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folders),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # a config file, not HTML; every value is validated on load
     )
+
+
+def render_config(inventory: Inventory, login: Login) -> str:
+    environment = config_environment(template_folders(inventory))
     admin_socket = admin_socket_in_haproxy()
     try:
         text = environment.get_template(f"{CONFIG_NAME}.j2").render(
             inventory_name=inventory.path.name,
             app=inventory.app,
-            backend=inventory.app,
-            slots=SLOTS,
-            app_port=inventory.app_port,
-            healthcheck_path=inventory.healthcheck.path,
-            healthcheck_host=inventory.healthcheck.host,
-            healthcheck_expect=expect_rule(inventory.healthcheck.status),
-            check_interval=f"{round(inventory.healthcheck.interval * 1000)}ms",
-            check_rise=inventory.healthcheck.rise,
-            check_fall=inventory.healthcheck.fall,
-            check_port=inventory.healthcheck.port,
-            slot_addresses={slot: f"{docker.LOOPBACK}:{inventory.slot_port(slot)}"
-                            for slot in SLOTS},
-            check_ports={slot: inventory.slot_check_port(slot) for slot in SLOTS},
-            fallback_names={slot: haproxy.fallback_name(slot) for slot in SLOTS},
+            **backend_values(inventory),
             http_port=inventory.haproxy.http_port,
             admin_socket=admin_socket,
             admin_uid=login.uid,

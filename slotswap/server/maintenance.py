@@ -43,21 +43,44 @@ local maintenance = Map.new({map_path}, Map._str)
 
 core.register_service("slotswap_maintenance", "http", function(applet)
     local page = maintenance:lookup("page")
+{answer}end)
+"""
+# The server's shared HAProxy (docs/apps-design.md, decision 3): one service for every app;
+# the app's backend sets the transaction variables from its own map (apps/<app>/
+# maintenance.map) and calls it only when the page is set. So one app's map never reaches
+# another app's requests, and the service names no map.
+_SHARED_SERVICE = """\
+-- Written by slotswap: the maintenance page of the app whose backend calls it, byte for
+-- byte, from the variables that backend set from its own map. Do not edit.
+core.register_service("slotswap_maintenance", "http", function(applet)
+    local page = applet:get_var("txn.slotswap_page")
+{answer}end)
+"""
+_ANSWER = """\
     page = page and applet.c:b64dec(page) or ""
     applet:set_status(503)
     applet:add_header("content-type", "text/html; charset=utf-8")
     applet:add_header("content-length", string.format("%d", #page))
-    applet:add_header("retry-after", maintenance:lookup("retry") or "{retry}")
+    applet:add_header("retry-after", {retry} or "{default_retry}")
     applet:start_response()
     applet:send(page)
-end)
 """
 
 
 def service_script() -> str:
     """The Lua service's source: the map's path is the kit's own (no quote, no backslash)."""
-    return _SERVICE.format(map_path=json.dumps(map_path_in_haproxy()),
-                           retry=DEFAULT_RETRY_AFTER)
+    answer = _ANSWER.format(retry='maintenance:lookup("retry")',
+                            default_retry=DEFAULT_RETRY_AFTER)
+    return _SERVICE.format(map_path=json.dumps(map_path_in_haproxy()), answer=answer)
+
+
+def shared_service_script() -> str:
+    """The shared HAProxy's Lua service: the page and Retry-After from the transaction
+    variables txn.slotswap_page and txn.slotswap_retry (the fragment's interface,
+    proxy_registry.FRAGMENT_VERSION)."""
+    answer = _ANSWER.format(retry='applet:get_var("txn.slotswap_retry")',
+                            default_retry=DEFAULT_RETRY_AFTER)
+    return _SHARED_SERVICE.format(answer=answer)
 
 
 def render_page(inventory: Inventory, message: str) -> str:

@@ -43,9 +43,10 @@ def free_ports(count: int) -> list[int]:
 
 
 class App:
-    """A slot's app: answers `version=<v>`, counts the requests by method (checks apart)."""
+    """A slot's app: answers `version=<v>` (`app=<app> version=<v>` with an app's name),
+    counts the requests by method (checks apart); X-Seen-Host: the X-Forwarded-Host it got."""
 
-    def __init__(self, port: int, version: str) -> None:
+    def __init__(self, port: int, version: str, app: str | None = None) -> None:
         seen: Counter[str] = Counter()
         self.seen = seen
 
@@ -55,9 +56,10 @@ class App:
                     seen[self.command] += 1
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
-                body = f"version={version}\n".encode()
+                body = f"{f'app={app} ' if app else ''}version={version}\n".encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Seen-Host", self.headers.get("X-Forwarded-Host", "-"))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)

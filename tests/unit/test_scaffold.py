@@ -80,6 +80,9 @@ def test_fab_init_templates_copies_the_kit_s_templates(tmp_path: Path) -> None:
     assert fab_init(tmp_path, "--templates").returncode == 0
     written = (tmp_path / "templates" / "haproxy.cfg.j2").read_text()
     assert written == (scaffold.KIT_TEMPLATES / "haproxy.cfg.j2").read_text()
+    # The shared HAProxy's own part is the kit's; a project's part is its backend.
+    assert (tmp_path / "templates" / "haproxy-backend.cfg.j2").is_file()
+    assert not (tmp_path / "templates" / scaffold.SHARED_TEMPLATE).exists()
 
 
 def test_fab_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
