@@ -236,9 +236,11 @@ def split_redeploy_facts(stdout: str, mark: str) -> tuple[list[str | None], str]
 
 
 def only_missing_containers(stderr: str) -> bool:
-    """True when every error line of `docker inspect` says a container does not exist."""
+    """True when there are error lines and each says a container does not exist (a failure
+    with no error output at all is not known to be that)."""
     lines = [line for line in stderr.splitlines() if line.strip()]
-    return all("No such object" in line or "No such container" in line for line in lines)
+    return bool(lines) and all("No such object" in line or "No such container" in line
+                               for line in lines)
 
 
 def network_inspect(network: str) -> list[str]:

@@ -12,6 +12,7 @@ app, the role, the version, the generation and the settings digest, as a slot's 
 from __future__ import annotations
 
 import math
+import shlex
 
 from slotswap.commands.docker import (
     LABEL_APP,
@@ -124,13 +125,18 @@ def inspect_roles(app: str) -> list[str]:
 
 # The containers named (a server's slots) and every role container of the app, in one
 # `docker container inspect` (exit 1 when a named one does not exist, the others printed, as
-# docker.inspect_containers). A `docker ps` that fails says so on stderr and exits 125, so
-# that it never reads as "no role container", nor as a slot that does not exist.
+# docker.inspect_containers). A `docker ps` that fails exits 125, its own error last on
+# stderr, so that it never reads as "no role container", nor as a slot that does not exist.
 INSPECT_WITH_ROLES_SCRIPT = (
     f'app=$1; shift; ids=$(docker ps --all --quiet --no-trunc --filter "label={LABEL_APP}=$app" '
-    f'--filter "label={LABEL_GENERATION}") || {{ echo "docker ps failed" >&2; exit 125; }}; '
+    f'--filter "label={LABEL_GENERATION}") || exit 125; '
     'exec docker container inspect "$@" $ids')
 
 
 def inspect_with_roles(app: str, names: list[str]) -> list[str]:
     return ["sh", "-c", INSPECT_WITH_ROLES_SCRIPT, "sh", app, *names]
+
+
+def describe_inspect_with_roles(names: list[str]) -> str:
+    """inspect_with_roles as an error shows it (the script itself says little)."""
+    return shlex.join(["docker", "container", "inspect", *names]) + " <the role containers>"

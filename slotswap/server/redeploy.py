@@ -6,6 +6,7 @@ container of it that a rollback can start again without a pull.
 from __future__ import annotations
 
 import secrets
+import shlex
 from collections.abc import Callable
 
 from slotswap.commands import docker
@@ -97,8 +98,9 @@ def already_serving(server: ServerLike, inventory: Inventory, tag: str,
             check=False)
         found, containers_json = docker.split_redeploy_facts(answer.stdout, mark)
         facts.extend(found)
-        return containers_inspected(server, docker.inspect_containers(*names), CommandResult(
-            containers_json, answer.stderr, answer.exit_code))
+        inspected = CommandResult(containers_json, answer.stderr, answer.exit_code)
+        return containers_inspected(server, shlex.join(docker.inspect_containers(*names)),
+                                    inspected)
 
     views = read_slots_with(server, inventory, docker_facts)
     image_id, *env_files, running_roles = facts

@@ -271,7 +271,8 @@ class RoleRun:
         """The containers that exist of `names`; a Docker that does not answer raises (it
         is no container gone)."""
         argv = docker.inspect_containers(*names)
-        return containers_inspected(self.server, argv, self.server.run(argv, check=False))
+        return containers_inspected(self.server, shlex.join(argv),
+                                    self.server.run(argv, check=False))
 
     def trouble(self) -> str | None:
         """In the watch window: why a new role container fails the version (gone, stopped,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
-from slotswap.commands.role_containers import inspect_with_roles
+from slotswap.commands.role_containers import describe_inspect_with_roles, inspect_with_roles
 from slotswap.commands.runtime_api import ServerStat, ServerState
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import next_container
@@ -99,8 +99,9 @@ def read_slots_and_roles(server: ServerLike, inventory: Inventory
     found: dict[str, docker.ContainerInfo] = {}
 
     def containers_now() -> dict[str, docker.ContainerInfo]:
-        argv = inspect_with_roles(inventory.app, containers_to_read(inventory))
-        found.update(containers_inspected(server, argv, server.run(argv, check=False)))
+        names = containers_to_read(inventory)
+        result = server.run(inspect_with_roles(inventory.app, names), check=False)
+        found.update(containers_inspected(server, describe_inspect_with_roles(names), result))
         return found
 
     views = read_slots_with(server, inventory, containers_now)
@@ -112,14 +113,18 @@ def inspect_slots(server: ServerLike, names: list[str]) -> dict[str, docker.Cont
     and still prints the others; any other failure must not pass for "no container", or a
     live slot would look idle."""
     argv = docker.inspect_containers(*names)
-    return containers_inspected(server, argv, server.run(argv, check=False))
+    return containers_inspected(server, shlex.join(argv), server.run(argv, check=False))
 
 
-def containers_inspected(server: ServerLike, argv: list[str],
+def containers_inspected(server: ServerLike, command: str,
                          result: CommandResult) -> dict[str, docker.ContainerInfo]:
-    if not result.ok and not docker.only_missing_containers(result.stderr):
-        raise RemoteCommandError(server.name, shlex.join(argv), result.exit_code,
-                                 result.stderr)
+    """The containers a `docker container inspect` (`command`, as an error names it)
+    printed. Its exit 1 with only "No such container" lines means some do not exist; any
+    other failure (no error output at all included) raises: it must never read as "no
+    container", or a live slot would look idle."""
+    missing_only = result.exit_code == 1 and docker.only_missing_containers(result.stderr)
+    if not result.ok and not missing_only:
+        raise RemoteCommandError(server.name, command, result.exit_code, result.stderr)
     return docker.parse_inspect(result.stdout)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from slotswap.commands.login_facts import LoginFacts
+from slotswap.commands.role_containers import INSPECT_WITH_ROLES_SCRIPT
 from slotswap.config.hosts import Host
 from slotswap.config.inventory import Inventory
 from slotswap.config.loader import parse_inventory
@@ -56,7 +57,8 @@ class FakeServer:
     """A ServerLike without a network.
 
     - `run` answers each command with the first of `answers` whose argv prefix it starts
-      with, else `docker container inspect` from the recording named `state`
+      with, else `docker container inspect` (alone, or with the role containers:
+      role_containers.inspect_with_roles) from the recording named `state`
       (docker_inspect_<state>.json), else an empty success; it records the argv in
       `commands` (and a stdin in `stdins`). `run_chain` runs each command so, up to the
       first that fails, and gives their output together. `check` is not applied: a test
@@ -102,7 +104,8 @@ class FakeServer:
         for prefix, answer in self.answers.items():
             if tuple(argv[:len(prefix)]) == prefix:
                 return answer(argv) if callable(answer) else answer
-        if self.state is not None and argv[:3] == ["docker", "container", "inspect"]:
+        if self.state is not None and (argv[:3] == ["docker", "container", "inspect"] or (
+                argv[:3] == ["sh", "-c", INSPECT_WITH_ROLES_SCRIPT])):
             return CommandResult(recorded(f"docker_inspect_{self.state}.json"), "", 0)
         assert not self.strict, f"{self.name}: a command the test did not expect: {argv}"
         return OK

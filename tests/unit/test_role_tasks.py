@@ -569,8 +569,10 @@ def test_the_slots_and_the_role_containers_are_inspected_in_one_command(
 def test_a_docker_that_cannot_list_containers_never_reads_as_slots_gone(
         tmp_path: Path) -> None:
     # Docker's "No such container" would be read as a slot that does not exist: a failed
-    # listing exits 125 and says so, which no caller takes for a missing container.
-    answer = run_inspect_with_roles(tmp_path, "exit 1\n")
+    # listing exits 125, with Docker's own error last, which no caller takes for a missing
+    # container (slots.containers_inspected: only exit 1 can mean that).
+    answer = run_inspect_with_roles(tmp_path, 'echo "Cannot connect to the Docker daemon" '
+                                              ">&2\nexit 1\n")
     assert answer.returncode == 125
-    assert answer.stdout == "" and answer.stderr == "docker ps failed\n"
+    assert answer.stdout == "" and answer.stderr == "Cannot connect to the Docker daemon\n"
     assert not only_missing_containers(answer.stderr)
