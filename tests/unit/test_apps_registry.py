@@ -101,6 +101,9 @@ def test_the_shared_haproxy_as_its_container_sees_it() -> None:
     assert shop.maintenance_map == "/usr/local/etc/haproxy/apps/shop/maintenance.map"
     assert shop.cert == "/usr/local/etc/haproxy/apps/shop/site.pem"
     assert layout.fallback_cert_in_haproxy() == "/usr/local/etc/haproxy/fallback.pem"
+    assert layout.current_file_in_haproxy("hosts.map") == (
+        "/usr/local/etc/haproxy/current/hosts.map")
+    assert layout.fragment_in_generation("shop") == "backends/shop.cfg"
 
 
 def test_the_shared_container_is_no_apps() -> None:
