@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import jinja2
 
 from slotswap.commands import docker
+from slotswap.config import values
+from slotswap.config.https import dns_name
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import (
     CERTS_LIST_NAME,
@@ -53,10 +55,6 @@ BACKEND_TEMPLATE = "haproxy-backend.cfg.j2"
 # The one-app layout's template: a project's copy of it has no place in the shared layout.
 OWN_TEMPLATE = "haproxy.cfg.j2"
 
-# A lowercase DNS name, or a wildcard covering one label (as config.https checks the
-# inventory's names; the registry checks them too).
-_DNS_NAME = re.compile(
-    r"(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # Section keywords of HAProxy's config: a fragment holds one section, its app's backend.
 _SECTIONS = ("global", "defaults", "frontend", "backend", "listen", "userlist", "peers",
              "resolvers", "mailers", "program", "http-errors", "ring", "cache")
@@ -195,10 +193,13 @@ def _check_registration(registration: Registration) -> None:
         validate_app_name(registration.app)
     except ValueError as error:
         raise AssemblyError(f"registration: {error}") from error
-    for name in registration.names:
-        if not _DNS_NAME.fullmatch(name):
+    for index, name in enumerate(registration.names):
+        try:  # the inventory's rule (config.https), which the registry checks too
+            dns_name(name, f"names[{index}]", wildcard=True)
+        except values.Invalid:
             raise AssemblyError(f"{registration.app}'s registration: {name!r} is not a "
-                                "lowercase DNS name (a wildcard covers one label: *.a.b)")
+                                "lowercase DNS name (a wildcard covers one label: *.a.b)"
+                                ) from None
     if not registration.names and not registration.default:
         raise AssemblyError(f"{registration.app}'s registration: no names, and not the "
                             "default app: nothing would route to it")
