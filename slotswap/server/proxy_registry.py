@@ -19,12 +19,13 @@ from typing import Literal
 from slotswap.config import values
 from slotswap.config.haproxy import CHECK_PORT_OFFSET, networks
 from slotswap.config.https import dns_name
+from slotswap.config.inventory import SHARED_KEYS
 from slotswap.config.layout import ProxyError
 from slotswap.core.validation import validate_app_name, validate_image_reference
 
-# The keys of the inventory that are the server's, not an app's: one app's inventory sets
-# them (their owner on that server); the others use what the server records.
-SHARED_KEYS = ("haproxy.image", "haproxy.http_port", "https.port", "haproxy.trusted_proxies")
+# SHARED_KEYS, the keys of the inventory that are the server's, not an app's, is defined
+# once in slotswap.config.inventory (the loader reads which ones a file writes) and imported
+# here, where the server layer's callers find it.
 # The interface a fragment relies on (the transaction variables, the Lua service): an older
 # app's fragment keeps working while the shared part still offers its version.
 FRAGMENT_VERSION = 1
