@@ -82,8 +82,9 @@ class RegistryFileError(ProxyError):
 # -- JSON as the server keeps it ------------------------------------------------------------
 # Every field is checked when read: a file on a server is data, not trusted, and what it
 # holds reaches config lines (names, ports) and command lines (the image). Keys the kit does
-# not know are left out (a newer kit's additions; check_kit_version refuses an older kit's
-# shared change).
+# not know are left out, in the file and in its shared_settings or values alike (a newer
+# kit's additions; kit_version_contradiction refuses an older kit's shared change), and so
+# no key name read from a file is ever in a message: every message is one line.
 
 def registration_json(registration: Registration) -> str:
     return json.dumps(dataclasses.asdict(registration), indent=2) + "\n"
@@ -201,10 +202,13 @@ def _port_pair(value: object, key: str, high: int = 65535) -> tuple[int, int]:
 
 
 def _shared_values(value: object, key: str) -> dict[str, object]:
-    """Shared keys (SHARED_KEYS) and their values, each checked as the inventory checks it."""
-    found = values.mapping(value, key, SHARED_KEYS)
-    return {name: _SHARED_CHECKS[name](found[name], values.child(key, name))
-            for name in SHARED_KEYS if name in found}
+    """Shared keys (SHARED_KEYS) and their values, each checked as the inventory checks it;
+    other keys are left out (a newer kit's)."""
+    if not isinstance(value, dict):
+        raise values.Invalid(key, f"expected a mapping of shared keys ({', '.join(SHARED_KEYS)})"
+                                  f", got {values.describe(value)}")
+    return {name: _SHARED_CHECKS[name](value[name], values.child(key, name))
+            for name in SHARED_KEYS if name in value}
 
 
 _SHARED_CHECKS: dict[str, Callable[[object, str], object]] = {

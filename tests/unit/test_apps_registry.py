@@ -181,8 +181,6 @@ MISSING = object()
     ("slot_ports", [18081, "18082"], "slot_ports[1]: expected an integer from 1 to 65435"),
     ("slot_ports", [18081, 18081], "slot_ports: expected two different ports, got 18081 twice"),
     ("check_ports", [0, 18182], "check_ports[0]: expected an integer from 1 to 65535, got 0"),
-    ("shared_settings", {"haproxy.slot_ports": [1, 2]},
-     "shared_settings.haproxy.slot_ports: unknown key"),
     ("shared_settings", {"haproxy.image": "haproxy:2.8; rm -rf /"},
      "shared_settings.haproxy.image: invalid image reference"),
     ("shared_settings", {"haproxy.http_port": True},
@@ -212,7 +210,27 @@ def test_every_bad_field_of_a_registration_is_one_line_naming_file_and_key(
 def test_a_default_app_needs_no_names_and_unknown_keys_are_left_out() -> None:
     data = json.loads(registration_json(registration(default=True, names=())))
     data["paths"] = ["/api"]  # a newer kit's
+    data["shared_settings"] = {"haproxy.slot_ports": [1, 2], "a\nb": 1}
     assert parse_registration(json.dumps(data), WHERE) == registration(default=True, names=())
+
+
+def test_unknown_keys_of_the_settings_are_left_out() -> None:
+    data = json.loads(settings_json(SharedSettings(dict(DEFAULTS), "admin")))
+    data["values"]["haproxy.default"] = True  # a newer kit's
+    data["values"]["a\nb"] = "c\nd"
+    data["a\nb"] = 1
+    assert parse_settings(json.dumps(data), "s1: settings.json") == (
+        SharedSettings(dict(DEFAULTS), "admin"))
+
+
+def test_no_key_read_from_a_file_breaks_a_message_in_two() -> None:
+    data = json.loads(registration_json(registration()))
+    data["shared_settings"] = {"a\nb": 1, "https.port": "443\nevil"}
+    data["x\ny"] = {"z\nw": 1}
+    with pytest.raises(RegistryFileError) as caught:
+        parse_registration(json.dumps(data), WHERE, "shop")
+    assert str(caught.value) == (f"{WHERE}: shared_settings.https.port: expected an integer "
+                                 "from 1 to 65535, got '443\\nevil'")
 
 
 @pytest.mark.parametrize(("text", "line"), [
@@ -228,7 +246,8 @@ def test_a_file_that_is_no_json_object_is_one_line(text: str, line: str) -> None
 @pytest.mark.parametrize(("key", "value", "line"), [
     ("owner", "_proxy", "owner: invalid app name '_proxy'"),
     ("values", {"haproxy.image": 2.8}, "values.haproxy.image: expected an image reference"),
-    ("values", {"haproxy.default": True}, "values.haproxy.default: unknown key"),
+    ("values", {"a\nb": 1, "https.port": 0},
+     "values.https.port: expected an integer from 1 to 65535, got 0"),
     ("assembled_task", "up; reboot", "assembled_task: expected a task's name such as up"),
     ("assembled_app", "Admin", "assembled_app: invalid app name 'Admin'"),
     ("at", "soon", "at: expected a moment in ISO 8601"),
