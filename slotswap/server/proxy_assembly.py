@@ -11,10 +11,10 @@ caller's.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import jinja2
 
@@ -49,7 +49,7 @@ from slotswap.server.haproxy_config import (
     config_hash,
     https_values,
 )
-from slotswap.server.proxy_registry import Registration
+from slotswap.server.proxy_registry import Registration, checked_shared_values
 
 BACKEND_TEMPLATE = "haproxy-backend.cfg.j2"
 # The one-app layout's template: a project's copy of it has no place in the shared layout.
@@ -73,33 +73,22 @@ class SharedValues:
     trusted_proxies: tuple[str, ...]
 
 
-def _port(values: Mapping[str, object], key: str) -> int:
-    port = values.get(key)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise AssemblyError(f"shared setting {key}: expected a port, got {port!r}")
-    return port
-
-
-def shared_values(values: Mapping[str, object]) -> SharedValues:
-    """The effective shared settings (keyed as proxy_registry.SHARED_KEYS: the owner's, or
-    those recorded on the server, or the kit's defaults for the first app), checked again
-    before any of them goes into a config line."""
-    networks = values.get("haproxy.trusted_proxies", ())
-    if isinstance(networks, str) or not isinstance(networks, Sequence):
-        raise AssemblyError(f"shared setting haproxy.trusted_proxies: expected a list of "
-                            f"networks, got {networks!r}")
-    checked = []
-    for network in networks:
-        try:
-            valid = str(network) == str(ipaddress.ip_network(str(network)))
-        except ValueError:
-            valid = False
-        if not valid:
-            raise AssemblyError(f"shared setting haproxy.trusted_proxies: expected networks "
-                                f"in CIDR form, got {network!r}")
-        checked.append(str(network))
-    return SharedValues(_port(values, "haproxy.http_port"), _port(values, "https.port"),
-                        tuple(checked))
+def shared_values(shared: Mapping[str, object]) -> SharedValues:
+    """The effective shared settings (keyed as SHARED_KEYS: the owner's, or those recorded on
+    the server, or the kit's defaults for the first app), checked again before any of them
+    goes into a config line, with the registry's checks of them (the inventory's)."""
+    # Those checks read JSON (lists); a registration read back holds tuples.
+    as_json = {name: list(value) if isinstance(value, tuple) else value
+               for name, value in shared.items()}
+    try:
+        checked = checked_shared_values(as_json, "")
+    except values.Invalid as problem:
+        raise AssemblyError(f"shared setting {problem}") from None
+    for key in ("haproxy.http_port", "https.port"):
+        if key not in checked:
+            raise AssemblyError(f"shared setting {key}: required, and missing")
+    return SharedValues(cast(int, checked["haproxy.http_port"]), cast(int, checked["https.port"]),
+                        cast(tuple[str, ...], checked.get("haproxy.trusted_proxies", ())))
 
 
 def inventory_shared_values(inventory: Inventory) -> dict[str, object]:

@@ -147,7 +147,7 @@ def _registration(data: dict[str, object], expected_app: str | None) -> Registra
         app=app, names=names, default=default, https=values.boolean(data["https"], "https"),
         slot_ports=_port_pair(data["slot_ports"], "slot_ports", MAX_SLOT_PORT),
         check_ports=None if check_ports is None else _port_pair(check_ports, "check_ports"),
-        shared_settings=_shared_values(data["shared_settings"], "shared_settings"),
+        shared_settings=checked_shared_values(data["shared_settings"], "shared_settings"),
         drain=values.positive_number(data["drain"], "drain"),
         kit_version=_text(data["kit_version"], "kit_version", "a slotswap version"),
         by=_text(data["by"], "by", "user@machine"), at=_moment(data["at"], "at"),
@@ -162,7 +162,7 @@ def _settings(data: dict[str, object]) -> SharedSettings:
     found = {name: "" if data.get(name, "") == "" else check(data[name], name)
              for name, check in _SETTINGS_TEXT.items()}
     return SharedSettings(
-        values=_shared_values(data["values"], "values"),
+        values=checked_shared_values(data["values"], "values"),
         owner=None if owner is None else values.checked(
             validate_app_name, owner, "owner", "an app name or null"), **found)
 
@@ -201,9 +201,11 @@ def _port_pair(value: object, key: str, high: int = 65535) -> tuple[int, int]:
     return first, second
 
 
-def _shared_values(value: object, key: str) -> dict[str, object]:
-    """Shared keys (SHARED_KEYS) and their values, each checked as the inventory checks it;
-    other keys are left out (a newer kit's)."""
+def checked_shared_values(value: object, key: str) -> dict[str, object]:
+    """Shared keys (SHARED_KEYS) and their values as JSON has them (lists), each checked as
+    the inventory checks it; other keys are left out (a newer kit's). Raises values.Invalid
+    at ``key``.<name> (at <name> when ``key`` is ""). Also assembly's check of the effective
+    settings before any of them goes into a config line."""
     if not isinstance(value, dict):
         raise values.Invalid(key, f"expected a mapping of shared keys ({', '.join(SHARED_KEYS)})"
                                   f", got {values.describe(value)}")
