@@ -485,6 +485,13 @@ def test_another_apps_own_haproxy_on_a_shared_port() -> None:
 @pytest.mark.parametrize(("mine", "theirs", "refused"), [
     ("0.4.2", "0.5.0", True), ("0.5.0", "0.5.0", False), ("0.5", "0.5.0", False),
     ("0.10.0", "0.9.9", False), ("0.9.9", "0.10.0", True), ("1.0", "0.99.1", False),
+    # A dev, pre- or post-release compares as its release; the same string is the same kit.
+    ("0.6.0.dev1", "0.6.0.dev1", False), ("0.6.0", "0.6.0.dev1", False),
+    ("0.6.0.dev1", "0.6.0", False), ("0.6.0rc1", "0.6.0", False), ("0.6.0", "0.6.0rc1", False),
+    ("0.6.0.post1", "0.6.0", False), ("0.6.0+local.7", "0.6.0.dev3", False),
+    ("0.5.0.dev1", "0.6.0", True), ("0.5.9rc2", "0.6.0.dev1", True),
+    ("unknown (not installed)", "unknown (not installed)", False),
+    ("0.6.0-custom build", "0.6.0-custom build", False),
 ])
 def test_a_kit_older_than_the_one_that_assembled_the_running_generation(
         mine: str, theirs: str, refused: bool) -> None:
@@ -503,8 +510,13 @@ def test_a_version_that_cannot_be_compared_is_refused() -> None:
         "s1's shared HAProxy was assembled by slotswap 0.5.0, admin's up; this is unknown (not "
         "installed): cannot tell which is newer (versions compare as numbers such as 0.5.0); "
         "run the same slotswap; nothing was changed")
-    dev = dataclasses.replace(ADMIN_OWNS, assembled_by="0.6.0.dev1")
-    assert "cannot tell which is newer" in (kit_version_contradiction("s1", "0.6.0", dev) or "")
+    checkout = dataclasses.replace(ADMIN_OWNS, assembled_by="unknown (not installed)")
+    assert "cannot tell which is newer" in (
+        kit_version_contradiction("s1", "0.6.0", checkout) or "")
+    custom = dataclasses.replace(ADMIN_OWNS, assembled_by="0.6.0-custom")
+    for mine in ("0.6.0", "0.6.0-custom2", "0.7.0"):
+        assert "cannot tell which is newer" in (
+            kit_version_contradiction("s1", mine, custom) or "")
 
 
 def test_the_checks_run_in_a_fixed_order_and_leaving_apps_are_ignored() -> None:
