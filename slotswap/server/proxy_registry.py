@@ -31,6 +31,11 @@ from slotswap.core.validation import validate_app_name, validate_image_reference
 FRAGMENT_VERSION = 1
 # A slot port leaves room above it for its check port, as the inventory's does.
 MAX_SLOT_PORT = 65535 - CHECK_PORT_OFFSET
+# The longest drain a registration may hold, in seconds: the shared HAProxy's soft stop at a
+# hand-over waits for the longest present app's, so one file must not hold it for days. The
+# inventory's timeouts.drain has no maximum (config/timeouts.py), so this is the kit's own:
+# an hour, as a lock's longest lease.
+MAX_DRAIN = 3600.0
 
 State = Literal["present", "leaving"]
 
@@ -148,7 +153,7 @@ def _registration(data: dict[str, object], expected_app: str | None) -> Registra
         slot_ports=_port_pair(data["slot_ports"], "slot_ports", MAX_SLOT_PORT),
         check_ports=None if check_ports is None else _port_pair(check_ports, "check_ports"),
         shared_settings=checked_shared_values(data["shared_settings"], "shared_settings"),
-        drain=values.positive_number(data["drain"], "drain"),
+        drain=_drain(data["drain"], "drain"),
         kit_version=_text(data["kit_version"], "kit_version", "a slotswap version"),
         by=_text(data["by"], "by", "user@machine"), at=_moment(data["at"], "at"),
         state=_state(data["state"], "state"),
@@ -220,6 +225,14 @@ _SHARED_CHECKS: dict[str, Callable[[object, str], object]] = {
     "https.port": values.port,
     "haproxy.trusted_proxies": networks,
 }
+
+
+def _drain(value: object, key: str) -> float:
+    seconds = values.positive_number(value, key)
+    if seconds > MAX_DRAIN:
+        raise values.Invalid(key, f"expected a number of seconds greater than 0 and at most "
+                                  f"{MAX_DRAIN:g}, got {values.describe(value)}")
+    return seconds
 
 
 def _text(value: object, key: str, expected: str) -> str:

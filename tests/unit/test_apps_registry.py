@@ -193,6 +193,9 @@ MISSING = object()
      "shared_settings.haproxy.trusted_proxies: expected a list of networks"),
     ("shared_settings", [], "shared_settings: expected a mapping"),
     ("drain", 0, "drain: expected a number of seconds greater than 0, got 0"),
+    ("drain", 3600.5, "drain: expected a number of seconds greater than 0 and at most 3600, "
+     "got 3600.5"),
+    ("drain", 1e308, "drain: expected a number of seconds greater than 0 and at most 3600"),
     ("kit_version", "0.5\n", "kit_version: expected a slotswap version on one line"),
     ("by", "", "by: expected user@machine, got ''"),
     ("at", "yesterday", "at: expected a moment in ISO 8601"),
@@ -205,6 +208,11 @@ def test_every_bad_field_of_a_registration_is_one_line_naming_file_and_key(
     found = bad(lambda text: parse_registration(text, WHERE, "shop"),
                 registration_json(registration()), key, value)
     assert found.startswith(f"{WHERE}: {line}")
+
+
+def test_a_drain_of_an_hour_is_the_longest() -> None:
+    longest = registration(drain=3600)
+    assert parse_registration(registration_json(longest), WHERE, "shop").drain == 3600.0
 
 
 def test_a_default_app_needs_no_names_and_unknown_keys_are_left_out() -> None:
