@@ -26,6 +26,7 @@ from slotswap.config.layout import (
     CERTS_LIST_NAME,
     CONFIG_NAME,
     FRAGMENT_NAME,
+    GENERATION_SHA_LENGTH,
     HOSTS_MAP_NAME,
     PROXY_APPS_FOLDER,
     WILDCARDS_MAP_NAME,
@@ -174,7 +175,7 @@ def generation_hash(files: Mapping[str, str]) -> str:
         for part in (path.encode(), files[path].encode()):
             digest.update(f"{len(part)}:".encode())
             digest.update(part)
-    return digest.hexdigest()[:12]
+    return digest.hexdigest()[:GENERATION_SHA_LENGTH]
 
 
 def _check_registration(registration: Registration) -> None:
