@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_KEEP_IMAGES",
     "FROM_SERVER",
     "MIN_KEEP_IMAGES",
+    "SHARED_KEYS",
     "SLOTS",
     "Inventory",
     "InventoryError",
@@ -71,6 +72,10 @@ DEFAULT_CONFIG_ROOT = "/etc/slotswap"
 # A login that is not root, with no remote_dir, keeps them in this folder of its home (found
 # on the server): <home>/.slotswap/<app>/state and .../config, as remote_dir would.
 HOME_FOLDER = ".slotswap"
+# The keys of a server's shared HAProxy (several apps on one server, docs/apps-design.md),
+# as `section.key`: the server's, not an app's. One app's inventory on a server sets them;
+# the others use what the server records (slotswap.server.proxy_registry).
+SHARED_KEYS = ("haproxy.image", "haproxy.http_port", "https.port", "haproxy.trusted_proxies")
 # Metadata of an Inventory field that the server, not the file, gives.
 FROM_SERVER = "from_server"
 # Metadata of an Inventory field that tells how the file is written, not a key of it.
@@ -129,7 +134,7 @@ class Inventory:
     # login is not root, as the server says (Server.with_folders sets it); None for root.
     login_home: str | None = field(default=None, metadata={FROM_SERVER: True})
     # Not a key of the file (FROM_FILE_SHAPE): which of the server's shared settings
-    # (slotswap.server.proxy_registry.SHARED_KEYS: haproxy.image, ...) the file writes itself,
+    # (SHARED_KEYS: haproxy.image, ...) the file writes itself,
     # as `section.key`. On a server's shared HAProxy, one app's inventory sets them.
     shared_keys_written: tuple[str, ...] = field(default=(), metadata={FROM_FILE_SHAPE: True})
     container: ContainerSettings = kinds.section_setting(

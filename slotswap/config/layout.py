@@ -344,6 +344,11 @@ def generation_name(sha: str) -> str:
     return f"{GENERATION_PREFIX}{sha}"
 
 
+def fragment_in_generation(app: str) -> str:
+    """`backends/<app>.cfg`: a copy of an app's fragment, relative to a generation's folder."""
+    return f"{BACKENDS_FOLDER}/{validate_app_name(app)}.cfg"
+
+
 def generation_dir(inventory: Inventory, sha: str) -> str:
     return f"{proxy_haproxy_dir(inventory)}/{generation_name(sha)}"
 
@@ -367,10 +372,16 @@ def current_in_haproxy() -> str:
     return f"{HAPROXY_CONFIG_DIR_INSIDE}/{CURRENT_LINK}"
 
 
+def current_file_in_haproxy(name: str) -> str:
+    """A file of the running generation (its path relative to the generation's folder) as
+    HAProxy's container sees it: through `current`."""
+    return f"{current_in_haproxy()}/{name}"
+
+
 def proxy_config_args_in_haproxy() -> tuple[str, ...]:
     """HAProxy's `-f` arguments: the shared part, then every fragment (lexical order)."""
-    current = current_in_haproxy()
-    return ("-f", f"{current}/{CONFIG_NAME}", "-f", f"{current}/{BACKENDS_FOLDER}")
+    return ("-f", current_file_in_haproxy(CONFIG_NAME),
+            "-f", current_file_in_haproxy(BACKENDS_FOLDER))
 
 
 def fallback_cert_in_haproxy() -> str:

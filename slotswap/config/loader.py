@@ -13,7 +13,7 @@ import yaml
 
 from slotswap.config import values
 from slotswap.config.fields import Context, checked_section, parse_fields
-from slotswap.config.inventory import Inventory, InventoryError
+from slotswap.config.inventory import SHARED_KEYS, Inventory, InventoryError
 
 # Sections are checked in the order the reference hosts.yaml lists them, hosts last (they
 # are checked against ssh), so the first error reported is usually the first one in the file;
@@ -86,13 +86,8 @@ def parse_inventory(data: object, path: Path) -> Inventory:
 def _inventory(data: dict[object, object], path: Path) -> Inventory:
     top = checked_section(Inventory, data, "")
     found = parse_fields(Inventory, top, "", Context(path.parent), order=CHECK_ORDER)
-    return Inventory(path=path, shared_keys_written=keys_written(top, SERVER_KEYS),
+    return Inventory(path=path, shared_keys_written=keys_written(top, SHARED_KEYS),
                      **found)  # type: ignore[arg-type]
-
-
-# The keys of the server's shared HAProxy (slotswap.server.proxy_registry.SHARED_KEYS, which
-# a test keeps equal to this): one app's inventory on a server sets them.
-SERVER_KEYS = ("haproxy.image", "haproxy.http_port", "https.port", "haproxy.trusted_proxies")
 
 
 def keys_written(top: dict[str, object], wanted: tuple[str, ...]) -> tuple[str, ...]:

@@ -11,21 +11,32 @@ caller's.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import jinja2
 
 from slotswap.commands import docker
+from slotswap.config import values
+from slotswap.config.https import dns_name
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import (
-    HAPROXY_CONFIG_DIR_INSIDE,
-    MAP_NAME,
-    STATE_NAME,
+    CERTS_LIST_NAME,
+    CONFIG_NAME,
+    FRAGMENT_NAME,
+    GENERATION_SHA_LENGTH,
+    HOSTS_MAP_NAME,
+    PROXY_APPS_FOLDER,
+    WILDCARDS_MAP_NAME,
     ProxyError,
     admin_socket_in_haproxy,
+    app_files_in_haproxy,
+    current_file_in_haproxy,
+    fallback_cert_in_haproxy,
+    fragment_in_generation,
+    generation_name,
     service_path_in_haproxy,
 )
 from slotswap.config.scaffold import KIT_TEMPLATES, SHARED_TEMPLATE, template_folders
@@ -39,31 +50,12 @@ from slotswap.server.haproxy_config import (
     config_hash,
     https_values,
 )
-from slotswap.server.proxy_registry import Registration
+from slotswap.server.proxy_registry import Registration, checked_shared_values
 
 BACKEND_TEMPLATE = "haproxy-backend.cfg.j2"
 # The one-app layout's template: a project's copy of it has no place in the shared layout.
 OWN_TEMPLATE = "haproxy.cfg.j2"
 
-# -- the shared layout's names (docs/apps-design.md, decision 1) ------------------------------
-# Private to this module until the registry's branch (build step 2) adds the `_proxy` paths
-# to slotswap.config.layout: then these move there, with the same values.
-_CURRENT = "current"  # the symlink to the running generation's folder
-_APPS = "apps"  # apps/<app>/: one app's files, written by its own runs
-_BACKENDS = "backends"  # in a generation: one fragment per present app
-_GENERATION_PREFIX = "gen-"
-_CONFIG_FILE = "haproxy.cfg"
-_HOSTS_MAP = "hosts.map"
-_WILDCARDS_MAP = "wildcards.map"
-_CERTS_LIST = "certs.list"
-_FALLBACK_CERT = "fallback.pem"  # self-signed stand-in, naming only `invalid`
-_SITE_CERT = "site.pem"
-# -----------------------------------------------------------------------------------------
-
-# A lowercase DNS name, or a wildcard covering one label (as config.https checks the
-# inventory's names; the registry checks them too).
-_DNS_NAME = re.compile(
-    r"(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 # Section keywords of HAProxy's config: a fragment holds one section, its app's backend.
 _SECTIONS = ("global", "defaults", "frontend", "backend", "listen", "userlist", "peers",
              "resolvers", "mailers", "program", "http-errors", "ring", "cache")
@@ -71,25 +63,6 @@ _SECTIONS = ("global", "defaults", "frontend", "backend", "listen", "userlist", 
 
 class AssemblyError(ProxyError):
     """A registration, fragment or shared setting that the shared config cannot hold."""
-
-
-def current_path_in_haproxy(name: str) -> str:
-    """A file of the running generation as HAProxy's container sees it (through `current`)."""
-    return f"{HAPROXY_CONFIG_DIR_INSIDE}/{_CURRENT}/{name}"
-
-
-def app_path_in_haproxy(app: str, name: str) -> str:
-    """One of an app's own files (apps/<app>/...) as HAProxy's container sees it."""
-    return f"{HAPROXY_CONFIG_DIR_INSIDE}/{_APPS}/{app}/{name}"
-
-
-def fallback_cert_in_haproxy() -> str:
-    return f"{HAPROXY_CONFIG_DIR_INSIDE}/{_FALLBACK_CERT}"
-
-
-def backend_file(app: str) -> str:
-    """The fragment's path inside a generation's folder."""
-    return f"{_BACKENDS}/{app}.cfg"
 
 
 @dataclass(frozen=True)
@@ -101,33 +74,22 @@ class SharedValues:
     trusted_proxies: tuple[str, ...]
 
 
-def _port(values: Mapping[str, object], key: str) -> int:
-    port = values.get(key)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise AssemblyError(f"shared setting {key}: expected a port, got {port!r}")
-    return port
-
-
-def shared_values(values: Mapping[str, object]) -> SharedValues:
-    """The effective shared settings (keyed as proxy_registry.SHARED_KEYS: the owner's, or
-    those recorded on the server, or the kit's defaults for the first app), checked again
-    before any of them goes into a config line."""
-    networks = values.get("haproxy.trusted_proxies", ())
-    if isinstance(networks, str) or not isinstance(networks, Sequence):
-        raise AssemblyError(f"shared setting haproxy.trusted_proxies: expected a list of "
-                            f"networks, got {networks!r}")
-    checked = []
-    for network in networks:
-        try:
-            valid = str(network) == str(ipaddress.ip_network(str(network)))
-        except ValueError:
-            valid = False
-        if not valid:
-            raise AssemblyError(f"shared setting haproxy.trusted_proxies: expected networks "
-                                f"in CIDR form, got {network!r}")
-        checked.append(str(network))
-    return SharedValues(_port(values, "haproxy.http_port"), _port(values, "https.port"),
-                        tuple(checked))
+def shared_values(shared: Mapping[str, object]) -> SharedValues:
+    """The effective shared settings (keyed as SHARED_KEYS: the owner's, or those recorded on
+    the server, or the kit's defaults for the first app), checked again before any of them
+    goes into a config line, with the registry's checks of them (the inventory's)."""
+    # Those checks read JSON (lists); a registration read back holds tuples.
+    as_json = {name: list(value) if isinstance(value, tuple) else value
+               for name, value in shared.items()}
+    try:
+        checked = checked_shared_values(as_json, "")
+    except values.Invalid as problem:
+        raise AssemblyError(f"shared setting {problem}") from None
+    for key in ("haproxy.http_port", "https.port"):
+        if key not in checked:
+            raise AssemblyError(f"shared setting {key}: required, and missing")
+    return SharedValues(cast(int, checked["haproxy.http_port"]), cast(int, checked["https.port"]),
+                        cast(tuple[str, ...], checked.get("haproxy.trusted_proxies", ())))
 
 
 def inventory_shared_values(inventory: Inventory) -> dict[str, object]:
@@ -181,8 +143,8 @@ def render_fragment(inventory: Inventory, shared: Mapping[str, object], *,
         text = environment.get_template(BACKEND_TEMPLATE).render(
             inventory_name=inventory.path.name,
             app=inventory.app,
-            maintenance_map=app_path_in_haproxy(inventory.app, MAP_NAME),
-            state_file=app_path_in_haproxy(inventory.app, STATE_NAME),
+            maintenance_map=app_files_in_haproxy(inventory.app).maintenance_map,
+            state_file=app_files_in_haproxy(inventory.app).server_state,
             **backend_values(inventory),
             **https,
         )
@@ -202,7 +164,7 @@ class Generation:
     @property
     def name(self) -> str:
         """The generation's folder, beside `current`."""
-        return f"{_GENERATION_PREFIX}{self.sha12}"
+        return generation_name(self.sha12)
 
 
 def generation_hash(files: Mapping[str, str]) -> str:
@@ -213,7 +175,7 @@ def generation_hash(files: Mapping[str, str]) -> str:
         for part in (path.encode(), files[path].encode()):
             digest.update(f"{len(part)}:".encode())
             digest.update(part)
-    return digest.hexdigest()[:12]
+    return digest.hexdigest()[:GENERATION_SHA_LENGTH]
 
 
 def _check_registration(registration: Registration) -> None:
@@ -221,10 +183,13 @@ def _check_registration(registration: Registration) -> None:
         validate_app_name(registration.app)
     except ValueError as error:
         raise AssemblyError(f"registration: {error}") from error
-    for name in registration.names:
-        if not _DNS_NAME.fullmatch(name):
+    for index, name in enumerate(registration.names):
+        try:  # the inventory's rule (config.https), which the registry checks too
+            dns_name(name, f"names[{index}]", wildcard=True)
+        except values.Invalid:
             raise AssemblyError(f"{registration.app}'s registration: {name!r} is not a "
-                                "lowercase DNS name (a wildcard covers one label: *.a.b)")
+                                "lowercase DNS name (a wildcard covers one label: *.a.b)"
+                                ) from None
     if not registration.names and not registration.default:
         raise AssemblyError(f"{registration.app}'s registration: no names, and not the "
                             "default app: nothing would route to it")
@@ -267,9 +232,9 @@ def certs_list(apps: Sequence[Registration]) -> str:
     default app's certificate when it has HTTPS, else the stand-in), with `!*` so that it
     wins only when nothing else does; then each HTTPS app's, chosen by its SANs."""
     default = next((r.app for r in apps if r.default and r.https), None)
-    first = app_path_in_haproxy(default, _SITE_CERT) if default else fallback_cert_in_haproxy()
+    first = app_files_in_haproxy(default).cert if default else fallback_cert_in_haproxy()
     lines = [f"{first} !*\n"]
-    lines += [f"{app_path_in_haproxy(r.app, _SITE_CERT)}\n" for r in apps if r.https]
+    lines += [f"{app_files_in_haproxy(r.app).cert}\n" for r in apps if r.https]
     return "".join(lines)
 
 
@@ -289,11 +254,11 @@ def render_shared(apps: Sequence[Registration], shared: SharedValues, login: Log
         https=https,
         http_port=shared.http_port,
         https_port=shared.https_port,
-        certs_list=current_path_in_haproxy(_CERTS_LIST),
+        certs_list=current_file_in_haproxy(CERTS_LIST_NAME),
         forwarding_headers=FORWARDING_HEADERS,
         trusted_proxies=shared.trusted_proxies,
-        hosts_map=current_path_in_haproxy(_HOSTS_MAP),
-        wildcards_map=current_path_in_haproxy(_WILDCARDS_MAP),
+        hosts_map=current_file_in_haproxy(HOSTS_MAP_NAME),
+        wildcards_map=current_file_in_haproxy(WILDCARDS_MAP_NAME),
         default_app=default,
     )
 
@@ -306,15 +271,15 @@ def assemble(registrations: Sequence[Registration], fragments: Mapping[str, str]
     if not apps:
         raise AssemblyError("no app is present: a shared HAProxy with no backend routes "
                             "nothing (the last app's `down` removes it)")
-    files = {_CONFIG_FILE: render_shared(apps, shared_values(shared), login)}
+    files = {CONFIG_NAME: render_shared(apps, shared_values(shared), login)}
     for registration in apps:
         fragment = fragments.get(registration.app)
         if fragment is None:
             raise AssemblyError(f"{registration.app} is registered but has no fragment "
-                                f"({_APPS}/{registration.app}/backend.cfg)")
+                                f"({PROXY_APPS_FOLDER}/{registration.app}/{FRAGMENT_NAME})")
         _check_fragment(registration.app, fragment, f"{registration.app}'s fragment")
-        files[backend_file(registration.app)] = fragment
-    files[_HOSTS_MAP], files[_WILDCARDS_MAP] = route_maps(apps)
+        files[fragment_in_generation(registration.app)] = fragment
+    files[HOSTS_MAP_NAME], files[WILDCARDS_MAP_NAME] = route_maps(apps)
     if any(r.https for r in apps):
-        files[_CERTS_LIST] = certs_list(apps)
+        files[CERTS_LIST_NAME] = certs_list(apps)
     return Generation(files, generation_hash(files))

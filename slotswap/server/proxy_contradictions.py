@@ -212,24 +212,38 @@ def own_haproxy_contradiction(server: str, app: str, shared_ports: Mapping[str, 
 
 # -- f. a kit older than the one that assembled the running generation ----------------------
 
-_VERSION = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+# A PEP 440 version without an epoch (as packaging spells and normalises it): its release
+# numbers, then any pre-release, post-release, dev and local parts, which are not compared.
+_VERSION = re.compile(
+    r"v?(?P<release>[0-9]+(?:\.[0-9]+)*)"
+    r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?"
+    r"(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?"
+    r"(?:[-_.]?dev[-_.]?[0-9]*)?"
+    r"(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?", re.IGNORECASE)
 
 
 def kit_version_contradiction(server: str, version: str,
                               settings: SharedSettings | None) -> str | None:
     """This kit (``version``) older than the one that assembled the running generation: its
-    shared part would drop what the newer one has. Versions compare as dotted whole numbers
-    (0.5 == 0.5.0 < 0.10.0); one that is not such cannot be compared, and is refused."""
+    shared part would drop what the newer one has. The same version string is never older
+    (`unknown (not installed)` twice: the same checkout, as far as can be told). Otherwise
+    versions compare by their release numbers as dotted whole numbers (0.5 == 0.5.0 <
+    0.10.0), a dev, pre- or post-release as its release (0.6.0.dev1 and 0.6.0rc1 as 0.6.0:
+    a dev build is not refused against its release); one that is no such version cannot be
+    compared, and is refused."""
     if settings is None or not settings.assembled_by:
         return None
     theirs = settings.assembled_by
+    if version == theirs:
+        return None
     run = (f"{settings.assembled_app}'s {settings.assembled_task}"
            if settings.assembled_app else "an unknown run")
-    if not (_VERSION.fullmatch(version) and _VERSION.fullmatch(theirs)):
+    mine_match, theirs_match = _VERSION.fullmatch(version), _VERSION.fullmatch(theirs)
+    if mine_match is None or theirs_match is None:
         return (f"{server}'s shared HAProxy was assembled by slotswap {theirs}, {run}; this "
                 f"is {version}: cannot tell which is newer (versions compare as numbers such "
                 f"as 0.5.0); run the same slotswap; {NOTHING_CHANGED}")
-    if _numbers(version) >= _numbers(theirs):
+    if _numbers(mine_match["release"]) >= _numbers(theirs_match["release"]):
         return None
     return (f"{server}'s shared HAProxy was assembled by slotswap {theirs}, {run}; this is "
             f"{version}: upgrade; {NOTHING_CHANGED}")

@@ -19,17 +19,23 @@ from typing import Literal
 from slotswap.config import values
 from slotswap.config.haproxy import CHECK_PORT_OFFSET, networks
 from slotswap.config.https import dns_name
+from slotswap.config.inventory import SHARED_KEYS
 from slotswap.config.layout import ProxyError
 from slotswap.core.validation import validate_app_name, validate_image_reference
 
-# The keys of the inventory that are the server's, not an app's: one app's inventory sets
-# them (their owner on that server); the others use what the server records.
-SHARED_KEYS = ("haproxy.image", "haproxy.http_port", "https.port", "haproxy.trusted_proxies")
+# SHARED_KEYS, the keys of the inventory that are the server's, not an app's, is defined
+# once in slotswap.config.inventory (the loader reads which ones a file writes) and imported
+# here, where the server layer's callers find it.
 # The interface a fragment relies on (the transaction variables, the Lua service): an older
 # app's fragment keeps working while the shared part still offers its version.
 FRAGMENT_VERSION = 1
 # A slot port leaves room above it for its check port, as the inventory's does.
 MAX_SLOT_PORT = 65535 - CHECK_PORT_OFFSET
+# The longest drain a registration may hold, in seconds: the shared HAProxy's soft stop at a
+# hand-over waits for the longest present app's, so one file must not hold it for days. The
+# inventory's timeouts.drain has no maximum (config/timeouts.py), so this is the kit's own:
+# an hour, as a lock's longest lease.
+MAX_DRAIN = 3600.0
 
 State = Literal["present", "leaving"]
 
@@ -81,8 +87,9 @@ class RegistryFileError(ProxyError):
 # -- JSON as the server keeps it ------------------------------------------------------------
 # Every field is checked when read: a file on a server is data, not trusted, and what it
 # holds reaches config lines (names, ports) and command lines (the image). Keys the kit does
-# not know are left out (a newer kit's additions; check_kit_version refuses an older kit's
-# shared change).
+# not know are left out, in the file and in its shared_settings or values alike (a newer
+# kit's additions; kit_version_contradiction refuses an older kit's shared change), and so
+# no key name read from a file is ever in a message: every message is one line.
 
 def registration_json(registration: Registration) -> str:
     return json.dumps(dataclasses.asdict(registration), indent=2) + "\n"
@@ -145,8 +152,8 @@ def _registration(data: dict[str, object], expected_app: str | None) -> Registra
         app=app, names=names, default=default, https=values.boolean(data["https"], "https"),
         slot_ports=_port_pair(data["slot_ports"], "slot_ports", MAX_SLOT_PORT),
         check_ports=None if check_ports is None else _port_pair(check_ports, "check_ports"),
-        shared_settings=_shared_values(data["shared_settings"], "shared_settings"),
-        drain=values.positive_number(data["drain"], "drain"),
+        shared_settings=checked_shared_values(data["shared_settings"], "shared_settings"),
+        drain=_drain(data["drain"], "drain"),
         kit_version=_text(data["kit_version"], "kit_version", "a slotswap version"),
         by=_text(data["by"], "by", "user@machine"), at=_moment(data["at"], "at"),
         state=_state(data["state"], "state"),
@@ -160,7 +167,7 @@ def _settings(data: dict[str, object]) -> SharedSettings:
     found = {name: "" if data.get(name, "") == "" else check(data[name], name)
              for name, check in _SETTINGS_TEXT.items()}
     return SharedSettings(
-        values=_shared_values(data["values"], "values"),
+        values=checked_shared_values(data["values"], "values"),
         owner=None if owner is None else values.checked(
             validate_app_name, owner, "owner", "an app name or null"), **found)
 
@@ -199,11 +206,16 @@ def _port_pair(value: object, key: str, high: int = 65535) -> tuple[int, int]:
     return first, second
 
 
-def _shared_values(value: object, key: str) -> dict[str, object]:
-    """Shared keys (SHARED_KEYS) and their values, each checked as the inventory checks it."""
-    found = values.mapping(value, key, SHARED_KEYS)
-    return {name: _SHARED_CHECKS[name](found[name], values.child(key, name))
-            for name in SHARED_KEYS if name in found}
+def checked_shared_values(value: object, key: str) -> dict[str, object]:
+    """Shared keys (SHARED_KEYS) and their values as JSON has them (lists), each checked as
+    the inventory checks it; other keys are left out (a newer kit's). Raises values.Invalid
+    at ``key``.<name> (at <name> when ``key`` is ""). Also assembly's check of the effective
+    settings before any of them goes into a config line."""
+    if not isinstance(value, dict):
+        raise values.Invalid(key, f"expected a mapping of shared keys ({', '.join(SHARED_KEYS)})"
+                                  f", got {values.describe(value)}")
+    return {name: _SHARED_CHECKS[name](value[name], values.child(key, name))
+            for name in SHARED_KEYS if name in value}
 
 
 _SHARED_CHECKS: dict[str, Callable[[object, str], object]] = {
@@ -213,6 +225,14 @@ _SHARED_CHECKS: dict[str, Callable[[object, str], object]] = {
     "https.port": values.port,
     "haproxy.trusted_proxies": networks,
 }
+
+
+def _drain(value: object, key: str) -> float:
+    seconds = values.positive_number(value, key)
+    if seconds > MAX_DRAIN:
+        raise values.Invalid(key, f"expected a number of seconds greater than 0 and at most "
+                                  f"{MAX_DRAIN:g}, got {values.describe(value)}")
+    return seconds
 
 
 def _text(value: object, key: str, expected: str) -> str:

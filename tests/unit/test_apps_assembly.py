@@ -124,6 +124,9 @@ def test_trusted_proxies_keep_their_headers_in_the_frontend() -> None:
     config = assemble([BLOG], FRAGMENTS, shared, LOGIN).files["haproxy.cfg"]
     assert "acl from_trusted_proxy src 10.0.0.0/8" in config
     assert "http-request del-header X-Forwarded-Host unless from_trusted_proxy" in config
+    # As the registry gives them back (a tuple), the same config.
+    recorded = {**SHARED, "haproxy.trusted_proxies": ("10.0.0.0/8",)}
+    assert assemble([BLOG], FRAGMENTS, recorded, LOGIN).files["haproxy.cfg"] == config
 
 
 @pytest.mark.parametrize(("registrations", "fragments", "shared", "expected"), [
@@ -144,9 +147,15 @@ def test_trusted_proxies_keep_their_headers_in_the_frontend() -> None:
     ([SHOP], {"shop": fragment("shop") + "frontend evil\n"}, SHARED, "found: backend shop, "
      "frontend evil"),
     ([dataclasses.replace(SHOP, state="leaving")], FRAGMENTS, SHARED, "no app is present"),
-    ([SHOP], FRAGMENTS, {**SHARED, "https.port": "443; evil"}, "https.port: expected a port"),
+    ([SHOP], FRAGMENTS, {**SHARED, "https.port": "443; evil"},
+     "shared setting https.port: expected an integer from 1 to 65535, got '443; evil'"),
     ([SHOP], FRAGMENTS, {**SHARED, "haproxy.trusted_proxies": ["10.0.0.1/8"]},
-     "expected networks in CIDR form, got '10.0.0.1/8'"),
+     "shared setting haproxy.trusted_proxies[0]: 10.0.0.1/8 has bits set after its first 8"),
+    ([SHOP], FRAGMENTS, {**SHARED, "haproxy.trusted_proxies": ("10.0.0.0/8 evil",)},
+     "expected a network in CIDR form such as 10.0.0.0/8"),
+    ([SHOP], FRAGMENTS, {**SHARED, "haproxy.image": "haproxy:2.8\nevil"},
+     "shared setting haproxy.image: invalid image reference"),
+    ([SHOP], FRAGMENTS, {"https.port": 443}, "shared setting haproxy.http_port: required"),
 ])
 def test_assembling_refuses_what_no_config_line_may_hold(
         registrations: list[Registration], fragments: dict[str, str],

@@ -101,6 +101,9 @@ def test_the_shared_haproxy_as_its_container_sees_it() -> None:
     assert shop.maintenance_map == "/usr/local/etc/haproxy/apps/shop/maintenance.map"
     assert shop.cert == "/usr/local/etc/haproxy/apps/shop/site.pem"
     assert layout.fallback_cert_in_haproxy() == "/usr/local/etc/haproxy/fallback.pem"
+    assert layout.current_file_in_haproxy("hosts.map") == (
+        "/usr/local/etc/haproxy/current/hosts.map")
+    assert layout.fragment_in_generation("shop") == "backends/shop.cfg"
 
 
 def test_the_shared_container_is_no_apps() -> None:
@@ -178,8 +181,6 @@ MISSING = object()
     ("slot_ports", [18081, "18082"], "slot_ports[1]: expected an integer from 1 to 65435"),
     ("slot_ports", [18081, 18081], "slot_ports: expected two different ports, got 18081 twice"),
     ("check_ports", [0, 18182], "check_ports[0]: expected an integer from 1 to 65535, got 0"),
-    ("shared_settings", {"haproxy.slot_ports": [1, 2]},
-     "shared_settings.haproxy.slot_ports: unknown key"),
     ("shared_settings", {"haproxy.image": "haproxy:2.8; rm -rf /"},
      "shared_settings.haproxy.image: invalid image reference"),
     ("shared_settings", {"haproxy.http_port": True},
@@ -192,6 +193,9 @@ MISSING = object()
      "shared_settings.haproxy.trusted_proxies: expected a list of networks"),
     ("shared_settings", [], "shared_settings: expected a mapping"),
     ("drain", 0, "drain: expected a number of seconds greater than 0, got 0"),
+    ("drain", 3600.5, "drain: expected a number of seconds greater than 0 and at most 3600, "
+     "got 3600.5"),
+    ("drain", 1e308, "drain: expected a number of seconds greater than 0 and at most 3600"),
     ("kit_version", "0.5\n", "kit_version: expected a slotswap version on one line"),
     ("by", "", "by: expected user@machine, got ''"),
     ("at", "yesterday", "at: expected a moment in ISO 8601"),
@@ -206,10 +210,35 @@ def test_every_bad_field_of_a_registration_is_one_line_naming_file_and_key(
     assert found.startswith(f"{WHERE}: {line}")
 
 
+def test_a_drain_of_an_hour_is_the_longest() -> None:
+    longest = registration(drain=3600)
+    assert parse_registration(registration_json(longest), WHERE, "shop").drain == 3600.0
+
+
 def test_a_default_app_needs_no_names_and_unknown_keys_are_left_out() -> None:
     data = json.loads(registration_json(registration(default=True, names=())))
     data["paths"] = ["/api"]  # a newer kit's
+    data["shared_settings"] = {"haproxy.slot_ports": [1, 2], "a\nb": 1}
     assert parse_registration(json.dumps(data), WHERE) == registration(default=True, names=())
+
+
+def test_unknown_keys_of_the_settings_are_left_out() -> None:
+    data = json.loads(settings_json(SharedSettings(dict(DEFAULTS), "admin")))
+    data["values"]["haproxy.default"] = True  # a newer kit's
+    data["values"]["a\nb"] = "c\nd"
+    data["a\nb"] = 1
+    assert parse_settings(json.dumps(data), "s1: settings.json") == (
+        SharedSettings(dict(DEFAULTS), "admin"))
+
+
+def test_no_key_read_from_a_file_breaks_a_message_in_two() -> None:
+    data = json.loads(registration_json(registration()))
+    data["shared_settings"] = {"a\nb": 1, "https.port": "443\nevil"}
+    data["x\ny"] = {"z\nw": 1}
+    with pytest.raises(RegistryFileError) as caught:
+        parse_registration(json.dumps(data), WHERE, "shop")
+    assert str(caught.value) == (f"{WHERE}: shared_settings.https.port: expected an integer "
+                                 "from 1 to 65535, got '443\\nevil'")
 
 
 @pytest.mark.parametrize(("text", "line"), [
@@ -225,7 +254,8 @@ def test_a_file_that_is_no_json_object_is_one_line(text: str, line: str) -> None
 @pytest.mark.parametrize(("key", "value", "line"), [
     ("owner", "_proxy", "owner: invalid app name '_proxy'"),
     ("values", {"haproxy.image": 2.8}, "values.haproxy.image: expected an image reference"),
-    ("values", {"haproxy.default": True}, "values.haproxy.default: unknown key"),
+    ("values", {"a\nb": 1, "https.port": 0},
+     "values.https.port: expected an integer from 1 to 65535, got 0"),
     ("assembled_task", "up; reboot", "assembled_task: expected a task's name such as up"),
     ("assembled_app", "Admin", "assembled_app: invalid app name 'Admin'"),
     ("at", "soon", "at: expected a moment in ISO 8601"),
@@ -463,6 +493,13 @@ def test_another_apps_own_haproxy_on_a_shared_port() -> None:
 @pytest.mark.parametrize(("mine", "theirs", "refused"), [
     ("0.4.2", "0.5.0", True), ("0.5.0", "0.5.0", False), ("0.5", "0.5.0", False),
     ("0.10.0", "0.9.9", False), ("0.9.9", "0.10.0", True), ("1.0", "0.99.1", False),
+    # A dev, pre- or post-release compares as its release; the same string is the same kit.
+    ("0.6.0.dev1", "0.6.0.dev1", False), ("0.6.0", "0.6.0.dev1", False),
+    ("0.6.0.dev1", "0.6.0", False), ("0.6.0rc1", "0.6.0", False), ("0.6.0", "0.6.0rc1", False),
+    ("0.6.0.post1", "0.6.0", False), ("0.6.0+local.7", "0.6.0.dev3", False),
+    ("0.5.0.dev1", "0.6.0", True), ("0.5.9rc2", "0.6.0.dev1", True),
+    ("unknown (not installed)", "unknown (not installed)", False),
+    ("0.6.0-custom build", "0.6.0-custom build", False),
 ])
 def test_a_kit_older_than_the_one_that_assembled_the_running_generation(
         mine: str, theirs: str, refused: bool) -> None:
@@ -481,8 +518,13 @@ def test_a_version_that_cannot_be_compared_is_refused() -> None:
         "s1's shared HAProxy was assembled by slotswap 0.5.0, admin's up; this is unknown (not "
         "installed): cannot tell which is newer (versions compare as numbers such as 0.5.0); "
         "run the same slotswap; nothing was changed")
-    dev = dataclasses.replace(ADMIN_OWNS, assembled_by="0.6.0.dev1")
-    assert "cannot tell which is newer" in (kit_version_contradiction("s1", "0.6.0", dev) or "")
+    checkout = dataclasses.replace(ADMIN_OWNS, assembled_by="unknown (not installed)")
+    assert "cannot tell which is newer" in (
+        kit_version_contradiction("s1", "0.6.0", checkout) or "")
+    custom = dataclasses.replace(ADMIN_OWNS, assembled_by="0.6.0-custom")
+    for mine in ("0.6.0", "0.6.0-custom2", "0.7.0"):
+        assert "cannot tell which is newer" in (
+            kit_version_contradiction("s1", mine, custom) or "")
 
 
 def test_the_checks_run_in_a_fixed_order_and_leaving_apps_are_ignored() -> None:
