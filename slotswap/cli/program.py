@@ -11,21 +11,11 @@ Invoke's flags for local commands (-R, -T, -p, -w) are refused by the tasks as u
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from invoke import Program
 
 from slotswap.cli.remainder import RemainderExecutor, words_after_double_dash
 from slotswap.cli.tasks import collection
-
-DISTRIBUTION = "slotswap"
-
-
-def kit_version() -> str:
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        return "unknown (not installed)"
+from slotswap.core.version import kit_version
 
 
 class SlotswapProgram(Program):

@@ -43,7 +43,7 @@ from slotswap.config.app_env import resolve_app_env, secret_values_in
 from slotswap.config.inventory import Inventory, InventoryError
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
-from slotswap.core.validation import validate_tag
+from slotswap.core.validation import InputError, validate_tag
 from slotswap.fleet import certs, rollout
 from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet import status as fleet_status
@@ -63,6 +63,8 @@ from slotswap.remote.protocol import ServerLike
 from slotswap.server import history as history_log
 from slotswap.server import locking, platforms, registry_login
 from slotswap.server.haproxy import down_server
+from slotswap.server.locking import new_owner
+from slotswap.server.proxy_down import down_shared
 
 EXIT_HOOK_REFUSED = 5
 
@@ -110,6 +112,7 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     certificate = certs.material_for_up(inv)
     registry_login.resolve(inv, os.environ)
     if dry_run:
+        refuse_shared_dry_run(inv)
         show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
         return
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
@@ -427,6 +430,17 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
         raise Exit(code=exit_code)
 
 
+def refuse_shared_dry_run(inv: Inventory) -> None:
+    if inv.haproxy.shared:
+        raise InputError("--dry-run: the dry run of the shared HAProxy's up and down is not "
+                         "available yet")
+
+
+def down_shared_action(server: ServerLike, inventory: Inventory,
+                       progress: Callable[[str], None]) -> str:
+    return down_shared(server, inventory, progress, new_owner("down"))
+
+
 @kit_task(help={"inventory": INVENTORY_HELP, "dry-run": DRY_RUN_HELP})
 @reports_errors
 def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
@@ -439,10 +453,12 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
     """
     inv = load(inventory)
     if dry_run:
+        refuse_shared_dry_run(inv)
         show_plan(inv, lambda server: dry_run_plans.down_plan(server, inv))
         return
     with live_progress_if_terminal():
-        results = on_every_server(inv, down_server, "down")
+        results = on_every_server(inv, down_shared_action if inv.haproxy.shared else down_server,
+                                  "down")
     exit_on_failure("down", results)
 
 

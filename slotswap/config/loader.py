@@ -7,6 +7,8 @@ the operator's machine instead of half-way through a rollout. Every error is a s
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -102,12 +104,24 @@ def keys_written(top: dict[str, object], wanted: tuple[str, ...]) -> tuple[str, 
     return tuple(written)
 
 
-def refuse_unavailable(inventory: Inventory) -> Inventory:
+# Lets the tests (and whoever builds it) run what exists of the shared HAProxy: its `up`,
+# `down` and the per-app tasks, not yet HTTPS, dry runs or moving a server.
+SHARED_PREVIEW_VARIABLE = "SLOTSWAP_SHARED_PREVIEW"
+
+
+def refuse_unavailable(inventory: Inventory,
+                       environ: Mapping[str, str] = os.environ) -> Inventory:
     """A setting parsed and checked, whose tasks are not in this release yet: refused, one
     line, before any server is contacted."""
-    if inventory.haproxy.shared:
+    if not inventory.haproxy.shared:
+        return inventory
+    if environ.get(SHARED_PREVIEW_VARIABLE) != "1":
         raise InventoryError(
             f"{inventory.path}: haproxy.shared: the server's shared HAProxy (several apps on "
             "one server, docs/apps-design.md) is not available in this release yet; remove "
             "haproxy.shared (and names, haproxy.default)", key="haproxy.shared")
+    if inventory.https is not None:
+        raise InventoryError(
+            f"{inventory.path}: https: HTTPS through the shared HAProxy (haproxy.shared) is "
+            "not available yet", key="https")
     return inventory

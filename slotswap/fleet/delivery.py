@@ -39,6 +39,8 @@ from slotswap.remote.protocol import ServerLike
 from slotswap.server import registry_login
 from slotswap.server.haproxy import up_server, up_worker_only
 from slotswap.server.images import ensure_image
+from slotswap.server.locking import new_owner
+from slotswap.server.proxy_up import up_shared
 
 Progress = Callable[[str], None]
 ServerAction = Callable[[ServerLike, Inventory, Progress], str]
@@ -319,6 +321,12 @@ def up_action(inventory: Inventory,
     place). With delivery: ssh, a server that lacks HAProxy's image gets it from the
     operator's Docker too, so that no server needs a registry. A worker-only host (`web:
     false`) gets the app's network alone: no HAProxy, its image, config or certificate."""
+    if inventory.haproxy.shared:
+        # The server's shared HAProxy (several apps on one server): its image is the one its
+        # owner's inventory sets, pulled by each server (docs/apps-design.md, decision 2).
+        yield web_or_worker(lambda server, inventory, progress: up_shared(
+            server, inventory, progress, new_owner("up")))
+        return
     if inventory.delivery.mode != "ssh":
         yield web_or_worker(functools.partial(up_server, certificate=certificate))
         return

@@ -324,6 +324,20 @@ def make_admin_dir(server: ServerLike, inventory: Inventory) -> None:
     server.run_chain(["mkdir", "-p", "-m", "700", directory], ["chmod", "700", directory])
 
 
+def remove_app_containers(server: ServerLike, inventory: Inventory,
+                          names: list[str]) -> list[str]:
+    """The containers of `names` (also what was started by hand under the kit's names), then
+    every container labelled as the app's, removed; what was removed."""
+    existing = sorted(docker.parse_inspect(
+        server.run(docker.inspect_containers(*names), check=False).stdout))
+    if existing:
+        server.run(docker.remove(*existing), timeout=120)
+    labelled = server.run(docker.list_app_containers(inventory.app)).stdout.split()
+    if labelled:
+        server.run(docker.remove(*labelled), timeout=120)
+    return [*existing, *labelled]
+
+
 def down_server(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
     """Everything of the app on the server but its state folder (the history): HAProxy, the
     slots, the role containers (the running ones first stopped with their role's stop
@@ -333,16 +347,9 @@ def down_server(server: ServerLike, inventory: Inventory, progress: Progress) ->
     for stop in role_stops(inventory, read_role_containers(server, inventory)):
         progress(f"stopping the {stop.role} containers: {stop.time_to_finish}")
         server.run(stop.argv, timeout=stop.deadline)
-    # By name (also what was started by hand under the kit's names), then by label.
-    names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
-    existing = sorted(docker.parse_inspect(
-        server.run(docker.inspect_containers(*names), check=False).stdout))
-    if existing:
-        server.run(docker.remove(*existing), timeout=120)
-    labelled = server.run(docker.list_app_containers(inventory.app)).stdout.split()
-    if labelled:
-        server.run(docker.remove(*labelled), timeout=120)
-    targets = [*existing, *labelled]
+    targets = remove_app_containers(
+        server, inventory, [inventory.haproxy_container,
+                            *(inventory.container_name(s) for s in SLOTS)])
     if targets:
         progress(f"removed {len(targets)} containers")
     removed_network = False

@@ -57,6 +57,11 @@ def take_locks_command(places: Sequence[LockPlace], owner: LockOwner,
             str(lease), *pairs]
 
 
+def release_command(place: LockPlace, owner: LockOwner) -> list[str]:
+    """Remove the lock directory if its owner file holds this run's token."""
+    return ["sh", "-c", RELEASE_SCRIPT, "sh", owner.token, place.lock_dir]
+
+
 def parse_take_all_answer(stdout: str) -> list[tuple[str, TakeResult]]:
     """Pure: each lock the script reached, with what its take script said (the last one
     alone may be refused)."""

@@ -1,0 +1,106 @@
+"""`down` of one app on a server whose HAProxy is shared (several apps on one server,
+docs/apps-design.md, decision 1), run while the app's own lock is held.
+
+With the shared HAProxy's lock: the app's registration marked `leaving` first (no generation
+includes it again, whoever assembles the next one); then, while other apps are present, a
+generation without it goes in by a reload under every other app's lock (its names answer
+404, or go to the default app), or, for the last app, the shared HAProxy and its folder go;
+then the app's containers, network and files, as `down` removes them in an app's own layout.
+A run cut anywhere leaves a state the next `down` (or the app's `up`, which makes it present
+again) finishes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from slotswap.commands import docker
+from slotswap.config.inventory import SLOTS, Inventory
+from slotswap.config.layout import (
+    PROXY_CONTAINER,
+    app_files,
+    proxy_admin_socket_path,
+    proxy_config_dir,
+    proxy_settings_path,
+    registration_path,
+)
+from slotswap.remote.protocol import ServerLike
+from slotswap.server.haproxy import remove_app_containers
+from slotswap.server.haproxy_config import login_ids
+from slotswap.server.locking import LockOwner
+from slotswap.server.proxy_assembly import assemble
+from slotswap.server.proxy_files import leaving, read_registry
+from slotswap.server.proxy_registry import (
+    others_present,
+    registration_json,
+    settings_after_down,
+    settings_json,
+)
+from slotswap.server.proxy_up import (
+    apply_generation,
+    holding,
+    now,
+    proxy_lock_place,
+    shared_container,
+    write_and_check,
+)
+from slotswap.server.role_status import read_role_containers, role_stops
+
+Progress = Callable[[str], None]
+
+
+def down_shared(server: ServerLike, inventory: Inventory, progress: Progress,
+                owner: LockOwner) -> str:
+    """The app out of the server's shared HAProxy, then its containers, network and files
+    (its history stays); what was done, in words."""
+    inventory = server.with_folders(inventory)
+    server.use_admin_socket(proxy_admin_socket_path(inventory))
+    parts = []
+    with holding(server, [proxy_lock_place(inventory)], owner, inventory.timeouts.lease,
+                 lambda _: "the shared HAProxy's lock"):
+        registry = read_registry(server, inventory)
+        mine = registry.of(inventory.app)
+        others = others_present(registry.registrations, inventory.app)
+        if mine is not None and mine.state != "leaving":
+            server.write_file(registration_path(inventory, inventory.app),
+                              registration_json(leaving(mine)))
+        if others:
+            settings = settings_after_down(inventory.app, registry.settings,
+                                           registry.registrations, by=owner.who, at=now())
+            values = (settings or registry.settings)
+            assert values is not None, "other apps are present: the settings are recorded"
+            image = str(values.values["haproxy.image"])
+            generation = assemble(list(others), {item.app: registry.fragments.get(item.app)
+                                                 or "" for item in others},
+                                  values.values, login_ids(server))
+            write_and_check(server, inventory, generation, image)
+            if apply_generation(server, inventory, generation, image, others, owner):
+                parts.append("shared HAProxy reloaded without it")
+            if settings is not None and settings != registry.settings:
+                server.write_file(proxy_settings_path(inventory), settings_json(settings))
+        else:
+            if shared_container(server) is not None:
+                server.close_runtime_api()
+                server.run(docker.remove(PROXY_CONTAINER), timeout=120)
+                parts.append("shared HAProxy removed (no other app on it)")
+            server.run(["rm", "-rf", proxy_config_dir(inventory)])
+            server.run(["rm", "-f", proxy_settings_path(inventory)])
+        parts.append(remove_app(server, inventory, progress))
+        server.run(["rm", "-rf", app_files(inventory, inventory.app).folder])
+        server.run(["rm", "-f", registration_path(inventory, inventory.app)])
+    return ", ".join(part for part in parts if part)
+
+
+def remove_app(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
+    """The app's role containers (stopped with their stop signal and timeout first), its
+    slots and every container labelled as its own (never the shared HAProxy: it has no app
+    label), its network and its config folder (the env files)."""
+    for stop in role_stops(inventory, read_role_containers(server, inventory)):
+        progress(f"stopping the {stop.role} containers: {stop.time_to_finish}")
+        server.run(stop.argv, timeout=stop.deadline)
+    removed = len(remove_app_containers(
+        server, inventory, [inventory.container_name(slot) for slot in SLOTS]))
+    if server.run(docker.network_inspect(inventory.network), check=False).ok:
+        server.run(docker.network_remove(inventory.network))
+    server.run(["rm", "-rf", inventory.config_dir])
+    return f"{removed} containers removed"
