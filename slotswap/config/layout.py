@@ -10,10 +10,11 @@ container sees them, and the names of the containers it runs for a while, are na
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from slotswap.config.inventory import DEFAULT_CONFIG_ROOT, DEFAULT_STATE_ROOT, Inventory
-from slotswap.core.validation import validate_app_name
+from slotswap.core.validation import InputError, validate_app_name
 
 # -- inside HAProxy's container -------------------------------------------------------------
 HAPROXY_CONFIG_DIR_INSIDE = "/usr/local/etc/haproxy"
@@ -122,13 +123,23 @@ def role_env_file_path(inventory: Inventory, role: str, generation: str) -> str:
 
 
 def haproxy_dir(inventory: Inventory) -> str:
-    """HAProxy's folder on the server (its config, the maintenance map and service, the
-    certificate), mounted read-only at HAPROXY_CONFIG_DIR_INSIDE."""
+    """The folder of the HAProxy that serves the app (its config, the maintenance map and
+    service, the certificate), mounted read-only at HAPROXY_CONFIG_DIR_INSIDE: the app's own
+    (own_haproxy_dir), or with haproxy.shared the shared one's (proxy_haproxy_dir)."""
+    if inventory.haproxy.shared:
+        return proxy_haproxy_dir(inventory)
+    return own_haproxy_dir(inventory)
+
+
+def own_haproxy_dir(inventory: Inventory) -> str:
+    """The app's own HAProxy's folder (today's layout), whatever haproxy.shared says: what
+    only that layout's `up`, `down` and carry-over create or remove."""
     return f"{inventory.config_dir}/{HAPROXY_FOLDER}"
 
 
 def admin_dir(inventory: Inventory) -> str:
-    """The admin socket's folder on the server: the deploy login's, mode 0700."""
+    """The admin socket's folder of the HAProxy that serves the app: the deploy login's,
+    mode 0700 (with haproxy.shared, proxy_admin_dir)."""
     return f"{haproxy_dir(inventory)}/{ADMIN_FOLDER}"
 
 
@@ -155,10 +166,13 @@ def state_file_in_haproxy() -> str:
 
 
 def map_path_in_haproxy() -> str:
+    """The map of the app's own HAProxy (today's layout); the seam: maintenance_map_in_haproxy."""
     return f"{HAPROXY_CONFIG_DIR_INSIDE}/{MAP_NAME}"
 
 
 def map_path_on_server(haproxy_folder: str) -> str:
+    """The map in an app's own HAProxy's folder (today's layout), or in an app's folder of
+    the shared one (AppFiles); the seam: maintenance_map_on_server."""
     return f"{haproxy_folder}/{MAP_NAME}"
 
 
@@ -185,6 +199,14 @@ def cert_path_in_haproxy() -> str:
 
 
 def next_container(inventory: Inventory) -> str:
+    """The new HAProxy's name while both run in a hand-over of the HAProxy that serves the
+    app (`slotswap-proxy-next` with haproxy.shared)."""
+    return f"{serving_haproxy(inventory)}{NEXT_SUFFIX}"
+
+
+def own_next_container(inventory: Inventory) -> str:
+    """The app's own HAProxy's new container in today's hand-over, whatever haproxy.shared
+    says (as own_haproxy_dir)."""
     return f"{inventory.haproxy_container}{NEXT_SUFFIX}"
 
 
@@ -386,3 +408,85 @@ def proxy_config_args_in_haproxy() -> tuple[str, ...]:
 
 def fallback_cert_in_haproxy() -> str:
     return f"{HAPROXY_CONFIG_DIR_INSIDE}/{FALLBACK_CERT_NAME}"
+
+
+# -- the seam: where the app's HAProxy things are, in either layout ------------------------
+# Every per-app task (deploy, rollback, status, maintenance, certs, exec, logs, lock) asks
+# these, never haproxy_container or the folder-based helpers above: with haproxy.shared
+# they answer with the shared HAProxy's container and this app's files in it (apps/<app>/,
+# docs/apps-design.md, decisions 1 and 5); otherwise exactly today's.
+def serving_haproxy(inventory: Inventory) -> str:
+    """The name of the HAProxy container that serves the app."""
+    return PROXY_CONTAINER if inventory.haproxy.shared else inventory.haproxy_container
+
+
+def state_file_path(inventory: Inventory) -> str:
+    """The server-state file of the app's backend, which the swap writes and HAProxy loads
+    when it starts: with haproxy.shared the backend's own (apps/<app>/server-state)."""
+    if inventory.haproxy.shared:
+        return app_files(inventory, inventory.app).server_state
+    return f"{own_haproxy_dir(inventory)}/{STATE_NAME}"
+
+
+def maintenance_map_in(haproxy_folder: str, inventory: Inventory) -> str:
+    """The app's maintenance map in the folder of the HAProxy that serves it, as the server
+    (haproxy_dir) or HAProxy's container (HAPROXY_CONFIG_DIR_INSIDE) sees that folder."""
+    return _app_file_in(haproxy_folder, inventory, lambda files: files.maintenance_map,
+                        map_path_on_server)
+
+
+def maintenance_map_on_server(inventory: Inventory) -> str:
+    return maintenance_map_in(haproxy_dir(inventory), inventory)
+
+
+def maintenance_map_in_haproxy(inventory: Inventory) -> str:
+    """The runtime API's name for the app's map (`show map`, `clear map`, `add map`)."""
+    return maintenance_map_in(HAPROXY_CONFIG_DIR_INSIDE, inventory)
+
+
+def cert_in(haproxy_folder: str, inventory: Inventory) -> str:
+    """The app's certificate in the folder of the HAProxy that serves it (as
+    maintenance_map_in)."""
+    return _app_file_in(haproxy_folder, inventory, lambda files: files.cert, cert_path_on_server)
+
+
+def cert_source_in(haproxy_folder: str, inventory: Inventory) -> str:
+    """Beside the app's certificate: where it came from."""
+    return _app_file_in(haproxy_folder, inventory, lambda files: files.source,
+                        source_path_on_server)
+
+
+def _app_file_in(haproxy_folder: str, inventory: Inventory, shared: Callable[[AppFiles], str],
+                 own: Callable[[str], str]) -> str:
+    """One of the app's files in the serving HAProxy's folder: with haproxy.shared in the
+    app's own folder of it (apps/<app>/, AppFiles), else where today's layout has it."""
+    if inventory.haproxy.shared:
+        return shared(app_files_in(haproxy_folder, inventory.app))
+    return own(haproxy_folder)
+
+
+def cert_on_server(inventory: Inventory) -> str:
+    return cert_in(haproxy_dir(inventory), inventory)
+
+
+def cert_in_haproxy(inventory: Inventory) -> str:
+    """The runtime API's name for the app's certificate (`show`/`set`/`commit ssl cert`)."""
+    return cert_in(HAPROXY_CONFIG_DIR_INSIDE, inventory)
+
+
+def refuse_shared(inventory: Inventory, what: str) -> None:
+    """What the shared HAProxy cannot do yet: one line (exit 2), before any server is
+    contacted."""
+    if inventory.haproxy.shared:
+        raise InputError(f"{what} is not available with haproxy.shared yet (several apps on "
+                         "one server, docs/apps-design.md); nothing was changed")
+
+
+def require_own_haproxy(inventory: Inventory, what: str) -> None:
+    """Today's layout's `up`, `down`, hand-over, carry-over and web removal act on the app's
+    own HAProxy (its container, own_haproxy_dir): for haproxy.shared they are the shared
+    up's and down's job, and reaching them is a bug, which fails here loudly rather than
+    on the shared HAProxy's files."""
+    if inventory.haproxy.shared:
+        raise ProxyError(f"{what} is today's layout's (the app's own HAProxy), never run "
+                         "with haproxy.shared: the shared up and down do it")

@@ -28,18 +28,23 @@ from slotswap.config.layout import (
     PREVIOUS_NAME,
     RELEASE_ENV_NAME,
     RUNNING_NAME,
-    STATE_NAME,
     admin_dir,
     carrier_name,
+    cert_in,
+    cert_in_haproxy,
     cert_path_in_haproxy,
     cert_path_on_server,
+    cert_source_in,
     env_file_path,
     haproxy_dir,
     lock_dir,
+    maintenance_map_in_haproxy,
+    maintenance_map_on_server,
     map_path_on_server,
-    next_container,
+    own_next_container,
+    refuse_shared,
     service_path_on_server,
-    source_path_on_server,
+    state_file_path,
 )
 from slotswap.fleet.certs import Renewal
 from slotswap.fleet.runner import in_turn
@@ -293,6 +298,7 @@ def prune_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
 
 
 def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
+    refuse_shared(inventory, "up --dry-run")  # the shared up's plan: a later step
     inventory = server.with_folders(inventory)
     if not server.host.web:
         return worker_only_up_plan(server, inventory)
@@ -356,7 +362,7 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
                            running=server.read_file(f"{directory}/{RUNNING_NAME}"),
                            wanted=render_config(inventory, login_ids(server)))
     recreate, hand_over, changed = decided.replace, decided.hand_over, decided.config_changed
-    state_file = f"{directory}/{STATE_NAME}"
+    state_file = state_file_path(inventory)
     running_file = f"{directory}/{RUNNING_NAME}"
     installed = False
     if decided.new_config:
@@ -383,7 +389,7 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
             plan.shell(*keep_and_move)
             installed = True
     if hand_over:
-        temporary = next_container(inventory)
+        temporary = own_next_container(inventory)
         plan.steps.append("HAProxy's container changes: a new one takes over with no gap")
         plan.api(command_show_servers_state(inventory.app))
         plan.write(state_file, 0o644, "that answer (the new HAProxy starts from it)")
@@ -395,7 +401,7 @@ def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
         plan.write(running_file, 0o644, "the hash of the config HAProxy runs")
     else:
         if recreate:
-            temporary = next_container(inventory)
+            temporary = own_next_container(inventory)
             plan.steps.append("HAProxy's container is recreated (on the server's network: a "
                               "short interruption, this once)")
             if container is not None and container.running:
@@ -446,7 +452,7 @@ def worker_only_up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
 def finish_hand_over_steps(plan: ServerPlan, inventory: Inventory) -> None:
     """As haproxy_handover.finish_hand_over: the old HAProxy told to stop, its soft stop
     waited for, the new one given its name."""
-    name, temporary = inventory.haproxy_container, next_container(inventory)
+    name, temporary = inventory.haproxy_container, own_next_container(inventory)
     plan.shell(*soft_stop_commands(name))
     plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
     plan.shell(docker.remove(name), docker.rename(temporary, name))
@@ -459,7 +465,7 @@ def interrupted_handover_steps(plan: ServerPlan, server: ServerLike,
     cut = inspect_hand_over(server, inventory)
     if cut is None:
         return False
-    name, temporary = inventory.haproxy_container, next_container(inventory)
+    name, temporary = inventory.haproxy_container, own_next_container(inventory)
     if cut.how == "finish":
         plan.steps.append(f"{name} was told to stop: the hand-over is finished, {temporary} "
                           "takes its place")
@@ -478,6 +484,7 @@ def interrupted_handover_steps(plan: ServerPlan, server: ServerLike,
 
 
 def down_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
+    refuse_shared(inventory, "down --dry-run")  # the shared down's plan: a later step
     inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address, summary="remove everything of "
                       f"{inventory.app}")
@@ -511,17 +518,17 @@ def maintenance_plan(server: ServerLike, inventory: Inventory,
     plan = ServerPlan(server.name, server.host.address,
                       summary=f"maintenance {'on' if entries is not None else 'off'} (now {now})")
     lock_steps(plan, server, inventory)
-    path = map_path_on_server(haproxy_dir(inventory))
+    path, in_haproxy = maintenance_map_on_server(inventory), maintenance_map_in_haproxy(inventory)
     if entries is None:
         plan.write(path, 0o644, "empty")
-        plan.api(maintenance.off_command())
+        plan.api(maintenance.off_command(in_haproxy))
     else:
         plan.write(path, 0o644, ", ".join(f"{key} ({len(value)} characters)"
                                           if key == "page" else f"{key} {value}"
                                           for key, value in entries))
         plan.api(maintenance.on_commands(
             [(key, "<the page, base64>" if key == "page" else value)
-             for key, value in entries]))
+             for key, value in entries], in_haproxy))
     unlock_steps(plan, inventory)
     return plan
 
@@ -541,16 +548,17 @@ def certs_plan(server: ServerLike, inventory: Inventory, renewal: Renewal) -> Se
                       else "certificate installed with no reload")
     lock_steps(plan, server, inventory)
     if not same_served:
-        plan.api(tls.set_line("<the new certificate and its key (PEM), never shown>"
-                              ).replace("\n", ""))
-        plan.api(tls.commit_line())
+        plan.api(tls.set_line(cert_in_haproxy(inventory), "<the new certificate and its key "
+                              "(PEM), never shown>").replace("\n", ""))
+        plan.api(tls.commit_line(cert_in_haproxy(inventory)))
     if not same_file:
-        plan.write(cert_path_on_server(config_dir), 0o600,
+        plan.write(cert_in(config_dir, inventory), 0o600,
                    "the new certificate and its key (PEM), what a restarted HAProxy loads")
         source = renewal.bundle.source if renewal.bundle is not None else acme_source(
             inventory.https.acme.directory)  # type: ignore[union-attr]
         if source:
-            plan.write(source_path_on_server(config_dir), 0o600, f"where it came from: {source}")
+            plan.write(cert_source_in(config_dir, inventory), 0o600,
+                       f"where it came from: {source}")
     unlock_steps(plan, inventory)
     return plan
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from slotswap.commands.runtime_api import RuntimeApiError, refusal
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import cert_path_in_haproxy, cert_path_on_server, source_path_on_server
+from slotswap.config.layout import ProxyError, cert_in, cert_in_haproxy, cert_source_in
 from slotswap.https.files import (
     PLACEHOLDER_ORGANIZATION,
     CertificateBundle,
@@ -87,49 +87,53 @@ def parse_show_ssl_cert(text: str) -> ServedCertificate:
 
 
 def served(server: ServerLike) -> ServedCertificate:
-    return parse_show_ssl_cert(server.runtime_api(f"show ssl cert {cert_path_in_haproxy()}"))
+    return parse_show_ssl_cert(
+        server.runtime_api(f"show ssl cert {cert_in_haproxy(server.inventory)}"))
 
 
 def installed_fingerprint(server: ServerLike, config_dir: str) -> str | None:
-    """The digest of the certificate file on the server; None when there is none."""
-    text = server.read_file(cert_path_on_server(config_dir))
+    """The digest of the certificate file on the server (`config_dir`: the folder of the
+    HAProxy that serves the app, layout.haproxy_dir); None when there is none."""
+    text = server.read_file(cert_in(config_dir, server.inventory))
     return fingerprint(text) if text else None
 
 
 def installed_source(server: ServerLike, config_dir: str) -> str | None:
     """Where the server's certificate came from; None when the kit recorded nothing."""
-    text = server.read_file(source_path_on_server(config_dir))
+    text = server.read_file(cert_source_in(config_dir, server.inventory))
     return (text.strip() or None) if text else None
 
 
 def write_file(server: ServerLike, config_dir: str, bundle: CertificateBundle) -> None:
-    server.write_private_file(cert_path_on_server(config_dir), bundle.haproxy_pem())
+    server.write_private_file(cert_in(config_dir, server.inventory), bundle.haproxy_pem())
     if bundle.source:
-        server.write_private_file(source_path_on_server(config_dir), bundle.source + "\n")
+        server.write_private_file(cert_source_in(config_dir, server.inventory),
+                                  bundle.source + "\n")
 
 
-def set_line(pem: str) -> str:
-    """The runtime-API line that stages `pem` (chain and key) for the served file."""
-    return f"set ssl cert {cert_path_in_haproxy()} <<\n{pem}"
+def set_line(path: str, pem: str) -> str:
+    """The runtime-API line that stages `pem` (chain and key) for the served file `path`
+    (layout.cert_in_haproxy)."""
+    return f"set ssl cert {path} <<\n{pem}"
 
 
-def commit_line() -> str:
-    return f"commit ssl cert {cert_path_in_haproxy()}"
+def commit_line(path: str) -> str:
+    return f"commit ssl cert {path}"
 
 
 def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
     """The running HAProxy serves the new certificate from its next handshake on: no reload,
     no connection dropped. The payload (the private key) never appears in an error."""
-    path = cert_path_in_haproxy()
+    path = cert_in_haproxy(server.inventory)
     try:
-        server.runtime_api(set_line(bundle.haproxy_pem()))
+        server.runtime_api(set_line(path, bundle.haproxy_pem()))
     except RuntimeApiError as error:
         raise TlsError(f"{server.name}: HAProxy refused the new certificate for {path}: "
                        f"{_answer_of(error)}") from None
     try:
-        committed = server.runtime_api(commit_line())
+        committed = server.runtime_api(commit_line(path))
         if "Success!" not in committed:  # "Committing X\n...Failed!": no error marker
-            raise refusal(commit_line(), committed)
+            raise refusal(commit_line(path), committed)
     except RuntimeApiError as error:
         if serves(server, bundle):
             return  # the commit ran, its answer was lost
@@ -181,7 +185,11 @@ def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: C
     restart loads: a refusal leaves both as they were. Once the file is written, what
     HAProxy serves is read again (a restart in between loaded the old file). Returns False
     when the server had that very certificate already, in its file and (running) in what
-    HAProxy serves."""
+    HAProxy serves. Refused with haproxy.shared, before anything is read: certificates of
+    the shared HAProxy are a later step (docs/apps-design.md, decision 4)."""
+    if server.inventory.haproxy.shared:
+        raise ProxyError(f"{server.name}: installing a certificate is not available with "
+                         "haproxy.shared yet; nothing was changed")
     same_file, same_served = in_place_on(server, config_dir, bundle, running=running)
     if same_file and same_served:
         return False

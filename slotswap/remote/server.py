@@ -570,7 +570,7 @@ class Server:
         raise RuntimeApiError(channel_refused(self.name, path, refusal))
 
     def _raise_unless_haproxy_runs(self, path: str) -> None:
-        container = self.inventory.haproxy_container
+        container = layout.serving_haproxy(self.inventory)
         inspected = self._run_line(shlex.join(docker_commands.inspect_containers(container)),
                                    check=False, timeout=API_TIMEOUT)
         found = docker_commands.parse_inspect(inspected.stdout).get(container)

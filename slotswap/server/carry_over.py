@@ -57,6 +57,7 @@ from slotswap.config.layout import (
     carrier_name,
     history_path,
     lock_dir_in,
+    require_own_haproxy,
     state_dir_beside,
 )
 from slotswap.remote.protocol import ServerLike
@@ -233,7 +234,9 @@ def carried_over(server: ServerLike, inventory: Inventory,
     """While `up` replaces an HAProxy that runs from another login's folders: the old
     admin socket answers this login (Server.use_admin_socket), the old state and config
     files are in this login's folders. Yields the old folders (None: nothing to carry). On
-    success the old state folder is locked for good; always, the carrier goes."""
+    success the old state folder is locked for good; always, the carrier goes. Today's
+    layout's: a shared server is never carried over (docs/apps-design.md, out of scope)."""
+    require_own_haproxy(inventory, "carrying a server over")
     previous = (previous_folders(container, inventory, haproxy_dir)
                 if container is not None else None)
     if previous is None:

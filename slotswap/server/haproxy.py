@@ -27,7 +27,9 @@ from slotswap.config.layout import (
     cert_path_in_haproxy,
     haproxy_dir,
     map_path_on_server,
+    require_own_haproxy,
     service_path_on_server,
+    serving_haproxy,
 )
 from slotswap.https import install as tls
 from slotswap.https.files import CertificateBundle
@@ -103,7 +105,9 @@ def up_server(server: ServerLike, inventory: Inventory, progress: Progress,
               certificate: CertificateBundle | None = None) -> str:
     """Make the server ready for deploys; return what was done. With HTTPS, `certificate` is
     put in place first (the config's `crt` must load): the operator's files, or with ACME a
-    stand-in where the server has none yet (`up` then has the real one issued)."""
+    stand-in where the server has none yet (`up` then has the real one issued). Today's
+    layout's (the app's own HAProxy): with haproxy.shared, the shared up's job."""
+    require_own_haproxy(inventory, "up_server")
     inventory = server.with_folders(inventory)
     directory = haproxy_dir(inventory)
     wanted = render_config(inventory, login_ids(server))
@@ -247,7 +251,9 @@ def observe_engine(server: ServerLike) -> str | None:
 def up_worker_only(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
     """`up` on a worker-only host (`web: false`): the app's network, which its role
     containers join, and nothing of the web's: no HAProxy, no config, no certificate. A
-    host that ran the web before has its HAProxy and slots taken off (web_removal)."""
+    host that ran the web before has its HAProxy and slots taken off (web_removal; today's
+    layout's: with haproxy.shared, the shared up's job)."""
+    require_own_haproxy(inventory, "up on a worker-only host")
     inventory = server.with_folders(inventory)
     created = ensure_network(server, inventory, progress)
     observe_engine(server)  # the image runs here too: its platform counts for `build`
@@ -305,7 +311,7 @@ def reach_unpublished_slots(server: ServerLike, inventory: Inventory,
 def running_haproxy(server: ServerLike, inventory: Inventory) -> str:
     """HAProxy's image on the server and the version that answers, for `status`: what an
     upgrade changes. "?" for what cannot be read."""
-    name = inventory.haproxy_container
+    name = serving_haproxy(inventory)
     found = docker.parse_inspect(
         server.run(docker.inspect_containers(name), check=False).stdout).get(name)
     image = found.image if found is not None else "?"
@@ -342,7 +348,9 @@ def down_server(server: ServerLike, inventory: Inventory, progress: Progress) ->
     """Everything of the app on the server but its state folder (the history): HAProxy, the
     slots, the role containers (the running ones first stopped with their role's stop
     signal and stop timeout, so that a job in progress finishes), the network and the
-    config folder with every env file (the slots' and the roles')."""
+    config folder with every env file (the slots' and the roles'). Today's layout's: with
+    haproxy.shared, the shared down's job (the shared HAProxy is not this app's to remove)."""
+    require_own_haproxy(inventory, "down_server")
     inventory = server.with_folders(inventory)
     for stop in role_stops(inventory, read_role_containers(server, inventory)):
         progress(f"stopping the {stop.role} containers: {stop.time_to_finish}")

@@ -27,7 +27,7 @@ from slotswap.config.layout import (
     ProxyError,
     admin_dir,
     haproxy_dir,
-    next_container,
+    own_next_container,
 )
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import RemoteCommandError
@@ -85,7 +85,7 @@ def hand_over_to_new_haproxy(server: ServerLike, inventory: Inventory, progress:
     container and leaves the old one serving, with its config file put back (`restore`) and
     its admin socket made anew by a reload. After that, the hand-over is finished."""
     inventory = server.with_folders(inventory)
-    name, temporary = inventory.haproxy_container, next_container(inventory)
+    name, temporary = inventory.haproxy_container, own_next_container(inventory)
     progress(f"HAProxy's container changes ({old.image} -> {inventory.haproxy.image}): "
              f"starting {temporary} beside {name}")
     warn_without_request_migration(server, progress)
@@ -129,7 +129,7 @@ def finish_hand_over(server: ServerLike, inventory: Inventory, progress: Progres
     and finishes its open connections, then the new one takes its name. Done again from the
     start by the `up` after a run cut anywhere in here (finish_interrupted_handover): each
     step may have been done already."""
-    name, temporary = inventory.haproxy_container, next_container(inventory)
+    name, temporary = inventory.haproxy_container, own_next_container(inventory)
     server.run_chain(*soft_stop_commands(name))
     seconds = soft_stop_seconds(inventory)
     waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
@@ -239,7 +239,7 @@ def cut_hand_over(found: dict[str, docker.ContainerInfo], name: str,
 
 def inspect_hand_over(server: ServerLike, inventory: Inventory) -> CutHandOver | None:
     """cut_hand_over of what the server has now (one `docker inspect`)."""
-    name, temporary = inventory.haproxy_container, next_container(inventory)
+    name, temporary = inventory.haproxy_container, own_next_container(inventory)
     return cut_hand_over(docker.parse_inspect(
         server.run(docker.inspect_containers(name, temporary), check=False).stdout),
         name, temporary)
@@ -250,7 +250,7 @@ def finish_interrupted_handover(server: ServerLike, inventory: Inventory,
     """A hand-over cut short (a lost connection, an interrupt) may leave the new container
     under its temporary name: ended as cut_hand_over says. False when there was none."""
     inventory = server.with_folders(inventory)
-    name, temporary = inventory.haproxy_container, next_container(inventory)
+    name, temporary = inventory.haproxy_container, own_next_container(inventory)
     cut = inspect_hand_over(server, inventory)
     if cut is None:
         return False
@@ -289,7 +289,7 @@ def migrate_to_host_network(server: ServerLike, inventory: Inventory, progress: 
     # Created beforehand, so that the interruption is only the old one's removal and the
     # new one's start, in one round trip. Left under its temporary name if that fails: the
     # next `up` makes it the HAProxy.
-    temporary = next_container(inventory)
+    temporary = own_next_container(inventory)
     server.run(docker.remove(temporary), check=False, timeout=60)
     server.run(haproxy_run_command(inventory, temporary, create_only=True), timeout=60)
     server.run_chain(docker.remove(old.name), docker.start(temporary),

@@ -26,7 +26,7 @@ from slotswap.commands.runtime_api import (
     servers_state_with,
 )
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import STATE_NAME, haproxy_dir
+from slotswap.config.layout import state_file_path
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.swap_errors import SwapError
 
@@ -35,7 +35,7 @@ OP_RUNNING = 2  # srv_op_state
 
 
 def state_path(server: ServerLike, inventory: Inventory) -> str:
-    return f"{haproxy_dir(server.with_folders(inventory))}/{STATE_NAME}"
+    return state_file_path(server.with_folders(inventory))
 
 
 def save_slot_state(server: ServerLike, inventory: Inventory, state: str | None = None,

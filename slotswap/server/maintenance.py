@@ -23,13 +23,19 @@ import jinja2
 
 from slotswap.commands.runtime_api import join_commands
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import map_path_in_haproxy, map_path_on_server
+from slotswap.config.layout import (
+    maintenance_map_in,
+    maintenance_map_in_haproxy,
+    map_path_in_haproxy,
+)
 from slotswap.config.scaffold import template_folders
 from slotswap.remote.protocol import ServerLike
 
 PAGE_TEMPLATE = "maintenance.html.j2"
 DEFAULT_MESSAGE = "We are working on the site and will be back shortly."
 DEFAULT_RETRY_AFTER = 120
+# The map of the app's own HAProxy (today's layout), as the runtime API names it.
+OWN_MAP = map_path_in_haproxy()
 Progress = Callable[[str], None]
 
 
@@ -68,7 +74,8 @@ _ANSWER = """\
 
 
 def service_script() -> str:
-    """The Lua service's source: the map's path is the kit's own (no quote, no backslash)."""
+    """The Lua service's source of the app's own HAProxy (today's layout, which only its
+    `up` writes): the map's path is the kit's own (no quote, no backslash)."""
     answer = _ANSWER.format(retry='maintenance:lookup("retry")',
                             default_retry=DEFAULT_RETRY_AFTER)
     return _SERVICE.format(map_path=json.dumps(map_path_in_haproxy()), answer=answer)
@@ -99,15 +106,16 @@ def map_file(entries: list[tuple[str, str]]) -> str:
     return "".join(f"{key} {value}\n" for key, value in entries)
 
 
-def on_commands(entries: list[tuple[str, str]]) -> str:
-    """One runtime-API line: the map cleared, then filled, page last."""
-    path = map_path_in_haproxy()
+def on_commands(entries: list[tuple[str, str]], path: str = OWN_MAP) -> str:
+    """One runtime-API line: the map cleared, then filled, page last. `path`: the runtime
+    API's name for the app's map (layout.maintenance_map_in_haproxy; the default is today's
+    layout's)."""
     return join_commands(f"clear map {path}",
                          *(f"add map {path} {key} {value}" for key, value in entries))
 
 
-def off_command() -> str:
-    return f"clear map {map_path_in_haproxy()}"
+def off_command(path: str = OWN_MAP) -> str:
+    return f"clear map {path}"
 
 
 def parse_show_map(text: str) -> dict[str, str]:
@@ -121,21 +129,25 @@ def parse_show_map(text: str) -> dict[str, str]:
 
 
 def is_on(server: ServerLike) -> bool:
-    return "page" in parse_show_map(server.runtime_api(f"show map {map_path_in_haproxy()}"))
+    path = maintenance_map_in_haproxy(server.inventory)
+    return "page" in parse_show_map(server.runtime_api(f"show map {path}"))
 
 
 def switch_on(server: ServerLike, config_dir: str, entries: list[tuple[str, str]],
               progress: Progress) -> str:
+    """`config_dir`: the folder of the HAProxy that serves the app (layout.haproxy_dir), in
+    which the app's map is (with haproxy.shared, apps/<app>/maintenance.map); every line
+    names that map alone."""
     # The file first: were the run cut off between the two, a restart would still agree
     # with what the operator asked for.
-    server.write_file(map_path_on_server(config_dir), map_file(entries))
-    server.runtime_api(on_commands(entries))
+    server.write_file(maintenance_map_in(config_dir, server.inventory), map_file(entries))
+    server.runtime_api(on_commands(entries, maintenance_map_in_haproxy(server.inventory)))
     progress("maintenance on: every request answers 503 with the page; the app keeps running")
     return "maintenance on"
 
 
 def switch_off(server: ServerLike, config_dir: str, progress: Progress) -> str:
-    server.write_file(map_path_on_server(config_dir), "")
-    server.runtime_api(off_command())
+    server.write_file(maintenance_map_in(config_dir, server.inventory), "")
+    server.runtime_api(off_command(maintenance_map_in_haproxy(server.inventory)))
     progress("maintenance off: requests reach the app again")
     return "maintenance off"

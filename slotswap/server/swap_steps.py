@@ -19,7 +19,7 @@ from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.runtime_api import AdminState
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import STATE_NAME, env_file_path, haproxy_dir
+from slotswap.config.layout import env_file_path, state_file_path
 from slotswap.server.slots import SlotView, slot_published_ports
 from slotswap.server.swap_plan import (
     alone_states,
@@ -212,7 +212,7 @@ def swap_steps(plan: SwapPlan, inventory: Inventory, *, masked_env: str = "") ->
     (secrets as <secret>)."""
     timeouts, idle, live, tag = inventory.timeouts, plan.idle, plan.live, plan.tag
     name = inventory.container_name(idle)
-    state_file = f"{haproxy_dir(inventory)}/{STATE_NAME}"
+    state_file = state_file_path(inventory)
     steps: list[Step] = []
 
     def add(phase: Phase, kind: Kind, text: str, note: str = "") -> None:
@@ -264,7 +264,7 @@ def back_steps(plan: SwapPlan, inventory: Inventory) -> list[Step]:
     the state file as it will be after the line back, the line back, the failed container's
     last output read and the container stopped."""
     assert plan.live is not None
-    state_file = f"{haproxy_dir(inventory)}/{STATE_NAME}"
+    state_file = state_file_path(inventory)
     name = inventory.container_name(plan.idle)
     return [Step("watch", "api", haproxy.command_show_servers_state(inventory.app)),
             Step("watch", "write", state_file, "(mode 0644): that answer as it will be once "

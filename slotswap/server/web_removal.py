@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 from slotswap.commands import docker
 from slotswap.config.inventory import SLOTS, Inventory
-from slotswap.config.layout import env_file_path, haproxy_dir, next_container
+from slotswap.config.layout import (
+    env_file_path,
+    own_haproxy_dir,
+    own_next_container,
+    require_own_haproxy,
+)
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.haproxy_handover import soft_stop_commands, soft_stop_seconds
 
@@ -30,8 +35,9 @@ class RemovalStep:
 
 
 def web_container_names(inventory: Inventory) -> list[str]:
-    """HAProxy (and the one a cut hand-over left under its temporary name), then the slots."""
-    return [inventory.haproxy_container, next_container(inventory),
+    """The app's own HAProxy (and the one a cut hand-over left under its temporary name),
+    then the slots: never the shared HAProxy, which serves other apps too."""
+    return [inventory.haproxy_container, own_next_container(inventory),
             *(inventory.container_name(slot) for slot in SLOTS)]
 
 
@@ -45,7 +51,9 @@ def web_containers_on(server: ServerLike, inventory: Inventory) -> dict[str, doc
 def removal_steps(inventory: Inventory,
                   found: dict[str, docker.ContainerInfo]) -> list[RemovalStep]:
     """Pure: the commands that take `found` off the server, in order (none when nothing
-    was found). `inventory` has the login's folders."""
+    was found). `inventory` has the login's folders. Today's layout's: with haproxy.shared
+    taking an app off a host is the shared down's job."""
+    require_own_haproxy(inventory, "taking the web off a worker-only host")
     if not found:
         return []
     names = web_container_names(inventory)
@@ -62,7 +70,7 @@ def removal_steps(inventory: Inventory,
               for name in names[2:] if name in found and found[name].running]
     # The files (the certificate's key, the slots' env files) before the containers: a cut
     # between the two leaves containers, which the next `up` finds and takes off again.
-    steps.append(RemovalStep(["rm", "-rf", "--", haproxy_dir(inventory),
+    steps.append(RemovalStep(["rm", "-rf", "--", own_haproxy_dir(inventory),
                               *(env_file_path(inventory, slot) for slot in SLOTS)], MARGIN))
     steps.append(RemovalStep(docker.remove(*[n for n in names if n in found]), 120))
     return steps
