@@ -88,11 +88,12 @@ class LoadGenerator:
                  max_seconds: float = 300.0, max_requests: int = 500_000,
                  rate: float | None = DEFAULT_RATE,
                  allowed_networks: tuple[str, ...] = (SANDBOX_SUBNET,), path: str = "/",
-                 tls: TlsTarget | None = None):
+                 tls: TlsTarget | None = None, host: str | None = None):
         for target in targets:
             check_target_allowed(target, allowed_networks)
         self.targets, self.port, self.clients, self.path = targets, port, clients, path
         self.tls = tls  # HTTPS: to each target's address, with this name and trust
+        self.host = host  # the Host header (an app of a shared HAProxy), else the target's
         self.max_seconds, self.max_requests = max_seconds, max_requests
         # Each client paces itself so that all of them together send about `rate` per second.
         self.client_interval = clients / rate if rate else 0.0
@@ -152,7 +153,8 @@ class LoadGenerator:
         else:
             connection = AddressedHTTPSConnection(target, self.tls, self.port, timeout=5)
         try:
-            connection.request("GET", self.path, headers={"Connection": "close"})
+            headers = {"Connection": "close", **({"Host": self.host} if self.host else {})}
+            connection.request("GET", self.path, headers=headers)
             response = connection.getresponse()
             body = response.read().decode(errors="replace")
             error = None if response.status == 200 else f"HTTP {response.status}"

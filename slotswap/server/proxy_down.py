@@ -19,7 +19,6 @@ from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
     PROXY_CONTAINER,
     app_files,
-    proxy_admin_socket_path,
     proxy_config_dir,
     proxy_settings_path,
     registration_path,
@@ -54,7 +53,6 @@ def down_shared(server: ServerLike, inventory: Inventory, progress: Progress,
     """The app out of the server's shared HAProxy, then its containers, network and files
     (its history stays); what was done, in words."""
     inventory = server.with_folders(inventory)
-    server.use_admin_socket(proxy_admin_socket_path(inventory))
     parts = []
     with holding(server, [proxy_lock_place(inventory)], owner, inventory.timeouts.lease,
                  lambda _: "the shared HAProxy's lock"):

@@ -30,7 +30,6 @@ from slotswap.config.layout import (
     fallback_cert_path,
     previous_link,
     proxy_admin_dir,
-    proxy_admin_socket_path,
     proxy_haproxy_dir,
     proxy_lock_dir,
     proxy_running_path,
@@ -125,7 +124,6 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
     """The app's part of the server's shared HAProxy in place, and that HAProxy running the
     generation with every present app; what was done, in words."""
     inventory = server.with_folders(inventory)
-    server.use_admin_socket(proxy_admin_socket_path(inventory))
     changes: list[str] = []
     refuse_own_haproxy(server, inventory)
     # Refused before any change where the inventory contradicts another app's, and HAProxy's

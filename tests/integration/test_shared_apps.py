@@ -1,0 +1,149 @@
+"""Two apps on the same three servers behind each server's shared HAProxy (several apps on one
+server, issue 23; in preview: SLOTSWAP_SHARED_PREVIEW=1), under load on both: deploying one
+never fails a request of either, nor changes what the other serves or its containers; both
+deploy at the same time; maintenance of one leaves the other answering; `down` of one leaves
+the other serving, and the last `down` removes the shared HAProxy.
+
+The shared HAProxy listens on port 8088, so that it never shares port 80 with the fleet's own
+HAProxy that other modules run (two HAProxys on one port would split its connections)."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+
+from slotswap.config.loader import SHARED_PREVIEW_VARIABLE
+from testbed.loadgen import LoadGenerator
+from tests.integration.conftest import FAB, ROOT
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+pytestmark = pytest.mark.sandbox
+PORT = 8088
+APPS = {"shop": [18181, 18182], "admin": [18183, 18184]}
+# What each app serves from the start: its version tells the apps' answers apart.
+FIRST = {"shop": "v1", "admin": "v2"}
+
+
+@dataclasses.dataclass
+class Apps:
+    box: Sandbox
+    inventories: dict[str, Path]
+
+    def fab(self, app: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.box.fab(*args, inventory=self.inventories[app])
+
+    def load(self, app: str) -> LoadGenerator:
+        return LoadGenerator(self.box.addresses, port=PORT, host=f"{app}.test", clients=2,
+                             max_seconds=240, max_requests=200_000)
+
+    def answer(self, address: str, app: str) -> tuple[int, str]:
+        connection = http.client.HTTPConnection(address, PORT, timeout=5)
+        try:
+            connection.request("GET", "/", headers={"Host": f"{app}.test"})
+            response = connection.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            connection.close()
+
+    def containers(self, app: str) -> list[str]:
+        """The app's containers on every server, with their ids and start times."""
+        return [line for address in self.box.addresses
+                for line in self.box.containers(address).splitlines()
+                if line.startswith(f"/{app}-")]
+
+
+@pytest.fixture(scope="module")
+def apps(sandbox_env: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
+    box = dataclasses.replace(sandbox_env, env={**sandbox_env.env,
+                                                SHARED_PREVIEW_VARIABLE: "1"})
+    folder = tmp_path_factory.mktemp("apps")
+    inventories = {}
+    for app, ports in APPS.items():
+        (folder / app).mkdir()
+        data = yaml.safe_load(box.inventory_copy(folder / app).read_text())
+        image = data["haproxy"]["image"]
+        data.update(app=app, names=[f"{app}.test"])
+        # shop's inventory sets the shared HAProxy's settings; admin's leaves them out.
+        data["haproxy"] = {"shared": True, "slot_ports": ports,
+                           **({"image": image, "http_port": PORT} if app == "shop" else {})}
+        path = folder / app / "hosts.yaml"
+        path.write_text(yaml.safe_dump(data))
+        inventories[app] = path
+    here = Apps(box, inventories)
+    try:
+        for app in APPS:
+            assert here.fab(app, "up").returncode == 0
+            assert here.fab(app, "deploy", "--tag", FIRST[app]).returncode == 0
+        yield here
+    finally:
+        for app in ("shop", "admin"):
+            here.fab(app, "down")
+
+
+def test_each_host_name_reaches_its_app(apps: Apps) -> None:
+    for address in apps.box.addresses:
+        for app in APPS:
+            status, body = apps.answer(address, app)
+            assert status == 200 and f"version={FIRST[app]}" in body, body
+    assert apps.answer(apps.box.addresses[0], "nobody")[0] == 404
+
+
+def test_deploying_one_app_fails_no_request_of_either_and_leaves_the_other_as_it_was(
+        apps: Apps) -> None:
+    before = apps.containers("admin")
+    with apps.load("shop") as shop_load, apps.load("admin") as admin_load:
+        result = apps.fab("shop", "deploy", "--tag", "v2")
+    shop, admin = shop_load.stop(), admin_load.stop()
+    print(shop.summary(), admin.summary())
+    assert result.returncode == 0
+    assert shop.sent > 0 and shop.failed == 0, shop.failures
+    assert admin.sent > 0 and admin.failed == 0, admin.failures
+    assert set(shop.versions) <= {"v1", "v2"} and set(admin.versions) == {"v2"}
+    assert apps.containers("admin") == before
+    assert "version=v2" in apps.answer(apps.box.addresses[0], "shop")[1]
+
+
+def test_two_apps_deploy_at_the_same_time(apps: Apps) -> None:
+    runs = {app: subprocess.Popen(
+        [FAB, "deploy", "--tag", tag, "--inventory", str(apps.inventories[app])], cwd=ROOT,
+        env=apps.box.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for app, tag in (("shop", "v1"), ("admin", "v1"))}
+    outcomes = {app: run.communicate(timeout=300) for app, run in runs.items()}
+    for app, run in runs.items():
+        assert run.returncode == 0, outcomes[app]
+    for address in apps.box.addresses:
+        assert "version=v1" in apps.answer(address, "shop")[1]
+        assert "version=v1" in apps.answer(address, "admin")[1]
+
+
+def test_maintenance_of_one_app_leaves_the_other_answering(apps: Apps) -> None:
+    with apps.load("admin") as admin_load:
+        assert apps.fab("shop", "maintenance.on").returncode == 0
+        for address in apps.box.addresses:
+            assert apps.answer(address, "shop")[0] == 503
+        assert apps.fab("shop", "maintenance.off").returncode == 0
+    admin = admin_load.stop()
+    assert admin.sent > 0 and admin.failed == 0, admin.failures
+    assert apps.answer(apps.box.addresses[0], "shop")[0] == 200
+
+
+def test_down_of_one_app_leaves_the_other_serving(apps: Apps) -> None:
+    with apps.load("admin") as admin_load:
+        assert apps.fab("shop", "down").returncode == 0
+    admin = admin_load.stop()
+    assert admin.sent > 0 and admin.failed == 0, admin.failures
+    for address in apps.box.addresses:
+        assert apps.answer(address, "shop")[0] == 404
+        assert "version=v1" in apps.answer(address, "admin")[1]
+    assert apps.fab("admin", "down").returncode == 0
+    for address in apps.box.addresses:
+        assert "slotswap-proxy" not in apps.box.containers(address)
