@@ -108,6 +108,7 @@ class SimBackend:
         self.inter = self.fastinter = self.downinter = 0.1
         # `load-server-state-from-file local` + `server-state-file-name`: its own file.
         self.state_file: str | None = None
+        self.section: list[str] = []  # its lines in the config
         if section:
             self.configure(list(section))
 
@@ -119,7 +120,7 @@ class SimBackend:
 
     def configure(self, section: list[str]) -> None:
         """The lines as the config's section makes them, as a new process starts them."""
-        text = "\n".join(section)
+        self.section, text = section, "\n".join(section)
         match = DEFAULT_SERVER.search(text)
         assert match, f"backend {self.name} has no default-server line of the kit's"
         inter, fast, down, self.rise, self.fall = (int(g) for g in match.groups())

@@ -338,7 +338,11 @@ def show_ssl_cert(path: str, pem: str) -> str:
             "Subject Alternative Name: "
             f"{', '.join('DNS:' + n for n in names.get_values_for_type(x509.DNSName))}\n"
             f"Algorithm: EC256\nSHA1 FingerPrint: {leaf.fingerprint(hashes.SHA1()).hex().upper()}\n"
-            f"Subject: /{leaf.subject.rfc4514_string()}\nIssuer: /{leaf.issuer.rfc4514_string()}\n"
-            "OCSP Response Key: \n")
+            f"Subject: {slashed(leaf.subject)}\nIssuer: {slashed(leaf.issuer)}\n"
+            "OCSP Response Key: \n\n")  # and the empty line that ends every answer
 
 
+def slashed(name: x509.Name) -> str:
+    """A distinguished name as HAProxy shows it: `/CN=shop.test/O=slotswap placeholder`, in
+    the certificate's order (recorded: fixtures/apps_show_ssl_cert_shop.txt)."""
+    return "".join(f"/{rdn.rfc4514_string()}" for rdn in name.rdns)

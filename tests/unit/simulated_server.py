@@ -55,6 +55,7 @@ from slotswap.config.layout import (
     lock_dir,
     map_path_in_haproxy,
     map_path_on_server,
+    proxy_haproxy_dir,
 )
 from slotswap.core import interrupts
 from slotswap.core.timings import Timings
@@ -75,6 +76,7 @@ from tests.unit.simulated_docker import Container, changes_something
 from tests.unit.simulated_files import SimFiles, file_command
 from tests.unit.simulated_haproxy import SimClock, SimHaproxy, UnknownCommand, patch_time
 from tests.unit.simulated_roles import RoleEngine, is_exec_check
+from tests.unit.simulated_shared_proxy import start_shared
 
 # What can go wrong at a call (SimulatedServer.faults): the operator's Ctrl-C (the command
 # in flight finishes, the run sees it at its next checkpoint), the connection lost before
@@ -203,6 +205,8 @@ class SimulatedServer(RoleEngine):
 
     def restart_haproxy(self) -> None:
         self.haproxy.restarts += 1
+        if self.inventory.haproxy.shared:  # the generation `current` names, each app's files
+            return start_shared(self.haproxy, self.files, proxy_haproxy_dir(self.inventory))
         folder = haproxy_dir(self.inventory)
         # Once HAProxy runs in its container (`up`): the config file it mounts.
         on_disk = self.read_local(f"{folder}/{CONFIG_NAME}")
