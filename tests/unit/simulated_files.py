@@ -25,14 +25,45 @@ class SimFiles:
     def __init__(self) -> None:
         self.files: dict[str, str] = {}
         self.dirs: dict[str, float] = {"/": real_time.time()}
+        self.links: dict[str, str] = {}  # symbolic links: path -> target (as `ln -s` wrote it)
 
     def copy(self) -> SimFiles:
         twin = SimFiles()
-        twin.files, twin.dirs = dict(self.files), dict(self.dirs)
+        twin.files, twin.dirs, twin.links = dict(self.files), dict(self.dirs), dict(self.links)
         return twin
 
     def read(self, path: str) -> str | None:
-        return self.files.get(normal(path))
+        return self.files.get(self.resolve(path) if self.links else normal(path))
+
+    # -- symbolic links (the shared HAProxy's `current` and `previous`) -----------------
+    def symlink(self, target: str, path: str) -> None:
+        """`ln -sfn target path` (a relative target is relative to the link's folder)."""
+        path = normal(path)
+        self.mkdir(posixpath.dirname(path), parents=True, exist_ok=True)
+        self.links[path] = target
+
+    def resolve(self, path: str) -> str:
+        """The path with every link in it followed (at most 40, as Linux)."""
+        parts, done = normal(path).strip("/").split("/"), "/"
+        for _ in range(40):
+            for index, part in enumerate(parts):
+                here = posixpath.join(done, part)
+                if here in self.links:
+                    target = self.links[here]
+                    base = target if target.startswith("/") else posixpath.join(done, target)
+                    parts = [*normal(base).strip("/").split("/"), *parts[index + 1:]]
+                    done = "/"
+                    break
+                done = here
+            else:
+                return normal(done)
+        raise OSError(f"{path}: too many levels of symbolic links")
+
+    def listdir(self, path: str) -> list[str]:
+        """The names in a folder (files, folders, links), in lexical order (LC_COLLATE=C)."""
+        inside = self.resolve(path).rstrip("/") + "/"
+        return sorted({p[len(inside):] for p in [*self.files, *self.dirs, *self.links]
+                       if p.startswith(inside) and "/" not in p[len(inside):]} - {""})
 
     def is_dir(self, path: str) -> bool:
         return normal(path) in self.dirs

@@ -1,8 +1,8 @@
-"""The simulated server's HAProxy (simulated_server.py): the app's backend as the kit's
-config makes it, each line's admin and operational state, health checks with rise and fall
-on a simulated clock, counters, the runtime API's answers in the recorded formats, a
-restart from the config and the server-state file; and the clock itself, which the
-modules that poll are put on (patch_time)."""
+"""The simulated server's HAProxy (simulated_server.py): its backends as the config declares
+them (simulated_backends.py: each line's admin and operational state, health checks with
+rise and fall on a simulated clock, counters), maps and certificates by path, the runtime
+API's answers in the recorded formats, a restart from the config and the server-state
+files; and the clock itself, which the modules that poll are put on (patch_time)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,27 @@ import re
 import threading
 import time as real_time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from tests.unit.fake_server import FIXTURES
+from tests.unit.simulated_backends import (
+    FIRST_BACKEND_ID,
+    STAT_HEADER,
+    STATE_HEADER,
+    Line,
+    SimBackend,
+    UnknownCommand,
+    backend_sections,
+    parse_state_file,
+    stat_row,
+)
 
 if TYPE_CHECKING:
     from tests.unit.simulated_docker import Container
-
-STAT_HEADER = (FIXTURES / "show_stat_live_web2.csv").read_text().splitlines()[0]
-STAT_COLUMNS = STAT_HEADER[2:].rstrip(",").split(",")
-STATE_HEADER = (FIXTURES / "show_servers_state_live_web1.txt").read_text().splitlines()[1]
-
-# Admin state bits (HAProxy's SRV_ADMF_*): forced maint, config maint (`disabled`), drain.
-# and maint because its name does not resolve.
-FMAINT, CMAINT, FDRAIN, RMAINT = 0x01, 0x04, 0x08, 0x20
 
 
 class SimClock:
@@ -110,198 +111,124 @@ def patch_time(monkeypatch: Any, clock: SimClock) -> None:
     closing.unpatched = close  # type: ignore[attr-defined]
     monkeypatch.setattr(WatchWindow, "close", closing)
 
-class UnknownCommand(AssertionError):
-    """The kit sent what the simulator does not know: it must not guess an answer."""
-
-
 # -- HAProxy --------------------------------------------------------------------------------
 
-@dataclass
-class Line:
-    """One server line of the backend."""
-
-    name: str
-    sid: int
-    address: str
-    port: int
-    check_port: int
-    admin: int = 0
-    up: bool = True
-    health: int = 0
-    next_check: float = 0.0
-    changed_at: float = 0.0
-    check_status: str = "INI"
-    check_code: str = ""
-    check_desc: str = "Initializing"
-    fqdn: str = "-"
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def count(self, name: str, by: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + by
-
-    @property
-    def admin_name(self) -> str:
-        if self.admin & FMAINT:
-            return "MAINT"
-        return "DRAIN" if self.admin & FDRAIN else "READY"
+MAP_REFERENCE = re.compile(r"\bmap(?:_str)?\(([^),\s]+)\)")
+UNKNOWN_MAP = "Unknown map identifier. Please use #<id> or <file>.\n\n"  # recorded
 
 
-CONFIG_LINE = re.compile(r"^\s*server\s+(\S+)\s+([\d.]+):(\d+)((?:\s+port\s+\d+)?)"
-                         r"(\s+disabled)?\s*$")
-DEFAULT_SERVER = re.compile(r"default-server check inter (\d+)ms fastinter (\d+)ms "
-                            r"downinter (\d+)ms rise (\d+) fall (\d+)")
+@functools.cache
+def config_parts(config: str) -> tuple[tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
+    """A config's backends (name, section lines), in the order declared, and every map file
+    it refers to (in order, each once): parsed once per config text."""
+    sections = tuple((name, tuple(lines)) for name, lines in backend_sections(config).items())
+    return sections, tuple(dict.fromkeys(MAP_REFERENCE.findall(config)))
 
 
-RECORDED_COUNTERS = ("scur", "req_tot", "hrsp_2xx", "hrsp_5xx", "econ", "eresp", "wretr",
-                     "wredis", "chkfail", "chkdown")
-
-
-def admin_of(status: str) -> int:
-    """Admin bits that give this `show stat` status."""
-    if status == "MAINT (resolution)":
-        return RMAINT
-    return FMAINT if status == "MAINT" else FDRAIN if status == "DRAIN" else 0
-
-
-def state_row(text: str, name: str) -> dict[str, str]:
-    """One server's row of `show servers state`, by column."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    header = lines[1][2:].split()
-    rows = [dict(zip(header, line.split(), strict=False)) for line in lines[2:]]
-    return next(row for row in rows if row["srv_name"] == name)
+def parse_map(text: str) -> dict[str, str]:
+    """A map file's `key value` lines."""
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 
 
 class SimHaproxy:
-    """The app's backend, its runtime API and its maintenance map."""
+    """HAProxy's process: its backends (simulated_backends.SimBackend) as the config declares
+    them, every map by its path, the certificates by theirs, and the runtime API. `backend`
+    is the app's, the one `lines`, `show_stat()` and `serve()` address where HAProxy runs
+    one app (the shared HAProxy has one per app: `backends`)."""
 
     def __init__(self, backend: str, config: str, clock: SimClock,
                  checks_pass: Callable[[int], tuple[bool, str]]) -> None:
         self.backend, self.clock, self.checks_pass = backend, clock, checks_pass
         self.config = config
-        self.lines: dict[str, Line] = {}
+        self.backends: dict[str, SimBackend] = {}
         self.maps: dict[str, dict[str, str]] = {}
-        # The certificate file HAProxy serves (PEM), and the one a `set ssl cert` staged.
+        # The certificate file HAProxy serves (PEM), and the one a `set ssl cert` staged;
+        # in the shared HAProxy, one per path (`certs`).
         self.cert: str | None = None
+        self.certs: dict[str, str] = {}
         self.cert_pending: str | None = None
         self.restarts = 0
         self.pid = 7  # a new process (a start, a reload's workers) has the next one
         self.ran: set[str] = set()  # every config a process of it started from
+        self.warnings: list[str] = []  # the last start's, as HAProxy logs them
         self.start(None)
 
+    def take_over(self, other: SimHaproxy) -> None:
+        """Everything `other` runs with (a clone of its server), on this one's clock."""
+        self.config, self.pid, self.ran = other.config, other.pid, set(other.ran)
+        self.backends = {name: backend.copy(self.clock, self.checks_pass)
+                         for name, backend in other.backends.items()}
+        self.maps = {path: dict(entries) for path, entries in other.maps.items()}
+        self.cert, self.certs, self.cert_pending = other.cert, dict(other.certs), \
+            other.cert_pending
+
+    @property
+    def own(self) -> SimBackend:
+        """The app's backend."""
+        return self.backends[self.backend]
+
+    @property
+    def lines(self) -> dict[str, Line]:
+        return self.own.lines
+
     def start(self, state_file: str | None, maps: dict[str, str] | None = None,
-              cert: str | None = None) -> None:
-        """A new process: the config's lines, then what the server-state file says; each
-        map from its file (`maps`: path in HAProxy -> the file's text, `key value` lines);
-        the certificate from its file (no transaction)."""
+              cert: str | None = None, *, read: Callable[[str], str | None] | None = None,
+              certs: dict[str, str] | None = None) -> None:
+        """A new process: each backend's lines from the config, then what its server-state
+        file says (the global one, `state_file`, or its own, `local`, read by its path with
+        `read`: a missing one is a warning); each map the config names from its file (`maps`:
+        path in HAProxy -> the file's text, `key value` lines; a file not given, empty); the
+        certificate from its file, or each by its path (`certs`; no transaction)."""
         self.pid += 1
         self.ran.add(self.config)
-        match = DEFAULT_SERVER.search(self.config)
-        assert match, "the config has no default-server line of the kit's"
-        inter, fast, down, self.rise, self.fall = (int(g) for g in match.groups())
-        self.inter, self.fastinter, self.downinter = inter / 1000, fast / 1000, down / 1000
-        self.lines = {}
-        for number, found in enumerate(filter(None, map(CONFIG_LINE.match,
-                                                         backend_lines(self.config,
-                                                                       self.backend))),
-                                       start=1):
-            name, address, port, check, disabled = found.groups()
-            check_port = int(check.split()[-1]) if check.strip() else int(port)
-            # A new process counts a server up, to fall at its first failed check.
-            self.lines[name] = Line(name, number, address, int(port), check_port,
-                                    admin=FMAINT | CMAINT if disabled else 0, up=True,
-                                    health=self.rise, next_check=self.clock.now,
-                                    changed_at=self.clock.now)
-        for row in (parse_state_file(state_file, self.backend) if state_file else []):
-            line = self.lines.get(row["srv_name"])
-            if line is None:
-                continue
-            line.admin = int(row["srv_admin_state"])
-            line.up = row["srv_op_state"] == "2"
-            line.health = self.rise + self.fall - 1 if line.up else 0
-            if row["srv_addr"] not in ("-", ""):
-                line.address, line.port = row["srv_addr"], int(row["srv_port"])
-            if row["srv_check_port"] != "0":
-                line.check_port = int(row["srv_check_port"])
-        self.maps = {path: dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
-                     for path, text in (maps or {}).items()}
-        self.cert, self.cert_pending = cert, None
+        sections, map_paths = config_parts(self.config)
+        assert sections, "the config has no backend"
+        self.backends = {name: SimBackend(name, self.clock, self.checks_pass, iid=iid,
+                                          section=section)
+                         for iid, (name, section) in enumerate(sections,
+                                                               start=FIRST_BACKEND_ID)}
+        self.warnings = []
+        for name, backend in self.backends.items():
+            text = state_file
+            if backend.state_file is not None:
+                text = read(backend.state_file) if read else None
+                if text is None:
+                    self.warnings.append(f"Proxy '{name}': Can't open server state file "
+                                         f"'{backend.state_file}': No such file or directory.")
+            backend.load_state(parse_state_file(text, name) if text else [])
+        self.maps = {path: {} for path in map_paths}
+        self.maps.update((path, parse_map(text)) for path, text in (maps or {}).items())
+        self.cert, self.cert_pending, self.certs = cert, None, dict(certs or {})
 
     # -- checks ------------------------------------------------------------------------
     def run_checks(self, until: float) -> None:
-        while True:
-            due = [line for line in self.lines.values()
-                   if not line.admin & FMAINT and line.next_check <= until]
-            if not due:
-                return
-            line = min(due, key=lambda line: line.next_check)
-            self.check(line, line.next_check)
-
-    def check(self, line: Line, at: float) -> None:
-        top = self.rise + self.fall - 1
-        passed, desc = self.checks_pass(line.check_port) if line.address == docker.LOOPBACK \
-            else (False, "Connection refused")
-        line.check_status, line.check_code, line.check_desc = (
-            ("L7OK", "200", "Layer7 check passed") if passed else ("L4CON", "", desc))
-        if passed:
-            line.health = min(top, line.health + 1)
-            if not line.up and line.health >= self.rise:
-                line.up, line.health, line.changed_at = True, top, at
-        else:
-            if line.up:
-                line.count("chkfail")
-            line.health = max(0, line.health - 1)
-            if line.up and line.health < self.rise:
-                line.up, line.health, line.changed_at = False, 0, at
-                line.count("chkdown")
-        steady = (line.up and line.health == top) or (not line.up and line.health == 0)
-        interval = self.inter if line.up and steady else self.downinter if steady \
-            else self.fastinter
-        line.next_check = at + interval
+        for backend in self.backends.values():
+            backend.run_checks(until)
 
     # -- what a request gets ------------------------------------------------------------
     def load_recorded(self, stat_text: str, state_text: str, *, admin_from_stat: bool) -> None:
-        """The lines as a recorded `show stat` and `show servers state` show them. The two
-        were read one after the other, not at one instant (fixtures/README.md): a drain may
-        be in one and not yet in the other, so the admin state comes from the one asked."""
-        states = haproxy.parse_servers_state(state_text)
-        self.lines = {}
-        checked = next(row for row in haproxy.parse_stat_rows(stat_text) if row["check_rise"])
-        self.rise, self.fall = int(checked["check_rise"]), int(checked["check_fall"])
-        for sid, row in enumerate(haproxy.parse_stat_rows(stat_text), start=1):
-            name = row["svname"]
-            if name in ("FRONTEND", "BACKEND"):
-                continue
-            state = states[name]
-            address, _, port = row["addr"].rpartition(":")
-            state_port = state_row(state_text, name)
-            line = Line(name, sid, address, int(port or state_port["srv_port"]),
-                        int(state_port["srv_check_port"]) or int(port or 0),
-                        admin=admin_of(row["status"]) if admin_from_stat
-                        else state.admin_state, up=state.op_state == 2, fqdn=state.fqdn,
-                        health=int(row["check_health"] or 0),
-                        changed_at=self.clock.now - int(row["lastchg"] or 0),
-                        check_status=row["check_status"], check_code=row["check_code"],
-                        check_desc=row["check_desc"])
-            line.counters = {key: int(row[key] or 0) for key in RECORDED_COUNTERS}
-            self.lines[name] = line
+        """The app's backend as a recorded `show stat` and `show servers state` show it
+        (SimBackend.load_recorded)."""
+        backend = SimBackend(self.backend, self.clock, self.checks_pass)
+        backend.load_recorded(stat_text, state_text, admin_from_stat=admin_from_stat)
+        self.backends = {self.backend: backend}
 
     def usable(self) -> list[Line]:
-        """The lines a new request may go to, in order (balance first)."""
-        return [line for line in self.lines.values()
-                if not line.admin & (FMAINT | FDRAIN | RMAINT) and line.up]
+        return self.own.usable()
 
     def serve(self, container_at: Callable[[int], Container | None],
               healthy: Callable[[Container], bool]) -> Container | None:
-        """One request: the container that answers it, or None (a 503 or an error)."""
-        for line in self.usable():
-            container = container_at(line.port) if line.address == docker.LOOPBACK else None
-            if container is not None and container.running and healthy(container):
-                line.count("req_tot")
-                line.count("hrsp_2xx")
-                return container
-            line.count("econ")
-            line.count("wredis")
-        return None
+        """One request to the app: the container that answers it, or None."""
+        return self.own.serve(container_at, healthy)
+
+    def status(self, line: Line) -> str:
+        return self.own.status(line)
+
+    def show_stat(self) -> str:
+        return self.own.show_stat()
+
+    def show_servers_state(self) -> str:
+        return self.own.show_servers_state()
 
     # -- the runtime API ---------------------------------------------------------------
     def answer(self, command: str) -> str:
@@ -310,44 +237,61 @@ class SimHaproxy:
         if "; " in command:
             return "".join(self.answer(part) for part in command.split("; "))
         words = command.split()
-        prefix = f"{self.backend}/"
-        if command == haproxy.command_show_stat(self.backend):
-            return self.show_stat() + "\n"
-        if command in (haproxy.command_show_servers_state(self.backend), "show servers state"):
-            return self.show_servers_state() + "\n"  # every backend: the app's is the one
-        if command == "show stat":  # every proxy: its frontend listens, then the backend
-            frontend = {"pxname": "http-in", "svname": "FRONTEND", "status": "OPEN"}
-            return (self.show_stat().replace(
-                "\n", "\n" + stat_row(frozenset(frontend)).format_map(frontend) + "\n", 1)
-                + "\n")
-        if words[:2] == ["show", "stat"] or words[:3] == ["show", "servers", "state"]:
-            return (f"Can't find backend '{words[-1]}'.\n" if words[1] == "servers"
-                    else "No such proxy.\n")
+        if words[:2] == ["show", "stat"] and len(words) > 2:
+            backend = self.backends.get(words[2])
+            if backend is None:
+                return "No such proxy.\n\n"  # recorded
+            if command == haproxy.command_show_stat(backend.name):
+                return backend.show_stat() + "\n"
+        if words[:3] == ["show", "servers", "state"] and len(words) > 3:
+            backend = self.backends.get(words[3])
+            if backend is None:
+                return "Can't find backend.\n\n"  # recorded
+            return backend.show_servers_state() + "\n"
+        if command == "show servers state":  # every backend, in the config's order
+            return "\n".join(["1", STATE_HEADER, *(row for backend in self.backends.values()
+                                                   for row in backend.state_rows())]) + "\n\n"
+        if command == "show stat":  # every proxy: the frontend, each backend's servers, its own
+            frontend = {"pxname": "http", "svname": "FRONTEND", "iid": "2", "status": "OPEN"}
+            rows = [STAT_HEADER, stat_row(frozenset(frontend)).format_map(frontend)]
+            for backend in self.backends.values():
+                rows += [*backend.stat_rows(), backend.backend_row()]
+            return "\n".join(rows) + "\n\n"
         if command == "show info":
             return show_info().replace("\nPid: 8\n", f"\nPid: {self.pid}\n")
-        if words[:2] == ["set", "server"] and words[2].startswith(prefix):
-            line = self.lines.get(words[2][len(prefix):])
+        if words[:2] == ["set", "server"] and len(words) > 3:
+            name, _, line_name = words[2].partition("/")
+            backend = self.backends.get(name)
+            if backend is None:
+                return "No such backend.\n\n"  # recorded
+            line = backend.lines.get(line_name)
             if line is None:
-                return "No such server.\n"
-            return self.set_server(line, words[3:])
-        if words[:2] == ["set", "server"]:
-            return "No such backend.\n"
-        if words[:2] == ["show", "map"]:
-            return "".join(f"0x0 {k} {v}\n" for k, v in self.maps.get(words[2], {}).items())
-        if words[:2] in (["add", "map"], ["set", "map"]):
-            self.maps.setdefault(words[2], {})[words[3]] = " ".join(words[4:])
-            return "\n"
-        if words[:2] in (["del", "map"], ["clear", "map"]):
-            if words[0] == "clear":
-                self.maps[words[2]] = {}
-            else:
-                self.maps.get(words[2], {}).pop(words[3], None)
-            return "\n"
+                return "No such server.\n\n"  # recorded
+            return backend.set_server(line, words[3:])
+        if words[:2] in (["show", "map"], ["add", "map"], ["set", "map"], ["del", "map"],
+                         ["clear", "map"]) and len(words) > 2:
+            return self.map_command(words)
         raise UnknownCommand(f"runtime API: {command!r}")
+
+    def map_command(self, words: list[str]) -> str:
+        """A map by its path (the file the config names): HAProxy 2.6's answers, recorded
+        (fixtures/show_map_two_apps_hosts.txt and the add/clear ones)."""
+        entries = self.maps.get(words[2])
+        if entries is None:
+            return UNKNOWN_MAP
+        if words[0] == "show":
+            return "".join(f"0x0 {k} {v}\n" for k, v in entries.items()) + "\n"
+        if words[0] in ("add", "set"):
+            entries[words[3]] = " ".join(words[4:])
+        elif words[0] == "clear":
+            entries.clear()
+        else:
+            entries.pop(words[3], None)
+        return "\n"
 
     def ssl_cert(self, command: str) -> str:
         """`set`, `commit`, `abort` and `show ssl cert FILE`, HAProxy 2.6's answers (one
-        transaction at a time; the file the config names, `crt`, the one this knows)."""
+        transaction at a time; a file of `certs`, else the one the config names, `crt`)."""
         first, _, payload = command.partition("\n")
         verb, path = first.split()[0], first.split()[3]
         if verb == "set" and first.endswith(" <<"):
@@ -357,91 +301,21 @@ class SimHaproxy:
         if verb == "commit":
             if self.cert_pending is None:
                 return f"No ongoing transaction! !\nCan't commit {path}!\n"
-            self.cert, self.cert_pending = self.cert_pending, None
+            if path in self.certs:
+                self.certs[path] = self.cert_pending
+            else:
+                self.cert = self.cert_pending
+            self.cert_pending = None
             return f"Committing {path}.\nSuccess!\n"
         if verb == "abort":
             if self.cert_pending is None:
                 return "No ongoing transaction!\n"
             self.cert_pending = None
             return f"Transaction aborted for certificate '{path}'!\n"
-        if verb == "show" and self.cert is not None:
-            return show_ssl_cert(path, self.cert)
+        pem = self.certs.get(path, self.cert)
+        if verb == "show" and pem is not None:
+            return show_ssl_cert(path, pem)
         raise UnknownCommand(f"runtime API: {first!r}")
-
-    def set_server(self, line: Line, words: list[str]) -> str:
-        now = self.clock.now
-        if words[:1] == ["state"]:
-            was_maint = bool(line.admin & FMAINT)
-            # As HAProxy's srv_adm_set_*: the forced bits only; `disabled` in the config
-            # (CMAINT) stays a mark, no longer maintenance once FMAINT is cleared.
-            line.admin = line.admin & ~(FMAINT | FDRAIN) | {
-                "ready": 0, "drain": FDRAIN, "maint": FMAINT}[words[1]]
-            line.changed_at = now
-            if was_maint and not line.admin & FMAINT:
-                line.next_check = now  # its checks were paused in maint
-        elif words == ["health", "down"]:
-            line.up, line.health, line.changed_at = False, 0, now
-            line.next_check = now + self.downinter
-        elif words[:1] == ["addr"]:
-            line.address, line.port = words[1], int(words[3])
-        elif words[:1] == ["check-port"]:
-            line.check_port = int(words[1])
-        else:
-            raise UnknownCommand(f"set server {line.name} {' '.join(words)}")
-        return "\n"
-
-    def status(self, line: Line) -> str:
-        if line.admin & RMAINT:
-            return "MAINT (resolution)"
-        if line.admin & FMAINT:
-            return "MAINT"
-        top = self.rise + self.fall - 1
-        if line.up:
-            if line.admin & FDRAIN:
-                return "DRAIN"
-            return "UP" if line.health == top else f"UP {line.health - self.rise + 1}/{self.fall}"
-        return "DOWN" if line.health == 0 else f"DOWN {line.health}/{self.rise}"
-
-    def show_stat(self) -> str:
-        rows = [STAT_HEADER]
-        for line in self.lines.values():
-            c = line.counters
-            maint = bool(line.admin & FMAINT)
-            values = {
-                "pxname": self.backend, "svname": line.name, "qcur": "0", "qmax": "0",
-                "scur": str(c.get("scur", 0)), "smax": "0", "stot": str(c.get("req_tot", 0)),
-                "bin": "0", "bout": "0", "econ": str(c.get("econ", 0)),
-                "eresp": str(c.get("eresp", 0)), "wretr": str(c.get("wretr", 0)),
-                "wredis": str(c.get("wredis", 0)), "status": self.status(line),
-                "weight": "1", "act": "1", "bck": "0", "chkfail": str(c.get("chkfail", 0)),
-                "chkdown": str(c.get("chkdown", 0)),
-                "lastchg": str(int(self.clock.now - line.changed_at)), "downtime": "0",
-                "pid": "1", "iid": "3", "sid": str(line.sid), "lbtot": str(c.get("req_tot", 0)),
-                "type": "2", "check_status": "" if maint else line.check_status,
-                "check_code": "" if maint else line.check_code,
-                "check_duration": "" if maint else "0",
-                "hrsp_1xx": "0", "hrsp_2xx": str(c.get("hrsp_2xx", 0)), "hrsp_3xx": "0",
-                "hrsp_4xx": "0", "hrsp_5xx": str(c.get("hrsp_5xx", 0)), "hrsp_other": "0",
-                "req_tot": str(c.get("req_tot", 0)),
-                "check_desc": "" if maint else line.check_desc,
-                "check_rise": str(self.rise), "check_fall": str(self.fall),
-                "check_health": str(line.health),
-                "addr": f"{line.address}:{line.port}" if line.address else "",
-                "mode": "http",
-            }
-            rows.append(stat_row(frozenset(values)).format_map(values))
-        return "\n".join(rows) + "\n"
-
-    def show_servers_state(self) -> str:
-        rows = ["1", STATE_HEADER]
-        for line in self.lines.values():
-            check_port = 0 if line.check_port == line.port else line.check_port
-            rows.append(
-                f"3 {self.backend} {line.sid} {line.name} {line.address or '-'} "
-                f"{2 if line.up else 0} {line.admin} 1 1 "
-                f"{int(self.clock.now - line.changed_at)} 6 3 {line.health} "
-                f"{6 if line.up else 14} 0 0 0 {line.fqdn} {line.port} - 0 {check_port} - - 0")
-        return "\n".join(rows) + "\n"
 
 
 @functools.cache
@@ -464,29 +338,11 @@ def show_ssl_cert(path: str, pem: str) -> str:
             "Subject Alternative Name: "
             f"{', '.join('DNS:' + n for n in names.get_values_for_type(x509.DNSName))}\n"
             f"Algorithm: EC256\nSHA1 FingerPrint: {leaf.fingerprint(hashes.SHA1()).hex().upper()}\n"
-            f"Subject: /{leaf.subject.rfc4514_string()}\nIssuer: /{leaf.issuer.rfc4514_string()}\n"
-            "OCSP Response Key: \n")
+            f"Subject: {slashed(leaf.subject)}\nIssuer: {slashed(leaf.issuer)}\n"
+            "OCSP Response Key: \n\n")  # and the empty line that ends every answer
 
 
-@functools.cache
-def stat_row(filled: frozenset[str]) -> str:
-    """A row of `show stat` with a field per column in `filled`, the others empty: one
-    format, not a lookup per column (a sweep renders it thousands of times)."""
-    return ",".join(f"{{{column}}}" if column in filled else "" for column in STAT_COLUMNS) + ","
-
-
-def backend_lines(config: str, backend: str) -> list[str]:
-    """The lines of the backend's section of an haproxy.cfg."""
-    section = config[config.index(f"\nbackend {backend}\n") + 1:].split("\n")[1:]
-    end = next((i for i, text in enumerate(section) if text and not text[0].isspace()),
-               len(section))
-    return section[:end]
-
-
-def parse_state_file(text: str, backend: str) -> list[dict[str, str]]:
-    """HAProxy's server-state file: `show servers state`'s own format."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    header = next((line[2:].split() for line in lines if line.startswith("# ")), [])
-    return [dict(zip(header, line.split(), strict=False)) for line in lines
-            if not line.startswith("#") and line.strip() != "1"
-            and line.split()[1:2] == [backend]]
+def slashed(name: x509.Name) -> str:
+    """A distinguished name as HAProxy shows it: `/CN=shop.test/O=slotswap placeholder`, in
+    the certificate's order (recorded: fixtures/apps_show_ssl_cert_shop.txt)."""
+    return "".join(f"/{rdn.rfc4514_string()}" for rdn in name.rdns)

@@ -55,6 +55,7 @@ from slotswap.config.layout import (
     lock_dir,
     map_path_in_haproxy,
     map_path_on_server,
+    proxy_haproxy_dir,
 )
 from slotswap.core import interrupts
 from slotswap.core.timings import Timings
@@ -70,16 +71,12 @@ from slotswap.server import history, locking
 from slotswap.server.lease import LOST_EXIT, LOST_MARK
 from slotswap.server.locking import LockOwner, new_owner
 from tests.unit.fake_server import Login
+from tests.unit.simulated_backends import DEFAULT_SERVER
 from tests.unit.simulated_docker import Container, changes_something
 from tests.unit.simulated_files import SimFiles, file_command
-from tests.unit.simulated_haproxy import (
-    DEFAULT_SERVER,
-    SimClock,
-    SimHaproxy,
-    UnknownCommand,
-    patch_time,
-)
+from tests.unit.simulated_haproxy import SimClock, SimHaproxy, UnknownCommand, patch_time
 from tests.unit.simulated_roles import RoleEngine, is_exec_check
+from tests.unit.simulated_shared_proxy import start_shared
 
 # What can go wrong at a call (SimulatedServer.faults): the operator's Ctrl-C (the command
 # in flight finishes, the run sees it at its next checkpoint), the connection lost before
@@ -201,17 +198,15 @@ class SimulatedServer(RoleEngine):
         twin.images, twin.registry, twin.serial = dict(self.images), dict(self.registry), \
             self.serial
         twin.networks, twin.admin_owner = set(self.networks), self.admin_owner
-        twin.haproxy.pid, twin.haproxy.ran = self.haproxy.pid, set(self.haproxy.ran)
-        twin.haproxy.lines = copy.deepcopy(self.haproxy.lines)
-        twin.haproxy.maps = copy.deepcopy(self.haproxy.maps)
-        twin.haproxy.cert, twin.haproxy.cert_pending = self.haproxy.cert, \
-            self.haproxy.cert_pending
+        twin.haproxy.take_over(self.haproxy)
         twin.calls = self.calls
         twin.files = self.files.copy()
         return twin
 
     def restart_haproxy(self) -> None:
         self.haproxy.restarts += 1
+        if self.inventory.haproxy.shared:  # the generation `current` names, each app's files
+            return start_shared(self.haproxy, self.files, proxy_haproxy_dir(self.inventory))
         folder = haproxy_dir(self.inventory)
         # Once HAProxy runs in its container (`up`): the config file it mounts.
         on_disk = self.read_local(f"{folder}/{CONFIG_NAME}")
