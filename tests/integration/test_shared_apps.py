@@ -136,6 +136,33 @@ def test_maintenance_of_one_app_leaves_the_other_answering(apps: Apps) -> None:
     assert apps.answer(apps.box.addresses[0], "shop")[0] == 200
 
 
+def test_a_change_of_the_shared_haproxy_waits_for_no_other_apps_run(apps: Apps) -> None:
+    """admin's `up` that must reload the shared HAProxy, while a run of shop holds shop's lock
+    on s1: refused there (exit 4), nothing changed; once shop's run is over, it goes in."""
+    s1 = apps.box.addresses[0]
+    lock = "/var/lib/slotswap/shop/lock"
+    owner = '{"who": "bob@ci", "since": "2026-12-04T09:00:00+00:00", "task": "deploy", ' \
+            '"tag": "v9", "token": "someone-else"}'
+    data = yaml.safe_load(apps.inventories["admin"].read_text())
+    changed = apps.inventories["admin"].with_name("changed.yaml")
+    changed.write_text(yaml.safe_dump({**data, "names": ["admin.test", "admin2.test"]}))
+    current = apps.box.ssh(s1, "readlink /etc/slotswap/_proxy/haproxy/current")
+    apps.box.ssh(s1, f"mkdir {lock} && echo 90 > {lock}/lease && echo '{owner}' > "
+                     f"{lock}/owner.json")
+    try:
+        result = apps.box.fab("up", inventory=changed)
+        assert result.returncode == 4
+        assert "shop's lock is held by bob@ci" in result.stderr
+        assert apps.box.ssh(s1, "readlink /etc/slotswap/_proxy/haproxy/current") == current
+        assert apps.answer(s1, "admin2")[0] == 404
+    finally:
+        apps.box.ssh(s1, f"rm -rf {lock}")
+    assert apps.box.fab("up", inventory=changed).returncode == 0
+    assert apps.answer(s1, "admin2")[0] == 200
+    assert apps.fab("admin", "up").returncode == 0
+    assert apps.answer(s1, "admin2")[0] == 404
+
+
 def test_down_of_one_app_leaves_the_other_serving(apps: Apps) -> None:
     with apps.load("admin") as admin_load:
         assert apps.fab("shop", "down").returncode == 0
