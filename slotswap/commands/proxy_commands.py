@@ -18,12 +18,13 @@ exist is refused instead of being made an empty folder on the server.
 
 from __future__ import annotations
 
-from slotswap.commands.docker import HAPROXY_MASTER_USER, haproxy_run_head
+from slotswap.commands.docker import HAPROXY_MASTER_USER, LABEL_APP, LABEL_ROLE, haproxy_run_head
 from slotswap.config.layout import (
     CURRENT_LINK,
     FALLBACK_CERT_NAME,
     HAPROXY_ADMIN_DIR_INSIDE,
     HAPROXY_CONFIG_DIR_INSIDE,
+    LABEL_SHARED,
     PROXY_APPS_FOLDER,
     PROXY_CONTAINER,
     PROXY_LABELS,
@@ -75,3 +76,10 @@ def check_generation(*, image_ref: str, haproxy_dir: str, generation: str) -> li
         mounts += bind_mount(f"{haproxy_dir}/{name}", f"{HAPROXY_CONFIG_DIR_INSIDE}/{name}")
     return ["docker", "run", "--rm", "--network", "none", "--user", HAPROXY_MASTER_USER,
             *mounts, image_ref, "-c", *proxy_config_args_in_haproxy()]
+
+
+def list_haproxies() -> list[str]:
+    """Every HAProxy container the kit made on the server, as `<app> <shared>` lines: an
+    app's own (`shop `) or the shared one (` 1`, no app)."""
+    return ["docker", "ps", "--all", "--filter", f"label={LABEL_ROLE}=haproxy", "--format",
+            f'{{{{.Label "{LABEL_APP}"}}}} {{{{.Label "{LABEL_SHARED}"}}}}']

@@ -204,9 +204,9 @@ def own_haproxy_contradiction(server: str, app: str, shared_ports: Mapping[str, 
         for other, ports in own_haproxys:
             if other != app and port in ports:
                 return (f"{server}: {key}: {port} is bound by {other}'s own HAProxy; "
-                        f"{app}'s shared HAProxy would split its connections with it: move "
-                        f"{other} to the shared HAProxy first (haproxy.shared: true, its up); "
-                        f"{NOTHING_CHANGED}")
+                        f"{app}'s shared HAProxy would split its connections with it: "
+                        f"`down` {other}, or give it other public ports (moving it to the "
+                        f"shared HAProxy is not available yet); {NOTHING_CHANGED}")
     return None
 
 

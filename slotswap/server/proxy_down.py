@@ -18,6 +18,7 @@ from slotswap.commands import docker
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
     PROXY_CONTAINER,
+    ProxyError,
     app_files,
     proxy_config_dir,
     proxy_settings_path,
@@ -28,21 +29,21 @@ from slotswap.server.haproxy import remove_app_containers
 from slotswap.server.haproxy_config import login_ids
 from slotswap.server.locking import LockOwner
 from slotswap.server.proxy_assembly import assemble
-from slotswap.server.proxy_files import leaving, read_registry
+from slotswap.server.proxy_files import Registry, leaving, read_registry
+from slotswap.server.proxy_generation import (
+    ProxyState,
+    apply_generation,
+    read_state,
+    write_and_check,
+)
+from slotswap.server.proxy_locks import holding, other_apps_locks, shared_lock
 from slotswap.server.proxy_registry import (
     others_present,
     registration_json,
     settings_after_down,
     settings_json,
 )
-from slotswap.server.proxy_up import (
-    apply_generation,
-    holding,
-    now,
-    proxy_lock_place,
-    shared_container,
-    write_and_check,
-)
+from slotswap.server.proxy_up import now
 from slotswap.server.role_status import read_role_containers, role_stops
 
 Progress = Callable[[str], None]
@@ -54,39 +55,62 @@ def down_shared(server: ServerLike, inventory: Inventory, progress: Progress,
     (its history stays); what was done, in words."""
     inventory = server.with_folders(inventory)
     parts = []
-    with holding(server, [proxy_lock_place(inventory)], owner, inventory.timeouts.lease,
-                 lambda _: "the shared HAProxy's lock"):
+    with holding(server, inventory, owner, shared_lock(inventory)):
         registry = read_registry(server, inventory)
-        mine = registry.of(inventory.app)
+        state = read_state(server, inventory)
         others = others_present(registry.registrations, inventory.app)
-        if mine is not None and mine.state != "leaving":
-            server.write_file(registration_path(inventory, inventory.app),
-                              registration_json(leaving(mine)))
         if others:
-            settings = settings_after_down(inventory.app, registry.settings,
-                                           registry.registrations, by=owner.who, at=now())
-            values = (settings or registry.settings)
-            assert values is not None, "other apps are present: the settings are recorded"
-            image = str(values.values["haproxy.image"])
-            generation = assemble(list(others), {item.app: registry.fragments.get(item.app)
-                                                 or "" for item in others},
-                                  values.values, login_ids(server))
-            write_and_check(server, inventory, generation, image)
-            if apply_generation(server, inventory, generation, image, others, owner):
-                parts.append("shared HAProxy reloaded without it")
-            if settings is not None and settings != registry.settings:
-                server.write_file(proxy_settings_path(inventory), settings_json(settings))
+            parts.append(without_it(server, inventory, registry, state, owner))
         else:
-            if shared_container(server) is not None:
+            mark_leaving(server, inventory, registry)
+            if state.container is not None:
                 server.close_runtime_api()
                 server.run(docker.remove(PROXY_CONTAINER), timeout=120)
                 parts.append("shared HAProxy removed (no other app on it)")
             server.run(["rm", "-rf", proxy_config_dir(inventory)])
             server.run(["rm", "-f", proxy_settings_path(inventory)])
-        parts.append(remove_app(server, inventory, progress))
-        server.run(["rm", "-rf", app_files(inventory, inventory.app).folder])
-        server.run(["rm", "-f", registration_path(inventory, inventory.app)])
+    # The app's own things, under its own lock alone: no other app's run waits for them.
+    parts.append(remove_app(server, inventory, progress))
+    server.run(["rm", "-rf", app_files(inventory, inventory.app).folder])
+    server.run(["rm", "-f", registration_path(inventory, inventory.app)])
     return ", ".join(part for part in parts if part)
+
+
+def without_it(server: ServerLike, inventory: Inventory, registry: Registry,
+               state: ProxyState, owner: LockOwner) -> str:
+    """The generation of the other present apps, checked, then (under their locks) the app
+    marked leaving and that generation run."""
+    others = others_present(registry.registrations, inventory.app)
+    settings = settings_after_down(inventory.app, registry.settings, registry.registrations,
+                                   by=owner.who, at=now()) or registry.settings
+    if settings is None:
+        raise ProxyError(f"{server.name}: the shared HAProxy's settings record "
+                         f"({proxy_settings_path(inventory)}) is missing: run `up` of "
+                         f"{others[0].app} first; nothing was changed")
+    image = str(settings.values["haproxy.image"])
+    generation = assemble(list(others), {item.app: registry.fragments.get(item.app) or ""
+                                         for item in others},
+                          settings.values, login_ids(server))
+    write_and_check(server, inventory, generation, image, "nothing was changed")
+    with holding(server, inventory, owner,
+                 other_apps_locks(inventory, [item.app for item in others])):
+        mark_leaving(server, inventory, registry)
+        if settings != registry.settings:
+            server.write_file(proxy_settings_path(inventory), settings_json(settings))
+        if state.runs(generation):
+            return ""
+        done = apply_generation(server, inventory, generation, image,
+                                [item.app for item in others], state)
+        return f"{done} without {inventory.app}"
+
+
+def mark_leaving(server: ServerLike, inventory: Inventory, registry: Registry) -> None:
+    """The app's registration marked leaving: no generation includes it again, whoever
+    assembles the next one, and its next `down` finishes what this one leaves."""
+    mine = registry.of(inventory.app)
+    if mine is not None and mine.state != "leaving":
+        server.write_file(registration_path(inventory, inventory.app),
+                          registration_json(leaving(mine)))
 
 
 def remove_app(server: ServerLike, inventory: Inventory, progress: Progress) -> str:

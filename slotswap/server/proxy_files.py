@@ -141,20 +141,33 @@ def leaving(registration: Registration) -> Registration:
 
 # -- a generation and `current` -------------------------------------------------------------
 
-def write_generation(server: ServerLike, inventory: Inventory, generation: Generation) -> bool:
-    """The generation's folder, written whole under a temporary name and renamed: a folder
-    named by its hash is always complete. False when it was there already."""
-    folder = f"{proxy_haproxy_dir(inventory)}/{generation.name}"
-    if server.run(["test", "-d", folder], check=False).ok:
+def partial_name(generation: Generation) -> str:
+    """Where a generation is written and checked before it takes its name."""
+    return f".{generation.name}.partial"
+
+
+def write_partial_generation(server: ServerLike, inventory: Inventory,
+                             generation: Generation) -> bool:
+    """The generation's files under its partial name (anything left there before removed),
+    for HAProxy to check before it is renamed: a folder named by its hash is always complete
+    and checked. False when that folder is there already (nothing written)."""
+    directory = proxy_haproxy_dir(inventory)
+    if server.run(["test", "-d", f"{directory}/{generation.name}"], check=False).ok:
         return False
-    partial = f"{proxy_haproxy_dir(inventory)}/.{generation.name}.partial"
+    partial = f"{directory}/{partial_name(generation)}"
     server.run(["rm", "-rf", partial])
     for path, text in sorted(generation.files.items()):
         target = f"{partial}/{path}"
         server.run(["mkdir", "-p", target.rsplit("/", 1)[0]])
         server.write_file(target, text)
-    server.run(["mv", "-T", partial, folder])
     return True
+
+
+def name_generation_command(inventory: Inventory, generation: Generation) -> list[str]:
+    """The checked partial folder given the generation's name."""
+    directory = proxy_haproxy_dir(inventory)
+    return ["mv", "-T", f"{directory}/{partial_name(generation)}",
+            f"{directory}/{generation.name}"]
 
 
 def switch_command(inventory: Inventory, name: str, previous: str | None) -> list[str]:
@@ -182,11 +195,12 @@ def read_link(server: ServerLike, link: str) -> str | None:
 
 
 def prune_generations_command(inventory: Inventory, keep: Mapping[str, None]) -> list[str]:
-    """Every generation folder but those in `keep` (current, previous) removed."""
+    """Every generation folder but those in `keep` (current, previous) removed, and any
+    partial one a cut run left (only a run holding the shared HAProxy's lock writes one)."""
     kept = " ".join(f'[ "$name" = {shlex.quote(name)} ] && continue;' for name in keep)
-    return ["sh", "-c", f'cd "$1" || exit 0; for name in {GENERATION_PREFIX}*; do '
-            f'[ -d "$name" ] || continue; {kept} rm -rf -- "$name"; done',
-            "sh", proxy_haproxy_dir(inventory)]
+    return ["sh", "-c", f'cd "$1" || exit 0; for name in {GENERATION_PREFIX}* '
+            f'.{GENERATION_PREFIX}*.partial; do [ -d "$name" ] || continue; {kept} '
+            'rm -rf -- "$name"; done', "sh", proxy_haproxy_dir(inventory)]
 
 
 def app_folder(inventory: Inventory) -> str:

@@ -174,3 +174,24 @@ def test_down_of_one_app_leaves_the_other_serving(apps: Apps) -> None:
     assert apps.fab("admin", "down").returncode == 0
     for address in apps.box.addresses:
         assert "slotswap-proxy" not in apps.box.containers(address)
+
+
+def test_the_shared_haproxy_never_shares_a_port_with_an_apps_own(
+        apps: Apps, fleet_on_v1: Sandbox) -> None:
+    """webapp runs its own HAProxy on port 80 (today's layout): a shared app whose HAProxy
+    would listen on 80 too is refused (two HAProxys on one port split its connections)."""
+    data = yaml.safe_load(apps.inventories["admin"].read_text())
+    blog = apps.inventories["admin"].with_name("blog.yaml")
+    blog.write_text(yaml.safe_dump({**data, "app": "blog", "names": ["blog.test"],
+                                    "haproxy": {**data["haproxy"], "http_port": 80,
+                                                "image": yaml.safe_load(
+                                                    fleet_on_v1.inventory.read_text())[
+                                                    "haproxy"]["image"]}}))
+    s1 = apps.box.addresses[0]
+    before = apps.box.containers(s1)
+    result = apps.box.fab("up", inventory=blog)
+    assert result.returncode == 2
+    assert ("haproxy.http_port: 80 is bound by webapp's own HAProxy" in result.stderr
+            and result.stderr.strip().endswith("nothing was changed"))
+    assert apps.box.containers(s1) == before
+    assert fleet_on_v1.served_versions(s1) == {"v1"}
