@@ -2,7 +2,8 @@
 reload (HAProxy's runtime API: `set ssl cert`, then `commit ssl cert`, HAProxy 2.2+), and
 read back from the running HAProxy.
 
-On each server the certificate (chain and key, one PEM file) is `<config dir>/certs/site.pem`,
+On each server the certificate (chain and key, one PEM file) is `<config dir>/certs/site.pem`
+(with haproxy.shared: `apps/<app>/site.pem` in the shared HAProxy's folder, config.layout),
 mode 0600 in a 0700 folder, written over the SSH connection and never on a command line or
 in the output. The file is what a restarted HAProxy loads; the runtime API is what the
 running one serves.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from slotswap.commands.runtime_api import RuntimeApiError, refusal
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import ProxyError, cert_in, cert_in_haproxy, cert_source_in
+from slotswap.config.layout import cert_in, cert_in_haproxy, cert_source_in
 from slotswap.https.files import (
     PLACEHOLDER_ORGANIZATION,
     CertificateBundle,
@@ -185,11 +186,9 @@ def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: C
     restart loads: a refusal leaves both as they were. Once the file is written, what
     HAProxy serves is read again (a restart in between loaded the old file). Returns False
     when the server had that very certificate already, in its file and (running) in what
-    HAProxy serves. Refused with haproxy.shared, before anything is read: certificates of
-    the shared HAProxy are a later step (docs/apps-design.md, decision 4)."""
-    if server.inventory.haproxy.shared:
-        raise ProxyError(f"{server.name}: installing a certificate is not available with "
-                         "haproxy.shared yet; nothing was changed")
+    HAProxy serves. With haproxy.shared the app's own certificate in the shared HAProxy
+    (apps/<app>/site.pem: the layout seam's cert_in and cert_in_haproxy; docs/apps-design.md,
+    decision 4), which `running` HAProxy must list already (its generation's crt-list)."""
     same_file, same_served = in_place_on(server, config_dir, bundle, running=running)
     if same_file and same_served:
         return False

@@ -39,7 +39,7 @@ from slotswap.config.layout import (
     registration_path,
 )
 from slotswap.core.version import kit_version
-from slotswap.https.files import placeholder
+from slotswap.https.files import CertificateBundle, placeholder
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import maintenance
 from slotswap.server.haproxy import ensure_network, wait_for_runtime_api
@@ -49,6 +49,7 @@ from slotswap.server.images import ensure_image, log_in_to_registry
 from slotswap.server.lock_sets import LockPlace, LocksTaken, release_command, take_locks
 from slotswap.server.locking import LockedError, LockOwner
 from slotswap.server.proxy_assembly import Generation, assemble, render_fragment
+from slotswap.server.proxy_certs import place, running_lists_certificate
 from slotswap.server.proxy_contradictions import check_contradictions
 from slotswap.server.proxy_files import (
     Registry,
@@ -120,9 +121,10 @@ def now() -> str:
 
 
 def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
-              owner: LockOwner) -> str:
+              owner: LockOwner, certificate: CertificateBundle | None = None) -> str:
     """The app's part of the server's shared HAProxy in place, and that HAProxy running the
-    generation with every present app; what was done, in words."""
+    generation with every present app; what was done, in words. `certificate`: with HTTPS,
+    the one to put in place (fleet.certs.material_for_up; server/proxy_certs.py)."""
     inventory = server.with_folders(inventory)
     changes: list[str] = []
     refuse_own_haproxy(server, inventory)
@@ -148,7 +150,17 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
         # Checked by HAProxy before the app registers: a backend it refuses never reaches
         # another app's next `up`.
         prepare_folders(server, inventory)
+        container = shared_container(server)
+        listed = running_lists_certificate(server, inventory, running=bool(
+            container is not None and container.running))
+        # The check loads the crt-list, so a certificate it lists is there before it. One
+        # that HAProxy serves already is replaced after the check (nothing changed when it
+        # fails), through the runtime API.
+        if not listed and place(server, inventory, certificate, progress, listed=False):
+            changes.append("certificate installed")
         write_and_check(server, inventory, generation, image)
+        if listed and place(server, inventory, certificate, progress, listed=True):
+            changes.append("certificate installed with no reload")
         if register(server, inventory, mine, registry, fragment):
             changes.append(f"{inventory.app}'s backend written")
         applied = apply_generation(server, inventory, generation, image, others, owner)
