@@ -149,3 +149,45 @@ def test_https_with_the_shared_haproxy_is_allowed_in_preview_only(tmp_path: Path
     assert refuse_unavailable(https, {SHARED_PREVIEW_VARIABLE: "1"}) is https
     with pytest.raises(InventoryError, match="not available in this release yet"):
         refuse_unavailable(https, {})
+
+
+# HAProxy 2.6's answers, from the local HAProxy: one transaction at a time for every file,
+# and a `set ssl cert` of another file while it is open goes into it.
+LISTING_WITH_OTHER = ("# transaction\n*/usr/local/etc/haproxy/apps/admin/site.pem\n"
+                      "# filename\n/usr/local/etc/haproxy/apps/admin/site.pem\n" f"{INSIDE}\n")
+OTHER = "/usr/local/etc/haproxy/apps/admin/site.pem"
+
+
+def test_another_app_s_open_certificate_change_is_refused_before_anything_is_sent() -> None:
+    inventory = shared()
+    old, new = bundle(), bundle()
+    server = running_server(inventory, True, old)
+    served = server.api["show ssl cert"]
+    server.api["show ssl cert"] = lambda line: (
+        LISTING_WITH_OTHER if line == "show ssl cert" else served(line))  # type: ignore[operator]
+    with pytest.raises(tls.TlsError, match=r"another certificate's change \(.*admin.*\) is "
+                                           r"under way") as raised:
+        place(server, inventory, new, lambda line: None, listed=True)
+    assert "\n" not in str(raised.value)
+    assert server.sent == []
+    assert server.files[f"{APP}/site.pem"] == old.haproxy_pem()
+
+
+def test_a_set_that_landed_in_another_app_s_transaction_aborts_it_and_changes_nothing(
+        ) -> None:
+    inventory = shared()
+    old, new = bundle(), bundle()
+    server = running_server(inventory, True, old)
+    server.api["set ssl cert"] = f"Transaction updated for certificate {OTHER}!\n"
+    with pytest.raises(tls.TlsError, match="was not changed; run again"):
+        place(server, inventory, new, lambda line: None, listed=True)
+    assert server.sent[-1] == f"abort ssl cert {OTHER}"
+    assert not any(line.startswith("commit") for line in server.sent)
+    assert server.files[f"{APP}/site.pem"] == old.haproxy_pem()
+
+
+def test_the_open_transaction_is_read_from_show_ssl_cert() -> None:
+    assert tls.open_transaction(LISTING_WITH_OTHER) == OTHER
+    assert tls.open_transaction(f"# filename\n{INSIDE}\n") is None
+    assert tls.transaction_of(f"Transaction created for certificate {INSIDE}!\n") == INSIDE
+    assert tls.transaction_of("\n") is None
