@@ -575,9 +575,10 @@ class AcmeCa:
 
 
 def start_acme_ca(servers: Sequence[Node], *, nonce_reject: int = 0,
-                  authz_reuse: int = 0) -> AcmeCa:
+                  authz_reuse: int = 0, http_port: int = 80) -> AcmeCa:
     """pebble on the bridge, resolving each server's name (s1.fleet.test, ...) to that
-    server through a resolver of its own; HTTP-01 validation goes to port 80 of each.
+    server through a resolver of its own; HTTP-01 validation goes to port `http_port` of
+    each (80, as a real CA's; the shared HAProxy's tests use another).
     `authz_reuse`: the percentage of orders that get an account's valid authorizations
     back instead of new ones (Let's Encrypt reuses them: RFC 8555 7.1.4)."""
     from testbed.private_ca import issue, make_ca
@@ -593,7 +594,7 @@ def start_acme_ca(servers: Sequence[Node], *, nonce_reject: int = 0,
         "listenAddress": f"{BRIDGE_IP}:{PEBBLE_PORT}",
         "managementListenAddress": f"{BRIDGE_IP}:{PEBBLE_MANAGEMENT_PORT}",
         "certificate": str(PEBBLE_DIR / "api.pem"), "privateKey": str(PEBBLE_DIR / "api-key.pem"),
-        "httpPort": 80, "tlsPort": 5001, "ocspResponderURL": "",
+        "httpPort": http_port, "tlsPort": 5001, "ocspResponderURL": "",
         "externalAccountBindingRequired": False}}
     (PEBBLE_DIR / "config.json").write_text(json.dumps(config))
     names = tuple(server_dns_name(node) for node in servers)

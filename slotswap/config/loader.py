@@ -105,7 +105,8 @@ def keys_written(top: dict[str, object], wanted: tuple[str, ...]) -> tuple[str, 
 
 
 # Lets the tests (and whoever builds it) run what exists of the shared HAProxy: its `up`,
-# `down` and the per-app tasks, not yet HTTPS, dry runs or moving a server.
+# `down`, the per-app tasks and HTTPS per app, not yet dry runs of up and down or moving a
+# server.
 SHARED_PREVIEW_VARIABLE = "SLOTSWAP_SHARED_PREVIEW"
 
 
@@ -120,8 +121,4 @@ def refuse_unavailable(inventory: Inventory,
             f"{inventory.path}: haproxy.shared: the server's shared HAProxy (several apps on "
             "one server, docs/apps-design.md) is not available in this release yet; remove "
             "haproxy.shared (and names, haproxy.default)", key="haproxy.shared")
-    if inventory.https is not None:
-        raise InventoryError(
-            f"{inventory.path}: https: HTTPS through the shared HAProxy (haproxy.shared) is "
-            "not available yet", key="https")
     return inventory

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from slotswap.config.https import AcmeSettings, CertificateFiles, HttpsSettings
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import haproxy_dir, refuse_shared
+from slotswap.config.layout import haproxy_dir
 from slotswap.core.output import say, warn
 from slotswap.core.validation import InputError
 from slotswap.fleet.errors import EXIT_CONNECT
@@ -56,7 +56,6 @@ def material_for_up(inventory: Inventory) -> CertificateBundle | None:
     https = inventory.https
     if https is None:
         return None
-    refuse_shared(inventory, "HTTPS (a certificate installed by up)")
     if https.files is not None:
         return files_bundle(https, https.files)
     return placeholder(https.names)
@@ -147,9 +146,8 @@ class Renewal:
 
 def plan_renewal(inventory: Inventory, *, force: bool) -> Renewal:
     """Read-only: the files checked (refused when expired or not yet valid), or with ACME
-    what each server serves now. Refused with haproxy.shared, before the CA or any server is
-    asked: the shared HAProxy's certificates are a later step."""
-    refuse_shared(inventory, "certs.renew")
+    what each server serves now. With haproxy.shared, the app's own certificate in each
+    server's shared HAProxy (the layout seam's paths; docs/apps-design.md, decision 4)."""
     https = https_of(inventory)
     if https.files is not None:
         return Renewal(files_bundle(https, https.files), {})

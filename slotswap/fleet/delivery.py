@@ -325,7 +325,7 @@ def up_action(inventory: Inventory,
         # The server's shared HAProxy (several apps on one server): its image is the one its
         # owner's inventory sets, pulled by each server (docs/apps-design.md, decision 2).
         yield web_or_worker(lambda server, inventory, progress: up_shared(
-            server, inventory, progress, new_owner("up")))
+            server, inventory, progress, new_owner("up"), certificate))
         return
     if inventory.delivery.mode != "ssh":
         yield web_or_worker(functools.partial(up_server, certificate=certificate))

@@ -2,7 +2,8 @@
 reload (HAProxy's runtime API: `set ssl cert`, then `commit ssl cert`, HAProxy 2.2+), and
 read back from the running HAProxy.
 
-On each server the certificate (chain and key, one PEM file) is `<config dir>/certs/site.pem`,
+On each server the certificate (chain and key, one PEM file) is `<config dir>/certs/site.pem`
+(with haproxy.shared: `apps/<app>/site.pem` in the shared HAProxy's folder, config.layout),
 mode 0600 in a 0700 folder, written over the SSH connection and never on a command line or
 in the output. The file is what a restarted HAProxy loads; the runtime API is what the
 running one serves.
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from slotswap.commands.runtime_api import RuntimeApiError, refusal
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import ProxyError, cert_in, cert_in_haproxy, cert_source_in
+from slotswap.config.layout import cert_in, cert_in_haproxy, cert_source_in
 from slotswap.https.files import (
     PLACEHOLDER_ORGANIZATION,
     CertificateBundle,
@@ -125,11 +127,22 @@ def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
     """The running HAProxy serves the new certificate from its next handshake on: no reload,
     no connection dropped. The payload (the private key) never appears in an error."""
     path = cert_in_haproxy(server.inventory)
+    if server.inventory.haproxy.shared:
+        refuse_open_transaction(server, path)
     try:
-        server.runtime_api(set_line(path, bundle.haproxy_pem()))
+        staged = server.runtime_api(set_line(path, bundle.haproxy_pem()))
     except RuntimeApiError as error:
         raise TlsError(f"{server.name}: HAProxy refused the new certificate for {path}: "
                        f"{_answer_of(error)}") from None
+    other = transaction_of(staged)
+    if other is not None and other != path:
+        # Another app's change began in between, and HAProxy put this certificate into that
+        # transaction: aborted, so that neither commits it (the other's run then fails and
+        # says so; its certificate stays as it was).
+        with contextlib.suppress(RuntimeApiError):
+            server.runtime_api(f"abort ssl cert {other}")
+        raise TlsError(f"{server.name}: another certificate's change ({other}) was under way "
+                       f"in HAProxy; {path} was not changed; run again")
     try:
         committed = server.runtime_api(commit_line(path))
         if "Success!" not in committed:  # "Committing X\n...Failed!": no error marker
@@ -141,6 +154,38 @@ def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
             server.runtime_api(f"abort ssl cert {path}")
         raise TlsError(f"{server.name}: HAProxy could not commit the new certificate for "
                        f"{path}: {_answer_of(error)}") from None
+
+
+# HAProxy keeps one certificate transaction at a time, for every file it serves: a `set ssl
+# cert` of another file while one is open goes into that one (2.6: "Transaction updated for
+# certificate <the other file>!"), and `commit` would serve it under the other's names. With
+# the shared HAProxy each app's run changes its own file, so each checks for another's first.
+TRANSACTION_ANSWER = re.compile(r"Transaction (?:created|updated) for certificate (\S+)!")
+
+
+def transaction_of(answer: str) -> str | None:
+    """The file a `set ssl cert` answer says its transaction is for (None: not said)."""
+    found = TRANSACTION_ANSWER.search(answer)
+    return found.group(1) if found else None
+
+
+def open_transaction(listing: str) -> str | None:
+    """`show ssl cert` (no argument): the file of the transaction open now, listed under
+    `# transaction` with a `*` in front (None: none)."""
+    lines = listing.splitlines()
+    if "# transaction" not in lines:
+        return None
+    following = lines[lines.index("# transaction") + 1:]
+    return next((line[1:].strip() for line in following[:1] if line.startswith("*")), None)
+
+
+def refuse_open_transaction(server: ServerLike, path: str) -> None:
+    """Another app's certificate change open in the shared HAProxy: refused before anything
+    is sent (one line; the next run goes through)."""
+    other = open_transaction(server.runtime_api("show ssl cert"))
+    if other is not None and other != path:
+        raise TlsError(f"{server.name}: another certificate's change ({other}) is under way "
+                       f"in the shared HAProxy; {path} was not changed; run again")
 
 
 def serves(server: ServerLike, bundle: CertificateBundle) -> bool:
@@ -185,11 +230,9 @@ def install(server: ServerLike, inventory: Inventory, config_dir: str, bundle: C
     restart loads: a refusal leaves both as they were. Once the file is written, what
     HAProxy serves is read again (a restart in between loaded the old file). Returns False
     when the server had that very certificate already, in its file and (running) in what
-    HAProxy serves. Refused with haproxy.shared, before anything is read: certificates of
-    the shared HAProxy are a later step (docs/apps-design.md, decision 4)."""
-    if server.inventory.haproxy.shared:
-        raise ProxyError(f"{server.name}: installing a certificate is not available with "
-                         "haproxy.shared yet; nothing was changed")
+    HAProxy serves. With haproxy.shared the app's own certificate in the shared HAProxy
+    (apps/<app>/site.pem: the layout seam's cert_in and cert_in_haproxy; docs/apps-design.md,
+    decision 4), which `running` HAProxy must list already (its generation's crt-list)."""
     same_file, same_served = in_place_on(server, config_dir, bundle, running=running)
     if same_file and same_served:
         return False

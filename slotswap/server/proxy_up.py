@@ -32,12 +32,14 @@ from slotswap.config.layout import (
 )
 from slotswap.core.validation import validate_app_name
 from slotswap.core.version import kit_version
+from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.haproxy import ensure_network
 from slotswap.server.haproxy_config import login_ids
 from slotswap.server.images import ensure_image, log_in_to_registry
 from slotswap.server.locking import LockOwner
 from slotswap.server.proxy_assembly import assemble, render_fragment
+from slotswap.server.proxy_certs import place, running_lists_certificate
 from slotswap.server.proxy_contradictions import check_contradictions
 from slotswap.server.proxy_files import Registry, kit_defaults, read_registry, registration_for
 from slotswap.server.proxy_generation import (
@@ -67,9 +69,10 @@ def now() -> str:
 
 
 def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
-              owner: LockOwner) -> str:
+              owner: LockOwner, certificate: CertificateBundle | None = None) -> str:
     """The app's part of the server's shared HAProxy in place, and that HAProxy running the
-    generation with every present app; what was done, in words."""
+    generation with every present app; what was done, in words. `certificate`: with HTTPS,
+    the one to put in place (fleet.certs.material_for_up; server/proxy_certs.py)."""
     inventory = server.with_folders(inventory)
     changes: list[str] = []
     image = planned(server, inventory, read_registry(server, inventory), owner, None)[2]
@@ -93,6 +96,11 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
                              f"changing its image ({image}) is not available yet; nothing "
                              "was changed")
         if state.runs(generation):
+            # A new certificate for a routing that stays (https.files renewed): no reload.
+            listed = running_lists_certificate(server, inventory, running=True)
+            if place(server, inventory, certificate, progress, listed=listed):
+                changes.append("certificate installed with no reload" if listed
+                               else "certificate installed")
             if register(server, inventory, mine, registry, fragment):
                 changes.append(f"{inventory.app}'s registration updated")
             record_settings(server, inventory, registry, effective.record)
@@ -100,7 +108,16 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
         # Checked by HAProxy before anything of the app changes: a backend it refuses never
         # reaches another app's next `up`.
         prepare_folders(server, inventory)
+        running = state.container is not None and state.container.running
+        listed = running_lists_certificate(server, inventory, running=running)
+        # The check loads the crt-list: a certificate it lists is there before it. One that
+        # HAProxy serves already is replaced after the check, through the runtime API (no
+        # reload; nothing changed when the check fails).
+        if not listed and place(server, inventory, certificate, progress, listed=False):
+            changes.append("certificate installed")
         write_and_check(server, inventory, generation, image, "nothing was changed")
+        if listed and place(server, inventory, certificate, progress, listed=True):
+            changes.append("certificate installed with no reload")
         with holding(server, inventory, owner,
                      other_apps_locks(inventory, [item.app for item in others])):
             record_settings(server, inventory, registry,

@@ -15,7 +15,6 @@ from slotswap.config.layout import ProxyError
 from slotswap.core.validation import InputError
 from slotswap.fleet import certs, dry_run
 from slotswap.https import install as tls
-from slotswap.https.files import CertificateBundle
 from slotswap.server import carry_over, haproxy, maintenance, web_removal
 from slotswap.server.haproxy_state import save_slot_state, save_slot_state_ahead, state_path
 from slotswap.server.slots import containers_to_read, read_slots
@@ -113,24 +112,19 @@ def test_maintenance_s_dry_run_shows_the_app_s_map() -> None:
     assert f"clear map {INSIDE}/apps/webapp/maintenance.map" in text
 
 
-def test_the_certificate_is_read_from_the_app_s_files_and_its_install_refused() -> None:
+def test_the_certificate_is_read_from_the_app_s_files() -> None:
     server = FakeServer(inventory=SHARED, api={"show ssl cert": "Serial: 0A\n"})
     server.files[f"{APP}/site.source"] = "files\n"
     assert tls.served(server).serial == "A"
     assert tls.installed_source(server, layout.haproxy_dir(SHARED)) == "files"
-    with pytest.raises(ProxyError, match=r"not available with haproxy\.shared"):
-        tls.install(server, SHARED, layout.haproxy_dir(SHARED),
-                    CertificateBundle("", "", "files"), lambda line: None, running=True)
-    assert server.sent == [] and list(server.files) == [f"{APP}/site.source"]
+    assert server.sent == []  # read only
 
 
 def test_what_the_shared_layout_cannot_do_yet_refuses_in_one_line() -> None:
     https = make_inventory(haproxy={"shared": True},
                            https={"names": ["shop.example"], "acme": {}})
-    for refused in (lambda: certs.plan_renewal(https, force=True),
-                    lambda: certs.renew(https, force=True),
-                    lambda: certs.material_for_up(https),
-                    lambda: dry_run.up_plan(FakeServer(inventory=SHARED), SHARED),
+    assert certs.material_for_up(https) is not None  # HTTPS per app: test_apps_certificates
+    for refused in (lambda: dry_run.up_plan(FakeServer(inventory=SHARED), SHARED),
                     lambda: dry_run.down_plan(FakeServer(inventory=SHARED), SHARED)):
         with pytest.raises(InputError, match=r"not available with haproxy\.shared yet") as error:
             refused()

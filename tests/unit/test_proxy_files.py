@@ -93,8 +93,7 @@ def test_current_is_switched_in_one_rename_and_previous_names_what_ran(tmp_path:
         "current", "gen-aaaaaaaaaaaa", "gen-bbbbbbbbbbbb", "previous"]
 
 
-def test_the_shared_haproxy_runs_only_in_preview_and_not_yet_with_https(
-        tmp_path: Path) -> None:
+def test_the_shared_haproxy_runs_only_in_preview_with_https_too(tmp_path: Path) -> None:
     inventory = shared(tmp_path)
     with pytest.raises(InventoryError, match="not available in this release yet"):
         refuse_unavailable(inventory, {})
@@ -102,8 +101,6 @@ def test_the_shared_haproxy_runs_only_in_preview_and_not_yet_with_https(
     files = {"chain": "c.pem", "key": "k.pem"}
     https = make_inventory(tmp_path, haproxy={"shared": True},
                            https={"names": ["shop.test"], "files": files})
-    with pytest.raises(InventoryError, match="HTTPS through the shared HAProxy") as raised:
-        refuse_unavailable(https, {SHARED_PREVIEW_VARIABLE: "1"})
-    assert raised.value.key == "https"
+    assert refuse_unavailable(https, {SHARED_PREVIEW_VARIABLE: "1"}) is https
     plain = make_inventory(tmp_path)
     assert refuse_unavailable(plain, {}) is plain
