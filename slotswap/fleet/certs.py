@@ -4,6 +4,7 @@ worker-only host (web: false) has no HAProxy: HTTPS leaves it out (https_hosts).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from slotswap.https.files import (
     placeholder,
 )
 from slotswap.remote.protocol import ServerLike
+from slotswap.server.locking import new_owner
+from slotswap.server.proxy_locks import holding, shared_lock
 
 Progress = Callable[[str], None]
 
@@ -199,7 +202,13 @@ def renew(inventory: Inventory, *, force: bool) -> list[ServerResult]:
     bundle = renewal.bundle or issue(https.acme, https.names, say)  # type: ignore[arg-type]
 
     def install(server: ServerLike, inv: Inventory, progress: Progress) -> str:
-        installed = tls.install(server, inv, haproxy_dir(inv), bundle, progress, running=True)
+        # A shared HAProxy has one certificate transaction for all its apps: its lock keeps
+        # another app's install (its up, its renewal) out of this one's.
+        with (holding(server, server.with_folders(inv), new_owner("certs.renew"),
+                      shared_lock(server.with_folders(inv)))
+              if inv.haproxy.shared else contextlib.nullcontext()):
+            installed = tls.install(server, inv, haproxy_dir(inv), bundle, progress,
+                                    running=True)
         return "certificate installed" if installed else "unchanged"
 
     return on_every_server(https_hosts(inventory), install, "certs.renew")
