@@ -43,8 +43,8 @@ from slotswap.config.app_env import resolve_app_env, secret_values_in
 from slotswap.config.inventory import Inventory, InventoryError
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
-from slotswap.core.validation import InputError, validate_tag
-from slotswap.fleet import certs, rollout
+from slotswap.core.validation import validate_tag
+from slotswap.fleet import certs, dry_run_proxy, rollout
 from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet import status as fleet_status
 from slotswap.fleet.batches import parse_batch
@@ -112,8 +112,8 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     certificate = certs.material_for_up(inv)
     registry_login.resolve(inv, os.environ)
     if dry_run:
-        refuse_shared_dry_run(inv)
-        show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
+        show_plan(inv, lambda server: (dry_run_proxy.up_plan_shared if inv.haproxy.shared
+                                       else dry_run_plans.up_plan)(server, inv))
         return
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
         results = on_every_server(inv, up_one, "up")
@@ -430,12 +430,6 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
         raise Exit(code=exit_code)
 
 
-def refuse_shared_dry_run(inv: Inventory) -> None:
-    if inv.haproxy.shared:
-        raise InputError("--dry-run: the dry run of the shared HAProxy's up and down is not "
-                         "available yet")
-
-
 def down_shared_action(server: ServerLike, inventory: Inventory,
                        progress: Callable[[str], None]) -> str:
     return down_shared(server, inventory, progress, new_owner("down"))
@@ -453,8 +447,8 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
     """
     inv = load(inventory)
     if dry_run:
-        refuse_shared_dry_run(inv)
-        show_plan(inv, lambda server: dry_run_plans.down_plan(server, inv))
+        show_plan(inv, lambda server: (dry_run_proxy.down_plan_shared if inv.haproxy.shared
+                                       else dry_run_plans.down_plan)(server, inv))
         return
     with live_progress_if_terminal():
         results = on_every_server(inv, down_shared_action if inv.haproxy.shared else down_server,
