@@ -392,14 +392,18 @@ def check(c: Context, inventory: str | None = None, schema: bool = False) -> Non
 @kit_task(help={"inventory": INVENTORY_HELP, "hosts": HOSTS_HELP,
             "json": "print one JSON document on stdout (per server: name, address, web, "
                     "live slot, version, both slots as HAProxy and Docker see them, its role "
-                    "containers (name, role, version, generation, state, restarts), error)"})
+                    "containers (name, role, version, generation, state, restarts), error; "
+                    "with haproxy.shared, `proxy`: the shared HAProxy, its apps and routes)"})
 @reports_errors
 def status(c: Context, inventory: str | None = None, json: bool = False,
            hosts: str | None = None) -> None:
     """Show, per server, the live slot, the version it serves, and HAProxy's view of both slots.
 
     Then each role container there (role, name, version, generation, running or stopped,
-    restarts). A worker-only host (web: false) shows its role containers only.
+    restarts). A worker-only host (web: false) shows its role containers only. With
+    haproxy.shared, then the server's shared HAProxy: its image and version, whose inventory
+    its settings come from, every app on it (present or leaving) with its live slot and
+    version, and the routes as HAProxy has them now (`shop.test -> shop`).
     Example: fab status
     """
     if json:
@@ -423,6 +427,8 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
             say(f"    haproxy  {server_report.haproxy}")
         for container in server_report.roles:
             say(f"    {container.describe()}")
+        for line in server_report.proxy.lines() if server_report.proxy is not None else ():
+            say(f"    {line}")
     exit_code = EXIT_CONNECT if any(r.error for r in reports) else EXIT_OK
     if json:
         report.emit(report.status_document(reports, exit_code))
