@@ -123,7 +123,7 @@ def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
                           f"mv -T): {', '.join(sorted(generation.files))}")
         plan.shell(check_generation(image_ref=image, haproxy_dir=proxy_haproxy_dir(inventory),
                                     generation=generation.name))
-        plan.steps[-1] += "  (refused: nothing changed)"
+        plan.steps[-1] += "  (HAProxy refusing it ends the run here: nothing changed)"
     other_lock_steps(plan, server, inventory, [
         (f"{item.app}'s lock", app_lock_place(inventory, item.app).lock_dir)
         for item in others])
