@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import yaml
 
-from slotswap.config.loader import SHARED_PREVIEW_VARIABLE
+from tests.integration.shared_fleet import apps_serving, in_preview, shared_inventory
 
 if TYPE_CHECKING:
     import subprocess
@@ -49,34 +48,19 @@ class Apps:
 
 
 def write_inventory(box: Sandbox, folder: Path, app: str, names: list[str]) -> Path:
-    ports = APPS[app][0]
-    (folder / app).mkdir(exist_ok=True)
-    data = yaml.safe_load(box.inventory_copy(folder / app).read_text())
-    image = data["haproxy"]["image"]
-    data.update(app=app, names=names)
     # shop's inventory sets the shared HAProxy's settings; admin's leaves them out.
-    data["haproxy"] = {"shared": True, "slot_ports": ports,
-                       **({"image": image, "http_port": PORT} if app == "shop" else {})}
-    path = folder / app / "hosts.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return shared_inventory(box, folder, app, names=names, slot_ports=APPS[app][0], port=PORT,
+                            owner=app == "shop")
 
 
 @pytest.fixture(scope="module")
 def apps(sandbox_env: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
-    box = dataclasses.replace(sandbox_env, env={**sandbox_env.env,
-                                                SHARED_PREVIEW_VARIABLE: "1"})
+    box = in_preview(sandbox_env)
     folder = tmp_path_factory.mktemp("views")
     here = Apps(box, {app: write_inventory(box, folder, app, names)
                       for app, (_, names) in APPS.items()})
-    try:
-        for app in APPS:
-            assert here.fab(app, "up").returncode == 0
-            assert here.fab(app, "deploy", "--tag", FIRST[app]).returncode == 0
+    with apps_serving(here.fab, FIRST):
         yield here
-    finally:
-        for app in ("shop", "admin"):
-            here.fab(app, "down")
 
 
 def test_status_shows_both_apps_and_the_routes(apps: Apps) -> None:
