@@ -74,6 +74,8 @@ def status_document(reports: list[ServerStatus], exit_code: int) -> dict[str, An
             "web": r.web,
             "roles": [container.document() for container in r.roles],
             "error": r.error or None,
+            # The shared HAProxy (haproxy.shared only: today's document is unchanged).
+            **({"proxy": r.proxy.document()} if r.proxy is not None and not r.error else {}),
         } for r in reports],
     }
 

@@ -43,8 +43,8 @@ from slotswap.config.app_env import resolve_app_env, secret_values_in
 from slotswap.config.inventory import Inventory, InventoryError
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
-from slotswap.core.validation import InputError, validate_tag
-from slotswap.fleet import certs, rollout
+from slotswap.core.validation import validate_tag
+from slotswap.fleet import certs, dry_run_proxy, rollout
 from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet import status as fleet_status
 from slotswap.fleet.batches import parse_batch
@@ -112,8 +112,8 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     certificate = certs.material_for_up(inv)
     registry_login.resolve(inv, os.environ)
     if dry_run:
-        refuse_shared_dry_run(inv)
-        show_plan(inv, lambda server: dry_run_plans.up_plan(server, inv))
+        show_plan(inv, lambda server: (dry_run_proxy.up_plan_shared if inv.haproxy.shared
+                                       else dry_run_plans.up_plan)(server, inv))
         return
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
         results = on_every_server(inv, up_one, "up")
@@ -392,14 +392,18 @@ def check(c: Context, inventory: str | None = None, schema: bool = False) -> Non
 @kit_task(help={"inventory": INVENTORY_HELP, "hosts": HOSTS_HELP,
             "json": "print one JSON document on stdout (per server: name, address, web, "
                     "live slot, version, both slots as HAProxy and Docker see them, its role "
-                    "containers (name, role, version, generation, state, restarts), error)"})
+                    "containers (name, role, version, generation, state, restarts), error; "
+                    "with haproxy.shared, `proxy`: the shared HAProxy, its apps and routes)"})
 @reports_errors
 def status(c: Context, inventory: str | None = None, json: bool = False,
            hosts: str | None = None) -> None:
     """Show, per server, the live slot, the version it serves, and HAProxy's view of both slots.
 
     Then each role container there (role, name, version, generation, running or stopped,
-    restarts). A worker-only host (web: false) shows its role containers only.
+    restarts). A worker-only host (web: false) shows its role containers only. With
+    haproxy.shared, then the server's shared HAProxy: its image and version, whose inventory
+    its settings come from, every app on it (present or leaving) with its live slot and
+    version, and the routes as HAProxy has them now (`shop.test -> shop`).
     Example: fab status
     """
     if json:
@@ -423,17 +427,13 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
             say(f"    haproxy  {server_report.haproxy}")
         for container in server_report.roles:
             say(f"    {container.describe()}")
+        for line in server_report.proxy.lines() if server_report.proxy is not None else ():
+            say(f"    {line}")
     exit_code = EXIT_CONNECT if any(r.error for r in reports) else EXIT_OK
     if json:
         report.emit(report.status_document(reports, exit_code))
     if exit_code:
         raise Exit(code=exit_code)
-
-
-def refuse_shared_dry_run(inv: Inventory) -> None:
-    if inv.haproxy.shared:
-        raise InputError("--dry-run: the dry run of the shared HAProxy's up and down is not "
-                         "available yet")
 
 
 def down_shared_action(server: ServerLike, inventory: Inventory,
@@ -453,8 +453,8 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
     """
     inv = load(inventory)
     if dry_run:
-        refuse_shared_dry_run(inv)
-        show_plan(inv, lambda server: dry_run_plans.down_plan(server, inv))
+        show_plan(inv, lambda server: (dry_run_proxy.down_plan_shared if inv.haproxy.shared
+                                       else dry_run_plans.down_plan)(server, inv))
         return
     with live_progress_if_terminal():
         results = on_every_server(inv, down_shared_action if inv.haproxy.shared else down_server,

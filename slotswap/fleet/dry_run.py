@@ -74,9 +74,7 @@ from slotswap.server.role_steps import RolePlanLines
 from slotswap.server.role_swap import describe_roles, running_versions
 from slotswap.server.slots import SlotView, read_slots
 from slotswap.server.swap_errors import SwapError
-from slotswap.server.swap_plan import (
-    plan_slots,
-)
+from slotswap.server.swap_plan import plan_slots
 from slotswap.server.swap_steps import (
     Step,
     back_steps,
@@ -298,7 +296,7 @@ def prune_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
 
 
 def up_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
-    refuse_shared(inventory, "up --dry-run")  # the shared up's plan: a later step
+    refuse_shared(inventory, "up --dry-run")  # the shared up's plan: dry_run_proxy
     inventory = server.with_folders(inventory)
     if not server.host.web:
         return worker_only_up_plan(server, inventory)
@@ -484,28 +482,33 @@ def interrupted_handover_steps(plan: ServerPlan, server: ServerLike,
 
 
 def down_plan(server: ServerLike, inventory: Inventory) -> ServerPlan:
-    refuse_shared(inventory, "down --dry-run")  # the shared down's plan: a later step
+    refuse_shared(inventory, "down --dry-run")  # the shared down's: dry_run_proxy
     inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address, summary="remove everything of "
                       f"{inventory.app}")
     lock_steps(plan, server, inventory)
+    names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
+    remove_app_steps(plan, server, inventory, names)
+    unlock_steps(plan, inventory)
+    return plan
+
+
+def remove_app_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
+                     names: list[str]) -> None:
+    """`down`'s last steps in either layout: role stops, containers, network, config."""
     for stop in role_stops(inventory, read_role_containers(server, inventory)):
         plan.shell(stop.argv)
         plan.steps[-1] += f"  (the {stop.role} containers: {stop.time_to_finish})"
-    names = [inventory.haproxy_container, *(inventory.container_name(s) for s in SLOTS)]
     existing = sorted(docker.parse_inspect(
         server.run(docker.inspect_containers(*names), check=False).stdout))
-    if existing:
-        plan.shell(docker.remove(*existing))
     labelled = server.run(docker.list_app_containers(inventory.app)).stdout.split()
-    if labelled:
-        plan.shell(docker.remove(*labelled))
+    for found in (existing, labelled):
+        if found:
+            plan.shell(docker.remove(*found))
     if server.run(docker.network_inspect(inventory.network), check=False).ok:
         plan.shell(docker.network_remove(inventory.network))
     plan.shell(["rm", "-rf", inventory.config_dir])
     plan.steps[-1] += "  (the config, the slots' and the roles' env files)"
-    unlock_steps(plan, inventory)
-    return plan
 
 
 def maintenance_plan(server: ServerLike, inventory: Inventory,

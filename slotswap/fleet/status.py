@@ -1,7 +1,8 @@
 """`status`: per server, the live slot, the version it serves, both slots as HAProxy and
 Docker see them, maintenance mode, HAProxy's own version and each role container (read-only).
 A worker-only host (`web: false`) has no slots and no HAProxy: only its role containers are
-read there."""
+read there.
+With haproxy.shared, each server's shared HAProxy too: its apps and routes (status_proxy)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from slotswap.commands.runtime_api import RuntimeApiError
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.fleet.errors import describe_error
 from slotswap.fleet.runner import in_turn, servers_of
+from slotswap.fleet.status_proxy import ProxyStatus, read_proxy_status
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import maintenance
 from slotswap.server.haproxy import running_haproxy
@@ -30,6 +32,7 @@ class ServerStatus:
     haproxy: str = ""  # HAProxy's image and version, e.g. `haproxy:2.8 (HAProxy 2.8.5)`
     web: bool = True  # False: a worker-only host (no slots, no HAProxy)
     roles: list[RoleContainer] = field(default_factory=list)  # its role containers
+    proxy: ProxyStatus | None = None  # the shared HAProxy (haproxy.shared) and its apps
 
 
 def status(inventory: Inventory) -> list[ServerStatus]:
@@ -61,6 +64,7 @@ def read_status(server: ServerLike, inventory: Inventory) -> ServerStatus:
         maintenance=maintenance_state(server),
         haproxy=running_haproxy(server, inventory),
         roles=roles,
+        proxy=read_proxy_status(server, inventory) if inventory.haproxy.shared else None,
     )
 
 

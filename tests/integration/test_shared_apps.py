@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from slotswap.config.loader import SHARED_PREVIEW_VARIABLE
 from testbed.loadgen import LoadGenerator
 from tests.integration.conftest import FAB, ROOT
+from tests.integration.shared_fleet import apps_serving, in_preview, shared_inventory
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -63,30 +63,14 @@ class Apps:
 
 @pytest.fixture(scope="module")
 def apps(sandbox_env: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
-    box = dataclasses.replace(sandbox_env, env={**sandbox_env.env,
-                                                SHARED_PREVIEW_VARIABLE: "1"})
+    box = in_preview(sandbox_env)
     folder = tmp_path_factory.mktemp("apps")
-    inventories = {}
-    for app, ports in APPS.items():
-        (folder / app).mkdir()
-        data = yaml.safe_load(box.inventory_copy(folder / app).read_text())
-        image = data["haproxy"]["image"]
-        data.update(app=app, names=[f"{app}.test"])
-        # shop's inventory sets the shared HAProxy's settings; admin's leaves them out.
-        data["haproxy"] = {"shared": True, "slot_ports": ports,
-                           **({"image": image, "http_port": PORT} if app == "shop" else {})}
-        path = folder / app / "hosts.yaml"
-        path.write_text(yaml.safe_dump(data))
-        inventories[app] = path
-    here = Apps(box, inventories)
-    try:
-        for app in APPS:
-            assert here.fab(app, "up").returncode == 0
-            assert here.fab(app, "deploy", "--tag", FIRST[app]).returncode == 0
+    # shop's inventory sets the shared HAProxy's settings; admin's leaves them out.
+    here = Apps(box, {app: shared_inventory(box, folder, app, names=[f"{app}.test"],
+                                            slot_ports=ports, port=PORT, owner=app == "shop")
+                      for app, ports in APPS.items()})
+    with apps_serving(here.fab, FIRST):
         yield here
-    finally:
-        for app in ("shop", "admin"):
-            here.fab(app, "down")
 
 
 def test_each_host_name_reaches_its_app(apps: Apps) -> None:

@@ -1,0 +1,53 @@
+"""What the sandbox tests of several apps on one server share (in preview:
+SLOTSWAP_SHARED_PREVIEW=1): the sandbox with the preview switch on, an app's inventory on the
+servers' shared HAProxy, and the apps up and serving their first versions for a module."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from slotswap.config.loader import SHARED_PREVIEW_VARIABLE
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Sandbox
+
+
+def in_preview(box: Sandbox) -> Sandbox:
+    return dataclasses.replace(box, env={**box.env, SHARED_PREVIEW_VARIABLE: "1"})
+
+
+def shared_inventory(box: Sandbox, folder: Path, app: str, *, names: list[str],
+                     slot_ports: list[int], port: int, owner: bool) -> Path:
+    """folder/<app>/hosts.yaml: the sandbox's inventory as `app` on the shared HAProxy; the
+    owner's sets the shared settings (the sandbox's image, `port`), another's leaves them out."""
+    (folder / app).mkdir(exist_ok=True)
+    data = yaml.safe_load(box.inventory_copy(folder / app).read_text())
+    image = data["haproxy"]["image"]
+    data.update(app=app, names=names)
+    data["haproxy"] = {"shared": True, "slot_ports": slot_ports,
+                       **({"image": image, "http_port": port} if owner else {})}
+    path = folder / app / "hosts.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@contextlib.contextmanager
+def apps_serving(fab: Callable[..., subprocess.CompletedProcess[str]],
+                 first: dict[str, str]) -> Iterator[None]:
+    """Each app of `first` up and serving its version (`fab(app, *args)`), in that order;
+    each `down` at the end."""
+    try:
+        for app, tag in first.items():
+            assert fab(app, "up").returncode == 0
+            assert fab(app, "deploy", "--tag", tag).returncode == 0
+        yield
+    finally:
+        for app in first:
+            fab(app, "down")
