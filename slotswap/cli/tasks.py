@@ -104,7 +104,9 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     A server whose HAProxy runs from another login's folders (root set it up; or another
     remote_dir) is carried over to this login's, with no request lost: its history,
     maintenance mode, certificate and env files come along, and the old folder is locked
-    for good. Example: fab up
+    for good. With haproxy.shared (a preview), the app's backend on each server's shared
+    HAProxy instead: checked, then loaded by a reload while no other app's run holds that
+    server (README: Several apps on one server). Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):
@@ -448,8 +450,9 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
 
     Role containers too, on every host that runs them (worker-only hosts included): the
     running ones first get their role's stop signal and stop_timeout to finish their jobs;
-    their env files go with the config folder. The history stays.
-    Example: fab down
+    their env files go with the config folder. The history stays. With haproxy.shared (a
+    preview), the shared HAProxy is reloaded without the app (the last app's down removes
+    it). Example: fab down
     """
     inv = load(inventory)
     if dry_run:

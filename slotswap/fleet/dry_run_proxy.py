@@ -40,18 +40,14 @@ from slotswap.server.locking import (
 )
 from slotswap.server.proxy_assembly import Generation, assemble, render_fragment
 from slotswap.server.proxy_files import Registry, read_current, read_registry
+from slotswap.server.proxy_generation import shared_container
+from slotswap.server.proxy_locks import app_lock_place
 from slotswap.server.proxy_registry import (
     Registration,
     others_present,
     settings_after_down,
 )
-from slotswap.server.proxy_up import (
-    app_lock_place,
-    now,
-    planned,
-    refuse_own_haproxy,
-    shared_container,
-)
+from slotswap.server.proxy_up import now, planned
 
 # The running generation's files and their SHA-256, a line each (`<sha>  ./<path>`).
 CHECKSUMS_SCRIPT = 'cd "$1" 2>/dev/null || exit 0; find . -type f -exec sha256sum {} +'
@@ -106,7 +102,7 @@ def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
                   for path in generation.files if path.startswith("backends/"))
     current = read_current(server, inventory)
     running = (server.read_file(proxy_running_path(inventory)) or "").strip()
-    container = shared_container(server)
+    container = shared_container(server, inventory)
     plan.steps.append(f"generation {generation.name}: {', '.join(apps)}")
     if current is not None:
         changed = differing_files(generation, parse_checksums(server.run(
@@ -172,7 +168,6 @@ def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
         if not server.run(docker.network_inspect(inventory.network), check=False).ok:
             plan.shell(docker.network_create(inventory.network, inventory.app))
         return plan
-    refuse_own_haproxy(server, inventory)
     registry = read_registry(server, inventory)
     notices: list[str] = []
     mine, effective, image = planned(server, inventory, registry, new_owner("up"),
@@ -184,7 +179,7 @@ def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
     lock_steps(plan, server, inventory)
     other_lock_steps(plan, server, inventory,
                      [("the shared HAProxy's lock", proxy_lock_dir(inventory))])
-    container = shared_container(server)
+    container = shared_container(server, inventory)
     if container is not None and container.image != image:
         plan.steps.append(f"STOP: the shared HAProxy runs {container.image}; changing its "
                           f"image ({image}) is not available yet: the run fails here")
@@ -238,7 +233,7 @@ def down_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
                        f"the shared settings, from {settings.owner or 'the kit'}")
     else:
         plan.summary = f"{inventory.app} is the last app: the shared HAProxy is removed"
-        if shared_container(server) is not None:
+        if shared_container(server, inventory) is not None:
             plan.shell(docker.remove(PROXY_CONTAINER))
         plan.shell(["rm", "-rf", proxy_config_dir(inventory)])
         plan.shell(["rm", "-f", proxy_settings_path(inventory)])
