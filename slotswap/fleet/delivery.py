@@ -40,7 +40,7 @@ from slotswap.server import registry_login
 from slotswap.server.haproxy import up_server, up_worker_only
 from slotswap.server.images import ensure_image
 from slotswap.server.locking import new_owner
-from slotswap.server.proxy_up import up_shared
+from slotswap.server.proxy_up import up_shared, up_worker_only_shared
 
 Progress = Callable[[str], None]
 ServerAction = Callable[[ServerLike, Inventory, Progress], str]
@@ -324,8 +324,12 @@ def up_action(inventory: Inventory,
     if inventory.haproxy.shared:
         # The server's shared HAProxy (several apps on one server): its image is the one its
         # owner's inventory sets, pulled by each server (docs/apps-design.md, decision 2).
-        yield web_or_worker(lambda server, inventory, progress: up_shared(
-            server, inventory, progress, new_owner("up"), certificate))
+        def up_on_shared(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
+            if not server.host.web:
+                return up_worker_only_shared(server, inventory, progress)
+            return up_shared(server, inventory, progress, new_owner("up"), certificate)
+
+        yield up_on_shared
         return
     if inventory.delivery.mode != "ssh":
         yield web_or_worker(functools.partial(up_server, certificate=certificate))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from slotswap.commands import docker
 from slotswap.commands.proxy_commands import check_generation, run_shared_proxy
@@ -21,6 +21,7 @@ from slotswap.commands.runtime_api import command_show_servers_state
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
     PROXY_CONTAINER,
+    ProxyError,
     app_files,
     proxy_admin_dir,
     proxy_config_dir,
@@ -93,11 +94,11 @@ def other_lock_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
 
 
 def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
-                     generation: Generation, image: str, others: Sequence[Registration]
-                     ) -> None:
+                     generation: Generation, image: str, others: Sequence[Registration],
+                     under_locks: Callable[[], None]) -> None:
     """What the run does with the generation it assembled: written and checked (unless its
-    folder is there), then nothing (HAProxy runs it), a new container or a reload under every
-    other app's lock."""
+    folder is there), then nothing (HAProxy runs it), or under every other app's lock
+    `under_locks` (the run's writes of its own files) and a new container or a reload."""
     apps = sorted(path.removeprefix("backends/").removesuffix(".cfg")
                   for path in generation.files if path.startswith("backends/"))
     current = read_current(server, inventory)
@@ -123,6 +124,7 @@ def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
     other_lock_steps(plan, server, inventory, [
         (f"{item.app}'s lock", app_lock_place(inventory, item.app).lock_dir)
         for item in others])
+    under_locks()
     if container is None:
         plan.summary += "; a new container: slotswap-proxy"
         plan.steps.append(f"current -> {generation.name}")
@@ -144,11 +146,17 @@ def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
     plan.write(proxy_running_path(inventory), 0o644, generation.sha12)
 
 
+def folder_steps(plan: ServerPlan, inventory: Inventory) -> None:
+    """What the run makes before the check (proxy_generation.prepare_folders)."""
+    files = app_files(inventory, inventory.app)
+    plan.shell(["mkdir", "-p", files.folder])
+    plan.steps.append(f"touch {files.maintenance_map} (kept as it is); the Lua service and "
+                      "the stand-in fallback.pem where they are not there yet")
+
+
 def registration_steps(plan: ServerPlan, inventory: Inventory, registry: Registry,
                        mine: Registration, fragment: str) -> None:
     files = app_files(inventory, inventory.app)
-    plan.shell(["mkdir", "-p", files.folder])
-    plan.steps.append(f"touch {files.maintenance_map} (kept as it is)")
     if registry.fragments.get(inventory.app) != fragment:
         plan.write(files.fragment, 0o644, f"{inventory.app}'s backend, rendered now")
     old = registry.of(inventory.app)
@@ -191,11 +199,15 @@ def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
         inventory.app: fragment, **{item.app: registry.fragments.get(item.app) or ""
                                     for item in others}},
         effective.values, login_ids(server))
-    registration_steps(plan, inventory, registry, mine, fragment)
-    generation_steps(plan, server, inventory, generation, image, others)
-    if effective.record != registry.settings:
-        plan.write(proxy_settings_path(inventory), 0o644,
-                   f"the shared settings, from {effective.record.owner or 'the kit'}")
+    folder_steps(plan, inventory)
+
+    def register() -> None:
+        if effective.record != registry.settings:
+            plan.write(proxy_settings_path(inventory), 0o644,
+                       f"the shared settings, from {effective.record.owner or 'the kit'}")
+        registration_steps(plan, inventory, registry, mine, fragment)
+
+    generation_steps(plan, server, inventory, generation, image, others, register)
     unlock_steps(plan, inventory)
     return plan
 
@@ -210,10 +222,12 @@ def down_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
     lock_steps(plan, server, inventory)
     other_lock_steps(plan, server, inventory,
                      [("the shared HAProxy's lock", proxy_lock_dir(inventory))])
-    if mine is not None and mine.state != "leaving":
-        plan.write(registration_path(inventory, inventory.app), 0o644,
-                   f"{inventory.app}'s registration, state leaving (no generation "
-                   "includes it again)")
+    def mark_leaving() -> None:
+        if mine is not None and mine.state != "leaving":
+            plan.write(registration_path(inventory, inventory.app), 0o644,
+                       f"{inventory.app}'s registration, state leaving (no generation "
+                       "includes it again)")
+
     if others:
         plan.summary = (f"{inventory.app} leaves the shared HAProxy; "
                         f"{' and '.join(item.app for item in others)} "
@@ -222,16 +236,24 @@ def down_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
                                        registry.registrations, by=new_owner("down").who,
                                        at=now())
         values = settings or registry.settings
-        assert values is not None, "other apps are present: the settings are recorded"
+        if values is None:
+            raise ProxyError(f"{server.name}: the shared HAProxy's settings record "
+                             f"({proxy_settings_path(inventory)}) is missing: run `up` of "
+                             f"{others[0].app} first; nothing was changed")
         image = str(values.values["haproxy.image"])
         generation = assemble(list(others), {item.app: registry.fragments.get(item.app) or ""
                                              for item in others},
                               values.values, login_ids(server))
-        generation_steps(plan, server, inventory, generation, image, others)
-        if settings is not None and settings != registry.settings:
-            plan.write(proxy_settings_path(inventory), 0o644,
-                       f"the shared settings, from {settings.owner or 'the kit'}")
+
+        def leave() -> None:
+            mark_leaving()
+            if settings is not None and settings != registry.settings:
+                plan.write(proxy_settings_path(inventory), 0o644,
+                           f"the shared settings, from {settings.owner or 'the kit'}")
+
+        generation_steps(plan, server, inventory, generation, image, others, leave)
     else:
+        mark_leaving()
         plan.summary = f"{inventory.app} is the last app: the shared HAProxy is removed"
         if shared_container(server, inventory) is not None:
             plan.shell(docker.remove(PROXY_CONTAINER))

@@ -128,7 +128,7 @@ def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
     no connection dropped. The payload (the private key) never appears in an error."""
     path = cert_in_haproxy(server.inventory)
     if server.inventory.haproxy.shared:
-        refuse_open_transaction(server, path)
+        abort_stale_transaction(server, path)
     try:
         staged = server.runtime_api(set_line(path, bundle.haproxy_pem()))
     except RuntimeApiError as error:
@@ -140,7 +140,7 @@ def replace_served(server: ServerLike, bundle: CertificateBundle) -> None:
         # transaction: aborted, so that neither commits it (the other's run then fails and
         # says so; its certificate stays as it was).
         with contextlib.suppress(RuntimeApiError):
-            server.runtime_api(f"abort ssl cert {other}")
+            server.runtime_api(f"abort ssl cert {app_certificate(server, other)}")
         raise TlsError(f"{server.name}: another certificate's change ({other}) was under way "
                        f"in HAProxy; {path} was not changed; run again")
     try:
@@ -179,13 +179,27 @@ def open_transaction(listing: str) -> str | None:
     return next((line[1:].strip() for line in following[:1] if line.startswith("*")), None)
 
 
-def refuse_open_transaction(server: ServerLike, path: str) -> None:
-    """Another app's certificate change open in the shared HAProxy: refused before anything
-    is sent (one line; the next run goes through)."""
+def abort_stale_transaction(server: ServerLike, path: str) -> None:
+    """Another app's certificate change left open in the shared HAProxy, aborted before this
+    one begins. Every install of the kit on a shared HAProxy holds its lock (the shared
+    `up`, `certs.renew`), so an open one is a run's that stopped between `set` and `commit`:
+    left, it would refuse every other app's install until that app's next run."""
     other = open_transaction(server.runtime_api("show ssl cert"))
     if other is not None and other != path:
-        raise TlsError(f"{server.name}: another certificate's change ({other}) is under way "
-                       f"in the shared HAProxy; {path} was not changed; run again")
+        server.runtime_api(f"abort ssl cert {app_certificate(server, other)}")
+
+
+# An app's certificate as the shared HAProxy names it: nothing else is ever aborted.
+_APP_CERTIFICATE = re.compile(r"/usr/local/etc/haproxy/apps/([a-z][a-z0-9-]{0,31})/site\.pem")
+
+
+def app_certificate(server: ServerLike, name: str) -> str:
+    """`name` (read from HAProxy's answer) when it is an app's certificate of the shared
+    HAProxy, to go into a runtime-API line; else refused, nothing sent."""
+    if not _APP_CERTIFICATE.fullmatch(name):
+        raise TlsError(f"{server.name}: HAProxy has a certificate change open for "
+                       f"{name[:120]!r}, which is not an app's; nothing was changed")
+    return name
 
 
 def serves(server: ServerLike, bundle: CertificateBundle) -> bool:

@@ -54,6 +54,8 @@ def down_shared(server: ServerLike, inventory: Inventory, progress: Progress,
     """The app out of the server's shared HAProxy, then its containers, network and files
     (its history stays); what was done, in words."""
     inventory = server.with_folders(inventory)
+    if not server.host.web and read_registry(server, inventory).of(inventory.app) is None:
+        return remove_app(server, inventory, progress)  # a worker-only host: no HAProxy
     parts = []
     with holding(server, inventory, owner, shared_lock(inventory)):
         registry = read_registry(server, inventory)

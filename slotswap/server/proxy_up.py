@@ -34,7 +34,7 @@ from slotswap.core.validation import validate_app_name
 from slotswap.core.version import kit_version
 from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.haproxy import ensure_network
+from slotswap.server.haproxy import ensure_network, observe_engine
 from slotswap.server.haproxy_config import login_ids
 from slotswap.server.images import ensure_image, log_in_to_registry
 from slotswap.server.locking import LockOwner
@@ -111,15 +111,15 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
         running = state.container is not None and state.container.running
         listed = running_lists_certificate(server, inventory, running=running)
         # The check loads the crt-list: a certificate it lists is there before it. One that
-        # HAProxy serves already is replaced after the check, through the runtime API (no
-        # reload; nothing changed when the check fails).
+        # HAProxy serves already is replaced once the check passed and every lock is held,
+        # through the runtime API (no reload; nothing changed when either refuses).
         if not listed and place(server, inventory, certificate, progress, listed=False):
             changes.append("certificate installed")
         write_and_check(server, inventory, generation, image, "nothing was changed")
-        if listed and place(server, inventory, certificate, progress, listed=True):
-            changes.append("certificate installed with no reload")
         with holding(server, inventory, owner,
                      other_apps_locks(inventory, [item.app for item in others])):
+            if listed and place(server, inventory, certificate, progress, listed=True):
+                changes.append("certificate installed with no reload")
             record_settings(server, inventory, registry,
                             assembled(effective.record, kit_version(), inventory.app, "up"))
             if register(server, inventory, mine, registry, fragment):
@@ -134,6 +134,23 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
     progress(f"the shared HAProxy routes {', '.join(mine.names) or 'every other name'} to "
              f"{inventory.app}")
     return ", ".join(changes)
+
+
+def up_worker_only_shared(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
+    """`up` of a shared app on a worker-only host (`web: false`): the app's network, which its
+    role containers join, and nothing of the shared HAProxy. A host where the app is on the
+    shared HAProxy (it ran the web before) is refused: taking an app off it there is its
+    `down`'s work, and `up` does not do it yet."""
+    inventory = server.with_folders(inventory)
+    mine = read_registry(server, inventory).of(inventory.app)
+    if mine is not None:
+        raise ProxyError(f"{server.name}: web: false, but {inventory.app} is on this server's "
+                         "shared HAProxy: taking it off a host turned worker-only is not "
+                         "available yet (`down` removes it from every server); nothing was "
+                         "changed")
+    created = ensure_network(server, inventory, progress)
+    observe_engine(server)  # the image runs here too: its platform counts for `build`
+    return ("network created" if created else "unchanged") + " (worker-only: no HAProxy)"
 
 
 def planned(server: ServerLike, inventory: Inventory, registry: Registry, owner: LockOwner,

@@ -13,10 +13,15 @@ from slotswap.commands.docker import LABEL_APP
 from slotswap.config.layout import ProxyError
 from slotswap.remote.server import CommandResult
 from slotswap.server.proxy_assembly import Generation
-from slotswap.server.proxy_files import Registry, registration_for
+from slotswap.server.proxy_files import READ_REGISTRY_SCRIPT, Registry, registration_for
 from slotswap.server.proxy_generation import ProxyState, shared_container, write_and_check
 from slotswap.server.proxy_registry import registration_json
-from slotswap.server.proxy_up import bound_ports, own_haproxies, put_back
+from slotswap.server.proxy_up import (
+    bound_ports,
+    own_haproxies,
+    put_back,
+    up_worker_only_shared,
+)
 from tests.unit.fake_server import FakeServer, make_inventory
 
 GENERATION = Generation({"haproxy.cfg": "global\n"}, "0123456789ab")
@@ -130,3 +135,43 @@ def test_only_a_generation_seen_running_is_one_to_go_back_to() -> None:
     assert ProxyState(None, "gen-a", "gen-a").ran == "gen-a"
     assert ProxyState(None, "gen-b", "gen-a").ran is None  # switched, never seen running
     assert ProxyState(None, "gen-a", None).ran is None
+
+
+def worker_host_server(tmp_path: Path, registered: bool) -> FakeServer:
+    """A shared app's worker-only host (web: false), its registry read answered."""
+    inventory = make_inventory(
+        tmp_path, app="shop", haproxy={"shared": True}, names=["shop.test"],
+        hosts=["203.0.113.10", {"address": "203.0.113.11", "name": "w1", "web": False}],
+        roles={"worker": {"cmd": ["worker"], "hosts": ["w1"]}})
+    mark_line = ""
+    if registered:
+        mine = registration_for(inventory, kit_version="0.2.0", by="a@b",
+                                at="2026-12-04T09:00:00+00:00")
+        mark_line = registration_json(mine)
+
+    def registry(argv: list[str]) -> CommandResult:
+        mark = argv[-1]
+        return CommandResult(f"{mark} registration shop\n{mark_line}\n" if registered
+                             else "", "", 0)
+
+    server = FakeServer(inventory=inventory, answers={
+        ("sh", "-c", READ_REGISTRY_SCRIPT): registry,
+        ("docker", "network", "inspect"): CommandResult("", "No such network", 1)})
+    server.host = inventory.hosts[1]
+    return server
+
+
+def test_a_worker_only_host_of_a_shared_app_gets_the_network_alone(tmp_path: Path) -> None:
+    server = worker_host_server(tmp_path, registered=False)
+    said = up_worker_only_shared(server, server.inventory, lambda line: None)
+    assert said == "network created (worker-only: no HAProxy)"
+    assert not any("slotswap-proxy" in " ".join(argv) for argv in server.commands)
+
+
+def test_a_host_turned_worker_only_on_the_shared_haproxy_is_refused(tmp_path: Path) -> None:
+    server = worker_host_server(tmp_path, registered=True)
+    with pytest.raises(ProxyError, match="web: false, but shop is on this server's shared "
+                                         "HAProxy") as raised:
+        up_worker_only_shared(server, server.inventory, lambda line: None)
+    assert str(raised.value).endswith("nothing was changed")
+    assert not any(argv[:3] == ["docker", "network", "create"] for argv in server.commands)
