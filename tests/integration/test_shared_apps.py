@@ -109,6 +109,19 @@ def test_two_apps_deploy_at_the_same_time(apps: Apps) -> None:
         assert "version=v1" in apps.answer(address, "admin")[1]
 
 
+def test_rolling_one_app_back_fails_no_request_of_either(apps: Apps) -> None:
+    before = apps.containers("admin")
+    with apps.load("shop") as shop_load, apps.load("admin") as admin_load:
+        result = apps.fab("shop", "rollback")
+    shop, admin = shop_load.stop(), admin_load.stop()
+    assert result.returncode == 0
+    assert shop.sent > 0 and shop.failed == 0, shop.failures
+    assert admin.sent > 0 and admin.failed == 0 and set(admin.versions) == {"v1"}
+    assert apps.containers("admin") == before
+    for address in apps.box.addresses:  # shop's version before v1 came back: v2
+        assert "version=v2" in apps.answer(address, "shop")[1]
+
+
 def test_maintenance_of_one_app_leaves_the_other_answering(apps: Apps) -> None:
     with apps.load("admin") as admin_load:
         assert apps.fab("shop", "maintenance.on").returncode == 0
