@@ -11,6 +11,7 @@ shared HAProxy)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from slotswap.commands import docker
@@ -194,17 +195,33 @@ def proxy_status(registry: Registry, containers: list[Container], answer: LineAn
         if item.state != "present":
             live, version = "-", "-"
         elif answer is not None:
-            stats = answer.stats.get(item.app, {})
-            serving = [slot for slot in SLOTS if slot in stats
-                       and stats[slot].takes_new_traffic]
-            live = ",".join(serving) or "none"
-            versions = [next((c.version or "?" for c in containers if c.role == "app"
-                              and c.app == item.app and c.slot == slot), "?")
-                        for slot in serving]
-            version = ",".join(versions) or "-"
+            live, version = serving_on_proxy(answer.stats.get(item.app, {}), [
+                c for c in containers if c.role == "app" and c.app == item.app])
         status.apps.append(AppOnProxy(item.app, item.state, live, version))
     if answer is not None:
         status.version = answer.info.get("Version", "?")
         status.routes = [*answer.exact, *((f"*.{domain}", app)
                                           for domain, app in answer.wildcards)]
     return status
+
+
+def serving_on_proxy(stats: Mapping[str, haproxy.ServerStat],
+                     containers: Sequence[Container]) -> tuple[str, str]:
+    """Pure: an app's live slots and their versions, as slots.serving_views tells them: a
+    slot whose line takes new traffic and whose container runs; with none, one that takes
+    them through its fallback line alone (a run cut in its window)."""
+    running = {c.slot: c for c in containers if c.state == "running"}
+
+    def takes(name: str) -> bool:
+        return name in stats and stats[name].takes_new_traffic
+
+    serving = [slot for slot in SLOTS if slot in running and takes(slot)]
+    through = ""
+    if not serving:
+        serving = [slot for slot in SLOTS if slot in running
+                   and takes(haproxy.fallback_name(slot))]
+        through = " (through its fallback line)" if serving else ""
+    if not serving:
+        return "none", "-"
+    return (",".join(serving) + through,
+            ",".join(running[slot].version or "?" for slot in serving))

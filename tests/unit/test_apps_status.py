@@ -66,3 +66,25 @@ def test_the_json_document_gets_a_proxy_object_only_with_haproxy_shared() -> Non
     assert servers[1]["proxy"]["apps"][0] == {"app": "shop", "state": "present",
                                               "live": "web1", "version": "v1"}
     assert servers[1]["proxy"]["other_names"] == "404"
+
+
+def test_an_app_is_live_where_its_slot_runs_and_takes_traffic_or_through_its_fallback() -> None:
+    from slotswap.commands.runtime_api import ServerStat
+    from slotswap.fleet.status_proxy import Container, serving_on_proxy
+
+    def stat(name: str, status: str) -> ServerStat:
+        return ServerStat(name, status, 0, "L7OK", "200", "", 0, "127.0.0.1:1")
+
+    def slot(name: str, state: str, version: str) -> Container:
+        return Container(f"shop-{name}", "img", state, "app", "shop", name, version)
+
+    both = [slot("web1", "running", "v1"), slot("web2", "running", "v2")]
+    assert serving_on_proxy({"web1": stat("web1", "UP"), "web2": stat("web2", "MAINT")},
+                            both) == ("web1", "v1")
+    # A line in rotation whose container is gone serves nothing.
+    assert serving_on_proxy({"web1": stat("web1", "UP")},
+                            [slot("web1", "exited", "v1")]) == ("none", "-")
+    # A run cut in its window: the old slot serves through its fallback line alone.
+    fallback = {"web1": stat("web1", "DRAIN"), "web2": stat("web2", "DOWN"),
+                "web1-fallback": stat("web1-fallback", "UP")}
+    assert serving_on_proxy(fallback, both) == ("web1 (through its fallback line)", "v1")
