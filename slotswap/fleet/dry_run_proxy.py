@@ -21,7 +21,6 @@ from slotswap.commands.runtime_api import command_show_servers_state
 from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
     PROXY_CONTAINER,
-    ProxyError,
     app_files,
     proxy_admin_dir,
     proxy_config_dir,
@@ -33,22 +32,21 @@ from slotswap.config.layout import (
 )
 from slotswap.fleet.dry_run import ServerPlan, lock_steps, remove_app_steps, unlock_steps
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.haproxy_config import login_ids
 from slotswap.server.locking import (
     new_owner,
     parse_read_answer,
     read_lock_at_command,
 )
-from slotswap.server.proxy_assembly import Generation, assemble, render_fragment
-from slotswap.server.proxy_files import Registry, read_current, read_registry
-from slotswap.server.proxy_generation import shared_container
+from slotswap.server.proxy_assembly import Generation, render_fragment
+from slotswap.server.proxy_down import generation_without
+from slotswap.server.proxy_files import Registry, read_registry
+from slotswap.server.proxy_generation import ProxyState, read_state, shared_container
 from slotswap.server.proxy_locks import app_lock_place
 from slotswap.server.proxy_registry import (
     Registration,
     others_present,
-    settings_after_down,
 )
-from slotswap.server.proxy_up import now, planned
+from slotswap.server.proxy_up import generation_with, planned
 
 # The running generation's files and their SHA-256, a line each (`<sha>  ./<path>`).
 CHECKSUMS_SCRIPT = 'cd "$1" 2>/dev/null || exit 0; find . -type f -exec sha256sum {} +'
@@ -94,24 +92,21 @@ def other_lock_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
 
 
 def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
-                     generation: Generation, image: str, others: Sequence[Registration],
-                     under_locks: Callable[[], None]) -> None:
+                     state: ProxyState, generation: Generation, image: str,
+                     others: Sequence[Registration], under_locks: Callable[[], None]) -> None:
     """What the run does with the generation it assembled: written and checked (unless its
     folder is there), then nothing (HAProxy runs it), or under every other app's lock
     `under_locks` (the run's writes of its own files) and a new container or a reload."""
     apps = sorted(path.removeprefix("backends/").removesuffix(".cfg")
                   for path in generation.files if path.startswith("backends/"))
-    current = read_current(server, inventory)
-    running = (server.read_file(proxy_running_path(inventory)) or "").strip()
-    container = shared_container(server, inventory)
+    current, container = state.current, state.container
     plan.steps.append(f"generation {generation.name}: {', '.join(apps)}")
     if current is not None:
         changed = differing_files(generation, parse_checksums(server.run(
             generation_checksums_command(inventory, current), check=False).stdout))
         plan.steps.append(f"  files that differ from the running {current}: "
                           f"{', '.join(changed) or 'none'}")
-    if (container is not None and container.running and current == generation.name
-            and running == generation.sha12):
+    if state.runs(generation):
         plan.summary += "; unchanged: the shared HAProxy runs this generation already"
         return
     folder = f"{proxy_haproxy_dir(inventory)}/{generation.name}"
@@ -187,7 +182,8 @@ def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
     lock_steps(plan, server, inventory)
     other_lock_steps(plan, server, inventory,
                      [("the shared HAProxy's lock", proxy_lock_dir(inventory))])
-    container = shared_container(server, inventory)
+    state = read_state(server, inventory)
+    container = state.container
     if container is not None and container.image != image:
         plan.steps.append(f"STOP: the shared HAProxy runs {container.image}; changing its "
                           f"image ({image}) is not available yet: the run fails here")
@@ -195,10 +191,7 @@ def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
     if not server.run(docker.image_id(image), check=False).ok:
         plan.shell(docker.pull(image))
     fragment = render_fragment(inventory, effective.values)
-    generation = assemble([mine, *others], {
-        inventory.app: fragment, **{item.app: registry.fragments.get(item.app) or ""
-                                    for item in others}},
-        effective.values, login_ids(server))
+    generation = generation_with(server, mine, fragment, registry, effective.values)
     folder_steps(plan, inventory)
 
     def register() -> None:
@@ -207,7 +200,7 @@ def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
                        f"the shared settings, from {effective.record.owner or 'the kit'}")
         registration_steps(plan, inventory, registry, mine, fragment)
 
-    generation_steps(plan, server, inventory, generation, image, others, register)
+    generation_steps(plan, server, inventory, state, generation, image, others, register)
     unlock_steps(plan, inventory)
     return plan
 
@@ -232,26 +225,17 @@ def down_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
         plan.summary = (f"{inventory.app} leaves the shared HAProxy; "
                         f"{' and '.join(item.app for item in others)} "
                         f"{'stays' if len(others) == 1 else 'stay'} on it")
-        settings = settings_after_down(inventory.app, registry.settings,
-                                       registry.registrations, by=new_owner("down").who,
-                                       at=now())
-        values = settings or registry.settings
-        if values is None:
-            raise ProxyError(f"{server.name}: the shared HAProxy's settings record "
-                             f"({proxy_settings_path(inventory)}) is missing: run `up` of "
-                             f"{others[0].app} first; nothing was changed")
-        image = str(values.values["haproxy.image"])
-        generation = assemble(list(others), {item.app: registry.fragments.get(item.app) or ""
-                                             for item in others},
-                              values.values, login_ids(server))
+        settings, image, generation = generation_without(server, inventory, registry,
+                                                         new_owner("down").who)
 
         def leave() -> None:
             mark_leaving()
-            if settings is not None and settings != registry.settings:
+            if settings != registry.settings:
                 plan.write(proxy_settings_path(inventory), 0o644,
                            f"the shared settings, from {settings.owner or 'the kit'}")
 
-        generation_steps(plan, server, inventory, generation, image, others, leave)
+        generation_steps(plan, server, inventory, read_state(server, inventory), generation,
+                         image, others, leave)
     else:
         mark_leaving()
         plan.summary = f"{inventory.app} is the last app: the shared HAProxy is removed"

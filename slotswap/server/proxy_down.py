@@ -28,7 +28,7 @@ from slotswap.remote.protocol import ServerLike
 from slotswap.server.haproxy import remove_app_containers
 from slotswap.server.haproxy_config import login_ids
 from slotswap.server.locking import LockOwner
-from slotswap.server.proxy_assembly import assemble
+from slotswap.server.proxy_assembly import Generation, assemble
 from slotswap.server.proxy_files import Registry, leaving, read_registry
 from slotswap.server.proxy_generation import (
     ProxyState,
@@ -38,6 +38,7 @@ from slotswap.server.proxy_generation import (
 )
 from slotswap.server.proxy_locks import holding, other_apps_locks, shared_lock
 from slotswap.server.proxy_registry import (
+    SharedSettings,
     others_present,
     registration_json,
     settings_after_down,
@@ -83,16 +84,7 @@ def without_it(server: ServerLike, inventory: Inventory, registry: Registry,
     """The generation of the other present apps, checked, then (under their locks) the app
     marked leaving and that generation run."""
     others = others_present(registry.registrations, inventory.app)
-    settings = settings_after_down(inventory.app, registry.settings, registry.registrations,
-                                   by=owner.who, at=now()) or registry.settings
-    if settings is None:
-        raise ProxyError(f"{server.name}: the shared HAProxy's settings record "
-                         f"({proxy_settings_path(inventory)}) is missing: run `up` of "
-                         f"{others[0].app} first; nothing was changed")
-    image = str(settings.values["haproxy.image"])
-    generation = assemble(list(others), {item.app: registry.fragments.get(item.app) or ""
-                                         for item in others},
-                          settings.values, login_ids(server))
+    settings, image, generation = generation_without(server, inventory, registry, owner.who)
     write_and_check(server, inventory, generation, image, "nothing was changed")
     with holding(server, inventory, owner,
                  other_apps_locks(inventory, [item.app for item in others])):
@@ -104,6 +96,24 @@ def without_it(server: ServerLike, inventory: Inventory, registry: Registry,
         done = apply_generation(server, inventory, generation, image,
                                 [item.app for item in others], state)
         return f"{done} without {inventory.app}"
+
+
+def generation_without(server: ServerLike, inventory: Inventory, registry: Registry,
+                       by: str) -> tuple[SharedSettings, str, Generation]:
+    """What the app's `down` puts in while other apps are present: the shared settings
+    record after it (its ownership ends), HAProxy's image, and the generation of the other
+    present apps (their stored backends)."""
+    others = others_present(registry.registrations, inventory.app)
+    settings = settings_after_down(inventory.app, registry.settings, registry.registrations,
+                                   by=by, at=now()) or registry.settings
+    if settings is None:
+        raise ProxyError(f"{server.name}: the shared HAProxy's settings record "
+                         f"({proxy_settings_path(inventory)}) is missing: run `up` of "
+                         f"{others[0].app} first; nothing was changed")
+    generation = assemble(list(others), {item.app: registry.fragments.get(item.app) or ""
+                                         for item in others},
+                          settings.values, login_ids(server))
+    return settings, str(settings.values["haproxy.image"]), generation
 
 
 def mark_leaving(server: ServerLike, inventory: Inventory, registry: Registry) -> None:

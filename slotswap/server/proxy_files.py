@@ -16,7 +16,6 @@ from slotswap.config.layout import (
     CURRENT_LINK,
     GENERATION_PREFIX,
     PREVIOUS_LINK,
-    app_files,
     current_link,
     proxy_haproxy_dir,
     proxy_settings_path,
@@ -202,7 +201,3 @@ def prune_generations_command(inventory: Inventory, keep: Mapping[str, None]) ->
             f'.{GENERATION_PREFIX}*.partial; do [ -d "$name" ] || continue; {kept} '
             'rm -rf -- "$name"; done', "sh", proxy_haproxy_dir(inventory)]
 
-
-def app_folder(inventory: Inventory) -> str:
-    """The app's own files in the shared HAProxy's folder."""
-    return app_files(inventory, inventory.app).folder

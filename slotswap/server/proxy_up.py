@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from slotswap.commands.proxy_commands import list_haproxies
@@ -38,7 +38,7 @@ from slotswap.server.haproxy import ensure_network, observe_engine
 from slotswap.server.haproxy_config import login_ids
 from slotswap.server.images import ensure_image, log_in_to_registry
 from slotswap.server.locking import LockOwner
-from slotswap.server.proxy_assembly import assemble, render_fragment
+from slotswap.server.proxy_assembly import Generation, assemble, render_fragment
 from slotswap.server.proxy_certs import place, running_lists_certificate
 from slotswap.server.proxy_contradictions import check_contradictions
 from slotswap.server.proxy_files import Registry, kit_defaults, read_registry, registration_for
@@ -86,10 +86,7 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
         others = others_present(registry.registrations, inventory.app)
         ensure_image(server, image, progress)  # the same, unless another run changed it
         fragment = render_fragment(inventory, effective.values)
-        generation = assemble([mine, *others], {
-            inventory.app: fragment, **{item.app: registry.fragments.get(item.app) or ""
-                                        for item in others}},
-            effective.values, login_ids(server))
+        generation = generation_with(server, mine, fragment, registry, effective.values)
         state = read_state(server, inventory)
         if state.container is not None and state.container.image != image:
             raise ProxyError(f"{server.name}: the shared HAProxy runs {state.container.image}; "
@@ -134,6 +131,16 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
     progress(f"the shared HAProxy routes {', '.join(mine.names) or 'every other name'} to "
              f"{inventory.app}")
     return ", ".join(changes)
+
+
+def generation_with(server: ServerLike, mine: Registration, fragment: str, registry: Registry,
+                    values: Mapping[str, object]) -> Generation:
+    """The generation of the app's `up` (its backend rendered now) and every other present
+    app (its stored backend)."""
+    others = others_present(registry.registrations, mine.app)
+    return assemble([mine, *others], {
+        mine.app: fragment, **{item.app: registry.fragments.get(item.app) or ""
+                               for item in others}}, values, login_ids(server))
 
 
 def up_worker_only_shared(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
