@@ -470,19 +470,25 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
 
 @kit_task(help={"force": "overwrite the files that exist (default: refuse, writing nothing)",
                 "templates": "also copy the kit's templates into templates/, to edit them (a "
-                             "copy replaces the kit's file and no longer follows its changes)"})
+                             "copy replaces the kit's file and no longer follows its changes)",
+                "shared": "the app on each server's shared HAProxy, beside other apps "
+                          "(haproxy.shared: true and the names routed to it; a preview)"})
 @reports_errors
-def init(c: Context, force: bool = False, templates: bool = False) -> None:
+def init(c: Context, force: bool = False, templates: bool = False,
+         shared: bool = False) -> None:
     """Start a project here: write a short hosts.yaml (app, image, ssh, hosts).
 
     Every other key has a default, shown commented out in the file; `check` prints them
     all. With --templates, templates/haproxy.cfg.j2 too: a templates/ folder next to the
-    inventory is used, file by file, before the kit's own. Never overwrites without --force.
-    Example: slotswap init   or   fab init --templates
+    inventory is used, file by file, before the kit's own. With --shared, the app goes on
+    each server's shared HAProxy with other apps (haproxy.shared: true, names). Never
+    overwrites without --force.
+    Example: slotswap init   or   fab init --templates   or   slotswap init --shared
     """
     folder = Path.cwd()
     try:
-        written = scaffold.write_starter(folder, force=force, templates=templates)
+        written = scaffold.write_starter(folder, force=force, templates=templates,
+                                         shared=shared)
     except scaffold.ScaffoldError as error:
         raise Exit(f"error: {error}", code=EXIT_BAD_INPUT) from error
     for path in written:

@@ -42,10 +42,33 @@ class StarterFile:
     text: str
 
 
-def starter_files(*, templates: bool = False) -> list[StarterFile]:
+# With `init --shared`: the app on the server's shared HAProxy, routed by its names.
+SHARED_STARTER = """
+haproxy:
+  shared: true            # one HAProxy per server, shared with the server's other apps
+names: [webapp.example.com]   # the host names this app answers for (or https.names)
+# With several apps on the same servers, one app's file sets the shared HAProxy's
+# settings (haproxy.image, http_port, trusted_proxies, https.port); the others leave them
+# out and take other slot ports, e.g. haproxy: {shared: true, slot_ports: [18083, 18084]}
+"""
+HOSTS_END = "\n# Defaults of everything else"
+
+
+def starter_inventory(*, shared: bool = False) -> str:
+    """The starter hosts.yaml; with `shared`, the app on the server's shared HAProxy."""
+    text = STARTER_INVENTORY.read_text(encoding="utf-8")
+    if not shared:
+        return text
+    head, separator, tail = text.partition(HOSTS_END)
+    if not separator:
+        raise RuntimeError(f"{STARTER_INVENTORY}: no {HOSTS_END.strip()!r} line")
+    return head + SHARED_STARTER + separator + tail
+
+
+def starter_files(*, templates: bool = False, shared: bool = False) -> list[StarterFile]:
     """The starter inventory; with `templates`, the kit's templates too, to edit (a copy
     overrides the kit's own, file by file, and no longer follows the kit's changes)."""
-    files = [StarterFile(Path(INVENTORY_NAME), STARTER_INVENTORY.read_text(encoding="utf-8"))]
+    files = [StarterFile(Path(INVENTORY_NAME), starter_inventory(shared=shared))]
     if not templates:
         return files
     for template in sorted(KIT_TEMPLATES.glob("*.j2")):
@@ -56,10 +79,11 @@ def starter_files(*, templates: bool = False) -> list[StarterFile]:
     return files
 
 
-def write_starter(folder: Path, *, force: bool = False, templates: bool = False) -> list[Path]:
+def write_starter(folder: Path, *, force: bool = False, templates: bool = False,
+                  shared: bool = False) -> list[Path]:
     """Write the starter files into `folder`; refuse (writing nothing) when one exists,
     unless `force`. Returns the paths written."""
-    files = starter_files(templates=templates)
+    files = starter_files(templates=templates, shared=shared)
     existing = [folder / f.path for f in files if (folder / f.path).exists()]
     if existing and not force:
         raise ScaffoldError(

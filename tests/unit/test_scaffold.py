@@ -144,3 +144,20 @@ def test_an_app_s_fabfile_adds_its_tasks_to_the_kit_s_beside_its_own_tasks_py(
                                  capture_output=True, timeout=60, check=False)
     assert invoke_list.returncode == 0, invoke_list.stderr
     assert "lint" in invoke_list.stdout.split()
+
+
+def test_fab_init_shared_puts_the_app_on_the_shared_haproxy(tmp_path: Path,
+                                                               monkeypatch) -> None:
+    monkeypatch.setenv("SLOTSWAP_SHARED_PREVIEW", "1")
+    assert fab_init(tmp_path, "--shared").returncode == 0
+    text = (tmp_path / "hosts.yaml").read_text()
+    inventory = load_inventory(tmp_path / "hosts.yaml")
+    assert inventory.haproxy.shared
+    assert inventory.route_names == ("webapp.example.com",)
+    assert sorted(yaml.safe_load(text)) == ["app", "haproxy", "hosts", "image", "names", "ssh"]
+    # The second app's example in its comment is accepted too.
+    second = re.search(r"e\.g\. haproxy: (\{.*\})", text)
+    assert second is not None
+    data = yaml.safe_load(text) | {"app": "admin", "haproxy": yaml.safe_load(second[1])}
+    (tmp_path / "admin.yaml").write_text(yaml.safe_dump(data))
+    assert load_inventory(tmp_path / "admin.yaml").haproxy.slot_ports == (18083, 18084)
