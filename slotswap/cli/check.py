@@ -155,11 +155,21 @@ def render_templates(inventory: Inventory) -> list[str]:
     template that does not render is bad input, named with its line."""
     from slotswap.config.layout import CONFIG_NAME, ProxyError
     from slotswap.server.haproxy_config import Login, render_config
+    from slotswap.server.proxy_assembly import (
+        BACKEND_TEMPLATE,
+        inventory_shared_values,
+        render_fragment,
+    )
 
-    name = f"{CONFIG_NAME}.j2"
+    name = BACKEND_TEMPLATE if inventory.haproxy.shared else f"{CONFIG_NAME}.j2"
     try:
-        # The login's uid/gid are read on each server by `up`; any will do to render here.
-        render_config(inventory, Login(0, 0))
+        if inventory.haproxy.shared:
+            # The app's backend in the shared HAProxy, with the shared settings as this
+            # inventory has them (`up` takes the server's).
+            render_fragment(inventory, inventory_shared_values(inventory))
+        else:
+            # The login's uid/gid are read on each server by `up`; any will do to render.
+            render_config(inventory, Login(0, 0))
     except ProxyError as error:
         raise InputError(str(error)) from None
     except jinja2.TemplateSyntaxError as error:

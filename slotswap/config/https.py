@@ -136,9 +136,15 @@ def _hsts(value: object, key: str, _: Context) -> int:
     return value
 
 
+# HAProxy's HTTPS port when the inventory leaves https.port out (also the shared HAProxy's,
+# when no app on the server sets it).
+DEFAULT_HTTPS_PORT = 443
+
+
 @dataclass(frozen=True)
 class HttpsSettings:
-    port: int = setting(Kind(_port, kinds.ref("port")), 443, file_default=443)
+    port: int = setting(Kind(_port, kinds.ref("port")), DEFAULT_HTTPS_PORT,
+                        file_default=DEFAULT_HTTPS_PORT)
     names: tuple[str, ...] = setting(  # the names clients use; the certificate covers them all
         Kind(_names, {"type": "array", "minItems": 1, "items": {"type": "string"}}), (),
         required=True, description="The DNS names clients use; the certificate covers them all.")

@@ -20,7 +20,7 @@ import jinja2
 
 from slotswap.commands import docker
 from slotswap.config import values
-from slotswap.config.https import dns_name
+from slotswap.config.https import DEFAULT_HTTPS_PORT, dns_name
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import (
     CERTS_LIST_NAME,
@@ -97,7 +97,8 @@ def inventory_shared_values(inventory: Inventory) -> dict[str, object]:
     app on a server brings, and what tests use."""
     return {"haproxy.image": inventory.haproxy.image,
             "haproxy.http_port": inventory.haproxy.http_port,
-            "https.port": inventory.https.port if inventory.https is not None else 443,
+            "https.port": inventory.https.port if inventory.https is not None
+            else DEFAULT_HTTPS_PORT,
             "haproxy.trusted_proxies": list(inventory.haproxy.trusted_proxies)}
 
 

@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from slotswap.config.https import DEFAULT_HTTPS_PORT
 from slotswap.config.inventory import SHARED_KEYS, Inventory
 from slotswap.config.layout import (
     CURRENT_LINK,
@@ -111,7 +112,8 @@ def kit_defaults() -> dict[str, object]:
 
     settings = HaproxySettings()
     return {"haproxy.image": settings.image, "haproxy.http_port": settings.http_port,
-            "https.port": 443, "haproxy.trusted_proxies": list(settings.trusted_proxies)}
+            "https.port": DEFAULT_HTTPS_PORT,
+            "haproxy.trusted_proxies": list(settings.trusted_proxies)}
 
 
 def written_shared(inventory: Inventory) -> dict[str, object]:
