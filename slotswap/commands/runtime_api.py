@@ -204,8 +204,21 @@ def parse_stat_rows(text: str) -> list[dict[str, str]]:
 def parse_show_stat(text: str) -> dict[str, ServerStat]:
     """Servers of `show stat` CSV by name, columns read by header name (they move between
     versions). Frontend and backend summary rows are skipped."""
-    servers = {}
+    return servers_of(parse_stat_rows(text))
+
+
+def parse_show_stat_by_backend(text: str) -> dict[str, dict[str, ServerStat]]:
+    """Servers of an unscoped `show stat` (every proxy), by backend, then by name."""
+    rows: dict[str, list[dict[str, str]]] = {}
     for row in parse_stat_rows(text):
+        rows.setdefault(row.get("pxname", ""), []).append(row)
+    return {backend: servers_of(found) for backend, found in rows.items()}
+
+
+def servers_of(rows: list[dict[str, str]]) -> dict[str, ServerStat]:
+    """Pure: the server rows of `show stat` CSV rows, by name."""
+    servers = {}
+    for row in rows:
         name = row.get("svname", "")
         if name in ("FRONTEND", "BACKEND", ""):
             continue

@@ -47,18 +47,26 @@ class Container:
     version: str
 
 
+# An app registered whose backend the running generation lacks (its `up` was cut after the
+# registration, before the reload).
+NOT_IN_HAPROXY = "not in HAProxy"
+
+
 @dataclass(frozen=True)
 class AppOnProxy:
     """One app registered on the shared HAProxy."""
 
     app: str
     state: str  # present | leaving
-    live: str  # the slot(s) taking new requests, "none", or "?" (HAProxy not read)
+    # the slot(s) taking new requests, "none", "?" (HAProxy not read) or NOT_IN_HAPROXY
+    live: str
     version: str  # what the live slot's container runs ("-": nothing live, "?": unknown)
 
     def describe(self) -> str:
         if self.state != "present":
             return f"{self.app:<12} {self.state}"
+        if self.live == NOT_IN_HAPROXY:
+            return f"{self.app:<12} present, not in the running HAProxy (its next up puts it in)"
         return f"{self.app:<12} present, live {self.live}, serving {self.version}"
 
     def document(self) -> dict[str, object]:
@@ -121,14 +129,14 @@ def parse_containers(stdout: str) -> list[Container]:
     return found
 
 
-def status_line(apps: list[str]) -> str:
+def status_line() -> str:
     """The one runtime-API line: `show info` between the two maps tells their entries apart
     (a map's lines are `0x<ref> <key> <value>`, show info's `Key: value`), then `show stat`
-    of each present backend (each answer begins with its CSV header)."""
+    of every proxy (a registered app whose backend the running generation lacks, its `up`
+    cut before the reload, is then missing from it, and the others' lines still read)."""
     return haproxy.join_commands(
         f"show map {current_file_in_haproxy(HOSTS_MAP_NAME)}", "show info",
-        f"show map {current_file_in_haproxy(WILDCARDS_MAP_NAME)}",
-        *(haproxy.command_show_stat(app) for app in apps))
+        f"show map {current_file_in_haproxy(WILDCARDS_MAP_NAME)}", "show stat")
 
 
 @dataclass
@@ -143,23 +151,19 @@ def split_answer(text: str) -> LineAnswer:
     """Pure: the answer to status_line, part by part."""
     answer = LineAnswer()
     seen_info = False
-    stat_parts: list[list[str]] = []
+    stat: list[str] = []
     for line in text.splitlines():
-        if line.startswith("# "):
-            stat_parts.append([line])
-        elif stat_parts:
+        if line.startswith("# ") or stat:
             if line.strip():
-                stat_parts[-1].append(line)
+                stat.append(line)
         elif match := MAP_LINE.fullmatch(line.strip()):
             (answer.wildcards if seen_info else answer.exact).append(match.groups())
         elif ":" in line:
             seen_info = True
             key, _, value = line.partition(":")
             answer.info[key.strip()] = value.strip()
-    for part in stat_parts:
-        rows = haproxy.parse_stat_rows("\n".join(part))
-        backend = next((row.get("pxname", "") for row in rows), "")
-        answer.stats[backend] = haproxy.parse_show_stat("\n".join(part))
+    if stat:
+        answer.stats = haproxy.parse_show_stat_by_backend("\n".join(stat))
     return answer
 
 
@@ -169,9 +173,8 @@ def read_proxy_status(server: ServerLike, inventory: Inventory) -> ProxyStatus:
     inventory = server.with_folders(inventory)
     registry = read_registry(server, inventory)
     containers = parse_containers(server.run(list_containers(), check=False).stdout)
-    apps = [item.app for item in present(registry.registrations)]
     try:
-        answer: LineAnswer | None = split_answer(server.runtime_api(status_line(apps)))
+        answer: LineAnswer | None = split_answer(server.runtime_api(status_line()))
         error = ""
     except haproxy.RuntimeApiError as failed:
         answer, error = None, str(failed)
@@ -194,6 +197,8 @@ def proxy_status(registry: Registry, containers: list[Container], answer: LineAn
         live, version = "?", "?"
         if item.state != "present":
             live, version = "-", "-"
+        elif answer is not None and item.app not in answer.stats:
+            live, version = NOT_IN_HAPROXY, "-"  # registered, its `up` cut before the reload
         elif answer is not None:
             live, version = serving_on_proxy(answer.stats.get(item.app, {}), [
                 c for c in containers if c.role == "app" and c.app == item.app])

@@ -47,9 +47,13 @@ SHOP = shared("shop", ["shop.test"], [18181, 18182])
 BLOG = shared("blog", ["*.example.com"], [18183, 18184])
 
 
-def stat_csv(app: str, live: str) -> str:
-    rows = [f"{app},{slot},0,{'UP' if slot == live else 'MAINT'}"
-            for slot in ("web1", "web2", "web1-fallback", "web2-fallback")]
+def stat_csv(lives: dict[str, str]) -> str:
+    """An unscoped `show stat`: the frontend, then each app's slot lines and backend row."""
+    rows = ["http,FRONTEND,0,OPEN"]
+    for app, live in lives.items():
+        rows += [f"{app},{slot},0,{'UP' if slot == live else 'MAINT'}"
+                 for slot in ("web1", "web2", "web1-fallback", "web2-fallback")]
+        rows.append(f"{app},BACKEND,0,UP")
     return "# pxname,svname,scur,status\n" + "\n".join(rows) + "\n\n"
 
 
@@ -103,6 +107,8 @@ class Shared(FakeServer):
         })
         self.api_lines: list[str] = []
         self.api["show map"] = self.api_answer
+        # The live slot of each app whose backend the running generation has.
+        self.lives = {"shop": "web1", "blog": "web2"}
 
     def registry_answer(self, argv: list[str]) -> CommandResult:
         mark = argv[-1]
@@ -116,8 +122,7 @@ class Shared(FakeServer):
     def api_answer(self, line: str) -> str:
         self.api_lines.append(line)
         return ("0x55d0c0 shop.test shop\n\nName: HAProxy\nVersion: 2.8.5\nPid: 7\n\n"
-                "0x55d0c1 example.com blog\n\n" + stat_csv("shop", "web1")
-                + stat_csv("blog", "web2"))
+                "0x55d0c1 example.com blog\n\n" + stat_csv(self.lives))
 
 
 READS = {("sh", "-c", READ_REGISTRY_SCRIPT), ("readlink",), ("docker", "container", "inspect"),

@@ -17,8 +17,7 @@ def test_status_shows_the_shared_haproxy_its_apps_and_routes_in_three_round_trip
     assert len(server.commands) == 2 and len(server.api_lines) == 1  # + the runtime API
     assert server.api_lines[0] == (
         "show map /usr/local/etc/haproxy/current/hosts.map; show info; "
-        "show map /usr/local/etc/haproxy/current/wildcards.map; "
-        "show stat shop 4 -1; show stat blog 4 -1")
+        "show map /usr/local/etc/haproxy/current/wildcards.map; show stat")
     assert (status.image, status.version) == ("haproxy:2.8", "2.8.5")
     assert [app.describe() for app in status.apps] == [
         "shop         present, live web1, serving v1",
@@ -43,7 +42,18 @@ def test_status_names_the_owner_a_leaving_app_and_the_default_app() -> None:
     assert status.settings_from() == f"settings from shop's inventory (alice@laptop, {AT})"
     assert [app.describe() for app in status.apps][1] == "blog         leaving"
     assert status.other_names == "shop"
-    assert server.api_lines[0].endswith("wildcards.map; show stat shop 4 -1")
+    assert server.api_lines[0].endswith("wildcards.map; show stat")
+
+
+def test_a_registered_app_the_running_generation_lacks_leaves_the_others_readable() -> None:
+    # Its `up` was cut after its registration, before the reload: the next `up` puts it in.
+    server = Shared([SHOP, BLOG])
+    del server.lives["blog"]
+    status = status_proxy.read_proxy_status(server, SHOP)
+    assert [app.describe() for app in status.apps] == [
+        "shop         present, live web1, serving v1",
+        "blog         present, not in the running HAProxy (its next up puts it in)"]
+    assert status.error == ""
 
 
 def test_status_says_what_haproxy_could_not_tell() -> None:
