@@ -428,7 +428,7 @@ def status(c: Context, inventory: str | None = None, json: bool = False,
                 f"serving {server_report.version}{mode}")
         for line in server_report.slots:
             say(f"    {line}")
-        if server_report.haproxy:
+        if server_report.haproxy and server_report.proxy is None:  # else its first line
             say(f"    haproxy  {server_report.haproxy}")
         for container in server_report.roles:
             say(f"    {container.describe()}")
