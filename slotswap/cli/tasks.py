@@ -65,6 +65,7 @@ from slotswap.server import locking, platforms, registry_login
 from slotswap.server.haproxy import down_server
 from slotswap.server.locking import new_owner
 from slotswap.server.proxy_down import down_shared
+from slotswap.server.proxy_locks import describe_shared_lock, read_shared_lock, release_shared_lock
 
 EXIT_HOOK_REFUSED = 5
 
@@ -332,36 +333,53 @@ def lock_status(c: Context, inventory: str | None = None) -> None:
 
     A running deploy renews its locks every timeouts.lease/3 seconds; a lock not renewed for
     longer than its lease (by the server's clock) is shown as stale: its run is gone, and
-    the next run takes it over by itself. Example: fab lock
+    the next run takes it over by itself. With haproxy.shared, the server's shared HAProxy's
+    lock too (held by an app's up, down or certs.renew while it changes that HAProxy, renewed
+    as the app's): by whom, and until when. Example: fab lock
     """
     inv = load(inventory)
-    exit_if_any_failed(say_per_server(
-        servers_of(inv), lambda server: locking.read_lock(server, inv),
-        lambda holder: f"locked by {holder.describe()}" if holder else "free"))
+
+    def read(server: ServerLike) -> str:
+        holder = locking.read_lock(server, inv)
+        line = f"locked by {holder.describe()}" if holder else "free"
+        if inv.haproxy.shared:
+            line += "; " + describe_shared_lock(read_shared_lock(server, inv))
+        return line
+
+    exit_if_any_failed(say_per_server(servers_of(inv), read, str))
 
 
 @kit_task(help={"server": "name (or address) of the server whose lock to release",
             "all": "release the locks of every server of the inventory",
+            "proxy": "release the server's shared HAProxy's lock (haproxy.shared) instead of "
+                     "the app's",
             "inventory": INVENTORY_HELP})
 @reports_errors
-def unlock(c: Context, server: str | None = None, all: bool = False,
+def unlock(c: Context, server: str | None = None, all: bool = False, proxy: bool = False,
            inventory: str | None = None) -> None:
     """Release a lock at once (check with `fab lock` first that its run is gone).
 
     Not needed for a lock whose run is gone: once not renewed for its lease, the next run
     takes it over by itself. A run still going whose lock is released this way changes
-    nothing more on that server and exits 4. Example: fab unlock --server=web-b
+    nothing more on that server and exits 4. With --proxy, the server's shared HAProxy's
+    lock instead, whichever app's run holds it. Example: fab unlock --server=web-b --proxy
     """
     inv = load(inventory)
+    if proxy and not inv.haproxy.shared:
+        raise InputError("--proxy: this inventory's HAProxy is not shared (haproxy.shared): "
+                         "its lock is the app's")
     chosen = [s for s in servers_of(inv)
               if all or server in (s.name, s.host.address)]
     if not chosen:
         raise Exit("error: give --server=NAME (one of: "
                    + ", ".join(h.name for h in inv.hosts) + ") or --all",
                    code=EXIT_BAD_INPUT)
+    what = "the shared HAProxy's lock" if proxy else "the lock"
     failed = say_per_server(
-        chosen, lambda target: locking.force_release(target, inv),
-        lambda holder: f"released the lock of {holder.describe()}" if holder else "was not locked")
+        chosen, lambda target: (release_shared_lock if proxy else locking.force_release)(
+            target, inv),
+        lambda holder: f"released {what} of {holder.describe()}" if holder
+        else ("the shared HAProxy was not locked" if proxy else "was not locked"))
     if failed:
         raise Exit(f"error: {failed[0]}", code=exit_code_for(failed[0]))
 

@@ -22,7 +22,13 @@ from slotswap.config.layout import proxy_lock_dir, proxy_state_dir
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.lease import HeldLock, Lease
 from slotswap.server.lock_sets import LockPlace, LocksTaken, release_command, take_locks
-from slotswap.server.locking import LockedError, LockOwner
+from slotswap.server.locking import (
+    LockedError,
+    LockOwner,
+    LockState,
+    force_release_at,
+    read_lock_at,
+)
 
 # Seconds: at least HAProxy's check of a generation (its command's deadline), a reload's
 # wait for new workers and the round trips around them, with room to spare (a run that
@@ -96,3 +102,27 @@ def shared_lock(inventory: Inventory) -> dict[str, LockPlace]:
 
 def other_apps_locks(inventory: Inventory, apps: Sequence[str]) -> dict[str, LockPlace]:
     return {f"{app}'s lock": app_lock_place(inventory, app) for app in apps}
+
+
+def read_shared_lock(server: ServerLike, inventory: Inventory) -> LockState | None:
+    """`fab lock`: the server's shared HAProxy's lock, None when nobody holds it."""
+    inventory = server.with_folders(inventory)
+    return read_lock_at(server, proxy_lock_place(inventory).lock_dir,
+                        shared_lock_lease(inventory))
+
+
+def release_shared_lock(server: ServerLike, inventory: Inventory) -> LockState | None:
+    """`fab unlock --proxy`: the shared HAProxy's lock released, whoever holds it; who did."""
+    inventory = server.with_folders(inventory)
+    return force_release_at(server, proxy_lock_place(inventory).lock_dir,
+                            shared_lock_lease(inventory))
+
+
+def describe_shared_lock(state: LockState | None) -> str:
+    """Pure: the shared HAProxy's lock in `fab lock`'s words: free, or who holds it and until
+    when (its lease from its last renewal, by the server's clock), or stale."""
+    if state is None:
+        return "shared HAProxy free"
+    until = "" if state.stale else (f", until {state.lease - state.age}s from now unless its "
+                                    "run renews it")
+    return f"shared HAProxy locked by {state.describe()}{until}"

@@ -8,18 +8,23 @@ scripts run by the real `sh` (tests/unit/test_fleet_lock.py's FolderServer)."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
+from invoke import Context
+from invoke.exceptions import Exit
 
-from slotswap.fleet.errors import EXIT_LOCKED, exit_code_for
+from slotswap.cli import tasks
+from slotswap.fleet.errors import EXIT_BAD_INPUT, EXIT_LOCKED, exit_code_for
 from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.server.lease import LOST_OTHER_MARK
 from slotswap.server.lock_sets import take_locks
 from slotswap.server.locking import (
     RENEW_SCRIPT,
     LeaseLostError,
+    acquire,
     force_release_at,
     new_owner,
     parse_owner,
@@ -31,6 +36,7 @@ from slotswap.server.proxy_locks import (
     proxy_lock_place,
     shared_lock,
 )
+from tests.unit.fake_server import make_inventory
 from tests.unit.test_fleet_lock import OTHER, Clock, FolderServer, inventory
 
 PROXY_LOCK = "/var/lib/slotswap/_proxy/lock"
@@ -179,3 +185,72 @@ def test_a_guarded_line_names_the_other_lock_in_its_refusal(tmp_path: Path) -> N
             line = lock.leases["s1"].guard_line("true")
             assert f"{PROXY_LOCK}/owner.json" in line and LOST_OTHER_MARK in line
         assert LOST_OTHER_MARK not in lock.leases["s1"].guard_line("true")
+
+
+# -- `fab lock` and `fab unlock --proxy` -------------------------------------------------------
+
+
+def shared_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *,
+                     shared: bool = True) -> str:
+    monkeypatch.setenv("SLOTSWAP_SHARED_PREVIEW", "1")
+    path = tmp_path / "hosts.yaml"
+    path.write_text("app: webapp\nimage: acme/webapp\n"
+                    + ("names: [webapp.test]\nhaproxy: {shared: true}\n" if shared else "")
+                    + "hosts:\n  - {name: s1, address: 203.0.113.10}\n")
+    return str(path)
+
+
+def folder_fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FolderServer:
+    server = FolderServer(tmp_path / "servers", "s1")
+    monkeypatch.setattr(tasks, "servers_of", lambda inv: [server])
+    return server
+
+
+def hold_shared_lock(server: FolderServer) -> None:
+    server.path(PROXY_LOCK).mkdir(parents=True)
+    server.path(f"{PROXY_LOCK}/owner.json").write_text(OTHER)
+
+
+def test_lock_shows_the_shared_haproxys_lock_and_until_when(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = shared_inventory(tmp_path, monkeypatch)
+    server = folder_fleet(tmp_path, monkeypatch)
+    tasks.lock_status(Context(), inventory=path)
+    assert "s1: free; shared HAProxy free" in capsys.readouterr().out
+    hold_shared_lock(server)
+    tasks.lock_status(Context(), inventory=path)
+    assert re.search(r"s1: free; shared HAProxy locked by alice@laptop since "
+                     r"2026-11-26T08:00:00\+00:00 \(deploy v9\), renewed [01]s ago \(lease "
+                     r"180s\), until 1(80|79)s from now unless its run renews it",
+                     capsys.readouterr().out)
+    age(server, PROXY_LOCK, 200)
+    tasks.lock_status(Context(), inventory=path)
+    assert "(lease 180s): stale, the next run takes it over\n" in capsys.readouterr().out
+
+
+def test_unlock_proxy_releases_the_shared_haproxys_lock_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    path = shared_inventory(tmp_path, monkeypatch)
+    server = folder_fleet(tmp_path, monkeypatch)
+    hold_shared_lock(server)
+    acquire(server, make_inventory(), new_owner("deploy", "v3"))  # the app's own lock
+    tasks.unlock(Context(), server="s1", proxy=True, inventory=path)
+    assert ("s1: released the shared HAProxy's lock of alice@laptop since "
+            "2026-11-26T08:00:00+00:00 (deploy v9)") in capsys.readouterr().out
+    assert token_at(server, PROXY_LOCK) is None
+    assert token_at(server, "/var/lib/slotswap/webapp/lock") is not None
+    tasks.unlock(Context(), all=True, proxy=True, inventory=path)
+    assert "s1: the shared HAProxy was not locked" in capsys.readouterr().out
+
+
+def test_unlock_proxy_of_an_inventory_without_a_shared_haproxy_exits_2(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = shared_inventory(tmp_path, monkeypatch, shared=False)
+    server = folder_fleet(tmp_path, monkeypatch)
+    with pytest.raises(Exit) as refused:
+        tasks.unlock(Context(), all=True, proxy=True, inventory=path)
+    assert refused.value.code == EXIT_BAD_INPUT
+    assert "--proxy: this inventory's HAProxy is not shared" in str(refused.value.message)
+    assert server.commands == []
