@@ -106,8 +106,10 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     remote_dir) is carried over to this login's, with no request lost: its history,
     maintenance mode, certificate and env files come along, and the old folder is locked
     for good. With haproxy.shared (a preview), the app's backend on each server's shared
-    HAProxy instead: checked, then loaded by a reload while no other app's run holds that
-    server (README: Several apps on one server). Example: fab up
+    HAProxy instead: every web server's registry read and the app checked there before any
+    server changes (a contradiction on any server: exit 2, nothing changed), then on each
+    server checked again, and loaded by a reload while no other app's run holds that server
+    (README: Several apps on one server). Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):
