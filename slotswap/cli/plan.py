@@ -11,7 +11,7 @@ from slotswap.config.inventory import Inventory
 from slotswap.core.output import say
 from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet.errors import EXIT_BAD_INPUT, EXIT_LOCKED, exit_code_for
-from slotswap.fleet.runner import servers_of
+from slotswap.fleet.runner import close_all, servers_of
 from slotswap.remote.protocol import ServerLike
 
 
@@ -22,12 +22,23 @@ def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
 
 
 def show_plan(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.ServerPlan], *,
-              rollout: list[str] | None = None, preamble: list[str] | None = None) -> None:
+              rollout: list[str] | None = None, preamble: list[str] | None = None,
+              first: Callable[[list[ServerLike], Inventory], object] | None = None) -> None:
     """--dry-run: the plan of every server, after what a deploy or rollback does fleet-wide
     (`rollout`: dry_run.rollout_steps, after the hooks) or what another task does before it
     changes a server (`preamble`); exits as the real run would have for a server that
-    cannot be read (3: cannot connect, 1: HAProxy not running, ...)."""
-    plans, error = dry_run_plans.plan_each(servers_of(inv), build)
+    cannot be read (3: cannot connect, 1: HAProxy not running, ...). `first`: the run's
+    check of every server before any changes (fleet.shared_checks), run first: what it
+    raises (a contradiction: exit 2) ends the dry run before any plan; a server it could
+    not read or refused gets that in its plan."""
+    servers = servers_of(inv)
+    if first is not None:
+        try:
+            first(servers, inv)
+        except BaseException:
+            close_all(servers)
+            raise
+    plans, error = dry_run_plans.plan_each(servers, build)
     first = [*dry_run_plans.hook_steps(inv), *rollout] if rollout is not None else []
     say(dry_run_plans.render(plans, first + (preamble or [])))
     if error is not None:

@@ -44,7 +44,7 @@ from slotswap.config.inventory import Inventory, InventoryError
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
 from slotswap.core.validation import InputError, validate_tag
-from slotswap.fleet import certs, dry_run_proxy, rollout
+from slotswap.fleet import certs, dry_run_proxy, rollout, shared_checks
 from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet import status as fleet_status
 from slotswap.fleet.batches import parse_batch
@@ -65,6 +65,7 @@ from slotswap.server import locking, platforms, registry_login
 from slotswap.server.haproxy import down_server
 from slotswap.server.locking import new_owner
 from slotswap.server.proxy_down import down_shared
+from slotswap.server.proxy_locks import describe_shared_lock, read_shared_lock, release_shared_lock
 
 EXIT_HOOK_REFUSED = 5
 
@@ -105,8 +106,10 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     remote_dir) is carried over to this login's, with no request lost: its history,
     maintenance mode, certificate and env files come along, and the old folder is locked
     for good. With haproxy.shared (a preview), the app's backend on each server's shared
-    HAProxy instead: checked, then loaded by a reload while no other app's run holds that
-    server (README: Several apps on one server). Example: fab up
+    HAProxy instead: every web server's registry read and the app checked there before any
+    server changes (a contradiction on any server: exit 2, nothing changed), then on each
+    server checked again, and loaded by a reload while no other app's run holds that server
+    (README: Several apps on one server). Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):
@@ -117,11 +120,15 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
         if inv.haproxy.shared and inv.https is not None:
             raise InputError("--dry-run: the dry run of up for an HTTPS app on the shared "
                              "HAProxy is not available yet (its certificate steps)")
-        show_plan(inv, lambda server: (dry_run_proxy.up_plan_shared if inv.haproxy.shared
-                                       else dry_run_plans.up_plan)(server, inv))
+        shared = inv.haproxy.shared
+        show_plan(inv, lambda server: (dry_run_proxy.up_plan_shared if shared
+                                       else dry_run_plans.up_plan)(server, inv),
+                  first=shared_checks.check_every_server if shared else None,
+                  preamble=[shared_checks.FIRST_PASS_LINE] if shared else None)
         return
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:
-        results = on_every_server(inv, up_one, "up")
+        results = on_every_server(inv, up_one, "up", first=(
+            shared_checks.check_every_server if inv.haproxy.shared else None))
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("up", results)
     platform = platforms.record(inv, platforms.observed)
@@ -332,36 +339,53 @@ def lock_status(c: Context, inventory: str | None = None) -> None:
 
     A running deploy renews its locks every timeouts.lease/3 seconds; a lock not renewed for
     longer than its lease (by the server's clock) is shown as stale: its run is gone, and
-    the next run takes it over by itself. Example: fab lock
+    the next run takes it over by itself. With haproxy.shared, the server's shared HAProxy's
+    lock too (held by an app's up, down or certs.renew while it changes that HAProxy, renewed
+    as the app's): by whom, and until when. Example: fab lock
     """
     inv = load(inventory)
-    exit_if_any_failed(say_per_server(
-        servers_of(inv), lambda server: locking.read_lock(server, inv),
-        lambda holder: f"locked by {holder.describe()}" if holder else "free"))
+
+    def read(server: ServerLike) -> str:
+        holder = locking.read_lock(server, inv)
+        line = f"locked by {holder.describe()}" if holder else "free"
+        if inv.haproxy.shared:
+            line += "; " + describe_shared_lock(read_shared_lock(server, inv))
+        return line
+
+    exit_if_any_failed(say_per_server(servers_of(inv), read, str))
 
 
 @kit_task(help={"server": "name (or address) of the server whose lock to release",
             "all": "release the locks of every server of the inventory",
+            "proxy": "release the server's shared HAProxy's lock (haproxy.shared) instead of "
+                     "the app's",
             "inventory": INVENTORY_HELP})
 @reports_errors
-def unlock(c: Context, server: str | None = None, all: bool = False,
+def unlock(c: Context, server: str | None = None, all: bool = False, proxy: bool = False,
            inventory: str | None = None) -> None:
     """Release a lock at once (check with `fab lock` first that its run is gone).
 
     Not needed for a lock whose run is gone: once not renewed for its lease, the next run
     takes it over by itself. A run still going whose lock is released this way changes
-    nothing more on that server and exits 4. Example: fab unlock --server=web-b
+    nothing more on that server and exits 4. With --proxy, the server's shared HAProxy's
+    lock instead, whichever app's run holds it. Example: fab unlock --server=web-b --proxy
     """
     inv = load(inventory)
+    if proxy and not inv.haproxy.shared:
+        raise InputError("--proxy: this inventory's HAProxy is not shared (haproxy.shared): "
+                         "its lock is the app's")
     chosen = [s for s in servers_of(inv)
               if all or server in (s.name, s.host.address)]
     if not chosen:
         raise Exit("error: give --server=NAME (one of: "
                    + ", ".join(h.name for h in inv.hosts) + ") or --all",
                    code=EXIT_BAD_INPUT)
+    what = "the shared HAProxy's lock" if proxy else "the lock"
     failed = say_per_server(
-        chosen, lambda target: locking.force_release(target, inv),
-        lambda holder: f"released the lock of {holder.describe()}" if holder else "was not locked")
+        chosen, lambda target: (release_shared_lock if proxy else locking.force_release)(
+            target, inv),
+        lambda holder: f"released {what} of {holder.describe()}" if holder
+        else ("the shared HAProxy was not locked" if proxy else "was not locked"))
     if failed:
         raise Exit(f"error: {failed[0]}", code=exit_code_for(failed[0]))
 

@@ -13,16 +13,20 @@ from slotswap.core.output import progress_for
 from slotswap.fleet.errors import EXIT_INTERRUPTED, OPERATION_ERRORS, exit_code_for
 from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.fleet.outcomes import ServerResult
-from slotswap.fleet.runner import close_all, in_turn, servers_of
+from slotswap.fleet.runner import Done, close_all, in_turn, servers_of
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.locking import new_owner
 
 Progress = Callable[[str], None]
+# A check of every server before any changes (fleet.shared_checks): what each one found.
+FirstPass = Callable[[list[ServerLike], Inventory], list[Done[None]]]
 
 
 def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventory, Progress], str],
-                    task: str) -> list[ServerResult]:
-    """Lock every server, then run `action` on each in order; stop at the first failure."""
+                    task: str, first: FirstPass | None = None) -> list[ServerResult]:
+    """Lock every server, then run `action` on each in order; stop at the first failure.
+    `first`: a check of every server once they are locked, before any changes (a server it
+    refuses is the only result: nothing was changed)."""
     servers = servers_of(inventory)
     results: list[ServerResult] = []
     fleet_lock = FleetLock(servers, inventory, new_owner(task))
@@ -41,8 +45,12 @@ def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventor
 
     try:
         with interrupts.guarded(), fleet_lock:
+            refused = first_refusal(first(servers, inventory)) if first is not None else None
+            if refused is not None:
+                results.append(refused)
+                progress_for(refused.name)(f"FAILED: {refused.text}")
             # The connections stay open until the locks taken through them are released.
-            for done in in_turn(servers, change, close=False):
+            for done in in_turn(servers if refused is None else [], change, close=False):
                 progress = progress_of[done.server.name]
                 if done.error is not None and interrupts.stopping_now():
                     # A second Ctrl-C cut every connection: the error that followed (a
@@ -71,6 +79,16 @@ def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventor
     finally:
         close_all(servers)
     return results
+
+
+def first_refusal(found: list[Done[None]]) -> ServerResult | None:
+    """Pure: the result of the first server the first pass refused (None: none did)."""
+    done = next((done for done in found if done.error is not None), None)
+    if done is None or done.error is None:
+        return None
+    text = str(done.error)
+    return ServerResult(done.server.name, text if "nothing was changed" in text
+                        else f"nothing was changed: {text}", False, exit_code_for(done.error))
 
 
 def interrupted(servers: list[ServerLike], results: list[ServerResult], turn: str, *,

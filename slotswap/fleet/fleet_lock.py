@@ -1,5 +1,6 @@
 """The fleet's lock for one run: every server's lock (slotswap.server.locking) taken before any
-server is changed, renewed while the run goes on, all released at the end."""
+server is changed, renewed while the run goes on (with the other locks the run holds on a
+server for a while: slotswap.server.lease), all released at the end."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Heartbeat:
         self._stop.set()
 
     def _beat(self, lease: Lease) -> None:
+        warned = False  # of another lock lost (the app's own ends the beats)
         while not self._stop.wait(self.interval) and lease.lost is None:
             if not lease.server.is_connected:
                 continue
@@ -47,8 +49,10 @@ class Heartbeat:
                 lease.renew_once(self.interval)
             except Exception:  # the next beat tries again; the run goes on
                 continue
-            if lease.lost is not None and not self._stop.is_set():
-                warn(f"WARNING: {lease.lost}")
+            lost = lease.lost or (None if warned else lease.other_lost)
+            if lost is not None and not self._stop.is_set():
+                warn(f"WARNING: {lost}")
+                warned = True
 
 
 class FleetLock:

@@ -179,7 +179,11 @@ def take_lock_command(inventory: Inventory) -> list[str]:
 
 def renew_lock_command(inventory: Inventory, owner: LockOwner) -> list[str]:
     """Touch the lock directory if its owner file holds this run's token (exit 1 if not)."""
-    return ["sh", "-c", RENEW_SCRIPT, "sh", owner.token, lock_dir(inventory)]
+    return renew_lock_at_command(lock_dir(inventory), owner.token)
+
+
+def renew_lock_at_command(lock: str, token: str) -> list[str]:
+    return ["sh", "-c", RENEW_SCRIPT, "sh", token, lock]
 
 
 def release_lock_command(inventory: Inventory, owner: LockOwner) -> list[str]:
@@ -234,6 +238,11 @@ def read_lock(server: ServerLike, inventory: Inventory) -> LockState | None:
     """The server's lock, None when it is not locked."""
     inventory = server.with_folders(inventory)
     return parse_read_answer(server.run(read_lock_command(inventory)).stdout)
+
+
+def read_lock_at(server: ServerLike, lock: str, lease: int) -> LockState | None:
+    """The lock directory `lock` (another than the app's), None when it is not there."""
+    return parse_read_answer(server.run(read_lock_at_command(lock, lease)).stdout)
 
 
 def read_owner(server: ServerLike, inventory: Inventory) -> LockOwner | None:
@@ -291,16 +300,19 @@ def renew(server: ServerLike, inventory: Inventory, owner: LockOwner,
           timeout: float) -> Renewal:
     """Renew this run's lease, in one round trip."""
     inventory = server.with_folders(inventory)
-    command = renew_lock_command(inventory, owner)
-    answer = server.run(command, check=False, timeout=timeout)
+    return renew_at(server, lock_dir(inventory), owner.token, timeout)
+
+
+def renew_at(server: ServerLike, lock: str, token: str, timeout: float) -> Renewal:
+    """Renew the lock directory `lock` if it holds `token`, in one round trip."""
+    answer = server.run(renew_lock_at_command(lock, token), check=False, timeout=timeout)
     if answer.ok:
         return Renewal.RENEWED
     if answer.exit_code == RENEW_NOT_OURS:
         return Renewal.NOT_OURS
     if answer.exit_code == RENEW_BUSY:
         return Renewal.BUSY
-    raise RemoteCommandError(server.name, f"touch {lock_dir(inventory)}", answer.exit_code,
-                             answer.stderr)
+    raise RemoteCommandError(server.name, f"touch {lock}", answer.exit_code, answer.stderr)
 
 
 def release(server: ServerLike, inventory: Inventory, owner: LockOwner) -> None:
@@ -311,7 +323,12 @@ def release(server: ServerLike, inventory: Inventory, owner: LockOwner) -> None:
 
 def force_release(server: ServerLike, inventory: Inventory) -> LockState | None:
     inventory = server.with_folders(inventory)
-    holder = read_lock(server, inventory)
+    return force_release_at(server, lock_dir(inventory), inventory.timeouts.lease)
+
+
+def force_release_at(server: ServerLike, lock: str, lease: int) -> LockState | None:
+    """`fab unlock`: the lock directory `lock` removed, whoever holds it; who did."""
+    holder = read_lock_at(server, lock, lease)
     if holder is not None:
-        server.run(["rm", "-rf", lock_dir(inventory)])
+        server.run(["rm", "-rf", lock])
     return holder

@@ -3,10 +3,12 @@ on one server, docs/apps-design.md, decision 5): the shared HAProxy's lock, and 
 present app's lock while the generation changes. Taken in one round trip each (all or none,
 slotswap.server.lock_sets), refused at once when held, released at the end of the block.
 
-They are not renewed by the run's heartbeat nor checked by its guard (a later step): their
-lease is long enough for what is done while they are held (a generation's check, a reload
-and a few round trips; no image pull, no container stop), and a run killed while holding
-them leaves them to be taken over once that lease is out.
+While they are held, the run's lease on the server holds them too (slotswap.server.lease):
+its heartbeat renews them with the app's lock, and its guard checks them before every call,
+so one taken over or released with `fab unlock` stops the run on that server before its
+next change (exit 4), as a lost app lock does. Their lease is the app lock's or
+SHARED_LOCK_LEASE, the longer: a run killed while holding them leaves them to be taken over
+once that lease is out.
 """
 
 from __future__ import annotations
@@ -18,11 +20,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import proxy_lock_dir, proxy_state_dir
 from slotswap.remote.protocol import ServerLike
+from slotswap.server.lease import HeldLock, Lease
 from slotswap.server.lock_sets import LockPlace, LocksTaken, release_command, take_locks
-from slotswap.server.locking import LockedError, LockOwner
+from slotswap.server.locking import (
+    LockedError,
+    LockOwner,
+    LockState,
+    force_release_at,
+    read_lock_at,
+)
 
 # Seconds: at least HAProxy's check of a generation (its command's deadline), a reload's
-# wait for new workers and the round trips around them, with room to spare.
+# wait for new workers and the round trips around them, with room to spare (a run that
+# holds them renews them all the same; what is done outside a lease's guard, a server with
+# no lease as in the tests, stays covered).
 SHARED_LOCK_LEASE = 180
 
 
@@ -61,17 +72,28 @@ def holding(server: ServerLike, inventory: Inventory, owner: LockOwner,
     if not places:
         yield
         return
-    taken = take_locks(server, places, owner, shared_lock_lease(inventory))
+    lease_seconds = shared_lock_lease(inventory)
+    taken = take_locks(server, places, owner, lease_seconds)
     if taken.refused is not None:
         name = next(key for key, place in locks.items()
                     if place.lock_dir == taken.refused[0])
         raise refusal(server, taken, name, changed or f"nothing was changed on {server.name}")
+    # The run's lease on the server (none outside a FleetLock) renews and guards them.
+    lease = server.call_guard if isinstance(server.call_guard, Lease) else None
+    held = [HeldLock(name, place.lock_dir, owner, lease_seconds)
+            for name, place in locks.items()]
+    if lease is not None:
+        lease.hold(held)
     try:
         yield
     finally:
-        for place in reversed(places):
-            with contextlib.suppress(Exception):  # else its lease ends it
-                server.run(release_command(place, owner), check=False)
+        if lease is not None:
+            lease.let_go(held)
+        # Each released only if it still holds this run's token: never refused by the guard.
+        with lease.unguarded() if lease is not None else contextlib.nullcontext():
+            for place in reversed(places):
+                with contextlib.suppress(Exception):  # else its lease ends it
+                    server.run(release_command(place, owner), check=False)
 
 
 def shared_lock(inventory: Inventory) -> dict[str, LockPlace]:
@@ -80,3 +102,27 @@ def shared_lock(inventory: Inventory) -> dict[str, LockPlace]:
 
 def other_apps_locks(inventory: Inventory, apps: Sequence[str]) -> dict[str, LockPlace]:
     return {f"{app}'s lock": app_lock_place(inventory, app) for app in apps}
+
+
+def read_shared_lock(server: ServerLike, inventory: Inventory) -> LockState | None:
+    """`fab lock`: the server's shared HAProxy's lock, None when nobody holds it."""
+    inventory = server.with_folders(inventory)
+    return read_lock_at(server, proxy_lock_place(inventory).lock_dir,
+                        shared_lock_lease(inventory))
+
+
+def release_shared_lock(server: ServerLike, inventory: Inventory) -> LockState | None:
+    """`fab unlock --proxy`: the shared HAProxy's lock released, whoever holds it; who did."""
+    inventory = server.with_folders(inventory)
+    return force_release_at(server, proxy_lock_place(inventory).lock_dir,
+                            shared_lock_lease(inventory))
+
+
+def describe_shared_lock(state: LockState | None) -> str:
+    """Pure: the shared HAProxy's lock in `fab lock`'s words: free, or who holds it and until
+    when (its lease from its last renewal, by the server's clock), or stale."""
+    if state is None:
+        return "shared HAProxy free"
+    until = "" if state.stale else (f", until {state.lease - state.age}s from now unless its "
+                                    "run renews it")
+    return f"shared HAProxy locked by {state.describe()}{until}"

@@ -1,8 +1,9 @@
 """Two apps on the same three servers behind each server's shared HAProxy (several apps on one
 server, issue 23; in preview: SLOTSWAP_SHARED_PREVIEW=1), under load on both: deploying one
 never fails a request of either, nor changes what the other serves or its containers; both
-deploy at the same time; maintenance of one leaves the other answering; `down` of one leaves
-the other serving, and the last `down` removes the shared HAProxy.
+deploy at the same time; maintenance of one leaves the other answering; an `up` that
+contradicts another app on one server changes no server; `down` of one leaves the other
+serving, and the last `down` removes the shared HAProxy.
 
 The shared HAProxy listens on port 8088, so that it never shares port 80 with the fleet's own
 HAProxy that other modules run (two HAProxys on one port would split its connections)."""
@@ -158,6 +159,41 @@ def test_a_change_of_the_shared_haproxy_waits_for_no_other_apps_run(apps: Apps) 
     assert apps.answer(s1, "admin2")[0] == 200
     assert apps.fab("admin", "up").returncode == 0
     assert apps.answer(s1, "admin2")[0] == 404
+
+
+def test_a_contradiction_on_one_server_changes_no_server(apps: Apps) -> None:
+    """admin claims extra.test on s2 alone (its `up` from an inventory of s2 only); `up` of a
+    new app claiming extra.test on every server is refused before any server changes: exit
+    2, the line names s2, and s1 (first in the inventory) has no trace of it either."""
+    data = yaml.safe_load(apps.inventories["admin"].read_text())
+    s2_host = data["hosts"][1]
+    on_s2 = apps.inventories["admin"].with_name("admin-on-s2.yaml")
+    on_s2.write_text(yaml.safe_dump({**data, "names": ["admin.test", "extra.test"],
+                                     "hosts": [s2_host]}))
+    news = apps.inventories["admin"].with_name("news.yaml")
+    news.write_text(yaml.safe_dump({**data, "app": "news", "names": ["extra.test"],
+                                    "haproxy": {**data["haproxy"],
+                                                "slot_ports": [18185, 18186]}}))
+    current = "readlink /etc/slotswap/_proxy/haproxy/current"
+    try:
+        assert apps.box.fab("up", inventory=on_s2).returncode == 0
+        before = {address: (apps.box.containers(address), apps.box.ssh(address, current))
+                  for address in apps.box.addresses}
+        result = apps.box.fab("up", inventory=news)
+        assert result.returncode == 2
+        line = result.stderr.strip()
+        assert line.startswith(f"error: {s2_host['name']}: ") and "\n" not in line
+        assert "extra.test" in line and line.endswith("nothing was changed")
+        for address in apps.box.addresses:
+            assert (apps.box.containers(address), apps.box.ssh(address, current)) == \
+                before[address]
+            assert apps.box.ssh(address, "docker network ls --format '{{.Name}}' | "
+                                         "grep -c '^news' || true").strip() == "0"
+            assert apps.box.ssh(address, "ls /var/lib/slotswap/_proxy/apps/ "
+                                         "2>/dev/null | grep -c news || true").strip() == "0"
+    finally:
+        assert apps.fab("admin", "up").returncode == 0  # extra.test off s2 again
+    assert apps.answer(apps.box.addresses[1], "extra")[0] == 404
 
 
 def test_down_of_one_app_leaves_the_other_serving(apps: Apps) -> None:
