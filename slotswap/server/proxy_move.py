@@ -42,6 +42,7 @@ from slotswap.config.layout import (
     cert_path_on_server,
     map_path_on_server,
     own_haproxy_dir,
+    own_next_container,
     proxy_admin_dir,
     proxy_haproxy_dir,
     proxy_running_path,
@@ -99,36 +100,49 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
     """`up` of an app with `haproxy.shared` on one server: the move where the app runs its own
     HAProxy there (or a move was cut short), else proxy_up.up_shared."""
     inventory = server.with_folders(inventory)
-    name = inventory.haproxy_container
-    old = docker.parse_inspect(server.run(docker.inspect_containers(name),
-                                          check=False).stdout).get(name)
+    name, temporary = inventory.haproxy_container, own_next_container(inventory)
+    found = docker.parse_inspect(server.run(
+        docker.inspect_containers(name, temporary, PROXY_CONTAINER), check=False).stdout)
+    old = found.get(name)
+    if temporary in found:
+        raise ProxyError(f"{server.name}: {temporary} is left from an upgrade of "
+                         f"{inventory.app}'s own HAProxy that was cut short: run `up` once "
+                         "without haproxy.shared to end it, then with it; nothing was changed")
     if old is None:
-        done = up_shared(server, inventory, progress, owner, certificate)
-        if server.run(["test", "-d", own_haproxy_dir(inventory)], check=False).ok:
+        if not server.run(["test", "-d", own_haproxy_dir(inventory)], check=False).ok:
+            return up_shared(server, inventory, progress, owner, certificate)
+        if read_registry(server, inventory).of(inventory.app) is not None:
             # Cut after the old HAProxy's container went: only its folder is left.
+            done = up_shared(server, inventory, progress, owner, certificate)
             remove_old_folder(server, inventory, progress, time.monotonic())
             return f"{done}; {MOVED} (the old HAProxy's folder removed)"
-        return done
-    if not on_host_network(old):
+        # Its container gone, never moved: its files and state are the ones to take over.
+    elif not on_host_network(old):
         raise ProxyError(f"{server.name}: {name} runs on {inventory.app}'s network (set up "
                          "by an older slotswap): run `up` once without haproxy.shared (it "
                          "moves it to the server's network), then with it; nothing was "
                          "changed")
     started = time.monotonic()
-    if old.restart_policy == "no":
+    shared = found.get(PROXY_CONTAINER)
+    if old is not None and old.restart_policy == "no":
+        if shared is None or not shared.running:
+            raise ProxyError(f"{server.name}: {name} was told to stop, and no shared HAProxy "
+                             "runs: run `up` once without haproxy.shared (it starts the "
+                             "app's own again), then with it; nothing was changed")
         progress(f"finishing an interrupted move: {name} was told to stop; "
                  f"{PROXY_CONTAINER} serves")
-        return finish_move(server, inventory, progress, old, started)
+        return finish_move(server, inventory, progress, started)
     move(server, inventory, progress, owner, certificate, old)
-    return finish_move(server, inventory, progress, old, started)
+    return finish_move(server, inventory, progress, started)
 
 
 def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: LockOwner,
-         certificate: CertificateBundle | None, old: docker.ContainerInfo) -> None:
+         certificate: CertificateBundle | None, old: docker.ContainerInfo | None) -> None:
     """Steps 1-3 of the move: up to the shared HAProxy serving the app's backend in the
     states the old one had, the old one still serving. Any failure before that takes back
     what this run started and leaves the old HAProxy serving (ProxyError)."""
     name = inventory.haproxy_container
+    serves = f"{name} serves" if old is not None and old.running else f"{name} is not running"
     image = planned(server, inventory, read_registry(server, inventory), owner, None,
                     moving=True)[2]
     ensure_network(server, inventory, progress)
@@ -144,12 +158,11 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
         if state.container is not None and state.container.image != image:
             raise ProxyError(f"{server.name}: the shared HAProxy runs "
                              f"{state.container.image}; changing its image ({image}) is not "
-                             f"available yet; nothing was changed ({name} serves)")
+                             f"available yet; nothing was changed ({serves})")
         if state.container is not None and not others:
             # Started by a move cut before the old HAProxy was told to stop: it goes, and
             # the move starts again from the old HAProxy's state.
-            progress(f"removing {PROXY_CONTAINER}, left by an interrupted move; {name} "
-                     "serves")
+            progress(f"removing {PROXY_CONTAINER}, left by an interrupted move ({serves})")
             server.run(docker.remove(PROXY_CONTAINER), timeout=60)
             server.use_admin_socket(None)
             state = ProxyState(None, state.current, state.running)
@@ -161,8 +174,8 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
         listed = running_lists_certificate(server, inventory, running=running)
         if not listed:
             place(server, inventory, certificate, progress, listed=False)
-        write_and_check(server, inventory, generation, image, f"nothing was changed ({name} "
-                        "serves)")
+        write_and_check(server, inventory, generation, image,
+                        f"nothing was changed ({serves})")
         warn_without_request_migration(server, progress)
         with holding(server, inventory, owner,
                      other_apps_locks(inventory, [item.app for item in others])):
@@ -185,14 +198,14 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                 take_back(server, inventory, state, registry, started=not running)
                 if isinstance(error, ProxyError | haproxy.RuntimeApiError):
                     raise ProxyError(f"{server.name}: the shared HAProxy did not take over "
-                                     f"from {name} ({one_line(error)}); {name} keeps "
-                                     f"serving; see `docker logs {PROXY_CONTAINER}` on the "
-                                     "server") from error
+                                     f"from {name} ({one_line(error)}); {serves}; see "
+                                     f"`docker logs {PROXY_CONTAINER}` on the server"
+                                     ) from error
                 raise
 
 
 def copy_from_old(server: ServerLike, inventory: Inventory,
-                  old: docker.ContainerInfo) -> dict[str, ServerState]:
+                  old: docker.ContainerInfo | None) -> dict[str, ServerState]:
     """The old HAProxy's maintenance map, certificate and its source into the app's folder
     of the shared one, then its backend's slot state (read from it where it runs, else its
     file): what the shared HAProxy's backend must show once it serves (the states read)."""
@@ -201,7 +214,7 @@ def copy_from_old(server: ServerLike, inventory: Inventory,
              (cert_path_on_server(folder), files.cert),
              (source_path_on_server(folder), files.source)]
     server.run(["sh", "-c", COPY_SCRIPT, "sh", *(path for pair in pairs for path in pair)])
-    if old.running:
+    if old is not None and old.running:
         server.use_admin_socket(socket_in(f"{folder}/{ADMIN_FOLDER}"))
         try:
             text = server.runtime_api(haproxy.command_show_servers_state(inventory.app))
@@ -294,7 +307,7 @@ def take_back(server: ServerLike, inventory: Inventory, state: ProxyState,
 
 
 def finish_move(server: ServerLike, inventory: Inventory, progress: Progress,
-                old: docker.ContainerInfo, started: float) -> str:
+                started: float) -> str:
     """Past the point of no return (the shared HAProxy serves the app): the old HAProxy told
     to stop (restart policy off, SIGUSR1) and given `timeouts.drain` for its open
     connections, then removed with its folder. Each step may have been done already (a
@@ -310,7 +323,8 @@ def finish_move(server: ServerLike, inventory: Inventory, progress: Progress,
         waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
         if not waited.ok:
             progress(f"{name} still had connections after {seconds}s: removed anyway")
-    server.run(docker.remove(name), timeout=60)
+    if found is not None:
+        server.run(docker.remove(name), timeout=60)
     remove_old_folder(server, inventory, progress, started)
     return MOVED
 

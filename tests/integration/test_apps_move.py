@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,7 +138,9 @@ def test_up_moves_the_fleet_to_the_shared_haproxy_under_load(fleet: Fleet) -> No
     for load in loads.values():
         load.start()
     try:
+        time.sleep(1)  # traffic before the move, and after it
         output = fleet.fab("up", shared=True)
+        time.sleep(1)
     finally:
         reports = {where: load.stop() for where, load in loads.items()}
     print_reports(reports)

@@ -22,8 +22,9 @@ from slotswap.remote.server import CommandResult
 from slotswap.server import proxy_move
 from slotswap.server.lock_sets import LOCK_MARK, TAKE_ALL_SCRIPT
 from slotswap.server.locking import LockOwner
-from slotswap.server.proxy_files import READ_REGISTRY_SCRIPT
+from slotswap.server.proxy_files import READ_REGISTRY_SCRIPT, registration_for
 from slotswap.server.proxy_move import states_differ, up_moving
+from slotswap.server.proxy_registry import registration_json
 from slotswap.server.slots import read_slots
 from tests.unit.fake_server import FakeServer, make_inventory, recorded
 
@@ -186,7 +187,7 @@ def test_a_shared_haproxy_whose_backend_differs_leaves_the_old_one_serving(
     monkeypatch.setattr(proxy_move, "RELOAD_TIMEOUT", 0.3)
     with pytest.raises(ProxyError, match=r"^s1: the shared HAProxy did not take over from "
                                          r"webapp-haproxy \(.*web1 operational state 0, was "
-                                         r"2.*\); webapp-haproxy keeps serving"):
+                                         r"2.*\); webapp-haproxy serves"):
         proxy_move.move(server, inventory(tmp_path), lambda line: None, OWNER, None,
                         proxy_move_old(server))
     assert "slotswap-proxy" not in server.containers
@@ -275,10 +276,44 @@ def test_other_tasks_refuse_a_half_moved_server(tmp_path: Path) -> None:
 
 
 def test_a_moved_server_with_only_the_old_folder_left_loses_it(tmp_path: Path) -> None:
-    server = MoveServer(inventory(tmp_path))
+    """Cut after the old container's removal: the app is registered, its state is the shared
+    HAProxy's (deploys went on since): only the folder goes."""
+    shared = inventory(tmp_path)
+    server = MoveServer(shared)
     del server.containers["webapp-haproxy"]
+    mine = registration_for(shared, kit_version="0.6.0", by="alice@laptop",
+                            at="2026-12-04T10:00:00+00:00")
+    server.answers[("sh", "-c", READ_REGISTRY_SCRIPT)] = lambda argv: CommandResult(
+        f"{argv[-1]} registration webapp\n{registration_json(mine)}\n", "", 0)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(proxy_move, "up_shared", lambda *args: "unchanged")
-        done = up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
+        done = up_moving(server, shared, lambda line: None, OWNER)
     assert done == "unchanged; moved to the shared HAProxy (the old HAProxy's folder removed)"
     assert steps(server) == ["rm old folder"]
+    assert not [argv for argv in server.commands if argv[:3] == ["sh", "-c",
+                                                                  proxy_move.COPY_SCRIPT]]
+
+
+def test_an_old_haproxy_whose_container_is_gone_is_moved_from_its_files(
+        tmp_path: Path) -> None:
+    server = MoveServer(inventory(tmp_path))
+    del server.containers["webapp-haproxy"]
+    server.files["/etc/slotswap/webapp/haproxy/server-state"] = OLD_STATE
+    assert up_moving(server, inventory(tmp_path), lambda line: None, OWNER) == (
+        "moved to the shared HAProxy")
+    assert server.admin_sockets[0] is None  # never the old socket
+    assert server.files["/etc/slotswap/_proxy/haproxy/apps/webapp/server-state"] == OLD_STATE
+    assert steps(server)[-1] == "rm old folder"
+    assert not [argv for argv in server.commands if "USR1" in argv]
+
+
+def test_a_cut_hand_over_of_the_apps_own_haproxy_is_ended_first(tmp_path: Path) -> None:
+    server = MoveServer(inventory(tmp_path))
+    server.containers["webapp-haproxy-next"] = container("webapp-haproxy-next")
+    with pytest.raises(ProxyError, match=r"webapp-haproxy-next is left from an upgrade of "
+                                         r"webapp's own HAProxy"):
+        up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"))
+    with pytest.raises(ProxyError, match="no shared HAProxy runs"):
+        up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
+    assert steps(server) == []
