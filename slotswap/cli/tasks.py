@@ -44,7 +44,7 @@ from slotswap.config.inventory import Inventory, InventoryError
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
 from slotswap.core.validation import InputError, validate_tag
-from slotswap.fleet import certs, dry_run_proxy, rollout
+from slotswap.fleet import certs, dry_run_move, dry_run_proxy, rollout
 from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet import status as fleet_status
 from slotswap.fleet.batches import parse_batch
@@ -119,7 +119,7 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
         if inv.haproxy.shared and inv.https is not None:
             raise InputError("--dry-run: the dry run of up for an HTTPS app on the shared "
                              "HAProxy is not available yet (its certificate steps)")
-        show_plan(inv, lambda server: (dry_run_proxy.up_plan_shared if inv.haproxy.shared
+        show_plan(inv, lambda server: (dry_run_move.up_plan_moving if inv.haproxy.shared
                                        else dry_run_plans.up_plan)(server, inv))
         return
     with live_progress_if_terminal(), up_action(inv, certificate) as up_one:

@@ -2,9 +2,9 @@
 docs/apps-design.md, decisions 1, 2 and 5), run while the app's own lock is held.
 
 Refused before any change where its inventory contradicts another app's (exit 2), where the
-app still runs its own HAProxy (`up` moves it first: server/proxy_move.py; the dry run does
-not show that yet), another app's own HAProxy is on the server, or the shared
-HAProxy runs from another login's folders. HAProxy's image pulled before any lock is taken.
+app still runs its own HAProxy (`up` moves it instead: server/proxy_move.py), another app's
+own HAProxy is on the server, or the shared HAProxy runs from another login's folders.
+HAProxy's image pulled before any lock is taken.
 Then, with the shared HAProxy's lock: every app's registration read; the generation assembled
 from the app's backend rendered now and every other present app's stored one, written and
 checked by HAProxy before anything else changes. When HAProxy runs it already, only the app's
@@ -175,8 +175,8 @@ def planned(server: ServerLike, inventory: Inventory, registry: Registry, owner:
         own.pop(inventory.app, None)
     elif inventory.app in own:
         raise ProxyError(f"{server.name}: {inventory.app} runs its own HAProxy "
-                         f"({inventory.haproxy_container}); the dry run does not show its "
-                         "move to the shared HAProxy yet (`up` does it); nothing was changed")
+                         f"({inventory.haproxy_container}) since this run began: run `up` "
+                         "again to move it to the shared HAProxy; nothing was changed")
     mine = registration_for(inventory, kit_version=kit_version(), by=owner.who, at=now())
     # The public ports as they would be (a contradiction on them is found below).
     values = {**kit_defaults(), **(registry.settings.values if registry.settings else {}),

@@ -18,6 +18,7 @@ from slotswap.commands.docker import HAPROXY_INSTANCE_VARIABLE
 from slotswap.commands.runtime_api import RuntimeApiError, parse_servers_state
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import ProxyError
+from slotswap.fleet import dry_run_move
 from slotswap.remote.server import CommandResult
 from slotswap.server import proxy_move
 from slotswap.server.lock_sets import LOCK_MARK, TAKE_ALL_SCRIPT
@@ -317,3 +318,28 @@ def test_a_cut_hand_over_of_the_apps_own_haproxy_is_ended_first(tmp_path: Path) 
     with pytest.raises(ProxyError, match="no shared HAProxy runs"):
         up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
     assert steps(server) == []
+
+
+def test_up_dry_run_plans_the_move_and_only_reads(tmp_path: Path) -> None:
+    server = MoveServer(inventory(tmp_path))
+    before = dict(server.files)
+    plan = dry_run_move.up_plan_moving(server, inventory(tmp_path))
+    text = "\n".join(plan.steps)
+    assert plan.summary.startswith("webapp moves from webapp-haproxy to the shared HAProxy")
+    order = ["take the shared HAProxy's lock", "copy (where there) /etc/slotswap/webapp/haproxy/"
+             "maintenance.map", "runtime API> show servers state webapp  (on webapp-haproxy's "
+             "socket", " -c -f ", f"{HAPROXY_INSTANCE_VARIABLE}=<token>", "wait: the shared "
+             "admin socket answers", "USR1 webapp-haproxy", "docker wait webapp-haproxy",
+             "rm -rf /etc/slotswap/webapp/haproxy", "moved to the shared HAProxy"]
+    assert [text.index(step) for step in order] == sorted(text.index(step) for step in order)
+    assert server.files == before and server.sent == [] and server.admin_sockets == []
+    changing = [argv for argv in server.commands if argv[:2] in (
+        ["docker", "run"], ["docker", "rm"], ["docker", "kill"], ["rm", "-rf"], ["mkdir", "-p"])]
+    assert changing == []
+
+
+def test_up_dry_run_of_a_cut_move_finishes_it(tmp_path: Path) -> None:
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"))
+    plan = dry_run_move.up_plan_moving(server, inventory(tmp_path))
+    assert "finishing an interrupted move" in plan.summary
+    assert "USR1 webapp-haproxy" in "\n".join(plan.steps)
