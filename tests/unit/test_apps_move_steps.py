@@ -21,6 +21,7 @@ from slotswap.config.layout import ProxyError
 from slotswap.fleet import dry_run_move
 from slotswap.remote.server import CommandResult
 from slotswap.server import proxy_move
+from slotswap.server.half_moved import refuse_half_moved
 from slotswap.server.lock_sets import LOCK_MARK, TAKE_ALL_SCRIPT
 from slotswap.server.locking import LockOwner
 from slotswap.server.proxy_files import READ_REGISTRY_SCRIPT, registration_for
@@ -343,3 +344,17 @@ def test_up_dry_run_of_a_cut_move_finishes_it(tmp_path: Path) -> None:
     plan = dry_run_move.up_plan_moving(server, inventory(tmp_path))
     assert "finishing an interrupted move" in plan.summary
     assert "USR1 webapp-haproxy" in "\n".join(plan.steps)
+
+
+def test_maintenance_and_certificates_refuse_a_server_the_app_still_serves_from_its_own(
+        tmp_path: Path) -> None:
+    server = MoveServer(inventory(tmp_path))
+    with pytest.raises(ProxyError, match=r"^s1: half-moved: webapp-haproxy still serves "
+                                         r"webapp here, not \(only\) the shared HAProxy; run "
+                                         r"`fab up` to move it; nothing was changed$"):
+        refuse_half_moved(server, inventory(tmp_path))
+    del server.containers["webapp-haproxy"]
+    refuse_half_moved(server, inventory(tmp_path))
+    today = FakeServer()
+    refuse_half_moved(today, make_inventory(tmp_path))
+    assert today.commands == []  # today's layout: nothing asked
