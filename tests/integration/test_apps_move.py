@@ -188,3 +188,9 @@ def test_up_moves_the_fleet_to_the_shared_haproxy_under_load(fleet: Fleet) -> No
         assert "version=v2" in fleet.answer(address)[1]
     # Nothing left to move: the next up is a plain shared one.
     assert "moved" not in fleet.fab("up", shared=True)
+    # Back to today's layout is refused: an own HAProxy beside the shared one would split
+    # the port's connections.
+    before = {address: box.containers(address) for address in box.addresses}
+    result = box.fab("up", inventory=fleet.today)
+    assert result.returncode != 0 and "going back to an HAProxy of its own" in result.stderr
+    assert {address: box.containers(address) for address in box.addresses} == before

@@ -358,3 +358,23 @@ def test_maintenance_and_certificates_refuse_a_server_the_app_still_serves_from_
     today = FakeServer()
     refuse_half_moved(today, make_inventory(tmp_path))
     assert today.commands == []  # today's layout: nothing asked
+
+
+def test_todays_up_refuses_an_app_moved_to_the_shared_haproxy(tmp_path: Path) -> None:
+    from slotswap.commands.docker import parse_inspect
+    from slotswap.server.half_moved import refuse_moved_back
+
+    today = make_inventory(tmp_path)
+    shared_only = parse_inspect(json.dumps([container("slotswap-proxy")]))
+    registered = FakeServer(inventory=today, answers={("test", "-f"): CommandResult("", "", 0)})
+    with pytest.raises(ProxyError, match=r"^s1: webapp is on the shared HAProxy \(moved there "
+                                         r"from its own\); going back"):
+        refuse_moved_back(registered, today, shared_only)
+    assert registered.commands == [["test", "-f", "/var/lib/slotswap/_proxy/apps/webapp.json"]]
+    other_apps = FakeServer(inventory=today, answers={("test", "-f"): CommandResult("", "", 1)})
+    refuse_moved_back(other_apps, today, shared_only)  # another app's shared HAProxy
+    both = parse_inspect(json.dumps([container("slotswap-proxy"), container("webapp-haproxy")]))
+    for found in (both, {}):  # its own HAProxy there, or no shared one: nothing asked
+        quiet = FakeServer(inventory=today)
+        refuse_moved_back(quiet, today, found)
+        assert quiet.commands == []
