@@ -89,8 +89,8 @@ def up_plan_moving(server: ServerLike, inventory: Inventory) -> ServerPlan:
                           f"its image ({image}) is not available yet: the run fails here")
         return plan
     if state.container is not None and not others:
-        plan.shell(docker.remove(PROXY_CONTAINER))
-        plan.steps[-1] += "  (left by an interrupted move)"
+        plan.steps.append(f"{PROXY_CONTAINER} was left by an interrupted move: it goes")
+        soft_stop_steps(plan, inventory, PROXY_CONTAINER, state.container.running)
         state = ProxyState(None, state.current, state.running)
     if not server.run(docker.image_id(image), check=False).ok:
         plan.shell(docker.pull(image))
@@ -133,12 +133,16 @@ def up_plan_moving(server: ServerLike, inventory: Inventory) -> ServerPlan:
 
 def finish_steps(plan: ServerPlan, inventory: Inventory, running: bool) -> None:
     """The point of no return and after (proxy_move.finish_move)."""
-    name = inventory.haproxy_container
+    soft_stop_steps(plan, inventory, inventory.haproxy_container, running)
+    plan.shell(["rm", "-rf", own_haproxy_dir(inventory)])
+    plan.steps[-1] += "  (the app's env files beside it stay)"
+    plan.steps.append(f"append to {history_path(inventory)}: up, moved to the shared HAProxy")
+
+
+def soft_stop_steps(plan: ServerPlan, inventory: Inventory, name: str, running: bool) -> None:
+    """proxy_move.stop_softly."""
     if running:
         plan.shell(*soft_stop_commands(name))
         plan.shell(docker.wait_exit(name, soft_stop_seconds(inventory)))
         plan.steps[-1] += "  (its open connections finish)"
     plan.shell(docker.remove(name))
-    plan.shell(["rm", "-rf", own_haproxy_dir(inventory)])
-    plan.steps[-1] += "  (the app's env files beside it stay)"
-    plan.steps.append(f"append to {history_path(inventory)}: up, moved to the shared HAProxy")

@@ -163,7 +163,8 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
             # Started by a move cut before the old HAProxy was told to stop: it goes, and
             # the move starts again from the old HAProxy's state.
             progress(f"removing {PROXY_CONTAINER}, left by an interrupted move ({serves})")
-            server.run(docker.remove(PROXY_CONTAINER), timeout=60)
+            stop_softly(server, inventory, PROXY_CONTAINER, progress,
+                        running=state.container.running)
             server.use_admin_socket(None)
             state = ProxyState(None, state.current, state.running)
         fragment = render_fragment(inventory, effective.values)
@@ -295,12 +296,19 @@ def states_differ(expected: dict[str, ServerState], found: dict[str, ServerState
 def take_back(server: ServerLike, inventory: Inventory, state: ProxyState,
               registry: Registry, *, started: bool) -> None:
     """A move that did not reach its point of no return: the shared HAProxy it started
-    removed and `current` back where it was, the app's backend and registration as they
-    were; the old HAProxy, never touched, serves on. Best effort (the next `up` ends it)."""
+    stopped softly (it may listen already) and removed, `current` back where it was, the
+    app's backend and registration as they were; the old HAProxy, never touched, serves on.
+    Best effort (the next `up` ends it)."""
     server.close_runtime_api()
     server.use_admin_socket(None)
     if started:
-        server.run(docker.remove(PROXY_CONTAINER), check=False, timeout=60)
+        try:
+            found = docker.parse_inspect(server.run(docker.inspect_containers(PROXY_CONTAINER),
+                                                    check=False).stdout).get(PROXY_CONTAINER)
+            stop_softly(server, inventory, PROXY_CONTAINER, lambda line: None,
+                        running=found is not None and found.running)
+        except Exception:
+            server.run(docker.remove(PROXY_CONTAINER), check=False, timeout=60)
         if state.ran is not None:
             server.run(switch_command(inventory, state.ran, None), check=False)
     put_back(server, inventory, registry)
@@ -315,18 +323,27 @@ def finish_move(server: ServerLike, inventory: Inventory, progress: Progress,
     name = inventory.haproxy_container
     found = docker.parse_inspect(server.run(docker.inspect_containers(name),
                                             check=False).stdout).get(name)
-    if found is not None and found.running:
+    if found is not None:
+        if found.running:
+            progress(f"{PROXY_CONTAINER} serves {inventory.app}; soft stop of {name} (it "
+                     f"finishes its open connections, up to {soft_stop_seconds(inventory)}s)")
+        stop_softly(server, inventory, name, progress, running=found.running)
+    remove_old_folder(server, inventory, progress, started)
+    return MOVED
+
+
+def stop_softly(server: ServerLike, inventory: Inventory, name: str, progress: Progress, *,
+                running: bool) -> None:
+    """An HAProxy container that listens beside another on the same ports removed without
+    resetting a connection: restart policy off, soft stop (SIGUSR1: it closes its listeners
+    and finishes its open connections, up to `timeouts.drain`), then removed."""
+    if running:
         seconds = soft_stop_seconds(inventory)
-        progress(f"{PROXY_CONTAINER} serves {inventory.app}; soft stop of {name} (it "
-                 f"finishes its open connections, up to {seconds}s)")
         server.run_chain(*soft_stop_commands(name))
         waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
         if not waited.ok:
             progress(f"{name} still had connections after {seconds}s: removed anyway")
-    if found is not None:
-        server.run(docker.remove(name), timeout=60)
-    remove_old_folder(server, inventory, progress, started)
-    return MOVED
+    server.run(docker.remove(name), timeout=60)
 
 
 def remove_old_folder(server: ServerLike, inventory: Inventory, progress: Progress,

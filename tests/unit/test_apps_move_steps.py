@@ -193,7 +193,11 @@ def test_a_shared_haproxy_whose_backend_differs_leaves_the_old_one_serving(
         proxy_move.move(server, inventory(tmp_path), lambda line: None, OWNER, None,
                         proxy_move_old(server))
     assert "slotswap-proxy" not in server.containers
-    assert not [argv for argv in server.commands if "USR1" in argv or argv[1:2] == ["update"]]
+    # The old HAProxy is never told to stop; the shared one is, softly (it may listen).
+    assert not [argv for argv in server.commands if "webapp-haproxy" in argv and (
+        "USR1" in argv or argv[1:2] == ["update"])]
+    assert steps(server)[-4:] == ["update no slotswap-proxy", "kill USR1 slotswap-proxy",
+                                  "wait slotswap-proxy", "rm --force slotswap-proxy"]
     # Its registration taken back: the next `up` moves again from the start.
     assert ["rm", "-f", "/var/lib/slotswap/_proxy/apps/webapp.json"] in server.commands
 
@@ -232,7 +236,8 @@ def test_up_undoes_a_move_cut_while_both_haproxies_run(tmp_path: Path) -> None:
     server.containers["slotswap-proxy"] = container("slotswap-proxy")
     assert up_moving(server, inventory(tmp_path), said.append, OWNER) == (
         "moved to the shared HAProxy")
-    assert steps(server)[:4] == ["rm --force slotswap-proxy", "check",
+    assert steps(server)[:7] == ["update no slotswap-proxy", "kill USR1 slotswap-proxy",
+                                 "wait slotswap-proxy", "rm --force slotswap-proxy", "check",
                                  "rm --force slotswap-proxy",  # (a stopped one: none here)
                                  "run slotswap-proxy"]
     assert any("left by an interrupted move" in line for line in said)
