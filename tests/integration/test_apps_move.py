@@ -5,7 +5,9 @@ under load with a new connection per request on HTTP and HTTPS to each server; t
 with `haproxy.shared: true`. Counted per server: failed requests and the longest stretch
 without an answer; checked: every version answered is the one served, s3's maintenance kept,
 the certificate's serial unchanged, `webapp-haproxy` and its folder gone, the env files kept;
-then a deploy under load fails no request.
+then a deploy under load fails no request. A move killed on s1 as the old HAProxy's soft stop
+begins: deploys and maintenance refuse s1 in one line, and the next `up` ends it, with no
+request failed.
 
 Ports 8088 and 8443, so that the fleet's own HAProxy of other modules (port 80) is never on
 the same port: `webapp` is first taken down, and taken down again at the end (the next
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +29,7 @@ import yaml
 
 from testbed.loadgen import LoadGenerator, LoadReport, TlsTarget
 from testbed.private_ca import issue, make_ca
+from tests.integration.conftest import FAB, ROOT
 from tests.integration.shared_fleet import in_preview
 from tests.integration.test_https import https_get
 
@@ -194,3 +198,61 @@ def test_up_moves_the_fleet_to_the_shared_haproxy_under_load(fleet: Fleet) -> No
     result = box.fab("up", inventory=fleet.today)
     assert result.returncode != 0 and "going back to an HAProxy of its own" in result.stderr
     assert {address: box.containers(address) for address in box.addresses} == before
+
+
+def test_a_move_cut_short_is_refused_by_other_tasks_and_ended_by_the_next_up(
+        fleet: Fleet) -> None:
+    """`up` killed on s1 right as the shared HAProxy serves and the old one's soft stop begins
+    (before or after the old one was told to stop, as the kill falls): deploys and
+    maintenance refuse s1 in one line, the next `up` ends the move there and moves s2 and s3;
+    no request fails throughout."""
+    box = fleet.box
+    assert box.fab("down", inventory=fleet.shared).returncode == 0
+    fleet.fab("up", shared=False)
+    fleet.fab("deploy", "--tag", "v1", shared=False)
+    s1 = box.addresses[0]
+    loads = {address: LoadGenerator([address], port=HTTP, host=NAME, clients=2, rate=120,
+                                    max_seconds=240, max_requests=40_000)
+             for address in box.addresses}
+    for load in loads.values():
+        load.start()
+    try:
+        cut = subprocess.Popen([FAB, "up", "--inventory", str(fleet.shared)], cwd=ROOT,
+                               env=box.env, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+        seen = []
+        assert cut.stdout is not None
+        for line in cut.stdout:
+            seen.append(line)
+            if line.startswith("[s1") and "soft stop of webapp-haproxy" in line:
+                cut.kill()
+                break
+        cut.wait(timeout=60)
+        print("".join(seen))
+        assert cut.returncode != 0, "the move ended before it could be cut"
+        left = box.ssh(s1, "docker ps -a --format '{{.Names}} {{.Status}}'")
+        print(f"left on s1:\n{left}")
+        assert "slotswap-proxy Up" in left
+        assert box.fab("unlock", "--all", inventory=fleet.shared).returncode == 0
+        if "webapp-haproxy " in left:  # the kill fell before its removal
+            before = box.containers(s1)
+            for args in (("deploy", "--tag", "v2"), ("maintenance.on",)):
+                result = box.fab(*args, inventory=fleet.shared)
+                assert result.returncode != 0
+                assert "s1: half-moved: webapp-haproxy" in result.stdout + result.stderr
+            assert box.containers(s1) == before
+        output = fleet.fab("up", shared=True)
+    finally:
+        reports = {f"{address} cut": load.stop() for address, load in loads.items()}
+    print_reports(reports)
+    # As the kill fell: finished, moved again, only the folder left, or done already.
+    assert re.search(r"^s1\s+(.*moved to the shared HAProxy.*|unchanged)$", output,
+                     re.MULTILINE), output
+    for server in ("s2", "s3"):
+        assert re.search(rf"^{server}\s+moved to the shared HAProxy", output, re.MULTILINE)
+    for address in box.addresses:
+        containers = box.ssh(address, "docker ps -a --format '{{.Names}}'").split()
+        assert "slotswap-proxy" in containers and "webapp-haproxy" not in containers
+        assert fleet.answer(address)[0] == 200
+    assert all(report.sent > 0 and report.failed == 0 for report in reports.values()), reports
+    assert all(set(report.versions) == {"v1"} for report in reports.values())
