@@ -22,15 +22,18 @@ from slotswap.cli.kit_task import (
     reports_errors,
 )
 from slotswap.cli.plan import show_plan
+from slotswap.config.inventory import Inventory
 from slotswap.config.layout import haproxy_dir
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.validation import InputError
 from slotswap.fleet import certs
 from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet.errors import EXIT_CONNECT, EXIT_DEPLOY_FAILED
-from slotswap.fleet.every_server import on_every_server
+from slotswap.fleet.every_server import Progress, on_every_server
 from slotswap.fleet.runner import connected, servers_of
+from slotswap.remote.protocol import ServerLike
 from slotswap.server import logs, maintenance, one_off
+from slotswap.server.half_moved import refuse_half_moved
 from slotswap.server.role_status import hosts_of_role, role_by_name, with_web_slots
 
 
@@ -210,9 +213,11 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, entries))
         return
-    results = on_every_server(
-        inv, lambda server, inv, progress: maintenance.switch_on(
-            server, haproxy_dir(inv), entries, progress), "maintenance.on")
+    def switch_on(server: ServerLike, inv: Inventory, progress: Progress) -> str:
+        refuse_half_moved(server, inv)  # the old HAProxy would not learn of it
+        return maintenance.switch_on(server, haproxy_dir(inv), entries, progress)
+
+    results = on_every_server(inv, switch_on, "maintenance.on")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.on", results)
 
@@ -229,8 +234,10 @@ def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None 
     if dry_run:
         show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, None))
         return
-    results = on_every_server(
-        inv, lambda server, inv, progress: maintenance.switch_off(server, haproxy_dir(inv),
-                                                                  progress), "maintenance.off")
+    def switch_off(server: ServerLike, inv: Inventory, progress: Progress) -> str:
+        refuse_half_moved(server, inv)
+        return maintenance.switch_off(server, haproxy_dir(inv), progress)
+
+    results = on_every_server(inv, switch_off, "maintenance.off")
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.off", results)

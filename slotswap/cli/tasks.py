@@ -44,7 +44,7 @@ from slotswap.config.inventory import Inventory, InventoryError
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
 from slotswap.core.timings import process_seconds
 from slotswap.core.validation import InputError, validate_tag
-from slotswap.fleet import certs, dry_run_proxy, rollout, shared_checks
+from slotswap.fleet import certs, dry_run_move, dry_run_proxy, rollout, shared_checks
 from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet import status as fleet_status
 from slotswap.fleet.batches import parse_batch
@@ -109,7 +109,9 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     HAProxy instead: every web server's registry read and the app checked there before any
     server changes (a contradiction on any server: exit 2, nothing changed), then on each
     server checked again, and loaded by a reload while no other app's run holds that server
-    (README: Several apps on one server). Example: fab up
+    (README: Several apps on one server); a server where the app runs its own HAProxy is
+    moved to the shared one, which starts beside it and takes over before the old one stops
+    (its maintenance, certificate and live slot come along). Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):
@@ -121,7 +123,7 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
             raise InputError("--dry-run: the dry run of up for an HTTPS app on the shared "
                              "HAProxy is not available yet (its certificate steps)")
         shared = inv.haproxy.shared
-        show_plan(inv, lambda server: (dry_run_proxy.up_plan_shared if shared
+        show_plan(inv, lambda server: (dry_run_move.up_plan_moving if shared
                                        else dry_run_plans.up_plan)(server, inv),
                   first=shared_checks.check_every_server if shared else None,
                   preamble=[shared_checks.FIRST_PASS_LINE] if shared else None)

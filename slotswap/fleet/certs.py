@@ -32,6 +32,7 @@ from slotswap.https.files import (
     placeholder,
 )
 from slotswap.remote.protocol import ServerLike
+from slotswap.server.half_moved import refuse_half_moved
 from slotswap.server.locking import new_owner
 from slotswap.server.proxy_locks import holding, shared_lock
 
@@ -202,6 +203,7 @@ def renew(inventory: Inventory, *, force: bool) -> list[ServerResult]:
     bundle = renewal.bundle or issue(https.acme, https.names, say)  # type: ignore[arg-type]
 
     def install(server: ServerLike, inv: Inventory, progress: Progress) -> str:
+        refuse_half_moved(server, inv)  # the old HAProxy would serve the old certificate
         # A shared HAProxy has one certificate transaction for all its apps: its lock keeps
         # another app's install (its up, its renewal) out of this one's.
         with (holding(server, server.with_folders(inv), new_owner("certs.renew"),

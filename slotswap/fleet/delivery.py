@@ -40,7 +40,8 @@ from slotswap.server import registry_login
 from slotswap.server.haproxy import up_server, up_worker_only
 from slotswap.server.images import ensure_image
 from slotswap.server.locking import new_owner
-from slotswap.server.proxy_up import up_shared, up_worker_only_shared
+from slotswap.server.proxy_move import up_moving
+from slotswap.server.proxy_up import up_worker_only_shared
 
 Progress = Callable[[str], None]
 ServerAction = Callable[[ServerLike, Inventory, Progress], str]
@@ -327,7 +328,8 @@ def up_action(inventory: Inventory,
         def up_on_shared(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
             if not server.host.web:
                 return up_worker_only_shared(server, inventory, progress)
-            return up_shared(server, inventory, progress, new_owner("up"), certificate)
+            # up_shared, or the move from the app's own HAProxy (decision 6).
+            return up_moving(server, inventory, progress, new_owner("up"), certificate)
 
         yield up_on_shared
         return

@@ -1,8 +1,9 @@
 """The shared `up`'s first pass (several apps on one server, docs/apps-design.md decision 2):
 before any server changes, every web server's registry is read (one round trip each, all
 servers at once) and the app's inventory checked there as each server's own `up` checks it
-(proxy_up.planned: the contradictions with the other apps' registrations, an HAProxy of an
-app's own, a shared HAProxy run from another login's folders). A contradiction on any
+(proxy_up.planned: the contradictions with the other apps' registrations, another app's
+own HAProxy, a shared HAProxy run from another login's folders; the app's own HAProxy is
+what its `up` moves from). A contradiction on any
 server ends the run in its one line naming that server (exit 2), a refusal or an unreadable
 server as that server's result: nothing was changed anywhere. Each server's `up` checks
 again under the shared HAProxy's lock (another app's run may change its registry between);
@@ -28,7 +29,9 @@ def check_on(server: ServerLike, inventory: Inventory) -> None:
     """The app's `up` checked on one server's registry, read now; raises what its `up`
     would raise before any change (ProxyContradiction: exit 2)."""
     inventory = server.with_folders(inventory)
-    planned(server, inventory, read_registry(server, inventory), new_owner("up"), None)
+    # The app's own HAProxy is no refusal here: its `up` moves the server to the shared one.
+    planned(server, inventory, read_registry(server, inventory), new_owner("up"), None,
+            moving=True)
 
 
 def check_every_server(servers: list[ServerLike], inventory: Inventory) -> list[Done[None]]:

@@ -20,6 +20,7 @@ from slotswap.config.layout import (
     CONFIG_NAME,
     NEW_CONFIG_NAME,
     PREVIOUS_NAME,
+    PROXY_CONTAINER,
     RUNNING_NAME,
     ProxyError,
     admin_dir,
@@ -36,6 +37,7 @@ from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import RemoteCommandError
 from slotswap.server import carry_over, maintenance, platforms, web_removal
+from slotswap.server.half_moved import refuse_moved_back
 from slotswap.server.haproxy_config import (
     config_hash,
     login_ids,
@@ -119,8 +121,10 @@ def up_server(server: ServerLike, inventory: Inventory, progress: Progress,
     name = inventory.haproxy_container
     if finish_interrupted_handover(server, inventory, progress):
         changes.append("interrupted hand-over finished")
-    container = docker.parse_inspect(
-        server.run(docker.inspect_containers(name), check=False).stdout).get(name)
+    found = docker.parse_inspect(
+        server.run(docker.inspect_containers(name, PROXY_CONTAINER), check=False).stdout)
+    refuse_moved_back(server, inventory, found)
+    container = found.get(name)
     with carry_over.carried_over(server, inventory, container, progress,
                                  haproxy_dir=directory, admin_dir=admin_dir(inventory)
                                  ) as previous:

@@ -205,8 +205,8 @@ def own_haproxy_contradiction(server: str, app: str, shared_ports: Mapping[str, 
             if other != app and port in ports:
                 return (f"{server}: {key}: {port} is bound by {other}'s own HAProxy; "
                         f"{app}'s shared HAProxy would split its connections with it: "
-                        f"`down` {other}, or give it other public ports (moving it to the "
-                        f"shared HAProxy is not available yet); {NOTHING_CHANGED}")
+                        f"`down` {other}, give it other public ports, or move it to the "
+                        f"shared HAProxy first (its `up` with haproxy.shared); {NOTHING_CHANGED}")
     return None
 
 

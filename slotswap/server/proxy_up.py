@@ -2,8 +2,9 @@
 docs/apps-design.md, decisions 1, 2 and 5), run while the app's own lock is held.
 
 Refused before any change where its inventory contradicts another app's (exit 2), where the
-app still runs its own HAProxy, another app's own HAProxy is on the server, or the shared
-HAProxy runs from another login's folders. HAProxy's image pulled before any lock is taken.
+app still runs its own HAProxy (`up` moves it instead: server/proxy_move.py), another app's
+own HAProxy is on the server, or the shared HAProxy runs from another login's folders.
+HAProxy's image pulled before any lock is taken.
 Then, with the shared HAProxy's lock: every app's registration read; the generation assembled
 from the app's backend rendered now and every other present app's stored one, written and
 checked by HAProxy before anything else changes. When HAProxy runs it already, only the app's
@@ -161,18 +162,21 @@ def up_worker_only_shared(server: ServerLike, inventory: Inventory, progress: Pr
 
 
 def planned(server: ServerLike, inventory: Inventory, registry: Registry, owner: LockOwner,
-            progress: Progress | None) -> tuple[Registration, EffectiveSettings, str]:
+            progress: Progress | None, *, moving: bool = False
+            ) -> tuple[Registration, EffectiveSettings, str]:
     """The app's registration, the shared settings it uses and HAProxy's image, once nothing
     on the server forbids its `up`: its inventory contradicts no other app's
     (ProxyContradiction, one line, exit 2; `progress` gets the notices), no HAProxy of an
-    app's own runs there, and the shared one runs from this login's folders."""
+    app's own runs there (`moving`: but this app's, which the move replaces:
+    server/proxy_move.py), and the shared one runs from this login's folders."""
     shared_container(server, inventory)
     own = own_haproxies(server, inventory)
-    if inventory.app in own:
+    if moving:
+        own.pop(inventory.app, None)
+    elif inventory.app in own:
         raise ProxyError(f"{server.name}: {inventory.app} runs its own HAProxy "
-                         f"({inventory.haproxy_container}); moving it to the shared HAProxy "
-                         "is not available yet: remove haproxy.shared, or `down` the app "
-                         "first; nothing was changed")
+                         f"({inventory.haproxy_container}) since this run began: run `up` "
+                         "again to move it to the shared HAProxy; nothing was changed")
     mine = registration_for(inventory, kit_version=kit_version(), by=owner.who, at=now())
     # The public ports as they would be (a contradiction on them is found below).
     values = {**kit_defaults(), **(registry.settings.values if registry.settings else {}),

@@ -63,8 +63,11 @@ def read_slots(server: ServerLike, inventory: Inventory) -> dict[str, SlotView]:
 def containers_to_read(inventory: Inventory) -> list[str]:
     """The slots' containers and, in the same round trip, a new HAProxy left beside the old
     one by an `up` cut off mid hand-over: both serve, and only the new one would learn of a
-    swap."""
-    return [*(inventory.container_name(slot) for slot in SLOTS), next_container(inventory)]
+    swap; with haproxy.shared, the app's own HAProxy too (a move cut short: the same)."""
+    names = [*(inventory.container_name(slot) for slot in SLOTS), next_container(inventory)]
+    if inventory.haproxy.shared:  # the app's own HAProxy, left by a move cut short
+        names.append(inventory.haproxy_container)
+    return names
 
 
 def read_slots_with(server: ServerLike, inventory: Inventory,
@@ -85,6 +88,10 @@ def read_slots_with(server: ServerLike, inventory: Inventory,
         raise haproxy.RuntimeApiError(
             f"{server.name}: {handing_over} is left from an HAProxy upgrade that was cut "
             "short; run `fab up` to finish or undo it")
+    if inventory.haproxy.shared and inventory.haproxy_container in containers:
+        raise haproxy.RuntimeApiError(
+            f"{server.name}: half-moved: {inventory.haproxy_container} still runs beside the "
+            "shared HAProxy (a move cut short); run `fab up` to finish or undo it")
     return {
         slot: SlotView(slot, stats[slot], states[slot], containers.get(name),
                        stats.get(haproxy.fallback_name(slot)))

@@ -486,8 +486,8 @@ def test_another_apps_own_haproxy_on_a_shared_port() -> None:
     assert contradiction(registration(), [], shared_ports=ports,
                          own_haproxys=[("shop", (80, 443)), ("legacy", (8080, 443))]) == (
         "s1: https.port: 443 is bound by legacy's own HAProxy; shop's shared HAProxy would "
-        "split its connections with it: `down` legacy, or give it other public ports "
-        "(moving it to the shared HAProxy is not available yet); nothing was changed")
+        "split its connections with it: `down` legacy, give it other public ports, or move "
+        "it to the shared HAProxy first (its `up` with haproxy.shared); nothing was changed")
 
 
 @pytest.mark.parametrize(("mine", "theirs", "refused"), [

@@ -77,11 +77,13 @@ def test_a_contradiction_on_the_second_server_alone_changes_nothing_on_the_first
 
 def test_a_refusal_in_the_first_pass_is_that_servers_result_and_no_server_changes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """s2 runs an HAProxy of admin's own: each server's `up` refuses that before any change;
-    the first pass finds it before s1's turn."""
+    """s2's shared HAProxy runs from another login's folders: each server's `up` refuses
+    that before any change; the first pass finds it before s1's turn."""
     s2 = fleet(monkeypatch, [BLOG], [BLOG])[1]
-    s2.answers[("docker", "ps", "--all", "--filter", "label=slotswap.role=haproxy")] = \
-        CommandResult("admin \n", "", 0)
+    s2.containers["slotswap-proxy"] = {
+        **s2.containers["slotswap-proxy"],
+        "Mounts": [{"Type": "bind", "Destination": "/usr/local/etc/haproxy",
+                    "Source": "/home/deploy/.slotswap/_proxy/config/haproxy"}]}
     changed: list[str] = []
 
     def action(server: ServerLike, inventory: Inventory, progress: object) -> str:
@@ -93,7 +95,7 @@ def test_a_refusal_in_the_first_pass_is_that_servers_result_and_no_server_change
     results = every_server.on_every_server(inv, action, "up", first=check_every_server)
     assert changed == []
     assert [(r.name, r.ok, r.exit_code) for r in results] == [("s2", False, EXIT_DEPLOY_FAILED)]
-    assert results[0].text.startswith("s2: admin runs its own HAProxy")
+    assert results[0].text.startswith("s2's shared HAProxy runs from /home/deploy/")
     assert results[0].text.count("nothing was changed") == 1
 
 
