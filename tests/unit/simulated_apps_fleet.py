@@ -1,0 +1,282 @@
+"""Two apps (a, b) on the shared HAProxy of a few simulated servers (simulated_shared_server.py),
+for the fault sweep on several apps (test_fault_sweep_apps.py): `AppsFleet` runs the kit's
+own shared `up` and `down` (as `fab up` and `fab down` run them), deploy and rollback of one
+app, and checks after every call of every server docs/apps-design.md's decision 7, per app:
+
+- some HAProxy listens, and it runs a generation that passed its check;
+- the run's app answers with the version it served before the run or the one the run moves
+  it to (never a foreign one, never a 503 while it served), and HAProxy sends its new
+  requests to the version the kit last said serves there; an app being added has no
+  version yet; an app being removed serves its version, or nothing (404, 503);
+- every other app is answered by the very container that answered it before the run."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slotswap.cli.tasks import down_shared_action
+from slotswap.config.inventory import Inventory
+from slotswap.core import interrupts
+from slotswap.fleet import delivery, every_server, rollout, server_run
+from slotswap.fleet import rollback_targets as rollback_targets_module
+from slotswap.fleet.outcomes import RolloutResult
+from slotswap.server import proxy_down, proxy_up
+from slotswap.server.proxy_assembly import assemble, render_fragment
+from slotswap.server.proxy_files import kit_defaults
+from tests.unit.fake_server import make_inventory
+from tests.unit.simulated_fleet import REPORTS, task_result
+from tests.unit.simulated_haproxy import SimClock, patch_time
+from tests.unit.simulated_shared_proxy import serve_host
+from tests.unit.simulated_shared_server import SharedSimServer, runs_checked
+
+APPS = ("a", "b")
+TAGS = ("v1", "v2", "v3")
+HAPROXY_IMAGE = "haproxy:2.8"
+
+
+def host_of(app: str) -> str:
+    return f"{app}.test"
+
+
+def app_inventory(root: Path, app: str, index: int, hosts: int) -> Inventory:
+    return make_inventory(root / app, app=app, image=f"acme/{app}", names=[host_of(app)],
+                          hosts=[f"203.0.113.{10 + i}" for i in range(hosts)],
+                          timeouts={"watch": 0.5, "healthy": 5, "drain": 2},
+                          haproxy={"shared": True, "image": HAPROXY_IMAGE,
+                                   "slot_ports": [18081 + 2 * index, 18082 + 2 * index]}
+                          if index == 0 else
+                          {"shared": True, "slot_ports": [18081 + 2 * index, 18082 + 2 * index]})
+
+
+def stand_in(inventory: Inventory) -> str:
+    """What the simulated HAProxy holds before the first `up` starts the shared one (never
+    served: no HAProxy container runs): the app's backend."""
+    return render_fragment(inventory, kit_defaults())
+
+
+class Answered:
+    """What one app's request got on one server: the backend (None: 404), the container's
+    name and version (None: no container answered, 503)."""
+
+    __slots__ = ("backend", "container", "version")
+
+    def __init__(self, backend: str | None, container: str | None,
+                 version: str | None) -> None:
+        self.backend, self.container, self.version = backend, container, version
+
+    def key(self) -> tuple[str | None, str | None, str | None]:
+        return self.backend, self.container, self.version
+
+    def __repr__(self) -> str:
+        if self.backend is None:
+            return "404"
+        return f"{self.container} ({self.version})" if self.container else "503"
+
+
+def answered(server: SharedSimServer, app: str) -> Answered | None:
+    """What a request with the app's Host gets now (None: no HAProxy listens)."""
+    if not server.haproxy_containers() or not server.haproxy_listens():
+        return None
+    got = serve_host(server.haproxy, host_of(app), server.container_at, server.answers)
+    container = got.container
+    return Answered(got.backend, container.name if container else None,
+                    container.version if container else None)
+
+
+def routed(server: SharedSimServer, app: str) -> str | None:
+    """The version HAProxy sends the app's new requests to first (balance first): the
+    first line in rotation with a running container."""
+    backend = server.haproxy.backends.get(app)
+    if backend is None or not server.haproxy_listens():
+        return None
+    for line in backend.usable():
+        container = server.container_at(line.port)
+        if container is not None:
+            return container.version
+    return None
+
+
+class AppsFleet:
+    """Simulated servers with two apps' inventories, on one clock, watched after every call."""
+
+    def __init__(self, root: Path, hosts: int, monkeypatch: Any) -> None:
+        self.inventories = {app: app_inventory(root, app, index, hosts)
+                            for index, app in enumerate(APPS)}
+        self.clock = SimClock()
+        patch_time(monkeypatch, self.clock)
+        first = self.inventories["a"]
+        self.servers = [SharedSimServer(host.name, first, self.clock, root / "servers",
+                                        config=stand_in(first)) for host in first.hosts]
+        for server in self.servers:
+            server.registry[HAPROXY_IMAGE] = "sha256:" + "ab" * 32
+            for inventory in self.inventories.values():
+                for tag in TAGS:
+                    ref = inventory.image_ref(tag)
+                    server.registry[ref] = "sha256:" + f"{abs(hash(ref)) % 16**16:016x}" * 4
+        self.watch(monkeypatch)
+
+    def watch(self, monkeypatch: Any) -> None:
+        for server in self.servers:
+            server.after_call, server.before_call = self.after_call, self.check_reported
+        self.problems: list[str] = []
+        self.app = ""  # the run's app
+        self.verb = ""  # up, down, deploy, rollback
+        self.before: dict[tuple[str, str], Answered | None] = {}
+        self.allowed: dict[str, set[str | None]] = {}
+        self.reported: dict[str, str | None] = {}
+        self.last_routed: dict[str, tuple[str | None, str]] = {}
+        monkeypatch.setattr(rollout, "servers_of", lambda inventory: self.servers)
+        monkeypatch.setattr(every_server, "servers_of", lambda inventory: self.servers)
+        monkeypatch.setattr(rollback_targets_module, "servers_of",
+                            lambda inventory: self.servers)
+        monkeypatch.setattr(every_server, "progress_for", self.progress_for)
+        monkeypatch.setattr(server_run, "progress_for", self.progress_for)
+        for module in (proxy_up, proxy_down):
+            if hasattr(module, "assemble"):
+                monkeypatch.setattr(module, "assemble", cached_assemble)
+        monkeypatch.setattr(proxy_up, "render_fragment", cached_fragment)
+
+    # -- what the kit says ------------------------------------------------------------------
+    def progress_for(self, name: str) -> Callable[[str], None]:
+        def progress(message: str) -> None:
+            if message.startswith(("FAILED", "not switched")):
+                return
+            for pattern in REPORTS:
+                if found := pattern.search(message):
+                    self.reported[name] = found[1]
+        return progress
+
+    def check_reported(self, server: SharedSimServer) -> None:
+        """Before each call: the version HAProxy sent the run's app's new requests to after
+        the last call is the one the kit last said serves there."""
+        version, what = self.last_routed.pop(server.name, (None, ""))
+        said = self.reported.get(server.name)
+        if server.lease_taken or self.verb not in ("deploy", "rollback"):
+            return
+        if version is not None and said is not None and version != said:
+            self.problems.append(f"{server.name}: {self.app} {version} takes the traffic, "
+                                 f"the kit said {said} serves, after `{what[:80]}`")
+
+    def after_call(self, server: SharedSimServer, what: str) -> None:
+        if not self.app:
+            return  # the setup
+        if not server.haproxy_listens():
+            self.problems.append(f"{server.name}: no HAProxy listens after `{what[:80]}`")
+            return
+        if server.haproxy_containers() and not runs_checked(server):
+            self.problems.append(f"{server.name}: HAProxy runs a config that never passed "
+                                 f"its check, after `{what[:80]}`")
+        for app in APPS:
+            now, before = answered(server, app), self.before.get((server.name, app))
+            if app != self.app:
+                if before is not None and (now is None or now.key() != before.key()):
+                    self.problems.append(f"{server.name}: {app} answered by {now}, was "
+                                         f"{before}, after `{what[:80]}`")
+                continue
+            self.problems += self.run_app_problems(server, now, before, what)
+        if self.verb in ("deploy", "rollback"):
+            self.last_routed[server.name] = (routed(server, self.app), what)
+
+    def run_app_problems(self, server: SharedSimServer, now: Answered | None,
+                         before: Answered | None, what: str) -> list[str]:
+        if self.verb == "up" or now is None:
+            # An app being added has no slot yet; one whose names route is held below
+            # once it serves.
+            if before is not None and before.version is not None and (
+                    now is None or now.version != before.version):
+                return [f"{server.name}: {self.app} answered by {now}, was {before}, "
+                        f"after `{what[:80]}`"]
+            return []
+        if self.verb == "down":
+            if now.version is not None and now.version not in self.allowed[server.name]:
+                return [f"{server.name}: {self.app} foreign version {now} after "
+                        f"`{what[:80]}`"]
+            return []
+        if now.version is None and before is not None and before.version is not None:
+            return [f"{server.name}: {self.app} answered {now} after `{what[:80]}`"]
+        if now.version not in self.allowed[server.name]:
+            return [f"{server.name}: {self.app} foreign version {now.version} in rotation "
+                    f"after `{what[:80]}`"]
+        return []
+
+    # -- runs -------------------------------------------------------------------------------
+    def run(self, command: str) -> RolloutResult:
+        """One plain run: `up APP`, `down APP`, `deploy APP TAG`, `rollback APP [TAG]`."""
+        verb, app, *rest = command.split()
+        inventory = self.inventories[app]
+        for server in self.servers:
+            server.inventory = inventory  # a lease taken over is the run's app's lock
+        targets = {}
+        if verb == "deploy" or (verb == "rollback" and rest):
+            targets = {server.name: rest[0] for server in self.servers}
+        elif verb == "rollback":
+            targets, unknown = rollback_targets_module.rollback_targets(inventory)
+            if unknown:  # the task refuses (cli.tasks.rollback)
+                targets = {}
+        for server in self.servers:
+            for each in APPS:
+                self.before[(server.name, each)] = answered(server, each)
+            mine = self.before[(server.name, app)]
+            version = mine.version if mine is not None else None
+            self.allowed[server.name] = {version, targets.get(server.name)}
+            self.reported[server.name] = version
+        self.app, self.verb = app, verb
+        interrupts._requested.clear()
+        try:
+            if verb == "up":
+                with delivery.up_action(inventory) as up_one:
+                    return task_result(every_server.on_every_server(inventory, up_one, "up"))
+            if verb == "down":
+                return task_result(every_server.on_every_server(inventory, down_shared_action,
+                                                                "down"))
+            if verb == "deploy":
+                return rollout.deploy(inventory, rest[0])
+            if rest:
+                return rollout.deploy(inventory, rest[0], task="rollback", pull=False,
+                                      run_release=False)
+            if not targets:
+                result = RolloutResult("")
+                result.exit_code, result.message = 1, "nothing was changed; no version to " \
+                    "return to"
+                return result
+            return rollout.deploy(inventory, "/".join(sorted(set(targets.values()))),
+                                  task="rollback", tags=targets, pull=False,
+                                  run_release=False)
+        finally:
+            interrupts._requested.clear()
+            for server in self.servers:
+                self.check_reported(server)
+            self.app = ""
+
+    def clone(self, root: Path, monkeypatch: Any) -> AppsFleet:
+        twin = AppsFleet.__new__(AppsFleet)
+        twin.inventories = self.inventories
+        twin.clock = SimClock()
+        twin.clock.now = self.clock.now
+        patch_time(monkeypatch, twin.clock)
+        twin.servers = [server.clone(twin.clock, root) for server in self.servers]
+        twin.watch(monkeypatch)
+        return twin
+
+
+# Rendering is most of a shared `up`'s time: each fragment and generation made once.
+_FRAGMENTS: dict[tuple[int, str], str] = {}
+_GENERATIONS: dict[str, Any] = {}
+
+
+def cached_fragment(inventory: Inventory, values: Any) -> str:
+    key = (id(inventory), repr(sorted(values.items())))
+    if key not in _FRAGMENTS:
+        _FRAGMENTS[key] = render_fragment(inventory, values)
+    return _FRAGMENTS[key]
+
+
+def cached_assemble(registrations: Any, fragments: Any, values: Any, login: Any) -> Any:
+    key = repr((registrations, sorted(fragments.items()), sorted(values.items()), login))
+    key = re.sub(r"at='[^']*'", "", key)
+    if key not in _GENERATIONS:
+        _GENERATIONS[key] = assemble(registrations, fragments, values, login)
+    return _GENERATIONS[key]
