@@ -8,7 +8,8 @@ app, and checks after every call of every server docs/apps-design.md's decision 
   it to (never a foreign one, never a 503 while it served), and HAProxy sends its new
   requests to the version the kit last said serves there; an app being added has no
   version yet; an app being removed serves its version, or nothing (404, 503);
-- every other app is answered by the very container that answered it before the run."""
+- every other app is answered by the very container that answered it before the run, and
+  its lines keep their admin states."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from slotswap.cli.tasks import down_shared_action
 from slotswap.config.inventory import Inventory
+from slotswap.config.layout import registration_path
 from slotswap.core import interrupts
 from slotswap.fleet import delivery, every_server, rollout, server_run
 from slotswap.fleet import rollback_targets as rollback_targets_module
@@ -26,6 +28,7 @@ from slotswap.fleet.outcomes import RolloutResult
 from slotswap.server import proxy_down, proxy_up
 from slotswap.server.proxy_assembly import assemble, render_fragment
 from slotswap.server.proxy_files import kit_defaults
+from slotswap.server.proxy_registry import parse_registration
 from tests.unit.fake_server import make_inventory
 from tests.unit.simulated_fleet import REPORTS, task_result
 from tests.unit.simulated_haproxy import SimClock, patch_time
@@ -74,6 +77,27 @@ class Answered:
         if self.backend is None:
             return "404"
         return f"{self.container} ({self.version})" if self.container else "503"
+
+
+def admin_states(server: SharedSimServer, app: str) -> tuple[tuple[str, str], ...] | None:
+    """Each of the app's lines with its admin state (READY, DRAIN, MAINT); None: HAProxy
+    runs no backend of the app."""
+    backend = server.haproxy.backends.get(app) if server.haproxy_containers() else None
+    if backend is None:
+        return None
+    return tuple((name, line.admin_name) for name, line in backend.lines.items())
+
+
+def is_present(server: SharedSimServer, app: str) -> bool:
+    """The app's registration on the server says it is present (not leaving)."""
+    text = server.read_local(registration_path(server.inventory, app))
+    return text is not None and parse_registration(text, app).state == "present"
+
+
+def is_leaving(server: SharedSimServer, app: str) -> bool:
+    """The app's registration on the server says it is leaving (its `down` was cut)."""
+    text = server.read_local(registration_path(server.inventory, app))
+    return text is not None and parse_registration(text, app).state == "leaving"
 
 
 def answered(server: SharedSimServer, app: str) -> Answered | None:
@@ -125,6 +149,8 @@ class AppsFleet:
         self.app = ""  # the run's app
         self.verb = ""  # up, down, deploy, rollback
         self.before: dict[tuple[str, str], Answered | None] = {}
+        self.lines_before: dict[tuple[str, str], tuple[tuple[str, str], ...] | None] = {}
+        self.leaving: dict[tuple[str, str], bool] = {}
         self.allowed: dict[str, set[str | None]] = {}
         self.reported: dict[str, str | None] = {}
         self.last_routed: dict[str, tuple[str | None, str]] = {}
@@ -171,10 +197,27 @@ class AppsFleet:
                                  f"its check, after `{what[:80]}`")
         for app in APPS:
             now, before = answered(server, app), self.before.get((server.name, app))
+            if app != self.app and self.leaving[(server.name, app)]:
+                # Leaving (a `down` cut short): its names route to its slots or nowhere.
+                if now is not None and now.version not in (None, before and before.version):
+                    self.problems.append(f"{server.name}: {app} (leaving) answered by {now}, "
+                                         f"was {before}, after `{what[:80]}`")
+                continue
             if app != self.app:
-                if before is not None and (now is None or now.key() != before.key()):
+                if before is not None and before.version is None:
+                    # No version in rotation (added, not deployed yet): none appears. Its
+                    # backend may come in (a cut `up`'s registration, decision 7).
+                    if now is not None and now.version is not None:
+                        self.problems.append(f"{server.name}: {app} answered by {now}, was "
+                                             f"{before}, after `{what[:80]}`")
+                elif before is not None and (now is None or now.key() != before.key()):
                     self.problems.append(f"{server.name}: {app} answered by {now}, was "
                                          f"{before}, after `{what[:80]}`")
+                lines = self.lines_before.get((server.name, app))
+                if lines is not None and admin_states(server, app) != lines:
+                    self.problems.append(f"{server.name}: {app}'s lines are "
+                                         f"{admin_states(server, app)}, were {lines}, after "
+                                         f"`{what[:80]}`")
                 continue
             self.problems += self.run_app_problems(server, now, before, what)
         if self.verb in ("deploy", "rollback"):
@@ -219,6 +262,8 @@ class AppsFleet:
         for server in self.servers:
             for each in APPS:
                 self.before[(server.name, each)] = answered(server, each)
+                self.lines_before[(server.name, each)] = admin_states(server, each)
+                self.leaving[(server.name, each)] = is_leaving(server, each)
             mine = self.before[(server.name, app)]
             version = mine.version if mine is not None else None
             self.allowed[server.name] = {version, targets.get(server.name)}

@@ -51,7 +51,7 @@ from slotswap.fleet.errors import (
 from slotswap.fleet.outcomes import RolloutResult
 from slotswap.remote.call_guard import NO_GUARD
 from slotswap.server.proxy_locks import SHARED_LOCK_LEASE
-from tests.unit.simulated_apps_fleet import APPS, AppsFleet, answered
+from tests.unit.simulated_apps_fleet import APPS, AppsFleet, answered, is_present
 from tests.unit.simulated_server import FAULTS, Fault
 from tests.unit.simulated_shared_proxy import Mount, load_generation
 from tests.unit.simulated_shared_server import SharedSimServer, runs_checked
@@ -64,20 +64,34 @@ class Scenario:
     setup: tuple[str, ...]  # plain runs first, in order
     run: str
     next_run: str
-    serves: tuple[tuple[str, str | None], ...]  # after the next run: app -> version (None: 404)
+    # After the next run: app -> version ("": its backend, no version yet; None: gone, 404;
+    # ANY: as the generation's check says, every present app in, no other).
+    serves: tuple[tuple[str, str | None], ...]
     servers_faulted: tuple[int, ...] = (0,)
+    meanwhile: str = ""  # a plain run between the faulted run and the next, which may fail
 
 
+ANY = "*"
 BOTH = ("up a", "deploy a v1", "up b", "deploy b v1")
+# a serves v2 from web2, its v1 stopped in web1 (a reload that loaded an older state of a's
+# lines would show).
+A_MOVED = ("up a", "deploy a v1", "deploy a v2")
 SCENARIOS = (
-    Scenario("up adding b while a serves", ("up a", "deploy a v1"), "up b", "up b",
-             (("a", "v1"), ("b", "")), servers_faulted=(0, 1)),
+    Scenario("up adding b while a serves", A_MOVED, "up b", "up b",
+             (("a", "v2"), ("b", "")), servers_faulted=(0, 1)),
+    # Decision 7: b's files and registration written, the switch cut: the next `up` of any
+    # app assembles b in (or, where its generation did not go in, b's registration was put
+    # back: b is out).
+    Scenario("up adding b, then up of a", A_MOVED, "up b", "up a", (("a", "v2"), ("b", ANY))),
     Scenario("deploy of a while b serves", BOTH, "deploy a v2", "deploy a v2",
              (("a", "v2"), ("b", "v1"))),
     Scenario("rollback of a while b serves", (*BOTH, "deploy a v2"), "rollback a",
              "rollback a v1", (("a", "v1"), ("b", "v1"))),
     Scenario("down of b while a serves", BOTH, "down b", "down b", (("a", "v1"), ("b", None)),
              servers_faulted=(0, 1)),
+    # Decision 7: once b is marked leaving, no generation includes it again, whoever
+    # assembles the next one.
+    Scenario("down of b, then up of a", BOTH, "down b", "up a", (("a", "v1"), ("b", ANY))),
 )
 
 # (fault, step) -> why. The steps: the server's timing step (slotswap.core.timings) the fault
@@ -135,6 +149,21 @@ def locks(fleet: AppsFleet) -> list[str]:
                                      for inventory in fleet.inventories.values())]
 
 
+def plain_run(fleet: AppsFleet, command: str) -> RolloutResult:
+    """A plain run; once more when a lock the faulted run could not release refused it
+    (exit 4): such a lock expires after its lease (the operator is told), and the run
+    after that takes it."""
+    result = fleet.run(command)
+    if result.exit_code == EXIT_LOCKED:
+        for server in fleet.servers:
+            for lock in locks(fleet):
+                if server.files.is_dir(lock):
+                    server.files.set_mtime(lock, server.files.mtime(lock)
+                                           - SHARED_LOCK_LEASE - 5)
+        result = fleet.run(command)
+    return result
+
+
 def check_next_run(fleet: AppsFleet, scenario: Scenario) -> list[str]:
     """The faulted run's leftovers as an operator finds them (another run's lock after its
     lease, an engine that answers again); the next plain run must end clean."""
@@ -144,20 +173,21 @@ def check_next_run(fleet: AppsFleet, scenario: Scenario) -> list[str]:
             server.files.remove_tree(lock_dir(server.inventory))
             server.lease_taken, server.lease_lost_changes = False, []
             server.call_guard = NO_GUARD
+    problems = []
+    if scenario.meanwhile:
+        # Another plain run first, which may fail (a documented exit, its error), holding
+        # the invariant at every call as any run does.
+        fleet.problems = []
+        result = plain_run(fleet, scenario.meanwhile)
+        problems += [f"then `{scenario.meanwhile}`: {p}" for p in fleet.problems]
+        if result.exit_code not in (0, *DOCUMENTED_EXITS) or (result.exit_code
+                                                               and not result.message):
+            problems.append(f"then `{scenario.meanwhile}` exited {result.exit_code}")
     fleet.problems = []
     left = {(server.name, lock): server.read_local(f"{lock}/owner.json")
             for server in fleet.servers for lock in locks(fleet)}
-    result = fleet.run(scenario.next_run)
-    if result.exit_code == EXIT_LOCKED:
-        # A lock the faulted run could not release: it expires after its lease (the
-        # operator is told); the next run after that takes it.
-        for server in fleet.servers:
-            for lock in locks(fleet):
-                if server.files.is_dir(lock):
-                    server.files.set_mtime(lock, server.files.mtime(lock)
-                                           - SHARED_LOCK_LEASE - 5)
-        result = fleet.run(scenario.next_run)
-    problems = [f"next `{scenario.next_run}`: {p}" for p in fleet.problems]
+    result = plain_run(fleet, scenario.next_run)
+    problems += [f"next `{scenario.next_run}`: {p}" for p in fleet.problems]
     if result.exit_code != 0:
         problems.append(f"next `{scenario.next_run}` exited {result.exit_code}: "
                         f"{result.message[:200]}")
@@ -193,7 +223,14 @@ def clean_state(fleet: AppsFleet, scenario: Scenario, server: SharedSimServer) -
         problems.append("HAProxy does not run the generation current names")
     if not runs_checked(server):
         problems.append("HAProxy runs a config that never passed its check")
+    # The generation is a function of the registrations: every present app, no other.
+    present = sorted(app for app in APPS if is_present(server, app))
+    if sorted(server.haproxy.backends) != present:
+        problems.append(f"HAProxy runs the backends {sorted(server.haproxy.backends)}, the "
+                        f"registrations present are {present}")
     for app, version in scenario.serves:
+        if version == ANY:
+            continue
         got = answered(server, app)
         registered = server.files.is_file(registration_path(inventory, app))
         if version is None:
@@ -219,10 +256,11 @@ def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[AppsFle
     clean = fleet.clone(root / "clean", monkeypatch)
     before = [server.calls for server in clean.servers]
     result = clean.run(scenario.run)
+    calls = [server.calls - b for server, b in zip(clean.servers, before, strict=True)]
     assert result.exit_code == 0, result.message
     assert clean.problems == [] and check_after_run(clean, scenario, result) == []
     assert check_next_run(clean, scenario) == []
-    return fleet, [server.calls - b for server, b in zip(clean.servers, before, strict=True)]
+    return fleet, calls
 
 
 def sweep(scenario: Scenario, index: int, root: Path,
