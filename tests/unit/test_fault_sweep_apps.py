@@ -83,6 +83,10 @@ SCENARIOS = (
     # app assembles b in (or, where its generation did not go in, b's registration was put
     # back: b is out).
     Scenario("up adding b, then up of a", A_MOVED, "up b", "up a", (("a", "v2"), ("b", ANY))),
+    # The same, b deployed meanwhile (its backend runs, or the deploy fails): once b serves,
+    # a's `up` keeps it in rotation.
+    Scenario("up adding b, b deployed, then up of a", A_MOVED, "up b", "up a",
+             (("a", "v2"), ("b", ANY)), meanwhile="deploy b v1"),
     Scenario("deploy of a while b serves", BOTH, "deploy a v2", "deploy a v2",
              (("a", "v2"), ("b", "v1"))),
     Scenario("rollback of a while b serves", (*BOTH, "deploy a v2"), "rollback a",
