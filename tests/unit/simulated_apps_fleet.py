@@ -129,6 +129,9 @@ class AppsFleet:
     def __init__(self, root: Path, hosts: int, monkeypatch: Any) -> None:
         self.inventories = {app: app_inventory(root, app, index, hosts)
                             for index, app in enumerate(APPS)}
+        # The apps whose last deploy or rollback exited 0 with no `down` since: the kit
+        # said they serve.
+        self.said_serving: set[str] = set()
         self.clock = SimClock()
         patch_time(monkeypatch, self.clock)
         first = self.inventories["a"]
@@ -197,8 +200,10 @@ class AppsFleet:
                                  f"its check, after `{what[:80]}`")
         for app in APPS:
             now, before = answered(server, app), self.before.get((server.name, app))
-            if app != self.app and self.leaving[(server.name, app)]:
-                # Leaving (a `down` cut short): its names route to its slots or nowhere.
+            if app != self.app and self.leaving[(server.name, app)] \
+                    and app not in self.said_serving:
+                # Leaving (its `down` cut short, and no deploy since said it serves): its
+                # names route to its slots or nowhere.
                 if now is not None and now.version not in (None, before and before.version):
                     self.problems.append(f"{server.name}: {app} (leaving) answered by {now}, "
                                          f"was {before}, after `{what[:80]}`")
@@ -248,6 +253,15 @@ class AppsFleet:
     # -- runs -------------------------------------------------------------------------------
     def run(self, command: str) -> RolloutResult:
         """One plain run: `up APP`, `down APP`, `deploy APP TAG`, `rollback APP [TAG]`."""
+        result = self.run_plain(command)
+        verb, app = command.split()[:2]
+        if verb == "down":
+            self.said_serving.discard(app)
+        elif verb in ("deploy", "rollback") and result.exit_code == 0:
+            self.said_serving.add(app)
+        return result
+
+    def run_plain(self, command: str) -> RolloutResult:
         verb, app, *rest = command.split()
         inventory = self.inventories[app]
         for server in self.servers:
@@ -299,6 +313,7 @@ class AppsFleet:
     def clone(self, root: Path, monkeypatch: Any) -> AppsFleet:
         twin = AppsFleet.__new__(AppsFleet)
         twin.inventories = self.inventories
+        twin.said_serving = set(self.said_serving)
         twin.clock = SimClock()
         twin.clock.now = self.clock.now
         patch_time(monkeypatch, twin.clock)

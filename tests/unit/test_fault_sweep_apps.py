@@ -25,6 +25,7 @@ test, and so does a listed one that no longer happens.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,8 @@ SCENARIOS = (
     # Decision 7: once b is marked leaving, no generation includes it again, whoever
     # assembles the next one.
     Scenario("down of b, then up of a", BOTH, "down b", "up a", (("a", "v1"), ("b", ANY))),
+    Scenario("down of b, b deployed, then up of a", BOTH, "down b", "up a",
+             (("a", "v1"), ("b", ANY)), meanwhile="deploy b v2"),
 )
 
 # (fault, step) -> why. The steps: the server's timing step (slotswap.core.timings) the fault
@@ -111,6 +114,19 @@ KNOWN: dict[str, dict[tuple[str, str], str]] = {
 }
 KNOWN_VIOLATIONS = {(scenario, fault, step): why for scenario, known in KNOWN.items()
                     for (fault, step), why in known.items()}
+# Known by their one symptom, whatever the step (scenario -> the symptom, why).
+# Not fixed (outside the shared HAProxy's modules): b's `down` cut once b was marked leaving,
+# before the reload went through (a frozen engine, a lost connection, a deadline, its lease
+# taken over): b's backend still runs, and a deploy of b into it succeeds ("v2 is taking
+# traffic"); the next shared change of any app (here a's `up`) leaves b out, as decision 1
+# says of a leaving app, and b's names answer 404. A deploy or rollback of an app whose
+# registration on a server says leaving should be refused there (`down` to finish, `up` to
+# bring it back).
+DEPLOY_OF_A_LEAVING_APP = (
+    re.compile(r"^next `up a`: \S+: b(?: answered by 404, was b-web2 \(v2\)|'s lines are "
+               r"None, were )"),
+    "a deploy of an app whose down was cut (leaving) is not refused")
+KNOWN_SYMPTOMS = {"down of b, b deployed, then up of a": DEPLOY_OF_A_LEAVING_APP}
 DOCUMENTED_EXITS = (EXIT_DEPLOY_FAILED, EXIT_CONNECT, EXIT_LOCKED, EXIT_INTERRUPTED)
 
 
@@ -305,13 +321,18 @@ def test_every_fault_at_every_call_with_two_apps(scenario: Scenario, index: int,
                                                  monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     count, cases = sweep(scenario, index, tmp_path, monkeypatch)
+    symptom, why = KNOWN_SYMPTOMS.get(scenario.name, (None, ""))
+    by_symptom = [case for case in cases if symptom is not None
+                  and all(symptom.match(problem) for problem in case.problems)]
+    cases = [case for case in cases if case not in by_symptom]
     found = {case.key for case in cases}
     known = {key for key in KNOWN_VIOLATIONS if key[0] == scenario.name}
     with capsys.disabled():
         print(f"\n{scenario.name}, server {index + 1}: {count} cases "
               f"({count // len(FAULTS)} calls x {len(FAULTS)} faults), {len(cases)} "
-              f"violating, {len(found)} distinct")
-        for key in sorted(found):
+              f"violating, {len(found)} distinct"
+              + (f"; {len(by_symptom)} more known: {why}" if by_symptom else ""))
+        for key in sorted(found):  # (a case known by its symptom is not among them)
             first = next(case for case in cases if case.key == key)
             print(f"  {KNOWN_VIOLATIONS.get(key, 'NEW')}: {key[1]} in [{key[2]}], "
                   f"{sum(case.key == key for case in cases)} calls, e.g. call {first.at}: "
@@ -321,6 +342,7 @@ def test_every_fault_at_every_call_with_two_apps(scenario: Scenario, index: int,
     if index == 0:  # the known paths are the first server's
         gone = sorted(known - found)
         assert not gone, f"these no longer happen, remove this entry: {gone}"
+        assert by_symptom or symptom is None, f"{why}: no longer happens, remove the entry"
 
 
 def test_the_apps_fleet_serves_both_apps_after_its_setup(tmp_path: Path,
