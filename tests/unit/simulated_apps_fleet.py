@@ -13,7 +13,9 @@ app, and checks after every call of every server docs/apps-design.md's decision 
 
 from __future__ import annotations
 
+import copy
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,11 @@ from tests.unit.simulated_shared_server import SharedSimServer, runs_checked
 APPS = ("a", "b")
 TAGS = ("v1", "v2", "v3")
 HAPROXY_IMAGE = "haproxy:2.8"
+
+
+# What one run watches (AppsFleet.run sets it); kept across a run made inside it.
+RUN_STATE = ("app", "verb", "before", "lines_before", "leaving", "allowed", "reported",
+             "last_routed")
 
 
 def host_of(app: str) -> str:
@@ -147,8 +154,16 @@ class AppsFleet:
 
     def watch(self, monkeypatch: Any) -> None:
         for server in self.servers:
-            server.after_call, server.before_call = self.after_call, self.check_reported
+            server.after_call, server.before_call = self.after_call, self.before_call
         self.problems: list[str] = []
+        # Another run made between two calls of this one: at that call of the first server
+        # (before it), the command; and what each such run returned.
+        self.meanwhile: tuple[int, str] | None = None
+        self.inside: list[tuple[str, RolloutResult]] = []
+        self.also: tuple[str, dict[str, set[str | None]]] | None = None
+        # Runs at once: their progress lines name a slot and a version, not the app; what
+        # the kit last said is not told apart, and not held.
+        self.runs_at_once = False
         self.app = ""  # the run's app
         self.verb = ""  # up, down, deploy, rollback
         self.before: dict[tuple[str, str], Answered | None] = {}
@@ -178,12 +193,45 @@ class AppsFleet:
                     self.reported[name] = found[1]
         return progress
 
+    def before_call(self, server: SharedSimServer) -> None:
+        self.check_reported(server)
+        # The rollout's threads call at once: one of them makes it, not a watch of the
+        # window (the rollout does not wait for those), at that call or the next it makes.
+        with server.guard:
+            due = self.meanwhile is not None and server is self.servers[0] \
+                and server.calls + 1 >= self.meanwhile[0] \
+                and not threading.current_thread().name.startswith("watch-")
+            command = self.meanwhile[1] if due and self.meanwhile else ""
+            if due:
+                self.meanwhile = None
+        if command:
+            self.run_inside(command)
+
+    def run_inside(self, command: str) -> None:
+        """Another app's whole run between two calls of this one (two runs at once, seen at
+        one interleaving); then this run goes on, the other app now as that run left it."""
+        saved = {name: copy.copy(getattr(self, name)) for name in RUN_STATE}
+        inventories = [server.inventory for server in self.servers]
+        self.also = (self.app, copy.deepcopy(self.allowed))
+        try:
+            self.inside.append((command, self.run(command)))
+        finally:
+            self.also = None
+        for name, value in saved.items():
+            setattr(self, name, value)
+        app = command.split()[1]
+        for server, inventory in zip(self.servers, inventories, strict=True):
+            server.inventory = inventory
+            self.before[(server.name, app)] = answered(server, app)
+            self.lines_before[(server.name, app)] = admin_states(server, app)
+            self.leaving[(server.name, app)] = is_leaving(server, app)
+
     def check_reported(self, server: SharedSimServer) -> None:
         """Before each call: the version HAProxy sent the run's app's new requests to after
         the last call is the one the kit last said serves there."""
         version, what = self.last_routed.pop(server.name, (None, ""))
         said = self.reported.get(server.name)
-        if server.lease_taken or self.verb not in ("deploy", "rollback"):
+        if server.lease_taken or self.verb not in ("deploy", "rollback") or self.runs_at_once:
             return
         if version is not None and said is not None and version != said:
             self.problems.append(f"{server.name}: {self.app} {version} takes the traffic, "
@@ -200,6 +248,12 @@ class AppsFleet:
                                  f"its check, after `{what[:80]}`")
         for app in APPS:
             now, before = answered(server, app), self.before.get((server.name, app))
+            if self.also is not None and app == self.also[0]:
+                # The run this one was made in goes on meanwhile on the other servers.
+                if now is None or now.version not in self.also[1][server.name]:
+                    self.problems.append(f"{server.name}: {app} answered by {now} after "
+                                         f"`{what[:80]}`")
+                continue
             if app != self.app and self.leaving[(server.name, app)] \
                     and app not in self.said_serving:
                 # Leaving (its `down` cut short, and no deploy since said it serves): its

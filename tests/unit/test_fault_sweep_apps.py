@@ -353,3 +353,54 @@ def test_the_apps_fleet_serves_both_apps_after_its_setup(tmp_path: Path,
         assert fleet.run(command).exit_code == 0, command
     for server in fleet.servers:
         assert [repr(answered(server, app)) for app in APPS] == ["a-web1 (v1)", "b-web1 (v1)"]
+
+
+# Two apps' runs at once (decision 7's first row), seen at every interleaving of the second
+# in the first: b's whole run made before each call of a's deploy on the first server. b's
+# deploy goes through, a answering with v1 or v2 meanwhile, b with v1 or its new version,
+# never a 503 (which version the kit last said is not held here: the progress lines of two
+# runs name no app); b's `down` waits for no one: it is refused on a's lock (exit 4, nothing
+# changed).
+AT_ONCE = (("deploy b v2", (0,), ("v2", "v2")), ("down b", (0, EXIT_LOCKED), ("v2", None)))
+
+
+@pytest.mark.parametrize(("inside", "exits", "serves"), AT_ONCE, ids=[c[0] for c in AT_ONCE])
+def test_another_apps_run_at_every_call_of_a_deploy(inside: str, exits: tuple[int, ...],
+                                                    serves: tuple[str, str | None],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    template = AppsFleet(tmp_path / "template", 2, monkeypatch)
+    for command in BOTH:
+        assert template.run(command).exit_code == 0
+    clean = template.clone(tmp_path / "clean", monkeypatch)
+    before = clean.servers[0].calls
+    assert clean.run("deploy a v2").exit_code == 0
+    failures, seen = [], set()
+    for at in range(1, clean.servers[0].calls - before + 1):
+        fleet = template.clone(tmp_path / f"c{at}", monkeypatch)
+        fleet.meanwhile = (fleet.servers[0].calls + at, inside)
+        fleet.runs_at_once = True
+        result = fleet.run("deploy a v2")
+        if not fleet.inside:  # fewer calls this time (the watches' looks): made after it
+            fleet.meanwhile = None
+            fleet.inside.append((inside, fleet.run(inside)))
+        [(_, other)] = fleet.inside
+        seen.add(other.exit_code)
+        problems = [*fleet.problems]
+        if result.exit_code != 0 or other.exit_code not in exits:
+            problems.append(f"deploy a exited {result.exit_code}, `{inside}` exited "
+                            f"{other.exit_code}: {(result.message or other.message)[:160]}")
+        for server in fleet.servers:
+            got = (answered(server, "a"), answered(server, "b"))
+            wanted_b = serves[1] if other.exit_code == 0 else "v1"
+            if got[0] is None or got[0].version != serves[0] or got[1] is None \
+                    or got[1].version != wanted_b:
+                problems.append(f"{server.name}: a and b answered {got}")
+        for command in ("deploy a v2", inside if other.exit_code else ""):
+            if command and (done := plain_run(fleet, command)).exit_code != 0:
+                problems.append(f"next `{command}` exited {done.exit_code}: {done.message}")
+        problems += fleet.problems
+        if problems:
+            failures.append(f"call {at}: {problems[0][:240]}")
+    assert failures == []
+    assert seen == set(exits)  # b's down: made before a's deploy took its lock, and refused
