@@ -377,20 +377,21 @@ class AppsFleet:
 
 
 # Rendering is most of a shared `up`'s time: each fragment and generation made once.
-_FRAGMENTS: dict[tuple[int, str], str] = {}
+_FRAGMENTS: dict[tuple[str, str, str], str] = {}
 _GENERATIONS: dict[str, Any] = {}
 
 
 def cached_fragment(inventory: Inventory, values: Any) -> str:
-    key = (id(inventory), repr(sorted(values.items())))
+    key = (inventory.app, str(inventory.path), repr(sorted(values.items())))
     if key not in _FRAGMENTS:
         _FRAGMENTS[key] = render_fragment(inventory, values)
     return _FRAGMENTS[key]
 
 
 def cached_assemble(registrations: Any, fragments: Any, values: Any, login: Any) -> Any:
-    key = repr((registrations, sorted(fragments.items()), sorted(values.items()), login))
-    key = re.sub(r"at='[^']*'", "", key)
+    # Who registered an app and when is not in a generation.
+    key = re.sub(r"at='[^']*'", "", repr((registrations, sorted(fragments.items()),
+                                          sorted(values.items()), login)))
     if key not in _GENERATIONS:
         _GENERATIONS[key] = assemble(registrations, fragments, values, login)
     return _GENERATIONS[key]

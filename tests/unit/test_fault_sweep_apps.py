@@ -2,25 +2,31 @@
 servers (simulated_apps_fleet.py; docs/apps-design.md, decision 7): the shared `up` adding b
 while a serves, a's deploy and rollback while b serves, the shared `down` of b while a
 serves, each with each kind of fault (simulated_server.FAULTS) at each call of a clean run on
-the faulted server, then the next plain run. What is held after every single call of every
-server (AppsFleet.after_call):
+the faulted server, then the next plain run (the same task, or a's `up`, the next shared
+change by another app; sometimes after another plain run, b's deploy). What is held after
+every single call of every server (AppsFleet.after_call):
 
 - some HAProxy listens, and it runs a generation that passed HAProxy's check;
 - the run's app is answered by the version it served before the run or the one the run
   moves it to, never a 503 while it served, and the version the kit last said serves takes
   its new requests; an app being added has no version yet; one being removed serves its
   version or nothing;
-- the other app is answered by the very container that answered it before the run;
+- the other app is answered by the very container that answered it before the run, its
+  lines keep their admin states (an app leaving, its `down` cut, may drop out; an app with
+  no version yet may come in);
 
 after the run: a documented exit code with its error, or 0; the run's app with one version
 in rotation where it had one (the target, after an exit 0); no change on a server after
 another run took its lease over; and the next plain run ends clean: exit 0, HAProxy runs
-the generation `current` names, which `.running` names too, built from every present app and
-no other, each app served as asked, no lock left held, one shared HAProxy container.
+the generation `current` names, which `.running` names too, built from every present app
+(by its registration) and no other, each app served as asked, no lock it took left held
+(one the faulted run could not release is left to its lease), one shared HAProxy container.
 
 A case that breaks one of these is a violation, kept by (scenario, fault, step);
-KNOWN_VIOLATIONS lists the known ones with the reason: a violation not listed fails the
-test, and so does a listed one that no longer happens.
+KNOWN_VIOLATIONS lists the known ones with the reason, KNOWN_SYMPTOMS those known by their
+one symptom: a violation not listed fails the test, and so does a listed one that no longer
+happens. test_another_apps_run_at_every_call_of_a_deploy makes b's deploy or `down` between
+two calls of a's deploy, at each of them (two runs at once).
 """
 
 from __future__ import annotations
