@@ -51,9 +51,11 @@ def host_of(app: str) -> str:
     return f"{app}.test"
 
 
-def app_inventory(root: Path, app: str, index: int, hosts: int) -> Inventory:
+def app_inventory(root: Path, app: str, index: int, hosts: int, **changed: Any) -> Inventory:
+    """`changed`: settings on top (a's changed inventory, `a2`: a new health check interval,
+    which changes its backend and so the generation)."""
     return make_inventory(root / app, app=app, image=f"acme/{app}", names=[host_of(app)],
-                          hosts=[f"203.0.113.{10 + i}" for i in range(hosts)],
+                          hosts=[f"203.0.113.{10 + i}" for i in range(hosts)], **changed,
                           timeouts={"watch": 0.5, "healthy": 5, "drain": 2},
                           haproxy={"shared": True, "image": HAPROXY_IMAGE,
                                    "slot_ports": [18081 + 2 * index, 18082 + 2 * index]}
@@ -136,6 +138,9 @@ class AppsFleet:
     def __init__(self, root: Path, hosts: int, monkeypatch: Any) -> None:
         self.inventories = {app: app_inventory(root, app, index, hosts)
                             for index, app in enumerate(APPS)}
+        # `up a2`: a's `up` with a changed setting (a reload with a's new backend).
+        self.inventories["a2"] = app_inventory(root, "a", 0, hosts,
+                                               healthcheck={"interval": 3})
         # The apps whose last deploy or rollback exited 0 with no `down` since: the kit
         # said they serve.
         self.said_serving: set[str] = set()
@@ -316,8 +321,9 @@ class AppsFleet:
         return result
 
     def run_plain(self, command: str) -> RolloutResult:
-        verb, app, *rest = command.split()
-        inventory = self.inventories[app]
+        verb, name, *rest = command.split()
+        inventory = self.inventories[name]
+        app = inventory.app
         for server in self.servers:
             server.inventory = inventory  # a lease taken over is the run's app's lock
         targets = {}
@@ -377,15 +383,15 @@ class AppsFleet:
 
 
 # Rendering is most of a shared `up`'s time: each fragment and generation made once.
-_FRAGMENTS: dict[tuple[str, str, str], str] = {}
+_FRAGMENTS: dict[tuple[int, str], tuple[Inventory, str]] = {}
 _GENERATIONS: dict[str, Any] = {}
 
 
 def cached_fragment(inventory: Inventory, values: Any) -> str:
-    key = (inventory.app, str(inventory.path), repr(sorted(values.items())))
+    key = (id(inventory), repr(sorted(values.items())))  # the entry keeps its id taken
     if key not in _FRAGMENTS:
-        _FRAGMENTS[key] = render_fragment(inventory, values)
-    return _FRAGMENTS[key]
+        _FRAGMENTS[key] = (inventory, render_fragment(inventory, values))
+    return _FRAGMENTS[key][1]
 
 
 def cached_assemble(registrations: Any, fragments: Any, values: Any, login: Any) -> Any:

@@ -98,6 +98,9 @@ SCENARIOS = (
              (("a", "v2"), ("b", "v1"))),
     Scenario("rollback of a while b serves", (*BOTH, "deploy a v2"), "rollback a",
              "rollback a v1", (("a", "v1"), ("b", "v1"))),
+    # a's `up` with a changed setting: a reload with a's new backend, b's lines as they are.
+    Scenario("up of a with a change while b serves", BOTH, "up a2", "up a2",
+             (("a", "v1"), ("b", "v1"))),
     Scenario("down of b while a serves", BOTH, "down b", "down b", (("a", "v1"), ("b", None)),
              servers_faulted=(0, 1)),
     # Decision 7: once b is marked leaving, no generation includes it again, whoever
@@ -105,6 +108,8 @@ SCENARIOS = (
     Scenario("down of b, then up of a", BOTH, "down b", "up a", (("a", "v1"), ("b", ANY))),
     Scenario("down of b, b deployed, then up of a", BOTH, "down b", "up a",
              (("a", "v1"), ("b", ANY)), meanwhile="deploy b v2"),
+    # ... and b's `up` makes it present again.
+    Scenario("down of b, then up of b", BOTH, "down b", "up b", (("a", "v1"), ("b", ANY))),
 )
 
 # (fault, step) -> why. The steps: the server's timing step (slotswap.core.timings) the fault
