@@ -42,7 +42,13 @@ from slotswap.server.locking import LockOwner
 from slotswap.server.proxy_assembly import Generation, assemble, render_fragment
 from slotswap.server.proxy_certs import place, running_lists_certificate
 from slotswap.server.proxy_contradictions import check_contradictions
-from slotswap.server.proxy_files import Registry, kit_defaults, read_registry, registration_for
+from slotswap.server.proxy_files import (
+    Registry,
+    kit_defaults,
+    read_current,
+    read_registry,
+    registration_for,
+)
 from slotswap.server.proxy_generation import (
     apply_generation,
     prepare_folders,
@@ -127,7 +133,8 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
                     server, inventory, generation, image,
                     [inventory.app, *(item.app for item in others)], state))
             except BaseException:
-                put_back(server, inventory, registry)
+                if not went_in(server, inventory, generation):
+                    put_back(server, inventory, registry)
                 raise
     progress(f"the shared HAProxy routes {', '.join(mine.names) or 'every other name'} to "
              f"{inventory.app}")
@@ -240,9 +247,22 @@ def register(server: ServerLike, inventory: Inventory, mine: Registration, regis
     return changed
 
 
+def went_in(server: ServerLike, inventory: Inventory, generation: Generation) -> bool:
+    """`current` names the generation, or cannot be read (it may): a restart of HAProxy
+    loads it, and HAProxy may run it already (a run cut after the switch, the reload or
+    `.running`), so the app's backend and registration stay as they are in it. Were they
+    put back, the app could be deployed into the running backend and then dropped by
+    another app's next `up`."""
+    try:
+        return read_current(server, inventory) == generation.name
+    except Exception:
+        return True
+
+
 def put_back(server: ServerLike, inventory: Inventory, registry: Registry) -> None:
     """The app's backend and registration as they were before this `up` (none: removed),
-    when its generation did not go in: another app's next `up` must not bring in what
+    when its generation did not go in (`current` names another: not switched, or put back
+    after HAProxy did not start with it): another app's next `up` must not bring in what
     HAProxy did not start with. Best effort: a server that no longer answers keeps them."""
     old = registry.of(inventory.app)
     fragment = registry.fragments.get(inventory.app)

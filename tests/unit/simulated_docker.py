@@ -97,8 +97,20 @@ def inspect_item(container: Container, wall: Callable[[float], float]) -> dict[s
 
 VALUE_OPTIONS = {"--name", "--network", "--network-alias", "--publish", "--restart",
                  "--stop-timeout", "--label", "--env-file", "--env", "--volume",
-                 "--stop-signal", "--memory", "--cpus", "--log-driver", "--log-opt", "--user"}
+                 "--stop-signal", "--memory", "--cpus", "--log-driver", "--log-opt", "--user",
+                 "--mount"}
 FLAGS = {"--detach", "--rm", "--interactive", "--tty"}
+
+
+def mount_binds(mounts: list[str]) -> dict[str, str]:
+    """`--mount type=bind,source=S,target=T[,readonly]` values: inside -> the server's path."""
+    found = {}
+    for mount in mounts:
+        fields = dict(item.partition("=")[::2] for item in mount.split(","))
+        if fields.get("type") != "bind":
+            raise UnknownCommand(f"docker run --mount {mount}")
+        found[fields["target"]] = fields["source"]
+    return found
 
 
 def parse_run(argv: list[str]) -> tuple[dict[str, list[str]], list[str]]:
@@ -286,6 +298,7 @@ class DockerEngine:
     def docker_run(self, argv: list[str]) -> CommandResult:
         options, rest = parse_run(argv)
         binds = dict(reversed(volume.split(":")[:2]) for volume in options.get("--volume", []))
+        binds.update(mount_binds(options.get("--mount", [])))
         if "--rm" in options and rest[1:3] == ["-c", "-f"]:  # HAProxy's check of a config
             folder, _, filename = rest[3].rpartition("/")
             if self.haproxy_checks(binds[folder], filename):

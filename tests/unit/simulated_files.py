@@ -98,6 +98,7 @@ class SimFiles:
 
     def unlink(self, path: str) -> None:
         self.files.pop(normal(path), None)
+        self.links.pop(normal(path), None)
 
     def remove_tree(self, path: str) -> None:
         path = normal(path)
@@ -105,6 +106,22 @@ class SimFiles:
         self.files = {p: t for p, t in self.files.items() if not p.startswith(inside)}
         self.dirs = {p: t for p, t in self.dirs.items()
                      if p != path and not p.startswith(inside)}
+        self.links = {p: t for p, t in self.links.items()
+                      if p != path and not p.startswith(inside)}
+
+    def rename(self, source: str, target: str) -> None:
+        """`mv -T source target` of a link, a file or a folder (with what is in it), in one
+        step; a folder over a folder that has entries is refused (as rename(2) does)."""
+        source, target = normal(source), normal(target)
+        if target in self.dirs and self.listdir(target):
+            raise OSError(f"mv: cannot overwrite '{target}': Directory not empty")
+        self.unlink(target)  # a file or a link there is replaced
+        self.dirs.pop(target, None)
+        inside = source.rstrip("/") + "/"
+        for table in (self.files, self.dirs, self.links):
+            for old in [p for p in table if p == source or p.startswith(inside)]:
+                table[target + old[len(source):]] = table.pop(old)
+        self.dirs[posixpath.dirname(target)] = real_time.time()
 
     def touch(self, path: str) -> None:
         self.dirs[normal(path)] = real_time.time()
@@ -121,6 +138,8 @@ class SimFiles:
             (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
         for path, text in self.files.items():
             (root / path.lstrip("/")).write_text(text)
+        for path, target in self.links.items():
+            (root / path.lstrip("/")).symlink_to(target)
         for path, mtime in sorted(self.dirs.items(), reverse=True):
             os.utime(root / path.lstrip("/"), (mtime, mtime))
 
@@ -130,11 +149,17 @@ class SimFiles:
         found.dirs = {"/": root.stat().st_mtime}
         for folder, dirs, files in os.walk(root):
             inside = "/" + os.path.relpath(folder, root).removeprefix(".").lstrip("/")
+            for name in dirs + files:
+                if os.path.islink(os.path.join(folder, name)):
+                    found.links[normal(f"{inside}/{name}")] = os.readlink(
+                        os.path.join(folder, name))
             for name in dirs:
-                found.dirs[normal(f"{inside}/{name}")] = os.stat(
-                    os.path.join(folder, name)).st_mtime
+                if not os.path.islink(os.path.join(folder, name)):
+                    found.dirs[normal(f"{inside}/{name}")] = os.stat(
+                        os.path.join(folder, name)).st_mtime
             for name in files:
-                found.files[normal(f"{inside}/{name}")] = Path(folder, name).read_text()
+                if not os.path.islink(os.path.join(folder, name)):
+                    found.files[normal(f"{inside}/{name}")] = Path(folder, name).read_text()
         return found
 
 

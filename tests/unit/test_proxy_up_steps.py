@@ -11,7 +11,7 @@ import pytest
 
 from slotswap.commands.docker import LABEL_APP
 from slotswap.config.layout import ProxyError
-from slotswap.remote.server import CommandResult
+from slotswap.remote.server import CommandResult, ConnectionLostError
 from slotswap.server.proxy_assembly import Generation
 from slotswap.server.proxy_files import READ_REGISTRY_SCRIPT, Registry, registration_for
 from slotswap.server.proxy_generation import ProxyState, shared_container, write_and_check
@@ -21,6 +21,7 @@ from slotswap.server.proxy_up import (
     own_haproxies,
     put_back,
     up_worker_only_shared,
+    went_in,
 )
 from tests.unit.fake_server import FakeServer, make_inventory
 
@@ -129,6 +130,28 @@ def test_the_apps_backend_and_registration_are_put_back(tmp_path: Path) -> None:
     put_back(server, inventory, Registry((), {}, None))  # a first up: nothing was there
     assert ["rm", "-f", "/var/lib/slotswap/_proxy/apps/shop.json"] in server.commands
     assert ["rm", "-f", "/etc/slotswap/_proxy/haproxy/apps/shop/backend.cfg"] in server.commands
+
+
+@pytest.mark.parametrize(("current", "kept"), [
+    (CommandResult("gen-0123456789ab\n", "", 0), True),  # switched: HAProxy may run it
+    (CommandResult("gen-ba9876543210\n", "", 0), False),  # not switched, or put back
+    (CommandResult("", "", 1), False),  # no current yet
+    (ConnectionLostError("s1: lost the SSH connection"), True),  # it may be switched
+])
+def test_the_backend_stays_when_current_names_its_generation_or_may(
+        tmp_path: Path, current: CommandResult | Exception, kept: bool) -> None:
+    """Found by the fault sweep on two apps (test_fault_sweep_apps.py): an `up` cut after
+    its switch put the app's registration back while HAProxy ran its backend; the app was
+    then deployed, and another app's next `up` dropped it from rotation (404)."""
+    server = FakeServer(inventory=shared(tmp_path))
+
+    def readlink(argv: list[str]) -> CommandResult:
+        if isinstance(current, Exception):
+            raise current
+        return current
+
+    server.answers[("readlink",)] = readlink
+    assert went_in(server, shared(tmp_path), GENERATION) is kept
 
 
 def test_only_a_generation_seen_running_is_one_to_go_back_to() -> None:
