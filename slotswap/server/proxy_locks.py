@@ -54,14 +54,17 @@ def refusal(server: ServerLike, taken: LocksTaken, name: str, changed: str) -> E
 
 @contextlib.contextmanager
 def holding(server: ServerLike, inventory: Inventory, owner: LockOwner,
-            locks: Mapping[str, LockPlace], changed: str = "") -> Iterator[None]:
+            locks: Mapping[str, LockPlace], changed: str = "",
+            lease: int | None = None) -> Iterator[None]:
     """Every lock of `locks` (by the name a refusal says) held for the block; none: nothing
-    to take. `changed`: what a refusal adds about this server (default: nothing changed)."""
+    to take. `changed`: what a refusal adds about this server (default: nothing changed);
+    `lease`: seconds, when the block may take longer than shared_lock_lease (a hand-over's
+    soft stop)."""
     places: Sequence[LockPlace] = list(locks.values())
     if not places:
         yield
         return
-    taken = take_locks(server, places, owner, shared_lock_lease(inventory))
+    taken = take_locks(server, places, owner, lease or shared_lock_lease(inventory))
     if taken.refused is not None:
         name = next(key for key, place in locks.items()
                     if place.lock_dir == taken.refused[0])
