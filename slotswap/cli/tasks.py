@@ -106,7 +106,9 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     maintenance mode, certificate and env files come along, and the old folder is locked
     for good. With haproxy.shared (a preview), the app's backend on each server's shared
     HAProxy instead: checked, then loaded by a reload while no other app's run holds that
-    server (README: Several apps on one server). Example: fab up
+    server, or, for a new haproxy.image in the inventory that sets it, by a hand-over to a
+    new container with no connection refused (README: Several apps on one server).
+    Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):
