@@ -9,6 +9,7 @@ dry run's plan of it (fleet/dry_run_handover.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from pathlib import Path
@@ -34,17 +35,21 @@ from slotswap.fleet.dry_run_handover import hand_over_steps, interrupted_steps
 from slotswap.remote.server import CommandResult
 from slotswap.server.lock_sets import LOCK_MARK, TAKE_ALL_SCRIPT
 from slotswap.server.locking import new_owner
-from slotswap.server.proxy_generation import read_state
+from slotswap.server.proxy_assembly import Generation
+from slotswap.server.proxy_generation import read_state, write_and_check
 from slotswap.server.proxy_handover import (
     NEXT_PROXY,
     drain_seconds,
     end_interrupted_hand_over,
     hand_over,
+    hand_over_lease,
     image_changes,
     put_in,
 )
+from slotswap.server.proxy_locks import SHARED_LOCK_LEASE
 from slotswap.server.proxy_registry import Registration
 from slotswap.server.slots import read_slots
+from tests.unit.fake_server import FakeServer, make_inventory
 from tests.unit.simulated_apps import AppsServer, registration
 from tests.unit.simulated_docker import Container
 
@@ -249,3 +254,29 @@ def test_the_dry_run_plans_the_hand_over_and_the_end_of_a_cut_one(apps: HandOver
     assert "the interrupted hand-over is finished" in cut.steps[0]
     assert cut.steps[-1] == "$ docker rm --force slotswap-proxy && docker rename " \
                             "slotswap-proxy-next slotswap-proxy"
+
+
+def test_the_soft_stop_waits_for_the_longest_drain_of_the_present_apps(
+        apps: HandOverApps) -> None:
+    a, b = apps.everyone()
+    long = dataclasses.replace(b, drain=30.5)
+    assert drain_seconds([a, long]) == 31
+    assert drain_seconds([a, dataclasses.replace(long, state="leaving")]) == 2
+    assert drain_seconds([]) == 1
+    inventory = apps.server.inventory
+    assert hand_over_lease(inventory, [a, long]) == SHARED_LOCK_LEASE + 31
+
+
+def test_a_generation_there_already_is_checked_again_by_the_new_image(tmp_path: Path) -> None:
+    inventory = make_inventory(tmp_path, haproxy={"shared": True}, names=["shop.test"])
+    generation = Generation({"haproxy.cfg": "global\n"}, "0123456789ab")
+    server = FakeServer(inventory=inventory)  # `test -d` of its folder: there
+    write_and_check(server, inventory, generation, NEW_IMAGE, "nothing was changed")
+    assert not [argv for argv in server.commands if argv[:2] == ["docker", "run"]]
+    write_and_check(server, inventory, generation, NEW_IMAGE, "nothing was changed",
+                    named_too=True)
+    check = next(argv for argv in server.commands if argv[:2] == ["docker", "run"])
+    assert NEW_IMAGE in check and ("type=bind,source=/etc/slotswap/_proxy/haproxy/"
+                                   "gen-0123456789ab,target=/usr/local/etc/haproxy/current,"
+                                   "readonly") in check
+    assert not [argv for argv in server.commands if argv[:1] in (["mv"], ["rm"])]
