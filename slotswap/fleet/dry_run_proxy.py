@@ -39,7 +39,7 @@ from slotswap.server.locking import (
     read_lock_at_command,
 )
 from slotswap.server.proxy_assembly import Generation, render_fragment
-from slotswap.server.proxy_down import generation_without
+from slotswap.server.proxy_down import generation_without, running_image
 from slotswap.server.proxy_files import Registry, read_registry
 from slotswap.server.proxy_generation import ProxyState, read_state, shared_container
 from slotswap.server.proxy_handover import drain_seconds, image_changes
@@ -251,8 +251,13 @@ def down_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
                 plan.write(proxy_settings_path(inventory), 0o644,
                            f"the shared settings, from {settings.owner or 'the kit'}")
 
-        generation_steps(plan, server, inventory, read_state(server, inventory), generation,
-                         image, others, leave)
+        if interrupted_steps(plan, server, drain_seconds(registry.registrations)):
+            plan.steps[-1] += "  (then `down --dry-run` again shows what follows)"
+            unlock_steps(plan, inventory)
+            return plan
+        state = read_state(server, inventory)
+        generation_steps(plan, server, inventory, state, generation,
+                         running_image(state, image), others, leave)
     else:
         mark_leaving()
         plan.summary = f"{inventory.app} is the last app: the shared HAProxy is removed"

@@ -93,6 +93,7 @@ def without_it(server: ServerLike, inventory: Inventory, registry: Registry,
     marked leaving and that generation run."""
     others = others_present(registry.registrations, inventory.app)
     settings, image, generation = generation_without(server, inventory, registry, owner.who)
+    image = running_image(state, image)
     write_and_check(server, inventory, generation, image, "nothing was changed")
     with holding(server, inventory, owner,
                  other_apps_locks(inventory, [item.app for item in others])):
@@ -104,6 +105,12 @@ def without_it(server: ServerLike, inventory: Inventory, registry: Registry,
         done = apply_generation(server, inventory, generation, image,
                                 [item.app for item in others], state)
         return f"{done} without {inventory.app}"
+
+
+def running_image(state: ProxyState, image: str) -> str:
+    """Pure: the image a `down` checks its generation with: the running container's (a down
+    reloads it, never changes its image; an `up` does), else the shared settings'."""
+    return state.container.image if state.container is not None else image
 
 
 def generation_without(server: ServerLike, inventory: Inventory, registry: Registry,

@@ -144,3 +144,41 @@ def test_a_deploy_works_on_the_new_haproxy_and_the_first_image_comes_back(apps: 
         assert apps.fab("admin", "deploy", "--tag", FIRST["admin"]).returncode == 0
     for report in (shop.stop(), admin.stop()):
         assert report.sent > 0 and report.failed == 0, report.failures
+
+
+def test_a_new_image_that_cannot_start_leaves_the_shared_haproxy_serving(
+        apps: Apps, tmp_path: Path) -> None:
+    """An image whose HAProxy exits at once: the new container goes, `slotswap-proxy` serves
+    on (its admin socket made anew, `current` back), no request of either app fails, and
+    the first server only was tried; deploys of both apps work after it."""
+    broken = f"{sandbox.REGISTRY}/sandbox/haproxy:shared-broken"
+    context = tmp_path / "broken"
+    context.mkdir()
+    # Accepts any config (`-c` passes), then exits instead of serving.
+    (context / "Dockerfile").write_text(
+        f"FROM {sandbox.HAPROXY_IMAGE}\n"
+        'ENTRYPOINT ["/usr/sbin/haproxy", "-W", "-db", "-c"]\n')
+    sandbox.docker(sandbox.BUILDER_NODE, "build", "-q", "-t", broken, str(context))
+    sandbox.docker(sandbox.BUILDER_NODE, "push", "-q", broken)
+    before = {address: apps.box.containers(address) for address in apps.box.addresses}
+    apps.owner_sets(broken)
+    with apps.load("shop") as shop, apps.load("admin") as admin:
+        result = apps.fab("shop", "up")
+    reports = {"shop": shop.stop(), "admin": admin.stop()}
+    assert result.returncode == 1
+    assert "the shared HAProxy's new image" in result.stderr
+    assert "did not take over" in result.stderr
+    for app, report in reports.items():
+        assert report.sent > 0 and report.failed == 0, (app, report.failures)
+    for address in apps.box.addresses:
+        assert apps.box.containers(address) == before[address]
+        assert apps.proxies(address) == [f"slotswap-proxy {sandbox.HAPROXY_IMAGE}"]
+    apps.owner_sets(sandbox.HAPROXY_IMAGE)
+    assert apps.fab("shop", "up").returncode == 0
+    with apps.load("shop") as shop, apps.load("admin") as admin:
+        for app, tag in (("shop", "v2"), ("admin", "v1")):
+            assert apps.fab(app, "deploy", "--tag", tag).returncode == 0
+        for app, tag in FIRST.items():
+            assert apps.fab(app, "deploy", "--tag", tag).returncode == 0
+    for report in (shop.stop(), admin.stop()):
+        assert report.sent > 0 and report.failed == 0, report.failures

@@ -36,7 +36,8 @@ from slotswap.remote.server import CommandResult
 from slotswap.server.lock_sets import LOCK_MARK, TAKE_ALL_SCRIPT
 from slotswap.server.locking import new_owner
 from slotswap.server.proxy_assembly import Generation
-from slotswap.server.proxy_generation import read_state, write_and_check
+from slotswap.server.proxy_down import running_image
+from slotswap.server.proxy_generation import ProxyState, read_state, write_and_check
 from slotswap.server.proxy_handover import (
     NEXT_PROXY,
     drain_seconds,
@@ -280,3 +281,12 @@ def test_a_generation_there_already_is_checked_again_by_the_new_image(tmp_path: 
                                    "gen-0123456789ab,target=/usr/local/etc/haproxy/current,"
                                    "readonly") in check
     assert not [argv for argv in server.commands if argv[:1] in (["mv"], ["rm"])]
+
+
+def test_a_down_checks_with_the_image_that_runs_and_never_changes_it(
+        apps: HandOverApps) -> None:
+    """The settings may name an image a failed hand-over did not bring: the down reloads the
+    container that runs, and its image checks the generation."""
+    state = read_state(apps.server, apps.server.inventory)
+    assert running_image(state, NEW_IMAGE) == OLD_IMAGE
+    assert running_image(ProxyState(None, None, None), NEW_IMAGE) == NEW_IMAGE
