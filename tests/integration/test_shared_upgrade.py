@@ -4,7 +4,8 @@ preview: SLOTSWAP_SHARED_PREVIEW=1), under load on both: the owner's `up` with a
 (both listen for a moment, the old one finishes its connections), with 0 failed requests
 of either app and neither app's version changed; with `delivery: ssh` the image is sent from
 this machine's Docker (the servers never pull it); a deploy works after it; going back to
-the first image is the same hand-over.
+the first image is the same hand-over; an image whose HAProxy does not start leaves the
+running one serving, with 0 failed requests.
 
 The shared HAProxy listens on port 8088, away from the fleet's own HAProxy on port 80.
 Traffic goes only to the sandbox's own addresses, bounded by the load generator."""
@@ -24,6 +25,7 @@ import yaml
 from testbed import sandbox
 from testbed.loadgen import LoadGenerator, LoadReport
 from tests.integration.shared_fleet import apps_inventories, apps_serving, in_preview
+from tests.integration.test_haproxy_upgrade import push_broken_haproxy
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -151,15 +153,7 @@ def test_a_new_image_that_cannot_start_leaves_the_shared_haproxy_serving(
     """An image whose HAProxy exits at once: the new container goes, `slotswap-proxy` serves
     on (its admin socket made anew, `current` back), no request of either app fails, and
     the first server only was tried; deploys of both apps work after it."""
-    broken = f"{sandbox.REGISTRY}/sandbox/haproxy:shared-broken"
-    context = tmp_path / "broken"
-    context.mkdir()
-    # Accepts any config (`-c` passes), then exits instead of serving.
-    (context / "Dockerfile").write_text(
-        f"FROM {sandbox.HAPROXY_IMAGE}\n"
-        'ENTRYPOINT ["/usr/sbin/haproxy", "-W", "-db", "-c"]\n')
-    sandbox.docker(sandbox.BUILDER_NODE, "build", "-q", "-t", broken, str(context))
-    sandbox.docker(sandbox.BUILDER_NODE, "push", "-q", broken)
+    broken = push_broken_haproxy(tmp_path, "shared-broken")
     before = {address: apps.box.containers(address) for address in apps.box.addresses}
     apps.owner_sets(broken)
     with apps.load("shop") as shop, apps.load("admin") as admin:
