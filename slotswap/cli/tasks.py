@@ -108,10 +108,12 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     for good. With haproxy.shared (a preview), the app's backend on each server's shared
     HAProxy instead: every web server's registry read and the app checked there before any
     server changes (a contradiction on any server: exit 2, nothing changed), then on each
-    server checked again, and loaded by a reload while no other app's run holds that server
-    (README: Several apps on one server); a server where the app runs its own HAProxy is
-    moved to the shared one, which starts beside it and takes over before the old one stops
-    (its maintenance, certificate and live slot come along). Example: fab up
+    server checked again, and loaded by a reload while no other app's run holds that server,
+    or, for a new haproxy.image in the inventory that sets it, by a hand-over to a new
+    container with no connection refused (README: Several apps on one server); a server where
+    the app runs its own HAProxy is moved to the shared one, which starts beside it and takes
+    over before the old one stops (its maintenance, certificate and live slot come along).
+    Example: fab up
     """
     inv = load(inventory)
     # Checked before any server is contacted, in a dry run too (it would fail the same way):

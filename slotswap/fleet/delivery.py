@@ -41,7 +41,7 @@ from slotswap.server.haproxy import up_server, up_worker_only
 from slotswap.server.images import ensure_image
 from slotswap.server.locking import new_owner
 from slotswap.server.proxy_move import up_moving
-from slotswap.server.proxy_up import up_worker_only_shared
+from slotswap.server.proxy_up import FetchImage, pull_image, up_worker_only_shared
 
 Progress = Callable[[str], None]
 ServerAction = Callable[[ServerLike, Inventory, Progress], str]
@@ -324,14 +324,22 @@ def up_action(inventory: Inventory,
     false`) gets the app's network alone: no HAProxy, its image, config or certificate."""
     if inventory.haproxy.shared:
         # The server's shared HAProxy (several apps on one server): its image is the one its
-        # owner's inventory sets, pulled by each server (docs/apps-design.md, decision 2).
-        def up_on_shared(server: ServerLike, inventory: Inventory, progress: Progress) -> str:
-            if not server.host.web:
-                return up_worker_only_shared(server, inventory, progress)
-            # up_shared, or the move from the app's own HAProxy (decision 6).
-            return up_moving(server, inventory, progress, new_owner("up"), certificate)
+        # owner's inventory sets (docs/apps-design.md, decision 2), known once the server's
+        # shared settings are read; pulled by the server, or sent as the app's own HAProxy's.
+        with contextlib.ExitStack() as stack:
+            fetch: FetchImage = pull_image
+            if inventory.delivery.mode == "ssh":
+                fetch = functools.partial(send_image, stack.enter_context(SshDelivery()))
 
-        yield up_on_shared
+            def up_on_shared(server: ServerLike, inventory: Inventory,
+                             progress: Progress) -> str:
+                if not server.host.web:
+                    return up_worker_only_shared(server, inventory, progress)
+                # up_shared, or the move from the app's own HAProxy (decision 6).
+                return up_moving(server, inventory, progress, new_owner("up"), certificate,
+                                 fetch)
+
+            yield up_on_shared
         return
     if inventory.delivery.mode != "ssh":
         yield web_or_worker(functools.partial(up_server, certificate=certificate))
@@ -344,6 +352,12 @@ def up_action(inventory: Inventory,
             return up_server(server, inventory, progress, certificate)
 
         yield web_or_worker(up_without_registry)
+
+
+def send_image(deliver: SshDelivery, server: ServerLike, image_ref: str,
+               progress: Progress) -> None:
+    """delivery: ssh of an HAProxy image: sent when the server lacks it (never refreshed)."""
+    deliver(server, image_ref, progress, refresh=False)
 
 
 def web_or_worker(up_web: ServerAction) -> ServerAction:

@@ -31,6 +31,7 @@ from slotswap.config.layout import (
     registration_path,
 )
 from slotswap.fleet.dry_run import ServerPlan, lock_steps, remove_app_steps, unlock_steps
+from slotswap.fleet.dry_run_handover import hand_over_steps, interrupted_steps
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.locking import (
     new_owner,
@@ -38,9 +39,10 @@ from slotswap.server.locking import (
     read_lock_at_command,
 )
 from slotswap.server.proxy_assembly import Generation, render_fragment
-from slotswap.server.proxy_down import generation_without
+from slotswap.server.proxy_down import generation_without, running_image
 from slotswap.server.proxy_files import Registry, read_registry
 from slotswap.server.proxy_generation import ProxyState, read_state, shared_container
+from slotswap.server.proxy_handover import drain_seconds, image_changes
 from slotswap.server.proxy_locks import app_lock_place
 from slotswap.server.proxy_registry import (
     Registration,
@@ -93,10 +95,12 @@ def other_lock_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
 
 def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
                      state: ProxyState, generation: Generation, image: str,
-                     others: Sequence[Registration], under_locks: Callable[[], None]) -> None:
+                     others: Sequence[Registration], under_locks: Callable[[], None],
+                     seconds: int = 1) -> None:
     """What the run does with the generation it assembled: written and checked (unless its
-    folder is there), then nothing (HAProxy runs it), or under every other app's lock
-    `under_locks` (the run's writes of its own files) and a new container or a reload."""
+    folder is there and the image stays), then nothing (HAProxy runs it), or under every
+    other app's lock `under_locks` (the run's writes of its own files) and a new container,
+    a reload, or a hand-over to a new image (`seconds`: its soft stop at most)."""
     apps = sorted(path.removeprefix("backends/").removesuffix(".cfg")
                   for path in generation.files if path.startswith("backends/"))
     current, container = state.current, state.container
@@ -106,13 +110,16 @@ def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
             generation_checksums_command(inventory, current), check=False).stdout))
         plan.steps.append(f"  files that differ from the running {current}: "
                           f"{', '.join(changed) or 'none'}")
-    if state.runs(generation):
+    new_image = image_changes(state, image)
+    if state.runs(generation) and not new_image:
         plan.summary += "; unchanged: the shared HAProxy runs this generation already"
         return
     folder = f"{proxy_haproxy_dir(inventory)}/{generation.name}"
-    if not server.run(["test", "-d", folder], check=False).ok:
+    there = server.run(["test", "-d", folder], check=False).ok
+    if not there:
         plan.steps.append(f"write {folder}/ whole (as .{generation.name}.partial, then "
                           f"mv -T): {', '.join(sorted(generation.files))}")
+    if not there or new_image:
         plan.shell(check_generation(image_ref=image, haproxy_dir=proxy_haproxy_dir(inventory),
                                     generation=generation.name))
         plan.steps[-1] += "  (HAProxy refusing it ends the run here: nothing changed)"
@@ -120,7 +127,12 @@ def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
         (f"{item.app}'s lock", app_lock_place(inventory, item.app).lock_dir)
         for item in others])
     under_locks()
-    if container is None:
+    if container is not None and container.running and new_image:
+        hand_over_steps(plan, inventory, image, apps, current, generation.name, seconds)
+    elif container is None or new_image:
+        if container is not None:
+            plan.summary += f"; the stopped slotswap-proxy ({container.image}) is replaced"
+            plan.shell(docker.remove(PROXY_CONTAINER))
         plan.summary += "; a new container: slotswap-proxy"
         plan.steps.append(f"current -> {generation.name}")
         plan.shell(run_shared_proxy(image_ref=image, haproxy_dir=proxy_haproxy_dir(inventory),
@@ -183,13 +195,17 @@ def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
     other_lock_steps(plan, server, inventory,
                      [("the shared HAProxy's lock", proxy_lock_dir(inventory))])
     state = read_state(server, inventory)
-    container = state.container
-    if container is not None and container.image != image:
-        plan.steps.append(f"STOP: the shared HAProxy runs {container.image}; changing its "
-                          f"image ({image}) is not available yet: the run fails here")
-        return plan
     if not server.run(docker.image_id(image), check=False).ok:
-        plan.shell(docker.pull(image))
+        if inventory.delivery.mode == "ssh":
+            plan.steps.append(f"send {image} from this machine's Docker into `docker image "
+                              "load` over SSH")
+        else:
+            plan.shell(docker.pull(image))
+    if interrupted_steps(plan, server, drain_seconds([mine, *others])):
+        plan.summary = ("an interrupted hand-over of the shared HAProxy is ended first; `up "
+                        "--dry-run` again shows what follows it")
+        unlock_steps(plan, inventory)
+        return plan
     fragment = render_fragment(inventory, effective.values)
     generation = generation_with(server, mine, fragment, registry, effective.values)
     folder_steps(plan, inventory)
@@ -200,7 +216,8 @@ def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
                        f"the shared settings, from {effective.record.owner or 'the kit'}")
         registration_steps(plan, inventory, registry, mine, fragment)
 
-    generation_steps(plan, server, inventory, state, generation, image, others, register)
+    generation_steps(plan, server, inventory, state, generation, image, others, register,
+                     drain_seconds([mine, *others]))
     unlock_steps(plan, inventory)
     return plan
 
@@ -234,8 +251,13 @@ def down_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
                 plan.write(proxy_settings_path(inventory), 0o644,
                            f"the shared settings, from {settings.owner or 'the kit'}")
 
-        generation_steps(plan, server, inventory, read_state(server, inventory), generation,
-                         image, others, leave)
+        if interrupted_steps(plan, server, drain_seconds(registry.registrations)):
+            plan.steps[-1] += "  (then `down --dry-run` again shows what follows)"
+            unlock_steps(plan, inventory)
+            return plan
+        state = read_state(server, inventory)
+        generation_steps(plan, server, inventory, state, generation,
+                         running_image(state, image), others, leave)
     else:
         mark_leaving()
         plan.summary = f"{inventory.app} is the last app: the shared HAProxy is removed"

@@ -116,6 +116,24 @@ def hand_over_to_new_haproxy(server: ServerLike, inventory: Inventory, progress:
     finish_hand_over(server, inventory, progress)
 
 
+@dataclass(frozen=True)
+class HandOverNames:
+    """Which HAProxy container hands over to which (`name` keeps serving until `temporary`
+    listens, then `temporary` takes its name), how long the old one may take to finish its
+    connections (`seconds`), and the image the new one runs (as said)."""
+
+    name: str
+    temporary: str
+    seconds: int
+    image: str
+
+
+def own_names(inventory: Inventory) -> HandOverNames:
+    """The app's own HAProxy's hand-over (today's layout)."""
+    return HandOverNames(inventory.haproxy_container, own_next_container(inventory),
+                         soft_stop_seconds(inventory), inventory.haproxy.image)
+
+
 def soft_stop_commands(name: str) -> list[list[str]]:
     """Pure: HAProxy's container `name` told to stop softly (SIGUSR1: it closes its listeners
     and finishes its open connections). Docker must not start it again when it exits; its
@@ -124,19 +142,21 @@ def soft_stop_commands(name: str) -> list[list[str]]:
     return [docker.no_restart(name), docker.signal_container(name, "USR1")]
 
 
-def finish_hand_over(server: ServerLike, inventory: Inventory, progress: Progress) -> None:
+def finish_hand_over(server: ServerLike, inventory: Inventory, progress: Progress,
+                     names: HandOverNames | None = None) -> None:
     """Past the point of no return (the new HAProxy listens): the old one is told to stop
     and finishes its open connections, then the new one takes its name. Done again from the
     start by the `up` after a run cut anywhere in here (finish_interrupted_handover): each
-    step may have been done already."""
-    name, temporary = inventory.haproxy_container, own_next_container(inventory)
+    step may have been done already. `names`: the shared HAProxy's (default: the app's
+    own)."""
+    names = names or own_names(inventory)
+    name, temporary, seconds = names.name, names.temporary, names.seconds
     server.run_chain(*soft_stop_commands(name))
-    seconds = soft_stop_seconds(inventory)
     waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
     if not waited.ok:
         progress(f"{name} still had connections after {seconds}s: removed anyway")
     server.run_chain(docker.remove(name), docker.rename(temporary, name), timeout=60)
-    progress(f"{name} now runs {inventory.haproxy.image}")
+    progress(f"{name} now runs {names.image}")
 
 
 MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
@@ -199,15 +219,16 @@ def frontend_open(show_stat: str) -> bool:
 
 
 def back_to_old_haproxy(server: ServerLike, inventory: Inventory, temporary: str, *,
-                        restore: bool) -> None:
-    """Undo a hand-over that did not finish: the new container goes; the old HAProxy, which
-    served all along, gets its config file back and a reload, which makes its admin socket
-    again (the new master had replaced it)."""
+                        restore: bool, name: str | None = None) -> None:
+    """Undo a hand-over that did not finish: the new container goes; the old HAProxy (`name`,
+    default the app's own), which served all along, gets its config file back and a reload,
+    which makes its admin socket again (the new master had replaced it)."""
     inventory = server.with_folders(inventory)
     server.run(docker.remove(temporary), check=False, timeout=60)
     if restore:
         restore_previous(server, inventory)
-    server.run(docker.signal_container(inventory.haproxy_container, "USR2"), check=False)
+    server.run(docker.signal_container(name or inventory.haproxy_container, "USR2"),
+               check=False)
     server.close_runtime_api()
 
 
@@ -237,21 +258,28 @@ def cut_hand_over(found: dict[str, docker.ContainerInfo], name: str,
     return CutHandOver(how, found[temporary].running)
 
 
-def inspect_hand_over(server: ServerLike, inventory: Inventory) -> CutHandOver | None:
-    """cut_hand_over of what the server has now (one `docker inspect`)."""
-    name, temporary = inventory.haproxy_container, own_next_container(inventory)
+def inspect_hand_over(server: ServerLike, inventory: Inventory,
+                      names: HandOverNames | None = None) -> CutHandOver | None:
+    """cut_hand_over of what the server has now (one `docker inspect`); `names`: the shared
+    HAProxy's (default: the app's own)."""
+    names = names or own_names(inventory)
+    name, temporary = names.name, names.temporary
     return cut_hand_over(docker.parse_inspect(
         server.run(docker.inspect_containers(name, temporary), check=False).stdout),
         name, temporary)
 
 
 def finish_interrupted_handover(server: ServerLike, inventory: Inventory,
-                                progress: Progress) -> bool:
+                                progress: Progress, names: HandOverNames | None = None,
+                                before_undo: Callable[[], object] | None = None) -> bool:
     """A hand-over cut short (a lost connection, an interrupt) may leave the new container
-    under its temporary name: ended as cut_hand_over says. False when there was none."""
+    under its temporary name: ended as cut_hand_over says. False when there was none.
+    `names`: the shared HAProxy's (default: the app's own); `before_undo`: what goes back
+    before the old HAProxy reloads, when the new one goes."""
     inventory = server.with_folders(inventory)
-    name, temporary = inventory.haproxy_container, own_next_container(inventory)
-    cut = inspect_hand_over(server, inventory)
+    names = names or own_names(inventory)
+    name, temporary = names.name, names.temporary
+    cut = inspect_hand_over(server, inventory, names)
     if cut is None:
         return False
     if cut.how == "finish":
@@ -260,10 +288,12 @@ def finish_interrupted_handover(server: ServerLike, inventory: Inventory,
         if not cut.temporary_running:
             server.run(docker.start(temporary), timeout=60)
         server.use_admin_socket(None)  # the new master's socket, not a relayed one
-        finish_hand_over(server, inventory, progress)
+        finish_hand_over(server, inventory, progress, names)
     elif cut.how == "undo":
         progress(f"removing {temporary}, left by an interrupted hand-over; {name} serves")
-        back_to_old_haproxy(server, inventory, temporary, restore=False)
+        if before_undo is not None:
+            before_undo()
+        back_to_old_haproxy(server, inventory, temporary, restore=False, name=name)
     else:
         progress(f"{temporary}, left by an interrupted hand-over, becomes {name}")
         server.run_chain(docker.remove(name), docker.rename(temporary, name), timeout=60)

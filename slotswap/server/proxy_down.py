@@ -36,6 +36,7 @@ from slotswap.server.proxy_generation import (
     read_state,
     write_and_check,
 )
+from slotswap.server.proxy_handover import NEXT_PROXY, end_interrupted_hand_over
 from slotswap.server.proxy_locks import holding, other_apps_locks, shared_lock
 from slotswap.server.proxy_registry import (
     SharedSettings,
@@ -63,12 +64,19 @@ def down_shared(server: ServerLike, inventory: Inventory, progress: Progress,
         state = read_state(server, inventory)
         others = others_present(registry.registrations, inventory.app)
         if others:
+            # A hand-over a cut `up` left is ended first, as the next `up` would.
+            if end_interrupted_hand_over(server, inventory, progress, owner,
+                                         registry.registrations):
+                parts.append("interrupted hand-over ended")
+                state = read_state(server, inventory)
             parts.append(without_it(server, inventory, registry, state, owner))
         else:
             mark_leaving(server, inventory, registry)
-            if state.container is not None:
+            found = docker.parse_inspect(server.run(docker.inspect_containers(
+                PROXY_CONTAINER, NEXT_PROXY), check=False).stdout)
+            if found:  # with the new one a cut hand-over left, if any
                 server.close_runtime_api()
-                server.run(docker.remove(PROXY_CONTAINER), timeout=120)
+                server.run(docker.remove(*found), timeout=120)
                 parts.append("shared HAProxy removed (no other app on it)")
             server.run(["rm", "-rf", proxy_config_dir(inventory)])
             server.run(["rm", "-f", proxy_settings_path(inventory)])
@@ -85,6 +93,7 @@ def without_it(server: ServerLike, inventory: Inventory, registry: Registry,
     marked leaving and that generation run."""
     others = others_present(registry.registrations, inventory.app)
     settings, image, generation = generation_without(server, inventory, registry, owner.who)
+    image = running_image(state, image)
     write_and_check(server, inventory, generation, image, "nothing was changed")
     with holding(server, inventory, owner,
                  other_apps_locks(inventory, [item.app for item in others])):
@@ -96,6 +105,12 @@ def without_it(server: ServerLike, inventory: Inventory, registry: Registry,
         done = apply_generation(server, inventory, generation, image,
                                 [item.app for item in others], state)
         return f"{done} without {inventory.app}"
+
+
+def running_image(state: ProxyState, image: str) -> str:
+    """Pure: the image a `down` checks its generation with: the running container's (a down
+    reloads it, never changes its image; an `up` does), else the shared settings'."""
+    return state.container.image if state.container is not None else image
 
 
 def generation_without(server: ServerLike, inventory: Inventory, registry: Registry,

@@ -104,20 +104,24 @@ def prepare_folders(server: ServerLike, inventory: Inventory) -> None:
 
 
 def write_and_check(server: ServerLike, inventory: Inventory, generation: Generation,
-                    image: str, changed: str) -> None:
+                    image: str, changed: str, *, named_too: bool = False) -> None:
     """The generation written under its partial name, checked by HAProxy (the image that
     will run it) and only then given its name: a folder named by its hash passed its check.
-    `changed`: what a refusal says about this server."""
-    if not write_partial_generation(server, inventory, generation):
+    `changed`: what a refusal says about this server. `named_too`: a folder there already
+    (checked by the image that runs now) is checked again, by `image`."""
+    written = write_partial_generation(server, inventory, generation)
+    if not written and not named_too:
         return
+    folder = partial_name(generation) if written else generation.name
     check = server.run(check_generation(image_ref=image,
                                         haproxy_dir=proxy_haproxy_dir(inventory),
-                                        generation=partial_name(generation)), check=False)
+                                        generation=folder), check=False)
     if check.ok:
-        server.run(name_generation_command(inventory, generation))
+        if written:
+            server.run(name_generation_command(inventory, generation))
         return
-    server.run(["rm", "-rf", f"{proxy_haproxy_dir(inventory)}/{partial_name(generation)}"],
-               check=False)
+    if written:
+        server.run(["rm", "-rf", f"{proxy_haproxy_dir(inventory)}/{folder}"], check=False)
     said = (check.stdout + check.stderr).splitlines()
     alerts = [line.strip() for line in said if "ALERT" in line]
     if alerts:
@@ -152,12 +156,19 @@ def apply_generation(server: ServerLike, inventory: Inventory, generation: Gener
     else:
         reload(server, inventory, state.ran)
         done = "shared HAProxy reloaded"
+    record_running(server, inventory, generation, state)
+    return done
+
+
+def record_running(server: ServerLike, inventory: Inventory, generation: Generation,
+                   state: ProxyState) -> None:
+    """HAProxy seen running the generation (`.running`); the generations no link names nor
+    the one that ran before (`state`) removed."""
     server.write_file(proxy_running_path(inventory),
                       generation.name.removeprefix(GENERATION_PREFIX) + "\n")
     kept = [generation.name, state.current, read_link(server, previous_link(inventory))]
     server.run(prune_generations_command(inventory, dict.fromkeys(filter(None, kept))),
                check=False)
-    return done
 
 
 def save_backend_states(server: ServerLike, inventory: Inventory, apps: Sequence[str]) -> None:

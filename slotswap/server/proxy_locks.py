@@ -65,32 +65,35 @@ def refusal(server: ServerLike, taken: LocksTaken, name: str, changed: str) -> E
 
 @contextlib.contextmanager
 def holding(server: ServerLike, inventory: Inventory, owner: LockOwner,
-            locks: Mapping[str, LockPlace], changed: str = "") -> Iterator[None]:
+            locks: Mapping[str, LockPlace], changed: str = "",
+            lease: int | None = None) -> Iterator[None]:
     """Every lock of `locks` (by the name a refusal says) held for the block; none: nothing
-    to take. `changed`: what a refusal adds about this server (default: nothing changed)."""
+    to take. `changed`: what a refusal adds about this server (default: nothing changed);
+    `lease`: seconds, when the block may take longer than shared_lock_lease (a hand-over's
+    soft stop)."""
     places: Sequence[LockPlace] = list(locks.values())
     if not places:
         yield
         return
-    lease_seconds = shared_lock_lease(inventory)
+    lease_seconds = lease or shared_lock_lease(inventory)
     taken = take_locks(server, places, owner, lease_seconds)
     if taken.refused is not None:
         name = next(key for key, place in locks.items()
                     if place.lock_dir == taken.refused[0])
         raise refusal(server, taken, name, changed or f"nothing was changed on {server.name}")
     # The run's lease on the server (none outside a FleetLock) renews and guards them.
-    lease = server.call_guard if isinstance(server.call_guard, Lease) else None
+    run_lease = server.call_guard if isinstance(server.call_guard, Lease) else None
     held = [HeldLock(name, place.lock_dir, owner, lease_seconds)
             for name, place in locks.items()]
-    if lease is not None:
-        lease.hold(held)
+    if run_lease is not None:
+        run_lease.hold(held)
     try:
         yield
     finally:
-        if lease is not None:
-            lease.let_go(held)
+        if run_lease is not None:
+            run_lease.let_go(held)
         # Each released only if it still holds this run's token: never refused by the guard.
-        with lease.unguarded() if lease is not None else contextlib.nullcontext():
+        with run_lease.unguarded() if run_lease is not None else contextlib.nullcontext():
             for place in reversed(places):
                 with contextlib.suppress(Exception):  # else its lease ends it
                     server.run(release_command(place, owner), check=False)

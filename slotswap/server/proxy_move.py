@@ -63,7 +63,7 @@ from slotswap.server.haproxy_handover import (
     wait_for_new_haproxy,
     warn_without_request_migration,
 )
-from slotswap.server.images import ensure_image, log_in_to_registry
+from slotswap.server.images import log_in_to_registry
 from slotswap.server.locking import LockOwner
 from slotswap.server.proxy_assembly import render_fragment
 from slotswap.server.proxy_certs import place, running_lists_certificate
@@ -78,8 +78,10 @@ from slotswap.server.proxy_generation import (
 from slotswap.server.proxy_locks import holding, other_apps_locks, shared_lock
 from slotswap.server.proxy_registry import assembled, others_present
 from slotswap.server.proxy_up import (
+    FetchImage,
     generation_with,
     planned,
+    pull_image,
     put_back,
     record_settings,
     register,
@@ -96,9 +98,11 @@ COPY_SCRIPT = ('while [ "$#" -gt 1 ]; do if [ -f "$1" ]; then cp -pf -- "$1" "$2
 
 
 def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owner: LockOwner,
-              certificate: CertificateBundle | None = None) -> str:
+              certificate: CertificateBundle | None = None,
+              fetch_image: FetchImage = pull_image) -> str:
     """`up` of an app with `haproxy.shared` on one server: the move where the app runs its own
-    HAProxy there (or a move was cut short), else proxy_up.up_shared."""
+    HAProxy there (or a move was cut short), else proxy_up.up_shared. `fetch_image` puts the
+    shared HAProxy's image on the server (pulled, or sent with delivery: ssh)."""
     inventory = server.with_folders(inventory)
     name, temporary = inventory.haproxy_container, own_next_container(inventory)
     found = docker.parse_inspect(server.run(
@@ -110,10 +114,10 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
                          "without haproxy.shared to end it, then with it; nothing was changed")
     if old is None:
         if not server.run(["test", "-d", own_haproxy_dir(inventory)], check=False).ok:
-            return up_shared(server, inventory, progress, owner, certificate)
+            return up_shared(server, inventory, progress, owner, certificate, fetch_image)
         if read_registry(server, inventory).of(inventory.app) is not None:
             # Cut after the old HAProxy's container went: only its folder is left.
-            done = up_shared(server, inventory, progress, owner, certificate)
+            done = up_shared(server, inventory, progress, owner, certificate, fetch_image)
             remove_old_folder(server, inventory, progress, time.monotonic())
             return f"{done}; {MOVED} (the old HAProxy's folder removed)"
         # Its container gone, never moved: its files and state are the ones to take over.
@@ -132,12 +136,13 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
         progress(f"finishing an interrupted move: {name} was told to stop; "
                  f"{PROXY_CONTAINER} serves")
         return finish_move(server, inventory, progress, started)
-    move(server, inventory, progress, owner, certificate, old)
+    move(server, inventory, progress, owner, certificate, old, fetch_image)
     return finish_move(server, inventory, progress, started)
 
 
 def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: LockOwner,
-         certificate: CertificateBundle | None, old: docker.ContainerInfo | None) -> None:
+         certificate: CertificateBundle | None, old: docker.ContainerInfo | None,
+         fetch_image: FetchImage = pull_image) -> None:
     """Steps 1-3 of the move: up to the shared HAProxy serving the app's backend in the
     states the old one had, the old one still serving. Any failure before that takes back
     what this run started and leaves the old HAProxy serving (ProxyError)."""
@@ -147,18 +152,19 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                     moving=True)[2]
     ensure_network(server, inventory, progress)
     log_in_to_registry(server, inventory, progress)
-    ensure_image(server, image, progress)
+    fetch_image(server, image, progress)
     with holding(server, inventory, owner, shared_lock(inventory)):
         registry = read_registry(server, inventory)
         mine, effective, image = planned(server, inventory, registry, owner, progress,
                                          moving=True)
         others = others_present(registry.registrations, inventory.app)
-        ensure_image(server, image, progress)  # the same, unless another run changed it
+        fetch_image(server, image, progress)  # the same, unless another run changed it
         state = read_state(server, inventory)
         if state.container is not None and state.container.image != image:
             raise ProxyError(f"{server.name}: the shared HAProxy runs "
-                             f"{state.container.image}; changing its image ({image}) is not "
-                             f"available yet; nothing was changed ({serves})")
+                             f"{state.container.image}, its settings name {image}: a move "
+                             "does not change its image; run `up` of an app already on it "
+                             f"first; nothing was changed ({serves})")
         if state.container is not None and not others:
             # Started by a move cut before the old HAProxy was told to stop: it goes, and
             # the move starts again from the old HAProxy's state.

@@ -4,14 +4,16 @@ docs/apps-design.md, decisions 1, 2 and 5), run while the app's own lock is held
 Refused before any change where its inventory contradicts another app's (exit 2), where the
 app still runs its own HAProxy (`up` moves it instead: server/proxy_move.py), another app's
 own HAProxy is on the server, or the shared HAProxy runs from another login's folders.
-HAProxy's image pulled before any lock is taken.
-Then, with the shared HAProxy's lock: every app's registration read; the generation assembled
+HAProxy's image pulled (or sent, with delivery: ssh) before any lock is taken. Then, with the
+shared HAProxy's lock: a hand-over a cut run left ended first (proxy_handover); every app's
+registration read; the generation assembled
 from the app's backend rendered now and every other present app's stored one, written and
 checked by HAProxy before anything else changes. When HAProxy runs it already, only the app's
 registration is brought up to date. Else every other present app's lock is taken (refused at
 once when one is held: that app's run is going on, and nothing is changed), and only then the
-settings record, the app's backend and registration, and the generation go in; a generation
-that does not go in puts the app's backend and registration back as they were.
+settings record, the app's backend and registration, and the generation go in (by a reload,
+or for a new image by a hand-over to a new container); a generation that does not go in puts
+the app's backend and registration back as they were.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+from slotswap.commands import docker
 from slotswap.commands.proxy_commands import list_haproxies
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import (
     CONFIG_NAME,
+    PROXY_CONTAINER,
     ProxyError,
     app_files,
     own_haproxy_dir,
@@ -50,11 +54,18 @@ from slotswap.server.proxy_files import (
     registration_for,
 )
 from slotswap.server.proxy_generation import (
-    apply_generation,
     prepare_folders,
     read_state,
     shared_container,
     write_and_check,
+)
+from slotswap.server.proxy_handover import (
+    NEXT_PROXY,
+    drain_seconds,
+    end_interrupted_hand_over,
+    hand_over_lease,
+    image_changes,
+    put_in,
 )
 from slotswap.server.proxy_locks import holding, other_apps_locks, shared_lock
 from slotswap.server.proxy_registry import (
@@ -69,37 +80,50 @@ from slotswap.server.proxy_registry import (
 )
 
 Progress = Callable[[str], None]
+# What puts HAProxy's image on a server: (server, image, progress).
+FetchImage = Callable[[ServerLike, str, Progress], None]
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def pull_image(server: ServerLike, image: str, progress: Progress) -> None:
+    ensure_image(server, image, progress)
+
+
 def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
-              owner: LockOwner, certificate: CertificateBundle | None = None) -> str:
+              owner: LockOwner, certificate: CertificateBundle | None = None,
+              fetch_image: FetchImage = pull_image) -> str:
     """The app's part of the server's shared HAProxy in place, and that HAProxy running the
-    generation with every present app; what was done, in words. `certificate`: with HTTPS,
-    the one to put in place (fleet.certs.material_for_up; server/proxy_certs.py)."""
+    generation with every present app, of the image the shared settings name (a new one
+    takes over with no connection refused: proxy_handover); what was done, in words.
+    `certificate`: with HTTPS, the one to put in place (fleet.certs.material_for_up;
+    server/proxy_certs.py); `fetch_image`: what puts HAProxy's image on the server (pulled
+    by the server, or with delivery: ssh sent from the operator's Docker)."""
     inventory = server.with_folders(inventory)
     changes: list[str] = []
-    image = planned(server, inventory, read_registry(server, inventory), owner, None)[2]
+    registry = read_registry(server, inventory)
+    mine, _, image = planned(server, inventory, registry, owner, None)
     if ensure_network(server, inventory, progress):
         changes.append("network created")
     log_in_to_registry(server, inventory, progress)
-    ensure_image(server, image, progress)
-    with holding(server, inventory, owner, shared_lock(inventory)):
+    fetch_image(server, image, progress)
+    # A new image (or a hand-over a cut run left) keeps the locks through a soft stop.
+    everyone = [mine, *others_present(registry.registrations, inventory.app)]
+    lease = hand_over_lease(inventory, everyone) if handing_over(server, image) else None
+    with holding(server, inventory, owner, shared_lock(inventory), lease=lease):
         registry = read_registry(server, inventory)
         mine, effective, image = planned(server, inventory, registry, owner, progress)
         others = others_present(registry.registrations, inventory.app)
-        ensure_image(server, image, progress)  # the same, unless another run changed it
+        fetch_image(server, image, progress)  # the same, unless another run changed it
+        if end_interrupted_hand_over(server, inventory, progress, owner, [mine, *others]):
+            changes.append("interrupted hand-over ended")
         fragment = render_fragment(inventory, effective.values)
         generation = generation_with(server, mine, fragment, registry, effective.values)
         state = read_state(server, inventory)
-        if state.container is not None and state.container.image != image:
-            raise ProxyError(f"{server.name}: the shared HAProxy runs {state.container.image}; "
-                             f"changing its image ({image}) is not available yet; nothing "
-                             "was changed")
-        if state.runs(generation):
+        new_image = image_changes(state, image)
+        if state.runs(generation) and not new_image:
             # A new certificate for a routing that stays (https.files renewed): no reload.
             listed = running_lists_certificate(server, inventory, running=True)
             if place(server, inventory, certificate, progress, listed=listed):
@@ -119,9 +143,11 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
         # through the runtime API (no reload; nothing changed when either refuses).
         if not listed and place(server, inventory, certificate, progress, listed=False):
             changes.append("certificate installed")
-        write_and_check(server, inventory, generation, image, "nothing was changed")
+        write_and_check(server, inventory, generation, image, "nothing was changed",
+                        named_too=new_image)
         with holding(server, inventory, owner,
-                     other_apps_locks(inventory, [item.app for item in others])):
+                     other_apps_locks(inventory, [item.app for item in others]),
+                     lease=hand_over_lease(inventory, [mine, *others]) if new_image else None):
             if listed and place(server, inventory, certificate, progress, listed=True):
                 changes.append("certificate installed with no reload")
             record_settings(server, inventory, registry,
@@ -129,9 +155,10 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
             if register(server, inventory, mine, registry, fragment):
                 changes.append(f"{inventory.app}'s backend written")
             try:
-                changes.append(apply_generation(
-                    server, inventory, generation, image,
-                    [inventory.app, *(item.app for item in others)], state))
+                changes.append(put_in(
+                    server, inventory, progress, generation, image,
+                    [inventory.app, *(item.app for item in others)], state,
+                    drain_seconds([mine, *others])))
             except BaseException:
                 if not went_in(server, inventory, generation):
                     put_back(server, inventory, registry)
@@ -139,6 +166,15 @@ def up_shared(server: ServerLike, inventory: Inventory, progress: Progress,
     progress(f"the shared HAProxy routes {', '.join(mine.names) or 'every other name'} to "
              f"{inventory.app}")
     return ", ".join(changes)
+
+
+def handing_over(server: ServerLike, image: str) -> bool:
+    """The shared HAProxy runs another image than `image`, or a hand-over a cut run left is
+    there (one `docker inspect`)."""
+    found = docker.parse_inspect(server.run(
+        docker.inspect_containers(PROXY_CONTAINER, NEXT_PROXY), check=False).stdout)
+    running = found.get(PROXY_CONTAINER)
+    return NEXT_PROXY in found or (running is not None and running.image != image)
 
 
 def generation_with(server: ServerLike, mine: Registration, fragment: str, registry: Registry,

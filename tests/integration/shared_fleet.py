@@ -38,6 +38,15 @@ def shared_inventory(box: Sandbox, folder: Path, app: str, *, names: list[str],
     return path
 
 
+def apps_inventories(box: Sandbox, folder: Path, slot_ports: dict[str, list[int]], *,
+                     port: int, owner: str) -> dict[str, Path]:
+    """Each app of `slot_ports` on the shared HAProxy under the name `<app>.test`, `owner`'s
+    inventory setting the shared settings."""
+    return {app: shared_inventory(box, folder, app, names=[f"{app}.test"], slot_ports=ports,
+                                  port=port, owner=app == owner)
+            for app, ports in slot_ports.items()}
+
+
 @contextlib.contextmanager
 def apps_serving(fab: Callable[..., subprocess.CompletedProcess[str]],
                  first: dict[str, str]) -> Iterator[None]:

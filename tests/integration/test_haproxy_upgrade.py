@@ -92,20 +92,26 @@ def test_haproxy_image_changes_and_back_under_load_fail_no_request(
     fab_under_load(box, "deploy", "--tag", "v1", inventory=first)
 
 
-def test_a_new_haproxy_that_cannot_start_leaves_the_old_one_serving(
-        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
-    """An image whose HAProxy exits at once: the temporary container goes, the old HAProxy
-    serves on (its admin socket made anew), and the next deploy works."""
-    box = fleet_on_v1
-    broken = f"{sandbox.REGISTRY}/sandbox/haproxy:broken"
-    context = tmp_path / "broken"
+def push_broken_haproxy(folder: Path, tag: str) -> str:
+    """An HAProxy image that accepts any config (`-c` passes), then exits instead of serving,
+    pushed to the sandbox's registry as sandbox/haproxy:TAG; its name."""
+    broken = f"{sandbox.REGISTRY}/sandbox/haproxy:{tag}"
+    context = folder / tag
     context.mkdir()
-    # Accepts any config (`-c` passes), then exits instead of serving.
     (context / "Dockerfile").write_text(
         f"FROM {sandbox.HAPROXY_IMAGE}\n"
         'ENTRYPOINT ["/usr/sbin/haproxy", "-W", "-db", "-c"]\n')
     sandbox.docker(sandbox.BUILDER_NODE, "build", "-q", "-t", broken, str(context))
     sandbox.docker(sandbox.BUILDER_NODE, "push", "-q", broken)
+    return broken
+
+
+def test_a_new_haproxy_that_cannot_start_leaves_the_old_one_serving(
+        fleet_on_v1: Sandbox, tmp_path: Path) -> None:
+    """An image whose HAProxy exits at once: the temporary container goes, the old HAProxy
+    serves on (its admin socket made anew), and the next deploy works."""
+    box = fleet_on_v1
+    broken = push_broken_haproxy(tmp_path, "broken")
     inventory = box.inventory_copy(tmp_path, haproxy={"image": broken})
     before = {address: containers_of(box, address) for address in box.addresses}
     with box.load() as load:
