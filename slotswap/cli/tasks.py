@@ -105,7 +105,7 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     A server whose HAProxy runs from another login's folders (root set it up; or another
     remote_dir) is carried over to this login's, with no request lost: its history,
     maintenance mode, certificate and env files come along, and the old folder is locked
-    for good. With haproxy.shared (a preview), the app's backend on each server's shared
+    for good. With haproxy.shared, the app's backend on each server's shared
     HAProxy instead: every web server's registry read and the app checked there before any
     server changes (a contradiction on any server: exit 2, nothing changed), then on each
     server checked again, and loaded by a reload while no other app's run holds that server,
@@ -481,9 +481,8 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
 
     Role containers too, on every host that runs them (worker-only hosts included): the
     running ones first get their role's stop signal and stop_timeout to finish their jobs;
-    their env files go with the config folder. The history stays. With haproxy.shared (a
-    preview), the shared HAProxy is reloaded without the app (the last app's down removes
-    it). Example: fab down
+    their env files go with the config folder. The history stays. With haproxy.shared, the
+    shared HAProxy is reloaded without the app (the last app's down removes it). Example: fab down
     """
     inv = load(inventory)
     if dry_run:
@@ -500,7 +499,7 @@ def down(c: Context, inventory: str | None = None, dry_run: bool = False) -> Non
                 "templates": "also copy the kit's templates into templates/, to edit them (a "
                              "copy replaces the kit's file and no longer follows its changes)",
                 "shared": "the app on each server's shared HAProxy, beside other apps "
-                          "(haproxy.shared: true and the names routed to it; a preview)"})
+                          "(haproxy.shared: true and the names routed to it)"})
 @reports_errors
 def init(c: Context, force: bool = False, templates: bool = False,
          shared: bool = False) -> None:

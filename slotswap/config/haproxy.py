@@ -103,8 +103,7 @@ class HaproxySettings:
     shared: bool = setting(
         kinds.BOOLEAN, False, description="Use the server's shared HAProxy, which routes "
         "each request to its app by host name (names, or https.names), so that several apps "
-        "share ports 80 and 443. A preview: every task refuses it unless "
-        "SLOTSWAP_SHARED_PREVIEW=1 (README: Several apps on one server).")
+        "share ports 80 and 443 (README: Several apps on one server).")
     default: bool = setting(
         Kind(_default, {"type": "boolean"}), False, description="With shared: requests for a "
         "name no app on the server claims come to this app (one app per server); else they "

@@ -7,8 +7,6 @@ the operator's machine instead of half-way through a rollout. Every error is a s
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -30,7 +28,7 @@ def load_inventory(path: str | Path = "hosts.yaml") -> Inventory:
     """Read, parse and validate the inventory file at ``path``."""
     path = Path(path).expanduser()
     data = _parse_yaml(_read_text(path), path)
-    return refuse_unavailable(parse_inventory(data, path))
+    return parse_inventory(data, path)
 
 
 def _read_text(path: Path) -> str:
@@ -102,23 +100,3 @@ def keys_written(top: dict[str, object], wanted: tuple[str, ...]) -> tuple[str, 
         if isinstance(held, dict) and held.get(key) is not None:
             written.append(path)
     return tuple(written)
-
-
-# Lets the tests (and whoever builds it) run what exists of the shared HAProxy: its `up`,
-# `down`, the per-app tasks and HTTPS per app, not yet dry runs of up and down or moving a
-# server.
-SHARED_PREVIEW_VARIABLE = "SLOTSWAP_SHARED_PREVIEW"
-
-
-def refuse_unavailable(inventory: Inventory,
-                       environ: Mapping[str, str] = os.environ) -> Inventory:
-    """A setting parsed and checked, whose tasks are not in this release yet: refused, one
-    line, before any server is contacted."""
-    if not inventory.haproxy.shared:
-        return inventory
-    if environ.get(SHARED_PREVIEW_VARIABLE) != "1":
-        raise InventoryError(
-            f"{inventory.path}: haproxy.shared: the server's shared HAProxy (several apps on "
-            "one server, docs/apps-design.md) is not available in this release yet; remove "
-            "haproxy.shared (and names, haproxy.default)", key="haproxy.shared")
-    return inventory

@@ -1,11 +1,9 @@
-"""What the sandbox tests of several apps on one server share (in preview:
-SLOTSWAP_SHARED_PREVIEW=1): the sandbox with the preview switch on, an app's inventory on the
+"""What the sandbox tests of several apps on one server share: an app's inventory on the
 servers' shared HAProxy, and the apps up and serving their first versions for a module."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,14 +11,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from slotswap.config.loader import SHARED_PREVIEW_VARIABLE
-
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
-
-
-def in_preview(box: Sandbox) -> Sandbox:
-    return dataclasses.replace(box, env={**box.env, SHARED_PREVIEW_VARIABLE: "1"})
 
 
 def shared_inventory(box: Sandbox, folder: Path, app: str, *, names: list[str],

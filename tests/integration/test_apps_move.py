@@ -1,6 +1,6 @@
 """Moving a fleet from today's layout (each server's own `webapp-haproxy`) to the shared HAProxy
-(several apps on one server, issue 23, docs/apps-design.md decision 6; in preview:
-SLOTSWAP_SHARED_PREVIEW=1): s1-s3 run `webapp` with HTTPS from files, s3 in maintenance,
+(several apps on one server, issue 23, docs/apps-design.md decision 6): s1-s3 run `webapp`
+with HTTPS from files, s3 in maintenance,
 under load with a new connection per request on HTTP and HTTPS to each server; then `up`
 with `haproxy.shared: true`. Counted per server: failed requests and the longest stretch
 without an answer; checked: every version answered is the one served, s3's maintenance kept,
@@ -30,7 +30,6 @@ import yaml
 from testbed.loadgen import LoadGenerator, LoadReport, TlsTarget
 from testbed.private_ca import issue, make_ca
 from tests.integration.conftest import FAB, ROOT
-from tests.integration.shared_fleet import in_preview
 from tests.integration.test_https import https_get
 
 if TYPE_CHECKING:
@@ -101,7 +100,7 @@ def inventory(box: Sandbox, folder: Path, *, shared: bool) -> Path:
 
 @pytest.fixture(scope="module")
 def fleet(sandbox_env: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    box = in_preview(sandbox_env)
+    box = sandbox_env
     folder = tmp_path_factory.mktemp("move")
     ca = make_ca()
     (folder / "ca.pem").write_text(ca.pem)

@@ -1,5 +1,5 @@
 """Two apps on the same three servers behind each server's shared HAProxy (several apps on one
-server, issue 23; in preview: SLOTSWAP_SHARED_PREVIEW=1), under load on both: deploying one
+server, issue 23), under load on both: deploying one
 never fails a request of either, nor changes what the other serves or its containers; both
 deploy at the same time; maintenance of one leaves the other answering; an `up` that
 contradicts another app on one server changes no server; `down` of one leaves the other
@@ -22,7 +22,7 @@ import yaml
 
 from testbed.loadgen import LoadGenerator
 from tests.integration.conftest import FAB, ROOT
-from tests.integration.shared_fleet import apps_serving, in_preview, shared_inventory
+from tests.integration.shared_fleet import apps_serving, shared_inventory
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Sandbox
@@ -64,7 +64,7 @@ class Apps:
 
 @pytest.fixture(scope="module")
 def apps(sandbox_env: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
-    box = in_preview(sandbox_env)
+    box = sandbox_env
     folder = tmp_path_factory.mktemp("apps")
     # shop's inventory sets the shared HAProxy's settings; admin's leaves them out.
     here = Apps(box, {app: shared_inventory(box, folder, app, names=[f"{app}.test"],

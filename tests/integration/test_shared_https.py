@@ -1,5 +1,5 @@
 """HTTPS per app on the sandbox's shared HAProxy (several apps on one server, issue 23,
-decision 4; in preview: SLOTSWAP_SHARED_PREVIEW=1): `shop` with a certificate from files (a
+decision 4): `shop` with a certificate from files (a
 private CA made here), `admin` with one from the sandbox's ACME CA (pebble), on the same
 three servers. Each name is served with its own certificate (chosen by SNI); renewing one
 app's certificate changes only that one, with no reload, and fails no request of the other
@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from slotswap.config.loader import SHARED_PREVIEW_VARIABLE
 from testbed import sandbox
 from testbed.loadgen import LoadGenerator, TlsTarget
 from testbed.private_ca import PrivateCa, issue, make_ca
@@ -66,9 +65,7 @@ class HttpsApps:
 
     def worker_pids(self) -> dict[str, str]:
         """Each server's shared HAProxy worker (a reload would change it)."""
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(SHARED_PREVIEW_VARIABLE, "1")  # the inventory loads in preview only
-            return haproxy_pids(self.inventories["shop"])
+        return haproxy_pids(self.inventories["shop"])
 
 
 def write_shop_files(folder: Path, ca: PrivateCa) -> None:
@@ -80,8 +77,7 @@ def write_shop_files(folder: Path, ca: PrivateCa) -> None:
 
 @pytest.fixture(scope="module")
 def apps(sandbox_env: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpsApps]:
-    box = dataclasses.replace(sandbox_env, env={**sandbox_env.env,
-                                                SHARED_PREVIEW_VARIABLE: "1"})
+    box = sandbox_env
     folder = tmp_path_factory.mktemp("shared-https")
     ca = make_ca()
     (folder / "ca.pem").write_text(ca.pem)

@@ -1,5 +1,5 @@
-"""A new image for the shared HAProxy of two apps (several apps on one server, issue 23; in
-preview: SLOTSWAP_SHARED_PREVIEW=1), under load on both: the owner's `up` with another
+"""A new image for the shared HAProxy of two apps (several apps on one server, issue 23),
+under load on both: the owner's `up` with another
 `haproxy.image` hands each server's `slotswap-proxy` over to a container of that image
 (both listen for a moment, the old one finishes its connections), with 0 failed requests
 of either app and neither app's version changed; with `delivery: ssh` the image is sent from
@@ -24,7 +24,7 @@ import yaml
 
 from testbed import sandbox
 from testbed.loadgen import LoadGenerator, LoadReport
-from tests.integration.shared_fleet import apps_inventories, apps_serving, in_preview
+from tests.integration.shared_fleet import apps_inventories, apps_serving
 from tests.integration.test_haproxy_upgrade import push_broken_haproxy
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class Apps:
 
 @pytest.fixture(scope="module")
 def apps(sandbox_env: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
-    box = in_preview(sandbox_env)
+    box = sandbox_env
     here = Apps(box, apps_inventories(box, tmp_path_factory.mktemp("upgrade"), APPS, port=PORT,
                                       owner="shop"))
     with apps_serving(here.fab, FIRST):

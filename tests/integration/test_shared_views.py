@@ -1,10 +1,7 @@
-"""What an operator sees of the shared HAProxy (several apps on one server, issue 23; in preview:
-SLOTSWAP_SHARED_PREVIEW=1), with two apps on the sandbox's servers: `status` shows both apps
-and the routes as HAProxy has them; `up --dry-run` of a changed second app names the reload
-and the other app's lock, and changes nothing (every container and `current` as they were).
-
-The shared HAProxy listens on port 8088 (never the fleet's own port 80), the slots on
-18191-18194: apart from test_shared_apps.py's."""
+"""What an operator sees of the shared HAProxy (several apps on one server, issue 23), with
+two apps on the sandbox's servers: `status` shows both apps and the routes as HAProxy has
+them; `up --dry-run` of a changed second app names the reload and the other app's lock, and
+changes nothing (every container and `current` as they were)."""
 
 from __future__ import annotations
 
@@ -16,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.integration.shared_fleet import apps_serving, in_preview, shared_inventory
+from tests.integration.shared_fleet import apps_serving, shared_inventory
 
 if TYPE_CHECKING:
     import subprocess
@@ -55,7 +52,7 @@ def write_inventory(box: Sandbox, folder: Path, app: str, names: list[str]) -> P
 
 @pytest.fixture(scope="module")
 def apps(sandbox_env: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
-    box = in_preview(sandbox_env)
+    box = sandbox_env
     folder = tmp_path_factory.mktemp("views")
     here = Apps(box, {app: write_inventory(box, folder, app, names)
                       for app, (_, names) in APPS.items()})

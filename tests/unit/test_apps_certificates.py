@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from slotswap.config import layout
-from slotswap.config.inventory import Inventory, InventoryError
-from slotswap.config.loader import SHARED_PREVIEW_VARIABLE, refuse_unavailable
+from slotswap.config.inventory import Inventory
 from slotswap.fleet import certs
 from slotswap.https import install as tls
 from slotswap.https.files import CertificateBundle, fingerprint, placeholder
@@ -142,14 +140,6 @@ def test_tls_install_uses_the_seam_s_paths_for_a_shared_inventory() -> None:
         f"set ssl cert {INSIDE}", f"commit ssl cert {INSIDE}"]
     assert set(server.files) >= {f"{APP}/site.pem", f"{APP}/site.source"}
     assert not any(path.endswith("/certs/site.pem") for path in server.files)
-
-
-def test_https_with_the_shared_haproxy_is_allowed_in_preview_only(tmp_path: Path) -> None:
-    https = make_inventory(tmp_path, haproxy={"shared": True},
-                           https={"names": ["shop.test"], "files": FILES})
-    assert refuse_unavailable(https, {SHARED_PREVIEW_VARIABLE: "1"}) is https
-    with pytest.raises(InventoryError, match="not available in this release yet"):
-        refuse_unavailable(https, {})
 
 
 # HAProxy 2.6's answers, from the local HAProxy: one transaction at a time for every file,

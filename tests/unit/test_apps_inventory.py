@@ -103,14 +103,9 @@ def test_the_loader_and_the_registry_name_the_same_shared_keys() -> None:
     assert proxy_registry.SHARED_KEYS is SHARED_KEYS
 
 
-def test_tasks_refuse_the_shared_haproxy_until_it_is_available(tmp_path: Path) -> None:
+def test_a_shared_inventory_loads_as_any_other(tmp_path: Path) -> None:
     path = tmp_path / "hosts.yaml"
     path.write_text(yaml.safe_dump({"app": "shop", "image": "acme/shop", "hosts": ["s1"],
                                     "haproxy": {"shared": True}, "names": ["shop.example"]}))
-    with pytest.raises(InventoryError) as caught:
-        load_inventory(path)
-    assert caught.value.key == "haproxy.shared"
-    assert str(caught.value) == (
-        f"{path}: haproxy.shared: the server's shared HAProxy (several apps on one server, "
-        "docs/apps-design.md) is not available in this release yet; remove haproxy.shared "
-        "(and names, haproxy.default)")
+    inventory = load_inventory(path)
+    assert inventory.haproxy.shared and inventory.route_names == ("shop.example",)

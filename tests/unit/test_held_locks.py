@@ -192,7 +192,6 @@ def test_a_guarded_line_names_the_other_lock_in_its_refusal(tmp_path: Path) -> N
 
 def shared_inventory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *,
                      shared: bool = True) -> str:
-    monkeypatch.setenv("SLOTSWAP_SHARED_PREVIEW", "1")
     path = tmp_path / "hosts.yaml"
     path.write_text("app: webapp\nimage: acme/webapp\n"
                     + ("names: [webapp.test]\nhaproxy: {shared: true}\n" if shared else "")

@@ -1,7 +1,6 @@
 """The shared HAProxy's files on a server (server/proxy_files.py): the registry read in one
 round trip, by a real sh on local folders; `current` switched and old generations pruned by
-a real sh; an app's registration from its inventory; and the preview switch that lets the
-shared `up` and `down` run before the rest is built."""
+a real sh; an app's registration from its inventory; a shared inventory with HTTPS loads."""
 
 from __future__ import annotations
 
@@ -10,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slotswap.config.inventory import Inventory, InventoryError
-from slotswap.config.loader import SHARED_PREVIEW_VARIABLE, refuse_unavailable
+from slotswap.config.inventory import Inventory
 from slotswap.server.proxy_files import (
     parse_registry,
     prune_generations_command,
@@ -93,14 +91,8 @@ def test_current_is_switched_in_one_rename_and_previous_names_what_ran(tmp_path:
         "current", "gen-aaaaaaaaaaaa", "gen-bbbbbbbbbbbb", "previous"]
 
 
-def test_the_shared_haproxy_runs_only_in_preview_with_https_too(tmp_path: Path) -> None:
-    inventory = shared(tmp_path)
-    with pytest.raises(InventoryError, match="not available in this release yet"):
-        refuse_unavailable(inventory, {})
-    assert refuse_unavailable(inventory, {SHARED_PREVIEW_VARIABLE: "1"}) is inventory
+def test_a_shared_inventory_loads_with_https_too(tmp_path: Path) -> None:
     files = {"chain": "c.pem", "key": "k.pem"}
     https = make_inventory(tmp_path, haproxy={"shared": True},
                            https={"names": ["shop.test"], "files": files})
-    assert refuse_unavailable(https, {SHARED_PREVIEW_VARIABLE: "1"}) is https
-    plain = make_inventory(tmp_path)
-    assert refuse_unavailable(plain, {}) is plain
+    assert https.haproxy.shared and https.route_names == ("shop.test",)

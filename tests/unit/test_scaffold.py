@@ -148,7 +148,6 @@ def test_an_app_s_fabfile_adds_its_tasks_to_the_kit_s_beside_its_own_tasks_py(
 
 def test_fab_init_shared_puts_the_app_on_the_shared_haproxy(tmp_path: Path,
                                                                monkeypatch) -> None:
-    monkeypatch.setenv("SLOTSWAP_SHARED_PREVIEW", "1")
     assert fab_init(tmp_path, "--shared").returncode == 0
     text = (tmp_path / "hosts.yaml").read_text()
     inventory = load_inventory(tmp_path / "hosts.yaml")

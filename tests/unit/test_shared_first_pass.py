@@ -44,7 +44,6 @@ def fleet(monkeypatch: pytest.MonkeyPatch, *apps: Sequence[Inventory]) -> list[S
 
 
 def inventory_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("SLOTSWAP_SHARED_PREVIEW", "1")
     path = tmp_path / "hosts.yaml"
     path.write_text(INVENTORY)
     return str(path)
@@ -90,7 +89,6 @@ def test_a_refusal_in_the_first_pass_is_that_servers_result_and_no_server_change
         changed.append(server.name)
         return "changed"
 
-    monkeypatch.setenv("SLOTSWAP_SHARED_PREVIEW", "1")
     inv = tasks.load(inventory_file(tmp_path, monkeypatch))
     results = every_server.on_every_server(inv, action, "up", first=check_every_server)
     assert changed == []

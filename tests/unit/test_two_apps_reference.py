@@ -16,11 +16,6 @@ from slotswap.server.proxy_files import registration_for
 FOLDER = Path(__file__).resolve().parents[2] / "docs" / "two-apps"
 
 
-@pytest.fixture(autouse=True)
-def preview(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SLOTSWAP_SHARED_PREVIEW", "1")
-
-
 def registration(name: str):
     inventory = load_inventory(FOLDER / f"{name}.yaml")
     return inventory, registration_for(inventory, kit_version="1.0.0", by="ops@laptop",
