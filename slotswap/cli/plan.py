@@ -30,7 +30,8 @@ def show_plan(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.Server
     cannot be read (3: cannot connect, 1: HAProxy not running, ...). `first`: the run's
     check of every server before any changes (fleet.shared_checks), run first: what it
     raises (a contradiction: exit 2) ends the dry run before any plan; a server it could
-    not read or refused gets that in its plan."""
+    not read or refused gets that in its plan (each plan checks that server again, as its
+    run does)."""
     servers = servers_of(inv)
     if first is not None:
         try:
@@ -39,8 +40,8 @@ def show_plan(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.Server
             close_all(servers)
             raise
     plans, error = dry_run_plans.plan_each(servers, build)
-    first = [*dry_run_plans.hook_steps(inv), *rollout] if rollout is not None else []
-    say(dry_run_plans.render(plans, first + (preamble or [])))
+    opening = [*dry_run_plans.hook_steps(inv), *rollout] if rollout is not None else []
+    say(dry_run_plans.render(plans, opening + (preamble or [])))
     if error is not None:
         raise Exit(f"error: {error}", code=exit_code_for(error))
     locked = [f"{plan.name} is locked by {plan.locked_by}" for plan in plans if plan.locked_by]

@@ -222,8 +222,14 @@ def back_to_old_haproxy(server: ServerLike, inventory: Inventory, temporary: str
                         restore: bool, name: str | None = None) -> None:
     """Undo a hand-over that did not finish: the new container goes; the old HAProxy (`name`,
     default the app's own), which served all along, gets its config file back and a reload,
-    which makes its admin socket again (the new master had replaced it)."""
+    which makes its admin socket again (the new master had replaced it). The new one may
+    listen already (beside the old one, on the same ports): it gets a soft stop first, so
+    that no connection it accepted is reset."""
     inventory = server.with_folders(inventory)
+    seconds = soft_stop_seconds(inventory)
+    with contextlib.suppress(RemoteCommandError):  # not started, or gone: nothing to drain
+        server.run_chain(*soft_stop_commands(temporary))
+        server.run(docker.wait_exit(temporary, seconds), check=False, timeout=seconds + 30)
     server.run(docker.remove(temporary), check=False, timeout=60)
     if restore:
         restore_previous(server, inventory)

@@ -133,7 +133,9 @@ def hand_over(server: ServerLike, inventory: Inventory, progress: Progress,
     except BaseException as error:
         server.close_runtime_api()
         try:
-            current_back(server, inventory, generation.name, state.current)
+            # Back to what the old HAProxy was seen running (`current` may name this
+            # generation already: a retry after a run cut once it switched).
+            current_back(server, inventory, generation.name, state.running)
             back_to_old_haproxy(server, inventory, NEXT_PROXY, restore=False,
                                 name=PROXY_CONTAINER)
         except Exception as cleanup:

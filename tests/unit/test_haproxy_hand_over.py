@@ -102,8 +102,12 @@ def test_a_new_haproxy_that_does_not_take_over_leaves_the_old_one(tmp_path: Path
     assert ["mv", "-f", "/etc/slotswap/webapp/haproxy/haproxy.cfg.prev",
             "/etc/slotswap/webapp/haproxy/haproxy.cfg"] in tail
     assert ["docker", "kill", "--signal", "USR2", "webapp-haproxy"] in tail
-    assert not [argv for argv in server.commands if "USR1" in argv]
+    assert not [argv for argv in server.commands if "USR1" in argv and "webapp-haproxy" in argv]
     assert not [argv for argv in server.commands if argv[:2] == ["docker", "rename"]]
+    # The new one, which may listen already, drains before it goes: no connection reset.
+    assert server.commands.index(["docker", "kill", "--signal", "USR1",
+                                  "webapp-haproxy-next"]) < server.commands.index(
+        ["docker", "rm", "--force", "webapp-haproxy-next"], 2)
 
 
 def recorded_server(extra: list[dict[str, Any]]) -> FakeServer:
@@ -200,4 +204,4 @@ def test_up_undoes_a_hand_over_cut_before_the_old_haproxy_was_told_to_stop(
     assert finish_interrupted_handover(server, inventory(tmp_path), lambda _: None)
     assert ["docker", "rm", "--force", "webapp-haproxy-next"] in server.commands
     assert ["docker", "kill", "--signal", "USR2", "webapp-haproxy"] in server.commands
-    assert not [argv for argv in server.commands if "USR1" in argv]
+    assert not [argv for argv in server.commands if "USR1" in argv and "webapp-haproxy" in argv]

@@ -194,7 +194,8 @@ def test_a_new_image_that_does_not_start_leaves_the_old_one_serving_with_current
     assert apps.proxies() == [(PROXY_CONTAINER, OLD_IMAGE, True)]
     assert server.files.links[current_link(inventory)] == apps.generation.name
     assert apps.lines() == lines and apps.served() == served  # reloaded: b still there
-    assert not [call for call in server.log if "USR1" in call]
+    assert not [call for call in server.log if "USR1 slotswap-proxy" in call.split("&&")[-1]
+                and not call.endswith("slotswap-proxy-next")]
     assert any("USR2 slotswap-proxy" in call for call in server.log)
 
 
@@ -290,3 +291,20 @@ def test_a_down_checks_with_the_image_that_runs_and_never_changes_it(
     state = read_state(apps.server, apps.server.inventory)
     assert running_image(state, NEW_IMAGE) == OLD_IMAGE
     assert running_image(ProxyState(None, None, None), NEW_IMAGE) == NEW_IMAGE
+
+
+def test_a_retry_that_fails_puts_current_back_at_what_the_old_one_runs(
+        apps: HandOverApps) -> None:
+    """A run cut once it switched `current` to the new generation; the next `up` tries the
+    hand-over again and the new image fails: `current` goes back to the generation the old
+    HAProxy was seen running (`.running`), never left at the one only the new image checked."""
+    server, inventory = apps.server, apps.server.inventory
+    del server.images[NEW_IMAGE]
+    ran = apps.generation.name
+    only_a = apps.assemble(("a",))
+    apps.switch(only_a)  # `current` names the new generation, as the cut run left it
+    state = read_state(server, inventory)
+    assert state.current == only_a.name and state.running == ran
+    with pytest.raises(ProxyError):
+        hand_over(server, inventory, lambda line: None, only_a, NEW_IMAGE, ["a", "b"], state, 2)
+    assert server.files.links[current_link(inventory)] == ran
