@@ -13,12 +13,24 @@ from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet.errors import EXIT_BAD_INPUT, EXIT_LOCKED, exit_code_for
 from slotswap.fleet.runner import close_all, servers_of
 from slotswap.remote.protocol import ServerLike
+from slotswap.server.registration_gate import refuse_unregistered
 
 
 def refuse_json_with_dry_run(as_json: bool, dry_run: bool) -> None:
     if as_json and dry_run:
         raise Exit("error: --dry-run prints a plan, not a result: give --json or --dry-run",
                    code=EXIT_BAD_INPUT)
+
+
+def in_rotation(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.ServerPlan]
+                ) -> Callable[[ServerLike], dry_run_plans.ServerPlan]:
+    """The plan of a task that puts a version of the app in rotation (deploy, rollback,
+    maintenance): with haproxy.shared, a server where the app is not (or no longer wholly)
+    on the shared HAProxy is refused first, as the run refuses it (exit 1)."""
+    def build_checked(server: ServerLike) -> dry_run_plans.ServerPlan:
+        refuse_unregistered(server, server.with_folders(inv))
+        return build(server)
+    return build_checked
 
 
 def show_plan(inv: Inventory, build: Callable[[ServerLike], dry_run_plans.ServerPlan], *,

@@ -21,7 +21,7 @@ from slotswap.cli.kit_task import (
     renewed_or_exit,
     reports_errors,
 )
-from slotswap.cli.plan import show_plan
+from slotswap.cli.plan import in_rotation, show_plan
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import haproxy_dir
 from slotswap.core.output import format_table, messages_to_stderr, say, warn
@@ -211,13 +211,14 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
     inv = with_web_slots(load(inventory, hosts), MAINTENANCE_WHERE)
     entries = maintenance.map_entries(maintenance.render_page(inv, message), retry_after)
     if dry_run:
-        show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, entries))
+        show_plan(inv, in_rotation(inv, lambda server: dry_run_plans.maintenance_plan(
+            server, inv, entries)))
         return
     def switch_on(server: ServerLike, inv: Inventory, progress: Progress) -> str:
         refuse_half_moved(server, inv)  # the old HAProxy would not learn of it
         return maintenance.switch_on(server, haproxy_dir(inv), entries, progress)
 
-    results = on_every_server(inv, switch_on, "maintenance.on")
+    results = on_every_server(inv, switch_on, "maintenance.on", in_rotation=True)
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.on", results)
 
@@ -232,12 +233,13 @@ def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None 
     """
     inv = with_web_slots(load(inventory, hosts), MAINTENANCE_WHERE)
     if dry_run:
-        show_plan(inv, lambda server: dry_run_plans.maintenance_plan(server, inv, None))
+        show_plan(inv, in_rotation(inv, lambda server: dry_run_plans.maintenance_plan(
+            server, inv, None)))
         return
     def switch_off(server: ServerLike, inv: Inventory, progress: Progress) -> str:
         refuse_half_moved(server, inv)
         return maintenance.switch_off(server, haproxy_dir(inv), progress)
 
-    results = on_every_server(inv, switch_off, "maintenance.off")
+    results = on_every_server(inv, switch_off, "maintenance.off", in_rotation=True)
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.off", results)

@@ -28,7 +28,7 @@ from slotswap.cli.kit_task import (
     say_per_server,
 )
 from slotswap.cli.live_progress import live_progress_if_terminal
-from slotswap.cli.plan import refuse_json_with_dry_run, show_plan
+from slotswap.cli.plan import in_rotation, refuse_json_with_dry_run, show_plan
 from slotswap.cli.server_tasks import (
     certs_renew,
     certs_status,
@@ -216,9 +216,9 @@ def deploy(c: Context, tag: str | None = None, on_failure: str = rollout.ON_FAIL
     if dry_run:
         # As the deploy, before any server: a secret not set exits 2 (its value never shown).
         app_env = resolve_app_env(inv, os.environ)
-        show_plan(inv, lambda server: dry_run_plans.deploy_plan(
+        show_plan(inv, in_rotation(inv, lambda server: dry_run_plans.deploy_plan(
             server, inv, tag, pull=True, task="deploy", app_env=None if force else app_env,
-            env=app_env),
+            env=app_env)),
             rollout=dry_run_plans.rollout_steps(
                 inv, tag, batch=servers_at_a_time, force=force, release=not skip_release,
                 watch_each=watch_each or inv.watch.each))
@@ -239,8 +239,8 @@ def show_rollback_plan(inv: Inventory, tag_of: Callable[[str], str], tag: str) -
     """A rollback's dry run: as the deploy's, without a release command; a secret not set
     exits 2 before any server, as the rollback does."""
     app_env = resolve_app_env(inv, os.environ)
-    show_plan(inv, lambda server: dry_run_plans.deploy_plan(
-        server, inv, tag_of(server.name), pull=False, task="rollback", app_env=app_env),
+    show_plan(inv, in_rotation(inv, lambda server: dry_run_plans.deploy_plan(
+        server, inv, tag_of(server.name), pull=False, task="rollback", app_env=app_env)),
         rollout=dry_run_plans.rollout_steps(inv, tag, batch=1, watch_each=inv.watch.each,
                                             release=False, force=False))
 

@@ -32,6 +32,12 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def nothing_changed(error: BaseException) -> str:
+    """Pure: the error of a run that changed nothing, saying so once."""
+    text = str(error)
+    return text if "nothing was changed" in text else f"nothing was changed: {text}"
+
+
 def exit_code_for(error: Exception) -> int:
     if isinstance(error, LockedError):
         return EXIT_LOCKED

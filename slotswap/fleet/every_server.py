@@ -10,7 +10,12 @@ from collections.abc import Callable
 from slotswap.config.inventory import Inventory
 from slotswap.core import interrupts
 from slotswap.core.output import progress_for
-from slotswap.fleet.errors import EXIT_INTERRUPTED, OPERATION_ERRORS, exit_code_for
+from slotswap.fleet.errors import (
+    EXIT_INTERRUPTED,
+    OPERATION_ERRORS,
+    exit_code_for,
+    nothing_changed,
+)
 from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.fleet.outcomes import ServerResult
 from slotswap.fleet.runner import Done, close_all, in_turn, servers_of
@@ -23,13 +28,16 @@ FirstPass = Callable[[list[ServerLike], Inventory], list[Done[None]]]
 
 
 def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventory, Progress], str],
-                    task: str, first: FirstPass | None = None) -> list[ServerResult]:
+                    task: str, first: FirstPass | None = None,
+                    in_rotation: bool = False) -> list[ServerResult]:
     """Lock every server, then run `action` on each in order; stop at the first failure.
     `first`: a check of every server once they are locked, before any changes (a server it
-    refuses is the only result: nothing was changed)."""
+    refuses is the only result: nothing was changed). `in_rotation`: the task changes what
+    the app's names answer (maintenance): with haproxy.shared, a server where the app is
+    not (or no longer wholly) on the shared HAProxy refuses it (FleetLock)."""
     servers = servers_of(inventory)
     results: list[ServerResult] = []
-    fleet_lock = FleetLock(servers, inventory, new_owner(task))
+    fleet_lock = FleetLock(servers, inventory, new_owner(task), in_rotation=in_rotation)
     progress_of: dict[str, Progress] = {}  # each timed from the start of its server's turn
     # The server whose turn is next or in hand, and whether its change has begun.
     turn, begun = (servers[0].name if servers else "?"), False
@@ -70,7 +78,7 @@ def on_every_server(inventory: Inventory, action: Callable[[ServerLike, Inventor
                 # stops here (up issues no certificate after it), and says so.
                 interrupts.checkpoint()
     except OPERATION_ERRORS as error:  # taking the locks failed: nothing was changed
-        results.append(ServerResult(fleet_lock.failed_on or "?", f"nothing was changed: {error}",
+        results.append(ServerResult(fleet_lock.failed_on or "?", nothing_changed(error),
                                     False, exit_code_for(error)))
     except KeyboardInterrupt:
         # Ctrl-C (or SIGTERM) is seen between two servers' turns (a second one cuts the turn
@@ -86,9 +94,8 @@ def first_refusal(found: list[Done[None]]) -> ServerResult | None:
     done = next((done for done in found if done.error is not None), None)
     if done is None or done.error is None:
         return None
-    text = str(done.error)
-    return ServerResult(done.server.name, text if "nothing was changed" in text
-                        else f"nothing was changed: {text}", False, exit_code_for(done.error))
+    return ServerResult(done.server.name, nothing_changed(done.error), False,
+                        exit_code_for(done.error))
 
 
 def interrupted(servers: list[ServerLike], results: list[ServerResult], turn: str, *,

@@ -16,6 +16,7 @@ from slotswap.remote.call_guard import NO_GUARD
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.lease import Clock, Lease, lease_clock
 from slotswap.server.locking import LockOwner, acquire, release
+from slotswap.server.registration_gate import refusal, registration_to_read
 
 
 class Heartbeat:
@@ -60,10 +61,15 @@ class FleetLock:
     goes on, all released at the end. Each server's connection is opened here: the first
     server's, then all the others at the same time. While the locks are held, every call to
     a server goes through its lease's guard: a server whose lock is no longer this run's is
-    not touched again (LeaseLostError), and its lock is not released (it is another's)."""
+    not touched again (LeaseLostError), and its lock is not released (it is another's).
+    `in_rotation`: the run puts a version of the app in rotation (deploy, rollback,
+    maintenance): with haproxy.shared, each web server's registration of the app is read in
+    the round trip that takes its lock, and a server where it is missing or leaving refuses
+    the run once every lock is taken (slotswap.server.registration_gate), all released."""
 
     def __init__(self, servers: list[ServerLike], inventory: Inventory, owner: LockOwner,
-                 phases: Timings | None = None, *, clock: Clock = lease_clock):
+                 phases: Timings | None = None, *, clock: Clock = lease_clock,
+                 in_rotation: bool = False):
         self.servers, self.inventory, self.owner = servers, inventory, owner
         self.phases = phases  # the run's, where the release counts as `unlock`
         self.clock = clock
@@ -71,6 +77,9 @@ class FleetLock:
         self.leases: dict[str, Lease] = {}
         self.failed_on: str | None = None  # the server whose lock could not be taken
         self.heartbeat = Heartbeat(inventory)
+        self.in_rotation = in_rotation
+        # server -> (its registration's path, its text or None), read with its lock.
+        self.registrations: dict[str, tuple[str, str | None]] = {}
 
     def __enter__(self) -> FleetLock:
         # The first server's lock alone first: of two runs started together on one inventory,
@@ -96,6 +105,7 @@ class FleetLock:
                 self.failed_on = server.name
                 self.release_all()
                 raise error
+        self.refuse_unregistered()
         for server in self.held:
             server.call_guard = self.leases[server.name]
         self.heartbeat.start([self.leases[server.name] for server in self.held])
@@ -103,9 +113,24 @@ class FleetLock:
 
     def _take(self, server: ServerLike) -> None:
         sent = self.clock()  # the lease runs from before the lock was taken
-        acquire(server, self.inventory, self.owner)
+        path = registration_to_read(server, self.inventory) if self.in_rotation else None
+        taken = acquire(server, self.inventory, self.owner, read=path)
         self.leases[server.name] = Lease(server, self.inventory, self.owner,
                                          confirmed_at=sent, clock=self.clock)
+        if path is not None:
+            self.registrations[server.name] = (path, taken.read)
+
+    def refuse_unregistered(self) -> None:
+        """The first server (in the inventory's order) whose registration refuses the run:
+        every lock released, its error raised."""
+        for server in self.held:
+            if server.name not in self.registrations:
+                continue
+            error = refusal(server.name, self.inventory, *self.registrations[server.name])
+            if error is not None:
+                self.failed_on = server.name
+                self.release_all()
+                raise error
 
     @property
     def lost(self) -> list[str]:

@@ -23,6 +23,7 @@ from slotswap.fleet.errors import (
     EXIT_OK,
     OPERATION_ERRORS,
     describe_error,
+    nothing_changed,
 )
 from slotswap.fleet.fleet_lock import FleetLock
 from slotswap.fleet.outcomes import Outcome, RolloutResult, ServerOutcome
@@ -89,7 +90,7 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
                                      timings=s.timings, run=run) for s in servers]
     phase = result.timings.begin
     owner = new_owner(task, tag)
-    fleet_lock = FleetLock(servers, inventory, owner, result.timings)
+    fleet_lock = FleetLock(servers, inventory, owner, result.timings, in_rotation=True)
     try:
         at_a_time = "one" if batch == 1 else f"{batch}"
         say(f"{task} {inventory.image_ref(tag)} to {len(servers)} servers, {at_a_time} at a time")
@@ -167,8 +168,9 @@ def deploy(inventory: Inventory, tag: str, *, task: str = "deploy",
         result.exit_code, result.message = EXIT_CONNECT, f"nothing was changed: {error}"
     except OPERATION_ERRORS as error:
         # Taking the locks (the only step not contained per server) failed otherwise: e.g.
-        # the login cannot write remote_dir.
-        result.exit_code, result.message = EXIT_DEPLOY_FAILED, f"nothing was changed: {error}"
+        # the login cannot write remote_dir, or with haproxy.shared the app is not (or no
+        # longer wholly) on a server's shared HAProxy.
+        result.exit_code, result.message = EXIT_DEPLOY_FAILED, nothing_changed(error)
         fill_serving(servers, inventory, result.outcomes)
     except Exception as error:  # unforeseen: still one line, the summary, --json and hooks
         result.exit_code = EXIT_DEPLOY_FAILED

@@ -21,7 +21,7 @@ import getpass
 import json
 import socket
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -96,6 +96,9 @@ class TakeResult:
     taken: bool
     previous: LockState | None = None  # the stale lock taken over, or the live one refusing
     busy: bool = False  # another run is taking over a stale lock right now
+    # With a file to read once the lock is taken (acquire's `read`): its text, None when it
+    # does not exist (or the lock was not taken).
+    read: str | None = None
 
 
 def operator() -> str:
@@ -170,11 +173,34 @@ READ_SCRIPT = (
 )
 
 
+# The take script, then, once the lock is taken, a file read under it in the same round trip:
+# when it exists, a line MARK and its text (a line saying it cannot be read, when it cannot,
+# which no reader takes for the file). The take script's exit code is this one's. Its text,
+# the mark and the path are arguments, never in the script's text.
+TAKE_AND_READ_SCRIPT = (
+    'TAKE=$1 MARK=$5 FILE=$6; sh -c "$TAKE" sh "$2" "$3" "$4" || exit; '
+    '[ -e "$FILE" ] || exit 0; printf "%s\\n" "$MARK"; cat -- "$FILE" || echo "(unreadable)"'
+)
+
+
 def take_lock_command(inventory: Inventory) -> list[str]:
     """`mkdir` of the lock directory (atomic: it fails if it exists) and the owner file from
     stdin; or, when the lock is held, its state, and a take-over when it is stale."""
     return ["sh", "-c", TAKE_SCRIPT, "sh", inventory.state_dir, lock_dir(inventory),
             str(inventory.timeouts.lease)]
+
+
+def take_and_read_command(inventory: Inventory, path: str, mark: str) -> list[str]:
+    """take_lock_command, then, once the lock is taken, the file `path` read under it."""
+    return ["sh", "-c", TAKE_AND_READ_SCRIPT, "sh", TAKE_SCRIPT,
+            *take_lock_command(inventory)[4:], mark, path]
+
+
+def split_read(stdout: str, mark: str) -> tuple[str, str | None]:
+    """Pure: TAKE_AND_READ_SCRIPT's answer as the take script's and the file's text (None:
+    no file, or the lock was not taken)."""
+    take, found, text = stdout.partition(f"{mark}\n")
+    return take, text if found else None
 
 
 def renew_lock_command(inventory: Inventory, owner: LockOwner) -> list[str]:
@@ -251,18 +277,27 @@ def read_owner(server: ServerLike, inventory: Inventory) -> LockOwner | None:
     return state.owner if state else None
 
 
-def acquire(server: ServerLike, inventory: Inventory, owner: LockOwner) -> TakeResult:
+def acquire(server: ServerLike, inventory: Inventory, owner: LockOwner,
+            read: str | None = None) -> TakeResult:
+    """The server's lock taken for `owner` (one round trip); with `read`, that file read
+    under it in the same round trip (TakeResult.read). Raises LockedError when another run
+    holds it."""
     inventory = server.with_folders(inventory)
+    mark = f"slotswap-read-{uuid.uuid4().hex}"
+    command = (take_lock_command(inventory) if read is None
+               else take_and_read_command(inventory, read, mark))
     with server.timings.step("connect, lock"):
-        taken = server.run(take_lock_command(inventory), check=False,
-                           stdin=json.dumps(asdict(owner)) + "\n")
+        taken = server.run(command, check=False, stdin=json.dumps(asdict(owner)) + "\n")
     if taken.exit_code == CANNOT_WRITE:
         raise server.cannot_write(inventory.state_dir, taken.stderr)
     if taken.exit_code not in (0, LOCKED_EXIT):
         raise RemoteCommandError(server.name, f"mkdir {lock_dir(inventory)}",
                                  taken.exit_code, taken.stderr)
-    result = parse_take_answer(taken.stdout)
+    take_answer, text = split_read(taken.stdout, mark)
+    result = parse_take_answer(take_answer)
     if result.taken:
+        if read is not None:
+            result = replace(result, read=text)
         if result.previous is not None:
             progress_for(server.name)(
                 f"took over the stale lock of {result.previous.owner.describe()}: not renewed "

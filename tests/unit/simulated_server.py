@@ -419,6 +419,12 @@ class SimulatedServer(RoleEngine):
             self.files.remove_tree(lock)
             self.take_lock(lock, lease, stdin or "")
             return CommandResult(answer + "taken\n", "", 0)
+        if script == locking.TAKE_AND_READ_SCRIPT:
+            take, state, lock, lease, mark, path = args
+            taken = self.shell_in_python(["sh", "-c", take, "sh", state, lock, lease], stdin)
+            if not taken.ok or self.read_local(path) is None:
+                return taken
+            return CommandResult(f"{taken.stdout}{mark}\n{self.read_local(path) or ''}", "", 0)
         if script == locking.RENEW_SCRIPT:
             token, lock = args
             if token not in (self.read_local(f"{lock}/owner.json") or "\0"):

@@ -30,7 +30,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def fleet_lock_raising(error: Exception) -> Any:
     class Refused:
-        def __init__(self, *args: object) -> None:
+        def __init__(self, *args: object, **settings: object) -> None:
             self.lost: list[str] = []
 
         def __enter__(self) -> None:
@@ -44,7 +44,7 @@ def fleet_lock_raising(error: Exception) -> Any:
 
 def held_lock(lost: tuple[str, ...] = ()) -> Any:
     class Held:
-        def __init__(self, *args: object) -> None:
+        def __init__(self, *args: object, **settings: object) -> None:
             self.lost = list(lost)
 
         def __enter__(self) -> Held:
