@@ -121,12 +121,9 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     certificate = certs.material_for_up(inv)
     registry_login.resolve(inv, os.environ)
     if dry_run:
-        if inv.haproxy.shared and inv.https is not None:
-            raise InputError("--dry-run: the dry run of up for an HTTPS app on the shared "
-                             "HAProxy is not available yet (its certificate steps)")
         shared = inv.haproxy.shared
-        show_plan(inv, lambda server: (dry_run_move.up_plan_moving if shared
-                                       else dry_run_plans.up_plan)(server, inv),
+        show_plan(inv, lambda server: dry_run_move.up_plan_moving(server, inv, certificate)
+                  if shared else dry_run_plans.up_plan(server, inv),
                   first=shared_checks.check_every_server if shared else None,
                   preamble=[shared_checks.FIRST_PASS_LINE] if shared else None)
         return
