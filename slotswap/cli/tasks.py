@@ -113,6 +113,8 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     container with no connection refused (README: Several apps on one server); a server where
     the app runs its own HAProxy is moved to the shared one, which starts beside it and takes
     over before the old one stops (its maintenance, certificate and live slot come along).
+    --dry-run shows every server's steps, an HTTPS app's certificate included (with acme no
+    certificate is asked for: one there is kept, a server with none gets the stand-in).
     Example: fab up
     """
     inv = load(inventory)

@@ -28,14 +28,13 @@ from slotswap.config.layout import (
     proxy_admin_dir,
     proxy_haproxy_dir,
     proxy_lock_dir,
-    proxy_settings_path,
 )
 from slotswap.fleet.dry_run import ServerPlan, lock_steps, unlock_steps
 from slotswap.fleet.dry_run_proxy import (
     folder_steps,
     generation_steps,
     other_lock_steps,
-    registration_steps,
+    register_steps,
     up_plan_shared,
 )
 from slotswap.fleet.dry_run_proxy_certs import certificate_steps
@@ -115,10 +114,7 @@ def up_plan_moving(server: ServerLike, inventory: Inventory,
                           "not running)")
 
     def register() -> None:
-        if effective.record != registry.settings:
-            plan.write(proxy_settings_path(inventory), 0o644,
-                       f"the shared settings, from {effective.record.owner or 'the kit'}")
-        registration_steps(plan, inventory, registry, mine, fragment)
+        register_steps(plan, inventory, registry, effective.record, mine, fragment)
 
     running = state.container is not None and state.container.running
     generation_steps(plan, server, inventory, state, generation, image, others, register,

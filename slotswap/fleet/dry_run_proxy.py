@@ -31,6 +31,7 @@ from slotswap.config.layout import (
     proxy_settings_path,
     registration_path,
 )
+from slotswap.core.version import kit_version
 from slotswap.fleet.dry_run import ServerPlan, lock_steps, remove_app_steps, unlock_steps
 from slotswap.fleet.dry_run_handover import hand_over_steps, interrupted_steps
 from slotswap.fleet.dry_run_proxy_certs import certificate_steps
@@ -50,6 +51,8 @@ from slotswap.server.proxy_handover import drain_seconds, image_changes
 from slotswap.server.proxy_locks import app_lock_place
 from slotswap.server.proxy_registry import (
     Registration,
+    SharedSettings,
+    assembled,
     others_present,
 )
 from slotswap.server.proxy_up import generation_with, planned
@@ -192,6 +195,19 @@ def registration_steps(plan: ServerPlan, inventory: Inventory, registry: Registr
                    f"{mine.slot_ports[0]}, {mine.slot_ports[1]}")
 
 
+def register_steps(plan: ServerPlan, inventory: Inventory, registry: Registry,
+                   record: SharedSettings, mine: Registration, fragment: str) -> None:
+    """What `up` writes under the other apps' locks (proxy_up.record_settings, register): the
+    settings record as the generation it assembles leaves it (`record`: its shared settings,
+    the app's `up` named as what assembled it), the app's backend and registration."""
+    after = assembled(record, kit_version(), inventory.app, "up")
+    if after != registry.settings:
+        plan.write(proxy_settings_path(inventory), 0o644,
+                   f"the shared settings, from {record.owner or 'the kit'}; assembled by "
+                   f"{inventory.app}'s up")
+    registration_steps(plan, inventory, registry, mine, fragment)
+
+
 def up_plan_shared(server: ServerLike, inventory: Inventory,
                    certificate: CertificateBundle | None = None) -> ServerPlan:
     """The plan of the shared `up` on one server (proxy_up.up_shared); `certificate`: with
@@ -231,10 +247,7 @@ def up_plan_shared(server: ServerLike, inventory: Inventory,
     folder_steps(plan, inventory)
 
     def register() -> None:
-        if effective.record != registry.settings:
-            plan.write(proxy_settings_path(inventory), 0o644,
-                       f"the shared settings, from {effective.record.owner or 'the kit'}")
-        registration_steps(plan, inventory, registry, mine, fragment)
+        register_steps(plan, inventory, registry, effective.record, mine, fragment)
 
     generation_steps(plan, server, inventory, state, generation, image, others, register,
                      drain_seconds([mine, *others]), certificate=functools.partial(

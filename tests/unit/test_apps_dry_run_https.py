@@ -15,6 +15,7 @@ from slotswap.fleet import certs, dry_run_move, dry_run_proxy
 from slotswap.https.files import CertificateBundle, placeholder
 from tests.unit.fake_server import make_inventory
 from tests.unit.shared_proxy_server import BLOG, Shared, only_read
+from tests.unit.test_apps_move_steps import MoveServer
 
 APPS = "/etc/slotswap/_proxy/haproxy/apps"
 INSIDE = "/usr/local/etc/haproxy/apps/shop/site.pem"
@@ -142,10 +143,26 @@ def test_an_app_without_https_or_a_down_has_no_certificate_steps() -> None:
     assert "HTTPS" not in down and "ssl cert" not in down
 
 
-def test_the_move_compares_with_the_old_haproxys_certificate_it_copies() -> None:
-    """up_plan_moving with no own HAProxy on the server is the shared plan, certificate too;
-    the copy from the old folder is read first (proxy_move.copy_from_old)."""
-    shop = https_shop()
+def test_without_its_own_haproxy_the_move_s_plan_is_the_shared_one_certificate_too() -> None:
     server = Shared([BLOG])
-    plan = dry_run_move.up_plan_moving(server, shop, bundle())
+    plan = dry_run_move.up_plan_moving(server, https_shop(), bundle())
     assert f"write {APPS}/shop/site.pem" in "\n".join(plan.steps)
+
+
+def test_the_move_plans_against_the_certificate_it_copies_from_the_old_haproxy(
+        tmp_path: Path) -> None:
+    """The move copies the old HAProxy's certificate into the app's folder first
+    (proxy_move.copy_from_old): the same certificate is then left alone, another goes in
+    before the check (the shared HAProxy does not list it yet)."""
+    moving = make_inventory(tmp_path, haproxy={"shared": True}, timeouts={"drain": 7},
+                            https={"names": ["webapp.test"],
+                                   "files": {"chain": "c.pem", "key": "k.pem"}})
+    same = bundle()
+    server = MoveServer(moving)
+    server.files["/etc/slotswap/webapp/haproxy/certs/site.pem"] = same.haproxy_pem()
+    before = dict(server.files)
+    text = "\n".join(dry_run_move.up_plan_moving(server, moving, same).steps)
+    assert f"{APPS}/webapp/site.pem is this certificate already" in text
+    assert server.files == before and server.sent == []
+    text = "\n".join(dry_run_move.up_plan_moving(server, moving, bundle()).steps)
+    indexes(text, "copy (where there)", f"write {APPS}/webapp/site.pem (mode 0600)", " -c -f ")
