@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from invoke import Context
+
+from slotswap.cli import plan, tasks
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import CERTS_LIST_NAME, generation_dir
+from slotswap.config.loader import SHARED_PREVIEW_VARIABLE
 from slotswap.fleet import certs, dry_run_move, dry_run_proxy
 from slotswap.https.files import CertificateBundle, placeholder
 from tests.unit.fake_server import make_inventory
@@ -166,3 +171,24 @@ def test_the_move_plans_against_the_certificate_it_copies_from_the_old_haproxy(
     assert server.files == before and server.sent == []
     text = "\n".join(dry_run_move.up_plan_moving(server, moving, bundle()).steps)
     indexes(text, "copy (where there)", f"write {APPS}/webapp/site.pem (mode 0600)", " -c -f ")
+
+
+def test_the_task_s_dry_run_of_an_https_app_is_no_longer_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`fab up --dry-run` gives the plans the run's certificate (with ACME, the stand-in
+    material_for_up makes: no CA asked)."""
+    monkeypatch.setenv(SHARED_PREVIEW_VARIABLE, "1")
+    server = Shared([BLOG])
+    before = dict(server.files)
+    monkeypatch.setattr(plan, "servers_of", lambda inventory: [server])
+    path = tmp_path / "hosts.yaml"
+    path.write_text("app: shop\nimage: acme/shop\nhosts: [203.0.113.10]\n"
+                    "haproxy: {shared: true, slot_ports: [18181, 18182]}\n"
+                    f"https: {{names: [shop.test], acme: {{directory: '{CA}'}}}}\n")
+    tasks.up(Context(), inventory=str(path), dry_run=True)
+    out = capsys.readouterr().out
+    assert "HTTPS: the app's certificate goes in: a stand-in; after every server's `up` the " \
+           "ACME CA is asked" in out, out
+    assert f"write {APPS}/shop/site.source (mode 0600): where it came from: stand-in" in out
+    only_read(server, before)
