@@ -113,6 +113,8 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     container with no connection refused (README: Several apps on one server); a server where
     the app runs its own HAProxy is moved to the shared one, which starts beside it and takes
     over before the old one stops (its maintenance, certificate and live slot come along).
+    --dry-run shows every server's steps, an HTTPS app's certificate included (with acme no
+    certificate is asked for: one there is kept, a server with none gets the stand-in).
     Example: fab up
     """
     inv = load(inventory)
@@ -121,12 +123,9 @@ def up(c: Context, inventory: str | None = None, dry_run: bool = False) -> None:
     certificate = certs.material_for_up(inv)
     registry_login.resolve(inv, os.environ)
     if dry_run:
-        if inv.haproxy.shared and inv.https is not None:
-            raise InputError("--dry-run: the dry run of up for an HTTPS app on the shared "
-                             "HAProxy is not available yet (its certificate steps)")
         shared = inv.haproxy.shared
-        show_plan(inv, lambda server: (dry_run_move.up_plan_moving if shared
-                                       else dry_run_plans.up_plan)(server, inv),
+        show_plan(inv, lambda server: dry_run_move.up_plan_moving(server, inv, certificate)
+                  if shared else dry_run_plans.up_plan(server, inv),
                   first=shared_checks.check_every_server if shared else None,
                   preamble=[shared_checks.FIRST_PASS_LINE] if shared else None)
         return

@@ -9,6 +9,7 @@ the run's own functions. Nothing is written, no lock taken, no container touched
 
 from __future__ import annotations
 
+import functools
 import shlex
 
 from slotswap.commands import docker
@@ -27,16 +28,17 @@ from slotswap.config.layout import (
     proxy_admin_dir,
     proxy_haproxy_dir,
     proxy_lock_dir,
-    proxy_settings_path,
 )
 from slotswap.fleet.dry_run import ServerPlan, lock_steps, unlock_steps
 from slotswap.fleet.dry_run_proxy import (
     folder_steps,
     generation_steps,
     other_lock_steps,
-    registration_steps,
+    register_steps,
     up_plan_shared,
 )
+from slotswap.fleet.dry_run_proxy_certs import certificate_steps
+from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.haproxy_handover import soft_stop_commands, soft_stop_seconds
 from slotswap.server.locking import new_owner
@@ -47,8 +49,10 @@ from slotswap.server.proxy_registry import others_present
 from slotswap.server.proxy_up import generation_with, planned
 
 
-def up_plan_moving(server: ServerLike, inventory: Inventory) -> ServerPlan:
-    """The plan of `up` on one server with haproxy.shared (proxy_move.up_moving)."""
+def up_plan_moving(server: ServerLike, inventory: Inventory,
+                   certificate: CertificateBundle | None = None) -> ServerPlan:
+    """The plan of `up` on one server with haproxy.shared (proxy_move.up_moving);
+    `certificate`: with HTTPS, the run's (fleet.certs.material_for_up)."""
     inventory = server.with_folders(inventory)
     name, temporary = inventory.haproxy_container, own_next_container(inventory)
     found = docker.parse_inspect(server.run(
@@ -57,10 +61,10 @@ def up_plan_moving(server: ServerLike, inventory: Inventory) -> ServerPlan:
     folder = own_haproxy_dir(inventory)
     if not server.host.web or (old is None and not server.run(
             ["test", "-d", folder], check=False).ok):
-        return up_plan_shared(server, inventory)
+        return up_plan_shared(server, inventory, certificate)
     registry = read_registry(server, inventory)
     if old is None and registry.of(inventory.app) is not None:
-        plan = up_plan_shared(server, inventory)
+        plan = up_plan_shared(server, inventory, certificate)
         plan.shell(["rm", "-rf", folder])
         plan.steps[-1] += "  (left by a move cut after the old HAProxy's container went)"
         return plan
@@ -110,13 +114,13 @@ def up_plan_moving(server: ServerLike, inventory: Inventory) -> ServerPlan:
                           "not running)")
 
     def register() -> None:
-        if effective.record != registry.settings:
-            plan.write(proxy_settings_path(inventory), 0o644,
-                       f"the shared settings, from {effective.record.owner or 'the kit'}")
-        registration_steps(plan, inventory, registry, mine, fragment)
+        register_steps(plan, inventory, registry, effective.record, mine, fragment)
 
     running = state.container is not None and state.container.running
-    generation_steps(plan, server, inventory, state, generation, image, others, register)
+    generation_steps(plan, server, inventory, state, generation, image, others, register,
+                     certificate=functools.partial(
+                         certificate_steps, plan, server, inventory, certificate,
+                         copied_from=cert_path_on_server(folder)))
     if not running:  # generation_steps showed the start; the move's has an instance token
         start = {"image_ref": image, "haproxy_dir": proxy_haproxy_dir(inventory),
                  "admin_dir": proxy_admin_dir(inventory)}

@@ -12,6 +12,7 @@ Nothing is written, no lock taken, no container touched.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 
@@ -30,8 +31,11 @@ from slotswap.config.layout import (
     proxy_settings_path,
     registration_path,
 )
+from slotswap.core.version import kit_version
 from slotswap.fleet.dry_run import ServerPlan, lock_steps, remove_app_steps, unlock_steps
 from slotswap.fleet.dry_run_handover import hand_over_steps, interrupted_steps
+from slotswap.fleet.dry_run_proxy_certs import certificate_steps
+from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.server.locking import (
     new_owner,
@@ -39,6 +43,7 @@ from slotswap.server.locking import (
     read_lock_at_command,
 )
 from slotswap.server.proxy_assembly import Generation, render_fragment
+from slotswap.server.proxy_certs import running_lists_certificate
 from slotswap.server.proxy_down import generation_without, running_image
 from slotswap.server.proxy_files import Registry, read_registry
 from slotswap.server.proxy_generation import ProxyState, read_state, shared_container
@@ -46,9 +51,14 @@ from slotswap.server.proxy_handover import drain_seconds, image_changes
 from slotswap.server.proxy_locks import app_lock_place
 from slotswap.server.proxy_registry import (
     Registration,
+    SharedSettings,
+    assembled,
     others_present,
 )
 from slotswap.server.proxy_up import generation_with, planned
+
+# An HTTPS app's certificate steps, given whether the running generation lists it.
+PlaceCertificate = Callable[[bool], None]
 
 # The running generation's files and their SHA-256, a line each (`<sha>  ./<path>`).
 CHECKSUMS_SCRIPT = 'cd "$1" 2>/dev/null || exit 0; find . -type f -exec sha256sum {} +'
@@ -96,11 +106,14 @@ def other_lock_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
 def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
                      state: ProxyState, generation: Generation, image: str,
                      others: Sequence[Registration], under_locks: Callable[[], None],
-                     seconds: int = 1) -> None:
+                     seconds: int = 1, certificate: PlaceCertificate | None = None) -> None:
     """What the run does with the generation it assembled: written and checked (unless its
     folder is there and the image stays), then nothing (HAProxy runs it), or under every
     other app's lock `under_locks` (the run's writes of its own files) and a new container,
-    a reload, or a hand-over to a new image (`seconds`: its soft stop at most)."""
+    a reload, or a hand-over to a new image (`seconds`: its soft stop at most).
+    `certificate`: the HTTPS app's certificate steps (dry_run_proxy_certs), given whether
+    the running generation lists it: where it does not, before the check (which loads it);
+    where it does, through the runtime API under the other apps' locks (proxy_up.up_shared)."""
     apps = sorted(path.removeprefix("backends/").removesuffix(".cfg")
                   for path in generation.files if path.startswith("backends/"))
     current, container = state.current, state.container
@@ -113,7 +126,13 @@ def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
     new_image = image_changes(state, image)
     if state.runs(generation) and not new_image:
         plan.summary += "; unchanged: the shared HAProxy runs this generation already"
+        if certificate is not None:
+            certificate(running_lists_certificate(server, inventory, running=True))
         return
+    listed = certificate is not None and running_lists_certificate(
+        server, inventory, running=container is not None and container.running)
+    if certificate is not None and not listed:
+        certificate(False)
     folder = f"{proxy_haproxy_dir(inventory)}/{generation.name}"
     there = server.run(["test", "-d", folder], check=False).ok
     if not there:
@@ -126,6 +145,8 @@ def generation_steps(plan: ServerPlan, server: ServerLike, inventory: Inventory,
     other_lock_steps(plan, server, inventory, [
         (f"{item.app}'s lock", app_lock_place(inventory, item.app).lock_dir)
         for item in others])
+    if certificate is not None and listed:
+        certificate(True)
     under_locks()
     if container is not None and container.running and new_image:
         hand_over_steps(plan, inventory, image, apps, current, generation.name, seconds)
@@ -174,8 +195,23 @@ def registration_steps(plan: ServerPlan, inventory: Inventory, registry: Registr
                    f"{mine.slot_ports[0]}, {mine.slot_ports[1]}")
 
 
-def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
-    """The plan of the shared `up` on one server (proxy_up.up_shared)."""
+def register_steps(plan: ServerPlan, inventory: Inventory, registry: Registry,
+                   record: SharedSettings, mine: Registration, fragment: str) -> None:
+    """What `up` writes under the other apps' locks (proxy_up.record_settings, register): the
+    settings record as the generation it assembles leaves it (`record`: its shared settings,
+    the app's `up` named as what assembled it), the app's backend and registration."""
+    after = assembled(record, kit_version(), inventory.app, "up")
+    if after != registry.settings:
+        plan.write(proxy_settings_path(inventory), 0o644,
+                   f"the shared settings, from {record.owner or 'the kit'}; assembled by "
+                   f"{inventory.app}'s up")
+    registration_steps(plan, inventory, registry, mine, fragment)
+
+
+def up_plan_shared(server: ServerLike, inventory: Inventory,
+                   certificate: CertificateBundle | None = None) -> ServerPlan:
+    """The plan of the shared `up` on one server (proxy_up.up_shared); `certificate`: with
+    HTTPS, the run's (fleet.certs.material_for_up)."""
     inventory = server.with_folders(inventory)
     plan = ServerPlan(server.name, server.host.address)
     if not server.host.web:
@@ -211,13 +247,11 @@ def up_plan_shared(server: ServerLike, inventory: Inventory) -> ServerPlan:
     folder_steps(plan, inventory)
 
     def register() -> None:
-        if effective.record != registry.settings:
-            plan.write(proxy_settings_path(inventory), 0o644,
-                       f"the shared settings, from {effective.record.owner or 'the kit'}")
-        registration_steps(plan, inventory, registry, mine, fragment)
+        register_steps(plan, inventory, registry, effective.record, mine, fragment)
 
     generation_steps(plan, server, inventory, state, generation, image, others, register,
-                     drain_seconds([mine, *others]))
+                     drain_seconds([mine, *others]), certificate=functools.partial(
+                         certificate_steps, plan, server, inventory, certificate))
     unlock_steps(plan, inventory)
     return plan
 

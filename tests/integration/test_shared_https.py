@@ -3,7 +3,8 @@ decision 4): `shop` with a certificate from files (a
 private CA made here), `admin` with one from the sandbox's ACME CA (pebble), on the same
 three servers. Each name is served with its own certificate (chosen by SNI); renewing one
 app's certificate changes only that one, with no reload, and fails no request of the other
-under load; a new certificate from files reaches a running HAProxy by `up`, with no reload.
+under load; `up --dry-run` shows each app's certificate steps and changes nothing; a new
+certificate from files reaches a running HAProxy by `up`, with no reload.
 
 Ports 8088 and 8443, never 80 and 443 (the fleet's own HAProxy of other modules binds them):
 pebble's HTTP-01 validation goes to 8088, where the shared HAProxy routes it by Host to
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.sandbox
 HTTP, HTTPS = 8088, 8443
 SHOP = "shop.test"
+# The generation the shared HAProxy's `current` names (its folder from the container's mount).
+CURRENT = ("readlink \"$(docker inspect slotswap-proxy --format '{{range .Mounts}}{{if eq "
+           ".Destination \"/usr/local/etc/haproxy\"}}{{.Source}}{{end}}{{end}}')/current\"")
 
 
 @dataclasses.dataclass
@@ -152,6 +156,35 @@ def test_renewing_one_app_changes_only_its_certificate_under_load_on_the_other(
         assert after[address][1] != before[address][1]  # admin's: the new one
     assert apps.worker_pids() == pids  # no reload, no restart
     assert "nothing to do" in apps.fab("admin", "certs.renew").stdout
+
+
+def test_up_dry_run_shows_each_app_s_certificate_steps_and_changes_nothing(
+        apps: HttpsApps, tmp_path: Path) -> None:
+    """shop with a new certificate from files: on each server `set ssl cert` and `commit
+    ssl cert` (the running HAProxy lists it), no reload; admin (ACME): its certificate kept,
+    no CA asked. Nothing changes: the certificates served, the workers, `current`."""
+    before, pids = apps.serials(), apps.worker_pids()
+    current = {address: apps.box.ssh(address, CURRENT).strip() for address in apps.box.addresses}
+    renewed = tmp_path / "hosts.yaml"
+    renewed.write_text(apps.inventories["shop"].read_text())
+    write_shop_files(tmp_path, apps.ca)
+    result = apps.box.fab("up", "--dry-run", inventory=renewed)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text
+    servers = len(apps.box.addresses)
+    inside = "/usr/local/etc/haproxy/apps/shop/site.pem"
+    assert text.count(f"runtime API> set ssl cert {inside} <<<") == servers, text
+    assert text.count(f"runtime API> commit ssl cert {inside}") == servers, text
+    assert text.count("its certificate installed with no reload") == servers, text
+    assert "HUP" not in text and "BEGIN" not in text  # no reload; no key printed
+    acme = apps.fab("admin", "up", "--dry-run")
+    text = acme.stdout + acme.stderr
+    assert acme.returncode == 0, text
+    assert text.count("HTTPS (ACME): ") == servers and "is kept as it is" in text, text
+    assert "ssl cert" not in text
+    assert apps.serials() == before and apps.worker_pids() == pids
+    assert {address: apps.box.ssh(address, CURRENT).strip()
+            for address in apps.box.addresses} == current
 
 
 def test_a_new_certificate_from_files_reaches_the_running_haproxy_by_up_with_no_reload(

@@ -147,6 +147,7 @@ class SimHaproxy:
         self.cert: str | None = None
         self.certs: dict[str, str] = {}
         self.cert_pending: str | None = None
+        self.cert_pending_for = ""  # the file its transaction is for
         self.restarts = 0
         self.pid = 7  # a new process (a start, a reload's workers) has the next one
         self.ran: set[str] = set()  # every config a process of it started from
@@ -161,6 +162,7 @@ class SimHaproxy:
         self.maps = {path: dict(entries) for path, entries in other.maps.items()}
         self.cert, self.certs, self.cert_pending = other.cert, dict(other.certs), \
             other.cert_pending
+        self.cert_pending_for = other.cert_pending_for
 
     @property
     def own(self) -> SimBackend:
@@ -291,12 +293,18 @@ class SimHaproxy:
 
     def ssl_cert(self, command: str) -> str:
         """`set`, `commit`, `abort` and `show ssl cert FILE`, HAProxy 2.6's answers (one
-        transaction at a time; a file of `certs`, else the one the config names, `crt`)."""
+        transaction at a time; a file of `certs`, else the one the config names, `crt`);
+        `show ssl cert` alone: the open transaction's file, then every file."""
         first, _, payload = command.partition("\n")
+        if first.strip() == "show ssl cert":
+            open_one = (f"# transaction\n*{self.cert_pending_for}\n"
+                        if self.cert_pending is not None else "")
+            return open_one + "# filename\n" + "".join(f"{path}\n" for path in self.certs)
         verb, path = first.split()[0], first.split()[3]
         if verb == "set" and first.endswith(" <<"):
             answer = "updated" if self.cert_pending is not None else "created"
             self.cert_pending = payload.strip("\n") + "\n"
+            self.cert_pending_for = self.cert_pending_for if answer == "updated" else path
             return f"Transaction {answer} for certificate {path}!\n"
         if verb == "commit":
             if self.cert_pending is None:

@@ -17,6 +17,7 @@ each run): a lease taken over is that app's lock's."""
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 import shlex
@@ -33,6 +34,7 @@ from slotswap.config.layout import (
     current_link,
     proxy_haproxy_dir,
 )
+from slotswap.fleet.dry_run_proxy import CHECKSUMS_SCRIPT
 from slotswap.remote.server import CommandResult
 from slotswap.server import locking
 from slotswap.server.lock_sets import LOCK_MARK, TAKE_ALL_SCRIPT
@@ -100,6 +102,8 @@ class SharedSimServer(SimulatedServer):
             return self.take_all(argv[4:], stdin or "")
         if script == READ_REGISTRY_SCRIPT:
             return self.read_registry(*argv[4:8])
+        if script == CHECKSUMS_SCRIPT:
+            return self.checksums(argv[4])
         if script is not None and script.startswith(PRUNE_HEAD):
             return self.prune(argv[4], KEPT.findall(script))
         if script is not None and script.startswith("cd ") and " mv -T " in script:
@@ -170,6 +174,27 @@ class SharedSimServer(SimulatedServer):
         if self.files.is_file(self.files.resolve(settings)):
             out.append(f"{mark} settings\n{self.files.read(settings)}\n")
         return CommandResult("".join(out), "", 0)
+
+    def checksums(self, folder: str) -> CommandResult:
+        """dry_run_proxy.CHECKSUMS_SCRIPT: `<sha256>  ./<path>` of every file under the
+        folder (`find -type f`: a link is not one); none where the folder is missing."""
+        lines: list[str] = []
+
+        def walk(path: str, relative: str) -> None:
+            for name in self.files.listdir(path):
+                inner = f"{path}/{name}"
+                if inner in self.files.links:
+                    continue
+                if self.files.is_dir(inner):
+                    walk(inner, f"{relative}{name}/")
+                elif self.files.is_file(inner):
+                    text = self.files.read(inner) or ""
+                    lines.append(f"{hashlib.sha256(text.encode()).hexdigest()}  "
+                                 f"./{relative}{name}\n")
+
+        if self.files.is_dir(self.files.resolve(folder)):
+            walk(self.files.resolve(folder), "")
+        return CommandResult("".join(lines), "", 0)
 
     def glob(self, folder: str, match: Callable[[str], bool]) -> list[str]:
         """The names a shell glob in `folder` expands to (sorted; none if it is missing)."""

@@ -1,8 +1,9 @@
 """The simulated server's answers to the shared `up`'s and `down`'s commands
 (simulated_shared_server.py), held to the real `sh` and coreutils running the kit's own
 scripts on the same files: several locks in one round trip, the registry read, a generation
-named, `current` switched, the generations pruned; and `haproxy -c` of a generation as
-check_generation runs it (Docker refuses a mount whose source is missing)."""
+named, its files' checksums (the dry run's), `current` switched, the generations pruned;
+and `haproxy -c` of a generation as check_generation runs it (Docker refuses a mount whose
+source is missing)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from slotswap.config.layout import (
     proxy_state_dir,
     registrations_dir,
 )
+from slotswap.fleet.dry_run_proxy import generation_checksums_command
 from slotswap.server.lock_sets import LockPlace, take_locks_command
 from slotswap.server.locking import new_owner
 from slotswap.server.proxy_files import (
@@ -74,6 +76,8 @@ def test_the_shared_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path)
             (["test", "-d", f"{folder}/{gen}"], None),
             (name_generation_command(inventory, Named), None),  # type: ignore[arg-type]
             (["test", "-d", f"{folder}/{gen}"], None),
+            (generation_checksums_command(inventory, gen), None),  # the dry run's
+            (generation_checksums_command(inventory, "gen-none"), None),
             (["readlink", current_link(inventory)], None),
             (switch_command(inventory, other, None), None),
             (switch_command(inventory, gen, other), None),
