@@ -15,7 +15,6 @@ from invoke import Context
 from slotswap.cli import plan, tasks
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import CERTS_LIST_NAME, generation_dir
-from slotswap.config.loader import SHARED_PREVIEW_VARIABLE
 from slotswap.fleet import certs, dry_run_move, dry_run_proxy
 from slotswap.https.files import CertificateBundle, placeholder
 from tests.unit.fake_server import make_inventory
@@ -178,7 +177,6 @@ def test_the_task_s_dry_run_of_an_https_app_is_no_longer_refused(
         capsys: pytest.CaptureFixture[str]) -> None:
     """`fab up --dry-run` gives the plans the run's certificate (with ACME, the stand-in
     material_for_up makes: no CA asked)."""
-    monkeypatch.setenv(SHARED_PREVIEW_VARIABLE, "1")
     server = Shared([BLOG])
     before = dict(server.files)
     monkeypatch.setattr(plan, "servers_of", lambda inventory: [server])
