@@ -362,7 +362,9 @@ def test_maintenance_and_certificates_refuse_a_server_the_app_still_serves_from_
     refuse_half_moved(server, inventory(tmp_path))
     today = FakeServer()
     refuse_half_moved(today, make_inventory(tmp_path))
-    assert today.commands == []  # today's layout: nothing asked
+    # Today's layout: one `docker inspect`, no shared HAProxy there: nothing more asked.
+    assert today.commands == [["docker", "container", "inspect", "webapp-haproxy",
+                               "slotswap-proxy"]]
 
 
 def test_todays_up_refuses_an_app_moved_to_the_shared_haproxy(tmp_path: Path) -> None:
@@ -378,8 +380,41 @@ def test_todays_up_refuses_an_app_moved_to_the_shared_haproxy(tmp_path: Path) ->
     assert registered.commands == [["test", "-f", "/var/lib/slotswap/_proxy/apps/webapp.json"]]
     other_apps = FakeServer(inventory=today, answers={("test", "-f"): CommandResult("", "", 1)})
     refuse_moved_back(other_apps, today, shared_only)  # another app's shared HAProxy
+    quiet = FakeServer(inventory=today)
+    refuse_moved_back(quiet, today, {})  # no shared HAProxy: nothing asked
+    assert quiet.commands == []
+
+
+def test_a_half_moved_server_is_refused_once_haproxy_shared_is_turned_off(
+        tmp_path: Path) -> None:
+    """A move cut while both HAProxys serve, then haproxy.shared removed from the inventory:
+    today's `up`, a deploy (read_slots), maintenance and certificates all refuse the server,
+    or a deploy would swap only the app's own HAProxy while the shared one serves too."""
+    from slotswap.commands.docker import parse_inspect
+    from slotswap.server.half_moved import refuse_moved_back
+
+    today = make_inventory(tmp_path)
     both = parse_inspect(json.dumps([container("slotswap-proxy"), container("webapp-haproxy")]))
-    for found in (both, {}):  # its own HAProxy there, or no shared one: nothing asked
-        quiet = FakeServer(inventory=today)
-        refuse_moved_back(quiet, today, found)
-        assert quiet.commands == []
+    registered = {("test", "-f"): CommandResult("", "", 0)}
+    server = FakeServer(inventory=today, answers=registered)
+    with pytest.raises(ProxyError, match=r"^s1: half-moved: webapp is registered on the shared "
+                                         r"HAProxy and webapp-haproxy is there too"):
+        refuse_moved_back(server, today, both)
+    with pytest.raises(ProxyError, match=r"^s1: half-moved: webapp is registered"):
+        refuse_half_moved(FakeServer(inventory=today, answers={
+            **registered, ("docker", "container", "inspect"): CommandResult(json.dumps(
+                [container("slotswap-proxy"), container("webapp-haproxy")]), "", 0)}), today)
+    containers = json.loads(recorded("docker_inspect_live_web1.json"))
+    deploying = FakeServer(state="live_web1", answers={
+        **registered, ("docker", "container", "inspect"): CommandResult(
+            json.dumps([*containers, container("slotswap-proxy")]), "", 0)})
+    with pytest.raises(RuntimeApiError, match=r"^s1: half-moved: webapp is registered"):
+        read_slots(deploying, today)
+    # Another app's shared HAProxy (this one not registered there): nothing refused.
+    other = FakeServer(state="live_web1", answers={
+        ("test", "-f"): CommandResult("", "", 1),
+        ("docker", "container", "inspect"): CommandResult(
+            json.dumps([*containers, container("slotswap-proxy")]), "", 0)})
+    assert set(read_slots(other, today)) == {"web1", "web2"}
+    refuse_moved_back(other, today, both)
+
