@@ -23,9 +23,10 @@ to stop (its restart policy `no`), finished. Until then the other tasks refuse t
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
@@ -65,14 +66,16 @@ from slotswap.server.haproxy_handover import (
 )
 from slotswap.server.images import log_in_to_registry
 from slotswap.server.locking import LockOwner
-from slotswap.server.proxy_assembly import render_fragment
+from slotswap.server.proxy_assembly import Generation, render_fragment
 from slotswap.server.proxy_certs import place, running_lists_certificate
-from slotswap.server.proxy_files import Registry, read_registry, switch_command
+from slotswap.server.proxy_files import Registry, read_current, read_registry, switch_command
 from slotswap.server.proxy_generation import (
     ProxyState,
     apply_generation,
     prepare_folders,
     read_state,
+    reload,
+    save_backend_states,
     write_and_check,
 )
 from slotswap.server.proxy_locks import holding, other_apps_locks, shared_lock
@@ -86,6 +89,7 @@ from slotswap.server.proxy_up import (
     record_settings,
     register,
     up_shared,
+    went_in,
 )
 
 Progress = Callable[[str], None]
@@ -202,7 +206,8 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                     start_beside(server, inventory, generation.name, image, state, progress)
                 wait_for_backend(server, inventory, expected)
             except BaseException as error:
-                take_back(server, inventory, state, registry, started=not running)
+                take_back(server, inventory, state, registry, started=not running,
+                          generation=generation, others=[item.app for item in others])
                 if isinstance(error, ProxyError | haproxy.RuntimeApiError):
                     raise ProxyError(f"{server.name}: the shared HAProxy did not take over "
                                      f"from {name} ({one_line(error)}); {serves}; see "
@@ -300,11 +305,15 @@ def states_differ(expected: dict[str, ServerState], found: dict[str, ServerState
 
 
 def take_back(server: ServerLike, inventory: Inventory, state: ProxyState,
-              registry: Registry, *, started: bool) -> None:
+              registry: Registry, *, started: bool, generation: Generation,
+              others: Sequence[str] = ()) -> None:
     """A move that did not reach its point of no return: the shared HAProxy it started
-    stopped softly (it may listen already) and removed, `current` back where it was, the
-    app's backend and registration as they were; the old HAProxy, never touched, serves on.
-    Best effort (the next `up` ends it)."""
+    stopped softly (it may listen already) and removed, or the one that serves other apps
+    reloaded back to the generation it ran before (reload_back); `current` back where it
+    was, the app's backend and registration as they were; the old HAProxy, never touched,
+    serves on. The registration stays while `current` names the app's generation (went_in:
+    HAProxy may serve the app's backend; the other tasks refuse the server as half-moved
+    until the next `up` ends the move). Best effort (the next `up` ends it)."""
     server.close_runtime_api()
     server.use_admin_socket(None)
     if started:
@@ -317,7 +326,27 @@ def take_back(server: ServerLike, inventory: Inventory, state: ProxyState,
             server.run(docker.remove(PROXY_CONTAINER), check=False, timeout=60)
         if state.ran is not None:
             server.run(switch_command(inventory, state.ran, None), check=False)
+    else:
+        with contextlib.suppress(Exception):
+            reload_back(server, inventory, state, generation, others)
+        if went_in(server, inventory, generation):
+            return
     put_back(server, inventory, registry)
+
+
+def reload_back(server: ServerLike, inventory: Inventory, state: ProxyState,
+                generation: Generation, others: Sequence[str]) -> None:
+    """The shared HAProxy serving other apps, reloaded with the app's generation in (current
+    and `.running` name it), back to the generation it ran before: the other apps' backend
+    states saved, `current` switched back, HUP; seen running it, `.running` says so. A reload
+    that does not start leaves `current` at the app's generation (what the workers run)."""
+    if state.ran is None or read_current(server, inventory) != generation.name:
+        return  # not switched (or switched back by the reload), or nothing known to go to
+    save_backend_states(server, inventory, others)
+    server.run(switch_command(inventory, state.ran, None))
+    reload(server, inventory, generation.name)
+    server.write_file(proxy_running_path(inventory),
+                      state.ran.removeprefix(GENERATION_PREFIX) + "\n")
 
 
 def finish_move(server: ServerLike, inventory: Inventory, progress: Progress,

@@ -418,3 +418,53 @@ def test_a_half_moved_server_is_refused_once_haproxy_shared_is_turned_off(
     assert set(read_slots(other, today)) == {"web1", "web2"}
     refuse_moved_back(other, today, both)
 
+
+def test_a_reload_that_took_the_app_in_is_taken_back_before_its_registration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A move into a shared HAProxy that serves another app: reloaded with the app's
+    generation in, then its backend not as on the old HAProxy. `current` goes back to the
+    generation that ran, HAProxy reloads with it, `.running` says so, and only then is the
+    registration removed (else `current` and the workers keep a backend no registration
+    names)."""
+    from slotswap.commands.docker import parse_inspect
+    from slotswap.server.proxy_assembly import Generation
+    from slotswap.server.proxy_files import Registry
+    from slotswap.server.proxy_generation import ProxyState
+
+    shared = inventory(tmp_path)
+    links = {"current": "gen-0000000000aa"}
+
+    def switched(argv: list[str]) -> CommandResult:
+        if "mv -T" in argv[2]:
+            links["current"] = argv[2].split("ln -sfn ")[-1].split(" ")[0]
+        return CommandResult("", "", 0)
+
+    server = FakeServer(inventory=shared, answers={
+        ("readlink",): lambda argv: CommandResult(links["current"] + "\n", "", 0),
+        ("sh", "-c"): switched})
+    reloads: list[str | None] = []
+    monkeypatch.setattr(proxy_move, "reload", lambda server, inventory, ran: reloads.append(
+        links["current"]))
+    running = parse_inspect(json.dumps([container("slotswap-proxy")]))["slotswap-proxy"]
+    generation = Generation({}, "0000000000bb")
+    links["current"] = generation.name  # the reload with the app in went through
+    proxy_move.take_back(server, shared, ProxyState(running, "gen-0000000000aa",
+                                                    "gen-0000000000aa"),
+                         Registry((), {}, None), started=False, generation=generation,
+                         others=["shop"])
+    assert links["current"] == "gen-0000000000aa" and reloads == ["gen-0000000000aa"]
+    assert server.files["/etc/slotswap/_proxy/haproxy/.running"] == "0000000000aa\n"
+    assert ["rm", "-f", "/var/lib/slotswap/_proxy/apps/webapp.json"] in server.commands
+    # A reload back that does not start: `current` names the app's generation (the workers
+    # run it), so its registration stays; the other tasks refuse the server as half-moved.
+    server.commands.clear()
+    def fails(server: FakeServer, inventory: Inventory, ran: str | None) -> None:
+        links["current"] = ran  # as proxy_generation.reload puts it back
+        raise ProxyError("no new worker")
+
+    monkeypatch.setattr(proxy_move, "reload", fails)
+    links["current"] = generation.name
+    proxy_move.take_back(server, shared, ProxyState(running, "gen-0000000000aa",
+                                                    "gen-0000000000aa"),
+                         Registry((), {}, None), started=False, generation=generation)
+    assert not [argv for argv in server.commands if argv[:2] == ["rm", "-f"]]
