@@ -164,11 +164,8 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
         others = others_present(registry.registrations, inventory.app)
         fetch_image(server, image, progress)  # the same, unless another run changed it
         state = read_state(server, inventory)
-        if state.container is not None and state.container.image != image:
-            raise ProxyError(f"{server.name}: the shared HAProxy runs "
-                             f"{state.container.image}, its settings name {image}: a move "
-                             "does not change its image; run `up` of an app already on it "
-                             f"first; nothing was changed ({serves})")
+        # A leftover of a cut move goes first, whatever its image (the image it was started
+        # with may have changed since): only one that serves other apps keeps its image.
         if state.container is not None and not others:
             # Started by a move cut before the old HAProxy was told to stop: it goes, and
             # the move starts again from the old HAProxy's state.
@@ -177,6 +174,11 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                         running=state.container.running)
             server.use_admin_socket(None)
             state = ProxyState(None, state.current, state.running)
+        if state.container is not None and state.container.image != image:
+            raise ProxyError(f"{server.name}: the shared HAProxy runs "
+                             f"{state.container.image}, its settings name {image}: a move "
+                             "does not change its image; run `up` of an app already on it "
+                             f"first; nothing was changed ({serves})")
         fragment = render_fragment(inventory, effective.values)
         generation = generation_with(server, mine, fragment, registry, effective.values)
         prepare_folders(server, inventory)

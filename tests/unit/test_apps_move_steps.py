@@ -468,3 +468,18 @@ def test_a_reload_that_took_the_app_in_is_taken_back_before_its_registration(
                                                     "gen-0000000000aa"),
                          Registry((), {}, None), started=False, generation=generation)
     assert not [argv for argv in server.commands if argv[:2] == ["rm", "-f"]]
+
+
+def test_a_cut_moves_shared_haproxy_goes_even_when_the_image_changed_since(
+        tmp_path: Path) -> None:
+    """Cut after the shared HAProxy started (no other app on it), then haproxy.image
+    changed: the leftover goes and the move starts again with the new image, rather than
+    every `up` refusing the image it was started with."""
+    server = MoveServer(inventory(tmp_path))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    changed = make_inventory(tmp_path, haproxy={"shared": True, "image": "haproxy:3.0"},
+                             names=["webapp.test"], timeouts={"drain": 7})
+    assert up_moving(server, changed, lambda line: None, OWNER) == "moved to the shared HAProxy"
+    assert steps(server)[:4] == ["update no slotswap-proxy", "kill USR1 slotswap-proxy",
+                                 "wait slotswap-proxy", "rm --force slotswap-proxy"]
+    assert "run slotswap-proxy" in steps(server)
