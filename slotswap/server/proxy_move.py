@@ -78,8 +78,13 @@ from slotswap.server.proxy_generation import (
     save_backend_states,
     write_and_check,
 )
+from slotswap.server.proxy_handover import (
+    NEXT_PROXY,
+    end_interrupted_hand_over,
+    hand_over_lease,
+)
 from slotswap.server.proxy_locks import holding, other_apps_locks, shared_lock
-from slotswap.server.proxy_registry import assembled, others_present
+from slotswap.server.proxy_registry import assembled, others_present, present
 from slotswap.server.proxy_up import (
     FetchImage,
     generation_with,
@@ -110,7 +115,8 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
     inventory = server.with_folders(inventory)
     name, temporary = inventory.haproxy_container, own_next_container(inventory)
     found = docker.parse_inspect(server.run(
-        docker.inspect_containers(name, temporary, PROXY_CONTAINER), check=False).stdout)
+        docker.inspect_containers(name, temporary, PROXY_CONTAINER, NEXT_PROXY),
+        check=False).stdout)
     old = found.get(name)
     if temporary in found:
         raise ProxyError(f"{server.name}: {temporary} is left from an upgrade of "
@@ -133,6 +139,8 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
     started = time.monotonic()
     shared = found.get(PROXY_CONTAINER)
     if old is not None and old.restart_policy == "no":
+        if NEXT_PROXY in found:  # a shared image hand-over cut short: ended first
+            shared = end_cut_hand_over(server, inventory, progress, owner)
         if shared is None or not shared.running:
             raise ProxyError(f"{server.name}: {name} was told to stop, and no shared HAProxy "
                              "runs: run `up` once without haproxy.shared (it starts the "
@@ -152,8 +160,8 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
     what this run started and leaves the old HAProxy serving (ProxyError)."""
     name = inventory.haproxy_container
     serves = f"{name} serves" if old is not None and old.running else f"{name} is not running"
-    image = planned(server, inventory, read_registry(server, inventory), owner, None,
-                    moving=True)[2]
+    registry = read_registry(server, inventory)
+    image = planned(server, inventory, registry, owner, None, moving=True)[2]
     ensure_network(server, inventory, progress)
     log_in_to_registry(server, inventory, progress)
     fetch_image(server, image, progress)
@@ -163,6 +171,7 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                                          moving=True)
         others = others_present(registry.registrations, inventory.app)
         fetch_image(server, image, progress)  # the same, unless another run changed it
+        end_interrupted_hand_over(server, inventory, progress, owner, [mine, *others])
         state = read_state(server, inventory)
         # A leftover of a cut move goes first, whatever its image (the image it was started
         # with may have changed since): only one that serves other apps keeps its image.
@@ -216,6 +225,20 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                                      f"`docker logs {PROXY_CONTAINER}` on the server"
                                      ) from error
                 raise
+
+
+def end_cut_hand_over(server: ServerLike, inventory: Inventory, progress: Progress,
+                      owner: LockOwner) -> docker.ContainerInfo | None:
+    """A shared image hand-over cut short (`slotswap-proxy-next` there) ended under the
+    shared HAProxy's lock, as up_shared ends it; the shared HAProxy's container after."""
+    registry = read_registry(server, inventory)
+    present_apps = list(present(registry.registrations))
+    with holding(server, inventory, owner, shared_lock(inventory),
+                 lease=hand_over_lease(inventory, present_apps)):
+        present_apps = list(present(read_registry(server, inventory).registrations))
+        end_interrupted_hand_over(server, inventory, progress, owner, present_apps)
+    return docker.parse_inspect(server.run(docker.inspect_containers(PROXY_CONTAINER),
+                                           check=False).stdout).get(PROXY_CONTAINER)
 
 
 def copy_from_old(server: ServerLike, inventory: Inventory,

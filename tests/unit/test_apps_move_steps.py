@@ -483,3 +483,35 @@ def test_a_cut_moves_shared_haproxy_goes_even_when_the_image_changed_since(
     assert steps(server)[:4] == ["update no slotswap-proxy", "kill USR1 slotswap-proxy",
                                  "wait slotswap-proxy", "rm --force slotswap-proxy"]
     assert "run slotswap-proxy" in steps(server)
+
+
+def test_the_move_ends_a_cut_hand_over_of_the_shared_haproxy_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared image hand-over cut short (`slotswap-proxy-next` there) is ended under the
+    shared HAProxy's lock before the move, as up_shared ends it; where the old HAProxy was
+    told to stop, before the move is finished (the shared HAProxy may serve only as
+    slotswap-proxy-next)."""
+    ended: list[list[str]] = []
+
+    def end(server: MoveServer, inventory: Inventory, progress: Any, owner: LockOwner,
+            registrations: Any) -> bool:
+        ended.append([item.app for item in registrations])
+        assert any(argv[:3] == ["sh", "-c", TAKE_ALL_SCRIPT] for argv in server.commands)
+        if "slotswap-proxy-next" in server.containers:  # finished: it is the shared one
+            del server.containers["slotswap-proxy-next"]
+            server.containers["slotswap-proxy"] = container("slotswap-proxy")
+        return True
+
+    monkeypatch.setattr(proxy_move, "end_interrupted_hand_over", end)
+    server = MoveServer(inventory(tmp_path))
+    assert up_moving(server, inventory(tmp_path), lambda line: None, OWNER) == (
+        "moved to the shared HAProxy")
+    assert ended == [["webapp"]]
+    ended.clear()
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"))
+    server.containers["slotswap-proxy-next"] = container("slotswap-proxy-next")
+    assert up_moving(server, inventory(tmp_path), lambda line: None, OWNER) == (
+        "moved to the shared HAProxy")
+    assert ended == [[]] and "slotswap-proxy" in server.containers
+    assert "slotswap-proxy-next" in server.commands[0]
+
