@@ -161,15 +161,20 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
     name = inventory.haproxy_container
     serves = f"{name} serves" if old is not None and old.running else f"{name} is not running"
     registry = read_registry(server, inventory)
-    image = planned(server, inventory, registry, owner, None, moving=True)[2]
+    mine, _, image = planned(server, inventory, registry, owner, None, moving=True)
     ensure_network(server, inventory, progress)
     log_in_to_registry(server, inventory, progress)
     fetch_image(server, image, progress)
-    with holding(server, inventory, owner, shared_lock(inventory)):
+    # The move may send an image, soft-stop a shared HAProxy left by a cut move or end a cut
+    # hand-over under these locks: each held for that long (as up_shared's hand-over).
+    lease = hand_over_lease(inventory, [mine, *others_present(registry.registrations,
+                                                              inventory.app)])
+    with holding(server, inventory, owner, shared_lock(inventory), lease=lease):
         registry = read_registry(server, inventory)
         mine, effective, image = planned(server, inventory, registry, owner, progress,
                                          moving=True)
         others = others_present(registry.registrations, inventory.app)
+        lease = hand_over_lease(inventory, [mine, *others])
         fetch_image(server, image, progress)  # the same, unless another run changed it
         end_interrupted_hand_over(server, inventory, progress, owner, [mine, *others])
         state = read_state(server, inventory)
@@ -200,7 +205,7 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                         f"nothing was changed ({serves})")
         warn_without_request_migration(server, progress)
         with holding(server, inventory, owner,
-                     other_apps_locks(inventory, [item.app for item in others])):
+                     other_apps_locks(inventory, [item.app for item in others]), lease=lease):
             if listed:
                 place(server, inventory, certificate, progress, listed=True)
             record_settings(server, inventory, registry,

@@ -515,3 +515,24 @@ def test_the_move_ends_a_cut_hand_over_of_the_shared_haproxy_first(
     assert ended == [[]] and "slotswap-proxy" in server.containers
     assert "slotswap-proxy-next" in server.commands[0]
 
+
+def test_the_moves_locks_are_held_as_long_as_a_hand_over_may_take(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The move may send an image, soft-stop a shared HAProxy a cut move left, or end a
+    cut hand-over under its locks: their lease is a hand-over's (shared lease + drain)."""
+    from slotswap.server import proxy_locks
+    from slotswap.server.proxy_locks import shared_lock_lease
+
+    leases: list[int | None] = []
+    real = proxy_locks.holding
+
+    def holding(*args: Any, lease: int | None = None) -> Any:
+        leases.append(lease)
+        return real(*args, lease=lease)
+
+    monkeypatch.setattr(proxy_move, "holding", holding)
+    server = MoveServer(inventory(tmp_path))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
+    assert leases and all(lease is not None and lease >= shared_lock_lease(
+        inventory(tmp_path)) + 7 for lease in leases)
