@@ -32,7 +32,7 @@ from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.proxy_commands import run_shared_proxy
 from slotswap.commands.runtime_api import ServerState
-from slotswap.config.inventory import Inventory
+from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
     ADMIN_FOLDER,
     GENERATION_PREFIX,
@@ -54,6 +54,7 @@ from slotswap.core.version import kit_version
 from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history
+from slotswap.server.half_moved import registered_on_shared
 from slotswap.server.haproxy import ensure_network
 from slotswap.server.haproxy_handover import (
     RELOAD_TIMEOUT,
@@ -145,11 +146,35 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
             raise ProxyError(f"{server.name}: {name} was told to stop, and no shared HAProxy "
                              "runs: run `up` once without haproxy.shared (it starts the "
                              "app's own again), then with it; nothing was changed")
+        require_served(server, inventory)
         progress(f"finishing an interrupted move: {name} was told to stop; "
                  f"{PROXY_CONTAINER} serves")
         return finish_move(server, inventory, progress, started)
     move(server, inventory, progress, owner, certificate, old, fetch_image)
     return finish_move(server, inventory, progress, started)
+
+
+def require_served(server: ServerLike, inventory: Inventory) -> None:
+    """The old HAProxy was told to stop (the move's point of no return): finished only where
+    the shared HAProxy has the app, its registration there and its backend's slots answering
+    on the shared admin socket; else refused in one line (nothing changed), so that a move
+    cut otherwise is never finished into an HAProxy that does not serve the app."""
+    told = f"{server.name}: {inventory.haproxy_container} was told to stop, but"
+    if not registered_on_shared(server, inventory):
+        raise ProxyError(f"{told} {inventory.app} is not registered on the shared HAProxy: "
+                         "run `up` once without haproxy.shared (it starts the app's own "
+                         "again), then with it; nothing was changed")
+    server.use_admin_socket(None)
+    try:
+        states = haproxy.parse_servers_state(server.runtime_api(
+            haproxy.command_show_servers_state(inventory.app)))
+        haproxy.require_servers(states, inventory.app, SLOTS)
+    except haproxy.RuntimeApiError as error:
+        raise ProxyError(f"{told} the shared HAProxy does not answer for {inventory.app}'s "
+                         f"backend ({one_line(error)}): see `docker logs {PROXY_CONTAINER}` "
+                         "on the server, then run `up` again; nothing was changed") from error
+    finally:
+        server.close_runtime_api()
 
 
 def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: LockOwner,

@@ -536,3 +536,26 @@ def test_the_moves_locks_are_held_as_long_as_a_hand_over_may_take(
     up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
     assert leases and all(lease is not None and lease >= shared_lock_lease(
         inventory(tmp_path)) + 7 for lease in leases)
+
+
+def test_a_move_is_finished_only_where_the_shared_haproxy_serves_the_app(
+        tmp_path: Path) -> None:
+    """The old HAProxy told to stop is the point of no return only where the shared HAProxy
+    has the app: registered, its backend answering on the shared socket; else one line and
+    nothing changed (the old one, maybe still serving, is not stopped)."""
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    server.answers[("test", "-f")] = CommandResult("", "", 1)
+    with pytest.raises(ProxyError, match=r"^s1: webapp-haproxy was told to stop, but webapp "
+                                         r"is not registered on the shared HAProxy: run `up` "
+                                         r"once without haproxy\.shared"):
+        up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
+    assert steps(server) == []
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"),
+                        shared_state="1\n# be_id be_name srv_id srv_name\n")
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    with pytest.raises(ProxyError, match=r"^s1: webapp-haproxy was told to stop, but the "
+                                         r"shared HAProxy does not answer for webapp's "
+                                         r"backend \(.*no server web1, web2"):
+        up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
+    assert steps(server) == []
