@@ -114,15 +114,12 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
     HAProxy there (or a move was cut short), else proxy_up.up_shared. `fetch_image` puts the
     shared HAProxy's image on the server (pulled, or sent with delivery: ssh)."""
     inventory = server.with_folders(inventory)
-    name, temporary = inventory.haproxy_container, own_next_container(inventory)
-    found = docker.parse_inspect(server.run(
-        docker.inspect_containers(name, temporary, PROXY_CONTAINER, NEXT_PROXY),
-        check=False).stdout)
+    name = inventory.haproxy_container
+    found = inspect_for_move(server, inventory)
+    refusal = move_refusal(server.name, inventory, found)
+    if refusal is not None:
+        raise ProxyError(refusal)
     old = found.get(name)
-    if temporary in found:
-        raise ProxyError(f"{server.name}: {temporary} is left from an upgrade of "
-                         f"{inventory.app}'s own HAProxy that was cut short: run `up` once "
-                         "without haproxy.shared to end it, then with it; nothing was changed")
     if old is None:
         if not server.run(["test", "-d", own_haproxy_dir(inventory)], check=False).ok:
             return up_shared(server, inventory, progress, owner, certificate, fetch_image)
@@ -132,26 +129,58 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
             remove_old_folder(server, inventory, progress, time.monotonic())
             return f"{done}; {MOVED} (the old HAProxy's folder removed)"
         # Its container gone, never moved: its files and state are the ones to take over.
-    elif not on_host_network(old):
-        raise ProxyError(f"{server.name}: {name} runs on {inventory.app}'s network (set up "
-                         "by an older slotswap): run `up` once without haproxy.shared (it "
-                         "moves it to the server's network), then with it; nothing was "
-                         "changed")
     started = time.monotonic()
     shared = found.get(PROXY_CONTAINER)
     if old is not None and old.restart_policy == "no":
         if NEXT_PROXY in found:  # a shared image hand-over cut short: ended first
             shared = end_cut_hand_over(server, inventory, progress, owner)
         if shared is None or not shared.running:
-            raise ProxyError(f"{server.name}: {name} was told to stop, and no shared HAProxy "
-                             "runs: run `up` once without haproxy.shared (it starts the "
-                             "app's own again), then with it; nothing was changed")
+            raise ProxyError(told_to_stop_alone(server.name, inventory))
         require_served(server, inventory)
         progress(f"finishing an interrupted move: {name} was told to stop; "
                  f"{PROXY_CONTAINER} serves")
         return finish_move(server, inventory, progress, started)
     move(server, inventory, progress, owner, certificate, old, fetch_image)
     return finish_move(server, inventory, progress, started)
+
+
+def inspect_for_move(server: ServerLike, inventory: Inventory
+                     ) -> dict[str, docker.ContainerInfo]:
+    """The app's own HAProxy, its cut upgrade's, the shared HAProxy and its cut hand-over's
+    containers: one `docker inspect` (what move_refusal judges)."""
+    names = (inventory.haproxy_container, own_next_container(inventory), PROXY_CONTAINER,
+             NEXT_PROXY)
+    return docker.parse_inspect(server.run(docker.inspect_containers(*names),
+                                           check=False).stdout)
+
+
+def move_refusal(server_name: str, inventory: Inventory,
+                 found: dict[str, docker.ContainerInfo]) -> str | None:
+    """Pure: what refuses the app's `up` with haproxy.shared on a server before any change
+    (`found`: inspect_for_move), in one line; None: none. Also the shared `up`'s first pass
+    (fleet.shared_checks)."""
+    name, temporary = inventory.haproxy_container, own_next_container(inventory)
+    old, shared = found.get(name), found.get(PROXY_CONTAINER)
+    if temporary in found:
+        return (f"{server_name}: {temporary} is left from an upgrade of {inventory.app}'s own "
+                "HAProxy that was cut short: run `up` once without haproxy.shared to end it, "
+                "then with it; nothing was changed")
+    if old is None:
+        return None
+    if not on_host_network(old):
+        return (f"{server_name}: {name} runs on {inventory.app}'s network (set up by an older "
+                "slotswap): run `up` once without haproxy.shared (it moves it to the server's "
+                "network), then with it; nothing was changed")
+    if (old.restart_policy == "no" and NEXT_PROXY not in found
+            and (shared is None or not shared.running)):
+        return told_to_stop_alone(server_name, inventory)
+    return None
+
+
+def told_to_stop_alone(server_name: str, inventory: Inventory) -> str:
+    return (f"{server_name}: {inventory.haproxy_container} was told to stop, and no shared "
+            "HAProxy runs: run `up` once without haproxy.shared (it starts the app's own "
+            "again), then with it; nothing was changed")
 
 
 def require_served(server: ServerLike, inventory: Inventory) -> None:

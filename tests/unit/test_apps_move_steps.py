@@ -559,3 +559,23 @@ def test_a_move_is_finished_only_where_the_shared_haproxy_serves_the_app(
                                          r"backend \(.*no server web1, web2"):
         up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
     assert steps(server) == []
+
+
+def test_the_first_pass_refuses_what_the_move_refuses(tmp_path: Path) -> None:
+    """The shared `up`'s first pass (fleet.shared_checks.check_on) refuses a server whose
+    move would refuse it, before any server changes: a cut upgrade of the app's own HAProxy,
+    one on the app's network, one told to stop with no shared HAProxy."""
+    from slotswap.fleet.shared_checks import check_on
+
+    cases = [({"webapp-haproxy-next": container("webapp-haproxy-next")}, "left from an upgrade"),
+             ({"webapp-haproxy": container("webapp-haproxy", network="webapp")},
+              "runs on webapp's network"),
+             ({"webapp-haproxy": container("webapp-haproxy", policy="no")},
+              "was told to stop, and no shared HAProxy runs")]
+    for containers, refusal in cases:
+        server = MoveServer(inventory(tmp_path))
+        server.containers.update(containers)
+        with pytest.raises(ProxyError, match=refusal):
+            check_on(server, inventory(tmp_path))
+        assert steps(server) == []
+    check_on(MoveServer(inventory(tmp_path)), inventory(tmp_path))  # a move to do: no refusal
