@@ -346,9 +346,14 @@ def test_up_dry_run_plans_the_move_and_only_reads(tmp_path: Path) -> None:
 
 def test_up_dry_run_of_a_cut_move_finishes_it(tmp_path: Path) -> None:
     server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
     plan = dry_run_move.up_plan_moving(server, inventory(tmp_path))
     assert "finishing an interrupted move" in plan.summary
     assert "USR1 webapp-haproxy" in "\n".join(plan.steps)
+    # With no shared HAProxy, the run refuses: so does its plan.
+    del server.containers["slotswap-proxy"]
+    plan = dry_run_move.up_plan_moving(server, inventory(tmp_path))
+    assert "STOP: s1: webapp-haproxy was told to stop, and no shared" in "\n".join(plan.steps)
 
 
 def test_maintenance_and_certificates_refuse_a_server_the_app_still_serves_from_its_own(
@@ -579,3 +584,17 @@ def test_the_first_pass_refuses_what_the_move_refuses(tmp_path: Path) -> None:
             check_on(server, inventory(tmp_path))
         assert steps(server) == []
     check_on(MoveServer(inventory(tmp_path)), inventory(tmp_path))  # a move to do: no refusal
+
+
+def test_up_dry_run_of_a_cut_move_plans_the_leftovers_removal_whatever_its_image(
+        tmp_path: Path) -> None:
+    server = MoveServer(inventory(tmp_path))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    changed = make_inventory(tmp_path, haproxy={"shared": True, "image": "haproxy:3.0"},
+                             names=["webapp.test"], timeouts={"drain": 7})
+    text = "\n".join(dry_run_move.up_plan_moving(server, changed).steps)
+    assert "slotswap-proxy was left by an interrupted move: it goes" in text
+    assert "STOP" not in text and "not available yet" not in text
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", network="webapp"))
+    text = "\n".join(dry_run_move.up_plan_moving(server, inventory(tmp_path)).steps)
+    assert "STOP: s1: webapp-haproxy runs on webapp's network" in text
