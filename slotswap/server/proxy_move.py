@@ -424,7 +424,8 @@ def reload_back(server: ServerLike, inventory: Inventory, state: ProxyState,
     and `.running` name it), back to the generation it ran before: the other apps' backend
     states saved, `current` switched back, HUP; seen running it, `.running` says so. A reload
     that does not start leaves `current` at the app's generation (what the workers run)."""
-    if state.ran is None or read_current(server, inventory) != generation.name:
+    if state.ran in (None, generation.name) or read_current(server, inventory) != (
+            generation.name):
         return  # not switched (or switched back by the reload), or nothing known to go to
     save_backend_states(server, inventory, others)
     server.run(switch_command(inventory, state.ran, None))

@@ -598,3 +598,23 @@ def test_up_dry_run_of_a_cut_move_plans_the_leftovers_removal_whatever_its_image
     server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", network="webapp"))
     text = "\n".join(dry_run_move.up_plan_moving(server, inventory(tmp_path)).steps)
     assert "STOP: s1: webapp-haproxy runs on webapp's network" in text
+
+
+def test_a_move_cut_with_the_app_in_already_is_not_reloaded_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared HAProxy ran the app's generation before this run (a move cut after its
+    reload): nothing to reload back to, and the registration stays (HAProxy serves it)."""
+    from slotswap.commands.docker import parse_inspect
+    from slotswap.server.proxy_assembly import Generation
+    from slotswap.server.proxy_files import Registry
+    from slotswap.server.proxy_generation import ProxyState
+
+    generation = Generation({}, "0000000000bb")
+    server = FakeServer(inventory=inventory(tmp_path), answers={
+        ("readlink",): CommandResult(generation.name + "\n", "", 0)})
+    monkeypatch.setattr(proxy_move, "reload", lambda *args: pytest.fail("reloaded"))
+    running = parse_inspect(json.dumps([container("slotswap-proxy")]))["slotswap-proxy"]
+    proxy_move.take_back(server, inventory(tmp_path),
+                         ProxyState(running, generation.name, generation.name),
+                         Registry((), {}, None), started=False, generation=generation)
+    assert not [argv for argv in server.commands if argv[:2] in (["rm", "-f"], ["sh", "-c"])]
