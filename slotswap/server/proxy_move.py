@@ -16,8 +16,10 @@ container and folder removed (the app's env files stay), and an entry in the app
 
 A move cut short is ended by the next `up`: before the shared HAProxy started, done again
 from the start; after, with the old HAProxy not yet told to stop, the shared one it started
-removed (where it serves no other app) and the move done again; after the old one was told
-to stop (its restart policy `no`), finished. Until then the other tasks refuse the server
+removed (where it serves no other app, whatever its image) and the move done again; after
+the old one was told to stop (its restart policy `no`), finished where the shared HAProxy has
+the app (registered, its backend answering), else refused. A shared image hand-over cut
+short is ended first, as the shared `up` ends it. Until then the other tasks refuse the server
 (`half-moved: run up`, slotswap.server.slots).
 """
 
