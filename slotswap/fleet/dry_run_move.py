@@ -24,7 +24,6 @@ from slotswap.config.layout import (
     history_path,
     map_path_on_server,
     own_haproxy_dir,
-    own_next_container,
     proxy_admin_dir,
     proxy_haproxy_dir,
     proxy_lock_dir,
@@ -45,6 +44,7 @@ from slotswap.server.locking import new_owner
 from slotswap.server.proxy_assembly import render_fragment
 from slotswap.server.proxy_files import read_registry
 from slotswap.server.proxy_generation import ProxyState, read_state
+from slotswap.server.proxy_move import inspect_for_move, move_refusal
 from slotswap.server.proxy_registry import others_present
 from slotswap.server.proxy_up import generation_with, planned
 
@@ -54,9 +54,8 @@ def up_plan_moving(server: ServerLike, inventory: Inventory,
     """The plan of `up` on one server with haproxy.shared (proxy_move.up_moving);
     `certificate`: with HTTPS, the run's (fleet.certs.material_for_up)."""
     inventory = server.with_folders(inventory)
-    name, temporary = inventory.haproxy_container, own_next_container(inventory)
-    found = docker.parse_inspect(server.run(
-        docker.inspect_containers(name, temporary, PROXY_CONTAINER), check=False).stdout)
+    name = inventory.haproxy_container
+    found = inspect_for_move(server, inventory)
     old = found.get(name)
     folder = own_haproxy_dir(inventory)
     if not server.host.web or (old is None and not server.run(
@@ -70,10 +69,9 @@ def up_plan_moving(server: ServerLike, inventory: Inventory,
         return plan
     plan = ServerPlan(server.name, server.host.address)
     plan.summary = f"{inventory.app} moves from {name} to the shared HAProxy"
-    if temporary in found:
-        plan.steps.append(f"STOP: {temporary} is left from an upgrade of the app's own HAProxy "
-                          "that was cut short: the run changes nothing here (run `up` once "
-                          "without haproxy.shared)")
+    refusal = move_refusal(server.name, inventory, found)
+    if refusal is not None:
+        plan.steps.append(f"STOP: {refusal}")
         return plan
     if old is not None and old.restart_policy == "no":
         plan.summary = f"{inventory.app}: finishing an interrupted move ({name} was told to stop)"
@@ -88,14 +86,15 @@ def up_plan_moving(server: ServerLike, inventory: Inventory,
     other_lock_steps(plan, server, inventory,
                      [("the shared HAProxy's lock", proxy_lock_dir(inventory))])
     state = read_state(server, inventory)
-    if state.container is not None and state.container.image != image:
-        plan.steps.append(f"STOP: the shared HAProxy runs {state.container.image}; changing "
-                          f"its image ({image}) is not available yet: the run fails here")
-        return plan
     if state.container is not None and not others:
         plan.steps.append(f"{PROXY_CONTAINER} was left by an interrupted move: it goes")
         soft_stop_steps(plan, inventory, PROXY_CONTAINER, state.container.running)
         state = ProxyState(None, state.current, state.running)
+    if state.container is not None and state.container.image != image:
+        plan.steps.append(f"STOP: the shared HAProxy runs {state.container.image}, its "
+                          f"settings name {image}: a move does not change its image; run "
+                          "`up` of an app already on it first: the run fails here")
+        return plan
     if not server.run(docker.image_id(image), check=False).ok:
         plan.shell(docker.pull(image))
     fragment = render_fragment(inventory, effective.values)

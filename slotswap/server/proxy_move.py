@@ -16,22 +16,25 @@ container and folder removed (the app's env files stay), and an entry in the app
 
 A move cut short is ended by the next `up`: before the shared HAProxy started, done again
 from the start; after, with the old HAProxy not yet told to stop, the shared one it started
-removed (where it serves no other app) and the move done again; after the old one was told
-to stop (its restart policy `no`), finished. Until then the other tasks refuse the server
+removed (where it serves no other app, whatever its image) and the move done again; after
+the old one was told to stop (its restart policy `no`), finished where the shared HAProxy has
+the app (registered, its backend answering), else refused. A shared image hand-over cut
+short is ended first, as the shared `up` ends it. Until then the other tasks refuse the server
 (`half-moved: run up`, slotswap.server.slots).
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from slotswap.commands import docker
 from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.proxy_commands import run_shared_proxy
 from slotswap.commands.runtime_api import ServerState
-from slotswap.config.inventory import Inventory
+from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import (
     ADMIN_FOLDER,
     GENERATION_PREFIX,
@@ -53,6 +56,7 @@ from slotswap.core.version import kit_version
 from slotswap.https.files import CertificateBundle
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import history
+from slotswap.server.half_moved import registered_on_shared
 from slotswap.server.haproxy import ensure_network
 from slotswap.server.haproxy_handover import (
     RELOAD_TIMEOUT,
@@ -65,18 +69,25 @@ from slotswap.server.haproxy_handover import (
 )
 from slotswap.server.images import log_in_to_registry
 from slotswap.server.locking import LockOwner
-from slotswap.server.proxy_assembly import render_fragment
+from slotswap.server.proxy_assembly import Generation, render_fragment
 from slotswap.server.proxy_certs import place, running_lists_certificate
-from slotswap.server.proxy_files import Registry, read_registry, switch_command
+from slotswap.server.proxy_files import Registry, read_current, read_registry, switch_command
 from slotswap.server.proxy_generation import (
     ProxyState,
     apply_generation,
     prepare_folders,
     read_state,
+    reload,
+    save_backend_states,
     write_and_check,
 )
+from slotswap.server.proxy_handover import (
+    NEXT_PROXY,
+    end_interrupted_hand_over,
+    hand_over_lease,
+)
 from slotswap.server.proxy_locks import holding, other_apps_locks, shared_lock
-from slotswap.server.proxy_registry import assembled, others_present
+from slotswap.server.proxy_registry import assembled, others_present, present
 from slotswap.server.proxy_up import (
     FetchImage,
     generation_with,
@@ -86,6 +97,7 @@ from slotswap.server.proxy_up import (
     record_settings,
     register,
     up_shared,
+    went_in,
 )
 
 Progress = Callable[[str], None]
@@ -104,14 +116,12 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
     HAProxy there (or a move was cut short), else proxy_up.up_shared. `fetch_image` puts the
     shared HAProxy's image on the server (pulled, or sent with delivery: ssh)."""
     inventory = server.with_folders(inventory)
-    name, temporary = inventory.haproxy_container, own_next_container(inventory)
-    found = docker.parse_inspect(server.run(
-        docker.inspect_containers(name, temporary, PROXY_CONTAINER), check=False).stdout)
+    name = inventory.haproxy_container
+    found = inspect_for_move(server, inventory)
+    refusal = move_refusal(server.name, inventory, found)
+    if refusal is not None:
+        raise ProxyError(refusal)
     old = found.get(name)
-    if temporary in found:
-        raise ProxyError(f"{server.name}: {temporary} is left from an upgrade of "
-                         f"{inventory.app}'s own HAProxy that was cut short: run `up` once "
-                         "without haproxy.shared to end it, then with it; nothing was changed")
     if old is None:
         if not server.run(["test", "-d", own_haproxy_dir(inventory)], check=False).ok:
             return up_shared(server, inventory, progress, owner, certificate, fetch_image)
@@ -121,23 +131,81 @@ def up_moving(server: ServerLike, inventory: Inventory, progress: Progress, owne
             remove_old_folder(server, inventory, progress, time.monotonic())
             return f"{done}; {MOVED} (the old HAProxy's folder removed)"
         # Its container gone, never moved: its files and state are the ones to take over.
-    elif not on_host_network(old):
-        raise ProxyError(f"{server.name}: {name} runs on {inventory.app}'s network (set up "
-                         "by an older slotswap): run `up` once without haproxy.shared (it "
-                         "moves it to the server's network), then with it; nothing was "
-                         "changed")
     started = time.monotonic()
     shared = found.get(PROXY_CONTAINER)
     if old is not None and old.restart_policy == "no":
+        if NEXT_PROXY in found:  # a shared image hand-over cut short: ended first
+            shared = end_cut_hand_over(server, inventory, progress, owner)
         if shared is None or not shared.running:
-            raise ProxyError(f"{server.name}: {name} was told to stop, and no shared HAProxy "
-                             "runs: run `up` once without haproxy.shared (it starts the "
-                             "app's own again), then with it; nothing was changed")
+            raise ProxyError(told_to_stop_alone(server.name, inventory))
+        require_served(server, inventory)
         progress(f"finishing an interrupted move: {name} was told to stop; "
                  f"{PROXY_CONTAINER} serves")
         return finish_move(server, inventory, progress, started)
     move(server, inventory, progress, owner, certificate, old, fetch_image)
     return finish_move(server, inventory, progress, started)
+
+
+def inspect_for_move(server: ServerLike, inventory: Inventory
+                     ) -> dict[str, docker.ContainerInfo]:
+    """The app's own HAProxy, its cut upgrade's, the shared HAProxy and its cut hand-over's
+    containers: one `docker inspect` (what move_refusal judges)."""
+    names = (inventory.haproxy_container, own_next_container(inventory), PROXY_CONTAINER,
+             NEXT_PROXY)
+    return docker.parse_inspect(server.run(docker.inspect_containers(*names),
+                                           check=False).stdout)
+
+
+def move_refusal(server_name: str, inventory: Inventory,
+                 found: dict[str, docker.ContainerInfo]) -> str | None:
+    """Pure: what refuses the app's `up` with haproxy.shared on a server before any change
+    (`found`: inspect_for_move), in one line; None: none. Also the shared `up`'s first pass
+    (fleet.shared_checks)."""
+    name, temporary = inventory.haproxy_container, own_next_container(inventory)
+    old, shared = found.get(name), found.get(PROXY_CONTAINER)
+    if temporary in found:
+        return (f"{server_name}: {temporary} is left from an upgrade of {inventory.app}'s own "
+                "HAProxy that was cut short: run `up` once without haproxy.shared to end it, "
+                "then with it; nothing was changed")
+    if old is None:
+        return None
+    if not on_host_network(old):
+        return (f"{server_name}: {name} runs on {inventory.app}'s network (set up by an older "
+                "slotswap): run `up` once without haproxy.shared (it moves it to the server's "
+                "network), then with it; nothing was changed")
+    if (old.restart_policy == "no" and NEXT_PROXY not in found
+            and (shared is None or not shared.running)):
+        return told_to_stop_alone(server_name, inventory)
+    return None
+
+
+def told_to_stop_alone(server_name: str, inventory: Inventory) -> str:
+    return (f"{server_name}: {inventory.haproxy_container} was told to stop, and no shared "
+            "HAProxy runs: run `up` once without haproxy.shared (it starts the app's own "
+            "again), then with it; nothing was changed")
+
+
+def require_served(server: ServerLike, inventory: Inventory) -> None:
+    """The old HAProxy was told to stop (the move's point of no return): finished only where
+    the shared HAProxy has the app, its registration there and its backend's slots answering
+    on the shared admin socket; else refused in one line (nothing changed), so that a move
+    cut otherwise is never finished into an HAProxy that does not serve the app."""
+    told = f"{server.name}: {inventory.haproxy_container} was told to stop, but"
+    if not registered_on_shared(server, inventory):
+        raise ProxyError(f"{told} {inventory.app} is not registered on the shared HAProxy: "
+                         "run `up` once without haproxy.shared (it starts the app's own "
+                         "again), then with it; nothing was changed")
+    server.use_admin_socket(None)
+    try:
+        states = haproxy.parse_servers_state(server.runtime_api(
+            haproxy.command_show_servers_state(inventory.app)))
+        haproxy.require_servers(states, inventory.app, SLOTS)
+    except haproxy.RuntimeApiError as error:
+        raise ProxyError(f"{told} the shared HAProxy does not answer for {inventory.app}'s "
+                         f"backend ({one_line(error)}): see `docker logs {PROXY_CONTAINER}` "
+                         "on the server, then run `up` again; nothing was changed") from error
+    finally:
+        server.close_runtime_api()
 
 
 def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: LockOwner,
@@ -148,23 +216,26 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
     what this run started and leaves the old HAProxy serving (ProxyError)."""
     name = inventory.haproxy_container
     serves = f"{name} serves" if old is not None and old.running else f"{name} is not running"
-    image = planned(server, inventory, read_registry(server, inventory), owner, None,
-                    moving=True)[2]
+    registry = read_registry(server, inventory)
+    mine, _, image = planned(server, inventory, registry, owner, None, moving=True)
     ensure_network(server, inventory, progress)
     log_in_to_registry(server, inventory, progress)
     fetch_image(server, image, progress)
-    with holding(server, inventory, owner, shared_lock(inventory)):
+    # The move may send an image, soft-stop a shared HAProxy left by a cut move or end a cut
+    # hand-over under these locks: each held for that long (as up_shared's hand-over).
+    lease = hand_over_lease(inventory, [mine, *others_present(registry.registrations,
+                                                              inventory.app)])
+    with holding(server, inventory, owner, shared_lock(inventory), lease=lease):
         registry = read_registry(server, inventory)
         mine, effective, image = planned(server, inventory, registry, owner, progress,
                                          moving=True)
         others = others_present(registry.registrations, inventory.app)
+        lease = hand_over_lease(inventory, [mine, *others])
         fetch_image(server, image, progress)  # the same, unless another run changed it
+        end_interrupted_hand_over(server, inventory, progress, owner, [mine, *others])
         state = read_state(server, inventory)
-        if state.container is not None and state.container.image != image:
-            raise ProxyError(f"{server.name}: the shared HAProxy runs "
-                             f"{state.container.image}, its settings name {image}: a move "
-                             "does not change its image; run `up` of an app already on it "
-                             f"first; nothing was changed ({serves})")
+        # A leftover of a cut move goes first, whatever its image (the image it was started
+        # with may have changed since): only one that serves other apps keeps its image.
         if state.container is not None and not others:
             # Started by a move cut before the old HAProxy was told to stop: it goes, and
             # the move starts again from the old HAProxy's state.
@@ -173,6 +244,11 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                         running=state.container.running)
             server.use_admin_socket(None)
             state = ProxyState(None, state.current, state.running)
+        if state.container is not None and state.container.image != image:
+            raise ProxyError(f"{server.name}: the shared HAProxy runs "
+                             f"{state.container.image}, its settings name {image}: a move "
+                             "does not change its image; run `up` of an app already on it "
+                             f"first; nothing was changed ({serves})")
         fragment = render_fragment(inventory, effective.values)
         generation = generation_with(server, mine, fragment, registry, effective.values)
         prepare_folders(server, inventory)
@@ -185,7 +261,7 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                         f"nothing was changed ({serves})")
         warn_without_request_migration(server, progress)
         with holding(server, inventory, owner,
-                     other_apps_locks(inventory, [item.app for item in others])):
+                     other_apps_locks(inventory, [item.app for item in others]), lease=lease):
             if listed:
                 place(server, inventory, certificate, progress, listed=True)
             record_settings(server, inventory, registry,
@@ -202,13 +278,28 @@ def move(server: ServerLike, inventory: Inventory, progress: Progress, owner: Lo
                     start_beside(server, inventory, generation.name, image, state, progress)
                 wait_for_backend(server, inventory, expected)
             except BaseException as error:
-                take_back(server, inventory, state, registry, started=not running)
+                take_back(server, inventory, state, registry, started=not running,
+                          generation=generation, others=[item.app for item in others])
                 if isinstance(error, ProxyError | haproxy.RuntimeApiError):
                     raise ProxyError(f"{server.name}: the shared HAProxy did not take over "
                                      f"from {name} ({one_line(error)}); {serves}; see "
                                      f"`docker logs {PROXY_CONTAINER}` on the server"
                                      ) from error
                 raise
+
+
+def end_cut_hand_over(server: ServerLike, inventory: Inventory, progress: Progress,
+                      owner: LockOwner) -> docker.ContainerInfo | None:
+    """A shared image hand-over cut short (`slotswap-proxy-next` there) ended under the
+    shared HAProxy's lock, as up_shared ends it; the shared HAProxy's container after."""
+    registry = read_registry(server, inventory)
+    present_apps = list(present(registry.registrations))
+    with holding(server, inventory, owner, shared_lock(inventory),
+                 lease=hand_over_lease(inventory, present_apps)):
+        present_apps = list(present(read_registry(server, inventory).registrations))
+        end_interrupted_hand_over(server, inventory, progress, owner, present_apps)
+    return docker.parse_inspect(server.run(docker.inspect_containers(PROXY_CONTAINER),
+                                           check=False).stdout).get(PROXY_CONTAINER)
 
 
 def copy_from_old(server: ServerLike, inventory: Inventory,
@@ -300,11 +391,15 @@ def states_differ(expected: dict[str, ServerState], found: dict[str, ServerState
 
 
 def take_back(server: ServerLike, inventory: Inventory, state: ProxyState,
-              registry: Registry, *, started: bool) -> None:
+              registry: Registry, *, started: bool, generation: Generation,
+              others: Sequence[str] = ()) -> None:
     """A move that did not reach its point of no return: the shared HAProxy it started
-    stopped softly (it may listen already) and removed, `current` back where it was, the
-    app's backend and registration as they were; the old HAProxy, never touched, serves on.
-    Best effort (the next `up` ends it)."""
+    stopped softly (it may listen already) and removed, or the one that serves other apps
+    reloaded back to the generation it ran before (reload_back); `current` back where it
+    was, the app's backend and registration as they were; the old HAProxy, never touched,
+    serves on. The registration stays while `current` names the app's generation (went_in:
+    HAProxy may serve the app's backend; the other tasks refuse the server as half-moved
+    until the next `up` ends the move). Best effort (the next `up` ends it)."""
     server.close_runtime_api()
     server.use_admin_socket(None)
     if started:
@@ -317,7 +412,28 @@ def take_back(server: ServerLike, inventory: Inventory, state: ProxyState,
             server.run(docker.remove(PROXY_CONTAINER), check=False, timeout=60)
         if state.ran is not None:
             server.run(switch_command(inventory, state.ran, None), check=False)
+    else:
+        with contextlib.suppress(Exception):
+            reload_back(server, inventory, state, generation, others)
+        if went_in(server, inventory, generation):
+            return
     put_back(server, inventory, registry)
+
+
+def reload_back(server: ServerLike, inventory: Inventory, state: ProxyState,
+                generation: Generation, others: Sequence[str]) -> None:
+    """The shared HAProxy serving other apps, reloaded with the app's generation in (current
+    and `.running` name it), back to the generation it ran before: the other apps' backend
+    states saved, `current` switched back, HUP; seen running it, `.running` says so. A reload
+    that does not start leaves `current` at the app's generation (what the workers run)."""
+    if state.ran in (None, generation.name) or read_current(server, inventory) != (
+            generation.name):
+        return  # not switched (or switched back by the reload), or nothing known to go to
+    save_backend_states(server, inventory, others)
+    server.run(switch_command(inventory, state.ran, None))
+    reload(server, inventory, generation.name)
+    server.write_file(proxy_running_path(inventory),
+                      state.ran.removeprefix(GENERATION_PREFIX) + "\n")
 
 
 def finish_move(server: ServerLike, inventory: Inventory, progress: Progress,

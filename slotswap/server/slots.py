@@ -17,9 +17,10 @@ from slotswap.commands import runtime_api as haproxy
 from slotswap.commands.role_containers import describe_inspect_with_roles, inspect_with_roles
 from slotswap.commands.runtime_api import ServerStat, ServerState
 from slotswap.config.inventory import SLOTS, Inventory
-from slotswap.config.layout import next_container
+from slotswap.config.layout import PROXY_CONTAINER, next_container
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import CommandResult, RemoteCommandError
+from slotswap.server.half_moved import half_moved, half_moved_line
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,15 @@ def read_slots(server: ServerLike, inventory: Inventory) -> dict[str, SlotView]:
 def containers_to_read(inventory: Inventory) -> list[str]:
     """The slots' containers and, in the same round trip, a new HAProxy left beside the old
     one by an `up` cut off mid hand-over: both serve, and only the new one would learn of a
-    swap; with haproxy.shared, the app's own HAProxy too (a move cut short: the same)."""
+    swap; with haproxy.shared, the app's own HAProxy too (a move cut short: the same); with
+    today's layout, the shared HAProxy (a move cut short, then haproxy.shared turned off: it
+    may serve the app beside its own; slotswap.server.half_moved). No round trip more: the
+    names go in the same `docker inspect`."""
     names = [*(inventory.container_name(slot) for slot in SLOTS), next_container(inventory)]
     if inventory.haproxy.shared:  # the app's own HAProxy, left by a move cut short
         names.append(inventory.haproxy_container)
+    else:  # the shared HAProxy, which may have the app (asked only where it is there)
+        names.append(PROXY_CONTAINER)
     return names
 
 
@@ -92,6 +98,8 @@ def read_slots_with(server: ServerLike, inventory: Inventory,
         raise haproxy.RuntimeApiError(
             f"{server.name}: half-moved: {inventory.haproxy_container} still runs beside the "
             "shared HAProxy (a move cut short); run `fab up` to finish or undo it")
+    if not inventory.haproxy.shared and half_moved(server, inventory, containers):
+        raise haproxy.RuntimeApiError(half_moved_line(server, inventory, True))
     return {
         slot: SlotView(slot, stats[slot], states[slot], containers.get(name),
                        stats.get(haproxy.fallback_name(slot)))

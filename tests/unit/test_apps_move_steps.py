@@ -346,9 +346,14 @@ def test_up_dry_run_plans_the_move_and_only_reads(tmp_path: Path) -> None:
 
 def test_up_dry_run_of_a_cut_move_finishes_it(tmp_path: Path) -> None:
     server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
     plan = dry_run_move.up_plan_moving(server, inventory(tmp_path))
     assert "finishing an interrupted move" in plan.summary
     assert "USR1 webapp-haproxy" in "\n".join(plan.steps)
+    # With no shared HAProxy, the run refuses: so does its plan.
+    del server.containers["slotswap-proxy"]
+    plan = dry_run_move.up_plan_moving(server, inventory(tmp_path))
+    assert "STOP: s1: webapp-haproxy was told to stop, and no shared" in "\n".join(plan.steps)
 
 
 def test_maintenance_and_certificates_refuse_a_server_the_app_still_serves_from_its_own(
@@ -362,7 +367,9 @@ def test_maintenance_and_certificates_refuse_a_server_the_app_still_serves_from_
     refuse_half_moved(server, inventory(tmp_path))
     today = FakeServer()
     refuse_half_moved(today, make_inventory(tmp_path))
-    assert today.commands == []  # today's layout: nothing asked
+    # Today's layout: one `docker inspect`, no shared HAProxy there: nothing more asked.
+    assert today.commands == [["docker", "container", "inspect", "webapp-haproxy",
+                               "slotswap-proxy"]]
 
 
 def test_todays_up_refuses_an_app_moved_to_the_shared_haproxy(tmp_path: Path) -> None:
@@ -378,8 +385,236 @@ def test_todays_up_refuses_an_app_moved_to_the_shared_haproxy(tmp_path: Path) ->
     assert registered.commands == [["test", "-f", "/var/lib/slotswap/_proxy/apps/webapp.json"]]
     other_apps = FakeServer(inventory=today, answers={("test", "-f"): CommandResult("", "", 1)})
     refuse_moved_back(other_apps, today, shared_only)  # another app's shared HAProxy
+    quiet = FakeServer(inventory=today)
+    refuse_moved_back(quiet, today, {})  # no shared HAProxy: nothing asked
+    assert quiet.commands == []
+
+
+def test_a_half_moved_server_is_refused_once_haproxy_shared_is_turned_off(
+        tmp_path: Path) -> None:
+    """A move cut while both HAProxys serve, then haproxy.shared removed from the inventory:
+    today's `up`, a deploy (read_slots), maintenance and certificates all refuse the server,
+    or a deploy would swap only the app's own HAProxy while the shared one serves too."""
+    from slotswap.commands.docker import parse_inspect
+    from slotswap.server.half_moved import refuse_moved_back
+
+    today = make_inventory(tmp_path)
     both = parse_inspect(json.dumps([container("slotswap-proxy"), container("webapp-haproxy")]))
-    for found in (both, {}):  # its own HAProxy there, or no shared one: nothing asked
-        quiet = FakeServer(inventory=today)
-        refuse_moved_back(quiet, today, found)
-        assert quiet.commands == []
+    registered = {("test", "-f"): CommandResult("", "", 0)}
+    server = FakeServer(inventory=today, answers=registered)
+    with pytest.raises(ProxyError, match=r"^s1: half-moved: webapp is registered on the shared "
+                                         r"HAProxy and webapp-haproxy is there too"):
+        refuse_moved_back(server, today, both)
+    with pytest.raises(ProxyError, match=r"^s1: half-moved: webapp is registered"):
+        refuse_half_moved(FakeServer(inventory=today, answers={
+            **registered, ("docker", "container", "inspect"): CommandResult(json.dumps(
+                [container("slotswap-proxy"), container("webapp-haproxy")]), "", 0)}), today)
+    containers = json.loads(recorded("docker_inspect_live_web1.json"))
+    deploying = FakeServer(state="live_web1", answers={
+        **registered, ("docker", "container", "inspect"): CommandResult(
+            json.dumps([*containers, container("slotswap-proxy")]), "", 0)})
+    with pytest.raises(RuntimeApiError, match=r"^s1: half-moved: webapp is registered"):
+        read_slots(deploying, today)
+    # Another app's shared HAProxy (this one not registered there): nothing refused.
+    other = FakeServer(state="live_web1", answers={
+        ("test", "-f"): CommandResult("", "", 1),
+        ("docker", "container", "inspect"): CommandResult(
+            json.dumps([*containers, container("slotswap-proxy")]), "", 0)})
+    assert set(read_slots(other, today)) == {"web1", "web2"}
+    refuse_moved_back(other, today, both)
+
+
+def test_a_reload_that_took_the_app_in_is_taken_back_before_its_registration(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A move into a shared HAProxy that serves another app: reloaded with the app's
+    generation in, then its backend not as on the old HAProxy. `current` goes back to the
+    generation that ran, HAProxy reloads with it, `.running` says so, and only then is the
+    registration removed (else `current` and the workers keep a backend no registration
+    names)."""
+    from slotswap.commands.docker import parse_inspect
+    from slotswap.server.proxy_assembly import Generation
+    from slotswap.server.proxy_files import Registry
+    from slotswap.server.proxy_generation import ProxyState
+
+    shared = inventory(tmp_path)
+    links = {"current": "gen-0000000000aa"}
+
+    def switched(argv: list[str]) -> CommandResult:
+        if "mv -T" in argv[2]:
+            links["current"] = argv[2].split("ln -sfn ")[-1].split(" ")[0]
+        return CommandResult("", "", 0)
+
+    server = FakeServer(inventory=shared, answers={
+        ("readlink",): lambda argv: CommandResult(links["current"] + "\n", "", 0),
+        ("sh", "-c"): switched})
+    reloads: list[str | None] = []
+    monkeypatch.setattr(proxy_move, "reload", lambda server, inventory, ran: reloads.append(
+        links["current"]))
+    running = parse_inspect(json.dumps([container("slotswap-proxy")]))["slotswap-proxy"]
+    generation = Generation({}, "0000000000bb")
+    links["current"] = generation.name  # the reload with the app in went through
+    proxy_move.take_back(server, shared, ProxyState(running, "gen-0000000000aa",
+                                                    "gen-0000000000aa"),
+                         Registry((), {}, None), started=False, generation=generation,
+                         others=["shop"])
+    assert links["current"] == "gen-0000000000aa" and reloads == ["gen-0000000000aa"]
+    assert server.files["/etc/slotswap/_proxy/haproxy/.running"] == "0000000000aa\n"
+    assert ["rm", "-f", "/var/lib/slotswap/_proxy/apps/webapp.json"] in server.commands
+    # A reload back that does not start: `current` names the app's generation (the workers
+    # run it), so its registration stays; the other tasks refuse the server as half-moved.
+    server.commands.clear()
+    def fails(server: FakeServer, inventory: Inventory, ran: str | None) -> None:
+        links["current"] = ran  # as proxy_generation.reload puts it back
+        raise ProxyError("no new worker")
+
+    monkeypatch.setattr(proxy_move, "reload", fails)
+    links["current"] = generation.name
+    proxy_move.take_back(server, shared, ProxyState(running, "gen-0000000000aa",
+                                                    "gen-0000000000aa"),
+                         Registry((), {}, None), started=False, generation=generation)
+    assert not [argv for argv in server.commands if argv[:2] == ["rm", "-f"]]
+
+
+def test_a_cut_moves_shared_haproxy_goes_even_when_the_image_changed_since(
+        tmp_path: Path) -> None:
+    """Cut after the shared HAProxy started (no other app on it), then haproxy.image
+    changed: the leftover goes and the move starts again with the new image, rather than
+    every `up` refusing the image it was started with."""
+    server = MoveServer(inventory(tmp_path))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    changed = make_inventory(tmp_path, haproxy={"shared": True, "image": "haproxy:3.0"},
+                             names=["webapp.test"], timeouts={"drain": 7})
+    assert up_moving(server, changed, lambda line: None, OWNER) == "moved to the shared HAProxy"
+    assert steps(server)[:4] == ["update no slotswap-proxy", "kill USR1 slotswap-proxy",
+                                 "wait slotswap-proxy", "rm --force slotswap-proxy"]
+    assert "run slotswap-proxy" in steps(server)
+
+
+def test_the_move_ends_a_cut_hand_over_of_the_shared_haproxy_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared image hand-over cut short (`slotswap-proxy-next` there) is ended under the
+    shared HAProxy's lock before the move, as up_shared ends it; where the old HAProxy was
+    told to stop, before the move is finished (the shared HAProxy may serve only as
+    slotswap-proxy-next)."""
+    ended: list[list[str]] = []
+
+    def end(server: MoveServer, inventory: Inventory, progress: Any, owner: LockOwner,
+            registrations: Any) -> bool:
+        ended.append([item.app for item in registrations])
+        assert any(argv[:3] == ["sh", "-c", TAKE_ALL_SCRIPT] for argv in server.commands)
+        if "slotswap-proxy-next" in server.containers:  # finished: it is the shared one
+            del server.containers["slotswap-proxy-next"]
+            server.containers["slotswap-proxy"] = container("slotswap-proxy")
+        return True
+
+    monkeypatch.setattr(proxy_move, "end_interrupted_hand_over", end)
+    server = MoveServer(inventory(tmp_path))
+    assert up_moving(server, inventory(tmp_path), lambda line: None, OWNER) == (
+        "moved to the shared HAProxy")
+    assert ended == [["webapp"]]
+    ended.clear()
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"))
+    server.containers["slotswap-proxy-next"] = container("slotswap-proxy-next")
+    assert up_moving(server, inventory(tmp_path), lambda line: None, OWNER) == (
+        "moved to the shared HAProxy")
+    assert ended == [[]] and "slotswap-proxy" in server.containers
+    assert "slotswap-proxy-next" in server.commands[0]
+
+
+def test_the_moves_locks_are_held_as_long_as_a_hand_over_may_take(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The move may send an image, soft-stop a shared HAProxy a cut move left, or end a
+    cut hand-over under its locks: their lease is a hand-over's (shared lease + drain)."""
+    from slotswap.server import proxy_locks
+    from slotswap.server.proxy_locks import shared_lock_lease
+
+    leases: list[int | None] = []
+    real = proxy_locks.holding
+
+    def holding(*args: Any, lease: int | None = None) -> Any:
+        leases.append(lease)
+        return real(*args, lease=lease)
+
+    monkeypatch.setattr(proxy_move, "holding", holding)
+    server = MoveServer(inventory(tmp_path))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
+    assert leases and all(lease is not None and lease >= shared_lock_lease(
+        inventory(tmp_path)) + 7 for lease in leases)
+
+
+def test_a_move_is_finished_only_where_the_shared_haproxy_serves_the_app(
+        tmp_path: Path) -> None:
+    """The old HAProxy told to stop is the point of no return only where the shared HAProxy
+    has the app: registered, its backend answering on the shared socket; else one line and
+    nothing changed (the old one, maybe still serving, is not stopped)."""
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    server.answers[("test", "-f")] = CommandResult("", "", 1)
+    with pytest.raises(ProxyError, match=r"^s1: webapp-haproxy was told to stop, but webapp "
+                                         r"is not registered on the shared HAProxy: run `up` "
+                                         r"once without haproxy\.shared"):
+        up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
+    assert steps(server) == []
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", policy="no"),
+                        shared_state="1\n# be_id be_name srv_id srv_name\n")
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    with pytest.raises(ProxyError, match=r"^s1: webapp-haproxy was told to stop, but the "
+                                         r"shared HAProxy does not answer for webapp's "
+                                         r"backend \(.*no server web1, web2"):
+        up_moving(server, inventory(tmp_path), lambda line: None, OWNER)
+    assert steps(server) == []
+
+
+def test_the_first_pass_refuses_what_the_move_refuses(tmp_path: Path) -> None:
+    """The shared `up`'s first pass (fleet.shared_checks.check_on) refuses a server whose
+    move would refuse it, before any server changes: a cut upgrade of the app's own HAProxy,
+    one on the app's network, one told to stop with no shared HAProxy."""
+    from slotswap.fleet.shared_checks import check_on
+
+    cases = [({"webapp-haproxy-next": container("webapp-haproxy-next")}, "left from an upgrade"),
+             ({"webapp-haproxy": container("webapp-haproxy", network="webapp")},
+              "runs on webapp's network"),
+             ({"webapp-haproxy": container("webapp-haproxy", policy="no")},
+              "was told to stop, and no shared HAProxy runs")]
+    for containers, refusal in cases:
+        server = MoveServer(inventory(tmp_path))
+        server.containers.update(containers)
+        with pytest.raises(ProxyError, match=refusal):
+            check_on(server, inventory(tmp_path))
+        assert steps(server) == []
+    check_on(MoveServer(inventory(tmp_path)), inventory(tmp_path))  # a move to do: no refusal
+
+
+def test_up_dry_run_of_a_cut_move_plans_the_leftovers_removal_whatever_its_image(
+        tmp_path: Path) -> None:
+    server = MoveServer(inventory(tmp_path))
+    server.containers["slotswap-proxy"] = container("slotswap-proxy")
+    changed = make_inventory(tmp_path, haproxy={"shared": True, "image": "haproxy:3.0"},
+                             names=["webapp.test"], timeouts={"drain": 7})
+    text = "\n".join(dry_run_move.up_plan_moving(server, changed).steps)
+    assert "slotswap-proxy was left by an interrupted move: it goes" in text
+    assert "STOP" not in text and "not available yet" not in text
+    server = MoveServer(inventory(tmp_path), old=container("webapp-haproxy", network="webapp"))
+    text = "\n".join(dry_run_move.up_plan_moving(server, inventory(tmp_path)).steps)
+    assert "STOP: s1: webapp-haproxy runs on webapp's network" in text
+
+
+def test_a_move_cut_with_the_app_in_already_is_not_reloaded_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared HAProxy ran the app's generation before this run (a move cut after its
+    reload): nothing to reload back to, and the registration stays (HAProxy serves it)."""
+    from slotswap.commands.docker import parse_inspect
+    from slotswap.server.proxy_assembly import Generation
+    from slotswap.server.proxy_files import Registry
+    from slotswap.server.proxy_generation import ProxyState
+
+    generation = Generation({}, "0000000000bb")
+    server = FakeServer(inventory=inventory(tmp_path), answers={
+        ("readlink",): CommandResult(generation.name + "\n", "", 0)})
+    monkeypatch.setattr(proxy_move, "reload", lambda *args: pytest.fail("reloaded"))
+    running = parse_inspect(json.dumps([container("slotswap-proxy")]))["slotswap-proxy"]
+    proxy_move.take_back(server, inventory(tmp_path),
+                         ProxyState(running, generation.name, generation.name),
+                         Registry((), {}, None), started=False, generation=generation)
+    assert not [argv for argv in server.commands if argv[:2] in (["rm", "-f"], ["sh", "-c"])]

@@ -28,8 +28,9 @@ def test_the_slots_and_the_role_containers_come_from_one_command() -> None:
     assert views["web1"].running and views["web1"].version == "v1"
     assert roles == []
     assert [argv[:3] for argv in server.commands] == [list(SCRIPT)]
+    # Today's layout: the shared HAProxy too (a half-moved server: server/half_moved.py).
     assert server.commands[0][3:] == ["sh", "webapp", "webapp-web1", "webapp-web2",
-                                      "webapp-haproxy-next"]
+                                      "webapp-haproxy-next", "slotswap-proxy"]
 
 
 def test_role_containers_are_told_by_their_generation_label() -> None:
@@ -73,7 +74,8 @@ def test_a_docker_that_fails_never_reads_as_slots_gone(exit_code: int, stderr: s
     assert said in message and "\n" not in message
     # Named as what it reads, not as the script's text.
     assert message.startswith("s1: `docker container inspect webapp-web1 webapp-web2 "
-                              "webapp-haproxy-next <the role containers>` exited")
+                              "webapp-haproxy-next slotswap-proxy <the role containers>` "
+                              "exited")
 
 
 def test_no_error_output_is_not_known_to_be_a_missing_container() -> None:
