@@ -157,8 +157,13 @@ class SharedSimServer(SimulatedServer):
     def bring_back(self, serial: int) -> None:
         process = self.beside.pop(serial)
         self.haproxy.take_over(process)
-        self.clock.haproxies.remove(process)
+        self.forget(process)
         self.admin_owner = serial
+
+    def forget(self, process: SimHaproxy) -> None:
+        """A process that no longer runs: the clock no longer runs its checks."""
+        if process is not self.haproxy and process in self.clock.haproxies:
+            self.clock.haproxies.remove(process)
 
     def restart_engine(self) -> None:
         """Every HAProxy container that comes back starts from its files (each its own
@@ -177,9 +182,8 @@ class SharedSimServer(SimulatedServer):
                 self.socket_owner[container.binds.get(HAPROXY_ADMIN_DIR_INSIDE, "")] = \
                     container.serial
         first = main if main in back else back[-1]
-        for serial in [s for s in processes if s not in back]:
-            if processes[serial] in self.clock.haproxies and len(self.clock.haproxies) > 1:
-                self.clock.haproxies.remove(processes[serial])
+        for serial in [s for s in processes if s not in back and s != first]:
+            self.forget(processes[serial])
         self.beside = {serial: processes[serial] for serial in back
                        if serial != first and serial in processes}
         for serial in [first, *self.beside]:
@@ -194,7 +198,7 @@ class SharedSimServer(SimulatedServer):
         one beside it is `haproxy` again (its admin socket answers: another master's)."""
         running = {c.serial for c in self.containers.values() if c.running}
         for serial in [s for s in self.beside if s not in running]:
-            self.clock.haproxies.remove(self.beside.pop(serial))
+            self.forget(self.beside.pop(serial))
         owner = self.admin_container()
         if (owner is None or not owner.running) and self.beside:
             self.bring_back(next(iter(self.beside)))
@@ -241,9 +245,7 @@ class SharedSimServer(SimulatedServer):
         self.admin_owner = serial
         running = {c.serial for c in self.containers.values() if self.is_haproxy(c)}
         for gone in [s for s in self.beside if s not in running]:
-            process = self.beside.pop(gone)
-            if process is not self.haproxy and process in self.clock.haproxies:
-                self.clock.haproxies.remove(process)
+            self.forget(self.beside.pop(gone))
 
     # -- commands -----------------------------------------------------------------------
     def execute_known(self, argv: list[str], stdin: str | None) -> CommandResult:
