@@ -33,13 +33,14 @@ from slotswap.server.proxy_files import kit_defaults
 from slotswap.server.proxy_registry import parse_registration
 from tests.unit.fake_server import make_inventory
 from tests.unit.simulated_fleet import REPORTS, task_result
-from tests.unit.simulated_haproxy import SimClock, patch_time
-from tests.unit.simulated_shared_proxy import serve_host
+from tests.unit.simulated_haproxy import SimClock, SimHaproxy, patch_time
+from tests.unit.simulated_shared_proxy import HOSTS_LOOKUP, serve_host
 from tests.unit.simulated_shared_server import SharedSimServer, runs_checked
 
 APPS = ("a", "b")
 TAGS = ("v1", "v2", "v3")
 HAPROXY_IMAGE = "haproxy:2.8"
+NEW_HAPROXY_IMAGE = "haproxy:3.0"  # `up a3`: a, the shared settings' owner, upgrades it
 
 
 # What one run watches (AppsFleet.run sets it); kept across a run made inside it.
@@ -51,13 +52,26 @@ def host_of(app: str) -> str:
     return f"{app}.test"
 
 
-def app_inventory(root: Path, app: str, index: int, hosts: int, **changed: Any) -> Inventory:
+def own_inventory(root: Path, app: str, index: int, hosts: int, **haproxy: Any) -> Inventory:
+    """The app in today's layout (its own HAProxy, `<app>-haproxy`), which its `up` with
+    haproxy.shared moves to the shared one (`a0`; `a8`: its own HAProxy on port 8080, beside
+    a shared one on the default port)."""
+    return make_inventory(root / f"{app}-own", app=app, image=f"acme/{app}",
+                          hosts=[f"203.0.113.{10 + i}" for i in range(hosts)],
+                          timeouts={"watch": 0.5, "healthy": 5, "drain": 2},
+                          haproxy={"image": HAPROXY_IMAGE, **haproxy,
+                                   "slot_ports": [18081 + 2 * index, 18082 + 2 * index]})
+
+
+def app_inventory(root: Path, app: str, index: int, hosts: int, image: str = HAPROXY_IMAGE,
+                  **changed: Any) -> Inventory:
     """`changed`: settings on top (a's changed inventory, `a2`: a new health check interval,
-    which changes its backend and so the generation)."""
+    which changes its backend and so the generation); `image`: the shared HAProxy's, which
+    a's inventory sets (a owns the shared settings; `a3`: a new one, a hand-over)."""
     return make_inventory(root / app, app=app, image=f"acme/{app}", names=[host_of(app)],
                           hosts=[f"203.0.113.{10 + i}" for i in range(hosts)], **changed,
                           timeouts={"watch": 0.5, "healthy": 5, "drain": 2},
-                          haproxy={"shared": True, "image": HAPROXY_IMAGE,
+                          haproxy={"shared": True, "image": image,
                                    "slot_ports": [18081 + 2 * index, 18082 + 2 * index]}
                           if index == 0 else
                           {"shared": True, "slot_ports": [18081 + 2 * index, 18082 + 2 * index]})
@@ -91,7 +105,8 @@ class Answered:
 def admin_states(server: SharedSimServer, app: str) -> tuple[tuple[str, str], ...] | None:
     """Each of the app's lines with its admin state (READY, DRAIN, MAINT); None: HAProxy
     runs no backend of the app."""
-    backend = server.haproxy.backends.get(app) if server.haproxy_containers() else None
+    process = process_of(server, app) if server.haproxy_containers() else None
+    backend = process.backends.get(app) if process is not None else None
     if backend is None:
         return None
     return tuple((name, line.admin_name) for name, line in backend.lines.items())
@@ -109,20 +124,72 @@ def is_leaving(server: SharedSimServer, app: str) -> bool:
     return text is not None and parse_registration(text, app).state == "leaving"
 
 
-def answered(server: SharedSimServer, app: str) -> Answered | None:
-    """What a request with the app's Host gets now (None: no HAProxy listens)."""
-    if not server.haproxy_containers() or not server.haproxy_listens():
-        return None
-    got = serve_host(server.haproxy, host_of(app), server.container_at, server.answers)
+def listening(server: SharedSimServer) -> list[SimHaproxy]:
+    """Each HAProxy process that takes connections, the one started last first (before
+    the first `up`: the one the simulator made)."""
+    if not server.haproxy_containers():
+        return [server.haproxy]
+    processes = [process for _, process in server.processes()]
+    return sorted(processes, key=lambda process: process is not server.haproxy)
+
+
+def answer_in(server: SharedSimServer, process: SimHaproxy, app: str) -> Answered:
+    """What a request with the app's Host gets from this HAProxy: the shared one routes by
+    Host; an app's own (today's layout, a move's old one) serves its backend (an app it
+    does not have: 404)."""
+    if HOSTS_LOOKUP.search(process.config) is None:
+        backend = process.backends.get(app)
+        if backend is None:
+            return Answered(None, None, None)
+        own = server.maintenance if process is server.haproxy else False
+        container = None if own else backend.serve(server.container_at, server.answers)
+        return Answered(app, container.name if container else None,
+                        container.version if container else None)
+    got = serve_host(process, host_of(app), server.container_at, server.answers)
     container = got.container
     return Answered(got.backend, container.name if container else None,
                     container.version if container else None)
 
 
+def answers(server: SharedSimServer, app: str) -> list[Answered]:
+    """The app's answer from each HAProxy that listens and has its backend."""
+    return [found for process in listening(server)
+            for found in [answer_in(server, process, app)] if found.backend is not None]
+
+
+def process_of(server: SharedSimServer, app: str) -> SimHaproxy | None:
+    """The HAProxy that answers the app (the one started last that has its backend)."""
+    processes = listening(server)
+    return next((process for process in processes
+                 if answer_in(server, process, app).backend is not None),
+                processes[0] if processes else None)
+
+
+def answered(server: SharedSimServer, app: str) -> Answered | None:
+    """What a request with the app's Host gets now (None: no HAProxy listens); where two
+    HAProxys listen (a hand-over, a move), the one started last that has its backend
+    (`disagree` holds them to the same answer)."""
+    if not server.haproxy_containers() or not server.haproxy_listens():
+        return None
+    found = answers(server, app)
+    if found:
+        return found[0]
+    processes = listening(server)
+    return answer_in(server, processes[0], app) if processes else None
+
+
+def disagree(server: SharedSimServer, app: str) -> list[Answered]:
+    """Two HAProxys listen and answer the app with different versions (empty: they
+    agree)."""
+    found = answers(server, app) if server.haproxy_containers() else []
+    return found if len({item.version for item in found}) > 1 else []
+
+
 def routed(server: SharedSimServer, app: str) -> str | None:
     """The version HAProxy sends the app's new requests to first (balance first): the
     first line in rotation with a running container."""
-    backend = server.haproxy.backends.get(app)
+    process = process_of(server, app)
+    backend = process.backends.get(app) if process is not None else None
     if backend is None or not server.haproxy_listens():
         return None
     for line in backend.usable():
@@ -141,6 +208,9 @@ class AppsFleet:
         # `up a2`: a's `up` with a changed setting (a reload with a's new backend).
         self.inventories["a2"] = app_inventory(root, "a", 0, hosts,
                                                healthcheck={"interval": 3})
+        self.inventories["a3"] = app_inventory(root, "a", 0, hosts, NEW_HAPROXY_IMAGE)
+        self.inventories["a0"] = own_inventory(root, "a", 0, hosts)
+        self.inventories["a8"] = own_inventory(root, "a", 0, hosts, http_port=8080)
         # The apps whose last deploy or rollback exited 0 with no `down` since: the kit
         # said they serve.
         self.said_serving: set[str] = set()
@@ -151,6 +221,7 @@ class AppsFleet:
                                         config=stand_in(first)) for host in first.hosts]
         for server in self.servers:
             server.registry[HAPROXY_IMAGE] = "sha256:" + "ab" * 32
+            server.registry[NEW_HAPROXY_IMAGE] = "sha256:" + "cd" * 32
             for inventory in self.inventories.values():
                 for tag in TAGS:
                     ref = inventory.image_ref(tag)
@@ -253,6 +324,9 @@ class AppsFleet:
                                  f"its check, after `{what[:80]}`")
         for app in APPS:
             now, before = answered(server, app), self.before.get((server.name, app))
+            if split := disagree(server, app):
+                self.problems.append(f"{server.name}: two HAProxys answer {app} with "
+                                     f"{split}, after `{what[:80]}`")
             if self.also is not None and app == self.also[0]:
                 # The run this one was made in goes on meanwhile on the other servers.
                 if now is None or now.version not in self.also[1][server.name]:

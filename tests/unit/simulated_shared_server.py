@@ -17,6 +17,7 @@ each run): a lease taken over is that app's lock's."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import posixpath
 import re
@@ -27,11 +28,18 @@ from pathlib import Path
 from slotswap.commands.docker import LABEL_APP, LABEL_ROLE
 from slotswap.config.inventory import Inventory
 from slotswap.config.layout import (
+    CONFIG_NAME,
     CURRENT_LINK,
     GENERATION_PREFIX,
+    HAPROXY_ADMIN_DIR_INSIDE,
     HAPROXY_CONFIG_DIR_INSIDE,
     LABEL_SHARED,
+    STATE_NAME,
+    admin_dir,
+    cert_path_on_server,
     current_link,
+    map_path_in_haproxy,
+    map_path_on_server,
     proxy_haproxy_dir,
 )
 from slotswap.fleet.dry_run_proxy import CHECKSUMS_SCRIPT
@@ -39,9 +47,10 @@ from slotswap.remote.server import CommandResult
 from slotswap.server import locking
 from slotswap.server.lock_sets import LOCK_MARK, TAKE_ALL_SCRIPT
 from slotswap.server.proxy_files import READ_REGISTRY_SCRIPT
-from tests.unit.simulated_docker import mount_binds, parse_run
+from slotswap.server.proxy_move import COPY_SCRIPT
+from tests.unit.simulated_docker import Container, mount_binds, parse_run
 from tests.unit.simulated_files import SimFiles
-from tests.unit.simulated_haproxy import SimClock, config_parts
+from tests.unit.simulated_haproxy import SimClock, SimHaproxy, config_parts
 from tests.unit.simulated_server import SimulatedServer
 from tests.unit.simulated_shared_proxy import CRT_LIST, Mount, load_generation, start_shared
 
@@ -72,22 +81,173 @@ class SharedSimServer(SimulatedServer):
                  config: str) -> None:
         super().__init__(name, inventory, clock, root, config=config)
         self.checked: set[str] = set()
+        # HAProxy processes beside the one `haproxy` is (a hand-over, a move: two containers
+        # listen), by their container's serial: the one started last is `haproxy`; the
+        # other keeps what it ran, and is `haproxy` again once the newer one is gone.
+        self.beside: dict[int, SimHaproxy] = {}
+        self.socket: str | None = None  # use_admin_socket's (None: the inventory's)
+        # Each admin socket's folder -> the container whose master made the socket there.
+        self.socket_owner: dict[str, int] = {}
 
     def clone(self, clock: SimClock, root: Path) -> SharedSimServer:
         twin = super().clone(clock, root)
         twin.__class__ = SharedSimServer
         assert isinstance(twin, SharedSimServer)
         twin.checked = set(self.checked)
+        twin.socket, twin.socket_owner = None, dict(self.socket_owner)
+        twin.beside = {}
+        for serial, process in self.beside.items():
+            twin.beside[serial] = copy.copy(twin.haproxy)
+            twin.beside[serial].take_over(process)
+            clock.haproxies.append(twin.beside[serial])
         return twin
 
     # -- HAProxy ------------------------------------------------------------------------
     def restart_haproxy(self) -> None:
         """A start of the shared HAProxy loads the generation `current` names now (none:
-        the container would not start; nothing changes here)."""
+        the container would not start; nothing changes here); an app's own HAProxy (today's
+        layout, a move's old one) its config file, state file, map and certificate."""
+        owner = self.admin_container()
+        if owner is not None and LABEL_SHARED not in owner.labels:
+            return self.restart_own(owner)
         if self.files.read(f"{current_link(self.inventory)}/haproxy.cfg") is None:
             return
         self.haproxy.restarts += 1
         start_shared(self.haproxy, self.files, proxy_haproxy_dir(self.inventory))
+
+    def restart_own(self, container: Container) -> None:
+        folder = container.binds[HAPROXY_CONFIG_DIR_INSIDE]
+        on_disk = self.read_local(f"{folder}/{CONFIG_NAME}")
+        if on_disk is None:
+            return
+        self.haproxy.restarts += 1
+        self.haproxy.config = on_disk
+        self.haproxy.start(self.read_local(f"{folder}/{STATE_NAME}"), {
+            map_path_in_haproxy(): self.read_local(map_path_on_server(folder)) or ""},
+            self.read_local(cert_path_on_server(folder)))
+
+    def haproxy_checks(self, config_dir: str, filename: str) -> bool:
+        """An app's own HAProxy's check (today's layout), its config kept as checked."""
+        passed = super().haproxy_checks(config_dir, filename)
+        if passed:
+            self.checked.add(self.read_local(f"{config_dir}/{filename}") or "")
+        return passed
+
+    def haproxy_started(self, container: Container) -> None:
+        """A second HAProxy container starts while one runs: the running one's process is
+        kept beside the new one."""
+        self.set_aside(container)
+        self.socket_owner[container.binds.get(HAPROXY_ADMIN_DIR_INSIDE, "")] = container.serial
+        super().haproxy_started(container)
+
+    def haproxy_reloaded(self, container: Container) -> None:
+        """A reload of the process set aside makes it `haproxy` again."""
+        if container.serial in self.beside:
+            self.set_aside(container)
+            self.bring_back(container.serial)
+        self.socket_owner[container.binds.get(HAPROXY_ADMIN_DIR_INSIDE, "")] = container.serial
+        super().haproxy_reloaded(container)
+
+    def set_aside(self, container: Container) -> None:
+        owner = self.admin_container()
+        if owner is not None and owner.serial != container.serial and owner.running:
+            kept = copy.copy(self.haproxy)
+            kept.take_over(self.haproxy)
+            self.beside[owner.serial] = kept
+            self.clock.haproxies.append(kept)
+
+    def bring_back(self, serial: int) -> None:
+        process = self.beside.pop(serial)
+        self.haproxy.take_over(process)
+        self.forget(process)
+        self.admin_owner = serial
+
+    def forget(self, process: SimHaproxy) -> None:
+        """A process that no longer runs: the clock no longer runs its checks."""
+        if process is not self.haproxy and process in self.clock.haproxies:
+            self.clock.haproxies.remove(process)
+
+    def restart_engine(self) -> None:
+        """Every HAProxy container that comes back starts from its files (each its own
+        process) and makes its admin socket anew; the one that ran last stays `haproxy`."""
+        main = self.admin_owner
+        processes = dict(self.beside)
+        if main is not None:
+            processes[main] = self.haproxy
+        self.engine_restarted()
+        back = [c.serial for c in self.haproxy_containers() if c.running]
+        if not back:
+            self.admin_owner = main
+            return self.restart_haproxy()
+        for container in self.haproxy_containers():
+            if container.running:
+                self.socket_owner[container.binds.get(HAPROXY_ADMIN_DIR_INSIDE, "")] = \
+                    container.serial
+        first = main if main in back else back[-1]
+        for serial in [s for s in processes if s not in back and s != first]:
+            self.forget(processes[serial])
+        self.beside = {serial: processes[serial] for serial in back
+                       if serial != first and serial in processes}
+        for serial in [first, *self.beside]:
+            self.haproxy, self.admin_owner = processes.get(serial, self.haproxy), serial
+            self.restart_haproxy()
+        self.haproxy, self.admin_owner = processes.get(first, self.haproxy), first
+        if self.haproxy not in self.clock.haproxies:
+            self.clock.haproxies.append(self.haproxy)
+
+    def settle_processes(self) -> None:
+        """A process whose container is gone or exited ends; once the newest one's is, the
+        one beside it is `haproxy` again (its admin socket answers: another master's)."""
+        running = {c.serial for c in self.containers.values() if c.running}
+        for serial in [s for s in self.beside if s not in running]:
+            self.forget(self.beside.pop(serial))
+        owner = self.admin_container()
+        if (owner is None or not owner.running) and self.beside:
+            self.bring_back(next(iter(self.beside)))
+
+    def processes(self) -> list[tuple[Container, SimHaproxy]]:
+        """Each HAProxy container that listens, with its process."""
+        found = []
+        for container in self.haproxy_containers():
+            if not container.running or container.stopping_until is not None:
+                continue
+            if container.serial == self.admin_owner:
+                found.append((container, self.haproxy))
+            elif container.serial in self.beside:
+                found.append((container, self.beside[container.serial]))
+        return found
+
+    def use_admin_socket(self, path: str | None) -> None:
+        self.socket = path
+
+    def runtime_api(self, command: str) -> str:
+        """The socket's own HAProxy answers (use_admin_socket's, else the inventory's: the
+        shared one's, or the app's own): the master that made it last (none: refused)."""
+        if not self.haproxy_containers():
+            return super().runtime_api(command)
+        folder = posixpath.dirname(self.socket) if self.socket else admin_dir(self.inventory)
+        target = self.socket_owner.get(folder, -1)
+        if target == self.admin_owner:
+            return super().runtime_api(command)
+        main = self.admin_owner
+        self.act_as(target)
+        try:
+            return super().runtime_api(command)
+        finally:
+            self.act_as(main)
+
+    def act_as(self, serial: int | None) -> None:
+        """`haproxy` becomes the process of the container `serial` (none there: the socket
+        refuses; the process stays `haproxy` and beside, under its container), the other
+        one beside it."""
+        if self.admin_owner is not None:
+            self.beside[self.admin_owner] = self.haproxy
+        process = self.beside.pop(serial, None) if serial is not None else None
+        self.haproxy = process or self.haproxy
+        self.admin_owner = serial
+        running = {c.serial for c in self.containers.values() if self.is_haproxy(c)}
+        for gone in [s for s in self.beside if s not in running]:
+            self.forget(self.beside.pop(gone))
 
     # -- commands -----------------------------------------------------------------------
     def execute_known(self, argv: list[str], stdin: str | None) -> CommandResult:
@@ -104,6 +264,8 @@ class SharedSimServer(SimulatedServer):
             return self.read_registry(*argv[4:8])
         if script == CHECKSUMS_SCRIPT:
             return self.checksums(argv[4])
+        if script == COPY_SCRIPT:
+            return self.copy_where_there(argv[4:])
         if script is not None and script.startswith(PRUNE_HEAD):
             return self.prune(argv[4], KEPT.findall(script))
         if script is not None and script.startswith("cd ") and " mv -T " in script:
@@ -130,7 +292,13 @@ class SharedSimServer(SimulatedServer):
     def remove(self, names: list[str]) -> CommandResult:
         """`docker rm --force`, by name or by the short ID `docker ps --quiet` gives."""
         ids = {short_id(c.serial): c.name for c in self.containers.values()}
-        return super().remove([ids.get(name, name) for name in names])
+        done = super().remove([ids.get(name, name) for name in names])
+        self.settle_processes()
+        return done
+
+    def settle(self) -> None:
+        super().settle()
+        self.settle_processes()
 
     def real_sh(self, argv: list[str], stdin: str | None) -> CommandResult:
         """The command run by the real `sh` (SimulatedServer.local_shell), a folder the
@@ -159,6 +327,17 @@ class SharedSimServer(SimulatedServer):
                 return CommandResult(out, answer.stderr, answer.exit_code)
             taken.append(lock)
         return CommandResult(out, "", 0)
+
+    def copy_where_there(self, paths: list[str]) -> CommandResult:
+        """proxy_move.COPY_SCRIPT: each file of a pair copied where it is there."""
+        for source, target in zip(paths[::2], paths[1::2], strict=True):
+            text = self.files.read(source)
+            if text is not None and self.files.is_file(self.files.resolve(source)):
+                if not self.files.is_dir(posixpath.dirname(target)):
+                    return CommandResult("", f"cp: cannot create regular file '{target}': No "
+                                         "such file or directory\n", 1)
+                self.files.write(target, text)
+        return CommandResult("", "", 0)
 
     def read_registry(self, registrations: str, apps: str, settings: str,
                       mark: str) -> CommandResult:
@@ -324,8 +503,10 @@ def short_id(serial: int) -> str:
 
 
 def runs_checked(server: SharedSimServer) -> bool:
-    """The running HAProxy's config is a generation that passed its check."""
-    return server.haproxy.config in server.checked
+    """Each running HAProxy's config is a generation (or an app's own config) that passed
+    its check."""
+    processes = [process for _, process in server.processes()] or [server.haproxy]
+    return all(process.config in server.checked for process in processes)
 
 
 __all__ = ["CURRENT_LINK", "HAPROXY_CONFIG_DIR_INSIDE", "SharedSimServer", "runs_checked"]

@@ -1,12 +1,16 @@
 """Every fault at every call, with two apps (a, b) on the shared HAProxy of two simulated
 servers (simulated_apps_fleet.py; docs/apps-design.md, decision 7): the shared `up` adding b
 while a serves, a's deploy and rollback while b serves, the shared `down` of b while a
-serves, each with each kind of fault (simulated_server.FAULTS) at each call of a clean run on
-the faulted server, then the next plain run (the same task, or a's `up`, the next shared
-change by another app; sometimes after another plain run, b's deploy). What is held after
-every single call of every server (AppsFleet.after_call):
+serves, a's `up` with a new haproxy.image while b serves (the shared hand-over), a's move
+from its own HAProxy (b not there, or on the shared one), each with each kind of fault
+(simulated_server.FAULTS) at each call of a clean run on the faulted server, then the next
+plain run (the same task, or a's `up`, the next shared change by another app; sometimes
+after another plain run, b's deploy). What is held after every single call of every server
+(AppsFleet.after_call):
 
-- some HAProxy listens, and it runs a generation that passed HAProxy's check;
+- some HAProxy listens, and it runs a generation (or an app's own config) that passed
+  HAProxy's check; where two listen (a hand-over, a move), both answer each app with the
+  same version;
 - the run's app is answered by the version it served before the run or the one the run
   moves it to, never a 503 while it served, and the version the kit last said serves takes
   its new requests; an app being added has no version yet; one being removed serves its
@@ -20,7 +24,8 @@ in rotation where it had one (the target, after an exit 0); no change on a serve
 another run took its lease over; and the next plain run ends clean: exit 0, HAProxy runs
 the generation `current` names, which `.running` names too, built from every present app
 (by its registration) and no other, each app served as asked, no lock it took left held
-(one the faulted run could not release is left to its lease), one shared HAProxy container.
+(one the faulted run could not release is left to its lease), one shared HAProxy container,
+of the image its settings record names, and no app's own HAProxy.
 
 A case that breaks one of these is a violation, kept by (scenario, fault, step);
 KNOWN_VIOLATIONS lists the known ones with the reason, KNOWN_SYMPTOMS those known by their
@@ -44,9 +49,11 @@ from slotswap.config.layout import (
     PROXY_CONTAINER,
     current_link,
     lock_dir,
+    own_haproxy_dir,
     proxy_haproxy_dir,
     proxy_lock_dir,
     proxy_running_path,
+    proxy_settings_path,
     registration_path,
 )
 from slotswap.fleet.errors import (
@@ -58,7 +65,16 @@ from slotswap.fleet.errors import (
 from slotswap.fleet.outcomes import RolloutResult
 from slotswap.remote.call_guard import NO_GUARD
 from slotswap.server.proxy_locks import SHARED_LOCK_LEASE
-from tests.unit.simulated_apps_fleet import APPS, AppsFleet, answered, is_present
+from slotswap.server.proxy_registry import parse_settings
+from tests.unit.simulated_apps_fleet import (
+    APPS,
+    HAPROXY_IMAGE,
+    NEW_HAPROXY_IMAGE,
+    AppsFleet,
+    answered,
+    is_present,
+    process_of,
+)
 from tests.unit.simulated_server import FAULTS, Fault
 from tests.unit.simulated_shared_proxy import Mount, load_generation
 from tests.unit.simulated_shared_server import SharedSimServer, runs_checked
@@ -76,6 +92,9 @@ class Scenario:
     serves: tuple[tuple[str, str | None], ...]
     servers_faulted: tuple[int, ...] = (0,)
     meanwhile: str = ""  # a plain run between the faulted run and the next, which may fail
+    # The shared HAProxy's image after the next run ("": the one its settings record names:
+    # a run cut before it wrote them leaves the old one there, for b's `up` too).
+    image: str = HAPROXY_IMAGE
 
 
 ANY = "*"
@@ -83,6 +102,8 @@ BOTH = ("up a", "deploy a v1", "up b", "deploy b v1")
 # a serves v2 from web2, its v1 stopped in web1 (a reload that loaded an older state of a's
 # lines would show).
 A_MOVED = ("up a", "deploy a v1", "deploy a v2")
+OWN_A = ("up a0", "deploy a0 v1", "deploy a0 v2")
+OWN_A8 = ("up a8", "deploy a8 v1", "deploy a8 v2")
 SCENARIOS = (
     Scenario("up adding b while a serves", A_MOVED, "up b", "up b",
              (("a", "v2"), ("b", "")), servers_faulted=(0, 1)),
@@ -101,6 +122,19 @@ SCENARIOS = (
     # a's `up` with a changed setting: a reload with a's new backend, b's lines as they are.
     Scenario("up of a with a change while b serves", BOTH, "up a2", "up a2",
              (("a", "v1"), ("b", "v1"))),
+    # a, which owns the shared settings, sets a new haproxy.image: the shared HAProxy handed
+    # over to a new container (proxy_handover.py) while both serve; the next plain run is
+    # the same `up`, or b's (which takes the image from the settings record).
+    Scenario("up of a with a new image while b serves", BOTH, "up a3", "up a3",
+             (("a", "v1"), ("b", "v1")), image=NEW_HAPROXY_IMAGE),
+    Scenario("up of a with a new image, then up of b", BOTH, "up a3", "up b",
+             (("a", "v1"), ("b", "v1")), image=""),
+    # The move (proxy_move.up_moving, decision 6): a in today's layout (its own HAProxy,
+    # serving v2 from web2), its `up` with haproxy.shared; b not there, or already on the
+    # shared HAProxy (a's own on another port then).
+    Scenario("move of a", OWN_A, "up a", "up a", (("a", "v2"),)),
+    Scenario("move of a while b serves", ("up b", "deploy b v1", *OWN_A8), "up a", "up a",
+             (("a", "v2"), ("b", "v1"))),
     Scenario("down of b while a serves", BOTH, "down b", "down b", (("a", "v1"), ("b", None)),
              servers_faulted=(0, 1)),
     # Decision 7: once b is marked leaving, no generation includes it again, whoever
@@ -142,7 +176,8 @@ DOCUMENTED_EXITS = (EXIT_DEPLOY_FAILED, EXIT_CONNECT, EXIT_LOCKED, EXIT_INTERRUP
 
 def versions_of(server: SharedSimServer, app: str) -> set[str | None]:
     """The versions of the running containers behind the app's lines in rotation."""
-    backend = server.haproxy.backends.get(app)
+    process = process_of(server, app)
+    backend = process.backends.get(app) if process is not None else None
     found: set[str | None] = set()
     for line in backend.usable() if backend is not None else ():
         container = server.container_at(line.port)
@@ -241,9 +276,14 @@ def clean_state(fleet: AppsFleet, scenario: Scenario, server: SharedSimServer) -
     removed one with no container and no registration."""
     problems = []
     inventory = fleet.inventories["a"]
-    proxies = [(c.name, c.running) for c in server.haproxy_containers()]
-    if proxies != [(PROXY_CONTAINER, True)]:
+    proxies = [(c.name, c.running, c.image) for c in server.haproxy_containers()]
+    settings = server.read_local(proxy_settings_path(inventory))
+    image = scenario.image or str(parse_settings(settings or "{}", "settings").values.get(
+        "haproxy.image", HAPROXY_IMAGE))
+    if proxies != [(PROXY_CONTAINER, True, image)]:
         problems.append(f"HAProxy containers {proxies}")
+    if server.files.is_dir(own_haproxy_dir(fleet.inventories["a0"])):
+        problems.append("a's own HAProxy's folder is left")
     current = server.files.links.get(current_link(inventory))
     running = (server.read_local(proxy_running_path(inventory)) or "").strip()
     if current is None or current != f"{GENERATION_PREFIX}{running}":

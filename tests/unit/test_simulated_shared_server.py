@@ -1,9 +1,9 @@
 """The simulated server's answers to the shared `up`'s and `down`'s commands
 (simulated_shared_server.py), held to the real `sh` and coreutils running the kit's own
 scripts on the same files: several locks in one round trip, the registry read, a generation
-named, its files' checksums (the dry run's), `current` switched, the generations pruned;
-and `haproxy -c` of a generation as check_generation runs it (Docker refuses a mount whose
-source is missing)."""
+named, its files' checksums (the dry run's), `current` switched, the generations pruned, a
+move's copy from the app's own HAProxy; and `haproxy -c` of a generation as check_generation
+runs it (Docker refuses a mount whose source is missing)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from slotswap.server.proxy_files import (
     read_registry_command,
     switch_command,
 )
+from slotswap.server.proxy_move import COPY_SCRIPT
 from tests.unit.simulated_apps import AppsServer
 from tests.unit.simulated_apps_fleet import app_inventory, stand_in
 from tests.unit.simulated_haproxy import SimClock
@@ -51,6 +52,7 @@ def test_the_shared_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path)
     places = [LockPlace(proxy_state_dir(inventory), proxy_lock_dir(inventory)),
               LockPlace("/var/lib/slotswap/b", "/var/lib/slotswap/b/lock")]
     gen, other = "gen-0123456789ab", "gen-ba9876543210"
+    own = "/etc/slotswap/a/haproxy"
 
     class Named:
         name = gen
@@ -86,7 +88,12 @@ def test_the_shared_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path)
             (["test", "-f", f"{current_link(inventory)}/haproxy.cfg"], None),
             (["mv", "-T", f"{folder}/nothing", f"{folder}/else"], None),
             (prune_generations_command(inventory, {gen: None}), None),
+            # A move's copy from the app's own HAProxy: each file where it is there.
+            (["sh", "-c", COPY_SCRIPT, "sh", f"{own}/maintenance.map",
+              f"{folder}/apps/a/maintenance.map", f"{own}/certs/site.pem",
+              f"{folder}/apps/a/site.pem"], None),
         ]
+        files.write(f"{own}/maintenance.map", "a.test page\n")
         files.write(proxy_settings_path(inventory), '{"values": {}}\n')
         answers = []
         for argv, stdin in commands:
@@ -101,6 +108,8 @@ def test_the_shared_scripts_answer_in_python_as_the_real_sh_does(tmp_path: Path)
     assert ours_found[1:] == real_found[1:]
     answers, files, links = ours_found
     assert [code for _, code in answers[:5]] == [0, 4, 1, 0, 0]
+    assert files[f"{folder}/apps/a/maintenance.map"] == "a.test page\n"
+    assert f"{folder}/apps/a/site.pem" not in files
     assert links[current_link(inventory)] == gen and links[f"{folder}/previous"] == other
     assert not any(path.startswith(f"{folder}/{other}") or ".partial" in path
                    for path in files)  # only what `keep` names stays (the kit names previous too)
