@@ -60,6 +60,11 @@ BUSY_RETRY_SECONDS = 0.2  # between renewals that met a take-over (or an attempt
 Clock = Callable[[], float]
 
 
+def still_ours(token: str, lock: str) -> str:
+    """Pure: the shell test that the lock directory `lock` still holds the run's `token`."""
+    return shlex.join(["grep", "-qsF", "--", token, f"{lock}/owner.json"])
+
+
 @dataclass(frozen=True)
 class HeldLock:
     """A lock a run holds on a server besides its app's own, for a while: the name a message
@@ -73,8 +78,7 @@ class HeldLock:
 
     def condition(self) -> str:
         """The shell test that the lock is still this run's."""
-        return shlex.join(["grep", "-qsF", "--", self.owner.token,
-                           f"{self.lock_dir}/owner.json"])
+        return still_ours(self.owner.token, self.lock_dir)
 
 
 def lease_clock() -> float:
@@ -104,8 +108,7 @@ class Lease:
         self._confirming = threading.Lock()
         self._confirming_other = threading.Lock()
         self._unguarded = threading.local()
-        owner_file = f"{lock_dir(self.inventory)}/owner.json"
-        self._condition = shlex.join(["grep", "-qsF", "--", owner.token, owner_file])
+        self._condition = still_ours(owner.token, lock_dir(self.inventory))
         self._refusal = refusal(LOST_MARK)
 
     # -- the guard ---------------------------------------------------------------------------
