@@ -176,11 +176,7 @@ def test_up_moves_the_fleet_to_the_shared_haproxy_under_load(fleet: Fleet) -> No
     assert sum(failed.values()) == 0, failed
 
     fleet.fab("maintenance.off", shared=True)
-    loads = {address: LoadGenerator([address], port=HTTP, host=NAME, clients=2, rate=120,
-                                    max_seconds=240, max_requests=40_000)
-             for address in box.addresses}
-    for load in loads.values():
-        load.start()
+    loads = http_loads(box)
     try:
         fleet.fab("deploy", "--tag", "v2", shared=True)
     finally:
@@ -199,6 +195,17 @@ def test_up_moves_the_fleet_to_the_shared_haproxy_under_load(fleet: Fleet) -> No
     assert {address: box.containers(address) for address in box.addresses} == before
 
 
+def http_loads(box: Sandbox) -> dict[str, LoadGenerator]:
+    """Two HTTP clients per server, a new connection per request, started (bounded in time
+    and count)."""
+    loads = {address: LoadGenerator([address], port=HTTP, host=NAME, clients=2, rate=120,
+                                    max_seconds=240, max_requests=40_000)
+             for address in box.addresses}
+    for load in loads.values():
+        load.start()
+    return loads
+
+
 def test_a_move_cut_short_is_refused_by_other_tasks_and_ended_by_the_next_up(
         fleet: Fleet) -> None:
     """`up` killed on s1 right as the shared HAProxy serves and the old one's soft stop begins
@@ -210,11 +217,7 @@ def test_a_move_cut_short_is_refused_by_other_tasks_and_ended_by_the_next_up(
     fleet.fab("up", shared=False)
     fleet.fab("deploy", "--tag", "v1", shared=False)
     s1 = box.addresses[0]
-    loads = {address: LoadGenerator([address], port=HTTP, host=NAME, clients=2, rate=120,
-                                    max_seconds=240, max_requests=40_000)
-             for address in box.addresses}
-    for load in loads.values():
-        load.start()
+    loads = http_loads(box)
     try:
         cut = subprocess.Popen([FAB, "up", "--inventory", str(fleet.shared)], cwd=ROOT,
                                env=box.env, text=True, stdout=subprocess.PIPE,
