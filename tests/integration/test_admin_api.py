@@ -129,6 +129,18 @@ def test_the_admin_api_does_not_answer_from_the_app_network(fleet_on_v1: Sandbox
 SECOND_SSHD_PORT = 2222
 
 
+def written_pid(pidfile: Path, timeout: float = 10.0) -> int:
+    """The pid sshd writes once it listens: the file may exist, empty, an instant before its
+    number is in it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = pidfile.read_text().strip() if pidfile.exists() else ""
+        if text.isdigit():
+            return int(text)
+        time.sleep(0.05)
+    raise AssertionError(f"sshd wrote no pid to {pidfile} in {timeout:.0f} s")
+
+
 @pytest.fixture
 def sshd_with(tmp_path: Path) -> Iterator:
     """Start, in the first server, a second sshd with extra settings on another port; yield a
@@ -145,10 +157,7 @@ def sshd_with(tmp_path: Path) -> Iterator:
         config.write_text("\n".join([f"Port {SECOND_SSHD_PORT}", f"PidFile {pidfile}",
                                      *settings, *lines]) + "\n")
         subprocess.run([*node.nsenter(), "/usr/sbin/sshd", "-f", str(config)], check=True)
-        deadline = time.monotonic() + 10
-        while not pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        started.append(int(pidfile.read_text()))
+        started.append(written_pid(pidfile))
         kind, key = (sandbox.STATE_DIR / f"{node.name}-host_key.pub").read_text().split()[:2]
         known = tmp_path / "known_hosts"
         known.write_text(f"[{node.ip}]:{SECOND_SSHD_PORT} {kind} {key}\n")
