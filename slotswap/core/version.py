@@ -3,12 +3,15 @@ that assembled its config)."""
 
 from __future__ import annotations
 
+import functools
 from importlib.metadata import PackageNotFoundError, version
 
 DISTRIBUTION = "slotswap"
 
 
+@functools.cache
 def kit_version() -> str:
+    """Read once per process: the installed package does not change under a run."""
     try:
         return version(DISTRIBUTION)
     except PackageNotFoundError:

@@ -32,9 +32,9 @@ from slotswap.server.proxy_assembly import assemble, render_fragment
 from slotswap.server.proxy_files import kit_defaults
 from slotswap.server.proxy_registry import parse_registration
 from tests.unit.fake_server import make_inventory
-from tests.unit.simulated_fleet import REPORTS, task_result
+from tests.unit.simulated_fleet import REPORTS, rollout_targets, run_rollback, task_result
 from tests.unit.simulated_haproxy import SimClock, SimHaproxy, patch_time
-from tests.unit.simulated_shared_proxy import HOSTS_LOOKUP, serve_host
+from tests.unit.simulated_shared_proxy import routes_by_host, serve_host
 from tests.unit.simulated_shared_server import SharedSimServer, runs_checked
 
 APPS = ("a", "b")
@@ -137,7 +137,7 @@ def answer_in(server: SharedSimServer, process: SimHaproxy, app: str) -> Answere
     """What a request with the app's Host gets from this HAProxy: the shared one routes by
     Host; an app's own (today's layout, a move's old one) serves its backend (an app it
     does not have: 404)."""
-    if HOSTS_LOOKUP.search(process.config) is None:
+    if not routes_by_host(process.config):
         backend = process.backends.get(app)
         if backend is None:
             return Answered(None, None, None)
@@ -400,13 +400,8 @@ class AppsFleet:
         app = inventory.app
         for server in self.servers:
             server.inventory = inventory  # a lease taken over is the run's app's lock
-        targets = {}
-        if verb == "deploy" or (verb == "rollback" and rest):
-            targets = {server.name: rest[0] for server in self.servers}
-        elif verb == "rollback":
-            targets, unknown = rollback_targets_module.rollback_targets(inventory)
-            if unknown:  # the task refuses (cli.tasks.rollback)
-                targets = {}
+        targets = rollout_targets(inventory, [verb, *rest]) \
+            if verb in ("deploy", "rollback") else {}
         for server in self.servers:
             for each in APPS:
                 self.before[(server.name, each)] = answered(server, each)
@@ -427,17 +422,7 @@ class AppsFleet:
                                                                 "down"))
             if verb == "deploy":
                 return rollout.deploy(inventory, rest[0])
-            if rest:
-                return rollout.deploy(inventory, rest[0], task="rollback", pull=False,
-                                      run_release=False)
-            if not targets:
-                result = RolloutResult("")
-                result.exit_code, result.message = 1, "nothing was changed; no version to " \
-                    "return to"
-                return result
-            return rollout.deploy(inventory, "/".join(sorted(set(targets.values()))),
-                                  task="rollback", tags=targets, pull=False,
-                                  run_release=False)
+            return run_rollback(inventory, rest[0] if rest else None, targets)
         finally:
             interrupts._requested.clear()
             for server in self.servers:

@@ -215,16 +215,8 @@ class Fleet:
             if words[0] == "deploy":
                 return rollout.deploy(self.inventory, words[1], batch=batch, force=force,
                                       on_failure=on_failure)
-            if len(words) == 2:
-                return rollout.deploy(self.inventory, words[1], task="rollback", pull=False,
-                                      run_release=False)
-            if not targets:
-                result = RolloutResult("")
-                result.exit_code, result.message = EXIT_DEPLOY_FAILED, "no version to return to"
-                return result
-            return rollout.deploy(self.inventory, "/".join(sorted(set(targets.values()))),
-                                  task="rollback", tags=targets, pull=False,
-                                  run_release=False)
+            return run_rollback(self.inventory, words[1] if len(words) == 2 else None,
+                                targets)
         finally:
             interrupts._requested.clear()
             for server in self.servers:
@@ -292,10 +284,27 @@ def task_result(results: list[ServerResult]) -> RolloutResult:
 
 
 def rollout_targets(inventory: Inventory, words: list[str]) -> dict[str, str]:
+    """Each server's version after `deploy TAG`, `rollback TAG` or `rollback` (none where
+    the task refuses: a server with no version to return to)."""
     if words[0] == "deploy" or len(words) == 2:
         return {host.name: words[1] for host in inventory.hosts}
-    targets, _ = rollback_targets_module.rollback_targets(inventory)
-    return targets
+    targets, unknown = rollback_targets_module.rollback_targets(inventory)
+    return {} if unknown else targets
+
+
+def run_rollback(inventory: Inventory, tag: str | None,
+                 targets: dict[str, str]) -> RolloutResult:
+    """`rollback --to=TAG`, or `rollback` to `targets` (rollout_targets), as cli.tasks.rollback
+    runs them: with no targets, refused before any change."""
+    if tag is not None:
+        return rollout.deploy(inventory, tag, task="rollback", pull=False, run_release=False)
+    if not targets:
+        result = RolloutResult("")
+        result.exit_code = EXIT_DEPLOY_FAILED
+        result.message = "nothing was changed; no version to return to"
+        return result
+    return rollout.deploy(inventory, "/".join(sorted(set(targets.values()))), task="rollback",
+                          tags=targets, pull=False, run_release=False)
 
 
 # What a server's progress says serves: a switch, a switch back, a stop in the window.

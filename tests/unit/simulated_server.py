@@ -32,6 +32,7 @@ tests/unit/fixtures).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import shlex
 import shutil
@@ -291,7 +292,7 @@ class SimulatedServer(RoleEngine):
         guarded = self.call_guard.guard_line(what)
         if guarded == what:
             return
-        _, _, _, token, owner_file = shlex.split(guarded.split(" || ", 1)[0])
+        token, owner_file = guard_test(guarded.split(" || ", 1)[0])
         if token not in (self.read_local(owner_file) or "\0"):
             self.after_call(self, what)
             self.call_guard.check_answer(LOST_EXIT, f"{LOST_MARK}\n")
@@ -598,3 +599,11 @@ def versions_in_rotation(server: SimulatedServer) -> set[str | None]:
 
 __all__ = ["FAULTS", "SLOTS", "Fault", "SimClock", "SimulatedServer", "lines_in_rotation",
            "patch_time", "slots_of", "versions_in_rotation"]
+
+
+@functools.lru_cache(maxsize=256)
+def guard_test(test: str) -> tuple[str, str]:
+    """Pure: the run's token and the owner file in the guard's `grep` (the same for every
+    line of a run: parsed once)."""
+    _, _, _, token, owner_file = shlex.split(test)
+    return token, owner_file

@@ -15,6 +15,7 @@ text alone (never from proxy_assembly's private names).
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 from collections.abc import Callable
@@ -98,15 +99,27 @@ def start_shared(proxy: SimHaproxy, files: SimFiles, folder: str) -> None:
 def route(proxy: SimHaproxy, host: str | None) -> str | None:
     """The backend the shared frontend sends a request with this Host to; None: a 404."""
     name = (host or "").split(":", 1)[0].lower()
-    hosts, wildcards = HOSTS_LOOKUP.search(proxy.config), WILDCARD_LOOKUP.search(proxy.config)
-    assert hosts and wildcards, "the config has no shared frontend"
-    app = proxy.maps.get(hosts.group(1), {}).get(name) if name else None
+    hosts, wildcards, default = routing_of(proxy.config)
+    app = proxy.maps.get(hosts, {}).get(name) if name else None
     if app is None and "." in name:
-        app = proxy.maps.get(wildcards.group(1), {}).get(name.split(".", 1)[1])
-    if app is None:
-        default = DEFAULT_APP.search(proxy.config)
-        app = default.group(1) if default else None
-    return app
+        app = proxy.maps.get(wildcards, {}).get(name.split(".", 1)[1])
+    return app if app is not None else default
+
+
+@functools.lru_cache(maxsize=64)
+def routes_by_host(config: str) -> bool:
+    """Pure: the config is the shared HAProxy's (its frontend routes by Host)."""
+    return HOSTS_LOOKUP.search(config) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def routing_of(config: str) -> tuple[str, str, str | None]:
+    """Pure: the shared frontend's host map, its wildcard map and its default app (None: a
+    404), read once per config."""
+    hosts, wildcards = HOSTS_LOOKUP.search(config), WILDCARD_LOOKUP.search(config)
+    assert hosts and wildcards, "the config has no shared frontend"
+    default = DEFAULT_APP.search(config)
+    return hosts.group(1), wildcards.group(1), default.group(1) if default else None
 
 
 def in_maintenance(proxy: SimHaproxy, backend: str) -> bool:

@@ -57,12 +57,14 @@ class App:
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
                 body = f"{f'app={app} ' if app else ''}version={version}\n".encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("X-Seen-Host", self.headers.get("X-Forwarded-Host", "-"))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
+                # HAProxy may close a connection before the answer (a check, a retry).
+                with contextlib.suppress(ConnectionError):
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("X-Seen-Host", self.headers.get("X-Forwarded-Host", "-"))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(body)
 
             do_GET = do_HEAD = do_POST = answer
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -526,30 +527,46 @@ def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[Fleet, 
 
 def sweep(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[int, list[Case]]:
     template, calls = clean_run(scenario, root, monkeypatch)
-    cases, count = [], 0
+
+    def checks(fleet: Fleet, result: RolloutResult | None) -> list[str]:
+        return ((check_after_run(fleet, result) if result is not None else [])
+                + check_next_run(fleet, scenario.next_run, scenario.next_serves))
+    count, cases = 0, []
     for index in scenario.servers_faulted:
-        for at in range(1, calls[index] + 1):
-            for fault in FAULTS:
-                count += 1
-                fleet = template.clone(root / f"c{count}", monkeypatch)
-                server = fleet.servers[index]
-                server.faults = [Fault(server.calls + at, fault)]
-                case = Case(scenario.name, fault, server.name, at)
-                try:
-                    result = fleet.run(scenario.run, scenario.batch)
-                except BaseException as error:  # the run must always end in a result
-                    case.problems.append(f"the run raised {type(error).__name__}: {error}")
-                    result = None
-                case.step = next((step for _, kind, step in server.struck), "not reached")
-                case.problems += fleet.problems
-                if result is not None:
-                    case.problems += check_after_run(fleet, result)
-                case.problems += check_next_run(fleet, scenario.next_run,
-                                                scenario.next_serves)
-                unknown = [s for s in fleet.servers if s.unknown]
-                assert not unknown, unknown[0].unknown
-                if case.problems:
-                    cases.append(case)
+        counted, found = sweep_server(
+            template, index, calls[index], scenario.name, root / f"server{index}", monkeypatch,
+            run=lambda fleet: fleet.run(scenario.run, scenario.batch), checks=checks)
+        count, cases = count + counted, cases + found
+    return count, cases
+
+
+def sweep_server(template: Any, index: int, calls: int, name: str, root: Path,
+                 monkeypatch: Any, *, run: Callable[[Any], Any],
+                 checks: Callable[[Any, Any], list[str]]) -> tuple[int, list[Case]]:
+    """Each fault of FAULTS at each of the `calls` calls of the template's server `index`, a
+    clone of the template per case: `run(fleet)` the faulted run, then `checks(fleet, result)`
+    (result None where the run raised) the problems after it and after the next run. The
+    cases counted and those with a problem."""
+    cases, count = [], 0
+    for at in range(1, calls + 1):
+        for fault in FAULTS:
+            count += 1
+            fleet = template.clone(root / f"c{count}", monkeypatch)
+            server = fleet.servers[index]
+            server.faults = [Fault(server.calls + at, fault)]
+            case = Case(name, fault, server.name, at)
+            try:
+                result = run(fleet)
+            except BaseException as error:  # the run must always end in a result
+                case.problems.append(f"the run raised {type(error).__name__}: {error}")
+                result = None
+            case.step = next((step for _, kind, step in server.struck), "not reached")
+            case.problems += fleet.problems
+            case.problems += checks(fleet, result)
+            unknown = [s for s in fleet.servers if s.unknown]
+            assert not unknown, unknown[0].unknown
+            if case.problems:
+                cases.append(case)
     return count, cases
 
 

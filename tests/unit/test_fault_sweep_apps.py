@@ -75,10 +75,14 @@ from tests.unit.simulated_apps_fleet import (
     is_present,
     process_of,
 )
-from tests.unit.simulated_server import FAULTS, Fault
+from tests.unit.simulated_server import FAULTS
 from tests.unit.simulated_shared_proxy import Mount, load_generation
 from tests.unit.simulated_shared_server import SharedSimServer, runs_checked
-from tests.unit.test_fault_sweep import Case, quiet  # noqa: F401 (quiet: autouse fixture)
+from tests.unit.test_fault_sweep import (  # noqa: F401 (quiet: autouse fixture)
+    Case,
+    quiet,
+    sweep_server,
+)
 
 
 @dataclass(frozen=True)
@@ -336,29 +340,12 @@ def clean_run(scenario: Scenario, root: Path, monkeypatch: Any) -> tuple[AppsFle
 def sweep(scenario: Scenario, index: int, root: Path,
           monkeypatch: Any) -> tuple[int, list[Case]]:
     template, calls = clean_run(scenario, root, monkeypatch)
-    cases, count = [], 0
-    for at in range(1, calls[index] + 1):
-        for fault in FAULTS:
-            count += 1
-            fleet = template.clone(root / f"c{count}", monkeypatch)
-            server = fleet.servers[index]
-            server.faults = [Fault(server.calls + at, fault)]
-            case = Case(scenario.name, fault, server.name, at)
-            try:
-                result = fleet.run(scenario.run)
-            except BaseException as error:  # the run must always end in a result
-                case.problems.append(f"the run raised {type(error).__name__}: {error}")
-                result = None
-            case.step = next((step for _, kind, step in server.struck), "not reached")
-            case.problems += fleet.problems
-            if result is not None:
-                case.problems += check_after_run(fleet, scenario, result)
-            case.problems += check_next_run(fleet, scenario)
-            unknown = [s for s in fleet.servers if s.unknown]
-            assert not unknown, unknown[0].unknown
-            if case.problems:
-                cases.append(case)
-    return count, cases
+
+    def checks(fleet: AppsFleet, result: RolloutResult | None) -> list[str]:
+        return ((check_after_run(fleet, scenario, result) if result is not None else [])
+                + check_next_run(fleet, scenario))
+    return sweep_server(template, index, calls[index], scenario.name, root, monkeypatch,
+                        run=lambda fleet: fleet.run(scenario.run), checks=checks)
 
 
 CASES = [(scenario, index) for scenario in SCENARIOS for index in scenario.servers_faulted]
