@@ -10,13 +10,22 @@ while its own HAProxy's container is there too, or, with today's layout, the app
 on the shared one at all. The registration is the signal: a move writes it before the
 shared HAProxy may load the app's backend and takes it back only once that backend is out
 of `current` (proxy_move.take_back), so the shared HAProxy never serves the app without it;
-it is one `test -f`, asked only where `slotswap-proxy` exists."""
+it is one `test -f`, asked only where `slotswap-proxy` exists.
+
+The same holds while a hand-over of the HAProxy that serves the app (a new image) is cut
+short: its new container, under its temporary name, may listen beside the old one until the
+next `up` ends it; deploys, maintenance and certificates refuse it (cut_hand_over_line)."""
 
 from __future__ import annotations
 
 from slotswap.commands import docker
 from slotswap.config.inventory import Inventory
-from slotswap.config.layout import PROXY_CONTAINER, ProxyError, registration_path
+from slotswap.config.layout import (
+    PROXY_CONTAINER,
+    ProxyError,
+    next_container,
+    registration_path,
+)
 from slotswap.remote.protocol import ServerLike
 
 
@@ -54,12 +63,24 @@ def half_moved(server: ServerLike, inventory: Inventory,
     return registered_on_shared(server, inventory)
 
 
+def cut_hand_over_line(server_name: str, temporary: str) -> str:
+    """The one line of a refusal where the new container of an HAProxy hand-over cut short
+    (an image upgrade: haproxy_handover, proxy_handover) runs beside the one that serves."""
+    return (f"{server_name}: {temporary} is left from an HAProxy upgrade that was cut short; "
+            "run `fab up` to finish or undo it")
+
+
 def refuse_half_moved(server: ServerLike, inventory: Inventory) -> None:
-    """Maintenance, certificates: one `docker inspect` (and one `test -f` where the shared
-    HAProxy's container is), with haproxy.shared or not."""
-    names = (inventory.haproxy_container, PROXY_CONTAINER)
+    """Maintenance, certificates: refused where two HAProxys may serve the app, a change
+    reaching one only: half-moved, or a hand-over of the HAProxy that serves it cut short
+    (its new container under its temporary name). One `docker inspect` (and one `test -f`
+    where the shared HAProxy's container is), with haproxy.shared or not."""
+    temporary = next_container(inventory)
+    names = (inventory.haproxy_container, PROXY_CONTAINER, temporary)
     found = docker.parse_inspect(server.run(docker.inspect_containers(*names),
                                             check=False).stdout)
+    if temporary in found:
+        raise ProxyError(f"{cut_hand_over_line(server.name, temporary)}; nothing was changed")
     own = inventory.haproxy_container in found
     # With haproxy.shared the old HAProxy serves, registered or not (a move not done yet).
     if (inventory.haproxy.shared and own) or half_moved(server, inventory, found):

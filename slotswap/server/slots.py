@@ -20,7 +20,7 @@ from slotswap.config.inventory import SLOTS, Inventory
 from slotswap.config.layout import PROXY_CONTAINER, next_container
 from slotswap.remote.protocol import ServerLike
 from slotswap.remote.server import CommandResult, RemoteCommandError
-from slotswap.server.half_moved import half_moved, half_moved_line
+from slotswap.server.half_moved import cut_hand_over_line, half_moved, half_moved_line
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,7 @@ def read_slots_with(server: ServerLike, inventory: Inventory,
     names = [inventory.container_name(slot) for slot in SLOTS]
     handing_over = next_container(inventory)
     if handing_over in containers:
-        raise haproxy.RuntimeApiError(
-            f"{server.name}: {handing_over} is left from an HAProxy upgrade that was cut "
-            "short; run `fab up` to finish or undo it")
+        raise haproxy.RuntimeApiError(cut_hand_over_line(server.name, handing_over))
     if inventory.haproxy.shared and inventory.haproxy_container in containers:
         raise haproxy.RuntimeApiError(
             f"{server.name}: half-moved: {inventory.haproxy_container} still runs beside the "

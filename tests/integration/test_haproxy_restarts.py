@@ -173,7 +173,7 @@ def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(
     """`fab up` with a second tag of HAProxy's image, killed once s1's old HAProxy was told to
     stop, while a request it accepted before is still open (so it is still running); the
     next `up` (after `fab unlock --all`, as for any run known to be gone) finishes the hand-over:
-    no request fails, one HAProxy is left."""
+    no request fails, one HAProxy is left. Maintenance refuses the server until then."""
     box = fleet_on_v1
     address = box.addresses[0]
     image = f"{sandbox.HAPROXY_IMAGE}-cut-hand-over"
@@ -206,6 +206,11 @@ def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(
             running = box.ssh(address, "docker ps --format '{{.Names}}'").split()
             assert {"webapp-haproxy", "webapp-haproxy-next"} <= set(running), running
             assert box.fab("unlock", "--all").returncode == 0
+            # Maintenance would reach one of the two HAProxys only: refused, nothing changed.
+            refused = box.fab("maintenance.on", inventory=inventory)
+            assert refused.returncode == 1, refused.stdout + refused.stderr
+            assert "s1: webapp-haproxy-next is left from an HAProxy upgrade that was cut " \
+                   "short; run `fab up`" in refused.stderr, refused.stderr
             result = box.fab("up", inventory=inventory)
         report = load.stop()
     finally:

@@ -369,7 +369,25 @@ def test_maintenance_and_certificates_refuse_a_server_the_app_still_serves_from_
     refuse_half_moved(today, make_inventory(tmp_path))
     # Today's layout: one `docker inspect`, no shared HAProxy there: nothing more asked.
     assert today.commands == [["docker", "container", "inspect", "webapp-haproxy",
-                               "slotswap-proxy"]]
+                               "slotswap-proxy", "webapp-haproxy-next"]]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["today's layout", "shared"])
+def test_maintenance_and_certificates_refuse_a_cut_hand_over(tmp_path: Path,
+                                                              shared: bool) -> None:
+    """The new container of an HAProxy image hand-over cut short listens beside the old one:
+    a map or a certificate given to one would not reach the other; the next `up` ends it."""
+    temporary = "slotswap-proxy-next" if shared else "webapp-haproxy-next"
+    server = MoveServer(inventory(tmp_path)) if shared else FakeServer(answers={
+        ("docker", "container", "inspect"): CommandResult(json.dumps(
+            [container("webapp-haproxy"), container(temporary)]), "", 0)})
+    if shared:
+        del server.containers["webapp-haproxy"]
+        server.containers[temporary] = container(temporary)
+    with pytest.raises(ProxyError, match=rf"^s1: {temporary} is left from an HAProxy upgrade "
+                                         r"that was cut short; run `fab up` to finish or undo "
+                                         r"it; nothing was changed$"):
+        refuse_half_moved(server, inventory(tmp_path) if shared else make_inventory(tmp_path))
 
 
 def test_todays_up_refuses_an_app_moved_to_the_shared_haproxy(tmp_path: Path) -> None:
