@@ -89,7 +89,6 @@ def test_haproxy_image_changes_and_back_under_load_fail_no_request(
     assert set(box.live_versions().values()) == {"v2"}
     for address in box.addresses:
         assert box.served_versions(address) == {"v2"}
-    fab_under_load(box, "deploy", "--tag", "v1", inventory=first)
 
 
 def push_broken_haproxy(folder: Path, tag: str) -> str:
@@ -124,11 +123,12 @@ def test_a_new_haproxy_that_cannot_start_leaves_the_old_one_serving(
     # The first server was tried and put back, the others untouched.
     for address in box.addresses:
         assert containers_of(box, address) == before[address]
+    served = set(box.live_versions().values())
+    other = "v1" if served == {"v2"} else "v2"
     with box.load() as load:
-        assert box.fab("deploy", "--tag", "v2").returncode == 0
-        assert box.fab("deploy", "--tag", "v1").returncode == 0
+        assert box.fab("deploy", "--tag", other).returncode == 0
     assert load.stop().failed == 0
-    assert set(box.live_versions().values()) == {"v1"}
+    assert set(box.live_versions().values()) == {other}
 
 
 # The last slotswap that ran HAProxy on the app's Docker network (ports published by Docker,
@@ -198,5 +198,4 @@ def test_up_moves_a_fleet_of_the_bridged_release_to_the_servers_network(
         box.addresses)
 
     fab_under_load(box, "deploy", "--tag", "v2", inventory=box.inventory)
-    fab_under_load(box, "deploy", "--tag", "v1", inventory=box.inventory)
-    assert set(box.live_versions().values()) == {"v1"}
+    assert set(box.live_versions().values()) == {"v2"}

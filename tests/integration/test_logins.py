@@ -123,7 +123,9 @@ def test_a_login_that_cannot_write_its_folder_is_told_in_one_line(
         assert on_server(index, "sh", "-c", "docker ps -aq").strip() == ""
 
 
-@pytest.mark.parametrize("banner", [False, True], indirect=True, ids=["quiet", "banner"])
+# With a banner only: the quiet login is the same flow without the noise (the refusal above
+# and the carry-over below run quiet).
+@pytest.mark.parametrize("banner", [True], indirect=True, ids=["banner"])
 def test_the_whole_flow_as_a_docker_group_login_with_its_own_folder(
         clean_fleet: Sandbox, banner: bool, tmp_path: Path) -> None:
     # The sandbox's inventory for deploy, then the same with the app's variables: the env
