@@ -142,6 +142,20 @@ def soft_stop_commands(name: str) -> list[list[str]]:
     return [docker.no_restart(name), docker.signal_container(name, "USR1")]
 
 
+def soft_stop(server: ServerLike, name: str) -> None:
+    """soft_stop_commands in one round trip. A container that is not running by then (its
+    last connection finished right as it was told again: the `up` that finishes a cut
+    hand-over) has stopped already: no failure; one `docker inspect` tells, on that path
+    only."""
+    try:
+        server.run_chain(*soft_stop_commands(name))
+    except RemoteCommandError:
+        found = docker.parse_inspect(
+            server.run(docker.inspect_containers(name), check=False).stdout).get(name)
+        if found is not None and found.running:
+            raise
+
+
 def finish_hand_over(server: ServerLike, inventory: Inventory, progress: Progress,
                      names: HandOverNames | None = None) -> None:
     """Past the point of no return (the new HAProxy listens): the old one is told to stop
@@ -151,7 +165,7 @@ def finish_hand_over(server: ServerLike, inventory: Inventory, progress: Progres
     own)."""
     names = names or own_names(inventory)
     name, temporary, seconds = names.name, names.temporary, names.seconds
-    server.run_chain(*soft_stop_commands(name))
+    soft_stop(server, name)
     waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
     if not waited.ok:
         progress(f"{name} still had connections after {seconds}s: removed anyway")

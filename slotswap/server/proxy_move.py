@@ -62,7 +62,7 @@ from slotswap.server.haproxy_handover import (
     RELOAD_TIMEOUT,
     on_host_network,
     one_line,
-    soft_stop_commands,
+    soft_stop,
     soft_stop_seconds,
     wait_for_new_haproxy,
     warn_without_request_migration,
@@ -461,7 +461,7 @@ def stop_softly(server: ServerLike, inventory: Inventory, name: str, progress: P
     and finishes its open connections, up to `timeouts.drain`), then removed."""
     if running:
         seconds = soft_stop_seconds(inventory)
-        server.run_chain(*soft_stop_commands(name))
+        soft_stop(server, name)
         waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
         if not waited.ok:
             progress(f"{name} still had connections after {seconds}s: removed anyway")

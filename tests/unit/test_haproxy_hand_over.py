@@ -205,3 +205,45 @@ def test_up_undoes_a_hand_over_cut_before_the_old_haproxy_was_told_to_stop(
     assert ["docker", "rm", "--force", "webapp-haproxy-next"] in server.commands
     assert ["docker", "kill", "--signal", "USR2", "webapp-haproxy"] in server.commands
     assert not [argv for argv in server.commands if "USR1" in argv and "webapp-haproxy" in argv]
+
+
+class CheckingServer(FakeServer):
+    """run_chain raises at a failed command, as Server's does."""
+
+    def run_chain(self, *commands: Sequence[str],
+                  timeout: float | None = None) -> CommandResult:
+        from slotswap.remote.server import RemoteCommandError
+
+        result = super().run_chain(*commands, timeout=timeout)
+        if not result.ok:
+            raise RemoteCommandError(self.name, "chain", result.exit_code, result.stderr)
+        return result
+
+
+@pytest.mark.parametrize("still_running", [False, True], ids=["exited", "running"])
+def test_an_old_haproxy_that_exits_as_it_is_told_again_to_stop_is_no_failure(
+        tmp_path: Path, still_running: bool) -> None:
+    """The `up` that finishes a cut hand-over tells the old HAProxy to stop again; its last
+    connection may end right then, and `docker kill` finds it not running: it has stopped,
+    the hand-over goes on (seen on the sandbox). A kill that fails while it runs still
+    fails the run."""
+    from slotswap.remote.server import RemoteCommandError
+    from slotswap.server.haproxy_handover import finish_interrupted_handover
+
+    left = left_containers("no")
+    now = {"Name": "/webapp-haproxy", "State": {"Running": still_running,
+                                                 "Status": "running" if still_running
+                                                 else "exited"}}
+    inspected = iter([left, CommandResult(json.dumps([now]), "", 0)])
+    server = CheckingServer(answers={
+        ("docker", "container", "inspect"): lambda argv: next(inspected),
+        ("docker", "kill"): CommandResult("", "Error response from daemon: Cannot kill "
+                                          "container: webapp-haproxy: is not running\n", 1)})
+    if still_running:
+        with pytest.raises(RemoteCommandError):
+            finish_interrupted_handover(server, inventory(tmp_path), lambda _: None)
+        assert ["docker", "rename", "webapp-haproxy-next", "webapp-haproxy"] \
+            not in server.commands
+        return
+    assert finish_interrupted_handover(server, inventory(tmp_path), lambda _: None)
+    assert server.commands[-1] == ["docker", "rename", "webapp-haproxy-next", "webapp-haproxy"]
