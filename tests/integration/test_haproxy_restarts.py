@@ -169,6 +169,12 @@ def test_haproxy_killed_in_the_watch_window_comes_back_with_the_new_slot_alone(
     assert served_over_load(box, address) == {tag}
 
 
+def streamed_up(box: Sandbox, inventory: Path) -> subprocess.Popen[str]:
+    """`fab up` started, its output (stderr too) read line by line from its stdout."""
+    return subprocess.Popen([FAB, "up", "--inventory", str(inventory)], cwd=ROOT, env=box.env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(
         fleet_on_v1: Sandbox, tmp_path: Path) -> None:
     """`fab up` with a second tag of HAProxy's image, killed once s1's old HAProxy was told to
@@ -194,12 +200,9 @@ def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(
     held: socket.socket | None = None
     try:
         with box.load() as load:
-            up = subprocess.Popen([FAB, "up", "--inventory", str(inventory)], cwd=ROOT,
-                                  env=box.env, text=True, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT)
-            assert up.stdout is not None
+            up = streamed_up(box, inventory)
             lines = []
-            for line in up.stdout:
+            for line in up.stdout:  # type: ignore[union-attr]
                 lines.append(line)
                 if line.startswith("[s1") and "webapp-haproxy-next beside" in line:
                     # Only the old HAProxy listens yet: a request whose headers never end
@@ -222,12 +225,9 @@ def test_up_finishes_a_hand_over_cut_while_the_old_haproxy_drains(
             assert refused.returncode == 1, refused.stdout + refused.stderr
             assert "s1: webapp-haproxy-next is left from an HAProxy upgrade that was cut " \
                    "short; run `fab up`" in refused.stderr, refused.stderr
-            finish = subprocess.Popen([FAB, "up", "--inventory", str(inventory)], cwd=ROOT,
-                                      env=box.env, text=True, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT)
-            assert finish.stdout is not None
+            finish = streamed_up(box, inventory)
             output = []
-            for line in finish.stdout:
+            for line in finish.stdout:  # type: ignore[union-attr]
                 output.append(line)
                 if "finishing an interrupted hand-over" in line and held is not None:
                     # Found running: the held request has done its part (the old HAProxy

@@ -68,6 +68,8 @@ def test_a_config_haproxy_cannot_start_with_is_refused_and_the_running_one_stays
     result = box.fab("up", inventory=inventory)
     assert result.returncode == 0
     assert re.search(r"^s1\s+unchanged$", result.stdout, re.MULTILINE)
+    if refused_first:
+        return  # HAProxy was never reloaded: what follows is the failed reload's to show
     # HAProxy starts again from the file on disk, with the slots as the kit left them.
     box.ssh(s1, "docker restart webapp-haproxy")
     assert wait_for(lambda: box.fab("status").returncode == 0, timeout=30)
@@ -75,5 +77,4 @@ def test_a_config_haproxy_cannot_start_with_is_refused_and_the_running_one_stays
     assert set(box.live_versions().values()) == {"v1"}
     with box.load() as load:
         assert box.fab("deploy", "--tag", "v2").returncode == 0
-        assert box.fab("deploy", "--tag", "v1").returncode == 0
     assert load.stop().failed == 0
