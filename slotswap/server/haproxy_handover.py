@@ -30,7 +30,7 @@ from slotswap.config.layout import (
     own_next_container,
 )
 from slotswap.remote.protocol import ServerLike
-from slotswap.remote.server import RemoteCommandError
+from slotswap.remote.server import CommandResult, RemoteCommandError
 from slotswap.server.haproxy_config import config_hash
 from slotswap.server.haproxy_state import save_slot_state
 
@@ -142,18 +142,28 @@ def soft_stop_commands(name: str) -> list[list[str]]:
     return [docker.no_restart(name), docker.signal_container(name, "USR1")]
 
 
-def soft_stop(server: ServerLike, name: str) -> None:
-    """soft_stop_commands in one round trip. A container that is not running by then (its
-    last connection finished right as it was told again: the `up` that finishes a cut
-    hand-over) has stopped already: no failure; one `docker inspect` tells, on that path
-    only."""
+def soft_stop(server: ServerLike, name: str) -> bool:
+    """soft_stop_commands in one round trip; True once told. A container that had stopped by
+    then (its last connection finished right as it was told again: the `up` that finishes a
+    cut hand-over) is what was asked: False, no failure, when Docker says so (one `docker
+    inspect`, on that path only: not running, or no such container). Any other answer, or
+    none, re-raises the first error: the next `up` tries again."""
     try:
         server.run_chain(*soft_stop_commands(name))
+        return True
     except RemoteCommandError:
-        found = docker.parse_inspect(
-            server.run(docker.inspect_containers(name), check=False).stdout).get(name)
-        if found is not None and found.running:
-            raise
+        if has_stopped(server.run(docker.inspect_containers(name), check=False), name):
+            return False
+        raise
+
+
+def has_stopped(inspected: CommandResult, name: str) -> bool:
+    """Pure: `docker container inspect NAME`'s answer says NAME is not running, or is not
+    there at all; False where it says nothing usable."""
+    if inspected.ok:
+        found = docker.parse_inspect(inspected.stdout).get(name)
+        return found is not None and not found.running
+    return "no such" in inspected.stderr.lower()
 
 
 def finish_hand_over(server: ServerLike, inventory: Inventory, progress: Progress,
@@ -165,10 +175,11 @@ def finish_hand_over(server: ServerLike, inventory: Inventory, progress: Progres
     own)."""
     names = names or own_names(inventory)
     name, temporary, seconds = names.name, names.temporary, names.seconds
-    soft_stop(server, name)
-    waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
-    if not waited.ok:
-        progress(f"{name} still had connections after {seconds}s: removed anyway")
+    if soft_stop(server, name):
+        waited = server.run(docker.wait_exit(name, seconds), check=False,
+                            timeout=seconds + 30)
+        if not waited.ok:
+            progress(f"{name} still had connections after {seconds}s: removed anyway")
     server.run_chain(docker.remove(name), docker.rename(temporary, name), timeout=60)
     progress(f"{name} now runs {names.image}")
 

@@ -459,9 +459,8 @@ def stop_softly(server: ServerLike, inventory: Inventory, name: str, progress: P
     """An HAProxy container that listens beside another on the same ports removed without
     resetting a connection: restart policy off, soft stop (SIGUSR1: it closes its listeners
     and finishes its open connections, up to `timeouts.drain`), then removed."""
-    if running:
+    if running and soft_stop(server, name):
         seconds = soft_stop_seconds(inventory)
-        soft_stop(server, name)
         waited = server.run(docker.wait_exit(name, seconds), check=False, timeout=seconds + 30)
         if not waited.ok:
             progress(f"{name} still had connections after {seconds}s: removed anyway")

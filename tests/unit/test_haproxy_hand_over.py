@@ -220,30 +220,38 @@ class CheckingServer(FakeServer):
         return result
 
 
-@pytest.mark.parametrize("still_running", [False, True], ids=["exited", "running"])
+def inspected_old(running: bool) -> CommandResult:
+    state = {"Running": running, "Status": "running" if running else "exited"}
+    return CommandResult(json.dumps([{"Name": "/webapp-haproxy", "State": state}]), "", 0)
+
+
+@pytest.mark.parametrize(("inspected", "goes_on"), [
+    (inspected_old(False), True),
+    (CommandResult("[]\n", "Error: No such container: webapp-haproxy\n", 1), True),
+    (inspected_old(True), False),
+    (CommandResult("", "Cannot connect to the Docker daemon\n", 1), False),
+], ids=["exited", "gone", "running", "docker does not answer"])
 def test_an_old_haproxy_that_exits_as_it_is_told_again_to_stop_is_no_failure(
-        tmp_path: Path, still_running: bool) -> None:
+        tmp_path: Path, inspected: CommandResult, goes_on: bool) -> None:
     """The `up` that finishes a cut hand-over tells the old HAProxy to stop again; its last
     connection may end right then, and `docker kill` finds it not running: it has stopped,
-    the hand-over goes on (seen on the sandbox). A kill that fails while it runs still
-    fails the run."""
+    the hand-over goes on at once (no wait for it to drain, seen on the sandbox). A kill
+    that fails while it runs, or where Docker does not say, still fails the run."""
     from slotswap.remote.server import RemoteCommandError
     from slotswap.server.haproxy_handover import finish_interrupted_handover
 
-    left = left_containers("no")
-    now = {"Name": "/webapp-haproxy", "State": {"Running": still_running,
-                                                 "Status": "running" if still_running
-                                                 else "exited"}}
-    inspected = iter([left, CommandResult(json.dumps([now]), "", 0)])
+    answers = iter([left_containers("no"), inspected])
     server = CheckingServer(answers={
-        ("docker", "container", "inspect"): lambda argv: next(inspected),
+        ("docker", "container", "inspect"): lambda argv: next(answers),
         ("docker", "kill"): CommandResult("", "Error response from daemon: Cannot kill "
                                           "container: webapp-haproxy: is not running\n", 1)})
-    if still_running:
+    said: list[str] = []
+    if not goes_on:
         with pytest.raises(RemoteCommandError):
-            finish_interrupted_handover(server, inventory(tmp_path), lambda _: None)
-        assert ["docker", "rename", "webapp-haproxy-next", "webapp-haproxy"] \
-            not in server.commands
+            finish_interrupted_handover(server, inventory(tmp_path), said.append)
+        assert not [argv for argv in server.commands if argv[:2] == ["docker", "rename"]]
         return
-    assert finish_interrupted_handover(server, inventory(tmp_path), lambda _: None)
+    assert finish_interrupted_handover(server, inventory(tmp_path), said.append)
     assert server.commands[-1] == ["docker", "rename", "webapp-haproxy-next", "webapp-haproxy"]
+    assert not [argv for argv in server.commands if argv[0] == "timeout"]  # no drain wait
+    assert not [line for line in said if "removed anyway" in line]
