@@ -31,9 +31,9 @@ from slotswap.fleet import dry_run as dry_run_plans
 from slotswap.fleet.errors import EXIT_CONNECT, EXIT_DEPLOY_FAILED
 from slotswap.fleet.every_server import Progress, on_every_server
 from slotswap.fleet.runner import connected, servers_of
+from slotswap.fleet.serving_checks import refuse_two_haproxys
 from slotswap.remote.protocol import ServerLike
 from slotswap.server import logs, maintenance, one_off
-from slotswap.server.half_moved import refuse_half_moved
 from slotswap.server.role_status import hosts_of_role, role_by_name, with_web_slots
 
 
@@ -215,10 +215,11 @@ def maintenance_on(c: Context, message: str = maintenance.DEFAULT_MESSAGE,
             server, inv, entries)))
         return
     def switch_on(server: ServerLike, inv: Inventory, progress: Progress) -> str:
-        refuse_half_moved(server, inv)  # the old HAProxy would not learn of it
         return maintenance.switch_on(server, haproxy_dir(inv), entries, progress)
 
-    results = on_every_server(inv, switch_on, "maintenance.on", in_rotation=True)
+    # A second HAProxy beside the first would not learn of it: refused before any change.
+    results = on_every_server(inv, switch_on, "maintenance.on", first=refuse_two_haproxys,
+                              in_rotation=True)
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.on", results)
 
@@ -237,9 +238,9 @@ def maintenance_off(c: Context, inventory: str | None = None, hosts: str | None 
             server, inv, None)))
         return
     def switch_off(server: ServerLike, inv: Inventory, progress: Progress) -> str:
-        refuse_half_moved(server, inv)
         return maintenance.switch_off(server, haproxy_dir(inv), progress)
 
-    results = on_every_server(inv, switch_off, "maintenance.off", in_rotation=True)
+    results = on_every_server(inv, switch_off, "maintenance.off", first=refuse_two_haproxys,
+                              in_rotation=True)
     say(format_table(("server", "result"), [(r.name, r.text) for r in results]))
     exit_on_failure("maintenance.off", results)

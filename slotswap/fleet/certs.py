@@ -18,6 +18,7 @@ from slotswap.fleet.errors import EXIT_CONNECT
 from slotswap.fleet.every_server import on_every_server
 from slotswap.fleet.outcomes import ServerResult
 from slotswap.fleet.runner import in_turn, servers_of
+from slotswap.fleet.serving_checks import refuse_two_haproxys
 from slotswap.https import install as tls
 from slotswap.https.files import (
     EXPIRED,
@@ -32,7 +33,6 @@ from slotswap.https.files import (
     placeholder,
 )
 from slotswap.remote.protocol import ServerLike
-from slotswap.server.half_moved import refuse_half_moved
 from slotswap.server.locking import new_owner
 from slotswap.server.proxy_locks import holding, shared_lock
 
@@ -203,7 +203,6 @@ def renew(inventory: Inventory, *, force: bool) -> list[ServerResult]:
     bundle = renewal.bundle or issue(https.acme, https.names, say)  # type: ignore[arg-type]
 
     def install(server: ServerLike, inv: Inventory, progress: Progress) -> str:
-        refuse_half_moved(server, inv)  # the old HAProxy would serve the old certificate
         # A shared HAProxy has one certificate transaction for all its apps: its lock keeps
         # another app's install (its up, its renewal) out of this one's.
         with (holding(server, server.with_folders(inv), new_owner("certs.renew"),
@@ -213,7 +212,10 @@ def renew(inventory: Inventory, *, force: bool) -> list[ServerResult]:
                                     running=True)
         return "certificate installed" if installed else "unchanged"
 
-    return on_every_server(https_hosts(inventory), install, "certs.renew")
+    # A second HAProxy beside the first would serve the old certificate: refused before
+    # any change.
+    return on_every_server(https_hosts(inventory), install, "certs.renew",
+                           first=refuse_two_haproxys)
 
 
 def after_up(inventory: Inventory) -> list[ServerResult]:

@@ -13,6 +13,7 @@ Traffic goes only to the sandbox's own addresses, bounded by the load generator.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -59,6 +60,13 @@ class Apps:
         data["haproxy"]["image"] = image
         data.update(changes)
         path.write_text(yaml.safe_dump(data))
+
+    def serves(self, app: str) -> str:
+        """The one version every server serves the app (its status, as JSON)."""
+        document = json.loads(self.fab(app, "status", "--json").stdout)
+        versions = {server["version"] for server in document["servers"]}
+        assert len(versions) == 1, versions
+        return versions.pop()
 
     def proxies(self, address: str) -> list[str]:
         """The shared HAProxy's containers on a server, with their images."""
@@ -170,8 +178,10 @@ def test_a_new_image_that_cannot_start_leaves_the_shared_haproxy_serving(
     apps.owner_sets(sandbox.HAPROXY_IMAGE)
     assert apps.fab("shop", "up").returncode == 0
     with apps.load("shop") as shop, apps.load("admin") as admin:
-        # Each app to the version it did not serve.
-        for app, tag in (("shop", FIRST["shop"]), ("admin", "v1")):
-            assert apps.fab(app, "deploy", "--tag", tag).returncode == 0
+        for app in APPS:  # each to the version it does not serve
+            tag = "v1" if apps.serves(app) == "v2" else "v2"
+            deployed = apps.fab(app, "deploy", "--tag", tag)
+            assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+            assert apps.serves(app) == tag
     for report in (shop.stop(), admin.stop()):
         assert report.sent > 0 and report.failed == 0, report.failures

@@ -89,3 +89,33 @@ def test_where_an_interrupt_stopped_the_task(results: list[ServerResult], turn: 
     servers = [Named("s1"), Named("s2")]
     found = every_server.interrupted(servers, results, turn, begun=begun)  # type: ignore[arg-type]
     assert (found.name, found.text) == expected and found.exit_code == EXIT_INTERRUPTED
+
+
+def test_a_cut_hand_over_on_the_second_server_refuses_maintenance_before_any_change(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first pass of maintenance and certificates (fleet.serving_checks): s2 has the new
+    container of a cut HAProxy hand-over beside its HAProxy; s1, first in turn, is not
+    changed, and the one result names s2."""
+    from slotswap.fleet.serving_checks import refuse_two_haproxys
+    from tests.unit.simulated_docker import Container
+
+    fleet = Fleet(tmp_path, 2, monkeypatch)
+    assert fleet.run("deploy v1").exit_code == 0
+    s2 = fleet.servers[1]
+    s2.containers["webapp-haproxy-next"] = Container(
+        "webapp-haproxy-next", "haproxy", "sha256:1", {"slotswap.role": "haproxy"},
+        network="host")
+    changed: list[str] = []
+
+    def action(server: ServerLike, inventory: Inventory, progress: Callable[[str], None]
+               ) -> str:
+        changed.append(server.name)
+        return "maintenance on"
+
+    results = every_server.on_every_server(fleet.inventory, action, "maintenance.on",
+                                           first=refuse_two_haproxys)
+    assert changed == []
+    assert [(r.name, r.ok) for r in results] == [(s2.name, False)]
+    assert results[0].text == (f"{s2.name}: webapp-haproxy-next is left from an HAProxy "
+                               "upgrade that was cut short; run `fab up` to finish or undo it; "
+                               "nothing was changed")
