@@ -169,20 +169,29 @@ def answered(server: SharedSimServer, app: str) -> Answered | None:
     """What a request with the app's Host gets now (None: no HAProxy listens); where two
     HAProxys listen (a hand-over, a move), the one started last that has its backend
     (`disagree` holds them to the same answer)."""
-    if not server.haproxy_containers() or not server.haproxy_listens():
-        return None
-    found = answers(server, app)
-    if found:
-        return found[0]
-    processes = listening(server)
-    return answer_in(server, processes[0], app) if processes else None
+    return answered_and_disagree(server, app)[0]
 
 
 def disagree(server: SharedSimServer, app: str) -> list[Answered]:
     """Two HAProxys listen and answer the app with different versions (empty: they
     agree)."""
-    found = answers(server, app) if server.haproxy_containers() else []
-    return found if len({item.version for item in found}) > 1 else []
+    return answered_and_disagree(server, app)[1]
+
+
+def answered_and_disagree(server: SharedSimServer, app: str
+                          ) -> tuple[Answered | None, list[Answered]]:
+    """answered and disagree from one look at each HAProxy (the sweep asks both after every
+    call)."""
+    if not server.haproxy_containers():
+        return None, []
+    found = answers(server, app)
+    split = found if len({item.version for item in found}) > 1 else []
+    if not server.haproxy_listens():
+        return None, split
+    if found:
+        return found[0], split
+    processes = listening(server)
+    return (answer_in(server, processes[0], app) if processes else None), split
 
 
 def routed(server: SharedSimServer, app: str) -> str | None:
@@ -323,8 +332,9 @@ class AppsFleet:
             self.problems.append(f"{server.name}: HAProxy runs a config that never passed "
                                  f"its check, after `{what[:80]}`")
         for app in APPS:
-            now, before = answered(server, app), self.before.get((server.name, app))
-            if split := disagree(server, app):
+            (now, split), before = answered_and_disagree(server, app), \
+                self.before.get((server.name, app))
+            if split:
                 self.problems.append(f"{server.name}: two HAProxys answer {app} with "
                                      f"{split}, after `{what[:80]}`")
             if self.also is not None and app == self.also[0]:
