@@ -389,8 +389,9 @@ def test_https_leaves_worker_only_hosts_out(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(certs, "servers_of", lambda inv: read_on.append(
         [h.name for h in inv.hosts]) or [])
     installed_on: list[list[str]] = []
-    monkeypatch.setattr(certs, "on_every_server", lambda inv, action, task: installed_on.append(
-        [h.name for h in inv.hosts]) or [])
+    monkeypatch.setattr(certs, "on_every_server",
+                        lambda inv, action, task, **options: installed_on.append(
+                            [h.name for h in inv.hosts]) or [])
     monkeypatch.setattr(certs, "issue", lambda *args: None)
 
     certs.read_fleet(inventory)
